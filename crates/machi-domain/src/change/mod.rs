@@ -1,0 +1,17 @@
+//! Changes (異動): commands, their validation and the history they append
+//! (j200, j210, j460–j490, j560–j860, j980).
+
+mod command;
+mod error;
+mod history;
+mod plan;
+mod reason;
+
+pub use command::*;
+pub use error::ChangeError;
+pub use history::{AsOf, ChangeInfo, HistoryRow, plan_cancellation, select_as_of};
+pub use plan::{Allocated, ChangePlan, Notice, PlanContext, RegistryView, plan, reason_of};
+pub use reason::{ChangeReason, ReasonCategory};
+
+#[cfg(test)]
+mod tests;
