@@ -7,11 +7,10 @@
 //! comment names the section (`j80` = section (80), file `j80.txt` of the
 //! standard's text).
 
+pub mod change;
 pub mod dates;
 pub mod error;
 pub mod ids;
+pub mod model;
 pub mod names;
-// (enabled once dates/ids/names exist)
-// pub mod change;
-// pub mod model;
-// pub mod relationship;
+pub mod relationship;

@@ -13,6 +13,7 @@ use crate::relationship::Relationship;
 /// 住民種別: 日本人住民 or 外国人住民 (j10, j20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ResidentKind {
     Japanese,
     Foreign,
@@ -21,6 +22,7 @@ pub enum ResidentKind {
 /// 住民状態 (j10): a resident, or the reason the record became a 除票 (j50).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ResidentStatus {
     /// 住民
     Resident,
@@ -52,6 +54,7 @@ impl ResidentStatus {
 /// 性別.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Sex {
     Male,
     Female,

@@ -106,7 +106,9 @@ impl Localized for RelationshipError {
     fn message_ja(&self) -> String {
         match self {
             Self::Empty => "続柄が入力されていません。".into(),
-            Self::NotAllowed(s) => format!("続柄「{s}」は標準仕様で管理できる続柄ではありません（j110）。"),
+            Self::NotAllowed(s) => {
+                format!("続柄「{s}」は標準仕様で管理できる続柄ではありません（j110）。")
+            }
             Self::TooManyGenerations(s) => {
                 format!("続柄「{s}」は5世代以上です。「縁故者」としてください（j110）。")
             }
@@ -142,7 +144,15 @@ mod tests {
 
     #[test]
     fn rejects_what_j110_forbids() {
-        for s in ["", "祖父", "孫", "甥", "子の子の子の子の子", "準世帯主", "妻（未届）の子"] {
+        for s in [
+            "",
+            "祖父",
+            "孫",
+            "甥",
+            "子の子の子の子の子",
+            "準世帯主",
+            "妻（未届）の子",
+        ] {
             assert!(Relationship::parse(s).is_err(), "{s}");
         }
         assert_eq!(

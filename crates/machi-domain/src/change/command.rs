@@ -10,6 +10,7 @@ use crate::model::{ResidentKind, Sex};
 
 /// What every change carries (j200, j480, j570, j230).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeMeta {
     /// 異動日 (j480): 和暦 or 西暦; not after the processing day except for 転出.
     pub effective_date: String,
@@ -31,6 +32,7 @@ pub struct ChangeMeta {
 
 /// A person who becomes a resident (転入, 出生, 職権記載).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewPerson {
     pub name: String,
     #[serde(default)]
@@ -63,6 +65,7 @@ fn japanese() -> ResidentKind {
 
 /// The foreign-resident items of j20.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForeignInput {
     pub alphabet_name: String,
     #[serde(default)]
@@ -81,6 +84,7 @@ pub struct ForeignInput {
 
 /// An address as entered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddressInput {
     pub address: String,
     #[serde(default)]
@@ -93,6 +97,7 @@ pub struct AddressInput {
 /// existing one they join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HouseholdTarget {
     /// 全部: the persons form a new household at `address` (for 転居, the new address).
     New { address: AddressInput },
@@ -103,6 +108,7 @@ pub enum HouseholdTarget {
 /// A person who stays a resident and moves between households, with the
 /// 続柄 to the head of the household they end up in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberRelationship {
     pub addressee_number: String,
     pub relationship: String,
@@ -111,6 +117,7 @@ pub struct MemberRelationship {
 /// Corrected items (職権修正, 誤記修正). A field left out keeps its value; an
 /// empty string clears an optional item.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordPatch {
     #[serde(default)]
     pub name: Option<String>,
@@ -143,6 +150,7 @@ pub struct RecordPatch {
 /// One change (異動), one of the reasons of j210.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChangeCommand {
     /// 国内転入 (j590): persons move in from another municipality.
     MoveIn {
@@ -223,6 +231,7 @@ pub enum ChangeCommand {
 /// For a 転居 of part of a household: the movers form a new household, or join one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum MoveWithinHousehold {
     /// The movers form a new household; every mover gets a 続柄.
     New {
@@ -237,6 +246,7 @@ pub enum MoveWithinHousehold {
 
 /// A change as submitted: the command and what every change carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeRequest {
     #[serde(flatten)]
     pub meta: ChangeMeta,

@@ -113,7 +113,9 @@ impl Localized for ChangeError {
 
     fn message_ja(&self) -> String {
         match self {
-            Self::Field { field, message_ja, .. } => format!("{field}: {message_ja}"),
+            Self::Field {
+                field, message_ja, ..
+            } => format!("{field}: {message_ja}"),
             Self::Missing(f) => format!("必須項目「{f}」が入力されていません。"),
             Self::NoPersons => "異動者が指定されていません。".into(),
             Self::DuplicatePerson(a) => format!("宛名番号 {a} が重複して指定されています。"),
@@ -123,21 +125,34 @@ impl Localized for ChangeError {
             Self::HouseholdNotFound(h) => format!("世帯番号 {h} の世帯は存在しません。"),
             Self::HouseholdHasHead(h) => format!("世帯番号 {h} の世帯にはすでに世帯主がいます。"),
             Self::EffectiveDateInFuture(d) => {
-                format!("異動日 {d} が処理日より後です。転出以外は処理日以前の日を入力してください（j480）。")
+                format!(
+                    "異動日 {d} が処理日より後です。転出以外は処理日以前の日を入力してください（j480）。"
+                )
             }
-            Self::HeadChangeRequired { household, remaining } => format!(
+            Self::HeadChangeRequired {
+                household,
+                remaining,
+            } => format!(
                 "世帯主が世帯番号 {household} の世帯からいなくなり、世帯員が{remaining}人残ります。先に世帯主変更を行ってください（j490）。世帯主不在のまま処理する場合は確認のうえ指定してください。"
             ),
-            Self::HeadCount(n) => format!("新しい世帯の世帯主はちょうど1人にしてください（指定: {n}人）。"),
-            Self::NotAMember(a, h) => format!("宛名番号 {a} の方は世帯番号 {h} の世帯員ではありません。"),
-            Self::RelationshipMissing(a) => format!("宛名番号 {a} の方の続柄が指定されていません。"),
+            Self::HeadCount(n) => {
+                format!("新しい世帯の世帯主はちょうど1人にしてください（指定: {n}人）。")
+            }
+            Self::NotAMember(a, h) => {
+                format!("宛名番号 {a} の方は世帯番号 {h} の世帯員ではありません。")
+            }
+            Self::RelationshipMissing(a) => {
+                format!("宛名番号 {a} の方の続柄が指定されていません。")
+            }
             Self::MixedHouseholds => "異動者は同じ世帯から選んでください。".into(),
             Self::WholeHousehold(h) => {
                 format!("世帯番号 {h} の世帯全員が対象です。該当する別の異動で処理してください。")
             }
             Self::SameHousehold(h) => format!("異動元と異動先が同じ世帯（{h}）です。"),
             Self::DifferentAddress(a, b) => {
-                format!("世帯 {a} と世帯 {b} は住所が異なります。世帯変更等と住所変更は同時に行えません（j720）。")
+                format!(
+                    "世帯 {a} と世帯 {b} は住所が異なります。世帯変更等と住所変更は同時に行えません（j720）。"
+                )
             }
             Self::NothingToCorrect => "修正する項目がありません。".into(),
             Self::KindMismatch(m) => format!("住民種別に合わない項目です: {m}"),
@@ -145,7 +160,9 @@ impl Localized for ChangeError {
             Self::LaterChangesExist { person, change_id } => format!(
                 "宛名番号 {person} の方には異動 {change_id} より後の異動があります。後の異動から取り消してください。"
             ),
-            Self::NotCancellable(id) => format!("異動 {id} は取消しまたは取消し済みのため、取り消せません。"),
+            Self::NotCancellable(id) => {
+                format!("異動 {id} は取消しまたは取消し済みのため、取り消せません。")
+            }
             Self::DuplicateIdentity(what, a) => {
                 format!("同じ{what}の住民がすでに記録されています（宛名番号 {a}）。")
             }

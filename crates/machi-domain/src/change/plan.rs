@@ -118,7 +118,8 @@ impl ChangeRequest {
                     out.extend(rel_addressees(rels)?);
                 }
             }
-            ChangeCommand::MoveOut { persons, .. } | ChangeCommand::MoveOutAbroad { persons, .. } => {
+            ChangeCommand::MoveOut { persons, .. }
+            | ChangeCommand::MoveOutAbroad { persons, .. } => {
                 out.extend(addressees("persons", persons)?)
             }
             ChangeCommand::Death { person }
@@ -169,11 +170,15 @@ impl ChangeRequest {
                 household_number, ..
             } => vec![self::household("household_number", household_number)?],
             ChangeCommand::MoveWithin {
-                household: Some(MoveWithinHousehold::Join {
-                    household_number, ..
-                }),
+                household:
+                    Some(MoveWithinHousehold::Join {
+                        household_number, ..
+                    }),
                 ..
-            } => vec![self::household("household.household_number", household_number)?],
+            } => vec![self::household(
+                "household.household_number",
+                household_number,
+            )?],
             ChangeCommand::HouseholdMerge {
                 from_household,
                 into_household,
@@ -195,9 +200,8 @@ impl ChangeRequest {
     /// How many new addressee numbers the change needs.
     pub fn new_person_count(&self) -> usize {
         match &self.command {
-            ChangeCommand::MoveIn { persons, .. } | ChangeCommand::MoveInFromAbroad { persons, .. } => {
-                persons.len()
-            }
+            ChangeCommand::MoveIn { persons, .. }
+            | ChangeCommand::MoveInFromAbroad { persons, .. } => persons.len(),
             ChangeCommand::Birth { .. } | ChangeCommand::ExOfficioEntry { .. } => 1,
             _ => 0,
         }
@@ -222,9 +226,8 @@ impl ChangeRequest {
     /// The identities of new persons, to look for earlier records (j600).
     pub fn new_person_identities(&self) -> Vec<(Option<MyNumber>, Option<ResidentCode>)> {
         let persons: Vec<&NewPerson> = match &self.command {
-            ChangeCommand::MoveIn { persons, .. } | ChangeCommand::MoveInFromAbroad { persons, .. } => {
-                persons.iter().collect()
-            }
+            ChangeCommand::MoveIn { persons, .. }
+            | ChangeCommand::MoveInFromAbroad { persons, .. } => persons.iter().collect(),
             ChangeCommand::Birth { person, .. } | ChangeCommand::ExOfficioEntry { person, .. } => {
                 vec![person]
             }
@@ -277,7 +280,10 @@ fn relationships(
 ) -> Result<BTreeMap<AddresseeNumber, Relationship>, ChangeError> {
     let mut out = BTreeMap::new();
     for (i, m) in list.iter().enumerate() {
-        let a = addressee(&format!("relationships[{i}].addressee_number"), &m.addressee_number)?;
+        let a = addressee(
+            &format!("relationships[{i}].addressee_number"),
+            &m.addressee_number,
+        )?;
         let r = Relationship::parse(&m.relationship)
             .map_err(|e| ChangeError::field(format!("relationships[{i}].relationship"), &e))?;
         if out.insert(a.clone(), r).is_some() {
@@ -327,7 +333,10 @@ fn kana(field: &str, s: &Option<String>) -> Result<Option<Furigana>, ChangeError
     }
 }
 
-fn parse_opt<T: std::str::FromStr>(field: &str, s: &Option<String>) -> Result<Option<T>, ChangeError>
+fn parse_opt<T: std::str::FromStr>(
+    field: &str,
+    s: &Option<String>,
+) -> Result<Option<T>, ChangeError>
 where
     T::Err: crate::error::Localized,
 {
@@ -388,7 +397,9 @@ pub fn plan(
         ctx,
     )? {
         Some(d) => {
-            let d = d.as_calendar().ok_or_else(|| ChangeError::Missing("filed_on".into()))?;
+            let d = d
+                .as_calendar()
+                .ok_or_else(|| ChangeError::Missing("filed_on".into()))?;
             if d > ctx.today {
                 return Err(ChangeError::EffectiveDateInFuture(d.to_string()));
             }
@@ -568,7 +579,10 @@ impl Planner<'_> {
         for (i, p) in persons.iter().enumerate() {
             new_records.push(self.new_person(&format!("persons[{i}]"), p, &target_number)?);
         }
-        let heads = new_records.iter().filter(|r| r.relationship.is_head()).count();
+        let heads = new_records
+            .iter()
+            .filter(|r| r.relationship.is_head())
+            .count();
         let (household_number, addr, head_name) = match target {
             HouseholdTarget::New { address: a } => {
                 // j100 allows a household without a head, but a household formed
@@ -592,14 +606,12 @@ impl Planner<'_> {
                 let first = members
                     .first()
                     .ok_or_else(|| ChangeError::HouseholdNotFound(h.clone()))?;
-                let head_name = existing_head
-                    .map(|m| m.name.clone())
-                    .or_else(|| {
-                        new_records
-                            .iter()
-                            .find(|r| r.relationship.is_head())
-                            .map(|r| r.name.clone())
-                    });
+                let head_name = existing_head.map(|m| m.name.clone()).or_else(|| {
+                    new_records
+                        .iter()
+                        .find(|r| r.relationship.is_head())
+                        .map(|r| r.name.clone())
+                });
                 let addr = first.address.clone();
                 if heads > 0 {
                     // A newcomer becomes head of a headless household: every
@@ -822,7 +834,9 @@ impl Planner<'_> {
         match target {
             None => {
                 if !whole {
-                    return Err(ChangeError::Missing("household (part of a household moves)".into()));
+                    return Err(ChangeError::Missing(
+                        "household (part of a household moves)".into(),
+                    ));
                 }
                 for mut r in movers {
                     r.address = new_address.clone();
@@ -830,7 +844,9 @@ impl Planner<'_> {
                     self.put(r);
                 }
             }
-            Some(MoveWithinHousehold::New { relationships: rels }) => {
+            Some(MoveWithinHousehold::New {
+                relationships: rels,
+            }) => {
                 let rels = relationships(rels)?;
                 let h = self.new_household_number()?;
                 self.regroup(&movers, &rels, &h, None, Some(&new_address))?;
@@ -878,7 +894,10 @@ impl Planner<'_> {
     ) -> Result<(), ChangeError> {
         for a in rels.keys() {
             if !movers.iter().any(|m| &m.addressee_number == a) {
-                return Err(ChangeError::NotAMember(a.clone(), movers[0].household_number.clone()));
+                return Err(ChangeError::NotAMember(
+                    a.clone(),
+                    movers[0].household_number.clone(),
+                ));
             }
         }
         let heads: Vec<&ResidentRecord> = movers
@@ -1093,7 +1112,8 @@ impl Planner<'_> {
             r.sex = v;
         }
         if let Some(v) = &patch.relationship {
-            let rel = Relationship::parse(v).map_err(|e| ChangeError::field("patch.relationship", &e))?;
+            let rel =
+                Relationship::parse(v).map_err(|e| ChangeError::field("patch.relationship", &e))?;
             if rel.is_head() != r.relationship.is_head() {
                 return Err(ChangeError::KindMismatch(
                     "世帯主 is changed with a head change / 世帯主は世帯主変更で変更してください",
@@ -1140,11 +1160,20 @@ impl Planner<'_> {
             r.resident_code = parse_opt("patch.resident_code", &Some(v.clone()))?;
         }
         if let Some(v) = &patch.address_since {
-            r.address_since = opt_date("patch.address_since", &Some(v.clone()), DatePolicy::AllowIrregular, ctx)?;
+            r.address_since = opt_date(
+                "patch.address_since",
+                &Some(v.clone()),
+                DatePolicy::AllowIrregular,
+                ctx,
+            )?;
         }
         if let Some(v) = &patch.resident_since {
-            r.resident_since =
-                opt_date("patch.resident_since", &Some(v.clone()), DatePolicy::AllowIrregular, ctx)?;
+            r.resident_since = opt_date(
+                "patch.resident_since",
+                &Some(v.clone()),
+                DatePolicy::AllowIrregular,
+                ctx,
+            )?;
         }
         if r == before {
             return Err(ChangeError::NothingToCorrect);

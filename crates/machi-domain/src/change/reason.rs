@@ -18,6 +18,7 @@ pub enum ReasonCategory {
 /// [`ChangeReason::CancellationAmendment`] (j210 「実装しない機能」).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChangeReason {
     /// 国内転入
     MoveIn,

@@ -1,0 +1,159 @@
+//! Errors as the API returns them: an HTTP status and
+//! `{ "code", "message_ja", "message_en", "field"? }`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use machi_domain::change::ChangeError;
+use machi_domain::error::Localized;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+/// An error answer. `code` is stable and machine-readable.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(example = "invalid_my_number")]
+    pub code: String,
+    pub message_ja: String,
+    pub message_en: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An API error: status + body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, ja: impl Into<String>, en: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.to_string(),
+                message_ja: ja.into(),
+                message_en: en.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub fn localized(status: StatusCode, e: &dyn Localized) -> Self {
+        Self::new(status, e.code(), e.message_ja(), e.message_en())
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(code: &str, ja: impl Into<String>, en: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, ja, en)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "内部エラーが発生しました。処理は行われていません。管理者に連絡してください。",
+            "an internal error occurred; nothing was changed; contact the administrator",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use StatusCode as S;
+        match e {
+            ServiceError::TenantNotFound(c) => ApiError::new(
+                S::NOT_FOUND,
+                "tenant_not_found",
+                format!("団体コード {c} の団体は登録されていません。"),
+                format!("no tenant with municipality code {c}"),
+            ),
+            ServiceError::PersonNotFound(a) => ApiError::new(
+                S::NOT_FOUND,
+                "person_not_found",
+                format!("宛名番号 {a} の住民は存在しません。"),
+                format!("no person with addressee number {a}"),
+            ),
+            ServiceError::NotRecordedAsOf(a) => ApiError::new(
+                S::NOT_FOUND,
+                "not_recorded_as_of",
+                format!("宛名番号 {a} の方は指定の時点では記録されていません。"),
+                format!("person {a} has no record at the requested time"),
+            ),
+            ServiceError::HouseholdNotFound(h) => ApiError::new(
+                S::NOT_FOUND,
+                "household_not_found",
+                format!("世帯番号 {h} の世帯は存在しません。"),
+                format!("no household with number {h}"),
+            ),
+            ServiceError::ChangeNotFound(id) => ApiError::new(
+                S::NOT_FOUND,
+                "change_not_found",
+                format!("異動 {id} は存在しません。"),
+                format!("no change with id {id}"),
+            ),
+            ServiceError::TenantExists(c) => ApiError::new(
+                S::CONFLICT,
+                "tenant_exists",
+                format!("団体コード {c} の団体はすでに登録されています。"),
+                format!("tenant {c} already exists"),
+            ),
+            ServiceError::Invalid {
+                field,
+                code,
+                message_ja,
+                message_en,
+            } => ApiError::new(S::BAD_REQUEST, code, message_ja, message_en).with_field(field),
+            ServiceError::Change(c) => {
+                let status = match &c {
+                    ChangeError::DuplicateIdentity(..)
+                    | ChangeError::LaterChangesExist { .. }
+                    | ChangeError::NotCancellable(_) => S::CONFLICT,
+                    _ => S::UNPROCESSABLE_ENTITY,
+                };
+                let field = match &c {
+                    ChangeError::Field { field, .. } => Some(field.clone()),
+                    ChangeError::Missing(f) => Some(f.clone()),
+                    _ => None,
+                };
+                let mut e = ApiError::localized(status, &c);
+                if let ChangeError::Field {
+                    message_ja,
+                    message_en,
+                    ..
+                } = &c
+                {
+                    e.body.message_ja = message_ja.clone();
+                    e.body.message_en = message_en.clone();
+                }
+                e.body.field = field;
+                e
+            }
+            ServiceError::Store(StoreError::Conflict) => ApiError::new(
+                S::CONFLICT,
+                "conflict",
+                "同じ記録への別の処理が先に確定しました。内容を確認してやり直してください。",
+                "another change to the same record was committed first; check and retry",
+            ),
+            ServiceError::Store(e) => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! What the API returns: records as people read them (dates in 和暦 with
+//! the value kept as entered, labels in Japanese) and as programs read them
+//! (ISO dates, snake_case codes).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use machi_domain::change::{ChangeInfo, HistoryRow, Notice};
+use machi_domain::dates::{DateValue, EraTable, format_seireki};
+use machi_domain::model::{ResidentKind, ResidentRecord};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::service::clock::jst;
+use crate::store::records::ChangeRecord;
+
+/// A date as the registry keeps it (j80): a calendar date, a non-calendar
+/// date or an unknown date, never invented.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DateView {
+    /// How to show it: 和暦 (j90), or 西暦 for a foreign resident's birth
+    /// date and end of stay. Unknown and non-calendar dates as entered.
+    #[schema(example = "平成元年1月8日")]
+    pub text: String,
+    /// `calendar`, `non_calendar` or `unknown`.
+    #[schema(example = "calendar")]
+    pub kind: String,
+    /// ISO 8601, for calendar dates only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "1989-01-08")]
+    pub iso: Option<String>,
+    /// 和暦 form.
+    pub wareki: String,
+}
+
+impl DateView {
+    pub fn new(d: &DateValue, eras: &EraTable, seireki: bool) -> Self {
+        let kind = match d {
+            DateValue::Calendar { .. } => "calendar",
+            DateValue::NonCalendar { .. } => "non_calendar",
+            DateValue::Unknown(_) => "unknown",
+        };
+        let wareki = d.display_wareki(eras);
+        DateView {
+            text: if seireki { d.display_seireki(eras) } else { wareki.clone() },
+            kind: kind.to_string(),
+            iso: d.as_calendar().map(|c| c.to_string()),
+            wareki,
+        }
+    }
+
+    pub fn day(d: NaiveDate, eras: &EraTable) -> Self {
+        Self::new(&DateValue::calendar(d), eras, false)
+    }
+}
+
+/// 本籍・筆頭者
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DomicileView {
+    pub domicile: String,
+    pub head: String,
+}
+
+/// The items only foreign residents have (j20).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForeignView {
+    pub alphabet_name: String,
+    pub alias: Option<String>,
+    pub alias_kana: Option<String>,
+    pub nationality: String,
+    pub residence_status: String,
+    pub period_of_stay: Option<String>,
+    /// 在留期間の満了の日, in 西暦 (j90).
+    pub stay_expires_on: Option<DateView>,
+    pub card_number: Option<String>,
+}
+
+/// 消除 facts of a 除票.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovalView {
+    pub reason: String,
+    pub reason_label_ja: String,
+    pub date: DateView,
+    pub destination: Option<String>,
+    pub destination_abroad: bool,
+}
+
+/// The change that appended a history row (j200).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeInfoView {
+    pub change_id: i64,
+    /// 異動事由 code (j210).
+    pub reason: String,
+    pub reason_label_ja: String,
+    /// 異動日
+    pub effective_date: DateView,
+    /// 処理日
+    pub processed_on: DateView,
+    /// 届出日
+    pub filed_on: Option<DateView>,
+    /// 入力場所
+    pub input_place: String,
+    /// 入力端末
+    pub input_terminal: String,
+    /// Transaction time, RFC 3339 (JST).
+    pub recorded_at: String,
+    /// For 異動の取消し: the cancelled change.
+    pub cancels: Option<i64>,
+}
+
+impl ChangeInfoView {
+    pub fn new(c: &ChangeInfo, eras: &EraTable) -> Self {
+        ChangeInfoView {
+            change_id: c.change_id,
+            reason: c.reason.code().to_string(),
+            reason_label_ja: c.reason.label_ja().to_string(),
+            effective_date: DateView::new(&c.effective_date, eras, false),
+            processed_on: DateView::day(c.processed_on, eras),
+            filed_on: c.filed_on.map(|d| DateView::day(d, eras)),
+            input_place: c.input_place.clone(),
+            input_terminal: c.input_terminal.clone(),
+            recorded_at: rfc3339(c.recorded_at),
+            cancels: c.cancels,
+        }
+    }
+}
+
+/// Microseconds since the epoch as RFC 3339 in JST.
+pub fn rfc3339(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .map(|t| t.with_timezone(&jst()).to_rfc3339())
+        .unwrap_or_default()
+}
+
+/// 住民票: one history row (the current one unless asked "as of").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResidentView {
+    /// 宛名番号
+    pub addressee_number: String,
+    /// 履歴番号
+    pub history_number: i64,
+    /// 世帯番号
+    pub household_number: String,
+    /// `japanese` or `foreign`
+    pub kind: String,
+    /// `resident`, `moved_out`, `deceased`, `removed`, `entry_cancelled`
+    pub status: String,
+    pub status_label_ja: String,
+    /// 氏名, exactly as entered.
+    pub name: String,
+    /// フリガナ
+    pub name_kana: Option<String>,
+    /// 生年月日
+    pub birth_date: DateView,
+    /// `male` or `female`
+    pub sex: String,
+    pub sex_label_ja: String,
+    /// 続柄
+    pub relationship: String,
+    /// 世帯主の氏名
+    pub head_name: Option<String>,
+    pub registered_domicile: Option<DomicileView>,
+    pub address: String,
+    /// 方書
+    pub address_annex: Option<String>,
+    pub postal_code: Option<String>,
+    /// 住定日
+    pub address_since: Option<DateView>,
+    /// 住民となった年月日
+    pub resident_since: Option<DateView>,
+    /// 転入前住所
+    pub previous_address: Option<String>,
+    /// Whether a 個人番号 is recorded. The number itself is never returned
+    /// by this endpoint.
+    pub has_my_number: bool,
+    /// Masked 個人番号 (`************`) when one is recorded.
+    pub my_number_masked: Option<String>,
+    /// 住民票コード
+    pub resident_code: Option<String>,
+    pub foreign: Option<ForeignView>,
+    pub removal: Option<RemovalView>,
+    /// The change that appended this row.
+    pub change: ChangeInfoView,
+}
+
+impl ResidentView {
+    pub fn new(row: &HistoryRow, eras: &EraTable) -> Self {
+        let r: &ResidentRecord = &row.record;
+        let foreign = r.kind == ResidentKind::Foreign;
+        let code = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        ResidentView {
+            addressee_number: r.addressee_number.to_string(),
+            history_number: row.history_number,
+            household_number: r.household_number.to_string(),
+            kind: code(serde_json::to_value(r.kind).unwrap_or_default()),
+            status: code(serde_json::to_value(r.status).unwrap_or_default()),
+            status_label_ja: r.status.label_ja().to_string(),
+            name: r.name.as_str().to_string(),
+            name_kana: r.name_kana.as_ref().map(|k| k.as_str().to_string()),
+            // j90: a foreign resident's birth date is shown in 西暦.
+            birth_date: DateView::new(&r.birth_date, eras, foreign),
+            sex: code(serde_json::to_value(r.sex).unwrap_or_default()),
+            sex_label_ja: r.sex.label_ja().to_string(),
+            relationship: r.relationship.to_string(),
+            head_name: r.head_name.as_ref().map(|n| n.as_str().to_string()),
+            registered_domicile: r.registered_domicile.as_ref().map(|d| DomicileView {
+                domicile: d.domicile.clone(),
+                head: d.head.clone(),
+            }),
+            address: r.address.address.clone(),
+            address_annex: r.address.annex.clone(),
+            postal_code: r.address.postal_code.as_ref().map(|p| p.to_string()),
+            address_since: r.address_since.as_ref().map(|d| DateView::new(d, eras, false)),
+            resident_since: r.resident_since.as_ref().map(|d| DateView::new(d, eras, false)),
+            previous_address: r.previous_address.clone(),
+            has_my_number: r.my_number.is_some(),
+            my_number_masked: r.my_number.as_ref().map(|n| n.masked().to_string()),
+            resident_code: r.resident_code.as_ref().map(|c| c.to_string()),
+            foreign: r.foreign.as_ref().map(|f| ForeignView {
+                alphabet_name: f.alphabet_name.clone(),
+                alias: f.alias.as_ref().map(|a| a.as_str().to_string()),
+                alias_kana: f.alias_kana.as_ref().map(|a| a.as_str().to_string()),
+                nationality: f.nationality.clone(),
+                residence_status: f.residence_status.clone(),
+                period_of_stay: f.period_of_stay.clone(),
+                stay_expires_on: f.stay_expires_on.as_ref().map(|d| DateView::new(d, eras, true)),
+                card_number: f.card_number.clone(),
+            }),
+            removal: r.removal.as_ref().map(|m| RemovalView {
+                reason: m.reason.code().to_string(),
+                reason_label_ja: m.reason.label_ja().to_string(),
+                date: DateView::new(&m.date, eras, false),
+                destination: m.destination.as_ref().map(|d| match &d.annex {
+                    Some(a) => format!("{}　{}", d.address, a),
+                    None => d.address.clone(),
+                }),
+                destination_abroad: m.destination.as_ref().is_some_and(|d| d.abroad),
+            }),
+            change: ChangeInfoView::new(&row.change, eras),
+        }
+    }
+}
+
+/// A person's record with the whole history, oldest first (j200, j350).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResidentDetail {
+    pub record: ResidentView,
+    pub history: Vec<ResidentView>,
+}
+
+/// A household (世帯) with its members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HouseholdView {
+    pub household_number: String,
+    pub address: String,
+    pub address_annex: Option<String>,
+    /// 世帯主's addressee number; None while the household has no head (j100).
+    pub head_addressee_number: Option<String>,
+    pub head_name: Option<String>,
+    pub members: Vec<ResidentView>,
+}
+
+/// A page of search results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResults {
+    pub results: Vec<ResidentView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// A recorded change (異動).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeView {
+    pub change_id: i64,
+    pub reason: String,
+    pub reason_label_ja: String,
+    pub effective_date: DateView,
+    pub processed_on: DateView,
+    pub filed_on: Option<DateView>,
+    pub input_place: String,
+    pub input_terminal: String,
+    pub operator: String,
+    pub recorded_at: String,
+    pub cancels: Option<i64>,
+    /// The persons whose history the change appended to.
+    pub persons: Vec<String>,
+    /// j490/j500 notices raised by the change.
+    #[schema(value_type = Vec<Object>)]
+    pub notices: serde_json::Value,
+    /// The request as submitted.
+    #[schema(value_type = Object)]
+    pub request: serde_json::Value,
+}
+
+impl ChangeView {
+    pub fn new(c: &ChangeRecord, eras: &EraTable) -> Self {
+        ChangeView {
+            change_id: c.change_id,
+            reason: c.reason.code().to_string(),
+            reason_label_ja: c.reason.label_ja().to_string(),
+            effective_date: DateView::new(&c.effective_date, eras, false),
+            processed_on: DateView::day(c.processed_on, eras),
+            filed_on: c.filed_on.map(|d| DateView::day(d, eras)),
+            input_place: c.input_place.clone(),
+            input_terminal: c.input_terminal.clone(),
+            operator: c.operator.clone(),
+            recorded_at: rfc3339(c.recorded_at),
+            cancels: c.cancels,
+            persons: c.persons.iter().map(|p| p.to_string()).collect(),
+            notices: c.notices.clone(),
+            request: c.request.clone(),
+        }
+    }
+}
+
+/// The answer to a committed change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeResult {
+    pub change_id: i64,
+    pub reason: String,
+    pub reason_label_ja: String,
+    /// The history rows the change appended.
+    pub rows: Vec<ResidentView>,
+    #[schema(value_type = Vec<Object>)]
+    pub notices: Vec<Notice>,
+    /// Sequence number of the linkage event published for the change.
+    pub event_seq: i64,
+}
+
+/// A page of changes, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeList {
+    pub changes: Vec<ChangeView>,
+    pub next: Option<String>,
+}
+
+pub fn seireki(d: NaiveDate) -> String {
+    format_seireki(d)
+}

@@ -1,0 +1,7 @@
+//! Services: the use cases the HTTP API and the CLI drive alike.
+
+pub mod clock;
+pub mod registry;
+
+pub use clock::Clock;
+pub use registry::{Actor, Registry, ServiceError};

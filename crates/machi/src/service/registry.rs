@@ -1,0 +1,627 @@
+//! The registry service: submits changes (one transaction each: facts,
+//! history rows, audit entry, outbox event) and answers reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use machi_domain::change::{
+    self, Allocated, AsOf, ChangeCommand, ChangeError, ChangeInfo, ChangePlan, ChangeReason,
+    ChangeRequest, HistoryRow, Notice, PlanContext, RegistryView,
+};
+use machi_domain::dates::{DatePolicy, DateValue, EraTable};
+use machi_domain::error::Localized;
+use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
+use machi_domain::names::{is_kana_query, search_key};
+use serde::Serialize;
+
+use super::Clock;
+use crate::store::records::{self, AuditEntry, ChangeRecord, SearchFilter};
+use crate::store::tenants::Tenant;
+use crate::store::{Store, StoreError};
+
+/// Who is acting, and from where (j230, j1370).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub operator: String,
+    pub terminal: String,
+}
+
+impl Actor {
+    pub fn system(name: &str) -> Self {
+        Actor {
+            operator: name.to_string(),
+            terminal: "-".to_string(),
+        }
+    }
+}
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no tenant with municipality code {0}")]
+    TenantNotFound(String),
+    #[error("no person with addressee number {0}")]
+    PersonNotFound(String),
+    #[error("person {0} has no record at the requested time")]
+    NotRecordedAsOf(String),
+    #[error("no household with number {0}")]
+    HouseholdNotFound(String),
+    #[error("no change with id {0}")]
+    ChangeNotFound(i64),
+    #[error("{0}")]
+    Change(#[from] ChangeError),
+    #[error("{field}: {message_en}")]
+    Invalid {
+        field: String,
+        code: &'static str,
+        message_ja: String,
+        message_en: String,
+    },
+    #[error("tenant {0} already exists")]
+    TenantExists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub fn invalid(field: &str, e: &dyn Localized) -> Self {
+        ServiceError::Invalid {
+            field: field.to_string(),
+            code: e.code(),
+            message_ja: e.message_ja(),
+            message_en: e.message_en(),
+        }
+    }
+}
+
+/// What a committed change produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeOutcome {
+    pub change_id: i64,
+    pub reason: ChangeReason,
+    pub rows: Vec<HistoryRow>,
+    pub notices: Vec<Notice>,
+    pub audit_seq: i64,
+    pub event_seq: i64,
+}
+
+/// Search parameters as a clerk or a client sends them (j340).
+#[derive(Debug, Clone, Default)]
+pub struct SearchParams {
+    /// 氏名 (kanji, alphabet or 通称) or フリガナ; partial; folded per j330.
+    pub name: Option<String>,
+    pub birth_date: Option<String>,
+    pub address: Option<String>,
+    pub addressee_number: Option<String>,
+    pub household_number: Option<String>,
+    pub include_history: bool,
+    pub include_removed: bool,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub rows: Vec<HistoryRow>,
+    /// The last addressee number of the page, when more may follow.
+    pub next_after: Option<AddresseeNumber>,
+}
+
+/// The registry: shared, cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    eras: Arc<EraTable>,
+    clock: Clock,
+}
+
+impl Registry {
+    pub fn new(store: Store, eras: EraTable, clock: Clock) -> Self {
+        Registry {
+            store,
+            eras: Arc::new(eras),
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn eras(&self) -> &EraTable {
+        &self.eras
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    // ---- tenants ----
+
+    pub async fn create_tenant(
+        &self,
+        code: MunicipalityCode,
+        name: &str,
+        prefecture: &str,
+    ) -> Result<Tenant, ServiceError> {
+        for (field, v) in [("name", name), ("prefecture", prefecture)] {
+            if v.trim().is_empty() || v.chars().count() > 64 || v.chars().any(char::is_control) {
+                return Err(ServiceError::Invalid {
+                    field: field.into(),
+                    code: "invalid_tenant",
+                    message_ja: format!("{field} は1〜64文字で入力してください。"),
+                    message_en: format!("{field} must be 1 to 64 characters"),
+                });
+            }
+        }
+        let t = Tenant {
+            municipality_code: code,
+            name: name.trim().to_string(),
+            prefecture: prefecture.trim().to_string(),
+            created_at: self.clock.now().timestamp_micros(),
+        };
+        if !self.store.create_tenant(&t).await? {
+            return Err(ServiceError::TenantExists(t.municipality_code.to_string()));
+        }
+        Ok(t)
+    }
+
+    pub async fn tenant(&self, code: &MunicipalityCode) -> Result<Tenant, ServiceError> {
+        self.store
+            .get_tenant(code)
+            .await?
+            .ok_or_else(|| ServiceError::TenantNotFound(code.to_string()))
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, ServiceError> {
+        Ok(self.store.list_tenants().await?)
+    }
+
+    // ---- changes ----
+
+    /// Validates and commits one change: facts, history rows, an audit entry
+    /// and an outbox event, in one transaction. On any error nothing is written.
+    pub async fn submit(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+        actor: &Actor,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        self.tenant(tenant).await?;
+        let now = self.clock.now();
+        let ctx = PlanContext {
+            eras: &self.eras,
+            today: self.clock.today(),
+        };
+        let mut tx = self.store.begin_write(Some(tenant)).await?;
+        let mut numbers: HashMap<AddresseeNumber, i64> = HashMap::new();
+        let (plan, cancels) = match &req.command {
+            ChangeCommand::Cancel { change_id } => {
+                let target = records::get_change(&mut tx, tenant, *change_id)
+                    .await?
+                    .ok_or(ChangeError::ChangeNotFound(*change_id))?;
+                if target.cancels.is_some()
+                    || records::cancellation_of(&mut tx, tenant, *change_id)
+                        .await?
+                        .is_some()
+                {
+                    return Err(ChangeError::NotCancellable(*change_id).into());
+                }
+                let histories = records::histories_of_change(&mut tx, tenant, *change_id).await?;
+                for (a, h) in &histories {
+                    if let Some(n) = h.iter().map(|r| r.history_number).max() {
+                        numbers.insert(a.clone(), n);
+                    }
+                }
+                (change::plan_cancellation(*change_id, &histories)?, Some(*change_id))
+            }
+            _ => {
+                let plan = self.plan(&mut tx, tenant, req, &ctx, &mut numbers).await?;
+                (plan, None)
+            }
+        };
+        let change_id = records::bump_counter(&mut tx, tenant, "change", 1).await?;
+        let recorded_at = now.timestamp_micros();
+        let info = ChangeInfo {
+            change_id,
+            reason: plan.reason,
+            effective_date: plan.effective_date.clone(),
+            processed_on: ctx.today,
+            filed_on: plan.filed_on,
+            input_place: req.meta.input_place.trim().to_string(),
+            input_terminal: req.meta.input_terminal.trim().to_string(),
+            recorded_at,
+            cancels,
+        };
+        let mut rows = Vec::with_capacity(plan.rows.len());
+        for record in plan.rows {
+            let history_number = numbers
+                .get(&record.addressee_number)
+                .map_or(1, |n| n + 1);
+            let row = HistoryRow {
+                history_number,
+                record,
+                change: info.clone(),
+            };
+            records::append_history(&mut tx, tenant, &row).await?;
+            rows.push(row);
+        }
+        let persons: Vec<AddresseeNumber> =
+            rows.iter().map(|r| r.record.addressee_number.clone()).collect();
+        let notices = serde_json::to_value(&plan.notices).unwrap_or_default();
+        let request = serde_json::to_value(req).unwrap_or_default();
+        records::insert_change(
+            &mut tx,
+            tenant,
+            &ChangeRecord {
+                change_id,
+                reason: plan.reason,
+                effective_date: plan.effective_date.clone(),
+                processed_on: ctx.today,
+                filed_on: plan.filed_on,
+                input_place: info.input_place.clone(),
+                input_terminal: info.input_terminal.clone(),
+                operator: actor.operator.clone(),
+                recorded_at,
+                cancels,
+                request,
+                notices,
+                persons: persons.clone(),
+            },
+        )
+        .await?;
+        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+        let audit_seq = records::append_audit(
+            &mut tx,
+            tenant,
+            recorded_at,
+            &AuditEntry {
+                operator: actor.operator.clone(),
+                terminal: actor.terminal.clone(),
+                function: format!("change.{}", plan.reason.code()),
+                target: target.join(","),
+                detail: serde_json::json!({ "change_id": change_id }).to_string(),
+                my_number_shown: false,
+            },
+        )
+        .await?;
+        // The event names what changed; a subscriber reads the records it is
+        // allowed to see through the API.
+        let payload = serde_json::json!({
+            "change_id": change_id,
+            "reason": plan.reason.code(),
+            "effective_date": plan.effective_date,
+            "cancels": cancels,
+            "persons": rows.iter().map(|r| serde_json::json!({
+                "addressee_number": r.record.addressee_number,
+                "history_number": r.history_number,
+                "household_number": r.record.household_number,
+                "status": r.record.status,
+            })).collect::<Vec<_>>(),
+        });
+        let event_seq = records::append_event(
+            &mut tx,
+            tenant,
+            "resident.changed",
+            Some(change_id),
+            &payload,
+            recorded_at,
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from_db)?;
+        Ok(ChangeOutcome {
+            change_id,
+            reason: plan.reason,
+            rows,
+            notices: plan.notices,
+            audit_seq,
+            event_seq,
+        })
+    }
+
+    /// Loads what the command needs, allocates numbers and plans it.
+    async fn plan(
+        &self,
+        tx: &mut crate::store::Tx,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+        ctx: &PlanContext<'_>,
+        numbers: &mut HashMap<AddresseeNumber, i64>,
+    ) -> Result<ChangePlan, ServiceError> {
+        let mut view = RegistryView::default();
+        let persons = req.referenced_persons()?;
+        let mut households = req.referenced_households()?;
+        for row in records::current_rows(tx, tenant, &persons).await? {
+            if row.record.status.is_resident() && !households.contains(&row.record.household_number) {
+                households.push(row.record.household_number.clone());
+            }
+            numbers.insert(row.record.addressee_number.clone(), row.history_number);
+            view.insert(row.record);
+        }
+        for row in records::household_rows(tx, tenant, &households).await? {
+            numbers.insert(row.record.addressee_number.clone(), row.history_number);
+            view.insert(row.record);
+        }
+        // j600: a person who was a resident before keeps the addressee number.
+        let mut slots: Vec<Option<AddresseeNumber>> = Vec::new();
+        for (my_number, resident_code) in req.new_person_identities() {
+            let key = my_number
+                .as_ref()
+                .map(|n| records::my_number_key(tenant, n.as_str()));
+            let mut reuse = None;
+            if key.is_some() || resident_code.is_some() {
+                let found = records::rows_by_identity(
+                    tx,
+                    tenant,
+                    key.as_deref(),
+                    resident_code.as_ref().map(|c| c.as_str()),
+                )
+                .await?;
+                for row in found {
+                    let a = row.record.addressee_number.clone();
+                    if row.record.status.is_resident() {
+                        let what = if my_number.is_some() && row.record.my_number == my_number {
+                            "個人番号 (my number)"
+                        } else {
+                            "住民票コード (resident code)"
+                        };
+                        return Err(ChangeError::DuplicateIdentity(what, a).into());
+                    }
+                    numbers.insert(a.clone(), row.history_number);
+                    reuse = Some(a);
+                }
+            }
+            slots.push(reuse);
+        }
+        let fresh = slots.iter().filter(|s| s.is_none()).count() as i64;
+        let mut alloc = Allocated::default();
+        if fresh > 0 {
+            let last = records::bump_counter(tx, tenant, "addressee", fresh).await?;
+            let mut serial = last - fresh;
+            for slot in slots {
+                match slot {
+                    Some(a) => alloc.addressees.push(a),
+                    None => {
+                        serial += 1;
+                        alloc.addressees.push(addressee_from_serial(serial)?);
+                    }
+                }
+            }
+        } else {
+            alloc.addressees = slots.into_iter().flatten().collect();
+        }
+        if req.needs_new_household() {
+            let serial = records::bump_counter(tx, tenant, "household", 1).await?;
+            alloc.household = Some(household_from_serial(serial)?);
+        }
+        Ok(change::plan(req, &view, &alloc, ctx)?)
+    }
+
+    pub async fn change(
+        &self,
+        tenant: &MunicipalityCode,
+        change_id: i64,
+    ) -> Result<ChangeRecord, ServiceError> {
+        self.tenant(tenant).await?;
+        let mut tx = self.store.begin_read(Some(tenant)).await?;
+        let c = records::get_change(&mut tx, tenant, change_id).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        c.ok_or(ServiceError::ChangeNotFound(change_id))
+    }
+
+    pub async fn changes(
+        &self,
+        tenant: &MunicipalityCode,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ChangeRecord>, ServiceError> {
+        self.tenant(tenant).await?;
+        let mut tx = self.store.begin_read(Some(tenant)).await?;
+        let c = records::list_changes(&mut tx, tenant, before, limit).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(c)
+    }
+
+    // ---- reads ----
+
+    /// A person's record as of `as_of`, with the whole history (oldest
+    /// first) as recorded by `as_of.recorded_at`.
+    pub async fn resident(
+        &self,
+        tenant: &MunicipalityCode,
+        person: &AddresseeNumber,
+        as_of: AsOf,
+    ) -> Result<(HistoryRow, Vec<HistoryRow>), ServiceError> {
+        let mut tx = self.store.begin_read(Some(tenant)).await?;
+        let rows = records::history(&mut tx, tenant, person).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        if rows.is_empty() {
+            self.tenant(tenant).await?;
+            return Err(ServiceError::PersonNotFound(person.to_string()));
+        }
+        let chosen = change::select_as_of(&rows, as_of)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotRecordedAsOf(person.to_string()))?;
+        let visible = rows
+            .into_iter()
+            .filter(|r| as_of.recorded_at.is_none_or(|t| r.change.recorded_at <= t))
+            .collect();
+        Ok((chosen, visible))
+    }
+
+    /// The resident members of a household as of `as_of`.
+    pub async fn household(
+        &self,
+        tenant: &MunicipalityCode,
+        household: &HouseholdNumber,
+        as_of: AsOf,
+    ) -> Result<Vec<HistoryRow>, ServiceError> {
+        let mut tx = self.store.begin_read(Some(tenant)).await?;
+        let members: Vec<HistoryRow> = if as_of == AsOf::default() {
+            records::household_rows(&mut tx, tenant, std::slice::from_ref(household)).await?
+        } else {
+            let histories: BTreeMap<_, _> =
+                records::household_histories(&mut tx, tenant, household).await?;
+            histories
+                .values()
+                .filter_map(|h| change::select_as_of(h, as_of).cloned())
+                .filter(|r| &r.record.household_number == household && r.record.status.is_resident())
+                .collect()
+        };
+        tx.commit().await.map_err(StoreError::from)?;
+        if members.is_empty() {
+            self.tenant(tenant).await?;
+            return Err(ServiceError::HouseholdNotFound(household.to_string()));
+        }
+        Ok(members)
+    }
+
+    /// Search (j340): by name (kanji, alphabet, 通称 or フリガナ, partial,
+    /// folded per j330), birth date (和暦 or 西暦), address, 宛名番号, 世帯番号.
+    pub async fn search(
+        &self,
+        tenant: &MunicipalityCode,
+        p: &SearchParams,
+    ) -> Result<SearchPage, ServiceError> {
+        let mut f = SearchFilter {
+            include_history: p.include_history,
+            include_removed: p.include_removed,
+            ..Default::default()
+        };
+        let folded = |s: &str| -> Option<String> {
+            let k: String = search_key(s).chars().filter(|c| !c.is_control()).collect();
+            (!k.is_empty()).then_some(k)
+        };
+        if let Some(n) = p.name.as_deref().filter(|s| !s.trim().is_empty()) {
+            let key = folded(n);
+            if is_kana_query(n) {
+                f.kana_key = key;
+            } else {
+                f.name_key = key;
+            }
+        }
+        if let Some(a) = p.address.as_deref().filter(|s| !s.trim().is_empty()) {
+            f.address_key = folded(a);
+        }
+        if let Some(b) = p.birth_date.as_deref().filter(|s| !s.trim().is_empty()) {
+            let d = DateValue::parse(b, &self.eras, DatePolicy::AllowIrregular)
+                .map_err(|e| ServiceError::invalid("birth_date", &e))?;
+            f.birth_key = d
+                .sort_key()
+                .map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
+        }
+        if let Some(a) = p.addressee_number.as_deref().filter(|s| !s.trim().is_empty()) {
+            f.addressee_number = Some(
+                a.parse()
+                    .map_err(|e| ServiceError::invalid("addressee_number", &e))?,
+            );
+        }
+        if let Some(h) = p.household_number.as_deref().filter(|s| !s.trim().is_empty()) {
+            f.household_number = Some(
+                h.parse()
+                    .map_err(|e| ServiceError::invalid("household_number", &e))?,
+            );
+        }
+        if f.name_key.is_none()
+            && f.kana_key.is_none()
+            && f.address_key.is_none()
+            && f.birth_key.is_none()
+            && f.addressee_number.is_none()
+            && f.household_number.is_none()
+        {
+            return Err(ServiceError::Invalid {
+                field: "query".into(),
+                code: "empty_search",
+                message_ja: "検索条件を1つ以上入力してください。".into(),
+                message_en: "give at least one search condition".into(),
+            });
+        }
+        let after = match p.after.as_deref() {
+            Some(c) => Some(decode_cursor(c)?),
+            None => None,
+        };
+        let limit = p.limit.clamp(1, 200);
+        self.tenant(tenant).await?;
+        let mut tx = self.store.begin_read(Some(tenant)).await?;
+        let mut rows = records::search(&mut tx, tenant, &f, after.as_ref(), limit + 1).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        let next_after = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.record.addressee_number.clone())
+        } else {
+            None
+        };
+        Ok(SearchPage { rows, next_after })
+    }
+
+    /// Parses an "as of" pair given as text: an effective date (和暦 or 西暦)
+    /// and a recorded-at instant (RFC 3339).
+    pub fn parse_as_of(
+        &self,
+        effective: Option<&str>,
+        recorded_at: Option<&str>,
+    ) -> Result<AsOf, ServiceError> {
+        let effective = match effective.filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(
+                DateValue::parse(s, &self.eras, DatePolicy::CalendarOnly)
+                    .map_err(|e| ServiceError::invalid("as_of", &e))?
+                    .as_calendar()
+                    .ok_or_else(|| ServiceError::Invalid {
+                        field: "as_of".into(),
+                        code: "invalid_date",
+                        message_ja: "基準日は暦上の日付で指定してください。".into(),
+                        message_en: "as_of must be a calendar date".into(),
+                    })?,
+            ),
+            None => None,
+        };
+        let recorded_at = match recorded_at.filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(
+                chrono::DateTime::parse_from_rfc3339(s.trim())
+                    .map_err(|_| ServiceError::Invalid {
+                        field: "recorded_as_of".into(),
+                        code: "invalid_timestamp",
+                        message_ja: format!("記録時点「{s}」は RFC 3339 形式（例: 2026-11-22T10:00:00+09:00）で指定してください。"),
+                        message_en: format!("recorded_as_of {s:?} must be RFC 3339, e.g. 2026-11-22T10:00:00+09:00"),
+                    })?
+                    .timestamp_micros(),
+            ),
+            None => None,
+        };
+        Ok(AsOf {
+            effective,
+            recorded_at,
+        })
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        self.clock.today()
+    }
+}
+
+fn addressee_from_serial(serial: i64) -> Result<AddresseeNumber, ServiceError> {
+    AddresseeNumber::from_serial(serial as u64).map_err(|e| ServiceError::invalid("addressee_number", &e))
+}
+
+fn household_from_serial(serial: i64) -> Result<HouseholdNumber, ServiceError> {
+    HouseholdNumber::from_serial(serial as u64).map_err(|e| ServiceError::invalid("household_number", &e))
+}
+
+/// Cursors are opaque to clients: the hex of the last key of the page.
+pub fn encode_cursor(a: &AddresseeNumber) -> String {
+    hex::encode(a.as_str())
+}
+
+fn decode_cursor(c: &str) -> Result<AddresseeNumber, ServiceError> {
+    let bad = || ServiceError::Invalid {
+        field: "after".into(),
+        code: "invalid_cursor",
+        message_ja: "ページ位置（cursor）が正しくありません。".into(),
+        message_en: "the page cursor is not valid".into(),
+    };
+    let bytes = hex::decode(c.trim()).map_err(|_| bad())?;
+    let s = String::from_utf8(bytes).map_err(|_| bad())?;
+    s.parse().map_err(|_| bad())
+}
