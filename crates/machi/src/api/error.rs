@@ -32,7 +32,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, ja: impl Into<String>, en: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        ja: impl Into<String>,
+        en: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             body: ErrorBody {

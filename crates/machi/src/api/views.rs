@@ -40,7 +40,11 @@ impl DateView {
         };
         let wareki = d.display_wareki(eras);
         DateView {
-            text: if seireki { d.display_seireki(eras) } else { wareki.clone() },
+            text: if seireki {
+                d.display_seireki(eras)
+            } else {
+                wareki.clone()
+            },
             kind: kind.to_string(),
             iso: d.as_calendar().map(|c| c.to_string()),
             wareki,
@@ -208,8 +212,14 @@ impl ResidentView {
             address: r.address.address.clone(),
             address_annex: r.address.annex.clone(),
             postal_code: r.address.postal_code.as_ref().map(|p| p.to_string()),
-            address_since: r.address_since.as_ref().map(|d| DateView::new(d, eras, false)),
-            resident_since: r.resident_since.as_ref().map(|d| DateView::new(d, eras, false)),
+            address_since: r
+                .address_since
+                .as_ref()
+                .map(|d| DateView::new(d, eras, false)),
+            resident_since: r
+                .resident_since
+                .as_ref()
+                .map(|d| DateView::new(d, eras, false)),
             previous_address: r.previous_address.clone(),
             has_my_number: r.my_number.is_some(),
             my_number_masked: r.my_number.as_ref().map(|n| n.masked().to_string()),
@@ -221,7 +231,10 @@ impl ResidentView {
                 nationality: f.nationality.clone(),
                 residence_status: f.residence_status.clone(),
                 period_of_stay: f.period_of_stay.clone(),
-                stay_expires_on: f.stay_expires_on.as_ref().map(|d| DateView::new(d, eras, true)),
+                stay_expires_on: f
+                    .stay_expires_on
+                    .as_ref()
+                    .map(|d| DateView::new(d, eras, true)),
                 card_number: f.card_number.clone(),
             }),
             removal: r.removal.as_ref().map(|m| RemovalView {

@@ -1,13 +1,14 @@
 //! The registry service: submits changes (one transaction each: facts,
 //! history rows, audit entry, outbox event) and answers reads.
 
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::NaiveDate;
 use machi_domain::change::{
-    self, Allocated, AsOf, ChangeCommand, ChangeError, ChangeInfo, ChangePlan, ChangeReason,
-    ChangeRequest, HistoryRow, Notice, PlanContext, RegistryView,
+    self, Allocated, AsOf, ChangeCommand, ChangeError, ChangeInfo, ChangeReason, ChangeRequest,
+    HistoryRow, Notice, PlanContext, RegistryView,
 };
 use machi_domain::dates::{DatePolicy, DateValue, EraTable};
 use machi_domain::error::Localized;
@@ -16,9 +17,9 @@ use machi_domain::names::{is_kana_query, search_key};
 use serde::Serialize;
 
 use super::Clock;
-use crate::store::records::{self, AuditEntry, ChangeRecord, SearchFilter};
+use crate::store::records::{self, Advance, AuditEntry, ChangeRecord, SearchFilter};
 use crate::store::tenants::Tenant;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 /// Who is acting, and from where (j230, j1370).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +116,8 @@ pub struct Registry {
     store: Store,
     eras: Arc<EraTable>,
     clock: Clock,
+    /// Tenants known to exist (tenants are never removed).
+    known_tenants: Arc<RwLock<HashSet<MunicipalityCode>>>,
 }
 
 impl Registry {
@@ -123,7 +126,20 @@ impl Registry {
             store,
             eras: Arc::new(eras),
             clock,
+            known_tenants: Arc::default(),
         }
+    }
+
+    /// Fails with `TenantNotFound` unless the tenant exists.
+    pub async fn ensure_tenant(&self, code: &MunicipalityCode) -> Result<(), ServiceError> {
+        if self.known_tenants.read().is_ok_and(|k| k.contains(code)) {
+            return Ok(());
+        }
+        self.tenant(code).await?;
+        if let Ok(mut k) = self.known_tenants.write() {
+            k.insert(code.clone());
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -189,214 +205,17 @@ impl Registry {
         req: &ChangeRequest,
         actor: &Actor,
     ) -> Result<ChangeOutcome, ServiceError> {
-        self.tenant(tenant).await?;
+        self.ensure_tenant(tenant).await?;
         let now = self.clock.now();
-        let ctx = PlanContext {
-            eras: &self.eras,
-            today: self.clock.today(),
-        };
-        let mut tx = self.store.begin_write(Some(tenant)).await?;
-        let mut numbers: HashMap<AddresseeNumber, i64> = HashMap::new();
-        let (plan, cancels) = match &req.command {
-            ChangeCommand::Cancel { change_id } => {
-                let target = records::get_change(&mut tx, tenant, *change_id)
-                    .await?
-                    .ok_or(ChangeError::ChangeNotFound(*change_id))?;
-                if target.cancels.is_some()
-                    || records::cancellation_of(&mut tx, tenant, *change_id)
-                        .await?
-                        .is_some()
-                {
-                    return Err(ChangeError::NotCancellable(*change_id).into());
-                }
-                let histories = records::histories_of_change(&mut tx, tenant, *change_id).await?;
-                for (a, h) in &histories {
-                    if let Some(n) = h.iter().map(|r| r.history_number).max() {
-                        numbers.insert(a.clone(), n);
-                    }
-                }
-                (change::plan_cancellation(*change_id, &histories)?, Some(*change_id))
-            }
-            _ => {
-                let plan = self.plan(&mut tx, tenant, req, &ctx, &mut numbers).await?;
-                (plan, None)
-            }
-        };
-        let change_id = records::bump_counter(&mut tx, tenant, "change", 1).await?;
-        let recorded_at = now.timestamp_micros();
-        let info = ChangeInfo {
-            change_id,
-            reason: plan.reason,
-            effective_date: plan.effective_date.clone(),
-            processed_on: ctx.today,
-            filed_on: plan.filed_on,
-            input_place: req.meta.input_place.trim().to_string(),
-            input_terminal: req.meta.input_terminal.trim().to_string(),
-            recorded_at,
-            cancels,
-        };
-        let mut rows = Vec::with_capacity(plan.rows.len());
-        for record in plan.rows {
-            let history_number = numbers
-                .get(&record.addressee_number)
-                .map_or(1, |n| n + 1);
-            let row = HistoryRow {
-                history_number,
-                record,
-                change: info.clone(),
-            };
-            records::append_history(&mut tx, tenant, &row).await?;
-            rows.push(row);
-        }
-        let persons: Vec<AddresseeNumber> =
-            rows.iter().map(|r| r.record.addressee_number.clone()).collect();
-        let notices = serde_json::to_value(&plan.notices).unwrap_or_default();
-        let request = serde_json::to_value(req).unwrap_or_default();
-        records::insert_change(
-            &mut tx,
-            tenant,
-            &ChangeRecord {
-                change_id,
-                reason: plan.reason,
-                effective_date: plan.effective_date.clone(),
-                processed_on: ctx.today,
-                filed_on: plan.filed_on,
-                input_place: info.input_place.clone(),
-                input_terminal: info.input_terminal.clone(),
-                operator: actor.operator.clone(),
-                recorded_at,
-                cancels,
-                request,
-                notices,
-                persons: persons.clone(),
-            },
-        )
-        .await?;
-        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
-        let audit_seq = records::append_audit(
-            &mut tx,
-            tenant,
-            recorded_at,
-            &AuditEntry {
-                operator: actor.operator.clone(),
-                terminal: actor.terminal.clone(),
-                function: format!("change.{}", plan.reason.code()),
-                target: target.join(","),
-                detail: serde_json::json!({ "change_id": change_id }).to_string(),
-                my_number_shown: false,
-            },
-        )
-        .await?;
-        // The event names what changed; a subscriber reads the records it is
-        // allowed to see through the API.
-        let payload = serde_json::json!({
-            "change_id": change_id,
-            "reason": plan.reason.code(),
-            "effective_date": plan.effective_date,
-            "cancels": cancels,
-            "persons": rows.iter().map(|r| serde_json::json!({
-                "addressee_number": r.record.addressee_number,
-                "history_number": r.history_number,
-                "household_number": r.record.household_number,
-                "status": r.record.status,
-            })).collect::<Vec<_>>(),
-        });
-        let event_seq = records::append_event(
-            &mut tx,
-            tenant,
-            "resident.changed",
-            Some(change_id),
-            &payload,
-            recorded_at,
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from_db)?;
-        Ok(ChangeOutcome {
-            change_id,
-            reason: plan.reason,
-            rows,
-            notices: plan.notices,
-            audit_seq,
-            event_seq,
-        })
-    }
-
-    /// Loads what the command needs, allocates numbers and plans it.
-    async fn plan(
-        &self,
-        tx: &mut crate::store::Tx,
-        tenant: &MunicipalityCode,
-        req: &ChangeRequest,
-        ctx: &PlanContext<'_>,
-        numbers: &mut HashMap<AddresseeNumber, i64>,
-    ) -> Result<ChangePlan, ServiceError> {
-        let mut view = RegistryView::default();
-        let persons = req.referenced_persons()?;
-        let mut households = req.referenced_households()?;
-        for row in records::current_rows(tx, tenant, &persons).await? {
-            if row.record.status.is_resident() && !households.contains(&row.record.household_number) {
-                households.push(row.record.household_number.clone());
-            }
-            numbers.insert(row.record.addressee_number.clone(), row.history_number);
-            view.insert(row.record);
-        }
-        for row in records::household_rows(tx, tenant, &households).await? {
-            numbers.insert(row.record.addressee_number.clone(), row.history_number);
-            view.insert(row.record);
-        }
-        // j600: a person who was a resident before keeps the addressee number.
-        let mut slots: Vec<Option<AddresseeNumber>> = Vec::new();
-        for (my_number, resident_code) in req.new_person_identities() {
-            let key = my_number
-                .as_ref()
-                .map(|n| records::my_number_key(tenant, n.as_str()));
-            let mut reuse = None;
-            if key.is_some() || resident_code.is_some() {
-                let found = records::rows_by_identity(
-                    tx,
-                    tenant,
-                    key.as_deref(),
-                    resident_code.as_ref().map(|c| c.as_str()),
-                )
-                .await?;
-                for row in found {
-                    let a = row.record.addressee_number.clone();
-                    if row.record.status.is_resident() {
-                        let what = if my_number.is_some() && row.record.my_number == my_number {
-                            "個人番号 (my number)"
-                        } else {
-                            "住民票コード (resident code)"
-                        };
-                        return Err(ChangeError::DuplicateIdentity(what, a).into());
-                    }
-                    numbers.insert(a.clone(), row.history_number);
-                    reuse = Some(a);
-                }
-            }
-            slots.push(reuse);
-        }
-        let fresh = slots.iter().filter(|s| s.is_none()).count() as i64;
-        let mut alloc = Allocated::default();
-        if fresh > 0 {
-            let last = records::bump_counter(tx, tenant, "addressee", fresh).await?;
-            let mut serial = last - fresh;
-            for slot in slots {
-                match slot {
-                    Some(a) => alloc.addressees.push(a),
-                    None => {
-                        serial += 1;
-                        alloc.addressees.push(addressee_from_serial(serial)?);
-                    }
-                }
-            }
-        } else {
-            alloc.addressees = slots.into_iter().flatten().collect();
-        }
-        if req.needs_new_household() {
-            let serial = records::bump_counter(tx, tenant, "household", 1).await?;
-            alloc.household = Some(household_from_serial(serial)?);
-        }
-        Ok(change::plan(req, &view, &alloc, ctx)?)
+        let today = self.clock.today();
+        let eras = self.eras.clone();
+        let (tenant_c, req, actor) = (tenant.clone(), req.clone(), actor.clone());
+        self.store
+            .write(Some(tenant), move |tx| {
+                let ctx = PlanContext { eras: &eras, today };
+                submit_in(tx, &tenant_c, &req, &actor, &ctx, now.timestamp_micros())
+            })
+            .await
     }
 
     pub async fn change(
@@ -404,11 +223,14 @@ impl Registry {
         tenant: &MunicipalityCode,
         change_id: i64,
     ) -> Result<ChangeRecord, ServiceError> {
-        self.tenant(tenant).await?;
-        let mut tx = self.store.begin_read(Some(tenant)).await?;
-        let c = records::get_change(&mut tx, tenant, change_id).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        c.ok_or(ServiceError::ChangeNotFound(change_id))
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store
+            .read(Some(tenant), move |tx| {
+                records::get_change(tx, &t, change_id)?
+                    .ok_or(ServiceError::ChangeNotFound(change_id))
+            })
+            .await
     }
 
     pub async fn changes(
@@ -417,11 +239,13 @@ impl Registry {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<ChangeRecord>, ServiceError> {
-        self.tenant(tenant).await?;
-        let mut tx = self.store.begin_read(Some(tenant)).await?;
-        let c = records::list_changes(&mut tx, tenant, before, limit).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(c)
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store
+            .read(Some(tenant), move |tx| {
+                Ok(records::list_changes(tx, &t, before, limit)?)
+            })
+            .await
     }
 
     // ---- reads ----
@@ -434,11 +258,13 @@ impl Registry {
         person: &AddresseeNumber,
         as_of: AsOf,
     ) -> Result<(HistoryRow, Vec<HistoryRow>), ServiceError> {
-        let mut tx = self.store.begin_read(Some(tenant)).await?;
-        let rows = records::history(&mut tx, tenant, person).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let (t, p) = (tenant.clone(), person.clone());
+        let rows = self
+            .store
+            .read(Some(tenant), move |tx| records::history(tx, &t, &p))
+            .await?;
         if rows.is_empty() {
-            self.tenant(tenant).await?;
+            self.ensure_tenant(tenant).await?;
             return Err(ServiceError::PersonNotFound(person.to_string()));
         }
         let chosen = change::select_as_of(&rows, as_of)
@@ -458,24 +284,42 @@ impl Registry {
         household: &HouseholdNumber,
         as_of: AsOf,
     ) -> Result<Vec<HistoryRow>, ServiceError> {
-        let mut tx = self.store.begin_read(Some(tenant)).await?;
-        let members: Vec<HistoryRow> = if as_of == AsOf::default() {
-            records::household_rows(&mut tx, tenant, std::slice::from_ref(household)).await?
-        } else {
-            let histories: BTreeMap<_, _> =
-                records::household_histories(&mut tx, tenant, household).await?;
-            histories
-                .values()
-                .filter_map(|h| change::select_as_of(h, as_of).cloned())
-                .filter(|r| &r.record.household_number == household && r.record.status.is_resident())
-                .collect()
-        };
-        tx.commit().await.map_err(StoreError::from)?;
+        let (t, h) = (tenant.clone(), household.clone());
+        let members: Vec<HistoryRow> = self
+            .store
+            .read(Some(tenant), move |tx| {
+                if as_of == AsOf::default() {
+                    return records::household_rows(tx, &t, std::slice::from_ref(&h));
+                }
+                let histories: BTreeMap<_, _> = records::household_histories(tx, &t, &h)?;
+                Ok(histories
+                    .values()
+                    .filter_map(|rows| change::select_as_of(rows, as_of).cloned())
+                    .filter(|r| r.record.household_number == h && r.record.status.is_resident())
+                    .collect())
+            })
+            .await?;
         if members.is_empty() {
-            self.tenant(tenant).await?;
+            self.ensure_tenant(tenant).await?;
             return Err(ServiceError::HouseholdNotFound(household.to_string()));
         }
         Ok(members)
+    }
+
+    /// Linkage events after `after`, in order.
+    pub async fn events(
+        &self,
+        tenant: &MunicipalityCode,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<records::OutboxEvent>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store
+            .read(Some(tenant), move |tx| {
+                Ok(records::events_after(tx, &t, after, limit)?)
+            })
+            .await
     }
 
     /// Search (j340): by name (kanji, alphabet, 通称 or フリガナ, partial,
@@ -512,13 +356,21 @@ impl Registry {
                 .sort_key()
                 .map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
         }
-        if let Some(a) = p.addressee_number.as_deref().filter(|s| !s.trim().is_empty()) {
+        if let Some(a) = p
+            .addressee_number
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             f.addressee_number = Some(
                 a.parse()
                     .map_err(|e| ServiceError::invalid("addressee_number", &e))?,
             );
         }
-        if let Some(h) = p.household_number.as_deref().filter(|s| !s.trim().is_empty()) {
+        if let Some(h) = p
+            .household_number
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             f.household_number = Some(
                 h.parse()
                     .map_err(|e| ServiceError::invalid("household_number", &e))?,
@@ -543,10 +395,14 @@ impl Registry {
             None => None,
         };
         let limit = p.limit.clamp(1, 200);
-        self.tenant(tenant).await?;
-        let mut tx = self.store.begin_read(Some(tenant)).await?;
-        let mut rows = records::search(&mut tx, tenant, &f, after.as_ref(), limit + 1).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        let mut rows = self
+            .store
+            .read(Some(tenant), move |tx| {
+                records::search(tx, &t, &f, after.as_ref(), limit + 1)
+            })
+            .await?;
         let next_after = if rows.len() as i64 > limit {
             rows.truncate(limit as usize);
             rows.last().map(|r| r.record.addressee_number.clone())
@@ -602,11 +458,13 @@ impl Registry {
 }
 
 fn addressee_from_serial(serial: i64) -> Result<AddresseeNumber, ServiceError> {
-    AddresseeNumber::from_serial(serial as u64).map_err(|e| ServiceError::invalid("addressee_number", &e))
+    AddresseeNumber::from_serial(serial as u64)
+        .map_err(|e| ServiceError::invalid("addressee_number", &e))
 }
 
 fn household_from_serial(serial: i64) -> Result<HouseholdNumber, ServiceError> {
-    HouseholdNumber::from_serial(serial as u64).map_err(|e| ServiceError::invalid("household_number", &e))
+    HouseholdNumber::from_serial(serial as u64)
+        .map_err(|e| ServiceError::invalid("household_number", &e))
 }
 
 /// Cursors are opaque to clients: the hex of the last key of the page.
@@ -624,4 +482,193 @@ fn decode_cursor(c: &str) -> Result<AddresseeNumber, ServiceError> {
     let bytes = hex::decode(c.trim()).map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
     s.parse().map_err(|_| bad())
+}
+
+/// The whole of one change, inside its transaction.
+fn submit_in(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    req: &ChangeRequest,
+    actor: &Actor,
+    ctx: &PlanContext<'_>,
+    recorded_at: i64,
+) -> Result<ChangeOutcome, ServiceError> {
+    // 履歴番号 so far, per person the change may touch.
+    let mut numbers: HashMap<AddresseeNumber, i64> = HashMap::new();
+    let mut advance = Advance {
+        change: 1,
+        event: 1,
+        audit: 1,
+        ..Default::default()
+    };
+    let (plan, cancels, heads) = match &req.command {
+        ChangeCommand::Cancel { change_id } => {
+            let target = records::get_change(tx, tenant, *change_id)?
+                .ok_or(ChangeError::ChangeNotFound(*change_id))?;
+            if target.cancels.is_some()
+                || records::cancellation_of(tx, tenant, *change_id)?.is_some()
+            {
+                return Err(ChangeError::NotCancellable(*change_id).into());
+            }
+            let histories = records::histories_of_change(tx, tenant, *change_id)?;
+            for (a, h) in &histories {
+                if let Some(n) = h.iter().map(|r| r.history_number).max() {
+                    numbers.insert(a.clone(), n);
+                }
+            }
+            let plan = change::plan_cancellation(*change_id, &histories)?;
+            let heads = records::advance(tx, tenant, advance)?;
+            (plan, Some(*change_id), heads)
+        }
+        _ => {
+            let mut view = RegistryView::default();
+            let persons = req.referenced_persons()?;
+            let households = req.referenced_households()?;
+            for row in records::change_context(tx, tenant, &persons, &households)? {
+                numbers.insert(row.record.addressee_number.clone(), row.history_number);
+                view.insert(row.record);
+            }
+            // j600: a person who was a resident before keeps the addressee number.
+            let mut slots: Vec<Option<AddresseeNumber>> = Vec::new();
+            for (my_number, resident_code) in req.new_person_identities() {
+                let key = my_number
+                    .as_ref()
+                    .map(|n| records::my_number_key(tenant, n.as_str()));
+                let mut reuse = None;
+                if key.is_some() || resident_code.is_some() {
+                    let found = records::rows_by_identity(
+                        tx,
+                        tenant,
+                        key.as_deref(),
+                        resident_code.as_ref().map(|c| c.as_str()),
+                    )?;
+                    for row in found {
+                        let a = row.record.addressee_number.clone();
+                        if row.record.status.is_resident() {
+                            let what = if my_number.is_some() && row.record.my_number == my_number {
+                                "個人番号 (my number)"
+                            } else {
+                                "住民票コード (resident code)"
+                            };
+                            return Err(ChangeError::DuplicateIdentity(what, a).into());
+                        }
+                        numbers.insert(a.clone(), row.history_number);
+                        reuse = Some(a);
+                    }
+                }
+                slots.push(reuse);
+            }
+            advance.addressee = slots.iter().filter(|s| s.is_none()).count() as i64;
+            advance.household = i64::from(req.needs_new_household());
+            let heads = records::advance(tx, tenant, advance)?;
+            let mut alloc = Allocated::default();
+            let mut serial = heads.addressee - advance.addressee;
+            for slot in slots {
+                alloc.addressees.push(match slot {
+                    Some(a) => a,
+                    None => {
+                        serial += 1;
+                        addressee_from_serial(serial)?
+                    }
+                });
+            }
+            if advance.household > 0 {
+                alloc.household = Some(household_from_serial(heads.household)?);
+            }
+            (change::plan(req, &view, &alloc, ctx)?, None, heads)
+        }
+    };
+    let change_id = heads.change;
+    let info = ChangeInfo {
+        change_id,
+        reason: plan.reason,
+        effective_date: plan.effective_date.clone(),
+        processed_on: ctx.today,
+        filed_on: plan.filed_on,
+        input_place: req.meta.input_place.trim().to_string(),
+        input_terminal: req.meta.input_terminal.trim().to_string(),
+        recorded_at,
+        cancels,
+    };
+    let mut rows = Vec::with_capacity(plan.rows.len());
+    for record in plan.rows {
+        let history_number = numbers.get(&record.addressee_number).map_or(1, |n| n + 1);
+        let row = HistoryRow {
+            history_number,
+            record,
+            change: info.clone(),
+        };
+        records::append_history(tx, tenant, &row)?;
+        rows.push(row);
+    }
+    let persons: Vec<AddresseeNumber> = rows
+        .iter()
+        .map(|r| r.record.addressee_number.clone())
+        .collect();
+    records::insert_change(
+        tx,
+        tenant,
+        &ChangeRecord {
+            change_id,
+            reason: plan.reason,
+            effective_date: plan.effective_date.clone(),
+            processed_on: ctx.today,
+            filed_on: plan.filed_on,
+            input_place: info.input_place.clone(),
+            input_terminal: info.input_terminal.clone(),
+            operator: actor.operator.clone(),
+            recorded_at,
+            cancels,
+            request: serde_json::to_value(req).unwrap_or_default(),
+            notices: serde_json::to_value(&plan.notices).unwrap_or_default(),
+            persons: persons.clone(),
+        },
+    )?;
+    let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+    records::append_audit(
+        tx,
+        tenant,
+        heads.audit,
+        &heads.audit_hash,
+        recorded_at,
+        &AuditEntry {
+            operator: actor.operator.clone(),
+            terminal: actor.terminal.clone(),
+            function: format!("change.{}", plan.reason.code()),
+            target: target.join(","),
+            detail: serde_json::json!({ "change_id": change_id }).to_string(),
+            my_number_shown: false,
+        },
+    )?;
+    // The event names what changed; a subscriber reads the records it is
+    // allowed to see through the API.
+    let payload = serde_json::json!({
+        "change_id": change_id,
+        "reason": plan.reason.code(),
+        "effective_date": plan.effective_date,
+        "cancels": cancels,
+        "persons": rows.iter().map(|r| serde_json::json!({
+            "addressee_number": r.record.addressee_number,
+            "history_number": r.history_number,
+            "household_number": r.record.household_number,
+            "status": r.record.status,
+        })).collect::<Vec<_>>(),
+    });
+    records::append_event(
+        tx,
+        tenant,
+        heads.event,
+        "resident.changed",
+        Some(change_id),
+        &payload,
+        recorded_at,
+    )?;
+    Ok(ChangeOutcome {
+        change_id,
+        reason: plan.reason,
+        rows,
+        notices: plan.notices,
+        audit_seq: heads.audit,
+        event_seq: heads.event,
+    })
 }

@@ -20,11 +20,14 @@ CREATE TABLE tenants (
     prefecture TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
-CREATE TABLE counters (
-    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
-    name TEXT NOT NULL,
-    value BIGINT NOT NULL,
-    PRIMARY KEY (tenant, name)
+CREATE TABLE tenant_heads (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
+    addressee_seq BIGINT NOT NULL,
+    household_seq BIGINT NOT NULL,
+    change_seq BIGINT NOT NULL,
+    event_seq BIGINT NOT NULL,
+    audit_seq BIGINT NOT NULL,
+    audit_hash TEXT NOT NULL
 );
 CREATE TABLE changes (
     tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
@@ -100,11 +103,6 @@ CREATE TABLE audit_log (
     hash TEXT NOT NULL,
     PRIMARY KEY (tenant, seq)
 );
-CREATE TABLE audit_head (
-    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
-    seq BIGINT NOT NULL,
-    hash TEXT NOT NULL
-);
 CREATE TABLE outbox (
     tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
     seq BIGINT NOT NULL,
@@ -126,11 +124,11 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 GRANT USAGE ON SCHEMA public TO machi_app;
 GRANT SELECT, INSERT ON tenants, changes, resident_history, audit_log, outbox TO machi_app;
-GRANT SELECT, INSERT, UPDATE ON counters, resident_current, audit_head TO machi_app;
+GRANT SELECT, INSERT, UPDATE ON tenant_heads, resident_current TO machi_app;
 GRANT SELECT ON schema_migrations TO machi_app;
-ALTER TABLE counters ENABLE ROW LEVEL SECURITY;
-ALTER TABLE counters FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON counters
+ALTER TABLE tenant_heads ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tenant_heads FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON tenant_heads
     USING (tenant = current_setting('machi.tenant', true))
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 ALTER TABLE changes ENABLE ROW LEVEL SECURITY;
@@ -151,11 +149,6 @@ CREATE POLICY tenant_isolation ON resident_current
 ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_log FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON audit_log
-    USING (tenant = current_setting('machi.tenant', true))
-    WITH CHECK (tenant = current_setting('machi.tenant', true));
-ALTER TABLE audit_head ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audit_head FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON audit_head
     USING (tenant = current_setting('machi.tenant', true))
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 ALTER TABLE outbox ENABLE ROW LEVEL SECURITY;

@@ -1,26 +1,24 @@
 //! Storage: one API, two backends (SQLite, the embedded default, and
-//! PostgreSQL), one set of SQL through sqlx's `Any` driver.
+//! PostgreSQL), one SQL dialect, run through [`db::Tx`].
 //!
 //! Tenant scoping is part of every call of this API (every query names the
 //! tenant); on PostgreSQL, row-level security on `machi.tenant` is a second
 //! wall, and the application role may not UPDATE or DELETE facts.
 
+pub mod db;
 mod migrations;
 pub mod records;
 pub mod tenants;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use machi_domain::ids::MunicipalityCode;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row};
 
+pub use db::{Param, Row, Tx};
 pub use migrations::Migration;
-
-/// A transaction on either backend.
-pub type Tx = sqlx::Transaction<'static, Any>;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -32,8 +30,12 @@ pub enum Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -43,17 +45,33 @@ pub enum StoreError {
     Corrupt(String),
     #[error("another change to the same record was committed first; retry")]
     Conflict,
+    #[error("the storage task stopped: {0}")]
+    Task(String),
 }
 
 impl StoreError {
-    /// Maps unique-key violations (two writers on one record) to `Conflict`.
-    pub fn from_db(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(d) = &e
-            && d.is_unique_violation()
-        {
-            return StoreError::Conflict;
+    /// Whether the error is a unique-key violation (two writers on one record).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            StoreError::Postgres(e) => {
+                e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            StoreError::Conflict => true,
+            _ => false,
         }
-        StoreError::Db(e)
+    }
+
+    /// Maps unique-key violations to `Conflict`.
+    pub fn conflict_if_unique(self) -> Self {
+        if self.is_unique_violation() {
+            StoreError::Conflict
+        } else {
+            self
+        }
     }
 }
 
@@ -85,7 +103,9 @@ impl DatabaseLocation {
                     (Some(s), Some(at)) if at > s => {
                         let creds = &url[s + 3..at];
                         match creds.find(':') {
-                            Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                            Some(c) => {
+                                format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..])
+                            }
                             None => url.clone(),
                         }
                     }
@@ -108,13 +128,116 @@ pub enum SqliteSync {
 }
 
 /// The storage API's handle. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
-    read: AnyPool,
-    /// SQLite has one writer at a time: a pool of one connection serialises
-    /// writers in-process instead of making them poll a busy database.
-    write: AnyPool,
-    backend: Backend,
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    Sqlite {
+        /// SQLite has one writer at a time: one connection, behind a mutex,
+        /// serialises writers in-process instead of making them poll.
+        writer: Mutex<rusqlite::Connection>,
+        readers: r2d2::Pool<SqliteManager>,
+    },
+    Postgres {
+        pool: r2d2::Pool<PgManager>,
+    },
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({:?})", self.backend())
+    }
+}
+
+struct SqliteManager {
+    path: PathBuf,
+    sync: SqliteSync,
+}
+
+fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+impl r2d2::ManageConnection for SqliteManager {
+    type Connection = rusqlite::Connection;
+    type Error = rusqlite::Error;
+    fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        open_sqlite(&self.path, self.sync)
+    }
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        conn.execute_batch("")
+    }
+    fn has_broken(&self, _: &mut Self::Connection) -> bool {
+        false
+    }
+}
+
+/// A PostgreSQL connection with its prepared statements.
+pub struct PgConn {
+    client: postgres::Client,
+    statements: db::PgStatements,
+}
+
+struct PgManager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+    fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        let mut client = self.config.connect(postgres::NoTls)?;
+        // A superuser bypasses row-level security: act as the application
+        // role instead, so the policies apply.
+        let row = client.query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )?;
+        let is_super: bool = row.try_get(0)?;
+        if is_super {
+            client.batch_execute("SET ROLE machi_app")?;
+        }
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        conn.client.batch_execute("")
+    }
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// Runs blocking storage work off the async threads.
+async fn blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| E::from(StoreError::Task(e.to_string())))?,
+        Err(_) => f(),
+    }
 }
 
 impl Store {
@@ -127,181 +250,262 @@ impl Store {
         location: &DatabaseLocation,
         sync: SqliteSync,
     ) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        match location {
-            DatabaseLocation::Sqlite(path) => Self::connect_sqlite(path, sync).await,
-            DatabaseLocation::Postgres(url) => Self::connect_postgres(url).await,
-        }
+        let location = location.clone();
+        blocking(move || match &location {
+            DatabaseLocation::Sqlite(path) => Self::connect_sqlite(path, sync),
+            DatabaseLocation::Postgres(url) => Self::connect_postgres(url),
+        })
+        .await
     }
 
-    async fn connect_sqlite(path: &Path, sync: SqliteSync) -> Result<Store, StoreError> {
+    fn connect_sqlite(path: &Path, sync: SqliteSync) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let opts = AnyConnectOptions::from_str(&url)?;
-        let sync_pragma: &'static str = match sync {
-            SqliteSync::Full => "PRAGMA synchronous = FULL",
-            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
-        };
-        let pool = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(sync_pragma).await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        Ok(())
-                    })
-                })
-        };
+        let mut writer = open_sqlite(path, sync)?;
         {
-            let mut conn = AnyConnection::connect_with(&opts).await?;
-            conn.execute("PRAGMA busy_timeout = 10000").await?;
-            conn.execute("PRAGMA journal_mode = WAL").await?;
-            migrate(&mut conn, Backend::Sqlite).await?;
-            conn.close().await?;
+            let tx = writer.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            migrate_sqlite(tx)?;
         }
-        let write = pool(1).connect_with(opts.clone()).await?;
-        let read = pool(4).connect_with(opts).await?;
+        let readers = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(SqliteManager {
+                path: path.to_path_buf(),
+                sync,
+            })?;
         Ok(Store {
-            read,
-            write,
-            backend: Backend::Sqlite,
+            inner: Arc::new(Inner::Sqlite {
+                writer: Mutex::new(writer),
+                readers,
+            }),
         })
     }
 
-    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
-        let opts = AnyConnectOptions::from_str(url)?;
+    fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let config: postgres::Config = url.parse()?;
         {
-            let mut conn = AnyConnection::connect_with(&opts).await?;
-            conn.execute("SELECT pg_advisory_lock(7249001)").await?;
-            let result = migrate(&mut conn, Backend::Postgres).await;
-            conn.execute("SELECT pg_advisory_unlock(7249001)").await?;
+            let mut client = config.connect(postgres::NoTls)?;
+            client.batch_execute("SELECT pg_advisory_lock(7249001)")?;
+            let result = migrate_postgres(&mut client);
+            client.batch_execute("SELECT pg_advisory_unlock(7249001)")?;
             result?;
-            conn.close().await?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // A superuser bypasses row-level security: act as the
-                    // application role instead, so the policies apply.
-                    let row = conn
-                        .fetch_one("SELECT CASE WHEN rolsuper THEN 1 ELSE 0 END AS s FROM pg_roles WHERE rolname = current_user")
-                        .await?;
-                    let is_super: i32 = row.try_get("s")?;
-                    if is_super == 1 {
-                        conn.execute("SET ROLE machi_app").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(opts)
-            .await?;
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(PgManager { config })?;
         Ok(Store {
-            read: pool.clone(),
-            write: pool,
-            backend: Backend::Postgres,
+            inner: Arc::new(Inner::Postgres { pool }),
         })
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// Starts a write transaction scoped to `tenant` (None: platform-level,
-    /// e.g. creating a tenant). SQLite takes the write lock at once
-    /// (`BEGIN IMMEDIATE`) so a read-then-write transaction cannot fail on a
-    /// lock upgrade.
-    pub async fn begin_write(&self, tenant: Option<&MunicipalityCode>) -> Result<Tx, StoreError> {
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.write.begin().await?,
-        };
-        self.scope(&mut tx, tenant).await?;
-        Ok(tx)
-    }
-
-    /// Starts a read transaction scoped to `tenant`.
-    pub async fn begin_read(&self, tenant: Option<&MunicipalityCode>) -> Result<Tx, StoreError> {
-        let mut tx = self.read.begin().await?;
-        self.scope(&mut tx, tenant).await?;
-        Ok(tx)
-    }
-
-    async fn scope(&self, tx: &mut Tx, tenant: Option<&MunicipalityCode>) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT set_config('machi.tenant', $1, true)")
-                .bind(tenant.map(|t| t.as_str().to_string()).unwrap_or_default())
-                .execute(&mut **tx)
-                .await?;
+        match &*self.inner {
+            Inner::Sqlite { .. } => Backend::Sqlite,
+            Inner::Postgres { .. } => Backend::Postgres,
         }
-        Ok(())
+    }
+
+    /// Runs `f` in one write transaction scoped to `tenant` (None:
+    /// platform-level, e.g. creating a tenant) and commits if it returns Ok;
+    /// on Err nothing is written. SQLite takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a read-then-write transaction cannot fail on
+    /// a lock upgrade.
+    pub async fn write<T, E, F>(&self, tenant: Option<&MunicipalityCode>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let tenant = tenant.cloned();
+        blocking(move || inner.run(tenant.as_ref(), true, f)).await
+    }
+
+    /// Runs `f` in one read transaction scoped to `tenant`.
+    pub async fn read<T, E, F>(&self, tenant: Option<&MunicipalityCode>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let tenant = tenant.cloned();
+        blocking(move || inner.run(tenant.as_ref(), false, f)).await
     }
 
     /// An empty write transaction: the benchmark's baseline.
     pub async fn empty_transaction(&self, tenant: &MunicipalityCode) -> Result<(), StoreError> {
-        let tx = self.begin_write(Some(tenant)).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(Some(tenant), |_| Ok::<_, StoreError>(())).await
+    }
+
+    /// An empty read transaction: the benchmark's baseline.
+    pub async fn empty_read(&self, tenant: &MunicipalityCode) -> Result<(), StoreError> {
+        self.read(Some(tenant), |_| Ok::<_, StoreError>(())).await
     }
 
     /// The applied migrations, oldest first.
     pub async fn applied_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = sqlx::query("SELECT version, name FROM schema_migrations ORDER BY version")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("version")?, r.try_get("name")?)))
+        self.read(None, |tx| {
+            tx.query(
+                "SELECT version, name FROM schema_migrations ORDER BY version",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.text(1)?)))
             .collect()
-    }
-
-    pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+        })
+        .await
     }
 }
 
-async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    )
-    .await?;
-    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-        .fetch_all(&mut *conn)
-        .await?
+impl Inner {
+    fn run<T, E, F>(&self, tenant: Option<&MunicipalityCode>, write: bool, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        match self {
+            Inner::Sqlite { writer, readers } => {
+                if write {
+                    let mut conn = writer
+                        .lock()
+                        .map_err(|_| E::from(StoreError::Task("writer poisoned".into())))?;
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .map_err(|e| E::from(e.into()))?;
+                    finish(Tx::Sqlite(tx), f)
+                } else {
+                    let mut conn = readers.get().map_err(|e| E::from(e.into()))?;
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                        .map_err(|e| E::from(e.into()))?;
+                    finish(Tx::Sqlite(tx), f)
+                }
+            }
+            Inner::Postgres { pool } => {
+                let mut conn = pool.get().map_err(|e| E::from(e.into()))?;
+                let PgConn { client, statements } = &mut *conn;
+                let mut tx = client.transaction().map_err(|e| E::from(e.into()))?;
+                // The second wall: row-level security reads the tenant from here.
+                let scope = tenant.map(|t| t.as_str()).unwrap_or("");
+                tx.execute("SELECT set_config('machi.tenant', $1, true)", &[&scope])
+                    .map_err(|e| E::from(e.into()))?;
+                finish(Tx::Postgres { tx, statements }, f)
+            }
+        }
+    }
+}
+
+fn finish<T, E, F>(mut tx: Tx<'_>, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
+    E: From<StoreError>,
+{
+    let out = f(&mut tx)?;
+    tx.commit().map_err(|e| E::from(e.conflict_if_unique()))?;
+    Ok(out)
+}
+
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+fn migrate_sqlite(tx: rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(MIGRATIONS_TABLE)?;
+    let applied: Vec<i64> = {
+        let mut st = tx.prepare("SELECT version FROM schema_migrations")?;
+        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    for m in migrations::all() {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        tx.execute_batch(m.sqlite)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![m.version, m.name, chrono::Utc::now().timestamp_micros()],
+        )?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn migrate_postgres(client: &mut postgres::Client) -> Result<(), StoreError> {
+    client.batch_execute(MIGRATIONS_TABLE)?;
+    let applied: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations", &[])?
         .iter()
-        .map(|r| r.try_get::<i64, _>("version"))
+        .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
     for m in migrations::all() {
         if applied.contains(&m.version) {
             continue;
         }
-        let sql = match backend {
-            Backend::Sqlite => m.sqlite,
-            Backend::Postgres => m.postgres,
-        };
-        let mut tx = conn.begin().await?;
-        if !sql.is_empty() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(chrono::Utc::now().timestamp_micros())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let mut tx = client.transaction()?;
+        tx.batch_execute(m.postgres)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &chrono::Utc::now().timestamp_micros()],
+        )?;
+        tx.commit()?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
+    Ok(())
+}
+
+/// `url` with its database name replaced by `db` (query string kept).
+pub fn postgres_url_with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+/// Creates a fresh PostgreSQL database `db` on the server of `url` (dropping
+/// an old one of the same name) and returns its URL. For tests and benchmarks.
+pub async fn create_fresh_postgres_database(url: &str, db: &str) -> Result<String, StoreError> {
+    let (url, db) = (url.to_string(), db.to_string());
+    blocking(move || create_fresh_postgres_database_sync(&url, &db)).await
+}
+
+fn create_fresh_postgres_database_sync(url: &str, db: &str) -> Result<String, StoreError> {
+    if !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Corrupt(format!("bad database name {db:?}")));
+    }
+    let admin = postgres_url_with_database(url, "postgres");
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
+    client.batch_execute(&format!("CREATE DATABASE {db}"))?;
+    Ok(postgres_url_with_database(url, db))
+}
+
+/// Drops a database made by [`create_fresh_postgres_database`].
+pub async fn drop_postgres_database(url: &str, db: &str) -> Result<(), StoreError> {
+    let (url, db) = (url.to_string(), db.to_string());
+    blocking(move || drop_postgres_database_sync(&url, &db)).await
+}
+
+fn drop_postgres_database_sync(url: &str, db: &str) -> Result<(), StoreError> {
+    if !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Corrupt(format!("bad database name {db:?}")));
+    }
+    let admin = postgres_url_with_database(url, "postgres");
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls)?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))?;
     Ok(())
 }

@@ -13,16 +13,16 @@ use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use machi_domain::model::ResidentRecord;
 use machi_domain::names::search_key;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::{StoreError, Tx};
+use super::StoreError;
+use super::db::{Param, Row, Tx};
 
 /// The `prev_hash` of a tenant's first audit entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Columns of the history row that carry its change (j200).
-const HISTORY_COLUMNS: &str = "h.addressee_number, h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels";
+/// In this order: see [`history_row`].
+const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -47,7 +47,12 @@ const KEY_SEPARATOR: char = '\u{1F}';
 impl SearchKeys {
     pub fn of(r: &ResidentRecord) -> Self {
         let mut names = vec![search_key(r.name.as_str())];
-        let mut kana = vec![r.name_kana.as_ref().map(|k| search_key(k.as_str())).unwrap_or_default()];
+        let mut kana = vec![
+            r.name_kana
+                .as_ref()
+                .map(|k| search_key(k.as_str()))
+                .unwrap_or_default(),
+        ];
         if let Some(f) = &r.foreign {
             names.push(search_key(&f.alphabet_name));
             if let Some(a) = &f.alias {
@@ -76,48 +81,80 @@ pub fn my_number_key(tenant: &MunicipalityCode, number: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// Adds `n` to a tenant's counter and returns the new value; the allocated
-/// values are `value - n + 1 ..= value`.
-pub async fn bump_counter(
-    tx: &mut Tx,
-    tenant: &MunicipalityCode,
-    name: &str,
-    n: i64,
-) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "UPDATE counters SET value = value + $3 WHERE tenant = $1 AND name = $2 RETURNING value",
-    )
-    .bind(tenant.as_str())
-    .bind(name)
-    .bind(n)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| corrupt(format!("counter {name} missing for tenant {tenant}")))?;
-    Ok(row.try_get("value")?)
+/// How much to advance each of a tenant's sequences.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Advance {
+    pub addressee: i64,
+    pub household: i64,
+    pub change: i64,
+    pub event: i64,
+    pub audit: i64,
 }
 
-fn history_row(r: &AnyRow) -> Result<HistoryRow, StoreError> {
-    let record: String = r.try_get("record")?;
+/// A tenant's sequences after an [`advance`], and the hash of the last
+/// audit entry before it.
+#[derive(Debug, Clone)]
+pub struct Heads {
+    pub addressee: i64,
+    pub household: i64,
+    pub change: i64,
+    pub event: i64,
+    pub audit: i64,
+    pub audit_hash: String,
+}
+
+/// Advances the tenant's sequences in one statement (which also serialises
+/// the tenant's writers on PostgreSQL). The allocated values of a sequence
+/// advanced by `n` are `value - n + 1 ..= value`.
+pub fn advance(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    a: Advance,
+) -> Result<Heads, StoreError> {
+    let r = tx
+        .query_opt(
+            "UPDATE tenant_heads SET addressee_seq = addressee_seq + $2, household_seq = household_seq + $3, \
+             change_seq = change_seq + $4, event_seq = event_seq + $5, audit_seq = audit_seq + $6 \
+             WHERE tenant = $1 RETURNING addressee_seq, household_seq, change_seq, event_seq, audit_seq, audit_hash",
+            &[
+                tenant.as_str().into(),
+                a.addressee.into(),
+                a.household.into(),
+                a.change.into(),
+                a.event.into(),
+                a.audit.into(),
+            ],
+        )?
+        .ok_or_else(|| corrupt(format!("sequences missing for tenant {tenant}")))?;
+    Ok(Heads {
+        addressee: r.int(0)?,
+        household: r.int(1)?,
+        change: r.int(2)?,
+        event: r.int(3)?,
+        audit: r.int(4)?,
+        audit_hash: r.text(5)?,
+    })
+}
+
+fn history_row(r: &Row) -> Result<HistoryRow, StoreError> {
     let record: ResidentRecord =
-        serde_json::from_str(&record).map_err(|e| corrupt(format!("history record: {e}")))?;
-    let reason: String = r.try_get("reason")?;
-    let effective: String = r.try_get("effective_date")?;
-    let processed: String = r.try_get("processed_on")?;
-    let filed: Option<String> = r.try_get("filed_on")?;
+        serde_json::from_str(&r.text(1)?).map_err(|e| corrupt(format!("history record: {e}")))?;
+    let reason = r.text(3)?;
     Ok(HistoryRow {
-        history_number: r.try_get("history_number")?,
+        history_number: r.int(0)?,
         record,
         change: ChangeInfo {
-            change_id: r.try_get("change_id")?,
-            reason: ChangeReason::from_code(&reason).ok_or_else(|| corrupt(format!("reason {reason}")))?,
-            effective_date: serde_json::from_str(&effective)
+            change_id: r.int(2)?,
+            reason: ChangeReason::from_code(&reason)
+                .ok_or_else(|| corrupt(format!("reason {reason}")))?,
+            effective_date: serde_json::from_str(&r.text(4)?)
                 .map_err(|e| corrupt(format!("effective date: {e}")))?,
-            processed_on: parse_day(&processed)?,
-            filed_on: filed.as_deref().map(parse_day).transpose()?,
-            input_place: r.try_get("input_place")?,
-            input_terminal: r.try_get("input_terminal")?,
-            recorded_at: r.try_get("recorded_at")?,
-            cancels: r.try_get("cancels")?,
+            processed_on: parse_day(&r.text(5)?)?,
+            filed_on: r.opt_text(6)?.as_deref().map(parse_day).transpose()?,
+            input_place: r.text(7)?,
+            input_terminal: r.text(8)?,
+            recorded_at: r.int(9)?,
+            cancels: r.opt_int(10)?,
         },
     })
 }
@@ -133,31 +170,53 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Current rows (any status) of the given persons.
-pub async fn current_rows(
-    tx: &mut Tx,
+const CURRENT_JOIN: &str = "FROM resident_current c JOIN resident_history h \
+     ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number";
+
+fn rows(tx: &mut Tx<'_>, sql: &str, params: &[Param<'_>]) -> Result<Vec<HistoryRow>, StoreError> {
+    tx.query(sql, params)?.iter().map(history_row).collect()
+}
+
+/// Current rows (any status) of the given persons, and the current rows of
+/// the resident members of their households and of `households`: what a
+/// change needs to be planned, in one query.
+pub fn change_context(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     persons: &[AddresseeNumber],
+    households: &[HouseholdNumber],
 ) -> Result<Vec<HistoryRow>, StoreError> {
-    if persons.is_empty() {
+    if persons.is_empty() && households.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_current c JOIN resident_history h \
-         ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number \
-         WHERE c.tenant = $1 AND c.addressee_number IN ({})",
-        placeholders(2, persons.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str());
-    for p in persons {
-        q = q.bind(p.as_str());
+    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+    params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
+    params.extend(households.iter().map(|h| Param::Text(h.as_str())));
+    let p_list = placeholders(2, persons.len());
+    let h_list = placeholders(2 + persons.len(), households.len());
+    let mut conds = Vec::new();
+    if !persons.is_empty() {
+        conds.push(format!("c.addressee_number IN ({p_list})"));
+        conds.push(format!(
+            "(c.status = 'resident' AND c.household_number IN (SELECT household_number FROM resident_current \
+             WHERE tenant = $1 AND status = 'resident' AND addressee_number IN ({p_list})))"
+        ));
     }
-    q.fetch_all(&mut **tx).await?.iter().map(history_row).collect()
+    if !households.is_empty() {
+        conds.push(format!(
+            "(c.status = 'resident' AND c.household_number IN ({h_list}))"
+        ));
+    }
+    let sql = format!(
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND ({}) ORDER BY c.addressee_number",
+        conds.join(" OR ")
+    );
+    rows(tx, &sql, &params)
 }
 
 /// Current rows of the resident members of the given households.
-pub async fn household_rows(
-    tx: &mut Tx,
+pub fn household_rows(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     households: &[HouseholdNumber],
 ) -> Result<Vec<HistoryRow>, StoreError> {
@@ -165,64 +224,61 @@ pub async fn household_rows(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_current c JOIN resident_history h \
-         ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number \
-         WHERE c.tenant = $1 AND c.status = 'resident' AND c.household_number IN ({}) \
-         ORDER BY c.addressee_number",
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.status = 'resident' \
+         AND c.household_number IN ({}) ORDER BY c.addressee_number",
         placeholders(2, households.len())
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str());
-    for h in households {
-        q = q.bind(h.as_str());
-    }
-    q.fetch_all(&mut **tx).await?.iter().map(history_row).collect()
+    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+    params.extend(households.iter().map(|h| Param::Text(h.as_str())));
+    rows(tx, &sql, &params)
 }
 
 /// Persons (any status) holding the given 個人番号 or 住民票コード (j600).
-pub async fn rows_by_identity(
-    tx: &mut Tx,
+pub fn rows_by_identity(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     my_number_key: Option<&str>,
     resident_code: Option<&str>,
 ) -> Result<Vec<HistoryRow>, StoreError> {
     let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_current c JOIN resident_history h \
-         ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number \
-         WHERE c.tenant = $1 AND (c.my_number_key = $2 OR c.resident_code = $3)"
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND (c.my_number_key = $2 OR c.resident_code = $3)"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(my_number_key.unwrap_or("-"))
-        .bind(resident_code.unwrap_or("-"))
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(history_row)
-        .collect()
+    rows(
+        tx,
+        &sql,
+        &[
+            tenant.as_str().into(),
+            my_number_key.into(),
+            resident_code.into(),
+        ],
+    )
 }
 
 /// One person's whole history, oldest first (j200, j350).
-pub async fn history(
-    tx: &mut Tx,
+pub fn history(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     person: &AddresseeNumber,
 ) -> Result<Vec<HistoryRow>, StoreError> {
     let sql = format!(
         "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 AND h.addressee_number = $2 ORDER BY h.history_number"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(person.as_str())
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(history_row)
-        .collect()
+    rows(tx, &sql, &[tenant.as_str().into(), person.as_str().into()])
+}
+
+fn by_person(list: Vec<HistoryRow>) -> BTreeMap<AddresseeNumber, Vec<HistoryRow>> {
+    let mut out: BTreeMap<AddresseeNumber, Vec<HistoryRow>> = BTreeMap::new();
+    for h in list {
+        out.entry(h.record.addressee_number.clone())
+            .or_default()
+            .push(h);
+    }
+    out
 }
 
 /// The whole histories of the persons a change touched.
-pub async fn histories_of_change(
-    tx: &mut Tx,
+pub fn histories_of_change(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     change_id: i64,
 ) -> Result<BTreeMap<AddresseeNumber, Vec<HistoryRow>>, StoreError> {
@@ -231,22 +287,16 @@ pub async fn histories_of_change(
          (SELECT addressee_number FROM resident_history WHERE tenant = $1 AND change_id = $2) \
          ORDER BY h.addressee_number, h.history_number"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(change_id)
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut out: BTreeMap<AddresseeNumber, Vec<HistoryRow>> = BTreeMap::new();
-    for r in &rows {
-        let h = history_row(r)?;
-        out.entry(h.record.addressee_number.clone()).or_default().push(h);
-    }
-    Ok(out)
+    Ok(by_person(rows(
+        tx,
+        &sql,
+        &[tenant.as_str().into(), change_id.into()],
+    )?))
 }
 
 /// Every person who was ever in a household, with their whole history.
-pub async fn household_histories(
-    tx: &mut Tx,
+pub fn household_histories(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     household: &HouseholdNumber,
 ) -> Result<BTreeMap<AddresseeNumber, Vec<HistoryRow>>, StoreError> {
@@ -255,17 +305,11 @@ pub async fn household_histories(
          (SELECT addressee_number FROM resident_history WHERE tenant = $1 AND household_number = $2) \
          ORDER BY h.addressee_number, h.history_number"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(household.as_str())
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut out: BTreeMap<AddresseeNumber, Vec<HistoryRow>> = BTreeMap::new();
-    for r in &rows {
-        let h = history_row(r)?;
-        out.entry(h.record.addressee_number.clone()).or_default().push(h);
-    }
-    Ok(out)
+    Ok(by_person(rows(
+        tx,
+        &sql,
+        &[tenant.as_str().into(), household.as_str().into()],
+    )?))
 }
 
 /// A change as the `changes` table records it.
@@ -288,60 +332,64 @@ pub struct ChangeRecord {
     pub persons: Vec<AddresseeNumber>,
 }
 
-pub async fn insert_change(
-    tx: &mut Tx,
+pub fn insert_change(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     c: &ChangeRecord,
 ) -> Result<(), StoreError> {
     let persons: Vec<&str> = c.persons.iter().map(|p| p.as_str()).collect();
-    sqlx::query(
+    let effective = serde_json::to_string(&c.effective_date).map_err(corrupt)?;
+    let effective_key = date_key(&c.effective_date);
+    let processed = c.processed_on.to_string();
+    let filed = c.filed_on.map(|d| d.to_string());
+    let request = c.request.to_string();
+    let notices = c.notices.to_string();
+    let persons = serde_json::to_string(&persons).map_err(corrupt)?;
+    tx.execute(
         "INSERT INTO changes (tenant, change_id, reason, effective_date, effective_key, processed_on, filed_on, \
          input_place, input_terminal, operator, recorded_at, cancels, request, notices, persons) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        &[
+            tenant.as_str().into(),
+            c.change_id.into(),
+            c.reason.code().into(),
+            (&effective).into(),
+            (&effective_key).into(),
+            (&processed).into(),
+            (&filed).into(),
+            (&c.input_place).into(),
+            (&c.input_terminal).into(),
+            (&c.operator).into(),
+            c.recorded_at.into(),
+            c.cancels.into(),
+            (&request).into(),
+            (&notices).into(),
+            (&persons).into(),
+        ],
     )
-    .bind(tenant.as_str())
-    .bind(c.change_id)
-    .bind(c.reason.code())
-    .bind(serde_json::to_string(&c.effective_date).map_err(|e| corrupt(e))?)
-    .bind(date_key(&c.effective_date))
-    .bind(c.processed_on.to_string())
-    .bind(c.filed_on.map(|d| d.to_string()))
-    .bind(&c.input_place)
-    .bind(&c.input_terminal)
-    .bind(&c.operator)
-    .bind(c.recorded_at)
-    .bind(c.cancels)
-    .bind(c.request.to_string())
-    .bind(c.notices.to_string())
-    .bind(serde_json::to_string(&persons).map_err(|e| corrupt(e))?)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::from_db)?;
+    .map_err(StoreError::conflict_if_unique)?;
     Ok(())
 }
 
-fn change_record(r: &AnyRow) -> Result<ChangeRecord, StoreError> {
-    let reason: String = r.try_get("reason")?;
-    let effective: String = r.try_get("effective_date")?;
-    let processed: String = r.try_get("processed_on")?;
-    let filed: Option<String> = r.try_get("filed_on")?;
-    let request: String = r.try_get("request")?;
-    let notices: String = r.try_get("notices")?;
-    let persons: String = r.try_get("persons")?;
-    let persons: Vec<String> = serde_json::from_str(&persons).map_err(corrupt)?;
+const CHANGE_COLUMNS: &str = "change_id, reason, effective_date, processed_on, filed_on, input_place, input_terminal, operator, recorded_at, cancels, request, notices, persons";
+
+fn change_record(r: &Row) -> Result<ChangeRecord, StoreError> {
+    let reason = r.text(1)?;
+    let persons: Vec<String> = serde_json::from_str(&r.text(12)?).map_err(corrupt)?;
     Ok(ChangeRecord {
-        change_id: r.try_get("change_id")?,
-        reason: ChangeReason::from_code(&reason).ok_or_else(|| corrupt(format!("reason {reason}")))?,
-        effective_date: serde_json::from_str(&effective).map_err(corrupt)?,
-        processed_on: parse_day(&processed)?,
-        filed_on: filed.as_deref().map(parse_day).transpose()?,
-        input_place: r.try_get("input_place")?,
-        input_terminal: r.try_get("input_terminal")?,
-        operator: r.try_get("operator")?,
-        recorded_at: r.try_get("recorded_at")?,
-        cancels: r.try_get("cancels")?,
-        request: serde_json::from_str(&request).map_err(corrupt)?,
-        notices: serde_json::from_str(&notices).map_err(corrupt)?,
+        change_id: r.int(0)?,
+        reason: ChangeReason::from_code(&reason)
+            .ok_or_else(|| corrupt(format!("reason {reason}")))?,
+        effective_date: serde_json::from_str(&r.text(2)?).map_err(corrupt)?,
+        processed_on: parse_day(&r.text(3)?)?,
+        filed_on: r.opt_text(4)?.as_deref().map(parse_day).transpose()?,
+        input_place: r.text(5)?,
+        input_terminal: r.text(6)?,
+        operator: r.text(7)?,
+        recorded_at: r.int(8)?,
+        cancels: r.opt_int(9)?,
+        request: serde_json::from_str(&r.text(10)?).map_err(corrupt)?,
+        notices: serde_json::from_str(&r.text(11)?).map_err(corrupt)?,
         persons: persons
             .iter()
             .map(|p| p.parse().map_err(|_| corrupt(format!("addressee {p}"))))
@@ -349,44 +397,35 @@ fn change_record(r: &AnyRow) -> Result<ChangeRecord, StoreError> {
     })
 }
 
-const CHANGE_COLUMNS: &str = "change_id, reason, effective_date, processed_on, filed_on, input_place, input_terminal, operator, recorded_at, cancels, request, notices, persons";
-
-pub async fn get_change(
-    tx: &mut Tx,
+pub fn get_change(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     change_id: i64,
 ) -> Result<Option<ChangeRecord>, StoreError> {
     let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE tenant = $1 AND change_id = $2");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(change_id)
-        .fetch_optional(&mut **tx)
-        .await?
+    tx.query_opt(&sql, &[tenant.as_str().into(), change_id.into()])?
         .as_ref()
         .map(change_record)
         .transpose()
 }
 
-/// Whether a cancellation of `change_id` has been recorded.
-pub async fn cancellation_of(
-    tx: &mut Tx,
+/// The change that cancelled `change_id`, if one was recorded.
+pub fn cancellation_of(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     change_id: i64,
 ) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query("SELECT change_id FROM changes WHERE tenant = $1 AND cancels = $2")
-        .bind(tenant.as_str())
-        .bind(change_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get("change_id")?),
-        None => None,
-    })
+    tx.query_opt(
+        "SELECT change_id FROM changes WHERE tenant = $1 AND cancels = $2",
+        &[tenant.as_str().into(), change_id.into()],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
 }
 
-/// Changes newest first, after the cursor (a change id).
-pub async fn list_changes(
-    tx: &mut Tx,
+/// Changes newest first, before the cursor (a change id).
+pub fn list_changes(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     before: Option<i64>,
     limit: i64,
@@ -394,61 +433,75 @@ pub async fn list_changes(
     let sql = format!(
         "SELECT {CHANGE_COLUMNS} FROM changes WHERE tenant = $1 AND change_id < $2 ORDER BY change_id DESC LIMIT $3"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(change_record)
-        .collect()
+    tx.query(
+        &sql,
+        &[
+            tenant.as_str().into(),
+            before.unwrap_or(i64::MAX).into(),
+            limit.into(),
+        ],
+    )?
+    .iter()
+    .map(change_record)
+    .collect()
+}
+
+fn status_code(r: &ResidentRecord) -> String {
+    serde_json::to_value(r.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Appends a history row and points the current-state projection at it.
-pub async fn append_history(
-    tx: &mut Tx,
+pub fn append_history(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     row: &HistoryRow,
 ) -> Result<(), StoreError> {
     let r = &row.record;
     let keys = SearchKeys::of(r);
     let record = serde_json::to_string(r).map_err(corrupt)?;
-    let status = serde_json::to_value(r.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = status_code(r);
     let c = &row.change;
-    sqlx::query(
+    let effective = serde_json::to_string(&c.effective_date).map_err(corrupt)?;
+    let effective_key = date_key(&c.effective_date);
+    let processed = c.processed_on.to_string();
+    let filed = c.filed_on.map(|d| d.to_string());
+    tx.execute(
         "INSERT INTO resident_history (tenant, addressee_number, history_number, change_id, household_number, status, \
          name_key, kana_key, address_key, birth_key, record, reason, effective_date, effective_key, processed_on, filed_on, \
          input_place, input_terminal, recorded_at, cancels) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+        &[
+            tenant.as_str().into(),
+            r.addressee_number.as_str().into(),
+            row.history_number.into(),
+            c.change_id.into(),
+            r.household_number.as_str().into(),
+            (&status).into(),
+            (&keys.name_key).into(),
+            (&keys.kana_key).into(),
+            (&keys.address_key).into(),
+            (&keys.birth_key).into(),
+            (&record).into(),
+            c.reason.code().into(),
+            (&effective).into(),
+            (&effective_key).into(),
+            (&processed).into(),
+            (&filed).into(),
+            (&c.input_place).into(),
+            (&c.input_terminal).into(),
+            c.recorded_at.into(),
+            c.cancels.into(),
+        ],
     )
-    .bind(tenant.as_str())
-    .bind(r.addressee_number.as_str())
-    .bind(row.history_number)
-    .bind(c.change_id)
-    .bind(r.household_number.as_str())
-    .bind(&status)
-    .bind(&keys.name_key)
-    .bind(&keys.kana_key)
-    .bind(&keys.address_key)
-    .bind(keys.birth_key.clone())
-    .bind(record)
-    .bind(c.reason.code())
-    .bind(serde_json::to_string(&c.effective_date).map_err(corrupt)?)
-    .bind(date_key(&c.effective_date))
-    .bind(c.processed_on.to_string())
-    .bind(c.filed_on.map(|d| d.to_string()))
-    .bind(&c.input_place)
-    .bind(&c.input_terminal)
-    .bind(c.recorded_at)
-    .bind(c.cancels)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::from_db)?;
-    sqlx::query(
+    .map_err(StoreError::conflict_if_unique)?;
+    let my_number = r
+        .my_number
+        .as_ref()
+        .map(|n| my_number_key(tenant, n.as_str()));
+    tx.execute(
         "INSERT INTO resident_current (tenant, addressee_number, history_number, household_number, status, name_key, \
          kana_key, address_key, birth_key, my_number_key, resident_code) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -456,20 +509,20 @@ pub async fn append_history(
          household_number = excluded.household_number, status = excluded.status, name_key = excluded.name_key, \
          kana_key = excluded.kana_key, address_key = excluded.address_key, birth_key = excluded.birth_key, \
          my_number_key = excluded.my_number_key, resident_code = excluded.resident_code",
-    )
-    .bind(tenant.as_str())
-    .bind(r.addressee_number.as_str())
-    .bind(row.history_number)
-    .bind(r.household_number.as_str())
-    .bind(status)
-    .bind(keys.name_key)
-    .bind(keys.kana_key)
-    .bind(keys.address_key)
-    .bind(keys.birth_key)
-    .bind(r.my_number.as_ref().map(|n| my_number_key(tenant, n.as_str())))
-    .bind(r.resident_code.as_ref().map(|c| c.as_str().to_string()))
-    .execute(&mut **tx)
-    .await?;
+        &[
+            tenant.as_str().into(),
+            r.addressee_number.as_str().into(),
+            row.history_number.into(),
+            r.household_number.as_str().into(),
+            (&status).into(),
+            (&keys.name_key).into(),
+            (&keys.kana_key).into(),
+            (&keys.address_key).into(),
+            (&keys.birth_key).into(),
+            (&my_number).into(),
+            r.resident_code.as_ref().map(|c| c.as_str()).into(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -478,7 +531,7 @@ pub async fn append_history(
 pub struct AuditEntry {
     pub operator: String,
     pub terminal: String,
-    /// What was done, e.g. `change.move_in`, `resident.read`, `search`.
+    /// What was done, e.g. `change.move_in`.
     pub function: String,
     /// The record(s) concerned, e.g. addressee numbers.
     pub target: String,
@@ -488,8 +541,15 @@ pub struct AuditEntry {
     pub my_number_shown: bool,
 }
 
-/// The hash that chains an audit entry to the one before it.
-pub fn audit_hash(tenant: &MunicipalityCode, seq: i64, at: i64, prev: &str, e: &AuditEntry) -> String {
+/// The hash that chains an audit entry to the one before it: SHA-256 over
+/// the length-prefixed fields, the previous hash among them.
+pub fn audit_hash(
+    tenant: &MunicipalityCode,
+    seq: i64,
+    at: i64,
+    prev: &str,
+    e: &AuditEntry,
+) -> String {
     let mut h = Sha256::new();
     for part in [
         tenant.as_str(),
@@ -509,44 +569,39 @@ pub fn audit_hash(tenant: &MunicipalityCode, seq: i64, at: i64, prev: &str, e: &
     hex::encode(h.finalize())
 }
 
-/// Appends an audit entry to the tenant's hash chain; returns its sequence number.
-pub async fn append_audit(
-    tx: &mut Tx,
+/// Appends audit entry number `seq` (allocated by [`advance`], with the
+/// previous entry's hash `prev`) and moves the tenant's chain head to it.
+pub fn append_audit(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
+    seq: i64,
+    prev: &str,
     at: i64,
     e: &AuditEntry,
-) -> Result<i64, StoreError> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE tenant = $1 RETURNING seq, hash")
-        .bind(tenant.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| corrupt(format!("audit chain missing for tenant {tenant}")))?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev: String = head.try_get("hash")?;
-    let hash = audit_hash(tenant, seq, at, &prev, e);
-    sqlx::query(
+) -> Result<String, StoreError> {
+    let hash = audit_hash(tenant, seq, at, prev, e);
+    tx.execute(
         "INSERT INTO audit_log (tenant, seq, at, operator, terminal, function, target, detail, my_number_shown, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(tenant.as_str())
-    .bind(seq)
-    .bind(at)
-    .bind(&e.operator)
-    .bind(&e.terminal)
-    .bind(&e.function)
-    .bind(&e.target)
-    .bind(&e.detail)
-    .bind(i64::from(e.my_number_shown))
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE audit_head SET hash = $2 WHERE tenant = $1")
-        .bind(tenant.as_str())
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
-    Ok(seq)
+        &[
+            tenant.as_str().into(),
+            seq.into(),
+            at.into(),
+            (&e.operator).into(),
+            (&e.terminal).into(),
+            (&e.function).into(),
+            (&e.target).into(),
+            (&e.detail).into(),
+            i64::from(e.my_number_shown).into(),
+            prev.into(),
+            (&hash).into(),
+        ],
+    )?;
+    tx.execute(
+        "UPDATE tenant_heads SET audit_hash = $2 WHERE tenant = $1",
+        &[tenant.as_str().into(), (&hash).into()],
+    )?;
+    Ok(hash)
 }
 
 /// A stored audit entry with its chain fields.
@@ -561,65 +616,63 @@ pub struct StoredAudit {
 }
 
 /// Audit entries in order, after `after_seq`.
-pub async fn audit_entries(
-    tx: &mut Tx,
+pub fn audit_entries(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     after_seq: i64,
     limit: i64,
 ) -> Result<Vec<StoredAudit>, StoreError> {
-    let rows = sqlx::query(
+    tx.query(
         "SELECT seq, at, operator, terminal, function, target, detail, my_number_shown, prev_hash, hash \
          FROM audit_log WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-    )
-    .bind(tenant.as_str())
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredAudit {
-                seq: r.try_get("seq")?,
-                at: r.try_get("at")?,
-                prev_hash: r.try_get("prev_hash")?,
-                hash: r.try_get("hash")?,
-                entry: AuditEntry {
-                    operator: r.try_get("operator")?,
-                    terminal: r.try_get("terminal")?,
-                    function: r.try_get("function")?,
-                    target: r.try_get("target")?,
-                    detail: r.try_get("detail")?,
-                    my_number_shown: r.try_get::<i64, _>("my_number_shown")? != 0,
-                },
-            })
+        &[tenant.as_str().into(), after_seq.into(), limit.into()],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(StoredAudit {
+            seq: r.int(0)?,
+            at: r.int(1)?,
+            prev_hash: r.text(8)?,
+            hash: r.text(9)?,
+            entry: AuditEntry {
+                operator: r.text(2)?,
+                terminal: r.text(3)?,
+                function: r.text(4)?,
+                target: r.text(5)?,
+                detail: r.text(6)?,
+                my_number_shown: r.int(7)? != 0,
+            },
         })
-        .collect()
+    })
+    .collect()
 }
 
-/// Appends a linkage event to the tenant's outbox; returns its sequence number.
-/// The event id `{tenant}-{seq}` is stable, so a consumer applies it once.
-pub async fn append_event(
-    tx: &mut Tx,
+/// Appends linkage event number `seq` (allocated by [`advance`]). The event
+/// id `{tenant}-{seq}` is stable, so a consumer applies it once.
+pub fn append_event(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
+    seq: i64,
     kind: &str,
     change_id: Option<i64>,
     payload: &serde_json::Value,
     at: i64,
-) -> Result<i64, StoreError> {
-    let seq = bump_counter(tx, tenant, "event", 1).await?;
-    sqlx::query(
+) -> Result<(), StoreError> {
+    let id = format!("{tenant}-{seq}");
+    let payload = payload.to_string();
+    tx.execute(
         "INSERT INTO outbox (tenant, seq, event_id, kind, change_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(tenant.as_str())
-    .bind(seq)
-    .bind(format!("{tenant}-{seq}"))
-    .bind(kind)
-    .bind(change_id)
-    .bind(payload.to_string())
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(seq)
+        &[
+            tenant.as_str().into(),
+            seq.into(),
+            (&id).into(),
+            kind.into(),
+            change_id.into(),
+            (&payload).into(),
+            at.into(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// A linkage event as stored.
@@ -633,33 +686,28 @@ pub struct OutboxEvent {
     pub created_at: i64,
 }
 
-pub async fn events_after(
-    tx: &mut Tx,
+pub fn events_after(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     after_seq: i64,
     limit: i64,
 ) -> Result<Vec<OutboxEvent>, StoreError> {
-    let rows = sqlx::query(
+    tx.query(
         "SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-    )
-    .bind(tenant.as_str())
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let payload: String = r.try_get("payload")?;
-            Ok(OutboxEvent {
-                seq: r.try_get("seq")?,
-                event_id: r.try_get("event_id")?,
-                kind: r.try_get("kind")?,
-                change_id: r.try_get("change_id")?,
-                payload: serde_json::from_str(&payload).map_err(corrupt)?,
-                created_at: r.try_get("created_at")?,
-            })
+        &[tenant.as_str().into(), after_seq.into(), limit.into()],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(OutboxEvent {
+            seq: r.int(0)?,
+            event_id: r.text(1)?,
+            kind: r.text(2)?,
+            change_id: r.opt_int(3)?,
+            payload: serde_json::from_str(&r.text(4)?).map_err(corrupt)?,
+            created_at: r.int(5)?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// Search filters over current records (j340). Keys are already folded.
@@ -690,8 +738,8 @@ fn like_pattern(key: &str) -> String {
 }
 
 /// Current rows matching `f`, by addressee number, after `after`.
-pub async fn search(
-    tx: &mut Tx,
+pub fn search(
+    tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     f: &SearchFilter,
     after: Option<&AddresseeNumber>,
@@ -699,11 +747,10 @@ pub async fn search(
 ) -> Result<Vec<HistoryRow>, StoreError> {
     let mut conds: Vec<String> = vec!["c.tenant = $1".into()];
     let mut binds: Vec<String> = vec![tenant.as_str().to_string()];
-    let mut bind = |binds: &mut Vec<String>, v: String| {
+    let bind = |binds: &mut Vec<String>, v: String| {
         binds.push(v);
         format!("${}", binds.len())
     };
-    let source = if f.include_history { "resident_history" } else { "resident_current" };
     let mut sub: Vec<String> = Vec::new();
     for (col, key) in [
         ("name_key", &f.name_key),
@@ -718,7 +765,7 @@ pub async fn search(
     if !sub.is_empty() {
         if f.include_history {
             conds.push(format!(
-                "c.addressee_number IN (SELECT addressee_number FROM {source} WHERE tenant = $1 AND {})",
+                "c.addressee_number IN (SELECT addressee_number FROM resident_history WHERE tenant = $1 AND {})",
                 sub.join(" AND ")
             ));
         } else {
@@ -746,30 +793,10 @@ pub async fn search(
     }
     let limit_p = format!("${}", binds.len() + 1);
     let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_current c JOIN resident_history h \
-         ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number \
-         WHERE {} ORDER BY c.addressee_number LIMIT {limit_p}",
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE {} ORDER BY c.addressee_number LIMIT {limit_p}",
         conds.join(" AND ")
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b);
-    }
-    q.bind(limit)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(history_row)
-        .collect()
-}
-
-/// Counts of the tenant's current records: (residents, households).
-pub async fn counts(tx: &mut Tx, tenant: &MunicipalityCode) -> Result<(i64, i64), StoreError> {
-    let r = sqlx::query(
-        "SELECT COUNT(*) AS n, COUNT(DISTINCT household_number) AS h FROM resident_current WHERE tenant = $1 AND status = 'resident'",
-    )
-    .bind(tenant.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok((r.try_get("n")?, r.try_get("h")?))
+    let mut params: Vec<Param<'_>> = binds.iter().map(|b| Param::Text(b.as_str())).collect();
+    params.push(limit.into());
+    rows(tx, &sql, &params)
 }

@@ -1,0 +1,86 @@
+//! The HTTP edge: JSON API under `/api/v1`, `/openapi.json`, `/healthz`.
+//! Handlers are thin: parse, call the service, map the answer.
+
+pub mod error;
+mod handlers;
+pub mod views;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::service::Registry;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "machi API",
+        description = "Resident registry (住民記録) of the municipalities sharing one machi deployment. \
+            Everything a tenant owns lives under /api/v1/tenants/{municipality_code}. \
+            Errors are JSON: {code, message_ja, message_en, field?}.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "platform", description = "Health and tenants"),
+        (name = "registry", description = "Residents, households, history and search"),
+        (name = "changes", description = "Changes (異動)"),
+    )
+)]
+struct ApiDoc;
+
+/// Every API route with its OpenAPI description: the router's own list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::list_tenants, handlers::create_tenant))
+        .routes(routes!(handlers::get_tenant))
+        .routes(routes!(handlers::get_resident))
+        .routes(routes!(handlers::get_resident_history))
+        .routes(routes!(handlers::get_household))
+        .routes(routes!(handlers::submit_change, handlers::list_changes))
+        .routes(routes!(handlers::get_change))
+        .routes(routes!(handlers::search))
+        .routes(routes!(handlers::list_events))
+}
+
+/// The router and the OpenAPI document it was built from.
+pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = routes().split_for_parts();
+    (router.with_state(state), doc)
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = router_and_doc(state);
+    let json = doc.to_pretty_json().unwrap_or_default();
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json,
+                    )
+                }
+            }),
+        )
+        .fallback(handlers::not_found)
+}
+
+/// The OpenAPI document as committed in the repository (`openapi.json`).
+pub fn openapi_json() -> String {
+    let (_, doc) = routes().split_for_parts();
+    let mut s = doc.to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
+}

@@ -1,0 +1,245 @@
+//! `machi bench`: change writes/s and reads/s on SQLite and PostgreSQL,
+//! each beside a baseline measured in the same run on the same backend
+//! (an empty write transaction; an empty read transaction).
+//!
+//! Run: `cargo run --release -p machi -- bench` (add `--postgres URL` or set
+//! `MACHI_BENCH_POSTGRES` to include PostgreSQL).
+
+use std::time::Instant;
+
+use chrono::Duration;
+use clap::Args;
+use machi_domain::change::{AsOf, ChangeCommand, ChangeMeta, ChangeRequest, HouseholdTarget};
+use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
+
+use crate::service::registry::SearchParams;
+use crate::service::{Actor, Clock, Registry};
+use crate::store::{DatabaseLocation, SqliteSync, Store};
+use crate::synth::{Synth, TOWNS};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Households moved in before measuring (each move-in is a change too).
+    #[arg(long, default_value_t = 2000)]
+    households: usize,
+    /// Changes (転居 of a whole household) to time.
+    #[arg(long, default_value_t = 5000)]
+    changes: usize,
+    /// Reads (a resident with its whole history) to time.
+    #[arg(long, default_value_t = 20000)]
+    reads: usize,
+    /// Also run on PostgreSQL: a server URL; a fresh database is created there and dropped after.
+    #[arg(long, env = "MACHI_BENCH_POSTGRES")]
+    postgres: Option<String>,
+    /// Skip SQLite.
+    #[arg(long)]
+    skip_sqlite: bool,
+    /// SQLite durability for the run (`full` is the default of `machi serve`).
+    #[arg(long, value_enum, default_value = "full")]
+    bench_sqlite_sync: SqliteSync,
+}
+
+struct Figure {
+    what: &'static str,
+    n: usize,
+    secs: f64,
+}
+
+impl Figure {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.secs.max(1e-9)
+    }
+}
+
+pub async fn run(a: &BenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
+    let eras = crate::config::era_table(extra_eras).map_err(anyhow::Error::msg)?;
+    println!(
+        "machi bench — {} households seeded, {} changes, {} reads per backend (2 cores here; single client)",
+        a.households, a.changes, a.reads
+    );
+    if !a.skip_sqlite {
+        let dir = std::env::temp_dir().join(format!("machi-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("bench.sqlite");
+        let store =
+            Store::connect_with(&DatabaseLocation::Sqlite(path), a.bench_sqlite_sync).await?;
+        let label = match a.bench_sqlite_sync {
+            SqliteSync::Full => "SQLite (WAL, synchronous=FULL)",
+            SqliteSync::Normal => "SQLite (WAL, synchronous=NORMAL)",
+        };
+        let r = Registry::new(store.clone(), eras.clone(), Clock::System);
+        let result = measure(label, &r, a).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result?;
+    }
+    if let Some(url) = &a.postgres {
+        let db = format!("machi_bench_{}", std::process::id());
+        let fresh = crate::store::create_fresh_postgres_database(url, &db).await?;
+        let store = Store::connect(&DatabaseLocation::Postgres(fresh)).await?;
+        let r = Registry::new(store.clone(), eras.clone(), Clock::System);
+        let result = measure("PostgreSQL", &r, a).await;
+        crate::store::drop_postgres_database(url, &db).await?;
+        result?;
+    } else {
+        println!("\n(PostgreSQL skipped: pass --postgres URL or set MACHI_BENCH_POSTGRES)");
+    }
+    Ok(())
+}
+
+fn meta(date: chrono::NaiveDate) -> ChangeMeta {
+    ChangeMeta {
+        effective_date: date.format("%Y-%m-%d").to_string(),
+        filed_on: None,
+        input_place: "bench".into(),
+        input_terminal: "B-1".into(),
+        allow_headless_household: false,
+    }
+}
+
+async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()> {
+    let town = &TOWNS[0];
+    let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    r.create_tenant(code.clone(), town.name, town.prefecture)
+        .await?;
+    let actor = Actor::system("bench");
+    let today = r.today();
+    let mut synth = Synth::new(42);
+
+    // Seed: move-ins (changes too, with 1–5 persons each).
+    let mut households: Vec<Vec<String>> = Vec::with_capacity(a.households);
+    let mut persons: Vec<AddresseeNumber> = Vec::new();
+    let t = Instant::now();
+    for _ in 0..a.households {
+        let plan = synth.household(town, today);
+        let out = r
+            .submit(
+                &code,
+                &ChangeRequest {
+                    meta: meta(plan.moved_in),
+                    command: ChangeCommand::MoveIn {
+                        persons: plan.persons,
+                        household: HouseholdTarget::New {
+                            address: plan.address,
+                        },
+                        previous_address: plan.previous_address,
+                    },
+                },
+                &actor,
+            )
+            .await?;
+        let ids: Vec<AddresseeNumber> = out
+            .rows
+            .iter()
+            .map(|x| x.record.addressee_number.clone())
+            .collect();
+        persons.extend(ids.iter().cloned());
+        households.push(ids.iter().map(|x| x.to_string()).collect());
+    }
+    let move_ins = Figure {
+        what: "move-in changes (1–5 persons each)",
+        n: a.households,
+        secs: t.elapsed().as_secs_f64(),
+    };
+
+    // Baseline: empty write transactions.
+    let t = Instant::now();
+    for _ in 0..a.changes {
+        r.store().empty_transaction(&code).await?;
+    }
+    let empty_write = Figure {
+        what: "empty write transactions (baseline)",
+        n: a.changes,
+        secs: t.elapsed().as_secs_f64(),
+    };
+
+    // Changes: 転居 of whole households, history + audit + outbox each.
+    let date = today - Duration::days(1);
+    let addresses: Vec<_> = (0..64).map(|_| synth.address(town)).collect();
+    let t = Instant::now();
+    for i in 0..a.changes {
+        let h = &households[synth.rng.usize(..households.len())];
+        r.submit(
+            &code,
+            &ChangeRequest {
+                meta: meta(date),
+                command: ChangeCommand::MoveWithin {
+                    persons: h.clone(),
+                    address: addresses[i % addresses.len()].clone(),
+                    household: None,
+                },
+            },
+            &actor,
+        )
+        .await?;
+    }
+    let changes = Figure {
+        what: "changes (転居, whole household)",
+        n: a.changes,
+        secs: t.elapsed().as_secs_f64(),
+    };
+
+    // Baseline: empty read transactions.
+    let t = Instant::now();
+    for _ in 0..a.reads {
+        r.store().empty_read(&code).await?;
+    }
+    let empty_read = Figure {
+        what: "empty read transactions (baseline)",
+        n: a.reads,
+        secs: t.elapsed().as_secs_f64(),
+    };
+
+    let t = Instant::now();
+    for _ in 0..a.reads {
+        let p = &persons[synth.rng.usize(..persons.len())];
+        r.resident(&code, p, AsOf::default()).await?;
+    }
+    let reads = Figure {
+        what: "reads (resident with whole history)",
+        n: a.reads,
+        secs: t.elapsed().as_secs_f64(),
+    };
+
+    let searches = a.reads / 10;
+    let t = Instant::now();
+    for i in 0..searches {
+        let q = ["タカハシ", "高橋", "さいとう", "渡辺", "ヨシダ", "山崎"][i % 6];
+        r.search(
+            &code,
+            &SearchParams {
+                name: Some(q.to_string()),
+                limit: 20,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    let search = Figure {
+        what: "name searches (folded, partial; 20 per page)",
+        n: searches,
+        secs: t.elapsed().as_secs_f64(),
+    };
+
+    println!(
+        "\n{label}  ({} persons in {} households)",
+        persons.len(),
+        households.len()
+    );
+    println!("  {:<46} {:>10} {:>12}", "operation", "count", "per second");
+    for f in [
+        &empty_write,
+        &move_ins,
+        &changes,
+        &empty_read,
+        &reads,
+        &search,
+    ] {
+        println!("  {:<46} {:>10} {:>12.0}", f.what, f.n, f.rate());
+    }
+    println!(
+        "  ratio changes/s ÷ empty write tx/s: {:.2}   reads/s ÷ empty read tx/s: {:.2}",
+        changes.rate() / empty_write.rate(),
+        reads.rate() / empty_read.rate()
+    );
+    Ok(())
+}

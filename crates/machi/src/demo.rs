@@ -1,0 +1,209 @@
+//! `machi demo`: six real municipalities as tenants, a few thousand synthetic
+//! residents in households, with some history (births, moves, deaths).
+
+use chrono::Duration;
+use machi_domain::change::{
+    AddressInput, ChangeCommand, ChangeMeta, ChangeRequest, HouseholdTarget,
+};
+use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
+
+use crate::service::{Actor, Registry};
+use crate::synth::{Synth, TOWNS};
+
+/// The first household and addressee numbers a tenant allocates.
+pub fn first_household() -> String {
+    HouseholdNumber::from_serial(1)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+pub fn first_addressee() -> String {
+    AddresseeNumber::from_serial(1)
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+fn meta(date: chrono::NaiveDate, place: &str) -> ChangeMeta {
+    ChangeMeta {
+        effective_date: date.format("%Y-%m-%d").to_string(),
+        filed_on: Some(date.format("%Y-%m-%d").to_string()),
+        input_place: place.to_string(),
+        input_terminal: "DEMO-01".to_string(),
+        allow_headless_household: false,
+    }
+}
+
+/// Seeds the demo tenants unless they already exist. Returns a summary.
+pub async fn seed(registry: &Registry, residents_per_tenant: usize) -> anyhow::Result<String> {
+    let existing = registry.tenants().await?;
+    if !existing.is_empty() {
+        return Ok(format!(
+            "demo data already present ({} municipalities); reusing it",
+            existing.len()
+        ));
+    }
+    let today = registry.today();
+    let actor = Actor::system("demo");
+    let mut synth = Synth::new(20_261_122);
+    let mut total_people = 0usize;
+    let mut total_changes = 0usize;
+    for town in TOWNS {
+        let code: MunicipalityCode = town
+            .code
+            .parse()
+            .map_err(|e| anyhow::anyhow!("demo town code {}: {e:?}", town.code))?;
+        registry
+            .create_tenant(code.clone(), town.name, town.prefecture)
+            .await?;
+        let mut people = 0usize;
+        while people < residents_per_tenant {
+            let plan = synth.household(town, today);
+            let command = if plan.abroad {
+                ChangeCommand::MoveInFromAbroad {
+                    persons: plan.persons.clone(),
+                    household: HouseholdTarget::New {
+                        address: plan.address.clone(),
+                    },
+                    previous_address: plan.previous_address.clone(),
+                }
+            } else {
+                ChangeCommand::MoveIn {
+                    persons: plan.persons.clone(),
+                    household: HouseholdTarget::New {
+                        address: plan.address.clone(),
+                    },
+                    previous_address: plan.previous_address.clone(),
+                }
+            };
+            let out = registry
+                .submit(
+                    &code,
+                    &ChangeRequest {
+                        meta: meta(plan.moved_in, "市民課窓口"),
+                        command,
+                    },
+                    &actor,
+                )
+                .await?;
+            total_changes += 1;
+            people += out.rows.len();
+            let members: Vec<String> = out
+                .rows
+                .iter()
+                .map(|r| r.record.addressee_number.to_string())
+                .collect();
+            let household = out.rows[0].record.household_number.to_string();
+            let head = &out.rows[0].record;
+            // Some history after moving in, in date order.
+            let mut date = plan.moved_in;
+            let days_left = (today - date).num_days();
+            if days_left < 60 {
+                continue;
+            }
+            let roll = synth.rng.u8(..100);
+            if roll < 12 {
+                // 転居 of the whole household.
+                date = synth.day_between(date + Duration::days(30), today - Duration::days(1));
+                registry
+                    .submit(
+                        &code,
+                        &ChangeRequest {
+                            meta: meta(date, "市民課窓口"),
+                            command: ChangeCommand::MoveWithin {
+                                persons: members.clone(),
+                                address: synth.address(town),
+                                household: None,
+                            },
+                        },
+                        &actor,
+                    )
+                    .await?;
+                total_changes += 1;
+            }
+            let has_spouse = out
+                .rows
+                .iter()
+                .any(|r| r.record.relationship.as_str() == "妻");
+            let young = head
+                .birth_date
+                .as_calendar()
+                .is_some_and(|b| (today - b).num_days() < 42 * 365);
+            if (12..22).contains(&roll) && has_spouse && young && (today - date).num_days() > 30 {
+                // 出生
+                let born = synth.day_between(date + Duration::days(1), today - Duration::days(1));
+                let (surname, kana) = head
+                    .name
+                    .as_str()
+                    .split_once('　')
+                    .zip(
+                        head.name_kana
+                            .as_ref()
+                            .and_then(|k| k.as_str().split_once('　')),
+                    )
+                    .map(|((s, _), (k, _))| (s.to_string(), k.to_string()))
+                    .unwrap_or_else(|| ("山田".into(), "ヤマダ".into()));
+                let child = synth.newborn(&surname, &kana, born);
+                registry
+                    .submit(
+                        &code,
+                        &ChangeRequest {
+                            meta: meta(born, "市民課窓口"),
+                            command: ChangeCommand::Birth {
+                                person: child,
+                                household_number: household.clone(),
+                            },
+                        },
+                        &actor,
+                    )
+                    .await?;
+                total_changes += 1;
+                people += 1;
+            } else if (22..26).contains(&roll) && members.len() <= 2 {
+                // 死亡 of the head; a single remaining member becomes head (j490).
+                let died = synth.day_between(date + Duration::days(1), today - Duration::days(1));
+                registry
+                    .submit(
+                        &code,
+                        &ChangeRequest {
+                            meta: meta(died, "市民課窓口"),
+                            command: ChangeCommand::Death {
+                                person: members[0].clone(),
+                            },
+                        },
+                        &actor,
+                    )
+                    .await?;
+                total_changes += 1;
+            } else if (26..30).contains(&roll) {
+                // 国内転出 of the whole household.
+                let left = synth.day_between(date + Duration::days(1), today - Duration::days(1));
+                let dest = synth.elsewhere();
+                registry
+                    .submit(
+                        &code,
+                        &ChangeRequest {
+                            meta: meta(left, "市民課窓口"),
+                            command: ChangeCommand::MoveOut {
+                                persons: members.clone(),
+                                destination: AddressInput {
+                                    address: dest,
+                                    annex: None,
+                                    postal_code: None,
+                                },
+                            },
+                        },
+                        &actor,
+                    )
+                    .await?;
+                total_changes += 1;
+            }
+        }
+        total_people += people;
+    }
+    Ok(format!(
+        "demo data: {} municipalities, {} synthetic persons, {} changes",
+        TOWNS.len(),
+        total_people,
+        total_changes
+    ))
+}

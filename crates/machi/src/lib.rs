@@ -1,0 +1,15 @@
+//! machi: the resident registry (住民記録) of many municipalities on one
+//! deployment. See README.md and docs/ for the shape; the domain rules live
+//! in the `machi-domain` crate.
+//!
+//! Layers, dependencies pointing down: `api` and `cli` (edges) → `service`
+//! → `store` → `machi_domain`.
+
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod service;
+pub mod store;
+pub mod synth;

@@ -1,0 +1,286 @@
+//! The thin layer under the storage API: a transaction on SQLite
+//! (rusqlite) or PostgreSQL (postgres), one SQL dialect for both (`$1`
+//! placeholders, BIGINT and TEXT columns), values as [`Value`].
+//!
+//! Storage functions are written once against [`Tx`] and run on a blocking
+//! thread: a whole change is one call, not one round trip per statement.
+
+use std::collections::HashMap;
+
+use super::StoreError;
+
+/// A parameter of a statement.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+impl From<i64> for Param<'_> {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(v: &'a String) -> Self {
+        Param::Text(v.as_str())
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Param::Null, Param::Text)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Param<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        v.as_deref().map_or(Param::Null, Param::Text)
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Param::Null, Param::Int)
+    }
+}
+
+/// A value read from a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// A result row; columns by position, in the order of the SELECT list.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Value>);
+
+fn bad_column(i: usize, want: &str, got: &Value) -> StoreError {
+    StoreError::Corrupt(format!("column {i}: expected {want}, found {got:?}"))
+}
+
+impl Row {
+    fn get(&self, i: usize) -> Result<&Value, StoreError> {
+        self.0
+            .get(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {i}")))
+    }
+
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.get(i)? {
+            Value::Int(v) => Ok(*v),
+            v => Err(bad_column(i, "integer", v)),
+        }
+    }
+
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.get(i)? {
+            Value::Int(v) => Ok(Some(*v)),
+            Value::Null => Ok(None),
+            v => Err(bad_column(i, "integer or null", v)),
+        }
+    }
+
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        match self.get(i)? {
+            Value::Text(v) => Ok(v.clone()),
+            v => Err(bad_column(i, "text", v)),
+        }
+    }
+
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.get(i)? {
+            Value::Text(v) => Ok(Some(v.clone())),
+            Value::Null => Ok(None),
+            v => Err(bad_column(i, "text or null", v)),
+        }
+    }
+}
+
+/// Prepared statements of one PostgreSQL connection, by SQL text.
+pub type PgStatements = HashMap<String, postgres::Statement>;
+
+/// An open transaction on either backend.
+pub enum Tx<'c> {
+    Sqlite(rusqlite::Transaction<'c>),
+    Postgres {
+        tx: postgres::Transaction<'c>,
+        statements: &'c mut PgStatements,
+    },
+}
+
+/// SQLite numbers parameters `?NNN`; the shared dialect writes `$NNN`.
+fn sqlite_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn sqlite_params<'a>(params: &'a [Param<'a>]) -> Vec<rusqlite::types::ToSqlOutput<'a>> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Param::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+        .collect()
+}
+
+fn pg_params<'a>(params: &'a [Param<'a>]) -> Vec<Box<dyn postgres::types::ToSql + Sync + 'a>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn postgres::types::ToSql + Sync + 'a> {
+            match p {
+                Param::Null => Box::new(Option::<String>::None),
+                Param::Int(v) => Box::new(*v),
+                Param::Text(s) => Box::new(*s),
+            }
+        })
+        .collect()
+}
+
+fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
+    use postgres::types::Type;
+    let ty = row.columns()[i].type_().clone();
+    Ok(if ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(i)?
+            .map_or(Value::Null, Value::Int)
+    } else if ty == Type::INT4 {
+        row.try_get::<_, Option<i32>>(i)?
+            .map_or(Value::Null, |v| Value::Int(v.into()))
+    } else if ty == Type::BOOL {
+        row.try_get::<_, Option<bool>>(i)?
+            .map_or(Value::Null, |v| Value::Int(v.into()))
+    } else {
+        row.try_get::<_, Option<String>>(i)?
+            .map_or(Value::Null, Value::Text)
+    })
+}
+
+impl Tx<'_> {
+    /// Runs a statement; returns the number of rows it changed.
+    pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        match self {
+            Tx::Sqlite(tx) => {
+                let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
+                let ps = sqlite_params(params);
+                Ok(st.execute(rusqlite::params_from_iter(ps.iter()))? as u64)
+            }
+            Tx::Postgres { tx, statements } => {
+                let st = pg_statement(tx, statements, sql)?;
+                let ps = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    ps.iter().map(|b| b.as_ref()).collect();
+                Ok(tx.execute(&st, &refs)?)
+            }
+        }
+    }
+
+    /// Runs a query; returns every row.
+    pub fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Tx::Sqlite(tx) => {
+                let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
+                let n = st.column_count();
+                let ps = sqlite_params(params);
+                let mut rows = st.query(rusqlite::params_from_iter(ps.iter()))?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let mut vals = Vec::with_capacity(n);
+                    for i in 0..n {
+                        vals.push(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => Value::Null,
+                            rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                Value::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            rusqlite::types::ValueRef::Real(f) => Value::Int(f as i64),
+                            rusqlite::types::ValueRef::Blob(b) => {
+                                Value::Text(String::from_utf8_lossy(b).into_owned())
+                            }
+                        });
+                    }
+                    out.push(Row(vals));
+                }
+                Ok(out)
+            }
+            Tx::Postgres { tx, statements } => {
+                let st = pg_statement(tx, statements, sql)?;
+                let ps = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    ps.iter().map(|b| b.as_ref()).collect();
+                let rows = tx.query(&st, &refs)?;
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| pg_value(r, i))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Row)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The first row of a query, if any.
+    pub fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// The first row of a query; an error if there is none.
+    pub fn query_one(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Row, StoreError> {
+        self.query_opt(sql, params)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no row from: {sql}")))
+    }
+
+    pub fn backend(&self) -> super::Backend {
+        match self {
+            Tx::Sqlite(_) => super::Backend::Sqlite,
+            Tx::Postgres { .. } => super::Backend::Postgres,
+        }
+    }
+
+    pub fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit()?,
+            Tx::Postgres { tx, .. } => tx.commit()?,
+        }
+        Ok(())
+    }
+}
+
+fn pg_statement(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &mut PgStatements,
+    sql: &str,
+) -> Result<postgres::Statement, StoreError> {
+    if let Some(st) = statements.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = tx.prepare(sql)?;
+    statements.insert(sql.to_string(), st.clone());
+    Ok(st)
+}
