@@ -12,3 +12,6 @@ pub use error::ChangeError;
 pub use history::{AsOf, ChangeInfo, HistoryRow, plan_cancellation, select_as_of};
 pub use plan::{Allocated, ChangePlan, Notice, PlanContext, RegistryView, plan, reason_of};
 pub use reason::{ChangeReason, ReasonCategory};
+
+#[cfg(test)]
+mod tests;
