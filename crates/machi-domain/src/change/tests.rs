@@ -149,7 +149,13 @@ fn j200_aoki_taro_example() {
     let mut reg = Reg::new();
     reg.apply(move_in_new(
         "2024-04-01",
-        vec![person("青木　太郎", "アオキ　タロウ", "平成15年1月7日", "male", "世帯主")],
+        vec![person(
+            "青木　太郎",
+            "アオキ　タロウ",
+            "平成15年1月7日",
+            "male",
+            "世帯主",
+        )],
         "松町１番地",
     ))
     .unwrap();
@@ -184,9 +190,33 @@ fn j200_aoki_taro_example() {
     assert_eq!(
         table,
         vec![
-            (a1.clone(), 1, h1.clone(), "松町１番地".into(), "青木　太郎".into(), "平成15年1月7日".into(), "国内転入"),
-            (a1, 2, h1.clone(), "松町８番地".into(), "青木　太郎".into(), "平成15年1月7日".into(), "転居"),
-            (a2, 1, h1, "松町８番地".into(), "青木　花子".into(), "平成17年12月30日".into(), "国内転入"),
+            (
+                a1.clone(),
+                1,
+                h1.clone(),
+                "松町１番地".into(),
+                "青木　太郎".into(),
+                "平成15年1月7日".into(),
+                "国内転入"
+            ),
+            (
+                a1,
+                2,
+                h1.clone(),
+                "松町８番地".into(),
+                "青木　太郎".into(),
+                "平成15年1月7日".into(),
+                "転居"
+            ),
+            (
+                a2,
+                1,
+                h1,
+                "松町８番地".into(),
+                "青木　花子".into(),
+                "平成17年12月30日".into(),
+                "国内転入"
+            ),
         ]
     );
     // The household-common item (head's name) is held per person (j200).
@@ -194,14 +224,27 @@ fn j200_aoki_taro_example() {
 }
 
 fn family(reg: &mut Reg, n: usize) {
-    let mut ps = vec![person("佐藤　一郎", "サトウ　イチロウ", "1970-01-01", "male", "世帯主")];
+    let mut ps = vec![person(
+        "佐藤　一郎",
+        "サトウ　イチロウ",
+        "1970-01-01",
+        "male",
+        "世帯主",
+    )];
     let rest = [
-        person("佐藤　京子", "サトウ　キョウコ", "1972-03-03", "female", "妻"),
+        person(
+            "佐藤　京子",
+            "サトウ　キョウコ",
+            "1972-03-03",
+            "female",
+            "妻",
+        ),
         person("佐藤　翔", "サトウ　ショウ", "2000-05-05", "male", "子"),
         person("佐藤　葵", "サトウ　アオイ", "2003-07-07", "female", "子"),
     ];
     ps.extend(rest.into_iter().take(n - 1));
-    reg.apply(move_in_new("2020-04-01", ps, "府中市宮西町二丁目1番地")).unwrap();
+    reg.apply(move_in_new("2020-04-01", ps, "府中市宮西町二丁目1番地"))
+        .unwrap();
 }
 
 #[test]
@@ -228,20 +271,28 @@ fn head_leaving_with_two_or_more_remaining_needs_a_head_change_first_j490() {
         .apply(json!({"effective_date": "2025-01-10", "command": {"type": "move_out", "persons": [a(1).to_string()],
                 "destination": {"address": "大阪府大阪市北区"}}}))
         .unwrap_err();
-    assert!(matches!(err, ChangeError::HeadChangeRequired { remaining: 2, .. }));
+    assert!(matches!(
+        err,
+        ChangeError::HeadChangeRequired { remaining: 2, .. }
+    ));
     assert_eq!(reg.rows.len(), before);
     // Confirmed: the household stays without a head and a notice is raised.
     let plan = reg
         .apply(json!({"effective_date": "2025-01-10", "allow_headless_household": true,
             "command": {"type": "move_out", "persons": [a(1).to_string()], "destination": {"address": "大阪府大阪市北区"}}}))
         .unwrap();
-    assert!(matches!(plan.notices[0], Notice::HeadChangeRequested { .. }));
+    assert!(matches!(
+        plan.notices[0],
+        Notice::HeadChangeRequested { .. }
+    ));
     assert!(reg.record(&a(2)).head_name.is_none());
     // A head change then fixes it (j720, j730).
-    reg.apply(json!({"effective_date": "2025-01-11", "command": {"type": "head_change",
+    reg.apply(
+        json!({"effective_date": "2025-01-11", "command": {"type": "head_change",
         "household_number": h(1).to_string(), "new_head": a(2).to_string(),
-        "relationships": [{"addressee_number": a(3).to_string(), "relationship": "子"}]}}))
-        .unwrap();
+        "relationships": [{"addressee_number": a(3).to_string(), "relationship": "子"}]}}),
+    )
+    .unwrap();
     assert!(reg.record(&a(2)).relationship.is_head());
     assert_eq!(reg.record(&a(3)).head_name.unwrap().as_str(), "佐藤　京子");
 }
@@ -277,7 +328,10 @@ fn effective_date_after_today_is_refused_except_for_move_out_j480() {
         .unwrap();
     assert_eq!(plan.rows.len(), 2);
     let removal = reg.record(&a(1)).removal.unwrap();
-    assert_eq!(removal.destination.unwrap().address, "東京都昭島市田中町1丁目");
+    assert_eq!(
+        removal.destination.unwrap().address,
+        "東京都昭島市田中町1丁目"
+    );
     assert_eq!(removal.date.as_calendar(), Some(day("2026-12-15")));
 }
 
@@ -285,24 +339,33 @@ fn effective_date_after_today_is_refused_except_for_move_out_j480() {
 fn birth_and_death_accept_unknown_and_non_calendar_dates_other_changes_do_not_j80() {
     let mut reg = Reg::new();
     family(&mut reg, 2);
-    reg.apply(json!({"effective_date": "平成3年2月29日", "command": {"type": "birth",
+    reg.apply(
+        json!({"effective_date": "平成3年2月29日", "command": {"type": "birth",
         "household_number": h(1).to_string(),
-        "person": person("佐藤　凛", "サトウ　リン", "平成3年2月29日", "female", "子")}}))
-        .unwrap();
+        "person": person("佐藤　凛", "サトウ　リン", "平成3年2月29日", "female", "子")}}),
+    )
+    .unwrap();
     let child = reg.record(&a(3));
     assert!(matches!(child.birth_date, DateValue::NonCalendar { .. }));
     assert_eq!(child.birth_date.display_wareki(&reg.eras), "平成3年2月29日");
     reg.apply(json!({"effective_date": "令和6年頃", "command": {"type": "death", "person": a(3).to_string()}}))
         .unwrap();
     assert_eq!(
-        reg.record(&a(3)).removal.unwrap().date.display_wareki(&reg.eras),
+        reg.record(&a(3))
+            .removal
+            .unwrap()
+            .date
+            .display_wareki(&reg.eras),
         "令和6年頃"
     );
     let err = reg
         .apply(json!({"effective_date": "令和6年頃", "command": {"type": "move_within",
             "persons": [a(1).to_string(), a(2).to_string()], "address": {"address": "府中市寿町"}}}))
         .unwrap_err();
-    assert!(matches!(err, ChangeError::Field { ref field, .. } if field == "effective_date"), "{err:?}");
+    assert!(
+        matches!(err, ChangeError::Field { ref field, .. } if field == "effective_date"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -319,23 +382,29 @@ fn split_merge_and_transfer_j720() {
     assert_eq!(reg.record(&a(4)).head_name.unwrap().as_str(), "佐藤　翔");
     assert_eq!(reg.record(&a(3)).address, reg.record(&a(1)).address);
     // 世帯変更: the younger moves back to the parents' household.
-    reg.apply(json!({"effective_date": "2024-02-01", "command": {"type": "household_transfer",
+    reg.apply(
+        json!({"effective_date": "2024-02-01", "command": {"type": "household_transfer",
         "into_household": h(1).to_string(),
-        "relationships": [{"addressee_number": a(4).to_string(), "relationship": "子"}]}}))
-        .unwrap();
+        "relationships": [{"addressee_number": a(4).to_string(), "relationship": "子"}]}}),
+    )
+    .unwrap();
     assert_eq!(reg.record(&a(4)).household_number, h(1));
     // Transferring the last member is a merge, not a transfer.
     let err = reg
-        .apply(json!({"effective_date": "2024-03-01", "command": {"type": "household_transfer",
+        .apply(
+            json!({"effective_date": "2024-03-01", "command": {"type": "household_transfer",
             "into_household": h(1).to_string(),
-            "relationships": [{"addressee_number": a(3).to_string(), "relationship": "子"}]}}))
+            "relationships": [{"addressee_number": a(3).to_string(), "relationship": "子"}]}}),
+        )
         .unwrap_err();
     assert!(matches!(err, ChangeError::WholeHousehold(_)));
     // 世帯合併
-    reg.apply(json!({"effective_date": "2024-03-01", "command": {"type": "household_merge",
+    reg.apply(
+        json!({"effective_date": "2024-03-01", "command": {"type": "household_merge",
         "from_household": h(2).to_string(), "into_household": h(1).to_string(),
-        "relationships": [{"addressee_number": a(3).to_string(), "relationship": "子"}]}}))
-        .unwrap();
+        "relationships": [{"addressee_number": a(3).to_string(), "relationship": "子"}]}}),
+    )
+    .unwrap();
     let r3 = reg.record(&a(3));
     assert_eq!(r3.household_number, h(1));
     assert_eq!(r3.relationship.as_str(), "子");
@@ -348,7 +417,13 @@ fn households_at_different_addresses_cannot_merge_j720() {
     family(&mut reg, 1);
     reg.apply(move_in_new(
         "2021-01-01",
-        vec![person("鈴木　花子", "スズキ　ハナコ", "1980-01-01", "female", "世帯主")],
+        vec![person(
+            "鈴木　花子",
+            "スズキ　ハナコ",
+            "1980-01-01",
+            "female",
+            "世帯主",
+        )],
         "府中市寿町一丁目1番地",
     ))
     .unwrap();
@@ -391,7 +466,11 @@ fn cancellation_restores_the_previous_snapshot_and_keeps_history() {
         recorded_at: Some(before_cancel),
     };
     assert_eq!(
-        select_as_of(&rows, as_recorded).unwrap().record.address.address,
+        select_as_of(&rows, as_recorded)
+            .unwrap()
+            .record
+            .address
+            .address,
         "府中市寿町一丁目1番地"
     );
     // A cancellation cannot itself be cancelled.
@@ -430,9 +509,11 @@ fn cancelling_an_entry_or_a_removal_picks_the_direction_j210() {
 fn as_of_effective_date_follows_the_valid_time() {
     let mut reg = Reg::new();
     family(&mut reg, 1);
-    reg.apply(json!({"effective_date": "2024-06-01", "command": {"type": "move_within",
-        "persons": [a(1).to_string()], "address": {"address": "府中市寿町一丁目1番地"}}}))
-        .unwrap();
+    reg.apply(
+        json!({"effective_date": "2024-06-01", "command": {"type": "move_within",
+        "persons": [a(1).to_string()], "address": {"address": "府中市寿町一丁目1番地"}}}),
+    )
+    .unwrap();
     let rows = reg.history(&a(1));
     let on = |d: &str| {
         select_as_of(
@@ -455,8 +536,10 @@ fn corrections_append_and_change_only_what_they_name() {
     let mut reg = Reg::new();
     family(&mut reg, 2);
     let err = reg
-        .apply(json!({"effective_date": "2025-01-01", "command": {"type": "clerical_correction",
-            "person": a(1).to_string(), "patch": {}}}))
+        .apply(
+            json!({"effective_date": "2025-01-01", "command": {"type": "clerical_correction",
+            "person": a(1).to_string(), "patch": {}}}),
+        )
         .unwrap_err();
     assert_eq!(err, ChangeError::NothingToCorrect);
     // The head's name is corrected; every member's row carries it (j200).
@@ -468,8 +551,10 @@ fn corrections_append_and_change_only_what_they_name() {
     assert_eq!(reg.record(&a(2)).head_name.unwrap().as_str(), "髙橋　一郎");
     assert_eq!(reg.history(&a(1))[0].record.name.as_str(), "佐藤　一郎");
     let err = reg
-        .apply(json!({"effective_date": "2025-01-01", "command": {"type": "ex_officio_correction",
-            "person": a(1).to_string(), "patch": {"my_number": "123456789012"}}}))
+        .apply(
+            json!({"effective_date": "2025-01-01", "command": {"type": "ex_officio_correction",
+            "person": a(1).to_string(), "patch": {"my_number": "123456789012"}}}),
+        )
         .unwrap_err();
     assert!(matches!(err, ChangeError::Field { ref field, .. } if field == "patch.my_number"));
 }
@@ -480,7 +565,13 @@ fn new_persons_are_validated_field_by_field() {
     let err = reg
         .apply(move_in_new(
             "2024-01-01",
-            vec![person("山田　太郎", "やまだ　たろう", "1980-01-01", "male", "世帯主")],
+            vec![person(
+                "山田　太郎",
+                "やまだ　たろう",
+                "1980-01-01",
+                "male",
+                "世帯主",
+            )],
             "府中市",
         ))
         .unwrap_err();
@@ -488,17 +579,37 @@ fn new_persons_are_validated_field_by_field() {
     let err = reg
         .apply(move_in_new(
             "2024-01-01",
-            vec![person("山田　太郎", "ヤマダ　タロウ", "1980-01-01", "male", "祖父")],
+            vec![person(
+                "山田　太郎",
+                "ヤマダ　タロウ",
+                "1980-01-01",
+                "male",
+                "祖父",
+            )],
             "府中市",
         ))
         .unwrap_err();
-    assert!(matches!(err, ChangeError::Field { ref field, .. } if field == "persons[0].relationship"));
+    assert!(
+        matches!(err, ChangeError::Field { ref field, .. } if field == "persons[0].relationship")
+    );
     let err = reg
         .apply(move_in_new(
             "2024-01-01",
             vec![
-                person("山田　太郎", "ヤマダ　タロウ", "1980-01-01", "male", "世帯主"),
-                person("山田　次郎", "ヤマダ　ジロウ", "1982-01-01", "male", "世帯主"),
+                person(
+                    "山田　太郎",
+                    "ヤマダ　タロウ",
+                    "1980-01-01",
+                    "male",
+                    "世帯主",
+                ),
+                person(
+                    "山田　次郎",
+                    "ヤマダ　ジロウ",
+                    "1982-01-01",
+                    "male",
+                    "世帯主",
+                ),
             ],
             "府中市",
         ))
@@ -510,16 +621,28 @@ fn new_persons_are_validated_field_by_field() {
 #[test]
 fn foreign_residents_need_their_items_and_have_no_domicile() {
     let mut reg = Reg::new();
-    let mut p = person("NGUYEN VAN AN", "グエン　ヴァン　アン", "1995-02-03", "male", "世帯主");
+    let mut p = person(
+        "NGUYEN VAN AN",
+        "グエン　ヴァン　アン",
+        "1995-02-03",
+        "male",
+        "世帯主",
+    );
     p["kind"] = json!("foreign");
-    let err = reg.apply(move_in_new("2024-01-01", vec![p.clone()], "府中市")).unwrap_err();
+    let err = reg
+        .apply(move_in_new("2024-01-01", vec![p.clone()], "府中市"))
+        .unwrap_err();
     assert!(matches!(err, ChangeError::Missing(ref f) if f == "persons[0].foreign"));
     p["foreign"] = json!({"alphabet_name": "NGUYEN VAN AN", "nationality": "ベトナム",
         "residence_status": "技術・人文知識・国際業務", "period_of_stay": "3年", "stay_expires_on": "2027-03-31",
         "alias": "中村　安"});
-    reg.apply(move_in_new("2024-01-01", vec![p], "府中市")).unwrap();
+    reg.apply(move_in_new("2024-01-01", vec![p], "府中市"))
+        .unwrap();
     let r = reg.record(&a(1));
     let f = r.foreign.unwrap();
     assert_eq!(f.alias.unwrap().as_str(), "中村　安");
-    assert_eq!(f.stay_expires_on.unwrap().as_calendar(), Some(day("2027-03-31")));
+    assert_eq!(
+        f.stay_expires_on.unwrap().as_calendar(),
+        Some(day("2027-03-31"))
+    );
 }

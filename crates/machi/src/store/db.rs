@@ -145,12 +145,32 @@ fn sqlite_params<'a>(params: &'a [Param<'a>]) -> Vec<rusqlite::types::ToSqlOutpu
         .collect()
 }
 
+/// SQL NULL of whatever type the statement expects.
+#[derive(Debug)]
+struct PgNull;
+
+impl postgres::types::ToSql for PgNull {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 fn pg_params<'a>(params: &'a [Param<'a>]) -> Vec<Box<dyn postgres::types::ToSql + Sync + 'a>> {
     params
         .iter()
         .map(|p| -> Box<dyn postgres::types::ToSql + Sync + 'a> {
             match p {
-                Param::Null => Box::new(Option::<String>::None),
+                Param::Null => Box::new(PgNull),
                 Param::Int(v) => Box::new(*v),
                 Param::Text(s) => Box::new(*s),
             }

@@ -189,8 +189,20 @@ impl r2d2::ManageConnection for SqliteManager {
 
 /// A PostgreSQL connection with its prepared statements.
 pub struct PgConn {
-    client: postgres::Client,
+    client: Option<postgres::Client>,
     statements: db::PgStatements,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Closing a synchronous client blocks on its own runtime, which
+        // tokio forbids on an async thread: close it on a thread of its own.
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
 }
 
 struct PgManager {
@@ -213,15 +225,18 @@ impl r2d2::ManageConnection for PgManager {
             client.batch_execute("SET ROLE machi_app")?;
         }
         Ok(PgConn {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
         })
     }
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        conn.client.batch_execute("")
+        match conn.client.as_mut() {
+            Some(c) => c.batch_execute(""),
+            None => Ok(()),
+        }
     }
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.client.is_closed()
+        conn.client.as_ref().is_none_or(|c| c.is_closed())
     }
 }
 
@@ -392,6 +407,9 @@ impl Inner {
             Inner::Postgres { pool } => {
                 let mut conn = pool.get().map_err(|e| E::from(e.into()))?;
                 let PgConn { client, statements } = &mut *conn;
+                let client = client
+                    .as_mut()
+                    .ok_or_else(|| E::from(StoreError::Task("closed connection".into())))?;
                 let mut tx = client.transaction().map_err(|e| E::from(e.into()))?;
                 // The second wall: row-level security reads the tenant from here.
                 let scope = tenant.map(|t| t.as_str()).unwrap_or("");

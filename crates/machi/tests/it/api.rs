@@ -1,0 +1,389 @@
+//! The HTTP API through the real router: each endpoint once, and bad input
+//! on every endpoint answered with a 4xx, a JSON error, and nothing written.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use machi::api::{self, AppState};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::contract::{counts, takahashi_family};
+use crate::support::{AKISHIMA, FUCHU, TestDb};
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+async fn setup() -> (TestDb, axum::Router) {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    let app = api::app(AppState {
+        registry: db.registry.clone(),
+    });
+    (db, app)
+}
+
+fn first() -> (String, String) {
+    (
+        machi_domain::ids::AddresseeNumber::from_serial(1)
+            .unwrap()
+            .to_string(),
+        machi_domain::ids::HouseholdNumber::from_serial(1)
+            .unwrap()
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn every_endpoint_answers() {
+    let (_db, app) = setup().await;
+    let (a1, h1) = first();
+    let (s, v) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = call(&app, "GET", "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["paths"]["/api/v1/tenants/{municipality_code}/changes"].is_object());
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/v1/tenants",
+        Some(json!({"municipality_code": "131202", "name": "練馬区", "prefecture": "東京都"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = call(&app, "GET", "/api/v1/tenants", None).await;
+    assert_eq!(
+        (s, v["tenants"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(3))
+    );
+    let (s, v) = call(&app, "GET", "/api/v1/tenants/131202", None).await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("練馬区")));
+
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        Some(takahashi_family()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["reason_label_ja"], "国内転入");
+    assert_eq!(v["rows"][0]["birth_date"]["text"], "昭和64年1月7日");
+    assert_eq!(v["rows"][1]["birth_date"]["wareki"], "平成元年1月8日");
+    assert_eq!(v["rows"][1]["birth_date"]["iso"], "1989-01-08");
+    let change_id = v["change_id"].as_i64().unwrap();
+
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/residents/{a1}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["record"]["name"], "髙橋　一郎");
+    assert_eq!(v["record"]["postal_code"], "183-0056");
+    assert_eq!(v["record"]["change"]["reason"], "move_in");
+    assert_eq!(v["history"].as_array().map(Vec::len), Some(1));
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/residents/{a1}?as_of=令和6年4月1日"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["record"]["history_number"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/residents/{a1}/history"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["history"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/households/{h1}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3));
+    assert_eq!(v["head_addressee_number"], a1.as_str());
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/search?name=%E9%AB%98%E6%A9%8B&limit=2"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(2));
+    let next = v["next"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/search?name=%E9%AB%98%E6%A9%8B&limit=2&after={next}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["results"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["changes"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/changes/{change_id}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["reason"].as_str()), (StatusCode::OK, Some("move_in")));
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events?after=0"),
+        None,
+    )
+    .await;
+    assert_eq!((s, v["next_after"].as_i64()), (StatusCode::OK, Some(1)));
+    // The other tenant sees none of it.
+    let (s, _) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{AKISHIMA}/residents/{a1}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
+    let (db, app) = setup().await;
+    let (a1, h1) = first();
+    call(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        Some(takahashi_family()),
+    )
+    .await;
+    let before = (
+        counts(&db.store, FUCHU).await,
+        counts(&db.store, AKISHIMA).await,
+    );
+    let tenants_before = db.registry.tenants().await.unwrap().len();
+    let t = format!("/api/v1/tenants/{FUCHU}");
+    let cases: Vec<(&str, String, Option<Value>, u16)> = vec![
+        ("GET", "/api/v1/tenants/13206X".into(), None, 400),
+        ("GET", "/api/v1/tenants/132064".into(), None, 400),
+        ("GET", "/api/v1/tenants/131016".into(), None, 404),
+        (
+            "POST",
+            "/api/v1/tenants".into(),
+            Some(json!({"municipality_code": "132064", "name": "x", "prefecture": "y"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/tenants".into(),
+            Some(json!({"municipality_code": "132063", "name": "府中市", "prefecture": "東京都"})),
+            409,
+        ),
+        (
+            "POST",
+            "/api/v1/tenants".into(),
+            Some(json!({"municipality_code": "131016", "name": "", "prefecture": "東京都"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/tenants".into(),
+            Some(json!({"name": "x"})),
+            422,
+        ),
+        ("GET", format!("{t}/residents/abc"), None, 400),
+        (
+            "GET",
+            format!("{t}/residents/{a1}?as_of=令和99年99月1日"),
+            None,
+            400,
+        ),
+        (
+            "GET",
+            format!("{t}/residents/{a1}?recorded_as_of=yesterday"),
+            None,
+            400,
+        ),
+        ("GET", format!("{t}/residents/999999999"), None, 404),
+        (
+            "GET",
+            format!("{t}/residents/{a1}/history?recorded_as_of=x"),
+            None,
+            400,
+        ),
+        ("GET", format!("{t}/residents/x1/history"), None, 400),
+        (
+            "GET",
+            format!("{t}/households/{h1}?as_of=1800-01-01"),
+            None,
+            404,
+        ),
+        ("GET", format!("{t}/households/--"), None, 400),
+        ("GET", format!("{t}/search"), None, 400),
+        ("GET", format!("{t}/search?birth_date=notadate"), None, 400),
+        ("GET", format!("{t}/search?name=x&after=zz"), None, 400),
+        ("GET", format!("{t}/search?name=x&limit=ten"), None, 400),
+        ("GET", format!("{t}/changes?after=nothex"), None, 400),
+        ("GET", format!("{t}/changes/abc"), None, 400),
+        ("GET", format!("{t}/changes/999"), None, 404),
+        ("GET", format!("{t}/events?after=-x"), None, 400),
+        ("GET", "/api/v1/tenants/131016/events".into(), None, 404),
+        (
+            "POST",
+            format!("{t}/changes"),
+            Some(json!({"effective_date": "2024-01-01"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("{t}/changes"),
+            Some(json!({"effective_date": "2024-01-01", "command": {"type": "teleport"}})),
+            422,
+        ),
+        (
+            "POST",
+            format!("{t}/changes"),
+            Some(
+                json!({"effective_date": "2024-01-01", "command": {"type": "death", "person": "x"}}),
+            ),
+            422,
+        ),
+        (
+            "POST",
+            format!("{t}/changes"),
+            Some(
+                json!({"effective_date": "2024-01-01", "command": {"type": "death", "person": a1}}),
+            ),
+            422,
+        ),
+        (
+            "POST",
+            format!("{t}/changes"),
+            Some(
+                json!({"effective_date": "2999-01-01", "command": {"type": "death", "person": "3"}}),
+            ),
+            422,
+        ),
+        (
+            "POST",
+            format!("{t}/changes"),
+            Some(json!({"effective_date": "", "command": {"type": "cancel", "change_id": 77}})),
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/tenants/131016/changes".into(),
+            Some(takahashi_family()),
+            404,
+        ),
+        ("GET", "/api/v1/nowhere".into(), None, 404),
+    ];
+    for (method, uri, body, want) in cases {
+        let (s, v) = call(&app, method, &uri, body.clone()).await;
+        assert_eq!(s.as_u16(), want, "{method} {uri} {body:?} → {v}");
+        assert!(
+            v["code"].is_string() && v["message_ja"].is_string() && v["message_en"].is_string(),
+            "{uri}: {v}"
+        );
+    }
+    // Not JSON at all, and the wrong content type.
+    let res = app
+        .clone()
+        .oneshot(
+            Request::post(format!("{t}/changes"))
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = app
+        .clone()
+        .oneshot(
+            Request::post(format!("{t}/changes"))
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        (
+            counts(&db.store, FUCHU).await,
+            counts(&db.store, AKISHIMA).await
+        ),
+        before
+    );
+    assert_eq!(db.registry.tenants().await.unwrap().len(), tenants_before);
+}
+
+#[tokio::test]
+async fn errors_name_the_field_in_both_languages() {
+    let (_db, app) = setup().await;
+    let mut fam = takahashi_family();
+    fam["command"]["persons"][1]["name_kana"] = json!("たかはし　きょうこ");
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        Some(fam),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "persons[1].name_kana");
+    assert_eq!(v["code"], "invalid_furigana");
+    assert!(
+        v["message_ja"].as_str().unwrap().contains("カタカナ"),
+        "{v}"
+    );
+}

@@ -1,0 +1,8 @@
+//! machi's integration tests: one binary. The storage contract suite runs on
+//! SQLite and on PostgreSQL; the API tests drive the real router.
+
+mod api;
+mod contract;
+mod openapi;
+mod rls;
+mod support;

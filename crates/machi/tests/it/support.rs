@@ -1,0 +1,107 @@
+//! Fresh databases for tests: a SQLite file in a temporary directory, or a
+//! new PostgreSQL database on the server of `MACHI_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). PostgreSQL tests fail, not
+//! skip, when the server is unreachable.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use machi::service::{Clock, Registry};
+use machi::store::{DatabaseLocation, SqliteSync, Store};
+use machi_domain::dates::EraTable;
+use machi_domain::ids::MunicipalityCode;
+
+pub const FUCHU: &str = "132063";
+pub const AKISHIMA: &str = "132071";
+
+pub fn postgres_server() -> String {
+    std::env::var("MACHI_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A fresh database; dropped (PostgreSQL) or deleted (SQLite) with the value.
+pub struct TestDb {
+    pub registry: Registry,
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg_db: Option<String>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::connect_with(
+            &DatabaseLocation::Sqlite(dir.path().join("test.sqlite")),
+            SqliteSync::Normal,
+        )
+        .await
+        .expect("open SQLite");
+        TestDb {
+            registry: Registry::new(store.clone(), EraTable::standard(), Clock::System),
+            store,
+            _dir: Some(dir),
+            pg_db: None,
+        }
+    }
+
+    pub async fn postgres() -> TestDb {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let db = format!("machi_t_{}_{n}", std::process::id());
+        let url = machi::store::create_fresh_postgres_database(&postgres_server(), &db)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required for this test (MACHI_TEST_POSTGRES={}): {e}",
+                    postgres_server()
+                )
+            });
+        let store = Store::connect(&DatabaseLocation::Postgres(url))
+            .await
+            .expect("open PostgreSQL");
+        TestDb {
+            registry: Registry::new(store.clone(), EraTable::standard(), Clock::System),
+            store,
+            _dir: None,
+            pg_db: Some(db),
+        }
+    }
+
+    pub async fn with_tenants(self) -> TestDb {
+        for (code, name) in [(FUCHU, "府中市"), (AKISHIMA, "昭島市")] {
+            self.registry
+                .create_tenant(code.parse().unwrap(), name, "東京都")
+                .await
+                .expect("tenant");
+        }
+        self
+    }
+
+    pub fn url(&self) -> Option<String> {
+        self.pg_db
+            .as_ref()
+            .map(|db| machi::store::postgres_url_with_database(&postgres_server(), db))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(db) = self.pg_db.take() {
+            let server = postgres_server();
+            // Best effort, on a thread of its own (Drop may run inside a runtime).
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    let _ = rt.block_on(machi::store::drop_postgres_database(&server, &db));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+pub fn code(s: &str) -> MunicipalityCode {
+    s.parse().unwrap()
+}
