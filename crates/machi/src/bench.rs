@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Skip SQLite.
     #[arg(long)]
     skip_sqlite: bool,
+    /// Concurrent clients for the second change measurement (group commit).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
     /// SQLite durability for the run (`full` is the default of `machi serve`).
     #[arg(long, value_enum, default_value = "full")]
     bench_sqlite_sync: SqliteSync,
@@ -152,29 +155,54 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         secs: t.elapsed().as_secs_f64(),
     };
 
-    // Changes: 転居 of whole households, history + audit + outbox each.
+    // Changes: 転居 of whole households, history + audit + outbox each;
+    // first one client after another, then `clients` at once (each on its
+    // own households, as counters at different desks would be).
     let date = today - Duration::days(1);
     let addresses: Vec<_> = (0..64).map(|_| synth.address(town)).collect();
+    let move_within = |h: &Vec<String>, i: usize| ChangeRequest {
+        meta: meta(date),
+        command: ChangeCommand::MoveWithin {
+            persons: h.clone(),
+            address: addresses[i % addresses.len()].clone(),
+            household: None,
+        },
+    };
     let t = Instant::now();
     for i in 0..a.changes {
         let h = &households[synth.rng.usize(..households.len())];
-        r.submit(
-            &code,
-            &ChangeRequest {
-                meta: meta(date),
-                command: ChangeCommand::MoveWithin {
-                    persons: h.clone(),
-                    address: addresses[i % addresses.len()].clone(),
-                    household: None,
-                },
-            },
-            &actor,
-        )
-        .await?;
+        r.submit(&code, &move_within(h, i), &actor).await?;
     }
     let changes = Figure {
-        what: "changes (転居, whole household)",
+        what: "changes (転居, whole household), 1 client",
         n: a.changes,
+        secs: t.elapsed().as_secs_f64(),
+    };
+    let clients = a.clients.clamp(1, households.len());
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let (r, code, actor) = (r.clone(), code.clone(), actor.clone());
+        let mine: Vec<ChangeRequest> = (0..a.changes / clients)
+            .map(|i| {
+                let h = &households[(c + i * clients) % households.len()];
+                move_within(h, i)
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            for req in &mine {
+                r.submit(&code, req, &actor).await?;
+            }
+            Ok::<usize, crate::service::ServiceError>(mine.len())
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        done += task.await??;
+    }
+    let concurrent = Figure {
+        what: "changes (転居), concurrent clients",
+        n: done,
         secs: t.elapsed().as_secs_f64(),
     };
 
@@ -230,15 +258,18 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         &empty_write,
         &move_ins,
         &changes,
+        &concurrent,
         &empty_read,
         &reads,
         &search,
     ] {
         println!("  {:<46} {:>10} {:>12.0}", f.what, f.n, f.rate());
     }
+    println!("  ({clients} concurrent clients)");
     println!(
-        "  ratio changes/s ÷ empty write tx/s: {:.2}   reads/s ÷ empty read tx/s: {:.2}",
+        "  ratios: changes/s ÷ empty write tx/s = {:.2} (1 client), {:.2} ({clients} clients); reads/s ÷ empty read tx/s = {:.2}",
         changes.rate() / empty_write.rate(),
+        concurrent.rate() / empty_write.rate(),
         reads.rate() / empty_read.rate()
     );
     Ok(())

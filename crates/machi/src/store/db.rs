@@ -276,6 +276,15 @@ impl Tx<'_> {
             .ok_or_else(|| StoreError::Corrupt(format!("no row from: {sql}")))
     }
 
+    /// Runs SQL without parameters (e.g. SAVEPOINT).
+    pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.execute_batch(sql)?,
+            Tx::Postgres { tx, .. } => tx.batch_execute(sql)?,
+        }
+        Ok(())
+    }
+
     pub fn backend(&self) -> super::Backend {
         match self {
             Tx::Sqlite(_) => super::Backend::Sqlite,

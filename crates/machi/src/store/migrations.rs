@@ -70,7 +70,7 @@ CREATE TABLE resident_history (
     cancels BIGINT,
     PRIMARY KEY (tenant, addressee_number, history_number)
 );
-CREATE INDEX resident_history_change ON resident_history (tenant, change_id);
+CREATE INDEX resident_history_household ON resident_history (tenant, household_number);
 CREATE TABLE resident_current (
     tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
     addressee_number TEXT NOT NULL,

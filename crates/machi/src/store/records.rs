@@ -179,39 +179,32 @@ fn rows(tx: &mut Tx<'_>, sql: &str, params: &[Param<'_>]) -> Result<Vec<HistoryR
 
 /// Current rows (any status) of the given persons, and the current rows of
 /// the resident members of their households and of `households`: what a
-/// change needs to be planned, in one query.
+/// change needs to be planned. A person may appear twice; callers key by person.
 pub fn change_context(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     persons: &[AddresseeNumber],
     households: &[HouseholdNumber],
 ) -> Result<Vec<HistoryRow>, StoreError> {
-    if persons.is_empty() && households.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
-    params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
-    params.extend(households.iter().map(|h| Param::Text(h.as_str())));
-    let p_list = placeholders(2, persons.len());
-    let h_list = placeholders(2 + persons.len(), households.len());
-    let mut conds = Vec::new();
+    let mut out = Vec::new();
+    let mut households: Vec<HouseholdNumber> = households.to_vec();
     if !persons.is_empty() {
-        conds.push(format!("c.addressee_number IN ({p_list})"));
-        conds.push(format!(
-            "(c.status = 'resident' AND c.household_number IN (SELECT household_number FROM resident_current \
-             WHERE tenant = $1 AND status = 'resident' AND addressee_number IN ({p_list})))"
-        ));
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.addressee_number IN ({})",
+            placeholders(2, persons.len())
+        );
+        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+        params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
+        for row in rows(tx, &sql, &params)? {
+            if row.record.status.is_resident() && !households.contains(&row.record.household_number)
+            {
+                households.push(row.record.household_number.clone());
+            }
+            out.push(row);
+        }
     }
-    if !households.is_empty() {
-        conds.push(format!(
-            "(c.status = 'resident' AND c.household_number IN ({h_list}))"
-        ));
-    }
-    let sql = format!(
-        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND ({}) ORDER BY c.addressee_number",
-        conds.join(" OR ")
-    );
-    rows(tx, &sql, &params)
+    out.extend(household_rows(tx, tenant, &households)?);
+    Ok(out)
 }
 
 /// Current rows of the resident members of the given households.
@@ -223,14 +216,18 @@ pub fn household_rows(
     if households.is_empty() {
         return Ok(Vec::new());
     }
+    // No ORDER BY: SQLite would walk the whole tenant in key order rather
+    // than sort the few members it finds through the household index.
     let sql = format!(
         "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.status = 'resident' \
-         AND c.household_number IN ({}) ORDER BY c.addressee_number",
+         AND c.household_number IN ({})",
         placeholders(2, households.len())
     );
     let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
     params.extend(households.iter().map(|h| Param::Text(h.as_str())));
-    rows(tx, &sql, &params)
+    let mut found = rows(tx, &sql, &params)?;
+    found.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
+    Ok(found)
 }
 
 /// Persons (any status) holding the given 個人番号 or 住民票コード (j600).
@@ -240,18 +237,23 @@ pub fn rows_by_identity(
     my_number_key: Option<&str>,
     resident_code: Option<&str>,
 ) -> Result<Vec<HistoryRow>, StoreError> {
-    let sql = format!(
-        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND (c.my_number_key = $2 OR c.resident_code = $3)"
-    );
-    rows(
-        tx,
-        &sql,
-        &[
-            tenant.as_str().into(),
-            my_number_key.into(),
-            resident_code.into(),
-        ],
-    )
+    // Two indexed lookups (an OR would scan the tenant).
+    let mut found = Vec::new();
+    if let Some(key) = my_number_key {
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.my_number_key = $2"
+        );
+        found.extend(rows(tx, &sql, &[tenant.as_str().into(), key.into()])?);
+    }
+    if let Some(code) = resident_code {
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.resident_code = $2"
+        );
+        found.extend(rows(tx, &sql, &[tenant.as_str().into(), code.into()])?);
+    }
+    found.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
+    found.dedup_by(|a, b| a.record.addressee_number == b.record.addressee_number);
+    Ok(found)
 }
 
 /// One person's whole history, oldest first (j200, j350).
@@ -276,22 +278,22 @@ fn by_person(list: Vec<HistoryRow>) -> BTreeMap<AddresseeNumber, Vec<HistoryRow>
     out
 }
 
-/// The whole histories of the persons a change touched.
+/// The whole histories of the persons a change touched (as the change
+/// recorded them).
 pub fn histories_of_change(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     change_id: i64,
 ) -> Result<BTreeMap<AddresseeNumber, Vec<HistoryRow>>, StoreError> {
-    let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 AND h.addressee_number IN \
-         (SELECT addressee_number FROM resident_history WHERE tenant = $1 AND change_id = $2) \
-         ORDER BY h.addressee_number, h.history_number"
-    );
-    Ok(by_person(rows(
-        tx,
-        &sql,
-        &[tenant.as_str().into(), change_id.into()],
-    )?))
+    let Some(change) = get_change(tx, tenant, change_id)? else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for person in change.persons {
+        let h = history(tx, tenant, &person)?;
+        out.insert(person, h);
+    }
+    Ok(out)
 }
 
 /// Every person who was ever in a household, with their whole history.
@@ -792,8 +794,17 @@ pub fn search(
         conds.push(format!("c.addressee_number > {p}"));
     }
     let limit_p = format!("${}", binds.len() + 1);
+    // With an indexed equality filter, sort the few matches (`|| ''` keeps
+    // the planner from walking the tenant in key order instead); with only
+    // partial-match filters the walk in key order lets LIMIT stop early.
+    let order =
+        if f.household_number.is_some() || f.birth_key.is_some() || f.addressee_number.is_some() {
+            "c.addressee_number || ''"
+        } else {
+            "c.addressee_number"
+        };
     let sql = format!(
-        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE {} ORDER BY c.addressee_number LIMIT {limit_p}",
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE {} ORDER BY {order} LIMIT {limit_p}",
         conds.join(" AND ")
     );
     let mut params: Vec<Param<'_>> = binds.iter().map(|b| Param::Text(b.as_str())).collect();

@@ -1,0 +1,140 @@
+//! SQLite's writer: one connection on a thread of its own.
+//!
+//! Writes queue up while a commit is on disk; the writer then runs the
+//! queued ones in one SQLite transaction, each inside its own SAVEPOINT
+//! (group commit). A write that fails is rolled back to its savepoint and
+//! leaves the others untouched; each caller is answered only after the
+//! commit that holds its write is durable, and a failed commit fails every
+//! write in it. So each change is still atomic and acknowledged only when
+//! committed, while one disk sync serves many changes.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use super::StoreError;
+use super::db::Tx;
+
+/// Answers one caller once the commit's outcome is known.
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// One write: runs inside its savepoint; returns whether it succeeded.
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Completion) + Send>;
+
+/// Most writes in one commit.
+const MAX_BATCH: usize = 256;
+
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub fn start(conn: rusqlite::Connection) -> Result<Writer, StoreError> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("machi-sqlite-writer".into())
+            .spawn(move || run(conn, rx))
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Runs `f` as one atomic write and waits for its commit.
+    pub async fn submit<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (done, answer) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |tx: &mut Tx<'_>| match f(tx) {
+            Ok(v) => (
+                true,
+                Box::new(move |commit: Result<(), StoreError>| {
+                    let _ = done.send(commit.map(|()| v).map_err(E::from));
+                }) as Completion,
+            ),
+            Err(e) => (
+                false,
+                Box::new(move |_| {
+                    let _ = done.send(Err(e));
+                }) as Completion,
+            ),
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(StoreError::Task("the SQLite writer has stopped".into())))?;
+        answer
+            .await
+            .map_err(|_| E::from(StoreError::Task("the write was abandoned".into())))?
+    }
+}
+
+fn run(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = e.to_string();
+                for job in batch {
+                    // The job never ran: drop it, which drops its answer channel.
+                    drop(job);
+                    tracing::error!(error = %msg, "cannot begin a SQLite write transaction");
+                }
+                continue;
+            }
+        };
+        let mut tx = Tx::Sqlite(tx);
+        let mut broken = None;
+        for job in batch {
+            if broken.is_some() {
+                drop(job);
+                continue;
+            }
+            if let Err(e) = tx.execute_batch("SAVEPOINT machi_write") {
+                broken = Some(e.to_string());
+                drop(job);
+                continue;
+            }
+            match catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
+                Ok((true, c)) => match tx.execute_batch("RELEASE machi_write") {
+                    Ok(()) => completions.push(c),
+                    Err(e) => {
+                        broken = Some(e.to_string());
+                        c(Err(StoreError::Commit(e.to_string())));
+                    }
+                },
+                Ok((false, c)) => {
+                    let undo = tx.execute_batch("ROLLBACK TO machi_write; RELEASE machi_write");
+                    c(Ok(()));
+                    if let Err(e) = undo {
+                        broken = Some(e.to_string());
+                    }
+                }
+                Err(_) => {
+                    // The job panicked: its caller sees the write abandoned.
+                    tracing::error!("a write panicked; it was rolled back");
+                    if let Err(e) = tx.execute_batch("ROLLBACK TO machi_write; RELEASE machi_write")
+                    {
+                        broken = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        let outcome = match broken {
+            Some(msg) => {
+                drop(tx);
+                Err(msg)
+            }
+            None => tx.commit().map_err(|e| e.to_string()),
+        };
+        for c in completions {
+            c(outcome.clone().map_err(StoreError::Commit));
+        }
+    }
+}
