@@ -57,8 +57,8 @@ impl Figure {
 pub async fn run(a: &BenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
     let eras = crate::config::era_table(extra_eras).map_err(anyhow::Error::msg)?;
     println!(
-        "machi bench — {} households seeded, {} changes, {} reads per backend (2 cores here; single client)",
-        a.households, a.changes, a.reads
+        "machi bench — {} households seeded, {} changes, {} reads per backend (one client, then {} concurrent clients)",
+        a.households, a.changes, a.reads, a.clients
     );
     if !a.skip_sqlite {
         let dir = std::env::temp_dir().join(format!("machi-bench-{}", std::process::id()));
