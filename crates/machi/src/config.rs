@@ -37,3 +37,29 @@ pub fn era_table(extra: &[String]) -> Result<EraTable, String> {
     }
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_era_added_by_configuration_is_used() {
+        let t = era_table(&["新元号:N:2040-01-01".to_string()]).unwrap();
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(t.format_wareki(d("2040-01-01")), "新元号元年1月1日");
+        assert_eq!(t.format_wareki(d("2039-12-31")), "令和21年12月31日");
+    }
+
+    #[test]
+    fn a_bad_era_configuration_is_a_clear_error() {
+        for bad in [
+            "新元号:N",
+            "新元号:NN:2040-01-01",
+            "新元号:N:2040-13-01",
+            "古い:K:2000-01-01",
+        ] {
+            assert!(era_table(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert_eq!(era_table(&[]).unwrap(), EraTable::standard());
+    }
+}

@@ -32,6 +32,8 @@ pub enum ChangeError {
     HouseholdHasHead(HouseholdNumber),
     #[error("the effective date {0} is after the processing date (j480)")]
     EffectiveDateInFuture(String),
+    #[error("the filing date {0} is after the processing date")]
+    FiledInFuture(String),
     #[error(
         "the head leaves household {household} and {remaining} members remain: change the head first (j490), or confirm to leave the household without a head"
     )]
@@ -94,6 +96,7 @@ impl Localized for ChangeError {
             Self::HouseholdNotFound(_) => "household_not_found",
             Self::HouseholdHasHead(_) => "household_has_head",
             Self::EffectiveDateInFuture(_) => "effective_date_in_future",
+            Self::FiledInFuture(_) => "filed_on_in_future",
             Self::HeadChangeRequired { .. } => "head_change_required",
             Self::HeadCount(_) => "head_count",
             Self::NotAMember(..) => "not_a_member",
@@ -129,6 +132,7 @@ impl Localized for ChangeError {
                     "異動日 {d} が処理日より後です。転出以外は処理日以前の日を入力してください（j480）。"
                 )
             }
+            Self::FiledInFuture(d) => format!("届出日 {d} が処理日より後です。"),
             Self::HeadChangeRequired {
                 household,
                 remaining,

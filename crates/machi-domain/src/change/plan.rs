@@ -401,7 +401,7 @@ pub fn plan(
                 .as_calendar()
                 .ok_or_else(|| ChangeError::Missing("filed_on".into()))?;
             if d > ctx.today {
-                return Err(ChangeError::EffectiveDateInFuture(d.to_string()));
+                return Err(ChangeError::FiledInFuture(d.to_string()));
             }
             Some(d)
         }
@@ -892,12 +892,13 @@ impl Planner<'_> {
         existing_head: Option<PersonName>,
         new_address: Option<&Address>,
     ) -> Result<(), ChangeError> {
+        let from = movers
+            .first()
+            .map(|m| m.household_number.clone())
+            .ok_or(ChangeError::NoPersons)?;
         for a in rels.keys() {
             if !movers.iter().any(|m| &m.addressee_number == a) {
-                return Err(ChangeError::NotAMember(
-                    a.clone(),
-                    movers[0].household_number.clone(),
-                ));
+                return Err(ChangeError::NotAMember(a.clone(), from.clone()));
             }
         }
         let heads: Vec<&ResidentRecord> = movers
@@ -911,12 +912,10 @@ impl Planner<'_> {
                 }
                 Some(n.clone())
             }
-            None => {
-                if heads.len() != 1 {
-                    return Err(ChangeError::HeadCount(heads.len()));
-                }
-                Some(heads[0].name.clone())
-            }
+            None => match heads.as_slice() {
+                [head] => Some(head.name.clone()),
+                _ => return Err(ChangeError::HeadCount(heads.len())),
+            },
         };
         for m in movers {
             let rel = rels

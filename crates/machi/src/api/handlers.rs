@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::views::*;
-use crate::service::Actor;
 use crate::service::registry::{SearchParams, encode_cursor};
+use crate::service::{Actor, ServiceError};
 use crate::store::records::OutboxEvent;
 use crate::store::tenants::Tenant;
 
@@ -265,7 +265,9 @@ pub async fn get_household(
     let members = s.registry.household(&tenant, &household, as_of).await?;
     let eras = s.registry.eras();
     let head = members.iter().find(|m| m.record.relationship.is_head());
-    let first = &members[0].record;
+    let Some(first) = members.first().map(|m| &m.record) else {
+        return Err(ServiceError::HouseholdNotFound(household.to_string()).into());
+    };
     Ok(Json(HouseholdView {
         household_number: household.to_string(),
         address: first.address.address.clone(),

@@ -493,6 +493,9 @@ fn submit_in(
     ctx: &PlanContext<'_>,
     recorded_at: i64,
 ) -> Result<ChangeOutcome, ServiceError> {
+    if !records::lock_tenant(tx, tenant)? {
+        return Err(ServiceError::TenantNotFound(tenant.to_string()));
+    }
     // 履歴番号 so far, per person the change may touch.
     let mut numbers: HashMap<AddresseeNumber, i64> = HashMap::new();
     let mut advance = Advance {

@@ -91,6 +91,18 @@ pub struct Advance {
     pub audit: i64,
 }
 
+/// Takes the tenant's write lock before a change reads anything, so that
+/// changes of one tenant see each other's effects (on PostgreSQL the row
+/// lock waits for the previous change to commit; SQLite has one writer).
+/// False if the tenant does not exist.
+pub fn lock_tenant(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<bool, StoreError> {
+    let n = tx.execute(
+        "UPDATE tenant_heads SET change_seq = change_seq WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?;
+    Ok(n == 1)
+}
+
 /// A tenant's sequences after an [`advance`], and the hash of the last
 /// audit entry before it.
 #[derive(Debug, Clone)]
