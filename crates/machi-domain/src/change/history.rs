@@ -11,7 +11,7 @@ use super::error::ChangeError;
 use super::plan::ChangePlan;
 use super::reason::{ChangeReason, ReasonCategory};
 use crate::dates::DateValue;
-use crate::ids::AddresseeNumber;
+use crate::ids::{AddresseeNumber, HouseholdNumber};
 use crate::model::{Removal, ResidentRecord, ResidentStatus};
 
 /// The items j200 manages for each change, as recorded.
@@ -86,10 +86,35 @@ use chrono::Datelike;
 /// An entry (記載) is undone by 異動の取消し（減）, a removal (消除) by
 /// 異動の取消し（増）, an amendment (修正) by 異動の取消し（修正）; the
 /// restored row is the snapshot from before the change.
+///
+/// `household_histories` are the whole histories of everyone who was ever
+/// in a household the change moved persons out of or into (see
+/// [`households_of_change`]). If a later change moved anyone into or out of
+/// such a household, or changed a member's row there, the household has
+/// moved on: restoring an old snapshot into it would contradict it, so the
+/// cancellation is refused until the later changes are cancelled first.
 pub fn plan_cancellation(
     change_id: i64,
     histories: &BTreeMap<AddresseeNumber, Vec<HistoryRow>>,
+    household_histories: &BTreeMap<AddresseeNumber, Vec<HistoryRow>>,
 ) -> Result<ChangePlan, ChangeError> {
+    let households = households_of_change(change_id, histories);
+    for (person, history) in household_histories {
+        for (i, row) in history.iter().enumerate() {
+            if row.change.change_id <= change_id {
+                continue;
+            }
+            let before = i.checked_sub(1).and_then(|j| history.get(j));
+            let touches = households.contains(&row.record.household_number)
+                || before.is_some_and(|b| households.contains(&b.record.household_number));
+            if touches {
+                return Err(ChangeError::LaterChangesExist {
+                    person: person.clone(),
+                    change_id,
+                });
+            }
+        }
+    }
     let mut rows = Vec::new();
     let mut target: Option<(ChangeReason, DateValue)> = None;
     for (person, history) in histories {
@@ -141,4 +166,28 @@ pub fn plan_cancellation(
         rows,
         notices: Vec::new(),
     })
+}
+
+/// The households a change moved persons out of or into: those of each
+/// person's row from the change and of the row before it.
+pub fn households_of_change(
+    change_id: i64,
+    histories: &BTreeMap<AddresseeNumber, Vec<HistoryRow>>,
+) -> Vec<HouseholdNumber> {
+    let mut out: Vec<HouseholdNumber> = Vec::new();
+    for history in histories.values() {
+        let Some(row) = history.iter().find(|r| r.change.change_id == change_id) else {
+            continue;
+        };
+        let before = history
+            .iter()
+            .filter(|r| r.history_number < row.history_number)
+            .max_by_key(|r| r.history_number);
+        for h in std::iter::once(row).chain(before) {
+            if !out.contains(&h.record.household_number) {
+                out.push(h.record.household_number.clone());
+            }
+        }
+    }
+    out
 }

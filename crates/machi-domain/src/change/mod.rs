@@ -9,7 +9,9 @@ mod reason;
 
 pub use command::*;
 pub use error::ChangeError;
-pub use history::{AsOf, ChangeInfo, HistoryRow, plan_cancellation, select_as_of};
+pub use history::{
+    AsOf, ChangeInfo, HistoryRow, households_of_change, plan_cancellation, select_as_of,
+};
 pub use plan::{Allocated, ChangePlan, Notice, PlanContext, RegistryView, plan, reason_of};
 pub use reason::{ChangeReason, ReasonCategory};
 

@@ -1179,6 +1179,9 @@ impl Planner<'_> {
         }
         let name_changed = r.name != before.name;
         let is_head = r.relationship.is_head() && r.status.is_resident();
+        if name_changed && is_head {
+            r.head_name = Some(r.name.clone());
+        }
         let hh = r.household_number.clone();
         let new_name = r.name.clone();
         self.rows.insert(a.clone(), r);

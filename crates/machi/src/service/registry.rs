@@ -519,7 +519,11 @@ fn submit_in(
                     numbers.insert(a.clone(), n);
                 }
             }
-            let plan = change::plan_cancellation(*change_id, &histories)?;
+            let mut household_histories = BTreeMap::new();
+            for h in change::households_of_change(*change_id, &histories) {
+                household_histories.extend(records::household_histories(tx, tenant, &h)?);
+            }
+            let plan = change::plan_cancellation(*change_id, &histories, &household_histories)?;
             let heads = records::advance(tx, tenant, advance)?;
             (plan, Some(*change_id), heads)
         }
