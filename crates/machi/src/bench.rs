@@ -274,3 +274,145 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// `machi bench-migration`: a population in the migration layout, then the
+/// parse-and-validate-only rate (the baseline) and full imports into SQLite
+/// and PostgreSQL (COPY), each with its peak memory.
+#[derive(Args, Debug, Clone)]
+pub struct MigrationBenchArgs {
+    /// Residents to generate and import.
+    #[arg(long, default_value_t = 1_000_000)]
+    residents: usize,
+    /// Also import into PostgreSQL: a server URL; a fresh database is created there and dropped after.
+    #[arg(long, env = "MACHI_BENCH_POSTGRES")]
+    postgres: Option<String>,
+    /// Keep the generated files in this directory (default: a temporary one, removed after).
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
+}
+
+/// Peak resident memory of this process since the last reset, in MiB (Linux).
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak so the next phase is measured alone (Linux ≥ 4.0).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
+    use crate::migration::generate::{GenerateOptions, generate};
+    use crate::migration::import::{ImportOptions, Outcome, import};
+    let eras = crate::config::era_table(extra_eras).map_err(anyhow::Error::msg)?;
+    let tmp = std::env::temp_dir().join(format!("machi-bench-migration-{}", std::process::id()));
+    let dir = a.keep.clone().unwrap_or_else(|| tmp.join("data"));
+    let town = &TOWNS[0];
+    let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    println!("machi bench-migration — {} residents", a.residents);
+    reset_peak();
+    let t = Instant::now();
+    let opts = GenerateOptions {
+        residents: a.residents,
+        seed: 1,
+        town_index: 0,
+        today: Clock::System.today(),
+    };
+    let (dir2, eras2) = (dir.clone(), eras.clone());
+    let g = tokio::task::spawn_blocking(move || generate(&dir2, &opts, &eras2)).await??;
+    let gen_secs = t.elapsed().as_secs_f64();
+    let gen_peak = peak_mib();
+    println!(
+        "  generated {} persons, {} history rows, {} households in {:.1} s ({:.0} persons/s, peak {:.0} MiB)",
+        g.persons,
+        g.history_rows,
+        g.households,
+        gen_secs,
+        g.persons as f64 / gen_secs,
+        gen_peak.unwrap_or(0.0)
+    );
+    let actor = Actor::system("bench");
+    let mut lines = Vec::new();
+    let mut baseline = None;
+    let sqlite_path = tmp.join("bench.sqlite");
+    let mut targets: Vec<(&str, DatabaseLocation)> =
+        vec![("SQLite", DatabaseLocation::Sqlite(sqlite_path))];
+    let pg_db = format!("machi_bench_mig_{}", std::process::id());
+    if let Some(url) = &a.postgres {
+        let fresh = crate::store::create_fresh_postgres_database(url, &pg_db).await?;
+        targets.push(("PostgreSQL (COPY)", DatabaseLocation::Postgres(fresh)));
+    }
+    for (i, (label, loc)) in targets.iter().enumerate() {
+        let store = Store::connect(loc).await?;
+        let r = Registry::new(store, eras.clone(), Clock::System);
+        r.create_tenant(code.clone(), town.name, town.prefecture)
+            .await?;
+        if i == 0 {
+            reset_peak();
+            let v = import(
+                &r,
+                &code,
+                std::slice::from_ref(&dir),
+                &ImportOptions {
+                    validate_only: true,
+                    ..ImportOptions::default()
+                },
+                &actor,
+            )
+            .await?;
+            if v.outcome != Outcome::Validated {
+                anyhow::bail!("validation failed: {:?}", v.problems.first());
+            }
+            let rate = v.persons as f64 / v.validate_seconds.max(1e-9);
+            baseline = Some(rate);
+            lines.push(format!(
+                "  {:<34} {:>9.1} s {:>12.0} residents/s {:>10.0} rows/s  peak {:>5.0} MiB",
+                "parse + validate only (baseline)",
+                v.validate_seconds,
+                rate,
+                v.history_rows as f64 / v.validate_seconds.max(1e-9),
+                peak_mib().unwrap_or(0.0)
+            ));
+        }
+        reset_peak();
+        let rep = import(
+            &r,
+            &code,
+            std::slice::from_ref(&dir),
+            &ImportOptions::default(),
+            &actor,
+        )
+        .await?;
+        if rep.outcome != Outcome::Imported {
+            anyhow::bail!(
+                "{label}: import ended {:?}: {:?}",
+                rep.outcome,
+                rep.problems.first()
+            );
+        }
+        let secs = rep.validate_seconds + rep.load_seconds;
+        let rate = rep.persons as f64 / secs.max(1e-9);
+        lines.push(format!(
+            "  {:<34} {:>9.1} s {:>12.0} residents/s {:>10.0} rows/s  peak {:>5.0} MiB  (validate {:.1} s + load {:.1} s; {:.2}× baseline time)",
+            format!("import into {label}"),
+            secs,
+            rate,
+            rep.history_rows as f64 / secs.max(1e-9),
+            peak_mib().unwrap_or(0.0),
+            rep.validate_seconds,
+            rep.load_seconds,
+            baseline.map_or(0.0, |b| b / rate)
+        ));
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+    if let Some(url) = &a.postgres {
+        crate::store::drop_postgres_database(url, &pg_db).await?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

@@ -9,7 +9,7 @@ use machi_domain::error::Localized;
 use machi_domain::ids::MunicipalityCode;
 
 use crate::api::{self, AppState};
-use crate::service::{Clock, Registry};
+use crate::service::{Actor, Clock, Registry};
 use crate::store::{DatabaseLocation, SqliteSync, Store};
 
 const DEFAULT_DATABASE: &str = "machi-data/machi.sqlite";
@@ -54,8 +54,12 @@ enum Command {
     Demo(DemoArgs),
     /// Serve the JSON API (and /openapi.json, /healthz) on the configured database.
     Serve(ServeArgs),
-    /// Run pending database migrations and list the applied ones.
-    Migrate,
+    /// Run pending database migrations and list the applied ones; or
+    /// `migrate rehearse` for a data-migration rehearsal.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
     /// Manage tenants (municipalities).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -67,6 +71,74 @@ enum Command {
     },
     /// Measure change writes/s and reads/s against baselines from the same run.
     Bench(crate::bench::BenchArgs),
+    /// Import files in the migration layout (docs/migration-layout.md) into a
+    /// tenant: validated first, then loaded all-or-nothing in one
+    /// transaction; running the same import again changes nothing.
+    Import(ImportArgs),
+    /// Generate a synthetic population in the migration layout.
+    Generate {
+        /// About how many persons (the last household may add a few).
+        #[arg(long)]
+        residents: usize,
+        /// Directory to write (created if missing).
+        #[arg(long)]
+        output: PathBuf,
+        /// Random seed: the same seed gives the same files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Which demo municipality's addresses to use (0–5).
+        #[arg(long, default_value_t = 0)]
+        town: usize,
+    },
+    /// Measure import at scale: generate residents, then the parse-and-validate
+    /// rate (baseline) and full imports into SQLite and PostgreSQL.
+    BenchMigration(crate::bench::MigrationBenchArgs),
+    /// Export a whole tenant in the migration layout (j1410).
+    Export {
+        /// 団体コード of the tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Directory to write (created if missing).
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MigrateAction {
+    /// Rehearse a data migration on a scratch database: generate a population,
+    /// load it as the old system's data, change some households, then compare a
+    /// full load with an incremental (difference) load at cutover.
+    Rehearse {
+        /// Residents of the rehearsal population.
+        #[arg(long, default_value_t = 100_000)]
+        residents: usize,
+        /// Households that change between the initial extract and cutover.
+        #[arg(long, default_value_t = 100)]
+        changes: usize,
+        /// Rehearse on PostgreSQL: a server URL (a scratch database is created and dropped).
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// 団体コード of the tenant to import into.
+    #[arg(long)]
+    tenant: String,
+    /// The files (residents.csv, households.csv, …) or a directory holding them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Character encoding of the files.
+    #[arg(long, value_enum, default_value = "auto")]
+    encoding: crate::migration::import::InputEncoding,
+    /// Validate and report only; write nothing.
+    #[arg(long)]
+    validate_only: bool,
+    /// Also write every problem to this CSV file.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -188,7 +260,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(listener, registry).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate => {
+        Command::Migrate {
+            action:
+                Some(MigrateAction::Rehearse {
+                    residents,
+                    changes,
+                    postgres,
+                }),
+        } => {
+            rehearse(&cli, *residents, *changes, postgres.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { action: None } => {
             let registry = open(&cli, DEFAULT_DATABASE).await?;
             for (v, name) in registry.store().applied_migrations().await? {
                 println!("{v:>4}  {name}");
@@ -227,11 +310,215 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import(a) => import(&cli, a).await,
+        Command::Export { tenant, output } => {
+            let Some(code) = parse_code(tenant) else {
+                return Ok(ExitCode::from(2));
+            };
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let started = std::time::Instant::now();
+            let s =
+                crate::migration::export::export(&registry, &code, output, &Actor::system("cli"))
+                    .await?;
+            println!(
+                "exported {} history rows and {} households of {} to {} in {:.1} s",
+                s.history_rows,
+                s.households,
+                code,
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate {
+            residents,
+            output,
+            seed,
+            town,
+        } => {
+            let eras = crate::config::era_table(&cli.extra_eras).map_err(anyhow::Error::msg)?;
+            let opts = crate::migration::generate::GenerateOptions {
+                residents: *residents,
+                seed: *seed,
+                town_index: (*town).min(crate::synth::TOWNS.len() - 1),
+                today: Clock::System.today(),
+            };
+            let started = std::time::Instant::now();
+            let s = crate::migration::generate::generate(output, &opts, &eras)?;
+            println!(
+                "generated {} persons ({} foreign), {} history rows, {} households, {} changes, {} irregular dates in {} ({:.1} s)",
+                s.persons,
+                s.foreign,
+                s.history_rows,
+                s.households,
+                s.changes,
+                s.irregular_dates,
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchMigration(a) => {
+            crate::bench::run_migration(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(a) => {
             crate::bench::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn rehearse(
+    cli: &Cli,
+    residents: usize,
+    changes: usize,
+    postgres: Option<&str>,
+) -> anyhow::Result<()> {
+    use crate::migration::{generate, import, rehearse};
+    let eras = crate::config::era_table(&cli.extra_eras).map_err(anyhow::Error::msg)?;
+    let work = std::env::temp_dir().join(format!("machi-rehearsal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let pg_db = format!("machi_rehearsal_{}", std::process::id());
+    let location = match postgres {
+        Some(url) => DatabaseLocation::Postgres(
+            crate::store::create_fresh_postgres_database(url, &pg_db).await?,
+        ),
+        None => DatabaseLocation::Sqlite(work.join("rehearsal.sqlite")),
+    };
+    let registry = Registry::new(
+        Store::connect(&location).await?,
+        eras.clone(),
+        Clock::System,
+    );
+    let town = &crate::synth::TOWNS[0];
+    let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    registry
+        .create_tenant(code.clone(), town.name, town.prefecture)
+        .await?;
+    let source = work.join("old-system");
+    let opts = generate::GenerateOptions {
+        residents,
+        seed: 11,
+        town_index: 0,
+        today: Clock::System.today(),
+    };
+    let (s2, e2) = (source.clone(), eras.clone());
+    tokio::task::spawn_blocking(move || generate::generate(&s2, &opts, &e2)).await??;
+    let loaded = import::import(
+        &registry,
+        &code,
+        std::slice::from_ref(&source),
+        &import::ImportOptions::default(),
+        &Actor::system("rehearsal"),
+    )
+    .await?;
+    if loaded.outcome != import::Outcome::Imported {
+        anyhow::bail!(
+            "loading the old system's data failed: {:?}",
+            loaded.problems.first()
+        );
+    }
+    let r = rehearse::rehearse(&registry, &code, &work, changes).await?;
+    rehearse::print(&r);
+    if let Some(url) = postgres {
+        crate::store::drop_postgres_database(url, &pg_db).await?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn parse_code(s: &str) -> Option<MunicipalityCode> {
+    match s.parse() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let e: machi_domain::ids::IdError = e;
+            eprintln!("machi: {} / {}", e.message_en(), e.message_ja());
+            None
+        }
+    }
+}
+
+async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
+    use crate::migration::import::{ImportOptions, Outcome};
+    let Some(code) = parse_code(&a.tenant) else {
+        return Ok(ExitCode::from(2));
+    };
+    let registry = open(cli, DEFAULT_DATABASE).await?;
+    let opts = ImportOptions {
+        encoding: a.encoding,
+        validate_only: a.validate_only,
+        ..ImportOptions::default()
+    };
+    let r =
+        crate::migration::import::import(&registry, &code, &a.files, &opts, &Actor::system("cli"))
+            .await?;
+    let (ja, en) = match r.outcome {
+        Outcome::Imported => ("取り込みました", "imported"),
+        Outcome::Validated => (
+            "検証のみ行いました（書き込みなし）",
+            "validated only, nothing written",
+        ),
+        Outcome::AlreadyImported => (
+            "取込み済みです（変更なし）",
+            "already imported, nothing changed",
+        ),
+        Outcome::Refused => (
+            "問題があるため何も取り込んでいません",
+            "problems found, nothing imported",
+        ),
+    };
+    println!("{ja} / {en}");
+    println!(
+        "  persons {}  history rows {}  households {}  written {}  already present {}  encoding {}",
+        r.persons,
+        r.history_rows,
+        r.households,
+        r.rows_written,
+        r.rows_already_present,
+        r.encoding.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  validate {:.1} s ({:.0} rows/s)  load {:.1} s",
+        r.validate_seconds,
+        r.history_rows as f64 / r.validate_seconds.max(1e-9),
+        r.load_seconds
+    );
+    if r.problem_count > 0 {
+        println!(
+            "  problems: {} (file, row, column: 問題 / problem)",
+            r.problem_count
+        );
+        for p in r.problems.iter().take(50) {
+            println!(
+                "  {}:{} {}: {} / {}",
+                p.file, p.row, p.column, p.message_ja, p.message_en
+            );
+        }
+        if r.problem_count > 50 {
+            println!("  … {} more", r.problem_count - 50);
+        }
+    }
+    if let Some(path) = &a.report {
+        let mut w = csv::Writer::from_path(path)?;
+        w.write_record(["file", "row", "column", "code", "message_ja", "message_en"])?;
+        for p in &r.problems {
+            w.write_record([
+                p.file.as_str(),
+                &p.row.to_string(),
+                &p.column,
+                &p.code,
+                &p.message_ja,
+                &p.message_en,
+            ])?;
+        }
+        w.flush()?;
+    }
+    Ok(if r.outcome == Outcome::Refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn print_demo_links(registry: &Registry, port: u16) -> anyhow::Result<()> {

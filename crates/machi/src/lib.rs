@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod migration;
 pub mod service;
 pub mod store;
 pub mod synth;

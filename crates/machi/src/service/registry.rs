@@ -452,6 +452,42 @@ impl Registry {
         })
     }
 
+    /// Writes one access-log entry (j1370) in its own transaction, e.g. for
+    /// an export or an import.
+    pub async fn record_access(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<i64, ServiceError> {
+        let at = self.clock.now().timestamp_micros();
+        let t = tenant.clone();
+        let entry = AuditEntry {
+            operator: actor.operator.clone(),
+            terminal: actor.terminal.clone(),
+            function: function.to_string(),
+            target: target.to_string(),
+            detail: detail.to_string(),
+            my_number_shown: false,
+        };
+        self.store
+            .write(Some(tenant), move |tx| {
+                let heads = records::advance(
+                    tx,
+                    &t,
+                    Advance {
+                        audit: 1,
+                        ..Default::default()
+                    },
+                )?;
+                records::append_audit(tx, &t, heads.audit, &heads.audit_hash, at, &entry)?;
+                Ok(heads.audit)
+            })
+            .await
+    }
+
     pub fn today(&self) -> NaiveDate {
         self.clock.today()
     }

@@ -178,6 +178,17 @@ fn pg_params<'a>(params: &'a [Param<'a>]) -> Vec<Box<dyn postgres::types::ToSql 
         .collect()
 }
 
+fn sqlite_value(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(v) => Value::Int(v),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Real(f) => Value::Int(f as i64),
+        ValueRef::Blob(b) => Value::Text(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
 fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
     use postgres::types::Type;
     let ty = row.columns()[i].type_().clone();
@@ -227,17 +238,7 @@ impl Tx<'_> {
                 while let Some(r) = rows.next()? {
                     let mut vals = Vec::with_capacity(n);
                     for i in 0..n {
-                        vals.push(match r.get_ref(i)? {
-                            rusqlite::types::ValueRef::Null => Value::Null,
-                            rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
-                            rusqlite::types::ValueRef::Text(t) => {
-                                Value::Text(String::from_utf8_lossy(t).into_owned())
-                            }
-                            rusqlite::types::ValueRef::Real(f) => Value::Int(f as i64),
-                            rusqlite::types::ValueRef::Blob(b) => {
-                                Value::Text(String::from_utf8_lossy(b).into_owned())
-                            }
-                        });
+                        vals.push(sqlite_value(r.get_ref(i)?));
                     }
                     out.push(Row(vals));
                 }
@@ -258,6 +259,56 @@ impl Tx<'_> {
                     })
                     .collect()
             }
+        }
+    }
+
+    /// Runs a query and hands each row to `f` as it arrives, without
+    /// collecting them (exports of a whole tenant).
+    pub fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        mut f: impl FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => {
+                let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
+                let n = st.column_count();
+                let ps = sqlite_params(params);
+                let mut rows = st.query(rusqlite::params_from_iter(ps.iter()))?;
+                while let Some(r) = rows.next()? {
+                    let mut vals = Vec::with_capacity(n);
+                    for i in 0..n {
+                        vals.push(sqlite_value(r.get_ref(i)?));
+                    }
+                    f(Row(vals))?;
+                }
+                Ok(())
+            }
+            Tx::Postgres { tx, statements } => {
+                use postgres::fallible_iterator::FallibleIterator;
+                let st = pg_statement(tx, statements, sql)?;
+                let ps = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    ps.iter().map(|b| b.as_ref()).collect();
+                let mut rows = tx.query_raw(&st, refs)?;
+                while let Some(r) = rows.next()? {
+                    let vals = (0..r.len())
+                        .map(|i| pg_value(&r, i))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    f(Row(vals))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// PostgreSQL's COPY … FROM STDIN: the writer takes the data in COPY text
+    /// format; None on SQLite.
+    pub fn copy_in(&mut self, sql: &str) -> Result<Option<postgres::CopyInWriter<'_>>, StoreError> {
+        match self {
+            Tx::Sqlite(_) => Ok(None),
+            Tx::Postgres { tx, .. } => Ok(Some(tx.copy_in(sql)?)),
         }
     }
 

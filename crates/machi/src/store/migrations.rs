@@ -158,6 +158,30 @@ CREATE POLICY tenant_isolation ON outbox
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#;
 
+/// Migration support: the identity keys on history rows (so the current
+/// projection can be rebuilt from history alone) and the record of imports.
+const V3_COMMON: &str = r#"
+ALTER TABLE resident_history ADD COLUMN my_number_key TEXT;
+ALTER TABLE resident_history ADD COLUMN resident_code TEXT;
+CREATE TABLE imports (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    digest TEXT NOT NULL,
+    imported_at BIGINT NOT NULL,
+    history_rows BIGINT NOT NULL,
+    operator TEXT NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+"#;
+
+const V3_POSTGRES_SECURITY: &str = r#"
+GRANT SELECT, INSERT ON imports TO machi_app;
+ALTER TABLE imports ENABLE ROW LEVEL SECURITY;
+ALTER TABLE imports FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON imports
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -171,6 +195,18 @@ pub fn all() -> Vec<Migration> {
             name: "postgres application role and row-level security",
             sqlite: "",
             postgres: V1_POSTGRES_SECURITY,
+        },
+        Migration {
+            version: 3,
+            name: "migration: identity keys on history rows, imports",
+            sqlite: V3_COMMON,
+            postgres: V3_COMMON,
+        },
+        Migration {
+            version: 4,
+            name: "postgres row-level security for imports",
+            sqlite: "",
+            postgres: V3_POSTGRES_SECURITY,
         },
     ]
 }

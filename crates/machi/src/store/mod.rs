@@ -179,8 +179,8 @@ fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<rusqlite::Connection, ru
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
-    // 32 MiB of page cache: the indexes a change touches stay in memory.
-    conn.pragma_update(None, "cache_size", -32768)?;
+    // 64 MiB of page cache: the indexes a change touches stay in memory.
+    conn.pragma_update(None, "cache_size", -65536)?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }

@@ -268,6 +268,32 @@ pub fn rows_by_identity(
     Ok(found)
 }
 
+/// Every history row of the tenant, by 宛名番号 then 履歴番号, handed to `f`
+/// one at a time (exports).
+pub fn each_history_row(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    mut f: impl FnMut(HistoryRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 ORDER BY h.addressee_number, h.history_number"
+    );
+    tx.query_each(&sql, &[tenant.as_str().into()], |r| f(history_row(&r)?))
+}
+
+/// Every current resident row of the tenant, by 世帯番号 then 宛名番号.
+pub fn each_current_by_household(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    mut f: impl FnMut(HistoryRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.status = 'resident' \
+         ORDER BY c.household_number, c.addressee_number"
+    );
+    tx.query_each(&sql, &[tenant.as_str().into()], |r| f(history_row(&r)?))
+}
+
 /// One person's whole history, oldest first (j200, j350).
 pub fn history(
     tx: &mut Tx<'_>,
@@ -467,54 +493,160 @@ fn status_code(r: &ResidentRecord) -> String {
         .unwrap_or_default()
 }
 
+/// The columns of `resident_history`, in [`HISTORY_INSERT`] order.
+const HISTORY_INSERT_COLUMNS: &str = "tenant, addressee_number, history_number, change_id, household_number, status, \
+     name_key, kana_key, address_key, birth_key, record, reason, effective_date, effective_key, processed_on, filed_on, \
+     input_place, input_terminal, recorded_at, cancels, my_number_key, resident_code";
+
+/// One value of a history row as stored.
+enum Stored {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    OptInt(Option<i64>),
+}
+
+/// A history row turned into the values of its stored columns
+/// ([`HISTORY_INSERT_COLUMNS`] order).
+pub struct HistoryValues(Vec<Stored>);
+
+impl HistoryValues {
+    pub fn new(tenant: &MunicipalityCode, row: &HistoryRow) -> Result<Self, StoreError> {
+        use Stored::*;
+        let r = &row.record;
+        let c = &row.change;
+        let keys = SearchKeys::of(r);
+        Ok(HistoryValues(vec![
+            Text(tenant.to_string()),
+            Text(r.addressee_number.to_string()),
+            Int(row.history_number),
+            Int(c.change_id),
+            Text(r.household_number.to_string()),
+            Text(status_code(r)),
+            Text(keys.name_key),
+            Text(keys.kana_key),
+            Text(keys.address_key),
+            OptText(keys.birth_key),
+            Text(serde_json::to_string(r).map_err(corrupt)?),
+            Text(c.reason.code().to_string()),
+            Text(serde_json::to_string(&c.effective_date).map_err(corrupt)?),
+            OptText(date_key(&c.effective_date)),
+            Text(c.processed_on.to_string()),
+            OptText(c.filed_on.map(|d| d.to_string())),
+            Text(c.input_place.clone()),
+            Text(c.input_terminal.clone()),
+            Int(c.recorded_at),
+            OptInt(c.cancels),
+            OptText(
+                r.my_number
+                    .as_ref()
+                    .map(|n| my_number_key(tenant, n.as_str())),
+            ),
+            OptText(r.resident_code.as_ref().map(|c| c.to_string())),
+        ]))
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        self.0
+            .iter()
+            .map(|v| match v {
+                Stored::Text(s) => Param::Text(s),
+                Stored::OptText(s) => s.as_deref().into(),
+                Stored::Int(i) => Param::Int(*i),
+                Stored::OptInt(i) => (*i).into(),
+            })
+            .collect()
+    }
+
+    /// The row as one line of PostgreSQL's COPY text format.
+    pub fn copy_line(&self, out: &mut String) {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            let text = match v {
+                Stored::Text(s) => Some(s.as_str()),
+                Stored::OptText(s) => s.as_deref(),
+                Stored::Int(n) => {
+                    out.push_str(&n.to_string());
+                    continue;
+                }
+                Stored::OptInt(n) => {
+                    match n {
+                        Some(n) => out.push_str(&n.to_string()),
+                        None => out.push_str("\\N"),
+                    }
+                    continue;
+                }
+            };
+            match text {
+                None => out.push_str("\\N"),
+                Some(t) => {
+                    for ch in t.chars() {
+                        match ch {
+                            '\\' => out.push_str("\\\\"),
+                            '\t' => out.push_str("\\t"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// Inserts a history row only (bulk loads; see [`rebuild_current`]).
+pub fn insert_history(tx: &mut Tx<'_>, values: &HistoryValues) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO resident_history ({HISTORY_INSERT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+    );
+    tx.execute(&sql, &values.params())
+        .map_err(StoreError::conflict_if_unique)?;
+    Ok(())
+}
+
+/// PostgreSQL bulk loads: COPY refuses tables with row-level security, so
+/// rows are copied into a temporary staging table (dropped at commit) and
+/// moved with one INSERT, which the tenant policy checks.
+pub fn history_staging_sql() -> (&'static str, String, String) {
+    (
+        "CREATE TEMP TABLE staging_history (LIKE resident_history) ON COMMIT DROP",
+        format!("COPY staging_history ({HISTORY_INSERT_COLUMNS}) FROM STDIN"),
+        format!(
+            "INSERT INTO resident_history ({HISTORY_INSERT_COLUMNS}) SELECT {HISTORY_INSERT_COLUMNS} FROM staging_history"
+        ),
+    )
+}
+
+/// Builds the current-state projection of a tenant that has none from its
+/// history rows (after a bulk load).
+pub fn rebuild_current(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO resident_current (tenant, addressee_number, history_number, household_number, status, name_key, \
+         kana_key, address_key, birth_key, my_number_key, resident_code) \
+         SELECT h.tenant, h.addressee_number, h.history_number, h.household_number, h.status, h.name_key, h.kana_key, \
+         h.address_key, h.birth_key, h.my_number_key, h.resident_code \
+         FROM resident_history h JOIN (SELECT addressee_number, MAX(history_number) AS m FROM resident_history \
+         WHERE tenant = $1 GROUP BY addressee_number) x ON h.addressee_number = x.addressee_number AND h.history_number = x.m \
+         WHERE h.tenant = $1",
+        &[tenant.as_str().into()],
+    )
+}
+
 /// Appends a history row and points the current-state projection at it.
 pub fn append_history(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     row: &HistoryRow,
 ) -> Result<(), StoreError> {
-    let r = &row.record;
-    let keys = SearchKeys::of(r);
-    let record = serde_json::to_string(r).map_err(corrupt)?;
-    let status = status_code(r);
-    let c = &row.change;
-    let effective = serde_json::to_string(&c.effective_date).map_err(corrupt)?;
-    let effective_key = date_key(&c.effective_date);
-    let processed = c.processed_on.to_string();
-    let filed = c.filed_on.map(|d| d.to_string());
-    tx.execute(
-        "INSERT INTO resident_history (tenant, addressee_number, history_number, change_id, household_number, status, \
-         name_key, kana_key, address_key, birth_key, record, reason, effective_date, effective_key, processed_on, filed_on, \
-         input_place, input_terminal, recorded_at, cancels) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-        &[
-            tenant.as_str().into(),
-            r.addressee_number.as_str().into(),
-            row.history_number.into(),
-            c.change_id.into(),
-            r.household_number.as_str().into(),
-            (&status).into(),
-            (&keys.name_key).into(),
-            (&keys.kana_key).into(),
-            (&keys.address_key).into(),
-            (&keys.birth_key).into(),
-            (&record).into(),
-            c.reason.code().into(),
-            (&effective).into(),
-            (&effective_key).into(),
-            (&processed).into(),
-            (&filed).into(),
-            (&c.input_place).into(),
-            (&c.input_terminal).into(),
-            c.recorded_at.into(),
-            c.cancels.into(),
-        ],
-    )
-    .map_err(StoreError::conflict_if_unique)?;
-    let my_number = r
-        .my_number
-        .as_ref()
-        .map(|n| my_number_key(tenant, n.as_str()));
+    let values = HistoryValues::new(tenant, row)?;
+    insert_history(tx, &values)?;
+    // The projection takes the same values (positions in HISTORY_INSERT_COLUMNS).
+    let p = values.params();
     tx.execute(
         "INSERT INTO resident_current (tenant, addressee_number, history_number, household_number, status, name_key, \
          kana_key, address_key, birth_key, my_number_key, resident_code) \
@@ -523,19 +655,7 @@ pub fn append_history(
          household_number = excluded.household_number, status = excluded.status, name_key = excluded.name_key, \
          kana_key = excluded.kana_key, address_key = excluded.address_key, birth_key = excluded.birth_key, \
          my_number_key = excluded.my_number_key, resident_code = excluded.resident_code",
-        &[
-            tenant.as_str().into(),
-            r.addressee_number.as_str().into(),
-            row.history_number.into(),
-            r.household_number.as_str().into(),
-            (&status).into(),
-            (&keys.name_key).into(),
-            (&keys.kana_key).into(),
-            (&keys.address_key).into(),
-            (&keys.birth_key).into(),
-            (&my_number).into(),
-            r.resident_code.as_ref().map(|c| c.as_str()).into(),
-        ],
+        &[p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8], p[9], p[20], p[21]],
     )?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod contract;
+mod migration;
 mod openapi;
 mod rls;
 mod support;

@@ -1,0 +1,194 @@
+//! `machi export`: a whole tenant in the migration layout (j1410), from one
+//! consistent read, streamed (memory stays flat).
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use machi_domain::change::HistoryRow;
+use machi_domain::ids::MunicipalityCode;
+
+use super::layout::{self, *};
+use super::manifest::{FileEntry, Manifest, digest_file};
+use crate::service::{Actor, Registry, ServiceError};
+use crate::store::StoreError;
+use crate::store::records;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<StoreError> for ExportError {
+    fn from(e: StoreError) -> Self {
+        ExportError::Service(e.into())
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportSummary {
+    pub history_rows: u64,
+    pub households: u64,
+    pub manifest: Manifest,
+}
+
+fn writer(
+    dir: &Path,
+    name: &str,
+    columns: &[(&str, &str)],
+) -> Result<csv::Writer<BufWriter<File>>, ExportError> {
+    let path = dir.join(name);
+    let f = File::create(&path).map_err(|source| ExportError::Io { path, source })?;
+    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, f));
+    w.write_record(columns.iter().map(|(c, _)| *c))?;
+    Ok(w)
+}
+
+fn finish(mut w: csv::Writer<BufWriter<File>>, dir: &Path, name: &str) -> Result<(), ExportError> {
+    w.flush().map_err(|source| ExportError::Io {
+        path: dir.join(name),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Writes the tenant's residents (every history row), households, the
+/// (empty) support-measure and certificate files, the code tables and a
+/// manifest into `dir`; records the export in the access log.
+pub async fn export(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    dir: &Path,
+    actor: &Actor,
+) -> Result<ExportSummary, ExportError> {
+    registry.ensure_tenant(tenant).await?;
+    std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let (t, d) = (tenant.clone(), dir.to_path_buf());
+    let (history_rows, households) = registry
+        .store()
+        .read(Some(tenant), move |tx| -> Result<(u64, u64), ExportError> {
+            let mut w = writer(&d, RESIDENTS_FILE, RESIDENT_COLUMNS)?;
+            let mut n = 0u64;
+            let mut csv_error = None;
+            records::each_history_row(tx, &t, |row| {
+                if let Err(e) = w.write_record(layout::resident_fields(&row)) {
+                    csv_error = Some(e);
+                    return Err(StoreError::Task("CSV write failed".into()));
+                }
+                n += 1;
+                Ok(())
+            })
+            .map_err(|e| match csv_error.take() {
+                Some(c) => ExportError::Csv(c),
+                None => e.into(),
+            })?;
+            finish(w, &d, RESIDENTS_FILE)?;
+
+            let mut w = writer(&d, HOUSEHOLDS_FILE, HOUSEHOLD_COLUMNS)?;
+            let mut households = 0u64;
+            let mut current: Vec<HistoryRow> = Vec::new();
+            let mut failed = None;
+            let mut flush = |members: &mut Vec<HistoryRow>,
+                             w: &mut csv::Writer<BufWriter<File>>|
+             -> Result<(), csv::Error> {
+                if let Some(first) = members.first() {
+                    let head = members.iter().find(|m| m.record.relationship.is_head());
+                    w.write_record([
+                        first.record.household_number.to_string(),
+                        head.map(|h| h.record.addressee_number.to_string())
+                            .unwrap_or_default(),
+                        first.record.address.address.clone(),
+                        first.record.address.annex.clone().unwrap_or_default(),
+                        members.len().to_string(),
+                    ])?;
+                    households += 1;
+                }
+                members.clear();
+                Ok(())
+            };
+            records::each_current_by_household(tx, &t, |row| {
+                if current
+                    .first()
+                    .is_some_and(|f| f.record.household_number != row.record.household_number)
+                    && let Err(e) = flush(&mut current, &mut w)
+                {
+                    failed = Some(e);
+                    return Err(StoreError::Task("CSV write failed".into()));
+                }
+                current.push(row);
+                Ok(())
+            })
+            .map_err(|e| match failed.take() {
+                Some(c) => ExportError::Csv(c),
+                None => e.into(),
+            })?;
+            flush(&mut current, &mut w)?;
+            finish(w, &d, HOUSEHOLDS_FILE)?;
+            Ok((n, households))
+        })
+        .await?;
+    for (name, columns) in [
+        (SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS),
+        (CERTIFICATES_FILE, CERTIFICATE_COLUMNS),
+    ] {
+        finish(writer(dir, name, columns)?, dir, name)?;
+    }
+    let mut codes = writer(dir, CODES_FILE, CODE_COLUMNS)?;
+    for (table, code, label) in layout::code_tables() {
+        codes.write_record([table, code.as_str(), label.as_str()])?;
+    }
+    finish(codes, dir, CODES_FILE)?;
+    let mut files = Vec::new();
+    for (name, rows) in [
+        (RESIDENTS_FILE, history_rows),
+        (HOUSEHOLDS_FILE, households),
+        (SUPPORT_MEASURES_FILE, 0),
+        (CERTIFICATES_FILE, 0),
+        (CODES_FILE, layout::code_tables().len() as u64),
+    ] {
+        let path = dir.join(name);
+        let (sha256, bytes) =
+            digest_file(&path).map_err(|source| ExportError::Io { path, source })?;
+        files.push(FileEntry {
+            name: name.to_string(),
+            rows,
+            bytes,
+            sha256,
+        });
+    }
+    let manifest = Manifest {
+        layout: LAYOUT_VERSION.to_string(),
+        municipality_code: tenant.to_string(),
+        exported_at: registry.clock().now().to_rfc3339(),
+        files,
+    };
+    let path = dir.join(MANIFEST_FILE);
+    let json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(&path, json + "\n").map_err(|source| ExportError::Io { path, source })?;
+    registry
+        .record_access(
+            tenant,
+            actor,
+            "export",
+            &dir.display().to_string(),
+            serde_json::json!({"history_rows": history_rows, "households": households}),
+        )
+        .await?;
+    Ok(ExportSummary {
+        history_rows,
+        households,
+        manifest,
+    })
+}

@@ -1,0 +1,1114 @@
+//! `machi import`: the migration layout into a tenant, streaming, with a
+//! validation report, all or nothing.
+//!
+//! Two passes over the files. The first validates every row (every field
+//! with the domain's rules, the order and contiguity of 宛名番号 + 履歴番号,
+//! households against households.csv, the manifest's counts and digests)
+//! and reports every problem with file, row and column, in Japanese and
+//! English. Only if there is none, the second pass loads everything in ONE
+//! transaction: an interruption (or any error) leaves the tenant exactly as
+//! it was, and the import is simply run again. Re-running an import that
+//! was loaded changes nothing (its digest is recorded). A file whose rows
+//! continue histories already in the tenant is a difference load: rows
+//! already present must be identical, new rows must continue each
+//! person's 履歴番号. Memory stays flat: rows are streamed, and only one
+//! entry per household is held for the cross-check.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use machi_domain::change::HistoryRow;
+use machi_domain::dates::EraTable;
+use machi_domain::ids::MunicipalityCode;
+
+use super::layout::{self, *};
+use super::manifest::{Manifest, digest_file};
+use crate::service::{Actor, Registry, ServiceError};
+use crate::store::records::{self, GENESIS_HASH};
+use crate::store::{Param, StoreError, Tx};
+
+/// The character encoding of the input files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputEncoding {
+    /// UTF-8 if the start of the file is valid UTF-8, else Shift_JIS.
+    Auto,
+    Utf8,
+    /// Shift_JIS as Windows and most municipal systems write it (CP932).
+    ShiftJis,
+}
+
+/// One problem found in the input.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub file: String,
+    /// Line in the file (the header is line 1); 0 for the file as a whole.
+    pub row: u64,
+    pub column: String,
+    pub code: String,
+    pub message_ja: String,
+    pub message_en: String,
+}
+
+/// How an import ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Loaded, in one transaction.
+    Imported,
+    /// Valid, and `--validate-only` was asked: nothing written.
+    Validated,
+    /// This exact input was imported before: nothing changed.
+    AlreadyImported,
+    /// Problems were found: nothing written.
+    Refused,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub outcome: Outcome,
+    pub encoding: Option<String>,
+    /// Problems, the first `max_reported` of them.
+    pub problems: Vec<Problem>,
+    pub problem_count: u64,
+    pub persons: u64,
+    pub history_rows: u64,
+    pub households: u64,
+    /// Rows written (less than `history_rows` in a difference load).
+    pub rows_written: u64,
+    /// Rows that were already present, identical.
+    pub rows_already_present: u64,
+    pub validate_seconds: f64,
+    pub load_seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub encoding: InputEncoding,
+    pub validate_only: bool,
+    /// How many problems to keep in detail (all are counted).
+    pub max_reported: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            encoding: InputEncoding::Auto,
+            validate_only: false,
+            max_reported: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// A row contradicts the tenant's data; the load was rolled back.
+    #[error("{}", .0.message_en)]
+    Conflict(Box<Problem>),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(e: StoreError) -> Self {
+        ImportError::Service(e.into())
+    }
+}
+
+/// The files of one import, found by name in the given paths.
+#[derive(Debug, Default, Clone)]
+struct Inputs {
+    residents: Option<PathBuf>,
+    households: Option<PathBuf>,
+    support_measures: Option<PathBuf>,
+    certificates: Option<PathBuf>,
+    manifest: Option<PathBuf>,
+    codes: Option<PathBuf>,
+}
+
+struct Problems {
+    list: Vec<Problem>,
+    count: u64,
+    max: usize,
+}
+
+impl Problems {
+    fn push(
+        &mut self,
+        file: &str,
+        row: u64,
+        column: &str,
+        code: &str,
+        ja: impl Into<String>,
+        en: impl Into<String>,
+    ) {
+        self.count += 1;
+        if self.list.len() < self.max {
+            self.list.push(Problem {
+                file: file.to_string(),
+                row,
+                column: column.to_string(),
+                code: code.to_string(),
+                message_ja: ja.into(),
+                message_en: en.into(),
+            });
+        }
+    }
+}
+
+fn find_inputs(paths: &[PathBuf], problems: &mut Problems) -> Inputs {
+    let mut inputs = Inputs::default();
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            for name in [
+                RESIDENTS_FILE,
+                HOUSEHOLDS_FILE,
+                SUPPORT_MEASURES_FILE,
+                CERTIFICATES_FILE,
+                MANIFEST_FILE,
+                CODES_FILE,
+            ] {
+                let f = p.join(name);
+                if f.exists() {
+                    files.push(f);
+                }
+            }
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            problems.push(
+                &p.display().to_string(),
+                0,
+                "",
+                "file_not_found",
+                "ファイルが見つかりません。",
+                "file not found",
+            );
+        }
+    }
+    for f in files {
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let slot = match name.as_str() {
+            RESIDENTS_FILE => &mut inputs.residents,
+            HOUSEHOLDS_FILE => &mut inputs.households,
+            SUPPORT_MEASURES_FILE => &mut inputs.support_measures,
+            CERTIFICATES_FILE => &mut inputs.certificates,
+            MANIFEST_FILE => &mut inputs.manifest,
+            CODES_FILE => &mut inputs.codes,
+            _ => {
+                problems.push(
+                    &name,
+                    0,
+                    "",
+                    "unknown_file",
+                    format!("移行レイアウトにないファイル名です（{RESIDENTS_FILE} などを指定してください）。"),
+                    format!("not a file of the migration layout (expected {RESIDENTS_FILE}, …)"),
+                );
+                continue;
+            }
+        };
+        *slot = Some(f);
+    }
+    if inputs.residents.is_none() && problems.count == 0 {
+        problems.push(
+            RESIDENTS_FILE,
+            0,
+            "",
+            "file_missing",
+            format!("{RESIDENTS_FILE} がありません。"),
+            format!("{RESIDENTS_FILE} is missing"),
+        );
+    }
+    inputs
+}
+
+/// Opens a file as UTF-8 text, transcoding Shift_JIS when asked or detected.
+fn open_text(
+    path: &Path,
+    encoding: InputEncoding,
+) -> std::io::Result<(Box<dyn Read + Send>, &'static str)> {
+    let mut f = File::open(path)?;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = read_full(&mut f, &mut head)?;
+    head.truncate(n);
+    let utf8 = match encoding {
+        InputEncoding::Utf8 => true,
+        InputEncoding::ShiftJis => false,
+        InputEncoding::Auto => match std::str::from_utf8(&head) {
+            Ok(_) => true,
+            // A multi-byte character cut at the end of the sample is still UTF-8.
+            Err(e) => e.error_len().is_none() && e.valid_up_to() + 4 > head.len(),
+        },
+    };
+    let start = if utf8 && head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        3
+    } else {
+        0
+    };
+    let rest = std::io::Cursor::new(head).chain(f);
+    let mut rest: Box<dyn Read + Send> = Box::new(rest);
+    if start > 0 {
+        let mut bom = [0u8; 3];
+        rest.read_exact(&mut bom)?;
+    }
+    if utf8 {
+        Ok((Box::new(BufReader::with_capacity(1 << 20, rest)), "utf-8"))
+    } else {
+        let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
+            .encoding(Some(encoding_rs::SHIFT_JIS))
+            .build(rest);
+        Ok((
+            Box::new(BufReader::with_capacity(1 << 20, decoded)),
+            "shift_jis",
+        ))
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = f.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
+fn csv_reader(r: Box<dyn Read + Send>) -> csv::Reader<Box<dyn Read + Send>> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(r)
+}
+
+/// Checks a header row against the layout's columns.
+fn check_header(
+    file: &str,
+    reader: &mut csv::Reader<Box<dyn Read + Send>>,
+    columns: &[(&str, &str)],
+    problems: &mut Problems,
+) -> bool {
+    let header = match reader.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            problems.push(
+                file,
+                1,
+                "",
+                "unreadable",
+                format!("見出し行を読めません: {e}"),
+                format!("cannot read the header: {e}"),
+            );
+            return false;
+        }
+    };
+    let expected: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+    let got: Vec<&str> = header.iter().collect();
+    if got != expected {
+        let at = expected
+            .iter()
+            .zip(got.iter().chain(std::iter::repeat(&"")))
+            .position(|(e, g)| e != g)
+            .unwrap_or(expected.len().min(got.len()));
+        let want = expected.get(at).copied().unwrap_or("(end)");
+        let found = got.get(at).copied().unwrap_or("(end)");
+        problems.push(
+            file,
+            1,
+            want,
+            "header_mismatch",
+            format!("見出し行が移行レイアウトと異なります（{}列目: 期待「{want}」、実際「{found}」）。", at + 1),
+            format!("the header differs from the layout (column {}: expected {want:?}, found {found:?})", at + 1),
+        );
+        return false;
+    }
+    true
+}
+
+/// Per household, from each person's latest row: members and heads.
+#[derive(Default)]
+struct HouseholdCheck {
+    members: u32,
+    heads: u32,
+    head: Option<String>,
+    address: String,
+}
+
+/// What pass 1 learned.
+#[derive(Default)]
+struct Validated {
+    persons: u64,
+    history_rows: u64,
+    households: u64,
+    max_change_id: i64,
+    max_addressee_serial: i64,
+    max_household_serial: i64,
+    encoding: Option<&'static str>,
+}
+
+fn serial_of(number: &str) -> i64 {
+    // Numbers allocated by machi are 9-digit serials plus a check digit.
+    if number.len() == 10 {
+        number[..9].parse().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+fn validate(
+    inputs: &Inputs,
+    eras: &EraTable,
+    opts: &ImportOptions,
+    problems: &mut Problems,
+) -> Validated {
+    let mut v = Validated::default();
+    let Some(path) = &inputs.residents else {
+        return v;
+    };
+    let manifest = inputs.manifest.as_ref().and_then(|m| {
+        let text = std::fs::read_to_string(m).ok()?;
+        match serde_json::from_str::<Manifest>(&text) {
+            Ok(man) => Some(man),
+            Err(e) => {
+                problems.push(
+                    MANIFEST_FILE,
+                    0,
+                    "",
+                    "invalid_manifest",
+                    format!("manifest.json を読めません: {e}"),
+                    format!("manifest.json is not valid: {e}"),
+                );
+                None
+            }
+        }
+    });
+    if let Some(m) = &manifest {
+        if m.layout != LAYOUT_VERSION {
+            problems.push(
+                MANIFEST_FILE,
+                0,
+                "layout",
+                "layout_version",
+                format!("移行レイアウトの版が違います: {}", m.layout),
+                format!("layout version {} is not {LAYOUT_VERSION}", m.layout),
+            );
+        }
+        for f in &m.files {
+            let path = match f.name.as_str() {
+                RESIDENTS_FILE => inputs.residents.as_ref(),
+                HOUSEHOLDS_FILE => inputs.households.as_ref(),
+                SUPPORT_MEASURES_FILE => inputs.support_measures.as_ref(),
+                CERTIFICATES_FILE => inputs.certificates.as_ref(),
+                CODES_FILE => inputs.codes.as_ref(),
+                _ => None,
+            };
+            let Some(path) = path else {
+                problems.push(
+                    &f.name,
+                    0,
+                    "",
+                    "file_missing",
+                    "manifest.json にあるファイルがありません。",
+                    "a file listed in manifest.json is missing",
+                );
+                continue;
+            };
+            match digest_file(path) {
+                Ok((sha, bytes)) if sha == f.sha256 && bytes == f.bytes => {}
+                Ok((_, bytes)) => problems.push(
+                    &f.name,
+                    0,
+                    "",
+                    "file_altered",
+                    format!("manifest.json と内容が一致しません（{bytes} バイト、期待 {} バイト）。ファイルが途中で切れているか、書き換えられています。", f.bytes),
+                    format!("does not match manifest.json ({bytes} bytes, expected {}): the file is truncated or altered", f.bytes),
+                ),
+                Err(e) => problems.push(&f.name, 0, "", "unreadable", format!("読めません: {e}"), format!("cannot read: {e}")),
+            }
+        }
+    }
+    let (text, encoding) = match open_text(path, opts.encoding) {
+        Ok(x) => x,
+        Err(e) => {
+            problems.push(
+                RESIDENTS_FILE,
+                0,
+                "",
+                "unreadable",
+                format!("読めません: {e}"),
+                format!("cannot read: {e}"),
+            );
+            return v;
+        }
+    };
+    v.encoding = Some(encoding);
+    let mut reader = csv_reader(text);
+    if !check_header(RESIDENTS_FILE, &mut reader, RESIDENT_COLUMNS, problems) {
+        return v;
+    }
+    let mut households: HashMap<String, HouseholdCheck> = HashMap::new();
+    let mut prev: Option<(String, i64)> = None;
+    let mut latest: Option<HistoryRow> = None;
+    let finish_person = |latest: &mut Option<HistoryRow>,
+                         households: &mut HashMap<String, HouseholdCheck>| {
+        if let Some(r) = latest.take()
+            && r.record.status.is_resident()
+        {
+            let h = households
+                .entry(r.record.household_number.to_string())
+                .or_default();
+            h.members += 1;
+            if h.address.is_empty() {
+                h.address = r.record.address.address.clone();
+            }
+            if r.record.relationship.is_head() {
+                h.heads += 1;
+                h.head = Some(r.record.addressee_number.to_string());
+            }
+        }
+    };
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                problems.push(
+                    RESIDENTS_FILE,
+                    line,
+                    "",
+                    "unreadable",
+                    format!("CSV として読めません（途中で切れている可能性があります）: {e}"),
+                    format!("not readable as CSV (the file may be truncated): {e}"),
+                );
+                break;
+            }
+        }
+        v.history_rows += 1;
+        let fields: Vec<&str> = record.iter().collect();
+        let row = match layout::parse_resident(&fields, eras) {
+            Ok(r) => r,
+            Err(list) => {
+                for p in list {
+                    problems.push(
+                        RESIDENTS_FILE,
+                        line,
+                        p.column,
+                        p.code,
+                        p.message_ja,
+                        p.message_en,
+                    );
+                }
+                // Keep checking order with what can be read.
+                let a = fields.first().map(|s| s.to_string()).unwrap_or_default();
+                let n = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                if prev.as_ref().is_none_or(|(pa, _)| *pa != a) {
+                    finish_person(&mut latest, &mut households);
+                    v.persons += 1;
+                }
+                prev = Some((a, n));
+                continue;
+            }
+        };
+        let a = row.record.addressee_number.to_string();
+        let n = row.history_number;
+        match &prev {
+            Some((pa, pn)) if *pa == a => {
+                if n != pn + 1 {
+                    let (ja, en, code) = if n == *pn {
+                        (
+                            "宛名番号と履歴番号の組が重複しています。",
+                            "duplicate 宛名番号 + 履歴番号",
+                            "duplicate_key",
+                        )
+                    } else {
+                        (
+                            "履歴番号が連番になっていません。",
+                            "history numbers are not consecutive",
+                            "history_gap",
+                        )
+                    };
+                    problems.push(
+                        RESIDENTS_FILE,
+                        line,
+                        "history_number",
+                        code,
+                        format!("{ja}（前の行 {pn}、この行 {n}）"),
+                        format!("{en} (previous row {pn}, this row {n})"),
+                    );
+                }
+            }
+            Some((pa, _)) if *pa > a => {
+                problems.push(
+                    RESIDENTS_FILE,
+                    line,
+                    "addressee_number",
+                    "not_sorted",
+                    format!("宛名番号の昇順に並んでいません（前の行 {pa}）。"),
+                    format!("rows are not sorted by 宛名番号 (previous row {pa})"),
+                );
+            }
+            _ => {
+                finish_person(&mut latest, &mut households);
+                v.persons += 1;
+            }
+        }
+        v.max_change_id = v.max_change_id.max(row.change.change_id);
+        v.max_addressee_serial = v.max_addressee_serial.max(serial_of(&a));
+        v.max_household_serial = v
+            .max_household_serial
+            .max(serial_of(row.record.household_number.as_str()));
+        prev = Some((a, n));
+        latest = Some(row);
+    }
+    finish_person(&mut latest, &mut households);
+    if let Some(m) = &manifest
+        && let Some(f) = m.files.iter().find(|f| f.name == RESIDENTS_FILE)
+        && f.rows != v.history_rows
+    {
+        problems.push(
+            RESIDENTS_FILE,
+            0,
+            "",
+            "row_count",
+            format!(
+                "行数が manifest.json と違います（{}、期待 {}）。",
+                v.history_rows, f.rows
+            ),
+            format!("{} rows, manifest.json says {}", v.history_rows, f.rows),
+        );
+    }
+    for (h, c) in &households {
+        if c.heads > 1 {
+            problems.push(
+                RESIDENTS_FILE,
+                0,
+                "relationship",
+                "head_count",
+                format!("世帯 {h} に世帯主が {} 人います。", c.heads),
+                format!("household {h} has {} heads", c.heads),
+            );
+        }
+    }
+    v.households = households.len() as u64;
+    if let Some(path) = &inputs.households {
+        check_households(path, opts, &mut households, problems);
+    }
+    for (name, path, columns) in [
+        (
+            SUPPORT_MEASURES_FILE,
+            &inputs.support_measures,
+            SUPPORT_MEASURE_COLUMNS,
+        ),
+        (CERTIFICATES_FILE, &inputs.certificates, CERTIFICATE_COLUMNS),
+    ] {
+        let Some(path) = path else { continue };
+        match open_text(path, opts.encoding) {
+            Ok((text, _)) => {
+                let mut r = csv_reader(text);
+                if check_header(name, &mut r, columns, problems) && r.records().next().is_some() {
+                    problems.push(name, 2, "", "not_supported", "このファイルの行は、この版ではまだ取り込めません（支援措置・交付履歴は未対応）。", "rows of this file cannot be imported by this version yet (support measures and certificates are not kept yet)");
+                }
+            }
+            Err(e) => problems.push(
+                name,
+                0,
+                "",
+                "unreadable",
+                format!("読めません: {e}"),
+                format!("cannot read: {e}"),
+            ),
+        }
+    }
+    v
+}
+
+/// Compares households.csv with the households derived from residents.csv.
+fn check_households(
+    path: &Path,
+    opts: &ImportOptions,
+    derived: &mut HashMap<String, HouseholdCheck>,
+    problems: &mut Problems,
+) {
+    let text = match open_text(path, opts.encoding) {
+        Ok((t, _)) => t,
+        Err(e) => {
+            problems.push(
+                HOUSEHOLDS_FILE,
+                0,
+                "",
+                "unreadable",
+                format!("読めません: {e}"),
+                format!("cannot read: {e}"),
+            );
+            return;
+        }
+    };
+    let mut reader = csv_reader(text);
+    if !check_header(HOUSEHOLDS_FILE, &mut reader, HOUSEHOLD_COLUMNS, problems) {
+        return;
+    }
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                problems.push(
+                    HOUSEHOLDS_FILE,
+                    line,
+                    "",
+                    "unreadable",
+                    format!("CSV として読めません: {e}"),
+                    format!("not readable as CSV: {e}"),
+                );
+                break;
+            }
+        }
+        let h = record.get(0).unwrap_or_default().to_string();
+        let head = record.get(1).unwrap_or_default();
+        let members: u32 = record.get(4).and_then(|m| m.parse().ok()).unwrap_or(0);
+        match derived.remove(&h) {
+            None => problems.push(
+                HOUSEHOLDS_FILE,
+                line,
+                "household_number",
+                "broken_reference",
+                format!("世帯 {h} に属する住民が residents.csv にいません。"),
+                format!("household {h} has no resident in residents.csv"),
+            ),
+            Some(c) => {
+                if c.members != members {
+                    problems.push(HOUSEHOLDS_FILE, line, "members", "broken_reference", format!("世帯 {h} の世帯員数が residents.csv と違います（{members}、residents.csv では {}）。", c.members), format!("household {h}: {members} members, residents.csv has {}", c.members));
+                }
+                if c.head.as_deref().unwrap_or("") != head {
+                    problems.push(
+                        HOUSEHOLDS_FILE,
+                        line,
+                        "head_addressee_number",
+                        "broken_reference",
+                        format!("世帯 {h} の世帯主が residents.csv と違います。"),
+                        format!("household {h}: the head differs from residents.csv"),
+                    );
+                }
+            }
+        }
+    }
+    for h in derived.keys() {
+        problems.push(
+            HOUSEHOLDS_FILE,
+            0,
+            "household_number",
+            "broken_reference",
+            format!("residents.csv の世帯 {h} が households.csv にありません。"),
+            format!("household {h} of residents.csv is missing from households.csv"),
+        );
+    }
+}
+
+/// Imports `paths` (files of the layout, or directories holding them) into `tenant`.
+pub async fn import(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    paths: &[PathBuf],
+    opts: &ImportOptions,
+    actor: &Actor,
+) -> Result<ImportReport, ImportError> {
+    registry.ensure_tenant(tenant).await?;
+    let started = Instant::now();
+    let mut problems = Problems {
+        list: Vec::new(),
+        count: 0,
+        max: opts.max_reported,
+    };
+    let inputs = find_inputs(paths, &mut problems);
+    let eras = registry.eras().clone();
+    let (validated, problems, inputs) = {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || {
+            let v = validate(&inputs, &eras, &opts, &mut problems);
+            (v, problems, inputs)
+        })
+        .await
+        .map_err(|e| ImportError::from(StoreError::Task(e.to_string())))?
+    };
+    let validate_seconds = started.elapsed().as_secs_f64();
+    let mut report = ImportReport {
+        outcome: Outcome::Refused,
+        encoding: validated.encoding.map(str::to_string),
+        problems: problems.list,
+        problem_count: problems.count,
+        persons: validated.persons,
+        history_rows: validated.history_rows,
+        households: validated.households,
+        rows_written: 0,
+        rows_already_present: 0,
+        validate_seconds,
+        load_seconds: 0.0,
+    };
+    if report.problem_count > 0 {
+        return Ok(report);
+    }
+    if opts.validate_only {
+        report.outcome = Outcome::Validated;
+        return Ok(report);
+    }
+    let Some(path) = inputs.residents.clone() else {
+        return Ok(report);
+    };
+    let (digest, _) =
+        digest_file(&path).map_err(|e| ImportError::from(StoreError::Task(e.to_string())))?;
+    let started = Instant::now();
+    let (t, eras, encoding) = (tenant.clone(), registry.eras().clone(), opts.encoding);
+    let now = registry.clock().now().timestamp_micros();
+    let actor2 = actor.clone();
+    let loaded = registry
+        .store()
+        .write(Some(tenant), move |tx| {
+            load(
+                tx, &t, &path, encoding, &eras, &digest, &validated, now, &actor2,
+            )
+        })
+        .await;
+    let loaded = match loaded {
+        Err(ImportError::Conflict(p)) => Load::Conflict(*p),
+        other => other?,
+    };
+    report.load_seconds = started.elapsed().as_secs_f64();
+    match loaded {
+        Load::AlreadyImported => report.outcome = Outcome::AlreadyImported,
+        Load::Done { written, present } => {
+            report.outcome = Outcome::Imported;
+            report.rows_written = written;
+            report.rows_already_present = present;
+        }
+        Load::Conflict(p) => {
+            report.problem_count = 1;
+            report.problems = vec![p];
+        }
+    }
+    Ok(report)
+}
+
+enum Load {
+    AlreadyImported,
+    Done {
+        written: u64,
+        present: u64,
+    },
+    /// A row that contradicts the tenant's data: the transaction is rolled back.
+    Conflict(Problem),
+}
+
+/// Pass 2, inside one write transaction.
+#[allow(clippy::too_many_arguments)]
+fn load(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    path: &Path,
+    encoding: InputEncoding,
+    eras: &EraTable,
+    digest: &str,
+    v: &Validated,
+    now: i64,
+    actor: &Actor,
+) -> Result<Load, ImportError> {
+    let fail = |e: String| ImportError::from(StoreError::Task(e));
+    if !records::lock_tenant(tx, tenant)? {
+        return Err(ServiceError::TenantNotFound(tenant.to_string()).into());
+    }
+    if tx
+        .query_opt(
+            "SELECT 1 FROM imports WHERE tenant = $1 AND digest = $2",
+            &[tenant.as_str().into(), digest.into()],
+        )?
+        .is_some()
+    {
+        return Ok(Load::AlreadyImported);
+    }
+    let existing = tx
+        .query_one(
+            "SELECT COUNT(*) FROM resident_history WHERE tenant = $1",
+            &[tenant.as_str().into()],
+        )?
+        .int(0)?;
+    let (text, _) = open_text(path, encoding).map_err(|e| fail(e.to_string()))?;
+    let mut reader = csv_reader(text);
+    reader.headers().map_err(|e| fail(e.to_string()))?;
+    let mut record = csv::StringRecord::new();
+    if existing == 0 {
+        let written = bulk_load(tx, tenant, &mut reader, eras)?;
+        return finish_load(tx, tenant, digest, v, now, actor, written, 0);
+    }
+    let (mut written, mut present) = (0u64, 0u64);
+    // 履歴番号 already stored for the person being read (difference loads).
+    let mut stored: Option<(String, i64)> = None;
+    loop {
+        let line = reader.position().line();
+        if !reader
+            .read_record(&mut record)
+            .map_err(|e| fail(e.to_string()))?
+        {
+            break;
+        }
+        let fields: Vec<&str> = record.iter().collect();
+        let row = layout::parse_resident(&fields, eras)
+            .map_err(|_| fail(format!("row {line} changed since validation")))?;
+        if existing > 0 {
+            let a = row.record.addressee_number.to_string();
+            if stored.as_ref().is_none_or(|(sa, _)| *sa != a) {
+                let max = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(history_number), 0) FROM resident_history WHERE tenant = $1 AND addressee_number = $2",
+                        &[tenant.as_str().into(), a.as_str().into()],
+                    )?
+                    .int(0)?;
+                stored = Some((a.clone(), max));
+            }
+            let max = stored.as_ref().map_or(0, |s| s.1);
+            if row.history_number <= max {
+                let same = records::history(tx, tenant, &row.record.addressee_number)?
+                    .into_iter()
+                    .find(|h| h.history_number == row.history_number)
+                    .is_some_and(|h| layout::resident_fields(&h) == layout::resident_fields(&row));
+                if !same {
+                    return Err(ImportError::Conflict(Box::new(Problem {
+                        file: RESIDENTS_FILE.into(),
+                        row: line,
+                        column: "history_number".into(),
+                        code: "conflicts_with_stored".into(),
+                        message_ja: format!(
+                            "宛名番号 {a} の履歴番号 {} は登録済みの内容と異なります。何も取り込んでいません。",
+                            row.history_number
+                        ),
+                        message_en: format!(
+                            "{a} history {} differs from the stored row; nothing was imported",
+                            row.history_number
+                        ),
+                    })));
+                }
+                present += 1;
+                continue;
+            }
+            if row.history_number != max + 1 {
+                return Err(ImportError::Conflict(Box::new(Problem {
+                    file: RESIDENTS_FILE.into(),
+                    row: line,
+                    column: "history_number".into(),
+                    code: "history_gap".into(),
+                    message_ja: format!(
+                        "宛名番号 {a} の履歴番号は {} から続けてください（この行 {}）。何も取り込んでいません。",
+                        max + 1,
+                        row.history_number
+                    ),
+                    message_en: format!(
+                        "{a} must continue at history {} (this row {}); nothing was imported",
+                        max + 1,
+                        row.history_number
+                    ),
+                })));
+            }
+            stored = Some((a, row.history_number));
+        } else if row.history_number == 1
+            || stored
+                .as_ref()
+                .is_some_and(|(sa, _)| sa == row.record.addressee_number.as_str())
+        {
+            stored = Some((row.record.addressee_number.to_string(), row.history_number));
+        } else {
+            return Err(ImportError::Conflict(Box::new(Problem {
+                file: RESIDENTS_FILE.into(),
+                row: line,
+                column: "history_number".into(),
+                code: "history_gap".into(),
+                message_ja:
+                    "新しい住民の履歴は履歴番号 1 から始めてください。何も取り込んでいません。"
+                        .into(),
+                message_en:
+                    "a new person's history starts at history number 1; nothing was imported".into(),
+            })));
+        }
+        records::append_history(tx, tenant, &row)?;
+        written += 1;
+    }
+    finish_load(tx, tenant, digest, v, now, actor, written, present)
+}
+
+/// A full load into a tenant without history: the rows go in as fast as the
+/// backend takes them (COPY on PostgreSQL), then the projection is built.
+fn bulk_load(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    reader: &mut csv::Reader<Box<dyn Read + Send>>,
+    eras: &EraTable,
+) -> Result<u64, ImportError> {
+    use std::io::Write;
+    let fail = |e: String| ImportError::from(StoreError::Task(e));
+    let mut record = csv::StringRecord::new();
+    let mut written = 0u64;
+    let mut person: Option<String> = None;
+    let mut next = |record: &csv::StringRecord,
+                    line: u64|
+     -> Result<Option<HistoryRow>, ImportError> {
+        let fields: Vec<&str> = record.iter().collect();
+        let row = layout::parse_resident(&fields, eras)
+            .map_err(|_| fail(format!("row {line} changed since validation")))?;
+        let a = row.record.addressee_number.to_string();
+        if person.as_deref() != Some(a.as_str()) {
+            if row.history_number != 1 {
+                return Err(ImportError::Conflict(Box::new(Problem {
+                    file: RESIDENTS_FILE.into(),
+                    row: line,
+                    column: "history_number".into(),
+                    code: "history_gap".into(),
+                    message_ja: format!(
+                        "宛名番号 {a} は未登録のため、履歴番号 1 から始めてください。何も取り込んでいません。"
+                    ),
+                    message_en: format!(
+                        "{a} is not in the tenant: its history starts at 1; nothing was imported"
+                    ),
+                })));
+            }
+            person = Some(a);
+        }
+        Ok(Some(row))
+    };
+    if tx.backend() == crate::store::Backend::Postgres {
+        let (create, copy, insert) = records::history_staging_sql();
+        tx.execute_batch(create)?;
+        let mut w = tx
+            .copy_in(&copy)?
+            .ok_or_else(|| fail("COPY unavailable".into()))?;
+        let mut buf = String::with_capacity(1 << 20);
+        loop {
+            let line = reader.position().line();
+            if !reader
+                .read_record(&mut record)
+                .map_err(|e| fail(e.to_string()))?
+            {
+                break;
+            }
+            if let Some(row) = next(&record, line)? {
+                records::HistoryValues::new(tenant, &row)?.copy_line(&mut buf);
+                written += 1;
+            }
+            if buf.len() > 1 << 20 {
+                w.write_all(buf.as_bytes())
+                    .map_err(|e| fail(e.to_string()))?;
+                buf.clear();
+            }
+        }
+        w.write_all(buf.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+        w.finish().map_err(StoreError::from)?;
+        tx.execute(&insert, &[])
+            .map_err(StoreError::conflict_if_unique)?;
+    } else {
+        loop {
+            let line = reader.position().line();
+            if !reader
+                .read_record(&mut record)
+                .map_err(|e| fail(e.to_string()))?
+            {
+                break;
+            }
+            if let Some(row) = next(&record, line)? {
+                records::insert_history(tx, &records::HistoryValues::new(tenant, &row)?)?;
+                written += 1;
+            }
+        }
+    }
+    records::rebuild_current(tx, tenant)?;
+    Ok(written)
+}
+
+/// Moves the tenant's sequences past the imported numbers, records the
+/// import, and writes its audit entry and linkage event.
+#[allow(clippy::too_many_arguments)]
+fn finish_load(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    digest: &str,
+    v: &Validated,
+    now: i64,
+    actor: &Actor,
+    written: u64,
+    present: u64,
+) -> Result<Load, ImportError> {
+    // New numbers, change ids and events continue after the imported ones.
+    tx.execute(
+        "UPDATE tenant_heads SET \
+         change_seq = CASE WHEN change_seq < $2 THEN $2 ELSE change_seq END, \
+         addressee_seq = CASE WHEN addressee_seq < $3 THEN $3 ELSE addressee_seq END, \
+         household_seq = CASE WHEN household_seq < $4 THEN $4 ELSE household_seq END \
+         WHERE tenant = $1",
+        &[
+            tenant.as_str().into(),
+            v.max_change_id.into(),
+            v.max_addressee_serial.into(),
+            v.max_household_serial.into(),
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO imports (tenant, digest, imported_at, history_rows, operator) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            tenant.as_str().into(),
+            digest.into(),
+            now.into(),
+            Param::Int(written as i64),
+            (&actor.operator).into(),
+        ],
+    )?;
+    let heads = records::advance(
+        tx,
+        tenant,
+        records::Advance {
+            event: 1,
+            audit: 1,
+            ..Default::default()
+        },
+    )?;
+    let detail = serde_json::json!({"digest": digest, "rows_written": written, "rows_already_present": present});
+    let prev = if heads.audit_hash.is_empty() {
+        GENESIS_HASH.to_string()
+    } else {
+        heads.audit_hash.clone()
+    };
+    records::append_audit(
+        tx,
+        tenant,
+        heads.audit,
+        &prev,
+        now,
+        &records::AuditEntry {
+            operator: actor.operator.clone(),
+            terminal: actor.terminal.clone(),
+            function: "import".into(),
+            target: RESIDENTS_FILE.into(),
+            detail: detail.to_string(),
+            my_number_shown: false,
+        },
+    )?;
+    records::append_event(
+        tx,
+        tenant,
+        heads.event,
+        "registry.imported",
+        None,
+        &detail,
+        now,
+    )?;
+    Ok(Load::Done { written, present })
+}

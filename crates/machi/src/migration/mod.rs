@@ -1,0 +1,10 @@
+//! Migration in and out (j1410): the standard-layout CSV files, a synthetic
+//! population generator, streaming import with a validation report, and
+//! export of a whole tenant.
+
+pub mod export;
+pub mod generate;
+pub mod import;
+pub mod layout;
+pub mod manifest;
+pub mod rehearse;

@@ -1,0 +1,309 @@
+//! Migration: export → import → export gives identical files; re-running an
+//! import changes nothing; bad input is reported and nothing is written;
+//! a difference load appends only what is new. On SQLite and PostgreSQL.
+
+use std::path::Path;
+
+use machi::migration::export::export;
+use machi::migration::import::{ImportOptions, InputEncoding, Outcome, import};
+use machi::service::{Actor, Registry};
+use serde_json::json;
+
+use crate::contract::{counts, move_in, takahashi_family};
+use crate::support::{AKISHIMA, FUCHU, TestDb, code};
+
+fn actor() -> Actor {
+    Actor::system("migration-test")
+}
+
+async fn submit(r: &Registry, v: serde_json::Value) {
+    r.submit(&code(FUCHU), &serde_json::from_value(v).unwrap(), &actor())
+        .await
+        .unwrap();
+}
+
+fn a(n: u64) -> String {
+    machi_domain::ids::AddresseeNumber::from_serial(n)
+        .unwrap()
+        .to_string()
+}
+
+/// A tenant with some history: move-ins, a move, a birth with a
+/// non-calendar date, a death with an unknown date, a foreign resident.
+async fn populate(r: &Registry) {
+    submit(r, takahashi_family()).await;
+    let mut foreign = json!({"name": "NGUYEN VAN AN", "name_kana": "グエン　ヴァン　アン", "birth_date": "1995-02-03",
+        "sex": "male", "relationship": "世帯主", "kind": "foreign",
+        "foreign": {"alphabet_name": "NGUYEN VAN AN", "nationality": "ベトナム", "residence_status": "留学",
+            "period_of_stay": "2年", "stay_expires_on": "2027-03-31", "alias": "中村　安"}});
+    foreign["my_number"] = json!("123456789018");
+    submit(r, move_in(vec![foreign], "東京都府中市本町一丁目")).await;
+    submit(
+        r,
+        json!({"effective_date": "2024-07-01", "command": {"type": "move_within",
+        "persons": [a(1), a(2), a(3)], "address": {"address": "東京都府中市緑町三丁目"}}}),
+    )
+    .await;
+    submit(r, json!({"effective_date": "平成3年2月29日", "command": {"type": "birth", "household_number":
+        machi_domain::ids::HouseholdNumber::from_serial(1).unwrap().to_string(),
+        "person": {"name": "髙橋　凛", "name_kana": "タカハシ　リン", "birth_date": "平成3年2月29日", "sex": "female", "relationship": "子"}}}))
+    .await;
+    submit(
+        r,
+        json!({"effective_date": "令和6年頃", "command": {"type": "death", "person": a(5)}}),
+    )
+    .await;
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
+        }
+    };
+}
+
+both!(
+    export_import_export_is_identical_and_rerun_changes_nothing,
+    bad_input_is_reported_and_nothing_is_imported,
+    a_difference_load_appends_only_what_is_new,
+);
+
+async fn export_import_export_is_identical_and_rerun_changes_nothing(db: TestDb) {
+    let db = db.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let s = export(r, &code(FUCHU), &one, &actor()).await.unwrap();
+    assert_eq!(s.history_rows, 9);
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&one),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+    assert_eq!(
+        (report.persons, report.history_rows, report.rows_written),
+        (5, 9, 9)
+    );
+    export(r, &code(AKISHIMA), &two, &actor()).await.unwrap();
+    for f in [
+        "residents.csv",
+        "households.csv",
+        "support_measures.csv",
+        "certificates.csv",
+        "codes.csv",
+    ] {
+        assert!(
+            read(&one.join(f)) == read(&two.join(f)),
+            "{f} differs after a round trip"
+        );
+    }
+    // The imported tenant answers like the original.
+    let p = machi_domain::ids::AddresseeNumber::from_serial(5).unwrap();
+    let (x, _) = r
+        .resident(&code(AKISHIMA), &p, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        x.record.birth_date.display_wareki(r.eras()),
+        "平成3年2月29日"
+    );
+    // New numbers continue after the imported ones.
+    let out = r
+        .submit(
+            &code(AKISHIMA),
+            &serde_json::from_value(takahashi_family()).unwrap(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.rows[0].record.addressee_number.to_string(), a(6));
+    // Importing the same files again changes nothing.
+    let before = counts(&db.store, AKISHIMA).await;
+    let again = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&one),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyImported);
+    assert_eq!(counts(&db.store, AKISHIMA).await, before);
+}
+
+async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
+    let db = db.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    export(r, &code(FUCHU), &good, &actor()).await.unwrap();
+    let residents = String::from_utf8(read(&good.join("residents.csv"))).unwrap();
+    let lines: Vec<&str> = residents.lines().collect();
+    let write_case = |name: &str, residents: String, keep_manifest: bool| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("residents.csv"), residents).unwrap();
+        std::fs::copy(good.join("households.csv"), d.join("households.csv")).unwrap();
+        if keep_manifest {
+            std::fs::copy(good.join("manifest.json"), d.join("manifest.json")).unwrap();
+        }
+        d
+    };
+    let bad_my_number = residents.replacen("123456789018", "123456789012", 1);
+    let duplicate = {
+        let mut l = lines.clone();
+        l.insert(2, lines[1]);
+        l.join("\n") + "\n"
+    };
+    let unsorted = {
+        let mut l = lines.clone();
+        let last = l.pop().unwrap();
+        l.insert(1, last);
+        l.join("\n") + "\n"
+    };
+    let truncated = residents[..residents.len() - 40].to_string();
+    let bad_header = residents.replacen("addressee_number", "atena", 1);
+    let cases = vec![
+        (
+            "bad_my_number",
+            write_case("bad_my_number", bad_my_number, false),
+            "my_number",
+        ),
+        (
+            "duplicate",
+            write_case("duplicate", duplicate, false),
+            "history_number",
+        ),
+        (
+            "unsorted",
+            write_case("unsorted", unsorted, false),
+            "addressee_number",
+        ),
+        ("truncated", write_case("truncated", truncated, true), ""),
+        (
+            "bad_header",
+            write_case("bad_header", bad_header, false),
+            "addressee_number",
+        ),
+    ];
+    // A household whose member count disagrees: a broken reference.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(good.join("residents.csv"), broken.join("residents.csv")).unwrap();
+    let households = String::from_utf8(read(&good.join("households.csv"))).unwrap();
+    let mut hl: Vec<String> = households.lines().map(str::to_string).collect();
+    let last = hl.len() - 1;
+    hl[last] = format!("{},9", hl[last].rsplit_once(',').unwrap().0);
+    std::fs::write(broken.join("households.csv"), hl.join("\n") + "\n").unwrap();
+    let before = counts(&db.store, AKISHIMA).await;
+    for (name, path, column) in cases.into_iter().chain([("broken", broken, "members")]) {
+        let rep = import(
+            r,
+            &code(AKISHIMA),
+            &[path],
+            &ImportOptions::default(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rep.outcome, Outcome::Refused, "{name}");
+        assert!(rep.problem_count > 0, "{name}");
+        let p = &rep.problems[0];
+        assert!(!p.message_ja.is_empty() && !p.message_en.is_empty());
+        if !column.is_empty() {
+            assert!(
+                rep.problems.iter().any(|p| p.column == column),
+                "{name}: {:?}",
+                rep.problems
+            );
+        }
+        assert_eq!(
+            counts(&db.store, AKISHIMA).await,
+            before,
+            "{name} wrote something"
+        );
+    }
+    // Shift_JIS input is read as such.
+    let sjis = dir.path().join("sjis");
+    std::fs::create_dir_all(&sjis).unwrap();
+    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&residents);
+    assert!(!unmappable || residents.contains('𠮷'));
+    std::fs::write(sjis.join("residents.csv"), &bytes).unwrap();
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        &[sjis.join("residents.csv")],
+        &ImportOptions {
+            encoding: InputEncoding::Auto,
+            validate_only: true,
+            ..ImportOptions::default()
+        },
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.encoding.as_deref(), Some("shift_jis"));
+    assert_eq!(rep.outcome, Outcome::Validated, "{:?}", rep.problems);
+    assert_eq!(counts(&db.store, AKISHIMA).await, before);
+}
+
+async fn a_difference_load_appends_only_what_is_new(db: TestDb) {
+    let db = db.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second, copy) = (
+        dir.path().join("1"),
+        dir.path().join("2"),
+        dir.path().join("c"),
+    );
+    export(r, &code(FUCHU), &first, &actor()).await.unwrap();
+    import(
+        r,
+        &code(AKISHIMA),
+        &[first],
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    // More changes in the source, then the difference.
+    submit(
+        r,
+        json!({"effective_date": "2024-09-01", "command": {"type": "move_within",
+        "persons": [a(1), a(2), a(3)], "address": {"address": "東京都府中市寿町一丁目"}}}),
+    )
+    .await;
+    export(r, &code(FUCHU), &second, &actor()).await.unwrap();
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&second),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.outcome, Outcome::Imported, "{:?}", rep.problems);
+    assert_eq!((rep.rows_written, rep.rows_already_present), (3, 9));
+    export(r, &code(AKISHIMA), &copy, &actor()).await.unwrap();
+    assert!(read(&second.join("residents.csv")) == read(&copy.join("residents.csv")));
+}
