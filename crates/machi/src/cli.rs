@@ -60,6 +60,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<MigrateAction>,
     },
+    /// The access log (j1370).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Manage tenants (municipalities).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -101,6 +104,17 @@ enum Command {
         /// Directory to write (created if missing).
         #[arg(long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify the hash chain of the access log; exits 1 and names the first
+    /// bad entry if any entry was edited, removed or reordered.
+    Verify {
+        /// Only this tenant (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -311,6 +325,56 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(a) => import(&cli, a).await,
+        Command::Audit(AuditCommand::Verify { tenant }) => {
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let tenants = match tenant {
+                Some(t) => match parse_code(t) {
+                    Some(c) => vec![c],
+                    None => return Ok(ExitCode::from(2)),
+                },
+                None => registry
+                    .tenants()
+                    .await?
+                    .into_iter()
+                    .map(|t| t.municipality_code)
+                    .collect(),
+            };
+            let mut ok = true;
+            for t in tenants {
+                let v = registry.verify_audit(&t).await?;
+                match &v.first_bad {
+                    None => println!("{t}: ok, {} entries / 改ざんなし", v.entries),
+                    Some((seq, problem)) => {
+                        ok = false;
+                        let (ja, en) = match problem {
+                            crate::service::audit::ChainProblem::Altered => {
+                                ("内容が改ざんされています", "was edited")
+                            }
+                            crate::service::audit::ChainProblem::Unlinked => (
+                                "前の記録とつながっていません（移動・前の記録の削除）",
+                                "does not chain to the entry before it (moved, or the one before removed)",
+                            ),
+                            crate::service::audit::ChainProblem::Missing => {
+                                ("削除されています", "was removed")
+                            }
+                            crate::service::audit::ChainProblem::Truncated => (
+                                "以降の記録が削除されています",
+                                "and the entries after it were removed",
+                            ),
+                        };
+                        println!(
+                            "{t}: entry {seq} {en} / 記録 {seq}: {ja} ({} entries read)",
+                            v.entries
+                        );
+                    }
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Export { tenant, output } => {
             let Some(code) = parse_code(tenant) else {
                 return Ok(ExitCode::from(2));

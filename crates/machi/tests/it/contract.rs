@@ -680,3 +680,67 @@ async fn concurrent_changes_lose_nothing(db: TestDb) {
         (1 + ok as i64, 1 + ok as i64, 1 + ok as i64)
     );
 }
+
+mod audit_chain {
+    use machi::service::audit::ChainProblem;
+
+    use super::*;
+
+    async fn verdict(db: &TestDb) -> Option<(i64, ChainProblem)> {
+        db.registry
+            .verify_audit(&code(FUCHU))
+            .await
+            .unwrap()
+            .first_bad
+    }
+
+    async fn tampering_is_found_and_named(db: TestDb) {
+        let db = db.with_tenants().await;
+        let r = &db.registry;
+        submit(r, takahashi_family()).await;
+        for d in ["2024-05-01", "2024-06-01", "2024-07-01", "2024-08-01"] {
+            submit(r, json!({"effective_date": d, "command": {"type": "move_within",
+                "persons": [a(1).to_string(), a(2).to_string(), a(3).to_string()], "address": {"address": format!("府中市{d}")}}}))
+            .await;
+        }
+        let v = r.verify_audit(&code(FUCHU)).await.unwrap();
+        assert_eq!((v.entries, v.first_bad), (5, None));
+        let t = FUCHU;
+        db.raw(&format!(
+            "UPDATE audit_log SET detail = '{{}}' WHERE tenant = '{t}' AND seq = 2"
+        ))
+        .await;
+        assert_eq!(verdict(&db).await, Some((2, ChainProblem::Altered)));
+        db.raw(&format!(
+            "UPDATE audit_log SET detail = '{{\"change_id\":2}}' WHERE tenant = '{t}' AND seq = 2"
+        ))
+        .await;
+        assert_eq!(verdict(&db).await, None);
+        db.raw(&format!(
+            "UPDATE audit_log SET seq = 30 WHERE tenant = '{t}' AND seq = 3; \
+             UPDATE audit_log SET seq = 3 WHERE tenant = '{t}' AND seq = 4; \
+             UPDATE audit_log SET seq = 4 WHERE tenant = '{t}' AND seq = 30;"
+        ))
+        .await;
+        assert_eq!(verdict(&db).await, Some((3, ChainProblem::Unlinked)));
+        db.raw(&format!(
+            "UPDATE audit_log SET seq = 30 WHERE tenant = '{t}' AND seq = 3; \
+             UPDATE audit_log SET seq = 3 WHERE tenant = '{t}' AND seq = 4; \
+             UPDATE audit_log SET seq = 4 WHERE tenant = '{t}' AND seq = 30;"
+        ))
+        .await;
+        assert_eq!(verdict(&db).await, None);
+        db.raw(&format!(
+            "DELETE FROM audit_log WHERE tenant = '{t}' AND seq = 5"
+        ))
+        .await;
+        assert_eq!(verdict(&db).await, Some((5, ChainProblem::Truncated)));
+        db.raw(&format!(
+            "DELETE FROM audit_log WHERE tenant = '{t}' AND seq = 2"
+        ))
+        .await;
+        assert_eq!(verdict(&db).await, Some((2, ChainProblem::Missing)));
+    }
+
+    contract!(tampering_is_found_and_named);
+}

@@ -105,3 +105,35 @@ impl Drop for TestDb {
 pub fn code(s: &str) -> MunicipalityCode {
     s.parse().unwrap()
 }
+
+impl TestDb {
+    /// Runs SQL with the database owner's rights, bypassing machi (to tamper
+    /// with data the way an attacker with database access could).
+    pub async fn raw(&self, sql: &str) {
+        let sql = sql.to_string();
+        match self.url() {
+            Some(url) => tokio::task::spawn_blocking(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                c.batch_execute(&sql).unwrap();
+            })
+            .await
+            .unwrap(),
+            None => {
+                let path = self
+                    .store
+                    .read(None, |tx| {
+                        tx.query_one("PRAGMA database_list", &[])?.text(2)
+                    })
+                    .await
+                    .unwrap();
+                tokio::task::spawn_blocking(move || {
+                    let c = rusqlite::Connection::open(path).unwrap();
+                    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                    c.execute_batch(&sql).unwrap();
+                })
+                .await
+                .unwrap()
+            }
+        }
+    }
+}
