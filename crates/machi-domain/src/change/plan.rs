@@ -1005,16 +1005,25 @@ impl Planner<'_> {
         }
         let rels = relationships(rels)?;
         let movers: Vec<ResidentRecord> = self.view.members(&from)?.into_iter().cloned().collect();
-        let target = self.view.members(&into)?;
-        same_address(&movers, &target, &from, &into)?;
-        let head = target
+        let head = self.joinable_head(&movers, &from, &into)?;
+        self.regroup(&movers, &rels, &into, Some(head), None)
+    }
+
+    /// The head's name of household `into`, which `movers` (from household
+    /// `from`) join without moving: it must be at their address and have a head.
+    fn joinable_head(
+        &self,
+        movers: &[ResidentRecord],
+        from: &HouseholdNumber,
+        into: &HouseholdNumber,
+    ) -> Result<PersonName, ChangeError> {
+        let target = self.view.members(into)?;
+        same_address(movers, &target, from, into)?;
+        target
             .iter()
             .find(|m| m.relationship.is_head())
-            .map(|m| m.name.clone());
-        if head.is_none() {
-            return Err(ChangeError::Missing("head of into_household".into()));
-        }
-        self.regroup(&movers, &rels, &into, head, None)
+            .map(|m| m.name.clone())
+            .ok_or_else(|| ChangeError::Missing("head of into_household".into()))
     }
 
     fn transfer(&mut self, into: &str, rels: &[MemberRelationship]) -> Result<(), ChangeError> {
@@ -1028,16 +1037,8 @@ impl Planner<'_> {
         if self.view.members(&from)?.len() == movers.len() {
             return Err(ChangeError::WholeHousehold(from));
         }
-        let target = self.view.members(&into)?;
-        same_address(&movers, &target, &from, &into)?;
-        let head = target
-            .iter()
-            .find(|m| m.relationship.is_head())
-            .map(|m| m.name.clone());
-        if head.is_none() {
-            return Err(ChangeError::Missing("head of into_household".into()));
-        }
-        self.regroup(&movers, &rels, &into, head, None)?;
+        let head = self.joinable_head(&movers, &from, &into)?;
+        self.regroup(&movers, &rels, &into, Some(head), None)?;
         self.after_leaving(&from, &ids.into_iter().collect())
     }
 

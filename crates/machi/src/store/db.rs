@@ -228,38 +228,12 @@ impl Tx<'_> {
 
     /// Runs a query; returns every row.
     pub fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        match self {
-            Tx::Sqlite(tx) => {
-                let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
-                let n = st.column_count();
-                let ps = sqlite_params(params);
-                let mut rows = st.query(rusqlite::params_from_iter(ps.iter()))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    let mut vals = Vec::with_capacity(n);
-                    for i in 0..n {
-                        vals.push(sqlite_value(r.get_ref(i)?));
-                    }
-                    out.push(Row(vals));
-                }
-                Ok(out)
-            }
-            Tx::Postgres { tx, statements } => {
-                let st = pg_statement(tx, statements, sql)?;
-                let ps = pg_params(params);
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                    ps.iter().map(|b| b.as_ref()).collect();
-                let rows = tx.query(&st, &refs)?;
-                rows.iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| pg_value(r, i))
-                            .collect::<Result<Vec<_>, _>>()
-                            .map(Row)
-                    })
-                    .collect()
-            }
-        }
+        let mut out = Vec::new();
+        self.query_each(sql, params, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Runs a query and hands each row to `f` as it arrives, without
