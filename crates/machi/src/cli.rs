@@ -104,6 +104,10 @@ enum Command {
         /// Directory to write (created if missing).
         #[arg(long)]
         output: PathBuf,
+        /// A difference extract: only rows of changes after this change id
+        /// (the `last change id` an earlier export printed).
+        #[arg(long)]
+        after_change: Option<i64>,
     },
 }
 
@@ -375,22 +379,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Export { tenant, output } => {
+        Command::Export {
+            tenant,
+            output,
+            after_change,
+        } => {
             let Some(code) = parse_code(tenant) else {
                 return Ok(ExitCode::from(2));
             };
             let registry = open(&cli, DEFAULT_DATABASE).await?;
             let started = std::time::Instant::now();
-            let s =
-                crate::migration::export::export(&registry, &code, output, &Actor::system("cli"))
-                    .await?;
+            let s = crate::migration::export::export_since(
+                &registry,
+                &code,
+                output,
+                *after_change,
+                &Actor::system("cli"),
+            )
+            .await?;
             println!(
-                "exported {} history rows and {} households of {} to {} in {:.1} s",
+                "exported {} history rows and {} households of {} to {} in {:.1} s (last change id {})",
                 s.history_rows,
                 s.households,
                 code,
                 output.display(),
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                s.last_change_id
             );
             Ok(ExitCode::SUCCESS)
         }

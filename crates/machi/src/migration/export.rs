@@ -38,6 +38,9 @@ impl From<StoreError> for ExportError {
 pub struct ExportSummary {
     pub history_rows: u64,
     pub households: u64,
+    /// The highest change id in the export: pass it as `after_change` for
+    /// the next difference extract.
+    pub last_change_id: i64,
     pub manifest: Manifest,
 }
 
@@ -70,74 +73,95 @@ pub async fn export(
     dir: &Path,
     actor: &Actor,
 ) -> Result<ExportSummary, ExportError> {
+    export_since(registry, tenant, dir, None, actor).await
+}
+
+/// With `after_change`, a difference extract: only the history rows
+/// appended by later changes, and no households.csv (the households of a
+/// partial file would not add up). Importing it into a tenant that holds
+/// the earlier extract is a difference load.
+pub async fn export_since(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    dir: &Path,
+    after_change: Option<i64>,
+    actor: &Actor,
+) -> Result<ExportSummary, ExportError> {
     registry.ensure_tenant(tenant).await?;
     std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     let (t, d) = (tenant.clone(), dir.to_path_buf());
-    let (history_rows, households) = registry
+    let (history_rows, households, last_change_id) = registry
         .store()
-        .read(Some(tenant), move |tx| -> Result<(u64, u64), ExportError> {
-            let mut w = writer(&d, RESIDENTS_FILE, RESIDENT_COLUMNS)?;
-            let mut n = 0u64;
-            let mut csv_error = None;
-            records::each_history_row(tx, &t, |row| {
-                if let Err(e) = w.write_record(layout::resident_fields(&row)) {
-                    csv_error = Some(e);
-                    return Err(StoreError::Task("CSV write failed".into()));
+        .read(
+            Some(tenant),
+            move |tx| -> Result<(u64, u64, i64), ExportError> {
+                let last = records::last_change_id(tx, &t)?;
+                let mut w = writer(&d, RESIDENTS_FILE, RESIDENT_COLUMNS)?;
+                let mut n = 0u64;
+                let mut csv_error = None;
+                records::each_history_row(tx, &t, after_change, |row| {
+                    if let Err(e) = w.write_record(layout::resident_fields(&row)) {
+                        csv_error = Some(e);
+                        return Err(StoreError::Task("CSV write failed".into()));
+                    }
+                    n += 1;
+                    Ok(())
+                })
+                .map_err(|e| match csv_error.take() {
+                    Some(c) => ExportError::Csv(c),
+                    None => e.into(),
+                })?;
+                finish(w, &d, RESIDENTS_FILE)?;
+                if after_change.is_some() {
+                    return Ok((n, 0, last));
                 }
-                n += 1;
-                Ok(())
-            })
-            .map_err(|e| match csv_error.take() {
-                Some(c) => ExportError::Csv(c),
-                None => e.into(),
-            })?;
-            finish(w, &d, RESIDENTS_FILE)?;
 
-            let mut w = writer(&d, HOUSEHOLDS_FILE, HOUSEHOLD_COLUMNS)?;
-            let mut households = 0u64;
-            let mut current: Vec<HistoryRow> = Vec::new();
-            let mut failed = None;
-            let mut flush = |members: &mut Vec<HistoryRow>,
-                             w: &mut csv::Writer<BufWriter<File>>|
-             -> Result<(), csv::Error> {
-                if let Some(first) = members.first() {
-                    let head = members.iter().find(|m| m.record.relationship.is_head());
-                    w.write_record([
-                        first.record.household_number.to_string(),
-                        head.map(|h| h.record.addressee_number.to_string())
-                            .unwrap_or_default(),
-                        first.record.address.address.clone(),
-                        first.record.address.annex.clone().unwrap_or_default(),
-                        members.len().to_string(),
-                    ])?;
-                    households += 1;
-                }
-                members.clear();
-                Ok(())
-            };
-            records::each_current_by_household(tx, &t, |row| {
-                if current
-                    .first()
-                    .is_some_and(|f| f.record.household_number != row.record.household_number)
-                    && let Err(e) = flush(&mut current, &mut w)
-                {
-                    failed = Some(e);
-                    return Err(StoreError::Task("CSV write failed".into()));
-                }
-                current.push(row);
-                Ok(())
-            })
-            .map_err(|e| match failed.take() {
-                Some(c) => ExportError::Csv(c),
-                None => e.into(),
-            })?;
-            flush(&mut current, &mut w)?;
-            finish(w, &d, HOUSEHOLDS_FILE)?;
-            Ok((n, households))
-        })
+                let mut w = writer(&d, HOUSEHOLDS_FILE, HOUSEHOLD_COLUMNS)?;
+                let mut households = 0u64;
+                let mut current: Vec<HistoryRow> = Vec::new();
+                let mut failed = None;
+                let mut flush = |members: &mut Vec<HistoryRow>,
+                                 w: &mut csv::Writer<BufWriter<File>>|
+                 -> Result<(), csv::Error> {
+                    if let Some(first) = members.first() {
+                        let head = members.iter().find(|m| m.record.relationship.is_head());
+                        w.write_record([
+                            first.record.household_number.to_string(),
+                            head.map(|h| h.record.addressee_number.to_string())
+                                .unwrap_or_default(),
+                            first.record.address.address.clone(),
+                            first.record.address.annex.clone().unwrap_or_default(),
+                            members.len().to_string(),
+                        ])?;
+                        households += 1;
+                    }
+                    members.clear();
+                    Ok(())
+                };
+                records::each_current_by_household(tx, &t, |row| {
+                    if current
+                        .first()
+                        .is_some_and(|f| f.record.household_number != row.record.household_number)
+                        && let Err(e) = flush(&mut current, &mut w)
+                    {
+                        failed = Some(e);
+                        return Err(StoreError::Task("CSV write failed".into()));
+                    }
+                    current.push(row);
+                    Ok(())
+                })
+                .map_err(|e| match failed.take() {
+                    Some(c) => ExportError::Csv(c),
+                    None => e.into(),
+                })?;
+                flush(&mut current, &mut w)?;
+                finish(w, &d, HOUSEHOLDS_FILE)?;
+                Ok((n, households, last))
+            },
+        )
         .await?;
     for (name, columns) in [
         (SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS),
@@ -151,6 +175,7 @@ pub async fn export(
     }
     finish(codes, dir, CODES_FILE)?;
     let mut files = Vec::new();
+    let households_written = after_change.is_none();
     for (name, rows) in [
         (RESIDENTS_FILE, history_rows),
         (HOUSEHOLDS_FILE, households),
@@ -158,6 +183,9 @@ pub async fn export(
         (CERTIFICATES_FILE, 0),
         (CODES_FILE, layout::code_tables().len() as u64),
     ] {
+        if name == HOUSEHOLDS_FILE && !households_written {
+            continue;
+        }
         let path = dir.join(name);
         let (sha256, bytes) =
             digest_file(&path).map_err(|source| ExportError::Io { path, source })?;
@@ -183,12 +211,13 @@ pub async fn export(
             actor,
             "export",
             &dir.display().to_string(),
-            serde_json::json!({"history_rows": history_rows, "households": households}),
+            serde_json::json!({"history_rows": history_rows, "households": households, "after_change": after_change}),
         )
         .await?;
     Ok(ExportSummary {
         history_rows,
         households,
+        last_change_id,
         manifest,
     })
 }

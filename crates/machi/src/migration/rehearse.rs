@@ -9,7 +9,7 @@ use chrono::Duration;
 use machi_domain::change::{ChangeCommand, ChangeMeta, ChangeRequest};
 use machi_domain::ids::MunicipalityCode;
 
-use super::export::export;
+use super::export::{export, export_since};
 use super::import::{ImportOptions, ImportReport, Outcome, import};
 use crate::service::{Actor, Registry};
 use crate::synth::{Synth, TOWNS};
@@ -20,6 +20,7 @@ pub struct Step {
     pub what: String,
     pub rows: u64,
     pub seconds: f64,
+    pub validate_seconds: f64,
     pub problems: u64,
 }
 
@@ -29,6 +30,7 @@ impl Step {
             what: what.to_string(),
             rows: r.rows_written,
             seconds: r.validate_seconds + r.load_seconds,
+            validate_seconds: r.validate_seconds,
             problems: r.problem_count,
         }
     }
@@ -113,7 +115,18 @@ pub async fn rehearse(
         registry.submit(source, &req, &actor).await?;
         moved += 1;
     }
+    // The cutover extract: everything (for the full load) and only what
+    // changed since the initial extract (for the incremental one).
     export(registry, source, &cutover, &actor).await?;
+    let difference = work.join("difference");
+    export_since(
+        registry,
+        source,
+        &difference,
+        Some(first.last_change_id),
+        &actor,
+    )
+    .await?;
 
     let (full_t, inc_t) = (tenant("131016")?, tenant("131024")?);
     for (code, name) in [
@@ -144,7 +157,7 @@ pub async fn rehearse(
     let inc2 = import(
         registry,
         &inc_t,
-        std::slice::from_ref(&cutover),
+        std::slice::from_ref(&difference),
         &opts,
         &actor,
     )
@@ -184,15 +197,16 @@ pub fn print(r: &Rehearsal) {
         r.changed_households
     );
     println!(
-        "  {:<52} {:>10} {:>9} {:>12} {:>8}",
-        "step", "rows", "seconds", "rows/s", "problems"
+        "  {:<52} {:>10} {:>9} {:>10} {:>12} {:>8}",
+        "step", "rows", "seconds", "validate", "rows/s", "problems"
     );
     for s in [&r.full, &r.incremental_initial, &r.incremental_cutover] {
         println!(
-            "  {:<52} {:>10} {:>9.2} {:>12.0} {:>8}",
+            "  {:<52} {:>10} {:>9.2} {:>10.2} {:>12.0} {:>8}",
             s.what,
             s.rows,
             s.seconds,
+            s.validate_seconds,
             s.rate(),
             s.problems
         );

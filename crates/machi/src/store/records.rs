@@ -270,15 +270,35 @@ pub fn rows_by_identity(
 
 /// Every history row of the tenant, by 宛名番号 then 履歴番号, handed to `f`
 /// one at a time (exports).
+/// With `after_change`, only the rows appended by later changes (a
+/// difference extract).
 pub fn each_history_row(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
+    after_change: Option<i64>,
     mut f: impl FnMut(HistoryRow) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 ORDER BY h.addressee_number, h.history_number"
+        "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 AND h.change_id > $2 \
+         ORDER BY h.addressee_number, h.history_number"
     );
-    tx.query_each(&sql, &[tenant.as_str().into()], |r| f(history_row(&r)?))
+    tx.query_each(
+        &sql,
+        &[
+            tenant.as_str().into(),
+            after_change.unwrap_or(i64::MIN).into(),
+        ],
+        |r| f(history_row(&r)?),
+    )
+}
+
+/// The highest change id among the tenant's history rows (0 if none).
+pub fn last_change_id(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT COALESCE(MAX(change_id), 0) FROM resident_history WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?
+    .int(0)
 }
 
 /// Every current resident row of the tenant, by 世帯番号 then 宛名番号.

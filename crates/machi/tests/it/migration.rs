@@ -306,4 +306,35 @@ async fn a_difference_load_appends_only_what_is_new(db: TestDb) {
     assert_eq!((rep.rows_written, rep.rows_already_present), (3, 9));
     export(r, &code(AKISHIMA), &copy, &actor()).await.unwrap();
     assert!(read(&second.join("residents.csv")) == read(&copy.join("residents.csv")));
+    // A difference extract carries only the new rows and loads the same way.
+    let (diff, third) = (dir.path().join("d"), dir.path().join("3"));
+    let last = export(r, &code(FUCHU), &third, &actor())
+        .await
+        .unwrap()
+        .last_change_id;
+    submit(
+        r,
+        json!({"effective_date": "2024-10-01", "command": {"type": "move_within",
+        "persons": [a(1), a(2), a(3)], "address": {"address": "東京都府中市本町二丁目"}}}),
+    )
+    .await;
+    let d = machi::migration::export::export_since(r, &code(FUCHU), &diff, Some(last), &actor())
+        .await
+        .unwrap();
+    assert_eq!((d.history_rows, d.households), (3, 0));
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&diff),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.outcome, Outcome::Imported, "{:?}", rep.problems);
+    assert_eq!((rep.rows_written, rep.rows_already_present), (3, 0));
+    let (source, copy2) = (dir.path().join("s"), dir.path().join("c2"));
+    export(r, &code(FUCHU), &source, &actor()).await.unwrap();
+    export(r, &code(AKISHIMA), &copy2, &actor()).await.unwrap();
+    assert!(read(&source.join("residents.csv")) == read(&copy2.join("residents.csv")));
 }
