@@ -338,3 +338,45 @@ async fn a_difference_load_appends_only_what_is_new(db: TestDb) {
     export(r, &code(AKISHIMA), &copy2, &actor()).await.unwrap();
     assert!(read(&source.join("residents.csv")) == read(&copy2.join("residents.csv")));
 }
+
+/// The rehearsal end to end on a small generated population.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_compares_full_and_incremental_loads() {
+    use machi::migration::{generate, rehearse};
+    let db = TestDb::sqlite().await.with_tenants().await;
+    let r = &db.registry;
+    let dir = tempfile::tempdir().unwrap();
+    let pop = dir.path().join("pop");
+    let opts = generate::GenerateOptions {
+        residents: 1500,
+        seed: 3,
+        town_index: 0,
+        today: r.today(),
+    };
+    let g = generate::generate(&pop, &opts, r.eras()).unwrap();
+    assert!(g.persons >= 1500);
+    let rep = import(
+        r,
+        &code(FUCHU),
+        std::slice::from_ref(&pop),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.outcome, Outcome::Imported, "{:?}", rep.problems.first());
+    assert_eq!(rep.history_rows as usize, g.history_rows);
+    let reh = rehearse::rehearse(r, &code(FUCHU), &dir.path().join("work"), 20)
+        .await
+        .unwrap();
+    assert_eq!(reh.full.problems + reh.incremental_cutover.problems, 0);
+    assert!(reh.changed_households > 0);
+    // The difference is what changed: one row per moved person, far fewer
+    // than the full load.
+    assert!(reh.incremental_cutover.rows > 0);
+    assert!(reh.incremental_cutover.rows * 10 < reh.full.rows);
+    assert_eq!(
+        reh.full.rows,
+        reh.incremental_initial.rows + reh.incremental_cutover.rows
+    );
+}
