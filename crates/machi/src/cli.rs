@@ -447,6 +447,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Progress bars on standard error (hidden when it is not a terminal): one
+/// per import pass, by bytes of residents.csv.
+fn progress_bars() -> crate::migration::import::Progress {
+    use crate::migration::import::Phase;
+    use indicatif::{ProgressBar, ProgressStyle};
+    let current: std::sync::Mutex<Option<(Phase, ProgressBar)>> = std::sync::Mutex::new(None);
+    std::sync::Arc::new(move |phase: Phase, done: u64, total: u64| {
+        let Ok(mut cur) = current.lock() else { return };
+        if cur.as_ref().is_none_or(|(p, _)| *p != phase) {
+            if let Some((_, bar)) = cur.take() {
+                bar.finish();
+            }
+            let bar = ProgressBar::new(total);
+            let label = match phase {
+                Phase::Validate => "検証 validate",
+                Phase::Load => "取込 load    ",
+            };
+            if let Ok(style) = ProgressStyle::with_template(&format!(
+                "{label} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{eta}}"
+            )) {
+                bar.set_style(style);
+            }
+            *cur = Some((phase, bar));
+        }
+        if let Some((_, bar)) = cur.as_ref() {
+            bar.set_position(done);
+            if done >= total {
+                bar.finish();
+            }
+        }
+    })
+}
+
 async fn rehearse(
     cli: &Cli,
     residents: usize,
@@ -526,6 +559,7 @@ async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     let opts = ImportOptions {
         encoding: a.encoding,
         validate_only: a.validate_only,
+        progress: Some(progress_bars()),
         ..ImportOptions::default()
     };
     let r =

@@ -85,12 +85,34 @@ pub struct ImportReport {
     pub load_seconds: f64,
 }
 
-#[derive(Debug, Clone)]
+/// Which pass an import is in, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Validate,
+    Load,
+}
+
+/// Told, now and then, how far a pass has read: (phase, bytes read of
+/// residents.csv, its size in bytes).
+pub type Progress = std::sync::Arc<dyn Fn(Phase, u64, u64) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct ImportOptions {
     pub encoding: InputEncoding,
     pub validate_only: bool,
     /// How many problems to keep in detail (all are counted).
     pub max_reported: usize,
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for ImportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("encoding", &self.encoding)
+            .field("validate_only", &self.validate_only)
+            .field("max_reported", &self.max_reported)
+            .finish()
+    }
 }
 
 impl Default for ImportOptions {
@@ -99,6 +121,41 @@ impl Default for ImportOptions {
             encoding: InputEncoding::Auto,
             validate_only: false,
             max_reported: 1000,
+            progress: None,
+        }
+    }
+}
+
+/// Reports progress every so many rows.
+struct Ticker {
+    progress: Option<Progress>,
+    phase: Phase,
+    total: u64,
+    rows: u64,
+}
+
+impl Ticker {
+    fn new(progress: &Option<Progress>, phase: Phase, path: &Path) -> Self {
+        Ticker {
+            progress: progress.clone(),
+            phase,
+            total: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            rows: 0,
+        }
+    }
+
+    fn tick(&mut self, byte: u64) {
+        self.rows += 1;
+        if self.rows % 8192 == 0
+            && let Some(p) = &self.progress
+        {
+            p(self.phase, byte, self.total);
+        }
+    }
+
+    fn done(&self) {
+        if let Some(p) = &self.progress {
+            p(self.phase, self.total, self.total);
         }
     }
 }
@@ -457,6 +514,7 @@ fn validate(
         return v;
     }
     let mut households: HashMap<String, HouseholdCheck> = HashMap::new();
+    let mut ticker = Ticker::new(&opts.progress, Phase::Validate, path);
     let mut prev: Option<(String, i64)> = None;
     let mut latest: Option<HistoryRow> = None;
     let finish_person = |latest: &mut Option<HistoryRow>,
@@ -495,6 +553,7 @@ fn validate(
                 break;
             }
         }
+        ticker.tick(reader.position().byte());
         v.history_rows += 1;
         let fields: Vec<&str> = record.iter().collect();
         let row = match layout::parse_resident(&fields, eras) {
@@ -573,6 +632,7 @@ fn validate(
         latest = Some(row);
     }
     finish_person(&mut latest, &mut households);
+    ticker.done();
     if let Some(m) = &manifest
         && let Some(f) = m.files.iter().find(|f| f.name == RESIDENTS_FILE)
         && f.rows != v.history_rows
@@ -774,11 +834,12 @@ pub async fn import(
     let (t, eras, encoding) = (tenant.clone(), registry.eras().clone(), opts.encoding);
     let now = registry.clock().now().timestamp_micros();
     let actor2 = actor.clone();
+    let progress = opts.progress.clone();
     let loaded = registry
         .store()
         .write(Some(tenant), move |tx| {
             load(
-                tx, &t, &path, encoding, &eras, &digest, &validated, now, &actor2,
+                tx, &t, &path, encoding, &eras, &digest, &validated, now, &actor2, &progress,
             )
         })
         .await;
@@ -824,8 +885,10 @@ fn load(
     v: &Validated,
     now: i64,
     actor: &Actor,
+    progress: &Option<Progress>,
 ) -> Result<Load, ImportError> {
     let fail = |e: String| ImportError::from(StoreError::Task(e));
+    let mut ticker = Ticker::new(progress, Phase::Load, path);
     if !records::lock_tenant(tx, tenant)? {
         return Err(ServiceError::TenantNotFound(tenant.to_string()).into());
     }
@@ -849,7 +912,8 @@ fn load(
     reader.headers().map_err(|e| fail(e.to_string()))?;
     let mut record = csv::StringRecord::new();
     if existing == 0 {
-        let written = bulk_load(tx, tenant, &mut reader, eras)?;
+        let written = bulk_load(tx, tenant, &mut reader, eras, &mut ticker)?;
+        ticker.done();
         return finish_load(tx, tenant, digest, v, now, actor, written, 0);
     }
     let (mut written, mut present) = (0u64, 0u64);
@@ -866,6 +930,7 @@ fn load(
         let fields: Vec<&str> = record.iter().collect();
         let row = layout::parse_resident(&fields, eras)
             .map_err(|_| fail(format!("row {line} changed since validation")))?;
+        ticker.tick(reader.position().byte());
         if existing > 0 {
             let a = row.record.addressee_number.to_string();
             if stored.as_ref().is_none_or(|(sa, _)| *sa != a) {
@@ -943,6 +1008,7 @@ fn load(
         records::append_history(tx, tenant, &row)?;
         written += 1;
     }
+    ticker.done();
     finish_load(tx, tenant, digest, v, now, actor, written, present)
 }
 
@@ -953,6 +1019,7 @@ fn bulk_load(
     tenant: &MunicipalityCode,
     reader: &mut csv::Reader<Box<dyn Read + Send>>,
     eras: &EraTable,
+    ticker: &mut Ticker,
 ) -> Result<u64, ImportError> {
     use std::io::Write;
     let fail = |e: String| ImportError::from(StoreError::Task(e));
@@ -1000,6 +1067,7 @@ fn bulk_load(
             {
                 break;
             }
+            ticker.tick(reader.position().byte());
             if let Some(row) = next(&record, line)? {
                 records::HistoryValues::new(tenant, &row)?.copy_line(&mut buf);
                 written += 1;
@@ -1024,6 +1092,7 @@ fn bulk_load(
             {
                 break;
             }
+            ticker.tick(reader.position().byte());
             if let Some(row) = next(&record, line)? {
                 records::insert_history(tx, &records::HistoryValues::new(tenant, &row)?)?;
                 written += 1;
