@@ -146,7 +146,7 @@ impl Ticker {
 
     fn tick(&mut self, byte: u64) {
         self.rows += 1;
-        if self.rows % 8192 == 0
+        if self.rows.is_multiple_of(8192)
             && let Some(p) = &self.progress
         {
             p(self.phase, byte, self.total);
