@@ -39,6 +39,9 @@ pub enum InputEncoding {
     Utf8,
     /// Shift_JIS as Windows and most municipal systems write it (CP932).
     ShiftJis,
+    /// Shift_JIS-2004 (JIS X 0213:2004), with the characters CP932 lacks.
+    #[value(name = "shift_jis_2004")]
+    ShiftJis2004,
 }
 
 /// One problem found in the input.
@@ -298,7 +301,7 @@ fn open_text(
     head.truncate(n);
     let utf8 = match encoding {
         InputEncoding::Utf8 => true,
-        InputEncoding::ShiftJis => false,
+        InputEncoding::ShiftJis | InputEncoding::ShiftJis2004 => false,
         InputEncoding::Auto => match std::str::from_utf8(&head) {
             Ok(_) => true,
             // A multi-byte character cut at the end of the sample is still UTF-8.
@@ -318,6 +321,12 @@ fn open_text(
     }
     if utf8 {
         Ok((Box::new(BufReader::with_capacity(1 << 20, rest)), "utf-8"))
+    } else if encoding == InputEncoding::ShiftJis2004 {
+        let decoded = super::sjis2004::Sjis2004Reader::new(rest);
+        Ok((
+            Box::new(BufReader::with_capacity(1 << 20, decoded)),
+            "shift_jis_2004",
+        ))
     } else {
         let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
             .encoding(Some(encoding_rs::SHIFT_JIS))

@@ -8,3 +8,4 @@ pub mod import;
 pub mod layout;
 pub mod manifest;
 pub mod rehearse;
+pub mod sjis2004;
