@@ -120,17 +120,15 @@ pub enum Tx<'c> {
 }
 
 /// SQLite numbers parameters `?NNN`; the shared dialect writes `$NNN`.
+/// (`$` and digits are ASCII, so replacing bytes keeps the text valid UTF-8.)
 fn sqlite_sql(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(c);
+    let mut bytes = sql.as_bytes().to_vec();
+    for i in 0..bytes.len().saturating_sub(1) {
+        if bytes[i] == b'$' && bytes[i + 1].is_ascii_digit() {
+            bytes[i] = b'?';
         }
     }
-    out
+    String::from_utf8(bytes).unwrap_or_else(|_| sql.to_string())
 }
 
 fn sqlite_params<'a>(params: &'a [Param<'a>]) -> Vec<rusqlite::types::ToSqlOutput<'a>> {
