@@ -262,6 +262,25 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
     .unwrap();
     assert_eq!(rep.encoding.as_deref(), Some("shift_jis"));
     assert_eq!(rep.outcome, Outcome::Validated, "{:?}", rep.problems);
+    // The same file declared as UTF-8: the wrong encoding is reported.
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        &[sjis.join("residents.csv")],
+        &ImportOptions {
+            encoding: InputEncoding::Utf8,
+            ..ImportOptions::default()
+        },
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.outcome, Outcome::Refused);
+    assert!(
+        rep.problems.iter().any(|p| p.code == "unreadable"),
+        "{:?}",
+        rep.problems
+    );
     assert_eq!(counts(&db.store, AKISHIMA).await, before);
 }
 
