@@ -100,6 +100,9 @@ fn meta(date: chrono::NaiveDate) -> ChangeMeta {
 }
 
 async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()> {
+    if a.households == 0 {
+        anyhow::bail!("--households must be at least 1");
+    }
     let town = &TOWNS[0];
     let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     r.create_tenant(code.clone(), town.name, town.prefecture)
