@@ -579,6 +579,23 @@ impl Planner<'_> {
         for (i, p) in persons.iter().enumerate() {
             new_records.push(self.new_person(&format!("persons[{i}]"), p, &target_number)?);
         }
+        // One 個人番号 or 住民票コード per person, within the request too.
+        for (i, r) in new_records.iter().enumerate() {
+            for other in &new_records[..i] {
+                if r.my_number.is_some() && r.my_number == other.my_number {
+                    return Err(ChangeError::DuplicateIdentity(
+                        "個人番号 (my number)",
+                        other.addressee_number.clone(),
+                    ));
+                }
+                if r.resident_code.is_some() && r.resident_code == other.resident_code {
+                    return Err(ChangeError::DuplicateIdentity(
+                        "住民票コード (resident code)",
+                        other.addressee_number.clone(),
+                    ));
+                }
+            }
+        }
         let heads = new_records
             .iter()
             .filter(|r| r.relationship.is_head())

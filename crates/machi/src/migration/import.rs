@@ -27,7 +27,7 @@ use machi_domain::ids::MunicipalityCode;
 use super::layout::{self, *};
 use super::manifest::{Manifest, digest_file};
 use crate::service::{Actor, Registry, ServiceError};
-use crate::store::records::{self, GENESIS_HASH};
+use crate::store::records;
 use crate::store::{Param, StoreError, Tx};
 
 /// The character encoding of the input files.
@@ -442,7 +442,20 @@ fn validate(
         return v;
     };
     let manifest = inputs.manifest.as_ref().and_then(|m| {
-        let text = std::fs::read_to_string(m).ok()?;
+        let text = match std::fs::read_to_string(m) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(
+                    MANIFEST_FILE,
+                    0,
+                    "",
+                    "unreadable",
+                    format!("manifest.json を読めません: {e}"),
+                    format!("cannot read manifest.json: {e}"),
+                );
+                return None;
+            }
+        };
         match serde_json::from_str::<Manifest>(&text) {
             Ok(man) => Some(man),
             Err(e) => {
@@ -593,7 +606,7 @@ fn validate(
         let n = row.history_number;
         match &prev {
             Some((pa, pn)) if *pa == a => {
-                if n != pn + 1 {
+                if pn.checked_add(1) != Some(n) {
                     let (ja, en, code) = if n == *pn {
                         (
                             "宛名番号と履歴番号の組が重複しています。",
@@ -803,6 +816,13 @@ pub async fn import(
         max: opts.max_reported,
     };
     let inputs = find_inputs(paths, &mut problems);
+    // The digest identifies the input; it is taken again after the load, so
+    // a file that changes while it is imported is caught.
+    let digest_before = inputs
+        .residents
+        .as_ref()
+        .and_then(|p| digest_file(p).ok())
+        .map(|d| d.0);
     let eras = registry.eras().clone();
     let (validated, problems, inputs) = {
         let opts = opts.clone();
@@ -837,8 +857,9 @@ pub async fn import(
     let Some(path) = inputs.residents.clone() else {
         return Ok(report);
     };
-    let (digest, _) =
-        digest_file(&path).map_err(|e| ImportError::from(StoreError::Task(e.to_string())))?;
+    let Some(digest) = digest_before else {
+        return Ok(report);
+    };
     let started = Instant::now();
     let (t, eras, encoding) = (tenant.clone(), registry.eras().clone(), opts.encoding);
     let now = registry.clock().now().timestamp_micros();
@@ -916,6 +937,14 @@ fn load(
             &[tenant.as_str().into()],
         )?
         .int(0)?;
+    // Change ids grow in the order changes are recorded (cancellation and
+    // difference extracts rely on it): new rows must come after the tenant's.
+    let change_seq = tx
+        .query_one(
+            "SELECT change_seq FROM tenant_heads WHERE tenant = $1",
+            &[tenant.as_str().into()],
+        )?
+        .int(0)?;
     let (text, _) = open_text(path, encoding).map_err(|e| fail(e.to_string()))?;
     let mut reader = csv_reader(text);
     reader.headers().map_err(|e| fail(e.to_string()))?;
@@ -923,6 +952,7 @@ fn load(
     if existing == 0 {
         let written = bulk_load(tx, tenant, &mut reader, eras, &mut ticker)?;
         ticker.done();
+        unchanged(path, digest)?;
         return finish_load(tx, tenant, digest, v, now, actor, written, 0);
     }
     let (mut written, mut present) = (0u64, 0u64);
@@ -940,85 +970,98 @@ fn load(
         let row = layout::parse_resident(&fields, eras)
             .map_err(|_| fail(format!("row {line} changed since validation")))?;
         ticker.tick(reader.position().byte());
-        if existing > 0 {
-            let a = row.record.addressee_number.to_string();
-            if stored.as_ref().is_none_or(|(sa, _)| *sa != a) {
-                let max = tx
-                    .query_one(
-                        "SELECT COALESCE(MAX(history_number), 0) FROM resident_history WHERE tenant = $1 AND addressee_number = $2",
-                        &[tenant.as_str().into(), a.as_str().into()],
-                    )?
-                    .int(0)?;
-                stored = Some((a.clone(), max));
-            }
-            let max = stored.as_ref().map_or(0, |s| s.1);
-            if row.history_number <= max {
-                let same = records::history(tx, tenant, &row.record.addressee_number)?
-                    .into_iter()
-                    .find(|h| h.history_number == row.history_number)
-                    .is_some_and(|h| layout::resident_fields(&h) == layout::resident_fields(&row));
-                if !same {
-                    return Err(ImportError::Conflict(Box::new(Problem {
-                        file: RESIDENTS_FILE.into(),
-                        row: line,
-                        column: "history_number".into(),
-                        code: "conflicts_with_stored".into(),
-                        message_ja: format!(
-                            "宛名番号 {a} の履歴番号 {} は登録済みの内容と異なります。何も取り込んでいません。",
-                            row.history_number
-                        ),
-                        message_en: format!(
-                            "{a} history {} differs from the stored row; nothing was imported",
-                            row.history_number
-                        ),
-                    })));
-                }
-                present += 1;
-                continue;
-            }
-            if row.history_number != max + 1 {
+        let a = row.record.addressee_number.to_string();
+        if stored.as_ref().is_none_or(|(sa, _)| *sa != a) {
+            let max = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(history_number), 0) FROM resident_history WHERE tenant = $1 AND addressee_number = $2",
+                    &[tenant.as_str().into(), a.as_str().into()],
+                )?
+                .int(0)?;
+            stored = Some((a.clone(), max));
+        }
+        let max = stored.as_ref().map_or(0, |s| s.1);
+        if row.history_number <= max {
+            let same = records::history(tx, tenant, &row.record.addressee_number)?
+                .into_iter()
+                .find(|h| h.history_number == row.history_number)
+                .is_some_and(|h| layout::resident_fields(&h) == layout::resident_fields(&row));
+            if !same {
                 return Err(ImportError::Conflict(Box::new(Problem {
                     file: RESIDENTS_FILE.into(),
                     row: line,
                     column: "history_number".into(),
-                    code: "history_gap".into(),
+                    code: "conflicts_with_stored".into(),
                     message_ja: format!(
-                        "宛名番号 {a} の履歴番号は {} から続けてください（この行 {}）。何も取り込んでいません。",
-                        max + 1,
+                        "宛名番号 {a} の履歴番号 {} は登録済みの内容と異なります。何も取り込んでいません。",
                         row.history_number
                     ),
                     message_en: format!(
-                        "{a} must continue at history {} (this row {}); nothing was imported",
-                        max + 1,
+                        "{a} history {} differs from the stored row; nothing was imported",
                         row.history_number
                     ),
                 })));
             }
-            stored = Some((a, row.history_number));
-        } else if row.history_number == 1
-            || stored
-                .as_ref()
-                .is_some_and(|(sa, _)| sa == row.record.addressee_number.as_str())
-        {
-            stored = Some((row.record.addressee_number.to_string(), row.history_number));
-        } else {
+            present += 1;
+            continue;
+        }
+        if row.history_number != max + 1 {
             return Err(ImportError::Conflict(Box::new(Problem {
                 file: RESIDENTS_FILE.into(),
                 row: line,
                 column: "history_number".into(),
                 code: "history_gap".into(),
-                message_ja:
-                    "新しい住民の履歴は履歴番号 1 から始めてください。何も取り込んでいません。"
-                        .into(),
-                message_en:
-                    "a new person's history starts at history number 1; nothing was imported".into(),
+                message_ja: format!(
+                    "宛名番号 {a} の履歴番号は {} から続けてください（この行 {}）。何も取り込んでいません。",
+                    max + 1,
+                    row.history_number
+                ),
+                message_en: format!(
+                    "{a} must continue at history {} (this row {}); nothing was imported",
+                    max + 1,
+                    row.history_number
+                ),
             })));
         }
+        if row.change.change_id <= change_seq {
+            return Err(ImportError::Conflict(Box::new(Problem {
+                file: RESIDENTS_FILE.into(),
+                row: line,
+                column: "change_id".into(),
+                code: "change_id_not_after_tenant".into(),
+                message_ja: format!(
+                    "異動番号 {} は、この団体で記録済みの異動（{change_seq} まで）より後でなければなりません。何も取り込んでいません。",
+                    row.change.change_id
+                ),
+                message_en: format!(
+                    "change id {} must come after the tenant's recorded changes (up to {change_seq}); nothing was imported",
+                    row.change.change_id
+                ),
+            })));
+        }
+        stored = Some((a, row.history_number));
         records::append_history(tx, tenant, &row)?;
         written += 1;
     }
     ticker.done();
+    unchanged(path, digest)?;
     finish_load(tx, tenant, digest, v, now, actor, written, present)
+}
+
+/// Fails (rolling the load back) if the file is not the one validated.
+fn unchanged(path: &Path, digest: &str) -> Result<(), ImportError> {
+    let now = digest_file(path).map(|d| d.0).unwrap_or_default();
+    if now == digest {
+        return Ok(());
+    }
+    Err(ImportError::Conflict(Box::new(Problem {
+        file: RESIDENTS_FILE.into(),
+        row: 0,
+        column: String::new(),
+        code: "file_changed".into(),
+        message_ja: "取込み中にファイルが変更されました。何も取り込んでいません。".into(),
+        message_en: "the file changed while it was imported; nothing was imported".into(),
+    })))
 }
 
 /// A full load into a tenant without history: the rows go in as fast as the
@@ -1159,11 +1202,7 @@ fn finish_load(
         },
     )?;
     let detail = serde_json::json!({"digest": digest, "rows_written": written, "rows_already_present": present});
-    let prev = if heads.audit_hash.is_empty() {
-        GENESIS_HASH.to_string()
-    } else {
-        heads.audit_hash.clone()
-    };
+    let prev = heads.audit_hash.clone();
     records::append_audit(
         tx,
         tenant,

@@ -15,6 +15,10 @@ use machi_domain::model::*;
 use machi_domain::names::{Furigana, PersonName};
 use machi_domain::relationship::Relationship;
 
+/// Bounds that keep the numbers of imported rows far from overflow.
+pub const MAX_HISTORY_NUMBER: i64 = 1_000_000;
+pub const MAX_CHANGE_ID: i64 = 1 << 53;
+
 /// Version written to and expected in the manifest.
 pub const LAYOUT_VERSION: &str = "machi-jyuki-1";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -662,19 +666,28 @@ impl Parser<'_> {
             ));
         }
         let history_number = history_number?;
-        if history_number < 1 {
+        if !(1..=MAX_HISTORY_NUMBER).contains(&history_number) {
             self.problems.push(FieldProblem::new(
                 "history_number",
                 "invalid_number",
-                "履歴番号は1以上です。",
-                "history numbers start at 1",
+                format!("履歴番号は1〜{MAX_HISTORY_NUMBER}です。"),
+                format!("history numbers run from 1 to {MAX_HISTORY_NUMBER}"),
+            ));
+        }
+        let change_id = change_id?;
+        if !(1..=MAX_CHANGE_ID).contains(&change_id) {
+            self.problems.push(FieldProblem::new(
+                "change_id",
+                "invalid_number",
+                format!("異動番号は1〜{MAX_CHANGE_ID}です。"),
+                format!("change ids run from 1 to {MAX_CHANGE_ID}"),
             ));
         }
         Some(HistoryRow {
             history_number,
             record,
             change: ChangeInfo {
-                change_id: change_id?,
+                change_id,
                 reason: reason?,
                 effective_date: effective_date?,
                 processed_on: processed_on?,

@@ -352,9 +352,7 @@ impl Registry {
         if let Some(b) = p.birth_date.as_deref().filter(|s| !s.trim().is_empty()) {
             let d = DateValue::parse(b, &self.eras, DatePolicy::AllowIrregular)
                 .map_err(|e| ServiceError::invalid("birth_date", &e))?;
-            f.birth_key = d
-                .sort_key()
-                .map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
+            f.birth_key = records::date_key(&d);
         }
         if let Some(a) = p
             .addressee_number
@@ -595,6 +593,16 @@ fn submit_in(
                             };
                             return Err(ChangeError::DuplicateIdentity(what, a).into());
                         }
+                        // One former resident per new person, and each
+                        // former resident for one new person only.
+                        let taken = slots.iter().flatten().any(|s| *s == a);
+                        if taken || reuse.as_ref().is_some_and(|r| *r != a) {
+                            return Err(ChangeError::DuplicateIdentity(
+                                "個人番号・住民票コード (my number / resident code)",
+                                a,
+                            )
+                            .into());
+                        }
                         numbers.insert(a.clone(), row.history_number);
                         reuse = Some(a);
                     }
@@ -662,8 +670,10 @@ fn submit_in(
             operator: actor.operator.clone(),
             recorded_at,
             cancels,
-            request: serde_json::to_value(req).unwrap_or_default(),
-            notices: serde_json::to_value(&plan.notices).unwrap_or_default(),
+            request: serde_json::to_value(req)
+                .map_err(|e| StoreError::Corrupt(format!("request: {e}")))?,
+            notices: serde_json::to_value(&plan.notices)
+                .map_err(|e| StoreError::Corrupt(format!("notices: {e}")))?,
             persons: persons.clone(),
         },
     )?;

@@ -403,7 +403,7 @@ impl Inner {
     {
         match self {
             Inner::Sqlite { readers, .. } => {
-                debug_assert!(!write, "SQLite writes go through the writer thread");
+                // SQLite writes go through the writer thread, never here.
                 let mut conn = readers.get().map_err(|e| E::from(e.into()))?;
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
@@ -416,7 +416,17 @@ impl Inner {
                 let client = client
                     .as_mut()
                     .ok_or_else(|| E::from(StoreError::Task("closed connection".into())))?;
-                let mut tx = client.transaction().map_err(|e| E::from(e.into()))?;
+                // Reads see one snapshot (as SQLite's do): an export's files agree.
+                let mut tx = if write {
+                    client.transaction()
+                } else {
+                    client
+                        .build_transaction()
+                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()
+                }
+                .map_err(|e| E::from(e.into()))?;
                 // The second wall: row-level security reads the tenant from here.
                 let scope = tenant.map(|t| t.as_str()).unwrap_or("");
                 tx.execute("SELECT set_config('machi.tenant', $1, true)", &[&scope])

@@ -28,7 +28,8 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn date_key(d: &DateValue) -> Option<String> {
+/// The sortable `YYYY-MM-DD` key of a date (its earliest day; None for 年月日不詳).
+pub fn date_key(d: &DateValue) -> Option<String> {
     d.sort_key()
         .map(|(y, m, dd)| format!("{y:04}-{m:02}-{dd:02}"))
 }
@@ -506,11 +507,11 @@ pub fn list_changes(
     .collect()
 }
 
-fn status_code(r: &ResidentRecord) -> String {
+fn status_code(r: &ResidentRecord) -> Result<String, StoreError> {
     serde_json::to_value(r.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+        .ok_or_else(|| corrupt(format!("status {:?}", r.status)))
 }
 
 /// The columns of `resident_history`, in [`HISTORY_INSERT`] order.
@@ -542,7 +543,7 @@ impl HistoryValues {
             Int(row.history_number),
             Int(c.change_id),
             Text(r.household_number.to_string()),
-            Text(status_code(r)),
+            Text(status_code(r)?),
             Text(keys.name_key),
             Text(keys.kana_key),
             Text(keys.address_key),

@@ -32,10 +32,15 @@ impl Store {
             {
                 return Ok(false);
             }
-            tx.execute(
-                "INSERT INTO tenants (municipality_code, name, prefecture, created_at) VALUES ($1, $2, $3, $4)",
+            // A concurrent creation of the same tenant is "already exists".
+            let inserted = tx.execute(
+                "INSERT INTO tenants (municipality_code, name, prefecture, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (municipality_code) DO NOTHING",
                 &[code.into(), (&t.name).into(), (&t.prefecture).into(), t.created_at.into()],
             )?;
+            if inserted == 0 {
+                return Ok(false);
+            }
             tx.execute(
                 "INSERT INTO tenant_heads (tenant, addressee_seq, household_seq, change_seq, event_seq, audit_seq, audit_hash) \
                  VALUES ($1, 0, 0, 0, 0, 0, $2)",

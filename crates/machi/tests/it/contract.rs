@@ -609,6 +609,16 @@ async fn a_returning_resident_keeps_the_addressee_number_j600(db: TestDb) {
     );
     submit(r, json!({"effective_date": "2024-05-01", "command": {"type": "move_out", "persons": [a(1).to_string()],
         "destination": {"address": "東京都昭島市"}}})).await;
+    // Two newcomers claiming the same former resident's identity: refused.
+    let twice = move_in(vec![p.clone(), p.clone()], "府中市本町三丁目");
+    let e = r.submit(&code(FUCHU), &req(twice), &actor()).await;
+    assert!(
+        matches!(
+            e,
+            Err(ServiceError::Change(ChangeError::DuplicateIdentity(..)))
+        ),
+        "{e:?}"
+    );
     let out = submit(r, move_in(vec![p], "府中市本町三丁目")).await;
     assert_eq!(out.rows[0].record.addressee_number, a(1));
     assert_eq!(out.rows[0].history_number, 3);
