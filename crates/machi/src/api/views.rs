@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use machi_domain::change::{ChangeInfo, HistoryRow, Notice};
-use machi_domain::dates::{DateValue, EraTable, format_seireki};
+use machi_domain::dates::{DateValue, EraTable};
 use machi_domain::model::{ResidentKind, ResidentRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -343,8 +343,4 @@ pub struct ChangeResult {
 pub struct ChangeList {
     pub changes: Vec<ChangeView>,
     pub next: Option<String>,
-}
-
-pub fn seireki(d: NaiveDate) -> String {
-    format_seireki(d)
 }

@@ -433,6 +433,7 @@ fn serial_of(number: &str) -> i64 {
 
 fn validate(
     inputs: &Inputs,
+    residents_digest: Option<&(String, u64)>,
     eras: &EraTable,
     opts: &ImportOptions,
     problems: &mut Problems,
@@ -502,7 +503,12 @@ fn validate(
                 );
                 continue;
             };
-            match digest_file(path) {
+            // residents.csv was digested already, before this pass.
+            let digest = match residents_digest {
+                Some(d) if f.name == RESIDENTS_FILE => Ok(d.clone()),
+                _ => digest_file(path),
+            };
+            match digest {
                 Ok((sha, bytes)) if sha == f.sha256 && bytes == f.bytes => {}
                 Ok((_, bytes)) => problems.push(
                     &f.name,
@@ -818,16 +824,13 @@ pub async fn import(
     let inputs = find_inputs(paths, &mut problems);
     // The digest identifies the input; it is taken again after the load, so
     // a file that changes while it is imported is caught.
-    let digest_before = inputs
-        .residents
-        .as_ref()
-        .and_then(|p| digest_file(p).ok())
-        .map(|d| d.0);
+    let digest_before = inputs.residents.as_ref().and_then(|p| digest_file(p).ok());
     let eras = registry.eras().clone();
     let (validated, problems, inputs) = {
         let opts = opts.clone();
+        let digest = digest_before.clone();
         tokio::task::spawn_blocking(move || {
-            let v = validate(&inputs, &eras, &opts, &mut problems);
+            let v = validate(&inputs, digest.as_ref(), &eras, &opts, &mut problems);
             (v, problems, inputs)
         })
         .await
@@ -857,7 +860,7 @@ pub async fn import(
     let Some(path) = inputs.residents.clone() else {
         return Ok(report);
     };
-    let Some(digest) = digest_before else {
+    let Some((digest, _)) = digest_before else {
         return Ok(report);
     };
     let started = Instant::now();
@@ -1075,17 +1078,64 @@ fn bulk_load(
 ) -> Result<u64, ImportError> {
     use std::io::Write;
     let fail = |e: String| ImportError::from(StoreError::Task(e));
+    let written = if tx.backend() == crate::store::Backend::Postgres {
+        let (create, copy, insert) = records::history_staging_sql();
+        tx.execute_batch(create)?;
+        let mut w = tx
+            .copy_in(&copy)?
+            .ok_or_else(|| fail("COPY unavailable".into()))?;
+        let mut buf = String::with_capacity(1 << 20);
+        let written = each_new_row(tenant, reader, eras, ticker, |values| {
+            values.copy_line(&mut buf);
+            if buf.len() > 1 << 20 {
+                w.write_all(buf.as_bytes())
+                    .map_err(|e| fail(e.to_string()))?;
+                buf.clear();
+            }
+            Ok(())
+        })?;
+        w.write_all(buf.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+        w.finish().map_err(StoreError::from)?;
+        tx.execute(&insert, &[])
+            .map_err(StoreError::conflict_if_unique)?;
+        written
+    } else {
+        each_new_row(tenant, reader, eras, ticker, |values| {
+            Ok(records::insert_history(tx, &values)?)
+        })?
+    };
+    records::rebuild_current(tx, tenant)?;
+    Ok(written)
+}
+
+/// Reads the rest of residents.csv for a full load, each person's history
+/// starting at 1, and hands each row's stored values to `f`; returns the count.
+fn each_new_row(
+    tenant: &MunicipalityCode,
+    reader: &mut csv::Reader<Box<dyn Read + Send>>,
+    eras: &EraTable,
+    ticker: &mut Ticker,
+    mut f: impl FnMut(records::HistoryValues) -> Result<(), ImportError>,
+) -> Result<u64, ImportError> {
+    let fail = |e: String| ImportError::from(StoreError::Task(e));
     let mut record = csv::StringRecord::new();
-    let mut written = 0u64;
     let mut person: Option<String> = None;
-    let mut next = |record: &csv::StringRecord,
-                    line: u64|
-     -> Result<Option<HistoryRow>, ImportError> {
+    let mut written = 0u64;
+    loop {
+        let line = reader.position().line();
+        if !reader
+            .read_record(&mut record)
+            .map_err(|e| fail(e.to_string()))?
+        {
+            break;
+        }
+        ticker.tick(reader.position().byte());
         let fields: Vec<&str> = record.iter().collect();
         let row = layout::parse_resident(&fields, eras)
             .map_err(|_| fail(format!("row {line} changed since validation")))?;
-        let a = row.record.addressee_number.to_string();
-        if person.as_deref() != Some(a.as_str()) {
+        let a = row.record.addressee_number.as_str();
+        if person.as_deref() != Some(a) {
             if row.history_number != 1 {
                 return Err(ImportError::Conflict(Box::new(Problem {
                     file: RESIDENTS_FILE.into(),
@@ -1100,58 +1150,11 @@ fn bulk_load(
                     ),
                 })));
             }
-            person = Some(a);
+            person = Some(a.to_string());
         }
-        Ok(Some(row))
-    };
-    if tx.backend() == crate::store::Backend::Postgres {
-        let (create, copy, insert) = records::history_staging_sql();
-        tx.execute_batch(create)?;
-        let mut w = tx
-            .copy_in(&copy)?
-            .ok_or_else(|| fail("COPY unavailable".into()))?;
-        let mut buf = String::with_capacity(1 << 20);
-        loop {
-            let line = reader.position().line();
-            if !reader
-                .read_record(&mut record)
-                .map_err(|e| fail(e.to_string()))?
-            {
-                break;
-            }
-            ticker.tick(reader.position().byte());
-            if let Some(row) = next(&record, line)? {
-                records::HistoryValues::new(tenant, &row)?.copy_line(&mut buf);
-                written += 1;
-            }
-            if buf.len() > 1 << 20 {
-                w.write_all(buf.as_bytes())
-                    .map_err(|e| fail(e.to_string()))?;
-                buf.clear();
-            }
-        }
-        w.write_all(buf.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-        w.finish().map_err(StoreError::from)?;
-        tx.execute(&insert, &[])
-            .map_err(StoreError::conflict_if_unique)?;
-    } else {
-        loop {
-            let line = reader.position().line();
-            if !reader
-                .read_record(&mut record)
-                .map_err(|e| fail(e.to_string()))?
-            {
-                break;
-            }
-            ticker.tick(reader.position().byte());
-            if let Some(row) = next(&record, line)? {
-                records::insert_history(tx, &records::HistoryValues::new(tenant, &row)?)?;
-                written += 1;
-            }
-        }
+        f(records::HistoryValues::new(tenant, &row)?)?;
+        written += 1;
     }
-    records::rebuild_current(tx, tenant)?;
     Ok(written)
 }
 
