@@ -182,6 +182,156 @@ CREATE POLICY tenant_isolation ON imports
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#;
 
+/// Back office: staff accounts and sessions, API clients and their tokens,
+/// provisional changes awaiting approval (審査・決裁, j530), support
+/// measures (j160, j380, j440) with their one-request releases, and issued
+/// certificates (j1000–j1070).
+///
+/// Sessions, tokens and login failures are looked up by their own key before
+/// a tenant is known, so they carry the tenant but no row-level policy; they
+/// hold no personal data.
+const V5_COMMON: &str = r#"
+CREATE TABLE accounts (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    login TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    disabled BIGINT NOT NULL,
+    PRIMARY KEY (tenant, login)
+);
+CREATE TABLE platform_accounts (
+    login TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    disabled BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    tenant TEXT,
+    login TEXT NOT NULL,
+    role TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    terminal TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE login_failures (
+    tenant TEXT NOT NULL,
+    login TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (tenant, login, at);
+CREATE TABLE api_clients (
+    client_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    system TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    disabled BIGINT NOT NULL
+);
+CREATE TABLE api_tokens (
+    token_hash TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE pending_changes (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    pending_id BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    request TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    status TEXT NOT NULL,
+    entered_by TEXT NOT NULL,
+    entered_terminal TEXT NOT NULL,
+    entered_at BIGINT NOT NULL,
+    decided_by TEXT,
+    decided_at BIGINT,
+    comment TEXT,
+    change_id BIGINT,
+    PRIMARY KEY (tenant, pending_id)
+);
+CREATE INDEX pending_changes_status ON pending_changes (tenant, status, pending_id);
+CREATE TABLE support_measures (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    measure_id BIGINT NOT NULL,
+    addressee_number TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_date TEXT,
+    end_date TEXT,
+    detail TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, measure_id)
+);
+CREATE INDEX support_measures_person ON support_measures (tenant, addressee_number);
+CREATE TABLE support_releases (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    release_id BIGINT NOT NULL,
+    addressee_number TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    released_by TEXT NOT NULL,
+    released_at BIGINT NOT NULL,
+    used_by TEXT,
+    used_at BIGINT,
+    PRIMARY KEY (tenant, release_id)
+);
+CREATE TABLE certificates (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    issue_number TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    persons TEXT NOT NULL,
+    options TEXT NOT NULL,
+    verify_hash TEXT NOT NULL,
+    pdf_sha256 TEXT NOT NULL,
+    pages BIGINT NOT NULL,
+    issued_by TEXT NOT NULL,
+    issued_terminal TEXT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, issue_number)
+);
+"#;
+
+const V5_POSTGRES_SECURITY: &str = r#"
+GRANT SELECT, INSERT, UPDATE ON accounts, platform_accounts, api_clients TO machi_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON sessions, api_tokens, login_failures TO machi_app;
+GRANT SELECT, INSERT, UPDATE ON pending_changes, support_measures, support_releases TO machi_app;
+GRANT SELECT, INSERT ON certificates TO machi_app;
+ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE accounts FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON accounts
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE pending_changes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pending_changes FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON pending_changes
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE support_measures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE support_measures FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON support_measures
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE support_releases ENABLE ROW LEVEL SECURITY;
+ALTER TABLE support_releases FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON support_releases
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE certificates ENABLE ROW LEVEL SECURITY;
+ALTER TABLE certificates FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON certificates
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -207,6 +357,18 @@ pub fn all() -> Vec<Migration> {
             name: "postgres row-level security for imports",
             sqlite: "",
             postgres: V3_POSTGRES_SECURITY,
+        },
+        Migration {
+            version: 5,
+            name: "back office: accounts, sessions, API clients, approvals, support measures, certificates",
+            sqlite: V5_COMMON,
+            postgres: V5_COMMON,
+        },
+        Migration {
+            version: 6,
+            name: "postgres grants and row-level security for the back office",
+            sqlite: "",
+            postgres: V5_POSTGRES_SECURITY,
         },
     ]
 }
