@@ -220,13 +220,15 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         secs: t.elapsed().as_secs_f64(),
     };
 
+    // Every read writes its access-log entry (j1370), as in service.
+    let bench_actor = crate::service::Actor::system("bench");
     let t = Instant::now();
     for _ in 0..a.reads {
         let p = &persons[synth.rng.usize(..persons.len())];
-        r.resident(&code, p, AsOf::default()).await?;
+        r.resident(&code, p, AsOf::default(), &bench_actor).await?;
     }
     let reads = Figure {
-        what: "reads (resident with whole history)",
+        what: "reads (resident with whole history + access-log entry)",
         n: a.reads,
         secs: t.elapsed().as_secs_f64(),
     };
@@ -242,11 +244,12 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
                 limit: 20,
                 ..Default::default()
             },
+            &bench_actor,
         )
         .await?;
     }
     let search = Figure {
-        what: "name searches (folded, partial; 20 per page)",
+        what: "name searches (folded, partial; 20 per page; logged)",
         n: searches,
         secs: t.elapsed().as_secs_f64(),
     };

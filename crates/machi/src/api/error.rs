@@ -118,6 +118,36 @@ impl From<ServiceError> for ApiError {
                 format!("団体コード {c} の団体はすでに登録されています。"),
                 format!("tenant {c} already exists"),
             ),
+            ServiceError::Unauthenticated => ApiError::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "認証が必要です。アクセストークン（Bearer）またはログインが必要です。",
+                "authentication required: a bearer access token or a signed-in session",
+            ),
+            ServiceError::Forbidden => ApiError::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "この操作を行う権限がありません。",
+                "your role or scopes do not allow this operation",
+            ),
+            ServiceError::LoginFailed => ApiError::new(
+                S::UNAUTHORIZED,
+                "login_failed",
+                "団体コード・ログインID・パスワードのいずれかが正しくありません。",
+                "the municipality code, login or password is not correct",
+            ),
+            ServiceError::TooManyAttempts => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "失敗が続いたため、しばらくログインできません。15分後にやり直してください。",
+                "too many failed attempts; try again in 15 minutes",
+            ),
+            ServiceError::AccountExists(l) => ApiError::new(
+                S::CONFLICT,
+                "account_exists",
+                format!("「{l}」はすでに登録されています。"),
+                format!("{l} already exists"),
+            ),
             ServiceError::Invalid {
                 field,
                 code,

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::views::*;
+use crate::service::ServiceError;
 use crate::service::registry::{SearchParams, encode_cursor};
-use crate::service::{Actor, ServiceError};
 use crate::store::records::OutboxEvent;
 use crate::store::tenants::Tenant;
+use machi_domain::access::Permission;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -66,28 +68,6 @@ fn tenant_code(s: &str) -> Result<MunicipalityCode, ApiError> {
     parse("municipality_code", s)
 }
 
-/// Who is calling. Until staff accounts exist, the operator and terminal
-/// come from the `X-Machi-Operator` and `X-Machi-Terminal` headers.
-fn actor(headers: &axum::http::HeaderMap) -> Actor {
-    let get = |name: &str, default: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| {
-                s.chars()
-                    .filter(|c| !c.is_control())
-                    .take(64)
-                    .collect::<String>()
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| default.to_string())
-    };
-    Actor {
-        operator: get("x-machi-operator", "api"),
-        terminal: get("x-machi-terminal", "-"),
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     #[schema(example = "ok")]
@@ -135,10 +115,17 @@ pub struct TenantList {
 /// Lists the municipalities (tenants) of this deployment.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "platform",
     responses((status = 200, body = TenantList)))]
-pub async fn list_tenants(State(s): State<AppState>) -> ApiResult<TenantList> {
-    Ok(Json(TenantList {
-        tenants: s.registry.tenants().await?,
-    }))
+pub async fn list_tenants(State(s): State<AppState>, Auth(caller): Auth) -> ApiResult<TenantList> {
+    let all = s.registry.tenants().await?;
+    // The platform operator sees every tenant; anyone else only their own.
+    let tenants = if caller.allows(Permission::ManageTenants) {
+        all
+    } else {
+        all.into_iter()
+            .filter(|t| Some(&t.municipality_code) == caller.tenant())
+            .collect()
+    };
+    Ok(Json(TenantList { tenants }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -157,8 +144,12 @@ pub struct NewTenant {
     responses((status = 201, body = Tenant), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_tenant(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    if !caller.allows(Permission::ManageTenants) {
+        return Err(ServiceError::Forbidden.into());
+    }
     let Json(t) = body.map_err(json_error)?;
     let code = tenant_code(&t.municipality_code)?;
     let created = s
@@ -174,10 +165,15 @@ pub async fn create_tenant(
     responses((status = 200, body = Tenant), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_tenant(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Tenant> {
     let Path(code) = path.map_err(path_error)?;
-    Ok(Json(s.registry.tenant(&tenant_code(&code)?).await?))
+    let code = tenant_code(&code)?;
+    if !caller.allows(Permission::ManageTenants) && caller.tenant() != Some(&code) {
+        return Err(ServiceError::TenantNotFound(code.to_string()).into());
+    }
+    Ok(Json(s.registry.tenant(&code).await?))
 }
 
 /// "As of" parameters: the state on an effective date and/or as recorded at a time.
@@ -196,17 +192,20 @@ pub struct AsOfQuery {
     responses((status = 200, body = ResidentDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_resident(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<AsOfQuery>, QueryRejection>,
 ) -> ApiResult<ResidentDetail> {
     let Path((code, person)) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadPersonal)?;
+    let actor = caller.actor();
     let person: AddresseeNumber = parse("addressee_number", &person)?;
     let as_of = s
         .registry
         .parse_as_of(q.as_of.as_deref(), q.recorded_as_of.as_deref())?;
-    let (row, history) = s.registry.resident(&tenant, &person, as_of).await?;
+    let (row, history) = s.registry.resident(&tenant, &person, as_of, &actor).await?;
     let eras = s.registry.eras();
     Ok(Json(ResidentDetail {
         record: ResidentView::new(&row, eras),
@@ -229,15 +228,18 @@ pub struct HistoryList {
     responses((status = 200, body = HistoryList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_resident_history(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<AsOfQuery>, QueryRejection>,
 ) -> ApiResult<HistoryList> {
     let Path((code, person)) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadPersonal)?;
+    let actor = caller.actor();
     let person: AddresseeNumber = parse("addressee_number", &person)?;
     let as_of = s.registry.parse_as_of(None, q.recorded_as_of.as_deref())?;
-    let (_, history) = s.registry.resident(&tenant, &person, as_of).await?;
+    let (_, history) = s.registry.resident(&tenant, &person, as_of, &actor).await?;
     let eras = s.registry.eras();
     Ok(Json(HistoryList {
         addressee_number: person.to_string(),
@@ -252,17 +254,23 @@ pub async fn get_resident_history(
     responses((status = 200, body = HouseholdView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_household(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<AsOfQuery>, QueryRejection>,
 ) -> ApiResult<HouseholdView> {
     let Path((code, household)) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadPersonal)?;
+    let actor = caller.actor();
     let household: HouseholdNumber = parse("household_number", &household)?;
     let as_of = s
         .registry
         .parse_as_of(q.as_of.as_deref(), q.recorded_as_of.as_deref())?;
-    let members = s.registry.household(&tenant, &household, as_of).await?;
+    let members = s
+        .registry
+        .household(&tenant, &household, as_of, &actor)
+        .await?;
     let eras = s.registry.eras();
     let head = members.iter().find(|m| m.record.relationship.is_head());
     let Some(first) = members.first().map(|m| &m.record) else {
@@ -288,14 +296,16 @@ pub async fn get_household(
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn submit_change(
     State(s): State<AppState>,
-    headers: axum::http::HeaderMap,
+    Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<ChangeRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ChangeResult>), ApiError> {
     let Path(code) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ApproveChange)?;
+    let actor = caller.actor();
     let Json(req) = body.map_err(json_error)?;
-    let out = s.registry.submit(&tenant, &req, &actor(&headers)).await?;
+    let out = s.registry.submit(&tenant, &req, &actor).await?;
     let eras = s.registry.eras();
     Ok((
         StatusCode::CREATED,
@@ -346,18 +356,24 @@ pub struct PageQuery {
     responses((status = 200, body = ChangeList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_changes(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult<ChangeList> {
     let Path(code) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadPersonal)?;
+    let actor = caller.actor();
     let before = match q.after.as_deref() {
         Some(c) => Some(decode_id_cursor(c)?),
         None => None,
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
-    let mut changes = s.registry.changes(&tenant, before, limit + 1).await?;
+    let mut changes = s
+        .registry
+        .changes(&tenant, before, limit + 1, &actor)
+        .await?;
     let next = if changes.len() as i64 > limit {
         changes.truncate(limit as usize);
         changes.last().map(|c| encode_id_cursor(c.change_id))
@@ -397,10 +413,13 @@ fn decode_id_cursor(c: &str) -> Result<i64, ApiError> {
     responses((status = 200, body = ChangeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_change(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<ChangeView> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadPersonal)?;
+    let actor = caller.actor();
     let id: i64 = id.trim().parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_change_id",
@@ -409,7 +428,7 @@ pub async fn get_change(
         )
         .with_field("change_id")
     })?;
-    let c = s.registry.change(&tenant, id).await?;
+    let c = s.registry.change(&tenant, id, &actor).await?;
     Ok(Json(ChangeView::new(&c, s.registry.eras())))
 }
 
@@ -442,12 +461,15 @@ pub struct SearchQuery {
     responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn search(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> ApiResult<SearchResults> {
     let Path(code) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadPersonal)?;
+    let actor = caller.actor();
     let page = s
         .registry
         .search(
@@ -463,6 +485,7 @@ pub async fn search(
                 after: q.after,
                 limit: q.limit.unwrap_or(50),
             },
+            &actor,
         )
         .await?;
     let eras = s.registry.eras();
@@ -511,15 +534,18 @@ pub struct EventQuery {
     responses((status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_events(
     State(s): State<AppState>,
+    Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<EventQuery>, QueryRejection>,
 ) -> ApiResult<EventList> {
     let Path(code) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ReadEvents)?;
+    let actor = caller.actor();
     let after = q.after.unwrap_or(0).max(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events: Vec<OutboxEvent> = s.registry.events(&tenant, after, limit).await?;
+    let events: Vec<OutboxEvent> = s.registry.events(&tenant, after, limit, &actor).await?;
     let next_after = events.last().map_or(after, |e| e.seq);
     Ok(Json(EventList {
         events: events

@@ -1,6 +1,7 @@
 //! The HTTP edge: JSON API under `/api/v1`, `/openapi.json`, `/healthz`.
 //! Handlers are thin: parse, call the service, map the answer.
 
+pub mod auth;
 pub mod error;
 mod handlers;
 pub mod views;
@@ -40,6 +41,7 @@ struct ApiDoc;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(handlers::healthz))
+        .routes(routes!(auth::token))
         .routes(routes!(handlers::list_tenants, handlers::create_tenant))
         .routes(routes!(handlers::get_tenant))
         .routes(routes!(handlers::get_resident))

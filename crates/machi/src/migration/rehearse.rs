@@ -81,6 +81,7 @@ pub async fn rehearse(
                 limit: 200,
                 ..Default::default()
             },
+            &actor,
         )
         .await?;
     let mut moved = 0u64;
@@ -93,7 +94,7 @@ pub async fn rehearse(
     households.dedup();
     for h in households.iter().take(changes) {
         let members = registry
-            .household(source, &h.parse()?, Default::default())
+            .household(source, &h.parse()?, Default::default(), &actor)
             .await?;
         let req = ChangeRequest {
             meta: ChangeMeta {

@@ -1,8 +1,10 @@
 //! Services: the use cases the HTTP API and the CLI drive alike.
 
 pub mod audit;
+pub mod auth;
 pub mod clock;
 pub mod registry;
 
+pub use auth::Caller;
 pub use clock::Clock;
 pub use registry::{Actor, Registry, ServiceError};

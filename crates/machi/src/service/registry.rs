@@ -61,6 +61,16 @@ pub enum ServiceError {
     },
     #[error("tenant {0} already exists")]
     TenantExists(String),
+    #[error("not signed in")]
+    Unauthenticated,
+    #[error("the caller's role or scopes do not allow this")]
+    Forbidden,
+    #[error("login failed")]
+    LoginFailed,
+    #[error("too many failed attempts")]
+    TooManyAttempts,
+    #[error("{0} already exists")]
+    AccountExists(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -222,15 +232,26 @@ impl Registry {
         &self,
         tenant: &MunicipalityCode,
         change_id: i64,
+        actor: &Actor,
     ) -> Result<ChangeRecord, ServiceError> {
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        self.store
+        let c: ChangeRecord = self
+            .store
             .read(Some(tenant), move |tx| {
                 records::get_change(tx, &t, change_id)?
                     .ok_or(ServiceError::ChangeNotFound(change_id))
             })
-            .await
+            .await?;
+        self.log_read(
+            tenant,
+            actor,
+            "read.change",
+            &c.persons,
+            serde_json::json!({ "change_id": change_id }),
+        )
+        .await?;
+        Ok(c)
     }
 
     pub async fn changes(
@@ -238,14 +259,30 @@ impl Registry {
         tenant: &MunicipalityCode,
         before: Option<i64>,
         limit: i64,
+        actor: &Actor,
     ) -> Result<Vec<ChangeRecord>, ServiceError> {
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        self.store
+        let list: Vec<ChangeRecord> = self
+            .store
             .read(Some(tenant), move |tx| {
-                Ok(records::list_changes(tx, &t, before, limit)?)
+                Ok::<_, ServiceError>(records::list_changes(tx, &t, before, limit)?)
             })
-            .await
+            .await?;
+        let persons: Vec<AddresseeNumber> = list
+            .iter()
+            .flat_map(|c| c.persons.iter().cloned())
+            .collect();
+        let ids: Vec<i64> = list.iter().map(|c| c.change_id).collect();
+        self.log_read(
+            tenant,
+            actor,
+            "read.changes",
+            &persons,
+            serde_json::json!({ "change_ids": ids }),
+        )
+        .await?;
+        Ok(list)
     }
 
     // ---- reads ----
@@ -257,6 +294,7 @@ impl Registry {
         tenant: &MunicipalityCode,
         person: &AddresseeNumber,
         as_of: AsOf,
+        actor: &Actor,
     ) -> Result<(HistoryRow, Vec<HistoryRow>), ServiceError> {
         let (t, p) = (tenant.clone(), person.clone());
         let rows = self
@@ -274,6 +312,14 @@ impl Registry {
             .into_iter()
             .filter(|r| as_of.recorded_at.is_none_or(|t| r.change.recorded_at <= t))
             .collect();
+        self.log_read(
+            tenant,
+            actor,
+            "read.resident",
+            std::slice::from_ref(person),
+            serde_json::json!({ "as_of": as_of.effective, "recorded_as_of": as_of.recorded_at }),
+        )
+        .await?;
         Ok((chosen, visible))
     }
 
@@ -283,6 +329,7 @@ impl Registry {
         tenant: &MunicipalityCode,
         household: &HouseholdNumber,
         as_of: AsOf,
+        actor: &Actor,
     ) -> Result<Vec<HistoryRow>, ServiceError> {
         let (t, h) = (tenant.clone(), household.clone());
         let members: Vec<HistoryRow> = self
@@ -303,6 +350,18 @@ impl Registry {
             self.ensure_tenant(tenant).await?;
             return Err(ServiceError::HouseholdNotFound(household.to_string()));
         }
+        let persons: Vec<AddresseeNumber> = members
+            .iter()
+            .map(|m| m.record.addressee_number.clone())
+            .collect();
+        self.log_read(
+            tenant,
+            actor,
+            "read.household",
+            &persons,
+            serde_json::json!({ "household_number": household, "as_of": as_of.effective, "recorded_as_of": as_of.recorded_at }),
+        )
+        .await?;
         Ok(members)
     }
 
@@ -312,14 +371,27 @@ impl Registry {
         tenant: &MunicipalityCode,
         after: i64,
         limit: i64,
+        actor: &Actor,
     ) -> Result<Vec<records::OutboxEvent>, ServiceError> {
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        self.store
+        let events: Vec<records::OutboxEvent> = self
+            .store
             .read(Some(tenant), move |tx| {
-                Ok(records::events_after(tx, &t, after, limit)?)
+                Ok::<_, ServiceError>(records::events_after(tx, &t, after, limit)?)
             })
-            .await
+            .await?;
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            self.log_read(
+                tenant,
+                actor,
+                "read.events",
+                &[],
+                serde_json::json!({ "from_seq": first.seq, "to_seq": last.seq }),
+            )
+            .await?;
+        }
+        Ok(events)
     }
 
     /// Search (j340): by name (kanji, alphabet, 通称 or フリガナ, partial,
@@ -328,6 +400,7 @@ impl Registry {
         &self,
         tenant: &MunicipalityCode,
         p: &SearchParams,
+        actor: &Actor,
     ) -> Result<SearchPage, ServiceError> {
         let mut f = SearchFilter {
             include_history: p.include_history,
@@ -407,6 +480,23 @@ impl Registry {
         } else {
             None
         };
+        let persons: Vec<AddresseeNumber> = rows
+            .iter()
+            .map(|r| r.record.addressee_number.clone())
+            .collect();
+        self.log_read(
+            tenant,
+            actor,
+            "read.search",
+            &persons,
+            serde_json::json!({
+                "name": p.name, "birth_date": p.birth_date, "address": p.address,
+                "addressee_number": p.addressee_number, "household_number": p.household_number,
+                "include_history": p.include_history, "include_removed": p.include_removed,
+                "results": persons.len(),
+            }),
+        )
+        .await?;
         Ok(SearchPage { rows, next_after })
     }
 
@@ -483,6 +573,22 @@ impl Registry {
                 records::append_audit(tx, &t, heads.audit, &heads.audit_hash, at, &entry)?;
                 Ok(heads.audit)
             })
+            .await
+    }
+
+    /// Writes the access-log entry (j1370) of a read of personal data:
+    /// who read which persons, with what function. The data is returned
+    /// only once this entry is committed.
+    pub async fn log_read(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        persons: &[AddresseeNumber],
+        detail: serde_json::Value,
+    ) -> Result<i64, ServiceError> {
+        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+        self.record_access(tenant, actor, function, &target.join(","), detail)
             .await
     }
 

@@ -5,6 +5,7 @@
 //! tenant); on PostgreSQL, row-level security on `machi.tenant` is a second
 //! wall, and the application role may not UPDATE or DELETE facts.
 
+pub mod accounts;
 pub mod db;
 mod migrations;
 pub mod records;

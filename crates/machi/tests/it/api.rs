@@ -10,14 +10,29 @@ use tower::ServiceExt;
 
 use crate::contract::{counts, takahashi_family};
 use crate::support::{AKISHIMA, FUCHU, TestDb};
+use machi::service::Actor;
+use machi_domain::access::Role;
 
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
+/// The router and the credentials a test calls it with.
+pub struct Api {
+    pub router: axum::Router,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Api {
+    pub fn with_headers(&self, headers: Vec<(String, String)>) -> Api {
+        Api {
+            router: self.router.clone(),
+            headers,
+        }
+    }
+}
+
+pub async fn call(app: &Api, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in &app.headers {
+        req = req.header(k, v);
+    }
     let body = match body {
         Some(v) => {
             req = req.header("content-type", "application/json");
@@ -25,7 +40,12 @@ async fn call(
         }
         None => Body::empty(),
     };
-    let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let res = app
+        .router
+        .clone()
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     let v = serde_json::from_slice(&bytes)
@@ -33,11 +53,70 @@ async fn call(
     (status, v)
 }
 
-async fn setup() -> (TestDb, axum::Router) {
+/// Registers an API client of `tenant` with every scope and gets a token
+/// through the real token endpoint.
+pub async fn client_token(db: &TestDb, router: &axum::Router, tenant: &str) -> String {
+    let scopes = "test:residents:read test:changes:read test:changes:write test:events:read";
+    let (id, secret) = db
+        .registry
+        .create_client(
+            &tenant.parse().unwrap(),
+            "test",
+            scopes,
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap();
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let res = router
+        .clone()
+        .oneshot(
+            Request::post("/oauth/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["token_type"], "Bearer");
+    assert!(v.get("refresh_token").is_none());
+    format!("Bearer {}", v["access_token"].as_str().unwrap())
+}
+
+/// Signs in a platform operator; the headers of their session.
+pub async fn platform_headers(db: &TestDb) -> Vec<(String, String)> {
+    let pw = "platform-Operator-1";
+    db.registry
+        .create_account(
+            None,
+            "ops",
+            "基盤 運用",
+            Role::PlatformOperator,
+            pw,
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap();
+    let out = db.registry.login(None, "ops", pw, "T-OPS").await.unwrap();
+    vec![
+        ("cookie".into(), format!("machi_session={}", out.token)),
+        ("x-csrf-token".into(), out.session.csrf),
+    ]
+}
+
+async fn setup() -> (TestDb, Api) {
     let db = TestDb::sqlite().await.with_tenants().await;
-    let app = api::app(AppState {
+    let router = api::app(AppState {
         registry: db.registry.clone(),
     });
+    let token = client_token(&db, &router, FUCHU).await;
+    let app = Api {
+        router,
+        headers: vec![("authorization".into(), token)],
+    };
     (db, app)
 }
 
@@ -54,7 +133,8 @@ fn first() -> (String, String) {
 
 #[tokio::test]
 async fn every_endpoint_answers() {
-    let (_db, app) = setup().await;
+    let (db, app) = setup().await;
+    let ops = app.with_headers(platform_headers(&db).await);
     let (a1, h1) = first();
     let (s, v) = call(&app, "GET", "/healthz", None).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -62,20 +142,35 @@ async fn every_endpoint_answers() {
     assert_eq!(s, StatusCode::OK);
     assert!(v["paths"]["/api/v1/tenants/{municipality_code}/changes"].is_object());
     let (s, v) = call(
-        &app,
+        &ops,
         "POST",
         "/api/v1/tenants",
         Some(json!({"municipality_code": "131202", "name": "練馬区", "prefecture": "東京都"})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) = call(&app, "GET", "/api/v1/tenants", None).await;
+    let (s, v) = call(&ops, "GET", "/api/v1/tenants", None).await;
     assert_eq!(
         (s, v["tenants"].as_array().map(Vec::len)),
         (StatusCode::OK, Some(3))
     );
-    let (s, v) = call(&app, "GET", "/api/v1/tenants/131202", None).await;
+    let (s, v) = call(&ops, "GET", "/api/v1/tenants/131202", None).await;
     assert_eq!((s, v["name"].as_str()), (StatusCode::OK, Some("練馬区")));
+    // A tenant's client sees its own tenant only.
+    let (s, v) = call(&app, "GET", "/api/v1/tenants", None).await;
+    assert_eq!(
+        (s, v["tenants"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    // The platform operator reads no personal data.
+    let (s, _) = call(
+        &ops,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/search?name=x"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 
     let (s, v) = call(
         &app,
@@ -327,8 +422,14 @@ async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
         ),
         ("GET", "/api/v1/nowhere".into(), None, 404),
     ];
+    let ops = app.with_headers(platform_headers(&db).await);
     for (method, uri, body, want) in cases {
-        let (s, v) = call(&app, method, &uri, body.clone()).await;
+        let who = if method == "POST" && uri == "/api/v1/tenants" {
+            &ops
+        } else {
+            &app
+        };
+        let (s, v) = call(who, method, &uri, body.clone()).await;
         assert_eq!(s.as_u16(), want, "{method} {uri} {body:?} → {v}");
         assert!(
             v["code"].is_string() && v["message_ja"].is_string() && v["message_en"].is_string(),
@@ -336,10 +437,13 @@ async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
         );
     }
     // Not JSON at all, and the wrong content type.
+    let auth = app.headers[0].1.clone();
     let res = app
+        .router
         .clone()
         .oneshot(
             Request::post(format!("{t}/changes"))
+                .header("authorization", &auth)
                 .header("content-type", "application/json")
                 .body(Body::from("{not json"))
                 .unwrap(),
@@ -348,9 +452,11 @@ async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = app
+        .router
         .clone()
         .oneshot(
             Request::post(format!("{t}/changes"))
+                .header("authorization", &auth)
                 .body(Body::from("{}"))
                 .unwrap(),
         )

@@ -9,6 +9,7 @@ use machi::migration::import::{ImportOptions, InputEncoding, Outcome, import};
 use machi::service::{Actor, Registry};
 use serde_json::json;
 
+use crate::contract::clerk;
 use crate::contract::{counts, move_in, takahashi_family};
 use crate::support::{AKISHIMA, FUCHU, TestDb, code};
 
@@ -116,7 +117,7 @@ async fn export_import_export_is_identical_and_rerun_changes_nothing(db: TestDb)
     // The imported tenant answers like the original.
     let p = machi_domain::ids::AddresseeNumber::from_serial(5).unwrap();
     let (x, _) = r
-        .resident(&code(AKISHIMA), &p, Default::default())
+        .resident(&code(AKISHIMA), &p, Default::default(), &clerk())
         .await
         .unwrap();
     assert_eq!(

@@ -1,0 +1,591 @@
+//! Authentication: staff accounts (argon2), sessions with a CSRF token,
+//! login throttling, and OAuth2 client credentials for other systems
+//! (short-lived bearer tokens, no refresh tokens). Every login and failed
+//! login of a tenant's account is written to that tenant's access log (j1370).
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use machi_domain::access::{self, Permission, Role, Scope};
+use machi_domain::ids::MunicipalityCode;
+use sha2::{Digest, Sha256};
+
+use super::registry::{Actor, Registry, ServiceError};
+use crate::store::accounts::{self, Account, ApiClient, ApiToken, Session};
+use crate::store::records::{self, Advance, AuditEntry};
+use crate::store::{StoreError, Tx};
+
+/// How long a staff session lives: one working day.
+pub const SESSION_SECONDS: i64 = 8 * 3600;
+/// How long an access token lives.
+pub const TOKEN_SECONDS: i64 = 600;
+/// Failed logins of one account allowed within [`THROTTLE_WINDOW_SECONDS`].
+pub const MAX_FAILURES: i64 = 5;
+pub const THROTTLE_WINDOW_SECONDS: i64 = 15 * 60;
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A staff member signed in through the UI.
+    Staff {
+        tenant: Option<MunicipalityCode>,
+        login: String,
+        display_name: String,
+        role: Role,
+        terminal: String,
+        csrf: String,
+    },
+    /// Another system with an access token.
+    Client {
+        tenant: MunicipalityCode,
+        client_id: String,
+        scopes: Vec<Scope>,
+    },
+}
+
+impl Caller {
+    /// The tenant the caller belongs to (none for a platform operator).
+    pub fn tenant(&self) -> Option<&MunicipalityCode> {
+        match self {
+            Caller::Staff { tenant, .. } => tenant.as_ref(),
+            Caller::Client { tenant, .. } => Some(tenant),
+        }
+    }
+
+    pub fn allows(&self, p: Permission) -> bool {
+        match self {
+            Caller::Staff { role, .. } => role.allows(p),
+            Caller::Client { scopes, .. } => scopes.iter().any(|s| s.permission() == p),
+        }
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Caller::Staff { role, .. } => Some(*role),
+            Caller::Client { .. } => None,
+        }
+    }
+
+    /// The operator and terminal written to the access log.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Caller::Staff {
+                login, terminal, ..
+            } => Actor {
+                operator: login.clone(),
+                terminal: terminal.clone(),
+            },
+            Caller::Client { client_id, .. } => Actor {
+                operator: format!("client:{client_id}"),
+                terminal: "api".into(),
+            },
+        }
+    }
+
+    /// Ok if the caller belongs to `tenant` and may do `p`; the refusal
+    /// otherwise (another tenant's data looks like no data at all).
+    pub fn check(&self, tenant: &MunicipalityCode, p: Permission) -> Result<(), ServiceError> {
+        if self.tenant() != Some(tenant) {
+            return Err(ServiceError::TenantNotFound(tenant.to_string()));
+        }
+        if !self.allows(p) {
+            return Err(ServiceError::Forbidden);
+        }
+        Ok(())
+    }
+}
+
+/// A new session: the token goes to the browser (cookie), only its hash is stored.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub token: String,
+    pub session: Session,
+}
+
+/// An OAuth2 access token response (RFC 6749 §4.4.3, no refresh token).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenGrant {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+/// Random secret as lowercase hex (`bytes` bytes from the OS).
+pub fn random_hex(bytes: usize) -> Result<String, ServiceError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("random: {e}"))))?;
+    Ok(hex::encode(buf))
+}
+
+/// SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn hash_password(password: &str) -> Result<String, ServiceError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("argon2: {e}"))))
+}
+
+/// Checks a password against a stored hash; false for a malformed hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A hash no password matches, verified when the account does not exist so
+/// that a missing account takes as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| hash_password("no account has this password 0").unwrap_or_default())
+}
+
+fn clean_terminal(t: &str) -> String {
+    let t: String = t
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(32)
+        .collect::<String>()
+        .trim()
+        .to_string();
+    if t.is_empty() { "web".into() } else { t }
+}
+
+/// Writes one access-log entry inside `tx`.
+pub(crate) fn audit_in(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    at: i64,
+    entry: &AuditEntry,
+) -> Result<i64, StoreError> {
+    let heads = records::advance(
+        tx,
+        tenant,
+        Advance {
+            audit: 1,
+            ..Default::default()
+        },
+    )?;
+    records::append_audit(tx, tenant, heads.audit, &heads.audit_hash, at, entry)?;
+    Ok(heads.audit)
+}
+
+impl Registry {
+    /// Creates a staff account (tenant `None`: a platform operator).
+    pub async fn create_account(
+        &self,
+        tenant: Option<&MunicipalityCode>,
+        login: &str,
+        display_name: &str,
+        role: Role,
+        password: &str,
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        access::validate_login(login).map_err(|e| ServiceError::invalid("login", &e))?;
+        access::validate_password(password).map_err(|e| ServiceError::invalid("password", &e))?;
+        let name = display_name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(ServiceError::Invalid {
+                field: "display_name".into(),
+                code: "invalid_display_name",
+                message_ja: "氏名（表示名）は1〜64文字で入力してください。".into(),
+                message_en: "display_name must be 1 to 64 characters".into(),
+            });
+        }
+        if role.is_tenant_role() != tenant.is_some() {
+            return Err(ServiceError::Invalid {
+                field: "role".into(),
+                code: "role_scope",
+                message_ja: "基盤運用者は団体に属さず、その他の役割は団体に属します。".into(),
+                message_en:
+                    "a platform operator belongs to no tenant; every other role belongs to one"
+                        .into(),
+            });
+        }
+        if let Some(t) = tenant {
+            self.ensure_tenant(t).await?;
+        }
+        let now = self.clock().now().timestamp_micros();
+        let account = Account {
+            tenant: tenant.cloned(),
+            login: login.to_string(),
+            display_name: name.to_string(),
+            role: role.as_str().to_string(),
+            password_hash: hash_password(password)?,
+            created_at: now,
+            disabled: false,
+        };
+        let actor = actor.clone();
+        self.store()
+            .write(tenant, move |tx| {
+                if !accounts::insert_account(tx, &account)? {
+                    return Err(ServiceError::AccountExists(account.login.clone()));
+                }
+                if let Some(t) = &account.tenant {
+                    audit_in(
+                        tx,
+                        t,
+                        now,
+                        &AuditEntry {
+                            operator: actor.operator.clone(),
+                            terminal: actor.terminal.clone(),
+                            function: "account.create".into(),
+                            target: account.login.clone(),
+                            detail: serde_json::json!({ "role": account.role }).to_string(),
+                            my_number_shown: false,
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn accounts(&self, tenant: &MunicipalityCode) -> Result<Vec<Account>, ServiceError> {
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| Ok(accounts::list_accounts(tx, &t)?))
+            .await
+    }
+
+    /// Signs a staff member in. Throttled per account: after
+    /// [`MAX_FAILURES`] failures within [`THROTTLE_WINDOW_SECONDS`] every
+    /// attempt is refused, right password or not, until the window passes.
+    pub async fn login(
+        &self,
+        tenant: Option<&MunicipalityCode>,
+        login: &str,
+        password: &str,
+        terminal: &str,
+    ) -> Result<LoginOutcome, ServiceError> {
+        let login: String = login.trim().chars().take(64).collect();
+        let terminal = clean_terminal(terminal);
+        if let Some(t) = tenant
+            && self.ensure_tenant(t).await.is_err()
+        {
+            return Err(ServiceError::LoginFailed);
+        }
+        let now_dt = self.clock().now();
+        let now = now_dt.timestamp_micros();
+        let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
+        let throttle_key = tenant.map_or_else(|| "-".to_string(), |t| t.to_string());
+        let (t, l, k) = (tenant.cloned(), login.clone(), throttle_key.clone());
+        let (account, failures) = self
+            .store()
+            .read(tenant, move |tx| {
+                let a = accounts::get_account(tx, t.as_ref(), &l)?;
+                let f = accounts::count_login_failures(tx, &k, &l, window_start)?;
+                Ok::<_, ServiceError>((a, f))
+            })
+            .await?;
+        let throttled = failures >= MAX_FAILURES;
+        // Verify even when throttled or unknown, so timing tells nothing.
+        let hash = account
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |a| a.password_hash.clone());
+        let pw = password.to_string();
+        let verified = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        let ok = !throttled && verified && account.as_ref().is_some_and(|a| !a.disabled);
+        let token = random_hex(32)?;
+        let session = account.as_ref().and_then(|a| {
+            let role: Role = a.role.parse().ok()?;
+            Some(Session {
+                tenant: tenant.cloned(),
+                login: a.login.clone(),
+                role: role.as_str().to_string(),
+                display_name: a.display_name.clone(),
+                csrf: random_hex(32).ok()?,
+                terminal: terminal.clone(),
+                created_at: now,
+                expires_at: now + SESSION_SECONDS * 1_000_000,
+            })
+        });
+        let (t, l, th) = (tenant.cloned(), login.clone(), token_hash(&token));
+        let s = session.clone();
+        let term = terminal.clone();
+        self.store()
+            .write(tenant, move |tx| {
+                let function = if ok {
+                    accounts::clear_login_failures(tx, &throttle_key, &l)?;
+                    accounts::purge_expired(tx, now, window_start)?;
+                    if let Some(s) = &s {
+                        accounts::insert_session(tx, &th, s)?;
+                    }
+                    "login"
+                } else {
+                    accounts::insert_login_failure(tx, &throttle_key, &l, now)?;
+                    if throttled {
+                        "login.throttled"
+                    } else {
+                        "login.failed"
+                    }
+                };
+                if let Some(t) = &t {
+                    audit_in(
+                        tx,
+                        t,
+                        now,
+                        &AuditEntry {
+                            operator: l.clone(),
+                            terminal: term.clone(),
+                            function: function.into(),
+                            target: l.clone(),
+                            detail: "{}".into(),
+                            my_number_shown: false,
+                        },
+                    )?;
+                } else {
+                    tracing::info!(login = %l, terminal = %term, function, "platform login");
+                }
+                Ok::<_, ServiceError>(())
+            })
+            .await?;
+        match (ok, session) {
+            (true, Some(session)) => Ok(LoginOutcome { token, session }),
+            _ if throttled => Err(ServiceError::TooManyAttempts),
+            _ => Err(ServiceError::LoginFailed),
+        }
+    }
+
+    /// The caller behind a session token, if the session is live.
+    pub async fn session_caller(&self, token: &str) -> Result<Option<Caller>, ServiceError> {
+        let now = self.clock().now().timestamp_micros();
+        let th = token_hash(token);
+        let s = self
+            .store()
+            .read(None, move |tx| accounts::get_session(tx, &th, now))
+            .await?;
+        Ok(s.and_then(|s| {
+            Some(Caller::Staff {
+                role: s.role.parse().ok()?,
+                tenant: s.tenant,
+                login: s.login,
+                display_name: s.display_name,
+                terminal: s.terminal,
+                csrf: s.csrf,
+            })
+        }))
+    }
+
+    pub async fn logout(&self, token: &str, caller: &Caller) -> Result<(), ServiceError> {
+        let th = token_hash(token);
+        let now = self.clock().now().timestamp_micros();
+        let tenant = caller.tenant().cloned();
+        let scope = tenant.clone();
+        let actor = caller.actor();
+        self.store()
+            .write(scope.as_ref(), move |tx| {
+                accounts::delete_session(tx, &th)?;
+                if let Some(t) = &tenant {
+                    audit_in(
+                        tx,
+                        t,
+                        now,
+                        &AuditEntry {
+                            operator: actor.operator.clone(),
+                            terminal: actor.terminal.clone(),
+                            function: "logout".into(),
+                            target: actor.operator.clone(),
+                            detail: "{}".into(),
+                            my_number_shown: false,
+                        },
+                    )?;
+                }
+                Ok::<_, ServiceError>(())
+            })
+            .await
+    }
+
+    /// Registers another system's API client; returns its id and secret
+    /// (shown once, stored only as a hash).
+    pub async fn create_client(
+        &self,
+        tenant: &MunicipalityCode,
+        system: &str,
+        scopes: &str,
+        actor: &Actor,
+    ) -> Result<(String, String), ServiceError> {
+        let scopes = Scope::parse_list(scopes).map_err(|e| ServiceError::invalid("scopes", &e))?;
+        if scopes.is_empty() || scopes.iter().any(|s| s.system != system) {
+            return Err(ServiceError::Invalid {
+                field: "scopes".into(),
+                code: "invalid_scope",
+                message_ja: format!(
+                    "スコープは1つ以上、システム名「{system}」で始まるものを指定してください。"
+                ),
+                message_en: format!(
+                    "give one or more scopes, each starting with the system name {system:?}"
+                ),
+            });
+        }
+        self.ensure_tenant(tenant).await?;
+        let client_id = format!("{}-{}-{}", tenant, system, random_hex(4)?);
+        let secret = random_hex(24)?;
+        let now = self.clock().now().timestamp_micros();
+        let client = ApiClient {
+            client_id: client_id.clone(),
+            tenant: tenant.clone(),
+            system: system.to_string(),
+            secret_hash: hash_password(&secret)?,
+            scopes: scopes
+                .iter()
+                .map(Scope::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            created_at: now,
+            disabled: false,
+        };
+        let (t, actor) = (tenant.clone(), actor.clone());
+        self.store()
+            .write(Some(tenant), move |tx| {
+                if !accounts::insert_client(tx, &client)? {
+                    return Err(ServiceError::AccountExists(client.client_id.clone()));
+                }
+                audit_in(
+                    tx,
+                    &t,
+                    now,
+                    &AuditEntry {
+                        operator: actor.operator.clone(),
+                        terminal: actor.terminal.clone(),
+                        function: "client.create".into(),
+                        target: client.client_id.clone(),
+                        detail: serde_json::json!({ "scopes": client.scopes }).to_string(),
+                        my_number_shown: false,
+                    },
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok((client_id, secret))
+    }
+
+    /// OAuth2 client credentials grant: a token for the client's scopes, or
+    /// for the requested subset of them.
+    pub async fn issue_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        requested: Option<&str>,
+    ) -> Result<TokenGrant, ServiceError> {
+        let id: String = client_id.trim().chars().take(80).collect();
+        let now = self.clock().now().timestamp_micros();
+        let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
+        let i = id.clone();
+        let (client, failures) = self
+            .store()
+            .read(None, move |tx| {
+                Ok::<_, ServiceError>((
+                    accounts::get_client(tx, &i)?,
+                    accounts::count_login_failures(tx, "client", &i, window_start)?,
+                ))
+            })
+            .await?;
+        let hash = client
+            .as_ref()
+            .map_or_else(|| dummy_hash().to_string(), |c| c.secret_hash.clone());
+        let pw = secret.to_string();
+        let verified = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        let throttled = failures >= MAX_FAILURES;
+        let client = match client {
+            Some(c) if verified && !throttled && !c.disabled => c,
+            _ => {
+                let i = id.clone();
+                self.store()
+                    .write(None, move |tx| {
+                        Ok::<_, ServiceError>(accounts::insert_login_failure(
+                            tx, "client", &i, now,
+                        )?)
+                    })
+                    .await?;
+                return Err(if throttled {
+                    ServiceError::TooManyAttempts
+                } else {
+                    ServiceError::LoginFailed
+                });
+            }
+        };
+        let granted = Scope::parse_list(&client.scopes)
+            .map_err(|e| ServiceError::Store(StoreError::Corrupt(e.to_string())))?;
+        let scopes = match requested.filter(|s| !s.trim().is_empty()) {
+            Some(r) => {
+                let asked = Scope::parse_list(r).map_err(|e| ServiceError::invalid("scope", &e))?;
+                if let Some(extra) = asked.iter().find(|s| !granted.contains(s)) {
+                    return Err(ServiceError::Invalid {
+                        field: "scope".into(),
+                        code: "invalid_scope",
+                        message_ja: format!(
+                            "スコープ「{extra}」はこのクライアントに許可されていません。"
+                        ),
+                        message_en: format!("scope {extra} is not granted to this client"),
+                    });
+                }
+                asked
+            }
+            None => granted,
+        };
+        let scope = scopes
+            .iter()
+            .map(Scope::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let token = random_hex(32)?;
+        let row = ApiToken {
+            client_id: client.client_id.clone(),
+            tenant: client.tenant.clone(),
+            scopes: scope.clone(),
+            expires_at: now + TOKEN_SECONDS * 1_000_000,
+        };
+        let th = token_hash(&token);
+        let tenant = client.tenant.clone();
+        self.store()
+            .write(Some(&tenant), move |tx| {
+                accounts::insert_token(tx, &th, &row)?;
+                accounts::clear_login_failures(tx, "client", &row.client_id)?;
+                audit_in(
+                    tx,
+                    &row.tenant,
+                    now,
+                    &AuditEntry {
+                        operator: format!("client:{}", row.client_id),
+                        terminal: "api".into(),
+                        function: "token.issue".into(),
+                        target: row.client_id.clone(),
+                        detail: serde_json::json!({ "scope": row.scopes }).to_string(),
+                        my_number_shown: false,
+                    },
+                )?;
+                Ok::<_, ServiceError>(())
+            })
+            .await?;
+        Ok(TokenGrant {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expires_in: TOKEN_SECONDS,
+            scope,
+        })
+    }
+
+    /// The caller behind a bearer token, if it is live.
+    pub async fn token_caller(&self, token: &str) -> Result<Option<Caller>, ServiceError> {
+        let now = self.clock().now().timestamp_micros();
+        let th = token_hash(token);
+        let t = self
+            .store()
+            .read(None, move |tx| accounts::get_token(tx, &th, now))
+            .await?;
+        Ok(t.map(|t| Caller::Client {
+            scopes: Scope::parse_list(&t.scopes).unwrap_or_default(),
+            tenant: t.tenant,
+            client_id: t.client_id,
+        }))
+    }
+}

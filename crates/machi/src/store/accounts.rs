@@ -1,0 +1,369 @@
+//! Staff accounts, sessions, login failures, API clients and their tokens.
+//!
+//! Secrets never reach the database in clear: passwords and client secrets
+//! as argon2 hashes, session and access tokens as SHA-256 of the token.
+
+use machi_domain::ids::MunicipalityCode;
+
+use super::{Row, StoreError, Tx};
+
+/// A staff account (tenant `None`: a platform operator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub tenant: Option<MunicipalityCode>,
+    pub login: String,
+    pub display_name: String,
+    pub role: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub disabled: bool,
+}
+
+fn account_from(r: &Row, tenant: Option<MunicipalityCode>) -> Result<Account, StoreError> {
+    Ok(Account {
+        tenant,
+        login: r.text(0)?,
+        display_name: r.text(1)?,
+        role: r.text(2)?,
+        password_hash: r.text(3)?,
+        created_at: r.int(4)?,
+        disabled: r.int(5)? != 0,
+    })
+}
+
+/// Inserts an account; false if the login is taken.
+pub fn insert_account(tx: &mut Tx<'_>, a: &Account) -> Result<bool, StoreError> {
+    let n = match &a.tenant {
+        Some(t) => tx.execute(
+            "INSERT INTO accounts (tenant, login, display_name, role, password_hash, created_at, disabled) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, login) DO NOTHING",
+            &[
+                t.as_str().into(),
+                (&a.login).into(),
+                (&a.display_name).into(),
+                (&a.role).into(),
+                (&a.password_hash).into(),
+                a.created_at.into(),
+                i64::from(a.disabled).into(),
+            ],
+        )?,
+        None => tx.execute(
+            "INSERT INTO platform_accounts (login, display_name, password_hash, created_at, disabled) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (login) DO NOTHING",
+            &[
+                (&a.login).into(),
+                (&a.display_name).into(),
+                (&a.password_hash).into(),
+                a.created_at.into(),
+                i64::from(a.disabled).into(),
+            ],
+        )?,
+    };
+    Ok(n == 1)
+}
+
+pub fn get_account(
+    tx: &mut Tx<'_>,
+    tenant: Option<&MunicipalityCode>,
+    login: &str,
+) -> Result<Option<Account>, StoreError> {
+    match tenant {
+        Some(t) => tx
+            .query_opt(
+                "SELECT login, display_name, role, password_hash, created_at, disabled \
+                 FROM accounts WHERE tenant = $1 AND login = $2",
+                &[t.as_str().into(), login.into()],
+            )?
+            .map(|r| account_from(&r, Some(t.clone())))
+            .transpose(),
+        None => tx
+            .query_opt(
+                "SELECT login, display_name, 'platform_operator', password_hash, created_at, disabled \
+                 FROM platform_accounts WHERE login = $1",
+                &[login.into()],
+            )?
+            .map(|r| account_from(&r, None))
+            .transpose(),
+    }
+}
+
+pub fn list_accounts(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+) -> Result<Vec<Account>, StoreError> {
+    tx.query(
+        "SELECT login, display_name, role, password_hash, created_at, disabled \
+         FROM accounts WHERE tenant = $1 ORDER BY login",
+        &[tenant.as_str().into()],
+    )?
+    .iter()
+    .map(|r| account_from(r, Some(tenant.clone())))
+    .collect()
+}
+
+pub fn set_account_disabled(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    login: &str,
+    disabled: bool,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE accounts SET disabled = $3 WHERE tenant = $1 AND login = $2",
+        &[
+            tenant.as_str().into(),
+            login.into(),
+            i64::from(disabled).into(),
+        ],
+    )? == 1)
+}
+
+/// A signed-in staff member's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub tenant: Option<MunicipalityCode>,
+    pub login: String,
+    pub role: String,
+    pub display_name: String,
+    pub csrf: String,
+    pub terminal: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub fn insert_session(tx: &mut Tx<'_>, token_hash: &str, s: &Session) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO sessions (token_hash, tenant, login, role, display_name, csrf, terminal, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            token_hash.into(),
+            s.tenant.as_ref().map(|t| t.as_str()).into(),
+            (&s.login).into(),
+            (&s.role).into(),
+            (&s.display_name).into(),
+            (&s.csrf).into(),
+            (&s.terminal).into(),
+            s.created_at.into(),
+            s.expires_at.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The live session with this token hash at `now`.
+pub fn get_session(
+    tx: &mut Tx<'_>,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<Session>, StoreError> {
+    let Some(r) = tx.query_opt(
+        "SELECT tenant, login, role, display_name, csrf, terminal, created_at, expires_at \
+         FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+        &[token_hash.into(), now.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let tenant = match r.opt_text(0)? {
+        Some(t) => Some(
+            t.parse()
+                .map_err(|_| StoreError::Corrupt(format!("session tenant {t:?}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Session {
+        tenant,
+        login: r.text(1)?,
+        role: r.text(2)?,
+        display_name: r.text(3)?,
+        csrf: r.text(4)?,
+        terminal: r.text(5)?,
+        created_at: r.int(6)?,
+        expires_at: r.int(7)?,
+    }))
+}
+
+pub fn delete_session(tx: &mut Tx<'_>, token_hash: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM sessions WHERE token_hash = $1",
+        &[token_hash.into()],
+    )?;
+    Ok(())
+}
+
+/// Ends every session of an account (e.g. when it is disabled).
+pub fn delete_sessions_of(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    login: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM sessions WHERE tenant = $1 AND login = $2",
+        &[tenant.as_str().into(), login.into()],
+    )?;
+    Ok(())
+}
+
+/// Removes expired sessions and tokens, and failures older than `failures_before`.
+pub fn purge_expired(tx: &mut Tx<'_>, now: i64, failures_before: i64) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM sessions WHERE expires_at <= $1", &[now.into()])?;
+    tx.execute(
+        "DELETE FROM api_tokens WHERE expires_at <= $1",
+        &[now.into()],
+    )?;
+    tx.execute(
+        "DELETE FROM login_failures WHERE at < $1",
+        &[failures_before.into()],
+    )?;
+    Ok(())
+}
+
+/// Records a failed login for throttling (`tenant` "-" for the platform).
+pub fn insert_login_failure(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    login: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO login_failures (tenant, login, at) VALUES ($1, $2, $3)",
+        &[tenant.into(), login.into(), at.into()],
+    )?;
+    Ok(())
+}
+
+pub fn count_login_failures(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    login: &str,
+    since: i64,
+) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT COUNT(*) FROM login_failures WHERE tenant = $1 AND login = $2 AND at >= $3",
+        &[tenant.into(), login.into(), since.into()],
+    )?
+    .int(0)
+}
+
+pub fn clear_login_failures(tx: &mut Tx<'_>, tenant: &str, login: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM login_failures WHERE tenant = $1 AND login = $2",
+        &[tenant.into(), login.into()],
+    )?;
+    Ok(())
+}
+
+/// Another system's API client (OAuth2 client credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClient {
+    pub client_id: String,
+    pub tenant: MunicipalityCode,
+    pub system: String,
+    pub secret_hash: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    pub created_at: i64,
+    pub disabled: bool,
+}
+
+pub fn insert_client(tx: &mut Tx<'_>, c: &ApiClient) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "INSERT INTO api_clients (client_id, tenant, system, secret_hash, scopes, created_at, disabled) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_id) DO NOTHING",
+        &[
+            (&c.client_id).into(),
+            c.tenant.as_str().into(),
+            (&c.system).into(),
+            (&c.secret_hash).into(),
+            (&c.scopes).into(),
+            c.created_at.into(),
+            i64::from(c.disabled).into(),
+        ],
+    )? == 1)
+}
+
+fn client_from(r: &Row) -> Result<ApiClient, StoreError> {
+    let t = r.text(1)?;
+    Ok(ApiClient {
+        client_id: r.text(0)?,
+        tenant: t
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("client tenant {t:?}")))?,
+        system: r.text(2)?,
+        secret_hash: r.text(3)?,
+        scopes: r.text(4)?,
+        created_at: r.int(5)?,
+        disabled: r.int(6)? != 0,
+    })
+}
+
+pub fn get_client(tx: &mut Tx<'_>, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
+    tx.query_opt(
+        "SELECT client_id, tenant, system, secret_hash, scopes, created_at, disabled \
+         FROM api_clients WHERE client_id = $1",
+        &[client_id.into()],
+    )?
+    .map(|r| client_from(&r))
+    .transpose()
+}
+
+pub fn list_clients(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+) -> Result<Vec<ApiClient>, StoreError> {
+    tx.query(
+        "SELECT client_id, tenant, system, secret_hash, scopes, created_at, disabled \
+         FROM api_clients WHERE tenant = $1 ORDER BY client_id",
+        &[tenant.as_str().into()],
+    )?
+    .iter()
+    .map(client_from)
+    .collect()
+}
+
+/// A live access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub client_id: String,
+    pub tenant: MunicipalityCode,
+    pub scopes: String,
+    pub expires_at: i64,
+}
+
+pub fn insert_token(tx: &mut Tx<'_>, token_hash: &str, t: &ApiToken) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO api_tokens (token_hash, client_id, tenant, scopes, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            token_hash.into(),
+            (&t.client_id).into(),
+            t.tenant.as_str().into(),
+            (&t.scopes).into(),
+            t.expires_at.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get_token(
+    tx: &mut Tx<'_>,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<ApiToken>, StoreError> {
+    let Some(r) = tx.query_opt(
+        "SELECT t.client_id, t.tenant, t.scopes, t.expires_at FROM api_tokens t \
+         JOIN api_clients c ON c.client_id = t.client_id \
+         WHERE t.token_hash = $1 AND t.expires_at > $2 AND c.disabled = 0",
+        &[token_hash.into(), now.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let tenant = r.text(1)?;
+    Ok(Some(ApiToken {
+        client_id: r.text(0)?,
+        tenant: tenant
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("token tenant {tenant:?}")))?,
+        scopes: r.text(2)?,
+        expires_at: r.int(3)?,
+    }))
+}
