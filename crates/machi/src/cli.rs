@@ -66,6 +66,12 @@ enum Command {
     /// Manage tenants (municipalities).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Staff accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// API clients of other systems (OAuth2 client credentials).
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Print the OpenAPI document (the committed copy is openapi.json).
     Openapi {
         /// Write to this file instead of standard output.
@@ -186,6 +192,40 @@ struct ServeArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Add a staff account; the password is read from MACHI_PASSWORD.
+    Add {
+        /// 団体コード; omit for a platform operator.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        name: String,
+        /// clerk, supervisor, support_officer, tenant_admin, cio, platform_operator
+        #[arg(long)]
+        role: String,
+        #[arg(long, env = "MACHI_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCommand {
+    /// Register a client; prints its id and secret (shown once).
+    Add {
+        #[arg(long)]
+        tenant: String,
+        /// e.g. jidou_teate
+        #[arg(long)]
+        system: String,
+        /// Space-separated, e.g. "jidou_teate:residents:read jidou_teate:events:read"
+        #[arg(long)]
+        scopes: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum TenantCommand {
     /// Add a municipality: `machi tenant add 132063 府中市 東京都`.
     Add {
@@ -253,6 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let registry = open(&cli, &default).await?;
             let summary = crate::demo::seed(&registry, a.residents_per_tenant).await?;
+            crate::demo::seed_accounts(&registry).await?;
             println!("{summary}");
             println!(
                 "database: {}  (ready in {:.1} s)",
@@ -287,6 +328,56 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
         } => {
             rehearse(&cli, *residents, *changes, postgres.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Account(AccountCommand::Add {
+            tenant,
+            login,
+            name,
+            role,
+            password,
+        }) => {
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let tenant: Option<MunicipalityCode> = match tenant {
+                Some(t) => Some(t.parse().map_err(|e: machi_domain::ids::IdError| {
+                    anyhow::anyhow!("{}", e.message_en())
+                })?),
+                None => None,
+            };
+            let role: machi_domain::access::Role =
+                role.parse()
+                    .map_err(|e: machi_domain::access::AccessError| {
+                        anyhow::anyhow!("{}", e.message_en())
+                    })?;
+            registry
+                .create_account(
+                    tenant.as_ref(),
+                    login,
+                    name,
+                    role,
+                    password,
+                    &Actor::system("cli"),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("account {login} created");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(ClientCommand::Add {
+            tenant,
+            system,
+            scopes,
+        }) => {
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let tenant: MunicipalityCode = tenant
+                .parse()
+                .map_err(|e: machi_domain::ids::IdError| anyhow::anyhow!("{}", e.message_en()))?;
+            let (id, secret) = registry
+                .create_client(&tenant, system, scopes, &Actor::system("cli"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("client_id={id}");
+            println!("client_secret={secret}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { action: None } => {
@@ -637,6 +728,20 @@ async fn print_demo_links(registry: &Registry, port: u16) -> anyhow::Result<()> 
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!("machi demo is running — Ctrl-C to stop");
+    println!("  staff UI:  {base}/login   (Japanese; English from the menu)");
+    println!("  demo logins (団体コード / login / password):");
+    for (tenant, login, role, _, password) in crate::demo::DEMO_LOGINS {
+        let tenant = if tenant.is_empty() { "(empty)" } else { tenant };
+        println!(
+            "    {tenant:<8} {login:<11} {password:<21} {} / {}",
+            role.label_ja(),
+            role.label_en()
+        );
+    }
+    println!(
+        "  API clients: `machi client add --tenant 132063 --system jidou_teate --scopes \"jidou_teate:residents:read\"`"
+    );
+    println!("               then POST {base}/oauth/token (client credentials)");
     println!("  health:    {base}/healthz");
     println!("  OpenAPI:   {base}/openapi.json");
     println!("  tenants:   {base}/api/v1/tenants");

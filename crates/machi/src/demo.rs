@@ -2,6 +2,7 @@
 //! residents in households, with some history (births, moves, deaths).
 
 use chrono::Duration;
+use machi_domain::access::Role;
 use machi_domain::change::{
     AddressInput, ChangeCommand, ChangeMeta, ChangeRequest, HouseholdTarget,
 };
@@ -206,4 +207,98 @@ pub async fn seed(registry: &Registry, residents_per_tenant: usize) -> anyhow::R
         total_people,
         total_changes
     ))
+}
+
+/// Demo logins: (tenant code or "" for the platform, login, role, password).
+/// Synthetic staff; the passwords are for the local demo only.
+pub const DEMO_LOGINS: [(&str, &str, Role, &str, &str); 11] = [
+    (
+        "132063",
+        "clerk",
+        Role::Clerk,
+        "窓口 一子",
+        "clerk-Demo-2026",
+    ),
+    (
+        "132063",
+        "supervisor",
+        Role::Supervisor,
+        "決裁 二郎",
+        "supervisor-Demo-2026",
+    ),
+    (
+        "132063",
+        "support",
+        Role::SupportOfficer,
+        "支援 三子",
+        "support-Demo-2026",
+    ),
+    (
+        "132063",
+        "admin",
+        Role::TenantAdmin,
+        "管理 四郎",
+        "admin-Demo-2026",
+    ),
+    ("132063", "cio", Role::Cio, "情報 五子", "cio-Demo-2026"),
+    (
+        "132071",
+        "clerk",
+        Role::Clerk,
+        "窓口 六郎",
+        "clerk-Demo-2026",
+    ),
+    (
+        "132071",
+        "supervisor",
+        Role::Supervisor,
+        "決裁 七子",
+        "supervisor-Demo-2026",
+    ),
+    (
+        "132071",
+        "support",
+        Role::SupportOfficer,
+        "支援 八郎",
+        "support-Demo-2026",
+    ),
+    (
+        "132071",
+        "admin",
+        Role::TenantAdmin,
+        "管理 九子",
+        "admin-Demo-2026",
+    ),
+    ("132071", "cio", Role::Cio, "情報 十郎", "cio-Demo-2026"),
+    (
+        "",
+        "operator",
+        Role::PlatformOperator,
+        "基盤 運用",
+        "operator-Demo-2026",
+    ),
+];
+
+/// Creates the demo staff accounts that do not exist yet.
+pub async fn seed_accounts(registry: &Registry) -> anyhow::Result<()> {
+    let actor = Actor::system("demo");
+    for (tenant, login, role, name, password) in DEMO_LOGINS {
+        let tenant: Option<MunicipalityCode> = if tenant.is_empty() {
+            None
+        } else {
+            Some(
+                tenant
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("demo tenant {tenant}: {e:?}"))?,
+            )
+        };
+        match registry
+            .create_account(tenant.as_ref(), login, name, role, password, &actor)
+            .await
+        {
+            Ok(()) | Err(crate::service::ServiceError::AccountExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -148,6 +148,24 @@ impl From<ServiceError> for ApiError {
                 format!("「{l}」はすでに登録されています。"),
                 format!("{l} already exists"),
             ),
+            ServiceError::PendingNotFound(id) => ApiError::new(
+                S::NOT_FOUND,
+                "pending_not_found",
+                format!("仮登録 {id} はありません。"),
+                format!("no provisional change {id}"),
+            ),
+            ServiceError::PendingDecided(id) => ApiError::new(
+                S::CONFLICT,
+                "pending_decided",
+                format!("仮登録 {id} はすでに決裁・差戻し・取下げされています。"),
+                format!("provisional change {id} was already decided"),
+            ),
+            ServiceError::SelfApproval => ApiError::new(
+                S::FORBIDDEN,
+                "self_approval",
+                "自分が入力した異動は決裁できません。別の決裁者が決裁してください。",
+                "you cannot approve a change you entered; another supervisor must",
+            ),
             ServiceError::Invalid {
                 field,
                 code,

@@ -59,9 +59,11 @@ pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     (router.with_state(state), doc)
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application: the JSON API and the staff UI.
 pub fn app(state: AppState) -> Router {
+    let ui = crate::ui::router(state.clone());
     let (router, doc) = router_and_doc(state);
+    let router = router.merge(ui);
     let json = doc.to_pretty_json().unwrap_or_default();
     router
         .route(

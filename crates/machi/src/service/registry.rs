@@ -71,6 +71,12 @@ pub enum ServiceError {
     TooManyAttempts,
     #[error("{0} already exists")]
     AccountExists(String),
+    #[error("no provisional change {0}")]
+    PendingNotFound(i64),
+    #[error("provisional change {0} was already decided")]
+    PendingDecided(i64),
+    #[error("a change must be approved by someone other than who entered it")]
+    SelfApproval,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -550,6 +556,20 @@ impl Registry {
         target: &str,
         detail: serde_json::Value,
     ) -> Result<i64, ServiceError> {
+        self.record_access_shown(tenant, actor, function, target, detail, false)
+            .await
+    }
+
+    /// [`Self::record_access`], saying whether a 個人番号 was shown.
+    pub async fn record_access_shown(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        target: &str,
+        detail: serde_json::Value,
+        my_number_shown: bool,
+    ) -> Result<i64, ServiceError> {
         let at = self.clock.now().timestamp_micros();
         let t = tenant.clone();
         let entry = AuditEntry {
@@ -558,7 +578,7 @@ impl Registry {
             function: function.to_string(),
             target: target.to_string(),
             detail: detail.to_string(),
-            my_number_shown: false,
+            my_number_shown,
         };
         self.store
             .write(Some(tenant), move |tx| {
@@ -590,6 +610,40 @@ impl Registry {
         let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
         self.record_access(tenant, actor, function, &target.join(","), detail)
             .await
+    }
+
+    /// Shows a person's 個人番号 unmasked; the access-log entry says so.
+    /// The caller checks the role may see it.
+    pub async fn reveal_my_number(
+        &self,
+        tenant: &MunicipalityCode,
+        person: &AddresseeNumber,
+        actor: &Actor,
+    ) -> Result<Option<String>, ServiceError> {
+        let (t, p) = (tenant.clone(), person.clone());
+        let rows = self
+            .store
+            .read(Some(tenant), move |tx| records::history(tx, &t, &p))
+            .await?;
+        let Some(last) = rows.last() else {
+            self.ensure_tenant(tenant).await?;
+            return Err(ServiceError::PersonNotFound(person.to_string()));
+        };
+        let number = last
+            .record
+            .my_number
+            .as_ref()
+            .map(|n| n.as_str().to_string());
+        self.record_access_shown(
+            tenant,
+            actor,
+            "read.my_number",
+            person.as_str(),
+            serde_json::json!({ "recorded": number.is_some() }),
+            number.is_some(),
+        )
+        .await?;
+        Ok(number)
     }
 
     pub fn today(&self) -> NaiveDate {
@@ -625,7 +679,7 @@ fn decode_cursor(c: &str) -> Result<AddresseeNumber, ServiceError> {
 }
 
 /// The whole of one change, inside its transaction.
-fn submit_in(
+pub(crate) fn submit_in(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     req: &ChangeRequest,

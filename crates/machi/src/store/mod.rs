@@ -8,6 +8,8 @@
 pub mod accounts;
 pub mod db;
 mod migrations;
+pub mod oversight;
+pub mod pending;
 pub mod records;
 pub mod tenants;
 mod writer;

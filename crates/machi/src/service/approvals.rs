@@ -1,0 +1,311 @@
+//! 審査・決裁 (j530): a clerk enters a change provisionally (仮登録); a
+//! supervisor approves it (本登録: the change is committed, with its history,
+//! audit entry and linkage event) or sends it back. Provisional changes are
+//! not facts: registry reads, certificates and the linkage feed never see
+//! them.
+
+use machi_domain::change::{ChangeRequest, PlanContext};
+use machi_domain::ids::MunicipalityCode;
+
+use super::auth::audit_in;
+use super::registry::{Actor, ChangeOutcome, Registry, ServiceError, submit_in};
+use crate::store::StoreError;
+use crate::store::pending::{self, PendingChange, PendingStatus};
+use crate::store::records::{self, AuditEntry};
+
+/// The most provisional changes approved in one bulk decision (j530 allows
+/// an upper limit on 全部本登録).
+pub const BULK_LIMIT: usize = 50;
+
+/// A dry run's result: the store rolls back on `Err`, so a validated change
+/// travels back as the error value.
+enum DryRun {
+    Valid(Box<ChangeOutcome>),
+    Failed(ServiceError),
+}
+
+impl From<StoreError> for DryRun {
+    fn from(e: StoreError) -> Self {
+        DryRun::Failed(e.into())
+    }
+}
+
+impl From<ServiceError> for DryRun {
+    fn from(e: ServiceError) -> Self {
+        DryRun::Failed(e)
+    }
+}
+
+fn summary_of(out: &ChangeOutcome) -> String {
+    let names: Vec<String> = out
+        .rows
+        .iter()
+        .map(|r| r.record.name.as_str().to_string())
+        .collect();
+    let shown = names.iter().take(3).cloned().collect::<Vec<_>>().join("、");
+    let more = if names.len() > 3 {
+        format!(" ほか{}名", names.len() - 3)
+    } else {
+        String::new()
+    };
+    format!("{}: {shown}{more}", out.reason.label_ja())
+}
+
+fn entry(actor: &Actor, function: &str, target: String, detail: serde_json::Value) -> AuditEntry {
+    AuditEntry {
+        operator: actor.operator.clone(),
+        terminal: actor.terminal.clone(),
+        function: function.into(),
+        target,
+        detail: detail.to_string(),
+        my_number_shown: false,
+    }
+}
+
+impl Registry {
+    /// Validates `req` against the current registry without committing
+    /// anything: what the change would do, or why it is refused.
+    pub async fn dry_run(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+        actor: &Actor,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let now = self.clock().now().timestamp_micros();
+        let today = self.clock().today();
+        let eras = std::sync::Arc::new(self.eras().clone());
+        let (t, req, actor) = (tenant.clone(), req.clone(), actor.clone());
+        let r: Result<(), DryRun> = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                let ctx = PlanContext { eras: &eras, today };
+                let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;
+                Err(DryRun::Valid(Box::new(out)))
+            })
+            .await;
+        match r {
+            Err(DryRun::Valid(out)) => Ok(*out),
+            Err(DryRun::Failed(e)) => Err(e),
+            Ok(()) => Err(ServiceError::Store(StoreError::Task(
+                "dry run committed".into(),
+            ))),
+        }
+    }
+
+    /// 仮登録: validates the change (nothing is committed to the registry)
+    /// and queues it for review. Logged as `change.provisional`.
+    pub async fn enter_provisional(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+        actor: &Actor,
+    ) -> Result<(i64, ChangeOutcome), ServiceError> {
+        let out = self.dry_run(tenant, req, actor).await?;
+        let now = self.clock().now().timestamp_micros();
+        let p = PendingChange {
+            pending_id: 0,
+            reason: out.reason.code().to_string(),
+            request: serde_json::to_string(req)
+                .map_err(|e| StoreError::Corrupt(format!("request: {e}")))?,
+            summary: summary_of(&out),
+            status: PendingStatus::Pending,
+            entered_by: actor.operator.clone(),
+            entered_terminal: actor.terminal.clone(),
+            entered_at: now,
+            decided_by: None,
+            decided_at: None,
+            comment: None,
+            change_id: None,
+        };
+        let persons: Vec<String> = out
+            .rows
+            .iter()
+            .map(|r| r.record.addressee_number.to_string())
+            .collect();
+        let (t, actor) = (tenant.clone(), actor.clone());
+        let id = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let id = pending::insert(tx, &t, &p)?;
+                audit_in(
+                    tx,
+                    &t,
+                    now,
+                    &entry(
+                        &actor,
+                        "change.provisional",
+                        persons.join(","),
+                        serde_json::json!({ "pending_id": id, "reason": p.reason }),
+                    ),
+                )?;
+                Ok::<_, ServiceError>(id)
+            })
+            .await?;
+        Ok((id, out))
+    }
+
+    pub async fn pending(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+    ) -> Result<PendingChange, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                pending::get(tx, &t, id)?.ok_or(ServiceError::PendingNotFound(id))
+            })
+            .await
+    }
+
+    pub async fn pending_list(
+        &self,
+        tenant: &MunicipalityCode,
+        status: PendingStatus,
+        limit: i64,
+    ) -> Result<Vec<PendingChange>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(pending::list(tx, &t, status, limit)?)
+            })
+            .await
+    }
+
+    /// 本登録: commits a provisional change as entered, in one transaction
+    /// with the decision and its log entry. The approver must not be the
+    /// person who entered it. If the registry changed since and the change
+    /// no longer applies, nothing is written and it stays pending.
+    pub async fn approve(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<ChangeOutcome, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let now = self.clock().now().timestamp_micros();
+        let today = self.clock().today();
+        let eras = std::sync::Arc::new(self.eras().clone());
+        let (t, actor) = (tenant.clone(), actor.clone());
+        self.store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let p = pending::get(tx, &t, id)?.ok_or(ServiceError::PendingNotFound(id))?;
+                if p.status != PendingStatus::Pending {
+                    return Err(ServiceError::PendingDecided(id));
+                }
+                if p.entered_by == actor.operator {
+                    return Err(ServiceError::SelfApproval);
+                }
+                let req: ChangeRequest = serde_json::from_str(&p.request)
+                    .map_err(|e| StoreError::Corrupt(format!("pending request: {e}")))?;
+                let ctx = PlanContext { eras: &eras, today };
+                let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;
+                if !pending::decide(
+                    tx,
+                    &t,
+                    id,
+                    PendingStatus::Approved,
+                    &actor.operator,
+                    now,
+                    None,
+                    Some(out.change_id),
+                )? {
+                    return Err(ServiceError::PendingDecided(id));
+                }
+                audit_in(
+                    tx,
+                    &t,
+                    now,
+                    &entry(
+                        &actor,
+                        "change.approve",
+                        out.rows
+                            .iter()
+                            .map(|r| r.record.addressee_number.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        serde_json::json!({
+                            "pending_id": id, "change_id": out.change_id,
+                            "entered_by": p.entered_by,
+                        }),
+                    ),
+                )?;
+                Ok(out)
+            })
+            .await
+    }
+
+    /// 差戻し (by a supervisor) or 取下げ (by the clerk who entered it).
+    pub async fn close_pending(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        status: PendingStatus,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        if !matches!(status, PendingStatus::Returned | PendingStatus::Withdrawn) {
+            return Err(ServiceError::PendingDecided(id));
+        }
+        self.ensure_tenant(tenant).await?;
+        let comment: String = comment
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\n')
+            .take(500)
+            .collect();
+        let now = self.clock().now().timestamp_micros();
+        let (t, actor) = (tenant.clone(), actor.clone());
+        self.store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let p = pending::get(tx, &t, id)?.ok_or(ServiceError::PendingNotFound(id))?;
+                if status == PendingStatus::Withdrawn && p.entered_by != actor.operator {
+                    return Err(ServiceError::Forbidden);
+                }
+                let c = comment.trim();
+                if !pending::decide(
+                    tx,
+                    &t,
+                    id,
+                    status,
+                    &actor.operator,
+                    now,
+                    (!c.is_empty()).then_some(c),
+                    None,
+                )? {
+                    return Err(ServiceError::PendingDecided(id));
+                }
+                let function = if status == PendingStatus::Returned {
+                    "change.return"
+                } else {
+                    "change.withdraw"
+                };
+                audit_in(
+                    tx,
+                    &t,
+                    now,
+                    &entry(
+                        &actor,
+                        function,
+                        String::new(),
+                        serde_json::json!({ "pending_id": id, "comment": c }),
+                    ),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn pending_count(&self, tenant: &MunicipalityCode) -> Result<i64, ServiceError> {
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(pending::count_pending(tx, &t)?)
+            })
+            .await
+    }
+}

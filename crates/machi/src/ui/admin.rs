@@ -1,0 +1,524 @@
+//! Oversight and administration: the access log for supervisors (j1370),
+//! aggregates for the CIO, staff accounts and API clients for the tenant
+//! administrator, tenants for the platform operator.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDate, Timelike};
+use machi_domain::access::{Permission, Role};
+use machi_domain::ids::MunicipalityCode;
+
+use super::forms::FormData;
+use super::{Chrome, Ctx, UiError, html, when};
+use crate::api::AppState;
+use crate::service::ServiceError;
+use crate::service::clock::jst;
+use crate::store::oversight::{self, AuditFilter};
+
+/// Support-measure alerts for the home page: (person, state, period).
+/// Filled once support measures are wired in; empty for roles that do not
+/// handle them.
+pub async fn support_alerts(_s: &AppState, _ctx: &Ctx) -> Vec<(String, String, String)> {
+    vec![]
+}
+
+/// One access-log entry as the supervisor sees it.
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub operator: String,
+    pub terminal: String,
+    pub function: String,
+    pub target: String,
+    pub detail: String,
+    pub my_number_shown: bool,
+    pub late: bool,
+}
+
+/// Reads by one operator within one hour, above the threshold.
+pub struct MassRow {
+    pub operator: String,
+    pub hour: String,
+    pub reads: usize,
+    pub searches: usize,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    c: Chrome,
+    f: FormData,
+    rows: Vec<AuditRow>,
+    mass: Vec<MassRow>,
+    threshold: usize,
+    late_only: bool,
+    scanned: usize,
+}
+
+/// Late night: 22:00–05:59 Japan time.
+fn is_late(micros: i64) -> bool {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|t| {
+            let h = t.with_timezone(&jst()).hour();
+            !(6..22).contains(&h)
+        })
+        .unwrap_or(false)
+}
+
+fn day_start(s: &str, end: bool) -> Option<i64> {
+    let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
+    let d = if end { d.succ_opt()? } else { d };
+    Some(
+        d.and_hms_opt(0, 0, 0)?
+            .and_local_timezone(jst())
+            .single()?
+            .timestamp_micros(),
+    )
+}
+
+/// The access log: search by operator, function, target and dates;
+/// late-night access; mass reads by one operator within an hour.
+pub async fn audit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let tenant = match ctx.require(Permission::ReadAuditLog) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let f = FormData(q.ok().map(|Query(q)| q).unwrap_or_default());
+    let threshold = f
+        .get("threshold")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100_000);
+    let late_only = f.checked("late");
+    let filter = AuditFilter {
+        operator: f.get("operator").map(str::to_string),
+        function: f.get("function").map(str::to_string),
+        target: f.get("target").map(str::to_string),
+        from: f.get("from").and_then(|d| day_start(d, false)),
+        to: f.get("to").and_then(|d| day_start(d, true)),
+    };
+    let t = tenant.clone();
+    let fl = filter.clone();
+    let entries = match s
+        .registry
+        .store()
+        .read(Some(&tenant), move |tx| {
+            oversight::search_audit(tx, &t, &fl, 20_000)
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return ctx.error(&ServiceError::from(e).into()),
+    };
+    // Mass reads: per operator and hour, over what the filter selected.
+    let mut per_hour: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    for e in &entries {
+        if e.entry.function.starts_with("read.") {
+            let hour = when(e.at).chars().take(13).collect::<String>() + ":00";
+            let c = per_hour
+                .entry((e.entry.operator.clone(), hour))
+                .or_default();
+            c.0 += 1;
+            if e.entry.function == "read.search" {
+                c.1 += 1;
+            }
+        }
+    }
+    let mass = per_hour
+        .into_iter()
+        .filter(|(_, (reads, _))| *reads >= threshold)
+        .map(|((operator, hour), (reads, searches))| MassRow {
+            operator,
+            hour,
+            reads,
+            searches,
+        })
+        .collect();
+    let scanned = entries.len();
+    let rows = entries
+        .iter()
+        .filter(|e| !late_only || is_late(e.at))
+        .take(300)
+        .map(|e| AuditRow {
+            seq: e.seq,
+            at: when(e.at),
+            operator: e.entry.operator.clone(),
+            terminal: e.entry.terminal.clone(),
+            function: e.entry.function.clone(),
+            target: e.entry.target.chars().take(120).collect(),
+            detail: e.entry.detail.chars().take(200).collect(),
+            my_number_shown: e.entry.my_number_shown,
+            late: is_late(e.at),
+        })
+        .collect();
+    // Looking at the log is itself logged.
+    if let Err(e) = s
+        .registry
+        .record_access(
+            &tenant,
+            &ctx.caller.actor(),
+            "audit.view",
+            "",
+            serde_json::json!({
+                "operator": filter.operator, "function": filter.function,
+                "target": filter.target, "late": late_only,
+            }),
+        )
+        .await
+    {
+        return ctx.error(&e.into());
+    }
+    html(&AuditPage {
+        c: Chrome::new(&ctx, "アクセスログ", "Access log"),
+        f,
+        rows,
+        mass,
+        threshold,
+        late_only,
+        scanned,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "stats.html")]
+struct StatsPage {
+    c: Chrome,
+    a: oversight::Aggregates,
+    total: i64,
+}
+
+/// Aggregates for the CIO: counts only, no person can be identified.
+pub async fn stats(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let tenant = match ctx.require(Permission::ReadAggregates) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let since = s.registry.clock().now().timestamp_micros() - 30 * 86_400 * 1_000_000;
+    let t = tenant.clone();
+    let a = match s
+        .registry
+        .store()
+        .read(Some(&tenant), move |tx| {
+            oversight::aggregates(tx, &t, since)
+        })
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return ctx.error(&ServiceError::from(e).into()),
+    };
+    html(&StatsPage {
+        c: Chrome::new(&ctx, "統計（直近30日）", "Statistics (last 30 days)"),
+        total: a.by_status.iter().map(|x| x.1).sum(),
+        a,
+    })
+}
+
+pub struct AccountRow {
+    pub login: String,
+    pub display_name: String,
+    pub role: String,
+    pub disabled: bool,
+}
+
+pub struct ClientRow {
+    pub client_id: String,
+    pub system: String,
+    pub scopes: String,
+}
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage {
+    c: Chrome,
+    accounts: Vec<AccountRow>,
+    clients: Vec<ClientRow>,
+    roles: Vec<(&'static str, String)>,
+    error: Option<String>,
+    secret: Option<(String, String)>,
+}
+
+async fn accounts_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    error: Option<String>,
+    secret: Option<(String, String)>,
+    flash: Option<String>,
+) -> Response {
+    let accounts = match s.registry.accounts(tenant).await {
+        Ok(a) => a,
+        Err(e) => return ctx.error(&e.into()),
+    };
+    let t = tenant.clone();
+    let clients = match s
+        .registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            crate::store::accounts::list_clients(tx, &t)
+        })
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return ctx.error(&ServiceError::from(e).into()),
+    };
+    let en = ctx.lang.en;
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let page = AccountsPage {
+        c: Chrome::new(
+            ctx,
+            "職員アカウントと連携先システム",
+            "Staff accounts and API clients",
+        )
+        .with_flash(flash),
+        accounts: accounts
+            .iter()
+            .map(|a| AccountRow {
+                login: a.login.clone(),
+                display_name: a.display_name.clone(),
+                role: a
+                    .role
+                    .parse::<Role>()
+                    .map(|r| if en { r.label_en() } else { r.label_ja() }.to_string())
+                    .unwrap_or_else(|_| a.role.clone()),
+                disabled: a.disabled,
+            })
+            .collect(),
+        clients: clients
+            .iter()
+            .map(|c| ClientRow {
+                client_id: c.client_id.clone(),
+                system: c.system.clone(),
+                scopes: c.scopes.clone(),
+            })
+            .collect(),
+        roles: Role::ALL
+            .into_iter()
+            .filter(|r| r.is_tenant_role())
+            .map(|r| {
+                (
+                    r.as_str(),
+                    if en { r.label_en() } else { r.label_ja() }.to_string(),
+                )
+            })
+            .collect(),
+        error,
+        secret,
+    };
+    (status, html(&page)).into_response()
+}
+
+pub async fn accounts(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let tenant = match ctx.require(Permission::ManageAccounts) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    accounts_page(&s, &ctx, &tenant, None, None, None).await
+}
+
+pub async fn create_account(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = FormData(form);
+    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
+        return r;
+    }
+    let tenant = match ctx.require(Permission::ManageAccounts) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let role = match f.text("role").parse::<Role>() {
+        Ok(r) if r.is_tenant_role() => r,
+        _ => return ctx.error(&UiError::forbidden()),
+    };
+    match s
+        .registry
+        .create_account(
+            Some(&tenant),
+            &f.text("login"),
+            &f.text("display_name"),
+            role,
+            f.v("password"),
+            &ctx.caller.actor(),
+        )
+        .await
+    {
+        Ok(()) => {
+            let done = ctx
+                .lang
+                .t("アカウントを作成しました。", "Account created.")
+                .to_string();
+            accounts_page(&s, &ctx, &tenant, None, None, Some(done)).await
+        }
+        Err(e) => {
+            let e = UiError::from(e);
+            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
+            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
+        }
+    }
+}
+
+pub async fn create_client(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = FormData(form);
+    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
+        return r;
+    }
+    let tenant = match ctx.require(Permission::ManageAccounts) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match s
+        .registry
+        .create_client(
+            &tenant,
+            &f.text("system"),
+            &f.text("scopes"),
+            &ctx.caller.actor(),
+        )
+        .await
+    {
+        Ok(pair) => accounts_page(&s, &ctx, &tenant, None, Some(pair), None).await,
+        Err(e) => {
+            let e = UiError::from(e);
+            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
+            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tenants.html")]
+struct TenantsPage {
+    c: Chrome,
+    tenants: Vec<crate::store::tenants::Tenant>,
+    error: Option<String>,
+}
+
+pub async fn tenants(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    tenants_page(&s, &ctx, None, None).await
+}
+
+async fn tenants_page(
+    s: &AppState,
+    ctx: &Ctx,
+    error: Option<String>,
+    flash: Option<String>,
+) -> Response {
+    if !ctx.can(Permission::ManageTenants) {
+        return ctx.error(&UiError::forbidden());
+    }
+    let tenants = match s.registry.tenants().await {
+        Ok(t) => t,
+        Err(e) => return ctx.error(&e.into()),
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        html(&TenantsPage {
+            c: Chrome::new(ctx, "団体（テナント）", "Tenants").with_flash(flash),
+            tenants,
+            error,
+        }),
+    )
+        .into_response()
+}
+
+/// Adds a tenant with its first tenant administrator.
+pub async fn create_tenant(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = FormData(form);
+    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
+        return r;
+    }
+    if !ctx.can(Permission::ManageTenants) {
+        return ctx.error(&UiError::forbidden());
+    }
+    let fail = |e: UiError| ctx.lang.t(&e.ja, &e.en).to_string();
+    let code: MunicipalityCode = match f.text("municipality_code").parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let e: &dyn machi_domain::error::Localized = &e;
+            return tenants_page(&s, &ctx, Some(fail(e.into())), None).await;
+        }
+    };
+    if let Err(e) = s
+        .registry
+        .create_tenant(code.clone(), &f.text("name"), &f.text("prefecture"))
+        .await
+    {
+        return tenants_page(&s, &ctx, Some(fail(e.into())), None).await;
+    }
+    if f.get("admin_login").is_some()
+        && let Err(e) = s
+            .registry
+            .create_account(
+                Some(&code),
+                &f.text("admin_login"),
+                &f.text("admin_name"),
+                Role::TenantAdmin,
+                f.v("admin_password"),
+                &ctx.caller.actor(),
+            )
+            .await
+    {
+        return tenants_page(&s, &ctx, Some(fail(e.into())), None).await;
+    }
+    let done = ctx
+        .lang
+        .t("団体を登録しました。", "Tenant created.")
+        .to_string();
+    tenants_page(&s, &ctx, None, Some(done)).await
+}

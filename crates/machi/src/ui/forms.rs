@@ -1,0 +1,536 @@
+//! The change forms: one per command of the registry, as flat HTML form
+//! fields, and their translation into a [`ChangeRequest`]. Pure: no I/O.
+//! The registry's planner validates the values themselves (dates, ids,
+//! names) and names the field at fault; this module checks the form's shape.
+
+use machi_domain::change::{
+    AddressInput, ChangeCommand, ChangeMeta, ChangeRequest, ForeignInput, HouseholdTarget,
+    MemberRelationship, MoveWithinHousehold, NewPerson, RecordPatch,
+};
+use machi_domain::model::{ResidentKind, Sex};
+
+/// Every change a clerk can enter: form type, label (ja), label (en).
+pub const KINDS: [(&str, &str, &str); 16] = [
+    ("move_in", "国内転入", "Move in (from another municipality)"),
+    ("move_in_from_abroad", "国外転入", "Move in from abroad"),
+    ("birth", "出生", "Birth"),
+    ("ex_officio_entry", "職権記載", "Ex-officio entry"),
+    ("move_within", "転居", "Move within the municipality"),
+    ("move_out", "国内転出", "Move out (to another municipality)"),
+    ("move_out_abroad", "国外転出", "Move out abroad"),
+    ("death", "死亡", "Death"),
+    ("household_split", "世帯分離", "Household split"),
+    ("household_merge", "世帯合併", "Household merge"),
+    ("household_transfer", "世帯変更", "Household transfer"),
+    ("head_change", "世帯主変更", "Change of head of household"),
+    ("ex_officio_correction", "職権修正", "Ex-officio correction"),
+    ("clerical_correction", "誤記修正", "Clerical correction"),
+    ("ex_officio_removal", "職権消除", "Ex-officio removal"),
+    ("cancel", "異動の取消し", "Cancel a change"),
+];
+
+/// How many new persons one form can carry.
+pub const PERSON_SLOTS: usize = 4;
+
+/// The fields of a submitted form, in order.
+#[derive(Debug, Clone, Default)]
+pub struct FormData(pub Vec<(String, String)>);
+
+impl FormData {
+    /// A field's value, trimmed; None if absent or empty.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+    pub fn text(&self, k: &str) -> String {
+        self.get(k).unwrap_or("").to_string()
+    }
+    pub fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+    pub fn checked(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+    /// A field's value for re-showing in a form ("" if absent).
+    pub fn v(&self, k: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or("", |(_, v)| v.as_str())
+    }
+    /// The value of person slot `i`'s field `n` (`p{i}_{n}`).
+    pub fn p<I: std::fmt::Display>(&self, i: I, n: &str) -> String {
+        self.v(&format!("p{i}_{n}")).to_string()
+    }
+    /// Whether select option `value` of field `k` is chosen.
+    pub fn is(&self, k: &str, value: &str) -> bool {
+        self.v(k) == value
+    }
+    pub fn p_is<I: std::fmt::Display>(&self, i: I, n: &str, value: &str) -> bool {
+        self.v(&format!("p{i}_{n}")) == value
+    }
+}
+
+/// A form that does not have the shape of its change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormError {
+    pub field: String,
+    pub ja: String,
+    pub en: String,
+}
+
+fn missing(field: &str, ja: &str, en: &str) -> FormError {
+    FormError {
+        field: field.into(),
+        ja: format!("{ja}を入力してください。"),
+        en: format!("enter the {en}"),
+    }
+}
+
+fn need<'a>(f: &'a FormData, field: &str, ja: &str, en: &str) -> Result<&'a str, FormError> {
+    f.get(field).ok_or_else(|| missing(field, ja, en))
+}
+
+fn opt(f: &FormData, k: &str) -> Option<String> {
+    f.get(k).map(str::to_string)
+}
+
+/// Addressee numbers separated by spaces, commas or new lines.
+fn persons(f: &FormData, field: &str) -> Result<Vec<String>, FormError> {
+    let list: Vec<String> = f
+        .text(field)
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '、')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if list.is_empty() {
+        return Err(missing(
+            field,
+            "対象者の宛名番号",
+            "addressee numbers of the persons",
+        ));
+    }
+    Ok(list)
+}
+
+/// Lines of `宛名番号 続柄`, e.g. `000000019 世帯主`.
+fn relationships(f: &FormData, field: &str) -> Result<Vec<MemberRelationship>, FormError> {
+    let mut out = vec![];
+    for (i, line) in f.text(field).lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.splitn(2, |c: char| c.is_whitespace() || c == ',' || c == ':');
+        let (Some(a), Some(rel)) = (parts.next(), parts.next().map(str::trim)) else {
+            return Err(FormError {
+                field: field.into(),
+                ja: format!("{}行目: 「宛名番号 続柄」の形で入力してください。", i + 1),
+                en: format!("line {}: write \"addressee_number relationship\"", i + 1),
+            });
+        };
+        if rel.is_empty() {
+            return Err(FormError {
+                field: field.into(),
+                ja: format!("{}行目: 続柄がありません。", i + 1),
+                en: format!("line {}: the relationship is missing", i + 1),
+            });
+        }
+        out.push(MemberRelationship {
+            addressee_number: a.to_string(),
+            relationship: rel.to_string(),
+        });
+    }
+    if out.is_empty() {
+        return Err(missing(
+            field,
+            "宛名番号と続柄",
+            "addressee numbers with relationships",
+        ));
+    }
+    Ok(out)
+}
+
+fn address(f: &FormData, prefix: &str) -> Result<AddressInput, FormError> {
+    Ok(AddressInput {
+        address: need(f, &format!("{prefix}address"), "住所", "address")?.to_string(),
+        annex: opt(f, &format!("{prefix}annex")),
+        postal_code: opt(f, &format!("{prefix}postal_code")),
+    })
+}
+
+fn household_target(f: &FormData) -> Result<HouseholdTarget, FormError> {
+    match f.get("household_mode") {
+        Some("join") => Ok(HouseholdTarget::Join {
+            household_number: need(
+                f,
+                "join_household",
+                "加わる世帯の世帯番号",
+                "household number to join",
+            )?
+            .to_string(),
+        }),
+        _ => Ok(HouseholdTarget::New {
+            address: address(f, "")?,
+        }),
+    }
+}
+
+fn new_person(f: &FormData, i: usize) -> Result<Option<NewPerson>, FormError> {
+    let k = |n: &str| format!("p{i}_{n}");
+    let Some(name) = f.get(&k("name")) else {
+        return Ok(None);
+    };
+    let sex = match f.get(&k("sex")) {
+        Some("male") => Sex::Male,
+        Some("female") => Sex::Female,
+        _ => return Err(missing(&k("sex"), "性別", "sex")),
+    };
+    let kind = if f.get(&k("kind")) == Some("foreign") {
+        ResidentKind::Foreign
+    } else {
+        ResidentKind::Japanese
+    };
+    let foreign = if kind == ResidentKind::Foreign {
+        Some(ForeignInput {
+            alphabet_name: need(
+                f,
+                &k("alphabet_name"),
+                "アルファベット氏名",
+                "name in the alphabet",
+            )?
+            .to_string(),
+            alias: None,
+            alias_kana: None,
+            nationality: need(f, &k("nationality"), "国籍・地域", "nationality")?.to_string(),
+            residence_status: need(f, &k("residence_status"), "在留資格", "status of residence")?
+                .to_string(),
+            period_of_stay: opt(f, &k("period_of_stay")),
+            stay_expires_on: opt(f, &k("stay_expires_on")),
+            card_number: opt(f, &k("card_number")),
+        })
+    } else {
+        None
+    };
+    Ok(Some(NewPerson {
+        name: name.to_string(),
+        name_kana: opt(f, &k("name_kana")),
+        birth_date: need(f, &k("birth_date"), "生年月日", "date of birth")?.to_string(),
+        sex,
+        relationship: need(f, &k("relationship"), "続柄", "relationship")?.to_string(),
+        kind,
+        domicile: opt(f, &k("domicile")),
+        domicile_head: opt(f, &k("domicile_head")),
+        my_number: opt(f, &k("my_number")),
+        resident_code: opt(f, &k("resident_code")),
+        resident_since: None,
+        foreign,
+    }))
+}
+
+fn new_persons(f: &FormData) -> Result<Vec<NewPerson>, FormError> {
+    let mut out = vec![];
+    for i in 0..PERSON_SLOTS {
+        if let Some(p) = new_person(f, i)? {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        return Err(missing("p0_name", "異動者の氏名", "name of the person"));
+    }
+    Ok(out)
+}
+
+fn patch(f: &FormData) -> Result<RecordPatch, FormError> {
+    let sex = match f.get("patch_sex") {
+        None => None,
+        Some("male") => Some(Sex::Male),
+        Some("female") => Some(Sex::Female),
+        Some(_) => return Err(missing("patch_sex", "性別", "sex")),
+    };
+    let p = RecordPatch {
+        name: opt(f, "patch_name"),
+        name_kana: opt(f, "patch_name_kana"),
+        birth_date: opt(f, "patch_birth_date"),
+        sex,
+        relationship: opt(f, "patch_relationship"),
+        domicile: opt(f, "patch_domicile"),
+        domicile_head: opt(f, "patch_domicile_head"),
+        address_annex: opt(f, "patch_address_annex"),
+        postal_code: opt(f, "patch_postal_code"),
+        my_number: opt(f, "patch_my_number"),
+        resident_code: opt(f, "patch_resident_code"),
+        address_since: opt(f, "patch_address_since"),
+        resident_since: opt(f, "patch_resident_since"),
+    };
+    if p == RecordPatch::default() {
+        return Err(FormError {
+            field: "patch_name".into(),
+            ja: "修正する項目を1つ以上入力してください。".into(),
+            en: "enter at least one item to correct".into(),
+        });
+    }
+    Ok(p)
+}
+
+/// The change a submitted form describes, or what is wrong with its shape.
+pub fn parse(kind: &str, f: &FormData) -> Result<ChangeRequest, FormError> {
+    let person = || need(f, "person", "対象者の宛名番号", "addressee number").map(str::to_string);
+    let command = match kind {
+        "move_in" | "move_in_from_abroad" => {
+            let persons = new_persons(f)?;
+            let household = household_target(f)?;
+            let previous_address =
+                need(f, "previous_address", "転入前住所", "previous address")?.to_string();
+            if kind == "move_in" {
+                ChangeCommand::MoveIn {
+                    persons,
+                    household,
+                    previous_address,
+                }
+            } else {
+                ChangeCommand::MoveInFromAbroad {
+                    persons,
+                    household,
+                    previous_address,
+                }
+            }
+        }
+        "birth" => ChangeCommand::Birth {
+            person: new_person(f, 0)?
+                .ok_or_else(|| missing("p0_name", "子の氏名", "child's name"))?,
+            household_number: need(f, "household_number", "世帯番号", "household number")?
+                .to_string(),
+        },
+        "ex_officio_entry" => ChangeCommand::ExOfficioEntry {
+            person: new_person(f, 0)?
+                .ok_or_else(|| missing("p0_name", "記載する者の氏名", "name of the person"))?,
+            household: household_target(f)?,
+        },
+        "move_within" => {
+            let household = match f.get("household_mode") {
+                Some("new") => Some(MoveWithinHousehold::New {
+                    relationships: relationships(f, "relationships")?,
+                }),
+                Some("join") => Some(MoveWithinHousehold::Join {
+                    household_number: need(
+                        f,
+                        "join_household",
+                        "加わる世帯の世帯番号",
+                        "household number to join",
+                    )?
+                    .to_string(),
+                    relationships: relationships(f, "relationships")?,
+                }),
+                _ => None,
+            };
+            ChangeCommand::MoveWithin {
+                persons: persons(f, "persons")?,
+                address: address(f, "")?,
+                household,
+            }
+        }
+        "move_out" => ChangeCommand::MoveOut {
+            persons: persons(f, "persons")?,
+            destination: address(f, "")?,
+        },
+        "move_out_abroad" => ChangeCommand::MoveOutAbroad {
+            persons: persons(f, "persons")?,
+            destination: address(f, "")?,
+        },
+        "death" => ChangeCommand::Death { person: person()? },
+        "household_split" => ChangeCommand::HouseholdSplit {
+            relationships: relationships(f, "relationships")?,
+        },
+        "household_merge" => ChangeCommand::HouseholdMerge {
+            from_household: need(
+                f,
+                "from_household",
+                "合併する世帯の世帯番号",
+                "household that merges",
+            )?
+            .to_string(),
+            into_household: need(
+                f,
+                "into_household",
+                "合併先の世帯番号",
+                "household merged into",
+            )?
+            .to_string(),
+            relationships: relationships(f, "relationships")?,
+        },
+        "household_transfer" => ChangeCommand::HouseholdTransfer {
+            into_household: need(
+                f,
+                "into_household",
+                "移る先の世帯番号",
+                "household moved into",
+            )?
+            .to_string(),
+            relationships: relationships(f, "relationships")?,
+        },
+        "head_change" => ChangeCommand::HeadChange {
+            household_number: need(f, "household_number", "世帯番号", "household number")?
+                .to_string(),
+            new_head: need(
+                f,
+                "new_head",
+                "新しい世帯主の宛名番号",
+                "new head's addressee number",
+            )?
+            .to_string(),
+            relationships: if f.get("relationships").is_some() {
+                relationships(f, "relationships")?
+            } else {
+                vec![]
+            },
+        },
+        "ex_officio_correction" => ChangeCommand::ExOfficioCorrection {
+            person: person()?,
+            patch: patch(f)?,
+        },
+        "clerical_correction" => ChangeCommand::ClericalCorrection {
+            person: person()?,
+            patch: patch(f)?,
+        },
+        "ex_officio_removal" => ChangeCommand::ExOfficioRemoval { person: person()? },
+        "cancel" => ChangeCommand::Cancel {
+            change_id: need(
+                f,
+                "change_id",
+                "取り消す異動の番号",
+                "id of the change to cancel",
+            )?
+            .parse()
+            .map_err(|_| FormError {
+                field: "change_id".into(),
+                ja: "異動番号は数字で入力してください。".into(),
+                en: "the change id is a number".into(),
+            })?,
+        },
+        other => {
+            return Err(FormError {
+                field: "type".into(),
+                ja: format!("異動の種類「{other}」はありません。"),
+                en: format!("no change type {other:?}"),
+            });
+        }
+    };
+    Ok(ChangeRequest {
+        meta: ChangeMeta {
+            effective_date: need(f, "effective_date", "異動日", "effective date")?.to_string(),
+            filed_on: opt(f, "filed_on"),
+            input_place: f.text("input_place"),
+            input_terminal: f.text("input_terminal"),
+            allow_headless_household: f.checked("allow_headless_household"),
+        },
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> FormData {
+        FormData(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_move_in_form_becomes_a_move_in() {
+        let f = form(&[
+            ("effective_date", "令和6年4月1日"),
+            ("p0_name", "架空　一郎"),
+            ("p0_name_kana", "カクウ　イチロウ"),
+            ("p0_birth_date", "昭和60年1月1日"),
+            ("p0_sex", "male"),
+            ("p0_relationship", "世帯主"),
+            ("p1_name", "架空　花子"),
+            ("p1_birth_date", "1990-02-03"),
+            ("p1_sex", "female"),
+            ("p1_relationship", "妻"),
+            ("p2_name", ""),
+            ("household_mode", "new"),
+            ("address", "東京都府中市宮西町一丁目1番地"),
+            ("previous_address", "東京都調布市小島町一丁目1番地"),
+        ]);
+        let r = parse("move_in", &f).unwrap();
+        let ChangeCommand::MoveIn {
+            persons, household, ..
+        } = r.command
+        else {
+            panic!("not a move in");
+        };
+        assert_eq!(persons.len(), 2);
+        assert_eq!(persons[1].sex, Sex::Female);
+        assert!(matches!(household, HouseholdTarget::New { .. }));
+        assert_eq!(r.meta.effective_date, "令和6年4月1日");
+    }
+
+    #[test]
+    fn every_kind_parses_from_a_filled_form() {
+        let f = form(&[
+            ("effective_date", "2024-04-01"),
+            ("p0_name", "架空　次郎"),
+            ("p0_birth_date", "2024-03-01"),
+            ("p0_sex", "male"),
+            ("p0_relationship", "子"),
+            ("household_number", "000000019"),
+            ("household_mode", "new"),
+            ("address", "東京都府中市宮西町一丁目1番地"),
+            ("previous_address", "大韓民国"),
+            ("persons", "000000019 000000027"),
+            ("person", "000000019"),
+            ("relationships", "000000019 世帯主\n000000027 妻"),
+            ("from_household", "000000027"),
+            ("into_household", "000000019"),
+            ("new_head", "000000027"),
+            ("patch_name", "架空　次朗"),
+            ("change_id", "3"),
+        ]);
+        for (kind, _, _) in KINDS {
+            assert!(parse(kind, &f).is_ok(), "{kind}: {:?}", parse(kind, &f));
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let e = parse("death", &form(&[("effective_date", "2024-04-01")])).unwrap_err();
+        assert_eq!(e.field, "person");
+        let e = parse("move_in", &form(&[("effective_date", "2024-04-01")])).unwrap_err();
+        assert_eq!(e.field, "p0_name");
+        let e = parse(
+            "household_split",
+            &form(&[("effective_date", "x"), ("relationships", "000000019")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "relationships");
+        let e = parse(
+            "cancel",
+            &form(&[("effective_date", "x"), ("change_id", "x")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "change_id");
+        let e = parse("teleport", &form(&[])).unwrap_err();
+        assert_eq!(e.field, "type");
+        let e = parse(
+            "clerical_correction",
+            &form(&[("effective_date", "x"), ("person", "000000019")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "patch_name");
+    }
+}

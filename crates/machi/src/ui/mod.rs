@@ -1,0 +1,401 @@
+//! The staff UI: server-rendered HTML (askama), Japanese with an English
+//! switch, usable by keyboard alone (j390, j400): every action is a link or
+//! a form button, access keys on the main menu, visible focus, no script
+//! needed.
+//!
+//! A session cookie (HttpOnly, SameSite=Strict) identifies the staff member;
+//! every form carries the session's CSRF token. The tenant always comes from
+//! the session, never from the URL.
+
+mod admin;
+mod changes;
+pub mod forms;
+mod pages;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::MethodRouter;
+use machi_domain::access::{Permission, Role};
+use machi_domain::error::Localized;
+use machi_domain::ids::MunicipalityCode;
+
+use crate::api::AppState;
+use crate::api::auth::{SESSION_COOKIE, constant_time_eq, cookie};
+use crate::service::{Caller, ServiceError};
+
+/// The language cookie's name.
+pub const LANG_COOKIE: &str = "machi_lang";
+
+/// The page language: Japanese unless English was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lang {
+    pub en: bool,
+}
+
+impl Lang {
+    pub fn of(headers: &HeaderMap) -> Lang {
+        Lang {
+            en: cookie(headers, LANG_COOKIE).as_deref() == Some("en"),
+        }
+    }
+    /// The text in the page's language.
+    pub fn t<'a>(&self, ja: &'a str, en: &'a str) -> &'a str {
+        if self.en { en } else { ja }
+    }
+    pub fn code(&self) -> &'static str {
+        if self.en { "en" } else { "ja" }
+    }
+}
+
+/// One UI route: its path, the methods it answers, its handlers. The
+/// router is built from this list, and the isolation test walks it.
+pub struct UiRoute {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+    pub public: bool,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route(
+    path: &'static str,
+    methods: &'static [&'static str],
+    handler: MethodRouter<AppState>,
+) -> UiRoute {
+    UiRoute {
+        path,
+        methods,
+        public: false,
+        handler,
+    }
+}
+
+fn public(
+    path: &'static str,
+    methods: &'static [&'static str],
+    handler: MethodRouter<AppState>,
+) -> UiRoute {
+    UiRoute {
+        path,
+        methods,
+        public: true,
+        handler,
+    }
+}
+
+/// Every UI route.
+pub fn routes() -> Vec<UiRoute> {
+    use axum::routing::{get, post};
+    vec![
+        public("/", &["GET"], get(pages::root)),
+        public(
+            "/login",
+            &["GET", "POST"],
+            get(pages::login_form).post(pages::login),
+        ),
+        public("/lang", &["GET"], get(pages::set_lang)),
+        public("/static/machi.css", &["GET"], get(pages::css)),
+        route("/logout", &["POST"], post(pages::logout)),
+        route("/ui", &["GET"], get(pages::home)),
+        route("/ui/search", &["GET"], get(pages::search)),
+        route(
+            "/ui/residents/{addressee_number}",
+            &["GET"],
+            get(pages::resident),
+        ),
+        route(
+            "/ui/residents/{addressee_number}/my-number",
+            &["POST"],
+            post(pages::reveal_my_number),
+        ),
+        route(
+            "/ui/households/{household_number}",
+            &["GET"],
+            get(pages::household),
+        ),
+        route("/ui/changes/{change_id}", &["GET"], get(pages::change)),
+        route(
+            "/ui/entry",
+            &["GET", "POST"],
+            get(changes::entry_form).post(changes::enter),
+        ),
+        route("/ui/approvals", &["GET"], get(changes::approvals)),
+        route("/ui/approvals/bulk", &["POST"], post(changes::approve_bulk)),
+        route(
+            "/ui/approvals/{pending_id}",
+            &["GET"],
+            get(changes::pending_page),
+        ),
+        route(
+            "/ui/approvals/{pending_id}/decide",
+            &["POST"],
+            post(changes::decide),
+        ),
+        route("/ui/audit", &["GET"], get(admin::audit)),
+        route("/ui/stats", &["GET"], get(admin::stats)),
+        route(
+            "/ui/admin/accounts",
+            &["GET", "POST"],
+            get(admin::accounts).post(admin::create_account),
+        ),
+        route("/ui/admin/clients", &["POST"], post(admin::create_client)),
+        route(
+            "/ui/platform/tenants",
+            &["GET", "POST"],
+            get(admin::tenants).post(admin::create_tenant),
+        ),
+    ]
+}
+
+/// The UI router.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, u| r.route(u.path, u.handler))
+        .with_state(state)
+}
+
+/// The signed-in staff member of a request, with the page language.
+pub struct Ctx {
+    pub caller: Caller,
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    pub tenant: Option<MunicipalityCode>,
+    pub tenant_name: String,
+    pub csrf: String,
+    pub lang: Lang,
+    pub session_token: String,
+}
+
+impl Ctx {
+    /// The signed-in staff member, or a redirect to the login page.
+    pub async fn load(s: &AppState, headers: &HeaderMap) -> Result<Ctx, Response> {
+        let lang = Lang::of(headers);
+        let Some(token) = cookie(headers, SESSION_COOKIE) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let caller = match s.registry.session_caller(&token).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(Redirect::to("/login").into_response()),
+            Err(e) => return Err(error_page(lang, &e.into())),
+        };
+        let Caller::Staff {
+            tenant,
+            login,
+            display_name,
+            role,
+            csrf,
+            ..
+        } = &caller
+        else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let tenant_name = match tenant {
+            Some(t) => s
+                .registry
+                .tenant(t)
+                .await
+                .map(|t| t.name)
+                .unwrap_or_default(),
+            None => lang.t("基盤運用", "Platform").to_string(),
+        };
+        Ok(Ctx {
+            login: login.clone(),
+            display_name: display_name.clone(),
+            role: *role,
+            tenant: tenant.clone(),
+            tenant_name,
+            csrf: csrf.clone(),
+            lang,
+            session_token: token,
+            caller,
+        })
+    }
+
+    /// The caller's tenant, if the caller may do `p` there.
+    pub fn require(&self, p: Permission) -> Result<MunicipalityCode, Response> {
+        match &self.tenant {
+            Some(t) if self.role.allows(p) => Ok(t.clone()),
+            _ => Err(self.error(&UiError::forbidden())),
+        }
+    }
+
+    /// Checks the CSRF token a form sent.
+    pub fn check_csrf(&self, sent: &str) -> Result<(), Response> {
+        if constant_time_eq(sent.as_bytes(), self.csrf.as_bytes()) {
+            Ok(())
+        } else {
+            Err(self.error(&UiError {
+                status: StatusCode::FORBIDDEN,
+                ja: "フォームの有効期限が切れたか、不正な送信です。画面を開き直してください。"
+                    .into(),
+                en: "the form expired or was not sent from this site; open the page again".into(),
+            }))
+        }
+    }
+
+    pub fn error(&self, e: &UiError) -> Response {
+        error_page(self.lang, e)
+    }
+
+    pub fn role_label(&self) -> &'static str {
+        if self.lang.en {
+            self.role.label_en()
+        } else {
+            self.role.label_ja()
+        }
+    }
+
+    pub fn can(&self, p: Permission) -> bool {
+        self.role.allows(p)
+    }
+}
+
+/// An error as a person reads it.
+#[derive(Debug, Clone)]
+pub struct UiError {
+    pub status: StatusCode,
+    pub ja: String,
+    pub en: String,
+}
+
+impl UiError {
+    pub fn forbidden() -> Self {
+        UiError {
+            status: StatusCode::FORBIDDEN,
+            ja: "この画面を使う権限がありません。".into(),
+            en: "your role does not allow this page".into(),
+        }
+    }
+}
+
+impl From<ServiceError> for UiError {
+    fn from(e: ServiceError) -> Self {
+        let api = crate::api::error::ApiError::from(e);
+        UiError {
+            status: api.status,
+            ja: api.body.message_ja,
+            en: api.body.message_en,
+        }
+    }
+}
+
+impl From<&dyn Localized> for UiError {
+    fn from(e: &dyn Localized) -> Self {
+        UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: e.message_ja(),
+            en: e.message_en(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    l: Lang,
+    status: u16,
+    message: &'a str,
+}
+
+pub fn error_page(lang: Lang, e: &UiError) -> Response {
+    let page = ErrorPage {
+        l: lang,
+        status: e.status.as_u16(),
+        message: if lang.en { &e.en } else { &e.ja },
+    };
+    (e.status, html(&page)).into_response()
+}
+
+/// Renders a template as an HTML response (no caching: pages hold personal data).
+pub fn html<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(body) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::HeaderName::from_static("x-frame-options"),
+                    HeaderValue::from_static("DENY"),
+                ),
+                (
+                    header::HeaderName::from_static("content-security-policy"),
+                    HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// 和暦 date and time (JST) of a timestamp in microseconds.
+pub fn when(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|t| {
+            t.with_timezone(&crate::service::clock::jst())
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// What every signed-in page shows around its content.
+pub struct Chrome {
+    pub l: Lang,
+    pub title: String,
+    pub display_name: String,
+    pub login: String,
+    pub role_label: String,
+    pub tenant_name: String,
+    pub csrf: String,
+    pub personal: bool,
+    pub enter: bool,
+    pub approve: bool,
+    pub support: bool,
+    pub audit: bool,
+    pub aggregates: bool,
+    pub accounts: bool,
+    pub platform: bool,
+    /// A message after a redirect (e.g. "saved").
+    pub flash: Option<String>,
+}
+
+impl Chrome {
+    pub fn new(ctx: &Ctx, title_ja: &str, title_en: &str) -> Chrome {
+        Chrome {
+            l: ctx.lang,
+            title: ctx.lang.t(title_ja, title_en).to_string(),
+            display_name: ctx.display_name.clone(),
+            login: ctx.login.clone(),
+            role_label: ctx.role_label().to_string(),
+            tenant_name: ctx.tenant_name.clone(),
+            csrf: ctx.csrf.clone(),
+            personal: ctx.can(Permission::ReadPersonal),
+            enter: ctx.can(Permission::EnterChange),
+            approve: ctx.can(Permission::ApproveChange),
+            support: ctx.can(Permission::ManageSupportMeasures),
+            audit: ctx.can(Permission::ReadAuditLog),
+            aggregates: ctx.can(Permission::ReadAggregates),
+            accounts: ctx.can(Permission::ManageAccounts),
+            platform: ctx.can(Permission::ManageTenants),
+            flash: None,
+        }
+    }
+
+    pub fn with_flash(mut self, flash: Option<String>) -> Chrome {
+        self.flash = flash
+            .filter(|f| !f.is_empty())
+            .map(|f| f.chars().take(200).collect());
+        self
+    }
+}
