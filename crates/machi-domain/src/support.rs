@@ -490,11 +490,16 @@ impl SupportAlert {
     pub fn message_ja(&self) -> String {
         match self {
             Self::None => String::new(),
-            Self::EndingSoon { end_date, days_left } => format!(
+            Self::EndingSoon {
+                end_date,
+                days_left,
+            } => format!(
                 "支援措置の期間が1か月以内に終了します（終了年月日 {end_date}、残り{days_left}日）。"
             ),
             Self::PeriodEnded { end_date } => {
-                format!("支援措置の期間が終了しています（終了年月日 {end_date}）。延長または終了の処理をしてください。")
+                format!(
+                    "支援措置の期間が終了しています（終了年月日 {end_date}）。延長または終了の処理をしてください。"
+                )
             }
         }
     }
@@ -503,12 +508,15 @@ impl SupportAlert {
     pub fn message_en(&self) -> String {
         match self {
             Self::None => String::new(),
-            Self::EndingSoon { end_date, days_left } => format!(
+            Self::EndingSoon {
+                end_date,
+                days_left,
+            } => format!(
                 "the support period ends within one month (on {end_date}, {days_left} days left)"
             ),
-            Self::PeriodEnded { end_date } => format!(
-                "the support period ended on {end_date}; extend or end the measure"
-            ),
+            Self::PeriodEnded { end_date } => {
+                format!("the support period ended on {end_date}; extend or end the measure")
+            }
         }
     }
 }
@@ -543,7 +551,9 @@ pub enum SupportError {
     },
     #[error("the filing date {0} is after today")]
     FiledInFuture(NaiveDate),
-    #[error("the provisional measure cannot start on {start}: it runs from the filing date {filed_on} to today")]
+    #[error(
+        "the provisional measure cannot start on {start}: it runs from the filing date {filed_on} to today"
+    )]
     ProvisionalStartOutOfRange {
         start: NaiveDate,
         filed_on: NaiveDate,
@@ -575,7 +585,9 @@ pub enum SupportError {
     #[error("the measure is {0} and can no longer change")]
     Closed(MeasureStatus),
     /// j440: extension only from one month before the end date.
-    #[error("the measure can be extended from {opens_on} (one month before its end date {end_date})")]
+    #[error(
+        "the measure can be extended from {opens_on} (one month before its end date {end_date})"
+    )]
     ExtensionTooEarly {
         opens_on: NaiveDate,
         end_date: NaiveDate,
@@ -652,12 +664,12 @@ impl Localized for SupportError {
             Self::ProvisionalStartOutOfRange { start, filed_on } => format!(
                 "仮支援措置の開始年月日 {start} は申出日 {filed_on} から処理日までの日にしてください。"
             ),
-            Self::StartBeforeFiling { start, filed_on } => format!(
-                "支援措置の開始年月日 {start} が申出日 {filed_on} より前です。"
-            ),
-            Self::EndBeforeStart { start, end } => format!(
-                "支援措置の終了年月日 {end} が開始年月日 {start} より前です。"
-            ),
+            Self::StartBeforeFiling { start, filed_on } => {
+                format!("支援措置の開始年月日 {start} が申出日 {filed_on} より前です。")
+            }
+            Self::EndBeforeStart { start, end } => {
+                format!("支援措置の終了年月日 {end} が開始年月日 {start} より前です。")
+            }
             Self::ExtensionNotLater { previous_end, end } => format!(
                 "延長後の終了年月日 {end} が延長前の終了年月日 {previous_end} より後ではありません。"
             ),
@@ -671,16 +683,13 @@ impl Localized for SupportError {
             Self::NotProvisional => {
                 "この支援措置は本登録済みです。取消しではなく終了の処理をしてください。".into()
             }
-            Self::Closed(s) => format!(
-                "この支援措置は{}のため、変更できません。",
-                s.label_ja()
-            ),
+            Self::Closed(s) => format!("この支援措置は{}のため、変更できません。", s.label_ja()),
             Self::ExtensionTooEarly { opens_on, end_date } => format!(
                 "延長は期間終了日（{end_date}）の1か月前（{opens_on}）から行えます（j440）。"
             ),
-            Self::PeriodNotOver { end_date } => format!(
-                "支援措置の期間（{end_date} まで）はまだ経過していません。"
-            ),
+            Self::PeriodNotOver { end_date } => {
+                format!("支援措置の期間（{end_date} まで）はまだ経過していません。")
+            }
             Self::NotProtected(a) => {
                 format!("宛名番号 {a} の方に実施中の支援措置はありません。")
             }
@@ -714,12 +723,16 @@ fn check_text(field: &str, s: &str, max: usize, multiline: bool) -> Result<(), S
         ));
     }
     let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
-    if let Some(c) = s.chars().find(|&c| {
-        (c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) && !allowed(c)
-    }) {
+    if let Some(c) = s
+        .chars()
+        .find(|&c| (c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) && !allowed(c))
+    {
         return Err(SupportError::text(
             field,
-            format!("使用できない制御文字（U+{:04X}）が含まれています。", c as u32),
+            format!(
+                "使用できない制御文字（U+{:04X}）が含まれています。",
+                c as u32
+            ),
             format!("contains the control character U+{:04X}", c as u32),
         ));
     }
@@ -828,7 +841,11 @@ fn check_affairs(affairs: &[AffairRequest]) -> Result<(), SupportError> {
                 "the affair is named twice".into(),
             ));
         }
-        check_count(&format!("affairs[{i}].addresses"), a.addresses.len(), MAX_ITEMS)?;
+        check_count(
+            &format!("affairs[{i}].addresses"),
+            a.addresses.len(),
+            MAX_ITEMS,
+        )?;
         for (j, addr) in a.addresses.iter().enumerate() {
             check_text(
                 &format!("affairs[{i}].addresses[{j}]"),
@@ -889,7 +906,11 @@ impl SupportMeasure {
             });
         }
         check_contact(&req.requester.contact)?;
-        check_count("related_persons", req.related_persons.len(), MAX_PERSONS - 1)?;
+        check_count(
+            "related_persons",
+            req.related_persons.len(),
+            MAX_PERSONS - 1,
+        )?;
         let mut seen = BTreeSet::from([req.requester.addressee_number.clone()]);
         for (i, p) in req.related_persons.iter().enumerate() {
             check_related(i, p, eras)?;
@@ -1034,9 +1055,7 @@ impl SupportMeasure {
                 closing: Some(Closing::Cancelled { on: today, reason }),
                 ..self.clone()
             }),
-            MeasureStatus::Confirmed | MeasureStatus::Extended => {
-                Err(SupportError::NotProvisional)
-            }
+            MeasureStatus::Confirmed | MeasureStatus::Extended => Err(SupportError::NotProvisional),
             s @ (MeasureStatus::Ended | MeasureStatus::Cancelled) => Err(SupportError::Closed(s)),
         }
     }
@@ -1170,7 +1189,9 @@ mod tests {
     }
 
     fn confirmed(start: NaiveDate) -> SupportMeasure {
-        provisional(start).confirm(start, None, start).expect("confirm")
+        provisional(start)
+            .confirm(start, None, start)
+            .expect("confirm")
     }
 
     #[test]
@@ -1292,7 +1313,9 @@ mod tests {
             p.confirm(date(2020, 4, 1), Some(date(2020, 4, 1)), date(2020, 4, 1))
                 .is_ok()
         );
-        let x = m.extend(Some(date(2021, 3, 31)), date(2020, 9, 1)).expect("x");
+        let x = m
+            .extend(Some(date(2021, 3, 31)), date(2020, 9, 1))
+            .expect("x");
         assert_eq!(x.period.map(|p| p.end), Some(date(2021, 3, 31)));
         assert_eq!(
             m.extend(Some(date(2020, 9, 30)), date(2020, 9, 1)),
@@ -1437,7 +1460,9 @@ mod tests {
         let mut q = request(d);
         q.related_persons[0].addressee_number = None;
         assert_eq!(
-            SupportMeasure::register(q, d, &e).map(|_| ()).map_err(|e| e.code()),
+            SupportMeasure::register(q, d, &e)
+                .map(|_| ())
+                .map_err(|e| e.code()),
             Err("invalid_text")
         );
         let mut q = request(d);
@@ -1449,7 +1474,9 @@ mod tests {
         let mut q = request(d);
         q.offenders[0].address = Some("住所\u{0}".into());
         let err = SupportMeasure::register(q, d, &e).expect_err("control");
-        assert!(matches!(&err, SupportError::Field { field, .. } if field == "offenders[0].address"));
+        assert!(
+            matches!(&err, SupportError::Field { field, .. } if field == "offenders[0].address")
+        );
         let mut q = request(d);
         q.requester.contact.email = Some("x".repeat(MAX_LINE_CHARS + 1));
         assert!(SupportMeasure::register(q, d, &e).is_err());

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod clock;
 pub mod registry;
+pub mod support;
 
 pub use clock::Clock;
 pub use registry::{Actor, Registry, ServiceError};

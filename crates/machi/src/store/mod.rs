@@ -8,6 +8,7 @@
 pub mod db;
 mod migrations;
 pub mod records;
+pub mod support;
 pub mod tenants;
 mod writer;
 
