@@ -1527,6 +1527,37 @@ mod tests {
         let _ = (c.alert(min), c.extend(None, min), c.alert(max));
     }
 
+    proptest::proptest! {
+        /// j440 for any start day: the period ends the day before the
+        /// anniversary, the window opens one month before the end, the
+        /// alerts follow the window, and an extension joins the old period.
+        #[test]
+        fn period_window_and_alerts_agree(offset in 0i64..=80_000) {
+            let start = date(1900, 1, 1) + chrono::Duration::days(offset);
+            let m = confirmed(start);
+            let end = m.period.map(|p| p.end).unwrap_or(start);
+            proptest::prop_assert_eq!(end, one_year_period_end(start));
+            let opens = extension_opens_on(end);
+            let window = (end - opens).num_days();
+            proptest::prop_assert!(opens < end && (28..=31).contains(&window), "{} {}", opens, end);
+            let before = opens.pred_opt().unwrap_or(opens);
+            proptest::prop_assert_eq!(m.alert(before), SupportAlert::None);
+            let too_early = matches!(m.extend(None, before), Err(SupportError::ExtensionTooEarly { .. }));
+            proptest::prop_assert!(too_early, "{}", before);
+            let soon = matches!(m.alert(opens), SupportAlert::EndingSoon { .. });
+            proptest::prop_assert!(soon, "{}", opens);
+            proptest::prop_assert_eq!(m.alert(end), SupportAlert::EndingSoon { end_date: end, days_left: 0 });
+            let after = end.succ_opt().unwrap_or(end);
+            proptest::prop_assert_eq!(m.alert(after), SupportAlert::PeriodEnded { end_date: end });
+            for day in [opens, end, after] {
+                let x = m.extend(None, day).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                let p = x.period.unwrap_or(SupportPeriod { start, end });
+                proptest::prop_assert_eq!(p.start, start);
+                proptest::prop_assert_eq!(p.end, one_year_period_end(after));
+            }
+        }
+    }
+
     #[test]
     fn codes_round_trip_and_json_is_stable() {
         for s in MeasureStatus::ALL {

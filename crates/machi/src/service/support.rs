@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDate};
 use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
 use machi_domain::support::{
-    CancelReason, EndReason, NewSupportMeasure, SupportAlert, SupportError, SupportMeasure,
-    SupportPurpose,
+    CancelReason, EndReason, MeasureStatus, NewSupportMeasure, SupportAlert, SupportError,
+    SupportMeasure, SupportPurpose,
 };
 use serde::Serialize;
 
@@ -264,7 +264,7 @@ pub fn protection(
                     m
                 }
             };
-            p.provisional |= m.status == machi_domain::support::MeasureStatus::Provisional;
+            p.provisional |= m.status == MeasureStatus::Provisional;
             let alert = m.alert(today);
             if alert_rank(&alert) < alert_rank(&p.alert) {
                 p.alert = alert;
