@@ -15,3 +15,4 @@ pub mod ids;
 pub mod model;
 pub mod names;
 pub mod relationship;
+pub mod support;

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use machi_domain::change::ChangeError;
 use machi_domain::error::Localized;
+use machi_domain::support::SupportError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -206,6 +207,52 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::internal()
+            }
+            ServiceError::Support(e) => {
+                let status = if e.is_conflict() {
+                    S::CONFLICT
+                } else {
+                    S::UNPROCESSABLE_ENTITY
+                };
+                let mut err = ApiError::localized(status, &e);
+                if let SupportError::Field {
+                    field,
+                    message_ja,
+                    message_en,
+                    ..
+                } = e
+                {
+                    err.body.message_ja = message_ja;
+                    err.body.message_en = message_en;
+                    err.body.field = Some(field);
+                }
+                err
+            }
+            ServiceError::SupportMeasureNotFound(id) => ApiError::new(
+                S::NOT_FOUND,
+                "support_measure_not_found",
+                format!("支援措置 {id} は存在しません。"),
+                format!("no support measure with id {id}"),
+            ),
+            ServiceError::SupportBlocked { persons, purpose } => {
+                let list = persons
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join("、");
+                ApiError::new(
+                    S::FORBIDDEN,
+                    "support_measure_block",
+                    format!(
+                        "支援措置の対象者（宛名番号 {list}）が含まれるため、{}はできません。支援措置責任者による解除が必要です（j440）。",
+                        purpose.label_ja()
+                    ),
+                    format!(
+                        "{} is blocked: the request includes persons under a support measure (addressee numbers {}); an authorised officer must release it first",
+                        purpose.label_en(),
+                        list.replace('、', ", ")
+                    ),
+                )
             }
         }
     }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod registry;
+pub mod support;
 
 pub use auth::Caller;
 pub use clock::Clock;

@@ -79,6 +79,19 @@ pub enum ServiceError {
     SelfApproval,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// 支援措置 (j440): a transition or an input the rules refuse.
+    #[error("{0}")]
+    Support(#[from] machi_domain::support::SupportError),
+    /// 支援措置 (j440): no measure with this id.
+    #[error("no support measure with id {0}")]
+    SupportMeasureNotFound(i64),
+    /// 支援措置 (j440): the request would show persons a measure in effect
+    /// protects, and no release lets it through.
+    #[error("blocked by a support measure: {} concerning persons {}", .purpose.label_en(), .persons.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))]
+    SupportBlocked {
+        persons: Vec<AddresseeNumber>,
+        purpose: machi_domain::support::SupportPurpose,
+    },
 }
 
 impl ServiceError {

@@ -332,6 +332,47 @@ CREATE POLICY tenant_isolation ON certificates
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#;
 
+/// Support measures (j160, j440): the persons each measure protects (the
+/// requester and the persons who ask for support with them, j440: 支援対象者
+/// （併せて支援を求める者を含む。）), so a request's persons are checked with
+/// one indexed lookup; and, on each release, who it is granted to, until
+/// when it is valid (j410: 一時解除 returns to blocking after a set time)
+/// and the measure it lifts.
+macro_rules! v7_common {
+    () => {
+        r#"
+CREATE TABLE support_measure_persons (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    measure_id BIGINT NOT NULL,
+    addressee_number TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (tenant, measure_id, addressee_number),
+    FOREIGN KEY (tenant, measure_id) REFERENCES support_measures (tenant, measure_id)
+);
+CREATE INDEX support_measure_persons_person ON support_measure_persons (tenant, addressee_number);
+CREATE INDEX support_measures_status ON support_measures (tenant, status, measure_id);
+ALTER TABLE support_releases ADD COLUMN granted_to TEXT NOT NULL DEFAULT '';
+ALTER TABLE support_releases ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE support_releases ADD COLUMN measure_id BIGINT;
+CREATE INDEX support_releases_person ON support_releases (tenant, addressee_number, purpose, granted_to);
+"#
+    };
+}
+
+const V7_COMMON: &str = v7_common!();
+
+const V7_POSTGRES: &str = concat!(
+    v7_common!(),
+    r#"
+GRANT SELECT, INSERT ON support_measure_persons TO machi_app;
+ALTER TABLE support_measure_persons ENABLE ROW LEVEL SECURITY;
+ALTER TABLE support_measure_persons FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON support_measure_persons
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -369,6 +410,12 @@ pub fn all() -> Vec<Migration> {
             name: "postgres grants and row-level security for the back office",
             sqlite: "",
             postgres: V5_POSTGRES_SECURITY,
+        },
+        Migration {
+            version: 7,
+            name: "support measures: protected persons, releases granted to an operator until a time",
+            sqlite: V7_COMMON,
+            postgres: V7_POSTGRES,
         },
     ]
 }

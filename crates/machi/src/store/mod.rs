@@ -11,6 +11,7 @@ mod migrations;
 pub mod oversight;
 pub mod pending;
 pub mod records;
+pub mod support;
 pub mod tenants;
 mod writer;
 

@@ -7,3 +7,4 @@ mod migration;
 mod openapi;
 mod rls;
 mod support;
+mod support_measures;
