@@ -14,6 +14,7 @@ use machi_domain::dates::{DatePolicy, DateValue, EraTable};
 use machi_domain::error::Localized;
 use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use machi_domain::names::{is_kana_query, search_key};
+use machi_domain::support::SupportPurpose;
 use serde::Serialize;
 
 use super::Clock;
@@ -262,12 +263,14 @@ impl Registry {
                     .ok_or(ServiceError::ChangeNotFound(change_id))
             })
             .await?;
-        self.log_read(
+        self.log_access(
             tenant,
             actor,
             "read.change",
             &c.persons,
             serde_json::json!({ "change_id": change_id }),
+            false,
+            Some(SupportPurpose::View),
         )
         .await?;
         Ok(c)
@@ -331,12 +334,14 @@ impl Registry {
             .into_iter()
             .filter(|r| as_of.recorded_at.is_none_or(|t| r.change.recorded_at <= t))
             .collect();
-        self.log_read(
+        self.log_access(
             tenant,
             actor,
             "read.resident",
             std::slice::from_ref(person),
             serde_json::json!({ "as_of": as_of.effective, "recorded_as_of": as_of.recorded_at }),
+            false,
+            Some(SupportPurpose::View),
         )
         .await?;
         Ok((chosen, visible))
@@ -373,12 +378,14 @@ impl Registry {
             .iter()
             .map(|m| m.record.addressee_number.clone())
             .collect();
-        self.log_read(
+        self.log_access(
             tenant,
             actor,
             "read.household",
             &persons,
             serde_json::json!({ "household_number": household, "as_of": as_of.effective, "recorded_as_of": as_of.recorded_at }),
+            false,
+            Some(SupportPurpose::View),
         )
         .await?;
         Ok(members)
@@ -620,9 +627,59 @@ impl Registry {
         persons: &[AddresseeNumber],
         detail: serde_json::Value,
     ) -> Result<i64, ServiceError> {
-        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
-        self.record_access(tenant, actor, function, &target.join(","), detail)
+        self.log_access(tenant, actor, function, persons, detail, false, None)
             .await
+    }
+
+    /// Like [`Self::log_read`] for a read that shows whole records: a person
+    /// under a support measure (j380, j440) blocks it unless an officer
+    /// released this one request; the release is used in the same
+    /// transaction as the log entry, and a refusal is logged too.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn log_access(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        persons: &[AddresseeNumber],
+        detail: serde_json::Value,
+        my_number_shown: bool,
+        guard: Option<machi_domain::support::SupportPurpose>,
+    ) -> Result<i64, ServiceError> {
+        let at = self.clock.now().timestamp_micros();
+        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+        let entry = AuditEntry {
+            operator: actor.operator.clone(),
+            terminal: actor.terminal.clone(),
+            function: function.to_string(),
+            target: target.join(","),
+            detail: detail.to_string(),
+            my_number_shown,
+        };
+        let (t, p, a) = (tenant.clone(), persons.to_vec(), actor.clone());
+        let r = self
+            .store
+            .write(Some(tenant), move |tx| {
+                if let Some(purpose) = guard {
+                    super::support::guard(tx, &t, &p, &a, purpose, at)?;
+                }
+                let heads = records::advance(
+                    tx,
+                    &t,
+                    Advance {
+                        audit: 1,
+                        ..Default::default()
+                    },
+                )?;
+                records::append_audit(tx, &t, heads.audit, &heads.audit_hash, at, &entry)?;
+                Ok::<_, ServiceError>(heads.audit)
+            })
+            .await;
+        if let Err(ServiceError::SupportBlocked { persons, purpose }) = &r {
+            self.support_record_block(tenant, persons, *purpose, actor)
+                .await?;
+        }
+        r
     }
 
     /// Shows a person's 個人番号 unmasked; the access-log entry says so.
@@ -647,13 +704,14 @@ impl Registry {
             .my_number
             .as_ref()
             .map(|n| n.as_str().to_string());
-        self.record_access_shown(
+        self.log_access(
             tenant,
             actor,
             "read.my_number",
-            person.as_str(),
+            std::slice::from_ref(person),
             serde_json::json!({ "recorded": number.is_some() }),
             number.is_some(),
+            Some(SupportPurpose::View),
         )
         .await?;
         Ok(number)

@@ -20,13 +20,6 @@ use crate::service::ServiceError;
 use crate::service::clock::jst;
 use crate::store::oversight::{self, AuditFilter};
 
-/// Support-measure alerts for the home page: (person, state, period).
-/// Filled once support measures are wired in; empty for roles that do not
-/// handle them.
-pub async fn support_alerts(_s: &AppState, _ctx: &Ctx) -> Vec<(String, String, String)> {
-    vec![]
-}
-
 /// One access-log entry as the supervisor sees it.
 pub struct AuditRow {
     pub seq: i64,

@@ -11,6 +11,7 @@ mod admin;
 mod changes;
 pub mod forms;
 mod pages;
+mod support;
 
 use askama::Template;
 use axum::Router;
@@ -131,6 +132,18 @@ pub fn routes() -> Vec<UiRoute> {
             "/ui/approvals/{pending_id}/decide",
             &["POST"],
             post(changes::decide),
+        ),
+        route("/ui/support", &["GET"], get(support::list)),
+        route(
+            "/ui/support/new",
+            &["GET", "POST"],
+            get(support::new_form).post(support::register),
+        ),
+        route("/ui/support/{measure_id}", &["GET"], get(support::detail)),
+        route(
+            "/ui/support/{measure_id}/act",
+            &["POST"],
+            post(support::act),
         ),
         route("/ui/audit", &["GET"], get(admin::audit)),
         route("/ui/stats", &["GET"], get(admin::stats)),

@@ -202,7 +202,7 @@ pub async fn home(
     {
         pending = s.registry.pending_count(t).await.unwrap_or(0);
     }
-    let alerts = super::admin::support_alerts(&s, &ctx).await;
+    let alerts = super::support::alerts(&s, &ctx).await;
     html(&HomePage {
         c: Chrome::new(&ctx, "ホーム", "Home").with_flash(q.done),
         pending,
