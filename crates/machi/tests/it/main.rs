@@ -8,3 +8,4 @@ mod openapi;
 mod rls;
 mod support;
 mod support_measures;
+mod ui;

@@ -1,0 +1,423 @@
+//! The staff UI through the real router: sign-in with throttling, CSRF,
+//! a provisional change approved by a supervisor, roles kept apart, the
+//! access log, support-measure blocks.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use machi::api::{self, AppState};
+use machi::service::Actor;
+use machi_domain::access::Role;
+use tower::ServiceExt;
+
+use crate::support::{AKISHIMA, FUCHU, TestDb};
+
+/// A signed-in browser without a browser: cookies and the CSRF token.
+pub struct Session {
+    pub router: axum::Router,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub const PASSWORD: &str = "test-Password-2026";
+
+pub async fn staff(db: &TestDb, tenant: &str, login: &str, role: Role) {
+    db.registry
+        .create_account(
+            Some(&tenant.parse().unwrap()),
+            login,
+            &format!("試験 {login}"),
+            role,
+            PASSWORD,
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn send(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> (StatusCode, Vec<(String, String)>, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let body = match form {
+        Some(f) => {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Body::from(f.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = router
+        .clone()
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Session {
+    pub async fn login(router: &axum::Router, tenant: &str, login: &str) -> Session {
+        let (status, headers, body) = send(
+            router,
+            "POST",
+            "/login",
+            None,
+            Some(&form(&[
+                ("tenant", tenant),
+                ("login", login),
+                ("password", PASSWORD),
+                ("terminal", "T-TEST"),
+            ])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        let cookie = headers
+            .iter()
+            .find(|(k, v)| k == "set-cookie" && v.starts_with("machi_session="))
+            .map(|(_, v)| v.split(';').next().unwrap().to_string())
+            .expect("session cookie");
+        let set = headers.iter().find(|(k, _)| k == "set-cookie").unwrap();
+        assert!(set.1.contains("HttpOnly") && set.1.contains("SameSite=Strict"));
+        let mut s = Session {
+            router: router.clone(),
+            cookie,
+            csrf: String::new(),
+        };
+        let (_, _, home) = s.get("/ui").await;
+        s.csrf = csrf_of(&home);
+        s
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, Vec<(String, String)>, String) {
+        send(&self.router, "GET", uri, Some(&self.cookie), None).await
+    }
+
+    /// Posts a form with the session's CSRF token.
+    pub async fn post(
+        &self,
+        uri: &str,
+        pairs: &[(&str, &str)],
+    ) -> (StatusCode, Vec<(String, String)>, String) {
+        let mut all: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
+        all.extend_from_slice(pairs);
+        send(
+            &self.router,
+            "POST",
+            uri,
+            Some(&self.cookie),
+            Some(&form(&all)),
+        )
+        .await
+    }
+}
+
+pub fn csrf_of(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+pub fn location(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+pub async fn app(db: &TestDb) -> axum::Router {
+    api::app(AppState {
+        registry: db.registry.clone(),
+    })
+}
+
+/// The fields of a 国内転入 of two synthetic persons.
+pub fn move_in_fields() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("type", "move_in"),
+        ("effective_date", "令和6年4月1日"),
+        ("input_place", "市民課窓口"),
+        ("p0_name", "架空　太郎"),
+        ("p0_name_kana", "カクウ　タロウ"),
+        ("p0_birth_date", "昭和55年5月5日"),
+        ("p0_sex", "male"),
+        ("p0_relationship", "世帯主"),
+        ("p0_my_number", "123456789018"),
+        ("p1_name", "架空　花子"),
+        ("p1_name_kana", "カクウ　ハナコ"),
+        ("p1_birth_date", "昭和57年7月7日"),
+        ("p1_sex", "female"),
+        ("p1_relationship", "妻"),
+        ("household_mode", "new"),
+        ("address", "東京都府中市宮西町二丁目24番地"),
+        ("postal_code", "183-0056"),
+        ("previous_address", "東京都調布市小島町一丁目1番地"),
+    ]
+}
+
+#[tokio::test]
+async fn a_clerk_enters_and_a_supervisor_approves() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    // A form with a bad date comes back with the field named and nothing queued.
+    let mut bad = move_in_fields();
+    bad[1] = ("effective_date", "令和99年99月1日");
+    let (s, _, body) = clerk.post("/ui/entry", &bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("form-error"), "{body}");
+    // A good one is queued, not committed.
+    let (s, h, body) = clerk.post("/ui/entry", &move_in_fields()).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location(&h), "/ui/approvals/1?done=entered");
+    assert!(
+        db.registry
+            .search(
+                &FUCHU.parse().unwrap(),
+                &machi::service::registry::SearchParams {
+                    name: Some("架空".into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+                &Actor::system("t"),
+            )
+            .await
+            .unwrap()
+            .rows
+            .is_empty(),
+        "a provisional change is not in the registry"
+    );
+    // The clerk cannot approve their own entry.
+    let (s, _, _) = clerk
+        .post("/ui/approvals/1/decide", &[("action", "approve")])
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Without the CSRF token nothing happens.
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let (s, _, _) = send(
+        &router,
+        "POST",
+        "/ui/approvals/1/decide",
+        Some(&boss.cookie),
+        Some("action=approve&csrf=forged"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, page) = boss.get("/ui/approvals").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("国内転入: 架空　太郎、架空　花子"), "{page}");
+    assert!(
+        !page.contains("123456789018"),
+        "個人番号 never shown in the queue"
+    );
+    let (_, _, pending) = boss.get("/ui/approvals/1").await;
+    assert!(pending.contains("************") && !pending.contains("123456789018"));
+    let (s, h, _) = boss
+        .post("/ui/approvals/1/decide", &[("action", "approve")])
+        .await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/ui/approvals/1?done=approved")
+    );
+    // Now it is a fact, seen by search and on the resident page.
+    let (_, _, found) = clerk
+        .get("/ui/search?name=%E3%81%8B%E3%81%8F%E3%81%86")
+        .await;
+    assert!(found.contains("架空　太郎"), "{found}");
+    let a1 = machi_domain::ids::AddresseeNumber::from_serial(1)
+        .unwrap()
+        .to_string();
+    let (s, _, record) = clerk.get(&format!("/ui/residents/{a1}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(record.contains("国内転入") && record.contains("************"));
+    assert!(!record.contains("123456789018"));
+    // Approving twice is refused.
+    let (s, _, _) = boss
+        .post("/ui/approvals/1/decide", &[("action", "approve")])
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // The supervisor may reveal the number; the reveal is logged as such.
+    let (s, _, shown) = boss
+        .post(&format!("/ui/residents/{a1}/my-number"), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(shown.contains("123456789018"));
+    let (s, _, _) = clerk
+        .post(&format!("/ui/residents/{a1}/my-number"), &[])
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a clerk may not reveal");
+    let (_, _, log) = boss.get("/ui/audit?function=read.my_number").await;
+    assert!(
+        log.contains("read.my_number") && log.contains("あり"),
+        "{log}"
+    );
+    let (_, _, log) = boss.get("/ui/audit").await;
+    for f in [
+        "change.provisional",
+        "change.approve",
+        "change.move_in",
+        "read.search",
+        "read.resident",
+        "login",
+    ] {
+        assert!(log.contains(f), "{f} missing from the access log");
+    }
+    // A clerk has no access-log view; the CIO sees counts only.
+    let (s, _, _) = clerk.get("/ui/audit").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    staff(&db, FUCHU, "cio", Role::Cio).await;
+    let cio = Session::login(&router, FUCHU, "cio").await;
+    let (s, _, stats) = cio.get("/ui/stats").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!stats.contains("架空"));
+    let (s, _, _) = cio.get(&format!("/ui/residents/{a1}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = cio.get("/ui/search?name=x").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The chain still verifies with all of this in it.
+    let verdict = db
+        .registry
+        .verify_audit(&FUCHU.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        verdict.first_bad.is_none() && verdict.entries > 10,
+        "{verdict:?}"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_and_logged() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let router = app(&db).await;
+    for _ in 0..5 {
+        let (s, _, body) = send(
+            &router,
+            "POST",
+            "/login",
+            None,
+            Some(&form(&[
+                ("tenant", FUCHU),
+                ("login", "clerk"),
+                ("password", "wrong-password-1"),
+            ])),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("login-error"));
+    }
+    // The right password no longer helps within the window.
+    let (s, h, _) = send(
+        &router,
+        "POST",
+        "/login",
+        None,
+        Some(&form(&[
+            ("tenant", FUCHU),
+            ("login", "clerk"),
+            ("password", PASSWORD),
+        ])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!h.iter().any(|(k, _)| k == "set-cookie"));
+    // Another tenant's account of the same name is not affected; a wrong
+    // tenant gives the same answer as a wrong password.
+    staff(&db, AKISHIMA, "clerk", Role::Clerk).await;
+    Session::login(&router, AKISHIMA, "clerk").await;
+    let (s, _, _) = send(
+        &router,
+        "POST",
+        "/login",
+        None,
+        Some(&form(&[
+            ("tenant", "131016"),
+            ("login", "clerk"),
+            ("password", PASSWORD),
+        ])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let entries = machi::store::records::audit_entries;
+    let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
+    let t = fuchu.clone();
+    let log = db
+        .store
+        .read(Some(&fuchu), move |tx| entries(tx, &t, 0, 100))
+        .await
+        .unwrap();
+    let functions: Vec<&str> = log.iter().map(|e| e.entry.function.as_str()).collect();
+    assert_eq!(
+        functions.iter().filter(|f| **f == "login.failed").count(),
+        5,
+        "{functions:?}"
+    );
+    assert!(functions.contains(&"login.throttled"));
+    // Pages without a session send the person to the login page.
+    let (s, h, _) = send(&router, "GET", "/ui/search", None, None).await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+}
+
+#[tokio::test]
+async fn english_switch_and_keyboard_markup() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let (_, _, ja) = clerk.get("/ui/search").await;
+    assert!(ja.contains("住民検索") && ja.contains("lang=\"ja\""));
+    assert!(ja.contains("accesskey=\"s\"") && ja.contains("class=\"skip\""));
+    assert!(
+        ja.contains("<label for=\"name\">"),
+        "every field has a label"
+    );
+    let (s, h, _) = send(&router, "GET", "/lang?to=en", Some(&clerk.cookie), None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let lang = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("machi_lang="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .unwrap();
+    let cookie = format!("{}; {lang}", clerk.cookie);
+    let (_, _, en) = send(&router, "GET", "/ui/search", Some(&cookie), None).await;
+    assert!(en.contains("Resident search") && en.contains("lang=\"en\""));
+}
