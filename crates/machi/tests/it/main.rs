@@ -3,6 +3,7 @@
 
 mod api;
 mod contract;
+mod isolation;
 mod migration;
 mod openapi;
 mod rls;
