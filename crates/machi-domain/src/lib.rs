@@ -7,6 +7,7 @@
 //! comment names the section (`j80` = section (80), file `j80.txt` of the
 //! standard's text).
 
+pub mod certificate;
 pub mod change;
 pub mod dates;
 pub mod error;
