@@ -558,7 +558,7 @@ impl<'f> Shaper<'f> {
     fn shape(&mut self, text: &str) -> Vec<Shaped> {
         let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
         for cluster in clusters(text) {
-            let font = self.font_for(&text[cluster.clone()]);
+            let font = self.font_for(text.get(cluster.clone()).unwrap_or(""));
             match runs.last_mut() {
                 Some((f, r)) if *f == font && r.end == cluster.start => r.end = cluster.end,
                 _ => runs.push((font, cluster)),
@@ -571,7 +571,7 @@ impl<'f> Shaper<'f> {
             };
             let upem = face.units_per_em().max(1) as f32;
             let mut buffer = rustybuzz::UnicodeBuffer::new();
-            buffer.push_str(&text[range.clone()]);
+            buffer.push_str(text.get(range.clone()).unwrap_or(""));
             buffer.set_direction(rustybuzz::Direction::LeftToRight);
             buffer.guess_segment_properties();
             let output = rustybuzz::shape(face, &[], buffer);
@@ -633,10 +633,7 @@ impl<'f> Shaper<'f> {
         let mut start = 0;
         while start < units.len() {
             // Skip spaces at the start of a line.
-            while units
-                .get(start)
-                .is_some_and(|u| text[u.0.clone()].chars().all(char::is_whitespace))
-            {
+            while units.get(start).is_some_and(|u| is_blank(&text, &u.0)) {
                 start += 1;
             }
             if start >= units.len() {
@@ -664,9 +661,9 @@ impl<'f> Shaper<'f> {
             // Trailing spaces neither count nor show.
             let mut shown_end = end;
             while shown_end > start
-                && text[units[shown_end - 1].0.clone()]
-                    .chars()
-                    .all(char::is_whitespace)
+                && units
+                    .get(shown_end - 1)
+                    .is_some_and(|u| is_blank(&text, &u.0))
             {
                 shown_end -= 1;
             }
@@ -694,7 +691,8 @@ impl<'f> Shaper<'f> {
         let mut x = 0.0;
         let mut current: Option<(usize, usize, f32, Vec<&Shaped>)> = None; // font, byte start, x, glyphs
         let flush = |cur: Option<(usize, usize, f32, Vec<&Shaped>)>, runs: &mut Vec<Run>| {
-            if let Some((font, byte_start, run_x, gs)) = cur {
+            if let Some((font, first, run_x, gs)) = cur {
+                let byte_start = gs.iter().map(|g| g.range.start).min().unwrap_or(first);
                 let byte_end = gs.iter().map(|g| g.range.end).max().unwrap_or(byte_start);
                 let run_text = text.get(byte_start..byte_end).unwrap_or("").to_string();
                 let glyphs = gs
@@ -706,7 +704,8 @@ impl<'f> Shaper<'f> {
                             g.x_offset,
                             g.y_offset,
                             0.0,
-                            g.range.start - byte_start..g.range.end - byte_start,
+                            g.range.start.saturating_sub(byte_start)
+                                ..g.range.end.saturating_sub(byte_start),
                             None,
                         )
                     })
@@ -734,6 +733,12 @@ impl<'f> Shaper<'f> {
         flush(current, &mut runs);
         Line { width: x, runs }
     }
+}
+
+/// Whether the cluster at `range` is whitespace only.
+fn is_blank(text: &str, range: &Range<usize>) -> bool {
+    text.get(range.clone())
+        .is_none_or(|s| s.chars().all(char::is_whitespace))
 }
 
 /// Byte ranges of the clusters of `text`: a character with the variation
@@ -790,4 +795,78 @@ fn can_break(text: &str, before: &Range<usize>, after: &Range<usize>) -> bool {
 
 fn is_word_char(c: char) -> bool {
     c.is_ascii_graphic() || matches!(c, '\u{00C0}'..='\u{024F}')
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    use super::*;
+
+    fn no_space(s: &str) -> String {
+        s.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+
+    /// Every line fits its width (unless it is a single cluster wider than
+    /// the width), and no character is lost or duplicated.
+    #[test]
+    fn wrapped_lines_fit_and_keep_every_character() {
+        let fonts = Fonts::discover().expect("a Japanese font (apt-get install fonts-ipaexfont)");
+        let shaper = std::cell::RefCell::new(Shaper::new(&fonts));
+        let mut runner = TestRunner::new(Config {
+            cases: 200,
+            ..Config::default()
+        });
+        let input = (
+            "[髙橋花子府中市宮西町二丁目、。「」（）ーァッabcXYZ0-9 　.:/-]{0,160}",
+            4.0f32..300.0,
+            6.0f32..20.0,
+        );
+        runner
+            .run(&input, |(text, max, size)| {
+                let lines = shaper.borrow_mut().wrap(&text, size, max);
+                let mut joined = String::new();
+                for line in &lines {
+                    let glyphs: usize = line.runs.iter().map(|r| r.glyphs.len()).sum();
+                    if glyphs > 1 && line.width * size > max + 0.01 {
+                        return Err(TestCaseError::fail(format!(
+                            "line of {} pt > {max} pt in {text:?}",
+                            line.width * size
+                        )));
+                    }
+                    for run in &line.runs {
+                        joined.push_str(&run.text);
+                    }
+                }
+                if no_space(&joined) != no_space(&text) {
+                    return Err(TestCaseError::fail(format!("{joined:?} != {text:?}")));
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn breaks_follow_kinsoku_and_keep_words_whole() {
+        let fonts = Fonts::discover().expect("a Japanese font (apt-get install fonts-ipaexfont)");
+        let mut shaper = Shaper::new(&fonts);
+        let text = |l: &Line| l.runs.iter().map(|r| r.text.as_str()).collect::<String>();
+        // Ten characters of 10 pt per line: 「。」 may not start the next one.
+        let lines = shaper.wrap("あいうえおかきくけこ。さしす", 10.0, 100.0);
+        let texts: Vec<String> = lines.iter().map(text).collect();
+        assert!(!texts[1].starts_with('。'), "{texts:?}");
+        // A URL is not split while it fits on a line of its own.
+        let lines = shaper.wrap(
+            "確認先 https://fuchu.example.lg.jp/verify です",
+            10.0,
+            200.0,
+        );
+        let texts: Vec<String> = lines.iter().map(text).collect();
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("https://fuchu.example.lg.jp/verify")),
+            "{texts:?}"
+        );
+    }
 }
