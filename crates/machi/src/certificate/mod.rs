@@ -173,6 +173,21 @@ impl Fonts {
         })
     }
 
+    /// These files: the first is the main font, the others are used in turn
+    /// for characters the ones before lack (e.g. IPAmj明朝 for MJ 文字).
+    pub fn from_files(paths: &[&Path]) -> Result<Self, FontError> {
+        let faces = paths
+            .iter()
+            .map(|p| load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if faces.is_empty() {
+            return Err(FontError::NotFound {
+                searched: Vec::new(),
+            });
+        }
+        Ok(Fonts { faces })
+    }
+
     /// The files in use, main font first.
     pub fn paths(&self) -> Vec<&Path> {
         self.faces.iter().map(|f| f.path.as_path()).collect()

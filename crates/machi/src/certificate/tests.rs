@@ -384,6 +384,44 @@ fn the_font_configured_by_path_is_used() {
     assert_eq!(only.paths(), vec![path.as_path()]);
 }
 
+#[test]
+fn characters_the_main_font_lacks_come_from_the_next_font() {
+    // DejaVu Sans (fonts-dejavu-core, which poppler-utils pulls in) has no
+    // kanji: they must come from IPAex, the Latin text from DejaVu.
+    let dejavu = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+    assert!(
+        dejavu.is_file(),
+        "{} missing: apt-get install fonts-dejavu-core",
+        dejavu.display()
+    );
+    let ipaex = fonts();
+    let fonts = Fonts::from_files(&[dejavu, ipaex.paths()[0]]).unwrap();
+    let rendered = render_report(&one_page(), &stamp(), &fonts).unwrap();
+    if let Some(dir) = std::env::var_os("MACHI_CERT_SAMPLES") {
+        std::fs::write(Path::new(&dir).join("fallback.pdf"), &rendered.pdf).unwrap();
+    }
+    assert!(
+        rendered.missing_chars.is_empty(),
+        "{:?}",
+        rendered.missing_chars
+    );
+    let text = compact(&pdftotext(&rendered.pdf, &[]));
+    assert!(text.contains("髙橋花子1") && text.contains("https://fuchu.example.lg.jp/verify"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cert.pdf");
+    std::fs::write(&path, &rendered.pdf).unwrap();
+    let out = Command::new("pdffonts")
+        .arg(&path)
+        .output()
+        .expect("pdffonts (poppler-utils)");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("DejaVuSans") && listed.contains("IPAexMincho"),
+        "{listed}"
+    );
+    assert!(Fonts::from_files(&[]).is_err());
+}
+
 /// Prints the time to render a typical one-page certificate (run with
 /// `--nocapture` to see it).
 #[test]
