@@ -8,6 +8,7 @@
 //! standard's text).
 
 pub mod access;
+pub mod certificate;
 pub mod change;
 pub mod dates;
 pub mod error;
