@@ -279,9 +279,20 @@ pub const DEMO_LOGINS: [(&str, &str, Role, &str, &str); 11] = [
     ),
 ];
 
-/// Creates the demo staff accounts that do not exist yet.
+/// Creates the demo staff accounts that do not exist yet, and sets a
+/// synthetic certifying officer for every demo municipality.
 pub async fn seed_accounts(registry: &Registry) -> anyhow::Result<()> {
     let actor = Actor::system("demo");
+    for t in registry.tenants().await? {
+        registry
+            .set_issuer(
+                &t.municipality_code,
+                &format!("{}長", t.name),
+                "架空　太一",
+                &actor,
+            )
+            .await?;
+    }
     for (tenant, login, role, name, password) in DEMO_LOGINS {
         let tenant: Option<MunicipalityCode> = if tenant.is_empty() {
             None

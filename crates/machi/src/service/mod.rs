@@ -3,6 +3,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod certificates;
 pub mod clock;
 pub mod registry;
 pub mod support;

@@ -373,6 +373,26 @@ CREATE POLICY tenant_isolation ON support_measure_persons
 "#
 );
 
+/// Per-tenant settings: the certifying officer printed on certificates (j310).
+const V8_COMMON: &str = r#"
+CREATE TABLE tenant_settings (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
+    issuer_title TEXT NOT NULL,
+    issuer_name TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#;
+
+const V8_POSTGRES_SECURITY: &str = r#"
+GRANT SELECT, INSERT, UPDATE ON tenant_settings TO machi_app;
+ALTER TABLE tenant_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tenant_settings FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON tenant_settings
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -416,6 +436,18 @@ pub fn all() -> Vec<Migration> {
             name: "support measures: protected persons, releases granted to an operator until a time",
             sqlite: V7_COMMON,
             postgres: V7_POSTGRES,
+        },
+        Migration {
+            version: 8,
+            name: "tenant settings: the certifying officer",
+            sqlite: V8_COMMON,
+            postgres: V8_COMMON,
+        },
+        Migration {
+            version: 9,
+            name: "postgres grants and row-level security for tenant settings",
+            sqlite: "",
+            postgres: V8_POSTGRES_SECURITY,
         },
     ]
 }

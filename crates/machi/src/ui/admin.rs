@@ -417,6 +417,49 @@ pub async fn create_client(
     }
 }
 
+/// Sets the certifying officer printed on certificates (j310).
+pub async fn set_issuer(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = FormData(form);
+    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
+        return r;
+    }
+    let tenant = match ctx.require(Permission::ManageAccounts) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match s
+        .registry
+        .set_issuer(
+            &tenant,
+            &f.text("issuer_title"),
+            &f.text("issuer_name"),
+            &ctx.caller.actor(),
+        )
+        .await
+    {
+        Ok(()) => {
+            let done = ctx
+                .lang
+                .t("認証者を設定しました。", "Issuer saved.")
+                .to_string();
+            accounts_page(&s, &ctx, &tenant, None, None, Some(done)).await
+        }
+        Err(e) => {
+            let e = UiError::from(e);
+            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
+            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "tenants.html")]
 struct TenantsPage {

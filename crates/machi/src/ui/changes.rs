@@ -363,6 +363,8 @@ struct PendingPage {
     request: String,
     can_approve: bool,
     can_withdraw: bool,
+    /// After an approved 転出: the movers, for the 転出証明書 (j660).
+    move_out_persons: Vec<String>,
 }
 
 pub async fn pending_page(
@@ -405,6 +407,18 @@ pub async fn pending_page(
         return ctx.error(&e.into());
     }
     let request: Value = serde_json::from_str(&p.request).unwrap_or(Value::Null);
+    let move_out_persons = if p.status == PendingStatus::Approved && p.reason == "move_out" {
+        request["command"]["persons"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        vec![]
+    };
     let done = q.ok().and_then(|Query(q)| q.done);
     html(&PendingPage {
         c: Chrome::new(&ctx, "仮登録の内容", "Provisional change")
@@ -414,6 +428,7 @@ pub async fn pending_page(
             && p.status == PendingStatus::Pending
             && p.entered_by != ctx.login,
         can_withdraw: p.status == PendingStatus::Pending && p.entered_by == ctx.login,
+        move_out_persons,
         p: row(&p, ctx.lang.en),
     })
 }

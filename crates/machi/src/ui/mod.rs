@@ -7,7 +7,12 @@
 //! every form carries the session's CSRF token. The tenant always comes from
 //! the session, never from the URL.
 
+// Handlers answer with a page either way: an early `Err(Response)` is the
+// error page, built once per request.
+#![allow(clippy::result_large_err)]
+
 mod admin;
+mod certificates;
 mod changes;
 pub mod forms;
 mod pages;
@@ -97,6 +102,11 @@ pub fn routes() -> Vec<UiRoute> {
         ),
         public("/lang", &["GET"], get(pages::set_lang)),
         public("/static/machi.css", &["GET"], get(pages::css)),
+        public(
+            "/verify",
+            &["GET", "POST"],
+            get(certificates::verify_form).post(certificates::verify),
+        ),
         route("/logout", &["POST"], post(pages::logout)),
         route("/ui", &["GET"], get(pages::home)),
         route("/ui/search", &["GET"], get(pages::search)),
@@ -145,6 +155,13 @@ pub fn routes() -> Vec<UiRoute> {
             &["POST"],
             post(support::act),
         ),
+        route(
+            "/ui/certificates/new",
+            &["GET"],
+            get(certificates::new_form),
+        ),
+        route("/ui/certificates", &["POST"], post(certificates::issue)),
+        route("/ui/admin/issuer", &["POST"], post(admin::set_issuer)),
         route("/ui/audit", &["GET"], get(admin::audit)),
         route("/ui/stats", &["GET"], get(admin::stats)),
         route(

@@ -421,3 +421,151 @@ async fn english_switch_and_keyboard_markup() {
     let (_, _, en) = send(&router, "GET", "/ui/search", Some(&cookie), None).await;
     assert!(en.contains("Resident search") && en.contains("lang=\"en\""));
 }
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn certificates_are_issued_verified_and_blocked_for_protected_persons() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "officer", Role::SupportOfficer).await;
+    db.registry
+        .set_issuer(&fuchu, "府中市長", "架空　太一", &Actor::system("setup"))
+        .await
+        .unwrap();
+    let req: machi_domain::change::ChangeRequest =
+        serde_json::from_value(crate::contract::takahashi_family()).unwrap();
+    let out = db
+        .registry
+        .submit(&fuchu, &req, &Actor::system("setup"))
+        .await
+        .unwrap();
+    let a1 = out.rows[0].record.addressee_number.to_string();
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let officer = Session::login(&router, FUCHU, "officer").await;
+
+    let issue = [
+        ("person", a1.as_str()),
+        ("kind", "resident_copy"),
+        ("head_and_relationship", "1"),
+    ];
+    let (s, h, pdf) = clerk.post("/ui/certificates", &issue).await;
+    assert_eq!(s, StatusCode::OK, "{pdf}");
+    assert_eq!(header(&h, "content-type"), "application/pdf");
+    assert!(pdf.starts_with("%PDF"));
+    let number =
+        String::from_utf8(hex::decode(header(&h, "x-machi-issue-number")).unwrap()).unwrap();
+    let code = header(&h, "x-machi-verification-code").to_string();
+    assert!(number.contains("府中市"), "{number}");
+    // The public page confirms it, and only with the right code.
+    let check = |code: String| {
+        let router = router.clone();
+        let number = number.clone();
+        async move {
+            send(
+                &router,
+                "POST",
+                "/verify",
+                None,
+                Some(&form(&[
+                    ("tenant", FUCHU),
+                    ("number", &number),
+                    ("code", &code),
+                ])),
+            )
+            .await
+        }
+    };
+    let (s, _, page) = check(code.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("一致します") && page.contains("住民票の写し"),
+        "{page}"
+    );
+    assert!(!page.contains("髙橋"), "the public page names nobody");
+    let (_, _, page) = check("WRONGCODE1".into()).await;
+    assert!(page.contains("一致する発行記録がありません"));
+
+    // A support measure blocks viewing and issuing.
+    let (s, h, body) = officer
+        .post(
+            "/ui/support/new",
+            &[
+                ("requester", a1.as_str()),
+                ("filed_on", "2026-11-01"),
+                ("affair_copy", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let measure = location(&h);
+    assert!(measure.starts_with("/ui/support/"), "{measure}");
+    let (s, _, body) = clerk.get(&format!("/ui/residents/{a1}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains(&a1) && !body.contains("髙橋"), "{body}");
+    let (s, _, _) = clerk.post("/ui/certificates", &issue).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The officer releases one issue for the clerk: one certificate, then blocked again.
+    let id = measure
+        .trim_start_matches("/ui/support/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let (s, _, body) = officer
+        .post(
+            &format!("/ui/support/{id}/act"),
+            &[
+                ("action", "release"),
+                ("person", a1.as_str()),
+                ("purpose", "issue"),
+                ("for_operator", "clerk"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let (s, _, pdf) = clerk.post("/ui/certificates", &issue).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(pdf.starts_with("%PDF"));
+    let (s, _, _) = clerk.post("/ui/certificates", &issue).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a release serves one request");
+    let (s, _, _) = clerk.get(&format!("/ui/residents/{a1}")).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "an issue release does not open viewing"
+    );
+    let t = fuchu.clone();
+    let log = db
+        .store
+        .read(Some(&fuchu), move |tx| {
+            machi::store::records::audit_entries(tx, &t, 0, 1000)
+        })
+        .await
+        .unwrap();
+    let functions: Vec<&str> = log.iter().map(|e| e.entry.function.as_str()).collect();
+    for f in [
+        "certificate.issue",
+        "certificate.verify",
+        "support.register",
+        "support.release",
+        "support.blocked",
+    ] {
+        assert!(functions.contains(&f), "{f} not in {functions:?}");
+    }
+    assert_eq!(
+        functions
+            .iter()
+            .filter(|f| **f == "certificate.issue")
+            .count(),
+        2
+    );
+}

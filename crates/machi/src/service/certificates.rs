@@ -1,0 +1,347 @@
+//! Issuing certificates (j1000–j1070, j660) and checking them (j300): one
+//! transaction reads the records, applies the support-measure block
+//! (j380, j440), numbers the certificate (j1040), renders the PDF, records
+//! the issue with a hashed 照合番号 and writes the access-log entry.
+
+use std::sync::OnceLock;
+
+use machi_domain::certificate::{
+    self, CertificateInput, CertificateKind, CertificateOptions, IssueNumber, Issuer,
+};
+use machi_domain::change::HistoryRow;
+use machi_domain::error::Localized;
+use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
+use machi_domain::support::SupportPurpose;
+use sha2::{Digest, Sha256};
+
+use super::auth::{audit_in, random_hex};
+use super::registry::{Actor, Registry, ServiceError};
+use crate::certificate::{Fonts, IssueStamp};
+use crate::store::records::{self, AuditEntry};
+use crate::store::{StoreError, Tx};
+
+/// Whose records a certificate shows.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// The household of this person (whole or part per the options).
+    HouseholdOf(AddresseeNumber),
+    Household(HouseholdNumber),
+}
+
+/// An issued certificate.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub issue_number: String,
+    pub verification_code: String,
+    pub pdf: Vec<u8>,
+    pub pages: i64,
+    pub persons: Vec<AddresseeNumber>,
+}
+
+/// What the public verification page may say: nothing about the persons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub kind: CertificateKind,
+    pub issued_at: i64,
+    pub pages: i64,
+    pub persons: usize,
+    pub pdf_sha256: String,
+}
+
+fn fonts() -> Result<&'static Fonts, ServiceError> {
+    static FONTS: OnceLock<Result<Fonts, (String, String)>> = OnceLock::new();
+    FONTS
+        .get_or_init(|| Fonts::discover().map_err(|e| (e.message_ja(), e.message_en())))
+        .as_ref()
+        .map_err(|(ja, en)| ServiceError::Invalid {
+            field: "font".into(),
+            code: "font_not_found",
+            message_ja: ja.clone(),
+            message_en: en.clone(),
+        })
+}
+
+fn cert_error(e: certificate::CertificateError) -> ServiceError {
+    ServiceError::invalid("certificate", &e)
+}
+
+/// 照合番号: 10 characters without look-alikes (no 0/O, 1/I/L).
+fn verification_code() -> Result<String, ServiceError> {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+    let raw = random_hex(10)?;
+    let bytes = hex::decode(raw).map_err(|e| StoreError::Task(e.to_string()))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
+fn verify_hash(issue_number: &str, code: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(issue_number.as_bytes());
+    h.update([0]);
+    h.update(code.trim().to_uppercase().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The certifying officer set for the tenant (j310).
+pub fn issuer_of(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Option<Issuer>, StoreError> {
+    tx.query_opt(
+        "SELECT issuer_title, issuer_name FROM tenant_settings WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?
+    .map(|r| -> Result<Issuer, StoreError> {
+        Ok(Issuer {
+            title: r.text(0)?,
+            name: r.text(1)?,
+            seal_text: None,
+            seal_note: None,
+        })
+    })
+    .transpose()
+}
+
+impl Registry {
+    /// Sets the certifying officer printed on the tenant's certificates.
+    pub async fn set_issuer(
+        &self,
+        tenant: &MunicipalityCode,
+        title: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        for (field, v) in [("issuer_title", title), ("issuer_name", name)] {
+            if v.trim().is_empty() || v.chars().count() > 40 || v.chars().any(char::is_control) {
+                return Err(ServiceError::Invalid {
+                    field: field.into(),
+                    code: "invalid_issuer",
+                    message_ja: "認証者の職名・氏名は1〜40文字で入力してください。".into(),
+                    message_en: "the issuer's title and name are 1 to 40 characters".into(),
+                });
+            }
+        }
+        self.ensure_tenant(tenant).await?;
+        let now = self.clock().now().timestamp_micros();
+        let (t, title, name, actor) = (
+            tenant.clone(),
+            title.trim().to_string(),
+            name.trim().to_string(),
+            actor.clone(),
+        );
+        self.store()
+            .write(Some(tenant), move |tx| {
+                tx.execute(
+                    "INSERT INTO tenant_settings (tenant, issuer_title, issuer_name, updated_by, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET issuer_title = excluded.issuer_title, \
+                     issuer_name = excluded.issuer_name, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                    &[t.as_str().into(), (&title).into(), (&name).into(), (&actor.operator).into(), now.into()],
+                )?;
+                audit_in(
+                    tx,
+                    &t,
+                    now,
+                    &AuditEntry {
+                        operator: actor.operator.clone(),
+                        terminal: actor.terminal.clone(),
+                        function: "settings.issuer".into(),
+                        target: String::new(),
+                        detail: serde_json::json!({ "title": title, "name": name }).to_string(),
+                        my_number_shown: false,
+                    },
+                )?;
+                Ok::<_, ServiceError>(())
+            })
+            .await
+    }
+
+    /// Issues a certificate: the PDF and its record, or why not (a blocked
+    /// protected person, a kind that does not fit the record, no font).
+    pub async fn issue_certificate(
+        &self,
+        tenant: &MunicipalityCode,
+        kind: CertificateKind,
+        subject: Subject,
+        options: CertificateOptions,
+        verification_url: &str,
+        actor: &Actor,
+    ) -> Result<Issued, ServiceError> {
+        let fonts = fonts()?;
+        let municipality = self.tenant(tenant).await?.name;
+        let now = self.clock().now();
+        let at = now.timestamp_micros();
+        let today = self.clock().today();
+        let eras = self.eras().clone();
+        let code = verification_code()?;
+        let (t, a, url) = (tenant.clone(), actor.clone(), verification_url.to_string());
+        let r = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                let histories: Vec<Vec<HistoryRow>> = {
+                    let household = match &subject {
+                        Subject::Household(h) => h.clone(),
+                        Subject::HouseholdOf(p) => {
+                            let rows = records::history(tx, &t, p)?;
+                            rows.last()
+                                .map(|r| r.record.household_number.clone())
+                                .ok_or_else(|| ServiceError::PersonNotFound(p.to_string()))?
+                        }
+                    };
+                    let mut all = records::household_histories(tx, &t, &household)?;
+                    if let Subject::HouseholdOf(p) = &subject
+                        && !all.contains_key(p)
+                    {
+                        all.insert(p.clone(), records::history(tx, &t, p)?);
+                    }
+                    all.into_values().collect()
+                };
+                let issuer = issuer_of(tx, &t)?.ok_or_else(|| {
+                    cert_error(certificate::CertificateError::MissingIssuer)
+                })?;
+                let cert = certificate::build(&CertificateInput {
+                    kind,
+                    persons: &histories,
+                    municipality: &municipality,
+                    issuer: &issuer,
+                    issue_date: today,
+                    eras: &eras,
+                    options: &options,
+                })
+                .map_err(cert_error)?;
+                let persons: Vec<AddresseeNumber> =
+                    cert.persons.iter().map(|p| p.addressee_number.clone()).collect();
+                // j380/j440: a protected person blocks the issue unless released.
+                super::support::guard(tx, &t, &persons, &a, SupportPurpose::Issue, at)?;
+                records::lock_tenant(tx, &t)?;
+                let day = today.format("%Y%m%d").to_string();
+                let sequence = tx
+                    .query_one(
+                        "SELECT COUNT(*) + 1 FROM certificates WHERE tenant = $1 AND issue_number LIKE $2",
+                        &[t.as_str().into(), format!("{day} %").as_str().into()],
+                    )?
+                    .int(0)?;
+                let number = IssueNumber {
+                    issued_on: today,
+                    municipality: municipality.clone(),
+                    terminal: a.terminal.clone(),
+                    printer: "P1".into(),
+                    sequence: sequence as u32,
+                }
+                .to_string();
+                let stamp = IssueStamp {
+                    issue_number: number.clone(),
+                    verification_code: code.clone(),
+                    verification_url: url.clone(),
+                };
+                let rendered = crate::certificate::render_report(&cert, &stamp, fonts).map_err(|e| {
+                    ServiceError::Invalid {
+                        field: "certificate".into(),
+                        code: "pdf_failed",
+                        message_ja: format!("証明書の PDF を作成できませんでした: {e}"),
+                        message_en: format!("the certificate PDF could not be made: {e}"),
+                    }
+                })?;
+                let pdf_sha = hex::encode(Sha256::digest(&rendered.pdf));
+                let record = cert.issue_record();
+                let shown = kind == CertificateKind::MoveOutCertificate || options.my_number;
+                tx.execute(
+                    "INSERT INTO certificates (tenant, issue_number, kind, persons, options, verify_hash, pdf_sha256, pages, issued_by, issued_terminal, issued_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    &[
+                        t.as_str().into(),
+                        (&number).into(),
+                        kind.code().into(),
+                        serde_json::to_string(&persons).map_err(|e| StoreError::Corrupt(e.to_string()))?.as_str().into(),
+                        serde_json::to_string(&options).map_err(|e| StoreError::Corrupt(e.to_string()))?.as_str().into(),
+                        verify_hash(&number, &code).as_str().into(),
+                        (&pdf_sha).into(),
+                        (rendered.pages as i64).into(),
+                        (&a.operator).into(),
+                        (&a.terminal).into(),
+                        at.into(),
+                    ],
+                )?;
+                audit_in(
+                    tx,
+                    &t,
+                    at,
+                    &AuditEntry {
+                        operator: a.operator.clone(),
+                        terminal: a.terminal.clone(),
+                        function: "certificate.issue".into(),
+                        target: persons.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+                        detail: serde_json::json!({
+                            "issue_number": number, "kind": kind.code(), "pages": rendered.pages,
+                            "items": record.items, "with_history": record.with_history,
+                            "pdf_sha256": pdf_sha, "missing_chars": rendered.missing_chars,
+                        })
+                        .to_string(),
+                        my_number_shown: shown,
+                    },
+                )?;
+                Ok(Issued {
+                    issue_number: number,
+                    verification_code: code.clone(),
+                    pdf: rendered.pdf,
+                    pages: rendered.pages as i64,
+                    persons,
+                })
+            })
+            .await;
+        if let Err(ServiceError::SupportBlocked { persons, purpose }) = &r {
+            self.support_record_block(tenant, persons, *purpose, actor)
+                .await?;
+        }
+        r
+    }
+
+    /// The public check of a certificate by its 発行番号 and 照合番号
+    /// (j300). Says only whether it is genuine, its kind, date and pages;
+    /// each check is logged.
+    pub async fn verify_certificate(
+        &self,
+        tenant: &MunicipalityCode,
+        issue_number: &str,
+        code: &str,
+    ) -> Result<Option<Verified>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let number: String = issue_number.trim().chars().take(120).collect();
+        let hash = verify_hash(&number, code);
+        let (t, n) = (tenant.clone(), number.clone());
+        let found = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let Some(r) = tx.query_opt(
+                    "SELECT kind, issued_at, pages, persons, pdf_sha256, verify_hash FROM certificates \
+                     WHERE tenant = $1 AND issue_number = $2",
+                    &[t.as_str().into(), n.as_str().into()],
+                )?
+                else {
+                    return Ok::<_, ServiceError>(None);
+                };
+                if !crate::api::auth::constant_time_eq(r.text(5)?.as_bytes(), hash.as_bytes()) {
+                    return Ok(None);
+                }
+                let kind = r.text(0)?;
+                let persons: Vec<String> = serde_json::from_str(&r.text(3)?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(Some(Verified {
+                    kind: CertificateKind::from_code(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?,
+                    issued_at: r.int(1)?,
+                    pages: r.int(2)?,
+                    persons: persons.len(),
+                    pdf_sha256: r.text(4)?,
+                }))
+            })
+            .await?;
+        self.record_access(
+            tenant,
+            &Actor::system("public"),
+            "certificate.verify",
+            &number,
+            serde_json::json!({ "genuine": found.is_some() }),
+        )
+        .await?;
+        Ok(found)
+    }
+}
