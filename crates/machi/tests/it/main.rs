@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL; the API tests drive the real router.
 
 mod api;
+mod browser;
 mod contract;
 mod isolation;
 mod migration;

@@ -1,0 +1,426 @@
+//! The staff UI in a real browser: headless Chromium driven through
+//! chromedriver (Debian's `chromium` and `chromium-driver`). These tests
+//! fail, not skip, when the browser is missing. Screenshots go to
+//! `target/browser-screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use machi::api::{self, AppState};
+use machi::service::Actor;
+use serde_json::json;
+
+use crate::contract::takahashi_family;
+use crate::support::TestDb;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Where screenshots are saved for a person to look at.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The app on a port of its own, a chromedriver, and a browser session.
+struct Harness {
+    db: TestDb,
+    base: String,
+    driver: Child,
+    client: Client,
+    downloads: tempfile::TempDir,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: the browser tests need Debian's chromium and chromium-driver \
+                 (apt-get install chromium chromium-driver fonts-ipaexfont)"
+            );
+        }
+        let db = TestDb::sqlite().await;
+        machi::demo::seed(&db.registry, 40)
+            .await
+            .expect("demo data");
+        machi::demo::seed_accounts(&db.registry)
+            .await
+            .expect("demo accounts");
+        let req: machi_domain::change::ChangeRequest =
+            serde_json::from_value(takahashi_family()).unwrap();
+        db.registry
+            .submit(&"132063".parse().unwrap(), &req, &Actor::system("setup"))
+            .await
+            .expect("family");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = api::app(AppState {
+            registry: db.registry.clone(),
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let downloads = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--window-size=1280,1100",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+                "prefs": {
+                    "download.default_directory": downloads.path().display().to_string(),
+                    "download.prompt_for_download": false,
+                    "plugins.always_open_pdf_externally": true,
+                }
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a browser session");
+        Harness {
+            db,
+            base,
+            driver,
+            client,
+            downloads,
+            _profile: profile,
+        }
+    }
+
+    async fn go(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn fill(&self, id: &str, value: &str) {
+        let e = self
+            .client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|_| panic!("#{id}"));
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    async fn select(&self, id: &str, value: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("{css}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn text(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    /// Signs in with the keyboard only: type, Tab, Enter (j400).
+    async fn login(&self, tenant: &str, login: &str, password: &str) {
+        self.go("/login").await;
+        self.fill("tenant", tenant).await;
+        self.fill("login", login).await;
+        self.fill("password", password).await;
+        self.client
+            .find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys("\u{E007}")
+            .await
+            .unwrap();
+        self.wait_for("#me").await;
+    }
+
+    async fn logout(&self) {
+        self.go("/ui").await;
+        self.click("header form button").await;
+        self.wait_for("#login-submit").await;
+    }
+
+    async fn wait_for(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("{css} did not appear"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_counter_day() {
+    let h = Harness::start().await;
+    // Sign in, search by reading.
+    h.login("132063", "clerk", "clerk-Demo-2026").await;
+    h.shot("01-home-clerk").await;
+    h.go("/ui/search").await;
+    h.fill("name", "たかはし").await;
+    h.click("#search-submit").await;
+    h.wait_for("#results").await;
+    assert!(h.text().await.contains("髙橋　一郎"));
+    h.shot("02-search").await;
+    h.click("#results a").await;
+    h.wait_for("#timeline").await;
+    h.shot("03-resident").await;
+
+    // A 転入 entered provisionally through the form.
+    h.go("/ui/entry?type=move_in").await;
+    for (id, v) in [
+        ("effective_date", "令和6年4月1日"),
+        ("p0_name", "架空　健一"),
+        ("p0_name_kana", "カクウ　ケンイチ"),
+        ("p0_birth_date", "昭和60年10月10日"),
+        ("p0_relationship", "世帯主"),
+        ("address", "東京都府中市寿町一丁目5番地"),
+        ("previous_address", "東京都小金井市本町六丁目1番地"),
+    ] {
+        h.fill(id, v).await;
+    }
+    h.select("p0_sex", "male").await;
+    h.shot("04-move-in-form").await;
+    h.click("#entry-submit").await;
+    h.wait_for("#pending-id").await;
+    assert!(h.text().await.contains("仮登録（審査待ち）"));
+    h.logout().await;
+
+    // The supervisor approves it.
+    h.login("132063", "supervisor", "supervisor-Demo-2026")
+        .await;
+    h.go("/ui/approvals").await;
+    h.wait_for("#pending-list").await;
+    h.shot("05-approvals").await;
+    h.click("#pending-list a").await;
+    h.wait_for("#approve").await;
+    h.click("#approve").await;
+    h.wait_for("#committed-change").await;
+    assert!(h.text().await.contains("本登録済み"));
+    h.shot("06-approved").await;
+    h.logout().await;
+
+    // A 転居 of the new resident, from the resident page.
+    h.login("132063", "clerk", "clerk-Demo-2026").await;
+    h.go("/ui/search").await;
+    h.fill("name", "カクウ　ケンイチ").await;
+    h.click("#search-submit").await;
+    h.wait_for("#results a").await;
+    h.click("#results a").await;
+    h.wait_for("#timeline").await;
+    let person = h
+        .client
+        .find(Locator::Id("addressee-number"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    h.click("a[href*='type=move_within']").await;
+    h.wait_for("#entry-form").await;
+    h.fill("effective_date", "令和7年4月1日").await;
+    h.fill("address", "東京都府中市府中町二丁目1番地").await;
+    h.click("#entry-submit").await;
+    h.wait_for("#pending-id").await;
+    h.shot("07-move-within-entered").await;
+    h.logout().await;
+    h.login("132063", "supervisor", "supervisor-Demo-2026")
+        .await;
+    h.go("/ui/approvals").await;
+    h.click("#pending-list a").await;
+    h.wait_for("#approve").await;
+    h.click("#approve").await;
+    h.wait_for("#committed-change").await;
+    h.go(&format!("/ui/residents/{person}")).await;
+    let page = h.text().await;
+    assert!(
+        page.contains("府中町二丁目1番地") && page.contains("転居"),
+        "{page}"
+    );
+    h.shot("08-after-move-within").await;
+    h.logout().await;
+
+    // A certificate issued and downloaded.
+    h.login("132063", "clerk", "clerk-Demo-2026").await;
+    h.go(&format!("/ui/certificates/new?person={person}")).await;
+    h.wait_for("#certificate-form").await;
+    h.click("#head_and_relationship").await;
+    h.shot("09-certificate-form").await;
+    h.click("#issue").await;
+    let started = Instant::now();
+    let pdf = loop {
+        let found = std::fs::read_dir(h.downloads.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "pdf"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no certificate downloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF"), "{}", pdf.display());
+    std::fs::copy(&pdf, screenshot_dir().join("10-certificate.pdf")).unwrap();
+    let issued =
+        h.db.registry
+            .store()
+            .read(None, |tx| {
+                tx.query_one("SELECT COUNT(*) FROM certificates", &[])?
+                    .int(0)
+            })
+            .await
+            .unwrap();
+    assert_eq!(issued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_support_block_release_and_cross_tenant_denial() {
+    let h = Harness::start().await;
+    let a1 = machi_domain::ids::AddresseeNumber::from_serial(1)
+        .unwrap()
+        .to_string();
+    // The family's head is the last person entered in 府中市: find them.
+    let rows =
+        h.db.registry
+            .search(
+                &"132063".parse().unwrap(),
+                &machi::service::registry::SearchParams {
+                    name: Some("髙橋　一郎".into()),
+                    limit: 5,
+                    ..Default::default()
+                },
+                &Actor::system("t"),
+            )
+            .await
+            .unwrap()
+            .rows;
+    let person = rows[0].record.addressee_number.to_string();
+
+    // The support officer registers a measure (provisional protection).
+    h.login("132063", "support", "support-Demo-2026").await;
+    h.go(&format!("/ui/support/new?requester={person}")).await;
+    h.wait_for("#support-form").await;
+    h.shot("11-support-form").await;
+    h.click("#support-submit").await;
+    h.wait_for("#measure-id").await;
+    h.shot("12-support-registered").await;
+    let measure_url = h.client.current_url().await.unwrap();
+    h.logout().await;
+
+    // The clerk is blocked.
+    h.login("132063", "clerk", "clerk-Demo-2026").await;
+    h.go(&format!("/ui/residents/{person}")).await;
+    let page = h.text().await;
+    assert!(
+        page.contains("支援措置") && !page.contains("髙橋　一郎"),
+        "{page}"
+    );
+    h.shot("13-blocked").await;
+    h.logout().await;
+
+    // The officer releases one viewing for the clerk.
+    h.login("132063", "support", "support-Demo-2026").await;
+    h.client.goto(measure_url.as_str()).await.unwrap();
+    h.wait_for("#release-form").await;
+    h.select("purpose", "view").await;
+    h.fill("for_operator", "clerk").await;
+    h.click("#release").await;
+    h.wait_for("#releases").await;
+    h.shot("14-released").await;
+    h.logout().await;
+
+    h.login("132063", "clerk", "clerk-Demo-2026").await;
+    h.go(&format!("/ui/residents/{person}")).await;
+    h.wait_for("#record").await;
+    assert!(h.text().await.contains("髙橋　一郎"));
+    h.shot("15-viewed-once").await;
+    h.go(&format!("/ui/residents/{person}")).await;
+    assert!(
+        !h.text().await.contains("髙橋　一郎"),
+        "the release served one request"
+    );
+    h.logout().await;
+
+    // Another tenant's clerk asks for the same ids: never 府中市's people.
+    h.login("132071", "clerk", "clerk-Demo-2026").await;
+    for path in [
+        format!("/ui/residents/{person}"),
+        format!("/ui/residents/{a1}"),
+        "/ui/search?name=%E9%AB%98%E6%A9%8B".to_string(),
+        "/api/v1/tenants/132063/residents/".to_string() + &a1,
+    ] {
+        h.go(&path).await;
+        let page = h.text().await;
+        assert!(
+            !page.contains("髙橋") && !page.contains("府中市"),
+            "{path}: {page}"
+        );
+    }
+    h.shot("16-cross-tenant-denied").await;
+}
