@@ -9,6 +9,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod migration;
 pub mod service;
