@@ -73,6 +73,10 @@ pub enum SealError {
         "stored unencrypted (written before encryption at rest, or altered); export it with the machi version that wrote it and import it again"
     )]
     Unsealed,
+    #[error(
+        "does not agree with its lookup key (my_number_key): the number or the key was removed or altered"
+    )]
+    Inconsistent,
     #[error("no random numbers from the operating system: {0}")]
     Random(String),
     #[error("cannot derive the tenant's keys")]

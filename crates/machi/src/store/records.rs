@@ -23,7 +23,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// Columns of the history row that carry its change (j200).
 /// In this order: see [`history_row`].
-const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels";
+const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels, h.my_number_key";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -129,9 +129,29 @@ pub fn seal_record(keys: &TenantKeys, r: &ResidentRecord) -> Result<String, Stor
     .map_err(corrupt)
 }
 
-/// Reads a record stored by [`seal_record`], opening its 個人番号. A number
-/// that does not open, or one stored in plain text, is an error.
-pub fn open_record(keys: &TenantKeys, json: &str) -> Result<ResidentRecord, StoreError> {
+/// Reads a record stored by [`seal_record`], opening its 個人番号, and
+/// checks it against the row's lookup key (`my_number_key`). A number that
+/// does not open, one stored in plain text, or one that disagrees with the
+/// lookup key (a number or key removed or altered) is an error.
+pub fn open_record(
+    keys: &TenantKeys,
+    json: &str,
+    lookup_key: Option<&str>,
+) -> Result<ResidentRecord, StoreError> {
+    let record = open_record_json(keys, json)?;
+    let agrees = match (&record.my_number, lookup_key) {
+        (None, None) => true,
+        (Some(n), Some(k)) => keys.my_number_key(n.as_str()) == k,
+        _ => false,
+    };
+    if agrees {
+        Ok(record)
+    } else {
+        Err(SealError::Inconsistent.into())
+    }
+}
+
+fn open_record_json(keys: &TenantKeys, json: &str) -> Result<ResidentRecord, StoreError> {
     let mut record: ResidentRecord =
         serde_json::from_str(json).map_err(|e| corrupt(format!("history record: {e}")))?;
     if record.my_number.is_some() {
@@ -274,7 +294,7 @@ pub fn advance(
 }
 
 fn history_row(keys: &TenantKeys, r: &Row) -> Result<HistoryRow, StoreError> {
-    let record = open_record(keys, &r.text(1)?)?;
+    let record = open_record(keys, &r.text(1)?, r.opt_text(11)?.as_deref())?;
     let reason = r.text(3)?;
     Ok(HistoryRow {
         history_number: r.int(0)?,
@@ -328,7 +348,7 @@ fn rows(
 /// are not checked.)
 pub fn check_keyring(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     let Some(r) = tx.query_opt(
-        "SELECT tenant, record FROM resident_history WHERE my_number_key IS NOT NULL LIMIT 1",
+        "SELECT tenant, record, my_number_key FROM resident_history WHERE my_number_key IS NOT NULL LIMIT 1",
         &[],
     )?
     else {
@@ -339,7 +359,7 @@ pub fn check_keyring(tx: &mut Tx<'_>) -> Result<(), StoreError> {
         .parse()
         .map_err(|_| corrupt("tenant of a history row"))?;
     let keys = tx.tenant_keys(&tenant)?;
-    open_record(&keys, &r.text(1)?).map(|_| ())
+    open_record(&keys, &r.text(1)?, r.opt_text(2)?.as_deref()).map(|_| ())
 }
 
 /// Current rows (any status) of the given persons, and the current rows of

@@ -948,6 +948,19 @@ mod my_number_at_rest {
             "{e:?}"
         );
 
+        // The sealed number removed: not a silent "no number".
+        let mut removed: serde_json::Value = serde_json::from_str(&two).unwrap();
+        removed.as_object_mut().unwrap().remove("my_number_sealed");
+        db.raw(&set(a(2).to_string(), removed.to_string())).await;
+        let e = read_a2().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServiceError::Store(StoreError::Sealed(SealError::Inconsistent))
+            ),
+            "{e:?}"
+        );
+
         // Restored, it reads again.
         db.raw(&set(a(2).to_string(), two)).await;
         let (row, _) = read_a2().await.unwrap();
@@ -976,7 +989,44 @@ mod my_number_at_rest {
             .unwrap();
     }
 
+    /// j600 through the keyed lookup alone (no 住民票コード given).
+    async fn a_returning_resident_is_found_by_my_number_alone(db: TestDb) {
+        let db = db.with_tenants().await;
+        let r = &db.registry;
+        submit(r, move_in(vec![with_number()], "府中市本町一丁目")).await;
+        let e = r
+            .submit(
+                &code(FUCHU),
+                &req(move_in(vec![with_number()], "府中市本町二丁目")),
+                &actor(),
+            )
+            .await;
+        assert!(
+            matches!(
+                e,
+                Err(ServiceError::Change(ChangeError::DuplicateIdentity(..)))
+            ),
+            "{e:?}"
+        );
+        submit(r, json!({"effective_date": "2024-05-01", "command": {"type": "move_out", "persons": [a(1).to_string()],
+            "destination": {"address": "東京都昭島市"}}})).await;
+        let out = submit(r, move_in(vec![with_number()], "府中市本町三丁目")).await;
+        assert_eq!(out.rows[0].record.addressee_number, a(1));
+        assert_eq!(out.rows[0].history_number, 3);
+        // Another tenant's lookup keys differ: there the person is new.
+        let other = r
+            .submit(
+                &code(AKISHIMA),
+                &req(move_in(vec![with_number()], "昭島市")),
+                &actor(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(other.rows[0].history_number, 1);
+    }
+
     contract!(
+        a_returning_resident_is_found_by_my_number_alone,
         the_plain_number_is_nowhere_in_the_database,
         altered_or_moved_ciphertext_is_an_error,
         a_different_master_key_is_refused_at_start,
