@@ -12,6 +12,7 @@ use clap::Args;
 use machi_domain::change::{AsOf, ChangeCommand, ChangeMeta, ChangeRequest, HouseholdTarget};
 use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
 
+use crate::crypto::Keyring;
 use crate::service::registry::SearchParams;
 use crate::service::{Actor, Clock, Registry};
 use crate::store::{DatabaseLocation, SqliteSync, Store};
@@ -64,8 +65,12 @@ pub async fn run(a: &BenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("machi-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("bench.sqlite");
-        let store =
-            Store::connect_with(&DatabaseLocation::Sqlite(path), a.bench_sqlite_sync).await?;
+        let store = Store::connect_with(
+            &DatabaseLocation::Sqlite(path),
+            a.bench_sqlite_sync,
+            Keyring::ephemeral()?,
+        )
+        .await?;
         let label = match a.bench_sqlite_sync {
             SqliteSync::Full => "SQLite (WAL, synchronous=FULL)",
             SqliteSync::Normal => "SQLite (WAL, synchronous=NORMAL)",
@@ -78,7 +83,8 @@ pub async fn run(a: &BenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
     if let Some(url) = &a.postgres {
         let db = format!("machi_bench_{}", std::process::id());
         let fresh = crate::store::create_fresh_postgres_database(url, &db).await?;
-        let store = Store::connect(&DatabaseLocation::Postgres(fresh)).await?;
+        let store =
+            Store::connect(&DatabaseLocation::Postgres(fresh), Keyring::ephemeral()?).await?;
         let r = Registry::new(store.clone(), eras.clone(), Clock::System);
         let result = measure("PostgreSQL", &r, a).await;
         crate::store::drop_postgres_database(url, &db).await?;
@@ -352,7 +358,7 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
         targets.push(("PostgreSQL (COPY)", DatabaseLocation::Postgres(fresh)));
     }
     for (i, (label, loc)) in targets.iter().enumerate() {
-        let store = Store::connect(loc).await?;
+        let store = Store::connect(loc, Keyring::ephemeral()?).await?;
         let r = Registry::new(store, eras.clone(), Clock::System);
         r.create_tenant(code.clone(), town.name, town.prefecture)
             .await?;

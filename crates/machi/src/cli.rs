@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use machi_domain::error::Localized;
 use machi_domain::ids::MunicipalityCode;
 
+use zeroize::Zeroizing;
+
 use crate::api::{self, AppState};
+use crate::crypto::{Keyring, MasterKey};
 use crate::service::{Actor, Clock, Registry};
 use crate::store::{DatabaseLocation, SqliteSync, Store};
 
@@ -43,9 +46,17 @@ pub struct Cli {
         default_value = "full"
     )]
     sqlite_sync: SqliteSync,
+    /// A file holding the master key that encrypts 個人番号 (64 hexadecimal
+    /// characters). Or set MACHI_MASTER_KEY to the key itself. Without
+    /// either, a SQLite database keeps its key in master.key beside it.
+    #[arg(long, global = true, env = "MACHI_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The environment variable holding the master key itself.
+const MASTER_KEY_ENV: &str = "MACHI_MASTER_KEY";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -72,6 +83,13 @@ enum Command {
     /// API clients of other systems (OAuth2 client credentials).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Make a new random master key (64 hexadecimal characters) for
+    /// MACHI_MASTER_KEY or --master-key-file.
+    Keygen {
+        /// Write it to this new file (mode 0600) instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Print the OpenAPI document (the committed copy is openapi.json).
     Openapi {
         /// Write to this file instead of standard output.
@@ -276,10 +294,33 @@ fn location(cli: &Cli, default: &str) -> DatabaseLocation {
     DatabaseLocation::parse(cli.database.as_deref().unwrap_or(default))
 }
 
+/// The keyring of the configured master key (see [`crate::config::master_key`]).
+fn keyring(cli: &Cli, loc: &DatabaseLocation) -> anyhow::Result<Keyring> {
+    use crate::config::KeySource;
+    let env_key = std::env::var(MASTER_KEY_ENV).ok().map(Zeroizing::new);
+    let (key, source) = crate::config::master_key(
+        env_key.as_deref().map(String::as_str),
+        cli.master_key_file.as_deref(),
+        loc,
+    )
+    .map_err(anyhow::Error::msg)?;
+    match source {
+        KeySource::Environment => tracing::info!("master key from {MASTER_KEY_ENV}"),
+        KeySource::File(p) => tracing::info!(path = %p.display(), "master key from file"),
+        KeySource::Created(p) => eprintln!(
+            "machi: created a new master key in {} (個人番号 are encrypted with it; back it up with the database, \
+             and in production give the key through {MASTER_KEY_ENV} instead)",
+            p.display()
+        ),
+    }
+    Ok(Keyring::new(&key))
+}
+
 async fn open(cli: &Cli, default: &str) -> anyhow::Result<Registry> {
     let loc = location(cli, default);
     let eras = crate::config::era_table(&cli.extra_eras).map_err(anyhow::Error::msg)?;
-    let store = Store::connect_with(&loc, cli.sqlite_sync)
+    let keyring = keyring(cli, &loc)?;
+    let store = Store::connect_with(&loc, cli.sqlite_sync, keyring)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", loc.display()))?;
     Ok(Registry::new(store, eras, Clock::System))
@@ -408,6 +449,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = open(&cli, DEFAULT_DATABASE).await?;
             for t in registry.tenants().await? {
                 println!("{}  {}{}", t.municipality_code, t.prefecture, t.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { output } => {
+            match output {
+                Some(p) => {
+                    MasterKey::create_file(p)?;
+                    println!("wrote a new master key to {}", p.display());
+                }
+                None => println!("{}", MasterKey::generate()?.to_hex().as_str()),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -588,8 +639,9 @@ async fn rehearse(
         ),
         None => DatabaseLocation::Sqlite(work.join("rehearsal.sqlite")),
     };
+    // A scratch database: a key of its own, never stored.
     let registry = Registry::new(
-        Store::connect(&location).await?,
+        Store::connect(&location, Keyring::ephemeral()?).await?,
         eras.clone(),
         Clock::System,
     );

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod certificate;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod migration;
 pub mod service;

@@ -298,9 +298,30 @@ pub struct ChangeView {
     /// j490/j500 notices raised by the change.
     #[schema(value_type = Vec<Object>)]
     pub notices: serde_json::Value,
-    /// The request as submitted.
+    /// The request as submitted, any 個人番号 in it masked (`************`).
     #[schema(value_type = Object)]
     pub request: serde_json::Value,
+}
+
+/// Masks every non-empty string under a `my_number` key, at any depth: the
+/// API never returns a 個人番号.
+fn mask_my_numbers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                match x {
+                    serde_json::Value::String(s) if k == "my_number" => {
+                        if !s.is_empty() {
+                            *s = "************".to_string();
+                        }
+                    }
+                    _ => mask_my_numbers(x),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_my_numbers),
+        _ => {}
+    }
 }
 
 impl ChangeView {
@@ -319,7 +340,11 @@ impl ChangeView {
             cancels: c.cancels,
             persons: c.persons.iter().map(|p| p.to_string()).collect(),
             notices: c.notices.clone(),
-            request: c.request.clone(),
+            request: {
+                let mut r = c.request.clone();
+                mask_my_numbers(&mut r);
+                r
+            },
         }
     }
 }

@@ -26,6 +26,7 @@ use machi_domain::ids::MunicipalityCode;
 
 use super::layout::{self, *};
 use super::manifest::{Manifest, digest_file};
+use crate::crypto::TenantKeys;
 use crate::service::{Actor, Registry, ServiceError};
 use crate::store::records;
 use crate::store::{Param, StoreError, Tx};
@@ -1078,6 +1079,7 @@ fn bulk_load(
 ) -> Result<u64, ImportError> {
     use std::io::Write;
     let fail = |e: String| ImportError::from(StoreError::Task(e));
+    let keys = tx.tenant_keys(tenant)?;
     let written = if tx.backend() == crate::store::Backend::Postgres {
         let (create, copy, insert) = records::history_staging_sql();
         tx.execute_batch(create)?;
@@ -1085,7 +1087,7 @@ fn bulk_load(
             .copy_in(&copy)?
             .ok_or_else(|| fail("COPY unavailable".into()))?;
         let mut buf = String::with_capacity(1 << 20);
-        let written = each_new_row(tenant, reader, eras, ticker, |values| {
+        let written = each_new_row(&keys, reader, eras, ticker, |values| {
             values.copy_line(&mut buf);
             if buf.len() > 1 << 20 {
                 w.write_all(buf.as_bytes())
@@ -1101,7 +1103,7 @@ fn bulk_load(
             .map_err(StoreError::conflict_if_unique)?;
         written
     } else {
-        each_new_row(tenant, reader, eras, ticker, |values| {
+        each_new_row(&keys, reader, eras, ticker, |values| {
             Ok(records::insert_history(tx, &values)?)
         })?
     };
@@ -1110,9 +1112,10 @@ fn bulk_load(
 }
 
 /// Reads the rest of residents.csv for a full load, each person's history
-/// starting at 1, and hands each row's stored values to `f`; returns the count.
+/// starting at 1, and hands each row's stored values (個人番号 sealed with
+/// `keys`) to `f`; returns the count.
 fn each_new_row(
-    tenant: &MunicipalityCode,
+    keys: &TenantKeys,
     reader: &mut csv::Reader<Box<dyn Read + Send>>,
     eras: &EraTable,
     ticker: &mut Ticker,
@@ -1152,7 +1155,7 @@ fn each_new_row(
             }
             person = Some(a.to_string());
         }
-        f(records::HistoryValues::new(tenant, &row)?)?;
+        f(records::HistoryValues::new(keys, &row)?)?;
         written += 1;
     }
     Ok(written)

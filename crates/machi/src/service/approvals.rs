@@ -106,7 +106,7 @@ impl Registry {
         let p = PendingChange {
             pending_id: 0,
             reason: out.reason.code().to_string(),
-            request: serde_json::to_string(req)
+            request: serde_json::to_value(req)
                 .map_err(|e| StoreError::Corrupt(format!("request: {e}")))?,
             summary: summary_of(&out),
             status: PendingStatus::Pending,
@@ -200,7 +200,7 @@ impl Registry {
                 if p.entered_by == actor.operator {
                     return Err(ServiceError::SelfApproval);
                 }
-                let req: ChangeRequest = serde_json::from_str(&p.request)
+                let req: ChangeRequest = serde_json::from_value(p.request.clone())
                     .map_err(|e| StoreError::Corrupt(format!("pending request: {e}")))?;
                 let ctx = PlanContext { eras: &eras, today };
                 let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;

@@ -805,7 +805,8 @@ pub(crate) fn submit_in(
             for (my_number, resident_code) in req.new_person_identities() {
                 let key = my_number
                     .as_ref()
-                    .map(|n| records::my_number_key(tenant, n.as_str()));
+                    .map(|n| records::my_number_key(tx, tenant, n.as_str()))
+                    .transpose()?;
                 let mut reuse = None;
                 if key.is_some() || resident_code.is_some() {
                     let found = records::rows_by_identity(

@@ -7,7 +7,12 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
+use machi_domain::ids::MunicipalityCode;
+
 use super::StoreError;
+use crate::crypto::{Keyring, TenantKeys};
 
 /// A parameter of a statement.
 #[derive(Debug, Clone, Copy)]
@@ -110,8 +115,14 @@ impl Row {
 /// Prepared statements of one PostgreSQL connection, by SQL text.
 pub type PgStatements = HashMap<String, postgres::Statement>;
 
-/// An open transaction on either backend.
-pub enum Tx<'c> {
+/// An open transaction on either backend, with the keyring of the store
+/// (for the values it seals, see [`Tx::tenant_keys`]).
+pub struct Tx<'c> {
+    conn: Conn<'c>,
+    keyring: &'c Keyring,
+}
+
+enum Conn<'c> {
     Sqlite(rusqlite::Transaction<'c>),
     Postgres {
         tx: postgres::Transaction<'c>,
@@ -205,16 +216,41 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
     })
 }
 
+impl<'c> Tx<'c> {
+    pub(super) fn sqlite(tx: rusqlite::Transaction<'c>, keyring: &'c Keyring) -> Self {
+        Tx {
+            conn: Conn::Sqlite(tx),
+            keyring,
+        }
+    }
+
+    pub(super) fn postgres(
+        tx: postgres::Transaction<'c>,
+        statements: &'c mut PgStatements,
+        keyring: &'c Keyring,
+    ) -> Self {
+        Tx {
+            conn: Conn::Postgres { tx, statements },
+            keyring,
+        }
+    }
+
+    /// The keys of `tenant`, to seal what is stored and open what is read.
+    pub fn tenant_keys(&self, tenant: &MunicipalityCode) -> Result<Arc<TenantKeys>, StoreError> {
+        Ok(self.keyring.tenant(tenant)?)
+    }
+}
+
 impl Tx<'_> {
     /// Runs a statement; returns the number of rows it changed.
     pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        match self {
-            Tx::Sqlite(tx) => {
+        match &mut self.conn {
+            Conn::Sqlite(tx) => {
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let ps = sqlite_params(params);
                 Ok(st.execute(rusqlite::params_from_iter(ps.iter()))? as u64)
             }
-            Tx::Postgres { tx, statements } => {
+            Conn::Postgres { tx, statements } => {
                 let st = pg_statement(tx, statements, sql)?;
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
@@ -242,8 +278,8 @@ impl Tx<'_> {
         params: &[Param<'_>],
         mut f: impl FnMut(Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(tx) => {
+        match &mut self.conn {
+            Conn::Sqlite(tx) => {
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let n = st.column_count();
                 let ps = sqlite_params(params);
@@ -257,7 +293,7 @@ impl Tx<'_> {
                 }
                 Ok(())
             }
-            Tx::Postgres { tx, statements } => {
+            Conn::Postgres { tx, statements } => {
                 use postgres::fallible_iterator::FallibleIterator;
                 let st = pg_statement(tx, statements, sql)?;
                 let ps = pg_params(params);
@@ -278,9 +314,9 @@ impl Tx<'_> {
     /// PostgreSQL's COPY … FROM STDIN: the writer takes the data in COPY text
     /// format; None on SQLite.
     pub fn copy_in(&mut self, sql: &str) -> Result<Option<postgres::CopyInWriter<'_>>, StoreError> {
-        match self {
-            Tx::Sqlite(_) => Ok(None),
-            Tx::Postgres { tx, .. } => Ok(Some(tx.copy_in(sql)?)),
+        match &mut self.conn {
+            Conn::Sqlite(_) => Ok(None),
+            Conn::Postgres { tx, .. } => Ok(Some(tx.copy_in(sql)?)),
         }
     }
 
@@ -301,24 +337,24 @@ impl Tx<'_> {
 
     /// Runs SQL without parameters (e.g. SAVEPOINT).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(tx) => tx.execute_batch(sql)?,
-            Tx::Postgres { tx, .. } => tx.batch_execute(sql)?,
+        match &mut self.conn {
+            Conn::Sqlite(tx) => tx.execute_batch(sql)?,
+            Conn::Postgres { tx, .. } => tx.batch_execute(sql)?,
         }
         Ok(())
     }
 
     pub fn backend(&self) -> super::Backend {
-        match self {
-            Tx::Sqlite(_) => super::Backend::Sqlite,
-            Tx::Postgres { .. } => super::Backend::Postgres,
+        match &self.conn {
+            Conn::Sqlite(_) => super::Backend::Sqlite,
+            Conn::Postgres { .. } => super::Backend::Postgres,
         }
     }
 
     pub fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit()?,
-            Tx::Postgres { tx, .. } => tx.commit()?,
+        match self.conn {
+            Conn::Sqlite(tx) => tx.commit()?,
+            Conn::Postgres { tx, .. } => tx.commit()?,
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use machi_domain::ids::MunicipalityCode;
 
+use crate::crypto::{Keyring, SealError};
 pub use db::{Param, Row, Tx};
 pub use migrations::Migration;
 
@@ -48,6 +49,10 @@ pub enum StoreError {
     },
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// A sealed value (個人番号) that does not open: a different master key,
+    /// or altered data. Never a silent `None`.
+    #[error("an encrypted 個人番号 (My Number) {0}")]
+    Sealed(#[from] SealError),
     #[error("another change to the same record was committed first; retry")]
     Conflict,
     #[error("the storage task stopped: {0}")]
@@ -138,6 +143,8 @@ pub enum SqliteSync {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// Seals and opens 個人番号 for every transaction (see [`Tx::tenant_keys`]).
+    keyring: Arc<Keyring>,
 }
 
 enum Inner {
@@ -273,23 +280,40 @@ where
 
 impl Store {
     /// Opens (creating if needed) the database and runs pending migrations.
-    pub async fn connect(location: &DatabaseLocation) -> Result<Store, StoreError> {
-        Self::connect_with(location, SqliteSync::Full).await
+    /// `keyring` seals 個人番号 on the way in and opens it on the way out; a
+    /// database must always be opened with the keyring of the same master
+    /// key (see [`crate::config::master_key`]).
+    pub async fn connect(
+        location: &DatabaseLocation,
+        keyring: impl Into<Arc<Keyring>>,
+    ) -> Result<Store, StoreError> {
+        Self::connect_with(location, SqliteSync::Full, keyring).await
     }
 
     pub async fn connect_with(
         location: &DatabaseLocation,
         sync: SqliteSync,
+        keyring: impl Into<Arc<Keyring>>,
     ) -> Result<Store, StoreError> {
         let location = location.clone();
+        let keyring = keyring.into();
         blocking(move || match &location {
-            DatabaseLocation::Sqlite(path) => Self::connect_sqlite(path, sync),
-            DatabaseLocation::Postgres(url) => Self::connect_postgres(url),
+            DatabaseLocation::Sqlite(path) => Self::connect_sqlite(path, sync, keyring),
+            DatabaseLocation::Postgres(url) => Self::connect_postgres(url, keyring),
         })
         .await
     }
 
-    fn connect_sqlite(path: &Path, sync: SqliteSync) -> Result<Store, StoreError> {
+    /// The keyring the store seals and opens 個人番号 with.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.clone()
+    }
+
+    fn connect_sqlite(
+        path: &Path,
+        sync: SqliteSync,
+        keyring: Arc<Keyring>,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
                 path: dir.to_path_buf(),
@@ -301,6 +325,10 @@ impl Store {
             let tx = writer.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             migrate_sqlite(tx)?;
         }
+        {
+            let tx = writer.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+            records::check_keyring(&mut Tx::sqlite(tx, &keyring))?;
+        }
         let readers = r2d2::Pool::builder()
             .max_size(4)
             .min_idle(Some(1))
@@ -311,13 +339,14 @@ impl Store {
             })?;
         Ok(Store {
             inner: Arc::new(Inner::Sqlite {
-                writer: writer::Writer::start(writer)?,
+                writer: writer::Writer::start(writer, keyring.clone())?,
                 readers,
             }),
+            keyring,
         })
     }
 
-    fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+    fn connect_postgres(url: &str, keyring: Arc<Keyring>) -> Result<Store, StoreError> {
         let config: postgres::Config = url.parse()?;
         {
             let mut client = config.connect(postgres::NoTls)?;
@@ -325,6 +354,9 @@ impl Store {
             let result = migrate_postgres(&mut client);
             client.batch_execute("SELECT pg_advisory_unlock(7249001)")?;
             result?;
+            let mut statements = HashMap::new();
+            let tx = client.build_transaction().read_only(true).start()?;
+            records::check_keyring(&mut Tx::postgres(tx, &mut statements, &keyring))?;
         }
         let pool = r2d2::Pool::builder()
             .max_size(8)
@@ -333,6 +365,7 @@ impl Store {
             .build(PgManager { config })?;
         Ok(Store {
             inner: Arc::new(Inner::Postgres { pool }),
+            keyring,
         })
     }
 
@@ -357,9 +390,9 @@ impl Store {
         if let Inner::Sqlite { writer, .. } = &*self.inner {
             return writer.submit(f).await;
         }
-        let inner = self.inner.clone();
+        let (inner, keyring) = (self.inner.clone(), self.keyring.clone());
         let tenant = tenant.cloned();
-        blocking(move || inner.run(tenant.as_ref(), true, f)).await
+        blocking(move || inner.run(&keyring, tenant.as_ref(), true, f)).await
     }
 
     /// Runs `f` in one read transaction scoped to `tenant`.
@@ -369,9 +402,9 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let (inner, keyring) = (self.inner.clone(), self.keyring.clone());
         let tenant = tenant.cloned();
-        blocking(move || inner.run(tenant.as_ref(), false, f)).await
+        blocking(move || inner.run(&keyring, tenant.as_ref(), false, f)).await
     }
 
     /// An empty write transaction: the benchmark's baseline.
@@ -400,7 +433,13 @@ impl Store {
 }
 
 impl Inner {
-    fn run<T, E, F>(&self, tenant: Option<&MunicipalityCode>, write: bool, f: F) -> Result<T, E>
+    fn run<T, E, F>(
+        &self,
+        keyring: &Keyring,
+        tenant: Option<&MunicipalityCode>,
+        write: bool,
+        f: F,
+    ) -> Result<T, E>
     where
         F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
         E: From<StoreError>,
@@ -412,7 +451,7 @@ impl Inner {
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
                     .map_err(|e| E::from(e.into()))?;
-                finish(Tx::Sqlite(tx), f)
+                finish(Tx::sqlite(tx, keyring), f)
             }
             Inner::Postgres { pool } => {
                 let mut conn = pool.get().map_err(|e| E::from(e.into()))?;
@@ -435,7 +474,7 @@ impl Inner {
                 let scope = tenant.map(|t| t.as_str()).unwrap_or("");
                 tx.execute("SELECT set_config('machi.tenant', $1, true)", &[&scope])
                     .map_err(|e| E::from(e.into()))?;
-                finish(Tx::Postgres { tx, statements }, f)
+                finish(Tx::postgres(tx, statements, keyring), f)
             }
         }
     }

@@ -63,8 +63,9 @@ pub struct PendingChange {
     pub pending_id: i64,
     /// The reason code the dry run found, e.g. `move_in`.
     pub reason: String,
-    /// The request as entered (JSON of `ChangeRequest`).
-    pub request: String,
+    /// The request as entered (JSON of `ChangeRequest`); stored with every
+    /// 個人番号 in it sealed.
+    pub request: serde_json::Value,
     /// A line for the list: reason and persons.
     pub summary: String,
     pub status: PendingStatus,
@@ -80,12 +81,23 @@ pub struct PendingChange {
 const COLUMNS: &str = "pending_id, reason, request, summary, status, entered_by, entered_terminal, entered_at, \
      decided_by, decided_at, comment, change_id";
 
-fn from_row(r: &Row) -> Result<PendingChange, StoreError> {
+/// What a sealed 個人番号 in a provisional request is bound to.
+fn context(id: i64) -> String {
+    format!("pending_changes.request/{id}")
+}
+
+fn from_row(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    r: &Row,
+) -> Result<PendingChange, StoreError> {
     let status = r.text(4)?;
+    let id = r.int(0)?;
+    let keys = tx.tenant_keys(tenant)?;
     Ok(PendingChange {
-        pending_id: r.int(0)?,
+        pending_id: id,
         reason: r.text(1)?,
-        request: r.text(2)?,
+        request: super::records::open_json(&keys, &context(id), &r.text(2)?)?,
         summary: r.text(3)?,
         status: PendingStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("pending status {status:?}")))?,
@@ -112,6 +124,7 @@ pub fn insert(
             &[tenant.as_str().into()],
         )?
         .int(0)?;
+    let request = super::records::seal_json(&*tx.tenant_keys(tenant)?, &context(id), &p.request)?;
     tx.execute(
         "INSERT INTO pending_changes (tenant, pending_id, reason, request, summary, status, entered_by, \
          entered_terminal, entered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -119,7 +132,7 @@ pub fn insert(
             tenant.as_str().into(),
             id.into(),
             (&p.reason).into(),
-            (&p.request).into(),
+            (&request).into(),
             (&p.summary).into(),
             p.status.as_str().into(),
             (&p.entered_by).into(),
@@ -135,12 +148,11 @@ pub fn get(
     tenant: &MunicipalityCode,
     id: i64,
 ) -> Result<Option<PendingChange>, StoreError> {
-    tx.query_opt(
+    let row = tx.query_opt(
         &format!("SELECT {COLUMNS} FROM pending_changes WHERE tenant = $1 AND pending_id = $2"),
         &[tenant.as_str().into(), id.into()],
-    )?
-    .map(|r| from_row(&r))
-    .transpose()
+    )?;
+    row.map(|r| from_row(tx, tenant, &r)).transpose()
 }
 
 /// Provisional changes with `status`, oldest first (the review queue), or
@@ -156,16 +168,14 @@ pub fn list(
     } else {
         "DESC"
     };
-    tx.query(
+    let rows = tx.query(
         &format!(
             "SELECT {COLUMNS} FROM pending_changes WHERE tenant = $1 AND status = $2 \
              ORDER BY pending_id {order} LIMIT $3"
         ),
         &[tenant.as_str().into(), status.as_str().into(), limit.into()],
-    )?
-    .iter()
-    .map(from_row)
-    .collect()
+    )?;
+    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
 }
 
 /// Moves a pending change to its decision; false if it was no longer pending.

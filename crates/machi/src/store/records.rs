@@ -16,13 +16,14 @@ use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use super::db::{Param, Row, Tx};
+use crate::crypto::{SealError, TenantKeys};
 
 /// The `prev_hash` of a tenant's first audit entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Columns of the history row that carry its change (j200).
 /// In this order: see [`history_row`].
-const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels";
+const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels, h.my_number_key";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -73,13 +74,169 @@ impl SearchKeys {
     }
 }
 
-/// The key 個人番号 is looked up by (j600), never the number itself.
-pub fn my_number_key(tenant: &MunicipalityCode, number: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(tenant.as_str().as_bytes());
-    h.update(b":");
-    h.update(number.as_bytes());
-    hex::encode(h.finalize())
+/// The key 個人番号 is looked up by (j600), never the number itself: an
+/// HMAC with the tenant's index key (see [`TenantKeys::my_number_key`]).
+pub fn my_number_key(
+    tx: &Tx<'_>,
+    tenant: &MunicipalityCode,
+    number: &str,
+) -> Result<String, StoreError> {
+    Ok(tx.tenant_keys(tenant)?.my_number_key(number))
+}
+
+/// The key of the record JSON that holds the sealed 個人番号 (in place of
+/// the record's own `my_number`, which is never stored).
+const SEALED_MY_NUMBER: &str = "my_number_sealed";
+
+/// What a sealed 個人番号 in a history row is bound to: its person.
+fn record_context(a: &AddresseeNumber) -> String {
+    format!("resident_history.record/{a}")
+}
+
+/// What a sealed 個人番号 in a change's request is bound to: its change.
+fn request_context(change_id: i64) -> String {
+    format!("changes.request/{change_id}")
+}
+
+/// The stored form of a record: the record without its 個人番号, and the
+/// number sealed beside it.
+#[derive(serde::Serialize)]
+struct SealedRecord<'a> {
+    #[serde(flatten)]
+    record: &'a ResidentRecord,
+    my_number_sealed: &'a str,
+}
+
+/// The sealed 個人番号 of a stored record, read without the rest.
+#[derive(serde::Deserialize)]
+struct SealedField {
+    my_number_sealed: Option<String>,
+}
+
+/// A record as stored in `resident_history.record`: JSON with the 個人番号
+/// sealed (`my_number_sealed`), never in plain text.
+pub fn seal_record(keys: &TenantKeys, r: &ResidentRecord) -> Result<String, StoreError> {
+    let Some(number) = &r.my_number else {
+        return serde_json::to_string(r).map_err(corrupt);
+    };
+    let sealed = keys.seal_str(&record_context(&r.addressee_number), number.as_str())?;
+    let mut without = r.clone();
+    without.my_number = None;
+    serde_json::to_string(&SealedRecord {
+        record: &without,
+        my_number_sealed: &sealed,
+    })
+    .map_err(corrupt)
+}
+
+/// Reads a record stored by [`seal_record`], opening its 個人番号, and
+/// checks it against the row's lookup key (`my_number_key`). A number that
+/// does not open, one stored in plain text, or one that disagrees with the
+/// lookup key (a number or key removed or altered) is an error.
+pub fn open_record(
+    keys: &TenantKeys,
+    json: &str,
+    lookup_key: Option<&str>,
+) -> Result<ResidentRecord, StoreError> {
+    let record = open_record_json(keys, json)?;
+    let agrees = match (&record.my_number, lookup_key) {
+        (None, None) => true,
+        (Some(n), Some(k)) => keys.my_number_key(n.as_str()) == k,
+        _ => false,
+    };
+    if agrees {
+        Ok(record)
+    } else {
+        Err(SealError::Inconsistent.into())
+    }
+}
+
+fn open_record_json(keys: &TenantKeys, json: &str) -> Result<ResidentRecord, StoreError> {
+    let mut record: ResidentRecord =
+        serde_json::from_str(json).map_err(|e| corrupt(format!("history record: {e}")))?;
+    if record.my_number.is_some() {
+        return Err(SealError::Unsealed.into());
+    }
+    if json.contains(SEALED_MY_NUMBER) {
+        let field: SealedField =
+            serde_json::from_str(json).map_err(|e| corrupt(format!("history record: {e}")))?;
+        if let Some(sealed) = field.my_number_sealed {
+            let plain = keys.open_str(&record_context(&record.addressee_number), &sealed)?;
+            record.my_number = Some(plain.parse().map_err(|_| SealError::Malformed)?);
+        }
+    }
+    Ok(record)
+}
+
+/// Applies `f` to every string under a `my_number` key, at any depth.
+fn each_my_number(
+    v: &mut serde_json::Value,
+    f: &mut impl FnMut(&str) -> Result<String, SealError>,
+) -> Result<(), SealError> {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                match x {
+                    serde_json::Value::String(s) if k == "my_number" => *s = f(s)?,
+                    _ => each_my_number(x, f)?,
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for x in items {
+                each_my_number(x, f)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A change's request as stored: every `my_number` in it sealed.
+fn seal_request(
+    keys: &TenantKeys,
+    change_id: i64,
+    request: &serde_json::Value,
+) -> Result<String, StoreError> {
+    seal_json(keys, &request_context(change_id), request)
+}
+
+/// Reads a request stored by [`seal_request`], opening every `my_number`.
+fn open_request(
+    keys: &TenantKeys,
+    change_id: i64,
+    stored: &str,
+) -> Result<serde_json::Value, StoreError> {
+    open_json(keys, &request_context(change_id), stored)
+}
+
+/// JSON as stored: every `my_number` in it sealed, bound to `context`
+/// (the table and row it lives in).
+pub fn seal_json(
+    keys: &TenantKeys,
+    context: &str,
+    value: &serde_json::Value,
+) -> Result<String, StoreError> {
+    let mut v = value.clone();
+    each_my_number(&mut v, &mut |plain| keys.seal_str(context, plain))?;
+    Ok(v.to_string())
+}
+
+/// Reads JSON stored by [`seal_json`] with the same `context`, opening
+/// every `my_number`.
+pub fn open_json(
+    keys: &TenantKeys,
+    context: &str,
+    stored: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let mut v: serde_json::Value = serde_json::from_str(stored).map_err(corrupt)?;
+    each_my_number(&mut v, &mut |sealed| {
+        if !sealed.contains(':') {
+            return Err(SealError::Unsealed);
+        }
+        keys.open_str(context, sealed).map(|p| p.to_string())
+    })?;
+    Ok(v)
 }
 
 /// How much to advance each of a tenant's sequences.
@@ -154,9 +311,8 @@ pub fn advance(
     })
 }
 
-fn history_row(r: &Row) -> Result<HistoryRow, StoreError> {
-    let record: ResidentRecord =
-        serde_json::from_str(&r.text(1)?).map_err(|e| corrupt(format!("history record: {e}")))?;
+fn history_row(keys: &TenantKeys, r: &Row) -> Result<HistoryRow, StoreError> {
+    let record = open_record(keys, &r.text(1)?, r.opt_text(11)?.as_deref())?;
     let reason = r.text(3)?;
     Ok(HistoryRow {
         history_number: r.int(0)?,
@@ -191,8 +347,37 @@ fn placeholders(start: usize, n: usize) -> String {
 const CURRENT_JOIN: &str = "FROM resident_current c JOIN resident_history h \
      ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number";
 
-fn rows(tx: &mut Tx<'_>, sql: &str, params: &[Param<'_>]) -> Result<Vec<HistoryRow>, StoreError> {
-    tx.query(sql, params)?.iter().map(history_row).collect()
+fn rows(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let keys = tx.tenant_keys(tenant)?;
+    tx.query(sql, params)?
+        .iter()
+        .map(|r| history_row(&keys, r))
+        .collect()
+}
+
+/// Opens one stored 個人番号, if there is any, so that a store opened with
+/// a different master key fails at start rather than at its first read. (On
+/// PostgreSQL, rows hidden by row-level security from the configured user
+/// are not checked.)
+pub fn check_keyring(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    let Some(r) = tx.query_opt(
+        "SELECT tenant, record, my_number_key FROM resident_history WHERE my_number_key IS NOT NULL LIMIT 1",
+        &[],
+    )?
+    else {
+        return Ok(());
+    };
+    let tenant: MunicipalityCode = r
+        .text(0)?
+        .parse()
+        .map_err(|_| corrupt("tenant of a history row"))?;
+    let keys = tx.tenant_keys(&tenant)?;
+    open_record(&keys, &r.text(1)?, r.opt_text(2)?.as_deref()).map(|_| ())
 }
 
 /// Current rows (any status) of the given persons, and the current rows of
@@ -213,7 +398,7 @@ pub fn change_context(
         );
         let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
         params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
-        for row in rows(tx, &sql, &params)? {
+        for row in rows(tx, tenant, &sql, &params)? {
             if row.record.status.is_resident() && !households.contains(&row.record.household_number)
             {
                 households.push(row.record.household_number.clone());
@@ -243,7 +428,7 @@ pub fn household_rows(
     );
     let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
     params.extend(households.iter().map(|h| Param::Text(h.as_str())));
-    let mut found = rows(tx, &sql, &params)?;
+    let mut found = rows(tx, tenant, &sql, &params)?;
     found.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
     Ok(found)
 }
@@ -261,13 +446,23 @@ pub fn rows_by_identity(
         let sql = format!(
             "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.my_number_key = $2"
         );
-        found.extend(rows(tx, &sql, &[tenant.as_str().into(), key.into()])?);
+        found.extend(rows(
+            tx,
+            tenant,
+            &sql,
+            &[tenant.as_str().into(), key.into()],
+        )?);
     }
     if let Some(code) = resident_code {
         let sql = format!(
             "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.resident_code = $2"
         );
-        found.extend(rows(tx, &sql, &[tenant.as_str().into(), code.into()])?);
+        found.extend(rows(
+            tx,
+            tenant,
+            &sql,
+            &[tenant.as_str().into(), code.into()],
+        )?);
     }
     found.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
     found.dedup_by(|a, b| a.record.addressee_number == b.record.addressee_number);
@@ -288,13 +483,14 @@ pub fn each_history_row(
         "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 AND h.change_id > $2 \
          ORDER BY h.addressee_number, h.history_number"
     );
+    let keys = tx.tenant_keys(tenant)?;
     tx.query_each(
         &sql,
         &[
             tenant.as_str().into(),
             after_change.unwrap_or(i64::MIN).into(),
         ],
-        |r| f(history_row(&r)?),
+        |r| f(history_row(&keys, &r)?),
     )
 }
 
@@ -317,7 +513,10 @@ pub fn each_current_by_household(
         "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.status = 'resident' \
          ORDER BY c.household_number, c.addressee_number"
     );
-    tx.query_each(&sql, &[tenant.as_str().into()], |r| f(history_row(&r)?))
+    let keys = tx.tenant_keys(tenant)?;
+    tx.query_each(&sql, &[tenant.as_str().into()], |r| {
+        f(history_row(&keys, &r)?)
+    })
 }
 
 /// One person's whole history, oldest first (j200, j350).
@@ -329,7 +528,12 @@ pub fn history(
     let sql = format!(
         "SELECT {HISTORY_COLUMNS} FROM resident_history h WHERE h.tenant = $1 AND h.addressee_number = $2 ORDER BY h.history_number"
     );
-    rows(tx, &sql, &[tenant.as_str().into(), person.as_str().into()])
+    rows(
+        tx,
+        tenant,
+        &sql,
+        &[tenant.as_str().into(), person.as_str().into()],
+    )
 }
 
 fn by_person(list: Vec<HistoryRow>) -> BTreeMap<AddresseeNumber, Vec<HistoryRow>> {
@@ -373,6 +577,7 @@ pub fn household_histories(
     );
     Ok(by_person(rows(
         tx,
+        tenant,
         &sql,
         &[tenant.as_str().into(), household.as_str().into()],
     )?))
@@ -408,7 +613,7 @@ pub fn insert_change(
     let effective_key = date_key(&c.effective_date);
     let processed = c.processed_on.to_string();
     let filed = c.filed_on.map(|d| d.to_string());
-    let request = c.request.to_string();
+    let request = seal_request(&*tx.tenant_keys(tenant)?, c.change_id, &c.request)?;
     let notices = c.notices.to_string();
     let persons = serde_json::to_string(&persons).map_err(corrupt)?;
     tx.execute(
@@ -439,11 +644,12 @@ pub fn insert_change(
 
 const CHANGE_COLUMNS: &str = "change_id, reason, effective_date, processed_on, filed_on, input_place, input_terminal, operator, recorded_at, cancels, request, notices, persons";
 
-fn change_record(r: &Row) -> Result<ChangeRecord, StoreError> {
+fn change_record(keys: &TenantKeys, r: &Row) -> Result<ChangeRecord, StoreError> {
     let reason = r.text(1)?;
+    let change_id = r.int(0)?;
     let persons: Vec<String> = serde_json::from_str(&r.text(12)?).map_err(corrupt)?;
     Ok(ChangeRecord {
-        change_id: r.int(0)?,
+        change_id,
         reason: ChangeReason::from_code(&reason)
             .ok_or_else(|| corrupt(format!("reason {reason}")))?,
         effective_date: serde_json::from_str(&r.text(2)?).map_err(corrupt)?,
@@ -454,7 +660,7 @@ fn change_record(r: &Row) -> Result<ChangeRecord, StoreError> {
         operator: r.text(7)?,
         recorded_at: r.int(8)?,
         cancels: r.opt_int(9)?,
-        request: serde_json::from_str(&r.text(10)?).map_err(corrupt)?,
+        request: open_request(keys, change_id, &r.text(10)?)?,
         notices: serde_json::from_str(&r.text(11)?).map_err(corrupt)?,
         persons: persons
             .iter()
@@ -469,9 +675,10 @@ pub fn get_change(
     change_id: i64,
 ) -> Result<Option<ChangeRecord>, StoreError> {
     let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE tenant = $1 AND change_id = $2");
+    let keys = tx.tenant_keys(tenant)?;
     tx.query_opt(&sql, &[tenant.as_str().into(), change_id.into()])?
         .as_ref()
-        .map(change_record)
+        .map(|r| change_record(&keys, r))
         .transpose()
 }
 
@@ -499,6 +706,7 @@ pub fn list_changes(
     let sql = format!(
         "SELECT {CHANGE_COLUMNS} FROM changes WHERE tenant = $1 AND change_id < $2 ORDER BY change_id DESC LIMIT $3"
     );
+    let keys = tx.tenant_keys(tenant)?;
     tx.query(
         &sql,
         &[
@@ -508,7 +716,7 @@ pub fn list_changes(
         ],
     )?
     .iter()
-    .map(change_record)
+    .map(|r| change_record(&keys, r))
     .collect()
 }
 
@@ -537,8 +745,11 @@ enum Stored {
 pub struct HistoryValues(Vec<Stored>);
 
 impl HistoryValues {
-    pub fn new(tenant: &MunicipalityCode, row: &HistoryRow) -> Result<Self, StoreError> {
+    /// The values of `row` in the tenant of `keys`, its 個人番号 sealed and
+    /// keyed with them.
+    pub fn new(tenant_keys: &TenantKeys, row: &HistoryRow) -> Result<Self, StoreError> {
         use Stored::*;
+        let tenant = tenant_keys.tenant();
         let r = &row.record;
         let c = &row.change;
         let keys = SearchKeys::of(r);
@@ -553,7 +764,7 @@ impl HistoryValues {
             Text(keys.kana_key),
             Text(keys.address_key),
             OptText(keys.birth_key),
-            Text(serde_json::to_string(r).map_err(corrupt)?),
+            Text(seal_record(tenant_keys, r)?),
             Text(c.reason.code().to_string()),
             Text(serde_json::to_string(&c.effective_date).map_err(corrupt)?),
             OptText(date_key(&c.effective_date)),
@@ -566,7 +777,7 @@ impl HistoryValues {
             OptText(
                 r.my_number
                     .as_ref()
-                    .map(|n| my_number_key(tenant, n.as_str())),
+                    .map(|n| tenant_keys.my_number_key(n.as_str())),
             ),
             OptText(r.resident_code.as_ref().map(|c| c.to_string())),
         ]))
@@ -669,7 +880,7 @@ pub fn append_history(
     tenant: &MunicipalityCode,
     row: &HistoryRow,
 ) -> Result<(), StoreError> {
-    let values = HistoryValues::new(tenant, row)?;
+    let values = HistoryValues::new(&*tx.tenant_keys(tenant)?, row)?;
     insert_history(tx, &values)?;
     // The projection takes the same values (positions in HISTORY_INSERT_COLUMNS).
     let p = values.params();
@@ -967,5 +1178,5 @@ pub fn search(
     );
     let mut params: Vec<Param<'_>> = binds.iter().map(|b| Param::Text(b.as_str())).collect();
     params.push(limit.into());
-    rows(tx, &sql, &params)
+    rows(tx, tenant, &sql, &params)
 }

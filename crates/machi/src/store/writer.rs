@@ -9,10 +9,11 @@
 //! committed, while one disk sync serves many changes.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use super::StoreError;
 use super::db::Tx;
+use crate::crypto::Keyring;
 
 /// Answers one caller once the commit's outcome is known.
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -27,11 +28,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: rusqlite::Connection) -> Result<Writer, StoreError> {
+    pub fn start(conn: rusqlite::Connection, keyring: Arc<Keyring>) -> Result<Writer, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("machi-sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, &keyring, rx))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Writer { jobs })
     }
@@ -67,7 +68,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Job>) {
+fn run(mut conn: rusqlite::Connection, keyring: &Keyring, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -89,7 +90,7 @@ fn run(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Job>) {
                 continue;
             }
         };
-        let mut tx = Tx::Sqlite(tx);
+        let mut tx = Tx::sqlite(tx, keyring);
         let mut broken = None;
         for job in batch {
             if broken.is_some() {

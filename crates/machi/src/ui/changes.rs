@@ -406,7 +406,7 @@ pub async fn pending_page(
     {
         return ctx.error(&e.into());
     }
-    let request: Value = serde_json::from_str(&p.request).unwrap_or(Value::Null);
+    let request: Value = p.request.clone();
     let move_out_persons = if p.status == PendingStatus::Approved && p.reason == "move_out" {
         request["command"]["persons"]
             .as_array()

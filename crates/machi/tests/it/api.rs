@@ -493,3 +493,43 @@ async fn errors_name_the_field_in_both_languages() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn the_api_never_returns_a_my_number() {
+    let (_db, app) = setup().await;
+    let (a1, _) = first();
+    let mut family = takahashi_family();
+    family["command"]["persons"][0]["my_number"] = json!(crate::contract::MY_NUMBER);
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        Some(family),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let change_id = v["change_id"].as_i64().unwrap();
+    let mut answers = vec![v];
+    for uri in [
+        format!("/api/v1/tenants/{FUCHU}/residents/{a1}"),
+        format!("/api/v1/tenants/{FUCHU}/residents/{a1}/history"),
+        format!("/api/v1/tenants/{FUCHU}/changes/{change_id}"),
+        format!("/api/v1/tenants/{FUCHU}/changes"),
+        format!("/api/v1/tenants/{FUCHU}/search?name=髙橋"),
+    ] {
+        let (s, v) = call(&app, "GET", &uri, None).await;
+        assert_eq!(s, StatusCode::OK, "{uri}: {v}");
+        answers.push(v);
+    }
+    for v in &answers {
+        assert!(!v.to_string().contains(crate::contract::MY_NUMBER), "{v}");
+    }
+    assert_eq!(answers[1]["record"]["has_my_number"], true);
+    assert_eq!(answers[1]["record"]["my_number_masked"], "************");
+    // The request as submitted keeps its shape, the number masked.
+    assert_eq!(
+        answers[3]["request"]["command"]["persons"][0]["my_number"],
+        "************"
+    );
+    assert!(answers[3]["request"]["command"]["persons"][1]["my_number"].is_null());
+}

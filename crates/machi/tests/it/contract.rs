@@ -12,6 +12,9 @@ use serde_json::json;
 
 use crate::support::{AKISHIMA, FUCHU, TestDb, code};
 
+/// A valid 個人番号 used only where a test looks for it in raw rows.
+pub const MY_NUMBER: &str = "123456789018";
+
 fn actor() -> Actor {
     Actor {
         operator: "clerk-1".into(),
@@ -147,20 +150,9 @@ async fn migrations_are_versioned_and_rerun_safely(db: TestDb) {
     assert!(versions.len() >= 7, "{versions:?}");
     assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
     // Opening the same database again applies nothing twice.
-    let again = match db.url() {
-        Some(url) => Store::connect(&machi::store::DatabaseLocation::Postgres(url)).await,
-        None => {
-            let path = db
-                .store
-                .read(None, |tx| {
-                    tx.query_one("PRAGMA database_list", &[])?.text(2)
-                })
-                .await
-                .unwrap();
-            Store::connect(&machi::store::DatabaseLocation::Sqlite(path.into())).await
-        }
-    }
-    .unwrap();
+    let again = Store::connect(&db.location().await, db.store.keyring())
+        .await
+        .unwrap();
     assert_eq!(
         again.applied_migrations().await.unwrap().len(),
         versions.len()
@@ -780,4 +772,294 @@ mod audit_chain {
 /// The operator of the tests' reads (each writes an access-log entry).
 pub fn clerk() -> machi::service::Actor {
     machi::service::Actor::system("test-clerk")
+}
+
+/// 個人番号 at rest: sealed in the stored rows, keyed lookups, typed errors.
+mod my_number_at_rest {
+    use machi::crypto::{Keyring, MasterKey, SealError};
+    use machi::service::ServiceError;
+
+    use super::*;
+
+    /// The cells of raw rows holding `needle`, as `table: cell`.
+    async fn cells_containing(db: &TestDb, needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (table, rows) in db.raw_dump().await {
+            for row in rows {
+                for cell in row.into_iter().flatten() {
+                    if cell.contains(needle) {
+                        found.push(format!("{table}: {cell}"));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The raw `(record, my_number_key)` of history rows of a person.
+    async fn raw_history(db: &TestDb, tenant: &str, person: &str) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for (table, rows) in db.raw_dump().await {
+            if table != "resident_history" {
+                continue;
+            }
+            for row in rows {
+                let text: Vec<String> = row.iter().map(|c| c.clone().unwrap_or_default()).collect();
+                if text.first().map(String::as_str) == Some(tenant)
+                    && text.get(1).map(String::as_str) == Some(person)
+                {
+                    // The record is the JSON object cell; the key is 64 hex digits.
+                    let record = text.iter().find(|c| c.starts_with('{')).cloned().unwrap();
+                    let key = text
+                        .iter()
+                        .find(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+                        .cloned();
+                    out.push((record, key));
+                }
+            }
+        }
+        out
+    }
+
+    fn with_number() -> serde_json::Value {
+        let mut p = person("鈴木　誠", "スズキ　マコト", "1985-01-01", "male", "世帯主");
+        p["my_number"] = json!(MY_NUMBER);
+        p
+    }
+
+    async fn the_plain_number_is_nowhere_in_the_database(db: TestDb) {
+        let db = db.with_tenants().await;
+        let r = &db.registry;
+        let req_json = move_in(vec![with_number()], "府中市本町一丁目");
+        let out = submit(r, req_json.clone()).await;
+        assert_eq!(
+            out.rows[0].record.my_number.as_ref().unwrap().as_str(),
+            MY_NUMBER
+        );
+        // The same person in another tenant: keys of its own.
+        r.submit(&code(AKISHIMA), &req(req_json), &actor())
+            .await
+            .unwrap();
+
+        let found = cells_containing(&db, MY_NUMBER).await;
+        assert!(
+            found.is_empty(),
+            "plain 個人番号 in the database: {found:?}"
+        );
+
+        // The stored record holds the sealed number instead.
+        let fuchu = raw_history(&db, FUCHU, a(1).as_str()).await;
+        let akishima = raw_history(&db, AKISHIMA, a(1).as_str()).await;
+        let (record, key) = &fuchu[0];
+        let stored: serde_json::Value = serde_json::from_str(record).unwrap();
+        assert!(stored.get("my_number").is_none(), "{record}");
+        let sealed = stored["my_number_sealed"].as_str().unwrap();
+        assert!(sealed.starts_with("v1:"), "{sealed}");
+        // The lookup key is keyed: not the old unkeyed hash, and per tenant.
+        let key = key.clone().expect("my_number_key");
+        let unkeyed = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(format!("{FUCHU}:{MY_NUMBER}")))
+        };
+        assert_ne!(key, unkeyed);
+        assert_ne!(Some(key.clone()), akishima[0].1);
+        assert_ne!(record, &akishima[0].0);
+        // The projection keys the person the same way as the history row.
+        let current: Vec<String> = db
+            .raw_dump()
+            .await
+            .into_iter()
+            .filter(|(t, _)| t == "resident_current")
+            .flat_map(|(_, rows)| rows)
+            .flat_map(|row| row.into_iter().flatten())
+            .filter(|c| c.len() == 64)
+            .collect();
+        assert!(current.contains(&key), "{current:?}");
+
+        // Reads through the service open it.
+        let (row, history) = r
+            .resident(&code(FUCHU), &a(1), AsOf::default(), &clerk())
+            .await
+            .unwrap();
+        assert_eq!(row.record.my_number.as_ref().unwrap().as_str(), MY_NUMBER);
+        assert_eq!(history[0].record.my_number, row.record.my_number);
+        let change = r
+            .change(&code(FUCHU), out.change_id, &clerk())
+            .await
+            .unwrap();
+        assert_eq!(
+            change.request["command"]["persons"][0]["my_number"],
+            json!(MY_NUMBER)
+        );
+        let found = r
+            .search(
+                &code(FUCHU),
+                &SearchParams {
+                    name: Some("鈴木".into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+                &clerk(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            found.rows[0].record.my_number.as_ref().unwrap().as_str(),
+            MY_NUMBER
+        );
+    }
+
+    async fn altered_or_moved_ciphertext_is_an_error(db: TestDb) {
+        let db = db.with_tenants().await;
+        let r = &db.registry;
+        let mut other = person("鈴木　花子", "スズキ　ハナコ", "1986-02-02", "female", "妻");
+        other["my_number"] = json!("987654321093");
+        submit(r, move_in(vec![with_number(), other], "府中市本町一丁目")).await;
+        let (one, two) = (
+            raw_history(&db, FUCHU, a(1).as_str()).await.remove(0).0,
+            raw_history(&db, FUCHU, a(2).as_str()).await.remove(0).0,
+        );
+        let sealed_of = |json: &str| -> String {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            v["my_number_sealed"].as_str().unwrap().to_string()
+        };
+        let set = |person: String, record: String| {
+            format!(
+                "UPDATE resident_history SET record = '{}' WHERE tenant = '{FUCHU}' AND addressee_number = '{person}'",
+                record.replace('\'', "''")
+            )
+        };
+        let read_a2 = || async {
+            r.resident(&code(FUCHU), &a(2), AsOf::default(), &clerk())
+                .await
+        };
+
+        // One character of the ciphertext changed.
+        let sealed = sealed_of(&two);
+        let mut flipped = sealed.clone().into_bytes();
+        let i = flipped.len() - 10;
+        flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+        let tampered = two.replace(&sealed, std::str::from_utf8(&flipped).unwrap());
+        db.raw(&set(a(2).to_string(), tampered)).await;
+        let e = read_a2().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServiceError::Store(StoreError::Sealed(SealError::Authentication))
+            ),
+            "{e:?}"
+        );
+
+        // Person 1's sealed number moved into person 2's row.
+        db.raw(&set(
+            a(2).to_string(),
+            two.replace(&sealed, &sealed_of(&one)),
+        ))
+        .await;
+        let e = read_a2().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServiceError::Store(StoreError::Sealed(SealError::Authentication))
+            ),
+            "{e:?}"
+        );
+
+        // A plain number planted in the record.
+        let mut planted: serde_json::Value = serde_json::from_str(&two).unwrap();
+        planted.as_object_mut().unwrap().remove("my_number_sealed");
+        planted["my_number"] = json!("987654321093");
+        db.raw(&set(a(2).to_string(), planted.to_string())).await;
+        let e = read_a2().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServiceError::Store(StoreError::Sealed(SealError::Unsealed))
+            ),
+            "{e:?}"
+        );
+
+        // The sealed number removed: not a silent "no number".
+        let mut removed: serde_json::Value = serde_json::from_str(&two).unwrap();
+        removed.as_object_mut().unwrap().remove("my_number_sealed");
+        db.raw(&set(a(2).to_string(), removed.to_string())).await;
+        let e = read_a2().await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ServiceError::Store(StoreError::Sealed(SealError::Inconsistent))
+            ),
+            "{e:?}"
+        );
+
+        // Restored, it reads again.
+        db.raw(&set(a(2).to_string(), two)).await;
+        let (row, _) = read_a2().await.unwrap();
+        assert_eq!(row.record.my_number.unwrap().as_str(), "987654321093");
+    }
+
+    async fn a_different_master_key_is_refused_at_start(db: TestDb) {
+        let db = db.with_tenants().await;
+        submit(
+            &db.registry,
+            move_in(vec![with_number()], "府中市本町一丁目"),
+        )
+        .await;
+        let wrong = Keyring::new(&MasterKey::from_hex(&"ab".repeat(32)).unwrap());
+        let e = Store::connect(&db.location().await, wrong)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, StoreError::Sealed(SealError::Authentication)),
+            "{e:?}"
+        );
+        assert!(!e.to_string().contains(MY_NUMBER));
+        // The right key opens it.
+        Store::connect(&db.location().await, db.store.keyring())
+            .await
+            .unwrap();
+    }
+
+    /// j600 through the keyed lookup alone (no 住民票コード given).
+    async fn a_returning_resident_is_found_by_my_number_alone(db: TestDb) {
+        let db = db.with_tenants().await;
+        let r = &db.registry;
+        submit(r, move_in(vec![with_number()], "府中市本町一丁目")).await;
+        let e = r
+            .submit(
+                &code(FUCHU),
+                &req(move_in(vec![with_number()], "府中市本町二丁目")),
+                &actor(),
+            )
+            .await;
+        assert!(
+            matches!(
+                e,
+                Err(ServiceError::Change(ChangeError::DuplicateIdentity(..)))
+            ),
+            "{e:?}"
+        );
+        submit(r, json!({"effective_date": "2024-05-01", "command": {"type": "move_out", "persons": [a(1).to_string()],
+            "destination": {"address": "東京都昭島市"}}})).await;
+        let out = submit(r, move_in(vec![with_number()], "府中市本町三丁目")).await;
+        assert_eq!(out.rows[0].record.addressee_number, a(1));
+        assert_eq!(out.rows[0].history_number, 3);
+        // Another tenant's lookup keys differ: there the person is new.
+        let other = r
+            .submit(
+                &code(AKISHIMA),
+                &req(move_in(vec![with_number()], "昭島市")),
+                &actor(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(other.rows[0].history_number, 1);
+    }
+
+    contract!(
+        a_returning_resident_is_found_by_my_number_alone,
+        the_plain_number_is_nowhere_in_the_database,
+        altered_or_moved_ciphertext_is_an_error,
+        a_different_master_key_is_refused_at_start,
+    );
 }

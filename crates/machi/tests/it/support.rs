@@ -3,8 +3,10 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). PostgreSQL tests fail, not
 //! skip, when the server is unreachable.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use machi::crypto::{Keyring, MasterKey};
 use machi::service::{Clock, Registry};
 use machi::store::{DatabaseLocation, SqliteSync, Store};
 use machi_domain::dates::EraTable;
@@ -12,6 +14,15 @@ use machi_domain::ids::MunicipalityCode;
 
 pub const FUCHU: &str = "132063";
 pub const AKISHIMA: &str = "132071";
+
+/// The master key of test databases (a test key, never a real one).
+pub const TEST_MASTER_KEY: &str =
+    "6d616368692d746573742d6d61737465722d6b65792d6e6f742d7265616c2121";
+
+/// A keyring of [`TEST_MASTER_KEY`].
+pub fn test_keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(&MasterKey::from_hex(TEST_MASTER_KEY).unwrap()))
+}
 
 pub fn postgres_server() -> String {
     std::env::var("MACHI_TEST_POSTGRES")
@@ -34,6 +45,7 @@ impl TestDb {
         let store = Store::connect_with(
             &DatabaseLocation::Sqlite(dir.path().join("test.sqlite")),
             SqliteSync::Normal,
+            test_keyring(),
         )
         .await
         .expect("open SQLite");
@@ -56,7 +68,7 @@ impl TestDb {
                     postgres_server()
                 )
             });
-        let store = Store::connect(&DatabaseLocation::Postgres(url))
+        let store = Store::connect(&DatabaseLocation::Postgres(url), test_keyring())
             .await
             .expect("open PostgreSQL");
         TestDb {
@@ -107,6 +119,102 @@ pub fn code(s: &str) -> MunicipalityCode {
 }
 
 impl TestDb {
+    /// Where the database is: its PostgreSQL URL or its SQLite file.
+    pub async fn location(&self) -> DatabaseLocation {
+        match self.url() {
+            Some(url) => DatabaseLocation::Postgres(url),
+            None => DatabaseLocation::Sqlite(self.sqlite_path().await.into()),
+        }
+    }
+
+    async fn sqlite_path(&self) -> String {
+        self.store
+            .read(None, |tx| {
+                tx.query_one("PRAGMA database_list", &[])?.text(2)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Every row of every table, each value as text (NULL as None), read
+    /// with the database owner's rights, bypassing machi: what someone with
+    /// a copy of the database sees.
+    pub async fn raw_dump(&self) -> Vec<(String, Vec<Vec<Option<String>>>)> {
+        match self.url() {
+            Some(url) => tokio::task::spawn_blocking(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let tables: Vec<String> = c
+                    .query(
+                        "SELECT table_name::text FROM information_schema.tables \
+                         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                tables
+                    .into_iter()
+                    .map(|t| {
+                        let mut rows = Vec::new();
+                        for m in c.simple_query(&format!("SELECT * FROM {t}")).unwrap() {
+                            if let postgres::SimpleQueryMessage::Row(r) = m {
+                                rows.push(
+                                    (0..r.len()).map(|i| r.get(i).map(str::to_string)).collect(),
+                                );
+                            }
+                        }
+                        (t, rows)
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap(),
+            None => {
+                let path = self.sqlite_path().await;
+                tokio::task::spawn_blocking(move || {
+                    let c = rusqlite::Connection::open(path).unwrap();
+                    let tables: Vec<String> = c
+                        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
+                        .unwrap()
+                        .query_map([], |r| r.get(0))
+                        .unwrap()
+                        .collect::<Result<_, _>>()
+                        .unwrap();
+                    tables
+                        .into_iter()
+                        .map(|t| {
+                            let mut st = c.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+                            let n = st.column_count();
+                            let rows = st
+                                .query_map([], |r| {
+                                    (0..n)
+                                        .map(|i| {
+                                            use rusqlite::types::ValueRef;
+                                            Ok(match r.get_ref(i)? {
+                                                ValueRef::Null => None,
+                                                ValueRef::Integer(v) => Some(v.to_string()),
+                                                ValueRef::Real(v) => Some(v.to_string()),
+                                                ValueRef::Text(b) | ValueRef::Blob(b) => {
+                                                    Some(String::from_utf8_lossy(b).into_owned())
+                                                }
+                                            })
+                                        })
+                                        .collect::<Result<Vec<_>, rusqlite::Error>>()
+                                })
+                                .unwrap()
+                                .collect::<Result<Vec<_>, _>>()
+                                .unwrap();
+                            (t, rows)
+                        })
+                        .collect()
+                })
+                .await
+                .unwrap()
+            }
+        }
+    }
+
     /// Runs SQL with the database owner's rights, bypassing machi (to tamper
     /// with data the way an attacker with database access could).
     pub async fn raw(&self, sql: &str) {
@@ -119,13 +227,7 @@ impl TestDb {
             .await
             .unwrap(),
             None => {
-                let path = self
-                    .store
-                    .read(None, |tx| {
-                        tx.query_one("PRAGMA database_list", &[])?.text(2)
-                    })
-                    .await
-                    .unwrap();
+                let path = self.sqlite_path().await;
                 tokio::task::spawn_blocking(move || {
                     let c = rusqlite::Connection::open(path).unwrap();
                     c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();

@@ -309,6 +309,14 @@ async fn a_clerk_enters_and_a_supervisor_approves() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _, _) = cio.get("/ui/search?name=x").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // Neither the provisional nor the committed change left the number in clear.
+    for (table, rows) in db.raw_dump().await {
+        for row in rows {
+            for cell in row.into_iter().flatten() {
+                assert!(!cell.contains("123456789018"), "plain 個人番号 in {table}");
+            }
+        }
+    }
     // The chain still verifies with all of this in it.
     let verdict = db
         .registry
