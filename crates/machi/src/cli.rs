@@ -790,27 +790,34 @@ async fn print_demo_links(registry: &Registry, port: u16) -> anyhow::Result<()> 
             role.label_en()
         );
     }
+    let (id, secret, _) = crate::demo::DEMO_CLIENT;
+    println!("  API (OAuth2 client credentials, tokens live 10 minutes), as 府中市's demo client:");
     println!(
-        "  API clients: `machi client add --tenant 132063 --system jidou_teate --scopes \"jidou_teate:residents:read\"`"
+        "    curl -s -d grant_type=client_credentials -d client_id={id} -d client_secret={secret} {base}/oauth/token"
     );
-    println!("               then POST {base}/oauth/token (client credentials)");
+    println!(
+        "    curl -H \"Authorization: Bearer <access_token>\" '{base}/api/v1/tenants/132063/search?name=たかはし'"
+    );
+    println!(
+        "  more clients: machi client add --tenant 132063 --system jidou_teate --scopes jidou_teate:residents:read"
+    );
     println!("  health:    {base}/healthz");
     println!("  OpenAPI:   {base}/openapi.json");
-    println!("  tenants:   {base}/api/v1/tenants");
-    for t in registry.tenants().await? {
-        println!(
-            "  {}{} ({}): {base}/api/v1/tenants/{}/search?name=たかはし",
-            t.prefecture, t.name, t.municipality_code, t.municipality_code
-        );
-    }
     println!(
-        "  e.g. a household: {base}/api/v1/tenants/132063/households/{}",
+        "  tenants:   {}",
+        registry
+            .tenants()
+            .await?
+            .iter()
+            .map(|t| format!("{}{} ({})", t.prefecture, t.name, t.municipality_code))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  e.g. with the token: {base}/api/v1/tenants/132063/households/{}",
         crate::demo::first_household()
     );
-    println!(
-        "  e.g. a resident:  {base}/api/v1/tenants/132063/residents/{}",
-        crate::demo::first_addressee()
-    );
+    println!("  certificate check (public): {base}/verify");
     Ok(())
 }
 

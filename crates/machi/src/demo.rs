@@ -279,6 +279,13 @@ pub const DEMO_LOGINS: [(&str, &str, Role, &str, &str); 11] = [
     ),
 ];
 
+/// The demo's API client of 府中市 (its secret is printed; demo only).
+pub const DEMO_CLIENT: (&str, &str, &str) = (
+    "132063-demo",
+    "demo-Client-Secret-2026",
+    "demo:residents:read demo:changes:read demo:events:read",
+);
+
 /// Creates the demo staff accounts that do not exist yet, and sets a
 /// synthetic certifying officer for every demo municipality.
 pub async fn seed_accounts(registry: &Registry) -> anyhow::Result<()> {
@@ -293,6 +300,15 @@ pub async fn seed_accounts(registry: &Registry) -> anyhow::Result<()> {
             )
             .await?;
     }
+    let (id, secret, scopes) = DEMO_CLIENT;
+    let scopes = machi_domain::access::Scope::parse_list(scopes)
+        .map_err(|e| anyhow::anyhow!("demo scopes: {e}"))?;
+    let fuchu: MunicipalityCode = "132063"
+        .parse()
+        .map_err(|e| anyhow::anyhow!("demo tenant: {e:?}"))?;
+    registry
+        .register_client(&fuchu, id, "demo", &scopes, secret, &actor)
+        .await?;
     for (tenant, login, role, name, password) in DEMO_LOGINS {
         let tenant: Option<MunicipalityCode> = if tenant.is_empty() {
             None

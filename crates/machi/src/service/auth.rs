@@ -424,15 +424,36 @@ impl Registry {
                 ),
             });
         }
-        self.ensure_tenant(tenant).await?;
         let client_id = format!("{}-{}-{}", tenant, system, random_hex(4)?);
         let secret = random_hex(24)?;
+        if !self
+            .register_client(tenant, &client_id, system, &scopes, &secret, actor)
+            .await?
+        {
+            return Err(ServiceError::AccountExists(client_id));
+        }
+        Ok((client_id, secret))
+    }
+
+    /// Registers a client with a given id and secret (the demo's, whose
+    /// secret is printed); false if the id exists already.
+    pub async fn register_client(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        system: &str,
+        scopes: &[Scope],
+        secret: &str,
+        actor: &Actor,
+    ) -> Result<bool, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let client_id = client_id.to_string();
         let now = self.clock().now().timestamp_micros();
         let client = ApiClient {
             client_id: client_id.clone(),
             tenant: tenant.clone(),
             system: system.to_string(),
-            secret_hash: hash_password(&secret)?,
+            secret_hash: hash_password(secret)?,
             scopes: scopes
                 .iter()
                 .map(Scope::to_string)
@@ -445,7 +466,7 @@ impl Registry {
         self.store()
             .write(Some(tenant), move |tx| {
                 if !accounts::insert_client(tx, &client)? {
-                    return Err(ServiceError::AccountExists(client.client_id.clone()));
+                    return Ok(false);
                 }
                 audit_in(
                     tx,
@@ -460,10 +481,9 @@ impl Registry {
                         my_number_shown: false,
                     },
                 )?;
-                Ok(())
+                Ok(true)
             })
-            .await?;
-        Ok((client_id, secret))
+            .await
     }
 
     /// OAuth2 client credentials grant: a token for the client's scopes, or
