@@ -245,6 +245,61 @@ impl Registry {
             .await
     }
 
+    /// Disables (or enables again) a staff account; disabling ends its sessions.
+    pub async fn set_account_disabled(
+        &self,
+        tenant: &MunicipalityCode,
+        login: &str,
+        disabled: bool,
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        if disabled && login == actor.operator {
+            return Err(ServiceError::Invalid {
+                field: "login".into(),
+                code: "self_disable",
+                message_ja: "自分のアカウントは停止できません。".into(),
+                message_en: "you cannot disable your own account".into(),
+            });
+        }
+        self.ensure_tenant(tenant).await?;
+        let now = self.clock().now().timestamp_micros();
+        let (t, l, actor) = (tenant.clone(), login.to_string(), actor.clone());
+        self.store()
+            .write(Some(tenant), move |tx| {
+                if !accounts::set_account_disabled(tx, &t, &l, disabled)? {
+                    return Err(ServiceError::Invalid {
+                        field: "login".into(),
+                        code: "no_account",
+                        message_ja: format!("アカウント「{l}」はありません。"),
+                        message_en: format!("no account {l:?}"),
+                    });
+                }
+                if disabled {
+                    accounts::delete_sessions_of(tx, &t, &l)?;
+                }
+                audit_in(
+                    tx,
+                    &t,
+                    now,
+                    &AuditEntry {
+                        operator: actor.operator.clone(),
+                        terminal: actor.terminal.clone(),
+                        function: if disabled {
+                            "account.disable"
+                        } else {
+                            "account.enable"
+                        }
+                        .into(),
+                        target: l.clone(),
+                        detail: "{}".into(),
+                        my_number_shown: false,
+                    },
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     pub async fn accounts(&self, tenant: &MunicipalityCode) -> Result<Vec<Account>, ServiceError> {
         let t = tenant.clone();
         self.store()

@@ -381,6 +381,42 @@ pub async fn create_account(
     }
 }
 
+/// Disables or enables a staff account.
+pub async fn account_state(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let ctx = match Ctx::load(&s, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = FormData(form);
+    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
+        return r;
+    }
+    let tenant = match ctx.require(Permission::ManageAccounts) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let disable = f.text("action") == "disable";
+    match s
+        .registry
+        .set_account_disabled(&tenant, &f.text("login"), disable, &ctx.caller.actor())
+        .await
+    {
+        Ok(()) => {
+            let done = ctx.lang.t("変更しました。", "Saved.").to_string();
+            accounts_page(&s, &ctx, &tenant, None, None, Some(done)).await
+        }
+        Err(e) => {
+            let e = UiError::from(e);
+            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
+            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
+        }
+    }
+}
+
 pub async fn create_client(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -169,6 +169,11 @@ pub fn routes() -> Vec<UiRoute> {
             &["GET", "POST"],
             get(admin::accounts).post(admin::create_account),
         ),
+        route(
+            "/ui/admin/accounts/state",
+            &["POST"],
+            post(admin::account_state),
+        ),
         route("/ui/admin/clients", &["POST"], post(admin::create_client)),
         route(
             "/ui/platform/tenants",

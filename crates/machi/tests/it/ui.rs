@@ -577,3 +577,52 @@ async fn certificates_are_issued_verified_and_blocked_for_protected_persons() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_disabled_account_loses_its_sessions() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let admin = Session::login(&router, FUCHU, "admin").await;
+    // The tenant admin sees no personal data.
+    let (s, _, _) = admin.get("/ui/search?name=x").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, page) = admin
+        .post(
+            "/ui/admin/accounts/state",
+            &[("login", "clerk"), ("action", "disable")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let (s, h, _) = clerk.get("/ui/search").await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+    let (s, _, _) = send(
+        &router,
+        "POST",
+        "/login",
+        None,
+        Some(&form(&[
+            ("tenant", FUCHU),
+            ("login", "clerk"),
+            ("password", PASSWORD),
+        ])),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a disabled account cannot sign in"
+    );
+    let (s, _, page) = admin
+        .post(
+            "/ui/admin/accounts/state",
+            &[("login", "admin"), ("action", "disable")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+}
