@@ -207,8 +207,12 @@ pub async fn get_resident(
         .parse_as_of(q.as_of.as_deref(), q.recorded_as_of.as_deref())?;
     let (row, history) = s.registry.resident(&tenant, &person, as_of, &actor).await?;
     let eras = s.registry.eras();
+    let protection = s
+        .registry
+        .support_protection(&tenant, std::slice::from_ref(&person))
+        .await?;
     Ok(Json(ResidentDetail {
-        record: ResidentView::new(&row, eras),
+        record: ResidentView::new(&row, eras).protected(protection.get(&person), false),
         history: history.iter().map(|r| ResidentView::new(r, eras)).collect(),
     }))
 }
@@ -493,7 +497,10 @@ pub async fn search(
         results: page
             .rows
             .iter()
-            .map(|r| ResidentView::new(r, eras))
+            .map(|r| {
+                ResidentView::new(r, eras)
+                    .protected(page.protected.get(&r.record.addressee_number), true)
+            })
             .collect(),
         next: page.next_after.as_ref().map(encode_cursor),
     }))

@@ -183,6 +183,11 @@ pub struct ResidentView {
     pub removal: Option<RemovalView>,
     /// The change that appended this row.
     pub change: ChangeInfoView,
+    /// j380: `provisional` (仮支援措置期間中) or `in_effect` (支援措置期間中)
+    /// when the person is under a support measure; absent otherwise. In
+    /// search results such a person's address items are withheld.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support_measure: Option<String>,
 }
 
 impl ResidentView {
@@ -248,7 +253,40 @@ impl ResidentView {
                 destination_abroad: m.destination.as_ref().is_some_and(|d| d.abroad),
             }),
             change: ChangeInfoView::new(&row.change, eras),
+            support_measure: None,
         }
+    }
+
+    /// Marks a person under a support measure (j380); with `withhold`, the
+    /// address items are replaced by a notice (search results, lists).
+    pub fn protected(
+        mut self,
+        p: Option<&crate::service::support::Protection>,
+        withhold: bool,
+    ) -> Self {
+        let Some(p) = p else {
+            return self;
+        };
+        self.support_measure = Some(
+            if p.provisional {
+                "provisional"
+            } else {
+                "in_effect"
+            }
+            .into(),
+        );
+        if withhold {
+            self.address = "（支援措置のため非表示）".into();
+            self.address_annex = None;
+            self.postal_code = None;
+            self.previous_address = None;
+            self.address_since = None;
+            self.removal = self.removal.map(|mut r| {
+                r.destination = None;
+                r
+            });
+        }
+        self
     }
 }
 

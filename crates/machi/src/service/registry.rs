@@ -136,6 +136,9 @@ pub struct SearchParams {
 #[derive(Debug, Clone)]
 pub struct SearchPage {
     pub rows: Vec<HistoryRow>,
+    /// The persons of the page under a support measure (j380): the edges
+    /// mark them and withhold their address items.
+    pub protected: BTreeMap<AddresseeNumber, super::support::Protection>,
     /// The last addressee number of the page, when more may follow.
     pub next_after: Option<AddresseeNumber>,
 }
@@ -523,7 +526,12 @@ impl Registry {
             }),
         )
         .await?;
-        Ok(SearchPage { rows, next_after })
+        let protected = self.support_protection(tenant, &persons).await?;
+        Ok(SearchPage {
+            rows,
+            next_after,
+            protected,
+        })
     }
 
     /// Parses an "as of" pair given as text: an effective date (和暦 or 西暦)

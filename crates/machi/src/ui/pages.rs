@@ -341,7 +341,14 @@ pub async fn search(
         {
             Ok(r) => {
                 let eras = s.registry.eras();
-                page.results = r.rows.iter().map(|r| ResidentView::new(r, eras)).collect();
+                page.results = r
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        ResidentView::new(row, eras)
+                            .protected(r.protected.get(&row.record.addressee_number), true)
+                    })
+                    .collect();
                 page.next = r
                     .next_after
                     .as_ref()

@@ -519,6 +519,16 @@ async fn certificates_are_issued_verified_and_blocked_for_protected_persons() {
     let (s, _, body) = clerk.get(&format!("/ui/residents/{a1}")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(body.contains(&a1) && !body.contains("髙橋"), "{body}");
+    // In search results the person is marked and the address withheld (j380).
+    let (_, _, found) = clerk
+        .get("/ui/search?name=%E3%81%9F%E3%81%8B%E3%81%AF%E3%81%97")
+        .await;
+    assert!(found.contains("支援措置のため非表示"), "{found}");
+    assert_eq!(
+        found.matches("宮西町").count(),
+        2,
+        "the other two members' addresses show: {found}"
+    );
     let (s, _, _) = clerk.post("/ui/certificates", &issue).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // The officer releases one issue for the clerk: one certificate, then blocked again.
