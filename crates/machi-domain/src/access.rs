@@ -83,11 +83,12 @@ impl Role {
         match self {
             Role::Clerk => matches!(
                 p,
-                ReadPersonal | EnterChange | IssueCertificate | ReadEvents
+                ReadPersonal | ReadChanges | EnterChange | IssueCertificate | ReadEvents
             ),
             Role::Supervisor => matches!(
                 p,
                 ReadPersonal
+                    | ReadChanges
                     | EnterChange
                     | ApproveChange
                     | IssueCertificate
@@ -98,7 +99,11 @@ impl Role {
             ),
             Role::SupportOfficer => matches!(
                 p,
-                ReadPersonal | ManageSupportMeasures | ReleaseSupportMeasure | RevealMyNumber
+                ReadPersonal
+                    | ReadChanges
+                    | ManageSupportMeasures
+                    | ReleaseSupportMeasure
+                    | RevealMyNumber
             ),
             Role::TenantAdmin => matches!(p, ManageAccounts | ReadAggregates),
             Role::Cio => matches!(p, ReadAggregates),
@@ -120,8 +125,10 @@ impl std::str::FromStr for Role {
 /// What a caller may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
-    /// Read residents, households, history, changes, search.
+    /// Read residents, households, history, search.
     ReadPersonal,
+    /// Read recorded changes (what was entered, for whom).
+    ReadChanges,
     /// Enter a change (a clerk's is provisional until approved).
     EnterChange,
     /// Approve or return a provisional change (審査・決裁, j530), or commit
@@ -152,11 +159,10 @@ pub struct Scope {
 }
 
 /// The resources and operations a scope may name.
-pub const SCOPE_RESOURCES: [(&str, &[&str]); 4] = [
+pub const SCOPE_RESOURCES: [(&str, &[&str]); 3] = [
     ("residents", &["read"]),
     ("changes", &["read", "write"]),
     ("events", &["read"]),
-    ("certificates", &["read"]),
 ];
 
 impl Scope {
@@ -164,8 +170,8 @@ impl Scope {
     pub fn permission(&self) -> Permission {
         match (self.resource.as_str(), self.operation.as_str()) {
             ("changes", "write") => Permission::ApproveChange,
+            ("changes", _) => Permission::ReadChanges,
             ("events", _) => Permission::ReadEvents,
-            ("certificates", _) => Permission::IssueCertificate,
             _ => Permission::ReadPersonal,
         }
     }
@@ -332,6 +338,9 @@ mod tests {
         assert_eq!(s.to_string(), "jidou_teate:residents:read");
         let w: Scope = "kokuho:changes:write".parse().unwrap();
         assert_eq!(w.permission(), Permission::ApproveChange);
+        // Each resource its own permission: reading changes is not reading residents.
+        let c: Scope = "kokuho:changes:read".parse().unwrap();
+        assert_eq!(c.permission(), Permission::ReadChanges);
         for bad in [
             "",
             "residents:read",
@@ -339,6 +348,7 @@ mod tests {
             "Jidou:residents:read",
             "x:residents:write",
             "x:accounts:read",
+            "x:certificates:read",
             "x::read",
         ] {
             assert!(bad.parse::<Scope>().is_err(), "{bad}");

@@ -115,16 +115,27 @@ pub struct TokenError {
 }
 
 fn token_error(status: StatusCode, error: &str, en: &str, ja: &str) -> Response {
-    (
+    let mut res = (
         status,
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(TokenError {
             error: error.into(),
             error_description: en.into(),
             message_ja: ja.into(),
         }),
     )
-        .into_response()
+        .into_response();
+    // RFC 6749 §5.2: a 401 names the scheme the client may authenticate with.
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"machi\""),
+        );
+    }
+    res
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
@@ -192,7 +203,10 @@ pub async fn token(
     {
         Ok(grant) => (
             StatusCode::OK,
-            [(header::CACHE_CONTROL, "no-store")],
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::PRAGMA, "no-cache"),
+            ],
             Json(grant),
         )
             .into_response(),

@@ -311,6 +311,12 @@ pub async fn submit_change(
     let Json(req) = body.map_err(json_error)?;
     let out = s.registry.submit(&tenant, &req, &actor).await?;
     let eras = s.registry.eras();
+    let touched: Vec<AddresseeNumber> = out
+        .rows
+        .iter()
+        .map(|r| r.record.addressee_number.clone())
+        .collect();
+    let protected = s.registry.support_protection(&tenant, &touched).await?;
     Ok((
         StatusCode::CREATED,
         Json(ChangeResult {
@@ -320,7 +326,10 @@ pub async fn submit_change(
             rows: out
                 .rows
                 .iter()
-                .map(|r| ResidentView::new(r, eras))
+                .map(|r| {
+                    ResidentView::new(r, eras)
+                        .protected(protected.get(&r.record.addressee_number), true)
+                })
                 .collect(),
             notices: out.notices,
             event_seq: out.event_seq,
@@ -367,7 +376,7 @@ pub async fn list_changes(
     let Path(code) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
-    caller.check(&tenant, Permission::ReadPersonal)?;
+    caller.check(&tenant, Permission::ReadChanges)?;
     let actor = caller.actor();
     let before = match q.after.as_deref() {
         Some(c) => Some(decode_id_cursor(c)?),
@@ -385,8 +394,24 @@ pub async fn list_changes(
         None
     };
     let eras = s.registry.eras();
+    let persons: Vec<AddresseeNumber> = changes
+        .iter()
+        .flat_map(|c| c.persons.iter().cloned())
+        .collect();
+    let protected = s.registry.support_protection(&tenant, &persons).await?;
     Ok(Json(ChangeList {
-        changes: changes.iter().map(|c| ChangeView::new(c, eras)).collect(),
+        changes: changes
+            .iter()
+            .map(|c| {
+                let mut v = ChangeView::new(c, eras);
+                // j380: what was entered for a protected person is withheld
+                // here; the change itself is readable after a release.
+                if c.persons.iter().any(|p| protected.contains_key(p)) {
+                    v.request = serde_json::json!({ "withheld": "support_measure" });
+                }
+                v
+            })
+            .collect(),
         next,
     }))
 }
@@ -422,7 +447,7 @@ pub async fn get_change(
 ) -> ApiResult<ChangeView> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    caller.check(&tenant, Permission::ReadPersonal)?;
+    caller.check(&tenant, Permission::ReadChanges)?;
     let actor = caller.actor();
     let id: i64 = id.trim().parse().map_err(|_| {
         ApiError::bad_request(

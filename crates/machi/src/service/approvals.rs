@@ -117,12 +117,13 @@ impl Registry {
             decided_at: None,
             comment: None,
             change_id: None,
+            persons: out
+                .rows
+                .iter()
+                .map(|r| r.record.addressee_number.clone())
+                .collect(),
         };
-        let persons: Vec<String> = out
-            .rows
-            .iter()
-            .map(|r| r.record.addressee_number.to_string())
-            .collect();
+        let persons: Vec<String> = p.persons.iter().map(|a| a.to_string()).collect();
         let (t, actor) = (tenant.clone(), actor.clone());
         let id = self
             .store()

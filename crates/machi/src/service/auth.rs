@@ -174,6 +174,65 @@ pub(crate) fn audit_in(
     Ok(heads.audit)
 }
 
+/// Counts one attempt for `(key, login)` unless the limit is reached:
+/// true if the attempt may go on. Serialised per account (an advisory lock
+/// on PostgreSQL; SQLite has one writer).
+fn admit_attempt(
+    tx: &mut Tx<'_>,
+    key: &str,
+    login: &str,
+    now: i64,
+    window_start: i64,
+) -> Result<bool, StoreError> {
+    if tx.backend() == crate::store::Backend::Postgres {
+        let lock = format!("{key}/{login}");
+        tx.query(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[lock.as_str().into()],
+        )?;
+    }
+    tx.execute(
+        "DELETE FROM login_failures WHERE tenant = $1 AND login = $2 AND at < $3",
+        &[key.into(), login.into(), window_start.into()],
+    )?;
+    if accounts::count_login_failures(tx, key, login, window_start)? >= MAX_FAILURES {
+        return Ok(false);
+    }
+    accounts::insert_login_failure(tx, key, login, now)?;
+    Ok(true)
+}
+
+/// A login event in the tenant's access log (platform logins go to the
+/// process log: there is no platform chain).
+fn log_login(
+    tx: &mut Tx<'_>,
+    tenant: Option<&MunicipalityCode>,
+    login: &str,
+    terminal: &str,
+    function: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    match tenant {
+        Some(t) => {
+            audit_in(
+                tx,
+                t,
+                at,
+                &AuditEntry {
+                    operator: login.to_string(),
+                    terminal: terminal.to_string(),
+                    function: function.into(),
+                    target: login.to_string(),
+                    detail: "{}".into(),
+                    my_number_shown: false,
+                },
+            )?;
+        }
+        None => tracing::info!(login, terminal, function, "platform login"),
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Creates a staff account (tenant `None`: a platform operator).
     pub async fn create_account(
@@ -310,6 +369,10 @@ impl Registry {
     /// Signs a staff member in. Throttled per account: after
     /// [`MAX_FAILURES`] failures within [`THROTTLE_WINDOW_SECONDS`] every
     /// attempt is refused, right password or not, until the window passes.
+    /// An attempt is counted before its password is checked, under a lock
+    /// per account, so parallel guesses cannot slip past the limit; a
+    /// refused (throttled) attempt is logged but not counted, so nobody can
+    /// extend someone else's lock-out forever.
     pub async fn login(
         &self,
         tenant: Option<&MunicipalityCode>,
@@ -317,28 +380,44 @@ impl Registry {
         password: &str,
         terminal: &str,
     ) -> Result<LoginOutcome, ServiceError> {
-        let login: String = login.trim().chars().take(64).collect();
+        let login: String = login.trim().to_lowercase().chars().take(64).collect();
         let terminal = clean_terminal(terminal);
         if let Some(t) = tenant
             && self.ensure_tenant(t).await.is_err()
         {
             return Err(ServiceError::LoginFailed);
         }
-        let now_dt = self.clock().now();
-        let now = now_dt.timestamp_micros();
+        let now = self.clock().now().timestamp_micros();
         let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
         let throttle_key = tenant.map_or_else(|| "-".to_string(), |t| t.to_string());
-        let (t, l, k) = (tenant.cloned(), login.clone(), throttle_key.clone());
-        let (account, failures) = self
+        // 1. Count the attempt (or refuse it) before any password is checked.
+        let (t, l, k, term) = (
+            tenant.cloned(),
+            login.clone(),
+            throttle_key.clone(),
+            terminal.clone(),
+        );
+        let admitted = self
             .store()
-            .read(tenant, move |tx| {
-                let a = accounts::get_account(tx, t.as_ref(), &l)?;
-                let f = accounts::count_login_failures(tx, &k, &l, window_start)?;
-                Ok::<_, ServiceError>((a, f))
+            .write(tenant, move |tx| {
+                let ok = admit_attempt(tx, &k, &l, now, window_start)?;
+                if !ok {
+                    log_login(tx, t.as_ref(), &l, &term, "login.throttled", now)?;
+                }
+                Ok::<_, ServiceError>(ok)
             })
             .await?;
-        let throttled = failures >= MAX_FAILURES;
-        // Verify even when throttled or unknown, so timing tells nothing.
+        if !admitted {
+            return Err(ServiceError::TooManyAttempts);
+        }
+        // 2. Check the password (a missing account against a dummy hash).
+        let (t, l) = (tenant.cloned(), login.clone());
+        let account = self
+            .store()
+            .read(tenant, move |tx| {
+                Ok::<_, ServiceError>(accounts::get_account(tx, t.as_ref(), &l)?)
+            })
+            .await?;
         let hash = account
             .as_ref()
             .map_or_else(|| dummy_hash().to_string(), |a| a.password_hash.clone());
@@ -346,9 +425,7 @@ impl Registry {
         let verified = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
             .await
             .unwrap_or(false);
-        let ok = !throttled && verified && account.as_ref().is_some_and(|a| !a.disabled);
-        let token = random_hex(32)?;
-        let session = account.as_ref().and_then(|a| {
+        let session = account.as_ref().filter(|a| !a.disabled).and_then(|a| {
             let role: Role = a.role.parse().ok()?;
             Some(Session {
                 tenant: tenant.cloned(),
@@ -361,50 +438,33 @@ impl Registry {
                 expires_at: now + SESSION_SECONDS * 1_000_000,
             })
         });
-        let (t, l, th) = (tenant.cloned(), login.clone(), token_hash(&token));
-        let s = session.clone();
-        let term = terminal.clone();
+        let session = session.filter(|_| verified);
+        // 3. Record the outcome: a session, or the counted failure stays.
+        let token = random_hex(32)?;
+        let (t, l, th, s) = (
+            tenant.cloned(),
+            login.clone(),
+            token_hash(&token),
+            session.clone(),
+        );
         self.store()
             .write(tenant, move |tx| {
-                let function = if ok {
-                    accounts::clear_login_failures(tx, &throttle_key, &l)?;
-                    accounts::purge_expired(tx, now, window_start)?;
-                    if let Some(s) = &s {
+                let function = match &s {
+                    Some(s) => {
+                        accounts::clear_login_failures(tx, &throttle_key, &l)?;
+                        accounts::purge_expired(tx, now, window_start)?;
                         accounts::insert_session(tx, &th, s)?;
+                        "login"
                     }
-                    "login"
-                } else {
-                    accounts::insert_login_failure(tx, &throttle_key, &l, now)?;
-                    if throttled {
-                        "login.throttled"
-                    } else {
-                        "login.failed"
-                    }
+                    None => "login.failed",
                 };
-                if let Some(t) = &t {
-                    audit_in(
-                        tx,
-                        t,
-                        now,
-                        &AuditEntry {
-                            operator: l.clone(),
-                            terminal: term.clone(),
-                            function: function.into(),
-                            target: l.clone(),
-                            detail: "{}".into(),
-                            my_number_shown: false,
-                        },
-                    )?;
-                } else {
-                    tracing::info!(login = %l, terminal = %term, function, "platform login");
-                }
+                log_login(tx, t.as_ref(), &l, &terminal, function, now)?;
                 Ok::<_, ServiceError>(())
             })
             .await?;
-        match (ok, session) {
-            (true, Some(session)) => Ok(LoginOutcome { token, session }),
-            _ if throttled => Err(ServiceError::TooManyAttempts),
-            _ => Err(ServiceError::LoginFailed),
+        match session {
+            Some(session) => Ok(LoginOutcome { token, session }),
+            None => Err(ServiceError::LoginFailed),
         }
     }
 
@@ -552,14 +612,22 @@ impl Registry {
         let id: String = client_id.trim().chars().take(80).collect();
         let now = self.clock().now().timestamp_micros();
         let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
+        // Counted before the secret is checked, serialised per client.
         let i = id.clone();
-        let (client, failures) = self
+        let admitted = self
+            .store()
+            .write(None, move |tx| {
+                Ok::<_, ServiceError>(admit_attempt(tx, "client", &i, now, window_start)?)
+            })
+            .await?;
+        if !admitted {
+            return Err(ServiceError::TooManyAttempts);
+        }
+        let i = id.clone();
+        let client = self
             .store()
             .read(None, move |tx| {
-                Ok::<_, ServiceError>((
-                    accounts::get_client(tx, &i)?,
-                    accounts::count_login_failures(tx, "client", &i, window_start)?,
-                ))
+                Ok::<_, ServiceError>(accounts::get_client(tx, &i)?)
             })
             .await?;
         let hash = client
@@ -569,24 +637,9 @@ impl Registry {
         let verified = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
             .await
             .unwrap_or(false);
-        let throttled = failures >= MAX_FAILURES;
         let client = match client {
-            Some(c) if verified && !throttled && !c.disabled => c,
-            _ => {
-                let i = id.clone();
-                self.store()
-                    .write(None, move |tx| {
-                        Ok::<_, ServiceError>(accounts::insert_login_failure(
-                            tx, "client", &i, now,
-                        )?)
-                    })
-                    .await?;
-                return Err(if throttled {
-                    ServiceError::TooManyAttempts
-                } else {
-                    ServiceError::LoginFailed
-                });
-            }
+            Some(c) if verified && !c.disabled => c,
+            _ => return Err(ServiceError::LoginFailed),
         };
         let granted = Scope::parse_list(&client.scopes)
             .map_err(|e| ServiceError::Store(StoreError::Corrupt(e.to_string())))?;

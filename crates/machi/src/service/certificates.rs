@@ -163,8 +163,14 @@ impl Registry {
         subject: Subject,
         options: CertificateOptions,
         verification_url: &str,
+        may_show_my_number: bool,
         actor: &Actor,
     ) -> Result<Issued, ServiceError> {
+        // Printing a 個人番号 on request is a reveal: only roles allowed to
+        // see it (a 転出証明書 carries it by law and is issued by the counter).
+        if options.my_number && !may_show_my_number {
+            return Err(ServiceError::Forbidden);
+        }
         let fonts = fonts()?;
         let municipality = self.tenant(tenant).await?.name;
         let now = self.clock().now();

@@ -393,6 +393,12 @@ CREATE POLICY tenant_isolation ON tenant_settings
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#;
 
+/// The persons a provisional change would touch, so that reading it can be
+/// logged against them and blocked for protected persons (j380, j1370).
+const V10_COMMON: &str = r#"
+ALTER TABLE pending_changes ADD COLUMN persons TEXT NOT NULL DEFAULT '[]';
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -448,6 +454,12 @@ pub fn all() -> Vec<Migration> {
             name: "postgres grants and row-level security for tenant settings",
             sqlite: "",
             postgres: V8_POSTGRES_SECURITY,
+        },
+        Migration {
+            version: 10,
+            name: "provisional changes name their persons",
+            sqlite: V10_COMMON,
+            postgres: V10_COMMON,
         },
     ]
 }

@@ -2,7 +2,7 @@
 //! supervisor's decision. They are not facts: the registry, certificates and
 //! the linkage feed never see them.
 
-use machi_domain::ids::MunicipalityCode;
+use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
 
 use super::{Row, StoreError, Tx};
 
@@ -76,10 +76,12 @@ pub struct PendingChange {
     pub decided_at: Option<i64>,
     pub comment: Option<String>,
     pub change_id: Option<i64>,
+    /// The persons the change would touch (from its dry run).
+    pub persons: Vec<AddresseeNumber>,
 }
 
 const COLUMNS: &str = "pending_id, reason, request, summary, status, entered_by, entered_terminal, entered_at, \
-     decided_by, decided_at, comment, change_id";
+     decided_by, decided_at, comment, change_id, persons";
 
 /// What a sealed 個人番号 in a provisional request is bound to.
 fn context(id: i64) -> String {
@@ -108,6 +110,16 @@ fn from_row(
         decided_at: r.opt_int(9)?,
         comment: r.opt_text(10)?,
         change_id: r.opt_int(11)?,
+        persons: {
+            let list: Vec<String> = serde_json::from_str(&r.text(12)?)
+                .map_err(|e| StoreError::Corrupt(format!("pending persons: {e}")))?;
+            list.iter()
+                .map(|p| {
+                    p.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("pending person {p:?}")))
+                })
+                .collect::<Result<_, _>>()?
+        },
     })
 }
 
@@ -125,9 +137,12 @@ pub fn insert(
         )?
         .int(0)?;
     let request = super::records::seal_json(&*tx.tenant_keys(tenant)?, &context(id), &p.request)?;
+    let persons: Vec<&str> = p.persons.iter().map(|a| a.as_str()).collect();
+    let persons = serde_json::to_string(&persons)
+        .map_err(|e| StoreError::Corrupt(format!("pending persons: {e}")))?;
     tx.execute(
         "INSERT INTO pending_changes (tenant, pending_id, reason, request, summary, status, entered_by, \
-         entered_terminal, entered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         entered_terminal, entered_at, persons) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
             tenant.as_str().into(),
             id.into(),
@@ -138,6 +153,7 @@ pub fn insert(
             (&p.entered_by).into(),
             (&p.entered_terminal).into(),
             p.entered_at.into(),
+            (&persons).into(),
         ],
     )?;
     Ok(id)

@@ -30,6 +30,7 @@ struct NewPage {
     f: FormData,
     kinds: Vec<(&'static str, &'static str)>,
     error: Option<String>,
+    can_show_my_number: bool,
 }
 
 pub async fn new_form(
@@ -54,19 +55,12 @@ fn page(ctx: &Ctx, f: FormData, error: Option<String>) -> NewPage {
         f,
         kinds: KINDS.iter().map(|k| (k.code(), k.title_ja())).collect(),
         error,
+        can_show_my_number: ctx.can(Permission::RevealMyNumber),
     }
 }
 
 fn verification_url(headers: &HeaderMap, tenant: &MunicipalityCode) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
-        })
-        .unwrap_or("localhost");
-    format!("http://{host}/verify?tenant={tenant}")
+    format!("{}/verify?tenant={tenant}", super::public_url(headers))
 }
 
 /// Issues the certificate and sends the PDF.
@@ -144,6 +138,7 @@ pub async fn issue(
             subject,
             options,
             &verification_url(&headers, &tenant),
+            ctx.can(Permission::RevealMyNumber),
             &ctx.caller.actor(),
         )
         .await

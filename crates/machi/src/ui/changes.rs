@@ -316,11 +316,47 @@ pub async fn approvals(
         Ok(l) => l,
         Err(e) => return ctx.error(&e.into()),
     };
+    let persons: Vec<machi_domain::ids::AddresseeNumber> = list
+        .iter()
+        .flat_map(|p| p.persons.iter().cloned())
+        .collect();
+    let protected = match s.registry.support_protection(&tenant, &persons).await {
+        Ok(p) => p,
+        Err(e) => return ctx.error(&e.into()),
+    };
+    if !list.is_empty()
+        && let Err(e) = s
+            .registry
+            .log_read(
+                &tenant,
+                &ctx.caller.actor(),
+                "read.provisional_list",
+                &persons,
+                serde_json::json!({ "status": status.as_str(), "entries": list.len() }),
+            )
+            .await
+    {
+        return ctx.error(&e.into());
+    }
     let en = ctx.lang.en;
     html(&ApprovalsPage {
         c: Chrome::new(&ctx, "審査・決裁", "Review and approval")
             .with_flash(done.map(|d| flash(&ctx, &d))),
-        rows: list.iter().map(|p| row(p, en)).collect(),
+        rows: list
+            .iter()
+            .map(|p| {
+                let mut r = row(p, en);
+                if p.persons.iter().any(|a| protected.contains_key(a)) {
+                    r.summary = if en {
+                        "(includes a person under a support measure: withheld)"
+                    } else {
+                        "（支援措置対象者を含むため非表示）"
+                    }
+                    .into();
+                }
+                r
+            })
+            .collect(),
         status: status.as_str().into(),
         statuses: [
             PendingStatus::Pending,
@@ -392,15 +428,18 @@ pub async fn pending_page(
         Ok(p) => p,
         Err(e) => return ctx.error(&e.into()),
     };
-    // Viewing the provisional content is a read of personal data.
+    // Viewing the provisional content is a read of personal data, blocked
+    // for protected persons like their record (j380, j440).
     if let Err(e) = s
         .registry
-        .record_access(
+        .log_access(
             &tenant,
             &ctx.caller.actor(),
             "read.provisional",
-            "",
+            &p.persons,
             serde_json::json!({ "pending_id": id }),
+            false,
+            Some(machi_domain::support::SupportPurpose::View),
         )
         .await
     {

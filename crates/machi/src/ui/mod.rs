@@ -31,6 +31,39 @@ use crate::api::AppState;
 use crate::api::auth::{SESSION_COOKIE, constant_time_eq, cookie};
 use crate::service::{Caller, ServiceError};
 
+/// `; Secure` on the session cookie when `MACHI_SECURE_COOKIES` is set
+/// (behind HTTPS, as in production; the local demo is plain HTTP).
+pub fn secure_attr() -> &'static str {
+    static SECURE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *SECURE.get_or_init(|| {
+        std::env::var("MACHI_SECURE_COOKIES").is_ok_and(|v| !v.is_empty() && v != "0")
+    }) {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// The base URL printed on certificates for the verification page:
+/// `MACHI_PUBLIC_URL` (e.g. `https://machi.example.lg.jp`), else the
+/// request's host over plain HTTP (the local demo).
+pub fn public_url(headers: &HeaderMap) -> String {
+    if let Ok(u) = std::env::var("MACHI_PUBLIC_URL")
+        && (u.starts_with("https://") || u.starts_with("http://"))
+    {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
 /// The language cookie's name.
 pub const LANG_COOKIE: &str = "machi_lang";
 

@@ -51,7 +51,7 @@ pub async fn set_lang(headers: HeaderMap, Query(q): Query<LangQuery>) -> Respons
                 .map_or(r, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
             path.starts_with('/').then(|| path.to_string())
         })
-        .filter(|p| !p.starts_with("//"))
+        .filter(|p| !p.starts_with("//") && !p.contains('\\'))
         .unwrap_or_else(|| "/ui".into());
     let mut res = Redirect::to(&back).into_response();
     if let Ok(c) = HeaderValue::from_str(&format!(
@@ -131,8 +131,9 @@ pub async fn login(
         Ok(out) => {
             let mut res = Redirect::to("/ui").into_response();
             if let Ok(c) = HeaderValue::from_str(&format!(
-                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}",
-                out.token
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{}",
+                out.token,
+                super::secure_attr()
             )) {
                 res.headers_mut().append(header::SET_COOKIE, c);
             }

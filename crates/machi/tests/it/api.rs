@@ -474,6 +474,74 @@ async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn each_scope_opens_its_own_resource_only() {
+    let (db, app) = setup().await;
+    let (a1, _) = first();
+    call(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        Some(takahashi_family()),
+    )
+    .await;
+    let (id, secret) = db
+        .registry
+        .create_client(
+            &FUCHU.parse().unwrap(),
+            "kokuho",
+            "kokuho:changes:read",
+            &Actor::system("t"),
+        )
+        .await
+        .unwrap();
+    let grant = db.registry.issue_token(&id, &secret, None).await.unwrap();
+    let changes_only = app.with_headers(vec![(
+        "authorization".into(),
+        format!("Bearer {}", grant.access_token),
+    )]);
+    let (s, _) = call(
+        &changes_only,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    for uri in [
+        format!("/api/v1/tenants/{FUCHU}/residents/{a1}"),
+        format!("/api/v1/tenants/{FUCHU}/search?name=x"),
+        format!("/api/v1/tenants/{FUCHU}/events"),
+    ] {
+        let (s, _) = call(&changes_only, "GET", &uri, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{uri}");
+    }
+    let (s, _) = call(
+        &changes_only,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/changes"),
+        Some(takahashi_family()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A wrong secret: RFC 6749 invalid_client with WWW-Authenticate.
+    let res = app
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/oauth/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!(
+                    "grant_type=client_credentials&client_id={id}&client_secret=nope"
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().contains_key("www-authenticate"));
+}
+
+#[tokio::test]
 async fn errors_name_the_field_in_both_languages() {
     let (_db, app) = setup().await;
     let mut fam = takahashi_family();

@@ -636,3 +636,126 @@ async fn a_disabled_account_loses_its_sessions() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_do_not_pass_the_throttle() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
+    let mut tasks = vec![];
+    for i in 0..20 {
+        let r = db.registry.clone();
+        let t = fuchu.clone();
+        tasks.push(tokio::spawn(async move {
+            r.login(Some(&t), "clerk", &format!("wrong-password-{i}"), "T")
+                .await
+        }));
+    }
+    let mut checked = 0;
+    let mut throttled = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(machi::service::ServiceError::LoginFailed) => checked += 1,
+            Err(machi::service::ServiceError::TooManyAttempts) => throttled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        (checked, throttled),
+        (5, 15),
+        "only five guesses may be checked"
+    );
+    // Upper case or spaces around the login are the same account.
+    assert!(matches!(
+        db.registry
+            .login(Some(&fuchu), " CLERK ", PASSWORD, "T")
+            .await,
+        Err(machi::service::ServiceError::TooManyAttempts)
+    ));
+}
+
+#[tokio::test]
+async fn protected_persons_stay_hidden_in_provisional_changes_and_certificates() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "clerk2", Role::Clerk).await;
+    staff(&db, FUCHU, "officer", Role::SupportOfficer).await;
+    db.registry
+        .set_issuer(&fuchu, "府中市長", "架空　太一", &Actor::system("setup"))
+        .await
+        .unwrap();
+    let req: machi_domain::change::ChangeRequest =
+        serde_json::from_value(crate::contract::takahashi_family()).unwrap();
+    let out = db
+        .registry
+        .submit(&fuchu, &req, &Actor::system("setup"))
+        .await
+        .unwrap();
+    let persons: Vec<String> = out
+        .rows
+        .iter()
+        .map(|r| r.record.addressee_number.to_string())
+        .collect();
+    let a1 = persons[0].clone();
+    let router = app(&db).await;
+    let officer = Session::login(&router, FUCHU, "officer").await;
+    let (s, _, _) = officer
+        .post(
+            "/ui/support/new",
+            &[
+                ("requester", a1.as_str()),
+                ("filed_on", "2026-11-01"),
+                ("affair_copy", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    // A clerk enters the family's 転居 at the counter (allowed), to a secret address.
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let all = persons.join(" ");
+    let (s, _, body) = clerk
+        .post(
+            "/ui/entry",
+            &[
+                ("type", "move_within"),
+                ("effective_date", "2026-11-20"),
+                ("persons", all.as_str()),
+                ("address", "東京都府中市秘密町九丁目9番地"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    // Another clerk sees neither the queue entry's names nor its content.
+    let clerk2 = Session::login(&router, FUCHU, "clerk2").await;
+    let (s, _, list) = clerk2.get("/ui/approvals").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        list.contains("支援措置対象者を含むため非表示") && !list.contains("髙橋"),
+        "{list}"
+    );
+    let (s, _, page) = clerk2.get("/ui/approvals/1").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(!page.contains("秘密町"), "{page}");
+    // A clerk may not print a 個人番号 on a certificate; a supervisor-level role may.
+    let (s, _, _) = clerk2
+        .post(
+            "/ui/certificates",
+            &[
+                ("person", persons[1].as_str()),
+                ("kind", "resident_copy"),
+                ("scope", "person"),
+                ("my_number", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, form) = clerk2
+        .get(&format!("/ui/certificates/new?person={}", persons[1]))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        !form.contains("id=\"my_number\""),
+        "the option is not offered to a clerk"
+    );
+}
