@@ -28,6 +28,18 @@ pub enum Subject {
     Household(HouseholdNumber),
 }
 
+/// What a certificate request asks for.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    pub kind: CertificateKind,
+    pub subject: Subject,
+    pub options: CertificateOptions,
+    /// The verification page printed on the certificate.
+    pub verification_url: String,
+    /// Whether the caller may see a 個人番号 (required for `options.my_number`).
+    pub may_show_my_number: bool,
+}
+
 /// An issued certificate.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -159,13 +171,16 @@ impl Registry {
     pub async fn issue_certificate(
         &self,
         tenant: &MunicipalityCode,
-        kind: CertificateKind,
-        subject: Subject,
-        options: CertificateOptions,
-        verification_url: &str,
-        may_show_my_number: bool,
+        request: CertificateRequest,
         actor: &Actor,
     ) -> Result<Issued, ServiceError> {
+        let CertificateRequest {
+            kind,
+            subject,
+            options,
+            verification_url,
+            may_show_my_number,
+        } = request;
         // Printing a 個人番号 on request is a reveal: only roles allowed to
         // see it (a 転出証明書 carries it by law and is issued by the counter).
         if options.my_number && !may_show_my_number {
@@ -178,7 +193,7 @@ impl Registry {
         let today = self.clock().today();
         let eras = self.eras().clone();
         let code = verification_code()?;
-        let (t, a, url) = (tenant.clone(), actor.clone(), verification_url.to_string());
+        let (t, a, url) = (tenant.clone(), actor.clone(), verification_url);
         let r = self
             .store()
             .write(Some(tenant), move |tx| {

@@ -13,7 +13,7 @@ use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use super::forms::FormData;
 use super::{Chrome, Ctx, Lang, UiError, html, when};
 use crate::api::AppState;
-use crate::service::certificates::Subject;
+use crate::service::certificates::{CertificateRequest, Subject};
 
 const KINDS: [CertificateKind; 5] = [
     CertificateKind::ResidentCopy,
@@ -134,11 +134,13 @@ pub async fn issue(
         .registry
         .issue_certificate(
             &tenant,
-            kind,
-            subject,
-            options,
-            &verification_url(&headers, &tenant),
-            ctx.can(Permission::RevealMyNumber),
+            CertificateRequest {
+                kind,
+                subject,
+                options,
+                verification_url: verification_url(&headers, &tenant),
+                may_show_my_number: ctx.can(Permission::RevealMyNumber),
+            },
             &ctx.caller.actor(),
         )
         .await
