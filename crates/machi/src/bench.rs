@@ -234,8 +234,32 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         r.resident(&code, p, AsOf::default(), &bench_actor).await?;
     }
     let reads = Figure {
-        what: "reads (resident with whole history + access-log entry)",
+        what: "reads (resident + history + log entry), 1 client",
         n: a.reads,
+        secs: t.elapsed().as_secs_f64(),
+    };
+    // The same reads from concurrent clients: their log entries share commits.
+    let t = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let (r, code, actor) = (r.clone(), code.clone(), bench_actor.clone());
+        let mine: Vec<_> = (0..a.reads / clients)
+            .map(|i| persons[(c * 7919 + i * 104_729) % persons.len()].clone())
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            for p in &mine {
+                r.resident(&code, p, AsOf::default(), &actor).await?;
+            }
+            Ok::<usize, crate::service::ServiceError>(mine.len())
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        done += task.await??;
+    }
+    let concurrent_reads = Figure {
+        what: "reads, concurrent clients",
+        n: done,
         secs: t.elapsed().as_secs_f64(),
     };
 
@@ -273,16 +297,18 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         &concurrent,
         &empty_read,
         &reads,
+        &concurrent_reads,
         &search,
     ] {
         println!("  {:<46} {:>10} {:>12.0}", f.what, f.n, f.rate());
     }
     println!("  ({clients} concurrent clients)");
     println!(
-        "  ratios: changes/s ÷ empty write tx/s = {:.2} (1 client), {:.2} ({clients} clients); reads/s ÷ empty read tx/s = {:.2}",
+        "  ratios: changes/s ÷ empty write tx/s = {:.2} (1 client), {:.2} ({clients} clients); reads/s ÷ empty read tx/s = {:.2} (1 client), {:.2} ({clients} clients)",
         changes.rate() / empty_write.rate(),
         concurrent.rate() / empty_write.rate(),
-        reads.rate() / empty_read.rate()
+        reads.rate() / empty_read.rate(),
+        concurrent_reads.rate() / empty_read.rate()
     );
     Ok(())
 }
