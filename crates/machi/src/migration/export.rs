@@ -10,6 +10,7 @@ use machi_domain::ids::MunicipalityCode;
 
 use super::layout::{self, *};
 use super::manifest::{FileEntry, Manifest, digest_file};
+use super::side;
 use crate::service::{Actor, Registry, ServiceError};
 use crate::store::StoreError;
 use crate::store::records;
@@ -64,9 +65,9 @@ fn finish(mut w: csv::Writer<BufWriter<File>>, dir: &Path, name: &str) -> Result
     Ok(())
 }
 
-/// Writes the tenant's residents (every history row), households, the
-/// (empty) support-measure and certificate files, the code tables and a
-/// manifest into `dir`; records the export in the access log.
+/// Writes the tenant's residents (every history row), households, support
+/// measures, issued certificates, the code tables and a manifest into
+/// `dir`; records the export in the access log.
 pub async fn export(
     registry: &Registry,
     tenant: &MunicipalityCode,
@@ -163,12 +164,26 @@ pub async fn export_since(
             },
         )
         .await?;
-    for (name, columns) in [
-        (SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS),
-        (CERTIFICATES_FILE, CERTIFICATE_COLUMNS),
-    ] {
-        finish(writer(dir, name, columns)?, dir, name)?;
-    }
+    // Support measures and issued certificates: whole in a full extract,
+    // header only in a difference extract (they are few, and a full
+    // extract carries them all).
+    let (measures, certificates) = if after_change.is_none() {
+        let t = tenant.clone();
+        registry
+            .store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ExportError>((side::measures(tx, &t)?, side::certificates(tx, &t)?))
+            })
+            .await?
+    } else {
+        (vec![], vec![])
+    };
+    let mut w = writer(dir, SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS)?;
+    side::write_measures(&mut w, &measures)?;
+    finish(w, dir, SUPPORT_MEASURES_FILE)?;
+    let mut w = writer(dir, CERTIFICATES_FILE, CERTIFICATE_COLUMNS)?;
+    side::write_certificates(&mut w, &certificates)?;
+    finish(w, dir, CERTIFICATES_FILE)?;
     let mut codes = writer(dir, CODES_FILE, CODE_COLUMNS)?;
     for (table, code, label) in layout::code_tables() {
         codes.write_record([table, code.as_str(), label.as_str()])?;
@@ -179,8 +194,8 @@ pub async fn export_since(
     for (name, rows) in [
         (RESIDENTS_FILE, history_rows),
         (HOUSEHOLDS_FILE, households),
-        (SUPPORT_MEASURES_FILE, 0),
-        (CERTIFICATES_FILE, 0),
+        (SUPPORT_MEASURES_FILE, measures.len() as u64),
+        (CERTIFICATES_FILE, certificates.len() as u64),
         (CODES_FILE, layout::code_tables().len() as u64),
     ] {
         if name == HOUSEHOLDS_FILE && !households_written {
@@ -211,7 +226,8 @@ pub async fn export_since(
             actor,
             "export",
             &dir.display().to_string(),
-            serde_json::json!({"history_rows": history_rows, "households": households, "after_change": after_change}),
+            serde_json::json!({"history_rows": history_rows, "households": households,
+                "support_measures": measures.len(), "certificates": certificates.len(), "after_change": after_change}),
         )
         .await?;
     Ok(ExportSummary {

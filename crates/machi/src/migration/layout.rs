@@ -94,23 +94,7 @@ pub const HOUSEHOLD_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// support_measures.csv (支援措置, j160/j440): header only until support
-/// measures are kept.
-pub const SUPPORT_MEASURE_COLUMNS: &[(&str, &str)] = &[
-    ("addressee_number", "宛名番号"),
-    ("kind", "支援措置区分"),
-    ("start_date", "開始年月日"),
-    ("end_date", "終了年月日"),
-    ("status", "状態"),
-];
-
-/// certificates.csv (交付履歴, j300): header only until certificates are issued.
-pub const CERTIFICATE_COLUMNS: &[(&str, &str)] = &[
-    ("issue_number", "発行番号"),
-    ("addressee_number", "宛名番号"),
-    ("kind", "証明書種別"),
-    ("issued_at", "交付日時"),
-    ("operator", "交付者"),
-];
+pub use super::side::{CERTIFICATE_COLUMNS, SUPPORT_MEASURE_COLUMNS};
 
 /// The code tables of the layout: (table, code, 名称).
 pub fn code_tables() -> Vec<(&'static str, String, String)> {
@@ -132,6 +116,20 @@ pub fn code_tables() -> Vec<(&'static str, String, String)> {
         ResidentStatus::EntryCancelled,
     ] {
         out.push(("status", code_of(&s), s.label_ja().into()));
+    }
+    for m in machi_domain::support::MeasureStatus::ALL {
+        out.push((
+            "support_status",
+            m.code().to_string(),
+            m.label_ja().to_string(),
+        ));
+    }
+    for k in machi_domain::certificate::CertificateKind::ALL {
+        out.push((
+            "certificate_kind",
+            k.code().to_string(),
+            k.title_ja().to_string(),
+        ));
     }
     out
 }

@@ -8,4 +8,5 @@ pub mod import;
 pub mod layout;
 pub mod manifest;
 pub mod rehearse;
+pub mod side;
 pub mod sjis2004;
