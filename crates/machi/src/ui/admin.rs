@@ -81,12 +81,8 @@ pub async fn audit(
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ReadAuditLog).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ReadAuditLog) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let f = FormData(q.ok().map(|Query(q)| q).unwrap_or_default());
@@ -195,12 +191,8 @@ struct StatsPage {
 
 /// Aggregates for the CIO: counts only, no person can be identified.
 pub async fn stats(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ReadAggregates).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ReadAggregates) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let since = s.registry.clock().now().timestamp_micros() - 30 * 86_400 * 1_000_000;
@@ -322,12 +314,8 @@ async fn accounts_page(
 }
 
 pub async fn accounts(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ManageAccounts) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     accounts_page(&s, &ctx, &tenant, None, None, None).await
@@ -338,16 +326,9 @@ pub async fn create_account(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::ManageAccounts) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let role = match f.text("role").parse::<Role>() {
@@ -387,16 +368,9 @@ pub async fn account_state(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::ManageAccounts) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let disable = f.text("action") == "disable";
@@ -422,16 +396,9 @@ pub async fn create_client(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::ManageAccounts) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     match s
@@ -459,16 +426,9 @@ pub async fn set_issuer(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::ManageAccounts) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     match s

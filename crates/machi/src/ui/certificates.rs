@@ -69,16 +69,9 @@ pub async fn issue(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::IssueCertificate) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::IssueCertificate).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let again = |e: UiError| {

@@ -203,16 +203,9 @@ pub async fn enter(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::EnterChange) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::EnterChange).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let kind = f.text("type");
@@ -299,12 +292,8 @@ pub async fn approvals(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::EnterChange).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::EnterChange) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let (status, done) = q.map(|Query(q)| (q.status, q.done)).unwrap_or_default();
@@ -409,12 +398,8 @@ pub async fn pending_page(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::EnterChange).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::EnterChange) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let Some(id) = path.ok().and_then(|Path(id)| id.parse::<i64>().ok()) else {
@@ -545,16 +530,9 @@ pub async fn approve_bulk(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match ctx.require(Permission::ApproveChange) {
-        Ok(t) => t,
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ApproveChange).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let ids: Vec<i64> = f.all("id").iter().filter_map(|i| i.parse().ok()).collect();

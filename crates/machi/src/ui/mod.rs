@@ -282,6 +282,31 @@ impl Ctx {
         })
     }
 
+    /// The signed-in caller of a page who may do `p`, with their tenant.
+    pub async fn for_page(
+        s: &AppState,
+        headers: &HeaderMap,
+        p: Permission,
+    ) -> Result<(Ctx, MunicipalityCode), Response> {
+        let ctx = Ctx::load(s, headers).await?;
+        let tenant = ctx.require(p)?;
+        Ok((ctx, tenant))
+    }
+
+    /// The signed-in caller of a form post: session, the form's CSRF token,
+    /// and permission `p`, with their tenant.
+    pub async fn for_form(
+        s: &AppState,
+        headers: &HeaderMap,
+        form: &forms::FormData,
+        p: Permission,
+    ) -> Result<(Ctx, MunicipalityCode), Response> {
+        let ctx = Ctx::load(s, headers).await?;
+        ctx.check_csrf(&form.text("csrf"))?;
+        let tenant = ctx.require(p)?;
+        Ok((ctx, tenant))
+    }
+
     /// The caller's tenant, if the caller may do `p` there.
     pub fn require(&self, p: Permission) -> Result<MunicipalityCode, Response> {
         match &self.tenant {

@@ -297,12 +297,8 @@ pub async fn search(
     headers: HeaderMap,
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ReadPersonal).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ReadPersonal) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let q = q.ok().map(|Query(q)| q).unwrap_or_default();
@@ -392,12 +388,8 @@ pub async fn resident(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ReadPersonal).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ReadPersonal) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let Ok(Path(a)) = path else {
@@ -541,12 +533,8 @@ pub async fn household(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ReadPersonal).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ReadPersonal) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let Ok(Path(h)) = path else {
@@ -607,12 +595,8 @@ pub async fn change(
     headers: HeaderMap,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ReadPersonal).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match ctx.require(Permission::ReadPersonal) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let Some(id) = path.ok().and_then(|Path(id)| id.parse::<i64>().ok()) else {

@@ -139,21 +139,13 @@ pub struct ListQuery {
     done: Option<String>,
 }
 
-fn need(ctx: &Ctx) -> Result<MunicipalityCode, Response> {
-    ctx.require(Permission::ManageSupportMeasures)
-}
-
 pub async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageSupportMeasures).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match need(&ctx) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let (person, done) = q
@@ -216,7 +208,7 @@ pub async fn new_form(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = need(&ctx) {
+    if let Err(r) = ctx.require(Permission::ManageSupportMeasures) {
         return r;
     }
     let mut f = FormData(q.ok().map(|Query(q)| q).unwrap_or_default());
@@ -346,18 +338,12 @@ pub async fn register(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match need(&ctx) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let (ctx, tenant) =
+        match Ctx::for_form(&s, &headers, &f, Permission::ManageSupportMeasures).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
     let again = |e: UiError| {
         (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -412,12 +398,8 @@ pub async fn detail(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageSupportMeasures).await {
         Ok(c) => c,
-        Err(r) => return r,
-    };
-    let tenant = match need(&ctx) {
-        Ok(t) => t,
         Err(r) => return r,
     };
     let Some(id) = path.ok().and_then(|Path(id)| id.parse::<i64>().ok()) else {
@@ -492,18 +474,12 @@ pub async fn act(
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ctx = match Ctx::load(&s, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let f = FormData(form);
-    if let Err(r) = ctx.check_csrf(&f.text("csrf")) {
-        return r;
-    }
-    let tenant = match need(&ctx) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let (ctx, tenant) =
+        match Ctx::for_form(&s, &headers, &f, Permission::ManageSupportMeasures).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
     let Some(id) = path.ok().and_then(|Path(id)| id.parse::<i64>().ok()) else {
         return ctx.error(&UiError::forbidden());
     };
