@@ -421,6 +421,9 @@ struct Validated {
     max_addressee_serial: i64,
     max_household_serial: i64,
     encoding: Option<&'static str>,
+    /// The side files, validated (loaded with the residents).
+    measures: Vec<super::side::MeasureRow>,
+    certificates: Vec<super::side::CertificateRow>,
 }
 
 fn serial_of(number: &str) -> i64 {
@@ -706,8 +709,34 @@ fn validate(
         match open_text(path, opts.encoding) {
             Ok((text, _)) => {
                 let mut r = csv_reader(text);
-                if check_header(name, &mut r, columns, problems) && r.records().next().is_some() {
-                    problems.push(name, 2, "", "not_supported", "このファイルの行は、この版ではまだ取り込めません（支援措置・交付履歴は未対応）。", "rows of this file cannot be imported by this version yet (support measures and certificates are not kept yet)");
+                if !check_header(name, &mut r, columns, problems) {
+                    continue;
+                }
+                for (i, rec) in r.records().enumerate() {
+                    let row = i as u64 + 2;
+                    let rec = match rec {
+                        Ok(rec) => rec,
+                        Err(e) => {
+                            problems.push(
+                                name,
+                                row,
+                                "",
+                                "invalid_csv",
+                                format!("CSV として読めません: {e}"),
+                                format!("not valid CSV: {e}"),
+                            );
+                            continue;
+                        }
+                    };
+                    let fields: Vec<&str> = rec.iter().collect();
+                    let parsed = if name == SUPPORT_MEASURES_FILE {
+                        super::side::measure_of(&fields).map(|m| v.measures.push(m))
+                    } else {
+                        super::side::certificate_of(&fields).map(|c| v.certificates.push(c))
+                    };
+                    if let Err((column, code, ja, en)) = parsed {
+                        problems.push(name, row, column, code, ja, en);
+                    }
                 }
             }
             Err(e) => problems.push(
@@ -872,9 +901,14 @@ pub async fn import(
     let loaded = registry
         .store()
         .write(Some(tenant), move |tx| {
-            load(
+            let done = load(
                 tx, &t, &path, encoding, &eras, &digest, &validated, now, &actor2, &progress,
-            )
+            )?;
+            // Support measures and certificates in the same transaction.
+            if !matches!(done, Load::Conflict(_)) {
+                super::side::load(tx, &t, &validated.measures, &validated.certificates)?;
+            }
+            Ok(done)
         })
         .await;
     let loaded = match loaded {

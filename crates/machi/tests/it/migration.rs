@@ -77,7 +77,131 @@ both!(
     export_import_export_is_identical_and_rerun_changes_nothing,
     bad_input_is_reported_and_nothing_is_imported,
     a_difference_load_appends_only_what_is_new,
+    support_measures_and_certificates_migrate,
 );
+
+async fn support_measures_and_certificates_migrate(db: TestDb) {
+    use machi::service::certificates::{CertificateRequest, Subject};
+    use machi_domain::certificate::{CertificateKind, CertificateOptions};
+    use machi_domain::support::{Affair, AffairRequest, NewSupportMeasure, Requester};
+    let db = db.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let protected: machi_domain::ids::AddresseeNumber = a(1).parse().unwrap();
+    r.support_register(
+        &code(FUCHU),
+        &NewSupportMeasure {
+            filed_on: r.today(),
+            provisional_start: None,
+            requester: Requester {
+                addressee_number: protected.clone(),
+                municipality_role: Default::default(),
+                contact: Default::default(),
+            },
+            related_persons: vec![],
+            offenders: vec![],
+            affairs: vec![AffairRequest {
+                affair: Affair::ResidentRecordCopy,
+                addresses: vec![],
+            }],
+            forwarding: Default::default(),
+        },
+        &actor(),
+    )
+    .await
+    .unwrap();
+    for t in [FUCHU, AKISHIMA] {
+        r.set_issuer(&code(t), "市長", "架空　太一", &actor())
+            .await
+            .unwrap();
+    }
+    let issued = r
+        .issue_certificate(
+            &code(FUCHU),
+            CertificateRequest {
+                kind: CertificateKind::ResidentCopy,
+                subject: Subject::HouseholdOf(a(4).parse().unwrap()),
+                options: CertificateOptions::default(),
+                verification_url: "http://localhost/verify".into(),
+                may_show_my_number: false,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    export(r, &code(FUCHU), &one, &actor()).await.unwrap();
+    for f in ["support_measures.csv", "certificates.csv"] {
+        let text = String::from_utf8(read(&one.join(f))).unwrap();
+        assert_eq!(text.lines().count(), 2, "{f}: {text}");
+    }
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&one),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+    // The measure protects the person in the new tenant, and the certificate
+    // still verifies there.
+    assert!(matches!(
+        r.resident(&code(AKISHIMA), &protected, Default::default(), &clerk())
+            .await,
+        Err(machi::service::ServiceError::SupportBlocked { .. })
+    ));
+    let v = r
+        .verify_certificate(
+            &code(AKISHIMA),
+            &issued.issue_number,
+            &issued.verification_code,
+        )
+        .await
+        .unwrap();
+    assert!(v.is_some(), "the migrated certificate verifies");
+    export(r, &code(AKISHIMA), &two, &actor()).await.unwrap();
+    for f in ["support_measures.csv", "certificates.csv"] {
+        assert!(
+            read(&one.join(f)) == read(&two.join(f)),
+            "{f} differs after a round trip"
+        );
+    }
+    // A side row that contradicts itself is reported, and nothing is written.
+    r.create_tenant(code("131202"), "練馬区", "東京都")
+        .await
+        .unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in ["residents.csv", "households.csv", "certificates.csv"] {
+        std::fs::copy(one.join(f), bad.join(f)).unwrap();
+    }
+    let measures = String::from_utf8(read(&one.join("support_measures.csv"))).unwrap();
+    std::fs::write(
+        bad.join("support_measures.csv"),
+        measures.replacen(",provisional,", ",ended,", 1),
+    )
+    .unwrap();
+    let report = import(
+        r,
+        &code("131202"),
+        std::slice::from_ref(&bad),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Refused);
+    let p = &report.problems[0];
+    assert_eq!(
+        (p.file.as_str(), p.row, p.column.as_str()),
+        ("support_measures.csv", 2, "detail"),
+        "{p:?}"
+    );
+    assert_eq!(counts(&db.store, "131202").await, (0, 0, 0, 0));
+}
 
 async fn export_import_export_is_identical_and_rerun_changes_nothing(db: TestDb) {
     let db = db.with_tenants().await;
