@@ -70,20 +70,47 @@ struct LoginPage<'a> {
     login: &'a str,
     terminal: &'a str,
     error: Option<String>,
+    login_csrf: String,
+}
+
+/// The login form's own CSRF defence (a session does not exist yet): a
+/// random value in a cookie and in the form, which must match (double
+/// submit), so another site cannot sign a browser into an account.
+const LOGIN_COOKIE: &str = "machi_login";
+
+fn login_page(
+    l: Lang,
+    tenant: &str,
+    login: &str,
+    terminal: &str,
+    error: Option<String>,
+) -> Response {
+    let token = crate::service::auth::random_hex(16).unwrap_or_default();
+    let mut res = html(&LoginPage {
+        l,
+        tenant,
+        login,
+        terminal,
+        error,
+        login_csrf: token.clone(),
+    });
+    if let Ok(c) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        super::secure_attr()
+    )) {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
 }
 
 pub async fn login_form(headers: HeaderMap) -> Response {
-    html(&LoginPage {
-        l: Lang::of(&headers),
-        tenant: "",
-        login: "",
-        terminal: "",
-        error: None,
-    })
+    login_page(Lang::of(&headers), "", "", "", None)
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    login_csrf: String,
     #[serde(default)]
     tenant: String,
     #[serde(default)]
@@ -101,18 +128,29 @@ pub async fn login(
 ) -> Response {
     let l = Lang::of(&headers);
     let fail = |status: StatusCode, e: UiError| {
-        (
-            status,
-            html(&LoginPage {
-                l,
-                tenant: &f.tenant,
-                login: &f.login,
-                terminal: &f.terminal,
-                error: Some(if l.en { e.en } else { e.ja }),
-            }),
-        )
-            .into_response()
+        let mut res = login_page(
+            l,
+            &f.tenant,
+            &f.login,
+            &f.terminal,
+            Some(if l.en { e.en } else { e.ja }),
+        );
+        *res.status_mut() = status;
+        res
     };
+    let cookie = crate::api::auth::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if cookie.is_empty()
+        || !crate::api::auth::constant_time_eq(cookie.as_bytes(), f.login_csrf.as_bytes())
+    {
+        return fail(
+            StatusCode::FORBIDDEN,
+            UiError {
+                status: StatusCode::FORBIDDEN,
+                ja: "ログイン画面の有効期限が切れました。もう一度入力してください。".into(),
+                en: "the sign-in form expired; please enter your details again".into(),
+            },
+        );
+    }
     let tenant = match f.tenant.trim() {
         "" => None,
         t => match t.parse() {

@@ -72,6 +72,26 @@ pub async fn send(
     )
 }
 
+/// Posts the sign-in form as a browser does: the form page first, for its
+/// CSRF cookie and field.
+pub async fn login_post(
+    router: &axum::Router,
+    pairs: &[(&str, &str)],
+) -> (StatusCode, Vec<(String, String)>, String) {
+    let (_, headers, page) = send(router, "GET", "/login", None, None).await;
+    let cookie = headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("machi_login="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .expect("login cookie");
+    let marker = "name=\"login_csrf\" value=\"";
+    let i = page.find(marker).expect("login csrf") + marker.len();
+    let token = page[i..].split('"').next().unwrap().to_string();
+    let mut all: Vec<(&str, &str)> = vec![("login_csrf", &token)];
+    all.extend_from_slice(pairs);
+    send(router, "POST", "/login", Some(&cookie), Some(&form(&all))).await
+}
+
 pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -91,17 +111,14 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 
 impl Session {
     pub async fn login(router: &axum::Router, tenant: &str, login: &str) -> Session {
-        let (status, headers, body) = send(
+        let (status, headers, body) = login_post(
             router,
-            "POST",
-            "/login",
-            None,
-            Some(&form(&[
+            &[
                 ("tenant", tenant),
                 ("login", login),
                 ("password", PASSWORD),
                 ("terminal", "T-TEST"),
-            ])),
+            ],
         )
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
@@ -335,50 +352,44 @@ async fn sign_in_is_throttled_and_logged() {
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     let router = app(&db).await;
     for _ in 0..5 {
-        let (s, _, body) = send(
+        let (s, _, body) = login_post(
             &router,
-            "POST",
-            "/login",
-            None,
-            Some(&form(&[
+            &[
                 ("tenant", FUCHU),
                 ("login", "clerk"),
                 ("password", "wrong-password-1"),
-            ])),
+            ],
         )
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert!(body.contains("login-error"));
     }
     // The right password no longer helps within the window.
-    let (s, h, _) = send(
+    let (s, h, _) = login_post(
         &router,
-        "POST",
-        "/login",
-        None,
-        Some(&form(&[
+        &[
             ("tenant", FUCHU),
             ("login", "clerk"),
             ("password", PASSWORD),
-        ])),
+        ],
     )
     .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    assert!(!h.iter().any(|(k, _)| k == "set-cookie"));
+    assert!(
+        !h.iter()
+            .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_session="))
+    );
     // Another tenant's account of the same name is not affected; a wrong
     // tenant gives the same answer as a wrong password.
     staff(&db, AKISHIMA, "clerk", Role::Clerk).await;
     Session::login(&router, AKISHIMA, "clerk").await;
-    let (s, _, _) = send(
+    let (s, _, _) = login_post(
         &router,
-        "POST",
-        "/login",
-        None,
-        Some(&form(&[
+        &[
             ("tenant", "131016"),
             ("login", "clerk"),
             ("password", PASSWORD),
-        ])),
+        ],
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -611,16 +622,13 @@ async fn a_disabled_account_loses_its_sessions() {
         (s, location(&h).as_str()),
         (StatusCode::SEE_OTHER, "/login")
     );
-    let (s, _, _) = send(
+    let (s, _, _) = login_post(
         &router,
-        "POST",
-        "/login",
-        None,
-        Some(&form(&[
+        &[
             ("tenant", FUCHU),
             ("login", "clerk"),
             ("password", PASSWORD),
-        ])),
+        ],
     )
     .await;
     assert_eq!(
@@ -757,5 +765,30 @@ async fn protected_persons_stay_hidden_in_provisional_changes_and_certificates()
     assert!(
         !form.contains("id=\"my_number\""),
         "the option is not offered to a clerk"
+    );
+}
+
+#[tokio::test]
+async fn the_login_form_refuses_a_post_from_elsewhere() {
+    let db = TestDb::sqlite().await.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let router = app(&db).await;
+    // Right password, but no form token (another site's form): refused.
+    let (s, h, _) = send(
+        &router,
+        "POST",
+        "/login",
+        None,
+        Some(&form(&[
+            ("tenant", FUCHU),
+            ("login", "clerk"),
+            ("password", PASSWORD),
+        ])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        !h.iter()
+            .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_session="))
     );
 }
