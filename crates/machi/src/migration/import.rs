@@ -452,8 +452,30 @@ fn check_header(
 struct HouseholdCheck {
     members: u32,
     heads: u32,
-    head: Option<String>,
-    address: String,
+    head: Option<NumberKey>,
+}
+
+/// A 世帯番号 or 宛名番号 (1–15 digits, leading zeros significant) packed
+/// into a word: a million households cost a few MiB to cross-check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct NumberKey(u64);
+
+impl NumberKey {
+    /// None unless `s` is 1–15 ASCII digits.
+    fn of(s: &str) -> Option<NumberKey> {
+        if s.is_empty() || s.len() > 15 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let value: u64 = s.parse().ok()?;
+        Some(NumberKey(((s.len() as u64) << 56) | value))
+    }
+}
+
+impl std::fmt::Display for NumberKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = (self.0 >> 56) as usize;
+        write!(f, "{:0len$}", self.0 & ((1 << 56) - 1))
+    }
 }
 
 /// What pass 1 learned.
@@ -620,29 +642,26 @@ fn validate(
     if !check_header(RESIDENTS_FILE, &mut reader, RESIDENT_COLUMNS, problems) {
         return v;
     }
-    let mut households: HashMap<String, HouseholdCheck> = HashMap::new();
+    let mut households: HashMap<NumberKey, HouseholdCheck> = HashMap::new();
     let mut ticker = Ticker::new(&opts.progress, phase, path);
     let mut writing = true;
     let mut prev: Option<(String, i64)> = None;
     let mut latest: Option<HistoryRow> = None;
-    let finish_person = |latest: &mut Option<HistoryRow>,
-                         households: &mut HashMap<String, HouseholdCheck>| {
-        if let Some(r) = latest.take()
-            && r.record.status.is_resident()
-        {
-            let h = households
-                .entry(r.record.household_number.to_string())
-                .or_default();
-            h.members += 1;
-            if h.address.is_empty() {
-                h.address = r.record.address.address.clone();
+    let finish_person =
+        |latest: &mut Option<HistoryRow>, households: &mut HashMap<NumberKey, HouseholdCheck>| {
+            // 世帯番号 and 宛名番号 are digits once parsed.
+            if let Some(r) = latest.take()
+                && r.record.status.is_resident()
+                && let Some(key) = NumberKey::of(r.record.household_number.as_str())
+            {
+                let h = households.entry(key).or_default();
+                h.members += 1;
+                if r.record.relationship.is_head() {
+                    h.heads += 1;
+                    h.head = NumberKey::of(r.record.addressee_number.as_str());
+                }
             }
-            if r.record.relationship.is_head() {
-                h.heads += 1;
-                h.head = Some(r.record.addressee_number.to_string());
-            }
-        }
-    };
+        };
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line();
@@ -818,7 +837,7 @@ fn validate(
 fn check_households(
     path: &Path,
     opts: &ImportOptions,
-    derived: &mut HashMap<String, HouseholdCheck>,
+    derived: &mut HashMap<NumberKey, HouseholdCheck>,
     problems: &mut Problems,
 ) {
     let text = match open_text(path, opts.encoding, None) {
@@ -860,7 +879,7 @@ fn check_households(
         let h = record.get(0).unwrap_or_default().to_string();
         let head = record.get(1).unwrap_or_default();
         let members: u32 = record.get(4).and_then(|m| m.parse().ok()).unwrap_or(0);
-        match derived.remove(&h) {
+        match NumberKey::of(&h).and_then(|k| derived.remove(&k)) {
             None => problems.push(
                 HOUSEHOLDS_FILE,
                 line,
@@ -873,7 +892,11 @@ fn check_households(
                 if c.members != members {
                     problems.push(HOUSEHOLDS_FILE, line, "members", "broken_reference", format!("世帯 {h} の世帯員数が residents.csv と違います（{members}、residents.csv では {}）。", c.members), format!("household {h}: {members} members, residents.csv has {}", c.members));
                 }
-                if c.head.as_deref().unwrap_or("") != head {
+                let same_head = match c.head {
+                    Some(k) => NumberKey::of(head) == Some(k),
+                    None => head.is_empty(),
+                };
+                if !same_head {
                     problems.push(
                         HOUSEHOLDS_FILE,
                         line,
@@ -1093,6 +1116,7 @@ async fn single_pass(
         actor.clone(),
     );
     let now = registry.clock().now().timestamp_micros();
+    let started = Instant::now();
     let done = registry
         .store()
         .write(Some(tenant), move |tx| {
@@ -1119,9 +1143,17 @@ async fn single_pass(
             }
             let (v, written) = validate_and_load(tx, &t, &inputs, &digest, &eras, &opts)?;
             finish_load(tx, &t, &digest.0, &v, now, &actor, written, 0)?;
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "import: to commit"
+            );
             Ok(Pass::Loaded { v, written })
         })
         .await;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "import: committed"
+    );
     match done {
         Ok(pass) => Ok(pass),
         Err(PassError::Refused { v, problems }) => Ok(Pass::Refused { v, problems }),
@@ -1309,8 +1341,12 @@ fn validate_and_load(
             Err(e) => return (Err(e.to_string()), None),
         };
         let mut write_error = None;
+        let (started, mut writing) = (Instant::now(), std::time::Duration::ZERO);
         for batch in batches.iter() {
-            if let Err(e) = load.write(tx, &batch.history, &batch.current) {
+            let t = Instant::now();
+            let written = load.write(tx, &batch.history, &batch.current);
+            writing += t.elapsed();
+            if let Err(e) = written {
                 write_error = Some(e);
                 break;
             }
@@ -1321,6 +1357,11 @@ fn validate_and_load(
         }
         // A failed write stops the reader (its next send fails).
         drop(batches);
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            writing = writing.as_secs_f64(),
+            "import: rows read and written"
+        );
         let joined = reader
             .join()
             .map_err(|_| "the import's reading thread panicked".to_string());
@@ -1344,7 +1385,9 @@ fn validate_and_load(
     if read_digest(&read).as_ref() != Some(digest) {
         return Err(ImportError::Conflict(Box::new(file_changed())).into());
     }
+    let t = Instant::now();
     load.finish(tx)?;
+    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "import: load finished");
     Ok((v, written))
 }
 

@@ -913,7 +913,7 @@ pub fn insert_history(tx: &mut Tx<'_>, values: &HistoryValues) -> Result<(), Sto
 /// On PostgreSQL the rows go through COPY. COPY refuses tables with
 /// row-level security, so they are copied into temporary staging tables
 /// (dropped at commit) and moved with one INSERT each at the end, which the
-/// tenant policy checks.
+/// tenant policy checks row by row.
 pub struct BulkLoad {
     staging: bool,
 }
