@@ -943,6 +943,16 @@ impl DateValue {
     /// included, see [`EraTable::to_gregorian`]).
     pub fn parse(input: &str, eras: &EraTable, policy: DatePolicy) -> Result<DateValue, DateError> {
         let trimmed = input.trim();
+        // The commonest form, "1989-01-07", straight to the checks the
+        // general reader below applies to it (what it would read is the
+        // same year, month and day).
+        if let Some((year, month, day)) = iso_date_parts(trimmed) {
+            let year = ResolvedYear {
+                gregorian: checked_year(i64::from(year), trimmed)?,
+                era: None,
+            };
+            return accept_day(year, month, day, trimmed, eras, policy);
+        }
         let text: Vec<char> = trimmed
             .chars()
             .filter(|c| !c.is_whitespace())
@@ -1543,6 +1553,20 @@ fn parse_folded(
         Shape::Day { month, day } => accept_day(year, month, day, input, eras, policy),
         Shape::Unknown(u) => accept_unknown(u, Some(&year), input, eras, policy),
     }
+}
+
+/// Year, month and day of exactly `YYYY-MM-DD` in ASCII digits.
+fn iso_date_parts(s: &str) -> Option<(u32, u32, u32)> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |v, &d| {
+            d.is_ascii_digit().then(|| v * 10 + u32::from(d - b'0'))
+        })
+    };
+    Some((digits(0..4)?, digits(5..7)?, digits(8..10)?))
 }
 
 /// Reads the year: an era name or abbreviation with its year ("令和3",
@@ -2687,7 +2711,39 @@ mod tests {
         '\u{10FFFF}',
     ];
 
+    /// [`DateValue::parse`] without its shortcut for `YYYY-MM-DD`.
+    fn parse_general(
+        input: &str,
+        eras: &EraTable,
+        policy: DatePolicy,
+    ) -> Result<DateValue, DateError> {
+        let trimmed = input.trim();
+        let text: Vec<char> = trimmed
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(fold_char)
+            .collect();
+        parse_folded(
+            Cursor {
+                chars: text,
+                pos: 0,
+            },
+            trimmed,
+            eras,
+            policy,
+        )
+    }
+
     proptest! {
+        #[test]
+        fn the_iso_shortcut_reads_as_the_general_reader(y in 0u32..10000, m in 0u32..100, d in 0u32..100, pad in any::<bool>()) {
+            let t = eras();
+            let text = format!("{}{y:04}-{m:02}-{d:02}", if pad { " " } else { "" });
+            for policy in [DatePolicy::CalendarOnly, DatePolicy::AllowIrregular] {
+                prop_assert_eq!(DateValue::parse(&text, &t, policy), parse_general(&text, &t, policy), "{}", text);
+            }
+        }
+
         #[test]
         fn wareki_round_trip(offset in 0..=day_count()) {
             let t = eras();

@@ -327,6 +327,13 @@ pub struct MigrationBenchArgs {
     /// Keep the generated files in this directory (default: a temporary one, removed after).
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
+    /// With --keep: import the files already in that directory instead of
+    /// generating them again (they must be from the same --residents).
+    #[arg(long, requires = "keep")]
+    reuse: bool,
+    /// Skip the import into SQLite (measure PostgreSQL only).
+    #[arg(long)]
+    skip_sqlite: bool,
 }
 
 /// Peak resident memory of this process since the last reset, in MiB (Linux).
@@ -359,19 +366,23 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
         town_index: 0,
         today: Clock::System.today(),
     };
-    let (dir2, eras2) = (dir.clone(), eras.clone());
-    let g = tokio::task::spawn_blocking(move || generate(&dir2, &opts, &eras2)).await??;
-    let gen_secs = t.elapsed().as_secs_f64();
-    let gen_peak = peak_mib();
-    println!(
-        "  generated {} persons, {} history rows, {} households in {:.1} s ({:.0} persons/s, peak {:.0} MiB)",
-        g.persons,
-        g.history_rows,
-        g.households,
-        gen_secs,
-        g.persons as f64 / gen_secs,
-        gen_peak.unwrap_or(0.0)
-    );
+    if a.reuse && dir.join(crate::migration::layout::RESIDENTS_FILE).exists() {
+        println!("  reusing the files in {}", dir.display());
+    } else {
+        let (dir2, eras2) = (dir.clone(), eras.clone());
+        let g = tokio::task::spawn_blocking(move || generate(&dir2, &opts, &eras2)).await??;
+        let gen_secs = t.elapsed().as_secs_f64();
+        let gen_peak = peak_mib();
+        println!(
+            "  generated {} persons, {} history rows, {} households in {:.1} s ({:.0} persons/s, peak {:.0} MiB)",
+            g.persons,
+            g.history_rows,
+            g.households,
+            gen_secs,
+            g.persons as f64 / gen_secs,
+            gen_peak.unwrap_or(0.0)
+        );
+    }
     let actor = Actor::system("bench");
     let mut lines = Vec::new();
     let mut baseline = None;
@@ -384,6 +395,7 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
         targets.push(("PostgreSQL (COPY)", DatabaseLocation::Postgres(fresh)));
     }
     for (i, (label, loc)) in targets.iter().enumerate() {
+        let skip = a.skip_sqlite && matches!(loc, DatabaseLocation::Sqlite(_));
         let store = Store::connect(loc, Keyring::ephemeral()?).await?;
         let r = Registry::new(store, eras.clone(), Clock::System);
         r.create_tenant(code.clone(), town.name, town.prefecture)
@@ -414,6 +426,9 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
                 v.history_rows as f64 / v.validate_seconds.max(1e-9),
                 peak_mib().unwrap_or(0.0)
             ));
+        }
+        if skip {
+            continue;
         }
         reset_peak();
         let rep = import(

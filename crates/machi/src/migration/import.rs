@@ -18,7 +18,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use sha2::{Digest, Sha256};
 
 use machi_domain::change::HistoryRow;
 use machi_domain::dates::EraTable;
@@ -26,10 +30,9 @@ use machi_domain::ids::MunicipalityCode;
 
 use super::layout::{self, *};
 use super::manifest::{Manifest, digest_file};
-use crate::crypto::TenantKeys;
 use crate::service::{Actor, Registry, ServiceError};
-use crate::store::records;
-use crate::store::{Param, StoreError, Tx};
+use crate::store::records::{self, BulkLoad, HistoryEncoder};
+use crate::store::{BulkRows, Param, StoreError, Tx};
 
 /// The character encoding of the input files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -291,12 +294,54 @@ fn find_inputs(paths: &[PathBuf], problems: &mut Problems) -> Inputs {
     inputs
 }
 
-/// Opens a file as UTF-8 text, transcoding Shift_JIS when asked or detected.
+/// SHA-256 and size of the bytes read through a [`DigestingReader`].
+#[derive(Default)]
+struct ReadDigest {
+    sha: Sha256,
+    bytes: u64,
+}
+
+type SharedDigest = Arc<Mutex<ReadDigest>>;
+
+/// Hashes the bytes of a file as they are read, so that a pass over a file
+/// also tells whether it is the file that was digested before.
+struct DigestingReader {
+    inner: File,
+    digest: SharedDigest,
+}
+
+impl Read for DigestingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut d) = self.digest.lock() {
+            d.sha.update(&buf[..n]);
+            d.bytes += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// The (hex SHA-256, size) of what was read through `digest`.
+fn read_digest(digest: &SharedDigest) -> Option<(String, u64)> {
+    let d = digest.lock().ok()?;
+    Some((hex::encode(d.sha.clone().finalize()), d.bytes))
+}
+
+/// Opens a file as UTF-8 text, transcoding Shift_JIS when asked or detected;
+/// with `digest`, every byte read is hashed into it.
 fn open_text(
     path: &Path,
     encoding: InputEncoding,
+    digest: Option<&SharedDigest>,
 ) -> std::io::Result<(Box<dyn Read + Send>, &'static str)> {
-    let mut f = File::open(path)?;
+    let f = File::open(path)?;
+    let mut f: Box<dyn Read + Send> = match digest {
+        Some(d) => Box::new(DigestingReader {
+            inner: f,
+            digest: d.clone(),
+        }),
+        None => Box::new(f),
+    };
     let mut head = vec![0u8; 64 * 1024];
     let n = read_full(&mut f, &mut head)?;
     head.truncate(n);
@@ -339,7 +384,7 @@ fn open_text(
     }
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(f: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         let k = f.read(&mut buf[n..])?;
@@ -407,8 +452,30 @@ fn check_header(
 struct HouseholdCheck {
     members: u32,
     heads: u32,
-    head: Option<String>,
-    address: String,
+    head: Option<NumberKey>,
+}
+
+/// A 世帯番号 or 宛名番号 (1–15 digits, leading zeros significant) packed
+/// into a word: a million households cost a few MiB to cross-check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct NumberKey(u64);
+
+impl NumberKey {
+    /// None unless `s` is 1–15 ASCII digits.
+    fn of(s: &str) -> Option<NumberKey> {
+        if s.is_empty() || s.len() > 15 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let value: u64 = s.parse().ok()?;
+        Some(NumberKey(((s.len() as u64) << 56) | value))
+    }
+}
+
+impl std::fmt::Display for NumberKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = (self.0 >> 56) as usize;
+        write!(f, "{:0len$}", self.0 & ((1 << 56) - 1))
+    }
 }
 
 /// What pass 1 learned.
@@ -435,12 +502,45 @@ fn serial_of(number: &str) -> i64 {
     }
 }
 
+/// What the reading pass does with each row while the input is valid so far
+/// (a full load writes it).
+trait RowSink {
+    fn row(&mut self, line: u64, row: &HistoryRow) -> Flow;
+    /// A problem was found: no more rows will come.
+    fn stop(&mut self) {}
+}
+
+/// What a [`RowSink`] wants next.
+enum Flow {
+    Continue,
+    /// Keep validating, but send no more rows.
+    StopWriting,
+    /// Stop reading (the writer failed).
+    Abort,
+}
+
+/// Validation only.
+struct NoSink;
+
+impl RowSink for NoSink {
+    fn row(&mut self, _: u64, _: &HistoryRow) -> Flow {
+        Flow::StopWriting
+    }
+}
+
+/// Reads and checks every file. Each row of residents.csv that is valid, as
+/// is everything before it, is handed to `sink`; `read` hashes the bytes of
+/// residents.csv as they are read.
+#[allow(clippy::too_many_arguments)]
 fn validate(
     inputs: &Inputs,
     residents_digest: Option<&(String, u64)>,
     eras: &EraTable,
     opts: &ImportOptions,
+    phase: Phase,
     problems: &mut Problems,
+    sink: &mut dyn RowSink,
+    read: Option<&SharedDigest>,
 ) -> Validated {
     let mut v = Validated::default();
     let Some(path) = &inputs.residents else {
@@ -526,7 +626,7 @@ fn validate(
             }
         }
     }
-    let (text, encoding) = match open_text(path, opts.encoding) {
+    let (text, encoding) = match open_text(path, opts.encoding, read) {
         Ok(x) => x,
         Err(e) => {
             problems.push(
@@ -545,28 +645,26 @@ fn validate(
     if !check_header(RESIDENTS_FILE, &mut reader, RESIDENT_COLUMNS, problems) {
         return v;
     }
-    let mut households: HashMap<String, HouseholdCheck> = HashMap::new();
-    let mut ticker = Ticker::new(&opts.progress, Phase::Validate, path);
+    let mut households: HashMap<NumberKey, HouseholdCheck> = HashMap::new();
+    let mut ticker = Ticker::new(&opts.progress, phase, path);
+    let mut writing = true;
     let mut prev: Option<(String, i64)> = None;
     let mut latest: Option<HistoryRow> = None;
-    let finish_person = |latest: &mut Option<HistoryRow>,
-                         households: &mut HashMap<String, HouseholdCheck>| {
-        if let Some(r) = latest.take()
-            && r.record.status.is_resident()
-        {
-            let h = households
-                .entry(r.record.household_number.to_string())
-                .or_default();
-            h.members += 1;
-            if h.address.is_empty() {
-                h.address = r.record.address.address.clone();
+    let finish_person =
+        |latest: &mut Option<HistoryRow>, households: &mut HashMap<NumberKey, HouseholdCheck>| {
+            // 世帯番号 and 宛名番号 are digits once parsed.
+            if let Some(r) = latest.take()
+                && r.record.status.is_resident()
+                && let Some(key) = NumberKey::of(r.record.household_number.as_str())
+            {
+                let h = households.entry(key).or_default();
+                h.members += 1;
+                if r.record.relationship.is_head() {
+                    h.heads += 1;
+                    h.head = NumberKey::of(r.record.addressee_number.as_str());
+                }
             }
-            if r.record.relationship.is_head() {
-                h.heads += 1;
-                h.head = Some(r.record.addressee_number.to_string());
-            }
-        }
-    };
+        };
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line();
@@ -661,6 +759,18 @@ fn validate(
             .max_household_serial
             .max(serial_of(row.record.household_number.as_str()));
         prev = Some((a, n));
+        if writing {
+            if problems.count > 0 {
+                writing = false;
+                sink.stop();
+            } else {
+                match sink.row(line, &row) {
+                    Flow::Continue => {}
+                    Flow::StopWriting => writing = false,
+                    Flow::Abort => return v,
+                }
+            }
+        }
         latest = Some(row);
     }
     finish_person(&mut latest, &mut households);
@@ -706,7 +816,7 @@ fn validate(
         (CERTIFICATES_FILE, &inputs.certificates, CERTIFICATE_COLUMNS),
     ] {
         let Some(path) = path else { continue };
-        match open_text(path, opts.encoding) {
+        match open_text(path, opts.encoding, None) {
             Ok((text, _)) => {
                 let mut r = csv_reader(text);
                 if !check_header(name, &mut r, columns, problems) {
@@ -756,10 +866,10 @@ fn validate(
 fn check_households(
     path: &Path,
     opts: &ImportOptions,
-    derived: &mut HashMap<String, HouseholdCheck>,
+    derived: &mut HashMap<NumberKey, HouseholdCheck>,
     problems: &mut Problems,
 ) {
-    let text = match open_text(path, opts.encoding) {
+    let text = match open_text(path, opts.encoding, None) {
         Ok((t, _)) => t,
         Err(e) => {
             problems.push(
@@ -798,7 +908,7 @@ fn check_households(
         let h = record.get(0).unwrap_or_default().to_string();
         let head = record.get(1).unwrap_or_default();
         let members: u32 = record.get(4).and_then(|m| m.parse().ok()).unwrap_or(0);
-        match derived.remove(&h) {
+        match NumberKey::of(&h).and_then(|k| derived.remove(&k)) {
             None => problems.push(
                 HOUSEHOLDS_FILE,
                 line,
@@ -811,7 +921,11 @@ fn check_households(
                 if c.members != members {
                     problems.push(HOUSEHOLDS_FILE, line, "members", "broken_reference", format!("世帯 {h} の世帯員数が residents.csv と違います（{members}、residents.csv では {}）。", c.members), format!("household {h}: {members} members, residents.csv has {}", c.members));
                 }
-                if c.head.as_deref().unwrap_or("") != head {
+                let same_head = match c.head {
+                    Some(k) => NumberKey::of(head) == Some(k),
+                    None => head.is_empty(),
+                };
+                if !same_head {
                     problems.push(
                         HOUSEHOLDS_FILE,
                         line,
@@ -837,6 +951,13 @@ fn check_households(
 }
 
 /// Imports `paths` (files of the layout, or directories holding them) into `tenant`.
+///
+/// A full load into a tenant without history reads the files once: each
+/// row is validated and, while everything so far is valid, written, in one
+/// transaction that is rolled back if any problem turns up (so nothing is
+/// written, and every problem is still reported). Otherwise (validation
+/// only, a re-run, a difference load) the files are validated first and
+/// loaded after.
 pub async fn import(
     registry: &Registry,
     tenant: &MunicipalityCode,
@@ -852,15 +973,60 @@ pub async fn import(
         max: opts.max_reported,
     };
     let inputs = find_inputs(paths, &mut problems);
-    // The digest identifies the input; it is taken again after the load, so
-    // a file that changes while it is imported is caught.
+    // The digest identifies the input; the bytes are hashed again as they
+    // are loaded, so a file that changes while it is imported is caught.
     let digest_before = inputs.residents.as_ref().and_then(|p| digest_file(p).ok());
+    let mut already_imported = false;
+    if !opts.validate_only
+        && problems.count == 0
+        && let Some(digest) = &digest_before
+    {
+        let checked = started.elapsed().as_secs_f64();
+        let pass = single_pass(registry, tenant, &inputs, digest, opts, actor).await?;
+        let report = |v: Validated, problems: Problems, outcome| ImportReport {
+            outcome,
+            encoding: v.encoding.map(str::to_string),
+            problems: problems.list,
+            problem_count: problems.count,
+            persons: v.persons,
+            history_rows: v.history_rows,
+            households: v.households,
+            rows_written: 0,
+            rows_already_present: 0,
+            validate_seconds: checked,
+            load_seconds: started.elapsed().as_secs_f64() - checked,
+        };
+        match pass {
+            Pass::Loaded { v, written } => {
+                let empty = Problems {
+                    list: Vec::new(),
+                    count: 0,
+                    max: 0,
+                };
+                let mut r = report(v, empty, Outcome::Imported);
+                r.rows_written = written;
+                return Ok(r);
+            }
+            Pass::Refused { v, problems } => return Ok(report(v, problems, Outcome::Refused)),
+            Pass::AlreadyImported => already_imported = true,
+            Pass::NotEmpty => {}
+        }
+    }
     let eras = registry.eras().clone();
     let (validated, problems, inputs) = {
         let opts = opts.clone();
         let digest = digest_before.clone();
         tokio::task::spawn_blocking(move || {
-            let v = validate(&inputs, digest.as_ref(), &eras, &opts, &mut problems);
+            let v = validate(
+                &inputs,
+                digest.as_ref(),
+                &eras,
+                &opts,
+                Phase::Validate,
+                &mut problems,
+                &mut NoSink,
+                None,
+            );
             (v, problems, inputs)
         })
         .await
@@ -885,6 +1051,10 @@ pub async fn import(
     }
     if opts.validate_only {
         report.outcome = Outcome::Validated;
+        return Ok(report);
+    }
+    if already_imported {
+        report.outcome = Outcome::AlreadyImported;
         return Ok(report);
     }
     let Some(path) = inputs.residents.clone() else {
@@ -931,6 +1101,338 @@ pub async fn import(
     Ok(report)
 }
 
+/// How the single pass of a full load ended.
+enum Pass {
+    /// Validated, written and committed.
+    Loaded { v: Validated, written: u64 },
+    /// Problems were found; nothing was written.
+    Refused { v: Validated, problems: Problems },
+    /// This input was imported before; nothing was read.
+    AlreadyImported,
+    /// The tenant has history: not a full load; nothing was read.
+    NotEmpty,
+}
+
+/// Why the single pass rolled its transaction back.
+enum PassError {
+    Import(ImportError),
+    Refused {
+        v: Box<Validated>,
+        problems: Problems,
+    },
+}
+
+impl From<StoreError> for PassError {
+    fn from(e: StoreError) -> Self {
+        PassError::Import(e.into())
+    }
+}
+
+impl From<ImportError> for PassError {
+    fn from(e: ImportError) -> Self {
+        PassError::Import(e)
+    }
+}
+
+/// A full load into a tenant without history, validating and writing in
+/// one pass and one transaction (see [`import`]).
+async fn single_pass(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    inputs: &Inputs,
+    digest: &(String, u64),
+    opts: &ImportOptions,
+    actor: &Actor,
+) -> Result<Pass, ImportError> {
+    let (t, eras, inputs, digest, opts, actor) = (
+        tenant.clone(),
+        registry.eras().clone(),
+        inputs.clone(),
+        digest.clone(),
+        opts.clone(),
+        actor.clone(),
+    );
+    let now = registry.clock().now().timestamp_micros();
+    let started = Instant::now();
+    let done = registry
+        .store()
+        .write(Some(tenant), move |tx| {
+            if !records::lock_tenant(tx, &t)? {
+                return Err(ImportError::from(ServiceError::TenantNotFound(t.to_string())).into());
+            }
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM imports WHERE tenant = $1 AND digest = $2",
+                    &[t.as_str().into(), digest.0.as_str().into()],
+                )?
+                .is_some()
+            {
+                return Ok(Pass::AlreadyImported);
+            }
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM resident_history WHERE tenant = $1 LIMIT 1",
+                    &[t.as_str().into()],
+                )?
+                .is_some()
+            {
+                return Ok(Pass::NotEmpty);
+            }
+            let (v, written) = validate_and_load(tx, &t, &inputs, &digest, &eras, &opts)?;
+            // Support measures and certificates in the same transaction.
+            super::side::load(tx, &t, &v.measures, &v.certificates)?;
+            finish_load(tx, &t, &digest.0, &v, now, &actor, written, 0)?;
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "import: to commit"
+            );
+            Ok(Pass::Loaded { v, written })
+        })
+        .await;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "import: committed"
+    );
+    match done {
+        Ok(pass) => Ok(pass),
+        Err(PassError::Refused { v, problems }) => Ok(Pass::Refused { v: *v, problems }),
+        Err(PassError::Import(ImportError::Conflict(p))) => Ok(Pass::Refused {
+            v: Validated::default(),
+            problems: Problems {
+                list: vec![*p],
+                count: 1,
+                max: 1,
+            },
+        }),
+        Err(PassError::Import(e)) => Err(e),
+    }
+}
+
+/// Rows per batch handed from the reading thread to the writing one.
+const BATCH_ROWS: usize = 2048;
+/// Batches waiting to be written, at most (bounds memory).
+const BATCHES_QUEUED: usize = 4;
+
+/// A batch of encoded rows: history rows, and the projection's rows of the
+/// persons whose history ended in it.
+struct Batch {
+    history: BulkRows,
+    current: BulkRows,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            history: BulkRows::new(records::HISTORY_WIDTH),
+            current: BulkRows::new(records::CURRENT_FROM_HISTORY.len()),
+        }
+    }
+}
+
+/// The reading side of a full load: encodes each valid row into batches for
+/// the writing thread.
+struct LoadSink<'k> {
+    encoder: HistoryEncoder<'k>,
+    batch: Batch,
+    to_writer: Option<mpsc::SyncSender<Batch>>,
+    spent: mpsc::Receiver<Batch>,
+    /// The projection row of the person being read (their latest row so far).
+    pending: BulkRows,
+    person: String,
+    written: u64,
+    /// A row that contradicts the tenant (its history does not start at 1).
+    conflict: Option<Problem>,
+    error: Option<StoreError>,
+}
+
+impl LoadSink<'_> {
+    fn send(&mut self) -> bool {
+        let fresh = self.spent.try_recv().unwrap_or_else(|_| Batch::new());
+        let full = std::mem::replace(&mut self.batch, fresh);
+        match &self.to_writer {
+            Some(w) => w.send(full).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Sends what is left, the last person's projection row included.
+    fn finish(&mut self) -> bool {
+        if self.pending.rows() > 0 {
+            self.batch.current.push_columns_of(
+                &self.pending,
+                0,
+                &(0..self.pending_width()).collect::<Vec<_>>(),
+            );
+            self.pending.clear();
+        }
+        let ok = self.send();
+        self.to_writer = None;
+        ok
+    }
+
+    fn pending_width(&self) -> usize {
+        records::CURRENT_FROM_HISTORY.len()
+    }
+}
+
+impl RowSink for LoadSink<'_> {
+    fn row(&mut self, line: u64, row: &HistoryRow) -> Flow {
+        let a = row.record.addressee_number.as_str();
+        if self.person != a {
+            if row.history_number != 1 {
+                self.conflict = Some(Problem {
+                    file: RESIDENTS_FILE.into(),
+                    row: line,
+                    column: "history_number".into(),
+                    code: "history_gap".into(),
+                    message_ja: format!(
+                        "宛名番号 {a} は未登録のため、履歴番号 1 から始めてください。何も取り込んでいません。"
+                    ),
+                    message_en: format!(
+                        "{a} is not in the tenant: its history starts at 1; nothing was imported"
+                    ),
+                });
+                self.stop();
+                return Flow::StopWriting;
+            }
+            if self.pending.rows() > 0 {
+                let all: Vec<usize> = (0..self.pending_width()).collect();
+                self.batch.current.push_columns_of(&self.pending, 0, &all);
+            }
+            self.person.clear();
+            self.person.push_str(a);
+        }
+        if let Err(e) = self.encoder.push(row, &mut self.batch.history) {
+            self.error = Some(e);
+            self.stop();
+            return Flow::Abort;
+        }
+        self.pending.clear();
+        let last = self.batch.history.rows() - 1;
+        self.pending
+            .push_columns_of(&self.batch.history, last, &records::CURRENT_FROM_HISTORY);
+        self.written += 1;
+        if self.batch.history.rows() >= BATCH_ROWS && !self.send() {
+            return Flow::Abort;
+        }
+        Flow::Continue
+    }
+
+    fn stop(&mut self) {
+        self.to_writer = None;
+    }
+}
+
+/// Reads, validates and writes every row (the reading on a thread of its
+/// own, the writing on this one, which holds the transaction). Errs with
+/// the problems if there is any, so that the transaction is rolled back.
+fn validate_and_load(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    inputs: &Inputs,
+    digest: &(String, u64),
+    eras: &EraTable,
+    opts: &ImportOptions,
+) -> Result<(Validated, u64), PassError> {
+    let keys = tx.tenant_keys(tenant)?;
+    let load = BulkLoad::begin(tx)?;
+    let read: SharedDigest = Arc::default();
+    let (to_writer, batches) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
+    let (to_reader, spent) = mpsc::channel::<Batch>();
+    let mut problems = Problems {
+        list: Vec::new(),
+        count: 0,
+        max: opts.max_reported,
+    };
+    let (outcome, write_error) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("machi-import-read".into())
+            .spawn_scoped(scope, || {
+                let mut sink = LoadSink {
+                    encoder: HistoryEncoder::new(&keys),
+                    batch: Batch::new(),
+                    to_writer: Some(to_writer),
+                    spent,
+                    pending: BulkRows::new(records::CURRENT_FROM_HISTORY.len()),
+                    person: String::new(),
+                    written: 0,
+                    conflict: None,
+                    error: None,
+                };
+                let v = validate(
+                    inputs,
+                    Some(digest),
+                    eras,
+                    opts,
+                    Phase::Load,
+                    &mut problems,
+                    &mut sink,
+                    Some(&read),
+                );
+                let complete = problems.count == 0
+                    && sink.conflict.is_none()
+                    && sink.error.is_none()
+                    && sink.finish();
+                (v, sink.written, sink.conflict, sink.error, complete)
+            });
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => return (Err(e.to_string()), None),
+        };
+        let mut write_error = None;
+        let (started, mut writing) = (Instant::now(), std::time::Duration::ZERO);
+        for batch in batches.iter() {
+            let t = Instant::now();
+            let written = load.write(tx, &batch.history, &batch.current);
+            writing += t.elapsed();
+            if let Err(e) = written {
+                write_error = Some(e);
+                break;
+            }
+            let mut batch = batch;
+            batch.history.clear();
+            batch.current.clear();
+            let _ = to_reader.send(batch);
+        }
+        // A failed write stops the reader (its next send fails).
+        drop(batches);
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            writing = writing.as_secs_f64(),
+            "import: rows read and written"
+        );
+        let joined = reader
+            .join()
+            .map_err(|_| "the import's reading thread panicked".to_string());
+        (joined, write_error)
+    });
+    let (v, written, conflict, error, complete) = outcome.map_err(StoreError::Task)?;
+    if let Some(e) = write_error.or(error) {
+        return Err(e.into());
+    }
+    if problems.count > 0 {
+        return Err(PassError::Refused {
+            v: Box::new(v),
+            problems,
+        });
+    }
+    if let Some(p) = conflict {
+        return Err(ImportError::Conflict(Box::new(p)).into());
+    }
+    if !complete {
+        return Err(StoreError::Task("the import's rows were not all written".into()).into());
+    }
+    // The bytes loaded are the bytes digested before (and checked against
+    // the imports already recorded).
+    if read_digest(&read).as_ref() != Some(digest) {
+        return Err(ImportError::Conflict(Box::new(file_changed())).into());
+    }
+    let t = Instant::now();
+    load.finish(tx)?;
+    tracing::debug!(seconds = t.elapsed().as_secs_f64(), "import: load finished");
+    Ok((v, written))
+}
+
 enum Load {
     AlreadyImported,
     Done {
@@ -969,12 +1471,6 @@ fn load(
     {
         return Ok(Load::AlreadyImported);
     }
-    let existing = tx
-        .query_one(
-            "SELECT COUNT(*) FROM resident_history WHERE tenant = $1",
-            &[tenant.as_str().into()],
-        )?
-        .int(0)?;
     // Change ids grow in the order changes are recorded (cancellation and
     // difference extracts rely on it): new rows must come after the tenant's.
     let change_seq = tx
@@ -983,16 +1479,10 @@ fn load(
             &[tenant.as_str().into()],
         )?
         .int(0)?;
-    let (text, _) = open_text(path, encoding).map_err(|e| fail(e.to_string()))?;
+    let (text, _) = open_text(path, encoding, None).map_err(|e| fail(e.to_string()))?;
     let mut reader = csv_reader(text);
     reader.headers().map_err(|e| fail(e.to_string()))?;
     let mut record = csv::StringRecord::new();
-    if existing == 0 {
-        let written = bulk_load(tx, tenant, &mut reader, eras, &mut ticker)?;
-        ticker.done();
-        unchanged(path, digest)?;
-        return finish_load(tx, tenant, digest, v, now, actor, written, 0);
-    }
     let (mut written, mut present) = (0u64, 0u64);
     // 履歴番号 already stored for the person being read (difference loads).
     let mut stored: Option<(String, i64)> = None;
@@ -1092,107 +1582,18 @@ fn unchanged(path: &Path, digest: &str) -> Result<(), ImportError> {
     if now == digest {
         return Ok(());
     }
-    Err(ImportError::Conflict(Box::new(Problem {
+    Err(ImportError::Conflict(Box::new(file_changed())))
+}
+
+fn file_changed() -> Problem {
+    Problem {
         file: RESIDENTS_FILE.into(),
         row: 0,
         column: String::new(),
         code: "file_changed".into(),
         message_ja: "取込み中にファイルが変更されました。何も取り込んでいません。".into(),
         message_en: "the file changed while it was imported; nothing was imported".into(),
-    })))
-}
-
-/// A full load into a tenant without history: the rows go in as fast as the
-/// backend takes them (COPY on PostgreSQL), then the projection is built.
-fn bulk_load(
-    tx: &mut Tx<'_>,
-    tenant: &MunicipalityCode,
-    reader: &mut csv::Reader<Box<dyn Read + Send>>,
-    eras: &EraTable,
-    ticker: &mut Ticker,
-) -> Result<u64, ImportError> {
-    use std::io::Write;
-    let fail = |e: String| ImportError::from(StoreError::Task(e));
-    let keys = tx.tenant_keys(tenant)?;
-    let written = if tx.backend() == crate::store::Backend::Postgres {
-        let (create, copy, insert) = records::history_staging_sql();
-        tx.execute_batch(create)?;
-        let mut w = tx
-            .copy_in(&copy)?
-            .ok_or_else(|| fail("COPY unavailable".into()))?;
-        let mut buf = String::with_capacity(1 << 20);
-        let written = each_new_row(&keys, reader, eras, ticker, |values| {
-            values.copy_line(&mut buf);
-            if buf.len() > 1 << 20 {
-                w.write_all(buf.as_bytes())
-                    .map_err(|e| fail(e.to_string()))?;
-                buf.clear();
-            }
-            Ok(())
-        })?;
-        w.write_all(buf.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-        w.finish().map_err(StoreError::from)?;
-        tx.execute(&insert, &[])
-            .map_err(StoreError::conflict_if_unique)?;
-        written
-    } else {
-        each_new_row(&keys, reader, eras, ticker, |values| {
-            Ok(records::insert_history(tx, &values)?)
-        })?
-    };
-    records::rebuild_current(tx, tenant)?;
-    Ok(written)
-}
-
-/// Reads the rest of residents.csv for a full load, each person's history
-/// starting at 1, and hands each row's stored values (個人番号 sealed with
-/// `keys`) to `f`; returns the count.
-fn each_new_row(
-    keys: &TenantKeys,
-    reader: &mut csv::Reader<Box<dyn Read + Send>>,
-    eras: &EraTable,
-    ticker: &mut Ticker,
-    mut f: impl FnMut(records::HistoryValues) -> Result<(), ImportError>,
-) -> Result<u64, ImportError> {
-    let fail = |e: String| ImportError::from(StoreError::Task(e));
-    let mut record = csv::StringRecord::new();
-    let mut person: Option<String> = None;
-    let mut written = 0u64;
-    loop {
-        let line = reader.position().line();
-        if !reader
-            .read_record(&mut record)
-            .map_err(|e| fail(e.to_string()))?
-        {
-            break;
-        }
-        ticker.tick(reader.position().byte());
-        let fields: Vec<&str> = record.iter().collect();
-        let row = layout::parse_resident(&fields, eras)
-            .map_err(|_| fail(format!("row {line} changed since validation")))?;
-        let a = row.record.addressee_number.as_str();
-        if person.as_deref() != Some(a) {
-            if row.history_number != 1 {
-                return Err(ImportError::Conflict(Box::new(Problem {
-                    file: RESIDENTS_FILE.into(),
-                    row: line,
-                    column: "history_number".into(),
-                    code: "history_gap".into(),
-                    message_ja: format!(
-                        "宛名番号 {a} は未登録のため、履歴番号 1 から始めてください。何も取り込んでいません。"
-                    ),
-                    message_en: format!(
-                        "{a} is not in the tenant: its history starts at 1; nothing was imported"
-                    ),
-                })));
-            }
-            person = Some(a.to_string());
-        }
-        f(records::HistoryValues::new(keys, &row)?)?;
-        written += 1;
     }
-    Ok(written)
 }
 
 /// Moves the tenant's sequences past the imported numbers, records the

@@ -142,7 +142,9 @@ fn code_of<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn from_code<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    use serde::de::IntoDeserializer;
+    let d: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = s.into_deserializer();
+    T::deserialize(d).ok()
 }
 
 /// One problem with one field of one row.
@@ -284,42 +286,91 @@ pub fn parse_resident(fields: &[&str], eras: &EraTable) -> Result<HistoryRow, Ve
     }
 }
 
+/// The position of `column` in [`RESIDENT_COLUMNS`]; a compile error
+/// (through [`col!`]) if there is no such column.
+const fn column_index(column: &str) -> usize {
+    let mut i = 0;
+    while i < RESIDENT_COLUMNS.len() {
+        let name = RESIDENT_COLUMNS[i].0.as_bytes();
+        let wanted = column.as_bytes();
+        if name.len() == wanted.len() {
+            let mut j = 0;
+            while j < name.len() && name[j] == wanted[j] {
+                j += 1;
+            }
+            if j == name.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a column of residents.csv")
+}
+
+/// A column of residents.csv by name, looked up when compiling.
+macro_rules! col {
+    ($name:literal) => {{
+        const I: usize = column_index($name);
+        Col(I)
+    }};
+}
+
+/// A column of residents.csv (its position in [`RESIDENT_COLUMNS`]).
+#[derive(Clone, Copy)]
+struct Col(usize);
+
+impl Col {
+    fn name(self) -> &'static str {
+        RESIDENT_COLUMNS[self.0].0
+    }
+}
+
 struct Parser<'a> {
     fields: &'a [&'a str],
     eras: &'a EraTable,
     problems: Vec<FieldProblem>,
 }
 
-impl Parser<'_> {
-    fn raw(&self, column: &'static str) -> &str {
-        RESIDENT_COLUMNS
-            .iter()
-            .position(|(c, _)| *c == column)
-            .and_then(|i| self.fields.get(i))
-            .map(|s| s.trim())
-            .unwrap_or("")
+/// `YYYY-MM-DD` (ASCII digits) as a date: what `%Y-%m-%d` reads for it,
+/// without interpreting a format string each time.
+fn iso_day(v: &str) -> Option<NaiveDate> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)
+}
+
+impl<'a> Parser<'a> {
+    fn raw(&self, column: Col) -> &'a str {
+        self.fields.get(column.0).map(|s| s.trim()).unwrap_or("")
     }
 
-    fn opt_raw(&self, column: &'static str) -> Option<String> {
+    fn opt_raw(&self, column: Col) -> Option<String> {
         let v = self.raw(column);
         (!v.is_empty()).then(|| v.to_string())
     }
 
-    fn required(&mut self, column: &'static str) -> Option<String> {
+    fn required(&mut self, column: Col) -> Option<&'a str> {
         let v = self.raw(column);
         if v.is_empty() {
             self.problems.push(FieldProblem::new(
-                column,
+                column.name(),
                 "missing_item",
                 "必須項目が空です。",
                 "a required item is empty",
             ));
             return None;
         }
-        Some(v.to_string())
+        Some(v)
     }
 
-    fn parsed<T: std::str::FromStr>(&mut self, column: &'static str) -> Option<T>
+    fn parsed<T: std::str::FromStr>(&mut self, column: Col) -> Option<T>
     where
         T::Err: Localized,
     {
@@ -327,35 +378,38 @@ impl Parser<'_> {
         match v.parse::<T>() {
             Ok(x) => Some(x),
             Err(e) => {
-                self.problems.push(FieldProblem::from_error(column, &e));
+                self.problems
+                    .push(FieldProblem::from_error(column.name(), &e));
                 None
             }
         }
     }
 
-    fn opt_parsed<T: std::str::FromStr>(&mut self, column: &'static str) -> Option<Option<T>>
+    fn opt_parsed<T: std::str::FromStr>(&mut self, column: Col) -> Option<Option<T>>
     where
         T::Err: Localized,
     {
-        match self.opt_raw(column) {
-            None => Some(None),
-            Some(v) => match v.parse::<T>() {
-                Ok(x) => Some(Some(x)),
-                Err(e) => {
-                    self.problems.push(FieldProblem::from_error(column, &e));
-                    None
-                }
-            },
+        let v = self.raw(column);
+        if v.is_empty() {
+            return Some(None);
+        }
+        match v.parse::<T>() {
+            Ok(x) => Some(Some(x)),
+            Err(e) => {
+                self.problems
+                    .push(FieldProblem::from_error(column.name(), &e));
+                None
+            }
         }
     }
 
-    fn int(&mut self, column: &'static str) -> Option<i64> {
+    fn int(&mut self, column: Col) -> Option<i64> {
         let v = self.required(column)?;
         match v.parse::<i64>() {
             Ok(x) => Some(x),
             Err(_) => {
                 self.problems.push(FieldProblem::new(
-                    column,
+                    column.name(),
                     "invalid_number",
                     format!("数値ではありません: {v}"),
                     format!("not a number: {v}"),
@@ -365,19 +419,19 @@ impl Parser<'_> {
         }
     }
 
-    fn opt_int(&mut self, column: &'static str) -> Option<Option<i64>> {
-        match self.opt_raw(column) {
-            None => Some(None),
-            Some(_) => self.int(column).map(Some),
+    fn opt_int(&mut self, column: Col) -> Option<Option<i64>> {
+        if self.raw(column).is_empty() {
+            return Some(None);
         }
+        self.int(column).map(Some)
     }
 
-    fn code<T: serde::de::DeserializeOwned>(&mut self, column: &'static str) -> Option<T> {
+    fn code<T: serde::de::DeserializeOwned>(&mut self, column: Col) -> Option<T> {
         let v = self.required(column)?;
-        let parsed = from_code::<T>(&v);
+        let parsed = from_code::<T>(v);
         if parsed.is_none() {
             self.problems.push(FieldProblem::new(
-                column,
+                column.name(),
                 "invalid_code",
                 format!("コード表にない値です: {v}"),
                 format!("not in the code table: {v}"),
@@ -386,31 +440,32 @@ impl Parser<'_> {
         parsed
     }
 
-    fn date(&mut self, column: &'static str, policy: DatePolicy) -> Option<DateValue> {
+    fn date(&mut self, column: Col, policy: DatePolicy) -> Option<DateValue> {
         let v = self.required(column)?;
-        match DateValue::parse(&v, self.eras, policy) {
+        match DateValue::parse(v, self.eras, policy) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.problems.push(FieldProblem::from_error(column, &e));
+                self.problems
+                    .push(FieldProblem::from_error(column.name(), &e));
                 None
             }
         }
     }
 
-    fn opt_date(&mut self, column: &'static str, policy: DatePolicy) -> Option<Option<DateValue>> {
-        match self.opt_raw(column) {
-            None => Some(None),
-            Some(_) => self.date(column, policy).map(Some),
+    fn opt_date(&mut self, column: Col, policy: DatePolicy) -> Option<Option<DateValue>> {
+        if self.raw(column).is_empty() {
+            return Some(None);
         }
+        self.date(column, policy).map(Some)
     }
 
-    fn day(&mut self, column: &'static str) -> Option<NaiveDate> {
+    fn day(&mut self, column: Col) -> Option<NaiveDate> {
         let v = self.required(column)?;
-        match NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
-            Ok(d) => Some(d),
-            Err(_) => {
+        match iso_day(v).or_else(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()) {
+            Some(d) => Some(d),
+            None => {
                 self.problems.push(FieldProblem::new(
-                    column,
+                    column.name(),
                     "invalid_date",
                     format!("日付は YYYY-MM-DD で記載してください: {v}"),
                     format!("write the date as YYYY-MM-DD: {v}"),
@@ -420,42 +475,36 @@ impl Parser<'_> {
         }
     }
 
-    fn name(&mut self, column: &'static str) -> Option<PersonName> {
-        let v = self.fields_raw_untrimmed(column);
+    fn name(&mut self, column: Col) -> Option<PersonName> {
+        let v = self.fields.get(column.0).copied().unwrap_or_default();
         match PersonName::new(v) {
             Ok(n) => Some(n),
             Err(e) => {
-                self.problems.push(FieldProblem::from_error(column, &e));
+                self.problems
+                    .push(FieldProblem::from_error(column.name(), &e));
                 None
             }
         }
     }
 
-    /// Names are kept exactly as written, spaces included.
-    fn fields_raw_untrimmed(&self, column: &'static str) -> String {
-        RESIDENT_COLUMNS
-            .iter()
-            .position(|(c, _)| *c == column)
-            .and_then(|i| self.fields.get(i))
-            .map(|s| s.to_string())
-            .unwrap_or_default()
-    }
-
-    fn opt_name(&mut self, column: &'static str) -> Option<Option<PersonName>> {
+    fn opt_name(&mut self, column: Col) -> Option<Option<PersonName>> {
         if self.raw(column).is_empty() {
             return Some(None);
         }
         self.name(column).map(Some)
     }
 
-    fn opt_kana(&mut self, column: &'static str) -> Option<Option<Furigana>> {
+    fn opt_kana(&mut self, column: Col) -> Option<Option<Furigana>> {
         if self.raw(column).is_empty() {
             return Some(None);
         }
-        match Furigana::new(self.fields_raw_untrimmed(column)) {
+        // Kept exactly as written, spaces included.
+        let v = self.fields.get(column.0).copied().unwrap_or_default();
+        match Furigana::new(v) {
             Ok(k) => Some(Some(k)),
             Err(e) => {
-                self.problems.push(FieldProblem::from_error(column, &e));
+                self.problems
+                    .push(FieldProblem::from_error(column.name(), &e));
                 None
             }
         }
@@ -480,17 +529,17 @@ impl Parser<'_> {
             return None;
         }
         let irregular = DatePolicy::AllowIrregular;
-        let addressee_number = self.parsed("addressee_number");
-        let history_number = self.int("history_number");
-        let household_number = self.parsed("household_number");
-        let kind: Option<ResidentKind> = self.code("kind");
-        let status: Option<ResidentStatus> = self.code("status");
-        let name = self.name("name");
-        let name_kana = self.opt_kana("name_kana");
-        let birth_date = self.date("birth_date", irregular);
-        let sex: Option<Sex> = self.code("sex");
-        let relationship = match self.required("relationship") {
-            Some(v) => match Relationship::parse(&v) {
+        let addressee_number = self.parsed(col!("addressee_number"));
+        let history_number = self.int(col!("history_number"));
+        let household_number = self.parsed(col!("household_number"));
+        let kind: Option<ResidentKind> = self.code(col!("kind"));
+        let status: Option<ResidentStatus> = self.code(col!("status"));
+        let name = self.name(col!("name"));
+        let name_kana = self.opt_kana(col!("name_kana"));
+        let birth_date = self.date(col!("birth_date"), irregular);
+        let sex: Option<Sex> = self.code(col!("sex"));
+        let relationship = match self.required(col!("relationship")) {
+            Some(v) => match Relationship::parse(v) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     self.problems
@@ -500,8 +549,11 @@ impl Parser<'_> {
             },
             None => None,
         };
-        let head_name = self.opt_name("head_name");
-        let domicile = match (self.opt_raw("domicile"), self.opt_raw("domicile_head")) {
+        let head_name = self.opt_name(col!("head_name"));
+        let domicile = match (
+            self.opt_raw(col!("domicile")),
+            self.opt_raw(col!("domicile_head")),
+        ) {
             (None, None) => Some(None),
             (Some(domicile), Some(head)) => Some(Some(RegisteredDomicile { domicile, head })),
             _ => {
@@ -514,20 +566,20 @@ impl Parser<'_> {
                 None
             }
         };
-        let address = self.required("address");
-        let postal_code = self.opt_parsed("postal_code");
-        let address_since = self.opt_date("address_since", irregular);
-        let resident_since = self.opt_date("resident_since", irregular);
-        let my_number = self.opt_parsed("my_number");
-        let resident_code = self.opt_parsed("resident_code");
-        let alias = self.opt_name("alias");
-        let alias_kana = self.opt_kana("alias_kana");
-        let stay_expires_on = self.opt_date("stay_expires_on", DatePolicy::CalendarOnly);
+        let address = self.required(col!("address"));
+        let postal_code = self.opt_parsed(col!("postal_code"));
+        let address_since = self.opt_date(col!("address_since"), irregular);
+        let resident_since = self.opt_date(col!("resident_since"), irregular);
+        let my_number = self.opt_parsed(col!("my_number"));
+        let resident_code = self.opt_parsed(col!("resident_code"));
+        let alias = self.opt_name(col!("alias"));
+        let alias_kana = self.opt_kana(col!("alias_kana"));
+        let stay_expires_on = self.opt_date(col!("stay_expires_on"), DatePolicy::CalendarOnly);
         let foreign = match kind {
             Some(ResidentKind::Foreign) => {
-                let alphabet_name = self.required("alphabet_name");
-                let nationality = self.required("nationality");
-                let residence_status = self.required("residence_status");
+                let alphabet_name = self.required(col!("alphabet_name"));
+                let nationality = self.required(col!("nationality"));
+                let residence_status = self.required(col!("residence_status"));
                 match (
                     alphabet_name,
                     nationality,
@@ -544,20 +596,21 @@ impl Parser<'_> {
                         Some(alias_kana),
                         Some(stay_expires_on),
                     ) => Some(Some(ForeignResidentInfo {
-                        alphabet_name,
+                        alphabet_name: alphabet_name.to_string(),
                         alias,
                         alias_kana,
-                        nationality,
-                        residence_status,
-                        period_of_stay: self.opt_raw("period_of_stay"),
+                        nationality: nationality.to_string(),
+                        residence_status: residence_status.to_string(),
+                        period_of_stay: self.opt_raw(col!("period_of_stay")),
                         stay_expires_on,
-                        card_number: self.opt_raw("card_number"),
+                        card_number: self.opt_raw(col!("card_number")),
                     })),
                     _ => None,
                 }
             }
             _ => {
-                if self.opt_raw("alphabet_name").is_some() || self.opt_raw("nationality").is_some()
+                if self.opt_raw(col!("alphabet_name")).is_some()
+                    || self.opt_raw(col!("nationality")).is_some()
                 {
                     self.problems.push(FieldProblem::new(
                         "alphabet_name",
@@ -569,7 +622,7 @@ impl Parser<'_> {
                 Some(None)
             }
         };
-        let removal = match self.opt_raw("removal_reason") {
+        let removal = match self.opt_raw(col!("removal_reason")) {
             None => Some(None),
             Some(code) => {
                 let reason = ChangeReason::from_code(&code);
@@ -581,17 +634,17 @@ impl Parser<'_> {
                         format!("not a change reason: {code}"),
                     ));
                 }
-                let date = self.date("removal_date", irregular);
-                let destination = match self.opt_raw("destination") {
+                let date = self.date(col!("removal_date"), irregular);
+                let destination = match self.opt_raw(col!("destination")) {
                     None => Some(None),
                     Some(address) => {
-                        self.opt_parsed("destination_postal_code")
+                        self.opt_parsed(col!("destination_postal_code"))
                             .map(|postal_code| {
                                 Some(Destination {
                                     address,
-                                    annex: self.opt_raw("destination_annex"),
+                                    annex: self.opt_raw(col!("destination_annex")),
                                     postal_code,
-                                    abroad: self.raw("destination_abroad") == "1",
+                                    abroad: self.raw(col!("destination_abroad")) == "1",
                                 })
                             })
                     }
@@ -606,10 +659,10 @@ impl Parser<'_> {
                 }
             }
         };
-        let change_id = self.int("change_id");
-        let reason = match self.required("reason") {
+        let change_id = self.int(col!("change_id"));
+        let reason = match self.required(col!("reason")) {
             Some(code) => {
-                let r = ChangeReason::from_code(&code);
+                let r = ChangeReason::from_code(code);
                 if r.is_none() {
                     self.problems.push(FieldProblem::new(
                         "reason",
@@ -622,14 +675,14 @@ impl Parser<'_> {
             }
             None => None,
         };
-        let effective_date = self.date("effective_date", irregular);
-        let processed_on = self.day("processed_on");
-        let filed_on = match self.opt_raw("filed_on") {
+        let effective_date = self.date(col!("effective_date"), irregular);
+        let processed_on = self.day(col!("processed_on"));
+        let filed_on = match self.opt_raw(col!("filed_on")) {
             None => Some(None),
-            Some(_) => self.day("filed_on").map(Some),
+            Some(_) => self.day(col!("filed_on")).map(Some),
         };
-        let recorded_at = self.int("recorded_at");
-        let cancels = self.opt_int("cancels");
+        let recorded_at = self.int(col!("recorded_at"));
+        let cancels = self.opt_int(col!("cancels"));
         let record = ResidentRecord {
             addressee_number: addressee_number?,
             household_number: household_number?,
@@ -643,13 +696,13 @@ impl Parser<'_> {
             head_name: head_name?,
             registered_domicile: domicile?,
             address: Address {
-                address: address?,
-                annex: self.opt_raw("address_annex"),
+                address: address?.to_string(),
+                annex: self.opt_raw(col!("address_annex")),
                 postal_code: postal_code?,
             },
             address_since: address_since?,
             resident_since: resident_since?,
-            previous_address: self.opt_raw("previous_address"),
+            previous_address: self.opt_raw(col!("previous_address")),
             my_number: my_number?,
             resident_code: resident_code?,
             foreign: foreign?,
@@ -690,8 +743,8 @@ impl Parser<'_> {
                 effective_date: effective_date?,
                 processed_on: processed_on?,
                 filed_on: filed_on?,
-                input_place: self.raw("input_place").to_string(),
-                input_terminal: self.raw("input_terminal").to_string(),
+                input_place: self.raw(col!("input_place")).to_string(),
+                input_terminal: self.raw(col!("input_terminal")).to_string(),
                 recorded_at: recorded_at?,
                 cancels: cancels?,
             },

@@ -112,6 +112,173 @@ impl Row {
     }
 }
 
+/// One value of a [`BulkRows`] batch; text lives in the batch's buffer.
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Null,
+    Int(i64),
+    Text { start: u32, end: u32 },
+}
+
+/// Rows for a bulk insert ([`Tx::insert_rows`]): every value of every row in
+/// one buffer, so that filling and writing a batch allocates nothing per
+/// value, and a batch can be reused once written ([`BulkRows::clear`]).
+#[derive(Debug, Clone)]
+pub struct BulkRows {
+    columns: usize,
+    text: Vec<u8>,
+    cells: Vec<Cell>,
+}
+
+impl BulkRows {
+    /// An empty batch of rows of `columns` values each.
+    pub fn new(columns: usize) -> Self {
+        BulkRows {
+            columns,
+            text: Vec::new(),
+            cells: Vec::new(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.cells.clear();
+    }
+
+    /// Complete rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.cells.len() / self.columns
+    }
+
+    /// Bytes of text held (to bound a batch's size).
+    pub fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn push_null(&mut self) {
+        self.cells.push(Cell::Null);
+    }
+
+    pub fn push_int(&mut self, v: i64) {
+        self.cells.push(Cell::Int(v));
+    }
+
+    pub fn push_opt_int(&mut self, v: Option<i64>) {
+        self.cells.push(v.map_or(Cell::Null, Cell::Int));
+    }
+
+    pub fn push_text(&mut self, s: &str) {
+        self.push_text_with(|buf| buf.extend_from_slice(s.as_bytes()));
+    }
+
+    pub fn push_opt_text(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.push_text(s),
+            None => self.push_null(),
+        }
+    }
+
+    /// A text value written by `write` straight into the batch's buffer
+    /// (which must receive UTF-8 only).
+    pub fn push_text_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.text.len();
+        write(&mut self.text);
+        self.cells.push(Cell::Text {
+            start: start as u32,
+            end: self.text.len() as u32,
+        });
+    }
+
+    /// Copies row `row` of `from` (of the same width) to the end of this batch.
+    pub fn push_row_of(&mut self, from: &BulkRows, row: usize) {
+        for c in from.row(row) {
+            match *c {
+                Cell::Text { start, end } => {
+                    let bytes = &from.text[start as usize..end as usize];
+                    self.push_text_with(|buf| buf.extend_from_slice(bytes));
+                }
+                other => self.cells.push(other),
+            }
+        }
+    }
+
+    /// Copies the values at `columns` of row `row` of `from` to the end of
+    /// this batch, as one row.
+    pub fn push_columns_of(&mut self, from: &BulkRows, row: usize, columns: &[usize]) {
+        let cells = from.row(row);
+        for &i in columns {
+            match cells[i] {
+                Cell::Text { start, end } => {
+                    let bytes = &from.text[start as usize..end as usize];
+                    self.push_text_with(|buf| buf.extend_from_slice(bytes));
+                }
+                other => self.cells.push(other),
+            }
+        }
+    }
+
+    fn row(&self, row: usize) -> &[Cell] {
+        &self.cells[row * self.columns..(row + 1) * self.columns]
+    }
+
+    fn bytes(&self, start: u32, end: u32) -> &[u8] {
+        &self.text[start as usize..end as usize]
+    }
+
+    /// Row `row` as statement parameters.
+    pub fn params(&self, row: usize) -> Vec<Param<'_>> {
+        self.row(row)
+            .iter()
+            .map(|c| match *c {
+                Cell::Null => Param::Null,
+                Cell::Int(v) => Param::Int(v),
+                // Only `push_text*` fill the buffer, always with UTF-8.
+                Cell::Text { start, end } => {
+                    Param::Text(std::str::from_utf8(self.bytes(start, end)).unwrap_or_default())
+                }
+            })
+            .collect()
+    }
+
+    /// The batch in PostgreSQL's COPY text format, appended to `out`.
+    pub fn copy_text(&self, out: &mut Vec<u8>) {
+        for row in 0..self.rows() {
+            for (i, c) in self.row(row).iter().enumerate() {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                match *c {
+                    Cell::Null => out.extend_from_slice(b"\\N"),
+                    Cell::Int(v) => {
+                        use std::io::Write;
+                        let _ = write!(out, "{v}");
+                    }
+                    Cell::Text { start, end } => {
+                        let bytes = self.bytes(start, end);
+                        if !bytes
+                            .iter()
+                            .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+                        {
+                            out.extend_from_slice(bytes);
+                            continue;
+                        }
+                        for &b in bytes {
+                            match b {
+                                b'\\' => out.extend_from_slice(b"\\\\"),
+                                b'\t' => out.extend_from_slice(b"\\t"),
+                                b'\n' => out.extend_from_slice(b"\\n"),
+                                b'\r' => out.extend_from_slice(b"\\r"),
+                                b => out.push(b),
+                            }
+                        }
+                    }
+                }
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
 /// Prepared statements of one PostgreSQL connection, by SQL text.
 pub type PgStatements = HashMap<String, postgres::Statement>;
 
@@ -307,6 +474,54 @@ impl Tx<'_> {
                     f(Row(vals))?;
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Inserts every row of `rows` into `table` (`columns` in the order the
+    /// rows hold them): one prepared statement on SQLite, one COPY on
+    /// PostgreSQL (so only into tables the current role may COPY into, see
+    /// [`super::records`]). Returns the rows written.
+    pub fn insert_rows(
+        &mut self,
+        table: &str,
+        columns: &str,
+        rows: &BulkRows,
+    ) -> Result<u64, StoreError> {
+        use std::io::Write;
+        if rows.rows() == 0 {
+            return Ok(0);
+        }
+        match &mut self.conn {
+            Conn::Sqlite(tx) => {
+                let values = (1..=rows.columns)
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut st = tx.prepare_cached(&format!(
+                    "INSERT INTO {table} ({columns}) VALUES ({values})"
+                ))?;
+                use rusqlite::types::{ToSqlOutput, ValueRef};
+                for row in 0..rows.rows() {
+                    for (i, c) in rows.row(row).iter().enumerate() {
+                        let v = match *c {
+                            Cell::Null => ValueRef::Null,
+                            Cell::Int(v) => ValueRef::Integer(v),
+                            Cell::Text { start, end } => ValueRef::Text(rows.bytes(start, end)),
+                        };
+                        st.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(v))?;
+                    }
+                    st.raw_execute()?;
+                }
+                Ok(rows.rows() as u64)
+            }
+            Conn::Postgres { tx, .. } => {
+                let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
+                rows.copy_text(&mut data);
+                let mut w = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))?;
+                w.write_all(&data)
+                    .map_err(|e| StoreError::Task(format!("COPY {table}: {e}")))?;
+                Ok(w.finish()?)
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod db;
 mod migrations;
 pub mod oversight;
 pub mod pending;
+pub mod record_format;
 pub mod records;
 pub mod support;
 pub mod tenants;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use machi_domain::ids::MunicipalityCode;
 
 use crate::crypto::{Keyring, SealError};
-pub use db::{Param, Row, Tx};
+pub use db::{BulkRows, Param, Row, Tx};
 pub use migrations::Migration;
 
 /// Which database is behind the store.

@@ -10,20 +10,22 @@ use chrono::NaiveDate;
 use machi_domain::change::{ChangeInfo, ChangeReason, HistoryRow};
 use machi_domain::dates::DateValue;
 use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
-use machi_domain::model::ResidentRecord;
+use machi_domain::model::{ResidentRecord, ResidentStatus};
 use machi_domain::names::search_key;
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use super::db::{Param, Row, Tx};
-use crate::crypto::{SealError, TenantKeys};
+use super::db::{BulkRows, Param, Row, Tx};
+use super::record_format;
+use crate::crypto::{NoncePool, SealError, TenantKeys};
 
 /// The `prev_hash` of a tenant's first audit entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Columns of the history row that carry its change (j200).
+/// Columns of the history row that carry its change (j200), and those a
+/// stored record of the v2 form leaves to the row ([`record_format`]).
 /// In this order: see [`history_row`].
-const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels, h.my_number_key";
+const HISTORY_COLUMNS: &str = "h.history_number, h.record, h.change_id, h.reason, h.effective_date, h.processed_on, h.filed_on, h.input_place, h.input_terminal, h.recorded_at, h.cancels, h.my_number_key, h.addressee_number, h.household_number, h.status";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -48,29 +50,80 @@ const KEY_SEPARATOR: char = '\u{1F}';
 
 impl SearchKeys {
     pub fn of(r: &ResidentRecord) -> Self {
-        let mut names = vec![search_key(r.name.as_str())];
-        let mut kana = vec![
-            r.name_kana
-                .as_ref()
-                .map(|k| search_key(k.as_str()))
-                .unwrap_or_default(),
-        ];
-        if let Some(f) = &r.foreign {
-            names.push(search_key(&f.alphabet_name));
-            if let Some(a) = &f.alias {
-                names.push(search_key(a.as_str()));
-            }
-            if let Some(k) = &f.alias_kana {
-                kana.push(search_key(k.as_str()));
-            }
-        }
-        let sep = KEY_SEPARATOR.to_string();
+        let key = |parts: Vec<&str>| {
+            let mut out = Vec::new();
+            write_key(&mut out, &parts, &mut |s| search_key(s));
+            String::from_utf8(out).unwrap_or_default()
+        };
         SearchKeys {
-            name_key: names.join(&sep),
-            kana_key: kana.join(&sep),
+            name_key: key(name_parts(r)),
+            kana_key: key(kana_parts(r)),
             address_key: search_key(&r.address.full()),
             birth_key: date_key(&r.birth_date),
         }
+    }
+}
+
+/// The names folded into `name_key`: the name, and a foreign resident's
+/// alphabet name and alias.
+fn name_parts(r: &ResidentRecord) -> Vec<&str> {
+    let mut parts = vec![r.name.as_str()];
+    if let Some(f) = &r.foreign {
+        parts.push(&f.alphabet_name);
+        if let Some(a) = &f.alias {
+            parts.push(a.as_str());
+        }
+    }
+    parts
+}
+
+/// The furigana folded into `kana_key` (an absent one folds to "").
+fn kana_parts(r: &ResidentRecord) -> Vec<&str> {
+    let mut parts = vec![r.name_kana.as_ref().map_or("", |k| k.as_str())];
+    if let Some(k) = r.foreign.as_ref().and_then(|f| f.alias_kana.as_ref()) {
+        parts.push(k.as_str());
+    }
+    parts
+}
+
+/// The keys of `parts`, folded by `fold`, joined by [`KEY_SEPARATOR`].
+fn write_key(out: &mut Vec<u8>, parts: &[&str], fold: &mut dyn FnMut(&str) -> String) {
+    let mut sep = [0u8; 4];
+    let sep = KEY_SEPARATOR.encode_utf8(&mut sep).as_bytes();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(fold(p).as_bytes());
+    }
+}
+
+/// The search keys of recently folded texts: a bulk load folds the same
+/// names (a person's rows) and addresses (a household's members) over and
+/// over. Direct-mapped by a hash of the text.
+#[derive(Default)]
+pub struct FoldCache {
+    slots: Vec<Option<(String, String)>>,
+}
+
+impl FoldCache {
+    const SLOTS: usize = 256;
+
+    /// The [`search_key`] of `s`.
+    pub fn key(&mut self, s: &str) -> &str {
+        if self.slots.is_empty() {
+            self.slots = vec![None; Self::SLOTS];
+        }
+        // FNV-1a: good enough to spread short texts over the slots.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in s.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let slot = &mut self.slots[h as usize % Self::SLOTS];
+        if slot.as_ref().is_none_or(|(text, _)| text != s) {
+            *slot = Some((s.to_string(), search_key(s)));
+        }
+        slot.as_ref().map_or("", |(_, key)| key.as_str())
     }
 }
 
@@ -84,12 +137,8 @@ pub fn my_number_key(
     Ok(tx.tenant_keys(tenant)?.my_number_key(number))
 }
 
-/// The key of the record JSON that holds the sealed 個人番号 (in place of
-/// the record's own `my_number`, which is never stored).
-const SEALED_MY_NUMBER: &str = "my_number_sealed";
-
 /// What a sealed 個人番号 in a history row is bound to: its person.
-fn record_context(a: &AddresseeNumber) -> String {
+fn record_context(a: &str) -> String {
     format!("resident_history.record/{a}")
 }
 
@@ -98,47 +147,26 @@ fn request_context(change_id: i64) -> String {
     format!("changes.request/{change_id}")
 }
 
-/// The stored form of a record: the record without its 個人番号, and the
-/// number sealed beside it.
-#[derive(serde::Serialize)]
-struct SealedRecord<'a> {
-    #[serde(flatten)]
-    record: &'a ResidentRecord,
-    my_number_sealed: &'a str,
-}
-
-/// The sealed 個人番号 of a stored record, read without the rest.
-#[derive(serde::Deserialize)]
-struct SealedField {
-    my_number_sealed: Option<String>,
-}
-
-/// A record as stored in `resident_history.record`: JSON with the 個人番号
-/// sealed (`my_number_sealed`), never in plain text.
-pub fn seal_record(keys: &TenantKeys, r: &ResidentRecord) -> Result<String, StoreError> {
-    let Some(number) = &r.my_number else {
-        return serde_json::to_string(r).map_err(corrupt);
-    };
-    let sealed = keys.seal_str(&record_context(&r.addressee_number), number.as_str())?;
-    let mut without = r.clone();
-    without.my_number = None;
-    serde_json::to_string(&SealedRecord {
-        record: &without,
-        my_number_sealed: &sealed,
-    })
-    .map_err(corrupt)
-}
-
-/// Reads a record stored by [`seal_record`], opening its 個人番号, and
-/// checks it against the row's lookup key (`my_number_key`). A number that
-/// does not open, one stored in plain text, or one that disagrees with the
-/// lookup key (a number or key removed or altered) is an error.
+/// Reads a record stored by [`HistoryEncoder`] (or in the earlier v1 form,
+/// see [`record_format`]), opening its 個人番号, and checks it against the
+/// row's lookup key (`my_number_key`). A number that does not open, one
+/// stored in plain text, or one that disagrees with the lookup key (a
+/// number or key removed or altered) is an error.
 pub fn open_record(
     keys: &TenantKeys,
     json: &str,
+    columns: record_format::RowColumns<'_>,
     lookup_key: Option<&str>,
 ) -> Result<ResidentRecord, StoreError> {
-    let record = open_record_json(keys, json)?;
+    let stored = record_format::read(json, columns).map_err(corrupt)?;
+    if stored.plain_my_number {
+        return Err(SealError::Unsealed.into());
+    }
+    let mut record = stored.record;
+    if let Some(sealed) = stored.sealed_my_number {
+        let plain = keys.open_str(&record_context(record.addressee_number.as_str()), &sealed)?;
+        record.my_number = Some(plain.parse().map_err(|_| SealError::Malformed)?);
+    }
     let agrees = match (&record.my_number, lookup_key) {
         (None, None) => true,
         (Some(n), Some(k)) => keys.my_number_key(n.as_str()) == k,
@@ -149,23 +177,6 @@ pub fn open_record(
     } else {
         Err(SealError::Inconsistent.into())
     }
-}
-
-fn open_record_json(keys: &TenantKeys, json: &str) -> Result<ResidentRecord, StoreError> {
-    let mut record: ResidentRecord =
-        serde_json::from_str(json).map_err(|e| corrupt(format!("history record: {e}")))?;
-    if record.my_number.is_some() {
-        return Err(SealError::Unsealed.into());
-    }
-    if json.contains(SEALED_MY_NUMBER) {
-        let field: SealedField =
-            serde_json::from_str(json).map_err(|e| corrupt(format!("history record: {e}")))?;
-        if let Some(sealed) = field.my_number_sealed {
-            let plain = keys.open_str(&record_context(&record.addressee_number), &sealed)?;
-            record.my_number = Some(plain.parse().map_err(|_| SealError::Malformed)?);
-        }
-    }
-    Ok(record)
 }
 
 /// Applies `f` to every string under a `my_number` key, at any depth.
@@ -312,7 +323,13 @@ pub fn advance(
 }
 
 fn history_row(keys: &TenantKeys, r: &Row) -> Result<HistoryRow, StoreError> {
-    let record = open_record(keys, &r.text(1)?, r.opt_text(11)?.as_deref())?;
+    let (a, h, status) = (r.text(12)?, r.text(13)?, r.text(14)?);
+    let columns = record_format::RowColumns {
+        addressee_number: &a,
+        household_number: &h,
+        status: &status,
+    };
+    let record = open_record(keys, &r.text(1)?, columns, r.opt_text(11)?.as_deref())?;
     let reason = r.text(3)?;
     Ok(HistoryRow {
         history_number: r.int(0)?,
@@ -321,7 +338,7 @@ fn history_row(keys: &TenantKeys, r: &Row) -> Result<HistoryRow, StoreError> {
             change_id: r.int(2)?,
             reason: ChangeReason::from_code(&reason)
                 .ok_or_else(|| corrupt(format!("reason {reason}")))?,
-            effective_date: serde_json::from_str(&r.text(4)?)
+            effective_date: record_format::read_date(&r.text(4)?)
                 .map_err(|e| corrupt(format!("effective date: {e}")))?,
             processed_on: parse_day(&r.text(5)?)?,
             filed_on: r.opt_text(6)?.as_deref().map(parse_day).transpose()?,
@@ -366,7 +383,8 @@ fn rows(
 /// are not checked.)
 pub fn check_keyring(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     let Some(r) = tx.query_opt(
-        "SELECT tenant, record, my_number_key FROM resident_history WHERE my_number_key IS NOT NULL LIMIT 1",
+        "SELECT tenant, record, my_number_key, addressee_number, household_number, status \
+         FROM resident_history WHERE my_number_key IS NOT NULL LIMIT 1",
         &[],
     )?
     else {
@@ -377,7 +395,13 @@ pub fn check_keyring(tx: &mut Tx<'_>) -> Result<(), StoreError> {
         .parse()
         .map_err(|_| corrupt("tenant of a history row"))?;
     let keys = tx.tenant_keys(&tenant)?;
-    open_record(&keys, &r.text(1)?, r.opt_text(2)?.as_deref()).map(|_| ())
+    let (a, h, status) = (r.text(3)?, r.text(4)?, r.text(5)?);
+    let columns = record_format::RowColumns {
+        addressee_number: &a,
+        household_number: &h,
+        status: &status,
+    };
+    open_record(&keys, &r.text(1)?, columns, r.opt_text(2)?.as_deref()).map(|_| ())
 }
 
 /// Current rows (any status) of the given persons, and the current rows of
@@ -720,122 +744,158 @@ pub fn list_changes(
     .collect()
 }
 
-fn status_code(r: &ResidentRecord) -> Result<String, StoreError> {
-    serde_json::to_value(r.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .ok_or_else(|| corrupt(format!("status {:?}", r.status)))
+/// The stored code of a status (its serde name, as the `status` columns hold it).
+fn status_code(s: ResidentStatus) -> &'static str {
+    match s {
+        ResidentStatus::Resident => "resident",
+        ResidentStatus::MovedOut => "moved_out",
+        ResidentStatus::Deceased => "deceased",
+        ResidentStatus::Removed => "removed",
+        ResidentStatus::EntryCancelled => "entry_cancelled",
+    }
 }
 
-/// The columns of `resident_history`, in [`HISTORY_INSERT`] order.
-const HISTORY_INSERT_COLUMNS: &str = "tenant, addressee_number, history_number, change_id, household_number, status, \
+/// The columns of `resident_history`, in [`HistoryEncoder`] order.
+pub const HISTORY_INSERT_COLUMNS: &str = "tenant, addressee_number, history_number, change_id, household_number, status, \
      name_key, kana_key, address_key, birth_key, record, reason, effective_date, effective_key, processed_on, filed_on, \
      input_place, input_terminal, recorded_at, cancels, my_number_key, resident_code";
 
-/// One value of a history row as stored.
-enum Stored {
-    Text(String),
-    OptText(Option<String>),
-    Int(i64),
-    OptInt(Option<i64>),
+/// How many values a history row has ([`HISTORY_INSERT_COLUMNS`]).
+pub const HISTORY_WIDTH: usize = 22;
+
+/// The columns of `resident_current`.
+pub const CURRENT_COLUMNS: &str = "tenant, addressee_number, history_number, household_number, status, name_key, \
+     kana_key, address_key, birth_key, my_number_key, resident_code";
+
+/// Where each column of [`CURRENT_COLUMNS`] is among a history row's values:
+/// the projection holds the same values as the person's latest history row.
+pub const CURRENT_FROM_HISTORY: [usize; 11] = [0, 1, 2, 4, 5, 6, 7, 8, 9, 20, 21];
+
+/// Turns history rows into the values of their stored columns
+/// ([`HISTORY_INSERT_COLUMNS`] order): the record in its stored form with
+/// its 個人番号 sealed, the keyed lookup of the number, the folded search
+/// keys. Keeps what helps a long run of rows (a bulk load): recently
+/// folded texts and a pool of nonces.
+pub struct HistoryEncoder<'k> {
+    keys: &'k TenantKeys,
+    folds: FoldCache,
+    nonces: NoncePool,
+}
+
+/// Writes a date key (see [`date_key`]) into `out`; false for none.
+fn write_date_key(out: &mut Vec<u8>, d: &DateValue) -> bool {
+    use std::io::Write;
+    match d.sort_key() {
+        Some((y, m, dd)) => write!(out, "{y:04}-{m:02}-{dd:02}").is_ok(),
+        None => false,
+    }
+}
+
+impl<'k> HistoryEncoder<'k> {
+    pub fn new(keys: &'k TenantKeys) -> Self {
+        HistoryEncoder {
+            keys,
+            folds: FoldCache::default(),
+            nonces: NoncePool::default(),
+        }
+    }
+
+    /// Appends the stored values of `row` to `out` (a batch of
+    /// [`HISTORY_WIDTH`] values a row).
+    pub fn push(&mut self, row: &HistoryRow, out: &mut BulkRows) -> Result<(), StoreError> {
+        use std::io::Write;
+        let r = &row.record;
+        let c = &row.change;
+        let folds = &mut self.folds;
+        out.push_text(self.keys.tenant().as_str());
+        out.push_text(r.addressee_number.as_str());
+        out.push_int(row.history_number);
+        out.push_int(c.change_id);
+        out.push_text(r.household_number.as_str());
+        out.push_text(status_code(r.status));
+        for parts in [name_parts(r), kana_parts(r)] {
+            out.push_text_with(|buf| {
+                write_key(buf, &parts, &mut |s| folds.key(s).to_string());
+            });
+        }
+        match r.address.annex.as_deref() {
+            Some(annex) if !annex.is_empty() => out.push_text(folds.key(&r.address.full())),
+            _ => out.push_text(folds.key(&r.address.address)),
+        }
+        push_date_key(out, &r.birth_date);
+        let sealed = match &r.my_number {
+            Some(n) => Some(self.keys.seal_str_pooled(
+                &mut self.nonces,
+                &record_context(r.addressee_number.as_str()),
+                n.as_str(),
+            )?),
+            None => None,
+        };
+        let mut failed = None;
+        out.push_text_with(|buf| {
+            failed = record_format::write_v2(buf, r, sealed.as_deref()).err();
+        });
+        out.push_text(c.reason.code());
+        out.push_text_with(|buf| {
+            failed = failed
+                .take()
+                .or(record_format::write_date(buf, &c.effective_date).err());
+        });
+        if let Some(e) = failed {
+            return Err(corrupt(e));
+        }
+        push_date_key(out, &c.effective_date);
+        out.push_text_with(|buf| {
+            let _ = write!(buf, "{}", c.processed_on);
+        });
+        match c.filed_on {
+            Some(d) => out.push_text_with(|buf| {
+                let _ = write!(buf, "{d}");
+            }),
+            None => out.push_null(),
+        }
+        out.push_text(&c.input_place);
+        out.push_text(&c.input_terminal);
+        out.push_int(c.recorded_at);
+        out.push_opt_int(c.cancels);
+        match &r.my_number {
+            Some(n) => out.push_text(&self.keys.my_number_key(n.as_str())),
+            None => out.push_null(),
+        }
+        out.push_opt_text(r.resident_code.as_ref().map(|c| c.as_str()));
+        Ok(())
+    }
+}
+
+fn push_date_key(out: &mut BulkRows, d: &DateValue) {
+    if d.sort_key().is_some() {
+        out.push_text_with(|buf| {
+            write_date_key(buf, d);
+        });
+    } else {
+        out.push_null();
+    }
 }
 
 /// A history row turned into the values of its stored columns
 /// ([`HISTORY_INSERT_COLUMNS`] order).
-pub struct HistoryValues(Vec<Stored>);
+pub struct HistoryValues(BulkRows);
 
 impl HistoryValues {
     /// The values of `row` in the tenant of `keys`, its 個人番号 sealed and
     /// keyed with them.
     pub fn new(tenant_keys: &TenantKeys, row: &HistoryRow) -> Result<Self, StoreError> {
-        use Stored::*;
-        let tenant = tenant_keys.tenant();
-        let r = &row.record;
-        let c = &row.change;
-        let keys = SearchKeys::of(r);
-        Ok(HistoryValues(vec![
-            Text(tenant.to_string()),
-            Text(r.addressee_number.to_string()),
-            Int(row.history_number),
-            Int(c.change_id),
-            Text(r.household_number.to_string()),
-            Text(status_code(r)?),
-            Text(keys.name_key),
-            Text(keys.kana_key),
-            Text(keys.address_key),
-            OptText(keys.birth_key),
-            Text(seal_record(tenant_keys, r)?),
-            Text(c.reason.code().to_string()),
-            Text(serde_json::to_string(&c.effective_date).map_err(corrupt)?),
-            OptText(date_key(&c.effective_date)),
-            Text(c.processed_on.to_string()),
-            OptText(c.filed_on.map(|d| d.to_string())),
-            Text(c.input_place.clone()),
-            Text(c.input_terminal.clone()),
-            Int(c.recorded_at),
-            OptInt(c.cancels),
-            OptText(
-                r.my_number
-                    .as_ref()
-                    .map(|n| tenant_keys.my_number_key(n.as_str())),
-            ),
-            OptText(r.resident_code.as_ref().map(|c| c.to_string())),
-        ]))
+        let mut rows = BulkRows::new(HISTORY_WIDTH);
+        HistoryEncoder::new(tenant_keys).push(row, &mut rows)?;
+        Ok(HistoryValues(rows))
     }
 
     fn params(&self) -> Vec<Param<'_>> {
-        self.0
-            .iter()
-            .map(|v| match v {
-                Stored::Text(s) => Param::Text(s),
-                Stored::OptText(s) => s.as_deref().into(),
-                Stored::Int(i) => Param::Int(*i),
-                Stored::OptInt(i) => (*i).into(),
-            })
-            .collect()
-    }
-
-    /// The row as one line of PostgreSQL's COPY text format.
-    pub fn copy_line(&self, out: &mut String) {
-        for (i, v) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push('\t');
-            }
-            let text = match v {
-                Stored::Text(s) => Some(s.as_str()),
-                Stored::OptText(s) => s.as_deref(),
-                Stored::Int(n) => {
-                    out.push_str(&n.to_string());
-                    continue;
-                }
-                Stored::OptInt(n) => {
-                    match n {
-                        Some(n) => out.push_str(&n.to_string()),
-                        None => out.push_str("\\N"),
-                    }
-                    continue;
-                }
-            };
-            match text {
-                None => out.push_str("\\N"),
-                Some(t) => {
-                    for ch in t.chars() {
-                        match ch {
-                            '\\' => out.push_str("\\\\"),
-                            '\t' => out.push_str("\\t"),
-                            '\n' => out.push_str("\\n"),
-                            '\r' => out.push_str("\\r"),
-                            c => out.push(c),
-                        }
-                    }
-                }
-            }
-        }
-        out.push('\n');
+        self.0.params(0)
     }
 }
 
-/// Inserts a history row only (bulk loads; see [`rebuild_current`]).
+/// Inserts a history row only.
 pub fn insert_history(tx: &mut Tx<'_>, values: &HistoryValues) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO resident_history ({HISTORY_INSERT_COLUMNS}) \
@@ -846,32 +906,69 @@ pub fn insert_history(tx: &mut Tx<'_>, values: &HistoryValues) -> Result<(), Sto
     Ok(())
 }
 
-/// PostgreSQL bulk loads: COPY refuses tables with row-level security, so
-/// rows are copied into a temporary staging table (dropped at commit) and
-/// moved with one INSERT, which the tenant policy checks.
-pub fn history_staging_sql() -> (&'static str, String, String) {
-    (
-        "CREATE TEMP TABLE staging_history (LIKE resident_history) ON COMMIT DROP",
-        format!("COPY staging_history ({HISTORY_INSERT_COLUMNS}) FROM STDIN"),
-        format!(
-            "INSERT INTO resident_history ({HISTORY_INSERT_COLUMNS}) SELECT {HISTORY_INSERT_COLUMNS} FROM staging_history"
-        ),
-    )
+/// A bulk load into a tenant without history (an import): history rows
+/// and, for each person, the projection of their latest row, written batch
+/// by batch ([`BulkLoad::write`]), then [`BulkLoad::finish`]ed.
+///
+/// On PostgreSQL the rows go through COPY. COPY refuses tables with
+/// row-level security, so they are copied into temporary staging tables
+/// (dropped at commit) and moved with one INSERT each at the end, which the
+/// tenant policy checks row by row.
+pub struct BulkLoad {
+    staging: bool,
 }
 
-/// Builds the current-state projection of a tenant that has none from its
-/// history rows (after a bulk load).
-pub fn rebuild_current(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<u64, StoreError> {
-    tx.execute(
-        "INSERT INTO resident_current (tenant, addressee_number, history_number, household_number, status, name_key, \
-         kana_key, address_key, birth_key, my_number_key, resident_code) \
-         SELECT h.tenant, h.addressee_number, h.history_number, h.household_number, h.status, h.name_key, h.kana_key, \
-         h.address_key, h.birth_key, h.my_number_key, h.resident_code \
-         FROM resident_history h JOIN (SELECT addressee_number, MAX(history_number) AS m FROM resident_history \
-         WHERE tenant = $1 GROUP BY addressee_number) x ON h.addressee_number = x.addressee_number AND h.history_number = x.m \
-         WHERE h.tenant = $1",
-        &[tenant.as_str().into()],
-    )
+impl BulkLoad {
+    pub fn begin(tx: &mut Tx<'_>) -> Result<BulkLoad, StoreError> {
+        let staging = tx.backend() == super::Backend::Postgres;
+        if staging {
+            tx.execute_batch(
+                "CREATE TEMP TABLE staging_history (LIKE resident_history) ON COMMIT DROP; \
+                 CREATE TEMP TABLE staging_current (LIKE resident_current) ON COMMIT DROP",
+            )?;
+        }
+        Ok(BulkLoad { staging })
+    }
+
+    /// Writes a batch of history rows ([`HistoryEncoder`]) and of current
+    /// rows ([`CURRENT_COLUMNS`]).
+    pub fn write(
+        &self,
+        tx: &mut Tx<'_>,
+        history: &BulkRows,
+        current: &BulkRows,
+    ) -> Result<(), StoreError> {
+        let (h, c) = if self.staging {
+            ("staging_history", "staging_current")
+        } else {
+            ("resident_history", "resident_current")
+        };
+        tx.insert_rows(h, HISTORY_INSERT_COLUMNS, history)
+            .map_err(StoreError::conflict_if_unique)?;
+        tx.insert_rows(c, CURRENT_COLUMNS, current)
+            .map_err(StoreError::conflict_if_unique)?;
+        Ok(())
+    }
+
+    pub fn finish(self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        if self.staging {
+            for (table, columns, staging) in [
+                (
+                    "resident_history",
+                    HISTORY_INSERT_COLUMNS,
+                    "staging_history",
+                ),
+                ("resident_current", CURRENT_COLUMNS, "staging_current"),
+            ] {
+                tx.execute(
+                    &format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging}"),
+                    &[],
+                )
+                .map_err(StoreError::conflict_if_unique)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Appends a history row and points the current-state projection at it.
