@@ -343,7 +343,7 @@ pub struct ChangeView {
 
 /// Masks every non-empty string under a `my_number` key, at any depth: the
 /// API never returns a 個人番号.
-fn mask_my_numbers(v: &mut serde_json::Value) {
+pub fn mask_my_numbers(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(map) => {
             for (k, x) in map.iter_mut() {

@@ -7,7 +7,6 @@
 use machi_domain::change::{ChangeRequest, PlanContext};
 use machi_domain::ids::MunicipalityCode;
 
-use super::auth::audit_in;
 use super::registry::{Actor, ChangeOutcome, Registry, ServiceError, submit_in};
 use crate::store::StoreError;
 use crate::store::pending::{self, PendingChange, PendingStatus};
@@ -130,7 +129,7 @@ impl Registry {
             .write(Some(tenant), move |tx| {
                 records::lock_tenant(tx, &t)?;
                 let id = pending::insert(tx, &t, &p)?;
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     now,
@@ -217,7 +216,7 @@ impl Registry {
                 )? {
                     return Err(ServiceError::PendingDecided(id));
                 }
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     now,
@@ -285,7 +284,7 @@ impl Registry {
                 } else {
                     "change.withdraw"
                 };
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     now,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::registry::{Actor, Registry, ServiceError};
 use crate::store::accounts::{self, Account, ApiClient, ApiToken, Session};
-use crate::store::records::{self, Advance, AuditEntry};
+use crate::store::records::{self, AuditEntry};
 use crate::store::{StoreError, Tx};
 
 /// How long a staff session lives: one working day.
@@ -155,25 +155,6 @@ fn clean_terminal(t: &str) -> String {
     if t.is_empty() { "web".into() } else { t }
 }
 
-/// Writes one access-log entry inside `tx`.
-pub(crate) fn audit_in(
-    tx: &mut Tx<'_>,
-    tenant: &MunicipalityCode,
-    at: i64,
-    entry: &AuditEntry,
-) -> Result<i64, StoreError> {
-    let heads = records::advance(
-        tx,
-        tenant,
-        Advance {
-            audit: 1,
-            ..Default::default()
-        },
-    )?;
-    records::append_audit(tx, tenant, heads.audit, &heads.audit_hash, at, entry)?;
-    Ok(heads.audit)
-}
-
 /// Counts one attempt for `(key, login)` unless the limit is reached:
 /// true if the attempt may go on. Serialised per account (an advisory lock
 /// on PostgreSQL; SQLite has one writer).
@@ -214,7 +195,7 @@ fn log_login(
 ) -> Result<(), StoreError> {
     match tenant {
         Some(t) => {
-            audit_in(
+            records::append_next_audit(
                 tx,
                 t,
                 at,
@@ -285,7 +266,7 @@ impl Registry {
                     return Err(ServiceError::AccountExists(account.login.clone()));
                 }
                 if let Some(t) = &account.tenant {
-                    audit_in(
+                    records::append_next_audit(
                         tx,
                         t,
                         now,
@@ -336,7 +317,7 @@ impl Registry {
                 if disabled {
                     accounts::delete_sessions_of(tx, &t, &l)?;
                 }
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     now,
@@ -498,7 +479,7 @@ impl Registry {
             .write(scope.as_ref(), move |tx| {
                 accounts::delete_session(tx, &th)?;
                 if let Some(t) = &tenant {
-                    audit_in(
+                    records::append_next_audit(
                         tx,
                         t,
                         now,
@@ -583,7 +564,7 @@ impl Registry {
                 if !accounts::insert_client(tx, &client)? {
                     return Ok(false);
                 }
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     now,
@@ -678,7 +659,7 @@ impl Registry {
             .write(Some(&tenant), move |tx| {
                 accounts::insert_token(tx, &th, &row)?;
                 accounts::clear_login_failures(tx, "client", &row.client_id)?;
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &row.tenant,
                     now,

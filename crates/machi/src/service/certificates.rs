@@ -14,7 +14,7 @@ use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use machi_domain::support::SupportPurpose;
 use sha2::{Digest, Sha256};
 
-use super::auth::{audit_in, random_hex};
+use super::auth::random_hex;
 use super::registry::{Actor, Registry, ServiceError};
 use crate::certificate::{Fonts, IssueStamp};
 use crate::store::records::{self, AuditEntry};
@@ -148,7 +148,7 @@ impl Registry {
                      issuer_name = excluded.issuer_name, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                     &[t.as_str().into(), (&title).into(), (&name).into(), (&actor.operator).into(), now.into()],
                 )?;
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     now,
@@ -281,7 +281,7 @@ impl Registry {
                         at.into(),
                     ],
                 )?;
-                audit_in(
+                records::append_next_audit(
                     tx,
                     &t,
                     at,

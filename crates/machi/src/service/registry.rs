@@ -497,18 +497,26 @@ impl Registry {
         let limit = p.limit.clamp(1, 200);
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        let mut rows = self
+        let today = self.clock.today();
+        // The page and its protected persons (j380) in one read.
+        let (rows, next_after, protected) = self
             .store
             .read(Some(tenant), move |tx| {
-                records::search(tx, &t, &f, after.as_ref(), limit + 1)
+                let mut rows = records::search(tx, &t, &f, after.as_ref(), limit + 1)?;
+                let next_after = if rows.len() as i64 > limit {
+                    rows.truncate(limit as usize);
+                    rows.last().map(|r| r.record.addressee_number.clone())
+                } else {
+                    None
+                };
+                let persons: Vec<AddresseeNumber> = rows
+                    .iter()
+                    .map(|r| r.record.addressee_number.clone())
+                    .collect();
+                let protected = super::support::protection(tx, &t, &persons, today)?;
+                Ok::<_, ServiceError>((rows, next_after, protected))
             })
             .await?;
-        let next_after = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.record.addressee_number.clone())
-        } else {
-            None
-        };
         let persons: Vec<AddresseeNumber> = rows
             .iter()
             .map(|r| r.record.addressee_number.clone())
@@ -526,7 +534,6 @@ impl Registry {
             }),
         )
         .await?;
-        let protected = self.support_protection(tenant, &persons).await?;
         Ok(SearchPage {
             rows,
             next_after,
@@ -584,44 +591,8 @@ impl Registry {
         target: &str,
         detail: serde_json::Value,
     ) -> Result<i64, ServiceError> {
-        self.record_access_shown(tenant, actor, function, target, detail, false)
-            .await
-    }
-
-    /// [`Self::record_access`], saying whether a 個人番号 was shown.
-    pub async fn record_access_shown(
-        &self,
-        tenant: &MunicipalityCode,
-        actor: &Actor,
-        function: &str,
-        target: &str,
-        detail: serde_json::Value,
-        my_number_shown: bool,
-    ) -> Result<i64, ServiceError> {
-        let at = self.clock.now().timestamp_micros();
-        let t = tenant.clone();
-        let entry = AuditEntry {
-            operator: actor.operator.clone(),
-            terminal: actor.terminal.clone(),
-            function: function.to_string(),
-            target: target.to_string(),
-            detail: detail.to_string(),
-            my_number_shown,
-        };
-        self.store
-            .write(Some(tenant), move |tx| {
-                let heads = records::advance(
-                    tx,
-                    &t,
-                    Advance {
-                        audit: 1,
-                        ..Default::default()
-                    },
-                )?;
-                records::append_audit(tx, &t, heads.audit, &heads.audit_hash, at, &entry)?;
-                Ok(heads.audit)
-            })
-            .await
+        let entry = access_entry(actor, function, target.to_string(), detail, false);
+        self.commit_access(tenant, entry, actor, None).await
     }
 
     /// Writes the access-log entry (j1370) of a read of personal data:
@@ -652,35 +623,32 @@ impl Registry {
         persons: &[AddresseeNumber],
         detail: serde_json::Value,
         my_number_shown: bool,
-        guard: Option<machi_domain::support::SupportPurpose>,
+        guard: Option<SupportPurpose>,
+    ) -> Result<i64, ServiceError> {
+        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+        let entry = access_entry(actor, function, target.join(","), detail, my_number_shown);
+        let guard = guard.map(|purpose| (persons.to_vec(), purpose));
+        self.commit_access(tenant, entry, actor, guard).await
+    }
+
+    /// Commits one access-log entry, after the support-measure guard when
+    /// one is asked for (a refusal is logged in a transaction of its own).
+    async fn commit_access(
+        &self,
+        tenant: &MunicipalityCode,
+        entry: AuditEntry,
+        actor: &Actor,
+        guard: Option<(Vec<AddresseeNumber>, SupportPurpose)>,
     ) -> Result<i64, ServiceError> {
         let at = self.clock.now().timestamp_micros();
-        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
-        let entry = AuditEntry {
-            operator: actor.operator.clone(),
-            terminal: actor.terminal.clone(),
-            function: function.to_string(),
-            target: target.join(","),
-            detail: detail.to_string(),
-            my_number_shown,
-        };
-        let (t, p, a) = (tenant.clone(), persons.to_vec(), actor.clone());
+        let (t, a) = (tenant.clone(), actor.clone());
         let r = self
             .store
             .write(Some(tenant), move |tx| {
-                if let Some(purpose) = guard {
-                    super::support::guard(tx, &t, &p, &a, purpose, at)?;
+                if let Some((persons, purpose)) = &guard {
+                    super::support::guard(tx, &t, persons, &a, *purpose, at)?;
                 }
-                let heads = records::advance(
-                    tx,
-                    &t,
-                    Advance {
-                        audit: 1,
-                        ..Default::default()
-                    },
-                )?;
-                records::append_audit(tx, &t, heads.audit, &heads.audit_hash, at, &entry)?;
-                Ok::<_, ServiceError>(heads.audit)
+                Ok::<_, ServiceError>(records::append_next_audit(tx, &t, at, &entry)?)
             })
             .await;
         if let Err(ServiceError::SupportBlocked { persons, purpose }) = &r {
@@ -738,6 +706,24 @@ fn addressee_from_serial(serial: i64) -> Result<AddresseeNumber, ServiceError> {
 fn household_from_serial(serial: i64) -> Result<HouseholdNumber, ServiceError> {
     HouseholdNumber::from_serial(serial as u64)
         .map_err(|e| ServiceError::invalid("household_number", &e))
+}
+
+/// An access-log entry of `actor`.
+fn access_entry(
+    actor: &Actor,
+    function: &str,
+    target: String,
+    detail: serde_json::Value,
+    my_number_shown: bool,
+) -> AuditEntry {
+    AuditEntry {
+        operator: actor.operator.clone(),
+        terminal: actor.terminal.clone(),
+        function: function.to_string(),
+        target,
+        detail: detail.to_string(),
+        my_number_shown,
+    }
 }
 
 /// Cursors are opaque to clients: the hex of the last key of the page.

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::registry::{Actor, Registry, ServiceError};
 use crate::store::Tx;
-use crate::store::records::{self, Advance, AuditEntry};
+use crate::store::records::{self, AuditEntry};
 use crate::store::support::{self as store, StoredMeasure, SupportRelease};
 
 /// How long a release stays usable when none is given (j410: 一時解除後、
@@ -100,19 +100,9 @@ fn audit(
     detail: serde_json::Value,
     at: i64,
 ) -> Result<i64, ServiceError> {
-    let heads = records::advance(
+    Ok(records::append_next_audit(
         tx,
         tenant,
-        Advance {
-            audit: 1,
-            ..Default::default()
-        },
-    )?;
-    records::append_audit(
-        tx,
-        tenant,
-        heads.audit,
-        &heads.audit_hash,
         at,
         &AuditEntry {
             operator: actor.operator.clone(),
@@ -122,8 +112,7 @@ fn audit(
             detail: detail.to_string(),
             my_number_shown: false,
         },
-    )?;
-    Ok(heads.audit)
+    )?)
 }
 
 fn lock(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(), ServiceError> {

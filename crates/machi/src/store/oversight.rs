@@ -3,7 +3,7 @@
 
 use machi_domain::ids::MunicipalityCode;
 
-use super::records::{AuditEntry, StoredAudit};
+use super::records::{AUDIT_COLUMNS, StoredAudit, stored_audit};
 use super::{Param, StoreError, Tx};
 
 /// Conditions on the access log; all optional.
@@ -46,10 +46,7 @@ pub fn search_audit(
     if let Some(v) = f.to {
         conds.push(("at <".into(), Param::Int(v)));
     }
-    let mut sql = String::from(
-        "SELECT seq, at, operator, terminal, function, target, detail, my_number_shown, prev_hash, hash \
-         FROM audit_log WHERE tenant = $1",
-    );
+    let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant = $1");
     for (cond, p) in conds {
         params.push(p);
         let escape = if cond.ends_with("LIKE") {
@@ -61,25 +58,7 @@ pub fn search_audit(
     }
     params.push(Param::Int(limit));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", params.len()));
-    tx.query(&sql, &params)?
-        .iter()
-        .map(|r| {
-            Ok(StoredAudit {
-                seq: r.int(0)?,
-                at: r.int(1)?,
-                prev_hash: r.text(8)?,
-                hash: r.text(9)?,
-                entry: AuditEntry {
-                    operator: r.text(2)?,
-                    terminal: r.text(3)?,
-                    function: r.text(4)?,
-                    target: r.text(5)?,
-                    detail: r.text(6)?,
-                    my_number_shown: r.int(7)? != 0,
-                },
-            })
-        })
-        .collect()
+    tx.query(&sql, &params)?.iter().map(stored_audit).collect()
 }
 
 fn escape_like(s: &str) -> String {

@@ -1072,6 +1072,26 @@ pub fn append_audit(
     Ok(hash)
 }
 
+/// Appends `entry` as the tenant's next audit entry, in `tx`: allocates its
+/// number and chains it to the head. Returns its number.
+pub fn append_next_audit(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    at: i64,
+    entry: &AuditEntry,
+) -> Result<i64, StoreError> {
+    let heads = advance(
+        tx,
+        tenant,
+        Advance {
+            audit: 1,
+            ..Default::default()
+        },
+    )?;
+    append_audit(tx, tenant, heads.audit, &heads.audit_hash, at, entry)?;
+    Ok(heads.audit)
+}
+
 /// A stored audit entry with its chain fields.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoredAudit {
@@ -1091,28 +1111,36 @@ pub fn audit_entries(
     limit: i64,
 ) -> Result<Vec<StoredAudit>, StoreError> {
     tx.query(
-        "SELECT seq, at, operator, terminal, function, target, detail, my_number_shown, prev_hash, hash \
-         FROM audit_log WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        &format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ),
         &[tenant.as_str().into(), after_seq.into(), limit.into()],
     )?
     .iter()
-    .map(|r| {
-        Ok(StoredAudit {
-            seq: r.int(0)?,
-            at: r.int(1)?,
-            prev_hash: r.text(8)?,
-            hash: r.text(9)?,
-            entry: AuditEntry {
-                operator: r.text(2)?,
-                terminal: r.text(3)?,
-                function: r.text(4)?,
-                target: r.text(5)?,
-                detail: r.text(6)?,
-                my_number_shown: r.int(7)? != 0,
-            },
-        })
-    })
+    .map(stored_audit)
     .collect()
+}
+
+/// The columns [`stored_audit`] reads, in its order.
+pub const AUDIT_COLUMNS: &str =
+    "seq, at, operator, terminal, function, target, detail, my_number_shown, prev_hash, hash";
+
+/// An audit entry from a row of [`AUDIT_COLUMNS`].
+pub fn stored_audit(r: &Row) -> Result<StoredAudit, StoreError> {
+    Ok(StoredAudit {
+        seq: r.int(0)?,
+        at: r.int(1)?,
+        prev_hash: r.text(8)?,
+        hash: r.text(9)?,
+        entry: AuditEntry {
+            operator: r.text(2)?,
+            terminal: r.text(3)?,
+            function: r.text(4)?,
+            target: r.text(5)?,
+            detail: r.text(6)?,
+            my_number_shown: r.int(7)? != 0,
+        },
+    })
 }
 
 /// Appends linkage event number `seq` (allocated by [`advance`]). The event

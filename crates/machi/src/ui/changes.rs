@@ -13,26 +13,6 @@ use super::{Chrome, Ctx, UiError, html, when};
 use crate::api::AppState;
 use crate::store::pending::{PendingChange, PendingStatus};
 
-/// Hides 個人番号 in a stored request before it is shown.
-pub fn mask_request(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if k == "my_number" && v.is_string() {
-                        Value::String("************".into())
-                    } else {
-                        mask_request(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(mask_request).collect()),
-        other => other.clone(),
-    }
-}
-
 /// Correctable items: form suffix, label ja, label en, field name.
 const PATCH_FIELDS: [(&str, &str, &str, &str); 12] = [
     ("name", "氏名", "Name", "patch_name"),
@@ -447,7 +427,11 @@ pub async fn pending_page(
     html(&PendingPage {
         c: Chrome::new(&ctx, "仮登録の内容", "Provisional change")
             .with_flash(done.map(|d| flash(&ctx, &d))),
-        request: serde_json::to_string_pretty(&mask_request(&request)).unwrap_or_default(),
+        request: {
+            let mut shown = request;
+            crate::api::views::mask_my_numbers(&mut shown);
+            serde_json::to_string_pretty(&shown).unwrap_or_default()
+        },
         can_approve: ctx.can(Permission::ApproveChange)
             && p.status == PendingStatus::Pending
             && p.entered_by != ctx.login,

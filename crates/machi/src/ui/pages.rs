@@ -654,8 +654,7 @@ pub async fn change(
     let ch = ChangeView::new(&c, s.registry.eras());
     html(&ChangePage {
         c: Chrome::new(&ctx, "異動の内容", "Change"),
-        request: serde_json::to_string_pretty(&crate::ui::changes::mask_request(&ch.request))
-            .unwrap_or_default(),
+        request: serde_json::to_string_pretty(&ch.request).unwrap_or_default(),
         notices: serde_json::to_string_pretty(&ch.notices).unwrap_or_default(),
         can_cancel: ctx.can(Permission::EnterChange) && ch.cancels.is_none(),
         ch,
