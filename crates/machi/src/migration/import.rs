@@ -1335,7 +1335,13 @@ fn validate_and_load(
     opts: &ImportOptions,
 ) -> Result<(Validated, u64), PassError> {
     let keys = tx.tenant_keys(tenant)?;
-    let load = BulkLoad::begin(tx)?;
+    // About how many rows: a history row takes a few hundred bytes.
+    let size = inputs
+        .residents
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    let load = BulkLoad::begin(tx, tenant, size / 256)?;
     let read: SharedDigest = Arc::default();
     let (to_writer, batches) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
     let (to_reader, spent) = mpsc::channel::<Batch>();

@@ -399,6 +399,58 @@ const V10_COMMON: &str = r#"
 ALTER TABLE pending_changes ADD COLUMN persons TEXT NOT NULL DEFAULT '[]';
 "#;
 
+/// PostgreSQL: the two registry tables partitioned by tenant (LIST), one
+/// partition per tenant, made with the tenant. A full import builds a
+/// tenant's partitions aside and swaps them in (see `records::BulkLoad`);
+/// each tenant's rows also live in tables of their own. Rows, keys,
+/// indexes, grants and row-level security are kept as they were.
+const V11_POSTGRES: &str = r#"
+ALTER TABLE resident_history RENAME TO resident_history_v10;
+ALTER TABLE resident_current RENAME TO resident_current_v10;
+ALTER INDEX resident_history_pkey RENAME TO resident_history_v10_pkey;
+ALTER INDEX resident_current_pkey RENAME TO resident_current_v10_pkey;
+ALTER INDEX resident_history_household RENAME TO resident_history_v10_household;
+ALTER INDEX resident_current_household RENAME TO resident_current_v10_household;
+ALTER INDEX resident_current_birth RENAME TO resident_current_v10_birth;
+ALTER INDEX resident_current_my_number RENAME TO resident_current_v10_my_number;
+ALTER INDEX resident_current_resident_code RENAME TO resident_current_v10_resident_code;
+CREATE TABLE resident_history (LIKE resident_history_v10) PARTITION BY LIST (tenant);
+ALTER TABLE resident_history ADD PRIMARY KEY (tenant, addressee_number, history_number);
+ALTER TABLE resident_history ADD FOREIGN KEY (tenant) REFERENCES tenants (municipality_code);
+CREATE INDEX resident_history_household ON resident_history (tenant, household_number);
+CREATE TABLE resident_current (LIKE resident_current_v10) PARTITION BY LIST (tenant);
+ALTER TABLE resident_current ADD PRIMARY KEY (tenant, addressee_number);
+ALTER TABLE resident_current ADD FOREIGN KEY (tenant) REFERENCES tenants (municipality_code);
+CREATE INDEX resident_current_household ON resident_current (tenant, household_number);
+CREATE INDEX resident_current_birth ON resident_current (tenant, birth_key);
+CREATE INDEX resident_current_my_number ON resident_current (tenant, my_number_key);
+CREATE INDEX resident_current_resident_code ON resident_current (tenant, resident_code);
+DO $$
+DECLARE t TEXT;
+BEGIN
+    FOR t IN SELECT municipality_code FROM tenants LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF resident_history FOR VALUES IN (%L)', 'resident_history_' || t, t);
+        EXECUTE format('CREATE TABLE %I PARTITION OF resident_current FOR VALUES IN (%L)', 'resident_current_' || t, t);
+    END LOOP;
+END $$;
+INSERT INTO resident_history SELECT * FROM resident_history_v10;
+INSERT INTO resident_current SELECT * FROM resident_current_v10;
+DROP TABLE resident_history_v10;
+DROP TABLE resident_current_v10;
+GRANT SELECT, INSERT ON resident_history TO machi_app;
+GRANT SELECT, INSERT, UPDATE ON resident_current TO machi_app;
+ALTER TABLE resident_history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE resident_history FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON resident_history
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE resident_current ENABLE ROW LEVEL SECURITY;
+ALTER TABLE resident_current FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON resident_current
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -460,6 +512,12 @@ pub fn all() -> Vec<Migration> {
             name: "provisional changes name their persons",
             sqlite: V10_COMMON,
             postgres: V10_COMMON,
+        },
+        Migration {
+            version: 11,
+            name: "postgres: the registry tables partitioned by tenant",
+            sqlite: "",
+            postgres: V11_POSTGRES,
         },
     ]
 }

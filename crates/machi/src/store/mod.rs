@@ -193,6 +193,8 @@ fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<rusqlite::Connection, ru
     )?;
     // 64 MiB of page cache: the indexes a change touches stay in memory.
     conn.pragma_update(None, "cache_size", -65536)?;
+    // After a bulk load the log is cut back to this size once copied.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }

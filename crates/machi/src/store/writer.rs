@@ -137,5 +137,59 @@ fn run(mut conn: rusqlite::Connection, keyring: &Keyring, rx: mpsc::Receiver<Job
         for c in completions {
             c(outcome.clone().map_err(StoreError::Commit));
         }
+        checkpoint_if_deferred(&conn);
+    }
+}
+
+/// Pages in the log after which SQLite copies it back into the database
+/// file at a commit (its default).
+const AUTO_CHECKPOINT_PAGES: i64 = 1000;
+
+/// Asks that the commit of the current write not copy the log back into
+/// the database file: a bulk load's log holds gigabytes, and its rows are
+/// durable once the log is synced. The writer copies it afterwards on a
+/// thread of its own ([`checkpoint_if_deferred`]), while writes go on.
+pub fn defer_checkpoint(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("PRAGMA wal_autocheckpoint = 0")
+}
+
+/// After a commit whose checkpoint was deferred: turns automatic
+/// checkpoints on again and runs one (PASSIVE: it neither waits for nor
+/// blocks readers and writers) on another connection.
+fn checkpoint_if_deferred(conn: &rusqlite::Connection) {
+    let pages: i64 = conn
+        .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+        .unwrap_or(AUTO_CHECKPOINT_PAGES);
+    if pages != 0 {
+        return;
+    }
+    if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", AUTO_CHECKPOINT_PAGES) {
+        tracing::warn!(error = %e, "cannot turn automatic checkpoints on again");
+    }
+    let Some(path) = conn.path().filter(|p| !p.is_empty()).map(str::to_string) else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("machi-sqlite-checkpoint".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let done = rusqlite::Connection::open(&path).and_then(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+            });
+            match done {
+                Ok((log, copied)) => tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    log_pages = log,
+                    copied_pages = copied,
+                    "checkpoint after a bulk write"
+                ),
+                Err(e) => tracing::warn!(error = %e, "checkpoint after a bulk write failed"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the checkpoint thread");
     }
 }

@@ -78,7 +78,118 @@ both!(
     bad_input_is_reported_and_nothing_is_imported,
     a_difference_load_appends_only_what_is_new,
     support_measures_and_certificates_migrate,
+    a_full_load_leaves_keys_and_indexes_whole,
 );
+
+/// The names of a query's single text column, sorted.
+async fn names(db: &TestDb, sql: &'static str) -> Vec<String> {
+    let mut v: Vec<String> = db
+        .store
+        .read(None, move |tx| {
+            tx.query(sql, &[])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap();
+    v.sort();
+    v
+}
+
+/// A full load drops or sets aside the registry's indexes to write faster
+/// (SQLite: dropped and built again; PostgreSQL: the tenant's partitions
+/// built aside and swapped in). Afterwards every index is there, valid, and
+/// used by the other tenant's and the imported tenant's searches alike.
+async fn a_full_load_leaves_keys_and_indexes_whole(db: TestDb) {
+    use machi::store::records::REGISTRY_INDEXES;
+    let db = db.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let dir = tempfile::tempdir().unwrap();
+    export(r, &code(FUCHU), dir.path(), &actor()).await.unwrap();
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        &[dir.path().to_path_buf()],
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+    let mut expected: Vec<String> = REGISTRY_INDEXES.iter().map(|(n, _)| n.to_string()).collect();
+    expected.sort();
+    if db.url().is_none() {
+        let found = names(
+            &db,
+            "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name IN ('resident_history', 'resident_current') AND sql IS NOT NULL",
+        )
+        .await;
+        assert_eq!(found, expected);
+    } else {
+        let found = names(
+            &db,
+            "SELECT indexname::text FROM pg_indexes WHERE tablename IN ('resident_history', 'resident_current') \
+             AND indexname NOT LIKE '%pkey'",
+        )
+        .await;
+        assert_eq!(found, expected);
+        // Each tenant's partitions carry every index of the parent, valid
+        // and attached to it (2 on history, 5 on current, keys included).
+        for t in [FUCHU, AKISHIMA] {
+            for (table, n) in [("resident_history", 2), ("resident_current", 5)] {
+                let part = format!("{table}_{t}");
+                let attached = db
+                    .store
+                    .read(None, move |tx| {
+                        tx.query_one(
+                            "SELECT count(*) FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid \
+                             JOIN pg_inherits i ON i.inhrelid = x.indexrelid \
+                             WHERE c.relname = $1 AND x.indisvalid",
+                            &[part.as_str().into()],
+                        )?
+                        .int(0)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(attached, n, "{table} of {t}");
+            }
+        }
+        // Nothing was left aside.
+        let left = names(
+            &db,
+            "SELECT relname::text FROM pg_class WHERE relname LIKE 'resident_%_load%'",
+        )
+        .await;
+        assert!(left.is_empty(), "{left:?}");
+    }
+    // Both tenants answer a search by birth date (an index that was rebuilt
+    // or built aside) and take new changes.
+    for t in [FUCHU, AKISHIMA] {
+        let found = r
+            .search(
+                &code(t),
+                &machi::service::registry::SearchParams {
+                    birth_date: Some("昭和64年1月7日".into()),
+                    limit: 50,
+                    ..Default::default()
+                },
+                &clerk(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.rows.len(), 1, "{t}");
+        submit_to(r, t, takahashi_family()).await;
+    }
+}
+
+async fn submit_to(r: &Registry, tenant: &str, v: serde_json::Value) {
+    r.submit(&code(tenant), &serde_json::from_value(v).unwrap(), &actor())
+        .await
+        .unwrap();
+}
 
 async fn support_measures_and_certificates_migrate(db: TestDb) {
     use machi::service::certificates::{CertificateRequest, Subject};
