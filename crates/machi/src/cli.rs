@@ -739,6 +739,18 @@ async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
         r.history_rows as f64 / r.validate_seconds.max(1e-9),
         r.load_seconds
     );
+    if r.outcome == Outcome::Imported && registry.store().backend() == crate::store::Backend::Sqlite
+    {
+        // The rows are committed; the log is copied into the database file
+        // before the command exits.
+        let started = std::time::Instant::now();
+        registry.store().wait_for_checkpoint().await;
+        println!(
+            "  database file updated in {:.1} s / データベースファイルへの反映 {:.1} 秒",
+            started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     if r.problem_count > 0 {
         println!(
             "  problems: {} (file, row, column: 問題 / problem)",

@@ -160,6 +160,21 @@ enum Inner {
     },
 }
 
+impl Store {
+    /// SQLite: waits for the copy of a bulk write's log into the database
+    /// file, which runs after the write's commit (see `writer`). Nothing on
+    /// PostgreSQL.
+    pub async fn wait_for_checkpoint(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Inner::Sqlite { writer, .. } = &*inner {
+                writer.wait_for_checkpoint();
+            }
+        })
+        .await;
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({:?})", self.backend())

@@ -23,18 +23,37 @@ type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Completion) + Send>;
 /// Most writes in one commit.
 const MAX_BATCH: usize = 256;
 
+/// The checkpoint running after a bulk write, if any.
+type Checkpointing = Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>;
+
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    checkpointing: Checkpointing,
 }
 
 impl Writer {
     pub fn start(conn: rusqlite::Connection, keyring: Arc<Keyring>) -> Result<Writer, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
+        let checkpointing = Checkpointing::default();
+        let c = checkpointing.clone();
         std::thread::Builder::new()
             .name("machi-sqlite-writer".into())
-            .spawn(move || run(conn, &keyring, rx))
+            .spawn(move || run(conn, &keyring, rx, &c))
             .map_err(|e| StoreError::Task(e.to_string()))?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs,
+            checkpointing,
+        })
+    }
+
+    /// Waits for the checkpoint started after a bulk write, if one runs
+    /// (a command that exits after an import leaves the database file whole
+    /// rather than a long log to copy at the next start).
+    pub fn wait_for_checkpoint(&self) {
+        let handle = self.checkpointing.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     /// Runs `f` as one atomic write and waits for its commit.
@@ -68,7 +87,12 @@ impl Writer {
     }
 }
 
-fn run(mut conn: rusqlite::Connection, keyring: &Keyring, rx: mpsc::Receiver<Job>) {
+fn run(
+    mut conn: rusqlite::Connection,
+    keyring: &Keyring,
+    rx: mpsc::Receiver<Job>,
+    checkpointing: &Checkpointing,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -137,7 +161,12 @@ fn run(mut conn: rusqlite::Connection, keyring: &Keyring, rx: mpsc::Receiver<Job
         for c in completions {
             c(outcome.clone().map_err(StoreError::Commit));
         }
-        checkpoint_if_deferred(&conn);
+        if let Some(h) = checkpoint_if_deferred(&conn)
+            && let Ok(mut slot) = checkpointing.lock()
+        {
+            // An earlier one has finished or goes on alone.
+            *slot = Some(h);
+        }
     }
 }
 
@@ -156,19 +185,17 @@ pub fn defer_checkpoint(tx: &mut Tx<'_>) -> Result<(), StoreError> {
 /// After a commit whose checkpoint was deferred: turns automatic
 /// checkpoints on again and runs one (PASSIVE: it neither waits for nor
 /// blocks readers and writers) on another connection.
-fn checkpoint_if_deferred(conn: &rusqlite::Connection) {
+fn checkpoint_if_deferred(conn: &rusqlite::Connection) -> Option<std::thread::JoinHandle<()>> {
     let pages: i64 = conn
         .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
         .unwrap_or(AUTO_CHECKPOINT_PAGES);
     if pages != 0 {
-        return;
+        return None;
     }
     if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", AUTO_CHECKPOINT_PAGES) {
         tracing::warn!(error = %e, "cannot turn automatic checkpoints on again");
     }
-    let Some(path) = conn.path().filter(|p| !p.is_empty()).map(str::to_string) else {
-        return;
-    };
+    let path = conn.path().filter(|p| !p.is_empty()).map(str::to_string)?;
     let spawned = std::thread::Builder::new()
         .name("machi-sqlite-checkpoint".into())
         .spawn(move || {
@@ -189,7 +216,11 @@ fn checkpoint_if_deferred(conn: &rusqlite::Connection) {
                 Err(e) => tracing::warn!(error = %e, "checkpoint after a bulk write failed"),
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the checkpoint thread");
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checkpoint thread");
+            None
+        }
     }
 }
