@@ -240,42 +240,33 @@ impl BulkRows {
             .collect()
     }
 
-    /// The batch in PostgreSQL's COPY text format, appended to `out`.
-    pub fn copy_text(&self, out: &mut Vec<u8>) {
+    /// The batch in PostgreSQL's binary COPY format, header and trailer
+    /// included, appended to `out`: integers as BIGINT, texts as TEXT
+    /// (the server checks their encoding), no escaping or number parsing.
+    pub fn copy_binary(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        out.extend_from_slice(&0i32.to_be_bytes()); // flags
+        out.extend_from_slice(&0i32.to_be_bytes()); // no header extension
+        let columns = i16::try_from(self.columns).unwrap_or(i16::MAX);
         for row in 0..self.rows() {
-            for (i, c) in self.row(row).iter().enumerate() {
-                if i > 0 {
-                    out.push(b'\t');
-                }
+            out.extend_from_slice(&columns.to_be_bytes());
+            for c in self.row(row) {
                 match *c {
-                    Cell::Null => out.extend_from_slice(b"\\N"),
+                    Cell::Null => out.extend_from_slice(&(-1i32).to_be_bytes()),
                     Cell::Int(v) => {
-                        use std::io::Write;
-                        let _ = write!(out, "{v}");
+                        out.extend_from_slice(&8i32.to_be_bytes());
+                        out.extend_from_slice(&v.to_be_bytes());
                     }
                     Cell::Text { start, end } => {
                         let bytes = self.bytes(start, end);
-                        if !bytes
-                            .iter()
-                            .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-                        {
-                            out.extend_from_slice(bytes);
-                            continue;
-                        }
-                        for &b in bytes {
-                            match b {
-                                b'\\' => out.extend_from_slice(b"\\\\"),
-                                b'\t' => out.extend_from_slice(b"\\t"),
-                                b'\n' => out.extend_from_slice(b"\\n"),
-                                b'\r' => out.extend_from_slice(b"\\r"),
-                                b => out.push(b),
-                            }
-                        }
+                        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+                        out.extend_from_slice(&len.to_be_bytes());
+                        out.extend_from_slice(bytes);
                     }
                 }
             }
-            out.push(b'\n');
         }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
     }
 }
 
@@ -479,9 +470,10 @@ impl Tx<'_> {
     }
 
     /// Inserts every row of `rows` into `table` (`columns` in the order the
-    /// rows hold them): one prepared statement on SQLite, one COPY on
-    /// PostgreSQL (so only into tables the current role may COPY into, see
-    /// [`super::records`]). Returns the rows written.
+    /// rows hold them): one prepared statement on SQLite, one binary COPY
+    /// on PostgreSQL (so only into tables the current role may COPY into,
+    /// see [`super::records`], whose integer columns are BIGINT). Returns
+    /// the rows written.
     pub fn insert_rows(
         &mut self,
         table: &str,
@@ -517,8 +509,10 @@ impl Tx<'_> {
             }
             Conn::Postgres { tx, .. } => {
                 let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
-                rows.copy_text(&mut data);
-                let mut w = tx.copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))?;
+                rows.copy_binary(&mut data);
+                let mut w = tx.copy_in(&format!(
+                    "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+                ))?;
                 w.write_all(&data)
                     .map_err(|e| StoreError::Task(format!("COPY {table}: {e}")))?;
                 Ok(w.finish()?)
