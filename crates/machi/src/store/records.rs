@@ -780,6 +780,11 @@ pub struct HistoryEncoder<'k> {
     keys: &'k TenantKeys,
     folds: FoldCache,
     nonces: NoncePool,
+    /// The last person's 個人番号 as pushed: (宛名番号, number, sealed,
+    /// lookup key). A person's rows follow each other in a load and mostly
+    /// keep their number: the sealed value (bound to the person, not the
+    /// row) and the key are the same, so they are made once.
+    last_number: Option<(String, String, String, String)>,
 }
 
 /// Writes a date key (see [`date_key`]) into `out`; false for none.
@@ -797,6 +802,7 @@ impl<'k> HistoryEncoder<'k> {
             keys,
             folds: FoldCache::default(),
             nonces: NoncePool::default(),
+            last_number: None,
         }
     }
 
@@ -823,17 +829,32 @@ impl<'k> HistoryEncoder<'k> {
             _ => out.push_text(folds.key(&r.address.address)),
         }
         push_date_key(out, &r.birth_date);
-        let sealed = match &r.my_number {
-            Some(n) => Some(self.keys.seal_str_pooled(
-                &mut self.nonces,
-                &record_context(r.addressee_number.as_str()),
-                n.as_str(),
-            )?),
+        let number = match &r.my_number {
+            Some(n) => {
+                let a = r.addressee_number.as_str();
+                let same = self
+                    .last_number
+                    .as_ref()
+                    .is_some_and(|(la, ln, _, _)| la == a && ln == n.as_str());
+                if !same {
+                    let sealed = self.keys.seal_str_pooled(
+                        &mut self.nonces,
+                        &record_context(a),
+                        n.as_str(),
+                    )?;
+                    let key = self.keys.my_number_key(n.as_str());
+                    self.last_number = Some((a.to_string(), n.as_str().to_string(), sealed, key));
+                }
+                self.last_number
+                    .as_ref()
+                    .map(|(_, _, sealed, key)| (sealed.as_str(), key.as_str()))
+            }
             None => None,
         };
+        let sealed = number.map(|(sealed, _)| sealed);
         let mut failed = None;
         out.push_text_with(|buf| {
-            failed = record_format::write_v2(buf, r, sealed.as_deref()).err();
+            failed = record_format::write_v2(buf, r, sealed).err();
         });
         out.push_text(c.reason.code());
         out.push_text_with(|buf| {
@@ -859,7 +880,7 @@ impl<'k> HistoryEncoder<'k> {
         out.push_int(c.recorded_at);
         out.push_opt_int(c.cancels);
         match &r.my_number {
-            Some(n) => out.push_text(&self.keys.my_number_key(n.as_str())),
+            Some(_) => out.push_text(number.map_or("", |(_, key)| key)),
             None => out.push_null(),
         }
         out.push_opt_text(r.resident_code.as_ref().map(|c| c.as_str()));
