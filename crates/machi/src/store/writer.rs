@@ -158,14 +158,15 @@ fn run(
             }
             None => tx.commit().map_err(|e| e.to_string()),
         };
-        for c in completions {
-            c(outcome.clone().map_err(StoreError::Commit));
-        }
+        // Started (and waitable) before the writers hear of their commit.
         if let Some(h) = checkpoint_if_deferred(&conn)
             && let Ok(mut slot) = checkpointing.lock()
         {
             // An earlier one has finished or goes on alone.
             *slot = Some(h);
+        }
+        for c in completions {
+            c(outcome.clone().map_err(StoreError::Commit));
         }
     }
 }
