@@ -79,6 +79,16 @@ impl StoreError {
     }
 
     /// Maps unique-key violations to `Conflict`.
+    /// PostgreSQL's lock_not_available (55P03): a `lock_timeout` ran out.
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            StoreError::Postgres(e) => {
+                e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+            }
+            _ => false,
+        }
+    }
+
     pub fn conflict_if_unique(self) -> Self {
         if self.is_unique_violation() {
             StoreError::Conflict

@@ -1022,7 +1022,8 @@ pub fn create_partitions(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(
 ///   row, no index to maintain. At the end their keys and indexes are built,
 ///   and they replace the tenant's (empty) partitions. Replacing takes an
 ///   exclusive lock on the registry tables for the last moments of the
-///   transaction only: other tenants wait milliseconds, not the whole load.
+///   transaction only: other tenants wait milliseconds, not the whole load
+///   (and never long behind the swap itself, see [`swap_in`]).
 pub struct BulkLoad {
     mode: LoadMode,
 }
@@ -1141,21 +1142,56 @@ impl BulkLoad {
                 // tables take their place. Their check constraint proves
                 // the partition bound and their keys, indexes and foreign
                 // keys match the parent's, so attaching scans nothing.
+                let mut swap = String::new();
                 for (table, _) in REGISTRY_KEYS {
                     let part = partition_name(table, &tenant)?;
-                    tx.execute_batch(&format!(
+                    swap.push_str(&format!(
                         "DROP TABLE {part}; \
                          ALTER TABLE {part}_load RENAME TO {part}; \
                          ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES IN ('{}'); \
                          ALTER TABLE {part} DROP CONSTRAINT {part}_load_tenant; \
-                         ALTER TABLE {part} RENAME CONSTRAINT {part}_load_pkey TO {part}_pkey",
+                         ALTER TABLE {part} RENAME CONSTRAINT {part}_load_pkey TO {part}_pkey; ",
                         tenant.as_str()
-                    ))?;
+                    ));
                 }
-                Ok(())
+                swap_in(tx, &swap)
             }),
         }
     }
+}
+
+/// How long the swap of a full load waits for the registry tables' lock
+/// before it steps back and tries again.
+const SWAP_LOCK_WAIT: &str = "500ms";
+/// How many times it tries (about a minute in all).
+const SWAP_ATTEMPTS: u32 = 60;
+
+/// Runs the swap of a full load (PostgreSQL), which needs the registry
+/// tables' exclusive lock. While it waits for that lock every other query on
+/// them queues behind it, so it never waits long: if a long transaction
+/// (another tenant's export, say) holds the tables, it gives up after
+/// [`SWAP_LOCK_WAIT`], lets the queue through, and tries again.
+fn swap_in(tx: &mut Tx<'_>, swap: &str) -> Result<(), StoreError> {
+    for attempt in 1..=SWAP_ATTEMPTS {
+        tx.execute_batch(&format!(
+            "SAVEPOINT machi_swap; SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'"
+        ))?;
+        match tx.execute_batch(swap) {
+            Ok(()) => {
+                tx.execute_batch("RELEASE machi_swap; SET LOCAL lock_timeout = 0")?;
+                return Ok(());
+            }
+            Err(e) if e.is_lock_timeout() && attempt < SWAP_ATTEMPTS => {
+                tx.execute_batch("ROLLBACK TO machi_swap; RELEASE machi_swap")?;
+                tracing::info!(attempt, "import: registry tables busy, swap retried");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Task(
+        "the registry tables stayed locked; nothing was imported".into(),
+    ))
 }
 
 /// Appends a history row and points the current-state projection at it.

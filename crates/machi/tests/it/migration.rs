@@ -659,3 +659,101 @@ async fn a_rehearsal_compares_full_and_incremental_loads() {
         reh.incremental_initial.rows + reh.incremental_cutover.rows
     );
 }
+
+/// PostgreSQL: the swap at the end of a full load needs the registry
+/// tables' exclusive lock. While a long transaction holds them, the import
+/// steps back between short waits, so the other tenants' reads are not
+/// queued behind it until that transaction ends; the import completes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_load_does_not_stall_others_behind_a_long_transaction() {
+    let db = TestDb::postgres().await.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let dir = tempfile::tempdir().unwrap();
+    export(r, &code(FUCHU), dir.path(), &actor()).await.unwrap();
+    let url = db.url().unwrap();
+    // A long reader of 府中市 (an export, say), holding the tables.
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let u = url.clone();
+    let holder = std::thread::spawn(move || {
+        let mut c = ::postgres::Client::connect(&u, ::postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.query(
+            "SELECT count(*) FROM resident_history WHERE tenant = $1",
+            &[&FUCHU],
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        // Holds until told, or gives up: then the test fails below.
+        let told = release
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok();
+        tx.commit().unwrap();
+        told
+    });
+    held.recv().unwrap();
+    let importing = {
+        let r = r.clone();
+        let path = dir.path().to_path_buf();
+        tokio::spawn(async move {
+            import(
+                &r,
+                &code(AKISHIMA),
+                &[path],
+                &ImportOptions::default(),
+                &actor(),
+            )
+            .await
+        })
+    };
+    // Wait until the import asks for the lock (it waits in short turns).
+    let u = url.clone();
+    let asked = tokio::task::spawn_blocking(move || {
+        let mut c = ::postgres::Client::connect(&u, ::postgres::NoTls).unwrap();
+        for _ in 0..3000 {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                     WHERE c.relname = 'resident_history' AND NOT l.granted",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(
+        asked,
+        "the import never asked for the registry tables' lock"
+    );
+    // Another tenant's read goes through while the long transaction is
+    // still open (without the short waits it would queue until its end).
+    let u = url.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut c = ::postgres::Client::connect(&u, ::postgres::NoTls).unwrap();
+        c.batch_execute("SET statement_timeout = '10s'").unwrap();
+        c.query_one(
+            "SELECT count(*) FROM resident_history WHERE tenant = $1",
+            &[&FUCHU],
+        )
+        .map(|r| r.get::<_, i64>(0))
+    })
+    .await
+    .unwrap();
+    assert!(read.is_ok(), "a read queued behind the import: {read:?}");
+    release_tx.send(()).unwrap();
+    assert!(
+        holder.join().unwrap(),
+        "the long transaction was not released"
+    );
+    let report = importing.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+    assert_indexes_whole(&db).await;
+}
