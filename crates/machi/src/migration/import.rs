@@ -1169,13 +1169,7 @@ async fn single_pass(
             {
                 return Ok(Pass::AlreadyImported);
             }
-            if tx
-                .query_opt(
-                    "SELECT 1 FROM resident_history WHERE tenant = $1 LIMIT 1",
-                    &[t.as_str().into()],
-                )?
-                .is_some()
-            {
+            if records::tenant_has_history(tx, &t)? {
                 return Ok(Pass::NotEmpty);
             }
             let (v, written) = validate_and_load(tx, &t, &inputs, &digest, &eras, &opts)?;

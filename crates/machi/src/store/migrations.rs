@@ -403,7 +403,9 @@ ALTER TABLE pending_changes ADD COLUMN persons TEXT NOT NULL DEFAULT '[]';
 /// partition per tenant, made with the tenant. A full import builds a
 /// tenant's partitions aside and swaps them in (see `records::BulkLoad`);
 /// each tenant's rows also live in tables of their own. Rows, keys,
-/// indexes, grants and row-level security are kept as they were.
+/// indexes, grants and row-level security are kept as they were; the
+/// foreign key to `tenants` is replaced by the partition bound (a row can
+/// only go to an existing tenant's partition).
 const V11_POSTGRES: &str = r#"
 ALTER TABLE resident_history RENAME TO resident_history_v10;
 ALTER TABLE resident_current RENAME TO resident_current_v10;
@@ -416,11 +418,9 @@ ALTER INDEX resident_current_my_number RENAME TO resident_current_v10_my_number;
 ALTER INDEX resident_current_resident_code RENAME TO resident_current_v10_resident_code;
 CREATE TABLE resident_history (LIKE resident_history_v10) PARTITION BY LIST (tenant);
 ALTER TABLE resident_history ADD PRIMARY KEY (tenant, addressee_number, history_number);
-ALTER TABLE resident_history ADD CONSTRAINT resident_history_tenant_fkey FOREIGN KEY (tenant) REFERENCES tenants (municipality_code);
 CREATE INDEX resident_history_household ON resident_history (tenant, household_number);
 CREATE TABLE resident_current (LIKE resident_current_v10) PARTITION BY LIST (tenant);
 ALTER TABLE resident_current ADD PRIMARY KEY (tenant, addressee_number);
-ALTER TABLE resident_current ADD CONSTRAINT resident_current_tenant_fkey FOREIGN KEY (tenant) REFERENCES tenants (municipality_code);
 CREATE INDEX resident_current_household ON resident_current (tenant, household_number);
 CREATE INDEX resident_current_birth ON resident_current (tenant, birth_key);
 CREATE INDEX resident_current_my_number ON resident_current (tenant, my_number_key);

@@ -984,15 +984,24 @@ fn as_owner<T>(
 ) -> Result<T, StoreError> {
     let role = tx.query_one("SELECT current_user::text", &[])?.text(0)?;
     tx.execute_batch("SET LOCAL ROLE NONE")?;
-    let out = f(tx);
+    // On an error the transaction is rolled back, which ends the switch
+    // too; trying to switch back in it would only hide the error.
+    let out = f(tx)?;
     // The role name comes from the server; quoted as an identifier.
     tx.execute_batch(&format!("SET LOCAL ROLE \"{}\"", role.replace('"', "\"\"")))?;
-    out
+    Ok(out)
 }
 
 /// PostgreSQL: the tenant's partitions of the registry tables, made when the
 /// tenant is created. Each tenant's rows live in tables of their own, so a
 /// full import can build them aside and attach them (see [`BulkLoad`]).
+///
+/// Made as plain tables and then attached: attaching locks the parent
+/// tables only against other DDL, where `CREATE TABLE … PARTITION OF`
+/// would lock them exclusively, queueing every tenant's queries behind any
+/// long transaction. (The partition bound is also why the registry tables
+/// need no foreign key to `tenants`: a row can only go to an existing
+/// tenant's partition.)
 pub fn create_partitions(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(), StoreError> {
     if tx.backend() != super::Backend::Postgres {
         return Ok(());
@@ -1001,12 +1010,33 @@ pub fn create_partitions(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(
         for (table, _) in REGISTRY_KEYS {
             let part = partition_name(table, tenant)?;
             tx.execute_batch(&format!(
-                "CREATE TABLE {part} PARTITION OF {table} FOR VALUES IN ('{}')",
+                "CREATE TABLE {part} (LIKE {table}); \
+                 ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES IN ('{}')",
                 tenant.as_str()
             ))?;
         }
         Ok(())
     })
+}
+
+/// Whether the tenant has any history row. On PostgreSQL only the tenant's
+/// partition is read, so that a full import does not hold a lock on the
+/// registry tables while it loads (see [`swap_in`]).
+pub fn tenant_has_history(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<bool, StoreError> {
+    if tx.backend() == super::Backend::Postgres {
+        let part = partition_name("resident_history", tenant)?;
+        return as_owner(tx, |tx| {
+            Ok(tx
+                .query_opt(&format!("SELECT 1 FROM {part} LIMIT 1"), &[])?
+                .is_some())
+        });
+    }
+    Ok(tx
+        .query_opt(
+            "SELECT 1 FROM resident_history WHERE tenant = $1 LIMIT 1",
+            &[tenant.as_str().into()],
+        )?
+        .is_some())
 }
 
 /// A bulk load into a tenant without history (a full import): history rows
@@ -1018,8 +1048,8 @@ pub fn create_partitions(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(
 ///   already, their secondary indexes are dropped first and built again at
 ///   the end.
 /// - PostgreSQL: the rows are COPied into two new tables, the tenant's
-///   partitions to be: no row-level security or foreign key to check per
-///   row, no index to maintain. At the end their keys and indexes are built,
+///   partitions to be: no row-level security to check per row, no index to
+///   maintain. At the end their keys and indexes are built,
 ///   and they replace the tenant's (empty) partitions. Replacing takes an
 ///   exclusive lock on the registry tables for the last moments of the
 ///   transaction only: other tenants wait milliseconds, not the whole load
@@ -1044,8 +1074,11 @@ impl BulkLoad {
             as_owner(tx, |tx| {
                 for (table, _) in REGISTRY_KEYS {
                     let part = partition_name(table, tenant)?;
+                    // Shaped like the tenant's partition, not the parent:
+                    // LIKE locks its source until the commit, and a lock on
+                    // the parent would hold up another tenant's swap.
                     tx.execute_batch(&format!(
-                        "CREATE TABLE {part}_load (LIKE {table}, \
+                        "CREATE TABLE {part}_load (LIKE {part}, \
                          CONSTRAINT {part}_load_tenant CHECK (tenant = '{}'))",
                         tenant.as_str()
                     ))?;
@@ -1121,18 +1154,17 @@ impl BulkLoad {
                         "ALTER TABLE {part}_load ADD CONSTRAINT {part}_load_pkey PRIMARY KEY ({key})"
                     ))
                     .map_err(StoreError::conflict_if_unique)?;
-                    tx.execute_batch(&format!(
-                        "ALTER TABLE {part}_load ADD CONSTRAINT {part}_tenant_fkey \
-                         FOREIGN KEY (tenant) REFERENCES tenants (municipality_code)"
-                    ))?;
                 }
+                // Named apart from the partition's own until that is gone.
+                let mut renames = String::new();
                 for (name, on) in REGISTRY_INDEXES {
                     let (table, columns) = on.split_once(' ').unwrap_or((on, ""));
                     let part = partition_name(table, &tenant)?;
+                    let index = format!("{name}_{}", tenant.as_str());
                     tx.execute_batch(&format!(
-                        "CREATE INDEX {name}_{} ON {part}_load {columns}",
-                        tenant.as_str()
+                        "CREATE INDEX {index}_load ON {part}_load {columns}"
                     ))?;
+                    renames.push_str(&format!("ALTER INDEX {index}_load RENAME TO {index}; "));
                 }
                 for (table, _) in REGISTRY_KEYS {
                     let part = partition_name(table, &tenant)?;
@@ -1140,8 +1172,8 @@ impl BulkLoad {
                 }
                 // The swap: the tenant's empty partitions go, the new
                 // tables take their place. Their check constraint proves
-                // the partition bound and their keys, indexes and foreign
-                // keys match the parent's, so attaching scans nothing.
+                // the partition bound and their keys and indexes match the
+                // parent's, so attaching scans and builds nothing.
                 let mut swap = String::new();
                 for (table, _) in REGISTRY_KEYS {
                     let part = partition_name(table, &tenant)?;
@@ -1154,6 +1186,7 @@ impl BulkLoad {
                         tenant.as_str()
                     ));
                 }
+                swap.push_str(&renames);
                 swap_in(tx, &swap)
             }),
         }
@@ -1163,8 +1196,9 @@ impl BulkLoad {
 /// How long the swap of a full load waits for the registry tables' lock
 /// before it steps back and tries again.
 const SWAP_LOCK_WAIT: &str = "500ms";
-/// How many times it tries (about a minute in all).
-const SWAP_ATTEMPTS: u32 = 60;
+/// How many times it tries (about half an hour in all: failing would throw
+/// the whole load away, so it waits out even a long export).
+const SWAP_ATTEMPTS: u32 = 1800;
 
 /// Runs the swap of a full load (PostgreSQL), which needs the registry
 /// tables' exclusive lock. While it waits for that lock every other query on
@@ -1178,19 +1212,21 @@ fn swap_in(tx: &mut Tx<'_>, swap: &str) -> Result<(), StoreError> {
         ))?;
         match tx.execute_batch(swap) {
             Ok(()) => {
-                tx.execute_batch("RELEASE machi_swap; SET LOCAL lock_timeout = 0")?;
+                tx.execute_batch("RELEASE machi_swap; SET LOCAL lock_timeout TO DEFAULT")?;
                 return Ok(());
             }
             Err(e) if e.is_lock_timeout() && attempt < SWAP_ATTEMPTS => {
                 tx.execute_batch("ROLLBACK TO machi_swap; RELEASE machi_swap")?;
-                tracing::info!(attempt, "import: registry tables busy, swap retried");
+                if attempt % 10 == 1 {
+                    tracing::info!(attempt, "import: registry tables busy, swap retried");
+                }
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
             Err(e) => return Err(e),
         }
     }
     Err(StoreError::Task(
-        "the registry tables stayed locked; nothing was imported".into(),
+        "the registry tables stayed locked for half an hour; nothing was imported".into(),
     ))
 }
 

@@ -106,18 +106,25 @@ async fn a_full_load_leaves_keys_and_indexes_whole(db: TestDb) {
     let r = &db.registry;
     populate(r).await;
     let dir = tempfile::tempdir().unwrap();
-    export(r, &code(FUCHU), dir.path(), &actor()).await.unwrap();
-    let report = import(
-        r,
-        &code(AKISHIMA),
-        &[dir.path().to_path_buf()],
-        &ImportOptions::default(),
-        &actor(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
-    assert_indexes_whole(&db).await;
+    let (empty, full) = (dir.path().join("empty"), dir.path().join("full"));
+    export(r, &code(AKISHIMA), &empty, &actor()).await.unwrap();
+    export(r, &code(FUCHU), &full, &actor()).await.unwrap();
+    // An empty extract first: the tenant is still without history, so the
+    // next import is a full load again, built aside once more.
+    for (files, rows) in [(&empty, 0), (&full, 9)] {
+        let report = import(
+            r,
+            &code(AKISHIMA),
+            std::slice::from_ref(files),
+            &ImportOptions::default(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+        assert_eq!(report.rows_written, rows);
+        assert_indexes_whole(&db).await;
+    }
     // Both tenants answer a search by birth date (an index that was rebuilt
     // or built aside) and take new changes.
     for t in [FUCHU, AKISHIMA] {
@@ -166,7 +173,9 @@ async fn assert_indexes_whole(db: &TestDb) {
         assert_eq!(found, expected);
         // Each tenant's partitions carry every index of the parent, valid
         // and attached to it (2 on history, 5 on current, keys included).
-        for t in [FUCHU, AKISHIMA] {
+        let tenants = names(db, "SELECT municipality_code FROM tenants").await;
+        assert!(tenants.len() >= 2);
+        for t in tenants {
             for (table, n) in [("resident_history", 2), ("resident_current", 5)] {
                 let part = format!("{table}_{t}");
                 let attached = db
@@ -755,5 +764,58 @@ async fn a_full_load_does_not_stall_others_behind_a_long_transaction() {
     );
     let report = importing.await.unwrap().unwrap();
     assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+    assert_indexes_whole(&db).await;
+}
+
+/// PostgreSQL: adding a tenant attaches its partitions, which does not wait
+/// for (nor queue others behind) a long transaction on the registry tables;
+/// and two tenants' full imports at once both complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_added_and_loaded_side_by_side() {
+    let db = TestDb::postgres().await.with_tenants().await;
+    let r = &db.registry;
+    populate(r).await;
+    let dir = tempfile::tempdir().unwrap();
+    export(r, &code(FUCHU), dir.path(), &actor()).await.unwrap();
+    let url = db.url().unwrap();
+    let (held_tx, held) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.query(
+            "SELECT count(*) FROM resident_history WHERE tenant = $1",
+            &[&FUCHU],
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        let told = release
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok();
+        tx.commit().unwrap();
+        told
+    });
+    held.recv().unwrap();
+    for (c, name) in [("132080", "武蔵野市"), ("132098", "青梅市")] {
+        r.create_tenant(code(c), name, "東京都").await.unwrap();
+    }
+    // Created while the long transaction is still open.
+    release_tx.send(()).unwrap();
+    assert!(
+        holder.join().unwrap(),
+        "adding a tenant waited for the long transaction"
+    );
+    let load = |t: &'static str| {
+        let (r, path) = (r.clone(), dir.path().to_path_buf());
+        tokio::spawn(async move {
+            import(&r, &code(t), &[path], &ImportOptions::default(), &actor()).await
+        })
+    };
+    let (a, b) = (load("132080"), load("132098"));
+    for done in [a.await.unwrap(), b.await.unwrap()] {
+        let report = done.unwrap();
+        assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+        assert_eq!(report.rows_written, 9);
+    }
     assert_indexes_whole(&db).await;
 }
