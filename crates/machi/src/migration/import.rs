@@ -1,13 +1,16 @@
 //! `machi import`: the migration layout into a tenant, streaming, with a
 //! validation report, all or nothing.
 //!
-//! Two passes over the files. The first validates every row (every field
-//! with the domain's rules, the order and contiguity of 宛名番号 + 履歴番号,
-//! households against households.csv, the manifest's counts and digests)
-//! and reports every problem with file, row and column, in Japanese and
-//! English. Only if there is none, the second pass loads everything in ONE
-//! transaction: an interruption (or any error) leaves the tenant exactly as
-//! it was, and the import is simply run again. Re-running an import that
+//! Every row is validated (every field with the domain's rules, the order
+//! and contiguity of 宛名番号 + 履歴番号, households against households.csv,
+//! the manifest's counts and digests) and every problem reported with file,
+//! row and column, in Japanese and English. Everything is loaded in ONE
+//! transaction, and only if there is no problem: an interruption (or any
+//! error) leaves the tenant exactly as it was, and the import is simply run
+//! again. Into a tenant without history (a full load) the files are read
+//! once, validated as they are written (`single_pass`, with
+//! `records::BulkLoad`); a difference load reads them twice, validating
+//! first. Re-running an import that
 //! was loaded changes nothing (its digest is recorded). A file whose rows
 //! continue histories already in the tenant is a difference load: rows
 //! already present must be identical, new rows must continue each

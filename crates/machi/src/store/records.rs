@@ -1021,7 +1021,7 @@ pub fn create_partitions(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(
 
 /// Whether the tenant has any history row. On PostgreSQL only the tenant's
 /// partition is read, so that a full import does not hold a lock on the
-/// registry tables while it loads (see [`swap_in`]).
+/// registry tables while it loads (see `swap_in`).
 pub fn tenant_has_history(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<bool, StoreError> {
     if tx.backend() == super::Backend::Postgres {
         let part = partition_name("resident_history", tenant)?;
@@ -1053,7 +1053,7 @@ pub fn tenant_has_history(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<
 ///   and they replace the tenant's (empty) partitions. Replacing takes an
 ///   exclusive lock on the registry tables for the last moments of the
 ///   transaction only: other tenants wait milliseconds, not the whole load
-///   (and never long behind the swap itself, see [`swap_in`]).
+///   (and never long behind the swap itself, see `swap_in`).
 pub struct BulkLoad {
     mode: LoadMode,
 }
