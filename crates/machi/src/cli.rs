@@ -745,10 +745,9 @@ async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
         // before the command exits.
         let started = std::time::Instant::now();
         registry.store().wait_for_checkpoint().await;
+        let secs = started.elapsed().as_secs_f64();
         println!(
-            "  database file updated in {:.1} s / データベースファイルへの反映 {:.1} 秒",
-            started.elapsed().as_secs_f64(),
-            started.elapsed().as_secs_f64()
+            "  database file updated in {secs:.1} s / データベースファイルへの反映 {secs:.1} 秒"
         );
     }
     if r.problem_count > 0 {

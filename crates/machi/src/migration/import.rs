@@ -95,6 +95,25 @@ pub struct ImportReport {
     pub load_seconds: f64,
 }
 
+impl ImportReport {
+    /// The report on validated input, nothing written yet.
+    fn of(v: &Validated, problems: Problems, outcome: Outcome, validate_seconds: f64) -> Self {
+        ImportReport {
+            outcome,
+            encoding: v.encoding.map(str::to_string),
+            problems: problems.list,
+            problem_count: problems.count,
+            persons: v.persons,
+            history_rows: v.history_rows,
+            households: v.households,
+            rows_written: 0,
+            rows_already_present: 0,
+            validate_seconds,
+            load_seconds: 0.0,
+        }
+    }
+}
+
 /// Which pass an import is in, for progress reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -203,6 +222,15 @@ struct Problems {
 }
 
 impl Problems {
+    /// None yet; `max` of them kept in detail.
+    fn new(max: usize) -> Self {
+        Problems {
+            list: Vec::new(),
+            count: 0,
+            max,
+        }
+    }
+
     fn push(
         &mut self,
         file: &str,
@@ -970,11 +998,7 @@ pub async fn import(
 ) -> Result<ImportReport, ImportError> {
     registry.ensure_tenant(tenant).await?;
     let started = Instant::now();
-    let mut problems = Problems {
-        list: Vec::new(),
-        count: 0,
-        max: opts.max_reported,
-    };
+    let mut problems = Problems::new(opts.max_reported);
     let inputs = find_inputs(paths, &mut problems);
     // The digest identifies the input; the bytes are hashed again as they
     // are loaded, so a file that changes while it is imported is caught.
@@ -987,26 +1011,12 @@ pub async fn import(
         let checked = started.elapsed().as_secs_f64();
         let pass = single_pass(registry, tenant, &inputs, digest, opts, actor).await?;
         let report = |v: Validated, problems: Problems, outcome| ImportReport {
-            outcome,
-            encoding: v.encoding.map(str::to_string),
-            problems: problems.list,
-            problem_count: problems.count,
-            persons: v.persons,
-            history_rows: v.history_rows,
-            households: v.households,
-            rows_written: 0,
-            rows_already_present: 0,
-            validate_seconds: checked,
             load_seconds: started.elapsed().as_secs_f64() - checked,
+            ..ImportReport::of(&v, problems, outcome, checked)
         };
         match pass {
             Pass::Loaded { v, written } => {
-                let empty = Problems {
-                    list: Vec::new(),
-                    count: 0,
-                    max: 0,
-                };
-                let mut r = report(v, empty, Outcome::Imported);
+                let mut r = report(v, Problems::new(0), Outcome::Imported);
                 r.rows_written = written;
                 return Ok(r);
             }
@@ -1036,19 +1046,7 @@ pub async fn import(
         .map_err(|e| ImportError::from(StoreError::Task(e.to_string())))?
     };
     let validate_seconds = started.elapsed().as_secs_f64();
-    let mut report = ImportReport {
-        outcome: Outcome::Refused,
-        encoding: validated.encoding.map(str::to_string),
-        problems: problems.list,
-        problem_count: problems.count,
-        persons: validated.persons,
-        history_rows: validated.history_rows,
-        households: validated.households,
-        rows_written: 0,
-        rows_already_present: 0,
-        validate_seconds,
-        load_seconds: 0.0,
-    };
+    let mut report = ImportReport::of(&validated, problems, Outcome::Refused, validate_seconds);
     if report.problem_count > 0 {
         return Ok(report);
     }
@@ -1255,20 +1253,12 @@ impl LoadSink<'_> {
     /// Sends what is left, the last person's projection row included.
     fn finish(&mut self) -> bool {
         if self.pending.rows() > 0 {
-            self.batch.current.push_columns_of(
-                &self.pending,
-                0,
-                &(0..self.pending_width()).collect::<Vec<_>>(),
-            );
+            self.batch.current.push_row_of(&self.pending, 0);
             self.pending.clear();
         }
         let ok = self.send();
         self.to_writer = None;
         ok
-    }
-
-    fn pending_width(&self) -> usize {
-        records::CURRENT_FROM_HISTORY.len()
     }
 }
 
@@ -1293,8 +1283,7 @@ impl RowSink for LoadSink<'_> {
                 return Flow::StopWriting;
             }
             if self.pending.rows() > 0 {
-                let all: Vec<usize> = (0..self.pending_width()).collect();
-                self.batch.current.push_columns_of(&self.pending, 0, &all);
+                self.batch.current.push_row_of(&self.pending, 0);
             }
             self.person.clear();
             self.person.push_str(a);
@@ -1342,11 +1331,7 @@ fn validate_and_load(
     let read: SharedDigest = Arc::default();
     let (to_writer, batches) = mpsc::sync_channel::<Batch>(BATCHES_QUEUED);
     let (to_reader, spent) = mpsc::channel::<Batch>();
-    let mut problems = Problems {
-        list: Vec::new(),
-        count: 0,
-        max: opts.max_reported,
-    };
+    let mut problems = Problems::new(opts.max_reported);
     let (outcome, write_error) = std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("machi-import-read".into())

@@ -150,11 +150,6 @@ impl BulkRows {
         self.cells.len() / self.columns
     }
 
-    /// Bytes of text held (to bound a batch's size).
-    pub fn text_bytes(&self) -> usize {
-        self.text.len()
-    }
-
     pub fn push_null(&mut self) {
         self.cells.push(Cell::Null);
     }
@@ -278,6 +273,9 @@ pub type PgStatements = HashMap<String, postgres::Statement>;
 pub struct Tx<'c> {
     conn: Conn<'c>,
     keyring: &'c Keyring,
+    /// SQLite: the commit is not to copy the log into the database file
+    /// (see `writer::defer_checkpoint`).
+    checkpoint_deferred: bool,
 }
 
 enum Conn<'c> {
@@ -379,6 +377,7 @@ impl<'c> Tx<'c> {
         Tx {
             conn: Conn::Sqlite(tx),
             keyring,
+            checkpoint_deferred: false,
         }
     }
 
@@ -390,7 +389,21 @@ impl<'c> Tx<'c> {
         Tx {
             conn: Conn::Postgres { tx, statements },
             keyring,
+            checkpoint_deferred: false,
         }
+    }
+
+    /// SQLite: asks that this transaction's commit not copy the log into
+    /// the database file; the writer does it afterwards
+    /// (`writer::defer_checkpoint`).
+    pub(super) fn defer_checkpoint(&mut self) -> Result<(), StoreError> {
+        self.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        self.checkpoint_deferred = true;
+        Ok(())
+    }
+
+    pub(super) fn checkpoint_deferred(&self) -> bool {
+        self.checkpoint_deferred
     }
 
     /// The keys of `tenant`, to seal what is stored and open what is read.
@@ -517,15 +530,6 @@ impl Tx<'_> {
                     .map_err(|e| StoreError::Task(format!("COPY {table}: {e}")))?;
                 Ok(w.finish()?)
             }
-        }
-    }
-
-    /// PostgreSQL's COPY … FROM STDIN: the writer takes the data in COPY text
-    /// format; None on SQLite.
-    pub fn copy_in(&mut self, sql: &str) -> Result<Option<postgres::CopyInWriter<'_>>, StoreError> {
-        match &mut self.conn {
-            Conn::Sqlite(_) => Ok(None),
-            Conn::Postgres { tx, .. } => Ok(Some(tx.copy_in(sql)?)),
         }
     }
 

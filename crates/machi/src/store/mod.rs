@@ -78,7 +78,6 @@ impl StoreError {
         }
     }
 
-    /// Maps unique-key violations to `Conflict`.
     /// PostgreSQL's lock_not_available (55P03): a `lock_timeout` ran out.
     pub fn is_lock_timeout(&self) -> bool {
         match self {
@@ -89,6 +88,7 @@ impl StoreError {
         }
     }
 
+    /// Maps unique-key violations to `Conflict`.
     pub fn conflict_if_unique(self) -> Self {
         if self.is_unique_violation() {
             StoreError::Conflict

@@ -37,32 +37,8 @@ pub fn date_key(d: &DateValue) -> Option<String> {
         .map(|(y, m, dd)| format!("{y:04}-{m:02}-{dd:02}"))
 }
 
-/// Keys a record is found by: folded names and address (j330), birth date.
-pub struct SearchKeys {
-    pub name_key: String,
-    pub kana_key: String,
-    pub address_key: String,
-    pub birth_key: Option<String>,
-}
-
 /// Separates the names folded into one key, so a partial match never spans two.
 const KEY_SEPARATOR: char = '\u{1F}';
-
-impl SearchKeys {
-    pub fn of(r: &ResidentRecord) -> Self {
-        let key = |parts: Vec<&str>| {
-            let mut out = Vec::new();
-            write_key(&mut out, &parts, &mut |s| search_key(s));
-            String::from_utf8(out).unwrap_or_default()
-        };
-        SearchKeys {
-            name_key: key(name_parts(r)),
-            kana_key: key(kana_parts(r)),
-            address_key: search_key(&r.address.full()),
-            birth_key: date_key(&r.birth_date),
-        }
-    }
-}
 
 /// The names folded into `name_key`: the name, and a foreign resident's
 /// alphabet name and alias.
@@ -86,15 +62,15 @@ fn kana_parts(r: &ResidentRecord) -> Vec<&str> {
     parts
 }
 
-/// The keys of `parts`, folded by `fold`, joined by [`KEY_SEPARATOR`].
-fn write_key(out: &mut Vec<u8>, parts: &[&str], fold: &mut dyn FnMut(&str) -> String) {
+/// The search keys of `parts` ([`FoldCache::key`]), joined by [`KEY_SEPARATOR`].
+fn write_key(out: &mut Vec<u8>, parts: &[&str], folds: &mut FoldCache) {
     let mut sep = [0u8; 4];
     let sep = KEY_SEPARATOR.encode_utf8(&mut sep).as_bytes();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(sep);
         }
-        out.extend_from_slice(fold(p).as_bytes());
+        out.extend_from_slice(folds.key(p).as_bytes());
     }
 }
 
@@ -787,15 +763,6 @@ pub struct HistoryEncoder<'k> {
     last_number: Option<(String, String, String, String)>,
 }
 
-/// Writes a date key (see [`date_key`]) into `out`; false for none.
-fn write_date_key(out: &mut Vec<u8>, d: &DateValue) -> bool {
-    use std::io::Write;
-    match d.sort_key() {
-        Some((y, m, dd)) => write!(out, "{y:04}-{m:02}-{dd:02}").is_ok(),
-        None => false,
-    }
-}
-
 impl<'k> HistoryEncoder<'k> {
     pub fn new(keys: &'k TenantKeys) -> Self {
         HistoryEncoder {
@@ -821,7 +788,7 @@ impl<'k> HistoryEncoder<'k> {
         out.push_text(status_code(r.status));
         for parts in [name_parts(r), kana_parts(r)] {
             out.push_text_with(|buf| {
-                write_key(buf, &parts, &mut |s| folds.key(s).to_string());
+                write_key(buf, &parts, folds);
             });
         }
         match r.address.annex.as_deref() {
@@ -879,22 +846,20 @@ impl<'k> HistoryEncoder<'k> {
         out.push_text(&c.input_terminal);
         out.push_int(c.recorded_at);
         out.push_opt_int(c.cancels);
-        match &r.my_number {
-            Some(_) => out.push_text(number.map_or("", |(_, key)| key)),
-            None => out.push_null(),
-        }
+        out.push_opt_text(number.map(|(_, key)| key));
         out.push_opt_text(r.resident_code.as_ref().map(|c| c.as_str()));
         Ok(())
     }
 }
 
+/// A date's key ([`date_key`]), written straight into the batch.
 fn push_date_key(out: &mut BulkRows, d: &DateValue) {
-    if d.sort_key().is_some() {
-        out.push_text_with(|buf| {
-            write_date_key(buf, d);
-        });
-    } else {
-        out.push_null();
+    use std::io::Write;
+    match d.sort_key() {
+        Some((y, m, dd)) => out.push_text_with(|buf| {
+            let _ = write!(buf, "{y:04}-{m:02}-{dd:02}");
+        }),
+        None => out.push_null(),
     }
 }
 

@@ -151,6 +151,7 @@ fn run(
                 }
             }
         }
+        let deferred = tx.checkpoint_deferred();
         let outcome = match broken {
             Some(msg) => {
                 drop(tx);
@@ -159,7 +160,8 @@ fn run(
             None => tx.commit().map_err(|e| e.to_string()),
         };
         // Started (and waitable) before the writers hear of their commit.
-        if let Some(h) = checkpoint_if_deferred(&conn)
+        if deferred
+            && let Some(h) = checkpoint_after_deferred(&conn)
             && let Ok(mut slot) = checkpointing.lock()
         {
             // An earlier one has finished or goes on alone.
@@ -178,21 +180,15 @@ const AUTO_CHECKPOINT_PAGES: i64 = 1000;
 /// Asks that the commit of the current write not copy the log back into
 /// the database file: a bulk load's log holds gigabytes, and its rows are
 /// durable once the log is synced. The writer copies it afterwards on a
-/// thread of its own ([`checkpoint_if_deferred`]), while writes go on.
+/// thread of its own ([`checkpoint_after_deferred`]), while writes go on.
 pub fn defer_checkpoint(tx: &mut Tx<'_>) -> Result<(), StoreError> {
-    tx.execute_batch("PRAGMA wal_autocheckpoint = 0")
+    tx.defer_checkpoint()
 }
 
 /// After a commit whose checkpoint was deferred: turns automatic
 /// checkpoints on again and runs one (PASSIVE: it neither waits for nor
 /// blocks readers and writers) on another connection.
-fn checkpoint_if_deferred(conn: &rusqlite::Connection) -> Option<std::thread::JoinHandle<()>> {
-    let pages: i64 = conn
-        .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
-        .unwrap_or(AUTO_CHECKPOINT_PAGES);
-    if pages != 0 {
-        return None;
-    }
+fn checkpoint_after_deferred(conn: &rusqlite::Connection) -> Option<std::thread::JoinHandle<()>> {
     if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", AUTO_CHECKPOINT_PAGES) {
         tracing::warn!(error = %e, "cannot turn automatic checkpoints on again");
     }
