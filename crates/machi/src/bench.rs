@@ -349,6 +349,19 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Lets the machine go quiet before a timed import: what earlier steps
+/// wrote (the generated files, the other backend's load) is flushed to disk
+/// first, and PostgreSQL checkpoints, so that a run does not pay for the
+/// one before it. Best effort: a failure only means a noisier figure.
+async fn settle(loc: &DatabaseLocation) {
+    let _ = std::process::Command::new("sync").status();
+    if let DatabaseLocation::Postgres(url) = loc
+        && let Err(e) = crate::store::checkpoint_postgres(url).await
+    {
+        println!("  (no checkpoint before the run: {e})");
+    }
+}
+
 pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
     use crate::migration::generate::{GenerateOptions, generate};
     use crate::migration::import::{ImportOptions, Outcome, import};
@@ -430,6 +443,7 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
         if skip {
             continue;
         }
+        settle(loc).await;
         reset_peak();
         let rep = import(
             &r,
@@ -459,7 +473,7 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
             rep.load_seconds,
             baseline.map_or(0.0, |b| b / rate)
         ));
-        if matches!(loc, DatabaseLocation::Sqlite(_)) {
+        if let DatabaseLocation::Sqlite(path) = loc {
             // SQLite copies the log into the database file after the commit,
             // on a thread of its own: waited for here (and shown) so that it
             // does not overlap the next measurement.
@@ -470,6 +484,13 @@ pub async fn run_migration(a: &MigrationBenchArgs, extra_eras: &[String]) -> any
                 "  {:<34} {:>9.1} s  (after the commit, while reads and writes go on)",
                 "  then the log into the file", checkpoint
             ));
+            // Its gigabytes leave the page cache before the next run.
+            drop(r);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = path.clone().into_os_string();
+                name.push(suffix);
+                let _ = std::fs::remove_file(name);
+            }
         }
     }
     for l in &lines {

@@ -599,6 +599,19 @@ fn create_fresh_postgres_database_sync(url: &str, db: &str) -> Result<String, St
     Ok(postgres_url_with_database(url, db))
 }
 
+/// Asks the server at `url` for a checkpoint (a benchmark's step between
+/// measurements, so that one run's writes are not flushed during the next):
+/// needs a superuser or `pg_checkpoint`.
+pub async fn checkpoint_postgres(url: &str) -> Result<(), StoreError> {
+    let url = url.to_string();
+    blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        client.batch_execute("CHECKPOINT")?;
+        Ok(())
+    })
+    .await
+}
+
 /// Drops a database made by [`create_fresh_postgres_database`].
 pub async fn drop_postgres_database(url: &str, db: &str) -> Result<(), StoreError> {
     let (url, db) = (url.to_string(), db.to_string());
