@@ -718,6 +718,10 @@ async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
             "取込み済みです（変更なし）",
             "already imported, nothing changed",
         ),
+        Outcome::Unchanged => (
+            "すべて登録済みです（変更なし）",
+            "everything is stored already, nothing changed",
+        ),
         Outcome::Refused => (
             "問題があるため何も取り込んでいません",
             "problems found, nothing imported",

@@ -9,7 +9,7 @@ use machi_domain::change::HistoryRow;
 use machi_domain::ids::MunicipalityCode;
 
 use super::layout::{self, *};
-use super::manifest::{FileEntry, Manifest, digest_file};
+use super::manifest::{Manifest, write_manifest};
 use super::side;
 use crate::service::{Actor, Registry, ServiceError};
 use crate::store::StoreError;
@@ -94,12 +94,18 @@ pub async fn export_since(
         source,
     })?;
     let (t, d) = (tenant.clone(), dir.to_path_buf());
-    let (history_rows, households, last_change_id) = registry
+    type Side = (Vec<side::MeasureRow>, Vec<side::CertificateRow>);
+    let (history_rows, households, last_change_id, (measures, certificates)) = registry
         .store()
         .read(
             Some(tenant),
-            move |tx| -> Result<(u64, u64, i64), ExportError> {
+            move |tx| -> Result<(u64, u64, i64, Side), ExportError> {
                 let last = records::last_change_id(tx, &t)?;
+                // Support measures and issued certificates: whole, in a
+                // difference extract too (they are few, and a measure
+                // extended or ended since the last extract must reach the
+                // new system), read in the same transaction as the rows.
+                let side_data = (side::measures(tx, &t)?, side::certificates(tx, &t)?);
                 let mut w = writer(&d, RESIDENTS_FILE, RESIDENT_COLUMNS)?;
                 let mut n = 0u64;
                 let mut csv_error = None;
@@ -117,7 +123,7 @@ pub async fn export_since(
                 })?;
                 finish(w, &d, RESIDENTS_FILE)?;
                 if after_change.is_some() {
-                    return Ok((n, 0, last));
+                    return Ok((n, 0, last, side_data));
                 }
 
                 let mut w = writer(&d, HOUSEHOLDS_FILE, HOUSEHOLD_COLUMNS)?;
@@ -160,24 +166,10 @@ pub async fn export_since(
                 })?;
                 flush(&mut current, &mut w)?;
                 finish(w, &d, HOUSEHOLDS_FILE)?;
-                Ok((n, households, last))
+                Ok((n, households, last, side_data))
             },
         )
         .await?;
-    // Support measures and issued certificates: whole in a full extract,
-    // header only in a difference extract (they are few, and a full
-    // extract carries them all).
-    let (measures, certificates) = if after_change.is_none() {
-        let t = tenant.clone();
-        registry
-            .store()
-            .read(Some(tenant), move |tx| {
-                Ok::<_, ExportError>((side::measures(tx, &t)?, side::certificates(tx, &t)?))
-            })
-            .await?
-    } else {
-        (vec![], vec![])
-    };
     let mut w = writer(dir, SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS)?;
     side::write_measures(&mut w, &measures)?;
     finish(w, dir, SUPPORT_MEASURES_FILE)?;
@@ -189,37 +181,24 @@ pub async fn export_since(
         codes.write_record([table, code.as_str(), label.as_str()])?;
     }
     finish(codes, dir, CODES_FILE)?;
-    let mut files = Vec::new();
     let households_written = after_change.is_none();
-    for (name, rows) in [
+    let files: Vec<(&str, u64)> = [
         (RESIDENTS_FILE, history_rows),
         (HOUSEHOLDS_FILE, households),
         (SUPPORT_MEASURES_FILE, measures.len() as u64),
         (CERTIFICATES_FILE, certificates.len() as u64),
         (CODES_FILE, layout::code_tables().len() as u64),
-    ] {
-        if name == HOUSEHOLDS_FILE && !households_written {
-            continue;
-        }
-        let path = dir.join(name);
-        let (sha256, bytes) =
-            digest_file(&path).map_err(|source| ExportError::Io { path, source })?;
-        files.push(FileEntry {
-            name: name.to_string(),
-            rows,
-            bytes,
-            sha256,
-        });
-    }
-    let manifest = Manifest {
-        layout: LAYOUT_VERSION.to_string(),
-        municipality_code: tenant.to_string(),
-        exported_at: registry.clock().now().to_rfc3339(),
-        files,
-    };
-    let path = dir.join(MANIFEST_FILE);
-    let json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-    std::fs::write(&path, json + "\n").map_err(|source| ExportError::Io { path, source })?;
+    ]
+    .into_iter()
+    .filter(|(name, _)| *name != HOUSEHOLDS_FILE || households_written)
+    .collect();
+    let manifest = write_manifest(
+        dir,
+        tenant.as_str(),
+        registry.clock().now().to_rfc3339(),
+        &files,
+    )
+    .map_err(|(path, source)| ExportError::Io { path, source })?;
     registry
         .record_access(
             tenant,

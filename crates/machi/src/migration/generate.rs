@@ -104,8 +104,9 @@ fn mortality(age: i32) -> f64 {
     }
 }
 
-/// Writes residents.csv, households.csv, support_measures.csv and
-/// certificates.csv for `opts` into `dir` (created if missing).
+/// Writes residents.csv, households.csv, support_measures.csv,
+/// certificates.csv and their manifest.json for `opts` into `dir` (created
+/// if missing).
 pub fn generate(
     dir: &Path,
     opts: &GenerateOptions,
@@ -183,8 +184,22 @@ pub fn generate(
     }
     residents.flush()?;
     households.flush()?;
+    drop((residents, households));
     let mut summary = g.summary;
     summary.persons = usize::try_from(g.serials.addressee).unwrap_or(usize::MAX);
+    // As an export does: an import then tells a cut or altered file.
+    super::manifest::write_manifest(
+        dir,
+        town.code,
+        format!("{}T00:00:00+09:00", opts.today),
+        &[
+            (layout::RESIDENTS_FILE, summary.history_rows as u64),
+            (layout::HOUSEHOLDS_FILE, summary.households as u64),
+            (layout::SUPPORT_MEASURES_FILE, 0),
+            (layout::CERTIFICATES_FILE, 0),
+        ],
+    )
+    .map_err(|(_, e)| GenerateError::from(e))?;
     Ok(summary)
 }
 
@@ -913,7 +928,18 @@ mod tests {
             assert_eq!(header, keys(columns));
             assert!(rows.is_empty());
         }
-        assert!(!dir.path().join(layout::MANIFEST_FILE).exists());
+        // The manifest counts the rows and digests each file.
+        let manifest: super::super::manifest::Manifest = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(layout::MANIFEST_FILE)).unwrap(),
+        )
+        .unwrap();
+        let residents = &manifest.files[0];
+        assert_eq!(residents.name, layout::RESIDENTS_FILE);
+        assert_eq!(residents.rows, summary.history_rows as u64);
+        assert_eq!(
+            (residents.sha256.clone(), residents.bytes),
+            super::super::manifest::digest_file(&dir.path().join(layout::RESIDENTS_FILE)).unwrap()
+        );
     }
 
     #[test]

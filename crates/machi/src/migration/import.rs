@@ -41,13 +41,17 @@ use crate::store::{BulkRows, Param, StoreError, Tx};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputEncoding {
-    /// UTF-8 if the start of the file is valid UTF-8, else Shift_JIS.
+    /// Decided from every byte of each file (see `migration::encoding`):
+    /// UTF-8, Shift_JIS or Shift_JIS-2004 where only one reads the file as
+    /// it is; a broken or ambiguous file is refused, naming the line.
     Auto,
+    #[value(alias = "utf-8")]
     Utf8,
     /// Shift_JIS as Windows and most municipal systems write it (CP932).
+    #[value(name = "shift_jis", alias = "shift-jis")]
     ShiftJis,
     /// Shift_JIS-2004 (JIS X 0213:2004), with the characters CP932 lacks.
-    #[value(name = "shift_jis_2004")]
+    #[value(name = "shift_jis_2004", alias = "shift-jis-2004")]
     ShiftJis2004,
 }
 
@@ -73,6 +77,9 @@ pub enum Outcome {
     Validated,
     /// This exact input was imported before: nothing changed.
     AlreadyImported,
+    /// Everything in the input (rows, support measures, certificates) is
+    /// in the tenant already: nothing was written or recorded.
+    Unchanged,
     /// Problems were found: nothing written.
     Refused,
 }
@@ -204,6 +211,24 @@ impl From<StoreError> for ImportError {
     }
 }
 
+impl From<super::side::SideConflict> for ImportError {
+    fn from(e: super::side::SideConflict) -> Self {
+        match e {
+            super::side::SideConflict::Store(e) => e.into(),
+            super::side::SideConflict::Row(file, row, column, code, ja, en) => {
+                ImportError::Conflict(Box::new(Problem {
+                    file: file.into(),
+                    row,
+                    column: column.into(),
+                    code: code.into(),
+                    message_ja: ja,
+                    message_en: en,
+                }))
+            }
+        }
+    }
+}
+
 /// The files of one import, found by name in the given paths.
 #[derive(Debug, Default, Clone)]
 struct Inputs {
@@ -213,6 +238,143 @@ struct Inputs {
     certificates: Option<PathBuf>,
     manifest: Option<PathBuf>,
     codes: Option<PathBuf>,
+    /// The encoding of each file, named or detected ([`scan_inputs`]).
+    encodings: Vec<(PathBuf, InputEncoding)>,
+}
+
+impl Inputs {
+    /// The data files present, by layout name.
+    fn data_files(&self) -> Vec<(&'static str, PathBuf)> {
+        [
+            (RESIDENTS_FILE, &self.residents),
+            (HOUSEHOLDS_FILE, &self.households),
+            (SUPPORT_MEASURES_FILE, &self.support_measures),
+            (CERTIFICATES_FILE, &self.certificates),
+            (CODES_FILE, &self.codes),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| p.clone().map(|p| (n, p)))
+        .collect()
+    }
+
+    /// The encoding `path` is read in.
+    fn encoding_of(&self, path: &Path, named: InputEncoding) -> InputEncoding {
+        self.encodings
+            .iter()
+            .find(|(p, _)| p == path)
+            .map_or(named, |(_, e)| *e)
+    }
+}
+
+/// What the input's bytes are.
+#[derive(Debug, Clone)]
+struct InputDigest {
+    /// residents.csv's SHA-256 and size: the rows are hashed again as they
+    /// are loaded, so a file that changes meanwhile is caught.
+    residents: (String, u64),
+    /// The SHA-256 of every file's name and SHA-256: the input's identity,
+    /// recorded once imported (a re-run of the same files is a no-op; a
+    /// changed side file makes another input).
+    identity: String,
+}
+
+/// Reads every data file once: its SHA-256, and with `--encoding auto` its
+/// encoding, from all its bytes ([`super::encoding`]). A file that cannot be
+/// read, or whose encoding is broken or ambiguous, is a problem.
+fn scan_inputs(
+    inputs: &mut Inputs,
+    named: InputEncoding,
+    problems: &mut Problems,
+) -> Option<InputDigest> {
+    use super::encoding::{Detection, Detector};
+    let mut identity = Sha256::new();
+    let mut residents = None;
+    for (name, path) in inputs.data_files() {
+        let mut detector = (named == InputEncoding::Auto).then(Detector::default);
+        let scanned = (|| -> std::io::Result<(String, u64)> {
+            let mut f = File::open(&path)?;
+            let mut sha = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0u64;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    return Ok((hex::encode(sha.finalize()), total));
+                }
+                sha.update(&buf[..n]);
+                if let Some(d) = &mut detector {
+                    d.feed(&buf[..n]);
+                }
+                total += n as u64;
+            }
+        })();
+        let (sha, bytes) = match scanned {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(
+                    name,
+                    0,
+                    "",
+                    "unreadable",
+                    format!("読めません: {e}"),
+                    format!("cannot read: {e}"),
+                );
+                continue;
+            }
+        };
+        identity.update(format!("{name}\0{sha}\n").as_bytes());
+        if name == RESIDENTS_FILE {
+            residents = Some((sha, bytes));
+        }
+        match detector.map(Detector::finish) {
+            None => {}
+            Some(Detection::Decided(e)) => inputs.encodings.push((path, e)),
+            Some(Detection::Ambiguous { line }) => problems.push(
+                name,
+                line,
+                "",
+                "encoding_ambiguous",
+                format!(
+                    "{line} 行目から、Shift_JIS（CP932）と Shift_JIS-2004（JIS X 0213）で読みが異なる文字があります。--encoding shift_jis か --encoding shift_jis_2004 で文字コードを指定してください。"
+                ),
+                format!(
+                    "from line {line} the file holds characters that Shift_JIS (CP932) and Shift_JIS-2004 (JIS X 0213) read differently: name the encoding with --encoding shift_jis or --encoding shift_jis_2004"
+                ),
+            ),
+            Some(Detection::Invalid {
+                encoding,
+                line,
+                offset,
+            }) => {
+                let label = encoding_label(encoding);
+                problems.push(
+                    name,
+                    line,
+                    "",
+                    "encoding_invalid",
+                    format!(
+                        "{line} 行目（{offset} バイト目）に {label} として読めないバイトがあります。ファイルは {label} と見られますが、そこが壊れています（UTF-8・Shift_JIS・Shift_JIS-2004 のどれとしても全体を読めません）。"
+                    ),
+                    format!(
+                        "line {line} (byte {offset}) is not valid {label}: the file looks like {label} but is damaged there (it is not wholly UTF-8, Shift_JIS or Shift_JIS-2004)"
+                    ),
+                );
+            }
+        }
+    }
+    residents.map(|residents| InputDigest {
+        residents,
+        identity: hex::encode(identity.finalize()),
+    })
+}
+
+/// How an encoding is named in reports.
+fn encoding_label(e: InputEncoding) -> &'static str {
+    match e {
+        InputEncoding::Auto | InputEncoding::Utf8 => "UTF-8",
+        InputEncoding::ShiftJis => "Shift_JIS (CP932)",
+        InputEncoding::ShiftJis2004 => "Shift_JIS-2004",
+    }
 }
 
 struct Problems {
@@ -405,13 +567,34 @@ fn open_text(
             "shift_jis_2004",
         ))
     } else {
-        let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
-            .encoding(Some(encoding_rs::SHIFT_JIS))
-            .build(rest);
+        let decoded = super::encoding::Cp932Reader::new(rest);
         Ok((
             Box::new(BufReader::with_capacity(1 << 20, decoded)),
             "shift_jis",
         ))
+    }
+}
+
+/// A row that could not be read: bytes not in the file's encoding (named by
+/// the operator, or a file that changed after it was scanned), or CSV
+/// that breaks off. (code, Japanese, English).
+fn read_error(e: &csv::Error) -> (&'static str, String, String) {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => (
+            "encoding_invalid",
+            "UTF-8 として読めないバイトがあります。別の文字コードなら --encoding で指定してください。".into(),
+            "bytes here are not UTF-8: if the file is in another encoding, name it with --encoding".into(),
+        ),
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (
+            "encoding_invalid",
+            format!("指定の文字コードとして読めません: {io}"),
+            format!("not in the named encoding: {io}"),
+        ),
+        _ => (
+            "unreadable",
+            format!("CSV として読めません（途中で切れている可能性があります）: {e}"),
+            format!("not readable as CSV (the file may be truncated): {e}"),
+        ),
     }
 }
 
@@ -657,7 +840,7 @@ fn validate(
             }
         }
     }
-    let (text, encoding) = match open_text(path, opts.encoding, read) {
+    let (text, encoding) = match open_text(path, inputs.encoding_of(path, opts.encoding), read) {
         Ok(x) => x,
         Err(e) => {
             problems.push(
@@ -703,14 +886,8 @@ fn validate(
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                problems.push(
-                    RESIDENTS_FILE,
-                    line,
-                    "",
-                    "unreadable",
-                    format!("CSV として読めません（途中で切れている可能性があります）: {e}"),
-                    format!("not readable as CSV (the file may be truncated): {e}"),
-                );
+                let (code, ja, en) = read_error(&e);
+                problems.push(RESIDENTS_FILE, line, "", code, ja, en);
                 break;
             }
         }
@@ -836,7 +1013,12 @@ fn validate(
     }
     v.households = households.len() as u64;
     if let Some(path) = &inputs.households {
-        check_households(path, opts, &mut households, problems);
+        check_households(
+            path,
+            inputs.encoding_of(path, opts.encoding),
+            &mut households,
+            problems,
+        );
     }
     for (name, path, columns) in [
         (
@@ -847,29 +1029,50 @@ fn validate(
         (CERTIFICATES_FILE, &inputs.certificates, CERTIFICATE_COLUMNS),
     ] {
         let Some(path) = path else { continue };
-        match open_text(path, opts.encoding, None) {
+        match open_text(path, inputs.encoding_of(path, opts.encoding), None) {
             Ok((text, _)) => {
                 let mut r = csv_reader(text);
                 if !check_header(name, &mut r, columns, problems) {
                     continue;
                 }
+                // Keys (支援措置番号, 発行番号) seen in this file.
+                let mut keys = std::collections::HashSet::new();
                 for (i, rec) in r.records().enumerate() {
                     let row = i as u64 + 2;
                     let rec = match rec {
                         Ok(rec) => rec,
+                        // A read that failed does not go on.
+                        Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                            let (code, ja, en) = read_error(&e);
+                            problems.push(name, row, "", code, ja, en);
+                            break;
+                        }
                         Err(e) => {
-                            problems.push(
-                                name,
-                                row,
-                                "",
-                                "invalid_csv",
-                                format!("CSV として読めません: {e}"),
-                                format!("not valid CSV: {e}"),
-                            );
+                            let (code, ja, en) = match read_error(&e) {
+                                ("unreadable", _, _) => (
+                                    "invalid_csv",
+                                    format!("CSV として読めません: {e}"),
+                                    format!("not valid CSV: {e}"),
+                                ),
+                                other => other,
+                            };
+                            problems.push(name, row, "", code, ja, en);
                             continue;
                         }
                     };
                     let fields: Vec<&str> = rec.iter().collect();
+                    let key = fields.first().copied().unwrap_or_default();
+                    if !keys.insert(key.to_string()) {
+                        problems.push(
+                            name,
+                            row,
+                            columns[0].0,
+                            "duplicate_key",
+                            format!("{} {key} が重複しています。", columns[0].1),
+                            format!("duplicate {} {key}", columns[0].0),
+                        );
+                        continue;
+                    }
                     let parsed = if name == SUPPORT_MEASURES_FILE {
                         super::side::measure_of(&fields).map(|m| v.measures.push(m))
                     } else {
@@ -896,11 +1099,11 @@ fn validate(
 /// Compares households.csv with the households derived from residents.csv.
 fn check_households(
     path: &Path,
-    opts: &ImportOptions,
+    encoding: InputEncoding,
     derived: &mut HashMap<NumberKey, HouseholdCheck>,
     problems: &mut Problems,
 ) {
-    let text = match open_text(path, opts.encoding, None) {
+    let text = match open_text(path, encoding, None) {
         Ok((t, _)) => t,
         Err(e) => {
             problems.push(
@@ -925,14 +1128,8 @@ fn check_households(
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                problems.push(
-                    HOUSEHOLDS_FILE,
-                    line,
-                    "",
-                    "unreadable",
-                    format!("CSV として読めません: {e}"),
-                    format!("not readable as CSV: {e}"),
-                );
+                let (code, ja, en) = read_error(&e);
+                problems.push(HOUSEHOLDS_FILE, line, "", code, ja, en);
                 break;
             }
         }
@@ -999,10 +1196,20 @@ pub async fn import(
     registry.ensure_tenant(tenant).await?;
     let started = Instant::now();
     let mut problems = Problems::new(opts.max_reported);
-    let inputs = find_inputs(paths, &mut problems);
-    // The digest identifies the input; the bytes are hashed again as they
-    // are loaded, so a file that changes while it is imported is caught.
-    let digest_before = inputs.residents.as_ref().and_then(|p| digest_file(p).ok());
+    let mut inputs = find_inputs(paths, &mut problems);
+    let digest_before = if problems.count == 0 {
+        scan_inputs(&mut inputs, opts.encoding, &mut problems)
+    } else {
+        None
+    };
+    if problems.count > 0 {
+        return Ok(ImportReport::of(
+            &Validated::default(),
+            problems,
+            Outcome::Refused,
+            started.elapsed().as_secs_f64(),
+        ));
+    }
     let mut already_imported = false;
     if !opts.validate_only
         && problems.count == 0
@@ -1032,7 +1239,7 @@ pub async fn import(
         tokio::task::spawn_blocking(move || {
             let v = validate(
                 &inputs,
-                digest.as_ref(),
+                digest.as_ref().map(|d| &d.residents),
                 &eras,
                 &opts,
                 Phase::Validate,
@@ -1061,25 +1268,38 @@ pub async fn import(
     let Some(path) = inputs.residents.clone() else {
         return Ok(report);
     };
-    let Some((digest, _)) = digest_before else {
+    let Some(digest) = digest_before else {
         return Ok(report);
     };
     let started = Instant::now();
-    let (t, eras, encoding) = (tenant.clone(), registry.eras().clone(), opts.encoding);
+    let encoding = inputs.encoding_of(&path, opts.encoding);
+    let (t, eras) = (tenant.clone(), registry.eras().clone());
     let now = registry.clock().now().timestamp_micros();
     let actor2 = actor.clone();
     let progress = opts.progress.clone();
     let loaded = registry
         .store()
         .write(Some(tenant), move |tx| {
-            let done = load(
-                tx, &t, &path, encoding, &eras, &digest, &validated, now, &actor2, &progress,
-            )?;
+            let done = load(tx, &t, &path, encoding, &eras, &digest, &progress)?;
+            let Load::Done { written, present } = done else {
+                return Ok(done);
+            };
             // Support measures and certificates in the same transaction.
-            if !matches!(done, Load::Conflict(_)) {
-                super::side::load(tx, &t, &validated.measures, &validated.certificates)?;
+            let side = super::side::load(tx, &t, &validated.measures, &validated.certificates)?;
+            if written == 0 && side == (0, 0) {
+                // Nothing new: nothing recorded either.
+                return Ok(Load::Unchanged { present });
             }
-            Ok(done)
+            finish_load(
+                tx,
+                &t,
+                &digest.identity,
+                &validated,
+                now,
+                &actor2,
+                written,
+                present,
+            )
         })
         .await;
     let loaded = match loaded {
@@ -1089,6 +1309,10 @@ pub async fn import(
     report.load_seconds = started.elapsed().as_secs_f64();
     match loaded {
         Load::AlreadyImported => report.outcome = Outcome::AlreadyImported,
+        Load::Unchanged { present } => {
+            report.outcome = Outcome::Unchanged;
+            report.rows_already_present = present;
+        }
         Load::Done { written, present } => {
             report.outcome = Outcome::Imported;
             report.rows_written = written;
@@ -1141,7 +1365,7 @@ async fn single_pass(
     registry: &Registry,
     tenant: &MunicipalityCode,
     inputs: &Inputs,
-    digest: &(String, u64),
+    digest: &InputDigest,
     opts: &ImportOptions,
     actor: &Actor,
 ) -> Result<Pass, ImportError> {
@@ -1164,7 +1388,7 @@ async fn single_pass(
             if tx
                 .query_opt(
                     "SELECT 1 FROM imports WHERE tenant = $1 AND digest = $2",
-                    &[t.as_str().into(), digest.0.as_str().into()],
+                    &[t.as_str().into(), digest.identity.as_str().into()],
                 )?
                 .is_some()
             {
@@ -1173,10 +1397,10 @@ async fn single_pass(
             if records::tenant_has_history(tx, &t)? {
                 return Ok(Pass::NotEmpty);
             }
-            let (v, written) = validate_and_load(tx, &t, &inputs, &digest, &eras, &opts)?;
+            let (v, written) = validate_and_load(tx, &t, &inputs, &digest.residents, &eras, &opts)?;
             // Support measures and certificates in the same transaction.
-            super::side::load(tx, &t, &v.measures, &v.certificates)?;
-            finish_load(tx, &t, &digest.0, &v, now, &actor, written, 0)?;
+            super::side::load(tx, &t, &v.measures, &v.certificates).map_err(ImportError::from)?;
+            finish_load(tx, &t, &digest.identity, &v, now, &actor, written, 0)?;
             tracing::debug!(
                 seconds = started.elapsed().as_secs_f64(),
                 "import: to commit"
@@ -1423,6 +1647,10 @@ fn validate_and_load(
 
 enum Load {
     AlreadyImported,
+    /// Everything is stored already; nothing was written.
+    Unchanged {
+        present: u64,
+    },
     Done {
         written: u64,
         present: u64,
@@ -1439,10 +1667,7 @@ fn load(
     path: &Path,
     encoding: InputEncoding,
     eras: &EraTable,
-    digest: &str,
-    v: &Validated,
-    now: i64,
-    actor: &Actor,
+    digest: &InputDigest,
     progress: &Option<Progress>,
 ) -> Result<Load, ImportError> {
     let fail = |e: String| ImportError::from(StoreError::Task(e));
@@ -1453,7 +1678,7 @@ fn load(
     if tx
         .query_opt(
             "SELECT 1 FROM imports WHERE tenant = $1 AND digest = $2",
-            &[tenant.as_str().into(), digest.into()],
+            &[tenant.as_str().into(), digest.identity.as_str().into()],
         )?
         .is_some()
     {
@@ -1560,8 +1785,8 @@ fn load(
         written += 1;
     }
     ticker.done();
-    unchanged(path, digest)?;
-    finish_load(tx, tenant, digest, v, now, actor, written, present)
+    unchanged(path, &digest.residents.0)?;
+    Ok(Load::Done { written, present })
 }
 
 /// Fails (rolling the load back) if the file is not the one validated.

@@ -43,3 +43,34 @@ pub fn digest_file(path: &Path) -> std::io::Result<(String, u64)> {
     }
     Ok((hex::encode(h.finalize()), total))
 }
+
+/// Writes manifest.json into `dir` for the layout files named in `files`
+/// (with their data rows), digesting each. Errs with the path that failed.
+pub fn write_manifest(
+    dir: &Path,
+    municipality_code: &str,
+    exported_at: String,
+    files: &[(&str, u64)],
+) -> Result<Manifest, (std::path::PathBuf, std::io::Error)> {
+    let mut entries = Vec::new();
+    for (name, rows) in files {
+        let path = dir.join(name);
+        let (sha256, bytes) = digest_file(&path).map_err(|e| (path, e))?;
+        entries.push(FileEntry {
+            name: name.to_string(),
+            rows: *rows,
+            bytes,
+            sha256,
+        });
+    }
+    let manifest = Manifest {
+        layout: super::layout::LAYOUT_VERSION.to_string(),
+        municipality_code: municipality_code.to_string(),
+        exported_at,
+        files: entries,
+    };
+    let path = dir.join(super::layout::MANIFEST_FILE);
+    let json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(&path, json + "\n").map_err(|e| (path, e))?;
+    Ok(manifest)
+}

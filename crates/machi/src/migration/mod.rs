@@ -2,6 +2,7 @@
 //! population generator, streaming import with a validation report, and
 //! export of a whole tenant.
 
+pub mod encoding;
 pub mod export;
 pub mod generate;
 pub mod import;

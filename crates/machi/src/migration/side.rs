@@ -13,6 +13,9 @@ use crate::store::{StoreError, Tx};
 /// support_measures.csv: one row per measure; `detail` is the whole
 /// measure as JSON (the same document the registry keeps), the other
 /// columns repeat what a reader of the file wants at a glance.
+const SUPPORT_MEASURES_FILE_NAME: &str = super::layout::SUPPORT_MEASURES_FILE;
+const CERTIFICATES_FILE_NAME: &str = super::layout::CERTIFICATES_FILE;
+
 pub const SUPPORT_MEASURE_COLUMNS: &[(&str, &str)] = &[
     ("measure_id", "支援措置番号"),
     ("requester", "申出者宛名番号"),
@@ -355,26 +358,115 @@ pub fn write_certificates<W: Write>(
     Ok(())
 }
 
-/// Loads the side files inside the import's transaction. A row already
-/// present and identical is skipped (a re-run changes nothing); a row with
-/// the same key and other content is a conflict and the whole import is
-/// undone.
+/// Why a side file's row cannot be loaded into the tenant.
+#[derive(Debug)]
+pub enum SideConflict {
+    Store(StoreError),
+    /// (file, line, column, code, Japanese, English): the import is undone.
+    Row(
+        &'static str,
+        u64,
+        &'static str,
+        &'static str,
+        String,
+        String,
+    ),
+}
+
+impl From<StoreError> for SideConflict {
+    fn from(e: StoreError) -> Self {
+        SideConflict::Store(e)
+    }
+}
+
+/// Loads the side files inside the import's transaction, after the
+/// residents' rows (whose persons they name). Rows are validated already,
+/// so row `i` of a file is its line `i + 2`.
+///
+/// - A row already present and identical is skipped (a re-run changes
+///   nothing).
+/// - A support measure present with other content is replaced when the
+///   row was updated later than the stored one (`updated_at`): a measure
+///   extended or ended in the old system since the last extract reaches
+///   the new one. Stored later than the row, or naming other persons, it
+///   is a conflict.
+/// - A certificate present with other content is a conflict (an issued
+///   certificate does not change).
+/// - Every person a row names must be in the tenant.
+///
+/// A conflict undoes the whole import. Returns the rows (measures,
+/// certificates) written.
 pub fn load(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     measures_in: &[MeasureRow],
     certificates_in: &[CertificateRow],
-) -> Result<(u64, u64), StoreError> {
-    let existing = measures(tx, tenant)?;
+) -> Result<(u64, u64), SideConflict> {
+    use std::collections::HashMap;
+    let known = |tx: &mut Tx<'_>, a: &AddresseeNumber| -> Result<bool, StoreError> {
+        Ok(tx
+            .query_opt(
+                "SELECT 1 FROM resident_current WHERE tenant = $1 AND addressee_number = $2",
+                &[tenant.as_str().into(), a.as_str().into()],
+            )?
+            .is_some())
+    };
+    let unknown = |file, line, a: &AddresseeNumber| {
+        SideConflict::Row(
+            file,
+            line,
+            "persons",
+            "unknown_person",
+            format!(
+                "宛名番号 {a} の住民はこの団体にも residents.csv にもいません。何も取り込んでいません。"
+            ),
+            format!("{a} is neither in the tenant nor in residents.csv; nothing was imported"),
+        )
+    };
+    let existing: HashMap<i64, MeasureRow> = measures(tx, tenant)?
+        .into_iter()
+        .map(|m| (m.measure_id, m))
+        .collect();
     let mut loaded = (0, 0);
-    for m in measures_in {
-        match existing.iter().find(|e| e.measure_id == m.measure_id) {
+    for (i, m) in measures_in.iter().enumerate() {
+        let line = i as u64 + 2;
+        for a in m.measure.protected_persons() {
+            if !known(tx, &a)? {
+                return Err(unknown(SUPPORT_MEASURES_FILE_NAME, line, &a));
+            }
+        }
+        match existing.get(&m.measure_id) {
             Some(e) if e == m => continue,
+            Some(e)
+                if m.updated_at > e.updated_at
+                    && e.measure.protected_persons() == m.measure.protected_persons() =>
+            {
+                crate::store::support::update_measure(
+                    tx,
+                    tenant,
+                    m.measure_id,
+                    &m.measure,
+                    &m.updated_by,
+                    m.updated_at,
+                )?;
+                loaded.0 += 1;
+                continue;
+            }
             Some(_) => {
-                return Err(StoreError::Corrupt(format!(
-                    "support measure {} exists with other content",
-                    m.measure_id
-                )));
+                return Err(SideConflict::Row(
+                    SUPPORT_MEASURES_FILE_NAME,
+                    line,
+                    "measure_id",
+                    "conflicts_with_stored",
+                    format!(
+                        "支援措置 {} は登録済みの内容と異なり、登録済みのほうが新しいか対象者が違います。何も取り込んでいません。",
+                        m.measure_id
+                    ),
+                    format!(
+                        "support measure {} differs from the stored one, which is newer or names other persons; nothing was imported",
+                        m.measure_id
+                    ),
+                ));
             }
             None => {}
         }
@@ -397,15 +489,34 @@ pub fn load(
         )?;
         loaded.0 += 1;
     }
-    let existing = certificates(tx, tenant)?;
-    for c in certificates_in {
-        match existing.iter().find(|e| e.issue_number == c.issue_number) {
+    let existing: HashMap<String, CertificateRow> = certificates(tx, tenant)?
+        .into_iter()
+        .map(|c| (c.issue_number.clone(), c))
+        .collect();
+    for (i, c) in certificates_in.iter().enumerate() {
+        let line = i as u64 + 2;
+        for a in &c.persons {
+            if !known(tx, a)? {
+                return Err(unknown(CERTIFICATES_FILE_NAME, line, a));
+            }
+        }
+        match existing.get(&c.issue_number) {
             Some(e) if e == c => continue,
             Some(_) => {
-                return Err(StoreError::Corrupt(format!(
-                    "certificate {} exists with other content",
-                    c.issue_number
-                )));
+                return Err(SideConflict::Row(
+                    CERTIFICATES_FILE_NAME,
+                    line,
+                    "issue_number",
+                    "conflicts_with_stored",
+                    format!(
+                        "発行番号 {} の証明書は登録済みの内容と異なります。何も取り込んでいません。",
+                        c.issue_number
+                    ),
+                    format!(
+                        "certificate {} differs from the stored one; nothing was imported",
+                        c.issue_number
+                    ),
+                ));
             }
             None => {}
         }

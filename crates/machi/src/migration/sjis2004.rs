@@ -15,7 +15,7 @@ static TABLE: &[u8] = include_bytes!("sjis2004.bin");
 
 const TRAILS: usize = 188;
 
-fn is_lead(b: u8) -> bool {
+pub(crate) fn is_lead(b: u8) -> bool {
     (0x81..=0x9F).contains(&b) || (0xE0..=0xFC).contains(&b)
 }
 

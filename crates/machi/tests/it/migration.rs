@@ -218,28 +218,29 @@ async fn support_measures_and_certificates_migrate(db: TestDb) {
     let r = &db.registry;
     populate(r).await;
     let protected: machi_domain::ids::AddresseeNumber = a(1).parse().unwrap();
-    r.support_register(
-        &code(FUCHU),
-        &NewSupportMeasure {
-            filed_on: r.today(),
-            provisional_start: None,
-            requester: Requester {
-                addressee_number: protected.clone(),
-                municipality_role: Default::default(),
-                contact: Default::default(),
+    let measure = r
+        .support_register(
+            &code(FUCHU),
+            &NewSupportMeasure {
+                filed_on: r.today(),
+                provisional_start: None,
+                requester: Requester {
+                    addressee_number: protected.clone(),
+                    municipality_role: Default::default(),
+                    contact: Default::default(),
+                },
+                related_persons: vec![],
+                offenders: vec![],
+                affairs: vec![AffairRequest {
+                    affair: Affair::ResidentRecordCopy,
+                    addresses: vec![],
+                }],
+                forwarding: Default::default(),
             },
-            related_persons: vec![],
-            offenders: vec![],
-            affairs: vec![AffairRequest {
-                affair: Affair::ResidentRecordCopy,
-                addresses: vec![],
-            }],
-            forwarding: Default::default(),
-        },
-        &actor(),
-    )
-    .await
-    .unwrap();
+            &actor(),
+        )
+        .await
+        .unwrap();
     for t in [FUCHU, AKISHIMA] {
         r.set_issuer(&code(t), "市長", "架空　太一", &actor())
             .await
@@ -261,7 +262,7 @@ async fn support_measures_and_certificates_migrate(db: TestDb) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    export(r, &code(FUCHU), &one, &actor()).await.unwrap();
+    let first = export(r, &code(FUCHU), &one, &actor()).await.unwrap();
     for f in ["support_measures.csv", "certificates.csv"] {
         let text = String::from_utf8(read(&one.join(f))).unwrap();
         assert_eq!(text.lines().count(), 2, "{f}: {text}");
@@ -331,6 +332,169 @@ async fn support_measures_and_certificates_migrate(db: TestDb) {
         "{p:?}"
     );
     assert_eq!(counts(&db.store, "131202").await, (0, 0, 0, 0));
+
+    // The measure is confirmed in the old system after the first extract:
+    // the difference extract carries it, and the new tenant takes it (the
+    // row is newer than the stored one).
+    r.support_confirm(
+        &code(FUCHU),
+        measure.stored.measure_id,
+        r.today(),
+        None,
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let diff = dir.path().join("diff");
+    machi::migration::export::export_since(
+        r,
+        &code(FUCHU),
+        &diff,
+        Some(first.last_change_id),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let before = counts(&db.store, AKISHIMA).await;
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&diff),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+    let (three, four) = (dir.path().join("three"), dir.path().join("four"));
+    export(r, &code(FUCHU), &three, &actor()).await.unwrap();
+    export(r, &code(AKISHIMA), &four, &actor()).await.unwrap();
+    assert!(
+        read(&three.join("support_measures.csv")) == read(&four.join("support_measures.csv")),
+        "the confirmed measure did not reach the new tenant"
+    );
+    // The first extract again, re-encoded (CRLF line ends): other bytes,
+    // the same content; nothing is new, so nothing is written or recorded.
+    let after_diff = counts(&db.store, AKISHIMA).await;
+    assert_eq!((after_diff.0, after_diff.1), (before.0, before.1));
+    let crlf = dir.path().join("crlf");
+    std::fs::create_dir_all(&crlf).unwrap();
+    for f in ["residents.csv", "certificates.csv"] {
+        let text = String::from_utf8(read(&one.join(f))).unwrap();
+        std::fs::write(crlf.join(f), text.replace('\n', "\r\n")).unwrap();
+    }
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&crlf),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Unchanged, "{:?}", report.problems);
+    assert_eq!(counts(&db.store, AKISHIMA).await, after_diff);
+    // But the first extract's measure, older than the stored one and other
+    // than it, is a conflict: reported with its row, nothing written.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::copy(one.join("residents.csv"), stale.join("residents.csv")).unwrap();
+    std::fs::copy(
+        one.join("support_measures.csv"),
+        stale.join("support_measures.csv"),
+    )
+    .unwrap();
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&stale),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Refused);
+    let p = &report.problems[0];
+    assert_eq!(
+        (p.file.as_str(), p.row, p.code.as_str()),
+        ("support_measures.csv", 2, "conflicts_with_stored"),
+        "{p:?}"
+    );
+    // A certificate changed since it was imported, or naming a person the
+    // tenant does not have, or a 発行番号 twice in the file: refused, each
+    // at its row, nothing written.
+    let certs = String::from_utf8(read(&one.join("certificates.csv"))).unwrap();
+    let mut reader = csv::Reader::from_reader(certs.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let row: Vec<String> = reader
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::from)
+        .collect();
+    let file_of = |rows: &[Vec<String>]| {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&header).unwrap();
+        for r in rows {
+            w.write_record(r).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    };
+    let with = |i: usize, v: &str| {
+        let mut r = row.clone();
+        r[i] = v.to_string();
+        r
+    };
+    let stranger = {
+        let mut r = with(0, "R9-0001");
+        r[2] = a(99);
+        r
+    };
+    let cases = [
+        (
+            "changed",
+            file_of(&[with(4, "7")]),
+            "conflicts_with_stored",
+            2,
+        ),
+        (
+            "stranger",
+            file_of(&[row.clone(), stranger]),
+            "unknown_person",
+            3,
+        ),
+        (
+            "twice",
+            file_of(&[row.clone(), row.clone()]),
+            "duplicate_key",
+            3,
+        ),
+    ];
+    for (name, text, code_expected, line) in cases {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(one.join("residents.csv"), d.join("residents.csv")).unwrap();
+        std::fs::write(d.join("certificates.csv"), text).unwrap();
+        let report = import(
+            r,
+            &code(AKISHIMA),
+            std::slice::from_ref(&d),
+            &ImportOptions::default(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.outcome, Outcome::Refused, "{name}");
+        let p = &report.problems[0];
+        assert_eq!(
+            (p.file.as_str(), p.row, p.code.as_str()),
+            ("certificates.csv", line, code_expected),
+            "{name}: {p:?}"
+        );
+        assert_eq!(counts(&db.store, AKISHIMA).await, after_diff, "{name}");
+    }
 }
 
 async fn export_import_export_is_identical_and_rerun_changes_nothing(db: TestDb) {
@@ -510,27 +674,107 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
     }
     // What a refused full load set aside or dropped is back as it was.
     assert_indexes_whole(&db).await;
-    // Shift_JIS input is read as such.
+    // Shift_JIS input is read as such. This one holds CP932's extension
+    // kanji (髙, 﨑), which JIS X 0213 reads as other kanji: auto-detection
+    // refuses to guess, naming the line; named, the encoding is used.
     let sjis = dir.path().join("sjis");
     std::fs::create_dir_all(&sjis).unwrap();
     let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&residents);
     assert!(!unmappable || residents.contains('𠮷'));
+    assert!(residents.contains('髙') || residents.contains('﨑'));
     std::fs::write(sjis.join("residents.csv"), &bytes).unwrap();
+    let validate_as = |encoding| ImportOptions {
+        encoding,
+        validate_only: true,
+        ..ImportOptions::default()
+    };
     let rep = import(
         r,
         &code(AKISHIMA),
         &[sjis.join("residents.csv")],
-        &ImportOptions {
-            encoding: InputEncoding::Auto,
-            validate_only: true,
-            ..ImportOptions::default()
-        },
+        &validate_as(InputEncoding::Auto),
         &actor(),
     )
     .await
     .unwrap();
-    assert_eq!(rep.encoding.as_deref(), Some("shift_jis"));
+    assert_eq!(rep.outcome, Outcome::Refused);
+    let first_extension = residents
+        .lines()
+        .position(|l| l.contains('髙') || l.contains('﨑'))
+        .unwrap() as u64
+        + 1;
+    assert_eq!(
+        rep.problems
+            .iter()
+            .map(|p| (p.code.as_str(), p.row))
+            .collect::<Vec<_>>(),
+        [("encoding_ambiguous", first_extension)],
+        "{:?}",
+        rep.problems
+    );
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        &[sjis.join("residents.csv")],
+        &validate_as(InputEncoding::ShiftJis),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rep.encoding.as_deref(),
+        Some("shift_jis"),
+        "{:?}",
+        rep.problems
+    );
     assert_eq!(rep.outcome, Outcome::Validated, "{:?}", rep.problems);
+    // Without those kanji, auto-detection finds Shift_JIS by itself.
+    let plain: String = residents.replace('髙', "高").replace('﨑', "崎");
+    let (plain_bytes, _, _) = encoding_rs::SHIFT_JIS.encode(&plain);
+    let plain_dir = dir.path().join("sjis-plain");
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    std::fs::write(plain_dir.join("residents.csv"), &plain_bytes).unwrap();
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        &[plain_dir.join("residents.csv")],
+        &validate_as(InputEncoding::Auto),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rep.encoding.as_deref(),
+        Some("shift_jis"),
+        "{:?}",
+        rep.problems
+    );
+    // A UTF-8 file with one bad byte: reported at its line, not re-read as
+    // Shift_JIS.
+    let mut broken_utf8 = residents.clone().into_bytes();
+    let at = residents.match_indices('\n').nth(4).unwrap().0 + 1;
+    broken_utf8.insert(at + 12, 0xFF);
+    let bad_byte = dir.path().join("bad-byte");
+    std::fs::create_dir_all(&bad_byte).unwrap();
+    std::fs::write(bad_byte.join("residents.csv"), &broken_utf8).unwrap();
+    let rep = import(
+        r,
+        &code(AKISHIMA),
+        &[bad_byte.join("residents.csv")],
+        &validate_as(InputEncoding::Auto),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rep.problems
+            .iter()
+            .map(|p| (p.code.as_str(), p.row))
+            .collect::<Vec<_>>(),
+        [("encoding_invalid", 6)],
+        "{:?}",
+        rep.problems
+    );
     // The same file declared as UTF-8: the wrong encoding is reported.
     let rep = import(
         r,
@@ -546,7 +790,7 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
     .unwrap();
     assert_eq!(rep.outcome, Outcome::Refused);
     assert!(
-        rep.problems.iter().any(|p| p.code == "unreadable"),
+        rep.problems.iter().any(|p| p.code == "encoding_invalid"),
         "{:?}",
         rep.problems
     );

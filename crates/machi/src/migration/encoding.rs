@@ -1,0 +1,559 @@
+//! Which character encoding an input file is in, decided from every byte of
+//! it, and a strict reader for Shift_JIS as Windows writes it (CP932).
+//!
+//! `--encoding auto` never guesses where the guess would change the data:
+//!
+//! - valid UTF-8 is UTF-8;
+//! - text that is UTF-8 for a while and then is not (at least
+//!   [`UTF8_EVIDENCE`] multi-byte characters before the first bad byte) is
+//!   broken UTF-8, reported at its line, not re-read as Shift_JIS;
+//! - otherwise a file that decodes as CP932 or as Shift_JIS-2004 (JIS X
+//!   0213) is read as the one it decodes as; if it decodes as both and holds
+//!   a code the two read differently (CP932's NEC and IBM extensions sit
+//!   where JIS X 0213 has other kanji: 0xFBFC is 髙 in one, another kanji
+//!   in the other), it is refused as ambiguous, naming the line, so that the
+//!   operator says which with `--encoding`;
+//! - a file none of the three decode is refused at the line where the one
+//!   that read furthest failed.
+//!
+//! An encoding named with `--encoding` is taken at its word, but its
+//! decoding is strict as well: a byte sequence that is not in it is an
+//! error naming its place, never a replacement character.
+
+use std::io::{self, Read};
+use std::sync::OnceLock;
+
+use encoding_rs::{DecoderResult, SHIFT_JIS};
+
+use super::import::InputEncoding;
+use super::sjis2004;
+
+/// Multi-byte UTF-8 characters before the first invalid byte that make a
+/// file broken UTF-8 rather than Shift_JIS (Shift_JIS text does not form
+/// that many valid UTF-8 sequences by chance).
+pub const UTF8_EVIDENCE: u64 = 16;
+
+/// What [`Detector`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detection {
+    /// The file decodes as this encoding, and only one reading is possible.
+    Decided(InputEncoding),
+    /// Valid CP932 and valid Shift_JIS-2004, read differently from `line`.
+    Ambiguous { line: u64 },
+    /// Broken: not valid in `encoding` (the likeliest one) from `line`,
+    /// `offset` bytes into the file.
+    Invalid {
+        encoding: InputEncoding,
+        line: u64,
+        offset: u64,
+    },
+}
+
+/// Where one candidate encoding failed, if it did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Failure {
+    failed: bool,
+    offset: u64,
+    line: u64,
+}
+
+/// Reads a file's bytes in order ([`Detector::feed`]) and tells which
+/// encoding they are in ([`Detector::finish`]).
+pub struct Detector {
+    /// Bytes fed so far, and the newlines among them.
+    offset: u64,
+    lines: u64,
+    utf8: Failure,
+    /// A UTF-8 sequence cut by the end of the last chunk.
+    utf8_carry: Vec<u8>,
+    utf8_multibyte: u64,
+    cp932: Failure,
+    cp932_decoder: encoding_rs::Decoder,
+    scratch: Vec<u8>,
+    sjis2004: Failure,
+    /// A Shift_JIS lead byte at the end of the last chunk.
+    lead: Option<u8>,
+    /// The first line where a code valid in both Shift_JIS readings decodes
+    /// differently.
+    ambiguous_line: Option<u64>,
+}
+
+impl Default for Detector {
+    fn default() -> Self {
+        Detector {
+            offset: 0,
+            lines: 1,
+            utf8: Failure::default(),
+            utf8_carry: Vec::new(),
+            utf8_multibyte: 0,
+            cp932: Failure::default(),
+            cp932_decoder: SHIFT_JIS.new_decoder_without_bom_handling(),
+            scratch: vec![0; 1 << 17],
+            sjis2004: Failure::default(),
+            lead: None,
+            ambiguous_line: None,
+        }
+    }
+}
+
+/// The line (1-based) of byte `pos` of `chunk`, the chunk starting on `line`.
+fn line_at(line: u64, chunk: &[u8], pos: usize) -> u64 {
+    line + chunk[..pos.min(chunk.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count() as u64
+}
+
+impl Detector {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if !self.utf8.failed {
+            self.feed_utf8(chunk);
+        }
+        if !self.cp932.failed {
+            self.feed_cp932(chunk, false);
+        }
+        if !self.sjis2004.failed {
+            self.feed_sjis2004(chunk);
+        }
+        self.lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        self.offset += chunk.len() as u64;
+    }
+
+    fn fail(&self, chunk: &[u8], pos: usize) -> Failure {
+        Failure {
+            failed: true,
+            offset: self.offset + pos as u64,
+            line: line_at(self.lines, chunk, pos),
+        }
+    }
+
+    fn feed_utf8(&mut self, chunk: &[u8]) {
+        let carried = self.utf8_carry.len();
+        let joined;
+        let bytes: &[u8] = if carried > 0 {
+            let mut v = std::mem::take(&mut self.utf8_carry);
+            v.extend_from_slice(chunk);
+            joined = v;
+            &joined
+        } else {
+            chunk
+        };
+        let (valid, failure) = match std::str::from_utf8(bytes) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let ok = &bytes[..e.valid_up_to()];
+                // Safe to take: from_utf8 vouched for the prefix.
+                let s = std::str::from_utf8(ok).unwrap_or_default();
+                match e.error_len() {
+                    Some(_) => (s, Some(e.valid_up_to())),
+                    None => {
+                        self.utf8_carry = bytes[e.valid_up_to()..].to_vec();
+                        (s, None)
+                    }
+                }
+            }
+        };
+        self.utf8_multibyte += valid.bytes().filter(|b| *b >= 0xC0).count() as u64;
+        if let Some(at) = failure {
+            // Positions in `bytes` are `carried` bytes before the chunk's.
+            let mut f = self.fail(chunk, at.saturating_sub(carried));
+            f.offset = (self.offset + at as u64).saturating_sub(carried as u64);
+            self.utf8 = f;
+        }
+    }
+
+    fn feed_cp932(&mut self, chunk: &[u8], last: bool) {
+        let mut read_total = 0;
+        loop {
+            let (result, read, _) = self.cp932_decoder.decode_to_utf8_without_replacement(
+                &chunk[read_total..],
+                &mut self.scratch,
+                last,
+            );
+            read_total += read;
+            match result {
+                DecoderResult::InputEmpty => return,
+                DecoderResult::OutputFull => continue,
+                DecoderResult::Malformed(bad, after) => {
+                    let at = (read_total as u64).saturating_sub(u64::from(bad) + u64::from(after));
+                    self.cp932 = self.fail(chunk, at as usize);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn feed_sjis2004(&mut self, chunk: &[u8]) {
+        let mut i = 0;
+        // A lead byte left from the last chunk pairs with this one's first.
+        if let Some(lead) = self.lead.take() {
+            match chunk.first() {
+                Some(&t) => {
+                    if !self.pair(lead, t, chunk, 0) {
+                        return;
+                    }
+                    i = 1;
+                }
+                None => {
+                    self.lead = Some(lead);
+                    return;
+                }
+            }
+        }
+        while i < chunk.len() {
+            let b = chunk[i];
+            if b < 0x80 || (0xA1..=0xDF).contains(&b) {
+                i += 1;
+            } else if sjis2004::is_lead(b) {
+                let Some(&t) = chunk.get(i + 1) else {
+                    self.lead = Some(b);
+                    return;
+                };
+                if !self.pair(b, t, chunk, i) {
+                    return;
+                }
+                i += 2;
+            } else {
+                self.sjis2004 = self.fail(chunk, i);
+                return;
+            }
+        }
+    }
+
+    /// Checks one double-byte code at `pos` of `chunk` (the lead may be the
+    /// last chunk's); false once Shift_JIS-2004 has failed.
+    fn pair(&mut self, lead: u8, trail: u8, chunk: &[u8], pos: usize) -> bool {
+        if sjis2004::decode_pair(lead, trail).is_none() {
+            self.sjis2004 = self.fail(chunk, pos);
+            return false;
+        }
+        if self.ambiguous_line.is_none() && !self.cp932.failed && reads_differently(lead, trail) {
+            self.ambiguous_line = Some(line_at(self.lines, chunk, pos));
+        }
+        true
+    }
+
+    pub fn finish(mut self) -> Detection {
+        if !self.utf8.failed && !self.utf8_carry.is_empty() {
+            let at = self.offset - self.utf8_carry.len() as u64;
+            self.utf8 = Failure {
+                failed: true,
+                offset: at,
+                line: self.lines,
+            };
+        }
+        if !self.cp932.failed {
+            self.feed_cp932(&[], true);
+        }
+        if !self.sjis2004.failed && self.lead.is_some() {
+            self.sjis2004 = Failure {
+                failed: true,
+                offset: self.offset - 1,
+                line: self.lines,
+            };
+        }
+        if !self.utf8.failed {
+            return Detection::Decided(InputEncoding::Utf8);
+        }
+        let invalid = |encoding, f: Failure| Detection::Invalid {
+            encoding,
+            line: f.line,
+            offset: f.offset,
+        };
+        if self.utf8_multibyte >= UTF8_EVIDENCE {
+            return invalid(InputEncoding::Utf8, self.utf8);
+        }
+        match (self.cp932.failed, self.sjis2004.failed) {
+            (false, false) => match self.ambiguous_line {
+                Some(line) => Detection::Ambiguous { line },
+                None => Detection::Decided(InputEncoding::ShiftJis),
+            },
+            (false, true) => Detection::Decided(InputEncoding::ShiftJis),
+            (true, false) => Detection::Decided(InputEncoding::ShiftJis2004),
+            (true, true) => {
+                // The one that read furthest is the likeliest.
+                let mut best = (InputEncoding::Utf8, self.utf8);
+                for (e, f) in [
+                    (InputEncoding::ShiftJis, self.cp932),
+                    (InputEncoding::ShiftJis2004, self.sjis2004),
+                ] {
+                    if f.offset > best.1.offset {
+                        best = (e, f);
+                    }
+                }
+                invalid(best.0, best.1)
+            }
+        }
+    }
+}
+
+/// JIS X 0208 symbols that the two tables map to different Unicode
+/// characters (CP932's, JIS X 0213's) while meaning the same one: not an
+/// ambiguity worth refusing a file for (CP932's reading is kept).
+const SAME_SYMBOL: [(char, char); 7] = [
+    ('＼', '\\'),
+    ('～', '〜'),
+    ('∥', '‖'),
+    ('－', '−'),
+    ('￠', '¢'),
+    ('￡', '£'),
+    ('￢', '¬'),
+];
+
+/// Whether a code valid in Shift_JIS-2004 is valid CP932 too, but another
+/// character there (2,642 codes: NEC and IBM extension kanji, and the
+/// user-defined area, which CP932 reads as private-use 外字).
+fn reads_differently(lead: u8, trail: u8) -> bool {
+    static TABLE: OnceLock<std::collections::HashSet<(u8, u8)>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            let mut set = std::collections::HashSet::new();
+            for lead in (0x81..=0x9Fu8).chain(0xE0..=0xFC) {
+                for trail in (0x40..=0x7Eu8).chain(0x80..=0xFC) {
+                    let Some((a, b)) = sjis2004::decode_pair(lead, trail) else {
+                        continue;
+                    };
+                    let code = [lead, trail];
+                    let (cp932, malformed) = SHIFT_JIS.decode_without_bom_handling(&code);
+                    let mut jis = a.to_string();
+                    jis.extend(b);
+                    let same_symbol = SAME_SYMBOL
+                        .iter()
+                        .any(|(c, j)| cp932 == c.to_string() && jis == j.to_string());
+                    if !malformed && cp932 != jis && !same_symbol {
+                        set.insert((lead, trail));
+                    }
+                }
+            }
+            set
+        })
+        .contains(&(lead, trail))
+}
+
+/// The detection of a whole stream (tests; the import feeds its digest
+/// pass's chunks instead).
+pub fn detect(mut r: impl Read) -> io::Result<Detection> {
+    let mut d = Detector::default();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(d.finish());
+        }
+        d.feed(&buf[..n]);
+    }
+}
+
+/// A reader of CP932 bytes that yields UTF-8, failing (with the byte offset)
+/// on a sequence that is not CP932 instead of replacing it.
+pub struct Cp932Reader<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Input bytes decoded so far.
+    offset: u64,
+}
+
+impl<R: Read> Cp932Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Cp932Reader {
+            inner,
+            decoder: SHIFT_JIS.new_decoder_without_bom_handling(),
+            buf: vec![0; 1 << 16],
+            start: 0,
+            end: 0,
+            eof: false,
+            offset: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Cp932Reader<R> {
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        // Room for at least one character.
+        if dst.len() < 4 {
+            let mut small = [0u8; 4];
+            let n = self.read(&mut small)?;
+            if n > dst.len() {
+                return Err(io::Error::other("read buffer under 4 bytes"));
+            }
+            dst[..n].copy_from_slice(&small[..n]);
+            return Ok(n);
+        }
+        loop {
+            if self.start == self.end && !self.eof {
+                self.start = 0;
+                self.end = self.inner.read(&mut self.buf)?;
+                self.eof = self.end == 0;
+            }
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                &self.buf[self.start..self.end],
+                dst,
+                self.eof,
+            );
+            self.start += read;
+            self.offset += read as u64;
+            match result {
+                DecoderResult::Malformed(bad, after) => {
+                    let at = self.offset - u64::from(bad) - u64::from(after);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "not Shift_JIS (CP932) at byte {at} / Shift_JIS (CP932) ではありません（{at} バイト目）"
+                        ),
+                    ));
+                }
+                _ if written > 0 => return Ok(written),
+                DecoderResult::InputEmpty if self.eof => return Ok(0),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp932(s: &str) -> Vec<u8> {
+        let (b, _, unmappable) = SHIFT_JIS.encode(s);
+        assert!(!unmappable, "{s} is not CP932");
+        b.into_owned()
+    }
+
+    fn detect_bytes(b: &[u8]) -> Detection {
+        detect(b).unwrap()
+    }
+
+    #[test]
+    fn utf8_is_utf8() {
+        assert_eq!(
+            detect_bytes("宛名番号\n0000000001,佐藤　花子\n".as_bytes()),
+            Detection::Decided(InputEncoding::Utf8)
+        );
+    }
+
+    #[test]
+    fn a_bad_byte_in_utf8_is_reported_at_its_line_not_reread_as_shift_jis() {
+        let mut b = "a,b\n".as_bytes().to_vec();
+        for i in 0..10 {
+            b.extend(format!("{i},東京都府中市宮西町二丁目\n").as_bytes());
+        }
+        let at = b.len();
+        b.extend(b"9,\xFF\n");
+        assert_eq!(
+            detect_bytes(&b),
+            Detection::Invalid {
+                encoding: InputEncoding::Utf8,
+                line: 12,
+                offset: at as u64 + 2
+            }
+        );
+    }
+
+    #[test]
+    fn cp932_is_shift_jis_and_its_extensions_are_ambiguous() {
+        let plain = cp932("氏名\n佐藤　花子,ｻﾄｳ\n");
+        assert_eq!(
+            detect_bytes(&plain),
+            Detection::Decided(InputEncoding::ShiftJis)
+        );
+        // 髙 (an IBM extension in CP932) is another kanji in JIS X 0213.
+        let ext = cp932("氏名\n佐藤　花子\n髙橋　一郎\n");
+        assert_eq!(detect_bytes(&ext), Detection::Ambiguous { line: 3 });
+    }
+
+    #[test]
+    fn symbols_the_two_tables_map_apart_are_not_ambiguous() {
+        let b = cp932("住所\n府中市宮西町２－１～３\n");
+        assert_eq!(
+            detect_bytes(&b),
+            Detection::Decided(InputEncoding::ShiftJis)
+        );
+        let count = (0x81..=0x9Fu8)
+            .chain(0xE0..=0xFC)
+            .flat_map(|l| (0x40..=0xFCu8).map(move |t| (l, t)))
+            .filter(|&(l, t)| reads_differently(l, t))
+            .count();
+        assert_eq!(count, 2642);
+    }
+
+    #[test]
+    fn jis_x_0213_only_codes_make_shift_jis_2004() {
+        // A code CP932 does not have but JIS X 0213 does.
+        let (lead, trail) = (0x81..=0x9Fu8)
+            .chain(0xE0..=0xFC)
+            .flat_map(|l| (0x40..=0xFCu8).map(move |t| (l, t)))
+            .find(|&(l, t)| {
+                sjis2004::decode_pair(l, t).is_some()
+                    && SHIFT_JIS.decode_without_bom_handling(&[l, t]).1
+            })
+            .unwrap();
+        let mut b = cp932("氏名\n佐藤　");
+        b.extend([lead, trail]);
+        b.extend(b"\n");
+        assert_eq!(
+            detect_bytes(&b),
+            Detection::Decided(InputEncoding::ShiftJis2004)
+        );
+        // Read as CP932 it fails at that code, not replaced.
+        let mut out = String::new();
+        let e = Cp932Reader::new(&b[..])
+            .read_to_string(&mut out)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string().contains(&format!("byte {}", b.len() - 3)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cp932_reader_decodes_across_small_reads() {
+        let text = "宛名番号,氏名\n1,髙橋　﨑子ｱｲｳ\n".repeat(500);
+        let bytes = cp932(&text);
+        let mut r = Cp932Reader::new(&bytes[..]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 5];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), text);
+    }
+
+    #[test]
+    fn detection_does_not_depend_on_chunk_boundaries() {
+        let mut b = cp932("氏名\n佐藤　花子\n");
+        b.extend("東京都府中市".as_bytes());
+        let whole = detect_bytes(&b);
+        for cut in 1..b.len() {
+            let mut d = Detector::default();
+            d.feed(&b[..cut]);
+            d.feed(&b[cut..]);
+            assert_eq!(d.finish(), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn nothing_decodes_reports_the_furthest() {
+        // Shift_JIS up to a byte none of the three has.
+        let mut b = cp932("氏名\n佐藤　花子\n");
+        let at = b.len();
+        b.extend([0xFD, b'\n']);
+        assert_eq!(
+            detect_bytes(&b),
+            Detection::Invalid {
+                encoding: InputEncoding::ShiftJis,
+                line: 3,
+                offset: at as u64
+            }
+        );
+    }
+}
