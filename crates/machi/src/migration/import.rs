@@ -98,8 +98,13 @@ pub struct ImportReport {
     pub rows_written: u64,
     /// Rows that were already present, identical.
     pub rows_already_present: u64,
+    /// Before the load: reading every file for its digest and encoding,
+    /// and for a difference load (or `--validate-only`) the validation
+    /// pass. A full load validates while it writes (`load_seconds`).
     pub validate_seconds: f64,
     pub load_seconds: f64,
+    /// A full load: validated while written, in one pass.
+    pub one_pass: bool,
 }
 
 impl ImportReport {
@@ -117,6 +122,7 @@ impl ImportReport {
             rows_already_present: 0,
             validate_seconds,
             load_seconds: 0.0,
+            one_pass: false,
         }
     }
 }
@@ -705,6 +711,31 @@ struct Validated {
     /// The side files, validated (loaded with the residents).
     measures: Vec<super::side::MeasureRow>,
     certificates: Vec<super::side::CertificateRow>,
+    /// 取消対象異動番号 that name no change in the file: (line, change id).
+    /// A full load refuses them; a difference load looks for them in the
+    /// tenant.
+    unresolved_cancels: Vec<(u64, i64)>,
+}
+
+/// The items all rows of one change share (異動事由 to 取消対象異動番号, as
+/// written: dates keep the form they were entered in), hashed.
+fn change_fingerprint(fields: &[&str]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    static RANGE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    let (from, to) = *RANGE.get_or_init(|| {
+        let at = |name| {
+            RESIDENT_COLUMNS
+                .iter()
+                .position(|(c, _)| *c == name)
+                .unwrap_or(0)
+        };
+        (at("reason"), at("cancels"))
+    });
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in fields.get(from..=to).unwrap_or_default() {
+        f.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn serial_of(number: &str) -> i64 {
@@ -860,6 +891,9 @@ fn validate(
         return v;
     }
     let mut households: HashMap<NumberKey, HouseholdCheck> = HashMap::new();
+    // Each change's shared items, and the cancellations to resolve.
+    let mut changes: HashMap<i64, u64> = HashMap::new();
+    let mut cancels: Vec<(u64, i64)> = Vec::new();
     let mut ticker = Ticker::new(&opts.progress, phase, path);
     let mut writing = true;
     let mut prev: Option<(String, i64)> = None;
@@ -961,6 +995,32 @@ fn validate(
                 v.persons += 1;
             }
         }
+        let fingerprint = change_fingerprint(&fields);
+        match changes.entry(row.change.change_id) {
+            std::collections::hash_map::Entry::Occupied(e) if *e.get() != fingerprint => {
+                problems.push(
+                    RESIDENTS_FILE,
+                    line,
+                    "change_id",
+                    "change_inconsistent",
+                    format!(
+                        "異動番号 {} の行どうしで、異動事由・異動日・処理日などが食い違っています。",
+                        row.change.change_id
+                    ),
+                    format!(
+                        "rows of change {} disagree on its reason, dates or other items",
+                        row.change.change_id
+                    ),
+                );
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(fingerprint);
+            }
+        }
+        if let Some(target) = row.change.cancels {
+            cancels.push((line, target));
+        }
         v.max_change_id = v.max_change_id.max(row.change.change_id);
         v.max_addressee_serial = v.max_addressee_serial.max(serial_of(&a));
         v.max_household_serial = v
@@ -983,6 +1043,11 @@ fn validate(
     }
     finish_person(&mut latest, &mut households);
     ticker.done();
+    v.unresolved_cancels = cancels
+        .into_iter()
+        .filter(|(_, target)| !changes.contains_key(target))
+        .collect();
+    drop(changes);
     if let Some(m) = &manifest
         && let Some(f) = m.files.iter().find(|f| f.name == RESIDENTS_FILE)
         && f.rows != v.history_rows
@@ -1219,6 +1284,7 @@ pub async fn import(
         let pass = single_pass(registry, tenant, &inputs, digest, opts, actor).await?;
         let report = |v: Validated, problems: Problems, outcome| ImportReport {
             load_seconds: started.elapsed().as_secs_f64() - checked,
+            one_pass: true,
             ..ImportReport::of(&v, problems, outcome, checked)
         };
         match pass {
@@ -1228,6 +1294,9 @@ pub async fn import(
                 return Ok(r);
             }
             Pass::Refused { v, problems } => return Ok(report(v, problems, Outcome::Refused)),
+            Pass::Unchanged { v } => {
+                return Ok(report(v, Problems::new(0), Outcome::Unchanged));
+            }
             Pass::AlreadyImported => already_imported = true,
             Pass::NotEmpty => {}
         }
@@ -1280,7 +1349,9 @@ pub async fn import(
     let loaded = registry
         .store()
         .write(Some(tenant), move |tx| {
-            let done = load(tx, &t, &path, encoding, &eras, &digest, &progress)?;
+            let done = load(
+                tx, &t, &path, encoding, &eras, &digest, &validated, &progress,
+            )?;
             let Load::Done { written, present } = done else {
                 return Ok(done);
             };
@@ -1334,6 +1405,8 @@ enum Pass {
     Refused { v: Validated, problems: Problems },
     /// This input was imported before; nothing was read.
     AlreadyImported,
+    /// The files hold no rows; nothing was written or recorded.
+    Unchanged { v: Validated },
     /// The tenant has history: not a full load; nothing was read.
     NotEmpty,
 }
@@ -1399,7 +1472,12 @@ async fn single_pass(
             }
             let (v, written) = validate_and_load(tx, &t, &inputs, &digest.residents, &eras, &opts)?;
             // Support measures and certificates in the same transaction.
-            super::side::load(tx, &t, &v.measures, &v.certificates).map_err(ImportError::from)?;
+            let side = super::side::load(tx, &t, &v.measures, &v.certificates)
+                .map_err(ImportError::from)?;
+            if written == 0 && side == (0, 0) {
+                // No rows at all: nothing recorded.
+                return Ok(Pass::Unchanged { v });
+            }
             finish_load(tx, &t, &digest.identity, &v, now, &actor, written, 0)?;
             tracing::debug!(
                 seconds = started.elapsed().as_secs_f64(),
@@ -1533,6 +1611,22 @@ impl RowSink for LoadSink<'_> {
     }
 }
 
+/// The problem of a 取消対象異動番号 that names no change.
+fn cancels_nothing(line: u64, target: i64) -> Problem {
+    Problem {
+        file: RESIDENTS_FILE.into(),
+        row: line,
+        column: "cancels".into(),
+        code: "cancels_unknown_change".into(),
+        message_ja: format!(
+            "取消対象の異動番号 {target} の異動は、このファイルにもこの団体にもありません。"
+        ),
+        message_en: format!(
+            "change {target}, cancelled here, is neither in the file nor in the tenant"
+        ),
+    }
+}
+
 /// Reads, validates and writes every row (the reading on a thread of its
 /// own, the writing on this one, which holds the transaction). Errs with
 /// the problems if there is any, so that the transaction is rolled back.
@@ -1631,6 +1725,25 @@ fn validate_and_load(
     if let Some(p) = conflict {
         return Err(ImportError::Conflict(Box::new(p)).into());
     }
+    // The tenant had no history: a cancelled change must be in the file.
+    if !v.unresolved_cancels.is_empty() {
+        let mut problems = Problems::new(opts.max_reported);
+        for (line, target) in &v.unresolved_cancels {
+            let p = cancels_nothing(*line, *target);
+            problems.push(
+                &p.file,
+                p.row,
+                &p.column,
+                &p.code,
+                p.message_ja,
+                p.message_en,
+            );
+        }
+        return Err(PassError::Refused {
+            v: Box::new(v),
+            problems,
+        });
+    }
     if !complete {
         return Err(StoreError::Task("the import's rows were not all written".into()).into());
     }
@@ -1668,6 +1781,7 @@ fn load(
     encoding: InputEncoding,
     eras: &EraTable,
     digest: &InputDigest,
+    v: &Validated,
     progress: &Option<Progress>,
 ) -> Result<Load, ImportError> {
     let fail = |e: String| ImportError::from(StoreError::Task(e));
@@ -1786,6 +1900,19 @@ fn load(
     }
     ticker.done();
     unchanged(path, &digest.residents.0)?;
+    for (line, target) in &v.unresolved_cancels {
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM resident_history WHERE tenant = $1 AND change_id = $2 LIMIT 1",
+                &[tenant.as_str().into(), (*target).into()],
+            )?
+            .is_some();
+        if !found {
+            return Err(ImportError::Conflict(Box::new(cancels_nothing(
+                *line, *target,
+            ))));
+        }
+    }
     Ok(Load::Done { written, present })
 }
 

@@ -111,7 +111,11 @@ async fn a_full_load_leaves_keys_and_indexes_whole(db: TestDb) {
     export(r, &code(FUCHU), &full, &actor()).await.unwrap();
     // An empty extract first: the tenant is still without history, so the
     // next import is a full load again, built aside once more.
-    for (files, rows) in [(&empty, 0), (&full, 9)] {
+    // (It holds no rows: it writes and records nothing.)
+    for (files, rows, outcome) in [
+        (&empty, 0, Outcome::Unchanged),
+        (&full, 9, Outcome::Imported),
+    ] {
         let report = import(
             r,
             &code(AKISHIMA),
@@ -121,7 +125,7 @@ async fn a_full_load_leaves_keys_and_indexes_whole(db: TestDb) {
         )
         .await
         .unwrap();
-        assert_eq!(report.outcome, Outcome::Imported, "{:?}", report.problems);
+        assert_eq!(report.outcome, outcome, "{:?}", report.problems);
         assert_eq!(report.rows_written, rows);
         assert_indexes_whole(&db).await;
     }
@@ -612,6 +616,40 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
     };
     let truncated = residents[..residents.len() - 40].to_string();
     let bad_header = residents.replacen("addressee_number", "atena", 1);
+    // Rows edited as CSV: (row index, column, value).
+    let edited = |edits: &[(usize, &str, String)]| {
+        let mut reader = csv::Reader::from_reader(residents.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let mut rows: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(String::from).collect())
+            .collect();
+        for (i, column, value) in edits {
+            let c = header.iter().position(|h| h == *column).unwrap();
+            rows[*i][c] = value.clone();
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&header).unwrap();
+        for r in rows {
+            w.write_record(r).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    };
+    let change_of = |i: usize| {
+        let mut reader = csv::Reader::from_reader(residents.as_bytes());
+        let c = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "change_id")
+            .unwrap();
+        reader.records().nth(i).unwrap().unwrap()[c].to_string()
+    };
+    // The last row claims the first row's change, with other items.
+    let last_row = lines.len() - 2;
+    assert_ne!(change_of(0), change_of(last_row));
+    let change_clash = edited(&[(last_row, "change_id", change_of(0))]);
+    let cancels_nowhere = edited(&[(last_row, "cancels", "999999".into())]);
     let cases = vec![
         (
             "bad_my_number",
@@ -629,6 +667,16 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
             "addressee_number",
         ),
         ("truncated", write_case("truncated", truncated, true), ""),
+        (
+            "change_clash",
+            write_case("change_clash", change_clash, false),
+            "change_id",
+        ),
+        (
+            "cancels_nowhere",
+            write_case("cancels_nowhere", cancels_nowhere, false),
+            "cancels",
+        ),
         (
             "bad_header",
             write_case("bad_header", bad_header, false),
