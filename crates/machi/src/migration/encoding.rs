@@ -38,15 +38,31 @@ pub const UTF8_EVIDENCE: u64 = 16;
 pub enum Detection {
     /// The file decodes as this encoding, and only one reading is possible.
     Decided(InputEncoding),
-    /// Valid CP932 and valid Shift_JIS-2004, read differently from `line`.
-    Ambiguous { line: u64 },
-    /// Broken: not valid in `encoding` (the likeliest one) from `line`,
-    /// `offset` bytes into the file.
+    /// Valid CP932 and valid Shift_JIS-2004, read differently from the
+    /// code `offset` bytes into the file ([`line_of`] tells its line).
+    Ambiguous { offset: u64 },
+    /// Broken: not valid in `encoding` (the likeliest one) from `offset`
+    /// bytes into the file.
     Invalid {
         encoding: InputEncoding,
-        line: u64,
         offset: u64,
     },
+}
+
+/// The line (1-based) of byte `offset` of a stream.
+pub fn line_of(mut r: impl Read, offset: u64) -> io::Result<u64> {
+    let mut line = 1;
+    let mut left = offset;
+    let mut buf = vec![0u8; 1 << 16];
+    while left > 0 {
+        let n = r.read(&mut buf[..left.min(1 << 16) as usize])?;
+        if n == 0 {
+            break;
+        }
+        line += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        left -= n as u64;
+    }
+    Ok(line)
 }
 
 /// Where one candidate encoding failed, if it did.
@@ -54,15 +70,13 @@ pub enum Detection {
 struct Failure {
     failed: bool,
     offset: u64,
-    line: u64,
 }
 
 /// Reads a file's bytes in order ([`Detector::feed`]) and tells which
 /// encoding they are in ([`Detector::finish`]).
 pub struct Detector {
-    /// Bytes fed so far, and the newlines among them.
+    /// Bytes fed so far.
     offset: u64,
-    lines: u64,
     utf8: Failure,
     /// A UTF-8 sequence cut by the end of the last chunk.
     utf8_carry: Vec<u8>,
@@ -73,16 +87,15 @@ pub struct Detector {
     sjis2004: Failure,
     /// A Shift_JIS lead byte at the end of the last chunk.
     lead: Option<u8>,
-    /// The first line where a code valid in both Shift_JIS readings decodes
+    /// The first code valid in both Shift_JIS readings that decodes
     /// differently.
-    ambiguous_line: Option<u64>,
+    ambiguous_at: Option<u64>,
 }
 
 impl Default for Detector {
     fn default() -> Self {
         Detector {
             offset: 0,
-            lines: 1,
             utf8: Failure::default(),
             utf8_carry: Vec::new(),
             utf8_multibyte: 0,
@@ -91,17 +104,9 @@ impl Default for Detector {
             scratch: vec![0; 1 << 17],
             sjis2004: Failure::default(),
             lead: None,
-            ambiguous_line: None,
+            ambiguous_at: None,
         }
     }
-}
-
-/// The line (1-based) of byte `pos` of `chunk`, the chunk starting on `line`.
-fn line_at(line: u64, chunk: &[u8], pos: usize) -> u64 {
-    line + chunk[..pos.min(chunk.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count() as u64
 }
 
 impl Detector {
@@ -115,15 +120,13 @@ impl Detector {
         if !self.sjis2004.failed {
             self.feed_sjis2004(chunk);
         }
-        self.lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         self.offset += chunk.len() as u64;
     }
 
-    fn fail(&self, chunk: &[u8], pos: usize) -> Failure {
+    fn fail(&self, pos: usize) -> Failure {
         Failure {
             failed: true,
             offset: self.offset + pos as u64,
-            line: line_at(self.lines, chunk, pos),
         }
     }
 
@@ -153,12 +156,16 @@ impl Detector {
                 }
             }
         };
-        self.utf8_multibyte += valid.bytes().filter(|b| *b >= 0xC0).count() as u64;
+        // Counted only until there is enough evidence.
+        if self.utf8_multibyte < UTF8_EVIDENCE {
+            self.utf8_multibyte += valid.bytes().filter(|b| *b >= 0xC0).count() as u64;
+        }
         if let Some(at) = failure {
             // Positions in `bytes` are `carried` bytes before the chunk's.
-            let mut f = self.fail(chunk, at.saturating_sub(carried));
-            f.offset = (self.offset + at as u64).saturating_sub(carried as u64);
-            self.utf8 = f;
+            self.utf8 = Failure {
+                failed: true,
+                offset: (self.offset + at as u64).saturating_sub(carried as u64),
+            };
         }
     }
 
@@ -176,7 +183,7 @@ impl Detector {
                 DecoderResult::OutputFull => continue,
                 DecoderResult::Malformed(bad, after) => {
                     let at = (read_total as u64).saturating_sub(u64::from(bad) + u64::from(after));
-                    self.cp932 = self.fail(chunk, at as usize);
+                    self.cp932 = self.fail(at as usize);
                     return;
                 }
             }
@@ -189,7 +196,7 @@ impl Detector {
         if let Some(lead) = self.lead.take() {
             match chunk.first() {
                 Some(&t) => {
-                    if !self.pair(lead, t, chunk, 0) {
+                    if !self.pair(lead, t, 0) {
                         return;
                     }
                     i = 1;
@@ -209,26 +216,26 @@ impl Detector {
                     self.lead = Some(b);
                     return;
                 };
-                if !self.pair(b, t, chunk, i) {
+                if !self.pair(b, t, i) {
                     return;
                 }
                 i += 2;
             } else {
-                self.sjis2004 = self.fail(chunk, i);
+                self.sjis2004 = self.fail(i);
                 return;
             }
         }
     }
 
-    /// Checks one double-byte code at `pos` of `chunk` (the lead may be the
-    /// last chunk's); false once Shift_JIS-2004 has failed.
-    fn pair(&mut self, lead: u8, trail: u8, chunk: &[u8], pos: usize) -> bool {
+    /// Checks one double-byte code at `pos` of the chunk (the lead may be
+    /// the last chunk's); false once Shift_JIS-2004 has failed.
+    fn pair(&mut self, lead: u8, trail: u8, pos: usize) -> bool {
         if sjis2004::decode_pair(lead, trail).is_none() {
-            self.sjis2004 = self.fail(chunk, pos);
+            self.sjis2004 = self.fail(pos);
             return false;
         }
-        if self.ambiguous_line.is_none() && !self.cp932.failed && reads_differently(lead, trail) {
-            self.ambiguous_line = Some(line_at(self.lines, chunk, pos));
+        if self.ambiguous_at.is_none() && !self.cp932.failed && reads_differently(lead, trail) {
+            self.ambiguous_at = Some(self.offset + pos as u64);
         }
         true
     }
@@ -239,7 +246,6 @@ impl Detector {
             self.utf8 = Failure {
                 failed: true,
                 offset: at,
-                line: self.lines,
             };
         }
         if !self.cp932.failed {
@@ -249,7 +255,6 @@ impl Detector {
             self.sjis2004 = Failure {
                 failed: true,
                 offset: self.offset - 1,
-                line: self.lines,
             };
         }
         if !self.utf8.failed {
@@ -257,15 +262,14 @@ impl Detector {
         }
         let invalid = |encoding, f: Failure| Detection::Invalid {
             encoding,
-            line: f.line,
             offset: f.offset,
         };
         if self.utf8_multibyte >= UTF8_EVIDENCE {
             return invalid(InputEncoding::Utf8, self.utf8);
         }
         match (self.cp932.failed, self.sjis2004.failed) {
-            (false, false) => match self.ambiguous_line {
-                Some(line) => Detection::Ambiguous { line },
+            (false, false) => match self.ambiguous_at {
+                Some(offset) => Detection::Ambiguous { offset },
                 None => Detection::Decided(InputEncoding::ShiftJis),
             },
             (false, true) => Detection::Decided(InputEncoding::ShiftJis),
@@ -448,10 +452,10 @@ mod tests {
             detect_bytes(&b),
             Detection::Invalid {
                 encoding: InputEncoding::Utf8,
-                line: 12,
                 offset: at as u64 + 2
             }
         );
+        assert_eq!(line_of(&b[..], at as u64 + 2).unwrap(), 12);
     }
 
     #[test]
@@ -463,7 +467,10 @@ mod tests {
         );
         // 髙 (an IBM extension in CP932) is another kanji in JIS X 0213.
         let ext = cp932("氏名\n佐藤　花子\n髙橋　一郎\n");
-        assert_eq!(detect_bytes(&ext), Detection::Ambiguous { line: 3 });
+        let Detection::Ambiguous { offset } = detect_bytes(&ext) else {
+            panic!("not ambiguous")
+        };
+        assert_eq!(line_of(&ext[..], offset).unwrap(), 3);
     }
 
     #[test]
@@ -551,7 +558,6 @@ mod tests {
             detect_bytes(&b),
             Detection::Invalid {
                 encoding: InputEncoding::ShiftJis,
-                line: 3,
                 offset: at as u64
             }
         );

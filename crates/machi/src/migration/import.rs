@@ -292,29 +292,13 @@ fn scan_inputs(
     named: InputEncoding,
     problems: &mut Problems,
 ) -> Option<InputDigest> {
-    use super::encoding::{Detection, Detector};
+    use super::encoding::Detection;
     let mut identity = Sha256::new();
     let mut residents = None;
     for (name, path) in inputs.data_files() {
-        let mut detector = (named == InputEncoding::Auto).then(Detector::default);
-        let scanned = (|| -> std::io::Result<(String, u64)> {
-            let mut f = File::open(&path)?;
-            let mut sha = Sha256::new();
-            let mut buf = vec![0u8; 1 << 16];
-            let mut total = 0u64;
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    return Ok((hex::encode(sha.finalize()), total));
-                }
-                sha.update(&buf[..n]);
-                if let Some(d) = &mut detector {
-                    d.feed(&buf[..n]);
-                }
-                total += n as u64;
-            }
-        })();
-        let (sha, bytes) = match scanned {
+        let detect = named == InputEncoding::Auto;
+        let scanned = scan_file(&path, detect);
+        let ((sha, bytes), detection) = match scanned {
             Ok(x) => x,
             Err(e) => {
                 problems.push(
@@ -332,10 +316,17 @@ fn scan_inputs(
         if name == RESIDENTS_FILE {
             residents = Some((sha, bytes));
         }
-        match detector.map(Detector::finish) {
+        let line_of = |offset| {
+            File::open(&path)
+                .and_then(|f| super::encoding::line_of(f, offset))
+                .unwrap_or(0)
+        };
+        match detection {
             None => {}
             Some(Detection::Decided(e)) => inputs.encodings.push((path, e)),
-            Some(Detection::Ambiguous { line }) => problems.push(
+            Some(Detection::Ambiguous { offset }) => {
+                let line = line_of(offset);
+                problems.push(
                 name,
                 line,
                 "",
@@ -346,12 +337,10 @@ fn scan_inputs(
                 format!(
                     "from line {line} the file holds characters that Shift_JIS (CP932) and Shift_JIS-2004 (JIS X 0213) read differently: name the encoding with --encoding shift_jis or --encoding shift_jis_2004"
                 ),
-            ),
-            Some(Detection::Invalid {
-                encoding,
-                line,
-                offset,
-            }) => {
+            );
+            }
+            Some(Detection::Invalid { encoding, offset }) => {
+                let line = line_of(offset);
                 let label = encoding_label(encoding);
                 problems.push(
                     name,
@@ -371,6 +360,58 @@ fn scan_inputs(
     residents.map(|residents| InputDigest {
         residents,
         identity: hex::encode(identity.finalize()),
+    })
+}
+
+/// A file's (SHA-256, size) and, when `detect`, its encoding: the bytes are
+/// hashed on this thread and examined for their encoding on another.
+fn scan_file(
+    path: &Path,
+    detect: bool,
+) -> std::io::Result<((String, u64), Option<super::encoding::Detection>)> {
+    use super::encoding::Detector;
+    let mut f = File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut total = 0u64;
+    let (to_detector, chunks) = mpsc::sync_channel::<Vec<u8>>(4);
+    let (to_reader, spent) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let detector = detect.then(|| {
+            scope.spawn(move || {
+                let mut d = Detector::default();
+                for chunk in chunks {
+                    d.feed(&chunk);
+                    let _ = to_reader.send(chunk);
+                }
+                d.finish()
+            })
+        });
+        let mut to_detector = detector.as_ref().map(|_| to_detector);
+        loop {
+            let mut buf = spent.try_recv().unwrap_or_else(|_| vec![0u8; 1 << 18]);
+            buf.resize(1 << 18, 0);
+            let n = read_full(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            sha.update(&buf);
+            total += n as u64;
+            if let Some(tx) = &to_detector
+                && tx.send(buf).is_err()
+            {
+                to_detector = None;
+            }
+        }
+        drop(to_detector);
+        let detection = match detector {
+            Some(h) => Some(
+                h.join()
+                    .map_err(|_| std::io::Error::other("the encoding check panicked"))?,
+            ),
+            None => None,
+        };
+        Ok(((hex::encode(sha.finalize()), total), detection))
     })
 }
 
