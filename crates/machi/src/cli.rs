@@ -148,13 +148,19 @@ enum AuditCommand {
 
 #[derive(Subcommand, Debug)]
 enum MigrateAction {
-    /// Rehearse a data migration on a scratch database: generate a population,
-    /// load it as the old system's data, change some households, then compare a
-    /// full load with an incremental (difference) load at cutover.
+    /// Rehearse a data migration on a scratch database: load the old system's
+    /// data (an extract given with --from, or a generated population), change
+    /// some households, then compare a full load with an incremental
+    /// (difference) load at cutover: extract and load times, rows/s, problems
+    /// found, downtime. Exits 1 if the data is refused.
     Rehearse {
-        /// Residents of the rehearsal population.
+        /// Residents of the generated population (without --from).
         #[arg(long, default_value_t = 100_000)]
         residents: usize,
+        /// The old system's extract in the migration layout (a directory):
+        /// rehearse with it instead of a generated population.
+        #[arg(long)]
+        from: Option<PathBuf>,
         /// Households that change between the initial extract and cutover.
         #[arg(long, default_value_t = 100)]
         changes: usize,
@@ -368,12 +374,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action:
                 Some(MigrateAction::Rehearse {
                     residents,
+                    from,
                     changes,
                     postgres,
                 }),
         } => {
-            rehearse(&cli, *residents, *changes, postgres.as_deref()).await?;
-            Ok(ExitCode::SUCCESS)
+            rehearse(
+                &cli,
+                *residents,
+                from.as_deref(),
+                *changes,
+                postgres.as_deref(),
+            )
+            .await
         }
         Command::Account(AccountCommand::Add {
             tenant,
@@ -629,9 +642,10 @@ fn progress_bars() -> crate::migration::import::Progress {
 async fn rehearse(
     cli: &Cli,
     residents: usize,
+    from: Option<&std::path::Path>,
     changes: usize,
     postgres: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     use crate::migration::{generate, import, rehearse};
     let eras = crate::config::era_table(&cli.extra_eras).map_err(anyhow::Error::msg)?;
     let work = std::env::temp_dir().join(format!("machi-rehearsal-{}", std::process::id()));
@@ -654,15 +668,21 @@ async fn rehearse(
     registry
         .create_tenant(code.clone(), town.name, town.prefecture)
         .await?;
-    let source = work.join("old-system");
-    let opts = generate::GenerateOptions {
-        residents,
-        seed: 11,
-        town_index: 0,
-        today: Clock::System.today(),
+    let source = match from {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let source = work.join("old-system");
+            let opts = generate::GenerateOptions {
+                residents,
+                seed: 11,
+                town_index: 0,
+                today: Clock::System.today(),
+            };
+            let (s2, e2) = (source.clone(), eras.clone());
+            tokio::task::spawn_blocking(move || generate::generate(&s2, &opts, &e2)).await??;
+            source
+        }
     };
-    let (s2, e2) = (source.clone(), eras.clone());
-    tokio::task::spawn_blocking(move || generate::generate(&s2, &opts, &e2)).await??;
     let loaded = import::import(
         &registry,
         &code,
@@ -671,19 +691,36 @@ async fn rehearse(
         &Actor::system("rehearsal"),
     )
     .await?;
-    if loaded.outcome != import::Outcome::Imported {
-        anyhow::bail!(
-            "loading the old system's data failed: {:?}",
-            loaded.problems.first()
+    let code_out = if loaded.outcome != import::Outcome::Imported {
+        // The first finding: the extract itself is refused.
+        println!("移行リハーサル / migration rehearsal");
+        println!(
+            "  旧システムの抽出データに問題が {} 件あり、取り込めません。/ the old system's extract has {} problems and cannot be loaded:",
+            loaded.problem_count, loaded.problem_count
         );
-    }
-    let r = rehearse::rehearse(&registry, &code, &work, changes).await?;
-    rehearse::print(&r);
+        for p in loaded.problems.iter().take(20) {
+            println!(
+                "  {}:{} {}: {} / {}",
+                p.file, p.row, p.column, p.message_ja, p.message_en
+            );
+        }
+        ExitCode::FAILURE
+    } else {
+        let r = rehearse::rehearse(&registry, &code, &work, changes).await?;
+        rehearse::print(&r);
+        if rehearse::all_loaded(&r) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    registry.store().wait_for_checkpoint().await;
+    drop(registry);
     if let Some(url) = postgres {
         crate::store::drop_postgres_database(url, &pg_db).await?;
     }
     let _ = std::fs::remove_dir_all(&work);
-    Ok(())
+    Ok(code_out)
 }
 
 fn parse_code(s: &str) -> Option<MunicipalityCode> {

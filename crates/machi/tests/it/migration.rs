@@ -949,8 +949,14 @@ async fn a_rehearsal_compares_full_and_incremental_loads() {
     let reh = rehearse::rehearse(r, &code(FUCHU), &dir.path().join("work"), 20)
         .await
         .unwrap();
+    assert!(rehearse::all_loaded(&reh));
     assert_eq!(reh.full.problems + reh.incremental_cutover.problems, 0);
     assert!(reh.changed_households > 0);
+    // Downtime counts the extract at cutover as well as the load.
+    for step in [&reh.full, &reh.incremental_cutover] {
+        assert!(step.extract_seconds > 0.0 && step.load_seconds > 0.0);
+        assert_eq!(step.seconds(), step.extract_seconds + step.load_seconds);
+    }
     // The difference is what changed: one row per moved person, far fewer
     // than the full load.
     assert!(reh.incremental_cutover.rows > 0);
