@@ -110,7 +110,8 @@ enum Command {
         /// Directory to write (created if missing).
         #[arg(long)]
         output: PathBuf,
-        /// Random seed: the same seed gives the same files.
+        /// Random seed: the same seed on the same day gives the same files
+        /// (ages and dates count back from today).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Which demo municipality's addresses to use (0–5).

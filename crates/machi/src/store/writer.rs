@@ -136,7 +136,9 @@ fn run(
                 },
                 Ok((false, c)) => {
                     let undo = tx.execute_batch("ROLLBACK TO machi_write; RELEASE machi_write");
-                    c(Ok(()));
+                    // Answered after the commit like the others (it keeps its
+                    // own error): a checkpoint it deferred has started by then.
+                    completions.push(c);
                     if let Err(e) = undo {
                         broken = Some(e.to_string());
                     }
