@@ -746,7 +746,6 @@ async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
         validate_only: a.validate_only,
         max_reported: a.max_problems,
         progress: Some(progress_bars()),
-        ..ImportOptions::default()
     };
     let r =
         crate::migration::import::import(&registry, &code, &a.files, &opts, &Actor::system("cli"))

@@ -1117,3 +1117,95 @@ async fn tenants_are_added_and_loaded_side_by_side() {
     }
     assert_indexes_whole(&db).await;
 }
+
+/// All or nothing, against an interruption: `machi import` killed (SIGKILL)
+/// while it writes leaves the tenant without a row, and running it again
+/// loads everything. SQLite, through the command as an operator runs it.
+#[test]
+fn an_import_killed_midway_leaves_nothing_and_reruns() {
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_machi");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let url = format!("sqlite://{}", db.display());
+    let machi = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--database")
+            .arg(&url)
+            .args(args)
+            .env("MACHI_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    machi(&["migrate"]);
+    machi(&["tenant", "add", "132063", "府中市", "東京都"]);
+    let population = dir.path().join("gen");
+    machi(&[
+        "generate",
+        "--residents",
+        "40000",
+        "--output",
+        population.to_str().unwrap(),
+    ]);
+    let rows_in_file = std::fs::read_to_string(population.join("residents.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    let exported_rows = || {
+        let out = dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        machi(&[
+            "export",
+            "--tenant",
+            "132063",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(out.join("residents.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            - 1
+    };
+    // Killed once the log shows rows being written.
+    let wal = dir.path().join("m.db-wal");
+    let wal_at_start = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let mut child = Command::new(bin)
+        .arg("--database")
+        .arg(&url)
+        .args(["import", "--tenant", "132063", population.to_str().unwrap()])
+        .env("MACHI_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut killed_midway = false;
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::fs::metadata(&wal).map_or(0, |m| m.len()) > wal_at_start + (4 << 20) {
+            child.kill().unwrap();
+            killed_midway = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    assert!(killed_midway, "the import ended before it could be killed");
+    // Nothing, or (had the kill come after the commit) everything: never a
+    // part.
+    let left = exported_rows();
+    eprintln!("killed import left {left} rows");
+    assert!(
+        left == 0 || left == rows_in_file,
+        "a killed import left {left} of {rows_in_file} rows"
+    );
+    let out = machi(&["import", "--tenant", "132063", population.to_str().unwrap()]);
+    assert!(out.contains("imported"), "{out}");
+    assert_eq!(exported_rows(), rows_in_file);
+}
