@@ -111,6 +111,11 @@ impl Default for Detector {
 
 impl Detector {
     pub fn feed(&mut self, chunk: &[u8]) {
+        // A UTF-8 byte-order mark is evidence enough (a Shift_JIS file does
+        // not start with one).
+        if self.offset == 0 && chunk.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            self.utf8_multibyte = UTF8_EVIDENCE;
+        }
         if !self.utf8.failed {
             self.feed_utf8(chunk);
         }
@@ -357,6 +362,11 @@ pub struct Cp932Reader<R> {
     start: usize,
     end: usize,
     eof: bool,
+    /// The decoder has seen the end of the input.
+    finished: bool,
+    /// Decoded text not handed out yet.
+    out: Vec<u8>,
+    out_pos: usize,
     /// Input bytes decoded so far.
     offset: u64,
 }
@@ -370,36 +380,35 @@ impl<R: Read> Cp932Reader<R> {
             start: 0,
             end: 0,
             eof: false,
+            finished: false,
+            out: Vec::with_capacity(1 << 17),
+            out_pos: 0,
             offset: 0,
         }
     }
-}
 
-impl<R: Read> Read for Cp932Reader<R> {
-    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-        // Room for at least one character.
-        if dst.len() < 4 {
-            let mut small = [0u8; 4];
-            let n = self.read(&mut small)?;
-            if n > dst.len() {
-                return Err(io::Error::other("read buffer under 4 bytes"));
-            }
-            dst[..n].copy_from_slice(&small[..n]);
-            return Ok(n);
-        }
+    /// Decodes more input into `out`; false at the end of the text.
+    fn refill(&mut self) -> io::Result<bool> {
         loop {
+            if self.finished {
+                return Ok(false);
+            }
             if self.start == self.end && !self.eof {
                 self.start = 0;
                 self.end = self.inner.read(&mut self.buf)?;
                 self.eof = self.end == 0;
             }
+            let capacity = self.out.capacity().max(1 << 17);
+            self.out.resize(capacity, 0);
             let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
                 &self.buf[self.start..self.end],
-                dst,
+                &mut self.out,
                 self.eof,
             );
             self.start += read;
             self.offset += read as u64;
+            self.out.truncate(written);
+            self.out_pos = 0;
             match result {
                 DecoderResult::Malformed(bad, after) => {
                     let at = self.offset - u64::from(bad) - u64::from(after);
@@ -410,11 +419,28 @@ impl<R: Read> Read for Cp932Reader<R> {
                         ),
                     ));
                 }
-                _ if written > 0 => return Ok(written),
-                DecoderResult::InputEmpty if self.eof => return Ok(0),
+                DecoderResult::InputEmpty if self.eof => self.finished = true,
                 _ => {}
             }
+            if written > 0 {
+                return Ok(true);
+            }
         }
+    }
+}
+
+impl<R: Read> Read for Cp932Reader<R> {
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        if self.out_pos >= self.out.len() && !self.refill()? {
+            return Ok(0);
+        }
+        let n = dst.len().min(self.out.len() - self.out_pos);
+        dst[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
     }
 }
 
@@ -456,6 +482,20 @@ mod tests {
             }
         );
         assert_eq!(line_of(&b[..], at as u64 + 2).unwrap(), 12);
+    }
+
+    #[test]
+    fn a_bom_makes_a_file_utf8_even_if_it_breaks_at_once() {
+        let mut b = b"\xEF\xBB\xBFa,b\n1,".to_vec();
+        b.extend(&"佐藤".as_bytes()[..4]);
+        b.extend(b",x\n");
+        assert!(matches!(
+            detect_bytes(&b),
+            Detection::Invalid {
+                encoding: InputEncoding::Utf8,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -533,6 +573,33 @@ mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         assert_eq!(String::from_utf8(out).unwrap(), text);
+    }
+
+    #[test]
+    fn cp932_reader_ends_cleanly_without_a_final_newline_and_after_the_end() {
+        let bytes = cp932("氏名\n髙橋　﨑子");
+        let mut r = Cp932Reader::new(&bytes[..]);
+        let mut out = Vec::new();
+        let mut one = [0u8; 1];
+        loop {
+            let n = r.read(&mut one).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.push(one[0]);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "氏名\n髙橋　﨑子");
+        // Read again after the end (as a CSV reader does): still the end.
+        assert_eq!(r.read(&mut one).unwrap(), 0);
+        assert_eq!(r.read(&mut [0u8; 64]).unwrap(), 0);
+        // A lead byte cut off by the end of the file is an error, not a panic.
+        let mut cut = cp932("氏名\n佐藤");
+        cut.pop();
+        let mut s = String::new();
+        let e = Cp932Reader::new(&cut[..])
+            .read_to_string(&mut s)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

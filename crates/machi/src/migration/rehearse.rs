@@ -70,6 +70,8 @@ pub struct Rehearsal {
     pub residents: u64,
     pub history_rows: u64,
     pub changed_households: u64,
+    /// Households asked to change (fewer change if fewer live there).
+    pub asked_households: u64,
     pub full: Step,
     pub incremental_initial: Step,
     pub incremental_cutover: Step,
@@ -100,23 +102,38 @@ pub async fn rehearse(
     let mut synth = Synth::new(7);
     let today = registry.today();
     let town = &TOWNS[0];
-    let page = registry
-        .search(
-            source,
-            &crate::service::registry::SearchParams {
-                address: Some(town.name.to_string()),
-                limit: 200,
-                ..Default::default()
-            },
-            &actor,
-        )
-        .await?;
+    // Households of the initial extract's residents (each person's latest
+    // row), whatever the town.
+    let mut households: Vec<String> = Vec::new();
+    {
+        let mut reader = csv::Reader::from_path(initial.join(super::layout::RESIDENTS_FILE))?;
+        let header = reader.headers()?.clone();
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap_or(0);
+        let (person, household, status) = (
+            column("addressee_number"),
+            column("household_number"),
+            column("status"),
+        );
+        let mut latest: Option<csv::StringRecord> = None;
+        let mut take = |r: &csv::StringRecord| {
+            if &r[status] == "resident" {
+                households.push(r[household].to_string());
+            }
+        };
+        for row in reader.records() {
+            let row = row?;
+            if let Some(l) = &latest
+                && l[person] != row[person]
+            {
+                take(l);
+            }
+            latest = Some(row);
+        }
+        if let Some(l) = &latest {
+            take(l);
+        }
+    }
     let mut moved = 0u64;
-    let mut households: Vec<String> = page
-        .rows
-        .iter()
-        .map(|r| r.record.household_number.to_string())
-        .collect();
     households.sort();
     households.dedup();
     for h in households.iter().take(changes) {
@@ -199,6 +216,7 @@ pub async fn rehearse(
         residents: full.persons,
         history_rows: first.history_rows,
         changed_households: moved,
+        asked_households: changes as u64,
         full: Step::new(
             "一括：切替時に全件",
             "full: everything at cutover",
@@ -232,6 +250,12 @@ pub fn print(r: &Rehearsal) {
         r.history_rows,
         r.changed_households
     );
+    if r.changed_households < r.asked_households {
+        println!(
+            "  注意：異動を {} 世帯で指定しましたが、住民のいる世帯は {} 世帯でした。/ note: {} households were asked to change, {} could.",
+            r.asked_households, r.changed_households, r.asked_households, r.changed_households
+        );
+    }
     for s in [&r.full, &r.incremental_initial, &r.incremental_cutover] {
         println!("  {} / {}", s.what_ja, s.what_en);
         println!(
@@ -264,9 +288,9 @@ pub fn print(r: &Rehearsal) {
     );
 }
 
-/// Whether every step loaded.
+/// Whether every step loaded (a difference with nothing new loads nothing).
 pub fn all_loaded(r: &Rehearsal) -> bool {
     [&r.full, &r.incremental_initial, &r.incremental_cutover]
         .iter()
-        .all(|s| s.outcome == Outcome::Imported)
+        .all(|s| matches!(s.outcome, Outcome::Imported | Outcome::Unchanged))
 }

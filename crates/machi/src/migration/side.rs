@@ -430,7 +430,9 @@ pub fn load(
     let mut loaded = (0, 0);
     for (i, m) in measures_in.iter().enumerate() {
         let line = i as u64 + 2;
-        for a in m.measure.protected_persons() {
+        // Every 宛名番号 the measure names, offenders' included (as the
+        // service requires when a measure is registered).
+        for (_, a) in m.measure.named_persons() {
             if !known(tx, &a)? {
                 return Err(unknown(SUPPORT_MEASURES_FILE_NAME, line, &a));
             }
