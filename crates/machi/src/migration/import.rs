@@ -724,7 +724,7 @@ struct HouseholdCheck {
 
 /// A 世帯番号 or 宛名番号 (1–15 digits, leading zeros significant) packed
 /// into a word: a million households cost a few MiB to cross-check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct NumberKey(u64);
 
 impl NumberKey {
@@ -762,6 +762,9 @@ struct Validated {
     /// A full load refuses them; a difference load looks for them in the
     /// tenant.
     unresolved_cancels: Vec<(u64, i64)>,
+    /// With `--validate-only`: every 宛名番号 in residents.csv, sorted (the
+    /// side rows' persons are looked up in it, then in the tenant).
+    file_persons: Vec<NumberKey>,
 }
 
 /// The items all rows of one change share (異動事由 to 取消対象異動番号, as
@@ -1040,6 +1043,11 @@ fn validate(
             _ => {
                 finish_person(&mut latest, &mut households);
                 v.persons += 1;
+                if opts.validate_only
+                    && let Some(k) = NumberKey::of(&a)
+                {
+                    v.file_persons.push(k);
+                }
             }
         }
         let fingerprint = change_fingerprint(&fields);
@@ -1094,6 +1102,7 @@ fn validate(
         .into_iter()
         .filter(|(_, target)| !changes.contains_key(target))
         .collect();
+    v.file_persons.sort_unstable();
     drop(changes);
     if let Some(m) = &manifest
         && let Some(f) = m.files.iter().find(|f| f.name == RESIDENTS_FILE)
@@ -1396,6 +1405,13 @@ pub async fn import(
                 report.problems = vec![cancels_nothing(line, target)];
                 return Ok(report);
             }
+        }
+        // And a person named by a side row in neither the files nor the
+        // tenant.
+        if let Some(p) = unknown_side_person(registry, tenant, &validated).await? {
+            report.problem_count = 1;
+            report.problems = vec![p];
+            return Ok(report);
         }
         report.outcome = Outcome::Validated;
         return Ok(report);
@@ -1714,6 +1730,70 @@ fn missing_cancel(
         }
     }
     Ok(None)
+}
+
+/// For `--validate-only`: the first person a side row names who is neither
+/// in residents.csv nor in the tenant (what the load would refuse).
+async fn unknown_side_person(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    v: &Validated,
+) -> Result<Option<Problem>, ImportError> {
+    let mut outside: Vec<(&'static str, u64, String)> = Vec::new();
+    let mut note = |file: &'static str, line: u64, a: &str| {
+        if NumberKey::of(a).is_none_or(|k| v.file_persons.binary_search(&k).is_err()) {
+            outside.push((file, line, a.to_string()));
+        }
+    };
+    for (i, m) in v.measures.iter().enumerate() {
+        for (_, a) in m.measure.named_persons() {
+            note(SUPPORT_MEASURES_FILE, i as u64 + 2, a.as_str());
+        }
+    }
+    for (i, c) in v.certificates.iter().enumerate() {
+        for a in &c.persons {
+            note(CERTIFICATES_FILE, i as u64 + 2, a.as_str());
+        }
+    }
+    if outside.is_empty() {
+        return Ok(None);
+    }
+    let t = tenant.clone();
+    let numbers: Vec<String> = outside.iter().map(|(_, _, a)| a.clone()).collect();
+    let found = registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            let mut found = std::collections::HashSet::new();
+            for chunk in numbers.chunks(500) {
+                let list = (0..chunk.len())
+                    .map(|i| format!("${}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut params: Vec<Param<'_>> = vec![t.as_str().into()];
+                params.extend(chunk.iter().map(|a| Param::Text(a.as_str())));
+                for r in tx.query(
+                    &format!(
+                        "SELECT addressee_number FROM resident_current WHERE tenant = $1 AND addressee_number IN ({list})"
+                    ),
+                    &params,
+                )? {
+                    found.insert(r.text(0)?.to_string());
+                }
+            }
+            Ok::<_, StoreError>(found)
+        })
+        .await?;
+    Ok(outside
+        .into_iter()
+        .find(|(_, _, a)| !found.contains(a))
+        .map(|(file, row, a)| Problem {
+            file: file.into(),
+            row,
+            column: "persons".into(),
+            code: "unknown_person".into(),
+            message_ja: format!("宛名番号 {a} の住民はこの団体にも residents.csv にもいません。"),
+            message_en: format!("{a} is neither in the tenant nor in residents.csv"),
+        }))
 }
 
 /// The problem of a 取消対象異動番号 that names no change.

@@ -498,6 +498,28 @@ async fn support_measures_and_certificates_migrate(db: TestDb) {
             "{name}: {p:?}"
         );
         assert_eq!(counts(&db.store, AKISHIMA).await, after_diff, "{name}");
+        if name == "stranger" {
+            // --validate-only finds the stranger too.
+            let report = import(
+                r,
+                &code(AKISHIMA),
+                std::slice::from_ref(&d),
+                &ImportOptions {
+                    validate_only: true,
+                    ..ImportOptions::default()
+                },
+                &actor(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(report.outcome, Outcome::Refused);
+            let p = &report.problems[0];
+            assert_eq!(
+                (p.file.as_str(), p.row, p.code.as_str()),
+                ("certificates.csv", line, code_expected),
+                "validate-only: {p:?}"
+            );
+        }
     }
 }
 
