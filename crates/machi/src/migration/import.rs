@@ -246,6 +246,8 @@ struct Inputs {
     codes: Option<PathBuf>,
     /// The encoding of each file, named or detected ([`scan_inputs`]).
     encodings: Vec<(PathBuf, InputEncoding)>,
+    /// Each file's SHA-256 when first read ([`scan_inputs`]).
+    digests: Vec<(PathBuf, String)>,
 }
 
 impl Inputs {
@@ -319,6 +321,7 @@ fn scan_inputs(
             _ => named,
         };
         identity.update(format!("{name}\0{sha}\0{read_as:?}\n").as_bytes());
+        inputs.digests.push((path.clone(), sha.clone()));
         if name == RESIDENTS_FILE {
             residents = Some((sha, bytes));
         }
@@ -1150,12 +1153,16 @@ fn validate(
         (CERTIFICATES_FILE, &inputs.certificates, CERTIFICATE_COLUMNS),
     ] {
         let Some(path) = path else { continue };
-        match open_text(path, inputs.encoding_of(path, opts.encoding), None) {
+        // Hashed as read: the rows validated (and loaded) must be the bytes
+        // the input was identified by.
+        let read: SharedDigest = Arc::default();
+        match open_text(path, inputs.encoding_of(path, opts.encoding), Some(&read)) {
             Ok((text, _)) => {
                 let mut r = csv_reader(text);
                 if !check_header(name, &mut r, columns, problems) {
                     continue;
                 }
+                let before = problems.count;
                 // Keys (支援措置番号, 発行番号) seen in this file.
                 let mut keys = std::collections::HashSet::new();
                 for (i, rec) in r.records().enumerate() {
@@ -1211,6 +1218,14 @@ fn validate(
                     if let Err((column, code, ja, en)) = parsed {
                         problems.push(name, row, column, code, ja, en);
                     }
+                }
+                let first = inputs.digests.iter().find(|(p, _)| p == path);
+                if problems.count == before
+                    && let Some((_, sha)) = first
+                    && read_digest(&read).map(|d| d.0).as_ref() != Some(sha)
+                {
+                    let p = file_changed();
+                    problems.push(name, 0, "", &p.code, p.message_ja, p.message_en);
                 }
             }
             Err(e) => problems.push(
@@ -2186,4 +2201,55 @@ fn finish_load(
         now,
     )?;
     Ok(Load::Done { written, present })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(columns: &[(&str, &str)]) -> String {
+        columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(",") + "\n"
+    }
+
+    /// A side file that is not the one first read (its digest differs from
+    /// the one the input was identified by) is refused, not loaded under
+    /// the other's identity.
+    #[test]
+    fn a_side_file_changed_after_the_first_reading_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let residents = dir.path().join(RESIDENTS_FILE);
+        let certificates = dir.path().join(CERTIFICATES_FILE);
+        std::fs::write(&residents, header(RESIDENT_COLUMNS)).unwrap();
+        std::fs::write(&certificates, header(CERTIFICATE_COLUMNS)).unwrap();
+        let mut problems = Problems::new(10);
+        let mut inputs = find_inputs(&[dir.path().to_path_buf()], &mut problems);
+        scan_inputs(&mut inputs, InputEncoding::Auto, &mut problems).unwrap();
+        let eras = EraTable::standard();
+        let opts = ImportOptions::default();
+        let check = |inputs: &Inputs| {
+            let mut problems = Problems::new(10);
+            validate(
+                inputs,
+                None,
+                &eras,
+                &opts,
+                Phase::Validate,
+                &mut problems,
+                &mut NoSink,
+                None,
+            );
+            problems.list
+        };
+        assert!(check(&inputs).is_empty());
+        // Edited after the scan.
+        std::fs::write(&certificates, header(CERTIFICATE_COLUMNS) + "\n").unwrap();
+        let found = check(&inputs);
+        assert_eq!(
+            found
+                .iter()
+                .map(|p| (p.file.as_str(), p.code.as_str()))
+                .collect::<Vec<_>>(),
+            [(CERTIFICATES_FILE, "file_changed")]
+        );
+    }
 }
