@@ -2208,7 +2208,12 @@ mod tests {
     use super::*;
 
     fn header(columns: &[(&str, &str)]) -> String {
-        columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(",") + "\n"
+        columns
+            .iter()
+            .map(|(c, _)| *c)
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n"
     }
 
     /// A side file that is not the one first read (its digest differs from
