@@ -521,6 +521,46 @@ async fn support_measures_and_certificates_migrate(db: TestDb) {
             );
         }
     }
+    // A 支援措置番号 twice, written as 1 and 01: one key, refused in
+    // validation at the second row.
+    let text = String::from_utf8(read(&one.join("support_measures.csv"))).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let first: Vec<String> = reader
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::from)
+        .collect();
+    let mut second = first.clone();
+    second[0] = format!("0{}", first[0]);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header).unwrap();
+    w.write_record(&first).unwrap();
+    w.write_record(&second).unwrap();
+    let d = dir.path().join("measure-twice");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(one.join("residents.csv"), d.join("residents.csv")).unwrap();
+    std::fs::write(d.join("support_measures.csv"), w.into_inner().unwrap()).unwrap();
+    let report = import(
+        r,
+        &code(AKISHIMA),
+        std::slice::from_ref(&d),
+        &ImportOptions::default(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Refused);
+    let p = &report.problems[0];
+    assert_eq!(
+        (p.file.as_str(), p.row, p.code.as_str()),
+        ("support_measures.csv", 3, "duplicate_key"),
+        "{p:?}"
+    );
+    assert_eq!(counts(&db.store, AKISHIMA).await, after_diff);
 }
 
 async fn export_import_export_is_identical_and_rerun_changes_nothing(db: TestDb) {
