@@ -700,10 +700,7 @@ async fn rehearse(
             loaded.problem_count, loaded.problem_count
         );
         for p in loaded.problems.iter().take(20) {
-            println!(
-                "  {}:{} {}: {} / {}",
-                p.file, p.row, p.column, p.message_ja, p.message_en
-            );
+            println!("  {p}");
         }
         ExitCode::FAILURE
     } else {
@@ -804,10 +801,7 @@ async fn import(cli: &Cli, a: &ImportArgs) -> anyhow::Result<ExitCode> {
             r.problem_count
         );
         for p in r.problems.iter().take(50) {
-            println!(
-                "  {}:{} {}: {} / {}",
-                p.file, p.row, p.column, p.message_ja, p.message_en
-            );
+            println!("  {p}");
         }
         if r.problem_count > 50 {
             println!("  … {} more", r.problem_count - 50);

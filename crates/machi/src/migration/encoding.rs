@@ -65,26 +65,20 @@ pub fn line_of(mut r: impl Read, offset: u64) -> io::Result<u64> {
     Ok(line)
 }
 
-/// Where one candidate encoding failed, if it did.
-#[derive(Debug, Clone, Copy, Default)]
-struct Failure {
-    failed: bool,
-    offset: u64,
-}
-
 /// Reads a file's bytes in order ([`Detector::feed`]) and tells which
 /// encoding they are in ([`Detector::finish`]).
 pub struct Detector {
     /// Bytes fed so far.
     offset: u64,
-    utf8: Failure,
+    /// Where each candidate encoding failed (its first bad byte), if it did.
+    utf8: Option<u64>,
     /// A UTF-8 sequence cut by the end of the last chunk.
     utf8_carry: Vec<u8>,
     utf8_multibyte: u64,
-    cp932: Failure,
+    cp932: Option<u64>,
     cp932_decoder: encoding_rs::Decoder,
     scratch: Vec<u8>,
-    sjis2004: Failure,
+    sjis2004: Option<u64>,
     /// A Shift_JIS lead byte at the end of the last chunk.
     lead: Option<u8>,
     /// The first code valid in both Shift_JIS readings that decodes
@@ -96,13 +90,13 @@ impl Default for Detector {
     fn default() -> Self {
         Detector {
             offset: 0,
-            utf8: Failure::default(),
+            utf8: None,
             utf8_carry: Vec::new(),
             utf8_multibyte: 0,
-            cp932: Failure::default(),
+            cp932: None,
             cp932_decoder: SHIFT_JIS.new_decoder_without_bom_handling(),
             scratch: vec![0; 1 << 17],
-            sjis2004: Failure::default(),
+            sjis2004: None,
             lead: None,
             ambiguous_at: None,
         }
@@ -116,23 +110,21 @@ impl Detector {
         if self.offset == 0 && chunk.starts_with(&[0xEF, 0xBB, 0xBF]) {
             self.utf8_multibyte = UTF8_EVIDENCE;
         }
-        if !self.utf8.failed {
+        if self.utf8.is_none() {
             self.feed_utf8(chunk);
         }
-        if !self.cp932.failed {
+        if self.cp932.is_none() {
             self.feed_cp932(chunk, false);
         }
-        if !self.sjis2004.failed {
+        if self.sjis2004.is_none() {
             self.feed_sjis2004(chunk);
         }
         self.offset += chunk.len() as u64;
     }
 
-    fn fail(&self, pos: usize) -> Failure {
-        Failure {
-            failed: true,
-            offset: self.offset + pos as u64,
-        }
+    /// The file offset of byte `pos` of the chunk being fed.
+    fn at(&self, pos: usize) -> Option<u64> {
+        Some(self.offset + pos as u64)
     }
 
     fn feed_utf8(&mut self, chunk: &[u8]) {
@@ -167,10 +159,7 @@ impl Detector {
         }
         if let Some(at) = failure {
             // Positions in `bytes` are `carried` bytes before the chunk's.
-            self.utf8 = Failure {
-                failed: true,
-                offset: (self.offset + at as u64).saturating_sub(carried as u64),
-            };
+            self.utf8 = Some((self.offset + at as u64).saturating_sub(carried as u64));
         }
     }
 
@@ -188,7 +177,7 @@ impl Detector {
                 DecoderResult::OutputFull => continue,
                 DecoderResult::Malformed(bad, after) => {
                     let at = (read_total as u64).saturating_sub(u64::from(bad) + u64::from(after));
-                    self.cp932 = self.fail(at as usize);
+                    self.cp932 = self.at(at as usize);
                     return;
                 }
             }
@@ -226,7 +215,7 @@ impl Detector {
                 }
                 i += 2;
             } else {
-                self.sjis2004 = self.fail(i);
+                self.sjis2004 = self.at(i);
                 return;
             }
         }
@@ -236,58 +225,48 @@ impl Detector {
     /// the last chunk's); false once Shift_JIS-2004 has failed.
     fn pair(&mut self, lead: u8, trail: u8, pos: usize) -> bool {
         if sjis2004::decode_pair(lead, trail).is_none() {
-            self.sjis2004 = self.fail(pos);
+            self.sjis2004 = self.at(pos);
             return false;
         }
-        if self.ambiguous_at.is_none() && !self.cp932.failed && reads_differently(lead, trail) {
+        if self.ambiguous_at.is_none() && self.cp932.is_none() && reads_differently(lead, trail) {
             self.ambiguous_at = Some(self.offset + pos as u64);
         }
         true
     }
 
     pub fn finish(mut self) -> Detection {
-        if !self.utf8.failed && !self.utf8_carry.is_empty() {
-            let at = self.offset - self.utf8_carry.len() as u64;
-            self.utf8 = Failure {
-                failed: true,
-                offset: at,
-            };
+        if self.utf8.is_none() && !self.utf8_carry.is_empty() {
+            self.utf8 = Some(self.offset - self.utf8_carry.len() as u64);
         }
-        if !self.cp932.failed {
+        if self.cp932.is_none() {
             self.feed_cp932(&[], true);
         }
-        if !self.sjis2004.failed && self.lead.is_some() {
-            self.sjis2004 = Failure {
-                failed: true,
-                offset: self.offset - 1,
-            };
+        if self.sjis2004.is_none() && self.lead.is_some() {
+            self.sjis2004 = Some(self.offset - 1);
         }
-        if !self.utf8.failed {
+        let Some(utf8_bad) = self.utf8 else {
             return Detection::Decided(InputEncoding::Utf8);
-        }
-        let invalid = |encoding, f: Failure| Detection::Invalid {
-            encoding,
-            offset: f.offset,
         };
+        let invalid = |encoding, offset| Detection::Invalid { encoding, offset };
         if self.utf8_multibyte >= UTF8_EVIDENCE {
-            return invalid(InputEncoding::Utf8, self.utf8);
+            return invalid(InputEncoding::Utf8, utf8_bad);
         }
-        match (self.cp932.failed, self.sjis2004.failed) {
-            (false, false) => match self.ambiguous_at {
+        match (self.cp932, self.sjis2004) {
+            (None, None) => match self.ambiguous_at {
                 Some(offset) => Detection::Ambiguous { offset },
                 None => Detection::Decided(InputEncoding::ShiftJis),
             },
-            (false, true) => Detection::Decided(InputEncoding::ShiftJis),
-            (true, false) => Detection::Decided(InputEncoding::ShiftJis2004),
-            (true, true) => {
+            (None, Some(_)) => Detection::Decided(InputEncoding::ShiftJis),
+            (Some(_), None) => Detection::Decided(InputEncoding::ShiftJis2004),
+            (Some(cp932_bad), Some(sjis2004_bad)) => {
                 // The one that read furthest is the likeliest.
-                let mut best = (InputEncoding::Utf8, self.utf8);
-                for (e, f) in [
-                    (InputEncoding::ShiftJis, self.cp932),
-                    (InputEncoding::ShiftJis2004, self.sjis2004),
+                let mut best = (InputEncoding::Utf8, utf8_bad);
+                for (e, bad) in [
+                    (InputEncoding::ShiftJis, cp932_bad),
+                    (InputEncoding::ShiftJis2004, sjis2004_bad),
                 ] {
-                    if f.offset > best.1.offset {
-                        best = (e, f);
+                    if bad > best.1 {
+                        best = (e, bad);
                     }
                 }
                 invalid(best.0, best.1)
@@ -337,20 +316,6 @@ fn reads_differently(lead: u8, trail: u8) -> bool {
             set
         })
         .contains(&(lead, trail))
-}
-
-/// The detection of a whole stream (tests; the import feeds its digest
-/// pass's chunks instead).
-pub fn detect(mut r: impl Read) -> io::Result<Detection> {
-    let mut d = Detector::default();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            return Ok(d.finish());
-        }
-        d.feed(&buf[..n]);
-    }
 }
 
 /// A reader of CP932 bytes that yields UTF-8, failing (with the byte offset)
@@ -452,6 +417,20 @@ mod tests {
         let (b, _, unmappable) = SHIFT_JIS.encode(s);
         assert!(!unmappable, "{s} is not CP932");
         b.into_owned()
+    }
+
+    /// The detection of a whole stream (the import feeds its digest
+    /// pass's chunks instead).
+    fn detect(mut r: impl Read) -> io::Result<Detection> {
+        let mut d = Detector::default();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(d.finish());
+            }
+            d.feed(&buf[..n]);
+        }
     }
 
     fn detect_bytes(b: &[u8]) -> Detection {

@@ -67,6 +67,17 @@ pub struct Problem {
     pub message_en: String,
 }
 
+/// As a report line: `file:row column: Japanese / English`.
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{} {}: {} / {}",
+            self.file, self.row, self.column, self.message_ja, self.message_en
+        )
+    }
+}
+
 /// How an import ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -217,24 +228,6 @@ impl From<StoreError> for ImportError {
     }
 }
 
-impl From<super::side::SideConflict> for ImportError {
-    fn from(e: super::side::SideConflict) -> Self {
-        match e {
-            super::side::SideConflict::Store(e) => e.into(),
-            super::side::SideConflict::Row(file, row, column, code, ja, en) => {
-                ImportError::Conflict(Box::new(Problem {
-                    file: file.into(),
-                    row,
-                    column: column.into(),
-                    code: code.into(),
-                    message_ja: ja,
-                    message_en: en,
-                }))
-            }
-        }
-    }
-}
-
 /// The files of one import, found by name in the given paths.
 #[derive(Debug, Default, Clone)]
 struct Inputs {
@@ -244,10 +237,17 @@ struct Inputs {
     certificates: Option<PathBuf>,
     manifest: Option<PathBuf>,
     codes: Option<PathBuf>,
-    /// The encoding of each file, named or detected ([`scan_inputs`]).
-    encodings: Vec<(PathBuf, InputEncoding)>,
-    /// Each file's SHA-256 when first read ([`scan_inputs`]).
-    digests: Vec<(PathBuf, String)>,
+    /// Each data file as first read ([`scan_inputs`]).
+    scanned: Vec<(PathBuf, Scanned)>,
+}
+
+/// A data file as first read.
+#[derive(Debug, Clone)]
+struct Scanned {
+    /// SHA-256 (hex) and size.
+    digest: (String, u64),
+    /// The encoding detected (`--encoding auto`).
+    encoding: Option<InputEncoding>,
 }
 
 impl Inputs {
@@ -265,12 +265,13 @@ impl Inputs {
         .collect()
     }
 
+    fn scanned(&self, path: &Path) -> Option<&Scanned> {
+        self.scanned.iter().find(|(p, _)| p == path).map(|(_, s)| s)
+    }
+
     /// The encoding `path` is read in.
     fn encoding_of(&self, path: &Path, named: InputEncoding) -> InputEncoding {
-        self.encodings
-            .iter()
-            .find(|(p, _)| p == path)
-            .map_or(named, |(_, e)| *e)
+        self.scanned(path).and_then(|s| s.encoding).unwrap_or(named)
     }
 }
 
@@ -314,39 +315,45 @@ fn scan_inputs(
                 continue;
             }
         };
+        let detected = match &detection {
+            Some(Detection::Decided(e)) => Some(*e),
+            _ => None,
+        };
         // The encoding read in is part of the input: the same bytes read
         // in another encoding are other data.
-        let read_as = match &detection {
-            Some(Detection::Decided(e)) => *e,
-            _ => named,
-        };
+        let read_as = detected.unwrap_or(named);
         identity.update(format!("{name}\0{sha}\0{read_as:?}\n").as_bytes());
-        inputs.digests.push((path.clone(), sha.clone()));
         if name == RESIDENTS_FILE {
-            residents = Some((sha, bytes));
+            residents = Some((sha.clone(), bytes));
         }
+        inputs.scanned.push((
+            path.clone(),
+            Scanned {
+                digest: (sha, bytes),
+                encoding: detected,
+            },
+        ));
         let line_of = |offset| {
             File::open(&path)
                 .and_then(|f| super::encoding::line_of(f, offset))
                 .unwrap_or(0)
         };
         match detection {
-            None => {}
-            Some(Detection::Decided(e)) => inputs.encodings.push((path, e)),
+            None | Some(Detection::Decided(_)) => {}
             Some(Detection::Ambiguous { offset }) => {
                 let line = line_of(offset);
                 problems.push(
-                name,
-                line,
-                "",
-                "encoding_ambiguous",
-                format!(
-                    "{line} 行目から、Shift_JIS（CP932）と Shift_JIS-2004（JIS X 0213）で読みが異なる文字があります。--encoding shift_jis か --encoding shift_jis_2004 で文字コードを指定してください。"
-                ),
-                format!(
-                    "from line {line} the file holds characters that Shift_JIS (CP932) and Shift_JIS-2004 (JIS X 0213) read differently: name the encoding with --encoding shift_jis or --encoding shift_jis_2004"
-                ),
-            );
+                    name,
+                    line,
+                    "",
+                    "encoding_ambiguous",
+                    format!(
+                        "{line} 行目から、Shift_JIS（CP932）と Shift_JIS-2004（JIS X 0213）で読みが異なる文字があります。--encoding shift_jis か --encoding shift_jis_2004 で文字コードを指定してください。"
+                    ),
+                    format!(
+                        "from line {line} the file holds characters that Shift_JIS (CP932) and Shift_JIS-2004 (JIS X 0213) read differently: name the encoding with --encoding shift_jis or --encoding shift_jis_2004"
+                    ),
+                );
             }
             Some(Detection::Invalid { encoding, offset }) => {
                 let line = line_of(offset);
@@ -458,16 +465,20 @@ impl Problems {
         ja: impl Into<String>,
         en: impl Into<String>,
     ) {
+        self.add(Problem {
+            file: file.to_string(),
+            row,
+            column: column.to_string(),
+            code: code.to_string(),
+            message_ja: ja.into(),
+            message_en: en.into(),
+        });
+    }
+
+    fn add(&mut self, p: Problem) {
         self.count += 1;
         if self.list.len() < self.max {
-            self.list.push(Problem {
-                file: file.to_string(),
-                row,
-                column: column.to_string(),
-                code: code.to_string(),
-                message_ja: ja.into(),
-                message_en: en.into(),
-            });
+            self.list.push(p);
         }
     }
 }
@@ -832,7 +843,6 @@ impl RowSink for NoSink {
 #[allow(clippy::too_many_arguments)]
 fn validate(
     inputs: &Inputs,
-    residents_digest: Option<&(String, u64)>,
     eras: &EraTable,
     opts: &ImportOptions,
     phase: Phase,
@@ -905,10 +915,10 @@ fn validate(
                 );
                 continue;
             };
-            // residents.csv was digested already, before this pass.
-            let digest = match residents_digest {
-                Some(d) if f.name == RESIDENTS_FILE => Ok(d.clone()),
-                _ => digest_file(path),
+            // Every data file was digested when first read.
+            let digest = match inputs.scanned(path) {
+                Some(s) => Ok(s.digest.clone()),
+                None => digest_file(path),
             };
             match digest {
                 Ok((sha, bytes)) if sha == f.sha256 && bytes == f.bytes => {}
@@ -1219,13 +1229,11 @@ fn validate(
                         problems.push(name, row, column, code, ja, en);
                     }
                 }
-                let first = inputs.digests.iter().find(|(p, _)| p == path);
                 if problems.count == before
-                    && let Some((_, sha)) = first
-                    && read_digest(&read).map(|d| d.0).as_ref() != Some(sha)
+                    && let Some(first) = inputs.scanned(path)
+                    && read_digest(&read).as_ref() != Some(&first.digest)
                 {
-                    let p = file_changed();
-                    problems.push(name, 0, "", &p.code, p.message_ja, p.message_en);
+                    problems.add(file_changed(name));
                 }
             }
             Err(e) => problems.push(
@@ -1384,11 +1392,9 @@ pub async fn import(
     let eras = registry.eras().clone();
     let (validated, problems, inputs) = {
         let opts = opts.clone();
-        let digest = digest_before.clone();
         tokio::task::spawn_blocking(move || {
             let v = validate(
                 &inputs,
-                digest.as_ref().map(|d| &d.residents),
                 &eras,
                 &opts,
                 Phase::Validate,
@@ -1573,8 +1579,7 @@ async fn single_pass(
             }
             let (v, written) = validate_and_load(tx, &t, &inputs, &digest.residents, &eras, &opts)?;
             // Support measures and certificates in the same transaction.
-            let side = super::side::load(tx, &t, &v.measures, &v.certificates)
-                .map_err(ImportError::from)?;
+            let side = super::side::load(tx, &t, &v.measures, &v.certificates)?;
             if written == 0 && side == (0, 0) {
                 // No rows at all: nothing recorded.
                 return Ok(Pass::Unchanged { v });
@@ -1713,38 +1718,15 @@ impl RowSink for LoadSink<'_> {
 }
 
 /// The first of `unresolved` (line, cancelled change) whose change is not
-/// in the tenant either: looked up together (the history has no index by
-/// change id; one scan per 500).
+/// in the tenant either.
 fn missing_cancel(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     unresolved: &[(u64, i64)],
 ) -> Result<Option<(u64, i64)>, StoreError> {
-    for chunk in unresolved.chunks(500) {
-        let mut targets: Vec<i64> = chunk.iter().map(|(_, t)| *t).collect();
-        targets.sort_unstable();
-        targets.dedup();
-        let list = (0..targets.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
-        params.extend(targets.iter().map(|t| Param::Int(*t)));
-        let found: std::collections::HashSet<i64> = tx
-            .query(
-                &format!(
-                    "SELECT DISTINCT change_id FROM resident_history WHERE tenant = $1 AND change_id IN ({list})"
-                ),
-                &params,
-            )?
-            .iter()
-            .map(|r| r.int(0))
-            .collect::<Result<_, _>>()?;
-        if let Some(missing) = chunk.iter().find(|(_, t)| !found.contains(t)) {
-            return Ok(Some(*missing));
-        }
-    }
-    Ok(None)
+    let ids: Vec<i64> = unresolved.iter().map(|(_, t)| *t).collect();
+    let found = records::existing_change_ids(tx, tenant, &ids)?;
+    Ok(unresolved.iter().find(|(_, t)| !found.contains(t)).copied())
 }
 
 /// For `--validate-only`: the first person a side row names who is neither
@@ -1754,61 +1736,20 @@ async fn unknown_side_person(
     tenant: &MunicipalityCode,
     v: &Validated,
 ) -> Result<Option<Problem>, ImportError> {
-    let mut outside: Vec<(&'static str, u64, String)> = Vec::new();
-    let mut note = |file: &'static str, line: u64, a: &str| {
-        if NumberKey::of(a).is_none_or(|k| v.file_persons.binary_search(&k).is_err()) {
-            outside.push((file, line, a.to_string()));
-        }
-    };
-    for (i, m) in v.measures.iter().enumerate() {
-        for (_, a) in m.measure.named_persons() {
-            note(SUPPORT_MEASURES_FILE, i as u64 + 2, a.as_str());
-        }
-    }
-    for (i, c) in v.certificates.iter().enumerate() {
-        for a in &c.persons {
-            note(CERTIFICATES_FILE, i as u64 + 2, a.as_str());
-        }
-    }
-    if outside.is_empty() {
-        return Ok(None);
-    }
-    let t = tenant.clone();
-    let numbers: Vec<String> = outside.iter().map(|(_, _, a)| a.clone()).collect();
-    let found = registry
+    let (t, measures, certificates, in_file) = (
+        tenant.clone(),
+        v.measures.clone(),
+        v.certificates.clone(),
+        v.file_persons.clone(),
+    );
+    Ok(registry
         .store()
         .read(Some(tenant), move |tx| {
-            let mut found = std::collections::HashSet::new();
-            for chunk in numbers.chunks(500) {
-                let list = (0..chunk.len())
-                    .map(|i| format!("${}", i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut params: Vec<Param<'_>> = vec![t.as_str().into()];
-                params.extend(chunk.iter().map(|a| Param::Text(a.as_str())));
-                for r in tx.query(
-                    &format!(
-                        "SELECT addressee_number FROM resident_current WHERE tenant = $1 AND addressee_number IN ({list})"
-                    ),
-                    &params,
-                )? {
-                    found.insert(r.text(0)?.to_string());
-                }
-            }
-            Ok::<_, StoreError>(found)
+            super::side::first_unknown_person(tx, &t, &measures, &certificates, |a| {
+                NumberKey::of(a.as_str()).is_some_and(|k| in_file.binary_search(&k).is_ok())
+            })
         })
-        .await?;
-    Ok(outside
-        .into_iter()
-        .find(|(_, _, a)| !found.contains(a))
-        .map(|(file, row, a)| Problem {
-            file: file.into(),
-            row,
-            column: "persons".into(),
-            code: "unknown_person".into(),
-            message_ja: format!("宛名番号 {a} の住民はこの団体にも residents.csv にもいません。"),
-            message_en: format!("{a} is neither in the tenant nor in residents.csv"),
-        }))
+        .await?)
 }
 
 /// The problem of a 取消対象異動番号 that names no change.
@@ -1867,7 +1808,6 @@ fn validate_and_load(
                 };
                 let v = validate(
                     inputs,
-                    Some(digest),
                     eras,
                     opts,
                     Phase::Load,
@@ -1929,15 +1869,7 @@ fn validate_and_load(
     if !v.unresolved_cancels.is_empty() {
         let mut problems = Problems::new(opts.max_reported);
         for (line, target) in &v.unresolved_cancels {
-            let p = cancels_nothing(*line, *target);
-            problems.push(
-                &p.file,
-                p.row,
-                &p.column,
-                &p.code,
-                p.message_ja,
-                p.message_en,
-            );
+            problems.add(cancels_nothing(*line, *target));
         }
         return Err(PassError::Refused {
             v: Box::new(v),
@@ -1950,7 +1882,7 @@ fn validate_and_load(
     // The bytes loaded are the bytes digested before (and checked against
     // the imports already recorded).
     if read_digest(&read).as_ref() != Some(digest) {
-        return Err(ImportError::Conflict(Box::new(file_changed())).into());
+        return Err(ImportError::Conflict(Box::new(file_changed(RESIDENTS_FILE))).into());
     }
     let t = Instant::now();
     load.finish(tx)?;
@@ -2006,7 +1938,9 @@ fn load(
             &[tenant.as_str().into()],
         )?
         .int(0)?;
-    let (text, _) = open_text(path, encoding, None).map_err(|e| fail(e.to_string()))?;
+    // Hashed as it is read: the rows loaded must be the bytes validated.
+    let read: SharedDigest = Arc::default();
+    let (text, _) = open_text(path, encoding, Some(&read)).map_err(|e| fail(e.to_string()))?;
     let mut reader = csv_reader(text);
     reader.headers().map_err(|e| fail(e.to_string()))?;
     let mut record = csv::StringRecord::new();
@@ -2099,7 +2033,11 @@ fn load(
         written += 1;
     }
     ticker.done();
-    unchanged(path, &digest.residents.0)?;
+    if read_digest(&read).as_ref() != Some(&digest.residents) {
+        return Err(ImportError::Conflict(Box::new(file_changed(
+            RESIDENTS_FILE,
+        ))));
+    }
     if let Some((line, target)) = missing_cancel(tx, tenant, &v.unresolved_cancels)? {
         return Err(ImportError::Conflict(Box::new(cancels_nothing(
             line, target,
@@ -2108,18 +2046,9 @@ fn load(
     Ok(Load::Done { written, present })
 }
 
-/// Fails (rolling the load back) if the file is not the one validated.
-fn unchanged(path: &Path, digest: &str) -> Result<(), ImportError> {
-    let now = digest_file(path).map(|d| d.0).unwrap_or_default();
-    if now == digest {
-        return Ok(());
-    }
-    Err(ImportError::Conflict(Box::new(file_changed())))
-}
-
-fn file_changed() -> Problem {
+fn file_changed(file: &str) -> Problem {
     Problem {
-        file: RESIDENTS_FILE.into(),
+        file: file.into(),
         row: 0,
         column: String::new(),
         code: "file_changed".into(),
@@ -2235,7 +2164,6 @@ mod tests {
             let mut problems = Problems::new(10);
             validate(
                 inputs,
-                None,
                 &eras,
                 &opts,
                 Phase::Validate,

@@ -40,17 +40,7 @@ impl Step {
             load_seconds: r.validate_seconds + r.load_seconds,
             outcome: r.outcome,
             problems: r.problem_count,
-            first_problems: r
-                .problems
-                .iter()
-                .take(5)
-                .map(|p| {
-                    format!(
-                        "{}:{} {}: {} / {}",
-                        p.file, p.row, p.column, p.message_ja, p.message_en
-                    )
-                })
-                .collect(),
+            first_problems: r.problems.iter().take(5).map(ToString::to_string).collect(),
         }
     }
 

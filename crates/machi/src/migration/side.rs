@@ -8,14 +8,13 @@ use std::io::Write;
 use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
 use machi_domain::support::SupportMeasure;
 
+use super::import::{ImportError, Problem};
+use super::layout::{CERTIFICATES_FILE, SUPPORT_MEASURES_FILE};
 use crate::store::{StoreError, Tx};
 
 /// support_measures.csv: one row per measure; `detail` is the whole
 /// measure as JSON (the same document the registry keeps), the other
 /// columns repeat what a reader of the file wants at a glance.
-const SUPPORT_MEASURES_FILE_NAME: &str = super::layout::SUPPORT_MEASURES_FILE;
-const CERTIFICATES_FILE_NAME: &str = super::layout::CERTIFICATES_FILE;
-
 pub const SUPPORT_MEASURE_COLUMNS: &[(&str, &str)] = &[
     ("measure_id", "支援措置番号"),
     ("requester", "申出者宛名番号"),
@@ -358,25 +357,57 @@ pub fn write_certificates<W: Write>(
     Ok(())
 }
 
-/// Why a side file's row cannot be loaded into the tenant.
-#[derive(Debug)]
-pub enum SideConflict {
-    Store(StoreError),
-    /// (file, line, column, code, Japanese, English): the import is undone.
-    Row(
-        &'static str,
-        u64,
-        &'static str,
-        &'static str,
-        String,
-        String,
-    ),
+/// A side row's conflict with the tenant: the import is undone.
+fn conflict(file: &str, row: u64, column: &str, code: &str, ja: String, en: String) -> ImportError {
+    ImportError::Conflict(Box::new(Problem {
+        file: file.into(),
+        row,
+        column: column.into(),
+        code: code.into(),
+        message_ja: ja,
+        message_en: en,
+    }))
 }
 
-impl From<StoreError> for SideConflict {
-    fn from(e: StoreError) -> Self {
-        SideConflict::Store(e)
+/// The first person a side row names (a measure's offenders included, as
+/// the service requires when a measure is registered) who is neither in
+/// the tenant nor `in_file`. Rows are validated already, so row `i` of a
+/// file is its line `i + 2`.
+pub fn first_unknown_person(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    measures_in: &[MeasureRow],
+    certificates_in: &[CertificateRow],
+    in_file: impl Fn(&AddresseeNumber) -> bool,
+) -> Result<Option<Problem>, StoreError> {
+    let mut named: Vec<(&str, u64, AddresseeNumber)> = Vec::new();
+    for (i, m) in measures_in.iter().enumerate() {
+        for (_, a) in m.measure.named_persons() {
+            named.push((SUPPORT_MEASURES_FILE, i as u64 + 2, a));
+        }
     }
+    for (i, c) in certificates_in.iter().enumerate() {
+        for a in &c.persons {
+            named.push((CERTIFICATES_FILE, i as u64 + 2, a.clone()));
+        }
+    }
+    named.retain(|(_, _, a)| !in_file(a));
+    if named.is_empty() {
+        return Ok(None);
+    }
+    let numbers: Vec<AddresseeNumber> = named.iter().map(|(_, _, a)| a.clone()).collect();
+    let found = crate::store::support::existing_persons(tx, tenant, &numbers)?;
+    Ok(named
+        .into_iter()
+        .find(|(_, _, a)| !found.contains(a))
+        .map(|(file, row, a)| Problem {
+            file: file.into(),
+            row,
+            column: "persons".into(),
+            code: "unknown_person".into(),
+            message_ja: format!("宛名番号 {a} の住民はこの団体にも residents.csv にもいません。"),
+            message_en: format!("{a} is neither in the tenant nor in residents.csv"),
+        }))
 }
 
 /// Loads the side files inside the import's transaction, after the
@@ -392,7 +423,8 @@ impl From<StoreError> for SideConflict {
 ///   is a conflict.
 /// - A certificate present with other content is a conflict (an issued
 ///   certificate does not change).
-/// - Every person a row names must be in the tenant.
+/// - Every person a row names must be in the tenant
+///   ([`first_unknown_person`]).
 ///
 /// A conflict undoes the whole import. Returns the rows (measures,
 /// certificates) written.
@@ -401,28 +433,11 @@ pub fn load(
     tenant: &MunicipalityCode,
     measures_in: &[MeasureRow],
     certificates_in: &[CertificateRow],
-) -> Result<(u64, u64), SideConflict> {
+) -> Result<(u64, u64), ImportError> {
     use std::collections::HashMap;
-    let known = |tx: &mut Tx<'_>, a: &AddresseeNumber| -> Result<bool, StoreError> {
-        Ok(tx
-            .query_opt(
-                "SELECT 1 FROM resident_current WHERE tenant = $1 AND addressee_number = $2",
-                &[tenant.as_str().into(), a.as_str().into()],
-            )?
-            .is_some())
-    };
-    let unknown = |file, line, a: &AddresseeNumber| {
-        SideConflict::Row(
-            file,
-            line,
-            "persons",
-            "unknown_person",
-            format!(
-                "宛名番号 {a} の住民はこの団体にも residents.csv にもいません。何も取り込んでいません。"
-            ),
-            format!("{a} is neither in the tenant nor in residents.csv; nothing was imported"),
-        )
-    };
+    if let Some(p) = first_unknown_person(tx, tenant, measures_in, certificates_in, |_| false)? {
+        return Err(ImportError::Conflict(Box::new(p)));
+    }
     let existing: HashMap<i64, MeasureRow> = measures(tx, tenant)?
         .into_iter()
         .map(|m| (m.measure_id, m))
@@ -430,13 +445,6 @@ pub fn load(
     let mut loaded = (0, 0);
     for (i, m) in measures_in.iter().enumerate() {
         let line = i as u64 + 2;
-        // Every 宛名番号 the measure names, offenders' included (as the
-        // service requires when a measure is registered).
-        for (_, a) in m.measure.named_persons() {
-            if !known(tx, &a)? {
-                return Err(unknown(SUPPORT_MEASURES_FILE_NAME, line, &a));
-            }
-        }
         match existing.get(&m.measure_id) {
             Some(e) if e == m => continue,
             Some(e)
@@ -455,8 +463,8 @@ pub fn load(
                 continue;
             }
             Some(_) => {
-                return Err(SideConflict::Row(
-                    SUPPORT_MEASURES_FILE_NAME,
+                return Err(conflict(
+                    SUPPORT_MEASURES_FILE,
                     line,
                     "measure_id",
                     "conflicts_with_stored",
@@ -497,16 +505,11 @@ pub fn load(
         .collect();
     for (i, c) in certificates_in.iter().enumerate() {
         let line = i as u64 + 2;
-        for a in &c.persons {
-            if !known(tx, a)? {
-                return Err(unknown(CERTIFICATES_FILE_NAME, line, a));
-            }
-        }
         match existing.get(&c.issue_number) {
             Some(e) if e == c => continue,
             Some(_) => {
-                return Err(SideConflict::Row(
-                    CERTIFICATES_FILE_NAME,
+                return Err(conflict(
+                    CERTIFICATES_FILE,
                     line,
                     "issue_number",
                     "conflicts_with_stored",

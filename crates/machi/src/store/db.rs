@@ -274,7 +274,7 @@ pub struct Tx<'c> {
     conn: Conn<'c>,
     keyring: &'c Keyring,
     /// SQLite: the commit is not to copy the log into the database file
-    /// (see `writer::defer_checkpoint`).
+    /// (see [`Tx::defer_checkpoint`]).
     checkpoint_deferred: bool,
 }
 
@@ -393,9 +393,11 @@ impl<'c> Tx<'c> {
         }
     }
 
-    /// SQLite: asks that this transaction's commit not copy the log into
-    /// the database file; the writer does it afterwards
-    /// (`writer::defer_checkpoint`).
+    /// SQLite: asks that this transaction's commit not copy the log back
+    /// into the database file: a bulk load's log holds gigabytes, and its
+    /// rows are durable once the log is synced. The writer copies it
+    /// afterwards on a thread of its own (`writer::checkpoint_after_deferred`),
+    /// while writes go on.
     pub(super) fn defer_checkpoint(&mut self) -> Result<(), StoreError> {
         self.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         self.checkpoint_deferred = true;

@@ -495,6 +495,31 @@ pub fn each_history_row(
 }
 
 /// The highest change id among the tenant's history rows (0 if none).
+/// Which of `ids` are changes with history rows in the tenant, looked up
+/// 500 at a time (the history has no index by change id: one scan each).
+pub fn existing_change_ids(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT DISTINCT change_id FROM resident_history WHERE tenant = $1 AND change_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+        params.extend(chunk.iter().map(|t| Param::Int(*t)));
+        for r in tx.query(&sql, &params)? {
+            found.insert(r.int(0)?);
+        }
+    }
+    Ok(found)
+}
+
 pub fn last_change_id(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreError> {
     tx.query_one(
         "SELECT COALESCE(MAX(change_id), 0) FROM resident_history WHERE tenant = $1",
@@ -1070,7 +1095,7 @@ impl BulkLoad {
             .query_one("SELECT COALESCE(MAX(rowid), 0) FROM resident_history", &[])?
             .int(0)?;
         let rebuild = expected_rows >= present.max(0) as u64;
-        super::writer::defer_checkpoint(tx)?;
+        tx.defer_checkpoint()?;
         if rebuild {
             for (name, _) in REGISTRY_INDEXES {
                 tx.execute_batch(&format!("DROP INDEX {name}"))?;

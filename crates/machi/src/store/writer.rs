@@ -179,14 +179,6 @@ fn run(
 /// file at a commit (its default).
 const AUTO_CHECKPOINT_PAGES: i64 = 1000;
 
-/// Asks that the commit of the current write not copy the log back into
-/// the database file: a bulk load's log holds gigabytes, and its rows are
-/// durable once the log is synced. The writer copies it afterwards on a
-/// thread of its own ([`checkpoint_after_deferred`]), while writes go on.
-pub fn defer_checkpoint(tx: &mut Tx<'_>) -> Result<(), StoreError> {
-    tx.defer_checkpoint()
-}
-
 /// After a commit whose checkpoint was deferred: turns automatic
 /// checkpoints on again and runs one (PASSIVE: it neither waits for nor
 /// blocks readers and writers) on another connection.
