@@ -405,8 +405,10 @@ pub fn first_unknown_person(
             row,
             column: "persons".into(),
             code: "unknown_person".into(),
-            message_ja: format!("宛名番号 {a} の住民はこの団体にも residents.csv にもいません。"),
-            message_en: format!("{a} is neither in the tenant nor in residents.csv"),
+            message_ja: format!(
+                "宛名番号 {a} の住民はこの団体にも residents.csv にもいません。何も取り込んでいません。"
+            ),
+            message_en: format!("{a} is neither in the tenant nor in residents.csv; nothing was imported"),
         }))
 }
 
