@@ -167,7 +167,9 @@ fn admit_attempt(
 ) -> Result<bool, StoreError> {
     if tx.backend() == crate::store::Backend::Postgres {
         let lock = format!("{key}/{login}");
-        tx.query(
+        // execute, not query: the function returns a `void` column, which
+        // no row type can hold.
+        tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             &[lock.as_str().into()],
         )?;
