@@ -13,6 +13,14 @@ use crate::support::{AKISHIMA, FUCHU, TestDb};
 use machi::service::Actor;
 use machi_domain::access::Role;
 
+both_backends!(
+    every_endpoint_answers,
+    bad_input_is_a_4xx_json_error_and_writes_nothing,
+    each_scope_opens_its_own_resource_only,
+    errors_name_the_field_in_both_languages,
+    the_api_never_returns_a_my_number,
+);
+
 /// The router and the credentials a test calls it with.
 pub struct Api {
     pub router: axum::Router,
@@ -107,8 +115,8 @@ pub async fn platform_headers(db: &TestDb) -> Vec<(String, String)> {
     ]
 }
 
-async fn setup() -> (TestDb, Api) {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn setup(db: TestDb) -> (TestDb, Api) {
+    let db = db.with_tenants().await;
     let router = api::app(AppState {
         registry: db.registry.clone(),
     });
@@ -131,9 +139,8 @@ fn first() -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn every_endpoint_answers() {
-    let (db, app) = setup().await;
+async fn every_endpoint_answers(db: TestDb) {
+    let (db, app) = setup(db).await;
     let ops = app.with_headers(platform_headers(&db).await);
     let (a1, h1) = first();
     let (s, v) = call(&app, "GET", "/healthz", None).await;
@@ -290,9 +297,8 @@ async fn every_endpoint_answers() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
-    let (db, app) = setup().await;
+async fn bad_input_is_a_4xx_json_error_and_writes_nothing(db: TestDb) {
+    let (db, app) = setup(db).await;
     let (a1, h1) = first();
     call(
         &app,
@@ -473,9 +479,8 @@ async fn bad_input_is_a_4xx_json_error_and_writes_nothing() {
     assert_eq!(db.registry.tenants().await.unwrap().len(), tenants_before);
 }
 
-#[tokio::test]
-async fn each_scope_opens_its_own_resource_only() {
-    let (db, app) = setup().await;
+async fn each_scope_opens_its_own_resource_only(db: TestDb) {
+    let (db, app) = setup(db).await;
     let (a1, _) = first();
     call(
         &app,
@@ -541,9 +546,8 @@ async fn each_scope_opens_its_own_resource_only() {
     assert!(res.headers().contains_key("www-authenticate"));
 }
 
-#[tokio::test]
-async fn errors_name_the_field_in_both_languages() {
-    let (_db, app) = setup().await;
+async fn errors_name_the_field_in_both_languages(db: TestDb) {
+    let (_db, app) = setup(db).await;
     let mut fam = takahashi_family();
     fam["command"]["persons"][1]["name_kana"] = json!("たかはし　きょうこ");
     let (s, v) = call(
@@ -562,9 +566,8 @@ async fn errors_name_the_field_in_both_languages() {
     );
 }
 
-#[tokio::test]
-async fn the_api_never_returns_a_my_number() {
-    let (_db, app) = setup().await;
+async fn the_api_never_returns_a_my_number(db: TestDb) {
+    let (_db, app) = setup(db).await;
     let (a1, _) = first();
     let mut family = takahashi_family();
     family["command"]["persons"][0]["my_number"] = json!(crate::contract::MY_NUMBER);

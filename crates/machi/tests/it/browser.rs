@@ -15,6 +15,11 @@ use serde_json::json;
 use crate::contract::takahashi_family;
 use crate::support::TestDb;
 
+both_backends!(
+    browser_counter_day,
+    browser_support_block_release_and_cross_tenant_denial,
+);
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -23,6 +28,16 @@ pub fn screenshot_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     dir
+}
+
+/// axe-core's script: `MACHI_AXE_JS`, or the copy `tools/test` installs.
+fn axe_path() -> PathBuf {
+    std::env::var_os("MACHI_AXE_JS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tools/axe/node_modules/axe-core/axe.min.js")
+        })
 }
 
 fn free_port() -> u16 {
@@ -50,7 +65,7 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    async fn start() -> Harness {
+    async fn start(db: TestDb) -> Harness {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(bin).exists(),
@@ -58,7 +73,6 @@ impl Harness {
                  (apt-get install chromium chromium-driver fonts-ipaexfont)"
             );
         }
-        let db = TestDb::sqlite().await;
         machi::demo::seed(&db.registry, 40)
             .await
             .expect("demo data");
@@ -140,9 +154,46 @@ impl Harness {
             .unwrap();
     }
 
+    /// A screenshot for a person to look at, and axe-core's WCAG 2.2 AA
+    /// check of the same page, which must find nothing.
     async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+        self.axe(name).await;
+    }
+
+    /// Injects axe-core (from npm, `tools/axe`, installed by `tools/test`)
+    /// and fails on any WCAG 2.0/2.1/2.2 A or AA violation of the page.
+    async fn axe(&self, name: &str) {
+        let source = std::fs::read_to_string(axe_path()).unwrap_or_else(|e| {
+            panic!(
+                "axe-core is missing ({}: {e}): run tools/test, or `npm ci` in tools/axe",
+                axe_path().display()
+            )
+        });
+        self.client
+            .execute(&format!("{source}\n;return true;"), vec![])
+            .await
+            .expect("inject axe-core");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag', values:
+                     ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+                   .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact,
+                       help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) }))))
+                   .catch(e => done([{ id: 'axe-error', help: String(e) }]));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        let violations = found.as_array().cloned().unwrap_or_default();
+        assert!(
+            violations.is_empty(),
+            "axe-core: WCAG 2.2 AA violations on page {name}: {}",
+            serde_json::to_string_pretty(&violations).unwrap()
+        );
     }
 
     async fn fill(&self, id: &str, value: &str) {
@@ -211,9 +262,8 @@ impl Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_counter_day() {
-    let h = Harness::start().await;
+async fn browser_counter_day(db: TestDb) {
+    let h = Harness::start(db).await;
     // Sign in, search by reading.
     h.login("132063", "clerk", "clerk-Demo-2026").await;
     h.shot("01-home-clerk").await;
@@ -327,10 +377,13 @@ async fn browser_counter_day() {
     let bytes = std::fs::read(&pdf).unwrap();
     assert!(bytes.starts_with(b"%PDF"), "{}", pdf.display());
     std::fs::copy(&pdf, screenshot_dir().join("10-certificate.pdf")).unwrap();
+    // Read in the tenant's scope: on PostgreSQL row-level security shows
+    // no tenant's rows to a transaction that names none.
+    let fuchu = crate::support::code(crate::support::FUCHU);
     let issued =
         h.db.registry
             .store()
-            .read(None, |tx| {
+            .read(Some(&fuchu), |tx| {
                 tx.query_one("SELECT COUNT(*) FROM certificates", &[])?
                     .int(0)
             })
@@ -339,9 +392,8 @@ async fn browser_counter_day() {
     assert_eq!(issued, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_support_block_release_and_cross_tenant_denial() {
-    let h = Harness::start().await;
+async fn browser_support_block_release_and_cross_tenant_denial(db: TestDb) {
+    let h = Harness::start(db).await;
     let a1 = machi_domain::ids::AddresseeNumber::from_serial(1)
         .unwrap()
         .to_string();
@@ -422,5 +474,7 @@ async fn browser_support_block_release_and_cross_tenant_denial() {
             "{path}: {page}"
         );
     }
+    // The page a person sees (the last path above is the JSON API's).
+    h.go("/ui/search?name=%E9%AB%98%E6%A9%8B").await;
     h.shot("16-cross-tenant-denied").await;
 }

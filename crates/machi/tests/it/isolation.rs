@@ -15,6 +15,8 @@ use crate::contract::{counts, takahashi_family};
 use crate::support::{AKISHIMA, FUCHU, TestDb};
 use crate::ui::{Session, send, staff};
 
+both_backends!(no_route_crosses_tenants,);
+
 /// Values for each path parameter: FUCHU's real ids.
 fn fill(path: &str, ids: &[(&str, String)]) -> String {
     let mut out = path.to_string();
@@ -31,9 +33,8 @@ fn fill(path: &str, ids: &[(&str, String)]) -> String {
 /// What FUCHU's data looks like in any answer: names and the tenant's name.
 const FUCHU_MARKERS: [&str; 3] = ["髙橋", "タカハシ", "府中市"];
 
-#[tokio::test]
-async fn no_route_crosses_tenants() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn no_route_crosses_tenants(db: TestDb) {
+    let db = db.with_tenants().await;
     let r = &db.registry;
     let fuchu = FUCHU.parse().unwrap();
     // FUCHU: a family, a provisional change, a support measure.

@@ -1,5 +1,22 @@
-//! machi's integration tests: one binary. The storage contract suite runs on
-//! SQLite and on PostgreSQL; the API tests drive the real router.
+//! machi's integration tests: one binary. Every suite runs on SQLite and on
+//! PostgreSQL (`both_backends!`); the API tests drive the real router.
+
+/// Runs each named `async fn(TestDb)` twice, as `<module>::sqlite::<name>`
+/// on a fresh SQLite file and as `<module>::postgres::<name>` on a fresh
+/// PostgreSQL database. `.ci/run` counts both lists and fails unless each
+/// ran in full.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
+        }
+    };
+}
 
 mod api;
 mod browser;

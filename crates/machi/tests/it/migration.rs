@@ -60,25 +60,14 @@ fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
-        }
-    };
-}
-
-both!(
+both_backends!(
     export_import_export_is_identical_and_rerun_changes_nothing,
     bad_input_is_reported_and_nothing_is_imported,
     a_difference_load_appends_only_what_is_new,
     support_measures_and_certificates_migrate,
     a_full_load_leaves_keys_and_indexes_whole,
+    a_rehearsal_compares_full_and_incremental_loads,
+    an_import_killed_midway_leaves_nothing_and_reruns,
 );
 
 /// The names of a query's single text column, sorted.
@@ -1019,10 +1008,9 @@ async fn a_difference_load_appends_only_what_is_new(db: TestDb) {
 }
 
 /// The rehearsal end to end on a small generated population.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rehearsal_compares_full_and_incremental_loads() {
+async fn a_rehearsal_compares_full_and_incremental_loads(db: TestDb) {
     use machi::migration::{generate, rehearse};
-    let db = TestDb::sqlite().await.with_tenants().await;
+    let db = db.with_tenants().await;
     let r = &db.registry;
     let dir = tempfile::tempdir().unwrap();
     let pop = dir.path().join("pop");
@@ -1219,22 +1207,38 @@ async fn tenants_are_added_and_loaded_side_by_side() {
 
 /// All or nothing, against an interruption: `machi import` killed (SIGKILL)
 /// while it writes leaves the tenant without a row, and running it again
-/// loads everything. SQLite, through the command as an operator runs it.
-#[test]
-fn an_import_killed_midway_leaves_nothing_and_reruns() {
+/// loads everything. Through the command as an operator runs it; killed once
+/// rows are being written (SQLite: the log file grows; PostgreSQL: the
+/// server shows the import's COPY running).
+async fn an_import_killed_midway_leaves_nothing_and_reruns(db: TestDb) {
+    let location = db.location().await;
+    let pg_url = db.url();
+    tokio::task::spawn_blocking(move || killed_import(location, pg_url))
+        .await
+        .unwrap();
+    drop(db);
+}
+
+fn killed_import(location: machi::store::DatabaseLocation, pg_url: Option<String>) {
+    use machi::store::DatabaseLocation;
     use std::process::{Command, Stdio};
     let bin = env!("CARGO_BIN_EXE_machi");
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("m.db");
-    let url = format!("sqlite://{}", db.display());
-    let machi = |args: &[&str]| {
-        let out = Command::new(bin)
-            .arg("--database")
+    let url = match &location {
+        DatabaseLocation::Sqlite(p) => format!("sqlite://{}", p.display()),
+        DatabaseLocation::Postgres(u) => u.clone(),
+    };
+    let command = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.arg("--database")
             .arg(&url)
             .args(args)
             .env("MACHI_LOG", "warn")
-            .output()
-            .unwrap();
+            .env("MACHI_MASTER_KEY", crate::support::TEST_MASTER_KEY);
+        c
+    };
+    let machi = |args: &[&str]| {
+        let out = command(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
@@ -1269,14 +1273,41 @@ fn an_import_killed_midway_leaves_nothing_and_reruns() {
             .count()
             - 1
     };
-    // Killed once the log shows rows being written.
-    let wal = dir.path().join("m.db-wal");
-    let wal_at_start = std::fs::metadata(&wal).map_or(0, |m| m.len());
-    let mut child = Command::new(bin)
-        .arg("--database")
-        .arg(&url)
-        .args(["import", "--tenant", "132063", population.to_str().unwrap()])
-        .env("MACHI_LOG", "warn")
+    // What shows that rows are being written.
+    let wal = match &location {
+        DatabaseLocation::Sqlite(p) => {
+            Some(std::path::PathBuf::from(format!("{}-wal", p.display())))
+        }
+        DatabaseLocation::Postgres(_) => None,
+    };
+    let wal_at_start = wal
+        .as_ref()
+        .map_or(0, |w| std::fs::metadata(w).map_or(0, |m| m.len()));
+    let mut watcher = pg_url.as_ref().map(|u| {
+        let server = crate::support::postgres_server();
+        let dbname = u.rsplit('/').next().unwrap().to_string();
+        (
+            ::postgres::Client::connect(&server, ::postgres::NoTls).unwrap(),
+            dbname,
+        )
+    });
+    let mut writing = || -> bool {
+        match (&wal, &mut watcher) {
+            (Some(w), _) => std::fs::metadata(w).map_or(0, |m| m.len()) > wal_at_start + (4 << 20),
+            (None, Some((c, dbname))) => {
+                c.query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND state = 'active' AND query ILIKE 'COPY%'",
+                    &[&*dbname],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                    > 0
+            }
+            _ => unreachable!(),
+        }
+    };
+    let mut child = command(&["import", "--tenant", "132063", population.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1287,7 +1318,7 @@ fn an_import_killed_midway_leaves_nothing_and_reruns() {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if std::fs::metadata(&wal).map_or(0, |m| m.len()) > wal_at_start + (4 << 20) {
+        if writing() {
             child.kill().unwrap();
             killed_midway = true;
             break;

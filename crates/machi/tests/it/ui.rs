@@ -12,6 +12,17 @@ use tower::ServiceExt;
 
 use crate::support::{AKISHIMA, FUCHU, TestDb};
 
+both_backends!(
+    a_clerk_enters_and_a_supervisor_approves,
+    sign_in_is_throttled_and_logged,
+    english_switch_and_keyboard_markup,
+    certificates_are_issued_verified_and_blocked_for_protected_persons,
+    a_disabled_account_loses_its_sessions,
+    parallel_guesses_do_not_pass_the_throttle,
+    protected_persons_stay_hidden_in_provisional_changes_and_certificates,
+    the_login_form_refuses_a_post_from_elsewhere,
+);
+
 /// A signed-in browser without a browser: cookies and the CSRF token.
 pub struct Session {
     pub router: axum::Router,
@@ -205,9 +216,8 @@ pub fn move_in_fields() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-#[tokio::test]
-async fn a_clerk_enters_and_a_supervisor_approves() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn a_clerk_enters_and_a_supervisor_approves(db: TestDb) {
+    let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     staff(&db, FUCHU, "boss", Role::Supervisor).await;
     let router = app(&db).await;
@@ -346,9 +356,8 @@ async fn a_clerk_enters_and_a_supervisor_approves() {
     );
 }
 
-#[tokio::test]
-async fn sign_in_is_throttled_and_logged() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn sign_in_is_throttled_and_logged(db: TestDb) {
+    let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     let router = app(&db).await;
     for _ in 0..5 {
@@ -416,9 +425,8 @@ async fn sign_in_is_throttled_and_logged() {
     );
 }
 
-#[tokio::test]
-async fn english_switch_and_keyboard_markup() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn english_switch_and_keyboard_markup(db: TestDb) {
+    let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     let router = app(&db).await;
     let clerk = Session::login(&router, FUCHU, "clerk").await;
@@ -449,9 +457,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-#[tokio::test]
-async fn certificates_are_issued_verified_and_blocked_for_protected_persons() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn certificates_are_issued_verified_and_blocked_for_protected_persons(db: TestDb) {
+    let db = db.with_tenants().await;
     let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     staff(&db, FUCHU, "officer", Role::SupportOfficer).await;
@@ -599,9 +606,8 @@ async fn certificates_are_issued_verified_and_blocked_for_protected_persons() {
     );
 }
 
-#[tokio::test]
-async fn a_disabled_account_loses_its_sessions() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn a_disabled_account_loses_its_sessions(db: TestDb) {
+    let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
     let router = app(&db).await;
@@ -645,9 +651,8 @@ async fn a_disabled_account_loses_its_sessions() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parallel_guesses_do_not_pass_the_throttle() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn parallel_guesses_do_not_pass_the_throttle(db: TestDb) {
+    let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
     let mut tasks = vec![];
@@ -682,9 +687,8 @@ async fn parallel_guesses_do_not_pass_the_throttle() {
     ));
 }
 
-#[tokio::test]
-async fn protected_persons_stay_hidden_in_provisional_changes_and_certificates() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn protected_persons_stay_hidden_in_provisional_changes_and_certificates(db: TestDb) {
+    let db = db.with_tenants().await;
     let fuchu: machi_domain::ids::MunicipalityCode = FUCHU.parse().unwrap();
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     staff(&db, FUCHU, "clerk2", Role::Clerk).await;
@@ -768,9 +772,8 @@ async fn protected_persons_stay_hidden_in_provisional_changes_and_certificates()
     );
 }
 
-#[tokio::test]
-async fn the_login_form_refuses_a_post_from_elsewhere() {
-    let db = TestDb::sqlite().await.with_tenants().await;
+async fn the_login_form_refuses_a_post_from_elsewhere(db: TestDb) {
+    let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     let router = app(&db).await;
     // Right password, but no form token (another site's form): refused.
