@@ -1011,29 +1011,4 @@ mod tests {
         let expected = d.and_hms_opt(3, 0, 0).unwrap().and_utc().timestamp_micros();
         assert_eq!(noon_jst_micros(d), expected);
     }
-
-    /// `cargo test --release -p machi -- --ignored generate_speed --nocapture`
-    /// (`MACHI_GENERATE_RESIDENTS` sets the size, 200,000 by default;
-    /// `MACHI_GENERATE_OUTPUT` keeps the files in that directory).
-    #[test]
-    #[ignore]
-    fn generate_speed() {
-        let dir = tempfile::tempdir().unwrap();
-        let eras = EraTable::standard();
-        let started = std::time::Instant::now();
-        let residents = std::env::var("MACHI_GENERATE_RESIDENTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(200_000);
-        let out = std::env::var_os("MACHI_GENERATE_OUTPUT")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| dir.path().to_path_buf());
-        let s = generate(&out, &options(residents, 1), &eras).unwrap();
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "{s:?}: {:.2} s, {:.0} persons/s",
-            secs,
-            s.persons as f64 / secs
-        );
-    }
 }
