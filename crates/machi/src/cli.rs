@@ -51,9 +51,29 @@ pub struct Cli {
     /// either, a SQLite database keeps its key in master.key beside it.
     #[arg(long, global = true, env = "MACHI_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// Log lines on standard error: `text` for people (default) or `json`,
+    /// one JSON object a line, for a log collector.
+    #[arg(
+        long,
+        global = true,
+        env = "MACHI_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The environment variable holding the bearer token `/metrics` asks for.
+const METRICS_TOKEN_ENV: &str = "MACHI_METRICS_TOKEN";
 
 /// The environment variable holding the master key itself.
 const MASTER_KEY_ENV: &str = "MACHI_MASTER_KEY";
@@ -63,7 +83,9 @@ enum Command {
     /// Create a demo database with six real municipalities and a few thousand
     /// synthetic residents, serve the API on it, and print where to look.
     Demo(DemoArgs),
-    /// Serve the JSON API (and /openapi.json, /healthz) on the configured database.
+    /// Serve the JSON API (and /openapi.json, /healthz, /readyz, /metrics) on
+    /// the configured database. MACHI_METRICS_TOKEN: the bearer token
+    /// /metrics asks for (without it, /metrics is open).
     Serve(ServeArgs),
     /// Run pending database migrations and list the applied ones; or
     /// `migrate rehearse` for a data-migration rehearsal.
@@ -271,13 +293,16 @@ enum TenantCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MACHI_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,machi=info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let rt = match (if std::env::var_os("MACHI_CURRENT_THREAD").is_some() {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -358,17 +383,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
             let listener = tokio::net::TcpListener::bind(addr).await?;
             print_demo_links(&registry, a.port).await?;
-            serve(listener, registry).await?;
+            serve(listener, registry, api::AppOptions::default()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => {
+            let metrics_token = match std::env::var(METRICS_TOKEN_ENV) {
+                Ok(t) if t.trim().is_empty() => {
+                    anyhow::bail!("{METRICS_TOKEN_ENV} is set but empty")
+                }
+                Ok(t) => Some(t),
+                Err(_) => None,
+            };
             let registry = open(&cli, DEFAULT_DATABASE).await?;
             let addr: SocketAddr = format!("{}:{}", a.bind, a.port)
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--bind {}: {e}", a.bind))?;
+            if metrics_token.is_none() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "/metrics is open to anyone who reaches {addr}: set {METRICS_TOKEN_ENV} to ask for a token"
+                );
+            }
             let listener = tokio::net::TcpListener::bind(addr).await?;
             println!("machi API on http://{addr}/ (OpenAPI: http://{addr}/openapi.json)");
-            serve(listener, registry).await?;
+            serve(listener, registry, api::AppOptions { metrics_token }).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate {
@@ -865,7 +902,7 @@ async fn print_demo_links(registry: &Registry, port: u16) -> anyhow::Result<()> 
     println!(
         "  more clients: machi client add --tenant 132063 --system jidou_teate --scopes jidou_teate:residents:read"
     );
-    println!("  health:    {base}/healthz");
+    println!("  health:    {base}/healthz  (ready: {base}/readyz, metrics: {base}/metrics)");
     println!("  OpenAPI:   {base}/openapi.json");
     println!(
         "  tenants:   {}",
@@ -885,8 +922,12 @@ async fn print_demo_links(registry: &Registry, port: u16) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn serve(listener: tokio::net::TcpListener, registry: Registry) -> anyhow::Result<()> {
-    let app = api::app(AppState { registry });
+async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    options: api::AppOptions,
+) -> anyhow::Result<()> {
+    let app = api::app_with(AppState { registry }, options);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

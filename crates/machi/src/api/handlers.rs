@@ -76,26 +76,44 @@ pub struct Health {
     backend: String,
 }
 
-/// Health check.
-#[utoipa::path(get, path = "/healthz", tag = "platform",
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
-pub async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
-    s.registry.tenants().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "データベースに接続できません。",
-            "the database is not reachable",
-        )
-    })?;
+fn health(s: &AppState, status: &str) -> Json<Health> {
     let backend = match s.registry.store().backend() {
         crate::store::Backend::Sqlite => "sqlite",
         crate::store::Backend::Postgres => "postgres",
     };
-    Ok(Json(Health {
-        status: "ok".into(),
+    Json(Health {
+        status: status.into(),
         backend: backend.into(),
-    }))
+    })
+}
+
+/// Liveness: the process is up and answers HTTP. It asks nothing of the
+/// database (see `/readyz`), so a database outage does not get the process
+/// restarted.
+#[utoipa::path(get, path = "/healthz", tag = "platform",
+    responses((status = 200, body = Health)))]
+pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
+    health(&s, "ok")
+}
+
+/// How long `/readyz` waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness: the database answers a trivial query within 2 seconds;
+/// otherwise 503 (send no traffic here until it answers again).
+#[utoipa::path(get, path = "/readyz", tag = "platform",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(s): State<AppState>) -> ApiResult<Health> {
+    if let Err(e) = s.registry.store().check_ready(READY_TIMEOUT).await {
+        tracing::warn!(error = %e, "not ready");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "データベースが応答しないため、受付できません。しばらくしてからやり直してください。",
+            "not ready: the database does not answer; try again later",
+        ));
+    }
+    Ok(health(&s, "ok"))
 }
 
 pub async fn not_found() -> ApiError {

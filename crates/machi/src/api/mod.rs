@@ -1,10 +1,14 @@
-//! The HTTP edge: JSON API under `/api/v1`, `/openapi.json`, `/healthz`.
+//! The HTTP edge: JSON API under `/api/v1`, `/openapi.json`, `/healthz`
+//! (liveness), `/readyz` (readiness), `/metrics`.
 //! Handlers are thin: parse, call the service, map the answer.
 
 pub mod auth;
 pub mod error;
 mod handlers;
+pub mod metrics;
 pub mod views;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
@@ -41,6 +45,7 @@ struct ApiDoc;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::readyz))
         .routes(routes!(auth::token))
         .routes(routes!(handlers::list_tenants, handlers::create_tenant))
         .routes(routes!(handlers::get_tenant))
@@ -59,8 +64,27 @@ pub fn router_and_doc(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     (router.with_state(state), doc)
 }
 
-/// The whole HTTP application: the JSON API and the staff UI.
+/// Settings of the HTTP application beyond its state.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// The bearer token `/metrics` asks for (`MACHI_METRICS_TOKEN`); none:
+    /// `/metrics` is open.
+    pub metrics_token: Option<String>,
+}
+
+/// The whole HTTP application: the JSON API and the staff UI, with an open
+/// `/metrics`.
 pub fn app(state: AppState) -> Router {
+    app_with(state, AppOptions::default())
+}
+
+/// The whole HTTP application: the JSON API, the staff UI and `/metrics`;
+/// every request counted and timed under its route template.
+pub fn app_with(state: AppState, options: AppOptions) -> Router {
+    let metrics = Arc::new(metrics::Metrics::new(
+        state.registry.store().clone(),
+        options.metrics_token,
+    ));
     let ui = crate::ui::router(state.clone());
     let (router, doc) = router_and_doc(state);
     let router = router.merge(ui);
@@ -78,7 +102,12 @@ pub fn app(state: AppState) -> Router {
                 }
             }),
         )
+        .route(
+            "/metrics",
+            get(metrics::metrics).with_state(metrics.clone()),
+        )
         .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }
 
 /// The OpenAPI document as committed in the repository (`openapi.json`).

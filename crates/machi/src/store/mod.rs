@@ -19,6 +19,7 @@ mod writer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use machi_domain::ids::MunicipalityCode;
@@ -60,6 +61,9 @@ pub enum StoreError {
     Task(String),
     #[error("the commit failed, nothing was written: {0}")]
     Commit(String),
+    /// The readiness check found the database not answering.
+    #[error("the database is not ready: {0}")]
+    NotReady(String),
 }
 
 impl StoreError {
@@ -164,10 +168,71 @@ enum Inner {
         /// its own takes the writes in order (see [`writer`]).
         writer: writer::Writer,
         readers: r2d2::Pool<SqliteManager>,
+        /// Callers waiting for a reader connection.
+        waiting: AtomicUsize,
+        path: PathBuf,
     },
     Postgres {
         pool: r2d2::Pool<PgManager>,
+        /// Callers waiting for a connection.
+        waiting: AtomicUsize,
     },
+}
+
+/// The state of one connection pool, as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// `sqlite_readers` or `postgres`.
+    pub pool: &'static str,
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+    /// Callers waiting to check a connection out.
+    pub waiting: usize,
+}
+
+/// Pools and queues of the store at one moment (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreState {
+    pub pools: Vec<PoolState>,
+    /// SQLite: writes waiting for the writer thread (see [`writer`]); none
+    /// on PostgreSQL, where writes wait for a pool connection instead.
+    pub sqlite_writer_queue: Option<usize>,
+}
+
+fn pool_state<M: r2d2::ManageConnection>(
+    name: &'static str,
+    pool: &r2d2::Pool<M>,
+    waiting: &AtomicUsize,
+) -> PoolState {
+    let s = pool.state();
+    PoolState {
+        pool: name,
+        in_use: s.connections.saturating_sub(s.idle_connections),
+        idle: s.idle_connections,
+        max: pool.max_size(),
+        waiting: waiting.load(Ordering::Relaxed),
+    }
+}
+
+/// Checks a connection out of `pool`, counted in `waiting` meanwhile.
+fn checkout<M: r2d2::ManageConnection>(
+    pool: &r2d2::Pool<M>,
+    waiting: &AtomicUsize,
+    timeout: Option<Duration>,
+) -> Result<r2d2::PooledConnection<M>, r2d2::Error> {
+    struct Waiting<'a>(&'a AtomicUsize);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    waiting.fetch_add(1, Ordering::Relaxed);
+    let _w = Waiting(waiting);
+    match timeout {
+        Some(t) => pool.get_timeout(t),
+        None => pool.get(),
+    }
 }
 
 impl Store {
@@ -369,6 +434,8 @@ impl Store {
             inner: Arc::new(Inner::Sqlite {
                 writer: writer::Writer::start(writer, keyring.clone())?,
                 readers,
+                waiting: AtomicUsize::new(0),
+                path: path.to_path_buf(),
             }),
             keyring,
         })
@@ -392,7 +459,10 @@ impl Store {
             .connection_timeout(Duration::from_secs(30))
             .build(PgManager { config })?;
         Ok(Store {
-            inner: Arc::new(Inner::Postgres { pool }),
+            inner: Arc::new(Inner::Postgres {
+                pool,
+                waiting: AtomicUsize::new(0),
+            }),
             keyring,
         })
     }
@@ -401,6 +471,42 @@ impl Store {
         match &*self.inner {
             Inner::Sqlite { .. } => Backend::Sqlite,
             Inner::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// The pools and queues now (no database call).
+    pub fn state(&self) -> StoreState {
+        match &*self.inner {
+            Inner::Sqlite {
+                writer,
+                readers,
+                waiting,
+                ..
+            } => StoreState {
+                pools: vec![pool_state("sqlite_readers", readers, waiting)],
+                sqlite_writer_queue: Some(writer.queued()),
+            },
+            Inner::Postgres { pool, waiting } => StoreState {
+                pools: vec![pool_state("postgres", pool, waiting)],
+                sqlite_writer_queue: None,
+            },
+        }
+    }
+
+    /// The readiness check: whether the database answers a trivial query
+    /// within `timeout`. SQLite: the writer thread runs, and a new
+    /// connection opens the file (never creating it: a database file that
+    /// was moved, removed or made unreadable is not ready) and reads it.
+    /// PostgreSQL: a pool connection, checked out within `timeout`, answers.
+    pub async fn check_ready(&self, timeout: Duration) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        let probe = tokio::task::spawn_blocking(move || inner.probe(timeout));
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(done) => done.map_err(|e| StoreError::Task(e.to_string()))?,
+            Err(_) => Err(StoreError::NotReady(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
         }
     }
 
@@ -460,7 +566,37 @@ impl Store {
     }
 }
 
+/// The readiness probe's query: reads a table, not only the connection.
+const PROBE_SQL: &str = "SELECT version FROM schema_migrations LIMIT 1";
+
 impl Inner {
+    fn probe(&self, timeout: Duration) -> Result<(), StoreError> {
+        match self {
+            Inner::Sqlite { writer, path, .. } => {
+                if !writer.is_running() {
+                    return Err(StoreError::NotReady("the SQLite writer has stopped".into()));
+                }
+                use rusqlite::OpenFlags;
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(timeout)?;
+                conn.query_row(PROBE_SQL, [], |_| Ok(()))?;
+                Ok(())
+            }
+            Inner::Postgres { pool, waiting } => {
+                let mut conn = checkout(pool, waiting, Some(timeout))?;
+                let client = conn
+                    .client
+                    .as_mut()
+                    .ok_or_else(|| StoreError::NotReady("closed connection".into()))?;
+                client.batch_execute(PROBE_SQL)?;
+                Ok(())
+            }
+        }
+    }
+
     fn run<T, E, F>(
         &self,
         keyring: &Keyring,
@@ -473,16 +609,18 @@ impl Inner {
         E: From<StoreError>,
     {
         match self {
-            Inner::Sqlite { readers, .. } => {
+            Inner::Sqlite {
+                readers, waiting, ..
+            } => {
                 // SQLite writes go through the writer thread, never here.
-                let mut conn = readers.get().map_err(|e| E::from(e.into()))?;
+                let mut conn = checkout(readers, waiting, None).map_err(|e| E::from(e.into()))?;
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
                     .map_err(|e| E::from(e.into()))?;
                 finish(Tx::sqlite(tx, keyring), f)
             }
-            Inner::Postgres { pool } => {
-                let mut conn = pool.get().map_err(|e| E::from(e.into()))?;
+            Inner::Postgres { pool, waiting } => {
+                let mut conn = checkout(pool, waiting, None).map_err(|e| E::from(e.into()))?;
                 let PgConn { client, statements } = &mut *conn;
                 let client = client
                     .as_mut()

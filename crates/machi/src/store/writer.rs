@@ -9,6 +9,7 @@
 //! committed, while one disk sync serves many changes.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use super::StoreError;
@@ -28,6 +29,9 @@ type Checkpointing = Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>;
 
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Writes sent to the writer thread and not yet taken into a batch.
+    queued: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
     checkpointing: Checkpointing,
 }
 
@@ -35,15 +39,29 @@ impl Writer {
     pub fn start(conn: rusqlite::Connection, keyring: Arc<Keyring>) -> Result<Writer, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let checkpointing = Checkpointing::default();
-        let c = checkpointing.clone();
-        std::thread::Builder::new()
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (c, q) = (checkpointing.clone(), queued.clone());
+        let thread = std::thread::Builder::new()
             .name("machi-sqlite-writer".into())
-            .spawn(move || run(conn, &keyring, rx, &c))
+            .spawn(move || run(conn, &keyring, rx, &q, &c))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Writer {
             jobs,
+            queued,
+            thread,
             checkpointing,
         })
+    }
+
+    /// Writes waiting for the writer: sent, not yet begun (the queue
+    /// behind the commit on disk).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer thread still takes writes.
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
     }
 
     /// Waits for the checkpoint started after a bulk write, if one runs
@@ -78,9 +96,13 @@ impl Writer {
                 }) as Completion,
             ),
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| E::from(StoreError::Task("the SQLite writer has stopped".into())))?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(E::from(StoreError::Task(
+                "the SQLite writer has stopped".into(),
+            )));
+        }
         answer
             .await
             .map_err(|_| E::from(StoreError::Task("the write was abandoned".into())))?
@@ -91,6 +113,7 @@ fn run(
     mut conn: rusqlite::Connection,
     keyring: &Keyring,
     rx: mpsc::Receiver<Job>,
+    queued: &AtomicUsize,
     checkpointing: &Checkpointing,
 ) {
     while let Ok(first) = rx.recv() {
@@ -101,6 +124,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,

@@ -1,0 +1,260 @@
+//! `/metrics`: the server's own figures in the OpenMetrics text format
+//! (which Prometheus scrapes): HTTP requests by route template, method and
+//! status with their latency, and the store's pools and queues.
+//!
+//! No personal data in any label: a request is labelled by the route
+//! template it matched (`/api/v1/tenants/{municipality_code}/residents/{addressee_number}`),
+//! never by its path or query; a request that matched no route is
+//! `unmatched`; a method other than the usual seven is `other`.
+//!
+//! Protection: with `MACHI_METRICS_TOKEN` set, `/metrics` answers only a
+//! request bearing `Authorization: Bearer <token>` (Prometheus'
+//! `authorization` scrape setting). Without it, `/metrics` is as open as
+//! `/healthz`: it holds counts, timings and pool sizes only, and `machi
+//! serve` warns when it binds a non-loopback address without a token.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::auth::constant_time_eq;
+use super::error::ApiError;
+use crate::store::Store;
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The content type of the OpenMetrics text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolConnectionLabels {
+    pool: &'static str,
+    state: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The metrics of one application (one router): its registry and the
+/// store whose pools it reports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pool_connections: Family<PoolConnectionLabels, Gauge>,
+    pool_max: Family<PoolLabels, Gauge>,
+    pool_waiting: Family<PoolLabels, Gauge>,
+    writer_queue: Option<Gauge>,
+    store: Store,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Metrics of an application on `store`; `/metrics` asks for `token`
+    /// when there is one.
+    pub fn new(store: Store, token: Option<String>) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "machi_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register_with_unit(
+            "machi_http_request_duration",
+            "Time from a request's arrival to its response head, by method and route template",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let pool_connections = Family::<PoolConnectionLabels, Gauge>::default();
+        registry.register(
+            "machi_db_pool_connections",
+            "Open database connections of a pool: in_use (checked out) or idle",
+            pool_connections.clone(),
+        );
+        let pool_max = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "machi_db_pool_max_connections",
+            "The most connections a pool opens",
+            pool_max.clone(),
+        );
+        let pool_waiting = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "machi_db_pool_waiting",
+            "Callers waiting to check a connection out of a pool",
+            pool_waiting.clone(),
+        );
+        let writer_queue = store.state().sqlite_writer_queue.map(|_| {
+            let g = Gauge::default();
+            registry.register(
+                "machi_sqlite_writer_queued_writes",
+                "Writes (each with its access-log entry) waiting for the SQLite writer: sent, not yet begun",
+                g.clone(),
+            );
+            g
+        });
+        Metrics {
+            registry,
+            requests,
+            latency,
+            pool_connections,
+            pool_max,
+            pool_waiting,
+            writer_queue,
+            store,
+            token,
+        }
+    }
+
+    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+        self.latency
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.clone(),
+            })
+            .observe(seconds);
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+
+    /// The exposition, with the store's gauges read now.
+    pub fn render(&self) -> String {
+        let state = self.store.state();
+        for p in &state.pools {
+            let gauge = |state| {
+                self.pool_connections
+                    .get_or_create(&PoolConnectionLabels {
+                        pool: p.pool,
+                        state,
+                    })
+                    .clone()
+            };
+            gauge("in_use").set(p.in_use.into());
+            gauge("idle").set(p.idle.into());
+            let pool = PoolLabels { pool: p.pool };
+            self.pool_max.get_or_create(&pool).set(p.max.into());
+            self.pool_waiting
+                .get_or_create(&pool)
+                .set(i64::try_from(p.waiting).unwrap_or(i64::MAX));
+        }
+        if let (Some(g), Some(q)) = (&self.writer_queue, state.sqlite_writer_queue) {
+            g.set(i64::try_from(q).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        // Writing to a String does not fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|sent| constant_time_eq(sent.as_bytes(), token.as_bytes()))
+    }
+}
+
+/// The method as a label: one of the usual seven, or `other` (a client
+/// may send any token as a method).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts and times every request under its route template.
+pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| UNMATCHED.to_string(), |p| p.as_str().to_string());
+    let method = method_label(req.method());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    m.observe(
+        method,
+        route,
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    res
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(m): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
+    if !m.allows(&headers) {
+        let mut res = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "/metrics にはトークン（Bearer）が必要です。",
+            "/metrics needs the metrics bearer token",
+        )
+        .into_response();
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return res;
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.render()).into_response()
+}
