@@ -107,7 +107,10 @@ pub fn app_with(state: AppState, options: AppOptions) -> Router {
             get(metrics::metrics).with_state(metrics.clone()),
         )
         .fallback(handlers::not_found)
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
 }
 
 /// The OpenAPI document as committed in the repository (`openapi.json`).

@@ -139,7 +139,7 @@ async fn no_route_crosses_tenants(db: TestDb) {
                 assert!(!text.contains(m), "{method} {uri} leaked {m}: {text}");
             }
             let (s, v) = call(&anonymous, method, &uri, body).await;
-            let public = matches!(path.as_str(), "/healthz" | "/oauth/token");
+            let public = matches!(path.as_str(), "/healthz" | "/readyz" | "/oauth/token");
             if !public {
                 assert!(
                     s == StatusCode::UNAUTHORIZED || s == StatusCode::UNSUPPORTED_MEDIA_TYPE,

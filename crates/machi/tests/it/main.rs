@@ -25,6 +25,7 @@ mod faults;
 mod isolation;
 mod migration;
 mod openapi;
+mod operability;
 mod rls;
 mod support;
 mod support_measures;
