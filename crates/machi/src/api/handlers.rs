@@ -87,9 +87,10 @@ fn health(s: &AppState, status: &str) -> Json<Health> {
     })
 }
 
-/// Liveness: the process is up and answers HTTP. It asks nothing of the
-/// database (see `/readyz`), so a database outage does not get the process
-/// restarted.
+/// Liveness.
+///
+/// The process is up and answers HTTP. It asks nothing of the database (see
+/// `/readyz`), so a database outage does not get the process restarted.
 #[utoipa::path(get, path = "/healthz", tag = "platform",
     responses((status = 200, body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
@@ -99,7 +100,9 @@ pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
 /// How long `/readyz` waits for the database.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Readiness: the database answers a trivial query within 2 seconds;
+/// Readiness.
+///
+/// 200 when the database answers a trivial query within 2 seconds;
 /// otherwise 503 (send no traffic here until it answers again).
 #[utoipa::path(get, path = "/readyz", tag = "platform",
     responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
