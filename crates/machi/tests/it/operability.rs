@@ -16,20 +16,7 @@ use crate::api::{Api, call, client_token};
 use crate::contract::takahashi_family;
 use crate::support::{FUCHU, TEST_MASTER_KEY, TestDb, postgres_server};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+both_backends!(
     metrics_count_route_templates_and_hold_no_personal_data,
     readyz_follows_the_database_and_healthz_does_not,
     metrics_ask_for_the_token_when_one_is_set,
