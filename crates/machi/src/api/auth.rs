@@ -155,10 +155,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// OAuth2 token endpoint, client credentials grant only. Tokens live 10
 /// minutes; there are no refresh tokens: a client asks again.
-#[utoipa::path(post, path = "/oauth/token", tag = "platform",
+#[utoipa::path(post, path = "/oauth/token", tag = "platform", security(()),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = TokenGrant), (status = 400, body = TokenError),
-              (status = 401, body = TokenError), (status = 429, body = TokenError)))]
+    responses((status = 200, description = "The access token.", body = TokenGrant),
+              (status = 400, description = "invalid_request (the body is not a form with grant_type), unsupported_grant_type, or invalid_scope.", body = TokenError),
+              (status = 401, description = "invalid_client: no client credentials, an unknown client or a wrong secret (with WWW-Authenticate).", body = TokenError),
+              (status = 429, description = "invalid_client: too many failed attempts for this client; try again in 15 minutes.", body = TokenError),
+              (status = 500, description = "internal_error: the database failed; no token was issued.", body = super::error::ErrorBody)))]
 pub async fn token(
     State(s): State<AppState>,
     headers: HeaderMap,

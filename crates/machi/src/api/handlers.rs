@@ -8,11 +8,12 @@ use machi_domain::change::ChangeRequest;
 use machi_domain::error::Localized;
 use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
+use super::params::{self, given, int_param};
 use super::views::*;
 use crate::service::ServiceError;
 use crate::service::registry::{SearchParams, encode_cursor};
@@ -21,6 +22,19 @@ use crate::store::tenants::Tenant;
 use machi_domain::access::Permission;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+// What the error statuses mean, as the OpenAPI document says it.
+const UNAUTHENTICATED: &str = "unauthenticated: no valid credential (a bearer access token, or a \
+    staff session cookie; a session on a write also needs its X-CSRF-Token).";
+const INTERNAL: &str = "internal_error: the database failed; nothing was changed.";
+const BAD_PARAMETER: &str = "A parameter does not match its schema; `field` names it.";
+const FORBIDDEN_READ: &str =
+    "forbidden: the token lacks a `residents` scope or the role may not read personal data.";
+const FORBIDDEN_PERSONAL: &str = "forbidden: the token lacks a `residents` scope or the role may \
+    not read personal data; or support_measure_block: the person is under a support measure \
+    (j440) and this read was not released.";
+const BODY_TOO_LARGE: &str = "body_too_large: the body is larger than 2 MB.";
+const NOT_JSON: &str = "invalid_json: the body is not sent as application/json.";
 
 fn path_error(e: PathRejection) -> ApiError {
     ApiError::bad_request(
@@ -38,10 +52,21 @@ fn query_error(e: QueryRejection) -> ApiError {
     )
 }
 
+/// A body that is not the JSON asked for: 415 without the JSON content
+/// type, 400 when it is not JSON, 422 when it is JSON of the wrong shape,
+/// 413 when it is larger than the 2 MB limit.
 fn json_error(e: JsonRejection) -> ApiError {
     let status = match &e {
         JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "リクエスト本文が大きすぎます（上限 2 MB）。",
+                "the request body is larger than the 2 MB limit",
+            );
+        }
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(
@@ -91,8 +116,8 @@ fn health(s: &AppState, status: &str) -> Json<Health> {
 ///
 /// The process is up and answers HTTP. It asks nothing of the database (see
 /// `/readyz`), so a database outage does not get the process restarted.
-#[utoipa::path(get, path = "/healthz", tag = "platform",
-    responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "platform", security(()),
+    responses((status = 200, description = "The process answers.", body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
     health(&s, "ok")
 }
@@ -104,8 +129,9 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 ///
 /// 200 when the database answers a trivial query within 2 seconds;
 /// otherwise 503 (send no traffic here until it answers again).
-#[utoipa::path(get, path = "/readyz", tag = "platform",
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "platform", security(()),
+    responses((status = 200, description = "The database answers.", body = Health),
+              (status = 503, description = "not_ready: the database does not answer within 2 seconds.", body = ErrorBody)))]
 pub async fn readyz(State(s): State<AppState>) -> ApiResult<Health> {
     if let Err(e) = s.registry.store().check_ready(READY_TIMEOUT).await {
         tracing::warn!(error = %e, "not ready");
@@ -133,9 +159,13 @@ pub struct TenantList {
     tenants: Vec<Tenant>,
 }
 
-/// Lists the municipalities (tenants) of this deployment.
+/// Lists the municipalities (tenants) of this deployment: all of them for
+/// the platform operator, the caller's own for anyone else.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "platform",
-    responses((status = 200, body = TenantList)))]
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "The tenants the caller may see.", body = TenantList),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn list_tenants(State(s): State<AppState>, Auth(caller): Auth) -> ApiResult<TenantList> {
     let all = s.registry.tenants().await?;
     // The platform operator sees every tenant; anyone else only their own.
@@ -152,17 +182,40 @@ pub async fn list_tenants(State(s): State<AppState>, Auth(caller): Auth) -> ApiR
 #[derive(Deserialize, ToSchema)]
 pub struct NewTenant {
     /// 団体コード, 6 digits with its check digit.
-    #[schema(example = "132063")]
+    #[schema(value_type = params::MunicipalityCodeSchema)]
     municipality_code: String,
-    #[schema(example = "府中市")]
+    /// 1 to 64 characters, not all white space, no control characters;
+    /// surrounding white space is removed.
+    #[schema(
+        example = "府中市",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
-    #[schema(example = "東京都")]
+    /// Like `name`.
+    #[schema(
+        example = "東京都",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     prefecture: String,
 }
 
-/// Adds a municipality (tenant).
-#[utoipa::path(post, path = "/api/v1/tenants", tag = "platform", request_body = NewTenant,
-    responses((status = 201, body = Tenant), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+/// Adds a municipality (tenant). Platform operator only (a staff session).
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "platform",
+    security(("session" = [])),
+    request_body(content = NewTenant, example = json!({"municipality_code": "131202", "name": "練馬区", "prefecture": "東京都"})),
+    responses((status = 201, description = "Created.", body = Tenant),
+              (status = 400, description = "invalid_municipality_code or invalid_tenant (`field` names it), or invalid_json: the body is not JSON.", body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = "forbidden: only the platform operator adds tenants, or the X-CSRF-Token is wrong.", body = ErrorBody),
+              (status = 409, description = "tenant_exists.", body = ErrorBody),
+              (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+              (status = 415, description = NOT_JSON, body = ErrorBody),
+              (status = 422, description = "invalid_json: JSON of the wrong shape (a field missing or of the wrong type).", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn create_tenant(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -180,10 +233,15 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// One municipality (tenant).
+/// One municipality (tenant): the caller's own, or any for the platform operator.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}", tag = "platform",
-    params(("municipality_code" = String, Path, description = "団体コード")),
-    responses((status = 200, body = Tenant), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::TenantPath),
+    responses((status = 200, description = "The tenant.", body = Tenant),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 404, description = "tenant_not_found: no tenant with this code, or not the caller's.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn get_tenant(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -198,19 +256,24 @@ pub async fn get_tenant(
 }
 
 /// "As of" parameters: the state on an effective date and/or as recorded at a time.
-#[derive(Deserialize, IntoParams)]
+/// "As of" parameters ([`params::AsOfParams`]): the state on an effective
+/// date and/or as recorded at an instant.
+#[derive(Deserialize)]
 pub struct AsOfQuery {
-    /// The state on this effective date (和暦 or 西暦, e.g. `2024-04-01` or `令和6年4月1日`).
     as_of: Option<String>,
-    /// The state as the registry recorded it at this instant (RFC 3339).
     recorded_as_of: Option<String>,
 }
 
 /// A resident's record (current, or as of a date / recording time) with the whole history.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/residents/{addressee_number}", tag = "registry",
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("addressee_number" = String, Path, description = "宛名番号"), AsOfQuery),
-    responses((status = 200, body = ResidentDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::ResidentPath, params::AsOfParams),
+    responses((status = 200, description = "The record and its history.", body = ResidentDetail),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN_PERSONAL, body = ErrorBody),
+              (status = 404, description = "tenant_not_found, person_not_found, or not_recorded_as_of: the person has no record at the requested time.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn get_resident(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -246,16 +309,27 @@ pub struct HistoryList {
     history: Vec<ResidentView>,
 }
 
+/// `recorded_as_of` ([`params::RecordedAsOfParams`]).
+#[derive(Deserialize)]
+pub struct RecordedAsOfQuery {
+    recorded_as_of: Option<String>,
+}
+
 /// A resident's history rows (j200, j350), as recorded (optionally at a past instant).
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/residents/{addressee_number}/history", tag = "registry",
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("addressee_number" = String, Path, description = "宛名番号"), AsOfQuery),
-    responses((status = 200, body = HistoryList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::ResidentPath, params::RecordedAsOfParams),
+    responses((status = 200, description = "The history rows.", body = HistoryList),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN_PERSONAL, body = ErrorBody),
+              (status = 404, description = "tenant_not_found, person_not_found, or not_recorded_as_of.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn get_resident_history(
     State(s): State<AppState>,
     Auth(caller): Auth,
     path: Result<Path<(String, String)>, PathRejection>,
-    q: Result<Query<AsOfQuery>, QueryRejection>,
+    q: Result<Query<RecordedAsOfQuery>, QueryRejection>,
 ) -> ApiResult<HistoryList> {
     let Path((code, person)) = path.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
@@ -274,9 +348,14 @@ pub async fn get_resident_history(
 
 /// A household with its resident members (current, or as of a date / recording time).
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/households/{household_number}", tag = "registry",
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("household_number" = String, Path, description = "世帯番号"), AsOfQuery),
-    responses((status = 200, body = HouseholdView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::HouseholdPath, params::AsOfParams),
+    responses((status = 200, description = "The household and its members.", body = HouseholdView),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN_PERSONAL, body = ErrorBody),
+              (status = 404, description = "tenant_not_found, or household_not_found: no household with this number (at the requested time).", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn get_household(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -315,10 +394,24 @@ pub async fn get_household(
 /// the history rows, the audit entry and the linkage event are committed in
 /// one transaction. On any error nothing is written.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/changes", tag = "changes",
-    params(("municipality_code" = String, Path, description = "団体コード")),
-    request_body(content = ChangeRequestDoc, description = "The change: what every change carries (effective_date, filed_on, input_place, input_terminal) and `command`, tagged by `type`."),
-    responses((status = 201, body = ChangeResult), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::TenantPath),
+    request_body(content = ChangeRequestDoc,
+        description = "The change: what every change carries (effective_date, filed_on, input_place, input_terminal) and `command`, tagged by `type`.",
+        example = json!({"effective_date": "2024-04-01", "filed_on": "2024-04-01", "input_place": "市民課窓口", "input_terminal": "T-01",
+            "command": {"type": "move_in", "previous_address": "東京都調布市小島町二丁目",
+                "persons": [{"name": "見本　花子", "name_kana": "ミホン　ハナコ", "birth_date": "平成2年5月6日", "sex": "female", "relationship": "世帯主"}],
+                "household": {"type": "new", "address": {"address": "東京都府中市宮西町二丁目24番地", "annex": "府中ハイツ101", "postal_code": "183-0056"}}}})),
+    responses((status = 201, description = "Committed: the rows appended and the event published.", body = ChangeResult),
+              (status = 400, description = "A parameter does not match its schema (`field` names it), or invalid_json: the body is not JSON.", body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks the `changes:write` scope, the role may not enter changes, or the X-CSRF-Token is wrong.", body = ErrorBody),
+              (status = 404, description = "tenant_not_found.", body = ErrorBody),
+              (status = 409, description = "The change conflicts with the registry (a duplicate identity, later changes, a change that cannot be cancelled, or another change to the same record committed first); nothing was written.", body = ErrorBody),
+              (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+              (status = 415, description = NOT_JSON, body = ErrorBody),
+              (status = 422, description = "The change is refused by the rules (a field wrong or missing: `field` names it), or invalid_json: JSON of the wrong shape; nothing was written.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn submit_change(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -376,18 +469,23 @@ pub struct ChangeRequestDoc {
     command: machi_domain::change::ChangeCommand,
 }
 
-#[derive(Deserialize, IntoParams)]
+/// A page of changes ([`params::PageParams`]).
+#[derive(Deserialize)]
 pub struct PageQuery {
-    /// Cursor from the previous page's `next`.
     after: Option<String>,
-    /// Page size (1–200, default 50).
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 /// Changes of the tenant, newest first.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/changes", tag = "changes",
-    params(("municipality_code" = String, Path, description = "団体コード"), PageQuery),
-    responses((status = 200, body = ChangeList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::TenantPath, params::PageParams),
+    responses((status = 200, description = "A page of changes.", body = ChangeList),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks a `changes` scope or the role may not read changes.", body = ErrorBody),
+              (status = 404, description = "tenant_not_found.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn list_changes(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -399,11 +497,8 @@ pub async fn list_changes(
     let tenant = tenant_code(&code)?;
     caller.check(&tenant, Permission::ReadChanges)?;
     let actor = caller.actor();
-    let before = match q.after.as_deref() {
-        Some(c) => Some(decode_id_cursor(c)?),
-        None => None,
-    };
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let before = given(&q.after).map(decode_id_cursor).transpose()?;
+    let limit = int_param("limit", &q.limit, 50, 1, 200)?;
     let mut changes = s
         .registry
         .changes(&tenant, before, limit + 1, &actor)
@@ -458,9 +553,14 @@ fn decode_id_cursor(c: &str) -> Result<i64, ApiError> {
 
 /// One change (異動).
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/changes/{change_id}", tag = "changes",
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("change_id" = i64, Path, description = "Change id")),
-    responses((status = 200, body = ChangeView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::ChangePath),
+    responses((status = 200, description = "The change.", body = ChangeView),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks a `changes` scope or the role may not read changes; or support_measure_block: the change concerns a person under a support measure (j440) and this read was not released.", body = ErrorBody),
+              (status = 404, description = "tenant_not_found, or change_not_found.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn get_change(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -470,7 +570,7 @@ pub async fn get_change(
     let tenant = tenant_code(&code)?;
     caller.check(&tenant, Permission::ReadChanges)?;
     let actor = caller.actor();
-    let id: i64 = id.trim().parse().map_err(|_| {
+    let id: i64 = params::integer_text("change_id", &id).map_err(|_| {
         ApiError::bad_request(
             "invalid_change_id",
             format!("異動番号「{id}」は数字で指定してください。"),
@@ -482,33 +582,30 @@ pub async fn get_change(
     Ok(Json(ChangeView::new(&c, s.registry.eras())))
 }
 
-#[derive(Deserialize, IntoParams)]
+/// Search conditions ([`params::SearchConditions`]).
+#[derive(Deserialize)]
 pub struct SearchQuery {
-    /// 氏名, アルファベット氏名, 通称 or フリガナ; partial match; width,
-    /// かな/カナ, 濁点, 拗音 and common 異体字 (髙→高 …) are folded (j330).
     name: Option<String>,
-    /// 生年月日, 和暦 or 西暦.
     birth_date: Option<String>,
-    /// 住所 or 方書, partial.
     address: Option<String>,
-    /// 宛名番号
     addressee_number: Option<String>,
-    /// 世帯番号
     household_number: Option<String>,
-    /// Also match past names and addresses (j340).
-    include_history: Option<bool>,
-    /// Also return persons who are no longer residents (除票).
-    include_removed: Option<bool>,
-    /// Cursor from the previous page's `next`.
+    include_history: Option<String>,
+    include_removed: Option<String>,
     after: Option<String>,
-    /// Page size (1–200, default 50).
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 /// Searches residents (j320–j340).
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/search", tag = "registry",
-    params(("municipality_code" = String, Path, description = "団体コード"), SearchQuery),
-    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::TenantPath, params::SearchConditions),
+    responses((status = 200, description = "A page of matching persons; the address items of a person under a support measure are withheld (j380).", body = SearchResults),
+              (status = 400, description = "A parameter does not match its schema (`field` names it), or empty_search: none of name, birth_date, address, addressee_number, household_number was given (`field` is `query`).", body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN_READ, body = ErrorBody),
+              (status = 404, description = "tenant_not_found.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn search(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -520,6 +617,9 @@ pub async fn search(
     let tenant = tenant_code(&code)?;
     caller.check(&tenant, Permission::ReadPersonal)?;
     let actor = caller.actor();
+    let include_history = params::bool_param("include_history", &q.include_history)?;
+    let include_removed = params::bool_param("include_removed", &q.include_removed)?;
+    let limit = int_param("limit", &q.limit, 50, 1, 200)?;
     let page = s
         .registry
         .search(
@@ -530,10 +630,10 @@ pub async fn search(
                 address: q.address,
                 addressee_number: q.addressee_number,
                 household_number: q.household_number,
-                include_history: q.include_history.unwrap_or(false),
-                include_removed: q.include_removed.unwrap_or(false),
-                after: q.after,
-                limit: q.limit.unwrap_or(50),
+                include_history,
+                include_removed,
+                after: given(&q.after).map(str::to_string),
+                limit,
             },
             &actor,
         )
@@ -573,18 +673,23 @@ pub struct EventList {
     next_after: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
+/// A pull of the linkage feed ([`params::EventParams`]).
+#[derive(Deserialize)]
 pub struct EventQuery {
-    /// Return events with `seq` greater than this (default 0).
-    after: Option<i64>,
-    /// Page size (1–1000, default 100).
-    limit: Option<i64>,
+    after: Option<String>,
+    limit: Option<String>,
 }
 
 /// The linkage feed (pull): every change's event, in order, after a sequence number.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/events", tag = "changes",
-    params(("municipality_code" = String, Path, description = "団体コード"), EventQuery),
-    responses((status = 200, body = EventList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    security(("bearer" = []), ("session" = [])),
+    params(params::TenantPath, params::EventParams),
+    responses((status = 200, description = "The events after `after`, oldest first.", body = EventList),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks an `events` scope or the role may not read the feed.", body = ErrorBody),
+              (status = 404, description = "tenant_not_found.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn list_events(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -596,8 +701,8 @@ pub async fn list_events(
     let tenant = tenant_code(&code)?;
     caller.check(&tenant, Permission::ReadEvents)?;
     let actor = caller.actor();
-    let after = q.after.unwrap_or(0).max(0);
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = int_param("after", &q.after, 0, 0, i64::MAX)?;
+    let limit = int_param("limit", &q.limit, 100, 1, 1000)?;
     let events: Vec<OutboxEvent> = s.registry.events(&tenant, after, limit, &actor).await?;
     let next_after = events.last().map_or(after, |e| e.seq);
     Ok(Json(EventList {

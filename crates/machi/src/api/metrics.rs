@@ -240,7 +240,15 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     res
 }
 
-/// `GET /metrics`.
+/// The server's own figures (OpenMetrics text): requests by route template,
+/// method and status, latency, the store's pools and queues. No personal
+/// data. Open unless `MACHI_METRICS_TOKEN` is set; then only with that
+/// bearer token.
+#[utoipa::path(get, path = "/metrics", tag = "platform",
+    security((), ("metrics_token" = [])),
+    responses((status = 200, description = "The figures.", body = String,
+                content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+              (status = 401, description = "unauthenticated: MACHI_METRICS_TOKEN is set and the request does not bear it (with WWW-Authenticate).", body = super::error::ErrorBody)))]
 pub async fn metrics(State(m): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
     if !m.allows(&headers) {
         let mut res = ApiError::new(

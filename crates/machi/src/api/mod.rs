@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 pub mod metrics;
+mod params;
 pub mod views;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -30,9 +32,25 @@ pub struct AppState {
         title = "machi API",
         description = "Resident registry (住民記録) of the municipalities sharing one machi deployment. \
             Everything a tenant owns lives under /api/v1/tenants/{municipality_code}. \
-            Errors are JSON: {code, message_ja, message_en, field?}.",
+            Errors are JSON: {code, message_ja, message_en, field?} (ErrorBody); `code` is stable. \
+            Every parameter's schema is exactly what the server accepts: a value that does not \
+            match is refused with 400 and `field` naming the parameter. An optional query \
+            parameter that is empty or blank is the same as leaving it out (`x-blank-is-absent`). \
+            Custom string formats: `municipality-code` (the check digit is right), \
+            `jp-calendar-date` and `jp-date` (see CalendarDate and RegistryDate).",
         license(name = "Apache-2.0")
     ),
+    components(schemas(
+        params::MunicipalityCodeSchema,
+        params::AddresseeNumberSchema,
+        params::HouseholdNumberSchema,
+        params::CalendarDateSchema,
+        params::RegistryDateSchema,
+        params::PageCursorSchema,
+    )),
+    // Routed by `app_with` with a state of its own; described here.
+    paths(metrics::metrics),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "platform", description = "Health and tenants"),
         (name = "registry", description = "Residents, households, history and search"),
@@ -40,6 +58,50 @@ pub struct AppState {
     )
 )]
 struct ApiDoc;
+
+/// How a caller authenticates: a bearer access token from `/oauth/token`
+/// (client credentials), or a staff session cookie from the sign-in page
+/// with its CSRF token in `X-CSRF-Token` on anything but GET/HEAD.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An access token from POST /oauth/token (client credentials). \
+                         Its scopes name what it opens: residents (personal data), \
+                         changes (read; `changes:write` to submit), events.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The value of MACHI_METRICS_TOKEN, when the server has one.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                auth::SESSION_COOKIE,
+                "A staff session from the sign-in page; on anything but GET/HEAD the \
+                 session's CSRF token must be sent in X-CSRF-Token. What it opens is the \
+                 staff member's role.",
+            ))),
+        );
+    }
+}
 
 /// Every API route with its OpenAPI description: the router's own list.
 pub fn routes() -> OpenApiRouter<AppState> {
