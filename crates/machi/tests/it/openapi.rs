@@ -892,3 +892,76 @@ async fn the_api_keeps_its_openapi_contract(db: TestDb) {
         failures.join("\n")
     );
 }
+
+/// The identifier patterns the document states agree with the parsers on
+/// every character: before the value, after it, and in place of a digit.
+#[test]
+fn identifier_patterns_agree_with_the_parsers_on_every_character() {
+    use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
+    let doc: Value = serde_json::from_str(&machi::api::openapi_json()).expect("document");
+    let schemas = &doc["components"]["schemas"];
+    type Parser = fn(&str) -> bool;
+    // (schema, the value around which `c` goes: before, after, and as its
+    // last digit; for 13206 the check digit is 3 or ３).
+    let cases: [(&str, &str, Parser); 3] = [
+        ("MunicipalityCode", "132063", |s| {
+            s.parse::<MunicipalityCode>().is_ok()
+        }),
+        ("AddresseeNumber", "12", |s| {
+            s.parse::<AddresseeNumber>().is_ok()
+        }),
+        ("HouseholdNumber", "12", |s| {
+            s.parse::<HouseholdNumber>().is_ok()
+        }),
+    ];
+    let disagreements: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|&(name, value, parses)| {
+                let schema = &schemas[name];
+                scope.spawn(move || {
+                    let pattern = regex::Regex::new(schema["pattern"].as_str().expect("pattern"))
+                        .expect("a pattern the regex crate reads");
+                    let municipality = schema["format"] == "municipality-code";
+                    let head = &value[..value.len() - 1];
+                    let mut found = Vec::new();
+                    let mut s = String::new();
+                    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+                        for form in 0..3 {
+                            s.clear();
+                            match form {
+                                0 => {
+                                    s.push(c);
+                                    s.push_str(value);
+                                }
+                                1 => {
+                                    s.push_str(value);
+                                    s.push(c);
+                                }
+                                _ => {
+                                    s.push_str(head);
+                                    s.push(c);
+                                }
+                            }
+                            let by_doc = pattern.is_match(&s)
+                                && (!municipality || with_check_digit(&s, 0) == s);
+                            if by_doc != parses(&s) {
+                                found.push(format!("{name} {s:?}: document says {by_doc}"));
+                            }
+                        }
+                    }
+                    found
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .flat_map(|r| r.join().expect("thread"))
+            .collect()
+    });
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements, e.g. {:?}",
+        disagreements.len(),
+        &disagreements[..disagreements.len().min(10)]
+    );
+}
