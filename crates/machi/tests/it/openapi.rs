@@ -41,20 +41,7 @@ fn committed_openapi_document_is_current() {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
-        }
-    };
-}
-
-on_both_backends!(the_api_keeps_its_openapi_contract);
+both_backends!(the_api_keeps_its_openapi_contract);
 
 /// Generated values per parameter: this many valid and this many invalid.
 const CASES: u32 = 32;
