@@ -240,6 +240,8 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     res
 }
 
+/// Metrics.
+///
 /// The server's own figures (OpenMetrics text): requests by route template,
 /// method and status, latency, the store's pools and queues. No personal
 /// data. Open unless `MACHI_METRICS_TOKEN` is set; then only with that
