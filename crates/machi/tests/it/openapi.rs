@@ -870,6 +870,13 @@ async fn the_api_keeps_its_openapi_contract(db: TestDb) {
             }
         }
     }
+    println!(
+        "contract: {} operations, {} inputs, {} valid and {} invalid values",
+        ops.len(),
+        ops.iter().map(|o| o.inputs.len()).sum::<usize>(),
+        checked.0,
+        checked.1
+    );
     assert!(
         failures.is_empty(),
         "{} contract failures ({} valid, {} invalid values tried):\n{}",
