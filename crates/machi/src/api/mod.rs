@@ -37,7 +37,8 @@ pub struct AppState {
             match is refused with 400 and `field` naming the parameter. An optional query \
             parameter that is empty or blank is the same as leaving it out (`x-blank-is-absent`). \
             Custom string formats: `municipality-code` (the check digit is right), \
-            `jp-calendar-date` and `jp-date` (see CalendarDate and RegistryDate).",
+            `jp-calendar-date` and `jp-date` (see CalendarDate and RegistryDate), \
+            `page-cursor` (opaque: a `next` the API returned).",
         license(name = "Apache-2.0")
     ),
     components(schemas(
