@@ -240,6 +240,12 @@ struct ServeArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1", env = "MACHI_BIND")]
     bind: String,
+    /// Reverse proxies in front of machi whose X-Forwarded-For is believed
+    /// for throttling by client address: addresses or networks,
+    /// comma-separated (e.g. `10.0.0.5,10.1.0.0/16`). Without it the
+    /// header is ignored and the connection's address counts.
+    #[arg(long, env = "MACHI_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -403,9 +409,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "/metrics is open to anyone who reaches {addr}: set {METRICS_TOKEN_ENV} to ask for a token"
                 );
             }
+            let trusted_proxies = api::source::TrustedProxies::parse(&a.trusted_proxies)
+                .map_err(anyhow::Error::msg)?;
             let listener = tokio::net::TcpListener::bind(addr).await?;
             println!("machi API on http://{addr}/ (OpenAPI: http://{addr}/openapi.json)");
-            serve(listener, registry, api::AppOptions { metrics_token }).await?;
+            serve(
+                listener,
+                registry,
+                api::AppOptions {
+                    metrics_token,
+                    trusted_proxies,
+                },
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate {
@@ -922,16 +938,21 @@ async fn print_demo_links(registry: &Registry, port: u16) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Serves the application; each request knows its peer's address
+/// (`ConnectInfo`) for throttling (see [`api::source`]).
 async fn serve(
     listener: tokio::net::TcpListener,
     registry: Registry,
     options: api::AppOptions,
 ) -> anyhow::Result<()> {
     let app = api::app_with(AppState { registry }, options);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
+use super::source::ClientAddr;
 use crate::service::auth::TokenGrant;
 use crate::service::{Caller, ServiceError};
 
@@ -155,15 +156,21 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// OAuth2 token endpoint, client credentials grant only. Tokens live 10
 /// minutes; there are no refresh tokens: a client asks again.
+///
+/// Wrong credentials are throttled per address, in total, and per client and
+/// address (429 with `Retry-After`); a stranger's failures never lock the
+/// client out at its own address, and asking for a scope not granted is
+/// not counted as a failure.
 #[utoipa::path(post, path = "/oauth/token", tag = "platform", security(()),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The access token.", body = TokenGrant),
               (status = 400, description = "invalid_request (the body is not a form with grant_type), unsupported_grant_type, or invalid_scope.", body = TokenError),
               (status = 401, description = "invalid_client: no client credentials, an unknown client or a wrong secret (with WWW-Authenticate).", body = TokenError),
-              (status = 429, description = "invalid_client: too many failed attempts for this client; try again in 15 minutes.", body = TokenError),
+              (status = 429, description = "invalid_client: too many failed attempts from this address (or in total, or for this client from this address); the Retry-After header gives the seconds to wait.", body = TokenError),
               (status = 500, description = "internal_error: the database failed; no token was issued.", body = super::error::ErrorBody)))]
 pub async fn token(
     State(s): State<AppState>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     form: Result<axum::Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -201,7 +208,7 @@ pub async fn token(
     };
     match s
         .registry
-        .issue_token(&id, &secret, req.scope.as_deref())
+        .issue_token_from(source, &id, &secret, req.scope.as_deref())
         .await
     {
         Ok(grant) => (
@@ -219,12 +226,13 @@ pub async fn token(
             "unknown client or wrong secret",
             "クライアントIDまたはシークレットが正しくありません。",
         ),
-        Err(ServiceError::TooManyAttempts) => token_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "invalid_client",
-            "too many failed attempts; try again in 15 minutes",
-            "失敗が続いたため、15分後にやり直してください。",
-        ),
+        Err(ServiceError::TooManyAttempts { retry_after }) => {
+            let (ja, en) = crate::service::throttle::try_again(retry_after);
+            let mut res = token_error(StatusCode::TOO_MANY_REQUESTS, "invalid_client", &en, &ja);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.into());
+            res
+        }
         Err(ServiceError::Invalid {
             message_en,
             message_ja,

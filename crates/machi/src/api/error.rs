@@ -25,11 +25,12 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
-/// An API error: status + body.
+/// An API error: status + body (+ `Retry-After` seconds for a 429).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -47,6 +48,7 @@ impl ApiError {
                 message_en: en.into(),
                 field: None,
             },
+            retry_after: None,
         }
     }
 
@@ -75,7 +77,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut res = (self.status, Json(self.body)).into_response();
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        res
     }
 }
 
@@ -137,12 +144,12 @@ impl From<ServiceError> for ApiError {
                 "団体コード・ログインID・パスワードのいずれかが正しくありません。",
                 "the municipality code, login or password is not correct",
             ),
-            ServiceError::TooManyAttempts => ApiError::new(
-                S::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "失敗が続いたため、しばらくログインできません。15分後にやり直してください。",
-                "too many failed attempts; try again in 15 minutes",
-            ),
+            ServiceError::TooManyAttempts { retry_after } => {
+                let (ja, en) = crate::service::throttle::try_again(retry_after);
+                let mut e = ApiError::new(S::TOO_MANY_REQUESTS, "too_many_attempts", ja, en);
+                e.retry_after = Some(retry_after);
+                e
+            }
             ServiceError::AccountExists(l) => ApiError::new(
                 S::CONFLICT,
                 "account_exists",

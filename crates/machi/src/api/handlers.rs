@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Auth;
+use super::edge::{json_error, path_error, query_error};
 use super::error::{ApiError, ErrorBody};
 use super::params::{self, given, int_param};
 use super::views::*;
@@ -35,50 +36,6 @@ const FORBIDDEN_PERSONAL: &str = "forbidden: the token lacks a `residents` scope
     (j440) and this read was not released.";
 const BODY_TOO_LARGE: &str = "body_too_large: the body is larger than 2 MB.";
 const NOT_JSON: &str = "invalid_json: the body is not sent as application/json.";
-
-fn path_error(e: PathRejection) -> ApiError {
-    ApiError::bad_request(
-        "invalid_path",
-        format!("URL のパスが正しくありません: {e}"),
-        format!("invalid path: {e}"),
-    )
-}
-
-fn query_error(e: QueryRejection) -> ApiError {
-    ApiError::bad_request(
-        "invalid_query",
-        format!("クエリパラメータが正しくありません: {}", e.body_text()),
-        format!("invalid query parameters: {}", e.body_text()),
-    )
-}
-
-/// A body that is not the JSON asked for: 415 without the JSON content
-/// type, 400 when it is not JSON, 422 when it is JSON of the wrong shape,
-/// 413 when it is larger than the 2 MB limit.
-fn json_error(e: JsonRejection) -> ApiError {
-    let status = match &e {
-        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "リクエスト本文が大きすぎます（上限 2 MB）。",
-                "the request body is larger than the 2 MB limit",
-            );
-        }
-        _ => StatusCode::BAD_REQUEST,
-    };
-    ApiError::new(
-        status,
-        "invalid_json",
-        format!(
-            "リクエスト本文（JSON）が正しくありません: {}",
-            e.body_text()
-        ),
-        format!("invalid request body: {}", e.body_text()),
-    )
-}
 
 fn parse<T>(field: &str, s: &str) -> Result<T, ApiError>
 where

@@ -3,10 +3,12 @@
 //! Handlers are thin: parse, call the service, map the answer.
 
 pub mod auth;
+pub mod edge;
 pub mod error;
 mod handlers;
 pub mod metrics;
 mod params;
+pub mod source;
 pub mod views;
 
 use std::sync::Arc;
@@ -133,16 +135,22 @@ pub struct AppOptions {
     /// The bearer token `/metrics` asks for (`MACHI_METRICS_TOKEN`); none:
     /// `/metrics` is open.
     pub metrics_token: Option<String>,
+    /// The reverse proxies whose `X-Forwarded-For` is believed
+    /// (`MACHI_TRUSTED_PROXIES`); none by default.
+    pub trusted_proxies: source::TrustedProxies,
 }
 
 /// The whole HTTP application: the JSON API and the staff UI, with an open
-/// `/metrics`.
+/// `/metrics` and no trusted proxy.
 pub fn app(state: AppState) -> Router {
     app_with(state, AppOptions::default())
 }
 
 /// The whole HTTP application: the JSON API, the staff UI and `/metrics`;
-/// every request counted and timed under its route template.
+/// every request counted and timed under its route template, every
+/// response through [`edge::secure_responses`]. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that throttling
+/// sees each client's address ([`source`]).
 pub fn app_with(state: AppState, options: AppOptions) -> Router {
     let metrics = Arc::new(metrics::Metrics::new(
         state.registry.store().clone(),
@@ -174,6 +182,8 @@ pub fn app_with(state: AppState, options: AppOptions) -> Router {
             metrics,
             metrics::track,
         ))
+        .layer(axum::Extension(options.trusted_proxies))
+        .layer(axum::middleware::from_fn(edge::secure_responses))
 }
 
 /// The OpenAPI document as committed in the repository (`openapi.json`).

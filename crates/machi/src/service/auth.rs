@@ -9,6 +9,7 @@ use machi_domain::ids::MunicipalityCode;
 use sha2::{Digest, Sha256};
 
 use super::registry::{Actor, Registry, ServiceError};
+use super::throttle::{Door, Source, Throttle};
 use crate::store::accounts::{self, Account, ApiClient, ApiToken, Session};
 use crate::store::records::{self, AuditEntry};
 use crate::store::{StoreError, Tx};
@@ -17,7 +18,9 @@ use crate::store::{StoreError, Tx};
 pub const SESSION_SECONDS: i64 = 8 * 3600;
 /// How long an access token lives.
 pub const TOKEN_SECONDS: i64 = 600;
-/// Failed logins of one account allowed within [`THROTTLE_WINDOW_SECONDS`].
+/// Failed logins of one account from one source allowed within
+/// [`THROTTLE_WINDOW_SECONDS`] (see [`super::throttle`] for the per-source
+/// and global budgets in front of this).
 pub const MAX_FAILURES: i64 = 5;
 pub const THROTTLE_WINDOW_SECONDS: i64 = 15 * 60;
 
@@ -155,18 +158,20 @@ fn clean_terminal(t: &str) -> String {
     if t.is_empty() { "web".into() } else { t }
 }
 
-/// Counts one attempt for `(key, login)` unless the limit is reached:
-/// true if the attempt may go on. Serialised per account (an advisory lock
-/// on PostgreSQL; SQLite has one writer).
+/// Counts one attempt for account `(key, login)` from `source` unless that
+/// source has used up its [`MAX_FAILURES`]: `None` if the attempt may go
+/// on, else the seconds until it may. Serialised per account and source
+/// (an advisory lock on PostgreSQL; SQLite has one writer).
 fn admit_attempt(
     tx: &mut Tx<'_>,
     key: &str,
     login: &str,
+    source: &str,
     now: i64,
     window_start: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     if tx.backend() == crate::store::Backend::Postgres {
-        let lock = format!("{key}/{login}");
+        let lock = format!("{key}/{login}/{source}");
         // execute, not query: the function returns a `void` column, which
         // no row type can hold.
         tx.execute(
@@ -175,14 +180,26 @@ fn admit_attempt(
         )?;
     }
     tx.execute(
-        "DELETE FROM login_failures WHERE tenant = $1 AND login = $2 AND at < $3",
+        "DELETE FROM login_failures WHERE tenant = $1 AND login = $2 AND at <= $3",
         &[key.into(), login.into(), window_start.into()],
     )?;
-    if accounts::count_login_failures(tx, key, login, window_start)? >= MAX_FAILURES {
-        return Ok(false);
+    let (failures, oldest) = accounts::count_login_failures(tx, key, login, source, window_start)?;
+    if failures >= MAX_FAILURES {
+        let left = oldest.unwrap_or(now) + THROTTLE_WINDOW_SECONDS * 1_000_000 - now;
+        return Ok(Some((left.max(1) as u64).div_ceil(1_000_000)));
     }
-    accounts::insert_login_failure(tx, key, login, now)?;
-    Ok(true)
+    accounts::insert_login_failure(tx, key, login, source, now)?;
+    Ok(None)
+}
+
+/// Checks a password against a hash on a blocking thread, when the
+/// throttle gives a turn (at most a few checks run at once).
+async fn check_password(throttle: &Throttle, password: &str, hash: String) -> bool {
+    let _turn = throttle.hashing_turn().await;
+    let pw = password.to_string();
+    tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+        .await
+        .unwrap_or(false)
 }
 
 /// A login event in the tenant's access log (platform logins go to the
@@ -349,13 +366,8 @@ impl Registry {
             .await
     }
 
-    /// Signs a staff member in. Throttled per account: after
-    /// [`MAX_FAILURES`] failures within [`THROTTLE_WINDOW_SECONDS`] every
-    /// attempt is refused, right password or not, until the window passes.
-    /// An attempt is counted before its password is checked, under a lock
-    /// per account, so parallel guesses cannot slip past the limit; a
-    /// refused (throttled) attempt is logged but not counted, so nobody can
-    /// extend someone else's lock-out forever.
+    /// Signs a staff member in from an unknown source (not over the
+    /// network); see [`Registry::login_from`].
     pub async fn login(
         &self,
         tenant: Option<&MunicipalityCode>,
@@ -363,35 +375,67 @@ impl Registry {
         password: &str,
         terminal: &str,
     ) -> Result<LoginOutcome, ServiceError> {
+        self.login_from(None, tenant, login, password, terminal)
+            .await
+    }
+
+    /// Signs a staff member in, throttled by source (see
+    /// [`super::throttle`]): the address's and the global budget first
+    /// (in memory), then per account and source: after [`MAX_FAILURES`]
+    /// failures within [`THROTTLE_WINDOW_SECONDS`] that source is refused
+    /// for that account, right password or not, until the window passes;
+    /// other sources are not. An attempt is counted before its password is
+    /// checked, under a lock per account and source, so parallel guesses
+    /// cannot slip past; the right password takes the count back. A refused
+    /// attempt is logged but not counted per account, so nobody can extend
+    /// a lock-out forever.
+    pub async fn login_from(
+        &self,
+        source: Option<std::net::IpAddr>,
+        tenant: Option<&MunicipalityCode>,
+        login: &str,
+        password: &str,
+        terminal: &str,
+    ) -> Result<LoginOutcome, ServiceError> {
         let login: String = login.trim().to_lowercase().chars().take(64).collect();
         let terminal = clean_terminal(terminal);
+        let now = self.clock().now().timestamp_micros();
+        let source = Source::of(source);
+        // 0. The source's and the global budget (a wrong tenant counts too).
+        let ticket = self
+            .throttle()
+            .admit(Door::SignIn, source, now)
+            .map_err(|r| ServiceError::TooManyAttempts {
+                retry_after: r.retry_after,
+            })?;
         if let Some(t) = tenant
             && self.ensure_tenant(t).await.is_err()
         {
             return Err(ServiceError::LoginFailed);
         }
-        let now = self.clock().now().timestamp_micros();
         let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
         let throttle_key = tenant.map_or_else(|| "-".to_string(), |t| t.to_string());
+        let source_key = source.key();
         // 1. Count the attempt (or refuse it) before any password is checked.
-        let (t, l, k, term) = (
+        let (t, l, k, src, term) = (
             tenant.cloned(),
             login.clone(),
             throttle_key.clone(),
+            source_key.clone(),
             terminal.clone(),
         );
-        let admitted = self
+        let refused = self
             .store()
             .write(tenant, move |tx| {
-                let ok = admit_attempt(tx, &k, &l, now, window_start)?;
-                if !ok {
+                let refused = admit_attempt(tx, &k, &l, &src, now, window_start)?;
+                if refused.is_some() {
                     log_login(tx, t.as_ref(), &l, &term, "login.throttled", now)?;
                 }
-                Ok::<_, ServiceError>(ok)
+                Ok::<_, ServiceError>(refused)
             })
             .await?;
-        if !admitted {
-            return Err(ServiceError::TooManyAttempts);
+        if let Some(retry_after) = refused {
+            return Err(ServiceError::TooManyAttempts { retry_after });
         }
         // 2. Check the password (a missing account against a dummy hash).
         let (t, l) = (tenant.cloned(), login.clone());
@@ -404,10 +448,7 @@ impl Registry {
         let hash = account
             .as_ref()
             .map_or_else(|| dummy_hash().to_string(), |a| a.password_hash.clone());
-        let pw = password.to_string();
-        let verified = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
+        let verified = check_password(self.throttle(), password, hash).await;
         let session = account.as_ref().filter(|a| !a.disabled).and_then(|a| {
             let role: Role = a.role.parse().ok()?;
             Some(Session {
@@ -434,7 +475,7 @@ impl Registry {
             .write(tenant, move |tx| {
                 let function = match &s {
                     Some(s) => {
-                        accounts::clear_login_failures(tx, &throttle_key, &l)?;
+                        accounts::clear_login_failures(tx, &throttle_key, &l, &source_key)?;
                         accounts::purge_expired(tx, now, window_start)?;
                         accounts::insert_session(tx, &th, s)?;
                         "login"
@@ -446,7 +487,10 @@ impl Registry {
             })
             .await?;
         match session {
-            Some(session) => Ok(LoginOutcome { token, session }),
+            Some(session) => {
+                self.throttle().proven(ticket);
+                Ok(LoginOutcome { token, session })
+            }
             None => Err(ServiceError::LoginFailed),
         }
     }
@@ -584,10 +628,27 @@ impl Registry {
             .await
     }
 
-    /// OAuth2 client credentials grant: a token for the client's scopes, or
-    /// for the requested subset of them.
+    /// OAuth2 client credentials grant from an unknown source (not over
+    /// the network); see [`Registry::issue_token_from`].
     pub async fn issue_token(
         &self,
+        client_id: &str,
+        secret: &str,
+        requested: Option<&str>,
+    ) -> Result<TokenGrant, ServiceError> {
+        self.issue_token_from(None, client_id, secret, requested)
+            .await
+    }
+
+    /// OAuth2 client credentials grant: a token for the client's scopes, or
+    /// for the requested subset of them. Throttled like
+    /// [`Registry::login_from`]: by source and globally, then per client
+    /// and source. Only a wrong id or secret counts as a failure: a client
+    /// that proved its secret and asked for a scope it was not granted is
+    /// told so without being counted.
+    pub async fn issue_token_from(
+        &self,
+        source: Option<std::net::IpAddr>,
         client_id: &str,
         secret: &str,
         requested: Option<&str>,
@@ -595,16 +656,24 @@ impl Registry {
         let id: String = client_id.trim().chars().take(80).collect();
         let now = self.clock().now().timestamp_micros();
         let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
-        // Counted before the secret is checked, serialised per client.
-        let i = id.clone();
-        let admitted = self
+        let source = Source::of(source);
+        let source_key = source.key();
+        let ticket = self
+            .throttle()
+            .admit(Door::Token, source, now)
+            .map_err(|r| ServiceError::TooManyAttempts {
+                retry_after: r.retry_after,
+            })?;
+        // Counted before the secret is checked, serialised per client and source.
+        let (i, src) = (id.clone(), source_key.clone());
+        let refused = self
             .store()
             .write(None, move |tx| {
-                Ok::<_, ServiceError>(admit_attempt(tx, "client", &i, now, window_start)?)
+                Ok::<_, ServiceError>(admit_attempt(tx, "client", &i, &src, now, window_start)?)
             })
             .await?;
-        if !admitted {
-            return Err(ServiceError::TooManyAttempts);
+        if let Some(retry_after) = refused {
+            return Err(ServiceError::TooManyAttempts { retry_after });
         }
         let i = id.clone();
         let client = self
@@ -616,32 +685,45 @@ impl Registry {
         let hash = client
             .as_ref()
             .map_or_else(|| dummy_hash().to_string(), |c| c.secret_hash.clone());
-        let pw = secret.to_string();
-        let verified = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
+        let verified = check_password(self.throttle(), secret, hash).await;
         let client = match client {
             Some(c) if verified && !c.disabled => c,
             _ => return Err(ServiceError::LoginFailed),
         };
+        // The secret is right: whatever follows is not a failed attempt.
+        self.throttle().proven(ticket);
         let granted = Scope::parse_list(&client.scopes)
             .map_err(|e| ServiceError::Store(StoreError::Corrupt(e.to_string())))?;
         let scopes = match requested.filter(|s| !s.trim().is_empty()) {
-            Some(r) => {
-                let asked = Scope::parse_list(r).map_err(|e| ServiceError::invalid("scope", &e))?;
-                if let Some(extra) = asked.iter().find(|s| !granted.contains(s)) {
-                    return Err(ServiceError::Invalid {
+            None => Ok(granted),
+            Some(r) => match Scope::parse_list(r) {
+                Err(e) => Err(ServiceError::invalid("scope", &e)),
+                Ok(asked) => match asked.iter().find(|s| !granted.contains(s)) {
+                    Some(extra) => Err(ServiceError::Invalid {
                         field: "scope".into(),
                         code: "invalid_scope",
                         message_ja: format!(
                             "スコープ「{extra}」はこのクライアントに許可されていません。"
                         ),
                         message_en: format!("scope {extra} is not granted to this client"),
-                    });
-                }
-                asked
+                    }),
+                    None => Ok(asked),
+                },
+            },
+        };
+        let scopes = match scopes {
+            Ok(s) => s,
+            Err(refusal) => {
+                // Not a failed attempt: take its count back.
+                let (i, src) = (client.client_id.clone(), source_key.clone());
+                self.store()
+                    .write(None, move |tx| {
+                        accounts::clear_login_failures(tx, "client", &i, &src)?;
+                        Ok::<_, ServiceError>(())
+                    })
+                    .await?;
+                return Err(refusal);
             }
-            None => granted,
         };
         let scope = scopes
             .iter()
@@ -660,7 +742,7 @@ impl Registry {
         self.store()
             .write(Some(&tenant), move |tx| {
                 accounts::insert_token(tx, &th, &row)?;
-                accounts::clear_login_failures(tx, "client", &row.client_id)?;
+                accounts::clear_login_failures(tx, "client", &row.client_id, &source_key)?;
                 records::append_next_audit(
                     tx,
                     &row.tenant,

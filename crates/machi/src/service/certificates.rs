@@ -315,6 +315,31 @@ impl Registry {
         r
     }
 
+    /// The public check (j300) as the verification page makes it: counted
+    /// against `source`'s and the global budget of
+    /// [`super::throttle::Door::Verify`] (every check, genuine or not: each
+    /// one writes an access-log entry), then [`Registry::verify_certificate`].
+    pub async fn verify_certificate_from(
+        &self,
+        source: Option<std::net::IpAddr>,
+        tenant: &MunicipalityCode,
+        issue_number: &str,
+        code: &str,
+    ) -> Result<Option<Verified>, ServiceError> {
+        let now = self.clock().now().timestamp_micros();
+        let _counted = self
+            .throttle()
+            .admit(
+                super::throttle::Door::Verify,
+                super::throttle::Source::of(source),
+                now,
+            )
+            .map_err(|r| ServiceError::TooManyAttempts {
+                retry_after: r.retry_after,
+            })?;
+        self.verify_certificate(tenant, issue_number, code).await
+    }
+
     /// The public check of a certificate by its 発行番号 and 照合番号
     /// (j300). Says only whether it is genuine, its kind, date and pages;
     /// each check is logged.

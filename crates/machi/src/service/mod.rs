@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod clock;
 pub mod registry;
 pub mod support;
+pub mod throttle;
 
 pub use auth::Caller;
 pub use clock::Clock;

@@ -68,8 +68,10 @@ pub enum ServiceError {
     Forbidden,
     #[error("login failed")]
     LoginFailed,
-    #[error("too many failed attempts")]
-    TooManyAttempts,
+    /// Refused by throttling (per source, global, or per account and
+    /// source); `retry_after` whole seconds until an attempt may succeed.
+    #[error("too many attempts; retry after {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
     #[error("{0} already exists")]
     AccountExists(String),
     #[error("no provisional change {0}")]
@@ -151,6 +153,8 @@ pub struct Registry {
     clock: Clock,
     /// Tenants known to exist (tenants are never removed).
     known_tenants: Arc<RwLock<HashSet<MunicipalityCode>>>,
+    /// Per-source and global counters of the public doors (this process).
+    throttle: Arc<super::throttle::Throttle>,
 }
 
 impl Registry {
@@ -160,7 +164,27 @@ impl Registry {
             eras: Arc::new(eras),
             clock,
             known_tenants: Arc::default(),
+            throttle: Arc::default(),
         }
+    }
+
+    /// The same registry with other throttling budgets (fresh counters).
+    pub fn with_limits(mut self, limits: super::throttle::Limits) -> Self {
+        self.throttle = Arc::new(super::throttle::Throttle::new(limits));
+        self
+    }
+
+    /// The same registry, store and throttling counters, reading time from
+    /// `clock` (tests move time on without waiting).
+    pub fn at(&self, clock: Clock) -> Registry {
+        Registry {
+            clock,
+            ..self.clone()
+        }
+    }
+
+    pub fn throttle(&self) -> &super::throttle::Throttle {
+        &self.throttle
     }
 
     /// Fails with `TenantNotFound` unless the tenant exists.

@@ -217,37 +217,50 @@ pub fn purge_expired(tx: &mut Tx<'_>, now: i64, failures_before: i64) -> Result<
     Ok(())
 }
 
-/// Records a failed login for throttling (`tenant` "-" for the platform).
+/// Records an attempt (counted as failed until it succeeds) for throttling
+/// per account and source (`tenant` "-" for the platform, "client" for API
+/// clients; `source` as [`crate::service::throttle::Source::key`]).
 pub fn insert_login_failure(
     tx: &mut Tx<'_>,
     tenant: &str,
     login: &str,
+    source: &str,
     at: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO login_failures (tenant, login, at) VALUES ($1, $2, $3)",
-        &[tenant.into(), login.into(), at.into()],
+        "INSERT INTO login_failures (tenant, login, source, at) VALUES ($1, $2, $3, $4)",
+        &[tenant.into(), login.into(), source.into(), at.into()],
     )?;
     Ok(())
 }
 
+/// The failures of an account from one source after `since`: how many, and
+/// when the oldest was.
 pub fn count_login_failures(
     tx: &mut Tx<'_>,
     tenant: &str,
     login: &str,
+    source: &str,
     since: i64,
-) -> Result<i64, StoreError> {
-    tx.query_one(
-        "SELECT COUNT(*) FROM login_failures WHERE tenant = $1 AND login = $2 AND at >= $3",
-        &[tenant.into(), login.into(), since.into()],
-    )?
-    .int(0)
+) -> Result<(i64, Option<i64>), StoreError> {
+    let r = tx.query_one(
+        "SELECT COUNT(*), MIN(at) FROM login_failures \
+         WHERE tenant = $1 AND login = $2 AND source = $3 AND at > $4",
+        &[tenant.into(), login.into(), source.into(), since.into()],
+    )?;
+    Ok((r.int(0)?, r.opt_int(1)?))
 }
 
-pub fn clear_login_failures(tx: &mut Tx<'_>, tenant: &str, login: &str) -> Result<(), StoreError> {
+/// Forgets the failures of an account from one source (it proved the secret).
+pub fn clear_login_failures(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    login: &str,
+    source: &str,
+) -> Result<(), StoreError> {
     tx.execute(
-        "DELETE FROM login_failures WHERE tenant = $1 AND login = $2",
-        &[tenant.into(), login.into()],
+        "DELETE FROM login_failures WHERE tenant = $1 AND login = $2 AND source = $3",
+        &[tenant.into(), login.into(), source.into()],
     )?;
     Ok(())
 }

@@ -451,6 +451,15 @@ CREATE POLICY tenant_isolation ON resident_current
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#;
 
+/// Failed sign-ins and token requests counted per account AND source, so
+/// that a stranger's failures lock only the stranger out (see
+/// `service::throttle`). Rows from before have the unknown source "".
+const V12_COMMON: &str = r#"
+ALTER TABLE login_failures ADD COLUMN source TEXT NOT NULL DEFAULT '';
+DROP INDEX login_failures_key;
+CREATE INDEX login_failures_key ON login_failures (tenant, login, source, at);
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -518,6 +527,12 @@ pub fn all() -> Vec<Migration> {
             name: "postgres: the registry tables partitioned by tenant",
             sqlite: "",
             postgres: V11_POSTGRES,
+        },
+        Migration {
+            version: 12,
+            name: "sign-in failures counted per account and source",
+            sqlite: V12_COMMON,
+            postgres: V12_COMMON,
         },
     ]
 }

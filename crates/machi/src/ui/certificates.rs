@@ -13,6 +13,7 @@ use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use super::forms::FormData;
 use super::{Chrome, Ctx, Lang, UiError, html, when};
 use crate::api::AppState;
+use crate::api::source::ClientAddr;
 use crate::service::certificates::{CertificateRequest, Subject};
 
 const KINDS: [CertificateKind; 5] = [
@@ -211,14 +212,19 @@ pub async fn verify_form(
 }
 
 /// The public check: genuine or not, and nothing about the persons.
+/// Every check counts against the client's address and the global budget
+/// (each one writes an access-log entry); beyond them, a 429 with
+/// `Retry-After`.
 pub async fn verify(
     State(s): State<AppState>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let l = Lang::of(&headers);
     let f = FormData(form);
     let mut p = verify_page(l, f.text("tenant"), f.text("number"));
+
     let tenant: MunicipalityCode = match f.text("tenant").parse() {
         Ok(t) => t,
         Err(e) => {
@@ -229,7 +235,7 @@ pub async fn verify(
     };
     match s
         .registry
-        .verify_certificate(&tenant, &f.text("number"), &f.text("code"))
+        .verify_certificate_from(source, &tenant, &f.text("number"), &f.text("code"))
         .await
     {
         Ok(found) => {
@@ -244,9 +250,17 @@ pub async fn verify(
             html(&p)
         }
         Err(e) => {
+            let retry_after = match &e {
+                crate::service::ServiceError::TooManyAttempts { retry_after } => Some(*retry_after),
+                _ => None,
+            };
             let e = UiError::from(e);
             p.error = Some(l.t(&e.ja, &e.en).to_string());
-            (e.status, html(&p)).into_response()
+            let mut res = (e.status, html(&p)).into_response();
+            if let Some(secs) = retry_after {
+                res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            }
+            res
         }
     }
 }

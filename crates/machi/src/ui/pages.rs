@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{Chrome, Ctx, LANG_COOKIE, Lang, UiError, error_page, html};
 use crate::api::AppState;
 use crate::api::auth::SESSION_COOKIE;
+use crate::api::source::ClientAddr;
 use crate::api::views::{ChangeView, ResidentView};
 use crate::service::auth::SESSION_SECONDS;
 use crate::service::registry::{SearchParams, encode_cursor};
@@ -121,8 +122,11 @@ pub struct LoginForm {
     terminal: String,
 }
 
+/// Signs in; throttled by the client's address (see
+/// [`crate::service::throttle`]): a refusal is a 429 with `Retry-After`.
 pub async fn login(
     State(s): State<AppState>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
@@ -163,7 +167,7 @@ pub async fn login(
     };
     match s
         .registry
-        .login(tenant.as_ref(), &f.login, &f.password, &f.terminal)
+        .login_from(source, tenant.as_ref(), &f.login, &f.password, &f.terminal)
         .await
     {
         Ok(out) => {
@@ -178,8 +182,16 @@ pub async fn login(
             res
         }
         Err(e) => {
+            let retry_after = match &e {
+                crate::service::ServiceError::TooManyAttempts { retry_after } => Some(*retry_after),
+                _ => None,
+            };
             let e = UiError::from(e);
-            fail(e.status, e)
+            let mut res = fail(e.status, e);
+            if let Some(secs) = retry_after {
+                res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            }
+            res
         }
     }
 }

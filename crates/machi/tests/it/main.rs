@@ -27,6 +27,7 @@ mod migration;
 mod openapi;
 mod operability;
 mod rls;
+mod security_throttle;
 mod support;
 mod support_measures;
 mod ui;

@@ -669,7 +669,7 @@ async fn parallel_guesses_do_not_pass_the_throttle(db: TestDb) {
     for t in tasks {
         match t.await.unwrap() {
             Err(machi::service::ServiceError::LoginFailed) => checked += 1,
-            Err(machi::service::ServiceError::TooManyAttempts) => throttled += 1,
+            Err(machi::service::ServiceError::TooManyAttempts { .. }) => throttled += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -683,7 +683,7 @@ async fn parallel_guesses_do_not_pass_the_throttle(db: TestDb) {
         db.registry
             .login(Some(&fuchu), " CLERK ", PASSWORD, "T")
             .await,
-        Err(machi::service::ServiceError::TooManyAttempts)
+        Err(machi::service::ServiceError::TooManyAttempts { .. })
     ));
 }
 
