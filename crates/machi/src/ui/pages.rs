@@ -35,7 +35,10 @@ pub struct LangQuery {
     to: Option<String>,
 }
 
-/// Switches the language and goes back to the page the person was on.
+/// Switches the language and goes back to the page the person was on. The
+/// site sends `Referrer-Policy: no-referrer`; the language links alone ask
+/// for a same-origin `Referer` (`referrerpolicy="same-origin"`), so the way
+/// back is known and never leaves machi.
 pub async fn set_lang(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
     let v = if q.to.as_deref() == Some("en") {
         "en"

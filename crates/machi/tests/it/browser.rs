@@ -276,6 +276,17 @@ async fn browser_counter_day(db: TestDb) {
     h.click("#results a").await;
     h.wait_for("#timeline").await;
     h.shot("03-resident").await;
+    // The language switch comes back to the same page: the site sends
+    // `Referrer-Policy: no-referrer`, the switch link asks for a
+    // same-origin Referer.
+    let here = h.client.current_url().await.unwrap();
+    for lang in ["en", "ja"] {
+        h.click("a[href^='/lang']").await;
+        h.wait_for("#timeline").await;
+        assert_eq!(h.client.current_url().await.unwrap(), here);
+        let page = h.client.source().await.unwrap();
+        assert!(page.contains(&format!("<html lang=\"{lang}\"")), "{lang}");
+    }
 
     // A 転入 entered provisionally through the form.
     h.go("/ui/entry?type=move_in").await;
