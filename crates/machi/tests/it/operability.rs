@@ -582,6 +582,7 @@ async fn metrics_ask_for_the_token_when_one_is_set(db: TestDb) {
         },
         AppOptions {
             metrics_token: Some(token.into()),
+            ..Default::default()
         },
     );
     for auth in [None, Some("Bearer wrong"), Some(token)] {

@@ -583,12 +583,15 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy(db: TestDb) {
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
     // Behind a trusted proxy: the address it appends is the client.
     let proxied = Net {
-        router: api::app(AppState {
-            registry: registry.clone(),
-        })
-        .layer(axum::Extension(
-            TrustedProxies::parse("10.9.0.0/16").unwrap(),
-        )),
+        router: api::app_with(
+            AppState {
+                registry: registry.clone(),
+            },
+            api::AppOptions {
+                trusted_proxies: TrustedProxies::parse("10.9.0.0/16").unwrap(),
+                ..Default::default()
+            },
+        ),
     };
     let proxy = addr("10.9.0.2");
     for i in 0..limit {
