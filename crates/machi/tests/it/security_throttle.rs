@@ -899,7 +899,7 @@ async fn unreadable_requests_are_answered_without_parser_text(db: TestDb) {
         "{}",
         a.body
     );
-    assert_eq!(a.json()["code"], "invalid_field");
+    assert_eq!(a.json()["code"], "invalid_json");
     // No content type; a query parameter of the wrong kind.
     let a = net
         .send(me, "POST", &changes, &[json_headers[0]], "{}")
