@@ -241,26 +241,21 @@ impl From<ServiceError> for ApiError {
                 format!("支援措置 {id} は存在しません。"),
                 format!("no support measure with id {id}"),
             ),
-            ServiceError::SupportBlocked { persons, purpose } => {
-                let list = persons
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .join("、");
-                ApiError::new(
-                    S::FORBIDDEN,
-                    "support_measure_block",
-                    format!(
-                        "支援措置の対象者（宛名番号 {list}）が含まれるため、{}はできません。支援措置責任者による解除が必要です（j440）。",
-                        purpose.label_ja()
-                    ),
-                    format!(
-                        "{} is blocked: the request includes persons under a support measure (addressee numbers {}); an authorised officer must release it first",
-                        purpose.label_en(),
-                        list.replace('、', ", ")
-                    ),
-                )
-            }
+            // One refusal for every request a support measure blocks: it
+            // names nobody, so it cannot tell which member of a household
+            // is protected (j440; the access log records whom it concerned).
+            ServiceError::SupportBlocked { purpose, .. } => ApiError::new(
+                S::FORBIDDEN,
+                "support_measure_block",
+                format!(
+                    "支援措置により、この{}はできません。支援措置責任者による解除が必要です。",
+                    purpose.label_ja()
+                ),
+                format!(
+                    "{} is blocked by a support measure; an authorised officer must release it first",
+                    purpose.label_en()
+                ),
+            ),
         }
     }
 }

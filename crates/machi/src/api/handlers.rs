@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::params::{self, given, int_param};
 use super::views::*;
 use crate::service::ServiceError;
-use crate::service::registry::{SearchParams, encode_cursor};
+use crate::service::registry::{ListedChange, SearchParams, encode_cursor};
 use crate::store::records::OutboxEvent;
 use crate::store::tenants::Tenant;
 use machi_domain::access::Permission;
@@ -253,7 +253,7 @@ pub async fn get_resident(
         .support_protection(&tenant, std::slice::from_ref(&person))
         .await?;
     Ok(Json(ResidentDetail {
-        record: ResidentView::new(&row, eras).protected(protection.get(&person), false),
+        record: ResidentView::new(&row, eras).protected(protection.get(&person)),
         history: history.iter().map(|r| ResidentView::new(r, eras)).collect(),
     }))
 }
@@ -387,7 +387,7 @@ pub async fn submit_change(
         .iter()
         .map(|r| r.record.addressee_number.clone())
         .collect();
-    let protected = s.registry.support_protection(&tenant, &touched).await?;
+    let restricted = s.registry.support_covered(&tenant, &touched).await?;
     Ok((
         StatusCode::CREATED,
         Json(ChangeResult {
@@ -398,8 +398,7 @@ pub async fn submit_change(
                 .rows
                 .iter()
                 .map(|r| {
-                    ResidentView::new(r, eras)
-                        .protected(protected.get(&r.record.addressee_number), true)
+                    ResidentEntry::new(r, eras, restricted.contains(&r.record.addressee_number))
                 })
                 .collect(),
             notices: out.notices,
@@ -462,27 +461,17 @@ pub async fn list_changes(
         .await?;
     let next = if changes.len() as i64 > limit {
         changes.truncate(limit as usize);
-        changes.last().map(|c| encode_id_cursor(c.change_id))
+        changes.last().map(|c| encode_id_cursor(c.change_id()))
     } else {
         None
     };
     let eras = s.registry.eras();
-    let persons: Vec<AddresseeNumber> = changes
-        .iter()
-        .flat_map(|c| c.persons.iter().cloned())
-        .collect();
-    let protected = s.registry.support_protection(&tenant, &persons).await?;
     Ok(Json(ChangeList {
         changes: changes
             .iter()
-            .map(|c| {
-                let mut v = ChangeView::new(c, eras);
-                // j380: what was entered for a protected person is withheld
-                // here; the change itself is readable after a release.
-                if c.persons.iter().any(|p| protected.contains_key(p)) {
-                    v.request = serde_json::json!({ "withheld": "support_measure" });
-                }
-                v
+            .map(|c| match c {
+                ListedChange::Shown(c) => ChangeEntry::Shown(Box::new(ChangeView::new(c, eras))),
+                ListedChange::Withheld(id) => ChangeEntry::Withheld(WithheldChange::new(*id)),
             })
             .collect(),
         next,
@@ -601,8 +590,11 @@ pub async fn search(
             .rows
             .iter()
             .map(|r| {
-                ResidentView::new(r, eras)
-                    .protected(page.protected.get(&r.record.addressee_number), true)
+                ResidentEntry::new(
+                    r,
+                    eras,
+                    page.restricted.contains(&r.record.addressee_number),
+                )
             })
             .collect(),
         next: page.next_after.as_ref().map(encode_cursor),

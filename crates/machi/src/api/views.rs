@@ -184,8 +184,9 @@ pub struct ResidentView {
     /// The change that appended this row.
     pub change: ChangeInfoView,
     /// j380: `provisional` (仮支援措置期間中) or `in_effect` (支援措置期間中)
-    /// when the person is under a support measure; absent otherwise. In
-    /// search results such a person's address items are withheld.
+    /// on the record of a person under a support measure, shown after a
+    /// release; absent otherwise. Lists show such persons, and those
+    /// living with them, as restricted entries instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub support_measure: Option<String>,
 }
@@ -257,36 +258,98 @@ impl ResidentView {
         }
     }
 
-    /// Marks a person under a support measure (j380); with `withhold`, the
-    /// address items are replaced by a notice (search results, lists).
-    pub fn protected(
-        mut self,
-        p: Option<&crate::service::support::Protection>,
-        withhold: bool,
-    ) -> Self {
-        let Some(p) = p else {
-            return self;
-        };
-        self.support_measure = Some(
-            if p.provisional {
-                "provisional"
-            } else {
-                "in_effect"
-            }
-            .into(),
-        );
-        if withhold {
-            self.address = "（支援措置のため非表示）".into();
-            self.address_annex = None;
-            self.postal_code = None;
-            self.previous_address = None;
-            self.address_since = None;
-            self.removal = self.removal.map(|mut r| {
-                r.destination = None;
-                r
-            });
+    /// Marks a person under a support measure (j380: 支援措置期間中 or
+    /// 仮支援措置期間中), on a record shown after a release.
+    pub fn protected(mut self, p: Option<&crate::service::support::Protection>) -> Self {
+        if let Some(p) = p {
+            self.support_measure = Some(
+                if p.provisional {
+                    "provisional"
+                } else {
+                    "in_effect"
+                }
+                .into(),
+            );
         }
         self
+    }
+}
+
+/// What a list shows of a person the shield of a support measure covers
+/// (j380, j410, j440): a protected person, or anyone living in their
+/// household or at their address, all alike, so that a list tells neither
+/// where they live nor which of them is protected. Only who they are:
+/// no address, household, head, relationship, domicile, dates of arrival,
+/// identifiers or change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestrictedResidentView {
+    /// 宛名番号: what a support officer releases a request for.
+    pub addressee_number: String,
+    /// `japanese` or `foreign`
+    pub kind: String,
+    /// `resident`, `moved_out`, `deceased`, `removed`, `entry_cancelled`
+    pub status: String,
+    pub status_label_ja: String,
+    /// 氏名, exactly as entered.
+    pub name: String,
+    /// フリガナ
+    pub name_kana: Option<String>,
+    /// A foreign resident's name in the alphabet.
+    pub alphabet_name: Option<String>,
+    /// 生年月日
+    pub birth_date: DateView,
+    /// `male` or `female`
+    pub sex: String,
+    pub sex_label_ja: String,
+    /// Always `restricted`.
+    #[schema(example = "restricted")]
+    pub support_measure: String,
+    #[schema(example = "支援措置対象：閲覧には解除が必要です")]
+    pub notice_ja: String,
+    pub notice_en: String,
+}
+
+/// The notice on a restricted entry.
+pub const RESTRICTED_JA: &str = "支援措置対象：閲覧には解除が必要です";
+pub const RESTRICTED_EN: &str = "Support measure: viewing needs a release";
+
+impl RestrictedResidentView {
+    pub fn new(row: &HistoryRow, eras: &EraTable) -> Self {
+        let v = ResidentView::new(row, eras);
+        RestrictedResidentView {
+            addressee_number: v.addressee_number,
+            kind: v.kind,
+            status: v.status,
+            status_label_ja: v.status_label_ja,
+            name: v.name,
+            name_kana: v.name_kana,
+            alphabet_name: v.foreign.map(|f| f.alphabet_name),
+            birth_date: v.birth_date,
+            sex: v.sex,
+            sex_label_ja: v.sex_label_ja,
+            support_measure: "restricted".into(),
+            notice_ja: RESTRICTED_JA.into(),
+            notice_en: RESTRICTED_EN.into(),
+        }
+    }
+}
+
+/// One person in a list: the record, or, for a person the shield of a
+/// support measure covers, the restricted entry.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResidentEntry {
+    Shown(Box<ResidentView>),
+    Restricted(RestrictedResidentView),
+}
+
+impl ResidentEntry {
+    pub fn new(row: &HistoryRow, eras: &EraTable, restricted: bool) -> Self {
+        if restricted {
+            ResidentEntry::Restricted(RestrictedResidentView::new(row, eras))
+        } else {
+            ResidentEntry::Shown(Box::new(ResidentView::new(row, eras)))
+        }
     }
 }
 
@@ -312,7 +375,7 @@ pub struct HouseholdView {
 /// A page of search results.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResults {
-    pub results: Vec<ResidentView>,
+    pub results: Vec<ResidentEntry>,
     /// Pass as `after` for the next page; absent on the last page.
     pub next: Option<String>,
 }
@@ -393,17 +456,50 @@ pub struct ChangeResult {
     pub change_id: i64,
     pub reason: String,
     pub reason_label_ja: String,
-    /// The history rows the change appended.
-    pub rows: Vec<ResidentView>,
+    /// The history rows the change appended; restricted entries for the
+    /// persons a support measure's shield covers.
+    pub rows: Vec<ResidentEntry>,
     #[schema(value_type = Vec<Object>)]
     pub notices: Vec<Notice>,
     /// Sequence number of the linkage event published for the change.
     pub event_seq: i64,
 }
 
+/// A change a list may not show (j440): it concerns a person the shield
+/// of a support measure covers. Its content, reason, dates and persons are
+/// withheld; reading it (`GET …/changes/{id}`) needs a release.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WithheldChange {
+    pub change_id: i64,
+    /// Always `support_measure`.
+    #[schema(example = "support_measure")]
+    pub withheld: String,
+    pub notice_ja: String,
+    pub notice_en: String,
+}
+
+impl WithheldChange {
+    pub fn new(change_id: i64) -> Self {
+        WithheldChange {
+            change_id,
+            withheld: "support_measure".into(),
+            notice_ja: RESTRICTED_JA.into(),
+            notice_en: RESTRICTED_EN.into(),
+        }
+    }
+}
+
+/// One change in a list: shown, or withheld.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ChangeEntry {
+    Shown(Box<ChangeView>),
+    Withheld(WithheldChange),
+}
+
 /// A page of changes, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChangeList {
-    pub changes: Vec<ChangeView>,
+    pub changes: Vec<ChangeEntry>,
     pub next: Option<String>,
 }

@@ -71,6 +71,7 @@ impl Registry {
         actor: &Actor,
     ) -> Result<ChangeOutcome, ServiceError> {
         self.ensure_tenant(tenant).await?;
+        self.guard_change(tenant, req, &[], actor).await?;
         let now = self.clock().now().timestamp_micros();
         let today = self.clock().today();
         let eras = std::sync::Arc::new(self.eras().clone());
@@ -186,6 +187,16 @@ impl Registry {
         actor: &Actor,
     ) -> Result<ChangeOutcome, ServiceError> {
         self.ensure_tenant(tenant).await?;
+        // j440: approving re-runs the change against the registry; for a
+        // change concerning a protected person it needs a release too.
+        let entered = self.pending(tenant, id).await?;
+        if entered.status == PendingStatus::Pending
+            && entered.entered_by != actor.operator
+            && let Ok(req) = serde_json::from_value::<ChangeRequest>(entered.request.clone())
+        {
+            self.guard_change(tenant, &req, &entered.persons, actor)
+                .await?;
+        }
         let now = self.clock().now().timestamp_micros();
         let today = self.clock().today();
         let eras = std::sync::Arc::new(self.eras().clone());

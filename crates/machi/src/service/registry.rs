@@ -2,7 +2,7 @@
 //! history rows, audit entry, outbox event) and answers reads.
 
 use std::collections::HashSet;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use chrono::NaiveDate;
@@ -138,11 +138,39 @@ pub struct SearchParams {
 #[derive(Debug, Clone)]
 pub struct SearchPage {
     pub rows: Vec<HistoryRow>,
-    /// The persons of the page under a support measure (j380): the edges
-    /// mark them and withhold their address items.
-    pub protected: BTreeMap<AddresseeNumber, super::support::Protection>,
+    /// The persons of the page the shield of a support measure covers
+    /// (j380, j410, j440; [`super::support::Shield`]): the protected
+    /// persons and everyone living with them. The edges show them only as
+    /// restricted (name, reading, birth date, sex, status and a notice),
+    /// all alike.
+    pub restricted: BTreeSet<AddresseeNumber>,
     /// The last addressee number of the page, when more may follow.
     pub next_after: Option<AddresseeNumber>,
+}
+
+/// A change as a list shows it (j440): whole, or withheld because it
+/// concerns a person the shield of a support measure covers.
+#[derive(Debug, Clone)]
+pub enum ListedChange {
+    Shown(Box<ChangeRecord>),
+    Withheld(i64),
+}
+
+impl ListedChange {
+    pub fn change_id(&self) -> i64 {
+        match self {
+            ListedChange::Shown(c) => c.change_id,
+            ListedChange::Withheld(id) => *id,
+        }
+    }
+
+    /// The change, unless withheld.
+    pub fn shown(&self) -> Option<&ChangeRecord> {
+        match self {
+            ListedChange::Shown(c) => Some(c),
+            ListedChange::Withheld(_) => None,
+        }
+    }
 }
 
 /// The registry: shared, cheap to clone.
@@ -263,6 +291,7 @@ impl Registry {
         actor: &Actor,
     ) -> Result<ChangeOutcome, ServiceError> {
         self.ensure_tenant(tenant).await?;
+        self.guard_change(tenant, req, &[], actor).await?;
         let now = self.clock.now();
         let today = self.clock.today();
         let eras = self.eras.clone();
@@ -303,35 +332,123 @@ impl Registry {
         Ok(c)
     }
 
+    /// Recorded changes, newest first. A change that concerns a person the
+    /// shield of a support measure covers (j440, [`super::support::Shield`])
+    /// is listed withheld: its id only, nothing of its reason, dates,
+    /// persons or content.
     pub async fn changes(
         &self,
         tenant: &MunicipalityCode,
         before: Option<i64>,
         limit: i64,
         actor: &Actor,
-    ) -> Result<Vec<ChangeRecord>, ServiceError> {
+    ) -> Result<Vec<ListedChange>, ServiceError> {
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        let list: Vec<ChangeRecord> = self
+        let list: Vec<ListedChange> = self
             .store
             .read(Some(tenant), move |tx| {
-                Ok::<_, ServiceError>(records::list_changes(tx, &t, before, limit)?)
+                let list = records::list_changes(tx, &t, before, limit)?;
+                let shield = super::support::Shield::load(tx, &t)?;
+                let persons: Vec<AddresseeNumber> = list
+                    .iter()
+                    .flat_map(|c| c.persons.iter().cloned())
+                    .collect();
+                let covered = shield.covered(tx, &t, &persons)?;
+                Ok::<_, ServiceError>(
+                    list.into_iter()
+                        .map(|c| {
+                            if c.persons.iter().any(|p| covered.contains(p)) {
+                                ListedChange::Withheld(c.change_id)
+                            } else {
+                                ListedChange::Shown(Box::new(c))
+                            }
+                        })
+                        .collect(),
+                )
             })
             .await?;
         let persons: Vec<AddresseeNumber> = list
             .iter()
+            .filter_map(ListedChange::shown)
             .flat_map(|c| c.persons.iter().cloned())
             .collect();
-        let ids: Vec<i64> = list.iter().map(|c| c.change_id).collect();
+        let ids: Vec<i64> = list.iter().map(ListedChange::change_id).collect();
+        let withheld: Vec<i64> = list
+            .iter()
+            .filter(|c| c.shown().is_none())
+            .map(ListedChange::change_id)
+            .collect();
         self.log_read(
             tenant,
             actor,
             "read.changes",
             &persons,
-            serde_json::json!({ "change_ids": ids }),
+            serde_json::json!({ "change_ids": ids, "withheld": withheld }),
         )
         .await?;
         Ok(list)
+    }
+
+    /// The persons and households a change request concerns (j440): those
+    /// it names, and for a cancellation the persons of the cancelled change.
+    /// A request whose names do not parse concerns nobody here; the change
+    /// itself then fails on them before reading anything.
+    async fn change_concerns(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+    ) -> Result<(Vec<AddresseeNumber>, Vec<HouseholdNumber>), ServiceError> {
+        let mut persons = req.referenced_persons().unwrap_or_default();
+        let households = req.referenced_households().unwrap_or_default();
+        if let ChangeCommand::Cancel { change_id } = &req.command {
+            let (t, id) = (tenant.clone(), *change_id);
+            let cancelled = self
+                .store
+                .read(Some(tenant), move |tx| records::get_change(tx, &t, id))
+                .await?;
+            if let Some(c) = cancelled {
+                persons.extend(c.persons);
+            }
+        }
+        Ok((persons, households))
+    }
+
+    /// 支援措置 (j410 異動入力の抑止, j440): a change that concerns a person
+    /// the shield of a support measure covers, or their household, is
+    /// entered only with a release of viewing for the operator: its
+    /// validation would otherwise answer questions about the protected
+    /// record (is this person in that household, is that household at this
+    /// address). The release is used by the attempt, whatever its outcome,
+    /// in a transaction of its own; a refusal is logged. `more` are persons
+    /// the request is known to touch besides those it names.
+    pub(crate) async fn guard_change(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+        more: &[AddresseeNumber],
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        let (mut persons, households) = self.change_concerns(tenant, req).await?;
+        persons.extend(more.iter().cloned());
+        if persons.is_empty() && households.is_empty() {
+            return Ok(());
+        }
+        // Most changes concern nobody protected: a read decides that
+        // without a write transaction.
+        let (t, p, h) = (tenant.clone(), persons.clone(), households.clone());
+        let concerned = self
+            .store
+            .read(Some(tenant), move |tx| {
+                let shield = super::support::Shield::load(tx, &t)?;
+                Ok::<_, ServiceError>(!shield.sources_of(tx, &t, &p, &h)?.is_empty())
+            })
+            .await?;
+        if concerned {
+            self.support_guard_concerning(tenant, &persons, &households, SupportPurpose::View, actor)
+                .await?;
+        }
+        Ok(())
     }
 
     // ---- reads ----
@@ -418,7 +535,13 @@ impl Registry {
         Ok(members)
     }
 
-    /// Linkage events after `after`, in order.
+    /// Linkage events after `after`, in order. The payload of an event
+    /// that concerns a person the shield of a support measure covers
+    /// (j440, [`super::support::Shield`]) is withheld: `{"change_id": …,
+    /// "withheld": "support_measure"}`, so the feed tells nobody the
+    /// household or the companions of a protected person; the event keeps
+    /// its sequence and id. (j410: a release is not passed on to other
+    /// systems, so no caller sees these payloads.)
     pub async fn events(
         &self,
         tenant: &MunicipalityCode,
@@ -431,7 +554,32 @@ impl Registry {
         let events: Vec<records::OutboxEvent> = self
             .store
             .read(Some(tenant), move |tx| {
-                Ok::<_, ServiceError>(records::events_after(tx, &t, after, limit)?)
+                let mut events = records::events_after(tx, &t, after, limit)?;
+                let shield = super::support::Shield::load(tx, &t)?;
+                if shield.is_empty() {
+                    return Ok::<_, ServiceError>(events);
+                }
+                let persons_of = |e: &records::OutboxEvent| -> Vec<AddresseeNumber> {
+                    e.payload["persons"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|p| p["addressee_number"].as_str()?.parse().ok())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let all: Vec<AddresseeNumber> = events.iter().flat_map(persons_of).collect();
+                let covered = shield.covered(tx, &t, &all)?;
+                for e in &mut events {
+                    if persons_of(e).iter().any(|p| covered.contains(p)) {
+                        e.payload = serde_json::json!({
+                            "change_id": e.change_id,
+                            "withheld": "support_measure",
+                        });
+                    }
+                }
+                Ok(events)
             })
             .await?;
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
@@ -519,11 +667,16 @@ impl Registry {
             None => None,
         };
         let limit = p.limit.clamp(1, 200);
+        // j440: a search by where people live never answers with a
+        // protected person or anyone living with them, so it cannot confirm
+        // an address or a household by probing; by who they are (name,
+        // reading, birth date, 宛名番号) it finds them, restricted (j410:
+        // 検索結果の表示の際、抑止対象であることが明らかとなること).
+        f.exclude_shielded = f.address_key.is_some() || f.household_number.is_some();
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        let today = self.clock.today();
-        // The page and its protected persons (j380) in one read.
-        let (rows, next_after, protected) = self
+        // The page and its restricted persons in one read.
+        let (rows, next_after, restricted) = self
             .store
             .read(Some(tenant), move |tx| {
                 let mut rows = records::search(tx, &t, &f, after.as_ref(), limit + 1)?;
@@ -537,8 +690,9 @@ impl Registry {
                     .iter()
                     .map(|r| r.record.addressee_number.clone())
                     .collect();
-                let protected = super::support::protection(tx, &t, &persons, today)?;
-                Ok::<_, ServiceError>((rows, next_after, protected))
+                let shield = super::support::Shield::load(tx, &t)?;
+                let restricted = shield.covered(tx, &t, &persons)?;
+                Ok::<_, ServiceError>((rows, next_after, restricted))
             })
             .await?;
         let persons: Vec<AddresseeNumber> = rows
@@ -561,7 +715,7 @@ impl Registry {
         Ok(SearchPage {
             rows,
             next_after,
-            protected,
+            restricted,
         })
     }
 

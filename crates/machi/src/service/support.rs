@@ -12,10 +12,10 @@
 //! 支援対象者管理 and 2.2.4 支援対象者照会 are controlled separately); a
 //! release in particular is for an authorised officer (支援措置責任者) only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, NaiveDate};
-use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
+use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use machi_domain::support::{
     CancelReason, EndReason, MeasureStatus, NewSupportMeasure, SupportAlert, SupportError,
     SupportMeasure, SupportPurpose,
@@ -131,23 +131,126 @@ fn load(
         .ok_or(ServiceError::SupportMeasureNotFound(measure_id))
 }
 
+/// The shield of the support measures in effect (j440; j410 lets a block
+/// be set per person or per household): whom a request may not show
+/// without a release, and whose release it needs.
+///
+/// A measure protects its persons (the requester and everyone asking with
+/// them). Showing anyone who lives where a protected person lives (the
+/// same household, or the same 住所 and 方書) shows that person's address
+/// too, so such a person is covered by the protected person's measure:
+/// their record, their household and their changes are refused like the
+/// protected person's own, and a release of the protected person lets one
+/// such request through. Nobody can then tell from a refusal which member
+/// of a household is the protected one.
+#[derive(Debug, Clone, Default)]
+pub struct Shield {
+    places: Vec<store::ProtectedPlace>,
+}
+
+impl Shield {
+    /// The shield of `tenant` now (reads the protected persons whole: a
+    /// tenant has few).
+    pub fn load(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Shield, ServiceError> {
+        Ok(Shield {
+            places: store::protected_places(tx, tenant)?,
+        })
+    }
+
+    /// Nobody is protected.
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    /// The protected persons whose measure covers `person`, recorded now
+    /// at `place` (`(address_key, household_number)` of their current row).
+    fn sources(
+        &self,
+        person: &AddresseeNumber,
+        place: Option<&(String, String)>,
+    ) -> impl Iterator<Item = &AddresseeNumber> {
+        self.places.iter().filter_map(move |p| {
+            let covers = p.person == *person
+                || match (&p.resident_at, place) {
+                    (Some((address, household)), Some((a, h))) => address == a || household == h,
+                    _ => false,
+                };
+            covers.then_some(&p.person)
+        })
+    }
+
+    /// The protected persons whose measure covers any of `persons` or any
+    /// member of `households`: the releases a request showing them needs.
+    pub fn sources_of(
+        &self,
+        tx: &mut Tx<'_>,
+        tenant: &MunicipalityCode,
+        persons: &[AddresseeNumber],
+        households: &[HouseholdNumber],
+    ) -> Result<BTreeSet<AddresseeNumber>, ServiceError> {
+        let mut out = BTreeSet::new();
+        if self.is_empty() {
+            return Ok(out);
+        }
+        let places = store::places_of(tx, tenant, persons)?;
+        for person in persons {
+            out.extend(self.sources(person, places.get(person)).cloned());
+        }
+        if !households.is_empty() {
+            let addresses = store::household_addresses(tx, tenant, households)?;
+            for p in &self.places {
+                if let Some((address, household)) = &p.resident_at
+                    && (addresses.contains(address) || households.iter().any(|h| h.as_str() == household))
+                {
+                    out.insert(p.person.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Of `persons`, those the shield covers: a list shows them only as
+    /// "restricted", the same way for the protected person and for those
+    /// who live with them.
+    pub fn covered(
+        &self,
+        tx: &mut Tx<'_>,
+        tenant: &MunicipalityCode,
+        persons: &[AddresseeNumber],
+    ) -> Result<BTreeSet<AddresseeNumber>, ServiceError> {
+        let mut out = BTreeSet::new();
+        if self.is_empty() {
+            return Ok(out);
+        }
+        let places = store::places_of(tx, tenant, persons)?;
+        for person in persons {
+            if self.sources(person, places.get(person)).next().is_some() {
+                out.insert(person.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// 支援措置 (j440): the guard the read and certificate paths call inside
 /// their transaction, before they show or issue anything.
 ///
 /// `persons` are everyone the request would show (all members of a
-/// household, the persons on a certificate). If a measure in effect
-/// (provisional, confirmed or extended, whatever the dates: j410 says a
-/// passed end date does not lift it) protects one of them, the request
-/// needs an unused, unexpired release of `purpose` granted to
-/// `actor.operator` for each protected person; those releases are marked
-/// used (single use), a `support.release_used` entry is logged, and their
-/// ids are returned. Nobody protected: `Ok(vec![])`, nothing written.
+/// household, the persons on a certificate). If the shield of a measure in
+/// effect (provisional, confirmed or extended, whatever the dates: j410
+/// says a passed end date does not lift it) covers one of them (see
+/// [`Shield`]), the request needs an unused, unexpired release of
+/// `purpose` granted to `actor.operator` for each protected person whose
+/// measure covers it; those releases are marked used (single use), a
+/// `support.release_used` entry is logged, and their ids are returned.
+/// Nobody covered: `Ok(vec![])`, nothing written.
 ///
-/// Otherwise fails with [`ServiceError::SupportBlocked`] naming every
-/// blocked person. The caller must then let its transaction roll back (as
-/// `Store::write` does on `Err`), which also undoes any release marked used
-/// here; to log the refusal, call [`Registry::support_record_block`]
-/// afterwards (its own transaction).
+/// Otherwise fails with [`ServiceError::SupportBlocked`] naming the
+/// protected persons still blocking (for the access log; what the caller
+/// is told names nobody). The caller must then let its transaction roll
+/// back (as `Store::write` does on `Err`), which also undoes any release
+/// marked used here; to log the refusal, call
+/// [`Registry::support_record_block`] afterwards (its own transaction).
 ///
 /// Marking a release used writes: call it in a write transaction
 /// (`Store::write`). It then takes the tenant lock
@@ -162,16 +265,32 @@ pub fn guard(
     purpose: SupportPurpose,
     at: i64,
 ) -> Result<Vec<i64>, ServiceError> {
+    guard_concerning(tx, tenant, persons, &[], actor, purpose, at)
+}
+
+/// [`guard`] for a request that concerns whole households too (a change
+/// naming a household, a household's page): each household counts like
+/// all of its members.
+pub fn guard_concerning(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    persons: &[AddresseeNumber],
+    households: &[HouseholdNumber],
+    actor: &Actor,
+    purpose: SupportPurpose,
+    at: i64,
+) -> Result<Vec<i64>, ServiceError> {
     let mut persons = persons.to_vec();
     persons.sort();
     persons.dedup();
-    let protected = store::protected_among(tx, tenant, &persons)?;
+    let shield = Shield::load(tx, tenant)?;
+    let protected = shield.sources_of(tx, tenant, &persons, households)?;
     if protected.is_empty() {
         return Ok(Vec::new());
     }
     let mut candidates = Vec::with_capacity(protected.len());
     let mut blocked = Vec::new();
-    for person in protected.keys() {
+    for person in &protected {
         let ids = store::usable_releases(tx, tenant, person, purpose, &actor.operator, at)?;
         if ids.is_empty() {
             blocked.push(person.clone());
@@ -715,13 +834,32 @@ impl Registry {
         purpose: SupportPurpose,
         actor: &Actor,
     ) -> Result<Vec<i64>, ServiceError> {
+        self.support_guard_concerning(tenant, persons, &[], purpose, actor)
+            .await
+    }
+
+    /// [`Registry::support_guard`] for a request that also names whole
+    /// households ([`guard_concerning`]).
+    pub async fn support_guard_concerning(
+        &self,
+        tenant: &MunicipalityCode,
+        persons: &[AddresseeNumber],
+        households: &[HouseholdNumber],
+        purpose: SupportPurpose,
+        actor: &Actor,
+    ) -> Result<Vec<i64>, ServiceError> {
         self.ensure_tenant(tenant).await?;
         let at = self.clock().now().timestamp_micros();
-        let (t, persons_c, actor_c) = (tenant.clone(), persons.to_vec(), actor.clone());
+        let (t, persons_c, households_c, actor_c) = (
+            tenant.clone(),
+            persons.to_vec(),
+            households.to_vec(),
+            actor.clone(),
+        );
         let result = self
             .store()
             .write(Some(tenant), move |tx| {
-                guard(tx, &t, &persons_c, &actor_c, purpose, at)
+                guard_concerning(tx, &t, &persons_c, &households_c, &actor_c, purpose, at)
             })
             .await;
         if let Err(ServiceError::SupportBlocked { persons, .. }) = &result {
@@ -729,6 +867,24 @@ impl Registry {
                 .await?;
         }
         result
+    }
+
+    /// Of `persons`, those the shield of a measure in effect covers
+    /// ([`Shield::covered`]): lists show them only as restricted. Not
+    /// logged: the read that lists them logs.
+    pub async fn support_covered(
+        &self,
+        tenant: &MunicipalityCode,
+        persons: &[AddresseeNumber],
+    ) -> Result<BTreeSet<AddresseeNumber>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, persons) = (tenant.clone(), persons.to_vec());
+        self.store()
+            .read(Some(tenant), move |tx| {
+                let shield = Shield::load(tx, &t)?;
+                shield.covered(tx, &t, &persons)
+            })
+            .await
     }
 
     /// j380, j440: of `persons`, those a measure in effect protects, with

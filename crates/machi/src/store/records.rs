@@ -1479,6 +1479,10 @@ pub struct SearchFilter {
     pub include_history: bool,
     /// Also return persons who are no longer residents (除票).
     pub include_removed: bool,
+    /// Leave out everyone the shield of a support measure covers
+    /// ([`super::support::shielded_sql`]): set for a search by address or
+    /// household, so that it cannot confirm where a protected person lives.
+    pub exclude_shielded: bool,
 }
 
 fn like_pattern(key: &str) -> String {
@@ -1542,6 +1546,9 @@ pub fn search(
     }
     if !f.include_removed {
         conds.push("c.status = 'resident'".into());
+    }
+    if f.exclude_shielded {
+        conds.push(format!("NOT {}", super::support::shielded_sql("c")));
     }
     if let Some(a) = after {
         let p = bind(&mut binds, a.as_str().to_string());

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
+use machi_domain::ids::{AddresseeNumber, HouseholdNumber, MunicipalityCode};
 use machi_domain::support::{MeasureStatus, SupportMeasure, SupportPurpose};
 
 use super::StoreError;
@@ -249,6 +249,128 @@ pub fn protected_among(
         }
     }
     Ok(out)
+}
+
+/// Where a protected person lives now, as the shield of a support measure
+/// sees it (j440): their current row's folded address (住所 and 方書) and
+/// household, if they are a resident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedPlace {
+    pub person: AddresseeNumber,
+    /// `(address_key, household_number)` of a resident; `None` for a
+    /// former resident (除票), whose old address and household are not
+    /// where they live.
+    pub resident_at: Option<(String, String)>,
+}
+
+/// The SQL of the persons a measure in effect protects (the tenant is `$1`).
+fn protected_persons_sql() -> String {
+    format!(
+        "SELECT sp.addressee_number FROM support_measures sm JOIN support_measure_persons sp \
+         ON sp.tenant = sm.tenant AND sp.measure_id = sm.measure_id \
+         WHERE sm.tenant = $1 AND sm.status IN ({})",
+        in_effect_codes()
+    )
+}
+
+/// Every person a measure in effect protects, with where they live now.
+/// A tenant has few (a measure per victim); the list is read whole.
+pub fn protected_places(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+) -> Result<Vec<ProtectedPlace>, StoreError> {
+    let sql = format!(
+        "SELECT c.addressee_number, c.status, c.address_key, c.household_number FROM resident_current c \
+         WHERE c.tenant = $1 AND c.addressee_number IN ({})",
+        protected_persons_sql()
+    );
+    tx.query(&sql, &[tenant.as_str().into()])?
+        .iter()
+        .map(|r| {
+            let text = r.text(0)?;
+            let person: AddresseeNumber = text
+                .parse()
+                .map_err(|e| corrupt(format!("addressee number {text:?}: {e}")))?;
+            let resident_at = (r.text(1)? == "resident").then(|| (r.text(2), r.text(3)));
+            let resident_at = match resident_at {
+                Some((a, h)) => Some((a?, h?)),
+                None => None,
+            };
+            Ok(ProtectedPlace {
+                person,
+                resident_at,
+            })
+        })
+        .collect()
+}
+
+/// Where `persons` are recorded now: `(address_key, household_number)`
+/// of each one's current row (any status).
+pub fn places_of(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    persons: &[AddresseeNumber],
+) -> Result<BTreeMap<AddresseeNumber, (String, String)>, StoreError> {
+    let mut out = BTreeMap::new();
+    for chunk in persons.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT addressee_number, address_key, household_number FROM resident_current \
+             WHERE tenant = $1 AND addressee_number IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+        params.extend(chunk.iter().map(|p| Param::Text(p.as_str())));
+        for r in tx.query(&sql, &params)? {
+            let text = r.text(0)?;
+            let person: AddresseeNumber = text
+                .parse()
+                .map_err(|e| corrupt(format!("addressee number {text:?}: {e}")))?;
+            out.insert(person, (r.text(1)?, r.text(2)?));
+        }
+    }
+    Ok(out)
+}
+
+/// The folded addresses of the current members (any status) of `households`.
+pub fn household_addresses(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    households: &[HouseholdNumber],
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in households.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT DISTINCT address_key FROM resident_current WHERE tenant = $1 AND household_number IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+        params.extend(chunk.iter().map(|h| Param::Text(h.as_str())));
+        for r in tx.query(&sql, &params)? {
+            out.push(r.text(0)?);
+        }
+    }
+    Ok(out)
+}
+
+/// SQL true for a current row (`alias`, of `resident_current`) that the
+/// shield of a support measure covers (j440, j410 世帯単位の抑止): a
+/// protected person, or anyone recorded in the household or at the
+/// address (住所 and 方書) where a protected person lives now. The tenant
+/// is `$1`. A search by address or household leaves these rows out.
+pub fn shielded_sql(alias: &str) -> String {
+    let protected = protected_persons_sql();
+    let where_they_live = |col: &str| {
+        format!(
+            "SELECT sc.{col} FROM resident_current sc WHERE sc.tenant = $1 AND sc.status = 'resident' \
+             AND sc.addressee_number IN ({protected})"
+        )
+    };
+    format!(
+        "({alias}.addressee_number IN ({protected}) OR {alias}.address_key IN ({}) \
+         OR {alias}.household_number IN ({}))",
+        where_they_live("address_key"),
+        where_they_live("household_number"),
+    )
 }
 
 /// Of `persons`, those with a record in the registry (any status).

@@ -203,6 +203,9 @@ pub async fn enter(
         .await
     {
         Ok((id, _)) => Redirect::to(&format!("/ui/approvals/{id}?done=entered")).into_response(),
+        // j440: refused before validation, with the one refusal every
+        // support-measure block gives.
+        Err(e @ crate::service::ServiceError::SupportBlocked { .. }) => ctx.error(&e.into()),
         Err(e) => {
             let api = crate::api::error::ApiError::from(e);
             let field = api.body.field.clone().unwrap_or_default();
@@ -289,7 +292,7 @@ pub async fn approvals(
         .iter()
         .flat_map(|p| p.persons.iter().cloned())
         .collect();
-    let protected = match s.registry.support_protection(&tenant, &persons).await {
+    let restricted = match s.registry.support_covered(&tenant, &persons).await {
         Ok(p) => p,
         Err(e) => return ctx.error(&e.into()),
     };
@@ -315,7 +318,9 @@ pub async fn approvals(
             .iter()
             .map(|p| {
                 let mut r = row(p, en);
-                if p.persons.iter().any(|a| protected.contains_key(a)) {
+                // j440: an entry concerning a person the shield of a
+                // support measure covers shows no names or reason.
+                if p.persons.iter().any(|a| restricted.contains(a)) {
                     r.summary = if en {
                         "(includes a person under a support measure: withheld)"
                     } else {

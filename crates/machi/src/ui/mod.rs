@@ -333,6 +333,21 @@ impl Ctx {
         error_page(self.lang, e)
     }
 
+    /// The error page of a service call about `asked` (what the staff
+    /// member typed or clicked, e.g. 宛名番号 …). A support-measure block
+    /// (j440) is the one refusal every block gives, prefixed with what was
+    /// asked for, so that the support officer knows which request to
+    /// release; it never says who in it is protected.
+    pub fn refused(&self, e: ServiceError, asked_ja: &str, asked_en: &str) -> Response {
+        let blocked = matches!(e, ServiceError::SupportBlocked { .. });
+        let mut ui = UiError::from(e);
+        if blocked {
+            ui.ja = format!("{asked_ja}：{}", ui.ja);
+            ui.en = format!("{asked_en}: {}", ui.en);
+        }
+        self.error(&ui)
+    }
+
     pub fn role_label(&self) -> &'static str {
         if self.lang.en {
             self.role.label_en()

@@ -276,13 +276,27 @@ pub struct SearchQuery {
     after: Option<String>,
 }
 
+/// One line of the search results. A person the shield of a support
+/// measure covers (j380, j410, j440) shows only who they are and a notice,
+/// the protected person and those living with them alike.
+struct SearchRow {
+    addressee_number: String,
+    name: String,
+    kana: String,
+    born: String,
+    /// Address and 方書; empty when restricted.
+    address: String,
+    status: String,
+    restricted: bool,
+}
+
 #[derive(Template)]
 #[template(path = "search.html")]
 struct SearchPage {
     c: Chrome,
     q: SearchQuery,
     searched: bool,
-    results: Vec<ResidentView>,
+    results: Vec<SearchRow>,
     next: Option<String>,
     error: Option<String>,
 }
@@ -395,8 +409,21 @@ pub async fn search(
                     .rows
                     .iter()
                     .map(|row| {
-                        ResidentView::new(row, eras)
-                            .protected(r.protected.get(&row.record.addressee_number), true)
+                        let v = ResidentView::new(row, eras);
+                        let restricted = r.restricted.contains(&row.record.addressee_number);
+                        SearchRow {
+                            address: match (&v.address_annex, restricted) {
+                                (_, true) => String::new(),
+                                (Some(a), false) => format!("{}　{}", v.address, a),
+                                (None, false) => v.address.clone(),
+                            },
+                            addressee_number: v.addressee_number,
+                            name: v.name,
+                            kana: v.name_kana.unwrap_or_default(),
+                            born: v.birth_date.text,
+                            status: v.status_label_ja,
+                            restricted,
+                        }
                     })
                     .collect();
                 page.next = r
@@ -500,7 +527,13 @@ async fn render_resident(
         .await
     {
         Ok(r) => r,
-        Err(e) => return ctx.error(&e.into()),
+        Err(e) => {
+            return ctx.refused(
+                e,
+                &format!("宛名番号 {person}"),
+                &format!("Addressee number {person}"),
+            );
+        }
     };
     let eras = s.registry.eras();
     let mut history: Vec<ResidentView> =
@@ -611,7 +644,13 @@ pub async fn household(
         .await
     {
         Ok(m) => m,
-        Err(e) => return ctx.error(&e.into()),
+        Err(e) => {
+            return ctx.refused(
+                e,
+                &format!("世帯番号 {household}"),
+                &format!("Household number {household}"),
+            );
+        }
     };
     let eras = s.registry.eras();
     let members: Vec<ResidentView> = members.iter().map(|m| ResidentView::new(m, eras)).collect();
@@ -664,7 +703,7 @@ pub async fn change(
     };
     let c = match s.registry.change(&tenant, id, &ctx.caller.actor()).await {
         Ok(c) => c,
-        Err(e) => return ctx.error(&e.into()),
+        Err(e) => return ctx.refused(e, &format!("異動 {id}"), &format!("Change {id}")),
     };
     let ch = ChangeView::new(&c, s.registry.eras());
     html(&ChangePage {
