@@ -162,21 +162,27 @@ impl Shield {
         self.places.is_empty()
     }
 
-    /// The protected persons whose measure covers `person`, recorded now
-    /// at `place` (`(address_key, household_number)` of their current row).
+    /// The protected persons whose release a request showing `person`,
+    /// recorded now at `place` (`(address_key, household_number)` of their
+    /// current row), needs: a protected person needs their own; anyone
+    /// else needs those of the protected persons living in their household
+    /// or at their address; nobody, if none does.
     fn sources(
         &self,
         person: &AddresseeNumber,
         place: Option<&(String, String)>,
-    ) -> impl Iterator<Item = &AddresseeNumber> {
-        self.places.iter().filter_map(move |p| {
-            let covers = p.person == *person
-                || match (&p.resident_at, place) {
-                    (Some((address, household)), Some((a, h))) => address == a || household == h,
-                    _ => false,
-                };
-            covers.then_some(&p.person)
-        })
+    ) -> Vec<&AddresseeNumber> {
+        if let Some(p) = self.places.iter().find(|p| p.person == *person) {
+            return vec![&p.person];
+        }
+        self.places
+            .iter()
+            .filter(|p| match (&p.resident_at, place) {
+                (Some((address, household)), Some((a, h))) => address == a || household == h,
+                _ => false,
+            })
+            .map(|p| &p.person)
+            .collect()
     }
 
     /// The protected persons whose measure covers any of `persons` or any
@@ -194,7 +200,7 @@ impl Shield {
         }
         let places = store::places_of(tx, tenant, persons)?;
         for person in persons {
-            out.extend(self.sources(person, places.get(person)).cloned());
+            out.extend(self.sources(person, places.get(person)).into_iter().cloned());
         }
         if !households.is_empty() {
             let addresses = store::household_addresses(tx, tenant, households)?;
@@ -224,7 +230,7 @@ impl Shield {
         }
         let places = store::places_of(tx, tenant, persons)?;
         for person in persons {
-            if self.sources(person, places.get(person)).next().is_some() {
+            if !self.sources(person, places.get(person)).is_empty() {
                 out.insert(person.clone());
             }
         }
