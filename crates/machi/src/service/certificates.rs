@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use machi_domain::certificate::{
     self, CertificateInput, CertificateKind, CertificateOptions, IssueNumber, Issuer,
+    PersonSelection,
 };
 use machi_domain::change::HistoryRow;
 use machi_domain::error::Localized;
@@ -197,6 +198,26 @@ impl Registry {
         let r = self
             .store()
             .write(Some(tenant), move |tx| {
+                // j380/j440: a protected person, or anyone living with one,
+                // blocks the issue unless released; checked before the
+                // records are read, so that no answer about them (not in
+                // this household, moved out, …) comes before the refusal.
+                let (mut named, households) = match &subject {
+                    Subject::HouseholdOf(p) => (vec![p.clone()], vec![]),
+                    Subject::Household(h) => (vec![], vec![h.clone()]),
+                };
+                if let PersonSelection::Persons(list) = &options.persons {
+                    named.extend(list.iter().cloned());
+                }
+                super::support::guard_concerning(
+                    tx,
+                    &t,
+                    &named,
+                    &households,
+                    &a,
+                    SupportPurpose::Issue,
+                    at,
+                )?;
                 let histories: Vec<Vec<HistoryRow>> = {
                     let household = match &subject {
                         Subject::Household(h) => h.clone(),
@@ -230,8 +251,6 @@ impl Registry {
                 .map_err(cert_error)?;
                 let persons: Vec<AddresseeNumber> =
                     cert.persons.iter().map(|p| p.addressee_number.clone()).collect();
-                // j380/j440: a protected person blocks the issue unless released.
-                super::support::guard(tx, &t, &persons, &a, SupportPurpose::Issue, at)?;
                 records::lock_tenant(tx, &t)?;
                 let day = today.format("%Y%m%d").to_string();
                 let sequence = tx

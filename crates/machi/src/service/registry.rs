@@ -445,8 +445,14 @@ impl Registry {
             })
             .await?;
         if concerned {
-            self.support_guard_concerning(tenant, &persons, &households, SupportPurpose::View, actor)
-                .await?;
+            self.support_guard_concerning(
+                tenant,
+                &persons,
+                &households,
+                SupportPurpose::View,
+                actor,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -200,13 +200,18 @@ impl Shield {
         }
         let places = store::places_of(tx, tenant, persons)?;
         for person in persons {
-            out.extend(self.sources(person, places.get(person)).into_iter().cloned());
+            out.extend(
+                self.sources(person, places.get(person))
+                    .into_iter()
+                    .cloned(),
+            );
         }
         if !households.is_empty() {
             let addresses = store::household_addresses(tx, tenant, households)?;
             for p in &self.places {
                 if let Some((address, household)) = &p.resident_at
-                    && (addresses.contains(address) || households.iter().any(|h| h.as_str() == household))
+                    && (addresses.contains(address)
+                        || households.iter().any(|h| h.as_str() == household))
                 {
                     out.insert(p.person.clone());
                 }

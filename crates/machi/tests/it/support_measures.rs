@@ -541,7 +541,12 @@ async fn guard_blocks_protected_persons_and_passes_others(db: TestDb) {
     // them: it names nobody, so it cannot tell who is protected.
     let refusal = |e: ServiceError| {
         let api = ApiError::from(e);
-        (api.status.as_u16(), api.body.code, api.body.message_ja, api.body.message_en)
+        (
+            api.status.as_u16(),
+            api.body.code,
+            api.body.message_ja,
+            api.body.message_en,
+        )
     };
     let whole = refusal(
         check(&r, &household, "clerk-2", SupportPurpose::Issue)
@@ -550,9 +555,14 @@ async fn guard_blocks_protected_persons_and_passes_others(db: TestDb) {
     );
     assert_eq!((whole.0, whole.1.as_str()), (403, "support_measure_block"));
     for person in &household {
-        let one = check(&r, std::slice::from_ref(person), "clerk-2", SupportPurpose::Issue)
-            .await
-            .unwrap_err();
+        let one = check(
+            &r,
+            std::slice::from_ref(person),
+            "clerk-2",
+            SupportPurpose::Issue,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(refusal(one), whole);
     }
     for p in [a(1), a(2), a(3)] {
