@@ -477,13 +477,8 @@ impl Registry {
             self.ensure_tenant(tenant).await?;
             return Err(ServiceError::PersonNotFound(person.to_string()));
         }
-        let chosen = change::select_as_of(&rows, as_of)
-            .cloned()
-            .ok_or_else(|| ServiceError::NotRecordedAsOf(person.to_string()))?;
-        let visible = rows
-            .into_iter()
-            .filter(|r| as_of.recorded_at.is_none_or(|t| r.change.recorded_at <= t))
-            .collect();
+        // The guard (j440) before anything is told about the rows: "not
+        // recorded on that date" would date a protected person's arrival.
         self.log_access(
             tenant,
             actor,
@@ -494,6 +489,13 @@ impl Registry {
             Some(SupportPurpose::View),
         )
         .await?;
+        let chosen = change::select_as_of(&rows, as_of)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotRecordedAsOf(person.to_string()))?;
+        let visible = rows
+            .into_iter()
+            .filter(|r| as_of.recorded_at.is_none_or(|t| r.change.recorded_at <= t))
+            .collect();
         Ok((chosen, visible))
     }
 
@@ -522,22 +524,45 @@ impl Registry {
             .await?;
         if members.is_empty() {
             self.ensure_tenant(tenant).await?;
-            return Err(ServiceError::HouseholdNotFound(household.to_string()));
         }
         let persons: Vec<AddresseeNumber> = members
             .iter()
             .map(|m| m.record.addressee_number.clone())
             .collect();
-        self.log_access(
-            tenant,
+        // j440: the household itself counts too, so that a household a
+        // protected person lives in now is refused on every "as of" date,
+        // those it had no members on included (they would date its past).
+        let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+        let entry = access_entry(
             actor,
             "read.household",
-            &persons,
+            target.join(","),
             serde_json::json!({ "household_number": household, "as_of": as_of.effective, "recorded_as_of": as_of.recorded_at }),
             false,
-            Some(SupportPurpose::View),
-        )
-        .await?;
+        );
+        let guard = Guarded {
+            persons: persons.clone(),
+            households: vec![household.clone()],
+            purpose: SupportPurpose::View,
+        };
+        if members.is_empty() {
+            // Nothing to log as read: only a covered household is refused.
+            let (t, h) = (tenant.clone(), household.clone());
+            let covered = self
+                .store
+                .read(Some(tenant), move |tx| {
+                    let shield = super::support::Shield::load(tx, &t)?;
+                    Ok::<_, ServiceError>(!shield.sources_of(tx, &t, &[], &[h])?.is_empty())
+                })
+                .await?;
+            if covered {
+                self.commit_access(tenant, entry, actor, Some(guard))
+                    .await?;
+            }
+            return Err(ServiceError::HouseholdNotFound(household.to_string()));
+        }
+        self.commit_access(tenant, entry, actor, Some(guard))
+            .await?;
         Ok(members)
     }
 
@@ -811,7 +836,11 @@ impl Registry {
     ) -> Result<i64, ServiceError> {
         let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
         let entry = access_entry(actor, function, target.join(","), detail, my_number_shown);
-        let guard = guard.map(|purpose| (persons.to_vec(), purpose));
+        let guard = guard.map(|purpose| Guarded {
+            persons: persons.to_vec(),
+            households: vec![],
+            purpose,
+        });
         self.commit_access(tenant, entry, actor, guard).await
     }
 
@@ -822,15 +851,23 @@ impl Registry {
         tenant: &MunicipalityCode,
         entry: AuditEntry,
         actor: &Actor,
-        guard: Option<(Vec<AddresseeNumber>, SupportPurpose)>,
+        guard: Option<Guarded>,
     ) -> Result<i64, ServiceError> {
         let at = self.clock.now().timestamp_micros();
         let (t, a) = (tenant.clone(), actor.clone());
         let r = self
             .store
             .write(Some(tenant), move |tx| {
-                if let Some((persons, purpose)) = &guard {
-                    super::support::guard(tx, &t, persons, &a, *purpose, at)?;
+                if let Some(g) = &guard {
+                    super::support::guard_concerning(
+                        tx,
+                        &t,
+                        &g.persons,
+                        &g.households,
+                        &a,
+                        g.purpose,
+                        at,
+                    )?;
                 }
                 Ok::<_, ServiceError>(records::append_next_audit(tx, &t, at, &entry)?)
             })
@@ -890,6 +927,13 @@ fn addressee_from_serial(serial: i64) -> Result<AddresseeNumber, ServiceError> {
 fn household_from_serial(serial: i64) -> Result<HouseholdNumber, ServiceError> {
     HouseholdNumber::from_serial(serial as u64)
         .map_err(|e| ServiceError::invalid("household_number", &e))
+}
+
+/// What the support-measure guard (j440) checks before a read is logged.
+struct Guarded {
+    persons: Vec<AddresseeNumber>,
+    households: Vec<HouseholdNumber>,
+    purpose: SupportPurpose,
 }
 
 /// An access-log entry of `actor`.

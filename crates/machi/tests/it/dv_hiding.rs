@@ -901,7 +901,9 @@ async fn searches_lists_and_refusals_tell_nothing_without_a_release(db: TestDb) 
     let mut ui_refusals = vec![];
     let mut asked: Vec<(String, String)> = vec![];
     for a in w.covered() {
-        for suffix in ["", "/history", "?as_of=2024-05-01"] {
+        // Before they were recorded too: "not recorded then" would date
+        // their arrival.
+        for suffix in ["", "/history", "?as_of=2024-05-01", "?as_of=2024-03-01"] {
             asked.push((
                 format!("{TENANT_API}/residents/{a}{suffix}"),
                 format!(
@@ -912,7 +914,7 @@ async fn searches_lists_and_refusals_tell_nothing_without_a_release(db: TestDb) 
         }
     }
     for h in [&w.family_household, &w.solo_household] {
-        for suffix in ["", "?as_of=2024-05-01"] {
+        for suffix in ["", "?as_of=2024-05-01", "?as_of=2024-03-01"] {
             asked.push((
                 format!("{TENANT_API}/households/{h}{suffix}"),
                 format!("/ui/households/{h}{suffix}"),
