@@ -340,13 +340,13 @@ impl RestrictedResidentView {
 #[serde(untagged)]
 pub enum ResidentEntry {
     Shown(Box<ResidentView>),
-    Restricted(RestrictedResidentView),
+    Restricted(Box<RestrictedResidentView>),
 }
 
 impl ResidentEntry {
     pub fn new(row: &HistoryRow, eras: &EraTable, restricted: bool) -> Self {
         if restricted {
-            ResidentEntry::Restricted(RestrictedResidentView::new(row, eras))
+            ResidentEntry::Restricted(Box::new(RestrictedResidentView::new(row, eras)))
         } else {
             ResidentEntry::Shown(Box::new(ResidentView::new(row, eras)))
         }
