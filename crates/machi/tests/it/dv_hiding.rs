@@ -29,20 +29,7 @@ use tower::ServiceExt;
 use crate::contract::counts;
 use crate::support::{FUCHU, TestDb, code};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+both_backends!(
     searches_lists_and_refusals_tell_nothing_without_a_release,
     change_entries_cannot_probe_a_protected_household,
     a_release_lets_exactly_one_request_through,
