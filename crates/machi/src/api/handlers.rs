@@ -33,7 +33,8 @@ const FORBIDDEN_READ: &str =
     "forbidden: the token lacks a `residents` scope or the role may not read personal data.";
 const FORBIDDEN_PERSONAL: &str = "forbidden: the token lacks a `residents` scope or the role may \
     not read personal data; or support_measure_block: the person is under a support measure \
-    (j440) and this read was not released.";
+    (j440), or lives in the household or at the address of one, and this read was not released \
+    (one message for all, naming nobody).";
 const BODY_TOO_LARGE: &str = "body_too_large: the body is larger than 2 MB.";
 const NOT_JSON: &str = "invalid_json: the body is not sent as application/json.";
 
@@ -362,7 +363,7 @@ pub async fn get_household(
     responses((status = 201, description = "Committed: the rows appended and the event published.", body = ChangeResult),
               (status = 400, description = "A parameter does not match its schema (`field` names it), or invalid_json: the body is not JSON.", body = ErrorBody),
               (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
-              (status = 403, description = "forbidden: the token lacks the `changes:write` scope, the role may not enter changes, or the X-CSRF-Token is wrong.", body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks the `changes:write` scope, the role may not enter changes, or the X-CSRF-Token is wrong; or support_measure_block: the change names a person or household a support measure covers (j410, j440) and no release of viewing was granted to this caller (checked before validation; the release is used by the attempt).", body = ErrorBody),
               (status = 404, description = "tenant_not_found.", body = ErrorBody),
               (status = 409, description = "The change conflicts with the registry (a duplicate identity, later changes, a change that cannot be cancelled, or another change to the same record committed first); nothing was written.", body = ErrorBody),
               (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
@@ -433,6 +434,11 @@ pub struct PageQuery {
 }
 
 /// Changes of the tenant, newest first.
+///
+/// A change concerning a person a support measure covers (the protected
+/// person, or anyone in their household or at their address; j440) is
+/// listed withheld: `{change_id, withheld: "support_measure", notice_ja,
+/// notice_en}`, nothing of its reason, dates, persons or content.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/changes", tag = "changes",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath, params::PageParams),
@@ -504,7 +510,7 @@ fn decode_id_cursor(c: &str) -> Result<i64, ApiError> {
     responses((status = 200, description = "The change.", body = ChangeView),
               (status = 400, description = BAD_PARAMETER, body = ErrorBody),
               (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
-              (status = 403, description = "forbidden: the token lacks a `changes` scope or the role may not read changes; or support_measure_block: the change concerns a person under a support measure (j440) and this read was not released.", body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks a `changes` scope or the role may not read changes; or support_measure_block: the change concerns a person a support measure covers (j440: the protected person, or someone in their household or at their address) and this read was not released.", body = ErrorBody),
               (status = 404, description = "tenant_not_found, or change_not_found.", body = ErrorBody),
               (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn get_change(
@@ -543,6 +549,14 @@ pub struct SearchQuery {
 }
 
 /// Searches residents (j320–j340).
+///
+/// Support measures (j380, j410, j440): a search with an address or a
+/// 世帯番号 never answers with a protected person or anyone in their
+/// household or at their address, so it cannot confirm where they live.
+/// A search by name, reading, birth date or 宛名番号 finds them as a
+/// restricted entry (`support_measure: "restricted"`): who they are and a
+/// notice, the same for each of them, no address, household, head or
+/// relationship.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/search", tag = "registry",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath, params::SearchConditions),
@@ -630,6 +644,10 @@ pub struct EventQuery {
 }
 
 /// The linkage feed (pull): every change's event, in order, after a sequence number.
+///
+/// The payload of an event concerning a person a support measure covers
+/// (j440) is withheld: `{change_id, withheld: "support_measure"}`; the
+/// event keeps its sequence and id.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/events", tag = "changes",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath, params::EventParams),
