@@ -26,6 +26,7 @@ mod isolation;
 mod migration;
 mod openapi;
 mod operability;
+mod registry_model;
 mod rls;
 mod support;
 mod support_measures;
