@@ -29,5 +29,6 @@ mod operability;
 mod registry_model;
 mod rls;
 mod support;
+mod support_http;
 mod support_measures;
 mod ui;
