@@ -21,20 +21,7 @@ use crate::contract::{move_in, takahashi_family};
 use crate::support::{FUCHU, TestDb};
 use crate::ui::{Session, location, staff};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::sqlite().await).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::support::TestDb::postgres().await).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+both_backends!(
     reads_of_a_protected_person_pass_once_per_release,
     certificates_of_a_protected_household_pass_once_per_release,
     the_change_list_withholds_what_was_entered_for_a_protected_person,
