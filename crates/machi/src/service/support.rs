@@ -132,11 +132,7 @@ fn load(
 }
 
 /// 支援措置 (j440): the guard the read and certificate paths call inside
-/// their transaction, before they show or issue anything: the reads of
-/// whole records through [`Registry::log_access`] (a resident, a
-/// household, a change, a 個人番号), whose access-log entry follows the
-/// `support.release_used` entry in the same transaction, and
-/// [`Registry::issue_certificate`].
+/// their transaction, before they show or issue anything.
 ///
 /// `persons` are everyone the request would show (all members of a
 /// household, the persons on a certificate). If a measure in effect
@@ -705,6 +701,34 @@ impl Registry {
             )
         })
         .await
+    }
+
+    /// The guard in a transaction of its own, for a path that checks before
+    /// it reads: passes (using releases) or fails with
+    /// [`ServiceError::SupportBlocked`], in which case the refusal is logged
+    /// (`support.blocked`). Prefer [`guard`] inside the request's own
+    /// transaction where there is one.
+    pub async fn support_guard(
+        &self,
+        tenant: &MunicipalityCode,
+        persons: &[AddresseeNumber],
+        purpose: SupportPurpose,
+        actor: &Actor,
+    ) -> Result<Vec<i64>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let at = self.clock().now().timestamp_micros();
+        let (t, persons_c, actor_c) = (tenant.clone(), persons.to_vec(), actor.clone());
+        let result = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                guard(tx, &t, &persons_c, &actor_c, purpose, at)
+            })
+            .await;
+        if let Err(ServiceError::SupportBlocked { persons, .. }) = &result {
+            self.support_record_block(tenant, persons, purpose, actor)
+                .await?;
+        }
+        result
     }
 
     /// j380, j440: of `persons`, those a measure in effect protects, with
