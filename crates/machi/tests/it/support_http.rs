@@ -193,6 +193,9 @@ impl World {
     }
 }
 
+/// What in an answer shows that the protected person was read.
+type Shows = fn(&Value) -> bool;
+
 /// A refusal by the support-measure guard, showing nothing of the family.
 fn assert_blocked(what: &str, s: StatusCode, v: &Value) {
     assert_eq!(s, StatusCode::FORBIDDEN, "{what}: {v}");
@@ -214,7 +217,7 @@ async fn reads_of_a_protected_person_pass_once_per_release(db: TestDb) {
     let (client_op, client) = (w.client.0.as_str(), &w.client.1);
     let clerk = w.clerk_api();
     // Each read that shows a2, and what in its answer shows she was read.
-    let reads: Vec<(String, fn(&Value) -> bool)> = vec![
+    let reads: Vec<(String, Shows)> = vec![
         (format!("{base}/residents/{}", a(2)), |v| {
             v["record"]["name"] == NAME && v["record"]["support_measure"].is_string()
         }),
