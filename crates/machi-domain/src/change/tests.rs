@@ -12,6 +12,11 @@ use crate::dates::{DateValue, EraTable};
 use crate::ids::{AddresseeNumber, HouseholdNumber};
 use crate::model::{ResidentRecord, ResidentStatus};
 
+/// The tests' in-memory registry: it plans with the domain's functions and
+/// appends the plan's rows, numbering them itself. Its 履歴番号, 宛名番号
+/// and "nothing appended on a refusal" are its own, not the real
+/// registry's; those are checked against the stores by the integration
+/// test `registry_model` (crates/machi/tests/it).
 struct Reg {
     rows: Vec<HistoryRow>,
     next_addressee: u64,
@@ -279,7 +284,6 @@ fn head_leaving_with_one_remaining_member_makes_that_member_head_j490() {
 fn head_leaving_with_two_or_more_remaining_needs_a_head_change_first_j490() {
     let mut reg = Reg::new();
     family(&mut reg, 3);
-    let before = reg.rows.len();
     let err = reg
         .apply(json!({"effective_date": "2025-01-10", "command": {"type": "move_out", "persons": [a(1).to_string()],
                 "destination": {"address": "大阪府大阪市北区"}}}))
@@ -288,7 +292,6 @@ fn head_leaving_with_two_or_more_remaining_needs_a_head_change_first_j490() {
         err,
         ChangeError::HeadChangeRequired { remaining: 2, .. }
     ));
-    assert_eq!(reg.rows.len(), before);
     // Confirmed: the household stays without a head and a notice is raised.
     let plan = reg
         .apply(json!({"effective_date": "2025-01-10", "allow_headless_household": true,
@@ -310,19 +313,19 @@ fn head_leaving_with_two_or_more_remaining_needs_a_head_change_first_j490() {
     assert_eq!(reg.record(&a(3)).head_name.unwrap().as_str(), "佐藤　京子");
 }
 
+/// That a refused change writes nothing is the registry's to keep: see
+/// the integration test `registry_model`, which checks the stores.
 #[test]
-fn a_removed_person_cannot_move_out_and_nothing_is_appended() {
+fn a_removed_person_cannot_move_out() {
     let mut reg = Reg::new();
     family(&mut reg, 1);
     reg.apply(json!({"effective_date": "2025-01-10", "command": {"type": "death", "person": a(1).to_string()}}))
         .unwrap();
-    let before = reg.rows.len();
     let err = reg
         .apply(json!({"effective_date": "2025-02-10", "command": {"type": "move_out", "persons": [a(1).to_string()],
             "destination": {"address": "大阪府"}}}))
         .unwrap_err();
     assert!(matches!(err, ChangeError::NotAResident(..)));
-    assert_eq!(reg.rows.len(), before);
 }
 
 #[test]
@@ -628,7 +631,6 @@ fn new_persons_are_validated_field_by_field() {
         ))
         .unwrap_err();
     assert_eq!(err, ChangeError::HeadCount(2));
-    assert!(reg.rows.is_empty());
 }
 
 #[test]
@@ -660,11 +662,14 @@ fn foreign_residents_need_their_items_and_have_no_domicile() {
     );
 }
 
-/// Random sequences of changes, valid or not, on a small registry: no
-/// panic, refused changes append nothing, and the household invariants hold
-/// after every accepted change.
+/// Random sequences of changes, valid or not, planned on a small in-memory
+/// registry: planning never panics, and the household invariants (at most
+/// one head, every member carrying the head's name, one address) hold
+/// after every accepted plan. What the real registry stores for such
+/// sequences (nothing for a refused change, 履歴番号 without gaps) is
+/// checked against the stores by the integration test `registry_model`.
 #[test]
-fn random_change_sequences_keep_the_registry_consistent() {
+fn random_change_sequences_keep_households_consistent() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
@@ -706,10 +711,8 @@ fn random_change_sequences_keep_the_registry_consistent() {
                     _ => json!({"type": "ex_officio_entry", "person": person("田中　三", "タナカ　サン", "1980-02-29", "male", rel),
                         "household": {"type": "join", "household_number": hn}}),
                 };
-                let before = reg.rows.len();
                 let result = reg.apply(json!({"effective_date": date, "allow_headless_household": flag, "command": command}));
                 if result.is_err() {
-                    prop_assert_eq!(reg.rows.len(), before);
                     continue;
                 }
                 // Invariants over the current records.
@@ -727,10 +730,6 @@ fn random_change_sequences_keep_the_registry_consistent() {
                     }
                     let addresses: std::collections::BTreeSet<_> = members.iter().map(|m| &m.address.address).collect();
                     prop_assert_eq!(addresses.len(), 1, "household {} split over addresses", hh);
-                }
-                for p in latest.keys() {
-                    let numbers: Vec<i64> = reg.history(p).iter().map(|r| r.history_number).collect();
-                    prop_assert_eq!(numbers, (1..=reg.history(p).len() as i64).collect::<Vec<_>>());
                 }
             }
             Ok(())

@@ -441,20 +441,32 @@ fn render_time_of_a_one_page_certificate() {
     assert!(each.as_secs() < 5);
 }
 
-/// Writes sample PDFs to the directory named by `MACHI_CERT_SAMPLES`, for
-/// looking at them; does nothing without it.
+/// Writes the sample PDFs (a one-page certificate and a 40-person 公用 one)
+/// to the directory named by `MACHI_CERT_SAMPLES`, for looking at them, or
+/// to a temporary directory, and reads the written files back with poppler:
+/// each is a PDF of the expected pages carrying its text.
 #[test]
-fn write_samples_when_asked() {
-    let Some(dir) = std::env::var_os("MACHI_CERT_SAMPLES") else {
-        return;
+fn sample_certificates_are_written_and_read_back() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os("MACHI_CERT_SAMPLES") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => temp.path().to_path_buf(),
     };
-    let dir = Path::new(&dir);
     let fonts = fonts();
-    std::fs::write(
-        dir.join("one-page.pdf"),
+    let write = |name: &str, pdf: Vec<u8>| -> Vec<u8> {
+        let path = dir.join(name);
+        std::fs::write(&path, &pdf).unwrap_or_else(|e| {
+            panic!(
+                "cannot write {} (MACHI_CERT_SAMPLES must name a writable directory): {e}",
+                path.display()
+            )
+        });
+        std::fs::read(&path).unwrap()
+    };
+    let one = write(
+        "one-page.pdf",
         render(&one_page(), &stamp(), &fonts).unwrap(),
-    )
-    .unwrap();
+    );
     let long_annex = "府中グランドレジデンス宮西町タワー・サウスウイング".repeat(12);
     let mut persons = vec![person(1, "世帯主", &long_annex)];
     for n in 2..=40 {
@@ -470,9 +482,23 @@ fn write_samples_when_asked() {
             ..Default::default()
         },
     );
-    std::fs::write(
-        dir.join("long.pdf"),
-        render(&cert, &stamp(), &fonts).unwrap(),
-    )
-    .unwrap();
+    let long = write("long.pdf", render(&cert, &stamp(), &fonts).unwrap());
+
+    let one_text = pdftotext(&one, &[]);
+    assert_eq!(one_text.matches('\u{c}').count(), 1, "one page: {one_text}");
+    let one_text = compact(&one_text);
+    assert!(
+        one_text.contains("住民票の写し") && one_text.contains("髙橋花子1"),
+        "{one_text}"
+    );
+    assert!(!one_text.contains("公用"), "{one_text}");
+    let long_text = pdftotext(&long, &[]);
+    let pages = long_text.matches('\u{c}').count();
+    assert!(pages >= 5, "only {pages} pages");
+    let long_text = compact(&long_text);
+    assert!(long_text.contains("公用"), "the official-use mark");
+    for n in 1..=40 {
+        let given = GIVEN[(n - 1) % GIVEN.len()];
+        assert!(long_text.contains(&format!("髙橋{given}{n}")), "person {n}");
+    }
 }

@@ -118,6 +118,7 @@ contract!(
     a_returning_resident_keeps_the_addressee_number_j600,
     the_audit_chain_verifies,
     concurrent_changes_lose_nothing,
+    a_change_that_fails_midway_stores_none_of_it,
 );
 
 async fn tenants_are_created_once_and_listed(db: TestDb) {
@@ -168,9 +169,43 @@ async fn a_move_in_appends_history_audit_and_outbox_in_one_commit(db: TestDb) {
         .unwrap();
     assert_eq!(out.rows.len(), 3);
     assert!(out.rows.iter().all(|row| row.history_number == 1));
-    assert_eq!(out.rows[0].record.addressee_number, a(1));
-    assert_eq!(out.rows[0].record.household_number, h(1));
-    assert!(a(1).has_valid_check_digit() && h(1).has_valid_check_digit());
+    // The numbers the store produced, as stored: the first serials of the
+    // tenant, each with a valid check digit, and as the change answered.
+    let t = code(FUCHU);
+    let stored: Vec<(String, i64, String)> = db
+        .store
+        .read(Some(&t.clone()), move |tx| {
+            tx.query(
+                "SELECT addressee_number, history_number, household_number FROM resident_history \
+                 WHERE tenant = $1 ORDER BY addressee_number",
+                &[Param::Text(t.as_str())],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)?, r.text(2)?)))
+            .collect::<Result<_, StoreError>>()
+        })
+        .await
+        .unwrap();
+    let answered: Vec<(String, i64, String)> = out
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.record.addressee_number.to_string(),
+                r.history_number,
+                r.record.household_number.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(stored, answered);
+    for (addressee, _, household) in &stored {
+        let addressee: AddresseeNumber = addressee.parse().unwrap();
+        let household: HouseholdNumber = household.parse().unwrap();
+        assert!(addressee.has_valid_check_digit(), "{addressee}");
+        assert!(household.has_valid_check_digit(), "{household}");
+    }
+    let serials = |n: u64| (a(n).to_string(), 1, h(1).to_string());
+    assert_eq!(stored, vec![serials(1), serials(2), serials(3)]);
     assert_eq!(counts(&db.store, FUCHU).await, (3, 1, 1, 1));
     assert_eq!(counts(&db.store, AKISHIMA).await, (0, 0, 0, 0));
     let (row, history) = r
@@ -679,31 +714,117 @@ async fn concurrent_changes_lose_nothing(db: TestDb) {
             r.submit(&code(FUCHU), &req(v), &actor()).await
         }));
     }
-    let mut ok = 0;
-    for t in tasks {
+    // What each committed change said it wrote: (change id, 履歴番号, name).
+    let mut committed = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
         match t.await.unwrap() {
-            Ok(_) => ok += 1,
+            Ok(out) => {
+                assert_eq!(out.rows.len(), 1);
+                let row = &out.rows[0];
+                assert_eq!(row.record.addressee_number, a(3));
+                assert_eq!(row.record.name.as_str(), format!("髙橋　翔{i}"));
+                committed.push((out.change_id, row.history_number, format!("髙橋　翔{i}")));
+            }
             Err(ServiceError::Store(StoreError::Conflict)) => {}
             Err(e) => panic!("{e}"),
         }
     }
+    // A conflict is answered, never silent; but not every change may conflict.
+    assert!(!committed.is_empty(), "every concurrent change conflicted");
+    let ok = committed.len();
     let (_, history) = r
         .resident(&code(FUCHU), &a(3), AsOf::default(), &clerk())
         .await
         .unwrap();
-    // Every accepted change is in the history, numbered without gaps.
-    assert_eq!(history.len(), 1 + ok);
-    assert!(
-        history
-            .iter()
-            .enumerate()
-            .all(|(i, h)| h.history_number == i as i64 + 1)
+    // Every committed change is stored as it was answered, nothing else is,
+    // and the 履歴番号 run without gaps.
+    let mut stored: Vec<(i64, i64, String)> = history[1..]
+        .iter()
+        .map(|h| {
+            (
+                h.change.change_id,
+                h.history_number,
+                h.record.name.as_str().to_string(),
+            )
+        })
+        .collect();
+    stored.sort();
+    committed.sort();
+    assert_eq!(stored, committed);
+    assert_eq!(
+        history.iter().map(|h| h.history_number).collect::<Vec<_>>(),
+        (1..=1 + ok as i64).collect::<Vec<_>>()
     );
     let (_, changes, audit, events) = counts(&db.store, FUCHU).await;
     assert_eq!(
         (changes, audit, events),
         (1 + ok as i64, 1 + ok as i64, 1 + ok as i64)
     );
+    // The recorded changes are the committed ones.
+    let t = code(FUCHU);
+    let ids: Vec<i64> = db
+        .store
+        .read(Some(&t.clone()), move |tx| {
+            tx.query(
+                "SELECT change_id FROM changes WHERE tenant = $1 ORDER BY change_id",
+                &[Param::Text(t.as_str())],
+            )?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<_, StoreError>>()
+        })
+        .await
+        .unwrap();
+    let mut expected: Vec<i64> = std::iter::once(1)
+        .chain(committed.iter().map(|c| c.0))
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+}
+
+/// A change of three persons whose third row breaks a key of the store:
+/// the first two rows were written when it failed, and none of it stays,
+/// nor the numbers it took.
+async fn a_change_that_fails_midway_stores_none_of_it(db: TestDb) {
+    let db = db.with_tenants().await;
+    // A stray row where the third new person's first row will go (as
+    // someone with database access could leave one).
+    db.raw(&format!(
+        "INSERT INTO resident_history (tenant, addressee_number, history_number, change_id, \
+         household_number, status, name_key, kana_key, address_key, record, reason, effective_date, \
+         processed_on, input_place, input_terminal, recorded_at) \
+         VALUES ('{FUCHU}', '{}', 1, 99, '{}', 'resident', '', '', '', '{{}}', 'move_in', \
+         '2024-04-01', '2024-04-01', '', '', 0)",
+        a(3),
+        h(9)
+    ))
+    .await;
+    let before = db.raw_dump().await;
+    let e = db
+        .registry
+        .submit(&code(FUCHU), &req(takahashi_family()), &actor())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ServiceError::Store(ref s) if s.is_unique_violation()),
+        "{e:?}"
+    );
+    // Every table as it was: no row of the first two persons, no change,
+    // audit entry or event, the sequences not advanced.
+    assert_eq!(db.raw_dump().await, before);
+    // Without the stray row the same change goes through, with the same numbers.
+    db.raw(&format!(
+        "DELETE FROM resident_history WHERE tenant = '{FUCHU}' AND change_id = 99"
+    ))
+    .await;
+    let out = submit(&db.registry, takahashi_family()).await;
+    let numbers: Vec<(AddresseeNumber, i64)> = out
+        .rows
+        .iter()
+        .map(|r| (r.record.addressee_number.clone(), r.history_number))
+        .collect();
+    assert_eq!(numbers, vec![(a(1), 1), (a(2), 1), (a(3), 1)]);
+    assert_eq!((out.change_id, out.audit_seq, out.event_seq), (1, 1, 1));
 }
 
 mod audit_chain {

@@ -7,8 +7,9 @@ use machi::service::support::{SupportMeasureView, guard};
 use machi::service::{Actor, Clock, Registry, ServiceError};
 use machi::store::records;
 use machi::store::{Param, Store, StoreError};
+use machi_domain::change::AsOf;
 use machi_domain::dates::EraTable;
-use machi_domain::ids::AddresseeNumber;
+use machi_domain::ids::{AddresseeNumber, HouseholdNumber};
 use machi_domain::support::{
     Affair, AffairRequest, CancelReason, Contact, EndReason, MeasureStatus, MunicipalityRole,
     NewSupportMeasure, Offender, RelatedPerson, Requester, SupportAlert, SupportError,
@@ -49,6 +50,10 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 
 fn a(n: u64) -> AddresseeNumber {
     AddresseeNumber::from_serial(n).unwrap()
+}
+
+fn h(n: u64) -> HouseholdNumber {
+    HouseholdNumber::from_serial(n).unwrap()
 }
 
 fn clerk(name: &str) -> Actor {
@@ -804,24 +809,20 @@ async fn support_operations_are_audited(db: TestDb) {
         .support_release(&t, &a(2), SupportPurpose::View, "clerk-2", &officer())
         .await
         .unwrap();
-    // The guard with a release logs its use …
-    let ids = r
-        .support_guard(&t, &[a(2)], SupportPurpose::View, &clerk("clerk-2"))
+    // The real read path with a release: the release is used and the read
+    // logged after it, in the read's own transaction …
+    let (row, _) = r
+        .resident(&t, &a(2), AsOf::default(), &clerk("clerk-2"))
         .await
         .unwrap();
-    assert_eq!(ids, vec![rel.release_id]);
-    // … and the wrapper logs a refusal in a transaction of its own.
+    assert_eq!(row.record.addressee_number, a(2));
+    // … and without one the read is refused, the refusal logged, the read not.
     let e = r
-        .support_guard(
-            &t,
-            &[a(1), a(2), a(3)],
-            SupportPurpose::Issue,
-            &clerk("clerk-2"),
-        )
+        .household(&t, &h(1), AsOf::default(), &clerk("clerk-2"))
         .await
         .unwrap_err();
     assert!(
-        matches!(e, ServiceError::SupportBlocked { ref persons, purpose: SupportPurpose::Issue } if *persons == vec![a(2), a(3)])
+        matches!(e, ServiceError::SupportBlocked { ref persons, purpose: SupportPurpose::View } if *persons == vec![a(2), a(3)])
     );
     r.support_end(&t, id, EndReason::Requested, &officer())
         .await
@@ -852,6 +853,7 @@ async fn support_operations_are_audited(db: TestDb) {
             ("support.list_active", "*", "officer-1"),
             ("support.release", a2.as_str(), "officer-1"),
             ("support.release_used", a2.as_str(), "clerk-2"),
+            ("read.resident", a2.as_str(), "clerk-2"),
             ("support.blocked", both.as_str(), "clerk-2"),
             ("support.end", both.as_str(), "officer-1"),
         ]
