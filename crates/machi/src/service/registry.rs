@@ -611,7 +611,7 @@ impl Registry {
             .store
             .read(Some(tenant), move |tx| {
                 let events = records::events_after_of(tx, &t, after, &types, limit)?;
-                Ok::<_, ServiceError>(withhold_protected(tx, &t, events)?)
+                withhold_protected(tx, &t, events)
             })
             .await?;
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
