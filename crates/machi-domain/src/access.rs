@@ -143,6 +143,8 @@ pub enum Permission {
     ReadAuditLog,
     /// The linkage feed.
     ReadEvents,
+    /// Webhook subscriptions of the calling client (`{system}:subscriptions:write`).
+    ManageSubscriptions,
     /// Counts and rates, no personal data.
     ReadAggregates,
     ManageAccounts,
@@ -159,10 +161,11 @@ pub struct Scope {
 }
 
 /// The resources and operations a scope may name.
-pub const SCOPE_RESOURCES: [(&str, &[&str]); 3] = [
+pub const SCOPE_RESOURCES: [(&str, &[&str]); 4] = [
     ("residents", &["read"]),
     ("changes", &["read", "write"]),
     ("events", &["read"]),
+    ("subscriptions", &["write"]),
 ];
 
 impl Scope {
@@ -172,6 +175,7 @@ impl Scope {
             ("changes", "write") => Permission::ApproveChange,
             ("changes", _) => Permission::ReadChanges,
             ("events", _) => Permission::ReadEvents,
+            ("subscriptions", _) => Permission::ManageSubscriptions,
             _ => Permission::ReadPersonal,
         }
     }

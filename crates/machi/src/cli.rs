@@ -365,7 +365,8 @@ async fn open(cli: &Cli, default: &str) -> anyhow::Result<Registry> {
     let store = Store::connect_with(&loc, cli.sqlite_sync, keyring)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", loc.display()))?;
-    Ok(Registry::new(store, eras, Clock::System))
+    Ok(Registry::new(store, eras, Clock::System)
+        .with_hook_policy(crate::service::hooks::HookPolicy::from_env()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -374,7 +375,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let default = a.data_dir.join("demo.sqlite");
             let default = default.to_string_lossy().into_owned();
             let started = std::time::Instant::now();
-            let registry = open(&cli, &default).await?;
+            // The demo accepts webhooks to this machine over plain HTTP.
+            let registry =
+                open(&cli, &default)
+                    .await?
+                    .with_hook_policy(crate::service::hooks::HookPolicy {
+                        allow_insecure_local: true,
+                        ..crate::service::hooks::HookPolicy::from_env()
+                    });
             let summary = crate::demo::seed(&registry, a.residents_per_tenant).await?;
             crate::demo::seed_accounts(&registry).await?;
             println!("{summary}");
@@ -945,6 +953,10 @@ async fn serve(
     registry: Registry,
     options: api::AppOptions,
 ) -> anyhow::Result<()> {
+    // The webhook delivery worker runs beside the server; its position and
+    // retry schedule are in the database, so a restart loses nothing.
+    let _hooks = crate::service::hooks::spawn_worker(registry.clone(), Default::default())
+        .map_err(|e| anyhow::anyhow!("webhook worker: {e}"))?;
     let app = api::app_with(AppState { registry }, options);
     axum::serve(
         listener,

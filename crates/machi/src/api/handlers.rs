@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use machi_domain::change::ChangeRequest;
 use machi_domain::error::Localized;
@@ -17,6 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::params::{self, given, int_param};
 use super::views::*;
 use crate::service::ServiceError;
+use crate::service::events::CloudEvent;
 use crate::service::registry::{ListedChange, SearchParams, encode_cursor};
 use crate::store::records::OutboxEvent;
 use crate::store::tenants::Tenant;
@@ -47,7 +48,7 @@ where
         .map_err(|e| ApiError::localized(StatusCode::BAD_REQUEST, &e).with_field(field))
 }
 
-fn tenant_code(s: &str) -> Result<MunicipalityCode, ApiError> {
+pub(super) fn tenant_code(s: &str) -> Result<MunicipalityCode, ApiError> {
     parse("municipality_code", s)
 }
 
@@ -616,38 +617,20 @@ pub async fn search(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventView {
-    /// Per-tenant, strictly increasing.
-    seq: i64,
-    /// Stable id: a consumer applies each event once.
-    event_id: String,
-    #[schema(example = "resident.changed")]
-    kind: String,
-    change_id: Option<i64>,
-    #[schema(value_type = Object)]
-    payload: serde_json::Value,
-    created_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct EventList {
-    events: Vec<EventView>,
+    /// CloudEvents 1.0 (JSON format), in sequence order.
+    events: Vec<CloudEvent>,
     /// The `after` for the next pull.
     next_after: i64,
 }
 
-/// A pull of the linkage feed ([`params::EventParams`]).
-#[derive(Deserialize)]
-pub struct EventQuery {
-    after: Option<String>,
-    limit: Option<String>,
-}
-
-/// The linkage feed (pull): every change's event, in order, after a sequence number.
+/// The linkage feed (pull): every event (changes, support measures,
+/// certificate issues, imports) as CloudEvents, in order, after a sequence
+/// number; filtered by type; with an optional long-poll wait.
 ///
-/// The payload of an event concerning a person a support measure covers
+/// The data of a change concerning a person a support measure covers
 /// (j440) is withheld: `{change_id, withheld: "support_measure"}`; the
-/// event keeps its sequence and id.
+/// event keeps its sequence, id and type. Webhooks deliver the same.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/events", tag = "changes",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath, params::EventParams),
@@ -661,28 +644,53 @@ pub async fn list_events(
     State(s): State<AppState>,
     Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
-    q: Result<Query<EventQuery>, QueryRejection>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<EventList> {
     let Path(code) = path.map_err(path_error)?;
-    let Query(q) = q.map_err(query_error)?;
     let tenant = tenant_code(&code)?;
     caller.check(&tenant, Permission::ReadEvents)?;
+    let (mut after, mut limit, mut wait) = (None, None, None);
+    let mut types: Vec<String> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        match &*k {
+            "after" => after = Some(v.into_owned()),
+            "limit" => limit = Some(v.into_owned()),
+            "wait" => wait = Some(v.into_owned()),
+            "type" => types.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    let after = int_param("after", &after, 0, 0, i64::MAX)?;
+    let limit = int_param("limit", &limit, 100, 1, 1000)?;
+    let wait = int_param("wait", &wait, 0, 0, params::MAX_WAIT_SECONDS)? as u64;
+    let types =
+        crate::service::events::parse_type_filter("type", types.iter().map(String::as_str))?;
     let actor = caller.actor();
-    let after = int_param("after", &q.after, 0, 0, i64::MAX)?;
-    let limit = int_param("limit", &q.limit, 100, 1, 1000)?;
-    let events: Vec<OutboxEvent> = s.registry.events(&tenant, after, limit, &actor).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let mut commits = s.registry.store().commits();
+    let events: Vec<OutboxEvent> = loop {
+        commits.borrow_and_update();
+        let events = s
+            .registry
+            .events_of(&tenant, after, &types, limit, &actor)
+            .await?;
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            break events;
+        }
+        // Woken by a commit of this process; other processes' commits
+        // (PostgreSQL) are found by the fallback poll.
+        let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        tokio::select! {
+            _ = commits.changed() => {}
+            _ = tokio::time::sleep_until(poll.min(deadline)) => {}
+        }
+    };
     let next_after = events.last().map_or(after, |e| e.seq);
+    let code = tenant.to_string();
     Ok(Json(EventList {
         events: events
-            .into_iter()
-            .map(|e| EventView {
-                seq: e.seq,
-                event_id: e.event_id,
-                kind: e.kind,
-                change_id: e.change_id,
-                payload: e.payload,
-                created_at: rfc3339(e.created_at),
-            })
+            .iter()
+            .map(|e| crate::service::events::cloud_event(&code, e, rfc3339))
             .collect(),
         next_after,
     }))

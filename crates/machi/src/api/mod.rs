@@ -6,6 +6,7 @@ pub mod auth;
 pub mod edge;
 pub mod error;
 mod handlers;
+mod hooks;
 pub mod metrics;
 mod params;
 pub mod source;
@@ -57,7 +58,8 @@ pub struct AppState {
     tags(
         (name = "platform", description = "Health and tenants"),
         (name = "registry", description = "Residents, households, history and search"),
-        (name = "changes", description = "Changes (異動)"),
+        (name = "changes", description = "Changes (異動) and the linkage feed"),
+        (name = "linkage", description = "Webhook subscriptions: events pushed to other systems, signed per Standard Webhooks"),
     )
 )]
 struct ApiDoc;
@@ -121,6 +123,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::get_change))
         .routes(routes!(handlers::search))
         .routes(routes!(handlers::list_events))
+        .routes(routes!(
+            hooks::create_subscription,
+            hooks::list_subscriptions
+        ))
+        .routes(routes!(hooks::get_subscription, hooks::delete_subscription))
+        .routes(routes!(hooks::replay_subscription))
+        .routes(routes!(hooks::rotate_secret))
 }
 
 /// The router and the OpenAPI document it was built from.

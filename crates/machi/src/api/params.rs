@@ -329,6 +329,37 @@ fn recorded_as_of_param() -> Parameter {
 }
 
 doc_params!(
+    /// `{municipality_code}/subscriptions/{subscription_id}`
+    SubscriptionPath,
+    [
+        tenant_param(),
+        path(
+            "subscription_id",
+            integer(None, None, None),
+            "The subscription's id (`subscription_id` of a subscription), decimal digits. \
+             An id of no subscription of the calling client is 404.",
+            json!(1),
+        ),
+    ]
+);
+
+doc_params!(
+    /// `{municipality_code}/subscriptions/{subscription_id}` to delete (its
+    /// example is another subscription than the other operations' one).
+    SubscriptionDeletePath,
+    [
+        tenant_param(),
+        path(
+            "subscription_id",
+            integer(None, None, None),
+            "The subscription's id (`subscription_id` of a subscription), decimal digits. \
+             An id of no subscription of the calling client is 404.",
+            json!(2),
+        ),
+    ]
+);
+
+doc_params!(
     /// `as_of` and `recorded_as_of`.
     AsOfParams,
     [as_of_param(), recorded_as_of_param()]
@@ -438,8 +469,38 @@ doc_params!(
             "Page size.",
             json!(100),
         ),
+        query(
+            "type",
+            event_types(),
+            "Event types to return (all when absent). Repeat the parameter or separate \
+             names with commas; a name ending in `*` takes every type under that prefix \
+             (`jp.machi.registry.change.*`). Unknown types are refused (400, `invalid_event_type`).",
+            json!("jp.machi.registry.change.move_in.v1"),
+        ),
+        query(
+            "wait",
+            integer(Some(0), Some(MAX_WAIT_SECONDS), Some(0)),
+            "Long poll: when no event is there yet, wait up to this many seconds for the \
+             first one; the answer comes as soon as one is committed.",
+            json!(0),
+        ),
     ]
 );
+
+/// Longest long-poll wait of the linkage feed, in seconds.
+pub const MAX_WAIT_SECONDS: i64 = 30;
+
+/// The event types machi publishes (see `service::events`).
+fn event_types() -> RefOr<Schema> {
+    let names: Vec<String> = crate::service::events::known_types()
+        .iter()
+        .map(|t| t.replace('.', "\\."))
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^({})$", names.join("|"))))
+        .into()
+}
 
 // ---------------------------------------------------------------------------
 // Reading query values the way the document states them.

@@ -2124,7 +2124,7 @@ fn finish_load(
         tx,
         tenant,
         heads.event,
-        "registry.imported",
+        crate::service::events::IMPORT_COMPLETED,
         None,
         &detail,
         now,

@@ -318,6 +318,19 @@ impl Registry {
                         my_number_shown: shown,
                     },
                 )?;
+                // Linkage: which certificate of which persons; no content.
+                records::append_next_event(
+                    tx,
+                    &t,
+                    super::events::CERTIFICATE_ISSUED,
+                    &serde_json::json!({
+                        "issue_number": number,
+                        "kind": kind.code(),
+                        "persons": persons.iter().map(|p| serde_json::json!({ "addressee_number": p.as_str() })).collect::<Vec<_>>(),
+                        "pages": rendered.pages,
+                    }),
+                    at,
+                )?;
                 Ok(Issued {
                     issue_number: number,
                     verification_code: code.clone(),

@@ -5,6 +5,8 @@ pub mod audit;
 pub mod auth;
 pub mod certificates;
 pub mod clock;
+pub mod events;
+pub mod hooks;
 pub mod registry;
 pub mod support;
 pub mod throttle;

@@ -183,6 +183,8 @@ pub struct Registry {
     known_tenants: Arc<RwLock<HashSet<MunicipalityCode>>>,
     /// Per-source and global counters of the public doors (this process).
     throttle: Arc<super::throttle::Throttle>,
+    /// Which webhook callback URLs are accepted.
+    hook_policy: super::hooks::HookPolicy,
 }
 
 impl Registry {
@@ -193,6 +195,7 @@ impl Registry {
             clock,
             known_tenants: Arc::default(),
             throttle: Arc::default(),
+            hook_policy: Default::default(),
         }
     }
 
@@ -213,6 +216,16 @@ impl Registry {
 
     pub fn throttle(&self) -> &super::throttle::Throttle {
         &self.throttle
+    }
+
+    /// The registry with `policy` for webhook callback URLs.
+    pub fn with_hook_policy(mut self, policy: super::hooks::HookPolicy) -> Self {
+        self.hook_policy = policy;
+        self
+    }
+
+    pub fn hook_policy(&self) -> super::hooks::HookPolicy {
+        self.hook_policy
     }
 
     /// Fails with `TenantNotFound` unless the tenant exists.
@@ -580,37 +593,25 @@ impl Registry {
         limit: i64,
         actor: &Actor,
     ) -> Result<Vec<records::OutboxEvent>, ServiceError> {
+        self.events_of(tenant, after, &[], limit, actor).await
+    }
+
+    /// [`Registry::events`] of the given types only (all when empty).
+    pub async fn events_of(
+        &self,
+        tenant: &MunicipalityCode,
+        after: i64,
+        types: &[String],
+        limit: i64,
+        actor: &Actor,
+    ) -> Result<Vec<records::OutboxEvent>, ServiceError> {
         self.ensure_tenant(tenant).await?;
-        let t = tenant.clone();
+        let (t, types) = (tenant.clone(), types.to_vec());
         let events: Vec<records::OutboxEvent> = self
             .store
             .read(Some(tenant), move |tx| {
-                let mut events = records::events_after(tx, &t, after, limit)?;
-                let shield = super::support::Shield::load(tx, &t)?;
-                if shield.is_empty() {
-                    return Ok::<_, ServiceError>(events);
-                }
-                let persons_of = |e: &records::OutboxEvent| -> Vec<AddresseeNumber> {
-                    e.payload["persons"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|p| p["addressee_number"].as_str()?.parse().ok())
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
-                let all: Vec<AddresseeNumber> = events.iter().flat_map(persons_of).collect();
-                let covered = shield.covered(tx, &t, &all)?;
-                for e in &mut events {
-                    if persons_of(e).iter().any(|p| covered.contains(p)) {
-                        e.payload = serde_json::json!({
-                            "change_id": e.change_id,
-                            "withheld": "support_measure",
-                        });
-                    }
-                }
-                Ok(events)
+                let events = records::events_after_of(tx, &t, after, &types, limit)?;
+                withhold_protected(tx, &t, events)
             })
             .await?;
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
@@ -1165,7 +1166,7 @@ pub(crate) fn submit_in(
         tx,
         tenant,
         heads.event,
-        "resident.changed",
+        &super::events::change_type(plan.reason),
         Some(change_id),
         &payload,
         recorded_at,
@@ -1178,4 +1179,39 @@ pub(crate) fn submit_in(
         audit_seq: heads.audit,
         event_seq: heads.event,
     })
+}
+
+/// Withholds the data of change events concerning a person a support
+/// measure covers (j440): `{change_id, withheld: "support_measure"}`; the
+/// event keeps its sequence, id and type. The pull feed and webhooks alike.
+pub(crate) fn withhold_protected(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    mut events: Vec<records::OutboxEvent>,
+) -> Result<Vec<records::OutboxEvent>, ServiceError> {
+    let shield = super::support::Shield::load(tx, t)?;
+    if shield.is_empty() {
+        return Ok(events);
+    }
+    let persons_of = |e: &records::OutboxEvent| -> Vec<AddresseeNumber> {
+        e.payload["persons"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["addressee_number"].as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all: Vec<AddresseeNumber> = events.iter().flat_map(persons_of).collect();
+    let covered = shield.covered(tx, t, &all)?;
+    for e in &mut events {
+        if persons_of(e).iter().any(|p| covered.contains(p)) {
+            e.payload = serde_json::json!({
+                "change_id": e.change_id,
+                "withheld": "support_measure",
+            });
+        }
+    }
+    Ok(events)
 }

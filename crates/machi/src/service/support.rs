@@ -115,6 +115,35 @@ fn audit(
     )?)
 }
 
+/// The linkage event of a measure's registration or transition (j440), in
+/// the caller's transaction. It says which persons are protected from when
+/// to when, so other systems block them too; it carries no address, no
+/// household, no 加害者 and no detail of the request (a subscriber must not
+/// learn where a protected person lives, nor from whom they hide).
+fn support_event(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    action: &str,
+    measure_id: i64,
+    m: &SupportMeasure,
+    at: i64,
+) -> Result<i64, ServiceError> {
+    let data = serde_json::json!({
+        "measure_id": measure_id,
+        "status": m.status.code(),
+        "protected_persons": m.protected_persons().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "start_date": m.period.map(|p| p.start.to_string()).unwrap_or_else(|| m.provisional_start.to_string()),
+        "end_date": m.period.map(|p| p.end.to_string()),
+    });
+    Ok(records::append_next_event(
+        tx,
+        tenant,
+        &super::events::support_type(action),
+        &data,
+        at,
+    )?)
+}
+
 fn lock(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(), ServiceError> {
     if !records::lock_tenant(tx, tenant)? {
         return Err(ServiceError::TenantNotFound(tenant.to_string()));
@@ -470,6 +499,13 @@ impl Registry {
                 detail,
                 at,
             )?;
+            let action = match function {
+                "support.confirm" => "confirmed",
+                "support.extend" => "extended",
+                "support.end" => "ended",
+                _ => "cancelled",
+            };
+            support_event(tx, &t, action, measure_id, &next, at)?;
             let stored = StoredMeasure {
                 measure: next,
                 updated_by: actor.operator.clone(),
@@ -517,6 +553,7 @@ impl Registry {
                 }),
                 at,
             )?;
+            support_event(tx, &t, "registered", measure_id, &measure, at)?;
             let stored = StoredMeasure {
                 measure_id,
                 measure,

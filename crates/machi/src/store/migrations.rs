@@ -460,6 +460,81 @@ DROP INDEX login_failures_key;
 CREATE INDEX login_failures_key ON login_failures (tenant, login, source, at);
 "#;
 
+/// Linkage hub: event types in CloudEvents form (`jp.machi.…v1`, replacing
+/// the earlier `resident.changed` and `registry.imported`), webhook
+/// subscriptions per API client and every delivery attempt.
+///
+/// Subscriptions carry the tenant but no row-level policy (like
+/// `api_clients`): the delivery worker finds the due ones across tenants
+/// before it knows a tenant; they hold no personal data (a callback URL,
+/// an event-type filter, the signing secret sealed with the tenant's key).
+/// Attempts are the tenant's, under row-level security.
+macro_rules! v13_common {
+    () => {
+        r#"
+CREATE TABLE webhook_subscriptions (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    subscription_id BIGINT NOT NULL,
+    client_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    types TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_until BIGINT,
+    status TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    attempt BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    failing_since BIGINT,
+    paused_at BIGINT,
+    lease_owner TEXT,
+    lease_until BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, subscription_id)
+);
+CREATE INDEX webhook_subscriptions_due ON webhook_subscriptions (status, next_attempt_at);
+CREATE TABLE webhook_attempts (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    subscription_id BIGINT NOT NULL,
+    attempt_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    webhook_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    status BIGINT,
+    latency_ms BIGINT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (tenant, subscription_id, attempt_id),
+    FOREIGN KEY (tenant, subscription_id) REFERENCES webhook_subscriptions (tenant, subscription_id)
+);
+"#
+    };
+}
+
+const V13_SQLITE: &str = concat!(
+    v13_common!(),
+    r#"
+UPDATE outbox SET kind = 'jp.machi.registry.change.' || json_extract(payload, '$.reason') || '.v1'
+    WHERE kind = 'resident.changed';
+UPDATE outbox SET kind = 'jp.machi.registry.import.completed.v1' WHERE kind = 'registry.imported';
+"#
+);
+
+const V13_POSTGRES: &str = concat!(
+    v13_common!(),
+    r#"
+UPDATE outbox SET kind = 'jp.machi.registry.change.' || (payload::jsonb ->> 'reason') || '.v1'
+    WHERE kind = 'resident.changed';
+UPDATE outbox SET kind = 'jp.machi.registry.import.completed.v1' WHERE kind = 'registry.imported';
+GRANT SELECT, INSERT, UPDATE ON webhook_subscriptions TO machi_app;
+GRANT SELECT, INSERT ON webhook_attempts TO machi_app;
+ALTER TABLE webhook_attempts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook_attempts FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON webhook_attempts
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -533,6 +608,12 @@ pub fn all() -> Vec<Migration> {
             name: "sign-in failures counted per account and source",
             sqlite: V12_COMMON,
             postgres: V12_COMMON,
+        },
+        Migration {
+            version: 13,
+            name: "linkage hub: CloudEvents types, webhook subscriptions and attempts",
+            sqlite: V13_SQLITE,
+            postgres: V13_POSTGRES,
         },
     ]
 }

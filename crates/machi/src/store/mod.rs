@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod db;
+pub mod hooks;
 mod migrations;
 pub mod oversight;
 pub mod pending;
@@ -160,6 +161,10 @@ pub struct Store {
     inner: Arc<Inner>,
     /// Seals and opens 個人番号 for every transaction (see [`Tx::tenant_keys`]).
     keyring: Arc<Keyring>,
+    /// Counts this process's committed writes: long polls and the webhook
+    /// worker wake on it instead of polling (other processes' commits are
+    /// found by their fallback poll).
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 enum Inner {
@@ -438,6 +443,7 @@ impl Store {
                 path: path.to_path_buf(),
             }),
             keyring,
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -464,6 +470,7 @@ impl Store {
                 waiting: AtomicUsize::new(0),
             }),
             keyring,
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -521,12 +528,37 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        if let Inner::Sqlite { writer, .. } = &*self.inner {
-            return writer.submit(f).await;
+        let r = self.write_quiet(tenant, f).await;
+        if r.is_ok() {
+            self.commits.send_modify(|n| *n = n.wrapping_add(1));
         }
-        let (inner, keyring) = (self.inner.clone(), self.keyring.clone());
-        let tenant = tenant.cloned();
-        blocking(move || inner.run(&keyring, tenant.as_ref(), true, f)).await
+        r
+    }
+
+    /// [`Store::write`] without waking [`Store::commits`] watchers: for
+    /// the webhook worker's own bookkeeping, which publishes nothing.
+    pub async fn write_quiet<T, E, F>(
+        &self,
+        tenant: Option<&MunicipalityCode>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        if let Inner::Sqlite { writer, .. } = &*self.inner {
+            writer.submit(f).await
+        } else {
+            let (inner, keyring) = (self.inner.clone(), self.keyring.clone());
+            let tenant = tenant.cloned();
+            blocking(move || inner.run(&keyring, tenant.as_ref(), true, f)).await
+        }
+    }
+
+    /// A receiver that changes whenever this process commits a write.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Runs `f` in one read transaction scoped to `tenant`.

@@ -1431,6 +1431,72 @@ pub fn append_event(
     Ok(())
 }
 
+/// Appends `kind` as the tenant's next linkage event, in `tx` (after the
+/// tenant's write lock): allocates its number. Returns the number.
+pub fn append_next_event(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    kind: &str,
+    payload: &serde_json::Value,
+    at: i64,
+) -> Result<i64, StoreError> {
+    let heads = advance(
+        tx,
+        tenant,
+        Advance {
+            event: 1,
+            ..Default::default()
+        },
+    )?;
+    append_event(tx, tenant, heads.event, kind, None, payload, at)?;
+    Ok(heads.event)
+}
+
+/// Events after `after_seq` whose kind is one of `kinds` (all when empty),
+/// in order.
+pub fn events_after_of(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    after_seq: i64,
+    kinds: &[String],
+    limit: i64,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    if kinds.is_empty() {
+        return events_after(tx, tenant, after_seq, limit);
+    }
+    let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox WHERE tenant = $1 AND seq > $2 AND kind IN ({}) ORDER BY seq LIMIT $3",
+        marks.join(", ")
+    );
+    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), after_seq.into(), limit.into()];
+    params.extend(kinds.iter().map(|k| Param::from(k.as_str())));
+    tx.query(&sql, &params)?.iter().map(outbox_event).collect()
+}
+
+/// The tenant's last event number (0 before the first).
+pub fn last_event_seq(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE tenant = $1",
+            &[tenant.as_str().into()],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+fn outbox_event(r: &Row) -> Result<OutboxEvent, StoreError> {
+    Ok(OutboxEvent {
+        seq: r.int(0)?,
+        event_id: r.text(1)?,
+        kind: r.text(2)?,
+        change_id: r.opt_int(3)?,
+        payload: serde_json::from_str(&r.text(4)?).map_err(corrupt)?,
+        created_at: r.int(5)?,
+    })
+}
+
 /// A linkage event as stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OutboxEvent {
@@ -1453,16 +1519,7 @@ pub fn events_after(
         &[tenant.as_str().into(), after_seq.into(), limit.into()],
     )?
     .iter()
-    .map(|r| {
-        Ok(OutboxEvent {
-            seq: r.int(0)?,
-            event_id: r.text(1)?,
-            kind: r.text(2)?,
-            change_id: r.opt_int(3)?,
-            payload: serde_json::from_str(&r.text(4)?).map_err(corrupt)?,
-            created_at: r.int(5)?,
-        })
-    })
+    .map(outbox_event)
     .collect()
 }
 

@@ -222,6 +222,16 @@ pub struct AccountRow {
     pub disabled: bool,
 }
 
+/// A webhook subscription needing attention, as the administrator sees it.
+pub struct HookAlertRow {
+    pub client_id: String,
+    pub url: String,
+    /// What is wrong, in words.
+    pub state: String,
+    /// Since when it fails (date and time), or empty.
+    pub since: String,
+}
+
 pub struct ClientRow {
     pub client_id: String,
     pub system: String,
@@ -234,6 +244,7 @@ struct AccountsPage {
     c: Chrome,
     accounts: Vec<AccountRow>,
     clients: Vec<ClientRow>,
+    hook_alerts: Vec<HookAlertRow>,
     roles: Vec<(&'static str, String)>,
     error: Option<String>,
     secret: Option<(String, String)>,
@@ -264,6 +275,32 @@ async fn accounts_page(
         Err(e) => return ctx.error(&ServiceError::from(e).into()),
     };
     let en = ctx.lang.en;
+    let hook_alerts = match s.registry.hook_alerts(tenant).await {
+        Ok(a) => a,
+        Err(e) => return ctx.error(&e.into()),
+    };
+    let hook_alerts = hook_alerts
+        .into_iter()
+        .map(|a| HookAlertRow {
+            client_id: a.client_id,
+            url: a.url,
+            state: match (a.status.as_str(), en) {
+                ("paused", false) => {
+                    "一時停止中（72時間以上届いていません。受け手の復旧後に再送してください）"
+                        .into()
+                }
+                ("paused", true) => {
+                    "Paused (failing for more than 72 hours; replay once the receiver is back)"
+                        .into()
+                }
+                ("disabled", false) => "停止（受け手が 410 Gone で購読の終了を求めました）".into(),
+                ("disabled", true) => "Disabled (the receiver answered 410 Gone)".into(),
+                (_, false) => format!("再送中（{} 回失敗）", a.failed_attempts),
+                (_, true) => format!("Retrying ({} failed attempts)", a.failed_attempts),
+            },
+            since: a.failing_since.map(super::when).unwrap_or_default(),
+        })
+        .collect();
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -297,6 +334,7 @@ async fn accounts_page(
                 scopes: c.scopes.clone(),
             })
             .collect(),
+        hook_alerts,
         roles: Role::ALL
             .into_iter()
             .filter(|r| r.is_tenant_role())

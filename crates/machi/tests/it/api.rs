@@ -64,7 +64,7 @@ pub async fn call(app: &Api, method: &str, uri: &str, body: Option<Value>) -> (S
 /// Registers an API client of `tenant` with every scope and gets a token
 /// through the real token endpoint.
 pub async fn client_token(db: &TestDb, router: &axum::Router, tenant: &str) -> String {
-    let scopes = "test:residents:read test:changes:read test:changes:write test:events:read";
+    let scopes = "test:residents:read test:changes:read test:changes:write test:events:read test:subscriptions:write";
     let (id, secret) = db
         .registry
         .create_client(

@@ -82,6 +82,20 @@ async fn no_route_crosses_tenants(db: TestDb) {
     ] {
         staff(&db, AKISHIMA, login, role).await;
     }
+    // FUCHU: a webhook subscription of one of its clients.
+    let subscription = r
+        .create_subscription(
+            &fuchu,
+            "fuchu-client",
+            machi::service::hooks::NewSubscription {
+                url: "https://example.org/hook".into(),
+                types: vec![],
+                after: None,
+            },
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap();
     let router = crate::ui::app(&db).await;
     let token = client_token(&db, &router, AKISHIMA).await;
     let before = (
@@ -101,6 +115,7 @@ async fn no_route_crosses_tenants(db: TestDb) {
         ("change_id", out.change_id.to_string()),
         ("pending_id", "1".to_string()),
         ("measure_id", measure.measure_id().to_string()),
+        ("subscription_id", subscription.subscription_id.to_string()),
     ];
 
     // The API, from its OpenAPI document.

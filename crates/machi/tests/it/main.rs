@@ -23,6 +23,7 @@ mod browser;
 mod contract;
 mod dv_hiding;
 mod faults;
+mod hooks;
 mod isolation;
 mod migration;
 mod openapi;

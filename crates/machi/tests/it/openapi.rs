@@ -705,6 +705,24 @@ async fn the_api_keeps_its_openapi_contract(db: TestDb) {
     });
     let doc: Value = serde_json::from_str(&machi::api::openapi_json()).expect("document");
     let bearer = client_token(&db, &router, FUCHU).await;
+    // Subscriptions 1 and 2 of the bearer's client (the examples name 1;
+    // the DELETE example names 2).
+    for _ in 0..2 {
+        let seeded = router
+            .clone()
+            .oneshot(
+                axum::http::Request::post(format!("/api/v1/tenants/{FUCHU}/subscriptions"))
+                    .header("authorization", &bearer)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(
+                        r#"{"url":"https://example.org/hook"}"#,
+                    ))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(seeded.status(), axum::http::StatusCode::CREATED);
+    }
     let mut credentials = BTreeMap::new();
     credentials.insert(
         "bearer".to_string(),

@@ -63,7 +63,7 @@ fn clerk(name: &str) -> Actor {
     }
 }
 
-fn officer() -> Actor {
+pub fn officer() -> Actor {
     clerk("officer-1")
 }
 
@@ -104,7 +104,7 @@ async fn setup(db: TestDb) -> TestDb {
 }
 
 /// A request by the wife (a2), with the child (a3) asking for support with her.
-fn request(filed_on: NaiveDate) -> NewSupportMeasure {
+pub fn request(filed_on: NaiveDate) -> NewSupportMeasure {
     NewSupportMeasure {
         filed_on,
         provisional_start: None,

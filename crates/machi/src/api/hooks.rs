@@ -1,0 +1,303 @@
+//! Webhook subscriptions of an API client (`{system}:subscriptions:write`).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use machi_domain::access::Permission;
+use machi_domain::ids::MunicipalityCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Auth;
+use super::edge::{json_error, path_error};
+use super::error::{ApiError, ErrorBody};
+use super::handlers::tenant_code;
+use super::params::{self, integer_text};
+use super::views::rfc3339;
+use crate::service::hooks::{NewSubscription, SubscriptionView};
+use crate::service::{Caller, ServiceError};
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+const UNAUTHENTICATED: &str = "unauthenticated: no valid bearer access token.";
+const FORBIDDEN: &str = "forbidden: the token lacks a `subscriptions:write` scope (subscriptions belong to API clients).";
+const NOT_FOUND: &str = "tenant_not_found, or subscription_not_found.";
+const BAD: &str = "A parameter or the body does not match its schema (invalid_callback_url, invalid_event_type, …); `field` names it.";
+const BODY_TOO_LARGE: &str = "body_too_large: the body is larger than 2 MB.";
+const NOT_JSON: &str = "invalid_json: the body is not sent as application/json.";
+const WRONG_SHAPE: &str = "invalid_json: the body is JSON of another shape.";
+const INTERNAL: &str = "internal_error: the database failed; nothing was changed.";
+
+/// A new subscription.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRequest {
+    /// Where events are POSTed: HTTPS, not a private address.
+    #[schema(example = "https://jidou-teate.example.lg.jp/machi/events")]
+    url: String,
+    /// Event types to deliver (names or `prefix.*`, as on the pull feed);
+    /// none or empty: every type.
+    #[serde(default)]
+    #[schema(example = json!(["jp.machi.registry.change.move_in.v1"]))]
+    types: Vec<String>,
+    /// Deliver events after this sequence (default: only events from now on).
+    #[schema(example = 0, minimum = 0)]
+    after: Option<i64>,
+}
+
+/// Replay from a sequence.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The first sequence to deliver again.
+    #[schema(example = 1, minimum = 1)]
+    from: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionList {
+    subscriptions: Vec<SubscriptionView>,
+}
+
+/// One delivery attempt.
+#[derive(Serialize, ToSchema)]
+pub struct AttemptView {
+    seq: i64,
+    webhook_id: String,
+    at: String,
+    /// The receiver's HTTP status; absent when no answer came.
+    status: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionDetail {
+    subscription: SubscriptionView,
+    /// The latest attempts (up to 100), newest first.
+    attempts: Vec<AttemptView>,
+}
+
+/// The calling client, allowed to manage subscriptions of `code`.
+fn client(caller: &Caller, code: &str) -> Result<(MunicipalityCode, String), ApiError> {
+    let tenant = tenant_code(code)?;
+    caller.check(&tenant, Permission::ManageSubscriptions)?;
+    match caller {
+        Caller::Client { client_id, .. } => Ok((tenant, client_id.clone())),
+        Caller::Staff { .. } => Err(ServiceError::Forbidden.into()),
+    }
+}
+
+fn not_found(e: ServiceError) -> ApiError {
+    match e {
+        ServiceError::Invalid {
+            code: "subscription_not_found",
+            message_ja,
+            message_en,
+            ..
+        } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "subscription_not_found",
+            message_ja,
+            message_en,
+        ),
+        e => e.into(),
+    }
+}
+
+/// Subscribes the calling client to the tenant's events (webhooks, signed
+/// per Standard Webhooks; the answer holds the secret, shown once).
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/subscriptions", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::TenantPath),
+    request_body = SubscriptionRequest,
+    responses((status = 201, description = "The new subscription, with its secret (shown once).", body = SubscriptionView),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+              (status = 415, description = NOT_JSON, body = ErrorBody),
+              (status = 422, description = WRONG_SHAPE, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn create_subscription(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SubscriptionRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<SubscriptionView>), ApiError> {
+    let Path(code) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let Json(req) = body.map_err(json_error)?;
+    let view = s
+        .registry
+        .create_subscription(
+            &tenant,
+            &client_id,
+            NewSubscription {
+                url: req.url,
+                types: req.types,
+                after: req.after,
+            },
+            &caller.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The calling client's subscriptions.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/subscriptions", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::TenantPath),
+    responses((status = 200, description = "The calling client's subscriptions.", body = SubscriptionList),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn list_subscriptions(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<SubscriptionList> {
+    let Path(code) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let subscriptions = s.registry.subscriptions(&tenant, Some(&client_id)).await?;
+    Ok(Json(SubscriptionList { subscriptions }))
+}
+
+/// One subscription with its latest delivery attempts.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::SubscriptionPath),
+    responses((status = 200, description = "The subscription and its latest attempts.", body = SubscriptionDetail),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn get_subscription(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<SubscriptionDetail> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let id = integer_text("subscription_id", &id)?;
+    let (subscription, attempts) = s
+        .registry
+        .subscription(&tenant, Some(&client_id), id)
+        .await
+        .map_err(not_found)?;
+    Ok(Json(SubscriptionDetail {
+        subscription,
+        attempts: attempts
+            .into_iter()
+            .map(|a| AttemptView {
+                seq: a.seq,
+                webhook_id: a.webhook_id,
+                at: rfc3339(a.at),
+                status: a.status,
+                latency_ms: a.latency_ms,
+                error: a.error,
+            })
+            .collect(),
+    }))
+}
+
+/// Ends a subscription (its attempts stay on record).
+#[utoipa::path(delete, path = "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::SubscriptionDeletePath),
+    responses((status = 204, description = "Deleted."),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn delete_subscription(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let id = integer_text("subscription_id", &id)?;
+    s.registry
+        .delete_subscription(&tenant, &client_id, id, &caller.actor())
+        .await
+        .map_err(not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delivers again every matching event from sequence `from` on, in order;
+/// also resumes a paused or disabled subscription.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/replay", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::SubscriptionPath),
+    request_body = ReplayRequest,
+    responses((status = 200, description = "The subscription, restarted at `from`.", body = SubscriptionView),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 413, description = BODY_TOO_LARGE, body = ErrorBody),
+              (status = 415, description = NOT_JSON, body = ErrorBody),
+              (status = 422, description = WRONG_SHAPE, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn replay_subscription(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
+) -> ApiResult<SubscriptionView> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let id = integer_text("subscription_id", &id)?;
+    // An object only (serde would also take `[1]` for the struct).
+    let Json(map) = body.map_err(json_error)?;
+    let req: ReplayRequest =
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json",
+                format!("リクエスト本文（JSON）が正しくありません: {e}"),
+                format!("invalid request body: {e}"),
+            )
+        })?;
+    let view = s
+        .registry
+        .replay_subscription(&tenant, &client_id, id, req.from, &caller.actor())
+        .await
+        .map_err(not_found)?;
+    Ok(Json(view))
+}
+
+/// A new signing secret (shown once); the previous one keeps signing, as a
+/// second signature, for 24 hours.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/rotate-secret", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::SubscriptionPath),
+    responses((status = 200, description = "The subscription with its new secret (shown once).", body = SubscriptionView),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn rotate_secret(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<SubscriptionView> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let id = integer_text("subscription_id", &id)?;
+    let view = s
+        .registry
+        .rotate_subscription_secret(&tenant, &client_id, id, &caller.actor())
+        .await
+        .map_err(not_found)?;
+    Ok(Json(view))
+}

@@ -1,0 +1,926 @@
+//! Webhooks: every event pushed to the systems that subscribe, in order,
+//! signed per Standard Webhooks 1.0, retried with backoff for more than 72
+//! hours, never skipped.
+//!
+//! Guarantees: at-least-once delivery of every event matching a
+//! subscription's filter, in sequence order per subscription (one request in
+//! flight per subscription); the `webhook-id` (= the CloudEvent `id`) is the
+//! same on every retry and replay, so a receiver applies each event once.
+//! A subscription whose receiver fails for more than 72 hours is paused
+//! (its position kept: resuming delivers from the event that failed) and
+//! shown on the tenant administrator's page.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use machi_domain::ids::MunicipalityCode;
+use sha2::Sha256;
+
+use super::events::{self, CloudEvent};
+use super::{Actor, Registry, ServiceError};
+use crate::store::hooks::{self as store, Attempt, Settle, Subscription};
+use crate::store::records::{self, AuditEntry};
+use crate::store::{StoreError, Tx};
+
+/// Retry delays after the 1st, 2nd, … failure (Standard Webhooks' schedule):
+/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (75 h 35 min in
+/// all), then every 24 h until [`PAUSE_AFTER`] has passed.
+pub const RETRY_SCHEDULE: [u64; 9] = [
+    5,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    14 * 3600,
+    20 * 3600,
+    24 * 3600,
+];
+/// A subscription failing for this long (and through the whole schedule)
+/// is paused.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(72 * 3600);
+/// Longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+/// Subscriptions one client may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 20;
+
+/// Which callback URLs are accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HookPolicy {
+    /// `http://127.0.0.1`, `http://[::1]` and `http://localhost` allowed
+    /// (`MACHI_WEBHOOK_ALLOW_INSECURE_LOCAL=1`: tests and the demo).
+    pub allow_insecure_local: bool,
+    /// Callbacks at private, loopback or link-local addresses allowed
+    /// (`MACHI_WEBHOOK_ALLOW_PRIVATE=1`: receivers inside the LGWAN segment).
+    pub allow_private: bool,
+}
+
+impl HookPolicy {
+    pub fn from_env() -> Self {
+        let on = |k: &str| std::env::var(k).is_ok_and(|v| v == "1" || v == "true");
+        HookPolicy {
+            allow_insecure_local: on("MACHI_WEBHOOK_ALLOW_INSECURE_LOCAL"),
+            allow_private: on("MACHI_WEBHOOK_ALLOW_PRIVATE"),
+        }
+    }
+}
+
+fn invalid(field: &str, code: &'static str, ja: String, en: String) -> ServiceError {
+    ServiceError::Invalid {
+        field: field.into(),
+        code,
+        message_ja: ja,
+        message_en: en,
+    }
+}
+
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v) => {
+            v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.octets()[0] == 100 && (64..128).contains(&v.octets()[1])
+        }
+        std::net::IpAddr::V6(v) => {
+            v.is_loopback()
+                || v.is_unspecified()
+                || (v.segments()[0] & 0xfe00) == 0xfc00
+                || (v.segments()[0] & 0xffc0) == 0xfe80
+                || v.to_ipv4_mapped().is_some_and(|m| is_private(m.into()))
+        }
+    }
+}
+
+/// Checks a callback URL: HTTPS (plain HTTP only to the local machine when
+/// the policy allows it), no credentials in it, not at a private address
+/// unless allowed.
+pub fn check_callback(url: &str, policy: HookPolicy) -> Result<reqwest::Url, ServiceError> {
+    let shown: String = url.chars().take(200).collect();
+    let bad = |ja: &str, en: &str| {
+        invalid(
+            "url",
+            "invalid_callback_url",
+            format!("コールバック URL「{shown}」は使えません: {ja}"),
+            format!("callback URL \"{shown}\" is not accepted: {en}"),
+        )
+    };
+    if url.len() > 2000 {
+        return Err(bad("長すぎます。", "too long"));
+    }
+    let u = reqwest::Url::parse(url.trim())
+        .map_err(|_| bad("URL の形式ではありません。", "not a URL"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(bad(
+            "URL に利用者名やパスワードを含めないでください。",
+            "it must not contain credentials",
+        ));
+    }
+    let host = u
+        .host()
+        .ok_or_else(|| bad("ホスト名がありません。", "no host"))?;
+    let ip: Option<std::net::IpAddr> = match host {
+        url::Host::Ipv4(v) => Some(v.into()),
+        url::Host::Ipv6(v) => Some(v.into()),
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => {
+            Some(std::net::Ipv4Addr::LOCALHOST.into())
+        }
+        url::Host::Domain(_) => None,
+    };
+    let local = ip.is_some_and(|i| i.is_loopback());
+    match u.scheme() {
+        "https" => {}
+        "http" if local && policy.allow_insecure_local => {}
+        "http" => {
+            return Err(bad(
+                "HTTPS の URL を指定してください。",
+                "it must use HTTPS",
+            ));
+        }
+        _ => {
+            return Err(bad(
+                "HTTPS の URL を指定してください。",
+                "it must use HTTPS",
+            ));
+        }
+    }
+    if let Some(i) = ip
+        && is_private(i)
+        && !policy.allow_private
+        && !(local && policy.allow_insecure_local)
+    {
+        return Err(bad(
+            "内部ネットワークのアドレスは許可されていません。",
+            "it points at a private or loopback address",
+        ));
+    }
+    Ok(u)
+}
+
+/// A new signing secret: `whsec_` + base64 of 32 random bytes.
+pub fn new_secret() -> Result<String, ServiceError> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| StoreError::Task(format!("random: {e}")))?;
+    Ok(format!("whsec_{}", B64.encode(key)))
+}
+
+/// The Standard Webhooks signature of one message with one secret:
+/// `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")).
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, ServiceError> {
+    let key = B64
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .map_err(|e| StoreError::Corrupt(format!("webhook secret: {e}")))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key)
+        .map_err(|e| StoreError::Corrupt(format!("webhook secret: {e}")))?;
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Ok(format!("v1,{}", B64.encode(mac.finalize().into_bytes())))
+}
+
+/// A subscription as its client sees it (never the secret).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SubscriptionView {
+    pub subscription_id: i64,
+    pub client_id: String,
+    pub url: String,
+    /// Event types delivered (empty: every type).
+    pub types: Vec<String>,
+    /// `active`, `paused` (failing for more than 72 hours) or `disabled`
+    /// (the receiver answered 410 Gone).
+    pub status: String,
+    /// The last event sequence delivered or filtered out.
+    pub position: i64,
+    /// Failed attempts of the next event so far.
+    pub failed_attempts: i64,
+    /// The next attempt (RFC 3339), when retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// The signing secret: only in the answer that created or rotated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|t| t.with_timezone(&super::clock::jst()).to_rfc3339())
+        .unwrap_or_default()
+}
+
+impl SubscriptionView {
+    fn of(s: &Subscription, secret: Option<String>) -> Self {
+        SubscriptionView {
+            subscription_id: s.subscription_id,
+            client_id: s.client_id.clone(),
+            url: s.url.clone(),
+            types: s.types.clone(),
+            status: s.status.clone(),
+            position: s.position,
+            failed_attempts: s.attempt,
+            next_attempt_at: (s.attempt > 0).then(|| rfc3339(s.next_attempt_at)),
+            failing_since: s.failing_since.map(rfc3339),
+            secret,
+        }
+    }
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub url: String,
+    pub types: Vec<String>,
+    /// Start after this sequence (default: the current last event, so
+    /// only new events are pushed; 0 replays everything).
+    pub after: Option<i64>,
+}
+
+/// A subscription needing attention, for the administrator's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookAlert {
+    pub subscription_id: i64,
+    pub client_id: String,
+    pub url: String,
+    pub status: String,
+    pub failing_since: Option<i64>,
+    pub failed_attempts: i64,
+}
+
+fn seal_context(id: i64) -> String {
+    format!("webhook_subscriptions/{id}")
+}
+
+fn log(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    actor: &Actor,
+    function: &str,
+    id: i64,
+    at: i64,
+) -> Result<(), StoreError> {
+    records::append_next_audit(
+        tx,
+        tenant,
+        at,
+        &AuditEntry {
+            operator: actor.operator.clone(),
+            terminal: actor.terminal.clone(),
+            function: function.into(),
+            target: format!("webhook_subscriptions/{id}"),
+            detail: serde_json::json!({ "subscription_id": id }).to_string(),
+            my_number_shown: false,
+        },
+    )?;
+    Ok(())
+}
+
+impl Registry {
+    /// Creates a subscription of `client_id`; the answer holds the secret.
+    pub async fn create_subscription(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        req: NewSubscription,
+        actor: &Actor,
+    ) -> Result<SubscriptionView, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let url = check_callback(&req.url, self.hook_policy())?.to_string();
+        let types = events::parse_type_filter("types", req.types.iter().map(String::as_str))?;
+        if req.after.is_some_and(|a| a < 0) {
+            return Err(invalid(
+                "after",
+                "invalid_after",
+                "after は 0 以上の整数で指定してください。".into(),
+                "after must be an integer of 0 or more".into(),
+            ));
+        }
+        let secret = new_secret()?;
+        let now = self.clock().now().timestamp_micros();
+        let (t, client, actor, shown) = (
+            tenant.clone(),
+            client_id.to_string(),
+            actor.clone(),
+            secret.clone(),
+        );
+        let s = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                if !records::lock_tenant(tx, &t)? {
+                    return Err(ServiceError::TenantNotFound(t.to_string()));
+                }
+                if store::list(tx, &t, Some(&client))?.len() >= MAX_SUBSCRIPTIONS {
+                    return Err(invalid(
+                        "url",
+                        "too_many_subscriptions",
+                        format!("1つのクライアントの購読は {MAX_SUBSCRIPTIONS} 件までです。"),
+                        format!("a client may hold at most {MAX_SUBSCRIPTIONS} subscriptions"),
+                    ));
+                }
+                let id = store::next_subscription_id(tx, &t)?;
+                let sealed = tx
+                    .tenant_keys(&t)?
+                    .seal(&seal_context(id), secret.as_bytes())
+                    .map_err(StoreError::from)?;
+                let position = match req.after {
+                    Some(a) => a,
+                    None => records::last_event_seq(tx, &t)?,
+                };
+                let s = Subscription {
+                    tenant: t.clone(),
+                    subscription_id: id,
+                    client_id: client,
+                    url,
+                    types,
+                    secret: sealed,
+                    previous_secret: None,
+                    previous_until: None,
+                    status: "active".into(),
+                    position,
+                    attempt: 0,
+                    next_attempt_at: now,
+                    failing_since: None,
+                    paused_at: None,
+                    created_at: now,
+                };
+                store::insert(tx, &s)?;
+                log(tx, &t, &actor, "webhook.subscribe", id, now)?;
+                Ok(s)
+            })
+            .await?;
+        Ok(SubscriptionView::of(&s, Some(shown)))
+    }
+
+    /// The subscriptions of `client_id` (all of the tenant's when None).
+    pub async fn subscriptions(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: Option<&str>,
+    ) -> Result<Vec<SubscriptionView>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, c) = (tenant.clone(), client_id.map(str::to_string));
+        let list = self
+            .store()
+            .read(Some(tenant), move |tx| store::list(tx, &t, c.as_deref()))
+            .await?;
+        Ok(list.iter().map(|s| SubscriptionView::of(s, None)).collect())
+    }
+
+    /// One subscription of `client_id`, with its latest attempts.
+    pub async fn subscription(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: Option<&str>,
+        id: i64,
+    ) -> Result<(SubscriptionView, Vec<Attempt>), ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, c) = (tenant.clone(), client_id.map(str::to_string));
+        self.store()
+            .read(Some(tenant), move |tx| {
+                let s = store::get(tx, &t, id)?
+                    .filter(|s| c.as_deref().is_none_or(|c| c == s.client_id))
+                    .ok_or_else(|| not_found(id))?;
+                let a = store::attempts(tx, &t, id, 100)?;
+                Ok((SubscriptionView::of(&s, None), a))
+            })
+            .await
+    }
+
+    /// Changes a subscription of `client_id` in one logged transaction.
+    async fn subscription_write<T, F>(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        id: i64,
+        function: &'static str,
+        actor: &Actor,
+        f: F,
+    ) -> Result<T, ServiceError>
+    where
+        F: FnOnce(&mut Tx<'_>, &Subscription, i64) -> Result<T, ServiceError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.ensure_tenant(tenant).await?;
+        let now = self.clock().now().timestamp_micros();
+        let (t, c, actor) = (tenant.clone(), client_id.to_string(), actor.clone());
+        self.store()
+            .write(Some(tenant), move |tx| {
+                let s = store::get(tx, &t, id)?
+                    .filter(|s| s.client_id == c)
+                    .ok_or_else(|| not_found(id))?;
+                let out = f(tx, &s, now)?;
+                log(tx, &t, &actor, function, id, now)?;
+                Ok(out)
+            })
+            .await
+    }
+
+    pub async fn delete_subscription(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        let t = tenant.clone();
+        self.subscription_write(
+            tenant,
+            client_id,
+            id,
+            "webhook.unsubscribe",
+            actor,
+            move |tx, _, _| {
+                store::delete(tx, &t, id)?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Replay: delivers again every matching event from sequence `from` on
+    /// (and resumes a paused or disabled subscription).
+    pub async fn replay_subscription(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        id: i64,
+        from: i64,
+        actor: &Actor,
+    ) -> Result<SubscriptionView, ServiceError> {
+        if from < 1 {
+            return Err(invalid(
+                "from",
+                "invalid_from",
+                "from は 1 以上の整数で指定してください。".into(),
+                "from must be an integer of 1 or more".into(),
+            ));
+        }
+        let t = tenant.clone();
+        self.subscription_write(
+            tenant,
+            client_id,
+            id,
+            "webhook.replay",
+            actor,
+            move |tx, _, now| {
+                store::restart_at(tx, &t, id, from - 1, now)?;
+                let s = store::get(tx, &t, id)?.ok_or_else(|| not_found(id))?;
+                Ok(SubscriptionView::of(&s, None))
+            },
+        )
+        .await
+    }
+
+    /// A new secret; the previous one keeps signing (a second signature)
+    /// for [`ROTATION_OVERLAP`].
+    pub async fn rotate_subscription_secret(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<SubscriptionView, ServiceError> {
+        let secret = new_secret()?;
+        let shown = secret.clone();
+        let t = tenant.clone();
+        let view = self
+            .subscription_write(
+                tenant,
+                client_id,
+                id,
+                "webhook.rotate_secret",
+                actor,
+                move |tx, _, now| {
+                    let sealed = tx
+                        .tenant_keys(&t)?
+                        .seal(&seal_context(id), secret.as_bytes())
+                        .map_err(StoreError::from)?;
+                    let until = now + ROTATION_OVERLAP.as_micros() as i64;
+                    store::rotate_secret(tx, &t, id, &sealed, until)?;
+                    let s = store::get(tx, &t, id)?.ok_or_else(|| not_found(id))?;
+                    Ok(SubscriptionView::of(&s, None))
+                },
+            )
+            .await?;
+        Ok(SubscriptionView {
+            secret: Some(shown),
+            ..view
+        })
+    }
+
+    /// Paused, disabled and failing subscriptions of the tenant.
+    pub async fn hook_alerts(
+        &self,
+        tenant: &MunicipalityCode,
+    ) -> Result<Vec<HookAlert>, ServiceError> {
+        let t = tenant.clone();
+        let list = self
+            .store()
+            .read(Some(tenant), move |tx| store::list(tx, &t, None))
+            .await?;
+        Ok(list
+            .into_iter()
+            .filter(|s| s.status != "active" || s.attempt > 0)
+            .map(|s| HookAlert {
+                subscription_id: s.subscription_id,
+                client_id: s.client_id,
+                url: s.url,
+                status: s.status,
+                failing_since: s.failing_since,
+                failed_attempts: s.attempt,
+            })
+            .collect())
+    }
+}
+
+fn not_found(id: i64) -> ServiceError {
+    ServiceError::Invalid {
+        field: "subscription_id".into(),
+        code: "subscription_not_found",
+        message_ja: format!("購読 {id} はありません。"),
+        message_en: format!("no subscription {id}"),
+    }
+}
+
+// ---------------------------------------------------------------- worker
+
+/// Settings of the delivery worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Deliveries in flight at once (to different subscriptions).
+    pub concurrency: usize,
+    /// How long a leased subscription stays with this worker without news
+    /// (real time); a crashed worker's subscriptions are taken over after it.
+    pub lease: Duration,
+    /// How often to look for work committed by other processes (real time).
+    pub poll: Duration,
+    /// One request's time limit.
+    pub request_timeout: Duration,
+    /// Events delivered per lease before giving others a turn.
+    pub batch: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 8,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(15),
+            batch: 100,
+        }
+    }
+}
+
+/// The running worker; dropping it stops it (deliveries in flight are cut
+/// off and retried by whoever leases the subscription next).
+pub struct WorkerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WorkerHandle {
+    pub fn stop(self) {}
+}
+
+/// The HTTP client: rustls with the ring provider, no redirects.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ServiceError> {
+    // ring, not reqwest's default aws-lc-rs (a heavy C build); installed
+    // once per process (a second install is refused, harmlessly). rustls
+    // 0.23.48 marks ring's provider deprecated because ring has no
+    // post-quantum key exchange; see docs/notes/wt-hooks.md.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .user_agent(concat!("machi-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
+}
+
+/// Starts the delivery worker on `registry`'s store.
+pub fn spawn_worker(
+    registry: Registry,
+    config: WorkerConfig,
+) -> Result<WorkerHandle, ServiceError> {
+    let client = http_client(config.request_timeout)?;
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|e| StoreError::Task(format!("random: {e}")))?;
+    let worker = Arc::new(Worker {
+        registry,
+        client,
+        owner: format!("w-{}", hex::encode(id)),
+        config,
+    });
+    let task = tokio::spawn(async move { worker.run().await });
+    Ok(WorkerHandle { task })
+}
+
+struct Worker {
+    registry: Registry,
+    client: reqwest::Client,
+    owner: String,
+    config: WorkerConfig,
+}
+
+fn real_now() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// The outcome of one request.
+struct Sent {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    error: Option<String>,
+    latency_ms: i64,
+}
+
+fn retry_after(
+    h: Option<&reqwest::header::HeaderValue>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let v = h?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let d = (at.with_timezone(&chrono::Utc) - now).to_std().ok()?;
+    Some(d.min(MAX_RETRY_AFTER))
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>) {
+        let mut commits = self.registry.store().commits();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
+        let done = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let leased = if free > 0 {
+                self.lease(free).await
+            } else {
+                Vec::new()
+            };
+            for s in leased {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (w, done) = (self.clone(), done.clone());
+                tasks.spawn(async move {
+                    w.serve(s).await;
+                    drop(permit);
+                    done.notify_one();
+                });
+            }
+            tokio::select! {
+                changed = commits.changed() => {
+                    if changed.is_err() { return; }
+                    // Something was committed here: caught-up subscriptions look again.
+                    commits.borrow_and_update();
+                    let _ = self.registry.store().write_quiet(None, store::unpark_all).await;
+                }
+                _ = done.notified() => {}
+                _ = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+
+    async fn lease(&self, limit: usize) -> Vec<Subscription> {
+        let now = self.registry.clock().now().timestamp_micros();
+        let real = real_now();
+        let until = real + self.config.lease.as_micros() as i64;
+        let owner = self.owner.clone();
+        let r = self
+            .registry
+            .store()
+            .write_quiet(None, move |tx| {
+                store::lease_due(tx, &owner, now, real, until, limit as i64)
+            })
+            .await;
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: leasing due subscriptions failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Delivers a leased subscription's next events in order, then settles.
+    async fn serve(&self, mut s: Subscription) {
+        for _ in 0..self.config.batch.max(1) {
+            match self.step(&mut s).await {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, error = %e, "webhooks: delivery step failed");
+                    return;
+                }
+            }
+        }
+        // Batch done: release so the next scan (at once) takes it again.
+        let settle = Settle {
+            position: s.position,
+            attempt: s.attempt,
+            next_attempt_at: s.next_attempt_at,
+            failing_since: s.failing_since,
+            status: s.status.clone(),
+            paused_at: s.paused_at,
+            lease_owner: None,
+            lease_until: 0,
+        };
+        let _ = self.settle(&s, settle, None).await;
+    }
+
+    async fn settle(
+        &self,
+        s: &Subscription,
+        settle: Settle,
+        attempt: Option<Attempt>,
+    ) -> Result<bool, ServiceError> {
+        let (t, id, owner) = (s.tenant.clone(), s.subscription_id, self.owner.clone());
+        self.registry
+            .store()
+            .write_quiet(Some(&s.tenant), move |tx| {
+                if let Some(a) = &attempt {
+                    store::insert_attempt(tx, &t, id, a)?;
+                }
+                Ok::<_, ServiceError>(store::settle(tx, &t, id, &owner, &settle)?)
+            })
+            .await
+    }
+
+    /// One event: Ok(true) delivered (go on), Ok(false) settled (stop).
+    async fn step(&self, s: &mut Subscription) -> Result<bool, ServiceError> {
+        let (t, after, types) = (s.tenant.clone(), s.position, s.types.clone());
+        let (next, last) = self
+            .registry
+            .store()
+            .read(Some(&s.tenant), move |tx| {
+                let next = records::events_after_of(tx, &t, after, &types, 1)?;
+                let next = super::registry::withhold_protected(tx, &t, next)?;
+                let last = records::last_event_seq(tx, &t)?;
+                Ok::<_, ServiceError>((next.into_iter().next(), last))
+            })
+            .await?;
+        let Some(event) = next else {
+            // Caught up: park until something is committed (or the poll).
+            let settle = Settle {
+                position: last.max(s.position),
+                attempt: 0,
+                next_attempt_at: s.next_attempt_at,
+                failing_since: None,
+                status: "active".into(),
+                paused_at: None,
+                lease_owner: None,
+                lease_until: real_now() + self.config.poll.as_micros() as i64,
+            };
+            self.settle(s, settle, None).await?;
+            return Ok(false);
+        };
+        let ce: CloudEvent = events::cloud_event(s.tenant.as_str(), &event, rfc3339);
+        let body = serde_json::to_vec(&ce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let clock = self.registry.clock();
+        let now = clock.now();
+        let keys = self
+            .registry
+            .store()
+            .keyring()
+            .tenant(&s.tenant)
+            .map_err(StoreError::from)?;
+        let ctx = seal_context(s.subscription_id);
+        let secret = keys.open_str(&ctx, &s.secret).map_err(StoreError::from)?;
+        let ts = now.timestamp();
+        let mut signature = sign(&secret, &ce.id, ts, &body)?;
+        if let (Some(prev), Some(until)) = (&s.previous_secret, s.previous_until)
+            && until > now.timestamp_micros()
+        {
+            let prev = keys.open_str(&ctx, prev).map_err(StoreError::from)?;
+            signature.push(' ');
+            signature.push_str(&sign(&prev, &ce.id, ts, &body)?);
+        }
+        let sent = self.send(&s.url, &ce.id, ts, &signature, body).await;
+        let at = clock.now();
+        let attempt = Attempt {
+            attempt_id: 0,
+            seq: event.seq,
+            webhook_id: ce.id.clone(),
+            at: now.timestamp_micros(),
+            status: sent.status.map(i64::from),
+            latency_ms: sent.latency_ms,
+            error: sent.error.clone(),
+        };
+        let at_us = at.timestamp_micros();
+        let ok = sent.status.is_some_and(|c| (200..300).contains(&c));
+        let settle = if ok {
+            Settle {
+                position: event.seq,
+                attempt: 0,
+                next_attempt_at: at_us,
+                failing_since: None,
+                status: "active".into(),
+                paused_at: None,
+                lease_owner: Some(self.owner.clone()),
+                lease_until: real_now() + self.config.lease.as_micros() as i64,
+            }
+        } else if sent.status == Some(410) {
+            tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, "webhooks: receiver answered 410 Gone; subscription disabled");
+            Settle {
+                position: s.position,
+                attempt: s.attempt + 1,
+                next_attempt_at: at_us,
+                failing_since: s.failing_since.or(Some(at_us)),
+                status: "disabled".into(),
+                paused_at: Some(at_us),
+                lease_owner: None,
+                lease_until: 0,
+            }
+        } else {
+            let failures = s.attempt + 1;
+            let since = s.failing_since.unwrap_or(now.timestamp_micros());
+            let failing_for = Duration::from_micros((at_us - since).max(0) as u64);
+            let scheduled = RETRY_SCHEDULE[(failures as usize - 1).min(RETRY_SCHEDULE.len() - 1)];
+            // Jitter: up to +10 %, never shorter than the schedule.
+            let jitter = fastrand::u64(0..=scheduled / 10);
+            let mut delay = Duration::from_secs(scheduled + jitter);
+            if matches!(sent.status, Some(429 | 503))
+                && let Some(ra) = sent.retry_after
+            {
+                delay = ra;
+            }
+            let pause = failures as usize > RETRY_SCHEDULE.len() && failing_for >= PAUSE_AFTER;
+            if pause {
+                tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, "webhooks: failing for more than 72 hours; subscription paused");
+            }
+            Settle {
+                position: s.position,
+                attempt: failures,
+                next_attempt_at: at_us + delay.as_micros() as i64,
+                failing_since: Some(since),
+                status: if pause { "paused" } else { "active" }.into(),
+                paused_at: pause.then_some(at_us),
+                lease_owner: None,
+                lease_until: 0,
+            }
+        };
+        let kept = self.settle(s, settle.clone(), Some(attempt)).await?;
+        if ok && kept {
+            s.position = settle.position;
+            s.attempt = 0;
+            s.failing_since = None;
+            s.next_attempt_at = settle.next_attempt_at;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn send(&self, url: &str, id: &str, ts: i64, signature: &str, body: Vec<u8>) -> Sent {
+        let started = Instant::now();
+        let r = self
+            .client
+            .post(url)
+            .header("content-type", "application/cloudevents+json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let latency_ms = started.elapsed().as_millis() as i64;
+        match r {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let ra = retry_after(resp.headers().get("retry-after"), chrono::Utc::now());
+                Sent {
+                    status: Some(status),
+                    retry_after: ra,
+                    error: (!resp.status().is_success()).then(|| format!("HTTP {status}")),
+                    latency_ms,
+                }
+            }
+            Err(e) => Sent {
+                status: None,
+                retry_after: None,
+                error: Some(e.to_string().chars().take(300).collect()),
+                latency_ms,
+            },
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Webhook subscriptions and delivery attempts (the linkage hub's push
+//! side). A subscription's position (the last event sequence it has
+//! handled), its retry schedule and its lease are rows here, so delivery
+//! survives restarts and several workers share the work: a worker leases a
+//! subscription (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the one
+//! writer), delivers in order, and records every attempt.
+
+use machi_domain::ids::MunicipalityCode;
+
+use super::StoreError;
+use super::db::{Row, Tx};
+
+/// A subscription as stored; `secret` and `previous_secret` are sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub tenant: MunicipalityCode,
+    pub subscription_id: i64,
+    pub client_id: String,
+    pub url: String,
+    /// Event types (empty: all).
+    pub types: Vec<String>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    /// Until when (µs, on the registry's clock) the previous secret also signs.
+    pub previous_until: Option<i64>,
+    /// `active`, `paused`, `disabled` (the receiver answered 410) or `deleted`.
+    pub status: String,
+    /// The last event sequence handled (delivered or filtered out).
+    pub position: i64,
+    /// Failed attempts of the event at `position + 1` so far.
+    pub attempt: i64,
+    pub next_attempt_at: i64,
+    pub failing_since: Option<i64>,
+    pub paused_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "tenant, subscription_id, client_id, url, types, secret, previous_secret, previous_until, \
+    status, position, attempt, next_attempt_at, failing_since, paused_at, created_at";
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn subscription(r: &Row) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        tenant: r.text(0)?.parse().map_err(corrupt)?,
+        subscription_id: r.int(1)?,
+        client_id: r.text(2)?,
+        url: r.text(3)?,
+        types: serde_json::from_str(&r.text(4)?).map_err(corrupt)?,
+        secret: r.text(5)?,
+        previous_secret: r.opt_text(6)?,
+        previous_until: r.opt_int(7)?,
+        status: r.text(8)?,
+        position: r.int(9)?,
+        attempt: r.int(10)?,
+        next_attempt_at: r.int(11)?,
+        failing_since: r.opt_int(12)?,
+        paused_at: r.opt_int(13)?,
+        created_at: r.int(14)?,
+    })
+}
+
+pub fn next_subscription_id(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT COALESCE(MAX(subscription_id), 0) + 1 FROM webhook_subscriptions WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?
+    .int(0)
+}
+
+pub fn insert(tx: &mut Tx<'_>, s: &Subscription) -> Result<(), StoreError> {
+    let types = serde_json::to_string(&s.types).map_err(corrupt)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO webhook_subscriptions ({COLUMNS}, lease_owner, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, 0)"
+        ),
+        &[
+            s.tenant.as_str().into(),
+            s.subscription_id.into(),
+            (&s.client_id).into(),
+            (&s.url).into(),
+            (&types).into(),
+            (&s.secret).into(),
+            s.previous_secret.as_deref().into(),
+            s.previous_until.into(),
+            (&s.status).into(),
+            s.position.into(),
+            s.attempt.into(),
+            s.next_attempt_at.into(),
+            s.failing_since.into(),
+            s.paused_at.into(),
+            s.created_at.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The tenant's subscriptions (of one client when `client_id` is given),
+/// deleted ones left out.
+pub fn list(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    client_id: Option<&str>,
+) -> Result<Vec<Subscription>, StoreError> {
+    tx.query(
+        &format!(
+            "SELECT {COLUMNS} FROM webhook_subscriptions WHERE tenant = $1 AND status <> 'deleted' \
+             AND ($2 = '' OR client_id = $2) ORDER BY subscription_id"
+        ),
+        &[tenant.as_str().into(), client_id.unwrap_or("").into()],
+    )?
+    .iter()
+    .map(subscription)
+    .collect()
+}
+
+pub fn get(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+) -> Result<Option<Subscription>, StoreError> {
+    tx.query_opt(
+        &format!(
+            "SELECT {COLUMNS} FROM webhook_subscriptions WHERE tenant = $1 AND subscription_id = $2 AND status <> 'deleted'"
+        ),
+        &[tenant.as_str().into(), id.into()],
+    )?
+    .as_ref()
+    .map(subscription)
+    .transpose()
+}
+
+/// Marks a subscription deleted (its attempts stay on record).
+pub fn delete(tx: &mut Tx<'_>, tenant: &MunicipalityCode, id: i64) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET status = 'deleted', lease_owner = NULL, lease_until = 0 \
+         WHERE tenant = $1 AND subscription_id = $2 AND status <> 'deleted'",
+        &[tenant.as_str().into(), id.into()],
+    )? == 1)
+}
+
+/// Restarts delivery from `position + 1`, active, due now: replay, and
+/// resuming a paused or disabled subscription.
+pub fn restart_at(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+    position: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET status = 'active', position = $3, attempt = 0, next_attempt_at = $4, \
+         failing_since = NULL, paused_at = NULL, lease_until = 0, lease_owner = NULL \
+         WHERE tenant = $1 AND subscription_id = $2 AND status <> 'deleted'",
+        &[tenant.as_str().into(), id.into(), position.into(), now.into()],
+    )? == 1)
+}
+
+/// Sets a new secret; the old one keeps signing until `previous_until`.
+pub fn rotate_secret(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+    secret: &str,
+    previous_until: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET previous_secret = secret, previous_until = $4, secret = $3 \
+         WHERE tenant = $1 AND subscription_id = $2 AND status <> 'deleted'",
+        &[
+            tenant.as_str().into(),
+            id.into(),
+            secret.into(),
+            previous_until.into(),
+        ],
+    )? == 1)
+}
+
+/// Leases up to `limit` due subscriptions of any tenant to `owner` until
+/// `lease_until` (real time, µs): active, due on the registry's clock
+/// (`now`), and not leased (`real_now`). On PostgreSQL the rows are taken
+/// `FOR UPDATE SKIP LOCKED`, so concurrent workers lease disjoint rows;
+/// SQLite has one writer. Runs in a write transaction with no tenant.
+pub fn lease_due(
+    tx: &mut Tx<'_>,
+    owner: &str,
+    now: i64,
+    real_now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Subscription>, StoreError> {
+    let lock = if tx.backend() == super::Backend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let rows = tx.query(
+        &format!(
+            "SELECT {COLUMNS} FROM webhook_subscriptions WHERE status = 'active' AND next_attempt_at <= $1 \
+             AND lease_until < $2 ORDER BY next_attempt_at LIMIT $3{lock}"
+        ),
+        &[now.into(), real_now.into(), limit.into()],
+    )?;
+    let subs: Vec<Subscription> = rows.iter().map(subscription).collect::<Result<_, _>>()?;
+    for s in &subs {
+        tx.execute(
+            "UPDATE webhook_subscriptions SET lease_owner = $3, lease_until = $4 WHERE tenant = $1 AND subscription_id = $2",
+            &[
+                s.tenant.as_str().into(),
+                s.subscription_id.into(),
+                owner.into(),
+                lease_until.into(),
+            ],
+        )?;
+    }
+    Ok(subs)
+}
+
+/// Wakes parked (caught-up) subscriptions: their short lease with no owner
+/// ends now. Called when this process committed something.
+pub fn unpark_all(tx: &mut Tx<'_>) -> Result<u64, StoreError> {
+    tx.execute(
+        "UPDATE webhook_subscriptions SET lease_until = 0 WHERE lease_owner IS NULL AND lease_until > 0 AND status = 'active'",
+        &[],
+    )
+}
+
+/// What the worker decided after handling a leased subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub position: i64,
+    pub attempt: i64,
+    pub next_attempt_at: i64,
+    pub failing_since: Option<i64>,
+    pub status: String,
+    pub paused_at: Option<i64>,
+    /// None: release; Some((owner, until)): keep (owner) or park (None owner).
+    pub lease_owner: Option<String>,
+    pub lease_until: i64,
+}
+
+/// Writes the worker's decision, if `owner` still holds the lease (a
+/// subscription deleted, replayed or resumed meanwhile is left as it is).
+pub fn settle(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+    owner: &str,
+    s: &Settle,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET position = $4, attempt = $5, next_attempt_at = $6, failing_since = $7, \
+         status = $8, paused_at = $9, lease_owner = $10, lease_until = $11 \
+         WHERE tenant = $1 AND subscription_id = $2 AND lease_owner = $3 AND status = 'active'",
+        &[
+            tenant.as_str().into(),
+            id.into(),
+            owner.into(),
+            s.position.into(),
+            s.attempt.into(),
+            s.next_attempt_at.into(),
+            s.failing_since.into(),
+            (&s.status).into(),
+            s.paused_at.into(),
+            s.lease_owner.as_deref().into(),
+            s.lease_until.into(),
+        ],
+    )? == 1)
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attempt {
+    pub attempt_id: i64,
+    pub seq: i64,
+    pub webhook_id: String,
+    /// µs on the registry's clock.
+    pub at: i64,
+    /// The HTTP status; none when no answer came.
+    pub status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+pub fn insert_attempt(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    subscription_id: i64,
+    a: &Attempt,
+) -> Result<i64, StoreError> {
+    let id = tx
+        .query_one(
+            "SELECT COALESCE(MAX(attempt_id), 0) + 1 FROM webhook_attempts WHERE tenant = $1 AND subscription_id = $2",
+            &[tenant.as_str().into(), subscription_id.into()],
+        )?
+        .int(0)?;
+    tx.execute(
+        "INSERT INTO webhook_attempts (tenant, subscription_id, attempt_id, seq, webhook_id, at, status, latency_ms, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            tenant.as_str().into(),
+            subscription_id.into(),
+            id.into(),
+            a.seq.into(),
+            (&a.webhook_id).into(),
+            a.at.into(),
+            a.status.into(),
+            a.latency_ms.into(),
+            a.error.as_deref().into(),
+        ],
+    )?;
+    Ok(id)
+}
+
+/// A subscription's attempts, newest first.
+pub fn attempts(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    subscription_id: i64,
+    limit: i64,
+) -> Result<Vec<Attempt>, StoreError> {
+    tx.query(
+        "SELECT attempt_id, seq, webhook_id, at, status, latency_ms, error FROM webhook_attempts \
+         WHERE tenant = $1 AND subscription_id = $2 ORDER BY attempt_id DESC LIMIT $3",
+        &[tenant.as_str().into(), subscription_id.into(), limit.into()],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Attempt {
+            attempt_id: r.int(0)?,
+            seq: r.int(1)?,
+            webhook_id: r.text(2)?,
+            at: r.int(3)?,
+            status: r.opt_int(4)?,
+            latency_ms: r.int(5)?,
+            error: r.opt_text(6)?,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,783 @@
+//! The linkage hub: the CloudEvents pull feed (type filter, long poll) and
+//! webhooks delivered to a real HTTP receiver by the real worker, signed
+//! per Standard Webhooks (checked here with an HMAC of our own), in order,
+//! through failures, 410, 429 Retry-After, pauses, replays, restarts and
+//! (PostgreSQL and SQLite alike) two workers at once.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use http_body_util::BodyExt;
+use machi::api::{self, AppState};
+use machi::service::hooks::{HookPolicy, WorkerConfig, WorkerHandle, spawn_worker};
+use machi::service::{Actor, Clock, Registry};
+use machi_domain::change::ChangeRequest;
+use machi_domain::dates::EraTable;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tower::ServiceExt;
+
+use crate::api::{Api, call};
+use crate::contract::takahashi_family;
+use crate::support::{FUCHU, TestDb, code};
+
+both_backends!(
+    feed_is_cloudevents_filtered_and_long_polled,
+    support_measure_events_carry_no_address,
+    deliveries_are_signed_in_order_and_rotation_sends_two_signatures,
+    a_receiver_failing_then_recovering_gets_everything_in_order,
+    gone_disables_the_subscription,
+    retry_after_is_honoured,
+    failing_for_72_hours_pauses_then_replay_delivers_everything,
+    a_worker_restart_mid_delivery_loses_nothing,
+    two_workers_deliver_each_event_once,
+    bad_subscriptions_are_refused_in_both_languages,
+);
+
+// ---------------------------------------------------------------- receiver
+
+#[derive(Debug, Clone)]
+struct Receipt {
+    id: String,
+    timestamp: i64,
+    signature: String,
+    body: Vec<u8>,
+    seq: i64,
+}
+
+/// What the receiver answers next: (status, Retry-After, delay).
+type Script = VecDeque<(u16, Option<&'static str>, Duration)>;
+
+#[derive(Default)]
+struct Inbox {
+    /// Every request, accepted or not.
+    all: Vec<Receipt>,
+    /// Requests answered 2xx.
+    ok: Vec<Receipt>,
+    script: Script,
+    /// Answer this to everything once the script is done (default 200).
+    otherwise: Option<u16>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    inbox: Arc<Mutex<Inbox>>,
+    url: String,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let inbox: Arc<Mutex<Inbox>> = Arc::default();
+        let state = inbox.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let inbox = state.clone();
+                async move {
+                    let h = |k: &str| {
+                        headers
+                            .get(k)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let r = Receipt {
+                        id: h("webhook-id"),
+                        timestamp: h("webhook-timestamp").parse().unwrap_or(0),
+                        signature: h("webhook-signature"),
+                        body: body.to_vec(),
+                        seq: v["sequence"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(-1),
+                    };
+                    let (status, retry, delay) = {
+                        let mut i = inbox.lock().unwrap();
+                        i.all.push(r.clone());
+                        i.script.pop_front().unwrap_or((
+                            i.otherwise.unwrap_or(200),
+                            None,
+                            Duration::ZERO,
+                        ))
+                    };
+                    tokio::time::sleep(delay).await;
+                    if (200..300).contains(&status) {
+                        inbox.lock().unwrap().ok.push(r);
+                    }
+                    let mut res = axum::response::Response::new(Body::empty());
+                    *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                    if let Some(ra) = retry {
+                        res.headers_mut().insert("retry-after", ra.parse().unwrap());
+                    }
+                    res
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            inbox,
+            url: format!("http://127.0.0.1:{}/hook", addr.port()),
+        }
+    }
+
+    fn script(&self, s: &[(u16, Option<&'static str>, Duration)]) {
+        self.inbox.lock().unwrap().script.extend(s.iter().cloned());
+    }
+
+    fn otherwise(&self, status: Option<u16>) {
+        self.inbox.lock().unwrap().otherwise = status;
+    }
+
+    fn ok(&self) -> Vec<Receipt> {
+        self.inbox.lock().unwrap().ok.clone()
+    }
+
+    fn all(&self) -> Vec<Receipt> {
+        self.inbox.lock().unwrap().all.clone()
+    }
+
+    /// Waits (real time, up to `limit`) until `n` requests were accepted.
+    async fn wait_ok(&self, n: usize, limit: Duration) -> Vec<Receipt> {
+        let start = Instant::now();
+        loop {
+            let ok = self.ok();
+            if ok.len() >= n || start.elapsed() > limit {
+                return ok;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Standard Webhooks verification, written here from the spec (not the
+/// code under test): base64(HMAC-SHA256(key, "{id}.{ts}.{body}")).
+fn expected_signature(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
+    let key = B64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    let mut msg = format!("{id}.{ts}.").into_bytes();
+    msg.extend_from_slice(body);
+    mac.update(&msg);
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+// ---------------------------------------------------------------- setup
+
+struct Hub {
+    db: TestDb,
+    api: Api,
+    /// The registry the workers run on (its clock may be scaled).
+    worker_registry: Registry,
+}
+
+fn fast(poll_ms: u64, lease_ms: u64) -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        lease: Duration::from_millis(lease_ms),
+        poll: Duration::from_millis(poll_ms),
+        request_timeout: Duration::from_secs(10),
+        batch: 100,
+    }
+}
+
+/// The API on the system clock (tokens live 10 minutes); workers on
+/// `worker_clock` over the same database.
+async fn hub(db: TestDb, worker_clock: Clock) -> Hub {
+    let db = db.with_tenants().await;
+    let policy = HookPolicy {
+        allow_insecure_local: true,
+        allow_private: false,
+    };
+    let registry = Registry::new(db.store.clone(), EraTable::standard(), Clock::System)
+        .with_hook_policy(policy);
+    let router = api::app(AppState {
+        registry: registry.clone(),
+    });
+    let scopes = "test:events:read test:subscriptions:write test:changes:write";
+    let (id, secret) = db
+        .registry
+        .create_client(&code(FUCHU), "test", scopes, &Actor::system("setup"))
+        .await
+        .unwrap();
+    let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let res = router
+        .clone()
+        .oneshot(
+            Request::post("/oauth/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(form))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let token = format!("Bearer {}", v["access_token"].as_str().unwrap());
+    let worker_registry = Registry::new(db.store.clone(), EraTable::standard(), worker_clock)
+        .with_hook_policy(policy);
+    Hub {
+        db,
+        api: Api {
+            router,
+            headers: vec![("authorization".into(), token)],
+        },
+        worker_registry,
+    }
+}
+
+impl Hub {
+    fn worker(&self, config: WorkerConfig) -> WorkerHandle {
+        spawn_worker(self.worker_registry.clone(), config).unwrap()
+    }
+
+    async fn subscribe(&self, body: Value) -> Value {
+        let (s, v) = call(
+            &self.api,
+            "POST",
+            &format!("/api/v1/tenants/{FUCHU}/subscriptions"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    async fn subscription(&self, id: i64) -> Value {
+        let (s, v) = call(
+            &self.api,
+            "GET",
+            &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Commits one change (a family moving in); returns its event sequence.
+    async fn change(&self) -> i64 {
+        let req: ChangeRequest = serde_json::from_value(takahashi_family()).unwrap();
+        self.db
+            .registry
+            .submit(&code(FUCHU), &req, &Actor::system("clerk"))
+            .await
+            .unwrap()
+            .event_seq
+    }
+
+    /// The subscription once `n` attempts are on record (the receiver may
+    /// see a request before the worker records its answer).
+    async fn with_attempts(&self, id: i64, n: usize) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.subscription(id).await;
+            if v["attempts"].as_array().unwrap().len() >= n
+                || start.elapsed() > Duration::from_secs(20)
+            {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_status(&self, id: i64, status: &str, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.subscription(id).await;
+            if v["subscription"]["status"] == status || start.elapsed() > limit {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+fn seqs(r: &[Receipt]) -> Vec<i64> {
+    r.iter().map(|r| r.seq).collect()
+}
+
+fn attempts_at(v: &Value) -> Vec<(i64, Option<i64>, chrono::DateTime<chrono::FixedOffset>)> {
+    let mut a: Vec<_> = v["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["seq"].as_i64().unwrap(),
+                a["status"].as_i64(),
+                chrono::DateTime::parse_from_rfc3339(a["at"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    a.reverse();
+    a
+}
+
+// ---------------------------------------------------------------- pull feed
+
+async fn feed_is_cloudevents_filtered_and_long_polled(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let first = h.change().await;
+    let (s, v) = call(
+        &h.api,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let e = &v["events"][0];
+    assert_eq!(e["specversion"], "1.0");
+    assert_eq!(e["id"], format!("{FUCHU}-{first}"));
+    assert_eq!(e["source"], format!("/machi/tenants/{FUCHU}"));
+    assert_eq!(e["type"], "jp.machi.registry.change.move_in.v1");
+    assert_eq!(e["subject"], "changes/1");
+    assert_eq!(e["sequence"], format!("{first:020}"));
+    assert!(chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap()).is_ok());
+    let persons = e["data"]["persons"].as_array().unwrap();
+    assert_eq!(persons.len(), 3);
+    for p in persons {
+        assert!(p["addressee_number"].is_string() && p["history_number"].is_i64());
+        assert!(p["household_number"].is_string());
+    }
+    let text = e.to_string();
+    for secret in ["髙橋", "タカハシ", "宮西町", "my_number"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    // Filter: a type that matches nothing so far, then the change's own.
+    let uri = format!("/api/v1/tenants/{FUCHU}/events?type=jp.machi.certificate.issued.v1");
+    let (s, v) = call(&h.api, "GET", &uri, None).await;
+    assert_eq!(
+        (s, v["events"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    let uri = format!(
+        "/api/v1/tenants/{FUCHU}/events?type=jp.machi.certificate.issued.v1&type=jp.machi.registry.change.*"
+    );
+    let (_, v) = call(&h.api, "GET", &uri, None).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    // Bad filters and waits.
+    for (q, field) in [
+        ("type=jp.machi.registry.change.moved.v1", "type"),
+        ("type=NOT%20A%20TYPE", "type"),
+        ("wait=31", "wait"),
+        ("wait=x", "wait"),
+    ] {
+        let (s, v) = call(
+            &h.api,
+            "GET",
+            &format!("/api/v1/tenants/{FUCHU}/events?{q}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert_eq!(v["field"], field, "{q}");
+        assert!(v["message_ja"].is_string() && v["message_en"].is_string());
+    }
+    // Long poll: answered when the next change commits, not at the deadline.
+    let api = Api {
+        router: h.api.router.clone(),
+        headers: h.api.headers.clone(),
+    };
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let (s, v) = call(
+            &api,
+            "GET",
+            &format!("/api/v1/tenants/{FUCHU}/events?after={first}&wait=20"),
+            None,
+        )
+        .await;
+        (s, v, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = h.change().await;
+    let (s, v, took) = waiter.await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["events"][0]["id"], format!("{FUCHU}-{second}"));
+    assert!(took < Duration::from_secs(5), "long poll took {took:?}");
+    // Nothing new: the wait runs out with an empty page.
+    let started = Instant::now();
+    let (_, v) = call(
+        &h.api,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events?after={second}&wait=1"),
+        None,
+    )
+    .await;
+    assert!(v["events"].as_array().unwrap().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+async fn support_measure_events_carry_no_address(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    h.change().await;
+    let filed = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
+    let m =
+        h.db.registry
+            .support_register(
+                &code(FUCHU),
+                &crate::support_measures::request(filed),
+                &crate::support_measures::officer(),
+            )
+            .await
+            .unwrap();
+    let uri = format!("/api/v1/tenants/{FUCHU}/events?type=jp.machi.support.*");
+    let (s, v) = call(&h.api, "GET", &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e["type"], "jp.machi.support.measure.registered.v1");
+    assert_eq!(e["subject"], format!("support-measures/{}", m.measure_id()));
+    let data = e["data"].as_object().unwrap();
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    for k in &keys {
+        assert!(
+            [
+                "measure_id",
+                "status",
+                "protected_persons",
+                "start_date",
+                "end_date"
+            ]
+            .contains(k),
+            "unexpected key {k}"
+        );
+    }
+    let text = e.to_string();
+    for leak in ["宮西町", "府中ハイツ", "household", "090-", "offender"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}
+
+// ---------------------------------------------------------------- webhooks
+
+async fn deliveries_are_signed_in_order_and_rotation_sends_two_signatures(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    let sub = h
+        .subscribe(json!({"url": rx.url, "types": ["jp.machi.registry.change.*"]}))
+        .await;
+    let secret = sub["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(B64.decode(&secret[6..]).unwrap().len(), 32);
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let _w = h.worker(fast(50, 5_000));
+    let mut expected = Vec::new();
+    for _ in 0..3 {
+        expected.push(h.change().await);
+    }
+    let got = rx.wait_ok(3, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), expected);
+    for r in &got {
+        assert_eq!(r.id, format!("{FUCHU}-{}", r.seq));
+        assert_eq!(
+            r.signature,
+            expected_signature(&secret, &r.id, r.timestamp, &r.body)
+        );
+        assert!((chrono::Utc::now().timestamp() - r.timestamp).abs() < 300);
+        let ce: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(ce["id"], r.id);
+        assert_eq!(ce["type"], "jp.machi.registry.change.move_in.v1");
+    }
+    // A tampered body does not verify.
+    let r = &got[0];
+    let mut body = r.body.clone();
+    body[10] ^= 1;
+    assert_ne!(
+        r.signature,
+        expected_signature(&secret, &r.id, r.timestamp, &body)
+    );
+
+    // Rotation: the new secret and the old one, space-separated.
+    let (s, v) = call(
+        &h.api,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/rotate-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new_secret = v["secret"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, secret);
+    let fourth = h.change().await;
+    let got = rx.wait_ok(4, Duration::from_secs(20)).await;
+    let r = &got[3];
+    assert_eq!(r.seq, fourth);
+    let sigs: Vec<&str> = r.signature.split(' ').collect();
+    assert_eq!(
+        sigs,
+        vec![
+            expected_signature(&new_secret, &r.id, r.timestamp, &r.body),
+            expected_signature(&secret, &r.id, r.timestamp, &r.body),
+        ]
+    );
+    // Every attempt is on record.
+    let v = h.with_attempts(id, 4).await;
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 4);
+    assert_eq!(v["subscription"]["position"], fourth);
+}
+
+async fn a_receiver_failing_then_recovering_gets_everything_in_order(db: TestDb) {
+    // One real second is an hour.
+    let h = hub(db, Clock::scaled(3_600)).await;
+    let rx = Receiver::start().await;
+    rx.script(&[(500, None, Duration::ZERO); 3]);
+    let sub = h.subscribe(json!({"url": rx.url})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let mut expected = Vec::new();
+    for _ in 0..3 {
+        expected.push(h.change().await);
+    }
+    let _w = h.worker(fast(10, 5_000));
+    let got = rx.wait_ok(3, Duration::from_secs(30)).await;
+    assert_eq!(seqs(&got), expected, "in order, each once");
+    // The first event was tried 4 times before anything else was sent.
+    assert_eq!(
+        seqs(&rx.all()),
+        vec![
+            expected[0],
+            expected[0],
+            expected[0],
+            expected[0],
+            expected[1],
+            expected[2]
+        ]
+    );
+    let v = h.subscription(id).await;
+    let a = attempts_at(&v);
+    assert_eq!(
+        a.iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![
+            Some(500),
+            Some(500),
+            Some(500),
+            Some(200),
+            Some(200),
+            Some(200)
+        ]
+    );
+    // Backoff on the registry's clock: at least 5 s, 5 min, 30 min.
+    for (i, min) in [(1, 5), (2, 300), (3, 1_800)] {
+        let gap = (a[i].2 - a[i - 1].2).num_seconds();
+        assert!(gap >= min, "gap {i}: {gap} s < {min} s");
+    }
+    assert_eq!(v["subscription"]["status"], "active");
+    assert_eq!(v["subscription"]["failed_attempts"], 0);
+}
+
+async fn gone_disables_the_subscription(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    rx.script(&[(410, None, Duration::ZERO)]);
+    let sub = h.subscribe(json!({"url": rx.url})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let _w = h.worker(fast(20, 5_000));
+    h.change().await;
+    let v = h.wait_status(id, "disabled", Duration::from_secs(20)).await;
+    assert_eq!(v["subscription"]["status"], "disabled");
+    h.change().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.all().len(), 1, "nothing sent after 410");
+    let alerts = h.db.registry.hook_alerts(&code(FUCHU)).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].status, "disabled");
+}
+
+async fn retry_after_is_honoured(db: TestDb) {
+    let h = hub(db, Clock::scaled(3_600)).await;
+    let rx = Receiver::start().await;
+    // 429 asks for an hour (the schedule alone would wait 5 s).
+    rx.script(&[(429, Some("3600"), Duration::ZERO)]);
+    let sub = h.subscribe(json!({"url": rx.url})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let _w = h.worker(fast(10, 5_000));
+    h.change().await;
+    let got = rx.wait_ok(1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1);
+    let a = attempts_at(&h.subscription(id).await);
+    assert_eq!(
+        a.iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![Some(429), Some(200)]
+    );
+    let gap = (a[1].2 - a[0].2).num_seconds();
+    assert!(gap >= 3_600, "retried after {gap} s, before Retry-After");
+}
+
+async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb) {
+    // One real second is 50,000 s: the whole schedule (≈75 h) in ≈6 s.
+    let h = hub(db, Clock::scaled(50_000)).await;
+    let rx = Receiver::start().await;
+    rx.otherwise(Some(503));
+    let sub = h.subscribe(json!({"url": rx.url, "after": 0})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let first = h.change().await;
+    let second = h.change().await;
+    let _w = h.worker(fast(10, 5_000));
+    let v = h.wait_status(id, "paused", Duration::from_secs(40)).await;
+    assert_eq!(v["subscription"]["status"], "paused", "{v}");
+    let a = attempts_at(&v);
+    assert!(
+        a.iter().all(|x| x.0 == first),
+        "never skipped to a later event"
+    );
+    let span = (a[a.len() - 1].2 - a[0].2).num_hours();
+    assert!(span >= 72, "paused after {span} h of retries");
+    assert!(a.len() >= 10);
+    // The administrator's page shows it.
+    let alerts = h.db.registry.hook_alerts(&code(FUCHU)).await.unwrap();
+    assert_eq!(alerts[0].status, "paused");
+    // Paused: nothing more is sent.
+    let sent = rx.all().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.all().len(), sent);
+    // The receiver is back; replay from the first event delivers all, in order.
+    rx.otherwise(None);
+    let (s, v) = call(
+        &h.api,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
+        Some(json!({"from": first})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = rx.wait_ok(2, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, second]);
+    // Replay again from the second: sent once more, same webhook-id.
+    let (s, _) = call(
+        &h.api,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
+        Some(json!({"from": second})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let got = rx.wait_ok(3, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, second, second]);
+    assert_eq!(got[1].id, got[2].id);
+}
+
+async fn a_worker_restart_mid_delivery_loses_nothing(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    // The first request hangs: the worker is stopped while it is in flight.
+    rx.script(&[(200, None, Duration::from_secs(3))]);
+    let _sub = h.subscribe(json!({"url": rx.url})).await;
+    let mut expected = Vec::new();
+    for _ in 0..5 {
+        expected.push(h.change().await);
+    }
+    let w1 = h.worker(fast(20, 800));
+    let start = Instant::now();
+    while rx.all().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rx.all().len(), 1, "first request in flight");
+    drop(w1);
+    // A new worker on the same database takes over once the lease ends.
+    let _w2 = h.worker(fast(20, 800));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen: Vec<i64> = rx.ok().iter().map(|r| r.seq).collect();
+        seen.dedup();
+        if seen == expected || Instant::now() > deadline {
+            assert_eq!(seen, expected, "every event, in order (the cut one again)");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn two_workers_deliver_each_event_once(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    let _sub = h.subscribe(json!({"url": rx.url})).await;
+    let w1 = h.worker(fast(5, 10_000));
+    let w2 = h.worker(fast(5, 10_000));
+    let mut expected = Vec::new();
+    for _ in 0..20 {
+        expected.push(h.change().await);
+    }
+    let got = rx.wait_ok(20, Duration::from_secs(40)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rx.all() {
+        *by_id.entry(r.id).or_default() += 1;
+    }
+    assert_eq!(by_id.len(), 20);
+    assert!(by_id.values().all(|n| *n == 1), "{by_id:?}");
+    assert_eq!(seqs(&got), expected);
+    drop((w1, w2));
+}
+
+async fn bad_subscriptions_are_refused_in_both_languages(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let path = format!("/api/v1/tenants/{FUCHU}/subscriptions");
+    for (body, field) in [
+        (json!({"url": "http://example.org/hook"}), "url"),
+        (json!({"url": "https://10.1.2.3/hook"}), "url"),
+        (json!({"url": "https://192.168.0.1/hook"}), "url"),
+        (json!({"url": "https://user:pw@example.org/hook"}), "url"),
+        (json!({"url": "ftp://example.org/hook"}), "url"),
+        (json!({"url": "not a url"}), "url"),
+        (
+            json!({"url": "https://example.org/h", "types": ["jp.machi.nothing.v1"]}),
+            "types",
+        ),
+        (
+            json!({"url": "https://example.org/h", "types": ["a*b"]}),
+            "types",
+        ),
+        (
+            json!({"url": "https://example.org/h", "after": -1}),
+            "after",
+        ),
+    ] {
+        let (s, v) = call(&h.api, "POST", &path, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["field"], field, "{body}");
+        assert!(!v["message_ja"].as_str().unwrap().is_empty());
+        assert!(!v["message_en"].as_str().unwrap().is_empty());
+    }
+    // Without the local allowance, plain HTTP to 127.0.0.1 is refused too.
+    let strict = h.db.registry.clone();
+    let e = strict
+        .create_subscription(
+            &code(FUCHU),
+            "c",
+            machi::service::hooks::NewSubscription {
+                url: "http://127.0.0.1:9/hook".into(),
+                types: vec![],
+                after: None,
+            },
+            &Actor::system("t"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("url"), "{e}");
+    // Nothing was created.
+    let (s, v) = call(&h.api, "GET", &path, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["subscriptions"].as_array().unwrap().is_empty());
+    // A valid one works; another client's or an unknown id is 404.
+    let sub = h
+        .subscribe(json!({"url": "https://example.org/hook"}))
+        .await;
+    assert!(sub["secret"].is_string());
+    let (s, _) = call(&h.api, "DELETE", &format!("{path}/999"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let (s, _) = call(&h.api, "DELETE", &format!("{path}/{id}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = call(&h.api, "GET", &path, None).await;
+    assert!(v["subscriptions"].as_array().unwrap().is_empty());
+}
