@@ -462,12 +462,8 @@ pub async fn list_changes(
     let actor = caller.actor();
     let before = given(&q.after).map(decode_id_cursor).transpose()?;
     let limit = int_param("limit", &q.limit, 50, 1, 200)?;
-    let mut changes = s
-        .registry
-        .changes(&tenant, before, limit + 1, &actor)
-        .await?;
-    let next = if changes.len() as i64 > limit {
-        changes.truncate(limit as usize);
+    let (changes, more) = s.registry.changes(&tenant, before, limit, &actor).await?;
+    let next = if more {
         changes.last().map(|c| encode_id_cursor(c.change_id()))
     } else {
         None

@@ -355,20 +355,25 @@ impl Registry {
         before: Option<i64>,
         limit: i64,
         actor: &Actor,
-    ) -> Result<Vec<ListedChange>, ServiceError> {
+    ) -> Result<(Vec<ListedChange>, bool), ServiceError> {
         self.ensure_tenant(tenant).await?;
         let t = tenant.clone();
-        let list: Vec<ListedChange> = self
+        let (list, more): (Vec<ListedChange>, bool) = self
             .store
             .read(Some(tenant), move |tx| {
-                let list = records::list_changes(tx, &t, before, limit)?;
+                let mut list = records::list_changes(tx, &t, before, limit + 1)?;
+                // One more than asked, to tell whether a page follows; it
+                // is neither returned nor logged (the access log names
+                // exactly the changes answered).
+                let more = list.len() as i64 > limit;
+                list.truncate(limit.max(0) as usize);
                 let shield = super::support::Shield::load(tx, &t)?;
                 let persons: Vec<AddresseeNumber> = list
                     .iter()
                     .flat_map(|c| c.persons.iter().cloned())
                     .collect();
                 let covered = shield.covered(tx, &t, &persons)?;
-                Ok::<_, ServiceError>(
+                Ok::<_, ServiceError>((
                     list.into_iter()
                         .map(|c| {
                             if c.persons.iter().any(|p| covered.contains(p)) {
@@ -378,7 +383,8 @@ impl Registry {
                             }
                         })
                         .collect(),
-                )
+                    more,
+                ))
             })
             .await?;
         let persons: Vec<AddresseeNumber> = list
@@ -400,7 +406,7 @@ impl Registry {
             serde_json::json!({ "change_ids": ids, "withheld": withheld }),
         )
         .await?;
-        Ok(list)
+        Ok((list, more))
     }
 
     /// The persons and households a change request concerns (j440): those
@@ -619,7 +625,7 @@ impl Registry {
                 tenant,
                 actor,
                 "read.events",
-                &[],
+                &event_persons(&events),
                 serde_json::json!({ "from_seq": first.seq, "to_seq": last.seq }),
             )
             .await?;
@@ -1214,4 +1220,35 @@ pub(crate) fn withhold_protected(
         }
     }
     Ok(events)
+}
+
+/// The persons an answer of the linkage feed names (every `addressee_number`
+/// anywhere in the payloads, once each, in order of appearance): the access
+/// log's target of a feed read (j1370), so that it names exactly the persons
+/// whose data left the registry.
+fn event_persons(events: &[records::OutboxEvent]) -> Vec<AddresseeNumber> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<AddresseeNumber>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "addressee_number"
+                        && let Some(a) = v.as_str().and_then(|s| s.parse().ok())
+                    {
+                        if !out.contains(&a) {
+                            out.push(a);
+                        }
+                    } else {
+                        walk(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for e in events {
+        walk(&e.payload, &mut out);
+    }
+    out
 }

@@ -19,6 +19,7 @@ both_backends!(
     each_scope_opens_its_own_resource_only,
     errors_name_the_field_in_both_languages,
     the_api_never_returns_a_my_number,
+    the_access_log_names_exactly_what_was_returned,
 );
 
 /// The router and the credentials a test calls it with.
@@ -603,4 +604,105 @@ async fn the_api_never_returns_a_my_number(db: TestDb) {
         "************"
     );
     assert!(answers[3]["request"]["command"]["persons"][1]["my_number"].is_null());
+}
+
+/// The last access-log entry of `function`: (target, detail).
+async fn last_entry(db: &TestDb, function: &'static str) -> (String, Value) {
+    let t = crate::support::code(FUCHU);
+    let scope = t.clone();
+    let (target, detail) = db
+        .store
+        .read(Some(&scope), move |tx| {
+            let row = tx.query_one(
+                "SELECT target, detail FROM audit_log WHERE tenant = $1 AND function = $2 \
+                 ORDER BY seq DESC LIMIT 1",
+                &[t.as_str().into(), function.into()],
+            )?;
+            Ok::<_, machi::store::StoreError>((row.text(0)?, row.text(1)?))
+        })
+        .await
+        .unwrap();
+    (target, serde_json::from_str(&detail).unwrap())
+}
+
+/// j1370, issue 14: every read's entry names exactly the persons and
+/// changes the answer carried: a page of one change names that change and
+/// its persons (not the one read ahead to find the next page), and a read
+/// of the linkage feed names the persons of the events returned.
+async fn the_access_log_names_exactly_what_was_returned(db: TestDb) {
+    let (db, app) = setup(db).await;
+    let setup_actor = Actor::system("setup");
+    for body in [
+        takahashi_family(),
+        crate::contract::move_in(
+            vec![crate::contract::person(
+                "山田　花子",
+                "ヤマダ　ハナコ",
+                "1990-05-05",
+                "female",
+                "世帯主",
+            )],
+            "東京都府中市宮西町一丁目1番地",
+        ),
+    ] {
+        let req: machi_domain::change::ChangeRequest = serde_json::from_value(body).unwrap();
+        db.registry
+            .submit(&crate::support::code(FUCHU), &req, &setup_actor)
+            .await
+            .unwrap();
+    }
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/changes?limit=1"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let listed = v["changes"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(v["next"].is_string(), "a next page exists: {v}");
+    let id = listed[0]["change_id"].as_i64().unwrap();
+    let persons: Vec<String> = listed[0]["persons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p.as_str().map_or_else(
+                || p["addressee_number"].as_str().unwrap().to_string(),
+                str::to_string,
+            )
+        })
+        .collect();
+    let (target, detail) = last_entry(&db, "read.changes").await;
+    assert_eq!(detail["change_ids"], serde_json::json!([id]), "{detail}");
+    assert_eq!(
+        target,
+        persons.join(","),
+        "the entry names the page's persons only"
+    );
+    // The feed: the target names every person of the events returned.
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events?after=0"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (target, _) = last_entry(&db, "read.events").await;
+    assert!(!target.is_empty(), "a feed read has a target");
+    let named: Vec<&str> = target.split(',').collect();
+    assert_eq!(
+        named.len(),
+        4,
+        "three family members and one more: {target}"
+    );
+    let text = v.to_string();
+    for a in &named {
+        assert!(
+            text.contains(a),
+            "{a} named in the log but not in the answer"
+        );
+    }
 }

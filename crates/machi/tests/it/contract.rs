@@ -26,7 +26,7 @@ fn req(v: serde_json::Value) -> ChangeRequest {
     serde_json::from_value(v).expect("request")
 }
 
-fn person(name: &str, kana: &str, birth: &str, sex: &str, rel: &str) -> serde_json::Value {
+pub fn person(name: &str, kana: &str, birth: &str, sex: &str, rel: &str) -> serde_json::Value {
     json!({"name": name, "name_kana": kana, "birth_date": birth, "sex": sex, "relationship": rel})
 }
 
@@ -379,8 +379,9 @@ async fn every_change_type_round_trips(db: TestDb) {
     let (_, changes, audit, events) = counts(&db.store, FUCHU).await;
     assert_eq!(changes, 17);
     assert_eq!((audit, events), (17, 17));
-    let list = r.changes(&code(FUCHU), None, 100, &clerk()).await.unwrap();
+    let (list, more) = r.changes(&code(FUCHU), None, 100, &clerk()).await.unwrap();
     assert_eq!(list.len(), 17);
+    assert!(!more);
     let newest = list[0].shown().expect("nobody is protected: shown");
     assert_eq!(newest.reason.code(), "cancellation_entry");
     assert_eq!(newest.cancels, Some(removal.change_id));
