@@ -21,6 +21,7 @@ macro_rules! both_backends {
 mod api;
 mod browser;
 mod contract;
+mod duties;
 mod dv_hiding;
 mod faults;
 mod hooks;
