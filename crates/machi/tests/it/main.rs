@@ -31,6 +31,7 @@ mod openapi;
 mod operability;
 mod registry_model;
 mod rls;
+mod roles;
 mod security_throttle;
 mod support;
 mod support_http;
