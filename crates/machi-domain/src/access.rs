@@ -395,7 +395,12 @@ mod tests {
             .collect();
         assert_eq!(
             needs,
-            [Role::Clerk, Role::Supervisor, Role::SupportOfficer, Role::Cio]
+            [
+                Role::Clerk,
+                Role::Supervisor,
+                Role::SupportOfficer,
+                Role::Cio
+            ]
         );
         assert!(!Role::TenantAdmin.needs_second_approval());
         // Widening a client's personal data needs approval, narrowing not.

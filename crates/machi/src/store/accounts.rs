@@ -30,8 +30,7 @@ impl Account {
     }
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "login, display_name, role, password_hash, created_at, disabled, activation_hash, activation_expires";
+const ACCOUNT_COLUMNS: &str = "login, display_name, role, password_hash, created_at, disabled, activation_hash, activation_expires";
 
 fn account_from(r: &Row, tenant: Option<MunicipalityCode>) -> Result<Account, StoreError> {
     Ok(Account {

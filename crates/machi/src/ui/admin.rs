@@ -403,9 +403,7 @@ fn proposed(ctx: &Ctx, grant_id: i64) -> String {
              Nothing takes effect before then."
         )
     } else {
-        format!(
-            "申請 {grant_id} を受け付けました。決裁者またはCIOが承認するまで効力はありません。"
-        )
+        format!("申請 {grant_id} を受け付けました。決裁者またはCIOが承認するまで効力はありません。")
     }
 }
 

@@ -128,8 +128,7 @@ async fn grants_page(
         ),
     };
     let page = GrantsPage {
-        c: Chrome::new(ctx, "権限の申請と承認", "Access proposals and approval")
-            .with_flash(flash),
+        c: Chrome::new(ctx, "権限の申請と承認", "Access proposals and approval").with_flash(flash),
         pending: pending.iter().map(|g| GrantRow::new(g, ctx)).collect(),
         decided: decided.iter().map(|g| GrantRow::new(g, ctx)).collect(),
         can_decide,

@@ -28,6 +28,7 @@ both_backends!(
     a_disabled_client_is_refused_at_once,
     a_rotated_secret_replaces_the_old_one_at_once,
     a_narrower_scope_is_at_once_a_wider_one_waits,
+    an_expired_activation_code_is_refused_and_can_be_reissued,
 );
 
 /// Asks the token endpoint for a token: its status and the bearer header.
@@ -51,9 +52,7 @@ pub async fn token(router: &axum::Router, id: &str, secret: &str) -> (StatusCode
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (
         status,
-        v["access_token"]
-            .as_str()
-            .map(|t| format!("Bearer {t}")),
+        v["access_token"].as_str().map(|t| format!("Bearer {t}")),
     )
 }
 
@@ -125,7 +124,13 @@ pub async fn approved_client(db: &TestDb, system: &str, scopes: &str) -> (String
     };
     match db
         .registry
-        .decide_grant(&fuchu, grant_id, Decision::Approve, "", &Actor::system("boss"))
+        .decide_grant(
+            &fuchu,
+            grant_id,
+            Decision::Approve,
+            "",
+            &Actor::system("boss"),
+        )
         .await
         .unwrap()
     {
@@ -147,7 +152,13 @@ pub async fn allow_direct_commit(db: &TestDb, tenant: &str, client_id: &str) {
     };
     let out = db
         .registry
-        .decide_grant(&t, grant_id, Decision::Approve, "", &Actor::system("setup-boss"))
+        .decide_grant(
+            &t,
+            grant_id,
+            Decision::Approve,
+            "",
+            &Actor::system("setup-boss"),
+        )
         .await
         .unwrap();
     assert_eq!(out, GrantOutcome::Applied);
@@ -215,7 +226,9 @@ async fn an_admin_cannot_use_a_personal_data_client_before_approval(db: TestDb) 
         .post("/ui/grants/1/decide", &[("action", "approve")])
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _, _) = admin.post("/ui/grants/rotate", &[("client_id", &client_id)]).await;
+    let (s, _, _) = admin
+        .post("/ui/grants/rotate", &[("client_id", &client_id)])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "nor mint a secret by rotating");
     // A supervisor approves and alone sees the secret, once.
     let boss = Session::login(&router, FUCHU, "boss").await;
@@ -223,7 +236,10 @@ async fn an_admin_cannot_use_a_personal_data_client_before_approval(db: TestDb) 
         .post("/ui/grants/1/decide", &[("action", "approve")])
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
-    assert_eq!(element(&page, "client-id").as_deref(), Some(client_id.as_str()));
+    assert_eq!(
+        element(&page, "client-id").as_deref(),
+        Some(client_id.as_str())
+    );
     let secret = element(&page, "client-secret").expect("the approver sees the secret");
     let (_, _, again) = boss.get("/ui/grants").await;
     assert!(!again.contains(&secret), "shown once");
@@ -246,7 +262,9 @@ async fn an_admin_cannot_use_a_personal_data_client_before_approval(db: TestDb) 
     let log = log_of(&db).await;
     let steps: Vec<(&str, &str)> = log
         .iter()
-        .filter(|(_, f, t)| f.starts_with("grant.") || (f.starts_with("client.") && *t == client_id))
+        .filter(|(_, f, t)| {
+            f.starts_with("grant.") || (f.starts_with("client.") && *t == client_id)
+        })
         .map(|(o, f, _)| (o.as_str(), f.as_str()))
         .collect();
     assert_eq!(
@@ -307,7 +325,11 @@ async fn an_admin_cannot_sign_in_as_an_account_they_proposed(db: TestDb) {
         async move {
             login_post(
                 &router,
-                &[("tenant", FUCHU), ("login", "boss2"), ("password", password)],
+                &[
+                    ("tenant", FUCHU),
+                    ("login", "boss2"),
+                    ("password", password),
+                ],
             )
             .await
             .0
@@ -316,14 +338,26 @@ async fn an_admin_cannot_sign_in_as_an_account_they_proposed(db: TestDb) {
     assert_eq!(try_login(PASSWORD).await, StatusCode::UNAUTHORIZED);
     // No account exists to activate yet, whatever the code.
     assert_eq!(
-        activate(&router, "boss2", "0000-0000-0000-0000-0000", "mine-Password-2026").await,
+        activate(
+            &router,
+            "boss2",
+            "0000-0000-0000-0000-0000",
+            "mine-Password-2026"
+        )
+        .await,
         StatusCode::UNAUTHORIZED
     );
     // A CIO is an approver: making one is a proposal too (else the admin
     // could make one and approve their own proposals with it).
     let step = db
         .registry
-        .add_account(&code(FUCHU), "cio2", "試験 CIO", Role::Cio, &Actor::system("admin"))
+        .add_account(
+            &code(FUCHU),
+            "cio2",
+            "試験 CIO",
+            Role::Cio,
+            &Actor::system("admin"),
+        )
         .await
         .unwrap();
     assert!(matches!(step, AccountStep::Proposed(_)), "{step:?}");
@@ -336,12 +370,21 @@ async fn an_admin_cannot_sign_in_as_an_account_they_proposed(db: TestDb) {
     let code_shown = element(&page, "activation-code").expect("activation code");
     for uri in ["/ui/admin/accounts", "/ui/grants"] {
         let (_, _, p) = admin.get(uri).await;
-        assert!(!p.contains(&code_shown), "{uri} shows the proposer the code");
+        assert!(
+            !p.contains(&code_shown),
+            "{uri} shows the proposer the code"
+        );
     }
     // Approved, the account still has no password: the admin's is refused.
     assert_eq!(try_login(PASSWORD).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        activate(&router, "boss2", "1111-2222-3333-4444-5555", "mine-Password-2026").await,
+        activate(
+            &router,
+            "boss2",
+            "1111-2222-3333-4444-5555",
+            "mine-Password-2026"
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
         "a wrong code"
     );
@@ -356,14 +399,21 @@ async fn an_admin_cannot_sign_in_as_an_account_they_proposed(db: TestDb) {
         "a code serves once"
     );
     assert_eq!(try_login(PASSWORD).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(try_login("holder-Password-2026").await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        try_login("holder-Password-2026").await,
+        StatusCode::SEE_OTHER
+    );
     // The role-change route: the admin makes a tenant administrator (no
     // personal data, at once), activates it themselves, then proposes it
     // as a supervisor. On approval its password is gone.
     let (_, _, page) = admin
         .post(
             "/ui/admin/accounts",
-            &[("login", "admin2"), ("display_name", "試験 管理"), ("role", "tenant_admin")],
+            &[
+                ("login", "admin2"),
+                ("display_name", "試験 管理"),
+                ("role", "tenant_admin"),
+            ],
         )
         .await;
     let own_code = element(&page, "activation-code").expect("a tenant admin is made at once");
@@ -372,21 +422,35 @@ async fn an_admin_cannot_sign_in_as_an_account_they_proposed(db: TestDb) {
         StatusCode::SEE_OTHER
     );
     let (s, _, page) = admin
-        .post("/ui/admin/accounts/role", &[("login", "admin2"), ("role", "supervisor")])
+        .post(
+            "/ui/admin/accounts/role",
+            &[("login", "admin2"), ("role", "supervisor")],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     let pending = newest_pending(&db).await;
     let (s, _, page) = boss
-        .post(&format!("/ui/grants/{pending}/decide"), &[("action", "approve")])
+        .post(
+            &format!("/ui/grants/{pending}/decide"),
+            &[("action", "approve")],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(element(&page, "activation-code").is_some());
     let (s, _, _) = login_post(
         &router,
-        &[("tenant", FUCHU), ("login", "admin2"), ("password", "admin2-Password-2026")],
+        &[
+            ("tenant", FUCHU),
+            ("login", "admin2"),
+            ("password", "admin2-Password-2026"),
+        ],
     )
     .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old password went with the new role");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the old password went with the new role"
+    );
     // Every step is in the chained log.
     let log = log_of(&db).await;
     let functions: Vec<&str> = log.iter().map(|(_, f, _)| f.as_str()).collect();
@@ -473,19 +537,38 @@ async fn nobody_decides_their_own_proposal(db: TestDb) {
         panic!("a role change to an approver is a proposal")
     };
     assert!(matches!(
-        r.decide_grant(&fuchu, about_boss, Decision::Approve, "", &Actor::system("boss"))
-            .await,
+        r.decide_grant(
+            &fuchu,
+            about_boss,
+            Decision::Approve,
+            "",
+            &Actor::system("boss")
+        )
+        .await,
         Err(ServiceError::SelfGrant)
     ));
     let boss = Session::login(&router, FUCHU, "boss").await;
     let (s, _, page) = boss
-        .post(&format!("/ui/grants/{about_boss}/decide"), &[("action", "approve")])
+        .post(
+            &format!("/ui/grants/{about_boss}/decide"),
+            &[("action", "approve")],
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
     // Nobody changes their own role.
-    assert!(r.change_role(&fuchu, "admin", Role::Supervisor, &admin).await.is_err());
+    assert!(
+        r.change_role(&fuchu, "admin", Role::Supervisor, &admin)
+            .await
+            .is_err()
+    );
     // Nothing took effect.
-    assert!(r.accounts(&fuchu).await.unwrap().iter().all(|a| a.login != "clerk2"));
+    assert!(
+        r.accounts(&fuchu)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.login != "clerk2")
+    );
     assert_eq!(
         r.accounts(&fuchu)
             .await
@@ -511,7 +594,13 @@ async fn nobody_decides_their_own_proposal(db: TestDb) {
             .await,
         Err(ServiceError::GrantDecided(_))
     ));
-    assert!(r.accounts(&fuchu).await.unwrap().iter().all(|a| a.login != "clerk2"));
+    assert!(
+        r.accounts(&fuchu)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.login != "clerk2")
+    );
     // The proposer withdraws the other.
     assert_eq!(
         r.decide_grant(&fuchu, about_boss, Decision::Withdraw, "", &admin)
@@ -553,7 +642,9 @@ async fn the_support_officer_cannot_reveal_a_my_number(db: TestDb) {
     assert_eq!(shown(&log_of(&db).await), 0, "nothing was revealed");
     // A supervisor's reveal works (and is what the officer was refused).
     let boss = Session::login(&router, FUCHU, "boss").await;
-    let (s, _, page) = boss.post(&format!("/ui/residents/{a1}/my-number"), &[]).await;
+    let (s, _, page) = boss
+        .post(&format!("/ui/residents/{a1}/my-number"), &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains(MY_NUMBER));
     assert_eq!(shown(&log_of(&db).await), 1);
@@ -581,13 +672,20 @@ async fn an_api_write_is_provisional_unless_direct_commit_was_approved(db: TestD
     );
     let status = format!("/api/v1/tenants/{FUCHU}/provisional-changes/{pending_id}");
     let (s, v) = call(&api, "GET", &status, None).await;
-    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("pending")), "{v}");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{v}"
+    );
     // It waits in the supervisors' queue like a clerk's entry.
     let boss = Session::login(&router, FUCHU, "boss").await;
     let (_, _, queue) = boss.get("/ui/approvals").await;
     assert!(queue.contains(&format!("client:{id}")), "{queue}");
     let (s, _, _) = boss
-        .post(&format!("/ui/approvals/{pending_id}/decide"), &[("action", "approve")])
+        .post(
+            &format!("/ui/approvals/{pending_id}/decide"),
+            &[("action", "approve")],
+        )
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let (_, v) = call(&api, "GET", &status, None).await;
@@ -607,7 +705,13 @@ async fn an_api_write_is_provisional_unless_direct_commit_was_approved(db: TestD
     let (s, _) = call(&api, "POST", &changes, Some(one_person(2))).await;
     assert_eq!(s, StatusCode::ACCEPTED, "not before approval");
     db.registry
-        .decide_grant(&fuchu, grant_id, Decision::Approve, "", &Actor::system("cio"))
+        .decide_grant(
+            &fuchu,
+            grant_id,
+            Decision::Approve,
+            "",
+            &Actor::system("cio"),
+        )
         .await
         .unwrap();
     let (s, v) = call(&api, "POST", &changes, Some(one_person(3))).await;
@@ -632,7 +736,10 @@ async fn an_api_write_is_provisional_unless_direct_commit_was_approved(db: TestD
         .map(|e| e.1)
         .collect();
     assert_eq!(
-        functions.iter().filter(|f| *f == "change.provisional").count(),
+        functions
+            .iter()
+            .filter(|f| *f == "change.provisional")
+            .count(),
         3,
         "{functions:?}"
     );
@@ -648,19 +755,33 @@ async fn a_disabled_client_is_refused_at_once(db: TestDb) {
     assert_eq!(call(&api, "GET", &events, None).await.0, StatusCode::OK);
     let admin = Session::login(&router, FUCHU, "admin").await;
     let (s, _, page) = admin
-        .post("/ui/admin/clients/state", &[("client_id", &id), ("action", "disable")])
+        .post(
+            "/ui/admin/clients/state",
+            &[("client_id", &id), ("action", "disable")],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     // The live token stops at once; no new one is issued.
-    assert_eq!(call(&api, "GET", &events, None).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(token(&router, &id, &secret).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&api, "GET", &events, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token(&router, &id, &secret).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     admin
-        .post("/ui/admin/clients/state", &[("client_id", &id), ("action", "enable")])
+        .post(
+            "/ui/admin/clients/state",
+            &[("client_id", &id), ("action", "enable")],
+        )
         .await;
     let (s, t) = token(&router, &id, &secret).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
-        call(&bearer(&router, &t.unwrap()), "GET", &events, None).await.0,
+        call(&bearer(&router, &t.unwrap()), "GET", &events, None)
+            .await
+            .0,
         StatusCode::OK
     );
     let functions: Vec<String> = log_of(&db).await.into_iter().map(|e| e.1).collect();
@@ -680,11 +801,16 @@ async fn a_rotated_secret_replaces_the_old_one_at_once(db: TestDb) {
     let new = element(&page, "client-secret").expect("the new secret");
     assert_ne!(new, old);
     assert_eq!(token(&router, &id, &old).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&api, "GET", &events, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&api, "GET", &events, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (s, t) = token(&router, &id, &new).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
-        call(&bearer(&router, &t.unwrap()), "GET", &events, None).await.0,
+        call(&bearer(&router, &t.unwrap()), "GET", &events, None)
+            .await
+            .0,
         StatusCode::OK
     );
     // The same through the deployment's command line.
@@ -696,7 +822,16 @@ async fn a_rotated_secret_replaces_the_old_one_at_once(db: TestDb) {
     let cid = id.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_machi"))
-            .args(["--database", &url, "client", "rotate", "--tenant", FUCHU, "--client-id", &cid])
+            .args([
+                "--database",
+                &url,
+                "client",
+                "rotate",
+                "--tenant",
+                FUCHU,
+                "--client-id",
+                &cid,
+            ])
             .env("MACHI_LOG", "warn")
             .env("MACHI_MASTER_KEY", crate::support::TEST_MASTER_KEY)
             .output()
@@ -739,34 +874,122 @@ async fn a_narrower_scope_is_at_once_a_wider_one_waits(db: TestDb) {
     let (s, _, page) = admin
         .post(
             "/ui/admin/clients/scopes",
-            &[("client_id", &id), ("scopes", "kokuho:events:read kokuho:residents:read")],
+            &[
+                ("client_id", &id),
+                ("scopes", "kokuho:events:read kokuho:residents:read"),
+            ],
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(page.contains("を受け付けました"), "{page}");
-    assert_eq!(call(&api, "GET", &residents, None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(&api, "GET", &residents, None).await.0,
+        StatusCode::FORBIDDEN
+    );
     let (s, _) = token(&router, &id, &secret).await;
     assert_eq!(s, StatusCode::OK);
     // Narrower: at once, even for a token issued before.
     let (s, _, _) = admin
-        .post("/ui/admin/clients/scopes", &[("client_id", &id), ("scopes", "kokuho:changes:read")])
+        .post(
+            "/ui/admin/clients/scopes",
+            &[("client_id", &id), ("scopes", "kokuho:changes:read")],
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_ne!(call(&api, "GET", &events, None).await.0, StatusCode::OK);
     let (_, t) = token(&router, &id, &secret).await;
     assert_eq!(
-        call(&bearer(&router, &t.unwrap()), "GET", &events, None).await.0,
+        call(&bearer(&router, &t.unwrap()), "GET", &events, None)
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
     // Approved, the wider set applies.
     let pending = newest_pending(&db).await;
     db.registry
-        .decide_grant(&code(FUCHU), pending, Decision::Approve, "", &Actor::system("boss"))
+        .decide_grant(
+            &code(FUCHU),
+            pending,
+            Decision::Approve,
+            "",
+            &Actor::system("boss"),
+        )
         .await
         .unwrap();
     let (_, t) = token(&router, &id, &secret).await;
     assert_eq!(
-        call(&bearer(&router, &t.unwrap()), "GET", &residents, None).await.0,
+        call(&bearer(&router, &t.unwrap()), "GET", &residents, None)
+            .await
+            .0,
         StatusCode::OK
     );
+}
+
+async fn an_expired_activation_code_is_refused_and_can_be_reissued(db: TestDb) {
+    let (db, router) = tenant_with_staff(db).await;
+    let fuchu = code(FUCHU);
+    let AccountStep::Proposed(id) = db
+        .registry
+        .add_account(
+            &fuchu,
+            "late",
+            "試験 遅延",
+            Role::Clerk,
+            &Actor::system("admin"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a proposal")
+    };
+    let GrantOutcome::Activation(first) = db
+        .registry
+        .decide_grant(&fuchu, id, Decision::Approve, "", &Actor::system("boss"))
+        .await
+        .unwrap()
+    else {
+        panic!("an activation code")
+    };
+    db.raw("UPDATE accounts SET activation_expires = 1 WHERE login = 'late'")
+        .await;
+    assert_eq!(
+        activate(&router, "late", &first.code, "late-Password-2026").await,
+        StatusCode::UNAUTHORIZED,
+        "expired"
+    );
+    // Nobody reissues their own; an approver does, and the old code is dead.
+    assert!(matches!(
+        db.registry
+            .reissue_activation(&fuchu, "late", &Actor::system("late"))
+            .await,
+        Err(ServiceError::SelfGrant)
+    ));
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let (s, _, page) = boss.post("/ui/grants/reissue", &[("login", "late")]).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let second = element(&page, "activation-code").expect("a new code");
+    assert_ne!(second, first.code);
+    assert_eq!(
+        activate(&router, "late", &first.code, "late-Password-2026").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Typed with spaces and capitals, it still works.
+    let typed = second.to_uppercase().replace('-', " ");
+    assert_eq!(
+        activate(&router, "late", &typed, "late-Password-2026").await,
+        StatusCode::SEE_OTHER
+    );
+    let (s, _, _) = login_post(
+        &router,
+        &[
+            ("tenant", FUCHU),
+            ("login", "late"),
+            ("password", "late-Password-2026"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, _, page) = boss.post("/ui/grants/reissue", &[("login", "late")]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "an active account gets no code");
+    assert!(element(&page, "activation-code").is_none());
 }

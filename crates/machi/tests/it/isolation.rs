@@ -75,9 +75,14 @@ async fn no_route_crosses_tenants(db: TestDb) {
     // FUCHU: an approved API client and a pending access proposal.
     let (fuchu_client, fuchu_secret) =
         crate::duties::approved_client(&db, "kokuho", "kokuho:events:read").await;
-    r.propose_client(&fuchu, "juki", "juki:residents:read", &Actor::system("admin"))
-        .await
-        .unwrap();
+    r.propose_client(
+        &fuchu,
+        "juki",
+        "juki:residents:read",
+        &Actor::system("admin"),
+    )
+    .await
+    .unwrap();
     // AKISHIMA: its own staff of every tenant role, and an API client.
     for (login, role) in [
         ("clerk", Role::Clerk),
@@ -237,7 +242,11 @@ async fn no_route_crosses_tenants(db: TestDb) {
     let admin = Session::login(&router, AKISHIMA, "admin").await;
     let boss = Session::login(&router, AKISHIMA, "boss").await;
     for (s, uri, form) in [
-        (&admin, "/ui/admin/clients/state", vec![("action", "disable")]),
+        (
+            &admin,
+            "/ui/admin/clients/state",
+            vec![("action", "disable")],
+        ),
         (&admin, "/ui/admin/clients/direct", vec![("action", "on")]),
         (
             &admin,
@@ -263,7 +272,9 @@ async fn no_route_crosses_tenants(db: TestDb) {
     assert!(!client[0].disabled && !client[0].direct_commit);
     assert_eq!(client[0].scopes, "kokuho:events:read");
     assert_eq!(
-        crate::duties::token(&router, &fuchu_client, &fuchu_secret).await.0,
+        crate::duties::token(&router, &fuchu_client, &fuchu_secret)
+            .await
+            .0,
         StatusCode::OK,
         "FUCHU's client still works with its secret"
     );

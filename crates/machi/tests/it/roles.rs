@@ -65,20 +65,45 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     ("POST", "/logout", "", ALL_STAFF),
     // ---- personal data: search, records, households, changes
     ("GET", "/ui/search", "", "clerk boss officer"),
-    ("GET", "/ui/residents/{addressee_number}", "", "clerk boss officer"),
-    ("GET", "/ui/households/{household_number}", "", "clerk boss officer"),
+    (
+        "GET",
+        "/ui/residents/{addressee_number}",
+        "",
+        "clerk boss officer",
+    ),
+    (
+        "GET",
+        "/ui/households/{household_number}",
+        "",
+        "clerk boss officer",
+    ),
     ("GET", "/ui/changes/{change_id}", "", "clerk boss officer"),
     // 個人番号: supervisors only; the support officer's work needs none
     // (j160, j440; shown per role, j1390).
-    ("POST", "/ui/residents/{addressee_number}/my-number", "", "boss"),
+    (
+        "POST",
+        "/ui/residents/{addressee_number}/my-number",
+        "",
+        "boss",
+    ),
     // ---- entering and approving changes (j530)
     ("GET", "/ui/entry", "", "clerk boss"),
     ("POST", "/ui/entry", "type=death", "clerk boss"),
     ("GET", "/ui/approvals", "", "clerk boss"),
     ("GET", "/ui/approvals/{pending_id}", "", "clerk boss"),
     // Withdrawn only by whoever entered it (the clerk, in the fixture).
-    ("POST", "/ui/approvals/{pending_id}/decide", "action=withdraw", "clerk"),
-    ("POST", "/ui/approvals/{pending_id}/decide", "action=return", "boss"),
+    (
+        "POST",
+        "/ui/approvals/{pending_id}/decide",
+        "action=withdraw",
+        "clerk",
+    ),
+    (
+        "POST",
+        "/ui/approvals/{pending_id}/decide",
+        "action=return",
+        "boss",
+    ),
     ("POST", "/ui/approvals/bulk", "", "boss"),
     // ---- certificates
     ("GET", "/ui/certificates/new", "", "clerk boss"),
@@ -88,27 +113,77 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     ("GET", "/ui/support/new", "", "officer"),
     ("POST", "/ui/support/new", "", "officer"),
     ("GET", "/ui/support/{measure_id}", "", "officer"),
-    ("POST", "/ui/support/{measure_id}/act", "action=extend", "officer"),
+    (
+        "POST",
+        "/ui/support/{measure_id}/act",
+        "action=extend",
+        "officer",
+    ),
     // ---- oversight
     ("GET", "/ui/audit", "", "boss"),
     ("GET", "/ui/stats", "", "boss admin cio"),
     // ---- the tenant administrator: accounts, clients, the certifying
     // officer; what gives personal data is a proposal
     ("GET", "/ui/admin/accounts", "", "admin"),
-    ("POST", "/ui/admin/accounts", "login=new2&display_name=x&role=clerk", "admin"),
-    ("POST", "/ui/admin/accounts/state", "login=newbie&action=disable", "admin"),
-    ("POST", "/ui/admin/accounts/role", "login=newbie&role=clerk", "admin"),
-    ("POST", "/ui/admin/clients", "system=probe&scopes=probe:events:read", "admin"),
-    ("POST", "/ui/admin/clients/state", "client_id={spare}&action=disable", "admin"),
-    ("POST", "/ui/admin/clients/scopes", "client_id={spare}&scopes=spare:events:read", "admin"),
-    ("POST", "/ui/admin/clients/direct", "client_id={spare}&action=off", "admin"),
+    (
+        "POST",
+        "/ui/admin/accounts",
+        "login=new2&display_name=x&role=clerk",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/accounts/state",
+        "login=newbie&action=disable",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/accounts/role",
+        "login=newbie&role=clerk",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/clients",
+        "system=probe&scopes=probe:events:read",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/clients/state",
+        "client_id={spare}&action=disable",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/clients/scopes",
+        "client_id={spare}&scopes=spare:events:read",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/clients/direct",
+        "client_id={spare}&action=off",
+        "admin",
+    ),
     ("POST", "/ui/admin/issuer", "", "admin"),
     // ---- access proposals: the administrator proposes and withdraws; a
     // supervisor or the CIO approves, rejects, rotates secrets, reissues
     // activation codes
     ("GET", "/ui/grants", "", "admin boss cio"),
-    ("POST", "/ui/grants/{grant_id}/decide", "action=withdraw", "admin"),
-    ("POST", "/ui/grants/{grant_id}/decide", "action=approve", "boss cio"),
+    (
+        "POST",
+        "/ui/grants/{grant_id}/decide",
+        "action=withdraw",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/grants/{grant_id}/decide",
+        "action=approve",
+        "boss cio",
+    ),
     ("POST", "/ui/grants/rotate", "client_id={spare}", "boss cio"),
     ("POST", "/ui/grants/reissue", "login=newbie", "boss cio"),
     // ---- the platform operator
@@ -297,7 +372,12 @@ async fn fixture(db: &TestDb) -> Ids {
         .unwrap();
     // A client the administrator proposed, not yet approved.
     let ClientStep::Proposed { grant_id, .. } = r
-        .propose_client(&fuchu, "juki", "juki:residents:read", &Actor::system("admin"))
+        .propose_client(
+            &fuchu,
+            "juki",
+            "juki:residents:read",
+            &Actor::system("admin"),
+        )
         .await
         .unwrap()
     else {
@@ -307,7 +387,13 @@ async fn fixture(db: &TestDb) -> Ids {
     // administrator's account waiting for activation.
     let (spare, _) = approved_client(db, "spare", "spare:events:read").await;
     let step = r
-        .add_account(&fuchu, "newbie", "試験 新任", Role::TenantAdmin, &Actor::system("admin"))
+        .add_account(
+            &fuchu,
+            "newbie",
+            "試験 新任",
+            Role::TenantAdmin,
+            &Actor::system("admin"),
+        )
         .await
         .unwrap();
     assert!(matches!(step, AccountStep::Activation(_)));
@@ -370,7 +456,10 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
     // Public rows are the UI's public routes (and the API's two).
     for r in machi::ui::routes() {
         for m in r.methods {
-            let row = TABLE.iter().find(|(tm, tp, _, _)| tm == m && *tp == r.path).unwrap();
+            let row = TABLE
+                .iter()
+                .find(|(tm, tp, _, _)| tm == m && *tp == r.path)
+                .unwrap();
             assert_eq!(row.3 == PUBLIC, r.public, "{m} {}", r.path);
         }
     }
@@ -417,14 +506,19 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
         let allowed = allowed_by_table(who);
         let uri = ids.fill(path);
         for (name, api) in &api_as {
-            let body: Option<Value> = (!body.is_empty()).then(|| serde_json::from_str(body).unwrap());
+            let body: Option<Value> =
+                (!body.is_empty()).then(|| serde_json::from_str(body).unwrap());
             let (status, v) = call(api, method, &uri, body).await;
             tried += 1;
             let let_through = !refused_api(status);
             if let_through != allowed.contains(name) {
                 wrong.push(format!(
                     "{method} {path}: {name} {} but got {status} {}",
-                    if allowed.contains(name) { "may" } else { "may not" },
+                    if allowed.contains(name) {
+                        "may"
+                    } else {
+                        "may not"
+                    },
                     v.to_string().chars().take(160).collect::<String>()
                 ));
             }
@@ -432,7 +526,10 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
     }
     // The UI: staff sessions, and every client's bearer token (the UI takes
     // none: each is sent to sign in).
-    for (method, path, form, who) in TABLE.iter().filter(|r| r.1 == "/ui" || r.1.starts_with("/ui/") || r.1 == "/logout") {
+    for (method, path, form, who) in TABLE
+        .iter()
+        .filter(|r| r.1 == "/ui" || r.1.starts_with("/ui/") || r.1 == "/logout")
+    {
         let allowed = allowed_by_table(who);
         let uri = ids.fill(path);
         let form = ids.fill(form);
@@ -470,7 +567,11 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
             if let_through != allowed.contains(*login) {
                 wrong.push(format!(
                     "{method} {path} [{form}]: {login} {} but got {status} {}",
-                    if allowed.contains(*login) { "may" } else { "may not" },
+                    if allowed.contains(*login) {
+                        "may"
+                    } else {
+                        "may not"
+                    },
                     body.chars().take(160).collect::<String>()
                 ));
             }
@@ -498,7 +599,9 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
             };
             tried += 1;
             if !refused(status, &headers) {
-                wrong.push(format!("{method} {path}: client {name} let through ({status})"));
+                wrong.push(format!(
+                    "{method} {path}: client {name} let through ({status})"
+                ));
             }
         }
     }
