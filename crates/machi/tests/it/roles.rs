@@ -60,6 +60,8 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     ("POST", "/activate", "", PUBLIC),
     ("GET", "/healthz", "", PUBLIC),
     ("GET", "/readyz", "", PUBLIC),
+    // Open unless MACHI_METRICS_TOKEN is set (then that token, no role).
+    ("GET", "/metrics", "", PUBLIC),
     ("POST", "/oauth/token", "", PUBLIC),
     // ---- every signed-in member of staff
     ("GET", "/ui", "", ALL_STAFF),
