@@ -17,6 +17,7 @@ use super::admin::{AccountRow, ClientRow, accounts_and_clients};
 use super::forms::FormData;
 use super::{Chrome, Ctx, Lang, UiError, html, when};
 use crate::api::AppState;
+use crate::api::source::ClientAddr;
 use crate::service::grants::{AccessGrant, ActivationCode, Decision, GrantOutcome};
 
 /// One proposal as people read it.
@@ -348,6 +349,7 @@ pub struct ActivateForm {
 /// person to sign in.
 pub async fn activate(
     State(s): State<AppState>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<ActivateForm>,
 ) -> Response {
@@ -383,10 +385,20 @@ pub async fn activate(
     };
     match s
         .registry
-        .activate_account(&tenant, &f.login, &f.code, &f.password, &f.terminal)
+        .activate_account(source, &tenant, &f.login, &f.code, &f.password, &f.terminal)
         .await
     {
         Ok(()) => Redirect::to("/login?activated=1").into_response(),
-        Err(e) => fail(e.into()),
+        Err(e) => {
+            let retry_after = match &e {
+                crate::service::ServiceError::TooManyAttempts { retry_after } => Some(*retry_after),
+                _ => None,
+            };
+            let mut res = fail(e.into());
+            if let Some(secs) = retry_after {
+                res.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            }
+            res
+        }
     }
 }
