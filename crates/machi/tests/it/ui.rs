@@ -543,9 +543,16 @@ async fn certificates_are_issued_verified_and_blocked_for_protected_persons(db: 
     let (_, _, found) = clerk
         .get("/ui/search?name=%E3%81%9F%E3%81%8B%E3%81%AF%E3%81%97")
         .await;
-    assert!(found.contains("支援措置対象：閲覧には解除が必要です"), "{found}");
+    assert!(
+        found.contains("支援措置対象：閲覧には解除が必要です"),
+        "{found}"
+    );
     assert_eq!(found.matches("class=\"restricted\"").count(), 3, "{found}");
-    assert_eq!(found.matches("宮西町").count(), 0, "no address shows: {found}");
+    assert_eq!(
+        found.matches("宮西町").count(),
+        0,
+        "no address shows: {found}"
+    );
     let (s, _, _) = clerk.post("/ui/certificates", &issue).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // The officer releases one issue for the clerk: one certificate, then blocked again.
