@@ -204,9 +204,10 @@ impl Scope {
     }
 
     /// Whether the scope reads or writes personal data. Every resource so
-    /// far does: residents and changes are records of persons, and each
-    /// linkage event names the persons a change touched (宛名番号, 世帯番号,
-    /// 異動事由), which identifies them. A resource is personal unless listed
+    /// far does: residents and changes are records of persons, each linkage
+    /// event names the persons a change touched (宛名番号, 世帯番号,
+    /// 異動事由), which identifies them, and a subscription has those
+    /// events pushed to an address of the client's choosing. A resource is personal unless listed
     /// in [`NON_PERSONAL_RESOURCES`] (fail-safe: a new resource needs
     /// approval until someone decides otherwise).
     pub fn touches_personal_data(&self) -> bool {

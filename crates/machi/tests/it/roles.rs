@@ -28,18 +28,19 @@ both_backends!(every_route_answers_each_role_as_the_table_says);
 /// Who calls: a staff role (by its login in the fixture) or an API client
 /// with one scope.
 const STAFF: [&str; 6] = ["clerk", "boss", "officer", "admin", "cio", "operator"];
-const CLIENTS: [&str; 4] = [
+const CLIENTS: [&str; 5] = [
     "residents:read",
     "changes:read",
     "changes:write",
     "events:read",
+    "subscriptions:write",
 ];
 
 /// Everyone signed in (staff), for rows every role may use.
 const ALL_STAFF: &str = "clerk boss officer admin cio operator";
 /// Every caller of the API: every role and every scope.
 const EVERYONE: &str = "clerk boss officer admin cio operator \
-     residents:read changes:read changes:write events:read";
+     residents:read changes:read changes:write events:read subscriptions:write";
 /// A public route: needs no credentials (checked as such, not walked).
 const PUBLIC: &str = "public";
 
@@ -252,6 +253,44 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "",
         "clerk boss events:read",
     ),
+    // Webhook subscriptions: a client's own, with the subscriptions scope
+    // (the subscription in the fixture is that client's).
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/subscriptions",
+        "{}",
+        "subscriptions:write",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/subscriptions",
+        "",
+        "subscriptions:write",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}",
+        "",
+        "subscriptions:write",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/replay",
+        "{}",
+        "subscriptions:write",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/rotate-secret",
+        "",
+        "subscriptions:write",
+    ),
+    (
+        "DELETE",
+        "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}",
+        "",
+        "subscriptions:write",
+    ),
 ];
 
 /// The fixture's ids and names for `{…}` in paths and forms.
@@ -418,7 +457,7 @@ fn allowed_by_table(who: &str) -> BTreeSet<String> {
 
 async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
     let db = db.with_tenants().await;
-    let ids = fixture(&db).await;
+    let mut ids = fixture(&db).await;
     let router = app(&db).await;
 
     // The table and the routers list the same routes.
@@ -490,6 +529,25 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
         let (id, secret) = approved_client(&db, &system, &format!("{system}:{scope}")).await;
         let (status, t) = token(&router, &id, &secret).await;
         assert_eq!(status, StatusCode::OK);
+        if scope == "subscriptions:write" {
+            // A subscription of this client, for the rows that name one.
+            let sub = db
+                .registry
+                .create_subscription(
+                    &code(FUCHU),
+                    &id,
+                    machi::service::hooks::NewSubscription {
+                        url: "https://example.org/hook".into(),
+                        types: vec![],
+                        after: None,
+                    },
+                    &Actor::system("setup"),
+                )
+                .await
+                .unwrap();
+            ids.0
+                .push(("subscription_id", sub.subscription_id.to_string()));
+        }
         api_as.push((
             scope.to_string(),
             Api {
