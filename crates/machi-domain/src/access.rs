@@ -17,13 +17,19 @@ pub enum Role {
     /// issues certificates.
     Clerk,
     /// 決裁者: everything a clerk does, approves or returns provisional
-    /// changes (j530), reads the access log.
+    /// changes (j530), reads the access log, approves access proposals.
     Supervisor,
-    /// 支援措置担当: registers support measures and releases single requests.
+    /// 支援措置担当: registers support measures and releases single
+    /// requests (j160, j380, j440). Never sees a 個人番号: the support
+    /// measure's database (j160) holds none, and the officer's work (j440:
+    /// check the protected person's details, lift one block) needs none; a
+    /// 個人番号 is shown only to roles whose work needs it (j1390).
     SupportOfficer,
-    /// 団体管理者: the tenant's staff accounts and API clients; no personal data.
+    /// 団体管理者: the tenant's staff accounts and API clients; no personal
+    /// data. Access to personal data it proposes takes effect only when a
+    /// second person approves it ([`Permission::ApproveGrant`]).
     TenantAdmin,
-    /// CIO: aggregates only, no personal data.
+    /// CIO: aggregates only, no personal data; approves access proposals.
     Cio,
     /// Runs the platform: tenants, no tenant's personal data.
     PlatformOperator,
@@ -77,6 +83,14 @@ impl Role {
         self != Role::PlatformOperator
     }
 
+    /// Whether giving an account this role needs a second person's approval
+    /// (職務の分離): the role reads personal data, or approves access
+    /// proposals (else an administrator could make an approver and approve
+    /// their own proposals with it).
+    pub fn needs_second_approval(self) -> bool {
+        self.allows(Permission::ReadPersonal) || self.allows(Permission::ApproveGrant)
+    }
+
     /// The role's permissions.
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
@@ -96,17 +110,14 @@ impl Role {
                     | ReadAuditLog
                     | ReadEvents
                     | ReadAggregates
+                    | ApproveGrant
             ),
             Role::SupportOfficer => matches!(
                 p,
-                ReadPersonal
-                    | ReadChanges
-                    | ManageSupportMeasures
-                    | ReleaseSupportMeasure
-                    | RevealMyNumber
+                ReadPersonal | ReadChanges | ManageSupportMeasures | ReleaseSupportMeasure
             ),
             Role::TenantAdmin => matches!(p, ManageAccounts | ReadAggregates),
-            Role::Cio => matches!(p, ReadAggregates),
+            Role::Cio => matches!(p, ReadAggregates | ApproveGrant),
             Role::PlatformOperator => matches!(p, ManageTenants),
         }
     }
@@ -129,7 +140,7 @@ pub enum Permission {
     ReadPersonal,
     /// Read recorded changes (what was entered, for whom).
     ReadChanges,
-    /// Enter a change (a clerk's is provisional until approved).
+    /// Enter a change (provisional until approved: 仮登録, j530).
     EnterChange,
     /// Approve or return a provisional change (審査・決裁, j530), or commit
     /// a change directly.
@@ -147,7 +158,14 @@ pub enum Permission {
     ManageSubscriptions,
     /// Counts and rates, no personal data.
     ReadAggregates,
+    /// Propose accounts and API clients, disable them; what gives personal
+    /// data takes effect only on a second person's approval.
     ManageAccounts,
+    /// Approve or reject a proposal that gives an account or an API client
+    /// access to personal data (never one's own proposal, never about
+    /// oneself); rotate an API client's secret (the new secret is shown to
+    /// the approver, never to the proposer).
+    ApproveGrant,
     ManageTenants,
 }
 
@@ -168,16 +186,39 @@ pub const SCOPE_RESOURCES: [(&str, &[&str]); 4] = [
     ("subscriptions", &["write"]),
 ];
 
+/// Scope resources that hold no personal data (none yet).
+pub const NON_PERSONAL_RESOURCES: [&str; 0] = [];
+
 impl Scope {
-    /// The permission this scope grants.
+    /// The permission this scope grants. Writing changes is entering them:
+    /// provisional (仮登録, j530) unless the tenant has allowed the client to
+    /// commit directly.
     pub fn permission(&self) -> Permission {
         match (self.resource.as_str(), self.operation.as_str()) {
-            ("changes", "write") => Permission::ApproveChange,
+            ("changes", "write") => Permission::EnterChange,
             ("changes", _) => Permission::ReadChanges,
             ("events", _) => Permission::ReadEvents,
             ("subscriptions", _) => Permission::ManageSubscriptions,
             _ => Permission::ReadPersonal,
         }
+    }
+
+    /// Whether the scope reads or writes personal data. Every resource so
+    /// far does: residents and changes are records of persons, each linkage
+    /// event names the persons a change touched (宛名番号, 世帯番号,
+    /// 異動事由), which identifies them, and a subscription has those
+    /// events pushed to an address of the client's choosing. A resource is personal unless listed
+    /// in [`NON_PERSONAL_RESOURCES`] (fail-safe: a new resource needs
+    /// approval until someone decides otherwise).
+    pub fn touches_personal_data(&self) -> bool {
+        !NON_PERSONAL_RESOURCES.contains(&self.resource.as_str())
+    }
+
+    /// Whether moving a client from scopes `from` to `to` gives it personal
+    /// data it did not have, and so needs a second person's approval.
+    pub fn widens_personal_data(from: &[Scope], to: &[Scope]) -> bool {
+        to.iter()
+            .any(|s| s.touches_personal_data() && !from.contains(s))
     }
 
     pub fn parse_list(s: &str) -> Result<Vec<Scope>, AccessError> {
@@ -328,6 +369,8 @@ mod tests {
         assert!(!Role::Clerk.allows(Permission::ApproveChange));
         assert!(Role::Supervisor.allows(Permission::ApproveChange));
         assert!(!Role::Clerk.allows(Permission::RevealMyNumber));
+        // j160/j440: the support officer's work needs no 個人番号 (j1390).
+        assert!(!Role::SupportOfficer.allows(Permission::RevealMyNumber));
         assert!(Role::SupportOfficer.allows(Permission::ReleaseSupportMeasure));
         assert!(!Role::Supervisor.allows(Permission::ReleaseSupportMeasure));
         assert!(Role::PlatformOperator.allows(Permission::ManageTenants));
@@ -336,12 +379,48 @@ mod tests {
     }
 
     #[test]
+    fn access_to_personal_data_needs_a_second_person() {
+        // The administrator proposes, never approves; approvers exist.
+        assert!(Role::TenantAdmin.allows(Permission::ManageAccounts));
+        assert!(!Role::TenantAdmin.allows(Permission::ApproveGrant));
+        assert!(Role::Supervisor.allows(Permission::ApproveGrant));
+        assert!(Role::Cio.allows(Permission::ApproveGrant));
+        for r in [Role::Clerk, Role::SupportOfficer, Role::PlatformOperator] {
+            assert!(!r.allows(Permission::ApproveGrant), "{r:?}");
+        }
+        // Every role that reads personal data or approves needs approval;
+        // only the administrator's own role does not.
+        let needs: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.is_tenant_role() && r.needs_second_approval())
+            .collect();
+        assert_eq!(
+            needs,
+            [
+                Role::Clerk,
+                Role::Supervisor,
+                Role::SupportOfficer,
+                Role::Cio
+            ]
+        );
+        assert!(!Role::TenantAdmin.needs_second_approval());
+        // Widening a client's personal data needs approval, narrowing not.
+        let read = Scope::parse_list("a:events:read").unwrap();
+        let both = Scope::parse_list("a:events:read a:residents:read").unwrap();
+        assert!(Scope::widens_personal_data(&read, &both));
+        assert!(!Scope::widens_personal_data(&both, &read));
+        assert!(!Scope::widens_personal_data(&both, &both));
+        assert!(Scope::widens_personal_data(&[], &read));
+    }
+
+    #[test]
     fn scopes_have_three_known_parts() {
         let s: Scope = "jidou_teate:residents:read".parse().unwrap();
         assert_eq!(s.permission(), Permission::ReadPersonal);
         assert_eq!(s.to_string(), "jidou_teate:residents:read");
+        // Writing is entering (provisional), never approving.
         let w: Scope = "kokuho:changes:write".parse().unwrap();
-        assert_eq!(w.permission(), Permission::ApproveChange);
+        assert_eq!(w.permission(), Permission::EnterChange);
         // Each resource its own permission: reading changes is not reading residents.
         let c: Scope = "kokuho:changes:read".parse().unwrap();
         assert_eq!(c.permission(), Permission::ReadChanges);

@@ -280,6 +280,28 @@ enum ClientCommand {
         #[arg(long)]
         scopes: String,
     },
+    /// Disable a client: its live tokens stop at once and it gets no new ones.
+    Disable {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Enable a disabled client again (with the secret it had).
+    Enable {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Give a client a new secret (printed once); the old secret and its
+    /// live tokens stop at once.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -497,6 +519,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("client_id={id}");
+            println!("client_secret={secret}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(
+            ClientCommand::Disable { tenant, client_id }
+            | ClientCommand::Enable { tenant, client_id },
+        ) => {
+            let disable = matches!(cli.command, Command::Client(ClientCommand::Disable { .. }));
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let tenant: MunicipalityCode = tenant
+                .parse()
+                .map_err(|e: machi_domain::ids::IdError| anyhow::anyhow!("{}", e.message_en()))?;
+            registry
+                .set_client_disabled(&tenant, client_id, disable, &Actor::system("cli"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "client {client_id} {}",
+                if disable { "disabled" } else { "enabled" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(ClientCommand::Rotate { tenant, client_id }) => {
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let tenant: MunicipalityCode = tenant
+                .parse()
+                .map_err(|e: machi_domain::ids::IdError| anyhow::anyhow!("{}", e.message_en()))?;
+            let secret = registry
+                .rotate_client_secret(&tenant, client_id, &Actor::system("cli"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("client_id={client_id}");
             println!("client_secret={secret}");
             Ok(ExitCode::SUCCESS)
         }

@@ -174,6 +174,42 @@ impl From<ServiceError> for ApiError {
                 "自分が入力した異動は決裁できません。別の決裁者が決裁してください。",
                 "you cannot approve a change you entered; another supervisor must",
             ),
+            ServiceError::SelfGrant => ApiError::new(
+                S::FORBIDDEN,
+                "self_grant",
+                "自分が申請したもの、自分についての申請は承認・却下できません。別の承認者が判断してください。",
+                "you cannot decide a proposal you made or one about yourself; another approver must",
+            ),
+            ServiceError::GrantNotFound(id) => ApiError::new(
+                S::NOT_FOUND,
+                "grant_not_found",
+                format!("権限の申請 {id} はありません。"),
+                format!("no access proposal {id}"),
+            ),
+            ServiceError::GrantDecided(id) => ApiError::new(
+                S::CONFLICT,
+                "grant_decided",
+                format!("権限の申請 {id} はすでに承認・却下・取下げされています。"),
+                format!("access proposal {id} was already decided"),
+            ),
+            ServiceError::AccountNotFound(l) => ApiError::new(
+                S::NOT_FOUND,
+                "account_not_found",
+                format!("アカウント「{l}」はありません。"),
+                format!("no account {l:?}"),
+            ),
+            ServiceError::ClientNotFound(c) => ApiError::new(
+                S::NOT_FOUND,
+                "client_not_found",
+                format!("連携先「{c}」はありません。"),
+                format!("no API client {c:?}"),
+            ),
+            ServiceError::ActivationFailed => ApiError::new(
+                S::UNAUTHORIZED,
+                "activation_failed",
+                "団体コード・ログインID・有効化コードのいずれかが正しくないか、コードの有効期限が切れています。",
+                "the municipality code, login or activation code is not correct, or the code has expired",
+            ),
             ServiceError::Invalid {
                 field,
                 code,

@@ -349,9 +349,13 @@ pub async fn get_household(
     }))
 }
 
-/// Submits a change (異動). Validated against the current state; on success
-/// the history rows, the audit entry and the linkage event are committed in
-/// one transaction. On any error nothing is written.
+/// Submits a change (異動). Validated against the current state. A caller
+/// who may commit directly (a supervisor, or a client the tenant allowed to,
+/// by a second person's approval) gets 201: the history rows, the audit
+/// entry and the linkage event are committed in one transaction. Anyone
+/// else who may write changes gets 202: the change is entered provisionally
+/// (仮登録, j530) and becomes a change when a supervisor approves it. On any
+/// error nothing is written.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/changes", tag = "changes",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath),
@@ -361,7 +365,8 @@ pub async fn get_household(
             "command": {"type": "move_in", "previous_address": "東京都調布市小島町二丁目",
                 "persons": [{"name": "見本　花子", "name_kana": "ミホン　ハナコ", "birth_date": "平成2年5月6日", "sex": "female", "relationship": "世帯主"}],
                 "household": {"type": "new", "address": {"address": "東京都府中市宮西町二丁目24番地", "annex": "府中ハイツ101", "postal_code": "183-0056"}}}})),
-    responses((status = 201, description = "Committed: the rows appended and the event published.", body = ChangeResult),
+    responses((status = 201, description = "Committed: the rows appended and the event published (a supervisor, or a client the tenant allowed direct commits by an approved proposal).", body = ChangeResult),
+              (status = 202, description = "Entered provisionally (仮登録, j530): validated, not committed; it waits for a supervisor's approval. Follow it at provisional-changes/{pending_id}.", body = ProvisionalChange),
               (status = 400, description = "A parameter does not match its schema (`field` names it), or invalid_json: the body is not JSON.", body = ErrorBody),
               (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
               (status = 403, description = "forbidden: the token lacks the `changes:write` scope, the role may not enter changes, or the X-CSRF-Token is wrong; or support_measure_block: the change names a person or household a support measure covers (j410, j440) and no release of viewing was granted to this caller (checked before validation; the release is used by the attempt).", body = ErrorBody),
@@ -376,12 +381,32 @@ pub async fn submit_change(
     Auth(caller): Auth,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<ChangeRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<ChangeResult>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let Path(code) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    caller.check(&tenant, Permission::ApproveChange)?;
+    caller.check(&tenant, Permission::EnterChange)?;
     let actor = caller.actor();
     let Json(req) = body.map_err(json_error)?;
+    if !caller.commits_directly() {
+        let (pending_id, out) = s.registry.enter_provisional(&tenant, &req, &actor).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(ProvisionalChange {
+                pending_id,
+                status: "pending".into(),
+                reason: out.reason.code().to_string(),
+                reason_label_ja: out.reason.label_ja().to_string(),
+                persons: out
+                    .rows
+                    .iter()
+                    .map(|r| r.record.addressee_number.to_string())
+                    .collect(),
+                notices: out.notices,
+            }),
+        )
+            .into_response());
+    }
     let out = s.registry.submit(&tenant, &req, &actor).await?;
     let eras = s.registry.eras();
     let touched: Vec<AddresseeNumber> = out
@@ -406,7 +431,51 @@ pub async fn submit_change(
             notices: out.notices,
             event_seq: out.event_seq,
         }),
-    ))
+    )
+        .into_response())
+}
+
+/// Where a provisional change stands (仮登録, j530): pending, approved (with
+/// the committed change's id), sent back (with the comment) or withdrawn.
+/// A caller who may not approve sees only what they entered themselves.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/provisional-changes/{pending_id}", tag = "changes",
+    security(("bearer" = []), ("session" = [])),
+    params(params::ProvisionalPath),
+    responses((status = 200, description = "Where the provisional change stands.", body = ProvisionalStatus),
+              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = "forbidden: the token lacks the `changes:write` scope or the role may not enter changes.", body = ErrorBody),
+              (status = 404, description = "tenant_not_found, or pending_not_found: no such provisional change, or one the caller neither entered nor may approve.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn get_provisional_change(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<ProvisionalStatus> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::EnterChange)?;
+    let id: i64 = params::integer_text("pending_id", &id).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_pending_id",
+            format!("仮登録番号「{id}」は数字で指定してください。"),
+            format!("provisional change id {id:?} must be a number"),
+        )
+        .with_field("pending_id")
+    })?;
+    let p = s.registry.pending(&tenant, id).await?;
+    if !caller.allows(Permission::ApproveChange) && p.entered_by != caller.actor().operator {
+        return Err(ServiceError::PendingNotFound(id).into());
+    }
+    Ok(Json(ProvisionalStatus {
+        pending_id: p.pending_id,
+        status: p.status.as_str().to_string(),
+        reason: p.reason,
+        entered_at: rfc3339(p.entered_at),
+        decided_at: p.decided_at.map(rfc3339),
+        change_id: p.change_id,
+        comment: p.comment,
+    }))
 }
 
 /// Schema of the change request (the domain's `ChangeRequest`).

@@ -121,6 +121,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::get_household))
         .routes(routes!(handlers::submit_change, handlers::list_changes))
         .routes(routes!(handlers::get_change))
+        .routes(routes!(handlers::get_provisional_change))
         .routes(routes!(handlers::search))
         .routes(routes!(handlers::list_events))
         .routes(routes!(

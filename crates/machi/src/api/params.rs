@@ -309,6 +309,23 @@ doc_params!(
     ]
 );
 
+doc_params!(
+    /// `{municipality_code}/provisional-changes/{pending_id}`
+    ProvisionalPath,
+    [
+        tenant_param(),
+        path(
+            "pending_id",
+            integer(None, None, None),
+            "The provisional change's number (`pending_id` of a 202 answer), decimal \
+             digits with an optional leading minus sign. A number of no provisional \
+             change of this tenant, or of one the caller neither entered nor may \
+             approve, is 404.",
+            json!(1),
+        ),
+    ]
+);
+
 fn as_of_param() -> Parameter {
     query(
         "as_of",

@@ -465,6 +465,39 @@ pub struct ChangeResult {
     pub event_seq: i64,
 }
 
+/// The answer to a change entered provisionally (仮登録, j530): validated,
+/// not committed; it becomes a change when a supervisor approves it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvisionalChange {
+    /// Its number in the tenant's review queue.
+    pub pending_id: i64,
+    /// `pending`, `approved`, `returned` or `withdrawn`.
+    #[schema(example = "pending")]
+    pub status: String,
+    pub reason: String,
+    pub reason_label_ja: String,
+    /// 宛名番号 of the persons it would touch (known once it is validated).
+    pub persons: Vec<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub notices: Vec<Notice>,
+}
+
+/// Where a provisional change stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvisionalStatus {
+    pub pending_id: i64,
+    /// `pending`, `approved`, `returned` or `withdrawn`.
+    #[schema(example = "approved")]
+    pub status: String,
+    pub reason: String,
+    pub entered_at: String,
+    pub decided_at: Option<String>,
+    /// The committed change, once approved.
+    pub change_id: Option<i64>,
+    /// The supervisor's comment when it was sent back.
+    pub comment: Option<String>,
+}
+
 /// A change a list may not show (j440): it concerns a person the shield
 /// of a support measure covers. Its content, reason, dates and persons are
 /// withheld; reading it (`GET …/changes/{id}`) needs a release.

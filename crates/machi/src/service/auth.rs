@@ -41,6 +41,9 @@ pub enum Caller {
         tenant: MunicipalityCode,
         client_id: String,
         scopes: Vec<Scope>,
+        /// The tenant allowed this client to commit changes directly (an
+        /// approved proposal); otherwise its changes are provisional.
+        direct_commit: bool,
     },
 }
 
@@ -57,6 +60,19 @@ impl Caller {
         match self {
             Caller::Staff { role, .. } => role.allows(p),
             Caller::Client { scopes, .. } => scopes.iter().any(|s| s.permission() == p),
+        }
+    }
+
+    /// Whether a change this caller enters is committed at once rather
+    /// than entered provisionally (仮登録, j530): staff who may approve, and
+    /// a client the tenant allowed to (its flag is itself approved by a
+    /// second person).
+    pub fn commits_directly(&self) -> bool {
+        match self {
+            Caller::Staff { role, .. } => role.allows(Permission::ApproveChange),
+            Caller::Client { direct_commit, .. } => {
+                *direct_commit && self.allows(Permission::EnterChange)
+            }
         }
     }
 
@@ -162,7 +178,7 @@ fn clean_terminal(t: &str) -> String {
 /// source has used up its [`MAX_FAILURES`]: `None` if the attempt may go
 /// on, else the seconds until it may. Serialised per account and source
 /// (an advisory lock on PostgreSQL; SQLite has one writer).
-fn admit_attempt(
+pub(super) fn admit_attempt(
     tx: &mut Tx<'_>,
     key: &str,
     login: &str,
@@ -277,6 +293,8 @@ impl Registry {
             password_hash: hash_password(password)?,
             created_at: now,
             disabled: false,
+            activation_hash: None,
+            activation_expires: None,
         };
         let actor = actor.clone();
         self.store()
@@ -449,19 +467,23 @@ impl Registry {
             .as_ref()
             .map_or_else(|| dummy_hash().to_string(), |a| a.password_hash.clone());
         let verified = check_password(self.throttle(), password, hash).await;
-        let session = account.as_ref().filter(|a| !a.disabled).and_then(|a| {
-            let role: Role = a.role.parse().ok()?;
-            Some(Session {
-                tenant: tenant.cloned(),
-                login: a.login.clone(),
-                role: role.as_str().to_string(),
-                display_name: a.display_name.clone(),
-                csrf: random_hex(32).ok()?,
-                terminal: terminal.clone(),
-                created_at: now,
-                expires_at: now + SESSION_SECONDS * 1_000_000,
-            })
-        });
+        // An account waiting for activation has no password to sign in with.
+        let session = account
+            .as_ref()
+            .filter(|a| !a.disabled && !a.awaiting_activation())
+            .and_then(|a| {
+                let role: Role = a.role.parse().ok()?;
+                Some(Session {
+                    tenant: tenant.cloned(),
+                    login: a.login.clone(),
+                    role: role.as_str().to_string(),
+                    display_name: a.display_name.clone(),
+                    csrf: random_hex(32).ok()?,
+                    terminal: terminal.clone(),
+                    created_at: now,
+                    expires_at: now + SESSION_SECONDS * 1_000_000,
+                })
+            });
         let session = session.filter(|_| verified);
         // 3. Record the outcome: a session, or the counted failure stays.
         let token = random_hex(32)?;
@@ -603,6 +625,7 @@ impl Registry {
                 .join(" "),
             created_at: now,
             disabled: false,
+            direct_commit: false,
         };
         let (t, actor) = (tenant.clone(), actor.clone());
         self.store()
@@ -775,10 +798,19 @@ impl Registry {
             .store()
             .read(None, move |tx| accounts::get_token(tx, &th, now))
             .await?;
-        Ok(t.map(|t| Caller::Client {
-            scopes: Scope::parse_list(&t.scopes).unwrap_or_default(),
-            tenant: t.tenant,
-            client_id: t.client_id,
+        // A token never carries more than its client holds now.
+        Ok(t.map(|t| {
+            let now_held = Scope::parse_list(&t.client_scopes).unwrap_or_default();
+            Caller::Client {
+                scopes: Scope::parse_list(&t.token.scopes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| now_held.contains(s))
+                    .collect(),
+                tenant: t.token.tenant,
+                client_id: t.token.client_id,
+                direct_commit: t.direct_commit,
+            }
         }))
     }
 }

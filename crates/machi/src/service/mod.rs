@@ -6,6 +6,7 @@ pub mod auth;
 pub mod certificates;
 pub mod clock;
 pub mod events;
+pub mod grants;
 pub mod hooks;
 pub mod registry;
 pub mod support;

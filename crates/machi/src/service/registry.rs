@@ -80,6 +80,21 @@ pub enum ServiceError {
     PendingDecided(i64),
     #[error("a change must be approved by someone other than who entered it")]
     SelfApproval,
+    /// 職務の分離: a proposal decided by whoever proposed it, or by the
+    /// person it is about.
+    #[error("a proposal must be decided by someone other than who proposed it or whom it is about")]
+    SelfGrant,
+    #[error("no access proposal {0}")]
+    GrantNotFound(i64),
+    #[error("access proposal {0} was already decided")]
+    GrantDecided(i64),
+    #[error("no account {0}")]
+    AccountNotFound(String),
+    #[error("no API client {0}")]
+    ClientNotFound(String),
+    /// A wrong, used or expired activation code (which of them is not said).
+    #[error("activation failed")]
+    ActivationFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
     /// 支援措置 (j440): a transition or an input the rules refuse.

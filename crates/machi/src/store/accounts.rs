@@ -17,7 +17,20 @@ pub struct Account {
     pub password_hash: String,
     pub created_at: i64,
     pub disabled: bool,
+    /// SHA-256 of the activation code while the account waits for its
+    /// holder to set a password (it cannot sign in until then).
+    pub activation_hash: Option<String>,
+    pub activation_expires: Option<i64>,
 }
+
+impl Account {
+    /// Whether the account waits for its holder to activate it.
+    pub fn awaiting_activation(&self) -> bool {
+        self.activation_hash.is_some()
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "login, display_name, role, password_hash, created_at, disabled, activation_hash, activation_expires";
 
 fn account_from(r: &Row, tenant: Option<MunicipalityCode>) -> Result<Account, StoreError> {
     Ok(Account {
@@ -28,6 +41,8 @@ fn account_from(r: &Row, tenant: Option<MunicipalityCode>) -> Result<Account, St
         password_hash: r.text(3)?,
         created_at: r.int(4)?,
         disabled: r.int(5)? != 0,
+        activation_hash: r.opt_text(6)?,
+        activation_expires: r.opt_int(7)?,
     })
 }
 
@@ -35,8 +50,9 @@ fn account_from(r: &Row, tenant: Option<MunicipalityCode>) -> Result<Account, St
 pub fn insert_account(tx: &mut Tx<'_>, a: &Account) -> Result<bool, StoreError> {
     let n = match &a.tenant {
         Some(t) => tx.execute(
-            "INSERT INTO accounts (tenant, login, display_name, role, password_hash, created_at, disabled) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, login) DO NOTHING",
+            "INSERT INTO accounts (tenant, login, display_name, role, password_hash, created_at, disabled, \
+             activation_hash, activation_expires) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, login) DO NOTHING",
             &[
                 t.as_str().into(),
                 (&a.login).into(),
@@ -45,6 +61,8 @@ pub fn insert_account(tx: &mut Tx<'_>, a: &Account) -> Result<bool, StoreError> 
                 (&a.password_hash).into(),
                 a.created_at.into(),
                 i64::from(a.disabled).into(),
+                a.activation_hash.as_deref().into(),
+                a.activation_expires.into(),
             ],
         )?,
         None => tx.execute(
@@ -70,16 +88,15 @@ pub fn get_account(
     match tenant {
         Some(t) => tx
             .query_opt(
-                "SELECT login, display_name, role, password_hash, created_at, disabled \
-                 FROM accounts WHERE tenant = $1 AND login = $2",
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant = $1 AND login = $2"),
                 &[t.as_str().into(), login.into()],
             )?
             .map(|r| account_from(&r, Some(t.clone())))
             .transpose(),
         None => tx
             .query_opt(
-                "SELECT login, display_name, 'platform_operator', password_hash, created_at, disabled \
-                 FROM platform_accounts WHERE login = $1",
+                "SELECT login, display_name, 'platform_operator', password_hash, created_at, disabled, \
+                 NULL, NULL FROM platform_accounts WHERE login = $1",
                 &[login.into()],
             )?
             .map(|r| account_from(&r, None))
@@ -92,8 +109,7 @@ pub fn list_accounts(
     tenant: &MunicipalityCode,
 ) -> Result<Vec<Account>, StoreError> {
     tx.query(
-        "SELECT login, display_name, role, password_hash, created_at, disabled \
-         FROM accounts WHERE tenant = $1 ORDER BY login",
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant = $1 ORDER BY login"),
         &[tenant.as_str().into()],
     )?
     .iter()
@@ -113,6 +129,63 @@ pub fn set_account_disabled(
             tenant.as_str().into(),
             login.into(),
             i64::from(disabled).into(),
+        ],
+    )? == 1)
+}
+
+/// Changes an account's role (the caller ends its sessions: a session
+/// carries the role it was opened with).
+pub fn set_account_role(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    login: &str,
+    role: &str,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE accounts SET role = $3 WHERE tenant = $1 AND login = $2",
+        &[tenant.as_str().into(), login.into(), role.into()],
+    )? == 1)
+}
+
+/// Puts an account into activation: its password is cleared (nobody who
+/// knew it can sign in any more) and only the holder of the code, whose
+/// hash is stored, can set a new one before `expires`.
+pub fn set_activation(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    login: &str,
+    code_hash: &str,
+    expires: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE accounts SET password_hash = '', activation_hash = $3, activation_expires = $4 \
+         WHERE tenant = $1 AND login = $2",
+        &[
+            tenant.as_str().into(),
+            login.into(),
+            code_hash.into(),
+            expires.into(),
+        ],
+    )? == 1)
+}
+
+/// Ends an activation with the password its holder chose; false unless the
+/// account still waited for exactly this code.
+pub fn complete_activation(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    login: &str,
+    code_hash: &str,
+    password_hash: &str,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE accounts SET password_hash = $4, activation_hash = NULL, activation_expires = NULL \
+         WHERE tenant = $1 AND login = $2 AND activation_hash = $3",
+        &[
+            tenant.as_str().into(),
+            login.into(),
+            code_hash.into(),
+            password_hash.into(),
         ],
     )? == 1)
 }
@@ -276,12 +349,18 @@ pub struct ApiClient {
     pub scopes: String,
     pub created_at: i64,
     pub disabled: bool,
+    /// Its changes are committed at once instead of entered provisionally
+    /// (set only by an approved proposal).
+    pub direct_commit: bool,
 }
+
+const CLIENT_COLUMNS: &str =
+    "client_id, tenant, system, secret_hash, scopes, created_at, disabled, direct_commit";
 
 pub fn insert_client(tx: &mut Tx<'_>, c: &ApiClient) -> Result<bool, StoreError> {
     Ok(tx.execute(
-        "INSERT INTO api_clients (client_id, tenant, system, secret_hash, scopes, created_at, disabled) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_id) DO NOTHING",
+        "INSERT INTO api_clients (client_id, tenant, system, secret_hash, scopes, created_at, disabled, \
+         direct_commit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (client_id) DO NOTHING",
         &[
             (&c.client_id).into(),
             c.tenant.as_str().into(),
@@ -290,8 +369,49 @@ pub fn insert_client(tx: &mut Tx<'_>, c: &ApiClient) -> Result<bool, StoreError>
             (&c.scopes).into(),
             c.created_at.into(),
             i64::from(c.disabled).into(),
+            i64::from(c.direct_commit).into(),
         ],
     )? == 1)
+}
+
+/// Updates one of a client's settings: `disabled`, `direct_commit`,
+/// `scopes` or `secret_hash` (whatever the change, the caller also ends the
+/// client's live tokens when it takes something away).
+pub fn update_client(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    client_id: &str,
+    change: &ClientUpdate,
+) -> Result<bool, StoreError> {
+    let (column, value): (&str, super::Param) = match change {
+        ClientUpdate::Disabled(d) => ("disabled", i64::from(*d).into()),
+        ClientUpdate::DirectCommit(d) => ("direct_commit", i64::from(*d).into()),
+        ClientUpdate::Scopes(s) => ("scopes", s.as_str().into()),
+        ClientUpdate::SecretHash(h) => ("secret_hash", h.as_str().into()),
+    };
+    Ok(tx.execute(
+        &format!("UPDATE api_clients SET {column} = $3 WHERE tenant = $1 AND client_id = $2"),
+        &[tenant.as_str().into(), client_id.into(), value],
+    )? == 1)
+}
+
+/// One setting of an API client, for [`update_client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientUpdate {
+    Disabled(bool),
+    DirectCommit(bool),
+    /// Space-separated scopes.
+    Scopes(String),
+    SecretHash(String),
+}
+
+/// Ends every live access token of a client.
+pub fn delete_tokens_of_client(tx: &mut Tx<'_>, client_id: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM api_tokens WHERE client_id = $1",
+        &[client_id.into()],
+    )?;
+    Ok(())
 }
 
 fn client_from(r: &Row) -> Result<ApiClient, StoreError> {
@@ -306,13 +426,13 @@ fn client_from(r: &Row) -> Result<ApiClient, StoreError> {
         scopes: r.text(4)?,
         created_at: r.int(5)?,
         disabled: r.int(6)? != 0,
+        direct_commit: r.int(7)? != 0,
     })
 }
 
 pub fn get_client(tx: &mut Tx<'_>, client_id: &str) -> Result<Option<ApiClient>, StoreError> {
     tx.query_opt(
-        "SELECT client_id, tenant, system, secret_hash, scopes, created_at, disabled \
-         FROM api_clients WHERE client_id = $1",
+        &format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE client_id = $1"),
         &[client_id.into()],
     )?
     .map(|r| client_from(&r))
@@ -324,8 +444,7 @@ pub fn list_clients(
     tenant: &MunicipalityCode,
 ) -> Result<Vec<ApiClient>, StoreError> {
     tx.query(
-        "SELECT client_id, tenant, system, secret_hash, scopes, created_at, disabled \
-         FROM api_clients WHERE tenant = $1 ORDER BY client_id",
+        &format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE tenant = $1 ORDER BY client_id"),
         &[tenant.as_str().into()],
     )?
     .iter()
@@ -340,6 +459,17 @@ pub struct ApiToken {
     pub tenant: MunicipalityCode,
     pub scopes: String,
     pub expires_at: i64,
+}
+
+/// A live token with what its client holds now (a token never outlives a
+/// narrowing), read from the client on every use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveToken {
+    pub token: ApiToken,
+    /// The client's scopes now, space-separated.
+    pub client_scopes: String,
+    /// Whether the client may commit changes directly.
+    pub direct_commit: bool,
 }
 
 pub fn insert_token(tx: &mut Tx<'_>, token_hash: &str, t: &ApiToken) -> Result<(), StoreError> {
@@ -360,9 +490,9 @@ pub fn get_token(
     tx: &mut Tx<'_>,
     token_hash: &str,
     now: i64,
-) -> Result<Option<ApiToken>, StoreError> {
+) -> Result<Option<LiveToken>, StoreError> {
     let Some(r) = tx.query_opt(
-        "SELECT t.client_id, t.tenant, t.scopes, t.expires_at FROM api_tokens t \
+        "SELECT t.client_id, t.tenant, t.scopes, t.expires_at, c.scopes, c.direct_commit FROM api_tokens t \
          JOIN api_clients c ON c.client_id = t.client_id \
          WHERE t.token_hash = $1 AND t.expires_at > $2 AND c.disabled = 0",
         &[token_hash.into(), now.into()],
@@ -371,12 +501,16 @@ pub fn get_token(
         return Ok(None);
     };
     let tenant = r.text(1)?;
-    Ok(Some(ApiToken {
-        client_id: r.text(0)?,
-        tenant: tenant
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("token tenant {tenant:?}")))?,
-        scopes: r.text(2)?,
-        expires_at: r.int(3)?,
+    Ok(Some(LiveToken {
+        token: ApiToken {
+            client_id: r.text(0)?,
+            tenant: tenant
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("token tenant {tenant:?}")))?,
+            scopes: r.text(2)?,
+            expires_at: r.int(3)?,
+        },
+        client_scopes: r.text(4)?,
+        direct_commit: r.int(5)? != 0,
     }))
 }

@@ -535,6 +535,54 @@ CREATE POLICY tenant_isolation ON webhook_attempts
 "#
 );
 
+/// Separation of duties (職務の分離): access to personal data that the
+/// tenant administrator proposes (an account of a role that reads personal
+/// data or approves, a role change to one, an API client or a wider scope,
+/// a client's direct commits) waits in `access_grants` for a second
+/// person's approval. An approved account gets an activation code (only its
+/// hash is stored, with its expiry); its holder sets the password, so the
+/// proposer never holds the credential. A client may commit changes
+/// directly only with `direct_commit` set (by an approved proposal).
+macro_rules! v14_common {
+    () => {
+        r#"
+ALTER TABLE accounts ADD COLUMN activation_hash TEXT;
+ALTER TABLE accounts ADD COLUMN activation_expires BIGINT;
+ALTER TABLE api_clients ADD COLUMN direct_commit BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE access_grants (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    grant_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    status TEXT NOT NULL,
+    proposed_by TEXT NOT NULL,
+    proposed_terminal TEXT NOT NULL,
+    proposed_at BIGINT NOT NULL,
+    decided_by TEXT,
+    decided_at BIGINT,
+    comment TEXT,
+    PRIMARY KEY (tenant, grant_id)
+);
+CREATE INDEX access_grants_status ON access_grants (tenant, status, grant_id);
+"#
+    };
+}
+
+const V14_COMMON: &str = v14_common!();
+
+const V14_POSTGRES: &str = concat!(
+    v14_common!(),
+    r#"
+GRANT SELECT, INSERT, UPDATE ON access_grants TO machi_app;
+ALTER TABLE access_grants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE access_grants FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON access_grants
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -614,6 +662,12 @@ pub fn all() -> Vec<Migration> {
             name: "linkage hub: CloudEvents types, webhook subscriptions and attempts",
             sqlite: V13_SQLITE,
             postgres: V13_POSTGRES,
+        },
+        Migration {
+            version: 14,
+            name: "separation of duties: access proposals, account activation, direct-commit clients",
+            sqlite: V14_COMMON,
+            postgres: V14_POSTGRES,
         },
     ]
 }

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod db;
+pub mod grants;
 pub mod hooks;
 mod migrations;
 pub mod oversight;

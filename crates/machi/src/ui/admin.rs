@@ -14,10 +14,12 @@ use machi_domain::access::{Permission, Role};
 use machi_domain::ids::MunicipalityCode;
 
 use super::forms::FormData;
+use super::grants::{GrantRow, Handover};
 use super::{Chrome, Ctx, UiError, html, when};
 use crate::api::AppState;
 use crate::service::ServiceError;
 use crate::service::clock::jst;
+use crate::service::grants::{AccountStep, ClientStep};
 use crate::store::oversight::{self, AuditFilter};
 
 /// One access-log entry as the supervisor sees it.
@@ -219,7 +221,10 @@ pub struct AccountRow {
     pub login: String,
     pub display_name: String,
     pub role: String,
+    pub role_code: String,
     pub disabled: bool,
+    /// Waiting for its holder to set a password with an activation code.
+    pub awaiting: bool,
 }
 
 /// A webhook subscription needing attention, as the administrator sees it.
@@ -236,6 +241,8 @@ pub struct ClientRow {
     pub client_id: String,
     pub system: String,
     pub scopes: String,
+    pub disabled: bool,
+    pub direct_commit: bool,
 }
 
 #[derive(Template)]
@@ -246,34 +253,73 @@ struct AccountsPage {
     clients: Vec<ClientRow>,
     hook_alerts: Vec<HookAlertRow>,
     roles: Vec<(&'static str, String)>,
+    pending: Vec<GrantRow>,
     error: Option<String>,
-    secret: Option<(String, String)>,
+    handover: Option<Handover>,
 }
 
-async fn accounts_page(
+/// The tenant's accounts and clients as the administrator and the
+/// approvers see them.
+pub(super) async fn accounts_and_clients(
     s: &AppState,
     ctx: &Ctx,
     tenant: &MunicipalityCode,
-    error: Option<String>,
-    secret: Option<(String, String)>,
-    flash: Option<String>,
-) -> Response {
-    let accounts = match s.registry.accounts(tenant).await {
-        Ok(a) => a,
-        Err(e) => return ctx.error(&e.into()),
-    };
+) -> Result<(Vec<AccountRow>, Vec<ClientRow>), UiError> {
+    let accounts = s.registry.accounts(tenant).await?;
     let t = tenant.clone();
-    let clients = match s
+    let clients = s
         .registry
         .store()
         .read(Some(tenant), move |tx| {
             crate::store::accounts::list_clients(tx, &t)
         })
         .await
-    {
-        Ok(c) => c,
-        Err(e) => return ctx.error(&ServiceError::from(e).into()),
+        .map_err(ServiceError::from)?;
+    let en = ctx.lang.en;
+    Ok((
+        accounts
+            .iter()
+            .map(|a| AccountRow {
+                login: a.login.clone(),
+                display_name: a.display_name.clone(),
+                role: a
+                    .role
+                    .parse::<Role>()
+                    .map(|r| if en { r.label_en() } else { r.label_ja() }.to_string())
+                    .unwrap_or_else(|_| a.role.clone()),
+                role_code: a.role.clone(),
+                disabled: a.disabled,
+                awaiting: a.awaiting_activation(),
+            })
+            .collect(),
+        clients
+            .iter()
+            .map(|c| ClientRow {
+                client_id: c.client_id.clone(),
+                system: c.system.clone(),
+                scopes: c.scopes.clone(),
+                disabled: c.disabled,
+                direct_commit: c.direct_commit,
+            })
+            .collect(),
+    ))
+}
+
+async fn accounts_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    result: Result<(String, Option<Handover>), UiError>,
+) -> Response {
+    let (lists, pending) = match (
+        accounts_and_clients(s, ctx, tenant).await,
+        s.registry.grants(tenant, true, 200).await,
+    ) {
+        (Ok(l), Ok(p)) => (l, p),
+        (Err(e), _) => return ctx.error(&e),
+        (_, Err(e)) => return ctx.error(&e.into()),
     };
+    let (accounts, clients) = lists;
     let en = ctx.lang.en;
     let hook_alerts = match s.registry.hook_alerts(tenant).await {
         Ok(a) => a,
@@ -301,10 +347,18 @@ async fn accounts_page(
             since: a.failing_since.map(super::when).unwrap_or_default(),
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
+    let (status, error, flash, handover) = match result {
+        Ok((flash, handover)) => (StatusCode::OK, None, Some(flash), handover),
+        Err(e) => (
+            if e.status == StatusCode::FORBIDDEN {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            },
+            Some(ctx.lang.t(&e.ja, &e.en).to_string()),
+            None,
+            None,
+        ),
     };
     let page = AccountsPage {
         c: Chrome::new(
@@ -313,27 +367,8 @@ async fn accounts_page(
             "Staff accounts and API clients",
         )
         .with_flash(flash),
-        accounts: accounts
-            .iter()
-            .map(|a| AccountRow {
-                login: a.login.clone(),
-                display_name: a.display_name.clone(),
-                role: a
-                    .role
-                    .parse::<Role>()
-                    .map(|r| if en { r.label_en() } else { r.label_ja() }.to_string())
-                    .unwrap_or_else(|_| a.role.clone()),
-                disabled: a.disabled,
-            })
-            .collect(),
-        clients: clients
-            .iter()
-            .map(|c| ClientRow {
-                client_id: c.client_id.clone(),
-                system: c.system.clone(),
-                scopes: c.scopes.clone(),
-            })
-            .collect(),
+        accounts,
+        clients,
         hook_alerts,
         roles: Role::ALL
             .into_iter()
@@ -345,8 +380,9 @@ async fn accounts_page(
                 )
             })
             .collect(),
+        pending: pending.iter().map(|g| GrantRow::new(g, ctx)).collect(),
         error,
-        secret,
+        handover,
     };
     (status, html(&page)).into_response()
 }
@@ -356,9 +392,54 @@ pub async fn accounts(State(s): State<AppState>, headers: HeaderMap) -> Response
         Ok(c) => c,
         Err(r) => return r,
     };
-    accounts_page(&s, &ctx, &tenant, None, None, None).await
+    accounts_page(&s, &ctx, &tenant, Ok((String::new(), None))).await
 }
 
+/// What a proposal step tells the administrator.
+fn proposed(ctx: &Ctx, grant_id: i64) -> String {
+    if ctx.lang.en {
+        format!(
+            "Proposal {grant_id} is awaiting a second person's approval (a supervisor or the CIO). \
+             Nothing takes effect before then."
+        )
+    } else {
+        format!("申請 {grant_id} を受け付けました。決裁者またはCIOが承認するまで効力はありません。")
+    }
+}
+
+fn role_of(f: &FormData) -> Result<Role, UiError> {
+    match f.text("role").parse::<Role>() {
+        Ok(r) if r.is_tenant_role() => Ok(r),
+        _ => Err(UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "役割を選んでください。".into(),
+            en: "choose a role".into(),
+        }),
+    }
+}
+
+fn account_step(ctx: &Ctx, step: AccountStep) -> (String, Option<Handover>) {
+    match step {
+        AccountStep::Proposed(id) => (proposed(ctx, id), None),
+        AccountStep::Activation(code) => (
+            ctx.lang
+                .t("アカウントを作成しました。", "Account created.")
+                .to_string(),
+            Some(Handover::activation(&code)),
+        ),
+        AccountStep::Done => (ctx.lang.t("変更しました。", "Saved.").to_string(), None),
+    }
+}
+
+fn client_step(ctx: &Ctx, step: ClientStep) -> (String, Option<Handover>) {
+    match step {
+        ClientStep::Proposed { grant_id, .. } => (proposed(ctx, grant_id), None),
+        ClientStep::Done => (ctx.lang.t("変更しました。", "Saved.").to_string(), None),
+    }
+}
+
+/// Adds a staff account: a role with personal data (or an approver's) is
+/// proposed; a tenant administrator is created with an activation code.
 pub async fn create_account(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -369,35 +450,45 @@ pub async fn create_account(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let role = match f.text("role").parse::<Role>() {
-        Ok(r) if r.is_tenant_role() => r,
-        _ => return ctx.error(&UiError::forbidden()),
+    let result = match role_of(&f) {
+        Ok(role) => s
+            .registry
+            .add_account(
+                &tenant,
+                &f.text("login"),
+                &f.text("display_name"),
+                role,
+                &ctx.caller.actor(),
+            )
+            .await
+            .map(|step| account_step(&ctx, step))
+            .map_err(UiError::from),
+        Err(e) => Err(e),
     };
-    match s
-        .registry
-        .create_account(
-            Some(&tenant),
-            &f.text("login"),
-            &f.text("display_name"),
-            role,
-            f.v("password"),
-            &ctx.caller.actor(),
-        )
-        .await
-    {
-        Ok(()) => {
-            let done = ctx
-                .lang
-                .t("アカウントを作成しました。", "Account created.")
-                .to_string();
-            accounts_page(&s, &ctx, &tenant, None, None, Some(done)).await
-        }
-        Err(e) => {
-            let e = UiError::from(e);
-            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
-            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
-        }
-    }
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// Changes an account's role (to a role with personal data: a proposal).
+pub async fn account_role(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let result = match role_of(&f) {
+        Ok(role) => s
+            .registry
+            .change_role(&tenant, &f.text("login"), role, &ctx.caller.actor())
+            .await
+            .map(|step| account_step(&ctx, step))
+            .map_err(UiError::from),
+        Err(e) => Err(e),
+    };
+    accounts_page(&s, &ctx, &tenant, result).await
 }
 
 /// Disables or enables a staff account.
@@ -412,23 +503,17 @@ pub async fn account_state(
         Err(r) => return r,
     };
     let disable = f.text("action") == "disable";
-    match s
+    let result = s
         .registry
         .set_account_disabled(&tenant, &f.text("login"), disable, &ctx.caller.actor())
         .await
-    {
-        Ok(()) => {
-            let done = ctx.lang.t("変更しました。", "Saved.").to_string();
-            accounts_page(&s, &ctx, &tenant, None, None, Some(done)).await
-        }
-        Err(e) => {
-            let e = UiError::from(e);
-            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
-            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
-        }
-    }
+        .map(|()| (ctx.lang.t("変更しました。", "Saved.").to_string(), None))
+        .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
 }
 
+/// Proposes an API client; its secret is made when a second person
+/// approves, and shown to them.
 pub async fn create_client(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -439,23 +524,85 @@ pub async fn create_client(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match s
+    let result = s
         .registry
-        .create_client(
+        .propose_client(
             &tenant,
             &f.text("system"),
             &f.text("scopes"),
             &ctx.caller.actor(),
         )
         .await
-    {
-        Ok(pair) => accounts_page(&s, &ctx, &tenant, None, Some(pair), None).await,
-        Err(e) => {
-            let e = UiError::from(e);
-            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
-            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
-        }
-    }
+        .map(|step| client_step(&ctx, step))
+        .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// Disables (its tokens end at once) or enables an API client.
+pub async fn client_state(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let disable = f.text("action") == "disable";
+    let result = s
+        .registry
+        .set_client_disabled(&tenant, &f.text("client_id"), disable, &ctx.caller.actor())
+        .await
+        .map(|()| (ctx.lang.t("変更しました。", "Saved.").to_string(), None))
+        .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// Sets an API client's scopes (wider: a proposal).
+pub async fn client_scopes(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let result = s
+        .registry
+        .change_client_scopes(
+            &tenant,
+            &f.text("client_id"),
+            &f.text("scopes"),
+            &ctx.caller.actor(),
+        )
+        .await
+        .map(|step| client_step(&ctx, step))
+        .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// Proposes that a client may commit changes directly, or stops it.
+pub async fn client_direct(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let on = f.text("action") == "on";
+    let result = s
+        .registry
+        .set_client_direct_commit(&tenant, &f.text("client_id"), on, &ctx.caller.actor())
+        .await
+        .map(|step| client_step(&ctx, step))
+        .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
 }
 
 /// Sets the certifying officer printed on certificates (j310).
@@ -469,7 +616,7 @@ pub async fn set_issuer(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match s
+    let result = s
         .registry
         .set_issuer(
             &tenant,
@@ -478,20 +625,16 @@ pub async fn set_issuer(
             &ctx.caller.actor(),
         )
         .await
-    {
-        Ok(()) => {
-            let done = ctx
-                .lang
-                .t("認証者を設定しました。", "Issuer saved.")
-                .to_string();
-            accounts_page(&s, &ctx, &tenant, None, None, Some(done)).await
-        }
-        Err(e) => {
-            let e = UiError::from(e);
-            let msg = ctx.lang.t(&e.ja, &e.en).to_string();
-            accounts_page(&s, &ctx, &tenant, Some(msg), None, None).await
-        }
-    }
+        .map(|()| {
+            (
+                ctx.lang
+                    .t("認証者を設定しました。", "Issuer saved.")
+                    .to_string(),
+                None,
+            )
+        })
+        .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
 }
 
 #[derive(Template)]

@@ -15,6 +15,7 @@ mod admin;
 mod certificates;
 mod changes;
 pub mod forms;
+mod grants;
 mod pages;
 mod support;
 
@@ -136,6 +137,11 @@ pub fn routes() -> Vec<UiRoute> {
         public("/lang", &["GET"], get(pages::set_lang)),
         public("/static/machi.css", &["GET"], get(pages::css)),
         public(
+            "/activate",
+            &["GET", "POST"],
+            get(grants::activate_form).post(grants::activate),
+        ),
+        public(
             "/verify",
             &["GET", "POST"],
             get(certificates::verify_form).post(certificates::verify),
@@ -207,7 +213,35 @@ pub fn routes() -> Vec<UiRoute> {
             &["POST"],
             post(admin::account_state),
         ),
+        route(
+            "/ui/admin/accounts/role",
+            &["POST"],
+            post(admin::account_role),
+        ),
         route("/ui/admin/clients", &["POST"], post(admin::create_client)),
+        route(
+            "/ui/admin/clients/state",
+            &["POST"],
+            post(admin::client_state),
+        ),
+        route(
+            "/ui/admin/clients/scopes",
+            &["POST"],
+            post(admin::client_scopes),
+        ),
+        route(
+            "/ui/admin/clients/direct",
+            &["POST"],
+            post(admin::client_direct),
+        ),
+        route("/ui/grants", &["GET"], get(grants::list)),
+        route(
+            "/ui/grants/{grant_id}/decide",
+            &["POST"],
+            post(grants::decide),
+        ),
+        route("/ui/grants/rotate", &["POST"], post(grants::rotate)),
+        route("/ui/grants/reissue", &["POST"], post(grants::reissue)),
         route(
             "/ui/platform/tenants",
             &["GET", "POST"],
@@ -473,6 +507,8 @@ pub struct Chrome {
     pub audit: bool,
     pub aggregates: bool,
     pub accounts: bool,
+    /// Access proposals: whoever proposes or approves them.
+    pub grants: bool,
     pub platform: bool,
     /// A message after a redirect (e.g. "saved").
     pub flash: Option<String>,
@@ -495,6 +531,7 @@ impl Chrome {
             audit: ctx.can(Permission::ReadAuditLog),
             aggregates: ctx.can(Permission::ReadAggregates),
             accounts: ctx.can(Permission::ManageAccounts),
+            grants: ctx.can(Permission::ManageAccounts) || ctx.can(Permission::ApproveGrant),
             platform: ctx.can(Permission::ManageTenants),
             flash: None,
         }

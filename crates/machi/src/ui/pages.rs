@@ -74,6 +74,7 @@ struct LoginPage<'a> {
     login: &'a str,
     terminal: &'a str,
     error: Option<String>,
+    notice: Option<&'a str>,
     login_csrf: String,
 }
 
@@ -88,6 +89,7 @@ fn login_page(
     login: &str,
     terminal: &str,
     error: Option<String>,
+    notice: Option<&str>,
 ) -> Response {
     let token = crate::service::auth::random_hex(16).unwrap_or_default();
     let mut res = html(&LoginPage {
@@ -96,6 +98,7 @@ fn login_page(
         login,
         terminal,
         error,
+        notice,
         login_csrf: token.clone(),
     });
     if let Ok(c) = HeaderValue::from_str(&format!(
@@ -107,8 +110,24 @@ fn login_page(
     res
 }
 
-pub async fn login_form(headers: HeaderMap) -> Response {
-    login_page(Lang::of(&headers), "", "", "", None)
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    activated: Option<String>,
+}
+
+pub async fn login_form(
+    headers: HeaderMap,
+    q: Result<Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let l = Lang::of(&headers);
+    let activated = q.is_ok_and(|Query(q)| q.activated.is_some());
+    let notice = activated.then(|| {
+        l.t(
+            "アカウントを有効化しました。決めたパスワードでログインしてください。",
+            "Your account is active. Sign in with the password you chose.",
+        )
+    });
+    login_page(l, "", "", "", None, notice)
 }
 
 #[derive(Deserialize)]
@@ -141,6 +160,7 @@ pub async fn login(
             &f.login,
             &f.terminal,
             Some(if l.en { e.en } else { e.ja }),
+            None,
         );
         *res.status_mut() = status;
         res

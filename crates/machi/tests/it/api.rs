@@ -76,6 +76,9 @@ pub async fn client_token(db: &TestDb, router: &axum::Router, tenant: &str) -> S
         )
         .await
         .unwrap();
+    // Its changes commit at once: the tenant allowed it (proposed by an
+    // administrator, approved by a second person).
+    crate::duties::allow_direct_commit(db, tenant, &id).await;
     let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
     let res = router
         .clone()

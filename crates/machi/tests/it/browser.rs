@@ -18,6 +18,7 @@ use crate::support::TestDb;
 both_backends!(
     browser_counter_day,
     browser_support_block_release_and_cross_tenant_denial,
+    browser_an_account_takes_two_people,
 );
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -488,4 +489,60 @@ async fn browser_support_block_release_and_cross_tenant_denial(db: TestDb) {
     // The page a person sees (the last path above is the JSON API's).
     h.go("/ui/search?name=%E9%AB%98%E6%A9%8B").await;
     h.shot("16-cross-tenant-denied").await;
+}
+
+/// Separation of duties in the browser: the administrator proposes a clerk,
+/// the supervisor approves and gets the activation code, the new clerk sets
+/// their own password and signs in.
+async fn browser_an_account_takes_two_people(db: TestDb) {
+    let h = Harness::start(db).await;
+    h.login("132063", "admin", "admin-Demo-2026").await;
+    h.go("/ui/admin/accounts").await;
+    h.fill("login", "new.clerk").await;
+    h.fill("display_name", "新任 窓口").await;
+    h.select("role", "clerk").await;
+    h.click("form[action='/ui/admin/accounts'] button[type=submit]")
+        .await;
+    h.wait_for("#pending-grants").await;
+    let page = h.text().await;
+    assert!(
+        page.contains("承認するまで効力はありません") && !page.contains("activation-code"),
+        "{page}"
+    );
+    h.shot("17-account-proposed").await;
+    h.logout().await;
+
+    h.login("132063", "supervisor", "supervisor-Demo-2026")
+        .await;
+    h.go("/ui/grants").await;
+    h.wait_for("#pending-grants").await;
+    h.shot("18-proposals").await;
+    h.click("#pending-grants button[value=approve]").await;
+    h.wait_for("#activation-code").await;
+    let code = h
+        .client
+        .find(Locator::Id("activation-code"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    h.shot("19-approved-with-code").await;
+    h.logout().await;
+
+    h.go("/activate").await;
+    for (id, v) in [
+        ("tenant", "132063"),
+        ("login", "new.clerk"),
+        ("code", code.as_str()),
+        ("password", "new-Clerk-Password-1"),
+        ("password_again", "new-Clerk-Password-1"),
+    ] {
+        h.fill(id, v).await;
+    }
+    h.shot("20-activate").await;
+    h.click("#activate-submit").await;
+    h.wait_for("#login-notice").await;
+    h.login("132063", "new.clerk", "new-Clerk-Password-1").await;
+    assert!(h.text().await.contains("新任 窓口"));
 }

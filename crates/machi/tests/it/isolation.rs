@@ -72,6 +72,17 @@ async fn no_route_crosses_tenants(db: TestDb) {
         )
         .await
         .unwrap();
+    // FUCHU: an approved API client and a pending access proposal.
+    let (fuchu_client, fuchu_secret) =
+        crate::duties::approved_client(&db, "kokuho", "kokuho:events:read").await;
+    r.propose_client(
+        &fuchu,
+        "juki",
+        "juki:residents:read",
+        &Actor::system("admin"),
+    )
+    .await
+    .unwrap();
     // AKISHIMA: its own staff of every tenant role, and an API client.
     for (login, role) in [
         ("clerk", Role::Clerk),
@@ -116,6 +127,7 @@ async fn no_route_crosses_tenants(db: TestDb) {
         ("pending_id", "1".to_string()),
         ("measure_id", measure.measure_id().to_string()),
         ("subscription_id", subscription.subscription_id.to_string()),
+        ("grant_id", "2".to_string()),
     ];
 
     // The API, from its OpenAPI document.
@@ -196,6 +208,8 @@ async fn no_route_crosses_tenants(db: TestDb) {
                             ("for_operator", "clerk"),
                             ("type", "death"),
                             ("effective_date", "2024-01-01"),
+                            ("client_id", &fuchu_client),
+                            ("login", "setup"),
                         ],
                     )
                     .await
@@ -223,6 +237,52 @@ async fn no_route_crosses_tenants(db: TestDb) {
         "the UI router lists {ui_routes} route-methods"
     );
 
+    // FUCHU's client cannot be disabled, rotated, widened or let commit
+    // from AKISHIMA.
+    let admin = Session::login(&router, AKISHIMA, "admin").await;
+    let boss = Session::login(&router, AKISHIMA, "boss").await;
+    for (s, uri, form) in [
+        (
+            &admin,
+            "/ui/admin/clients/state",
+            vec![("action", "disable")],
+        ),
+        (&admin, "/ui/admin/clients/direct", vec![("action", "on")]),
+        (
+            &admin,
+            "/ui/admin/clients/scopes",
+            vec![("scopes", "kokuho:residents:read")],
+        ),
+        (&boss, "/ui/grants/rotate", vec![]),
+    ] {
+        let mut form = form;
+        form.push(("client_id", fuchu_client.as_str()));
+        let (status, _, body) = s.post(uri, &form).await;
+        assert!(!status.is_success(), "{uri} answered {status}: {body}");
+    }
+    let t = fuchu.clone();
+    let client = db
+        .store
+        .read(Some(&fuchu), move |tx| {
+            machi::store::accounts::list_clients(tx, &t)
+        })
+        .await
+        .unwrap();
+    assert_eq!(client.len(), 1);
+    assert!(!client[0].disabled && !client[0].direct_commit);
+    assert_eq!(client[0].scopes, "kokuho:events:read");
+    assert_eq!(
+        crate::duties::token(&router, &fuchu_client, &fuchu_secret)
+            .await
+            .0,
+        StatusCode::OK,
+        "FUCHU's client still works with its secret"
+    );
+    assert_eq!(
+        r.grants(&fuchu, true, 10).await.unwrap().len(),
+        1,
+        "FUCHU's proposal is still pending, and the only one"
+    );
     // Nothing of FUCHU changed.
     let after = (
         counts(&db.store, FUCHU).await,

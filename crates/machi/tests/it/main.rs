@@ -21,6 +21,7 @@ macro_rules! both_backends {
 mod api;
 mod browser;
 mod contract;
+mod duties;
 mod dv_hiding;
 mod faults;
 mod hooks;
@@ -30,6 +31,7 @@ mod openapi;
 mod operability;
 mod registry_model;
 mod rls;
+mod roles;
 mod security_throttle;
 mod support;
 mod support_http;

@@ -742,6 +742,30 @@ async fn the_api_keeps_its_openapi_contract(db: TestDb) {
         .body(Body::from(takahashi_family().to_string()))
         .expect("request");
     assert_eq!(send(&router, seed).await.status, 201);
+    // …and provisional change 1, entered by the same client.
+    let caller = db
+        .registry
+        .token_caller(bearer.trim_start_matches("Bearer "))
+        .await
+        .expect("token")
+        .expect("a live token");
+    let (pending, _) = db
+        .registry
+        .enter_provisional(
+            &FUCHU.parse().unwrap(),
+            &serde_json::from_value(crate::contract::move_in(
+                vec![
+                    json!({"name": "見本　一郎", "name_kana": "ミホン　イチロウ",
+                    "birth_date": "1980-01-01", "sex": "male", "relationship": "世帯主"}),
+                ],
+                "東京都府中市宮西町一丁目1番地",
+            ))
+            .expect("request"),
+            &caller.actor(),
+        )
+        .await
+        .expect("provisional change");
+    assert_eq!(pending, 1);
 
     let ops = operations(&doc);
     assert!(ops.len() >= 13, "{} operations", ops.len());
