@@ -998,12 +998,12 @@ async fn searches_lists_and_refusals_tell_nothing_without_a_release(db: TestDb) 
         no_household("the linkage feed", &v, &w);
         let mut withheld = vec![];
         for e in v["events"].as_array().unwrap() {
-            for p in e["payload"]["persons"].as_array().into_iter().flatten() {
+            for p in e["data"]["persons"].as_array().into_iter().flatten() {
                 let a = p["addressee_number"].as_str().unwrap();
                 assert!(!w.covered().iter().any(|c| c.as_str() == a), "{e}");
             }
-            if e["payload"].get("withheld").is_some() {
-                let mut p = e["payload"].clone();
+            if e["data"].get("withheld").is_some() {
+                let mut p = e["data"].clone();
                 p.as_object_mut().unwrap().remove("change_id");
                 withheld.push(p);
             }
