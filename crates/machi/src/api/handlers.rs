@@ -398,10 +398,11 @@ pub async fn submit_change(
                 reason: out.reason.code().to_string(),
                 reason_label_ja: out.reason.label_ja().to_string(),
                 persons: out
-                    .rows
+                    .existing_persons()
                     .iter()
-                    .map(|r| r.record.addressee_number.to_string())
+                    .map(|a| a.to_string())
                     .collect(),
+                new_persons: out.new_persons(),
                 notices: out.notices,
             }),
         )

@@ -476,8 +476,12 @@ pub struct ProvisionalChange {
     pub status: String,
     pub reason: String,
     pub reason_label_ja: String,
-    /// 宛名番号 of the persons it would touch (known once it is validated).
+    /// 宛名番号 of the registered persons it would touch. Persons it would
+    /// enter get their numbers only when it is approved (see the change
+    /// then named by the provisional change's status).
     pub persons: Vec<String>,
+    /// How many persons it would enter for the first time.
+    pub new_persons: usize,
     #[schema(value_type = Vec<Object>)]
     pub notices: Vec<Notice>,
 }

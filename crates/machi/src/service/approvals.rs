@@ -117,11 +117,7 @@ impl Registry {
             decided_at: None,
             comment: None,
             change_id: None,
-            persons: out
-                .rows
-                .iter()
-                .map(|r| r.record.addressee_number.clone())
-                .collect(),
+            persons: out.existing_persons(),
         };
         let persons: Vec<String> = p.persons.iter().map(|a| a.to_string()).collect();
         let (t, actor) = (tenant.clone(), actor.clone());
@@ -137,7 +133,10 @@ impl Registry {
                     &entry(
                         &actor,
                         "change.provisional",
-                        persons.join(","),
+                        std::iter::once(format!("pending:{id}"))
+                            .chain(persons)
+                            .collect::<Vec<_>>()
+                            .join(","),
                         serde_json::json!({ "pending_id": id, "reason": p.reason }),
                     ),
                 )?;
@@ -215,6 +214,14 @@ impl Registry {
                     .map_err(|e| StoreError::Corrupt(format!("pending request: {e}")))?;
                 let ctx = PlanContext { eras: &eras, today };
                 let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;
+                // From now on the entry names the persons the change
+                // committed, new ones included, under their real numbers.
+                let committed: Vec<_> = out
+                    .rows
+                    .iter()
+                    .map(|r| r.record.addressee_number.clone())
+                    .collect();
+                pending::set_persons(tx, &t, id, &committed)?;
                 if !pending::decide(
                     tx,
                     &t,

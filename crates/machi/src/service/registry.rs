@@ -134,6 +134,25 @@ pub struct ChangeOutcome {
     pub event_seq: i64,
 }
 
+impl ChangeOutcome {
+    /// 宛名番号 of the persons who were registered before this change. A
+    /// dry run's new persons hold numbers that were never committed and
+    /// may be given to someone else, so a provisional entry never names
+    /// them (an exact access log names no predicted number).
+    pub fn existing_persons(&self) -> Vec<AddresseeNumber> {
+        self.rows
+            .iter()
+            .filter(|r| r.history_number > 1)
+            .map(|r| r.record.addressee_number.clone())
+            .collect()
+    }
+
+    /// How many persons the change enters for the first time.
+    pub fn new_persons(&self) -> usize {
+        self.rows.iter().filter(|r| r.history_number == 1).count()
+    }
+}
+
 /// Search parameters as a clerk or a client sends them (j340).
 #[derive(Debug, Clone, Default)]
 pub struct SearchParams {
@@ -858,6 +877,32 @@ impl Registry {
     ) -> Result<i64, ServiceError> {
         let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
         let entry = access_entry(actor, function, target.join(","), detail, my_number_shown);
+        let guard = guard.map(|purpose| Guarded {
+            persons: persons.to_vec(),
+            households: vec![],
+            purpose,
+        });
+        self.commit_access(tenant, entry, actor, guard).await
+    }
+
+    /// [`Self::log_access`] for a read whose object is not only persons
+    /// (a provisional entry): `object` joins the persons in the target, so
+    /// a read of an entry that names no registered person still has one.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn log_access_of(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        object: &str,
+        persons: &[AddresseeNumber],
+        detail: serde_json::Value,
+        guard: Option<SupportPurpose>,
+    ) -> Result<i64, ServiceError> {
+        let target: Vec<&str> = std::iter::once(object)
+            .chain(persons.iter().map(|p| p.as_str()))
+            .collect();
+        let entry = access_entry(actor, function, target.join(","), detail, false);
         let guard = guard.map(|purpose| Guarded {
             persons: persons.to_vec(),
             households: vec![],

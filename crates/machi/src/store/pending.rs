@@ -194,6 +194,23 @@ pub fn list(
     rows.iter().map(|r| from_row(tx, tenant, r)).collect()
 }
 
+/// Replaces the persons an entry names (on approval: the committed ones).
+pub fn set_persons(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+    persons: &[AddresseeNumber],
+) -> Result<(), StoreError> {
+    let persons: Vec<&str> = persons.iter().map(|a| a.as_str()).collect();
+    let persons = serde_json::to_string(&persons)
+        .map_err(|e| StoreError::Corrupt(format!("pending persons: {e}")))?;
+    tx.execute(
+        "UPDATE pending_changes SET persons = $3 WHERE tenant = $1 AND pending_id = $2",
+        &[tenant.as_str().into(), id.into(), (&persons).into()],
+    )?;
+    Ok(())
+}
+
 /// Moves a pending change to its decision; false if it was no longer pending.
 #[allow(clippy::too_many_arguments)]
 pub fn decide(

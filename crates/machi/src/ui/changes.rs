@@ -299,12 +299,18 @@ pub async fn approvals(
     if !list.is_empty()
         && let Err(e) = s
             .registry
-            .log_read(
+            .log_access_of(
                 &tenant,
                 &ctx.caller.actor(),
                 "read.provisional_list",
+                &list
+                    .iter()
+                    .map(|p| format!("pending:{}", p.pending_id))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 &persons,
                 serde_json::json!({ "status": status.as_str(), "entries": list.len() }),
+                None,
             )
             .await
     {
@@ -402,13 +408,13 @@ pub async fn pending_page(
     // for protected persons like their record (j380, j440).
     if let Err(e) = s
         .registry
-        .log_access(
+        .log_access_of(
             &tenant,
             &ctx.caller.actor(),
             "read.provisional",
+            &format!("pending:{id}"),
             &p.persons,
             serde_json::json!({ "pending_id": id }),
-            false,
             Some(machi_domain::support::SupportPurpose::View),
         )
         .await

@@ -29,6 +29,7 @@ both_backends!(
     a_rotated_secret_replaces_the_old_one_at_once,
     a_narrower_scope_is_at_once_a_wider_one_waits,
     an_expired_activation_code_is_refused_and_can_be_reissued,
+    a_provisional_entry_never_names_a_predicted_addressee_number,
 );
 
 /// Asks the token endpoint for a token: its status and the bearer header.
@@ -992,4 +993,102 @@ async fn an_expired_activation_code_is_refused_and_can_be_reissued(db: TestDb) {
     let (s, _, page) = boss.post("/ui/grants/reissue", &[("login", "late")]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "an active account gets no code");
     assert!(element(&page, "activation-code").is_none());
+}
+
+/// 14.5: a provisional 転入 gives its new persons no number until it is
+/// approved. Another person registered meanwhile takes the number a dry
+/// run would have predicted; reading the entry is neither blocked by that
+/// person's support measure nor logged against them.
+async fn a_provisional_entry_never_names_a_predicted_addressee_number(db: TestDb) {
+    use machi_domain::support::{Affair, AffairRequest, NewSupportMeasure, Requester};
+    let (db, router) = tenant_with_staff(db).await;
+    let fuchu = code(FUCHU);
+    let (id, secret) = approved_client(&db, "kokuho", "kokuho:changes:write").await;
+    let (_, t) = token(&router, &id, &secret).await;
+    let api = bearer(&router, &t.unwrap());
+    let changes = format!("/api/v1/tenants/{FUCHU}/changes");
+    let (s, v) = call(&api, "POST", &changes, Some(one_person(2))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(
+        v["persons"],
+        serde_json::json!([]),
+        "no predicted number: {v}"
+    );
+    assert_eq!(v["new_persons"], 1, "{v}");
+    let pending_id = v["pending_id"].as_i64().unwrap();
+    // Meanwhile a counter 転入 commits and takes the next number.
+    let req = serde_json::from_value(one_person(3)).unwrap();
+    let other = db
+        .registry
+        .submit(&fuchu, &req, &Actor::system("counter"))
+        .await
+        .unwrap();
+    let taken = other.rows[0].record.addressee_number.clone();
+    // …and that person comes under a support measure.
+    db.registry
+        .support_register(
+            &fuchu,
+            &NewSupportMeasure {
+                filed_on: db.registry.clock().today(),
+                provisional_start: None,
+                requester: Requester {
+                    addressee_number: taken.clone(),
+                    municipality_role: Default::default(),
+                    contact: Default::default(),
+                },
+                related_persons: vec![],
+                offenders: vec![],
+                affairs: vec![AffairRequest {
+                    affair: Affair::ResidentRecordCopy,
+                    addresses: vec![],
+                }],
+                forwarding: Default::default(),
+            },
+            &Actor::system("officer"),
+        )
+        .await
+        .unwrap();
+    // The supervisor reads the entry: not blocked by the stranger's measure.
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let (s, _, page) = boss.get(&format!("/ui/approvals/{pending_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("架空"), "the entry is shown");
+    let log = log_of(&db).await;
+    let entered = log
+        .iter()
+        .find(|(o, f, _)| *o == format!("client:{id}") && f == "change.provisional")
+        .expect("the entry is logged");
+    assert_eq!(entered.2, format!("pending:{pending_id}"));
+    let read = log
+        .iter()
+        .rev()
+        .find(|(_, f, _)| f == "read.provisional")
+        .expect("the read is logged");
+    assert_eq!(read.2, format!("pending:{pending_id}"));
+    assert!(
+        !log.iter().any(|(o, _, target)| o != "counter"
+            && o != "officer"
+            && target.split(',').any(|x| x == taken.as_str())),
+        "nobody but the counter and the officer touched {taken}: {log:?}"
+    );
+    // Approved, the entry names the number it really got.
+    let (s, _, _) = boss
+        .post(
+            &format!("/ui/approvals/{pending_id}/decide"),
+            &[("action", "approve")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let p = db.registry.pending(&fuchu, pending_id).await.unwrap();
+    assert_eq!(p.persons.len(), 1);
+    assert_ne!(p.persons[0], taken);
+    let got = db
+        .registry
+        .change(&fuchu, p.change_id.unwrap(), &Actor::system("check"))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.persons, p.persons,
+        "the entry names the committed persons"
+    );
 }
