@@ -70,6 +70,19 @@ pub enum ChangeError {
     NotCancellable(i64),
     #[error("a person with the same {0} is already a resident ({1})")]
     DuplicateIdentity(&'static str, AddresseeNumber),
+    /// 転居 (j560, j630) to an address in another municipality: a 転出.
+    #[error(
+        "{address} is not in {municipality}: a move to another municipality is a move-out (転出), not a move within (転居)"
+    )]
+    OutsideMunicipality {
+        address: String,
+        municipality: String,
+    },
+    /// 転居 (j630) to the address and 方書 the person already has.
+    #[error(
+        "person {0} already lives at this address: a move within needs a new address or building (j630); to form or join a household at the same address use a household split or transfer"
+    )]
+    SameAddress(AddresseeNumber),
 }
 
 impl ChangeError {
@@ -111,6 +124,8 @@ impl Localized for ChangeError {
             Self::LaterChangesExist { .. } => "later_changes_exist",
             Self::NotCancellable(_) => "not_cancellable",
             Self::DuplicateIdentity(..) => "duplicate_identity",
+            Self::OutsideMunicipality { .. } => "outside_municipality",
+            Self::SameAddress(_) => "same_address",
         }
     }
 
@@ -170,6 +185,15 @@ impl Localized for ChangeError {
             Self::DuplicateIdentity(what, a) => {
                 format!("同じ{what}の住民がすでに記録されています（宛名番号 {a}）。")
             }
+            Self::OutsideMunicipality {
+                address,
+                municipality,
+            } => format!(
+                "「{address}」は{municipality}の住所ではありません。他の市区町村への引越しは転居ではなく転出（国内転出）で処理してください。"
+            ),
+            Self::SameAddress(a) => format!(
+                "宛名番号 {a} の方は転居先と同じ住所・方書にすでに住んでいます。転居には新しい住所または方書が必要です。同じ住所で世帯を分ける・移る場合は世帯分離・世帯変更で処理してください。"
+            ),
         }
     }
 

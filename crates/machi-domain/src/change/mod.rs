@@ -4,6 +4,7 @@
 mod command;
 mod error;
 mod history;
+mod locality;
 mod plan;
 mod reason;
 
@@ -13,6 +14,7 @@ pub use history::{
     AsOf, ChangeInfo, HistoryRow, households_of_change, plan_cancellation, select_as_of,
 };
 pub use plan::{Allocated, ChangePlan, Notice, PlanContext, RegistryView, plan, reason_of};
+pub use locality::{Locality, Municipality, PREFECTURES};
 pub use reason::{ChangeReason, ReasonCategory};
 
 #[cfg(test)]

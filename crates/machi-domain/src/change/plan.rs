@@ -76,6 +76,10 @@ pub struct PlanContext<'a> {
     pub eras: &'a EraTable,
     /// 処理日 (j480): the processing day, set by the system.
     pub today: NaiveDate,
+    /// The municipality recording the change, for the rules that depend on
+    /// where an address lies (転居, j630). None: not checked (e.g. a
+    /// migration replaying another system's history).
+    pub municipality: Option<&'a super::locality::Municipality>,
 }
 
 /// Something the clerk must be told or must print after the change (j490, j500).
@@ -846,6 +850,22 @@ impl Planner<'_> {
         let ids = addressees("persons", persons)?;
         let (from, movers) = self.movers(&ids)?;
         let new_address = address("address", a)?;
+        // j560, j630: a 転居 stays in the municipality and changes the address.
+        if let Some(m) = self.ctx.municipality
+            && let super::locality::Locality::Outside(_) = m.locate(&new_address.address)
+        {
+            return Err(ChangeError::OutsideMunicipality {
+                address: new_address.address.clone(),
+                municipality: format!("{}{}", m.prefecture, m.name),
+            });
+        }
+        if let Some(same) = movers.iter().find(|r| {
+            r.address.address.trim() == new_address.address.trim()
+                && r.address.annex.as_deref().map(str::trim).unwrap_or("")
+                    == new_address.annex.as_deref().map(str::trim).unwrap_or("")
+        }) {
+            return Err(ChangeError::SameAddress(same.addressee_number.clone()));
+        }
         let whole = self.view.members(&from)?.len() == movers.len();
         let leavers: BTreeSet<AddresseeNumber> = ids.iter().cloned().collect();
         match target {

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::*;
 use crate::dates::{DateValue, EraTable};
+use crate::error::Localized;
 use crate::ids::{AddresseeNumber, HouseholdNumber};
 use crate::model::{ResidentRecord, ResidentStatus};
 
@@ -25,6 +26,7 @@ struct Reg {
     clock: i64,
     eras: EraTable,
     today: NaiveDate,
+    municipality: Option<Municipality>,
 }
 
 fn day(s: &str) -> NaiveDate {
@@ -41,6 +43,10 @@ impl Reg {
             clock: 1_000_000,
             eras: EraTable::standard(),
             today: day("2026-11-22"),
+            municipality: Some(Municipality {
+                prefecture: "東京都".into(),
+                name: "府中市".into(),
+            }),
         }
     }
 
@@ -72,6 +78,7 @@ impl Reg {
         let ctx = PlanContext {
             eras: &self.eras,
             today: self.today,
+            municipality: self.municipality.as_ref(),
         };
         let (plan, cancels) = if let ChangeCommand::Cancel { change_id } = req.command {
             let mut histories = BTreeMap::new();
@@ -735,4 +742,47 @@ fn random_change_sequences_keep_households_consistent() {
             Ok(())
         })
         .unwrap();
+}
+
+/// j560, j630: a 転居 to another municipality is a 転出, and one to the
+/// address and 方書 the person already has is no move; another building at
+/// the same 地番 is a 転居.
+#[test]
+fn move_within_stays_in_the_municipality_and_changes_the_address() {
+    let mut reg = Reg::new();
+    reg.apply(move_in_new(
+        "2024-04-01",
+        vec![person(
+            "架空　太郎",
+            "カクウ　タロウ",
+            "昭和60年1月7日",
+            "male",
+            "世帯主",
+        )],
+        "東京都府中市緑町一丁目1番地",
+    ))
+    .unwrap();
+    let move_to = |address: &str, annex: Option<&str>| {
+        json!({"effective_date": "2024-05-01", "command": {"type": "move_within",
+            "persons": [a(1).to_string()], "address": {"address": address, "annex": annex}}})
+    };
+    let e = reg
+        .apply(move_to("東京都調布市小島町一丁目1番地", None))
+        .unwrap_err();
+    assert!(
+        matches!(&e, ChangeError::OutsideMunicipality { municipality, .. } if municipality == "東京都府中市"),
+        "{e:?}"
+    );
+    assert!(e.message_ja().contains("転出"), "{}", e.message_ja());
+    assert!(e.message_en().contains("move-out"), "{}", e.message_en());
+    let e = reg.apply(move_to("広島県府中市府川町1番地", None)).unwrap_err();
+    assert_eq!(e.code(), "outside_municipality");
+    let e = reg
+        .apply(move_to("東京都府中市緑町一丁目1番地", None))
+        .unwrap_err();
+    assert_eq!(e, ChangeError::SameAddress(a(1)));
+    // Same 地番, another building (j630): a move.
+    reg.apply(move_to("東京都府中市緑町一丁目1番地", Some("別棟101号")))
+        .unwrap();
+    reg.apply(move_to("府中市寿町二丁目3番地", None)).unwrap();
 }

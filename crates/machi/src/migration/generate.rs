@@ -367,6 +367,7 @@ impl Generator<'_> {
         let ctx = PlanContext {
             eras: self.eras,
             today: processed_on,
+            municipality: None,
         };
         let plan = change::plan(&req, &self.view, &alloc, &ctx).map_err(|e| {
             GenerateError::Plan(format!(

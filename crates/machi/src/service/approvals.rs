@@ -75,11 +75,16 @@ impl Registry {
         let now = self.clock().now().timestamp_micros();
         let today = self.clock().today();
         let eras = std::sync::Arc::new(self.eras().clone());
+        let municipality = self.municipality_for(tenant, req).await?;
         let (t, req, actor) = (tenant.clone(), req.clone(), actor.clone());
         let r: Result<(), DryRun> = self
             .store()
             .write(Some(tenant), move |tx| {
-                let ctx = PlanContext { eras: &eras, today };
+                let ctx = PlanContext {
+                    eras: &eras,
+                    today,
+                    municipality: municipality.as_ref(),
+                };
                 let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;
                 Err(DryRun::Valid(Box::new(out)))
             })
@@ -199,6 +204,10 @@ impl Registry {
         let now = self.clock().now().timestamp_micros();
         let today = self.clock().today();
         let eras = std::sync::Arc::new(self.eras().clone());
+        let municipality = match serde_json::from_value::<ChangeRequest>(entered.request.clone()) {
+            Ok(req) => self.municipality_for(tenant, &req).await?,
+            Err(_) => None,
+        };
         let (t, actor) = (tenant.clone(), actor.clone());
         self.store()
             .write(Some(tenant), move |tx| {
@@ -212,7 +221,11 @@ impl Registry {
                 }
                 let req: ChangeRequest = serde_json::from_value(p.request.clone())
                     .map_err(|e| StoreError::Corrupt(format!("pending request: {e}")))?;
-                let ctx = PlanContext { eras: &eras, today };
+                let ctx = PlanContext {
+                    eras: &eras,
+                    today,
+                    municipality: municipality.as_ref(),
+                };
                 let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;
                 // From now on the entry names the persons the change
                 // committed, new ones included, under their real numbers.

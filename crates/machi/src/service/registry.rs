@@ -323,6 +323,23 @@ impl Registry {
             .ok_or_else(|| ServiceError::TenantNotFound(code.to_string()))
     }
 
+    /// The tenant as the rules of `req` need it: its prefecture and name
+    /// for a 転居 (j560, j630), None for the other changes.
+    pub async fn municipality_for(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+    ) -> Result<Option<machi_domain::change::Municipality>, ServiceError> {
+        if !matches!(req.command, machi_domain::change::ChangeCommand::MoveWithin { .. }) {
+            return Ok(None);
+        }
+        let t = self.tenant(tenant).await?;
+        Ok(Some(machi_domain::change::Municipality {
+            prefecture: t.prefecture,
+            name: t.name,
+        }))
+    }
+
     pub async fn tenants(&self) -> Result<Vec<Tenant>, ServiceError> {
         Ok(self.store.list_tenants().await?)
     }
@@ -342,10 +359,15 @@ impl Registry {
         let now = self.clock.now();
         let today = self.clock.today();
         let eras = self.eras.clone();
+        let municipality = self.municipality_for(tenant, req).await?;
         let (tenant_c, req, actor) = (tenant.clone(), req.clone(), actor.clone());
         self.store
             .write(Some(tenant), move |tx| {
-                let ctx = PlanContext { eras: &eras, today };
+                let ctx = PlanContext {
+                    eras: &eras,
+                    today,
+                    municipality: municipality.as_ref(),
+                };
                 submit_in(tx, &tenant_c, &req, &actor, &ctx, now.timestamp_micros())
             })
             .await

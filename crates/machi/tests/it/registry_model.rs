@@ -119,6 +119,7 @@ impl Model {
         let ctx = PlanContext {
             eras: &self.eras,
             today: today(),
+            municipality: None,
         };
         let last = self.last_numbers();
         let (plan, cancels) = if let ChangeCommand::Cancel { change_id } = req.command {
