@@ -106,6 +106,45 @@ impl Registry {
         req: &ChangeRequest,
         actor: &Actor,
     ) -> Result<(i64, ChangeOutcome), ServiceError> {
+        self.enter_linked(tenant, req, actor, None).await
+    }
+
+    /// 仮登録 again of entry `returned` that a supervisor sent back
+    /// (差戻し): a new provisional entry naming the returned one, which stays
+    /// as decided with its reason. Only the clerk who entered it may, once.
+    pub async fn resubmit(
+        &self,
+        tenant: &MunicipalityCode,
+        returned: i64,
+        req: &ChangeRequest,
+        actor: &Actor,
+    ) -> Result<(i64, ChangeOutcome), ServiceError> {
+        self.enter_linked(tenant, req, actor, Some(returned)).await
+    }
+
+    /// The caller's entries sent back and not yet entered again, newest first.
+    pub async fn returned_to(
+        &self,
+        tenant: &MunicipalityCode,
+        entered_by: &str,
+        limit: i64,
+    ) -> Result<Vec<PendingChange>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, by) = (tenant.clone(), entered_by.to_string());
+        self.store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(pending::returned_to(tx, &t, &by, limit)?)
+            })
+            .await
+    }
+
+    async fn enter_linked(
+        &self,
+        tenant: &MunicipalityCode,
+        req: &ChangeRequest,
+        actor: &Actor,
+        resubmits: Option<i64>,
+    ) -> Result<(i64, ChangeOutcome), ServiceError> {
         let out = self.dry_run(tenant, req, actor).await?;
         let now = self.clock().now().timestamp_micros();
         let p = PendingChange {
@@ -123,6 +162,7 @@ impl Registry {
             comment: None,
             change_id: None,
             persons: out.existing_persons(),
+            resubmits,
         };
         let persons: Vec<String> = p.persons.iter().map(|a| a.to_string()).collect();
         let (t, actor) = (tenant.clone(), actor.clone());
@@ -130,6 +170,15 @@ impl Registry {
             .store()
             .write(Some(tenant), move |tx| {
                 records::lock_tenant(tx, &t)?;
+                if let Some(old) = p.resubmits {
+                    let o = pending::get(tx, &t, old)?.ok_or(ServiceError::PendingNotFound(old))?;
+                    if o.entered_by != actor.operator {
+                        return Err(ServiceError::Forbidden);
+                    }
+                    if o.status != PendingStatus::Returned || pending::resubmitted(tx, &t, old)? {
+                        return Err(ServiceError::PendingDecided(old));
+                    }
+                }
                 let id = pending::insert(tx, &t, &p)?;
                 records::append_next_audit(
                     tx,
@@ -142,7 +191,7 @@ impl Registry {
                             .chain(persons)
                             .collect::<Vec<_>>()
                             .join(","),
-                        serde_json::json!({ "pending_id": id, "reason": p.reason }),
+                        serde_json::json!({ "pending_id": id, "reason": p.reason, "resubmits": p.resubmits }),
                     ),
                 )?;
                 Ok::<_, ServiceError>(id)

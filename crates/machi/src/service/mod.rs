@@ -1,5 +1,6 @@
 //! Services: the use cases the HTTP API and the CLI drive alike.
 
+pub mod addresses;
 pub mod approvals;
 pub mod audit;
 pub mod auth;

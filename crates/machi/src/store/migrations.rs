@@ -399,6 +399,12 @@ const V10_COMMON: &str = r#"
 ALTER TABLE pending_changes ADD COLUMN persons TEXT NOT NULL DEFAULT '[]';
 "#;
 
+/// A provisional change entered again after it was sent back (差戻し, j530)
+/// names the entry it replaces; the returned one stays as decided.
+const V17_COMMON: &str = r#"
+ALTER TABLE pending_changes ADD COLUMN resubmits BIGINT;
+"#;
+
 /// PostgreSQL: the two registry tables partitioned by tenant (LIST), one
 /// partition per tenant, made with the tenant. A full import builds a
 /// tenant's partitions aside and swaps them in (see `records::BulkLoad`);
@@ -668,6 +674,12 @@ pub fn all() -> Vec<Migration> {
             name: "separation of duties: access proposals, account activation, direct-commit clients",
             sqlite: V14_COMMON,
             postgres: V14_POSTGRES,
+        },
+        Migration {
+            version: 17,
+            name: "provisional changes: a resubmission names the entry sent back",
+            sqlite: V17_COMMON,
+            postgres: V17_COMMON,
         },
     ]
 }

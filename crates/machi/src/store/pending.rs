@@ -78,10 +78,12 @@ pub struct PendingChange {
     pub change_id: Option<i64>,
     /// The persons the change would touch (from its dry run).
     pub persons: Vec<AddresseeNumber>,
+    /// The entry sent back (差戻し) that this one enters again.
+    pub resubmits: Option<i64>,
 }
 
 const COLUMNS: &str = "pending_id, reason, request, summary, status, entered_by, entered_terminal, entered_at, \
-     decided_by, decided_at, comment, change_id, persons";
+     decided_by, decided_at, comment, change_id, persons, resubmits";
 
 /// What a sealed 個人番号 in a provisional request is bound to.
 fn context(id: i64) -> String {
@@ -120,6 +122,7 @@ fn from_row(
                 })
                 .collect::<Result<_, _>>()?
         },
+        resubmits: r.opt_int(13)?,
     })
 }
 
@@ -142,7 +145,7 @@ pub fn insert(
         .map_err(|e| StoreError::Corrupt(format!("pending persons: {e}")))?;
     tx.execute(
         "INSERT INTO pending_changes (tenant, pending_id, reason, request, summary, status, entered_by, \
-         entered_terminal, entered_at, persons) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         entered_terminal, entered_at, persons, resubmits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             tenant.as_str().into(),
             id.into(),
@@ -154,6 +157,7 @@ pub fn insert(
             (&p.entered_terminal).into(),
             p.entered_at.into(),
             (&persons).into(),
+            p.resubmits.into(),
         ],
     )?;
     Ok(id)
@@ -244,4 +248,40 @@ pub fn count_pending(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, 
         &[tenant.as_str().into()],
     )?
     .int(0)
+}
+
+/// The entries `entered_by` entered that were sent back (差戻し) and not yet
+/// entered again, newest first: the clerk's work to redo.
+pub fn returned_to(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    entered_by: &str,
+    limit: i64,
+) -> Result<Vec<PendingChange>, StoreError> {
+    let cols = COLUMNS
+        .split(", ")
+        .map(|c| format!("p.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = tx.query(
+        &format!(
+            "SELECT {cols} FROM pending_changes p WHERE p.tenant = $1 AND p.status = 'returned' \
+             AND p.entered_by = $2 AND NOT EXISTS (SELECT 1 FROM pending_changes n \
+             WHERE n.tenant = p.tenant AND n.resubmits = p.pending_id) \
+             ORDER BY p.pending_id DESC LIMIT $3"
+        ),
+        &[tenant.as_str().into(), entered_by.into(), limit.into()],
+    )?;
+    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
+}
+
+/// Whether entry `id` was already entered again.
+pub fn resubmitted(tx: &mut Tx<'_>, tenant: &MunicipalityCode, id: i64) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_one(
+            "SELECT COUNT(*) FROM pending_changes WHERE tenant = $1 AND resubmits = $2",
+            &[tenant.as_str().into(), id.into()],
+        )?
+        .int(0)?
+        > 0)
 }

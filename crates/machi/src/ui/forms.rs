@@ -103,11 +103,13 @@ fn opt(f: &FormData, k: &str) -> Option<String> {
     f.get(k).map(str::to_string)
 }
 
-/// Addressee numbers separated by spaces, commas or new lines.
+/// Addressee numbers: checked boxes (one field each) or one field with
+/// numbers separated by spaces, commas or new lines.
 fn persons(f: &FormData, field: &str) -> Result<Vec<String>, FormError> {
     let list: Vec<String> = f
-        .text(field)
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '、')
+        .all(field)
+        .into_iter()
+        .flat_map(|v| v.split(|c: char| c.is_whitespace() || c == ',' || c == '、'))
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
@@ -250,7 +252,16 @@ fn new_persons(f: &FormData) -> Result<Vec<NewPerson>, FormError> {
 }
 
 fn patch(f: &FormData) -> Result<RecordPatch, FormError> {
-    let sex = match f.get("patch_sex") {
+    // A field prefilled with the current value (`cur_patch_*`) and left as
+    // it was is no correction.
+    let opt = |f: &FormData, k: &str| -> Option<String> {
+        let v = f.get(k)?;
+        match f.get(&format!("cur_{k}")) {
+            Some(cur) if cur == v => None,
+            _ => Some(v.to_string()),
+        }
+    };
+    let sex = match opt(f, "patch_sex").as_deref() {
         None => None,
         Some("male") => Some(Sex::Male),
         Some("female") => Some(Sex::Female),
@@ -436,6 +447,237 @@ pub fn parse(kind: &str, f: &FormData) -> Result<ChangeRequest, FormError> {
     })
 }
 
+/// A change as form fields, the inverse of [`parse`]: to open an entry sent
+/// back (差戻し) prefilled. 個人番号 is left out: it is never put on a page.
+pub fn to_form(req: &ChangeRequest) -> (String, Vec<(String, String)>) {
+    let mut out: Vec<(String, String)> = vec![];
+    let mut put = |k: &str, v: &str| {
+        if !v.is_empty() {
+            out.push((k.to_string(), v.to_string()));
+        }
+    };
+    let m = &req.meta;
+    put("effective_date", &m.effective_date);
+    put("filed_on", m.filed_on.as_deref().unwrap_or(""));
+    put("input_place", &m.input_place);
+    put("input_terminal", &m.input_terminal);
+    if m.allow_headless_household {
+        put("allow_headless_household", "1");
+    }
+    fn person(put: &mut dyn FnMut(&str, &str), i: usize, p: &NewPerson) {
+        let mut q = |n: &str, v: &str| put(&format!("p{i}_{n}"), v);
+        q("name", &p.name);
+        q("name_kana", p.name_kana.as_deref().unwrap_or(""));
+        q("birth_date", &p.birth_date);
+        q(
+            "sex",
+            match p.sex {
+                Sex::Male => "male",
+                Sex::Female => "female",
+            },
+        );
+        q("relationship", &p.relationship);
+        if p.kind == ResidentKind::Foreign {
+            q("kind", "foreign");
+        }
+        q("domicile", p.domicile.as_deref().unwrap_or(""));
+        q("domicile_head", p.domicile_head.as_deref().unwrap_or(""));
+        q("resident_code", p.resident_code.as_deref().unwrap_or(""));
+        if let Some(fo) = &p.foreign {
+            q("alphabet_name", &fo.alphabet_name);
+            q("nationality", &fo.nationality);
+            q("residence_status", &fo.residence_status);
+            q("period_of_stay", fo.period_of_stay.as_deref().unwrap_or(""));
+            q("stay_expires_on", fo.stay_expires_on.as_deref().unwrap_or(""));
+            q("card_number", fo.card_number.as_deref().unwrap_or(""));
+        }
+    }
+    fn addr(put: &mut dyn FnMut(&str, &str), a: &AddressInput) {
+        put("address", &a.address);
+        put("annex", a.annex.as_deref().unwrap_or(""));
+        put("postal_code", a.postal_code.as_deref().unwrap_or(""));
+    }
+    fn target(put: &mut dyn FnMut(&str, &str), h: &HouseholdTarget) {
+        match h {
+            HouseholdTarget::New { address } => {
+                put("household_mode", "new");
+                addr(put, address);
+            }
+            HouseholdTarget::Join { household_number } => {
+                put("household_mode", "join");
+                put("join_household", household_number);
+            }
+        }
+    }
+    fn rels(put: &mut dyn FnMut(&str, &str), r: &[MemberRelationship]) {
+        let lines: Vec<String> = r
+            .iter()
+            .map(|m| format!("{} {}", m.addressee_number, m.relationship))
+            .collect();
+        put("relationships", &lines.join("\n"));
+    }
+    fn patch(put: &mut dyn FnMut(&str, &str), p: &RecordPatch) {
+        for (k, v) in [
+            ("patch_name", &p.name),
+            ("patch_name_kana", &p.name_kana),
+            ("patch_birth_date", &p.birth_date),
+            ("patch_relationship", &p.relationship),
+            ("patch_domicile", &p.domicile),
+            ("patch_domicile_head", &p.domicile_head),
+            ("patch_address_annex", &p.address_annex),
+            ("patch_postal_code", &p.postal_code),
+            ("patch_resident_code", &p.resident_code),
+            ("patch_address_since", &p.address_since),
+            ("patch_resident_since", &p.resident_since),
+        ] {
+            put(k, v.as_deref().unwrap_or(""));
+        }
+        match p.sex {
+            Some(Sex::Male) => put("patch_sex", "male"),
+            Some(Sex::Female) => put("patch_sex", "female"),
+            None => {}
+        }
+    }
+    let kind = match &req.command {
+        ChangeCommand::MoveIn {
+            persons: ps,
+            household,
+            previous_address,
+        }
+        | ChangeCommand::MoveInFromAbroad {
+            persons: ps,
+            household,
+            previous_address,
+        } => {
+            for (i, p) in ps.iter().enumerate().take(PERSON_SLOTS) {
+                person(&mut put, i, p);
+            }
+            target(&mut put, household);
+            put("previous_address", previous_address);
+            if matches!(req.command, ChangeCommand::MoveIn { .. }) {
+                "move_in"
+            } else {
+                "move_in_from_abroad"
+            }
+        }
+        ChangeCommand::Birth {
+            person: p,
+            household_number,
+        } => {
+            person(&mut put, 0, p);
+            put("household_number", household_number);
+            "birth"
+        }
+        ChangeCommand::ExOfficioEntry {
+            person: p,
+            household,
+        } => {
+            person(&mut put, 0, p);
+            target(&mut put, household);
+            "ex_officio_entry"
+        }
+        ChangeCommand::MoveWithin {
+            persons: ps,
+            address,
+            household,
+        } => {
+            for p in ps {
+                put("persons", p);
+            }
+            addr(&mut put, address);
+            match household {
+                None => {}
+                Some(MoveWithinHousehold::New { relationships }) => {
+                    put("household_mode", "new");
+                    rels(&mut put, relationships);
+                }
+                Some(MoveWithinHousehold::Join {
+                    household_number,
+                    relationships,
+                }) => {
+                    put("household_mode", "join");
+                    put("join_household", household_number);
+                    rels(&mut put, relationships);
+                }
+            }
+            "move_within"
+        }
+        ChangeCommand::MoveOut {
+            persons: ps,
+            destination,
+        }
+        | ChangeCommand::MoveOutAbroad {
+            persons: ps,
+            destination,
+        } => {
+            for p in ps {
+                put("persons", p);
+            }
+            addr(&mut put, destination);
+            if matches!(req.command, ChangeCommand::MoveOut { .. }) {
+                "move_out"
+            } else {
+                "move_out_abroad"
+            }
+        }
+        ChangeCommand::Death { person: p } => {
+            put("person", p);
+            "death"
+        }
+        ChangeCommand::ExOfficioRemoval { person: p } => {
+            put("person", p);
+            "ex_officio_removal"
+        }
+        ChangeCommand::HouseholdSplit { relationships } => {
+            rels(&mut put, relationships);
+            "household_split"
+        }
+        ChangeCommand::HouseholdMerge {
+            from_household,
+            into_household,
+            relationships,
+        } => {
+            put("from_household", from_household);
+            put("into_household", into_household);
+            rels(&mut put, relationships);
+            "household_merge"
+        }
+        ChangeCommand::HouseholdTransfer {
+            into_household,
+            relationships,
+        } => {
+            put("into_household", into_household);
+            rels(&mut put, relationships);
+            "household_transfer"
+        }
+        ChangeCommand::HeadChange {
+            household_number,
+            new_head,
+            relationships,
+        } => {
+            put("household_number", household_number);
+            put("new_head", new_head);
+            rels(&mut put, relationships);
+            "head_change"
+        }
+        ChangeCommand::ExOfficioCorrection { person: p, patch: pa } => {
+            put("person", p);
+            patch(&mut put, pa);
+            "ex_officio_correction"
+        }
+        ChangeCommand::ClericalCorrection { person: p, patch: pa } => {
+            put("person", p);
+            patch(&mut put, pa);
+            "clerical_correction"
+        }
+        ChangeCommand::Cancel { change_id } => {
+            put("change_id", &change_id.to_string());
+            "cancel"
+        }
+    };
+    (kind.to_string(), out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +746,57 @@ mod tests {
         for (kind, _, _) in KINDS {
             assert!(parse(kind, &f).is_ok(), "{kind}: {:?}", parse(kind, &f));
         }
+    }
+
+    #[test]
+    fn every_kind_goes_to_a_form_and_back() {
+        let f = form(&[
+            ("effective_date", "2024-04-01"),
+            ("p0_name", "架空　次郎"),
+            ("p0_birth_date", "2024-03-01"),
+            ("p0_sex", "male"),
+            ("p0_relationship", "子"),
+            ("household_number", "0000000019"),
+            ("household_mode", "new"),
+            ("address", "東京都府中市宮西町一丁目1番地"),
+            ("postal_code", "1830022"),
+            ("previous_address", "大韓民国"),
+            ("persons", "0000000019"),
+            ("persons", "0000000027"),
+            ("person", "0000000019"),
+            ("relationships", "0000000019 世帯主\n0000000027 妻"),
+            ("from_household", "0000000027"),
+            ("into_household", "0000000019"),
+            ("new_head", "0000000027"),
+            ("patch_name", "架空　次朗"),
+            ("change_id", "3"),
+        ]);
+        for (kind, _, _) in KINDS {
+            let req = parse(kind, &f).unwrap();
+            let (k, pairs) = to_form(&req);
+            assert_eq!(k, kind);
+            let again = parse(&k, &FormData(pairs)).unwrap();
+            assert_eq!(again, req, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_prefilled_correction_keeps_only_what_changed() {
+        let f = form(&[
+            ("effective_date", "2024-04-01"),
+            ("person", "0000000019"),
+            ("patch_name", "架空　次朗"),
+            ("cur_patch_name", "架空　次郎"),
+            ("patch_domicile", "東京都府中市"),
+            ("cur_patch_domicile", "東京都府中市"),
+        ]);
+        let ChangeCommand::ClericalCorrection { patch, .. } =
+            parse("clerical_correction", &f).unwrap().command
+        else {
+            panic!("not a correction");
+        };
+        assert_eq!(patch.name.as_deref(), Some("架空　次朗"));
+        assert_eq!(patch.domicile, None);
     }
 
     #[test]
