@@ -138,6 +138,20 @@ impl Registry {
             .await
     }
 
+    /// How many of the caller's entries wait to be entered again.
+    pub async fn returned_count(
+        &self,
+        tenant: &MunicipalityCode,
+        entered_by: &str,
+    ) -> Result<i64, ServiceError> {
+        let (t, by) = (tenant.clone(), entered_by.to_string());
+        self.store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(pending::count_returned_to(tx, &t, &by)?)
+            })
+            .await
+    }
+
     async fn enter_linked(
         &self,
         tenant: &MunicipalityCode,

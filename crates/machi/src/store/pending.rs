@@ -275,6 +275,21 @@ pub fn returned_to(
     rows.iter().map(|r| from_row(tx, tenant, r)).collect()
 }
 
+/// How many entries of `entered_by` were sent back and not entered again.
+pub fn count_returned_to(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    entered_by: &str,
+) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT COUNT(*) FROM pending_changes p WHERE p.tenant = $1 AND p.status = 'returned' \
+         AND p.entered_by = $2 AND NOT EXISTS (SELECT 1 FROM pending_changes n \
+         WHERE n.tenant = p.tenant AND n.resubmits = p.pending_id)",
+        &[tenant.as_str().into(), entered_by.into()],
+    )?
+    .int(0)
+}
+
 /// Whether entry `id` was already entered again.
 pub fn resubmitted(tx: &mut Tx<'_>, tenant: &MunicipalityCode, id: i64) -> Result<bool, StoreError> {
     Ok(tx

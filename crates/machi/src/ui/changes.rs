@@ -9,7 +9,11 @@ use machi_domain::access::Permission;
 use serde_json::Value;
 
 use super::forms::{self, FormData, KINDS, PERSON_SLOTS};
-use super::{Chrome, Ctx, UiError, html, when};
+use super::prefill::{self, Known};
+use super::{Chrome, Ctx, Lang, UiError, html, when};
+use crate::api::views::ResidentView;
+use machi_domain::change::{AsOf, ChangeRequest, Notice};
+use machi_domain::ids::MunicipalityCode;
 use crate::api::AppState;
 use crate::store::pending::{PendingChange, PendingStatus};
 
@@ -89,11 +93,29 @@ struct EntryPage {
     show_person: bool,
     show_patch: bool,
     show_change_id: bool,
+    /// What the registry knows: members, person, addresses.
+    known: Known,
+    /// The entry sent back that this form enters again, with its reason.
+    resubmits: Option<i64>,
+    returned_reason: String,
 }
 
-fn entry_page(ctx: &Ctx, kind: &str, f: FormData, error: Option<(String, String)>) -> EntryPage {
-    let known = KINDS.iter().find(|k| k.0 == kind);
-    let kind = known.map_or("", |k| k.0);
+impl EntryPage {
+    /// Whether `a` is the value of field `k` (a select's chosen option).
+    fn chosen(&self, k: &str, a: &str) -> bool {
+        self.f.v(k) == a
+    }
+}
+
+fn entry_page(
+    ctx: &Ctx,
+    kind: &str,
+    f: FormData,
+    error: Option<(String, String)>,
+    known: Known,
+) -> EntryPage {
+    let kind_known = KINDS.iter().find(|k| k.0 == kind);
+    let kind = kind_known.map_or("", |k| k.0);
     let is = |ks: &[&str]| ks.contains(&kind);
     let slots = match kind {
         "move_in" | "move_in_from_abroad" => (0..PERSON_SLOTS).collect(),
@@ -107,10 +129,9 @@ fn entry_page(ctx: &Ctx, kind: &str, f: FormData, error: Option<(String, String)
     EntryPage {
         c: Chrome::new(ctx, "異動入力（仮登録）", "Enter a change (provisional)"),
         kinds: KINDS.to_vec(),
-        kind_label: known
+        kind_label: kind_known
             .map(|k| ctx.lang.t(k.1, k.2).to_string())
             .unwrap_or_default(),
-        f,
         error,
         error_field,
         slots,
@@ -147,10 +168,17 @@ fn entry_page(ctx: &Ctx, kind: &str, f: FormData, error: Option<(String, String)
         show_patch: is(&["ex_officio_correction", "clerical_correction"]),
         show_change_id: is(&["cancel"]),
         kind: kind.to_string(),
+        resubmits: f.get("resubmits").and_then(|v| v.parse().ok()),
+        returned_reason: String::new(),
+        f,
+        known,
     }
 }
 
-/// The entry form; query parameters prefill it (e.g. `?type=move_within&persons=…`).
+/// The entry form; query parameters name what it is opened from (e.g.
+/// `?type=move_within&household_number=…`, `?type=death&person=…`) and the
+/// registry fills in the rest (members, current values, addresses).
+/// `?resubmit=N` opens entry N, sent back to the clerk, as it was entered.
 pub async fn entry_form(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -160,12 +188,24 @@ pub async fn entry_form(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = ctx.require(Permission::EnterChange) {
-        return r;
+    let tenant = match ctx.require(Permission::EnterChange) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let mut f = FormData(q.ok().map(|Query(q)| q).unwrap_or_default());
+    let mut returned_reason = String::new();
+    if let Some(id) = f.get("resubmit").and_then(|v| v.parse::<i64>().ok()) {
+        match returned_entry(&s, &ctx, &tenant, id).await {
+            Ok((kind, pairs, reason)) => {
+                f = FormData(pairs);
+                f.0.push(("type".into(), kind));
+                f.0.push(("resubmits".into(), id.to_string()));
+                returned_reason = reason;
+            }
+            Err(r) => return r,
+        }
     }
-    let f = FormData(q.ok().map(|Query(q)| q).unwrap_or_default());
     let kind = f.text("type");
-    let mut f = f;
     if f.get("input_terminal").is_none() {
         let terminal = match &ctx.caller {
             crate::service::Caller::Staff { terminal, .. } => terminal.clone(),
@@ -173,50 +213,371 @@ pub async fn entry_form(
         };
         f.0.push(("input_terminal".into(), terminal));
     }
-    html(&entry_page(&ctx, &kind, f, None))
+    let known = match prefill::load(&s, &ctx, &tenant, &kind, &mut f).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let mut page = entry_page(&ctx, &kind, f, None, known);
+    page.returned_reason = returned_reason;
+    html(&page)
 }
 
-/// Validates the form against the registry (a dry run) and enters it
-/// provisionally; the clerk lands on the provisional change's page.
+/// Entry `id` as form fields, if it was sent back to the caller and not yet
+/// entered again; with the supervisor's reason.
+async fn returned_entry(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    id: i64,
+) -> Result<(String, Vec<(String, String)>, String), Response> {
+    let p = s
+        .registry
+        .pending(tenant, id)
+        .await
+        .map_err(|e| ctx.error(&e.into()))?;
+    if p.entered_by != ctx.login || p.status != PendingStatus::Returned {
+        return Err(ctx.error(&UiError {
+            status: StatusCode::CONFLICT,
+            ja: "差し戻された自分の仮登録だけを修正して再登録できます。".into(),
+            en: "only your own entries that were sent back can be edited and entered again"
+                .into(),
+        }));
+    }
+    // Reading the entry is a read of its persons' data (j380, j440).
+    s.registry
+        .log_access_of(
+            tenant,
+            &ctx.caller.actor(),
+            "read.provisional",
+            &format!("pending:{id}"),
+            &p.persons,
+            serde_json::json!({ "pending_id": id, "for": "resubmit" }),
+            Some(machi_domain::support::SupportPurpose::View),
+        )
+        .await
+        .map_err(|e| ctx.error(&e.into()))?;
+    let req: ChangeRequest = serde_json::from_value(p.request.clone()).map_err(|_| {
+        ctx.error(&UiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            ja: "仮登録の内容を読めませんでした。".into(),
+            en: "the entry could not be read".into(),
+        })
+    })?;
+    let (kind, pairs) = forms::to_form(&req);
+    Ok((kind, pairs, p.comment.unwrap_or_default()))
+}
+
+/// One item of a person before and after the change.
+pub struct DiffItem {
+    pub label: String,
+    pub before: String,
+    pub after: String,
+    pub changed: bool,
+}
+
+/// One person the change touches, as the confirmation shows them.
+pub struct DiffPerson {
+    pub name: String,
+    /// 宛名番号, or "" for a person the change enters (numbered on approval).
+    pub addressee_number: String,
+    pub items: Vec<DiffItem>,
+}
+
+#[derive(Template)]
+#[template(path = "entry_confirm.html")]
+struct ConfirmPage {
+    c: Chrome,
+    kind_label: String,
+    effective_date: String,
+    persons: Vec<DiffPerson>,
+    notices: Vec<String>,
+    /// Every field of the form, carried to the button that enters it.
+    hidden: Vec<(String, String)>,
+}
+
+fn status_label(en: bool, v: &ResidentView) -> String {
+    if !en {
+        return v.status_label_ja.clone();
+    }
+    match v.status.as_str() {
+        "resident" => "Resident",
+        "moved_out" => "Moved out",
+        "deceased" => "Deceased",
+        "removed" => "Removed ex officio",
+        "entry_cancelled" => "Entry cancelled",
+        _ => "",
+    }
+    .to_string()
+}
+
+/// The items of a record the confirmation compares.
+fn items(l: Lang, v: &ResidentView, household: String) -> Vec<(String, String)> {
+    let mut address = v.address.clone();
+    if let Some(x) = &v.address_annex {
+        address.push('　');
+        address.push_str(x);
+    }
+    if let Some(p) = &v.postal_code {
+        address.push_str(&format!("（〒{p}）"));
+    }
+    vec![
+        (l.t("氏名", "Name").into(), v.name.clone()),
+        (
+            l.t("フリガナ", "Reading").into(),
+            v.name_kana.clone().unwrap_or_default(),
+        ),
+        (
+            l.t("生年月日", "Date of birth").into(),
+            v.birth_date.text.clone(),
+        ),
+        (l.t("続柄", "Relationship").into(), v.relationship.clone()),
+        (
+            l.t("世帯主", "Head of household").into(),
+            v.head_name.clone().unwrap_or_default(),
+        ),
+        (l.t("世帯番号", "Household").into(), household),
+        (l.t("住所", "Address").into(), address),
+        (
+            l.t("本籍・筆頭者", "Domicile / head").into(),
+            v.registered_domicile
+                .as_ref()
+                .map(|d| format!("{}　{}", d.domicile, d.head))
+                .unwrap_or_default(),
+        ),
+        (
+            l.t("住定日", "At address since").into(),
+            v.address_since
+                .as_ref()
+                .map(|d| d.text.clone())
+                .unwrap_or_default(),
+        ),
+        (l.t("状態", "Status").into(), status_label(l.en, v)),
+    ]
+}
+
+/// The confirmation of a validated form: who, from what to what, and what
+/// the rules say (j490, j500), before anything is entered.
+async fn confirm_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    kind: &str,
+    f: &FormData,
+    out: &crate::service::registry::ChangeOutcome,
+) -> Response {
+    let l = ctx.lang;
+    let eras = s.registry.eras();
+    let actor = ctx.caller.actor();
+    // Household numbers the clerk named or that exist already; any other in
+    // the outcome is a new household, numbered on approval.
+    let mut known_households: Vec<String> = [
+        "household_number",
+        "join_household",
+        "into_household",
+        "from_household",
+    ]
+    .iter()
+    .filter_map(|k| f.get(k).map(str::to_string))
+    .collect();
+    let mut persons: Vec<(Option<ResidentView>, ResidentView)> = vec![];
+    for row in &out.rows {
+        let after = ResidentView::new(row, eras);
+        let before = if row.history_number > 1 {
+            match s
+                .registry
+                .resident(tenant, &row.record.addressee_number, AsOf::default(), &actor)
+                .await
+            {
+                Ok((r, _)) => Some(ResidentView::new(&r, eras)),
+                Err(e) => return ctx.error(&e.into()),
+            }
+        } else {
+            None
+        };
+        if let Some(b) = &before {
+            known_households.push(b.household_number.clone());
+        }
+        persons.push((before, after));
+    }
+    let household_text = |h: &str| {
+        if known_households.iter().any(|k| k == h) {
+            h.to_string()
+        } else {
+            l.t(
+                "（新しい世帯・決裁時に採番）",
+                "(new household, numbered on approval)",
+            )
+            .to_string()
+        }
+    };
+    let shown: Vec<DiffPerson> = persons
+        .iter()
+        .map(|(before, after)| {
+            let a = items(l, after, household_text(&after.household_number));
+            let items = match before {
+                Some(b) => items(l, b, household_text(&b.household_number))
+                    .into_iter()
+                    .zip(a)
+                    .map(|((label, before), (_, after))| DiffItem {
+                        changed: before != after,
+                        label,
+                        before,
+                        after,
+                    })
+                    .collect(),
+                None => a
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(label, after)| DiffItem {
+                        label,
+                        before: l.t("（新規）", "(new)").to_string(),
+                        after,
+                        changed: true,
+                    })
+                    .collect(),
+            };
+            DiffPerson {
+                name: after.name.clone(),
+                addressee_number: if before.is_some() {
+                    after.addressee_number.clone()
+                } else {
+                    String::new()
+                },
+                items,
+            }
+        })
+        .collect();
+    let notices = out
+        .notices
+        .iter()
+        .map(|n| match n {
+            Notice::HeadAssigned {
+                addressee_number, ..
+            } => {
+                let name = persons
+                    .iter()
+                    .find(|(_, a)| a.addressee_number == addressee_number.as_str())
+                    .map(|(_, a)| a.name.clone())
+                    .unwrap_or_else(|| addressee_number.to_string());
+                if l.en {
+                    format!("{name}, the only member left, becomes head of household ex officio.")
+                } else {
+                    format!("残る世帯員が1人のため、{name}さんを職権で世帯主とします。")
+                }
+            }
+            Notice::HeadChangeRequested { household_number } => {
+                if l.en {
+                    format!(
+                        "Household {household_number} is left without a head: send a request to notify a change of head."
+                    )
+                } else {
+                    format!(
+                        "世帯番号 {household_number} の世帯は世帯主がいなくなります。世帯主変更依頼通知書を送付してください。"
+                    )
+                }
+            }
+        })
+        .collect();
+    let kind_label = KINDS
+        .iter()
+        .find(|k| k.0 == kind)
+        .map(|k| l.t(k.1, k.2).to_string())
+        .unwrap_or_default();
+    html(&ConfirmPage {
+        c: Chrome::new(ctx, "入力内容の確認", "Check before entering"),
+        kind_label,
+        effective_date: persons
+            .first()
+            .map(|(_, a)| a.change.effective_date.text.clone())
+            .unwrap_or_default(),
+        persons: shown,
+        notices,
+        hidden: f
+            .0
+            .iter()
+            .filter(|(k, v)| k != "csrf" && k != "step" && !v.trim().is_empty())
+            .cloned()
+            .collect(),
+    })
+}
+
+/// The form's two steps. Sent from the form (`step` absent or `confirm`):
+/// validated against the registry (a dry run) and shown as a confirmation
+/// of who changes from what to what. Sent from the confirmation
+/// (`step=enter`): entered provisionally (or, with `resubmits`, entered
+/// again after 差戻し); the clerk lands on the provisional change's page.
+/// `step=edit` goes back to the form with what was typed.
 pub async fn enter(
     State(s): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let f = FormData(form);
+    let mut f = FormData(form);
     let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::EnterChange).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let kind = f.text("type");
-    let again = |msg: String, field: String| {
-        let page = entry_page(&ctx, &kind, f.clone(), Some((msg, field)));
-        (StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response()
-    };
-    let req = match forms::parse(&kind, &f) {
-        Ok(r) => r,
-        Err(e) => return again(ctx.lang.t(&e.ja, &e.en).to_string(), e.field),
-    };
-    match s
-        .registry
-        .enter_provisional(&tenant, &req, &ctx.caller.actor())
-        .await
-    {
-        Ok((id, _)) => Redirect::to(&format!("/ui/approvals/{id}?done=entered")).into_response(),
-        // j440: refused before validation, with the one refusal every
-        // support-measure block gives.
-        Err(e @ crate::service::ServiceError::SupportBlocked { .. }) => ctx.error(&e.into()),
-        Err(e) => {
-            let api = crate::api::error::ApiError::from(e);
-            let field = api.body.field.clone().unwrap_or_default();
-            again(
-                ctx.lang
-                    .t(&api.body.message_ja, &api.body.message_en)
-                    .to_string(),
-                field,
-            )
+    let step = f.text("step");
+    let failure = if step == "edit" {
+        None
+    } else {
+        if step != "enter" {
+            prefill::fill_postal_code(&s, &tenant, &mut f).await;
         }
-    }
+        match forms::parse(&kind, &f) {
+            Err(e) => Some((ctx.lang.t(&e.ja, &e.en).to_string(), e.field)),
+            Ok(req) => {
+                let actor = ctx.caller.actor();
+                let result = if step == "enter" {
+                    match f.get("resubmits").and_then(|v| v.parse().ok()) {
+                        Some(old) => s.registry.resubmit(&tenant, old, &req, &actor).await,
+                        None => s.registry.enter_provisional(&tenant, &req, &actor).await,
+                    }
+                    .map(|(id, out)| (Some(id), out))
+                } else {
+                    s.registry
+                        .dry_run(&tenant, &req, &actor)
+                        .await
+                        .map(|out| (None, out))
+                };
+                match result {
+                    Ok((Some(id), _)) => {
+                        return Redirect::to(&format!("/ui/approvals/{id}?done=entered"))
+                            .into_response();
+                    }
+                    Ok((None, out)) => {
+                        return confirm_page(&s, &ctx, &tenant, &kind, &f, &out).await;
+                    }
+                    // j440: refused before validation, with the one refusal
+                    // every support-measure block gives.
+                    Err(e @ crate::service::ServiceError::SupportBlocked { .. }) => {
+                        return ctx.error(&e.into());
+                    }
+                    Err(e) => {
+                        let api = crate::api::error::ApiError::from(e);
+                        Some((
+                            ctx.lang
+                                .t(&api.body.message_ja, &api.body.message_en)
+                                .to_string(),
+                            api.body.field.clone().unwrap_or_default(),
+                        ))
+                    }
+                }
+            }
+        }
+    };
+    let status = if failure.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let known = match prefill::load(&s, &ctx, &tenant, &kind, &mut f).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let page = entry_page(&ctx, &kind, f, failure, known);
+    (status, html(&page)).into_response()
 }
 
 /// A provisional change as the review list shows it.

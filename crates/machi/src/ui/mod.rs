@@ -17,6 +17,7 @@ mod changes;
 pub mod forms;
 mod grants;
 mod pages;
+mod prefill;
 mod support;
 
 use askama::Template;
@@ -269,6 +270,16 @@ pub struct Ctx {
     pub csrf: String,
     pub lang: Lang,
     pub session_token: String,
+    /// Work waiting, for the menu: provisional changes to review (for a
+    /// supervisor) and the caller's entries sent back (for a clerk).
+    pub counts: MenuCounts,
+}
+
+/// The counts the menu shows beside its items.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MenuCounts {
+    pub approvals: i64,
+    pub returned: i64,
 }
 
 impl Ctx {
@@ -303,7 +314,17 @@ impl Ctx {
                 .unwrap_or_default(),
             None => lang.t("基盤運用", "Platform").to_string(),
         };
+        let mut counts = MenuCounts::default();
+        if let Some(t) = tenant {
+            if role.allows(Permission::ApproveChange) {
+                counts.approvals = s.registry.pending_count(t).await.unwrap_or(0);
+            }
+            if role.allows(Permission::EnterChange) {
+                counts.returned = s.registry.returned_count(t, login).await.unwrap_or(0);
+            }
+        }
         Ok(Ctx {
+            counts,
             login: login.clone(),
             display_name: display_name.clone(),
             role: *role,
@@ -512,6 +533,7 @@ pub struct Chrome {
     pub platform: bool,
     /// A message after a redirect (e.g. "saved").
     pub flash: Option<String>,
+    pub counts: MenuCounts,
 }
 
 impl Chrome {
@@ -534,6 +556,7 @@ impl Chrome {
             grants: ctx.can(Permission::ManageAccounts) || ctx.can(Permission::ApproveGrant),
             platform: ctx.can(Permission::ManageTenants),
             flash: None,
+            counts: ctx.counts,
         }
     }
 

@@ -254,11 +254,85 @@ struct HomePage {
     c: Chrome,
     pending: i64,
     alerts: Vec<(String, String, String)>,
+    /// The clerk's entries sent back (差戻し), to edit and enter again.
+    returned: Vec<WorkRow>,
+    /// The supervisor's review queue, oldest first, with each entry's age.
+    queue: Vec<WorkRow>,
+}
+
+/// One provisional entry on the home page.
+pub struct WorkRow {
+    pub id: i64,
+    pub summary: String,
+    pub entered_by: String,
+    pub entered_at: String,
+    /// How long it has waited, e.g. 「3日」.
+    pub age: String,
+    pub decided_by: String,
+    pub decided_at: String,
+    pub reason: String,
+    /// Entered by the caller (a supervisor cannot approve their own).
+    pub own: bool,
 }
 
 #[derive(Deserialize)]
 pub struct FlashQuery {
     done: Option<String>,
+}
+
+/// How long ago `micros` was, in the page's language.
+fn age(l: super::Lang, now: i64, micros: i64) -> String {
+    let mins = (now - micros).max(0) / 60_000_000;
+    let (n, ja, en) = if mins >= 24 * 60 {
+        (mins / (24 * 60), "日", " d")
+    } else if mins >= 60 {
+        (mins / 60, "時間", " h")
+    } else {
+        (mins, "分", " min")
+    };
+    format!("{n}{}", l.t(ja, en))
+}
+
+/// The entries of `list` as the home page shows them; the summary withheld
+/// for an entry concerning a person a support measure shields (j440).
+async fn work_rows(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &machi_domain::ids::MunicipalityCode,
+    list: &[crate::store::pending::PendingChange],
+) -> Vec<WorkRow> {
+    let persons: Vec<machi_domain::ids::AddresseeNumber> = list
+        .iter()
+        .flat_map(|p| p.persons.iter().cloned())
+        .collect();
+    let restricted = s
+        .registry
+        .support_covered(tenant, &persons)
+        .await
+        .unwrap_or_else(|_| persons.iter().cloned().collect());
+    let now = s.registry.clock().now().timestamp_micros();
+    list.iter()
+        .map(|p| WorkRow {
+            id: p.pending_id,
+            summary: if p.persons.iter().any(|a| restricted.contains(a)) {
+                ctx.lang
+                    .t(
+                        "（支援措置対象者を含むため非表示）",
+                        "(includes a person under a support measure: withheld)",
+                    )
+                    .to_string()
+            } else {
+                p.summary.clone()
+            },
+            entered_by: p.entered_by.clone(),
+            entered_at: super::when(p.entered_at),
+            age: age(ctx.lang, now, p.entered_at),
+            decided_by: p.decided_by.clone().unwrap_or_default(),
+            decided_at: p.decided_at.map(super::when).unwrap_or_default(),
+            reason: p.comment.clone().unwrap_or_default(),
+            own: p.entered_by == ctx.login,
+        })
+        .collect()
 }
 
 pub async fn home(
@@ -271,16 +345,32 @@ pub async fn home(
         Err(r) => return r,
     };
     let mut pending = 0;
-    if let Some(t) = &ctx.tenant
-        && (ctx.can(Permission::ApproveChange) || ctx.can(Permission::EnterChange))
-    {
-        pending = s.registry.pending_count(t).await.unwrap_or(0);
+    let (mut returned, mut queue) = (vec![], vec![]);
+    if let Some(t) = &ctx.tenant {
+        if ctx.can(Permission::ApproveChange) || ctx.can(Permission::EnterChange) {
+            pending = s.registry.pending_count(t).await.unwrap_or(0);
+        }
+        if ctx.can(Permission::EnterChange)
+            && let Ok(list) = s.registry.returned_to(t, &ctx.login, 20).await
+        {
+            returned = work_rows(&s, &ctx, t, &list).await;
+        }
+        if ctx.can(Permission::ApproveChange)
+            && let Ok(list) = s
+                .registry
+                .pending_list(t, crate::store::pending::PendingStatus::Pending, 20)
+                .await
+        {
+            queue = work_rows(&s, &ctx, t, &list).await;
+        }
     }
     let alerts = super::support::alerts(&s, &ctx).await;
     html(&HomePage {
         c: Chrome::new(&ctx, "ホーム", "Home").with_flash(q.done),
         pending,
         alerts,
+        returned,
+        queue,
     })
 }
 
