@@ -494,6 +494,7 @@ async fn world(db: TestDb) -> World {
             "/ui/entry",
             &[
                 ("type", "ex_officio_correction"),
+                ("step", "enter"),
                 ("effective_date", "2024-09-01"),
                 ("person", members[1].as_str()),
                 ("patch_address_annex", "緑ハイツ202号室"),
@@ -1149,6 +1150,7 @@ async fn change_entries_cannot_probe_a_protected_household(db: TestDb) {
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     let pairs = [
         ("type", "ex_officio_correction"),
+        ("step", "enter"),
         ("effective_date", "2024-10-01"),
         ("person", w.family[0].as_str()),
         ("patch_address_annex", "緑ハイツ202号室"),

@@ -37,3 +37,4 @@ mod support;
 mod support_http;
 mod support_measures;
 mod ui;
+mod ui_forms;

@@ -228,8 +228,17 @@ async fn a_clerk_enters_and_a_supervisor_approves(db: TestDb) {
     let (s, _, body) = clerk.post("/ui/entry", &bad).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body.contains("form-error"), "{body}");
-    // A good one is queued, not committed.
-    let (s, h, body) = clerk.post("/ui/entry", &move_in_fields()).await;
+    // A good one is first shown for confirmation, nothing entered yet ...
+    let (s, _, body) = clerk.post("/ui/entry", &move_in_fields()).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.contains("confirm-enter"), "{body}");
+    assert!(body.contains("架空　花子"), "{body}");
+    let (_, _, list) = clerk.get("/ui/approvals").await;
+    assert!(!list.contains("架空"), "{list}");
+    // ... then queued from the confirmation, not committed.
+    let mut confirmed = move_in_fields();
+    confirmed.push(("step", "enter"));
+    let (s, h, body) = clerk.post("/ui/entry", &confirmed).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(location(&h), "/ui/approvals/1?done=entered");
     assert!(
@@ -751,6 +760,7 @@ async fn protected_persons_stay_hidden_in_provisional_changes_and_certificates(d
             "/ui/entry",
             &[
                 ("type", "move_within"),
+                ("step", "enter"),
                 ("effective_date", "2026-11-20"),
                 ("persons", all.as_str()),
                 ("address", "東京都府中市秘密町九丁目9番地"),
