@@ -49,12 +49,12 @@ fn free_port() -> u16 {
 }
 
 /// The app on a port of its own, a chromedriver, and a browser session.
-struct Harness {
-    db: TestDb,
-    base: String,
+pub(crate) struct Harness {
+    pub(crate) db: TestDb,
+    pub(crate) base: String,
     driver: Child,
-    client: Client,
-    downloads: tempfile::TempDir,
+    pub(crate) client: Client,
+    pub(crate) downloads: tempfile::TempDir,
     _profile: tempfile::TempDir,
 }
 
@@ -66,7 +66,7 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    async fn start(db: TestDb) -> Harness {
+    pub(crate) async fn start(db: TestDb) -> Harness {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(bin).exists(),
@@ -148,7 +148,7 @@ impl Harness {
         }
     }
 
-    async fn go(&self, path: &str) {
+    pub(crate) async fn go(&self, path: &str) {
         self.client
             .goto(&format!("{}{path}", self.base))
             .await
@@ -157,7 +157,7 @@ impl Harness {
 
     /// A screenshot for a person to look at, and axe-core's WCAG 2.2 AA
     /// check of the same page, which must find nothing.
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
         self.axe(name).await;
@@ -165,7 +165,7 @@ impl Harness {
 
     /// Injects axe-core (from npm, `tools/axe`, installed by `tools/test`)
     /// and fails on any WCAG 2.0/2.1/2.2 A or AA violation of the page.
-    async fn axe(&self, name: &str) {
+    pub(crate) async fn axe(&self, name: &str) {
         let source = std::fs::read_to_string(axe_path()).unwrap_or_else(|e| {
             panic!(
                 "axe-core is missing ({}: {e}): run tools/test, or `npm ci` in tools/axe",
@@ -197,7 +197,7 @@ impl Harness {
         );
     }
 
-    async fn fill(&self, id: &str, value: &str) {
+    pub(crate) async fn fill(&self, id: &str, value: &str) {
         let e = self
             .client
             .find(Locator::Id(id))
@@ -207,7 +207,7 @@ impl Harness {
         e.send_keys(value).await.unwrap();
     }
 
-    async fn select(&self, id: &str, value: &str) {
+    pub(crate) async fn select(&self, id: &str, value: &str) {
         self.client
             .find(Locator::Id(id))
             .await
@@ -217,7 +217,7 @@ impl Harness {
             .unwrap();
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
             .await
@@ -227,12 +227,12 @@ impl Harness {
             .unwrap();
     }
 
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         self.client.source().await.unwrap()
     }
 
     /// Signs in with the keyboard only: type, Tab, Enter (j400).
-    async fn login(&self, tenant: &str, login: &str, password: &str) {
+    pub(crate) async fn login(&self, tenant: &str, login: &str, password: &str) {
         self.go("/login").await;
         self.fill("tenant", tenant).await;
         self.fill("login", login).await;
@@ -247,13 +247,13 @@ impl Harness {
         self.wait_for("#me").await;
     }
 
-    async fn logout(&self) {
+    pub(crate) async fn logout(&self) {
         self.go("/ui").await;
         self.click("header form button").await;
         self.wait_for("#login-submit").await;
     }
 
-    async fn wait_for(&self, css: &str) {
+    pub(crate) async fn wait_for(&self, css: &str) {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -305,6 +305,8 @@ async fn browser_counter_day(db: TestDb) {
     h.select("p0_sex", "male").await;
     h.shot("04-move-in-form").await;
     h.click("#entry-submit").await;
+    h.wait_for("#confirm-enter").await;
+    h.click("#confirm-enter").await;
     h.wait_for("#pending-id").await;
     assert!(h.text().await.contains("仮登録（審査待ち）"));
     h.logout().await;
@@ -344,6 +346,8 @@ async fn browser_counter_day(db: TestDb) {
     h.fill("effective_date", "令和7年4月1日").await;
     h.fill("address", "東京都府中市府中町二丁目1番地").await;
     h.click("#entry-submit").await;
+    h.wait_for("#confirm-enter").await;
+    h.click("#confirm-enter").await;
     h.wait_for("#pending-id").await;
     h.shot("07-move-within-entered").await;
     h.logout().await;

@@ -20,6 +20,7 @@ macro_rules! both_backends {
 
 mod api;
 mod browser;
+mod browser_forms;
 mod contract;
 mod duties;
 mod dv_hiding;
