@@ -116,10 +116,15 @@ impl Model {
 
     /// The rows the change appends, or why it is refused.
     fn apply(&mut self, req: &ChangeRequest) -> Result<Vec<HistoryRow>, ChangeError> {
+        // The registry's tenant (see `stores_what_the_model_plans`).
+        let municipality = machi_domain::change::Municipality {
+            prefecture: "東京都".into(),
+            name: "試験市".into(),
+        };
         let ctx = PlanContext {
             eras: &self.eras,
             today: today(),
-            municipality: None,
+            municipality: Some(&municipality),
         };
         let last = self.last_numbers();
         let (plan, cancels) = if let ChangeCommand::Cancel { change_id } = req.command {
@@ -226,11 +231,11 @@ fn request(i: usize, (kind, p, q, hh, flag): Op) -> ChangeRequest {
         0 => json!({"type": "move_in", "previous_address": "調布市",
             "persons": [person("鈴木　一", "スズキ　ハジメ", "1990-01-01", "male", rel)],
             "household": if flag { json!({"type": "join", "household_number": hn}) }
-                         else { json!({"type": "new", "address": {"address": "府中市本町"}}) }}),
+                         else { json!({"type": "new", "address": {"address": "試験市本町"}}) }}),
         1 => json!({"type": "birth", "household_number": hn,
             "person": person("鈴木　二", "スズキ　ジ", "2024-01-01", "female", "子")}),
-        2 => json!({"type": "move_within", "persons": [pa], "address": {"address": "府中市寿町"}}),
-        3 => json!({"type": "move_within", "persons": [pa], "address": {"address": "府中市寿町"},
+        2 => json!({"type": "move_within", "persons": [pa], "address": {"address": "試験市寿町"}}),
+        3 => json!({"type": "move_within", "persons": [pa], "address": {"address": "試験市寿町"},
             "household": {"type": "new", "relationships": [{"addressee_number": pa, "relationship": "世帯主"}]}}),
         4 => json!({"type": "move_out", "persons": [pa], "destination": {"address": "大阪市"}}),
         5 => json!({"type": "death", "person": pa}),
