@@ -169,11 +169,17 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
     // own households, as counters at different desks would be).
     let date = today - Duration::days(1);
     let addresses: Vec<_> = (0..64).map(|_| synth.address(town)).collect();
+    // `i` is unique per change: a 転居 must change the address or 方書
+    // (j630), so each change gets a 方書 of its own.
     let move_within = |h: &Vec<String>, i: usize| ChangeRequest {
         meta: meta(date),
         command: ChangeCommand::MoveWithin {
             persons: h.clone(),
-            address: addresses[i % addresses.len()].clone(),
+            address: {
+                let mut a = addresses[i % addresses.len()].clone();
+                a.annex = Some(format!("ハイツ{}号室", 100 + i));
+                a
+            },
             household: None,
         },
     };
@@ -195,7 +201,7 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         let mine: Vec<ChangeRequest> = (0..a.changes / clients)
             .map(|i| {
                 let h = &households[(c + i * clients) % households.len()];
-                move_within(h, i)
+                move_within(h, a.changes + c * (a.changes / clients + 1) + i)
             })
             .collect();
         tasks.push(tokio::spawn(async move {
