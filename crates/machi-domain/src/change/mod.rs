@@ -13,8 +13,8 @@ pub use error::ChangeError;
 pub use history::{
     AsOf, ChangeInfo, HistoryRow, households_of_change, plan_cancellation, select_as_of,
 };
-pub use plan::{Allocated, ChangePlan, Notice, PlanContext, RegistryView, plan, reason_of};
 pub use locality::{Locality, Municipality, PREFECTURES};
+pub use plan::{Allocated, ChangePlan, Notice, PlanContext, RegistryView, plan, reason_of};
 pub use reason::{ChangeReason, ReasonCategory};
 
 #[cfg(test)]

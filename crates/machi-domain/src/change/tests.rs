@@ -775,7 +775,9 @@ fn move_within_stays_in_the_municipality_and_changes_the_address() {
     );
     assert!(e.message_ja().contains("転出"), "{}", e.message_ja());
     assert!(e.message_en().contains("move-out"), "{}", e.message_en());
-    let e = reg.apply(move_to("広島県府中市府川町1番地", None)).unwrap_err();
+    let e = reg
+        .apply(move_to("広島県府中市府川町1番地", None))
+        .unwrap_err();
     assert_eq!(e.code(), "outside_municipality");
     let e = reg
         .apply(move_to("東京都府中市緑町一丁目1番地", None))

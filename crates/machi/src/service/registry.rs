@@ -330,7 +330,10 @@ impl Registry {
         tenant: &MunicipalityCode,
         req: &ChangeRequest,
     ) -> Result<Option<machi_domain::change::Municipality>, ServiceError> {
-        if !matches!(req.command, machi_domain::change::ChangeCommand::MoveWithin { .. }) {
+        if !matches!(
+            req.command,
+            machi_domain::change::ChangeCommand::MoveWithin { .. }
+        ) {
             return Ok(None);
         }
         let t = self.tenant(tenant).await?;

@@ -291,7 +291,11 @@ pub fn count_returned_to(
 }
 
 /// Whether entry `id` was already entered again.
-pub fn resubmitted(tx: &mut Tx<'_>, tenant: &MunicipalityCode, id: i64) -> Result<bool, StoreError> {
+pub fn resubmitted(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+) -> Result<bool, StoreError> {
     Ok(tx
         .query_one(
             "SELECT COUNT(*) FROM pending_changes WHERE tenant = $1 AND resubmits = $2",

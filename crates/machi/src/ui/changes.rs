@@ -11,11 +11,11 @@ use serde_json::Value;
 use super::forms::{self, FormData, KINDS, PERSON_SLOTS};
 use super::prefill::{self, Known};
 use super::{Chrome, Ctx, Lang, UiError, html, when};
+use crate::api::AppState;
 use crate::api::views::ResidentView;
+use crate::store::pending::{PendingChange, PendingStatus};
 use machi_domain::change::{AsOf, ChangeRequest, Notice};
 use machi_domain::ids::MunicipalityCode;
-use crate::api::AppState;
-use crate::store::pending::{PendingChange, PendingStatus};
 
 /// Correctable items: form suffix, label ja, label en, field name.
 const PATCH_FIELDS: [(&str, &str, &str, &str); 12] = [
@@ -239,8 +239,7 @@ async fn returned_entry(
         return Err(ctx.error(&UiError {
             status: StatusCode::CONFLICT,
             ja: "差し戻された自分の仮登録だけを修正して再登録できます。".into(),
-            en: "only your own entries that were sent back can be edited and entered again"
-                .into(),
+            en: "only your own entries that were sent back can be edited and entered again".into(),
         }));
     }
     // Reading the entry is a read of its persons' data (j380, j440).
@@ -385,7 +384,12 @@ async fn confirm_page(
         let before = if row.history_number > 1 {
             match s
                 .registry
-                .resident(tenant, &row.record.addressee_number, AsOf::default(), &actor)
+                .resident(
+                    tenant,
+                    &row.record.addressee_number,
+                    AsOf::default(),
+                    &actor,
+                )
                 .await
             {
                 Ok((r, _)) => Some(ResidentView::new(&r, eras)),

@@ -488,7 +488,10 @@ pub fn to_form(req: &ChangeRequest) -> (String, Vec<(String, String)>) {
             q("nationality", &fo.nationality);
             q("residence_status", &fo.residence_status);
             q("period_of_stay", fo.period_of_stay.as_deref().unwrap_or(""));
-            q("stay_expires_on", fo.stay_expires_on.as_deref().unwrap_or(""));
+            q(
+                "stay_expires_on",
+                fo.stay_expires_on.as_deref().unwrap_or(""),
+            );
             q("card_number", fo.card_number.as_deref().unwrap_or(""));
         }
     }
@@ -660,12 +663,18 @@ pub fn to_form(req: &ChangeRequest) -> (String, Vec<(String, String)>) {
             rels(&mut put, relationships);
             "head_change"
         }
-        ChangeCommand::ExOfficioCorrection { person: p, patch: pa } => {
+        ChangeCommand::ExOfficioCorrection {
+            person: p,
+            patch: pa,
+        } => {
             put("person", p);
             patch(&mut put, pa);
             "ex_officio_correction"
         }
-        ChangeCommand::ClericalCorrection { person: p, patch: pa } => {
+        ChangeCommand::ClericalCorrection {
+            person: p,
+            patch: pa,
+        } => {
             put("person", p);
             patch(&mut put, pa);
             "clerical_correction"

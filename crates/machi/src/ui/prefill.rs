@@ -113,7 +113,11 @@ pub async fn load(
             .resident(tenant, p, AsOf::default(), &actor)
             .await
             .map_err(|e| {
-                ctx.refused(e, &format!("宛名番号 {p}"), &format!("Addressee number {p}"))
+                ctx.refused(
+                    e,
+                    &format!("宛名番号 {p}"),
+                    &format!("Addressee number {p}"),
+                )
             })?;
         let v = ResidentView::new(&row, eras);
         if household.is_none() {
@@ -140,7 +144,10 @@ pub async fn load(
                         "patch_address_annex",
                         v.address_annex.clone().unwrap_or_default(),
                     ),
-                    ("patch_postal_code", v.postal_code.clone().unwrap_or_default()),
+                    (
+                        "patch_postal_code",
+                        v.postal_code.clone().unwrap_or_default(),
+                    ),
                     (
                         "patch_resident_code",
                         v.resident_code.clone().unwrap_or_default(),
@@ -176,7 +183,13 @@ pub async fn load(
         .registry
         .household(tenant, &h, AsOf::default(), &actor)
         .await
-        .map_err(|e| ctx.refused(e, &format!("世帯番号 {h}"), &format!("Household number {h}")))?;
+        .map_err(|e| {
+            ctx.refused(
+                e,
+                &format!("世帯番号 {h}"),
+                &format!("Household number {h}"),
+            )
+        })?;
     let views: Vec<ResidentView> = rows.iter().map(|r| ResidentView::new(r, eras)).collect();
     known.household_number = h.to_string();
     known.household_address = views
@@ -195,7 +208,9 @@ pub async fn load(
                 PERSON_LIST_KINDS.contains(&kind)
             } else {
                 named.contains(&v.addressee_number)
-                    || person.as_ref().is_some_and(|p| p.as_str() == v.addressee_number)
+                    || person
+                        .as_ref()
+                        .is_some_and(|p| p.as_str() == v.addressee_number)
             },
             addressee_number: v.addressee_number.clone(),
             name: v.name.clone(),

@@ -43,7 +43,9 @@ async fn browser_forms_prefilled_confirmed_returned_and_resubmitted(db: TestDb) 
     // An address of the tenant, from the offered list.
     let offered = h
         .client
-        .find(Locator::Css("#address-book option:not([value*='宮西町二丁目24番地'])"))
+        .find(Locator::Css(
+            "#address-book option:not([value*='宮西町二丁目24番地'])",
+        ))
         .await
         .expect("the tenant's addresses are offered")
         .attr("value")
@@ -57,7 +59,10 @@ async fn browser_forms_prefilled_confirmed_returned_and_resubmitted(db: TestDb) 
     h.click("#entry-submit").await;
     h.wait_for("#confirm-enter").await;
     let page = h.text().await;
-    assert!(page.contains(&offered) && page.contains("別棟201号室"), "{page}");
+    assert!(
+        page.contains(&offered) && page.contains("別棟201号室"),
+        "{page}"
+    );
     assert!(page.contains("class=\"changed\""), "{page}");
     h.shot("f02-move-confirm").await;
     h.click("#confirm-enter").await;

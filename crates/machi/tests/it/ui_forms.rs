@@ -28,8 +28,7 @@ pub const OTHER_POSTAL_SHOWN: &str = "183-0006";
 /// and household number.
 pub async fn families(db: &TestDb) -> (Vec<String>, String) {
     let fuchu: MunicipalityCode = FUCHU.parse().unwrap();
-    let req: ChangeRequest =
-        serde_json::from_value(crate::contract::takahashi_family()).unwrap();
+    let req: ChangeRequest = serde_json::from_value(crate::contract::takahashi_family()).unwrap();
     let out = db
         .registry
         .submit(&fuchu, &req, &Actor::system("setup"))
@@ -115,7 +114,9 @@ async fn a_household_move_is_prefilled_and_confirmed(db: TestDb) {
     // The tenant's addresses are offered with their postal codes.
     assert!(form.contains("<datalist id=\"address-book\">"), "{form}");
     assert!(
-        form.contains(&format!("<option value=\"{OTHER_ADDRESS}\">〒{OTHER_POSTAL_SHOWN}")),
+        form.contains(&format!(
+            "<option value=\"{OTHER_ADDRESS}\">〒{OTHER_POSTAL_SHOWN}"
+        )),
         "{form}"
     );
     // Sent: a confirmation, nothing entered yet; the postal code comes
@@ -141,7 +142,9 @@ async fn a_household_move_is_prefilled_and_confirmed(db: TestDb) {
         "the address before: {confirm}"
     );
     assert!(
-        confirm.contains(&format!("{OTHER_ADDRESS}　緑ハイツ101号室（〒{OTHER_POSTAL_SHOWN}）")),
+        confirm.contains(&format!(
+            "{OTHER_ADDRESS}　緑ハイツ101号室（〒{OTHER_POSTAL_SHOWN}）"
+        )),
         "the address after, with its postal code: {confirm}"
     );
     assert!(confirm.contains("class=\"changed\""), "{confirm}");
@@ -325,8 +328,14 @@ async fn a_sent_back_entry_is_edited_and_entered_again_from_home(db: TestDb) {
     // Opened: the form as entered, the reason shown.
     let (s, _, form) = clerk.get("/ui/entry?resubmit=1").await;
     assert_eq!(s, StatusCode::OK, "{form}");
-    assert!(form.contains("id=\"returned-reason\">方書が抜けています"), "{form}");
-    assert!(form.contains(&format!("value=\"{OTHER_ADDRESS}\"")), "{form}");
+    assert!(
+        form.contains("id=\"returned-reason\">方書が抜けています"),
+        "{form}"
+    );
+    assert!(
+        form.contains(&format!("value=\"{OTHER_ADDRESS}\"")),
+        "{form}"
+    );
     assert!(form.contains("name=\"resubmits\" value=\"1\""), "{form}");
     for p in &persons {
         assert!(
@@ -358,7 +367,9 @@ async fn a_sent_back_entry_is_edited_and_entered_again_from_home(db: TestDb) {
     let (_, _, home) = clerk.get("/ui").await;
     assert!(!home.contains("returned-list"), "{home}");
     // The supervisor approves the corrected entry.
-    let (s, _, _) = boss.post("/ui/approvals/2/decide", &[("action", "approve")]).await;
+    let (s, _, _) = boss
+        .post("/ui/approvals/2/decide", &[("action", "approve")])
+        .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let (_, _, r) = clerk.get(&format!("/ui/residents/{}", persons[0])).await;
     assert!(r.contains("緑ハイツ101号室"), "{r}");
