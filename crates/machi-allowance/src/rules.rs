@@ -1,0 +1,580 @@
+//! The rules of 児童手当 (child allowance) in force since 1 October 2024:
+//! 児童手当法 (昭和46年法律第73号) as amended by 子ども・子育て支援法等の一部を
+//! 改正する法律 (令和6年法律第47号), applying to the allowance for October
+//! 2024 onward (first paid in December 2024). Pure: no I/O, no clock.
+//!
+//! | rule | source |
+//! |---|---|
+//! | 児童 = a person until the first 31 March on or after reaching 18 | 第3条第1項 |
+//! | no income limit (the former 所得制限 and 特例給付 were abolished) | 令和6年法律第47号 (former 第5条) |
+//! | ¥15,000 a month for a child under 3, ¥10,000 from then on; ¥30,000 for the third child and later | 第6条第1項 |
+//! | a child born on the 1st of a month is under 3 until 3 years from birth have passed (so ¥15,000 through the month of the third birthday for everyone) | 第6条第1項 (括弧書) |
+//! | the rank counts children up to the first 31 March after reaching 22 whom the claimant supports (監護に相当する日常生活上の世話及び必要な保護, 生計費の負担) | 第6条第1項 (第三子以降算定額算定対象者) |
+//! | paid from the month after the claim (認定請求); within 15 days of a birth or a move-in, from the month after that event | 第8条第2項, 第3項 |
+//! | ends with the month in which the entitlement ceases (death, move-out: the planned move-out date) | 第8条第2項 |
+//! | an increase (a further child) from the month after the 額改定請求 (15-day rule alike); a reduction from the month after the event | 第9条第1項–第3項 |
+//! | paid six times a year, in February, April, June, August, October and December, each time for the two months before | 第8条第4項 |
+//! | 公務員 are paid by their employer, not by the municipality | 第17条 |
+//!
+//! Reaching an age: 年齢計算ニ関スル法律 (明治35年法律第50号) and 民法第143条:
+//! one reaches age n at the end of the day before the n-th birthday (a
+//! person born on 29 February reaches it on 28 February of a common year).
+
+use chrono::{Datelike, Days, NaiveDate};
+use serde::Serialize;
+
+/// The first month the amended rules apply to (令和6年10月分).
+pub const RULES_FROM: YearMonth = YearMonth {
+    year: 2024,
+    month: 10,
+};
+
+/// ¥ a month for a child under 3 (第6条第1項).
+pub const UNDER_THREE: i64 = 15_000;
+/// ¥ a month for a child from 3 to the end of the fiscal year of 18 (第6条第1項).
+pub const THREE_AND_OVER: i64 = 10_000;
+/// ¥ a month for the third and later child (第6条第1項).
+pub const THIRD_AND_LATER: i64 = 30_000;
+
+/// A calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct YearMonth {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl YearMonth {
+    pub fn new(year: i32, month: u32) -> Option<YearMonth> {
+        (1..=12)
+            .contains(&month)
+            .then_some(YearMonth { year, month })
+    }
+    pub fn of(d: NaiveDate) -> YearMonth {
+        YearMonth {
+            year: d.year(),
+            month: d.month(),
+        }
+    }
+    pub fn next(self) -> YearMonth {
+        self.plus(1)
+    }
+    pub fn plus(self, n: i32) -> YearMonth {
+        let i = self.year * 12 + self.month as i32 - 1 + n;
+        YearMonth {
+            year: i.div_euclid(12),
+            month: i.rem_euclid(12) as u32 + 1,
+        }
+    }
+    pub fn first_day(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("valid month")
+    }
+    /// `YYYY-MM`.
+    pub fn iso(self) -> String {
+        format!("{:04}-{:02}", self.year, self.month)
+    }
+    /// `2025-06` (also `2025-6`).
+    pub fn parse(s: &str) -> Option<YearMonth> {
+        let (y, m) = s.trim().split_once('-')?;
+        YearMonth::new(y.parse().ok()?, m.parse().ok()?)
+    }
+}
+
+/// The n-th anniversary of `birth`; 29 February in a common year falls on
+/// 1 March (民法第143条第2項: the period ends with the month's last day, so
+/// the age is reached on 28 February, the day before 1 March).
+pub fn anniversary(birth: NaiveDate, n: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(birth.year() + n, birth.month(), birth.day()).unwrap_or_else(|| {
+        NaiveDate::from_ymd_opt(birth.year() + n, 3, 1).expect("1 March exists")
+    })
+}
+
+/// The day on which a person born on `birth` reaches age `n`: the day
+/// before the n-th birthday (年齢計算ニ関スル法律, 民法第143条).
+pub fn reaches_age(birth: NaiveDate, n: i32) -> NaiveDate {
+    anniversary(birth, n) - Days::new(1)
+}
+
+/// The first 31 March on or after `d`.
+pub fn first_march_31(d: NaiveDate) -> NaiveDate {
+    let y = if d.month() <= 3 {
+        d.year()
+    } else {
+        d.year() + 1
+    };
+    NaiveDate::from_ymd_opt(y, 3, 31).expect("31 March exists")
+}
+
+/// The last day on which a child is a 児童 (第3条第1項): the first 31 March
+/// on or after reaching 18.
+pub fn child_until(birth: NaiveDate) -> NaiveDate {
+    first_march_31(reaches_age(birth, 18))
+}
+
+/// The last day on which a child supported by the claimant counts towards
+/// the rank (第6条第1項, 第三子以降算定額算定対象者): the first 31 March on or
+/// after reaching 22.
+pub fn counted_until(birth: NaiveDate) -> NaiveDate {
+    first_march_31(reaches_age(birth, 22))
+}
+
+/// The last month of ¥15,000 (第6条第1項: 3歳に満たない児童; born on the 1st:
+/// until 3 years from birth have passed): the month of the third birthday.
+pub fn last_under_three_month(birth: NaiveDate) -> YearMonth {
+    if birth.day() == 1 {
+        // Reaching 3 falls in the month before; the proviso extends it to
+        // the day three years from birth.
+        YearMonth::of(anniversary(birth, 3))
+    } else {
+        YearMonth::of(reaches_age(birth, 3))
+    }
+}
+
+/// The first month paid for a claim (or an increase) made on `claimed_on`
+/// (第8条第2項: the month after the claim); when the claim follows a birth
+/// or a move-in on `event_on` within 15 days (counted from the day after
+/// the event), the month after the event (第8条第3項, 第9条第2項).
+pub fn first_paid_month(claimed_on: NaiveDate, event_on: Option<NaiveDate>) -> (YearMonth, bool) {
+    let normal = YearMonth::of(claimed_on).next();
+    if let Some(ev) = event_on
+        && ev <= claimed_on
+        && claimed_on <= ev + Days::new(15)
+    {
+        let special = YearMonth::of(ev).next();
+        if special < normal {
+            return (special, true);
+        }
+    }
+    (normal, false)
+}
+
+/// The payment month of the allowance for `m` (第8条第4項): the even month
+/// after it; each payment covers the two months before it.
+pub fn payment_month(m: YearMonth) -> YearMonth {
+    if m.month % 2 == 0 {
+        m.plus(2)
+    } else {
+        m.plus(1)
+    }
+}
+
+/// The two months one payment month pays, or None if `p` is not a payment
+/// month (February, April, June, August, October, December).
+pub fn months_paid_in(p: YearMonth) -> Option<[YearMonth; 2]> {
+    (p.month % 2 == 0).then(|| [p.plus(-2), p.plus(-1)])
+}
+
+/// One child of a claim as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    pub key: String,
+    pub birth: NaiveDate,
+    /// The first month this child counts (the claim's first month, or the
+    /// month after a 額改定請求 for a child added later).
+    pub from: YearMonth,
+    /// The day the child left the claimant (death, move-out, no longer in
+    /// their care): counted through that month, reduced from the next
+    /// (第9条第3項).
+    pub left_on: Option<NaiveDate>,
+    /// 18–22: the claimant supports the child (監護相当・生計費の負担), so
+    /// the child counts towards the rank.
+    pub supported: bool,
+}
+
+/// A claim (認定) as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The first month paid ([`first_paid_month`]).
+    pub from: YearMonth,
+    /// The day the entitlement ceased (the claimant's death or move-out:
+    /// the planned move-out date): paid through that month (第8条第2項).
+    pub ended_on: Option<NaiveDate>,
+    pub children: Vec<Child>,
+}
+
+/// Why a child's amount for a month is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// ¥15,000: under 3, through the month of the third birthday.
+    UnderThree,
+    /// ¥10,000: from the month after the third birthday to the end of the
+    /// fiscal year of 18.
+    ThreeAndOver,
+    /// ¥30,000: the third or a later child.
+    ThirdAndLater,
+    /// ¥0: past the fiscal year of 18 but supported up to the fiscal year
+    /// of 22; counts towards the rank of the younger children.
+    CountedOnly,
+}
+
+impl Rule {
+    pub fn amount(self) -> i64 {
+        match self {
+            Rule::UnderThree => UNDER_THREE,
+            Rule::ThreeAndOver => THREE_AND_OVER,
+            Rule::ThirdAndLater => THIRD_AND_LATER,
+            Rule::CountedOnly => 0,
+        }
+    }
+    /// The rule as a clerk explains it, with its article.
+    pub fn explain_ja(self) -> &'static str {
+        match self {
+            Rule::UnderThree => "3歳の誕生月まで 月額15,000円（児童手当法第6条第1項）",
+            Rule::ThreeAndOver => {
+                "3歳の誕生月の翌月から18歳に達した後の最初の3月31日まで 月額10,000円（児童手当法第3条第1項・第6条第1項）"
+            }
+            Rule::ThirdAndLater => {
+                "第3子以降 月額30,000円（22歳に達した後の最初の3月31日までの養育する子を数える。児童手当法第6条第1項）"
+            }
+            Rule::CountedOnly => {
+                "18歳年度末を過ぎ22歳年度末までの子：支給対象外、第3子以降の数え方にのみ含む（児童手当法第6条第1項）"
+            }
+        }
+    }
+    pub fn explain_en(self) -> &'static str {
+        match self {
+            Rule::UnderThree => "¥15,000 a month through the month of the third birthday (Art. 6(1))",
+            Rule::ThreeAndOver => {
+                "¥10,000 a month from then to the first 31 March after reaching 18 (Arts. 3(1), 6(1))"
+            }
+            Rule::ThirdAndLater => {
+                "¥30,000 a month for the third and later child, counting supported children up to the first 31 March after reaching 22 (Art. 6(1))"
+            }
+            Rule::CountedOnly => {
+                "not paid: past the fiscal year of 18, counted towards the rank up to the fiscal year of 22 (Art. 6(1))"
+            }
+        }
+    }
+}
+
+/// One child's line in a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildMonth {
+    pub key: String,
+    /// 1 = 第1子 (the eldest counted that month).
+    pub rank: usize,
+    pub amount: i64,
+    pub rule: Rule,
+}
+
+/// The entitlement for one month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Month {
+    pub month: YearMonth,
+    pub total: i64,
+    pub children: Vec<ChildMonth>,
+    /// The month in which this month's allowance is paid.
+    pub paid_in: YearMonth,
+}
+
+/// Whether the child counts in month `m` at all (in the claim, not yet
+/// left, a 児童 or a supported child up to 22).
+fn counts(c: &Child, m: YearMonth) -> bool {
+    if m < c.from {
+        return false;
+    }
+    if let Some(left) = c.left_on
+        && m > YearMonth::of(left)
+    {
+        return false;
+    }
+    m <= YearMonth::of(child_until(c.birth))
+        || (c.supported && m <= YearMonth::of(counted_until(c.birth)))
+}
+
+/// The entitlement for month `m`, or None when nothing is due (before the
+/// claim's first month or the amended rules, after its end, or no child).
+pub fn month(claim: &Claim, m: YearMonth) -> Option<Month> {
+    if m < claim.from || m < RULES_FROM {
+        return None;
+    }
+    if let Some(end) = claim.ended_on
+        && m > YearMonth::of(end)
+    {
+        return None;
+    }
+    let mut counted: Vec<&Child> = claim.children.iter().filter(|c| counts(c, m)).collect();
+    // Eldest first; same birthday (twins): a stable order by key.
+    counted.sort_by(|a, b| a.birth.cmp(&b.birth).then_with(|| a.key.cmp(&b.key)));
+    let children: Vec<ChildMonth> = counted
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let rank = i + 1;
+            let rule = if m > YearMonth::of(child_until(c.birth)) {
+                Rule::CountedOnly
+            } else if rank >= 3 {
+                Rule::ThirdAndLater
+            } else if m <= last_under_three_month(c.birth) {
+                Rule::UnderThree
+            } else {
+                Rule::ThreeAndOver
+            };
+            ChildMonth {
+                key: c.key.clone(),
+                rank,
+                amount: rule.amount(),
+                rule,
+            }
+        })
+        .collect();
+    let total: i64 = children.iter().map(|c| c.amount).sum();
+    if total == 0 {
+        return None;
+    }
+    Some(Month {
+        month: m,
+        total,
+        children,
+        paid_in: payment_month(m),
+    })
+}
+
+/// The entitlement for every month from `from` through `to`.
+pub fn months(claim: &Claim, from: YearMonth, to: YearMonth) -> Vec<Month> {
+    let mut out = Vec::new();
+    let mut m = from;
+    while m <= to {
+        if let Some(x) = month(claim, m) {
+            out.push(x);
+        }
+        m = m.next();
+    }
+    out
+}
+
+/// The amount paid in payment month `p` ([`months_paid_in`]); zero if `p`
+/// is not a payment month.
+pub fn payment(claim: &Claim, p: YearMonth) -> (i64, Vec<Month>) {
+    let Some(ms) = months_paid_in(p) else {
+        return (0, Vec::new());
+    };
+    let lines: Vec<Month> = ms.iter().filter_map(|m| month(claim, *m)).collect();
+    (lines.iter().map(|l| l.total).sum(), lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+    fn ym(y: i32, m: u32) -> YearMonth {
+        YearMonth::new(y, m).unwrap()
+    }
+    fn child(key: &str, birth: NaiveDate, from: YearMonth) -> Child {
+        Child {
+            key: key.into(),
+            birth,
+            from,
+            left_on: None,
+            supported: false,
+        }
+    }
+    fn one(birth: NaiveDate, from: YearMonth) -> Claim {
+        Claim {
+            from,
+            ended_on: None,
+            children: vec![child("a", birth, from)],
+        }
+    }
+    fn rule_of(c: &Claim, m: YearMonth, key: &str) -> Option<Rule> {
+        month(c, m)?
+            .children
+            .into_iter()
+            .find(|x| x.key == key)
+            .map(|x| x.rule)
+    }
+
+    #[test]
+    fn reaching_an_age_is_the_day_before_the_birthday() {
+        assert_eq!(reaches_age(d(2020, 6, 15), 3), d(2023, 6, 14));
+        assert_eq!(reaches_age(d(2020, 6, 1), 3), d(2023, 5, 31));
+        // 29 February: reached on 28 February of a common year.
+        assert_eq!(reaches_age(d(2020, 2, 29), 3), d(2023, 2, 28));
+        assert_eq!(reaches_age(d(2020, 2, 29), 4), d(2024, 2, 28));
+    }
+
+    #[test]
+    fn under_three_through_the_month_of_the_third_birthday() {
+        let c = one(d(2022, 6, 15), ym(2024, 10));
+        assert_eq!(rule_of(&c, ym(2025, 6), "a"), Some(Rule::UnderThree));
+        assert_eq!(rule_of(&c, ym(2025, 7), "a"), Some(Rule::ThreeAndOver));
+        // Born on the 2nd: reaches 3 on the 1st of the birthday month.
+        let c = one(d(2022, 6, 2), ym(2024, 10));
+        assert_eq!(rule_of(&c, ym(2025, 6), "a"), Some(Rule::UnderThree));
+        assert_eq!(rule_of(&c, ym(2025, 7), "a"), Some(Rule::ThreeAndOver));
+    }
+
+    #[test]
+    fn born_on_the_first_keeps_fifteen_thousand_in_the_birthday_month() {
+        // Reaches 3 on 31 May 2025, but 3 years from birth pass only in
+        // June: June is still ¥15,000 (第6条第1項 括弧書).
+        let c = one(d(2022, 6, 1), ym(2024, 10));
+        assert_eq!(last_under_three_month(d(2022, 6, 1)), ym(2025, 6));
+        assert_eq!(rule_of(&c, ym(2025, 5), "a"), Some(Rule::UnderThree));
+        assert_eq!(rule_of(&c, ym(2025, 6), "a"), Some(Rule::UnderThree));
+        assert_eq!(rule_of(&c, ym(2025, 7), "a"), Some(Rule::ThreeAndOver));
+    }
+
+    #[test]
+    fn april_first_birthdays_belong_to_the_earlier_school_year() {
+        // Born 1 April 2007: reaches 18 on 31 March 2025, the end of that
+        // fiscal year: paid through March 2025 only.
+        assert_eq!(child_until(d(2007, 4, 1)), d(2025, 3, 31));
+        let c = one(d(2007, 4, 1), ym(2024, 10));
+        assert!(month(&c, ym(2025, 3)).is_some());
+        assert!(month(&c, ym(2025, 4)).is_none());
+        // Born 2 April 2007: reaches 18 on 1 April 2025: through March 2026.
+        assert_eq!(child_until(d(2007, 4, 2)), d(2026, 3, 31));
+        let c = one(d(2007, 4, 2), ym(2024, 10));
+        assert_eq!(month(&c, ym(2026, 3)).unwrap().total, 10_000);
+        assert!(month(&c, ym(2026, 4)).is_none());
+        // 22: born 1 April 2003 counts through March 2025.
+        assert_eq!(counted_until(d(2003, 4, 1)), d(2025, 3, 31));
+        assert_eq!(counted_until(d(2003, 4, 2)), d(2026, 3, 31));
+    }
+
+    #[test]
+    fn third_child_counts_supported_children_up_to_22() {
+        let from = ym(2024, 10);
+        let mut student = child("s", d(2004, 5, 10), from); // 20 in 2024
+        student.supported = true;
+        let c = Claim {
+            from,
+            ended_on: None,
+            children: vec![
+                student.clone(),
+                child("h", d(2008, 7, 1), from), // high school
+                child("b", d(2024, 1, 20), from), // baby
+            ],
+        };
+        let m = month(&c, ym(2024, 12)).unwrap();
+        let ranks: Vec<(&str, usize, i64, Rule)> = m
+            .children
+            .iter()
+            .map(|x| (x.key.as_str(), x.rank, x.amount, x.rule))
+            .collect();
+        assert_eq!(
+            ranks,
+            vec![
+                ("s", 1, 0, Rule::CountedOnly),
+                ("h", 2, 10_000, Rule::ThreeAndOver),
+                ("b", 3, 30_000, Rule::ThirdAndLater),
+            ]
+        );
+        assert_eq!(m.total, 40_000);
+        // Without the support, the baby is the second child: ¥15,000.
+        let mut unsupported = c.clone();
+        unsupported.children[0].supported = false;
+        let m = month(&unsupported, ym(2024, 12)).unwrap();
+        assert_eq!(m.total, 25_000);
+        assert_eq!(m.children[1].rank, 2);
+        // After March 2027 the student (22 in May 2026) no longer counts:
+        // the baby (3 in January 2027) becomes the second child from April
+        // 2027: ¥30,000 falls to ¥10,000.
+        assert_eq!(counted_until(d(2004, 5, 10)), d(2027, 3, 31));
+        assert_eq!(rule_of(&c, ym(2027, 3), "b"), Some(Rule::ThirdAndLater));
+        assert_eq!(rule_of(&c, ym(2027, 4), "b"), Some(Rule::ThreeAndOver));
+        assert_eq!(month(&c, ym(2027, 4)).unwrap().children[1].rank, 2);
+    }
+
+    #[test]
+    fn fifteen_day_rule_after_a_birth_or_a_move_in() {
+        // Born 25 January; the 15th day after is 9 February.
+        let birth = d(2025, 1, 25);
+        assert_eq!(
+            first_paid_month(d(2025, 2, 9), Some(birth)),
+            (ym(2025, 2), true)
+        );
+        assert_eq!(
+            first_paid_month(d(2025, 2, 10), Some(birth)),
+            (ym(2025, 3), false)
+        );
+        // Claimed in the same month: the month after, no special rule needed.
+        assert_eq!(
+            first_paid_month(d(2025, 1, 31), Some(birth)),
+            (ym(2025, 2), false)
+        );
+        // No event: the month after the claim.
+        assert_eq!(first_paid_month(d(2025, 1, 1), None), (ym(2025, 2), false));
+        // A move-in on 31 March, claimed 15 April: from April.
+        assert_eq!(
+            first_paid_month(d(2025, 4, 15), Some(d(2025, 3, 31))),
+            (ym(2025, 4), true)
+        );
+    }
+
+    #[test]
+    fn end_with_the_month_of_the_event_reductions_from_the_next() {
+        let from = ym(2024, 10);
+        let mut c = Claim {
+            from,
+            ended_on: None,
+            children: vec![
+                child("a", d(2015, 5, 5), from),
+                child("b", d(2018, 5, 5), from),
+                child("c", d(2023, 5, 5), from),
+            ],
+        };
+        assert_eq!(month(&c, ym(2025, 1)).unwrap().total, 10_000 * 2 + 30_000);
+        // The eldest moves away on 10 February: still counted in February,
+        // the others move up from March.
+        c.children[0].left_on = Some(d(2025, 2, 10));
+        assert_eq!(month(&c, ym(2025, 2)).unwrap().total, 50_000);
+        assert_eq!(month(&c, ym(2025, 3)).unwrap().total, 10_000 + 15_000);
+        // The claimant moves out on 20 June (planned date): June is paid,
+        // July is not.
+        c.ended_on = Some(d(2025, 6, 20));
+        assert!(month(&c, ym(2025, 6)).is_some());
+        assert!(month(&c, ym(2025, 7)).is_none());
+    }
+
+    #[test]
+    fn six_payments_a_year_each_for_the_two_months_before() {
+        assert_eq!(payment_month(ym(2024, 10)), ym(2024, 12));
+        assert_eq!(payment_month(ym(2024, 11)), ym(2024, 12));
+        assert_eq!(payment_month(ym(2024, 12)), ym(2025, 2));
+        assert_eq!(payment_month(ym(2025, 1)), ym(2025, 2));
+        assert_eq!(months_paid_in(ym(2025, 2)), Some([ym(2024, 12), ym(2025, 1)]));
+        assert_eq!(months_paid_in(ym(2025, 3)), None);
+        let c = one(d(2024, 3, 3), ym(2024, 10));
+        assert_eq!(payment(&c, ym(2024, 12)).0, 30_000);
+        assert_eq!(payment(&c, ym(2025, 1)).0, 0);
+    }
+
+    #[test]
+    fn nothing_before_the_amended_rules_or_the_claim() {
+        let c = one(d(2024, 3, 3), ym(2024, 6));
+        assert!(month(&c, ym(2024, 9)).is_none());
+        assert!(month(&c, ym(2024, 10)).is_some());
+        let c = one(d(2024, 3, 3), ym(2025, 2));
+        assert!(month(&c, ym(2025, 1)).is_none());
+    }
+
+    #[test]
+    fn a_child_added_later_counts_from_its_own_month() {
+        let from = ym(2024, 10);
+        let c = Claim {
+            from,
+            ended_on: None,
+            children: vec![
+                child("a", d(2015, 5, 5), from),
+                child("b", d(2025, 3, 20), ym(2025, 4)),
+            ],
+        };
+        assert_eq!(month(&c, ym(2025, 3)).unwrap().total, 10_000);
+        assert_eq!(month(&c, ym(2025, 4)).unwrap().total, 25_000);
+    }
+
+    #[test]
+    fn year_month_arithmetic() {
+        assert_eq!(ym(2024, 12).next(), ym(2025, 1));
+        assert_eq!(ym(2025, 1).plus(-2), ym(2024, 11));
+        assert_eq!(YearMonth::parse("2025-6"), Some(ym(2025, 6)));
+        assert_eq!(YearMonth::parse("2025-13"), None);
+        assert_eq!(first_march_31(d(2025, 3, 31)), d(2025, 3, 31));
+        assert_eq!(first_march_31(d(2025, 4, 1)), d(2026, 3, 31));
+    }
+}

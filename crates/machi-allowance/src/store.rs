@@ -1,0 +1,630 @@
+//! The allowance system's own database: one SQLite file (never the
+//! registry's). Everything it knows of residents came through the
+//! registry's API; what it decided (claims, children, work items) is its
+//! own. Each event is applied in one transaction together with the cursor
+//! and the event's id, so a redelivered event changes nothing.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::rules::{self, YearMonth};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cursor (tenant TEXT PRIMARY KEY, after_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS applied (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, type TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    id INTEGER PRIMARY KEY,
+    claimant TEXT NOT NULL,
+    claimant_name TEXT NOT NULL,
+    household TEXT NOT NULL,
+    claimed_on TEXT NOT NULL,
+    event_on TEXT,
+    public_servant INTEGER NOT NULL,
+    ended_on TEXT,
+    end_reason TEXT,
+    entered_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claim_children (
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    child TEXT NOT NULL,
+    name TEXT NOT NULL,
+    birth TEXT NOT NULL,
+    requested_on TEXT NOT NULL,
+    event_on TEXT,
+    supported INTEGER NOT NULL DEFAULT 0,
+    left_on TEXT,
+    left_reason TEXT,
+    PRIMARY KEY (claim_id, child)
+);
+CREATE TABLE IF NOT EXISTS work_items (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    person TEXT NOT NULL,
+    person_name TEXT NOT NULL,
+    household TEXT NOT NULL,
+    event_on TEXT,
+    claim_id INTEGER,
+    done INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (event_id, kind, person)
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("background task: {0}")]
+    Task(String),
+}
+
+/// The database (one connection: SQLite serialises writes anyway).
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// A work item kind (what the event means for the allowance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
+    /// A birth into a household without a claim: a claim may be due.
+    BirthClaim,
+    /// A birth into a claimant's household: a 額改定請求 may be due.
+    BirthIncrease,
+    /// A child moved in: a claim may be due.
+    MoveInClaim,
+    /// The claimant moved out or died: the entitlement ended.
+    ClaimEnded,
+    /// A child of a claim moved out or died: reduced from the next month.
+    ChildLeft,
+    /// A household change concerning a claim: check care and livelihood.
+    HouseholdCheck,
+    /// A cancellation or correction concerning a claim: check it.
+    CorrectionCheck,
+}
+
+impl WorkKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            WorkKind::BirthClaim => "birth_claim",
+            WorkKind::BirthIncrease => "birth_increase",
+            WorkKind::MoveInClaim => "move_in_claim",
+            WorkKind::ClaimEnded => "claim_ended",
+            WorkKind::ChildLeft => "child_left",
+            WorkKind::HouseholdCheck => "household_check",
+            WorkKind::CorrectionCheck => "correction_check",
+        }
+    }
+    pub fn parse(s: &str) -> Option<WorkKind> {
+        [
+            WorkKind::BirthClaim,
+            WorkKind::BirthIncrease,
+            WorkKind::MoveInClaim,
+            WorkKind::ClaimEnded,
+            WorkKind::ChildLeft,
+            WorkKind::HouseholdCheck,
+            WorkKind::CorrectionCheck,
+        ]
+        .into_iter()
+        .find(|k| k.code() == s)
+    }
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            WorkKind::BirthClaim => "出生：認定請求が必要な可能性",
+            WorkKind::BirthIncrease => "出生：額改定請求が必要な可能性",
+            WorkKind::MoveInClaim => "転入：認定請求が必要な可能性",
+            WorkKind::ClaimEnded => "受給者の転出・死亡：受給資格消滅（その月分まで）",
+            WorkKind::ChildLeft => "児童の転出・死亡：翌月分から減額",
+            WorkKind::HouseholdCheck => "世帯の異動：監護・生計同一の確認",
+            WorkKind::CorrectionCheck => "異動の取消し・修正：内容の確認",
+        }
+    }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            WorkKind::BirthClaim => "Birth: a claim may be due",
+            WorkKind::BirthIncrease => "Birth: an increase claim may be due",
+            WorkKind::MoveInClaim => "Move-in: a claim may be due",
+            WorkKind::ClaimEnded => "Claimant moved out or died: entitlement ended (paid through that month)",
+            WorkKind::ChildLeft => "Child moved out or died: reduced from the next month",
+            WorkKind::HouseholdCheck => "Household change: check care and livelihood",
+            WorkKind::CorrectionCheck => "Cancellation or correction: check",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkItem {
+    pub id: i64,
+    pub event_id: String,
+    pub kind: WorkKind,
+    pub person: String,
+    pub person_name: String,
+    pub household: String,
+    pub event_on: Option<NaiveDate>,
+    pub claim_id: Option<i64>,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildRow {
+    pub child: String,
+    pub name: String,
+    pub birth: NaiveDate,
+    pub requested_on: NaiveDate,
+    pub event_on: Option<NaiveDate>,
+    pub supported: bool,
+    pub left_on: Option<NaiveDate>,
+    pub left_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimRow {
+    pub id: i64,
+    pub claimant: String,
+    pub claimant_name: String,
+    pub household: String,
+    pub claimed_on: NaiveDate,
+    pub event_on: Option<NaiveDate>,
+    pub public_servant: bool,
+    pub ended_on: Option<NaiveDate>,
+    pub end_reason: Option<String>,
+    pub children: Vec<ChildRow>,
+}
+
+impl ClaimRow {
+    /// The claim as the rules see it.
+    pub fn rules(&self) -> rules::Claim {
+        let (from, _) = rules::first_paid_month(self.claimed_on, self.event_on);
+        rules::Claim {
+            from,
+            ended_on: self.ended_on,
+            children: self
+                .children
+                .iter()
+                .map(|c| rules::Child {
+                    key: c.child.clone(),
+                    birth: c.birth,
+                    from: rules::first_paid_month(c.requested_on, c.event_on)
+                        .0
+                        .max(from),
+                    left_on: c.left_on,
+                    supported: c.supported,
+                })
+                .collect(),
+        }
+    }
+    /// The first month paid and whether the 15-day rule gave it.
+    pub fn first_month(&self) -> (YearMonth, bool) {
+        rules::first_paid_month(self.claimed_on, self.event_on)
+    }
+}
+
+/// A new claim as a clerk enters it.
+#[derive(Debug, Clone)]
+pub struct NewClaim {
+    pub claimant: String,
+    pub claimant_name: String,
+    pub household: String,
+    pub claimed_on: NaiveDate,
+    pub event_on: Option<NaiveDate>,
+    pub public_servant: bool,
+    pub children: Vec<(String, String, NaiveDate)>,
+    pub entered_by: String,
+}
+
+/// A person as the registry's API showed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Person {
+    pub addressee_number: String,
+    pub name: String,
+    pub birth: Option<NaiveDate>,
+    pub household: String,
+    pub relationship: String,
+    pub resident: bool,
+    /// 消除事由 and its date (転出: the planned move-out date).
+    pub removal: Option<(String, Option<NaiveDate>)>,
+}
+
+fn date(s: Option<String>) -> Result<Option<NaiveDate>, StoreError> {
+    s.map(|s| {
+        NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| StoreError::Corrupt(format!("{s}: {e}")))
+    })
+    .transpose()
+}
+
+fn req_date(s: String) -> Result<NaiveDate, StoreError> {
+    date(Some(s)).map(|d| d.expect("some"))
+}
+
+fn iso(d: Option<NaiveDate>) -> Option<String> {
+    d.map(|d| d.format("%Y-%m-%d").to_string())
+}
+
+impl Store {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Task(format!("{dir:?}: {e}")))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn
+                .lock()
+                .map_err(|_| StoreError::Task("connection lock poisoned".into()))?;
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    pub async fn cursor(&self, tenant: &str) -> Result<i64, StoreError> {
+        let t = tenant.to_string();
+        self.run(move |c| {
+            Ok(c.query_row("SELECT after_seq FROM cursor WHERE tenant = ?1", [t], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    pub async fn claims(&self) -> Result<Vec<ClaimRow>, StoreError> {
+        self.run(|c| claims_where(c, "1 = 1", [])).await
+    }
+
+    pub async fn claim(&self, id: i64) -> Result<Option<ClaimRow>, StoreError> {
+        self.run(move |c| Ok(claims_where(c, "id = ?1", [id])?.into_iter().next()))
+            .await
+    }
+
+    pub async fn work_items(&self, open_only: bool) -> Result<Vec<WorkItem>, StoreError> {
+        self.run(move |c| work_items(c, open_only)).await
+    }
+
+    pub async fn work_item(&self, id: i64) -> Result<Option<WorkItem>, StoreError> {
+        self.run(move |c| Ok(work_items(c, false)?.into_iter().find(|w| w.id == id)))
+            .await
+    }
+
+    pub async fn close_work_item(&self, id: i64) -> Result<bool, StoreError> {
+        self.run(move |c| Ok(c.execute("UPDATE work_items SET done = 1 WHERE id = ?1", [id])? > 0))
+            .await
+    }
+
+    pub async fn add_claim(&self, n: NewClaim) -> Result<i64, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO claims (claimant, claimant_name, household, claimed_on, event_on, public_servant, entered_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![n.claimant, n.claimant_name, n.household, iso(Some(n.claimed_on)), iso(n.event_on), n.public_servant, n.entered_by],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (child, name, birth) in &n.children {
+                tx.execute(
+                    "INSERT INTO claim_children (claim_id, child, name, birth, requested_on, event_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, child, name, iso(Some(*birth)), iso(Some(n.claimed_on)), iso(n.event_on)],
+                )?;
+            }
+            tx.execute(
+                "UPDATE work_items SET done = 1, claim_id = ?1 WHERE done = 0 AND household = ?2 AND kind IN ('birth_claim', 'move_in_claim')",
+                params![id, n.household],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// A 額改定請求: a child added to a running claim.
+    pub async fn add_child(
+        &self,
+        claim_id: i64,
+        child: (String, String, NaiveDate),
+        requested_on: NaiveDate,
+        event_on: Option<NaiveDate>,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO claim_children (claim_id, child, name, birth, requested_on, event_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![claim_id, child.0, child.1, iso(Some(child.2)), iso(Some(requested_on)), iso(event_on)],
+            )?;
+            tx.execute(
+                "UPDATE work_items SET done = 1 WHERE done = 0 AND claim_id = ?1 AND person = ?2 AND kind = 'birth_increase'",
+                params![claim_id, child.0],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub async fn set_supported(&self, claim_id: i64, child: String, supported: bool) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE claim_children SET supported = ?3 WHERE claim_id = ?1 AND child = ?2",
+                params![claim_id, child, supported],
+            )? > 0)
+        })
+        .await
+    }
+
+    /// Whether `event_id` was applied already.
+    pub async fn applied(&self, event_id: &str) -> Result<bool, StoreError> {
+        let id = event_id.to_string();
+        self.run(move |c| {
+            Ok(c.query_row("SELECT 1 FROM applied WHERE event_id = ?1", [id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    /// Applies one event's effects, its id and the cursor in one
+    /// transaction; an event applied before changes nothing.
+    pub async fn apply(&self, tenant: &str, seq: i64, event_id: &str, kind: &str, effects: Vec<Effect>) -> Result<bool, StoreError> {
+        let (t, id, kind) = (tenant.to_string(), event_id.to_string(), kind.to_string());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let seen = tx
+                .query_row("SELECT 1 FROM applied WHERE event_id = ?1", [&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !seen {
+                for e in &effects {
+                    e.apply(&tx, &id)?;
+                }
+                tx.execute("INSERT INTO applied (event_id, seq, type) VALUES (?1, ?2, ?3)", params![id, seq, kind])?;
+            }
+            tx.execute(
+                "INSERT INTO cursor (tenant, after_seq) VALUES (?1, ?2) ON CONFLICT (tenant) DO UPDATE SET after_seq = MAX(after_seq, excluded.after_seq)",
+                params![t, seq],
+            )?;
+            tx.commit()?;
+            Ok(!seen)
+        })
+        .await
+    }
+
+    /// The claims (with children) and work items of running claims whose
+    /// claimant or child is `person` (open claims only).
+    pub async fn claims_of_person(&self, person: &str) -> Result<Vec<ClaimRow>, StoreError> {
+        let p = person.to_string();
+        self.run(move |c| {
+            claims_where(
+                c,
+                "ended_on IS NULL AND (claimant = ?1 OR id IN (SELECT claim_id FROM claim_children WHERE child = ?1))",
+                [p],
+            )
+        })
+        .await
+    }
+
+    pub async fn claims_of_household(&self, household: &str) -> Result<Vec<ClaimRow>, StoreError> {
+        let h = household.to_string();
+        self.run(move |c| claims_where(c, "ended_on IS NULL AND household = ?1", [h]))
+            .await
+    }
+
+    /// Every table's rows as text, ordered: what a fault-free run is
+    /// compared with.
+    pub async fn snapshot(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|c| {
+            let mut out = Vec::new();
+            for (t, order) in [
+                ("claims", "id"),
+                ("claim_children", "claim_id, child"),
+                ("work_items", "event_id, kind, person"),
+                ("applied", "seq"),
+            ] {
+                let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY {order}"))?;
+                let n = st.column_count();
+                let rows = st.query_map([], |r| {
+                    let mut s = format!("{t}:");
+                    for i in 0..n {
+                        let v: rusqlite::types::Value = r.get(i)?;
+                        s.push_str(&format!(" {v:?}"));
+                    }
+                    Ok(s)
+                })?;
+                for r in rows {
+                    out.push(r?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// What one event does to the allowance's data.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Work {
+        kind: WorkKind,
+        person: String,
+        person_name: String,
+        household: String,
+        event_on: Option<NaiveDate>,
+        claim_id: Option<i64>,
+    },
+    /// The claimant died or moved out: paid through the month of `on`.
+    EndClaim {
+        claim_id: i64,
+        on: NaiveDate,
+        reason: String,
+    },
+    /// A child died or moved out: counted through the month of `on`.
+    ChildLeft {
+        claim_id: i64,
+        child: String,
+        on: NaiveDate,
+        reason: String,
+    },
+}
+
+impl Effect {
+    fn apply(&self, tx: &rusqlite::Transaction<'_>, event_id: &str) -> Result<(), StoreError> {
+        match self {
+            Effect::Work {
+                kind,
+                person,
+                person_name,
+                household,
+                event_on,
+                claim_id,
+            } => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO work_items (event_id, kind, person, person_name, household, event_on, claim_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![event_id, kind.code(), person, person_name, household, iso(*event_on), claim_id],
+                )?;
+            }
+            Effect::EndClaim { claim_id, on, reason } => {
+                tx.execute(
+                    "UPDATE claims SET ended_on = ?2, end_reason = ?3 WHERE id = ?1 AND ended_on IS NULL",
+                    params![claim_id, iso(Some(*on)), reason],
+                )?;
+            }
+            Effect::ChildLeft {
+                claim_id,
+                child,
+                on,
+                reason,
+            } => {
+                tx.execute(
+                    "UPDATE claim_children SET left_on = ?3, left_reason = ?4 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
+                    params![claim_id, child, iso(Some(*on)), reason],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn claims_where<P: rusqlite::Params>(c: &Connection, cond: &str, p: P) -> Result<Vec<ClaimRow>, StoreError> {
+    let mut st = c.prepare(&format!(
+        "SELECT id, claimant, claimant_name, household, claimed_on, event_on, public_servant, ended_on, end_reason FROM claims WHERE {cond} ORDER BY id"
+    ))?;
+    let raw = st
+        .query_map(p, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, bool>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for (id, claimant, claimant_name, household, claimed_on, event_on, ps, ended_on, end_reason) in raw {
+        let mut cs = c.prepare(
+            "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
+        )?;
+        let rows = cs
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, bool>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut children = Vec::new();
+        for (child, name, birth, req, ev, supported, left, left_reason) in rows {
+            children.push(ChildRow {
+                child,
+                name,
+                birth: req_date(birth)?,
+                requested_on: req_date(req)?,
+                event_on: date(ev)?,
+                supported,
+                left_on: date(left)?,
+                left_reason,
+            });
+        }
+        out.push(ClaimRow {
+            id,
+            claimant,
+            claimant_name,
+            household,
+            claimed_on: req_date(claimed_on)?,
+            event_on: date(event_on)?,
+            public_servant: ps,
+            ended_on: date(ended_on)?,
+            end_reason,
+            children,
+        });
+    }
+    Ok(out)
+}
+
+fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreError> {
+    let mut st = c.prepare(&format!(
+        "SELECT id, event_id, kind, person, person_name, household, event_on, claim_id, done FROM work_items {} ORDER BY id",
+        if open_only { "WHERE done = 0" } else { "" }
+    ))?;
+    let raw = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, bool>(8)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    raw.into_iter()
+        .map(|(id, event_id, kind, person, person_name, household, ev, claim_id, done)| {
+            Ok(WorkItem {
+                id,
+                event_id,
+                kind: WorkKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("work kind {kind}")))?,
+                person,
+                person_name,
+                household,
+                event_on: date(ev)?,
+                claim_id,
+                done,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,424 @@
+//! The allowance system's side of the linkage interface, as any vendor's
+//! system would use it: OAuth2 client credentials at `/oauth/token`, the
+//! pull feed `GET /api/v1/tenants/{code}/events` with a long poll, and the
+//! JSON API for the residents and households an event names. Nothing here
+//! knows the registry's storage.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use tokio::sync::{Mutex, watch};
+
+use crate::rules;
+use crate::store::{Effect, Person, Store, StoreError, WorkKind};
+
+/// The event types the allowance system reads (the registry's changes).
+pub const EVENT_TYPES: &str = "jp.machi.registry.change.*";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("registry unreachable: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("registry answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("registry answered something unexpected: {0}")]
+    Shape(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the registry is and who the allowance system is to it.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// `http://127.0.0.1:8080` (no trailing slash needed).
+    pub base_url: String,
+    /// 団体コード.
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// A client of the registry's API.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    config: LinkConfig,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl RegistryClient {
+    pub fn new(config: LinkConfig) -> Result<RegistryClient, LinkError> {
+        // rustls's ring provider, once per process (a second install is
+        // refused, harmlessly); ring is marked deprecated for lacking
+        // post-quantum key exchange, as in the registry's webhook client.
+        #[allow(deprecated)]
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(RegistryClient {
+            http,
+            config,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.config.tenant
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url.trim_end_matches('/'))
+    }
+
+    async fn token(&self, fresh: bool) -> Result<String, LinkError> {
+        let mut t = self.token.lock().await;
+        if !fresh
+            && let Some((tok, until)) = t.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(tok.clone());
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("client_secret", &self.config.client_secret)
+            .finish();
+        let res = self
+            .http
+            .post(self.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        let v = json_of(res).await?;
+        let tok = v["access_token"]
+            .as_str()
+            .ok_or_else(|| LinkError::Shape("no access_token".into()))?
+            .to_string();
+        let secs = v["expires_in"].as_u64().unwrap_or(60).saturating_sub(30).max(10);
+        *t = Some((tok.clone(), Instant::now() + Duration::from_secs(secs)));
+        Ok(tok)
+    }
+
+    /// GET `path` with the bearer token (a new token once on 401).
+    async fn get(&self, path: &str) -> Result<Option<Value>, LinkError> {
+        for fresh in [false, true] {
+            let tok = self.token(fresh).await?;
+            let res = self
+                .http
+                .get(self.url(path))
+                .bearer_auth(&tok)
+                .send()
+                .await?;
+            match res.status().as_u16() {
+                401 if !fresh => continue,
+                404 | 403 => return Ok(None),
+                _ => return Ok(Some(json_of(res).await?)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// The events after `after` (long poll up to `wait` seconds).
+    pub async fn events(&self, after: i64, wait: u64) -> Result<Vec<Value>, LinkError> {
+        let path = format!(
+            "/api/v1/tenants/{}/events?after={after}&limit=100&wait={wait}&type={EVENT_TYPES}",
+            self.config.tenant
+        );
+        let v = self
+            .get(&path)
+            .await?
+            .ok_or_else(|| LinkError::Shape("the feed answered 403/404".into()))?;
+        v["events"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| LinkError::Shape("no events".into()))
+    }
+
+    /// A person as the registry shows them now (None: not visible to this
+    /// client, e.g. under a support measure, or unknown).
+    pub async fn resident(&self, addressee: &str) -> Result<Option<Person>, LinkError> {
+        if !addressee.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let path = format!("/api/v1/tenants/{}/residents/{addressee}", self.config.tenant);
+        Ok(self.get(&path).await?.map(|v| person_of(&v["record"])))
+    }
+
+    /// A household's current members (None: not visible or unknown).
+    pub async fn household(&self, household: &str) -> Result<Option<(Option<String>, Vec<Person>)>, LinkError> {
+        if !household.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let path = format!("/api/v1/tenants/{}/households/{household}", self.config.tenant);
+        Ok(self.get(&path).await?.map(|v| {
+            let head = v["head_addressee_number"].as_str().map(str::to_string);
+            let members = v["members"]
+                .as_array()
+                .map(|a| a.iter().map(person_of).collect())
+                .unwrap_or_default();
+            (head, members)
+        }))
+    }
+}
+
+async fn json_of(res: reqwest::Response) -> Result<Value, LinkError> {
+    let status = res.status().as_u16();
+    let text = res.text().await?;
+    if !(200..300).contains(&status) {
+        return Err(LinkError::Status {
+            status,
+            body: text.chars().take(300).collect(),
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| LinkError::Shape(e.to_string()))
+}
+
+fn iso_date(v: &Value) -> Option<NaiveDate> {
+    v.as_str()
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
+fn person_of(r: &Value) -> Person {
+    Person {
+        addressee_number: r["addressee_number"].as_str().unwrap_or_default().into(),
+        name: r["name"].as_str().unwrap_or_default().into(),
+        birth: iso_date(&r["birth_date"]["iso"]),
+        household: r["household_number"].as_str().unwrap_or_default().into(),
+        relationship: r["relationship"].as_str().unwrap_or_default().into(),
+        resident: r["status"] == "resident",
+        removal: r["removal"].as_object().map(|m| {
+            (
+                m.get("reason")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                m.get("date").and_then(|d| iso_date(&d["iso"])),
+            )
+        }),
+    }
+}
+
+/// Whether `p` is a child the allowance may concern on `on`: a 続柄 of 子
+/// (子, 長男, 養子 …) and not past the fiscal year of 22.
+pub fn is_child(p: &Person, on: NaiveDate) -> bool {
+    p.relationship.contains('子')
+        && !p.relationship.contains("妻")
+        && p.birth.is_some_and(|b| rules::counted_until(b) >= on)
+}
+
+/// The allowance system's worker: reads the feed from its saved cursor,
+/// applies each event once.
+pub struct Worker {
+    pub store: Store,
+    pub client: RegistryClient,
+}
+
+impl Worker {
+    /// Reads one batch (long poll up to `wait` s) and applies it; the
+    /// number of events read.
+    pub async fn step(&self, wait: u64) -> Result<usize, LinkError> {
+        let after = self.store.cursor(self.client.tenant()).await?;
+        let events = self.client.events(after, wait).await?;
+        for e in &events {
+            self.handle(e).await?;
+        }
+        Ok(events.len())
+    }
+
+    /// Applies one event (a redelivered one changes nothing).
+    pub async fn handle(&self, e: &Value) -> Result<bool, LinkError> {
+        let id = e["id"]
+            .as_str()
+            .ok_or_else(|| LinkError::Shape("event without id".into()))?;
+        let seq: i64 = e["sequence"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| LinkError::Shape("event without sequence".into()))?;
+        let kind = e["type"].as_str().unwrap_or_default();
+        if self.store.applied(id).await? {
+            // Still move the cursor (a redelivery after a crash between
+            // apply and the next read).
+            return Ok(self
+                .store
+                .apply(self.client.tenant(), seq, id, kind, Vec::new())
+                .await?);
+        }
+        let effects = self.effects(&e["data"]).await?;
+        Ok(self
+            .store
+            .apply(self.client.tenant(), seq, id, kind, effects)
+            .await?)
+    }
+
+    /// What a change means for the allowance.
+    async fn effects(&self, data: &Value) -> Result<Vec<Effect>, LinkError> {
+        // A change withheld for a support measure (j440) names nobody.
+        let Some(reason) = data["reason"].as_str() else {
+            return Ok(Vec::new());
+        };
+        let on = iso_date(&data["effective_date"]["date"]);
+        let persons: Vec<String> = data["persons"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["addressee_number"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        match reason {
+            "birth" => {
+                for a in &persons {
+                    let Some(p) = self.client.resident(a).await? else {
+                        continue;
+                    };
+                    let claims = self.store.claims_of_household(&p.household).await?;
+                    let (kind, claim_id) = match claims.first() {
+                        Some(c) => (WorkKind::BirthIncrease, Some(c.id)),
+                        None => (WorkKind::BirthClaim, None),
+                    };
+                    out.push(work(kind, &p, on.or(p.birth), claim_id));
+                }
+            }
+            "move_in" | "move_in_from_abroad" => {
+                for a in &persons {
+                    let Some(p) = self.client.resident(a).await? else {
+                        continue;
+                    };
+                    let day = on.unwrap_or_else(|| chrono::Utc::now().date_naive());
+                    if p.birth.is_some_and(|b| rules::child_until(b) >= day) {
+                        let claims = self.store.claims_of_household(&p.household).await?;
+                        out.push(work(
+                            WorkKind::MoveInClaim,
+                            &p,
+                            on,
+                            claims.first().map(|c| c.id),
+                        ));
+                    }
+                }
+            }
+            "move_out" | "move_out_abroad" | "death" => {
+                let label = if reason == "death" { "死亡" } else { "転出" };
+                for a in &persons {
+                    let claims = self.store.claims_of_person(a).await?;
+                    if claims.is_empty() {
+                        continue;
+                    }
+                    let p = self.client.resident(a).await?;
+                    // 転出: the planned move-out date the record keeps.
+                    let day = p
+                        .as_ref()
+                        .and_then(|p| p.removal.as_ref().and_then(|r| r.1))
+                        .or(on);
+                    let Some(day) = day else { continue };
+                    for c in claims {
+                        let name = if c.claimant == *a {
+                            c.claimant_name.clone()
+                        } else {
+                            c.children
+                                .iter()
+                                .find(|x| x.child == *a)
+                                .map(|x| x.name.clone())
+                                .unwrap_or_default()
+                        };
+                        let who = Person {
+                            addressee_number: a.clone(),
+                            name,
+                            birth: None,
+                            household: c.household.clone(),
+                            relationship: String::new(),
+                            resident: false,
+                            removal: None,
+                        };
+                        if c.claimant == *a {
+                            out.push(Effect::EndClaim {
+                                claim_id: c.id,
+                                on: day,
+                                reason: label.into(),
+                            });
+                            out.push(work(WorkKind::ClaimEnded, &who, Some(day), Some(c.id)));
+                        } else {
+                            out.push(Effect::ChildLeft {
+                                claim_id: c.id,
+                                child: a.clone(),
+                                on: day,
+                                reason: label.into(),
+                            });
+                            out.push(work(WorkKind::ChildLeft, &who, Some(day), Some(c.id)));
+                        }
+                    }
+                }
+            }
+            other => {
+                let kind = match other {
+                    "household_split" | "household_merge" | "household_transfer" | "head_change" | "move_within" => {
+                        WorkKind::HouseholdCheck
+                    }
+                    _ => WorkKind::CorrectionCheck,
+                };
+                for a in &persons {
+                    for c in self.store.claims_of_person(a).await? {
+                        let name = self
+                            .client
+                            .resident(a)
+                            .await?
+                            .map(|p| p.name)
+                            .unwrap_or_default();
+                        let who = Person {
+                            addressee_number: a.clone(),
+                            name,
+                            birth: None,
+                            household: c.household.clone(),
+                            relationship: String::new(),
+                            resident: true,
+                            removal: None,
+                        };
+                        out.push(work(kind, &who, on, Some(c.id)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs until `stop` turns true: long polls, applies, and on errors
+    /// waits (1 s, doubling to 30 s) and tries again from the saved cursor.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, wait: u64) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let r = tokio::select! {
+                r = self.step(wait) => r,
+                _ = stop.changed() => return,
+            };
+            match r {
+                Ok(_) => backoff = Duration::from_secs(1),
+                Err(e) => {
+                    tracing::warn!("allowance feed: {e}; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>) -> Effect {
+    Effect::Work {
+        kind,
+        person: p.addressee_number.clone(),
+        person_name: p.name.clone(),
+        household: p.household.clone(),
+        event_on: on,
+        claim_id,
+    }
+}
