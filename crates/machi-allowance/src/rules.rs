@@ -471,13 +471,14 @@ mod tests {
         let m = month(&unsupported, ym(2024, 12)).unwrap();
         assert_eq!(m.total, 25_000);
         assert_eq!(m.children[1].rank, 2);
-        // After March 2027 the student (22 in May 2026) no longer counts:
-        // the baby (3 in January 2027) becomes the second child from April
-        // 2027: ¥30,000 falls to ¥10,000.
+        // After March 2027 neither the student (22 in May 2026) nor the
+        // high-school child (18 in July 2026, unsupported) counts: the baby
+        // (3 in January 2027) is the first child from April 2027, ¥30,000
+        // falls to ¥10,000.
         assert_eq!(counted_until(d(2004, 5, 10)), d(2027, 3, 31));
         assert_eq!(rule_of(&c, ym(2027, 3), "b"), Some(Rule::ThirdAndLater));
         assert_eq!(rule_of(&c, ym(2027, 4), "b"), Some(Rule::ThreeAndOver));
-        assert_eq!(month(&c, ym(2027, 4)).unwrap().children[1].rank, 2);
+        assert_eq!(month(&c, ym(2027, 4)).unwrap().children[0].rank, 1);
     }
 
     #[test]
