@@ -270,7 +270,9 @@ pub struct Month {
 /// Whether the child counts in month `m` at all (in the claim, not yet
 /// left, a 児童 or a supported child up to 22).
 fn counts(c: &Child, m: YearMonth) -> bool {
-    if m < c.from {
+    // Never before the month after the birth (a claim or increase is made
+    // for a child already born: 第7条, 第9条).
+    if m < c.from || m <= YearMonth::of(c.birth) {
         return false;
     }
     if let Some(left) = c.left_on
@@ -567,6 +569,14 @@ mod tests {
         };
         assert_eq!(month(&c, ym(2025, 3)).unwrap().total, 10_000);
         assert_eq!(month(&c, ym(2025, 4)).unwrap().total, 25_000);
+        // A child never counts in or before the month of birth.
+        let early = Claim {
+            from,
+            ended_on: None,
+            children: vec![child("b", d(2025, 3, 20), from)],
+        };
+        assert!(month(&early, ym(2025, 3)).is_none());
+        assert_eq!(month(&early, ym(2025, 4)).unwrap().total, 15_000);
     }
 
     #[test]

@@ -581,6 +581,8 @@ pub async fn enter_claim(
     let children: Vec<(String, String, NaiveDate)> = members
         .iter()
         .filter(|m| m.resident && m.addressee_number != a && is_child(m, claimed_on))
+        // A child born after the claim date comes by a 額改定請求.
+        .filter(|m| m.birth.is_some_and(|b| b <= claimed_on))
         .filter_map(|m| Some((m.addressee_number.clone(), m.name.clone(), m.birth?)))
         .collect();
     if !children

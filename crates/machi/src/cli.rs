@@ -120,6 +120,12 @@ enum Command {
     },
     /// Measure change writes/s and reads/s against baselines from the same run.
     Bench(crate::bench::BenchArgs),
+    /// Run the 児童手当 (child allowance) system: a separate process with
+    /// its own database, fed only by the registry's event feed and API
+    /// through its own API client. MACHI_ALLOWANCE_CLIENT_SECRET: the
+    /// client's secret; MACHI_ALLOWANCE_CLERK_PASSWORD: the clerks'
+    /// password of its pages (environment only: a flag would show in `ps`).
+    Allowance(AllowanceArgs),
     /// Import files in the migration layout (docs/migration-layout.md) into a
     /// tenant: validated first, then loaded all-or-nothing in one
     /// transaction; running the same import again changes nothing.
@@ -230,7 +236,43 @@ struct DemoArgs {
     /// Create the data and exit without serving.
     #[arg(long)]
     no_serve: bool,
+    /// Port of the 児童手当 system the demo starts as a child process.
+    #[arg(long, default_value_t = 8090)]
+    allowance_port: u16,
+    /// Do not start the 児童手当 system.
+    #[arg(long)]
+    no_allowance: bool,
 }
+
+#[derive(Args, Debug)]
+struct AllowanceArgs {
+    /// The allowance system's own SQLite database.
+    #[arg(long, default_value = "machi-data/allowance.sqlite", env = "MACHI_ALLOWANCE_DATABASE")]
+    allowance_database: PathBuf,
+    /// The registry's base URL (its API and event feed).
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "MACHI_ALLOWANCE_REGISTRY_URL")]
+    registry_url: String,
+    /// The municipality (団体コード) whose feed it reads.
+    #[arg(long, env = "MACHI_ALLOWANCE_TENANT")]
+    tenant: String,
+    /// Its API client id at the registry (scopes `{system}:events:read
+    /// {system}:residents:read`).
+    #[arg(long, env = "MACHI_ALLOWANCE_CLIENT_ID")]
+    client_id: String,
+    /// Port of the clerk's pages and the allowance API.
+    #[arg(long, default_value_t = 8090, env = "MACHI_ALLOWANCE_PORT")]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1", env = "MACHI_ALLOWANCE_BIND")]
+    bind: String,
+    /// Long-poll wait of each feed read, seconds (1-30).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30))]
+    wait: u64,
+}
+
+/// The allowance system's secrets come from the environment only.
+const ALLOWANCE_SECRET_ENV: &str = "MACHI_ALLOWANCE_CLIENT_SECRET";
+const ALLOWANCE_PASSWORD_ENV: &str = "MACHI_ALLOWANCE_CLERK_PASSWORD";
 
 #[derive(Args, Debug)]
 struct ServeArgs {
@@ -419,7 +461,46 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
             let listener = tokio::net::TcpListener::bind(addr).await?;
             print_demo_links(&registry, a.port).await?;
+            // The allowance system: another process, as another vendor's
+            // system would be, talking to this one over HTTP only. Killed
+            // when the demo ends (kill_on_drop).
+            let _allowance = if a.no_allowance {
+                None
+            } else {
+                Some(crate::demo::start_allowance(&a.data_dir, a.port, a.allowance_port)?)
+            };
             serve(listener, registry, api::AppOptions::default()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Allowance(a) => {
+            let secret = std::env::var(ALLOWANCE_SECRET_ENV)
+                .map_err(|_| anyhow::anyhow!("{ALLOWANCE_SECRET_ENV} is not set: the API client's secret"))?;
+            let password = std::env::var(ALLOWANCE_PASSWORD_ENV).map_err(|_| {
+                anyhow::anyhow!("{ALLOWANCE_PASSWORD_ENV} is not set: the clerks' password of the pages")
+            })?;
+            if password.chars().count() < 12 {
+                anyhow::bail!("{ALLOWANCE_PASSWORD_ENV} must be at least 12 characters");
+            }
+            let tenant: MunicipalityCode = a
+                .tenant
+                .parse()
+                .map_err(|e: machi_domain::ids::IdError| anyhow::anyhow!("{}", e.message_en()))?;
+            let listen: SocketAddr = format!("{}:{}", a.bind, a.port)
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--bind {}: {e}", a.bind))?;
+            machi_allowance::run(machi_allowance::Config {
+                database: a.allowance_database.clone(),
+                link: machi_allowance::worker::LinkConfig {
+                    base_url: a.registry_url.clone(),
+                    tenant: tenant.to_string(),
+                    client_id: a.client_id.clone(),
+                    client_secret: secret,
+                },
+                clerk_password: password,
+                listen,
+                wait: a.wait,
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => {

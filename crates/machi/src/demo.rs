@@ -286,6 +286,61 @@ pub const DEMO_CLIENT: (&str, &str, &str) = (
     "demo:residents:read demo:changes:read demo:events:read",
 );
 
+/// The 児童手当 system's API client of 府中市 in the demo: a system of its
+/// own (`jidou`), reading the feed and residents only.
+pub const ALLOWANCE_CLIENT: (&str, &str, &str) = (
+    "132063-jidou",
+    "jidou-Client-Secret-2026",
+    "jidou:events:read jidou:residents:read",
+);
+
+/// The demo password of the 児童手当 clerks' pages.
+pub const ALLOWANCE_CLERK_PASSWORD: &str = "allowance-Demo-2026";
+
+/// The 児童手当 system, started by the demo as a child process (this same
+/// executable, `machi allowance`), killed when the value is dropped.
+pub struct AllowanceProcess(std::process::Child);
+
+impl Drop for AllowanceProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `machi allowance` against the demo registry on `registry_port`,
+/// its database in `data_dir`, its pages on `port`.
+pub fn start_allowance(
+    data_dir: &std::path::Path,
+    registry_port: u16,
+    port: u16,
+) -> anyhow::Result<AllowanceProcess> {
+    let exe = std::env::current_exe()?;
+    let (id, secret, _) = ALLOWANCE_CLIENT;
+    let child = std::process::Command::new(exe)
+        .arg("allowance")
+        .arg("--allowance-database")
+        .arg(data_dir.join("allowance.sqlite"))
+        .args([
+            "--registry-url",
+            &format!("http://127.0.0.1:{registry_port}"),
+            "--tenant",
+            "132063",
+            "--client-id",
+            id,
+            "--port",
+            &port.to_string(),
+        ])
+        .env("MACHI_ALLOWANCE_CLIENT_SECRET", secret)
+        .env("MACHI_ALLOWANCE_CLERK_PASSWORD", ALLOWANCE_CLERK_PASSWORD)
+        .env_remove("MACHI_DATABASE")
+        .spawn()?;
+    println!(
+        "児童手当 (a separate process, fed by the event feed): http://127.0.0.1:{port}/login  担当者名: any, パスワード: {ALLOWANCE_CLERK_PASSWORD}"
+    );
+    Ok(AllowanceProcess(child))
+}
+
 /// Creates the demo staff accounts that do not exist yet, and sets a
 /// synthetic certifying officer for every demo municipality.
 pub async fn seed_accounts(registry: &Registry) -> anyhow::Result<()> {
@@ -308,6 +363,12 @@ pub async fn seed_accounts(registry: &Registry) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("demo tenant: {e:?}"))?;
     registry
         .register_client(&fuchu, id, "demo", &scopes, secret, &actor)
+        .await?;
+    let (id, secret, scopes) = ALLOWANCE_CLIENT;
+    let scopes = machi_domain::access::Scope::parse_list(scopes)
+        .map_err(|e| anyhow::anyhow!("allowance scopes: {e}"))?;
+    registry
+        .register_client(&fuchu, id, "jidou", &scopes, secret, &actor)
         .await?;
     for (tenant, login, role, name, password) in DEMO_LOGINS {
         let tenant: Option<MunicipalityCode> = if tenant.is_empty() {

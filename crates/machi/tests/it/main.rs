@@ -18,6 +18,7 @@ macro_rules! both_backends {
     };
 }
 
+mod allowance;
 mod api;
 mod browser;
 mod browser_forms;

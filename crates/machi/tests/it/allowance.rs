@@ -1,0 +1,602 @@
+//! 児童手当 as a separate system: the registry's API served on loopback,
+//! the allowance worker (its own SQLite database, whatever the registry's
+//! backend) reading the event feed with a client created and approved like
+//! any other vendor's, and its state checked after births, move-ins,
+//! move-outs and deaths committed in the registry. Faults: the worker
+//! dropped mid-stream and restarted from its saved cursor, duplicate
+//! deliveries and a rewound cursor end in exactly a fault-free run's state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use machi::api::{self, AppState};
+use machi::service::Actor;
+use machi_allowance::rules::YearMonth;
+use machi_allowance::store::{Store, WorkKind};
+use machi_allowance::web::{WebState, enter_claim, payment_lines};
+use machi_allowance::worker::{LinkConfig, RegistryClient, Worker};
+use machi_domain::change::ChangeRequest;
+use serde_json::{Value, json};
+
+use crate::contract::person;
+use crate::duties::approved_client;
+use crate::support::{FUCHU, TestDb, code};
+
+both_backends!(
+    events_drive_claims_children_and_payments,
+    a_worker_killed_mid_stream_ends_like_a_fault_free_run,
+    the_clerk_api_and_pages_answer_and_refuse_bad_input,
+);
+
+pub const CLERK_PASSWORD: &str = "test-Allowance-Clerk-2026";
+
+/// The registry on loopback and the allowance system's client of it.
+pub struct Town {
+    pub db: TestDb,
+    pub base: String,
+    pub link: LinkConfig,
+}
+
+pub async fn town(db: TestDb) -> Town {
+    let db = db.with_tenants().await;
+    let (client_id, client_secret) =
+        approved_client(&db, "jidou", "jidou:events:read jidou:residents:read").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = api::app(AppState {
+        registry: db.registry.clone(),
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    Town {
+        db,
+        base: base.clone(),
+        link: LinkConfig {
+            base_url: base,
+            tenant: FUCHU.into(),
+            client_id,
+            client_secret,
+        },
+    }
+}
+
+impl Town {
+    pub fn worker(&self, store: &Store) -> Worker {
+        Worker {
+            store: store.clone(),
+            client: RegistryClient::new(self.link.clone()).unwrap(),
+        }
+    }
+
+    pub fn web(&self, store: &Store) -> WebState {
+        WebState::new(
+            store.clone(),
+            Arc::new(RegistryClient::new(self.link.clone()).unwrap()),
+            CLERK_PASSWORD,
+        )
+    }
+
+    pub async fn submit(&self, v: Value) -> machi::service::registry::ChangeOutcome {
+        let req: ChangeRequest = serde_json::from_value(v.clone()).unwrap();
+        self.db
+            .registry
+            .submit(&code(FUCHU), &req, &Actor::system("clerk"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {v}"))
+    }
+
+    /// The registry's last event sequence.
+    pub async fn last_seq(&self) -> i64 {
+        let actor = Actor::system("test");
+        let mut after = 0;
+        loop {
+            let e = self
+                .db
+                .registry
+                .events(&code(FUCHU), after, 500, &actor)
+                .await
+                .unwrap();
+            match e.last() {
+                Some(l) => after = l.seq,
+                None => return after,
+            }
+        }
+    }
+}
+
+/// Steps the worker until its cursor reaches the registry's last event.
+pub async fn catch_up(t: &Town, w: &Worker) {
+    let last = t.last_seq().await;
+    let start = Instant::now();
+    while w.store.cursor(FUCHU).await.unwrap() < last {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the worker did not catch up"
+        );
+        w.step(1).await.unwrap();
+    }
+}
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn ym(y: i32, m: u32) -> YearMonth {
+    YearMonth::new(y, m).unwrap()
+}
+
+/// A family moving in on `date`: head, spouse, and children.
+fn family(date: &str, surname: (&str, &str), children: &[(&str, &str, &str)]) -> Value {
+    let mut persons = vec![
+        person(
+            &format!("{}　太郎", surname.0),
+            &format!("{}　タロウ", surname.1),
+            "1988-04-10",
+            "male",
+            "世帯主",
+        ),
+        person(
+            &format!("{}　花子", surname.0),
+            &format!("{}　ハナコ", surname.1),
+            "1990-09-20",
+            "female",
+            "妻",
+        ),
+    ];
+    for (given, kana, birth) in children {
+        persons.push(person(
+            &format!("{}　{given}", surname.0),
+            &format!("{}　{kana}", surname.1),
+            birth,
+            "male",
+            "子",
+        ));
+    }
+    json!({"effective_date": date, "filed_on": date, "input_place": "市民課窓口", "input_terminal": "T-01",
+        "command": {"type": "move_in", "persons": persons, "previous_address": "東京都調布市小島町二丁目",
+            "household": {"type": "new", "address": {"address": "東京都府中市宮西町二丁目24番地"}}}})
+}
+
+/// The registry's story: family A moves in (two children) and claims; a
+/// third child is born; the eldest moves out; family B moves in and its
+/// head dies. Returns (head A, household A, eldest A, newborn, head B).
+async fn story(t: &Town) -> (String, String, String, String, String) {
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2019-05-10"), ("二郎", "ジロウ", "2022-06-01")],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let household = a.rows[0].record.household_number.to_string();
+    let eldest = a.rows[2].record.addressee_number.to_string();
+    let birth = t
+        .submit(json!({"effective_date": "2025-01-25", "command": {"type": "birth", "household_number": household,
+            "person": person("架空　三郎", "カクウ　サブロウ", "2025-01-25", "male", "子")}}))
+        .await;
+    let baby = birth.rows[0].record.addressee_number.to_string();
+    // 転出: the planned move-out date is what counts.
+    t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+        .await;
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    // The mother claims for family B.
+    let mother_b = b.rows[1].record.addressee_number.to_string();
+    (head, household, eldest, baby, mother_b)
+}
+
+async fn events_drive_claims_children_and_payments(db: TestDb) {
+    let t = town(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let w = t.worker(&store);
+    let web = t.web(&store);
+
+    // Family A moves in: the move-in of each child is a work item.
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2019-05-10"), ("二郎", "ジロウ", "2022-06-01")],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let household = a.rows[0].record.household_number.to_string();
+    let eldest = a.rows[2].record.addressee_number.to_string();
+    catch_up(&t, &w).await;
+    let work = store.work_items(true).await.unwrap();
+    assert_eq!(
+        work.iter().map(|w| w.kind).collect::<Vec<_>>(),
+        vec![WorkKind::MoveInClaim, WorkKind::MoveInClaim],
+        "{work:?}"
+    );
+    assert!(work.iter().all(|w| w.event_on == Some(d("2024-04-01"))));
+
+    // The clerk enters the claim: the children come from the registry.
+    let id = enter_claim(&web, "担当 一", &head, d("2024-04-10"), Some(d("2024-04-01")), false)
+        .await
+        .unwrap();
+    assert!(store.work_items(true).await.unwrap().is_empty());
+    let c = store.claim(id).await.unwrap().unwrap();
+    assert_eq!(c.claimant_name, "架空　太郎");
+    assert_eq!(c.children.len(), 2);
+    let r = c.rules();
+    assert_eq!(r.from, ym(2024, 5));
+    // October 2024, the first month of the amended rules: ¥10,000 + ¥15,000.
+    assert_eq!(machi_allowance::rules::month(&r, ym(2024, 10)).unwrap().total, 25_000);
+
+    // A birth into the household: an increase may be due.
+    let birth = t
+        .submit(json!({"effective_date": "2025-01-25", "command": {"type": "birth", "household_number": household,
+            "person": person("架空　三郎", "カクウ　サブロウ", "2025-01-25", "male", "子")}}))
+        .await;
+    let baby = birth.rows[0].record.addressee_number.to_string();
+    catch_up(&t, &w).await;
+    let work = store.work_items(true).await.unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].kind, WorkKind::BirthIncrease);
+    assert_eq!(work[0].claim_id, Some(id));
+    assert_eq!(work[0].person, baby);
+    assert_eq!(work[0].person_name, "架空　三郎");
+    // 額改定請求 on 9 February, the 15th day after the birth: from February.
+    store
+        .add_child(
+            id,
+            (baby.clone(), "架空　三郎".into(), d("2025-01-25")),
+            d("2025-02-09"),
+            Some(d("2025-01-25")),
+        )
+        .await
+        .unwrap();
+    assert!(store.work_items(true).await.unwrap().is_empty());
+    let r = store.claim(id).await.unwrap().unwrap().rules();
+    let month = |m| machi_allowance::rules::month(&r, m).map(|x| x.total);
+    assert_eq!(month(ym(2025, 1)), Some(25_000));
+    assert_eq!(month(ym(2025, 2)), Some(10_000 + 15_000 + 30_000));
+
+    // The eldest moves out (planned 20 June 2025): June counted, reduced
+    // from July; 二郎 (born 1 June 2022) is ¥15,000 through June 2025.
+    t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+        .await;
+    catch_up(&t, &w).await;
+    let work = store.work_items(true).await.unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].kind, WorkKind::ChildLeft);
+    assert_eq!(work[0].event_on, Some(d("2025-06-20")));
+    let c = store.claim(id).await.unwrap().unwrap();
+    let left = c.children.iter().find(|x| x.child == eldest).unwrap();
+    assert_eq!(left.left_on, Some(d("2025-06-20")));
+    assert_eq!(left.left_reason.as_deref(), Some("転出"));
+    let r = c.rules();
+    let m6 = machi_allowance::rules::month(&r, ym(2025, 6)).unwrap();
+    assert_eq!(m6.total, 55_000);
+    let m7 = machi_allowance::rules::month(&r, ym(2025, 7)).unwrap();
+    assert_eq!(
+        m7.children
+            .iter()
+            .map(|x| (x.rank, x.amount))
+            .collect::<Vec<_>>(),
+        vec![(1, 10_000), (2, 15_000)]
+    );
+    // August pays June and July.
+    let lines = payment_lines(&store, ym(2025, 8)).await.unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].amount, 55_000 + 25_000);
+    assert_eq!(lines[0].months, vec!["2025-06", "2025-07"]);
+
+    // Family B (the mother, a 公務員) moves in and claims; she dies: the
+    // entitlement ends with that month, and it is never in a payment file.
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let head_b = b.rows[1].record.addressee_number.to_string();
+    catch_up(&t, &w).await;
+    let idb = enter_claim(&web, "担当 一", &head_b, d("2025-03-10"), Some(d("2025-03-01")), true)
+        .await
+        .unwrap();
+    t.submit(json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}))
+        .await;
+    catch_up(&t, &w).await;
+    let cb = store.claim(idb).await.unwrap().unwrap();
+    assert_eq!(cb.ended_on, Some(d("2025-09-05")));
+    assert_eq!(cb.end_reason.as_deref(), Some("死亡"));
+    let r = cb.rules();
+    assert_eq!(r.from, ym(2025, 4));
+    assert!(machi_allowance::rules::month(&r, ym(2025, 9)).is_some());
+    assert!(machi_allowance::rules::month(&r, ym(2025, 10)).is_none());
+    let work = store.work_items(true).await.unwrap();
+    assert!(
+        work.iter()
+            .any(|w| w.kind == WorkKind::ClaimEnded && w.claim_id == Some(idb)),
+        "{work:?}"
+    );
+    let lines = payment_lines(&store, ym(2025, 10)).await.unwrap();
+    assert!(lines.iter().all(|l| l.claim_id != idb), "{lines:?}");
+    assert!(lines.iter().any(|l| l.claim_id == id));
+
+    // A redelivered event changes nothing.
+    let before = store.snapshot().await.unwrap();
+    let again = w.client.events(0, 0).await.unwrap();
+    for e in &again {
+        assert!(!w.handle(e).await.unwrap());
+    }
+    assert_eq!(store.snapshot().await.unwrap(), before);
+}
+
+/// A fresh allowance database with the claims of family A and B entered
+/// (before the worker has read anything).
+async fn prepared(t: &Town, heads: &(String, String)) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let web = t.web(&store);
+    enter_claim(&web, "担当 一", &heads.0, d("2024-04-10"), Some(d("2024-04-01")), false)
+        .await
+        .unwrap();
+    enter_claim(&web, "担当 一", &heads.1, d("2025-03-10"), Some(d("2025-03-01")), true)
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+/// The allowance state once the worker has read the whole feed; `faulty`
+/// drops the worker mid-stream, restarts it from its saved cursor,
+/// redelivers events and replays the feed from the start.
+async fn run_story(t: &Town, dir: &tempfile::TempDir, store: Store, faulty: bool) -> Vec<String> {
+    let path = dir.path().join("allowance.sqlite");
+    let last = t.last_seq().await;
+    if !faulty {
+        catch_up(t, &t.worker(&store)).await;
+    } else {
+        // Apply the first three events one by one, then drop the worker
+        // and its store, as a killed process would leave them.
+        {
+            let w = t.worker(&store);
+            let events = w.client.events(0, 0).await.unwrap();
+            assert!(events.len() > 4);
+            for e in &events[..3] {
+                assert!(w.handle(e).await.unwrap());
+            }
+            // A duplicate delivery of the second event changes nothing.
+            let snap = store.snapshot().await.unwrap();
+            assert!(!w.handle(&events[1]).await.unwrap());
+            assert_eq!(store.snapshot().await.unwrap(), snap);
+        }
+        drop(store);
+        // Restart: reopen the same file; the worker runs in a task, which
+        // is aborted at once (mid-step) and started again.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.cursor(FUCHU).await.unwrap(), 3);
+        let (_stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(t.worker(&store).run(rx, 1));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        task.abort();
+        let _ = task.await;
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(t.worker(&store).run(rx, 1));
+        let start = Instant::now();
+        while store.cursor(FUCHU).await.unwrap() < last {
+            assert!(start.elapsed() < Duration::from_secs(60), "no catch-up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        // Everything delivered again from the start (a rewound cursor, a
+        // replay): nothing changes.
+        let w = t.worker(&store);
+        for e in w.client.events(0, 0).await.unwrap() {
+            assert!(!w.handle(&e).await.unwrap());
+        }
+        return store.snapshot().await.unwrap();
+    }
+    store.snapshot().await.unwrap()
+}
+
+async fn a_worker_killed_mid_stream_ends_like_a_fault_free_run(db: TestDb) {
+    let t = town(db).await;
+    // Both families move in and claim before the worker reads anything;
+    // then a birth, a move-out and a death follow.
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2019-05-10"), ("二郎", "ジロウ", "2022-06-01")],
+        ))
+        .await;
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let id = |o: &machi::service::registry::ChangeOutcome, i: usize| {
+        o.rows[i].record.addressee_number.to_string()
+    };
+    let heads = (id(&a, 0), id(&b, 1));
+    let (dir_clean, clean) = prepared(&t, &heads).await;
+    let (dir_faulty, faulty) = prepared(&t, &heads).await;
+    let household = a.rows[0].record.household_number.to_string();
+    t.submit(json!({"effective_date": "2025-01-25", "command": {"type": "birth", "household_number": household,
+        "person": person("架空　三郎", "カクウ　サブロウ", "2025-01-25", "male", "子")}}))
+        .await;
+    t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [id(&a, 2)],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+        .await;
+    t.submit(json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": id(&b, 1)}}))
+        .await;
+    let clean = run_story(&t, &dir_clean, clean, false).await;
+    let faulty = run_story(&t, &dir_faulty, faulty, true).await;
+    assert_eq!(clean, faulty);
+    // The run did something: two claims, a child who left, an ended claim.
+    assert!(clean.iter().filter(|l| l.starts_with("claims:")).count() == 2);
+    assert!(clean.iter().any(|l| l.contains("Text(\"2025-06-20\")")));
+    assert!(clean.iter().any(|l| l.contains("Text(\"死亡\")")));
+    assert!(clean.iter().any(|l| l.contains("Text(\"birth_increase\")")));
+}
+
+async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
+    let t = town(db).await;
+    let (head, ..) = story(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let web = t.web(&store);
+    let id = enter_claim(&web, "担当 一", &head, d("2024-04-10"), Some(d("2024-04-01")), false)
+        .await
+        .unwrap();
+    catch_up(&t, &t.worker(&store)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, machi_allowance::web::app(web)).await;
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Nothing without signing in.
+    let r = http.get(format!("{base}/api/claims")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    // A wrong password.
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("clerk=x&password=wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("clerk=%E6%8B%85%E5%BD%93&password={CLERK_PASSWORD}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |path: String| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move {
+            http.get(path)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The claim with every month's amount and the rule behind it.
+    let v: Value =
+        serde_json::from_str(&get(format!("{base}/api/claims/{id}")).await.text().await.unwrap())
+            .unwrap();
+    assert_eq!(v["first_month"], "2024-05");
+    assert_eq!(v["paid_by_employer"], false);
+    let feb = v["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["month"] == "2025-06")
+        .unwrap();
+    assert_eq!(feb["total"], 15_000);
+    assert_eq!(feb["paid_in"], "2025-08");
+    assert!(
+        feb["children"][0]["rule_ja"]
+            .as_str()
+            .unwrap()
+            .contains("第6条")
+    );
+    // The payment file of August 2025 (June and July).
+    let r = get(format!("{base}/payments/2025-08.csv")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("受給者番号,宛名番号,氏名,支払月,対象月,支払額"), "{csv}");
+    // The claim was entered after the story: the registry's household now
+    // holds 二郎 (¥15,000 in June, his third-birthday month; ¥10,000 in
+    // July) and 三郎, born after the claim date (an increase claim, not
+    // entered here).
+    assert!(csv.contains(&format!("{id},{head},架空　太郎,2025-08,2025-06 2025-07,25000")), "{csv}");
+    // Bad input: an odd payment month, an unknown claim.
+    let r = get(format!("{base}/api/payments/2025-07")).await;
+    assert_eq!(r.status(), 400);
+    let e: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(e["code"], "invalid_payment_month");
+    assert!(e["message_ja"].as_str().unwrap().contains("偶数月"));
+    assert_eq!(get(format!("{base}/api/claims/999")).await.status(), 404);
+    assert_eq!(get(format!("{base}/api/claims/x")).await.status(), 404);
+    // The pages: 和暦, no codes.
+    let html = get(format!("{base}/claims/{id}")).await.text().await.unwrap();
+    assert!(html.contains("令和7年6月"), "{html}");
+    assert!(html.contains("第1子"));
+    assert!(!html.contains("under_three") && !html.contains("2025-06"));
+    // A claim form with a bad date and an unknown person: the form again,
+    // with the error in Japanese and English; nothing stored.
+    let page = get(format!("{base}/claims/new")).await.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    for (claimant, date, expect) in [
+        (head.as_str(), "令和7年13月1日", "請求日"),
+        ("999999999999999", "令和7年1月10日", "見つかりません"),
+        (head.as_str(), "令和7年1月10日", "すでに受給者"),
+    ] {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &csrf)
+            .append_pair("claimant", claimant)
+            .append_pair("claimed_on", date)
+            .append_pair("event_on", "")
+            .finish();
+        let r = http
+            .post(format!("{base}/claims"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{claimant} {date}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(expect), "{expect}: {html}");
+    }
+    assert_eq!(store.claims().await.unwrap().len(), 1);
+    // A form without the CSRF token is refused.
+    let r = http
+        .post(format!("{base}/claims"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=nope&claimant=1&claimed_on=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
