@@ -34,7 +34,6 @@ pub const CLERK_PASSWORD: &str = "test-Allowance-Clerk-2026";
 /// The registry on loopback and the allowance system's client of it.
 pub struct Town {
     pub db: TestDb,
-    pub base: String,
     pub link: LinkConfig,
 }
 
@@ -56,7 +55,6 @@ pub async fn town(db: TestDb) -> Town {
     });
     Town {
         db,
-        base: base.clone(),
         link: LinkConfig {
             base_url: base,
             tenant: FUCHU.into(),
@@ -91,28 +89,27 @@ impl Town {
             .unwrap_or_else(|e| panic!("{e}: {v}"))
     }
 
-    /// The registry's last event sequence.
-    pub async fn last_seq(&self) -> i64 {
-        let actor = Actor::system("test");
-        let mut after = 0;
-        loop {
-            let e = self
-                .db
-                .registry
-                .events(&code(FUCHU), after, 500, &actor)
-                .await
-                .unwrap();
-            match e.last() {
-                Some(l) => after = l.seq,
-                None => return after,
-            }
+}
+
+/// The registry's last event sequence.
+pub async fn last_seq(registry: &machi::service::Registry) -> i64 {
+    let actor = Actor::system("test");
+    let mut after = 0;
+    loop {
+        let e = registry
+            .events(&code(FUCHU), after, 500, &actor)
+            .await
+            .unwrap();
+        match e.last() {
+            Some(l) => after = l.seq,
+            None => return after,
         }
     }
 }
 
 /// Steps the worker until its cursor reaches the registry's last event.
-pub async fn catch_up(t: &Town, w: &Worker) {
-    let last = t.last_seq().await;
+pub async fn catch_up(registry: &machi::service::Registry, w: &Worker) {
+    let last = last_seq(registry).await;
     let start = Instant::now();
     while w.store.cursor(FUCHU).await.unwrap() < last {
         assert!(
@@ -216,7 +213,7 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
     let head = a.rows[0].record.addressee_number.to_string();
     let household = a.rows[0].record.household_number.to_string();
     let eldest = a.rows[2].record.addressee_number.to_string();
-    catch_up(&t, &w).await;
+    catch_up(&t.db.registry, &w).await;
     let work = store.work_items(true).await.unwrap();
     assert_eq!(
         work.iter().map(|w| w.kind).collect::<Vec<_>>(),
@@ -244,7 +241,7 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
             "person": person("架空　三郎", "カクウ　サブロウ", "2025-01-25", "male", "子")}}))
         .await;
     let baby = birth.rows[0].record.addressee_number.to_string();
-    catch_up(&t, &w).await;
+    catch_up(&t.db.registry, &w).await;
     let work = store.work_items(true).await.unwrap();
     assert_eq!(work.len(), 1);
     assert_eq!(work[0].kind, WorkKind::BirthIncrease);
@@ -272,7 +269,7 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
     t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
         "destination": {"address": "東京都昭島市田中町一丁目"}}}))
         .await;
-    catch_up(&t, &w).await;
+    catch_up(&t.db.registry, &w).await;
     let work = store.work_items(true).await.unwrap();
     assert_eq!(work.len(), 1);
     assert_eq!(work[0].kind, WorkKind::ChildLeft);
@@ -308,13 +305,13 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
         ))
         .await;
     let head_b = b.rows[1].record.addressee_number.to_string();
-    catch_up(&t, &w).await;
+    catch_up(&t.db.registry, &w).await;
     let idb = enter_claim(&web, "担当 一", &head_b, d("2025-03-10"), Some(d("2025-03-01")), true)
         .await
         .unwrap();
     t.submit(json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}))
         .await;
-    catch_up(&t, &w).await;
+    catch_up(&t.db.registry, &w).await;
     let cb = store.claim(idb).await.unwrap().unwrap();
     assert_eq!(cb.ended_on, Some(d("2025-09-05")));
     assert_eq!(cb.end_reason.as_deref(), Some("死亡"));
@@ -361,9 +358,9 @@ async fn prepared(t: &Town, heads: &(String, String)) -> (tempfile::TempDir, Sto
 /// redelivers events and replays the feed from the start.
 async fn run_story(t: &Town, dir: &tempfile::TempDir, store: Store, faulty: bool) -> Vec<String> {
     let path = dir.path().join("allowance.sqlite");
-    let last = t.last_seq().await;
+    let last = last_seq(&t.db.registry).await;
     if !faulty {
-        catch_up(t, &t.worker(&store)).await;
+        catch_up(&t.db.registry, &t.worker(&store)).await;
     } else {
         // Apply the first three events one by one, then drop the worker
         // and its store, as a killed process would leave them.
@@ -461,7 +458,7 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     let id = enter_claim(&web, "担当 一", &head, d("2024-04-10"), Some(d("2024-04-01")), false)
         .await
         .unwrap();
-    catch_up(&t, &t.worker(&store)).await;
+    catch_up(&t.db.registry, &t.worker(&store)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {

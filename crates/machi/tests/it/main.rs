@@ -21,6 +21,7 @@ macro_rules! both_backends {
 mod allowance;
 mod api;
 mod browser;
+mod browser_allowance;
 mod browser_forms;
 mod contract;
 mod duties;

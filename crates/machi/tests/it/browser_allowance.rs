@@ -1,0 +1,145 @@
+//! The 児童手当 clerk's pages in a real browser: the registry (demo data)
+//! and the allowance system on ports of their own, a family moving in
+//! through the registry, the work item on the clerk's list, the claim
+//! entered from it (with a bad date first), the claim's months with their
+//! rules, and the payment page; axe-core on every screenshot.
+
+use std::sync::Arc;
+
+use fantoccini::Locator;
+use machi_allowance::store::Store;
+use machi_allowance::web::{WebState, app};
+use machi_allowance::worker::{LinkConfig, RegistryClient, Worker};
+use serde_json::json;
+
+use crate::allowance::{CLERK_PASSWORD, catch_up};
+use crate::browser::Harness;
+use crate::contract::person;
+use crate::duties::approved_client;
+use crate::support::{FUCHU, TestDb, code};
+
+both_backends!(browser_allowance_clerk_day);
+
+async fn browser_allowance_clerk_day(db: TestDb) {
+    let h = Harness::start(db).await;
+    let (client_id, client_secret) =
+        approved_client(&h.db, "jidou", "jidou:events:read jidou:residents:read").await;
+    let link = LinkConfig {
+        base_url: h.base.clone(),
+        tenant: FUCHU.into(),
+        client_id,
+        client_secret,
+    };
+    let req: machi_domain::change::ChangeRequest = serde_json::from_value(json!({
+        "effective_date": "2025-04-01", "filed_on": "2025-04-01", "input_place": "市民課窓口", "input_terminal": "T-01",
+        "command": {"type": "move_in", "previous_address": "東京都調布市小島町二丁目",
+            "persons": [
+                person("見本　太郎", "ミホン　タロウ", "1988-04-10", "male", "世帯主"),
+                person("見本　花子", "ミホン　ハナコ", "1990-09-20", "female", "妻"),
+                person("見本　一郎", "ミホン　イチロウ", "2016-07-07", "male", "子"),
+                person("見本　二郎", "ミホン　ジロウ", "2019-02-02", "male", "子"),
+                person("見本　三郎", "ミホン　サブロウ", "2024-12-01", "male", "子")],
+            "household": {"type": "new", "address": {"address": "東京都府中市宮西町二丁目24番地"}}}}))
+    .unwrap();
+    h.db.registry
+        .submit(&code(FUCHU), &req, &machi::service::Actor::system("clerk"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let w = Worker {
+        store: store.clone(),
+        client: RegistryClient::new(link.clone()).unwrap(),
+    };
+    catch_up(&h.db.registry, &w).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let web = WebState::new(
+        store.clone(),
+        Arc::new(RegistryClient::new(link).unwrap()),
+        CLERK_PASSWORD,
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app(web)).await;
+    });
+    let go = |path: &str| format!("{base}{path}");
+
+    // Sign in with the keyboard.
+    h.client.goto(&go("/login")).await.unwrap();
+    h.shot("allowance-01-login").await;
+    h.fill("clerk", "手当 担当").await;
+    h.fill("password", CLERK_PASSWORD).await;
+    h.client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    h.wait_for("#me").await;
+    // The move-in of three children: work items, in Japanese, 和暦.
+    let page = h.text().await;
+    assert!(page.contains("転入：認定請求が必要な可能性"), "{page}");
+    assert!(page.contains("見本　三郎"));
+    assert!(page.contains("令和7年4月1日"));
+    assert!(!page.contains("move_in"));
+    h.shot("allowance-02-work-items").await;
+    // Enter the claim from the work item: the claimant is the household
+    // head, the move-in date is filled in.
+    h.client
+        .find(Locator::XPath(
+            "//tr[td[contains(., '見本　三郎')]]//a[starts-with(@href, '/claims/new')]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    h.wait_for("#claim-submit").await;
+    let claimant = h
+        .client
+        .find(Locator::Id("claimant"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(!claimant.is_empty());
+    let event = h
+        .client
+        .find(Locator::Id("event_on"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(event, "令和7年4月1日");
+    // A bad date first: a clear error in both languages, nothing stored.
+    h.fill("claimed_on", "令和7年4月31日").await;
+    h.click("#claim-submit").await;
+    h.wait_for("#error").await;
+    let page = h.text().await;
+    assert!(page.contains("請求日"), "{page}");
+    assert!(store.claims().await.unwrap().is_empty());
+    h.shot("allowance-03-claim-error").await;
+    h.fill("claimed_on", "令和7年4月10日").await;
+    h.click("#claim-submit").await;
+    h.wait_for("#claimant").await;
+    let page = h.text().await;
+    assert!(page.contains("受給者：見本　太郎"), "{page}");
+    assert!(page.contains("第3子"));
+    assert!(page.contains("30,000円"));
+    assert!(page.contains("令和7年5月"));
+    assert!(page.contains("児童手当法第6条第1項"));
+    assert!(!page.contains("third_and_later"));
+    h.shot("allowance-04-claim").await;
+    // The payment of June 2025 (April and May: May only, from the month
+    // after the claim): ¥10,000 + ¥10,000 + ¥30,000.
+    h.client.goto(&go("/payments/2025-06")).await.unwrap();
+    h.wait_for("#csv").await;
+    let page = h.text().await;
+    assert!(page.contains("50,000円"), "{page}");
+    h.shot("allowance-05-payment").await;
+}
