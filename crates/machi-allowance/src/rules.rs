@@ -83,9 +83,8 @@ impl YearMonth {
 /// 1 March (民法第143条第2項: the period ends with the month's last day, so
 /// the age is reached on 28 February, the day before 1 March).
 pub fn anniversary(birth: NaiveDate, n: i32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(birth.year() + n, birth.month(), birth.day()).unwrap_or_else(|| {
-        NaiveDate::from_ymd_opt(birth.year() + n, 3, 1).expect("1 March exists")
-    })
+    NaiveDate::from_ymd_opt(birth.year() + n, birth.month(), birth.day())
+        .unwrap_or_else(|| NaiveDate::from_ymd_opt(birth.year() + n, 3, 1).expect("1 March exists"))
 }
 
 /// The day on which a person born on `birth` reaches age `n`: the day
@@ -150,7 +149,7 @@ pub fn first_paid_month(claimed_on: NaiveDate, event_on: Option<NaiveDate>) -> (
 /// The payment month of the allowance for `m` (第8条第4項): the even month
 /// after it; each payment covers the two months before it.
 pub fn payment_month(m: YearMonth) -> YearMonth {
-    if m.month % 2 == 0 {
+    if m.month.is_multiple_of(2) {
         m.plus(2)
     } else {
         m.plus(1)
@@ -160,7 +159,7 @@ pub fn payment_month(m: YearMonth) -> YearMonth {
 /// The two months one payment month pays, or None if `p` is not a payment
 /// month (February, April, June, August, October, December).
 pub fn months_paid_in(p: YearMonth) -> Option<[YearMonth; 2]> {
-    (p.month % 2 == 0).then(|| [p.plus(-2), p.plus(-1)])
+    p.month.is_multiple_of(2).then(|| [p.plus(-2), p.plus(-1)])
 }
 
 /// One child of a claim as the rules see it.
@@ -233,7 +232,9 @@ impl Rule {
     }
     pub fn explain_en(self) -> &'static str {
         match self {
-            Rule::UnderThree => "¥15,000 a month through the month of the third birthday (Art. 6(1))",
+            Rule::UnderThree => {
+                "¥15,000 a month through the month of the third birthday (Art. 6(1))"
+            }
             Rule::ThreeAndOver => {
                 "¥10,000 a month from then to the first 31 March after reaching 18 (Arts. 3(1), 6(1))"
             }
@@ -448,7 +449,7 @@ mod tests {
             ended_on: None,
             children: vec![
                 student.clone(),
-                child("h", d(2008, 7, 1), from), // high school
+                child("h", d(2008, 7, 1), from),  // high school
                 child("b", d(2024, 1, 20), from), // baby
             ],
         };
@@ -540,7 +541,10 @@ mod tests {
         assert_eq!(payment_month(ym(2024, 11)), ym(2024, 12));
         assert_eq!(payment_month(ym(2024, 12)), ym(2025, 2));
         assert_eq!(payment_month(ym(2025, 1)), ym(2025, 2));
-        assert_eq!(months_paid_in(ym(2025, 2)), Some([ym(2024, 12), ym(2025, 1)]));
+        assert_eq!(
+            months_paid_in(ym(2025, 2)),
+            Some([ym(2024, 12), ym(2025, 1)])
+        );
         assert_eq!(months_paid_in(ym(2025, 3)), None);
         let c = one(d(2024, 3, 3), ym(2024, 10));
         assert_eq!(payment(&c, ym(2024, 12)).0, 30_000);

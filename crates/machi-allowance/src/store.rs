@@ -131,7 +131,9 @@ impl WorkKind {
             WorkKind::BirthClaim => "Birth: a claim may be due",
             WorkKind::BirthIncrease => "Birth: an increase claim may be due",
             WorkKind::MoveInClaim => "Move-in: a claim may be due",
-            WorkKind::ClaimEnded => "Claimant moved out or died: entitlement ended (paid through that month)",
+            WorkKind::ClaimEnded => {
+                "Claimant moved out or died: entitlement ended (paid through that month)"
+            }
             WorkKind::ChildLeft => "Child moved out or died: reduced from the next month",
             WorkKind::HouseholdCheck => "Household change: check care and livelihood",
             WorkKind::CorrectionCheck => "Cancellation or correction: check",
@@ -234,7 +236,8 @@ pub struct Person {
 
 fn date(s: Option<String>) -> Result<Option<NaiveDate>, StoreError> {
     s.map(|s| {
-        NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| StoreError::Corrupt(format!("{s}: {e}")))
+        NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .map_err(|e| StoreError::Corrupt(format!("{s}: {e}")))
     })
     .transpose()
 }
@@ -285,9 +288,13 @@ impl Store {
     pub async fn cursor(&self, tenant: &str) -> Result<i64, StoreError> {
         let t = tenant.to_string();
         self.run(move |c| {
-            Ok(c.query_row("SELECT after_seq FROM cursor WHERE tenant = ?1", [t], |r| r.get(0))
+            Ok(
+                c.query_row("SELECT after_seq FROM cursor WHERE tenant = ?1", [t], |r| {
+                    r.get(0)
+                })
                 .optional()?
-                .unwrap_or(0))
+                .unwrap_or(0),
+            )
         })
         .await
     }
@@ -363,7 +370,12 @@ impl Store {
         .await
     }
 
-    pub async fn set_supported(&self, claim_id: i64, child: String, supported: bool) -> Result<bool, StoreError> {
+    pub async fn set_supported(
+        &self,
+        claim_id: i64,
+        child: String,
+        supported: bool,
+    ) -> Result<bool, StoreError> {
         self.run(move |c| {
             Ok(c.execute(
                 "UPDATE claim_children SET supported = ?3 WHERE claim_id = ?1 AND child = ?2",
@@ -377,16 +389,27 @@ impl Store {
     pub async fn applied(&self, event_id: &str) -> Result<bool, StoreError> {
         let id = event_id.to_string();
         self.run(move |c| {
-            Ok(c.query_row("SELECT 1 FROM applied WHERE event_id = ?1", [id], |_| Ok(()))
-                .optional()?
-                .is_some())
+            Ok(c.query_row(
+                "SELECT 1 FROM applied WHERE event_id = ?1",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
         })
         .await
     }
 
     /// Applies one event's effects, its id and the cursor in one
     /// transaction; an event applied before changes nothing.
-    pub async fn apply(&self, tenant: &str, seq: i64, event_id: &str, kind: &str, effects: Vec<Effect>) -> Result<bool, StoreError> {
+    pub async fn apply(
+        &self,
+        tenant: &str,
+        seq: i64,
+        event_id: &str,
+        kind: &str,
+        effects: Vec<Effect>,
+    ) -> Result<bool, StoreError> {
         let (t, id, kind) = (tenant.to_string(), event_id.to_string(), kind.to_string());
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -503,7 +526,11 @@ impl Effect {
                     params![event_id, kind.code(), person, person_name, household, iso(*event_on), claim_id],
                 )?;
             }
-            Effect::EndClaim { claim_id, on, reason } => {
+            Effect::EndClaim {
+                claim_id,
+                on,
+                reason,
+            } => {
                 tx.execute(
                     "UPDATE claims SET ended_on = ?2, end_reason = ?3 WHERE id = ?1 AND ended_on IS NULL",
                     params![claim_id, iso(Some(*on)), reason],
@@ -525,7 +552,11 @@ impl Effect {
     }
 }
 
-fn claims_where<P: rusqlite::Params>(c: &Connection, cond: &str, p: P) -> Result<Vec<ClaimRow>, StoreError> {
+fn claims_where<P: rusqlite::Params>(
+    c: &Connection,
+    cond: &str,
+    p: P,
+) -> Result<Vec<ClaimRow>, StoreError> {
     let mut st = c.prepare(&format!(
         "SELECT id, claimant, claimant_name, household, claimed_on, event_on, public_servant, ended_on, end_reason FROM claims WHERE {cond} ORDER BY id"
     ))?;
@@ -545,7 +576,9 @@ fn claims_where<P: rusqlite::Params>(c: &Connection, cond: &str, p: P) -> Result
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
-    for (id, claimant, claimant_name, household, claimed_on, event_on, ps, ended_on, end_reason) in raw {
+    for (id, claimant, claimant_name, household, claimed_on, event_on, ps, ended_on, end_reason) in
+        raw
+    {
         let mut cs = c.prepare(
             "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
         )?;
@@ -613,18 +646,21 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
         })?
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
-        .map(|(id, event_id, kind, person, person_name, household, ev, claim_id, done)| {
-            Ok(WorkItem {
-                id,
-                event_id,
-                kind: WorkKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("work kind {kind}")))?,
-                person,
-                person_name,
-                household,
-                event_on: date(ev)?,
-                claim_id,
-                done,
-            })
-        })
+        .map(
+            |(id, event_id, kind, person, person_name, household, ev, claim_id, done)| {
+                Ok(WorkItem {
+                    id,
+                    event_id,
+                    kind: WorkKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("work kind {kind}")))?,
+                    person,
+                    person_name,
+                    household,
+                    event_on: date(ev)?,
+                    claim_id,
+                    done,
+                })
+            },
+        )
         .collect()
 }

@@ -113,7 +113,7 @@ fn yen(n: i64) -> String {
     let s = n.abs().to_string();
     let mut o = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             o.push(',');
         }
         o.push(c);
@@ -141,7 +141,7 @@ header{{background:#0b4f6c;color:#fff;padding:.5rem 1rem}} header a{{color:#fff}
 header nav{{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}} header ul{{list-style:none;display:flex;gap:1rem;margin:0;padding:0}}
 main{{padding:1rem;max-width:70rem}}
 table{{border-collapse:collapse;margin:.5rem 0}} th,td{{border:1px solid #888;padding:.25rem .5rem;text-align:left;vertical-align:top}}
-td.n{{text-align:right}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
+td.n{{text-align:right;white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
 label{{display:block;margin-top:.5rem}} a{{color:#0b4f6c}} :focus{{outline:3px solid #d35400}}
 .skip{{position:absolute;left:-999px}} .skip:focus{{left:1rem;top:1rem;background:#fff;color:#000}}
 </style></head>
@@ -158,7 +158,10 @@ fn secure_headers(r: &mut Response) {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 fn error_page(session: Option<&Session>, status: StatusCode, ja: &str, en: &str) -> Response {
@@ -302,7 +305,11 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(s): State<WebState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+async fn logout(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
     if let (Some(tok), Some(sess)) = (cookie(&headers), s.session(&headers))
         && sess.csrf == f.csrf
         && let Ok(mut m) = s.sessions.lock()
@@ -403,10 +410,9 @@ fn status_ja(s: &WebState, c: &ClaimRow) -> String {
 fn work_actions(sess: &Session, w: &WorkItem) -> String {
     use crate::store::WorkKind::*;
     let link = match (w.kind, w.claim_id) {
-        (BirthClaim | MoveInClaim, _) => format!(
-            r#"<a href="/claims/new?work={}">認定請求を入力</a> "#,
-            w.id
-        ),
+        (BirthClaim | MoveInClaim, _) => {
+            format!(r#"<a href="/claims/new?work={}">認定請求を入力</a> "#, w.id)
+        }
         (BirthIncrease, Some(c)) => format!(
             r##"<a href="/claims/{c}?work={}#increase">額改定請求を入力</a> "##,
             w.id
@@ -439,7 +445,11 @@ struct ClaimQuery {
     work: Option<i64>,
 }
 
-async fn claim_form(State(s): State<WebState>, headers: HeaderMap, Query(q): Query<ClaimQuery>) -> Response {
+async fn claim_form(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Query(q): Query<ClaimQuery>,
+) -> Response {
     let sess = signed_in!(s, headers);
     let mut claimant = String::new();
     let mut event_on = String::new();
@@ -463,7 +473,15 @@ async fn claim_form(State(s): State<WebState>, headers: HeaderMap, Query(q): Que
             Err(e) => return internal(e),
         }
     }
-    claim_form_page(&s, &sess, &about, &claimant, &s.wareki(s.today()), &event_on, None)
+    claim_form_page(
+        &s,
+        &sess,
+        &about,
+        &claimant,
+        &s.wareki(s.today()),
+        &event_on,
+        None,
+    )
 }
 
 fn claim_form_page(
@@ -543,7 +561,12 @@ pub async fn enter_claim(
         .client
         .resident(a)
         .await
-        .map_err(|e| ("住民記録システムに接続できません。".to_string(), e.to_string()))?
+        .map_err(|e| {
+            (
+                "住民記録システムに接続できません。".to_string(),
+                e.to_string(),
+            )
+        })?
         .filter(|p| p.resident)
         .ok_or_else(|| {
             (
@@ -575,7 +598,12 @@ pub async fn enter_claim(
         .client
         .household(&p.household)
         .await
-        .map_err(|e| ("住民記録システムに接続できません。".to_string(), e.to_string()))?
+        .map_err(|e| {
+            (
+                "住民記録システムに接続できません。".to_string(),
+                e.to_string(),
+            )
+        })?
         .map(|(_, m)| m)
         .unwrap_or_default();
     let children: Vec<(String, String, NaiveDate)> = members
@@ -609,10 +637,22 @@ pub async fn enter_claim(
         .map_err(|e| ("登録できませんでした。".to_string(), e.to_string()))
 }
 
-async fn claim_create(State(s): State<WebState>, headers: HeaderMap, Form(f): Form<ClaimForm>) -> Response {
+async fn claim_create(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Form(f): Form<ClaimForm>,
+) -> Response {
     let sess = posted!(s, headers, f.csrf);
     let again = |ja: &str, en: &str| {
-        claim_form_page(&s, &sess, "", &f.claimant, &f.claimed_on, &f.event_on, Some((ja, en)))
+        claim_form_page(
+            &s,
+            &sess,
+            "",
+            &f.claimant,
+            &f.claimed_on,
+            &f.event_on,
+            Some((ja, en)),
+        )
     };
     let claimed_on = match parse_date(&s.eras, &f.claimed_on) {
         Ok(Some(d)) => d,
@@ -621,9 +661,23 @@ async fn claim_create(State(s): State<WebState>, headers: HeaderMap, Form(f): Fo
     };
     let event_on = match parse_date(&s.eras, &f.event_on) {
         Ok(d) => d,
-        Err((ja, en)) => return again(&format!("出生日・転入日：{ja}"), &format!("birth or move-in date: {en}")),
+        Err((ja, en)) => {
+            return again(
+                &format!("出生日・転入日：{ja}"),
+                &format!("birth or move-in date: {en}"),
+            );
+        }
     };
-    match enter_claim(&s, &sess.clerk, &f.claimant, claimed_on, event_on, f.public_servant.is_some()).await {
+    match enter_claim(
+        &s,
+        &sess.clerk,
+        &f.claimant,
+        claimed_on,
+        event_on,
+        f.public_servant.is_some(),
+    )
+    .await
+    {
         Ok(id) => Redirect::to(&format!("/claims/{id}")).into_response(),
         Err((ja, en)) => again(&ja, &en),
     }
@@ -651,7 +705,12 @@ async fn claim_page(
     let c = match s.store.claim(id).await {
         Ok(Some(c)) => c,
         Ok(None) => {
-            return error_page(Some(&sess), StatusCode::NOT_FOUND, "その受給者はいません。", "No such claim.");
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "その受給者はいません。",
+                "No such claim.",
+            );
         }
         Err(e) => return internal(e),
     };
@@ -764,7 +823,7 @@ async fn claim_page(
             .collect();
         let _ = write!(
             b,
-            r#"<tr><td>{}</td><td>{}</td><td class="n">{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="m">{}</td><td class="m">{}</td><td class="n">{}</td><td>{}</td></tr>"#,
             s.month(m.month),
             s.month(m.paid_in),
             yen(m.total),
@@ -789,10 +848,16 @@ async fn child_add(
     Form(f): Form<ChildForm>,
 ) -> Response {
     let sess = posted!(s, headers, f.csrf);
-    let bad = |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
+    let bad =
+        |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
     let requested_on = match parse_date(&s.eras, &f.requested_on) {
         Ok(Some(d)) if d <= s.today() => d,
-        Ok(Some(_)) => return bad("請求日が未来の日付です。", "The claim date is in the future."),
+        Ok(Some(_)) => {
+            return bad(
+                "請求日が未来の日付です。",
+                "The claim date is in the future.",
+            );
+        }
         Ok(None) => return bad("請求日を入力してください。", "Enter the claim date."),
         Err((ja, en)) => return bad(&format!("請求日：{ja}"), &format!("claim date: {en}")),
     };
@@ -803,15 +868,28 @@ async fn child_add(
     };
     let p = match s.client.resident(&w.person).await {
         Ok(Some(p)) if p.resident => p,
-        Ok(_) => return bad("その児童は住民記録にいません。", "The child is not a resident."),
+        Ok(_) => {
+            return bad(
+                "その児童は住民記録にいません。",
+                "The child is not a resident.",
+            );
+        }
         Err(e) => return internal(e),
     };
     let Some(birth) = p.birth else {
-        return bad("生年月日が不詳のため加えられません。", "The birth date is unknown.");
+        return bad(
+            "生年月日が不詳のため加えられません。",
+            "The birth date is unknown.",
+        );
     };
     match s
         .store
-        .add_child(id, (p.addressee_number, p.name, birth), requested_on, w.event_on)
+        .add_child(
+            id,
+            (p.addressee_number, p.name, birth),
+            requested_on,
+            w.event_on,
+        )
         .await
     {
         Ok(_) => Redirect::to(&format!("/claims/{id}")).into_response(),
@@ -843,7 +921,9 @@ async fn payments_index(State(s): State<WebState>, headers: HeaderMap) -> Respon
     let sess = signed_in!(s, headers);
     let now = YearMonth::of(s.today());
     let mut p = rules::payment_month(now.plus(-1));
-    let mut b = String::from(r#"<h2 id="schedule">支払予定</h2><table aria-labelledby="schedule"><thead><tr><th scope="col">支払月</th><th scope="col">対象月</th><th scope="col">支払明細</th></tr></thead><tbody>"#);
+    let mut b = String::from(
+        r#"<h2 id="schedule">支払予定</h2><table aria-labelledby="schedule"><thead><tr><th scope="col">支払月</th><th scope="col">対象月</th><th scope="col">支払明細</th></tr></thead><tbody>"#,
+    );
     p = p.plus(-4);
     for _ in 0..6 {
         if let Some([a, z]) = rules::months_paid_in(p) {
@@ -874,7 +954,10 @@ pub struct PaymentLine {
 
 /// The payment of month `p`: every claim paid by the municipality (not
 /// 公務員), with what it gets.
-pub async fn payment_lines(store: &Store, p: YearMonth) -> Result<Vec<PaymentLine>, crate::store::StoreError> {
+pub async fn payment_lines(
+    store: &Store,
+    p: YearMonth,
+) -> Result<Vec<PaymentLine>, crate::store::StoreError> {
     let claims = store.claims().await?;
     Ok(claims
         .into_iter()
@@ -897,7 +980,11 @@ fn payment_month_param(raw: &str) -> Option<YearMonth> {
     rules::months_paid_in(m).map(|_| m)
 }
 
-async fn payment_page(State(s): State<WebState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
+async fn payment_page(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
     let sess = signed_in!(s, headers);
     let Some(p) = payment_month_param(&raw) else {
         return error_page(
@@ -913,7 +1000,14 @@ async fn payment_page(State(s): State<WebState>, headers: HeaderMap, Path(raw): 
     };
     if raw.ends_with(".csv") {
         let mut w = csv::Writer::from_writer(Vec::new());
-        let _ = w.write_record(["受給者番号", "宛名番号", "氏名", "支払月", "対象月", "支払額"]);
+        let _ = w.write_record([
+            "受給者番号",
+            "宛名番号",
+            "氏名",
+            "支払月",
+            "対象月",
+            "支払額",
+        ]);
         for l in &lines {
             let _ = w.write_record([
                 l.claim_id.to_string(),
@@ -1050,14 +1144,28 @@ async fn api_claims(State(s): State<WebState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn api_claim(State(s): State<WebState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
+async fn api_claim(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
     api_session!(s, headers);
     let Ok(id) = raw.parse::<i64>() else {
-        return api_error(StatusCode::NOT_FOUND, "not_found", "その受給者はいません。", "No such claim.");
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        );
     };
     match s.store.claim(id).await {
         Ok(Some(c)) => axum::Json(claim_json(&s, c)).into_response(),
-        Ok(None) => api_error(StatusCode::NOT_FOUND, "not_found", "その受給者はいません。", "No such claim."),
+        Ok(None) => api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        ),
         Err(e) => internal(e),
     }
 }
@@ -1087,7 +1195,11 @@ async fn api_work(State(s): State<WebState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn api_payment(State(s): State<WebState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
+async fn api_payment(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
     api_session!(s, headers);
     let Some(p) = payment_month_param(&raw) else {
         return api_error(

@@ -98,7 +98,11 @@ impl RegistryClient {
             .as_str()
             .ok_or_else(|| LinkError::Shape("no access_token".into()))?
             .to_string();
-        let secs = v["expires_in"].as_u64().unwrap_or(60).saturating_sub(30).max(10);
+        let secs = v["expires_in"]
+            .as_u64()
+            .unwrap_or(60)
+            .saturating_sub(30)
+            .max(10);
         *t = Some((tok.clone(), Instant::now() + Duration::from_secs(secs)));
         Ok(tok)
     }
@@ -144,16 +148,25 @@ impl RegistryClient {
         if !addressee.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
-        let path = format!("/api/v1/tenants/{}/residents/{addressee}", self.config.tenant);
+        let path = format!(
+            "/api/v1/tenants/{}/residents/{addressee}",
+            self.config.tenant
+        );
         Ok(self.get(&path).await?.map(|v| person_of(&v["record"])))
     }
 
     /// A household's current members (None: not visible or unknown).
-    pub async fn household(&self, household: &str) -> Result<Option<(Option<String>, Vec<Person>)>, LinkError> {
+    pub async fn household(
+        &self,
+        household: &str,
+    ) -> Result<Option<(Option<String>, Vec<Person>)>, LinkError> {
         if !household.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
-        let path = format!("/api/v1/tenants/{}/households/{household}", self.config.tenant);
+        let path = format!(
+            "/api/v1/tenants/{}/households/{household}",
+            self.config.tenant
+        );
         Ok(self.get(&path).await?.map(|v| {
             let head = v["head_addressee_number"].as_str().map(str::to_string);
             let members = v["members"]
@@ -302,7 +315,11 @@ impl Worker {
                 }
             }
             "move_out" | "move_out_abroad" | "death" => {
-                let label = if reason == "death" { "死亡" } else { "転出" };
+                let label = if reason == "death" {
+                    "死亡"
+                } else {
+                    "転出"
+                };
                 for a in &persons {
                     let claims = self.store.claims_of_person(a).await?;
                     if claims.is_empty() {
@@ -355,9 +372,8 @@ impl Worker {
             }
             other => {
                 let kind = match other {
-                    "household_split" | "household_merge" | "household_transfer" | "head_change" | "move_within" => {
-                        WorkKind::HouseholdCheck
-                    }
+                    "household_split" | "household_merge" | "household_transfer"
+                    | "head_change" | "move_within" => WorkKind::HouseholdCheck,
                     _ => WorkKind::CorrectionCheck,
                 };
                 for a in &persons {

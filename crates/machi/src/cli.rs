@@ -247,10 +247,18 @@ struct DemoArgs {
 #[derive(Args, Debug)]
 struct AllowanceArgs {
     /// The allowance system's own SQLite database.
-    #[arg(long, default_value = "machi-data/allowance.sqlite", env = "MACHI_ALLOWANCE_DATABASE")]
+    #[arg(
+        long,
+        default_value = "machi-data/allowance.sqlite",
+        env = "MACHI_ALLOWANCE_DATABASE"
+    )]
     allowance_database: PathBuf,
     /// The registry's base URL (its API and event feed).
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "MACHI_ALLOWANCE_REGISTRY_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "MACHI_ALLOWANCE_REGISTRY_URL"
+    )]
     registry_url: String,
     /// The municipality (団体コード) whose feed it reads.
     #[arg(long, env = "MACHI_ALLOWANCE_TENANT")]
@@ -467,16 +475,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _allowance = if a.no_allowance {
                 None
             } else {
-                Some(crate::demo::start_allowance(&a.data_dir, a.port, a.allowance_port)?)
+                Some(crate::demo::start_allowance(
+                    &a.data_dir,
+                    a.port,
+                    a.allowance_port,
+                )?)
             };
             serve(listener, registry, api::AppOptions::default()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Allowance(a) => {
-            let secret = std::env::var(ALLOWANCE_SECRET_ENV)
-                .map_err(|_| anyhow::anyhow!("{ALLOWANCE_SECRET_ENV} is not set: the API client's secret"))?;
+            let secret = std::env::var(ALLOWANCE_SECRET_ENV).map_err(|_| {
+                anyhow::anyhow!("{ALLOWANCE_SECRET_ENV} is not set: the API client's secret")
+            })?;
             let password = std::env::var(ALLOWANCE_PASSWORD_ENV).map_err(|_| {
-                anyhow::anyhow!("{ALLOWANCE_PASSWORD_ENV} is not set: the clerks' password of the pages")
+                anyhow::anyhow!(
+                    "{ALLOWANCE_PASSWORD_ENV} is not set: the clerks' password of the pages"
+                )
             })?;
             if password.chars().count() < 12 {
                 anyhow::bail!("{ALLOWANCE_PASSWORD_ENV} must be at least 12 characters");

@@ -88,7 +88,6 @@ impl Town {
             .await
             .unwrap_or_else(|e| panic!("{e}: {v}"))
     }
-
 }
 
 /// The registry's last event sequence.
@@ -168,7 +167,10 @@ async fn story(t: &Town) -> (String, String, String, String, String) {
         .submit(family(
             "2024-04-01",
             ("架空", "カクウ"),
-            &[("一郎", "イチロウ", "2019-05-10"), ("二郎", "ジロウ", "2022-06-01")],
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
         ))
         .await;
     let head = a.rows[0].record.addressee_number.to_string();
@@ -180,9 +182,11 @@ async fn story(t: &Town) -> (String, String, String, String, String) {
         .await;
     let baby = birth.rows[0].record.addressee_number.to_string();
     // 転出: the planned move-out date is what counts.
-    t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
-        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
-        .await;
+    t.submit(
+        json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
     let b = t
         .submit(family(
             "2025-03-01",
@@ -207,7 +211,10 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
         .submit(family(
             "2024-04-01",
             ("架空", "カクウ"),
-            &[("一郎", "イチロウ", "2019-05-10"), ("二郎", "ジロウ", "2022-06-01")],
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
         ))
         .await;
     let head = a.rows[0].record.addressee_number.to_string();
@@ -223,9 +230,16 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
     assert!(work.iter().all(|w| w.event_on == Some(d("2024-04-01"))));
 
     // The clerk enters the claim: the children come from the registry.
-    let id = enter_claim(&web, "担当 一", &head, d("2024-04-10"), Some(d("2024-04-01")), false)
-        .await
-        .unwrap();
+    let id = enter_claim(
+        &web,
+        "担当 一",
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
     assert!(store.work_items(true).await.unwrap().is_empty());
     let c = store.claim(id).await.unwrap().unwrap();
     assert_eq!(c.claimant_name, "架空　太郎");
@@ -233,7 +247,12 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
     let r = c.rules();
     assert_eq!(r.from, ym(2024, 5));
     // October 2024, the first month of the amended rules: ¥10,000 + ¥15,000.
-    assert_eq!(machi_allowance::rules::month(&r, ym(2024, 10)).unwrap().total, 25_000);
+    assert_eq!(
+        machi_allowance::rules::month(&r, ym(2024, 10))
+            .unwrap()
+            .total,
+        25_000
+    );
 
     // A birth into the household: an increase may be due.
     let birth = t
@@ -266,9 +285,11 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
 
     // The eldest moves out (planned 20 June 2025): June counted, reduced
     // from July; 二郎 (born 1 June 2022) is ¥15,000 through June 2025.
-    t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
-        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
-        .await;
+    t.submit(
+        json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [eldest],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
     catch_up(&t.db.registry, &w).await;
     let work = store.work_items(true).await.unwrap();
     assert_eq!(work.len(), 1);
@@ -306,11 +327,20 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
         .await;
     let head_b = b.rows[1].record.addressee_number.to_string();
     catch_up(&t.db.registry, &w).await;
-    let idb = enter_claim(&web, "担当 一", &head_b, d("2025-03-10"), Some(d("2025-03-01")), true)
-        .await
-        .unwrap();
-    t.submit(json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}))
-        .await;
+    let idb = enter_claim(
+        &web,
+        "担当 一",
+        &head_b,
+        d("2025-03-10"),
+        Some(d("2025-03-01")),
+        true,
+    )
+    .await
+    .unwrap();
+    t.submit(
+        json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}),
+    )
+    .await;
     catch_up(&t.db.registry, &w).await;
     let cb = store.claim(idb).await.unwrap().unwrap();
     assert_eq!(cb.ended_on, Some(d("2025-09-05")));
@@ -344,12 +374,26 @@ async fn prepared(t: &Town, heads: &(String, String)) -> (tempfile::TempDir, Sto
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
     let web = t.web(&store);
-    enter_claim(&web, "担当 一", &heads.0, d("2024-04-10"), Some(d("2024-04-01")), false)
-        .await
-        .unwrap();
-    enter_claim(&web, "担当 一", &heads.1, d("2025-03-10"), Some(d("2025-03-01")), true)
-        .await
-        .unwrap();
+    enter_claim(
+        &web,
+        "担当 一",
+        &heads.0,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    enter_claim(
+        &web,
+        "担当 一",
+        &heads.1,
+        d("2025-03-10"),
+        Some(d("2025-03-01")),
+        true,
+    )
+    .await
+    .unwrap();
     (dir, store)
 }
 
@@ -414,7 +458,10 @@ async fn a_worker_killed_mid_stream_ends_like_a_fault_free_run(db: TestDb) {
         .submit(family(
             "2024-04-01",
             ("架空", "カクウ"),
-            &[("一郎", "イチロウ", "2019-05-10"), ("二郎", "ジロウ", "2022-06-01")],
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
         ))
         .await;
     let b = t
@@ -437,8 +484,10 @@ async fn a_worker_killed_mid_stream_ends_like_a_fault_free_run(db: TestDb) {
     t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [id(&a, 2)],
         "destination": {"address": "東京都昭島市田中町一丁目"}}}))
         .await;
-    t.submit(json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": id(&b, 1)}}))
-        .await;
+    t.submit(
+        json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": id(&b, 1)}}),
+    )
+    .await;
     let clean = run_story(&t, &dir_clean, clean, false).await;
     let faulty = run_story(&t, &dir_faulty, faulty, true).await;
     assert_eq!(clean, faulty);
@@ -455,9 +504,16 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
     let web = t.web(&store);
-    let id = enter_claim(&web, "担当 一", &head, d("2024-04-10"), Some(d("2024-04-01")), false)
-        .await
-        .unwrap();
+    let id = enter_claim(
+        &web,
+        "担当 一",
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
     catch_up(&t.db.registry, &t.worker(&store)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -485,7 +541,9 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     let r = http
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("clerk=%E6%8B%85%E5%BD%93&password={CLERK_PASSWORD}"))
+        .body(format!(
+            "clerk=%E6%8B%85%E5%BD%93&password={CLERK_PASSWORD}"
+        ))
         .send()
         .await
         .unwrap();
@@ -508,9 +566,14 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
         }
     };
     // The claim with every month's amount and the rule behind it.
-    let v: Value =
-        serde_json::from_str(&get(format!("{base}/api/claims/{id}")).await.text().await.unwrap())
-            .unwrap();
+    let v: Value = serde_json::from_str(
+        &get(format!("{base}/api/claims/{id}"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(v["first_month"], "2024-05");
     assert_eq!(v["paid_by_employer"], false);
     let feb = v["months"]
@@ -530,14 +593,27 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     // The payment file of August 2025 (June and July).
     let r = get(format!("{base}/payments/2025-08.csv")).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let csv = r.text().await.unwrap();
-    assert!(csv.starts_with("受給者番号,宛名番号,氏名,支払月,対象月,支払額"), "{csv}");
+    assert!(
+        csv.starts_with("受給者番号,宛名番号,氏名,支払月,対象月,支払額"),
+        "{csv}"
+    );
     // The claim was entered after the story: the registry's household now
     // holds 二郎 (¥15,000 in June, his third-birthday month; ¥10,000 in
     // July) and 三郎, born after the claim date (an increase claim, not
     // entered here).
-    assert!(csv.contains(&format!("{id},{head},架空　太郎,2025-08,2025-06 2025-07,25000")), "{csv}");
+    assert!(
+        csv.contains(&format!(
+            "{id},{head},架空　太郎,2025-08,2025-06 2025-07,25000"
+        )),
+        "{csv}"
+    );
     // Bad input: an odd payment month, an unknown claim.
     let r = get(format!("{base}/api/payments/2025-07")).await;
     assert_eq!(r.status(), 400);
@@ -547,13 +623,21 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     assert_eq!(get(format!("{base}/api/claims/999")).await.status(), 404);
     assert_eq!(get(format!("{base}/api/claims/x")).await.status(), 404);
     // The pages: 和暦, no codes.
-    let html = get(format!("{base}/claims/{id}")).await.text().await.unwrap();
+    let html = get(format!("{base}/claims/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("令和7年6月"), "{html}");
     assert!(html.contains("第1子"));
     assert!(!html.contains("under_three") && !html.contains("2025-06"));
     // A claim form with a bad date and an unknown person: the form again,
     // with the error in Japanese and English; nothing stored.
-    let page = get(format!("{base}/claims/new")).await.text().await.unwrap();
+    let page = get(format!("{base}/claims/new"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let csrf = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
