@@ -29,6 +29,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Long-poll wait of each feed read, seconds (0–30).
     pub wait: u64,
+    /// Stop when standard input closes: a parent that started this process
+    /// keeps the pipe open, and when it dies (even by SIGKILL) the pipe
+    /// closes and this process ends with it.
+    pub exit_on_stdin_eof: bool,
 }
 
 /// Runs the worker and the clerk's pages until Ctrl-C (or SIGTERM).
@@ -49,18 +53,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.link.base_url
     );
     let app = web::app(web::WebState::new(store, client, &config.clerk_password));
+    let (eof_tx, mut eof_rx) = tokio::sync::watch::channel(false);
+    if config.exit_on_stdin_eof {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = eof_tx.send(true);
+        });
+    }
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
+            let eof = async move {
+                if config.exit_on_stdin_eof {
+                    let _ = eof_rx.wait_for(|v| *v).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                         .expect("SIGTERM handler");
-                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {}, _ = eof => {} }
             }
             #[cfg(not(unix))]
-            let _ = ctrl_c.await;
+            tokio::select! { _ = ctrl_c => {}, _ = eof => {} }
         })
         .await?;
     let _ = stop_tx.send(true);

@@ -289,6 +289,12 @@ impl Worker {
                     let Some(p) = self.client.resident(a).await? else {
                         continue;
                     };
+                    // Old events (a replay, the first read of a long
+                    // history) raise no work for a child who has left or
+                    // is past the fiscal year of 18 by now.
+                    if !still_due(&p) {
+                        continue;
+                    }
                     let claims = self.store.claims_of_household(&p.household).await?;
                     let (kind, claim_id) = match claims.first() {
                         Some(c) => (WorkKind::BirthIncrease, Some(c.id)),
@@ -302,8 +308,7 @@ impl Worker {
                     let Some(p) = self.client.resident(a).await? else {
                         continue;
                     };
-                    let day = on.unwrap_or_else(|| chrono::Utc::now().date_naive());
-                    if p.birth.is_some_and(|b| rules::child_until(b) >= day) {
+                    if still_due(&p) {
                         let claims = self.store.claims_of_household(&p.household).await?;
                         out.push(work(
                             WorkKind::MoveInClaim,
@@ -426,6 +431,13 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether a claim for child `p` may still be due today: a resident,
+/// within the fiscal year of 18.
+fn still_due(p: &Person) -> bool {
+    let today = chrono::Local::now().date_naive();
+    p.resident && p.birth.is_some_and(|b| rules::child_until(b) >= today)
 }
 
 fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>) -> Effect {

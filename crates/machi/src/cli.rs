@@ -276,6 +276,10 @@ struct AllowanceArgs {
     /// Long-poll wait of each feed read, seconds (1-30).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30))]
     wait: u64,
+    /// Stop when standard input closes (how `machi demo` ties this process
+    /// to its own life).
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
 }
 
 /// The allowance system's secrets come from the environment only.
@@ -514,6 +518,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 clerk_password: password,
                 listen,
                 wait: a.wait,
+                exit_on_stdin_eof: a.exit_on_stdin_eof,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

@@ -330,7 +330,10 @@ pub fn start_allowance(
             id,
             "--port",
             &port.to_string(),
+            "--exit-on-stdin-eof",
         ])
+        // The pipe closes when the demo ends, however it ends.
+        .stdin(std::process::Stdio::piped())
         .env("MACHI_ALLOWANCE_CLIENT_SECRET", secret)
         .env("MACHI_ALLOWANCE_CLERK_PASSWORD", ALLOWANCE_CLERK_PASSWORD)
         .env_remove("MACHI_DATABASE")
