@@ -27,6 +27,7 @@ both_backends!(
     events_drive_claims_children_and_payments,
     a_worker_killed_mid_stream_ends_like_a_fault_free_run,
     the_clerk_api_and_pages_answer_and_refuse_bad_input,
+    the_allowance_process_killed_with_sigkill_resumes_from_its_cursor,
 );
 
 pub const CLERK_PASSWORD: &str = "test-Allowance-Clerk-2026";
@@ -680,4 +681,116 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// `machi allowance` as a child process on `db` (the allowance database).
+fn spawn_allowance(t: &Town, db: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_machi"))
+        .arg("allowance")
+        .arg("--allowance-database")
+        .arg(db)
+        .args([
+            "--registry-url",
+            &t.link.base_url,
+            "--tenant",
+            FUCHU,
+            "--client-id",
+            &t.link.client_id,
+            "--port",
+            "0",
+            "--wait",
+            "1",
+            "--exit-on-stdin-eof",
+        ])
+        .env("MACHI_ALLOWANCE_CLIENT_SECRET", &t.link.client_secret)
+        .env("MACHI_ALLOWANCE_CLERK_PASSWORD", CLERK_PASSWORD)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start machi allowance")
+}
+
+async fn the_allowance_process_killed_with_sigkill_resumes_from_its_cursor(db: TestDb) {
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let id = |o: &machi::service::registry::ChangeOutcome, i: usize| {
+        o.rows[i].record.addressee_number.to_string()
+    };
+    let heads = (id(&a, 0), id(&b, 1));
+    let (dir_clean, clean) = prepared(&t, &heads).await;
+    let (dir_killed, killed) = prepared(&t, &heads).await;
+    drop(killed);
+    // A stream long enough to be cut: forty families with a child move in,
+    // a birth, a move-out and a death among them.
+    for i in 0..40 {
+        t.submit(family(
+            "2025-05-01",
+            ("試験", "シケン"),
+            &[(&format!("子{i}"), "コ", "2020-01-15")],
+        ))
+        .await;
+        if i == 10 {
+            let household = a.rows[0].record.household_number.to_string();
+            t.submit(json!({"effective_date": "2025-01-25", "command": {"type": "birth", "household_number": household,
+                "person": person("架空　三郎", "カクウ　サブロウ", "2025-01-25", "male", "子")}}))
+                .await;
+        }
+        if i == 20 {
+            t.submit(json!({"effective_date": "2025-06-20", "command": {"type": "move_out", "persons": [id(&a, 2)],
+                "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+                .await;
+        }
+    }
+    t.submit(
+        json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": id(&b, 1)}}),
+    )
+    .await;
+    let last = last_seq(&t.db.registry).await;
+    let path = dir_killed.path().join("allowance.sqlite");
+    let watch = Store::open(&path).unwrap();
+    // Killed with SIGKILL once it has applied a few events, then started
+    // again: it resumes from the cursor it saved.
+    let mut child = spawn_allowance(&t, &path);
+    let start = Instant::now();
+    let mut cut = 0;
+    while cut < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        cut = watch.cursor(FUCHU).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = watch.cursor(FUCHU).await.unwrap();
+    let mut child = spawn_allowance(&t, &path);
+    let start = Instant::now();
+    while watch.cursor(FUCHU).await.unwrap() < last {
+        assert!(start.elapsed() < Duration::from_secs(120), "no catch-up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let clean = run_story(&t, &dir_clean, clean, false).await;
+    assert_eq!(
+        watch.snapshot().await.unwrap(),
+        clean,
+        "killed at {at_kill} of {last}"
+    );
+    assert!(clean.iter().any(|l| l.contains("Text(\"birth_increase\")")));
+    assert!(clean.iter().any(|l| l.contains("Text(\"死亡\")")));
 }
