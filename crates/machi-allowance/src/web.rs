@@ -445,54 +445,66 @@ struct ClaimQuery {
     work: Option<i64>,
 }
 
+/// What the claim form shows about the work item it came from.
+async fn about_work(s: &WebState, work: Option<i64>) -> Result<Option<WorkItem>, Response> {
+    match work {
+        Some(id) => s.store.work_item(id).await.map_err(internal),
+        None => Ok(None),
+    }
+}
+
+/// The claimant's name as the registry shows it (empty if unknown).
+async fn name_of(s: &WebState, addressee: &str) -> String {
+    match s.client.resident(addressee.trim()).await {
+        Ok(Some(p)) => p.name,
+        _ => String::new(),
+    }
+}
+
 async fn claim_form(
     State(s): State<WebState>,
     headers: HeaderMap,
     Query(q): Query<ClaimQuery>,
 ) -> Response {
     let sess = signed_in!(s, headers);
+    let work = match about_work(&s, q.work).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
     let mut claimant = String::new();
-    let mut event_on = String::new();
-    let mut about = String::new();
-    if let Some(id) = q.work {
-        match s.store.work_item(id).await {
-            Ok(Some(w)) => {
-                // The household head is the usual claimant; the clerk may
-                // name another member.
-                if let Ok(Some((head, _))) = s.client.household(&w.household).await {
-                    claimant = head.unwrap_or_default();
-                }
-                event_on = w.event_on.map(|d| s.wareki(d)).unwrap_or_default();
-                about = format!(
-                    "<p>{}（{}）</p>",
-                    esc(w.kind.label_ja()),
-                    esc(&w.person_name)
-                );
-            }
-            Ok(None) => {}
-            Err(e) => return internal(e),
+    if let Some(w) = &work {
+        // The household head is the usual claimant; the clerk may name
+        // another member.
+        if let Ok(Some((head, _))) = s.client.household(&w.household).await {
+            claimant = head.unwrap_or_default();
         }
     }
-    claim_form_page(
-        &s,
-        &sess,
-        &about,
-        &claimant,
-        &s.wareki(s.today()),
-        &event_on,
-        None,
-    )
+    let view = ClaimFormView {
+        claimant_name: name_of(&s, &claimant).await,
+        claimant,
+        claimed_on: s.wareki(s.today()),
+        event_on: work
+            .as_ref()
+            .and_then(|w| w.event_on)
+            .map(|d| s.wareki(d))
+            .unwrap_or_default(),
+        public_servant: false,
+        work,
+    };
+    claim_form_page(&sess, &view, None)
 }
 
-fn claim_form_page(
-    _s: &WebState,
-    sess: &Session,
-    about: &str,
-    claimant: &str,
-    claimed_on: &str,
-    event_on: &str,
-    error: Option<(&str, &str)>,
-) -> Response {
+/// The claim form's values.
+struct ClaimFormView {
+    work: Option<WorkItem>,
+    claimant: String,
+    claimant_name: String,
+    claimed_on: String,
+    event_on: String,
+    public_servant: bool,
+}
+
+fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)>) -> Response {
     let err = error
         .map(|(ja, en)| {
             format!(
@@ -502,20 +514,45 @@ fn claim_form_page(
             )
         })
         .unwrap_or_default();
+    let about = v
+        .work
+        .as_ref()
+        .map(|w| {
+            format!(
+                "<p>{}（{}）</p>",
+                esc(w.kind.label_ja()),
+                esc(&w.person_name)
+            )
+        })
+        .unwrap_or_default();
+    let name = if v.claimant_name.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<p id="claimant-name">請求者：{}</p>"#,
+            esc(&v.claimant_name)
+        )
+    };
     let mut r = page(
         "認定請求の入力",
         Some(sess),
         &format!(
-            r#"{err}{about}<form method="post" action="/claims"><input type="hidden" name="csrf" value="{csrf}">
-<label for="claimant">請求者の宛名番号</label><input id="claimant" name="claimant" value="{c}" required inputmode="numeric" aria-describedby="claimant-help"><span id="claimant-help">世帯の児童（続柄が子）は住民記録から読み込みます。</span>
+            r#"{err}{about}<form method="post" action="/claims"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="work" value="{work}">
+<label for="claimant">請求者の宛名番号</label><input id="claimant" name="claimant" value="{c}" required inputmode="numeric" aria-describedby="claimant-help"><span id="claimant-help">世帯の児童（続柄が子）は住民記録から読み込みます。</span>{name}
 <label for="claimed_on">請求日（和暦または西暦）</label><input id="claimed_on" name="claimed_on" value="{d}" required>
 <label for="event_on">出生日・転入日（15日特例、該当する場合）</label><input id="event_on" name="event_on" value="{e}">
-<label><input type="checkbox" name="public_servant" value="1" id="public_servant"> 公務員（所属庁から支給）</label>
+<label><input type="checkbox" name="public_servant" value="1" id="public_servant"{ps}> 公務員（所属庁から支給）</label>
 <p><button type="submit" id="claim-submit">登録する</button></p></form>"#,
             csrf = esc(&sess.csrf),
-            c = esc(claimant),
-            d = esc(claimed_on),
-            e = esc(event_on),
+            work = v
+                .work
+                .as_ref()
+                .map(|w| w.id.to_string())
+                .unwrap_or_default(),
+            c = esc(&v.claimant),
+            d = esc(&v.claimed_on),
+            e = esc(&v.event_on),
+            ps = if v.public_servant { " checked" } else { "" },
         ),
     );
     if error.is_some() {
@@ -533,6 +570,9 @@ struct ClaimForm {
     event_on: String,
     #[serde(default)]
     public_servant: Option<String>,
+    /// The work item the form came from (empty: none).
+    #[serde(default)]
+    work: String,
 }
 
 fn parse_date(eras: &EraTable, input: &str) -> Result<Option<NaiveDate>, (String, String)> {
@@ -643,17 +683,19 @@ async fn claim_create(
     Form(f): Form<ClaimForm>,
 ) -> Response {
     let sess = posted!(s, headers, f.csrf);
-    let again = |ja: &str, en: &str| {
-        claim_form_page(
-            &s,
-            &sess,
-            "",
-            &f.claimant,
-            &f.claimed_on,
-            &f.event_on,
-            Some((ja, en)),
-        )
+    let work = match about_work(&s, f.work.trim().parse().ok()).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
+    let view = ClaimFormView {
+        work,
+        claimant: f.claimant.clone(),
+        claimant_name: name_of(&s, &f.claimant).await,
+        claimed_on: f.claimed_on.clone(),
+        event_on: f.event_on.clone(),
+        public_servant: f.public_servant.is_some(),
+    };
+    let again = |ja: &str, en: &str| claim_form_page(&sess, &view, Some((ja, en)));
     let claimed_on = match parse_date(&s.eras, &f.claimed_on) {
         Ok(Some(d)) => d,
         Ok(None) => return again("請求日を入力してください。", "Enter the claim date."),

@@ -106,6 +106,8 @@ async fn browser_allowance_clerk_day(db: TestDb) {
         .unwrap()
         .unwrap_or_default();
     assert!(!claimant.is_empty());
+    // The person is named, not only numbered.
+    assert!(h.text().await.contains("請求者：見本　太郎"));
     let event = h
         .client
         .find(Locator::Id("event_on"))
@@ -122,6 +124,9 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     h.wait_for("#error").await;
     let page = h.text().await;
     assert!(page.contains("請求日"), "{page}");
+    // What the clerk entered and where it came from stay on the form.
+    assert!(page.contains("請求者：見本　太郎"), "{page}");
+    assert!(page.contains("転入：認定請求が必要な可能性"), "{page}");
     assert!(store.claims().await.unwrap().is_empty());
     h.shot("allowance-03-claim-error").await;
     h.fill("claimed_on", "令和7年4月10日").await;
