@@ -65,9 +65,14 @@ pub fn scheme(
             .map_err(|e| SignError::unsupported(format!("RSASSA-PSS parameters: {e}")))?;
         let hash_ok = p.hash.oid == oids::SHA256;
         let mgf_ok = p.mask_gen.oid == oids::MGF1
-            && p.mask_gen.parameters.as_ref().is_some_and(|h| h.oid == oids::SHA256);
+            && p.mask_gen
+                .parameters
+                .as_ref()
+                .is_some_and(|h| h.oid == oids::SHA256);
         if !hash_ok || !mgf_ok {
-            return Err(SignError::unsupported("RSASSA-PSS other than SHA-256/MGF1-SHA-256"));
+            return Err(SignError::unsupported(
+                "RSASSA-PSS other than SHA-256/MGF1-SHA-256",
+            ));
         }
         return Ok(SignatureScheme::RsaPssSha256 {
             salt_len: p.salt_len,
@@ -89,15 +94,18 @@ pub fn check_key_size(key: &RsaPublicKey) -> Result<(), SignError> {
 /// Reads an RSA public key from a SubjectPublicKeyInfo.
 pub fn rsa_key(spki: &spki::SubjectPublicKeyInfoOwned) -> Result<RsaPublicKey, SignError> {
     if spki.algorithm.oid != oids::RSA_ENCRYPTION {
-        return Err(SignError::unsupported(format!("key {}", spki.algorithm.oid)));
+        return Err(SignError::unsupported(format!(
+            "key {}",
+            spki.algorithm.oid
+        )));
     }
     let der = spki
         .to_der()
         .map_err(|e| SignError::der(crate::error::DerPart::Certificate, e))?;
     let r = spki::SubjectPublicKeyInfoRef::from_der(&der)
         .map_err(|e| SignError::der(crate::error::DerPart::Certificate, e))?;
-    let key = RsaPublicKey::try_from(r)
-        .map_err(|e| SignError::unsupported(format!("RSA key: {e}")))?;
+    let key =
+        RsaPublicKey::try_from(r).map_err(|e| SignError::unsupported(format!("RSA key: {e}")))?;
     check_key_size(&key)?;
     Ok(key)
 }
@@ -111,10 +119,14 @@ pub fn verify(
 ) -> Result<(), ()> {
     let hashed = Sha256::digest(msg);
     let r = match scheme {
-        SignatureScheme::RsaPkcs1v15Sha256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, sig),
-        SignatureScheme::RsaPssSha256 { salt_len } => {
-            key.verify(Pss::new_with_salt::<Sha256>(salt_len as usize), &hashed, sig)
+        SignatureScheme::RsaPkcs1v15Sha256 => {
+            key.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, sig)
         }
+        SignatureScheme::RsaPssSha256 { salt_len } => key.verify(
+            Pss::new_with_salt::<Sha256>(salt_len as usize),
+            &hashed,
+            sig,
+        ),
     };
     r.map_err(|_| ())
 }

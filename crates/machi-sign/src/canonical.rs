@@ -160,12 +160,14 @@ mod tests {
 
     #[test]
     fn sorts_by_utf16_and_escapes_as_rfc8785() {
-        // Sorting example in the spirit of RFC 8785 §3.2.3: "\u{20ac}" (U+20AC)
-        // sorts before "\u{1f600}" (a surrogate pair D83D..) by UTF-16 units,
-        // though after it by code point it would not.
-        let v = json!({"\u{1f600}": 1, "\u{20ac}": 2, "a": 3, "\r": 4, "1": 5});
+        // RFC 8785 §3.2.3 sorts by UTF-16 code units: U+1F600 (surrogates
+        // D83D DE00) comes before U+FB33, though its code point is larger.
+        let v = json!({"\u{fb33}": 1, "\u{1f600}": 2, "a": 3, "\r": 4, "1": 5});
         let s = String::from_utf8(canonicalize(&v).unwrap()).unwrap();
-        assert_eq!(s, "{\"\\r\":4,\"1\":5,\"a\":3,\"\u{20ac}\":2,\"\u{1f600}\":1}");
+        assert_eq!(
+            s,
+            "{\"\\r\":4,\"1\":5,\"a\":3,\"\u{1f600}\":2,\"\u{fb33}\":1}"
+        );
         let v = json!({"s": "tab\there \"q\" \\ \u{1} /é髙"});
         let s = String::from_utf8(canonicalize(&v).unwrap()).unwrap();
         assert_eq!(s, "{\"s\":\"tab\\there \\\"q\\\" \\\\ \\u0001 /é髙\"}");
@@ -173,8 +175,14 @@ mod tests {
 
     #[test]
     fn integers_only() {
-        assert_eq!(canonicalize(&json!([0, -1, 9007199254740991_i64])).unwrap(), b"[0,-1,9007199254740991]");
-        assert!(matches!(canonicalize(&json!(1.5)), Err(SignError::NotCanonical { .. })));
+        assert_eq!(
+            canonicalize(&json!([0, -1, 9007199254740991_i64])).unwrap(),
+            b"[0,-1,9007199254740991]"
+        );
+        assert!(matches!(
+            canonicalize(&json!(1.5)),
+            Err(SignError::NotCanonical { .. })
+        ));
         assert!(matches!(
             canonicalize(&json!(9007199254740992_i64)),
             Err(SignError::NotCanonical { .. })

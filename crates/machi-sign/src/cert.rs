@@ -18,7 +18,7 @@ use x509_cert::ext::pkix::{
 use x509_cert::time::Time;
 
 use crate::alg;
-use crate::error::{DerPart, SignError};
+use crate::error::{CertItem, DerPart, SignError};
 use crate::oids;
 
 pub(crate) fn time(t: &Time) -> DateTime<Utc> {
@@ -141,7 +141,8 @@ pub(crate) struct Anchor {
 
 impl Anchor {
     pub fn from_der(der: &[u8]) -> Result<Anchor, SignError> {
-        let cert = Certificate::from_der(der).map_err(|e| SignError::der(DerPart::Certificate, e))?;
+        let cert =
+            Certificate::from_der(der).map_err(|e| SignError::der(DerPart::Certificate, e))?;
         let key = alg::rsa_key(&cert.tbs_certificate.subject_public_key_info)?;
         let subject_der = cert
             .tbs_certificate
@@ -235,7 +236,10 @@ pub(crate) fn load_crl(
     }
     let mut revoked = HashMap::new();
     for r in crl.tbs_cert_list.revoked_certificates.iter().flatten() {
-        revoked.insert(r.serial_number.as_bytes().to_vec(), time(&r.revocation_date));
+        revoked.insert(
+            r.serial_number.as_bytes().to_vec(),
+            time(&r.revocation_date),
+        );
     }
     let loaded = LoadedCrl {
         this_update: time(&crl.tbs_cert_list.this_update),
@@ -253,7 +257,9 @@ pub(crate) fn load_crl(
 
 fn read_string(v: &der::Any) -> Option<String> {
     match v.tag() {
-        der::Tag::Utf8String => Utf8StringRef::try_from(v).ok().map(|s| s.as_str().to_string()),
+        der::Tag::Utf8String => Utf8StringRef::try_from(v)
+            .ok()
+            .map(|s| s.as_str().to_string()),
         der::Tag::PrintableString => PrintableStringRef::try_from(v)
             .ok()
             .map(|s| s.as_str().to_string()),
@@ -263,18 +269,21 @@ fn read_string(v: &der::Any) -> Option<String> {
 
 /// Reads the basic four items from the subjectAltName extension value.
 pub(crate) fn basic_four(san_der: &[u8]) -> Result<BasicFour, SignError> {
-    let san = SubjectAltName::from_der(san_der).map_err(|e| SignError::der(DerPart::Certificate, e))?;
+    let san =
+        SubjectAltName::from_der(san_der).map_err(|e| SignError::der(DerPart::Certificate, e))?;
     let mut slots: [Option<String>; 6] = Default::default();
     let wanted = [
-        (oids::JPKI_NAME, "氏名"),
-        (oids::JPKI_NAME_SUBSTITUTE, "氏名代替文字"),
-        (oids::JPKI_SEX, "性別"),
-        (oids::JPKI_DATE_OF_BIRTH, "生年月日"),
-        (oids::JPKI_ADDRESS, "住所"),
-        (oids::JPKI_ADDRESS_SUBSTITUTE, "住所代替文字"),
+        (oids::JPKI_NAME, CertItem::Name),
+        (oids::JPKI_NAME_SUBSTITUTE, CertItem::NameSubstitute),
+        (oids::JPKI_SEX, CertItem::Sex),
+        (oids::JPKI_DATE_OF_BIRTH, CertItem::DateOfBirth),
+        (oids::JPKI_ADDRESS, CertItem::Address),
+        (oids::JPKI_ADDRESS_SUBSTITUTE, CertItem::AddressSubstitute),
     ];
     for gn in &san.0 {
-        let GeneralName::OtherName(on) = gn else { continue };
+        let GeneralName::OtherName(on) = gn else {
+            continue;
+        };
         let Some(i) = wanted.iter().position(|(oid, _)| *oid == on.type_id) else {
             continue;
         };
@@ -286,15 +295,18 @@ pub(crate) fn basic_four(san_der: &[u8]) -> Result<BasicFour, SignError> {
         slots[i] = Some(s);
     }
     let [name, name_sub, sex, dob, address, address_sub] = slots;
-    let required = |v: Option<String>, item: &'static str| {
+    let required = |v: Option<String>, item: CertItem| {
         v.filter(|s| !s.trim().is_empty())
             .ok_or(SignError::BasicFourItems { item })
     };
-    let name = required(name, "氏名")?;
-    let sex = Sex::parse(&required(sex, "性別")?);
-    let date_of_birth = BirthDate::parse(&required(dob, "生年月日")?)
-        .ok_or(SignError::BasicFourItems { item: "生年月日" })?;
-    let address = required(address, "住所")?;
+    let name = required(name, CertItem::Name)?;
+    let sex = Sex::parse(&required(sex, CertItem::Sex)?);
+    let date_of_birth = BirthDate::parse(&required(dob, CertItem::DateOfBirth)?).ok_or(
+        SignError::BasicFourItems {
+            item: CertItem::DateOfBirth,
+        },
+    )?;
+    let address = required(address, CertItem::Address)?;
     Ok(BasicFour {
         name,
         date_of_birth,
@@ -362,11 +374,16 @@ pub(crate) fn profile_checks(
     if !policy_ok {
         return Err(SignError::WrongPolicy);
     }
-    basic_four(san.ok_or(SignError::BasicFourItems { item: "subjectAltName" })?)
+    basic_four(san.ok_or(SignError::BasicFourItems {
+        item: CertItem::SubjectAltName,
+    })?)
 }
 
 /// The public description of a certificate once its items are read.
-pub(crate) fn info(cert: &Certificate, basic_four: BasicFour) -> Result<CertificateInfo, SignError> {
+pub(crate) fn info(
+    cert: &Certificate,
+    basic_four: BasicFour,
+) -> Result<CertificateInfo, SignError> {
     let der = cert
         .to_der()
         .map_err(|e| SignError::der(DerPart::Certificate, e))?;

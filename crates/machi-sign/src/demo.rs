@@ -76,7 +76,8 @@ pub fn generate_key() -> Result<RsaPrivateKey> {
 }
 
 fn x509_time(t: DateTime<Utc>) -> Result<Time> {
-    let secs = u64::try_from(t.timestamp()).map_err(|_| DemoError::Name("time before 1970".into()))?;
+    let secs =
+        u64::try_from(t.timestamp()).map_err(|_| DemoError::Name("time before 1970".into()))?;
     let d = std::time::Duration::from_secs(secs);
     // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after.
     Ok(if t.timestamp() < 2_524_608_000 {
@@ -218,7 +219,10 @@ impl DemoCa {
                     path_len_constraint: Some(0),
                 },
             )?,
-            ext(&name, &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign))?,
+            ext(
+                &name,
+                &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
+            )?,
         ];
         let tbs = TbsCertificate {
             version: Version::V3,
@@ -353,7 +357,11 @@ impl DemoCa {
             issuer: self.cert.tbs_certificate.subject.clone(),
             this_update: x509_time(this_update)?,
             next_update: Some(x509_time(next_update)?),
-            revoked_certificates: if revoked.is_empty() { None } else { Some(revoked) },
+            revoked_certificates: if revoked.is_empty() {
+                None
+            } else {
+                Some(revoked)
+            },
             crl_extensions: None,
         };
         let signature = sign_pkcs1(&self.key, &tbs.to_der()?)?;
@@ -469,7 +477,11 @@ impl DemoCard {
 
     /// Signs a filing's canonical form, detached, PKCS #1 v1.5 (as a
     /// JPKI card does).
-    pub fn sign_filing(&self, payload: &FilingPayload, signing_time: DateTime<Utc>) -> Result<Vec<u8>> {
+    pub fn sign_filing(
+        &self,
+        payload: &FilingPayload,
+        signing_time: DateTime<Utc>,
+    ) -> Result<Vec<u8>> {
         let content = payload.canonical_bytes()?;
         self.sign(
             &content,

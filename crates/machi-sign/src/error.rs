@@ -32,6 +32,50 @@ impl DerPart {
     }
 }
 
+/// One of the basic four items (基本4情報) or their companions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertItem {
+    /// 氏名.
+    Name,
+    /// 氏名の代替文字の使用位置情報.
+    NameSubstitute,
+    /// 性別.
+    Sex,
+    /// 生年月日.
+    DateOfBirth,
+    /// 住所.
+    Address,
+    /// 住所の代替文字の使用位置情報.
+    AddressSubstitute,
+    /// The subjectAltName extension itself.
+    SubjectAltName,
+}
+
+impl CertItem {
+    pub fn ja(self) -> &'static str {
+        match self {
+            CertItem::Name => "氏名",
+            CertItem::NameSubstitute => "氏名の代替文字情報",
+            CertItem::Sex => "性別",
+            CertItem::DateOfBirth => "生年月日",
+            CertItem::Address => "住所",
+            CertItem::AddressSubstitute => "住所の代替文字情報",
+            CertItem::SubjectAltName => "主体者別名",
+        }
+    }
+    pub fn en(self) -> &'static str {
+        match self {
+            CertItem::Name => "name",
+            CertItem::NameSubstitute => "name substitute-character information",
+            CertItem::Sex => "sex",
+            CertItem::DateOfBirth => "date of birth",
+            CertItem::Address => "address",
+            CertItem::AddressSubstitute => "address substitute-character information",
+            CertItem::SubjectAltName => "subjectAltName",
+        }
+    }
+}
+
 /// A signed filing or its certificate is not acceptable.
 ///
 /// Every variant is a refusal: nothing about the filing may be trusted.
@@ -89,8 +133,8 @@ pub enum SignError {
     UnsupportedCriticalExtension { oid: String },
     /// subjectAltName lacks one of the basic four items, or holds one twice
     /// or in an unreadable form.
-    #[error("basic four items missing or unreadable: {item}")]
-    BasicFourItems { item: &'static str },
+    #[error("basic four items missing or unreadable: {item:?}")]
+    BasicFourItems { item: CertItem },
     /// The signing-time attribute lies in the future of the verification time.
     #[error("signing time {signing_time} is in the future")]
     SigningTimeInFuture { signing_time: DateTime<Utc> },
@@ -162,17 +206,21 @@ impl Localized for SignError {
                 "署名された内容と申請の内容が一致しません。署名後に改ざんされた可能性があります。"
                     .into()
             }
-            SignError::WrongSigner => {
-                "署名が電子証明書の持ち主によるものと確認できません。".into()
-            }
+            SignError::WrongSigner => "署名が電子証明書の持ち主によるものと確認できません。".into(),
             SignError::UnknownTrustAnchor => {
                 "電子証明書が信頼された認証局から発行されたものではありません。".into()
             }
             SignError::Expired { not_after } => {
-                format!("電子証明書の有効期限が切れています（{}まで）。", ymd(not_after))
+                format!(
+                    "電子証明書の有効期限が切れています（{}まで）。",
+                    ymd(not_after)
+                )
             }
             SignError::NotYetValid { not_before } => {
-                format!("電子証明書の有効期間が始まっていません（{}から）。", ymd(not_before))
+                format!(
+                    "電子証明書の有効期間が始まっていません（{}から）。",
+                    ymd(not_before)
+                )
             }
             SignError::Revoked { revoked_at } => {
                 format!("電子証明書は失効しています（{}に失効）。", ymd(revoked_at))
@@ -194,7 +242,7 @@ impl Localized for SignError {
                 "電子証明書に解釈できない重要な拡張があります。".into()
             }
             SignError::BasicFourItems { item } => {
-                format!("電子証明書の基本4情報（{item}）が読み取れません。")
+                format!("電子証明書の基本4情報（{}）が読み取れません。", item.ja())
             }
             SignError::SigningTimeInFuture { signing_time } => {
                 format!("署名日時（{}）が未来の日時です。", ymd(signing_time))
@@ -253,7 +301,7 @@ impl Localized for SignError {
                 format!("The certificate has a critical extension that cannot be interpreted ({oid}).")
             }
             SignError::BasicFourItems { item } => {
-                format!("The certificate's basic four items cannot be read ({item}).")
+                format!("The certificate's basic four items cannot be read ({}).", item.en())
             }
             SignError::SigningTimeInFuture { signing_time } => {
                 format!("The signing time ({}) is in the future.", ymd(signing_time))

@@ -33,5 +33,5 @@ pub mod demo;
 pub use alg::SignatureScheme;
 pub use canonical::{FilingPayload, canonicalize};
 pub use cert::{BasicFour, BirthDate, CertificateInfo, CrlInfo, Sex};
-pub use error::{DerPart, SignError};
+pub use error::{CertItem, DerPart, SignError};
 pub use verify::{VerifiedFiling, Verifier};

@@ -30,7 +30,8 @@ pub const JPKI_ADDRESS_SUBSTITUTE: ObjectIdentifier =
 pub const JPKI_SIGNING_POLICY: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.1.1");
 /// certificatePolicies: the JPKI authentication-certificate policy (利用者証明用電子証明書).
-pub const JPKI_AUTH_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.1.3");
+pub const JPKI_AUTH_POLICY: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.1.3");
 
 /// RFC 5652 id-data.
 pub const ID_DATA: ObjectIdentifier = const_oid::db::rfc5911::ID_DATA;
@@ -56,7 +57,8 @@ pub const MGF1: ObjectIdentifier = const_oid::db::rfc5912::ID_MGF_1;
 
 /// X.509 extensions this crate understands (a critical extension outside
 /// this list makes the certificate unacceptable, RFC 5280 §4.2).
-pub const EXT_SUBJECT_KEY_ID: ObjectIdentifier = const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER;
+pub const EXT_SUBJECT_KEY_ID: ObjectIdentifier =
+    const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER;
 pub const EXT_KEY_USAGE: ObjectIdentifier = const_oid::db::rfc5280::ID_CE_KEY_USAGE;
 pub const EXT_SUBJECT_ALT_NAME: ObjectIdentifier = const_oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME;
 pub const EXT_ISSUER_ALT_NAME: ObjectIdentifier = const_oid::db::rfc5280::ID_CE_ISSUER_ALT_NAME;
@@ -68,5 +70,6 @@ pub const EXT_CERTIFICATE_POLICIES: ObjectIdentifier =
 pub const EXT_AUTHORITY_KEY_ID: ObjectIdentifier =
     const_oid::db::rfc5280::ID_CE_AUTHORITY_KEY_IDENTIFIER;
 pub const EXT_EXT_KEY_USAGE: ObjectIdentifier = const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE;
-pub const EXT_AUTHORITY_INFO_ACCESS: ObjectIdentifier = const_oid::db::rfc5280::ID_PE_AUTHORITY_INFO_ACCESS;
+pub const EXT_AUTHORITY_INFO_ACCESS: ObjectIdentifier =
+    const_oid::db::rfc5280::ID_PE_AUTHORITY_INFO_ACCESS;
 pub const EXT_CRL_NUMBER: ObjectIdentifier = const_oid::db::rfc5280::ID_CE_CRL_NUMBER;

@@ -152,7 +152,10 @@ impl Verifier {
         let content: Vec<u8> = match (&sd.encap_content_info.econtent, detached) {
             (Some(any), d) => {
                 if any.tag() != der::Tag::OctetString {
-                    return Err(SignError::der(DerPart::Cms, "eContent is not an OCTET STRING"));
+                    return Err(SignError::der(
+                        DerPart::Cms,
+                        "eContent is not an OCTET STRING",
+                    ));
                 }
                 let c = any.value();
                 if let Some(d) = d
@@ -189,19 +192,25 @@ impl Verifier {
                 continue;
             };
             if slot.is_some() || a.values.len() != 1 {
-                return Err(SignError::structure(format!("attribute {} repeated", a.oid)));
+                return Err(SignError::structure(format!(
+                    "attribute {} repeated",
+                    a.oid
+                )));
             }
             *slot = a.values.iter().next().cloned();
         }
-        let content_type = content_type
-            .ok_or_else(|| SignError::structure("content-type attribute missing"))?;
+        let content_type =
+            content_type.ok_or_else(|| SignError::structure("content-type attribute missing"))?;
         let ct = content_type
             .decode_as::<ObjectIdentifier>()
             .map_err(|e| SignError::der(DerPart::Cms, e))?;
         if ct != sd.encap_content_info.econtent_type {
-            return Err(SignError::structure("content-type attribute differs from eContentType"));
+            return Err(SignError::structure(
+                "content-type attribute differs from eContentType",
+            ));
         }
-        let digest = digest.ok_or_else(|| SignError::structure("message-digest attribute missing"))?;
+        let digest =
+            digest.ok_or_else(|| SignError::structure("message-digest attribute missing"))?;
         let digest = digest
             .decode_as::<der::asn1::OctetString>()
             .map_err(|e| SignError::der(DerPart::Cms, e))?;
@@ -216,7 +225,9 @@ impl Verifier {
             return Err(SignError::TamperedContent);
         }
         // The signature is over the DER of the signed attributes as a SET OF.
-        let signed = attrs.to_der().map_err(|e| SignError::der(DerPart::Cms, e))?;
+        let signed = attrs
+            .to_der()
+            .map_err(|e| SignError::der(DerPart::Cms, e))?;
         if alg::verify(&key, scheme, &signed, si.signature.as_bytes()).is_err() {
             return Err(SignError::WrongSigner);
         }
@@ -254,7 +265,10 @@ impl Verifier {
     ) -> Result<CertificateInfo, SignError> {
         let tbs = &cert.tbs_certificate;
         if cert.signature_algorithm != tbs.signature {
-            return Err(SignError::der(DerPart::Certificate, "signature algorithms differ"));
+            return Err(SignError::der(
+                DerPart::Certificate,
+                "signature algorithms differ",
+            ));
         }
         // Chain: the issuer must be a configured anchor whose key verifies
         // the certificate's signature (JPKI: the signing CA issues cards
@@ -280,7 +294,10 @@ impl Verifier {
         let anchor = anchor.ok_or(SignError::UnknownTrustAnchor)?;
 
         // Validity of the certificate, and of the anchor itself.
-        for v in [&tbs.validity, &self.anchors[anchor].cert.tbs_certificate.validity] {
+        for v in [
+            &tbs.validity,
+            &self.anchors[anchor].cert.tbs_certificate.validity,
+        ] {
             let not_before = cert::time(&v.not_before);
             let not_after = cert::time(&v.not_after);
             if now < not_before {
@@ -310,7 +327,9 @@ impl Verifier {
 
 fn find_signer(sd: &SignedData, sid: &SignerIdentifier) -> Result<Certificate, SignError> {
     for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
-        let CertificateChoices::Certificate(cert) = c else { continue };
+        let CertificateChoices::Certificate(cert) = c else {
+            continue;
+        };
         let tbs = &cert.tbs_certificate;
         let matches = match sid {
             SignerIdentifier::IssuerAndSerialNumber(ias) => {
