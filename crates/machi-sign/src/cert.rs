@@ -398,3 +398,23 @@ pub(crate) fn info(
         sha256_fingerprint: hex(&Sha256::digest(&der)),
     })
 }
+
+/// Reads a PEM `CERTIFICATE` or `X509 CRL` block (as configuration files
+/// hold them) into DER.
+pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, SignError> {
+    let (label, der) = der::pem::decode_vec(pem.trim().as_bytes())
+        .map_err(|e| SignError::der(DerPart::Certificate, e))?;
+    match label {
+        "CERTIFICATE" => Ok(der),
+        "X509 CRL" => Ok(der),
+        other => Err(SignError::der(
+            DerPart::Certificate,
+            format!("PEM label {other} is neither CERTIFICATE nor X509 CRL"),
+        )),
+    }
+}
+
+/// Writes DER as a PEM block with the given label (`CERTIFICATE`, `X509 CRL`).
+pub fn der_to_pem(label: &str, der: &[u8]) -> String {
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+}

@@ -444,6 +444,22 @@ fn malformed_der_is_a_typed_error() {
 }
 
 #[test]
+fn anchors_and_crls_travel_as_pem() {
+    let pem = machi_sign::der_to_pem("CERTIFICATE", &ca().cert_der());
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    let mut v = Verifier::new(&[machi_sign::pem_to_der(&pem).unwrap()]).unwrap();
+    let crl = ca().crl(t(2027, 1, 14), t(2027, 1, 16), &[]).unwrap();
+    let crl_pem = machi_sign::der_to_pem("X509 CRL", &crl);
+    v.add_crl(&machi_sign::pem_to_der(&crl_pem).unwrap())
+        .unwrap();
+    assert!(v.verify_filing(signed(), &payload(), now()).is_ok());
+    assert!(matches!(
+        machi_sign::pem_to_der("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"),
+        Err(SignError::MalformedDer { .. })
+    ));
+}
+
+#[test]
 fn every_error_speaks_japanese_and_english_with_a_stable_code() {
     let all = vec![
         SignError::MalformedDer {

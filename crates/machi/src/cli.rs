@@ -146,6 +146,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         town: usize,
     },
+    /// Measure signed-filing verifications/s (CMS + chain + CRL, synthetic
+    /// DEMO cards) beside a bare RSA-2048 verification from the same run.
+    BenchSign {
+        /// Distinct signed filings.
+        #[arg(long, default_value_t = 1000)]
+        filings: usize,
+        /// Serials on the CRL.
+        #[arg(long, default_value_t = 100_000)]
+        revoked: usize,
+        /// Passes over the filings per measurement.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Threads for the parallel measurement.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Measure import at scale: generate residents, then the parse-and-validate
     /// rate (baseline) and full imports into SQLite and PostgreSQL.
     BenchMigration(crate::bench::MigrationBenchArgs),
@@ -818,6 +834,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(a) => {
             crate::bench::run(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchSign {
+            filings,
+            revoked,
+            rounds,
+            threads,
+        } => {
+            let o = machi_sign::bench::BenchOptions {
+                filings: *filings,
+                revoked: *revoked,
+                rounds: *rounds,
+                threads: *threads,
+                ..Default::default()
+            };
+            println!(
+                "machi bench-sign — {} filings from {} DEMO cards, CRL of {} serials, {} rounds",
+                o.filings, o.cards, o.revoked, o.rounds
+            );
+            let report = tokio::task::spawn_blocking(move || machi_sign::bench::run(&o)).await??;
+            print!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }
     }
