@@ -110,13 +110,8 @@ pub fn rsa_key(spki: &spki::SubjectPublicKeyInfoOwned) -> Result<RsaPublicKey, S
     Ok(key)
 }
 
-/// Verifies `sig` over `msg` (hashed here with SHA-256).
-pub fn verify(
-    key: &RsaPublicKey,
-    scheme: SignatureScheme,
-    msg: &[u8],
-    sig: &[u8],
-) -> Result<(), ()> {
+/// Verifies `sig` over `msg` (hashed here with SHA-256): true when it holds.
+pub fn verify(key: &RsaPublicKey, scheme: SignatureScheme, msg: &[u8], sig: &[u8]) -> bool {
     let hashed = Sha256::digest(msg);
     let r = match scheme {
         SignatureScheme::RsaPkcs1v15Sha256 => {
@@ -128,5 +123,5 @@ pub fn verify(
             sig,
         ),
     };
-    r.map_err(|_| ())
+    r.is_ok()
 }

@@ -173,7 +173,7 @@ impl Anchor {
         sig: &[u8],
     ) -> Result<bool, SignError> {
         let scheme = alg::scheme(alg_id, false)?;
-        Ok(alg::verify(&self.key, scheme, tbs_der, sig).is_ok())
+        Ok(alg::verify(&self.key, scheme, tbs_der, sig))
     }
 }
 

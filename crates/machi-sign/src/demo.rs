@@ -118,8 +118,8 @@ fn spki_of(key: &RsaPublicKey) -> Result<SubjectPublicKeyInfoOwned> {
     let der = key
         .to_public_key_der()
         .map_err(|e| DemoError::Builder(e.to_string()))?;
-    Ok(SubjectPublicKeyInfoOwned::try_from(der.as_bytes())
-        .map_err(|e| DemoError::Builder(e.to_string()))?)
+    SubjectPublicKeyInfoOwned::try_from(der.as_bytes())
+        .map_err(|e| DemoError::Builder(e.to_string()))
 }
 
 fn cms_err<E: std::fmt::Display>(e: E) -> DemoError {

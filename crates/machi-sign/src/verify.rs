@@ -228,7 +228,7 @@ impl Verifier {
         let signed = attrs
             .to_der()
             .map_err(|e| SignError::der(DerPart::Cms, e))?;
-        if alg::verify(&key, scheme, &signed, si.signature.as_bytes()).is_err() {
+        if !alg::verify(&key, scheme, &signed, si.signature.as_bytes()) {
             return Err(SignError::WrongSigner);
         }
 
