@@ -54,13 +54,33 @@ impl Default for BenchOptions {
 pub struct Rate {
     pub what: String,
     pub n: usize,
+    /// Wall-clock seconds.
     pub secs: f64,
+    /// CPU seconds the process used meanwhile (Linux; `None` elsewhere). On
+    /// a shared machine this, not the wall clock, tells what a core can do.
+    pub cpu_secs: Option<f64>,
 }
 
 impl Rate {
     pub fn per_sec(&self) -> f64 {
         self.n as f64 / self.secs.max(1e-9)
     }
+    /// Operations per CPU-second (what one otherwise idle core would do).
+    pub fn per_cpu_sec(&self) -> Option<f64> {
+        self.cpu_secs.map(|c| self.n as f64 / c.max(1e-9))
+    }
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (Linux,
+/// USER_HZ = 100).
+fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which ends with the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// The figures of one run.
@@ -95,8 +115,12 @@ impl BenchReport {
             (&self.baseline_parallel, &self.baseline_parallel),
             (&self.full_parallel, &self.baseline_parallel),
         ] {
+            let cpu = match r.per_cpu_sec() {
+                Some(c) => format!("; {c:.0} per CPU-second"),
+                None => String::new(),
+            };
             s.push_str(&format!(
-                "{:<58} {:>9.0}/s  ({} in {:.2} s; {:.2}× baseline)\n",
+                "{:<50} {:>7.0}/s wall ({} in {:.2} s; {:.2}× baseline{cpu})\n",
                 r.what,
                 r.per_sec(),
                 r.n,
@@ -125,6 +149,7 @@ fn payload(i: usize) -> FilingPayload {
 }
 
 fn timed<F: Fn(usize) + Sync>(what: String, n: usize, threads: usize, f: F) -> Rate {
+    let cpu_start = cpu_secs();
     let start = Instant::now();
     if threads <= 1 {
         (0..n).for_each(&f);
@@ -142,10 +167,16 @@ fn timed<F: Fn(usize) + Sync>(what: String, n: usize, threads: usize, f: F) -> R
             }
         });
     }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_secs = match (cpu_start, cpu_secs()) {
+        (Some(a), Some(b)) if b > a => Some(b - a),
+        _ => None,
+    };
     Rate {
         what,
         n,
-        secs: start.elapsed().as_secs_f64(),
+        secs,
+        cpu_secs,
     }
 }
 
