@@ -49,6 +49,27 @@ impl ResidentStatus {
             Self::EntryCancelled => "記載取消",
         }
     }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::Resident => "Resident",
+            Self::MovedOut => "Moved out",
+            Self::Deceased => "Deceased",
+            Self::Removed => "Removed ex officio",
+            Self::EntryCancelled => "Entry cancelled",
+        }
+    }
+    /// From the snake_case code used in the API and the database.
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            Self::Resident,
+            Self::MovedOut,
+            Self::Deceased,
+            Self::Removed,
+            Self::EntryCancelled,
+        ]
+        .into_iter()
+        .find(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() == Some(code))
+    }
 }
 
 /// 性別.

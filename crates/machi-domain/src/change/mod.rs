@@ -7,6 +7,7 @@ mod history;
 mod locality;
 mod plan;
 mod reason;
+pub mod review;
 
 pub use command::*;
 pub use error::ChangeError;

@@ -104,6 +104,30 @@ impl ChangeReason {
         }
     }
 
+    /// The name in English, for the English UI.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::MoveIn => "Move-in (domestic)",
+            Self::MoveInFromAbroad => "Move-in from abroad",
+            Self::Birth => "Birth",
+            Self::ExOfficioEntry => "Ex officio entry",
+            Self::CancellationEntry => "Cancellation (entry)",
+            Self::MoveOut => "Move-out (domestic)",
+            Self::MoveOutAbroad => "Move-out abroad",
+            Self::Death => "Death",
+            Self::ExOfficioRemoval => "Ex officio removal",
+            Self::CancellationRemoval => "Cancellation (removal)",
+            Self::MoveWithin => "Move within the municipality",
+            Self::ExOfficioCorrection => "Ex officio correction",
+            Self::ClericalCorrection => "Clerical correction",
+            Self::HouseholdSplit => "Household split",
+            Self::HouseholdMerge => "Household merge",
+            Self::HouseholdTransfer => "Household transfer",
+            Self::HeadChange => "Change of head",
+            Self::CancellationAmendment => "Cancellation (amendment)",
+        }
+    }
+
     /// The snake_case code used in the API and the database.
     pub fn code(self) -> &'static str {
         match self {
