@@ -268,6 +268,35 @@ impl Warning {
     }
 }
 
+impl super::Notice {
+    /// The notice as the clerk reads it (j490, j500).
+    pub fn message_ja(&self) -> String {
+        match self {
+            super::Notice::HeadAssigned {
+                household_number, ..
+            } => format!(
+                "世帯主が異動したため、世帯（世帯番号 {household_number}）に残る一人を職権で世帯主としました。"
+            ),
+            super::Notice::HeadChangeRequested { household_number } => format!(
+                "世帯（世帯番号 {household_number}）は世帯主のいない世帯になりました。世帯主変更依頼通知書を送付してください。"
+            ),
+        }
+    }
+
+    pub fn message_en(&self) -> String {
+        match self {
+            super::Notice::HeadAssigned {
+                household_number, ..
+            } => format!(
+                "the head moved; the one remaining member of household {household_number} was made head ex officio"
+            ),
+            super::Notice::HeadChangeRequested { household_number } => format!(
+                "household {household_number} is left without a head; send the request to name a new head"
+            ),
+        }
+    }
+}
+
 /// Whether `address` lies in the municipality named `municipality` of
 /// `prefecture` (e.g. 府中市 of 東京都): it starts with the name, with or
 /// without the prefecture before it.

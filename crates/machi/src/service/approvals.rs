@@ -403,3 +403,198 @@ impl Registry {
             .await
     }
 }
+
+/// One person in a review (j530): the record before the change (None for
+/// a person the change enters) and after it.
+#[derive(Debug, Clone)]
+pub struct ReviewedPerson {
+    pub before: Option<machi_domain::model::ResidentRecord>,
+    pub after: machi_domain::model::ResidentRecord,
+    /// A person a provisional change enters: their 宛名番号 is given on
+    /// approval; the dry run's is a prediction and never shown.
+    pub number_on_approval: bool,
+    /// A household a provisional change creates: its 世帯番号 too is given
+    /// on approval.
+    pub household_on_approval: bool,
+}
+
+/// What a reviewer reads of a change (j530): each person's record before
+/// and after, and the warnings the rules raise; or, for a provisional
+/// change the registry no longer accepts, why not.
+#[derive(Debug)]
+pub struct Review {
+    pub reason: Option<machi_domain::change::ChangeReason>,
+    pub effective_date: Option<machi_domain::dates::DateValue>,
+    pub filed_on: Option<machi_domain::dates::DateValue>,
+    pub input_place: String,
+    pub persons: Vec<ReviewedPerson>,
+    pub warnings: Vec<machi_domain::change::review::Warning>,
+    /// The refusal a dry run gives today (a provisional change only).
+    pub refused: Option<ServiceError>,
+}
+
+impl Registry {
+    fn review_of(
+        &self,
+        tenant: &crate::store::tenants::Tenant,
+        reason: machi_domain::change::ChangeReason,
+        effective_date: machi_domain::dates::DateValue,
+        today: chrono::NaiveDate,
+        persons: Vec<ReviewedPerson>,
+    ) -> Review {
+        let pairs: Vec<_> = persons
+            .iter()
+            .map(|p| (p.before.as_ref(), &p.after))
+            .collect();
+        let warnings = machi_domain::change::review::warnings(
+            reason,
+            &effective_date,
+            today,
+            &tenant.prefecture,
+            &tenant.name,
+            &pairs,
+            self.eras(),
+        );
+        Review {
+            reason: Some(reason),
+            effective_date: Some(effective_date),
+            filed_on: None,
+            input_place: String::new(),
+            persons,
+            warnings,
+            refused: None,
+        }
+    }
+
+    /// The review of a provisional change: for one still open (or sent
+    /// back, or withdrawn), the current registry against a dry run of the
+    /// entry; for an approved one, the committed change. The caller has
+    /// logged the read of the entry's persons (`read.provisional`).
+    pub async fn review_pending(
+        &self,
+        tenant: &MunicipalityCode,
+        p: &PendingChange,
+        actor: &Actor,
+    ) -> Result<Review, ServiceError> {
+        if let Some(change_id) = p.change_id {
+            return self.review_change(tenant, change_id).await;
+        }
+        let t = self.tenant(tenant).await?;
+        let req: ChangeRequest = serde_json::from_value(p.request.clone())
+            .map_err(|e| StoreError::Corrupt(format!("provisional request: {e}")))?;
+        let parse = |s: &str| {
+            machi_domain::dates::DateValue::parse(
+                s,
+                self.eras(),
+                machi_domain::dates::DatePolicy::AllowIrregular,
+            )
+            .ok()
+        };
+        let effective = parse(&req.meta.effective_date);
+        let filed_on = req.meta.filed_on.as_deref().and_then(parse);
+        let out = match self.dry_run(tenant, &req, actor).await {
+            Ok(out) => out,
+            Err(e) => {
+                return Ok(Review {
+                    reason: machi_domain::change::ChangeReason::from_code(&p.reason),
+                    effective_date: effective,
+                    filed_on,
+                    input_place: req.meta.input_place.clone(),
+                    persons: vec![],
+                    warnings: vec![],
+                    refused: Some(e),
+                });
+            }
+        };
+        let rows = out.rows.clone();
+        let tc = tenant.clone();
+        let persons: Vec<ReviewedPerson> = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let mut persons = Vec::with_capacity(rows.len());
+                let mut known_households = std::collections::HashMap::new();
+                for row in rows {
+                    let before = if row.history_number > 1 {
+                        records::history(tx, &tc, &row.record.addressee_number)?
+                            .into_iter()
+                            .find(|h| h.history_number == row.history_number - 1)
+                            .map(|h| h.record)
+                    } else {
+                        None
+                    };
+                    let h = row.record.household_number.clone();
+                    let exists = match known_households.get(&h) {
+                        Some(e) => *e,
+                        None => {
+                            let e = before.as_ref().is_some_and(|b| b.household_number == h)
+                                || !records::household_rows(tx, &tc, std::slice::from_ref(&h))?
+                                    .is_empty();
+                            known_households.insert(h, e);
+                            e
+                        }
+                    };
+                    persons.push(ReviewedPerson {
+                        number_on_approval: row.history_number == 1,
+                        household_on_approval: !exists,
+                        before,
+                        after: row.record,
+                    });
+                }
+                Ok::<_, ServiceError>(persons)
+            })
+            .await?;
+        let effective = effective.unwrap_or_else(|| {
+            machi_domain::dates::DateValue::calendar(self.clock().today())
+        });
+        let mut r = self.review_of(&t, out.reason, effective, self.clock().today(), persons);
+        r.filed_on = filed_on;
+        r.input_place = req.meta.input_place.clone();
+        Ok(r)
+    }
+
+    /// The review of a committed change: each person's row before it and
+    /// the row it appended. The caller has logged the read (`read.change`).
+    pub async fn review_change(
+        &self,
+        tenant: &MunicipalityCode,
+        change_id: i64,
+    ) -> Result<Review, ServiceError> {
+        let t = self.tenant(tenant).await?;
+        let tc = tenant.clone();
+        let (change, histories) = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let c = records::get_change(tx, &tc, change_id)?
+                    .ok_or(ServiceError::ChangeNotFound(change_id))?;
+                let h = records::histories_of_change(tx, &tc, change_id)?;
+                Ok::<_, ServiceError>((c, h))
+            })
+            .await?;
+        let persons = histories
+            .into_values()
+            .filter_map(|rows| {
+                let after = rows.iter().find(|r| r.change.change_id == change_id)?;
+                let before = rows
+                    .iter()
+                    .find(|r| r.history_number == after.history_number - 1)
+                    .map(|r| r.record.clone());
+                Some(ReviewedPerson {
+                    before,
+                    after: after.record.clone(),
+                    number_on_approval: false,
+                    household_on_approval: false,
+                })
+            })
+            .collect();
+        let mut r = self.review_of(
+            &t,
+            change.reason,
+            change.effective_date.clone(),
+            change.processed_on,
+            persons,
+        );
+        r.filed_on = change.filed_on.map(machi_domain::dates::DateValue::calendar);
+        r.input_place = change.input_place.clone();
+        Ok(r)
+    }
+}

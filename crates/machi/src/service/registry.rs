@@ -856,6 +856,89 @@ impl Registry {
         })
     }
 
+    /// [`Registry::parse_as_of`] for the staff UI: the "recorded as of"
+    /// time as people type it ([`Registry::parse_recorded_at`]).
+    pub fn parse_as_of_typed(
+        &self,
+        effective: Option<&str>,
+        recorded_at: Option<&str>,
+    ) -> Result<AsOf, ServiceError> {
+        let AsOf { effective, .. } = self.parse_as_of(effective, None)?;
+        let recorded_at = match recorded_at.filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(self.parse_recorded_at(s).ok_or_else(|| ServiceError::Invalid {
+                field: "recorded_as_of".into(),
+                code: "invalid_timestamp",
+                message_ja: format!("記録時点「{s}」を読み取れません。日付と時刻で指定してください（例: 令和8年12月6日 13時05分、2026-12-06 13:05、2026-12-06T13:05:00+09:00）。日付だけならその日の終わりまでの記録です。"),
+                message_en: format!("recorded_as_of {s:?} could not be read; give a date and time, e.g. 令和8年12月6日 13時05分, 2026-12-06 13:05 or 2026-12-06T13:05:00+09:00 (a date alone means the end of that day)"),
+            })?),
+            None => None,
+        };
+        Ok(AsOf {
+            effective,
+            recorded_at,
+        })
+    }
+
+    /// A "recorded as of" time as people type it: RFC 3339, or a date in
+    /// 和暦 or 西暦 (full-width digits too) with an optional time in Japan
+    /// time ("13:05", "13時05分", "13時"). A date alone is the end of that
+    /// day: everything recorded on it is included.
+    pub fn parse_recorded_at(&self, s: &str) -> Option<i64> {
+        let s: String = s
+            .trim()
+            .chars()
+            .map(|c| match c {
+                '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+                '：' => ':',
+                '　' => ' ',
+                '－' | 'ー' => '-',
+                '／' => '/',
+                _ => c,
+            })
+            .collect();
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&s) {
+            return Some(t.timestamp_micros());
+        }
+        let (date, time) = if let Some(i) = s.find('日') {
+            let end = i + '日'.len_utf8();
+            (&s[..end], s[end..].trim())
+        } else if let Some((d, t)) = s.split_once([' ', 'T']) {
+            (d, t.trim())
+        } else {
+            (s.as_str(), "")
+        };
+        let day = DateValue::parse(date.trim(), &self.eras, DatePolicy::CalendarOnly)
+            .ok()?
+            .as_calendar()?;
+        let at = if time.is_empty() {
+            day.succ_opt()?.and_hms_opt(0, 0, 0)? - chrono::Duration::microseconds(1)
+        } else {
+            let t = time
+                .trim_end_matches('秒')
+                .trim_end_matches('分')
+                .replace(['時', '分'], ":");
+            let mut parts = t.split(':').map(str::trim);
+            let h: u32 = parts.next()?.parse().ok()?;
+            let m: u32 = match parts.next() {
+                Some(p) if !p.is_empty() => p.parse().ok()?,
+                _ => 0,
+            };
+            let sec: u32 = match parts.next() {
+                Some(p) if !p.is_empty() => p.parse().ok()?,
+                _ => 0,
+            };
+            if parts.next().is_some() {
+                return None;
+            }
+            day.and_hms_opt(h, m, sec)?
+        };
+        Some(
+            at.and_local_timezone(super::clock::jst())
+                .single()?
+                .timestamp_micros(),
+        )
+    }
+
     /// Writes one access-log entry (j1370) in its own transaction, e.g. for
     /// an export or an import.
     pub async fn record_access(

@@ -118,7 +118,7 @@ pub async fn audit(
     let mut per_hour: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
     for e in &entries {
         if e.entry.function.starts_with("read.") {
-            let hour = when(e.at).chars().take(13).collect::<String>() + ":00";
+            let hour = super::hour_of(e.at);
             let c = per_hour
                 .entry((e.entry.operator.clone(), hour))
                 .or_default();

@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use machi_domain::access::Permission;
-use serde_json::Value;
 
 use super::forms::{self, FormData, KINDS, PERSON_SLOTS};
 use super::prefill::{self, Known};
@@ -741,11 +740,12 @@ fn flash(ctx: &Ctx, done: &str) -> String {
 struct PendingPage {
     c: Chrome,
     p: PendingRow,
-    request: String,
+    rv: super::review::ReviewView,
     can_approve: bool,
     can_withdraw: bool,
-    /// After an approved 転出: the movers, for the 転出証明書 (j660).
-    move_out_persons: Vec<String>,
+    /// After an approved 転出: the movers (宛名番号, 氏名), for the
+    /// 転出証明書 (j660).
+    move_out_persons: Vec<(String, String)>,
 }
 
 pub async fn pending_page(
@@ -786,16 +786,25 @@ pub async fn pending_page(
     {
         return ctx.error(&e.into());
     }
-    let request: Value = p.request.clone();
+    let review = match s
+        .registry
+        .review_pending(&tenant, &p, &ctx.caller.actor())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ctx.error(&e.into()),
+    };
     let move_out_persons = if p.status == PendingStatus::Approved && p.reason == "move_out" {
-        request["command"]["persons"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
+        review
+            .persons
+            .iter()
+            .map(|r| {
+                (
+                    r.after.addressee_number.to_string(),
+                    r.after.name.as_str().to_string(),
+                )
             })
-            .unwrap_or_default()
+            .collect()
     } else {
         vec![]
     };
@@ -803,11 +812,7 @@ pub async fn pending_page(
     html(&PendingPage {
         c: Chrome::new(&ctx, "仮登録の内容", "Provisional change")
             .with_flash(done.map(|d| flash(&ctx, &d))),
-        request: {
-            let mut shown = request;
-            crate::api::views::mask_my_numbers(&mut shown);
-            serde_json::to_string_pretty(&shown).unwrap_or_default()
-        },
+        rv: super::review::ReviewView::new(review, &[], ctx.lang, s.registry.eras()),
         can_approve: ctx.can(Permission::ApproveChange)
             && p.status == PendingStatus::Pending
             && p.entered_by != ctx.login,

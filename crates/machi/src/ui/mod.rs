@@ -18,6 +18,7 @@ pub mod forms;
 mod grants;
 mod pages;
 mod prefill;
+mod review;
 mod support;
 
 use askama::Template;
@@ -384,8 +385,21 @@ impl Ctx {
         }
     }
 
+    /// The error page, a full page: header, menu, sign-out and the way
+    /// home.
     pub fn error(&self, e: &UiError) -> Response {
-        error_page(self.lang, e)
+        self.error_back(e, None)
+    }
+
+    /// The error page with a way back to where the person came from
+    /// (`href`, its label in Japanese and English) besides the way home.
+    pub fn error_back(&self, e: &UiError, back: Option<(&str, &str, &str)>) -> Response {
+        let page = FullErrorPage {
+            c: Chrome::new(self, "処理できませんでした", "This could not be done"),
+            message: if self.lang.en { &e.en } else { &e.ja },
+            back: back.map(|(href, ja, en)| (href.to_string(), self.lang.t(ja, en).to_string())),
+        };
+        (e.status, html(&page)).into_response()
     }
 
     /// The error page of a service call about `asked` (what the staff
@@ -455,8 +469,18 @@ impl From<&dyn Localized> for UiError {
     }
 }
 
+/// The error page of a signed-in staff member.
 #[derive(Template)]
 #[template(path = "error.html")]
+struct FullErrorPage<'a> {
+    c: Chrome,
+    message: &'a str,
+    back: Option<(String, String)>,
+}
+
+/// The error page before anyone is signed in (no menu to show).
+#[derive(Template)]
+#[template(path = "error_bare.html")]
 struct ErrorPage<'a> {
     l: Lang,
     status: u16,
@@ -501,15 +525,33 @@ pub fn html<T: Template>(t: &T) -> Response {
     }
 }
 
-/// 和暦 date and time (JST) of a timestamp in microseconds.
+/// 和暦 date and time (JST) of a timestamp in microseconds, as a person
+/// writes it: 令和8年12月6日 13時05分.
 pub fn when(micros: i64) -> String {
+    use chrono::Timelike;
+    static ERAS: std::sync::OnceLock<machi_domain::dates::EraTable> = std::sync::OnceLock::new();
+    let eras = ERAS.get_or_init(machi_domain::dates::EraTable::standard);
     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
         .map(|t| {
-            t.with_timezone(&crate::service::clock::jst())
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
+            let t = t.with_timezone(&crate::service::clock::jst());
+            format!(
+                "{} {}時{:02}分",
+                eras.format_wareki(t.date_naive()),
+                t.hour(),
+                t.minute()
+            )
         })
         .unwrap_or_default()
+}
+
+/// The hour of a timestamp in microseconds (JST), as [`when`] writes it
+/// with the minutes at zero: for grouping by hour.
+pub fn hour_of(micros: i64) -> String {
+    let full = when(micros);
+    match full.rfind('時') {
+        Some(i) => format!("{}時台", &full[..i]),
+        None => full,
+    }
 }
 
 /// What every signed-in page shows around its content.

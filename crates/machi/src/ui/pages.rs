@@ -10,7 +10,7 @@ use machi_domain::change::AsOf;
 use machi_domain::ids::{AddresseeNumber, HouseholdNumber};
 use serde::Deserialize;
 
-use super::{Chrome, Ctx, LANG_COOKIE, Lang, UiError, error_page, html};
+use super::{Chrome, Ctx, LANG_COOKIE, Lang, UiError, html};
 use crate::api::AppState;
 use crate::api::auth::SESSION_COOKIE;
 use crate::api::source::ClientAddr;
@@ -602,10 +602,19 @@ pub async fn resident(
         .unwrap_or_default();
     let as_of = match s
         .registry
-        .parse_as_of(Some(&as_of_text), Some(&recorded_text))
+        .parse_as_of_typed(Some(&as_of_text), Some(&recorded_text))
     {
         Ok(a) => a,
-        Err(e) => return ctx.error(&e.into()),
+        Err(e) => {
+            return ctx.error_back(
+                &e.into(),
+                Some((
+                    &format!("/ui/residents/{person}"),
+                    "現在の記録へ戻る",
+                    "Back to the current record",
+                )),
+            );
+        }
     };
     render_resident(
         &s,
@@ -637,6 +646,18 @@ async fn render_resident(
         .await
     {
         Ok(r) => r,
+        // An "as of" date or time before the person was recorded: the
+        // way back is the current record.
+        Err(e @ crate::service::ServiceError::NotRecordedAsOf(_)) => {
+            return ctx.error_back(
+                &e.into(),
+                Some((
+                    &format!("/ui/residents/{person}"),
+                    "現在の記録へ戻る",
+                    "Back to the current record",
+                )),
+            );
+        }
         Err(e) => {
             return ctx.refused(
                 e,
@@ -744,9 +765,11 @@ pub async fn household(
         }
     };
     let as_of_text = q.ok().and_then(|Query(q)| q.as_of).unwrap_or_default();
+    let back = format!("/ui/households/{household}");
+    let back = Some((back.as_str(), "現在の世帯へ戻る", "Back to the current household"));
     let as_of = match s.registry.parse_as_of(Some(&as_of_text), None) {
         Ok(a) => a,
-        Err(e) => return ctx.error(&e.into()),
+        Err(e) => return ctx.error_back(&e.into(), back),
     };
     let members = match s
         .registry
@@ -754,6 +777,9 @@ pub async fn household(
         .await
     {
         Ok(m) => m,
+        Err(e @ crate::service::ServiceError::HouseholdNotFound(_)) if as_of != AsOf::default() => {
+            return ctx.error_back(&e.into(), back);
+        }
         Err(e) => {
             return ctx.refused(
                 e,
@@ -787,8 +813,8 @@ pub async fn household(
 struct ChangePage {
     c: Chrome,
     ch: ChangeView,
-    request: String,
-    notices: String,
+    recorded_at: String,
+    rv: super::review::ReviewView,
     can_cancel: bool,
 }
 
@@ -802,24 +828,29 @@ pub async fn change(
         Err(r) => return r,
     };
     let Some(id) = path.ok().and_then(|Path(id)| id.parse::<i64>().ok()) else {
-        return error_page(
-            ctx.lang,
-            &UiError {
-                status: StatusCode::BAD_REQUEST,
-                ja: "異動番号は数字で指定してください。".into(),
-                en: "a change id is a number".into(),
-            },
-        );
+        return ctx.error(&UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "異動番号は数字で指定してください。".into(),
+            en: "a change id is a number".into(),
+        });
     };
     let c = match s.registry.change(&tenant, id, &ctx.caller.actor()).await {
         Ok(c) => c,
         Err(e) => return ctx.refused(e, &format!("異動 {id}"), &format!("Change {id}")),
     };
+    let review = match s.registry.review_change(&tenant, id).await {
+        Ok(r) => r,
+        Err(e) => return ctx.error(&e.into()),
+    };
+    let notices: Vec<machi_domain::change::Notice> =
+        serde_json::from_value(c.notices.clone()).unwrap_or_default();
+    let mut rv = super::review::ReviewView::new(review, &notices, ctx.lang, s.registry.eras());
+    rv.input_place.clear();
     let ch = ChangeView::new(&c, s.registry.eras());
     html(&ChangePage {
         c: Chrome::new(&ctx, "異動の内容", "Change"),
-        request: serde_json::to_string_pretty(&ch.request).unwrap_or_default(),
-        notices: serde_json::to_string_pretty(&ch.notices).unwrap_or_default(),
+        recorded_at: super::when(c.recorded_at),
+        rv,
         can_cancel: ctx.can(Permission::EnterChange) && ch.cancels.is_none(),
         ch,
     })
