@@ -68,7 +68,13 @@ impl ResidentStatus {
             Self::EntryCancelled,
         ]
         .into_iter()
-        .find(|s| serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref() == Some(code))
+        .find(|s| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .as_deref()
+                == Some(code)
+        })
     }
 }
 

@@ -53,9 +53,7 @@ pub fn compare(
         .chain(
             // Items the record had and no longer has (e.g. a 方書 removed).
             b.iter()
-                .filter(|o| {
-                    !o.shown.is_empty() && !items_has(after, eras, o.label_ja)
-                })
+                .filter(|o| !o.shown.is_empty() && !items_has(after, eras, o.label_ja))
                 .map(|o| ItemDiff {
                     label_ja: o.label_ja,
                     label_en: o.label_en,
@@ -123,18 +121,12 @@ fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
         (
             "住定日",
             "At address since",
-            opt(r
-                .address_since
-                .as_ref()
-                .map(|d| date_text(d, eras, false))),
+            opt(r.address_since.as_ref().map(|d| date_text(d, eras, false))),
         ),
         (
             "住民となった日",
             "Resident since",
-            opt(r
-                .resident_since
-                .as_ref()
-                .map(|d| date_text(d, eras, false))),
+            opt(r.resident_since.as_ref().map(|d| date_text(d, eras, false))),
         ),
         (
             "前住所",
@@ -164,26 +156,42 @@ fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
     ];
     if let Some(f) = &r.foreign {
         out.extend([
-            ("氏名（アルファベット）", "Name (alphabet)", f.alphabet_name.clone()),
+            (
+                "氏名（アルファベット）",
+                "Name (alphabet)",
+                f.alphabet_name.clone(),
+            ),
             (
                 "通称",
                 "Alias",
                 opt(f.alias.as_ref().map(|a| a.as_str().to_string())),
             ),
             ("国籍・地域", "Nationality", f.nationality.clone()),
-            ("在留資格", "Status of residence", f.residence_status.clone()),
+            (
+                "在留資格",
+                "Status of residence",
+                f.residence_status.clone(),
+            ),
             ("在留期間", "Period of stay", opt(f.period_of_stay.clone())),
             (
                 "在留期間の満了の日",
                 "End of stay",
                 opt(f.stay_expires_on.as_ref().map(|d| date_text(d, eras, true))),
             ),
-            ("在留カード等番号", "Card number", opt(f.card_number.clone())),
+            (
+                "在留カード等番号",
+                "Card number",
+                opt(f.card_number.clone()),
+            ),
         ]);
     }
     if let Some(m) = &r.removal {
         out.extend([
-            ("消除事由", "Reason for removal", m.reason.label_ja().to_string()),
+            (
+                "消除事由",
+                "Reason for removal",
+                m.reason.label_ja().to_string(),
+            ),
             ("消除日", "Removed on", date_text(&m.date, eras, false)),
             (
                 "転出先",
@@ -337,7 +345,9 @@ pub fn warnings(
     for (before, after) in pairs {
         let lost_head = after.status.is_resident()
             && after.head_name.is_none()
-            && before.is_none_or(|b| b.head_name.is_some() || b.household_number != after.household_number);
+            && before.is_none_or(|b| {
+                b.head_name.is_some() || b.household_number != after.household_number
+            });
         if lost_head && !headless.contains(&after.household_number) {
             headless.push(after.household_number.clone());
         }
@@ -348,7 +358,8 @@ pub fn warnings(
             .map(|household_number| Warning::HouseholdWithoutHead { household_number }),
     );
     if let Some(d) = effective_date.as_calendar()
-        && let Some(limit) = today.checked_sub_months(chrono::Months::new(12 * FAR_PAST_YEARS as u32))
+        && let Some(limit) =
+            today.checked_sub_months(chrono::Months::new(12 * FAR_PAST_YEARS as u32))
         && d < limit
     {
         out.push(Warning::DateFarInPast {
@@ -459,7 +470,10 @@ mod tests {
             &[(Some(&before), &headless)],
             &eras,
         );
-        assert!(matches!(w[0], Warning::HouseholdWithoutHead { .. }), "{w:?}");
+        assert!(
+            matches!(w[0], Warning::HouseholdWithoutHead { .. }),
+            "{w:?}"
+        );
         assert!(
             matches!(&w[1], Warning::DateFarInPast { date } if date == "令和2年1月1日"),
             "{w:?}"

@@ -543,9 +543,8 @@ impl Registry {
                 Ok::<_, ServiceError>(persons)
             })
             .await?;
-        let effective = effective.unwrap_or_else(|| {
-            machi_domain::dates::DateValue::calendar(self.clock().today())
-        });
+        let effective = effective
+            .unwrap_or_else(|| machi_domain::dates::DateValue::calendar(self.clock().today()));
         let mut r = self.review_of(&t, out.reason, effective, self.clock().today(), persons);
         r.filed_on = filed_on;
         r.input_place = req.meta.input_place.clone();
@@ -593,7 +592,9 @@ impl Registry {
             change.processed_on,
             persons,
         );
-        r.filed_on = change.filed_on.map(machi_domain::dates::DateValue::calendar);
+        r.filed_on = change
+            .filed_on
+            .map(machi_domain::dates::DateValue::calendar);
         r.input_place = change.input_place.clone();
         Ok(r)
     }

@@ -868,8 +868,8 @@ impl Registry {
             Some(s) => Some(self.parse_recorded_at(s).ok_or_else(|| ServiceError::Invalid {
                 field: "recorded_as_of".into(),
                 code: "invalid_timestamp",
-                message_ja: format!("記録時点「{s}」を読み取れません。日付と時刻で指定してください（例: 令和8年12月6日 13時05分、2026-12-06 13:05、2026-12-06T13:05:00+09:00）。日付だけならその日の終わりまでの記録です。"),
-                message_en: format!("recorded_as_of {s:?} could not be read; give a date and time, e.g. 令和8年12月6日 13時05分, 2026-12-06 13:05 or 2026-12-06T13:05:00+09:00 (a date alone means the end of that day)"),
+                message_ja: format!("記録時点「{s}」を読み取れません。日付と時刻で指定してください（例: 令和8年12月6日 13時05分、2026年12月6日 13:05）。日付だけならその日の終わりまでの記録です。"),
+                message_en: format!("recorded_as_of {s:?} could not be read; give a date and time, e.g. 令和8年12月6日 13時05分 or 2026年12月6日 13:05 (a date alone means the end of that day)"),
             })?),
             None => None,
         };

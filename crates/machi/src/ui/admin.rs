@@ -28,7 +28,10 @@ pub struct AuditRow {
     pub at: String,
     pub operator: String,
     pub terminal: String,
+    /// What was done, in words.
     pub function: String,
+    /// The stored function code (kept in a data attribute for tools).
+    pub code: String,
     pub target: String,
     pub detail: String,
     pub my_number_shown: bool,
@@ -53,6 +56,62 @@ struct AuditPage {
     threshold: usize,
     late_only: bool,
     scanned: usize,
+    /// The function filter's choices: (prefix, label).
+    function_options: Vec<(String, String)>,
+}
+
+/// The function filter's choices: groups by prefix, and the single
+/// functions supervisors look for most.
+fn function_options(ctx: &Ctx, current: &str) -> Vec<(String, String)> {
+    let l = ctx.lang;
+    let mut out: Vec<(String, String)> = [
+        ("", "すべて", "All"),
+        ("read.", "参照（すべて）", "Reads (all)"),
+        ("change.", "異動（すべて）", "Changes (all)"),
+        (
+            "login",
+            "ログイン（失敗を含む）",
+            "Sign-in (incl. failures)",
+        ),
+        ("support.", "支援措置（すべて）", "Support measures (all)"),
+        ("certificate.", "証明書（すべて）", "Certificates (all)"),
+        (
+            "account.",
+            "職員アカウント（すべて）",
+            "Staff accounts (all)",
+        ),
+        ("client.", "連携先（すべて）", "API clients (all)"),
+        (
+            "grant.",
+            "権限の申請・承認（すべて）",
+            "Access proposals (all)",
+        ),
+    ]
+    .into_iter()
+    .map(|(v, ja, en)| (v.to_string(), l.t(ja, en).to_string()))
+    .collect();
+    for code in [
+        "read.search",
+        "read.resident",
+        "read.household",
+        "read.my_number",
+        "read.provisional",
+        "change.provisional",
+        "change.approve",
+        "change.return",
+        "support.release",
+        "support.blocked",
+        "certificate.issue",
+        "audit.view",
+    ] {
+        let (ja, en) = super::auditview::function_label(code);
+        out.push((code.to_string(), l.t(&ja, &en).to_string()));
+    }
+    if !current.is_empty() && !out.iter().any(|o| o.0 == current) {
+        let (ja, en) = super::auditview::function_label(current);
+        out.push((current.to_string(), l.t(&ja, &en).to_string()));
+    }
+    out
 }
 
 /// Late night: 22:00–05:59 Japan time.
@@ -148,9 +207,19 @@ pub async fn audit(
             at: when(e.at),
             operator: e.entry.operator.clone(),
             terminal: e.entry.terminal.clone(),
-            function: e.entry.function.clone(),
-            target: e.entry.target.chars().take(120).collect(),
-            detail: e.entry.detail.chars().take(200).collect(),
+            function: {
+                let (ja, en) = super::auditview::function_label(&e.entry.function);
+                ctx.lang.t(&ja, &en).to_string()
+            },
+            code: e.entry.function.clone(),
+            target: super::auditview::target_text(
+                &e.entry.target.chars().take(120).collect::<String>(),
+                ctx.lang,
+            ),
+            detail: super::auditview::detail_of(&e.entry.detail, ctx.lang, s.registry.eras())
+                .chars()
+                .take(300)
+                .collect(),
             my_number_shown: e.entry.my_number_shown,
             late: is_late(e.at),
         })
@@ -172,6 +241,7 @@ pub async fn audit(
     {
         return ctx.error(&e.into());
     }
+    let function_options = function_options(&ctx, f.v("function"));
     html(&AuditPage {
         c: Chrome::new(&ctx, "アクセスログ", "Access log"),
         f,
@@ -180,6 +250,7 @@ pub async fn audit(
         threshold,
         late_only,
         scanned,
+        function_options,
     })
 }
 
@@ -210,6 +281,19 @@ pub async fn stats(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Ok(a) => a,
         Err(e) => return ctx.error(&ServiceError::from(e).into()),
     };
+    // Codes as the domain names them, in the page's language.
+    let l = ctx.lang;
+    let mut a = a;
+    for (code, _) in a.by_status.iter_mut() {
+        if let Some(st) = machi_domain::model::ResidentStatus::from_code(code) {
+            *code = l.t(st.label_ja(), st.label_en()).to_string();
+        }
+    }
+    for (code, _) in a.changes_by_reason.iter_mut() {
+        if let Some(r) = machi_domain::change::ChangeReason::from_code(code) {
+            *code = l.t(r.label_ja(), r.label_en()).to_string();
+        }
+    }
     html(&StatsPage {
         c: Chrome::new(&ctx, "統計（直近30日）", "Statistics (last 30 days)"),
         total: a.by_status.iter().map(|x| x.1).sum(),

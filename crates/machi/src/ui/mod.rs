@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod auditview;
 mod certificates;
 mod changes;
 pub mod forms;

@@ -667,8 +667,14 @@ async fn render_resident(
         }
     };
     let eras = s.registry.eras();
-    let mut history: Vec<ResidentView> =
-        history.iter().map(|r| ResidentView::new(r, eras)).collect();
+    let mut history: Vec<ResidentView> = history
+        .iter()
+        .map(|r| {
+            let mut v = ResidentView::new(r, eras);
+            v.change.recorded_at = super::when(r.change.recorded_at);
+            v
+        })
+        .collect();
     history.reverse();
     html(&ResidentPage {
         c: Chrome::new(ctx, "住民票（個人）", "Resident record"),
@@ -766,7 +772,11 @@ pub async fn household(
     };
     let as_of_text = q.ok().and_then(|Query(q)| q.as_of).unwrap_or_default();
     let back = format!("/ui/households/{household}");
-    let back = Some((back.as_str(), "現在の世帯へ戻る", "Back to the current household"));
+    let back = Some((
+        back.as_str(),
+        "現在の世帯へ戻る",
+        "Back to the current household",
+    ));
     let as_of = match s.registry.parse_as_of(Some(&as_of_text), None) {
         Ok(a) => a,
         Err(e) => return ctx.error_back(&e.into(), back),

@@ -47,7 +47,10 @@ fn alert_text(s: &AppState, en: bool, a: &SupportAlert) -> (String, bool) {
             days_left,
         } => (
             if en {
-                format!("ends on {end_date} ({days_left} days left): extension possible")
+                format!(
+                    "ends on {} ({days_left} days left): extension possible",
+                    wareki(s, *end_date)
+                )
             } else {
                 format!(
                     "{}に終了（残り{days_left}日）: 延長できます",
@@ -58,7 +61,10 @@ fn alert_text(s: &AppState, en: bool, a: &SupportAlert) -> (String, bool) {
         ),
         SupportAlert::PeriodEnded { end_date } => (
             if en {
-                format!("period ended on {end_date}: extend or end the measure")
+                format!(
+                    "period ended on {}: extend or end the measure",
+                    wareki(s, *end_date)
+                )
             } else {
                 format!(
                     "{}で期間が終了: 延長または終了の処理をしてください",
@@ -103,6 +109,155 @@ fn row(s: &AppState, en: bool, v: &SupportMeasureView) -> MeasureRow {
         in_effect: m.in_effect(),
         provisional: m.confirmed_on.is_none() && m.in_effect(),
     }
+}
+
+/// What a measure records (j160), item by item as a person reads it:
+/// dates in 和暦, affairs, reasons and roles by their names.
+fn recorded_items(
+    s: &AppState,
+    l: super::Lang,
+    m: &machi_domain::support::SupportMeasure,
+) -> Vec<(String, String)> {
+    use machi_domain::support::{Closing, MunicipalityRole};
+    let d = |x: NaiveDate| wareki(s, x);
+    let eras = s.registry.eras();
+    let mut out: Vec<(String, String)> = vec![];
+    let mut put = |ja: &str, en: &str, v: String| {
+        if !v.is_empty() {
+            out.push((l.t(ja, en).to_string(), v));
+        }
+    };
+    put("申出日", "Filed on", d(m.filed_on));
+    put(
+        "仮支援措置の開始日",
+        "Provisional from",
+        d(m.provisional_start),
+    );
+    if let Some(c) = m.confirmed_on {
+        put("支援の必要性を確認した日", "Confirmed on", d(c));
+    }
+    if let Some(p) = m.period {
+        put(
+            "支援措置の期間",
+            "Period",
+            format!("{} 〜 {}", d(p.start), d(p.end)),
+        );
+    }
+    for e in &m.extensions {
+        put(
+            "延長",
+            "Extension",
+            format!(
+                "{} → {}（{}{}）",
+                d(e.previous_end),
+                d(e.new_end),
+                d(e.extended_on),
+                l.t("に処理", " processed")
+            ),
+        );
+    }
+    match m.closing {
+        Some(Closing::Ended { on, reason }) => put(
+            "終了",
+            "Ended",
+            format!("{}（{}）", d(on), reason.label_ja()),
+        ),
+        Some(Closing::Cancelled { on, reason }) => put(
+            "取消し",
+            "Cancelled",
+            format!("{}（{}）", d(on), reason.label_ja()),
+        ),
+        None => {}
+    }
+    put(
+        "申出者の宛名番号",
+        "Requester's addressee no.",
+        m.requester.addressee_number.to_string(),
+    );
+    put(
+        "申出を受けた市区町村",
+        "This municipality is",
+        match m.requester.municipality_role {
+            MunicipalityRole::CurrentAddress => l.t("現住所地", "the current address"),
+            MunicipalityRole::FormerAddress => l.t("前住所地等", "a former address"),
+        }
+        .to_string(),
+    );
+    let c = &m.requester.contact;
+    for (ja, en, v) in [
+        ("電話番号", "Phone", &c.phone),
+        ("携帯電話番号", "Mobile phone", &c.mobile_phone),
+        ("メールアドレス", "E-mail", &c.email),
+        ("その他の連絡先", "Other contact", &c.other),
+    ] {
+        put(ja, en, v.clone().unwrap_or_default());
+    }
+    for r in &m.related_persons {
+        let who = [
+            r.name.as_ref().map(|n| n.as_str().to_string()),
+            r.addressee_number
+                .as_ref()
+                .map(|a| format!("{}{a}", l.t("宛名番号 ", "addressee no. "))),
+            r.birth_date.as_ref().map(|b| b.display_wareki(eras)),
+            r.sex.map(|x| x.label_ja().to_string()),
+            Some(format!(
+                "{}{}",
+                l.t("申出者との関係 ", "relationship "),
+                r.relationship
+            )),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("・");
+        put("併せて支援を求める者", "Also protected", who);
+    }
+    for o in &m.offenders {
+        let who = [
+            o.name.as_ref().map(|n| n.as_str().to_string()),
+            o.addressee_number
+                .as_ref()
+                .map(|a| format!("{}{a}", l.t("宛名番号 ", "addressee no. "))),
+            o.birth_date.as_ref().map(|b| b.display_wareki(eras)),
+            o.sex.map(|x| x.label_ja().to_string()),
+            o.address.clone(),
+            o.other.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("・");
+        put("加害者", "Offender", who);
+    }
+    for a in &m.affairs {
+        let mut v = a.affair.label_ja().to_string();
+        if !a.addresses.is_empty() {
+            v = format!("{v}（{}）", a.addresses.join("、"));
+        }
+        put("支援を求める事務", "Affair", v);
+    }
+    let f = &m.forwarding;
+    for t in &f.forwarded_to {
+        put(
+            "転送先",
+            "Forwarded to",
+            format!("{}（{}）", t.municipality, d(t.on)),
+        );
+    }
+    if let Some(i) = &f.initial_municipality {
+        put("当初受付市区町村", "First received by", i.to_string());
+    }
+    if let Some(r) = f.received_on {
+        put(
+            "転送された申出書の受付日",
+            "Forwarded request received on",
+            d(r),
+        );
+    }
+    if let Some(n) = f.no_need_notified_on {
+        put("必要性なしの連絡日", "No-need notice sent on", d(n));
+    }
+    out
 }
 
 /// Alerts for the home page of a support-measures officer.
@@ -386,7 +541,8 @@ pub struct ReleaseRow {
 struct DetailPage {
     c: Chrome,
     m: MeasureRow,
-    detail: String,
+    /// What is recorded (j160), item by item.
+    detail: Vec<(String, String)>,
     releases: Vec<ReleaseRow>,
     can_release: bool,
     persons: Vec<String>,
@@ -453,14 +609,10 @@ async fn render_detail(
             Err(e) => return ctx.error(&e.into()),
         }
     }
-    let mut detail = serde_json::to_value(&v.stored.measure).unwrap_or_default();
-    if let Some(o) = detail.as_object_mut() {
-        o.remove("status");
-    }
     html(&DetailPage {
         c: Chrome::new(ctx, "支援措置の内容", "Support measure").with_flash(flash),
         m: row(s, ctx.lang.en, &v),
-        detail: serde_json::to_string_pretty(&detail).unwrap_or_default(),
+        detail: recorded_items(&s, ctx.lang, &v.stored.measure),
         releases,
         can_release: ctx.can(Permission::ReleaseSupportMeasure),
         persons: persons.iter().map(|p| p.to_string()).collect(),

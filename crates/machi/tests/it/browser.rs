@@ -160,6 +160,7 @@ impl Harness {
     pub(crate) async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+        crate::readable::assert_readable(&self.text().await, name);
         self.axe(name).await;
     }
 

@@ -32,6 +32,7 @@ mod isolation;
 mod migration;
 mod openapi;
 mod operability;
+mod readable;
 mod registry_model;
 mod rls;
 mod roles;

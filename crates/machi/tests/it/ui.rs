@@ -150,8 +150,17 @@ impl Session {
         s
     }
 
+    /// A page, checked to read as words (`readable::assert_readable`).
     pub async fn get(&self, uri: &str) -> (StatusCode, Vec<(String, String)>, String) {
-        send(&self.router, "GET", uri, Some(&self.cookie), None).await
+        let (status, headers, body) =
+            send(&self.router, "GET", uri, Some(&self.cookie), None).await;
+        if headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/html"))
+        {
+            crate::readable::assert_readable(&body, uri);
+        }
+        (status, headers, body)
     }
 
     /// Posts a form with the session's CSRF token.
@@ -282,7 +291,10 @@ async fn a_clerk_enters_and_a_supervisor_approves(db: TestDb) {
         "個人番号 never shown in the queue"
     );
     let (_, _, pending) = boss.get("/ui/approvals/1").await;
-    assert!(pending.contains("************") && !pending.contains("123456789018"));
+    // The review shows that a 個人番号 is recorded, never the number; the
+    // new persons' 宛名番号 is given on approval.
+    assert!(pending.contains("登録あり") && !pending.contains("123456789018"));
+    assert!(pending.contains("宛名番号は承認時に付番"), "{pending}");
     let (s, h, _) = boss
         .post("/ui/approvals/1/decide", &[("action", "approve")])
         .await;
