@@ -324,9 +324,70 @@ pub struct HookAlertRow {
 pub struct ClientRow {
     pub client_id: String,
     pub system: String,
+    /// The scopes in words (e.g. 住民記録の参照、異動の入力).
     pub scopes: String,
+    /// Which of [`scope_choices`] the client holds, by `resource:operation`.
+    pub held: Vec<String>,
     pub disabled: bool,
     pub direct_commit: bool,
+}
+
+/// What a scope's resource and operation let a client do, in words.
+fn scope_label(resource: &str, operation: &str, l: super::Lang) -> String {
+    let (ja, en) = match (resource, operation) {
+        ("residents", "read") => ("住民記録の参照", "read resident records"),
+        ("changes", "read") => ("異動の参照", "read changes"),
+        ("changes", "write") => ("異動の入力", "enter changes"),
+        ("events", "read") => ("連携イベントの取得", "read linkage events"),
+        ("subscriptions", "write") => ("通知（Webhook）の購読", "subscribe to webhooks"),
+        _ => ("", ""),
+    };
+    if ja.is_empty() {
+        format!("{resource} {operation}")
+    } else {
+        l.t(ja, en).to_string()
+    }
+}
+
+/// The scopes a client may be given: every resource and operation the
+/// server knows ([`machi_domain::access::SCOPE_RESOURCES`]), as
+/// (`resource:operation`, label).
+fn scope_choices(l: super::Lang) -> Vec<(String, String)> {
+    machi_domain::access::SCOPE_RESOURCES
+        .iter()
+        .flat_map(|(r, ops)| {
+            ops.iter()
+                .map(move |o| (format!("{r}:{o}"), scope_label(r, o, l)))
+        })
+        .collect()
+}
+
+/// A client's stored scopes in words.
+fn scopes_text(stored: &str, l: super::Lang) -> String {
+    match machi_domain::access::Scope::parse_list(stored) {
+        Ok(list) => list
+            .iter()
+            .map(|s| scope_label(&s.resource, &s.operation, l))
+            .collect::<Vec<_>>()
+            .join(l.t("、", ", ")),
+        Err(_) => stored.to_string(),
+    }
+}
+
+/// The scopes a form sends: the checked `scope` boxes
+/// (`resource:operation`) with the system name in front; or, from a
+/// program, a `scopes` text as the API takes it. The server validates
+/// either ([`crate::service::grants::parse_client_scopes`]).
+fn scopes_of(f: &FormData, system: &str) -> String {
+    let checked = f.all("scope");
+    if checked.is_empty() {
+        return f.text("scopes");
+    }
+    checked
+        .iter()
+        .map(|s| format!("{system}:{s}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Template)]
@@ -340,6 +401,9 @@ struct AccountsPage {
     pending: Vec<GrantRow>,
     error: Option<String>,
     handover: Option<Handover>,
+    scope_choices: Vec<(String, String)>,
+    /// The certifying officer as set: (title, name), empty when unset.
+    issuer: (String, String),
 }
 
 /// The tenant's accounts and clients as the administrator and the
@@ -381,7 +445,12 @@ pub(super) async fn accounts_and_clients(
             .map(|c| ClientRow {
                 client_id: c.client_id.clone(),
                 system: c.system.clone(),
-                scopes: c.scopes.clone(),
+                scopes: scopes_text(&c.scopes, ctx.lang),
+                held: machi_domain::access::Scope::parse_list(&c.scopes)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| format!("{}:{}", s.resource, s.operation))
+                    .collect(),
                 disabled: c.disabled,
                 direct_commit: c.direct_commit,
             })
@@ -405,6 +474,18 @@ async fn accounts_page(
     };
     let (accounts, clients) = lists;
     let en = ctx.lang.en;
+    let t = tenant.clone();
+    let issuer = match s
+        .registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            crate::service::certificates::issuer_of(tx, &t)
+        })
+        .await
+    {
+        Ok(i) => i.map(|i| (i.title, i.name)).unwrap_or_default(),
+        Err(e) => return ctx.error(&ServiceError::from(e).into()),
+    };
     let hook_alerts = match s.registry.hook_alerts(tenant).await {
         Ok(a) => a,
         Err(e) => return ctx.error(&e.into()),
@@ -467,6 +548,8 @@ async fn accounts_page(
         pending: pending.iter().map(|g| GrantRow::new(g, ctx)).collect(),
         error,
         handover,
+        scope_choices: scope_choices(ctx.lang),
+        issuer,
     };
     (status, html(&page)).into_response()
 }
@@ -613,7 +696,7 @@ pub async fn create_client(
         .propose_client(
             &tenant,
             &f.text("system"),
-            &f.text("scopes"),
+            &scopes_of(&f, &f.text("system")),
             &ctx.caller.actor(),
         )
         .await
@@ -659,7 +742,7 @@ pub async fn client_scopes(
         .change_client_scopes(
             &tenant,
             &f.text("client_id"),
-            &f.text("scopes"),
+            &scopes_of(&f, &f.text("system")),
             &ctx.caller.actor(),
         )
         .await

@@ -14,7 +14,10 @@ use std::sync::OnceLock;
 use crate::support::TestDb;
 use crate::ui::{form, location, send};
 
-both_backends!(every_page_a_person_reads_is_in_words);
+both_backends!(
+    every_page_a_person_reads_is_in_words,
+    the_admin_page_is_safe_to_use,
+);
 
 /// The text a person sees: tags, attributes, scripts and styles removed,
 /// character references decoded.
@@ -385,4 +388,116 @@ async fn every_page_a_person_reads_is_in_words(db: TestDb) {
         }
     }
     assert!(seen > 200, "only {seen} pages walked");
+}
+
+/// Admin safety (issue 13.8): no offer to disable one's own account and a
+/// clear refusal if asked anyway; the certifying officer's fields show what
+/// is set; scopes chosen from the resources and operations the server
+/// knows, validated by the server all the same.
+async fn the_admin_page_is_safe_to_use(db: TestDb) {
+    let db = db.with_tenants().await;
+    let fuchu = crate::support::FUCHU;
+    crate::ui::staff(&db, fuchu, "admin", machi_domain::access::Role::TenantAdmin).await;
+    crate::ui::staff(
+        &db,
+        fuchu,
+        "admin2",
+        machi_domain::access::Role::TenantAdmin,
+    )
+    .await;
+    db.registry
+        .set_issuer(
+            &fuchu.parse().unwrap(),
+            "府中市長",
+            "架空　太一",
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap();
+    let router = crate::ui::app(&db).await;
+    let admin = crate::ui::Session::login(&router, fuchu, "admin").await;
+    let (s, _, page) = admin.get("/ui/admin/accounts").await;
+    assert_eq!(s, StatusCode::OK);
+    // Own row: no disable button, a note instead; the other admin's row has one.
+    let own = page
+        .split("<td>admin</td>")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(
+        own.contains("own-account") && !own.contains("accounts/state"),
+        "{own}"
+    );
+    let other = page
+        .split("<td>admin2</td>")
+        .nth(1)
+        .unwrap()
+        .split("</tr>")
+        .next()
+        .unwrap();
+    assert!(other.contains("accounts/state"), "{other}");
+    // Asked anyway: refused in words, nothing changed.
+    let (s, _, refused) = admin
+        .post(
+            "/ui/admin/accounts/state",
+            &[("login", "admin"), ("action", "disable")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.contains("自分のアカウントは停止できません"),
+        "{refused}"
+    );
+    let (s, _, _) = admin.get("/ui").await;
+    assert_eq!(s, StatusCode::OK, "still signed in");
+    // The certifying officer's fields hold what is set: saving keeps it.
+    assert!(
+        page.contains("id=\"issuer_title\" name=\"issuer_title\" value=\"府中市長\"")
+            && page.contains("value=\"架空　太一\""),
+        "{page}"
+    );
+    // Scopes are checkboxes built from the server's list.
+    for (r, ops) in machi_domain::access::SCOPE_RESOURCES {
+        for o in ops {
+            assert!(
+                page.contains(&format!("name=\"scope\" value=\"{r}:{o}\"")),
+                "no choice for {r}:{o}"
+            );
+        }
+    }
+    assert!(!page.contains("name=\"scopes\""), "no free-text scopes");
+    let (s, _, proposed) = admin
+        .post(
+            "/ui/admin/clients",
+            &[
+                ("system", "kokuho"),
+                ("scope", "residents:read"),
+                ("scope", "events:read"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{proposed}");
+    assert!(proposed.contains("を受け付けました"), "{proposed}");
+    let grants = db
+        .registry
+        .grants(&fuchu.parse().unwrap(), true, 10)
+        .await
+        .unwrap();
+    let scopes = serde_json::to_string(&grants[0].proposal).unwrap();
+    assert!(
+        scopes.contains("kokuho:events:read") && scopes.contains("kokuho:residents:read"),
+        "{scopes}"
+    );
+    // A forged choice is refused by the server, in words.
+    let (s, _, bad) = admin
+        .post(
+            "/ui/admin/clients",
+            &[("system", "kokuho"), ("scope", "residents:delete")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert!(bad.contains("class=\"error\""), "{bad}");
+    assert_readable(&bad, "refused scope");
 }
