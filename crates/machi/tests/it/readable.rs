@@ -274,12 +274,30 @@ async fn every_page_a_person_reads_is_in_words(db: TestDb) {
         .expect("returned");
     // Out of town by 転居, into a new household: warned, and the new
     // household's number is given on approval.
-    let pending = enter(serde_json::json!({"effective_date": "令和元年5月1日",
+    // (Should the rules refuse such an entry outright, a 転居 within the
+    // city stands in: the old date is still warned of.)
+    let out_of_town = |to: &str| {
+        serde_json::json!({"effective_date": "令和元年5月1日",
         "input_place": "市民課窓口",
         "command": {"type": "move_within", "persons": [members[2]],
-            "address": {"address": "東京都調布市小島町一丁目1番地"},
-            "household": {"type": "new", "relationships": [{"addressee_number": members[2], "relationship": "世帯主"}]}}}))
-    .await;
+            "address": {"address": to},
+            "household": {"type": "new", "relationships": [{"addressee_number": members[2], "relationship": "世帯主"}]}}})
+    };
+    let (pending, left_town) = match db
+        .registry
+        .enter_provisional(
+            &fuchu,
+            &serde_json::from_value(out_of_town("東京都調布市小島町一丁目1番地")).unwrap(),
+            &clerk,
+        )
+        .await
+    {
+        Ok((id, _)) => (id, true),
+        Err(_) => (
+            enter(out_of_town("東京都府中市寿町二丁目2番地")).await,
+            false,
+        ),
+    };
     let newcomer = enter(crate::contract::move_in(
         vec![crate::contract::person(
             "架空　次郎",
@@ -361,6 +379,51 @@ async fn every_page_a_person_reads_is_in_words(db: TestDb) {
         ]
         .into_iter()
         .map(|p: String| p.replace(' ', "%20")),
+    );
+    // The review warns, and never names a number given only on approval.
+    let boss_cookie = login("supervisor").await;
+    let (_, _, review) = send(
+        &router,
+        "GET",
+        &format!("/ui/approvals/{pending}"),
+        Some(&boss_cookie),
+        None,
+    )
+    .await;
+    assert!(
+        review.contains("review-warnings") && review.contains("年以上前"),
+        "{review}"
+    );
+    assert!(
+        !left_town || review.contains("この市区町村の外"),
+        "{review}"
+    );
+    assert!(review.contains("新しい世帯（承認時に付番）"), "{review}");
+    let (_, _, review) = send(
+        &router,
+        "GET",
+        &format!("/ui/approvals/{newcomer}"),
+        Some(&boss_cookie),
+        None,
+    )
+    .await;
+    assert!(review.contains("宛名番号は承認時に付番"), "{review}");
+    assert!(
+        !review.contains("/ui/residents/"),
+        "a predicted number is never shown: {review}"
+    );
+    // The committed 転居: the family's address before and after.
+    let (_, _, review) = send(
+        &router,
+        "GET",
+        &format!("/ui/approvals/{approved}"),
+        Some(&boss_cookie),
+        None,
+    )
+    .await;
+    assert!(
+        review.contains("→ 東京都府中市寿町一丁目5番地") && review.contains("class=\"changed\""),
+        "{review}"
     );
     let mut seen = 0;
     for (tenant, l, _, _, password) in machi::demo::DEMO_LOGINS {
