@@ -225,9 +225,12 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
             _ => {}
         }
     }
-    if key == "function" {
+    // A function code (e.g. a proposal's kind `client.create`) by name.
+    if key == "function" || (s.contains('.') && !s.contains(' ') && s.is_ascii()) {
         let (ja, en) = function_label(s);
-        return l.t(&ja, &en).to_string();
+        if key == "function" || !ja.starts_with("その他") {
+            return l.t(&ja, &en).to_string();
+        }
     }
     // An ISO date (e.g. an "as of" date) in 和暦.
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
