@@ -612,7 +612,7 @@ async fn render_detail(
     html(&DetailPage {
         c: Chrome::new(ctx, "支援措置の内容", "Support measure").with_flash(flash),
         m: row(s, ctx.lang.en, &v),
-        detail: recorded_items(&s, ctx.lang, &v.stored.measure),
+        detail: recorded_items(s, ctx.lang, &v.stored.measure),
         releases,
         can_release: ctx.can(Permission::ReleaseSupportMeasure),
         persons: persons.iter().map(|p| p.to_string()).collect(),
