@@ -94,6 +94,12 @@ impl Sex {
             Sex::Female => "女",
         }
     }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Sex::Male => "Male",
+            Sex::Female => "Female",
+        }
+    }
 }
 
 /// 住所 with 方書 (j10, j260) and 郵便番号 (j170).

@@ -32,13 +32,16 @@ pub struct ItemDiff {
 /// (a foreign resident's birth date and end of stay in 西暦, j90), labels
 /// in Japanese, the 個人番号 never shown (only whether one is recorded,
 /// and whether it changed).
+///
+/// `en`: the values that are labels (状態, 性別, 消除事由 …) in English.
 pub fn compare(
     before: Option<&ResidentRecord>,
     after: &ResidentRecord,
     eras: &EraTable,
+    en: bool,
 ) -> Vec<ItemDiff> {
-    let b = before.map(|r| items(r, eras)).unwrap_or_default();
-    items(after, eras)
+    let b = before.map(|r| items(r, eras, en)).unwrap_or_default();
+    items(after, eras, en)
         .into_iter()
         .map(|a| {
             let old = b.iter().find(|x| x.label_ja == a.label_ja);
@@ -67,7 +70,7 @@ pub fn compare(
 }
 
 fn items_has(r: &ResidentRecord, eras: &EraTable, label: &str) -> bool {
-    items(r, eras).iter().any(|i| i.label_ja == label)
+    items(r, eras, false).iter().any(|i| i.label_ja == label)
 }
 
 /// One item: its labels, what is shown, and what is compared (the shown
@@ -88,11 +91,16 @@ fn date_text(d: &DateValue, eras: &EraTable, seireki: bool) -> String {
 }
 
 /// The items of a record in the order a 住民票 lists them.
-fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
+fn items(r: &ResidentRecord, eras: &EraTable, en: bool) -> Vec<Item> {
+    let t = |ja: &'static str, e: &'static str| if en { e } else { ja };
     let foreign = r.kind == ResidentKind::Foreign;
     let opt = |v: Option<String>| v.unwrap_or_default();
     let mut out = vec![
-        ("状態", "Status", r.status.label_ja().to_string()),
+        (
+            "状態",
+            "Status",
+            t(r.status.label_ja(), r.status.label_en()).to_string(),
+        ),
         ("氏名", "Name", r.name.as_str().to_string()),
         (
             "フリガナ",
@@ -104,7 +112,11 @@ fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
             "Date of birth",
             date_text(&r.birth_date, eras, foreign),
         ),
-        ("性別", "Sex", r.sex.label_ja().to_string()),
+        (
+            "性別",
+            "Sex",
+            t(r.sex.label_ja(), r.sex.label_en()).to_string(),
+        ),
         ("世帯番号", "Household no.", r.household_number.to_string()),
         ("続柄", "Relationship", r.relationship.to_string()),
         (
@@ -146,7 +158,10 @@ fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
         (
             "個人番号",
             "My Number",
-            opt(r.my_number.as_ref().map(|_| "登録あり".to_string())),
+            opt(r
+                .my_number
+                .as_ref()
+                .map(|_| t("登録あり", "recorded").to_string())),
         ),
         (
             "住民票コード",
@@ -190,7 +205,7 @@ fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
             (
                 "消除事由",
                 "Reason for removal",
-                m.reason.label_ja().to_string(),
+                t(m.reason.label_ja(), m.reason.label_en()).to_string(),
             ),
             ("消除日", "Removed on", date_text(&m.date, eras, false)),
             (
@@ -202,7 +217,7 @@ fn items(r: &ResidentRecord, eras: &EraTable) -> Vec<Item> {
                         _ => d.address.clone(),
                     };
                     if d.abroad {
-                        format!("{place}（国外）")
+                        format!("{place}{}", t("（国外）", " (abroad)"))
                     } else {
                         place
                     }
@@ -414,13 +429,13 @@ mod tests {
         let eras = EraTable::standard();
         let before = rec("東京都府中市宮西町二丁目24番地");
         let after = rec("東京都府中市寿町一丁目1番地");
-        let d = compare(Some(&before), &after, &eras);
+        let d = compare(Some(&before), &after, &eras, false);
         let changed: Vec<_> = d.iter().filter(|i| i.changed).map(|i| i.label_ja).collect();
         assert_eq!(changed, ["住所"]);
         let birth = d.iter().find(|i| i.label_ja == "生年月日").unwrap();
         assert_eq!(birth.after, "昭和55年5月5日");
         // A new person: every item is new, nothing before.
-        let d = compare(None, &after, &eras);
+        let d = compare(None, &after, &eras, false);
         assert!(d.iter().all(|i| i.changed && i.before.is_empty()));
     }
 

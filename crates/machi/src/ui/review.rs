@@ -69,7 +69,7 @@ impl ReviewView {
                 .persons
                 .iter()
                 .map(|p| {
-                    let items: Vec<ItemView> = compare(p.before.as_ref(), &p.after, eras)
+                    let items: Vec<ItemView> = compare(p.before.as_ref(), &p.after, eras, lang.en)
                         .into_iter()
                         .map(|i| {
                             let mut after = i.after;
