@@ -425,6 +425,52 @@ async fn every_page_a_person_reads_is_in_words(db: TestDb) {
         review.contains("→ 東京都府中市寿町一丁目5番地") && review.contains("class=\"changed\""),
         "{review}"
     );
+    // An "as of" date before the person was recorded: a full page with
+    // the way back to the current record.
+    let (s, _, page) = send(
+        &router,
+        "GET",
+        &format!("/ui/residents/{head}?as_of=%E6%98%AD%E5%92%8C20%E5%B9%B41%E6%9C%881%E6%97%A5"),
+        Some(&boss_cookie),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{page}");
+    assert!(
+        page.contains(&format!("href=\"/ui/residents/{head}\" id=\"error-back\"")),
+        "{page}"
+    );
+    // 記録時点 as people type it.
+    let jst = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_micros()
+    };
+    for (typed, want) in [
+        ("令和8年12月1日 9時00分", jst("2026-12-01T09:00:00+09:00")),
+        (
+            "令和８年１２月１日　９時５分",
+            jst("2026-12-01T09:05:00+09:00"),
+        ),
+        ("2026-12-01 13:05", jst("2026-12-01T13:05:00+09:00")),
+        ("2026/12/1 13:05:30", jst("2026-12-01T13:05:30+09:00")),
+        ("令和8年12月1日13時", jst("2026-12-01T13:00:00+09:00")),
+        (
+            "2026-12-01T13:05:00+09:00",
+            jst("2026-12-01T13:05:00+09:00"),
+        ),
+        ("令和8年12月1日", jst("2026-12-02T00:00:00+09:00") - 1),
+    ] {
+        assert_eq!(db.registry.parse_recorded_at(typed), Some(want), "{typed}");
+    }
+    for bad in [
+        "yesterday",
+        "令和8年12月1日 25時",
+        "2026-13-01 10:00",
+        "令和8年12月1日 9:00:00:00",
+    ] {
+        assert_eq!(db.registry.parse_recorded_at(bad), None, "{bad}");
+    }
     let mut seen = 0;
     for (tenant, l, _, _, password) in machi::demo::DEMO_LOGINS {
         let cookie = sign_in(&router, tenant, l, password).await;
