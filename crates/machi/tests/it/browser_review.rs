@@ -49,6 +49,9 @@ async fn browser_a_supervisor_sees_what_a_move_changes(db: TestDb) {
     h.fill("effective_date", &effective).await;
     h.fill("address", "東京都府中市寿町一丁目5番地").await;
     h.click("#entry-submit").await;
+    // The clerk's confirmation step, then 仮登録.
+    h.wait_for("#confirm-enter").await;
+    h.click("#confirm-enter").await;
     h.wait_for("#pending-id").await;
     let url = h.client.current_url().await.unwrap();
     let pending = url.path().trim_start_matches("/ui/approvals/").to_string();
