@@ -53,7 +53,11 @@ pub struct SignatureRejected {
 /// `identity = "signature"` cannot be filed at this portal and the citizen
 /// is told so — nothing is stored.
 pub trait SignatureVerifier: Send + Sync {
-    fn verify(&self, signed_content: &[u8], cms_der: &[u8]) -> Result<SignerIdentity, SignatureRejected>;
+    fn verify(
+        &self,
+        signed_content: &[u8],
+        cms_der: &[u8],
+    ) -> Result<SignerIdentity, SignatureRejected>;
 }
 
 /// How a portal runs.
@@ -96,9 +100,11 @@ impl PublishError {
     pub fn message_ja(&self) -> String {
         match self {
             PublishError::Invalid(r) => r.message_ja(),
-            PublishError::Store(store::StoreError::VersionChanged { procedure, version }) => format!(
-                "手続「{procedure}」の版{version}はすでに別の内容で公開されています。公開済みの版は変えられません。version を上げて公開してください。"
-            ),
+            PublishError::Store(store::StoreError::VersionChanged { procedure, version }) => {
+                format!(
+                    "手続「{procedure}」の版{version}はすでに別の内容で公開されています。公開済みの版は変えられません。version を上げて公開してください。"
+                )
+            }
             PublishError::Store(store::StoreError::UnknownTenant(t)) => {
                 format!("団体コード{t}はポータルに登録されていません。")
             }
@@ -121,7 +127,8 @@ pub struct Portal {
 
 /// Japan Standard Time.
 pub fn jst() -> FixedOffset {
-    FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
+    FixedOffset::east_opt(9 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
 }
 
 impl Portal {
@@ -140,11 +147,18 @@ impl Portal {
     /// exactly this text was already published.
     pub fn publish(&self, tenant: &str, source: &str) -> Result<bool, PublishError> {
         let def = Definition::parse(source).map_err(PublishError::Invalid)?;
-        Ok(self.store.publish(tenant, &def, source, &self.now().to_rfc3339())?)
+        Ok(self
+            .store
+            .publish(tenant, &def, source, &self.now().to_rfc3339())?)
     }
 
     /// Registers a tenant and publishes the five procedures shipped with machi.
-    pub fn publish_shipped(&self, tenant: &str, name_ja: &str, name_en: &str) -> Result<(), PublishError> {
+    pub fn publish_shipped(
+        &self,
+        tenant: &str,
+        name_ja: &str,
+        name_en: &str,
+    ) -> Result<(), PublishError> {
         self.store.put_tenant(tenant, name_ja, name_en)?;
         for (_, src) in machi_procedures::SHIPPED {
             self.publish(tenant, src)?;

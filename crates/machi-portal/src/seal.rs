@@ -101,7 +101,11 @@ impl OpeningKey {
 }
 
 /// Seals a filing for the back office: encapsulated key ‖ ciphertext.
-pub fn seal_filing(to: &RecipientKey, plaintext: &[u8], bound_to: &str) -> Result<Vec<u8>, SealError> {
+pub fn seal_filing(
+    to: &RecipientKey,
+    plaintext: &[u8],
+    bound_to: &str,
+) -> Result<Vec<u8>, SealError> {
     let mut rng = rand_core::UnwrapErr(rand_core::OsRng);
     let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem, _>(
         &OpModeS::Base,
@@ -145,7 +149,12 @@ fn derive_key(secret: &[u8], purpose: &str, value: &str) -> Zeroizing<[u8; 32]> 
 
 /// Encrypts `plain` under a key derived from `value` (a resume code or a
 /// receipt number) and the portal secret: nonce ‖ ciphertext ‖ tag.
-pub fn encrypt_with(secret: &[u8], purpose: &str, value: &str, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+pub fn encrypt_with(
+    secret: &[u8],
+    purpose: &str,
+    value: &str,
+    plain: &[u8],
+) -> Result<Vec<u8>, SealError> {
     let key = derive_key(secret, purpose, value);
     let cipher = Aes256Gcm::new_from_slice(&*key).map_err(|_| SealError::BadKey)?;
     let nonce = random::<12>()?;
@@ -164,7 +173,12 @@ pub fn encrypt_with(secret: &[u8], purpose: &str, value: &str, plain: &[u8]) -> 
 }
 
 /// Opens what [`encrypt_with`] made.
-pub fn decrypt_with(secret: &[u8], purpose: &str, value: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+pub fn decrypt_with(
+    secret: &[u8],
+    purpose: &str,
+    value: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, SealError> {
     if sealed.len() < 12 + 16 {
         return Err(SealError::Open);
     }
@@ -215,14 +229,23 @@ pub fn normalize_code(input: &str, groups: usize) -> Option<String> {
         })
         .map(|c| {
             // Full-width letters and digits.
-            if ('Ａ'..='Ｚ').contains(&c) || ('０'..='９').contains(&c) || ('ａ'..='ｚ').contains(&c) {
-                char::from_u32(c as u32 - 0xFEE0).map(|c| c.to_ascii_uppercase()).unwrap_or(c)
+            if ('Ａ'..='Ｚ').contains(&c)
+                || ('０'..='９').contains(&c)
+                || ('ａ'..='ｚ').contains(&c)
+            {
+                char::from_u32(c as u32 - 0xFEE0)
+                    .map(|c| c.to_ascii_uppercase())
+                    .unwrap_or(c)
             } else {
                 c
             }
         })
         .collect();
-    if chars.len() != groups * 4 || !chars.iter().all(|c| CODE_ALPHABET.contains(&(*c as u8)) && c.is_ascii()) {
+    if chars.len() != groups * 4
+        || !chars
+            .iter()
+            .all(|c| CODE_ALPHABET.contains(&(*c as u8)) && c.is_ascii())
+    {
         return None;
     }
     Some(
@@ -245,7 +268,10 @@ mod tests {
         let sealed = seal_filing(&public, "架空 太郎".as_bytes(), "AAAA-BBBB-CCCC").unwrap();
         assert!(!sealed.windows(3).any(|w| w == "架".as_bytes()));
         let reopened = OpeningKey::from_hex(&key.to_hex()).unwrap();
-        assert_eq!(reopened.open(&sealed, "AAAA-BBBB-CCCC").unwrap(), "架空 太郎".as_bytes());
+        assert_eq!(
+            reopened.open(&sealed, "AAAA-BBBB-CCCC").unwrap(),
+            "架空 太郎".as_bytes()
+        );
         assert_eq!(key.open(&sealed, "AAAA-BBBB-CCCD"), Err(SealError::Open));
         let other = OpeningKey::generate().unwrap();
         assert_eq!(other.open(&sealed, "AAAA-BBBB-CCCC"), Err(SealError::Open));
@@ -259,7 +285,10 @@ mod tests {
     fn drafts_open_only_with_their_code() {
         let secret = [7u8; 32];
         let s = encrypt_with(&secret, "draft", "7KQ2-M9XD-3TPA-R8VN", b"{}").unwrap();
-        assert_eq!(decrypt_with(&secret, "draft", "7KQ2-M9XD-3TPA-R8VN", &s).unwrap(), b"{}");
+        assert_eq!(
+            decrypt_with(&secret, "draft", "7KQ2-M9XD-3TPA-R8VN", &s).unwrap(),
+            b"{}"
+        );
         assert!(decrypt_with(&secret, "draft", "7KQ2-M9XD-3TPA-R8VM", &s).is_err());
         assert!(decrypt_with(&[8u8; 32], "draft", "7KQ2-M9XD-3TPA-R8VN", &s).is_err());
     }
@@ -268,9 +297,18 @@ mod tests {
     fn codes_are_read_back_as_typed() {
         let c = new_code(4).unwrap();
         assert_eq!(c.len(), 19);
-        assert_eq!(normalize_code(&c.to_lowercase().replace('-', " "), 4), Some(c.clone()));
-        assert_eq!(normalize_code("7kq2-m9xd-3tpa-r8vo", 4).as_deref(), Some("7KQ2-M9XD-3TPA-R8V0"));
-        assert_eq!(normalize_code("７ＫＱ２Ｍ９ＸＤ３ＴＰＡＲ８ＶＮ", 4).as_deref(), Some("7KQ2-M9XD-3TPA-R8VN"));
+        assert_eq!(
+            normalize_code(&c.to_lowercase().replace('-', " "), 4),
+            Some(c.clone())
+        );
+        assert_eq!(
+            normalize_code("7kq2-m9xd-3tpa-r8vo", 4).as_deref(),
+            Some("7KQ2-M9XD-3TPA-R8V0")
+        );
+        assert_eq!(
+            normalize_code("７ＫＱ２Ｍ９ＸＤ３ＴＰＡＲ８ＶＮ", 4).as_deref(),
+            Some("7KQ2-M9XD-3TPA-R8VN")
+        );
         assert_eq!(normalize_code("7KQ2", 4), None);
         assert_eq!(normalize_code("7KQ2-M9XD-3TPA-R8V!", 4), None);
     }

@@ -53,7 +53,9 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("{0}")]
     Seal(#[from] SealError),
-    #[error("the procedure {procedure} version {version} is already published with a different text; publish it as a new version")]
+    #[error(
+        "the procedure {procedure} version {version} is already published with a different text; publish it as a new version"
+    )]
     VersionChanged { procedure: String, version: u32 },
     #[error("the tenant {0} is not known to the portal")]
     UnknownTenant(String),
@@ -87,7 +89,11 @@ impl Status {
         ("rejected", Status::Rejected),
     ];
     pub fn code(self) -> &'static str {
-        Self::ALL.iter().find(|(_, s)| *s == self).map(|(c, _)| *c).unwrap_or("received")
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map(|(c, _)| *c)
+            .unwrap_or("received")
     }
     pub fn parse(s: &str) -> Option<Status> {
         Self::ALL.iter().find(|(c, _)| *c == s).map(|(_, s)| *s)
@@ -107,6 +113,18 @@ pub struct FilingRow {
     pub sealed: Option<Vec<u8>>,
 }
 
+/// A filing to store (see [`Store::file`]).
+pub struct NewFiling<'a> {
+    pub receipt: &'a str,
+    pub tenant: &'a str,
+    pub procedure: &'a str,
+    pub version: u32,
+    pub sealed: &'a [u8],
+    pub now: &'a str,
+    /// The resume code of the draft it came from (deleted with it).
+    pub draft_code: &'a str,
+}
+
 /// The portal's database.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -121,13 +139,20 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         let secret: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM settings WHERE name = 'secret'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM settings WHERE name = 'secret'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         let secret = match secret {
             Some(s) => s,
             None => {
                 let s = seal::random::<32>()?.to_vec();
-                conn.execute("INSERT INTO settings (name, value) VALUES ('secret', ?1)", params![s])?;
+                conn.execute(
+                    "INSERT INTO settings (name, value) VALUES ('secret', ?1)",
+                    params![s],
+                )?;
                 s
             }
         };
@@ -164,10 +189,20 @@ impl Store {
 
     /// Publishes a validated definition. The same text again is a no-op
     /// (returns false); a different text under a published version is refused.
-    pub fn publish(&self, tenant: &str, def: &Definition, source: &str, now: &str) -> Result<bool, StoreError> {
+    pub fn publish(
+        &self,
+        tenant: &str,
+        def: &Definition,
+        source: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
         let c = self.conn();
         let known: Option<String> = c
-            .query_row("SELECT code FROM tenants WHERE code = ?1", params![tenant], |r| r.get(0))
+            .query_row(
+                "SELECT code FROM tenants WHERE code = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )
             .optional()?;
         if known.is_none() {
             return Err(StoreError::UnknownTenant(tenant.to_owned()));
@@ -216,7 +251,12 @@ impl Store {
     }
 
     /// One published version (None when it was never published).
-    pub fn definition(&self, tenant: &str, procedure: &str, version: u32) -> Result<Option<String>, StoreError> {
+    pub fn definition(
+        &self,
+        tenant: &str,
+        procedure: &str,
+        version: u32,
+    ) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -229,7 +269,13 @@ impl Store {
 
     /// Saves a draft, encrypted under its resume code, until `expires_at`
     /// (Unix seconds). Expired drafts are removed on the way.
-    pub fn save_draft(&self, code: &str, plain: &[u8], now: i64, expires_at: i64) -> Result<(), StoreError> {
+    pub fn save_draft(
+        &self,
+        code: &str,
+        plain: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let id = seal::lookup_id(&self.secret, "draft-id", code);
         let sealed = seal::encrypt_with(&self.secret, "machi-portal/draft/v1", code, plain)?;
         let c = self.conn();
@@ -263,30 +309,22 @@ impl Store {
 
     pub fn delete_draft(&self, code: &str) -> Result<(), StoreError> {
         let id = seal::lookup_id(&self.secret, "draft-id", code);
-        self.conn().execute("DELETE FROM drafts WHERE id = ?1", params![id])?;
+        self.conn()
+            .execute("DELETE FROM drafts WHERE id = ?1", params![id])?;
         Ok(())
     }
 
     /// Stores a sealed filing and, in the same transaction, deletes the
     /// draft it came from.
-    pub fn file(
-        &self,
-        receipt: &str,
-        tenant: &str,
-        procedure: &str,
-        version: u32,
-        sealed: &[u8],
-        now: &str,
-        draft_code: &str,
-    ) -> Result<(), StoreError> {
-        let id = seal::lookup_id(&self.secret, "receipt", receipt);
-        let draft = seal::lookup_id(&self.secret, "draft-id", draft_code);
+    pub fn file(&self, f: &NewFiling<'_>) -> Result<(), StoreError> {
+        let id = seal::lookup_id(&self.secret, "receipt", f.receipt);
+        let draft = seal::lookup_id(&self.secret, "draft-id", f.draft_code);
         let mut c = self.conn();
         let tx = c.transaction()?;
         tx.execute(
             "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",
-            params![id, tenant, procedure, version, sealed, now],
+            params![id, f.tenant, f.procedure, f.version, f.sealed, f.now],
         )?;
         tx.execute("DELETE FROM drafts WHERE id = ?1", params![draft])?;
         tx.commit()?;
@@ -315,20 +353,24 @@ impl Store {
                 },
             )
             .optional()?;
-        Ok(row.map(|(tenant, procedure, version, received_at, status, reason, status_at, sealed)| FilingRow {
-            tenant,
-            procedure,
-            version,
-            received_at,
-            status: Status::parse(&status).unwrap_or(Status::Received),
-            reason: reason.and_then(|r| {
-                seal::decrypt_with(&self.secret, "machi-portal/reason/v1", receipt, &r)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-            }),
-            status_at,
-            sealed,
-        }))
+        Ok(row.map(
+            |(tenant, procedure, version, received_at, status, reason, status_at, sealed)| {
+                FilingRow {
+                    tenant,
+                    procedure,
+                    version,
+                    received_at,
+                    status: Status::parse(&status).unwrap_or(Status::Received),
+                    reason: reason.and_then(|r| {
+                        seal::decrypt_with(&self.secret, "machi-portal/reason/v1", receipt, &r)
+                            .ok()
+                            .and_then(|b| String::from_utf8(b).ok())
+                    }),
+                    status_at,
+                    sealed,
+                }
+            },
+        ))
     }
 
     /// Sealed filings not yet acknowledged by the back office, oldest
@@ -336,14 +378,24 @@ impl Store {
     /// The row id is the keyed hash of the receipt; the receipt itself is
     /// inside the sealed bytes.
     #[allow(clippy::type_complexity)]
-    pub fn pending(&self, limit: usize) -> Result<Vec<(String, String, String, u32, String, Vec<u8>)>, StoreError> {
+    pub fn pending(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String, u32, String, Vec<u8>)>, StoreError> {
         let c = self.conn();
         let mut st = c.prepare(
             "SELECT id, tenant, procedure, version, received_at, sealed FROM filings
              WHERE sealed IS NOT NULL ORDER BY received_at, id LIMIT ?1",
         )?;
         let rows = st.query_map(params![limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -355,7 +407,10 @@ impl Store {
         let tx = c.transaction()?;
         let mut n = 0;
         for id in ids {
-            n += tx.execute("UPDATE filings SET sealed = NULL WHERE id = ?1 AND sealed IS NOT NULL", params![id])?;
+            n += tx.execute(
+                "UPDATE filings SET sealed = NULL WHERE id = ?1 AND sealed IS NOT NULL",
+                params![id],
+            )?;
         }
         tx.commit()?;
         Ok(n)
@@ -363,10 +418,21 @@ impl Store {
 
     /// A status from the back office; the reason is encrypted under the
     /// receipt number. Returns false when no filing has that receipt.
-    pub fn set_status(&self, receipt: &str, status: Status, reason: Option<&str>, now: &str) -> Result<bool, StoreError> {
+    pub fn set_status(
+        &self,
+        receipt: &str,
+        status: Status,
+        reason: Option<&str>,
+        now: &str,
+    ) -> Result<bool, StoreError> {
         let id = seal::lookup_id(&self.secret, "receipt", receipt);
         let reason = match reason.filter(|r| !r.trim().is_empty()) {
-            Some(r) => Some(seal::encrypt_with(&self.secret, "machi-portal/reason/v1", receipt, r.as_bytes())?),
+            Some(r) => Some(seal::encrypt_with(
+                &self.secret,
+                "machi-portal/reason/v1",
+                receipt,
+                r.as_bytes(),
+            )?),
             None => None,
         };
         let n = self.conn().execute(

@@ -18,8 +18,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, NaiveDate};
 use machi_domain::dates::EraTable;
 use machi_procedures::{
-    Answers, CheckContext, Definition, Field, FieldError, FieldKind, Identity, Lang, MAX_ATTACHMENT_BYTES,
-    canonical_json, file_type_of,
+    Answers, CheckContext, Definition, Field, FieldError, FieldKind, Identity, Lang,
+    MAX_ATTACHMENT_BYTES, canonical_json, file_type_of,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -51,7 +51,9 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/backoffice/ack", post(ack))
         .route("/backoffice/status", post(push_status))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES as usize * 2 + 64 * 1024))
+        .layer(DefaultBodyLimit::max(
+            MAX_ATTACHMENT_BYTES as usize * 2 + 64 * 1024,
+        ))
         .with_state(portal)
 }
 
@@ -69,7 +71,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn lang_of(headers: &HeaderMap) -> Lang {
-    cookie(headers, LANG_COOKIE).map(|c| Lang::from_code(&c)).unwrap_or_default()
+    cookie(headers, LANG_COOKIE)
+        .map(|c| Lang::from_code(&c))
+        .unwrap_or_default()
 }
 
 fn html<T: Template>(status: StatusCode, t: &T) -> Response {
@@ -77,7 +81,10 @@ fn html<T: Template>(status: StatusCode, t: &T) -> Response {
         Ok(body) => (
             status,
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
                 (
                     header::HeaderName::from_static("x-frame-options"),
@@ -85,7 +92,9 @@ fn html<T: Template>(status: StatusCode, t: &T) -> Response {
                 ),
                 (
                     header::HeaderName::from_static("content-security-policy"),
-                    HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+                    HeaderValue::from_static(
+                        "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                    ),
                 ),
                 (
                     header::HeaderName::from_static("referrer-policy"),
@@ -142,7 +151,13 @@ struct MessagePage {
     link: Option<(String, String)>,
 }
 
-fn message(l: Lang, status: StatusCode, heading: &str, body: &str, link: Option<(String, String)>) -> Response {
+fn message(
+    l: Lang,
+    status: StatusCode,
+    heading: &str,
+    body: &str,
+    link: Option<(String, String)>,
+) -> Response {
     html(
         status,
         &MessagePage {
@@ -159,13 +174,21 @@ fn oops(l: Lang, e: impl std::fmt::Display) -> Response {
     message(
         l,
         StatusCode::INTERNAL_SERVER_ERROR,
-        l.t("ただいま手続を受け付けられません", "いま てつづきが できません", "Sorry, there is a problem with the service"),
+        l.t(
+            "ただいま手続を受け付けられません",
+            "いま てつづきが できません",
+            "Sorry, there is a problem with the service",
+        ),
         l.t(
             "時間をおいてもう一度お試しください。入力した内容は保存されています。",
             "すこし まってから もう いちど ためして ください。かいた ことは のこって います。",
             "Try again later. What you entered has been saved.",
         ),
-        Some(("/".into(), l.t("トップへ", "はじめの ページへ", "Go to the start").into())),
+        Some((
+            "/".into(),
+            l.t("トップへ", "はじめの ページへ", "Go to the start")
+                .into(),
+        )),
     )
 }
 
@@ -174,13 +197,21 @@ async fn not_found(headers: HeaderMap) -> Response {
     message(
         l,
         StatusCode::NOT_FOUND,
-        l.t("ページが見つかりません", "ページが ありません", "Page not found"),
+        l.t(
+            "ページが見つかりません",
+            "ページが ありません",
+            "Page not found",
+        ),
         l.t(
             "アドレスが正しいか確かめてください。",
             "アドレスが ただしいか みて ください。",
             "Check the address is correct.",
         ),
-        Some(("/".into(), l.t("トップへ", "はじめの ページへ", "Go to the start").into())),
+        Some((
+            "/".into(),
+            l.t("トップへ", "はじめの ページへ", "Go to the start")
+                .into(),
+        )),
     )
 }
 
@@ -210,7 +241,10 @@ async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>) -> Response {
     (
         [(
             header::SET_COOKIE,
-            format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly", l.code()),
+            format!(
+                "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
+                l.code()
+            ),
         )],
         Redirect::to(&back),
     )
@@ -273,7 +307,15 @@ async fn home(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     html(
         StatusCode::OK,
         &HomePage {
-            c: Chrome::new(l, l.t("オンライン申請", "インターネットで もうしこむ", "Apply online"), "/"),
+            c: Chrome::new(
+                l,
+                l.t(
+                    "オンライン申請",
+                    "インターネットで もうしこむ",
+                    "Apply online",
+                ),
+                "/",
+            ),
             tenants: tenants
                 .into_iter()
                 .map(|(c, ja, en)| (c, if l == Lang::En { en } else { ja }))
@@ -290,7 +332,11 @@ struct TenantPage {
     procedures: Vec<(String, String, String)>,
 }
 
-async fn tenant_page(State(p): State<Arc<Portal>>, headers: HeaderMap, Path(tenant): Path<String>) -> Response {
+async fn tenant_page(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Response {
     let l = lang_of(&headers);
     let Some(name) = tenant_name(&p, l, &tenant) else {
         return not_found(headers).await;
@@ -306,14 +352,29 @@ async fn tenant_page(State(p): State<Arc<Portal>>, headers: HeaderMap, Path(tena
             (
                 d.id().to_owned(),
                 d.procedure.title.get(l).to_owned(),
-                d.procedure.summary.as_ref().map(|s| s.get(l).to_owned()).unwrap_or_default(),
+                d.procedure
+                    .summary
+                    .as_ref()
+                    .map(|s| s.get(l).to_owned())
+                    .unwrap_or_default(),
             )
         })
         .collect();
     html(
         StatusCode::OK,
         &TenantPage {
-            c: Chrome::new(l, format!("{name} {}", l.t("オンライン申請", "インターネットで もうしこむ", "online services")), format!("/t/{tenant}")),
+            c: Chrome::new(
+                l,
+                format!(
+                    "{name} {}",
+                    l.t(
+                        "オンライン申請",
+                        "インターネットで もうしこむ",
+                        "online services"
+                    )
+                ),
+                format!("/t/{tenant}"),
+            ),
             tenant,
             procedures,
         },
@@ -414,12 +475,26 @@ async fn start_page(
     html(
         StatusCode::OK,
         &StartPage {
-            c: Chrome::new(l, def.procedure.title.get(l), format!("/t/{tenant}/{procedure}")),
+            c: Chrome::new(
+                l,
+                def.procedure.title.get(l),
+                format!("/t/{tenant}/{procedure}"),
+            ),
             tenant,
             tenant_name,
             procedure,
-            summary: def.procedure.summary.as_ref().map(|s| s.get(l).to_owned()).unwrap_or_default(),
-            department: def.procedure.department.as_ref().map(|s| s.get(l).to_owned()).unwrap_or_default(),
+            summary: def
+                .procedure
+                .summary
+                .as_ref()
+                .map(|s| s.get(l).to_owned())
+                .unwrap_or_default(),
+            department: def
+                .procedure
+                .department
+                .as_ref()
+                .map(|s| s.get(l).to_owned())
+                .unwrap_or_default(),
             signature: def.identity() == Identity::Signature,
             signature_available: p.config.verifier.is_some(),
             retention_days: def.retention_days(),
@@ -457,7 +532,11 @@ async fn start(
     if let Err(e) = save(&p, &code, &draft) {
         return oops(l, e);
     }
-    let first = def.pages.first().map(|x| x.id().to_owned()).unwrap_or_default();
+    let first = def
+        .pages
+        .first()
+        .map(|x| x.id().to_owned())
+        .unwrap_or_default();
     (
         [(header::SET_COOKIE, draft_cookie(&code))],
         Redirect::to(&format!("/d/p/{first}")),
@@ -519,19 +598,14 @@ fn html_id(key: &str) -> String {
     format!("f-{}", key.replace('.', "-"))
 }
 
-fn field_view(
-    def: &Definition,
-    f: &Field,
-    key: &str,
-    a: &Answers,
-    errors: &[FieldError],
-    l: Lang,
-    ctx: &CheckContext,
-) -> FieldView {
+fn field_view(f: &Field, key: &str, a: &Answers, errors: &[FieldError], l: Lang) -> FieldView {
     let get = |k: &str| a.get(k).cloned().unwrap_or_default();
     let error = errors
         .iter()
-        .find(|e| e.field == key || e.input.starts_with(&format!("{key}.")) && f.kind() != FieldKind::People)
+        .find(|e| {
+            e.field == key
+                || e.input.starts_with(&format!("{key}.")) && f.kind() != FieldKind::People
+        })
         .map(|e| e.message.get(l).to_owned())
         .unwrap_or_default();
     let kind = f.kind();
@@ -549,11 +623,16 @@ fn field_view(
         name: key.to_owned(),
         id: html_id(key),
         label: f.label.get(l).to_owned(),
-        hint: f.hint.as_ref().map(|h| h.get(l).to_owned()).unwrap_or_default(),
+        hint: f
+            .hint
+            .as_ref()
+            .map(|h| h.get(l).to_owned())
+            .unwrap_or_default(),
         optional: if f.required {
             String::new()
         } else {
-            l.t("（任意）", "（かかなくても よい）", "(optional)").to_owned()
+            l.t("（任意）", "（かかなくても よい）", "(optional)")
+                .to_owned()
         },
         error,
         value: get(key),
@@ -587,7 +666,11 @@ fn field_view(
     match kind {
         FieldKind::Date => {
             let era = get(&format!("{key}.era"));
-            let era = if era.is_empty() { "令和".to_owned() } else { era };
+            let era = if era.is_empty() {
+                "令和".to_owned()
+            } else {
+                era
+            };
             let eras = [
                 ("令和", "令和", "Reiwa"),
                 ("平成", "平成", "Heisei"),
@@ -624,8 +707,24 @@ fn field_view(
         }
         FieldKind::Address => {
             for (part, ja, easy, en, class, ac, im) in [
-                ("postal", "郵便番号", "ゆうびん ばんごう", "Postcode", "w8", "postal-code", "numeric"),
-                ("address", "住所", "じゅうしょ", "Address", "wfull", "street-address", ""),
+                (
+                    "postal",
+                    "郵便番号",
+                    "ゆうびん ばんごう",
+                    "Postcode",
+                    "w8",
+                    "postal-code",
+                    "numeric",
+                ),
+                (
+                    "address",
+                    "住所",
+                    "じゅうしょ",
+                    "Address",
+                    "wfull",
+                    "street-address",
+                    "",
+                ),
             ] {
                 let name = format!("{key}.{part}");
                 v.parts.push(PartView {
@@ -647,7 +746,10 @@ fn field_view(
                     ("no".into(), l.t("いいえ", "いいえ", "No").into()),
                 ]
             } else {
-                f.options.iter().map(|o| (o.value.clone(), o.label.get(l).to_owned())).collect()
+                f.options
+                    .iter()
+                    .map(|o| (o.value.clone(), o.label.get(l).to_owned()))
+                    .collect()
             };
             v.options = opts
                 .into_iter()
@@ -686,7 +788,9 @@ fn field_view(
         FieldKind::People => {
             let n = machi_count(key, a);
             v.count = n;
-            v.add_label = l.t("もう一人追加する", "ひとを ふやす", "Add another person").to_owned();
+            v.add_label = l
+                .t("もう一人追加する", "ひとを ふやす", "Add another person")
+                .to_owned();
             v.people = (0..n)
                 .map(|i| PersonView {
                     heading: match l {
@@ -696,7 +800,9 @@ fn field_view(
                     fields: f
                         .fields
                         .iter()
-                        .map(|sub| field_view(def, sub, &format!("{key}.{i}.{}", sub.id()), a, errors, l, ctx))
+                        .map(|sub| {
+                            field_view(sub, &format!("{key}.{i}.{}", sub.id()), a, errors, l)
+                        })
                         .collect(),
                     remove: (n > 1).then(|| format!("remove:{key}:{i}")),
                 })
@@ -733,13 +839,18 @@ struct From {
     from: Option<String>,
 }
 
-fn render_page(p: &Portal, l: Lang, loaded: &Loaded, page_id: &str, errors: &[FieldError], from_check: bool) -> Response {
+fn render_page(
+    l: Lang,
+    loaded: &Loaded,
+    page_id: &str,
+    errors: &[FieldError],
+    from_check: bool,
+) -> Response {
     let def = &loaded.def;
     let Some(page) = def.page(page_id) else {
         return no_draft(l);
     };
     let a = &loaded.draft.answers;
-    let ctx = CheckContext::new(today(p));
     // A field whose condition looks at a field on the same page is shown
     // (without script it cannot appear when the choice is made); it is
     // checked only when its condition holds.
@@ -753,7 +864,7 @@ fn render_page(p: &Portal, l: Lang, loaded: &Loaded, page_id: &str, errors: &[Fi
                 .is_none_or(|c| c.holds(a) || same_page.contains(&c.field.as_str()))
         })
         .map(|f| {
-            let mut v = field_view(def, f, f.id(), a, errors, l, &ctx);
+            let mut v = field_view(f, f.id(), a, errors, l);
             if let Some(c) = &f.show_if
                 && same_page.contains(&c.field.as_str())
                 && let Some(src) = def.field(&c.field)
@@ -762,13 +873,24 @@ fn render_page(p: &Portal, l: Lang, loaded: &Loaded, page_id: &str, errors: &[Fi
                     .equals
                     .iter()
                     .chain(c.one_of.iter().flatten())
-                    .filter_map(|val| src.options.iter().find(|o| &o.value == val).map(|o| o.label.get(l).to_owned()))
+                    .filter_map(|val| {
+                        src.options
+                            .iter()
+                            .find(|o| &o.value == val)
+                            .map(|o| o.label.get(l).to_owned())
+                    })
                     .collect();
                 if !when.is_empty() {
                     let note = match l {
                         Lang::En => format!("Only if you chose “{}”.", when.join("”, “")),
-                        Lang::Easy => format!("「{}」を えらんだ ときだけ かいて ください。", when.join("」「")),
-                        Lang::Ja => format!("「{}」を選んだときだけ入力してください。", when.join("」「")),
+                        Lang::Easy => format!(
+                            "「{}」を えらんだ ときだけ かいて ください。",
+                            when.join("」「")
+                        ),
+                        Lang::Ja => format!(
+                            "「{}」を選んだときだけ入力してください。",
+                            when.join("」「")
+                        ),
                     };
                     v.hint = format!("{note} {}", v.hint).trim().to_owned();
                 }
@@ -798,13 +920,20 @@ fn render_page(p: &Portal, l: Lang, loaded: &Loaded, page_id: &str, errors: &[Fi
                 if errs.is_empty() {
                     title.to_owned()
                 } else {
-                    format!("{}{title}", l.t("エラー：", "まちがいが あります：", "Error: "))
+                    format!(
+                        "{}{title}",
+                        l.t("エラー：", "まちがいが あります：", "Error: ")
+                    )
                 },
                 format!("/d/p/{page_id}"),
             ),
             procedure_title: def.procedure.title.get(l).to_owned(),
             page_id: page_id.to_owned(),
-            hint: page.hint.as_ref().map(|h| h.get(l).to_owned()).unwrap_or_default(),
+            hint: page
+                .hint
+                .as_ref()
+                .map(|h| h.get(l).to_owned())
+                .unwrap_or_default(),
             fields,
             errors: errs,
             back,
@@ -824,7 +953,14 @@ async fn page_get(
     let Some(loaded) = load_draft(&p, &headers) else {
         return no_draft(l);
     };
-    render_page(&p, l, &loaded, &page, &[], q.from.as_deref() == Some("check"))
+    render_page(
+        &p,
+        l,
+        &loaded,
+        &page,
+        &[],
+        q.from.as_deref() == Some("check"),
+    )
 }
 
 /// Keys of the answers that belong to a field.
@@ -881,8 +1017,13 @@ async fn page_post(
             }
         }
     }
-    let action = posted.remove("_action").and_then(|v| v.into_iter().next()).unwrap_or_default();
-    let from_check = posted.remove("_from").is_some_and(|v| v.iter().any(|x| x == "check"));
+    let action = posted
+        .remove("_action")
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_default();
+    let from_check = posted
+        .remove("_from")
+        .is_some_and(|v| v.iter().any(|x| x == "check"));
     let a = &mut loaded.draft.answers;
     let field_ids: Vec<String> = page.fields.iter().map(|f| f.id().to_owned()).collect();
     // Replace this page's answers with what was posted (files kept unless a
@@ -898,14 +1039,18 @@ async fn page_post(
     });
     for (k, vs) in posted {
         if field_ids.iter().any(|f| owns(f, &k)) && !file_fields.iter().any(|f| owns(f, &k)) {
-            let joined = vs.iter().map(|s| s.trim_end_matches(['\r', '\n'])).collect::<Vec<_>>().join("\n");
+            let joined = vs
+                .iter()
+                .map(|s| s.trim_end_matches(['\r', '\n']))
+                .collect::<Vec<_>>()
+                .join("\n");
             a.insert(k, joined);
         }
     }
-    for (k, (name, declared, bytes)) in files {
+    for (k, (name, _declared, bytes)) in files {
         if file_fields.contains(&k) {
             // The type is what the bytes are, not what the browser said.
-            let sniffed = file_type_of(&bytes).unwrap_or(if declared.is_empty() { "unknown" } else { "unknown" });
+            let sniffed = file_type_of(&bytes).unwrap_or("unknown");
             let safe_name: String = name
                 .chars()
                 .filter(|c| !c.is_control() && !matches!(c, '/' | '\\'))
@@ -930,7 +1075,11 @@ async fn page_post(
         if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
             return oops(l, e);
         }
-        let dest = format!("/d/p/{page_id}{}#{}", if from_check { "?from=check" } else { "" }, html_id(&format!("{key}.{n}")));
+        let dest = format!(
+            "/d/p/{page_id}{}#{}",
+            if from_check { "?from=check" } else { "" },
+            html_id(&format!("{key}.{n}"))
+        );
         return Redirect::to(&dest).into_response();
     }
     if let Some(rest) = action.strip_prefix("remove:")
@@ -961,7 +1110,11 @@ async fn page_post(
         if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
             return oops(l, e);
         }
-        return Redirect::to(&format!("/d/p/{page_id}{}", if from_check { "?from=check" } else { "" })).into_response();
+        return Redirect::to(&format!(
+            "/d/p/{page_id}{}",
+            if from_check { "?from=check" } else { "" }
+        ))
+        .into_response();
     }
     if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
         return oops(l, e);
@@ -972,7 +1125,7 @@ async fn page_post(
     let ctx = CheckContext::new(today(&p));
     let errors = loaded.def.check_page(&page, &loaded.draft.answers, &ctx);
     if !errors.is_empty() {
-        return render_page(&p, l, &loaded, &page_id, &errors, from_check);
+        return render_page(l, &loaded, &page_id, &errors, from_check);
     }
     let a = &loaded.draft.answers;
     if from_check {
@@ -1021,7 +1174,10 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
                 .map(|f| {
                     let mut values = def.display_answer(f, f.id(), a, &ctx, l);
                     if values.is_empty() {
-                        values.push(l.t("（未入力）", "（かいて いない）", "(not given)").to_owned());
+                        values.push(
+                            l.t("（未入力）", "（かいて いない）", "(not given)")
+                                .to_owned(),
+                        );
                     }
                     Row {
                         label: f.label.get(l).to_owned(),
@@ -1037,7 +1193,15 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
     html(
         StatusCode::OK,
         &CheckPage {
-            c: Chrome::new(l, l.t("入力内容の確認", "かいた ことの かくにん", "Check your answers"), "/d/check"),
+            c: Chrome::new(
+                l,
+                l.t(
+                    "入力内容の確認",
+                    "かいた ことの かくにん",
+                    "Check your answers",
+                ),
+                "/d/check",
+            ),
             procedure_title: def.procedure.title.get(l).to_owned(),
             sections,
             problem: problem.to_owned(),
@@ -1068,7 +1232,14 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
         return Redirect::to(&format!("/d/p/{first}?from=check")).into_response();
     }
     // The definition the draft names must still be published.
-    if load_def(&p, &loaded.draft.tenant, &loaded.draft.procedure, loaded.draft.version).is_none() {
+    if load_def(
+        &p,
+        &loaded.draft.tenant,
+        &loaded.draft.procedure,
+        loaded.draft.version,
+    )
+    .is_none()
+    {
         return no_draft(l);
     }
     let answers = def.filing_payload(&loaded.draft.answers, &ctx);
@@ -1118,15 +1289,15 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
         Ok(s) => s,
         Err(e) => return oops(l, e),
     };
-    if let Err(e) = p.store.file(
-        &receipt,
-        &loaded.draft.tenant,
-        &loaded.draft.procedure,
-        loaded.draft.version,
-        &sealed,
-        &now.to_rfc3339(),
-        &loaded.code,
-    ) {
+    if let Err(e) = p.store.file(&crate::store::NewFiling {
+        receipt: &receipt,
+        tenant: &loaded.draft.tenant,
+        procedure: &loaded.draft.procedure,
+        version: loaded.draft.version,
+        sealed: &sealed,
+        now: &now.to_rfc3339(),
+        draft_code: &loaded.code,
+    }) {
         return oops(l, e);
     }
     (
@@ -1167,7 +1338,15 @@ async fn saved(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     html(
         StatusCode::OK,
         &SavedPage {
-            c: Chrome::new(l, l.t("保存しました", "ほぞん しました", "Your answers have been saved"), "/d/saved"),
+            c: Chrome::new(
+                l,
+                l.t(
+                    "保存しました",
+                    "ほぞん しました",
+                    "Your answers have been saved",
+                ),
+                "/d/saved",
+            ),
             code: loaded.code,
             until,
             next,
@@ -1188,7 +1367,15 @@ async fn resume_get(headers: HeaderMap) -> Response {
     html(
         StatusCode::OK,
         &ResumePage {
-            c: Chrome::new(l, l.t("保存した申請を再開する", "とちゅうの てつづきを つづける", "Continue a saved application"), "/resume"),
+            c: Chrome::new(
+                l,
+                l.t(
+                    "保存した申請を再開する",
+                    "とちゅうの てつづきを つづける",
+                    "Continue a saved application",
+                ),
+                "/resume",
+            ),
             value: String::new(),
             error: String::new(),
         },
@@ -1280,12 +1467,25 @@ async fn status_page(
     Query(q): Query<NewFlag>,
 ) -> Response {
     let l = lang_of(&headers);
-    let row = seal::normalize_code(&receipt, 3).and_then(|r| p.store.filing(&r).ok().flatten().map(|row| (r, row)));
+    let row = seal::normalize_code(&receipt, 3)
+        .and_then(|r| p.store.filing(&r).ok().flatten().map(|row| (r, row)));
     let Some((receipt, row)) = row else {
         return html(
             StatusCode::NOT_FOUND,
             &StatusForm {
-                c: Chrome::new(l, format!("{}{}", l.t("エラー：", "まちがいが あります：", "Error: "), l.t("申請の状況", "てつづきの いま", "Check the progress of an application")), "/status"),
+                c: Chrome::new(
+                    l,
+                    format!(
+                        "{}{}",
+                        l.t("エラー：", "まちがいが あります：", "Error: "),
+                        l.t(
+                            "申請の状況",
+                            "てつづきの いま",
+                            "Check the progress of an application"
+                        )
+                    ),
+                    "/status",
+                ),
                 value: receipt.chars().take(40).collect(),
                 error: l
                     .t(
@@ -1302,27 +1502,55 @@ async fn status_page(
         Status::Received => (
             l.t("受け付けました", "うけつけ ました", "Received"),
             "received",
-            l.t("担当課が内容を確認します。結果はこのページでお知らせします。", "やくしょが みます。けっかは この ページで しらせます。", "The office will look at it. The result will be shown on this page."),
+            l.t(
+                "担当課が内容を確認します。結果はこのページでお知らせします。",
+                "やくしょが みます。けっかは この ページで しらせます。",
+                "The office will look at it. The result will be shown on this page.",
+            ),
         ),
         Status::UnderReview => (
             l.t("審査中", "みて います", "Under review"),
             "review",
-            l.t("担当課が審査しています。", "やくしょが みて います。", "The office is reviewing it."),
+            l.t(
+                "担当課が審査しています。",
+                "やくしょが みて います。",
+                "The office is reviewing it.",
+            ),
         ),
         Status::CorrectionRequested => (
-            l.t("補正をお願いしています", "なおして ください", "Correction requested"),
+            l.t(
+                "補正をお願いしています",
+                "なおして ください",
+                "Correction requested",
+            ),
             "correction",
-            l.t("下の理由をご覧になり、担当課にご連絡ください。", "したの りゆうを みて、やくしょに れんらく して ください。", "Read the reason below and contact the office."),
+            l.t(
+                "下の理由をご覧になり、担当課にご連絡ください。",
+                "したの りゆうを みて、やくしょに れんらく して ください。",
+                "Read the reason below and contact the office.",
+            ),
         ),
         Status::Approved => (
             l.t("承認されました", "みとめられ ました", "Approved"),
             "approved",
-            l.t("手続は完了しました。", "てつづきは おわりました。", "Your application is complete."),
+            l.t(
+                "手続は完了しました。",
+                "てつづきは おわりました。",
+                "Your application is complete.",
+            ),
         ),
         Status::Rejected => (
-            l.t("受理できませんでした", "うけつけ できません でした", "Rejected"),
+            l.t(
+                "受理できませんでした",
+                "うけつけ できません でした",
+                "Rejected",
+            ),
             "rejected",
-            l.t("理由は下のとおりです。", "りゆうは したの とおりです。", "The reason is below."),
+            l.t(
+                "理由は下のとおりです。",
+                "りゆうは したの とおりです。",
+                "The reason is below.",
+            ),
         ),
     };
     html(
@@ -1331,14 +1559,20 @@ async fn status_page(
             c: Chrome::new(
                 l,
                 if q.new.is_some() {
-                    l.t("申請を受け付けました", "もうしこみを うけつけ ました", "Application submitted")
+                    l.t(
+                        "申請を受け付けました",
+                        "もうしこみを うけつけ ました",
+                        "Application submitted",
+                    )
                 } else {
                     l.t("申請の状況", "てつづきの いま", "Application progress")
                 },
                 format!("/status/{receipt}"),
             ),
             is_new: q.new.is_some(),
-            procedure_title: def.map(|d| d.procedure.title.get(l).to_owned()).unwrap_or_default(),
+            procedure_title: def
+                .map(|d| d.procedure.title.get(l).to_owned())
+                .unwrap_or_default(),
             tenant_name: tenant_name(&p, l, &row.tenant).unwrap_or_default(),
             received: when(l, &row.received_at),
             status_label: label.to_owned(),
@@ -1364,7 +1598,15 @@ async fn status_form(headers: HeaderMap) -> Response {
     html(
         StatusCode::OK,
         &StatusForm {
-            c: Chrome::new(l, l.t("申請の状況", "てつづきの いま", "Check the progress of an application"), "/status"),
+            c: Chrome::new(
+                l,
+                l.t(
+                    "申請の状況",
+                    "てつづきの いま",
+                    "Check the progress of an application",
+                ),
+                "/status",
+            ),
             value: String::new(),
             error: String::new(),
         },
@@ -1378,7 +1620,19 @@ async fn status_find(headers: HeaderMap, axum::Form(f): axum::Form<CodeForm>) ->
         None => html(
             StatusCode::OK,
             &StatusForm {
-                c: Chrome::new(l, format!("{}{}", l.t("エラー：", "まちがいが あります：", "Error: "), l.t("申請の状況", "てつづきの いま", "Check the progress of an application")), "/status"),
+                c: Chrome::new(
+                    l,
+                    format!(
+                        "{}{}",
+                        l.t("エラー：", "まちがいが あります：", "Error: "),
+                        l.t(
+                            "申請の状況",
+                            "てつづきの いま",
+                            "Check the progress of an application"
+                        )
+                    ),
+                    "/status",
+                ),
                 value: f.code.chars().take(40).collect(),
                 error: l
                     .t(
@@ -1407,7 +1661,12 @@ fn authorized(p: &Portal, headers: &HeaderMap) -> bool {
     };
     let got = hex::encode(Sha256::digest(token.trim().as_bytes()));
     // Both are 64 hex characters: compare without an early exit.
-    got.len() == want.len() && got.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    got.len() == want.len()
+        && got
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn unauthorized() -> Response {
@@ -1428,7 +1687,11 @@ struct Limit {
 }
 
 /// Sealed filings not yet acknowledged, oldest first.
-async fn pull(State(p): State<Arc<Portal>>, headers: HeaderMap, Query(q): Query<Limit>) -> Response {
+async fn pull(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Response {
     if !authorized(&p, &headers) {
         return unauthorized();
     }
@@ -1450,7 +1713,11 @@ struct Ack {
 }
 
 /// The back office has stored these: the sealed copies are deleted.
-async fn ack(State(p): State<Arc<Portal>>, headers: HeaderMap, axum::Json(a): axum::Json<Ack>) -> Response {
+async fn ack(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    axum::Json(a): axum::Json<Ack>,
+) -> Response {
     if !authorized(&p, &headers) {
         return unauthorized();
     }
@@ -1477,7 +1744,10 @@ async fn push_status(
     if !authorized(&p, &headers) {
         return unauthorized();
     }
-    let (Some(receipt), Some(status)) = (seal::normalize_code(&u.receipt, 3), Status::parse(&u.status)) else {
+    let (Some(receipt), Some(status)) = (
+        seal::normalize_code(&u.receipt, 3),
+        Status::parse(&u.status),
+    ) else {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(serde_json::json!({
@@ -1489,7 +1759,10 @@ async fn push_status(
             .into_response();
     };
     let reason: Option<String> = u.reason.map(|r| r.chars().take(1000).collect());
-    match p.store.set_status(&receipt, status, reason.as_deref(), &p.now().to_rfc3339()) {
+    match p
+        .store
+        .set_status(&receipt, status, reason.as_deref(), &p.now().to_rfc3339())
+    {
         Ok(true) => axum::Json(serde_json::json!({ "updated": true })).into_response(),
         Ok(false) => (
             StatusCode::NOT_FOUND,
@@ -1503,4 +1776,3 @@ async fn push_status(
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
-
