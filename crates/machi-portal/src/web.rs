@@ -953,14 +953,7 @@ async fn page_get(
     let Some(loaded) = load_draft(&p, &headers) else {
         return no_draft(l);
     };
-    render_page(
-        &p,
-        l,
-        &loaded,
-        &page,
-        &[],
-        q.from.as_deref() == Some("check"),
-    )
+    render_page(l, &loaded, &page, &[], q.from.as_deref() == Some("check"))
 }
 
 /// Keys of the answers that belong to a field.
