@@ -23,6 +23,7 @@ mod api;
 mod browser;
 mod browser_allowance;
 mod browser_forms;
+mod browser_portal;
 mod contract;
 mod duties;
 mod dv_hiding;
