@@ -89,7 +89,7 @@ pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
         PortalCommand::Check { files } => {
             let mut ok = true;
             for f in files {
-                let src = std::fs::read_to_string(&f)
+                let src = std::fs::read_to_string(f)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
                 match Definition::parse(&src) {
                     Ok(d) => println!(
@@ -132,7 +132,7 @@ pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             for f in files {
-                let src = std::fs::read_to_string(&f)
+                let src = std::fs::read_to_string(f)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
                 sources.push((f.display().to_string(), src));
             }
@@ -190,4 +190,233 @@ pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+// ------------------------------------------------------------ back office side
+
+/// One sealed filing as the portal's `/backoffice/filings` lists it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PulledFiling {
+    pub id: String,
+    pub tenant: String,
+    pub procedure: String,
+    pub version: i64,
+    pub received_at: String,
+    /// Base64 of the HPKE-sealed filing.
+    pub sealed: String,
+}
+
+/// Why one pulled filing was not imported (it stays on the portal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub portal_id: String,
+    pub ja: String,
+    pub en: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// Stored now.
+    pub imported: usize,
+    /// Already stored by an earlier import (nothing written again).
+    pub already: usize,
+    pub refused: Vec<Refused>,
+    /// Portal ids safely stored here: the portal may delete these.
+    pub acknowledge: Vec<String>,
+}
+
+fn refuse(p: &PulledFiling, ja: &str, en: &str) -> Refused {
+    Refused {
+        portal_id: p.id.clone(),
+        ja: ja.to_owned(),
+        en: en.to_owned(),
+    }
+}
+
+/// Opens, checks and stores pulled filings; the back office never trusts
+/// the portal: a filing that does not open with the back office's key, or
+/// whose sealed content names another tenant, procedure or version than
+/// the portal's listing, or a tenant this back office does not serve, is
+/// refused (and not acknowledged). Importing the same filing again stores
+/// nothing new. Each filing is its own transaction.
+pub async fn import(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    pulled: &[PulledFiling],
+    now: i64,
+) -> Result<ImportOutcome, crate::store::StoreError> {
+    use base64::Engine as _;
+    let mut out = ImportOutcome::default();
+    for p in pulled {
+        let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(&p.sealed) else {
+            out.refused.push(refuse(
+                p,
+                "封をした申請が読めません（base64）。",
+                "the sealed filing is not base64",
+            ));
+            continue;
+        };
+        let Ok(plain) = key.open(&sealed, &p.id) else {
+            out.refused.push(refuse(
+                p,
+                "申請を開けません：別の鍵で封をされたか、改ざんされています。",
+                "the filing does not open: sealed to another key, or altered",
+            ));
+            continue;
+        };
+        let filing: serde_json::Value = match serde_json::from_slice(&plain) {
+            Ok(v) => v,
+            Err(_) => {
+                out.refused.push(refuse(
+                    p,
+                    "申請の形式が正しくありません。",
+                    "the filing is not valid JSON",
+                ));
+                continue;
+            }
+        };
+        let sc = &filing["signed_content"];
+        let receipt = filing["receipt"].as_str().unwrap_or("").to_owned();
+        if filing["format"] != "machi-portal-filing/1"
+            || sc["tenant"] != p.tenant.as_str()
+            || sc["procedure"] != p.procedure.as_str()
+            || sc["version"] != p.version
+            || receipt.is_empty()
+        {
+            out.refused.push(refuse(
+                p,
+                "申請の中身がポータルの一覧（団体・手続・版）と一致しません。",
+                "the filing does not match the portal's listing (tenant, procedure, version)",
+            ));
+            continue;
+        }
+        let Ok(tenant) = p.tenant.parse::<MunicipalityCode>() else {
+            out.refused.push(refuse(
+                p,
+                "団体コードが正しくありません。",
+                "the tenant code is not valid",
+            ));
+            continue;
+        };
+        let known = store.get_tenant(&tenant).await?.is_some();
+        if !known {
+            out.refused.push(refuse(
+                p,
+                "この団体の申請はこの基幹システムでは受け付けていません。",
+                "this back office does not serve the filing's tenant",
+            ));
+            continue;
+        }
+        let (id, receipt2, procedure, version, received_at) = (
+            p.id.clone(),
+            receipt,
+            p.procedure.clone(),
+            p.version,
+            p.received_at.clone(),
+        );
+        let stored = store
+            .write(Some(&tenant), {
+                let tenant = tenant.clone();
+                move |tx| {
+                    crate::store::portal_filings::insert_if_new(
+                        tx,
+                        &tenant,
+                        &crate::store::portal_filings::NewPortalFiling {
+                            portal_id: &id,
+                            receipt: &receipt2,
+                            procedure: &procedure,
+                            version,
+                            received_at: &received_at,
+                            imported_at: now,
+                            filing: &plain,
+                        },
+                    )
+                }
+            })
+            .await?;
+        if stored {
+            out.imported += 1;
+        } else {
+            out.already += 1;
+        }
+        out.acknowledge.push(p.id.clone());
+    }
+    Ok(out)
+}
+
+/// Why a pull did not complete (nothing is acknowledged then; the portal
+/// keeps every sealed filing, and the next pull tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("the portal cannot be reached or answered badly: {0}")]
+    Portal(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl PullError {
+    pub fn message_ja(&self) -> String {
+        match self {
+            PullError::Portal(e) => format!(
+                "ポータルに接続できないか、応答が正しくありません（{e}）。何も失われていません。次の取込みで再試行します。"
+            ),
+            PullError::Store(e) => {
+                format!("基幹側のデータベースに書けません（{e}）。ポータルの申請は残っています。")
+            }
+        }
+    }
+}
+
+/// One pull: fetch up to `limit` sealed filings from the portal, import
+/// them, and acknowledge the ones stored here so the portal deletes its
+/// sealed copies.
+pub async fn pull_once(
+    client: &reqwest::Client,
+    portal_url: &str,
+    token: &str,
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    limit: usize,
+    now: i64,
+) -> Result<ImportOutcome, PullError> {
+    let base = portal_url.trim_end_matches('/');
+    let r = client
+        .get(format!("{base}/backoffice/filings?limit={limit}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| PullError::Portal(e.to_string()))?;
+    if !r.status().is_success() {
+        return Err(PullError::Portal(format!("HTTP {}", r.status())));
+    }
+    let body = r
+        .bytes()
+        .await
+        .map_err(|e| PullError::Portal(e.to_string()))?;
+    #[derive(serde::Deserialize)]
+    struct List {
+        filings: Vec<PulledFiling>,
+    }
+    let list: List = serde_json::from_slice(&body).map_err(|e| PullError::Portal(e.to_string()))?;
+    let outcome = import(store, key, &list.filings, now).await?;
+    if !outcome.acknowledge.is_empty() {
+        let r = client
+            .post(format!("{base}/backoffice/ack"))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::json!({ "ids": outcome.acknowledge }).to_string())
+            .send()
+            .await
+            .map_err(|e| PullError::Portal(e.to_string()))?;
+        if !r.status().is_success() {
+            // Stored here already; the next pull imports nothing new and
+            // acknowledges again.
+            return Err(PullError::Portal(format!(
+                "acknowledge: HTTP {}",
+                r.status()
+            )));
+        }
+    }
+    Ok(outcome)
 }

@@ -64,14 +64,23 @@ async fn browser_portal_citizen_files_on_a_phone(db: TestDb) {
     h.fill("f-applicant_name", "架空 花子").await;
     next(&h).await;
     h.wait_for(".error-summary").await;
-    let focused: String = h
-        .client
-        .execute("return document.activeElement.className;", vec![])
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    // The browser applies autofocus in a later rendering step: poll, with
+    // a generous deadline (the machine is busy).
+    let started = std::time::Instant::now();
+    let focused = loop {
+        let focused = h
+            .client
+            .execute("return document.activeElement.className;", vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if focused == "error-summary" || started.elapsed() > std::time::Duration::from_secs(15) {
+            break focused;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(focused, "error-summary", "the error summary takes focus");
     let title = h.client.title().await.unwrap();
     assert!(title.starts_with("エラー："), "{title}");

@@ -33,6 +33,7 @@ mod isolation;
 mod migration;
 mod openapi;
 mod operability;
+mod portal;
 mod registry_model;
 mod rls;
 mod roles;
