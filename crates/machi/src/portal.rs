@@ -420,3 +420,36 @@ pub async fn pull_once(
     }
     Ok(outcome)
 }
+
+/// Tells the portal where a filing stands (received, under_review,
+/// correction_requested, approved, rejected), with the reason the citizen
+/// reads on the status page. The portal keeps the reason encrypted under
+/// the receipt number.
+pub async fn push_status(
+    client: &reqwest::Client,
+    portal_url: &str,
+    token: &str,
+    receipt: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<(), PullError> {
+    let r = client
+        .post(format!(
+            "{}/backoffice/status",
+            portal_url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(
+            serde_json::json!({ "receipt": receipt, "status": status, "reason": reason })
+                .to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| PullError::Portal(e.to_string()))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(PullError::Portal(format!("status: HTTP {}", r.status())))
+    }
+}

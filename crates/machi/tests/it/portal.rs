@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use machi::portal::{PulledFiling, import, pull_once};
+use machi::portal::{PulledFiling, import, pull_once, push_status};
 use machi_portal::seal::OpeningKey;
 use machi_portal::{Config, Portal};
 use sha2::{Digest, Sha256};
@@ -178,6 +178,39 @@ async fn portal_filings_are_pulled_imported_once_and_acknowledged(db: TestDb) {
             }
         }
     }
+    // The back office tells the citizen: the status page shows it.
+    let receipt = rows[0].receipt.clone();
+    push_status(
+        &client(),
+        &p.base,
+        TOKEN,
+        &receipt,
+        "approved",
+        Some("集計に使わせていただきます。"),
+    )
+    .await
+    .unwrap();
+    let page = client()
+        .get(format!("{}/status/{receipt}", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("承認されました"), "{page}");
+    assert!(page.contains("集計に使わせていただきます。"));
+    let err = push_status(
+        &client(),
+        &p.base,
+        TOKEN,
+        "AAAA-BBBB-CCCC",
+        "approved",
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
     // Another tenant sees none of them.
     let akishima = code(crate::support::AKISHIMA);
     let other = db
