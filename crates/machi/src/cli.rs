@@ -83,6 +83,9 @@ enum Command {
     /// Create a demo database with six real municipalities and a few thousand
     /// synthetic residents, serve the API on it, and print where to look.
     Demo(DemoArgs),
+    /// The citizen portal (its own process and database; it cannot read the
+    /// registry): serve it, check or publish procedure definitions.
+    Portal(crate::portal::PortalArgs),
     /// Serve the JSON API (and /openapi.json, /healthz, /readyz, /metrics) on
     /// the configured database. MACHI_METRICS_TOKEN: the bearer token
     /// /metrics asks for (without it, /metrics is open).
@@ -463,6 +466,7 @@ async fn open(cli: &Cli, default: &str) -> anyhow::Result<Registry> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Portal(a) => crate::portal::run(a).await,
         Command::Demo(a) => {
             let default = a.data_dir.join("demo.sqlite");
             let default = default.to_string_lossy().into_owned();

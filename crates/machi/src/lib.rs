@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod migration;
+pub mod portal;
 pub mod service;
 pub mod store;
 pub mod synth;

@@ -589,6 +589,43 @@ CREATE POLICY tenant_isolation ON access_grants
 "#
 );
 
+/// Filings imported from the citizen portal (issue 11, item 4). The
+/// filing itself is sealed with the tenant's key.
+macro_rules! v18_common {
+    () => {
+        r#"
+CREATE TABLE portal_filings (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    filing_id BIGINT NOT NULL,
+    portal_id TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    received_at TEXT NOT NULL,
+    imported_at BIGINT NOT NULL,
+    filing TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (tenant, filing_id),
+    UNIQUE (tenant, portal_id)
+);
+"#
+    };
+}
+
+const V18_SQLITE: &str = v18_common!();
+
+const V18_POSTGRES: &str = concat!(
+    v18_common!(),
+    r#"
+GRANT SELECT, INSERT, UPDATE ON portal_filings TO machi_app;
+ALTER TABLE portal_filings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE portal_filings FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON portal_filings
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -680,6 +717,12 @@ pub fn all() -> Vec<Migration> {
             name: "provisional changes: a resubmission names the entry sent back",
             sqlite: V17_COMMON,
             postgres: V17_COMMON,
+        },
+        Migration {
+            version: 18,
+            name: "citizen portal: imported filings",
+            sqlite: V18_SQLITE,
+            postgres: V18_POSTGRES,
         },
     ]
 }

@@ -12,6 +12,7 @@ pub mod hooks;
 mod migrations;
 pub mod oversight;
 pub mod pending;
+pub mod portal_filings;
 pub mod record_format;
 pub mod records;
 pub mod support;

@@ -94,6 +94,21 @@ impl Harness {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        Harness::browser(db, base, None).await
+    }
+
+    /// A chromedriver and a browser session on `base` (any server): a
+    /// desktop window, or with `phone` = (width, height) a phone's viewport
+    /// in CSS pixels (device emulation; headless windows are at least 500
+    /// wide).
+    pub(crate) async fn browser(db: TestDb, base: String, phone: Option<(u32, u32)>) -> Harness {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: the browser tests need Debian's chromium and chromium-driver \
+                 (apt-get install chromium chromium-driver fonts-ipaexfont)"
+            );
+        }
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -128,6 +143,12 @@ impl Harness {
                 }
             }
         });
+        let mut caps = caps;
+        if let Some((width, height)) = phone {
+            caps["goog:chromeOptions"]["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2.0, "touch": true }
+            });
+        }
         let caps = match caps {
             serde_json::Value::Object(m) => m,
             _ => unreachable!(),

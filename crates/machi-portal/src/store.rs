@@ -1,0 +1,474 @@
+//! The portal's own small SQLite database. It holds published definitions,
+//! encrypted drafts, sealed filings and statuses, nothing else: no table
+//! here can hold a name, an address or an answer in the clear.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use machi_procedures::Definition;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::seal::{self, SealError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenants (
+    code TEXT PRIMARY KEY,
+    name_ja TEXT NOT NULL,
+    name_en TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS definitions (
+    tenant TEXT NOT NULL REFERENCES tenants(code),
+    procedure TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, procedure, version)
+);
+CREATE TABLE IF NOT EXISTS drafts (
+    id TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS filings (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sealed BLOB,
+    received_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason BLOB,
+    status_at TEXT NOT NULL
+);
+";
+
+/// What went wrong with the portal's database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("portal database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Seal(#[from] SealError),
+    #[error(
+        "the procedure {procedure} version {version} is already published with a different text; publish it as a new version"
+    )]
+    VersionChanged { procedure: String, version: u32 },
+    #[error("the tenant {0} is not known to the portal")]
+    UnknownTenant(String),
+}
+
+/// A published procedure, as listed.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub tenant: String,
+    pub procedure: String,
+    pub version: u32,
+    pub source: String,
+}
+
+/// Where a filing stands, as the citizen sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Received,
+    UnderReview,
+    CorrectionRequested,
+    Approved,
+    Rejected,
+}
+
+impl Status {
+    pub const ALL: [(&'static str, Status); 5] = [
+        ("received", Status::Received),
+        ("under_review", Status::UnderReview),
+        ("correction_requested", Status::CorrectionRequested),
+        ("approved", Status::Approved),
+        ("rejected", Status::Rejected),
+    ];
+    pub fn code(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map(|(c, _)| *c)
+            .unwrap_or("received")
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::ALL.iter().find(|(c, _)| *c == s).map(|(_, s)| *s)
+    }
+}
+
+/// One filing's row, as the status page or the back office sees it.
+#[derive(Debug, Clone)]
+pub struct FilingRow {
+    pub tenant: String,
+    pub procedure: String,
+    pub version: u32,
+    pub received_at: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub status_at: String,
+    pub sealed: Option<Vec<u8>>,
+}
+
+/// A filing to store (see [`Store::file`]).
+pub struct NewFiling<'a> {
+    pub receipt: &'a str,
+    pub tenant: &'a str,
+    pub procedure: &'a str,
+    pub version: u32,
+    pub sealed: &'a [u8],
+    pub now: &'a str,
+    /// The resume code of the draft it came from (deleted with it).
+    pub draft_code: &'a str,
+}
+
+/// The portal's database.
+pub struct Store {
+    conn: Mutex<Connection>,
+    secret: Vec<u8>,
+}
+
+impl Store {
+    /// Opens (and creates) the database at `path`; `:memory:` for tests.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        let secret: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM settings WHERE name = 'secret'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let secret = match secret {
+            Some(s) => s,
+            None => {
+                let s = seal::random::<32>()?.to_vec();
+                conn.execute(
+                    "INSERT INTO settings (name, value) VALUES ('secret', ?1)",
+                    params![s],
+                )?;
+                s
+            }
+        };
+        Ok(Store {
+            conn: Mutex::new(conn),
+            secret,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// Adds or renames a tenant (団体コード and its names).
+    pub fn put_tenant(&self, code: &str, name_ja: &str, name_en: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO tenants (code, name_ja, name_en) VALUES (?1, ?2, ?3)
+             ON CONFLICT (code) DO UPDATE SET name_ja = excluded.name_ja, name_en = excluded.name_en",
+            params![code, name_ja, name_en],
+        )?;
+        Ok(())
+    }
+
+    pub fn tenants(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare("SELECT code, name_ja, name_en FROM tenants ORDER BY code")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Publishes a validated definition. The same text again is a no-op
+    /// (returns false); a different text under a published version is refused.
+    pub fn publish(
+        &self,
+        tenant: &str,
+        def: &Definition,
+        source: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let c = self.conn();
+        let known: Option<String> = c
+            .query_row(
+                "SELECT code FROM tenants WHERE code = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if known.is_none() {
+            return Err(StoreError::UnknownTenant(tenant.to_owned()));
+        }
+        let existing: Option<String> = c
+            .query_row(
+                "SELECT source FROM definitions WHERE tenant = ?1 AND procedure = ?2 AND version = ?3",
+                params![tenant, def.id(), def.version()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(s) if s == source => Ok(false),
+            Some(_) => Err(StoreError::VersionChanged {
+                procedure: def.id().to_owned(),
+                version: def.version(),
+            }),
+            None => {
+                c.execute(
+                    "INSERT INTO definitions (tenant, procedure, version, source, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![tenant, def.id(), def.version(), source, now],
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The newest version of each procedure a tenant has published.
+    pub fn latest(&self, tenant: &str) -> Result<Vec<Published>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT d.tenant, d.procedure, d.version, d.source FROM definitions d
+             WHERE d.tenant = ?1 AND d.version = (SELECT MAX(version) FROM definitions e
+               WHERE e.tenant = d.tenant AND e.procedure = d.procedure)
+             ORDER BY d.published_at, d.procedure",
+        )?;
+        let rows = st.query_map(params![tenant], |r| {
+            Ok(Published {
+                tenant: r.get(0)?,
+                procedure: r.get(1)?,
+                version: r.get(2)?,
+                source: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One published version (None when it was never published).
+    pub fn definition(
+        &self,
+        tenant: &str,
+        procedure: &str,
+        version: u32,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT source FROM definitions WHERE tenant = ?1 AND procedure = ?2 AND version = ?3",
+                params![tenant, procedure, version],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Saves a draft, encrypted under its resume code, until `expires_at`
+    /// (Unix seconds). Expired drafts are removed on the way.
+    pub fn save_draft(
+        &self,
+        code: &str,
+        plain: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let id = seal::lookup_id(&self.secret, "draft-id", code);
+        let sealed = seal::encrypt_with(&self.secret, "machi-portal/draft/v1", code, plain)?;
+        let c = self.conn();
+        c.execute("DELETE FROM drafts WHERE expires_at <= ?1", params![now])?;
+        c.execute(
+            "INSERT INTO drafts (id, sealed, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed, expires_at = excluded.expires_at",
+            params![id, sealed, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// A draft by its resume code, with when it expires; None when there is
+    /// none, it expired, or it does not open.
+    pub fn load_draft(&self, code: &str, now: i64) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        let id = seal::lookup_id(&self.secret, "draft-id", code);
+        let row: Option<(Vec<u8>, i64)> = self
+            .conn()
+            .query_row(
+                "SELECT sealed, expires_at FROM drafts WHERE id = ?1 AND expires_at > ?2",
+                params![id, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(s, exp)| {
+            seal::decrypt_with(&self.secret, "machi-portal/draft/v1", code, &s)
+                .ok()
+                .map(|p| (p, exp))
+        }))
+    }
+
+    pub fn delete_draft(&self, code: &str) -> Result<(), StoreError> {
+        let id = seal::lookup_id(&self.secret, "draft-id", code);
+        self.conn()
+            .execute("DELETE FROM drafts WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// Stores a sealed filing and, in the same transaction, deletes the
+    /// draft it came from.
+    pub fn file(&self, f: &NewFiling<'_>) -> Result<(), StoreError> {
+        let id = seal::lookup_id(&self.secret, "receipt", f.receipt);
+        let draft = seal::lookup_id(&self.secret, "draft-id", f.draft_code);
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",
+            params![id, f.tenant, f.procedure, f.version, f.sealed, f.now],
+        )?;
+        tx.execute("DELETE FROM drafts WHERE id = ?1", params![draft])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A filing by its receipt number (the status page).
+    pub fn filing(&self, receipt: &str) -> Result<Option<FilingRow>, StoreError> {
+        let id = seal::lookup_id(&self.secret, "receipt", receipt);
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT tenant, procedure, version, received_at, status, reason, status_at, sealed FROM filings WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<Vec<u8>>>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, Option<Vec<u8>>>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row.map(
+            |(tenant, procedure, version, received_at, status, reason, status_at, sealed)| {
+                FilingRow {
+                    tenant,
+                    procedure,
+                    version,
+                    received_at,
+                    status: Status::parse(&status).unwrap_or(Status::Received),
+                    reason: reason.and_then(|r| {
+                        seal::decrypt_with(&self.secret, "machi-portal/reason/v1", receipt, &r)
+                            .ok()
+                            .and_then(|b| String::from_utf8(b).ok())
+                    }),
+                    status_at,
+                    sealed,
+                }
+            },
+        ))
+    }
+
+    /// Sealed filings not yet acknowledged by the back office, oldest
+    /// first: (row id, tenant, procedure, version, received_at, sealed).
+    /// The row id is the keyed hash of the receipt; the receipt itself is
+    /// inside the sealed bytes.
+    #[allow(clippy::type_complexity)]
+    pub fn pending(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String, u32, String, Vec<u8>)>, StoreError> {
+        let c = self.conn();
+        let mut st = c.prepare(
+            "SELECT id, tenant, procedure, version, received_at, sealed FROM filings
+             WHERE sealed IS NOT NULL ORDER BY received_at, id LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The back office has stored these filings: drop the sealed copies and
+    /// keep the receipt and status. Returns how many were dropped.
+    pub fn acknowledge(&self, ids: &[String]) -> Result<usize, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let mut n = 0;
+        for id in ids {
+            n += tx.execute(
+                "UPDATE filings SET sealed = NULL WHERE id = ?1 AND sealed IS NOT NULL",
+                params![id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// A status from the back office; the reason is encrypted under the
+    /// receipt number. Returns false when no filing has that receipt.
+    pub fn set_status(
+        &self,
+        receipt: &str,
+        status: Status,
+        reason: Option<&str>,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let id = seal::lookup_id(&self.secret, "receipt", receipt);
+        let reason = match reason.filter(|r| !r.trim().is_empty()) {
+            Some(r) => Some(seal::encrypt_with(
+                &self.secret,
+                "machi-portal/reason/v1",
+                receipt,
+                r.as_bytes(),
+            )?),
+            None => None,
+        };
+        let n = self.conn().execute(
+            "UPDATE filings SET status = ?2, reason = ?3, status_at = ?4 WHERE id = ?1",
+            params![id, status.code(), reason, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Every cell of every table, as text or bytes (for the test that looks
+    /// for personal data in the clear).
+    pub fn dump_cells(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let c = self.conn();
+        let tables: Vec<String> = {
+            let mut st = c.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for t in tables {
+            let mut st = c.prepare(&format!("SELECT * FROM \"{t}\""))?;
+            let n = st.column_count();
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    let bytes = match v {
+                        rusqlite::types::Value::Text(s) => s.into_bytes(),
+                        rusqlite::types::Value::Blob(b) => b,
+                        rusqlite::types::Value::Integer(n) => n.to_string().into_bytes(),
+                        rusqlite::types::Value::Real(f) => f.to_string().into_bytes(),
+                        rusqlite::types::Value::Null => Vec::new(),
+                    };
+                    out.push((t.clone(), bytes));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,1771 @@
+//! The portal's pages and the back office's pull endpoints.
+//!
+//! The citizen's draft is named by a cookie holding its resume code
+//! (HttpOnly, SameSite=Strict: a page on another site cannot post to a
+//! draft, which is the portal's protection against cross-site forgery).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, NaiveDate};
+use machi_domain::dates::EraTable;
+use machi_procedures::{
+    Answers, CheckContext, Definition, Field, FieldError, FieldKind, Identity, Lang,
+    MAX_ATTACHMENT_BYTES, canonical_json, file_type_of,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::Status;
+use crate::{Portal, seal};
+
+const DRAFT_COOKIE: &str = "portal_draft";
+const LANG_COOKIE: &str = "portal_lang";
+const CSS: &str = include_str!("../templates/portal.css");
+
+/// The portal's routes.
+pub fn router(portal: Arc<Portal>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/portal.css", get(css))
+        .route("/lang/{code}", get(set_lang))
+        .route("/t/{tenant}", get(tenant_page))
+        .route("/t/{tenant}/{procedure}", get(start_page))
+        .route("/t/{tenant}/{procedure}/start", post(start))
+        .route("/d/p/{page}", get(page_get).post(page_post))
+        .route("/d/check", get(check_get))
+        .route("/d/submit", post(submit))
+        .route("/d/saved", get(saved))
+        .route("/resume", get(resume_get).post(resume_post))
+        .route("/status", get(status_form).post(status_find))
+        .route("/status/{receipt}", get(status_page))
+        .route("/backoffice/filings", get(pull))
+        .route("/backoffice/ack", post(ack))
+        .route("/backoffice/status", post(push_status))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(
+            MAX_ATTACHMENT_BYTES as usize * 2 + 64 * 1024,
+        ))
+        .with_state(portal)
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn lang_of(headers: &HeaderMap) -> Lang {
+    cookie(headers, LANG_COOKIE)
+        .map(|c| Lang::from_code(&c))
+        .unwrap_or_default()
+}
+
+fn html<T: Template>(status: StatusCode, t: &T) -> Response {
+    match t.render() {
+        Ok(body) => (
+            status,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::HeaderName::from_static("x-frame-options"),
+                    HeaderValue::from_static("DENY"),
+                ),
+                (
+                    header::HeaderName::from_static("content-security-policy"),
+                    HeaderValue::from_static(
+                        "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                    ),
+                ),
+                (
+                    header::HeaderName::from_static("referrer-policy"),
+                    HeaderValue::from_static("no-referrer"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "portal page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "error").into_response()
+        }
+    }
+}
+
+/// What every page shares.
+struct Chrome {
+    l: Lang,
+    title: String,
+    /// The path of this page, for the language links.
+    here: String,
+}
+
+impl Chrome {
+    fn new(l: Lang, title: impl Into<String>, here: impl Into<String>) -> Chrome {
+        Chrome {
+            l,
+            title: title.into(),
+            here: here.into(),
+        }
+    }
+    fn t<'a>(&self, ja: &'a str, easy: &'a str, en: &'a str) -> &'a str {
+        self.l.t(ja, easy, en)
+    }
+    fn lang_links(&self) -> Vec<(&'static str, &'static str, &'static str, bool)> {
+        [
+            ("ja", "日本語", "ja"),
+            ("easy", "やさしい にほんご", "ja"),
+            ("en", "English", "en"),
+        ]
+        .into_iter()
+        .map(|(code, label, hl)| (code, label, hl, self.l.code() == code))
+        .collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    c: Chrome,
+    heading: String,
+    body: String,
+    link: Option<(String, String)>,
+}
+
+fn message(
+    l: Lang,
+    status: StatusCode,
+    heading: &str,
+    body: &str,
+    link: Option<(String, String)>,
+) -> Response {
+    html(
+        status,
+        &MessagePage {
+            c: Chrome::new(l, heading, "/"),
+            heading: heading.to_owned(),
+            body: body.to_owned(),
+            link,
+        },
+    )
+}
+
+fn oops(l: Lang, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "portal error");
+    message(
+        l,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        l.t(
+            "ただいま手続を受け付けられません",
+            "いま てつづきが できません",
+            "Sorry, there is a problem with the service",
+        ),
+        l.t(
+            "時間をおいてもう一度お試しください。入力した内容は保存されています。",
+            "すこし まってから もう いちど ためして ください。かいた ことは のこって います。",
+            "Try again later. What you entered has been saved.",
+        ),
+        Some((
+            "/".into(),
+            l.t("トップへ", "はじめの ページへ", "Go to the start")
+                .into(),
+        )),
+    )
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    message(
+        l,
+        StatusCode::NOT_FOUND,
+        l.t(
+            "ページが見つかりません",
+            "ページが ありません",
+            "Page not found",
+        ),
+        l.t(
+            "アドレスが正しいか確かめてください。",
+            "アドレスが ただしいか みて ください。",
+            "Check the address is correct.",
+        ),
+        Some((
+            "/".into(),
+            l.t("トップへ", "はじめの ページへ", "Go to the start")
+                .into(),
+        )),
+    )
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Back {
+    back: Option<String>,
+}
+
+async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>) -> Response {
+    let l = Lang::from_code(&code);
+    // Only a path on this site (never `//host`).
+    let back = q
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/".into());
+    (
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
+                l.code()
+            ),
+        )],
+        Redirect::to(&back),
+    )
+        .into_response()
+}
+
+fn today(p: &Portal) -> NaiveDate {
+    p.now().date_naive()
+}
+
+fn wareki(l: Lang, d: NaiveDate) -> String {
+    match l {
+        Lang::En => d.format("%-d %B %Y").to_string(),
+        _ => EraTable::standard().format_wareki(d),
+    }
+}
+
+fn when(l: Lang, rfc3339: &str) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => {
+            let t = t.with_timezone(&crate::jst());
+            match l {
+                Lang::En => t.format("%-d %B %Y %H:%M").to_string(),
+                _ => format!("{} {}", wareki(l, t.date_naive()), t.format("%H時%M分")),
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn load_def(p: &Portal, tenant: &str, procedure: &str, version: u32) -> Option<Definition> {
+    let src = p.store.definition(tenant, procedure, version).ok()??;
+    Definition::parse(&src).ok()
+}
+
+fn tenant_name(p: &Portal, l: Lang, code: &str) -> Option<String> {
+    p.store
+        .tenants()
+        .ok()?
+        .into_iter()
+        .find(|(c, _, _)| c == code)
+        .map(|(_, ja, en)| if l == Lang::En { en } else { ja })
+}
+
+// ---------------------------------------------------------------- listing
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    c: Chrome,
+    tenants: Vec<(String, String)>,
+}
+
+async fn home(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let tenants = match p.store.tenants() {
+        Ok(t) => t,
+        Err(e) => return oops(l, e),
+    };
+    html(
+        StatusCode::OK,
+        &HomePage {
+            c: Chrome::new(
+                l,
+                l.t(
+                    "オンライン申請",
+                    "インターネットで もうしこむ",
+                    "Apply online",
+                ),
+                "/",
+            ),
+            tenants: tenants
+                .into_iter()
+                .map(|(c, ja, en)| (c, if l == Lang::En { en } else { ja }))
+                .collect(),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+struct TenantPage {
+    c: Chrome,
+    tenant: String,
+    procedures: Vec<(String, String, String)>,
+}
+
+async fn tenant_page(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Response {
+    let l = lang_of(&headers);
+    let Some(name) = tenant_name(&p, l, &tenant) else {
+        return not_found(headers).await;
+    };
+    let list = match p.store.latest(&tenant) {
+        Ok(x) => x,
+        Err(e) => return oops(l, e),
+    };
+    let procedures = list
+        .iter()
+        .filter_map(|x| Definition::parse(&x.source).ok())
+        .map(|d| {
+            (
+                d.id().to_owned(),
+                d.procedure.title.get(l).to_owned(),
+                d.procedure
+                    .summary
+                    .as_ref()
+                    .map(|s| s.get(l).to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &TenantPage {
+            c: Chrome::new(
+                l,
+                format!(
+                    "{name} {}",
+                    l.t(
+                        "オンライン申請",
+                        "インターネットで もうしこむ",
+                        "online services"
+                    )
+                ),
+                format!("/t/{tenant}"),
+            ),
+            tenant,
+            procedures,
+        },
+    )
+}
+
+// ---------------------------------------------------------------- drafts
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Draft {
+    tenant: String,
+    procedure: String,
+    version: u32,
+    answers: Answers,
+}
+
+struct Loaded {
+    code: String,
+    draft: Draft,
+    def: Definition,
+    expires_at: i64,
+}
+
+fn load_draft(p: &Portal, headers: &HeaderMap) -> Option<Loaded> {
+    let code = cookie(headers, DRAFT_COOKIE).and_then(|c| seal::normalize_code(&c, 4))?;
+    let (plain, expires_at) = p.store.load_draft(&code, p.now().timestamp()).ok()??;
+    let draft: Draft = serde_json::from_slice(&plain).ok()?;
+    let def = load_def(p, &draft.tenant, &draft.procedure, draft.version)?;
+    Some(Loaded {
+        code,
+        draft,
+        def,
+        expires_at,
+    })
+}
+
+fn save(p: &Portal, code: &str, draft: &Draft) -> Result<i64, crate::store::StoreError> {
+    let now = p.now().timestamp();
+    let expires = now + p.config.draft_days * 86_400;
+    let plain = serde_json::to_vec(draft).unwrap_or_default();
+    p.store.save_draft(code, &plain, now, expires)?;
+    Ok(expires)
+}
+
+fn draft_cookie(code: &str) -> String {
+    format!("{DRAFT_COOKIE}={code}; Path=/; HttpOnly; SameSite=Strict")
+}
+
+fn no_draft(l: Lang) -> Response {
+    message(
+        l,
+        StatusCode::OK,
+        l.t("申請中の手続がありません", "とちゅうの てつづきが ありません", "You have no application in progress"),
+        l.t(
+            "保存期間が過ぎたか、別の端末で始めた手続です。再開コードがあれば再開できます。",
+            "ほぞんの きかんが すぎたか、ちがう きかいで はじめた てつづきです。さいかい コードが あれば つづけられます。",
+            "It may have expired, or you started it on another device. If you have a resume code you can continue.",
+        ),
+        Some(("/resume".into(), l.t("再開コードで再開する", "コードで つづける", "Continue with a resume code").into())),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "start.html")]
+struct StartPage {
+    c: Chrome,
+    tenant: String,
+    tenant_name: String,
+    procedure: String,
+    summary: String,
+    department: String,
+    signature: bool,
+    signature_available: bool,
+    retention_days: u32,
+    draft_days: i64,
+}
+
+async fn start_page(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path((tenant, procedure)): Path<(String, String)>,
+) -> Response {
+    let l = lang_of(&headers);
+    let Some(tenant_name) = tenant_name(&p, l, &tenant) else {
+        return not_found(headers).await;
+    };
+    let latest = match p.store.latest(&tenant) {
+        Ok(x) => x,
+        Err(e) => return oops(l, e),
+    };
+    let Some(def) = latest
+        .iter()
+        .find(|x| x.procedure == procedure)
+        .and_then(|x| Definition::parse(&x.source).ok())
+    else {
+        return not_found(headers).await;
+    };
+    html(
+        StatusCode::OK,
+        &StartPage {
+            c: Chrome::new(
+                l,
+                def.procedure.title.get(l),
+                format!("/t/{tenant}/{procedure}"),
+            ),
+            tenant,
+            tenant_name,
+            procedure,
+            summary: def
+                .procedure
+                .summary
+                .as_ref()
+                .map(|s| s.get(l).to_owned())
+                .unwrap_or_default(),
+            department: def
+                .procedure
+                .department
+                .as_ref()
+                .map(|s| s.get(l).to_owned())
+                .unwrap_or_default(),
+            signature: def.identity() == Identity::Signature,
+            signature_available: p.config.verifier.is_some(),
+            retention_days: def.retention_days(),
+            draft_days: p.config.draft_days,
+        },
+    )
+}
+
+async fn start(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path((tenant, procedure)): Path<(String, String)>,
+) -> Response {
+    let l = lang_of(&headers);
+    let latest = match p.store.latest(&tenant) {
+        Ok(x) => x,
+        Err(e) => return oops(l, e),
+    };
+    let Some(found) = latest.iter().find(|x| x.procedure == procedure) else {
+        return not_found(headers).await;
+    };
+    let Ok(def) = Definition::parse(&found.source) else {
+        return not_found(headers).await;
+    };
+    let code = match seal::new_code(4) {
+        Ok(c) => c,
+        Err(e) => return oops(l, e),
+    };
+    let draft = Draft {
+        tenant,
+        procedure,
+        version: found.version,
+        answers: Answers::new(),
+    };
+    if let Err(e) = save(&p, &code, &draft) {
+        return oops(l, e);
+    }
+    let first = def
+        .pages
+        .first()
+        .map(|x| x.id().to_owned())
+        .unwrap_or_default();
+    (
+        [(header::SET_COOKIE, draft_cookie(&code))],
+        Redirect::to(&format!("/d/p/{first}")),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- pages
+
+struct OptView {
+    value: String,
+    label: String,
+    checked: bool,
+    id: String,
+}
+
+struct PartView {
+    name: String,
+    id: String,
+    value: String,
+    label: String,
+    class: &'static str,
+    autocomplete: &'static str,
+    inputmode: &'static str,
+}
+
+struct PersonView {
+    heading: String,
+    fields: Vec<FieldView>,
+    remove: Option<String>,
+}
+
+struct FieldView {
+    kind: &'static str,
+    name: String,
+    id: String,
+    label: String,
+    hint: String,
+    optional: String,
+    error: String,
+    value: String,
+    input_type: &'static str,
+    inputmode: &'static str,
+    autocomplete: &'static str,
+    parts: Vec<PartView>,
+    era_name: String,
+    era_id: String,
+    era_label: String,
+    era_options: Vec<OptView>,
+    options: Vec<OptView>,
+    file: String,
+    accept: String,
+    people: Vec<PersonView>,
+    add_label: String,
+    count: usize,
+}
+
+fn html_id(key: &str) -> String {
+    format!("f-{}", key.replace('.', "-"))
+}
+
+fn field_view(f: &Field, key: &str, a: &Answers, errors: &[FieldError], l: Lang) -> FieldView {
+    let get = |k: &str| a.get(k).cloned().unwrap_or_default();
+    let error = errors
+        .iter()
+        .find(|e| {
+            e.field == key
+                || e.input.starts_with(&format!("{key}.")) && f.kind() != FieldKind::People
+        })
+        .map(|e| e.message.get(l).to_owned())
+        .unwrap_or_default();
+    let kind = f.kind();
+    let mut v = FieldView {
+        kind: match kind {
+            FieldKind::Date => "date",
+            FieldKind::Address => "address",
+            FieldKind::Choice | FieldKind::YesNo => "radios",
+            FieldKind::Choices => "checkboxes",
+            FieldKind::People => "people",
+            FieldKind::File => "file",
+            FieldKind::Text if f.max_chars.unwrap_or(200) > 100 => "textarea",
+            _ => "input",
+        },
+        name: key.to_owned(),
+        id: html_id(key),
+        label: f.label.get(l).to_owned(),
+        hint: f
+            .hint
+            .as_ref()
+            .map(|h| h.get(l).to_owned())
+            .unwrap_or_default(),
+        optional: if f.required {
+            String::new()
+        } else {
+            l.t("（任意）", "（かかなくても よい）", "(optional)")
+                .to_owned()
+        },
+        error,
+        value: get(key),
+        input_type: match kind {
+            FieldKind::Phone => "tel",
+            FieldKind::Email => "email",
+            _ => "text",
+        },
+        inputmode: match kind {
+            FieldKind::Number | FieldKind::Phone => "numeric",
+            _ => "",
+        },
+        autocomplete: match (kind, f.id()) {
+            (FieldKind::Phone, _) => "tel",
+            (FieldKind::Email, _) => "email",
+            (FieldKind::Name, "applicant_name" | "claimant_name" | "guardian_name") => "name",
+            _ => "off",
+        },
+        parts: vec![],
+        era_name: format!("{key}.era"),
+        era_id: html_id(&format!("{key}.era")),
+        era_label: l.t("元号", "げんごう", "Era").to_owned(),
+        era_options: vec![],
+        options: vec![],
+        file: String::new(),
+        accept: f.accept.join(","),
+        people: vec![],
+        add_label: String::new(),
+        count: 0,
+    };
+    match kind {
+        FieldKind::Date => {
+            let era = get(&format!("{key}.era"));
+            let era = if era.is_empty() {
+                "令和".to_owned()
+            } else {
+                era
+            };
+            let eras = [
+                ("令和", "令和", "Reiwa"),
+                ("平成", "平成", "Heisei"),
+                ("昭和", "昭和", "Showa"),
+                ("大正", "大正", "Taisho"),
+                ("明治", "明治", "Meiji"),
+                ("seireki", "西暦", "Western (AD)"),
+            ];
+            v.era_options = eras
+                .iter()
+                .map(|(value, ja, en)| OptView {
+                    value: (*value).to_owned(),
+                    label: (if l == Lang::En { *en } else { *ja }).to_owned(),
+                    checked: era == *value,
+                    id: String::new(),
+                })
+                .collect();
+            for (part, ja, easy, en, class) in [
+                ("year", "年", "ねん", "Year", "w4"),
+                ("month", "月", "がつ", "Month", "w2"),
+                ("day", "日", "にち", "Day", "w2"),
+            ] {
+                let name = format!("{key}.{part}");
+                v.parts.push(PartView {
+                    id: html_id(&name),
+                    value: get(&name),
+                    name,
+                    label: l.t(ja, easy, en).to_owned(),
+                    class,
+                    autocomplete: "off",
+                    inputmode: "numeric",
+                });
+            }
+        }
+        FieldKind::Address => {
+            for (part, ja, easy, en, class, ac, im) in [
+                (
+                    "postal",
+                    "郵便番号",
+                    "ゆうびん ばんごう",
+                    "Postcode",
+                    "w8",
+                    "postal-code",
+                    "numeric",
+                ),
+                (
+                    "address",
+                    "住所",
+                    "じゅうしょ",
+                    "Address",
+                    "wfull",
+                    "street-address",
+                    "",
+                ),
+            ] {
+                let name = format!("{key}.{part}");
+                v.parts.push(PartView {
+                    id: html_id(&name),
+                    value: get(&name),
+                    name,
+                    label: l.t(ja, easy, en).to_owned(),
+                    class,
+                    autocomplete: ac,
+                    inputmode: im,
+                });
+            }
+        }
+        FieldKind::Choice | FieldKind::Choices | FieldKind::YesNo => {
+            let chosen: Vec<String> = get(key).lines().map(|s| s.trim().to_owned()).collect();
+            let opts: Vec<(String, String)> = if kind == FieldKind::YesNo {
+                vec![
+                    ("yes".into(), l.t("はい", "はい", "Yes").into()),
+                    ("no".into(), l.t("いいえ", "いいえ", "No").into()),
+                ]
+            } else {
+                f.options
+                    .iter()
+                    .map(|o| (o.value.clone(), o.label.get(l).to_owned()))
+                    .collect()
+            };
+            v.options = opts
+                .into_iter()
+                .enumerate()
+                .map(|(i, (value, label))| OptView {
+                    checked: chosen.contains(&value),
+                    id: html_id(&format!("{key}.{i}")),
+                    value,
+                    label,
+                })
+                .collect();
+        }
+        FieldKind::File => {
+            let name = get(&format!("{key}.name"));
+            if !name.is_empty() {
+                let size: u64 = get(&format!("{key}.size")).parse().unwrap_or(0);
+                v.file = format!("{name}（{} KB）", size.div_ceil(1024));
+            }
+            let kinds: Vec<&str> = f
+                .accept
+                .iter()
+                .map(|t| match t.as_str() {
+                    "application/pdf" => "PDF",
+                    "image/jpeg" => "JPEG",
+                    _ => "PNG",
+                })
+                .collect();
+            let mb = f.max_bytes.unwrap_or(0) as f64 / 1_048_576.0;
+            let limit = match l {
+                Lang::En => format!("{} file, up to {mb:.0} MB.", kinds.join(", ")),
+                Lang::Easy => format!("{}の ファイル、{mb:.0}MB まで。", kinds.join("・")),
+                Lang::Ja => format!("{}形式、{mb:.0}MBまで。", kinds.join("・")),
+            };
+            v.hint = format!("{} {limit}", v.hint).trim().to_owned();
+        }
+        FieldKind::People => {
+            let n = machi_count(key, a);
+            v.count = n;
+            v.add_label = l
+                .t("もう一人追加する", "ひとを ふやす", "Add another person")
+                .to_owned();
+            v.people = (0..n)
+                .map(|i| PersonView {
+                    heading: match l {
+                        Lang::En => format!("Person {}", i + 1),
+                        _ => format!("{}人目", i + 1),
+                    },
+                    fields: f
+                        .fields
+                        .iter()
+                        .map(|sub| {
+                            field_view(sub, &format!("{key}.{i}.{}", sub.id()), a, errors, l)
+                        })
+                        .collect(),
+                    remove: (n > 1).then(|| format!("remove:{key}:{i}")),
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    v
+}
+
+fn machi_count(key: &str, a: &Answers) -> usize {
+    a.get(&format!("{key}.count"))
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 20)
+}
+
+#[derive(Template)]
+#[template(path = "page.html")]
+struct FormPage {
+    c: Chrome,
+    procedure_title: String,
+    page_id: String,
+    hint: String,
+    fields: Vec<FieldView>,
+    errors: Vec<(String, String)>,
+    back: String,
+    from_check: bool,
+    heading: String,
+}
+
+#[derive(Deserialize)]
+struct From {
+    from: Option<String>,
+}
+
+fn render_page(
+    l: Lang,
+    loaded: &Loaded,
+    page_id: &str,
+    errors: &[FieldError],
+    from_check: bool,
+) -> Response {
+    let def = &loaded.def;
+    let Some(page) = def.page(page_id) else {
+        return no_draft(l);
+    };
+    let a = &loaded.draft.answers;
+    // A field whose condition looks at a field on the same page is shown
+    // (without script it cannot appear when the choice is made); it is
+    // checked only when its condition holds.
+    let same_page: Vec<&str> = page.fields.iter().map(|f| f.id()).collect();
+    let fields: Vec<FieldView> = page
+        .fields
+        .iter()
+        .filter(|f| {
+            f.show_if
+                .as_ref()
+                .is_none_or(|c| c.holds(a) || same_page.contains(&c.field.as_str()))
+        })
+        .map(|f| {
+            let mut v = field_view(f, f.id(), a, errors, l);
+            if let Some(c) = &f.show_if
+                && same_page.contains(&c.field.as_str())
+                && let Some(src) = def.field(&c.field)
+            {
+                let when: Vec<String> = c
+                    .equals
+                    .iter()
+                    .chain(c.one_of.iter().flatten())
+                    .filter_map(|val| {
+                        src.options
+                            .iter()
+                            .find(|o| &o.value == val)
+                            .map(|o| o.label.get(l).to_owned())
+                    })
+                    .collect();
+                if !when.is_empty() {
+                    let note = match l {
+                        Lang::En => format!("Only if you chose “{}”.", when.join("”, “")),
+                        Lang::Easy => format!(
+                            "「{}」を えらんだ ときだけ かいて ください。",
+                            when.join("」「")
+                        ),
+                        Lang::Ja => format!(
+                            "「{}」を選んだときだけ入力してください。",
+                            when.join("」「")
+                        ),
+                    };
+                    v.hint = format!("{note} {}", v.hint).trim().to_owned();
+                }
+            }
+            v
+        })
+        .collect();
+    let visible = def.visible_pages(a);
+    let pos = visible.iter().position(|x| x.id() == page_id).unwrap_or(0);
+    let back = if from_check {
+        "/d/check".to_owned()
+    } else if pos == 0 {
+        format!("/t/{}/{}", loaded.draft.tenant, loaded.draft.procedure)
+    } else {
+        format!("/d/p/{}", visible[pos - 1].id())
+    };
+    let title = page.title.get(l);
+    let errs: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| (html_id(&e.input), e.message.get(l).to_owned()))
+        .collect();
+    html(
+        StatusCode::OK,
+        &FormPage {
+            c: Chrome::new(
+                l,
+                if errs.is_empty() {
+                    title.to_owned()
+                } else {
+                    format!(
+                        "{}{title}",
+                        l.t("エラー：", "まちがいが あります：", "Error: ")
+                    )
+                },
+                format!("/d/p/{page_id}"),
+            ),
+            procedure_title: def.procedure.title.get(l).to_owned(),
+            page_id: page_id.to_owned(),
+            hint: page
+                .hint
+                .as_ref()
+                .map(|h| h.get(l).to_owned())
+                .unwrap_or_default(),
+            fields,
+            errors: errs,
+            back,
+            from_check,
+            heading: title.to_owned(),
+        },
+    )
+}
+
+async fn page_get(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(page): Path<String>,
+    Query(q): Query<From>,
+) -> Response {
+    let l = lang_of(&headers);
+    let Some(loaded) = load_draft(&p, &headers) else {
+        return no_draft(l);
+    };
+    render_page(l, &loaded, &page, &[], q.from.as_deref() == Some("check"))
+}
+
+/// Keys of the answers that belong to a field.
+fn owns(field: &str, key: &str) -> bool {
+    key == field || key.starts_with(&format!("{field}."))
+}
+
+async fn page_post(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(page_id): Path<String>,
+    mut form: Multipart,
+) -> Response {
+    let l = lang_of(&headers);
+    let Some(mut loaded) = load_draft(&p, &headers) else {
+        return no_draft(l);
+    };
+    let Some(page) = loaded.def.page(&page_id).cloned() else {
+        return not_found(headers).await;
+    };
+    let mut posted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut files: BTreeMap<String, (String, String, Vec<u8>)> = BTreeMap::new();
+    let mut too_big = Vec::new();
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_owned();
+                if let Some(file_name) = field.file_name().map(str::to_owned) {
+                    let declared = field.content_type().unwrap_or("").to_owned();
+                    match field.bytes().await {
+                        Ok(b) if !b.is_empty() => {
+                            files.insert(name, (file_name, declared, b.to_vec()));
+                        }
+                        Ok(_) => {}
+                        Err(_) => too_big.push(name),
+                    }
+                } else if let Ok(text) = field.text().await {
+                    posted.entry(name).or_default().push(text);
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return message(
+                    l,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    l.t("送信できませんでした", "おくれませんでした", "The form could not be sent"),
+                    l.t(
+                        "ファイルが大きすぎるか、送信が途中で切れました。前のページに戻って、もう一度お試しください。",
+                        "ファイルが おおきすぎるか、とちゅうで きれました。もう いちど ためして ください。",
+                        "The file is too large or the upload was cut off. Go back and try again.",
+                    ),
+                    Some((format!("/d/p/{page_id}"), l.t("戻る", "もどる", "Back").into())),
+                );
+            }
+        }
+    }
+    let action = posted
+        .remove("_action")
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_default();
+    let from_check = posted
+        .remove("_from")
+        .is_some_and(|v| v.iter().any(|x| x == "check"));
+    let a = &mut loaded.draft.answers;
+    let field_ids: Vec<String> = page.fields.iter().map(|f| f.id().to_owned()).collect();
+    // Replace this page's answers with what was posted (files kept unless a
+    // new one came).
+    let file_fields: Vec<String> = page
+        .fields
+        .iter()
+        .filter(|f| f.kind() == FieldKind::File)
+        .map(|f| f.id().to_owned())
+        .collect();
+    a.retain(|k, _| {
+        !field_ids.iter().any(|f| owns(f, k)) || file_fields.iter().any(|f| owns(f, k))
+    });
+    for (k, vs) in posted {
+        if field_ids.iter().any(|f| owns(f, &k)) && !file_fields.iter().any(|f| owns(f, &k)) {
+            let joined = vs
+                .iter()
+                .map(|s| s.trim_end_matches(['\r', '\n']))
+                .collect::<Vec<_>>()
+                .join("\n");
+            a.insert(k, joined);
+        }
+    }
+    for (k, (name, _declared, bytes)) in files {
+        if file_fields.contains(&k) {
+            // The type is what the bytes are, not what the browser said.
+            let sniffed = file_type_of(&bytes).unwrap_or("unknown");
+            let safe_name: String = name
+                .chars()
+                .filter(|c| !c.is_control() && !matches!(c, '/' | '\\'))
+                .take(100)
+                .collect();
+            a.insert(format!("{k}.name"), safe_name);
+            a.insert(format!("{k}.type"), sniffed.to_owned());
+            a.insert(format!("{k}.size"), bytes.len().to_string());
+            a.insert(format!("{k}.data"), B64.encode(&bytes));
+        }
+    }
+    // "Add another person" and "remove".
+    if let Some(key) = action.strip_prefix("add:") {
+        let max = page
+            .fields
+            .iter()
+            .find(|f| f.id() == key)
+            .and_then(|f| f.max_items)
+            .unwrap_or(1) as usize;
+        let n = machi_count(key, a);
+        a.insert(format!("{key}.count"), (n + 1).min(max).to_string());
+        if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
+            return oops(l, e);
+        }
+        let dest = format!(
+            "/d/p/{page_id}{}#{}",
+            if from_check { "?from=check" } else { "" },
+            html_id(&format!("{key}.{n}"))
+        );
+        return Redirect::to(&dest).into_response();
+    }
+    if let Some(rest) = action.strip_prefix("remove:")
+        && let Some((key, idx)) = rest.rsplit_once(':')
+        && let Ok(idx) = idx.parse::<usize>()
+    {
+        let n = machi_count(key, a);
+        if idx < n && n > 1 {
+            let prefix = format!("{key}.");
+            let moved: Vec<(String, String)> = a
+                .iter()
+                .filter_map(|(k, v)| {
+                    let rest = k.strip_prefix(&prefix)?;
+                    let (i, sub) = rest.split_once('.')?;
+                    let i: usize = i.parse().ok()?;
+                    if i == idx {
+                        None
+                    } else {
+                        let j = if i > idx { i - 1 } else { i };
+                        Some((format!("{key}.{j}.{sub}"), v.clone()))
+                    }
+                })
+                .collect();
+            a.retain(|k, _| !(k.starts_with(&prefix) && k != &format!("{key}.count")));
+            a.extend(moved);
+            a.insert(format!("{key}.count"), (n - 1).to_string());
+        }
+        if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
+            return oops(l, e);
+        }
+        return Redirect::to(&format!(
+            "/d/p/{page_id}{}",
+            if from_check { "?from=check" } else { "" }
+        ))
+        .into_response();
+    }
+    if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
+        return oops(l, e);
+    }
+    if action == "save" {
+        return Redirect::to("/d/saved").into_response();
+    }
+    let ctx = CheckContext::new(today(&p));
+    let errors = loaded.def.check_page(&page, &loaded.draft.answers, &ctx);
+    if !errors.is_empty() {
+        return render_page(l, &loaded, &page_id, &errors, from_check);
+    }
+    let a = &loaded.draft.answers;
+    if from_check {
+        return match loaded.def.check_all(a, &ctx).first() {
+            Some((first, _)) => Redirect::to(&format!("/d/p/{first}?from=check")).into_response(),
+            None => Redirect::to("/d/check").into_response(),
+        };
+    }
+    let visible = loaded.def.visible_pages(a);
+    let pos = visible.iter().position(|x| x.id() == page_id);
+    match pos.and_then(|i| visible.get(i + 1)) {
+        Some(next) => Redirect::to(&format!("/d/p/{}", next.id())).into_response(),
+        None => Redirect::to("/d/check").into_response(),
+    }
+}
+
+// ---------------------------------------------------------------- check, submit
+
+struct Row {
+    label: String,
+    values: Vec<String>,
+    change: String,
+    change_hidden: String,
+}
+
+#[derive(Template)]
+#[template(path = "check.html")]
+struct CheckPage {
+    c: Chrome,
+    procedure_title: String,
+    sections: Vec<(String, Vec<Row>)>,
+    problem: String,
+}
+
+fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response {
+    let def = &loaded.def;
+    let a = &loaded.draft.answers;
+    let ctx = CheckContext::new(today(p));
+    let sections = def
+        .visible_pages(a)
+        .into_iter()
+        .map(|page| {
+            let rows = def
+                .visible_fields(page, a)
+                .into_iter()
+                .map(|f| {
+                    let mut values = def.display_answer(f, f.id(), a, &ctx, l);
+                    if values.is_empty() {
+                        values.push(
+                            l.t("（未入力）", "（かいて いない）", "(not given)")
+                                .to_owned(),
+                        );
+                    }
+                    Row {
+                        label: f.label.get(l).to_owned(),
+                        values,
+                        change: format!("/d/p/{}?from=check#{}", page.id(), html_id(f.id())),
+                        change_hidden: f.label.get(l).to_owned(),
+                    }
+                })
+                .collect();
+            (page.title.get(l).to_owned(), rows)
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        &CheckPage {
+            c: Chrome::new(
+                l,
+                l.t(
+                    "入力内容の確認",
+                    "かいた ことの かくにん",
+                    "Check your answers",
+                ),
+                "/d/check",
+            ),
+            procedure_title: def.procedure.title.get(l).to_owned(),
+            sections,
+            problem: problem.to_owned(),
+        },
+    )
+}
+
+async fn check_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let Some(loaded) = load_draft(&p, &headers) else {
+        return no_draft(l);
+    };
+    let ctx = CheckContext::new(today(&p));
+    if let Some((first, _)) = loaded.def.check_all(&loaded.draft.answers, &ctx).first() {
+        return Redirect::to(&format!("/d/p/{first}?from=check")).into_response();
+    }
+    render_check(&p, l, &loaded, "")
+}
+
+async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let Some(loaded) = load_draft(&p, &headers) else {
+        return no_draft(l);
+    };
+    let ctx = CheckContext::new(today(&p));
+    let def = &loaded.def;
+    if let Some((first, _)) = def.check_all(&loaded.draft.answers, &ctx).first() {
+        return Redirect::to(&format!("/d/p/{first}?from=check")).into_response();
+    }
+    // The definition the draft names must still be published.
+    if load_def(
+        &p,
+        &loaded.draft.tenant,
+        &loaded.draft.procedure,
+        loaded.draft.version,
+    )
+    .is_none()
+    {
+        return no_draft(l);
+    }
+    let answers = def.filing_payload(&loaded.draft.answers, &ctx);
+    let signed_content = serde_json::json!({
+        "tenant": loaded.draft.tenant,
+        "procedure": loaded.draft.procedure,
+        "version": loaded.draft.version,
+        "answers": answers,
+    });
+    if def.identity() == Identity::Signature {
+        // The signature hook (issue 11, item 3): no verifier is configured
+        // in this build, so a signed procedure is not accepted here.
+        match &p.config.verifier {
+            None => {
+                return render_check(
+                    &p,
+                    l,
+                    &loaded,
+                    l.t(
+                        "この手続にはマイナンバーカードによる電子署名が必要ですが、このポータルでは電子署名をまだ受け付けていません。入力内容は保存されています。窓口でお手続きください。",
+                        "この てつづきには マイナンバーカードの しょめいが いりますが、まだ つかえません。かいた ことは のこって います。まどぐちに きて ください。",
+                        "This service needs an electronic signature with your My Number Card, which this portal cannot accept yet. Your answers are saved. Please apply at the counter.",
+                    ),
+                );
+            }
+            Some(_) => {
+                // Signing in the browser (card reader or phone app) posts the
+                // CMS SignedData here; that step belongs to the JPKI work.
+                let _ = canonical_json(&signed_content);
+            }
+        }
+    }
+    let receipt = match seal::new_code(3) {
+        Ok(r) => r,
+        Err(e) => return oops(l, e),
+    };
+    let now = p.now();
+    let row_id = seal::lookup_id(p.store.secret(), "receipt", &receipt);
+    let filing = serde_json::json!({
+        "format": "machi-portal-filing/1",
+        "receipt": receipt,
+        "submitted_at": now.to_rfc3339(),
+        "signed_content": signed_content,
+        "signature": serde_json::Value::Null,
+    });
+    let sealed = match seal::seal_filing(&p.config.recipient, &canonical_json(&filing), &row_id) {
+        Ok(s) => s,
+        Err(e) => return oops(l, e),
+    };
+    if let Err(e) = p.store.file(&crate::store::NewFiling {
+        receipt: &receipt,
+        tenant: &loaded.draft.tenant,
+        procedure: &loaded.draft.procedure,
+        version: loaded.draft.version,
+        sealed: &sealed,
+        now: &now.to_rfc3339(),
+        draft_code: &loaded.code,
+    }) {
+        return oops(l, e);
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{DRAFT_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to(&format!("/status/{receipt}?new=1")),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- save and resume
+
+#[derive(Template)]
+#[template(path = "saved.html")]
+struct SavedPage {
+    c: Chrome,
+    code: String,
+    until: String,
+    next: String,
+}
+
+async fn saved(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let Some(loaded) = load_draft(&p, &headers) else {
+        return no_draft(l);
+    };
+    let until = DateTime::from_timestamp(loaded.expires_at, 0)
+        .map(|t| t.with_timezone(&crate::jst()).to_rfc3339())
+        .map(|s| when(l, &s))
+        .unwrap_or_default();
+    let ctx = CheckContext::new(today(&p));
+    let next = match loaded.def.check_all(&loaded.draft.answers, &ctx).first() {
+        Some((page, _)) => format!("/d/p/{page}"),
+        None => "/d/check".into(),
+    };
+    html(
+        StatusCode::OK,
+        &SavedPage {
+            c: Chrome::new(
+                l,
+                l.t(
+                    "保存しました",
+                    "ほぞん しました",
+                    "Your answers have been saved",
+                ),
+                "/d/saved",
+            ),
+            code: loaded.code,
+            until,
+            next,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "resume.html")]
+struct ResumePage {
+    c: Chrome,
+    value: String,
+    error: String,
+}
+
+async fn resume_get(headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    html(
+        StatusCode::OK,
+        &ResumePage {
+            c: Chrome::new(
+                l,
+                l.t(
+                    "保存した申請を再開する",
+                    "とちゅうの てつづきを つづける",
+                    "Continue a saved application",
+                ),
+                "/resume",
+            ),
+            value: String::new(),
+            error: String::new(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+async fn resume_post(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<CodeForm>,
+) -> Response {
+    let l = lang_of(&headers);
+    let found = seal::normalize_code(&f.code, 4).and_then(|code| {
+        let (plain, _) = p.store.load_draft(&code, p.now().timestamp()).ok()??;
+        let d: Draft = serde_json::from_slice(&plain).ok()?;
+        let def = load_def(&p, &d.tenant, &d.procedure, d.version)?;
+        Some((code, d, def))
+    });
+    match found {
+        Some((code, d, def)) => {
+            let ctx = CheckContext::new(today(&p));
+            let next = match def.check_all(&d.answers, &ctx).first() {
+                Some((page, _)) => format!("/d/p/{page}"),
+                None => "/d/check".into(),
+            };
+            ([(header::SET_COOKIE, draft_cookie(&code))], Redirect::to(&next)).into_response()
+        }
+        None => html(
+            StatusCode::OK,
+            &ResumePage {
+                c: Chrome::new(
+                    l,
+                    format!(
+                        "{}{}",
+                        l.t("エラー：", "まちがいが あります：", "Error: "),
+                        l.t("保存した申請を再開する", "とちゅうの てつづきを つづける", "Continue a saved application")
+                    ),
+                    "/resume",
+                ),
+                value: f.code.chars().take(40).collect(),
+                error: if f.code.trim().is_empty() {
+                    l.t("再開コードを入力してください", "コードを かいて ください", "Enter your resume code")
+                } else {
+                    l.t(
+                        "この再開コードの申請は見つかりません。コードを確かめてください。保存期間を過ぎた申請は削除されています",
+                        "この コードの てつづきは ありません。コードを みて ください。ふるい ものは けして います",
+                        "No saved application has this code. Check the code; saved applications are deleted when they expire",
+                    )
+                }
+                .to_owned(),
+            },
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    c: Chrome,
+    receipt: String,
+    is_new: bool,
+    procedure_title: String,
+    tenant_name: String,
+    received: String,
+    status_label: String,
+    status_class: &'static str,
+    status_at: String,
+    reason: String,
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct NewFlag {
+    new: Option<String>,
+}
+
+async fn status_page(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(receipt): Path<String>,
+    Query(q): Query<NewFlag>,
+) -> Response {
+    let l = lang_of(&headers);
+    let row = seal::normalize_code(&receipt, 3)
+        .and_then(|r| p.store.filing(&r).ok().flatten().map(|row| (r, row)));
+    let Some((receipt, row)) = row else {
+        return html(
+            StatusCode::NOT_FOUND,
+            &StatusForm {
+                c: Chrome::new(
+                    l,
+                    format!(
+                        "{}{}",
+                        l.t("エラー：", "まちがいが あります：", "Error: "),
+                        l.t(
+                            "申請の状況",
+                            "てつづきの いま",
+                            "Check the progress of an application"
+                        )
+                    ),
+                    "/status",
+                ),
+                value: receipt.chars().take(40).collect(),
+                error: l
+                    .t(
+                        "この受付番号の申請は見つかりません。番号を確かめてください",
+                        "この ばんごうの てつづきは ありません。ばんごうを みて ください",
+                        "No application has this reference number. Check the number",
+                    )
+                    .into(),
+            },
+        );
+    };
+    let def = load_def(&p, &row.tenant, &row.procedure, row.version);
+    let (label, class, next) = match row.status {
+        Status::Received => (
+            l.t("受け付けました", "うけつけ ました", "Received"),
+            "received",
+            l.t(
+                "担当課が内容を確認します。結果はこのページでお知らせします。",
+                "やくしょが みます。けっかは この ページで しらせます。",
+                "The office will look at it. The result will be shown on this page.",
+            ),
+        ),
+        Status::UnderReview => (
+            l.t("審査中", "みて います", "Under review"),
+            "review",
+            l.t(
+                "担当課が審査しています。",
+                "やくしょが みて います。",
+                "The office is reviewing it.",
+            ),
+        ),
+        Status::CorrectionRequested => (
+            l.t(
+                "補正をお願いしています",
+                "なおして ください",
+                "Correction requested",
+            ),
+            "correction",
+            l.t(
+                "下の理由をご覧になり、担当課にご連絡ください。",
+                "したの りゆうを みて、やくしょに れんらく して ください。",
+                "Read the reason below and contact the office.",
+            ),
+        ),
+        Status::Approved => (
+            l.t("承認されました", "みとめられ ました", "Approved"),
+            "approved",
+            l.t(
+                "手続は完了しました。",
+                "てつづきは おわりました。",
+                "Your application is complete.",
+            ),
+        ),
+        Status::Rejected => (
+            l.t(
+                "受理できませんでした",
+                "うけつけ できません でした",
+                "Rejected",
+            ),
+            "rejected",
+            l.t(
+                "理由は下のとおりです。",
+                "りゆうは したの とおりです。",
+                "The reason is below.",
+            ),
+        ),
+    };
+    html(
+        StatusCode::OK,
+        &StatusPage {
+            c: Chrome::new(
+                l,
+                if q.new.is_some() {
+                    l.t(
+                        "申請を受け付けました",
+                        "もうしこみを うけつけ ました",
+                        "Application submitted",
+                    )
+                } else {
+                    l.t("申請の状況", "てつづきの いま", "Application progress")
+                },
+                format!("/status/{receipt}"),
+            ),
+            is_new: q.new.is_some(),
+            procedure_title: def
+                .map(|d| d.procedure.title.get(l).to_owned())
+                .unwrap_or_default(),
+            tenant_name: tenant_name(&p, l, &row.tenant).unwrap_or_default(),
+            received: when(l, &row.received_at),
+            status_label: label.to_owned(),
+            status_class: class,
+            status_at: when(l, &row.status_at),
+            reason: row.reason.unwrap_or_default(),
+            next: next.to_owned(),
+            receipt,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "status_form.html")]
+struct StatusForm {
+    c: Chrome,
+    value: String,
+    error: String,
+}
+
+async fn status_form(headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    html(
+        StatusCode::OK,
+        &StatusForm {
+            c: Chrome::new(
+                l,
+                l.t(
+                    "申請の状況",
+                    "てつづきの いま",
+                    "Check the progress of an application",
+                ),
+                "/status",
+            ),
+            value: String::new(),
+            error: String::new(),
+        },
+    )
+}
+
+async fn status_find(headers: HeaderMap, axum::Form(f): axum::Form<CodeForm>) -> Response {
+    let l = lang_of(&headers);
+    match seal::normalize_code(&f.code, 3) {
+        Some(r) => Redirect::to(&format!("/status/{r}")).into_response(),
+        None => html(
+            StatusCode::OK,
+            &StatusForm {
+                c: Chrome::new(
+                    l,
+                    format!(
+                        "{}{}",
+                        l.t("エラー：", "まちがいが あります：", "Error: "),
+                        l.t(
+                            "申請の状況",
+                            "てつづきの いま",
+                            "Check the progress of an application"
+                        )
+                    ),
+                    "/status",
+                ),
+                value: f.code.chars().take(40).collect(),
+                error: l
+                    .t(
+                        "受付番号は英数字12文字です（例：7KQ2-M9XD-3TPA）",
+                        "うけつけ ばんごうは 12もじです（れい：7KQ2-M9XD-3TPA）",
+                        "A reference number has 12 letters and digits, like 7KQ2-M9XD-3TPA",
+                    )
+                    .into(),
+            },
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- back office
+
+fn authorized(p: &Portal, headers: &HeaderMap) -> bool {
+    let Some(want) = &p.config.pull_token_sha256 else {
+        return false;
+    };
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let got = hex::encode(Sha256::digest(token.trim().as_bytes()));
+    // Both are 64 hex characters: compare without an early exit.
+    got.len() == want.len()
+        && got
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({
+            "code": "unauthorized",
+            "message_ja": "連携の認証に失敗しました。",
+            "message_en": "the back office token is missing or wrong",
+        })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+/// Sealed filings not yet acknowledged, oldest first.
+async fn pull(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Response {
+    if !authorized(&p, &headers) {
+        return unauthorized();
+    }
+    match p.store.pending(q.limit.unwrap_or(100).clamp(1, 1000)) {
+        Ok(rows) => axum::Json(serde_json::json!({
+            "filings": rows.into_iter().map(|(id, tenant, procedure, version, received_at, sealed)| serde_json::json!({
+                "id": id, "tenant": tenant, "procedure": procedure, "version": version,
+                "received_at": received_at, "sealed": B64.encode(sealed),
+            })).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Ack {
+    ids: Vec<String>,
+}
+
+/// The back office has stored these: the sealed copies are deleted.
+async fn ack(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    axum::Json(a): axum::Json<Ack>,
+) -> Response {
+    if !authorized(&p, &headers) {
+        return unauthorized();
+    }
+    match p.store.acknowledge(&a.ids) {
+        Ok(n) => axum::Json(serde_json::json!({ "deleted": n })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusUpdate {
+    receipt: String,
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A status from the back office.
+async fn push_status(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    axum::Json(u): axum::Json<StatusUpdate>,
+) -> Response {
+    if !authorized(&p, &headers) {
+        return unauthorized();
+    }
+    let (Some(receipt), Some(status)) = (
+        seal::normalize_code(&u.receipt, 3),
+        Status::parse(&u.status),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "code": "invalid_status",
+                "message_ja": "受付番号か状況が正しくありません。",
+                "message_en": "the receipt number or the status is not valid",
+            })),
+        )
+            .into_response();
+    };
+    let reason: Option<String> = u.reason.map(|r| r.chars().take(1000).collect());
+    match p
+        .store
+        .set_status(&receipt, status, reason.as_deref(), &p.now().to_rfc3339())
+    {
+        Ok(true) => axum::Json(serde_json::json!({ "updated": true })).into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "code": "unknown_receipt",
+                "message_ja": "この受付番号の申請はありません。",
+                "message_en": "no filing has this receipt number",
+            })),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}

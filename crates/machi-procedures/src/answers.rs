@@ -1,0 +1,761 @@
+//! A citizen's answers, checked against a definition with the domain's own
+//! validators, and turned into the canonical form of a filing.
+//!
+//! Answers are a flat map from input names to what was typed, so a form can
+//! be re-shown exactly as entered (input is never cleared):
+//!
+//! | kind | inputs |
+//! | --- | --- |
+//! | text, name, kana, number, phone, email, choice, yes_no | `id` |
+//! | choices | `id` (the ticked values, one a line) |
+//! | date | `id.era` (`seireki` or an era name), `id.year`, `id.month`, `id.day` |
+//! | address | `id.postal`, `id.address` |
+//! | people | `id.count`, then each person's fields as `id.N.sub` (N from 0) |
+//! | file | `id.name`, `id.type`, `id.size`, `id.data` (base64) |
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate};
+use machi_domain::dates::{DatePolicy, DateValue, EraTable};
+use machi_domain::error::Localized;
+use machi_domain::ids::PostalCode;
+use machi_domain::names::{Furigana, PersonName};
+use serde_json::{Map, Value, json};
+
+use crate::model::{Condition, Definition, Field, FieldKind, Lang, Page, Text};
+
+/// What was typed, by input name.
+pub type Answers = BTreeMap<String, String>;
+
+/// What checking needs besides the answers.
+#[derive(Debug, Clone)]
+pub struct CheckContext {
+    /// The day of filing (date windows count from it).
+    pub today: NaiveDate,
+    pub eras: EraTable,
+}
+
+impl CheckContext {
+    pub fn new(today: NaiveDate) -> CheckContext {
+        CheckContext {
+            today,
+            eras: EraTable::standard(),
+        }
+    }
+}
+
+/// One answer that cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The input to link to and focus (`move_date.year`, `members.1.name`).
+    pub input: String,
+    /// The field's id (`members.1.name` for a person's field).
+    pub field: String,
+    pub message: Text,
+}
+
+impl FieldError {
+    fn new(
+        input: impl Into<String>,
+        field: impl Into<String>,
+        ja: &str,
+        easy: &str,
+        en: &str,
+    ) -> Self {
+        FieldError {
+            input: input.into(),
+            field: field.into(),
+            message: Text::new(ja, easy, en),
+        }
+    }
+    fn domain(
+        input: impl Into<String>,
+        field: impl Into<String>,
+        e: &dyn Localized,
+        easy: &str,
+    ) -> Self {
+        FieldError {
+            input: input.into(),
+            field: field.into(),
+            message: Text {
+                ja: e.message_ja(),
+                easy: Some(easy.to_owned()),
+                en: Some(e.message_en()),
+            },
+        }
+    }
+}
+
+/// Recognises an attachment by its leading bytes.
+pub fn file_type_of(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+        Some("image/png")
+    } else {
+        None
+    }
+}
+
+/// Bytes a standard base64 text decodes to.
+fn decoded_len(b64: &str) -> u64 {
+    let len = b64.trim_end_matches('=').len() as u64;
+    len * 3 / 4
+}
+
+fn get<'a>(a: &'a Answers, key: &str) -> &'a str {
+    a.get(key).map(|s| s.trim()).unwrap_or("")
+}
+
+impl Condition {
+    /// Whether the condition holds for these answers.
+    pub fn holds(&self, answers: &Answers) -> bool {
+        let raw = get(answers, &self.field);
+        let values: Vec<&str> = raw
+            .lines()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(v) = &self.equals {
+            values.contains(&v.as_str())
+        } else if let Some(v) = &self.not_equals {
+            !values.contains(&v.as_str())
+        } else if let Some(vs) = &self.one_of {
+            vs.iter().any(|v| values.contains(&v.as_str()))
+        } else {
+            true
+        }
+    }
+}
+
+impl Definition {
+    /// The pages shown for these answers, in order.
+    pub fn visible_pages(&self, answers: &Answers) -> Vec<&Page> {
+        self.pages
+            .iter()
+            .filter(|p| p.show_if.as_ref().is_none_or(|c| c.holds(answers)))
+            .collect()
+    }
+
+    /// The fields of a page shown for these answers.
+    pub fn visible_fields<'a>(&self, page: &'a Page, answers: &Answers) -> Vec<&'a Field> {
+        page.fields
+            .iter()
+            .filter(|f| f.show_if.as_ref().is_none_or(|c| c.holds(answers)))
+            .collect()
+    }
+
+    /// Checks the answers on one page.
+    pub fn check_page(
+        &self,
+        page: &Page,
+        answers: &Answers,
+        ctx: &CheckContext,
+    ) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for f in self.visible_fields(page, answers) {
+            check_field(f, f.id(), answers, ctx, &mut errors);
+        }
+        errors
+    }
+
+    /// Checks every shown page; the errors come with their page id.
+    pub fn check_all(&self, answers: &Answers, ctx: &CheckContext) -> Vec<(String, FieldError)> {
+        self.visible_pages(answers)
+            .into_iter()
+            .flat_map(|p| {
+                self.check_page(p, answers, ctx)
+                    .into_iter()
+                    .map(move |e| (p.id().to_owned(), e))
+            })
+            .collect()
+    }
+
+    /// The answers as the filing carries them: only shown fields, each as a
+    /// typed value (dates as `YYYY-MM-DD`, addresses with their postal code,
+    /// persons as a list, files with type, size and base64 content). Call it
+    /// after [`Definition::check_all`] found nothing; a value that does not
+    /// check is left out.
+    pub fn filing_payload(&self, answers: &Answers, ctx: &CheckContext) -> Value {
+        let mut out = Map::new();
+        for p in self.visible_pages(answers) {
+            for f in self.visible_fields(p, answers) {
+                if let Some(v) = value_of(f, f.id(), answers, ctx) {
+                    out.insert(f.id().to_owned(), v);
+                }
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// The answer to show on the check-your-answers page, in the reader's
+    /// language (dates in 和暦, choices by their label).
+    pub fn display_answer(
+        &self,
+        f: &Field,
+        key: &str,
+        answers: &Answers,
+        ctx: &CheckContext,
+        lang: Lang,
+    ) -> Vec<String> {
+        display(f, key, answers, ctx, lang)
+    }
+}
+
+fn display(f: &Field, key: &str, a: &Answers, ctx: &CheckContext, lang: Lang) -> Vec<String> {
+    match f.kind() {
+        FieldKind::Date => match date_of(key, a, ctx) {
+            Some(Ok(d)) => vec![match lang {
+                Lang::En => d.format("%-d %B %Y").to_string(),
+                _ => ctx.eras.format_wareki(d),
+            }],
+            _ => vec![],
+        },
+        FieldKind::Address => {
+            let postal = get(a, &format!("{key}.postal"));
+            let addr = get(a, &format!("{key}.address"));
+            let postal = postal
+                .parse::<PostalCode>()
+                .map(|p| format!("〒{}", p.formatted()))
+                .unwrap_or_default();
+            vec![format!("{postal} {addr}").trim().to_owned()]
+        }
+        FieldKind::Choice | FieldKind::Choices => get(a, key)
+            .lines()
+            .filter_map(|v| f.options.iter().find(|o| o.value == v.trim()))
+            .map(|o| o.label.get(lang).to_owned())
+            .collect(),
+        FieldKind::YesNo => match get(a, key) {
+            "yes" => vec![lang.t("はい", "はい", "Yes").to_owned()],
+            "no" => vec![lang.t("いいえ", "いいえ", "No").to_owned()],
+            _ => vec![],
+        },
+        FieldKind::People => {
+            let n = count_of(key, a);
+            (0..n)
+                .map(|i| {
+                    f.fields
+                        .iter()
+                        .map(|sub| {
+                            display(sub, &format!("{key}.{i}.{}", sub.id()), a, ctx, lang).join(" ")
+                        })
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("・")
+                })
+                .collect()
+        }
+        FieldKind::File => {
+            let name = get(a, &format!("{key}.name"));
+            if name.is_empty() {
+                vec![]
+            } else {
+                let size: u64 = get(a, &format!("{key}.size")).parse().unwrap_or(0);
+                vec![format!("{name}（{} KB）", size.div_ceil(1024))]
+            }
+        }
+        _ => {
+            let v = get(a, key);
+            if v.is_empty() {
+                vec![]
+            } else {
+                vec![v.to_owned()]
+            }
+        }
+    }
+}
+
+/// The number of persons entered for a `people` field (at least one).
+pub(crate) fn count_of(key: &str, a: &Answers) -> usize {
+    get(a, &format!("{key}.count"))
+        .parse::<usize>()
+        .unwrap_or(1)
+        .clamp(1, 20)
+}
+
+fn date_text(key: &str, a: &Answers) -> Option<String> {
+    let era = get(a, &format!("{key}.era"));
+    let y = get(a, &format!("{key}.year"));
+    let m = get(a, &format!("{key}.month"));
+    let d = get(a, &format!("{key}.day"));
+    if y.is_empty() && m.is_empty() && d.is_empty() {
+        return None;
+    }
+    Some(if era.is_empty() || era == "seireki" {
+        format!("{y}年{m}月{d}日")
+    } else {
+        format!("{era}{y}年{m}月{d}日")
+    })
+}
+
+fn date_of(
+    key: &str,
+    a: &Answers,
+    ctx: &CheckContext,
+) -> Option<Result<NaiveDate, machi_domain::dates::DateError>> {
+    let text = date_text(key, a)?;
+    Some(
+        DateValue::parse(&text, &ctx.eras, DatePolicy::CalendarOnly)
+            .map(|v| v.as_calendar().unwrap_or(ctx.today)),
+    )
+}
+
+fn is_empty(f: &Field, key: &str, a: &Answers) -> bool {
+    match f.kind() {
+        FieldKind::Date => date_text(key, a).is_none(),
+        FieldKind::Address => {
+            get(a, &format!("{key}.postal")).is_empty()
+                && get(a, &format!("{key}.address")).is_empty()
+        }
+        FieldKind::File => get(a, &format!("{key}.name")).is_empty(),
+        FieldKind::People => false,
+        _ => get(a, key).is_empty(),
+    }
+}
+
+fn check_field(
+    f: &Field,
+    key: &str,
+    a: &Answers,
+    ctx: &CheckContext,
+    errors: &mut Vec<FieldError>,
+) {
+    let label = &f.label;
+    let first_input = match f.kind() {
+        FieldKind::Date => format!("{key}.year"),
+        FieldKind::Address => format!("{key}.postal"),
+        FieldKind::File => key.to_owned(),
+        FieldKind::Choice | FieldKind::Choices | FieldKind::YesNo => format!("{key}.0"),
+        _ => key.to_owned(),
+    };
+    if is_empty(f, key, a) {
+        if f.required {
+            let (ja, easy, en) = match f.kind() {
+                FieldKind::Choice | FieldKind::Choices | FieldKind::YesNo => (
+                    format!("{}を選んでください", label.ja),
+                    format!("{}を えらんで ください", label.get(Lang::Easy)),
+                    format!("Select {}", label.get(Lang::En).to_lowercase()),
+                ),
+                FieldKind::File => (
+                    format!("{}のファイルを選んでください", label.ja),
+                    format!("{}の ファイルを えらんで ください", label.get(Lang::Easy)),
+                    format!("Choose a file for {}", label.get(Lang::En).to_lowercase()),
+                ),
+                _ => (
+                    format!("{}を入力してください", label.ja),
+                    format!("{}を かいて ください", label.get(Lang::Easy)),
+                    format!("Enter {}", label.get(Lang::En).to_lowercase()),
+                ),
+            };
+            errors.push(FieldError::new(first_input, key, &ja, &easy, &en));
+        }
+        return;
+    }
+    let v = get(a, key);
+    macro_rules! err {
+        ($input:expr, $ja:expr, $easy:expr, $en:expr $(,)?) => {
+            errors.push(FieldError::new(
+                String::from($input),
+                key,
+                &$ja,
+                &$easy,
+                &$en,
+            ))
+        };
+    }
+    match f.kind() {
+        FieldKind::Text => {
+            let max = f.max_chars.unwrap_or(200) as usize;
+            let n = v.chars().count();
+            if n > max {
+                err!(
+                    key,
+                    format!(
+                        "{}は{max}文字以内で入力してください（今は{n}文字）",
+                        label.ja
+                    ),
+                    format!(
+                        "{}は {max}もじ までです（いまは {n}もじ）",
+                        label.get(Lang::Easy)
+                    ),
+                    format!(
+                        "{} must be {max} characters or fewer (you entered {n})",
+                        label.get(Lang::En)
+                    ),
+                );
+            }
+            if v.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+            {
+                err!(
+                    key,
+                    format!("{}に使えない文字があります", label.ja),
+                    format!("{}に つかえない もじが あります", label.get(Lang::Easy)),
+                    format!(
+                        "{} contains a character that cannot be used",
+                        label.get(Lang::En)
+                    ),
+                );
+            }
+        }
+        FieldKind::Name => {
+            if let Err(e) = PersonName::new(v) {
+                errors.push(FieldError::domain(
+                    key,
+                    key,
+                    &e,
+                    "なまえを ただしく かいて ください",
+                ));
+            }
+        }
+        FieldKind::Kana => {
+            if let Err(e) = Furigana::new(v) {
+                errors.push(FieldError::domain(
+                    key,
+                    key,
+                    &e,
+                    "カタカナで かいて ください（れい：カクウ タロウ）",
+                ));
+            }
+        }
+        FieldKind::Date => match date_of(key, a, ctx) {
+            Some(Ok(d)) => {
+                let earliest = f.not_before_days.map(|n| ctx.today + Duration::days(n));
+                let latest = f.not_after_days.map(|n| ctx.today + Duration::days(n));
+                let w = |d: NaiveDate| ctx.eras.format_wareki(d);
+                let iso = |d: NaiveDate| d.format("%-d %B %Y").to_string();
+                match (earliest, latest) {
+                    (Some(e), Some(l)) if d < e || d > l => err!(
+                        format!("{key}.year"),
+                        format!("{}は{}から{}までの日にしてください", label.ja, w(e), w(l)),
+                        format!(
+                            "{}は {}から {}までの 日に して ください",
+                            label.get(Lang::Easy),
+                            w(e),
+                            w(l)
+                        ),
+                        format!(
+                            "{} must be between {} and {}",
+                            label.get(Lang::En),
+                            iso(e),
+                            iso(l)
+                        ),
+                    ),
+                    (Some(e), None) if d < e => err!(
+                        format!("{key}.year"),
+                        format!("{}は{}以降の日にしてください", label.ja, w(e)),
+                        format!(
+                            "{}は {}より あとの 日に して ください",
+                            label.get(Lang::Easy),
+                            w(e)
+                        ),
+                        format!("{} must be on or after {}", label.get(Lang::En), iso(e)),
+                    ),
+                    (None, Some(l)) if d > l => err!(
+                        format!("{key}.year"),
+                        format!("{}は{}以前の日にしてください", label.ja, w(l)),
+                        format!(
+                            "{}は {}より まえの 日に して ください",
+                            label.get(Lang::Easy),
+                            w(l)
+                        ),
+                        format!("{} must be on or before {}", label.get(Lang::En), iso(l)),
+                    ),
+                    _ => {}
+                }
+            }
+            Some(Err(e)) => errors.push(FieldError::domain(
+                format!("{key}.year"),
+                key,
+                &e,
+                "ただしい 日を かいて ください（れい：令和8年4月1日）",
+            )),
+            None => {}
+        },
+        FieldKind::Address => {
+            let pk = format!("{key}.postal");
+            if let Err(e) = get(a, &pk).parse::<PostalCode>() {
+                errors.push(FieldError::domain(
+                    pk,
+                    key,
+                    &e,
+                    "ゆうびん ばんごうは すうじ 7けたで かいて ください（れい：183-0056）",
+                ));
+            }
+            let ak = format!("{key}.address");
+            let addr = get(a, &ak);
+            let n = addr.chars().count();
+            if n == 0 {
+                err!(
+                    ak,
+                    format!("{}の住所を入力してください", label.ja),
+                    format!("{}の じゅうしょを かいて ください", label.get(Lang::Easy)),
+                    format!(
+                        "Enter the address for {}",
+                        label.get(Lang::En).to_lowercase()
+                    ),
+                );
+            } else if n > 200 || addr.chars().any(char::is_control) {
+                err!(
+                    ak,
+                    format!(
+                        "{}の住所は200文字以内で、改行などを含めずに入力してください",
+                        label.ja
+                    ),
+                    format!("{}の じゅうしょは 200もじ までです", label.get(Lang::Easy)),
+                    format!(
+                        "The address for {} must be one line of at most 200 characters",
+                        label.get(Lang::En)
+                    ),
+                );
+            }
+        }
+        FieldKind::Choice | FieldKind::YesNo => {
+            let ok = if f.kind() == FieldKind::YesNo {
+                v == "yes" || v == "no"
+            } else {
+                f.options.iter().any(|o| o.value == v)
+            };
+            if !ok {
+                err!(
+                    format!("{key}.0"),
+                    format!("{}の選択肢から選んでください", label.ja),
+                    format!("{}の なかから えらんで ください", label.get(Lang::Easy)),
+                    format!(
+                        "Select one of the options for {}",
+                        label.get(Lang::En).to_lowercase()
+                    ),
+                );
+            }
+        }
+        FieldKind::Choices => {
+            if v.lines()
+                .any(|x| !f.options.iter().any(|o| o.value == x.trim()))
+            {
+                err!(
+                    format!("{key}.0"),
+                    format!("{}の選択肢から選んでください", label.ja),
+                    format!("{}の なかから えらんで ください", label.get(Lang::Easy)),
+                    format!(
+                        "Select from the options for {}",
+                        label.get(Lang::En).to_lowercase()
+                    ),
+                );
+            }
+        }
+        FieldKind::Number => {
+            let folded: String = v.chars().map(fold_digit).collect();
+            match folded.parse::<i64>() {
+                Ok(n) if f.min.is_none_or(|m| n >= m) && f.max.is_none_or(|m| n <= m) => {}
+                _ => {
+                    let range = match (f.min, f.max) {
+                        (Some(a), Some(b)) => format!("{a}〜{b}"),
+                        (Some(a), None) => format!("{a}〜"),
+                        (None, Some(b)) => format!("〜{b}"),
+                        _ => String::new(),
+                    };
+                    err!(
+                        key,
+                        format!("{}は数字（{range}）で入力してください", label.ja),
+                        format!(
+                            "{}は すうじ（{range}）で かいて ください",
+                            label.get(Lang::Easy)
+                        ),
+                        format!("{} must be a number ({range})", label.get(Lang::En)),
+                    );
+                }
+            }
+        }
+        FieldKind::Phone => {
+            let digits: String = v
+                .chars()
+                .map(fold_digit)
+                .filter(char::is_ascii_digit)
+                .collect();
+            let only = v.chars().map(fold_digit).all(|c| {
+                c.is_ascii_digit() || matches!(c, '-' | '－' | 'ー' | ' ' | '(' | ')' | '（' | '）')
+            });
+            if !only || !(10..=11).contains(&digits.len()) {
+                err!(
+                    key,
+                    format!(
+                        "{}は10桁か11桁の数字で入力してください（例：042-000-0000）",
+                        label.ja
+                    ),
+                    format!(
+                        "{}は すうじ 10けたか 11けたで かいて ください",
+                        label.get(Lang::Easy)
+                    ),
+                    format!(
+                        "{} must have 10 or 11 digits, like 042-000-0000",
+                        label.get(Lang::En)
+                    ),
+                );
+            }
+        }
+        FieldKind::Email => {
+            let ok = v.len() <= 254
+                && v.split_once('@').is_some_and(|(l, d)| {
+                    !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+                })
+                && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !ok {
+                err!(
+                    key,
+                    format!("{}は name@example.jp の形で入力してください", label.ja),
+                    format!(
+                        "{}は name@example.jp の ように かいて ください",
+                        label.get(Lang::Easy)
+                    ),
+                    format!(
+                        "Enter {} in the form name@example.jp",
+                        label.get(Lang::En).to_lowercase()
+                    ),
+                );
+            }
+        }
+        FieldKind::People => {
+            let raw = get(a, &format!("{key}.count"));
+            let n = count_of(key, a);
+            let max = f.max_items.unwrap_or(20) as usize;
+            if raw.parse::<usize>().is_ok_and(|c| c > max) || n > max {
+                errors.push(FieldError::new(
+                    format!("{key}.0.{}", f.fields.first().map(|s| s.id()).unwrap_or("")),
+                    key,
+                    &format!("{}は{max}人までです", label.ja),
+                    &format!("{}は {max}にん までです", label.get(Lang::Easy)),
+                    &format!("{}: at most {max} persons", label.get(Lang::En)),
+                ));
+            }
+            for i in 0..n.min(max) {
+                for sub in &f.fields {
+                    let before = errors.len();
+                    check_field(sub, &format!("{key}.{i}.{}", sub.id()), a, ctx, errors);
+                    for e in &mut errors[before..] {
+                        let who = |l: Lang| match l {
+                            Lang::En => format!("Person {}: ", i + 1),
+                            _ => format!("{}人目：", i + 1),
+                        };
+                        e.message.ja = format!("{}{}", who(Lang::Ja), e.message.ja);
+                        e.message.easy = e
+                            .message
+                            .easy
+                            .as_ref()
+                            .map(|s| format!("{}{s}", who(Lang::Easy)));
+                        e.message.en = e
+                            .message
+                            .en
+                            .as_ref()
+                            .map(|s| format!("{}{s}", who(Lang::En)));
+                    }
+                }
+            }
+        }
+        FieldKind::File => {
+            let ty = get(a, &format!("{key}.type"));
+            let size = decoded_len(get(a, &format!("{key}.data")));
+            let max = f.max_bytes.unwrap_or(0).max(0) as u64;
+            if !f.accept.iter().any(|t| t == ty) {
+                let kinds = f
+                    .accept
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "application/pdf" => "PDF",
+                        "image/jpeg" => "JPEG",
+                        "image/png" => "PNG",
+                        _ => "?",
+                    })
+                    .collect::<Vec<_>>()
+                    .join("・");
+                err!(
+                    key,
+                    format!("{}は{kinds}のファイルにしてください", label.ja),
+                    format!(
+                        "{}は {kinds}の ファイルに して ください",
+                        label.get(Lang::Easy)
+                    ),
+                    format!("{} must be a {kinds} file", label.get(Lang::En)),
+                );
+            } else if size > max {
+                let mb = |b: u64| format!("{:.1}", b as f64 / 1_048_576.0);
+                err!(
+                    key,
+                    format!(
+                        "{}は{}MB以下にしてください（今は{}MB）",
+                        label.ja,
+                        mb(max),
+                        mb(size)
+                    ),
+                    format!("{}は {}MB までです", label.get(Lang::Easy), mb(max)),
+                    format!(
+                        "{} must be {} MB or smaller (it is {} MB)",
+                        label.get(Lang::En),
+                        mb(max),
+                        mb(size)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn fold_digit(c: char) -> char {
+    match c {
+        '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+        _ => c,
+    }
+}
+
+fn value_of(f: &Field, key: &str, a: &Answers, ctx: &CheckContext) -> Option<Value> {
+    if is_empty(f, key, a) && f.kind() != FieldKind::People {
+        return None;
+    }
+    let v = get(a, key);
+    Some(match f.kind() {
+        FieldKind::Date => json!(date_of(key, a, ctx)?.ok()?.format("%Y-%m-%d").to_string()),
+        FieldKind::Address => {
+            let postal: PostalCode = get(a, &format!("{key}.postal")).parse().ok()?;
+            json!({"postal_code": postal.as_str(), "address": get(a, &format!("{key}.address"))})
+        }
+        FieldKind::Choices => json!(
+            v.lines()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        ),
+        FieldKind::YesNo => json!(v == "yes"),
+        FieldKind::Number => json!(
+            v.chars()
+                .map(fold_digit)
+                .collect::<String>()
+                .parse::<i64>()
+                .ok()?
+        ),
+        FieldKind::Name => json!(PersonName::new(v).ok()?.as_str()),
+        FieldKind::Kana => json!(Furigana::new(v).ok()?.as_str()),
+        FieldKind::People => {
+            let n = count_of(key, a).min(f.max_items.unwrap_or(20) as usize);
+            let people: Vec<Value> = (0..n)
+                .map(|i| {
+                    let mut m = Map::new();
+                    for sub in &f.fields {
+                        if let Some(v) = value_of(sub, &format!("{key}.{i}.{}", sub.id()), a, ctx) {
+                            m.insert(sub.id().to_owned(), v);
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            json!(people)
+        }
+        FieldKind::File => json!({
+            "name": get(a, &format!("{key}.name")),
+            "type": get(a, &format!("{key}.type")),
+            "size": decoded_len(get(a, &format!("{key}.data"))),
+            "data": get(a, &format!("{key}.data")),
+        }),
+        _ => json!(v),
+    })
+}

@@ -1,0 +1,313 @@
+use chrono::NaiveDate;
+use proptest::prelude::*;
+
+use super::*;
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 6).unwrap()
+}
+
+fn shipped(name: &str) -> Definition {
+    let (_, src) = SHIPPED.iter().find(|(n, _)| *n == name).unwrap();
+    Definition::parse(src).unwrap_or_else(|r| panic!("{name}: {}", r.message_en()))
+}
+
+#[test]
+fn the_five_shipped_procedures_validate() {
+    for (name, src) in SHIPPED {
+        let d = Definition::parse(src).unwrap_or_else(|r| panic!("{name}:\n{}", r.message_ja()));
+        assert_eq!(d.version(), 1, "{name}");
+        assert!(!d.pages.is_empty());
+    }
+    assert_eq!(shipped("tenshutsu.toml").identity(), Identity::Signature);
+    assert_eq!(
+        shipped("tenshutsu.toml").action_kind(),
+        ActionKind::RegistryChange
+    );
+    assert_eq!(
+        shipped("juminhyo.toml").action_kind(),
+        ActionKind::Certificate
+    );
+    assert_eq!(shipped("gakudo.toml").action_kind(), ActionKind::Handoff);
+    assert_eq!(
+        shipped("survey_internet.toml").action_kind(),
+        ActionKind::Survey
+    );
+}
+
+#[test]
+fn a_syntax_error_names_its_line_in_both_languages() {
+    let src = "[procedure]\nid = \"x\"\nversion = 1\ntitle = { ja = \"x\" }\nidentity = \"none\"\nretention_days = 30\nbogus = 1\n";
+    let r = Definition::parse(src).unwrap_err();
+    assert_eq!(r.issues.len(), 1);
+    assert_eq!(r.issues[0].line, Some(7), "{r:?}");
+    assert!(r.message_ja().starts_with("7行目"), "{}", r.message_ja());
+    assert!(r.message_en().contains("bogus"), "{}", r.message_en());
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_line_and_place() {
+    let src = shipped_src("tenshutsu.toml")
+        .replace("kind = \"kana\"", "kind = \"katakana\"")
+        .replace("not_before_days = -10", "not_before_days = 40")
+        .replace("identity = \"signature\"", "identity = \"password\"")
+        .replace(
+            "moving_date = \"moving_date\", ",
+            "moving_date = \"nowhere\", ",
+        );
+    let r = Definition::parse(&src).unwrap_err();
+    let en = r.message_en();
+    assert!(en.contains("identity must be none or signature"), "{en}");
+    assert!(en.contains("no field kind \"katakana\""), "{en}");
+    assert!(
+        en.contains("not_before_days is after not_after_days"),
+        "{en}"
+    );
+    assert!(
+        en.contains("mapping moving_date: there is no field \"nowhere\""),
+        "{en}"
+    );
+    assert!(r.issues.iter().all(|i| i.line.is_some()), "{r:?}");
+    let line_of_identity = src.lines().position(|l| l.starts_with("identity")).unwrap() + 1;
+    assert!(r.issues.iter().any(|i| i.line == Some(line_of_identity)));
+}
+
+#[test]
+fn a_condition_must_look_back_at_a_choice_with_that_value() {
+    let src = shipped_src("juminhyo.toml").replace(
+        "show_if = { field = \"purpose\", equals = \"other\" }",
+        "show_if = { field = \"purpose\", equals = \"holiday\" }",
+    );
+    let r = Definition::parse(&src).unwrap_err();
+    assert!(
+        r.message_en().contains("\"holiday\" is not an option"),
+        "{}",
+        r.message_en()
+    );
+    let src = shipped_src("juminhyo.toml").replace(
+        "show_if = { field = \"purpose\", equals = \"other\" }",
+        "show_if = { field = \"id_document\", equals = \"x\" }",
+    );
+    let r = Definition::parse(&src).unwrap_err();
+    assert!(
+        r.message_en().contains("not asked before this"),
+        "{}",
+        r.message_en()
+    );
+}
+
+#[test]
+fn attachment_types_and_sizes_are_bounded_on_publish() {
+    let src = shipped_src("juminhyo.toml")
+        .replace("max_bytes = 5242880", "max_bytes = 52428800")
+        .replace("\"image/png\", \"application/pdf\"]", "\"image/gif\"]");
+    let r = Definition::parse(&src).unwrap_err();
+    let en = r.message_en();
+    assert!(en.contains("max_bytes must be from 1"), "{en}");
+    assert!(en.contains("\"image/gif\" is not supported"), "{en}");
+}
+
+fn shipped_src(name: &str) -> String {
+    SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap()
+        .1
+        .to_owned()
+}
+
+fn answers(pairs: &[(&str, &str)]) -> Answers {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn move_out_date_window_is_thirty_days_before_to_ten_after() {
+    let d = shipped("tenshutsu.toml");
+    let ctx = CheckContext::new(today());
+    let page = d.page("moving").unwrap();
+    let ok = answers(&[
+        ("moving_date.era", "令和"),
+        ("moving_date.year", "9"),
+        ("moving_date.month", "1"),
+        ("moving_date.day", "5"),
+    ]);
+    assert!(d.check_page(page, &ok, &ctx).is_empty());
+    // 2026-11-25 is 11 days ago: too late to file online.
+    let late = answers(&[
+        ("moving_date.era", "seireki"),
+        ("moving_date.year", "2026"),
+        ("moving_date.month", "11"),
+        ("moving_date.day", "25"),
+    ]);
+    let e = d.check_page(page, &late, &ctx);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].input, "moving_date.year");
+    assert!(
+        e[0].message
+            .ja
+            .contains("令和8年11月26日から令和9年1月5日まで"),
+        "{}",
+        e[0].message.ja
+    );
+    assert!(
+        e[0].message.get(Lang::En).contains("26 November 2026"),
+        "{:?}",
+        e[0].message
+    );
+    let e = d.check_page(
+        page,
+        &answers(&[
+            ("moving_date.era", "平成"),
+            ("moving_date.year", "31"),
+            ("moving_date.month", "5"),
+            ("moving_date.day", "1"),
+        ]),
+        &ctx,
+    );
+    assert!(e[0].message.ja.contains("平成"), "{:?}", e);
+}
+
+#[test]
+fn names_kana_postcodes_and_people_use_the_domain_validators() {
+    let d = shipped("tenshutsu.toml");
+    let ctx = CheckContext::new(today());
+    let a = answers(&[
+        ("applicant_name", "架空 太郎"),
+        ("applicant_kana", "かくう たろう"),
+        ("phone", "042-000-0000"),
+        ("destination.postal", "12-345"),
+        ("destination.address", "東京都昭島市田中町1-1"),
+        ("members.count", "2"),
+        ("members.0.name", "架空 太郎"),
+        ("members.0.kana", "カクウ タロウ"),
+        ("members.0.birth_date.era", "昭和"),
+        ("members.0.birth_date.year", "60"),
+        ("members.0.birth_date.month", "4"),
+        ("members.0.birth_date.day", "1"),
+    ]);
+    let e = d.check_page(d.page("applicant").unwrap(), &a, &ctx);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.ja.contains("カタカナ"), "{:?}", e[0]);
+    let e = d.check_page(d.page("destination").unwrap(), &a, &ctx);
+    assert_eq!(e[0].input, "destination.postal");
+    let e = d.check_page(d.page("members").unwrap(), &a, &ctx);
+    assert!(e.iter().all(|e| e.input.starts_with("members.1.")), "{e:?}");
+    assert!(e[0].message.ja.starts_with("2人目："), "{e:?}");
+    assert_eq!(e.len(), 3);
+}
+
+#[test]
+fn conditions_hide_pages_and_fields_and_the_payload_leaves_them_out() {
+    let d = shipped("survey_internet.toml");
+    let ctx = CheckContext::new(today());
+    let no = answers(&[
+        ("age_group", "a70"),
+        ("uses_internet", "no"),
+        ("devices", "pc"),
+        ("want_class", "maybe"),
+    ]);
+    assert!(!d.visible_pages(&no).iter().any(|p| p.id() == "devices"));
+    assert!(
+        d.check_all(&no, &ctx).is_empty(),
+        "{:?}",
+        d.check_all(&no, &ctx)
+    );
+    let p = d.filing_payload(&no, &ctx);
+    assert_eq!(p["uses_internet"], serde_json::json!(false));
+    assert!(p.get("devices").is_none());
+    let yes = answers(&[
+        ("age_group", "a65"),
+        ("uses_internet", "yes"),
+        ("devices", "pc\nsmartphone"),
+        ("want_class", "yes"),
+    ]);
+    let q = d.filing_payload(&yes, &ctx);
+    let t = aggregate(&d, &[p, q]);
+    let uses = t.iter().find(|t| t.field == "uses_internet").unwrap();
+    assert_eq!(
+        uses.counts.iter().map(|c| c.1).collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+    let devices = t.iter().find(|t| t.field == "devices").unwrap();
+    assert_eq!(
+        devices.counts.iter().map(|c| c.1).collect::<Vec<_>>(),
+        vec![1, 0, 1]
+    );
+}
+
+#[test]
+fn attachments_are_checked_by_content_and_size() {
+    let d = shipped("juminhyo.toml");
+    let ctx = CheckContext::new(today());
+    let page = d.page("id_document").unwrap();
+    let e = d.check_page(
+        page,
+        &answers(&[
+            ("id_document.name", "a.gif"),
+            ("id_document.type", "image/gif"),
+            ("id_document.data", "R0lG"),
+        ]),
+        &ctx,
+    );
+    assert!(e[0].message.ja.contains("JPEG・PNG・PDF"), "{e:?}");
+    let big = "A".repeat(7_000_000);
+    let e = d.check_page(
+        page,
+        &answers(&[
+            ("id_document.name", "a.png"),
+            ("id_document.type", "image/png"),
+            ("id_document.data", &big),
+        ]),
+        &ctx,
+    );
+    assert!(e[0].message.ja.contains("5.0MB以下"), "{e:?}");
+    assert_eq!(file_type_of(b"%PDF-1.7 ..."), Some("application/pdf"));
+    assert_eq!(file_type_of(b"GIF89a"), None);
+}
+
+#[test]
+fn canonical_json_sorts_keys_at_every_depth() {
+    let v: serde_json::Value =
+        serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"架空"}}"#).unwrap();
+    assert_eq!(
+        String::from_utf8(canonical_json(&v)).unwrap(),
+        r#"{"a":{"c":"架空","d":[{"y":2,"z":1}]},"b":1}"#
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// No input makes the definition reader panic.
+    #[test]
+    fn parse_never_panics(s in "\\PC{0,400}") {
+        let _ = Definition::parse(&s);
+    }
+    /// Mutating a shipped definition gives a definition or a report, never a panic.
+    #[test]
+    fn parse_of_a_damaged_definition_never_panics(cut in 0usize..4000, insert in "\\PC{0,8}") {
+        let src = shipped_src("tenshutsu.toml");
+        let mut at = cut.min(src.len());
+        while !src.is_char_boundary(at) { at -= 1; }
+        let damaged = format!("{}{}{}", &src[..at], insert, &src[at..]);
+        let _ = Definition::parse(&damaged);
+    }
+    /// No answer makes checking panic.
+    #[test]
+    fn checking_never_panics(v in "\\PC{0,40}", w in "\\PC{0,12}") {
+        let ctx = CheckContext::new(today());
+        for (_, src) in SHIPPED {
+            let d = Definition::parse(src).unwrap();
+            let mut a = Answers::new();
+            for (_, f) in d.fields() {
+                for suffix in ["", ".era", ".year", ".month", ".day", ".postal", ".address", ".count", ".0.name", ".0.birth_date.year", ".name", ".type", ".data"] {
+                    a.insert(format!("{}{suffix}", f.id()), if suffix.is_empty() { v.clone() } else { w.clone() });
+                }
+            }
+            let _ = d.check_all(&a, &ctx);
+            let _ = d.filing_payload(&a, &ctx);
+        }
+    }
+}

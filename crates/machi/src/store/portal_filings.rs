@@ -1,0 +1,124 @@
+//! Filings imported from the citizen portal (issue 11, item 4). Each row is
+//! one filing as the portal sealed it, opened by the back office, checked,
+//! and kept here encrypted with the tenant's key (bound to the portal's row
+//! id). `(tenant, portal_id)` is unique: importing the same filing twice
+//! stores it once.
+
+use machi_domain::ids::MunicipalityCode;
+
+use super::{Row, StoreError, Tx};
+
+/// A filing to store.
+pub struct NewPortalFiling<'a> {
+    /// The portal's row id (an HMAC of the receipt number).
+    pub portal_id: &'a str,
+    /// 受付番号.
+    pub receipt: &'a str,
+    pub procedure: &'a str,
+    pub version: i64,
+    /// When the portal received it (RFC 3339, JST).
+    pub received_at: &'a str,
+    pub imported_at: i64,
+    /// The filing as the citizen sent it (JSON).
+    pub filing: &'a [u8],
+}
+
+/// A stored filing, opened.
+#[derive(Debug, Clone)]
+pub struct StoredPortalFiling {
+    pub filing_id: i64,
+    pub portal_id: String,
+    pub receipt: String,
+    pub procedure: String,
+    pub version: i64,
+    pub received_at: String,
+    pub imported_at: i64,
+    pub status: String,
+    pub filing: serde_json::Value,
+}
+
+fn context(portal_id: &str) -> String {
+    format!("portal_filing:{portal_id}")
+}
+
+/// Stores a filing unless one with the same portal id is already here;
+/// returns whether it was new. The caller holds the tenant's write lock.
+pub fn insert_if_new(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    f: &NewPortalFiling<'_>,
+) -> Result<bool, StoreError> {
+    if tx
+        .query_opt(
+            "SELECT filing_id FROM portal_filings WHERE tenant = $1 AND portal_id = $2",
+            &[tenant.as_str().into(), f.portal_id.into()],
+        )?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let id = tx
+        .query_one(
+            "SELECT COALESCE(MAX(filing_id), 0) + 1 FROM portal_filings WHERE tenant = $1",
+            &[tenant.as_str().into()],
+        )?
+        .int(0)?;
+    let sealed = tx
+        .tenant_keys(tenant)?
+        .seal(&context(f.portal_id), f.filing)?;
+    tx.execute(
+        "INSERT INTO portal_filings (tenant, filing_id, portal_id, receipt, procedure, version, \
+         received_at, imported_at, filing, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received')",
+        &[
+            tenant.as_str().into(),
+            id.into(),
+            f.portal_id.into(),
+            f.receipt.into(),
+            f.procedure.into(),
+            f.version.into(),
+            f.received_at.into(),
+            f.imported_at.into(),
+            (&sealed).into(),
+        ],
+    )?;
+    Ok(true)
+}
+
+fn from_row(
+    tx: &Tx<'_>,
+    tenant: &MunicipalityCode,
+    r: &Row,
+) -> Result<StoredPortalFiling, StoreError> {
+    let portal_id = r.text(1)?;
+    let plain = tx
+        .tenant_keys(tenant)?
+        .open(&context(&portal_id), &r.text(8)?)?;
+    let filing = serde_json::from_slice(&plain)
+        .map_err(|e| StoreError::Corrupt(format!("portal filing {portal_id}: {e}")))?;
+    Ok(StoredPortalFiling {
+        filing_id: r.int(0)?,
+        portal_id,
+        receipt: r.text(2)?,
+        procedure: r.text(3)?,
+        version: r.int(4)?,
+        received_at: r.text(5)?,
+        imported_at: r.int(6)?,
+        status: r.text(7)?,
+        filing,
+    })
+}
+
+/// The tenant's imported filings, newest first.
+pub fn list(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    limit: i64,
+) -> Result<Vec<StoredPortalFiling>, StoreError> {
+    let rows = tx.query(
+        "SELECT filing_id, portal_id, receipt, procedure, version, received_at, imported_at, \
+         status, filing FROM portal_filings WHERE tenant = $1 ORDER BY filing_id DESC LIMIT $2",
+        &[tenant.as_str().into(), limit.into()],
+    )?;
+    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
+}

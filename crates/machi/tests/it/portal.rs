@@ -1,0 +1,320 @@
+//! The back office pulls sealed filings from the citizen portal over its
+//! authenticated endpoints, imports them once, and acknowledges them so the
+//! portal deletes its sealed copies (issue 11, item 4).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use machi::portal::{PulledFiling, import, pull_once, push_status};
+use machi_portal::seal::OpeningKey;
+use machi_portal::{Config, Portal};
+use sha2::{Digest, Sha256};
+
+use crate::support::{FUCHU, TestDb, code};
+
+both_backends!(
+    portal_filings_are_pulled_imported_once_and_acknowledged,
+    portal_import_refuses_what_does_not_open_or_match,
+);
+
+const TOKEN: &str = "portal-pull-token-for-tests";
+const BOUNDARY: &str = "----machi-it-portal";
+
+struct Running {
+    base: String,
+    portal: Arc<Portal>,
+    key: OpeningKey,
+    _dir: tempfile::TempDir,
+}
+
+async fn portal() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let key = OpeningKey::generate().unwrap();
+    let mut config = Config::new(key.public());
+    config.pull_token_sha256 = Some(hex::encode(Sha256::digest(TOKEN.as_bytes())));
+    let portal = Portal::open(&dir.path().join("portal.db"), config).unwrap();
+    portal
+        .publish_shipped(FUCHU, "府中市", "Fuchu City")
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = machi_portal::router(portal.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Running {
+        base,
+        portal,
+        key,
+        _dir: dir,
+    }
+}
+
+fn client() -> reqwest::Client {
+    machi::service::hooks::http_client(std::time::Duration::from_secs(30)).unwrap()
+}
+
+/// Answers the survey through the portal's pages, as a browser would.
+async fn file_survey(base: &str, comment: &str) {
+    let c = client();
+    let r = c
+        .post(format!("{base}/t/{FUCHU}/survey_internet/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for (page, fields) in [
+        ("age", vec![("age_group", "a70")]),
+        ("use", vec![("uses_internet", "no")]),
+        (
+            "learning",
+            vec![("want_class", "maybe"), ("comment", comment)],
+        ),
+    ] {
+        let mut body = String::new();
+        for (k, v) in fields {
+            body.push_str(&format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{BOUNDARY}--\r\n"));
+        let r = c
+            .post(format!("{base}/d/p/{page}"))
+            .header("cookie", &cookie)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{page}");
+    }
+    let r = c
+        .post(format!("{base}/d/submit"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/status/")
+    );
+}
+
+async fn listed(base: &str) -> Vec<PulledFiling> {
+    let r = client()
+        .get(format!("{base}/backoffice/filings"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    serde_json::from_value(v["filings"].clone()).unwrap()
+}
+
+async fn portal_filings_are_pulled_imported_once_and_acknowledged(db: TestDb) {
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    file_survey(&p.base, "架空の意見です").await;
+    file_survey(&p.base, "架空の二件目").await;
+    let before = listed(&p.base).await;
+    assert_eq!(before.len(), 2);
+
+    let out = pull_once(&client(), &p.base, TOKEN, &db.store, &p.key, 100, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.imported, out.already, out.refused.len()),
+        (2, 0, 0),
+        "{out:?}"
+    );
+    // Acknowledged: the portal keeps no sealed copy.
+    assert!(p.portal.store.pending(10).unwrap().is_empty());
+    assert!(listed(&p.base).await.is_empty());
+    // The same filings again (a retry after a lost acknowledgement): stored once.
+    let again = import(&db.store, &p.key, &before, 2_000).await.unwrap();
+    assert_eq!((again.imported, again.already), (0, 2));
+    assert_eq!(again.acknowledge.len(), 2);
+
+    let fuchu = code(FUCHU);
+    let rows = db
+        .store
+        .read(Some(&fuchu), {
+            let fuchu = fuchu.clone();
+            move |tx| machi::store::portal_filings::list(tx, &fuchu, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].procedure, "survey_internet");
+    assert_eq!(rows[0].version, 1);
+    assert_eq!(rows[0].imported_at, 1_000);
+    let comments: Vec<&str> = rows
+        .iter()
+        .map(|r| {
+            r.filing["signed_content"]["answers"]["comment"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert!(comments.contains(&"架空の意見です"));
+    // Stored encrypted with the tenant's key: not in any cell in the clear.
+    for (table, rows) in db.raw_dump().await {
+        for row in rows {
+            for cell in row.into_iter().flatten() {
+                assert!(!cell.contains("架空の意見"), "plaintext filing in {table}");
+            }
+        }
+    }
+    // The back office tells the citizen: the status page shows it.
+    let receipt = rows[0].receipt.clone();
+    push_status(
+        &client(),
+        &p.base,
+        TOKEN,
+        &receipt,
+        "approved",
+        Some("集計に使わせていただきます。"),
+    )
+    .await
+    .unwrap();
+    let page = client()
+        .get(format!("{}/status/{receipt}", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("承認されました"), "{page}");
+    assert!(page.contains("集計に使わせていただきます。"));
+    let err = push_status(
+        &client(),
+        &p.base,
+        TOKEN,
+        "AAAA-BBBB-CCCC",
+        "approved",
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    // Another tenant sees none of them.
+    let akishima = code(crate::support::AKISHIMA);
+    let other = db
+        .store
+        .read(Some(&akishima), {
+            let a = akishima.clone();
+            move |tx| machi::store::portal_filings::list(tx, &a, 10)
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+}
+
+async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    file_survey(&p.base, "架空").await;
+    let good = listed(&p.base).await.remove(0);
+
+    // Sealed to another key.
+    let stranger = OpeningKey::generate().unwrap();
+    let out = import(&db.store, &stranger, std::slice::from_ref(&good), 1)
+        .await
+        .unwrap();
+    assert_eq!(out.refused.len(), 1);
+    assert!(
+        out.refused[0].ja.contains("開けません"),
+        "{:?}",
+        out.refused
+    );
+    assert!(out.acknowledge.is_empty());
+    // Tampered bytes.
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(&good.sealed)
+        .unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let tampered = PulledFiling {
+        sealed: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        ..good.clone()
+    };
+    // Listed under another procedure, or moved to another row.
+    let relabelled = PulledFiling {
+        procedure: "juminhyo".into(),
+        ..good.clone()
+    };
+    let moved = PulledFiling {
+        id: "0".repeat(64),
+        ..good.clone()
+    };
+    let out = import(&db.store, &p.key, &[tampered, relabelled, moved], 1)
+        .await
+        .unwrap();
+    assert_eq!(out.refused.len(), 3, "{out:?}");
+    assert!(
+        out.refused[1].en.contains("does not match"),
+        "{:?}",
+        out.refused[1]
+    );
+    assert_eq!(out.imported, 0);
+    // Nothing was written.
+    let fuchu = code(FUCHU);
+    let rows = db
+        .store
+        .read(Some(&fuchu), {
+            let f = fuchu.clone();
+            move |tx| machi::store::portal_filings::list(tx, &f, 10)
+        })
+        .await
+        .unwrap();
+    assert!(rows.is_empty());
+    // An unreachable portal: a clear error, nothing lost on either side.
+    let err = pull_once(
+        &client(),
+        "http://127.0.0.1:9",
+        TOKEN,
+        &db.store,
+        &p.key,
+        10,
+        1,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message_ja().contains("何も失われていません"),
+        "{}",
+        err.message_ja()
+    );
+    // A wrong token.
+    let err = pull_once(
+        &client(),
+        &p.base,
+        "wrong-token-000000",
+        &db.store,
+        &p.key,
+        10,
+        1,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    assert_eq!(
+        p.portal.store.pending(10).unwrap().len(),
+        1,
+        "still on the portal"
+    );
+}
