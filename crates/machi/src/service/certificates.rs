@@ -93,7 +93,7 @@ fn verify_hash(issue_number: &str, code: &str) -> String {
     let mut h = Sha256::new();
     h.update(issue_number.as_bytes());
     h.update([0]);
-    h.update(code.trim().to_uppercase().as_bytes());
+    h.update(machi_domain::input::code_key(code).as_bytes());
     hex::encode(h.finalize())
 }
 
@@ -383,19 +383,33 @@ impl Registry {
     ) -> Result<Option<Verified>, ServiceError> {
         self.ensure_tenant(tenant).await?;
         let number: String = issue_number.trim().chars().take(120).collect();
-        let hash = verify_hash(&number, code);
-        let (t, n) = (tenant.clone(), number.clone());
+        // As the reader copies it from paper: with or without the spaces,
+        // full-width or not (j1040 numbers begin with the issue date).
+        let key = machi_domain::input::issue_number_key(&number);
+        let day: String = key.chars().take(8).collect();
+        let (t, code) = (tenant.clone(), code.to_string());
         let found = self
             .store()
             .read(Some(tenant), move |tx| {
-                let Some(r) = tx.query_opt(
-                    "SELECT kind, issued_at, pages, persons, pdf_sha256, verify_hash FROM certificates \
-                     WHERE tenant = $1 AND issue_number = $2",
-                    &[t.as_str().into(), n.as_str().into()],
-                )?
-                else {
+                if day.len() != 8 || !day.bytes().all(|b| b.is_ascii_digit()) {
                     return Ok::<_, ServiceError>(None);
+                }
+                let rows = tx.query(
+                    "SELECT kind, issued_at, pages, persons, pdf_sha256, verify_hash, issue_number FROM certificates \
+                     WHERE tenant = $1 AND issue_number LIKE $2",
+                    &[t.as_str().into(), format!("{day}%").as_str().into()],
+                )?;
+                let mut hit = None;
+                for r in rows {
+                    if machi_domain::input::issue_number_key(&r.text(6)?) == key {
+                        hit = Some(r);
+                        break;
+                    }
+                }
+                let Some(r) = hit else {
+                    return Ok(None);
                 };
+                let hash = verify_hash(&r.text(6)?, &code);
                 if !crate::api::auth::constant_time_eq(r.text(5)?.as_bytes(), hash.as_bytes()) {
                     return Ok(None);
                 }
