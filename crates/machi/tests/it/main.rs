@@ -25,6 +25,7 @@ mod browser_allowance;
 mod browser_forms;
 mod browser_review;
 mod contract;
+mod counter;
 mod duties;
 mod dv_hiding;
 mod faults;
