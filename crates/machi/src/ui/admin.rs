@@ -33,6 +33,7 @@ pub struct AuditRow {
     /// The stored function code (kept in a data attribute for tools).
     pub code: String,
     pub target: String,
+    /// The detail in words (folded in a disclosure on the page).
     pub detail: String,
     pub my_number_shown: bool,
     pub late: bool,
