@@ -24,6 +24,7 @@ mod browser;
 mod browser_allowance;
 mod browser_forms;
 mod browser_review;
+mod browser_mobile;
 mod contract;
 mod counter;
 mod duties;
