@@ -9,7 +9,7 @@
 //! public certificate check (発行番号 and 照合番号 as copied from paper,
 //! j1040).
 
-use chrono::NaiveDate;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 
 use crate::dates::{DateError, DatePolicy, DateValue, EraTable};
 
@@ -80,6 +80,60 @@ pub fn calendar_date(s: &str, eras: &EraTable) -> Result<NaiveDate, DateError> {
     v.as_calendar().ok_or(DateError::Empty)
 }
 
+/// A point in time as people write it ("記録時点"): RFC 3339
+/// ("2026-11-22T10:00:00+09:00"), or a date in any form
+/// [`calendar_date`] reads followed by an optional time of day
+/// ("2026/11/22 10:00", "令和8年11月22日 10時30分", "R8.11.22 9:05:30"),
+/// in Japan time (+09:00). A date alone means the end of that day (what
+/// the registry said once the day was over).
+pub fn recorded_time(s: &str, eras: &EraTable) -> Result<DateTime<FixedOffset>, DateError> {
+    let text = fold_width(s).trim().to_string();
+    if text.is_empty() {
+        return Err(DateError::Empty);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(&text) {
+        return Ok(t);
+    }
+    let unparseable = || DateError::Unparseable {
+        input: s.trim().chars().take(100).collect(),
+    };
+    // Where the time of day begins: after 日, after a space, or after a T.
+    let (date, time) = if let Some(i) = text.find('日') {
+        let (d, t) = text.split_at(i + '日'.len_utf8());
+        (d.to_string(), t.trim().to_string())
+    } else if let Some((d, t)) = text.rsplit_once([' ', 'T']) {
+        (d.trim().to_string(), t.trim().to_string())
+    } else {
+        (text.clone(), String::new())
+    };
+    let day = calendar_date(&date, eras)?;
+    let time = if time.is_empty() {
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).ok_or_else(unparseable)?
+    } else {
+        let t = time.replace(['時', '分'], ":").replace('秒', "");
+        let parts: Vec<&str> = t.trim_end_matches(':').split(':').collect();
+        let num = |i: usize| -> Result<u32, DateError> {
+            match parts.get(i) {
+                None => Ok(0),
+                Some(p)
+                    if !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    p.parse().map_err(|_| unparseable())
+                }
+                Some(_) => Err(unparseable()),
+            }
+        };
+        if parts.len() > 3 {
+            return Err(unparseable());
+        }
+        NaiveTime::from_hms_opt(num(0)?, num(1)?, num(2)?).ok_or_else(unparseable)?
+    };
+    let jst = FixedOffset::east_opt(9 * 3600).ok_or_else(unparseable)?;
+    jst.from_local_datetime(&day.and_time(time))
+        .single()
+        .ok_or_else(unparseable)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +185,42 @@ mod tests {
         assert!(calendar_date("2024/2/30", &eras).is_err());
         assert!(calendar_date("", &eras).is_err());
         assert!(calendar_date("あした", &eras).is_err());
+    }
+
+    #[test]
+    fn record_times_as_people_write_them() {
+        let eras = EraTable::standard();
+        let at = |s: &str| recorded_time(s, &eras).map(|t| t.to_rfc3339());
+        let ten_thirty = Ok("2026-11-22T10:30:00+09:00".to_string());
+        for typed in [
+            "2026-11-22T10:30:00+09:00",
+            "2026-11-22T01:30:00Z",
+            "2026/11/22 10:30",
+            "20261122 10:30:00",
+            "令和8年11月22日 10時30分",
+            "令和8年11月22日10時30分",
+            "R8.11.22 10:30",
+            "２０２６／１１／２２　１０：３０",
+        ] {
+            let got = recorded_time(typed, &eras).map(|t| t.timestamp());
+            let want = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:30:00+09:00")
+                .unwrap()
+                .timestamp();
+            assert_eq!(got, Ok(want), "{typed}");
+        }
+        assert_eq!(at("2026/11/22 10:30"), ten_thirty);
+        assert_eq!(
+            at("令和8年11月22日"),
+            Ok("2026-11-22T23:59:59.999999+09:00".to_string())
+        );
+        for bad in [
+            "",
+            "昨日",
+            "2026/11/22 25:00",
+            "2026/11/22 10:30:00:01",
+            "2026/11/22 ab",
+        ] {
+            assert!(recorded_time(bad, &eras).is_err(), "{bad}");
+        }
     }
 }

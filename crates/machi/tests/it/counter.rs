@@ -16,6 +16,7 @@ both_backends!(
     a_third_party_states_a_purpose_and_never_gets_the_numbers,
     copies_get_their_own_numbers_and_the_fee_is_shown,
     verify_finds_a_number_however_it_is_typed,
+    forms_accept_what_people_type,
 );
 
 struct World {
@@ -401,4 +402,72 @@ async fn verify_finds_a_number_however_it_is_typed(db: TestDb) {
         .await;
         assert!(page.contains("一致する発行記録がありません"), "{n}: {page}");
     }
+}
+
+/// Search, the record's 記録時点 and the household page take numbers and
+/// dates as people type them (full-width, with or without separators,
+/// 和暦 by name or letter), through one normalisation
+/// (`machi_domain::input`).
+async fn forms_accept_what_people_type(db: TestDb) {
+    let w = world(db).await;
+    let wide: String = w
+        .person
+        .chars()
+        .map(|c| char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap())
+        .collect();
+    let grouped = format!("{}-{}", &w.person[..5], &w.person[5..]);
+    for typed in [wide.as_str(), grouped.as_str(), &format!(" {} ", w.person)] {
+        let (s, _, page) = w
+            .clerk
+            .get(&format!(
+                "/ui/search?addressee_number={}",
+                crate::ui::enc(typed)
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{typed}: {page}");
+        assert!(page.contains("髙橋　一郎"), "{typed}: {page}");
+    }
+    // The head was born on 昭和64年1月7日 (1989-01-07).
+    for typed in [
+        "19890107",
+        "1989/1/7",
+        "S64.1.7",
+        "昭和64年1月7日",
+        "１９８９－０１－０７",
+    ] {
+        let (s, _, page) = w
+            .clerk
+            .get(&format!("/ui/search?birth_date={}", crate::ui::enc(typed)))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{typed}: {page}");
+        assert!(page.contains("髙橋　一郎"), "{typed}: {page}");
+    }
+    // 記録時点 as a date and time in any common form.
+    // (After the family was recorded: the record as it stood then.)
+    for typed in [
+        "令和20年12月31日 10時00分",
+        "2038/12/31 10:00",
+        "R20.12.31",
+        "2038-12-31T10:00:00+09:00",
+    ] {
+        let (s, _, page) = w
+            .clerk
+            .get(&format!(
+                "/ui/residents/{}?recorded_as_of={}",
+                w.person,
+                crate::ui::enc(typed)
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{typed}: {page}");
+        assert!(page.contains("髙橋　一郎"), "{typed}: {page}");
+    }
+    let (s, _, page) = w
+        .clerk
+        .get(&format!(
+            "/ui/residents/{}?recorded_as_of=tomorrow",
+            w.person
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("記録時点"), "{page}");
 }
