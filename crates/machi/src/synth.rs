@@ -110,16 +110,49 @@ const FEMALE: &[(&str, &str)] = &[
 ];
 
 /// Foreign residents: (alphabet family, alphabet given, nationality, katakana).
-const FOREIGN: &[(&str, &str, &str, &str)] = &[
-    ("NGUYEN", "VAN AN", "ベトナム", "グエン　ヴァン　アン"),
-    ("TRAN", "THI HOA", "ベトナム", "チャン　ティ　ホア"),
-    ("WANG", "FANG", "中国", "ワン　ファン"),
-    ("LI", "WEI", "中国", "リー　ウェイ"),
-    ("KIM", "MINJUN", "韓国", "キム　ミンジュン"),
-    ("SANTOS", "MARIA", "フィリピン", "サントス　マリア"),
-    ("SILVA", "LUCAS", "ブラジル", "シルバ　ルーカス"),
-    ("SHARMA", "PRIYA", "ネパール", "シャルマ　プリヤ"),
-    ("SMITH", "EMILY", "アメリカ合衆国", "スミス　エミリー"),
+/// (family name, given name, nationality, reading, sex).
+const FOREIGN: &[(&str, &str, &str, &str, Sex)] = &[
+    (
+        "NGUYEN",
+        "VAN AN",
+        "ベトナム",
+        "グエン　ヴァン　アン",
+        Sex::Male,
+    ),
+    (
+        "TRAN",
+        "THI HOA",
+        "ベトナム",
+        "チャン　ティ　ホア",
+        Sex::Female,
+    ),
+    ("WANG", "FANG", "中国", "ワン　ファン", Sex::Female),
+    ("LI", "WEI", "中国", "リー　ウェイ", Sex::Male),
+    ("KIM", "MINJUN", "韓国", "キム　ミンジュン", Sex::Male),
+    ("PARK", "JIYEON", "韓国", "パク　ジヨン", Sex::Female),
+    (
+        "SANTOS",
+        "MARIA",
+        "フィリピン",
+        "サントス　マリア",
+        Sex::Female,
+    ),
+    ("REYES", "JOSE", "フィリピン", "レイエス　ホセ", Sex::Male),
+    ("SILVA", "LUCAS", "ブラジル", "シルバ　ルーカス", Sex::Male),
+    (
+        "SHARMA",
+        "PRIYA",
+        "ネパール",
+        "シャルマ　プリヤ",
+        Sex::Female,
+    ),
+    (
+        "SMITH",
+        "EMILY",
+        "アメリカ合衆国",
+        "スミス　エミリー",
+        Sex::Female,
+    ),
 ];
 
 const STATUSES: &[(&str, &str)] = &[
@@ -346,19 +379,28 @@ impl Synth {
         format!("{first}{check}")
     }
 
+    /// A foreign resident; a spouse (`like` = the head's nationality and
+    /// the other sex) of the head's nationality when the list has one.
     fn foreign_person(
         &mut self,
         birth: NaiveDate,
         relationship: &str,
         today: NaiveDate,
+        like: Option<(&str, Sex)>,
     ) -> NewPerson {
-        let (family, given, nationality, kana) = *self.pick(FOREIGN);
-        let (status, period) = *self.pick(STATUSES);
-        let sex = if self.rng.bool() {
-            Sex::Male
-        } else {
-            Sex::Female
+        let (family, given, nationality, kana, sex) = match like {
+            Some((nationality, sex)) => {
+                let same: Vec<_> = FOREIGN
+                    .iter()
+                    .filter(|f| f.4 == sex && f.2 == nationality)
+                    .collect();
+                let other: Vec<_> = FOREIGN.iter().filter(|f| f.4 == sex).collect();
+                let list = if same.is_empty() { other } else { same };
+                *list[self.rng.usize(..list.len())]
+            }
+            None => *self.pick(FOREIGN),
         };
+        let (status, period) = *self.pick(STATUSES);
         NewPerson {
             name: format!("{family} {given}"),
             name_kana: Some(kana.to_string()),
@@ -408,10 +450,22 @@ impl Synth {
         let moved_in = self.day_between(earliest, today - chrono::Duration::days(7));
         let mut persons = Vec::new();
         if foreign {
-            persons.push(self.foreign_person(head_birth, "世帯主", today));
+            let head = self.foreign_person(head_birth, "世帯主", today, None);
+            let nationality = head
+                .foreign
+                .as_ref()
+                .map(|f| f.nationality.clone())
+                .unwrap_or_default();
+            let head_sex = head.sex;
+            persons.push(head);
             if self.rng.bool() {
                 let b = self.day_between(head_birth - years(3), head_birth + years(3));
-                persons.push(self.foreign_person(b, "妻", today));
+                let (sex, rel) = if head_sex == Sex::Male {
+                    (Sex::Female, "妻")
+                } else {
+                    (Sex::Male, "夫")
+                };
+                persons.push(self.foreign_person(b, rel, today, Some((&nationality, sex))));
             }
         } else {
             let surname = *self.pick(SURNAMES);
@@ -624,6 +678,13 @@ mod tests {
         for _ in 0..2_000 {
             let plan = s.household(&TOWNS[0], today);
             let first = &plan.persons[0];
+            for p in &plan.persons {
+                match p.relationship.as_str() {
+                    "妻" => assert_eq!(p.sex, Sex::Female, "{:?}", plan.persons),
+                    "夫" => assert_eq!(p.sex, Sex::Male, "{:?}", plan.persons),
+                    _ => {}
+                }
+            }
             if first.kind != ResidentKind::Japanese {
                 continue;
             }
