@@ -226,18 +226,16 @@ fn fold_digit(c: char) -> char {
     }
 }
 
-/// Trims, folds full-width digits, drops spaces and hyphens between groups
-/// ([`crate::input::compact_number`]) and checks the result is ASCII digits
-/// with a length in `count`.
+/// Trims, folds full-width digits and checks the result is ASCII digits with
+/// a length in `count` (strict, as the API's schema says: the pages first
+/// compact what a person typed with [`crate::input::compact_number`]).
 fn parse_digits(kind: IdKind, raw: &str, count: DigitCount) -> Result<String, IdError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(IdError::Empty { kind });
     }
-    // What people type: full-width digits, spaces or hyphens between
-    // groups ("1234 5678 9012", "０００１－２３４５"), one rule for all.
-    let digits = crate::input::compact_number(trimmed);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let digits: String = trimmed.chars().map(fold_digit).collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(IdError::NotDigits {
             kind,
             input: echo(kind, trimmed),

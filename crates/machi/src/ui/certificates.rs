@@ -160,7 +160,7 @@ pub async fn issue(
     let person: Option<AddresseeNumber> = match f
         .get("person")
         .filter(|v| !v.trim().is_empty())
-        .map(str::parse)
+        .map(|v| machi_domain::input::compact_number(v).parse())
         .transpose()
     {
         Ok(p) => p,
@@ -169,7 +169,7 @@ pub async fn issue(
     let household: Option<HouseholdNumber> = match f
         .get("household")
         .filter(|v| !v.trim().is_empty())
-        .map(str::parse)
+        .map(|v| machi_domain::input::compact_number(v).parse())
         .transpose()
     {
         Ok(h) => h,
@@ -448,14 +448,15 @@ pub async fn verify(
     let f = FormData(form);
     let mut p = verify_page(l, f.text("tenant"), f.text("number"));
 
-    let tenant: MunicipalityCode = match f.text("tenant").parse() {
-        Ok(t) => t,
-        Err(e) => {
-            let e: &dyn machi_domain::error::Localized = &e;
-            p.error = Some(l.t(&e.message_ja(), &e.message_en()).to_string());
-            return (StatusCode::BAD_REQUEST, html(&p)).into_response();
-        }
-    };
+    let tenant: MunicipalityCode =
+        match machi_domain::input::compact_number(&f.text("tenant")).parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: &dyn machi_domain::error::Localized = &e;
+                p.error = Some(l.t(&e.message_ja(), &e.message_en()).to_string());
+                return (StatusCode::BAD_REQUEST, html(&p)).into_response();
+            }
+        };
     match s
         .registry
         .verify_certificate_from(source, &tenant, &f.text("number"), &f.text("code"))
