@@ -444,12 +444,7 @@ async fn forms_accept_what_people_type(db: TestDb) {
     }
     // 記録時点 as a date and time in any common form.
     // (After the family was recorded: the record as it stood then.)
-    for typed in [
-        "令和20年12月31日 10時00分",
-        "2038/12/31 10:00",
-        "R20.12.31",
-        "2038-12-31T10:00:00+09:00",
-    ] {
+    for typed in ["令和20年12月31日 10時00分", "2038/12/31 10:00", "R20.12.31"] {
         let (s, _, page) = w
             .clerk
             .get(&format!(
