@@ -14,6 +14,8 @@
 //! (j160/j440: the caller refuses before building), and the seal image
 //! (j1050: the seal is text).
 
+pub mod counter;
+
 use std::collections::BTreeSet;
 use std::fmt;
 

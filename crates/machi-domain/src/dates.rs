@@ -1324,10 +1324,7 @@ fn checked_year(year: i64, input: &str) -> Result<i32, DateError> {
 
 /// Full-width ASCII (Ｈ１．１．８) to ASCII, for parsing only.
 fn fold_char(c: char) -> char {
-    match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
-        _ => c,
-    }
+    crate::input::fold_char(c)
 }
 
 fn kanji_digit(c: char) -> Option<u32> {

@@ -227,7 +227,8 @@ fn fold_digit(c: char) -> char {
 }
 
 /// Trims, folds full-width digits and checks the result is ASCII digits with
-/// a length in `count`.
+/// a length in `count` (strict, as the API's schema says: the pages first
+/// compact what a person typed with [`crate::input::compact_number`]).
 fn parse_digits(kind: IdKind, raw: &str, count: DigitCount) -> Result<String, IdError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {

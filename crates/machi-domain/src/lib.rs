@@ -13,6 +13,7 @@ pub mod change;
 pub mod dates;
 pub mod error;
 pub mod ids;
+pub mod input;
 pub mod model;
 pub mod names;
 pub mod relationship;

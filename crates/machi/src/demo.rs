@@ -143,7 +143,13 @@ pub async fn seed(registry: &Registry, residents_per_tenant: usize) -> anyhow::R
                     )
                     .map(|((s, _), (k, _))| (s.to_string(), k.to_string()))
                     .unwrap_or_else(|| ("山田".into(), "ヤマダ".into()));
-                let child = synth.newborn(&surname, &kana, born);
+                // The child enters the parents' family register (本籍,
+                // 筆頭者 as the head's record has them, j120).
+                let register = head
+                    .registered_domicile
+                    .as_ref()
+                    .map(|d| (d.domicile.clone(), d.head.clone()));
+                let child = synth.newborn(&surname, &kana, born, register);
                 registry
                     .submit(
                         &code,

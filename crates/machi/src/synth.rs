@@ -110,16 +110,49 @@ const FEMALE: &[(&str, &str)] = &[
 ];
 
 /// Foreign residents: (alphabet family, alphabet given, nationality, katakana).
-const FOREIGN: &[(&str, &str, &str, &str)] = &[
-    ("NGUYEN", "VAN AN", "ベトナム", "グエン　ヴァン　アン"),
-    ("TRAN", "THI HOA", "ベトナム", "チャン　ティ　ホア"),
-    ("WANG", "FANG", "中国", "ワン　ファン"),
-    ("LI", "WEI", "中国", "リー　ウェイ"),
-    ("KIM", "MINJUN", "韓国", "キム　ミンジュン"),
-    ("SANTOS", "MARIA", "フィリピン", "サントス　マリア"),
-    ("SILVA", "LUCAS", "ブラジル", "シルバ　ルーカス"),
-    ("SHARMA", "PRIYA", "ネパール", "シャルマ　プリヤ"),
-    ("SMITH", "EMILY", "アメリカ合衆国", "スミス　エミリー"),
+/// (family name, given name, nationality, reading, sex).
+const FOREIGN: &[(&str, &str, &str, &str, Sex)] = &[
+    (
+        "NGUYEN",
+        "VAN AN",
+        "ベトナム",
+        "グエン　ヴァン　アン",
+        Sex::Male,
+    ),
+    (
+        "TRAN",
+        "THI HOA",
+        "ベトナム",
+        "チャン　ティ　ホア",
+        Sex::Female,
+    ),
+    ("WANG", "FANG", "中国", "ワン　ファン", Sex::Female),
+    ("LI", "WEI", "中国", "リー　ウェイ", Sex::Male),
+    ("KIM", "MINJUN", "韓国", "キム　ミンジュン", Sex::Male),
+    ("PARK", "JIYEON", "韓国", "パク　ジヨン", Sex::Female),
+    (
+        "SANTOS",
+        "MARIA",
+        "フィリピン",
+        "サントス　マリア",
+        Sex::Female,
+    ),
+    ("REYES", "JOSE", "フィリピン", "レイエス　ホセ", Sex::Male),
+    ("SILVA", "LUCAS", "ブラジル", "シルバ　ルーカス", Sex::Male),
+    (
+        "SHARMA",
+        "PRIYA",
+        "ネパール",
+        "シャルマ　プリヤ",
+        Sex::Female,
+    ),
+    (
+        "SMITH",
+        "EMILY",
+        "アメリカ合衆国",
+        "スミス　エミリー",
+        Sex::Female,
+    ),
 ];
 
 const STATUSES: &[(&str, &str)] = &[
@@ -346,19 +379,28 @@ impl Synth {
         format!("{first}{check}")
     }
 
+    /// A foreign resident; a spouse (`like` = the head's nationality and
+    /// the other sex) of the head's nationality when the list has one.
     fn foreign_person(
         &mut self,
         birth: NaiveDate,
         relationship: &str,
         today: NaiveDate,
+        like: Option<(&str, Sex)>,
     ) -> NewPerson {
-        let (family, given, nationality, kana) = *self.pick(FOREIGN);
-        let (status, period) = *self.pick(STATUSES);
-        let sex = if self.rng.bool() {
-            Sex::Male
-        } else {
-            Sex::Female
+        let (family, given, nationality, kana, sex) = match like {
+            Some((nationality, sex)) => {
+                let same: Vec<_> = FOREIGN
+                    .iter()
+                    .filter(|f| f.4 == sex && f.2 == nationality)
+                    .collect();
+                let other: Vec<_> = FOREIGN.iter().filter(|f| f.4 == sex).collect();
+                let list = if same.is_empty() { other } else { same };
+                *list[self.rng.usize(..list.len())]
+            }
+            None => *self.pick(FOREIGN),
         };
+        let (status, period) = *self.pick(STATUSES);
         NewPerson {
             name: format!("{family} {given}"),
             name_kana: Some(kana.to_string()),
@@ -408,10 +450,22 @@ impl Synth {
         let moved_in = self.day_between(earliest, today - chrono::Duration::days(7));
         let mut persons = Vec::new();
         if foreign {
-            persons.push(self.foreign_person(head_birth, "世帯主", today));
+            let head = self.foreign_person(head_birth, "世帯主", today, None);
+            let nationality = head
+                .foreign
+                .as_ref()
+                .map(|f| f.nationality.clone())
+                .unwrap_or_default();
+            let head_sex = head.sex;
+            persons.push(head);
             if self.rng.bool() {
                 let b = self.day_between(head_birth - years(3), head_birth + years(3));
-                persons.push(self.foreign_person(b, "妻", today));
+                let (sex, rel) = if head_sex == Sex::Male {
+                    (Sex::Female, "妻")
+                } else {
+                    (Sex::Male, "夫")
+                };
+                persons.push(self.foreign_person(b, rel, today, Some((&nationality, sex))));
             }
         } else {
             let surname = *self.pick(SURNAMES);
@@ -437,14 +491,25 @@ impl Synth {
                 let b = b.min(moved_in - years(16));
                 persons.push(self.person(surname, spouse_sex, b, rel));
                 if head_age < 60 {
+                    // Children born while their mother was 20 to 42, before
+                    // the family moved in, listed eldest first.
+                    let mother = if head_sex == Sex::Female {
+                        head_birth
+                    } else {
+                        b
+                    };
                     let kids = self.rng.usize(0..=3);
+                    let mut births = vec![];
                     for _ in 0..kids {
-                        let first = head_birth + years(22);
-                        let last = (head_birth + years(45)).min(moved_in);
+                        let first = mother + years(20);
+                        let last = (mother + years(42)).min(moved_in);
                         if first >= last {
                             break;
                         }
-                        let b = self.day_between(first, last);
+                        births.push(self.day_between(first, last));
+                    }
+                    births.sort();
+                    for b in births {
                         let sex = if self.rng.bool() {
                             Sex::Male
                         } else {
@@ -463,6 +528,26 @@ impl Synth {
                     Sex::Female
                 };
                 persons.push(self.person(surname, sex, b, "子"));
+            }
+            // No two members of a family share a given name.
+            for i in 1..persons.len() {
+                for _ in 0..20 {
+                    if !persons[..i].iter().any(|p| p.name == persons[i].name) {
+                        break;
+                    }
+                    let (given, given_kana) = *if persons[i].sex == Sex::Male {
+                        self.pick(MALE)
+                    } else {
+                        self.pick(FEMALE)
+                    };
+                    persons[i].name = format!("{}　{}", surname.0, given);
+                    persons[i].name_kana = Some(format!("{}　{}", surname.1, given_kana));
+                }
+            }
+            let register = self.family_register(surname, head_sex, head_age, married, &persons);
+            for p in &mut persons {
+                p.domicile = Some(register.0.clone());
+                p.domicile_head = Some(register.1.clone());
             }
         }
         let abroad = foreign || self.rng.u8(..100) < 2;
@@ -485,8 +570,79 @@ impl Synth {
         }
     }
 
-    /// A newborn for a household, born on `born`.
-    pub fn newborn(&mut self, surname: &str, surname_kana: &str, born: NaiveDate) -> NewPerson {
+    /// 本籍 and 筆頭者 (j120) shared by a household's members as in one
+    /// family register (戸籍): a married couple and their unmarried
+    /// children share one 本籍 and one 筆頭者, the husband (or, in one
+    /// family in twenty, the wife, whose surname the couple took); an
+    /// unmarried adult stays in the parents' register (筆頭者 the father);
+    /// a widow's register keeps her late husband as 筆頭者; someone
+    /// divorced or widowed may head their own. Nobody is 筆頭者 of a
+    /// register by being born.
+    fn family_register(
+        &mut self,
+        surname: (&str, &str),
+        head_sex: Sex,
+        head_age: i64,
+        married: bool,
+        persons: &[NewPerson],
+    ) -> (String, String) {
+        let domicile = self.pick(DOMICILES).to_string();
+        let head_name = persons.first().map(|p| p.name.clone()).unwrap_or_default();
+        let named = |given: &str| format!("{}　{}", surname.0, given);
+        let taken = |name: &str| persons.iter().any(|p| p.name == name);
+        let register_head = if married {
+            let husband = persons
+                .iter()
+                .find(|p| p.sex == Sex::Male && p.relationship != "子")
+                .map(|p| p.name.clone());
+            let wife = persons
+                .iter()
+                .find(|p| p.sex == Sex::Female && p.relationship != "子")
+                .map(|p| p.name.clone());
+            if self.rng.u8(..100) < 95 {
+                husband.unwrap_or(head_name)
+            } else {
+                wife.unwrap_or(head_name)
+            }
+        } else if head_sex == Sex::Female && head_age > 65 && self.rng.u8(..10) < 7 {
+            // A widow: her late husband stays 筆頭者.
+            self.father_name(&named, &taken)
+        } else if head_age >= 35 && self.rng.u8(..10) < 5 {
+            // Divorced or widowed: a register of their own.
+            head_name
+        } else {
+            // Never married: still in the parents' register.
+            self.father_name(&named, &taken)
+        };
+        (domicile, register_head)
+    }
+
+    /// A man's name for a register's 筆頭者 who does not live here, not
+    /// the name of anyone who does.
+    fn father_name(
+        &mut self,
+        named: &dyn Fn(&str) -> String,
+        taken: &dyn Fn(&str) -> bool,
+    ) -> String {
+        let mut name = named(self.pick(MALE).0);
+        for _ in 0..20 {
+            if !taken(&name) {
+                break;
+            }
+            name = named(self.pick(MALE).0);
+        }
+        name
+    }
+
+    /// A newborn for a household, born on `born`, entered in the register
+    /// (本籍, 筆頭者) of the parents when it is given.
+    pub fn newborn(
+        &mut self,
+        surname: &str,
+        surname_kana: &str,
+        born: NaiveDate,
+        register: Option<(String, String)>,
+    ) -> NewPerson {
         let sex = if self.rng.bool() {
             Sex::Male
         } else {
@@ -495,10 +651,89 @@ impl Synth {
         let mut p = self.person((surname, surname_kana), sex, born, "子");
         p.birth_date = ymd(born);
         p.resident_code = Some(format!("{:011}", self.rng.u64(..100_000_000_000)));
+        if let Some((domicile, head)) = register {
+            p.domicile = Some(domicile);
+            p.domicile_head = Some(head);
+        }
         p
     }
 
     pub fn elsewhere(&mut self) -> String {
         self.pick(ELSEWHERE).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Households as a family register has them (j120): one 本籍 and one
+    /// 筆頭者 per household, never a child, a married couple's 筆頭者 one
+    /// of the spouses; children born while their mother was 20 to 42.
+    #[test]
+    fn households_share_one_family_register() {
+        let mut s = Synth::new(7);
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let mut couples = 0;
+        for _ in 0..2_000 {
+            let plan = s.household(&TOWNS[0], today);
+            let first = &plan.persons[0];
+            for p in &plan.persons {
+                match p.relationship.as_str() {
+                    "妻" => assert_eq!(p.sex, Sex::Female, "{:?}", plan.persons),
+                    "夫" => assert_eq!(p.sex, Sex::Male, "{:?}", plan.persons),
+                    _ => {}
+                }
+            }
+            if first.kind != ResidentKind::Japanese {
+                continue;
+            }
+            for p in &plan.persons {
+                assert_eq!(p.domicile, first.domicile, "{:?}", plan.persons);
+                assert_eq!(p.domicile_head, first.domicile_head);
+            }
+            let head = first.domicile_head.clone().unwrap();
+            assert!(
+                !plan
+                    .persons
+                    .iter()
+                    .any(|p| p.relationship == "子" && p.name == head),
+                "a child is never 筆頭者: {:?}",
+                plan.persons
+            );
+            let spouses: Vec<&NewPerson> = plan
+                .persons
+                .iter()
+                .filter(|p| p.relationship != "子")
+                .collect();
+            if spouses.len() == 2 {
+                couples += 1;
+                assert!(spouses.iter().any(|p| p.name == head), "{:?}", plan.persons);
+                let mother = spouses.iter().find(|p| p.sex == Sex::Female).unwrap();
+                let m = NaiveDate::parse_from_str(&mother.birth_date, "%Y-%m-%d");
+                for c in plan.persons.iter().filter(|p| p.relationship == "子") {
+                    let c = NaiveDate::parse_from_str(&c.birth_date, "%Y-%m-%d");
+                    if let (Ok(m), Ok(c)) = (m, c) {
+                        let age = (c - m).num_days() / 365;
+                        assert!((19..=42).contains(&age), "mother aged {age}");
+                    }
+                }
+            }
+        }
+        assert!(couples > 500, "{couples}");
+    }
+
+    #[test]
+    fn a_newborn_enters_the_parents_register() {
+        let mut s = Synth::new(3);
+        let born = NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let register = (
+            "東京都府中市宮西町二丁目24番地".to_string(),
+            "架空　太郎".to_string(),
+        );
+        let child = s.newborn("架空", "カクウ", born, Some(register.clone()));
+        assert_eq!(child.domicile, Some(register.0));
+        assert_eq!(child.domicile_head, Some(register.1));
+        assert_ne!(child.domicile_head, Some(child.name.clone()));
     }
 }

@@ -516,10 +516,10 @@ impl Generator<'_> {
                 };
                 self.apply(command, Effective::Day(d), true)?;
             } else if births < MAX_BIRTHS
-                && let Some((surname, kana, household_number)) = self.parents(d)
+                && let Some((surname, kana, household_number, register)) = self.parents(d)
                 && self.chance(BIRTH_RATE * frac)
             {
-                let person = self.synth.newborn(&surname, &kana, d);
+                let person = self.synth.newborn(&surname, &kana, d, register);
                 let command = ChangeCommand::Birth {
                     person,
                     household_number,
@@ -697,7 +697,8 @@ impl Generator<'_> {
     /// For a 出生 on `d`: the head's surname and its reading and the
     /// household, when the head and a spouse live here, the household is
     /// Japanese and the mother is between 20 and 42.
-    fn parents(&self, d: NaiveDate) -> Option<(String, String, String)> {
+    #[allow(clippy::type_complexity)]
+    fn parents(&self, d: NaiveDate) -> Option<(String, String, String, Option<(String, String)>)> {
         let residents = self.residents();
         let head = residents
             .iter()
@@ -721,6 +722,10 @@ impl Generator<'_> {
             surname.to_string(),
             kana.to_string(),
             h.household_number.to_string(),
+            // The child enters the parents' family register (j120).
+            h.registered_domicile
+                .as_ref()
+                .map(|r| (r.domicile.clone(), r.head.clone())),
         ))
     }
 

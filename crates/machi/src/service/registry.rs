@@ -1021,7 +1021,7 @@ impl Registry {
 
     /// Commits one access-log entry, after the support-measure guard when
     /// one is asked for (a refusal is logged in a transaction of its own).
-    async fn commit_access(
+    pub(crate) async fn commit_access(
         &self,
         tenant: &MunicipalityCode,
         entry: AuditEntry,
@@ -1105,14 +1105,14 @@ fn household_from_serial(serial: i64) -> Result<HouseholdNumber, ServiceError> {
 }
 
 /// What the support-measure guard (j440) checks before a read is logged.
-struct Guarded {
-    persons: Vec<AddresseeNumber>,
-    households: Vec<HouseholdNumber>,
-    purpose: SupportPurpose,
+pub(crate) struct Guarded {
+    pub(crate) persons: Vec<AddresseeNumber>,
+    pub(crate) households: Vec<HouseholdNumber>,
+    pub(crate) purpose: SupportPurpose,
 }
 
 /// An access-log entry of `actor`.
-fn access_entry(
+pub(crate) fn access_entry(
     actor: &Actor,
     function: &str,
     target: String,

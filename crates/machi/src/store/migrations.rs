@@ -589,6 +589,22 @@ CREATE POLICY tenant_isolation ON access_grants
 "#
 );
 
+/// Certificates as at a counter (issue 13): who asked and how they were
+/// identified, the purpose, copies and fee recorded with each issue
+/// (j300, j1220); the copies of one request share a `batch`, each with its
+/// own 発行番号 (j1040); the PDF kept (base64) so that the confirmation
+/// page can hand it out again without a new issue; the fee per copy is a
+/// tenant setting.
+const V15_COMMON: &str = r#"
+ALTER TABLE certificates ADD COLUMN request TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE certificates ADD COLUMN batch TEXT NOT NULL DEFAULT '';
+ALTER TABLE certificates ADD COLUMN copy_no BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE certificates ADD COLUMN fee BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE certificates ADD COLUMN pdf TEXT;
+CREATE INDEX certificates_batch ON certificates (tenant, batch, copy_no);
+ALTER TABLE tenant_settings ADD COLUMN certificate_fee BIGINT NOT NULL DEFAULT 300;
+"#;
+
 /// Filings imported from the citizen portal (issue 11, item 4). The
 /// filing itself is sealed with the tenant's key.
 macro_rules! v18_common {
@@ -711,6 +727,12 @@ pub fn all() -> Vec<Migration> {
             name: "separation of duties: access proposals, account activation, direct-commit clients",
             sqlite: V14_COMMON,
             postgres: V14_POSTGRES,
+        },
+        Migration {
+            version: 15,
+            name: "certificates at the counter: requester, identity check, purpose, copies, fee, kept PDF",
+            sqlite: V15_COMMON,
+            postgres: V15_COMMON,
         },
         Migration {
             version: 17,

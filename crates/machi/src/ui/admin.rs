@@ -33,6 +33,7 @@ pub struct AuditRow {
     /// The stored function code (kept in a data attribute for tools).
     pub code: String,
     pub target: String,
+    /// The detail in words (folded in a disclosure on the page).
     pub detail: String,
     pub my_number_shown: bool,
     pub late: bool,
@@ -404,6 +405,8 @@ struct AccountsPage {
     scope_choices: Vec<(String, String)>,
     /// The certifying officer as set: (title, name), empty when unset.
     issuer: (String, String),
+    /// 手数料 per certificate copy (None before a certifying officer is set).
+    certificate_fee: Option<i64>,
 }
 
 /// The tenant's accounts and clients as the administrator and the
@@ -550,6 +553,7 @@ async fn accounts_page(
         handover,
         scope_choices: scope_choices(ctx.lang),
         issuer,
+        certificate_fee: s.registry.certificate_fee(tenant).await.ok().flatten(),
     };
     (status, html(&page)).into_response()
 }
@@ -801,6 +805,41 @@ pub async fn set_issuer(
             )
         })
         .map_err(UiError::from);
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// The 手数料 per certificate copy, shown on the counter's form.
+pub async fn set_certificate_fee(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let typed = machi_domain::input::compact_number(&f.text("certificate_fee"));
+    let result = match typed.parse::<i64>() {
+        Ok(yen) => s
+            .registry
+            .set_certificate_fee(&tenant, yen, &ctx.caller.actor())
+            .await
+            .map(|()| {
+                (
+                    ctx.lang
+                        .t("手数料を設定しました。", "Fee saved.")
+                        .to_string(),
+                    None,
+                )
+            })
+            .map_err(UiError::from),
+        Err(_) => Err(UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "手数料は円単位の数字で入力してください。".into(),
+            en: "the fee is a number of yen".into(),
+        }),
+    };
     accounts_page(&s, &ctx, &tenant, result).await
 }
 

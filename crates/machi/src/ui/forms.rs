@@ -419,7 +419,8 @@ pub fn parse(kind: &str, f: &FormData) -> Result<ChangeRequest, FormError> {
                 "change_id",
                 "取り消す異動の番号",
                 "id of the change to cancel",
-            )?
+            )
+            .map(machi_domain::input::compact_number)?
             .parse()
             .map_err(|_| FormError {
                 field: "change_id".into(),

@@ -203,7 +203,22 @@ pub fn routes() -> Vec<UiRoute> {
             get(certificates::new_form),
         ),
         route("/ui/certificates", &["POST"], post(certificates::issue)),
+        route(
+            "/ui/certificates/issued/{batch}",
+            &["GET"],
+            get(certificates::issued),
+        ),
+        route(
+            "/ui/certificates/issued/{batch}/{copy}",
+            &["GET"],
+            get(certificates::issued_pdf),
+        ),
         route("/ui/admin/issuer", &["POST"], post(admin::set_issuer)),
+        route(
+            "/ui/admin/certificate-fee",
+            &["POST"],
+            post(admin::set_certificate_fee),
+        ),
         route("/ui/audit", &["GET"], get(admin::audit)),
         route("/ui/stats", &["GET"], get(admin::stats)),
         route(

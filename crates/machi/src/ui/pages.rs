@@ -501,8 +501,15 @@ pub async fn search(
             name: q.name.clone(),
             birth_date: q.birth_date.clone(),
             address: q.address.clone(),
-            addressee_number: q.addressee_number.clone(),
-            household_number: q.household_number.clone(),
+            // As a person types them: "０００１－２３４５", "0001 2345".
+            addressee_number: q
+                .addressee_number
+                .as_deref()
+                .map(machi_domain::input::compact_number),
+            household_number: q
+                .household_number
+                .as_deref()
+                .map(machi_domain::input::compact_number),
             include_history: q.history(),
             include_removed: q.removed(),
             after: q.after.clone(),

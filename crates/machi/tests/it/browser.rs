@@ -394,8 +394,20 @@ async fn browser_counter_day(db: TestDb) {
     h.go(&format!("/ui/certificates/new?person={person}")).await;
     h.wait_for("#certificate-form").await;
     h.click("#head_and_relationship").await;
+    // At the counter: the person themself, My Number Card shown.
+    h.click("#requester_self").await;
+    h.select("identity", "my_number_card").await;
     h.shot("09-certificate-form").await;
     h.click("#issue").await;
+    // The on-screen confirmation, then the PDF from it.
+    h.wait_for("#issued").await;
+    let page = h.text().await;
+    assert!(
+        page.contains("証明書を発行しました") && page.contains("本人"),
+        "{page}"
+    );
+    h.shot("09b-certificate-issued").await;
+    h.click("a.pdf").await;
     let started = Instant::now();
     let pdf = loop {
         let found = std::fs::read_dir(h.downloads.path())

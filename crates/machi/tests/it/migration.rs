@@ -248,6 +248,7 @@ async fn support_measures_and_certificates_migrate(db: TestDb) {
                 options: CertificateOptions::default(),
                 verification_url: "http://localhost/verify".into(),
                 may_show_my_number: false,
+                counter: None,
             },
             &actor(),
         )

@@ -112,6 +112,13 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     // ---- certificates
     ("GET", "/ui/certificates/new", "", "clerk boss"),
     ("POST", "/ui/certificates", "", "clerk boss"),
+    ("GET", "/ui/certificates/issued/{batch}", "", "clerk boss"),
+    (
+        "GET",
+        "/ui/certificates/issued/{batch}/{copy}",
+        "",
+        "clerk boss",
+    ),
     // ---- support measures (j160, j380, j440)
     ("GET", "/ui/support", "", "officer"),
     ("GET", "/ui/support/new", "", "officer"),
@@ -172,6 +179,12 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "admin",
     ),
     ("POST", "/ui/admin/issuer", "", "admin"),
+    (
+        "POST",
+        "/ui/admin/certificate-fee",
+        "certificate_fee=300",
+        "admin",
+    ),
     // ---- access proposals: the administrator proposes and withdraws; a
     // supervisor or the CIO approves, rejects, rotates secrets, reissues
     // activation codes
@@ -355,6 +368,39 @@ async fn fixture(db: &TestDb) -> Ids {
         .unwrap();
     let person = family.rows[0].record.addressee_number.to_string();
     let household = family.rows[0].record.household_number.to_string();
+    // A certificate the clerk issued at the counter (its confirmation page
+    // and PDF are routes of their own).
+    r.set_issuer(&fuchu, "府中市長", "架空　一郎", &Actor::system("setup"))
+        .await
+        .unwrap();
+    let batch = r
+        .issue_certificates(
+            &fuchu,
+            machi::service::certificates::CertificateRequest {
+                kind: machi_domain::certificate::CertificateKind::ResidentCopy,
+                subject: machi::service::certificates::Subject::HouseholdOf(
+                    family.rows[0].record.addressee_number.clone(),
+                ),
+                options: Default::default(),
+                verification_url: "http://localhost/verify".into(),
+                may_show_my_number: false,
+                counter: Some(machi_domain::certificate::counter::CounterRequest {
+                    requester: Some(machi_domain::certificate::counter::Requester::Themselves),
+                    identity: Some(
+                        machi_domain::certificate::counter::IdentityDocument::MyNumberCard,
+                    ),
+                    copies: 1,
+                    ..Default::default()
+                }),
+            },
+            &Actor {
+                operator: "clerk".into(),
+                terminal: "T".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .batch;
     // A protected person of their own household (the walk reads the family).
     let protected = r
         .submit(
@@ -446,6 +492,8 @@ async fn fixture(db: &TestDb) -> Ids {
         ("change_id", family.change_id.to_string()),
         ("pending_id", pending.to_string()),
         ("measure_id", measure.measure_id().to_string()),
+        ("batch", batch),
+        ("copy", "1.pdf".to_string()),
         ("grant_id", grant_id.to_string()),
         ("spare", spare),
     ])

@@ -309,7 +309,7 @@ async fn certificates_of_a_protected_household_pass_once_per_release(db: TestDb)
     // The head's household includes a2: no certificate of it.
     let household = [("person", a(1)), ("kind", "resident_copy".to_string())];
     let household: Vec<(&str, &str)> = household.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (s, _, body) = w.clerk.post("/ui/certificates", &household).await;
+    let (s, _, body) = crate::ui::issue_pdf(&w.clerk, &household).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert!(!body.contains(NAME) && !body.contains(ADDRESS), "{body}");
     // Nor of her alone, nor of her household by its number.
@@ -334,24 +334,22 @@ async fn certificates_of_a_protected_household_pass_once_per_release(db: TestDb)
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // The neighbour's certificate is issued without any release.
-    let (s, _, pdf) = w
-        .clerk
-        .post(
-            "/ui/certificates",
-            &[("person", a(4).as_str()), ("kind", "resident_copy")],
-        )
-        .await;
+    let (s, _, pdf) = crate::ui::issue_pdf(
+        &w.clerk,
+        &[("person", a(4).as_str()), ("kind", "resident_copy")],
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{pdf}");
     assert!(pdf.starts_with("%PDF"));
     // A view release issues nothing; an issue release issues one.
     w.release("view", "clerk").await;
-    let (s, _, _) = w.clerk.post("/ui/certificates", &household).await;
+    let (s, _, _) = crate::ui::issue_pdf(&w.clerk, &household).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     w.release("issue", "clerk").await;
-    let (s, _, pdf) = w.clerk.post("/ui/certificates", &household).await;
+    let (s, _, pdf) = crate::ui::issue_pdf(&w.clerk, &household).await;
     assert_eq!(s, StatusCode::OK, "{pdf}");
     assert!(pdf.starts_with("%PDF"));
-    let (s, _, _) = w.clerk.post("/ui/certificates", &household).await;
+    let (s, _, _) = crate::ui::issue_pdf(&w.clerk, &household).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "a release serves one certificate");
 
     let log = w.log().await;
