@@ -278,6 +278,68 @@ pub enum ItemKind {
 impl ItemKind {
     /// Items a certificate shows once for all persons when they agree.
     const SHARED: [ItemKind; 3] = [Self::HeadOfHousehold, Self::Address, Self::Destination];
+
+    /// The item by its stored code (`birth_date`).
+    pub fn from_code(code: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(code.to_string())).ok()
+    }
+
+    /// The item's name as a certificate and a clerk call it.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Self::Name => "氏名",
+            Self::Alias => "通称",
+            Self::BirthDate => "生年月日",
+            Self::Sex => "性別",
+            Self::HeadOfHousehold => "世帯主の氏名",
+            Self::Relationship => "世帯主との続柄",
+            Self::RegisteredDomicile => "本籍",
+            Self::FamilyRegisterHead => "筆頭者",
+            Self::ResidentSince => "住民となった年月日",
+            Self::Address => "住所",
+            Self::AddressSince => "住所を定めた年月日",
+            Self::AddressFiledOn => "住所を定めた旨の届出の年月日",
+            Self::PreviousAddress => "従前の住所",
+            Self::MyNumber => "個人番号",
+            Self::ResidentCode => "住民票コード",
+            Self::Nationality => "国籍・地域",
+            Self::ResidenceStatus => "在留資格",
+            Self::PeriodOfStay => "在留期間",
+            Self::StayExpiresOn => "在留期間の満了の日",
+            Self::ResidenceCardNumber => "在留カード等の番号",
+            Self::RemovalReason => "消除事由",
+            Self::RemovalDate => "事由の生じた年月日",
+            Self::Destination => "転出先住所",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Alias => "alias",
+            Self::BirthDate => "date of birth",
+            Self::Sex => "sex",
+            Self::HeadOfHousehold => "head of household",
+            Self::Relationship => "relationship to the head",
+            Self::RegisteredDomicile => "registered domicile",
+            Self::FamilyRegisterHead => "head of the family register",
+            Self::ResidentSince => "resident since",
+            Self::Address => "address",
+            Self::AddressSince => "address since",
+            Self::AddressFiledOn => "address filed on",
+            Self::PreviousAddress => "previous address",
+            Self::MyNumber => "individual number",
+            Self::ResidentCode => "resident record code",
+            Self::Nationality => "nationality or region",
+            Self::ResidenceStatus => "status of residence",
+            Self::PeriodOfStay => "period of stay",
+            Self::StayExpiresOn => "period of stay ends on",
+            Self::ResidenceCardNumber => "residence card number",
+            Self::RemovalReason => "reason for removal",
+            Self::RemovalDate => "date of the event",
+            Self::Destination => "destination",
+        }
+    }
 }
 
 /// One labelled item.

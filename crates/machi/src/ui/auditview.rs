@@ -126,6 +126,18 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "kind" => ("種類", "kind"),
         "issue_number" => ("発行番号", "issue no."),
         "items" => ("記載事項", "items"),
+        "copy" => ("通番", "copy"),
+        "copies" => ("通数", "copies"),
+        "fee" => ("手数料（円）", "fee (yen)"),
+        "request" => ("請求", "request"),
+        "requester" => ("請求者", "requester"),
+        "requester_name" => ("請求者氏名", "requester's name"),
+        "relationship" => ("続柄・関係", "relationship"),
+        "identity" => ("本人確認", "identity check"),
+        "power_of_attorney" => ("委任状", "power of attorney"),
+        "ground" => ("請求事由", "ground"),
+        "pdf_sha256" => ("PDFの要約値", "PDF digest"),
+        "missing_chars" => ("表示できない文字", "missing characters"),
         "genuine" => ("真正", "genuine"),
         "recorded" => ("記録", "recorded"),
         "withheld" => ("非表示", "withheld"),
@@ -217,6 +229,23 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
         && let Some(k) = machi_domain::certificate::CertificateKind::from_code(s)
     {
         return k.title_ja().into();
+    }
+    if key == "items"
+        && let Some(i) = machi_domain::certificate::ItemKind::from_code(s)
+    {
+        return l.t(i.label_ja(), i.label_en()).into();
+    }
+    {
+        use machi_domain::certificate::counter::{IdentityDocument, Requester, ThirdPartyGround};
+        let label = match key {
+            "requester" => Requester::from_code(s).map(|r| (r.label_ja(), r.label_en())),
+            "identity" => IdentityDocument::from_code(s).map(|d| (d.label_ja(), d.label_en())),
+            "ground" => ThirdPartyGround::from_code(s).map(|g| (g.label_ja(), g.label_en())),
+            _ => None,
+        };
+        if let Some((ja, en)) = label {
+            return l.t(ja, en).into();
+        }
     }
     if key == "sex" {
         match s {
