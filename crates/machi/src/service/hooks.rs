@@ -639,6 +639,21 @@ struct Worker {
     config: WorkerConfig,
 }
 
+type ServingSet = Arc<std::sync::Mutex<std::collections::HashSet<(String, i64)>>>;
+
+/// Takes a subscription out of the worker's serving set when its task
+/// ends, however it ends.
+struct Serving(ServingSet, (String, i64));
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
 fn real_now() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -670,6 +685,13 @@ impl Worker {
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
         let done = Arc::new(tokio::sync::Notify::new());
         let mut tasks = tokio::task::JoinSet::new();
+        // Subscriptions this worker is serving now. A delivery that outlasts
+        // its lease (a slow receiver, a busy machine) lets the next scan
+        // lease the same subscription again under the same owner name; it
+        // must not be served twice at once (the same event sent twice, and
+        // out of order with the retry). Another worker taking over an
+        // expired lease is the crash case and stays allowed.
+        let serving: ServingSet = Arc::default();
         loop {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
@@ -679,11 +701,20 @@ impl Worker {
                 Vec::new()
             };
             for s in leased {
+                let key = (s.tenant.to_string(), s.subscription_id);
+                if !serving
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone())
+                {
+                    continue;
+                }
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (w, done) = (self.clone(), done.clone());
+                let (w, done, serving) = (self.clone(), done.clone(), serving.clone());
                 tasks.spawn(async move {
+                    let _serving = Serving(serving, key);
                     w.serve(s).await;
                     drop(permit);
                     done.notify_one();

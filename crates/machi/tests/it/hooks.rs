@@ -262,6 +262,20 @@ impl Hub {
         v
     }
 
+    /// The subscription once `n` attempts are recorded (the receiver sees a
+    /// request before the worker records its answer), or as it is after
+    /// `limit`.
+    async fn subscription_with_attempts(&self, id: i64, n: usize, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.subscription(id).await;
+            if v["attempts"].as_array().map_or(0, Vec::len) >= n || start.elapsed() > limit {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Commits one change (a family moving in); returns its event sequence.
     async fn change(&self) -> i64 {
         let req: ChangeRequest = serde_json::from_value(takahashi_family()).unwrap();
@@ -539,8 +553,11 @@ async fn a_receiver_failing_then_recovering_gets_everything_in_order(db: TestDb)
         expected.push(h.change().await);
     }
     let _w = h.worker(fast(10, 5_000));
-    let got = rx.wait_ok(3, Duration::from_secs(30)).await;
+    let got = rx.wait_ok(3, Duration::from_secs(90)).await;
     assert_eq!(seqs(&got), expected, "in order, each once");
+    let v = h
+        .subscription_with_attempts(id, 6, Duration::from_secs(60))
+        .await;
     // The first event was tried 4 times before anything else was sent.
     assert_eq!(
         seqs(&rx.all()),
@@ -553,7 +570,6 @@ async fn a_receiver_failing_then_recovering_gets_everything_in_order(db: TestDb)
             expected[2]
         ]
     );
-    let v = h.subscription(id).await;
     let a = attempts_at(&v);
     assert_eq!(
         a.iter().map(|x| x.1).collect::<Vec<_>>(),
@@ -602,9 +618,12 @@ async fn retry_after_is_honoured(db: TestDb) {
     let id = sub["subscription_id"].as_i64().unwrap();
     let _w = h.worker(fast(10, 5_000));
     h.change().await;
-    let got = rx.wait_ok(1, Duration::from_secs(20)).await;
+    let got = rx.wait_ok(1, Duration::from_secs(90)).await;
     assert_eq!(got.len(), 1);
-    let a = attempts_at(&h.subscription(id).await);
+    let a = attempts_at(
+        &h.subscription_with_attempts(id, 2, Duration::from_secs(60))
+            .await,
+    );
     assert_eq!(
         a.iter().map(|x| x.1).collect::<Vec<_>>(),
         vec![Some(429), Some(200)]
