@@ -24,6 +24,7 @@ mod browser;
 mod browser_allowance;
 mod browser_forms;
 mod browser_review;
+mod client_jwt;
 mod contract;
 mod duties;
 mod dv_hiding;
