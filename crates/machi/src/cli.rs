@@ -178,6 +178,21 @@ enum Command {
         #[arg(long)]
         after_change: Option<i64>,
     },
+    /// File linkage: a full or difference extract of a tenant (CSV in the
+    /// migration layout, SHA256SUMS and linkage-manifest.json, written
+    /// last) to a directory or s3://BUCKET/PREFIX. A difference extract
+    /// continues from the last complete extract at that target.
+    Extract {
+        /// 団体コード of the tenant.
+        #[arg(long)]
+        tenant: String,
+        /// full or diff.
+        #[arg(long, default_value = "diff")]
+        kind: String,
+        /// A directory or s3://BUCKET/PREFIX (AWS_* variables for S3).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -316,6 +331,14 @@ struct ServeArgs {
     /// header is ignored and the connection's address counts.
     #[arg(long, env = "MACHI_TRUSTED_PROXIES", default_value = "")]
     trusted_proxies: String,
+    /// Scheduled file linkage: write every tenant's extracts here (a
+    /// directory or s3://BUCKET/PREFIX): a full extract first, then a
+    /// difference extract whenever events came since the last.
+    #[arg(long, env = "MACHI_EXTRACT_TO")]
+    extract_to: Option<String>,
+    /// Seconds between scheduled extracts.
+    #[arg(long, env = "MACHI_EXTRACT_EVERY", default_value_t = 3600)]
+    extract_every: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -558,6 +581,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let trusted_proxies = api::source::TrustedProxies::parse(&a.trusted_proxies)
                 .map_err(anyhow::Error::msg)?;
+            let _extracts = match &a.extract_to {
+                Some(to) => {
+                    let (store, prefix) = crate::linkage::open_target(to)?;
+                    let tenants = registry
+                        .tenants()
+                        .await?
+                        .into_iter()
+                        .map(|t| t.municipality_code)
+                        .collect();
+                    Some(crate::linkage::spawn_schedule(
+                        registry.clone(),
+                        tenants,
+                        store,
+                        prefix,
+                        std::time::Duration::from_secs(a.extract_every.max(60)),
+                    ))
+                }
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind(addr).await?;
             println!("machi API on http://{addr}/ (OpenAPI: http://{addr}/openapi.json)");
             serve(
@@ -798,6 +840,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 started.elapsed().as_secs_f64(),
                 s.last_change_id
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Extract { tenant, kind, to } => {
+            let Some(code) = parse_code(tenant) else {
+                return Ok(ExitCode::from(2));
+            };
+            let kind: crate::linkage::Kind = match kind.parse() {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let (store, prefix) = crate::linkage::open_target(to)?;
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let m = crate::linkage::extract(
+                &registry,
+                &code,
+                kind,
+                store.as_ref(),
+                &prefix,
+                &Actor::system("cli"),
+            )
+            .await?;
+            println!(
+                "{} extract of {} (events {} to {}): {} files at {} / 抽出しました",
+                m.kind.as_str(),
+                m.tenant,
+                m.from_seq + 1,
+                m.to_seq,
+                m.files.len(),
+                m.folder
+            );
+            for f in &m.files {
+                println!(
+                    "  {} {} rows {} bytes sha256 {}",
+                    f.name, f.rows, f.bytes, f.sha256
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate {

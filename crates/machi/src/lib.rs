@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod linkage;
 pub mod migration;
 pub mod service;
 pub mod store;

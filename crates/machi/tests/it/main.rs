@@ -31,6 +31,7 @@ mod dv_hiding;
 mod faults;
 mod hooks;
 mod isolation;
+mod linkage_files;
 mod migration;
 mod openapi;
 mod operability;
