@@ -58,6 +58,11 @@ pub struct HookPolicy {
     /// Callbacks at private, loopback or link-local addresses allowed
     /// (`MACHI_WEBHOOK_ALLOW_PRIVATE=1`: receivers inside the LGWAN segment).
     pub allow_private: bool,
+    /// A callback's host name must resolve when the subscription is made
+    /// (on in `machi serve`; off in tests, which have no DNS). Whether or
+    /// not it is required, a name that resolves to a private, loopback or
+    /// link-local address is refused unless `allow_private`.
+    pub require_resolvable: bool,
 }
 
 impl HookPolicy {
@@ -66,6 +71,7 @@ impl HookPolicy {
         HookPolicy {
             allow_insecure_local: on("MACHI_WEBHOOK_ALLOW_INSECURE_LOCAL"),
             allow_private: on("MACHI_WEBHOOK_ALLOW_PRIVATE"),
+            require_resolvable: true,
         }
     }
 }
@@ -162,6 +168,98 @@ pub fn check_callback(url: &str, policy: HookPolicy) -> Result<reqwest::Url, Ser
         ));
     }
     Ok(u)
+}
+
+/// Resolves a checked callback URL's host name (not for IP literals) and
+/// refuses it if any address it names is private, loopback or link-local
+/// (unless allowed), or, when the policy requires it, if it does not
+/// resolve. The worker checks again at each delivery
+/// ([`PublicOnlyResolver`]): a name may be pointed elsewhere later.
+pub async fn check_resolved(u: &reqwest::Url, policy: HookPolicy) -> Result<(), ServiceError> {
+    let Some(url::Host::Domain(name)) = u.host() else {
+        return Ok(());
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        // Judged as loopback by check_callback already.
+        return Ok(());
+    }
+    let shown: String = u.as_str().chars().take(200).collect();
+    let port = u.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((name.to_string(), port)),
+    )
+    .await;
+    let addrs: Vec<std::net::SocketAddr> = match lookup {
+        Ok(Ok(a)) => a.collect(),
+        _ => Vec::new(),
+    };
+    if addrs.is_empty() {
+        if policy.require_resolvable {
+            return Err(invalid(
+                "url",
+                "callback_unreachable",
+                format!(
+                    "コールバック URL「{shown}」のホスト名「{name}」を名前解決できません（到達できません）。"
+                ),
+                format!(
+                    "callback URL \"{shown}\" is unreachable: its host name {name:?} does not resolve"
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if !policy.allow_private
+        && let Some(a) = addrs.iter().find(|a| is_private(a.ip()))
+    {
+        return Err(invalid(
+            "url",
+            "callback_private_address",
+            format!(
+                "コールバック URL「{shown}」のホスト名「{name}」は内部ネットワークのアドレス（{}）を指しています。許可されていません。",
+                a.ip()
+            ),
+            format!(
+                "callback URL \"{shown}\" is not accepted: its host name {name:?} resolves to a private, loopback or link-local address ({})",
+                a.ip()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The worker's DNS: a host name's private, loopback and link-local
+/// addresses are dropped unless the policy allows them, so a callback name
+/// re-pointed inside the network after it was accepted reaches nothing
+/// there (IP literals never come here: they were judged when accepted).
+#[derive(Debug, Clone, Copy)]
+pub struct PublicOnlyResolver(pub HookPolicy);
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let local_name = host.eq_ignore_ascii_case("localhost");
+            let kept: Vec<std::net::SocketAddr> = all
+                .into_iter()
+                .filter(|a| {
+                    policy.allow_private
+                        || !is_private(a.ip())
+                        || (local_name && policy.allow_insecure_local && a.ip().is_loopback())
+                })
+                .collect();
+            if kept.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (private addresses are not called)"
+                )
+                .into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// A new signing secret: `whsec_` + base64 of 32 random bytes.
@@ -294,7 +392,9 @@ impl Registry {
         actor: &Actor,
     ) -> Result<SubscriptionView, ServiceError> {
         self.ensure_tenant(tenant).await?;
-        let url = check_callback(&req.url, self.hook_policy())?.to_string();
+        let checked = check_callback(&req.url, self.hook_policy())?;
+        check_resolved(&checked, self.hook_policy()).await?;
+        let url = checked.to_string();
         let types = events::parse_type_filter("types", req.types.iter().map(String::as_str))?;
         if req.after.is_some_and(|a| a < 0) {
             return Err(invalid(
@@ -597,8 +697,26 @@ impl WorkerHandle {
     pub fn stop(self) {}
 }
 
+/// The delivery worker's HTTP client: [`http_client`] whose host names
+/// resolve through [`PublicOnlyResolver`].
+pub fn delivery_client(
+    timeout: Duration,
+    policy: HookPolicy,
+) -> Result<reqwest::Client, ServiceError> {
+    http_builder(timeout)
+        .dns_resolver(Arc::new(PublicOnlyResolver(policy)))
+        .build()
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
+}
+
 /// The HTTP client: rustls with the ring provider, no redirects.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ServiceError> {
+    http_builder(timeout)
+        .build()
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
+}
+
+fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
     // ring, not reqwest's default aws-lc-rs (a heavy C build); installed
     // once per process (a second install is refused, harmlessly). rustls
     // 0.23.48 marks ring's provider deprecated because ring has no
@@ -610,8 +728,6 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ServiceError> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .user_agent(concat!("machi-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
 }
 
 /// Starts the delivery worker on `registry`'s store.
@@ -619,7 +735,7 @@ pub fn spawn_worker(
     registry: Registry,
     config: WorkerConfig,
 ) -> Result<WorkerHandle, ServiceError> {
-    let client = http_client(config.request_timeout)?;
+    let client = delivery_client(config.request_timeout, registry.hook_policy())?;
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| StoreError::Task(format!("random: {e}")))?;
     let worker = Arc::new(Worker {
@@ -686,17 +802,20 @@ impl Worker {
         let done = Arc::new(tokio::sync::Notify::new());
         let mut tasks = tokio::task::JoinSet::new();
         // Subscriptions this worker is serving now. A delivery that outlasts
-        // its lease (a slow receiver, a busy machine) lets the next scan
-        // lease the same subscription again under the same owner name; it
-        // must not be served twice at once (the same event sent twice, and
-        // out of order with the retry). Another worker taking over an
-        // expired lease is the crash case and stays allowed.
+        // its lease (a slow receiver, a busy machine), or a replay while a
+        // task is settling, would let the next scan lease the same
+        // subscription again under the same owner name: served twice at
+        // once, and the old task's settle would pass the owner check and
+        // undo the replay. Such rows are left alone by the scan. Another
+        // worker taking over an expired lease is the crash case and stays
+        // allowed.
         let serving: ServingSet = Arc::default();
         loop {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
             let leased = if free > 0 {
-                self.lease(free).await
+                let busy = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                self.lease(free, busy).await
             } else {
                 Vec::new()
             };
@@ -733,7 +852,11 @@ impl Worker {
         }
     }
 
-    async fn lease(&self, limit: usize) -> Vec<Subscription> {
+    async fn lease(
+        &self,
+        limit: usize,
+        serving: std::collections::HashSet<(String, i64)>,
+    ) -> Vec<Subscription> {
         let now = self.registry.clock().now().timestamp_micros();
         let real = real_now();
         let until = real + self.config.lease.as_micros() as i64;
@@ -742,7 +865,7 @@ impl Worker {
             .registry
             .store()
             .write_quiet(None, move |tx| {
-                store::lease_due(tx, &owner, now, real, until, limit as i64)
+                store::lease_due(tx, &owner, now, real, until, limit as i64, &serving)
             })
             .await;
         match r {

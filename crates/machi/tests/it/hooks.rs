@@ -195,6 +195,7 @@ async fn hub(db: TestDb, worker_clock: Clock) -> Hub {
     let policy = HookPolicy {
         allow_insecure_local: true,
         allow_private: false,
+        require_resolvable: false,
     };
     let registry = Registry::new(db.store.clone(), EraTable::standard(), Clock::System)
         .with_hook_policy(policy);
@@ -316,6 +317,27 @@ impl Hub {
 
 fn seqs(r: &[Receipt]) -> Vec<i64> {
     r.iter().map(|r| r.seq).collect()
+}
+
+/// A host name (not `localhost`) that this machine's /etc/hosts maps to a
+/// loopback or private address.
+fn local_host_name() -> String {
+    let hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip: std::net::IpAddr = f.next()?.parse().ok()?;
+            let local = match ip {
+                std::net::IpAddr::V4(v) => v.is_loopback() || v.is_private(),
+                std::net::IpAddr::V6(v) => v.is_loopback(),
+            };
+            local.then(|| f.find(|n| !n.eq_ignore_ascii_case("localhost") && !n.contains(':')))?
+        })
+        .next()
+        .map(str::to_string)
+        .expect("a host name for a local address in /etc/hosts")
 }
 
 fn attempts_at(v: &Value) -> Vec<(i64, Option<i64>, chrono::DateTime<chrono::FixedOffset>)> {
@@ -783,6 +805,76 @@ async fn bad_subscriptions_are_refused_in_both_languages(db: TestDb) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("url"), "{e}");
+    // A host NAME that resolves to a local address is refused like the
+    // address itself (a name from this machine's /etc/hosts, no network).
+    let name = local_host_name();
+    let strict = |p: HookPolicy| h.db.registry.clone().with_hook_policy(p);
+    let refuse = |p: HookPolicy, url: String| {
+        let r = strict(p);
+        async move {
+            r.create_subscription(
+                &code(FUCHU),
+                "c",
+                machi::service::hooks::NewSubscription {
+                    url,
+                    types: vec![],
+                    after: None,
+                },
+                &Actor::system("t"),
+            )
+            .await
+        }
+    };
+    let on = HookPolicy {
+        require_resolvable: true,
+        ..HookPolicy::default()
+    };
+    let e = refuse(on, format!("https://{name}:8443/hook"))
+        .await
+        .unwrap_err();
+    let machi::service::ServiceError::Invalid {
+        code,
+        message_ja,
+        message_en,
+        ..
+    } = &e
+    else {
+        panic!("{e}");
+    };
+    assert_eq!(*code, "callback_private_address");
+    assert!(message_ja.contains("内部ネットワーク"), "{message_ja}");
+    assert!(message_en.contains("resolves to a private"), "{message_en}");
+    // Allowed by configuration: accepted.
+    let allowed = HookPolicy {
+        allow_private: true,
+        ..on
+    };
+    refuse(allowed, format!("https://{name}:8443/hook"))
+        .await
+        .expect("private allowed");
+    // A name that cannot resolve (RFC 6761 .invalid): unreachable.
+    let e = refuse(on, "https://no-such-host.invalid/hook".into())
+        .await
+        .unwrap_err();
+    let machi::service::ServiceError::Invalid {
+        code, message_ja, ..
+    } = &e
+    else {
+        panic!("{e}");
+    };
+    assert_eq!(*code, "callback_unreachable");
+    assert!(message_ja.contains("到達できません"), "{message_ja}");
+    // The delivery worker's resolver drops the local addresses too.
+    use machi::service::hooks::PublicOnlyResolver;
+    use reqwest::dns::Resolve;
+    let r = PublicOnlyResolver(on).resolve(name.parse().unwrap()).await;
+    assert!(r.is_err(), "a local address is not called");
+    let kept: Vec<_> = PublicOnlyResolver(allowed)
+        .resolve(name.parse().unwrap())
+        .await
+        .unwrap()
+        .collect();
+    assert!(!kept.is_empty());
     // Nothing was created.
     let (s, v) = call(&h.api, "GET", &path, None).await;
     assert_eq!(s, StatusCode::OK);
