@@ -770,6 +770,38 @@ impl Drop for Serving {
     }
 }
 
+/// Upper bounds of the commit-to-delivery lag buckets, in seconds.
+pub const LAG_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0,
+];
+
+/// This process's delivery figures, shared by every worker and reported
+/// on `/metrics` (see [`crate::api::metrics`]). No labels: nothing about
+/// a tenant, a client or a receiver.
+pub struct HookCounters {
+    /// Events a receiver accepted (2xx).
+    pub delivered: prometheus_client::metrics::counter::Counter,
+    /// Attempts that failed (an error status, a timeout, no connection).
+    pub failed: prometheus_client::metrics::counter::Counter,
+    /// From the event's commit to its accepted delivery, in seconds.
+    pub lag: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Subscriptions of every tenant by status, for `/metrics`.
+pub fn count_subscriptions(tx: &mut Tx<'_>) -> Result<Vec<(String, i64)>, StoreError> {
+    store::count_by_status(tx)
+}
+
+/// The process's [`HookCounters`].
+pub fn counters() -> &'static HookCounters {
+    static C: std::sync::OnceLock<HookCounters> = std::sync::OnceLock::new();
+    C.get_or_init(|| HookCounters {
+        delivered: Default::default(),
+        failed: Default::default(),
+        lag: prometheus_client::metrics::histogram::Histogram::new(LAG_BUCKETS),
+    })
+}
+
 fn real_now() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -983,6 +1015,14 @@ impl Worker {
         };
         let at_us = at.timestamp_micros();
         let ok = sent.status.is_some_and(|c| (200..300).contains(&c));
+        if ok {
+            counters().delivered.inc();
+            counters()
+                .lag
+                .observe((real_now() - event.created_at).max(0) as f64 / 1e6);
+        } else {
+            counters().failed.inc();
+        }
         let settle = if ok {
             Settle {
                 position: event.seq,

@@ -352,3 +352,15 @@ pub fn attempts(
     })
     .collect()
 }
+
+/// Subscriptions of every tenant by status (`active`, `paused`,
+/// `disabled`), for `/metrics`.
+pub fn count_by_status(tx: &mut Tx<'_>) -> Result<Vec<(String, i64)>, StoreError> {
+    tx.query(
+        "SELECT status, COUNT(*) FROM webhook_subscriptions WHERE status <> 'deleted' GROUP BY status",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.int(1)?)))
+    .collect()
+}

@@ -319,6 +319,28 @@ fn seqs(r: &[Receipt]) -> Vec<i64> {
     r.iter().map(|r| r.seq).collect()
 }
 
+/// `/metrics` as text.
+async fn metrics(h: &Hub) -> String {
+    let res = h
+        .api
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The value of one series in an exposition (0 if absent).
+fn figure(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A host name (not `localhost`) that this machine's /etc/hosts maps to a
 /// loopback or private address.
 fn local_host_name() -> String {
@@ -674,9 +696,25 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
     let span = (a[a.len() - 1].2 - a[0].2).num_hours();
     assert!(span >= 72, "paused after {span} h of retries");
     assert!(a.len() >= 10);
-    // The administrator's page shows it.
+    // The administrator's page shows it, and /metrics counts it.
     let alerts = h.db.registry.hook_alerts(&code(FUCHU)).await.unwrap();
     assert_eq!(alerts[0].status, "paused");
+    let m = metrics(&h).await;
+    assert_eq!(
+        figure(&m, "machi_webhook_subscriptions{status=\"paused\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        figure(&m, "machi_webhook_subscriptions{status=\"active\"}"),
+        0.0,
+        "{m}"
+    );
+    // Process-wide counters (other tests run beside): at least ours.
+    let failures_before = figure(&m, "machi_webhook_delivery_failures_total");
+    assert!(failures_before >= a.len() as f64, "{m}");
+    let delivered_before = figure(&m, "machi_webhook_deliveries_total");
+    let lag_before = figure(&m, "machi_webhook_delivery_lag_seconds_count");
     // Paused: nothing more is sent.
     let sent = rx.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -693,6 +731,20 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
     assert_eq!(s, StatusCode::OK, "{v}");
     let got = rx.wait_ok(2, Duration::from_secs(20)).await;
     assert_eq!(seqs(&got), vec![first, second]);
+    let m = metrics(&h).await;
+    assert!(
+        figure(&m, "machi_webhook_deliveries_total") >= delivered_before + 2.0,
+        "{m}"
+    );
+    assert!(
+        figure(&m, "machi_webhook_delivery_lag_seconds_count") >= lag_before + 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        figure(&m, "machi_webhook_subscriptions{status=\"paused\"}"),
+        0.0,
+        "{m}"
+    );
     // Replay again from the second: sent once more, same webhook-id.
     let (s, _) = call(
         &h.api,
