@@ -165,6 +165,9 @@ enum Command {
     /// Measure import at scale: generate residents, then the parse-and-validate
     /// rate (baseline) and full imports into SQLite and PostgreSQL.
     BenchMigration(crate::bench::MigrationBenchArgs),
+    /// Measure webhook deliveries/s to local subscribers and the lag from
+    /// commit to delivery under load, beside plain HTTP POSTs (baseline).
+    BenchHooks(crate::bench_hooks::BenchHooksArgs),
     /// Export a whole tenant in the migration layout (j1410).
     Export {
         /// 団体コード of the tenant.
@@ -911,6 +914,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchMigration(a) => {
             crate::bench::run_migration(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchHooks(a) => {
+            crate::bench_hooks::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {

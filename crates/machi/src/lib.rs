@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_hooks;
 pub mod certificate;
 pub mod cli;
 pub mod config;
