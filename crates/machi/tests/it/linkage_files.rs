@@ -22,6 +22,7 @@ both_backends!(
     an_extract_without_its_manifest_is_redone,
     a_difference_without_an_earlier_extract_is_refused,
     the_schedule_writes_full_then_differences_only_when_events_came,
+    the_tenant_administrator_makes_an_extract_through_the_api,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -272,4 +273,69 @@ async fn the_schedule_writes_full_then_differences_only_when_events_came(db: Tes
         .map(|p| p.to_string())
         .collect();
     assert_eq!(tops, vec![FUCHU.to_string()]);
+}
+
+async fn post_extract(
+    s: &crate::ui::Session,
+    body: &str,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post(format!("/api/v1/tenants/{FUCHU}/extracts"))
+        .header("content-type", "application/json")
+        .header("cookie", &s.cookie)
+        .header("x-csrf-token", &s.csrf)
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let res = s.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+async fn the_tenant_administrator_makes_an_extract_through_the_api(db: TestDb) {
+    use axum::http::StatusCode;
+    use machi_domain::access::Role;
+    let db = db.with_tenants().await;
+    crate::ui::staff(&db, FUCHU, "admin1", Role::TenantAdmin).await;
+    crate::ui::staff(&db, FUCHU, "clerk1", Role::Clerk).await;
+    let first = change(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = |target: Option<String>| {
+        machi::api::app(machi::api::AppState {
+            registry: db.registry.clone().with_extract_target(target),
+        })
+    };
+    let with = app(Some(dir.path().to_string_lossy().into_owned()));
+    // Not configured: a clear refusal.
+    let admin = crate::ui::Session::login(&app(None), FUCHU, "admin1").await;
+    let (s, v) = post_extract(&admin, r#"{"kind":"full"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "extract_not_configured", "{v}");
+    let admin = crate::ui::Session::login(&with, FUCHU, "admin1").await;
+    // A difference before any extract: refused, in both languages.
+    let (s, v) = post_extract(&admin, r#"{"kind":"diff"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "extract_no_base", "{v}");
+    assert!(
+        v["message_ja"].as_str().unwrap().contains("全件抽出"),
+        "{v}"
+    );
+    // An unknown kind: the body's shape.
+    let (s, v) = post_extract(&admin, r#"{"kind":"weekly"}"#).await;
+    assert!(s.is_client_error(), "{s} {v}");
+    let (s, v) = post_extract(&admin, r#"{"kind":"full"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["kind"], "full");
+    assert_eq!(v["to_seq"], first);
+    let folder = v["folder"].as_str().unwrap();
+    assert!(dir.path().join(folder).join(LINKAGE_MANIFEST).is_file());
+    // No personal data in the answer.
+    assert!(!v.to_string().contains("髙橋"), "{v}");
+    // A clerk may not.
+    let clerk = crate::ui::Session::login(&with, FUCHU, "clerk1").await;
+    let (s, v) = post_extract(&clerk, r#"{"kind":"diff"}"#).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
 }
