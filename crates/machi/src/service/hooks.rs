@@ -955,17 +955,30 @@ impl Worker {
 
     /// One event: Ok(true) delivered (go on), Ok(false) settled (stop).
     async fn step(&self, s: &mut Subscription) -> Result<bool, ServiceError> {
-        let (t, after, types) = (s.tenant.clone(), s.position, s.types.clone());
-        let (next, last) = self
+        let (t, after, types, id) = (
+            s.tenant.clone(),
+            s.position,
+            s.types.clone(),
+            s.subscription_id,
+        );
+        let (next, last, current) = self
             .registry
             .store()
             .read(Some(&s.tenant), move |tx| {
                 let next = records::events_after_of(tx, &t, after, &types, 1)?;
                 let next = super::registry::withhold_protected(tx, &t, next)?;
                 let last = records::last_event_seq(tx, &t)?;
-                Ok::<_, ServiceError>((next.into_iter().next(), last))
+                // The secrets as they are now: a rotation while this lease
+                // was held signs the next event with both.
+                let current = store::get(tx, &t, id)?;
+                Ok::<_, ServiceError>((next.into_iter().next(), last, current))
             })
             .await?;
+        if let Some(c) = current {
+            s.secret = c.secret;
+            s.previous_secret = c.previous_secret;
+            s.previous_until = c.previous_until;
+        }
         let Some(event) = next else {
             // Caught up: park until something is committed (or the poll).
             let settle = Settle {
