@@ -203,7 +203,7 @@ impl Metrics {
     pub async fn refresh(&self) {
         let counts = self
             .store
-            .read(None, |tx| crate::service::hooks::count_subscriptions(tx))
+            .read(None, crate::service::hooks::count_subscriptions)
             .await;
         match counts {
             Ok(counts) => {
