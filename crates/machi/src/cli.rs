@@ -168,6 +168,9 @@ enum Command {
     /// Measure import at scale: generate residents, then the parse-and-validate
     /// rate (baseline) and full imports into SQLite and PostgreSQL.
     BenchMigration(crate::bench::MigrationBenchArgs),
+    /// Measure webhook deliveries/s to local subscribers and the lag from
+    /// commit to delivery under load, beside plain HTTP POSTs (baseline).
+    BenchHooks(crate::bench_hooks::BenchHooksArgs),
     /// Export a whole tenant in the migration layout (j1410).
     Export {
         /// 団体コード of the tenant.
@@ -180,6 +183,21 @@ enum Command {
         /// (the `last change id` an earlier export printed).
         #[arg(long)]
         after_change: Option<i64>,
+    },
+    /// File linkage: a full or difference extract of a tenant (CSV in the
+    /// migration layout, SHA256SUMS and linkage-manifest.json, written
+    /// last) to a directory or s3://BUCKET/PREFIX. A difference extract
+    /// continues from the last complete extract at that target.
+    Extract {
+        /// 団体コード of the tenant.
+        #[arg(long)]
+        tenant: String,
+        /// full or diff.
+        #[arg(long, default_value = "diff")]
+        kind: String,
+        /// A directory or s3://BUCKET/PREFIX (AWS_* variables for S3).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -319,6 +337,14 @@ struct ServeArgs {
     /// header is ignored and the connection's address counts.
     #[arg(long, env = "MACHI_TRUSTED_PROXIES", default_value = "")]
     trusted_proxies: String,
+    /// Scheduled file linkage: write every tenant's extracts here (a
+    /// directory or s3://BUCKET/PREFIX): a full extract first, then a
+    /// difference extract whenever events came since the last.
+    #[arg(long, env = "MACHI_EXTRACT_TO")]
+    extract_to: Option<String>,
+    /// Seconds between scheduled extracts.
+    #[arg(long, env = "MACHI_EXTRACT_EVERY", default_value_t = 3600)]
+    extract_every: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -562,6 +588,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let trusted_proxies = api::source::TrustedProxies::parse(&a.trusted_proxies)
                 .map_err(anyhow::Error::msg)?;
+            let registry = registry.with_extract_target(a.extract_to.clone());
+            let _extracts = match &a.extract_to {
+                Some(to) => {
+                    let (store, prefix) = crate::linkage::open_target(to)?;
+                    let tenants = registry
+                        .tenants()
+                        .await?
+                        .into_iter()
+                        .map(|t| t.municipality_code)
+                        .collect();
+                    Some(crate::linkage::spawn_schedule(
+                        registry.clone(),
+                        tenants,
+                        store,
+                        prefix,
+                        std::time::Duration::from_secs(a.extract_every.max(60)),
+                    ))
+                }
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind(addr).await?;
             println!("machi API on http://{addr}/ (OpenAPI: http://{addr}/openapi.json)");
             serve(
@@ -804,6 +850,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Extract { tenant, kind, to } => {
+            let Some(code) = parse_code(tenant) else {
+                return Ok(ExitCode::from(2));
+            };
+            let kind: crate::linkage::Kind = match kind.parse() {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let (store, prefix) = crate::linkage::open_target(to)?;
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let m = crate::linkage::extract(
+                &registry,
+                &code,
+                kind,
+                store.as_ref(),
+                &prefix,
+                &Actor::system("cli"),
+            )
+            .await?;
+            println!(
+                "{} extract of {} (events {} to {}): {} files at {} / 抽出しました",
+                m.kind.as_str(),
+                m.tenant,
+                m.from_seq + 1,
+                m.to_seq,
+                m.files.len(),
+                m.folder
+            );
+            for f in &m.files {
+                println!(
+                    "  {} {} rows {} bytes sha256 {}",
+                    f.name, f.rows, f.bytes, f.sha256
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate {
             residents,
             output,
@@ -834,6 +919,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchMigration(a) => {
             crate::bench::run_migration(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchHooks(a) => {
+            crate::bench_hooks::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {

@@ -7,11 +7,13 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_hooks;
 pub mod certificate;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod linkage;
 pub mod migration;
 pub mod portal;
 pub mod service;

@@ -104,6 +104,15 @@ pub struct TokenRequest {
     /// Space-separated subset of the client's scopes; all of them if absent.
     #[schema(example = "jidou_teate:residents:read")]
     scope: Option<String>,
+    /// `client_secret_jwt` (RFC 7523 §2.2): exactly
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`, with
+    /// `client_assertion` and no secret.
+    #[schema(example = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")]
+    client_assertion_type: Option<String>,
+    /// A JWT signed with HS256 keyed by the client secret: `iss` = `sub` =
+    /// the client id, `aud` = this endpoint's URL, `exp` at most 300 s after
+    /// `iat`, and a `jti` never used before.
+    client_assertion: Option<String>,
 }
 
 /// An OAuth2 error (RFC 6749 §5.2), with machi's bilingual message.
@@ -113,9 +122,26 @@ pub struct TokenError {
     error: String,
     error_description: String,
     message_ja: String,
+    /// Why a `client_assertion` was refused: `assertion_malformed`,
+    /// `assertion_algorithm`, `assertion_signature`, `assertion_claims`,
+    /// `assertion_subject`, `assertion_audience`, `assertion_expired`,
+    /// `assertion_lifetime`, `assertion_replayed` or `assertion_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "assertion_expired")]
+    reason: Option<String>,
 }
 
 fn token_error(status: StatusCode, error: &str, en: &str, ja: &str) -> Response {
+    token_error_for(status, error, en, ja, None)
+}
+
+fn token_error_for(
+    status: StatusCode,
+    error: &str,
+    en: &str,
+    ja: &str,
+    reason: Option<&str>,
+) -> Response {
     let mut res = (
         status,
         [
@@ -126,6 +152,7 @@ fn token_error(status: StatusCode, error: &str, en: &str, ja: &str) -> Response 
             error: error.into(),
             error_description: en.into(),
             message_ja: ja.into(),
+            reason: reason.map(str::to_string),
         }),
     )
         .into_response();
@@ -157,6 +184,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// OAuth2 token endpoint, client credentials grant only. Tokens live 10
 /// minutes; there are no refresh tokens: a client asks again.
 ///
+/// A client authenticates with its id and secret (HTTP Basic,
+/// `client_secret_basic`, or form fields, `client_secret_post`) or with a
+/// JWT assertion signed with its secret (`client_secret_jwt`, RFC 7523
+/// §2.2): `client_assertion_type` and `client_assertion`. The assertion's
+/// `aud` is this endpoint's URL (`MACHI_PUBLIC_URL` + `/oauth/token`); each
+/// `jti` is accepted once.
+///
 /// Wrong credentials are throttled per address, in total, and per client and
 /// address (429 with `Retry-After`); a stranger's failures never lock the
 /// client out at its own address, and asking for a scope not granted is
@@ -164,8 +198,8 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 #[utoipa::path(post, path = "/oauth/token", tag = "platform", security(()),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The access token.", body = TokenGrant),
-              (status = 400, description = "invalid_request (the body is not a form with grant_type), unsupported_grant_type, or invalid_scope.", body = TokenError),
-              (status = 401, description = "invalid_client: no client credentials, an unknown client or a wrong secret (with WWW-Authenticate).", body = TokenError),
+              (status = 400, description = "invalid_request (the body is not a form with grant_type; two client authentication methods at once; a client_assertion without its type or of another type), unsupported_grant_type, or invalid_scope.", body = TokenError),
+              (status = 401, description = "invalid_client: no client credentials, an unknown client or a wrong secret (with WWW-Authenticate); for a client_assertion, `reason` says what was wrong with it.", body = TokenError),
               (status = 429, description = "invalid_client: too many failed attempts from this address (or in total, or for this client from this address); the Retry-After header gives the seconds to wait.", body = TokenError),
               (status = 500, description = "internal_error: the database failed; no token was issued.", body = super::error::ErrorBody)))]
 pub async fn token(
@@ -190,27 +224,62 @@ pub async fn token(
             "grant_type は client_credentials のみ使えます。",
         );
     }
-    let (id, secret) = match (
-        basic_credentials(&headers),
-        req.client_id,
-        req.client_secret,
-    ) {
-        (Some(c), _, _) => c,
-        (None, Some(i), Some(s)) => (i, s),
-        _ => {
+    let basic = basic_credentials(&headers);
+    let outcome = if req.client_assertion_type.is_some() || req.client_assertion.is_some() {
+        // RFC 6749 §2.3: one authentication method per request.
+        if basic.is_some() || req.client_secret.is_some() {
             return token_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "client authentication is missing",
-                "クライアント認証情報がありません。",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method: a client_assertion or a secret, not both",
+                "クライアント認証は client_assertion かシークレットのどちらか一方にしてください。",
             );
         }
+        let (Some(kind), Some(assertion)) = (&req.client_assertion_type, &req.client_assertion)
+        else {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion and client_assertion_type go together",
+                "client_assertion と client_assertion_type は両方指定してください。",
+            );
+        };
+        if kind != crate::service::client_jwt::ASSERTION_TYPE {
+            return token_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion_type は urn:ietf:params:oauth:client-assertion-type:jwt-bearer にしてください。",
+            );
+        }
+        let audience = format!("{}/oauth/token", crate::ui::public_url(&headers));
+        s.registry
+            .issue_token_by_assertion(
+                source,
+                assertion,
+                req.client_id.as_deref(),
+                &audience,
+                req.scope.as_deref(),
+            )
+            .await
+    } else {
+        let (id, secret) = match (basic, req.client_id, req.client_secret) {
+            (Some(c), _, _) => c,
+            (None, Some(i), Some(s)) => (i, s),
+            _ => {
+                return token_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication is missing",
+                    "クライアント認証情報がありません。",
+                );
+            }
+        };
+        s.registry
+            .issue_token_from(source, &id, &secret, req.scope.as_deref())
+            .await
     };
-    match s
-        .registry
-        .issue_token_from(source, &id, &secret, req.scope.as_deref())
-        .await
-    {
+    match outcome {
         Ok(grant) => (
             StatusCode::OK,
             [
@@ -233,6 +302,18 @@ pub async fn token(
                 .insert(header::RETRY_AFTER, retry_after.into());
             res
         }
+        Err(ServiceError::Invalid {
+            field,
+            code,
+            message_en,
+            message_ja,
+        }) if field == "client_assertion" => token_error_for(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            &message_en,
+            &message_ja,
+            Some(code),
+        ),
         Err(ServiceError::Invalid {
             message_en,
             message_ja,

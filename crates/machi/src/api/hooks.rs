@@ -301,3 +301,88 @@ pub async fn rotate_secret(
         .map_err(not_found)?;
     Ok(Json(view))
 }
+
+/// What extract to make.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractRequest {
+    /// `full` (every history row and the households) or `diff` (rows of
+    /// changes since the last complete extract at the target).
+    kind: crate::linkage::Kind,
+}
+
+/// Makes a file-linkage extract now (ファイル連携): CSV in the migration
+/// layout with SHA256SUMS and `linkage-manifest.json` (written last), at
+/// the server's extract target (`MACHI_EXTRACT_TO`: a directory or
+/// S3-compatible storage). The answer is the manifest (files, rows,
+/// checksums, the event range covered); no personal data. For the tenant
+/// administrator.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/extracts", tag = "linkage",
+    security(("bearer" = []), ("session" = [])),
+    params(params::TenantPath),
+    request_body = ExtractRequest,
+    responses((status = 201, description = "The extract's manifest.", body = crate::linkage::LinkageManifest),
+              (status = 400, description = "The body does not match its schema; `field` names it.", body = ErrorBody),
+              (status = 401, description = "unauthenticated.", body = ErrorBody),
+              (status = 403, description = "forbidden: only the tenant administrator makes extracts.", body = ErrorBody),
+              (status = 404, description = "tenant_not_found.", body = ErrorBody),
+              (status = 409, description = "extract_no_base: a difference extract needs a complete earlier extract at the target; or extract_not_configured: the server has no extract target.", body = ErrorBody),
+              (status = 415, description = NOT_JSON, body = ErrorBody),
+              (status = 422, description = WRONG_SHAPE, body = ErrorBody),
+              (status = 500, description = "internal_error or extract_failed: the database or the target failed; no manifest was written, the next run redoes it.", body = ErrorBody)))]
+pub async fn create_extract(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<ExtractRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::linkage::LinkageManifest>), ApiError> {
+    use crate::linkage::{self, ExtractError};
+    let Path(code) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    caller.check(&tenant, Permission::ManageAccounts)?;
+    let Json(req) = body.map_err(json_error)?;
+    let Some(target) = s.registry.extract_target() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "extract_not_configured",
+            "このサーバーにはファイル連携の出力先（MACHI_EXTRACT_TO）が設定されていません。",
+            "this server has no extract target (MACHI_EXTRACT_TO)",
+        ));
+    };
+    let failed = |e: ExtractError| -> ApiError {
+        match e {
+            ExtractError::NoBase(t) => ApiError::new(
+                StatusCode::CONFLICT,
+                "extract_no_base",
+                format!(
+                    "出力先に {t} の完了した抽出がありません。先に全件抽出（full）を行ってください。"
+                ),
+                format!(
+                    "no earlier complete extract of {t} at the target: make a full extract first"
+                ),
+            ),
+            ExtractError::Service(e) => e.into(),
+            e => {
+                tracing::warn!(error = %e, "linkage: extract failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "extract_failed",
+                    "抽出を書き込めませんでした（管理者にお知らせください）。次の実行でやり直します。",
+                    "the extract could not be written (tell the administrator); the next run redoes it",
+                )
+            }
+        }
+    };
+    let (store, prefix) = linkage::open_target(target).map_err(failed)?;
+    let m = linkage::extract(
+        &s.registry,
+        &tenant,
+        req.kind,
+        store.as_ref(),
+        &prefix,
+        &caller.actor(),
+    )
+    .await
+    .map_err(failed)?;
+    Ok((StatusCode::CREATED, Json(m)))
+}

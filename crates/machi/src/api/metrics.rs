@@ -1,6 +1,8 @@
 //! `/metrics`: the server's own figures in the OpenMetrics text format
 //! (which Prometheus scrapes): HTTP requests by route template, method and
-//! status with their latency, and the store's pools and queues.
+//! status with their latency, the store's pools and queues, and webhook
+//! deliveries (accepted, failed, commit-to-delivery lag) with the
+//! subscriptions by status (paused ones need a person).
 //!
 //! No personal data in any label: a request is labelled by the route
 //! template it matched (`/api/v1/tenants/{municipality_code}/residents/{addressee_number}`),
@@ -56,6 +58,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: &'static str,
 }
@@ -80,6 +87,7 @@ pub struct Metrics {
     pool_max: Family<PoolLabels, Gauge>,
     pool_waiting: Family<PoolLabels, Gauge>,
     writer_queue: Option<Gauge>,
+    subscriptions: Family<StatusLabels, Gauge>,
     store: Store,
     token: Option<String>,
 }
@@ -137,8 +145,32 @@ impl Metrics {
             );
             g
         });
+        let hooks = crate::service::hooks::counters();
+        registry.register(
+            "machi_webhook_deliveries",
+            "Webhook events accepted by their receivers (2xx), by this process",
+            hooks.delivered.clone(),
+        );
+        registry.register(
+            "machi_webhook_delivery_failures",
+            "Webhook attempts that failed (error status, timeout, no connection), by this process",
+            hooks.failed.clone(),
+        );
+        registry.register_with_unit(
+            "machi_webhook_delivery_lag",
+            "Time from an event's commit to its accepted delivery",
+            Unit::Seconds,
+            hooks.lag.clone(),
+        );
+        let subscriptions = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "machi_webhook_subscriptions",
+            "Webhook subscriptions of every tenant by status: active, paused (failing for 72 hours; needs a person) or disabled (410 Gone)",
+            subscriptions.clone(),
+        );
         Metrics {
             registry,
+            subscriptions,
             requests,
             latency,
             pool_connections,
@@ -164,6 +196,29 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// Reads the subscriptions by status from the database (before
+    /// [`Metrics::render`]); a failed read leaves the last figures.
+    pub async fn refresh(&self) {
+        let counts = self
+            .store
+            .read(None, crate::service::hooks::count_subscriptions)
+            .await;
+        match counts {
+            Ok(counts) => {
+                for status in ["active", "paused", "disabled"] {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == status)
+                        .map_or(0, |(_, n)| *n);
+                    self.subscriptions
+                        .get_or_create(&StatusLabels { status })
+                        .set(n);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: counting webhook subscriptions failed"),
+        }
     }
 
     /// The exposition, with the store's gauges read now.
@@ -266,5 +321,6 @@ pub async fn metrics(State(m): State<Arc<Metrics>>, headers: HeaderMap) -> Respo
         );
         return res;
     }
+    m.refresh().await;
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.render()).into_response()
 }

@@ -131,6 +131,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::get_subscription, hooks::delete_subscription))
         .routes(routes!(hooks::replay_subscription))
         .routes(routes!(hooks::rotate_secret))
+        .routes(routes!(hooks::create_extract))
 }
 
 /// The router and the OpenAPI document it was built from.

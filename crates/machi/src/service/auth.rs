@@ -626,6 +626,18 @@ impl Registry {
             created_at: now,
             disabled: false,
             direct_commit: false,
+            secret_sealed: Some(
+                self.store()
+                    .keyring()
+                    .tenant(tenant)
+                    .and_then(|k| {
+                        k.seal(
+                            &super::client_jwt::seal_context(client_id.as_str()),
+                            secret.as_bytes(),
+                        )
+                    })
+                    .map_err(StoreError::from)?,
+            ),
         };
         let (t, actor) = (tenant.clone(), actor.clone());
         self.store()
@@ -713,6 +725,107 @@ impl Registry {
             Some(c) if verified && !c.disabled => c,
             _ => return Err(ServiceError::LoginFailed),
         };
+        self.grant_token(client, ticket, requested, source_key, now)
+            .await
+    }
+
+    /// OAuth2 client credentials grant with `client_secret_jwt` client
+    /// authentication (RFC 7523 §2.2; see [`super::client_jwt`]): the client
+    /// proves its secret by an HS256 assertion for `audience` (the token
+    /// endpoint's URL) instead of sending it. Throttled and counted exactly
+    /// like [`Registry::issue_token_from`]: a bad signature, a wrong
+    /// algorithm, audience or subject, an expired or replayed assertion are
+    /// all failed attempts of the client named by its `iss`.
+    pub async fn issue_token_by_assertion(
+        &self,
+        source: Option<std::net::IpAddr>,
+        assertion: &str,
+        form_client_id: Option<&str>,
+        audience: &str,
+        requested: Option<&str>,
+    ) -> Result<TokenGrant, ServiceError> {
+        use super::client_jwt;
+        let now = self.clock().now().timestamp_micros();
+        let window_start = now - THROTTLE_WINDOW_SECONDS * 1_000_000;
+        let source = Source::of(source);
+        let source_key = source.key();
+        let ticket = self
+            .throttle()
+            .admit(Door::Token, source, now)
+            .map_err(|r| ServiceError::TooManyAttempts {
+                retry_after: r.retry_after,
+            })?;
+        if assertion.len() > 8 * 1024 {
+            return Err(client_jwt::malformed());
+        }
+        let iss = client_jwt::issuer_of(assertion)?;
+        let id: String = iss.trim().chars().take(80).collect();
+        if form_client_id.is_some_and(|f| f.trim() != id) {
+            return Err(ServiceError::Invalid {
+                field: "client_assertion".into(),
+                code: "assertion_subject",
+                message_ja: "client_id と client_assertion の iss が一致しません。".into(),
+                message_en: "client_id and the client_assertion's iss differ".into(),
+            });
+        }
+        let (i, src) = (id.clone(), source_key.clone());
+        let refused = self
+            .store()
+            .write(None, move |tx| {
+                Ok::<_, ServiceError>(admit_attempt(tx, "client", &i, &src, now, window_start)?)
+            })
+            .await?;
+        if let Some(retry_after) = refused {
+            return Err(ServiceError::TooManyAttempts { retry_after });
+        }
+        client_jwt::check_algorithm(assertion)?;
+        let i = id.clone();
+        let client = self
+            .store()
+            .read(None, move |tx| {
+                Ok::<_, ServiceError>(accounts::get_client(tx, &i)?)
+            })
+            .await?;
+        let Some(client) = client.filter(|c| !c.disabled) else {
+            // Unknown and wrong secret read the same; the HMAC is checked
+            // anyway, so both take as long.
+            let _ = client_jwt::verify(assertion, &[0u8; 24], &id, audience, now / 1_000_000);
+            return Err(client_jwt::bad_signature());
+        };
+        let Some(sealed) = client.secret_sealed.clone() else {
+            return Err(client_jwt::no_sealed_secret());
+        };
+        let secret = self
+            .store()
+            .keyring()
+            .tenant(&client.tenant)
+            .and_then(|k| k.open(&client_jwt::seal_context(&client.client_id), &sealed))
+            .map_err(StoreError::from)?;
+        let claims = client_jwt::verify(assertion, &secret, &id, audience, now / 1_000_000)?;
+        let (i, jti) = (id.clone(), claims.jti.clone());
+        let expires = (claims.exp + client_jwt::LEEWAY_SECONDS) * 1_000_000;
+        let fresh = self
+            .store()
+            .write(None, move |tx| {
+                Ok::<_, ServiceError>(accounts::use_assertion_id(tx, &i, &jti, expires, now)?)
+            })
+            .await?;
+        if !fresh {
+            return Err(client_jwt::replayed());
+        }
+        self.grant_token(client, ticket, requested, source_key, now)
+            .await
+    }
+
+    /// A token for a client that proved its secret (by either method).
+    async fn grant_token(
+        &self,
+        client: ApiClient,
+        ticket: super::throttle::Ticket,
+        requested: Option<&str>,
+        source_key: String,
+        now: i64,
+    ) -> Result<TokenGrant, ServiceError> {
         // The secret is right: whatever follows is not a failed attempt.
         self.throttle().proven(ticket);
         let granted = Scope::parse_list(&client.scopes)

@@ -729,10 +729,16 @@ impl Registry {
         let hash = hash_password(&secret)?;
         let now = self.clock().now().timestamp_micros();
         let (t, id, actor) = (tenant.clone(), client_id.to_string(), actor.clone());
+        let plain = zeroize::Zeroizing::new(secret.clone());
         self.store()
             .write(Some(tenant), move |tx| {
                 client_of(tx, &t, &id)?;
+                let sealed = tx
+                    .tenant_keys(&t)?
+                    .seal(&super::client_jwt::seal_context(&id), plain.as_bytes())
+                    .map_err(crate::store::StoreError::from)?;
                 accounts::update_client(tx, &t, &id, &ClientUpdate::SecretHash(hash))?;
+                accounts::update_client(tx, &t, &id, &ClientUpdate::SecretSealed(sealed))?;
                 accounts::delete_tokens_of_client(tx, &id)?;
                 records::append_next_audit(
                     tx,
@@ -1094,6 +1100,14 @@ fn apply(
                     created_at: now,
                     disabled: false,
                     direct_commit: false,
+                    secret_sealed: Some(
+                        tx.tenant_keys(t)?
+                            .seal(
+                                &super::client_jwt::seal_context(client_id),
+                                secret.as_bytes(),
+                            )
+                            .map_err(crate::store::StoreError::from)?,
+                    ),
                 },
             )?;
             if !inserted {

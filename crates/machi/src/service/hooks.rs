@@ -58,6 +58,11 @@ pub struct HookPolicy {
     /// Callbacks at private, loopback or link-local addresses allowed
     /// (`MACHI_WEBHOOK_ALLOW_PRIVATE=1`: receivers inside the LGWAN segment).
     pub allow_private: bool,
+    /// A callback's host name must resolve when the subscription is made
+    /// (on in `machi serve`; off in tests, which have no DNS). Whether or
+    /// not it is required, a name that resolves to a private, loopback or
+    /// link-local address is refused unless `allow_private`.
+    pub require_resolvable: bool,
 }
 
 impl HookPolicy {
@@ -66,6 +71,7 @@ impl HookPolicy {
         HookPolicy {
             allow_insecure_local: on("MACHI_WEBHOOK_ALLOW_INSECURE_LOCAL"),
             allow_private: on("MACHI_WEBHOOK_ALLOW_PRIVATE"),
+            require_resolvable: true,
         }
     }
 }
@@ -162,6 +168,98 @@ pub fn check_callback(url: &str, policy: HookPolicy) -> Result<reqwest::Url, Ser
         ));
     }
     Ok(u)
+}
+
+/// Resolves a checked callback URL's host name (not for IP literals) and
+/// refuses it if any address it names is private, loopback or link-local
+/// (unless allowed), or, when the policy requires it, if it does not
+/// resolve. The worker checks again at each delivery
+/// ([`PublicOnlyResolver`]): a name may be pointed elsewhere later.
+pub async fn check_resolved(u: &reqwest::Url, policy: HookPolicy) -> Result<(), ServiceError> {
+    let Some(url::Host::Domain(name)) = u.host() else {
+        return Ok(());
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        // Judged as loopback by check_callback already.
+        return Ok(());
+    }
+    let shown: String = u.as_str().chars().take(200).collect();
+    let port = u.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((name.to_string(), port)),
+    )
+    .await;
+    let addrs: Vec<std::net::SocketAddr> = match lookup {
+        Ok(Ok(a)) => a.collect(),
+        _ => Vec::new(),
+    };
+    if addrs.is_empty() {
+        if policy.require_resolvable {
+            return Err(invalid(
+                "url",
+                "callback_unreachable",
+                format!(
+                    "コールバック URL「{shown}」のホスト名「{name}」を名前解決できません（到達できません）。"
+                ),
+                format!(
+                    "callback URL \"{shown}\" is unreachable: its host name {name:?} does not resolve"
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if !policy.allow_private
+        && let Some(a) = addrs.iter().find(|a| is_private(a.ip()))
+    {
+        return Err(invalid(
+            "url",
+            "callback_private_address",
+            format!(
+                "コールバック URL「{shown}」のホスト名「{name}」は内部ネットワークのアドレス（{}）を指しています。許可されていません。",
+                a.ip()
+            ),
+            format!(
+                "callback URL \"{shown}\" is not accepted: its host name {name:?} resolves to a private, loopback or link-local address ({})",
+                a.ip()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The worker's DNS: a host name's private, loopback and link-local
+/// addresses are dropped unless the policy allows them, so a callback name
+/// re-pointed inside the network after it was accepted reaches nothing
+/// there (IP literals never come here: they were judged when accepted).
+#[derive(Debug, Clone, Copy)]
+pub struct PublicOnlyResolver(pub HookPolicy);
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let local_name = host.eq_ignore_ascii_case("localhost");
+            let kept: Vec<std::net::SocketAddr> = all
+                .into_iter()
+                .filter(|a| {
+                    policy.allow_private
+                        || !is_private(a.ip())
+                        || (local_name && policy.allow_insecure_local && a.ip().is_loopback())
+                })
+                .collect();
+            if kept.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (private addresses are not called)"
+                )
+                .into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// A new signing secret: `whsec_` + base64 of 32 random bytes.
@@ -294,7 +392,9 @@ impl Registry {
         actor: &Actor,
     ) -> Result<SubscriptionView, ServiceError> {
         self.ensure_tenant(tenant).await?;
-        let url = check_callback(&req.url, self.hook_policy())?.to_string();
+        let checked = check_callback(&req.url, self.hook_policy())?;
+        check_resolved(&checked, self.hook_policy()).await?;
+        let url = checked.to_string();
         let types = events::parse_type_filter("types", req.types.iter().map(String::as_str))?;
         if req.after.is_some_and(|a| a < 0) {
             return Err(invalid(
@@ -597,8 +697,26 @@ impl WorkerHandle {
     pub fn stop(self) {}
 }
 
+/// The delivery worker's HTTP client: [`http_client`] whose host names
+/// resolve through [`PublicOnlyResolver`].
+pub fn delivery_client(
+    timeout: Duration,
+    policy: HookPolicy,
+) -> Result<reqwest::Client, ServiceError> {
+    http_builder(timeout)
+        .dns_resolver(Arc::new(PublicOnlyResolver(policy)))
+        .build()
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
+}
+
 /// The HTTP client: rustls with the ring provider, no redirects.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ServiceError> {
+    http_builder(timeout)
+        .build()
+        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
+}
+
+fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
     // ring, not reqwest's default aws-lc-rs (a heavy C build); installed
     // once per process (a second install is refused, harmlessly). rustls
     // 0.23.48 marks ring's provider deprecated because ring has no
@@ -610,8 +728,6 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ServiceError> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .user_agent(concat!("machi-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ServiceError::Store(StoreError::Task(format!("HTTP client: {e}"))))
 }
 
 /// Starts the delivery worker on `registry`'s store.
@@ -619,7 +735,7 @@ pub fn spawn_worker(
     registry: Registry,
     config: WorkerConfig,
 ) -> Result<WorkerHandle, ServiceError> {
-    let client = http_client(config.request_timeout)?;
+    let client = delivery_client(config.request_timeout, registry.hook_policy())?;
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| StoreError::Task(format!("random: {e}")))?;
     let worker = Arc::new(Worker {
@@ -637,6 +753,53 @@ struct Worker {
     client: reqwest::Client,
     owner: String,
     config: WorkerConfig,
+}
+
+type ServingSet = Arc<std::sync::Mutex<std::collections::HashSet<(String, i64)>>>;
+
+/// Takes a subscription out of the worker's serving set when its task
+/// ends, however it ends.
+struct Serving(ServingSet, (String, i64));
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+    }
+}
+
+/// Upper bounds of the commit-to-delivery lag buckets, in seconds.
+pub const LAG_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0,
+];
+
+/// This process's delivery figures, shared by every worker and reported
+/// on `/metrics` (see [`crate::api::metrics`]). No labels: nothing about
+/// a tenant, a client or a receiver.
+pub struct HookCounters {
+    /// Events a receiver accepted (2xx).
+    pub delivered: prometheus_client::metrics::counter::Counter,
+    /// Attempts that failed (an error status, a timeout, no connection).
+    pub failed: prometheus_client::metrics::counter::Counter,
+    /// From the event's commit to its accepted delivery, in seconds.
+    pub lag: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Subscriptions of every tenant by status, for `/metrics`.
+pub fn count_subscriptions(tx: &mut Tx<'_>) -> Result<Vec<(String, i64)>, StoreError> {
+    store::count_by_status(tx)
+}
+
+/// The process's [`HookCounters`].
+pub fn counters() -> &'static HookCounters {
+    static C: std::sync::OnceLock<HookCounters> = std::sync::OnceLock::new();
+    C.get_or_init(|| HookCounters {
+        delivered: Default::default(),
+        failed: Default::default(),
+        lag: prometheus_client::metrics::histogram::Histogram::new(LAG_BUCKETS),
+    })
 }
 
 fn real_now() -> i64 {
@@ -670,20 +833,39 @@ impl Worker {
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency.max(1)));
         let done = Arc::new(tokio::sync::Notify::new());
         let mut tasks = tokio::task::JoinSet::new();
+        // Subscriptions this worker is serving now. A delivery that outlasts
+        // its lease (a slow receiver, a busy machine), or a replay while a
+        // task is settling, would let the next scan lease the same
+        // subscription again under the same owner name: served twice at
+        // once, and the old task's settle would pass the owner check and
+        // undo the replay. Such rows are left alone by the scan. Another
+        // worker taking over an expired lease is the crash case and stays
+        // allowed.
+        let serving: ServingSet = Arc::default();
         loop {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
             let leased = if free > 0 {
-                self.lease(free).await
+                let busy = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                self.lease(free, busy).await
             } else {
                 Vec::new()
             };
             for s in leased {
+                let key = (s.tenant.to_string(), s.subscription_id);
+                if !serving
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone())
+                {
+                    continue;
+                }
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (w, done) = (self.clone(), done.clone());
+                let (w, done, serving) = (self.clone(), done.clone(), serving.clone());
                 tasks.spawn(async move {
+                    let _serving = Serving(serving, key);
                     w.serve(s).await;
                     drop(permit);
                     done.notify_one();
@@ -702,7 +884,11 @@ impl Worker {
         }
     }
 
-    async fn lease(&self, limit: usize) -> Vec<Subscription> {
+    async fn lease(
+        &self,
+        limit: usize,
+        serving: std::collections::HashSet<(String, i64)>,
+    ) -> Vec<Subscription> {
         let now = self.registry.clock().now().timestamp_micros();
         let real = real_now();
         let until = real + self.config.lease.as_micros() as i64;
@@ -711,7 +897,7 @@ impl Worker {
             .registry
             .store()
             .write_quiet(None, move |tx| {
-                store::lease_due(tx, &owner, now, real, until, limit as i64)
+                store::lease_due(tx, &owner, now, real, until, limit as i64, &serving)
             })
             .await;
         match r {
@@ -769,17 +955,30 @@ impl Worker {
 
     /// One event: Ok(true) delivered (go on), Ok(false) settled (stop).
     async fn step(&self, s: &mut Subscription) -> Result<bool, ServiceError> {
-        let (t, after, types) = (s.tenant.clone(), s.position, s.types.clone());
-        let (next, last) = self
+        let (t, after, types, id) = (
+            s.tenant.clone(),
+            s.position,
+            s.types.clone(),
+            s.subscription_id,
+        );
+        let (next, last, current) = self
             .registry
             .store()
             .read(Some(&s.tenant), move |tx| {
                 let next = records::events_after_of(tx, &t, after, &types, 1)?;
                 let next = super::registry::withhold_protected(tx, &t, next)?;
                 let last = records::last_event_seq(tx, &t)?;
-                Ok::<_, ServiceError>((next.into_iter().next(), last))
+                // The secrets as they are now: a rotation while this lease
+                // was held signs the next event with both.
+                let current = store::get(tx, &t, id)?;
+                Ok::<_, ServiceError>((next.into_iter().next(), last, current))
             })
             .await?;
+        if let Some(c) = current {
+            s.secret = c.secret;
+            s.previous_secret = c.previous_secret;
+            s.previous_until = c.previous_until;
+        }
         let Some(event) = next else {
             // Caught up: park until something is committed (or the poll).
             let settle = Settle {
@@ -829,6 +1028,14 @@ impl Worker {
         };
         let at_us = at.timestamp_micros();
         let ok = sent.status.is_some_and(|c| (200..300).contains(&c));
+        if ok {
+            counters().delivered.inc();
+            counters()
+                .lag
+                .observe((real_now() - event.created_at).max(0) as f64 / 1e6);
+        } else {
+            counters().failed.inc();
+        }
         let settle = if ok {
             Settle {
                 position: event.seq,

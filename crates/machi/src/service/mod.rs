@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod certificates;
+pub mod client_jwt;
 pub mod clock;
 pub mod events;
 pub mod grants;

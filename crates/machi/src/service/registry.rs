@@ -219,6 +219,9 @@ pub struct Registry {
     throttle: Arc<super::throttle::Throttle>,
     /// Which webhook callback URLs are accepted.
     hook_policy: super::hooks::HookPolicy,
+    /// Where file-linkage extracts go (`MACHI_EXTRACT_TO`): a directory or
+    /// `s3://BUCKET/PREFIX`; none: extracts only by the CLI.
+    extract_target: Option<Arc<str>>,
 }
 
 impl Registry {
@@ -230,7 +233,18 @@ impl Registry {
             known_tenants: Arc::default(),
             throttle: Arc::default(),
             hook_policy: Default::default(),
+            extract_target: None,
         }
+    }
+
+    /// The registry writing file-linkage extracts to `target`.
+    pub fn with_extract_target(mut self, target: Option<String>) -> Self {
+        self.extract_target = target.map(Arc::from);
+        self
+    }
+
+    pub fn extract_target(&self) -> Option<&str> {
+        self.extract_target.as_deref()
     }
 
     /// The same registry with other throttling budgets (fresh counters).

@@ -352,15 +352,19 @@ pub struct ApiClient {
     /// Its changes are committed at once instead of entered provisionally
     /// (set only by an approved proposal).
     pub direct_commit: bool,
+    /// The secret sealed with the tenant's key (context
+    /// `api-client:{client_id}`), for `client_secret_jwt`; None for a
+    /// client registered before secrets were kept so.
+    pub secret_sealed: Option<String>,
 }
 
-const CLIENT_COLUMNS: &str =
-    "client_id, tenant, system, secret_hash, scopes, created_at, disabled, direct_commit";
+const CLIENT_COLUMNS: &str = "client_id, tenant, system, secret_hash, scopes, created_at, disabled, direct_commit, \
+     secret_sealed";
 
 pub fn insert_client(tx: &mut Tx<'_>, c: &ApiClient) -> Result<bool, StoreError> {
     Ok(tx.execute(
         "INSERT INTO api_clients (client_id, tenant, system, secret_hash, scopes, created_at, disabled, \
-         direct_commit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (client_id) DO NOTHING",
+         direct_commit, secret_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (client_id) DO NOTHING",
         &[
             (&c.client_id).into(),
             c.tenant.as_str().into(),
@@ -370,6 +374,7 @@ pub fn insert_client(tx: &mut Tx<'_>, c: &ApiClient) -> Result<bool, StoreError>
             c.created_at.into(),
             i64::from(c.disabled).into(),
             i64::from(c.direct_commit).into(),
+            c.secret_sealed.as_deref().into(),
         ],
     )? == 1)
 }
@@ -388,6 +393,7 @@ pub fn update_client(
         ClientUpdate::DirectCommit(d) => ("direct_commit", i64::from(*d).into()),
         ClientUpdate::Scopes(s) => ("scopes", s.as_str().into()),
         ClientUpdate::SecretHash(h) => ("secret_hash", h.as_str().into()),
+        ClientUpdate::SecretSealed(h) => ("secret_sealed", h.as_str().into()),
     };
     Ok(tx.execute(
         &format!("UPDATE api_clients SET {column} = $3 WHERE tenant = $1 AND client_id = $2"),
@@ -403,6 +409,28 @@ pub enum ClientUpdate {
     /// Space-separated scopes.
     Scopes(String),
     SecretHash(String),
+    /// The secret sealed with the tenant's key (see [`ApiClient::secret_sealed`]).
+    SecretSealed(String),
+}
+
+/// Remembers a client assertion's `jti` until `expires_at`; false if it was
+/// seen already (a replay). Forgets the expired ones first.
+pub fn use_assertion_id(
+    tx: &mut Tx<'_>,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    tx.execute(
+        "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
+        &[now.into()],
+    )?;
+    Ok(tx.execute(
+        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (client_id, jti) DO NOTHING",
+        &[client_id.into(), jti.into(), expires_at.into()],
+    )? == 1)
 }
 
 /// Ends every live access token of a client.
@@ -427,6 +455,7 @@ fn client_from(r: &Row) -> Result<ApiClient, StoreError> {
         created_at: r.int(5)?,
         disabled: r.int(6)? != 0,
         direct_commit: r.int(7)? != 0,
+        secret_sealed: r.opt_text(8)?,
     })
 }
 

@@ -191,6 +191,7 @@ pub fn lease_due(
     real_now: i64,
     lease_until: i64,
     limit: i64,
+    serving: &std::collections::HashSet<(String, i64)>,
 ) -> Result<Vec<Subscription>, StoreError> {
     let lock = if tx.backend() == super::Backend::Postgres {
         " FOR UPDATE SKIP LOCKED"
@@ -204,7 +205,17 @@ pub fn lease_due(
         ),
         &[now.into(), real_now.into(), limit.into()],
     )?;
-    let subs: Vec<Subscription> = rows.iter().map(subscription).collect::<Result<_, _>>()?;
+    let subs: Vec<Subscription> = rows
+        .iter()
+        .map(subscription)
+        .filter(|s| {
+            // One this worker is still serving stays as it is: its task
+            // settles it (or finds it taken back by a replay and stops).
+            s.as_ref().map_or(true, |s| {
+                !serving.contains(&(s.tenant.to_string(), s.subscription_id))
+            })
+        })
+        .collect::<Result<_, _>>()?;
     for s in &subs {
         tx.execute(
             "UPDATE webhook_subscriptions SET lease_owner = $3, lease_until = $4 WHERE tenant = $1 AND subscription_id = $2",
@@ -339,5 +350,17 @@ pub fn attempts(
             error: r.opt_text(6)?,
         })
     })
+    .collect()
+}
+
+/// Subscriptions of every tenant by status (`active`, `paused`,
+/// `disabled`), for `/metrics`.
+pub fn count_by_status(tx: &mut Tx<'_>) -> Result<Vec<(String, i64)>, StoreError> {
+    tx.query(
+        "SELECT status, COUNT(*) FROM webhook_subscriptions WHERE status <> 'deleted' GROUP BY status",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.int(1)?)))
     .collect()
 }

@@ -605,6 +605,37 @@ CREATE INDEX certificates_batch ON certificates (tenant, batch, copy_no);
 ALTER TABLE tenant_settings ADD COLUMN certificate_fee BIGINT NOT NULL DEFAULT 300;
 "#;
 
+/// `client_secret_jwt` client authentication (RFC 7523 §2.2): the server
+/// needs the client's secret itself to check an HS256 assertion, so a
+/// client's secret is also kept sealed with its tenant's key (clients
+/// registered before this have none until their secret is rotated). Each
+/// assertion's `jti` is remembered until its `exp`, so it is accepted once.
+/// Neither table holds personal data; like `api_clients` they are read
+/// before the tenant is known (no row-level policy).
+macro_rules! v16_common {
+    () => {
+        r#"
+ALTER TABLE api_clients ADD COLUMN secret_sealed TEXT;
+CREATE TABLE client_assertion_jtis (
+    client_id TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX client_assertion_jtis_expiry ON client_assertion_jtis (expires_at);
+"#
+    };
+}
+
+const V16_COMMON: &str = v16_common!();
+
+const V16_POSTGRES: &str = concat!(
+    v16_common!(),
+    r#"
+GRANT SELECT, INSERT, DELETE ON client_assertion_jtis TO machi_app;
+"#
+);
+
 /// Filings imported from the citizen portal (issue 11, item 4). The
 /// filing itself is sealed with the tenant's key.
 macro_rules! v18_common {
@@ -733,6 +764,12 @@ pub fn all() -> Vec<Migration> {
             name: "certificates at the counter: requester, identity check, purpose, copies, fee, kept PDF",
             sqlite: V15_COMMON,
             postgres: V15_COMMON,
+        },
+        Migration {
+            version: 16,
+            name: "client_secret_jwt: sealed client secrets, assertion ids used once",
+            sqlite: V16_COMMON,
+            postgres: V16_POSTGRES,
         },
         Migration {
             version: 17,

@@ -195,6 +195,7 @@ async fn hub(db: TestDb, worker_clock: Clock) -> Hub {
     let policy = HookPolicy {
         allow_insecure_local: true,
         allow_private: false,
+        require_resolvable: false,
     };
     let registry = Registry::new(db.store.clone(), EraTable::standard(), Clock::System)
         .with_hook_policy(policy);
@@ -280,7 +281,7 @@ impl Hub {
         loop {
             let v = self.subscription(id).await;
             if v["attempts"].as_array().unwrap().len() >= n
-                || start.elapsed() > Duration::from_secs(20)
+                || start.elapsed() > Duration::from_secs(60)
             {
                 return v;
             }
@@ -302,6 +303,49 @@ impl Hub {
 
 fn seqs(r: &[Receipt]) -> Vec<i64> {
     r.iter().map(|r| r.seq).collect()
+}
+
+/// `/metrics` as text.
+async fn metrics(h: &Hub) -> String {
+    let res = h
+        .api
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The value of one series in an exposition (0 if absent).
+fn figure(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A host name (not `localhost`) that this machine's /etc/hosts maps to a
+/// loopback or private address.
+fn local_host_name() -> String {
+    let hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip: std::net::IpAddr = f.next()?.parse().ok()?;
+            let local = match ip {
+                std::net::IpAddr::V4(v) => v.is_loopback() || v.is_private(),
+                std::net::IpAddr::V6(v) => v.is_loopback(),
+            };
+            local.then(|| f.find(|n| !n.eq_ignore_ascii_case("localhost") && !n.contains(':')))?
+        })
+        .next()
+        .map(str::to_string)
+        .expect("a host name for a local address in /etc/hosts")
 }
 
 fn attempts_at(v: &Value) -> Vec<(i64, Option<i64>, chrono::DateTime<chrono::FixedOffset>)> {
@@ -539,8 +583,9 @@ async fn a_receiver_failing_then_recovering_gets_everything_in_order(db: TestDb)
         expected.push(h.change().await);
     }
     let _w = h.worker(fast(10, 5_000));
-    let got = rx.wait_ok(3, Duration::from_secs(30)).await;
+    let got = rx.wait_ok(3, Duration::from_secs(90)).await;
     assert_eq!(seqs(&got), expected, "in order, each once");
+    let v = h.with_attempts(id, 6).await;
     // The first event was tried 4 times before anything else was sent.
     assert_eq!(
         seqs(&rx.all()),
@@ -553,7 +598,6 @@ async fn a_receiver_failing_then_recovering_gets_everything_in_order(db: TestDb)
             expected[2]
         ]
     );
-    let v = h.subscription(id).await;
     let a = attempts_at(&v);
     assert_eq!(
         a.iter().map(|x| x.1).collect::<Vec<_>>(),
@@ -602,9 +646,9 @@ async fn retry_after_is_honoured(db: TestDb) {
     let id = sub["subscription_id"].as_i64().unwrap();
     let _w = h.worker(fast(10, 5_000));
     h.change().await;
-    let got = rx.wait_ok(1, Duration::from_secs(20)).await;
+    let got = rx.wait_ok(1, Duration::from_secs(90)).await;
     assert_eq!(got.len(), 1);
-    let a = attempts_at(&h.subscription(id).await);
+    let a = attempts_at(&h.with_attempts(id, 2).await);
     assert_eq!(
         a.iter().map(|x| x.1).collect::<Vec<_>>(),
         vec![Some(429), Some(200)]
@@ -633,9 +677,25 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
     let span = (a[a.len() - 1].2 - a[0].2).num_hours();
     assert!(span >= 72, "paused after {span} h of retries");
     assert!(a.len() >= 10);
-    // The administrator's page shows it.
+    // The administrator's page shows it, and /metrics counts it.
     let alerts = h.db.registry.hook_alerts(&code(FUCHU)).await.unwrap();
     assert_eq!(alerts[0].status, "paused");
+    let m = metrics(&h).await;
+    assert_eq!(
+        figure(&m, "machi_webhook_subscriptions{status=\"paused\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        figure(&m, "machi_webhook_subscriptions{status=\"active\"}"),
+        0.0,
+        "{m}"
+    );
+    // Process-wide counters (other tests run beside): at least ours.
+    let failures_before = figure(&m, "machi_webhook_delivery_failures_total");
+    assert!(failures_before >= a.len() as f64, "{m}");
+    let delivered_before = figure(&m, "machi_webhook_deliveries_total");
+    let lag_before = figure(&m, "machi_webhook_delivery_lag_seconds_count");
     // Paused: nothing more is sent.
     let sent = rx.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -652,6 +712,20 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
     assert_eq!(s, StatusCode::OK, "{v}");
     let got = rx.wait_ok(2, Duration::from_secs(20)).await;
     assert_eq!(seqs(&got), vec![first, second]);
+    let m = metrics(&h).await;
+    assert!(
+        figure(&m, "machi_webhook_deliveries_total") >= delivered_before + 2.0,
+        "{m}"
+    );
+    assert!(
+        figure(&m, "machi_webhook_delivery_lag_seconds_count") >= lag_before + 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        figure(&m, "machi_webhook_subscriptions{status=\"paused\"}"),
+        0.0,
+        "{m}"
+    );
     // Replay again from the second: sent once more, same webhook-id.
     let (s, _) = call(
         &h.api,
@@ -764,6 +838,76 @@ async fn bad_subscriptions_are_refused_in_both_languages(db: TestDb) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("url"), "{e}");
+    // A host NAME that resolves to a local address is refused like the
+    // address itself (a name from this machine's /etc/hosts, no network).
+    let name = local_host_name();
+    let strict = |p: HookPolicy| h.db.registry.clone().with_hook_policy(p);
+    let refuse = |p: HookPolicy, url: String| {
+        let r = strict(p);
+        async move {
+            r.create_subscription(
+                &code(FUCHU),
+                "c",
+                machi::service::hooks::NewSubscription {
+                    url,
+                    types: vec![],
+                    after: None,
+                },
+                &Actor::system("t"),
+            )
+            .await
+        }
+    };
+    let on = HookPolicy {
+        require_resolvable: true,
+        ..HookPolicy::default()
+    };
+    let e = refuse(on, format!("https://{name}:8443/hook"))
+        .await
+        .unwrap_err();
+    let machi::service::ServiceError::Invalid {
+        code,
+        message_ja,
+        message_en,
+        ..
+    } = &e
+    else {
+        panic!("{e}");
+    };
+    assert_eq!(*code, "callback_private_address");
+    assert!(message_ja.contains("内部ネットワーク"), "{message_ja}");
+    assert!(message_en.contains("resolves to a private"), "{message_en}");
+    // Allowed by configuration: accepted.
+    let allowed = HookPolicy {
+        allow_private: true,
+        ..on
+    };
+    refuse(allowed, format!("https://{name}:8443/hook"))
+        .await
+        .expect("private allowed");
+    // A name that cannot resolve (RFC 6761 .invalid): unreachable.
+    let e = refuse(on, "https://no-such-host.invalid/hook".into())
+        .await
+        .unwrap_err();
+    let machi::service::ServiceError::Invalid {
+        code, message_ja, ..
+    } = &e
+    else {
+        panic!("{e}");
+    };
+    assert_eq!(*code, "callback_unreachable");
+    assert!(message_ja.contains("到達できません"), "{message_ja}");
+    // The delivery worker's resolver drops the local addresses too.
+    use machi::service::hooks::PublicOnlyResolver;
+    use reqwest::dns::Resolve;
+    let r = PublicOnlyResolver(on).resolve(name.parse().unwrap()).await;
+    assert!(r.is_err(), "a local address is not called");
+    let kept: Vec<_> = PublicOnlyResolver(allowed)
+        .resolve(name.parse().unwrap())
+        .await
+        .unwrap()
+        .collect();
+    assert!(!kept.is_empty());
     // Nothing was created.
     let (s, v) = call(&h.api, "GET", &path, None).await;
     assert_eq!(s, StatusCode::OK);

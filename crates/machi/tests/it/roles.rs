@@ -304,6 +304,13 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "",
         "subscriptions:write",
     ),
+    // File linkage on demand: the tenant administrator.
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/extracts",
+        "{}",
+        "admin",
+    ),
 ];
 
 /// The fixture's ids and names for `{…}` in paths and forms.

@@ -1,0 +1,347 @@
+//! `machi bench-hooks`: webhook deliveries per second to local subscribers
+//! and the lag from an event's commit to its delivery, beside a baseline
+//! from the same run: plain HTTP POSTs of the same bodies from the same
+//! process to the same receivers, as many in flight as the worker has.
+//!
+//! Run: `cargo run --release -p machi -- bench-hooks` (add `--postgres URL`
+//! or set `MACHI_BENCH_POSTGRES` to run on PostgreSQL instead of SQLite).
+//! Targets (issue 12): deliveries ≥ 50 % of the baseline rate; lag p99 ≤
+//! 500 ms while the registry takes 500 changes/s.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use machi_domain::change::{ChangeCommand, ChangeMeta, ChangeRequest, HouseholdTarget};
+use machi_domain::ids::MunicipalityCode;
+
+use crate::crypto::Keyring;
+use crate::service::hooks::{HookPolicy, NewSubscription, WorkerConfig, spawn_worker};
+use crate::service::{Actor, Clock, Registry};
+use crate::store::{DatabaseLocation, SqliteSync, Store};
+use crate::synth::{Synth, TOWNS};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchHooksArgs {
+    /// Local subscribers (each its own HTTP server on loopback).
+    #[arg(long, default_value_t = 20)]
+    subscribers: usize,
+    /// Events committed before the worker starts (each goes to every subscriber).
+    #[arg(long, default_value_t = 500)]
+    backlog: usize,
+    /// Changes per second offered while measuring the lag.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Seconds of that load.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Run on PostgreSQL (a fresh database on this server, dropped after) instead of SQLite.
+    #[arg(long, env = "MACHI_BENCH_POSTGRES")]
+    postgres: Option<String>,
+    /// SQLite durability for the run (`full` is the default of `machi serve`).
+    #[arg(long, value_enum, default_value = "full")]
+    bench_sqlite_sync: SqliteSync,
+}
+
+/// What a receiver saw: (sequence, commit time in µs, arrival in µs).
+type Seen = Arc<Mutex<Vec<(i64, i64, i64)>>>;
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+async fn receiver(seen: Seen) -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let at = now_micros();
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    let seq = v["sequence"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(-1);
+                    let time = v["time"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map_or(at, |t| t.timestamp_micros());
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((seq, time, at));
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}/hook"))
+}
+
+fn meta(date: chrono::NaiveDate) -> ChangeMeta {
+    ChangeMeta {
+        effective_date: date.format("%Y-%m-%d").to_string(),
+        filed_on: None,
+        input_place: "bench".into(),
+        input_terminal: "B-1".into(),
+        allow_headless_household: false,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub async fn run(a: &BenchHooksArgs, extra_eras: &[String]) -> anyhow::Result<()> {
+    let eras = crate::config::era_table(extra_eras).map_err(anyhow::Error::msg)?;
+    let policy = HookPolicy {
+        allow_insecure_local: true,
+        allow_private: false,
+        require_resolvable: false,
+    };
+    if let Some(url) = &a.postgres {
+        let db = format!("machi_bench_hooks_{}", std::process::id());
+        let fresh = crate::store::create_fresh_postgres_database(url, &db).await?;
+        let store =
+            Store::connect(&DatabaseLocation::Postgres(fresh), Keyring::ephemeral()?).await?;
+        let r = Registry::new(store, eras, Clock::System).with_hook_policy(policy);
+        let result = measure("PostgreSQL", &r, a).await;
+        crate::store::drop_postgres_database(url, &db).await?;
+        result
+    } else {
+        let dir = std::env::temp_dir().join(format!("machi-bench-hooks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::connect_with(
+            &DatabaseLocation::Sqlite(dir.join("bench.sqlite")),
+            a.bench_sqlite_sync,
+            Keyring::ephemeral()?,
+        )
+        .await?;
+        let r = Registry::new(store, eras, Clock::System).with_hook_policy(policy);
+        let label = match a.bench_sqlite_sync {
+            SqliteSync::Full => "SQLite (WAL, synchronous=FULL)",
+            SqliteSync::Normal => "SQLite (WAL, synchronous=NORMAL)",
+        };
+        let result = measure(label, &r, a).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+}
+
+async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Result<()> {
+    let n_subs = a
+        .subscribers
+        .clamp(1, crate::service::hooks::MAX_SUBSCRIPTIONS);
+    let town = &TOWNS[0];
+    let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    r.create_tenant(code.clone(), town.name, town.prefecture)
+        .await?;
+    let actor = Actor::system("bench");
+    let today = r.today();
+    let synth = Arc::new(Mutex::new(Synth::new(7)));
+    let change = {
+        let synth = synth.clone();
+        move || {
+            let plan = synth
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .household(town, today);
+            ChangeRequest {
+                meta: meta(plan.moved_in),
+                command: ChangeCommand::MoveIn {
+                    persons: plan.persons,
+                    household: HouseholdTarget::New {
+                        address: plan.address,
+                    },
+                    previous_address: plan.previous_address,
+                },
+            }
+        }
+    };
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..n_subs {
+        let s: Seen = Arc::default();
+        urls.push(receiver(s.clone()).await?);
+        seen.push(s);
+    }
+    for url in &urls {
+        r.create_subscription(
+            &code,
+            "bench-client",
+            NewSubscription {
+                url: url.clone(),
+                types: vec![],
+                after: None,
+            },
+            &actor,
+        )
+        .await?;
+    }
+    // The backlog: committed before any worker runs.
+    for _ in 0..a.backlog {
+        r.submit(&code, &change(), &actor).await?;
+    }
+    let total = |seen: &[Seen]| -> usize {
+        seen.iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    };
+
+    // Baseline: the same bodies (the events as CloudEvents) POSTed by a
+    // plain client, as many in flight as the worker delivers at once.
+    let config = WorkerConfig::default();
+    let t = code.clone();
+    let events = r
+        .store()
+        .read(Some(&code), move |tx| {
+            crate::store::records::events_after(tx, &t, 0, i64::MAX)
+        })
+        .await?;
+    let bodies: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| {
+            let ce = crate::service::events::cloud_event(code.as_str(), e, |m| {
+                chrono::DateTime::<chrono::Utc>::from_timestamp_micros(m)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            });
+            (ce.id.clone(), serde_json::to_vec(&ce).unwrap_or_default())
+        })
+        .collect();
+    let client = crate::service::hooks::http_client(config.request_timeout)?;
+    let started = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for url in &urls {
+        // One sender per receiver, in order (as a subscription is served).
+        let (client, url, bodies, slots) =
+            (client.clone(), url.clone(), bodies.clone(), slots.clone());
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            for (id, body) in bodies {
+                let _ = client
+                    .post(&url)
+                    .header("content-type", "application/cloudevents+json")
+                    .header("webhook-id", id)
+                    .body(body)
+                    .send()
+                    .await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let baseline_secs = started.elapsed().as_secs_f64();
+    let baseline_n = bodies.len() * n_subs;
+    for s in &seen {
+        s.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    // Deliveries: the worker drains the backlog to every subscriber.
+    let started = Instant::now();
+    let worker = spawn_worker(r.clone(), config.clone())?;
+    let want = bodies.len() * n_subs;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while total(&seen) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let hook_secs = started.elapsed().as_secs_f64();
+    let hook_n = total(&seen);
+    for s in &seen {
+        s.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    // Lag under load: changes offered at `rate` per second for `seconds`,
+    // by as many submitters as it takes (each change waits for its commit).
+    let offered = (a.rate * a.seconds) as usize;
+    let submitters = 16usize;
+    let started = Instant::now();
+    let mut load = tokio::task::JoinSet::new();
+    for k in 0..submitters {
+        let (r, code, actor, change) = (r.clone(), code.clone(), actor.clone(), change.clone());
+        let rate = a.rate.max(1);
+        load.spawn(async move {
+            let mut done = 0usize;
+            let mut i = k;
+            while i < offered {
+                // Change i is due at i / rate seconds.
+                let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                if r.submit(&code, &change(), &actor).await.is_ok() {
+                    done += 1;
+                }
+                i += submitters;
+            }
+            done
+        });
+    }
+    let mut committed = 0usize;
+    while let Some(n) = load.join_next().await {
+        committed += n.unwrap_or(0);
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let want = committed * n_subs;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while total(&seen) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(worker);
+    let mut lags: Vec<f64> = seen
+        .iter()
+        .flat_map(|s| {
+            s.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(_, commit, at)| (at - commit) as f64 / 1000.0)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lags.sort_by(|x, y| x.total_cmp(y));
+    let in_order = seen.iter().all(|s| {
+        let v = s.lock().unwrap_or_else(|p| p.into_inner());
+        v.windows(2).all(|w| w[0].0 < w[1].0)
+    });
+
+    let baseline_rate = baseline_n as f64 / baseline_secs.max(1e-9);
+    let hook_rate = hook_n as f64 / hook_secs.max(1e-9);
+    let change_rate = committed as f64 / load_secs.max(1e-9);
+    let (p50, p99) = (percentile(&lags, 0.50), percentile(&lags, 0.99));
+    println!(
+        "\nmachi bench-hooks — {label}, {n_subs} local subscribers, worker: {} in flight",
+        config.concurrency
+    );
+    println!(
+        "  baseline: plain POSTs of the same {} events to each subscriber  {:>9.0} /s  ({} in {:.2} s)",
+        bodies.len(),
+        baseline_rate,
+        baseline_n,
+        baseline_secs
+    );
+    println!(
+        "  webhook deliveries (signed, recorded, in order)          {:>9.0} /s  ({} in {:.2} s)  = {:.0} % of baseline (target ≥ 50 %)",
+        hook_rate,
+        hook_n,
+        hook_secs,
+        100.0 * hook_rate / baseline_rate.max(1e-9)
+    );
+    println!(
+        "  under load: {committed} changes committed in {load_secs:.2} s = {change_rate:.0} changes/s (offered {} /s)",
+        a.rate
+    );
+    println!(
+        "  lag commit → delivery: p50 {p50:.1} ms, p99 {p99:.1} ms over {} deliveries (target p99 ≤ 500 ms); {} of {} delivered; in order per subscriber: {}",
+        lags.len(),
+        lags.len(),
+        committed * n_subs,
+        if in_order { "yes" } else { "NO" }
+    );
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! File linkage: full and difference extracts with their manifest and
+//! checksums, to object storage (object_store's in-memory store stands in
+//! for S3: the same trait the S3 client implements; no network) and to a
+//! directory; resumable by event sequence (an extract without its manifest
+//! is redone); the schedule's choice of full or difference.
+
+use std::sync::Arc;
+
+use machi::linkage::{self, CHECKSUMS_FILE, Kind, LINKAGE_MANIFEST, LinkageManifest};
+use machi::service::Actor;
+use machi_domain::change::ChangeRequest;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+
+use crate::contract::takahashi_family;
+use crate::support::{FUCHU, TestDb, code};
+
+both_backends!(
+    full_then_difference_extracts_add_up_to_the_next_full_one,
+    an_extract_without_its_manifest_is_redone,
+    a_difference_without_an_earlier_extract_is_refused,
+    the_schedule_writes_full_then_differences_only_when_events_came,
+    the_tenant_administrator_makes_an_extract_through_the_api,
+);
+
+async fn change(db: &TestDb) -> i64 {
+    let req: ChangeRequest = serde_json::from_value(takahashi_family()).unwrap();
+    db.registry
+        .submit(&code(FUCHU), &req, &Actor::system("clerk"))
+        .await
+        .unwrap()
+        .event_seq
+}
+
+async fn read(store: &dyn ObjectStore, path: &str) -> Vec<u8> {
+    store
+        .get(&ObjectPath::parse(path).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// Every file at the target matches the manifest and SHA256SUMS.
+async fn assert_checksums(store: &dyn ObjectStore, m: &LinkageManifest) {
+    let sums =
+        String::from_utf8(read(store, &format!("{}/{CHECKSUMS_FILE}", m.folder)).await).unwrap();
+    assert_eq!(sums.lines().count(), m.files.len());
+    for f in &m.files {
+        let data = read(store, &format!("{}/{}", m.folder, f.name)).await;
+        assert_eq!(data.len() as u64, f.bytes, "{}", f.name);
+        let digest = hex::encode(Sha256::digest(&data));
+        assert_eq!(digest, f.sha256, "{}", f.name);
+        assert!(sums.contains(&format!("{digest}  {}", f.name)), "{sums}");
+        if f.name.ends_with(".csv") {
+            // Rows: lines after the header.
+            let lines = data
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as u64;
+            assert_eq!(lines - 1, f.rows, "{}", f.name);
+        }
+    }
+    // The manifest at the target is the one returned.
+    let stored: LinkageManifest =
+        serde_json::from_slice(&read(store, &format!("{}/{LINKAGE_MANIFEST}", m.folder)).await)
+            .unwrap();
+    assert_eq!(&stored, m);
+}
+
+fn rows(m: &LinkageManifest, name: &str) -> u64 {
+    m.files
+        .iter()
+        .find(|f| f.name == name)
+        .map_or(0, |f| f.rows)
+}
+
+async fn full_then_difference_extracts_add_up_to_the_next_full_one(db: TestDb) {
+    let db = db.with_tenants().await;
+    let store = InMemory::new();
+    let prefix = ObjectPath::parse("linkage").unwrap();
+    let actor = Actor::system("test");
+    let first = change(&db).await;
+    let full = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (full.kind, full.from_seq, full.to_seq),
+        (Kind::Full, 0, first)
+    );
+    assert_eq!(full.tenant, FUCHU);
+    assert!(full.folder.starts_with(&format!("linkage/{FUCHU}/")));
+    assert!(rows(&full, "residents.csv") > 0);
+    assert!(full.files.iter().any(|f| f.name == "households.csv"));
+    assert_checksums(&store, &full).await;
+
+    change(&db).await;
+    let last = change(&db).await;
+    let diff = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (diff.kind, diff.from_seq, diff.to_seq),
+        (Kind::Diff, first, last)
+    );
+    assert!(!diff.files.iter().any(|f| f.name == "households.csv"));
+    assert_checksums(&store, &diff).await;
+    // Nothing lost, nothing twice: full + difference = a new full extract.
+    let full2 = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(&full2, "residents.csv"),
+        rows(&full, "residents.csv") + rows(&diff, "residents.csv")
+    );
+    // A difference with no new event is empty, and says so by its range.
+    let empty = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!((empty.from_seq, empty.to_seq), (last, last));
+    assert_eq!(rows(&empty, "residents.csv"), 0);
+}
+
+async fn an_extract_without_its_manifest_is_redone(db: TestDb) {
+    let db = db.with_tenants().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, prefix) = linkage::open_target(dir.path().to_str().unwrap()).unwrap();
+    let actor = Actor::system("test");
+    let first = change(&db).await;
+    let full = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        store.as_ref(),
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert!(
+        dir.path()
+            .join(&full.folder)
+            .join(LINKAGE_MANIFEST)
+            .is_file()
+    );
+    let second = change(&db).await;
+    // A run that died mid-write: files of a later extract, no manifest.
+    let dead = format!("{FUCHU}/{second:012}-diff");
+    store
+        .put(
+            &ObjectPath::parse(format!("{dead}/residents.csv")).unwrap(),
+            bytes::Bytes::from_static(b"truncated").into(),
+        )
+        .await
+        .unwrap();
+    let base = linkage::last_complete(store.as_ref(), &prefix, &code(FUCHU))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(base.to_seq, first, "the unfinished one is not a base");
+    // The next run starts where the last complete one ended and finishes.
+    let diff = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        store.as_ref(),
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!((diff.from_seq, diff.to_seq), (first, second));
+    assert_eq!(diff.folder, dead);
+    assert!(rows(&diff, "residents.csv") > 0);
+    assert_checksums(store.as_ref(), &diff).await;
+    let on_disk = std::fs::read_to_string(dir.path().join(&dead).join("residents.csv")).unwrap();
+    assert!(
+        on_disk.contains("髙橋"),
+        "rewritten, not the truncated file"
+    );
+}
+
+async fn a_difference_without_an_earlier_extract_is_refused(db: TestDb) {
+    let db = db.with_tenants().await;
+    let store = InMemory::new();
+    change(&db).await;
+    let e = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &store,
+        &ObjectPath::default(),
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("full extract first"), "{text}");
+    assert!(text.contains("全件抽出"), "{text}");
+    // Nothing was written.
+    let listing = store.list_with_delimiter(None).await.unwrap();
+    assert!(listing.objects.is_empty() && listing.common_prefixes.is_empty());
+    // A bad kind or target: clear errors.
+    let k = "weekly".parse::<Kind>().unwrap_err();
+    assert!(k.contains("full") && k.contains("差分"), "{k}");
+    let t = linkage::open_target("ftp://example/x")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(t.contains("s3://") && t.contains("出力先"), "{t}");
+}
+
+async fn the_schedule_writes_full_then_differences_only_when_events_came(db: TestDb) {
+    let db = db.with_tenants().await;
+    let store = Arc::new(InMemory::new());
+    let prefix = ObjectPath::default();
+    let first = change(&db).await;
+    let m = linkage::scheduled(&db.registry, &code(FUCHU), store.as_ref(), &prefix)
+        .await
+        .unwrap()
+        .expect("a first run");
+    assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
+    // No event since: nothing written.
+    assert!(
+        linkage::scheduled(&db.registry, &code(FUCHU), store.as_ref(), &prefix)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let second = change(&db).await;
+    let m = linkage::scheduled(&db.registry, &code(FUCHU), store.as_ref(), &prefix)
+        .await
+        .unwrap()
+        .expect("a difference");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
+    // The other tenant's folder is untouched by all this.
+    let listing = store.list_with_delimiter(None).await.unwrap();
+    let tops: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(tops, vec![FUCHU.to_string()]);
+}
+
+async fn post_extract(
+    s: &crate::ui::Session,
+    body: &str,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post(format!("/api/v1/tenants/{FUCHU}/extracts"))
+        .header("content-type", "application/json")
+        .header("cookie", &s.cookie)
+        .header("x-csrf-token", &s.csrf)
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let res = s.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+async fn the_tenant_administrator_makes_an_extract_through_the_api(db: TestDb) {
+    use axum::http::StatusCode;
+    use machi_domain::access::Role;
+    let db = db.with_tenants().await;
+    crate::ui::staff(&db, FUCHU, "admin1", Role::TenantAdmin).await;
+    crate::ui::staff(&db, FUCHU, "clerk1", Role::Clerk).await;
+    let first = change(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = |target: Option<String>| {
+        machi::api::app(machi::api::AppState {
+            registry: db.registry.clone().with_extract_target(target),
+        })
+    };
+    let with = app(Some(dir.path().to_string_lossy().into_owned()));
+    // Not configured: a clear refusal.
+    let admin = crate::ui::Session::login(&app(None), FUCHU, "admin1").await;
+    let (s, v) = post_extract(&admin, r#"{"kind":"full"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "extract_not_configured", "{v}");
+    let admin = crate::ui::Session::login(&with, FUCHU, "admin1").await;
+    // A difference before any extract: refused, in both languages.
+    let (s, v) = post_extract(&admin, r#"{"kind":"diff"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "extract_no_base", "{v}");
+    assert!(
+        v["message_ja"].as_str().unwrap().contains("全件抽出"),
+        "{v}"
+    );
+    // An unknown kind: the body's shape.
+    let (s, v) = post_extract(&admin, r#"{"kind":"weekly"}"#).await;
+    assert!(s.is_client_error(), "{s} {v}");
+    let (s, v) = post_extract(&admin, r#"{"kind":"full"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["kind"], "full");
+    assert_eq!(v["to_seq"], first);
+    let folder = v["folder"].as_str().unwrap();
+    assert!(dir.path().join(folder).join(LINKAGE_MANIFEST).is_file());
+    // No personal data in the answer.
+    assert!(!v.to_string().contains("髙橋"), "{v}");
+    // A clerk may not.
+    let clerk = crate::ui::Session::login(&with, FUCHU, "clerk1").await;
+    let (s, v) = post_extract(&clerk, r#"{"kind":"diff"}"#).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+}
