@@ -132,7 +132,6 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "request" => ("請求", "request"),
         "requester" => ("請求者", "requester"),
         "requester_name" => ("請求者氏名", "requester's name"),
-        "relationship" => ("続柄・関係", "relationship"),
         "identity" => ("本人確認", "identity check"),
         "power_of_attorney" => ("委任状", "power of attorney"),
         "ground" => ("請求事由", "ground"),
