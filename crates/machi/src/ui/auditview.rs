@@ -136,7 +136,6 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "power_of_attorney" => ("委任状", "power of attorney"),
         "ground" => ("請求事由", "ground"),
         "pdf_sha256" => ("PDFの要約値", "PDF digest"),
-        "missing_chars" => ("表示できない文字", "missing characters"),
         "genuine" => ("真正", "genuine"),
         "recorded" => ("記録", "recorded"),
         "withheld" => ("非表示", "withheld"),
