@@ -462,6 +462,8 @@ impl Generator<'_> {
             }
         }
         let foreign = plan.persons.iter().any(|p| p.kind == ResidentKind::Foreign);
+        // Where the household lives now: a 転居 must go somewhere else (j630).
+        let mut current = plan.address.clone();
         let household = HouseholdTarget::New {
             address: plan.address,
         };
@@ -509,9 +511,14 @@ impl Generator<'_> {
                 self.move_out(&residents, foreign, d)?;
                 break;
             } else if self.chance(MOVE_WITHIN_RATE * frac) {
+                let mut address = self.synth.address(self.town);
+                while (&address.address, &address.annex) == (&current.address, &current.annex) {
+                    address = self.synth.address(self.town);
+                }
+                current = address.clone();
                 let command = ChangeCommand::MoveWithin {
                     persons: self.numbers(&residents),
-                    address: self.synth.address(self.town),
+                    address,
                     household: None,
                 };
                 self.apply(command, Effective::Day(d), true)?;

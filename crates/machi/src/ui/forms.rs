@@ -292,8 +292,49 @@ fn patch(f: &FormData) -> Result<RecordPatch, FormError> {
     Ok(p)
 }
 
+/// Fields that hold one number (宛名番号, 世帯番号, 異動番号).
+const NUMBER_FIELDS: [&str; 7] = [
+    "person",
+    "household_number",
+    "join_household",
+    "from_household",
+    "into_household",
+    "new_head",
+    "change_id",
+];
+
+/// The form as the clerk meant it (issue 13, item 4): numbers typed in
+/// full width or with spaces and hyphens ("０００ ０００ ００１９") read as
+/// the number; lists of numbers (one per box, or separated by spaces) and
+/// the 「宛名番号 続柄」 lines width-folded, each number compacted.
+fn typed(f: &FormData) -> FormData {
+    use machi_domain::input::{compact_number, fold_width};
+    FormData(
+        f.0.iter()
+            .map(|(k, v)| {
+                let v = if NUMBER_FIELDS.contains(&k.as_str()) {
+                    compact_number(v)
+                } else if k == "persons" {
+                    fold_width(v)
+                        .split(|c: char| c.is_whitespace() || c == ',' || c == '、')
+                        .filter(|t| !t.is_empty())
+                        .map(compact_number)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else if k == "relationships" {
+                    fold_width(v)
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
 /// The change a submitted form describes, or what is wrong with its shape.
 pub fn parse(kind: &str, f: &FormData) -> Result<ChangeRequest, FormError> {
+    let f = &typed(f);
     let person = || need(f, "person", "対象者の宛名番号", "addressee number").map(str::to_string);
     let command = match kind {
         "move_in" | "move_in_from_abroad" => {
@@ -756,6 +797,38 @@ mod tests {
         for (kind, _, _) in KINDS {
             assert!(parse(kind, &f).is_ok(), "{kind}: {:?}", parse(kind, &f));
         }
+    }
+
+    #[test]
+    fn numbers_are_read_as_typed() {
+        let f = FormData(
+            [
+                ("effective_date", "令和６年４月１日"),
+                ("person", "０００００ ０００１９"),
+                ("persons", "００００００００１９　0000-000027"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let ChangeCommand::Death { person } = parse("death", &f).unwrap().command else {
+            panic!("a death")
+        };
+        assert_eq!(person, "0000000019");
+        let f2 = FormData(
+            [
+                ("effective_date", "2024-04-01"),
+                ("persons", "００００００００１９　0000-000027"),
+                ("address", "大阪府大阪市北区梅田一丁目1番1号"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let ChangeCommand::MoveOut { persons, .. } = parse("move_out", &f2).unwrap().command else {
+            panic!("a move-out")
+        };
+        assert_eq!(persons, vec!["0000000019", "0000000027"]);
     }
 
     #[test]

@@ -46,6 +46,30 @@ async fn no_route_crosses_tenants(db: TestDb) {
         .unwrap();
     let person = out.rows[0].record.addressee_number.clone();
     let household = out.rows[0].record.household_number.to_string();
+    // FUCHU: a certificate issued at its counter (its confirmation page).
+    r.set_issuer(&fuchu, "府中市長", "架空　太一", &Actor::system("setup"))
+        .await
+        .unwrap();
+    staff(&db, FUCHU, "fclerk", Role::Clerk).await;
+    let fclerk = Session::login(&crate::ui::app(&db).await, FUCHU, "fclerk").await;
+    let (s, h, body) = fclerk
+        .post(
+            "/ui/certificates",
+            &[
+                ("person", person.as_str()),
+                ("scope", "person"),
+                ("kind", "resident_copy"),
+                ("requester", "self"),
+                ("identity", "my_number_card"),
+            ],
+        )
+        .await;
+    assert_eq!(s, axum::http::StatusCode::SEE_OTHER, "{body}");
+    let batch = crate::ui::location(&h)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     r.enter_provisional(&fuchu, &req, &Actor::system("someone"))
         .await
         .unwrap();
@@ -120,6 +144,8 @@ async fn no_route_crosses_tenants(db: TestDb) {
             .status,
     );
     let ids = vec![
+        ("batch", batch),
+        ("copy", "1".to_string()),
         ("municipality_code", FUCHU.to_string()),
         ("addressee_number", person.to_string()),
         ("household_number", household),
