@@ -105,6 +105,13 @@ pub async fn seed(registry: &Registry, residents_per_tenant: usize) -> anyhow::R
             if roll < 12 {
                 // 転居 of the whole household.
                 date = synth.day_between(date + Duration::days(30), today - Duration::days(1));
+                // j630: a 転居 goes somewhere else.
+                let mut address = synth.address(town);
+                while (&address.address, &address.annex)
+                    == (&plan.address.address, &plan.address.annex)
+                {
+                    address = synth.address(town);
+                }
                 registry
                     .submit(
                         &code,
@@ -112,7 +119,7 @@ pub async fn seed(registry: &Registry, residents_per_tenant: usize) -> anyhow::R
                             meta: meta(date, "市民課窓口"),
                             command: ChangeCommand::MoveWithin {
                                 persons: members.clone(),
-                                address: synth.address(town),
+                                address,
                                 household: None,
                             },
                         },
