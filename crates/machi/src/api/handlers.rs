@@ -410,11 +410,7 @@ pub async fn submit_change(
     }
     let out = s.registry.submit(&tenant, &req, &actor).await?;
     let eras = s.registry.eras();
-    let touched: Vec<AddresseeNumber> = out
-        .rows
-        .iter()
-        .map(|r| r.record.addressee_number.clone())
-        .collect();
+    let touched: Vec<AddresseeNumber> = out.persons();
     let restricted = s.registry.support_covered(&tenant, &touched).await?;
     Ok((
         StatusCode::CREATED,

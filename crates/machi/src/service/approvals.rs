@@ -292,11 +292,7 @@ impl Registry {
                 let out = submit_in(tx, &t, &req, &actor, &ctx, now)?;
                 // From now on the entry names the persons the change
                 // committed, new ones included, under their real numbers.
-                let committed: Vec<_> = out
-                    .rows
-                    .iter()
-                    .map(|r| r.record.addressee_number.clone())
-                    .collect();
+                let committed = out.persons();
                 pending::set_persons(tx, &t, id, &committed)?;
                 if !pending::decide(
                     tx,
@@ -317,9 +313,9 @@ impl Registry {
                     &entry(
                         &actor,
                         "change.approve",
-                        out.rows
+                        committed
                             .iter()
-                            .map(|r| r.record.addressee_number.to_string())
+                            .map(|a| a.as_str())
                             .collect::<Vec<_>>()
                             .join(","),
                         serde_json::json!({

@@ -147,6 +147,14 @@ impl ChangeOutcome {
             .collect()
     }
 
+    /// 宛名番号 of every person the change touched.
+    pub fn persons(&self) -> Vec<AddresseeNumber> {
+        self.rows
+            .iter()
+            .map(|r| r.record.addressee_number.clone())
+            .collect()
+    }
+
     /// How many persons the change enters for the first time.
     pub fn new_persons(&self) -> usize {
         self.rows.iter().filter(|r| r.history_number == 1).count()
@@ -999,12 +1007,8 @@ impl Registry {
     ) -> Result<i64, ServiceError> {
         let target: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
         let entry = access_entry(actor, function, target.join(","), detail, my_number_shown);
-        let guard = guard.map(|purpose| Guarded {
-            persons: persons.to_vec(),
-            households: vec![],
-            purpose,
-        });
-        self.commit_access(tenant, entry, actor, guard).await
+        self.commit_persons_access(tenant, entry, actor, persons, guard)
+            .await
     }
 
     /// [`Self::log_access`] for a read whose object is not only persons
@@ -1025,6 +1029,19 @@ impl Registry {
             .chain(persons.iter().map(|p| p.as_str()))
             .collect();
         let entry = access_entry(actor, function, target.join(","), detail, false);
+        self.commit_persons_access(tenant, entry, actor, persons, guard)
+            .await
+    }
+
+    /// Commits `entry`, guarded for `persons` when a purpose is given.
+    async fn commit_persons_access(
+        &self,
+        tenant: &MunicipalityCode,
+        entry: AuditEntry,
+        actor: &Actor,
+        persons: &[AddresseeNumber],
+        guard: Option<SupportPurpose>,
+    ) -> Result<i64, ServiceError> {
         let guard = guard.map(|purpose| Guarded {
             persons: persons.to_vec(),
             households: vec![],
