@@ -268,8 +268,24 @@ struct SqliteManager {
     sync: SqliteSync,
 }
 
-fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<rusqlite::Connection, rusqlite::Error> {
-    let conn = rusqlite::Connection::open(path)?;
+/// Opens the database file. Only the writer, at start-up, may create it: a
+/// reader pool that opened a connection while the file was moved away
+/// would otherwise create an empty database in its place and take the old
+/// write-ahead log with it (the pool opens connections in the background
+/// to keep one idle, at any time).
+fn open_sqlite(
+    path: &Path,
+    sync: SqliteSync,
+    create: bool,
+) -> Result<rusqlite::Connection, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
@@ -300,7 +316,7 @@ impl r2d2::ManageConnection for SqliteManager {
     type Connection = rusqlite::Connection;
     type Error = rusqlite::Error;
     fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        open_sqlite(&self.path, self.sync)
+        open_sqlite(&self.path, self.sync, false)
     }
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
         conn.execute_batch("")
@@ -420,7 +436,7 @@ impl Store {
                 source,
             })?;
         }
-        let mut writer = open_sqlite(path, sync)?;
+        let mut writer = open_sqlite(path, sync, true)?;
         {
             let tx = writer.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             migrate_sqlite(tx)?;
