@@ -226,7 +226,7 @@ pub async fn delete_subscription(
     let (tenant, client_id) = client(&caller, &code)?;
     let id = integer_text("subscription_id", &id)?;
     s.registry
-        .delete_subscription(&tenant, &client_id, id, &caller.actor())
+        .delete_subscription(&tenant, Some(&client_id), id, &caller.actor())
         .await
         .map_err(not_found)?;
     Ok(StatusCode::NO_CONTENT)
@@ -269,7 +269,7 @@ pub async fn replay_subscription(
         })?;
     let view = s
         .registry
-        .replay_subscription(&tenant, &client_id, id, req.from, &caller.actor())
+        .replay_subscription(&tenant, Some(&client_id), id, req.from, &caller.actor())
         .await
         .map_err(not_found)?;
     Ok(Json(view))
@@ -296,7 +296,7 @@ pub async fn rotate_secret(
     let id = integer_text("subscription_id", &id)?;
     let view = s
         .registry
-        .rotate_subscription_secret(&tenant, &client_id, id, &caller.actor())
+        .rotate_subscription_secret(&tenant, Some(&client_id), id, &caller.actor())
         .await
         .map_err(not_found)?;
     Ok(Json(view))

@@ -1,13 +1,16 @@
 //! `/metrics`: the server's own figures in the OpenMetrics text format
 //! (which Prometheus scrapes): HTTP requests by route template, method and
 //! status with their latency, the store's pools and queues, and webhook
-//! deliveries (accepted, failed, commit-to-delivery lag) with the
-//! subscriptions by status (paused ones need a person).
+//! deliveries (accepted, failed, commit-to-delivery lag; in all and per
+//! subscription) with the subscriptions by status (paused ones need a
+//! person).
 //!
 //! No personal data in any label: a request is labelled by the route
 //! template it matched (`/api/v1/tenants/{municipality_code}/residents/{addressee_number}`),
 //! never by its path or query; a request that matched no route is
-//! `unmatched`; a method other than the usual seven is `other`.
+//! `unmatched`; a method other than the usual seven is `other`. A webhook
+//! subscription's series carry its tenant's 団体コード (a public number)
+//! and the subscription's number, never its URL or client.
 //!
 //! Protection: with `MACHI_METRICS_TOKEN` set, `/metrics` answers only a
 //! request bearing `Authorization: Bearer <token>` (Prometheus'
@@ -161,6 +164,17 @@ impl Metrics {
             "Time from an event's commit to its accepted delivery",
             Unit::Seconds,
             hooks.lag.clone(),
+        );
+        registry.register(
+            "machi_webhook_subscription_attempts",
+            "Webhook attempts per subscription by outcome (delivered, error_status, gone, throttled, no_response, private_address), by this process; labelled by tenant code and subscription number only",
+            hooks.attempts.clone(),
+        );
+        registry.register_with_unit(
+            "machi_webhook_subscription_delivery_lag",
+            "Time from an event's commit to its accepted delivery, per subscription (tenant code and subscription number only)",
+            Unit::Seconds,
+            hooks.subscription_lag.clone(),
         );
         let subscriptions = Family::<StatusLabels, Gauge>::default();
         registry.register(

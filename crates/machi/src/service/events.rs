@@ -56,6 +56,44 @@ pub fn known_types() -> Vec<String> {
     v
 }
 
+/// What an event type means, in Japanese and English, for a page (a
+/// person never reads the type's code): 異動：転入, 支援措置：本登録 …;
+/// None for a type machi does not publish.
+pub fn type_label(t: &str) -> Option<(String, String)> {
+    if let Some(r) = t
+        .strip_prefix("jp.machi.registry.change.")
+        .and_then(|r| r.strip_suffix(".v1"))
+        .and_then(ChangeReason::from_code)
+    {
+        return Some((
+            format!("異動：{}", r.label_ja()),
+            format!("Change: {}", r.label_en()),
+        ));
+    }
+    if let Some(a) = t
+        .strip_prefix("jp.machi.support.measure.")
+        .and_then(|a| a.strip_suffix(".v1"))
+    {
+        let (ja, en) = match a {
+            "registered" => ("申出の受付", "registered"),
+            "confirmed" => ("本登録", "confirmed"),
+            "extended" => ("延長", "extended"),
+            "ended" => ("終了", "ended"),
+            "cancelled" => ("取消し", "cancelled"),
+            _ => return None,
+        };
+        return Some((format!("支援措置：{ja}"), format!("Support measure: {en}")));
+    }
+    match t {
+        IMPORT_COMPLETED => Some((
+            "住民記録の一括移行の完了".into(),
+            "Migration import completed".into(),
+        )),
+        CERTIFICATE_ISSUED => Some(("証明書の交付".into(), "Certificate issued".into())),
+        _ => None,
+    }
+}
+
 /// A type filter as a client sends it: names separated by commas (and/or
 /// repeated parameters, already joined by the caller). A name may end in
 /// `*` to take every type under a prefix (`jp.machi.registry.change.*`).
@@ -198,6 +236,12 @@ mod tests {
         assert_eq!(f.len(), 2);
         let f = parse_type_filter("type", ["jp.machi.support.*"]).unwrap();
         assert_eq!(f.len(), 5);
+        // Every published type has words for a page.
+        for t in known_types() {
+            let (ja, en) = type_label(&t).unwrap_or_else(|| panic!("{t} has no label"));
+            assert!(!ja.contains('_') && !en.contains('_'), "{t}: {ja} / {en}");
+        }
+        assert_eq!(type_label("jp.machi.nothing.v1"), None);
         assert!(
             parse_type_filter("type", ["jp.machi.*"])
                 .unwrap()

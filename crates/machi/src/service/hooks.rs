@@ -252,10 +252,9 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
                 })
                 .collect();
             if kept.is_empty() {
-                return Err(format!(
-                    "{host} resolves to no public address (private addresses are not called)"
-                )
-                .into());
+                return Err(
+                    format!("{host} {PRIVATE_ONLY} (private addresses are not called)").into(),
+                );
             }
             Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })
@@ -365,6 +364,7 @@ fn log(
     function: &str,
     id: i64,
     at: i64,
+    detail: serde_json::Value,
 ) -> Result<(), StoreError> {
     records::append_next_audit(
         tx,
@@ -375,7 +375,7 @@ fn log(
             terminal: actor.terminal.clone(),
             function: function.into(),
             target: format!("webhook_subscriptions/{id}"),
-            detail: serde_json::json!({ "subscription_id": id }).to_string(),
+            detail: detail.to_string(),
             my_number_shown: false,
         },
     )?;
@@ -453,7 +453,8 @@ impl Registry {
                     created_at: now,
                 };
                 store::insert(tx, &s)?;
-                log(tx, &t, &actor, "webhook.subscribe", id, now)?;
+                let detail = serde_json::json!({ "subscription_id": id, "client_id": s.client_id });
+                log(tx, &t, &actor, "webhook.subscribe", id, now, detail)?;
                 Ok(s)
             })
             .await?;
@@ -495,14 +496,16 @@ impl Registry {
             .await
     }
 
-    /// Changes a subscription of `client_id` in one logged transaction.
+    /// Changes a subscription of `client_id` (of any client of the tenant
+    /// when None: the tenant administrator) in one logged transaction.
     async fn subscription_write<T, F>(
         &self,
         tenant: &MunicipalityCode,
-        client_id: &str,
+        client_id: Option<&str>,
         id: i64,
         function: &'static str,
         actor: &Actor,
+        extra: serde_json::Value,
         f: F,
     ) -> Result<T, ServiceError>
     where
@@ -511,23 +514,31 @@ impl Registry {
     {
         self.ensure_tenant(tenant).await?;
         let now = self.clock().now().timestamp_micros();
-        let (t, c, actor) = (tenant.clone(), client_id.to_string(), actor.clone());
+        let (t, c, actor) = (tenant.clone(), client_id.map(str::to_string), actor.clone());
         self.store()
             .write(Some(tenant), move |tx| {
                 let s = store::get(tx, &t, id)?
-                    .filter(|s| s.client_id == c)
+                    .filter(|s| c.as_deref().is_none_or(|c| c == s.client_id))
                     .ok_or_else(|| not_found(id))?;
                 let out = f(tx, &s, now)?;
-                log(tx, &t, &actor, function, id, now)?;
+                let mut detail =
+                    serde_json::json!({ "subscription_id": id, "client_id": s.client_id });
+                if let (Some(d), serde_json::Value::Object(more)) = (detail.as_object_mut(), extra)
+                {
+                    d.extend(more);
+                }
+                log(tx, &t, &actor, function, id, now, detail)?;
                 Ok(out)
             })
             .await
     }
 
+    /// Ends a subscription of `client_id` (any of the tenant's when None:
+    /// the tenant administrator); its attempts stay on record.
     pub async fn delete_subscription(
         &self,
         tenant: &MunicipalityCode,
-        client_id: &str,
+        client_id: Option<&str>,
         id: i64,
         actor: &Actor,
     ) -> Result<(), ServiceError> {
@@ -538,9 +549,86 @@ impl Registry {
             id,
             "webhook.unsubscribe",
             actor,
+            serde_json::Value::Null,
             move |tx, _, _| {
                 store::delete(tx, &t, id)?;
                 Ok(())
+            },
+        )
+        .await?;
+        forget_series(tenant, id);
+        Ok(())
+    }
+
+    /// Pauses an active subscription by hand (the tenant administrator:
+    /// `client_id` None): nothing is sent until it is resumed, its
+    /// position is kept. Its failure count is cleared, so a paused
+    /// subscription without `failing_since` is one a person paused
+    /// ([`PauseReason::ByAdministrator`]); the worker's own pause keeps it.
+    pub async fn pause_subscription(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: Option<&str>,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<SubscriptionView, ServiceError> {
+        let t = tenant.clone();
+        self.subscription_write(
+            tenant,
+            client_id,
+            id,
+            "webhook.pause",
+            actor,
+            serde_json::Value::Null,
+            move |tx, s, now| {
+                if s.status != "active" {
+                    return Err(invalid(
+                        "subscription_id",
+                        "subscription_not_active",
+                        format!("購読 {id} は配信中ではないため、一時停止できません（すでに停止しています）。"),
+                        format!("subscription {id} is not active, so it cannot be paused (it is stopped already)"),
+                    ));
+                }
+                store::pause(tx, &t, id, now)?;
+                let s = store::get(tx, &t, id)?.ok_or_else(|| not_found(id))?;
+                Ok(SubscriptionView::of(&s, None))
+            },
+        )
+        .await
+    }
+
+    /// Resumes a paused or disabled subscription, or retries a failing one
+    /// now: delivery restarts at the first event not yet delivered
+    /// (`position + 1`), in order; nothing is skipped.
+    pub async fn resume_subscription(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: Option<&str>,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<SubscriptionView, ServiceError> {
+        let t = tenant.clone();
+        self.subscription_write(
+            tenant,
+            client_id,
+            id,
+            "webhook.resume",
+            actor,
+            serde_json::Value::Null,
+            move |tx, s, now| {
+                if s.status == "active" && s.attempt == 0 {
+                    return Err(invalid(
+                        "subscription_id",
+                        "subscription_not_paused",
+                        format!("購読 {id} は正常に配信中です。再開するものはありません。"),
+                        format!(
+                            "subscription {id} is delivering normally; there is nothing to resume"
+                        ),
+                    ));
+                }
+                store::restart_at(tx, &t, id, s.position, now)?;
+                let s = store::get(tx, &t, id)?.ok_or_else(|| not_found(id))?;
+                Ok(SubscriptionView::of(&s, None))
             },
         )
         .await
@@ -551,7 +639,7 @@ impl Registry {
     pub async fn replay_subscription(
         &self,
         tenant: &MunicipalityCode,
-        client_id: &str,
+        client_id: Option<&str>,
         id: i64,
         from: i64,
         actor: &Actor,
@@ -560,8 +648,8 @@ impl Registry {
             return Err(invalid(
                 "from",
                 "invalid_from",
-                "from は 1 以上の整数で指定してください。".into(),
-                "from must be an integer of 1 or more".into(),
+                "再送を始める連携イベントの番号（from）は 1 以上の整数で指定してください。".into(),
+                "from (the event sequence to replay from) must be an integer of 1 or more".into(),
             ));
         }
         let t = tenant.clone();
@@ -571,7 +659,19 @@ impl Registry {
             id,
             "webhook.replay",
             actor,
+            serde_json::json!({ "replay_from": from }),
             move |tx, _, now| {
+                let last = records::last_event_seq(tx, &t)?;
+                if from > last + 1 {
+                    return Err(invalid(
+                        "from",
+                        "invalid_from",
+                        format!(
+                            "第{from}号の連携イベントはまだありません（最新は第{last}号です）。"
+                        ),
+                        format!("there is no event {from} yet (the latest is {last})"),
+                    ));
+                }
                 store::restart_at(tx, &t, id, from - 1, now)?;
                 let s = store::get(tx, &t, id)?.ok_or_else(|| not_found(id))?;
                 Ok(SubscriptionView::of(&s, None))
@@ -585,7 +685,7 @@ impl Registry {
     pub async fn rotate_subscription_secret(
         &self,
         tenant: &MunicipalityCode,
-        client_id: &str,
+        client_id: Option<&str>,
         id: i64,
         actor: &Actor,
     ) -> Result<SubscriptionView, ServiceError> {
@@ -599,6 +699,7 @@ impl Registry {
                 id,
                 "webhook.rotate_secret",
                 actor,
+                serde_json::Value::Null,
                 move |tx, _, now| {
                     let sealed = tx
                         .tenant_keys(&t)?
@@ -639,6 +740,207 @@ impl Registry {
                 failed_attempts: s.attempt,
             })
             .collect())
+    }
+}
+
+/// Why a subscription is not delivering, as the administrator's page says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// Paused by the worker: its receiver failed for more than 72 hours.
+    Failing,
+    /// Paused by the tenant administrator.
+    ByAdministrator,
+    /// Disabled: the receiver answered 410 Gone.
+    Gone,
+}
+
+/// One subscription as the tenant administrator's page shows it: its state,
+/// what was last delivered and the last attempt (times in µs, for 和暦).
+#[derive(Debug, Clone)]
+pub struct SubscriptionSummary {
+    pub subscription_id: i64,
+    pub client_id: String,
+    pub url: String,
+    /// Event types delivered (empty: every type).
+    pub types: Vec<String>,
+    /// `active`, `paused` or `disabled`.
+    pub status: String,
+    /// Why it is stopped (None: active).
+    pub stopped: Option<PauseReason>,
+    /// The last event sequence handled (delivered or filtered out).
+    pub position: i64,
+    /// Failed attempts of the next event so far.
+    pub failed_attempts: i64,
+    pub failing_since: Option<i64>,
+    /// The next attempt, when retrying.
+    pub next_attempt_at: Option<i64>,
+    pub paused_at: Option<i64>,
+    pub created_at: i64,
+    /// The latest accepted delivery: (sequence, time).
+    pub last_delivered: Option<(i64, i64)>,
+    /// The latest attempt, accepted or not.
+    pub last_attempt: Option<Attempt>,
+}
+
+impl SubscriptionSummary {
+    fn of(
+        s: Subscription,
+        last_delivered: Option<(i64, i64)>,
+        last_attempt: Option<Attempt>,
+    ) -> Self {
+        let stopped = match s.status.as_str() {
+            "disabled" => Some(PauseReason::Gone),
+            "paused" if s.failing_since.is_some() => Some(PauseReason::Failing),
+            "paused" => Some(PauseReason::ByAdministrator),
+            _ => None,
+        };
+        SubscriptionSummary {
+            subscription_id: s.subscription_id,
+            client_id: s.client_id,
+            url: s.url,
+            types: s.types,
+            stopped,
+            position: s.position,
+            failed_attempts: s.attempt,
+            failing_since: s.failing_since,
+            next_attempt_at: (s.status == "active" && s.attempt > 0).then_some(s.next_attempt_at),
+            paused_at: s.paused_at,
+            created_at: s.created_at,
+            status: s.status,
+            last_delivered,
+            last_attempt,
+        }
+    }
+}
+
+/// An API client the tenant administrator may subscribe: enabled and
+/// holding a `subscriptions:write` scope (an approved proposal gave it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribingClient {
+    pub client_id: String,
+    pub system: String,
+}
+
+fn may_subscribe(c: &crate::store::accounts::ApiClient) -> bool {
+    !c.disabled
+        && machi_domain::access::Scope::parse_list(&c.scopes)
+            .unwrap_or_default()
+            .iter()
+            .any(|s| s.resource == "subscriptions" && s.operation == "write")
+}
+
+/// A recent event offered as a replay starting point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayPoint {
+    pub seq: i64,
+    pub kind: String,
+    pub created_at: i64,
+}
+
+impl Registry {
+    /// The tenant's subscriptions with their state, for the tenant
+    /// administrator (every client's).
+    pub async fn subscription_summaries(
+        &self,
+        tenant: &MunicipalityCode,
+    ) -> Result<Vec<SubscriptionSummary>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                let mut out = Vec::new();
+                for s in store::list(tx, &t, None)? {
+                    let last = store::last_delivered(tx, &t, s.subscription_id)?;
+                    let attempt = store::attempts(tx, &t, s.subscription_id, 1)?
+                        .into_iter()
+                        .next();
+                    out.push(SubscriptionSummary::of(s, last, attempt));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// One subscription (any client's) for the tenant administrator, with
+    /// its latest `attempts` and events around its position to replay from.
+    pub async fn subscription_for_admin(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        attempts: i64,
+    ) -> Result<(SubscriptionSummary, Vec<Attempt>, Vec<ReplayPoint>), ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                let s = store::get(tx, &t, id)?.ok_or_else(|| not_found(id))?;
+                let last = store::last_delivered(tx, &t, id)?;
+                let list = store::attempts(tx, &t, id, attempts)?;
+                let points =
+                    records::events_after_of(tx, &t, (s.position - 30).max(0), &s.types, 60)?
+                        .into_iter()
+                        .map(|e| ReplayPoint {
+                            seq: e.seq,
+                            kind: e.kind,
+                            created_at: e.created_at,
+                        })
+                        .collect();
+                let first = list.first().cloned();
+                Ok((SubscriptionSummary::of(s, last, first), list, points))
+            })
+            .await
+    }
+
+    /// The clients the tenant administrator may subscribe
+    /// ([`SubscribingClient`]).
+    pub async fn subscribing_clients(
+        &self,
+        tenant: &MunicipalityCode,
+    ) -> Result<Vec<SubscribingClient>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        let clients = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                crate::store::accounts::list_clients(tx, &t)
+            })
+            .await?;
+        Ok(clients
+            .into_iter()
+            .filter(may_subscribe)
+            .map(|c| SubscribingClient {
+                client_id: c.client_id,
+                system: c.system,
+            })
+            .collect())
+    }
+
+    /// The tenant administrator subscribes one of the tenant's clients: only
+    /// an enabled client holding `subscriptions:write` (the administrator
+    /// cannot send events to a receiver no approved client stands for).
+    pub async fn create_subscription_for_client(
+        &self,
+        tenant: &MunicipalityCode,
+        client_id: &str,
+        req: NewSubscription,
+        actor: &Actor,
+    ) -> Result<SubscriptionView, ServiceError> {
+        let eligible = self.subscribing_clients(tenant).await?;
+        if !eligible.iter().any(|c| c.client_id == client_id) {
+            let shown: String = client_id.chars().take(80).collect();
+            return Err(invalid(
+                "client_id",
+                "client_cannot_subscribe",
+                format!(
+                    "連携先「{shown}」は通知を受けられません。通知（Webhook）の購読の権限を持つ、停止していない連携先を選んでください。"
+                ),
+                format!(
+                    "client {shown:?} cannot receive webhooks: choose an enabled client holding the subscriptions scope"
+                ),
+            ));
+        }
+        self.create_subscription(tenant, client_id, req, actor)
+            .await
     }
 }
 
@@ -775,9 +1077,51 @@ pub const LAG_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0, 3600.0,
 ];
 
+/// A subscription in metric labels: the tenant's 団体コード (public) and
+/// the subscription's number, never its URL, its client or anything of an
+/// event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    pub tenant: String,
+    pub subscription: String,
+}
+
+/// [`SubscriptionLabels`] with the outcome of an attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub tenant: String,
+    pub subscription: String,
+    /// One of [`OUTCOMES`].
+    pub outcome: &'static str,
+}
+
+/// The outcomes of an attempt, as metric labels: accepted (2xx); an error
+/// status; 410 Gone (disabled); 429 Too Many Requests; no answer (no
+/// connection, a timeout); not sent because the host name resolved only to
+/// private addresses.
+pub const OUTCOMES: [&str; 6] = [
+    "delivered",
+    "error_status",
+    "gone",
+    "throttled",
+    "no_response",
+    "private_address",
+];
+
+type LagFamily = prometheus_client::metrics::family::Family<
+    SubscriptionLabels,
+    prometheus_client::metrics::histogram::Histogram,
+    fn() -> prometheus_client::metrics::histogram::Histogram,
+>;
+
+fn lag_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(LAG_BUCKETS)
+}
+
 /// This process's delivery figures, shared by every worker and reported
-/// on `/metrics` (see [`crate::api::metrics`]). No labels: nothing about
-/// a tenant, a client or a receiver.
+/// on `/metrics` (see [`crate::api::metrics`]): totals without labels, and
+/// per subscription ([`SubscriptionLabels`]: tenant code and subscription
+/// number only).
 pub struct HookCounters {
     /// Events a receiver accepted (2xx).
     pub delivered: prometheus_client::metrics::counter::Counter,
@@ -785,7 +1129,70 @@ pub struct HookCounters {
     pub failed: prometheus_client::metrics::counter::Counter,
     /// From the event's commit to its accepted delivery, in seconds.
     pub lag: prometheus_client::metrics::histogram::Histogram,
+    /// Attempts per subscription by outcome ([`OUTCOMES`]).
+    pub attempts: prometheus_client::metrics::family::Family<
+        OutcomeLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    /// Commit-to-delivery lag per subscription, in seconds.
+    pub subscription_lag: LagFamily,
 }
+
+fn labels(tenant: &MunicipalityCode, id: i64) -> SubscriptionLabels {
+    SubscriptionLabels {
+        tenant: tenant.to_string(),
+        subscription: id.to_string(),
+    }
+}
+
+/// Counts one attempt of a subscription (and its lag when accepted).
+fn record_attempt(tenant: &MunicipalityCode, id: i64, outcome: &'static str, lag: Option<f64>) {
+    let c = counters();
+    let l = labels(tenant, id);
+    if let Some(lag) = lag {
+        c.delivered.inc();
+        c.lag.observe(lag);
+        c.subscription_lag.get_or_create(&l).observe(lag);
+    } else {
+        c.failed.inc();
+    }
+    c.attempts
+        .get_or_create(&OutcomeLabels {
+            tenant: l.tenant,
+            subscription: l.subscription,
+            outcome,
+        })
+        .inc();
+}
+
+/// Drops a deleted subscription's series (in this process).
+fn forget_series(tenant: &MunicipalityCode, id: i64) {
+    let c = counters();
+    let l = labels(tenant, id);
+    c.subscription_lag.remove(&l);
+    for outcome in OUTCOMES {
+        c.attempts.remove(&OutcomeLabels {
+            tenant: l.tenant.clone(),
+            subscription: l.subscription.clone(),
+            outcome,
+        });
+    }
+}
+
+/// What became of one request, as an [`OUTCOMES`] label.
+fn outcome_of(status: Option<u16>, error: Option<&str>) -> &'static str {
+    match status {
+        Some(200..=299) => "delivered",
+        Some(410) => "gone",
+        Some(429) => "throttled",
+        Some(_) => "error_status",
+        None if error.is_some_and(|e| e.contains(PRIVATE_ONLY)) => "private_address",
+        None => "no_response",
+    }
+}
+
+/// Marks the resolver's refusal in an attempt's error text.
+pub const PRIVATE_ONLY: &str = "resolves to no public address";
 
 /// Subscriptions of every tenant by status, for `/metrics`.
 pub fn count_subscriptions(tx: &mut Tx<'_>) -> Result<Vec<(String, i64)>, StoreError> {
@@ -799,6 +1206,8 @@ pub fn counters() -> &'static HookCounters {
         delivered: Default::default(),
         failed: Default::default(),
         lag: prometheus_client::metrics::histogram::Histogram::new(LAG_BUCKETS),
+        attempts: Default::default(),
+        subscription_lag: LagFamily::new_with_constructor(lag_histogram),
     })
 }
 
@@ -1028,14 +1437,12 @@ impl Worker {
         };
         let at_us = at.timestamp_micros();
         let ok = sent.status.is_some_and(|c| (200..300).contains(&c));
-        if ok {
-            counters().delivered.inc();
-            counters()
-                .lag
-                .observe((real_now() - event.created_at).max(0) as f64 / 1e6);
-        } else {
-            counters().failed.inc();
-        }
+        record_attempt(
+            &s.tenant,
+            s.subscription_id,
+            outcome_of(sent.status, sent.error.as_deref()),
+            ok.then(|| (real_now() - event.created_at).max(0) as f64 / 1e6),
+        );
         let settle = if ok {
             Settle {
                 position: event.seq,
@@ -1122,12 +1529,28 @@ impl Worker {
                     latency_ms,
                 }
             }
-            Err(e) => Sent {
-                status: None,
-                retry_after: None,
-                error: Some(e.to_string().chars().take(300).collect()),
-                latency_ms,
-            },
+            Err(e) => {
+                // The causes too: reqwest's own text does not say why
+                // (refused, timed out, a private address). The URL is on
+                // the subscription already.
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    let c_text = c.to_string();
+                    if !text.contains(&c_text) {
+                        text.push_str(": ");
+                        text.push_str(&c_text);
+                    }
+                    cause = c.source();
+                }
+                Sent {
+                    status: None,
+                    retry_after: None,
+                    error: Some(text.chars().take(300).collect()),
+                    latency_ms,
+                }
+            }
         }
     }
 }

@@ -159,6 +159,40 @@ pub fn restart_at(
     )? == 1)
 }
 
+/// Pauses an active subscription by hand: `paused`, its position kept, its
+/// failure count and `failing_since` cleared (so a paused row without
+/// `failing_since` is one a person paused; the worker's pause after 72 hours
+/// of failures keeps `failing_since`), any lease taken back (a worker's
+/// delivery in flight settles nothing: `settle` wants `active`).
+pub fn pause(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET status = 'paused', paused_at = $3, attempt = 0, failing_since = NULL, \
+         lease_until = 0, lease_owner = NULL \
+         WHERE tenant = $1 AND subscription_id = $2 AND status = 'active'",
+        &[tenant.as_str().into(), id.into(), now.into()],
+    )? == 1)
+}
+
+/// The latest accepted (2xx) attempt of a subscription: (sequence, time).
+pub fn last_delivered(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    subscription_id: i64,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    tx.query_opt(
+        "SELECT seq, at FROM webhook_attempts WHERE tenant = $1 AND subscription_id = $2 \
+         AND status >= 200 AND status < 300 ORDER BY attempt_id DESC LIMIT 1",
+        &[tenant.as_str().into(), subscription_id.into()],
+    )?
+    .map(|r| Ok((r.int(0)?, r.int(1)?)))
+    .transpose()
+}
+
 /// Sets a new secret; the old one keeps signing until `previous_until`.
 pub fn rotate_secret(
     tx: &mut Tx<'_>,

@@ -82,6 +82,7 @@ fn function_options(ctx: &Ctx, current: &str) -> Vec<(String, String)> {
             "Staff accounts (all)",
         ),
         ("client.", "連携先（すべて）", "API clients (all)"),
+        ("webhook.", "通知先（すべて）", "Webhooks (all)"),
         (
             "grant.",
             "権限の申請・承認（すべて）",
@@ -314,6 +315,8 @@ pub struct AccountRow {
 
 /// A webhook subscription needing attention, as the administrator sees it.
 pub struct HookAlertRow {
+    /// The subscription's number (its page: `/ui/admin/subscriptions/{id}`).
+    pub id: i64,
     pub client_id: String,
     pub url: String,
     /// What is wrong, in words.
@@ -496,6 +499,7 @@ async fn accounts_page(
     let hook_alerts = hook_alerts
         .into_iter()
         .map(|a| HookAlertRow {
+            id: a.subscription_id,
             client_id: a.client_id,
             url: a.url,
             state: match (a.status.as_str(), en) {

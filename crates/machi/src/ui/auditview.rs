@@ -75,6 +75,8 @@ pub fn function_label(code: &str) -> (String, String) {
         "webhook.unsubscribe" => ("通知先の削除", "webhook unsubscribed"),
         "webhook.replay" => ("通知の再送", "webhook replayed"),
         "webhook.rotate_secret" => ("通知の署名鍵の更新", "webhook secret rotated"),
+        "webhook.pause" => ("通知の一時停止", "webhook paused"),
+        "webhook.resume" => ("通知の再開", "webhook resumed"),
         "audit.view" => ("アクセスログの参照", "access log viewed"),
         _ => ("", ""),
     };
@@ -159,6 +161,8 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "prefecture" => ("都道府県", "prefecture"),
         "title" => ("表題", "title"),
         "subscription_id" => ("通知先番号", "subscription no."),
+        "client_id" => ("連携先ID", "client ID"),
+        "replay_from" => ("再送の開始番号", "replay from"),
         "missing_chars" => ("未登録の文字", "missing characters"),
         "history_number" => ("履歴番号", "history no."),
         "relationship" => ("続柄", "relationship"),

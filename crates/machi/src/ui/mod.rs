@@ -17,6 +17,7 @@ mod certificates;
 mod changes;
 pub mod forms;
 mod grants;
+mod hooks;
 mod pages;
 mod prefill;
 mod review;
@@ -251,6 +252,21 @@ pub fn routes() -> Vec<UiRoute> {
             "/ui/admin/clients/direct",
             &["POST"],
             post(admin::client_direct),
+        ),
+        route(
+            "/ui/admin/subscriptions",
+            &["GET", "POST"],
+            get(hooks::list).post(hooks::create),
+        ),
+        route(
+            "/ui/admin/subscriptions/{subscription_id}",
+            &["GET"],
+            get(hooks::detail),
+        ),
+        route(
+            "/ui/admin/subscriptions/{subscription_id}/act",
+            &["POST"],
+            post(hooks::act),
         ),
         route("/ui/grants", &["GET"], get(grants::list)),
         route(

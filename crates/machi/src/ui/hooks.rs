@@ -1,0 +1,619 @@
+//! Webhook subscriptions (通知先) for the tenant administrator: every
+//! client's subscriptions with their state in words, what was last
+//! delivered and the last attempt in 和暦, the recent attempts; subscribing
+//! a client (event types chosen by name, the secret shown once), rotating
+//! the secret, pausing, resuming (from the first event not yet delivered)
+//! and replaying from a chosen event. Every action is in the access log
+//! (`webhook.*`), as the API's are.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use machi_domain::access::Permission;
+use machi_domain::ids::MunicipalityCode;
+
+use super::forms::FormData;
+use super::{Chrome, Ctx, Lang, UiError, html, when};
+use crate::api::AppState;
+use crate::service::events;
+use crate::service::hooks::{
+    NewSubscription, PRIVATE_ONLY, PauseReason, ReplayPoint, SubscriptionSummary,
+};
+use crate::store::hooks::Attempt;
+
+/// A subscription as a row of the list or the head of its page.
+pub struct SubRow {
+    pub id: i64,
+    pub client_id: String,
+    pub url: String,
+    /// The event types in words.
+    pub types: String,
+    /// The state in words.
+    pub state: String,
+    /// `ok`, `warn` (failing) or `error` (stopped): the row's styling.
+    pub tone: &'static str,
+    pub stopped: bool,
+    pub failing: bool,
+    pub active: bool,
+    /// The position in words: 第N号まで処理済み.
+    pub position: String,
+    pub last_delivered: String,
+    pub last_attempt: String,
+    pub created: String,
+}
+
+/// One attempt in words.
+pub struct AttemptRow {
+    pub at: String,
+    pub seq: i64,
+    pub result: String,
+    pub ok: bool,
+    pub latency_ms: i64,
+    /// The receiver's or the network's own words (technical), or empty.
+    pub detail: String,
+}
+
+/// An event type a subscription may be given: (type code, label, chosen).
+pub struct TypeChoice {
+    pub code: String,
+    pub label: String,
+    pub checked: bool,
+}
+
+/// The new subscription's secret, shown once.
+pub struct NewSecret {
+    pub id: i64,
+    pub secret: String,
+}
+
+#[derive(Template)]
+#[template(path = "subscriptions.html")]
+struct ListPage {
+    c: Chrome,
+    rows: Vec<SubRow>,
+    clients: Vec<(String, String, bool)>,
+    choices: Vec<TypeChoice>,
+    url: String,
+    from_start: bool,
+    error: Option<String>,
+    secret: Option<NewSecret>,
+}
+
+#[derive(Template)]
+#[template(path = "subscription.html")]
+struct DetailPage {
+    c: Chrome,
+    s: SubRow,
+    attempts: Vec<AttemptRow>,
+    /// Replay starting points: (sequence, words).
+    points: Vec<(i64, String)>,
+    /// The first event not yet delivered.
+    next_seq: i64,
+    error: Option<String>,
+    secret: Option<NewSecret>,
+}
+
+fn type_words(t: &str, l: Lang) -> String {
+    match events::type_label(t) {
+        Some((ja, en)) => l.t(&ja, &en).to_string(),
+        // Not published by machi (an old type kept on a subscription).
+        None => l.t("その他の種類", "another type").to_string(),
+    }
+}
+
+/// A subscription's types in words; a whole group (every change, every
+/// support-measure step) by the group's name.
+fn types_text(types: &[String], l: Lang) -> String {
+    if types.is_empty() {
+        return l.t("すべての種類", "every type").to_string();
+    }
+    let known = events::known_types();
+    let mut parts = Vec::new();
+    let mut rest: Vec<&String> = types.iter().collect();
+    for (prefix, ja, en) in [
+        (
+            "jp.machi.registry.change.",
+            "異動（すべて）",
+            "Changes (all)",
+        ),
+        (
+            "jp.machi.support.measure.",
+            "支援措置（すべて）",
+            "Support measures (all)",
+        ),
+    ] {
+        let group: Vec<&String> = known.iter().filter(|k| k.starts_with(prefix)).collect();
+        if group.iter().all(|g| types.contains(g)) {
+            parts.push(l.t(ja, en).to_string());
+            rest.retain(|t| !t.starts_with(prefix));
+        }
+    }
+    parts.extend(rest.into_iter().map(|t| type_words(t, l)));
+    parts.join(l.t("、", ", "))
+}
+
+fn state_text(s: &SubscriptionSummary, l: Lang) -> (String, &'static str) {
+    let since = |t: Option<i64>| t.map(when).unwrap_or_default();
+    match s.stopped {
+        Some(PauseReason::Failing) => (
+            if l.en {
+                format!(
+                    "Paused: deliveries failed for more than 72 hours (failing since {}). Resume once the receiver is back.",
+                    since(s.failing_since)
+                )
+            } else {
+                format!(
+                    "一時停止中：72時間以上届かなかったため自動で停止しました（{}から失敗）。受け手の復旧後に再開してください。",
+                    since(s.failing_since)
+                )
+            },
+            "error",
+        ),
+        Some(PauseReason::ByAdministrator) => (
+            if l.en {
+                format!(
+                    "Paused by an administrator ({}). Nothing is sent until it is resumed.",
+                    since(s.paused_at)
+                )
+            } else {
+                format!(
+                    "一時停止中：管理者が停止しました（{}）。再開するまで送りません。",
+                    since(s.paused_at)
+                )
+            },
+            "error",
+        ),
+        Some(PauseReason::Gone) => (
+            if l.en {
+                format!(
+                    "Stopped: the receiver answered 410 Gone, asking to end the subscription ({}).",
+                    since(s.paused_at)
+                )
+            } else {
+                format!(
+                    "停止：受け手が 410 Gone（購読の終了）を返しました（{}）。",
+                    since(s.paused_at)
+                )
+            },
+            "error",
+        ),
+        None if s.failed_attempts > 0 => (
+            if l.en {
+                format!(
+                    "Failing since {} ({} failed attempts; next retry {}).",
+                    since(s.failing_since),
+                    s.failed_attempts,
+                    since(s.next_attempt_at)
+                )
+            } else {
+                format!(
+                    "失敗が続いています：{}から {} 回失敗（次の再送 {}）。",
+                    since(s.failing_since),
+                    s.failed_attempts,
+                    since(s.next_attempt_at)
+                )
+            },
+            "warn",
+        ),
+        None => (
+            l.t("配信中（正常）", "Active (delivering)").to_string(),
+            "ok",
+        ),
+    }
+}
+
+fn attempt_result(a: &Attempt, l: Lang) -> (String, bool) {
+    match a.status {
+        Some(c @ 200..=299) => (
+            if l.en {
+                format!("Accepted (HTTP {c})")
+            } else {
+                format!("受信されました（HTTP {c}）")
+            },
+            true,
+        ),
+        Some(410) => (
+            l.t(
+                "購読の終了を求められました（HTTP 410）",
+                "Asked to end the subscription (HTTP 410)",
+            )
+            .to_string(),
+            false,
+        ),
+        Some(429) => (
+            l.t(
+                "受け手が混雑しています（HTTP 429）",
+                "The receiver is busy (HTTP 429)",
+            )
+            .to_string(),
+            false,
+        ),
+        Some(c) => (
+            if l.en {
+                format!("Refused by the receiver (HTTP {c})")
+            } else {
+                format!("受け手がエラーを返しました（HTTP {c}）")
+            },
+            false,
+        ),
+        None if a.error.as_deref().is_some_and(|e| e.contains(PRIVATE_ONLY)) => (
+            l.t(
+                "送りませんでした：送り先の名前が内部ネットワークのアドレスを指しています",
+                "Not sent: the callback's host name points at a private address",
+            )
+            .to_string(),
+            false,
+        ),
+        None => (
+            l.t(
+                "応答がありません（接続できない、または時間切れ）",
+                "No answer (no connection, or timed out)",
+            )
+            .to_string(),
+            false,
+        ),
+    }
+}
+
+fn attempt_row(a: &Attempt, l: Lang) -> AttemptRow {
+    let (result, ok) = attempt_result(a, l);
+    AttemptRow {
+        at: when(a.at),
+        seq: a.seq,
+        result,
+        ok,
+        latency_ms: a.latency_ms,
+        detail: a
+            .error
+            .as_deref()
+            .filter(|_| a.status.is_none())
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect(),
+    }
+}
+
+fn sub_row(s: &SubscriptionSummary, l: Lang) -> SubRow {
+    let (state, tone) = state_text(s, l);
+    SubRow {
+        id: s.subscription_id,
+        client_id: s.client_id.clone(),
+        url: s.url.clone(),
+        types: types_text(&s.types, l),
+        state,
+        tone,
+        stopped: s.stopped.is_some(),
+        failing: s.stopped.is_none() && s.failed_attempts > 0,
+        active: s.stopped.is_none(),
+        position: if s.position == 0 {
+            l.t("まだありません", "none yet").to_string()
+        } else if l.en {
+            format!("up to event {}", s.position)
+        } else {
+            format!("第{}号まで", s.position)
+        },
+        last_delivered: match s.last_delivered {
+            Some((seq, at)) if l.en => format!("event {seq} ({})", when(at)),
+            Some((seq, at)) => format!("第{seq}号（{}）", when(at)),
+            None => l.t("まだありません", "none yet").to_string(),
+        },
+        last_attempt: match &s.last_attempt {
+            Some(a) => format!("{}　{}", when(a.at), attempt_result(a, l).0),
+            None => l.t("まだありません", "none yet").to_string(),
+        },
+        created: when(s.created_at),
+    }
+}
+
+fn choices(l: Lang, chosen: &[&str]) -> Vec<TypeChoice> {
+    events::known_types()
+        .into_iter()
+        .map(|t| TypeChoice {
+            label: type_words(&t, l),
+            checked: chosen.contains(&t.as_str()),
+            code: t,
+        })
+        .collect()
+}
+
+fn ui_error(e: crate::service::ServiceError) -> UiError {
+    // The service names a subscription 購読; the page calls it 通知先.
+    let mut u = UiError::from(e);
+    u.ja = u.ja.replace("購読", "通知先");
+    u
+}
+
+async fn list_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    form: Option<&FormData>,
+    result: Result<(String, Option<NewSecret>), UiError>,
+) -> Response {
+    let l = ctx.lang;
+    let (summaries, clients) = match (
+        s.registry.subscription_summaries(tenant).await,
+        s.registry.subscribing_clients(tenant).await,
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return ctx.error(&e.into()),
+    };
+    let empty = FormData::default();
+    let f = form.unwrap_or(&empty);
+    let (status, error, flash, secret) = match result {
+        Ok((flash, secret)) => (StatusCode::OK, None, Some(flash), secret),
+        Err(e) => (e.status, Some(l.t(&e.ja, &e.en).to_string()), None, None),
+    };
+    // After a success the form starts empty again.
+    let keep = error.is_some();
+    let page = ListPage {
+        c: Chrome::new(ctx, "通知先（Webhook）の管理", "Webhook subscriptions").with_flash(flash),
+        rows: summaries.iter().map(|x| sub_row(x, l)).collect(),
+        clients: clients
+            .into_iter()
+            .map(|c| {
+                let chosen = keep && f.is("client_id", &c.client_id);
+                (c.client_id, c.system, chosen)
+            })
+            .collect(),
+        choices: choices(l, &if keep { f.all("type") } else { Vec::new() }),
+        url: if keep { f.text("url") } else { String::new() },
+        from_start: keep && f.checked("from_start"),
+        error,
+        secret,
+    };
+    (status, html(&page)).into_response()
+}
+
+/// The tenant's subscriptions and the form to subscribe a client.
+pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    list_page(&s, &ctx, &tenant, None, Ok((String::new(), None))).await
+}
+
+/// Subscribes a client: callback URL, event types ticked by name (none:
+/// every type), from now on or from the first event; the secret is shown
+/// once on the answer.
+pub async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let l = ctx.lang;
+    let client = f.text("client_id");
+    let result = if client.is_empty() {
+        Err(UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "通知を受ける連携先を選んでください。".into(),
+            en: "choose the client that receives the events".into(),
+        })
+    } else if f.get("url").is_none() {
+        Err(UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "送り先の URL（https:// で始まるもの）を入力してください。".into(),
+            en: "enter the callback URL (starting with https://)".into(),
+        })
+    } else {
+        s.registry
+            .create_subscription_for_client(
+                &tenant,
+                &client,
+                NewSubscription {
+                    url: f.text("url"),
+                    types: f.all("type").into_iter().map(str::to_string).collect(),
+                    after: f.checked("from_start").then_some(0),
+                },
+                &ctx.caller.actor(),
+            )
+            .await
+            .map(|v| {
+                let flash = if l.en {
+                    format!("Subscription {} created.", v.subscription_id)
+                } else {
+                    format!("通知先 {} を登録しました。", v.subscription_id)
+                };
+                (
+                    flash,
+                    v.secret.map(|secret| NewSecret {
+                        id: v.subscription_id,
+                        secret,
+                    }),
+                )
+            })
+            .map_err(ui_error)
+    };
+    list_page(&s, &ctx, &tenant, Some(&f), result).await
+}
+
+fn parse_id(raw: &str) -> Result<i64, UiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| UiError {
+            status: StatusCode::NOT_FOUND,
+            ja: "その通知先はありません。".into(),
+            en: "no such subscription".into(),
+        })
+}
+
+async fn detail_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    id: i64,
+    result: Result<(String, Option<NewSecret>), UiError>,
+) -> Response {
+    let l = ctx.lang;
+    let (summary, attempts, points) = match s.registry.subscription_for_admin(tenant, id, 50).await
+    {
+        Ok(x) => x,
+        Err(e) => return ctx.error(&ui_error(e)),
+    };
+    let (status, error, flash, secret) = match result {
+        Ok((flash, secret)) => (StatusCode::OK, None, Some(flash), secret),
+        Err(e) => (e.status, Some(l.t(&e.ja, &e.en).to_string()), None, None),
+    };
+    let point_words = |p: &ReplayPoint| {
+        let kind = type_words(&p.kind, l);
+        let done = p.seq <= summary.position;
+        match (l.en, done) {
+            (true, true) => format!(
+                "event {} — {kind} ({}) — delivered",
+                p.seq,
+                when(p.created_at)
+            ),
+            (true, false) => format!("event {} — {kind} ({})", p.seq, when(p.created_at)),
+            (false, true) => format!("第{}号 — {kind}（{}）— 処理済み", p.seq, when(p.created_at)),
+            (false, false) => format!("第{}号 — {kind}（{}）", p.seq, when(p.created_at)),
+        }
+    };
+    let title_ja = format!("通知先 {id}");
+    let title_en = format!("Subscription {id}");
+    let page = DetailPage {
+        c: Chrome::new(ctx, &title_ja, &title_en).with_flash(flash),
+        s: sub_row(&summary, l),
+        attempts: attempts.iter().map(|a| attempt_row(a, l)).collect(),
+        points: points.iter().map(|p| (p.seq, point_words(p))).collect(),
+        next_seq: summary.position + 1,
+        error,
+        secret,
+    };
+    (status, html(&page)).into_response()
+}
+
+/// One subscription: its state, recent attempts and what can be done.
+pub async fn detail(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match parse_id(&raw) {
+        Ok(id) => detail_page(&s, &ctx, &tenant, id, Ok((String::new(), None))).await,
+        Err(e) => ctx.error(&e),
+    }
+}
+
+/// Rotates the secret, pauses, resumes, replays from a chosen event, or
+/// ends a subscription (`action`).
+pub async fn act(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = match parse_id(&raw) {
+        Ok(id) => id,
+        Err(e) => return ctx.error(&e),
+    };
+    let l = ctx.lang;
+    let actor = ctx.caller.actor();
+    let r = &s.registry;
+    let saved = |ja: &str, en: &str| (l.t(ja, en).to_string(), None);
+    let result = match f.v("action") {
+        "rotate" => r
+            .rotate_subscription_secret(&tenant, None, id, &actor)
+            .await
+            .map(|v| {
+                (
+                    l.t(
+                        "署名の鍵を新しくしました。以前の鍵も24時間は署名に使われます。",
+                        "New signing secret made; the previous one also signs for 24 hours.",
+                    )
+                    .to_string(),
+                    v.secret.map(|secret| NewSecret { id, secret }),
+                )
+            })
+            .map_err(ui_error),
+        "pause" => r
+            .pause_subscription(&tenant, None, id, &actor)
+            .await
+            .map(|_| saved("一時停止しました。", "Paused."))
+            .map_err(ui_error),
+        "resume" => r
+            .resume_subscription(&tenant, None, id, &actor)
+            .await
+            .map(|v| {
+                if l.en {
+                    (format!("Resumed from event {}.", v.position + 1), None)
+                } else {
+                    (format!("第{}号から再開しました。", v.position + 1), None)
+                }
+            })
+            .map_err(ui_error),
+        "replay" => {
+            // A number typed in wins over the list's choice.
+            let typed = machi_domain::input::compact_number(f.v("from_number"));
+            let raw = if typed.is_empty() {
+                f.text("from")
+            } else {
+                typed
+            };
+            match raw.parse::<i64>() {
+                Ok(from) => r
+                    .replay_subscription(&tenant, None, id, from, &actor)
+                    .await
+                    .map(|_| {
+                        if l.en {
+                            (format!("Replaying from event {from}."), None)
+                        } else {
+                            (format!("第{from}号から送り直します。"), None)
+                        }
+                    })
+                    .map_err(ui_error),
+                Err(_) => Err(UiError {
+                    status: StatusCode::BAD_REQUEST,
+                    ja: "再送を始める連携イベントを選ぶか、その番号を数字で入力してください。"
+                        .into(),
+                    en: "choose the event to replay from, or enter its number".into(),
+                }),
+            }
+        }
+        "delete" => {
+            if !f.checked("confirm_delete") {
+                Err(UiError {
+                    status: StatusCode::BAD_REQUEST,
+                    ja: "削除するには「削除してよい」に印を付けてください。".into(),
+                    en: "tick \"yes, delete\" to delete".into(),
+                })
+            } else {
+                return match r.delete_subscription(&tenant, None, id, &actor).await {
+                    Ok(()) => {
+                        let done = if l.en {
+                            format!("Subscription {id} deleted (its attempts stay on record).")
+                        } else {
+                            format!("通知先 {id} を削除しました（送信の記録は残ります）。")
+                        };
+                        list_page(&s, &ctx, &tenant, None, Ok((done, None))).await
+                    }
+                    Err(e) => detail_page(&s, &ctx, &tenant, id, Err(ui_error(e))).await,
+                };
+            }
+        }
+        _ => Err(UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "操作を選んでください。".into(),
+            en: "choose an action".into(),
+        }),
+    };
+    detail_page(&s, &ctx, &tenant, id, result).await
+}
