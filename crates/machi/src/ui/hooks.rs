@@ -320,8 +320,43 @@ fn choices(l: Lang, chosen: &[&str]) -> Vec<TypeChoice> {
 }
 
 fn ui_error(e: crate::service::ServiceError) -> UiError {
+    // A type the page did not offer (the boxes carry the codes): said in
+    // words, without echoing the code.
+    if let crate::service::ServiceError::Invalid {
+        code: "invalid_event_type",
+        message_en,
+        ..
+    } = &e
+    {
+        let malformed = message_en.contains("malformed");
+        return UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: if malformed {
+                "送る種類の指定が正しい形式ではありません。画面を開き直して、一覧から選んでください。"
+            } else {
+                "送る種類に、存在しない種類が含まれています。画面を開き直して、一覧から選んでください。"
+            }
+            .into(),
+            en: if malformed {
+                "the event types sent are malformed; open the page again and tick them in the list"
+            } else {
+                "an event type sent does not exist; open the page again and tick them in the list"
+            }
+            .into(),
+        };
+    }
+    let missing = matches!(
+        e,
+        crate::service::ServiceError::Invalid {
+            code: "subscription_not_found",
+            ..
+        }
+    );
     // The service names a subscription 購読; the page calls it 通知先.
     let mut u = UiError::from(e);
+    if missing {
+        u.status = StatusCode::NOT_FOUND;
+    }
     u.ja = u.ja.replace("購読", "通知先");
     u
 }

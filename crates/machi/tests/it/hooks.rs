@@ -43,12 +43,12 @@ both_backends!(
 // ---------------------------------------------------------------- receiver
 
 #[derive(Debug, Clone)]
-struct Receipt {
-    id: String,
-    timestamp: i64,
-    signature: String,
-    body: Vec<u8>,
-    seq: i64,
+pub(crate) struct Receipt {
+    pub(crate) id: String,
+    pub(crate) timestamp: i64,
+    pub(crate) signature: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) seq: i64,
 }
 
 /// What the receiver answers next: (status, Retry-After, delay).
@@ -66,13 +66,13 @@ struct Inbox {
 }
 
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     inbox: Arc<Mutex<Inbox>>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let inbox: Arc<Mutex<Inbox>> = Arc::default();
         let state = inbox.clone();
         let app = axum::Router::new().route(
@@ -129,24 +129,24 @@ impl Receiver {
         }
     }
 
-    fn script(&self, s: &[(u16, Option<&'static str>, Duration)]) {
+    pub(crate) fn script(&self, s: &[(u16, Option<&'static str>, Duration)]) {
         self.inbox.lock().unwrap().script.extend(s.iter().cloned());
     }
 
-    fn otherwise(&self, status: Option<u16>) {
+    pub(crate) fn otherwise(&self, status: Option<u16>) {
         self.inbox.lock().unwrap().otherwise = status;
     }
 
-    fn ok(&self) -> Vec<Receipt> {
+    pub(crate) fn ok(&self) -> Vec<Receipt> {
         self.inbox.lock().unwrap().ok.clone()
     }
 
-    fn all(&self) -> Vec<Receipt> {
+    pub(crate) fn all(&self) -> Vec<Receipt> {
         self.inbox.lock().unwrap().all.clone()
     }
 
     /// Waits (real time, up to `limit`) until `n` requests were accepted.
-    async fn wait_ok(&self, n: usize, limit: Duration) -> Vec<Receipt> {
+    pub(crate) async fn wait_ok(&self, n: usize, limit: Duration) -> Vec<Receipt> {
         let start = Instant::now();
         loop {
             let ok = self.ok();
@@ -160,7 +160,7 @@ impl Receiver {
 
 /// Standard Webhooks verification, written here from the spec (not the
 /// code under test): base64(HMAC-SHA256(key, "{id}.{ts}.{body}")).
-fn expected_signature(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
+pub(crate) fn expected_signature(secret: &str, id: &str, ts: i64, body: &[u8]) -> String {
     let key = B64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     let mut msg = format!("{id}.{ts}.").into_bytes();
@@ -178,7 +178,7 @@ struct Hub {
     worker_registry: Registry,
 }
 
-fn fast(poll_ms: u64, lease_ms: u64) -> WorkerConfig {
+pub(crate) fn fast(poll_ms: u64, lease_ms: u64) -> WorkerConfig {
     WorkerConfig {
         concurrency: 4,
         lease: Duration::from_millis(lease_ms),
@@ -329,7 +329,7 @@ fn figure(text: &str, series: &str) -> f64 {
 
 /// A host name (not `localhost`) that this machine's /etc/hosts maps to a
 /// loopback or private address.
-fn local_host_name() -> String {
+pub(crate) fn local_host_name() -> String {
     let hosts = std::fs::read_to_string("/etc/hosts").expect("/etc/hosts");
     hosts
         .lines()

@@ -25,18 +25,18 @@ both_backends!(
 
 /// One sample of an exposition.
 #[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
 }
 
 /// The parsed exposition: samples, each family's type, and the text
 /// without the sample values (everything a label or a name could carry).
-struct Exposition {
-    samples: Vec<Sample>,
-    types: BTreeMap<String, String>,
-    names_and_labels: String,
+pub(crate) struct Exposition {
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) types: BTreeMap<String, String>,
+    pub(crate) names_and_labels: String,
 }
 
 fn is_metric_name(s: &str) -> bool {
@@ -90,7 +90,7 @@ fn parse_labels(s: &str, line: &str) -> BTreeMap<String, String> {
 /// names that belong to the family declared for them, numeric values,
 /// cumulative histogram buckets ending in `+Inf` equal to `_count`, and
 /// `# EOF` as the last line.
-fn parse_exposition(text: &str) -> Exposition {
+pub(crate) fn parse_exposition(text: &str) -> Exposition {
     assert!(text.ends_with("# EOF\n"), "no # EOF at the end: {text}");
     let body = &text[..text.len() - "# EOF\n".len()];
     let mut samples = Vec::new();
@@ -209,9 +209,69 @@ fn parse_exposition(text: &str) -> Exposition {
     }
 }
 
+/// The label names a webhook subscription's series may carry, and the
+/// outcomes it may name.
+const SUBSCRIPTION_LABELS: [&str; 4] = ["tenant", "subscription", "outcome", "le"];
+
 impl Exposition {
+    /// Fails if any name or label holds one of `personal`, or a query
+    /// string or a URL. The one exception: a webhook subscription's series
+    /// (`machi_webhook_subscription_*`) name their tenant's 団体コード (a
+    /// public number, not a person) in a `tenant` label, beside the
+    /// subscription's number and an outcome word, and nothing else; the
+    /// 団体コード is looked for everywhere else as before.
+    pub(crate) fn assert_no_personal_data(&self, personal: &[String], text: &str) {
+        let outcomes = machi::service::hooks::OUTCOMES;
+        let mut exposed = String::new();
+        for line in self.names_and_labels.lines() {
+            if line.starts_with("machi_webhook_subscription_") {
+                let Some((name, labels)) = line.split_once('{') else {
+                    exposed.push_str(line);
+                    exposed.push('\n');
+                    continue;
+                };
+                let labels = parse_labels(labels.strip_suffix('}').unwrap(), line);
+                for (k, v) in &labels {
+                    assert!(
+                        SUBSCRIPTION_LABELS.contains(&k.as_str()),
+                        "label {k} on {line:?}"
+                    );
+                    let ok = match k.as_str() {
+                        "tenant" => v.len() == 6 && v.chars().all(|c| c.is_ascii_digit()),
+                        "subscription" => !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()),
+                        "outcome" => outcomes.contains(&v.as_str()),
+                        _ => true,
+                    };
+                    assert!(ok, "{k}={v:?} on {line:?}");
+                }
+                // The tenant code is allowed here only; the rest is looked at.
+                exposed.push_str(name);
+                for (k, v) in labels.iter().filter(|(k, _)| *k != "tenant") {
+                    exposed.push_str(&format!(" {k}={v}"));
+                }
+                exposed.push('\n');
+            } else {
+                exposed.push_str(line);
+                exposed.push('\n');
+            }
+        }
+        for p in personal {
+            // Codes of the request format (`move_in`, `male`) are not personal.
+            if p.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            assert!(
+                !exposed.contains(p.as_str()),
+                "/metrics shows {p:?}:\n{text}"
+            );
+        }
+        for bad in ["?", "://", "127.0.0.1", "/hook"] {
+            assert!(!exposed.contains(bad), "/metrics shows {bad:?}:\n{text}");
+        }
+    }
+
     /// The value of the sample `name` with exactly these labels.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let want: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -260,8 +320,17 @@ const CHANGES_ROUTE: &str = "/api/v1/tenants/{municipality_code}/changes";
 
 async fn metrics_count_route_templates_and_hold_no_personal_data(db: TestDb) {
     let db = db.with_tenants().await;
+    // Webhooks to the local receiver below (plain HTTP to 127.0.0.1).
+    let registry = db
+        .registry
+        .clone()
+        .with_hook_policy(machi::service::hooks::HookPolicy {
+            allow_insecure_local: true,
+            allow_private: false,
+            require_resolvable: false,
+        });
     let router = api::app(AppState {
-        registry: db.registry.clone(),
+        registry: registry.clone(),
     });
     let token = client_token(&db, &router, FUCHU).await;
     let app = Api {
@@ -312,6 +381,54 @@ async fn metrics_count_route_templates_and_hold_no_personal_data(db: TestDb) {
         .as_str()
         .unwrap()
         .to_string();
+    // A webhook subscription from the first event on, delivered by a worker.
+    let receiver = plain_receiver(&persons[0]).await;
+    let (s, subscription) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/subscriptions"),
+        Some(json!({
+            "url": format!("http://127.0.0.1:{}{}/%E9%AB%98%E6%A9%8B", receiver.port, receiver.path),
+            "after": 0
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{subscription}");
+    let worker = machi::service::hooks::spawn_worker(
+        registry.clone(),
+        machi::service::hooks::WorkerConfig {
+            poll: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while receiver.got.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no delivery");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The attempt is counted once the worker has settled it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, _, text) = scrape(&router, None).await;
+        let sub_id = subscription["subscription_id"]
+            .as_i64()
+            .unwrap()
+            .to_string();
+        let delivered = parse_exposition(&text).value(
+            "machi_webhook_subscription_attempts_total",
+            &[
+                ("tenant", FUCHU),
+                ("subscription", &sub_id),
+                ("outcome", "delivered"),
+            ],
+        );
+        if delivered.is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(worker);
     for a in &persons {
         let (s, v) = call(
             &app,
@@ -501,18 +618,59 @@ async fn metrics_count_route_templates_and_hold_no_personal_data(db: TestDb) {
         "0000099990".into(),
         "/people".into(),
     ]);
-    let exposed = &m.names_and_labels;
-    for p in personal {
-        // Codes of the request format (`move_in`, `male`) are not personal.
-        if p.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            continue;
-        }
-        assert!(!exposed.contains(&p), "/metrics shows {p:?}:\n{text}");
-    }
+    // The webhook delivery: its URL, receiver port, path and client are
+    // nowhere; the series name the subscription by tenant code and number.
+    personal.extend([
+        receiver.port.to_string(),
+        receiver.path.clone(),
+        "%E9%AB%98%E6%A9%8B".into(),
+        subscription["client_id"].as_str().unwrap().to_string(),
+    ]);
+    let sub_id = subscription["subscription_id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
     assert!(
-        !exposed.contains('?'),
-        "a query string in /metrics:\n{text}"
+        m.value(
+            "machi_webhook_subscription_attempts_total",
+            &[
+                ("tenant", FUCHU),
+                ("subscription", &sub_id),
+                ("outcome", "delivered")
+            ]
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
     );
+    m.assert_no_personal_data(&personal, &text);
+}
+
+/// A webhook receiver on a port of its own whose path looks like a
+/// person's (it must never reach /metrics).
+struct PlainReceiver {
+    port: u16,
+    path: String,
+    got: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn plain_receiver(addressee: &str) -> PlainReceiver {
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = got.clone();
+    let app = axum::Router::new().fallback(move || {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    PlainReceiver {
+        port,
+        path: format!("/hook/person-{addressee}"),
+        got,
+    }
 }
 
 async fn readyz_follows_the_database_and_healthz_does_not(db: TestDb) {

@@ -104,9 +104,13 @@ pub fn assert_readable(html: &str, page: &str) {
                 Regex::new(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}|\b)").unwrap(),
             ),
             (
+                "a linkage event type's code",
+                Regex::new(r"\bjp\.machi\.[a-z_.*]+").unwrap(),
+            ),
+            (
                 "an access-log function code",
                 Regex::new(
-                    r"\b(?:read|change|login|support|account|client|grant|certificate|audit)\.[a-z_]+",
+                    r"\b(?:read|change|login|support|account|client|grant|certificate|audit|webhook)\.[a-z_]+",
                 )
                 .unwrap(),
             ),
