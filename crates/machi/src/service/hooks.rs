@@ -503,9 +503,9 @@ impl Registry {
         tenant: &MunicipalityCode,
         client_id: Option<&str>,
         id: i64,
-        function: &'static str,
+        // The access log's function, and what its detail adds.
+        (function, extra): (&'static str, serde_json::Value),
         actor: &Actor,
-        extra: serde_json::Value,
         f: F,
     ) -> Result<T, ServiceError>
     where
@@ -547,9 +547,8 @@ impl Registry {
             tenant,
             client_id,
             id,
-            "webhook.unsubscribe",
+            ("webhook.unsubscribe", serde_json::Value::Null),
             actor,
-            serde_json::Value::Null,
             move |tx, _, _| {
                 store::delete(tx, &t, id)?;
                 Ok(())
@@ -577,9 +576,8 @@ impl Registry {
             tenant,
             client_id,
             id,
-            "webhook.pause",
+            ("webhook.pause", serde_json::Value::Null),
             actor,
-            serde_json::Value::Null,
             move |tx, s, now| {
                 if s.status != "active" {
                     return Err(invalid(
@@ -612,9 +610,8 @@ impl Registry {
             tenant,
             client_id,
             id,
-            "webhook.resume",
+            ("webhook.resume", serde_json::Value::Null),
             actor,
-            serde_json::Value::Null,
             move |tx, s, now| {
                 if s.status == "active" && s.attempt == 0 {
                     return Err(invalid(
@@ -657,9 +654,8 @@ impl Registry {
             tenant,
             client_id,
             id,
-            "webhook.replay",
+            ("webhook.replay", serde_json::json!({ "replay_from": from })),
             actor,
-            serde_json::json!({ "replay_from": from }),
             move |tx, _, now| {
                 let last = records::last_event_seq(tx, &t)?;
                 if from > last + 1 {
@@ -697,9 +693,8 @@ impl Registry {
                 tenant,
                 client_id,
                 id,
-                "webhook.rotate_secret",
+                ("webhook.rotate_secret", serde_json::Value::Null),
                 actor,
-                serde_json::Value::Null,
                 move |tx, _, now| {
                     let sealed = tx
                         .tenant_keys(&t)?

@@ -372,7 +372,9 @@ async fn bad_callbacks_and_filters_are_refused_on_the_page_and_the_api(db: TestD
     let name = local_host_name();
     let by_name = format!("https://{name}:8443/hook");
     let good = "https://example.org/hook";
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    // (the form's fields, what the Japanese and the English error say)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("url", "http://example.org/hook")],
             "HTTPS の URL を指定してください",
