@@ -490,8 +490,9 @@ doc_params!(
             "type",
             event_types(),
             "Event types to return (all when absent). Repeat the parameter or separate \
-             names with commas; a name ending in `*` takes every type under that prefix \
-             (`jp.machi.registry.change.*`). Unknown types are refused (400, `invalid_event_type`).",
+             names with commas; a name ending in `.*` takes every type under that prefix \
+             (`jp.machi.registry.change.*`; whole segments only, never a bare `*`). Unknown or \
+             malformed types are refused (400, `invalid_event_type`).",
             json!("jp.machi.registry.change.move_in.v1"),
         ),
         query(

@@ -130,7 +130,9 @@ pub fn parse_type_filter<'a>(
             return Err(bad("正しい形式ではありません", "is malformed"));
         }
         let matched: Vec<&String> = match name.strip_suffix('*') {
-            Some(prefix) if !prefix.contains('*') => {
+            // Whole segments only: `jp.machi.registry.change.*`, never a
+            // bare `*` or `j*` (a filter that filters nothing).
+            Some(prefix) if !prefix.contains('*') && prefix.ends_with('.') => {
                 known.iter().filter(|k| k.starts_with(prefix)).collect()
             }
             Some(_) => return Err(bad("正しい形式ではありません", "is malformed")),
@@ -242,6 +244,11 @@ mod tests {
             assert!(!ja.contains('_') && !en.contains('_'), "{t}: {ja} / {en}");
         }
         assert_eq!(type_label("jp.machi.nothing.v1"), None);
+        // A pattern takes whole segments.
+        for bad in ["*", "j*", "jp.machi.registry.chan*", "a*b", "**"] {
+            assert!(parse_type_filter("type", [bad]).is_err(), "{bad}");
+        }
+        assert!(parse_type_filter("type", ["jp.machi.*"]).is_ok());
         assert!(
             parse_type_filter("type", ["jp.machi.*"])
                 .unwrap()

@@ -178,6 +178,21 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "client_id={spare}&action=off",
         "admin",
     ),
+    // Webhook subscriptions of the tenant's clients (通知先).
+    ("GET", "/ui/admin/subscriptions", "", "admin"),
+    ("POST", "/ui/admin/subscriptions", "", "admin"),
+    (
+        "GET",
+        "/ui/admin/subscriptions/{subscription_id}",
+        "",
+        "admin",
+    ),
+    (
+        "POST",
+        "/ui/admin/subscriptions/{subscription_id}/act",
+        "action=rotate",
+        "admin",
+    ),
     ("POST", "/ui/admin/issuer", "", "admin"),
     (
         "POST",
@@ -579,12 +594,14 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
         ));
         sessions.push((login, s));
     }
+    let mut subscriber: Option<String> = None;
     for scope in CLIENTS {
         let system = format!("s{}", api_as.len());
         let (id, secret) = approved_client(&db, &system, &format!("{system}:{scope}")).await;
         let (status, t) = token(&router, &id, &secret).await;
         assert_eq!(status, StatusCode::OK);
         if scope == "subscriptions:write" {
+            subscriber = Some(id.clone());
             // A subscription of this client, for the rows that name one.
             let sub = db
                 .registry
@@ -640,6 +657,25 @@ async fn every_route_answers_each_role_as_the_table_says(db: TestDb) {
             }
         }
     }
+    // The API walk deleted the fixture's subscription: another for the
+    // administrator's subscription pages.
+    let sub = db
+        .registry
+        .create_subscription(
+            &code(FUCHU),
+            subscriber.as_deref().unwrap(),
+            machi::service::hooks::NewSubscription {
+                url: "https://example.org/hook".into(),
+                types: vec![],
+                after: None,
+            },
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap();
+    ids.0.retain(|(name, _)| *name != "subscription_id");
+    ids.0
+        .push(("subscription_id", sub.subscription_id.to_string()));
     // The UI: staff sessions, and every client's bearer token (the UI takes
     // none: each is sent to sign in).
     for (method, path, form, who) in TABLE
