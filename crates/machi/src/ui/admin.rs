@@ -504,11 +504,11 @@ async fn accounts_page(
             url: a.url,
             state: match (a.status.as_str(), en) {
                 ("paused", false) => {
-                    "一時停止中（72時間以上届いていません。受け手の復旧後に再送してください）"
+                    "一時停止中（72時間以上届いていません。受け手の復旧後に通知先の画面で再開してください）"
                         .into()
                 }
                 ("paused", true) => {
-                    "Paused (failing for more than 72 hours; replay once the receiver is back)"
+                    "Paused (failing for more than 72 hours; resume it on its page once the receiver is back)"
                         .into()
                 }
                 ("disabled", false) => "停止（受け手が 410 Gone で購読の終了を求めました）".into(),
