@@ -7,10 +7,16 @@
 //!
 //! - [`rules`]: the allowance rules since October 2024, pure, with the
 //!   articles of 児童手当法 they come from.
-//! - [`store`]: claims, children, work items, the feed cursor (SQLite).
+//! - [`store`]: claims, children, work items, the feed cursor, accounts,
+//!   payment files (SQLite).
+//! - [`accounts`]: named clerk and supervisor accounts (Argon2), sign-in
+//!   throttling.
+//! - [`audit`]: the hash-chained access log.
 //! - [`worker`]: reads the feed and applies each event once.
 //! - [`web`]: the clerk's pages and the JSON API.
 
+pub mod accounts;
+pub mod audit;
 pub mod rules;
 pub mod store;
 pub mod web;
@@ -25,7 +31,6 @@ use std::sync::Arc;
 pub struct Config {
     pub database: PathBuf,
     pub link: worker::LinkConfig,
-    pub clerk_password: String,
     pub listen: SocketAddr,
     /// Long-poll wait of each feed read, seconds (0–30).
     pub wait: u64,
@@ -52,7 +57,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.link.tenant,
         config.link.base_url
     );
-    let app = web::app(web::WebState::new(store, client, &config.clerk_password));
+    let supervisors = store
+        .accounts()
+        .await?
+        .into_iter()
+        .filter(|a| a.role.supervises() && !a.disabled)
+        .count();
+    if supervisors == 0 {
+        println!(
+            "no allowance supervisor account yet: create one with `machi allowance account add --role supervisor` (MACHI_ALLOWANCE_PASSWORD)"
+        );
+    }
+    let app = web::app(web::WebState::new(store, client))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let (eof_tx, mut eof_rx) = tokio::sync::watch::channel(false);
     if config.exit_on_stdin_eof {
         std::thread::spawn(move || {
@@ -84,4 +101,61 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = feed.await;
     Ok(())
+}
+
+/// `machi allowance account add`: creates an account in the allowance
+/// database (the first supervisor is made this way; later ones also on the
+/// supervisor's page). Logged in the access log as done from the command
+/// line.
+pub async fn add_account(
+    database: &std::path::Path,
+    login: &str,
+    name: &str,
+    role: accounts::Role,
+    password: &str,
+) -> anyhow::Result<()> {
+    let (login, name) = accounts::check_new(login, name, password).map_err(anyhow::Error::msg)?;
+    let store = store::Store::open(database)?;
+    let hash = accounts::hash_password(password).map_err(anyhow::Error::msg)?;
+    let entry = audit::Entry::new(
+        "(command line)",
+        "",
+        audit::Action::AccountCreated,
+        format!("account:{login}"),
+    )
+    .detail(role.code());
+    if !store
+        .create_account(&login, &name, role, hash, entry)
+        .await?
+    {
+        anyhow::bail!("the login {login} exists already / ログインID {login} はすでにあります");
+    }
+    println!("{login} ({}, {}) created", name, role.label_ja());
+    Ok(())
+}
+
+/// `machi allowance log verify`: walks the access log's hash chain.
+/// Returns whether it holds.
+pub async fn verify_log(database: &std::path::Path) -> anyhow::Result<bool> {
+    if !database.exists() {
+        anyhow::bail!("{}: no such database", database.display());
+    }
+    let store = store::Store::open(database)?;
+    let v = store.verify_log().await?;
+    match &v.broken {
+        None => {
+            println!(
+                "access log verified: {} entries, chain intact; last hash {}",
+                v.entries, v.head
+            );
+            Ok(true)
+        }
+        Some((seq, why)) => {
+            println!(
+                "access log BROKEN at entry {seq}: {why} (entries before it verify; last good hash {})",
+                v.head
+            );
+            Ok(false)
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //! | ends with the month in which the entitlement ceases (death, move-out: the planned move-out date) | 第8条第2項 |
 //! | an increase (a further child) from the month after the 額改定請求 (15-day rule alike); a reduction from the month after the event | 第9条第1項–第3項 |
 //! | paid six times a year, in February, April, June, August, October and December, each time for the two months before | 第8条第4項 |
+//! | when the entitlement ends (消滅: death, move-out), the months due and not yet paid may be paid in a month that is not a payment month | 第8条第4項ただし書 |
 //! | 公務員 are paid by their employer, not by the municipality | 第17条 |
 //!
 //! Reaching an age: 年齢計算ニ関スル法律 (明治35年法律第50号) and 民法第143条:
@@ -356,6 +357,103 @@ pub fn payment(claim: &Claim, p: YearMonth) -> (i64, Vec<Month>) {
     (lines.iter().map(|l| l.total).sum(), lines)
 }
 
+/// Why a month is in a payment file: the regular payment in a payment
+/// month, or the special payment when the entitlement ended.
+///
+/// 児童手当法第8条第4項: 「児童手当は、毎年二月、四月、六月、八月、十月及び
+/// 十二月の六期に、それぞれの前月までの分を支払う。ただし、前支払期月に支払う
+/// べきであつた児童手当又は支給すべき事由が消滅した場合におけるその期の児童
+/// 手当は、その支払期月でない月であつても、支払うものとする。」 (the six
+/// payment months since 令和6年法律第47号; the proviso is unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayRule {
+    /// 定例払: in a payment month, the two months before (第8条第4項本文).
+    Regular,
+    /// 消滅時の随時払: the entitlement ended; the months of the current
+    /// period not yet paid, paid at once (第8条第4項ただし書).
+    OnEnd,
+}
+
+impl PayRule {
+    pub fn code(self) -> &'static str {
+        match self {
+            PayRule::Regular => "regular",
+            PayRule::OnEnd => "on_end",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PayRule> {
+        match s {
+            "regular" => Some(PayRule::Regular),
+            "on_end" => Some(PayRule::OnEnd),
+            _ => None,
+        }
+    }
+    pub fn explain_ja(self) -> &'static str {
+        match self {
+            PayRule::Regular => "定例払：支払期月に前月までの2か月分（児童手当法第8条第4項本文）",
+            PayRule::OnEnd => {
+                "消滅時の随時払：死亡・転出で受給資格が消滅したため、未払の月分を支払期月でない月にも支払う（児童手当法第8条第4項ただし書）"
+            }
+        }
+    }
+    pub fn explain_en(self) -> &'static str {
+        match self {
+            PayRule::Regular => {
+                "regular payment: in a payment month, the two months before (Art. 8(4))"
+            }
+            PayRule::OnEnd => {
+                "special payment on the end of the entitlement (death, move-out): the unpaid months, paid outside the payment months (Art. 8(4) proviso)"
+            }
+        }
+    }
+}
+
+/// The first month whose regular payment month is `r` or later: the months
+/// a special payment made in month `r` may cover (earlier months belong to
+/// a payment month already past).
+pub fn first_month_not_yet_due(r: YearMonth) -> YearMonth {
+    if r.month.is_multiple_of(2) {
+        r.plus(-2)
+    } else {
+        r.plus(-1)
+    }
+}
+
+/// The months of `claim` a payment file pays, each once: `paid` holds the
+/// months already in an earlier file.
+///
+/// - [`PayRule::Regular`] in payment month `r`: the two months before
+///   ([`months_paid_in`]) that are not paid yet (第8条第4項本文).
+/// - [`PayRule::OnEnd`] on day `on` (any month, `r` = its month): only a
+///   claim whose entitlement ended on or before `on`; every month from
+///   [`first_month_not_yet_due`]`(r)` through the month of the end that is
+///   not paid yet (第8条第2項: paid through the month of the end; 第8条第4項
+///   ただし書: paid although `r` is not a payment month). The next regular
+///   file then skips them.
+pub fn due_months(
+    claim: &Claim,
+    rule: PayRule,
+    on: NaiveDate,
+    paid: &std::collections::BTreeSet<YearMonth>,
+) -> Vec<Month> {
+    let r = YearMonth::of(on);
+    let (from, to) = match rule {
+        PayRule::Regular => match months_paid_in(r) {
+            Some([a, z]) => (a, z),
+            None => return Vec::new(),
+        },
+        PayRule::OnEnd => match claim.ended_on {
+            Some(end) if end <= on => (first_month_not_yet_due(r), YearMonth::of(end)),
+            _ => return Vec::new(),
+        },
+    };
+    months(claim, from, to)
+        .into_iter()
+        .filter(|m| !paid.contains(&m.month))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,5 +689,39 @@ mod tests {
         assert_eq!(YearMonth::parse("2025-13"), None);
         assert_eq!(first_march_31(d(2025, 3, 31)), d(2025, 3, 31));
         assert_eq!(first_march_31(d(2025, 4, 1)), d(2026, 3, 31));
+    }
+    #[test]
+    fn a_special_payment_on_the_end_pays_the_unpaid_months_once() {
+        use std::collections::BTreeSet;
+        let from = ym(2024, 10);
+        let mut c = one(d(2015, 5, 5), from);
+        // Not ended: nothing to pay specially.
+        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 10), &BTreeSet::new()).is_empty());
+        // The claimant dies on 5 September 2025: paid through September.
+        c.ended_on = Some(d(2025, 9, 5));
+        // Before the death, nothing yet.
+        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 4), &BTreeSet::new()).is_empty());
+        // On 10 September (not a payment month): August and September,
+        // the months the October payment would have paid.
+        let due = due_months(&c, PayRule::OnEnd, d(2025, 9, 10), &BTreeSet::new());
+        assert_eq!(
+            due.iter().map(|m| m.month).collect::<Vec<_>>(),
+            vec![ym(2025, 8), ym(2025, 9)]
+        );
+        // Once paid, neither the October file nor another special one
+        // pays them again.
+        let paid: BTreeSet<YearMonth> = due.iter().map(|m| m.month).collect();
+        assert!(due_months(&c, PayRule::Regular, d(2025, 10, 1), &paid).is_empty());
+        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 20), &paid).is_empty());
+        // Unpaid, the October file pays them in the regular way.
+        assert_eq!(
+            due_months(&c, PayRule::Regular, d(2025, 10, 1), &BTreeSet::new()).len(),
+            2
+        );
+        // A regular file in an odd month pays nothing.
+        assert!(due_months(&c, PayRule::Regular, d(2025, 9, 1), &BTreeSet::new()).is_empty());
+        // In an even month the special payment covers that month's period.
+        assert_eq!(first_month_not_yet_due(ym(2025, 10)), ym(2025, 8));
+        assert_eq!(first_month_not_yet_due(ym(2025, 9)), ym(2025, 8));
     }
 }

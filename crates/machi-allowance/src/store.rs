@@ -11,7 +11,9 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::rules::{self, YearMonth};
+use crate::accounts::{self, Account, Role};
+use crate::audit::{self, Entry};
+use crate::rules::{self, PayRule, YearMonth};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cursor (tenant TEXT PRIMARY KEY, after_seq INTEGER NOT NULL);
@@ -51,6 +53,51 @@ CREATE TABLE IF NOT EXISTS work_items (
     claim_id INTEGER,
     done INTEGER NOT NULL DEFAULT 0,
     UNIQUE (event_id, kind, person)
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    login TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    login TEXT NOT NULL,
+    source TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (login, source, at);
+CREATE TABLE IF NOT EXISTS access_log (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    account TEXT NOT NULL,
+    source TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment_runs (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    made_on TEXT NOT NULL,
+    pay_month TEXT NOT NULL,
+    made_at TEXT NOT NULL,
+    approved_by TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    lines INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paid_months (
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    month TEXT NOT NULL,
+    claimant TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES payment_runs(id),
+    PRIMARY KEY (claim_id, month)
 );
 ";
 
@@ -221,6 +268,32 @@ pub struct NewClaim {
     pub entered_by: String,
 }
 
+/// One line of a payment file: a claimant and the months paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentLine {
+    pub claim_id: i64,
+    pub claimant: String,
+    pub claimant_name: String,
+    pub amount: i64,
+    pub months: Vec<String>,
+    pub rule: PayRule,
+}
+
+/// A payment file made and recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentRun {
+    pub id: i64,
+    pub rule: PayRule,
+    /// The day it was made for (a regular one: the payment month's 1st).
+    pub made_on: NaiveDate,
+    /// The month it is paid in.
+    pub pay_month: YearMonth,
+    pub made_at: chrono::DateTime<chrono::Utc>,
+    pub approved_by: String,
+    pub total: i64,
+    pub lines: i64,
+}
+
 /// A person as the registry's API showed them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Person {
@@ -317,12 +390,381 @@ impl Store {
             .await
     }
 
-    pub async fn close_work_item(&self, id: i64) -> Result<bool, StoreError> {
-        self.run(move |c| Ok(c.execute("UPDATE work_items SET done = 1 WHERE id = ?1", [id])? > 0))
+    pub async fn close_work_item(&self, id: i64, log: Entry) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE work_items SET done = 1 WHERE id = ?1 AND done = 0",
+                [id],
+            )?;
+            if n > 0 {
+                audit::append(&tx, &log, chrono::Utc::now())?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    // -------------------------------------------------------------- log
+
+    /// Appends one access-log entry (a read, a sign-in).
+    pub async fn log(&self, e: Entry) -> Result<i64, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = audit::append(&tx, &e, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// The newest access-log entries, newest first.
+    pub async fn log_rows(
+        &self,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<audit::Row>, StoreError> {
+        self.run(move |c| audit::newest(c, limit, before)).await
+    }
+
+    /// Checks the whole access-log chain.
+    pub async fn verify_log(&self) -> Result<audit::Verified, StoreError> {
+        self.run(|c| audit::verify(c)).await
+    }
+
+    // -------------------------------------------------------------- accounts
+
+    /// Creates an account; false if the login exists.
+    pub async fn create_account(
+        &self,
+        login: &str,
+        name: &str,
+        role: Role,
+        password_hash: String,
+        log: Entry,
+    ) -> Result<bool, StoreError> {
+        let (l, n) = (login.to_string(), name.to_string());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let k = tx.execute(
+                "INSERT OR IGNORE INTO accounts (login, display_name, role, password_hash, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![l, n, role.code(), password_hash, chrono::Utc::now().to_rfc3339(), log.account],
+            )?;
+            if k > 0 {
+                audit::append(&tx, &log, chrono::Utc::now())?;
+            }
+            tx.commit()?;
+            Ok(k > 0)
+        })
+        .await
+    }
+
+    /// Every account, by login.
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.run(|c| {
+            let mut st = c.prepare(
+                "SELECT login, display_name, role, disabled FROM accounts ORDER BY login",
+            )?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(login, display_name, role, disabled)| {
+                    Ok(Account {
+                        role: Role::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
+                        login,
+                        display_name,
+                        disabled,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The account and its password hash.
+    pub async fn account(&self, login: &str) -> Result<Option<(Account, String)>, StoreError> {
+        let l = login.to_string();
+        self.run(move |c| {
+            let r = c
+                .query_row(
+                    "SELECT login, display_name, role, disabled, password_hash FROM accounts WHERE login = ?1",
+                    [l],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, bool>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            r.map(|(login, display_name, role, disabled, hash)| {
+                Ok((
+                    Account {
+                        role: Role::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
+                        login,
+                        display_name,
+                        disabled,
+                    },
+                    hash,
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Changes an account's role and whether it is disabled; false if no
+    /// such account. Refused (false) if it would leave no enabled
+    /// supervisor.
+    pub async fn set_account(
+        &self,
+        login: &str,
+        role: Role,
+        disabled: bool,
+        log: Entry,
+    ) -> Result<Result<(), &'static str>, StoreError> {
+        let l = login.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE accounts SET role = ?2, disabled = ?3 WHERE login = ?1",
+                params![l, role.code(), disabled],
+            )?;
+            if n == 0 {
+                return Ok(Err("no_account"));
+            }
+            let supervisors: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM accounts WHERE role = 'supervisor' AND disabled = 0",
+                [],
+                |r| r.get(0),
+            )?;
+            if supervisors == 0 {
+                return Ok(Err("last_supervisor"));
+            }
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// Wall 3 of [`accounts`]: admits a sign-in attempt for `login` from
+    /// `source` (counted now, before the password is checked; its row id
+    /// is returned to take it back), or the seconds to wait.
+    pub async fn admit_login(
+        &self,
+        login: &str,
+        source: &str,
+        now: i64,
+    ) -> Result<Result<i64, u64>, StoreError> {
+        let (l, src) = (login.to_string(), source.to_string());
+        let window = accounts::ACCOUNT_WINDOW.as_secs() as i64;
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM login_failures WHERE login = ?1 AND at <= ?2",
+                params![l, now - window],
+            )?;
+            let (n, oldest): (i64, Option<i64>) = tx.query_row(
+                "SELECT COUNT(*), MIN(at) FROM login_failures WHERE login = ?1 AND source = ?2",
+                params![l, src],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if n >= accounts::MAX_ACCOUNT_FAILURES {
+                let left = oldest.unwrap_or(now) + window - now;
+                return Ok(Err(left.max(1) as u64));
+            }
+            tx.execute(
+                "INSERT INTO login_failures (login, source, at) VALUES (?1, ?2, ?3)",
+                params![l, src, now],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Ok(id))
+        })
+        .await
+    }
+
+    /// The attempt proved right: not a failure.
+    pub async fn take_back_login(&self, attempt: i64) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute("DELETE FROM login_failures WHERE rowid = ?1", [attempt])?;
+            Ok(())
+        })
+        .await
+    }
+
+    // -------------------------------------------------------------- payments
+
+    /// What a payment file of `rule` made on `on` would pay now (nothing
+    /// recorded): every claim paid by the municipality (not 公務員), the
+    /// months due and not paid by an earlier file ([`rules::due_months`]).
+    pub async fn due(&self, rule: PayRule, on: NaiveDate) -> Result<Vec<PaymentLine>, StoreError> {
+        self.run(move |c| due_lines(c, rule, on)).await
+    }
+
+    /// Makes a payment file and records every month it pays, in one
+    /// transaction with its access-log entry, so the next file does not
+    /// pay them again. Returns the run (None: nothing was due).
+    pub async fn approve_payment(
+        &self,
+        rule: PayRule,
+        on: NaiveDate,
+        log: Entry,
+    ) -> Result<Option<PaymentRun>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let lines = due_lines(&tx, rule, on)?;
+            if lines.is_empty() {
+                return Ok(None);
+            }
+            let pay_month = YearMonth::of(on);
+            let total: i64 = lines.iter().map(|l| l.amount).sum();
+            let at = chrono::Utc::now();
+            tx.execute(
+                "INSERT INTO payment_runs (rule, made_on, pay_month, made_at, approved_by, total, lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![rule.code(), iso(Some(on)), pay_month.iso(), at.to_rfc3339(), log.account, total, lines.len() as i64],
+            )?;
+            let id = tx.last_insert_rowid();
+            for l in &lines {
+                let claim = claims_where(&tx, "id = ?1", [l.claim_id])?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StoreError::Corrupt(format!("claim {}", l.claim_id)))?;
+                let r = claim.rules();
+                for m in &l.months {
+                    let ym = YearMonth::parse(m)
+                        .ok_or_else(|| StoreError::Corrupt(format!("month {m}")))?;
+                    let amount = rules::month(&r, ym).map(|x| x.total).unwrap_or(0);
+                    // The primary key (claim, month) refuses a second payment.
+                    tx.execute(
+                        "INSERT INTO paid_months (claim_id, month, claimant, amount, rule, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![l.claim_id, m, l.claimant, amount, rule.code(), id],
+                    )?;
+                }
+            }
+            let mut log = log;
+            log.subject = format!("run:{id}");
+            log.detail = format!("{}件 {}円", lines.len(), total);
+            audit::append(&tx, &log, at)?;
+            tx.commit()?;
+            Ok(Some(PaymentRun {
+                id,
+                rule,
+                made_on: on,
+                pay_month,
+                made_at: at,
+                approved_by: log.account.clone(),
+                total,
+                lines: lines.len() as i64,
+            }))
+        })
+        .await
+    }
+
+    /// Every payment file made, newest first.
+    pub async fn payment_runs(&self) -> Result<Vec<PaymentRun>, StoreError> {
+        self.run(|c| runs_where(c, "1 = 1", [])).await
+    }
+
+    pub async fn payment_run(&self, id: i64) -> Result<Option<PaymentRun>, StoreError> {
+        self.run(move |c| Ok(runs_where(c, "id = ?1", [id])?.into_iter().next()))
             .await
     }
 
-    pub async fn add_claim(&self, n: NewClaim) -> Result<i64, StoreError> {
+    /// The lines of a recorded payment file, by claim.
+    pub async fn run_lines(&self, id: i64) -> Result<Vec<PaymentLine>, StoreError> {
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT p.claim_id, p.claimant, c.claimant_name, p.month, p.amount, p.rule FROM paid_months p JOIN claims c ON c.id = p.claim_id WHERE p.run_id = ?1 ORDER BY p.claim_id, p.month",
+            )?;
+            let rows = st
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out: Vec<PaymentLine> = Vec::new();
+            for (claim_id, claimant, name, month, amount, rule) in rows {
+                let rule = PayRule::parse(&rule)
+                    .ok_or_else(|| StoreError::Corrupt(format!("pay rule {rule}")))?;
+                match out.last_mut() {
+                    Some(l) if l.claim_id == claim_id => {
+                        l.amount += amount;
+                        l.months.push(month);
+                    }
+                    _ => out.push(PaymentLine {
+                        claim_id,
+                        claimant,
+                        claimant_name: name,
+                        amount,
+                        months: vec![month],
+                        rule,
+                    }),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The months of a claim already in a payment file, with amount, rule
+    /// and file.
+    pub async fn paid_months(
+        &self,
+        claim_id: i64,
+    ) -> Result<Vec<(YearMonth, i64, PayRule, i64)>, StoreError> {
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT month, amount, rule, run_id FROM paid_months WHERE claim_id = ?1 ORDER BY month",
+            )?;
+            let rows = st
+                .query_map([claim_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(m, a, r, run)| {
+                    Ok((
+                        YearMonth::parse(&m)
+                            .ok_or_else(|| StoreError::Corrupt(format!("month {m}")))?,
+                        a,
+                        PayRule::parse(&r)
+                            .ok_or_else(|| StoreError::Corrupt(format!("pay rule {r}")))?,
+                        run,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn add_claim(&self, n: NewClaim, log: Entry) -> Result<i64, StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -340,6 +782,9 @@ impl Store {
                 "UPDATE work_items SET done = 1, claim_id = ?1 WHERE done = 0 AND household = ?2 AND kind IN ('birth_claim', 'move_in_claim')",
                 params![id, n.household],
             )?;
+            let mut log = log;
+            log.subject = format!("claim:{id}");
+            audit::append(&tx, &log, chrono::Utc::now())?;
             tx.commit()?;
             Ok(id)
         })
@@ -353,6 +798,7 @@ impl Store {
         child: (String, String, NaiveDate),
         requested_on: NaiveDate,
         event_on: Option<NaiveDate>,
+        log: Entry,
     ) -> Result<bool, StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -364,6 +810,9 @@ impl Store {
                 "UPDATE work_items SET done = 1 WHERE done = 0 AND claim_id = ?1 AND person = ?2 AND kind = 'birth_increase'",
                 params![claim_id, child.0],
             )?;
+            if n > 0 {
+                audit::append(&tx, &log, chrono::Utc::now())?;
+            }
             tx.commit()?;
             Ok(n > 0)
         })
@@ -375,12 +824,19 @@ impl Store {
         claim_id: i64,
         child: String,
         supported: bool,
+        log: Entry,
     ) -> Result<bool, StoreError> {
         self.run(move |c| {
-            Ok(c.execute(
+            let tx = c.transaction()?;
+            let n = tx.execute(
                 "UPDATE claim_children SET supported = ?3 WHERE claim_id = ?1 AND child = ?2",
                 params![claim_id, child, supported],
-            )? > 0)
+            )?;
+            if n > 0 {
+                audit::append(&tx, &log, chrono::Utc::now())?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
         })
         .await
     }
@@ -550,6 +1006,77 @@ impl Effect {
         }
         Ok(())
     }
+}
+
+fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<PaymentLine>, StoreError> {
+    let claims = claims_where(c, "public_servant = 0", [])?;
+    let mut st = c.prepare("SELECT month FROM paid_months WHERE claim_id = ?1")?;
+    let mut out = Vec::new();
+    for cl in claims {
+        let paid = st
+            .query_map([cl.id], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|m| YearMonth::parse(&m))
+            .collect();
+        let ms = rules::due_months(&cl.rules(), rule, on, &paid);
+        let amount: i64 = ms.iter().map(|m| m.total).sum();
+        if amount > 0 {
+            out.push(PaymentLine {
+                claim_id: cl.id,
+                claimant: cl.claimant.clone(),
+                claimant_name: cl.claimant_name.clone(),
+                amount,
+                months: ms.iter().map(|m| m.month.iso()).collect(),
+                rule,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn runs_where<P: rusqlite::Params>(
+    c: &Connection,
+    cond: &str,
+    p: P,
+) -> Result<Vec<PaymentRun>, StoreError> {
+    let mut st = c.prepare(&format!(
+        "SELECT id, rule, made_on, pay_month, made_at, approved_by, total, lines FROM payment_runs WHERE {cond} ORDER BY id DESC"
+    ))?;
+    let rows = st
+        .query_map(p, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(
+            |(id, rule, made_on, pay_month, made_at, by, total, lines)| {
+                Ok(PaymentRun {
+                    id,
+                    rule: PayRule::parse(&rule)
+                        .ok_or_else(|| StoreError::Corrupt(format!("pay rule {rule}")))?,
+                    made_on: req_date(made_on)?,
+                    pay_month: YearMonth::parse(&pay_month)
+                        .ok_or_else(|| StoreError::Corrupt(format!("month {pay_month}")))?,
+                    made_at: chrono::DateTime::parse_from_rfc3339(&made_at)
+                        .map_err(|e| StoreError::Corrupt(format!("{made_at}: {e}")))?
+                        .with_timezone(&chrono::Utc),
+                    approved_by: by,
+                    total,
+                    lines,
+                })
+            },
+        )
+        .collect()
 }
 
 fn claims_where<P: rusqlite::Params>(

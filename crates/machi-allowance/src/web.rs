@@ -1,7 +1,12 @@
 //! The allowance clerk's pages (server-rendered, Japanese, 和暦) and the
-//! JSON API of the allowance system. Signed in with the clerk password of
-//! this system (its own, not the registry's); a session cookie
-//! (HttpOnly, SameSite=Strict) and a CSRF token in every form.
+//! JSON API of the allowance system. Staff sign in with their own account
+//! of this system (not the registry's; [`crate::accounts`]): a clerk
+//! enters claims and reads, a supervisor also approves and exports payment
+//! files, manages accounts and reads the access log (roles checked on the
+//! server for every route). A session cookie (HttpOnly, SameSite=Strict)
+//! and a CSRF token in every form; sign-in throttled by account and
+//! source; every personal-data read, claim, payment file and sign-in in
+//! the hash-chained access log ([`crate::audit`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -9,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,9 +23,11 @@ use chrono::NaiveDate;
 use machi_domain::dates::{DatePolicy, DateValue, EraTable};
 use machi_domain::error::Localized;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::rules::{self, YearMonth};
+use crate::accounts::{self, Role, Throttle};
+use crate::audit::{Action, Entry};
+use crate::rules::{self, PayRule, YearMonth};
+pub use crate::store::PaymentLine;
 use crate::store::{ClaimRow, NewClaim, Store, WorkItem};
 use crate::worker::{RegistryClient, is_child};
 
@@ -31,28 +39,56 @@ const SESSION: Duration = Duration::from_secs(8 * 3600);
 pub struct WebState {
     pub store: Store,
     pub client: Arc<RegistryClient>,
-    /// SHA-256 of the clerk password.
-    password_digest: [u8; 32],
     sessions: Arc<Mutex<HashMap<String, Session>>>,
+    throttle: Arc<Throttle>,
     eras: Arc<EraTable>,
     /// "Today" for defaults and the months shown (None: the system clock).
     pub today: Option<NaiveDate>,
 }
 
 #[derive(Clone)]
-struct Session {
-    clerk: String,
+pub struct Session {
+    login: String,
+    name: String,
+    role: Role,
     csrf: String,
     until: Instant,
 }
 
+/// Who is asking: the session (if signed in) and the source address.
+pub struct Ctx {
+    sess: Option<Session>,
+    source: String,
+}
+
+impl FromRequestParts<WebState> for Ctx {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, s: &WebState) -> Result<Ctx, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Ctx {
+            sess: s.session(&parts.headers),
+            source: accounts::source_key(addr),
+        })
+    }
+}
+
+impl Ctx {
+    /// An access-log entry by the signed-in account from this source.
+    fn entry(&self, sess: &Session, action: Action, subject: impl Into<String>) -> Entry {
+        Entry::new(&sess.login, &self.source, action, subject)
+    }
+}
+
 impl WebState {
-    pub fn new(store: Store, client: Arc<RegistryClient>, clerk_password: &str) -> WebState {
+    pub fn new(store: Store, client: Arc<RegistryClient>) -> WebState {
         WebState {
             store,
             client,
-            password_digest: Sha256::digest(clerk_password.as_bytes()).into(),
             sessions: Arc::default(),
+            throttle: Arc::default(),
             eras: Arc::new(EraTable::standard()),
             today: None,
         }
@@ -124,10 +160,16 @@ fn yen(n: i64) -> String {
 fn page(title: &str, session: Option<&Session>, body: &str) -> Response {
     let nav = match session {
         Some(s) => format!(
-            r#"<nav aria-label="メニュー"><ul><li><a href="/">業務一覧</a></li><li><a href="/claims/new">認定請求の入力</a></li><li><a href="/payments">支払</a></li></ul>
-<form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><span id="me">{}</span> <button type="submit">ログアウト</button></form></nav>"#,
+            r#"<nav aria-label="メニュー"><ul><li><a href="/">業務一覧</a></li><li><a href="/claims/new">認定請求の入力</a></li><li><a href="/payments">支払</a></li>{}</ul>
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><span id="me">{}（{}）</span> <button type="submit">ログアウト</button></form></nav>"#,
+            if s.role.supervises() {
+                r#"<li><a href="/accounts">職員アカウント</a></li><li><a href="/access-log">アクセス記録</a></li>"#
+            } else {
+                ""
+            },
             esc(&s.csrf),
-            esc(&s.clerk)
+            esc(&s.name),
+            s.role.label_ja()
         ),
         None => String::new(),
     };
@@ -223,7 +265,12 @@ pub fn app(state: WebState) -> Router {
         .route("/claims/{id}/support", post(support_set))
         .route("/work/{id}/done", post(work_done))
         .route("/payments", get(payments_index))
-        .route("/payments/{month}", get(payment_page))
+        .route("/payments/special", get(special_page).post(special_approve))
+        .route("/payments/runs/{id}", get(run_page))
+        .route("/payments/{month}", get(payment_page).post(payment_approve))
+        .route("/accounts", get(accounts_page).post(account_create))
+        .route("/accounts/{login}", post(account_update))
+        .route("/access-log", get(log_page))
         .route("/api/claims", get(api_claims))
         .route("/api/claims/{id}", get(api_claim))
         .route("/api/work-items", get(api_work))
@@ -236,53 +283,136 @@ pub fn app(state: WebState) -> Router {
 
 #[derive(Deserialize)]
 struct LoginForm {
-    clerk: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
     password: String,
 }
 
 async fn login_form() -> Response {
-    login_page(None)
+    login_page(None, StatusCode::OK)
 }
 
-fn login_page(error: Option<&str>) -> Response {
+fn login_page(error: Option<(&str, &str)>, status: StatusCode) -> Response {
     let err = error
-        .map(|e| format!(r#"<p class="err" role="alert">{}</p>"#, esc(e)))
+        .map(|(ja, en)| {
+            format!(
+                r#"<p class="err" role="alert" id="error">{}<br><span lang="en">{}</span></p>"#,
+                esc(ja),
+                esc(en)
+            )
+        })
         .unwrap_or_default();
-    page(
+    let mut r = page(
         "ログイン",
         None,
         &format!(
             r#"{err}<form method="post" action="/login">
-<label for="clerk">担当者名</label><input id="clerk" name="clerk" required autocomplete="name">
+<label for="login">ログインID</label><input id="login" name="login" required autocomplete="username">
 <label for="password">パスワード</label><input id="password" name="password" type="password" required autocomplete="current-password">
 <p><button id="login-submit" type="submit">ログイン</button></p></form>"#
         ),
-    )
+    );
+    *r.status_mut() = status;
+    r
 }
 
-async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> Response {
-    let given: [u8; 32] = Sha256::digest(f.password.as_bytes()).into();
-    // Compare digests in constant time (equal length by construction).
-    let same = given
-        .iter()
-        .zip(s.password_digest.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0;
-    let clerk = f.clerk.trim();
-    if !same || clerk.is_empty() || clerk.chars().count() > 40 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut r = login_page(Some(
-            "担当者名またはパスワードが正しくありません。 / The name or password is wrong.",
-        ));
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        return r;
+fn throttled(wait: u64) -> Response {
+    let minutes = wait.div_ceil(60);
+    let mut r = login_page(
+        Some((
+            &format!(
+                "ログインの失敗が続いたため、しばらく受け付けません。約{minutes}分後にもう一度お試しください。"
+            ),
+            &format!("Too many failed sign-ins; try again in about {minutes} minutes."),
+        )),
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Signs in: throttled by source (in memory) and by account and source
+/// (in the database), see [`crate::accounts`]; every attempt logged.
+async fn login(State(s): State<WebState>, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
+    let login = f.login.trim().to_string();
+    let typed: String = login.chars().filter(|c| !c.is_control()).take(40).collect();
+    let wrong = || {
+        login_page(
+            Some((
+                "ログインIDまたはパスワードが正しくありません。",
+                "The login or password is wrong.",
+            )),
+            StatusCode::UNAUTHORIZED,
+        )
+    };
+    if login.is_empty() || f.password.is_empty() || login.len() > 40 || f.password.len() > 1024 {
+        return wrong();
+    }
+    let log_as = |action: Action| Entry::new("", &ctx.source, action, format!("login:{typed}"));
+    if let Err(wait) = s.throttle.admit(&ctx.source) {
+        let _ = s
+            .store
+            .log(log_as(Action::SignInThrottled).detail("source"))
+            .await;
+        return throttled(wait);
+    }
+    let now = chrono::Utc::now().timestamp();
+    let attempt = match s.store.admit_login(&login, &ctx.source, now).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(wait)) => {
+            let _ = s
+                .store
+                .log(log_as(Action::SignInThrottled).detail("account"))
+                .await;
+            return throttled(wait);
+        }
+        Err(e) => return internal(e),
+    };
+    let found = match s.store.account(&login).await {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let hash = found
+        .as_ref()
+        .map(|(_, h)| h.clone())
+        .unwrap_or_else(|| accounts::dummy_hash().to_string());
+    let right = s.throttle.check(&f.password, &hash).await;
+    let account = match found {
+        Some((a, _)) if right && !a.disabled => a,
+        _ => {
+            if let Err(e) = s.store.log(log_as(Action::SignInFailed)).await {
+                return internal(e);
+            }
+            return wrong();
+        }
+    };
+    s.throttle.proven(&ctx.source);
+    if let Err(e) = s.store.take_back_login(attempt).await {
+        return internal(e);
+    }
+    if let Err(e) = s
+        .store
+        .log(Entry::new(
+            &account.login,
+            &ctx.source,
+            Action::SignIn,
+            format!("account:{}", account.login),
+        ))
+        .await
+    {
+        return internal(e);
     }
     let token = random_hex();
     if let Ok(mut m) = s.sessions.lock() {
         m.insert(
             token.clone(),
             Session {
-                clerk: clerk.to_string(),
+                login: account.login,
+                name: account.display_name,
+                role: account.role,
                 csrf: random_hex(),
                 until: Instant::now() + SESSION,
             },
@@ -307,32 +437,55 @@ struct CsrfForm {
 
 async fn logout(
     State(s): State<WebState>,
+    ctx: Ctx,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let (Some(tok), Some(sess)) = (cookie(&headers), s.session(&headers))
+    if let (Some(tok), Some(sess)) = (cookie(&headers), ctx.sess.as_ref())
         && sess.csrf == f.csrf
-        && let Ok(mut m) = s.sessions.lock()
     {
-        m.remove(&tok);
+        if let Ok(mut m) = s.sessions.lock() {
+            m.remove(&tok);
+        }
+        let _ = s
+            .store
+            .log(ctx.entry(sess, Action::SignOut, format!("account:{}", sess.login)))
+            .await;
     }
     Redirect::to("/login").into_response()
 }
 
 /// The session, or the sign-in page.
 macro_rules! signed_in {
-    ($s:expr, $headers:expr) => {
-        match $s.session(&$headers) {
+    ($ctx:expr) => {
+        match $ctx.sess.clone() {
             Some(x) => x,
             None => return Redirect::to("/login").into_response(),
         }
     };
 }
 
+/// The session of a supervisor, or a 403 page (the role is checked here,
+/// on the server, whatever the menu shows).
+macro_rules! supervisor {
+    ($ctx:expr) => {{
+        let sess = signed_in!($ctx);
+        if !sess.role.supervises() {
+            return error_page(
+                Some(&sess),
+                StatusCode::FORBIDDEN,
+                "この操作は児童手当監督者だけができます。",
+                "Only an allowance supervisor may do this.",
+            );
+        }
+        sess
+    }};
+}
+
 /// The session of a form post with its CSRF token, or an error page.
 macro_rules! posted {
-    ($s:expr, $headers:expr, $csrf:expr) => {{
-        let sess = signed_in!($s, $headers);
+    ($ctx:expr, $csrf:expr) => {{
+        let sess = signed_in!($ctx);
         if sess.csrf != $csrf {
             return error_page(
                 Some(&sess),
@@ -345,14 +498,28 @@ macro_rules! posted {
     }};
 }
 
+/// Logs a read before showing it; an error page if the log cannot be
+/// written (nothing is shown unlogged).
+macro_rules! logged {
+    ($s:expr, $entry:expr) => {
+        if let Err(e) = $s.store.log($entry).await {
+            return internal(e);
+        }
+    };
+}
 // ------------------------------------------------------------------ pages
 
-async fn home(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    let sess = signed_in!(s, headers);
+async fn home(State(s): State<WebState>, ctx: Ctx) -> Response {
+    let sess = signed_in!(ctx);
     let (work, claims) = match (s.store.work_items(true).await, s.store.claims().await) {
         (Ok(w), Ok(c)) => (w, c),
         (Err(e), _) | (_, Err(e)) => return internal(e),
     };
+    logged!(
+        s,
+        ctx.entry(&sess, Action::ListRead, "list:home")
+            .detail(format!("業務{}件・受給者{}件", work.len(), claims.len()))
+    );
     let mut b = String::new();
     b.push_str(r#"<h2 id="work">未処理の業務</h2>"#);
     if work.is_empty() {
@@ -429,12 +596,16 @@ fn work_actions(sess: &Session, w: &WorkItem) -> String {
 
 async fn work_done(
     State(s): State<WebState>,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<i64>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let _sess = posted!(s, headers, f.csrf);
-    match s.store.close_work_item(id).await {
+    let sess = posted!(ctx, f.csrf);
+    match s
+        .store
+        .close_work_item(id, ctx.entry(&sess, Action::WorkDone, format!("work:{id}")))
+        .await
+    {
         Ok(_) => Redirect::to("/").into_response(),
         Err(e) => internal(e),
     }
@@ -461,12 +632,8 @@ async fn name_of(s: &WebState, addressee: &str) -> String {
     }
 }
 
-async fn claim_form(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    Query(q): Query<ClaimQuery>,
-) -> Response {
-    let sess = signed_in!(s, headers);
+async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQuery>) -> Response {
+    let sess = signed_in!(ctx);
     let work = match about_work(&s, q.work).await {
         Ok(w) => w,
         Err(r) => return r,
@@ -478,6 +645,12 @@ async fn claim_form(
         if let Ok(Some((head, _))) = s.client.household(&w.household).await {
             claimant = head.unwrap_or_default();
         }
+    }
+    if !claimant.is_empty() {
+        logged!(
+            s,
+            ctx.entry(&sess, Action::PersonRead, format!("person:{claimant}"))
+        );
     }
     let view = ClaimFormView {
         claimant_name: name_of(&s, &claimant).await,
@@ -587,10 +760,25 @@ fn parse_date(eras: &EraTable, input: &str) -> Result<Option<NaiveDate>, (String
 }
 
 /// Enters a claim: the claimant and their household's children as the
-/// registry shows them.
+/// registry shows them (logged as entered by `clerk`, not over the
+/// network; the pages use [`enter_claim_from`]).
 pub async fn enter_claim(
     s: &WebState,
     clerk: &str,
+    claimant: &str,
+    claimed_on: NaiveDate,
+    event_on: Option<NaiveDate>,
+    public_servant: bool,
+) -> Result<i64, (String, String)> {
+    enter_claim_from(s, clerk, "", claimant, claimed_on, event_on, public_servant).await
+}
+
+/// [`enter_claim`] by `clerk` from `source`; the claim and its access-log
+/// entry are one transaction.
+pub async fn enter_claim_from(
+    s: &WebState,
+    clerk: &str,
+    source: &str,
     claimant: &str,
     claimed_on: NaiveDate,
     event_on: Option<NaiveDate>,
@@ -662,35 +850,47 @@ pub async fn enter_claim(
             "The household has no child up to the fiscal year of 18.".into(),
         ));
     }
+    let log = Entry::new(clerk, source, Action::ClaimEntered, "")
+        .detail(format!("児童{}人", children.len()));
     s.store
-        .add_claim(NewClaim {
-            claimant: a.to_string(),
-            claimant_name: p.name,
-            household: p.household,
-            claimed_on,
-            event_on,
-            public_servant,
-            children,
-            entered_by: clerk.to_string(),
-        })
+        .add_claim(
+            NewClaim {
+                claimant: a.to_string(),
+                claimant_name: p.name,
+                household: p.household,
+                claimed_on,
+                event_on,
+                public_servant,
+                children,
+                entered_by: clerk.to_string(),
+            },
+            log,
+        )
         .await
         .map_err(|e| ("登録できませんでした。".to_string(), e.to_string()))
 }
 
-async fn claim_create(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    Form(f): Form<ClaimForm>,
-) -> Response {
-    let sess = posted!(s, headers, f.csrf);
+async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimForm>) -> Response {
+    let sess = posted!(ctx, f.csrf);
     let work = match about_work(&s, f.work.trim().parse().ok()).await {
         Ok(w) => w,
         Err(r) => return r,
     };
+    let claimant_name = name_of(&s, &f.claimant).await;
+    if !claimant_name.is_empty() {
+        logged!(
+            s,
+            ctx.entry(
+                &sess,
+                Action::PersonRead,
+                format!("person:{}", f.claimant.trim())
+            )
+        );
+    }
     let view = ClaimFormView {
         work,
         claimant: f.claimant.clone(),
-        claimant_name: name_of(&s, &f.claimant).await,
+        claimant_name,
         claimed_on: f.claimed_on.clone(),
         event_on: f.event_on.clone(),
         public_servant: f.public_servant.is_some(),
@@ -710,9 +910,10 @@ async fn claim_create(
             );
         }
     };
-    match enter_claim(
+    match enter_claim_from(
         &s,
-        &sess.clerk,
+        &sess.login,
+        &ctx.source,
         &f.claimant,
         claimed_on,
         event_on,
@@ -739,11 +940,11 @@ fn shown_months(s: &WebState, c: &ClaimRow) -> Vec<rules::Month> {
 
 async fn claim_page(
     State(s): State<WebState>,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<i64>,
     Query(q): Query<ClaimQuery>,
 ) -> Response {
-    let sess = signed_in!(s, headers);
+    let sess = signed_in!(ctx);
     let c = match s.store.claim(id).await {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -754,6 +955,14 @@ async fn claim_page(
                 "No such claim.",
             );
         }
+        Err(e) => return internal(e),
+    };
+    logged!(
+        s,
+        ctx.entry(&sess, Action::ClaimRead, format!("claim:{id}"))
+    );
+    let paid: HashMap<YearMonth, (PayRule, i64)> = match s.store.paid_months(id).await {
+        Ok(p) => p.into_iter().map(|(m, _, r, run)| (m, (r, run))).collect(),
         Err(e) => return internal(e),
     };
     let work = match q.work {
@@ -848,7 +1057,7 @@ async fn claim_page(
     if c.public_servant {
         b.push_str("<p>公務員のため、手当は所属庁から支給されます（児童手当法第17条）。市からの支払はありません。下の額は参考です。</p>");
     }
-    b.push_str(r#"<h2 id="months">月ごとの手当額</h2><table aria-labelledby="months"><thead><tr><th scope="col">月</th><th scope="col">支払月</th><th scope="col">月額</th><th scope="col">内訳（根拠）</th></tr></thead><tbody>"#);
+    b.push_str(r#"<h2 id="months">月ごとの手当額</h2><table aria-labelledby="months"><thead><tr><th scope="col">月</th><th scope="col">支払月</th><th scope="col">月額</th><th scope="col">内訳（根拠）</th><th scope="col">支払済み</th></tr></thead><tbody>"#);
     for m in &months {
         let detail: Vec<String> = m
             .children
@@ -865,11 +1074,20 @@ async fn claim_page(
             .collect();
         let _ = write!(
             b,
-            r#"<tr><td class="m">{}</td><td class="m">{}</td><td class="n">{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="m">{}</td><td class="m">{}</td><td class="n">{}</td><td>{}</td><td>{}</td></tr>"#,
             s.month(m.month),
             s.month(m.paid_in),
             yen(m.total),
-            detail.join("<br>")
+            detail.join("<br>"),
+            match paid.get(&m.month) {
+                Some((PayRule::Regular, run)) => {
+                    format!(r#"<a href="/payments/runs/{run}">定例払で支払済み</a>"#)
+                }
+                Some((PayRule::OnEnd, run)) => {
+                    format!(r#"<a href="/payments/runs/{run}">消滅時の随時払で支払済み</a>"#)
+                }
+                None => "未払".to_string(),
+            }
         );
     }
     b.push_str("</tbody></table><p>支払は年6回（2月・4月・6月・8月・10月・12月）、各支払月の前月までの2か月分です（児童手当法第8条第4項）。</p>");
@@ -885,11 +1103,11 @@ struct ChildForm {
 
 async fn child_add(
     State(s): State<WebState>,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<i64>,
     Form(f): Form<ChildForm>,
 ) -> Response {
-    let sess = posted!(s, headers, f.csrf);
+    let sess = posted!(ctx, f.csrf);
     let bad =
         |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
     let requested_on = match parse_date(&s.eras, &f.requested_on) {
@@ -924,6 +1142,9 @@ async fn child_add(
             "The birth date is unknown.",
         );
     };
+    let log = ctx
+        .entry(&sess, Action::ChildAdded, format!("claim:{id}"))
+        .detail(format!("person:{}", p.addressee_number));
     match s
         .store
         .add_child(
@@ -931,6 +1152,7 @@ async fn child_add(
             (p.addressee_number, p.name, birth),
             requested_on,
             w.event_on,
+            log,
         )
         .await
     {
@@ -948,19 +1170,38 @@ struct SupportForm {
 
 async fn support_set(
     State(s): State<WebState>,
-    headers: HeaderMap,
+    ctx: Ctx,
     Path(id): Path<i64>,
     Form(f): Form<SupportForm>,
 ) -> Response {
-    let _sess = posted!(s, headers, f.csrf);
-    match s.store.set_supported(id, f.child, f.supported == "1").await {
+    let sess = posted!(ctx, f.csrf);
+    let log = ctx
+        .entry(&sess, Action::SupportSet, format!("claim:{id}"))
+        .detail(format!(
+            "person:{} {}",
+            f.child,
+            if f.supported == "1" {
+                "負担あり"
+            } else {
+                "負担なし"
+            }
+        ));
+    match s
+        .store
+        .set_supported(id, f.child, f.supported == "1", log)
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/claims/{id}")).into_response(),
         Err(e) => internal(e),
     }
 }
 
-async fn payments_index(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    let sess = signed_in!(s, headers);
+async fn payments_index(State(s): State<WebState>, ctx: Ctx) -> Response {
+    let sess = signed_in!(ctx);
+    let runs = match s.store.payment_runs().await {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
     let now = YearMonth::of(s.today());
     let mut p = rules::payment_month(now.plus(-1));
     let mut b = String::from(
@@ -981,53 +1222,191 @@ async fn payments_index(State(s): State<WebState>, headers: HeaderMap) -> Respon
         p = p.plus(2);
     }
     b.push_str("</tbody></table>");
+    b.push_str(r#"<p><a href="/payments/special" id="special">消滅時の随時払（死亡・転出で受給資格が消滅した方の未払分）</a></p>"#);
+    b.push_str(r#"<h2 id="runs">確定した支払ファイル</h2>"#);
+    if runs.is_empty() {
+        b.push_str("<p>確定した支払ファイルはまだありません。</p>");
+    } else {
+        b.push_str(&runs_table(&s, &runs));
+    }
     page("支払", Some(&sess), &b)
 }
 
-/// One line of a payment file.
-#[derive(Debug, Clone, Serialize)]
-pub struct PaymentLine {
-    pub claim_id: i64,
-    pub claimant: String,
-    pub claimant_name: String,
-    pub amount: i64,
-    pub months: Vec<String>,
+fn rule_ja(r: PayRule) -> &'static str {
+    match r {
+        PayRule::Regular => "定例払",
+        PayRule::OnEnd => "消滅時の随時払",
+    }
 }
 
-/// The payment of month `p`: every claim paid by the municipality (not
-/// 公務員), with what it gets.
+/// A UTC time as a person reads it: 和暦 date and time in Japan.
+fn when(s: &WebState, at: chrono::DateTime<chrono::Utc>) -> String {
+    let jst = at + chrono::Duration::hours(9);
+    let t = jst.naive_utc();
+    format!(
+        "{} {}時{:02}分{:02}秒",
+        s.wareki(t.date()),
+        chrono::Timelike::hour(&t),
+        chrono::Timelike::minute(&t),
+        chrono::Timelike::second(&t)
+    )
+}
+
+fn runs_table(s: &WebState, runs: &[crate::store::PaymentRun]) -> String {
+    let mut b = String::from(
+        r#"<table aria-labelledby="runs"><thead><tr><th scope="col">支払ファイル</th><th scope="col">種類</th><th scope="col">支払月</th><th scope="col">確定</th><th scope="col">件数</th><th scope="col">合計</th></tr></thead><tbody>"#,
+    );
+    for r in runs {
+        let _ = write!(
+            b,
+            r#"<tr><td><a href="/payments/runs/{id}">第{id}号</a></td><td>{}</td><td>{}</td><td>{}（{}）</td><td class="n">{}件</td><td class="n">{}</td></tr>"#,
+            rule_ja(r.rule),
+            s.month(r.pay_month),
+            when(s, r.made_at),
+            esc(&r.approved_by),
+            r.lines,
+            yen(r.total),
+            id = r.id,
+        );
+    }
+    b.push_str("</tbody></table>");
+    b
+}
+
+/// The lines a regular payment in month `p` would pay now (months already
+/// in a payment file are left out).
 pub async fn payment_lines(
     store: &Store,
     p: YearMonth,
 ) -> Result<Vec<PaymentLine>, crate::store::StoreError> {
-    let claims = store.claims().await?;
-    Ok(claims
-        .into_iter()
-        .filter(|c| !c.public_servant)
-        .filter_map(|c| {
-            let (amount, ms) = rules::payment(&c.rules(), p);
-            (amount > 0).then(|| PaymentLine {
-                claim_id: c.id,
-                claimant: c.claimant.clone(),
-                claimant_name: c.claimant_name.clone(),
-                amount,
-                months: ms.iter().map(|m| m.month.iso()).collect(),
-            })
-        })
-        .collect())
+    store.due(PayRule::Regular, p.first_day()).await
 }
 
 fn payment_month_param(raw: &str) -> Option<YearMonth> {
-    let m = YearMonth::parse(raw.strip_suffix(".csv").unwrap_or(raw))?;
+    let m = YearMonth::parse(raw)?;
     rules::months_paid_in(m).map(|_| m)
 }
 
-async fn payment_page(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
+fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
+    let mut b = format!(
+        r#"<table aria-labelledby="lines-h"><caption id="lines-h">{}</caption><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">支払額</th></tr></thead><tbody>"#,
+        esc(caption)
+    );
+    let mut total = 0;
+    for l in lines {
+        total += l.amount;
+        let months: Vec<String> = l
+            .months
+            .iter()
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
+        let _ = write!(
+            b,
+            r#"<tr><td><a href="/claims/{}">{}</a></td><td>{}</td><td class="n">{}</td></tr>"#,
+            l.claim_id,
+            esc(&l.claimant_name),
+            months.join("・"),
+            yen(l.amount)
+        );
+    }
+    let _ = write!(
+        b,
+        r#"</tbody></table><p id="total">合計 {}（{}件）</p>"#,
+        yen(total),
+        lines.len()
+    );
+    b
+}
+
+fn approve_form(sess: &Session, action: &str, label: &str) -> String {
+    if !sess.role.supervises() {
+        return "<p>支払ファイルの確定と出力は児童手当監督者が行います。</p>".into();
+    }
+    format!(
+        r#"<form method="post" action="{action}"><input type="hidden" name="csrf" value="{}"><p><button type="submit" id="approve">{}</button></p></form>"#,
+        esc(&sess.csrf),
+        esc(label)
+    )
+}
+
+async fn payment_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) -> Response {
+    let sess = signed_in!(ctx);
+    let Some(p) = payment_month_param(&raw) else {
+        return error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "支払月は偶数月（2月・4月・6月・8月・10月・12月）です。支払ファイルは確定した後、支払ファイルの画面から出力します。",
+            "Payment months are February, April, June, August, October and December; a payment file is exported once approved.",
+        );
+    };
+    let (lines, runs) = match (
+        payment_lines(&s.store, p).await,
+        s.store.payment_runs().await,
+    ) {
+        (Ok(l), Ok(r)) => (l, r),
+        (Err(e), _) | (_, Err(e)) => return internal(e),
+    };
+    logged!(
+        s,
+        ctx.entry(&sess, Action::PaymentRead, format!("month:{}", p.iso()))
+            .detail(format!("{}件", lines.len()))
+    );
+    let [a, z] = rules::months_paid_in(p).expect("checked");
+    let mut b = format!(
+        "<p>{}・{}分の定例払（児童手当法第8条第4項本文）。公務員は所属庁が支給するため含みません。すでに支払ファイルに入った月（消滅時の随時払を含む）は除きます。</p>",
+        s.month(a),
+        s.month(z)
+    );
+    b.push_str(&lines_table(&s, &lines, "未払の支払明細"));
+    if !lines.is_empty() {
+        b.push_str(&approve_form(
+            &sess,
+            &format!("/payments/{}", p.iso()),
+            "この内容で支払ファイルを確定する",
+        ));
+    }
+    let made: Vec<_> = runs.into_iter().filter(|r| r.pay_month == p).collect();
+    if !made.is_empty() {
+        b.push_str(r#"<h2 id="runs">この月に確定した支払ファイル</h2>"#);
+        b.push_str(&runs_table(&s, &made));
+    }
+    page(&format!("{}の支払", s.month(p)), Some(&sess), &b)
+}
+
+/// Records a payment file (supervisor): the months it pays are never paid
+/// again.
+async fn approve(
+    s: &WebState,
+    ctx: &Ctx,
+    sess: &Session,
+    rule: PayRule,
+    on: NaiveDate,
 ) -> Response {
-    let sess = signed_in!(s, headers);
+    let log = ctx.entry(sess, Action::PaymentApproved, "");
+    match s.store.approve_payment(rule, on, log).await {
+        Ok(Some(run)) => Redirect::to(&format!("/payments/runs/{}", run.id)).into_response(),
+        Ok(None) => error_page(
+            Some(sess),
+            StatusCode::CONFLICT,
+            "支払うものはありません（すでに支払ファイルに入っています）。",
+            "Nothing to pay: every month due is in a payment file already.",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn payment_approve(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let sess = supervisor!(Ctx {
+        sess: Some(sess),
+        source: ctx.source.clone()
+    });
     let Some(p) = payment_month_param(&raw) else {
         return error_page(
             Some(&sess),
@@ -1036,11 +1415,91 @@ async fn payment_page(
             "Payment months are February, April, June, August, October and December.",
         );
     };
-    let lines = match payment_lines(&s.store, p).await {
+    // Made at the earliest in the month before the payment month (both
+    // months paid have begun).
+    if p > YearMonth::of(s.today()).plus(1) {
+        return error_page(
+            Some(&sess),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "この支払月の支払ファイルはまだ確定できません（支払月の前月から確定できます）。",
+            "This payment month's file cannot be approved yet (from the month before it).",
+        );
+    }
+    approve(&s, &ctx, &sess, PayRule::Regular, p.first_day()).await
+}
+
+async fn special_page(State(s): State<WebState>, ctx: Ctx) -> Response {
+    let sess = signed_in!(ctx);
+    let today = s.today();
+    let lines = match s.store.due(PayRule::OnEnd, today).await {
         Ok(l) => l,
         Err(e) => return internal(e),
     };
-    if raw.ends_with(".csv") {
+    logged!(
+        s,
+        ctx.entry(&sess, Action::PaymentRead, "special")
+            .detail(format!("{}件", lines.len()))
+    );
+    let mut b = format!(
+        "<p>{}</p><p>{}現在、死亡・転出で受給資格が消滅した方の、まだ支払ファイルに入っていない月分（{}分から消滅の月分まで）です。確定すると、次の定例払には含まれません。</p>",
+        esc(PayRule::OnEnd.explain_ja()),
+        s.wareki(today),
+        s.month(rules::first_month_not_yet_due(YearMonth::of(today)))
+    );
+    b.push_str(&lines_table(&s, &lines, "随時払の明細"));
+    if !lines.is_empty() {
+        b.push_str(&approve_form(
+            &sess,
+            "/payments/special",
+            "随時払の支払ファイルを確定する",
+        ));
+    }
+    page("消滅時の随時払", Some(&sess), &b)
+}
+
+async fn special_approve(State(s): State<WebState>, ctx: Ctx, Form(f): Form<CsrfForm>) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let sess = supervisor!(Ctx {
+        sess: Some(sess),
+        source: ctx.source.clone()
+    });
+    approve(&s, &ctx, &sess, PayRule::OnEnd, s.today()).await
+}
+
+/// A recorded payment file: its page (both roles) or its CSV (`.csv`,
+/// supervisors only; every download logged).
+async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) -> Response {
+    let sess = signed_in!(ctx);
+    let (id, csv) = match raw.strip_suffix(".csv") {
+        Some(x) => (x.parse::<i64>().ok(), true),
+        None => (raw.parse::<i64>().ok(), false),
+    };
+    let run = match id {
+        Some(id) => match s.store.payment_run(id).await {
+            Ok(r) => r,
+            Err(e) => return internal(e),
+        },
+        None => None,
+    };
+    let Some(run) = run else {
+        return error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "その支払ファイルはありません。",
+            "No such payment file.",
+        );
+    };
+    let lines = match s.store.run_lines(run.id).await {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    if csv {
+        let sess = supervisor!(ctx);
+        logged!(
+            s,
+            ctx.entry(&sess, Action::PaymentExported, format!("run:{}", run.id))
+                .detail(format!("{}件 {}円", lines.len(), run.total))
+        );
         let mut w = csv::Writer::from_writer(Vec::new());
         let _ = w.write_record([
             "受給者番号",
@@ -1049,15 +1508,21 @@ async fn payment_page(
             "支払月",
             "対象月",
             "支払額",
+            "支払の根拠",
         ]);
+        let basis = match run.rule {
+            PayRule::Regular => "定例払（児童手当法第8条第4項本文）",
+            PayRule::OnEnd => "消滅時の随時払（児童手当法第8条第4項ただし書）",
+        };
         for l in &lines {
             let _ = w.write_record([
                 l.claim_id.to_string(),
                 l.claimant.clone(),
                 l.claimant_name.clone(),
-                p.iso(),
+                run.pay_month.iso(),
                 l.months.join(" "),
                 l.amount.to_string(),
+                basis.to_string(),
             ]);
         }
         let body = w.into_inner().unwrap_or_default();
@@ -1066,7 +1531,11 @@ async fn payment_page(
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
                 (
                     header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"jidou-teate-{}.csv\"", p.iso()),
+                    format!(
+                        "attachment; filename=\"jidou-teate-{}-{}.csv\"",
+                        run.pay_month.iso(),
+                        run.id
+                    ),
                 ),
             ],
             body,
@@ -1075,43 +1544,368 @@ async fn payment_page(
         secure_headers(&mut r);
         return r;
     }
-    let [a, z] = rules::months_paid_in(p).expect("checked");
-    let mut b = format!(
-        r#"<p>{}・{}分（公務員は所属庁が支給するため含みません）。</p><table aria-labelledby="lines-h"><caption id="lines-h">支払明細</caption><thead><tr><th scope="col">受給者</th><th scope="col">支払額</th></tr></thead><tbody>"#,
-        s.month(a),
-        s.month(z)
+    logged!(
+        s,
+        ctx.entry(&sess, Action::PaymentRead, format!("run:{}", run.id))
     );
-    let mut total = 0;
-    for l in &lines {
-        total += l.amount;
+    let mut b = format!(
+        r#"<dl><dt>種類</dt><dd id="rule">{}</dd><dt>支払の根拠</dt><dd>{}</dd><dt>支払月</dt><dd>{}</dd><dt>確定</dt><dd>{}（{}）</dd></dl>"#,
+        rule_ja(run.rule),
+        esc(run.rule.explain_ja()),
+        s.month(run.pay_month),
+        when(&s, run.made_at),
+        esc(&run.approved_by)
+    );
+    b.push_str(&lines_table(&s, &lines, "支払明細"));
+    if sess.role.supervises() {
         let _ = write!(
             b,
-            r#"<tr><td><a href="/claims/{}">{}</a></td><td class="n">{}</td></tr>"#,
-            l.claim_id,
-            esc(&l.claimant_name),
-            yen(l.amount)
+            r#"<p><a href="/payments/runs/{}.csv" id="csv">支払ファイル（CSV）をダウンロード</a></p>"#,
+            run.id
         );
     }
+    page(&format!("支払ファイル 第{}号", run.id), Some(&sess), &b)
+}
+
+// ------------------------------------------------------------------ accounts
+
+async fn accounts_page(State(s): State<WebState>, ctx: Ctx) -> Response {
+    let sess = supervisor!(ctx);
+    accounts_view(&s, &sess, None, StatusCode::OK).await
+}
+
+async fn accounts_view(
+    s: &WebState,
+    sess: &Session,
+    msg: Option<(&str, &str)>,
+    status: StatusCode,
+) -> Response {
+    let list = match s.store.accounts().await {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    let mut b = msg
+        .map(|(ja, en)| {
+            format!(
+                r#"<p class="err" role="alert" id="error">{}<br><span lang="en">{}</span></p>"#,
+                esc(ja),
+                esc(en)
+            )
+        })
+        .unwrap_or_default();
+    b.push_str(r#"<table aria-labelledby="acc-h"><caption id="acc-h">職員アカウント</caption><thead><tr><th scope="col">ログインID</th><th scope="col">氏名</th><th scope="col">役割</th><th scope="col">状態</th><th scope="col">変更</th></tr></thead><tbody>"#);
+    for a in &list {
+        let id = format!("role-{}", a.login);
+        let _ = write!(
+            b,
+            r#"<tr><td>{login}</td><td>{name}</td><td>{role}</td><td>{state}</td><td><form method="post" action="/accounts/{login}"><input type="hidden" name="csrf" value="{csrf}"><label for="{id}">役割</label><select id="{id}" name="role"><option value="clerk"{c}>児童手当担当</option><option value="supervisor"{v}>児童手当監督者</option></select><label><input type="checkbox" name="disabled" value="1"{d}> 利用停止</label><button type="submit">変更する</button></form></td></tr>"#,
+            login = esc(&a.login),
+            name = esc(&a.display_name),
+            role = a.role.label_ja(),
+            state = if a.disabled {
+                "利用停止"
+            } else {
+                "利用中"
+            },
+            csrf = esc(&sess.csrf),
+            id = esc(&id),
+            c = if a.role == Role::Clerk {
+                " selected"
+            } else {
+                ""
+            },
+            v = if a.role == Role::Supervisor {
+                " selected"
+            } else {
+                ""
+            },
+            d = if a.disabled { " checked" } else { "" },
+        );
+    }
+    b.push_str("</tbody></table>");
     let _ = write!(
         b,
-        r#"</tbody></table><p>合計 {}（{}件）</p><p><a href="/payments/{}.csv" id="csv">支払ファイル（CSV）をダウンロード</a></p>"#,
-        yen(total),
-        lines.len(),
-        p.iso()
+        r#"<h2 id="new-h">アカウントの追加</h2><form method="post" action="/accounts" aria-labelledby="new-h"><input type="hidden" name="csrf" value="{}">
+<label for="new-login">ログインID（英数字）</label><input id="new-login" name="login" required autocomplete="off">
+<label for="new-name">氏名</label><input id="new-name" name="name" required autocomplete="off">
+<label for="new-role">役割</label><select id="new-role" name="role"><option value="clerk">児童手当担当</option><option value="supervisor">児童手当監督者</option></select>
+<label for="new-password">初期パスワード（12文字以上）</label><input id="new-password" name="password" type="password" required autocomplete="new-password">
+<p><button type="submit" id="account-submit">追加する</button></p></form>"#,
+        esc(&sess.csrf)
     );
-    page(&format!("{}の支払", s.month(p)), Some(&sess), &b)
+    let mut r = page("職員アカウント", Some(sess), &b);
+    *r.status_mut() = status;
+    r
+}
+
+#[derive(Deserialize)]
+struct AccountForm {
+    csrf: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    disabled: Option<String>,
+}
+
+async fn account_create(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let sess = supervisor!(Ctx {
+        sess: Some(sess),
+        source: ctx.source.clone()
+    });
+    let bad = |ja: &str, en: &str| {
+        let (ja, en) = (ja.to_string(), en.to_string());
+        let (s, sess) = (s.clone(), sess.clone());
+        async move {
+            accounts_view(
+                &s,
+                &sess,
+                Some((&ja, &en)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    };
+    let Some(role) = Role::parse(&f.role) else {
+        return bad("役割を選んでください。", "Choose a role.").await;
+    };
+    let (login, name) = match accounts::check_new(&f.login, &f.name, &f.password) {
+        Ok(x) => x,
+        Err(e) => return bad(&e.ja, &e.en).await,
+    };
+    let pw = f.password.clone();
+    let hash = match tokio::task::spawn_blocking(move || accounts::hash_password(&pw)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+    let log = ctx
+        .entry(&sess, Action::AccountCreated, format!("account:{login}"))
+        .detail(role.label_ja());
+    match s.store.create_account(&login, &name, role, hash, log).await {
+        Ok(true) => Redirect::to("/accounts").into_response(),
+        Ok(false) => {
+            bad(
+                "そのログインIDはすでに使われています。",
+                "That login is taken.",
+            )
+            .await
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn account_update(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(login): Path<String>,
+    Form(f): Form<AccountForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let sess = supervisor!(Ctx {
+        sess: Some(sess),
+        source: ctx.source.clone()
+    });
+    let Some(role) = Role::parse(&f.role) else {
+        return accounts_view(
+            &s,
+            &sess,
+            Some(("役割を選んでください。", "Choose a role.")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let disabled = f.disabled.is_some();
+    let log = ctx
+        .entry(&sess, Action::AccountChanged, format!("account:{login}"))
+        .detail(format!(
+            "{}{}",
+            role.label_ja(),
+            if disabled { "・利用停止" } else { "" }
+        ));
+    match s.store.set_account(&login, role, disabled, log).await {
+        Ok(Ok(())) => {
+            // Its sessions end: the new role or the stop takes effect now.
+            if let Ok(mut m) = s.sessions.lock() {
+                m.retain(|_, v| v.login != login);
+            }
+            Redirect::to("/accounts").into_response()
+        }
+        Ok(Err("last_supervisor")) => {
+            accounts_view(
+                &s,
+                &sess,
+                Some((
+                    "利用中の児童手当監督者が一人もいなくなるため変更できません。",
+                    "This would leave no active supervisor.",
+                )),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Ok(Err(_)) => error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "そのアカウントはありません。",
+            "No such account.",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+// ------------------------------------------------------------------ access log
+
+#[derive(Deserialize)]
+struct LogQuery {
+    before: Option<String>,
+}
+
+/// A log subject in words.
+fn subject_words(s: &WebState, subject: &str) -> String {
+    let (kind, rest) = subject.split_once(':').unwrap_or(("", subject));
+    match kind {
+        "claim" => format!("受給者番号 {rest}"),
+        "person" => format!("宛名番号 {rest}"),
+        "run" => format!("支払ファイル 第{rest}号"),
+        "account" => format!("職員 {rest}"),
+        "login" => format!("入力されたログインID「{rest}」"),
+        "work" => format!("業務 {rest}"),
+        "month" => YearMonth::parse(rest)
+            .map(|m| format!("{}の支払", s.month(m)))
+            .unwrap_or_else(|| rest.to_string()),
+        "list" => "業務一覧・受給者一覧".to_string(),
+        _ if subject == "special" => "消滅時の随時払".to_string(),
+        _ if subject == "log" => "アクセス記録".to_string(),
+        _ => subject.to_string(),
+    }
+}
+
+fn detail_words(d: &str) -> String {
+    match d {
+        "source" => "送信元ごとの失敗回数の上限".into(),
+        "account" => "アカウントと送信元ごとの失敗回数の上限".into(),
+        _ => d.replace("person:", "宛名番号 "),
+    }
+}
+
+async fn log_page(State(s): State<WebState>, ctx: Ctx, Query(q): Query<LogQuery>) -> Response {
+    let sess = supervisor!(ctx);
+    let before = match q.before.as_deref().map(str::trim).filter(|x| !x.is_empty()) {
+        None => None,
+        Some(x) => match x.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return error_page(
+                    Some(&sess),
+                    StatusCode::BAD_REQUEST,
+                    "ページの指定が正しくありません。",
+                    "The page asked for is not valid.",
+                );
+            }
+        },
+    };
+    logged!(s, ctx.entry(&sess, Action::LogRead, "log"));
+    let (rows, verified, people) = match (
+        s.store.log_rows(100, before).await,
+        s.store.verify_log().await,
+        s.store.accounts().await,
+    ) {
+        (Ok(r), Ok(v), Ok(a)) => (r, v, a),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(e),
+    };
+    let names: HashMap<String, String> = people
+        .into_iter()
+        .map(|a| (a.login, a.display_name))
+        .collect();
+    let mut b = match &verified.broken {
+        None => format!(
+            r#"<p id="chain">記録の連鎖を確認しました：全{}件、改ざんはありません。</p>"#,
+            verified.entries
+        ),
+        Some((seq, _)) => format!(
+            r#"<p class="err" role="alert" id="chain">記録の連鎖が第{seq}件目で切れています。記録が書き換えられたか削除された可能性があります。<br><span lang="en">The access log's chain breaks at entry {seq}: an entry was changed or removed.</span></p>"#
+        ),
+    };
+    b.push_str(r#"<table aria-labelledby="log-h"><caption id="log-h">アクセス記録（新しい順）</caption><thead><tr><th scope="col">番号</th><th scope="col">日時</th><th scope="col">職員</th><th scope="col">端末</th><th scope="col">操作</th><th scope="col">対象</th><th scope="col">内容</th></tr></thead><tbody>"#);
+    for r in &rows {
+        let who = match r.account.as_str() {
+            "" => "（不明）".to_string(),
+            "(command line)" => "（コマンド）".to_string(),
+            l => match names.get(l) {
+                Some(n) => format!("{n}（{l}）"),
+                None => l.to_string(),
+            },
+        };
+        let action = Action::parse(&r.action)
+            .map(|a| a.label_ja().to_string())
+            .unwrap_or_else(|| "（不明な操作）".into());
+        let _ = write!(
+            b,
+            "<tr><td class=\"n\">{}</td><td class=\"m\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.seq,
+            when(&s, r.at),
+            esc(&who),
+            esc(if r.source.is_empty() {
+                "（コマンド）"
+            } else {
+                &r.source
+            }),
+            esc(&action),
+            esc(&subject_words(&s, &r.subject)),
+            esc(&detail_words(&r.detail))
+        );
+    }
+    b.push_str("</tbody></table>");
+    if let Some(last) = rows.last()
+        && last.seq > 1
+    {
+        let _ = write!(
+            b,
+            r#"<p><a href="/access-log?before={}" id="older">さらに古い記録</a></p>"#,
+            last.seq
+        );
+    }
+    page("アクセス記録", Some(&sess), &b)
 }
 
 // ------------------------------------------------------------------ JSON API
 
 macro_rules! api_session {
-    ($s:expr, $headers:expr) => {
-        if $s.session(&$headers).is_none() {
+    ($ctx:expr) => {
+        match $ctx.sess.clone() {
+            Some(x) => x,
+            None => {
+                return api_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "ログインしてください。",
+                    "Sign in first.",
+                );
+            }
+        }
+    };
+}
+
+/// Logs an API read before answering (a JSON 500 if it cannot).
+macro_rules! api_logged {
+    ($s:expr, $entry:expr) => {
+        if let Err(e) = $s.store.log($entry).await {
+            tracing::error!("allowance: access log: {e}");
             return api_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "ログインしてください。",
-                "Sign in first.",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "処理できませんでした。",
+                "Something went wrong.",
             );
         }
     };
@@ -1175,10 +1969,15 @@ fn claim_json(s: &WebState, c: ClaimRow) -> ClaimJson {
     }
 }
 
-async fn api_claims(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    api_session!(s, headers);
+async fn api_claims(State(s): State<WebState>, ctx: Ctx) -> Response {
+    let sess = api_session!(ctx);
     match s.store.claims().await {
         Ok(cs) => {
+            api_logged!(
+                s,
+                ctx.entry(&sess, Action::ListRead, "list:api_claims")
+                    .detail(format!("受給者{}件", cs.len()))
+            );
             let v: Vec<ClaimJson> = cs.into_iter().map(|c| claim_json(&s, c)).collect();
             axum::Json(v).into_response()
         }
@@ -1186,12 +1985,8 @@ async fn api_claims(State(s): State<WebState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn api_claim(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Response {
-    api_session!(s, headers);
+async fn api_claim(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) -> Response {
+    let sess = api_session!(ctx);
     let Ok(id) = raw.parse::<i64>() else {
         return api_error(
             StatusCode::NOT_FOUND,
@@ -1201,7 +1996,13 @@ async fn api_claim(
         );
     };
     match s.store.claim(id).await {
-        Ok(Some(c)) => axum::Json(claim_json(&s, c)).into_response(),
+        Ok(Some(c)) => {
+            api_logged!(
+                s,
+                ctx.entry(&sess, Action::ClaimRead, format!("claim:{id}"))
+            );
+            axum::Json(claim_json(&s, c)).into_response()
+        }
         Ok(None) => api_error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -1220,29 +2021,32 @@ struct WorkJson {
     label_en: &'static str,
 }
 
-async fn api_work(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    api_session!(s, headers);
+async fn api_work(State(s): State<WebState>, ctx: Ctx) -> Response {
+    let sess = api_session!(ctx);
     match s.store.work_items(false).await {
-        Ok(ws) => axum::Json(
-            ws.into_iter()
-                .map(|w| WorkJson {
-                    label_ja: w.kind.label_ja(),
-                    label_en: w.kind.label_en(),
-                    item: w,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+        Ok(ws) => {
+            api_logged!(
+                s,
+                ctx.entry(&sess, Action::ListRead, "list:api_work")
+                    .detail(format!("業務{}件", ws.len()))
+            );
+            axum::Json(
+                ws.into_iter()
+                    .map(|w| WorkJson {
+                        label_ja: w.kind.label_ja(),
+                        label_en: w.kind.label_en(),
+                        item: w,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .into_response()
+        }
         Err(e) => internal(e),
     }
 }
 
-async fn api_payment(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Response {
-    api_session!(s, headers);
+async fn api_payment(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) -> Response {
+    let sess = api_session!(ctx);
     let Some(p) = payment_month_param(&raw) else {
         return api_error(
             StatusCode::BAD_REQUEST,
@@ -1252,7 +2056,14 @@ async fn api_payment(
         );
     };
     match payment_lines(&s.store, p).await {
-        Ok(l) => axum::Json(l).into_response(),
+        Ok(l) => {
+            api_logged!(
+                s,
+                ctx.entry(&sess, Action::PaymentRead, format!("month:{}", p.iso()))
+                    .detail(format!("{}件", l.len()))
+            );
+            axum::Json(l).into_response()
+        }
         Err(e) => internal(e),
     }
 }
