@@ -269,6 +269,16 @@ impl Throttle {
         s.proven.insert(source.to_string(), now);
     }
 
+    /// The attempt from `source` was refused further in (per account): not
+    /// counted here either (a refused attempt is not a guess).
+    pub fn release(&self, source: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = s.per_source.get_mut(source) {
+            q.pop_back();
+        }
+        s.global.pop_back();
+    }
+
     /// Checks a password on a blocking thread when a hashing turn is free.
     pub async fn check(&self, password: &str, hash: &str) -> bool {
         let Ok(_turn) = self.hashing.acquire().await else {

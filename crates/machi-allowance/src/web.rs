@@ -363,6 +363,7 @@ async fn login(State(s): State<WebState>, ctx: Ctx, Form(f): Form<LoginForm>) ->
     let attempt = match s.store.admit_login(&login, &ctx.source, now).await {
         Ok(Ok(id)) => id,
         Ok(Err(wait)) => {
+            s.throttle.release(&ctx.source);
             let _ = s
                 .store
                 .log(log_as(Action::SignInThrottled).detail("account"))

@@ -126,8 +126,8 @@ enum Command {
     /// Run the 児童手当 (child allowance) system: a separate process with
     /// its own database, fed only by the registry's event feed and API
     /// through its own API client. MACHI_ALLOWANCE_CLIENT_SECRET: the
-    /// client's secret; MACHI_ALLOWANCE_CLERK_PASSWORD: the clerks'
-    /// password of its pages (environment only: a flag would show in `ps`).
+    /// client's secret (environment only: a flag would show in `ps`). Staff
+    /// sign in with accounts of their own: `machi allowance account add`.
     Allowance(AllowanceArgs),
     /// Import files in the migration layout (docs/migration-layout.md) into a
     /// tenant: validated first, then loaded all-or-nothing in one
@@ -282,7 +282,10 @@ struct DemoArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct AllowanceArgs {
+    #[command(subcommand)]
+    command: Option<AllowanceCommand>,
     /// The allowance system's own SQLite database.
     #[arg(
         long,
@@ -298,12 +301,12 @@ struct AllowanceArgs {
     )]
     registry_url: String,
     /// The municipality (団体コード) whose feed it reads.
-    #[arg(long, env = "MACHI_ALLOWANCE_TENANT")]
-    tenant: String,
+    #[arg(long, env = "MACHI_ALLOWANCE_TENANT", required = true)]
+    tenant: Option<String>,
     /// Its API client id at the registry (scopes `{system}:events:read
     /// {system}:residents:read`).
-    #[arg(long, env = "MACHI_ALLOWANCE_CLIENT_ID")]
-    client_id: String,
+    #[arg(long, env = "MACHI_ALLOWANCE_CLIENT_ID", required = true)]
+    client_id: Option<String>,
     /// Port of the clerk's pages and the allowance API.
     #[arg(long, default_value_t = 8090, env = "MACHI_ALLOWANCE_PORT")]
     port: u16,
@@ -319,9 +322,55 @@ struct AllowanceArgs {
     exit_on_stdin_eof: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum AllowanceCommand {
+    /// Staff accounts of the allowance system.
+    #[command(subcommand)]
+    Account(AllowanceAccountCommand),
+    /// The allowance system's access log.
+    #[command(subcommand)]
+    Log(AllowanceLogCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AllowanceAccountCommand {
+    /// Add an account (the first supervisor is made this way); the password
+    /// is read from MACHI_ALLOWANCE_PASSWORD (at least 12 characters).
+    Add {
+        /// The allowance system's SQLite database.
+        #[arg(
+            long,
+            default_value = "machi-data/allowance.sqlite",
+            env = "MACHI_ALLOWANCE_DATABASE"
+        )]
+        allowance_database: PathBuf,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        name: String,
+        /// clerk (enters claims and reads) or supervisor (also approves
+        /// payment files, manages accounts, reads the access log).
+        #[arg(long, default_value = "clerk")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AllowanceLogCommand {
+    /// Walk the hash chain of the access log; exit status 1 if broken.
+    Verify {
+        #[arg(
+            long,
+            default_value = "machi-data/allowance.sqlite",
+            env = "MACHI_ALLOWANCE_DATABASE"
+        )]
+        allowance_database: PathBuf,
+    },
+}
+
 /// The allowance system's secrets come from the environment only.
 const ALLOWANCE_SECRET_ENV: &str = "MACHI_ALLOWANCE_CLIENT_SECRET";
-const ALLOWANCE_PASSWORD_ENV: &str = "MACHI_ALLOWANCE_CLERK_PASSWORD";
+const ALLOWANCE_PASSWORD_ENV: &str = "MACHI_ALLOWANCE_PASSWORD";
 
 #[derive(Args, Debug)]
 struct ServeArgs {
@@ -525,31 +574,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _allowance = if a.no_allowance {
                 None
             } else {
-                Some(crate::demo::start_allowance(
-                    &a.data_dir,
-                    a.port,
-                    a.allowance_port,
-                )?)
+                Some(crate::demo::start_allowance(&a.data_dir, a.port, a.allowance_port).await?)
             };
             serve(listener, registry, api::AppOptions::default()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Allowance(a) => {
+            match &a.command {
+                Some(AllowanceCommand::Account(AllowanceAccountCommand::Add {
+                    allowance_database,
+                    login,
+                    name,
+                    role,
+                })) => {
+                    let role = machi_allowance::accounts::Role::parse(role).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--role must be clerk or supervisor / 役割は clerk（担当）か supervisor（監督者）です"
+                        )
+                    })?;
+                    let password = std::env::var(ALLOWANCE_PASSWORD_ENV).map_err(|_| {
+                        anyhow::anyhow!(
+                            "{ALLOWANCE_PASSWORD_ENV} is not set: the new account's password / パスワードを環境変数で渡してください"
+                        )
+                    })?;
+                    machi_allowance::add_account(allowance_database, login, name, role, &password)
+                        .await?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(AllowanceCommand::Log(AllowanceLogCommand::Verify { allowance_database })) => {
+                    let ok = machi_allowance::verify_log(allowance_database).await?;
+                    return Ok(if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    });
+                }
+                None => {}
+            }
             let secret = std::env::var(ALLOWANCE_SECRET_ENV).map_err(|_| {
                 anyhow::anyhow!("{ALLOWANCE_SECRET_ENV} is not set: the API client's secret")
             })?;
-            let password = std::env::var(ALLOWANCE_PASSWORD_ENV).map_err(|_| {
-                anyhow::anyhow!(
-                    "{ALLOWANCE_PASSWORD_ENV} is not set: the clerks' password of the pages"
-                )
-            })?;
-            if password.chars().count() < 12 {
-                anyhow::bail!("{ALLOWANCE_PASSWORD_ENV} must be at least 12 characters");
-            }
-            let tenant: MunicipalityCode = a
-                .tenant
-                .parse()
-                .map_err(|e: machi_domain::ids::IdError| anyhow::anyhow!("{}", e.message_en()))?;
+            let tenant: MunicipalityCode =
+                a.tenant.as_deref().unwrap_or_default().parse().map_err(
+                    |e: machi_domain::ids::IdError| anyhow::anyhow!("{}", e.message_en()),
+                )?;
             let listen: SocketAddr = format!("{}:{}", a.bind, a.port)
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--bind {}: {e}", a.bind))?;
@@ -558,10 +626,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 link: machi_allowance::worker::LinkConfig {
                     base_url: a.registry_url.clone(),
                     tenant: tenant.to_string(),
-                    client_id: a.client_id.clone(),
+                    client_id: a.client_id.clone().unwrap_or_default(),
                     client_secret: secret,
                 },
-                clerk_password: password,
                 listen,
                 wait: a.wait,
                 exit_on_stdin_eof: a.exit_on_stdin_eof,

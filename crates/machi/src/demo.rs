@@ -307,8 +307,23 @@ pub const ALLOWANCE_CLIENT: (&str, &str, &str) = (
     "jidou:events:read jidou:residents:read",
 );
 
-/// The demo password of the 児童手当 clerks' pages.
-pub const ALLOWANCE_CLERK_PASSWORD: &str = "allowance-Demo-2026";
+/// The demo accounts of the 児童手当 system (its own, not the registry's):
+/// login, name, role; all with [`ALLOWANCE_DEMO_PASSWORD`].
+pub const ALLOWANCE_LOGINS: [(&str, &str, machi_allowance::accounts::Role); 2] = [
+    (
+        "teate",
+        "手当　担当",
+        machi_allowance::accounts::Role::Clerk,
+    ),
+    (
+        "teate-kan",
+        "手当　監督",
+        machi_allowance::accounts::Role::Supervisor,
+    ),
+];
+
+/// The demo password of the 児童手当 accounts.
+pub const ALLOWANCE_DEMO_PASSWORD: &str = "allowance-Demo-2026";
 
 /// The 児童手当 system, started by the demo as a child process (this same
 /// executable, `machi allowance`), killed when the value is dropped.
@@ -322,18 +337,38 @@ impl Drop for AllowanceProcess {
 }
 
 /// Starts `machi allowance` against the demo registry on `registry_port`,
-/// its database in `data_dir`, its pages on `port`.
-pub fn start_allowance(
+/// its database in `data_dir` (with the demo accounts made if missing),
+/// its pages on `port`.
+pub async fn start_allowance(
     data_dir: &std::path::Path,
     registry_port: u16,
     port: u16,
 ) -> anyhow::Result<AllowanceProcess> {
+    let database = data_dir.join("allowance.sqlite");
+    {
+        let store = machi_allowance::store::Store::open(&database)?;
+        for (login, name, role) in ALLOWANCE_LOGINS {
+            if store.account(login).await?.is_some() {
+                continue;
+            }
+            let hash = machi_allowance::accounts::hash_password(ALLOWANCE_DEMO_PASSWORD)
+                .map_err(anyhow::Error::msg)?;
+            let entry = machi_allowance::audit::Entry::new(
+                "(command line)",
+                "",
+                machi_allowance::audit::Action::AccountCreated,
+                format!("account:{login}"),
+            )
+            .detail(role.label_ja());
+            store.create_account(login, name, role, hash, entry).await?;
+        }
+    }
     let exe = std::env::current_exe()?;
     let (id, secret, _) = ALLOWANCE_CLIENT;
     let child = std::process::Command::new(exe)
         .arg("allowance")
         .arg("--allowance-database")
-        .arg(data_dir.join("allowance.sqlite"))
+        .arg(&database)
         .args([
             "--registry-url",
             &format!("http://127.0.0.1:{registry_port}"),
@@ -348,11 +383,10 @@ pub fn start_allowance(
         // The pipe closes when the demo ends, however it ends.
         .stdin(std::process::Stdio::piped())
         .env("MACHI_ALLOWANCE_CLIENT_SECRET", secret)
-        .env("MACHI_ALLOWANCE_CLERK_PASSWORD", ALLOWANCE_CLERK_PASSWORD)
         .env_remove("MACHI_DATABASE")
         .spawn()?;
     println!(
-        "児童手当 (a separate process, fed by the event feed): http://127.0.0.1:{port}/login  担当者名: any, パスワード: {ALLOWANCE_CLERK_PASSWORD}"
+        "児童手当 (a separate process, fed by the event feed): http://127.0.0.1:{port}/login  ログインID: teate（担当） / teate-kan（監督者）, パスワード: {ALLOWANCE_DEMO_PASSWORD}"
     );
     Ok(AllowanceProcess(child))
 }

@@ -28,9 +28,99 @@ both_backends!(
     a_worker_killed_mid_stream_ends_like_a_fault_free_run,
     the_clerk_api_and_pages_answer_and_refuse_bad_input,
     the_allowance_process_killed_with_sigkill_resumes_from_its_cursor,
+    roles_are_enforced_on_the_server_and_sign_in_is_throttled,
+    the_access_log_chain_verifies_and_detects_tampering,
+    an_ended_entitlement_is_paid_once_specially_and_never_again,
 );
 
+/// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
 pub const CLERK_PASSWORD: &str = "test-Allowance-Clerk-2026";
+/// A clerk's login (児童手当担当).
+pub const CLERK: &str = "tanto";
+/// A supervisor's login (児童手当監督者).
+pub const SUPERVISOR: &str = "kantoku";
+
+/// Makes the clerk and the supervisor accounts in an allowance database.
+pub async fn staff(store: &Store) {
+    use machi_allowance::accounts::{Role, hash_password};
+    use machi_allowance::audit::{Action, Entry};
+    for (login, name, role) in [
+        (CLERK, "手当　担当", Role::Clerk),
+        (SUPERVISOR, "手当　監督", Role::Supervisor),
+    ] {
+        let e = Entry::new(
+            "(command line)",
+            "",
+            Action::AccountCreated,
+            format!("account:{login}"),
+        );
+        assert!(
+            store
+                .create_account(login, name, role, hash_password(CLERK_PASSWORD).unwrap(), e)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// Serves the allowance pages on loopback (with the peer address, as
+/// `machi allowance` does); returns the base URL.
+pub async fn serve(web: WebState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            machi_allowance::web::app(web)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    base
+}
+
+/// Signs in as `login`; returns the status and the session cookie.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    login: &str,
+    password: &str,
+) -> (u16, Option<String>) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("login", login)
+        .append_pair("password", password)
+        .finish();
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+    (r.status().as_u16(), cookie)
+}
+
+/// The CSRF token on a page.
+pub fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no csrf: {html}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
 
 /// The registry on loopback and the allowance system's client of it.
 pub struct Town {
@@ -77,7 +167,6 @@ impl Town {
         WebState::new(
             store.clone(),
             Arc::new(RegistryClient::new(self.link.clone()).unwrap()),
-            CLERK_PASSWORD,
         )
     }
 
@@ -275,6 +364,12 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
             (baby.clone(), "架空　三郎".into(), d("2025-01-25")),
             d("2025-02-09"),
             Some(d("2025-01-25")),
+            machi_allowance::audit::Entry::new(
+                CLERK,
+                "",
+                machi_allowance::audit::Action::ChildAdded,
+                format!("claim:{id}"),
+            ),
         )
         .await
         .unwrap();
@@ -516,46 +611,20 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     .await
     .unwrap();
     catch_up(&t.db.registry, &t.worker(&store)).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, machi_allowance::web::app(web)).await;
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    staff(&store).await;
+    let base = serve(web).await;
+    let http = no_redirects();
     // Nothing without signing in.
     let r = http.get(format!("{base}/api/claims")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = http.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    // A wrong password.
-    let r = http
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("clerk=x&password=wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = http
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "clerk=%E6%8B%85%E5%BD%93&password={CLERK_PASSWORD}"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    // A wrong password, an unknown login.
+    assert_eq!(sign_in(&http, &base, SUPERVISOR, "wrong").await.0, 401);
+    assert_eq!(sign_in(&http, &base, "nobody", CLERK_PASSWORD).await.0, 401);
+    let (status, cookie) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    assert_eq!(status, 303);
+    let cookie = cookie.unwrap();
     let get = |path: String| {
         let (http, cookie) = (http.clone(), cookie.clone());
         async move {
@@ -591,8 +660,24 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
             .unwrap()
             .contains("第6条")
     );
-    // The payment file of August 2025 (June and July).
-    let r = get(format!("{base}/payments/2025-08.csv")).await;
+    // The payment file of August 2025 (June and July), approved by the
+    // supervisor and recorded, then downloaded.
+    let page = get(format!("{base}/payments/2025-08"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{base}/payments/2025-08"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", csrf_of(&page)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let run = r.headers()["location"].to_str().unwrap().to_string();
+    let r = get(format!("{base}{run}.csv")).await;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]
@@ -602,7 +687,7 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     );
     let csv = r.text().await.unwrap();
     assert!(
-        csv.starts_with("受給者番号,宛名番号,氏名,支払月,対象月,支払額"),
+        csv.starts_with("受給者番号,宛名番号,氏名,支払月,対象月,支払額,支払の根拠"),
         "{csv}"
     );
     // The claim was entered after the story: the registry's household now
@@ -611,7 +696,7 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     // entered here).
     assert!(
         csv.contains(&format!(
-            "{id},{head},架空　太郎,2025-08,2025-06 2025-07,25000"
+            "{id},{head},架空　太郎,2025-08,2025-06 2025-07,25000,定例払（児童手当法第8条第4項本文）"
         )),
         "{csv}"
     );
@@ -639,14 +724,7 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     for (claimant, date, expect) in [
         (head.as_str(), "令和7年13月1日", "請求日"),
         ("999999999999999", "令和7年1月10日", "見つかりません"),
@@ -703,7 +781,6 @@ fn spawn_allowance(t: &Town, db: &std::path::Path) -> std::process::Child {
             "--exit-on-stdin-eof",
         ])
         .env("MACHI_ALLOWANCE_CLIENT_SECRET", &t.link.client_secret)
-        .env("MACHI_ALLOWANCE_CLERK_PASSWORD", CLERK_PASSWORD)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -793,4 +870,626 @@ async fn the_allowance_process_killed_with_sigkill_resumes_from_its_cursor(db: T
     );
     assert!(clean.iter().any(|l| l.contains("Text(\"birth_increase\")")));
     assert!(clean.iter().any(|l| l.contains("Text(\"死亡\")")));
+}
+
+/// A GET with a session cookie.
+async fn get_as(http: &reqwest::Client, cookie: &str, url: String) -> reqwest::Response {
+    http.get(url).header("cookie", cookie).send().await.unwrap()
+}
+
+/// A form POST with a session cookie.
+async fn post_as(
+    http: &reqwest::Client,
+    cookie: &str,
+    url: String,
+    pairs: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut f = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        f.append_pair(k, v);
+    }
+    http.post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(f.finish())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn roles_are_enforced_on_the_server_and_sign_in_is_throttled(db: TestDb) {
+    let t = town(db).await;
+    let (head, ..) = story(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let web = t.web(&store);
+    enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+
+    // The clerk reads and sees the payment lines, but every supervisor's
+    // route answers 403 on the server, whatever the menu shows.
+    let home = get_as(&http, &clerk, format!("{base}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("手当　担当（児童手当担当）"), "{home}");
+    assert!(!home.contains("/access-log"));
+    let page = get_as(&http, &clerk, format!("{base}/payments/2025-08")).await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("児童手当監督者が行います"), "{page}");
+    let csrf = csrf_of(&page);
+    for path in ["/accounts", "/access-log"] {
+        assert_eq!(
+            get_as(&http, &clerk, format!("{base}{path}"))
+                .await
+                .status(),
+            403,
+            "{path}"
+        );
+    }
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/payments/2025-08"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/payments/special"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/accounts"),
+        &[
+            ("csrf", &csrf),
+            ("login", "x"),
+            ("name", "x"),
+            ("role", "supervisor"),
+            ("password", "long-enough-pass"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(store.payment_runs().await.unwrap().is_empty());
+    assert_eq!(store.accounts().await.unwrap().len(), 2);
+
+    // The supervisor approves the August file; the clerk may see it but
+    // not download it.
+    let page = get_as(&http, &boss, format!("{base}/payments/2025-08"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/payments/2025-08"),
+        &[("csrf", &csrf_of(&page))],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let run = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        get_as(&http, &clerk, format!("{base}{run}")).await.status(),
+        200
+    );
+    assert_eq!(
+        get_as(&http, &clerk, format!("{base}{run}.csv"))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        get_as(&http, &boss, format!("{base}{run}.csv"))
+            .await
+            .status(),
+        200
+    );
+    // A second approval of the same month pays nothing again.
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/payments/2025-08"),
+        &[("csrf", &csrf_of(&page))],
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(store.payment_runs().await.unwrap().len(), 1);
+
+    // The supervisor makes an account; bad input is refused in both
+    // languages, nothing stored.
+    let page = get_as(&http, &boss, format!("{base}/accounts"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let bcsrf = csrf_of(&page);
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts"),
+        &[
+            ("csrf", &bcsrf),
+            ("login", "sato"),
+            ("name", "佐藤　一"),
+            ("role", "clerk"),
+            ("password", "short"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("12文字以上") && html.contains("at least 12"),
+        "{html}"
+    );
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts"),
+        &[
+            ("csrf", &bcsrf),
+            ("login", "sato"),
+            ("name", "佐藤　一"),
+            ("role", "chief"),
+            ("password", "long-enough-pass"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts"),
+        &[
+            ("csrf", &bcsrf),
+            ("login", "sato"),
+            ("name", "佐藤　一"),
+            ("role", "clerk"),
+            ("password", "long-enough-pass"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        sign_in(&http, &base, "sato", "long-enough-pass").await.0,
+        303
+    );
+    // Stopping the clerk's account ends its session at once.
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts/{CLERK}"),
+        &[("csrf", &bcsrf), ("role", "clerk"), ("disabled", "1")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        get_as(&http, &clerk, format!("{base}/")).await.status(),
+        303
+    );
+    assert_eq!(sign_in(&http, &base, CLERK, CLERK_PASSWORD).await.0, 401);
+    // The last active supervisor cannot be demoted.
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts/{SUPERVISOR}"),
+        &[("csrf", &bcsrf), ("role", "clerk")],
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    // A form without the right CSRF token is refused.
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/payments/special"),
+        &[("csrf", "nope")],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+
+    // Throttling, on a fresh server (its own in-memory budgets) over the
+    // same database. Per account and source: five failures lock this
+    // source out of that account for 15 minutes, even with the right
+    // password; another account from here still signs in.
+    let base = serve(t.web(&store)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&http, &base, "sato", "wrong-password!").await.0,
+            401
+        );
+    }
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("login=sato&password=long-enough-pass")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 800 && wait <= 900, "{wait}");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("しばらく受け付けません") && html.contains("Too many"),
+        "{html}"
+    );
+    assert_eq!(
+        sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await.0,
+        303
+    );
+    // Per source: 20 failures in 15 minutes over any accounts (five
+    // counted above) and this address is refused for every account.
+    for i in 0..15 {
+        assert_eq!(
+            sign_in(&http, &base, &format!("guess{i}"), "wrong-password!")
+                .await
+                .0,
+            401,
+            "{i}"
+        );
+    }
+    assert_eq!(
+        sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await.0,
+        429
+    );
+    // Every refusal and failure is in the access log.
+    let rows = store.log_rows(1000, None).await.unwrap();
+    let count = |a: &str| rows.iter().filter(|r| r.action == a).count();
+    assert_eq!(count("sign_in_failed"), 21, "{rows:?}");
+    assert_eq!(count("sign_in_throttled"), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.source == "127.0.0.1" || r.source.is_empty())
+    );
+}
+
+async fn the_access_log_chain_verifies_and_detects_tampering(db: TestDb) {
+    let t = town(db).await;
+    let (head, ..) = story(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("allowance.sqlite");
+    let store = Store::open(&path).unwrap();
+    catch_up(&t.db.registry, &t.worker(&store)).await;
+    // The first supervisor comes from the command line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_machi"))
+        .args([
+            "allowance",
+            "account",
+            "add",
+            "--role",
+            "supervisor",
+            "--login",
+            SUPERVISOR,
+            "--name",
+            "手当　監督",
+            "--allowance-database",
+        ])
+        .arg(&path)
+        .env("MACHI_ALLOWANCE_PASSWORD", CLERK_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A short password and an unknown role are refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_machi"))
+        .args([
+            "allowance",
+            "account",
+            "add",
+            "--role",
+            "boss",
+            "--login",
+            "x",
+            "--name",
+            "x",
+            "--allowance-database",
+        ])
+        .arg(&path)
+        .env("MACHI_ALLOWANCE_PASSWORD", CLERK_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let web = t.web(&store);
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+    // A claim entered through the form, read, a payment approved and
+    // exported: each is an entry.
+    let page = get_as(&http, &boss, format!("{base}/claims/new"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/claims"),
+        &[
+            ("csrf", &csrf_of(&page)),
+            ("claimant", &head),
+            ("claimed_on", "令和6年4月10日"),
+            ("event_on", "令和6年4月1日"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let claim = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        get_as(&http, &boss, format!("{base}{claim}"))
+            .await
+            .status(),
+        200
+    );
+    let page = get_as(&http, &boss, format!("{base}/payments/2025-08"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/payments/2025-08"),
+        &[("csrf", &csrf_of(&page))],
+    )
+    .await;
+    let run = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        get_as(&http, &boss, format!("{base}{run}.csv"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get_as(&http, &boss, format!("{base}/api/claims"))
+            .await
+            .status(),
+        200
+    );
+    let actions: Vec<String> = store
+        .log_rows(100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|r| r.action)
+        .collect();
+    for a in [
+        "account_created",
+        "sign_in",
+        "claim_entered",
+        "claim_read",
+        "payment_read",
+        "payment_approved",
+        "payment_exported",
+        "list_read",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
+    }
+    // The supervisor's page: 和暦 times, words not codes, the chain checked.
+    let html = get_as(&http, &boss, format!("{base}/access-log"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("改ざんはありません"), "{html}");
+    assert!(html.contains("支払ファイルの出力") && html.contains("認定請求の入力"));
+    assert!(html.contains("令和"));
+    assert!(!html.contains("payment_exported") && !html.contains("claim_read"));
+    assert!(!html.contains("T0") && !html.contains("+00:00"), "{html}");
+    // The command says the chain holds.
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_machi"))
+            .args(["allowance", "log", "verify", "--allowance-database"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("chain intact"));
+    // Someone with the database file rewrites who exported the file.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let n = c
+            .execute(
+                "UPDATE access_log SET account = 'someone' WHERE action = 'payment_exported'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN"));
+    let v = store.verify_log().await.unwrap();
+    assert!(v.broken.is_some());
+    let html = get_as(&http, &boss, format!("{base}/access-log"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("記録の連鎖が第"), "{html}");
+}
+
+async fn an_ended_entitlement_is_paid_once_specially_and_never_again(db: TestDb) {
+    let t = town(db).await;
+    // Family A (two children) and family B (one child) claim; B's claimant
+    // (the mother) dies on 5 September 2025: entitled through September (第8条第2項).
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-09-10"));
+    let head_a = a.rows[0].record.addressee_number.to_string();
+    let head_b = b.rows[1].record.addressee_number.to_string();
+    let ida = enter_claim(
+        &web,
+        CLERK,
+        &head_a,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let idb = enter_claim(
+        &web,
+        CLERK,
+        &head_b,
+        d("2025-03-10"),
+        Some(d("2025-03-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    t.submit(
+        json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}),
+    )
+    .await;
+    catch_up(&t.db.registry, &t.worker(&store)).await;
+    assert_eq!(
+        store.claim(idb).await.unwrap().unwrap().ended_on,
+        Some(d("2025-09-05"))
+    );
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+    let approve = |path: &'static str| {
+        let (http, boss, base) = (http.clone(), boss.clone(), base.clone());
+        async move {
+            let page = get_as(&http, &boss, format!("{base}{path}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            let csrf = csrf_of(&page);
+            post_as(&http, &boss, format!("{base}{path}"), &[("csrf", &csrf)]).await
+        }
+    };
+    // The August file (June, July) pays both.
+    assert_eq!(approve("/payments/2025-08").await.status(), 303);
+    // On 10 September the special payment pays B's August and September
+    // at once (第8条第4項ただし書), and no one else.
+    let page = get_as(&http, &boss, format!("{base}/payments/special"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("第8条第4項ただし書"), "{page}");
+    assert!(
+        page.contains("見本　花子") && !page.contains("架空　太郎"),
+        "{page}"
+    );
+    assert!(page.contains("令和7年8月・令和7年9月"), "{page}");
+    let r = approve("/payments/special").await;
+    assert_eq!(r.status(), 303);
+    let special = r.headers()["location"].to_str().unwrap().to_string();
+    let csv = get_as(&http, &boss, format!("{base}{special}.csv"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(&format!("{idb},{head_b},見本　花子,2025-09,2025-08 2025-09,20000,消滅時の随時払（児童手当法第8条第4項ただし書）")),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    // Asked again: nothing left to pay.
+    assert_eq!(approve("/payments/special").await.status(), 409);
+    // The October file (August, September) pays A only: B's months are
+    // in the special file.
+    let lines = payment_lines(&store, ym(2025, 10)).await.unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.claim_id).collect::<Vec<_>>(),
+        vec![ida]
+    );
+    assert_eq!(approve("/payments/2025-10").await.status(), 303);
+    assert_eq!(approve("/payments/2025-10").await.status(), 409);
+    // B's record: June and July regular, August and September special,
+    // each once.
+    let paid: Vec<(String, i64, &str)> = store
+        .paid_months(idb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, amount, rule, _)| (m.iso(), amount, rule.code()))
+        .collect();
+    assert_eq!(
+        paid,
+        vec![
+            ("2025-06".to_string(), 10_000, "regular"),
+            ("2025-07".to_string(), 10_000, "regular"),
+            ("2025-08".to_string(), 10_000, "on_end"),
+            ("2025-09".to_string(), 10_000, "on_end"),
+        ]
+    );
+    // A's months are each paid once too, all regular.
+    let a_paid = store.paid_months(ida).await.unwrap();
+    assert_eq!(
+        a_paid.iter().map(|p| p.0.iso()).collect::<Vec<_>>(),
+        vec!["2025-06", "2025-07", "2025-08", "2025-09"]
+    );
+    // The claim page says what was paid and how.
+    let html = get_as(&http, &boss, format!("{base}/claims/{idb}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("消滅時の随時払で支払済み"), "{html}");
+    assert!(html.contains("定例払で支払済み"));
 }

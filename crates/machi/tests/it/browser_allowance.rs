@@ -12,7 +12,7 @@ use machi_allowance::web::{WebState, app};
 use machi_allowance::worker::{LinkConfig, RegistryClient, Worker};
 use serde_json::json;
 
-use crate::allowance::{CLERK_PASSWORD, catch_up};
+use crate::allowance::{CLERK, CLERK_PASSWORD, SUPERVISOR, catch_up, staff};
 use crate::browser::Harness;
 use crate::contract::person;
 use crate::duties::approved_client;
@@ -54,20 +54,21 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     catch_up(&h.db.registry, &w).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let web = WebState::new(
-        store.clone(),
-        Arc::new(RegistryClient::new(link).unwrap()),
-        CLERK_PASSWORD,
-    );
+    staff(&store).await;
+    let web = WebState::new(store.clone(), Arc::new(RegistryClient::new(link).unwrap()));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app(web)).await;
+        let _ = axum::serve(
+            listener,
+            app(web).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
     });
     let go = |path: &str| format!("{base}{path}");
 
     // Sign in with the keyboard.
     h.client.goto(&go("/login")).await.unwrap();
     h.shot("allowance-01-login").await;
-    h.fill("clerk", "手当 担当").await;
+    h.fill("login", CLERK).await;
     h.fill("password", CLERK_PASSWORD).await;
     h.client
         .find(Locator::Id("password"))
@@ -131,7 +132,7 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     h.shot("allowance-03-claim-error").await;
     h.fill("claimed_on", "令和7年4月10日").await;
     h.click("#claim-submit").await;
-    h.wait_for("#claimant").await;
+    h.wait_for("#status").await;
     let page = h.text().await;
     assert!(page.contains("受給者：見本　太郎"), "{page}");
     assert!(page.contains("第3子"));
@@ -143,8 +144,44 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     // The payment of June 2025 (April and May: May only, from the month
     // after the claim): ¥10,000 + ¥10,000 + ¥30,000.
     h.client.goto(&go("/payments/2025-06")).await.unwrap();
-    h.wait_for("#csv").await;
+    h.wait_for("#total").await;
     let page = h.text().await;
     assert!(page.contains("50,000円"), "{page}");
+    // A clerk cannot approve: the page says who does, and the server
+    // refuses the supervisor's pages.
+    assert!(page.contains("児童手当監督者が行います"), "{page}");
     h.shot("allowance-05-payment").await;
+    h.client.goto(&go("/access-log")).await.unwrap();
+    h.wait_for(".err").await;
+    assert!(h.text().await.contains("児童手当監督者だけ"));
+    h.shot("allowance-06-clerk-refused").await;
+    h.click("form[action='/logout'] button").await;
+    h.wait_for("#login").await;
+    // The supervisor approves the June file and downloads it.
+    h.fill("login", SUPERVISOR).await;
+    h.fill("password", CLERK_PASSWORD).await;
+    h.click("#login-submit").await;
+    h.wait_for("#me").await;
+    h.client.goto(&go("/payments/2025-06")).await.unwrap();
+    h.wait_for("#approve").await;
+    h.click("#approve").await;
+    h.wait_for("#csv").await;
+    let page = h.text().await;
+    assert!(page.contains("定例払"), "{page}");
+    assert!(page.contains("50,000円"), "{page}");
+    assert!(page.contains("児童手当法第8条第4項"), "{page}");
+    assert_eq!(store.payment_runs().await.unwrap().len(), 1);
+    h.shot("allowance-07-payment-file").await;
+    // The access log: 和暦 times, words, the chain checked.
+    h.client.goto(&go("/access-log")).await.unwrap();
+    h.wait_for("#chain").await;
+    let page = h.text().await;
+    assert!(page.contains("改ざんはありません"), "{page}");
+    assert!(page.contains("支払ファイルの確定"), "{page}");
+    assert!(page.contains("受給者・児童の情報の閲覧"), "{page}");
+    assert!(page.contains("手当　担当（tanto）"), "{page}");
+    h.shot("allowance-08-access-log").await;
+    h.client.goto(&go("/accounts")).await.unwrap();
+    h.wait_for("#account-submit").await;
+    h.shot("allowance-09-accounts").await;
 }
