@@ -655,7 +655,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let trusted_proxies = api::source::TrustedProxies::parse(&a.trusted_proxies)
                 .map_err(anyhow::Error::msg)?;
-            let registry = registry.with_extract_target(a.extract_to.clone());
+            let registry = registry
+                .with_extract_target(a.extract_to.clone())
+                .with_extract_every(a.extract_every.max(60));
             let _extracts = match &a.extract_to {
                 Some(to) => {
                     let (store, prefix) = crate::linkage::open_target(to)?;

@@ -329,9 +329,241 @@ pub async fn scheduled(
     }
 }
 
-/// Runs [`scheduled`] for `tenants` every `every`, until the task is
-/// dropped; failures are logged and retried at the next tick (a failed run
-/// leaves no manifest, so nothing is skipped).
+/// A tenant's own extract schedule, set by its administrator: every day at
+/// `daily_at` (Japan time), a full extract or a difference extract (a full
+/// one when the target holds none). Without one, the server-wide interval
+/// (`--extract-every`) applies to the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSchedule {
+    pub daily_at: chrono::NaiveTime,
+    pub kind: Kind,
+}
+
+impl TenantSchedule {
+    /// Reads the administrator's form: a time `HH:MM` (full-width digits
+    /// and `時`/`分` accepted) and `full` or `diff`.
+    pub fn parse(time: &str, kind: &str) -> Result<TenantSchedule, ServiceError> {
+        let bad = |field: &str, ja: &str, en: &str| ServiceError::Invalid {
+            field: field.into(),
+            code: "invalid_extract_schedule",
+            message_ja: ja.into(),
+            message_en: en.into(),
+        };
+        let t: String = time
+            .trim()
+            .chars()
+            .map(|c| match c {
+                '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+                '：' | '時' => ':',
+                '分' => ' ',
+                c => c,
+            })
+            .collect();
+        let daily_at = chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| {
+            bad(
+                "daily_at",
+                "時刻は 02:00 のように24時間制の時:分で入力してください。",
+                "Enter the time as hours:minutes, 24-hour (e.g. 02:00).",
+            )
+        })?;
+        let kind = kind.trim().parse::<Kind>().map_err(|_| {
+            bad(
+                "kind",
+                "抽出の種類は全件か差分を選んでください。",
+                "Choose a full or a difference extract.",
+            )
+        })?;
+        Ok(TenantSchedule { daily_at, kind })
+    }
+}
+
+/// The tenant's own schedule, or None (the server-wide interval).
+pub async fn tenant_schedule(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+) -> Result<Option<TenantSchedule>, ServiceError> {
+    let t = tenant.clone();
+    let row = registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            tx.query_opt(
+                "SELECT daily_at, kind FROM extract_schedules WHERE tenant = $1",
+                &[t.as_str().into()],
+            )?
+            .map(|r| Ok::<_, crate::store::StoreError>((r.text(0)?, r.text(1)?)))
+            .transpose()
+        })
+        .await?;
+    row.map(|(at, kind)| {
+        let corrupt = |e: String| ServiceError::from(crate::store::StoreError::Corrupt(e));
+        Ok(TenantSchedule {
+            daily_at: chrono::NaiveTime::parse_from_str(&at, "%H:%M")
+                .map_err(|e| corrupt(format!("extract schedule {at}: {e}")))?,
+            kind: kind.parse().map_err(corrupt)?,
+        })
+    })
+    .transpose()
+}
+
+/// Sets (Some) or removes (None: back to the server-wide interval) the
+/// tenant's schedule; written to the tenant's access log (j1370).
+pub async fn set_tenant_schedule(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    schedule: Option<TenantSchedule>,
+    actor: &Actor,
+) -> Result<(), ServiceError> {
+    registry.ensure_tenant(tenant).await?;
+    let now = registry.clock().now().timestamp_micros();
+    let (t, actor) = (tenant.clone(), actor.clone());
+    registry
+        .store()
+        .write(Some(tenant), move |tx| {
+            match schedule {
+                Some(sc) => {
+                    tx.execute(
+                        "INSERT INTO extract_schedules (tenant, daily_at, kind, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (tenant) DO UPDATE SET daily_at = excluded.daily_at, kind = excluded.kind, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                        &[
+                            t.as_str().into(),
+                            sc.daily_at.format("%H:%M").to_string().as_str().into(),
+                            sc.kind.as_str().into(),
+                            (&actor.operator).into(),
+                            now.into(),
+                        ],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM extract_schedules WHERE tenant = $1",
+                        &[t.as_str().into()],
+                    )?;
+                }
+            }
+            records::append_next_audit(
+                tx,
+                &t,
+                now,
+                &records::AuditEntry {
+                    operator: actor.operator.clone(),
+                    terminal: actor.terminal.clone(),
+                    function: "settings.extract_schedule".into(),
+                    target: String::new(),
+                    detail: match schedule {
+                        Some(sc) => serde_json::json!({
+                            "daily_at": sc.daily_at.format("%H:%M").to_string(),
+                            "kind": sc.kind.as_str(),
+                        }),
+                        None => serde_json::json!({ "server_default": true }),
+                    }
+                    .to_string(),
+                    my_number_shown: false,
+                },
+            )?;
+            Ok::<_, ServiceError>(())
+        })
+        .await
+}
+
+/// The latest time at or before `now` that is `daily_at` in Japan.
+pub fn last_slot(
+    daily_at: chrono::NaiveTime,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    let jst = crate::service::clock::jst();
+    let local = now.with_timezone(&jst);
+    let today = local
+        .date_naive()
+        .and_time(daily_at)
+        .and_local_timezone(jst)
+        .single()
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .unwrap_or(now);
+    if today <= now {
+        today
+    } else {
+        today - chrono::Duration::days(1)
+    }
+}
+
+/// What the schedule remembers between ticks (in this process).
+#[derive(Debug, Default)]
+pub struct ScheduleState {
+    /// Per tenant with its own schedule: the last daily slot handled.
+    handled: std::collections::HashMap<MunicipalityCode, chrono::DateTime<chrono::Utc>>,
+    /// Per tenant on the server-wide interval: when it last ran.
+    last_default: std::collections::HashMap<MunicipalityCode, chrono::DateTime<chrono::Utc>>,
+}
+
+/// One tick of the schedule for `tenant` at `now`: with the tenant's own
+/// schedule, once per daily slot (a slot missed while the server was down
+/// is made up once at start, unless the target already holds an extract
+/// made since that slot); otherwise the server-wide interval `every` (a
+/// difference extract when events came, a full one first).
+pub async fn run_due(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    every: std::time::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+    state: &mut ScheduleState,
+) -> Result<Option<LinkageManifest>, ExtractError> {
+    match tenant_schedule(registry, tenant).await? {
+        Some(sc) => {
+            state.last_default.remove(tenant);
+            let slot = last_slot(sc.daily_at, now);
+            if state.handled.get(tenant).is_some_and(|h| *h >= slot) {
+                return Ok(None);
+            }
+            let last = last_complete(store, prefix, tenant).await?;
+            let made_since_slot = last.as_ref().is_some_and(|m| {
+                chrono::DateTime::parse_from_rfc3339(&m.created_at)
+                    .is_ok_and(|c| c.with_timezone(&chrono::Utc) >= slot)
+            });
+            let out = if made_since_slot {
+                None
+            } else {
+                match sc.kind {
+                    Kind::Full => Some(
+                        extract(
+                            registry,
+                            tenant,
+                            Kind::Full,
+                            store,
+                            prefix,
+                            &Actor::system("linkage-schedule"),
+                        )
+                        .await?,
+                    ),
+                    Kind::Diff => scheduled(registry, tenant, store, prefix).await?,
+                }
+            };
+            state.handled.insert(tenant.clone(), slot);
+            Ok(out)
+        }
+        None => {
+            state.handled.remove(tenant);
+            let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
+            if state
+                .last_default
+                .get(tenant)
+                .is_some_and(|t| now < *t + every)
+            {
+                return Ok(None);
+            }
+            let out = scheduled(registry, tenant, store, prefix).await?;
+            state.last_default.insert(tenant.clone(), now);
+            Ok(out)
+        }
+    }
+}
+
+/// Runs the schedule for `tenants` until the task is dropped: each
+/// tenant's own daily schedule if its administrator set one, else every
+/// `every` (the server-wide default). Checked every minute (or `every`,
+/// if shorter); failures are logged and retried at the next tick (a failed
+/// run leaves no manifest, so nothing is skipped).
 pub fn spawn_schedule(
     registry: Registry,
     tenants: Vec<MunicipalityCode>,
@@ -340,11 +572,23 @@ pub fn spawn_schedule(
     every: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval(every.min(std::time::Duration::from_secs(60)));
+        let mut state = ScheduleState::default();
         loop {
             tick.tick().await;
+            let now = registry.clock().now();
             for t in &tenants {
-                if let Err(e) = scheduled(&registry, t, store.as_ref(), &prefix).await {
+                if let Err(e) = run_due(
+                    &registry,
+                    t,
+                    store.as_ref(),
+                    &prefix,
+                    every,
+                    now,
+                    &mut state,
+                )
+                .await
+                {
                     tracing::warn!(tenant = %t, error = %e, "linkage: scheduled extract failed; retried at the next run");
                 }
             }

@@ -230,6 +230,9 @@ pub struct Registry {
     /// Where file-linkage extracts go (`MACHI_EXTRACT_TO`): a directory or
     /// `s3://BUCKET/PREFIX`; none: extracts only by the CLI.
     extract_target: Option<Arc<str>>,
+    /// The server-wide extract interval in seconds (`MACHI_EXTRACT_EVERY`),
+    /// for tenants without a schedule of their own.
+    extract_every: u64,
 }
 
 impl Registry {
@@ -242,6 +245,7 @@ impl Registry {
             throttle: Arc::default(),
             hook_policy: Default::default(),
             extract_target: None,
+            extract_every: 3600,
         }
     }
 
@@ -253,6 +257,17 @@ impl Registry {
 
     pub fn extract_target(&self) -> Option<&str> {
         self.extract_target.as_deref()
+    }
+
+    /// The server-wide extract interval (seconds), shown to tenant
+    /// administrators as the default.
+    pub fn with_extract_every(mut self, seconds: u64) -> Self {
+        self.extract_every = seconds;
+        self
+    }
+
+    pub fn extract_every(&self) -> u64 {
+        self.extract_every
     }
 
     /// The same registry with other throttling budgets (fresh counters).

@@ -673,6 +673,36 @@ CREATE POLICY tenant_isolation ON portal_filings
 "#
 );
 
+/// File linkage: a tenant's own extract schedule (a daily time in Japan
+/// and full or difference), over the server-wide interval.
+macro_rules! v25_common {
+    () => {
+        r#"
+CREATE TABLE extract_schedules (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
+    daily_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#
+    };
+}
+
+const V25_SQLITE: &str = v25_common!();
+
+const V25_POSTGRES: &str = concat!(
+    v25_common!(),
+    r#"
+GRANT SELECT, INSERT, UPDATE, DELETE ON extract_schedules TO machi_app;
+ALTER TABLE extract_schedules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE extract_schedules FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON extract_schedules
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -782,6 +812,12 @@ pub fn all() -> Vec<Migration> {
             name: "citizen portal: imported filings",
             sqlite: V18_SQLITE,
             postgres: V18_POSTGRES,
+        },
+        Migration {
+            version: 25,
+            name: "file linkage: a tenant's own extract schedule",
+            sqlite: V25_SQLITE,
+            postgres: V25_POSTGRES,
         },
     ]
 }

@@ -410,6 +410,12 @@ struct AccountsPage {
     issuer: (String, String),
     /// 手数料 per certificate copy (None before a certifying officer is set).
     certificate_fee: Option<i64>,
+    /// File linkage: the tenant's own schedule (time, kind), if set.
+    extract_schedule: Option<(String, String)>,
+    /// The server-wide default in words.
+    extract_default: String,
+    /// Whether this server writes scheduled extracts at all.
+    extract_on: bool,
 }
 
 /// The tenant's accounts and clients as the administrator and the
@@ -492,6 +498,15 @@ async fn accounts_page(
         Ok(i) => i.map(|i| (i.title, i.name)).unwrap_or_default(),
         Err(e) => return ctx.error(&ServiceError::from(e).into()),
     };
+    let extract_schedule = match crate::linkage::tenant_schedule(&s.registry, tenant).await {
+        Ok(sc) => sc.map(|sc| {
+            (
+                sc.daily_at.format("%H:%M").to_string(),
+                sc.kind.as_str().to_string(),
+            )
+        }),
+        Err(e) => return ctx.error(&e.into()),
+    };
     let hook_alerts = match s.registry.hook_alerts(tenant).await {
         Ok(a) => a,
         Err(e) => return ctx.error(&e.into()),
@@ -558,6 +573,32 @@ async fn accounts_page(
         scope_choices: scope_choices(ctx.lang),
         issuer,
         certificate_fee: s.registry.certificate_fee(tenant).await.ok().flatten(),
+        extract_schedule,
+        extract_default: {
+            let secs = s.registry.extract_every();
+            let every = if secs % 3600 == 0 {
+                ctx.lang
+                    .t(
+                        &format!("{}時間ごと", secs / 3600),
+                        &format!("every {} h", secs / 3600),
+                    )
+                    .to_string()
+            } else {
+                ctx.lang
+                    .t(
+                        &format!("{}分ごと", secs / 60),
+                        &format!("every {} min", secs / 60),
+                    )
+                    .to_string()
+            };
+            ctx.lang
+                .t(
+                    &format!("{every}（新しい異動があれば差分、最初は全件）"),
+                    &format!("{every} (a difference when changes came; a full one first)"),
+                )
+                .to_string()
+        },
+        extract_on: s.registry.extract_target().is_some(),
     };
     (status, html(&page)).into_response()
 }
@@ -843,6 +884,42 @@ pub async fn set_certificate_fee(
             ja: "手数料は円単位の数字で入力してください。".into(),
             en: "the fee is a number of yen".into(),
         }),
+    };
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// File linkage: the tenant's own extract schedule (a daily time and full
+/// or difference), or back to the server-wide default (`mode=default`).
+pub async fn set_extract_schedule(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let schedule = if f.text("mode") == "default" {
+        Ok(None)
+    } else {
+        crate::linkage::TenantSchedule::parse(&f.text("daily_at"), &f.text("kind")).map(Some)
+    };
+    let result = match schedule {
+        Ok(sc) => {
+            crate::linkage::set_tenant_schedule(&s.registry, &tenant, sc, &ctx.caller.actor())
+                .await
+                .map(|()| {
+                    (
+                        ctx.lang
+                            .t("定期抽出の設定を保存しました。", "Extract schedule saved.")
+                            .to_string(),
+                        None,
+                    )
+                })
+                .map_err(UiError::from)
+        }
+        Err(e) => Err(UiError::from(e)),
     };
     accounts_page(&s, &ctx, &tenant, result).await
 }

@@ -70,6 +70,8 @@ pub fn function_label(code: &str) -> (String, String) {
         "grant.reject" => ("権限の却下", "access rejected"),
         "grant.withdraw" => ("権限申請の取下げ", "access proposal withdrawn"),
         "settings.issuer" => ("認証者の設定", "certifying officer set"),
+        "settings.certificate_fee" => ("証明書手数料の設定", "certificate fee set"),
+        "settings.extract_schedule" => ("ファイル連携の定期抽出の設定", "extract schedule set"),
         "token.issue" => ("アクセストークンの発行", "access token issued"),
         "webhook.subscribe" => ("通知先の登録", "webhook subscribed"),
         "webhook.unsubscribe" => ("通知先の削除", "webhook unsubscribed"),

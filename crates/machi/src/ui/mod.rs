@@ -220,6 +220,11 @@ pub fn routes() -> Vec<UiRoute> {
             &["POST"],
             post(admin::set_certificate_fee),
         ),
+        route(
+            "/ui/admin/extract-schedule",
+            &["POST"],
+            post(admin::set_extract_schedule),
+        ),
         route("/ui/audit", &["GET"], get(admin::audit)),
         route("/ui/stats", &["GET"], get(admin::stats)),
         route(

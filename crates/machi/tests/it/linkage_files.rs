@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
 use crate::contract::takahashi_family;
-use crate::support::{FUCHU, TestDb, code};
+use crate::support::{AKISHIMA, FUCHU, TestDb, code};
 
 both_backends!(
     full_then_difference_extracts_add_up_to_the_next_full_one,
@@ -23,6 +23,8 @@ both_backends!(
     a_difference_without_an_earlier_extract_is_refused,
     the_schedule_writes_full_then_differences_only_when_events_came,
     the_tenant_administrator_makes_an_extract_through_the_api,
+    a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise,
+    the_tenant_administrator_sets_the_schedule_on_the_admin_page,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -338,4 +340,260 @@ async fn the_tenant_administrator_makes_an_extract_through_the_api(db: TestDb) {
     let clerk = crate::ui::Session::login(&with, FUCHU, "clerk1").await;
     let (s, v) = post_extract(&clerk, r#"{"kind":"diff"}"#).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+}
+
+/// One tick of the schedule for `tenant` at `now` (hourly default).
+async fn tick(
+    db: &TestDb,
+    store: &InMemory,
+    tenant: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    state: &mut linkage::ScheduleState,
+) -> Option<LinkageManifest> {
+    linkage::run_due(
+        &db.registry,
+        &code(tenant),
+        store,
+        &ObjectPath::default(),
+        std::time::Duration::from_secs(3600),
+        now,
+        state,
+    )
+    .await
+    .unwrap()
+}
+
+async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: TestDb) {
+    use chrono::{Duration, Timelike, Utc};
+    use linkage::{ScheduleState, TenantSchedule};
+    let db = db.with_tenants().await;
+    let store = InMemory::new();
+    let mut state = ScheduleState::default();
+    let (fuchu, akishima) = (code(FUCHU), code(AKISHIMA));
+    let first = change(&db).await;
+    // No schedule of its own: the server-wide interval.
+    let t0 = Utc::now();
+    let m = tick(&db, &store, FUCHU, t0, &mut state)
+        .await
+        .expect("a first run");
+    assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
+    let second = change(&db).await;
+    assert!(
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(30), &mut state)
+            .await
+            .is_none()
+    );
+    let m = tick(&db, &store, FUCHU, t0 + Duration::minutes(61), &mut state)
+        .await
+        .expect("a difference");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
+
+    // Bad settings are refused in both languages.
+    for (time, kind) in [
+        ("25:00", "full"),
+        ("2時", "full"),
+        ("02:00", "weekly"),
+        ("", "diff"),
+    ] {
+        let e = TenantSchedule::parse(time, kind).unwrap_err();
+        let machi::service::ServiceError::Invalid {
+            message_ja,
+            message_en,
+            ..
+        } = e
+        else {
+            panic!("{time} {kind}: {e}")
+        };
+        assert!(
+            message_ja.contains("入力") || message_ja.contains("選んで"),
+            "{message_ja}"
+        );
+        assert!(!message_en.is_empty());
+    }
+    assert_eq!(
+        TenantSchedule::parse("０２：３０", "full")
+            .unwrap()
+            .daily_at
+            .format("%H:%M")
+            .to_string(),
+        "02:30"
+    );
+    // Fuchu's administrator: every day, a full extract, at a time two
+    // hours ago in Japan (so today's slot passed before the extracts above).
+    let jst_now = (t0 + Duration::hours(9) - Duration::hours(2)).time();
+    let daily_at = chrono::NaiveTime::from_hms_opt(jst_now.hour(), jst_now.minute(), 0).unwrap();
+    let sc = TenantSchedule {
+        daily_at,
+        kind: Kind::Full,
+    };
+    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &fuchu)
+            .await
+            .unwrap(),
+        Some(sc)
+    );
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &akishima)
+            .await
+            .unwrap(),
+        None
+    );
+    // Today's slot is older than the last extract: nothing now, nor an
+    // hour later (the interval no longer applies to Fuchu).
+    assert!(
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(62), &mut state)
+            .await
+            .is_none()
+    );
+    let third = change(&db).await;
+    assert!(
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(130), &mut state)
+            .await
+            .is_none()
+    );
+    // Tomorrow's slot: a full extract, once.
+    let tomorrow = t0 + Duration::hours(24);
+    let m = tick(&db, &store, FUCHU, tomorrow, &mut state)
+        .await
+        .expect("the daily run");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Full, 0, third));
+    assert!(
+        tick(
+            &db,
+            &store,
+            FUCHU,
+            tomorrow + Duration::minutes(5),
+            &mut state
+        )
+        .await
+        .is_none()
+    );
+    // Difference instead: at the next slot, only if events came; an event
+    // after the slot waits for the next one.
+    let sc = TenantSchedule {
+        daily_at,
+        kind: Kind::Diff,
+    };
+    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
+        .await
+        .unwrap();
+    let day2 = t0 + Duration::hours(48);
+    assert!(tick(&db, &store, FUCHU, day2, &mut state).await.is_none());
+    let fourth = change(&db).await;
+    assert!(
+        tick(&db, &store, FUCHU, day2 + Duration::hours(3), &mut state)
+            .await
+            .is_none()
+    );
+    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(72), &mut state)
+        .await
+        .expect("a difference");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, third, fourth));
+    // Akishima, without a schedule, keeps the server-wide interval.
+    let m = tick(&db, &store, AKISHIMA, tomorrow, &mut state)
+        .await
+        .expect("Akishima's first run");
+    assert_eq!(m.kind, Kind::Full);
+    assert!(
+        tick(
+            &db,
+            &store,
+            AKISHIMA,
+            tomorrow + Duration::minutes(5),
+            &mut state
+        )
+        .await
+        .is_none()
+    );
+    // Back to the default: Fuchu follows the interval again.
+    linkage::set_tenant_schedule(&db.registry, &fuchu, None, &Actor::system("admin1"))
+        .await
+        .unwrap();
+    let fifth = change(&db).await;
+    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(73), &mut state)
+        .await
+        .expect("the interval");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, fourth, fifth));
+}
+
+async fn the_tenant_administrator_sets_the_schedule_on_the_admin_page(db: TestDb) {
+    use axum::http::StatusCode;
+    use machi_domain::access::Role;
+    let db = db.with_tenants().await;
+    crate::ui::staff(&db, FUCHU, "admin1", Role::TenantAdmin).await;
+    crate::ui::staff(&db, FUCHU, "clerk1", Role::Clerk).await;
+    let app = machi::api::app(machi::api::AppState {
+        registry: db.registry.clone().with_extract_every(6 * 3600),
+    });
+    let admin = crate::ui::Session::login(&app, FUCHU, "admin1").await;
+    let (status, _, page) = admin.get("/ui/admin/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("サーバーの既定に従っています"), "{page}");
+    assert!(page.contains("6時間ごと"), "{page}");
+    // A bad time: a clear error, nothing saved.
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[("mode", "daily"), ("daily_at", "25:99"), ("kind", "full")],
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(page.contains("時刻は"), "{page}");
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        None
+    );
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[("mode", "daily"), ("daily_at", "03:30"), ("kind", "full")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "/ui/admin/extract-schedule");
+    assert!(page.contains("毎日 03:30 全件"), "{page}");
+    let sc = linkage::tenant_schedule(&db.registry, &code(FUCHU))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (sc.daily_at.format("%H:%M").to_string(), sc.kind),
+        ("03:30".into(), Kind::Full)
+    );
+    // Another municipality is not affected.
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &code(AKISHIMA))
+            .await
+            .unwrap(),
+        None
+    );
+    // A clerk may not.
+    let clerk = crate::ui::Session::login(&app, FUCHU, "clerk1").await;
+    let (status, _, _) = clerk
+        .post("/ui/admin/extract-schedule", &[("mode", "default")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        linkage::tenant_schedule(&db.registry, &code(FUCHU))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Back to the server default.
+    let (status, _, page) = admin
+        .post("/ui/admin/extract-schedule", &[("mode", "default")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("サーバーの既定に従っています"), "{page}");
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        None
+    );
 }
