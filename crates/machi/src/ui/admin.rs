@@ -576,7 +576,7 @@ async fn accounts_page(
         extract_schedule,
         extract_default: {
             let secs = s.registry.extract_every();
-            let every = if secs % 3600 == 0 {
+            let every = if secs.is_multiple_of(3600) {
                 ctx.lang
                     .t(
                         &format!("{}時間ごと", secs / 3600),
