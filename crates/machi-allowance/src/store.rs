@@ -662,7 +662,7 @@ impl Store {
             }
             let mut log = log;
             log.subject = format!("run:{id}");
-            log.detail = format!("{}件 {}円", lines.len(), total);
+            log.detail = format!("{}件 {}", lines.len(), crate::web::yen(total));
             audit::append(&tx, &log, at)?;
             tx.commit()?;
             Ok(Some(PaymentRun {

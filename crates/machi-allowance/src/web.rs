@@ -145,7 +145,7 @@ fn esc(s: &str) -> String {
     o
 }
 
-fn yen(n: i64) -> String {
+pub(crate) fn yen(n: i64) -> String {
     let s = n.abs().to_string();
     let mut o = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -1499,7 +1499,7 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
         logged!(
             s,
             ctx.entry(&sess, Action::PaymentExported, format!("run:{}", run.id))
-                .detail(format!("{}件 {}円", lines.len(), run.total))
+                .detail(format!("{}件 {}", lines.len(), yen(run.total)))
         );
         let mut w = csv::Writer::from_writer(Vec::new());
         let _ = w.write_record([
