@@ -199,11 +199,10 @@ pub fn signature_upload(bytes: &[u8]) -> Result<Vec<u8>, UploadError> {
     let der = if let Ok(t) = std::str::from_utf8(bytes)
         && t.trim_start().starts_with("-----BEGIN")
     {
-        let t = t.trim_start();
-        if !(t.starts_with("-----BEGIN PKCS7-----") || t.starts_with("-----BEGIN CMS-----")) {
-            return Err(UploadError::WrongType);
+        match machi_sign::pem_block(t) {
+            Ok((label, der)) if label == "PKCS7" || label == "CMS" => der,
+            _ => return Err(UploadError::WrongType),
         }
-        machi_sign::pem_to_der(t).map_err(|_| UploadError::WrongType)?
     } else {
         bytes.to_vec()
     };
