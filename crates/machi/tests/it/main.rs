@@ -41,6 +41,7 @@ mod migration;
 mod openapi;
 mod operability;
 mod portal;
+mod portal_sign;
 mod readable;
 mod registry_model;
 mod rls;
