@@ -26,6 +26,7 @@ mod browser_forms;
 mod browser_hooks;
 mod browser_mobile;
 mod browser_portal;
+mod browser_portal_sign;
 mod browser_review;
 mod client_jwt;
 mod contract;
