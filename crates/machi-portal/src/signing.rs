@@ -293,9 +293,24 @@ pub struct DemoPerson {
 /// The synthetic residents the demo issues cards to (架空 = fictitious).
 pub fn demo_people() -> Vec<DemoPerson> {
     [
-        ("架空　太郎", "1", "319850102", "東京都府中市宮西町架空1番地"),
-        ("架空　花子", "2", "319870315", "東京都府中市宮西町架空1番地"),
-        ("試験　一郎", "1", "419920720", "東京都昭島市田中町架空2番地"),
+        (
+            "架空　太郎",
+            "1",
+            "319850102",
+            "東京都府中市宮西町架空1番地",
+        ),
+        (
+            "架空　花子",
+            "2",
+            "319870315",
+            "東京都府中市宮西町架空1番地",
+        ),
+        (
+            "試験　一郎",
+            "1",
+            "419920720",
+            "東京都昭島市田中町架空2番地",
+        ),
     ]
     .into_iter()
     .map(|(name, sex, dob, address)| DemoPerson {
@@ -350,7 +365,9 @@ impl DemoCards {
                 &p.address,
                 from,
             );
-            let card = ca.issue(&spec, &generate_key().map_err(err)?).map_err(err)?;
+            let card = ca
+                .issue(&spec, &generate_key().map_err(err)?)
+                .map_err(err)?;
             cards.push((p.clone(), card));
         }
         let crl_der = ca

@@ -1179,8 +1179,7 @@ fn sections(p: &Portal, l: Lang, loaded: &Loaded) -> Vec<(String, Vec<Row>)> {
     let def = &loaded.def;
     let a = &loaded.draft.answers;
     let ctx = CheckContext::new(today(p));
-    def
-        .visible_pages(a)
+    def.visible_pages(a)
         .into_iter()
         .map(|page| {
             let rows = def
@@ -1309,20 +1308,20 @@ fn signing_unavailable(p: &Portal, l: Lang, loaded: &Loaded) -> Response {
     )
 }
 
-/// What is wrong before the signing step can be shown: the citizen is
-/// sent where to go on.
-fn signing_ready(p: &Portal, l: Lang, loaded: &Loaded) -> Result<(), Response> {
+/// What is wrong before the signing step can be shown, as the response
+/// sending the citizen where to go on (None: ready to sign).
+fn signing_blocked(p: &Portal, l: Lang, loaded: &Loaded) -> Option<Response> {
     if loaded.def.identity() != Identity::Signature {
-        return Err(Redirect::to("/d/check").into_response());
+        return Some(Redirect::to("/d/check").into_response());
     }
     let ctx = CheckContext::new(today(p));
     if let Some((first, _)) = loaded.def.check_all(&loaded.draft.answers, &ctx).first() {
-        return Err(Redirect::to(&format!("/d/p/{first}?from=check")).into_response());
+        return Some(Redirect::to(&format!("/d/p/{first}?from=check")).into_response());
     }
     if p.config.signing.is_none() {
-        return Err(signing_unavailable(p, l, loaded));
+        return Some(signing_unavailable(p, l, loaded));
     }
-    Ok(())
+    None
 }
 
 /// Verifies a CMS SignedData over this draft's canonical form, now.
@@ -1333,8 +1332,8 @@ fn verify_draft(
 ) -> Result<machi_sign::VerifiedFiling, SignRefusal> {
     let signing = p.config.signing.as_ref().ok_or(SignRefusal::Unavailable)?;
     let ctx = CheckContext::new(today(p));
-    let payload = crate::signing::payload_of(&signed_content(loaded, &ctx))
-        .ok_or(SignRefusal::NoNonce)?;
+    let payload =
+        crate::signing::payload_of(&signed_content(loaded, &ctx)).ok_or(SignRefusal::NoNonce)?;
     let canonical = payload.canonical_bytes().map_err(SignRefusal::Sign)?;
     signing
         .verifier()
@@ -1499,7 +1498,7 @@ async fn sign_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response 
     let Some(mut loaded) = load_draft(&p, &headers) else {
         return no_draft(l);
     };
-    if let Err(r) = signing_ready(&p, l, &loaded) {
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
     }
     // A fresh nonce unless this draft has one not yet used.
@@ -1529,7 +1528,7 @@ async fn sign_document(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Resp
     let Some(loaded) = load_draft(&p, &headers) else {
         return no_draft(l);
     };
-    if let Err(r) = signing_ready(&p, l, &loaded) {
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
     }
     let ctx = CheckContext::new(today(&p));
@@ -1562,7 +1561,7 @@ async fn sign_post(
     let Some(mut loaded) = load_draft(&p, &headers) else {
         return no_draft(l);
     };
-    if let Err(r) = signing_ready(&p, l, &loaded) {
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
     }
     let mut action = String::new();
@@ -1656,10 +1655,7 @@ async fn sign_post(
             Redirect::to("/d/confirm").into_response()
         }
         Err(r) => {
-            tracing::info!(
-                refusal = r.target(),
-                "portal: a signature was refused"
-            );
+            tracing::info!(refusal = r.target(), "portal: a signature was refused");
             render_sign(&p, l, &loaded, Some(&r))
         }
     }
@@ -1677,7 +1673,6 @@ struct ConfirmPage {
     sex: String,
     address: String,
     valid_until: String,
-    problem: String,
 }
 
 fn birth_label(l: Lang, b: &machi_sign::BirthDate) -> String {
@@ -1703,7 +1698,7 @@ async fn confirm_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Respon
     let Some(loaded) = load_draft(&p, &headers) else {
         return no_draft(l);
     };
-    if let Err(r) = signing_ready(&p, l, &loaded) {
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
     }
     let Some(sig) = &loaded.draft.signature else {
@@ -1711,31 +1706,24 @@ async fn confirm_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Respon
     };
     let cms = B64.decode(&sig.cms).unwrap_or_default();
     match verify_draft(&p, &loaded, &cms) {
-        Ok(v) => render_confirm(&p, l, &loaded, &v, sig.demo, ""),
+        Ok(v) => render_confirm(l, &loaded, &v, sig.demo),
         Err(r) => render_sign(&p, l, &loaded, Some(&r)),
     }
 }
 
 fn render_confirm(
-    p: &Portal,
     l: Lang,
     loaded: &Loaded,
     v: &machi_sign::VerifiedFiling,
     demo: bool,
-    problem: &str,
 ) -> Response {
     let b4 = &v.certificate.basic_four;
-    let _ = p;
     html(
         StatusCode::OK,
         &ConfirmPage {
             c: Chrome::new(
                 l,
-                l.t(
-                    "署名の確認",
-                    "しょめいの かくにん",
-                    "Check the signature",
-                ),
+                l.t("署名の確認", "しょめいの かくにん", "Check the signature"),
                 "/d/confirm",
             ),
             procedure_title: loaded.def.procedure.title.get(l).to_owned(),
@@ -1752,7 +1740,6 @@ fn render_confirm(
                     .with_timezone(&crate::jst())
                     .date_naive(),
             ),
-            problem: problem.to_owned(),
         },
     )
 }
@@ -1781,7 +1768,7 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let mut signature = serde_json::Value::Null;
     let mut nonce = None;
     if signed {
-        if let Err(r) = signing_ready(&p, l, &loaded) {
+        if let Some(r) = signing_blocked(&p, l, &loaded) {
             return r;
         }
         let Some(sig) = &loaded.draft.signature else {

@@ -71,7 +71,8 @@ fn pki() -> &'static Pki {
         let crl = ca
             .crl(now() - days(1), now() + days(1), &[(3, now() - days(5))])
             .unwrap();
-        let other = DemoCa::new(generate_key().unwrap(), "stranger", from, from + days(3650)).unwrap();
+        let other =
+            DemoCa::new(generate_key().unwrap(), "stranger", from, from + days(3650)).unwrap();
         let stranger = other.issue(&spec(1, "架空　四郎"), &card_key).unwrap();
         Pki {
             ca,
@@ -375,7 +376,10 @@ async fn a_signed_tenshutsu_is_verified_shown_and_sealed_with_its_signature() {
     let page = r.text();
     assert!(page.contains("署名番号"));
     assert!(page.contains("東京都昭島市美堀町架空1番"));
-    assert!(!page.contains("デモ用カード"), "no demo cards unless configured");
+    assert!(
+        !page.contains("デモ用カード"),
+        "no demo cards unless configured"
+    );
     let doc = document(&e, &cookie).await;
     let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
     assert_eq!(v["format"], "machi-filing/1");
@@ -451,7 +455,11 @@ async fn every_bad_signature_is_refused_with_nothing_stored() {
     let at = other.len() / 2;
     other[at] ^= 1;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("tampered", sign(&p.good, &other), "署名後に改ざんされた可能性があります"),
+        (
+            "tampered",
+            sign(&p.good, &other),
+            "署名後に改ざんされた可能性があります",
+        ),
         (
             "wrong signer",
             sign(&p.wrong_key, &doc),
@@ -464,11 +472,27 @@ async fn every_bad_signature_is_refused_with_nothing_stored() {
             sign(&p.stranger, &doc),
             "信頼された認証局から発行されたものではありません",
         ),
-        ("wrong type", b"\x89PNG\r\n\x1a\n0000".to_vec(), "署名ファイル（.p7s、CMS形式）ではありません"),
-        ("wrong PEM", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(), "署名ファイル（.p7s、CMS形式）ではありません"),
-        ("too large", vec![0x30; 70 * 1024], "署名ファイルが大きすぎます"),
+        (
+            "wrong type",
+            b"\x89PNG\r\n\x1a\n0000".to_vec(),
+            "署名ファイル（.p7s、CMS形式）ではありません",
+        ),
+        (
+            "wrong PEM",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
+            "署名ファイル（.p7s、CMS形式）ではありません",
+        ),
+        (
+            "too large",
+            vec![0x30; 70 * 1024],
+            "署名ファイルが大きすぎます",
+        ),
         ("empty", vec![], "署名ファイル（.p7s）を選んでください"),
-        ("garbage DER", vec![0x30, 0x82, 0xff, 0xff, 1, 2, 3], "形式が正しくない"),
+        (
+            "garbage DER",
+            vec![0x30, 0x82, 0xff, 0xff, 1, 2, 3],
+            "形式が正しくない",
+        ),
     ];
     for (what, bytes, says) in cases {
         let r = upload(&e, &cookie, &bytes).await;
@@ -497,7 +521,11 @@ async fn every_bad_signature_is_refused_with_nothing_stored() {
             .unwrap(),
     )
     .await;
-    assert!(r.text().contains("This is not a signature file"), "{}", r.text());
+    assert!(
+        r.text().contains("This is not a signature file"),
+        "{}",
+        r.text()
+    );
 
     // A signature made for another filing (its own nonce) does not fit this one.
     let cookie2 = fill_tenshutsu(&e).await;
@@ -534,7 +562,14 @@ async fn without_anchors_a_signed_procedure_cannot_be_sent_and_demo_cards_only_w
     let cookie = fill_tenshutsu(&e).await;
     let r = get(&e.app, "/d/sign", &cookie).await;
     assert!(r.text().contains("電子署名をまだ受け付けていません"));
-    let r = post_multipart(&e.app, "/d/sign", &cookie, &[("_action", "demo"), ("demo_card", "0")], None).await;
+    let r = post_multipart(
+        &e.app,
+        "/d/sign",
+        &cookie,
+        &[("_action", "demo"), ("demo_card", "0")],
+        None,
+    )
+    .await;
     assert!(r.text().contains("電子署名をまだ受け付けていません"));
     assert!(pending(&e).await.is_empty());
 
@@ -542,7 +577,14 @@ async fn without_anchors_a_signed_procedure_cannot_be_sent_and_demo_cards_only_w
     let e = env_with(true, false);
     let cookie = fill_tenshutsu(&e).await;
     document(&e, &cookie).await;
-    let r = post_multipart(&e.app, "/d/sign", &cookie, &[("_action", "demo"), ("demo_card", "0")], None).await;
+    let r = post_multipart(
+        &e.app,
+        "/d/sign",
+        &cookie,
+        &[("_action", "demo"), ("demo_card", "0")],
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // Demo mode: offered and labelled 「デモ用カード」 wherever it appears.
@@ -552,7 +594,14 @@ async fn without_anchors_a_signed_procedure_cannot_be_sent_and_demo_cards_only_w
     let page = r.text();
     assert!(page.contains("デモ用カード"), "{page}");
     assert!(page.contains("架空　花子（デモ用カード）"));
-    let r = post_multipart(&e.app, "/d/sign", &cookie, &[("_action", "demo"), ("demo_card", "0")], None).await;
+    let r = post_multipart(
+        &e.app,
+        "/d/sign",
+        &cookie,
+        &[("_action", "demo"), ("demo_card", "0")],
+        None,
+    )
+    .await;
     assert_eq!(r.location.as_deref(), Some("/d/confirm"), "{}", r.text());
     let r = get(&e.app, "/d/confirm", &cookie).await;
     assert!(r.text().contains("デモ用カード"));
@@ -565,14 +614,23 @@ async fn without_anchors_a_signed_procedure_cannot_be_sent_and_demo_cards_only_w
         .decode(list[0]["sealed"].as_str().unwrap())
         .unwrap();
     let filing: serde_json::Value = serde_json::from_slice(
-        &e.key.open(&sealed, list[0]["id"].as_str().unwrap()).unwrap(),
+        &e.key
+            .open(&sealed, list[0]["id"].as_str().unwrap())
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(filing["signature"]["demo"], true);
     // A card number that does not exist.
     let cookie = fill_tenshutsu(&e).await;
     document(&e, &cookie).await;
-    let r = post_multipart(&e.app, "/d/sign", &cookie, &[("_action", "demo"), ("demo_card", "9")], None).await;
+    let r = post_multipart(
+        &e.app,
+        "/d/sign",
+        &cookie,
+        &[("_action", "demo"), ("demo_card", "9")],
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("error-summary"));
 }

@@ -152,7 +152,9 @@ pub async fn pull_command(store: &crate::store::Store) -> anyhow::Result<ExitCod
 
 pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
-        PortalCommand::Pull => anyhow::bail!("machi portal pull needs the database (run through the CLI)"),
+        PortalCommand::Pull => {
+            anyhow::bail!("machi portal pull needs the database (run through the CLI)")
+        }
         PortalCommand::Keygen => {
             let key = OpeningKey::generate()?;
             println!("back office private key (keep secret): {}", &*key.to_hex());
@@ -435,7 +437,8 @@ fn check_signature(
             content_sha256: None,
             check: failed(
                 "signature_bad_structure",
-                "署名付きの申請の形式が正しくありません（署名番号か署名データがありません）。".into(),
+                "署名付きの申請の形式が正しくありません（署名番号か署名データがありません）。"
+                    .into(),
                 "The signed filing is malformed (no signing nonce or no signature data).".into(),
             ),
         });
@@ -872,7 +875,9 @@ pub struct PortalLink {
 
 impl std::fmt::Debug for PortalLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortalLink").field("url", &self.url).finish()
+        f.debug_struct("PortalLink")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -936,8 +941,8 @@ impl PortalLink {
             .map_err(|_| anyhow::anyhow!("{PORTAL_URL_ENV} is set but {PULL_TOKEN_ENV} is not"))?;
         let key = std::env::var(OPENING_KEY_ENV)
             .map_err(|_| anyhow::anyhow!("{PORTAL_URL_ENV} is set but {OPENING_KEY_ENV} is not"))?;
-        let key =
-            OpeningKey::from_hex(key.trim()).map_err(|e| anyhow::anyhow!("{OPENING_KEY_ENV}: {e}"))?;
+        let key = OpeningKey::from_hex(key.trim())
+            .map_err(|e| anyhow::anyhow!("{OPENING_KEY_ENV}: {e}"))?;
         let signing = signing_from_env()?;
         if signing.is_none() {
             tracing::warn!(
@@ -960,9 +965,7 @@ impl PortalLink {
     pub async fn flush_statuses(
         &self,
         store: &crate::store::Store,
-        now: i64,
     ) -> Result<(usize, usize), PullError> {
-        let _ = now;
         let mut pushed = 0;
         let mut left = 0;
         for t in store.list_tenants().await? {
@@ -1046,7 +1049,7 @@ impl PortalLink {
                 break;
             }
         }
-        let (pushed, left) = self.flush_statuses(store, now).await?;
+        let (pushed, left) = self.flush_statuses(store).await?;
         report.statuses_pushed = pushed;
         report.statuses_left = left;
         counters().pulls.inc();

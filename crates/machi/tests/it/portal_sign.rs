@@ -68,10 +68,17 @@ fn pki() -> &'static Pki {
         let second = ca.issue(&spec(2, "架空　次郎"), &key).unwrap();
         let crl = ca.crl(now() - days(1), now() + days(30), &[]).unwrap();
         let crl_revoking_2 = ca
-            .crl(now() - days(1) + chrono::Duration::hours(1), now() + days(30), &[(2, now() - days(1))])
+            .crl(
+                now() - days(1) + chrono::Duration::hours(1),
+                now() + days(30),
+                &[(2, now() - days(1))],
+            )
             .unwrap();
-        let stranger = DemoCa::new(generate_key().unwrap(), "stranger", from, from + days(3650)).unwrap();
-        let stranger_crl = stranger.crl(now() - days(1), now() + days(30), &[]).unwrap();
+        let stranger =
+            DemoCa::new(generate_key().unwrap(), "stranger", from, from + days(3650)).unwrap();
+        let stranger_crl = stranger
+            .crl(now() - days(1), now() + days(30), &[])
+            .unwrap();
         Pki {
             ca: ca.cert_der(),
             crl,
@@ -85,7 +92,12 @@ fn pki() -> &'static Pki {
 }
 
 fn signing(ca: &[u8], crl: &[u8]) -> Signing {
-    Signing::load(SignatureFiles::default(), vec![ca.to_vec()], vec![crl.to_vec()]).unwrap()
+    Signing::load(
+        SignatureFiles::default(),
+        vec![ca.to_vec()],
+        vec![crl.to_vec()],
+    )
+    .unwrap()
 }
 
 struct Running {
@@ -353,7 +365,11 @@ async fn signed_filings_are_verified_again_on_import_and_replays_refused(db: Tes
     )
     .await
     .unwrap();
-    assert_eq!((out.imported, out.signatures_valid, out.signatures_failed), (1, 1, 0), "{out:?}");
+    assert_eq!(
+        (out.imported, out.signatures_valid, out.signatures_failed),
+        (1, 1, 0),
+        "{out:?}"
+    );
     let c = checks(&db).await;
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].0, receipt);
@@ -367,16 +383,28 @@ async fn signed_filings_are_verified_again_on_import_and_replays_refused(db: Tes
     for (table, rows) in db.raw_dump().await {
         for row in rows {
             for cell in row.into_iter().flatten() {
-                assert!(!cell.contains("宮西町架空"), "plaintext certificate item in {table}");
+                assert!(
+                    !cell.contains("宮西町架空"),
+                    "plaintext certificate item in {table}"
+                );
             }
         }
     }
 
     // The same filing again (a lost acknowledgement): stored once, no replay.
-    let again = import(&db.store, &p.key, Some(&back_office), std::slice::from_ref(&original), t)
-        .await
-        .unwrap();
-    assert_eq!((again.imported, again.already, again.refused.len()), (0, 1, 0));
+    let again = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        std::slice::from_ref(&original),
+        t,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (again.imported, again.already, again.refused.len()),
+        (0, 1, 0)
+    );
 
     // A replay: the same signed content and signature under another
     // receipt and portal row. Refused, nothing written.
@@ -389,7 +417,11 @@ async fn signed_filings_are_verified_again_on_import_and_replays_refused(db: Tes
     assert_eq!(out.imported, 0);
     assert_eq!(out.refused.len(), 1, "{out:?}");
     assert_eq!(out.refused[0].code, "replayed");
-    assert!(out.refused[0].ja.contains(&receipt), "{}", out.refused[0].ja);
+    assert!(
+        out.refused[0].ja.contains(&receipt),
+        "{}",
+        out.refused[0].ja
+    );
     assert!(out.refused[0].ja.contains("再送"));
     assert!(out.refused[0].en.contains("replayed"));
     assert!(out.acknowledge.is_empty(), "a replay is not acknowledged");
@@ -422,7 +454,8 @@ async fn a_signature_failing_at_the_back_office_is_stored_with_the_reason(db: Te
 
     // 1. Answers altered after signing (a portal that changed them).
     let mut filing = open(&p.key, &pulled[0]);
-    filing["signed_content"]["answers"]["destination"]["address"] = "東京都昭島市美堀町架空9番".into();
+    filing["signed_content"]["answers"]["destination"]["address"] =
+        "東京都昭島市美堀町架空9番".into();
     let tampered = reseal(&p, &pulled[0], &filing);
     // 2. Revoked since: the back office's CRL is newer than the portal's.
     let revoked_since = pulled.remove(1);
@@ -446,7 +479,11 @@ async fn a_signature_failing_at_the_back_office_is_stored_with_the_reason(db: Te
     )
     .await
     .unwrap();
-    assert_eq!((out.imported, out.signatures_valid, out.signatures_failed), (3, 0, 3), "{out:?}");
+    assert_eq!(
+        (out.imported, out.signatures_valid, out.signatures_failed),
+        (3, 0, 3),
+        "{out:?}"
+    );
     let mut results: Vec<String> = checks(&db)
         .await
         .into_iter()
@@ -455,11 +492,18 @@ async fn a_signature_failing_at_the_back_office_is_stored_with_the_reason(db: Te
     results.sort();
     assert_eq!(
         results,
-        ["certificate_revoked", "missing", "signature_tampered_content"]
+        [
+            "certificate_revoked",
+            "missing",
+            "signature_tampered_content"
+        ]
     );
     for (_, c) in checks(&db).await {
         let c = c.unwrap();
-        assert!(!c.message_ja.is_empty() && !c.message_en.is_empty(), "{c:?}");
+        assert!(
+            !c.message_ja.is_empty() && !c.message_en.is_empty(),
+            "{c:?}"
+        );
     }
 
     // A back office trusting another CA only: the portal's filing is
@@ -470,7 +514,9 @@ async fn a_signature_failing_at_the_back_office_is_stored_with_the_reason(db: Te
     file_signed_tenshutsu(&p2.base, &pki().good).await;
     let l2 = listed(&p2.base).await;
     let other = signing(&pki().stranger_ca, &pki().stranger_crl);
-    let out = import(&db.store, &p2.key, Some(&other), &l2[..1], t).await.unwrap();
+    let out = import(&db.store, &p2.key, Some(&other), &l2[..1], t)
+        .await
+        .unwrap();
     assert_eq!((out.imported, out.signatures_failed), (1, 1));
     let out = import(&db.store, &p2.key, None, &l2[1..], t).await.unwrap();
     assert_eq!(out.imported, 1);
@@ -480,7 +526,10 @@ async fn a_signature_failing_at_the_back_office_is_stored_with_the_reason(db: Te
         .map(|(_, c)| c.unwrap().result)
         .collect();
     results.sort();
-    assert!(results.contains(&"certificate_unknown_trust_anchor".to_owned()), "{results:?}");
+    assert!(
+        results.contains(&"certificate_unknown_trust_anchor".to_owned()),
+        "{results:?}"
+    );
     assert!(results.contains(&"not_checked".to_owned()), "{results:?}");
 }
 
@@ -502,8 +551,16 @@ async fn the_pull_survives_an_unreachable_portal_and_status_changes_reach_it(db:
     // filing stays on the portal.
     let down = link("http://127.0.0.1:9", &p.key);
     let err = down.run_once(&db.store, t).await.unwrap_err();
-    assert!(err.message_ja().contains("何も失われていません"), "{}", err.message_ja());
-    assert!(err.message_en().contains("Nothing is lost"), "{}", err.message_en());
+    assert!(
+        err.message_ja().contains("何も失われていません"),
+        "{}",
+        err.message_ja()
+    );
+    assert!(
+        err.message_en().contains("Nothing is lost"),
+        "{}",
+        err.message_en()
+    );
     assert_eq!(listed(&p.base).await.len(), 1);
 
     // The worker keeps going past failures (and counts them).
@@ -556,7 +613,7 @@ async fn the_pull_survives_an_unreachable_portal_and_status_changes_reach_it(db:
         })
         .await
         .unwrap();
-    let (pushed, left) = down.flush_statuses(&db.store, t).await.unwrap();
+    let (pushed, left) = down.flush_statuses(&db.store).await.unwrap();
     assert_eq!((pushed, left), (0, 1));
     let queued = db
         .store
