@@ -17,12 +17,13 @@ use machi_portal::{Config, Portal};
 use machi_sign::demo::{CardSpec, DemoCa, DemoCard, SignOptions, generate_key};
 use sha2::{Digest, Sha256};
 
-use crate::support::{FUCHU, TestDb, code};
+use crate::support::{FUCHU, TEST_MASTER_KEY, TestDb, code};
 
 both_backends!(
     signed_filings_are_verified_again_on_import_and_replays_refused,
     a_signature_failing_at_the_back_office_is_stored_with_the_reason,
     the_pull_survives_an_unreachable_portal_and_status_changes_reach_it,
+    machi_portal_pull_imports_once_for_cron,
 );
 
 const TOKEN: &str = "portal-pull-token-for-sign-tests";
@@ -578,6 +579,13 @@ async fn the_pull_survives_an_unreachable_portal_and_status_changes_reach_it(db:
     }
     worker.abort();
     assert!(machi::portal::counters().pull_failures.get() > before);
+    // On /metrics, without labels.
+    let exposition = machi::api::metrics::Metrics::new(db.store.clone(), None).render();
+    assert!(
+        exposition.contains("machi_portal_pull_failures_total "),
+        "{exposition}"
+    );
+    assert!(exposition.contains("machi_portal_filings_imported_total "));
     assert_eq!(
         machi::portal::backoff(std::time::Duration::from_secs(30), 1),
         std::time::Duration::from_secs(60)
@@ -655,4 +663,75 @@ async fn the_pull_survives_an_unreachable_portal_and_status_changes_reach_it(db:
         })
         .await;
     assert!(err.is_err());
+}
+
+/// Runs `machi portal pull` on the test database: (success, stdout, stderr).
+async fn portal_pull(db: &TestDb, env: &[(&str, String)]) -> (bool, String, String) {
+    let database = match db.location().await {
+        machi::store::DatabaseLocation::Postgres(url) => url,
+        machi::store::DatabaseLocation::Sqlite(path) => path.display().to_string(),
+    };
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_machi"));
+    cmd.arg("--database")
+        .arg(database)
+        .args(["portal", "pull"])
+        .env_remove("MACHI_LOG")
+        .env_remove("MACHI_SIGN_ANCHORS")
+        .env_remove("MACHI_SIGN_CRLS")
+        .env("MACHI_MASTER_KEY", TEST_MASTER_KEY);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+async fn machi_portal_pull_imports_once_for_cron(db: TestDb) {
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    file_signed_tenshutsu(&p.base, &pki().good).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, machi_sign::der_to_pem("CERTIFICATE", &pki().ca)).unwrap();
+    let crl = dir.path().join("ca.crl");
+    std::fs::write(&crl, &pki().crl).unwrap();
+    let env = |url: &str| {
+        vec![
+            ("MACHI_PORTAL_URL", url.to_owned()),
+            ("MACHI_PORTAL_PULL_TOKEN", TOKEN.to_owned()),
+            ("MACHI_PORTAL_OPENING_KEY", p.key.to_hex().to_string()),
+            ("MACHI_SIGN_ANCHORS", ca.display().to_string()),
+            ("MACHI_SIGN_CRLS", crl.display().to_string()),
+        ]
+    };
+    // The portal unreachable: exit status 1, a clear message in both
+    // languages, the filing still on the portal.
+    let (ok, _, err) = portal_pull(&db, &env("http://127.0.0.1:9")).await;
+    assert!(!ok);
+    assert!(err.contains("何も失われていません"), "{err}");
+    assert!(err.contains("Nothing is lost"), "{err}");
+    assert_eq!(listed(&p.base).await.len(), 1);
+    // Reachable: imported with its signature checked, acknowledged.
+    let (ok, out, err) = portal_pull(&db, &env(&p.base)).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("取込み 1 件"), "{out}");
+    assert!(out.contains("imported 1"), "{out}");
+    assert!(listed(&p.base).await.is_empty());
+    let c = checks(&db).await;
+    assert_eq!(c.len(), 1);
+    assert!(c[0].1.as_ref().unwrap().is_valid());
+    // Nothing new: nothing imported twice.
+    let (ok, out, _) = portal_pull(&db, &env(&p.base)).await;
+    assert!(ok);
+    assert!(out.contains("取込み 0 件"), "{out}");
+    // No portal configured: a clear error.
+    let (ok, _, err) = portal_pull(&db, &[]).await;
+    assert!(!ok);
+    assert!(err.contains("MACHI_PORTAL_URL"), "{err}");
 }
