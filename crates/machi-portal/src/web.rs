@@ -428,6 +428,22 @@ fn load_draft(p: &Portal, headers: &HeaderMap) -> Option<Loaded> {
     })
 }
 
+/// Why a draft did not load: none (or expired), or it names a version of
+/// its procedure that is not published here (a filing against an
+/// unpublished version is refused, nothing sent).
+fn draft_gone(p: &Portal, l: Lang, headers: &HeaderMap) -> Response {
+    let unpublished_version = cookie(headers, DRAFT_COOKIE)
+        .and_then(|c| seal::normalize_code(&c, 4))
+        .and_then(|code| p.store.load_draft(&code, p.now().timestamp()).ok()?)
+        .and_then(|(plain, _)| serde_json::from_slice::<Draft>(&plain).ok())
+        .filter(|d| load_def(p, &d.tenant, &d.procedure, d.version).is_none())
+        .map(|d| d.version);
+    match unpublished_version {
+        Some(v) => unpublished(l, v),
+        None => no_draft(l),
+    }
+}
+
 fn save(p: &Portal, code: &str, draft: &Draft) -> Result<i64, crate::store::StoreError> {
     let now = p.now().timestamp();
     let expires = now + p.config.draft_days * 86_400;
@@ -970,7 +986,7 @@ async fn page_get(
 ) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     render_page(l, &loaded, &page, &[], q.from.as_deref() == Some("check"))
 }
@@ -988,7 +1004,7 @@ async fn page_post(
 ) -> Response {
     let l = lang_of(&headers);
     let Some(mut loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let Some(page) = loaded.def.page(&page_id).cloned() else {
         return not_found(headers).await;
@@ -1232,7 +1248,7 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
 async fn check_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let ctx = CheckContext::new(today(&p));
     if let Some((first, _)) = loaded.def.check_all(&loaded.draft.answers, &ctx).first() {
@@ -1496,7 +1512,7 @@ fn render_sign(p: &Portal, l: Lang, loaded: &Loaded, refusal: Option<&SignRefusa
 async fn sign_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(mut loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
@@ -1526,7 +1542,7 @@ async fn sign_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response 
 async fn sign_document(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
@@ -1559,7 +1575,7 @@ async fn sign_post(
 ) -> Response {
     let l = lang_of(&headers);
     let Some(mut loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
@@ -1696,7 +1712,7 @@ fn sex_label(l: Lang, s: &machi_sign::Sex) -> String {
 async fn confirm_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     if let Some(r) = signing_blocked(&p, l, &loaded) {
         return r;
@@ -1747,7 +1763,7 @@ fn render_confirm(
 async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let ctx = CheckContext::new(today(&p));
     let def = &loaded.def;
@@ -1851,7 +1867,7 @@ struct SavedPage {
 async fn saved(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let until = DateTime::from_timestamp(loaded.expires_at, 0)
         .map(|t| t.with_timezone(&crate::jst()).to_rfc3339())

@@ -659,3 +659,35 @@ proptest! {
         let _ = machi_portal::signing::signature_upload(text.as_bytes());
     }
 }
+
+#[tokio::test]
+async fn a_filing_against_an_unpublished_version_is_refused_with_nothing_sent() {
+    let e = env_with(true, false);
+    let cookie = fill_tenshutsu(&e).await;
+    // The version the draft was made on disappears from the portal (a
+    // database restored from before it was published).
+    let db = rusqlite::Connection::open(e._dir.0.join("portal.db")).unwrap();
+    db.execute("DELETE FROM definitions WHERE procedure = 'tenshutsu'", [])
+        .unwrap();
+    for r in [
+        get(&e.app, "/d/sign", &cookie).await,
+        post_empty(&e.app, "/d/submit", &cookie).await,
+        upload(&e, &cookie, b"0").await,
+    ] {
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert!(
+            r.text().contains("この手続の版は公開されていません"),
+            "{}",
+            r.text()
+        );
+        assert!(r.text().contains("何も送信していません"));
+    }
+    let r = get(&e.app, "/d/check", &format!("{cookie}; portal_lang=en")).await;
+    assert!(
+        r.text()
+            .contains("This version of the service is not published"),
+        "{}",
+        r.text()
+    );
+    assert!(pending(&e).await.is_empty());
+}
