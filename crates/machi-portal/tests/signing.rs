@@ -691,3 +691,48 @@ async fn a_filing_against_an_unpublished_version_is_refused_with_nothing_sent() 
     );
     assert!(pending(&e).await.is_empty());
 }
+
+#[test]
+fn a_new_crl_file_takes_effect_on_reload_and_a_bad_one_keeps_the_old() {
+    let p = pki();
+    let n: u64 = u64::from_le_bytes(machi_portal::seal::random::<8>().unwrap());
+    let dir = Dir(std::env::temp_dir().join(format!("machi-portal-crl-{n:x}")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let ca = dir.0.join("ca.der");
+    std::fs::write(&ca, p.ca.cert_der()).unwrap();
+    let crl = dir.0.join("ca.crl");
+    std::fs::write(&crl, p.ca.crl(now() - days(2), now() + days(1), &[]).unwrap()).unwrap();
+    let s = Signing::load(
+        SignatureFiles {
+            anchors: vec![ca],
+            crls: vec![crl.clone()],
+        },
+        vec![],
+        vec![],
+    )
+    .unwrap();
+    let good = p.good.cert_der();
+    assert!(s.verifier().check_certificate(&good, now()).is_ok());
+    // The CA revokes card 1: the new CRL file is read on reload.
+    std::fs::write(
+        &crl,
+        p.ca.crl(now() - days(1), now() + days(1), &[(1, now() - days(1))]).unwrap(),
+    )
+    .unwrap();
+    s.reload().unwrap();
+    assert!(matches!(
+        s.verifier().check_certificate(&good, now()),
+        Err(machi_sign::SignError::Revoked { .. })
+    ));
+    // A damaged file: an error naming it, and the loaded CRL stays.
+    std::fs::write(&crl, b"garbage").unwrap();
+    let err = s.reload().unwrap_err();
+    assert!(err.message_ja().contains("ca.crl"), "{}", err.message_ja());
+    assert!(matches!(
+        s.verifier().check_certificate(&good, now()),
+        Err(machi_sign::SignError::Revoked { .. })
+    ));
+    // No anchor at all is a configuration error.
+    let err = Signing::load(SignatureFiles::default(), vec![], vec![]).unwrap_err();
+    assert!(err.message_ja().contains("トラストアンカー"));
+}
