@@ -701,7 +701,11 @@ fn a_new_crl_file_takes_effect_on_reload_and_a_bad_one_keeps_the_old() {
     let ca = dir.0.join("ca.der");
     std::fs::write(&ca, p.ca.cert_der()).unwrap();
     let crl = dir.0.join("ca.crl");
-    std::fs::write(&crl, p.ca.crl(now() - days(2), now() + days(1), &[]).unwrap()).unwrap();
+    std::fs::write(
+        &crl,
+        p.ca.crl(now() - days(2), now() + days(1), &[]).unwrap(),
+    )
+    .unwrap();
     let s = Signing::load(
         SignatureFiles {
             anchors: vec![ca],
@@ -716,7 +720,8 @@ fn a_new_crl_file_takes_effect_on_reload_and_a_bad_one_keeps_the_old() {
     // The CA revokes card 1: the new CRL file is read on reload.
     std::fs::write(
         &crl,
-        p.ca.crl(now() - days(1), now() + days(1), &[(1, now() - days(1))]).unwrap(),
+        p.ca.crl(now() - days(1), now() + days(1), &[(1, now() - days(1))])
+            .unwrap(),
     )
     .unwrap();
     s.reload().unwrap();

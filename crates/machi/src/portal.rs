@@ -1021,6 +1021,13 @@ impl PortalLink {
         now: i64,
     ) -> Result<PullReport, PullError> {
         let mut report = PullReport::default();
+        // The anchors' CRLs are read again each round (a new CRL takes
+        // effect without a restart; a damaged file keeps the loaded one).
+        if let Some(s) = &self.signing
+            && let Err(e) = s.reload()
+        {
+            tracing::warn!(error = %e.message_en(), "portal pull: anchors or CRLs not reloaded; the loaded ones stay");
+        }
         // At most 100 batches a round, so a round always ends.
         for _ in 0..100 {
             let o = pull_once(
