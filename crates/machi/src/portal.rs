@@ -502,8 +502,9 @@ enum Stored {
 /// failed signature is kept, flagged, for the clerk to reject); a signing
 /// nonce or signed content already imported with another filing is a
 /// replay, refused with nothing written. Importing the same filing again
-/// stores nothing new. Each filing is its own transaction. `now`: Unix
-/// seconds (also the verification time).
+/// stores nothing new. The accepted filings of one call are stored in one
+/// transaction per tenant (all or none), then listed for acknowledgement.
+/// `now`: Unix seconds (also the verification time).
 pub async fn import(
     store: &crate::store::Store,
     key: &OpeningKey,
@@ -513,6 +514,9 @@ pub async fn import(
 ) -> Result<ImportOutcome, crate::store::StoreError> {
     use base64::Engine as _;
     let mut out = ImportOutcome::default();
+    let mut known_tenants = std::collections::HashMap::new();
+    let mut checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>> =
+        std::collections::BTreeMap::new();
     for p in pulled {
         let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(&p.sealed) else {
             out.refused.push(refuse(
@@ -569,7 +573,14 @@ pub async fn import(
             ));
             continue;
         };
-        let known = store.get_tenant(&tenant).await?.is_some();
+        let known = match known_tenants.get(&tenant) {
+            Some(k) => *k,
+            None => {
+                let k = store.get_tenant(&tenant).await?.is_some();
+                known_tenants.insert(tenant.clone(), k);
+                k
+            }
+        };
         if !known {
             out.refused.push(refuse(
                 p,
@@ -580,102 +591,146 @@ pub async fn import(
             continue;
         }
         let sig = check_signature(signing, &filing, &p.procedure, p.version, now);
-        let (id, receipt2, procedure, version, received_at) = (
-            p.id.clone(),
+        checked.entry(tenant).or_default().push(Checked {
+            portal_id: p.id.clone(),
             receipt,
-            p.procedure.clone(),
-            p.version,
-            p.received_at.clone(),
-        );
-        let stored = store
+            procedure: p.procedure.clone(),
+            version: p.version,
+            received_at: p.received_at.clone(),
+            plain,
+            sig,
+        });
+    }
+    store_checked(store, checked, now, &mut out).await?;
+    Ok(out)
+}
+
+/// A pulled filing that opened and passed the checks, ready to store.
+struct Checked {
+    portal_id: String,
+    receipt: String,
+    procedure: String,
+    version: i64,
+    received_at: String,
+    plain: Vec<u8>,
+    sig: Option<SigRecord>,
+}
+
+/// Stores one checked filing: refused as a replay (nothing written) when
+/// its nonce or signed content was imported with another filing; nothing
+/// new when this filing is already here; otherwise the filing and its
+/// signature check.
+fn store_one(
+    tx: &mut crate::store::Tx<'_>,
+    tenant: &MunicipalityCode,
+    c: &Checked,
+    now: i64,
+) -> Result<Stored, crate::store::StoreError> {
+    use crate::store::{portal_filings, portal_signatures};
+    if let Some(s) = &c.sig
+        && let Some(earlier_receipt) = portal_signatures::replay_of(
+            tx,
+            tenant,
+            &c.portal_id,
+            s.nonce.as_deref(),
+            s.content_sha256.as_deref(),
+        )?
+    {
+        return Ok(Stored::Replay { earlier_receipt });
+    }
+    let new = portal_filings::insert_if_new(
+        tx,
+        tenant,
+        &portal_filings::NewPortalFiling {
+            portal_id: &c.portal_id,
+            receipt: &c.receipt,
+            procedure: &c.procedure,
+            version: c.version,
+            received_at: &c.received_at,
+            imported_at: now,
+            filing: &c.plain,
+        },
+    )?;
+    if !new {
+        return Ok(Stored::Already);
+    }
+    let mut signature_valid = None;
+    if let Some(s) = &c.sig {
+        let filing_id =
+            portal_signatures::filing_id_of(tx, tenant, &c.portal_id)?.ok_or_else(|| {
+                crate::store::StoreError::Corrupt("portal filing vanished while importing".into())
+            })?;
+        portal_signatures::insert(
+            tx,
+            tenant,
+            filing_id,
+            &portal_signatures::NewSignature {
+                nonce: s.nonce.as_deref(),
+                content_sha256: s.content_sha256.as_deref(),
+                check: &s.check,
+            },
+        )?;
+        signature_valid = Some(s.check.is_valid());
+    }
+    Ok(Stored::New { signature_valid })
+}
+
+/// Stores checked filings, one transaction per tenant for the whole pull
+/// (a commit is a disk sync; all or none), and lists them for
+/// acknowledgement only once committed.
+async fn store_checked(
+    store: &crate::store::Store,
+    checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>>,
+    now: i64,
+    out: &mut ImportOutcome,
+) -> Result<(), crate::store::StoreError> {
+    for (tenant, filings) in checked {
+        let results = store
             .write(Some(&tenant), {
                 let tenant = tenant.clone();
-                move |tx| -> Result<Stored, crate::store::StoreError> {
-                    use crate::store::{portal_filings, portal_signatures};
-                    if let Some(s) = &sig
-                        && let Some(earlier_receipt) = portal_signatures::replay_of(
-                            tx,
-                            &tenant,
-                            &id,
-                            s.nonce.as_deref(),
-                            s.content_sha256.as_deref(),
-                        )?
-                    {
-                        return Ok(Stored::Replay { earlier_receipt });
-                    }
-                    let new = portal_filings::insert_if_new(
-                        tx,
-                        &tenant,
-                        &portal_filings::NewPortalFiling {
-                            portal_id: &id,
-                            receipt: &receipt2,
-                            procedure: &procedure,
-                            version,
-                            received_at: &received_at,
-                            imported_at: now,
-                            filing: &plain,
-                        },
-                    )?;
-                    if !new {
-                        return Ok(Stored::Already);
-                    }
-                    let mut signature_valid = None;
-                    if let Some(s) = &sig {
-                        let filing_id = portal_signatures::filing_id_of(tx, &tenant, &id)?
-                            .ok_or_else(|| {
-                                crate::store::StoreError::Corrupt(
-                                    "portal filing vanished while importing".into(),
-                                )
-                            })?;
-                        portal_signatures::insert(
-                            tx,
-                            &tenant,
-                            filing_id,
-                            &portal_signatures::NewSignature {
-                                nonce: s.nonce.as_deref(),
-                                content_sha256: s.content_sha256.as_deref(),
-                                check: &s.check,
-                            },
-                        )?;
-                        signature_valid = Some(s.check.is_valid());
-                    }
-                    Ok(Stored::New { signature_valid })
+                move |tx| -> Result<Vec<(String, Stored)>, crate::store::StoreError> {
+                    filings
+                        .iter()
+                        .map(|c| Ok((c.portal_id.clone(), store_one(tx, &tenant, c, now)?)))
+                        .collect()
                 }
             })
             .await?;
-        match stored {
-            Stored::New { signature_valid } => {
-                out.imported += 1;
-                match signature_valid {
-                    Some(true) => out.signatures_valid += 1,
-                    Some(false) => out.signatures_failed += 1,
-                    None => {}
+        for (portal_id, stored) in results {
+            match stored {
+                Stored::New { signature_valid } => {
+                    out.imported += 1;
+                    match signature_valid {
+                        Some(true) => out.signatures_valid += 1,
+                        Some(false) => out.signatures_failed += 1,
+                        None => {}
+                    }
+                    out.acknowledge.push(portal_id);
                 }
-                out.acknowledge.push(p.id.clone());
-            }
-            Stored::Already => {
-                out.already += 1;
-                out.acknowledge.push(p.id.clone());
-            }
-            Stored::Replay { earlier_receipt } => {
-                tracing::warn!(
-                    portal_id = %p.id,
-                    "portal import: a replayed signature was refused"
-                );
-                out.refused.push(Refused {
-                    portal_id: p.id.clone(),
-                    code: "replayed",
-                    ja: format!(
-                        "この申請の署名（署名番号）は、受付番号{earlier_receipt}の申請ですでに取り込まれています。同じ署名の再送として取り込みませんでした。"
-                    ),
-                    en: format!(
-                        "replayed: this filing's signature (signing nonce) was already imported with filing {earlier_receipt}; not imported"
-                    ),
-                });
+                Stored::Already => {
+                    out.already += 1;
+                    out.acknowledge.push(portal_id);
+                }
+                Stored::Replay { earlier_receipt } => {
+                    tracing::warn!(
+                        portal_id = %portal_id,
+                        "portal import: a replayed signature was refused"
+                    );
+                    out.refused.push(Refused {
+                        portal_id,
+                        code: "replayed",
+                        ja: format!(
+                            "この申請の署名（署名番号）は、受付番号{earlier_receipt}の申請ですでに取り込まれています。同じ署名の再送として取り込みませんでした。"
+                        ),
+                        en: format!(
+                            "replayed: this filing's signature (signing nonce) was already imported with filing {earlier_receipt}; not imported"
+                        ),
+                    });
+                }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Why a pull did not complete (nothing is acknowledged then; the portal

@@ -440,6 +440,31 @@ async fn signed_filings_are_verified_again_on_import_and_replays_refused(db: Tes
     assert_eq!(out.refused.len(), 1);
     assert_eq!(out.refused[0].code, "replayed");
     assert_eq!(checks(&db).await.len(), 1);
+
+    // A filing and its replay in the same pull (one transaction): the
+    // first is stored, the second refused.
+    file_signed_tenshutsu(&p.base, &pki().good).await;
+    let fresh = listed(&p.base)
+        .await
+        .into_iter()
+        .find(|f| f.id != original.id)
+        .unwrap();
+    let mut filing = open(&p.key, &fresh);
+    filing["receipt"] = "XXXX-XXXX-XXXX".into();
+    let copy = reseal(&p, &fresh, &filing);
+    let out = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        &[fresh.clone(), copy],
+        t,
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.imported, out.refused.len()), (1, 1), "{out:?}");
+    assert_eq!(out.refused[0].code, "replayed");
+    assert_eq!(out.acknowledge, vec![fresh.id.clone()]);
+    assert_eq!(checks(&db).await.len(), 2);
 }
 
 async fn a_signature_failing_at_the_back_office_is_stored_with_the_reason(db: TestDb) {
