@@ -16,6 +16,7 @@
 //! what was typed never cleared. Japanese, やさしい日本語 and English.
 
 pub mod seal;
+pub mod signing;
 pub mod store;
 mod web;
 
@@ -27,39 +28,6 @@ use machi_procedures::{Definition, Report};
 
 pub use web::router;
 
-/// What a signature check found (issue 11, item 3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignerIdentity {
-    /// The basic four items from the certificate, as the back office will
-    /// match them to a resident.
-    pub name: String,
-    pub birth_date: String,
-    pub sex: String,
-    pub address: String,
-}
-
-/// Why a signature is not accepted, in Japanese and English.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureRejected {
-    pub ja: String,
-    pub en: String,
-}
-
-/// The hook where a filing's signature is verified (issue 11, item 3):
-/// a CMS SignedData over [`machi_procedures::canonical_json`] of the
-/// filing's signed content, checked against trust anchors, validity and a
-/// CRL. The verifier itself is built separately (the JPKI signature crate);
-/// until one is configured, a procedure whose definition says
-/// `identity = "signature"` cannot be filed at this portal and the citizen
-/// is told so — nothing is stored.
-pub trait SignatureVerifier: Send + Sync {
-    fn verify(
-        &self,
-        signed_content: &[u8],
-        cms_der: &[u8],
-    ) -> Result<SignerIdentity, SignatureRejected>;
-}
-
 /// How a portal runs.
 pub struct Config {
     /// The back office's public key: every filing is sealed to it.
@@ -69,8 +37,14 @@ pub struct Config {
     /// SHA-256 (hex) of the bearer token the back office pulls with; None
     /// turns the `/backoffice/*` endpoints off.
     pub pull_token_sha256: Option<String>,
-    /// The signature hook; None until the JPKI verifier is plugged in.
-    pub verifier: Option<Arc<dyn SignatureVerifier>>,
+    /// Trust anchors and CRLs for signed filings (issue 11, item 3);
+    /// without them a procedure whose definition says
+    /// `identity = "signature"` cannot be filed here and the citizen is
+    /// told so (nothing is stored).
+    pub signing: Option<Arc<signing::Signing>>,
+    /// DEMO ONLY: synthetic cards the citizen may sign with, offered under
+    /// the label 「デモ用カード」. None in production.
+    pub demo_cards: Option<Arc<signing::DemoCards>>,
     /// The clock (tests move it).
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
@@ -81,7 +55,8 @@ impl Config {
             recipient,
             draft_days: 7,
             pull_token_sha256: None,
-            verifier: None,
+            signing: None,
+            demo_cards: None,
             clock: Arc::new(Utc::now),
         }
     }

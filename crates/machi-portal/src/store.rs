@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS filings (
     reason BLOB,
     status_at TEXT NOT NULL
 );
+-- Signing nonces (署名番号) of filings received, as keyed hashes: a
+-- nonce is used once, so a signature can never be filed twice.
+CREATE TABLE IF NOT EXISTS used_nonces (
+    id TEXT PRIMARY KEY,
+    used_at TEXT NOT NULL
+);
 ";
 
 /// What went wrong with the portal's database.
@@ -59,6 +65,9 @@ pub enum StoreError {
     VersionChanged { procedure: String, version: u32 },
     #[error("the tenant {0} is not known to the portal")]
     UnknownTenant(String),
+    /// The filing's signing nonce was already used by a filing received.
+    #[error("this signature was already used for a filing")]
+    NonceUsed,
 }
 
 /// A published procedure, as listed.
@@ -123,6 +132,9 @@ pub struct NewFiling<'a> {
     pub now: &'a str,
     /// The resume code of the draft it came from (deleted with it).
     pub draft_code: &'a str,
+    /// The signing nonce of a signed filing: recorded as used in the same
+    /// transaction, refused if it was used before.
+    pub nonce: Option<&'a str>,
 }
 
 /// The portal's database.
@@ -307,6 +319,20 @@ impl Store {
         }))
     }
 
+    /// Whether a signing nonce was already used by a filing received.
+    pub fn nonce_used(&self, nonce: &str) -> Result<bool, StoreError> {
+        let nid = seal::lookup_id(&self.secret, "nonce", nonce);
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM used_nonces WHERE id = ?1",
+                params![nid],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     pub fn delete_draft(&self, code: &str) -> Result<(), StoreError> {
         let id = seal::lookup_id(&self.secret, "draft-id", code);
         self.conn()
@@ -321,6 +347,16 @@ impl Store {
         let draft = seal::lookup_id(&self.secret, "draft-id", f.draft_code);
         let mut c = self.conn();
         let tx = c.transaction()?;
+        if let Some(nonce) = f.nonce {
+            let nid = seal::lookup_id(&self.secret, "nonce", nonce);
+            let n = tx.execute(
+                "INSERT INTO used_nonces (id, used_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                params![nid, f.now],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NonceUsed);
+            }
+        }
         tx.execute(
             "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",

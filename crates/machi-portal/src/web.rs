@@ -42,6 +42,9 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/t/{tenant}/{procedure}/start", post(start))
         .route("/d/p/{page}", get(page_get).post(page_post))
         .route("/d/check", get(check_get))
+        .route("/d/sign", get(sign_get).post(sign_post))
+        .route("/d/sign/document", get(sign_document))
+        .route("/d/confirm", get(confirm_get))
         .route("/d/submit", post(submit))
         .route("/d/saved", get(saved))
         .route("/resume", get(resume_get).post(resume_post))
@@ -389,6 +392,20 @@ struct Draft {
     procedure: String,
     version: u32,
     answers: Answers,
+    /// The signing nonce (署名番号), made when the signing step starts.
+    #[serde(default)]
+    nonce: Option<String>,
+    /// A signature that verified over the answers as they stand.
+    #[serde(default)]
+    signature: Option<DraftSignature>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct DraftSignature {
+    /// The CMS SignedData (DER), base64.
+    cms: String,
+    /// Made with a demo card.
+    demo: bool,
 }
 
 struct Loaded {
@@ -409,6 +426,22 @@ fn load_draft(p: &Portal, headers: &HeaderMap) -> Option<Loaded> {
         def,
         expires_at,
     })
+}
+
+/// Why a draft did not load: none (or expired), or it names a version of
+/// its procedure that is not published here (a filing against an
+/// unpublished version is refused, nothing sent).
+fn draft_gone(p: &Portal, l: Lang, headers: &HeaderMap) -> Response {
+    let unpublished_version = cookie(headers, DRAFT_COOKIE)
+        .and_then(|c| seal::normalize_code(&c, 4))
+        .and_then(|code| p.store.load_draft(&code, p.now().timestamp()).ok()?)
+        .and_then(|(plain, _)| serde_json::from_slice::<Draft>(&plain).ok())
+        .filter(|d| load_def(p, &d.tenant, &d.procedure, d.version).is_none())
+        .map(|d| d.version);
+    match unpublished_version {
+        Some(v) => unpublished(l, v),
+        None => no_draft(l),
+    }
 }
 
 fn save(p: &Portal, code: &str, draft: &Draft) -> Result<i64, crate::store::StoreError> {
@@ -496,7 +529,7 @@ async fn start_page(
                 .map(|s| s.get(l).to_owned())
                 .unwrap_or_default(),
             signature: def.identity() == Identity::Signature,
-            signature_available: p.config.verifier.is_some(),
+            signature_available: p.config.signing.is_some(),
             retention_days: def.retention_days(),
             draft_days: p.config.draft_days,
         },
@@ -528,6 +561,8 @@ async fn start(
         procedure,
         version: found.version,
         answers: Answers::new(),
+        nonce: None,
+        signature: None,
     };
     if let Err(e) = save(&p, &code, &draft) {
         return oops(l, e);
@@ -951,7 +986,7 @@ async fn page_get(
 ) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     render_page(l, &loaded, &page, &[], q.from.as_deref() == Some("check"))
 }
@@ -969,7 +1004,7 @@ async fn page_post(
 ) -> Response {
     let l = lang_of(&headers);
     let Some(mut loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let Some(page) = loaded.def.page(&page_id).cloned() else {
         return not_found(headers).await;
@@ -1017,6 +1052,8 @@ async fn page_post(
     let from_check = posted
         .remove("_from")
         .is_some_and(|v| v.iter().any(|x| x == "check"));
+    // The answers may change: a signature made over the old ones no longer fits.
+    loaded.draft.signature = None;
     let a = &mut loaded.draft.answers;
     let field_ids: Vec<String> = page.fields.iter().map(|f| f.id().to_owned()).collect();
     // Replace this page's answers with what was posted (files kept unless a
@@ -1151,14 +1188,14 @@ struct CheckPage {
     procedure_title: String,
     sections: Vec<(String, Vec<Row>)>,
     problem: String,
+    signature: bool,
 }
 
-fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response {
+fn sections(p: &Portal, l: Lang, loaded: &Loaded) -> Vec<(String, Vec<Row>)> {
     let def = &loaded.def;
     let a = &loaded.draft.answers;
     let ctx = CheckContext::new(today(p));
-    let sections = def
-        .visible_pages(a)
+    def.visible_pages(a)
         .into_iter()
         .map(|page| {
             let rows = def
@@ -1182,7 +1219,12 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
                 .collect();
             (page.title.get(l).to_owned(), rows)
         })
-        .collect();
+        .collect()
+}
+
+fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response {
+    let def = &loaded.def;
+    let sections = sections(p, l, loaded);
     html(
         StatusCode::OK,
         &CheckPage {
@@ -1198,6 +1240,7 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
             procedure_title: def.procedure.title.get(l).to_owned(),
             sections,
             problem: problem.to_owned(),
+            signature: def.identity() == Identity::Signature,
         },
     )
 }
@@ -1205,7 +1248,7 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
 async fn check_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let ctx = CheckContext::new(today(&p));
     if let Some((first, _)) = loaded.def.check_all(&loaded.draft.answers, &ctx).first() {
@@ -1214,10 +1257,513 @@ async fn check_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response
     render_check(&p, l, &loaded, "")
 }
 
+/// The content a filing carries and, for a signed procedure, signs: the
+/// tenant, the procedure and its published version, the answers and the
+/// signing nonce (see [`crate::signing::payload_of`]).
+fn signed_content(loaded: &Loaded, ctx: &CheckContext) -> serde_json::Value {
+    let answers = loaded.def.filing_payload(&loaded.draft.answers, ctx);
+    let mut v = serde_json::json!({
+        "tenant": loaded.draft.tenant,
+        "procedure": loaded.draft.procedure,
+        "version": loaded.draft.version,
+        "answers": answers,
+    });
+    if let Some(n) = &loaded.draft.nonce {
+        v["nonce"] = serde_json::Value::String(n.clone());
+    }
+    v
+}
+
+/// The signing nonce as the citizen reads it: eight groups of four.
+fn nonce_display(nonce: &str) -> String {
+    nonce
+        .to_uppercase()
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn unpublished(l: Lang, version: u32) -> Response {
+    message(
+        l,
+        StatusCode::CONFLICT,
+        l.t(
+            "この手続の版は公開されていません",
+            "この てつづきは いま つかえません",
+            "This version of the service is not published",
+        ),
+        &match l {
+            Lang::En => format!(
+                "Your answers were made on version {version} of this service, which is not published on this portal. Nothing was sent. Start the application again."
+            ),
+            Lang::Easy => "この てつづきの はんは いま ありません。なにも おくって いません。はじめから やりなおして ください。".to_owned(),
+            Lang::Ja => format!(
+                "入力した内容は手続の版{version}に対するものですが、この版はこのポータルで公開されていません。何も送信していません。最初からやり直してください。"
+            ),
+        },
+        Some((
+            "/".into(),
+            l.t("トップへ", "はじめの ページへ", "Go to the start")
+                .into(),
+        )),
+    )
+}
+
+fn signing_unavailable(p: &Portal, l: Lang, loaded: &Loaded) -> Response {
+    render_check(
+        p,
+        l,
+        loaded,
+        l.t(
+            "この手続にはマイナンバーカードによる電子署名が必要ですが、このポータルでは電子署名をまだ受け付けていません。入力内容は保存されています。窓口でお手続きください。",
+            "この てつづきには マイナンバーカードの しょめいが いりますが、まだ つかえません。かいた ことは のこって います。まどぐちに きて ください。",
+            "This service needs an electronic signature with your My Number Card, which this portal cannot accept yet. Your answers are saved. Please apply at the counter.",
+        ),
+    )
+}
+
+/// What is wrong before the signing step can be shown, as the response
+/// sending the citizen where to go on (None: ready to sign).
+fn signing_blocked(p: &Portal, l: Lang, loaded: &Loaded) -> Option<Response> {
+    if loaded.def.identity() != Identity::Signature {
+        return Some(Redirect::to("/d/check").into_response());
+    }
+    let ctx = CheckContext::new(today(p));
+    if let Some((first, _)) = loaded.def.check_all(&loaded.draft.answers, &ctx).first() {
+        return Some(Redirect::to(&format!("/d/p/{first}?from=check")).into_response());
+    }
+    if p.config.signing.is_none() {
+        return Some(signing_unavailable(p, l, loaded));
+    }
+    None
+}
+
+/// Verifies a CMS SignedData over this draft's canonical form, now.
+fn verify_draft(
+    p: &Portal,
+    loaded: &Loaded,
+    cms: &[u8],
+) -> Result<machi_sign::VerifiedFiling, SignRefusal> {
+    let signing = p.config.signing.as_ref().ok_or(SignRefusal::Unavailable)?;
+    let ctx = CheckContext::new(today(p));
+    let payload =
+        crate::signing::payload_of(&signed_content(loaded, &ctx)).ok_or(SignRefusal::NoNonce)?;
+    let canonical = payload.canonical_bytes().map_err(SignRefusal::Sign)?;
+    signing
+        .verifier()
+        .verify(cms, Some(&canonical), (p.config.clock)())
+        .map_err(SignRefusal::Sign)
+}
+
+enum SignRefusal {
+    Unavailable,
+    NoNonce,
+    Upload(crate::signing::UploadError),
+    Sign(machi_sign::SignError),
+    Replayed,
+}
+
+impl SignRefusal {
+    fn message(&self, l: Lang) -> String {
+        match self {
+            SignRefusal::Unavailable => l
+                .t(
+                    "このポータルでは電子署名を受け付けていません。",
+                    "この ページでは しょめいが できません。",
+                    "This portal cannot accept signatures.",
+                )
+                .into(),
+            SignRefusal::NoNonce => l
+                .t(
+                    "署名番号がありません。署名のページを開き直してください。",
+                    "しょめい ばんごうが ありません。もう いちど ひらいて ください。",
+                    "There is no signing number. Open the signing page again.",
+                )
+                .into(),
+            SignRefusal::Upload(e) => e.message(l).into(),
+            SignRefusal::Sign(e) => sign_error_message(e, l),
+            SignRefusal::Replayed => l
+                .t(
+                    "この署名はすでに別の申請に使われています。署名のページを開き直し、新しい署名番号で署名してください。",
+                    "この しょめいは もう つかわれて います。もう いちど しょめい して ください。",
+                    "This signature was already used for an application. Open the signing page again and sign with the new signing number.",
+                )
+                .into(),
+        }
+    }
+    fn target(&self) -> &'static str {
+        match self {
+            SignRefusal::Upload(_) | SignRefusal::Sign(_) => "signature",
+            _ => "nonce",
+        }
+    }
+}
+
+/// A signature refusal for the citizen, with dates as people read them.
+fn sign_error_message(e: &machi_sign::SignError, l: Lang) -> String {
+    use machi_sign::SignError as E;
+    let date = |t: &DateTime<chrono::Utc>| wareki(l, t.with_timezone(&crate::jst()).date_naive());
+    match (e, l) {
+        (E::Expired { not_after }, Lang::Ja) => format!(
+            "電子証明書の有効期限が切れています（{}まで）。市区町村の窓口で更新してください。",
+            date(not_after)
+        ),
+        (E::Expired { not_after }, Lang::En) => format!(
+            "The certificate expired on {}. Renew it at your city office.",
+            date(not_after)
+        ),
+        (E::NotYetValid { not_before }, Lang::Ja) => {
+            format!("電子証明書の有効期間が始まっていません（{}から）。", date(not_before))
+        }
+        (E::NotYetValid { not_before }, Lang::En) => {
+            format!("The certificate is not valid until {}.", date(not_before))
+        }
+        (E::Revoked { revoked_at }, Lang::Ja) => format!(
+            "電子証明書は失効しています（{}に失効）。この証明書では署名できません。",
+            date(revoked_at)
+        ),
+        (E::Revoked { revoked_at }, Lang::En) => format!(
+            "The certificate was revoked on {}: it cannot be used to sign.",
+            date(revoked_at)
+        ),
+        (E::SigningTimeInFuture { .. }, Lang::Ja) => {
+            "署名日時が未来になっています。端末の時計を確かめて、署名し直してください。".into()
+        }
+        (E::SigningTimeInFuture { .. }, Lang::En) => {
+            "The signing time is in the future. Check your device's clock and sign again.".into()
+        }
+        (E::BadStructure { .. }, Lang::En) => {
+            "The signature file is not shaped as a signed application (one signer, signed attributes).".into()
+        }
+        (E::MalformedDer { .. }, Lang::En) => {
+            "The signature file is malformed and cannot be read.".into()
+        }
+        _ => crate::signing::refusal(e, l),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sign.html")]
+struct SignPage {
+    c: Chrome,
+    procedure_title: String,
+    tenant_name: String,
+    nonce: String,
+    sections: Vec<(String, Vec<Row>)>,
+    error: String,
+    error_target: &'static str,
+    demo_cards: Vec<(usize, String)>,
+    demo_label: &'static str,
+}
+
+fn demo_label(l: Lang) -> &'static str {
+    l.t(
+        "デモ用カード",
+        "デモ用カード（れんしゅう よう）",
+        "デモ用カード — demo card",
+    )
+}
+
+fn render_sign(p: &Portal, l: Lang, loaded: &Loaded, refusal: Option<&SignRefusal>) -> Response {
+    let title = l.t("電子署名", "でんし しょめい", "Sign your application");
+    html(
+        StatusCode::OK,
+        &SignPage {
+            c: Chrome::new(
+                l,
+                if refusal.is_some() {
+                    format!(
+                        "{}{title}",
+                        l.t("エラー：", "まちがいが あります：", "Error: ")
+                    )
+                } else {
+                    title.to_owned()
+                },
+                "/d/sign",
+            ),
+            procedure_title: loaded.def.procedure.title.get(l).to_owned(),
+            tenant_name: tenant_name(p, l, &loaded.draft.tenant).unwrap_or_default(),
+            nonce: loaded
+                .draft
+                .nonce
+                .as_deref()
+                .map(nonce_display)
+                .unwrap_or_default(),
+            sections: sections(p, l, loaded),
+            error: refusal.map(|r| r.message(l)).unwrap_or_default(),
+            error_target: refusal.map_or("signature", |r| r.target()),
+            demo_cards: p
+                .config
+                .demo_cards
+                .iter()
+                .flat_map(|d| d.people().map(|x| x.name.clone()).enumerate())
+                .collect(),
+            demo_label: demo_label(l),
+        },
+    )
+}
+
+/// The signing step (issue 11, item 3): the answers as they will be
+/// signed, the signing nonce (署名番号), the document to download for the
+/// card software, the upload of its signature file, and — in demo mode
+/// only — signing with a demo card.
+async fn sign_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let Some(mut loaded) = load_draft(&p, &headers) else {
+        return draft_gone(&p, l, &headers);
+    };
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
+        return r;
+    }
+    // A fresh nonce unless this draft has one not yet used.
+    let used = match &loaded.draft.nonce {
+        Some(n) => match p.store.nonce_used(n) {
+            Ok(u) => u,
+            Err(e) => return oops(l, e),
+        },
+        None => true,
+    };
+    if used {
+        match crate::signing::new_nonce() {
+            Ok(n) => loaded.draft.nonce = Some(n),
+            Err(e) => return oops(l, e),
+        }
+        loaded.draft.signature = None;
+        if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
+            return oops(l, e);
+        }
+    }
+    render_sign(&p, l, &loaded, None)
+}
+
+/// The exact bytes to sign (RFC 8785 JSON), for the card software.
+async fn sign_document(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let Some(loaded) = load_draft(&p, &headers) else {
+        return draft_gone(&p, l, &headers);
+    };
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
+        return r;
+    }
+    let ctx = CheckContext::new(today(&p));
+    let Some(payload) = crate::signing::payload_of(&signed_content(&loaded, &ctx)) else {
+        return Redirect::to("/d/sign").into_response();
+    };
+    match payload.canonical_bytes() {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"machi-filing.json\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => render_sign(&p, l, &loaded, Some(&SignRefusal::Sign(e))),
+    }
+}
+
+async fn sign_post(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Response {
+    let l = lang_of(&headers);
+    let Some(mut loaded) = load_draft(&p, &headers) else {
+        return draft_gone(&p, l, &headers);
+    };
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
+        return r;
+    }
+    let mut action = String::new();
+    let mut demo_card = None;
+    let mut upload: Option<Vec<u8>> = None;
+    let mut too_large = false;
+    loop {
+        match form.next_field().await {
+            Ok(Some(mut field)) => {
+                let name = field.name().unwrap_or("").to_owned();
+                if name == "signature" {
+                    // Read by chunks, stopping past the limit.
+                    let mut buf = Vec::new();
+                    loop {
+                        match field.chunk().await {
+                            Ok(Some(c)) => {
+                                if buf.len() + c.len() > crate::signing::MAX_SIGNATURE_UPLOAD {
+                                    too_large = true;
+                                    break;
+                                }
+                                buf.extend_from_slice(&c);
+                            }
+                            Ok(None) => break,
+                            Err(_) => {
+                                too_large = true;
+                                break;
+                            }
+                        }
+                    }
+                    if too_large {
+                        break;
+                    }
+                    upload = Some(buf);
+                } else if let Ok(text) = field.text().await {
+                    match name.as_str() {
+                        "_action" => action = text,
+                        "demo_card" => demo_card = text.trim().parse::<usize>().ok(),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                too_large = true;
+                break;
+            }
+        }
+    }
+    if loaded.draft.nonce.is_none() {
+        return Redirect::to("/d/sign").into_response();
+    }
+    let cms = if too_large {
+        Err(SignRefusal::Upload(crate::signing::UploadError::TooLarge))
+    } else if action == "demo" {
+        // DEMO ONLY: offered only when the portal is configured with demo cards.
+        let Some(cards) = &p.config.demo_cards else {
+            return not_found(headers).await;
+        };
+        let ctx = CheckContext::new(today(&p));
+        match crate::signing::payload_of(&signed_content(&loaded, &ctx)) {
+            Some(payload) => demo_card
+                .and_then(|i| cards.sign(i, &payload, (p.config.clock)()))
+                .ok_or(SignRefusal::NoNonce),
+            None => Err(SignRefusal::NoNonce),
+        }
+    } else {
+        crate::signing::signature_upload(upload.as_deref().unwrap_or_default())
+            .map_err(SignRefusal::Upload)
+    };
+    let checked = cms.and_then(|cms| {
+        let nonce = loaded.draft.nonce.as_deref().unwrap_or_default();
+        match p.store.nonce_used(nonce) {
+            Ok(true) => return Err(SignRefusal::Replayed),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "portal: nonce look-up");
+                return Err(SignRefusal::Unavailable);
+            }
+        }
+        verify_draft(&p, &loaded, &cms).map(|_| cms)
+    });
+    match checked {
+        Ok(cms) => {
+            loaded.draft.signature = Some(DraftSignature {
+                cms: B64.encode(&cms),
+                demo: action == "demo",
+            });
+            if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
+                return oops(l, e);
+            }
+            Redirect::to("/d/confirm").into_response()
+        }
+        Err(r) => {
+            tracing::info!(refusal = r.target(), "portal: a signature was refused");
+            render_sign(&p, l, &loaded, Some(&r))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    c: Chrome,
+    procedure_title: String,
+    demo: bool,
+    demo_label: &'static str,
+    name: String,
+    birth: String,
+    sex: String,
+    address: String,
+    valid_until: String,
+}
+
+fn birth_label(l: Lang, b: &machi_sign::BirthDate) -> String {
+    match b.date {
+        Some(d) => wareki(l, d),
+        None => b.raw.clone(),
+    }
+}
+
+fn sex_label(l: Lang, s: &machi_sign::Sex) -> String {
+    match (s, l) {
+        (machi_sign::Sex::Male, Lang::En) => "Male".into(),
+        (machi_sign::Sex::Female, Lang::En) => "Female".into(),
+        (machi_sign::Sex::Other(_), Lang::En) => "Other or not stated".into(),
+        (s, _) => s.label_ja().into(),
+    }
+}
+
+/// The signature found valid: whom the certificate names (the basic four
+/// items), before the citizen sends the filing.
+async fn confirm_get(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let l = lang_of(&headers);
+    let Some(loaded) = load_draft(&p, &headers) else {
+        return draft_gone(&p, l, &headers);
+    };
+    if let Some(r) = signing_blocked(&p, l, &loaded) {
+        return r;
+    }
+    let Some(sig) = &loaded.draft.signature else {
+        return Redirect::to("/d/sign").into_response();
+    };
+    let cms = B64.decode(&sig.cms).unwrap_or_default();
+    match verify_draft(&p, &loaded, &cms) {
+        Ok(v) => render_confirm(l, &loaded, &v, sig.demo),
+        Err(r) => render_sign(&p, l, &loaded, Some(&r)),
+    }
+}
+
+fn render_confirm(
+    l: Lang,
+    loaded: &Loaded,
+    v: &machi_sign::VerifiedFiling,
+    demo: bool,
+) -> Response {
+    let b4 = &v.certificate.basic_four;
+    html(
+        StatusCode::OK,
+        &ConfirmPage {
+            c: Chrome::new(
+                l,
+                l.t("署名の確認", "しょめいの かくにん", "Check the signature"),
+                "/d/confirm",
+            ),
+            procedure_title: loaded.def.procedure.title.get(l).to_owned(),
+            demo,
+            demo_label: demo_label(l),
+            name: b4.name.clone(),
+            birth: birth_label(l, &b4.date_of_birth),
+            sex: sex_label(l, &b4.sex),
+            address: b4.address.clone(),
+            valid_until: wareki(
+                l,
+                v.certificate
+                    .not_after
+                    .with_timezone(&crate::jst())
+                    .date_naive(),
+            ),
+        },
+    )
+}
+
 async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let ctx = CheckContext::new(today(&p));
     let def = &loaded.def;
@@ -1225,46 +1771,45 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
         return Redirect::to(&format!("/d/p/{first}?from=check")).into_response();
     }
     // The definition the draft names must still be published.
-    if load_def(
-        &p,
+    match p.store.definition(
         &loaded.draft.tenant,
         &loaded.draft.procedure,
         loaded.draft.version,
-    )
-    .is_none()
-    {
-        return no_draft(l);
+    ) {
+        Ok(Some(_)) => {}
+        Ok(None) => return unpublished(l, loaded.draft.version),
+        Err(e) => return oops(l, e),
     }
-    let answers = def.filing_payload(&loaded.draft.answers, &ctx);
-    let signed_content = serde_json::json!({
-        "tenant": loaded.draft.tenant,
-        "procedure": loaded.draft.procedure,
-        "version": loaded.draft.version,
-        "answers": answers,
-    });
-    if def.identity() == Identity::Signature {
-        // The signature hook (issue 11, item 3): no verifier is configured
-        // in this build, so a signed procedure is not accepted here.
-        match &p.config.verifier {
-            None => {
-                return render_check(
-                    &p,
-                    l,
-                    &loaded,
-                    l.t(
-                        "この手続にはマイナンバーカードによる電子署名が必要ですが、このポータルでは電子署名をまだ受け付けていません。入力内容は保存されています。窓口でお手続きください。",
-                        "この てつづきには マイナンバーカードの しょめいが いりますが、まだ つかえません。かいた ことは のこって います。まどぐちに きて ください。",
-                        "This service needs an electronic signature with your My Number Card, which this portal cannot accept yet. Your answers are saved. Please apply at the counter.",
-                    ),
-                );
-            }
-            Some(_) => {
-                // Signing in the browser (card reader or phone app) posts the
-                // CMS SignedData here; that step belongs to the JPKI work.
-                let _ = canonical_json(&signed_content);
-            }
+    let signed = def.identity() == Identity::Signature;
+    let mut signature = serde_json::Value::Null;
+    let mut nonce = None;
+    if signed {
+        if let Some(r) = signing_blocked(&p, l, &loaded) {
+            return r;
         }
+        let Some(sig) = &loaded.draft.signature else {
+            return Redirect::to("/d/sign").into_response();
+        };
+        // Checked again: the CRL or the clock may have moved since.
+        let cms = B64.decode(&sig.cms).unwrap_or_default();
+        let v = match verify_draft(&p, &loaded, &cms) {
+            Ok(v) => v,
+            Err(r) => return render_sign(&p, l, &loaded, Some(&r)),
+        };
+        nonce = loaded.draft.nonce.clone();
+        signature = serde_json::json!({
+            "format": "cms-detached/1",
+            "cms": sig.cms,
+            "demo": sig.demo,
+            "portal_check": {
+                "result": "valid",
+                "certificate": v.certificate,
+                "signing_time": v.signing_time.to_rfc3339(),
+                "verified_at": v.verified_at.to_rfc3339(),
+            },
+        });
     }
+    let signed_content = signed_content(&loaded, &ctx);
     let receipt = match seal::new_code(3) {
         Ok(r) => r,
         Err(e) => return oops(l, e),
@@ -1276,13 +1821,13 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
         "receipt": receipt,
         "submitted_at": now.to_rfc3339(),
         "signed_content": signed_content,
-        "signature": serde_json::Value::Null,
+        "signature": signature,
     });
     let sealed = match seal::seal_filing(&p.config.recipient, &canonical_json(&filing), &row_id) {
         Ok(s) => s,
         Err(e) => return oops(l, e),
     };
-    if let Err(e) = p.store.file(&crate::store::NewFiling {
+    match p.store.file(&crate::store::NewFiling {
         receipt: &receipt,
         tenant: &loaded.draft.tenant,
         procedure: &loaded.draft.procedure,
@@ -1290,8 +1835,13 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
         sealed: &sealed,
         now: &now.to_rfc3339(),
         draft_code: &loaded.code,
+        nonce: nonce.as_deref(),
     }) {
-        return oops(l, e);
+        Ok(()) => {}
+        Err(crate::store::StoreError::NonceUsed) => {
+            return render_sign(&p, l, &loaded, Some(&SignRefusal::Replayed));
+        }
+        Err(e) => return oops(l, e),
     }
     (
         [(
@@ -1317,7 +1867,7 @@ struct SavedPage {
 async fn saved(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
-        return no_draft(l);
+        return draft_gone(&p, l, &headers);
     };
     let until = DateTime::from_timestamp(loaded.expires_at, 0)
         .map(|t| t.with_timezone(&crate::jst()).to_rfc3339())

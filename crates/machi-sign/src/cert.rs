@@ -414,6 +414,14 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, SignError> {
     }
 }
 
+/// Reads one PEM block of any label: (label, DER). For a signature file
+/// (`PKCS7`, `CMS`) whose label the caller checks.
+pub fn pem_block(pem: &str) -> Result<(String, Vec<u8>), SignError> {
+    let (label, der) =
+        der::pem::decode_vec(pem.trim().as_bytes()).map_err(|e| SignError::der(DerPart::Cms, e))?;
+    Ok((label.to_owned(), der))
+}
+
 /// Writes DER as a PEM block with the given label (`CERTIFICATE`, `X509 CRL`).
 pub fn der_to_pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()

@@ -32,6 +32,8 @@ pub mod demo;
 
 pub use alg::SignatureScheme;
 pub use canonical::{FilingPayload, canonicalize};
-pub use cert::{BasicFour, BirthDate, CertificateInfo, CrlInfo, Sex, der_to_pem, pem_to_der};
+pub use cert::{
+    BasicFour, BirthDate, CertificateInfo, CrlInfo, Sex, der_to_pem, pem_block, pem_to_der,
+};
 pub use error::{CertItem, DerPart, SignError};
 pub use verify::{VerifiedFiling, Verifier};

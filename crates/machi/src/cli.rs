@@ -394,6 +394,12 @@ struct ServeArgs {
     /// Seconds between scheduled extracts.
     #[arg(long, env = "MACHI_EXTRACT_EVERY", default_value_t = 3600)]
     extract_every: u64,
+    /// Seconds between pulls of the citizen portal's filings, when
+    /// MACHI_PORTAL_URL is set (with MACHI_PORTAL_PULL_TOKEN,
+    /// MACHI_PORTAL_OPENING_KEY, MACHI_SIGN_ANCHORS, MACHI_SIGN_CRLS): a
+    /// worker beside the server imports them and pushes status updates.
+    #[arg(long, env = "MACHI_PORTAL_PULL_EVERY", default_value_t = 300)]
+    portal_pull_every: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -541,6 +547,10 @@ async fn open(cli: &Cli, default: &str) -> anyhow::Result<Registry> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Portal(a) if a.is_pull() => {
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            crate::portal::pull_command(registry.store()).await
+        }
         Command::Portal(a) => crate::portal::run(a).await,
         Command::Demo(a) => {
             let default = a.data_dir.join("demo.sqlite");
@@ -673,6 +683,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         store,
                         prefix,
                         std::time::Duration::from_secs(a.extract_every.max(60)),
+                    ))
+                }
+                None => None,
+            };
+            let _portal_pull = match crate::portal::PortalLink::from_env()? {
+                Some(link) => {
+                    println!(
+                        "portal pull every {} s from {}",
+                        a.portal_pull_every.max(10),
+                        link.url
+                    );
+                    Some(crate::portal::spawn_pull_worker(
+                        std::sync::Arc::new(link),
+                        registry.store().clone(),
+                        std::time::Duration::from_secs(a.portal_pull_every.max(10)),
                     ))
                 }
                 None => None,

@@ -8,10 +8,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use machi_domain::ids::MunicipalityCode;
 use machi_portal::seal::{OpeningKey, RecipientKey};
+use machi_portal::signing::{SignatureFiles, Signing};
 use machi_portal::{Config, Portal};
 use machi_procedures::Definition;
 use sha2::{Digest, Sha256};
@@ -44,7 +46,31 @@ enum PortalCommand {
         /// Days a saved draft is kept.
         #[arg(long, default_value_t = 7)]
         draft_days: i64,
+        /// Trust anchors for signed filings (the JPKI signing CA
+        /// certificates, DER or PEM), comma-separated. Without one, a
+        /// procedure needing a signature cannot be submitted here.
+        #[arg(long, env = "MACHI_SIGN_ANCHORS", value_delimiter = ',')]
+        sign_anchor: Vec<PathBuf>,
+        /// The anchors' CRLs (DER or PEM), comma-separated; read again every
+        /// --crl-reload-minutes, so a new CRL takes effect without a restart.
+        #[arg(long, env = "MACHI_SIGN_CRLS", value_delimiter = ',')]
+        sign_crl: Vec<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        crl_reload_minutes: u64,
+        /// DEMO ONLY: issue synthetic "DEMO" cards to a few synthetic
+        /// residents and let citizens sign with them (every page offering
+        /// them says 「デモ用カード」). Never for a real portal.
+        #[arg(long)]
+        demo_cards: bool,
     },
+    /// Pull sealed filings from the portal once, import them (signatures
+    /// checked again here), acknowledge them, and push queued status
+    /// updates: for cron. MACHI_PORTAL_URL, MACHI_PORTAL_PULL_TOKEN,
+    /// MACHI_PORTAL_OPENING_KEY (the back office's private key),
+    /// MACHI_SIGN_ANCHORS and MACHI_SIGN_CRLS. Exit status 1 when the
+    /// portal cannot be reached (nothing is lost), 2 when a filing was
+    /// refused.
+    Pull,
     /// Check procedure definitions (TOML) without publishing them.
     Check {
         #[arg(required = true)]
@@ -78,8 +104,57 @@ fn report(ja: &str, en: &str) {
     eprintln!("{en}");
 }
 
+impl PortalArgs {
+    /// `machi portal pull` needs the back office's database.
+    pub fn is_pull(&self) -> bool {
+        matches!(self.command, PortalCommand::Pull)
+    }
+}
+
+/// `machi portal pull`: one round, for cron.
+pub async fn pull_command(store: &crate::store::Store) -> anyhow::Result<ExitCode> {
+    let Some(link) = PortalLink::from_env()? else {
+        anyhow::bail!("{PORTAL_URL_ENV} is not set: where is the portal?");
+    };
+    match link.run_once(store, chrono::Utc::now().timestamp()).await {
+        Ok(r) => {
+            println!(
+                "取込み {} 件（既取込み {} 件、署名検証失敗 {} 件）、取込み拒否 {} 件、状況通知 {} 件（未送 {} 件） / imported {}, already {}, signature failures {}, refused {}, statuses pushed {} (left {})",
+                r.imported,
+                r.already,
+                r.signatures_failed,
+                r.refused.len(),
+                r.statuses_pushed,
+                r.statuses_left,
+                r.imported,
+                r.already,
+                r.signatures_failed,
+                r.refused.len(),
+                r.statuses_pushed,
+                r.statuses_left,
+            );
+            for f in &r.refused {
+                eprintln!("{}:", f.portal_id);
+                report(&f.ja, &f.en);
+            }
+            Ok(if r.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Err(e) => {
+            report(&e.message_ja(), &e.message_en());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
+        PortalCommand::Pull => {
+            anyhow::bail!("machi portal pull needs the database (run through the CLI)")
+        }
         PortalCommand::Keygen => {
             let key = OpeningKey::generate()?;
             println!("back office private key (keep secret): {}", &*key.to_hex());
@@ -159,6 +234,10 @@ pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
             port,
             bind,
             draft_days,
+            sign_anchor,
+            sign_crl,
+            crl_reload_minutes,
+            demo_cards,
         } => {
             let key = std::env::var(BACKOFFICE_KEY_ENV).map_err(|_| {
                 anyhow::anyhow!(
@@ -176,6 +255,45 @@ pub async fn run(args: &PortalArgs) -> anyhow::Result<ExitCode> {
                 Ok(_) => anyhow::bail!("{PULL_TOKEN_ENV} must be at least 16 characters"),
                 Err(_) => None,
             };
+            if *demo_cards {
+                let people = machi_portal::signing::demo_people();
+                let cards = tokio::task::spawn_blocking(move || {
+                    machi_portal::signing::DemoCards::issue(&people, chrono::Utc::now())
+                })
+                .await?
+                .map_err(|e| anyhow::anyhow!("demo cards: {e}"))?;
+                println!("デモ用カード (DEMO cards, synthetic; never for a real portal):");
+                for p in cards.people() {
+                    println!("  {} ({})", p.name, p.address);
+                }
+                config.demo_cards = Some(Arc::new(cards));
+            }
+            let files = SignatureFiles {
+                anchors: sign_anchor.clone(),
+                crls: sign_crl.clone(),
+            };
+            if !files.anchors.is_empty() || config.demo_cards.is_some() {
+                let (extra_anchors, extra_crls) = match &config.demo_cards {
+                    Some(d) => (vec![d.ca_der().to_vec()], vec![d.crl_der().to_vec()]),
+                    None => (vec![], vec![]),
+                };
+                let signing = Signing::load(files, extra_anchors, extra_crls)
+                    .map_err(|e| anyhow::anyhow!("{}\n{}", e.message_ja(), e.message_en()))?;
+                config.signing = Some(Arc::new(signing));
+            } else if !files.crls.is_empty() {
+                anyhow::bail!("--sign-crl is given but no --sign-anchor");
+            }
+            if let Some(signing) = config.signing.clone() {
+                let every = std::time::Duration::from_secs(crl_reload_minutes.max(&1) * 60);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        if let Err(e) = signing.reload() {
+                            tracing::warn!(error = %e.message_en(), "portal: anchors or CRLs not reloaded; the loaded ones stay");
+                        }
+                    }
+                });
+            }
             let portal = Portal::open(db, config)?;
             let addr: SocketAddr = format!("{bind}:{port}")
                 .parse()
@@ -210,6 +328,9 @@ pub struct PulledFiling {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub portal_id: String,
+    /// A stable code: `not_base64`, `does_not_open`, `not_json`,
+    /// `listing_mismatch`, `bad_tenant`, `unknown_tenant`, `replayed`.
+    pub code: &'static str,
     pub ja: String,
     pub en: String,
 }
@@ -224,34 +345,183 @@ pub struct ImportOutcome {
     pub refused: Vec<Refused>,
     /// Portal ids safely stored here: the portal may delete these.
     pub acknowledge: Vec<String>,
+    /// Of those stored now: signatures that verified here, and signed
+    /// filings whose signature did not (stored with the reason).
+    pub signatures_valid: usize,
+    pub signatures_failed: usize,
 }
 
-fn refuse(p: &PulledFiling, ja: &str, en: &str) -> Refused {
+fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
     Refused {
         portal_id: p.id.clone(),
+        code,
         ja: ja.to_owned(),
         en: en.to_owned(),
     }
+}
+
+/// Whether a shipped definition with this id and version asks for a
+/// signature (the back office's own copy of the definitions; a tenant's
+/// own procedure is not known here).
+fn shipped_needs_signature(procedure: &str, version: i64) -> bool {
+    static SHIPPED: std::sync::OnceLock<Vec<(String, i64, bool)>> = std::sync::OnceLock::new();
+    SHIPPED
+        .get_or_init(|| {
+            machi_procedures::SHIPPED
+                .iter()
+                .filter_map(|(_, src)| Definition::parse(src).ok())
+                .map(|d| {
+                    (
+                        d.id().to_owned(),
+                        i64::from(d.version()),
+                        d.identity() == machi_procedures::Identity::Signature,
+                    )
+                })
+                .collect()
+        })
+        .iter()
+        .any(|(id, v, signed)| *signed && id == procedure && *v == version)
+}
+
+/// A signature check to store beside a filing, with its replay keys.
+struct SigRecord {
+    nonce: Option<String>,
+    content_sha256: Option<String>,
+    check: crate::store::portal_signatures::SignatureCheck,
+}
+
+/// Checks a filing's signature again, here, with the back office's own
+/// trust anchors and CRLs (issue 11, item 3: the back office never trusts
+/// the portal's check). None: the filing needs no signature and has none.
+fn check_signature(
+    signing: Option<&Signing>,
+    filing: &serde_json::Value,
+    procedure: &str,
+    version: i64,
+    now: i64,
+) -> Option<SigRecord> {
+    use crate::store::portal_signatures::{SignatureCheck, result};
+    use base64::Engine as _;
+    use machi_domain::error::Localized;
+    let sig = &filing["signature"];
+    let demo = sig["demo"].as_bool().unwrap_or(false);
+    let failed = |code: &str, ja: String, en: String| SignatureCheck {
+        result: code.to_owned(),
+        message_ja: ja,
+        message_en: en,
+        certificate: None,
+        signing_time: None,
+        demo,
+        checked_at: now,
+    };
+    if sig.is_null() {
+        return shipped_needs_signature(procedure, version).then(|| SigRecord {
+            nonce: None,
+            content_sha256: None,
+            check: failed(
+                result::MISSING,
+                "この手続には電子署名が必要ですが、申請に署名がありません。".into(),
+                "This procedure needs a signature, and the filing carries none.".into(),
+            ),
+        });
+    }
+    let sc = &filing["signed_content"];
+    let nonce = sc["nonce"].as_str().map(str::to_owned);
+    let payload = machi_portal::signing::payload_of(sc);
+    let cms = sig["cms"]
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+    let (Some(payload), Some(cms)) = (payload, cms) else {
+        return Some(SigRecord {
+            nonce,
+            content_sha256: None,
+            check: failed(
+                "signature_bad_structure",
+                "署名付きの申請の形式が正しくありません（署名番号か署名データがありません）。"
+                    .into(),
+                "The signed filing is malformed (no signing nonce or no signature data).".into(),
+            ),
+        });
+    };
+    let canonical = match payload.canonical_bytes() {
+        Ok(c) => c,
+        Err(e) => {
+            return Some(SigRecord {
+                nonce,
+                content_sha256: None,
+                check: failed(e.code(), e.message_ja(), e.message_en()),
+            });
+        }
+    };
+    let content_sha256 = Some(hex::encode(Sha256::digest(&canonical)));
+    let Some(signing) = signing else {
+        return Some(SigRecord {
+            nonce,
+            content_sha256,
+            check: failed(
+                result::NOT_CHECKED,
+                "基幹側に信頼する認証局が設定されていないため、署名を検証していません。".into(),
+                "No trust anchor is configured in the back office: the signature was not checked."
+                    .into(),
+            ),
+        });
+    };
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp(now, 0).unwrap_or_default();
+    let check = match signing.verifier().verify(&cms, Some(&canonical), at) {
+        Ok(v) => SignatureCheck {
+            result: result::VALID.to_owned(),
+            message_ja: String::new(),
+            message_en: String::new(),
+            certificate: Some(v.certificate),
+            signing_time: Some(v.signing_time.to_rfc3339()),
+            demo,
+            checked_at: now,
+        },
+        Err(e) => failed(e.code(), e.message_ja(), e.message_en()),
+    };
+    Some(SigRecord {
+        nonce,
+        content_sha256,
+        check,
+    })
+}
+
+enum Stored {
+    New { signature_valid: Option<bool> },
+    Already,
+    Replay { earlier_receipt: String },
 }
 
 /// Opens, checks and stores pulled filings; the back office never trusts
 /// the portal: a filing that does not open with the back office's key, or
 /// whose sealed content names another tenant, procedure or version than
 /// the portal's listing, or a tenant this back office does not serve, is
-/// refused (and not acknowledged). Importing the same filing again stores
-/// nothing new. Each filing is its own transaction.
+/// refused (and not acknowledged). A signed filing's signature is verified
+/// again here against `signing` (the back office's own anchors and CRLs)
+/// and the result stored with it (valid, or why not: a filing with a
+/// failed signature is kept, flagged, for the clerk to reject); a signing
+/// nonce or signed content already imported with another filing is a
+/// replay, refused with nothing written. Importing the same filing again
+/// stores nothing new. The accepted filings of one call are stored in one
+/// transaction per tenant (all or none), then listed for acknowledgement.
+/// `now`: Unix seconds (also the verification time).
 pub async fn import(
     store: &crate::store::Store,
     key: &OpeningKey,
+    signing: Option<&Signing>,
     pulled: &[PulledFiling],
     now: i64,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
     use base64::Engine as _;
     let mut out = ImportOutcome::default();
+    let mut known_tenants = std::collections::HashMap::new();
+    let mut checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>> =
+        std::collections::BTreeMap::new();
     for p in pulled {
         let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(&p.sealed) else {
             out.refused.push(refuse(
                 p,
+                "not_base64",
                 "封をした申請が読めません（base64）。",
                 "the sealed filing is not base64",
             ));
@@ -260,6 +530,7 @@ pub async fn import(
         let Ok(plain) = key.open(&sealed, &p.id) else {
             out.refused.push(refuse(
                 p,
+                "does_not_open",
                 "申請を開けません：別の鍵で封をされたか、改ざんされています。",
                 "the filing does not open: sealed to another key, or altered",
             ));
@@ -270,6 +541,7 @@ pub async fn import(
             Err(_) => {
                 out.refused.push(refuse(
                     p,
+                    "not_json",
                     "申請の形式が正しくありません。",
                     "the filing is not valid JSON",
                 ));
@@ -286,6 +558,7 @@ pub async fn import(
         {
             out.refused.push(refuse(
                 p,
+                "listing_mismatch",
                 "申請の中身がポータルの一覧（団体・手続・版）と一致しません。",
                 "the filing does not match the portal's listing (tenant, procedure, version)",
             ));
@@ -294,55 +567,170 @@ pub async fn import(
         let Ok(tenant) = p.tenant.parse::<MunicipalityCode>() else {
             out.refused.push(refuse(
                 p,
+                "bad_tenant",
                 "団体コードが正しくありません。",
                 "the tenant code is not valid",
             ));
             continue;
         };
-        let known = store.get_tenant(&tenant).await?.is_some();
+        let known = match known_tenants.get(&tenant) {
+            Some(k) => *k,
+            None => {
+                let k = store.get_tenant(&tenant).await?.is_some();
+                known_tenants.insert(tenant.clone(), k);
+                k
+            }
+        };
         if !known {
             out.refused.push(refuse(
                 p,
+                "unknown_tenant",
                 "この団体の申請はこの基幹システムでは受け付けていません。",
                 "this back office does not serve the filing's tenant",
             ));
             continue;
         }
-        let (id, receipt2, procedure, version, received_at) = (
-            p.id.clone(),
+        let sig = check_signature(signing, &filing, &p.procedure, p.version, now);
+        checked.entry(tenant).or_default().push(Checked {
+            portal_id: p.id.clone(),
             receipt,
-            p.procedure.clone(),
-            p.version,
-            p.received_at.clone(),
-        );
-        let stored = store
+            procedure: p.procedure.clone(),
+            version: p.version,
+            received_at: p.received_at.clone(),
+            plain,
+            sig,
+        });
+    }
+    store_checked(store, checked, now, &mut out).await?;
+    Ok(out)
+}
+
+/// A pulled filing that opened and passed the checks, ready to store.
+struct Checked {
+    portal_id: String,
+    receipt: String,
+    procedure: String,
+    version: i64,
+    received_at: String,
+    plain: Vec<u8>,
+    sig: Option<SigRecord>,
+}
+
+/// Stores one checked filing: refused as a replay (nothing written) when
+/// its nonce or signed content was imported with another filing; nothing
+/// new when this filing is already here; otherwise the filing and its
+/// signature check.
+fn store_one(
+    tx: &mut crate::store::Tx<'_>,
+    tenant: &MunicipalityCode,
+    c: &Checked,
+    now: i64,
+) -> Result<Stored, crate::store::StoreError> {
+    use crate::store::{portal_filings, portal_signatures};
+    if let Some(s) = &c.sig
+        && let Some(earlier_receipt) = portal_signatures::replay_of(
+            tx,
+            tenant,
+            &c.portal_id,
+            s.nonce.as_deref(),
+            s.content_sha256.as_deref(),
+        )?
+    {
+        return Ok(Stored::Replay { earlier_receipt });
+    }
+    let new = portal_filings::insert_if_new(
+        tx,
+        tenant,
+        &portal_filings::NewPortalFiling {
+            portal_id: &c.portal_id,
+            receipt: &c.receipt,
+            procedure: &c.procedure,
+            version: c.version,
+            received_at: &c.received_at,
+            imported_at: now,
+            filing: &c.plain,
+        },
+    )?;
+    if !new {
+        return Ok(Stored::Already);
+    }
+    let mut signature_valid = None;
+    if let Some(s) = &c.sig {
+        let filing_id =
+            portal_signatures::filing_id_of(tx, tenant, &c.portal_id)?.ok_or_else(|| {
+                crate::store::StoreError::Corrupt("portal filing vanished while importing".into())
+            })?;
+        portal_signatures::insert(
+            tx,
+            tenant,
+            filing_id,
+            &portal_signatures::NewSignature {
+                nonce: s.nonce.as_deref(),
+                content_sha256: s.content_sha256.as_deref(),
+                check: &s.check,
+            },
+        )?;
+        signature_valid = Some(s.check.is_valid());
+    }
+    Ok(Stored::New { signature_valid })
+}
+
+/// Stores checked filings, one transaction per tenant for the whole pull
+/// (a commit is a disk sync; all or none), and lists them for
+/// acknowledgement only once committed.
+async fn store_checked(
+    store: &crate::store::Store,
+    checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>>,
+    now: i64,
+    out: &mut ImportOutcome,
+) -> Result<(), crate::store::StoreError> {
+    for (tenant, filings) in checked {
+        let results = store
             .write(Some(&tenant), {
                 let tenant = tenant.clone();
-                move |tx| {
-                    crate::store::portal_filings::insert_if_new(
-                        tx,
-                        &tenant,
-                        &crate::store::portal_filings::NewPortalFiling {
-                            portal_id: &id,
-                            receipt: &receipt2,
-                            procedure: &procedure,
-                            version,
-                            received_at: &received_at,
-                            imported_at: now,
-                            filing: &plain,
-                        },
-                    )
+                move |tx| -> Result<Vec<(String, Stored)>, crate::store::StoreError> {
+                    filings
+                        .iter()
+                        .map(|c| Ok((c.portal_id.clone(), store_one(tx, &tenant, c, now)?)))
+                        .collect()
                 }
             })
             .await?;
-        if stored {
-            out.imported += 1;
-        } else {
-            out.already += 1;
+        for (portal_id, stored) in results {
+            match stored {
+                Stored::New { signature_valid } => {
+                    out.imported += 1;
+                    match signature_valid {
+                        Some(true) => out.signatures_valid += 1,
+                        Some(false) => out.signatures_failed += 1,
+                        None => {}
+                    }
+                    out.acknowledge.push(portal_id);
+                }
+                Stored::Already => {
+                    out.already += 1;
+                    out.acknowledge.push(portal_id);
+                }
+                Stored::Replay { earlier_receipt } => {
+                    tracing::warn!(
+                        portal_id = %portal_id,
+                        "portal import: a replayed signature was refused"
+                    );
+                    out.refused.push(Refused {
+                        portal_id,
+                        code: "replayed",
+                        ja: format!(
+                            "この申請の署名（署名番号）は、受付番号{earlier_receipt}の申請ですでに取り込まれています。同じ署名の再送として取り込みませんでした。"
+                        ),
+                        en: format!(
+                            "replayed: this filing's signature (signing nonce) was already imported with filing {earlier_receipt}; not imported"
+                        ),
+                    });
+                }
+            }
         }
-        out.acknowledge.push(p.id.clone());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Why a pull did not complete (nothing is acknowledged then; the portal
@@ -366,17 +754,29 @@ impl PullError {
             }
         }
     }
+    pub fn message_en(&self) -> String {
+        match self {
+            PullError::Portal(e) => format!(
+                "The portal cannot be reached or answered badly ({e}). Nothing is lost: the next pull tries again."
+            ),
+            PullError::Store(e) => format!(
+                "The back office database cannot be written ({e}). The filings stay on the portal."
+            ),
+        }
+    }
 }
 
 /// One pull: fetch up to `limit` sealed filings from the portal, import
 /// them, and acknowledge the ones stored here so the portal deletes its
 /// sealed copies.
+#[allow(clippy::too_many_arguments)]
 pub async fn pull_once(
     client: &reqwest::Client,
     portal_url: &str,
     token: &str,
     store: &crate::store::Store,
     key: &OpeningKey,
+    signing: Option<&Signing>,
     limit: usize,
     now: i64,
 ) -> Result<ImportOutcome, PullError> {
@@ -399,7 +799,7 @@ pub async fn pull_once(
         filings: Vec<PulledFiling>,
     }
     let list: List = serde_json::from_slice(&body).map_err(|e| PullError::Portal(e.to_string()))?;
-    let outcome = import(store, key, &list.filings, now).await?;
+    let outcome = import(store, key, signing, &list.filings, now).await?;
     if !outcome.acknowledge.is_empty() {
         let r = client
             .post(format!("{base}/backoffice/ack"))
@@ -452,4 +852,322 @@ pub async fn push_status(
     } else {
         Err(PullError::Portal(format!("status: HTTP {}", r.status())))
     }
+}
+
+// ------------------------------------------------------------ status changes
+
+/// Call this in the transaction that changes a portal filing's status
+/// (the inbox: under review, correction requested, approved, rejected):
+/// the update for the portal is queued in the same transaction, so it is
+/// pushed exactly when the change commits, and kept until the portal has
+/// it (the portal being down loses nothing). Then call [`wake`] after the
+/// commit to push it now rather than at the next pull.
+pub fn status_changed(
+    tx: &mut crate::store::Tx<'_>,
+    tenant: &MunicipalityCode,
+    filing_id: i64,
+    status: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), crate::store::StoreError> {
+    crate::store::portal_pushes::queue(tx, tenant, filing_id, status, reason, now)
+}
+
+fn wake_signal() -> &'static tokio::sync::Notify {
+    static N: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    N.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Asks the pull worker (if one runs in this process) to push queued
+/// status updates now.
+pub fn wake() {
+    wake_signal().notify_one();
+}
+
+/// The pull worker's figures, on `/metrics`. No labels: nothing about a
+/// tenant or a filing.
+pub struct PullCounters {
+    /// Pulls that completed.
+    pub pulls: prometheus_client::metrics::counter::Counter,
+    /// Pulls that failed (the portal unreachable or answering badly, or
+    /// the database not writable); retried with backoff.
+    pub pull_failures: prometheus_client::metrics::counter::Counter,
+    /// Filings stored by an import.
+    pub imported: prometheus_client::metrics::counter::Counter,
+    /// Filings refused by an import (left on the portal).
+    pub refused: prometheus_client::metrics::counter::Counter,
+    /// Status updates the portal accepted.
+    pub statuses_pushed: prometheus_client::metrics::counter::Counter,
+    /// Status pushes that failed (kept for later).
+    pub status_push_failures: prometheus_client::metrics::counter::Counter,
+}
+
+/// This process's [`PullCounters`].
+pub fn counters() -> &'static PullCounters {
+    static C: std::sync::OnceLock<PullCounters> = std::sync::OnceLock::new();
+    C.get_or_init(|| PullCounters {
+        pulls: Default::default(),
+        pull_failures: Default::default(),
+        imported: Default::default(),
+        refused: Default::default(),
+        statuses_pushed: Default::default(),
+        status_push_failures: Default::default(),
+    })
+}
+
+/// The back office's link to the portal: where it is, the pull token, the
+/// key that opens sealed filings, and the anchors and CRLs signatures are
+/// checked against.
+pub struct PortalLink {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub token: String,
+    pub key: OpeningKey,
+    pub signing: Option<Arc<Signing>>,
+    /// Filings per request.
+    pub batch: usize,
+}
+
+impl std::fmt::Debug for PortalLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalLink")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// What one [`PortalLink::run_once`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullReport {
+    pub imported: usize,
+    pub already: usize,
+    pub refused: Vec<Refused>,
+    pub signatures_valid: usize,
+    pub signatures_failed: usize,
+    pub statuses_pushed: usize,
+    /// Status updates still queued (the portal refused or was unreachable).
+    pub statuses_left: usize,
+}
+
+/// The environment variable with the portal's address (`http://…`).
+pub const PORTAL_URL_ENV: &str = "MACHI_PORTAL_URL";
+/// The environment variable with the back office's private key (hex, from
+/// `machi portal keygen`).
+pub const OPENING_KEY_ENV: &str = "MACHI_PORTAL_OPENING_KEY";
+/// Trust anchors for signed filings: files (DER or PEM), comma-separated.
+pub const SIGN_ANCHORS_ENV: &str = "MACHI_SIGN_ANCHORS";
+/// CRLs of those anchors: files (DER or PEM), comma-separated.
+pub const SIGN_CRLS_ENV: &str = "MACHI_SIGN_CRLS";
+
+fn paths(list: &str) -> Vec<PathBuf> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Anchors and CRLs from [`SIGN_ANCHORS_ENV`] / [`SIGN_CRLS_ENV`] (None
+/// when no anchor is configured).
+pub fn signing_from_env() -> anyhow::Result<Option<Arc<Signing>>> {
+    let anchors = paths(&std::env::var(SIGN_ANCHORS_ENV).unwrap_or_default());
+    let crls = paths(&std::env::var(SIGN_CRLS_ENV).unwrap_or_default());
+    if anchors.is_empty() {
+        if !crls.is_empty() {
+            anyhow::bail!("{SIGN_CRLS_ENV} is set but {SIGN_ANCHORS_ENV} is not");
+        }
+        return Ok(None);
+    }
+    let s = Signing::load(SignatureFiles { anchors, crls }, vec![], vec![])
+        .map_err(|e| anyhow::anyhow!("{}\n{}", e.message_ja(), e.message_en()))?;
+    Ok(Some(Arc::new(s)))
+}
+
+impl PortalLink {
+    /// From the environment: [`PORTAL_URL_ENV`], [`PULL_TOKEN_ENV`],
+    /// [`OPENING_KEY_ENV`] and the signature set-up. None when the portal
+    /// URL is not set; an error when it is set and something else is
+    /// missing or wrong.
+    pub fn from_env() -> anyhow::Result<Option<PortalLink>> {
+        let Ok(url) = std::env::var(PORTAL_URL_ENV) else {
+            return Ok(None);
+        };
+        let token = std::env::var(PULL_TOKEN_ENV)
+            .map_err(|_| anyhow::anyhow!("{PORTAL_URL_ENV} is set but {PULL_TOKEN_ENV} is not"))?;
+        let key = std::env::var(OPENING_KEY_ENV)
+            .map_err(|_| anyhow::anyhow!("{PORTAL_URL_ENV} is set but {OPENING_KEY_ENV} is not"))?;
+        let key = OpeningKey::from_hex(key.trim())
+            .map_err(|e| anyhow::anyhow!("{OPENING_KEY_ENV}: {e}"))?;
+        let signing = signing_from_env()?;
+        if signing.is_none() {
+            tracing::warn!(
+                "{SIGN_ANCHORS_ENV} is not set: signed filings are imported as not checked"
+            );
+        }
+        Ok(Some(PortalLink {
+            client: crate::service::hooks::http_client(std::time::Duration::from_secs(30))
+                .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
+            url: url.trim().to_owned(),
+            token: token.trim().to_owned(),
+            key,
+            signing,
+            batch: 100,
+        }))
+    }
+
+    /// Pushes every queued status update of every tenant; each accepted
+    /// one is removed, each failed one kept (and counted).
+    pub async fn flush_statuses(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<(usize, usize), PullError> {
+        let mut pushed = 0;
+        let mut left = 0;
+        for t in store.list_tenants().await? {
+            let tenant = t.municipality_code.clone();
+            let queued = store
+                .read(Some(&tenant), {
+                    let tenant = tenant.clone();
+                    move |tx| crate::store::portal_pushes::pending(tx, &tenant, 1000)
+                })
+                .await?;
+            for q in queued {
+                let r = push_status(
+                    &self.client,
+                    &self.url,
+                    &self.token,
+                    &q.receipt,
+                    &q.status,
+                    q.reason.as_deref(),
+                )
+                .await;
+                let ok = r.is_ok();
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "portal: a status update was not accepted; kept for later");
+                    counters().status_push_failures.inc();
+                    left += 1;
+                } else {
+                    counters().statuses_pushed.inc();
+                    pushed += 1;
+                }
+                let (fid, at) = (q.filing_id, q.queued_at);
+                store
+                    .write_quiet(Some(&tenant), {
+                        let tenant = tenant.clone();
+                        move |tx| -> Result<(), crate::store::StoreError> {
+                            if ok {
+                                crate::store::portal_pushes::done(tx, &tenant, fid, at)
+                            } else {
+                                crate::store::portal_pushes::failed(tx, &tenant, fid)
+                            }
+                        }
+                    })
+                    .await?;
+            }
+        }
+        Ok((pushed, left))
+    }
+
+    /// One scheduled round: pull until the portal has no more filings
+    /// (or a batch brings nothing new), then push queued status updates.
+    pub async fn run_once(
+        &self,
+        store: &crate::store::Store,
+        now: i64,
+    ) -> Result<PullReport, PullError> {
+        let mut report = PullReport::default();
+        // The anchors' CRLs are read again each round (a new CRL takes
+        // effect without a restart; a damaged file keeps the loaded one).
+        if let Some(s) = &self.signing
+            && let Err(e) = s.reload()
+        {
+            tracing::warn!(error = %e.message_en(), "portal pull: anchors or CRLs not reloaded; the loaded ones stay");
+        }
+        // At most 100 batches a round, so a round always ends.
+        for _ in 0..100 {
+            let o = pull_once(
+                &self.client,
+                &self.url,
+                &self.token,
+                store,
+                &self.key,
+                self.signing.as_deref(),
+                self.batch,
+                now,
+            )
+            .await?;
+            counters().imported.inc_by(o.imported as u64);
+            counters().refused.inc_by(o.refused.len() as u64);
+            for r in &o.refused {
+                tracing::warn!(portal_id = %r.portal_id, code = r.code, reason = %r.en, "portal: a filing was refused");
+            }
+            report.imported += o.imported;
+            report.already += o.already;
+            report.signatures_valid += o.signatures_valid;
+            report.signatures_failed += o.signatures_failed;
+            let more = o.acknowledge.len() == self.batch && o.imported + o.already > 0;
+            report.refused.extend(o.refused);
+            if !more {
+                break;
+            }
+        }
+        let (pushed, left) = self.flush_statuses(store).await?;
+        report.statuses_pushed = pushed;
+        report.statuses_left = left;
+        counters().pulls.inc();
+        Ok(report)
+    }
+}
+
+/// The delay before retry `n` (1, 2, …) after failed pulls: doubling from
+/// `base`, at most 32 × `base` and at most an hour.
+pub fn backoff(base: std::time::Duration, failures: u32) -> std::time::Duration {
+    let factor = 1u32 << failures.min(5);
+    (base * factor).min(std::time::Duration::from_secs(3600))
+}
+
+/// The pull worker beside `machi serve`: a round every `every`; a failed
+/// round (portal unreachable, database busy) is logged and retried after
+/// a doubling delay, and nothing is lost (the portal keeps what was not
+/// acknowledged; queued status updates stay queued). [`wake`] starts a
+/// round at once.
+pub fn spawn_pull_worker(
+    link: Arc<PortalLink>,
+    store: crate::store::Store,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures: u32 = 0;
+        loop {
+            let now = chrono::Utc::now().timestamp();
+            match link.run_once(&store, now).await {
+                Ok(r) => {
+                    failures = 0;
+                    if r.imported > 0 || !r.refused.is_empty() || r.statuses_pushed > 0 {
+                        tracing::info!(
+                            imported = r.imported,
+                            refused = r.refused.len(),
+                            signatures_failed = r.signatures_failed,
+                            statuses_pushed = r.statuses_pushed,
+                            "portal pull"
+                        );
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    counters().pull_failures.inc();
+                    tracing::warn!(error = %e, failures, "portal pull failed; retrying with backoff");
+                }
+            }
+            let wait = if failures == 0 {
+                every
+            } else {
+                backoff(every.min(std::time::Duration::from_secs(30)), failures)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake_signal().notified() => {}
+            }
+        }
+    })
 }

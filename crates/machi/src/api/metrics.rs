@@ -176,6 +176,37 @@ impl Metrics {
             Unit::Seconds,
             hooks.subscription_lag.clone(),
         );
+        let pull = crate::portal::counters();
+        registry.register(
+            "machi_portal_pulls",
+            "Rounds of the citizen portal's pull worker that completed, by this process",
+            pull.pulls.clone(),
+        );
+        registry.register(
+            "machi_portal_pull_failures",
+            "Pulls from the citizen portal that failed (unreachable, bad answer, database); retried with backoff, nothing lost",
+            pull.pull_failures.clone(),
+        );
+        registry.register(
+            "machi_portal_filings_imported",
+            "Filings imported from the citizen portal, by this process",
+            pull.imported.clone(),
+        );
+        registry.register(
+            "machi_portal_filings_refused",
+            "Filings the import refused (left on the portal): not opening, not matching, replayed",
+            pull.refused.clone(),
+        );
+        registry.register(
+            "machi_portal_status_pushes",
+            "Status updates the citizen portal accepted",
+            pull.statuses_pushed.clone(),
+        );
+        registry.register(
+            "machi_portal_status_push_failures",
+            "Status pushes that failed (kept queued for the next round)",
+            pull.status_push_failures.clone(),
+        );
         let subscriptions = Family::<StatusLabels, Gauge>::default();
         registry.register(
             "machi_webhook_subscriptions",

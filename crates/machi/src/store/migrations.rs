@@ -673,6 +673,61 @@ CREATE POLICY tenant_isolation ON portal_filings
 "#
 );
 
+/// Signatures of imported portal filings as the back office checked them
+/// (issue 11, items 3 and 8): the result (`valid` or why not), the
+/// certificate's items sealed with the tenant's key, and the signing
+/// nonce and content hash, each accepted once per tenant: a replayed
+/// signature is refused on import.
+macro_rules! v20_common {
+    () => {
+        r#"
+CREATE TABLE portal_signatures (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    filing_id BIGINT NOT NULL,
+    nonce TEXT,
+    content_sha256 TEXT,
+    result TEXT NOT NULL,
+    checked_at BIGINT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (tenant, filing_id),
+    UNIQUE (tenant, nonce),
+    UNIQUE (tenant, content_sha256),
+    FOREIGN KEY (tenant, filing_id) REFERENCES portal_filings (tenant, filing_id)
+);
+CREATE TABLE portal_status_pushes (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    filing_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    queued_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, filing_id),
+    FOREIGN KEY (tenant, filing_id) REFERENCES portal_filings (tenant, filing_id)
+);
+"#
+    };
+}
+
+const V20_SQLITE: &str = v20_common!();
+
+const V20_POSTGRES: &str = concat!(
+    v20_common!(),
+    r#"
+GRANT SELECT, INSERT ON portal_signatures TO machi_app;
+ALTER TABLE portal_signatures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE portal_signatures FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON portal_signatures
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+GRANT SELECT, INSERT, UPDATE, DELETE ON portal_status_pushes TO machi_app;
+ALTER TABLE portal_status_pushes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE portal_status_pushes FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON portal_status_pushes
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 /// File linkage: a tenant's own extract schedule (a daily time in Japan
 /// and full or difference), over the server-wide interval.
 macro_rules! v25_common {
@@ -812,6 +867,12 @@ pub fn all() -> Vec<Migration> {
             name: "citizen portal: imported filings",
             sqlite: V18_SQLITE,
             postgres: V18_POSTGRES,
+        },
+        Migration {
+            version: 20,
+            name: "citizen portal: signatures checked on import, nonces accepted once, status pushes queued",
+            sqlite: V20_SQLITE,
+            postgres: V20_POSTGRES,
         },
         Migration {
             version: 25,

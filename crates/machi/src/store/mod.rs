@@ -13,6 +13,8 @@ mod migrations;
 pub mod oversight;
 pub mod pending;
 pub mod portal_filings;
+pub mod portal_pushes;
+pub mod portal_signatures;
 pub mod record_format;
 pub mod records;
 pub mod support;

@@ -132,9 +132,18 @@ async fn portal_filings_are_pulled_imported_once_and_acknowledged(db: TestDb) {
     let before = listed(&p.base).await;
     assert_eq!(before.len(), 2);
 
-    let out = pull_once(&client(), &p.base, TOKEN, &db.store, &p.key, 100, 1_000)
-        .await
-        .unwrap();
+    let out = pull_once(
+        &client(),
+        &p.base,
+        TOKEN,
+        &db.store,
+        &p.key,
+        None,
+        100,
+        1_000,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (out.imported, out.already, out.refused.len()),
         (2, 0, 0),
@@ -144,7 +153,9 @@ async fn portal_filings_are_pulled_imported_once_and_acknowledged(db: TestDb) {
     assert!(p.portal.store.pending(10).unwrap().is_empty());
     assert!(listed(&p.base).await.is_empty());
     // The same filings again (a retry after a lost acknowledgement): stored once.
-    let again = import(&db.store, &p.key, &before, 2_000).await.unwrap();
+    let again = import(&db.store, &p.key, None, &before, 2_000)
+        .await
+        .unwrap();
     assert_eq!((again.imported, again.already), (0, 2));
     assert_eq!(again.acknowledge.len(), 2);
 
@@ -232,7 +243,7 @@ async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
 
     // Sealed to another key.
     let stranger = OpeningKey::generate().unwrap();
-    let out = import(&db.store, &stranger, std::slice::from_ref(&good), 1)
+    let out = import(&db.store, &stranger, None, std::slice::from_ref(&good), 1)
         .await
         .unwrap();
     assert_eq!(out.refused.len(), 1);
@@ -261,7 +272,7 @@ async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
         id: "0".repeat(64),
         ..good.clone()
     };
-    let out = import(&db.store, &p.key, &[tampered, relabelled, moved], 1)
+    let out = import(&db.store, &p.key, None, &[tampered, relabelled, moved], 1)
         .await
         .unwrap();
     assert_eq!(out.refused.len(), 3, "{out:?}");
@@ -289,6 +300,7 @@ async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
         TOKEN,
         &db.store,
         &p.key,
+        None,
         10,
         1,
     )
@@ -306,6 +318,7 @@ async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
         "wrong-token-000000",
         &db.store,
         &p.key,
+        None,
         10,
         1,
     )
