@@ -597,6 +597,7 @@ pub async fn import(
             procedure: p.procedure.clone(),
             version: p.version,
             received_at: p.received_at.clone(),
+            signed: !filing["signature"].is_null(),
             plain,
             sig,
         });
@@ -614,6 +615,8 @@ struct Checked {
     received_at: String,
     plain: Vec<u8>,
     sig: Option<SigRecord>,
+    /// The filing carries a signature (申請管理 filters on it).
+    signed: bool,
 }
 
 /// Stores one checked filing: refused as a replay (nothing written) when
@@ -649,6 +652,7 @@ fn store_one(
             received_at: &c.received_at,
             imported_at: now,
             filing: &c.plain,
+            signed: c.signed,
         },
     )?;
     if !new {

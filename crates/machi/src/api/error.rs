@@ -162,6 +162,23 @@ impl From<ServiceError> for ApiError {
                 format!("仮登録 {id} はありません。"),
                 format!("no provisional change {id}"),
             ),
+            ServiceError::FilingNotFound(id) => ApiError::new(
+                S::NOT_FOUND,
+                "filing_not_found",
+                format!("申請 {id} はありません。"),
+                format!("no filing {id}"),
+            ),
+            ServiceError::FilingState { id, status, action } => {
+                let st = crate::service::inbox::FilingStatus::parse(&status);
+                let (st_ja, st_en) = st.map_or(("不明", "unknown"), |s| (s.label_ja(), s.label_en()));
+                let (act_ja, act_en) = crate::service::inbox::action_label(action);
+                ApiError::new(
+                    S::CONFLICT,
+                    "filing_state",
+                    format!("申請 {id} は「{st_ja}」のため、{act_ja}はできません。"),
+                    format!("filing {id} is {st_en}: it cannot be {act_en}"),
+                )
+            }
             ServiceError::PendingDecided(id) => ApiError::new(
                 S::CONFLICT,
                 "pending_decided",

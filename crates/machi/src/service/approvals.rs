@@ -61,6 +61,70 @@ fn entry(actor: &Actor, function: &str, target: String, detail: serde_json::Valu
     }
 }
 
+/// A provisional entry of `req`, whose dry run gave `out`.
+pub(crate) fn provisional_entry(
+    out: &ChangeOutcome,
+    req: &ChangeRequest,
+    actor: &Actor,
+    now: i64,
+    resubmits: Option<i64>,
+) -> Result<PendingChange, ServiceError> {
+    Ok(PendingChange {
+        pending_id: 0,
+        reason: out.reason.code().to_string(),
+        request: serde_json::to_value(req)
+            .map_err(|e| StoreError::Corrupt(format!("request: {e}")))?,
+        summary: summary_of(out),
+        status: PendingStatus::Pending,
+        entered_by: actor.operator.clone(),
+        entered_terminal: actor.terminal.clone(),
+        entered_at: now,
+        decided_by: None,
+        decided_at: None,
+        comment: None,
+        change_id: None,
+        persons: out.existing_persons(),
+        resubmits,
+    })
+}
+
+/// 仮登録 inside the caller's transaction (the tenant locked): queues `p`
+/// and writes its `change.provisional` log entry.
+pub(crate) fn insert_provisional(
+    tx: &mut crate::store::Tx<'_>,
+    t: &MunicipalityCode,
+    p: &PendingChange,
+    actor: &Actor,
+    now: i64,
+) -> Result<i64, ServiceError> {
+    if let Some(old) = p.resubmits {
+        let o = pending::get(tx, t, old)?.ok_or(ServiceError::PendingNotFound(old))?;
+        if o.entered_by != actor.operator {
+            return Err(ServiceError::Forbidden);
+        }
+        if o.status != PendingStatus::Returned || pending::resubmitted(tx, t, old)? {
+            return Err(ServiceError::PendingDecided(old));
+        }
+    }
+    let persons: Vec<String> = p.persons.iter().map(|a| a.to_string()).collect();
+    let id = pending::insert(tx, t, p)?;
+    records::append_next_audit(
+        tx,
+        t,
+        now,
+        &entry(
+            actor,
+            "change.provisional",
+            std::iter::once(format!("pending:{id}"))
+                .chain(persons)
+                .collect::<Vec<_>>()
+                .join(","),
+            serde_json::json!({ "pending_id": id, "reason": p.reason, "resubmits": p.resubmits }),
+        ),
+    )?;
+    Ok(id)
+}
+
 impl Registry {
     /// Validates `req` against the current registry without committing
     /// anything: what the change would do, or why it is refused.
@@ -161,54 +225,13 @@ impl Registry {
     ) -> Result<(i64, ChangeOutcome), ServiceError> {
         let out = self.dry_run(tenant, req, actor).await?;
         let now = self.clock().now().timestamp_micros();
-        let p = PendingChange {
-            pending_id: 0,
-            reason: out.reason.code().to_string(),
-            request: serde_json::to_value(req)
-                .map_err(|e| StoreError::Corrupt(format!("request: {e}")))?,
-            summary: summary_of(&out),
-            status: PendingStatus::Pending,
-            entered_by: actor.operator.clone(),
-            entered_terminal: actor.terminal.clone(),
-            entered_at: now,
-            decided_by: None,
-            decided_at: None,
-            comment: None,
-            change_id: None,
-            persons: out.existing_persons(),
-            resubmits,
-        };
-        let persons: Vec<String> = p.persons.iter().map(|a| a.to_string()).collect();
+        let p = provisional_entry(&out, req, actor, now, resubmits)?;
         let (t, actor) = (tenant.clone(), actor.clone());
         let id = self
             .store()
             .write(Some(tenant), move |tx| {
                 records::lock_tenant(tx, &t)?;
-                if let Some(old) = p.resubmits {
-                    let o = pending::get(tx, &t, old)?.ok_or(ServiceError::PendingNotFound(old))?;
-                    if o.entered_by != actor.operator {
-                        return Err(ServiceError::Forbidden);
-                    }
-                    if o.status != PendingStatus::Returned || pending::resubmitted(tx, &t, old)? {
-                        return Err(ServiceError::PendingDecided(old));
-                    }
-                }
-                let id = pending::insert(tx, &t, &p)?;
-                records::append_next_audit(
-                    tx,
-                    &t,
-                    now,
-                    &entry(
-                        &actor,
-                        "change.provisional",
-                        std::iter::once(format!("pending:{id}"))
-                            .chain(persons)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        serde_json::json!({ "pending_id": id, "reason": p.reason, "resubmits": p.resubmits }),
-                    ),
-                )?;
-                Ok::<_, ServiceError>(id)
+                insert_provisional(tx, &t, &p, &actor, now)
             })
             .await?;
         Ok((id, out))
@@ -324,6 +347,9 @@ impl Registry {
                         }),
                     ),
                 )?;
+                // A filing from the portal whose approval entered this
+                // change is approved with it (申請管理).
+                super::inbox::on_pending_approved(tx, &t, id, &out, &actor, now)?;
                 Ok(out)
             })
             .await
@@ -385,6 +411,7 @@ impl Registry {
                         serde_json::json!({ "pending_id": id, "comment": c }),
                     ),
                 )?;
+                super::inbox::on_pending_closed(tx, &t, id, &actor, now)?;
                 Ok(())
             })
             .await

@@ -218,6 +218,44 @@ impl Registry {
         })
     }
 
+    /// Makes `request` ready for [`issue_in`]: fonts, the tenant's name,
+    /// the 照合番号 of each copy, the batch id, the time.
+    pub(crate) async fn prepare_issue(
+        &self,
+        tenant: &MunicipalityCode,
+        request: CertificateRequest,
+    ) -> Result<IssueJob, ServiceError> {
+        let CertificateRequest {
+            kind,
+            subject,
+            options,
+            verification_url,
+            may_show_my_number,
+            counter,
+        } = request;
+        let fonts = fonts()?;
+        let municipality = self.tenant(tenant).await?.name;
+        let copies = counter.as_ref().map_or(1, |c| c.copies.max(1));
+        let codes = (0..copies.min(counter::MAX_COPIES))
+            .map(|_| verification_code())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(IssueJob {
+            kind,
+            subject,
+            options,
+            url: verification_url,
+            may_show_my_number,
+            counter,
+            codes,
+            batch: random_hex(8)?,
+            municipality,
+            at: self.clock().now().timestamp_micros(),
+            today: self.clock().today(),
+            eras: self.eras().clone(),
+            fonts,
+        })
+    }
+
     /// Issues the copies a counter request asks for, in one transaction:
     /// the support-measure guard first, then the request's checks (the
     /// refusals for third parties and proxies, [`CounterRequest::check`]),
@@ -229,225 +267,11 @@ impl Registry {
         request: CertificateRequest,
         actor: &Actor,
     ) -> Result<IssuedBatch, ServiceError> {
-        let CertificateRequest {
-            kind,
-            subject,
-            options,
-            verification_url,
-            may_show_my_number,
-            counter,
-        } = request;
-        let fonts = fonts()?;
-        let municipality = self.tenant(tenant).await?.name;
-        let now = self.clock().now();
-        let at = now.timestamp_micros();
-        let today = self.clock().today();
-        let eras = self.eras().clone();
-        let copies = counter.as_ref().map_or(1, |c| c.copies.max(1));
-        let codes = (0..copies.min(counter::MAX_COPIES))
-            .map(|_| verification_code())
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = random_hex(8)?;
-        let (t, a, url) = (tenant.clone(), actor.clone(), verification_url);
+        let job = self.prepare_issue(tenant, request).await?;
+        let (t, a) = (tenant.clone(), actor.clone());
         let r = self
             .store()
-            .write(Some(tenant), move |tx| {
-                // j380/j440: a protected person, or anyone living with one,
-                // blocks the issue unless released; checked before the
-                // records are read, so that no answer about them (not in
-                // this household, moved out, …) comes before the refusal.
-                let (mut named, households) = match &subject {
-                    Subject::HouseholdOf(p) => (vec![p.clone()], vec![]),
-                    Subject::Household(h) => (vec![], vec![h.clone()]),
-                };
-                if let PersonSelection::Persons(list) = &options.persons {
-                    named.extend(list.iter().cloned());
-                }
-                super::support::guard_concerning(
-                    tx,
-                    &t,
-                    &named,
-                    &households,
-                    &a,
-                    SupportPurpose::Issue,
-                    at,
-                )?;
-                if let Some(c) = &counter {
-                    c.check(&options)
-                        .map_err(|e| ServiceError::invalid("request", &e))?;
-                }
-                // Printing a 個人番号 on request is a reveal: only roles
-                // allowed to see it (a 転出証明書 carries it by law and is
-                // issued by the counter).
-                if options.my_number && !may_show_my_number {
-                    return Err(ServiceError::Forbidden);
-                }
-                let histories: Vec<Vec<HistoryRow>> = {
-                    let household = match &subject {
-                        Subject::Household(h) => h.clone(),
-                        Subject::HouseholdOf(p) => {
-                            let rows = records::history(tx, &t, p)?;
-                            rows.last()
-                                .map(|r| r.record.household_number.clone())
-                                .ok_or_else(|| ServiceError::PersonNotFound(p.to_string()))?
-                        }
-                    };
-                    let mut all = records::household_histories(tx, &t, &household)?;
-                    if let Subject::HouseholdOf(p) = &subject
-                        && !all.contains_key(p)
-                    {
-                        all.insert(p.clone(), records::history(tx, &t, p)?);
-                    }
-                    all.into_values().collect()
-                };
-                let issuer = issuer_of(tx, &t)?.ok_or_else(|| {
-                    cert_error(certificate::CertificateError::MissingIssuer)
-                })?;
-                let cert = certificate::build(&CertificateInput {
-                    kind,
-                    persons: &histories,
-                    municipality: &municipality,
-                    issuer: &issuer,
-                    issue_date: today,
-                    eras: &eras,
-                    options: &options,
-                })
-                .map_err(cert_error)?;
-                let persons: Vec<AddresseeNumber> =
-                    cert.persons.iter().map(|p| p.addressee_number.clone()).collect();
-                records::lock_tenant(tx, &t)?;
-                let fee_per_copy = tx
-                    .query_opt(
-                        "SELECT certificate_fee FROM tenant_settings WHERE tenant = $1",
-                        &[t.as_str().into()],
-                    )?
-                    .map(|r| r.int(0))
-                    .transpose()?
-                    .unwrap_or(0);
-                let fee_each = counter::fee(fee_per_copy, 1, kind, options.official_use);
-                let day = today.format("%Y%m%d").to_string();
-                let first = tx
-                    .query_one(
-                        "SELECT COUNT(*) + 1 FROM certificates WHERE tenant = $1 AND issue_number LIKE $2",
-                        &[t.as_str().into(), format!("{day} %").as_str().into()],
-                    )?
-                    .int(0)?;
-                let record = cert.issue_record();
-                let shown = kind == CertificateKind::MoveOutCertificate || options.my_number;
-                let request_json = serde_json::to_string(&counter.clone().unwrap_or_default())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let persons_json = serde_json::to_string(&persons)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let options_json = serde_json::to_string(&options)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let mut issued = Vec::with_capacity(codes.len());
-                for (i, code) in codes.iter().enumerate() {
-                    let copy_no = i as i64 + 1;
-                    let number = IssueNumber {
-                        issued_on: today,
-                        municipality: municipality.clone(),
-                        terminal: a.terminal.clone(),
-                        printer: "P1".into(),
-                        sequence: (first + i as i64) as u32,
-                    }
-                    .to_string();
-                    let stamp = IssueStamp {
-                        issue_number: number.clone(),
-                        verification_code: code.clone(),
-                        verification_url: url.clone(),
-                    };
-                    let rendered = crate::certificate::render_report(&cert, &stamp, fonts).map_err(|e| {
-                        ServiceError::Invalid {
-                            field: "certificate".into(),
-                            code: "pdf_failed",
-                            message_ja: format!("証明書の PDF を作成できませんでした: {e}"),
-                            message_en: format!("the certificate PDF could not be made: {e}"),
-                        }
-                    })?;
-                    let pdf_sha = hex::encode(Sha256::digest(&rendered.pdf));
-                    tx.execute(
-                        "INSERT INTO certificates (tenant, issue_number, kind, persons, options, verify_hash, pdf_sha256, pages, issued_by, issued_terminal, issued_at, request, batch, copy_no, fee, pdf) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                        &[
-                            t.as_str().into(),
-                            (&number).into(),
-                            kind.code().into(),
-                            persons_json.as_str().into(),
-                            options_json.as_str().into(),
-                            verify_hash(&number, code).as_str().into(),
-                            (&pdf_sha).into(),
-                            (rendered.pages as i64).into(),
-                            (&a.operator).into(),
-                            (&a.terminal).into(),
-                            at.into(),
-                            request_json.as_str().into(),
-                            batch.as_str().into(),
-                            copy_no.into(),
-                            fee_each.into(),
-                            BASE64.encode(&rendered.pdf).as_str().into(),
-                        ],
-                    )?;
-                    records::append_next_audit(
-                        tx,
-                        &t,
-                        at,
-                        &AuditEntry {
-                            operator: a.operator.clone(),
-                            terminal: a.terminal.clone(),
-                            function: "certificate.issue".into(),
-                            target: persons.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
-                            detail: serde_json::json!({
-                                "issue_number": number, "kind": kind.code(), "pages": rendered.pages,
-                                "items": record.items, "with_history": record.with_history,
-                                "pdf_sha256": pdf_sha, "missing_chars": rendered.missing_chars,
-                                "copy": copy_no, "copies": codes.len(), "fee": fee_each,
-                                "request": counter.as_ref().map(|c| serde_json::json!({
-                                    "requester": c.requester.map(|r| r.code()),
-                                    "requester_name": c.requester_name,
-                                    "relationship": c.relationship,
-                                    "identity": c.identity.map(|d| d.code()),
-                                    "power_of_attorney": c.power_of_attorney,
-                                    "ground": c.ground.map(|g| g.code()),
-                                    "purpose": c.purpose,
-                                })),
-                            })
-                            .to_string(),
-                            my_number_shown: shown,
-                        },
-                    )?;
-                    // Linkage: which certificate of which persons; no content.
-                    records::append_next_event(
-                        tx,
-                        &t,
-                        super::events::CERTIFICATE_ISSUED,
-                        &serde_json::json!({
-                            "issue_number": number,
-                            "kind": kind.code(),
-                            "persons": persons.iter().map(|p| serde_json::json!({ "addressee_number": p.as_str() })).collect::<Vec<_>>(),
-                            "pages": rendered.pages,
-                        }),
-                        at,
-                    )?;
-                    issued.push(Issued {
-                        issue_number: number,
-                        verification_code: code.clone(),
-                        pdf: rendered.pdf,
-                        pages: rendered.pages as i64,
-                        persons: persons.clone(),
-                        batch: batch.clone(),
-                        copy_no,
-                        fee: fee_each,
-                    });
-                }
-                let total_fee = fee_each * issued.len() as i64;
-                Ok(IssuedBatch {
-                    batch: batch.clone(),
-                    kind,
-                    copies: issued,
-                    fee_per_copy: fee_each,
-                    total_fee,
-                })
-            })
+            .write(Some(tenant), move |tx| issue_in(tx, &t, &a, &job))
             .await;
         if let Err(ServiceError::SupportBlocked { persons, purpose }) = &r {
             self.support_record_block(tenant, persons, *purpose, actor)
@@ -733,4 +557,246 @@ impl Registry {
         .await?;
         Ok(found)
     }
+}
+
+/// A certificate request made ready to issue: what [`issue_in`] needs
+/// besides the transaction.
+pub(crate) struct IssueJob {
+    kind: CertificateKind,
+    subject: Subject,
+    options: CertificateOptions,
+    url: String,
+    may_show_my_number: bool,
+    counter: Option<CounterRequest>,
+    codes: Vec<String>,
+    batch: String,
+    municipality: String,
+    at: i64,
+    today: chrono::NaiveDate,
+    eras: machi_domain::dates::EraTable,
+    fonts: &'static Fonts,
+}
+
+/// Issues the copies of `job` inside the caller's transaction: the
+/// support-measure guard first, then the request's checks, then one
+/// 発行番号, PDF and record per copy, one access-log entry and one linkage
+/// event per copy (see [`Registry::issue_certificates`]).
+pub(crate) fn issue_in(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    a: &Actor,
+    job: &IssueJob,
+) -> Result<IssuedBatch, ServiceError> {
+    let IssueJob {
+        kind,
+        subject,
+        options,
+        url,
+        may_show_my_number,
+        counter,
+        codes,
+        batch,
+        municipality,
+        at,
+        today,
+        eras,
+        fonts,
+    } = job;
+    let (kind, may_show_my_number, at, today, fonts) =
+        (*kind, *may_show_my_number, *at, *today, *fonts);
+    // j380/j440: a protected person, or anyone living with one,
+    // blocks the issue unless released; checked before the
+    // records are read, so that no answer about them (not in
+    // this household, moved out, …) comes before the refusal.
+    let (mut named, households) = match &subject {
+        Subject::HouseholdOf(p) => (vec![p.clone()], vec![]),
+        Subject::Household(h) => (vec![], vec![h.clone()]),
+    };
+    if let PersonSelection::Persons(list) = &options.persons {
+        named.extend(list.iter().cloned());
+    }
+    super::support::guard_concerning(
+        tx,
+        &t,
+        &named,
+        &households,
+        &a,
+        SupportPurpose::Issue,
+        at,
+    )?;
+    if let Some(c) = &counter {
+        c.check(&options)
+            .map_err(|e| ServiceError::invalid("request", &e))?;
+    }
+    // Printing a 個人番号 on request is a reveal: only roles
+    // allowed to see it (a 転出証明書 carries it by law and is
+    // issued by the counter).
+    if options.my_number && !may_show_my_number {
+        return Err(ServiceError::Forbidden);
+    }
+    let histories: Vec<Vec<HistoryRow>> = {
+        let household = match &subject {
+            Subject::Household(h) => h.clone(),
+            Subject::HouseholdOf(p) => {
+                let rows = records::history(tx, &t, p)?;
+                rows.last()
+                    .map(|r| r.record.household_number.clone())
+                    .ok_or_else(|| ServiceError::PersonNotFound(p.to_string()))?
+            }
+        };
+        let mut all = records::household_histories(tx, &t, &household)?;
+        if let Subject::HouseholdOf(p) = &subject
+            && !all.contains_key(p)
+        {
+            all.insert(p.clone(), records::history(tx, &t, p)?);
+        }
+        all.into_values().collect()
+    };
+    let issuer = issuer_of(tx, &t)?.ok_or_else(|| {
+        cert_error(certificate::CertificateError::MissingIssuer)
+    })?;
+    let cert = certificate::build(&CertificateInput {
+        kind,
+        persons: &histories,
+        municipality: &municipality,
+        issuer: &issuer,
+        issue_date: today,
+        eras: &eras,
+        options: &options,
+    })
+    .map_err(cert_error)?;
+    let persons: Vec<AddresseeNumber> =
+        cert.persons.iter().map(|p| p.addressee_number.clone()).collect();
+    records::lock_tenant(tx, &t)?;
+    let fee_per_copy = tx
+        .query_opt(
+            "SELECT certificate_fee FROM tenant_settings WHERE tenant = $1",
+            &[t.as_str().into()],
+        )?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    let fee_each = counter::fee(fee_per_copy, 1, kind, options.official_use);
+    let day = today.format("%Y%m%d").to_string();
+    let first = tx
+        .query_one(
+            "SELECT COUNT(*) + 1 FROM certificates WHERE tenant = $1 AND issue_number LIKE $2",
+            &[t.as_str().into(), format!("{day} %").as_str().into()],
+        )?
+        .int(0)?;
+    let record = cert.issue_record();
+    let shown = kind == CertificateKind::MoveOutCertificate || options.my_number;
+    let request_json = serde_json::to_string(&counter.clone().unwrap_or_default())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let persons_json = serde_json::to_string(&persons)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let options_json = serde_json::to_string(&options)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut issued = Vec::with_capacity(codes.len());
+    for (i, code) in codes.iter().enumerate() {
+        let copy_no = i as i64 + 1;
+        let number = IssueNumber {
+            issued_on: today,
+            municipality: municipality.clone(),
+            terminal: a.terminal.clone(),
+            printer: "P1".into(),
+            sequence: (first + i as i64) as u32,
+        }
+        .to_string();
+        let stamp = IssueStamp {
+            issue_number: number.clone(),
+            verification_code: code.clone(),
+            verification_url: url.clone(),
+        };
+        let rendered = crate::certificate::render_report(&cert, &stamp, fonts).map_err(|e| {
+            ServiceError::Invalid {
+                field: "certificate".into(),
+                code: "pdf_failed",
+                message_ja: format!("証明書の PDF を作成できませんでした: {e}"),
+                message_en: format!("the certificate PDF could not be made: {e}"),
+            }
+        })?;
+        let pdf_sha = hex::encode(Sha256::digest(&rendered.pdf));
+        tx.execute(
+            "INSERT INTO certificates (tenant, issue_number, kind, persons, options, verify_hash, pdf_sha256, pages, issued_by, issued_terminal, issued_at, request, batch, copy_no, fee, pdf) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                t.as_str().into(),
+                (&number).into(),
+                kind.code().into(),
+                persons_json.as_str().into(),
+                options_json.as_str().into(),
+                verify_hash(&number, code).as_str().into(),
+                (&pdf_sha).into(),
+                (rendered.pages as i64).into(),
+                (&a.operator).into(),
+                (&a.terminal).into(),
+                at.into(),
+                request_json.as_str().into(),
+                batch.as_str().into(),
+                copy_no.into(),
+                fee_each.into(),
+                BASE64.encode(&rendered.pdf).as_str().into(),
+            ],
+        )?;
+        records::append_next_audit(
+            tx,
+            &t,
+            at,
+            &AuditEntry {
+                operator: a.operator.clone(),
+                terminal: a.terminal.clone(),
+                function: "certificate.issue".into(),
+                target: persons.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+                detail: serde_json::json!({
+                    "issue_number": number, "kind": kind.code(), "pages": rendered.pages,
+                    "items": record.items, "with_history": record.with_history,
+                    "pdf_sha256": pdf_sha, "missing_chars": rendered.missing_chars,
+                    "copy": copy_no, "copies": codes.len(), "fee": fee_each,
+                    "request": counter.as_ref().map(|c| serde_json::json!({
+                        "requester": c.requester.map(|r| r.code()),
+                        "requester_name": c.requester_name,
+                        "relationship": c.relationship,
+                        "identity": c.identity.map(|d| d.code()),
+                        "power_of_attorney": c.power_of_attorney,
+                        "ground": c.ground.map(|g| g.code()),
+                        "purpose": c.purpose,
+                    })),
+                })
+                .to_string(),
+                my_number_shown: shown,
+            },
+        )?;
+        // Linkage: which certificate of which persons; no content.
+        records::append_next_event(
+            tx,
+            &t,
+            super::events::CERTIFICATE_ISSUED,
+            &serde_json::json!({
+                "issue_number": number,
+                "kind": kind.code(),
+                "persons": persons.iter().map(|p| serde_json::json!({ "addressee_number": p.as_str() })).collect::<Vec<_>>(),
+                "pages": rendered.pages,
+            }),
+            at,
+        )?;
+        issued.push(Issued {
+            issue_number: number,
+            verification_code: code.clone(),
+            pdf: rendered.pdf,
+            pages: rendered.pages as i64,
+            persons: persons.clone(),
+            batch: batch.clone(),
+            copy_no,
+            fee: fee_each,
+        });
+    }
+    let total_fee = fee_each * issued.len() as i64;
+    Ok(IssuedBatch {
+        batch: batch.clone(),
+        kind,
+        copies: issued,
+        fee_per_copy: fee_each,
+        total_fee,
+    })
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod events;
 pub mod grants;
 pub mod hooks;
+pub mod inbox;
 pub mod registry;
 pub mod support;
 pub mod throttle;

@@ -76,6 +76,17 @@ pub enum ServiceError {
     AccountExists(String),
     #[error("no provisional change {0}")]
     PendingNotFound(i64),
+    /// 申請管理: no imported portal filing with this number.
+    #[error("no filing {0}")]
+    FilingNotFound(i64),
+    /// 申請管理: the step does not apply to a filing in its present state
+    /// (e.g. approving a rejected filing).
+    #[error("filing {id} is {status}: {action} is not possible")]
+    FilingState {
+        id: i64,
+        status: String,
+        action: &'static str,
+    },
     #[error("provisional change {0} was already decided")]
     PendingDecided(i64),
     #[error("a change must be approved by someone other than who entered it")]
@@ -233,6 +244,8 @@ pub struct Registry {
     /// The server-wide extract interval in seconds (`MACHI_EXTRACT_EVERY`),
     /// for tenants without a schedule of their own.
     extract_every: u64,
+    /// Where filing statuses are told to the citizen portal (申請管理).
+    pub(crate) portal_link: Option<Arc<super::inbox::PortalLink>>,
 }
 
 impl Registry {
@@ -246,6 +259,7 @@ impl Registry {
             hook_policy: Default::default(),
             extract_target: None,
             extract_every: 3600,
+            portal_link: None,
         }
     }
 

@@ -708,6 +708,32 @@ CREATE TABLE portal_status_pushes (
     };
 }
 
+/// The inbox of portal filings (申請管理, issue 11, item 5): who handles a
+/// filing, whom it was matched to, the decision with its message (sealed
+/// with the tenant's key like the filing) and what the approval did, the
+/// provisional change awaiting 決裁, and the status still to tell the
+/// portal (`notify_seq` > `notified_seq`).
+macro_rules! v19_common {
+    () => {
+        r#"
+ALTER TABLE portal_filings ADD COLUMN signed BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE portal_filings ADD COLUMN signature TEXT;
+ALTER TABLE portal_filings ADD COLUMN assigned_to TEXT;
+ALTER TABLE portal_filings ADD COLUMN matches TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE portal_filings ADD COLUMN message TEXT;
+ALTER TABLE portal_filings ADD COLUMN decided_by TEXT;
+ALTER TABLE portal_filings ADD COLUMN decided_at BIGINT;
+ALTER TABLE portal_filings ADD COLUMN outcome TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE portal_filings ADD COLUMN pending_id BIGINT;
+ALTER TABLE portal_filings ADD COLUMN updated_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE portal_filings ADD COLUMN notify_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE portal_filings ADD COLUMN notified_seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX portal_filings_status ON portal_filings (tenant, status, filing_id);
+CREATE INDEX portal_filings_pending ON portal_filings (tenant, pending_id);
+"#
+    };
+}
+
 const V20_SQLITE: &str = v20_common!();
 
 const V20_POSTGRES: &str = concat!(
@@ -757,6 +783,8 @@ CREATE POLICY tenant_isolation ON extract_schedules
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+
+const V19_COMMON: &str = v19_common!();
 
 pub fn all() -> Vec<Migration> {
     vec![
@@ -867,6 +895,12 @@ pub fn all() -> Vec<Migration> {
             name: "citizen portal: imported filings",
             sqlite: V18_SQLITE,
             postgres: V18_POSTGRES,
+        },
+        Migration {
+            version: 19,
+            name: "citizen portal: the inbox (assignment, matching, decisions, status to the portal)",
+            sqlite: V19_COMMON,
+            postgres: V19_COMMON,
         },
         Migration {
             version: 20,

@@ -21,6 +21,9 @@ pub struct NewPortalFiling<'a> {
     pub imported_at: i64,
     /// The filing as the citizen sent it (JSON).
     pub filing: &'a [u8],
+    /// Whether the filing carries a signature (its check is stored apart,
+    /// [`set_signature`]).
+    pub signed: bool,
 }
 
 /// A stored filing, opened.
@@ -35,6 +38,25 @@ pub struct StoredPortalFiling {
     pub imported_at: i64,
     pub status: String,
     pub filing: serde_json::Value,
+    pub signed: bool,
+    /// The back office's own check of the signature (JSON), when made.
+    pub signature: Option<serde_json::Value>,
+    /// The login of the clerk handling it.
+    pub assigned_to: Option<String>,
+    /// Party key (`applicant`, `members.0`, …) → 宛名番号 confirmed by a clerk.
+    pub matches: std::collections::BTreeMap<String, String>,
+    /// The message of the last correction request or rejection.
+    pub message: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    /// What the approval did (ids only).
+    pub outcome: serde_json::Value,
+    /// The provisional change awaiting 決裁, if any.
+    pub pending_id: Option<i64>,
+    pub updated_at: i64,
+    /// Status changes not yet told to the portal.
+    pub notify_seq: i64,
+    pub notified_seq: i64,
 }
 
 fn context(portal_id: &str) -> String {
@@ -68,8 +90,8 @@ pub fn insert_if_new(
         .seal(&context(f.portal_id), f.filing)?;
     tx.execute(
         "INSERT INTO portal_filings (tenant, filing_id, portal_id, receipt, procedure, version, \
-         received_at, imported_at, filing, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received')",
+         received_at, imported_at, filing, status, signed, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10, $8)",
         &[
             tenant.as_str().into(),
             id.into(),
@@ -80,9 +102,22 @@ pub fn insert_if_new(
             f.received_at.into(),
             f.imported_at.into(),
             (&sealed).into(),
+            i64::from(f.signed).into(),
         ],
     )?;
     Ok(true)
+}
+
+const COLUMNS: &str = "filing_id, portal_id, receipt, procedure, version, received_at, \
+     imported_at, status, filing, signed, signature, assigned_to, matches, message, decided_by, \
+     decided_at, outcome, pending_id, updated_at, notify_seq, notified_seq";
+
+fn message_context(portal_id: &str) -> String {
+    format!("portal_filing_message:{portal_id}")
+}
+
+fn signature_context(portal_id: &str) -> String {
+    format!("portal_filing_signature:{portal_id}")
 }
 
 fn from_row(
@@ -91,14 +126,28 @@ fn from_row(
     r: &Row,
 ) -> Result<StoredPortalFiling, StoreError> {
     let portal_id = r.text(1)?;
-    let plain = tx
-        .tenant_keys(tenant)?
-        .open(&context(&portal_id), &r.text(8)?)?;
-    let filing = serde_json::from_slice(&plain)
-        .map_err(|e| StoreError::Corrupt(format!("portal filing {portal_id}: {e}")))?;
+    let keys = tx.tenant_keys(tenant)?;
+    let plain = keys.open(&context(&portal_id), &r.text(8)?)?;
+    let corrupt = |what: &str, e: serde_json::Error| {
+        StoreError::Corrupt(format!("portal filing {portal_id} {what}: {e}"))
+    };
+    let filing = serde_json::from_slice(&plain).map_err(|e| corrupt("filing", e))?;
+    let signature = match r.opt_text(10)? {
+        Some(s) => Some(
+            serde_json::from_slice(&keys.open(&signature_context(&portal_id), &s)?)
+                .map_err(|e| corrupt("signature", e))?,
+        ),
+        None => None,
+    };
+    let message = match r.opt_text(13)? {
+        Some(s) => Some(
+            String::from_utf8(keys.open(&message_context(&portal_id), &s)?.to_vec())
+                .map_err(|e| StoreError::Corrupt(format!("portal filing message: {e}")))?,
+        ),
+        None => None,
+    };
     Ok(StoredPortalFiling {
         filing_id: r.int(0)?,
-        portal_id,
         receipt: r.text(2)?,
         procedure: r.text(3)?,
         version: r.int(4)?,
@@ -106,7 +155,240 @@ fn from_row(
         imported_at: r.int(6)?,
         status: r.text(7)?,
         filing,
+        signed: r.int(9)? != 0,
+        signature,
+        assigned_to: r.opt_text(11)?,
+        matches: serde_json::from_str(&r.text(12)?).map_err(|e| corrupt("matches", e))?,
+        message,
+        decided_by: r.opt_text(14)?,
+        decided_at: r.opt_int(15)?,
+        outcome: serde_json::from_str(&r.text(16)?).map_err(|e| corrupt("outcome", e))?,
+        pending_id: r.opt_int(17)?,
+        updated_at: r.int(18)?,
+        notify_seq: r.int(19)?,
+        notified_seq: r.int(20)?,
+        portal_id,
     })
+}
+
+/// What the inbox list is filtered by; every condition is optional.
+#[derive(Debug, Clone, Default)]
+pub struct FilingFilter {
+    pub procedure: Option<String>,
+    pub statuses: Vec<String>,
+    /// Received on or after this day (`YYYY-MM-DD`, Japan time).
+    pub received_from: Option<String>,
+    /// Received on or before this day.
+    pub received_to: Option<String>,
+    /// A login; `Some("")` for filings nobody handles yet.
+    pub assigned_to: Option<String>,
+    pub signed: Option<bool>,
+    /// Filings with a smaller id (the page cursor).
+    pub before: Option<i64>,
+}
+
+/// The tenant's imported filings matching `f`, newest first.
+pub fn search(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    f: &FilingFilter,
+    limit: i64,
+) -> Result<Vec<StoredPortalFiling>, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1");
+    let mut params: Vec<super::Param<'_>> = vec![tenant.as_str().into()];
+    let mut n = 1;
+    let mut next = |sql: &mut String, clause: &str| {
+        n += 1;
+        sql.push_str(&clause.replace('?', &format!("${n}")));
+    };
+    if let Some(p) = &f.procedure {
+        next(&mut sql, " AND procedure = ?");
+        params.push(p.as_str().into());
+    }
+    if !f.statuses.is_empty() {
+        sql.push_str(" AND status IN (");
+        for (i, st) in f.statuses.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            next(&mut sql, "?");
+            params.push(st.as_str().into());
+        }
+        sql.push(')');
+    }
+    if let Some(d) = &f.received_from {
+        next(&mut sql, " AND received_at >= ?");
+        params.push(d.as_str().into());
+    }
+    // The day's end: every instant of that day sorts before the next day.
+    let to_next = f.received_to.as_deref().and_then(|d| {
+        chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.succ_opt())
+            .map(|d| d.format("%Y-%m-%d").to_string())
+    });
+    if let Some(d) = &to_next {
+        next(&mut sql, " AND received_at < ?");
+        params.push(d.as_str().into());
+    }
+    match f.assigned_to.as_deref() {
+        Some("") => sql.push_str(" AND assigned_to IS NULL"),
+        Some(who) => {
+            next(&mut sql, " AND assigned_to = ?");
+            params.push(who.into());
+        }
+        None => {}
+    }
+    if let Some(signed) = f.signed {
+        next(&mut sql, " AND signed = ?");
+        params.push(i64::from(signed).into());
+    }
+    if let Some(b) = f.before {
+        next(&mut sql, " AND filing_id < ?");
+        params.push(b.into());
+    }
+    next(&mut sql, " ORDER BY filing_id DESC LIMIT ?");
+    params.push(limit.into());
+    let rows = tx.query(&sql, &params)?;
+    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
+}
+
+/// One filing.
+pub fn get(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    filing_id: i64,
+) -> Result<Option<StoredPortalFiling>, StoreError> {
+    let row = tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1 AND filing_id = $2"),
+        &[tenant.as_str().into(), filing_id.into()],
+    )?;
+    row.map(|r| from_row(tx, tenant, &r)).transpose()
+}
+
+/// The filing whose approval entered provisional change `pending_id`.
+pub fn by_pending(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    pending_id: i64,
+) -> Result<Option<StoredPortalFiling>, StoreError> {
+    let row = tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1 AND pending_id = $2"),
+        &[tenant.as_str().into(), pending_id.into()],
+    )?;
+    row.map(|r| from_row(tx, tenant, &r)).transpose()
+}
+
+/// How many filings have `status`.
+pub fn count_status(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    status: &str,
+) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT COUNT(*) FROM portal_filings WHERE tenant = $1 AND status = $2",
+        &[tenant.as_str().into(), status.into()],
+    )?
+    .int(0)
+}
+
+/// Writes the inbox's part of a filing back (everything but what the
+/// citizen sent). A changed status the portal should hear of raises
+/// `notify_seq` (the caller sets it).
+pub fn update(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    f: &StoredPortalFiling,
+) -> Result<(), StoreError> {
+    let keys = tx.tenant_keys(tenant)?;
+    let message = f
+        .message
+        .as_deref()
+        .map(|m| keys.seal(&message_context(&f.portal_id), m.as_bytes()))
+        .transpose()?;
+    let signature = f
+        .signature
+        .as_ref()
+        .map(|s| keys.seal(&signature_context(&f.portal_id), s.to_string().as_bytes()))
+        .transpose()?;
+    let matches = serde_json::to_string(&f.matches)
+        .map_err(|e| StoreError::Corrupt(format!("matches: {e}")))?;
+    let outcome = f.outcome.to_string();
+    tx.execute(
+        "UPDATE portal_filings SET status = $3, signed = $4, signature = $5, assigned_to = $6, \
+         matches = $7, message = $8, decided_by = $9, decided_at = $10, outcome = $11, \
+         pending_id = $12, updated_at = $13, notify_seq = $14 \
+         WHERE tenant = $1 AND filing_id = $2",
+        &[
+            tenant.as_str().into(),
+            f.filing_id.into(),
+            f.status.as_str().into(),
+            i64::from(f.signed).into(),
+            (&signature).into(),
+            (&f.assigned_to).into(),
+            matches.as_str().into(),
+            (&message).into(),
+            (&f.decided_by).into(),
+            f.decided_at.into(),
+            outcome.as_str().into(),
+            f.pending_id.into(),
+            f.updated_at.into(),
+            f.notify_seq.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Stores the back office's check of a filing's signature (issue 11,
+/// item 3: the back office verifies again on import): `result` is what
+/// the inbox shows, e.g. `{"verified": true, "certificate": {…}}` with
+/// the signer's certificate items, or `{"verified": false, "message_ja":
+/// …, "message_en": …}`.
+pub fn set_signature(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    filing_id: i64,
+    result: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let Some(mut f) = get(tx, tenant, filing_id)? else {
+        return Ok(false);
+    };
+    f.signed = true;
+    f.signature = Some(result.clone());
+    update(tx, tenant, &f)?;
+    Ok(true)
+}
+
+/// Filings whose latest status the portal has not heard yet.
+pub fn to_notify(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    limit: i64,
+) -> Result<Vec<StoredPortalFiling>, StoreError> {
+    let rows = tx.query(
+        &format!(
+            "SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1 AND notify_seq > notified_seq \
+             ORDER BY filing_id LIMIT $2"
+        ),
+        &[tenant.as_str().into(), limit.into()],
+    )?;
+    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
+}
+
+/// Records that the portal heard status change `seq` of a filing (a later
+/// change stays to be told).
+pub fn mark_notified(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    filing_id: i64,
+    seq: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE portal_filings SET notified_seq = $3 \
+         WHERE tenant = $1 AND filing_id = $2 AND notified_seq < $3",
+        &[tenant.as_str().into(), filing_id.into(), seq.into()],
+    )?;
+    Ok(())
 }
 
 /// The tenant's imported filings, newest first.
@@ -115,10 +397,5 @@ pub fn list(
     tenant: &MunicipalityCode,
     limit: i64,
 ) -> Result<Vec<StoredPortalFiling>, StoreError> {
-    let rows = tx.query(
-        "SELECT filing_id, portal_id, receipt, procedure, version, received_at, imported_at, \
-         status, filing FROM portal_filings WHERE tenant = $1 ORDER BY filing_id DESC LIMIT $2",
-        &[tenant.as_str().into(), limit.into()],
-    )?;
-    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
+    search(tx, tenant, &FilingFilter::default(), limit)
 }

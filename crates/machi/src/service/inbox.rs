@@ -1,0 +1,1634 @@
+//! 申請管理 (issue 11, items 5 and 6): the inbox of filings imported from
+//! the citizen portal. A clerk lists and filters them, takes one up,
+//! matches each person it names to a resident (candidates from the
+//! registry's own search, support measures applied exactly as there), asks
+//! the citizen for a correction, rejects it with a reason, or approves it.
+//!
+//! Approval does what the procedure's definition says, with nothing typed
+//! again (the mapping comes from the definition):
+//! - `registry_change` (転出届): the 転出 of every named member on the
+//!   planned date, through the counter's path: 仮登録 awaiting 決裁 (j530)
+//!   when the approver's role may not commit, committed at once otherwise;
+//!   the 転出証明書 data is built from the committed records;
+//! - `certificate` (住民票の写し交付請求): the certificate, numbered and
+//!   recorded (j1040, j300), for mailing;
+//! - `handoff` and `survey`: a thin linkage event
+//!   (`jp.machi.portal.filing.approved.v1`) for the business system.
+//!
+//! Each decision is one transaction with its effect and its access-log
+//! entry; the filing's state is checked inside it with the tenant locked,
+//! so the same filing approved twice (a double click, two clerks, a retry)
+//! has one effect. The status the citizen sees is queued in the same
+//! transaction and pushed to the portal afterwards (again on every later
+//! push until the portal confirms).
+
+use std::sync::{Arc, OnceLock};
+
+use chrono::NaiveDate;
+use machi_domain::certificate::counter::{CounterRequest, IdentityDocument, Requester};
+use machi_domain::certificate::{
+    self, CertificateInput, CertificateKind, CertificateOptions, ItemKind, PersonSelection,
+};
+use machi_domain::change::{
+    AddressInput, ChangeCommand, ChangeMeta, ChangeRequest, PlanContext,
+};
+use machi_domain::dates::EraTable;
+use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
+use machi_domain::support::SupportPurpose;
+use machi_procedures::{ActionKind, Definition, FieldKind, Identity};
+use serde_json::{Value, json};
+
+use super::certificates::{CertificateRequest, Subject, issue_in};
+use super::registry::{Actor, ChangeOutcome, Registry, SearchParams, ServiceError, submit_in};
+use crate::api::views::ResidentView;
+use crate::store::portal_filings::{self, FilingFilter, StoredPortalFiling};
+use crate::store::records::{self, AuditEntry};
+use crate::store::{StoreError, Tx};
+
+/// The linkage event of an approved filing handed to a business system.
+pub const FILING_APPROVED: &str = "jp.machi.portal.filing.approved.v1";
+
+/// Where a filing stands in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilingStatus {
+    /// 新着: imported, nobody has taken it up.
+    Received,
+    /// 審査中.
+    UnderReview,
+    /// 補正依頼中: the citizen was asked to correct it.
+    CorrectionRequested,
+    /// 決裁待ち: approved by a clerk; its change waits for a supervisor (j530).
+    AwaitingDecision,
+    /// 承認済み: its effect is done.
+    Approved,
+    /// 却下.
+    Rejected,
+}
+
+impl FilingStatus {
+    pub const ALL: [FilingStatus; 6] = [
+        FilingStatus::Received,
+        FilingStatus::UnderReview,
+        FilingStatus::CorrectionRequested,
+        FilingStatus::AwaitingDecision,
+        FilingStatus::Approved,
+        FilingStatus::Rejected,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            FilingStatus::Received => "received",
+            FilingStatus::UnderReview => "under_review",
+            FilingStatus::CorrectionRequested => "correction_requested",
+            FilingStatus::AwaitingDecision => "awaiting_decision",
+            FilingStatus::Approved => "approved",
+            FilingStatus::Rejected => "rejected",
+        }
+    }
+    pub fn parse(s: &str) -> Option<FilingStatus> {
+        Self::ALL.into_iter().find(|x| x.code() == s)
+    }
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            FilingStatus::Received => "新着",
+            FilingStatus::UnderReview => "審査中",
+            FilingStatus::CorrectionRequested => "補正依頼中",
+            FilingStatus::AwaitingDecision => "決裁待ち",
+            FilingStatus::Approved => "承認済み",
+            FilingStatus::Rejected => "却下",
+        }
+    }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            FilingStatus::Received => "new",
+            FilingStatus::UnderReview => "under review",
+            FilingStatus::CorrectionRequested => "correction requested",
+            FilingStatus::AwaitingDecision => "awaiting a supervisor's decision",
+            FilingStatus::Approved => "approved",
+            FilingStatus::Rejected => "rejected",
+        }
+    }
+    /// The status the citizen sees on the portal.
+    pub fn portal_code(self) -> &'static str {
+        match self {
+            FilingStatus::Received => "received",
+            FilingStatus::UnderReview | FilingStatus::AwaitingDecision => "under_review",
+            FilingStatus::CorrectionRequested => "correction_requested",
+            FilingStatus::Approved => "approved",
+            FilingStatus::Rejected => "rejected",
+        }
+    }
+    /// Still open: a clerk may act on it.
+    pub fn is_open(self) -> bool {
+        matches!(self, FilingStatus::Received | FilingStatus::UnderReview)
+    }
+}
+
+/// A step of the inbox in words (for the refusal of a wrong transition).
+pub fn action_label(action: &str) -> (&'static str, &'static str) {
+    match action {
+        "assign" => ("担当の割当て", "assigned"),
+        "match" => ("住民との照合", "matched"),
+        "correction" => ("補正の依頼", "sent back for correction"),
+        "reject" => ("却下", "rejected"),
+        "approve" => ("承認", "approved"),
+        _ => ("この操作", "changed"),
+    }
+}
+
+/// How the back office reaches the portal to tell it a filing's status
+/// (`MACHI_PORTAL_URL`, `MACHI_PORTAL_PULL_TOKEN`).
+#[derive(Clone)]
+pub struct PortalLink {
+    pub url: String,
+    pub token: String,
+    pub client: reqwest::Client,
+}
+
+/// The procedures this back office knows, by (id, version): the five
+/// shipped with machi. A definition published only on the portal is not
+/// known here (see the notes): such a filing is shown, but not approved.
+pub fn definition(procedure: &str, version: i64) -> Option<&'static Definition> {
+    static DEFS: OnceLock<Vec<Definition>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        machi_procedures::SHIPPED
+            .iter()
+            .filter_map(|(_, src)| Definition::parse(src).ok())
+            .collect()
+    })
+    .iter()
+    .find(|d| d.id() == procedure && i64::from(d.version()) == version)
+}
+
+/// The procedures of the inbox filter, as (id, Japanese title, English title).
+pub fn procedures() -> Vec<(String, String, String)> {
+    machi_procedures::SHIPPED
+        .iter()
+        .filter_map(|(_, src)| Definition::parse(src).ok())
+        .map(|d| {
+            (
+                d.id().to_string(),
+                d.procedure.title.ja.clone(),
+                d.procedure.title.get(machi_procedures::Lang::En).to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The answers of a filing (the typed payload the portal made).
+pub fn answers(f: &StoredPortalFiling) -> &Value {
+    &f.filing["signed_content"]["answers"]
+}
+
+/// A person the filing names, to be matched to a resident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    /// `applicant`, or `members.0`, `members.1`, … for the persons of a
+    /// `people` field the action maps.
+    pub key: String,
+    pub role_ja: String,
+    pub role_en: String,
+    pub name: Option<String>,
+    pub kana: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    /// The address as the filing gives it (compared by the clerk).
+    pub address: Option<String>,
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string).filter(|s| !s.trim().is_empty())
+}
+
+fn date_of(v: &Value) -> Option<NaiveDate> {
+    v.as_str()
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
+fn address_of(v: &Value) -> Option<String> {
+    let a = v["address"].as_str()?;
+    Some(match v["postal_code"].as_str() {
+        Some(p) if p.len() == 7 => format!("〒{}-{} {a}", &p[..3], &p[3..]),
+        _ => a.to_string(),
+    })
+}
+
+/// The persons a filing names, from its definition: for a registry
+/// change, each person of the `people` field its mapping calls `members`;
+/// otherwise the applicant, found as the first name field (`X_name`) with
+/// its `X_kana`, `X_birth_date` and `X_address`. A survey names nobody.
+pub fn parties(def: &Definition, answers: &Value) -> Vec<Party> {
+    if def.action_kind() == ActionKind::RegistryChange
+        && let Some(field_id) = def.action.mapping.get("members")
+        && let Some(field) = def.field(field_id)
+    {
+        let by_kind = |k: FieldKind| {
+            field
+                .fields
+                .iter()
+                .find(|f| f.kind() == k)
+                .map(|f| f.id().to_string())
+        };
+        let (name, kana, birth) = (
+            by_kind(FieldKind::Name),
+            by_kind(FieldKind::Kana),
+            by_kind(FieldKind::Date),
+        );
+        return answers[field_id]
+            .as_array()
+            .map(|people| {
+                people
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Party {
+                        key: format!("members.{i}"),
+                        role_ja: format!("{}（{}人目）", field.label.ja, i + 1),
+                        role_en: format!(
+                            "{} ({})",
+                            field.label.get(machi_procedures::Lang::En),
+                            i + 1
+                        ),
+                        name: name.as_ref().and_then(|k| text_of(&p[k])),
+                        kana: kana.as_ref().and_then(|k| text_of(&p[k])),
+                        birth_date: birth.as_ref().and_then(|k| date_of(&p[k])),
+                        address: None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    if def.action_kind() == ActionKind::Survey {
+        return vec![];
+    }
+    let Some((_, name_field)) = def.fields().find(|(_, f)| f.kind() == FieldKind::Name) else {
+        return vec![];
+    };
+    let prefix = name_field
+        .id()
+        .strip_suffix("_name")
+        .unwrap_or(name_field.id());
+    vec![Party {
+        key: "applicant".into(),
+        role_ja: "申請者".into(),
+        role_en: "Applicant".into(),
+        name: text_of(&answers[name_field.id()]),
+        kana: text_of(&answers[format!("{prefix}_kana")]),
+        birth_date: date_of(&answers[format!("{prefix}_birth_date")]),
+        address: address_of(&answers[format!("{prefix}_address")]),
+    }]
+}
+
+/// The signer's items from the back office's check of the signature, when
+/// it verified: (name, birth date, sex, address).
+pub fn signer_items(
+    f: &StoredPortalFiling,
+) -> Option<(String, Option<NaiveDate>, String, String)> {
+    let s = f.signature.as_ref()?;
+    if s["verified"] != true {
+        return None;
+    }
+    let b = &s["certificate"]["basic_four"];
+    let sex = match &b["sex"] {
+        Value::String(x) if x == "male" => "男".to_string(),
+        Value::String(x) if x == "female" => "女".to_string(),
+        _ => "その他・不明".to_string(),
+    };
+    Some((
+        b["name"].as_str()?.to_string(),
+        date_of(&b["date_of_birth"]["date"]),
+        sex,
+        b["address"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// A candidate resident for one party, as the search shows it.
+pub struct Candidate {
+    pub addressee_number: AddresseeNumber,
+    pub view: ResidentView,
+    /// Covered by a support measure's shield (j440): shown as the search
+    /// shows such a person, without address.
+    pub restricted: bool,
+}
+
+/// The candidates of one party.
+pub struct PartyCandidates {
+    pub party: Party,
+    pub candidates: Vec<Candidate>,
+    /// Why nothing could be searched (e.g. no name in the filing).
+    pub note: Option<(String, String)>,
+}
+
+/// What an approval did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub filing_id: i64,
+    pub status: FilingStatus,
+    /// The filing had been approved already: nothing was done again.
+    pub already: bool,
+    /// Ids only: `change_id`, `pending_id`, `batch` and `issue_numbers`,
+    /// `event_seq`.
+    pub outcome: Value,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Store(StoreError::Corrupt(e.to_string()))
+}
+
+fn entry(actor: &Actor, function: &str, id: i64, persons: &[String], detail: Value) -> AuditEntry {
+    AuditEntry {
+        operator: actor.operator.clone(),
+        terminal: actor.terminal.clone(),
+        function: function.into(),
+        target: std::iter::once(format!("filing:{id}"))
+            .chain(persons.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(","),
+        detail: detail.to_string(),
+        my_number_shown: false,
+    }
+}
+
+fn load(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    id: i64,
+) -> Result<StoredPortalFiling, ServiceError> {
+    portal_filings::get(tx, t, id)?.ok_or(ServiceError::FilingNotFound(id))
+}
+
+fn status_of(f: &StoredPortalFiling) -> Result<FilingStatus, ServiceError> {
+    FilingStatus::parse(&f.status).ok_or_else(|| corrupt(format!("filing status {}", f.status)))
+}
+
+fn refuse(f: &StoredPortalFiling, action: &'static str) -> ServiceError {
+    ServiceError::FilingState {
+        id: f.filing_id,
+        status: f.status.clone(),
+        action,
+    }
+}
+
+/// Moves `f` to `to`, queueing the status for the portal when the
+/// citizen's view of it changes.
+fn set_status(f: &mut StoredPortalFiling, to: FilingStatus, now: i64) {
+    let before = FilingStatus::parse(&f.status);
+    if before.map(FilingStatus::portal_code) != Some(to.portal_code())
+        || to == FilingStatus::CorrectionRequested
+        || to == FilingStatus::Rejected
+    {
+        f.notify_seq += 1;
+    }
+    f.status = to.code().to_string();
+    f.updated_at = now;
+}
+
+/// A clerk's message to the citizen: 1 to 500 characters, no control
+/// characters but line breaks.
+fn message(field: &str, m: &str) -> Result<String, ServiceError> {
+    let m: String = m
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    let m = m.trim().to_string();
+    if m.is_empty() || m.chars().count() > 500 {
+        return Err(ServiceError::Invalid {
+            field: field.into(),
+            code: "invalid_message",
+            message_ja: "申請者へのメッセージ（理由）を1〜500文字で入力してください。".into(),
+            message_en: "write the message (reason) to the applicant, 1 to 500 characters".into(),
+        });
+    }
+    Ok(m)
+}
+
+fn matched(f: &StoredPortalFiling, key: &str) -> Result<AddresseeNumber, ServiceError> {
+    f.matches
+        .get(key)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| ServiceError::Invalid {
+            field: "matches".into(),
+            code: "filing_not_matched",
+            message_ja: "承認の前に、申請に書かれた全員を住民と照合してください。".into(),
+            message_en: "match every person the filing names to a resident before approving"
+                .into(),
+        })
+}
+
+/// What to do on approval, decided before the transaction.
+enum Plan {
+    /// 転出 (or another registry change): the request, committed at once
+    /// or entered provisionally.
+    Change {
+        req: Box<ChangeRequest>,
+        commit: bool,
+    },
+    Certificate(Box<super::certificates::IssueJob>),
+    Handoff {
+        system: String,
+        event: String,
+    },
+}
+
+impl Registry {
+    /// The registry telling the portal each filing's status through `link`.
+    pub fn with_portal_link(mut self, link: Option<PortalLink>) -> Self {
+        self.portal_link = link.map(Arc::new);
+        self
+    }
+
+    /// The filings matching `filter`, newest first, and the cursor of the
+    /// next page. The list names applicants, so it is logged.
+    pub async fn inbox_list(
+        &self,
+        tenant: &MunicipalityCode,
+        filter: &FilingFilter,
+        limit: i64,
+        actor: &Actor,
+    ) -> Result<(Vec<StoredPortalFiling>, Option<i64>), ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        for (field, d) in [
+            ("received_from", &filter.received_from),
+            ("received_to", &filter.received_to),
+        ] {
+            if let Some(d) = d
+                && NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
+            {
+                return Err(ServiceError::Invalid {
+                    field: field.into(),
+                    code: "invalid_date",
+                    message_ja: "受付日は暦上の日付で指定してください。".into(),
+                    message_en: "the received date must be a calendar date".into(),
+                });
+            }
+        }
+        let limit = limit.clamp(1, 200);
+        let (t, f) = (tenant.clone(), filter.clone());
+        let mut rows = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                portal_filings::search(tx, &t, &f, limit + 1)
+            })
+            .await?;
+        let next = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.filing_id)
+        } else {
+            None
+        };
+        let ids: Vec<String> = rows.iter().map(|r| format!("filing:{}", r.filing_id)).collect();
+        self.record_access(
+            tenant,
+            actor,
+            "filing.list",
+            &ids.join(","),
+            json!({ "results": rows.len() }),
+        )
+        .await?;
+        Ok((rows, next))
+    }
+
+    /// How many filings nobody has taken up yet (the menu's count).
+    pub async fn inbox_new_count(&self, tenant: &MunicipalityCode) -> Result<i64, ServiceError> {
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(portal_filings::count_status(
+                    tx,
+                    &t,
+                    FilingStatus::Received.code(),
+                )?)
+            })
+            .await
+    }
+
+    /// One filing, logged as read.
+    pub async fn inbox_filing(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<StoredPortalFiling, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        let f = self
+            .store()
+            .read(Some(tenant), move |tx| load(tx, &t, id))
+            .await?;
+        self.record_access(
+            tenant,
+            actor,
+            "filing.view",
+            &format!("filing:{id}"),
+            json!({ "filing_id": id, "procedure": f.procedure }),
+        )
+        .await?;
+        Ok(f)
+    }
+
+    /// Gives the filing to a clerk (`to`: a login of the tenant whose role
+    /// may handle filings), or to nobody. Taking up a new filing puts it
+    /// under review.
+    pub async fn inbox_assign(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        to: Option<&str>,
+        actor: &Actor,
+    ) -> Result<StoredPortalFiling, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let to = to.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        if let Some(login) = &to {
+            let ok = self.accounts(tenant).await?.iter().any(|a| {
+                a.login == *login
+                    && !a.disabled
+                    && a.role
+                        .parse::<machi_domain::access::Role>()
+                        .is_ok_and(|r| r.allows(machi_domain::access::Permission::EnterChange))
+            });
+            if !ok {
+                return Err(ServiceError::Invalid {
+                    field: "assigned_to".into(),
+                    code: "unknown_clerk",
+                    message_ja: format!(
+                        "「{}」は申請を担当できる職員ではありません。",
+                        login.chars().take(40).collect::<String>()
+                    ),
+                    message_en: format!(
+                        "\"{}\" is not a staff member who may handle filings",
+                        login.chars().take(40).collect::<String>()
+                    ),
+                });
+            }
+        }
+        let now = self.clock().now().timestamp_micros();
+        let (t, a) = (tenant.clone(), actor.clone());
+        let f = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let mut f = load(tx, &t, id)?;
+                let st = status_of(&f)?;
+                if !st.is_open() && st != FilingStatus::CorrectionRequested {
+                    return Err(refuse(&f, "assign"));
+                }
+                f.assigned_to = to.clone();
+                if st == FilingStatus::Received && to.is_some() {
+                    set_status(&mut f, FilingStatus::UnderReview, now);
+                }
+                f.updated_at = now;
+                portal_filings::update(tx, &t, &f)?;
+                records::append_next_audit(
+                    tx,
+                    &t,
+                    now,
+                    &entry(
+                        &a,
+                        "filing.assign",
+                        id,
+                        &[],
+                        json!({ "filing_id": id, "assigned_to": to }),
+                    ),
+                )?;
+                Ok::<_, ServiceError>(f)
+            })
+            .await?;
+        self.push_portal_statuses(tenant).await;
+        Ok(f)
+    }
+
+    /// The candidates of each person the filing names: the registry's
+    /// search by name and birth date (by who they are, j340), with support
+    /// measures applied exactly as the search applies them (j440: a
+    /// protected person is found, restricted). Each search is logged by the
+    /// search itself. The signer's certificate items, when the signature
+    /// verified, search for the first person too.
+    pub async fn inbox_candidates(
+        &self,
+        tenant: &MunicipalityCode,
+        f: &StoredPortalFiling,
+        actor: &Actor,
+    ) -> Result<Vec<PartyCandidates>, ServiceError> {
+        let Some(def) = definition(&f.procedure, f.version) else {
+            return Ok(vec![]);
+        };
+        let signer = signer_items(f);
+        let mut out = Vec::new();
+        for (i, party) in parties(def, answers(f)).into_iter().enumerate() {
+            let mut queries: Vec<(String, Option<NaiveDate>)> = Vec::new();
+            if i == 0
+                && let Some((name, born, _, _)) = &signer
+            {
+                queries.push((name.clone(), *born));
+            }
+            if let Some(n) = &party.name {
+                queries.push((n.clone(), party.birth_date));
+            }
+            if let Some(k) = &party.kana {
+                queries.push((k.clone(), party.birth_date));
+            }
+            if queries.is_empty() {
+                out.push(PartyCandidates {
+                    party,
+                    candidates: vec![],
+                    note: Some((
+                        "申請に氏名がないため検索できません。".into(),
+                        "the filing gives no name to search by".into(),
+                    )),
+                });
+                continue;
+            }
+            let mut candidates: Vec<Candidate> = Vec::new();
+            for (name, born) in queries {
+                if !candidates.is_empty() {
+                    break;
+                }
+                let page = self
+                    .search(
+                        tenant,
+                        &SearchParams {
+                            name: Some(name),
+                            birth_date: born.map(|d| d.format("%Y-%m-%d").to_string()),
+                            limit: 20,
+                            ..Default::default()
+                        },
+                        actor,
+                    )
+                    .await?;
+                for row in &page.rows {
+                    let a = row.record.addressee_number.clone();
+                    if candidates.iter().any(|c| c.addressee_number == a) {
+                        continue;
+                    }
+                    candidates.push(Candidate {
+                        restricted: page.restricted.contains(&a),
+                        view: ResidentView::new(row, self.eras()),
+                        addressee_number: a,
+                    });
+                }
+            }
+            out.push(PartyCandidates {
+                party,
+                candidates,
+                note: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The clerk confirms that the person `party` of the filing is resident
+    /// `addressee`, one of the candidates the search gave (anything else is
+    /// refused: a match is never typed in).
+    pub async fn inbox_match(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        party: &str,
+        addressee: &str,
+        actor: &Actor,
+    ) -> Result<StoredPortalFiling, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        let f = self
+            .store()
+            .read(Some(tenant), move |tx| load(tx, &t, id))
+            .await?;
+        if !status_of(&f)?.is_open() {
+            return Err(refuse(&f, "match"));
+        }
+        let all = self.inbox_candidates(tenant, &f, actor).await?;
+        let Some(pc) = all.iter().find(|p| p.party.key == party) else {
+            return Err(ServiceError::Invalid {
+                field: "party".into(),
+                code: "unknown_party",
+                message_ja: "この申請にその人は書かれていません。".into(),
+                message_en: "the filing names no such person".into(),
+            });
+        };
+        let Some(c) = pc
+            .candidates
+            .iter()
+            .find(|c| c.addressee_number.as_str() == addressee.trim())
+        else {
+            return Err(ServiceError::Invalid {
+                field: "addressee_number".into(),
+                code: "not_a_candidate",
+                message_ja: "照合できるのは候補に挙がった住民だけです。".into(),
+                message_en: "only a candidate the search found can be matched".into(),
+            });
+        };
+        let chosen = c.addressee_number.to_string();
+        let now = self.clock().now().timestamp_micros();
+        let (t, a, key) = (tenant.clone(), actor.clone(), party.to_string());
+        let f = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let mut f = load(tx, &t, id)?;
+                if !status_of(&f)?.is_open() {
+                    return Err(refuse(&f, "match"));
+                }
+                f.matches.insert(key.clone(), chosen.clone());
+                if status_of(&f)? == FilingStatus::Received {
+                    set_status(&mut f, FilingStatus::UnderReview, now);
+                }
+                f.updated_at = now;
+                portal_filings::update(tx, &t, &f)?;
+                records::append_next_audit(
+                    tx,
+                    &t,
+                    now,
+                    &entry(
+                        &a,
+                        "filing.match",
+                        id,
+                        std::slice::from_ref(&chosen),
+                        json!({ "filing_id": id, "party": key, "addressee_number": chosen }),
+                    ),
+                )?;
+                Ok::<_, ServiceError>(f)
+            })
+            .await?;
+        self.push_portal_statuses(tenant).await;
+        Ok(f)
+    }
+
+    /// Asks the citizen to correct the filing: the message goes to the
+    /// portal's status page, where they read it and can file again.
+    pub async fn inbox_request_correction(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        text: &str,
+        actor: &Actor,
+    ) -> Result<StoredPortalFiling, ServiceError> {
+        let m = message("message", text)?;
+        self.close_filing(tenant, id, FilingStatus::CorrectionRequested, m, actor)
+            .await
+    }
+
+    /// Rejects the filing with a reason the citizen reads.
+    pub async fn inbox_reject(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<StoredPortalFiling, ServiceError> {
+        let m = message("reason", reason)?;
+        self.close_filing(tenant, id, FilingStatus::Rejected, m, actor)
+            .await
+    }
+
+    async fn close_filing(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        to: FilingStatus,
+        m: String,
+        actor: &Actor,
+    ) -> Result<StoredPortalFiling, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let now = self.clock().now().timestamp_micros();
+        let (t, a) = (tenant.clone(), actor.clone());
+        let (function, action) = if to == FilingStatus::Rejected {
+            ("filing.reject", "reject")
+        } else {
+            ("filing.correction", "correction")
+        };
+        let f = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let mut f = load(tx, &t, id)?;
+                let st = status_of(&f)?;
+                let allowed = st.is_open()
+                    || (to == FilingStatus::Rejected && st == FilingStatus::CorrectionRequested);
+                if !allowed {
+                    return Err(refuse(&f, action));
+                }
+                set_status(&mut f, to, now);
+                f.message = Some(m.clone());
+                f.decided_by = Some(a.operator.clone());
+                f.decided_at = Some(now);
+                portal_filings::update(tx, &t, &f)?;
+                records::append_next_audit(
+                    tx,
+                    &t,
+                    now,
+                    &entry(
+                        &a,
+                        function,
+                        id,
+                        &[],
+                        json!({ "filing_id": id, "status": to.code(), "comment": m }),
+                    ),
+                )?;
+                Ok::<_, ServiceError>(f)
+            })
+            .await?;
+        self.push_portal_statuses(tenant).await;
+        Ok(f)
+    }
+
+    /// Approves the filing and does what its procedure says (module
+    /// documentation). `commit`: whether the approver's role commits
+    /// registry changes at once ([`super::Caller::commits_directly`]);
+    /// otherwise a registry change is entered provisionally for 決裁.
+    /// `identity`: for a certificate by post, the identity document the
+    /// clerk saw in the attachment (a signed filing needs none).
+    /// Approving an approved filing again does nothing and answers what
+    /// the first approval did.
+    pub async fn inbox_approve(
+        &self,
+        tenant: &MunicipalityCode,
+        id: i64,
+        commit: bool,
+        identity: Option<IdentityDocument>,
+        verification_url: &str,
+        actor: &Actor,
+    ) -> Result<Approval, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        let f = self
+            .store()
+            .read(Some(tenant), move |tx| load(tx, &t, id))
+            .await?;
+        let st = status_of(&f)?;
+        if matches!(st, FilingStatus::Approved | FilingStatus::AwaitingDecision) {
+            return Ok(Approval {
+                filing_id: id,
+                status: st,
+                already: true,
+                outcome: f.outcome.clone(),
+            });
+        }
+        if !st.is_open() {
+            return Err(refuse(&f, "approve"));
+        }
+        let def = definition(&f.procedure, f.version).ok_or_else(|| ServiceError::Invalid {
+            field: "procedure".into(),
+            code: "unknown_procedure",
+            message_ja: "この申請の手続定義が基幹側にないため、承認できません。".into(),
+            message_en: "the back office does not know this filing's procedure version, so it cannot be approved"
+                .into(),
+        })?;
+        if def.identity() == Identity::Signature && !f.signed {
+            return Err(ServiceError::Invalid {
+                field: "signature".into(),
+                code: "filing_unsigned",
+                message_ja: "この手続には電子署名が必要ですが、申請に署名がありません。".into(),
+                message_en: "this procedure needs an electronic signature and the filing has none"
+                    .into(),
+            });
+        }
+        if f.signature.as_ref().is_some_and(|s| s["verified"] == false) {
+            return Err(ServiceError::Invalid {
+                field: "signature".into(),
+                code: "signature_not_verified",
+                message_ja: "電子署名を確認できなかった申請は承認できません。".into(),
+                message_en: "a filing whose signature did not verify cannot be approved".into(),
+            });
+        }
+        let plan = self
+            .approval_plan(tenant, def, &f, commit, identity, verification_url, actor)
+            .await?;
+        let now = self.clock().now().timestamp_micros();
+        let today = self.clock().today();
+        let eras = Arc::new(self.eras().clone());
+        let municipality = match &plan {
+            Plan::Change { req, .. } => self.municipality_for(tenant, req).await?,
+            _ => None,
+        };
+        let (t, a) = (tenant.clone(), actor.clone());
+        let r = self
+            .store()
+            .write(Some(tenant), move |tx| {
+                records::lock_tenant(tx, &t)?;
+                let mut f = load(tx, &t, id)?;
+                let st = status_of(&f)?;
+                if matches!(st, FilingStatus::Approved | FilingStatus::AwaitingDecision) {
+                    return Ok(Approval {
+                        filing_id: id,
+                        status: st,
+                        already: true,
+                        outcome: f.outcome.clone(),
+                    });
+                }
+                if !st.is_open() {
+                    return Err(refuse(&f, "approve"));
+                }
+                let persons: Vec<String> = f.matches.values().cloned().collect();
+                let (to, outcome) = match &plan {
+                    Plan::Change { req, commit: true } => {
+                        let ctx = PlanContext {
+                            eras: &eras,
+                            today,
+                            municipality: municipality.as_ref(),
+                        };
+                        let out = submit_in(tx, &t, req, &a, &ctx, now)?;
+                        (
+                            FilingStatus::Approved,
+                            json!({ "change_id": out.change_id, "reason": out.reason.code() }),
+                        )
+                    }
+                    Plan::Change { req, commit: false } => {
+                        let ctx = PlanContext {
+                            eras: &eras,
+                            today,
+                            municipality: municipality.as_ref(),
+                        };
+                        // The dry run inside this transaction: the savepoint
+                        // is rolled back, the entry queued.
+                        let out = dry_run_in(tx, &t, req, &a, &ctx, now)?;
+                        let p = super::approvals::provisional_entry(&out, req, &a, now, None)?;
+                        let pending_id =
+                            super::approvals::insert_provisional(tx, &t, &p, &a, now)?;
+                        f.pending_id = Some(pending_id);
+                        (
+                            FilingStatus::AwaitingDecision,
+                            json!({ "pending_id": pending_id, "reason": out.reason.code() }),
+                        )
+                    }
+                    Plan::Certificate(job) => {
+                        let batch = issue_in(tx, &t, &a, job)?;
+                        (
+                            FilingStatus::Approved,
+                            json!({
+                                "batch": batch.batch,
+                                "kind": batch.kind.code(),
+                                "issue_numbers": batch.copies.iter().map(|c| c.issue_number.clone()).collect::<Vec<_>>(),
+                                "mailing": true,
+                            }),
+                        )
+                    }
+                    Plan::Handoff { system, event } => {
+                        let seq = records::append_next_event(
+                            tx,
+                            &t,
+                            FILING_APPROVED,
+                            &json!({
+                                "filing_id": id,
+                                "procedure": f.procedure,
+                                "version": f.version,
+                                "system": system,
+                                "event": event,
+                                "persons": persons.iter().map(|p| json!({ "addressee_number": p })).collect::<Vec<_>>(),
+                            }),
+                            now,
+                        )?;
+                        (
+                            FilingStatus::Approved,
+                            json!({ "event_seq": seq, "system": system }),
+                        )
+                    }
+                };
+                set_status(&mut f, to, now);
+                f.outcome = outcome.clone();
+                f.decided_by = Some(a.operator.clone());
+                f.decided_at = Some(now);
+                f.message = None;
+                portal_filings::update(tx, &t, &f)?;
+                let mut detail = json!({ "filing_id": id, "status": to.code() });
+                if let (Value::Object(d), Value::Object(o)) = (&mut detail, &outcome) {
+                    for (k, v) in o {
+                        d.insert(k.clone(), v.clone());
+                    }
+                }
+                records::append_next_audit(
+                    tx,
+                    &t,
+                    now,
+                    &entry(&a, "filing.approve", id, &persons, detail),
+                )?;
+                Ok(Approval {
+                    filing_id: id,
+                    status: to,
+                    already: false,
+                    outcome,
+                })
+            })
+            .await;
+        if let Err(ServiceError::SupportBlocked { persons, purpose }) = &r {
+            self.support_record_block(tenant, persons, *purpose, actor)
+                .await?;
+        }
+        let r = r?;
+        self.push_portal_statuses(tenant).await;
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn approval_plan(
+        &self,
+        tenant: &MunicipalityCode,
+        def: &Definition,
+        f: &StoredPortalFiling,
+        commit: bool,
+        identity: Option<IdentityDocument>,
+        verification_url: &str,
+        actor: &Actor,
+    ) -> Result<Plan, ServiceError> {
+        let ans = answers(f);
+        let parties = parties(def, ans);
+        let mapped = |param: &str| -> &Value {
+            match def.action.mapping.get(param) {
+                Some(field) => &ans[field.as_str()],
+                None => &Value::Null,
+            }
+        };
+        match def.action_kind() {
+            ActionKind::RegistryChange => {
+                if def.action.change.as_deref() != Some("move_out") {
+                    return Err(ServiceError::Invalid {
+                        field: "procedure".into(),
+                        code: "unsupported_change",
+                        message_ja: "この手続の異動は申請からはまだ記録できません。".into(),
+                        message_en: "this procedure's change cannot yet be recorded from a filing"
+                            .into(),
+                    });
+                }
+                let persons = parties
+                    .iter()
+                    .map(|p| matched(f, &p.key).map(|a| a.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if persons.is_empty() {
+                    return Err(matched(f, "members.0").unwrap_err());
+                }
+                let dest = mapped("destination");
+                let moving = mapped("moving_date")
+                    .as_str()
+                    .ok_or_else(|| corrupt("the filing has no moving date"))?;
+                let received_on = f.received_at.get(..10).unwrap_or_default().to_string();
+                let req = ChangeRequest {
+                    meta: ChangeMeta {
+                        effective_date: moving.to_string(),
+                        filed_on: Some(received_on),
+                        input_place: "電子申請".into(),
+                        input_terminal: actor.terminal.clone(),
+                        allow_headless_household: false,
+                    },
+                    command: ChangeCommand::MoveOut {
+                        persons: persons.clone(),
+                        destination: AddressInput {
+                            address: dest["address"].as_str().unwrap_or_default().to_string(),
+                            annex: None,
+                            postal_code: dest["postal_code"].as_str().map(str::to_string),
+                        },
+                    },
+                };
+                // j440: the change guard, as at the counter.
+                let more: Vec<AddresseeNumber> =
+                    persons.iter().filter_map(|p| p.parse().ok()).collect();
+                self.guard_change(tenant, &req, &more, actor).await?;
+                Ok(Plan::Change {
+                    req: Box::new(req),
+                    commit,
+                })
+            }
+            ActionKind::Certificate => {
+                let kind = match def.action.certificate.as_deref() {
+                    Some("juminhyo_copy") | Some("resident_copy") => CertificateKind::ResidentCopy,
+                    _ => {
+                        return Err(ServiceError::Invalid {
+                            field: "procedure".into(),
+                            code: "unsupported_certificate",
+                            message_ja: "この手続の証明書は申請からはまだ発行できません。".into(),
+                            message_en: "this procedure's certificate cannot yet be issued from a filing"
+                                .into(),
+                        });
+                    }
+                };
+                let person = matched(f, "applicant")?;
+                let identity = if f.signed {
+                    Some(IdentityDocument::MyNumberCard)
+                } else {
+                    identity
+                };
+                if identity.is_none() {
+                    return Err(ServiceError::Invalid {
+                        field: "identity".into(),
+                        code: "identity_required",
+                        message_ja: "添付された本人確認書類の種類を選んでください。".into(),
+                        message_en: "choose the kind of identity document attached".into(),
+                    });
+                }
+                let scope = mapped("scope").as_str().unwrap_or("self");
+                let items: Vec<&str> = mapped("items")
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let copies = mapped("copies").as_i64().unwrap_or(1).clamp(1, 10) as u32;
+                let purpose_code = mapped("purpose").as_str().unwrap_or_default();
+                let purpose = def
+                    .action
+                    .mapping
+                    .get("purpose")
+                    .and_then(|fid| def.field(fid))
+                    .and_then(|fd| fd.options.iter().find(|o| o.value == purpose_code))
+                    .map(|o| o.label.ja.clone())
+                    .unwrap_or_default();
+                let options = CertificateOptions {
+                    persons: if scope == "household" {
+                        PersonSelection::WholeHousehold
+                    } else {
+                        PersonSelection::Persons(vec![person.clone()])
+                    },
+                    head_and_relationship: items.contains(&"household_head"),
+                    registered_domicile: items.contains(&"honseki"),
+                    ..Default::default()
+                };
+                let job = self
+                    .prepare_issue(
+                        tenant,
+                        CertificateRequest {
+                            kind,
+                            subject: Subject::HouseholdOf(person),
+                            options,
+                            verification_url: verification_url.to_string(),
+                            may_show_my_number: false,
+                            counter: Some(CounterRequest {
+                                requester: Some(Requester::Themselves),
+                                requester_name: String::new(),
+                                relationship: String::new(),
+                                identity,
+                                power_of_attorney: false,
+                                ground: None,
+                                purpose,
+                                copies,
+                            }),
+                        },
+                    )
+                    .await?;
+                Ok(Plan::Certificate(Box::new(job)))
+            }
+            ActionKind::Handoff | ActionKind::Survey => {
+                for p in &parties {
+                    matched(f, &p.key)?;
+                }
+                Ok(Plan::Handoff {
+                    system: def
+                        .action
+                        .system
+                        .clone()
+                        .unwrap_or_else(|| "survey".into()),
+                    event: def
+                        .action
+                        .event
+                        .clone()
+                        .unwrap_or_else(|| "answers_received".into()),
+                })
+            }
+        }
+    }
+
+    /// The 転出証明書 data of an approved 転出届 (j660): what the old town
+    /// sends ahead to the new one (引越しワンストップ), built from the
+    /// committed records of the persons who moved out. Logged, and guarded
+    /// by support measures (j440) like a certificate. The 個人番号 item is
+    /// left out of this view.
+    pub async fn inbox_move_out_data(
+        &self,
+        tenant: &MunicipalityCode,
+        f: &StoredPortalFiling,
+        actor: &Actor,
+    ) -> Result<Option<certificate::Certificate>, ServiceError> {
+        let Some(def) = definition(&f.procedure, f.version) else {
+            return Ok(None);
+        };
+        if def.action_kind() != ActionKind::RegistryChange
+            || status_of(f)? != FilingStatus::Approved
+        {
+            return Ok(None);
+        }
+        let persons: Vec<AddresseeNumber> = parties(def, answers(f))
+            .iter()
+            .filter_map(|p| f.matches.get(&p.key)?.parse().ok())
+            .collect();
+        self.log_access_of(
+            tenant,
+            actor,
+            "filing.move_out_data",
+            &format!("filing:{}", f.filing_id),
+            &persons,
+            json!({ "filing_id": f.filing_id, "kind": "move_out_certificate" }),
+            Some(SupportPurpose::Issue),
+        )
+        .await?;
+        let municipality = self.tenant(tenant).await?.name;
+        let today = self.clock().today();
+        let eras: EraTable = self.eras().clone();
+        let t = tenant.clone();
+        self.store()
+            .read(Some(tenant), move |tx| {
+                let histories = persons
+                    .iter()
+                    .map(|p| records::history(tx, &t, p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let issuer = super::certificates::issuer_of(tx, &t)?.unwrap_or(
+                    certificate::Issuer {
+                        title: String::new(),
+                        name: String::new(),
+                        seal_text: None,
+                        seal_note: None,
+                    },
+                );
+                let options = CertificateOptions {
+                    persons: PersonSelection::Persons(persons.clone()),
+                    ..Default::default()
+                };
+                match certificate::build(&CertificateInput {
+                    kind: CertificateKind::MoveOutCertificate,
+                    persons: &histories,
+                    municipality: &municipality,
+                    issuer: &issuer,
+                    issue_date: today,
+                    eras: &eras,
+                    options: &options,
+                }) {
+                    Ok(mut c) => {
+                        for p in &mut c.persons {
+                            p.items.retain(|i| i.kind != ItemKind::MyNumber);
+                        }
+                        c.common.retain(|i| i.kind != ItemKind::MyNumber);
+                        Ok(Some(c))
+                    }
+                    Err(e) => Err(ServiceError::invalid("certificate", &e)),
+                }
+            })
+            .await
+    }
+
+    /// Tells the portal the status of every filing whose citizen-facing
+    /// status changed and was not told yet. Without a portal link, or when
+    /// the portal cannot be reached, the statuses stay queued for the next
+    /// push (nothing is lost); the count told is returned.
+    pub async fn push_portal_statuses(&self, tenant: &MunicipalityCode) -> usize {
+        let Some(link) = self.portal_link.clone() else {
+            return 0;
+        };
+        let t = tenant.clone();
+        let Ok(queued) = self
+            .store()
+            .read(Some(tenant), move |tx| portal_filings::to_notify(tx, &t, 100))
+            .await
+        else {
+            return 0;
+        };
+        let mut told = 0;
+        for f in queued {
+            let Some(st) = FilingStatus::parse(&f.status) else {
+                continue;
+            };
+            let reason = match st {
+                FilingStatus::CorrectionRequested | FilingStatus::Rejected => f.message.as_deref(),
+                _ => None,
+            };
+            let r = crate::portal::push_status(
+                &link.client,
+                &link.url,
+                &link.token,
+                &f.receipt,
+                st.portal_code(),
+                reason,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, filing = f.filing_id, "status not told to the portal; kept for the next push");
+                break;
+            }
+            let (t, id, seq) = (tenant.clone(), f.filing_id, f.notify_seq);
+            if self
+                .store()
+                .write(Some(tenant), move |tx| {
+                    portal_filings::mark_notified(tx, &t, id, seq)
+                })
+                .await
+                .is_ok()
+            {
+                told += 1;
+            }
+        }
+        told
+    }
+}
+
+/// [`super::approvals`]'s dry run inside the caller's transaction: the
+/// change is planned and written under a savepoint that is rolled back.
+fn dry_run_in(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    req: &ChangeRequest,
+    a: &Actor,
+    ctx: &PlanContext<'_>,
+    now: i64,
+) -> Result<ChangeOutcome, ServiceError> {
+    tx.execute_batch("SAVEPOINT filing_dry_run")?;
+    let r = submit_in(tx, t, req, a, ctx, now);
+    tx.execute_batch("ROLLBACK TO SAVEPOINT filing_dry_run")?;
+    tx.execute_batch("RELEASE SAVEPOINT filing_dry_run")?;
+    r
+}
+
+/// Called in the transaction of a 決裁 (j530): the filing whose approval
+/// entered provisional change `pending_id` is approved with it.
+pub(crate) fn on_pending_approved(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    pending_id: i64,
+    out: &ChangeOutcome,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), ServiceError> {
+    let Some(mut f) = portal_filings::by_pending(tx, t, pending_id)? else {
+        return Ok(());
+    };
+    if status_of(&f)? != FilingStatus::AwaitingDecision {
+        return Ok(());
+    }
+    set_status(&mut f, FilingStatus::Approved, now);
+    if let Value::Object(o) = &mut f.outcome {
+        o.insert("change_id".into(), json!(out.change_id));
+    }
+    portal_filings::update(tx, t, &f)?;
+    let persons: Vec<String> = out.persons().iter().map(|p| p.to_string()).collect();
+    records::append_next_audit(
+        tx,
+        t,
+        now,
+        &entry(
+            actor,
+            "filing.decided",
+            f.filing_id,
+            &persons,
+            json!({ "filing_id": f.filing_id, "pending_id": pending_id, "change_id": out.change_id, "status": "approved" }),
+        ),
+    )?;
+    Ok(())
+}
+
+/// Called when a provisional change is sent back or withdrawn: the filing
+/// whose approval entered it is under review again (the clerk decides
+/// anew; the citizen is not told of the internal step).
+pub(crate) fn on_pending_closed(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    pending_id: i64,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), ServiceError> {
+    let Some(mut f) = portal_filings::by_pending(tx, t, pending_id)? else {
+        return Ok(());
+    };
+    if status_of(&f)? != FilingStatus::AwaitingDecision {
+        return Ok(());
+    }
+    set_status(&mut f, FilingStatus::UnderReview, now);
+    f.pending_id = None;
+    f.outcome = json!({ "returned_pending_id": pending_id });
+    portal_filings::update(tx, t, &f)?;
+    records::append_next_audit(
+        tx,
+        t,
+        now,
+        &entry(
+            actor,
+            "filing.returned",
+            f.filing_id,
+            &[],
+            json!({ "filing_id": f.filing_id, "pending_id": pending_id, "status": "under_review" }),
+        ),
+    )?;
+    Ok(())
+}
+
+/// One answer of a filing as a person reads it: the field's label and
+/// its values (dates in 和暦, choices by their label).
+#[derive(Debug, Clone)]
+pub struct AnswerView {
+    pub label: String,
+    pub values: Vec<String>,
+    /// A file field: its id, for the download link.
+    pub file: Option<String>,
+}
+
+fn display_value(
+    f: &machi_procedures::Field,
+    v: &Value,
+    eras: &EraTable,
+    en: bool,
+) -> Vec<String> {
+    let lang = if en {
+        machi_procedures::Lang::En
+    } else {
+        machi_procedures::Lang::Ja
+    };
+    match f.kind() {
+        FieldKind::Date => date_of(v)
+            .map(|d| {
+                if en {
+                    d.format("%-d %B %Y").to_string()
+                } else {
+                    eras.format_wareki(d)
+                }
+            })
+            .into_iter()
+            .collect(),
+        FieldKind::Address => address_of(v).into_iter().collect(),
+        FieldKind::Choice => v
+            .as_str()
+            .and_then(|x| f.options.iter().find(|o| o.value == x))
+            .map(|o| o.label.get(lang).to_string())
+            .into_iter()
+            .collect(),
+        FieldKind::Choices => v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| f.options.iter().find(|o| Some(o.value.as_str()) == x.as_str()))
+                    .map(|o| o.label.get(lang).to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        FieldKind::YesNo => match v.as_bool() {
+            Some(true) => vec![if en { "Yes" } else { "はい" }.into()],
+            Some(false) => vec![if en { "No" } else { "いいえ" }.into()],
+            None => vec![],
+        },
+        FieldKind::People => v
+            .as_array()
+            .map(|people| {
+                people
+                    .iter()
+                    .map(|p| {
+                        f.fields
+                            .iter()
+                            .map(|sub| display_value(sub, &p[sub.id()], eras, en).join(" "))
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join("・")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        FieldKind::File => {
+            let name = v["name"].as_str().unwrap_or_default();
+            if name.is_empty() {
+                vec![]
+            } else {
+                let size = v["size"].as_u64().unwrap_or(0);
+                vec![format!("{name}（{} KB）", size.div_ceil(1024))]
+            }
+        }
+        FieldKind::Number => v.as_i64().map(|n| n.to_string()).into_iter().collect(),
+        _ => text_of(v).into_iter().collect(),
+    }
+}
+
+/// The filing's answers in the definition's order, labelled.
+pub fn answer_views(def: &Definition, answers: &Value, eras: &EraTable, en: bool) -> Vec<AnswerView> {
+    let lang = if en {
+        machi_procedures::Lang::En
+    } else {
+        machi_procedures::Lang::Ja
+    };
+    def.fields()
+        .filter(|(_, f)| !answers[f.id()].is_null())
+        .map(|(_, f)| AnswerView {
+            label: f.label.get(lang).to_string(),
+            values: display_value(f, &answers[f.id()], eras, en),
+            file: (f.kind() == FieldKind::File).then(|| f.id().to_string()),
+        })
+        .filter(|a| !a.values.is_empty())
+        .collect()
+}
+
+/// An attachment of the filing: (file name, MIME type, bytes). Only the
+/// types a definition may accept are served.
+pub fn attachment(f: &StoredPortalFiling, field: &str) -> Option<(String, String, Vec<u8>)> {
+    use base64::Engine as _;
+    let def = definition(&f.procedure, f.version)?;
+    let fd = def.field(field)?;
+    if fd.kind() != FieldKind::File {
+        return None;
+    }
+    let v = &answers(f)[field];
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v["data"].as_str()?)
+        .ok()?;
+    let kind = machi_procedures::file_type_of(&bytes)?;
+    Some((v["name"].as_str().unwrap_or("file").to_string(), kind.to_string(), bytes))
+}
+
+/// The 受付日 of a filing as a date.
+pub fn received_on(f: &StoredPortalFiling) -> Option<NaiveDate> {
+    chrono::DateTime::parse_from_rfc3339(&f.received_at)
+        .ok()
+        .map(|t| t.with_timezone(&super::clock::jst()).date_naive())
+}
+
+/// Party keys to the name the filing gives, for lists.
+pub fn applicant_name(f: &StoredPortalFiling) -> String {
+    let Some(def) = definition(&f.procedure, f.version) else {
+        return String::new();
+    };
+    let ans = answers(f);
+    def.fields()
+        .find(|(_, fd)| fd.kind() == FieldKind::Name)
+        .and_then(|(_, fd)| text_of(&ans[fd.id()]))
+        .unwrap_or_default()
+}
+
+/// The procedure's title in the reader's language.
+pub fn procedure_title(procedure: &str, version: i64, en: bool) -> String {
+    match definition(procedure, version) {
+        Some(d) => {
+            if en {
+                d.procedure.title.get(machi_procedures::Lang::En).to_string()
+            } else {
+                d.procedure.title.ja.clone()
+            }
+        }
+        None => {
+            if en {
+                "Unknown procedure".into()
+            } else {
+                "不明な手続".into()
+            }
+        }
+    }
+}
+
+/// The signature as the inbox shows it: (signed, verified?, message).
+pub fn signature_summary(f: &StoredPortalFiling, en: bool) -> String {
+    let t = |ja: &str, e: &str| if en { e.to_string() } else { ja.to_string() };
+    match (&f.signature, f.signed) {
+        (_, false) => t("署名なし", "not signed"),
+        (None, true) => t(
+            "署名あり（基幹側の検証結果はまだありません）",
+            "signed (not yet verified by the back office)",
+        ),
+        (Some(s), true) if s["verified"] == true => t("署名を確認済み", "signature verified"),
+        (Some(s), true) => {
+            let why = if en {
+                s["message_en"].as_str()
+            } else {
+                s["message_ja"].as_str()
+            }
+            .unwrap_or_default();
+            format!("{}{why}", t("署名を確認できません：", "signature not verified: "))
+        }
+    }
+}
+
+/// Who may do what in the inbox (the notes say why).
+pub mod roles {
+    use machi_domain::access::Permission;
+
+    /// See the list and the filings: whoever reads personal data.
+    pub const READ: Permission = Permission::ReadPersonal;
+    /// Take up, match, ask for a correction, reject, approve: whoever
+    /// enters changes (clerks and supervisors); a clerk's approval of a
+    /// registry change is provisional.
+    pub const ACT: Permission = Permission::EnterChange;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_definitions_are_known_and_name_their_parties() {
+        for id in ["tenshutsu", "juminhyo", "gakudo", "jidoteate", "survey_internet"] {
+            assert!(definition(id, 1).is_some(), "{id}");
+        }
+        let d = definition("tenshutsu", 1).unwrap();
+        let ans = json!({
+            "applicant_name": "架空 太郎",
+            "members": [
+                {"name": "架空 太郎", "kana": "カクウ タロウ", "birth_date": "1980-05-05"},
+                {"name": "架空 花子", "birth_date": "1982-07-07"},
+            ],
+        });
+        let p = parties(d, &ans);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].key, "members.1");
+        assert_eq!(p[1].birth_date, NaiveDate::from_ymd_opt(1982, 7, 7));
+        let j = definition("juminhyo", 1).unwrap();
+        let p = parties(
+            j,
+            &json!({"applicant_name": "架空 花子", "applicant_birth_date": "1980-03-14",
+                    "applicant_address": {"postal_code": "1830056", "address": "東京都府中市寿町"}}),
+        );
+        assert_eq!(p[0].key, "applicant");
+        assert_eq!(p[0].address.as_deref(), Some("〒183-0056 東京都府中市寿町"));
+        assert!(parties(definition("survey_internet", 1).unwrap(), &json!({})).is_empty());
+        assert!(definition("tenshutsu", 99).is_none());
+    }
+
+    #[test]
+    fn statuses_read_as_words_and_map_to_the_portal() {
+        for s in FilingStatus::ALL {
+            assert_eq!(FilingStatus::parse(s.code()), Some(s));
+            assert!(!s.label_ja().is_empty());
+        }
+        assert_eq!(FilingStatus::AwaitingDecision.portal_code(), "under_review");
+    }
+}
