@@ -7,6 +7,7 @@ pub mod edge;
 pub mod error;
 mod handlers;
 mod hooks;
+pub mod inbox;
 pub mod metrics;
 mod params;
 pub mod source;
@@ -60,6 +61,7 @@ pub struct AppState {
         (name = "registry", description = "Residents, households, history and search"),
         (name = "changes", description = "Changes (異動) and the linkage feed"),
         (name = "linkage", description = "Webhook subscriptions: events pushed to other systems, signed per Standard Webhooks"),
+        (name = "inbox", description = "申請管理: filings imported from the citizen portal (staff sessions only)"),
     )
 )]
 struct ApiDoc;
@@ -132,6 +134,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::replay_subscription))
         .routes(routes!(hooks::rotate_secret))
         .routes(routes!(hooks::create_extract))
+        .routes(routes!(inbox::list_filings))
+        .routes(routes!(inbox::get_filing))
+        .routes(routes!(inbox::filing_candidates))
+        .routes(routes!(inbox::assign_filing))
+        .routes(routes!(inbox::match_filing))
+        .routes(routes!(inbox::request_correction))
+        .routes(routes!(inbox::reject_filing))
+        .routes(routes!(inbox::approve_filing))
 }
 
 /// The router and the OpenAPI document it was built from.

@@ -9,6 +9,7 @@
 //! | `jp.machi.registry.import.completed.v1` | a migration import is committed |
 //! | `jp.machi.support.measure.{registered,confirmed,extended,ended,cancelled}.v1` | a 支援措置 (j440) is registered or changes state |
 //! | `jp.machi.certificate.issued.v1` | a certificate (j1000–j1070) is issued |
+//! | `jp.machi.portal.filing.approved.v1` | a filing from the citizen portal is approved for the business system that owns its procedure (申請管理) |
 //!
 //! The suffix is the version of the `data` shape: a change to it that a
 //! consumer could trip over gets a new type (`…v2`), published beside the
@@ -53,6 +54,7 @@ pub fn known_types() -> Vec<String> {
     v.push(IMPORT_COMPLETED.to_string());
     v.extend(SUPPORT_ACTIONS.iter().map(|a| support_type(a)));
     v.push(CERTIFICATE_ISSUED.to_string());
+    v.push(super::inbox::FILING_APPROVED.to_string());
     v
 }
 

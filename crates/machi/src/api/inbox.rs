@@ -1,0 +1,595 @@
+//! 申請管理 over the API (issue 11, item 5): the inbox of portal filings
+//! for staff sessions. Reading needs a role that reads personal data;
+//! every step needs a role that enters changes. API clients (access
+//! tokens) have no scope for filings: a business system receives an
+//! approved filing as the thin `jp.machi.portal.filing.approved.v1` event.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use machi_domain::certificate::counter::IdentityDocument;
+use machi_domain::ids::MunicipalityCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Auth;
+use super::edge::{json_error, path_error, query_error};
+use super::error::{ApiError, ErrorBody};
+use super::handlers::tenant_code;
+use crate::service::inbox::{self, Approval, FilingStatus, roles};
+use crate::service::{Caller, ServiceError};
+use crate::store::portal_filings::{FilingFilter, StoredPortalFiling};
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+const ERRORS: &str = "bad input (400, `field` names it), unauthenticated (401), forbidden (403: \
+     not a staff session, or the role may not), filing_not_found (404), filing_state (409: the \
+     step does not apply to the filing as it stands); each with message_ja and message_en.";
+
+/// Only staff act on filings (see the module documentation).
+fn staff(caller: &Caller, tenant: &MunicipalityCode, p: machi_domain::access::Permission) -> Result<(), ApiError> {
+    caller.check(tenant, p)?;
+    if !matches!(caller, Caller::Staff { .. }) {
+        return Err(ServiceError::Forbidden.into());
+    }
+    Ok(())
+}
+
+fn filing_id(s: &str) -> Result<i64, ApiError> {
+    super::params::integer_text("filing_id", s).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_filing_id",
+            format!("申請番号「{}」は数字で指定してください。", s.chars().take(20).collect::<String>()),
+            format!("filing id {:?} must be a number", s.chars().take(20).collect::<String>()),
+        )
+        .with_field("filing_id")
+    })
+}
+
+/// A filing in the list.
+#[derive(Serialize, ToSchema)]
+pub struct FilingSummary {
+    pub filing_id: i64,
+    /// 受付番号 the citizen holds.
+    pub receipt: String,
+    /// The procedure's id, e.g. `tenshutsu`.
+    pub procedure: String,
+    pub procedure_title_ja: String,
+    pub version: i64,
+    /// `received`, `under_review`, `correction_requested`,
+    /// `awaiting_decision`, `approved`, `rejected`.
+    pub status: String,
+    pub status_label_ja: String,
+    /// When the portal received it (RFC 3339).
+    pub received_at: String,
+    /// 受付日 in 和暦.
+    pub received_wareki: String,
+    /// The name the filing gives for its applicant.
+    pub applicant_name: String,
+    pub assigned_to: Option<String>,
+    pub signed: bool,
+}
+
+fn summary(f: &StoredPortalFiling, s: &AppState) -> FilingSummary {
+    let st = FilingStatus::parse(&f.status);
+    FilingSummary {
+        filing_id: f.filing_id,
+        receipt: f.receipt.clone(),
+        procedure: f.procedure.clone(),
+        procedure_title_ja: inbox::procedure_title(&f.procedure, f.version, false),
+        version: f.version,
+        status: f.status.clone(),
+        status_label_ja: st.map(|s| s.label_ja().to_string()).unwrap_or_default(),
+        received_at: f.received_at.clone(),
+        received_wareki: inbox::received_on(f)
+            .map(|d| s.registry.eras().format_wareki(d))
+            .unwrap_or_default(),
+        applicant_name: inbox::applicant_name(f),
+        assigned_to: f.assigned_to.clone(),
+        signed: f.signed,
+    }
+}
+
+/// One page of filings, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct FilingList {
+    pub filings: Vec<FilingSummary>,
+    /// Give as `before` for the next page; absent on the last page.
+    pub next: Option<i64>,
+}
+
+/// The inbox's filters; each optional.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FilingQuery {
+    /// A procedure's id, e.g. `tenshutsu`.
+    procedure: Option<String>,
+    /// One status, or `open` (new or under review).
+    status: Option<String>,
+    /// Received on or after this day (ISO 8601 date).
+    received_from: Option<String>,
+    /// Received on or before this day (ISO 8601 date).
+    received_to: Option<String>,
+    /// A clerk's login, or `none` for filings nobody has taken up.
+    assigned_to: Option<String>,
+    /// `true` or `false`.
+    signed: Option<String>,
+    /// A `next` from the previous page.
+    before: Option<i64>,
+}
+
+/// Turns the query's words into a filter (shared with the staff UI).
+pub fn filter_of(
+    procedure: Option<&str>,
+    status: Option<&str>,
+    received_from: Option<&str>,
+    received_to: Option<&str>,
+    assigned_to: Option<&str>,
+    signed: Option<&str>,
+    before: Option<i64>,
+) -> Result<FilingFilter, ServiceError> {
+    let given = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let statuses = match given(status).as_deref() {
+        None => vec![],
+        Some("open") => vec!["received".into(), "under_review".into()],
+        Some(s) => match FilingStatus::parse(s) {
+            Some(st) => vec![st.code().to_string()],
+            None => {
+                return Err(ServiceError::Invalid {
+                    field: "status".into(),
+                    code: "invalid_status",
+                    message_ja: "状態の指定が正しくありません。".into(),
+                    message_en: "the status filter is not one of the inbox's statuses".into(),
+                });
+            }
+        },
+    };
+    let procedure = given(procedure);
+    if let Some(p) = &procedure
+        && !inbox::procedures().iter().any(|(id, _, _)| id == p)
+    {
+        return Err(ServiceError::Invalid {
+            field: "procedure".into(),
+            code: "unknown_procedure",
+            message_ja: "その手続はありません。".into(),
+            message_en: "no such procedure".into(),
+        });
+    }
+    let signed = match given(signed).as_deref() {
+        None => None,
+        Some("true" | "yes" | "1") => Some(true),
+        Some("false" | "no" | "0") => Some(false),
+        Some(_) => {
+            return Err(ServiceError::Invalid {
+                field: "signed".into(),
+                code: "invalid_signed",
+                message_ja: "署名の有無は true か false で指定してください。".into(),
+                message_en: "signed must be true or false".into(),
+            });
+        }
+    };
+    Ok(FilingFilter {
+        procedure,
+        statuses,
+        received_from: given(received_from),
+        received_to: given(received_to),
+        assigned_to: given(assigned_to).map(|a| if a == "none" { String::new() } else { a }),
+        signed,
+        before,
+    })
+}
+
+/// The inbox (申請管理): filings imported from the citizen portal.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"), FilingQuery),
+    responses((status = 200, description = "One page of filings.", body = FilingList),
+              (status = 400, description = ERRORS, body = ErrorBody)))]
+pub async fn list_filings(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<FilingQuery>, QueryRejection>,
+) -> ApiResult<FilingList> {
+    let Path(code) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::READ)?;
+    let Query(q) = q.map_err(query_error)?;
+    let filter = filter_of(
+        q.procedure.as_deref(),
+        q.status.as_deref(),
+        q.received_from.as_deref(),
+        q.received_to.as_deref(),
+        q.assigned_to.as_deref(),
+        q.signed.as_deref(),
+        q.before,
+    )?;
+    let (rows, next) = s
+        .registry
+        .inbox_list(&tenant, &filter, 50, &caller.actor())
+        .await?;
+    Ok(Json(FilingList {
+        filings: rows.iter().map(|f| summary(f, &s)).collect(),
+        next,
+    }))
+}
+
+/// One answer, labelled as the definition labels it.
+#[derive(Serialize, ToSchema)]
+pub struct AnswerItem {
+    pub label: String,
+    pub values: Vec<String>,
+}
+
+/// A person the filing names and the resident confirmed for them.
+#[derive(Serialize, ToSchema)]
+pub struct PartyView {
+    /// `applicant` or `members.N`.
+    pub key: String,
+    pub role_ja: String,
+    pub name: Option<String>,
+    pub birth_date_wareki: Option<String>,
+    /// 宛名番号 confirmed by a clerk.
+    pub matched: Option<String>,
+}
+
+/// A filing as a clerk reads it.
+#[derive(Serialize, ToSchema)]
+pub struct FilingDetail {
+    #[serde(flatten)]
+    pub summary: FilingSummary,
+    pub answers: Vec<AnswerItem>,
+    /// The signature in words.
+    pub signature_ja: String,
+    /// The back office's check of the signature, when made (the signer's
+    /// certificate items).
+    #[schema(value_type = Option<Object>)]
+    pub signature: Option<serde_json::Value>,
+    pub parties: Vec<PartyView>,
+    /// The last correction request or rejection reason.
+    pub message: Option<String>,
+    /// What the approval did: `change_id`, `pending_id`, `batch` and
+    /// `issue_numbers`, or `event_seq`.
+    #[schema(value_type = Object)]
+    pub outcome: serde_json::Value,
+}
+
+fn detail(f: &StoredPortalFiling, s: &AppState) -> FilingDetail {
+    let eras = s.registry.eras();
+    let (answers, parties) = match inbox::definition(&f.procedure, f.version) {
+        Some(def) => (
+            inbox::answer_views(def, inbox::answers(f), eras, false)
+                .into_iter()
+                .map(|a| AnswerItem {
+                    label: a.label,
+                    values: a.values,
+                })
+                .collect(),
+            inbox::parties(def, inbox::answers(f))
+                .into_iter()
+                .map(|p| PartyView {
+                    matched: f.matches.get(&p.key).cloned(),
+                    key: p.key,
+                    role_ja: p.role_ja,
+                    name: p.name,
+                    birth_date_wareki: p.birth_date.map(|d| eras.format_wareki(d)),
+                })
+                .collect(),
+        ),
+        None => (vec![], vec![]),
+    };
+    FilingDetail {
+        summary: summary(f, s),
+        answers,
+        signature_ja: inbox::signature_summary(f, false),
+        signature: f.signature.clone(),
+        parties,
+        message: f.message.clone(),
+        outcome: f.outcome.clone(),
+    }
+}
+
+/// One filing.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    responses((status = 200, description = "The filing.", body = FilingDetail),
+              (status = 404, description = ERRORS, body = ErrorBody)))]
+pub async fn get_filing(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<FilingDetail> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::READ)?;
+    let id = filing_id(&id)?;
+    let f = s.registry.inbox_filing(&tenant, id, &caller.actor()).await?;
+    Ok(Json(detail(&f, &s)))
+}
+
+/// A candidate resident.
+#[derive(Serialize, ToSchema)]
+pub struct CandidateView {
+    pub addressee_number: String,
+    pub name: String,
+    pub name_kana: Option<String>,
+    pub birth_date_wareki: String,
+    /// Absent for a person a support measure's shield covers (j440).
+    pub address: Option<String>,
+    pub status_label_ja: String,
+    pub restricted: bool,
+}
+
+/// The candidates of one person the filing names.
+#[derive(Serialize, ToSchema)]
+pub struct PartyCandidatesView {
+    pub key: String,
+    pub role_ja: String,
+    pub name: Option<String>,
+    pub candidates: Vec<CandidateView>,
+}
+
+/// Candidates for each person the filing names, from the registry's
+/// search (support measures applied as there).
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/candidates", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    responses((status = 200, description = "Candidates per person.", body = [PartyCandidatesView]),
+              (status = 404, description = ERRORS, body = ErrorBody)))]
+pub async fn filing_candidates(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Vec<PartyCandidatesView>> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::ACT)?;
+    let id = filing_id(&id)?;
+    let actor = caller.actor();
+    let f = s.registry.inbox_filing(&tenant, id, &actor).await?;
+    let all = s.registry.inbox_candidates(&tenant, &f, &actor).await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|pc| PartyCandidatesView {
+                key: pc.party.key,
+                role_ja: pc.party.role_ja,
+                name: pc.party.name,
+                candidates: pc
+                    .candidates
+                    .into_iter()
+                    .map(|c| CandidateView {
+                        addressee_number: c.addressee_number.to_string(),
+                        name: c.view.name.clone(),
+                        name_kana: c.view.name_kana.clone(),
+                        birth_date_wareki: c.view.birth_date.text.clone(),
+                        address: (!c.restricted).then(|| c.view.address.clone()),
+                        status_label_ja: c.view.status_label_ja.clone(),
+                        restricted: c.restricted,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    ))
+}
+
+/// Who handles the filing.
+#[derive(Deserialize, ToSchema)]
+pub struct AssignBody {
+    /// A clerk's login; null or empty: nobody.
+    pub assigned_to: Option<String>,
+}
+
+/// Gives the filing to a clerk (or to nobody).
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/assign", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    request_body = AssignBody,
+    responses((status = 200, description = "The filing.", body = FilingDetail),
+              (status = 409, description = ERRORS, body = ErrorBody)))]
+pub async fn assign_filing(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<AssignBody>, JsonRejection>,
+) -> ApiResult<FilingDetail> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::ACT)?;
+    let id = filing_id(&id)?;
+    let Json(b) = body.map_err(json_error)?;
+    let f = s
+        .registry
+        .inbox_assign(&tenant, id, b.assigned_to.as_deref(), &caller.actor())
+        .await?;
+    Ok(Json(detail(&f, &s)))
+}
+
+/// The resident a person of the filing is.
+#[derive(Deserialize, ToSchema)]
+pub struct MatchBody {
+    /// `applicant` or `members.N` (a `key` of the candidates).
+    pub party: String,
+    /// One of the candidates' 宛名番号.
+    pub addressee_number: String,
+}
+
+/// Confirms a candidate for a person the filing names.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/match", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    request_body = MatchBody,
+    responses((status = 200, description = "The filing.", body = FilingDetail),
+              (status = 400, description = ERRORS, body = ErrorBody)))]
+pub async fn match_filing(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<MatchBody>, JsonRejection>,
+) -> ApiResult<FilingDetail> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::ACT)?;
+    let id = filing_id(&id)?;
+    let Json(b) = body.map_err(json_error)?;
+    let f = s
+        .registry
+        .inbox_match(&tenant, id, &b.party, &b.addressee_number, &caller.actor())
+        .await?;
+    Ok(Json(detail(&f, &s)))
+}
+
+/// A message to the citizen.
+#[derive(Deserialize, ToSchema)]
+pub struct MessageBody {
+    /// 1 to 500 characters; the citizen reads it on the portal.
+    pub message: String,
+}
+
+/// Asks the citizen to correct the filing (they read the message on the
+/// portal's status page).
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/correction", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    request_body = MessageBody,
+    responses((status = 200, description = "The filing.", body = FilingDetail),
+              (status = 409, description = ERRORS, body = ErrorBody)))]
+pub async fn request_correction(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<MessageBody>, JsonRejection>,
+) -> ApiResult<FilingDetail> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::ACT)?;
+    let id = filing_id(&id)?;
+    let Json(b) = body.map_err(json_error)?;
+    let f = s
+        .registry
+        .inbox_request_correction(&tenant, id, &b.message, &caller.actor())
+        .await?;
+    Ok(Json(detail(&f, &s)))
+}
+
+/// Rejects the filing with a reason (as `message`).
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/reject", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    request_body = MessageBody,
+    responses((status = 200, description = "The filing.", body = FilingDetail),
+              (status = 409, description = ERRORS, body = ErrorBody)))]
+pub async fn reject_filing(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<MessageBody>, JsonRejection>,
+) -> ApiResult<FilingDetail> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::ACT)?;
+    let id = filing_id(&id)?;
+    let Json(b) = body.map_err(json_error)?;
+    let f = s
+        .registry
+        .inbox_reject(&tenant, id, &b.message, &caller.actor())
+        .await?;
+    Ok(Json(detail(&f, &s)))
+}
+
+/// An approval.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct ApproveBody {
+    /// For a certificate by post: the identity document seen in the
+    /// attachment (`my_number_card`, `drivers_licence`, `passport`,
+    /// `residence_card`, `two_documents`, `official_id`).
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+/// What an approval did.
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub filing_id: i64,
+    /// `approved`, or `awaiting_decision` when a registry change waits for
+    /// a supervisor's 決裁.
+    pub status: String,
+    pub status_label_ja: String,
+    /// Approved before: nothing was done again.
+    pub already: bool,
+    #[schema(value_type = Object)]
+    pub outcome: serde_json::Value,
+}
+
+impl From<Approval> for ApprovalView {
+    fn from(a: Approval) -> Self {
+        ApprovalView {
+            filing_id: a.filing_id,
+            status: a.status.code().to_string(),
+            status_label_ja: a.status.label_ja().to_string(),
+            already: a.already,
+            outcome: a.outcome,
+        }
+    }
+}
+
+/// Parses the identity document of an approval.
+pub fn identity_of(s: Option<&str>) -> Result<Option<IdentityDocument>, ServiceError> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(code) => IdentityDocument::from_code(code)
+            .map(Some)
+            .ok_or_else(|| ServiceError::Invalid {
+                field: "identity".into(),
+                code: "invalid_identity",
+                message_ja: "本人確認書類の種類が正しくありません。".into(),
+                message_en: "the identity document is not one of the accepted kinds".into(),
+            }),
+    }
+}
+
+/// Approves the filing: the 転出 (provisional for a clerk, committed for a
+/// supervisor), the certificate, or the linkage event its procedure
+/// says. Approving again does nothing more and answers `already`.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/approve", tag = "inbox",
+    security(("session" = [])),
+    params(("municipality_code" = String, Path, description = "団体コード"),
+           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    request_body = ApproveBody,
+    responses((status = 200, description = "What the approval did.", body = ApprovalView),
+              (status = 409, description = ERRORS, body = ErrorBody)))]
+pub async fn approve_filing(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ApproveBody>, JsonRejection>,
+) -> ApiResult<ApprovalView> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::ACT)?;
+    let id = filing_id(&id)?;
+    let Json(b) = body.map_err(json_error)?;
+    let identity = identity_of(b.identity.as_deref())?;
+    let url = format!("{}/verify?tenant={tenant}", crate::ui::public_url(&headers));
+    let a = s
+        .registry
+        .inbox_approve(
+            &tenant,
+            id,
+            caller.commits_directly(),
+            identity,
+            &url,
+            &caller.actor(),
+        )
+        .await?;
+    Ok(Json(a.into()))
+}
