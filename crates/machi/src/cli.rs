@@ -668,6 +668,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = registry
                 .with_extract_target(a.extract_to.clone())
                 .with_extract_every(a.extract_every.max(60));
+            // 申請管理: where filing statuses are told to the citizen portal.
+            let registry = match (
+                std::env::var("MACHI_PORTAL_URL"),
+                std::env::var(crate::portal::PULL_TOKEN_ENV),
+            ) {
+                (Ok(url), Ok(token)) if !url.trim().is_empty() => {
+                    registry.with_portal_link(Some(crate::service::inbox::PortalLink {
+                        url: url.trim().to_string(),
+                        token: token.trim().to_string(),
+                        client: crate::service::hooks::http_client(std::time::Duration::from_secs(10))?,
+                    }))
+                }
+                _ => registry,
+            };
             let _extracts = match &a.extract_to {
                 Some(to) => {
                     let (store, prefix) = crate::linkage::open_target(to)?;

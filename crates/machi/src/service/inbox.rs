@@ -1582,8 +1582,10 @@ pub fn signature_summary(f: &StoredPortalFiling, en: bool) -> String {
 pub mod roles {
     use machi_domain::access::Permission;
 
-    /// See the list and the filings: whoever reads personal data.
-    pub const READ: Permission = Permission::ReadPersonal;
+    /// See the list and the filings: the roles that handle them (clerks
+    /// and supervisors). A support officer, an administrator or the CIO
+    /// does not see citizens' filings.
+    pub const READ: Permission = Permission::EnterChange;
     /// Take up, match, ask for a correction, reject, approve: whoever
     /// enters changes (clerks and supervisors); a clerk's approval of a
     /// registry change is provisional.

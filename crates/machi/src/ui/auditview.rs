@@ -80,6 +80,17 @@ pub fn function_label(code: &str) -> (String, String) {
         "webhook.pause" => ("通知の一時停止", "webhook paused"),
         "webhook.resume" => ("通知の再開", "webhook resumed"),
         "audit.view" => ("アクセスログの参照", "access log viewed"),
+        "filing.list" => ("申請一覧の参照", "filing list read"),
+        "filing.view" => ("申請の参照", "filing read"),
+        "filing.attachment" => ("申請の添付ファイルの参照", "filing attachment read"),
+        "filing.assign" => ("申請の担当設定", "filing assigned"),
+        "filing.match" => ("申請者と住民の照合", "filing matched to a resident"),
+        "filing.correction" => ("申請の補正依頼", "filing sent back for correction"),
+        "filing.reject" => ("申請の却下", "filing rejected"),
+        "filing.approve" => ("申請の承認", "filing approved"),
+        "filing.decided" => ("申請による異動の決裁", "filing's change decided"),
+        "filing.returned" => ("申請による仮登録の差戻し", "filing's provisional change sent back"),
+        "filing.move_out_data" => ("転出証明書情報の参照", "move-out certificate data read"),
         _ => ("", ""),
     };
     if ja.is_empty() {
@@ -171,6 +182,16 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "postal_code" => ("郵便番号", "postal code"),
         "previous_address" => ("前住所", "previous address"),
         "annex" => ("方書", "building / room"),
+        "filing_id" => ("申請番号", "filing no."),
+        "party" => ("照合した人", "person"),
+        "assigned_to" => ("担当", "assigned to"),
+        "procedure" => ("手続", "procedure"),
+        "issue_numbers" => ("発行番号", "issue nos."),
+        "batch" => ("発行の控え", "issue batch"),
+        "mailing" => ("郵送", "by post"),
+        "event_seq" => ("連携イベント番号", "linkage event no."),
+        "system" => ("業務システム", "business system"),
+        "returned_pending_id" => ("差し戻された仮登録", "provisional change sent back"),
         _ => ("", ""),
     }
 }
@@ -211,6 +232,25 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
         && let Some(p) = crate::store::pending::PendingStatus::parse(s)
     {
         return l.t(p.label_ja(), p.label_en()).into();
+    }
+    if key == "status"
+        && let Some(f) = crate::service::inbox::FilingStatus::parse(s)
+    {
+        return l.t(f.label_ja(), f.label_en()).into();
+    }
+    if key == "procedure"
+        && let Some(d) = (1..=20).find_map(|v| crate::service::inbox::definition(s, v))
+    {
+        return crate::service::inbox::procedure_title(s, i64::from(d.version()), l.en);
+    }
+    if key == "party" {
+        if s == "applicant" {
+            return l.t("申請者", "applicant").into();
+        }
+        if let Some(n) = s.strip_prefix("members.").and_then(|n| n.parse::<usize>().ok()) {
+            return format!("{}{}", l.t("届出の", "person "), n + 1).to_string()
+                + l.t("人目", "");
+        }
     }
     if key == "status"
         && let Some(m) = machi_domain::support::MeasureStatus::from_code(s)
@@ -316,6 +356,8 @@ pub fn target_text(stored: &str, l: Lang) -> String {
         .map(|t| {
             if let Some(n) = t.strip_prefix("pending:") {
                 format!("{}{n}", l.t("仮登録 ", "provisional "))
+            } else if let Some(n) = t.strip_prefix("filing:") {
+                format!("{}{n}", l.t("申請 ", "filing "))
             } else if let Some(c) = t.strip_prefix("client:") {
                 format!("{}{c}", l.t("連携先 ", "client "))
             } else {

@@ -18,6 +18,7 @@ mod changes;
 pub mod forms;
 mod grants;
 mod hooks;
+mod inbox;
 mod pages;
 mod prefill;
 mod review;
@@ -174,6 +175,14 @@ pub fn routes() -> Vec<UiRoute> {
             &["GET", "POST"],
             get(changes::entry_form).post(changes::enter),
         ),
+        route("/ui/inbox", &["GET"], get(inbox::list)),
+        route("/ui/inbox/{filing_id}", &["GET"], get(inbox::filing)),
+        route("/ui/inbox/{filing_id}/act", &["POST"], post(inbox::act)),
+        route(
+            "/ui/inbox/{filing_id}/files/{field}",
+            &["GET"],
+            get(inbox::attachment),
+        ),
         route("/ui/approvals", &["GET"], get(changes::approvals)),
         route("/ui/approvals/bulk", &["POST"], post(changes::approve_bulk)),
         route(
@@ -318,6 +327,8 @@ pub struct Ctx {
 pub struct MenuCounts {
     pub approvals: i64,
     pub returned: i64,
+    /// New filings from the citizen portal nobody has taken up (申請管理).
+    pub inbox: i64,
 }
 
 impl Ctx {
@@ -359,6 +370,9 @@ impl Ctx {
             }
             if role.allows(Permission::EnterChange) {
                 counts.returned = s.registry.returned_count(t, login).await.unwrap_or(0);
+            }
+            if role.allows(crate::service::inbox::roles::READ) {
+                counts.inbox = s.registry.inbox_new_count(t).await.unwrap_or(0);
             }
         }
         Ok(Ctx {
@@ -601,6 +615,8 @@ pub struct Chrome {
     pub tenant_name: String,
     pub csrf: String,
     pub personal: bool,
+    /// 申請管理: the inbox of portal filings.
+    pub inbox: bool,
     pub enter: bool,
     pub approve: bool,
     pub support: bool,
@@ -626,6 +642,7 @@ impl Chrome {
             tenant_name: ctx.tenant_name.clone(),
             csrf: ctx.csrf.clone(),
             personal: ctx.can(Permission::ReadPersonal),
+            inbox: ctx.can(crate::service::inbox::roles::READ),
             enter: ctx.can(Permission::EnterChange),
             approve: ctx.can(Permission::ApproveChange),
             support: ctx.can(Permission::ManageSupportMeasures),

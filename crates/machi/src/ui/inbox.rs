@@ -1,0 +1,738 @@
+//! 申請管理 in the staff UI (issue 11, item 5): the inbox of filings from
+//! the citizen portal, one filing as a person reads it (the procedure's
+//! labels, dates in 和暦, the signature, the candidates for each person it
+//! names), and the clerk's steps, each a form button.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use machi_domain::certificate::counter::IdentityDocument;
+use serde::Deserialize;
+
+use super::forms::FormData;
+use super::{Chrome, Ctx, UiError, html, when};
+use crate::api::AppState;
+use crate::api::inbox::{filter_of, identity_of};
+use crate::service::inbox::{self, FilingStatus, roles};
+use crate::store::portal_filings::StoredPortalFiling;
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    procedure: Option<String>,
+    status: Option<String>,
+    received_from: Option<String>,
+    received_to: Option<String>,
+    assigned_to: Option<String>,
+    signed: Option<String>,
+    before: Option<i64>,
+}
+
+struct Row {
+    id: i64,
+    receipt: String,
+    procedure: String,
+    applicant: String,
+    received: String,
+    status: String,
+    assigned: String,
+    signed: String,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct ListPage {
+    c: Chrome,
+    rows: Vec<Row>,
+    procedures: Vec<(String, String)>,
+    statuses: Vec<(String, String)>,
+    clerks: Vec<(String, String)>,
+    q: ListQuery,
+    next: Option<String>,
+    error: Option<String>,
+}
+
+impl ListQuery {
+    fn v(o: &Option<String>) -> &str {
+        o.as_deref().unwrap_or("")
+    }
+    fn procedure(&self) -> &str {
+        Self::v(&self.procedure)
+    }
+    fn status(&self) -> &str {
+        Self::v(&self.status)
+    }
+    fn received_from(&self) -> &str {
+        Self::v(&self.received_from)
+    }
+    fn received_to(&self) -> &str {
+        Self::v(&self.received_to)
+    }
+    fn assigned_to(&self) -> &str {
+        Self::v(&self.assigned_to)
+    }
+    fn signed(&self) -> &str {
+        Self::v(&self.signed)
+    }
+}
+
+/// A day as people type it (和暦 or 西暦) to `YYYY-MM-DD`; an unreadable
+/// day is kept as typed, so the service refuses it with its message.
+fn iso_day(s: &AppState, v: &Option<String>) -> Option<String> {
+    let v = v.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+    Some(
+        machi_domain::dates::DateValue::parse(
+            v,
+            s.registry.eras(),
+            machi_domain::dates::DatePolicy::CalendarOnly,
+        )
+        .ok()
+        .and_then(|d| d.as_calendar())
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "invalid".into()),
+    )
+}
+
+fn status_label(f: &StoredPortalFiling, en: bool) -> String {
+    FilingStatus::parse(&f.status)
+        .map(|s| if en { s.label_en() } else { s.label_ja() }.to_string())
+        .unwrap_or_default()
+}
+
+/// The inbox: filters and one page of filings, newest first.
+pub async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, roles::READ).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let q = q.ok().map(|Query(q)| q).unwrap_or_default();
+    let en = ctx.lang.en;
+    let mut page = ListPage {
+        c: Chrome::new(&ctx, "申請管理", "Inbox"),
+        rows: vec![],
+        procedures: inbox::procedures()
+            .into_iter()
+            .map(|(id, ja, e)| (id, if en { e } else { ja }))
+            .collect(),
+        statuses: std::iter::once(("open".to_string(), ctx.lang.t("未処理（新着・審査中）", "open (new or under review)").to_string()))
+            .chain(FilingStatus::ALL.iter().map(|st| {
+                (
+                    st.code().to_string(),
+                    ctx.lang.t(st.label_ja(), st.label_en()).to_string(),
+                )
+            }))
+            .collect(),
+        clerks: vec![],
+        q: ListQuery::default(),
+        next: None,
+        error: None,
+    };
+    if let Ok(accounts) = s.registry.accounts(&tenant).await {
+        page.clerks = accounts
+            .into_iter()
+            .filter(|a| {
+                !a.disabled
+                    && a.role
+                        .parse::<machi_domain::access::Role>()
+                        .is_ok_and(|r| r.allows(roles::ACT))
+            })
+            .map(|a| (a.login, a.display_name))
+            .collect();
+    }
+    let from = iso_day(&s, &q.received_from);
+    let to = iso_day(&s, &q.received_to);
+    let result = match filter_of(
+        q.procedure.as_deref(),
+        q.status.as_deref(),
+        from.as_deref(),
+        to.as_deref(),
+        q.assigned_to.as_deref(),
+        q.signed.as_deref(),
+        q.before,
+    ) {
+        Ok(filter) => {
+            s.registry
+                .inbox_list(&tenant, &filter, 50, &ctx.caller.actor())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((rows, next)) => {
+            let eras = s.registry.eras();
+            page.rows = rows
+                .iter()
+                .map(|f| Row {
+                    id: f.filing_id,
+                    receipt: f.receipt.clone(),
+                    procedure: inbox::procedure_title(&f.procedure, f.version, en),
+                    applicant: inbox::applicant_name(f),
+                    received: inbox::received_on(f)
+                        .map(|d| eras.format_wareki(d))
+                        .unwrap_or_default(),
+                    status: status_label(f, en),
+                    assigned: f.assigned_to.clone().unwrap_or_default(),
+                    signed: if f.signed {
+                        ctx.lang.t("あり", "yes")
+                    } else {
+                        ctx.lang.t("なし", "no")
+                    }
+                    .to_string(),
+                })
+                .collect();
+            page.next = next.map(|n| {
+                let mut parts = vec![];
+                for (k, v) in [
+                    ("procedure", &q.procedure),
+                    ("status", &q.status),
+                    ("received_from", &q.received_from),
+                    ("received_to", &q.received_to),
+                    ("assigned_to", &q.assigned_to),
+                    ("signed", &q.signed),
+                ] {
+                    if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                        parts.push(format!("{k}={}", super::pages::urlencode(v)));
+                    }
+                }
+                parts.push(format!("before={n}"));
+                parts.join("&")
+            });
+        }
+        Err(e) => {
+            let e = UiError::from(e);
+            page.error = Some(if en { e.en } else { e.ja });
+        }
+    }
+    page.q = q;
+    html(&page)
+}
+
+struct Answer {
+    label: String,
+    values: Vec<String>,
+    file: Option<String>,
+}
+
+struct CandidateRow {
+    number: String,
+    name: String,
+    kana: String,
+    born: String,
+    sex: String,
+    address: String,
+    status: String,
+    restricted: bool,
+    chosen: bool,
+}
+
+struct PartyRow {
+    key: String,
+    role: String,
+    name: String,
+    kana: String,
+    born: String,
+    address: String,
+    matched: Option<String>,
+    note: Option<String>,
+    candidates: Vec<CandidateRow>,
+}
+
+struct Item {
+    label: String,
+    value: String,
+}
+
+struct MoveOutPerson {
+    items: Vec<Item>,
+}
+
+#[derive(Template)]
+#[template(path = "inbox_filing.html")]
+struct FilingPage {
+    c: Chrome,
+    id: i64,
+    receipt: String,
+    procedure: String,
+    received: String,
+    status: String,
+    open: bool,
+    assigned: String,
+    me: String,
+    signature: String,
+    signer: Vec<Item>,
+    answers: Vec<Answer>,
+    parties: Vec<PartyRow>,
+    message: Option<String>,
+    decided: String,
+    outcome: Vec<Item>,
+    pending_id: Option<i64>,
+    change_id: Option<i64>,
+    batch: Option<String>,
+    needs_identity: bool,
+    identities: Vec<(String, String)>,
+    approve_note: String,
+    move_out: Vec<MoveOutPerson>,
+    move_out_common: Vec<Item>,
+    move_out_error: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct FilingQuery {
+    done: Option<String>,
+}
+
+fn filing_id(ctx: &Ctx, id: &str) -> Result<i64, Response> {
+    id.parse::<i64>().map_err(|_| {
+        ctx.error(&UiError {
+            status: StatusCode::BAD_REQUEST,
+            ja: "申請番号は数字です。".into(),
+            en: "a filing number is a number".into(),
+        })
+    })
+}
+
+async fn filing_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &machi_domain::ids::MunicipalityCode,
+    id: i64,
+    flash: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let actor = ctx.caller.actor();
+    let f = match s.registry.inbox_filing(tenant, id, &actor).await {
+        Ok(f) => f,
+        Err(e) => {
+            return ctx.error_back(&e.into(), Some(("/ui/inbox", "申請管理へ", "Back to the inbox")));
+        }
+    };
+    let en = ctx.lang.en;
+    let l = ctx.lang;
+    let eras = s.registry.eras();
+    let st = FilingStatus::parse(&f.status);
+    let open = st.is_some_and(FilingStatus::is_open);
+    let def = inbox::definition(&f.procedure, f.version);
+    let answers = def
+        .map(|d| {
+            inbox::answer_views(d, inbox::answers(&f), eras, en)
+                .into_iter()
+                .map(|a| Answer {
+                    label: a.label,
+                    values: a.values,
+                    file: a.file,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Candidates are searched only while a clerk may still match.
+    let mut parties = vec![];
+    if let Some(d) = def {
+        let found = if open {
+            match s.registry.inbox_candidates(tenant, &f, &actor).await {
+                Ok(c) => c,
+                Err(e) => return ctx.error(&e.into()),
+            }
+        } else {
+            inbox::parties(d, inbox::answers(&f))
+                .into_iter()
+                .map(|p| inbox::PartyCandidates {
+                    party: p,
+                    candidates: vec![],
+                    note: None,
+                })
+                .collect()
+        };
+        for pc in found {
+            let matched = f.matches.get(&pc.party.key).cloned();
+            parties.push(PartyRow {
+                role: l.t(&pc.party.role_ja, &pc.party.role_en).to_string(),
+                name: pc.party.name.clone().unwrap_or_default(),
+                kana: pc.party.kana.clone().unwrap_or_default(),
+                born: pc
+                    .party
+                    .birth_date
+                    .map(|d| eras.format_wareki(d))
+                    .unwrap_or_default(),
+                address: pc.party.address.clone().unwrap_or_default(),
+                note: pc.note.map(|(ja, e)| if en { e } else { ja }),
+                candidates: pc
+                    .candidates
+                    .iter()
+                    .map(|c| CandidateRow {
+                        number: c.addressee_number.to_string(),
+                        name: c.view.name.clone(),
+                        kana: c.view.name_kana.clone().unwrap_or_default(),
+                        born: c.view.birth_date.text.clone(),
+                        sex: c.view.sex_label_ja.clone(),
+                        address: if c.restricted {
+                            String::new()
+                        } else {
+                            match &c.view.address_annex {
+                                Some(a) => format!("{}　{a}", c.view.address),
+                                None => c.view.address.clone(),
+                            }
+                        },
+                        status: c.view.status_label_ja.clone(),
+                        restricted: c.restricted,
+                        chosen: matched.as_deref() == Some(c.addressee_number.as_str()),
+                    })
+                    .collect(),
+                key: pc.party.key,
+                matched,
+            });
+        }
+    }
+    let signer = inbox::signer_items(&f)
+        .map(|(name, born, sex, address)| {
+            vec![
+                Item {
+                    label: l.t("氏名", "Name").into(),
+                    value: name,
+                },
+                Item {
+                    label: l.t("生年月日", "Date of birth").into(),
+                    value: born.map(|d| eras.format_wareki(d)).unwrap_or_default(),
+                },
+                Item {
+                    label: l.t("性別", "Sex").into(),
+                    value: sex,
+                },
+                Item {
+                    label: l.t("住所", "Address").into(),
+                    value: address,
+                },
+            ]
+        })
+        .unwrap_or_default();
+    let mut outcome = vec![];
+    let o = &f.outcome;
+    if let Some(n) = o["change_id"].as_i64() {
+        outcome.push(Item {
+            label: l.t("記録した異動", "Change recorded").into(),
+            value: format!("{}{n}", l.t("異動番号 ", "change no. ")),
+        });
+    }
+    if let Some(n) = o["pending_id"].as_i64() {
+        outcome.push(Item {
+            label: l.t("仮登録", "Provisional change").into(),
+            value: format!("{}{n}", l.t("仮登録番号 ", "no. ")),
+        });
+    }
+    if let Some(nums) = o["issue_numbers"].as_array() {
+        outcome.push(Item {
+            label: l.t("郵送用に発行した証明書", "Certificates issued for mailing").into(),
+            value: nums
+                .iter()
+                .filter_map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join("、"),
+        });
+    }
+    if o["event_seq"].as_i64().is_some() {
+        outcome.push(Item {
+            label: l.t("業務システムへの引継ぎ", "Handed to the business system").into(),
+            value: l
+                .t("連携イベントとして公開しました", "published as a linkage event")
+                .into(),
+        });
+    }
+    let (mut move_out, mut move_out_common, mut move_out_error) = (vec![], vec![], None);
+    match s.registry.inbox_move_out_data(tenant, &f, &actor).await {
+        Ok(Some(c)) => {
+            move_out_common = c
+                .common
+                .iter()
+                .map(|i| Item {
+                    label: i.label.clone(),
+                    value: i.value.clone(),
+                })
+                .collect();
+            move_out = c
+                .persons
+                .iter()
+                .map(|p| MoveOutPerson {
+                    items: p
+                        .items
+                        .iter()
+                        .map(|i| Item {
+                            label: i.label.clone(),
+                            value: i.value.clone(),
+                        })
+                        .collect(),
+                })
+                .collect();
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let e = UiError::from(e);
+            move_out_error = Some(if en { e.en } else { e.ja });
+        }
+    }
+    let kind = def.map(|d| d.action_kind());
+    let needs_identity = kind == Some(machi_procedures::ActionKind::Certificate) && !f.signed;
+    let approve_note = match kind {
+        Some(machi_procedures::ActionKind::RegistryChange) => {
+            if ctx.caller.commits_directly() {
+                l.t(
+                    "承認すると、届け出た全員の転出を転出予定日で本登録します（窓口での入力と同じ手順）。",
+                    "Approving records the move-out of every person named, on the planned date, as at the counter.",
+                )
+            } else {
+                l.t(
+                    "承認すると、届け出た全員の転出を転出予定日で仮登録し、決裁者の決裁を待ちます（窓口での入力と同じ手順）。",
+                    "Approving enters the move-out of every person named provisionally, for a supervisor's decision, as at the counter.",
+                )
+            }
+        }
+        Some(machi_procedures::ActionKind::Certificate) => l.t(
+            "承認すると、証明書を発行番号を付けて発行し、郵送用に記録します。",
+            "Approving issues the certificate, numbered and recorded, for mailing.",
+        ),
+        Some(_) => l.t(
+            "承認すると、この申請を担当の業務システムへ連携イベントとして引き継ぎます。",
+            "Approving hands the filing to the business system that owns it, as a linkage event.",
+        ),
+        None => l.t(
+            "この手続の定義が基幹側にないため、承認できません。",
+            "The back office does not know this procedure, so it cannot be approved.",
+        ),
+    }
+    .to_string();
+    let page = FilingPage {
+        c: Chrome::new(ctx, "申請の審査", "Filing").with_flash(flash),
+        id,
+        receipt: f.receipt.clone(),
+        procedure: inbox::procedure_title(&f.procedure, f.version, en),
+        received: chrono::DateTime::parse_from_rfc3339(&f.received_at)
+            .map(|t| when(t.timestamp_micros()))
+            .unwrap_or_default(),
+        status: status_label(&f, en),
+        open,
+        assigned: f.assigned_to.clone().unwrap_or_default(),
+        me: ctx.login.clone(),
+        signature: inbox::signature_summary(&f, en),
+        signer,
+        answers,
+        parties,
+        message: f.message.clone(),
+        decided: match (&f.decided_by, f.decided_at) {
+            (Some(by), Some(at)) => format!("{}（{by}）", when(at)),
+            _ => String::new(),
+        },
+        outcome,
+        pending_id: f.pending_id.or(f.outcome["pending_id"].as_i64()),
+        change_id: f.outcome["change_id"].as_i64(),
+        batch: f.outcome["batch"].as_str().map(str::to_string),
+        needs_identity,
+        identities: IdentityDocument::ALL
+            .iter()
+            .map(|d| (d.code().to_string(), l.t(d.label_ja(), d.label_en()).to_string()))
+            .collect(),
+        approve_note,
+        move_out,
+        move_out_common,
+        move_out_error,
+        error,
+    };
+    (status, html(&page)).into_response()
+}
+
+/// One filing.
+pub async fn filing(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<FilingQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, roles::READ).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = match filing_id(&ctx, &id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let l = ctx.lang;
+    let flash = q.ok().and_then(|Query(q)| q.done).map(|d| {
+        match d.as_str() {
+            "assigned" => l.t("担当を設定しました。", "Assigned."),
+            "matched" => l.t("住民と照合しました。", "Matched."),
+            "correction" => l.t(
+                "補正を依頼しました。申請者のポータルの状況ページに表示されます。",
+                "Correction requested; the applicant sees it on the portal.",
+            ),
+            "rejected" => l.t("却下しました。", "Rejected."),
+            "approved" => l.t("承認しました。", "Approved."),
+            "already" => l.t(
+                "この申請はすでに承認されています。同じ処理は二度行いません。",
+                "This filing was approved already; nothing was done twice.",
+            ),
+            _ => "",
+        }
+        .to_string()
+    });
+    filing_page(&s, &ctx, &tenant, id, flash, None, StatusCode::OK).await
+}
+
+/// A clerk's step: `action` = `assign` (with `to`, the caller's own login
+/// for "to me"), `match` (`party`, `addressee_number`), `correction`
+/// (`message`), `reject` (`message`), `approve` (`identity` for a
+/// certificate by post).
+pub async fn act(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, roles::ACT).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = match filing_id(&ctx, &id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let actor = ctx.caller.actor();
+    let r = match f.text("action").as_str() {
+        "assign" => s
+            .registry
+            .inbox_assign(&tenant, id, f.get("to"), &actor)
+            .await
+            .map(|_| "assigned"),
+        "match" => s
+            .registry
+            .inbox_match(
+                &tenant,
+                id,
+                &f.text("party"),
+                &f.text("addressee_number"),
+                &actor,
+            )
+            .await
+            .map(|_| "matched"),
+        "correction" => s
+            .registry
+            .inbox_request_correction(&tenant, id, &f.text("message"), &actor)
+            .await
+            .map(|_| "correction"),
+        "reject" => s
+            .registry
+            .inbox_reject(&tenant, id, &f.text("message"), &actor)
+            .await
+            .map(|_| "rejected"),
+        "approve" => match identity_of(f.get("identity")) {
+            Ok(identity) => {
+                let url = format!(
+                    "{}/verify?tenant={tenant}",
+                    super::public_url(&headers)
+                );
+                s.registry
+                    .inbox_approve(
+                        &tenant,
+                        id,
+                        ctx.caller.commits_directly(),
+                        identity,
+                        &url,
+                        &actor,
+                    )
+                    .await
+                    .map(|a| if a.already { "already" } else { "approved" })
+            }
+            Err(e) => Err(e),
+        },
+        _ => {
+            return ctx.error(&UiError {
+                status: StatusCode::BAD_REQUEST,
+                ja: "この操作はありません。".into(),
+                en: "no such step".into(),
+            });
+        }
+    };
+    match r {
+        Ok(done) => Redirect::to(&format!("/ui/inbox/{id}?done={done}")).into_response(),
+        Err(e @ crate::service::ServiceError::FilingNotFound(_)) => ctx.error_back(
+            &e.into(),
+            Some(("/ui/inbox", "申請管理へ", "Back to the inbox")),
+        ),
+        Err(e @ crate::service::ServiceError::SupportBlocked { .. }) => {
+            ctx.refused(e, &format!("申請 {id}"), &format!("filing {id}"))
+        }
+        Err(e) => {
+            let e = UiError::from(e);
+            let status = e.status;
+            let msg = if ctx.lang.en { e.en } else { e.ja };
+            filing_page(&s, &ctx, &tenant, id, None, Some(msg), status).await
+        }
+    }
+}
+
+/// An attachment of a filing (e.g. the identity document), logged.
+pub async fn attachment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((id, field)): Path<(String, String)>,
+) -> Response {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, roles::READ).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = match filing_id(&ctx, &id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let actor = ctx.caller.actor();
+    let f = match s.registry.inbox_filing(&tenant, id, &actor).await {
+        Ok(f) => f,
+        Err(e) => return ctx.error(&e.into()),
+    };
+    let Some((_, kind, bytes)) = inbox::attachment(&f, &field) else {
+        return ctx.error(&UiError {
+            status: StatusCode::NOT_FOUND,
+            ja: "この申請にその添付ファイルはありません。".into(),
+            en: "the filing has no such attachment".into(),
+        });
+    };
+    if let Err(e) = s
+        .registry
+        .record_access(
+            &tenant,
+            &actor,
+            "filing.attachment",
+            &format!("filing:{id}"),
+            serde_json::json!({ "filing_id": id }),
+        )
+        .await
+    {
+        return ctx.error(&e.into());
+    }
+    let ext = match kind.as_str() {
+        "application/pdf" => "pdf",
+        "image/png" => "png",
+        _ => "jpg",
+    };
+    let mut res = (StatusCode::OK, bytes).into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&kind) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"filing-{id}-{}.{ext}\"",
+        field.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    res
+}
