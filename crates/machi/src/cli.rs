@@ -677,7 +677,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     registry.with_portal_link(Some(crate::service::inbox::PortalLink {
                         url: url.trim().to_string(),
                         token: token.trim().to_string(),
-                        client: crate::service::hooks::http_client(std::time::Duration::from_secs(10))?,
+                        client: crate::service::hooks::http_client(
+                            std::time::Duration::from_secs(10),
+                        )?,
                     }))
                 }
                 _ => registry,

@@ -170,7 +170,8 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::FilingState { id, status, action } => {
                 let st = crate::service::inbox::FilingStatus::parse(&status);
-                let (st_ja, st_en) = st.map_or(("不明", "unknown"), |s| (s.label_ja(), s.label_en()));
+                let (st_ja, st_en) =
+                    st.map_or(("不明", "unknown"), |s| (s.label_ja(), s.label_en()));
                 let (act_ja, act_en) = crate::service::inbox::action_label(action);
                 ApiError::new(
                     S::CONFLICT,

@@ -29,7 +29,11 @@ const ERRORS: &str = "bad input (400, `field` names it), unauthenticated (401), 
      step does not apply to the filing as it stands); each with message_ja and message_en.";
 
 /// Only staff act on filings (see the module documentation).
-fn staff(caller: &Caller, tenant: &MunicipalityCode, p: machi_domain::access::Permission) -> Result<(), ApiError> {
+fn staff(
+    caller: &Caller,
+    tenant: &MunicipalityCode,
+    p: machi_domain::access::Permission,
+) -> Result<(), ApiError> {
     caller.check(tenant, p)?;
     if !matches!(caller, Caller::Staff { .. }) {
         return Err(ServiceError::Forbidden.into());
@@ -41,8 +45,14 @@ fn filing_id(s: &str) -> Result<i64, ApiError> {
     super::params::integer_text("filing_id", s).map_err(|_| {
         ApiError::bad_request(
             "invalid_filing_id",
-            format!("申請番号「{}」は数字で指定してください。", s.chars().take(20).collect::<String>()),
-            format!("filing id {:?} must be a number", s.chars().take(20).collect::<String>()),
+            format!(
+                "申請番号「{}」は数字で指定してください。",
+                s.chars().take(20).collect::<String>()
+            ),
+            format!(
+                "filing id {:?} must be a number",
+                s.chars().take(20).collect::<String>()
+            ),
         )
         .with_field("filing_id")
     })
@@ -130,7 +140,11 @@ pub fn filter_of(
     signed: Option<&str>,
     before: Option<i64>,
 ) -> Result<FilingFilter, ServiceError> {
-    let given = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let given = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     let statuses = match given(status).as_deref() {
         None => vec![],
         Some("open") => vec!["received".into(), "under_review".into()],
@@ -307,7 +321,10 @@ pub async fn get_filing(
     let tenant = tenant_code(&code)?;
     staff(&caller, &tenant, roles::READ)?;
     let id = filing_id(&id)?;
-    let f = s.registry.inbox_filing(&tenant, id, &caller.actor()).await?;
+    let f = s
+        .registry
+        .inbox_filing(&tenant, id, &caller.actor())
+        .await?;
     Ok(Json(detail(&f, &s)))
 }
 
@@ -545,14 +562,16 @@ impl From<Approval> for ApprovalView {
 pub fn identity_of(s: Option<&str>) -> Result<Option<IdentityDocument>, ServiceError> {
     match s.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(code) => IdentityDocument::from_code(code)
-            .map(Some)
-            .ok_or_else(|| ServiceError::Invalid {
-                field: "identity".into(),
-                code: "invalid_identity",
-                message_ja: "本人確認書類の種類が正しくありません。".into(),
-                message_en: "the identity document is not one of the accepted kinds".into(),
-            }),
+        Some(code) => {
+            IdentityDocument::from_code(code)
+                .map(Some)
+                .ok_or_else(|| ServiceError::Invalid {
+                    field: "identity".into(),
+                    code: "invalid_identity",
+                    message_ja: "本人確認書類の種類が正しくありません。".into(),
+                    message_en: "the identity document is not one of the accepted kinds".into(),
+                })
+        }
     }
 }
 

@@ -295,7 +295,8 @@ impl Registry {
             Err(_) => None,
         };
         let (t, actor) = (tenant.clone(), actor.clone());
-        self.store()
+        let r = self
+            .store()
             .write(Some(tenant), move |tx| {
                 records::lock_tenant(tx, &t)?;
                 let p = pending::get(tx, &t, id)?.ok_or(ServiceError::PendingNotFound(id))?;
@@ -352,7 +353,11 @@ impl Registry {
                 super::inbox::on_pending_approved(tx, &t, id, &out, &actor, now)?;
                 Ok(out)
             })
-            .await
+            .await;
+        if r.is_ok() {
+            self.push_portal_statuses(tenant).await;
+        }
+        r
     }
 
     /// 差戻し (by a supervisor) or 取下げ (by the clerk who entered it).
@@ -375,7 +380,8 @@ impl Registry {
             .collect();
         let now = self.clock().now().timestamp_micros();
         let (t, actor) = (tenant.clone(), actor.clone());
-        self.store()
+        let r = self
+            .store()
             .write(Some(tenant), move |tx| {
                 records::lock_tenant(tx, &t)?;
                 let p = pending::get(tx, &t, id)?.ok_or(ServiceError::PendingNotFound(id))?;
@@ -414,7 +420,11 @@ impl Registry {
                 super::inbox::on_pending_closed(tx, &t, id, &actor, now)?;
                 Ok(())
             })
-            .await
+            .await;
+        if r.is_ok() {
+            self.push_portal_statuses(tenant).await;
+        }
+        r
     }
 
     pub async fn pending_count(&self, tenant: &MunicipalityCode) -> Result<i64, ServiceError> {

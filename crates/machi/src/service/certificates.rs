@@ -615,15 +615,7 @@ pub(crate) fn issue_in(
     if let PersonSelection::Persons(list) = &options.persons {
         named.extend(list.iter().cloned());
     }
-    super::support::guard_concerning(
-        tx,
-        &t,
-        &named,
-        &households,
-        &a,
-        SupportPurpose::Issue,
-        at,
-    )?;
+    super::support::guard_concerning(tx, &t, &named, &households, &a, SupportPurpose::Issue, at)?;
     if let Some(c) = &counter {
         c.check(&options)
             .map_err(|e| ServiceError::invalid("request", &e))?;
@@ -652,9 +644,8 @@ pub(crate) fn issue_in(
         }
         all.into_values().collect()
     };
-    let issuer = issuer_of(tx, &t)?.ok_or_else(|| {
-        cert_error(certificate::CertificateError::MissingIssuer)
-    })?;
+    let issuer = issuer_of(tx, &t)?
+        .ok_or_else(|| cert_error(certificate::CertificateError::MissingIssuer))?;
     let cert = certificate::build(&CertificateInput {
         kind,
         persons: &histories,
@@ -665,8 +656,11 @@ pub(crate) fn issue_in(
         options: &options,
     })
     .map_err(cert_error)?;
-    let persons: Vec<AddresseeNumber> =
-        cert.persons.iter().map(|p| p.addressee_number.clone()).collect();
+    let persons: Vec<AddresseeNumber> = cert
+        .persons
+        .iter()
+        .map(|p| p.addressee_number.clone())
+        .collect();
     records::lock_tenant(tx, &t)?;
     let fee_per_copy = tx
         .query_opt(
@@ -688,10 +682,10 @@ pub(crate) fn issue_in(
     let shown = kind == CertificateKind::MoveOutCertificate || options.my_number;
     let request_json = serde_json::to_string(&counter.clone().unwrap_or_default())
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let persons_json = serde_json::to_string(&persons)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let options_json = serde_json::to_string(&options)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let persons_json =
+        serde_json::to_string(&persons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let options_json =
+        serde_json::to_string(&options).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut issued = Vec::with_capacity(codes.len());
     for (i, code) in codes.iter().enumerate() {
         let copy_no = i as i64 + 1;
@@ -747,7 +741,11 @@ pub(crate) fn issue_in(
                 operator: a.operator.clone(),
                 terminal: a.terminal.clone(),
                 function: "certificate.issue".into(),
-                target: persons.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+                target: persons
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 detail: serde_json::json!({
                     "issue_number": number, "kind": kind.code(), "pages": rendered.pages,
                     "items": record.items, "with_history": record.with_history,

@@ -29,9 +29,7 @@ use machi_domain::certificate::counter::{CounterRequest, IdentityDocument, Reque
 use machi_domain::certificate::{
     self, CertificateInput, CertificateKind, CertificateOptions, ItemKind, PersonSelection,
 };
-use machi_domain::change::{
-    AddressInput, ChangeCommand, ChangeMeta, ChangeRequest, PlanContext,
-};
+use machi_domain::change::{AddressInput, ChangeCommand, ChangeMeta, ChangeRequest, PlanContext};
 use machi_domain::dates::EraTable;
 use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
 use machi_domain::support::SupportPurpose;
@@ -168,7 +166,10 @@ pub fn procedures() -> Vec<(String, String, String)> {
             (
                 d.id().to_string(),
                 d.procedure.title.ja.clone(),
-                d.procedure.title.get(machi_procedures::Lang::En).to_string(),
+                d.procedure
+                    .title
+                    .get(machi_procedures::Lang::En)
+                    .to_string(),
             )
         })
         .collect()
@@ -195,7 +196,9 @@ pub struct Party {
 }
 
 fn text_of(v: &Value) -> Option<String> {
-    v.as_str().map(str::to_string).filter(|s| !s.trim().is_empty())
+    v.as_str()
+        .map(str::to_string)
+        .filter(|s| !s.trim().is_empty())
 }
 
 fn date_of(v: &Value) -> Option<NaiveDate> {
@@ -278,9 +281,7 @@ pub fn parties(def: &Definition, answers: &Value) -> Vec<Party> {
 
 /// The signer's items from the back office's check of the signature, when
 /// it verified: (name, birth date, sex, address).
-pub fn signer_items(
-    f: &StoredPortalFiling,
-) -> Option<(String, Option<NaiveDate>, String, String)> {
+pub fn signer_items(f: &StoredPortalFiling) -> Option<(String, Option<NaiveDate>, String, String)> {
     let s = f.signature.as_ref()?;
     if s["verified"] != true {
         return None;
@@ -407,8 +408,7 @@ fn matched(f: &StoredPortalFiling, key: &str) -> Result<AddresseeNumber, Service
             field: "matches".into(),
             code: "filing_not_matched",
             message_ja: "承認の前に、申請に書かれた全員を住民と照合してください。".into(),
-            message_en: "match every person the filing names to a resident before approving"
-                .into(),
+            message_en: "match every person the filing names to a resident before approving".into(),
         })
 }
 
@@ -473,7 +473,10 @@ impl Registry {
         } else {
             None
         };
-        let ids: Vec<String> = rows.iter().map(|r| format!("filing:{}", r.filing_id)).collect();
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| format!("filing:{}", r.filing_id))
+            .collect();
         self.record_access(
             tenant,
             actor,
@@ -534,7 +537,10 @@ impl Registry {
         actor: &Actor,
     ) -> Result<StoredPortalFiling, ServiceError> {
         self.ensure_tenant(tenant).await?;
-        let to = to.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let to = to
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         if let Some(login) = &to {
             let ok = self.accounts(tenant).await?.iter().any(|a| {
                 a.login == *login
@@ -818,7 +824,9 @@ impl Registry {
                         function,
                         id,
                         &[],
-                        json!({ "filing_id": id, "status": to.code(), "comment": m }),
+                        // The message itself is kept sealed with the
+                        // filing, not in the log.
+                        json!({ "filing_id": id, "status": to.code(), "message_chars": m.chars().count() }),
                     ),
                 )?;
                 Ok::<_, ServiceError>(f)
@@ -1091,8 +1099,9 @@ impl Registry {
                             field: "procedure".into(),
                             code: "unsupported_certificate",
                             message_ja: "この手続の証明書は申請からはまだ発行できません。".into(),
-                            message_en: "this procedure's certificate cannot yet be issued from a filing"
-                                .into(),
+                            message_en:
+                                "this procedure's certificate cannot yet be issued from a filing"
+                                    .into(),
                         });
                     }
                 };
@@ -1164,11 +1173,7 @@ impl Registry {
                     matched(f, &p.key)?;
                 }
                 Ok(Plan::Handoff {
-                    system: def
-                        .action
-                        .system
-                        .clone()
-                        .unwrap_or_else(|| "survey".into()),
+                    system: def.action.system.clone().unwrap_or_else(|| "survey".into()),
                     event: def
                         .action
                         .event
@@ -1222,14 +1227,13 @@ impl Registry {
                     .iter()
                     .map(|p| records::history(tx, &t, p))
                     .collect::<Result<Vec<_>, _>>()?;
-                let issuer = super::certificates::issuer_of(tx, &t)?.unwrap_or(
-                    certificate::Issuer {
+                let issuer =
+                    super::certificates::issuer_of(tx, &t)?.unwrap_or(certificate::Issuer {
                         title: String::new(),
                         name: String::new(),
                         seal_text: None,
                         seal_note: None,
-                    },
-                );
+                    });
                 let options = CertificateOptions {
                     persons: PersonSelection::Persons(persons.clone()),
                     ..Default::default()
@@ -1267,7 +1271,9 @@ impl Registry {
         let t = tenant.clone();
         let Ok(queued) = self
             .store()
-            .read(Some(tenant), move |tx| portal_filings::to_notify(tx, &t, 100))
+            .read(Some(tenant), move |tx| {
+                portal_filings::to_notify(tx, &t, 100)
+            })
             .await
         else {
             return 0;
@@ -1409,12 +1415,7 @@ pub struct AnswerView {
     pub file: Option<String>,
 }
 
-fn display_value(
-    f: &machi_procedures::Field,
-    v: &Value,
-    eras: &EraTable,
-    en: bool,
-) -> Vec<String> {
+fn display_value(f: &machi_procedures::Field, v: &Value, eras: &EraTable, en: bool) -> Vec<String> {
     let lang = if en {
         machi_procedures::Lang::En
     } else {
@@ -1442,7 +1443,11 @@ fn display_value(
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter_map(|x| f.options.iter().find(|o| Some(o.value.as_str()) == x.as_str()))
+                    .filter_map(|x| {
+                        f.options
+                            .iter()
+                            .find(|o| Some(o.value.as_str()) == x.as_str())
+                    })
                     .map(|o| o.label.get(lang).to_string())
                     .collect()
             })
@@ -1483,7 +1488,12 @@ fn display_value(
 }
 
 /// The filing's answers in the definition's order, labelled.
-pub fn answer_views(def: &Definition, answers: &Value, eras: &EraTable, en: bool) -> Vec<AnswerView> {
+pub fn answer_views(
+    def: &Definition,
+    answers: &Value,
+    eras: &EraTable,
+    en: bool,
+) -> Vec<AnswerView> {
     let lang = if en {
         machi_procedures::Lang::En
     } else {
@@ -1514,7 +1524,11 @@ pub fn attachment(f: &StoredPortalFiling, field: &str) -> Option<(String, String
         .decode(v["data"].as_str()?)
         .ok()?;
     let kind = machi_procedures::file_type_of(&bytes)?;
-    Some((v["name"].as_str().unwrap_or("file").to_string(), kind.to_string(), bytes))
+    Some((
+        v["name"].as_str().unwrap_or("file").to_string(),
+        kind.to_string(),
+        bytes,
+    ))
 }
 
 /// The 受付日 of a filing as a date.
@@ -1541,7 +1555,10 @@ pub fn procedure_title(procedure: &str, version: i64, en: bool) -> String {
     match definition(procedure, version) {
         Some(d) => {
             if en {
-                d.procedure.title.get(machi_procedures::Lang::En).to_string()
+                d.procedure
+                    .title
+                    .get(machi_procedures::Lang::En)
+                    .to_string()
             } else {
                 d.procedure.title.ja.clone()
             }
@@ -1573,7 +1590,10 @@ pub fn signature_summary(f: &StoredPortalFiling, en: bool) -> String {
                 s["message_ja"].as_str()
             }
             .unwrap_or_default();
-            format!("{}{why}", t("署名を確認できません：", "signature not verified: "))
+            format!(
+                "{}{why}",
+                t("署名を確認できません：", "signature not verified: ")
+            )
         }
     }
 }
@@ -1598,7 +1618,13 @@ mod tests {
 
     #[test]
     fn shipped_definitions_are_known_and_name_their_parties() {
-        for id in ["tenshutsu", "juminhyo", "gakudo", "jidoteate", "survey_internet"] {
+        for id in [
+            "tenshutsu",
+            "juminhyo",
+            "gakudo",
+            "jidoteate",
+            "survey_internet",
+        ] {
             assert!(definition(id, 1).is_some(), "{id}");
         }
         let d = definition("tenshutsu", 1).unwrap();

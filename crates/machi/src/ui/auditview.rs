@@ -89,7 +89,10 @@ pub fn function_label(code: &str) -> (String, String) {
         "filing.reject" => ("申請の却下", "filing rejected"),
         "filing.approve" => ("申請の承認", "filing approved"),
         "filing.decided" => ("申請による異動の決裁", "filing's change decided"),
-        "filing.returned" => ("申請による仮登録の差戻し", "filing's provisional change sent back"),
+        "filing.returned" => (
+            "申請による仮登録の差戻し",
+            "filing's provisional change sent back",
+        ),
         "filing.move_out_data" => ("転出証明書情報の参照", "move-out certificate data read"),
         _ => ("", ""),
     };
@@ -183,6 +186,7 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "previous_address" => ("前住所", "previous address"),
         "annex" => ("方書", "building / room"),
         "filing_id" => ("申請番号", "filing no."),
+        "message_chars" => ("メッセージの文字数", "message length"),
         "party" => ("照合した人", "person"),
         "assigned_to" => ("担当", "assigned to"),
         "procedure" => ("手続", "procedure"),
@@ -247,9 +251,11 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
         if s == "applicant" {
             return l.t("申請者", "applicant").into();
         }
-        if let Some(n) = s.strip_prefix("members.").and_then(|n| n.parse::<usize>().ok()) {
-            return format!("{}{}", l.t("届出の", "person "), n + 1).to_string()
-                + l.t("人目", "");
+        if let Some(n) = s
+            .strip_prefix("members.")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            return format!("{}{}", l.t("届出の", "person "), n + 1).to_string() + l.t("人目", "");
         }
     }
     if key == "status"

@@ -4,10 +4,10 @@
 //! names), and the clerk's steps, each a form button.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use machi_domain::certificate::counter::IdentityDocument;
 use serde::Deserialize;
 
@@ -119,14 +119,19 @@ pub async fn list(
             .into_iter()
             .map(|(id, ja, e)| (id, if en { e } else { ja }))
             .collect(),
-        statuses: std::iter::once(("open".to_string(), ctx.lang.t("未処理（新着・審査中）", "open (new or under review)").to_string()))
-            .chain(FilingStatus::ALL.iter().map(|st| {
-                (
-                    st.code().to_string(),
-                    ctx.lang.t(st.label_ja(), st.label_en()).to_string(),
-                )
-            }))
-            .collect(),
+        statuses: std::iter::once((
+            "open".to_string(),
+            ctx.lang
+                .t("未処理（新着・審査中）", "open (new or under review)")
+                .to_string(),
+        ))
+        .chain(FilingStatus::ALL.iter().map(|st| {
+            (
+                st.code().to_string(),
+                ctx.lang.t(st.label_ja(), st.label_en()).to_string(),
+            )
+        }))
+        .collect(),
         clerks: vec![],
         q: ListQuery::default(),
         next: None,
@@ -310,7 +315,10 @@ async fn filing_page(
     let f = match s.registry.inbox_filing(tenant, id, &actor).await {
         Ok(f) => f,
         Err(e) => {
-            return ctx.error_back(&e.into(), Some(("/ui/inbox", "申請管理へ", "Back to the inbox")));
+            return ctx.error_back(
+                &e.into(),
+                Some(("/ui/inbox", "申請管理へ", "Back to the inbox")),
+            );
         }
     };
     let en = ctx.lang.en;
@@ -427,7 +435,9 @@ async fn filing_page(
     }
     if let Some(nums) = o["issue_numbers"].as_array() {
         outcome.push(Item {
-            label: l.t("郵送用に発行した証明書", "Certificates issued for mailing").into(),
+            label: l
+                .t("郵送用に発行した証明書", "Certificates issued for mailing")
+                .into(),
             value: nums
                 .iter()
                 .filter_map(|n| n.as_str())
@@ -437,9 +447,14 @@ async fn filing_page(
     }
     if o["event_seq"].as_i64().is_some() {
         outcome.push(Item {
-            label: l.t("業務システムへの引継ぎ", "Handed to the business system").into(),
+            label: l
+                .t("業務システムへの引継ぎ", "Handed to the business system")
+                .into(),
             value: l
-                .t("連携イベントとして公開しました", "published as a linkage event")
+                .t(
+                    "連携イベントとして公開しました",
+                    "published as a linkage event",
+                )
                 .into(),
         });
     }
@@ -533,7 +548,12 @@ async fn filing_page(
         needs_identity,
         identities: IdentityDocument::ALL
             .iter()
-            .map(|d| (d.code().to_string(), l.t(d.label_ja(), d.label_en()).to_string()))
+            .map(|d| {
+                (
+                    d.code().to_string(),
+                    l.t(d.label_ja(), d.label_en()).to_string(),
+                )
+            })
             .collect(),
         approve_note,
         move_out,
@@ -630,10 +650,7 @@ pub async fn act(
             .map(|_| "rejected"),
         "approve" => match identity_of(f.get("identity")) {
             Ok(identity) => {
-                let url = format!(
-                    "{}/verify?tenant={tenant}",
-                    super::public_url(&headers)
-                );
+                let url = format!("{}/verify?tenant={tenant}", super::public_url(&headers));
                 s.registry
                     .inbox_approve(
                         &tenant,
@@ -730,7 +747,10 @@ pub async fn attachment(
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
         "attachment; filename=\"filing-{id}-{}.{ext}\"",
-        field.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()
+        field
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<String>()
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

@@ -36,6 +36,7 @@ mod dv_hiding;
 mod faults;
 mod hooks;
 mod hooks_admin;
+mod inbox;
 mod isolation;
 mod linkage_files;
 mod migration;
