@@ -1,8 +1,8 @@
-//! 申請管理 over the API (issue 11, item 5): the inbox of portal filings
-//! for staff sessions. Reading needs a role that reads personal data;
-//! every step needs a role that enters changes. API clients (access
-//! tokens) have no scope for filings: a business system receives an
-//! approved filing as the thin `jp.machi.portal.filing.approved.v1` event.
+//! 申請管理 over the API (issue 11, item 5): the inbox of portal filings.
+//! Staff whose role enters changes (clerks, supervisors) read and act;
+//! another system with `residents:read` may read filings (the business
+//! system that receives the thin `jp.machi.portal.filing.approved.v1`
+//! event reads the filing here) but never acts on them.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -27,6 +27,18 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 const ERRORS: &str = "bad input (400, `field` names it), unauthenticated (401), forbidden (403: \
      not a staff session, or the role may not), filing_not_found (404), filing_state (409: the \
      step does not apply to the filing as it stands); each with message_ja and message_en.";
+
+/// Who may read filings: staff who handle them, or a client that reads
+/// personal data.
+fn reader(caller: &Caller, tenant: &MunicipalityCode) -> Result<(), ApiError> {
+    match caller {
+        Caller::Staff { .. } => caller.check(tenant, roles::READ)?,
+        Caller::Client { .. } => {
+            caller.check(tenant, machi_domain::access::Permission::ReadPersonal)?
+        }
+    }
+    Ok(())
+}
 
 /// Only staff act on filings (see the module documentation).
 fn staff(
@@ -110,24 +122,16 @@ pub struct FilingList {
     pub next: Option<i64>,
 }
 
-/// The inbox's filters; each optional.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// The inbox's filters ([`super::params::FilingConditions`]).
+#[derive(Deserialize)]
 pub struct FilingQuery {
-    /// A procedure's id, e.g. `tenshutsu`.
     procedure: Option<String>,
-    /// One status, or `open` (new or under review).
     status: Option<String>,
-    /// Received on or after this day (ISO 8601 date).
     received_from: Option<String>,
-    /// Received on or before this day (ISO 8601 date).
     received_to: Option<String>,
-    /// A clerk's login, or `none` for filings nobody has taken up.
     assigned_to: Option<String>,
-    /// `true` or `false`.
     signed: Option<String>,
-    /// A `next` from the previous page.
-    before: Option<i64>,
+    before: Option<String>,
 }
 
 /// Turns the query's words into a filter (shared with the staff UI).
@@ -161,6 +165,17 @@ pub fn filter_of(
         },
     };
     let procedure = given(procedure);
+    let before = match before {
+        Some(n) if n < 1 => {
+            return Err(ServiceError::Invalid {
+                field: "before".into(),
+                code: "invalid_cursor",
+                message_ja: "ページ位置（before）は1以上の整数です。".into(),
+                message_en: "before must be an integer of at least 1".into(),
+            });
+        }
+        b => b,
+    };
     if let Some(p) = &procedure
         && !inbox::procedures().iter().any(|(id, _, _)| id == p)
     {
@@ -173,8 +188,8 @@ pub fn filter_of(
     }
     let signed = match given(signed).as_deref() {
         None => None,
-        Some("true" | "yes" | "1") => Some(true),
-        Some("false" | "no" | "0") => Some(false),
+        Some("true") => Some(true),
+        Some("false") => Some(false),
         Some(_) => {
             return Err(ServiceError::Invalid {
                 field: "signed".into(),
@@ -189,7 +204,16 @@ pub fn filter_of(
         statuses,
         received_from: given(received_from),
         received_to: given(received_to),
-        assigned_to: given(assigned_to).map(|a| if a == "none" { String::new() } else { a }),
+        // A login has no control characters: such a value matches nobody.
+        assigned_to: given(assigned_to).map(|a| {
+            if a == "none" {
+                String::new()
+            } else {
+                a.chars()
+                    .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                    .collect()
+            }
+        }),
         signed,
         before,
     })
@@ -197,10 +221,14 @@ pub fn filter_of(
 
 /// The inbox (申請管理): filings imported from the citizen portal.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings", tag = "inbox",
-    security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"), FilingQuery),
+    security(("bearer" = []), ("session" = [])),
+    params(super::params::TenantPath, super::params::FilingConditions),
     responses((status = 200, description = "One page of filings.", body = FilingList),
-              (status = 400, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn list_filings(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -209,17 +237,44 @@ pub async fn list_filings(
 ) -> ApiResult<FilingList> {
     let Path(code) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::READ)?;
     let Query(q) = q.map_err(query_error)?;
+    let day = |field: &str, v: &Option<String>| -> Result<Option<String>, ApiError> {
+        let Some(v) = super::params::given(v) else {
+            return Ok(None);
+        };
+        machi_domain::dates::DateValue::parse(
+            v,
+            s.registry.eras(),
+            machi_domain::dates::DatePolicy::CalendarOnly,
+        )
+        .ok()
+        .and_then(|d| d.as_calendar())
+        .map(|d| Some(d.format("%Y-%m-%d").to_string()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_date",
+                format!("{field} は暦上の日付（和暦または西暦）で指定してください。"),
+                format!("{field} must be a calendar date (和暦 or 西暦)"),
+            )
+            .with_field(field)
+        })
+    };
+    let from = day("received_from", &q.received_from)?;
+    let to = day("received_to", &q.received_to)?;
+    let before = match super::params::given(&q.before) {
+        Some(b) => Some(super::params::integer_text("before", b)?),
+        None => None,
+    };
     let filter = filter_of(
         q.procedure.as_deref(),
         q.status.as_deref(),
-        q.received_from.as_deref(),
-        q.received_to.as_deref(),
+        from.as_deref(),
+        to.as_deref(),
         q.assigned_to.as_deref(),
         q.signed.as_deref(),
-        q.before,
+        before,
     )?;
+    reader(&caller, &tenant)?;
     let (rows, next) = s
         .registry
         .inbox_list(&tenant, &filter, 50, &caller.actor())
@@ -252,8 +307,7 @@ pub struct PartyView {
 /// A filing as a clerk reads it.
 #[derive(Serialize, ToSchema)]
 pub struct FilingDetail {
-    #[serde(flatten)]
-    pub summary: FilingSummary,
+    pub filing: FilingSummary,
     pub answers: Vec<AnswerItem>,
     /// The signature in words.
     pub signature_ja: String,
@@ -295,7 +349,7 @@ fn detail(f: &StoredPortalFiling, s: &AppState) -> FilingDetail {
         None => (vec![], vec![]),
     };
     FilingDetail {
-        summary: summary(f, s),
+        filing: summary(f, s),
         answers,
         signature_ja: inbox::signature_summary(f, false),
         signature: f.signature.clone(),
@@ -307,11 +361,14 @@ fn detail(f: &StoredPortalFiling, s: &AppState) -> FilingDetail {
 
 /// One filing.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}", tag = "inbox",
-    security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    security(("bearer" = []), ("session" = [])),
+    params(super::params::FilingPath),
     responses((status = 200, description = "The filing.", body = FilingDetail),
-              (status = 404, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn get_filing(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -319,8 +376,8 @@ pub async fn get_filing(
 ) -> ApiResult<FilingDetail> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::READ)?;
     let id = filing_id(&id)?;
+    reader(&caller, &tenant)?;
     let f = s
         .registry
         .inbox_filing(&tenant, id, &caller.actor())
@@ -353,11 +410,14 @@ pub struct PartyCandidatesView {
 /// Candidates for each person the filing names, from the registry's
 /// search (support measures applied as there).
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/candidates", tag = "inbox",
-    security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    security(("bearer" = []), ("session" = [])),
+    params(super::params::FilingPath),
     responses((status = 200, description = "Candidates per person.", body = [PartyCandidatesView]),
-              (status = 404, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn filing_candidates(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -365,8 +425,8 @@ pub async fn filing_candidates(
 ) -> ApiResult<Vec<PartyCandidatesView>> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::ACT)?;
     let id = filing_id(&id)?;
+    reader(&caller, &tenant)?;
     let actor = caller.actor();
     let f = s.registry.inbox_filing(&tenant, id, &actor).await?;
     let all = s.registry.inbox_candidates(&tenant, &f, &actor).await?;
@@ -404,11 +464,18 @@ pub struct AssignBody {
 /// Gives the filing to a clerk (or to nobody).
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/assign", tag = "inbox",
     security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    params(super::params::FilingPath),
     request_body = AssignBody,
     responses((status = 200, description = "The filing.", body = FilingDetail),
-              (status = 409, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 409, description = ERRORS, body = ErrorBody),
+              (status = 413, description = ERRORS, body = ErrorBody),
+              (status = 415, description = ERRORS, body = ErrorBody),
+              (status = 422, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn assign_filing(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -417,9 +484,9 @@ pub async fn assign_filing(
 ) -> ApiResult<FilingDetail> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::ACT)?;
     let id = filing_id(&id)?;
     let Json(b) = body.map_err(json_error)?;
+    staff(&caller, &tenant, roles::ACT)?;
     let f = s
         .registry
         .inbox_assign(&tenant, id, b.assigned_to.as_deref(), &caller.actor())
@@ -439,11 +506,18 @@ pub struct MatchBody {
 /// Confirms a candidate for a person the filing names.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/match", tag = "inbox",
     security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    params(super::params::FilingPath),
     request_body = MatchBody,
     responses((status = 200, description = "The filing.", body = FilingDetail),
-              (status = 400, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 409, description = ERRORS, body = ErrorBody),
+              (status = 413, description = ERRORS, body = ErrorBody),
+              (status = 415, description = ERRORS, body = ErrorBody),
+              (status = 422, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn match_filing(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -452,9 +526,9 @@ pub async fn match_filing(
 ) -> ApiResult<FilingDetail> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::ACT)?;
     let id = filing_id(&id)?;
     let Json(b) = body.map_err(json_error)?;
+    staff(&caller, &tenant, roles::ACT)?;
     let f = s
         .registry
         .inbox_match(&tenant, id, &b.party, &b.addressee_number, &caller.actor())
@@ -473,11 +547,18 @@ pub struct MessageBody {
 /// portal's status page).
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/correction", tag = "inbox",
     security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    params(super::params::FilingPath),
     request_body = MessageBody,
     responses((status = 200, description = "The filing.", body = FilingDetail),
-              (status = 409, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 409, description = ERRORS, body = ErrorBody),
+              (status = 413, description = ERRORS, body = ErrorBody),
+              (status = 415, description = ERRORS, body = ErrorBody),
+              (status = 422, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn request_correction(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -486,9 +567,9 @@ pub async fn request_correction(
 ) -> ApiResult<FilingDetail> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::ACT)?;
     let id = filing_id(&id)?;
     let Json(b) = body.map_err(json_error)?;
+    staff(&caller, &tenant, roles::ACT)?;
     let f = s
         .registry
         .inbox_request_correction(&tenant, id, &b.message, &caller.actor())
@@ -499,11 +580,18 @@ pub async fn request_correction(
 /// Rejects the filing with a reason (as `message`).
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/reject", tag = "inbox",
     security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    params(super::params::FilingPath),
     request_body = MessageBody,
     responses((status = 200, description = "The filing.", body = FilingDetail),
-              (status = 409, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 409, description = ERRORS, body = ErrorBody),
+              (status = 413, description = ERRORS, body = ErrorBody),
+              (status = 415, description = ERRORS, body = ErrorBody),
+              (status = 422, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn reject_filing(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -512,9 +600,9 @@ pub async fn reject_filing(
 ) -> ApiResult<FilingDetail> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::ACT)?;
     let id = filing_id(&id)?;
     let Json(b) = body.map_err(json_error)?;
+    staff(&caller, &tenant, roles::ACT)?;
     let f = s
         .registry
         .inbox_reject(&tenant, id, &b.message, &caller.actor())
@@ -580,11 +668,18 @@ pub fn identity_of(s: Option<&str>) -> Result<Option<IdentityDocument>, ServiceE
 /// says. Approving again does nothing more and answers `already`.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/{filing_id}/approve", tag = "inbox",
     security(("session" = [])),
-    params(("municipality_code" = String, Path, description = "団体コード"),
-           ("filing_id" = i64, Path, description = "The filing's number in the inbox.")),
+    params(super::params::FilingPath),
     request_body = ApproveBody,
     responses((status = 200, description = "What the approval did.", body = ApprovalView),
-              (status = 409, description = ERRORS, body = ErrorBody)))]
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 409, description = ERRORS, body = ErrorBody),
+              (status = 413, description = ERRORS, body = ErrorBody),
+              (status = 415, description = ERRORS, body = ErrorBody),
+              (status = 422, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
 pub async fn approve_filing(
     State(s): State<AppState>,
     Auth(caller): Auth,
@@ -594,10 +689,10 @@ pub async fn approve_filing(
 ) -> ApiResult<ApprovalView> {
     let Path((code, id)) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    staff(&caller, &tenant, roles::ACT)?;
     let id = filing_id(&id)?;
     let Json(b) = body.map_err(json_error)?;
     let identity = identity_of(b.identity.as_deref())?;
+    staff(&caller, &tenant, roles::ACT)?;
     let url = format!("{}/verify?tenant={tenant}", crate::ui::public_url(&headers));
     let a = s
         .registry

@@ -611,3 +611,80 @@ fn shown(s: &str) -> String {
     }
     out
 }
+
+doc_params!(
+    /// `{municipality_code}/filings/{filing_id}` (申請管理).
+    FilingPath,
+    [
+        tenant_param(),
+        path(
+            "filing_id",
+            integer(None, None, None),
+            "The filing's number in the inbox, decimal digits with an optional leading minus \
+             sign. A number of no filing of this tenant is 404.",
+            json!(1),
+        ),
+    ]
+);
+
+doc_params!(
+    /// The inbox's filters (申請管理); each optional.
+    FilingConditions,
+    [
+        query(
+            "procedure",
+            string_schema(
+                None,
+                Some("^(tenshutsu|juminhyo|gakudo|jidoteate|survey_internet)$".into()),
+                "A procedure's id.",
+                json!("tenshutsu"),
+            ),
+            "Only filings of this procedure.",
+            json!("tenshutsu"),
+        ),
+        query(
+            "status",
+            string_schema(
+                None,
+                Some(
+                    "^(open|received|under_review|correction_requested|awaiting_decision|approved|rejected)$"
+                        .into(),
+                ),
+                "A status of the inbox, or `open` (received or under review).",
+                json!("open"),
+            ),
+            "Only filings in this status.",
+            json!("open"),
+        ),
+        query(
+            "received_from",
+            reference::<CalendarDateSchema>(),
+            "Received on or after this day (Japan time).",
+            json!("令和8年12月1日"),
+        ),
+        query(
+            "received_to",
+            reference::<CalendarDateSchema>(),
+            "Received on or before this day (Japan time).",
+            json!("2026-12-31"),
+        ),
+        query(
+            "assigned_to",
+            free_text(),
+            "A clerk's login, or `none` for filings nobody has taken up.",
+            json!("none"),
+        ),
+        query(
+            "signed",
+            ObjectBuilder::new().schema_type(Type::Boolean).into(),
+            "Only signed (`true`) or unsigned (`false`) filings.",
+            json!(true),
+        ),
+        query(
+            "before",
+            integer(Some(1), None, None),
+            "A `next` of the previous page.",
+            json!(100),
+        ),
+    ]
+);

@@ -1070,7 +1070,7 @@ async fn roles_and_bad_input_are_refused_in_both_languages(db: TestDb) {
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (_, f) = call(&clerk, "GET", &format!("{F}/1"), None).await;
-    assert_eq!(f["status"], "received", "nothing changed: {f}");
+    assert_eq!(f["filing"]["status"], "received", "nothing changed: {f}");
 }
 
 async fn matching_hides_protected_persons_as_search_does(db: TestDb) {
@@ -1137,7 +1137,7 @@ async fn matching_hides_protected_persons_as_search_does(db: TestDb) {
     assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
     assert_eq!(e["code"], "support_measure_block");
     let (_, f) = call(&boss, "GET", &format!("{F}/1"), None).await;
-    assert_eq!(f["status"], "under_review");
+    assert_eq!(f["filing"]["status"], "under_review");
     assert_eq!(
         count(
             &db,
@@ -1146,4 +1146,55 @@ async fn matching_hides_protected_persons_as_search_does(db: TestDb) {
         .await,
         0
     );
+}
+
+/// A 住民票の写し request of 髙橋 京子 stored as if imported from the
+/// portal (with an attached PNG), for tests that walk every route.
+pub async fn stored_juminhyo(db: &TestDb) {
+    use base64::Engine as _;
+    let png = [
+        0x89u8, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE,
+        0x42, 0x60, 0x82,
+    ];
+    let filing = json!({
+        "format": "machi-portal-filing/1",
+        "receipt": "ABCD-EFGH-JKMN",
+        "submitted_at": "2026-12-01T10:00:00+09:00",
+        "signed_content": {
+            "tenant": FUCHU, "procedure": "juminhyo", "version": 1,
+            "answers": {
+                "applicant_name": "髙橋　京子", "applicant_kana": "タカハシ　キョウコ",
+                "applicant_birth_date": "1989-01-08", "phone": "042-000-2222",
+                "applicant_address": {"postal_code": "1830022", "address": "東京都府中市宮西町二丁目24番地"},
+                "scope": "self", "copies": 1, "purpose": "pension",
+                "id_document": {"name": "card.png", "type": "image/png", "size": png.len(),
+                    "data": base64::engine::general_purpose::STANDARD.encode(png)},
+            },
+        },
+        "signature": null,
+    })
+    .to_string();
+    let fuchu = code(FUCHU);
+    let t = fuchu.clone();
+    let stored = db
+        .store
+        .write(Some(&fuchu), move |tx| {
+            machi::store::portal_filings::insert_if_new(
+                tx,
+                &t,
+                &machi::store::portal_filings::NewPortalFiling {
+                    portal_id: "fixture-1",
+                    receipt: "ABCD-EFGH-JKMN",
+                    procedure: "juminhyo",
+                    version: 1,
+                    received_at: "2026-12-01T10:00:00+09:00",
+                    imported_at: 0,
+                    filing: filing.as_bytes(),
+                    signed: false,
+                },
+            )
+        })
+        .await
+        .unwrap();
+    assert!(stored);
 }

@@ -131,6 +131,8 @@ async fn no_route_crosses_tenants(db: TestDb) {
         )
         .await
         .unwrap();
+    // FUCHU: a filing from the portal in its inbox.
+    crate::inbox::stored_juminhyo(&db).await;
     let router = crate::ui::app(&db).await;
     let token = client_token(&db, &router, AKISHIMA).await;
     let before = (
@@ -154,6 +156,8 @@ async fn no_route_crosses_tenants(db: TestDb) {
         ("measure_id", measure.measure_id().to_string()),
         ("subscription_id", subscription.subscription_id.to_string()),
         ("grant_id", "2".to_string()),
+        ("filing_id", "1".to_string()),
+        ("field", "id_document".to_string()),
     ];
 
     // The API, from its OpenAPI document.

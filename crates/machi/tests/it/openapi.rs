@@ -767,6 +767,9 @@ async fn the_api_keeps_its_openapi_contract(db: TestDb) {
         .expect("provisional change");
     assert_eq!(pending, 1);
 
+    // …and filing 1 in the inbox (申請管理).
+    crate::inbox::stored_juminhyo(&db).await;
+
     let ops = operations(&doc);
     assert!(ops.len() >= 13, "{} operations", ops.len());
     let rt = tokio::runtime::Handle::current();

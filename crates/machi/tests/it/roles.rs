@@ -319,6 +319,71 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "",
         "subscriptions:write",
     ),
+    // ---- 申請管理 (the inbox of portal filings): the roles that enter
+    // changes; a clerk's approval of a registry change is provisional.
+    ("GET", "/ui/inbox", "", "clerk boss"),
+    ("GET", "/ui/inbox/{filing_id}", "", "clerk boss"),
+    (
+        "POST",
+        "/ui/inbox/{filing_id}/act",
+        "action=approve",
+        "clerk boss",
+    ),
+    (
+        "GET",
+        "/ui/inbox/{filing_id}/files/{field}",
+        "",
+        "clerk boss",
+    ),
+    // Another system reading personal data may read filings, never act.
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/filings",
+        "",
+        "clerk boss residents:read",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}",
+        "",
+        "clerk boss residents:read",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}/candidates",
+        "",
+        "clerk boss residents:read",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}/assign",
+        "{}",
+        "clerk boss",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}/match",
+        r#"{"party":"applicant","addressee_number":"x"}"#,
+        "clerk boss",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}/approve",
+        "{}",
+        "clerk boss",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}/correction",
+        r#"{"message":"添付の写真が読めません。"}"#,
+        "clerk boss",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/filings/{filing_id}/reject",
+        r#"{"message":"二重の申請です。"}"#,
+        "clerk boss",
+    ),
     // File linkage on demand: the tenant administrator.
     (
         "POST",
@@ -507,7 +572,11 @@ async fn fixture(db: &TestDb) -> Ids {
         .await
         .unwrap();
     assert!(matches!(step, AccountStep::Activation(_)));
+    // A filing from the portal in the inbox.
+    crate::inbox::stored_juminhyo(db).await;
     Ids(vec![
+        ("filing_id", "1".to_string()),
+        ("field", "id_document".to_string()),
         ("municipality_code", FUCHU.to_string()),
         ("addressee_number", person),
         ("household_number", household),
