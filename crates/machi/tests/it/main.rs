@@ -24,6 +24,7 @@ mod browser;
 mod browser_allowance;
 mod browser_forms;
 mod browser_hooks;
+mod browser_inbox;
 mod browser_mobile;
 mod browser_portal;
 mod browser_portal_sign;
