@@ -615,9 +615,9 @@ pub(crate) fn issue_in(
     if let PersonSelection::Persons(list) = &options.persons {
         named.extend(list.iter().cloned());
     }
-    super::support::guard_concerning(tx, &t, &named, &households, &a, SupportPurpose::Issue, at)?;
+    super::support::guard_concerning(tx, t, &named, &households, a, SupportPurpose::Issue, at)?;
     if let Some(c) = &counter {
-        c.check(&options)
+        c.check(options)
             .map_err(|e| ServiceError::invalid("request", &e))?;
     }
     // Printing a 個人番号 on request is a reveal: only roles
@@ -630,30 +630,30 @@ pub(crate) fn issue_in(
         let household = match &subject {
             Subject::Household(h) => h.clone(),
             Subject::HouseholdOf(p) => {
-                let rows = records::history(tx, &t, p)?;
+                let rows = records::history(tx, t, p)?;
                 rows.last()
                     .map(|r| r.record.household_number.clone())
                     .ok_or_else(|| ServiceError::PersonNotFound(p.to_string()))?
             }
         };
-        let mut all = records::household_histories(tx, &t, &household)?;
+        let mut all = records::household_histories(tx, t, &household)?;
         if let Subject::HouseholdOf(p) = &subject
             && !all.contains_key(p)
         {
-            all.insert(p.clone(), records::history(tx, &t, p)?);
+            all.insert(p.clone(), records::history(tx, t, p)?);
         }
         all.into_values().collect()
     };
-    let issuer = issuer_of(tx, &t)?
+    let issuer = issuer_of(tx, t)?
         .ok_or_else(|| cert_error(certificate::CertificateError::MissingIssuer))?;
     let cert = certificate::build(&CertificateInput {
         kind,
         persons: &histories,
-        municipality: &municipality,
+        municipality,
         issuer: &issuer,
         issue_date: today,
-        eras: &eras,
-        options: &options,
+        eras,
+        options,
     })
     .map_err(cert_error)?;
     let persons: Vec<AddresseeNumber> = cert
@@ -661,7 +661,7 @@ pub(crate) fn issue_in(
         .iter()
         .map(|p| p.addressee_number.clone())
         .collect();
-    records::lock_tenant(tx, &t)?;
+    records::lock_tenant(tx, t)?;
     let fee_per_copy = tx
         .query_opt(
             "SELECT certificate_fee FROM tenant_settings WHERE tenant = $1",
@@ -735,7 +735,7 @@ pub(crate) fn issue_in(
         )?;
         records::append_next_audit(
             tx,
-            &t,
+            t,
             at,
             &AuditEntry {
                 operator: a.operator.clone(),
@@ -768,7 +768,7 @@ pub(crate) fn issue_in(
         // Linkage: which certificate of which persons; no content.
         records::append_next_event(
             tx,
-            &t,
+            t,
             super::events::CERTIFICATE_ISSUED,
             &serde_json::json!({
                 "issue_number": number,

@@ -421,6 +421,10 @@ async fn a_supervisor_approves_a_tenshutsu_once_through_the_api(db: TestDb) {
     let moving = today() + chrono::Duration::days(7);
     let receipt = file_tenshutsu(&p.base, moving).await;
     pull(&db, &p).await;
+    assert!(
+        p.portal.store.pending(10).unwrap().is_empty(),
+        "acknowledged: the portal keeps no sealed copy"
+    );
     sign_and_verify(&db, 1).await;
     let router = app(&db, &p.base);
     let boss = Session::login(&router, FUCHU, "boss").await;
