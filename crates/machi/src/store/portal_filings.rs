@@ -120,6 +120,31 @@ fn signature_context(portal_id: &str) -> String {
     format!("portal_filing_signature:{portal_id}")
 }
 
+/// The back office's check of the filing's signature made on import
+/// (`portal_signatures`, issue 11 item 3) in the inbox's shape:
+/// `{"verified", "result", "message_ja", "message_en", "certificate"}`.
+fn with_import_check(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    mut f: StoredPortalFiling,
+) -> Result<StoredPortalFiling, StoreError> {
+    if f.signature.is_none()
+        && let Some(c) = super::portal_signatures::get(tx, tenant, f.filing_id)?
+        && c.result != super::portal_signatures::result::NOT_CHECKED
+        && c.result != super::portal_signatures::result::MISSING
+    {
+        f.signature = Some(serde_json::json!({
+            "verified": c.is_valid(),
+            "result": c.result,
+            "message_ja": c.message_ja,
+            "message_en": c.message_en,
+            "certificate": c.certificate,
+        }));
+        f.signed = true;
+    }
+    Ok(f)
+}
+
 fn from_row(
     tx: &Tx<'_>,
     tenant: &MunicipalityCode,
@@ -250,7 +275,14 @@ pub fn search(
     next(&mut sql, " ORDER BY filing_id DESC LIMIT ?");
     params.push(limit.into());
     let rows = tx.query(&sql, &params)?;
-    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
+    let found: Vec<StoredPortalFiling> = rows
+        .iter()
+        .map(|r| from_row(tx, tenant, r))
+        .collect::<Result<_, _>>()?;
+    found
+        .into_iter()
+        .map(|f| with_import_check(tx, tenant, f))
+        .collect()
 }
 
 /// One filing.
@@ -263,7 +295,13 @@ pub fn get(
         &format!("SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1 AND filing_id = $2"),
         &[tenant.as_str().into(), filing_id.into()],
     )?;
-    row.map(|r| from_row(tx, tenant, &r)).transpose()
+    match row {
+        Some(r) => {
+            let f = from_row(tx, tenant, &r)?;
+            Ok(Some(with_import_check(tx, tenant, f)?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The filing whose approval entered provisional change `pending_id`.

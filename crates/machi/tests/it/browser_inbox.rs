@@ -8,7 +8,7 @@ use fantoccini::Locator;
 use machi::service::inbox::PortalLink;
 
 use crate::browser::Harness;
-use crate::inbox::{TOKEN, client, file_tenshutsu, portal, sign_and_verify, today};
+use crate::inbox::{TOKEN, client, file_tenshutsu, portal, signing, today};
 use crate::support::{FUCHU, TestDb, code};
 
 both_backends!(browser_inbox_a_supervisor_matches_and_approves_a_tenshutsu);
@@ -18,11 +18,19 @@ async fn browser_inbox_a_supervisor_matches_and_approves_a_tenshutsu(db: TestDb)
     // The citizen files on the portal; the back office pulls it.
     let p = portal().await;
     let receipt = file_tenshutsu(&p.base, today() + chrono::Duration::days(7)).await;
-    let out = machi::portal::pull_once(&client(), &p.base, TOKEN, &h.db.store, &p.key, 10, 1)
-        .await
-        .unwrap();
+    let out = machi::portal::pull_once(
+        &client(),
+        &p.base,
+        TOKEN,
+        &h.db.store,
+        &p.key,
+        Some(&signing()),
+        10,
+        chrono::Utc::now().timestamp(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.imported, 1, "{out:?}");
-    sign_and_verify(&h.db, 1).await;
 
     h.login("132063", "supervisor", "supervisor-Demo-2026")
         .await;

@@ -15,7 +15,9 @@ use machi::service::Actor;
 use machi::service::inbox::PortalLink;
 use machi_domain::access::Role;
 use machi_portal::seal::OpeningKey;
-use machi_portal::{Config, Portal, SignatureRejected, SignatureVerifier, SignerIdentity};
+use machi_portal::signing::{SignatureFiles, Signing};
+use machi_portal::{Config, Portal};
+use machi_sign::demo::{CardSpec, DemoCa, DemoCard, SignOptions, generate_key};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -35,18 +37,63 @@ both_backends!(
 pub const TOKEN: &str = "portal-pull-token-for-inbox-tests";
 const BOUNDARY: &str = "----machi-it-inbox";
 
-/// The portal's signature hook. The portal does not call it yet (its
-/// signing step is being built separately); configured, it lets a
-/// procedure that needs a signature be filed.
-struct PortalHook;
+/// A synthetic signing CA (DEMO, never a real JPKI anchor), its CRL, and
+/// 髙橋 一郎's card.
+pub struct Pki {
+    pub ca: Vec<u8>,
+    pub crl: Vec<u8>,
+    pub card: DemoCard,
+}
 
-impl SignatureVerifier for PortalHook {
-    fn verify(&self, _: &[u8], _: &[u8]) -> Result<SignerIdentity, SignatureRejected> {
-        Err(SignatureRejected {
-            ja: "試験用".into(),
-            en: "test hook".into(),
-        })
-    }
+pub fn pki() -> &'static Pki {
+    static P: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let now = chrono::Utc::now();
+        let from = now - chrono::Duration::days(365);
+        let ca = DemoCa::new(
+            generate_key().unwrap(),
+            "inbox",
+            from,
+            from + chrono::Duration::days(3650),
+        )
+        .unwrap();
+        let card = ca
+            .issue(
+                &CardSpec::new(
+                    1,
+                    "髙橋　一郎",
+                    "1",
+                    "319890107",
+                    "東京都府中市宮西町二丁目24番地",
+                    from,
+                ),
+                &generate_key().unwrap(),
+            )
+            .unwrap();
+        let crl = ca
+            .crl(
+                now - chrono::Duration::days(1),
+                now + chrono::Duration::days(30),
+                &[],
+            )
+            .unwrap();
+        Pki {
+            ca: ca.cert_der(),
+            crl,
+            card,
+        }
+    })
+}
+
+/// The portal's and the back office's signature checks: the same anchor
+/// and CRL, each loaded by its side.
+pub fn signing() -> Signing {
+    Signing::load(
+        SignatureFiles::default(),
+        vec![pki().ca.clone()],
+        vec![pki().crl.clone()],
+    )
+    .unwrap()
 }
 
 pub struct Running {
@@ -61,7 +108,7 @@ pub async fn portal() -> Running {
     let key = OpeningKey::generate().unwrap();
     let mut config = Config::new(key.public());
     config.pull_token_sha256 = Some(hex::encode(Sha256::digest(TOKEN.as_bytes())));
-    config.verifier = Some(Arc::new(PortalHook));
+    config.signing = Some(Arc::new(signing()));
     let portal = Portal::open(&dir.path().join("portal.db"), config).unwrap();
     portal
         .publish_shipped(FUCHU, "府中市", "Fuchu City")
@@ -97,6 +144,17 @@ fn t<'a>(k: &'a str, v: impl Into<String>) -> Part<'a> {
 /// Files a procedure on the portal's pages as a browser would; returns
 /// the 受付番号.
 pub async fn file(base: &str, procedure: &str, pages: Vec<(&str, Vec<Part<'_>>)>) -> String {
+    file_as(base, procedure, pages, None).await
+}
+
+/// [`file`], signing with `card` before submitting (the portal's signing
+/// step: the document to sign, then the detached CMS uploaded).
+pub async fn file_as(
+    base: &str,
+    procedure: &str,
+    pages: Vec<(&str, Vec<Part<'_>>)>,
+    card: Option<&DemoCard>,
+) -> String {
     let c = client();
     let r = c
         .post(format!("{base}/t/{FUCHU}/{procedure}/start"))
@@ -146,6 +204,53 @@ pub async fn file(base: &str, procedure: &str, pages: Vec<(&str, Vec<Part<'_>>)>
             .await
             .unwrap();
         assert_eq!(r.status(), 303, "{page}: {}", r.text().await.unwrap());
+    }
+    if let Some(card) = card {
+        // Opening the signing page hands out the nonce the document binds.
+        let r = c
+            .get(format!("{base}/d/sign"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let doc = c
+            .get(format!("{base}/d/sign/document"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let cms = card
+            .sign(
+                &doc,
+                SignOptions {
+                    detached: true,
+                    pss: false,
+                    signing_time: chrono::Utc::now() - chrono::Duration::minutes(1),
+                },
+            )
+            .unwrap();
+        let mut body: Vec<u8> = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"_action\"\r\n\r\nupload\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"signature\"; filename=\"filing.p7s\"\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&cms);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let r = c
+            .post(format!("{base}/d/sign"))
+            .header("cookie", &cookie)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "sign: {}", r.text().await.unwrap());
     }
     let r = c
         .post(format!("{base}/d/submit"))
@@ -201,7 +306,7 @@ pub async fn file_tenshutsu(base: &str, moving: chrono::NaiveDate) -> String {
         members.push(t(k("kana"), kana));
         members.extend(date_parts(k("birth_date"), b));
     }
-    file(
+    file_as(
         base,
         "tenshutsu",
         vec![
@@ -227,78 +332,9 @@ pub async fn file_tenshutsu(base: &str, moving: chrono::NaiveDate) -> String {
                 date_parts("visit_date", moving + chrono::Duration::days(3)),
             ),
         ],
+        Some(&pki().card),
     )
     .await
-}
-
-/// The back office's own check of a filing's signature, as it is to be
-/// made on import (the portal's signing step is being built separately):
-/// a synthetic card signs the filing's canonical content and machi-sign
-/// verifies it; the result is stored on the filing.
-pub async fn sign_and_verify(db: &TestDb, filing_id: i64) {
-    use machi_sign::demo::{CardSpec, DemoCa, generate_key};
-    let fuchu = code(FUCHU);
-    let f = db
-        .store
-        .read(Some(&fuchu), {
-            let t = fuchu.clone();
-            move |tx| machi::store::portal_filings::get(tx, &t, filing_id)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let now = chrono::Utc::now();
-    let ca = DemoCa::new(
-        generate_key().unwrap(),
-        "inbox test",
-        now - chrono::Duration::days(1),
-        now + chrono::Duration::days(3650),
-    )
-    .unwrap();
-    let card = ca
-        .issue(
-            &CardSpec::new(
-                7,
-                "髙橋　一郎",
-                "1",
-                "319890107",
-                "東京都府中市宮西町二丁目24番地",
-                now - chrono::Duration::hours(1),
-            ),
-            &generate_key().unwrap(),
-        )
-        .unwrap();
-    let content = machi_procedures::canonical_json(&f.filing["signed_content"]);
-    let cms = card
-        .sign(
-            &content,
-            machi_sign::demo::SignOptions {
-                detached: true,
-                pss: false,
-                signing_time: now,
-            },
-        )
-        .unwrap();
-    let mut verifier = machi_sign::Verifier::new(&[ca.cert_der()]).unwrap();
-    verifier
-        .add_crl(
-            &ca.crl(
-                now - chrono::Duration::hours(1),
-                now + chrono::Duration::days(1),
-                &[],
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    let verified = verifier.verify(&cms, Some(&content), now).unwrap();
-    let result = json!({ "verified": true, "certificate": verified.certificate });
-    let t = fuchu.clone();
-    db.store
-        .write(Some(&fuchu), move |tx| {
-            machi::store::portal_filings::set_signature(tx, &t, filing_id, &result)
-        })
-        .await
-        .unwrap();
 }
 
 /// The app, telling the portal each filing's status.
@@ -360,9 +396,18 @@ async fn family(db: &TestDb) -> Vec<String> {
 }
 
 async fn pull(db: &TestDb, p: &Running) {
-    let out = pull_once(&client(), &p.base, TOKEN, &db.store, &p.key, 100, 1)
-        .await
-        .unwrap();
+    let out = pull_once(
+        &client(),
+        &p.base,
+        TOKEN,
+        &db.store,
+        &p.key,
+        Some(&signing()),
+        100,
+        chrono::Utc::now().timestamp(),
+    )
+    .await
+    .unwrap();
     assert!(out.refused.is_empty(), "{out:?}");
 }
 
@@ -425,7 +470,6 @@ async fn a_supervisor_approves_a_tenshutsu_once_through_the_api(db: TestDb) {
         p.portal.store.pending(10).unwrap().is_empty(),
         "acknowledged: the portal keeps no sealed copy"
     );
-    sign_and_verify(&db, 1).await;
     let router = app(&db, &p.base);
     let boss = Session::login(&router, FUCHU, "boss").await;
 
@@ -578,7 +622,6 @@ async fn a_clerks_approval_waits_for_a_supervisors_decision_in_the_ui(db: TestDb
     let p = portal().await;
     let receipt = file_tenshutsu(&p.base, today() + chrono::Duration::days(5)).await;
     pull(&db, &p).await;
-    sign_and_verify(&db, 1).await;
     let router = app(&db, &p.base);
     let clerk = Session::login(&router, FUCHU, "clerk").await;
 
@@ -1085,7 +1128,6 @@ async fn matching_hides_protected_persons_as_search_does(db: TestDb) {
     let p = portal().await;
     file_tenshutsu(&p.base, today() + chrono::Duration::days(2)).await;
     pull(&db, &p).await;
-    sign_and_verify(&db, 1).await;
     let router = app(&db, &p.base);
     // 京子 is protected by a support measure (j440).
     let officer = Session::login(&router, FUCHU, "officer").await;
