@@ -381,6 +381,39 @@ fn set_status(f: &mut StoredPortalFiling, to: FilingStatus, now: i64) {
     f.updated_at = now;
 }
 
+/// Writes the inbox's part of `f`; when the citizen's view of it changed,
+/// queues the status for the portal in the same transaction
+/// ([`crate::portal::status_changed`], pushed by the pull worker and by
+/// [`Registry::push_portal_statuses`]).
+fn save(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    f: &StoredPortalFiling,
+    now: i64,
+) -> Result<(), ServiceError> {
+    let before = portal_filings::get(tx, t, f.filing_id)?
+        .map(|x| x.notify_seq)
+        .unwrap_or(0);
+    portal_filings::update(tx, t, f)?;
+    if f.notify_seq > before
+        && let Some(st) = FilingStatus::parse(&f.status)
+    {
+        let reason = match st {
+            FilingStatus::CorrectionRequested | FilingStatus::Rejected => f.message.as_deref(),
+            _ => None,
+        };
+        crate::portal::status_changed(
+            tx,
+            t,
+            f.filing_id,
+            st.portal_code(),
+            reason,
+            now / 1_000_000,
+        )?;
+    }
+    Ok(())
+}
+
 /// A clerk's message to the citizen: 1 to 500 characters, no control
 /// characters but line breaks.
 fn message(field: &str, m: &str) -> Result<String, ServiceError> {
@@ -580,7 +613,7 @@ impl Registry {
                     set_status(&mut f, FilingStatus::UnderReview, now);
                 }
                 f.updated_at = now;
-                portal_filings::update(tx, &t, &f)?;
+                save(tx, &t, &f, now)?;
                 records::append_next_audit(
                     tx,
                     &t,
@@ -736,7 +769,7 @@ impl Registry {
                     set_status(&mut f, FilingStatus::UnderReview, now);
                 }
                 f.updated_at = now;
-                portal_filings::update(tx, &t, &f)?;
+                save(tx, &t, &f, now)?;
                 records::append_next_audit(
                     tx,
                     &t,
@@ -814,7 +847,7 @@ impl Registry {
                 f.message = Some(m.clone());
                 f.decided_by = Some(a.operator.clone());
                 f.decided_at = Some(now);
-                portal_filings::update(tx, &t, &f)?;
+                save(tx, &t, &f, now)?;
                 records::append_next_audit(
                     tx,
                     &t,
@@ -993,7 +1026,7 @@ impl Registry {
                 f.decided_by = Some(a.operator.clone());
                 f.decided_at = Some(now);
                 f.message = None;
-                portal_filings::update(tx, &t, &f)?;
+                save(tx, &t, &f, now)?;
                 let mut detail = json!({ "filing_id": id, "status": to.code() });
                 if let (Value::Object(d), Value::Object(o)) = (&mut detail, &outcome) {
                     for (k, v) in o {
@@ -1265,6 +1298,8 @@ impl Registry {
     /// the portal cannot be reached, the statuses stay queued for the next
     /// push (nothing is lost); the count told is returned.
     pub async fn push_portal_statuses(&self, tenant: &MunicipalityCode) -> usize {
+        // The pull worker, when one runs, pushes the queued statuses now.
+        crate::portal::wake();
         let Some(link) = self.portal_link.clone() else {
             return 0;
         };
@@ -1353,7 +1388,7 @@ pub(crate) fn on_pending_approved(
     if let Value::Object(o) = &mut f.outcome {
         o.insert("change_id".into(), json!(out.change_id));
     }
-    portal_filings::update(tx, t, &f)?;
+    save(tx, t, &f, now)?;
     let persons: Vec<String> = out.persons().iter().map(|p| p.to_string()).collect();
     records::append_next_audit(
         tx,
@@ -1389,7 +1424,7 @@ pub(crate) fn on_pending_closed(
     set_status(&mut f, FilingStatus::UnderReview, now);
     f.pending_id = None;
     f.outcome = json!({ "returned_pending_id": pending_id });
-    portal_filings::update(tx, t, &f)?;
+    save(tx, t, &f, now)?;
     records::append_next_audit(
         tx,
         t,
