@@ -193,6 +193,12 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "action=rotate",
         "admin",
     ),
+    (
+        "POST",
+        "/ui/admin/extract-schedule",
+        "mode=daily&daily_at=02:00&kind=difference",
+        "admin",
+    ),
     ("POST", "/ui/admin/issuer", "", "admin"),
     (
         "POST",
