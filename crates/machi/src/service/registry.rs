@@ -1182,7 +1182,12 @@ pub(crate) fn access_entry(
 /// the earlier form (the hex of a 宛名番号 alone) continues among the
 /// contained matches.
 pub fn encode_cursor(c: &records::SearchCursor) -> String {
-    hex::encode(format!("{}\u{1F}{}\u{1F}{}", c.rank, c.key, c.after.as_str()))
+    hex::encode(format!(
+        "{}\u{1F}{}\u{1F}{}",
+        c.rank,
+        c.key,
+        c.after.as_str()
+    ))
 }
 
 fn decode_cursor(c: &str) -> Result<records::SearchCursor, ServiceError> {

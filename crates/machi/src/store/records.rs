@@ -1016,6 +1016,31 @@ pub fn registry_indexes(backend: super::Backend) -> Vec<(&'static str, &'static 
     all
 }
 
+/// Drops the search indexes of migration 22 (B-trees, trigram indexes,
+/// FTS5 tables and their triggers): only for `machi bench
+/// --without-search-indexes`, which measures what they cost a change.
+pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    match tx.backend() {
+        super::Backend::Sqlite => {
+            for (name, _) in SEARCH_INDEXES_SQLITE {
+                tx.execute_batch(&format!("DROP INDEX {name}"))?;
+            }
+            tx.execute_batch(
+                "DROP TRIGGER resident_current_fts_insert; DROP TRIGGER resident_current_fts_delete; \
+                 DROP TRIGGER resident_current_fts_update; DROP TRIGGER resident_history_fts_insert; \
+                 DROP TRIGGER resident_history_fts_delete; DROP TABLE resident_current_fts; \
+                 DROP TABLE resident_history_fts",
+            )
+        }
+        super::Backend::Postgres => as_owner(tx, |tx| {
+            for (name, _) in SEARCH_INDEXES_POSTGRES {
+                tx.execute_batch(&format!("DROP INDEX {name}"))?;
+            }
+            Ok(())
+        }),
+    }
+}
+
 /// The primary keys of the two registry tables.
 const REGISTRY_KEYS: [(&str, &str); 2] = [
     (
@@ -1738,7 +1763,11 @@ pub fn search(
         let mut b = base_conditions(tenant, f);
         for &(col, key) in &texts[1..] {
             let p = b.bind(like_pattern(key));
-            b.conds.push(text_condition(f.include_history, col, &format!("LIKE {p} ESCAPE '\\'")));
+            b.conds.push(text_condition(
+                f.include_history,
+                col,
+                &format!("LIKE {p} ESCAPE '\\'"),
+            ));
         }
         let backend = tx.backend();
         let c_order = match backend {
@@ -1749,19 +1778,31 @@ pub fn search(
             // The person's best row decides the rank: a row of this rank,
             // none of a better one. Keys of past rows are matched with
             // LIKE, which the trigram indexes serve.
-            let exact = format!("LIKE {}", b.bind(like_escaped(main_key)));
-            let prefix = format!("LIKE {} ESCAPE '\\'", b.bind(format!("{}%", like_escaped(main_key))));
-            let contains = format!("LIKE {} ESCAPE '\\'", b.bind(like_pattern(main_key)));
+            let exact =
+                |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_escaped(main_key)));
+            let prefix = |b: &mut SqlBuilder| {
+                format!(
+                    "LIKE {} ESCAPE '\\'",
+                    b.bind(format!("{}%", like_escaped(main_key)))
+                )
+            };
+            let contains =
+                |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_pattern(main_key)));
             let has = |m: &str| history_match(backend, main_col, main_key, m);
             match rank {
-                RANK_EXACT => b.conds.push(has(&exact)),
+                RANK_EXACT => {
+                    let m = exact(&mut b);
+                    b.conds.push(has(&m));
+                }
                 RANK_PREFIX => {
-                    b.conds.push(has(&prefix));
-                    b.conds.push(format!("NOT {}", has(&exact)));
+                    let (m, better) = (prefix(&mut b), exact(&mut b));
+                    b.conds.push(has(&m));
+                    b.conds.push(format!("NOT {}", has(&better)));
                 }
                 _ => {
-                    b.conds.push(has(&contains));
-                    b.conds.push(format!("NOT {}", has(&prefix)));
+                    let (m, better) = (contains(&mut b), prefix(&mut b));
+                    b.conds.push(has(&m));
+                    b.conds.push(format!("NOT {}", has(&better)));
                 }
             }
             if let Some(a) = cursor {
@@ -1894,9 +1935,11 @@ fn text_condition(history: bool, col: &str, m: &str) -> String {
 /// is looked up in the history's trigram index first.
 fn history_match(backend: super::Backend, col: &str, key: &str, m: &str) -> String {
     if backend == super::Backend::Sqlite && trigram_usable(key) {
+        // The key holds no wildcard: the index is asked without ESCAPE.
+        let plain = m.replace(" ESCAPE '\\'", "");
         format!(
             "c.addressee_number IN (SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 \
-             AND h.rowid IN (SELECT rowid FROM resident_history_fts WHERE resident_history_fts.{col} {m}) AND h.{col} {m})"
+             AND h.rowid IN (SELECT rowid FROM resident_history_fts WHERE resident_history_fts.{col} {plain}) AND h.{col} {m})"
         )
     } else {
         text_condition(true, col, m)
@@ -1958,7 +2001,10 @@ fn contains_phase(
             }
             let persons: Vec<AddresseeNumber> = found
                 .iter()
-                .map(|a| a.parse().map_err(|_| corrupt(format!("addressee number {a}"))))
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| corrupt(format!("addressee number {a}")))
+                })
                 .collect::<Result<_, _>>()?;
             let sql = format!(
                 "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.addressee_number IN ({})",
