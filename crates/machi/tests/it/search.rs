@@ -231,17 +231,37 @@ async fn search_finds_variants_from_the_common_form(db: TestDb) {
     assert_eq!(names(&db, by_name("森鴎外")).await, ["森　鷗外"]);
     // And the other way round: the variant typed finds the variant.
     assert_eq!(names(&db, by_name("髙橋")).await, ["髙橋　一"]);
-    // Every variant the folding table lists is found from its common
-    // form: a sample across the table, moved in and searched.
-    let table = machi_domain::names::KANJI_VARIANTS;
-    let step = (table.len() / 12).max(1);
-    for (i, (variant, common)) in table.iter().step_by(step).take(12).enumerate() {
+    // From the MJ 縮退マップ (j330's own example: 辺 finds 𨘢).
+    residents(
+        &db,
+        &[("𨘢見　次郎", "ヘンミ　ジロウ", "東京都府中市宮西町一丁目")],
+    )
+    .await;
+    assert_eq!(names(&db, by_name("辺見次郎")).await, ["𨘢見　次郎"]);
+    assert_eq!(names(&db, by_name("辺見")).await, ["𨘢見　次郎"]);
+    // Every variant the folding tables list is found from its common
+    // form: a sample across each table, moved in and searched.
+    let mj: Vec<(char, char)> = machi_domain::names::mj_variants().collect();
+    let step = mj.len() / 12;
+    let mj_sample: Vec<(char, char)> = mj.iter().step_by(step).take(12).copied().collect();
+    let mut table: Vec<(char, char)> = machi_domain::names::KANJI_VARIANTS.to_vec();
+    table.extend(&mj_sample);
+    let table = &table[..];
+    let hand = machi_domain::names::KANJI_VARIANTS.len();
+    let picks = table
+        .iter()
+        .take(hand)
+        .step_by((hand / 12).max(1))
+        .take(12)
+        .chain(&table[hand..]);
+    for (i, (variant, common)) in picks.enumerate() {
         let name = format!("{variant}野　太{}", ["郎", "一", "助"][i % 3]);
         residents(
             &db,
             &[(name.as_str(), "カヤノ　タロウ", "東京都府中市本町二丁目")],
         )
         .await;
+        let common = machi_domain::names::search_key(&common.to_string());
         let found = names(&db, by_name(&format!("{common}野太"))).await;
         assert!(found.contains(&name), "{variant} → {common}: {found:?}");
         assert_eq!(
