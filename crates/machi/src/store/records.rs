@@ -1938,8 +1938,8 @@ fn history_match(backend: super::Backend, col: &str, key: &str, m: &str) -> Stri
         // The key holds no wildcard: the index is asked without ESCAPE.
         let plain = m.replace(" ESCAPE '\\'", "");
         format!(
-            "c.addressee_number IN (SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 \
-             AND h.rowid IN (SELECT rowid FROM resident_history_fts WHERE resident_history_fts.{col} {plain}) AND h.{col} {m})"
+            "c.addressee_number IN (SELECT h.addressee_number FROM resident_history_fts hf \
+             CROSS JOIN resident_history h ON h.rowid = hf.rowid WHERE hf.{col} {plain} AND h.tenant = $1 AND h.{col} {m})"
         )
     } else {
         text_condition(true, col, m)
@@ -1971,14 +1971,22 @@ fn contains_phase(
             binds: b.binds.clone(),
         };
         let p = probe.bind(pattern.clone());
-        match tx.backend() {
-            super::Backend::Sqlite => probe.conds.push(format!(
-                "c.rowid IN (SELECT rowid FROM resident_current_fts WHERE resident_current_fts.{col} LIKE {p}) AND c.{col} LIKE {p}"
-            )),
-            super::Backend::Postgres => probe.conds.push(format!("c.{col} LIKE {p}")),
-        }
+        // SQLite: `CROSS JOIN` makes the FTS5 table the outer loop (with
+        // `rowid IN (…)` the planner walked the tenant and tested each row).
+        let from = match tx.backend() {
+            super::Backend::Sqlite => {
+                probe
+                    .conds
+                    .push(format!("f.{col} LIKE {p} AND c.{col} LIKE {p}"));
+                "resident_current_fts f CROSS JOIN resident_current c ON c.rowid = f.rowid"
+            }
+            super::Backend::Postgres => {
+                probe.conds.push(format!("c.{col} LIKE {p}"));
+                "resident_current c"
+            }
+        };
         let sql = format!(
-            "SELECT c.addressee_number FROM resident_current c WHERE {} LIMIT {}",
+            "SELECT c.addressee_number FROM {from} WHERE {} LIMIT {}",
             probe.conds.join(" AND "),
             TRIGRAM_PROBE + 1
         );
