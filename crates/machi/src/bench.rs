@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Concurrent clients for the second change measurement (group commit).
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Drop the search indexes (migration 22) first: what a change costs
+    /// without them, for comparison.
+    #[arg(long)]
+    without_search_indexes: bool,
     /// SQLite durability for the run (`full` is the default of `machi serve`).
     #[arg(long, value_enum, default_value = "full")]
     bench_sqlite_sync: SqliteSync,
@@ -108,6 +112,12 @@ fn meta(date: chrono::NaiveDate) -> ChangeMeta {
 async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()> {
     if a.households == 0 {
         anyhow::bail!("--households must be at least 1");
+    }
+    if a.without_search_indexes {
+        r.store()
+            .write(None, crate::store::records::drop_search_indexes)
+            .await?;
+        println!("  (search indexes dropped: --without-search-indexes)");
     }
     let town = &TOWNS[0];
     let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;

@@ -171,6 +171,10 @@ enum Command {
     /// Measure webhook deliveries/s to local subscribers and the lag from
     /// commit to delivery under load, beside plain HTTP POSTs (baseline).
     BenchHooks(crate::bench_hooks::BenchHooksArgs),
+    /// Measure search latency (p50/p99) at city scale on both backends,
+    /// beside a primary-key read from the same run; index sizes and
+    /// changes/s at that scale.
+    BenchSearch(crate::bench_search::SearchBenchArgs),
     /// Export a whole tenant in the migration layout (j1410).
     Export {
         /// 団体コード of the tenant.
@@ -1029,6 +1033,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchMigration(a) => {
             crate::bench::run_migration(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchSearch(a) => {
+            crate::bench_search::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchHooks(a) => {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_hooks;
+pub mod bench_search;
 pub mod certificate;
 pub mod cli;
 pub mod config;

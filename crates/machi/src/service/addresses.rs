@@ -46,7 +46,7 @@ impl Registry {
             .await?;
         let mut book: std::collections::BTreeMap<String, Option<String>> = Default::default();
         for r in rows {
-            let a = &r.record.address;
+            let a = &r.row.record.address;
             let code = a.postal_code.as_ref().map(|p| p.to_string());
             let e = book.entry(a.address.clone()).or_default();
             if e.is_none() {

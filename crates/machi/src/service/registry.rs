@@ -197,8 +197,9 @@ pub struct SearchPage {
     /// restricted (name, reading, birth date, sex, status and a notice),
     /// all alike.
     pub restricted: BTreeSet<AddresseeNumber>,
-    /// The last addressee number of the page, when more may follow.
-    pub next_after: Option<AddresseeNumber>,
+    /// Where the page ended (rank, key and 宛名番号 of its last row), when
+    /// more may follow.
+    pub next_after: Option<records::SearchCursor>,
 }
 
 /// A change as a list shows it (j440): whole, or withheld because it
@@ -827,13 +828,14 @@ impl Registry {
         let (rows, next_after, restricted) = self
             .store
             .read(Some(tenant), move |tx| {
-                let mut rows = records::search(tx, &t, &f, after.as_ref(), limit + 1)?;
-                let next_after = if rows.len() as i64 > limit {
-                    rows.truncate(limit as usize);
-                    rows.last().map(|r| r.record.addressee_number.clone())
+                let mut hits = records::search(tx, &t, &f, after.as_ref(), limit + 1)?;
+                let next_after = if hits.len() as i64 > limit {
+                    hits.truncate(limit as usize);
+                    hits.last().map(|h| h.cursor.clone())
                 } else {
                     None
                 };
+                let rows: Vec<HistoryRow> = hits.into_iter().map(|h| h.row).collect();
                 let persons: Vec<AddresseeNumber> = rows
                     .iter()
                     .map(|r| r.record.addressee_number.clone())
@@ -1189,12 +1191,20 @@ pub(crate) fn access_entry(
     }
 }
 
-/// Cursors are opaque to clients: the hex of the last key of the page.
-pub fn encode_cursor(a: &AddresseeNumber) -> String {
-    hex::encode(a.as_str())
+/// Cursors are opaque to clients: the hex of where the page ended (rank,
+/// key and 宛名番号 of its last row, separated by U+001F). A cursor of
+/// the earlier form (the hex of a 宛名番号 alone) continues among the
+/// contained matches.
+pub fn encode_cursor(c: &records::SearchCursor) -> String {
+    hex::encode(format!(
+        "{}\u{1F}{}\u{1F}{}",
+        c.rank,
+        c.key,
+        c.after.as_str()
+    ))
 }
 
-fn decode_cursor(c: &str) -> Result<AddresseeNumber, ServiceError> {
+fn decode_cursor(c: &str) -> Result<records::SearchCursor, ServiceError> {
     let bad = || ServiceError::Invalid {
         field: "after".into(),
         code: "invalid_cursor",
@@ -1203,7 +1213,26 @@ fn decode_cursor(c: &str) -> Result<AddresseeNumber, ServiceError> {
     };
     let bytes = hex::decode(c.trim()).map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
-    s.parse().map_err(|_| bad())
+    let mut parts = s.split('\u{1F}');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(rank), Some(key), Some(after), None) => {
+            let rank: u8 = rank.parse().map_err(|_| bad())?;
+            if rank > records::RANK_CONTAINS {
+                return Err(bad());
+            }
+            Ok(records::SearchCursor {
+                rank,
+                key: key.to_string(),
+                after: after.parse().map_err(|_| bad())?,
+            })
+        }
+        (Some(after), None, None, None) => Ok(records::SearchCursor {
+            rank: records::RANK_CONTAINS,
+            key: String::new(),
+            after: after.parse().map_err(|_| bad())?,
+        }),
+        _ => Err(bad()),
+    }
 }
 
 /// The whole of one change, inside its transaction.

@@ -783,6 +783,78 @@ CREATE POLICY tenant_isolation ON extract_schedules
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+/// Index-backed search (j330, j340): ranked exact → prefix → contains over
+/// the folded keys of names, furigana and addresses.
+///
+/// - Exact and prefix matches walk a B-tree per key, tenant first, in key
+///   order (so a page stops early however many persons share a prefix).
+/// - Contains matches of three characters or more use a trigram index:
+///   SQLite FTS5 with the `trigram` tokenizer (external content, kept by
+///   triggers in the same transaction as the row), PostgreSQL `pg_trgm`
+///   GIN indexes (on each tenant's partition of the registry tables).
+const V22_SQLITE: &str = r#"
+CREATE INDEX resident_current_name_key ON resident_current (tenant, name_key, addressee_number);
+CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key, addressee_number);
+CREATE INDEX resident_current_address_key ON resident_current (tenant, address_key, addressee_number);
+CREATE VIRTUAL TABLE resident_current_fts USING fts5(
+    name_key, kana_key, address_key,
+    content = 'resident_current', content_rowid = 'rowid', tokenize = 'trigram'
+);
+CREATE TRIGGER resident_current_fts_insert AFTER INSERT ON resident_current BEGIN
+    INSERT INTO resident_current_fts (rowid, name_key, kana_key, address_key)
+        VALUES (new.rowid, new.name_key, new.kana_key, new.address_key);
+END;
+CREATE TRIGGER resident_current_fts_delete AFTER DELETE ON resident_current BEGIN
+    INSERT INTO resident_current_fts (resident_current_fts, rowid, name_key, kana_key, address_key)
+        VALUES ('delete', old.rowid, old.name_key, old.kana_key, old.address_key);
+END;
+CREATE TRIGGER resident_current_fts_update AFTER UPDATE ON resident_current
+WHEN old.name_key IS NOT new.name_key OR old.kana_key IS NOT new.kana_key
+    OR old.address_key IS NOT new.address_key OR old.rowid IS NOT new.rowid
+BEGIN
+    INSERT INTO resident_current_fts (resident_current_fts, rowid, name_key, kana_key, address_key)
+        VALUES ('delete', old.rowid, old.name_key, old.kana_key, old.address_key);
+    INSERT INTO resident_current_fts (rowid, name_key, kana_key, address_key)
+        VALUES (new.rowid, new.name_key, new.kana_key, new.address_key);
+END;
+INSERT INTO resident_current_fts (resident_current_fts) VALUES ('rebuild');
+CREATE VIRTUAL TABLE resident_history_fts USING fts5(
+    name_key, kana_key, address_key,
+    content = 'resident_history', content_rowid = 'rowid', tokenize = 'trigram'
+);
+CREATE TRIGGER resident_history_fts_insert AFTER INSERT ON resident_history BEGIN
+    INSERT INTO resident_history_fts (rowid, name_key, kana_key, address_key)
+        VALUES (new.rowid, new.name_key, new.kana_key, new.address_key);
+END;
+CREATE TRIGGER resident_history_fts_delete AFTER DELETE ON resident_history BEGIN
+    INSERT INTO resident_history_fts (resident_history_fts, rowid, name_key, kana_key, address_key)
+        VALUES ('delete', old.rowid, old.name_key, old.kana_key, old.address_key);
+END;
+INSERT INTO resident_history_fts (resident_history_fts) VALUES ('rebuild');
+"#;
+
+/// PostgreSQL: `pg_trgm` (a trusted contrib extension: the owner of the
+/// database may create it) and the search indexes on the partitioned
+/// registry tables, which every tenant's partition inherits. Prefix
+/// B-trees compare in code-point order (`COLLATE "C"`) whatever the
+/// database's collation, as SQLite does.
+const V22_POSTGRES: &str = r#"
+DO $$ BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+EXCEPTION WHEN OTHERS THEN
+    RAISE EXCEPTION 'machi: search needs the PostgreSQL extension pg_trgm (検索には PostgreSQL の拡張 pg_trgm が必要です): %', SQLERRM
+        USING HINT = 'install the server''s contrib modules (Debian: package postgresql) and let the migrating role create extensions, or have a superuser run CREATE EXTENSION pg_trgm in this database first';
+END $$;
+CREATE INDEX resident_current_name_key ON resident_current (tenant, name_key COLLATE "C", addressee_number);
+CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key COLLATE "C", addressee_number);
+CREATE INDEX resident_current_address_key ON resident_current (tenant, address_key COLLATE "C", addressee_number);
+CREATE INDEX resident_current_name_trgm ON resident_current USING gin (name_key gin_trgm_ops);
+CREATE INDEX resident_current_kana_trgm ON resident_current USING gin (kana_key gin_trgm_ops);
+CREATE INDEX resident_current_address_trgm ON resident_current USING gin (address_key gin_trgm_ops);
+CREATE INDEX resident_history_name_trgm ON resident_history USING gin (name_key gin_trgm_ops);
+CREATE INDEX resident_history_kana_trgm ON resident_history USING gin (kana_key gin_trgm_ops);
+CREATE INDEX resident_history_address_trgm ON resident_history USING gin (address_key gin_trgm_ops);
+"#;
 
 const V19_COMMON: &str = v19_common!();
 
@@ -907,6 +979,12 @@ pub fn all() -> Vec<Migration> {
             name: "citizen portal: signatures checked on import, nonces accepted once, status pushes queued",
             sqlite: V20_SQLITE,
             postgres: V20_POSTGRES,
+        },
+        Migration {
+            version: 22,
+            name: "search: key B-trees and trigram indexes (FTS5 on SQLite, pg_trgm on PostgreSQL)",
+            sqlite: V22_SQLITE,
+            postgres: V22_POSTGRES,
         },
         Migration {
             version: 25,

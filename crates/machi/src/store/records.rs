@@ -945,6 +945,102 @@ pub const REGISTRY_INDEXES: [(&str, &str); 5] = [
     ),
 ];
 
+/// The search indexes of the registry tables (migration 22), per backend:
+/// B-trees over each folded key (tenant first) for exact and prefix
+/// matches; on PostgreSQL also the `pg_trgm` GIN indexes for contains
+/// matches (SQLite keeps those in FTS5 tables, maintained by triggers, see
+/// [`search`]). Dropped and built again like [`REGISTRY_INDEXES`].
+pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 3] = [
+    (
+        "resident_current_name_key",
+        "resident_current (tenant, name_key, addressee_number)",
+    ),
+    (
+        "resident_current_kana_key",
+        "resident_current (tenant, kana_key, addressee_number)",
+    ),
+    (
+        "resident_current_address_key",
+        "resident_current (tenant, address_key, addressee_number)",
+    ),
+];
+
+/// [`SEARCH_INDEXES_SQLITE`] for PostgreSQL.
+pub const SEARCH_INDEXES_POSTGRES: [(&str, &str); 9] = [
+    (
+        "resident_current_name_key",
+        "resident_current (tenant, name_key COLLATE \"C\", addressee_number)",
+    ),
+    (
+        "resident_current_kana_key",
+        "resident_current (tenant, kana_key COLLATE \"C\", addressee_number)",
+    ),
+    (
+        "resident_current_address_key",
+        "resident_current (tenant, address_key COLLATE \"C\", addressee_number)",
+    ),
+    (
+        "resident_current_name_trgm",
+        "resident_current USING gin (name_key gin_trgm_ops)",
+    ),
+    (
+        "resident_current_kana_trgm",
+        "resident_current USING gin (kana_key gin_trgm_ops)",
+    ),
+    (
+        "resident_current_address_trgm",
+        "resident_current USING gin (address_key gin_trgm_ops)",
+    ),
+    (
+        "resident_history_name_trgm",
+        "resident_history USING gin (name_key gin_trgm_ops)",
+    ),
+    (
+        "resident_history_kana_trgm",
+        "resident_history USING gin (kana_key gin_trgm_ops)",
+    ),
+    (
+        "resident_history_address_trgm",
+        "resident_history USING gin (address_key gin_trgm_ops)",
+    ),
+];
+
+/// Every secondary index of the two registry tables on `backend`:
+/// [`REGISTRY_INDEXES`] and the search indexes.
+pub fn registry_indexes(backend: super::Backend) -> Vec<(&'static str, &'static str)> {
+    let mut all = REGISTRY_INDEXES.to_vec();
+    match backend {
+        super::Backend::Sqlite => all.extend(SEARCH_INDEXES_SQLITE),
+        super::Backend::Postgres => all.extend(SEARCH_INDEXES_POSTGRES),
+    }
+    all
+}
+
+/// Drops the search indexes of migration 22 (B-trees, trigram indexes,
+/// FTS5 tables and their triggers): only for `machi bench
+/// --without-search-indexes`, which measures what they cost a change.
+pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    match tx.backend() {
+        super::Backend::Sqlite => {
+            for (name, _) in SEARCH_INDEXES_SQLITE {
+                tx.execute_batch(&format!("DROP INDEX {name}"))?;
+            }
+            tx.execute_batch(
+                "DROP TRIGGER resident_current_fts_insert; DROP TRIGGER resident_current_fts_delete; \
+                 DROP TRIGGER resident_current_fts_update; DROP TRIGGER resident_history_fts_insert; \
+                 DROP TRIGGER resident_history_fts_delete; DROP TABLE resident_current_fts; \
+                 DROP TABLE resident_history_fts",
+            )
+        }
+        super::Backend::Postgres => as_owner(tx, |tx| {
+            for (name, _) in SEARCH_INDEXES_POSTGRES {
+                tx.execute_batch(&format!("DROP INDEX {name}"))?;
+            }
+            Ok(())
+        }),
+    }
+}
+
 /// The primary keys of the two registry tables.
 const REGISTRY_KEYS: [(&str, &str); 2] = [
     (
@@ -1097,7 +1193,7 @@ impl BulkLoad {
         let rebuild = expected_rows >= present.max(0) as u64;
         tx.defer_checkpoint()?;
         if rebuild {
-            for (name, _) in REGISTRY_INDEXES {
+            for (name, _) in registry_indexes(super::Backend::Sqlite) {
                 tx.execute_batch(&format!("DROP INDEX {name}"))?;
             }
         }
@@ -1140,7 +1236,7 @@ impl BulkLoad {
         match self.mode {
             LoadMode::Sqlite { rebuild: false } => Ok(()),
             LoadMode::Sqlite { rebuild: true } => {
-                for (name, on) in REGISTRY_INDEXES {
+                for (name, on) in registry_indexes(super::Backend::Sqlite) {
                     let t = std::time::Instant::now();
                     tx.execute_batch(&format!("CREATE INDEX {name} ON {on}"))?;
                     tracing::debug!(name, seconds = t.elapsed().as_secs_f64(), "index built");
@@ -1158,7 +1254,7 @@ impl BulkLoad {
                 }
                 // Named apart from the partition's own until that is gone.
                 let mut renames = String::new();
-                for (name, on) in REGISTRY_INDEXES {
+                for (name, on) in registry_indexes(super::Backend::Postgres) {
                     let (table, columns) = on.split_once(' ').unwrap_or((on, ""));
                     let part = partition_name(table, &tenant)?;
                     let index = format!("{name}_{}", tenant.as_str());
@@ -1544,88 +1640,422 @@ pub struct SearchFilter {
 
 fn like_pattern(key: &str) -> String {
     let mut out = String::from("%");
+    out.push_str(&like_escaped(key));
+    out.push('%');
+    out
+}
+
+fn like_escaped(key: &str) -> String {
+    let mut out = String::new();
     for ch in key.chars() {
         if matches!(ch, '%' | '_' | '\\') {
             out.push('\\');
         }
         out.push(ch);
     }
-    out.push('%');
     out
 }
 
-/// Current rows matching `f`, by addressee number, after `after`.
+/// How a person matched the main text of a search (j340): the rank orders
+/// the results, exact matches first, then prefix, then contained.
+pub const RANK_EXACT: u8 = 0;
+pub const RANK_PREFIX: u8 = 1;
+pub const RANK_CONTAINS: u8 = 2;
+
+/// Where a page of a [`search`] ended: the rank of its last row, that
+/// row's key (prefix matches are walked in key order) and its 宛名番号.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchCursor {
+    pub rank: u8,
+    pub key: String,
+    pub after: AddresseeNumber,
+}
+
+/// One result of a [`search`] and the cursor that continues after it.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub row: HistoryRow,
+    pub cursor: SearchCursor,
+}
+
+/// Contained matches found through the trigram index are collected whole
+/// when there are at most this many, and sorted; a query matching more is
+/// common enough that a walk in 宛名番号 order meets a page of them soon.
+const TRIGRAM_PROBE: i64 = 2000;
+
+/// The upper bound of the keys that start with `key` (code-point order).
+fn prefix_end(key: &str) -> String {
+    let mut s = key.to_string();
+    s.push(char::MAX);
+    s
+}
+
+/// Builds one phase's SQL: the conditions and their bound texts.
+struct SqlBuilder {
+    conds: Vec<String>,
+    binds: Vec<String>,
+}
+
+impl SqlBuilder {
+    fn bind(&mut self, v: String) -> String {
+        self.binds.push(v);
+        format!("${}", self.binds.len())
+    }
+}
+
+/// Searches current rows (j340) matching `f`, ranked by how the main text
+/// (the name or furigana, else the address) matched: exact, then prefix
+/// (in key order), then contained (in 宛名番号 order); by 宛名番号 when
+/// the search has no text. `after` continues after a page.
+///
+/// Index use: exact and prefix matches walk the key B-trees (tenant
+/// first); a contained match of at least three characters asks the
+/// trigram index (FTS5 on SQLite, `pg_trgm` on PostgreSQL) for its
+/// candidates, or walks the tenant in 宛名番号 order when the text is
+/// shorter or very common. With `include_history` the text may match any
+/// history row of the person, and a person's rank is their best row's.
 pub fn search(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     f: &SearchFilter,
-    after: Option<&AddresseeNumber>,
+    after: Option<&SearchCursor>,
     limit: i64,
-) -> Result<Vec<HistoryRow>, StoreError> {
-    let mut conds: Vec<String> = vec!["c.tenant = $1".into()];
-    let mut binds: Vec<String> = vec![tenant.as_str().to_string()];
-    let bind = |binds: &mut Vec<String>, v: String| {
-        binds.push(v);
-        format!("${}", binds.len())
-    };
-    let mut sub: Vec<String> = Vec::new();
-    for (col, key) in [
+) -> Result<Vec<SearchHit>, StoreError> {
+    let texts: Vec<(&str, &String)> = [
         ("name_key", &f.name_key),
         ("kana_key", &f.kana_key),
         ("address_key", &f.address_key),
-    ] {
-        if let Some(k) = key {
-            let p = bind(&mut binds, like_pattern(k));
-            sub.push(format!("{col} LIKE {p} ESCAPE '\\'"));
+    ]
+    .into_iter()
+    .filter_map(|(c, k)| k.as_ref().map(|k| (c, k)))
+    .collect();
+    let mut out: Vec<SearchHit> = Vec::new();
+    let Some(&(main_col, main_key)) = texts.first() else {
+        // No text: one phase, by 宛名番号.
+        let mut b = base_conditions(tenant, f);
+        if let Some(a) = after {
+            let p = b.bind(a.after.as_str().to_string());
+            b.conds.push(format!("c.addressee_number > {p}"));
         }
-    }
-    if !sub.is_empty() {
-        if f.include_history {
-            conds.push(format!(
-                "c.addressee_number IN (SELECT addressee_number FROM resident_history WHERE tenant = $1 AND {})",
-                sub.join(" AND ")
-            ));
-        } else {
-            conds.extend(sub.into_iter().map(|s| format!("c.{s}")));
-        }
-    }
-    if let Some(b) = &f.birth_key {
-        let p = bind(&mut binds, b.clone());
-        conds.push(format!("c.birth_key = {p}"));
-    }
-    if let Some(a) = &f.addressee_number {
-        let p = bind(&mut binds, a.as_str().to_string());
-        conds.push(format!("c.addressee_number = {p}"));
-    }
-    if let Some(h) = &f.household_number {
-        let p = bind(&mut binds, h.as_str().to_string());
-        conds.push(format!("c.household_number = {p}"));
-    }
-    if !f.include_removed {
-        conds.push("c.status = 'resident'".into());
-    }
-    if f.exclude_shielded {
-        conds.push(format!("NOT {}", super::support::shielded_sql("c")));
-    }
-    if let Some(a) = after {
-        let p = bind(&mut binds, a.as_str().to_string());
-        conds.push(format!("c.addressee_number > {p}"));
-    }
-    let limit_p = format!("${}", binds.len() + 1);
-    // With an indexed equality filter, sort the few matches (`|| ''` keeps
-    // the planner from walking the tenant in key order instead); with only
-    // partial-match filters the walk in key order lets LIMIT stop early.
-    let order =
-        if f.household_number.is_some() || f.birth_key.is_some() || f.addressee_number.is_some() {
+        // With an indexed equality filter, sort the few matches (`|| ''`
+        // keeps the planner from walking the tenant in key order instead).
+        let order = if f.household_number.is_some()
+            || f.birth_key.is_some()
+            || f.addressee_number.is_some()
+        {
             "c.addressee_number || ''"
         } else {
             "c.addressee_number"
         };
+        let rows = run_phase(tx, tenant, &b, order, limit)?;
+        return Ok(rows
+            .into_iter()
+            .map(|row| hit(row, RANK_EXACT, String::new()))
+            .collect());
+    };
+    let first = after.map_or(RANK_EXACT, |a| a.rank);
+    for rank in first..=RANK_CONTAINS {
+        let want = limit - out.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        let cursor = after.filter(|a| a.rank == rank);
+        let mut b = base_conditions(tenant, f);
+        for &(col, key) in &texts[1..] {
+            let p = b.bind(like_pattern(key));
+            b.conds.push(text_condition(
+                f.include_history,
+                col,
+                &format!("LIKE {p} ESCAPE '\\'"),
+            ));
+        }
+        let backend = tx.backend();
+        let c_order = match backend {
+            super::Backend::Postgres => " COLLATE \"C\"",
+            super::Backend::Sqlite => "",
+        };
+        let rows = if f.include_history {
+            // The person's best row decides the rank: a row of this rank,
+            // none of a better one. Keys of past rows are matched with
+            // LIKE, which the trigram indexes serve.
+            let exact =
+                |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_escaped(main_key)));
+            let prefix = |b: &mut SqlBuilder| {
+                format!(
+                    "LIKE {} ESCAPE '\\'",
+                    b.bind(format!("{}%", like_escaped(main_key)))
+                )
+            };
+            let contains =
+                |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_pattern(main_key)));
+            let has = |m: &str| history_match(backend, main_col, main_key, m);
+            match rank {
+                RANK_EXACT => {
+                    let m = exact(&mut b);
+                    b.conds.push(has(&m));
+                }
+                RANK_PREFIX => {
+                    let (m, better) = (prefix(&mut b), exact(&mut b));
+                    b.conds.push(has(&m));
+                    b.conds.push(format!("NOT {}", has(&better)));
+                }
+                _ => {
+                    let (m, better) = (contains(&mut b), prefix(&mut b));
+                    b.conds.push(has(&m));
+                    b.conds.push(format!("NOT {}", has(&better)));
+                }
+            }
+            if let Some(a) = cursor {
+                let p = b.bind(a.after.as_str().to_string());
+                b.conds.push(format!("c.addressee_number > {p}"));
+            }
+            run_phase(tx, tenant, &b, "c.addressee_number || ''", want)?
+        } else {
+            let col = format!("c.{main_col}{c_order}");
+            let q = b.bind(main_key.clone());
+            match rank {
+                RANK_EXACT => {
+                    b.conds.push(format!("{col} = {q}"));
+                    if let Some(a) = cursor {
+                        let p = b.bind(a.after.as_str().to_string());
+                        b.conds.push(format!("c.addressee_number > {p}"));
+                    }
+                    run_phase(tx, tenant, &b, "c.addressee_number", want)?
+                }
+                RANK_PREFIX => {
+                    let q_end = b.bind(prefix_end(main_key));
+                    b.conds.push(format!("{col} > {q} AND {col} < {q_end}"));
+                    if let Some(a) = cursor {
+                        let k = b.bind(a.key.clone());
+                        let p = b.bind(a.after.as_str().to_string());
+                        b.conds.push(format!(
+                            "({col} > {k} OR ({col} = {k} AND c.addressee_number > {p}))"
+                        ));
+                    }
+                    run_phase(tx, tenant, &b, &format!("{col}, c.addressee_number"), want)?
+                }
+                _ => {
+                    let q_end = b.bind(prefix_end(main_key));
+                    b.conds
+                        .push(format!("NOT ({col} >= {q} AND {col} < {q_end})"));
+                    if let Some(a) = cursor {
+                        let p = b.bind(a.after.as_str().to_string());
+                        b.conds.push(format!("c.addressee_number > {p}"));
+                    }
+                    let narrow = f.household_number.is_some()
+                        || f.birth_key.is_some()
+                        || f.addressee_number.is_some();
+                    contains_phase(tx, tenant, b, main_col, main_key, narrow, want)?
+                }
+            }
+        };
+        out.extend(rows.into_iter().map(|row| {
+            let key = if rank == RANK_PREFIX && !f.include_history {
+                main_key_of(&row, main_col)
+            } else {
+                String::new()
+            };
+            hit(row, rank, key)
+        }));
+    }
+    Ok(out)
+}
+
+fn hit(row: HistoryRow, rank: u8, key: String) -> SearchHit {
+    let after = row.record.addressee_number.clone();
+    SearchHit {
+        row,
+        cursor: SearchCursor { rank, key, after },
+    }
+}
+
+/// The folded key of `col` for a current row, as stored (see
+/// [`HistoryEncoder::push`]).
+fn main_key_of(row: &HistoryRow, col: &str) -> String {
+    let r = &row.record;
+    let mut folds = FoldCache::default();
+    let mut buf = Vec::new();
+    match col {
+        "name_key" => write_key(&mut buf, &name_parts(r), &mut folds),
+        "kana_key" => write_key(&mut buf, &kana_parts(r), &mut folds),
+        _ => {
+            let a = match r.address.annex.as_deref() {
+                Some(annex) if !annex.is_empty() => r.address.full(),
+                _ => r.address.address.clone(),
+            };
+            buf.extend_from_slice(folds.key(&a).as_bytes());
+        }
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Conditions every phase shares: tenant, birth date, numbers, status,
+/// the shield of support measures.
+fn base_conditions(tenant: &MunicipalityCode, f: &SearchFilter) -> SqlBuilder {
+    let mut b = SqlBuilder {
+        conds: vec!["c.tenant = $1".into()],
+        binds: vec![tenant.as_str().to_string()],
+    };
+    if let Some(k) = &f.birth_key {
+        let p = b.bind(k.clone());
+        b.conds.push(format!("c.birth_key = {p}"));
+    }
+    if let Some(a) = &f.addressee_number {
+        let p = b.bind(a.as_str().to_string());
+        b.conds.push(format!("c.addressee_number = {p}"));
+    }
+    if let Some(h) = &f.household_number {
+        let p = b.bind(h.as_str().to_string());
+        b.conds.push(format!("c.household_number = {p}"));
+    }
+    if !f.include_removed {
+        b.conds.push("c.status = 'resident'".into());
+    }
+    if f.exclude_shielded {
+        b.conds
+            .push(format!("NOT {}", super::support::shielded_sql("c")));
+    }
+    b
+}
+
+/// A text condition on the current row, or with history on any of the
+/// person's rows.
+fn text_condition(history: bool, col: &str, m: &str) -> String {
+    if history {
+        format!(
+            "c.addressee_number IN (SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 AND h.{col} {m})"
+        )
+    } else {
+        format!("c.{col} {m}")
+    }
+}
+
+/// Whether the person has a history row whose `col` matches `m` (a LIKE
+/// with its pattern bound); on SQLite a text of three characters or more
+/// is looked up in the history's trigram index first.
+fn history_match(backend: super::Backend, col: &str, key: &str, m: &str) -> String {
+    if backend == super::Backend::Sqlite && trigram_usable(key) {
+        // The key holds no wildcard: the index is asked without ESCAPE.
+        let plain = m.replace(" ESCAPE '\\'", "");
+        format!(
+            "c.addressee_number IN (SELECT h.addressee_number FROM resident_history_fts hf \
+             CROSS JOIN resident_history h ON h.rowid = hf.rowid WHERE hf.{col} {plain} AND h.tenant = $1 AND h.{col} {m})"
+        )
+    } else {
+        text_condition(true, col, m)
+    }
+}
+
+/// Whether the trigram index can serve a contained match of `key`: three
+/// characters or more, none a LIKE wildcard.
+fn trigram_usable(key: &str) -> bool {
+    key.chars().count() >= 3 && !key.contains(['%', '_', '\\'])
+}
+
+/// The contained (not prefix) matches of `key` in `col` of current rows,
+/// by 宛名番号, at most `want`.
+fn contains_phase(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    mut b: SqlBuilder,
+    col: &str,
+    key: &str,
+    narrow: bool,
+    want: i64,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let pattern = like_pattern(key);
+    if trigram_usable(key) {
+        // Ask the trigram index for every candidate, up to the probe size.
+        let mut probe = SqlBuilder {
+            conds: b.conds.clone(),
+            binds: b.binds.clone(),
+        };
+        let p = probe.bind(pattern.clone());
+        // SQLite: `CROSS JOIN` makes the FTS5 table the outer loop (with
+        // `rowid IN (…)` the planner walked the tenant and tested each row).
+        let from = match tx.backend() {
+            super::Backend::Sqlite => {
+                probe
+                    .conds
+                    .push(format!("f.{col} LIKE {p} AND c.{col} LIKE {p}"));
+                "resident_current_fts f CROSS JOIN resident_current c ON c.rowid = f.rowid"
+            }
+            super::Backend::Postgres => {
+                probe.conds.push(format!("c.{col} LIKE {p}"));
+                "resident_current c"
+            }
+        };
+        let sql = format!(
+            "SELECT c.addressee_number FROM {from} WHERE {} LIMIT {}",
+            probe.conds.join(" AND "),
+            TRIGRAM_PROBE + 1
+        );
+        let params: Vec<Param<'_>> = probe.binds.iter().map(|s| Param::Text(s)).collect();
+        if tx.backend() == super::Backend::Postgres {
+            // Only the trigram index (a bitmap scan) may answer the probe:
+            // a scan of the tenant would be the slow path it exists to avoid.
+            tx.execute_batch("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")?;
+        }
+        let found = tx.query(&sql, &params);
+        if tx.backend() == super::Backend::Postgres {
+            tx.execute_batch("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")?;
+        }
+        let mut found: Vec<String> = found?.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
+        if found.len() as i64 <= TRIGRAM_PROBE {
+            found.sort();
+            found.truncate(want.max(0) as usize);
+            if found.is_empty() {
+                return Ok(Vec::new());
+            }
+            let persons: Vec<AddresseeNumber> = found
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| corrupt(format!("addressee number {a}")))
+                })
+                .collect::<Result<_, _>>()?;
+            let sql = format!(
+                "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.addressee_number IN ({})",
+                placeholders(2, persons.len())
+            );
+            let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+            params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
+            let mut rows = rows(tx, tenant, &sql, &params)?;
+            rows.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
+            return Ok(rows);
+        }
+    }
+    // Short or common: walk the tenant in 宛名番号 order until the page is
+    // full (on PostgreSQL `|| ''` keeps the trigram index out of it); with
+    // an indexed equality filter (`narrow`), sort its few rows instead.
+    let p = b.bind(pattern);
+    match tx.backend() {
+        super::Backend::Sqlite => b.conds.push(format!("c.{col} LIKE {p} ESCAPE '\\'")),
+        super::Backend::Postgres => b
+            .conds
+            .push(format!("(c.{col} || '') LIKE {p} ESCAPE '\\'")),
+    }
+    let order = if narrow {
+        "c.addressee_number || ''"
+    } else {
+        "c.addressee_number"
+    };
+    run_phase(tx, tenant, &b, order, want)
+}
+
+fn run_phase(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    b: &SqlBuilder,
+    order: &str,
+    limit: i64,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    let limit_p = format!("${}", b.binds.len() + 1);
     let sql = format!(
         "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE {} ORDER BY {order} LIMIT {limit_p}",
-        conds.join(" AND ")
+        b.conds.join(" AND ")
     );
-    let mut params: Vec<Param<'_>> = binds.iter().map(|b| Param::Text(b.as_str())).collect();
+    let mut params: Vec<Param<'_>> = b.binds.iter().map(|s| Param::Text(s.as_str())).collect();
     params.push(limit.into());
     rows(tx, tenant, &sql, &params)
 }

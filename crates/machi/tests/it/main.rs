@@ -49,6 +49,7 @@ mod readable;
 mod registry_model;
 mod rls;
 mod roles;
+mod search;
 mod security_throttle;
 mod support;
 mod support_http;

@@ -142,8 +142,14 @@ async fn a_full_load_leaves_keys_and_indexes_whole(db: TestDb) {
 /// each tenant's partitions carry the parent's indexes, valid and attached,
 /// and no table built aside for a load is left.
 async fn assert_indexes_whole(db: &TestDb) {
-    use machi::store::records::REGISTRY_INDEXES;
-    let mut expected: Vec<String> = REGISTRY_INDEXES
+    use machi::store::Backend;
+    use machi::store::records::registry_indexes;
+    let backend = if db.url().is_none() {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    let mut expected: Vec<String> = registry_indexes(backend)
         .iter()
         .map(|(n, _)| n.to_string())
         .collect();
@@ -165,11 +171,11 @@ async fn assert_indexes_whole(db: &TestDb) {
         .await;
         assert_eq!(found, expected);
         // Each tenant's partitions carry every index of the parent, valid
-        // and attached to it (2 on history, 5 on current, keys included).
+        // and attached to it (5 on history, 11 on current, keys included).
         let tenants = names(db, "SELECT municipality_code FROM tenants").await;
         assert!(tenants.len() >= 2);
         for t in tenants {
-            for (table, n) in [("resident_history", 2), ("resident_current", 5)] {
+            for (table, n) in [("resident_history", 5), ("resident_current", 11)] {
                 let part = format!("{table}_{t}");
                 let attached = db
                     .store

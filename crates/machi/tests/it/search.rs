@@ -1,0 +1,492 @@
+//! Index-backed search (j330, j340): ranking (exact, then prefix, then
+//! contained), 異体字 found from the common form, removed and past records
+//! only on request, and the indexes kept in the change's own transaction.
+
+use machi::service::ServiceError;
+use machi::service::registry::{SearchParams, encode_cursor};
+use machi::store::StoreError;
+use machi::store::records;
+use machi_domain::change::{AsOf, ChangeRequest};
+use machi_domain::names::{PersonName, search_key};
+use serde_json::json;
+
+use crate::contract::{clerk, move_in, person};
+use crate::support::{FUCHU, TestDb, code};
+
+both_backends!(
+    search_ranks_exact_then_prefix_then_contained,
+    search_pages_through_ranks_with_its_cursor,
+    search_finds_variants_from_the_common_form,
+    search_shows_removed_and_past_records_only_on_request,
+    search_index_changes_with_its_transaction_only,
+);
+
+async fn submit(db: &TestDb, v: serde_json::Value) -> machi::service::registry::ChangeOutcome {
+    let req: ChangeRequest = serde_json::from_value(v.clone()).expect("request");
+    db.registry
+        .submit(&code(FUCHU), &req, &clerk())
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {v}"))
+}
+
+/// Moves in one person per name, in this order (so 宛名番号 follow it),
+/// each at an address without 方書.
+async fn residents(db: &TestDb, people: &[(&str, &str, &str)]) {
+    for (name, kana, address) in people {
+        let mut v = move_in(
+            vec![person(name, kana, "1980-01-01", "female", "世帯主")],
+            address,
+        );
+        v["command"]["household"]["address"]
+            .as_object_mut()
+            .expect("address")
+            .remove("annex");
+        submit(db, v).await;
+    }
+}
+
+fn by_name(n: &str) -> SearchParams {
+    SearchParams {
+        name: Some(n.into()),
+        limit: 50,
+        ..Default::default()
+    }
+}
+
+async fn names(db: &TestDb, p: SearchParams) -> Vec<String> {
+    db.registry
+        .search(&code(FUCHU), &p, &clerk())
+        .await
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r.record.name.as_str().to_string())
+        .collect()
+}
+
+async fn search_ranks_exact_then_prefix_then_contained(db: TestDb) {
+    let db = db.with_tenants().await;
+    // Moved in contained first, exact last: the order of the results is
+    // the ranking's, not the 宛名番号's.
+    residents(
+        &db,
+        &[
+            (
+                "本田中　一",
+                "ホンダナカ　ハジメ",
+                "東京都府中市宮西町一丁目1番地",
+            ),
+            (
+                "田中　一郎",
+                "タナカ　イチロウ",
+                "東京都府中市宮西町一丁目10番地",
+            ),
+            ("田中　一", "タナカ　ハジメ", "東京都府中市宮西町一丁目"),
+            ("佐藤　花子", "サトウ　ハナコ", "東京都府中市本町一丁目"),
+        ],
+    )
+    .await;
+    // Three characters (the trigram index serves the contained match).
+    assert_eq!(
+        names(&db, by_name("田中一")).await,
+        ["田中　一", "田中　一郎", "本田中　一"]
+    );
+    // Two characters: prefix matches in key order, then contained.
+    assert_eq!(
+        names(&db, by_name("田中")).await,
+        ["田中　一", "田中　一郎", "本田中　一"]
+    );
+    // One character.
+    assert_eq!(
+        names(&db, by_name("一")).await,
+        ["本田中　一", "田中　一郎", "田中　一"]
+    );
+    // Furigana, folded (ハジメ in hiragana, ウ after オ段).
+    assert_eq!(
+        names(&db, by_name("たなかはじめ")).await,
+        ["田中　一", "本田中　一"]
+    );
+    assert_eq!(
+        names(&db, by_name("ハジメ")).await,
+        ["本田中　一", "田中　一"]
+    );
+    // Addresses: exact, then prefix in key order (code points: 一丁目10番地
+    // before 一丁目1番地), then contained.
+    let by_address = |a: &str| SearchParams {
+        address: Some(a.into()),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        names(&db, by_address("東京都府中市宮西町一丁目")).await,
+        ["田中　一", "田中　一郎", "本田中　一"]
+    );
+    assert_eq!(
+        names(&db, by_address("宮西町一丁目")).await,
+        ["本田中　一", "田中　一郎", "田中　一"]
+    );
+    assert_eq!(names(&db, by_address("本町")).await, ["佐藤　花子"]);
+    assert!(names(&db, by_name("鈴木")).await.is_empty());
+    // Name and address together: ranked by the name, filtered by both.
+    assert_eq!(
+        names(
+            &db,
+            SearchParams {
+                address: Some("1番地".into()),
+                ..by_name("田中")
+            }
+        )
+        .await,
+        ["本田中　一"]
+    );
+}
+
+async fn search_pages_through_ranks_with_its_cursor(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            (
+                "本田中　一",
+                "ホンダナカ　ハジメ",
+                "東京都府中市宮西町一丁目",
+            ),
+            ("田中　一郎", "タナカ　イチロウ", "東京都府中市宮西町一丁目"),
+            ("田中　一", "タナカ　ハジメ", "東京都府中市宮西町一丁目"),
+            ("田中　一二三", "タナカ　ヒフミ", "東京都府中市宮西町一丁目"),
+            ("山田中一", "ヤマダナカイチ", "東京都府中市宮西町一丁目"),
+        ],
+    )
+    .await;
+    for query in ["田中一", "田中"] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = db
+                .registry
+                .search(
+                    &code(FUCHU),
+                    &SearchParams {
+                        limit: 1,
+                        after: after.clone(),
+                        ..by_name(query)
+                    },
+                    &clerk(),
+                )
+                .await
+                .unwrap();
+            seen.extend(page.rows.iter().map(|r| r.record.name.to_string()));
+            match page.next_after {
+                Some(c) => after = Some(encode_cursor(&c)),
+                None => break,
+            }
+            assert!(seen.len() <= 5, "{seen:?}");
+        }
+        assert_eq!(
+            seen,
+            names(&db, by_name(query)).await,
+            "pages of one row give the whole ranked list ({query})"
+        );
+        assert_eq!(seen.len(), 5, "{seen:?}");
+    }
+    // A cursor that is not one is refused, in both languages.
+    let bad = db
+        .registry
+        .search(
+            &code(FUCHU),
+            &SearchParams {
+                after: Some(hex_of("9\u{1F}x\u{1F}1")),
+                ..by_name("田中")
+            },
+            &clerk(),
+        )
+        .await;
+    assert!(
+        matches!(&bad, Err(ServiceError::Invalid { code: "invalid_cursor", message_ja, .. }) if !message_ja.is_empty()),
+        "{bad:?}"
+    );
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn search_finds_variants_from_the_common_form(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            ("髙橋　一", "タカハシ　ハジメ", "東京都府中市宮西町一丁目"),
+            ("𠮷田　花子", "ヨシダ　ハナコ", "東京都府中市宮西町一丁目"),
+            ("渡邉　恵子", "ワタナベ　ケイコ", "東京都府中市宮西町一丁目"),
+            // 鷗 and 鴎: a pair of the MJ 縮退マップ.
+            ("森　鷗外", "モリ　オウガイ", "東京都府中市宮西町一丁目"),
+        ],
+    )
+    .await;
+    assert_eq!(names(&db, by_name("高橋")).await, ["髙橋　一"]);
+    assert_eq!(names(&db, by_name("高橋一")).await, ["髙橋　一"]);
+    assert_eq!(names(&db, by_name("吉田花子")).await, ["𠮷田　花子"]);
+    assert_eq!(names(&db, by_name("渡辺")).await, ["渡邉　恵子"]);
+    assert_eq!(names(&db, by_name("森鴎外")).await, ["森　鷗外"]);
+    // And the other way round: the variant typed finds the variant.
+    assert_eq!(names(&db, by_name("髙橋")).await, ["髙橋　一"]);
+    // From the MJ 縮退マップ (j330's own example: 辺 finds 𨘢).
+    residents(
+        &db,
+        &[("𨘢見　次郎", "ヘンミ　ジロウ", "東京都府中市宮西町一丁目")],
+    )
+    .await;
+    assert_eq!(names(&db, by_name("辺見次郎")).await, ["𨘢見　次郎"]);
+    assert_eq!(names(&db, by_name("辺見")).await, ["𨘢見　次郎"]);
+    // Every variant the folding tables list is found from its common
+    // form: a sample across each table, moved in and searched.
+    let mj: Vec<(char, char)> = machi_domain::names::mj_variants().collect();
+    let step = mj.len() / 12;
+    let mj_sample: Vec<(char, char)> = mj.iter().step_by(step).take(12).copied().collect();
+    let mut table: Vec<(char, char)> = machi_domain::names::KANJI_VARIANTS.to_vec();
+    table.extend(&mj_sample);
+    let table = &table[..];
+    let hand = machi_domain::names::KANJI_VARIANTS.len();
+    let picks = table
+        .iter()
+        .take(hand)
+        .step_by((hand / 12).max(1))
+        .take(12)
+        .chain(&table[hand..]);
+    for (i, (variant, common)) in picks.enumerate() {
+        let name = format!("{variant}野　太{}", ["郎", "一", "助"][i % 3]);
+        residents(
+            &db,
+            &[(name.as_str(), "カヤノ　タロウ", "東京都府中市本町二丁目")],
+        )
+        .await;
+        let common = machi_domain::names::search_key(&common.to_string());
+        let found = names(&db, by_name(&format!("{common}野太"))).await;
+        assert!(found.contains(&name), "{variant} → {common}: {found:?}");
+        assert_eq!(
+            search_key(&variant.to_string()),
+            search_key(&common.to_string())
+        );
+    }
+}
+
+async fn search_shows_removed_and_past_records_only_on_request(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            (
+                "旧姓川　花子",
+                "キュウセイカワ　ハナコ",
+                "東京都府中市寿町一丁目",
+            ),
+            (
+                "転出山　次郎",
+                "テンシュツヤマ　ジロウ",
+                "東京都府中市本町三丁目",
+            ),
+        ],
+    )
+    .await;
+    let t = code(FUCHU);
+    let found = db
+        .registry
+        .search(&t, &by_name("旧姓川"), &clerk())
+        .await
+        .unwrap();
+    let hanako = found.rows[0].record.addressee_number.to_string();
+    let found = db
+        .registry
+        .search(&t, &by_name("転出山"), &clerk())
+        .await
+        .unwrap();
+    let jiro = found.rows[0].record.addressee_number.to_string();
+    // A new name (a correction) and a move-out.
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-01", "command": {"type": "ex_officio_correction",
+        "person": hanako, "patch": {"name": "新姓野　花子", "name_kana": "シンセイノ　ハナコ"}}}),
+    )
+    .await;
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-20", "command": {"type": "move_out", "persons": [jiro],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    let history = |p: SearchParams| SearchParams {
+        include_history: true,
+        ..p
+    };
+    let removed = |p: SearchParams| SearchParams {
+        include_removed: true,
+        ..p
+    };
+    for q in ["旧姓川", "旧姓川花子", "姓川", "旧"] {
+        assert!(names(&db, by_name(q)).await.is_empty(), "{q}");
+        assert_eq!(
+            names(&db, history(by_name(q))).await,
+            ["新姓野　花子"],
+            "{q}"
+        );
+    }
+    assert_eq!(names(&db, by_name("新姓野")).await, ["新姓野　花子"]);
+    assert_eq!(
+        names(&db, by_name("きゅうせいかわ")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(&db, history(by_name("きゅうせいかわ"))).await,
+        ["新姓野　花子"]
+    );
+    for q in ["転出山次郎", "転出山", "出山", "次"] {
+        assert!(
+            !names(&db, by_name(q))
+                .await
+                .contains(&"転出山　次郎".to_string()),
+            "{q}"
+        );
+        assert!(
+            names(&db, removed(by_name(q)))
+                .await
+                .contains(&"転出山　次郎".to_string()),
+            "{q}"
+        );
+    }
+    // The past address of a removed person: both requests needed.
+    let by_address = SearchParams {
+        address: Some("本町三丁目".into()),
+        limit: 50,
+        ..Default::default()
+    };
+    assert!(names(&db, by_address.clone()).await.is_empty());
+    assert_eq!(
+        names(&db, removed(by_address.clone())).await,
+        ["転出山　次郎"],
+        "a 除票 keeps its last address"
+    );
+    // Ranking with history: the exact past name first.
+    residents(
+        &db,
+        &[(
+            "旧姓川　花子子",
+            "キュウセイカワ　ハナココ",
+            "東京都府中市寿町一丁目",
+        )],
+    )
+    .await;
+    assert_eq!(
+        names(&db, history(by_name("旧姓川花子"))).await,
+        ["新姓野　花子", "旧姓川　花子子"]
+    );
+}
+
+async fn search_index_changes_with_its_transaction_only(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[("見本　太郎", "ミホン　タロウ", "東京都府中市宮西町一丁目")],
+    )
+    .await;
+    let t = code(FUCHU);
+    let found = db
+        .registry
+        .search(&t, &by_name("見本"), &clerk())
+        .await
+        .unwrap();
+    let (row, _) = db
+        .registry
+        .resident(
+            &t,
+            &found.rows[0].record.addressee_number,
+            AsOf::default(),
+            &clerk(),
+        )
+        .await
+        .unwrap();
+    // A change that writes a new name and then fails: inside its
+    // transaction the new name is found through the indexes, after it
+    // nothing is.
+    let mut renamed = row.clone();
+    renamed.history_number += 1;
+    renamed.record.name = PersonName::new("索引試験　改名").unwrap();
+    let key = |s: &str| records::SearchFilter {
+        name_key: Some(search_key(s)),
+        ..Default::default()
+    };
+    let (tt, r2) = (t.clone(), renamed.clone());
+    let (f3, f2) = (key("索引試験改"), key("改名"));
+    let inside: Result<(), StoreError> = db
+        .store
+        .write(Some(&t), move |tx| {
+            records::append_history(tx, &tt, &r2)?;
+            let three = records::search(tx, &tt, &f3, None, 10)?;
+            let two = records::search(tx, &tt, &f2, None, 10)?;
+            assert_eq!(
+                three.len(),
+                1,
+                "found in its own transaction (trigram index)"
+            );
+            assert_eq!(two.len(), 1, "found in its own transaction (short key)");
+            Err(StoreError::Task("the change fails after writing".into()))
+        })
+        .await;
+    assert!(inside.is_err());
+    for q in ["索引試験改", "索引試験改名", "改名", "索引"] {
+        assert!(names(&db, by_name(q)).await.is_empty(), "{q}");
+        assert!(
+            names(
+                &db,
+                SearchParams {
+                    include_history: true,
+                    include_removed: true,
+                    ..by_name(q)
+                }
+            )
+            .await
+            .is_empty(),
+            "{q} (history)"
+        );
+    }
+    assert_eq!(names(&db, by_name("見本太郎")).await, ["見本　太郎"]);
+    // The indexes themselves hold nothing of it.
+    let leftover = db
+        .store
+        .read(Some(&t), move |tx| {
+            let sql = match tx.backend() {
+                machi::store::Backend::Sqlite => {
+                    "SELECT (SELECT count(*) FROM resident_current_fts WHERE name_key LIKE '%索引試験%') \
+                     + (SELECT count(*) FROM resident_history_fts WHERE name_key LIKE '%索引試験%')"
+                }
+                machi::store::Backend::Postgres => {
+                    "SELECT (SELECT count(*) FROM resident_current WHERE name_key LIKE '%索引試験%') \
+                     + (SELECT count(*) FROM resident_history WHERE name_key LIKE '%索引試験%')"
+                }
+            };
+            tx.query_one(sql, &[])?.int(0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(leftover, 0);
+    // The same change committed is found at once.
+    let (tt, r2) = (t.clone(), renamed);
+    db.store
+        .write(Some(&t), move |tx| records::append_history(tx, &tt, &r2))
+        .await
+        .unwrap();
+    assert_eq!(names(&db, by_name("索引試験改")).await, ["索引試験　改名"]);
+    assert_eq!(names(&db, by_name("改名")).await, ["索引試験　改名"]);
+    assert!(names(&db, by_name("見本")).await.is_empty());
+    assert_eq!(
+        names(
+            &db,
+            SearchParams {
+                include_history: true,
+                ..by_name("見本太郎")
+            }
+        )
+        .await,
+        ["索引試験　改名"]
+    );
+}
