@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod demo_portal;
 pub mod linkage;
 pub mod migration;
 pub mod portal;
