@@ -171,6 +171,11 @@ enum Command {
     /// Measure webhook deliveries/s to local subscribers and the lag from
     /// commit to delivery under load, beside plain HTTP POSTs (baseline).
     BenchHooks(crate::bench_hooks::BenchHooksArgs),
+    /// Measure signed filings accepted/s by the citizen portal (checked,
+    /// verified, sealed, stored) and imported/s by the back office (pulled,
+    /// opened, stored, acknowledged), beside verification, sealing and
+    /// opening alone from the same run.
+    BenchPortal(crate::bench_portal::BenchPortalArgs),
     /// Export a whole tenant in the migration layout (j1410).
     Export {
         /// 団体コード of the tenant.
@@ -1041,6 +1046,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchMigration(a) => {
             crate::bench::run_migration(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchPortal(a) => {
+            crate::bench_portal::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchHooks(a) => {

@@ -286,7 +286,13 @@ pub fn spawn_demo_pull(
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::new();
+        let client = match crate::service::hooks::http_client(Duration::from_secs(30)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "demo portal pulls: no HTTP client");
+                return;
+            }
+        };
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_hooks;
+pub mod bench_portal;
 pub mod certificate;
 pub mod cli;
 pub mod config;
