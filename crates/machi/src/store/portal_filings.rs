@@ -8,6 +8,16 @@ use machi_domain::ids::MunicipalityCode;
 
 use super::{Row, StoreError, Tx};
 
+/// The portal id of a filing made at the counter (書かない窓口, issue 11
+/// item 7) is this prefix and its 受付番号; the filing's `counter` member
+/// names the clerk and the applicant.
+pub const COUNTER_PREFIX: &str = "counter:";
+
+/// Whether a stored filing was made at the counter, not on the portal.
+pub fn filed_at_counter(portal_id: &str) -> bool {
+    portal_id.starts_with(COUNTER_PREFIX)
+}
+
 /// A filing to store.
 pub struct NewPortalFiling<'a> {
     /// The portal's row id (an HMAC of the receipt number).

@@ -31,6 +31,7 @@ mod browser_review;
 mod client_jwt;
 mod contract;
 mod counter;
+mod counter_filing;
 mod duties;
 mod dv_hiding;
 mod faults;
