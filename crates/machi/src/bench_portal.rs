@@ -414,7 +414,9 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
         let store = Store::connect_with(&loc, SqliteSync::Full, Keyring::ephemeral()?).await?;
         let registry = Registry::new(store.clone(), eras.clone(), Clock::System);
         let code: MunicipalityCode = TENANT.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        registry.create_tenant(code, "府中市", "東京都").await?;
+        registry
+            .create_tenant(code.clone(), "府中市", "東京都")
+            .await?;
         let client = crate::service::hooks::http_client(std::time::Duration::from_secs(30))?;
         let expected = single + n;
         let mut imported = 0usize;
@@ -462,6 +464,55 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
         );
         if imported != expected {
             anyhow::bail!("imported {imported} of {expected} filings");
+        }
+        // What one commit per filing costs: storing alone, one
+        // transaction each, against one transaction for the lot.
+        let m = single.clamp(1, 500);
+        let plain = br#"{"format":"machi-portal-filing/1"}"#.to_vec();
+        let mut store_rates = Vec::new();
+        for (what, per_tx) in [
+            ("storing alone, one transaction per filing", 1usize),
+            ("storing alone, one transaction for all", m),
+        ] {
+            let cpu0 = cpu_secs();
+            let t = Instant::now();
+            let mut i = 0;
+            while i < m {
+                let to = (i + per_tx).min(m);
+                let (code, plain) = (code.clone(), plain.clone());
+                let tag = per_tx;
+                store
+                    .write(Some(&code.clone()), move |tx| {
+                        for k in i..to {
+                            let id = format!("bench-{tag}-{k}");
+                            crate::store::portal_filings::insert_if_new(
+                                tx,
+                                &code,
+                                &crate::store::portal_filings::NewPortalFiling {
+                                    portal_id: &id,
+                                    receipt: &id,
+                                    procedure: "tenshutsu",
+                                    version: 1,
+                                    received_at: "2026-12-06T09:00:00+09:00",
+                                    imported_at: 0,
+                                    filing: &plain,
+                                },
+                            )?;
+                        }
+                        Ok::<_, crate::store::StoreError>(())
+                    })
+                    .await?;
+                i = to;
+            }
+            store_rates.push(Rate {
+                what: format!("{what}, {label}"),
+                n: m,
+                secs: t.elapsed().as_secs_f64(),
+                cpu: cpu0.zip(cpu_secs()).map(|(a, b)| b - a),
+            });
+        }
+        for r in &store_rates {
+            println!("  {}", r.line(None));
         }
         drop(registry);
         drop(store);

@@ -53,11 +53,18 @@ const APPLICANT_PREFIXES: [&str; 3] = ["applicant", "claimant", "guardian"];
 fn put_date(a: &mut Answers, key: &str, d: chrono::NaiveDate, eras: &EraTable) {
     use chrono::Datelike;
     let w = eras.format_wareki(d);
-    let era: String = w.chars().take_while(|c| !c.is_ascii_digit() && *c != '元').collect();
+    let era: String = w
+        .chars()
+        .take_while(|c| !c.is_ascii_digit() && *c != '元')
+        .collect();
     let (era, year) = if !era.is_empty() && w.len() > era.len() {
         let rest = &w[era.len()..];
         let y: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let y = if rest.starts_with('元') { "1".to_string() } else { y };
+        let y = if rest.starts_with('元') {
+            "1".to_string()
+        } else {
+            y
+        };
         (era, y)
     } else {
         ("seireki".to_string(), d.year().to_string())
@@ -338,7 +345,11 @@ fn field_view(
         id: input_id(key),
         name: format!("a.{key}"),
         label: f.label.get(l).to_owned(),
-        hint: f.hint.as_ref().map(|h| h.get(l).to_owned()).unwrap_or_default(),
+        hint: f
+            .hint
+            .as_ref()
+            .map(|h| h.get(l).to_owned())
+            .unwrap_or_default(),
         required: f.required,
         value: get(key),
         input_type: "text",
@@ -356,7 +367,11 @@ fn field_view(
         FieldKind::Date => {
             v.kind = "date";
             let era = get(&format!("{key}.era"));
-            let era = if era.is_empty() { "令和".to_owned() } else { era };
+            let era = if era.is_empty() {
+                "令和".to_owned()
+            } else {
+                era
+            };
             v.options = [
                 ("令和", "令和", "Reiwa"),
                 ("平成", "平成", "Heisei"),
@@ -470,7 +485,14 @@ fn field_view(
                             .fields
                             .iter()
                             .map(|sub| {
-                                field_view(sub, &format!("{base}.{}", sub.id()), state, errors, l, eras)
+                                field_view(
+                                    sub,
+                                    &format!("{base}.{}", sub.id()),
+                                    state,
+                                    errors,
+                                    l,
+                                    eras,
+                                )
                             })
                             .collect(),
                     }
@@ -561,7 +583,12 @@ async fn applicant(
     }
     let household = s
         .registry
-        .household(tenant, &row.record.household_number, AsOf::default(), &actor)
+        .household(
+            tenant,
+            &row.record.household_number,
+            AsOf::default(),
+            &actor,
+        )
         .await
         .map_err(|e| ctx.refused(e, "世帯", "household"))?
         .into_iter()
@@ -594,7 +621,11 @@ pub async fn choose(
     };
     let l = plang(&ctx);
     html(&ChoosePage {
-        c: Chrome::new(&ctx, "窓口で申請を受け付ける", "File a procedure at the counter"),
+        c: Chrome::new(
+            &ctx,
+            "窓口で申請を受け付ける",
+            "File a procedure at the counter",
+        ),
         person: a.to_string(),
         name: r.name.as_str().to_owned(),
         procedures: procedures()
@@ -748,7 +779,14 @@ pub async fn submit(
         for fld in def.visible_fields(p, &answers) {
             let shown = if fld.kind() == FieldKind::File {
                 if state.get(&format!("{}.seen", fld.id())).map(String::as_str) == Some("yes") {
-                    vec![l.t("窓口で原本を確認しました", "窓口で原本を確認しました", "Original seen at the counter").to_owned()]
+                    vec![
+                        l.t(
+                            "窓口で原本を確認しました",
+                            "窓口で原本を確認しました",
+                            "Original seen at the counter",
+                        )
+                        .to_owned(),
+                    ]
                 } else {
                     vec![]
                 }
@@ -774,6 +812,9 @@ pub async fn submit(
             .unwrap_or_default(),
         tenant_name: ctx.tenant_name.clone(),
         rows,
-        hidden: state.into_iter().map(|(k, v)| (format!("a.{k}"), v)).collect(),
+        hidden: state
+            .into_iter()
+            .map(|(k, v)| (format!("a.{k}"), v))
+            .collect(),
     })
 }

@@ -164,7 +164,11 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
     let today = db.registry.today();
     let mut pairs = state.clone();
     set(&mut pairs, "a.phone", "042-111-2222");
-    date(&mut pairs, "moving_date", today + chrono::Duration::days(10));
+    date(
+        &mut pairs,
+        "moving_date",
+        today + chrono::Duration::days(10),
+    );
     date(&mut pairs, "visit_date", today + chrono::Duration::days(15));
     set(&mut pairs, "a.destination.postal", "196-0015");
     set(
@@ -195,12 +199,21 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
         .and_then(|s| s.split("</dl>").next())
         .unwrap();
     assert!(shown.contains("髙橋　京子"));
-    assert!(!shown.contains("髙橋　翔"), "the child is not moving: {shown}");
+    assert!(
+        !shown.contains("髙橋　翔"),
+        "the child is not moving: {shown}"
+    );
     assert!(confirm.contains("昭和64年1月7日"), "{confirm}");
     for staff_only in ["宛名番号", "ログアウト", "試験 clerk", "世帯番号"] {
-        assert!(!confirm.contains(staff_only), "{staff_only} shown to the applicant");
+        assert!(
+            !confirm.contains(staff_only),
+            "{staff_only} shown to the applicant"
+        );
     }
-    assert!(stored(&db).await.is_empty(), "nothing filed before the applicant agrees");
+    assert!(
+        stored(&db).await.is_empty(),
+        "nothing filed before the applicant agrees"
+    );
 
     // The applicant agrees: filed.
     let mut hidden = hidden_fields(&confirm);
@@ -257,7 +270,9 @@ async fn counter_filing_refuses_bad_input_and_stores_nothing(db: TestDb) {
     let clerk = Session::login(&router, FUCHU, "clerk").await;
     let me = &persons[0];
     // No such procedure; no such person; a malformed number.
-    let (s, _, page) = clerk.get(&format!("/ui/residents/{me}/counter/nonesuch")).await;
+    let (s, _, page) = clerk
+        .get(&format!("/ui/residents/{me}/counter/nonesuch"))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{page}");
     assert!(page.contains("その手続は公開されていません"), "{page}");
     let nobody = machi_domain::ids::AddresseeNumber::from_serial(999).unwrap();

@@ -22,6 +22,7 @@ mod allowance;
 mod api;
 mod browser;
 mod browser_allowance;
+mod browser_counter_filing;
 mod browser_forms;
 mod browser_hooks;
 mod browser_mobile;
