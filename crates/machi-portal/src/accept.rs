@@ -190,3 +190,72 @@ impl Portal {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::seal::OpeningKey;
+
+    fn portal() -> (std::sync::Arc<Portal>, OpeningKey) {
+        let key = OpeningKey::generate().unwrap();
+        let p = Portal::open(std::path::Path::new(":memory:"), Config::new(key.public())).unwrap();
+        p.publish_shipped("132063", "府中市", "Fuchu City").unwrap();
+        (p, key)
+    }
+
+    fn survey(age: &str) -> Submission {
+        let mut answers = Answers::new();
+        answers.insert("age_group".into(), age.into());
+        answers.insert("uses_internet".into(), "no".into());
+        answers.insert("want_class".into(), "yes".into());
+        Submission {
+            tenant: "132063".into(),
+            procedure: "survey_internet".into(),
+            version: 1,
+            answers,
+            signature: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_stores_what_checks_and_refuses_the_rest() {
+        let (p, key) = portal();
+        let mut unpublished = survey("a70");
+        unpublished.version = 9;
+        let out = p
+            .accept_batch(&[survey("a70"), survey("a99"), unpublished, survey("a80")])
+            .unwrap();
+        assert!(out[0].is_ok() && out[3].is_ok(), "{out:?}");
+        assert_eq!(out[1].as_ref().unwrap_err().code, "invalid_answers");
+        assert_eq!(out[2].as_ref().unwrap_err().code, "not_published");
+        // A signed procedure without a signature stores nothing.
+        let out = p
+            .accept_batch(&[{
+                let mut s = survey("a70");
+                s.procedure = "tenshutsu".into();
+                s
+            }])
+            .unwrap();
+        assert!(out[0].is_err(), "{out:?}");
+        let pending = p.store.pending(10).unwrap();
+        assert_eq!(pending.len(), 2);
+        // Each stored filing opens with the back office's key, bound to its row.
+        for (id, _, procedure, _, _, sealed) in pending {
+            assert_eq!(procedure, "survey_internet");
+            let plain = key.open(&sealed, &id).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+            assert_eq!(v["format"], "machi-portal-filing/1");
+            assert_eq!(v["signed_content"]["answers"]["want_class"], "yes");
+        }
+        // Each receipt finds its filing's status.
+        let receipt = out_receipt(&p);
+        assert!(p.store.filing(&receipt).unwrap().is_some());
+    }
+
+    fn out_receipt(p: &Portal) -> String {
+        p.accept_batch(&[survey("a75")]).unwrap()[0]
+            .clone()
+            .unwrap()
+    }
+}

@@ -91,7 +91,12 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "boss",
     ),
     // ---- counter-assisted filing (書かない窓口): whoever enters changes
-    ("GET", "/ui/residents/{addressee_number}/counter", "", "clerk boss"),
+    (
+        "GET",
+        "/ui/residents/{addressee_number}/counter",
+        "",
+        "clerk boss",
+    ),
     (
         "GET",
         "/ui/residents/{addressee_number}/counter/{procedure}",
