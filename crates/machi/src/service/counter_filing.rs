@@ -26,6 +26,9 @@ pub struct CounterFiling {
     pub documents_seen: Vec<String>,
     /// The clerk's name as staff see it.
     pub clerk_name: String,
+    /// An anonymous procedure (a survey): the applicant is not recorded,
+    /// neither in the filing nor in the access log.
+    pub anonymous: bool,
 }
 
 impl Registry {
@@ -60,7 +63,7 @@ impl Registry {
                 "clerk": actor.operator,
                 "clerk_name": f.clerk_name,
                 "terminal": actor.terminal,
-                "applicant": f.applicant.as_str(),
+                "applicant": (!f.anonymous).then(|| f.applicant.as_str()),
                 "documents_seen": f.documents_seen,
                 "applicant_confirmed": true,
             },
@@ -70,7 +73,11 @@ impl Registry {
         let entry = access_entry(
             actor,
             "counter_filing.file",
-            f.applicant.to_string(),
+            if f.anonymous {
+                format!("procedure:{}", f.procedure)
+            } else {
+                f.applicant.to_string()
+            },
             serde_json::json!({
                 "procedure": f.procedure,
                 "version": f.version,

@@ -757,6 +757,7 @@ pub async fn submit(
             answers: def.filing_payload(&answers, &check),
             documents_seen,
             clerk_name: ctx.display_name.clone(),
+            anonymous: def.action_kind() == machi_procedures::ActionKind::Survey,
         };
         return match s
             .registry

@@ -16,6 +16,7 @@ use crate::ui_forms::{families, hidden_fields};
 both_backends!(
     a_clerk_files_a_move_out_at_the_counter_for_the_applicant,
     counter_filing_refuses_bad_input_and_stores_nothing,
+    a_survey_filed_at_the_counter_stays_anonymous,
 );
 
 async fn stored(db: &TestDb) -> Vec<machi::store::portal_filings::StoredPortalFiling> {
@@ -312,4 +313,50 @@ async fn counter_filing_refuses_bad_input_and_stores_nothing(db: TestDb) {
             .iter()
             .any(|(f, _, _)| f == "counter_filing.file")
     );
+}
+
+async fn a_survey_filed_at_the_counter_stays_anonymous(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let me = &persons[0];
+    let (s, _, done) = clerk
+        .post(
+            &format!("/ui/residents/{me}/counter/survey_internet"),
+            &[
+                ("step", "file"),
+                ("a.age_group", "a70"),
+                ("a.uses_internet", "no"),
+                ("a.want_class", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert!(done.contains("id=\"receipt\""), "{done}");
+    let filings = stored(&db).await;
+    assert_eq!(filings.len(), 1);
+    assert!(filings[0].filing["counter"]["applicant"].is_null());
+    assert_eq!(
+        filings[0].filing["signed_content"]["answers"]["age_group"],
+        "a70"
+    );
+    // The access log names the clerk and the survey, not the person.
+    let t: MunicipalityCode = FUCHU.parse().unwrap();
+    let t2 = t.clone();
+    let entries = db
+        .store
+        .read(Some(&t), move |tx| {
+            machi::store::records::audit_entries(tx, &t2, 0, 10_000)
+        })
+        .await
+        .unwrap();
+    let filed: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry.function == "counter_filing.file")
+        .collect();
+    assert_eq!(filed.len(), 1);
+    assert_eq!(filed[0].entry.target, "procedure:survey_internet");
+    assert_eq!(filed[0].entry.operator, "clerk");
 }
