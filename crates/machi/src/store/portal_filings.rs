@@ -58,31 +58,19 @@ pub fn insert_if_new(
     tenant: &MunicipalityCode,
     f: &NewPortalFiling<'_>,
 ) -> Result<bool, StoreError> {
-    if tx
-        .query_opt(
-            "SELECT filing_id FROM portal_filings WHERE tenant = $1 AND portal_id = $2",
-            &[tenant.as_str().into(), f.portal_id.into()],
-        )?
-        .is_some()
-    {
-        return Ok(false);
-    }
-    let id = tx
-        .query_one(
-            "SELECT COALESCE(MAX(filing_id), 0) + 1 FROM portal_filings WHERE tenant = $1",
-            &[tenant.as_str().into()],
-        )?
-        .int(0)?;
     let sealed = tx
         .tenant_keys(tenant)?
         .seal(&context(f.portal_id), f.filing)?;
-    tx.execute(
+    // One statement (one round trip on PostgreSQL): the next number and
+    // the row, or nothing when this portal id is already here.
+    let n = tx.execute(
         "INSERT INTO portal_filings (tenant, filing_id, portal_id, receipt, procedure, version, \
          received_at, imported_at, filing, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received')",
+         SELECT $1, COALESCE(MAX(filing_id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, 'received' \
+         FROM portal_filings WHERE tenant = $1 \
+         ON CONFLICT (tenant, portal_id) DO NOTHING",
         &[
             tenant.as_str().into(),
-            id.into(),
             f.portal_id.into(),
             f.receipt.into(),
             f.procedure.into(),
@@ -92,7 +80,7 @@ pub fn insert_if_new(
             (&sealed).into(),
         ],
     )?;
-    Ok(true)
+    Ok(n == 1)
 }
 
 fn from_row(
