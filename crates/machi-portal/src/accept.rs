@@ -24,8 +24,11 @@ pub struct Submission {
     pub version: u32,
     /// What was typed, by input name (see [`machi_procedures::Answers`]).
     pub answers: Answers,
-    /// CMS SignedData (DER) over [`signed_bytes`], when the procedure needs
-    /// a signature.
+    /// The signing nonce (署名番号) the signature covers.
+    pub nonce: Option<String>,
+    /// CMS SignedData (DER, detached) over the canonical form of the
+    /// filing ([`crate::signing::payload_of`] of [`signed_content`]), when
+    /// the procedure needs a signature.
     pub signature: Option<Vec<u8>>,
 }
 
@@ -53,19 +56,19 @@ pub fn signed_content(
     tenant: &str,
     procedure: &str,
     version: u32,
+    nonce: Option<&str>,
     payload: serde_json::Value,
 ) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "tenant": tenant,
         "procedure": procedure,
         "version": version,
         "answers": payload,
-    })
-}
-
-/// The bytes a signature covers: the canonical JSON of [`signed_content`].
-pub fn signed_bytes(content: &serde_json::Value) -> Vec<u8> {
-    canonical_json(content)
+    });
+    if let Some(n) = nonce {
+        v["nonce"] = serde_json::Value::String(n.to_owned());
+    }
+    v
 }
 
 type DefCache = HashMap<(String, String, u32), Option<Definition>>;
@@ -111,6 +114,7 @@ impl Portal {
             &s.tenant,
             &s.procedure,
             s.version,
+            s.nonce.as_deref(),
             def.filing_payload(&s.answers, ctx),
         );
         let mut signer = serde_json::Value::Null;
@@ -122,19 +126,31 @@ impl Portal {
                     "this procedure needs an electronic signature",
                 ));
             };
-            let Some(v) = &self.config.verifier else {
+            let Some(signing) = &self.config.signing else {
                 return Err(Refusal::new(
                     "signature_unavailable",
                     "このポータルでは電子署名を受け付けていません。",
                     "this portal cannot verify signatures",
                 ));
             };
-            let who = v
-                .verify(&signed_bytes(&content), cms)
-                .map_err(|r| Refusal::new("signature_rejected", r.ja, r.en))?;
+            let Some(payload) = crate::signing::payload_of(&content) else {
+                return Err(Refusal::new(
+                    "signature_required",
+                    "署名番号がありません。",
+                    "the signing nonce is missing",
+                ));
+            };
+            let v = signing
+                .verifier()
+                .verify_filing(cms, &payload, chrono::Utc::now())
+                .map_err(|e| {
+                    use machi_domain::error::Localized;
+                    Refusal::new("signature_rejected", e.message_ja(), e.message_en())
+                })?;
+            let who = v.certificate.basic_four;
             signer = serde_json::json!({
-                "name": who.name, "birth_date": who.birth_date,
-                "sex": who.sex, "address": who.address,
+                "name": who.name, "birth_date": who.date_of_birth.raw,
+                "sex": who.sex.label_ja(), "address": who.address,
             });
         }
         let receipt = seal::new_code(3)
@@ -214,6 +230,7 @@ mod tests {
             procedure: "survey_internet".into(),
             version: 1,
             answers,
+            nonce: None,
             signature: None,
         }
     }

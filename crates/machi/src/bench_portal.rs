@@ -18,15 +18,15 @@ use std::time::Instant;
 use chrono::Utc;
 use clap::Args;
 use machi_domain::ids::MunicipalityCode;
-use machi_portal::accept::{Submission, signed_bytes, signed_content};
+use machi_portal::accept::{Submission, signed_content};
 use machi_portal::seal::{self, OpeningKey};
+use machi_portal::signing::{SignatureFiles, Signing, payload_of};
 use machi_portal::{Config, Portal};
 use machi_procedures::{Answers, CheckContext, Definition};
 use machi_sign::demo::{CardSpec, DemoCa, SignOptions, generate_key};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::Keyring;
-use crate::demo_portal::SignVerifier;
 use crate::service::{Clock, Registry};
 use crate::store::{DatabaseLocation, SqliteSync, Store};
 
@@ -224,13 +224,17 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
         let subs: Vec<(Submission, Vec<u8>)> = (0..total)
             .map(|i| {
                 let ans = answers(i, today);
+                let nonce = format!("{i:032x}");
                 let content = signed_content(
                     TENANT,
                     def.id(),
                     def.version(),
+                    Some(&nonce),
                     def.filing_payload(&ans, &ctx),
                 );
-                let bytes = signed_bytes(&content);
+                let bytes = payload_of(&content)
+                    .and_then(|p| p.canonical_bytes().ok())
+                    .unwrap_or_default();
                 let cms = cards[i % cards.len()].sign(
                     &bytes,
                     SignOptions {
@@ -245,6 +249,7 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
                         procedure: def.id().into(),
                         version: def.version(),
                         answers: ans,
+                        nonce: Some(nonce),
                         signature: Some(cms),
                     },
                     bytes,
@@ -263,9 +268,15 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
     let token = hex::encode(seal::random::<32>()?);
     let mut config = Config::new(key.public());
     config.pull_token_sha256 = Some(hex::encode(Sha256::digest(token.as_bytes())));
-    let mut portal_verifier = machi_sign::Verifier::new(&[&ca_der])?;
-    portal_verifier.add_crl(&crl_der)?;
-    config.verifier = Some(Arc::new(SignVerifier(portal_verifier)));
+    let signing = Arc::new(
+        Signing::load(
+            SignatureFiles::default(),
+            vec![ca_der.clone()],
+            vec![crl_der.clone()],
+        )
+        .map_err(|e| anyhow::anyhow!("{}", e.message_en()))?,
+    );
+    config.signing = Some(signing.clone());
     let portal = Portal::open(&dir.join("portal.sqlite"), config)?;
     portal
         .publish_shipped(TENANT, "府中市", "Fuchu City")
@@ -429,6 +440,7 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
                 &token,
                 &store,
                 &key,
+                Some(&signing),
                 a.page.clamp(1, 1000),
                 Utc::now().timestamp_micros(),
             )

@@ -601,9 +601,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let cards = if a.demo_cards == 0 {
                     None
                 } else {
-                    Some(std::sync::Arc::new(
-                        crate::demo_portal::issue_cards(&registry, a.demo_cards).await?,
-                    ))
+                    Some(crate::demo_portal::issue_cards(&registry, a.demo_cards).await?)
                 };
                 let p =
                     crate::demo_portal::start_portal(&registry, &a.data_dir, a.portal_port, cards)

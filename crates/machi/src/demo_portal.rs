@@ -17,8 +17,8 @@ use chrono::Utc;
 use machi_domain::change::AsOf;
 use machi_domain::ids::{AddresseeNumber, MunicipalityCode};
 use machi_portal::seal::OpeningKey;
-use machi_portal::{Config, Portal, SignatureRejected, SignatureVerifier, SignerIdentity};
-use machi_sign::demo::{CardSpec, DemoCa, DemoCard, generate_key};
+use machi_portal::signing::{DemoCards, DemoPerson, SignatureFiles, Signing};
+use machi_portal::{Config, Portal};
 use sha2::{Digest, Sha256};
 
 use crate::service::{Actor, Registry};
@@ -33,29 +33,18 @@ pub const PORTAL_TENANTS: [(&str, &str, &str); 2] = [
 /// How often the demo back office pulls the demo portal.
 pub const PULL_EVERY: Duration = Duration::from_secs(5);
 
-/// A synthetic resident of the demo holding a DEMO card.
+/// Who holds a DEMO card: the demo municipality, the resident's 宛名番号.
 pub struct CardHolder {
-    pub tenant: MunicipalityCode,
     pub tenant_name: String,
     pub addressee: AddresseeNumber,
     pub name: String,
-    pub card: DemoCard,
-}
-
-/// The DEMO signing CA and the cards it issued, kept in memory only.
-pub struct DemoCards {
-    /// The CA certificate (DER): the portal's (and back office's) only
-    /// trust anchor in the demo.
-    pub ca_der: Vec<u8>,
-    /// The CA's CRL (DER, no serial revoked), signed now.
-    pub crl_der: Vec<u8>,
-    pub holders: Vec<CardHolder>,
 }
 
 /// The portal as the demo runs it. Dropping it stops the server and the pulls.
 pub struct DemoPortal {
     pub url: String,
     pub cards: Option<Arc<DemoCards>>,
+    pub holders: Vec<CardHolder>,
     server: tokio::task::JoinHandle<()>,
     puller: tokio::task::JoinHandle<()>,
 }
@@ -64,35 +53,6 @@ impl Drop for DemoPortal {
     fn drop(&mut self) {
         self.server.abort();
         self.puller.abort();
-    }
-}
-
-/// The portal's signature hook backed by `machi-sign`'s verifier (CMS,
-/// chain to the configured anchors, validity, profile, CRL).
-pub struct SignVerifier(pub machi_sign::Verifier);
-
-impl SignatureVerifier for SignVerifier {
-    fn verify(
-        &self,
-        signed_content: &[u8],
-        cms_der: &[u8],
-    ) -> Result<SignerIdentity, SignatureRejected> {
-        use machi_domain::error::Localized;
-        match self.0.verify(cms_der, Some(signed_content), Utc::now()) {
-            Ok(v) => {
-                let b = v.certificate.basic_four;
-                Ok(SignerIdentity {
-                    name: b.name,
-                    birth_date: b.date_of_birth.raw,
-                    sex: b.sex.label_ja().to_owned(),
-                    address: b.address,
-                })
-            }
-            Err(e) => Err(SignatureRejected {
-                ja: e.message_ja(),
-                en: e.message_en(),
-            }),
-        }
     }
 }
 
@@ -135,13 +95,17 @@ fn card_birth_date(d: chrono::NaiveDate) -> String {
     format!("{era}{}", d.format("%Y%m%d"))
 }
 
-/// Issues DEMO cards to the first `per_tenant` adult residents of each
-/// portal tenant (by 宛名番号). RSA key generation takes a few seconds.
-pub async fn issue_cards(registry: &Registry, per_tenant: usize) -> anyhow::Result<DemoCards> {
-    let now = Utc::now();
+/// Issues DEMO cards (the portal's [`DemoCards`]) to the first
+/// `per_tenant` adult residents of each portal tenant (by 宛名番号), with
+/// their 基本4情報 from the registry. RSA key generation takes seconds.
+pub async fn issue_cards(
+    registry: &Registry,
+    per_tenant: usize,
+) -> anyhow::Result<(DemoCards, Vec<CardHolder>)> {
     let actor = Actor::system("demo-cards");
     let today = registry.today();
     let mut people = Vec::new();
+    let mut holders = Vec::new();
     for (code, name_ja, _) in PORTAL_TENANTS {
         let tenant: MunicipalityCode = code
             .parse()
@@ -167,63 +131,27 @@ pub async fn issue_cards(registry: &Registry, per_tenant: usize) -> anyhow::Resu
             if !r.status.is_resident() || (today - born).num_days() < 20 * 365 {
                 continue;
             }
-            people.push((tenant.clone(), name_ja.to_owned(), r, born));
+            people.push(DemoPerson {
+                name: r.name.as_str().to_owned(),
+                sex: match r.sex {
+                    machi_domain::model::Sex::Male => "1".into(),
+                    machi_domain::model::Sex::Female => "2".into(),
+                },
+                date_of_birth: card_birth_date(born),
+                address: r.address.full(),
+            });
+            holders.push(CardHolder {
+                tenant_name: name_ja.to_owned(),
+                addressee: r.addressee_number.clone(),
+                name: r.name.as_str().to_owned(),
+            });
             found += 1;
         }
     }
-    let specs: Vec<CardSpec> = people
-        .iter()
-        .enumerate()
-        .map(|(i, (_, _, r, born))| {
-            CardSpec::new(
-                1000 + i as u64,
-                r.name.as_str(),
-                match r.sex {
-                    machi_domain::model::Sex::Male => "1",
-                    machi_domain::model::Sex::Female => "2",
-                },
-                &card_birth_date(*born),
-                &r.address.full(),
-                now - chrono::Duration::days(30),
-            )
-        })
-        .collect();
-    let n = specs.len();
-    let (ca, cards) = tokio::task::spawn_blocking(move || {
-        let ca = DemoCa::new(
-            generate_key()?,
-            "machi demo",
-            now - chrono::Duration::days(365),
-            now + chrono::Duration::days(3650),
-        )?;
-        let cards = specs
-            .iter()
-            .map(|s| ca.issue(s, &generate_key()?))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, machi_sign::demo::DemoError>((ca, cards))
-    })
-    .await??;
-    let crl_der = ca.crl(
-        now - chrono::Duration::minutes(1),
-        now + chrono::Duration::days(1),
-        &[],
-    )?;
-    debug_assert_eq!(cards.len(), n);
-    Ok(DemoCards {
-        ca_der: ca.cert_der(),
-        crl_der,
-        holders: people
-            .into_iter()
-            .zip(cards)
-            .map(|((tenant, tenant_name, r, _), card)| CardHolder {
-                tenant,
-                tenant_name,
-                addressee: r.addressee_number.clone(),
-                name: r.name.as_str().to_owned(),
-                card,
-            })
-            .collect(),
-    })
+    let cards = tokio::task::spawn_blocking(move || DemoCards::issue(&people, Utc::now()))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    Ok((cards, holders))
 }
 
 /// Starts the demo portal on `port` (database `portal.sqlite` in
@@ -233,17 +161,31 @@ pub async fn start_portal(
     registry: &Registry,
     data_dir: &Path,
     port: u16,
-    cards: Option<Arc<DemoCards>>,
+    cards: Option<(DemoCards, Vec<CardHolder>)>,
 ) -> anyhow::Result<DemoPortal> {
     let key = backoffice_key(data_dir)?;
     let token = hex::encode(machi_portal::seal::random::<32>()?);
     let mut config = Config::new(key.public());
     config.pull_token_sha256 = Some(hex::encode(Sha256::digest(token.as_bytes())));
-    if let Some(c) = &cards {
-        let mut v = machi_sign::Verifier::new(&[&c.ca_der])?;
-        v.add_crl(&c.crl_der)?;
-        config.verifier = Some(Arc::new(SignVerifier(v)));
-    }
+    let (cards, holders) = match cards {
+        Some((c, h)) => (Some(Arc::new(c)), h),
+        None => (None, vec![]),
+    };
+    // The portal trusts the DEMO CA only; the back office checks each
+    // signature again on import against the same CA.
+    let signing = match &cards {
+        Some(c) => Some(Arc::new(
+            Signing::load(
+                SignatureFiles::default(),
+                vec![c.ca_der().to_vec()],
+                vec![c.crl_der().to_vec()],
+            )
+            .map_err(|e| anyhow::anyhow!("{}\n{}", e.message_ja(), e.message_en()))?,
+        )),
+        None => None,
+    };
+    config.signing = signing.clone();
+    config.demo_cards = cards.clone();
     let portal = Portal::open(&data_dir.join("portal.sqlite"), config)?;
     for (code, ja, en) in PORTAL_TENANTS {
         portal
@@ -265,11 +207,13 @@ pub async fn start_portal(
         url.clone(),
         token,
         key,
+        signing,
         PULL_EVERY,
     );
     Ok(DemoPortal {
         url,
         cards,
+        holders,
         server,
         puller,
     })
@@ -283,6 +227,7 @@ pub fn spawn_demo_pull(
     url: String,
     token: String,
     key: OpeningKey,
+    signing: Option<Arc<Signing>>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -298,7 +243,18 @@ pub fn spawn_demo_pull(
         loop {
             tick.tick().await;
             let now = Utc::now().timestamp_micros();
-            match crate::portal::pull_once(&client, &url, &token, &store, &key, 200, now).await {
+            match crate::portal::pull_once(
+                &client,
+                &url,
+                &token,
+                &store,
+                &key,
+                signing.as_deref(),
+                200,
+                now,
+            )
+            .await
+            {
                 Ok(o) if o.imported > 0 || !o.refused.is_empty() => tracing::info!(
                     imported = o.imported,
                     refused = o.refused.len(),
@@ -322,11 +278,11 @@ pub fn print_links(p: &DemoPortal) {
         println!("    {ja}: {}/t/{code}", p.url);
     }
     match &p.cards {
-        Some(c) => {
+        Some(_) => {
             println!(
                 "  DEMO signing cards (synthetic residents; a DEMO CA, not JPKI — nothing they sign is valid anywhere else):"
             );
-            for h in &c.holders {
+            for h in &p.holders {
                 println!("    {} {}  宛名番号 {}", h.tenant_name, h.name, h.addressee);
             }
         }
