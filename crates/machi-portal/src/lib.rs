@@ -15,6 +15,7 @@
 //! that takes focus and links to each field, validation on the server, and
 //! what was typed never cleared. Japanese, やさしい日本語 and English.
 
+pub mod accept;
 pub mod seal;
 pub mod signing;
 pub mod store;

@@ -137,6 +137,18 @@ pub struct NewFiling<'a> {
     pub nonce: Option<&'a str>,
 }
 
+/// A sealed filing ready to store (see [`Store::file_many`]).
+#[derive(Debug, Clone)]
+pub struct SealedFiling {
+    /// The keyed hash of the receipt number.
+    pub id: String,
+    pub tenant: String,
+    pub procedure: String,
+    pub version: u32,
+    pub sealed: Vec<u8>,
+    pub received_at: String,
+}
+
 /// The portal's database.
 pub struct Store {
     conn: Mutex<Connection>,
@@ -363,6 +375,34 @@ impl Store {
             params![id, f.tenant, f.procedure, f.version, f.sealed, f.now],
         )?;
         tx.execute("DELETE FROM drafts WHERE id = ?1", params![draft])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores sealed filings in one transaction (one commit for the whole
+    /// batch), with a prepared statement.
+    pub fn file_many(&self, rows: &[SealedFiling]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",
+            )?;
+            for f in rows {
+                st.execute(params![
+                    f.id,
+                    f.tenant,
+                    f.procedure,
+                    f.version,
+                    f.sealed,
+                    f.received_at
+                ])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }

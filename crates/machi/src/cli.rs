@@ -175,6 +175,11 @@ enum Command {
     /// beside a primary-key read from the same run; index sizes and
     /// changes/s at that scale.
     BenchSearch(crate::bench_search::SearchBenchArgs),
+    /// Measure signed filings accepted/s by the citizen portal (checked,
+    /// verified, sealed, stored) and imported/s by the back office (pulled,
+    /// opened, stored, acknowledged), beside verification, sealing and
+    /// opening alone from the same run.
+    BenchPortal(crate::bench_portal::BenchPortalArgs),
     /// Export a whole tenant in the migration layout (j1410).
     Export {
         /// 団体コード of the tenant.
@@ -283,6 +288,16 @@ struct DemoArgs {
     /// Do not start the 児童手当 system.
     #[arg(long)]
     no_allowance: bool,
+    /// Port of the citizen portal the demo runs beside the staff UI.
+    #[arg(long, default_value_t = 8070)]
+    portal_port: u16,
+    /// Do not run the citizen portal.
+    #[arg(long)]
+    no_portal: bool,
+    /// DEMO signing cards issued per portal municipality (synthetic
+    /// residents; a DEMO CA, never JPKI).
+    #[arg(long, default_value_t = 2)]
+    demo_cards: usize,
 }
 
 #[derive(Args, Debug)]
@@ -582,6 +597,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
             let listener = tokio::net::TcpListener::bind(addr).await?;
             print_demo_links(&registry, a.port).await?;
+            // The citizen portal: its own database and port, filings
+            // sealed to the demo back office and pulled on an interval.
+            let _portal = if a.no_portal {
+                None
+            } else {
+                let cards = if a.demo_cards == 0 {
+                    None
+                } else {
+                    Some(crate::demo_portal::issue_cards(&registry, a.demo_cards).await?)
+                };
+                let p =
+                    crate::demo_portal::start_portal(&registry, &a.data_dir, a.portal_port, cards)
+                        .await?;
+                crate::demo_portal::print_links(&p);
+                Some(p)
+            };
             // The allowance system: another process, as another vendor's
             // system would be, talking to this one over HTTP only. Killed
             // when the demo ends (kill_on_drop).
@@ -1037,6 +1068,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchSearch(a) => {
             crate::bench_search::run(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchPortal(a) => {
+            crate::bench_portal::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchHooks(a) => {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod certificates;
 pub mod client_jwt;
 pub mod clock;
+pub mod counter_filing;
 pub mod events;
 pub mod grants;
 pub mod hooks;

@@ -49,6 +49,18 @@ pub fn queue(
             "portal status {status:?} is not one of {STATUSES:?}"
         )));
     }
+    // A filing made at the counter has no portal to tell: the applicant
+    // was there.
+    let portal_id = tx
+        .query_opt(
+            "SELECT portal_id FROM portal_filings WHERE tenant = $1 AND filing_id = $2",
+            &[tenant.as_str().into(), filing_id.into()],
+        )?
+        .map(|r| r.text(0))
+        .transpose()?;
+    if portal_id.is_some_and(|p| super::portal_filings::filed_at_counter(&p)) {
+        return Ok(());
+    }
     let reason = match reason.filter(|r| !r.trim().is_empty()) {
         Some(r) => Some(
             tx.tenant_keys(tenant)?

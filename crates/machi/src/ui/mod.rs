@@ -15,6 +15,7 @@ mod admin;
 mod auditview;
 mod certificates;
 mod changes;
+mod counter_filing;
 pub mod forms;
 mod grants;
 mod hooks;
@@ -163,6 +164,16 @@ pub fn routes() -> Vec<UiRoute> {
             "/ui/residents/{addressee_number}/my-number",
             &["POST"],
             post(pages::reveal_my_number),
+        ),
+        route(
+            "/ui/residents/{addressee_number}/counter",
+            &["GET"],
+            get(counter_filing::choose),
+        ),
+        route(
+            "/ui/residents/{addressee_number}/counter/{procedure}",
+            &["GET", "POST"],
+            get(counter_filing::form).post(counter_filing::submit),
         ),
         route(
             "/ui/households/{household_number}",

@@ -153,6 +153,7 @@ async fn no_route_crosses_tenants(db: TestDb) {
         ("household_number", household),
         ("change_id", out.change_id.to_string()),
         ("pending_id", "1".to_string()),
+        ("procedure", "tenshutsu".to_string()),
         ("measure_id", measure.measure_id().to_string()),
         ("subscription_id", subscription.subscription_id.to_string()),
         ("grant_id", "2".to_string()),

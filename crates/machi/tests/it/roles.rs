@@ -90,6 +90,25 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "",
         "boss",
     ),
+    // ---- counter-assisted filing (書かない窓口): whoever enters changes
+    (
+        "GET",
+        "/ui/residents/{addressee_number}/counter",
+        "",
+        "clerk boss",
+    ),
+    (
+        "GET",
+        "/ui/residents/{addressee_number}/counter/{procedure}",
+        "",
+        "clerk boss",
+    ),
+    (
+        "POST",
+        "/ui/residents/{addressee_number}/counter/{procedure}",
+        "step=edit",
+        "clerk boss",
+    ),
     // ---- entering and approving changes (j530)
     ("GET", "/ui/entry", "", "clerk boss"),
     ("POST", "/ui/entry", "type=death", "clerk boss"),
@@ -588,6 +607,7 @@ async fn fixture(db: &TestDb) -> Ids {
         ("household_number", household),
         ("change_id", family.change_id.to_string()),
         ("pending_id", pending.to_string()),
+        ("procedure", "tenshutsu".to_string()),
         ("measure_id", measure.measure_id().to_string()),
         ("batch", batch),
         ("copy", "1.pdf".to_string()),
