@@ -34,6 +34,7 @@ mod counter;
 mod duties;
 mod dv_hiding;
 mod faults;
+mod hook_faults;
 mod hooks;
 mod hooks_admin;
 mod isolation;
