@@ -223,18 +223,22 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
         urls.push(receiver(s.clone()).await?);
         seen.push(s);
     }
+    // Where the subscriptions start: after the registry-alone phase's events.
+    let mut start = 0;
     for url in &urls {
-        r.create_subscription(
-            &code,
-            "bench-client",
-            NewSubscription {
-                url: url.clone(),
-                types: vec![],
-                after: None,
-            },
-            &actor,
-        )
-        .await?;
+        start = r
+            .create_subscription(
+                &code,
+                "bench-client",
+                NewSubscription {
+                    url: url.clone(),
+                    types: vec![],
+                    after: None,
+                },
+                &actor,
+            )
+            .await?
+            .position;
     }
     // The backlog: committed before any worker runs.
     for _ in 0..a.backlog {
@@ -254,7 +258,7 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
     let events = r
         .store()
         .read(Some(&code), move |tx| {
-            crate::store::records::events_after(tx, &t, 0, i64::MAX)
+            crate::store::records::events_after(tx, &t, start, i64::MAX)
         })
         .await?;
     let bodies: Vec<(String, Vec<u8>)> = events

@@ -356,9 +356,14 @@ async fn every_event_reaches_every_subscriber_in_order_through_sigkills(db: Test
     // Once more, left to run: everything is delivered.
     let server = Server::start_with(&database, &log, SERVER_ENV).await;
     let calm = Instant::now();
-    while receivers.iter().any(|r| r.distinct() < events.len())
-        && calm.elapsed() < Duration::from_secs(90)
-    {
+    // When each receiver had every event, in seconds after the last start.
+    let mut complete: Vec<Option<f64>> = vec![None; receivers.len()];
+    while complete.iter().any(Option::is_none) && calm.elapsed() < Duration::from_secs(90) {
+        for (c, r) in complete.iter_mut().zip(&receivers) {
+            if c.is_none() && r.distinct() >= events.len() {
+                *c = Some(calm.elapsed().as_secs_f64());
+            }
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let calm_secs = calm.elapsed().as_secs_f64();
@@ -389,7 +394,7 @@ async fn every_event_reaches_every_subscriber_in_order_through_sigkills(db: Test
     );
     let expected: BTreeSet<i64> = events.iter().copied().collect();
     let mut failures = Vec::new();
-    for (r, s) in receivers.iter().zip(&subscriptions) {
+    for ((r, s), complete) in receivers.iter().zip(&subscriptions).zip(&complete) {
         let accepted = r.accepted();
         // Order of first acceptance, and the id each sequence came with.
         let mut first: Vec<i64> = Vec::new();
@@ -425,13 +430,15 @@ async fn every_event_reaches_every_subscriber_in_order_through_sigkills(db: Test
             .unwrap();
         let view = views.iter().find(|v| v.subscription_id == id);
         println!(
-            "hook_faults[{backend}]: {:<11} ({:?}): {} of {} events, first deliveries in order: {}, \
+            "hook_faults[{backend}]: {:<11} ({:?}): {} of {} events (all {:.1} s after the last start), \
+             first deliveries in order: {}, \
              {} accepted deliveries = {duplicates} duplicates, {} requests; attempts on record {recorded} \
              ({recorded_ok} accepted: {} accepted deliveries unrecorded, cut off by a kill)",
             r.name,
             r.kind,
             got.len(),
             expected.len(),
+            complete.unwrap_or(f64::NAN),
             if in_order { "yes" } else { "NO" },
             accepted.len(),
             r.requests(),
