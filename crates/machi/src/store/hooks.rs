@@ -218,6 +218,8 @@ pub fn rotate_secret(
 /// (`now`), and not leased (`real_now`). On PostgreSQL the rows are taken
 /// `FOR UPDATE SKIP LOCKED`, so concurrent workers lease disjoint rows;
 /// SQLite has one writer. Runs in a write transaction with no tenant.
+// The scan's inputs are all plain values of one statement.
+#[allow(clippy::too_many_arguments)]
 pub fn lease_due(
     tx: &mut Tx<'_>,
     owner: &str,
