@@ -5,6 +5,10 @@
 //!
 //! Run: `cargo run --release -p machi -- bench-hooks` (add `--postgres URL`
 //! or set `MACHI_BENCH_POSTGRES` to run on PostgreSQL instead of SQLite).
+//! The worker's settings are `machi serve`'s (`MACHI_WEBHOOK_CONCURRENCY`
+//! and the other variables of [`WorkerConfig::from_env`] apply). Before
+//! the subscribers exist, the registry alone takes the same offered load:
+//! the change rate this machine sustains without any webhook work.
 //! Targets (issue 12): deliveries ≥ 50 % of the baseline rate; lag p99 ≤
 //! 500 ms while the registry takes 500 changes/s.
 
@@ -136,6 +140,49 @@ pub async fn run(a: &BenchHooksArgs, extra_eras: &[String]) -> anyhow::Result<()
     }
 }
 
+/// Offers changes at `rate` per second for `seconds`, by as many
+/// submitters as it takes (each change waits for its commit); the changes
+/// committed and the seconds it took.
+async fn offer_load<C>(
+    r: &Registry,
+    code: &MunicipalityCode,
+    actor: &Actor,
+    change: &C,
+    rate: u64,
+    seconds: u64,
+) -> (usize, f64)
+where
+    C: Fn() -> ChangeRequest + Clone + Send + 'static,
+{
+    let offered = (rate * seconds) as usize;
+    let submitters = 16usize;
+    let started = Instant::now();
+    let mut load = tokio::task::JoinSet::new();
+    for k in 0..submitters {
+        let (r, code, actor, change) = (r.clone(), code.clone(), actor.clone(), change.clone());
+        let rate = rate.max(1);
+        load.spawn(async move {
+            let mut done = 0usize;
+            let mut i = k;
+            while i < offered {
+                // Change i is due at i / rate seconds.
+                let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                if r.submit(&code, &change(), &actor).await.is_ok() {
+                    done += 1;
+                }
+                i += submitters;
+            }
+            done
+        });
+    }
+    let mut committed = 0usize;
+    while let Some(n) = load.join_next().await {
+        committed += n.unwrap_or(0);
+    }
+    (committed, started.elapsed().as_secs_f64())
+}
+
 async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Result<()> {
     let n_subs = a
         .subscribers
@@ -166,6 +213,9 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
             }
         }
     };
+    // The registry alone (no subscription, no worker): the change rate it
+    // sustains on this machine at the offered rate.
+    let (alone, alone_secs) = offer_load(r, &code, &actor, &change, a.rate, a.seconds).await;
     let mut seen: Vec<Seen> = Vec::new();
     let mut urls = Vec::new();
     for _ in 0..n_subs {
@@ -173,18 +223,22 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
         urls.push(receiver(s.clone()).await?);
         seen.push(s);
     }
+    // Where the subscriptions start: after the registry-alone phase's events.
+    let mut start = 0;
     for url in &urls {
-        r.create_subscription(
-            &code,
-            "bench-client",
-            NewSubscription {
-                url: url.clone(),
-                types: vec![],
-                after: None,
-            },
-            &actor,
-        )
-        .await?;
+        start = r
+            .create_subscription(
+                &code,
+                "bench-client",
+                NewSubscription {
+                    url: url.clone(),
+                    types: vec![],
+                    after: None,
+                },
+                &actor,
+            )
+            .await?
+            .position;
     }
     // The backlog: committed before any worker runs.
     for _ in 0..a.backlog {
@@ -198,12 +252,13 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
 
     // Baseline: the same bodies (the events as CloudEvents) POSTed by a
     // plain client, as many in flight as the worker delivers at once.
-    let config = WorkerConfig::default();
+    // The worker as `machi serve` runs it (MACHI_WEBHOOK_* variables apply).
+    let config = WorkerConfig::from_env().map_err(anyhow::Error::msg)?;
     let t = code.clone();
     let events = r
         .store()
         .read(Some(&code), move |tx| {
-            crate::store::records::events_after(tx, &t, 0, i64::MAX)
+            crate::store::records::events_after(tx, &t, start, i64::MAX)
         })
         .await?;
     let bodies: Vec<(String, Vec<u8>)> = events
@@ -261,33 +316,7 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
 
     // Lag under load: changes offered at `rate` per second for `seconds`,
     // by as many submitters as it takes (each change waits for its commit).
-    let offered = (a.rate * a.seconds) as usize;
-    let submitters = 16usize;
-    let started = Instant::now();
-    let mut load = tokio::task::JoinSet::new();
-    for k in 0..submitters {
-        let (r, code, actor, change) = (r.clone(), code.clone(), actor.clone(), change.clone());
-        let rate = a.rate.max(1);
-        load.spawn(async move {
-            let mut done = 0usize;
-            let mut i = k;
-            while i < offered {
-                // Change i is due at i / rate seconds.
-                let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
-                tokio::time::sleep_until(due.into()).await;
-                if r.submit(&code, &change(), &actor).await.is_ok() {
-                    done += 1;
-                }
-                i += submitters;
-            }
-            done
-        });
-    }
-    let mut committed = 0usize;
-    while let Some(n) = load.join_next().await {
-        committed += n.unwrap_or(0);
-    }
-    let load_secs = started.elapsed().as_secs_f64();
+    let (committed, load_secs) = offer_load(r, &code, &actor, &change, a.rate, a.seconds).await;
     let want = committed * n_subs;
     let deadline = Instant::now() + Duration::from_secs(120);
     while total(&seen) < want && Instant::now() < deadline {
@@ -331,6 +360,11 @@ async fn measure(label: &str, r: &Registry, a: &BenchHooksArgs) -> anyhow::Resul
         hook_n,
         hook_secs,
         100.0 * hook_rate / baseline_rate.max(1e-9)
+    );
+    println!(
+        "  registry alone (no subscriber, no worker): {alone} changes committed in {alone_secs:.2} s = {:.0} changes/s (offered {} /s)",
+        alone as f64 / alone_secs.max(1e-9),
+        a.rate
     );
     println!(
         "  under load: {committed} changes committed in {load_secs:.2} s = {change_rate:.0} changes/s (offered {} /s)",

@@ -1393,7 +1393,9 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // The webhook delivery worker runs beside the server; its position and
     // retry schedule are in the database, so a restart loses nothing.
-    let _hooks = crate::service::hooks::spawn_worker(registry.clone(), Default::default())
+    let config =
+        crate::service::hooks::WorkerConfig::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _hooks = crate::service::hooks::spawn_worker(registry.clone(), config)
         .map_err(|e| anyhow::anyhow!("webhook worker: {e}"))?;
     let app = api::app_with(AppState { registry }, options);
     axum::serve(

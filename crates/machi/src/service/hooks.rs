@@ -20,7 +20,7 @@ use machi_domain::ids::MunicipalityCode;
 use sha2::Sha256;
 
 use super::events::{self, CloudEvent};
-use super::{Actor, Registry, ServiceError};
+use super::{Actor, Clock, Registry, ServiceError};
 use crate::store::hooks::{self as store, Attempt, Settle, Subscription};
 use crate::store::records::{self, AuditEntry};
 use crate::store::{StoreError, Tx};
@@ -962,9 +962,23 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// One request's time limit.
     pub request_timeout: Duration,
-    /// Events delivered per lease before giving others a turn.
+    /// Events delivered per lease before giving others a turn. They are
+    /// read and recorded a chunk at a time (see [`CHUNK`]).
     pub batch: usize,
+    /// The worker's clock runs this many times faster than the registry's
+    /// (1: the registry's clock). Tests of the killed server only
+    /// (`MACHI_WEBHOOK_CLOCK_SCALE`): the retry schedule of hours passes in
+    /// seconds; leases and polls stay real time.
+    pub clock_scale: u32,
 }
+
+/// Shortest time between two scans for due subscriptions woken by this
+/// process's commits.
+pub const MIN_SCAN_GAP: Duration = Duration::from_millis(10);
+
+/// Most events one read takes and one write records (attempts and the
+/// new position): the requests between them go out one after the other.
+pub const CHUNK: usize = 50;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -974,7 +988,57 @@ impl Default for WorkerConfig {
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(15),
             batch: 100,
+            clock_scale: 1,
         }
+    }
+}
+
+impl WorkerConfig {
+    /// The defaults, changed by `MACHI_WEBHOOK_CONCURRENCY`,
+    /// `MACHI_WEBHOOK_LEASE_MS`, `MACHI_WEBHOOK_POLL_MS`,
+    /// `MACHI_WEBHOOK_TIMEOUT_MS`, `MACHI_WEBHOOK_BATCH` and (tests only)
+    /// `MACHI_WEBHOOK_CLOCK_SCALE`. A value that is not a positive
+    /// integer, or a lease not longer than the request time limit, is an
+    /// error naming the variable.
+    pub fn from_env() -> Result<Self, String> {
+        fn var(name: &str) -> Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Err(_) => Ok(None),
+                Ok(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(format!(
+                        "{name}={v:?}: 正の整数で指定してください / must be a positive integer"
+                    )),
+                },
+            }
+        }
+        let mut c = WorkerConfig::default();
+        if let Some(n) = var("MACHI_WEBHOOK_CONCURRENCY")? {
+            c.concurrency = n.min(1024) as usize;
+        }
+        if let Some(n) = var("MACHI_WEBHOOK_LEASE_MS")? {
+            c.lease = Duration::from_millis(n);
+        }
+        if let Some(n) = var("MACHI_WEBHOOK_POLL_MS")? {
+            c.poll = Duration::from_millis(n);
+        }
+        if let Some(n) = var("MACHI_WEBHOOK_TIMEOUT_MS")? {
+            c.request_timeout = Duration::from_millis(n);
+        }
+        if let Some(n) = var("MACHI_WEBHOOK_BATCH")? {
+            c.batch = n.min(100_000) as usize;
+        }
+        if let Some(n) = var("MACHI_WEBHOOK_CLOCK_SCALE")? {
+            c.clock_scale = n.min(u64::from(u32::MAX)) as u32;
+        }
+        if c.lease <= c.request_timeout {
+            return Err(format!(
+                "MACHI_WEBHOOK_LEASE_MS ({} ms) は要求の時間制限 ({} ms) より長くしてください / must be longer than the request time limit",
+                c.lease.as_millis(),
+                c.request_timeout.as_millis()
+            ));
+        }
+        Ok(c)
     }
 }
 
@@ -1035,8 +1099,14 @@ pub fn spawn_worker(
     let client = delivery_client(config.request_timeout, registry.hook_policy())?;
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|e| StoreError::Task(format!("random: {e}")))?;
+    let clock = if config.clock_scale > 1 {
+        Clock::scaled(config.clock_scale)
+    } else {
+        registry.clock()
+    };
     let worker = Arc::new(Worker {
         registry,
+        clock,
         client,
         owner: format!("w-{}", hex::encode(id)),
         config,
@@ -1047,6 +1117,8 @@ pub fn spawn_worker(
 
 struct Worker {
     registry: Registry,
+    /// The registry's clock, or a faster one (see [`WorkerConfig::clock_scale`]).
+    clock: Clock,
     client: reqwest::Client,
     owner: String,
     config: WorkerConfig,
@@ -1246,13 +1318,40 @@ impl Worker {
         // worker taking over an expired lease is the crash case and stays
         // allowed.
         let serving: ServingSet = Arc::default();
+        // Something was committed here since the last scan: parked
+        // (caught-up) subscriptions are due again.
+        let mut woken = false;
+        let mut last_scan = Instant::now() - MIN_SCAN_GAP;
         loop {
             while tasks.try_join_next().is_some() {}
+            if woken {
+                // Commits come by the hundred per second: one scan per gap
+                // serves them all (subscriptions already being served read
+                // the new events themselves).
+                let since = last_scan.elapsed();
+                if since < MIN_SCAN_GAP {
+                    tokio::time::sleep(MIN_SCAN_GAP - since).await;
+                    commits.borrow_and_update();
+                }
+            }
+            last_scan = Instant::now();
             let free = slots.available_permits();
             let leased = if free > 0 {
                 let busy = serving.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                self.lease(free, busy).await
+                let leased = self.lease(free, busy, woken).await;
+                woken = false;
+                leased
             } else {
+                if woken {
+                    // No slot free now: unpark in the database, so that
+                    // the next scan (when a slot frees) finds them due.
+                    let _ = self
+                        .registry
+                        .store()
+                        .write_quiet(None, store::unpark_all)
+                        .await;
+                    woken = false;
+                }
                 Vec::new()
             };
             for s in leased {
@@ -1280,7 +1379,7 @@ impl Worker {
                     if changed.is_err() { return; }
                     // Something was committed here: caught-up subscriptions look again.
                     commits.borrow_and_update();
-                    let _ = self.registry.store().write_quiet(None, store::unpark_all).await;
+                    woken = true;
                 }
                 _ = done.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
@@ -1292,8 +1391,9 @@ impl Worker {
         &self,
         limit: usize,
         serving: std::collections::HashSet<(String, i64)>,
+        woken: bool,
     ) -> Vec<Subscription> {
-        let now = self.registry.clock().now().timestamp_micros();
+        let now = self.clock.now().timestamp_micros();
         let real = real_now();
         let until = real + self.config.lease.as_micros() as i64;
         let owner = self.owner.clone();
@@ -1301,7 +1401,7 @@ impl Worker {
             .registry
             .store()
             .write_quiet(None, move |tx| {
-                store::lease_due(tx, &owner, now, real, until, limit as i64, &serving)
+                store::lease_due(tx, &owner, now, real, until, limit as i64, &serving, woken)
             })
             .await;
         match r {
@@ -1313,77 +1413,107 @@ impl Worker {
         }
     }
 
-    /// Delivers a leased subscription's next events in order, then settles.
+    /// Delivers a leased subscription's next events in order, a chunk at a
+    /// time, until it is caught up, fails, has had [`WorkerConfig::batch`]
+    /// events or a third of its lease (then it is released for the next
+    /// scan, so others get a turn and the lease never runs out under a
+    /// healthy worker).
     async fn serve(&self, mut s: Subscription) {
-        for _ in 0..self.config.batch.max(1) {
-            match self.step(&mut s).await {
+        let deadline = Instant::now() + self.config.lease / 3;
+        let mut left = self.config.batch.max(1);
+        loop {
+            match self.chunk(&mut s, &mut left, deadline).await {
                 Ok(true) => continue,
                 Ok(false) => return,
                 Err(e) => {
-                    tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, error = %e, "webhooks: delivery step failed");
+                    tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, error = %e, "webhooks: delivery failed");
+                    // Released for the next scan (if still ours); the
+                    // attempts of this chunk are not on record, their
+                    // events are sent again.
+                    let (t, id, owner) = (s.tenant.clone(), s.subscription_id, self.owner.clone());
+                    let _ = self
+                        .registry
+                        .store()
+                        .write_quiet(Some(&s.tenant), move |tx| {
+                            store::release(tx, &t, id, &owner)
+                        })
+                        .await;
                     return;
                 }
             }
         }
-        // Batch done: release so the next scan (at once) takes it again.
-        let settle = Settle {
-            position: s.position,
-            attempt: s.attempt,
-            next_attempt_at: s.next_attempt_at,
-            failing_since: s.failing_since,
-            status: s.status.clone(),
-            paused_at: s.paused_at,
-            lease_owner: None,
-            lease_until: 0,
-        };
-        let _ = self.settle(&s, settle, None).await;
     }
 
+    /// Records a chunk's attempts and writes the worker's decision in one
+    /// transaction. With `park_unless_after`, a subscription being parked
+    /// is released instead (due at once) if an event after that sequence
+    /// was committed meanwhile, so a commit between the read and the park
+    /// never waits for the poll.
     async fn settle(
         &self,
         s: &Subscription,
-        settle: Settle,
-        attempt: Option<Attempt>,
+        mut settle: Settle,
+        attempts: Vec<Attempt>,
+        park_unless_after: Option<i64>,
     ) -> Result<bool, ServiceError> {
         let (t, id, owner) = (s.tenant.clone(), s.subscription_id, self.owner.clone());
         self.registry
             .store()
             .write_quiet(Some(&s.tenant), move |tx| {
-                if let Some(a) = &attempt {
-                    store::insert_attempt(tx, &t, id, a)?;
+                store::insert_attempts(tx, &t, id, &attempts)?;
+                if let Some(seen) = park_unless_after
+                    && records::last_event_seq(tx, &t)? > seen
+                {
+                    settle.lease_until = 0;
                 }
                 Ok::<_, ServiceError>(store::settle(tx, &t, id, &owner, &settle)?)
             })
             .await
     }
 
-    /// One event: Ok(true) delivered (go on), Ok(false) settled (stop).
-    async fn step(&self, s: &mut Subscription) -> Result<bool, ServiceError> {
+    /// One chunk: reads up to [`CHUNK`] next events (and the secrets as
+    /// they are now), sends them one after the other until one fails,
+    /// then records every attempt and the new position in one write.
+    /// Ok(true): the lease is kept and more may be waiting; Ok(false):
+    /// settled (caught up and parked, failed, or released), stop.
+    async fn chunk(
+        &self,
+        s: &mut Subscription,
+        left: &mut usize,
+        deadline: Instant,
+    ) -> Result<bool, ServiceError> {
+        let limit = (*left).clamp(1, CHUNK);
         let (t, after, types, id) = (
             s.tenant.clone(),
             s.position,
             s.types.clone(),
             s.subscription_id,
         );
-        let (next, last, current) = self
+        // One snapshot (SQLite's read transaction, PostgreSQL's
+        // REPEATABLE READ): `last` and the events agree.
+        let (events, last, current) = self
             .registry
             .store()
             .read(Some(&s.tenant), move |tx| {
-                let next = records::events_after_of(tx, &t, after, &types, 1)?;
-                let next = super::registry::withhold_protected(tx, &t, next)?;
                 let last = records::last_event_seq(tx, &t)?;
+                let next = records::events_after_of(tx, &t, after, &types, limit as i64)?;
+                let next = super::registry::withhold_protected(tx, &t, next)?;
                 // The secrets as they are now: a rotation while this lease
-                // was held signs the next event with both.
+                // is held signs the next chunk with both.
                 let current = store::get(tx, &t, id)?;
-                Ok::<_, ServiceError>((next.into_iter().next(), last, current))
+                Ok::<_, ServiceError>((next, last, current))
             })
             .await?;
-        if let Some(c) = current {
-            s.secret = c.secret;
-            s.previous_secret = c.previous_secret;
-            s.previous_until = c.previous_until;
-        }
-        let Some(event) = next else {
+        let Some(c) = current else {
+            // Deleted meanwhile: nothing to settle.
+            return Ok(false);
+        };
+        s.secret = c.secret;
+        s.previous_secret = c.previous_secret;
+        s.previous_until = c.previous_until;
+        // Fewer than asked: every event up to `last` is here or filtered out.
+        let caught_up = events.len() < limit;
+        if events.is_empty() {
             // Caught up: park until something is committed (or the poll).
             let settle = Settle {
                 position: last.max(s.position),
@@ -1395,13 +1525,10 @@ impl Worker {
                 lease_owner: None,
                 lease_until: real_now() + self.config.poll.as_micros() as i64,
             };
-            self.settle(s, settle, None).await?;
+            self.settle(s, settle, Vec::new(), Some(last)).await?;
             return Ok(false);
-        };
-        let ce: CloudEvent = events::cloud_event(s.tenant.as_str(), &event, rfc3339);
-        let body = serde_json::to_vec(&ce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let clock = self.registry.clock();
-        let now = clock.now();
+        }
+        let clock = self.clock;
         let keys = self
             .registry
             .store()
@@ -1410,48 +1537,108 @@ impl Worker {
             .map_err(StoreError::from)?;
         let ctx = seal_context(s.subscription_id);
         let secret = keys.open_str(&ctx, &s.secret).map_err(StoreError::from)?;
-        let ts = now.timestamp();
-        let mut signature = sign(&secret, &ce.id, ts, &body)?;
-        if let (Some(prev), Some(until)) = (&s.previous_secret, s.previous_until)
-            && until > now.timestamp_micros()
-        {
-            let prev = keys.open_str(&ctx, prev).map_err(StoreError::from)?;
-            signature.push(' ');
-            signature.push_str(&sign(&prev, &ce.id, ts, &body)?);
-        }
-        let sent = self.send(&s.url, &ce.id, ts, &signature, body).await;
-        let at = clock.now();
-        let attempt = Attempt {
-            attempt_id: 0,
-            seq: event.seq,
-            webhook_id: ce.id.clone(),
-            at: now.timestamp_micros(),
-            status: sent.status.map(i64::from),
-            latency_ms: sent.latency_ms,
-            error: sent.error.clone(),
-        };
-        let at_us = at.timestamp_micros();
-        let ok = sent.status.is_some_and(|c| (200..300).contains(&c));
-        record_attempt(
-            &s.tenant,
-            s.subscription_id,
-            outcome_of(sent.status, sent.error.as_deref()),
-            ok.then(|| (real_now() - event.created_at).max(0) as f64 / 1e6),
-        );
-        let settle = if ok {
-            Settle {
-                position: event.seq,
-                attempt: 0,
-                next_attempt_at: at_us,
-                failing_since: None,
-                status: "active".into(),
-                paused_at: None,
-                lease_owner: Some(self.owner.clone()),
-                lease_until: real_now() + self.config.lease.as_micros() as i64,
+        let previous = match (&s.previous_secret, s.previous_until) {
+            (Some(prev), Some(until)) if until > clock.now().timestamp_micros() => {
+                Some(keys.open_str(&ctx, prev).map_err(StoreError::from)?)
             }
-        } else if sent.status == Some(410) {
+            _ => None,
+        };
+        let mut attempts = Vec::with_capacity(events.len());
+        let mut failure = None;
+        let mut sent_all = true;
+        let n = events.len();
+        for (i, event) in events.into_iter().enumerate() {
+            let ce: CloudEvent = events::cloud_event(s.tenant.as_str(), &event, rfc3339);
+            let body = serde_json::to_vec(&ce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let now = clock.now();
+            let ts = now.timestamp();
+            let mut signature = sign(&secret, &ce.id, ts, &body)?;
+            if let Some(prev) = &previous {
+                signature.push(' ');
+                signature.push_str(&sign(prev, &ce.id, ts, &body)?);
+            }
+            let sent = self.send(&s.url, &ce.id, ts, &signature, body).await;
+            let at_us = clock.now().timestamp_micros();
+            attempts.push(Attempt {
+                attempt_id: 0,
+                seq: event.seq,
+                webhook_id: ce.id.clone(),
+                at: now.timestamp_micros(),
+                status: sent.status.map(i64::from),
+                latency_ms: sent.latency_ms,
+                error: sent.error.clone(),
+            });
+            let ok = sent.status.is_some_and(|c| (200..300).contains(&c));
+            record_attempt(
+                &s.tenant,
+                s.subscription_id,
+                outcome_of(sent.status, sent.error.as_deref()),
+                ok.then(|| (real_now() - event.created_at).max(0) as f64 / 1e6),
+            );
+            if ok {
+                s.position = event.seq;
+                s.attempt = 0;
+                s.failing_since = None;
+                s.next_attempt_at = at_us;
+                *left = left.saturating_sub(1);
+            } else {
+                failure = Some(self.after_failure(s, &sent, now.timestamp_micros(), at_us));
+                break;
+            }
+            if i + 1 < n && (Instant::now() >= deadline || *left == 0) {
+                sent_all = false;
+                break;
+            }
+        }
+        let mut park_unless_after = None;
+        let settle = match failure {
+            Some(f) => f,
+            None => {
+                let base = Settle {
+                    position: s.position,
+                    attempt: 0,
+                    next_attempt_at: s.next_attempt_at,
+                    failing_since: None,
+                    status: "active".into(),
+                    paused_at: None,
+                    lease_owner: None,
+                    lease_until: 0,
+                };
+                if sent_all && caught_up {
+                    // Everything up to `last` delivered or filtered out.
+                    park_unless_after = Some(last);
+                    Settle {
+                        position: last.max(s.position),
+                        lease_until: real_now() + self.config.poll.as_micros() as i64,
+                        ..base
+                    }
+                } else if *left == 0 || Instant::now() >= deadline {
+                    // Released: the next scan takes it again at once.
+                    base
+                } else {
+                    Settle {
+                        lease_owner: Some(self.owner.clone()),
+                        lease_until: real_now() + self.config.lease.as_micros() as i64,
+                        ..base
+                    }
+                }
+            }
+        };
+        let keep = settle.lease_owner.is_some();
+        let position = settle.position;
+        let kept = self.settle(s, settle, attempts, park_unless_after).await?;
+        s.position = position;
+        Ok(kept && keep)
+    }
+
+    /// The decision after a failed attempt at `at_us` (sent at `sent_us`):
+    /// 410 disables; otherwise the next try per [`RETRY_SCHEDULE`] plus
+    /// jitter (or the receiver's Retry-After on 429/503), paused after
+    /// [`PAUSE_AFTER`] of failures through the whole schedule.
+    fn after_failure(&self, s: &Subscription, sent: &Sent, sent_us: i64, at_us: i64) -> Settle {
+        if sent.status == Some(410) {
             tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, "webhooks: receiver answered 410 Gone; subscription disabled");
-            Settle {
+            return Settle {
                 position: s.position,
                 attempt: s.attempt + 1,
                 next_attempt_at: at_us,
@@ -1460,44 +1647,34 @@ impl Worker {
                 paused_at: Some(at_us),
                 lease_owner: None,
                 lease_until: 0,
-            }
-        } else {
-            let failures = s.attempt + 1;
-            let since = s.failing_since.unwrap_or(now.timestamp_micros());
-            let failing_for = Duration::from_micros((at_us - since).max(0) as u64);
-            let scheduled = RETRY_SCHEDULE[(failures as usize - 1).min(RETRY_SCHEDULE.len() - 1)];
-            // Jitter: up to +10 %, never shorter than the schedule.
-            let jitter = fastrand::u64(0..=scheduled / 10);
-            let mut delay = Duration::from_secs(scheduled + jitter);
-            if matches!(sent.status, Some(429 | 503))
-                && let Some(ra) = sent.retry_after
-            {
-                delay = ra;
-            }
-            let pause = failures as usize > RETRY_SCHEDULE.len() && failing_for >= PAUSE_AFTER;
-            if pause {
-                tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, "webhooks: failing for more than 72 hours; subscription paused");
-            }
-            Settle {
-                position: s.position,
-                attempt: failures,
-                next_attempt_at: at_us + delay.as_micros() as i64,
-                failing_since: Some(since),
-                status: if pause { "paused" } else { "active" }.into(),
-                paused_at: pause.then_some(at_us),
-                lease_owner: None,
-                lease_until: 0,
-            }
-        };
-        let kept = self.settle(s, settle.clone(), Some(attempt)).await?;
-        if ok && kept {
-            s.position = settle.position;
-            s.attempt = 0;
-            s.failing_since = None;
-            s.next_attempt_at = settle.next_attempt_at;
-            return Ok(true);
+            };
         }
-        Ok(false)
+        let failures = s.attempt + 1;
+        let since = s.failing_since.unwrap_or(sent_us);
+        let failing_for = Duration::from_micros((at_us - since).max(0) as u64);
+        let scheduled = RETRY_SCHEDULE[(failures as usize - 1).min(RETRY_SCHEDULE.len() - 1)];
+        // Jitter: up to +10 %, never shorter than the schedule.
+        let jitter = fastrand::u64(0..=scheduled / 10);
+        let mut delay = Duration::from_secs(scheduled + jitter);
+        if matches!(sent.status, Some(429 | 503))
+            && let Some(ra) = sent.retry_after
+        {
+            delay = ra;
+        }
+        let pause = failures as usize > RETRY_SCHEDULE.len() && failing_for >= PAUSE_AFTER;
+        if pause {
+            tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, "webhooks: failing for more than 72 hours; subscription paused");
+        }
+        Settle {
+            position: s.position,
+            attempt: failures,
+            next_attempt_at: at_us + delay.as_micros() as i64,
+            failing_since: Some(since),
+            status: if pause { "paused" } else { "active" }.into(),
+            paused_at: pause.then_some(at_us),
+            lease_owner: None,
+            lease_until: 0,
+        }
     }
 
     async fn send(&self, url: &str, id: &str, ts: i64, signature: &str, body: Vec<u8>) -> Sent {

@@ -218,6 +218,8 @@ pub fn rotate_secret(
 /// (`now`), and not leased (`real_now`). On PostgreSQL the rows are taken
 /// `FOR UPDATE SKIP LOCKED`, so concurrent workers lease disjoint rows;
 /// SQLite has one writer. Runs in a write transaction with no tenant.
+// The scan's inputs are all plain values of one statement.
+#[allow(clippy::too_many_arguments)]
 pub fn lease_due(
     tx: &mut Tx<'_>,
     owner: &str,
@@ -226,16 +228,24 @@ pub fn lease_due(
     lease_until: i64,
     limit: i64,
     serving: &std::collections::HashSet<(String, i64)>,
+    woken: bool,
 ) -> Result<Vec<Subscription>, StoreError> {
     let lock = if tx.backend() == super::Backend::Postgres {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
     };
+    // Woken by a commit: parked (caught-up, ownerless) rows count as free
+    // too, without a write to unpark them first.
+    let free = if woken {
+        "(lease_until < $2 OR lease_owner IS NULL)"
+    } else {
+        "lease_until < $2"
+    };
     let rows = tx.query(
         &format!(
             "SELECT {COLUMNS} FROM webhook_subscriptions WHERE status = 'active' AND next_attempt_at <= $1 \
-             AND lease_until < $2 ORDER BY next_attempt_at LIMIT $3{lock}"
+             AND {free} ORDER BY next_attempt_at LIMIT $3{lock}"
         ),
         &[now.into(), real_now.into(), limit.into()],
     )?;
@@ -330,34 +340,86 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-pub fn insert_attempt(
+/// Records attempts (in the order made), numbered on from the
+/// subscription's last; one statement per [`ATTEMPT_ROWS`] rows.
+pub fn insert_attempts(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     subscription_id: i64,
-    a: &Attempt,
-) -> Result<i64, StoreError> {
-    let id = tx
+    attempts: &[Attempt],
+) -> Result<(), StoreError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut id = tx
         .query_one(
-            "SELECT COALESCE(MAX(attempt_id), 0) + 1 FROM webhook_attempts WHERE tenant = $1 AND subscription_id = $2",
+            "SELECT COALESCE(MAX(attempt_id), 0) FROM webhook_attempts WHERE tenant = $1 AND subscription_id = $2",
             &[tenant.as_str().into(), subscription_id.into()],
         )?
         .int(0)?;
-    tx.execute(
-        "INSERT INTO webhook_attempts (tenant, subscription_id, attempt_id, seq, webhook_id, at, status, latency_ms, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[
-            tenant.as_str().into(),
-            subscription_id.into(),
-            id.into(),
-            a.seq.into(),
-            (&a.webhook_id).into(),
-            a.at.into(),
-            a.status.into(),
-            a.latency_ms.into(),
-            a.error.as_deref().into(),
-        ],
-    )?;
-    Ok(id)
+    for rows in attempts.chunks(ATTEMPT_ROWS) {
+        // Full statements of ATTEMPT_ROWS rows, then single rows: few
+        // distinct statements to prepare.
+        let groups: Vec<&[Attempt]> = if rows.len() == ATTEMPT_ROWS {
+            vec![rows]
+        } else {
+            rows.chunks(1).collect()
+        };
+        for group in groups {
+            let mut values = Vec::with_capacity(group.len());
+            let mut params: Vec<super::Param<'_>> = Vec::with_capacity(group.len() * 7 + 2);
+            params.push(tenant.as_str().into());
+            params.push(subscription_id.into());
+            for a in group {
+                id += 1;
+                let k = params.len();
+                values.push(format!(
+                    "($1, $2, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    k + 1,
+                    k + 2,
+                    k + 3,
+                    k + 4,
+                    k + 5,
+                    k + 6,
+                    k + 7
+                ));
+                params.push(id.into());
+                params.push(a.seq.into());
+                params.push((&a.webhook_id).into());
+                params.push(a.at.into());
+                params.push(a.status.into());
+                params.push(a.latency_ms.into());
+                params.push(a.error.as_deref().into());
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO webhook_attempts (tenant, subscription_id, attempt_id, seq, webhook_id, at, status, latency_ms, error) \
+                     VALUES {}",
+                    values.join(", ")
+                ),
+                &params,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows per multi-row insert of attempts.
+const ATTEMPT_ROWS: usize = 10;
+
+/// Gives a subscription's lease back (due at once, nothing else changed)
+/// if `owner` still holds it: after a delivery step failed on this side.
+pub fn release(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+    owner: &str,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE webhook_subscriptions SET lease_owner = NULL, lease_until = 0 \
+         WHERE tenant = $1 AND subscription_id = $2 AND lease_owner = $3",
+        &[tenant.as_str().into(), id.into(), owner.into()],
+    )? == 1)
 }
 
 /// A subscription's attempts, newest first.

@@ -42,12 +42,12 @@ const KILL_AFTER_MS: std::ops::RangeInclusive<u64> = 0..=1500;
 /// Longest wait for one answer (a hung server fails the test).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type Http = Client<HttpConnector, Full<Bytes>>;
 
 /// A fresh client per round: no pooled connection outlives its server, and
 /// no request is ever sent twice by the client itself (a retried request
 /// could be stored twice through no fault of the server's).
-fn http() -> Http {
+pub(crate) fn http() -> Http {
     Client::builder(TokioExecutor::new())
         .retry_canceled_requests(false)
         .build_http()
@@ -55,7 +55,7 @@ fn http() -> Http {
 
 /// One HTTP exchange: the status and the body as JSON (text otherwise), or
 /// why there was no answer.
-async fn exchange(
+pub(crate) async fn exchange(
     http: &Http,
     method: Method,
     url: &str,
@@ -100,7 +100,7 @@ fn free_port() -> u16 {
 }
 
 /// The database as the command line takes it.
-fn database_arg(loc: &DatabaseLocation) -> String {
+pub(crate) fn database_arg(loc: &DatabaseLocation) -> String {
     match loc {
         DatabaseLocation::Sqlite(p) => p.display().to_string(),
         DatabaseLocation::Postgres(url) => url.clone(),
@@ -108,7 +108,7 @@ fn database_arg(loc: &DatabaseLocation) -> String {
 }
 
 /// A `machi` command on the test database, its log appended to `log`.
-fn machi(database: &str, log: &Path) -> Command {
+pub(crate) fn machi(database: &str, log: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_machi"));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -129,16 +129,22 @@ fn machi(database: &str, log: &Path) -> Command {
 
 /// A running `machi serve`; killed (SIGKILL) when dropped, so that no server
 /// outlives a failed test.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
     /// Starts the process without waiting for it.
     fn spawn(database: &str, log: &Path) -> Server {
+        Server::spawn_with(database, log, &[])
+    }
+
+    /// Starts the process, with `env` set, without waiting for it.
+    pub(crate) fn spawn_with(database: &str, log: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let child = machi(database, log)
+            .envs(env.iter().copied())
             .args(["serve", "--port", &port.to_string()])
             .spawn()
             .expect("start machi serve");
@@ -150,7 +156,12 @@ impl Server {
 
     /// Starts the process and waits until it answers /healthz.
     async fn start(database: &str, log: &Path) -> Server {
-        let mut server = Server::spawn(database, log);
+        Server::start_with(database, log, &[]).await
+    }
+
+    /// [`Server::start`] with `env` set.
+    pub(crate) async fn start_with(database: &str, log: &Path, env: &[(&str, &str)]) -> Server {
+        let mut server = Server::spawn_with(database, log, env);
         let client = http();
         let started = Instant::now();
         loop {
@@ -174,7 +185,7 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown, no flush, no goodbye.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -185,6 +185,7 @@ pub(crate) fn fast(poll_ms: u64, lease_ms: u64) -> WorkerConfig {
         poll: Duration::from_millis(poll_ms),
         request_timeout: Duration::from_secs(10),
         batch: 100,
+        clock_scale: 1,
     }
 }
 

@@ -37,6 +37,7 @@ mod counter_filing;
 mod duties;
 mod dv_hiding;
 mod faults;
+mod hook_faults;
 mod hooks;
 mod hooks_admin;
 mod inbox;
