@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Concurrent clients for the second change measurement (group commit).
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Drop the search indexes (migration 22) first: what a change costs
+    /// Drop the search indexes (migration 21) first: what a change costs
     /// without them, for comparison.
     #[arg(long)]
     without_search_indexes: bool,

@@ -756,7 +756,7 @@ CREATE POLICY tenant_isolation ON portal_status_pushes
 
 /// File linkage: a tenant's own extract schedule (a daily time in Japan
 /// and full or difference), over the server-wide interval.
-macro_rules! v25_common {
+macro_rules! v22_common {
     () => {
         r#"
 CREATE TABLE extract_schedules (
@@ -770,10 +770,10 @@ CREATE TABLE extract_schedules (
     };
 }
 
-const V25_SQLITE: &str = v25_common!();
+const V22_SQLITE: &str = v22_common!();
 
-const V25_POSTGRES: &str = concat!(
-    v25_common!(),
+const V22_POSTGRES: &str = concat!(
+    v22_common!(),
     r#"
 GRANT SELECT, INSERT, UPDATE, DELETE ON extract_schedules TO machi_app;
 ALTER TABLE extract_schedules ENABLE ROW LEVEL SECURITY;
@@ -792,7 +792,7 @@ CREATE POLICY tenant_isolation ON extract_schedules
 ///   SQLite FTS5 with the `trigram` tokenizer (external content, kept by
 ///   triggers in the same transaction as the row), PostgreSQL `pg_trgm`
 ///   GIN indexes (on each tenant's partition of the registry tables).
-const V22_SQLITE: &str = r#"
+const V21_SQLITE: &str = r#"
 CREATE INDEX resident_current_name_key ON resident_current (tenant, name_key, addressee_number);
 CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key, addressee_number);
 CREATE INDEX resident_current_address_key ON resident_current (tenant, address_key, addressee_number);
@@ -838,7 +838,7 @@ INSERT INTO resident_history_fts (resident_history_fts) VALUES ('rebuild');
 /// registry tables, which every tenant's partition inherits. Prefix
 /// B-trees compare in code-point order (`COLLATE "C"`) whatever the
 /// database's collation, as SQLite does.
-const V22_POSTGRES: &str = r#"
+const V21_POSTGRES: &str = r#"
 DO $$ BEGIN
     CREATE EXTENSION IF NOT EXISTS pg_trgm;
 EXCEPTION WHEN OTHERS THEN
@@ -981,16 +981,16 @@ pub fn all() -> Vec<Migration> {
             postgres: V20_POSTGRES,
         },
         Migration {
-            version: 22,
+            version: 21,
             name: "search: key B-trees and trigram indexes (FTS5 on SQLite, pg_trgm on PostgreSQL)",
-            sqlite: V22_SQLITE,
-            postgres: V22_POSTGRES,
+            sqlite: V21_SQLITE,
+            postgres: V21_POSTGRES,
         },
         Migration {
-            version: 25,
+            version: 22,
             name: "file linkage: a tenant's own extract schedule",
-            sqlite: V25_SQLITE,
-            postgres: V25_POSTGRES,
+            sqlite: V22_SQLITE,
+            postgres: V22_POSTGRES,
         },
     ]
 }

@@ -945,7 +945,7 @@ pub const REGISTRY_INDEXES: [(&str, &str); 5] = [
     ),
 ];
 
-/// The search indexes of the registry tables (migration 22), per backend:
+/// The search indexes of the registry tables (migration 21), per backend:
 /// B-trees over each folded key (tenant first) for exact and prefix
 /// matches; on PostgreSQL also the `pg_trgm` GIN indexes for contains
 /// matches (SQLite keeps those in FTS5 tables, maintained by triggers, see
@@ -1016,7 +1016,7 @@ pub fn registry_indexes(backend: super::Backend) -> Vec<(&'static str, &'static 
     all
 }
 
-/// Drops the search indexes of migration 22 (B-trees, trigram indexes,
+/// Drops the search indexes of migration 21 (B-trees, trigram indexes,
 /// FTS5 tables and their triggers): only for `machi bench
 /// --without-search-indexes`, which measures what they cost a change.
 pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
