@@ -8,8 +8,8 @@
 pub mod api;
 pub mod bench;
 pub mod bench_hooks;
-pub mod bench_search;
 pub mod bench_portal;
+pub mod bench_search;
 pub mod certificate;
 pub mod cli;
 pub mod config;
