@@ -92,6 +92,10 @@ pub fn type_label(t: &str) -> Option<(String, String)> {
             "Migration import completed".into(),
         )),
         CERTIFICATE_ISSUED => Some(("証明書の交付".into(), "Certificate issued".into())),
+        super::inbox::FILING_APPROVED => Some((
+            "電子申請の承認（担当業務への引継ぎ）".into(),
+            "Online filing approved (handed to its business system)".into(),
+        )),
         _ => None,
     }
 }
