@@ -527,6 +527,17 @@ pub async fn import(
             ));
             continue;
         };
+        // The counter's own filings carry this prefix and need no
+        // signature (identity seen in person): a portal may never use it.
+        if crate::store::portal_filings::filed_at_counter(&p.id) {
+            out.refused.push(refuse(
+                p,
+                "reserved_id",
+                "ポータルの申請番号に窓口申請用の番号が使われています。",
+                "the portal used an id reserved for filings made at the counter",
+            ));
+            continue;
+        }
         let Ok(plain) = key.open(&sealed, &p.id) else {
             out.refused.push(refuse(
                 p,

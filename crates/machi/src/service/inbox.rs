@@ -911,7 +911,12 @@ impl Registry {
             message_en: "the back office does not know this filing's procedure version, so it cannot be approved"
                 .into(),
         })?;
-        if def.identity() == Identity::Signature && !f.signed {
+        // At the counter the clerk saw the applicant's identity document
+        // (書かない窓口): that stands in for the signature.
+        if def.identity() == Identity::Signature
+            && !f.signed
+            && !portal_filings::filed_at_counter(&f.portal_id)
+        {
             return Err(ServiceError::Invalid {
                 field: "signature".into(),
                 code: "filing_unsigned",
