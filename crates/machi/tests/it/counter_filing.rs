@@ -260,6 +260,48 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
     assert_eq!(filed.len(), 1, "{entries:?}");
     assert_eq!(filed[0].1, "clerk");
     assert!(filed[0].2.contains(&receipt));
+
+    // A supervisor approves it in the inbox. No signature is asked for
+    // (the clerk saw the applicant's identity document); the 転出 is
+    // recorded once, for the two members who move.
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let inbox = format!("/api/v1/tenants/{FUCHU}/filings/{}", f.filing_id);
+    let (s, cands) = crate::inbox::call(&boss, "GET", &format!("{inbox}/candidates"), None).await;
+    assert_eq!(s, StatusCode::OK, "{cands}");
+    for p in cands.as_array().unwrap() {
+        let a = p["candidates"][0]["addressee_number"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no candidate for {p}"))
+            .to_string();
+        let (s, body) = crate::inbox::call(
+            &boss,
+            "POST",
+            &format!("{inbox}/match"),
+            Some(serde_json::json!({ "party": p["key"], "addressee_number": a })),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let (s, a) = crate::inbox::call(
+        &boss,
+        "POST",
+        &format!("{inbox}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "approved", "{a}");
+    assert!(a["outcome"]["change_id"].as_i64().is_some(), "{a}");
+    let (s, again) = crate::inbox::call(
+        &boss,
+        "POST",
+        &format!("{inbox}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["already"], true);
 }
 
 async fn counter_filing_refuses_bad_input_and_stores_nothing(db: TestDb) {
