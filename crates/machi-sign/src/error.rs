@@ -160,9 +160,25 @@ impl SignError {
     }
 }
 
+fn japan_time(t: &DateTime<Utc>) -> DateTime<chrono::FixedOffset> {
+    t.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("a valid offset"))
+}
+
+/// A time as the Japanese pages show it: Japan time, the date in 和暦 (j90).
 fn ymd(t: &DateTime<Utc>) -> String {
-    // Shown to staff beside the filing; the UI formats dates in 和暦 itself.
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    use chrono::Timelike;
+    let t = japan_time(t);
+    format!(
+        "{} {}時{:02}分",
+        machi_domain::dates::EraTable::standard().format_wareki(t.date_naive()),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// The same time for the English messages: "6 December 2026, 18:00 JST".
+fn ymd_en(t: &DateTime<Utc>) -> String {
+    japan_time(t).format("%-d %B %Y, %H:%M JST").to_string()
 }
 
 impl Localized for SignError {
@@ -275,13 +291,13 @@ impl Localized for SignError {
                 "The certificate was not issued by a trusted certification authority.".into()
             }
             SignError::Expired { not_after } => {
-                format!("The certificate expired ({}).", ymd(not_after))
+                format!("The certificate expired ({}).", ymd_en(not_after))
             }
             SignError::NotYetValid { not_before } => {
-                format!("The certificate is not valid yet (from {}).", ymd(not_before))
+                format!("The certificate is not valid yet (from {}).", ymd_en(not_before))
             }
             SignError::Revoked { revoked_at } => {
-                format!("The certificate has been revoked ({}).", ymd(revoked_at))
+                format!("The certificate has been revoked ({}).", ymd_en(revoked_at))
             }
             SignError::NoCrl => {
                 "No revocation list of the issuer is loaded, so the certificate cannot be checked."
@@ -304,7 +320,7 @@ impl Localized for SignError {
                 format!("The certificate's basic four items cannot be read ({}).", item.en())
             }
             SignError::SigningTimeInFuture { signing_time } => {
-                format!("The signing time ({}) is in the future.", ymd(signing_time))
+                format!("The signing time ({}) is in the future.", ymd_en(signing_time))
             }
             SignError::NotCanonical { detail } => {
                 format!("The filing cannot be put in canonical form: {detail}.")
