@@ -930,6 +930,59 @@ pub fn counters() -> &'static PullCounters {
     })
 }
 
+/// Pushes the status updates queued for `tenant` ([`status_changed`]);
+/// each accepted one is removed, each failed one kept (and counted).
+/// Returns (pushed, left).
+pub async fn push_queued(
+    store: &crate::store::Store,
+    tenant: &MunicipalityCode,
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<(usize, usize), PullError> {
+    let (mut pushed, mut left) = (0, 0);
+    let queued = store
+        .read(Some(tenant), {
+            let tenant = tenant.clone();
+            move |tx| crate::store::portal_pushes::pending(tx, &tenant, 1000)
+        })
+        .await?;
+    for q in queued {
+        let r = push_status(
+            client,
+            url,
+            token,
+            &q.receipt,
+            &q.status,
+            q.reason.as_deref(),
+        )
+        .await;
+        let ok = r.is_ok();
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "portal: a status update was not accepted; kept for later");
+            counters().status_push_failures.inc();
+            left += 1;
+        } else {
+            counters().statuses_pushed.inc();
+            pushed += 1;
+        }
+        let (fid, at) = (q.filing_id, q.queued_at);
+        store
+            .write_quiet(Some(tenant), {
+                let tenant = tenant.clone();
+                move |tx| -> Result<(), crate::store::StoreError> {
+                    if ok {
+                        crate::store::portal_pushes::done(tx, &tenant, fid, at)
+                    } else {
+                        crate::store::portal_pushes::failed(tx, &tenant, fid)
+                    }
+                }
+            })
+            .await?;
+    }
+    Ok((pushed, left))
+}
+
 /// The back office's link to the portal: where it is, the pull token, the
 /// key that opens sealed filings, and the anchors and CRLs signatures are
 /// checked against.
@@ -1036,49 +1089,18 @@ impl PortalLink {
         &self,
         store: &crate::store::Store,
     ) -> Result<(usize, usize), PullError> {
-        let mut pushed = 0;
-        let mut left = 0;
+        let (mut pushed, mut left) = (0, 0);
         for t in store.list_tenants().await? {
-            let tenant = t.municipality_code.clone();
-            let queued = store
-                .read(Some(&tenant), {
-                    let tenant = tenant.clone();
-                    move |tx| crate::store::portal_pushes::pending(tx, &tenant, 1000)
-                })
-                .await?;
-            for q in queued {
-                let r = push_status(
-                    &self.client,
-                    &self.url,
-                    &self.token,
-                    &q.receipt,
-                    &q.status,
-                    q.reason.as_deref(),
-                )
-                .await;
-                let ok = r.is_ok();
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "portal: a status update was not accepted; kept for later");
-                    counters().status_push_failures.inc();
-                    left += 1;
-                } else {
-                    counters().statuses_pushed.inc();
-                    pushed += 1;
-                }
-                let (fid, at) = (q.filing_id, q.queued_at);
-                store
-                    .write_quiet(Some(&tenant), {
-                        let tenant = tenant.clone();
-                        move |tx| -> Result<(), crate::store::StoreError> {
-                            if ok {
-                                crate::store::portal_pushes::done(tx, &tenant, fid, at)
-                            } else {
-                                crate::store::portal_pushes::failed(tx, &tenant, fid)
-                            }
-                        }
-                    })
-                    .await?;
-            }
+            let (p, l) = push_queued(
+                store,
+                &t.municipality_code,
+                &self.client,
+                &self.url,
+                &self.token,
+            )
+            .await?;
+            pushed += p;
+            left += l;
         }
         Ok((pushed, left))
     }

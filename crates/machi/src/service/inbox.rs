@@ -1308,51 +1308,16 @@ impl Registry {
         let Some(link) = self.portal_link.clone() else {
             return 0;
         };
-        let t = tenant.clone();
-        let Ok(queued) = self
-            .store()
-            .read(Some(tenant), move |tx| {
-                portal_filings::to_notify(tx, &t, 100)
-            })
+        // The same queue the pull worker drains (`portal::status_changed`).
+        match crate::portal::push_queued(self.store(), tenant, &link.client, &link.url, &link.token)
             .await
-        else {
-            return 0;
-        };
-        let mut told = 0;
-        for f in queued {
-            let Some(st) = FilingStatus::parse(&f.status) else {
-                continue;
-            };
-            let reason = match st {
-                FilingStatus::CorrectionRequested | FilingStatus::Rejected => f.message.as_deref(),
-                _ => None,
-            };
-            let r = crate::portal::push_status(
-                &link.client,
-                &link.url,
-                &link.token,
-                &f.receipt,
-                st.portal_code(),
-                reason,
-            )
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, filing = f.filing_id, "status not told to the portal; kept for the next push");
-                break;
-            }
-            let (t, id, seq) = (tenant.clone(), f.filing_id, f.notify_seq);
-            if self
-                .store()
-                .write(Some(tenant), move |tx| {
-                    portal_filings::mark_notified(tx, &t, id, seq)
-                })
-                .await
-                .is_ok()
-            {
-                told += 1;
+        {
+            Ok((pushed, _)) => pushed,
+            Err(e) => {
+                tracing::warn!(error = %e, "statuses not told to the portal; kept for the next push");
+                0
             }
         }
-        told
     }
 }
 

@@ -395,38 +395,6 @@ pub fn set_signature(
     Ok(true)
 }
 
-/// Filings whose latest status the portal has not heard yet.
-pub fn to_notify(
-    tx: &mut Tx<'_>,
-    tenant: &MunicipalityCode,
-    limit: i64,
-) -> Result<Vec<StoredPortalFiling>, StoreError> {
-    let rows = tx.query(
-        &format!(
-            "SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1 AND notify_seq > notified_seq \
-             AND portal_id NOT LIKE 'counter:%' ORDER BY filing_id LIMIT $2"
-        ),
-        &[tenant.as_str().into(), limit.into()],
-    )?;
-    rows.iter().map(|r| from_row(tx, tenant, r)).collect()
-}
-
-/// Records that the portal heard status change `seq` of a filing (a later
-/// change stays to be told).
-pub fn mark_notified(
-    tx: &mut Tx<'_>,
-    tenant: &MunicipalityCode,
-    filing_id: i64,
-    seq: i64,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE portal_filings SET notified_seq = $3 \
-         WHERE tenant = $1 AND filing_id = $2 AND notified_seq < $3",
-        &[tenant.as_str().into(), filing_id.into(), seq.into()],
-    )?;
-    Ok(())
-}
-
 /// The tenant's imported filings, newest first.
 pub fn list(
     tx: &mut Tx<'_>,
