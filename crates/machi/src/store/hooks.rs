@@ -298,9 +298,10 @@ pub fn lease_holder(
 /// lose its last fraction of a second (at most 3 × `wal_writer_delay`),
 /// which puts positions back, so those events are sent again with the same
 /// webhook-id (at-least-once holds); the registry's own changes keep
-/// waiting for the disk. Without it every worker commit waited for a WAL
-/// flush and the registry's commits queued behind them (see
-/// docs/notes/wt-hooklag.md). SQLite's writer commits in groups already.
+/// waiting for the disk. It shortens the worker's settle (a chunk's
+/// attempts and position) by a WAL flush and takes the worker's flushes
+/// off the disk the registry's commits wait for. SQLite's writer commits
+/// in groups already.
 pub fn relaxed_commit(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     if tx.backend() == super::Backend::Postgres {
         tx.execute_batch("SET LOCAL synchronous_commit = off")?;
