@@ -953,7 +953,10 @@ fn not_found(id: i64) -> ServiceError {
 /// Settings of the delivery worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Deliveries in flight at once (to different subscriptions).
+    /// Deliveries in flight at once (to different subscriptions, one each):
+    /// subscriptions served side by side. 32 by default, so that one
+    /// client's 20 ([`MAX_SUBSCRIPTIONS`]) are all served at once and
+    /// caught-up ones can wait for the next commit with a slot to spare.
     pub concurrency: usize,
     /// How long a leased subscription stays with this worker without news
     /// (real time); a crashed worker's subscriptions are taken over after it.
@@ -970,11 +973,35 @@ pub struct WorkerConfig {
     /// (`MACHI_WEBHOOK_CLOCK_SCALE`): the retry schedule of hours passes in
     /// seconds; leases and polls stay real time.
     pub clock_scale: u32,
+    /// How long a caught-up subscription keeps its lease waiting for this
+    /// process's next commit (see [`Worker::serve`]); zero: it parks at
+    /// once (every new event then waits for a scan and a lease).
+    pub linger: Duration,
+    /// PostgreSQL: the worker's bookkeeping commits wait for the disk like
+    /// the registry's changes (off by default: see
+    /// [`store::relaxed_commit`]).
+    pub durable_records: bool,
 }
 
 /// Shortest time between two scans for due subscriptions woken by this
 /// process's commits.
 pub const MIN_SCAN_GAP: Duration = Duration::from_millis(10);
+
+/// Shortest time between two reads of one subscription that is kept
+/// while caught up (see [`Worker::serve`]): at hundreds of commits a
+/// second, one read and one write carry many events.
+pub const ROUND_GAP: Duration = Duration::from_millis(20);
+
+/// What a chunk left to do.
+enum Step {
+    /// The lease is kept and more events may be waiting.
+    More,
+    /// Caught up, the lease kept (`renewed`: extended by a whole lease
+    /// just now): wait for the next commit.
+    CaughtUp { renewed: bool },
+    /// Settled (parked, failed, released) or not ours any more: stop.
+    Done,
+}
 
 /// Most events one read takes and one write records (attempts and the
 /// new position): the requests between them go out one after the other.
@@ -983,12 +1010,14 @@ pub const CHUNK: usize = 50;
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 8,
+            concurrency: 32,
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             request_timeout: Duration::from_secs(15),
             batch: 100,
             clock_scale: 1,
+            linger: Duration::from_secs(1),
+            durable_records: false,
         }
     }
 }
@@ -996,10 +1025,11 @@ impl Default for WorkerConfig {
 impl WorkerConfig {
     /// The defaults, changed by `MACHI_WEBHOOK_CONCURRENCY`,
     /// `MACHI_WEBHOOK_LEASE_MS`, `MACHI_WEBHOOK_POLL_MS`,
-    /// `MACHI_WEBHOOK_TIMEOUT_MS`, `MACHI_WEBHOOK_BATCH` and (tests only)
-    /// `MACHI_WEBHOOK_CLOCK_SCALE`. A value that is not a positive
-    /// integer, or a lease not longer than the request time limit, is an
-    /// error naming the variable.
+    /// `MACHI_WEBHOOK_TIMEOUT_MS`, `MACHI_WEBHOOK_BATCH`,
+    /// `MACHI_WEBHOOK_LINGER_MS` (0 allowed), `MACHI_WEBHOOK_DURABLE_RECORDS`
+    /// (`1` or `0`) and (tests only) `MACHI_WEBHOOK_CLOCK_SCALE`. A value
+    /// that is not a positive integer (or as said), or a lease not longer
+    /// than the request time limit, is an error naming the variable.
     pub fn from_env() -> Result<Self, String> {
         fn var(name: &str) -> Result<Option<u64>, String> {
             match std::env::var(name) {
@@ -1027,6 +1057,27 @@ impl WorkerConfig {
         }
         if let Some(n) = var("MACHI_WEBHOOK_BATCH")? {
             c.batch = n.min(100_000) as usize;
+        }
+        if let Ok(v) = std::env::var("MACHI_WEBHOOK_LINGER_MS") {
+            match v.trim().parse::<u64>() {
+                Ok(n) => c.linger = Duration::from_millis(n),
+                Err(_) => {
+                    return Err(format!(
+                        "MACHI_WEBHOOK_LINGER_MS={v:?}: 0 以上の整数で指定してください / must be a whole number, 0 or more"
+                    ));
+                }
+            }
+        }
+        if let Ok(v) = std::env::var("MACHI_WEBHOOK_DURABLE_RECORDS") {
+            c.durable_records = match v.trim() {
+                "1" => true,
+                "0" => false,
+                _ => {
+                    return Err(format!(
+                        "MACHI_WEBHOOK_DURABLE_RECORDS={v:?}: 1 か 0 で指定してください / must be 1 or 0"
+                    ));
+                }
+            };
         }
         if let Some(n) = var("MACHI_WEBHOOK_CLOCK_SCALE")? {
             c.clock_scale = n.min(u64::from(u32::MAX)) as u32;
@@ -1345,10 +1396,16 @@ impl Worker {
                 if woken {
                     // No slot free now: unpark in the database, so that
                     // the next scan (when a slot frees) finds them due.
+                    let relaxed = !self.config.durable_records;
                     let _ = self
                         .registry
                         .store()
-                        .write_quiet(None, store::unpark_all)
+                        .write_quiet(None, move |tx| {
+                            if relaxed {
+                                store::relaxed_commit(tx)?;
+                            }
+                            store::unpark_all(tx)
+                        })
                         .await;
                     woken = false;
                 }
@@ -1366,10 +1423,11 @@ impl Worker {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };
-                let (w, done, serving) = (self.clone(), done.clone(), serving.clone());
+                let (w, done, serving, all) =
+                    (self.clone(), done.clone(), serving.clone(), slots.clone());
                 tasks.spawn(async move {
                     let _serving = Serving(serving, key);
-                    w.serve(s).await;
+                    w.serve(s, &all).await;
                     drop(permit);
                     done.notify_one();
                 });
@@ -1397,10 +1455,14 @@ impl Worker {
         let real = real_now();
         let until = real + self.config.lease.as_micros() as i64;
         let owner = self.owner.clone();
+        let relaxed = !self.config.durable_records;
         let r = self
             .registry
             .store()
             .write_quiet(None, move |tx| {
+                if relaxed {
+                    store::relaxed_commit(tx)?;
+                }
                 store::lease_due(tx, &owner, now, real, until, limit as i64, &serving, woken)
             })
             .await;
@@ -1418,23 +1480,60 @@ impl Worker {
     /// events or a third of its lease (then it is released for the next
     /// scan, so others get a turn and the lease never runs out under a
     /// healthy worker).
-    async fn serve(&self, mut s: Subscription) {
-        let deadline = Instant::now() + self.config.lease / 3;
+    ///
+    /// Caught up while a slot of the worker is free (nobody waits for
+    /// one), it keeps the lease and waits for this process's next commit
+    /// (at most [`WorkerConfig::linger`]) instead of parking: the next
+    /// events go out without a park, a scan and a lease in between. Reads
+    /// are at least [`ROUND_GAP`] apart, so that at hundreds of commits a
+    /// second one read and one write carry many events.
+    async fn serve(&self, mut s: Subscription, slots: &tokio::sync::Semaphore) {
+        let mut deadline = Instant::now() + self.config.lease / 3;
         let mut left = self.config.batch.max(1);
+        let mut commits = self.registry.store().commits();
+        // False once a wait saw no commit here for a whole linger: the
+        // next catch-up parks.
+        let mut lingering = !self.config.linger.is_zero();
         loop {
-            match self.chunk(&mut s, &mut left, deadline).await {
-                Ok(true) => continue,
-                Ok(false) => return,
+            commits.borrow_and_update();
+            let read_at = Instant::now();
+            let may_linger =
+                lingering && slots.available_permits() > 0 && Instant::now() < deadline;
+            match self.chunk(&mut s, &mut left, deadline, may_linger).await {
+                Ok(Step::More) => continue,
+                Ok(Step::Done) => return,
+                Ok(Step::CaughtUp { renewed }) => {
+                    if renewed {
+                        // The lease was just extended by a whole lease.
+                        deadline = Instant::now() + self.config.lease / 3;
+                    }
+                    // Nobody waits for a slot: a fresh batch.
+                    left = self.config.batch.max(1);
+                    let until = (Instant::now() + self.config.linger).min(deadline);
+                    tokio::select! {
+                        changed = commits.changed() => {
+                            if changed.is_err() {
+                                lingering = false;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(until.into()) => lingering = false,
+                    }
+                    tokio::time::sleep_until((read_at + ROUND_GAP).into()).await;
+                }
                 Err(e) => {
                     tracing::warn!(tenant = %s.tenant, subscription = s.subscription_id, error = %e, "webhooks: delivery failed");
                     // Released for the next scan (if still ours); the
                     // attempts of this chunk are not on record, their
                     // events are sent again.
                     let (t, id, owner) = (s.tenant.clone(), s.subscription_id, self.owner.clone());
+                    let relaxed = !self.config.durable_records;
                     let _ = self
                         .registry
                         .store()
                         .write_quiet(Some(&s.tenant), move |tx| {
+                            if relaxed {
+                                store::relaxed_commit(tx)?;
+                            }
                             store::release(tx, &t, id, &owner)
                         })
                         .await;
@@ -1457,9 +1556,13 @@ impl Worker {
         park_unless_after: Option<i64>,
     ) -> Result<bool, ServiceError> {
         let (t, id, owner) = (s.tenant.clone(), s.subscription_id, self.owner.clone());
+        let relaxed = !self.config.durable_records;
         self.registry
             .store()
             .write_quiet(Some(&s.tenant), move |tx| {
+                if relaxed {
+                    store::relaxed_commit(tx)?;
+                }
                 store::insert_attempts(tx, &t, id, &attempts)?;
                 if let Some(seen) = park_unless_after
                     && records::last_event_seq(tx, &t)? > seen
@@ -1474,14 +1577,15 @@ impl Worker {
     /// One chunk: reads up to [`CHUNK`] next events (and the secrets as
     /// they are now), sends them one after the other until one fails,
     /// then records every attempt and the new position in one write.
-    /// Ok(true): the lease is kept and more may be waiting; Ok(false):
-    /// settled (caught up and parked, failed, or released), stop.
+    /// Caught up with `may_linger`, the lease is kept (not parked), and
+    /// nothing is written when there was nothing to send.
     async fn chunk(
         &self,
         s: &mut Subscription,
         left: &mut usize,
         deadline: Instant,
-    ) -> Result<bool, ServiceError> {
+        may_linger: bool,
+    ) -> Result<Step, ServiceError> {
         let limit = (*left).clamp(1, CHUNK);
         let (t, after, types, id) = (
             s.tenant.clone(),
@@ -1491,10 +1595,16 @@ impl Worker {
         );
         // One snapshot (SQLite's read transaction, PostgreSQL's
         // REPEATABLE READ): `last` and the events agree.
+        let owner = self.owner.clone();
         let (events, last, current) = self
             .registry
             .store()
             .read(Some(&s.tenant), move |tx| {
+                // Paused, replayed, resumed or deleted meanwhile (the lease
+                // taken back), or taken over: not ours to send.
+                if store::lease_holder(tx, &t, id)?.as_deref() != Some(owner.as_str()) {
+                    return Ok((Vec::new(), 0, None));
+                }
                 let last = records::last_event_seq(tx, &t)?;
                 let next = records::events_after_of(tx, &t, after, &types, limit as i64)?;
                 let next = super::registry::withhold_protected(tx, &t, next)?;
@@ -1505,14 +1615,18 @@ impl Worker {
             })
             .await?;
         let Some(c) = current else {
-            // Deleted meanwhile: nothing to settle.
-            return Ok(false);
+            // Not ours any more: nothing to settle.
+            return Ok(Step::Done);
         };
         s.secret = c.secret;
         s.previous_secret = c.previous_secret;
         s.previous_until = c.previous_until;
         // Fewer than asked: every event up to `last` is here or filtered out.
         let caught_up = events.len() < limit;
+        if events.is_empty() && may_linger {
+            // Caught up, the lease kept: nothing to write.
+            return Ok(Step::CaughtUp { renewed: false });
+        }
         if events.is_empty() {
             // Caught up: park until something is committed (or the poll).
             let settle = Settle {
@@ -1526,7 +1640,7 @@ impl Worker {
                 lease_until: real_now() + self.config.poll.as_micros() as i64,
             };
             self.settle(s, settle, Vec::new(), Some(last)).await?;
-            return Ok(false);
+            return Ok(Step::Done);
         }
         let clock = self.clock;
         let keys = self
@@ -1591,6 +1705,7 @@ impl Worker {
             }
         }
         let mut park_unless_after = None;
+        let mut lingers = false;
         let settle = match failure {
             Some(f) => f,
             None => {
@@ -1604,7 +1719,17 @@ impl Worker {
                     lease_owner: None,
                     lease_until: 0,
                 };
-                if sent_all && caught_up {
+                if sent_all && caught_up && may_linger {
+                    // Everything up to `last` delivered or filtered out;
+                    // the lease kept for the next commit.
+                    lingers = true;
+                    Settle {
+                        position: last.max(s.position),
+                        lease_owner: Some(self.owner.clone()),
+                        lease_until: real_now() + self.config.lease.as_micros() as i64,
+                        ..base
+                    }
+                } else if sent_all && caught_up {
                     // Everything up to `last` delivered or filtered out.
                     park_unless_after = Some(last);
                     Settle {
@@ -1628,7 +1753,11 @@ impl Worker {
         let position = settle.position;
         let kept = self.settle(s, settle, attempts, park_unless_after).await?;
         s.position = position;
-        Ok(kept && keep)
+        Ok(match (kept && keep, lingers) {
+            (false, _) => Step::Done,
+            (true, true) => Step::CaughtUp { renewed: true },
+            (true, false) => Step::More,
+        })
     }
 
     /// The decision after a failed attempt at `at_us` (sent at `sent_us`):

@@ -274,6 +274,41 @@ pub fn lease_due(
     Ok(subs)
 }
 
+/// Who holds a subscription's lease now (None: nobody, or no such
+/// active subscription). A worker serving a subscription checks it at
+/// every read: a pause, replay or resume takes the lease back, and the
+/// worker must not send on.
+pub fn lease_holder(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    id: i64,
+) -> Result<Option<String>, StoreError> {
+    tx.query_opt(
+        "SELECT lease_owner FROM webhook_subscriptions WHERE tenant = $1 AND subscription_id = $2 AND status = 'active'",
+        &[tenant.as_str().into(), id.into()],
+    )?
+    .map(|r| r.opt_text(0))
+    .transpose()
+    .map(Option::flatten)
+}
+
+/// The worker's own bookkeeping (leases, positions, attempt records) on
+/// PostgreSQL commits without waiting for the disk (`synchronous_commit =
+/// off` for this transaction only): a crash of the database server may
+/// lose its last fraction of a second (at most 3 × `wal_writer_delay`),
+/// which puts positions back, so those events are sent again with the same
+/// webhook-id (at-least-once holds); the registry's own changes keep
+/// waiting for the disk. It shortens the worker's settle (a chunk's
+/// attempts and position) by a WAL flush and takes the worker's flushes
+/// off the disk the registry's commits wait for. SQLite's writer commits
+/// in groups already.
+pub fn relaxed_commit(tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    if tx.backend() == super::Backend::Postgres {
+        tx.execute_batch("SET LOCAL synchronous_commit = off")?;
+    }
+    Ok(())
+}
+
 /// Wakes parked (caught-up) subscriptions: their short lease with no owner
 /// ends now. Called when this process committed something.
 pub fn unpark_all(tx: &mut Tx<'_>) -> Result<u64, StoreError> {

@@ -37,6 +37,7 @@ both_backends!(
     failing_for_72_hours_pauses_then_replay_delivers_everything,
     a_worker_restart_mid_delivery_loses_nothing,
     two_workers_deliver_each_event_once,
+    a_pause_stops_a_subscription_kept_while_caught_up,
     bad_subscriptions_are_refused_in_both_languages,
 );
 
@@ -186,6 +187,7 @@ pub(crate) fn fast(poll_ms: u64, lease_ms: u64) -> WorkerConfig {
         request_timeout: Duration::from_secs(10),
         batch: 100,
         clock_scale: 1,
+        ..WorkerConfig::default()
     }
 }
 
@@ -792,6 +794,46 @@ async fn two_workers_deliver_each_event_once(db: TestDb) {
     assert!(by_id.values().all(|n| *n == 1), "{by_id:?}");
     assert_eq!(seqs(&got), expected);
     drop((w1, w2));
+}
+
+/// A caught-up subscription stays with its worker, waiting for the next
+/// commit instead of parking (`linger`); a pause takes it back at once:
+/// the next change is not sent while paused, and after the resume it is
+/// sent once, in order.
+async fn a_pause_stops_a_subscription_kept_while_caught_up(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    let sub = h.subscribe(json!({"url": rx.url})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    // Kept for up to 4 s after catching up: longer than this test waits.
+    let _w = h.worker(WorkerConfig {
+        linger: Duration::from_secs(4),
+        ..fast(50, 15_000)
+    });
+    let first = h.change().await;
+    rx.wait_ok(1, Duration::from_secs(20)).await;
+    let second = h.change().await;
+    let got = rx.wait_ok(2, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, second]);
+    // Both on record (with the position) before the pause.
+    let v = h.with_attempts(id, 2).await;
+    assert_eq!(v["subscription"]["position"], second, "{v}");
+    let (t, admin) = (code(FUCHU), Actor::system("admin"));
+    h.db.registry
+        .pause_subscription(&t, None, id, &admin)
+        .await
+        .unwrap();
+    let third = h.change().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rx.all().len(), 2, "paused: nothing sent");
+    h.db.registry
+        .resume_subscription(&t, None, id, &admin)
+        .await
+        .unwrap();
+    let got = rx.wait_ok(3, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, second, third]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.all().len(), 3, "each once");
 }
 
 async fn bad_subscriptions_are_refused_in_both_languages(db: TestDb) {
