@@ -917,7 +917,7 @@ const V27_POSTGRES: &str = concat!(
 CREATE TABLE resident_gram (
     tenant TEXT NOT NULL,
     col SMALLINT NOT NULL,
-    gram TEXT NOT NULL,
+    gram TEXT COLLATE "C" NOT NULL,
     addressee_number TEXT NOT NULL,
     PRIMARY KEY (tenant, col, gram, addressee_number)
 );

@@ -2275,10 +2275,18 @@ fn contains_phase(
     let backend = tx.backend();
     let m = recheck(&mut b, backend);
     b.conds.push(m);
-    let from = "FROM resident_gram g CROSS JOIN resident_current c \
-                ON c.tenant = g.tenant AND c.addressee_number = g.addressee_number \
-                JOIN resident_history h ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number \
-                AND h.history_number = c.history_number";
+    // SQLite: `CROSS JOIN` keeps the postings the outer loop (PostgreSQL
+    // has no `CROSS JOIN … ON`, and plans the ordered index scan itself).
+    let join = match backend {
+        super::Backend::Sqlite => "CROSS JOIN",
+        super::Backend::Postgres => "JOIN",
+    };
+    let from = format!(
+        "FROM resident_gram g {join} resident_current c \
+         ON c.tenant = g.tenant AND c.addressee_number = g.addressee_number \
+         JOIN resident_history h ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number \
+         AND h.history_number = c.history_number"
+    );
     b.conds.push(format!("g.tenant = $1 AND g.col = {gcol}"));
     if n >= 2 {
         // The posting list of the text's first two characters.
