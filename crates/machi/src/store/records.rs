@@ -2312,16 +2312,12 @@ fn contains_phase(
     let lo = b.bind(key.to_string());
     let hi = b.bind(prefix_end(key));
     b.conds.push(format!("g.gram >= {lo} AND g.gram < {hi}"));
-    let mut at: Option<(String, String)> = cursor
-        .filter(|a| !a.key.is_empty())
-        .map(|a| (a.key.clone(), a.after.as_str().to_string()));
-    if at.is_none() {
-        if let Some(a) = cursor {
-            // A cursor without a gram (the earlier form): after that
-            // person in the first gram's list.
-            at = Some((key.to_string(), a.after.as_str().to_string()));
-        }
-    }
+    // A cursor without a gram (the earlier form) continues after that
+    // person in the first gram's list.
+    let mut at: Option<(String, String)> = cursor.map(|a| {
+        let gram = if a.key.is_empty() { key } else { &a.key };
+        (gram.to_string(), a.after.as_str().to_string())
+    });
     let keys = tx.tenant_keys(tenant)?;
     let mut out: Vec<(HistoryRow, String)> = Vec::new();
     let batch = (want.max(1) * 2).min(1000);
