@@ -2315,7 +2315,11 @@ fn contains_phase(
     // A cursor without a gram (the earlier form) continues after that
     // person in the first gram's list.
     let mut at: Option<(String, String)> = cursor.map(|a| {
-        let gram = if a.key.is_empty() { key } else { &a.key };
+        let gram = if a.key.is_empty() {
+            key
+        } else {
+            a.key.as_str()
+        };
         (gram.to_string(), a.after.as_str().to_string())
     });
     let keys = tx.tenant_keys(tenant)?;
