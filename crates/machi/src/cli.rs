@@ -102,6 +102,9 @@ enum Command {
     /// Manage tenants (municipalities).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Search indexes.
+    #[command(subcommand)]
+    Search(SearchCommand),
     /// Staff accounts.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -490,6 +493,25 @@ enum TenantCommand {
     },
     /// List the municipalities.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+enum SearchCommand {
+    /// Fold the search keys of a tenant's records again with today's
+    /// table (the MJ 縮退マップ): for databases made before it. Batched
+    /// (one transaction a batch), resumable (it continues where it
+    /// stopped), and running it again changes nothing.
+    Refold {
+        /// 団体コード of the tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Persons a transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: i64,
+        /// Start from the first person again.
+        #[arg(long)]
+        restart: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -888,6 +910,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = open(&cli, DEFAULT_DATABASE).await?;
             let t = registry.create_tenant(code, name, prefecture).await?;
             println!("added {} {} {}", t.municipality_code, t.prefecture, t.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search(SearchCommand::Refold {
+            tenant,
+            batch,
+            restart,
+        }) => {
+            let Some(code) = parse_code(tenant) else {
+                return Ok(ExitCode::from(2));
+            };
+            let registry = open(&cli, DEFAULT_DATABASE).await?;
+            let started = std::time::Instant::now();
+            let p = registry
+                .refold_search_keys(&code, *batch, None, *restart)
+                .await?;
+            println!(
+                "re-folded the search keys of {}: {} rows changed in {:.1} s / 検索キーを付け直しました",
+                code.as_str(),
+                p.updated_rows,
+                started.elapsed().as_secs_f64()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Tenant(TenantCommand::List) => {

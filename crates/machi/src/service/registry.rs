@@ -744,6 +744,39 @@ impl Registry {
         Ok(events)
     }
 
+    /// Re-folds the search keys of a tenant's records with today's fold
+    /// table (j330: the MJ 縮退マップ), `batch` persons a transaction, until
+    /// done or `max_batches` batches have run (then it stops where a later
+    /// call resumes). Running it again after it finished changes nothing;
+    /// `restart` starts from the first person again. See
+    /// [`records::refold_batch`].
+    pub async fn refold_search_keys(
+        &self,
+        tenant: &MunicipalityCode,
+        batch: i64,
+        max_batches: Option<usize>,
+        restart: bool,
+    ) -> Result<records::RefoldProgress, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let batch = batch.clamp(1, 10_000);
+        let mut first = restart;
+        let mut n = 0usize;
+        loop {
+            let t = tenant.clone();
+            let p = self
+                .store
+                .write(Some(tenant), move |tx| {
+                    records::refold_batch(tx, &t, batch, first)
+                })
+                .await?;
+            first = false;
+            n += 1;
+            if p.finished || max_batches.is_some_and(|m| n >= m) {
+                return Ok(p);
+            }
+        }
+    }
+
     /// Search (j340): by name (kanji, alphabet, 通称 or フリガナ, partial,
     /// folded per j330), birth date (和暦 or 西暦), address, 宛名番号, 世帯番号.
     pub async fn search(
@@ -1213,9 +1246,13 @@ fn decode_cursor(c: &str) -> Result<records::SearchCursor, ServiceError> {
     };
     let bytes = hex::decode(c.trim()).map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
-    let mut parts = s.split('\u{1F}');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(rank), Some(key), Some(after), None) => {
+    // The key may itself hold U+001F (a name key joins its parts with it):
+    // the rank is before the first, the 宛名番号 after the last.
+    let three = s
+        .split_once('\u{1F}')
+        .and_then(|(rank, rest)| rest.rsplit_once('\u{1F}').map(|(k, a)| (rank, k, a)));
+    match three {
+        Some((rank, key, after)) => {
             let rank: u8 = rank.parse().map_err(|_| bad())?;
             if rank > records::RANK_CONTAINS {
                 return Err(bad());
@@ -1226,12 +1263,12 @@ fn decode_cursor(c: &str) -> Result<records::SearchCursor, ServiceError> {
                 after: after.parse().map_err(|_| bad())?,
             })
         }
-        (Some(after), None, None, None) => Ok(records::SearchCursor {
+        None if !s.contains('\u{1F}') => Ok(records::SearchCursor {
             rank: records::RANK_CONTAINS,
             key: String::new(),
-            after: after.parse().map_err(|_| bad())?,
+            after: s.parse().map_err(|_| bad())?,
         }),
-        _ => Err(bad()),
+        None => Err(bad()),
     }
 }
 

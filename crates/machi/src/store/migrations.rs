@@ -856,6 +856,92 @@ CREATE INDEX resident_history_kana_trgm ON resident_history USING gin (kana_key 
 CREATE INDEX resident_history_address_trgm ON resident_history USING gin (address_key gin_trgm_ops);
 "#;
 
+/// Search by one or two characters (j340), and the re-fold of old keys.
+///
+/// `resident_gram`: for every character of a current row's folded name
+/// and furigana keys after the first (a match at the first is a prefix
+/// match, served by the key B-trees), the character and the one after it
+/// in the same name part, or the character alone at a part's end: a
+/// posting list per (tenant, key, gram) in 宛名番号 order. A contained
+/// match of two characters is the list of that bigram; of one character,
+/// the grams that start with it; of three or more characters that the
+/// trigram index finds common, the list of its first two characters (all
+/// rechecked against the row). Grams are cut at position 512 of a key
+/// (`search_gram_positions`, which the bulk fill joins against).
+/// `search_refold_progress`: where `machi search refold` stopped, per
+/// tenant, so that it resumes. On SQLite, an update trigger keeps the
+/// history's FTS5 index when the re-fold rewrites a history row's keys.
+macro_rules! v27_common {
+    () => {
+        r#"
+CREATE TABLE search_gram_positions (i INTEGER PRIMARY KEY);
+CREATE TABLE search_refold_progress (
+    tenant TEXT NOT NULL PRIMARY KEY,
+    fold_table TEXT NOT NULL,
+    after_person TEXT,
+    finished BIGINT NOT NULL,
+    updated_rows BIGINT NOT NULL
+);
+"#
+    };
+}
+
+const V27_SQLITE: &str = concat!(
+    v27_common!(),
+    r#"
+CREATE TABLE resident_gram (
+    tenant TEXT NOT NULL,
+    col SMALLINT NOT NULL,
+    gram TEXT NOT NULL,
+    addressee_number TEXT NOT NULL,
+    PRIMARY KEY (tenant, col, gram, addressee_number)
+) WITHOUT ROWID;
+WITH RECURSIVE p(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM p WHERE i < 512)
+INSERT INTO search_gram_positions (i) SELECT i FROM p;
+INSERT OR IGNORE INTO resident_gram (tenant, col, gram, addressee_number) SELECT c.tenant, 1, CASE WHEN substr(c.name_key, p.i + 1, 1) IN ('', char(31)) THEN substr(c.name_key, p.i, 1) ELSE substr(c.name_key, p.i, 2) END, c.addressee_number FROM resident_current c JOIN search_gram_positions p ON p.i <= length(c.name_key) WHERE true AND substr(c.name_key, p.i, 1) <> char(31) UNION ALL SELECT c.tenant, 2, CASE WHEN substr(c.kana_key, p.i + 1, 1) IN ('', char(31)) THEN substr(c.kana_key, p.i, 1) ELSE substr(c.kana_key, p.i, 2) END, c.addressee_number FROM resident_current c JOIN search_gram_positions p ON p.i <= length(c.kana_key) WHERE true AND substr(c.kana_key, p.i, 1) <> char(31) ORDER BY 1, 2, 3, 4;
+CREATE TRIGGER resident_history_fts_update AFTER UPDATE ON resident_history
+WHEN old.name_key IS NOT new.name_key OR old.kana_key IS NOT new.kana_key
+    OR old.address_key IS NOT new.address_key
+BEGIN
+    INSERT INTO resident_history_fts (resident_history_fts, rowid, name_key, kana_key, address_key)
+        VALUES ('delete', old.rowid, old.name_key, old.kana_key, old.address_key);
+    INSERT INTO resident_history_fts (rowid, name_key, kana_key, address_key)
+        VALUES (new.rowid, new.name_key, new.kana_key, new.address_key);
+END;
+"#
+);
+
+const V27_POSTGRES: &str = concat!(
+    v27_common!(),
+    r#"
+CREATE TABLE resident_gram (
+    tenant TEXT NOT NULL,
+    col SMALLINT NOT NULL,
+    gram TEXT COLLATE "C" NOT NULL,
+    addressee_number TEXT NOT NULL,
+    PRIMARY KEY (tenant, col, gram, addressee_number)
+);
+INSERT INTO search_gram_positions (i) SELECT generate_series(2, 512);
+-- Read every tenant's rows, whichever role migrates (the policy would show none).
+ALTER TABLE resident_current NO FORCE ROW LEVEL SECURITY;
+INSERT INTO resident_gram (tenant, col, gram, addressee_number) SELECT c.tenant, 1, CASE WHEN substr(c.name_key, p.i + 1, 1) IN ('', chr(31)) THEN substr(c.name_key, p.i, 1) ELSE substr(c.name_key, p.i, 2) END, c.addressee_number FROM resident_current c JOIN search_gram_positions p ON p.i <= length(c.name_key) WHERE true AND substr(c.name_key, p.i, 1) <> chr(31) UNION ALL SELECT c.tenant, 2, CASE WHEN substr(c.kana_key, p.i + 1, 1) IN ('', chr(31)) THEN substr(c.kana_key, p.i, 1) ELSE substr(c.kana_key, p.i, 2) END, c.addressee_number FROM resident_current c JOIN search_gram_positions p ON p.i <= length(c.kana_key) WHERE true AND substr(c.kana_key, p.i, 1) <> chr(31) ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING;
+ALTER TABLE resident_current FORCE ROW LEVEL SECURITY;
+GRANT SELECT ON search_gram_positions TO machi_app;
+GRANT SELECT, INSERT, DELETE ON resident_gram TO machi_app;
+ALTER TABLE resident_gram ENABLE ROW LEVEL SECURITY;
+ALTER TABLE resident_gram FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON resident_gram
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+GRANT SELECT, INSERT, UPDATE ON search_refold_progress TO machi_app;
+ALTER TABLE search_refold_progress ENABLE ROW LEVEL SECURITY;
+ALTER TABLE search_refold_progress FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON search_refold_progress
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 const V19_COMMON: &str = v19_common!();
 
 pub fn all() -> Vec<Migration> {
@@ -991,6 +1077,12 @@ pub fn all() -> Vec<Migration> {
             name: "file linkage: a tenant's own extract schedule",
             sqlite: V22_SQLITE,
             postgres: V22_POSTGRES,
+        },
+        Migration {
+            version: 27,
+            name: "search: one- and two-character postings (resident_gram), re-fold progress",
+            sqlite: V27_SQLITE,
+            postgres: V27_POSTGRES,
         },
     ]
 }

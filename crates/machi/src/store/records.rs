@@ -1154,8 +1154,16 @@ pub struct BulkLoad {
 }
 
 enum LoadMode {
-    Sqlite { rebuild: bool },
-    Postgres { tenant: MunicipalityCode },
+    Sqlite {
+        rebuild: bool,
+        tenant: MunicipalityCode,
+        /// The last current row before the load: grams are added for the
+        /// rows after it.
+        current_before: i64,
+    },
+    Postgres {
+        tenant: MunicipalityCode,
+    },
 }
 
 impl BulkLoad {
@@ -1191,6 +1199,9 @@ impl BulkLoad {
             .query_one("SELECT COALESCE(MAX(rowid), 0) FROM resident_history", &[])?
             .int(0)?;
         let rebuild = expected_rows >= present.max(0) as u64;
+        let current_before = tx
+            .query_one("SELECT COALESCE(MAX(rowid), 0) FROM resident_current", &[])?
+            .int(0)?;
         tx.defer_checkpoint()?;
         if rebuild {
             for (name, _) in registry_indexes(super::Backend::Sqlite) {
@@ -1198,7 +1209,11 @@ impl BulkLoad {
             }
         }
         Ok(BulkLoad {
-            mode: LoadMode::Sqlite { rebuild },
+            mode: LoadMode::Sqlite {
+                rebuild,
+                tenant: tenant.clone(),
+                current_before,
+            },
         })
     }
 
@@ -1234,13 +1249,28 @@ impl BulkLoad {
 
     pub fn finish(self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
         match self.mode {
-            LoadMode::Sqlite { rebuild: false } => Ok(()),
-            LoadMode::Sqlite { rebuild: true } => {
-                for (name, on) in registry_indexes(super::Backend::Sqlite) {
-                    let t = std::time::Instant::now();
-                    tx.execute_batch(&format!("CREATE INDEX {name} ON {on}"))?;
-                    tracing::debug!(name, seconds = t.elapsed().as_secs_f64(), "index built");
+            LoadMode::Sqlite {
+                rebuild,
+                tenant,
+                current_before,
+            } => {
+                if rebuild {
+                    for (name, on) in registry_indexes(super::Backend::Sqlite) {
+                        let t = std::time::Instant::now();
+                        tx.execute_batch(&format!("CREATE INDEX {name} ON {on}"))?;
+                        tracing::debug!(name, seconds = t.elapsed().as_secs_f64(), "index built");
+                    }
                 }
+                let t = std::time::Instant::now();
+                tx.execute(
+                    &gram_fill_sql(
+                        super::Backend::Sqlite,
+                        "resident_current",
+                        "c.tenant = $1 AND c.rowid > $2",
+                    ),
+                    &[tenant.as_str().into(), current_before.into()],
+                )?;
+                tracing::debug!(seconds = t.elapsed().as_secs_f64(), "grams added");
                 Ok(())
             }
             LoadMode::Postgres { tenant } => as_owner(tx, |tx| {
@@ -1267,6 +1297,19 @@ impl BulkLoad {
                     let part = partition_name(table, &tenant)?;
                     tx.execute_batch(&format!("ANALYZE {part}_load"))?;
                 }
+                // The grams of the loaded rows (a full load fills an empty
+                // tenant, which has none yet).
+                let c = partition_name("resident_current", &tenant)?;
+                tx.execute_batch(&format!(
+                    "DELETE FROM resident_gram WHERE tenant = '{}'",
+                    tenant.as_str()
+                ))?;
+                tx.execute_batch(&gram_fill_sql(
+                    super::Backend::Postgres,
+                    &format!("{c}_load"),
+                    "true",
+                ))?;
+                tx.execute_batch("ANALYZE resident_gram")?;
                 // The swap: the tenant's empty partitions go, the new
                 // tables take their place. Their check constraint proves
                 // the partition bound and their keys and indexes match the
@@ -1335,8 +1378,22 @@ pub fn append_history(
 ) -> Result<(), StoreError> {
     let values = HistoryValues::new(&*tx.tenant_keys(tenant)?, row)?;
     insert_history(tx, &values)?;
+    let person = row.record.addressee_number.as_str();
+    let old = tx.query(
+        "SELECT name_key, kana_key FROM resident_current WHERE tenant = $1 AND addressee_number = $2",
+        &[tenant.as_str().into(), person.into()],
+    )?;
+    let old: [Option<String>; 2] = match old.first() {
+        Some(r) => [r.opt_text(0)?, r.opt_text(1)?],
+        None => [None, None],
+    };
     // The projection takes the same values (positions in HISTORY_INSERT_COLUMNS).
     let p = values.params();
+    let text = |p: &Param<'_>| match p {
+        Param::Text(s) => Some(s.to_string()),
+        _ => None,
+    };
+    let new = [text(&p[6]), text(&p[7])];
     tx.execute(
         "INSERT INTO resident_current (tenant, addressee_number, history_number, household_number, status, name_key, \
          kana_key, address_key, birth_key, my_number_key, resident_code) \
@@ -1347,7 +1404,13 @@ pub fn append_history(
          my_number_key = excluded.my_number_key, resident_code = excluded.resident_code",
         &[p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8], p[9], p[20], p[21]],
     )?;
-    Ok(())
+    replace_grams(
+        tx,
+        tenant,
+        person,
+        [old[0].as_deref(), old[1].as_deref()],
+        [new[0].as_deref(), new[1].as_deref()],
+    )
 }
 
 /// One entry of the access log (j1370).
@@ -1838,14 +1901,13 @@ pub fn search(
                     let q_end = b.bind(prefix_end(main_key));
                     b.conds
                         .push(format!("NOT ({col} >= {q} AND {col} < {q_end})"));
-                    if let Some(a) = cursor {
-                        let p = b.bind(a.after.as_str().to_string());
-                        b.conds.push(format!("c.addressee_number > {p}"));
-                    }
                     let narrow = f.household_number.is_some()
                         || f.birth_key.is_some()
                         || f.addressee_number.is_some();
-                    contains_phase(tx, tenant, b, main_col, main_key, narrow, want)?
+                    let found =
+                        contains_phase(tx, tenant, b, main_col, main_key, narrow, cursor, want)?;
+                    out.extend(found.into_iter().map(|(row, key)| hit(row, rank, key)));
+                    continue;
                 }
             }
         };
@@ -1952,8 +2014,142 @@ fn trigram_usable(key: &str) -> bool {
     key.chars().count() >= 3 && !key.contains(['%', '_', '\\'])
 }
 
+/// Grams are taken up to this character position of a key (1-based; the
+/// rows of `search_gram_positions`, migration 27).
+pub const GRAM_POSITIONS: usize = 512;
+
+/// The `col` of `resident_gram` for a key column: names 1, furigana 2.
+/// Addresses have no grams (see [`contains_phase`]).
+fn gram_col(col: &str) -> Option<i64> {
+    match col {
+        "name_key" => Some(1),
+        "kana_key" => Some(2),
+        _ => None,
+    }
+}
+
+/// The grams of a folded key (migration 27): for each character after
+/// the first, up to [`GRAM_POSITIONS`], that is not the separator of name
+/// parts: the character and the next one of its part, or the character
+/// alone at the end of a part. A key's first character starts only prefix
+/// matches. Sorted, without repeats. Must give what [`gram_fill_sql`]
+/// gives (tested).
+pub fn grams(key: &str) -> Vec<String> {
+    let cs: Vec<char> = key.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    for (i, &c) in cs.iter().enumerate().take(GRAM_POSITIONS).skip(1) {
+        if c == KEY_SEPARATOR {
+            continue;
+        }
+        let mut g = String::from(c);
+        if let Some(&n) = cs.get(i + 1).filter(|&&n| n != KEY_SEPARATOR) {
+            g.push(n);
+        }
+        out.push(g);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// SQL that adds the grams of the current rows `source c` that match
+/// `cond` to `resident_gram` (a bulk fill: migration 27, imports, the
+/// re-fold). Existing grams are left as they are.
+pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> String {
+    let sep = match backend {
+        super::Backend::Sqlite => "char(31)",
+        super::Backend::Postgres => "chr(31)",
+    };
+    let one = |col: i64, k: &str| {
+        format!(
+            "SELECT c.tenant, {col}, CASE WHEN substr(c.{k}, p.i + 1, 1) IN ('', {sep}) \
+             THEN substr(c.{k}, p.i, 1) ELSE substr(c.{k}, p.i, 2) END, c.addressee_number \
+             FROM {source} c JOIN search_gram_positions p ON p.i <= length(c.{k}) \
+             WHERE {cond} AND substr(c.{k}, p.i, 1) <> {sep}"
+        )
+    };
+    // In key order: the B-tree is appended to rather than split at random.
+    let select = format!(
+        "{} UNION ALL {} ORDER BY 1, 2, 3, 4",
+        one(1, "name_key"),
+        one(2, "kana_key")
+    );
+    match backend {
+        super::Backend::Sqlite => format!(
+            "INSERT OR IGNORE INTO resident_gram (tenant, col, gram, addressee_number) {select}"
+        ),
+        super::Backend::Postgres => format!(
+            "INSERT INTO resident_gram (tenant, col, gram, addressee_number) {select} \
+             ON CONFLICT DO NOTHING"
+        ),
+    }
+}
+
+/// Replaces a person's grams: those of the keys `old` (as stored until
+/// now) go, those of `new` come. Keys that did not change cost nothing.
+pub fn replace_grams(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    person: &str,
+    old: [Option<&str>; 2],
+    new: [Option<&str>; 2],
+) -> Result<(), StoreError> {
+    for (i, (o, n)) in old.into_iter().zip(new).enumerate() {
+        if o == n {
+            continue;
+        }
+        let col = i as i64 + 1;
+        let before = o.map(grams).unwrap_or_default();
+        let after = n.map(grams).unwrap_or_default();
+        let gone: Vec<&String> = before.iter().filter(|g| !after.contains(*g)).collect();
+        let come: Vec<&String> = after.iter().filter(|g| !before.contains(*g)).collect();
+        for chunk in gone.chunks(200) {
+            let sql = format!(
+                "DELETE FROM resident_gram WHERE tenant = $1 AND col = {col} AND addressee_number = $2 \
+                 AND gram IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), person.into()];
+            params.extend(chunk.iter().map(|g| Param::Text(g.as_str())));
+            tx.execute(&sql, &params)?;
+        }
+        for chunk in come.chunks(200) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|j| format!("($1, {col}, ${}, $2)", j + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO resident_gram (tenant, col, gram, addressee_number) VALUES {} \
+                 ON CONFLICT DO NOTHING",
+                values.join(", ")
+            );
+            let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), person.into()];
+            params.extend(chunk.iter().map(|g| Param::Text(g.as_str())));
+            tx.execute(&sql, &params)?;
+        }
+    }
+    Ok(())
+}
+
 /// The contained (not prefix) matches of `key` in `col` of current rows,
-/// by 宛名番号, at most `want`.
+/// at most `want`, each with the key of its place in the order (see
+/// [`SearchCursor`]): in 宛名番号 order, except for one character
+/// (gram, then 宛名番号). Every path reads at most about a page:
+///
+/// - with an indexed equality filter (`narrow`: birth date, 宛名番号,
+///   世帯番号), its few rows are tested and sorted;
+/// - three characters or more: the trigram index is asked for up to
+///   [`TRIGRAM_PROBE`] candidates (sorted in memory); a text matching more
+///   is common, and its first two characters' posting list
+///   (`resident_gram`) is walked in 宛名番号 order, each row rechecked,
+///   until the page is full;
+/// - two characters: that bigram's posting list, in 宛名番号 order;
+/// - one character: the posting lists of the grams that start with it,
+///   in (gram, 宛名番号) order; a person is listed at their first such
+///   gram only;
+/// - an address of one or two characters, or a common address text:
+///   a walk of the tenant in 宛名番号 order (addresses have no grams; a
+///   rare short address text reads the whole tenant).
+#[allow(clippy::too_many_arguments)]
 fn contains_phase(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -1961,15 +2157,48 @@ fn contains_phase(
     col: &str,
     key: &str,
     narrow: bool,
+    cursor: Option<&SearchCursor>,
     want: i64,
-) -> Result<Vec<HistoryRow>, StoreError> {
+) -> Result<Vec<(HistoryRow, String)>, StoreError> {
     let pattern = like_pattern(key);
-    if trigram_usable(key) {
+    let plain = |rows: Vec<HistoryRow>| -> Vec<(HistoryRow, String)> {
+        rows.into_iter().map(|r| (r, String::new())).collect()
+    };
+    let n = key.chars().count();
+    let gcol = gram_col(col);
+    // On PostgreSQL `|| ''` keeps the trigram index out of a recheck.
+    let recheck = |b: &mut SqlBuilder, backend: super::Backend| {
+        let p = b.bind(pattern.clone());
+        match backend {
+            super::Backend::Sqlite => format!("c.{col} LIKE {p} ESCAPE '\\'"),
+            super::Backend::Postgres => format!("(c.{col} || '') LIKE {p} ESCAPE '\\'"),
+        }
+    };
+    if narrow {
+        if let Some(a) = cursor {
+            let p = b.bind(a.after.as_str().to_string());
+            b.conds.push(format!("c.addressee_number > {p}"));
+        }
+        let m = recheck(&mut b, tx.backend());
+        b.conds.push(m);
+        return Ok(plain(run_phase(
+            tx,
+            tenant,
+            &b,
+            "c.addressee_number || ''",
+            want,
+        )?));
+    }
+    if n >= 3 && trigram_usable(key) {
         // Ask the trigram index for every candidate, up to the probe size.
         let mut probe = SqlBuilder {
             conds: b.conds.clone(),
             binds: b.binds.clone(),
         };
+        if let Some(a) = cursor {
+            let p = probe.bind(a.after.as_str().to_string());
+            probe.conds.push(format!("c.addressee_number > {p}"));
+        }
         let p = probe.bind(pattern.clone());
         // SQLite: `CROSS JOIN` makes the FTS5 table the outer loop (with
         // `rowid IN (…)` the planner walked the tenant and tested each row).
@@ -2022,25 +2251,118 @@ fn contains_phase(
             params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
             let mut rows = rows(tx, tenant, &sql, &params)?;
             rows.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
-            return Ok(rows);
+            return Ok(plain(rows));
         }
     }
-    // Short or common: walk the tenant in 宛名番号 order until the page is
-    // full (on PostgreSQL `|| ''` keeps the trigram index out of it); with
-    // an indexed equality filter (`narrow`), sort its few rows instead.
-    let p = b.bind(pattern);
-    match tx.backend() {
-        super::Backend::Sqlite => b.conds.push(format!("c.{col} LIKE {p} ESCAPE '\\'")),
-        super::Backend::Postgres => b
-            .conds
-            .push(format!("(c.{col} || '') LIKE {p} ESCAPE '\\'")),
-    }
-    let order = if narrow {
-        "c.addressee_number || ''"
-    } else {
-        "c.addressee_number"
+    let Some(gcol) = gcol else {
+        // An address of one or two characters, or a common one: walk the
+        // tenant in 宛名番号 order. Addresses have no grams (NOT index-
+        // backed: a rare short address text reads the whole tenant).
+        if let Some(a) = cursor {
+            let p = b.bind(a.after.as_str().to_string());
+            b.conds.push(format!("c.addressee_number > {p}"));
+        }
+        let m = recheck(&mut b, tx.backend());
+        b.conds.push(m);
+        return Ok(plain(run_phase(
+            tx,
+            tenant,
+            &b,
+            "c.addressee_number",
+            want,
+        )?));
     };
-    run_phase(tx, tenant, &b, order, want)
+    let backend = tx.backend();
+    let m = recheck(&mut b, backend);
+    b.conds.push(m);
+    // SQLite: `CROSS JOIN` keeps the postings the outer loop (PostgreSQL
+    // has no `CROSS JOIN … ON`, and plans the ordered index scan itself).
+    let join = match backend {
+        super::Backend::Sqlite => "CROSS JOIN",
+        super::Backend::Postgres => "JOIN",
+    };
+    let from = format!(
+        "FROM resident_gram g {join} resident_current c \
+         ON c.tenant = g.tenant AND c.addressee_number = g.addressee_number \
+         JOIN resident_history h ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number \
+         AND h.history_number = c.history_number"
+    );
+    b.conds.push(format!("g.tenant = $1 AND g.col = {gcol}"));
+    if n >= 2 {
+        // The posting list of the text's first two characters.
+        let first2: String = key.chars().take(2).collect();
+        let g = b.bind(first2);
+        b.conds.push(format!("g.gram = {g}"));
+        if let Some(a) = cursor {
+            let p = b.bind(a.after.as_str().to_string());
+            b.conds.push(format!("g.addressee_number > {p}"));
+        }
+        let limit_p = format!("${}", b.binds.len() + 1);
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} {from} WHERE {} ORDER BY g.addressee_number LIMIT {limit_p}",
+            b.conds.join(" AND ")
+        );
+        let mut params: Vec<Param<'_>> = b.binds.iter().map(|s| Param::Text(s.as_str())).collect();
+        params.push(want.into());
+        return Ok(plain(rows(tx, tenant, &sql, &params)?));
+    }
+    // One character: the grams starting with it, in (gram, 宛名番号)
+    // order; a person is listed at their smallest such gram only, so
+    // pages are read until `want` persons are found or the grams end.
+    let lo = b.bind(key.to_string());
+    let hi = b.bind(prefix_end(key));
+    b.conds.push(format!("g.gram >= {lo} AND g.gram < {hi}"));
+    // A cursor without a gram (the earlier form) continues after that
+    // person in the first gram's list.
+    let mut at: Option<(String, String)> = cursor.map(|a| {
+        let gram = if a.key.is_empty() {
+            key
+        } else {
+            a.key.as_str()
+        };
+        (gram.to_string(), a.after.as_str().to_string())
+    });
+    let keys = tx.tenant_keys(tenant)?;
+    let mut out: Vec<(HistoryRow, String)> = Vec::new();
+    let batch = (want.max(1) * 2).min(1000);
+    loop {
+        let mut b2 = SqlBuilder {
+            conds: b.conds.clone(),
+            binds: b.binds.clone(),
+        };
+        if let Some((k, a)) = &at {
+            let k = b2.bind(k.clone());
+            let a = b2.bind(a.clone());
+            b2.conds.push(format!(
+                "(g.gram > {k} OR (g.gram = {k} AND g.addressee_number > {a}))"
+            ));
+        }
+        let limit_p = format!("${}", b2.binds.len() + 1);
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS}, g.gram, c.{col} {from} WHERE {} \
+             ORDER BY g.gram, g.addressee_number LIMIT {limit_p}",
+            b2.conds.join(" AND ")
+        );
+        let mut params: Vec<Param<'_>> = b2.binds.iter().map(|s| Param::Text(s.as_str())).collect();
+        params.push(batch.into());
+        let got = tx.query(&sql, &params)?;
+        let full = got.len() as i64 == batch;
+        for r in &got {
+            let (gram, stored) = (r.text(15)?, r.text(16)?);
+            at = Some((gram.clone(), r.text(12)?));
+            let first = grams(&stored).into_iter().find(|g| g.starts_with(key));
+            if first.as_deref() != Some(gram.as_str()) {
+                continue;
+            }
+            out.push((history_row(&keys, r)?, gram));
+            if out.len() as i64 >= want {
+                return Ok(out);
+            }
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
 }
 
 fn run_phase(
@@ -2058,4 +2380,208 @@ fn run_phase(
     let mut params: Vec<Param<'_>> = b.binds.iter().map(|s| Param::Text(s.as_str())).collect();
     params.push(limit.into());
     rows(tx, tenant, &sql, &params)
+}
+
+/// The three search keys of a record, folded as [`HistoryEncoder::push`]
+/// stores them (name, furigana, address).
+pub fn search_keys_of(r: &ResidentRecord) -> [String; 3] {
+    let mut folds = FoldCache::default();
+    let mut name = Vec::new();
+    write_key(&mut name, &name_parts(r), &mut folds);
+    let mut kana = Vec::new();
+    write_key(&mut kana, &kana_parts(r), &mut folds);
+    let address = match r.address.annex.as_deref() {
+        Some(annex) if !annex.is_empty() => folds.key(&r.address.full()).to_string(),
+        _ => folds.key(&r.address.address).to_string(),
+    };
+    [
+        String::from_utf8(name).unwrap_or_default(),
+        String::from_utf8(kana).unwrap_or_default(),
+        address,
+    ]
+}
+
+/// What the fold gives today: a digest of the MJ 縮退マップ table and the
+/// hand-made pairs, kept with the re-fold's progress so that a new table
+/// starts it again.
+pub fn fold_table_id() -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(machi_domain::names::MJ_FOLD_TABLE.as_bytes());
+    for (a, b) in machi_domain::names::KANJI_VARIANTS {
+        h.update(format!("{a}{b}").as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Where the re-fold of a tenant stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefoldProgress {
+    pub fold_table: String,
+    pub after: Option<String>,
+    pub finished: bool,
+    pub updated_rows: i64,
+}
+
+pub fn refold_progress(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+) -> Result<Option<RefoldProgress>, StoreError> {
+    let rows = tx.query(
+        "SELECT fold_table, after_person, finished, updated_rows FROM search_refold_progress WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?;
+    rows.first()
+        .map(|r| {
+            Ok(RefoldProgress {
+                fold_table: r.text(0)?,
+                after: r.opt_text(1)?,
+                finished: r.int(2)? != 0,
+                updated_rows: r.int(3)?,
+            })
+        })
+        .transpose()
+}
+
+/// One batch of the re-fold (j330): the next `batch` persons of the
+/// tenant after where the last batch stopped (`search_refold_progress`),
+/// each history row's name, furigana and address keys folded again with
+/// today's table and written where they differ, the current row and its
+/// grams with them; then the progress. Run in the caller's transaction,
+/// so a batch is whole or not at all, and a stopped re-fold resumes after
+/// its last committed batch. Rows already folded with this table are
+/// left alone (running it again changes nothing). `restart` begins at the
+/// first person again. Returns the progress after the batch.
+pub fn refold_batch(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    batch: i64,
+    restart: bool,
+) -> Result<RefoldProgress, StoreError> {
+    let table = fold_table_id();
+    let before = refold_progress(tx, tenant)?;
+    let (after, mut updated) = match &before {
+        Some(p) if !restart && p.fold_table == table => {
+            if p.finished {
+                return Ok(p.clone());
+            }
+            (p.after.clone(), p.updated_rows)
+        }
+        _ => (None, 0),
+    };
+    let persons: Vec<String> = tx
+        .query(
+            "SELECT addressee_number FROM resident_current WHERE tenant = $1 AND addressee_number > $2 \
+             ORDER BY addressee_number LIMIT $3",
+            &[
+                tenant.as_str().into(),
+                after.as_deref().unwrap_or("").into(),
+                batch.into(),
+            ],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    if !persons.is_empty() {
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS}, h.name_key, h.kana_key, h.address_key, \
+             c.history_number, c.name_key, c.kana_key, c.address_key \
+             FROM resident_history h JOIN resident_current c \
+             ON c.tenant = h.tenant AND c.addressee_number = h.addressee_number \
+             WHERE h.tenant = $1 AND h.addressee_number IN ({})",
+            placeholders(2, persons.len())
+        );
+        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+        params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
+        let keys = tx.tenant_keys(tenant)?;
+        let found = tx.query(&sql, &params)?;
+        let mut history_updates: Vec<(String, i64, [String; 3])> = Vec::new();
+        let mut current_updates: Vec<(String, [Option<String>; 3], [String; 3])> = Vec::new();
+        for r in &found {
+            let row = history_row(&keys, r)?;
+            let now = search_keys_of(&row.record);
+            let stored = [r.opt_text(15)?, r.opt_text(16)?, r.opt_text(17)?];
+            let person = row.record.addressee_number.as_str().to_string();
+            let differs = |s: &[Option<String>; 3]| {
+                s.iter()
+                    .zip(&now)
+                    .any(|(s, n)| s.as_deref() != Some(n.as_str()))
+            };
+            if differs(&stored) {
+                history_updates.push((person.clone(), row.history_number, now.clone()));
+            }
+            if r.int(18)? == row.history_number {
+                let current = [r.opt_text(19)?, r.opt_text(20)?, r.opt_text(21)?];
+                if differs(&current) {
+                    current_updates.push((person, current, now));
+                }
+            }
+        }
+        updated += (history_updates.len() + current_updates.len()) as i64;
+        // History rows are written by no one else (the application role
+        // may only add them): as the owner, on PostgreSQL.
+        let write_history = |tx: &mut Tx<'_>| -> Result<(), StoreError> {
+            for (person, number, k) in &history_updates {
+                tx.execute(
+                    "UPDATE resident_history SET name_key = $1, kana_key = $2, address_key = $3 \
+                     WHERE tenant = $4 AND addressee_number = $5 AND history_number = $6",
+                    &[
+                        k[0].as_str().into(),
+                        k[1].as_str().into(),
+                        k[2].as_str().into(),
+                        tenant.as_str().into(),
+                        person.as_str().into(),
+                        (*number).into(),
+                    ],
+                )?;
+            }
+            Ok(())
+        };
+        match tx.backend() {
+            super::Backend::Postgres => as_owner(tx, write_history)?,
+            super::Backend::Sqlite => write_history(tx)?,
+        }
+        for (person, old, k) in &current_updates {
+            tx.execute(
+                "UPDATE resident_current SET name_key = $1, kana_key = $2, address_key = $3 \
+                 WHERE tenant = $4 AND addressee_number = $5",
+                &[
+                    k[0].as_str().into(),
+                    k[1].as_str().into(),
+                    k[2].as_str().into(),
+                    tenant.as_str().into(),
+                    person.as_str().into(),
+                ],
+            )?;
+            replace_grams(
+                tx,
+                tenant,
+                person,
+                [old[0].as_deref(), old[1].as_deref()],
+                [Some(k[0].as_str()), Some(k[1].as_str())],
+            )?;
+        }
+    }
+    let progress = RefoldProgress {
+        fold_table: table,
+        after: persons.last().cloned().or(after),
+        finished: (persons.len() as i64) < batch,
+        updated_rows: updated,
+    };
+    tx.execute(
+        "INSERT INTO search_refold_progress (tenant, fold_table, after_person, finished, updated_rows) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant) DO UPDATE SET fold_table = excluded.fold_table, \
+         after_person = excluded.after_person, finished = excluded.finished, updated_rows = excluded.updated_rows",
+        &[
+            tenant.as_str().into(),
+            progress.fold_table.as_str().into(),
+            progress
+                .after
+                .as_deref()
+                .map_or(Param::Null, Param::Text),
+            i64::from(progress.finished).into(),
+            progress.updated_rows.into(),
+        ],
+    )?;
+    Ok(progress)
 }

@@ -19,6 +19,8 @@ both_backends!(
     search_finds_variants_from_the_common_form,
     search_shows_removed_and_past_records_only_on_request,
     search_index_changes_with_its_transaction_only,
+    search_finds_one_and_two_characters_through_grams,
+    search_refold_folds_old_keys_again_in_batches,
 );
 
 async fn submit(db: &TestDb, v: serde_json::Value) -> machi::service::registry::ChangeOutcome {
@@ -96,10 +98,11 @@ async fn search_ranks_exact_then_prefix_then_contained(db: TestDb) {
         names(&db, by_name("田中")).await,
         ["田中　一", "田中　一郎", "本田中　一"]
     );
-    // One character.
+    // One character: contained matches in the order of the gram that
+    // starts there (一 at a name's end before 一郎), then 宛名番号.
     assert_eq!(
         names(&db, by_name("一")).await,
-        ["本田中　一", "田中　一郎", "田中　一"]
+        ["本田中　一", "田中　一", "田中　一郎"]
     );
     // Furigana, folded (ハジメ in hiragana, ウ after オ段).
     assert_eq!(
@@ -489,4 +492,270 @@ async fn search_index_changes_with_its_transaction_only(db: TestDb) {
         .await,
         ["索引試験　改名"]
     );
+}
+
+/// Pages of `limit` rows of a search, followed by their cursors.
+async fn all_pages(db: &TestDb, p: SearchParams, limit: i64) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db
+            .registry
+            .search(
+                &code(FUCHU),
+                &SearchParams {
+                    limit,
+                    after: after.clone(),
+                    ..p.clone()
+                },
+                &clerk(),
+            )
+            .await
+            .unwrap();
+        seen.extend(page.rows.iter().map(|r| r.record.name.to_string()));
+        match page.next_after {
+            Some(c) => after = Some(encode_cursor(&c)),
+            None => break,
+        }
+        assert!(seen.len() <= 50, "{seen:?}");
+    }
+    seen
+}
+
+/// The grams of every current row of the tenant as stored, and as
+/// [`records::grams`] makes them from the stored keys.
+async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
+    let t = code(FUCHU);
+    db.store
+        .read(Some(&t), move |tx| {
+            let stored: Vec<String> = tx
+                .query(
+                    "SELECT CAST(col AS BIGINT), gram, addressee_number FROM resident_gram WHERE tenant = $1",
+                    &[t.as_str().into()],
+                )?
+                .iter()
+                .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.text(2)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut made = Vec::new();
+            for r in tx.query(
+                "SELECT addressee_number, name_key, kana_key FROM resident_current WHERE tenant = $1",
+                &[t.as_str().into()],
+            )? {
+                let a = r.text(0)?;
+                for (col, k) in [(1, r.text(1)?), (2, r.text(2)?)] {
+                    made.extend(
+                        records::grams(&k)
+                            .into_iter()
+                            .map(|g| format!("{col} {g} {a}")),
+                    );
+                }
+            }
+            let (mut stored, mut made) = (stored, made);
+            stored.sort();
+            made.sort();
+            Ok::<_, StoreError>((stored, made))
+        })
+        .await
+        .unwrap()
+}
+
+/// One and two characters (j340): contained matches come from the gram
+/// postings (`resident_gram`), each person once even where the character
+/// occurs twice, page by page; the postings are kept with each change
+/// and the bulk fill gives the same grams as a change.
+async fn search_finds_one_and_two_characters_through_grams(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            // 中 twice after the first character: grams 中田 and 中.
+            (
+                "山中田中　花",
+                "ヤマナカタナカ　ハナ",
+                "東京都府中市本町一丁目",
+            ),
+            ("田中　一", "タナカ　ハジメ", "東京都府中市本町一丁目"),
+            ("中村　次郎", "ナカムラ　ジロウ", "東京都府中市本町一丁目"),
+            ("本田　中子", "ホンダ　ナカコ", "東京都府中市本町一丁目"),
+            ("佐藤　花子", "サトウ　ハナコ", "東京都府中市本町一丁目"),
+        ],
+    )
+    .await;
+    // One character: prefix (中村), then contained in gram order: 中一
+    // (田中一), 中子 (本田中子), 中田 (山中田中花, which also has 中花:
+    // listed once, at its first gram).
+    let one = names(&db, by_name("中")).await;
+    assert_eq!(
+        one,
+        ["中村　次郎", "田中　一", "本田　中子", "山中田中　花"]
+    );
+    assert_eq!(all_pages(&db, by_name("中"), 1).await, one);
+    assert_eq!(all_pages(&db, by_name("中"), 2).await, one);
+    // Two characters: prefix (田中一), then the bigram's postings.
+    assert_eq!(
+        names(&db, by_name("田中")).await,
+        ["田中　一", "山中田中　花", "本田　中子"]
+    );
+    assert_eq!(
+        names(&db, by_name("花")).await,
+        ["山中田中　花", "佐藤　花子"]
+    );
+    // Furigana: one and two characters.
+    assert_eq!(
+        names(&db, by_name("ナカ")).await,
+        ["中村　次郎", "山中田中　花", "田中　一", "本田　中子"]
+    );
+    assert_eq!(
+        all_pages(&db, by_name("コ"), 1).await,
+        ["本田　中子", "佐藤　花子"]
+    );
+    // Nothing for a character nobody has.
+    assert!(names(&db, by_name("鬱")).await.is_empty());
+    assert!(names(&db, by_name("鬱金")).await.is_empty());
+    // A change of name moves the person's grams.
+    let t = code(FUCHU);
+    let found = db
+        .registry
+        .search(&t, &by_name("本田中子"), &clerk())
+        .await
+        .unwrap();
+    let (row, _) = db
+        .registry
+        .resident(
+            &t,
+            &found.rows[0].record.addressee_number,
+            AsOf::default(),
+            &clerk(),
+        )
+        .await
+        .unwrap();
+    let mut renamed = row.clone();
+    renamed.history_number += 1;
+    renamed.record.name = PersonName::new("本田　春子").unwrap();
+    let tt = t.clone();
+    db.store
+        .write(Some(&t), move |tx| {
+            records::append_history(tx, &tt, &renamed)
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&db, by_name("春")).await, ["本田　春子"]);
+    assert!(
+        !names(&db, by_name("中"))
+            .await
+            .contains(&"本田　中子".to_string())
+    );
+    let (stored, made) = stored_and_made_grams(&db).await;
+    assert!(!stored.is_empty());
+    assert_eq!(stored, made, "the grams kept by changes");
+    // The bulk fill (migration 27, imports) makes the same grams.
+    let tt = t.clone();
+    db.store
+        .write(Some(&t), move |tx| {
+            tx.execute(
+                "DELETE FROM resident_gram WHERE tenant = $1",
+                &[tt.as_str().into()],
+            )?;
+            let sql = records::gram_fill_sql(tx.backend(), "resident_current", "c.tenant = $1");
+            tx.execute(&sql, &[tt.as_str().into()])?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (filled, made) = stored_and_made_grams(&db).await;
+    assert_eq!(filled, made, "the grams of the bulk fill");
+    assert_eq!(filled, stored);
+}
+
+/// `machi search refold` (j330): keys folded with an earlier table are
+/// folded again, batch by batch; a stopped re-fold resumes; once done,
+/// running it again changes nothing.
+async fn search_refold_folds_old_keys_again_in_batches(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            ("髙橋　一", "タカハシ　ハジメ", "東京都府中市宮西町一丁目"),
+            ("渡邉　恵子", "ワタナベ　ケイコ", "東京都府中市宮西町一丁目"),
+            ("森　鷗外", "モリ　オウガイ", "東京都府中市宮西町一丁目"),
+            ("田中　一", "タナカ　ハジメ", "東京都府中市宮西町一丁目"),
+        ],
+    )
+    .await;
+    let t = code(FUCHU);
+    // As a database made before the MJ table: the variants kept as typed
+    // in the stored keys (and their grams).
+    let tt = t.clone();
+    let old_keys = db
+        .store
+        .write(Some(&t), move |tx| {
+            let rows = tx.query(
+                "SELECT addressee_number, name_key, kana_key FROM resident_current WHERE tenant = $1",
+                &[tt.as_str().into()],
+            )?;
+            let mut changed = 0;
+            for r in rows {
+                let (a, k, kana) = (r.text(0)?, r.text(1)?, r.text(2)?);
+                let old = k.replace('高', "髙").replace('辺', "邉").replace('鴎', "鷗");
+                if old == k {
+                    continue;
+                }
+                changed += 1;
+                tx.execute(
+                    "UPDATE resident_current SET name_key = $1 WHERE tenant = $2 AND addressee_number = $3",
+                    &[old.as_str().into(), tt.as_str().into(), a.as_str().into()],
+                )?;
+                records::replace_grams(
+                    tx,
+                    &tt,
+                    &a,
+                    [Some(k.as_str()), Some(kana.as_str())],
+                    [Some(old.as_str()), Some(kana.as_str())],
+                )?;
+            }
+            Ok::<_, StoreError>(changed)
+        })
+        .await
+        .unwrap();
+    assert_eq!(old_keys, 3);
+    for q in ["高橋", "渡辺", "鴎外", "辺"] {
+        assert!(names(&db, by_name(q)).await.is_empty(), "{q} before");
+    }
+    // One person a batch, stopped after two batches: not done yet.
+    let p = db
+        .registry
+        .refold_search_keys(&t, 1, Some(2), false)
+        .await
+        .unwrap();
+    assert!(!p.finished);
+    assert!(p.after.is_some());
+    // Resumed: runs to the end.
+    let p = db
+        .registry
+        .refold_search_keys(&t, 1, None, false)
+        .await
+        .unwrap();
+    assert!(p.finished);
+    assert_eq!(p.updated_rows, 3, "{p:?}");
+    assert_eq!(names(&db, by_name("高橋")).await, ["髙橋　一"]);
+    assert_eq!(names(&db, by_name("渡辺")).await, ["渡邉　恵子"]);
+    assert_eq!(names(&db, by_name("鴎外")).await, ["森　鷗外"]);
+    assert_eq!(names(&db, by_name("辺")).await, ["渡邉　恵子"]);
+    let (stored, made) = stored_and_made_grams(&db).await;
+    assert_eq!(stored, made);
+    // Again: nothing to do; from the start again: nothing changes.
+    let again = db
+        .registry
+        .refold_search_keys(&t, 1, None, false)
+        .await
+        .unwrap();
+    assert_eq!(again, p);
+    let restarted = db
+        .registry
+        .refold_search_keys(&t, 2, None, true)
+        .await
+        .unwrap();
+    assert!(restarted.finished);
+    assert_eq!(restarted.updated_rows, 0);
+    assert_eq!(stored_and_made_grams(&db).await, (stored, made));
 }
