@@ -197,7 +197,10 @@ async fn measure_all(
         while tenants.len() < step {
             let code = codes[tenants.len()].clone();
             let t = Instant::now();
-            r.create_tenant(code.clone(), "ベンチ市", "東京都").await?;
+            // Named as the town whose addresses the synthetic households
+            // have (a 転居 must stay in the tenant's municipality).
+            r.create_tenant(code.clone(), town.name, town.prefecture)
+                .await?;
             creation_ms.push(ms(t));
             let plan = synth.household(town, today);
             let done = r
