@@ -273,9 +273,7 @@ async fn measure_all(
             let fresh = Registry::new(store, eras.clone(), Clock::System);
             let p: AddresseeNumber = s.persons[0].parse()?;
             let t = Instant::now();
-            fresh
-                .resident(&s.code, &p, AsOf::default(), &actor)
-                .await?;
+            fresh.resident(&s.code, &p, AsOf::default(), &actor).await?;
             first_new.push(ms(t));
             let (ctx, rss) = backend_memory(fresh.store()).await?;
             new_ctx.push(ctx);
@@ -303,8 +301,13 @@ async fn measure_all(
                 .collect::<Result<_, _>>()?;
             for i in 0..a.reads {
                 let t = Instant::now();
-                pool.resident(&s.code, &persons[i % persons.len()], AsOf::default(), &actor)
-                    .await?;
+                pool.resident(
+                    &s.code,
+                    &persons[i % persons.len()],
+                    AsOf::default(),
+                    &actor,
+                )
+                .await?;
                 let took = ms(t);
                 if i == 0 {
                     first_of_tenant.push(took);
@@ -411,18 +414,8 @@ fn print_table(steps: &[Step]) {
         "",
         false,
     );
-    row(
-        "tenant creation p50",
-        &|s| Some(s.create.0),
-        "ms",
-        true,
-    );
-    row(
-        "tenant creation p99",
-        &|s| Some(s.create.1),
-        "ms",
-        true,
-    );
+    row("tenant creation p50", &|s| Some(s.create.0), "ms", true);
+    row("tenant creation p99", &|s| Some(s.create.1), "ms", true);
     row(
         "first read on a new connection p50",
         &|s| Some(s.first_read_new_conn.0),
