@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_hooks;
 pub mod bench_portal;
 pub mod bench_search;
+pub mod bench_tenants;
 pub mod certificate;
 pub mod cli;
 pub mod config;

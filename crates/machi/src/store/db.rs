@@ -486,11 +486,10 @@ impl Tx<'_> {
 
     /// Inserts every row of `rows` into `table` (`columns` in the order the
     /// rows hold them): one prepared statement on SQLite, one binary COPY
-    /// on PostgreSQL. On PostgreSQL only into a table this transaction
-    /// created, which the current role may COPY into, whose integer columns
-    /// are BIGINT (see [`super::records`]): the rows are written frozen
-    /// (`COPY … FREEZE`), so that nobody rewrites the whole table later to
-    /// mark them visible. Returns the rows written.
+    /// on PostgreSQL. On PostgreSQL only into a table the current role may
+    /// COPY into (no row-level security applies to it: a registry table's
+    /// partition, as its owner), whose integer columns are BIGINT (see
+    /// [`super::records`]). Returns the rows written.
     pub fn insert_rows(
         &mut self,
         table: &str,
@@ -528,7 +527,7 @@ impl Tx<'_> {
                 let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
                 rows.copy_binary(&mut data);
                 let mut w = tx.copy_in(&format!(
-                    "COPY {table} ({columns}) FROM STDIN (FORMAT binary, FREEZE)"
+                    "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
                 ))?;
                 w.write_all(&data)
                     .map_err(|e| StoreError::Task(format!("COPY {table}: {e}")))?;

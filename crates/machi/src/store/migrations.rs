@@ -411,7 +411,9 @@ ALTER TABLE pending_changes ADD COLUMN resubmits BIGINT;
 /// each tenant's rows also live in tables of their own. Rows, keys,
 /// indexes, grants and row-level security are kept as they were; the
 /// foreign key to `tenants` is replaced by the partition bound (a row can
-/// only go to an existing tenant's partition).
+/// only go to an existing tenant's partition). Replaced by migration 25
+/// (a fixed number of hash partitions: the cost of a partition per tenant
+/// grew with the number of tenants).
 const V11_POSTGRES: &str = r#"
 ALTER TABLE resident_history RENAME TO resident_history_v10;
 ALTER TABLE resident_current RENAME TO resident_current_v10;
@@ -791,7 +793,7 @@ CREATE POLICY tenant_isolation ON extract_schedules
 /// - Contains matches of three characters or more use a trigram index:
 ///   SQLite FTS5 with the `trigram` tokenizer (external content, kept by
 ///   triggers in the same transaction as the row), PostgreSQL `pg_trgm`
-///   GIN indexes (on each tenant's partition of the registry tables).
+///   GIN indexes (on the partitions of the registry tables).
 const V21_SQLITE: &str = r#"
 CREATE INDEX resident_current_name_key ON resident_current (tenant, name_key, addressee_number);
 CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key, addressee_number);
@@ -835,7 +837,7 @@ INSERT INTO resident_history_fts (resident_history_fts) VALUES ('rebuild');
 
 /// PostgreSQL: `pg_trgm` (a trusted contrib extension: the owner of the
 /// database may create it) and the search indexes on the partitioned
-/// registry tables, which every tenant's partition inherits. Prefix
+/// registry tables, which every partition inherits. Prefix
 /// B-trees compare in code-point order (`COLLATE "C"`) whatever the
 /// database's collation, as SQLite does.
 const V21_POSTGRES: &str = r#"
@@ -941,6 +943,76 @@ CREATE POLICY tenant_isolation ON search_refold_progress
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+
+/// PostgreSQL: the two registry tables partitioned by HASH of the tenant
+/// into a fixed [`super::records::REGISTRY_PARTITIONS`] (16) partitions
+/// each, instead of one LIST partition per tenant (migration 11). With a
+/// partition per tenant every tenant added made the server slower and
+/// larger for all of them (18 more relations in the partition tree per
+/// tenant; at 1,741 tenants adding one took ~400 ms instead of 50 ms and a
+/// generic plan of a tenant-keyed query planned for 318 ms; at 500 tenants
+/// a connection that had served 16 tenants held 117 MiB of memory
+/// contexts instead of 2.6 MiB: `machi bench-tenants`, see
+/// docs/notes/wt-tenants.md). Now the schema is the same whatever the
+/// number of tenants, and adding one writes rows only.
+///
+/// Every row is carried over; keys, indexes (same names), grants and
+/// row-level security are made again as they were. The tenant still leads
+/// every key. The foreign key to `tenants` comes back (it was the
+/// partition bound that kept rows to existing tenants). The partitions are
+/// the owner's; machi_app has rights on the parent tables only, where the
+/// policies apply.
+const V25_POSTGRES: &str = r#"
+ALTER TABLE resident_history RENAME TO resident_history_v24;
+ALTER TABLE resident_current RENAME TO resident_current_v24;
+CREATE TABLE resident_history_v25 (LIKE resident_history_v24) PARTITION BY HASH (tenant);
+CREATE TABLE resident_current_v25 (LIKE resident_current_v24) PARTITION BY HASH (tenant);
+DO $$
+BEGIN
+    FOR r IN 0..15 LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF resident_history_v25 FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'resident_history_h' || lpad(r::text, 2, '0'), r);
+        EXECUTE format('CREATE TABLE %I PARTITION OF resident_current_v25 FOR VALUES WITH (MODULUS 16, REMAINDER %s)', 'resident_current_h' || lpad(r::text, 2, '0'), r);
+    END LOOP;
+END $$;
+INSERT INTO resident_history_v25 SELECT * FROM resident_history_v24;
+INSERT INTO resident_current_v25 SELECT * FROM resident_current_v24;
+DROP TABLE resident_history_v24;
+DROP TABLE resident_current_v24;
+ALTER TABLE resident_history_v25 RENAME TO resident_history;
+ALTER TABLE resident_current_v25 RENAME TO resident_current;
+ALTER TABLE resident_history ADD PRIMARY KEY (tenant, addressee_number, history_number);
+ALTER TABLE resident_current ADD PRIMARY KEY (tenant, addressee_number);
+ALTER TABLE resident_history ADD FOREIGN KEY (tenant) REFERENCES tenants (municipality_code);
+ALTER TABLE resident_current ADD FOREIGN KEY (tenant) REFERENCES tenants (municipality_code);
+CREATE INDEX resident_history_household ON resident_history (tenant, household_number);
+CREATE INDEX resident_current_household ON resident_current (tenant, household_number);
+CREATE INDEX resident_current_birth ON resident_current (tenant, birth_key);
+CREATE INDEX resident_current_my_number ON resident_current (tenant, my_number_key);
+CREATE INDEX resident_current_resident_code ON resident_current (tenant, resident_code);
+CREATE INDEX resident_current_name_key ON resident_current (tenant, name_key COLLATE "C", addressee_number);
+CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key COLLATE "C", addressee_number);
+CREATE INDEX resident_current_address_key ON resident_current (tenant, address_key COLLATE "C", addressee_number);
+CREATE INDEX resident_current_name_trgm ON resident_current USING gin (name_key gin_trgm_ops);
+CREATE INDEX resident_current_kana_trgm ON resident_current USING gin (kana_key gin_trgm_ops);
+CREATE INDEX resident_current_address_trgm ON resident_current USING gin (address_key gin_trgm_ops);
+CREATE INDEX resident_history_name_trgm ON resident_history USING gin (name_key gin_trgm_ops);
+CREATE INDEX resident_history_kana_trgm ON resident_history USING gin (kana_key gin_trgm_ops);
+CREATE INDEX resident_history_address_trgm ON resident_history USING gin (address_key gin_trgm_ops);
+GRANT SELECT, INSERT ON resident_history TO machi_app;
+GRANT SELECT, INSERT, UPDATE ON resident_current TO machi_app;
+ALTER TABLE resident_history ENABLE ROW LEVEL SECURITY;
+ALTER TABLE resident_history FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON resident_history
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE resident_current ENABLE ROW LEVEL SECURITY;
+ALTER TABLE resident_current FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON resident_current
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ANALYZE resident_history;
+ANALYZE resident_current;
+"#;
 
 const V19_COMMON: &str = v19_common!();
 
@@ -1077,6 +1149,12 @@ pub fn all() -> Vec<Migration> {
             name: "file linkage: a tenant's own extract schedule",
             sqlite: V22_SQLITE,
             postgres: V22_POSTGRES,
+        },
+        Migration {
+            version: 25,
+            name: "postgres: the registry tables hash-partitioned by tenant (16 partitions, not one per tenant)",
+            sqlite: "",
+            postgres: V25_POSTGRES,
         },
         Migration {
             version: 27,

@@ -920,8 +920,8 @@ pub fn insert_history(tx: &mut Tx<'_>, values: &HistoryValues) -> Result<(), Sto
 /// The secondary indexes of the two registry tables, by name, with what
 /// they index. On SQLite a large bulk load drops them and builds them again
 /// after the rows (one sort instead of millions of random inserts); on
-/// PostgreSQL they are built on a tenant's new partition before it is
-/// attached. Must match the schema (tested on both backends).
+/// PostgreSQL they are the parent indexes of the hash partitions (migration
+/// 25). Must match the schema (tested on both backends).
 pub const REGISTRY_INDEXES: [(&str, &str); 5] = [
     (
         "resident_history_household",
@@ -1050,20 +1050,41 @@ const REGISTRY_KEYS: [(&str, &str); 2] = [
     ("resident_current", "tenant, addressee_number"),
 ];
 
-/// The name of a tenant's partition of a registry table (PostgreSQL). The
-/// code is six digits (checked where it is parsed), so the name needs no
-/// quoting.
-fn partition_name(table: &str, tenant: &MunicipalityCode) -> Result<String, StoreError> {
-    let code = tenant.as_str();
-    if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(StoreError::Corrupt(format!("municipality code {code:?}")));
+/// PostgreSQL: how many hash partitions each registry table has
+/// (migration 25): a fixed number, however many tenants there are.
+pub const REGISTRY_PARTITIONS: i64 = 16;
+
+/// The hash partition of a registry table that holds `tenant`'s rows
+/// (PostgreSQL), named `{table}_hNN` by migration 25. Asked of the server
+/// with the function its partition constraints use, so it always agrees
+/// with where PostgreSQL routes the tenant's rows (and a row written to
+/// the wrong one would be refused by that constraint).
+fn tenant_partition(
+    tx: &mut Tx<'_>,
+    table: &str,
+    tenant: &MunicipalityCode,
+) -> Result<String, StoreError> {
+    if !REGISTRY_KEYS.iter().any(|(t, _)| *t == table) {
+        return Err(StoreError::Corrupt(format!(
+            "not a registry table: {table}"
+        )));
     }
-    Ok(format!("{table}_{code}"))
+    let r = tx
+        .query_one(
+            &format!(
+                "SELECT r::bigint FROM generate_series(0, {last}) r \
+                 WHERE satisfies_hash_partition('{table}'::regclass, {REGISTRY_PARTITIONS}, r, $1::text)",
+                last = REGISTRY_PARTITIONS - 1
+            ),
+            &[tenant.as_str().into()],
+        )?
+        .int(0)?;
+    Ok(format!("{table}_h{r:02}"))
 }
 
 /// Runs `f` as the role that owns the schema (the one that ran the
-/// migrations), then returns to the application role: creating or attaching
-/// a partition needs the owner. PostgreSQL only.
+/// migrations), then returns to the application role: writing to a
+/// partition directly and DDL need the owner. PostgreSQL only.
 fn as_owner<T>(
     tx: &mut Tx<'_>,
     f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
@@ -1078,45 +1099,8 @@ fn as_owner<T>(
     Ok(out)
 }
 
-/// PostgreSQL: the tenant's partitions of the registry tables, made when the
-/// tenant is created. Each tenant's rows live in tables of their own, so a
-/// full import can build them aside and attach them (see [`BulkLoad`]).
-///
-/// Made as plain tables and then attached: attaching locks the parent
-/// tables only against other DDL, where `CREATE TABLE … PARTITION OF`
-/// would lock them exclusively, queueing every tenant's queries behind any
-/// long transaction. (The partition bound is also why the registry tables
-/// need no foreign key to `tenants`: a row can only go to an existing
-/// tenant's partition.)
-pub fn create_partitions(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<(), StoreError> {
-    if tx.backend() != super::Backend::Postgres {
-        return Ok(());
-    }
-    as_owner(tx, |tx| {
-        for (table, _) in REGISTRY_KEYS {
-            let part = partition_name(table, tenant)?;
-            tx.execute_batch(&format!(
-                "CREATE TABLE {part} (LIKE {table}); \
-                 ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES IN ('{}')",
-                tenant.as_str()
-            ))?;
-        }
-        Ok(())
-    })
-}
-
-/// Whether the tenant has any history row. On PostgreSQL only the tenant's
-/// partition is read, so that a full import does not hold a lock on the
-/// registry tables while it loads (see `swap_in`).
+/// Whether the tenant has any history row.
 pub fn tenant_has_history(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<bool, StoreError> {
-    if tx.backend() == super::Backend::Postgres {
-        let part = partition_name("resident_history", tenant)?;
-        return as_owner(tx, |tx| {
-            Ok(tx
-                .query_opt(&format!("SELECT 1 FROM {part} LIMIT 1"), &[])?
-                .is_some())
-        });
-    }
     Ok(tx
         .query_opt(
             "SELECT 1 FROM resident_history WHERE tenant = $1 LIMIT 1",
@@ -1133,22 +1117,16 @@ pub fn tenant_has_history(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<
 /// - SQLite: when the load is at least as large as what the tables hold
 ///   already, their secondary indexes are dropped first and built again at
 ///   the end.
-/// - PostgreSQL: the rows are COPied into two new tables, the tenant's
-///   partitions to be: no row-level security to check per row, no index to
-///   maintain. At the end their keys and indexes are built, and they
-///   replace the tenant's (empty) partitions. Replacing takes an exclusive
-///   lock on the registry tables for the last moments of the transaction
-///   only: other tenants wait milliseconds, not the whole load (and never
-///   long behind the swap itself, see `swap_in`).
-///
-///   The rows go in frozen (`COPY … FREEZE`, allowed because the tables
-///   are new in this transaction): the first reads after the load do not
-///   rewrite every page to set visibility hints, and no later vacuum has
-///   to freeze them. Like `TRUNCATE`, this is not MVCC-exact: a
-///   repeatable-read transaction that began before the commit and reads
-///   the tenant only after it sees the loaded rows. The tenant had no
-///   history before (`tenant_has_history`), so that reader sees the whole
-///   load or, had it read earlier, an empty tenant: never part of it.
+/// - PostgreSQL: the rows are COPied straight into the hash partitions
+///   that hold the tenant (migration 25), as the schema owner: no
+///   row-level security to check per row (the partitions have none; the
+///   rows' tenant is checked by the partition constraint and the import
+///   writes only the tenant's rows), no staging copy. The partitions'
+///   indexes are kept up to date row by row (they hold other tenants'
+///   rows too, so they cannot be dropped or built aside), and the
+///   partitions are analysed at the end. Only row locks and the
+///   partitions' ordinary write lock are taken: other tenants' reads and
+///   changes, and other imports, go on meanwhile.
 pub struct BulkLoad {
     mode: LoadMode,
 }
@@ -1163,6 +1141,8 @@ enum LoadMode {
     },
     Postgres {
         tenant: MunicipalityCode,
+        history: String,
+        current: String,
     },
 }
 
@@ -1174,23 +1154,17 @@ impl BulkLoad {
         expected_rows: u64,
     ) -> Result<BulkLoad, StoreError> {
         if tx.backend() == super::Backend::Postgres {
-            as_owner(tx, |tx| {
-                for (table, _) in REGISTRY_KEYS {
-                    let part = partition_name(table, tenant)?;
-                    // Shaped like the tenant's partition, not the parent:
-                    // LIKE locks its source until the commit, and a lock on
-                    // the parent would hold up another tenant's swap.
-                    tx.execute_batch(&format!(
-                        "CREATE TABLE {part}_load (LIKE {part}, \
-                         CONSTRAINT {part}_load_tenant CHECK (tenant = '{}'))",
-                        tenant.as_str()
-                    ))?;
-                }
-                Ok(())
+            let (history, current) = as_owner(tx, |tx| {
+                Ok((
+                    tenant_partition(tx, "resident_history", tenant)?,
+                    tenant_partition(tx, "resident_current", tenant)?,
+                ))
             })?;
             return Ok(BulkLoad {
                 mode: LoadMode::Postgres {
                     tenant: tenant.clone(),
+                    history,
+                    current,
                 },
             });
         }
@@ -1232,14 +1206,18 @@ impl BulkLoad {
                 tx.insert_rows("resident_current", CURRENT_COLUMNS, current)
                     .map_err(StoreError::conflict_if_unique)?;
             }
-            LoadMode::Postgres { tenant } => {
-                // The new tables are the owner's; the role is switched for
+            LoadMode::Postgres {
+                history: h,
+                current: c,
+                ..
+            } => {
+                // The partitions are the owner's; the role is switched for
                 // the COPY only.
                 as_owner(tx, |tx| {
-                    let h = partition_name("resident_history", tenant)?;
-                    let c = partition_name("resident_current", tenant)?;
-                    tx.insert_rows(&format!("{h}_load"), HISTORY_INSERT_COLUMNS, history)?;
-                    tx.insert_rows(&format!("{c}_load"), CURRENT_COLUMNS, current)?;
+                    tx.insert_rows(h, HISTORY_INSERT_COLUMNS, history)
+                        .map_err(StoreError::conflict_if_unique)?;
+                    tx.insert_rows(c, CURRENT_COLUMNS, current)
+                        .map_err(StoreError::conflict_if_unique)?;
                     Ok(())
                 })?;
             }
@@ -1273,101 +1251,28 @@ impl BulkLoad {
                 tracing::debug!(seconds = t.elapsed().as_secs_f64(), "grams added");
                 Ok(())
             }
-            LoadMode::Postgres { tenant } => as_owner(tx, |tx| {
-                // Keys first: a duplicate is refused here, as a conflict.
-                for (table, key) in REGISTRY_KEYS {
-                    let part = partition_name(table, &tenant)?;
-                    tx.execute_batch(&format!(
-                        "ALTER TABLE {part}_load ADD CONSTRAINT {part}_load_pkey PRIMARY KEY ({key})"
-                    ))
-                    .map_err(StoreError::conflict_if_unique)?;
-                }
-                // Named apart from the partition's own until that is gone.
-                let mut renames = String::new();
-                for (name, on) in registry_indexes(super::Backend::Postgres) {
-                    let (table, columns) = on.split_once(' ').unwrap_or((on, ""));
-                    let part = partition_name(table, &tenant)?;
-                    let index = format!("{name}_{}", tenant.as_str());
-                    tx.execute_batch(&format!(
-                        "CREATE INDEX {index}_load ON {part}_load {columns}"
-                    ))?;
-                    renames.push_str(&format!("ALTER INDEX {index}_load RENAME TO {index}; "));
-                }
-                for (table, _) in REGISTRY_KEYS {
-                    let part = partition_name(table, &tenant)?;
-                    tx.execute_batch(&format!("ANALYZE {part}_load"))?;
-                }
-                // The grams of the loaded rows (a full load fills an empty
-                // tenant, which has none yet).
-                let c = partition_name("resident_current", &tenant)?;
+            // Statistics for the first queries after the load (autovacuum
+            // would get there later), and the grams of the loaded rows (a
+            // full load fills an empty tenant, which has none yet).
+            LoadMode::Postgres {
+                tenant,
+                history,
+                current,
+            } => as_owner(tx, |tx| {
+                tx.execute(
+                    "DELETE FROM resident_gram WHERE tenant = $1",
+                    &[tenant.as_str().into()],
+                )?;
+                tx.execute(
+                    &gram_fill_sql(super::Backend::Postgres, "resident_current", "c.tenant = $1"),
+                    &[tenant.as_str().into()],
+                )?;
                 tx.execute_batch(&format!(
-                    "DELETE FROM resident_gram WHERE tenant = '{}'",
-                    tenant.as_str()
-                ))?;
-                tx.execute_batch(&gram_fill_sql(
-                    super::Backend::Postgres,
-                    &format!("{c}_load"),
-                    "true",
-                ))?;
-                tx.execute_batch("ANALYZE resident_gram")?;
-                // The swap: the tenant's empty partitions go, the new
-                // tables take their place. Their check constraint proves
-                // the partition bound and their keys and indexes match the
-                // parent's, so attaching scans and builds nothing.
-                let mut swap = String::new();
-                for (table, _) in REGISTRY_KEYS {
-                    let part = partition_name(table, &tenant)?;
-                    swap.push_str(&format!(
-                        "DROP TABLE {part}; \
-                         ALTER TABLE {part}_load RENAME TO {part}; \
-                         ALTER TABLE {table} ATTACH PARTITION {part} FOR VALUES IN ('{}'); \
-                         ALTER TABLE {part} DROP CONSTRAINT {part}_load_tenant; \
-                         ALTER TABLE {part} RENAME CONSTRAINT {part}_load_pkey TO {part}_pkey; ",
-                        tenant.as_str()
-                    ));
-                }
-                swap.push_str(&renames);
-                swap_in(tx, &swap)
+                    "ANALYZE {history}; ANALYZE {current}; ANALYZE resident_gram"
+                ))
             }),
         }
     }
-}
-
-/// How long the swap of a full load waits for the registry tables' lock
-/// before it steps back and tries again.
-const SWAP_LOCK_WAIT: &str = "500ms";
-/// How many times it tries (about half an hour in all: failing would throw
-/// the whole load away, so it waits out even a long export).
-const SWAP_ATTEMPTS: u32 = 1800;
-
-/// Runs the swap of a full load (PostgreSQL), which needs the registry
-/// tables' exclusive lock. While it waits for that lock every other query on
-/// them queues behind it, so it never waits long: if a long transaction
-/// (another tenant's export, say) holds the tables, it gives up after
-/// [`SWAP_LOCK_WAIT`], lets the queue through, and tries again.
-fn swap_in(tx: &mut Tx<'_>, swap: &str) -> Result<(), StoreError> {
-    for attempt in 1..=SWAP_ATTEMPTS {
-        tx.execute_batch(&format!(
-            "SAVEPOINT machi_swap; SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'"
-        ))?;
-        match tx.execute_batch(swap) {
-            Ok(()) => {
-                tx.execute_batch("RELEASE machi_swap; SET LOCAL lock_timeout TO DEFAULT")?;
-                return Ok(());
-            }
-            Err(e) if e.is_lock_timeout() && attempt < SWAP_ATTEMPTS => {
-                tx.execute_batch("ROLLBACK TO machi_swap; RELEASE machi_swap")?;
-                if attempt % 10 == 1 {
-                    tracing::info!(attempt, "import: registry tables busy, swap retried");
-                }
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Task(
-        "the registry tables stayed locked for half an hour; nothing was imported".into(),
-    ))
 }
 
 /// Appends a history row and points the current-state projection at it.

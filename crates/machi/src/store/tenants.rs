@@ -46,7 +46,6 @@ impl Store {
                  VALUES ($1, 0, 0, 0, 0, 0, $2)",
                 &[code.into(), super::records::GENESIS_HASH.into()],
             )?;
-            super::records::create_partitions(tx, &t.municipality_code)?;
             Ok(true)
         })
         .await
