@@ -360,6 +360,15 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "",
         "clerk boss",
     ),
+    // アンケート集計: the same readers as the inbox (counts only).
+    ("GET", "/ui/surveys", "", "clerk boss"),
+    ("GET", "/ui/surveys/{procedure}", "", "clerk boss"),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/surveys/{procedure}/results",
+        "",
+        "clerk boss residents:read",
+    ),
     // Another system reading personal data may read filings, never act.
     (
         "GET",
