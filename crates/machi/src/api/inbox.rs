@@ -134,10 +134,18 @@ pub struct FilingQuery {
     before: Option<String>,
 }
 
+/// A procedure id as definitions spell it (`machi-procedures`): a-z
+/// first, then a-z, 0-9 and `_`, at most 40 characters.
+pub fn is_procedure_id(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 40
+        && p.starts_with(|c: char| c.is_ascii_lowercase())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Turns the query's words into a filter (shared with the staff UI).
-#[allow(clippy::too_many_arguments)]
 pub fn filter_of(
-    known: &[(String, String, String)],
     procedure: Option<&str>,
     status: Option<&str>,
     received_from: Option<&str>,
@@ -178,14 +186,19 @@ pub fn filter_of(
         }
         b => b,
     };
+    // Any well-formed procedure id: shipped, or one the tenant published
+    // (a version the back office has not seen yet matches nothing).
     if let Some(p) = &procedure
-        && !known.iter().any(|(id, _, _)| id == p)
+        && !is_procedure_id(p)
     {
         return Err(ServiceError::Invalid {
             field: "procedure".into(),
-            code: "unknown_procedure",
-            message_ja: "その手続はありません。".into(),
-            message_en: "no such procedure".into(),
+            code: "invalid_procedure",
+            message_ja:
+                "手続の指定が正しくありません（英小文字で始まり、英小文字・数字・_ の40文字以内）。"
+                    .into(),
+            message_en:
+                "the procedure must start with a-z and use only a-z, 0-9 and _ (at most 40)".into(),
         });
     }
     let signed = match given(signed).as_deref() {
@@ -267,13 +280,7 @@ pub async fn list_filings(
         Some(b) => Some(super::params::integer_text("before", b)?),
         None => None,
     };
-    // The procedures the tenant knows, only to check a procedure filter.
-    let known = match super::params::given(&q.procedure) {
-        Some(_) => s.registry.inbox_procedures(&tenant).await?,
-        None => vec![],
-    };
     let filter = filter_of(
-        &known,
         q.procedure.as_deref(),
         q.status.as_deref(),
         from.as_deref(),
@@ -798,7 +805,7 @@ fn counts_view(c: crate::service::surveys::SurveyCounts) -> SurveyCountsView {
 /// option, for the tenant, all versions together and per version; counted
 /// from the stored filings (a filing imported twice counts once), without
 /// approval, leaving out rejected answers. The same readers as the inbox.
-#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/surveys/{procedure}/results", tag = "inbox",
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/surveys/{survey}/results", tag = "inbox",
     security(("bearer" = []), ("session" = [])),
     params(super::params::SurveyPath),
     responses((status = 200, description = "The survey's counts.", body = SurveyResultsView),
@@ -823,13 +830,7 @@ pub async fn survey_results(
             "no such survey",
         )
     };
-    let valid = !procedure.is_empty()
-        && procedure.len() <= 40
-        && procedure.starts_with(|c: char| c.is_ascii_lowercase())
-        && procedure
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid {
+    if !is_procedure_id(&procedure) {
         return Err(not_found());
     }
     let r = s

@@ -628,12 +628,12 @@ doc_params!(
 );
 
 doc_params!(
-    /// `{municipality_code}/surveys/{procedure}/results` (アンケート集計).
+    /// `{municipality_code}/surveys/{survey}/results` (アンケート集計).
     SurveyPath,
     [
         tenant_param(),
         path(
-            "procedure",
+            "survey",
             string_schema(
                 None,
                 Some("^[a-z][a-z0-9_]{0,39}$".into()),
@@ -656,7 +656,8 @@ doc_params!(
                 None,
                 Some("^[a-z][a-z0-9_]{0,39}$".into()),
                 "A procedure's id: one shipped with machi (tenshutsu, juminhyo, gakudo, \
-                 jidoteate, survey_internet) or one the tenant published. Any other is 400.",
+                 jidoteate, survey_internet) or one the tenant published; an id the \
+                 back office has no filing of matches nothing.",
                 json!("tenshutsu"),
             ),
             "Only filings of this procedure.",

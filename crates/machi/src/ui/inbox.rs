@@ -156,7 +156,6 @@ pub async fn list(
     let from = iso_day(&s, &q.received_from);
     let to = iso_day(&s, &q.received_to);
     let result = match filter_of(
-        &known,
         q.procedure.as_deref(),
         q.status.as_deref(),
         from.as_deref(),

@@ -189,7 +189,7 @@ pub fn routes() -> Vec<UiRoute> {
         ),
         route("/ui/inbox", &["GET"], get(inbox::list)),
         route("/ui/surveys", &["GET"], get(surveys::list)),
-        route("/ui/surveys/{procedure}", &["GET"], get(surveys::results)),
+        route("/ui/surveys/{survey}", &["GET"], get(surveys::results)),
         route("/ui/inbox/{filing_id}", &["GET"], get(inbox::filing)),
         route("/ui/inbox/{filing_id}/act", &["POST"], post(inbox::act)),
         route(

@@ -235,11 +235,15 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
     assert_eq!(own.len(), 1);
     assert_eq!(own[0]["applicant_name"], "架空　花子");
     let id = own[0]["filing_id"].as_i64().unwrap();
-    // An id the tenant never published is still refused.
-    let (st, e) = call(&clerk, "GET", &format!("{F}?procedure=kaigo"), None).await;
+    // A well-formed id with no filing matches nothing; a malformed one is
+    // refused.
+    let (st, none) = call(&clerk, "GET", &format!("{F}?procedure=kaigo"), None).await;
+    assert_eq!(st, StatusCode::OK, "{none}");
+    assert!(none["filings"].as_array().unwrap().is_empty());
+    let (st, e) = call(&clerk, "GET", &format!("{F}?procedure=Kaigo!"), None).await;
     assert_eq!(
         (st, e["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unknown_procedure"))
+        (StatusCode::BAD_REQUEST, Some("invalid_procedure"))
     );
     // The filing with the definition's labels.
     let (st, d) = call(&clerk, "GET", &format!("{F}/{id}"), None).await;
