@@ -831,7 +831,12 @@ pub async fn survey_results(
         )
     };
     if !is_procedure_id(&procedure) {
-        return Err(not_found());
+        return Err(ApiError::bad_request(
+            "invalid_survey",
+            "アンケートの指定が正しくありません（英小文字で始まり、英小文字・数字・_ の40文字以内）。",
+            "the survey must start with a-z and use only a-z, 0-9 and _ (at most 40)",
+        )
+        .with_field("survey"));
     }
     let r = s
         .registry

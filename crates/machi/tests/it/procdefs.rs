@@ -607,14 +607,17 @@ async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
         (st, e["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("survey_not_found"))
     );
-    let (st, _) = call(
+    let (st, e) = call(
         &clerk,
         "GET",
         "/api/v1/tenants/132063/surveys/%00x/results",
         None,
     )
     .await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (st, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("survey"))
+    );
     // Another tenant's results are not this clerk's.
     let (st, _) = call(
         &clerk,
