@@ -2238,16 +2238,35 @@ async fn pull(
     if !authorized(&p, &headers) {
         return unauthorized();
     }
-    match p.store.pending(q.limit.unwrap_or(100).clamp(1, 1000)) {
-        Ok(rows) => axum::Json(serde_json::json!({
-            "filings": rows.into_iter().map(|(id, tenant, procedure, version, received_at, sealed)| serde_json::json!({
-                "id": id, "tenant": tenant, "procedure": procedure, "version": version,
-                "received_at": received_at, "sealed": B64.encode(sealed),
-            })).collect::<Vec<_>>()
-        }))
-        .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    let rows = match p.store.pending(q.limit.unwrap_or(100).clamp(1, 1000)) {
+        Ok(rows) => rows,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    // The published text of each version the batch's filings name, once
+    // each: the back office validates and keeps it (issue 11, item 1), so
+    // it shows a tenant's own procedure or new version with its labels.
+    let mut named: std::collections::BTreeSet<(String, String, u32)> = Default::default();
+    for (_, tenant, procedure, version, _, _) in &rows {
+        named.insert((tenant.clone(), procedure.clone(), *version));
     }
+    let mut definitions = Vec::new();
+    for (tenant, procedure, version) in named {
+        match p.store.definition(&tenant, &procedure, version) {
+            Ok(Some(source)) => definitions.push(serde_json::json!({
+                "tenant": tenant, "procedure": procedure, "version": version, "source": source,
+            })),
+            Ok(None) => {}
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        }
+    }
+    axum::Json(serde_json::json!({
+        "filings": rows.into_iter().map(|(id, tenant, procedure, version, received_at, sealed)| serde_json::json!({
+            "id": id, "tenant": tenant, "procedure": procedure, "version": version,
+            "received_at": received_at, "sealed": B64.encode(sealed),
+        })).collect::<Vec<_>>(),
+        "definitions": definitions,
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]

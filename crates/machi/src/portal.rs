@@ -133,15 +133,27 @@ pub async fn pull_command(store: &crate::store::Store) -> anyhow::Result<ExitCod
                 r.statuses_pushed,
                 r.statuses_left,
             );
+            if r.definitions_imported > 0 {
+                println!(
+                    "手続定義の取込み {} 件 / procedure definitions imported {}",
+                    r.definitions_imported, r.definitions_imported
+                );
+            }
+            for d in &r.definitions_refused {
+                eprintln!("{} {} v{}:", d.tenant, d.procedure, d.version);
+                report(&d.ja, &d.en);
+            }
             for f in &r.refused {
                 eprintln!("{}:", f.portal_id);
                 report(&f.ja, &f.en);
             }
-            Ok(if r.refused.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            Ok(
+                if r.refused.is_empty() && r.definitions_refused.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                },
+            )
         }
         Err(e) => {
             report(&e.message_ja(), &e.message_en());
@@ -324,6 +336,33 @@ pub struct PulledFiling {
     pub sealed: String,
 }
 
+/// One published definition, as the portal's `/backoffice/filings` sends
+/// it beside the filings made on it (issue 11, item 1): the exact text the
+/// tenant published for (procedure, version).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PulledDefinition {
+    pub tenant: String,
+    pub procedure: String,
+    pub version: i64,
+    pub source: String,
+}
+
+/// Why a published definition was not imported (nothing of it is stored,
+/// and the filings made on it stay on the portal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDefinition {
+    pub tenant: String,
+    pub procedure: String,
+    pub version: i64,
+    /// `definition_invalid` (does not validate), `definition_mismatch`
+    /// (its text names another procedure or version than the listing),
+    /// `definition_conflict` (another text is already known for this
+    /// version: a published version never changes).
+    pub code: &'static str,
+    pub ja: String,
+    pub en: String,
+}
+
 /// Why one pulled filing was not imported (it stays on the portal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -349,6 +388,11 @@ pub struct ImportOutcome {
     /// filings whose signature did not (stored with the reason).
     pub signatures_valid: usize,
     pub signatures_failed: usize,
+    /// Published definitions stored now (a version already here with the
+    /// same text is not counted).
+    pub definitions_imported: usize,
+    /// Published definitions refused (their filings are refused too).
+    pub definitions_refused: Vec<RefusedDefinition>,
 }
 
 fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
@@ -361,8 +405,8 @@ fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
 }
 
 /// Whether a shipped definition with this id and version asks for a
-/// signature (the back office's own copy of the definitions; a tenant's
-/// own procedure is not known here).
+/// signature (the back office's own copy; a tenant's own procedure's
+/// definition comes with the pull, [`import_with_definitions`]).
 fn shipped_needs_signature(procedure: &str, version: i64) -> bool {
     static SHIPPED: std::sync::OnceLock<Vec<(String, i64, bool)>> = std::sync::OnceLock::new();
     SHIPPED
@@ -396,8 +440,7 @@ struct SigRecord {
 fn check_signature(
     signing: Option<&Signing>,
     filing: &serde_json::Value,
-    procedure: &str,
-    version: i64,
+    needs_signature: bool,
     now: i64,
 ) -> Option<SigRecord> {
     use crate::store::portal_signatures::{SignatureCheck, result};
@@ -415,7 +458,7 @@ fn check_signature(
         checked_at: now,
     };
     if sig.is_null() {
-        return shipped_needs_signature(procedure, version).then(|| SigRecord {
+        return needs_signature.then(|| SigRecord {
             nonce: None,
             content_sha256: None,
             check: failed(
@@ -512,9 +555,188 @@ pub async fn import(
     pulled: &[PulledFiling],
     now: i64,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
+    import_with_definitions(store, key, signing, pulled, &[], now).await
+}
+
+type DefKey = (String, String, i64);
+
+/// Validates and stores the published definitions of a pull (issue 11,
+/// item 1), one transaction per tenant. Returns the definitions that
+/// passed (by tenant, procedure, version) and the keys refused with why.
+async fn import_definitions(
+    store: &crate::store::Store,
+    definitions: &[PulledDefinition],
+    known_tenants: &mut std::collections::HashMap<MunicipalityCode, bool>,
+    now: i64,
+    out: &mut ImportOutcome,
+) -> Result<
+    (
+        std::collections::HashMap<DefKey, Arc<Definition>>,
+        std::collections::HashMap<DefKey, RefusedDefinition>,
+    ),
+    crate::store::StoreError,
+> {
+    use crate::store::procedure_definitions::{self as defs, Stored as DefStored};
+    let mut good: std::collections::HashMap<DefKey, Arc<Definition>> = Default::default();
+    let mut bad: std::collections::HashMap<DefKey, RefusedDefinition> = Default::default();
+    let mut by_tenant: std::collections::BTreeMap<
+        MunicipalityCode,
+        Vec<(DefKey, Arc<Definition>, String)>,
+    > = Default::default();
+    for d in definitions {
+        let k = (d.tenant.clone(), d.procedure.clone(), d.version);
+        if good.contains_key(&k) || bad.contains_key(&k) {
+            continue;
+        }
+        let refused = |code: &'static str, ja: String, en: String| RefusedDefinition {
+            tenant: d.tenant.clone(),
+            procedure: d.procedure.clone(),
+            version: d.version,
+            code,
+            ja,
+            en,
+        };
+        let Ok(tenant) = d.tenant.parse::<MunicipalityCode>() else {
+            // Its filings are refused as `bad_tenant`.
+            continue;
+        };
+        let known = match known_tenants.get(&tenant) {
+            Some(k) => *k,
+            None => {
+                let k = store.get_tenant(&tenant).await?.is_some();
+                known_tenants.insert(tenant.clone(), k);
+                k
+            }
+        };
+        if !known {
+            // Its filings are refused as `unknown_tenant`; nothing stored.
+            continue;
+        }
+        let def = match defs::parsed(&d.source) {
+            Ok(def) => def,
+            Err(r) => {
+                bad.insert(
+                    k,
+                    refused(
+                        "definition_invalid",
+                        format!(
+                            "手続定義「{}」版{}が検証を通りません：{}",
+                            d.procedure,
+                            d.version,
+                            r.message_ja()
+                        ),
+                        format!(
+                            "procedure definition {} version {} does not validate: {}",
+                            d.procedure,
+                            d.version,
+                            r.message_en()
+                        ),
+                    ),
+                );
+                continue;
+            }
+        };
+        if def.id() != d.procedure || i64::from(def.version()) != d.version {
+            bad.insert(
+                k,
+                refused(
+                    "definition_mismatch",
+                    format!(
+                        "手続定義の本文（{} 版{}）がポータルの一覧（{} 版{}）と一致しません。",
+                        def.id(),
+                        def.version(),
+                        d.procedure,
+                        d.version
+                    ),
+                    format!(
+                        "the definition's text ({} version {}) does not match the portal's listing ({} version {})",
+                        def.id(),
+                        def.version(),
+                        d.procedure,
+                        d.version
+                    ),
+                ),
+            );
+            continue;
+        }
+        by_tenant
+            .entry(tenant)
+            .or_default()
+            .push((k, def, d.source.clone()));
+    }
+    for (tenant, list) in by_tenant {
+        let results = store
+            .write(Some(&tenant), {
+                let tenant = tenant.clone();
+                let list = list.clone();
+                move |tx| -> Result<Vec<DefStored>, crate::store::StoreError> {
+                    list.iter()
+                        .map(|(_, def, src)| defs::store(tx, &tenant, def, src, now))
+                        .collect()
+                }
+            })
+            .await?;
+        for ((k, def, _), r) in list.into_iter().zip(results) {
+            match r {
+                DefStored::New => {
+                    out.definitions_imported += 1;
+                    good.insert(k, def);
+                }
+                DefStored::Same => {
+                    good.insert(k, def);
+                }
+                DefStored::Conflict => {
+                    let title = def.procedure.title.ja.clone();
+                    bad.insert(
+                        k.clone(),
+                        RefusedDefinition {
+                            tenant: k.0.clone(),
+                            procedure: k.1.clone(),
+                            version: k.2,
+                            code: "definition_conflict",
+                            ja: format!(
+                                "団体{}の手続「{title}」（{}）版{}は、すでに別の内容で取り込まれています。公開済みの版は変えられないため、この定義とこの版の申請は取り込みませんでした（申請はポータルに残っています）。",
+                                k.0, k.1, k.2
+                            ),
+                            en: format!(
+                                "tenant {} procedure {} version {} is already known with a different text; a published version never changes, so this definition and the filings made on it were not imported (they stay on the portal)",
+                                k.0, k.1, k.2
+                            ),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    for r in bad.values() {
+        tracing::warn!(tenant = %r.tenant, procedure = %r.procedure, version = r.version, code = r.code, reason = %r.en, "portal import: a procedure definition was refused");
+    }
+    let mut refused: Vec<RefusedDefinition> = bad.values().cloned().collect();
+    refused.sort_by(|a, b| {
+        (&a.tenant, &a.procedure, a.version).cmp(&(&b.tenant, &b.procedure, b.version))
+    });
+    out.definitions_refused.extend(refused);
+    Ok((good, bad))
+}
+
+/// [`import`], with the published definitions the portal sent beside the
+/// filings (issue 11, item 1): each is validated by `machi-procedures`
+/// and stored per tenant and version first; a filing whose definition
+/// was refused is refused too (it stays on the portal), so nothing is
+/// imported that the back office cannot read with its labels.
+pub async fn import_with_definitions(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    pulled: &[PulledFiling],
+    definitions: &[PulledDefinition],
+    now: i64,
+) -> Result<ImportOutcome, crate::store::StoreError> {
     use base64::Engine as _;
     let mut out = ImportOutcome::default();
     let mut known_tenants = std::collections::HashMap::new();
+    let (good_defs, bad_defs) =
+        import_definitions(store, definitions, &mut known_tenants, now, &mut out).await?;
     let mut checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>> =
         std::collections::BTreeMap::new();
     for p in pulled {
@@ -601,7 +823,27 @@ pub async fn import(
             ));
             continue;
         }
-        let sig = check_signature(signing, &filing, &p.procedure, p.version, now);
+        let dk = (p.tenant.clone(), p.procedure.clone(), p.version);
+        if let Some(d) = bad_defs.get(&dk) {
+            out.refused.push(Refused {
+                portal_id: p.id.clone(),
+                code: "definition_refused",
+                ja: format!(
+                    "この申請の手続定義を取り込めなかったため、申請も取り込みませんでした（ポータルに残っています）。{}",
+                    d.ja
+                ),
+                en: format!(
+                    "the filing's procedure definition was refused, so the filing was not imported (it stays on the portal): {}",
+                    d.en
+                ),
+            });
+            continue;
+        }
+        let needs_signature = match good_defs.get(&dk) {
+            Some(d) => d.identity() == machi_procedures::Identity::Signature,
+            None => shipped_needs_signature(&p.procedure, p.version),
+        };
+        let sig = check_signature(signing, &filing, needs_signature, now);
         checked.entry(tenant).or_default().push(Checked {
             portal_id: p.id.clone(),
             receipt,
@@ -812,9 +1054,13 @@ pub async fn pull_once(
     #[derive(serde::Deserialize)]
     struct List {
         filings: Vec<PulledFiling>,
+        /// Absent from a portal older than migration 23's back office.
+        #[serde(default)]
+        definitions: Vec<PulledDefinition>,
     }
     let list: List = serde_json::from_slice(&body).map_err(|e| PullError::Portal(e.to_string()))?;
-    let outcome = import(store, key, signing, &list.filings, now).await?;
+    let outcome =
+        import_with_definitions(store, key, signing, &list.filings, &list.definitions, now).await?;
     if !outcome.acknowledge.is_empty() {
         let r = client
             .post(format!("{base}/backoffice/ack"))
@@ -1015,6 +1261,8 @@ pub struct PullReport {
     pub statuses_pushed: usize,
     /// Status updates still queued (the portal refused or was unreachable).
     pub statuses_left: usize,
+    pub definitions_imported: usize,
+    pub definitions_refused: Vec<RefusedDefinition>,
 }
 
 /// The environment variable with the portal's address (`http://…`).
@@ -1142,6 +1390,12 @@ impl PortalLink {
             report.already += o.already;
             report.signatures_valid += o.signatures_valid;
             report.signatures_failed += o.signatures_failed;
+            report.definitions_imported += o.definitions_imported;
+            for d in o.definitions_refused {
+                if !report.definitions_refused.contains(&d) {
+                    report.definitions_refused.push(d);
+                }
+            }
             let more = o.acknowledge.len() == self.batch && o.imported + o.already > 0;
             report.refused.extend(o.refused);
             if !more {

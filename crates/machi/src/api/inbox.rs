@@ -100,7 +100,7 @@ fn summary(f: &StoredPortalFiling, s: &AppState) -> FilingSummary {
         filing_id: f.filing_id,
         receipt: f.receipt.clone(),
         procedure: f.procedure.clone(),
-        procedure_title_ja: inbox::procedure_title(&f.procedure, f.version, false),
+        procedure_title_ja: inbox::filing_title(f, false),
         version: f.version,
         status: f.status.clone(),
         status_label_ja: st.map(|s| s.label_ja().to_string()).unwrap_or_default(),
@@ -132,6 +132,16 @@ pub struct FilingQuery {
     assigned_to: Option<String>,
     signed: Option<String>,
     before: Option<String>,
+}
+
+/// A procedure id as definitions spell it (`machi-procedures`): a-z
+/// first, then a-z, 0-9 and `_`, at most 40 characters.
+pub fn is_procedure_id(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 40
+        && p.starts_with(|c: char| c.is_ascii_lowercase())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Turns the query's words into a filter (shared with the staff UI).
@@ -176,14 +186,19 @@ pub fn filter_of(
         }
         b => b,
     };
+    // Any well-formed procedure id: shipped, or one the tenant published
+    // (a version the back office has not seen yet matches nothing).
     if let Some(p) = &procedure
-        && !inbox::procedures().iter().any(|(id, _, _)| id == p)
+        && !is_procedure_id(p)
     {
         return Err(ServiceError::Invalid {
             field: "procedure".into(),
-            code: "unknown_procedure",
-            message_ja: "その手続はありません。".into(),
-            message_en: "no such procedure".into(),
+            code: "invalid_procedure",
+            message_ja:
+                "手続の指定が正しくありません（英小文字で始まり、英小文字・数字・_ の40文字以内）。"
+                    .into(),
+            message_en:
+                "the procedure must start with a-z and use only a-z, 0-9 and _ (at most 40)".into(),
         });
     }
     let signed = match given(signed).as_deref() {
@@ -326,7 +341,7 @@ pub struct FilingDetail {
 
 fn detail(f: &StoredPortalFiling, s: &AppState) -> FilingDetail {
     let eras = s.registry.eras();
-    let (answers, parties) = match inbox::definition(&f.procedure, f.version) {
+    let (answers, parties) = match inbox::def_of(f) {
         Some(def) => (
             inbox::answer_views(def, inbox::answers(f), eras, false)
                 .into_iter()
@@ -706,4 +721,133 @@ pub async fn approve_filing(
         )
         .await?;
     Ok(Json(a.into()))
+}
+
+/// One option of a counted question.
+#[derive(Serialize, ToSchema)]
+pub struct SurveyOptionView {
+    pub value: String,
+    pub label_ja: String,
+    pub label_en: String,
+    pub count: u64,
+    /// Of the respondents asked the question, in percent (one decimal).
+    pub percent: f64,
+}
+
+/// One counted question of a survey.
+#[derive(Serialize, ToSchema)]
+pub struct SurveyQuestionView {
+    pub field: String,
+    pub label_ja: String,
+    pub label_en: String,
+    /// Several options may be chosen (percentages may add up to more than 100).
+    pub multiple: bool,
+    pub answered: u64,
+    pub unanswered: u64,
+    pub options: Vec<SurveyOptionView>,
+}
+
+/// The counts of one definition version (or, `version` absent, of all).
+#[derive(Serialize, ToSchema)]
+pub struct SurveyCountsView {
+    pub version: Option<i64>,
+    /// Answers counted: every imported answer but the rejected ones.
+    pub respondents: u64,
+    /// Answers a clerk rejected (not counted).
+    pub rejected: u64,
+    pub questions: Vec<SurveyQuestionView>,
+}
+
+/// A survey's results for the tenant (counts only; respondents are not
+/// identified).
+#[derive(Serialize, ToSchema)]
+pub struct SurveyResultsView {
+    pub procedure: String,
+    pub title_ja: String,
+    pub title_en: String,
+    pub total: SurveyCountsView,
+    /// Each definition version, newest first.
+    pub versions: Vec<SurveyCountsView>,
+}
+
+fn counts_view(c: crate::service::surveys::SurveyCounts) -> SurveyCountsView {
+    SurveyCountsView {
+        version: c.version,
+        respondents: c.respondents,
+        rejected: c.rejected,
+        questions: c
+            .questions
+            .into_iter()
+            .map(|q| SurveyQuestionView {
+                field: q.field,
+                label_ja: q.label_ja,
+                label_en: q.label_en,
+                multiple: q.multiple,
+                answered: q.answered,
+                unanswered: q.unanswered,
+                options: q
+                    .options
+                    .into_iter()
+                    .map(|o| SurveyOptionView {
+                        value: o.value,
+                        label_ja: o.label_ja,
+                        label_en: o.label_en,
+                        count: o.count,
+                        percent: o.percent,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A survey's results (アンケート集計): answers counted per question and
+/// option, for the tenant, all versions together and per version; counted
+/// from the stored filings (a filing imported twice counts once), without
+/// approval, leaving out rejected answers. The same readers as the inbox.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/surveys/{survey}/results", tag = "inbox",
+    security(("bearer" = []), ("session" = [])),
+    params(super::params::SurveyPath),
+    responses((status = 200, description = "The survey's counts.", body = SurveyResultsView),
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = "survey_not_found, or the tenant is unknown", body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
+pub async fn survey_results(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<SurveyResultsView> {
+    let Path((code, procedure)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    reader(&caller, &tenant)?;
+    let not_found = || {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "survey_not_found",
+            "そのアンケートはありません。",
+            "no such survey",
+        )
+    };
+    if !is_procedure_id(&procedure) {
+        return Err(ApiError::bad_request(
+            "invalid_survey",
+            "アンケートの指定が正しくありません（英小文字で始まり、英小文字・数字・_ の40文字以内）。",
+            "the survey must start with a-z and use only a-z, 0-9 and _ (at most 40)",
+        )
+        .with_field("survey"));
+    }
+    let r = s
+        .registry
+        .survey_results(&tenant, &procedure)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(SurveyResultsView {
+        procedure: r.procedure,
+        title_ja: r.title_ja,
+        title_en: r.title_en,
+        total: counts_view(r.total),
+        versions: r.versions.into_iter().map(counts_view).collect(),
+    }))
 }

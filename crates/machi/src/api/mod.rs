@@ -142,6 +142,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::request_correction))
         .routes(routes!(inbox::reject_filing))
         .routes(routes!(inbox::approve_filing))
+        .routes(routes!(inbox::survey_results))
 }
 
 /// The router and the OpenAPI document it was built from.

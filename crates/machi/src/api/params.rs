@@ -628,6 +628,25 @@ doc_params!(
 );
 
 doc_params!(
+    /// `{municipality_code}/surveys/{survey}/results` (アンケート集計).
+    SurveyPath,
+    [
+        tenant_param(),
+        path(
+            "survey",
+            string_schema(
+                None,
+                Some("^[a-z][a-z0-9_]{0,39}$".into()),
+                "A survey procedure's id.",
+                json!("survey_internet"),
+            ),
+            "A survey the tenant knows (shipped or its own). Any other id is 404.",
+            json!("survey_internet"),
+        ),
+    ]
+);
+
+doc_params!(
     /// The inbox's filters (申請管理); each optional.
     FilingConditions,
     [
@@ -635,8 +654,10 @@ doc_params!(
             "procedure",
             string_schema(
                 None,
-                Some("^(tenshutsu|juminhyo|gakudo|jidoteate|survey_internet)$".into()),
-                "A procedure's id.",
+                Some("^[a-z][a-z0-9_]{0,39}$".into()),
+                "A procedure's id: one shipped with machi (tenshutsu, juminhyo, gakudo, \
+                 jidoteate, survey_internet) or one the tenant published; an id the \
+                 back office has no filing of matches nothing.",
                 json!("tenshutsu"),
             ),
             "Only filings of this procedure.",

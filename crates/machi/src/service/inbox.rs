@@ -142,9 +142,9 @@ pub struct PortalLink {
     pub client: reqwest::Client,
 }
 
-/// The procedures this back office knows, by (id, version): the five
-/// shipped with machi. A definition published only on the portal is not
-/// known here (see the notes): such a filing is shown, but not approved.
+/// A shipped procedure by (id, version) (the access log's words for a
+/// procedure id use it). A filing's own definition — shipped, or the
+/// tenant's published text imported with it — is [`def_of`].
 pub fn definition(procedure: &str, version: i64) -> Option<&'static Definition> {
     static DEFS: OnceLock<Vec<Definition>> = OnceLock::new();
     DEFS.get_or_init(|| {
@@ -157,22 +157,39 @@ pub fn definition(procedure: &str, version: i64) -> Option<&'static Definition> 
     .find(|d| d.id() == procedure && i64::from(d.version()) == version)
 }
 
-/// The procedures of the inbox filter, as (id, Japanese title, English title).
-pub fn procedures() -> Vec<(String, String, String)> {
-    machi_procedures::SHIPPED
-        .iter()
-        .filter_map(|(_, src)| Definition::parse(src).ok())
-        .map(|d| {
-            (
-                d.id().to_string(),
-                d.procedure.title.ja.clone(),
-                d.procedure
-                    .title
-                    .get(machi_procedures::Lang::En)
-                    .to_string(),
-            )
-        })
-        .collect()
+/// The definition a filing names (tenant, procedure, version): shipped,
+/// or published by the tenant and imported with the filing (issue 11,
+/// item 1). None only for a filing whose definition never reached the
+/// back office (a portal older than this back office).
+pub fn def_of(f: &StoredPortalFiling) -> Option<&Definition> {
+    f.definition.as_deref()
+}
+
+/// The procedures of the inbox filter, as (id, Japanese title, English
+/// title), from the definitions a tenant knows (shipped and its own; the
+/// newest version's title).
+pub fn procedures_of(defs: &[Arc<Definition>]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut newest: Vec<&Arc<Definition>> = Vec::new();
+    for d in defs {
+        match newest.iter_mut().find(|n| n.id() == d.id()) {
+            Some(n) if n.version() < d.version() => *n = d,
+            Some(_) => {}
+            None => newest.push(d),
+        }
+    }
+    for d in newest {
+        out.push((
+            d.id().to_string(),
+            d.procedure.title.ja.clone(),
+            d.procedure
+                .title
+                .get(machi_procedures::Lang::En)
+                .to_string(),
+        ));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
 }
 
 /// The answers of a filing (the typed payload the portal made).
@@ -521,6 +538,22 @@ impl Registry {
         Ok((rows, next))
     }
 
+    /// The procedures a tenant's inbox knows (shipped and the tenant's
+    /// own published ones), as (id, Japanese title, English title).
+    pub async fn inbox_procedures(
+        &self,
+        tenant: &MunicipalityCode,
+    ) -> Result<Vec<(String, String, String)>, ServiceError> {
+        let t = tenant.clone();
+        let defs = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(crate::store::procedure_definitions::all(tx, &t)?)
+            })
+            .await?;
+        Ok(procedures_of(&defs))
+    }
+
     /// How many filings nobody has taken up yet (the menu's count).
     pub async fn inbox_new_count(&self, tenant: &MunicipalityCode) -> Result<i64, ServiceError> {
         let t = tenant.clone();
@@ -645,7 +678,7 @@ impl Registry {
         f: &StoredPortalFiling,
         actor: &Actor,
     ) -> Result<Vec<PartyCandidates>, ServiceError> {
-        let Some(def) = definition(&f.procedure, f.version) else {
+        let Some(def) = def_of(f) else {
             return Ok(vec![]);
         };
         let signer = signer_items(f);
@@ -904,7 +937,7 @@ impl Registry {
         if !st.is_open() {
             return Err(refuse(&f, "approve"));
         }
-        let def = definition(&f.procedure, f.version).ok_or_else(|| ServiceError::Invalid {
+        let def = f.definition.clone().ok_or_else(|| ServiceError::Invalid {
             field: "procedure".into(),
             code: "unknown_procedure",
             message_ja: "この申請の手続定義が基幹側にないため、承認できません。".into(),
@@ -934,7 +967,7 @@ impl Registry {
             });
         }
         let plan = self
-            .approval_plan(tenant, def, &f, commit, identity, verification_url, actor)
+            .approval_plan(tenant, &def, &f, commit, identity, verification_url, actor)
             .await?;
         let now = self.clock().now().timestamp_micros();
         let today = self.clock().today();
@@ -1233,7 +1266,7 @@ impl Registry {
         f: &StoredPortalFiling,
         actor: &Actor,
     ) -> Result<Option<certificate::Certificate>, ServiceError> {
-        let Some(def) = definition(&f.procedure, f.version) else {
+        let Some(def) = def_of(f) else {
             return Ok(None);
         };
         if def.action_kind() != ActionKind::RegistryChange
@@ -1519,7 +1552,7 @@ pub fn answer_views(
 /// types a definition may accept are served.
 pub fn attachment(f: &StoredPortalFiling, field: &str) -> Option<(String, String, Vec<u8>)> {
     use base64::Engine as _;
-    let def = definition(&f.procedure, f.version)?;
+    let def = def_of(f)?;
     let fd = def.field(field)?;
     if fd.kind() != FieldKind::File {
         return None;
@@ -1545,7 +1578,7 @@ pub fn received_on(f: &StoredPortalFiling) -> Option<NaiveDate> {
 
 /// Party keys to the name the filing gives, for lists.
 pub fn applicant_name(f: &StoredPortalFiling) -> String {
-    let Some(def) = definition(&f.procedure, f.version) else {
+    let Some(def) = def_of(f) else {
         return String::new();
     };
     let ans = answers(f);
@@ -1555,9 +1588,19 @@ pub fn applicant_name(f: &StoredPortalFiling) -> String {
         .unwrap_or_default()
 }
 
-/// The procedure's title in the reader's language.
+/// The title of the procedure a filing was made on, in the reader's
+/// language (its own definition: shipped or the tenant's).
+pub fn filing_title(f: &StoredPortalFiling, en: bool) -> String {
+    title_of(def_of(f), en)
+}
+
+/// A shipped procedure's title in the reader's language.
 pub fn procedure_title(procedure: &str, version: i64, en: bool) -> String {
-    match definition(procedure, version) {
+    title_of(definition(procedure, version), en)
+}
+
+fn title_of(def: Option<&Definition>, en: bool) -> String {
+    match def {
         Some(d) => {
             if en {
                 d.procedure

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod inbox;
 pub mod registry;
 pub mod support;
+pub mod surveys;
 pub mod throttle;
 
 pub use auth::Caller;

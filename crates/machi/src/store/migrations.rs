@@ -1016,6 +1016,44 @@ ANALYZE resident_current;
 
 const V19_COMMON: &str = v19_common!();
 
+/// Procedure definitions published on the portal, as the back office
+/// imported them (issue 11, item 1): the exact text of each published
+/// (tenant, procedure, version), validated by `machi-procedures` on
+/// import, and its SHA-256. A published version never changes: the
+/// primary key keeps one text per version, and a different text for a
+/// version already here is refused on import.
+macro_rules! v23_common {
+    () => {
+        r#"
+CREATE TABLE procedure_definitions (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    procedure TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    action_kind TEXT NOT NULL,
+    imported_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, procedure, version)
+);
+CREATE INDEX portal_filings_procedure ON portal_filings (tenant, procedure, version);
+"#
+    };
+}
+
+const V23_SQLITE: &str = v23_common!();
+
+const V23_POSTGRES: &str = concat!(
+    v23_common!(),
+    r#"
+GRANT SELECT, INSERT ON procedure_definitions TO machi_app;
+ALTER TABLE procedure_definitions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE procedure_definitions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON procedure_definitions
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -1149,6 +1187,12 @@ pub fn all() -> Vec<Migration> {
             name: "file linkage: a tenant's own extract schedule",
             sqlite: V22_SQLITE,
             postgres: V22_POSTGRES,
+        },
+        Migration {
+            version: 23,
+            name: "citizen portal: published procedure definitions, per tenant and version",
+            sqlite: V23_SQLITE,
+            postgres: V23_POSTGRES,
         },
         Migration {
             version: 25,

@@ -15,6 +15,7 @@ pub mod pending;
 pub mod portal_filings;
 pub mod portal_pushes;
 pub mod portal_signatures;
+pub mod procedure_definitions;
 pub mod record_format;
 pub mod records;
 pub mod support;

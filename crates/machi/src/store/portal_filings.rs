@@ -67,6 +67,10 @@ pub struct StoredPortalFiling {
     /// Status changes not yet told to the portal.
     pub notify_seq: i64,
     pub notified_seq: i64,
+    /// The definition the filing names (tenant, procedure, version): the
+    /// tenant's published text imported with it, or the shipped one; None
+    /// when the back office does not know it.
+    pub definition: Option<std::sync::Arc<machi_procedures::Definition>>,
 }
 
 fn context(portal_id: &str) -> String {
@@ -143,6 +147,30 @@ fn with_import_check(
     Ok(f)
 }
 
+/// Definitions already looked up in one call, by (procedure, version).
+type DefCache =
+    std::collections::HashMap<(String, i64), Option<std::sync::Arc<machi_procedures::Definition>>>;
+
+/// Attaches the definition the filing names.
+fn with_definition(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    mut f: StoredPortalFiling,
+    cache: &mut DefCache,
+) -> Result<StoredPortalFiling, StoreError> {
+    let key = (f.procedure.clone(), f.version);
+    let def = match cache.get(&key) {
+        Some(d) => d.clone(),
+        None => {
+            let d = super::procedure_definitions::lookup(tx, tenant, &f.procedure, f.version)?;
+            cache.insert(key, d.clone());
+            d
+        }
+    };
+    f.definition = def;
+    Ok(f)
+}
+
 fn from_row(
     tx: &Tx<'_>,
     tenant: &MunicipalityCode,
@@ -191,6 +219,7 @@ fn from_row(
         notify_seq: r.int(19)?,
         notified_seq: r.int(20)?,
         portal_id,
+        definition: None,
     })
 }
 
@@ -277,9 +306,13 @@ pub fn search(
         .iter()
         .map(|r| from_row(tx, tenant, r))
         .collect::<Result<_, _>>()?;
+    let mut cache = DefCache::new();
     found
         .into_iter()
-        .map(|f| with_import_check(tx, tenant, f))
+        .map(|f| {
+            let f = with_import_check(tx, tenant, f)?;
+            with_definition(tx, tenant, f, &mut cache)
+        })
         .collect()
 }
 
@@ -296,7 +329,8 @@ pub fn get(
     match row {
         Some(r) => {
             let f = from_row(tx, tenant, &r)?;
-            Ok(Some(with_import_check(tx, tenant, f)?))
+            let f = with_import_check(tx, tenant, f)?;
+            Ok(Some(with_definition(tx, tenant, f, &mut DefCache::new())?))
         }
         None => Ok(None),
     }
@@ -312,7 +346,13 @@ pub fn by_pending(
         &format!("SELECT {COLUMNS} FROM portal_filings WHERE tenant = $1 AND pending_id = $2"),
         &[tenant.as_str().into(), pending_id.into()],
     )?;
-    row.map(|r| from_row(tx, tenant, &r)).transpose()
+    match row {
+        Some(r) => {
+            let f = from_row(tx, tenant, &r)?;
+            Ok(Some(with_definition(tx, tenant, f, &mut DefCache::new())?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// How many filings have `status`.
@@ -402,4 +442,32 @@ pub fn list(
     limit: i64,
 ) -> Result<Vec<StoredPortalFiling>, StoreError> {
     search(tx, tenant, &FilingFilter::default(), limit)
+}
+
+/// The answers of every filing of `procedure` (all versions), opened, as
+/// (version, status, answers): what a survey's counts are computed from
+/// (issue 11, item 1). One row per stored filing, so a filing imported
+/// twice (stored once, `(tenant, portal_id)` unique) is counted once.
+pub fn answers_of_procedure(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+) -> Result<Vec<(i64, String, serde_json::Value)>, StoreError> {
+    let rows = tx.query(
+        "SELECT portal_id, version, status, filing FROM portal_filings \
+         WHERE tenant = $1 AND procedure = $2 ORDER BY filing_id",
+        &[tenant.as_str().into(), procedure.into()],
+    )?;
+    let keys = tx.tenant_keys(tenant)?;
+    rows.iter()
+        .map(|r| {
+            let portal_id = r.text(0)?;
+            let plain = keys.open(&context(&portal_id), &r.text(3)?)?;
+            let mut filing: serde_json::Value = serde_json::from_slice(&plain).map_err(|e| {
+                StoreError::Corrupt(format!("portal filing {portal_id} filing: {e}"))
+            })?;
+            let answers = filing["signed_content"]["answers"].take();
+            Ok((r.int(1)?, r.text(2)?, answers))
+        })
+        .collect()
 }

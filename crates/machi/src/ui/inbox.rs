@@ -112,12 +112,16 @@ pub async fn list(
     };
     let q = q.ok().map(|Query(q)| q).unwrap_or_default();
     let en = ctx.lang.en;
+    let known = match s.registry.inbox_procedures(&tenant).await {
+        Ok(k) => k,
+        Err(e) => return ctx.error(&UiError::from(e)),
+    };
     let mut page = ListPage {
         c: Chrome::new(&ctx, "申請管理", "Inbox"),
         rows: vec![],
-        procedures: inbox::procedures()
-            .into_iter()
-            .map(|(id, ja, e)| (id, if en { e } else { ja }))
+        procedures: known
+            .iter()
+            .map(|(id, ja, e)| (id.clone(), if en { e.clone() } else { ja.clone() }))
             .collect(),
         statuses: std::iter::once((
             "open".to_string(),
@@ -175,7 +179,7 @@ pub async fn list(
                 .map(|f| Row {
                     id: f.filing_id,
                     receipt: f.receipt.clone(),
-                    procedure: inbox::procedure_title(&f.procedure, f.version, en),
+                    procedure: inbox::filing_title(f, en),
                     applicant: inbox::applicant_name(f),
                     received: inbox::received_on(f)
                         .map(|d| eras.format_wareki(d))
@@ -326,7 +330,7 @@ async fn filing_page(
     let eras = s.registry.eras();
     let st = FilingStatus::parse(&f.status);
     let open = st.is_some_and(FilingStatus::is_open);
-    let def = inbox::definition(&f.procedure, f.version);
+    let def = inbox::def_of(&f);
     let answers = def
         .map(|d| {
             inbox::answer_views(d, inbox::answers(&f), eras, en)
@@ -524,7 +528,7 @@ async fn filing_page(
         c: Chrome::new(ctx, "申請の審査", "Filing").with_flash(flash),
         id,
         receipt: f.receipt.clone(),
-        procedure: inbox::procedure_title(&f.procedure, f.version, en),
+        procedure: inbox::filing_title(&f, en),
         received: chrono::DateTime::parse_from_rfc3339(&f.received_at)
             .map(|t| when(t.timestamp_micros()))
             .unwrap_or_default(),

@@ -24,6 +24,7 @@ mod pages;
 mod prefill;
 mod review;
 mod support;
+mod surveys;
 
 use askama::Template;
 use axum::Router;
@@ -187,6 +188,8 @@ pub fn routes() -> Vec<UiRoute> {
             get(changes::entry_form).post(changes::enter),
         ),
         route("/ui/inbox", &["GET"], get(inbox::list)),
+        route("/ui/surveys", &["GET"], get(surveys::list)),
+        route("/ui/surveys/{survey}", &["GET"], get(surveys::results)),
         route("/ui/inbox/{filing_id}", &["GET"], get(inbox::filing)),
         route("/ui/inbox/{filing_id}/act", &["POST"], post(inbox::act)),
         route(

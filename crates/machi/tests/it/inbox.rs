@@ -1053,7 +1053,7 @@ async fn roles_and_bad_input_are_refused_in_both_languages(db: TestDb) {
     for q in [
         "status=nonsense",
         "signed=maybe",
-        "procedure=nothing",
+        "procedure=No%20such",
         "received_from=2026-02-30",
     ] {
         let (st, e) = call(&clerk, "GET", &format!("{F}?{q}"), None).await;

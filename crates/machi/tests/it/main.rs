@@ -48,6 +48,7 @@ mod openapi;
 mod operability;
 mod portal;
 mod portal_sign;
+mod procdefs;
 mod readable;
 mod registry_model;
 mod rls;

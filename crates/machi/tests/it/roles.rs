@@ -360,6 +360,15 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "",
         "clerk boss",
     ),
+    // アンケート集計: the same readers as the inbox (counts only).
+    ("GET", "/ui/surveys", "", "clerk boss"),
+    ("GET", "/ui/surveys/{survey}", "", "clerk boss"),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/surveys/{survey}/results",
+        "",
+        "clerk boss residents:read",
+    ),
     // Another system reading personal data may read filings, never act.
     (
         "GET",
@@ -608,6 +617,7 @@ async fn fixture(db: &TestDb) -> Ids {
         ("change_id", family.change_id.to_string()),
         ("pending_id", pending.to_string()),
         ("procedure", "tenshutsu".to_string()),
+        ("survey", "survey_internet".to_string()),
         ("measure_id", measure.measure_id().to_string()),
         ("batch", batch),
         ("copy", "1.pdf".to_string()),

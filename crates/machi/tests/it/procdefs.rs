@@ -1,0 +1,633 @@
+//! Procedure definitions published by a tenant reach the back office
+//! (issue 11, item 1): a tenant's own procedure and a new version of a
+//! shipped one, published on the real portal, filed by a citizen, pulled
+//! with their definitions, validated and stored per tenant and version;
+//! the inbox lists, filters and shows them with their labels. A different
+//! text for a version already known is refused, naming it. Survey answers
+//! are counted from the stored filings (imported twice, counted once) on a
+//! staff page and through the API.
+
+use axum::http::StatusCode;
+use machi::portal::{PulledDefinition, PulledFiling, import_with_definitions, pull_once};
+use machi_domain::access::Role;
+use serde_json::{Value, json};
+
+use crate::inbox::{Part, Running, TOKEN, app, call, client, file, portal, signing};
+use crate::support::{AKISHIMA, FUCHU, TestDb, code};
+use crate::ui::{Session, send, staff};
+
+both_backends!(
+    a_tenants_own_procedure_and_new_version_show_with_their_labels,
+    a_different_text_for_a_known_version_is_refused_and_names_it,
+    survey_answers_imported_twice_are_counted_once,
+);
+
+/// 府中市's own procedure (not shipped with machi): a bulky-waste
+/// collection request, handed off to the waste system.
+pub const SODAIGOMI_V1: &str = r#"
+[procedure]
+id = "sodaigomi"
+version = 1
+title = { ja = "粗大ごみ収集の申込み", easy = "おおきな ごみを とりに きて もらう もうしこみ", en = "Bulky waste collection" }
+identity = "none"
+retention_days = 365
+department = { ja = "ごみ減量推進課", en = "Waste Reduction Division" }
+
+[[page]]
+id = "who"
+title = { ja = "申込者", en = "You" }
+
+[[page.field]]
+id = "applicant_name"
+kind = "name"
+label = { ja = "申込者の氏名", easy = "なまえ", en = "Your name" }
+
+[[page.field]]
+id = "item"
+kind = "choice"
+label = { ja = "出す品目", easy = "だす もの", en = "Item to collect" }
+
+[[page.field.option]]
+value = "sofa"
+label = { ja = "ソファー", en = "Sofa" }
+
+[[page.field.option]]
+value = "bicycle"
+label = { ja = "自転車", en = "Bicycle" }
+
+[action]
+kind = "handoff"
+system = "waste"
+event = "collection_requested"
+"#;
+
+fn t<'a>(k: &'a str, v: &str) -> Part<'a> {
+    Part::Text(k, v.to_owned())
+}
+
+/// The shipped survey as version 2, with a changed title (a published
+/// version never changes: a change is a new version).
+pub fn survey_v2() -> String {
+    let v1 = machi_procedures::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "survey_internet.toml")
+        .unwrap()
+        .1;
+    v1.replacen("version = 1", "version = 2", 1).replacen(
+        "インターネットの利用についてのアンケート（65歳以上の方）",
+        "インターネットの利用についてのアンケート（令和8年度）",
+        1,
+    )
+}
+
+async fn pull(db: &TestDb, p: &Running) -> machi::portal::ImportOutcome {
+    pull_once(
+        &client(),
+        &p.base,
+        TOKEN,
+        &db.store,
+        &p.key,
+        Some(&signing()),
+        100,
+        chrono::Utc::now().timestamp(),
+    )
+    .await
+    .unwrap()
+}
+
+/// What the portal lists for the back office now (before a pull takes it).
+async fn listing(p: &Running) -> (Vec<PulledFiling>, Vec<PulledDefinition>) {
+    let body = client()
+        .get(format!("{}/backoffice/filings?limit=100", p.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let filings = v["filings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PulledFiling {
+            id: f["id"].as_str().unwrap().into(),
+            tenant: f["tenant"].as_str().unwrap().into(),
+            procedure: f["procedure"].as_str().unwrap().into(),
+            version: f["version"].as_i64().unwrap(),
+            received_at: f["received_at"].as_str().unwrap().into(),
+            sealed: f["sealed"].as_str().unwrap().into(),
+        })
+        .collect();
+    let defs = v["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| PulledDefinition {
+            tenant: d["tenant"].as_str().unwrap().into(),
+            procedure: d["procedure"].as_str().unwrap().into(),
+            version: d["version"].as_i64().unwrap(),
+            source: d["source"].as_str().unwrap().into(),
+        })
+        .collect();
+    (filings, defs)
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    let fuchu = code(FUCHU);
+    let sql = sql.to_string();
+    db.store
+        .read(Some(&fuchu), move |tx| {
+            tx.query_one(&sql, &[FUCHU.into()])?.int(0)
+        })
+        .await
+        .unwrap()
+}
+
+const F: &str = "/api/v1/tenants/132063/filings";
+
+async fn english(s: &Session, uri: &str) -> String {
+    let (st, h, _) = send(&s.router, "GET", "/lang?to=en", Some(&s.cookie), None).await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let lang = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("machi_lang="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .unwrap();
+    let (st, _, page) = send(
+        &s.router,
+        "GET",
+        uri,
+        Some(&format!("{}; {lang}", s.cookie)),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, uri);
+    page
+}
+
+async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let p = portal().await;
+    assert!(p.portal.publish(FUCHU, SODAIGOMI_V1).unwrap());
+    assert!(p.portal.publish(FUCHU, &survey_v2()).unwrap());
+    file(
+        &p.base,
+        "sodaigomi",
+        vec![(
+            "who",
+            vec![t("applicant_name", "架空　花子"), t("item", "bicycle")],
+        )],
+    )
+    .await;
+    file(
+        &p.base,
+        "survey_internet",
+        vec![
+            ("age", vec![t("age_group", "a75")]),
+            ("use", vec![t("uses_internet", "no")]),
+            ("learning", vec![t("want_class", "yes")]),
+        ],
+    )
+    .await;
+    let out = pull(&db, &p).await;
+    assert!(out.refused.is_empty(), "{out:?}");
+    assert!(out.definitions_refused.is_empty(), "{out:?}");
+    assert_eq!((out.imported, out.definitions_imported), (2, 2), "{out:?}");
+    // Stored per tenant and version, exactly as published.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM procedure_definitions WHERE tenant = $1 \
+             AND ((procedure = 'sodaigomi' AND version = 1) OR (procedure = 'survey_internet' AND version = 2))"
+        )
+        .await,
+        2
+    );
+    // Pulling again brings nothing new and stores no definition twice.
+    let again = pull(&db, &p).await;
+    assert_eq!((again.imported, again.definitions_imported), (0, 0));
+
+    let router = app(&db, &p.base);
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    // The API lists both with their titles, never 不明な手続.
+    let (st, list) = call(&clerk, "GET", F, None).await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    let titles: Vec<&str> = list["filings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["procedure_title_ja"].as_str().unwrap())
+        .collect();
+    assert!(titles.contains(&"粗大ごみ収集の申込み"), "{titles:?}");
+    assert!(
+        titles.contains(&"インターネットの利用についてのアンケート（令和8年度）"),
+        "{titles:?}"
+    );
+    assert!(!titles.contains(&"不明な手続"));
+    // Filtered by the tenant's own procedure.
+    let (st, own) = call(&clerk, "GET", &format!("{F}?procedure=sodaigomi"), None).await;
+    assert_eq!(st, StatusCode::OK, "{own}");
+    let own = own["filings"].as_array().unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0]["applicant_name"], "架空　花子");
+    let id = own[0]["filing_id"].as_i64().unwrap();
+    // A well-formed id with no filing matches nothing; a malformed one is
+    // refused.
+    let (st, none) = call(&clerk, "GET", &format!("{F}?procedure=kaigo"), None).await;
+    assert_eq!(st, StatusCode::OK, "{none}");
+    assert!(none["filings"].as_array().unwrap().is_empty());
+    let (st, e) = call(&clerk, "GET", &format!("{F}?procedure=Kaigo!"), None).await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_procedure"))
+    );
+    // The filing with the definition's labels.
+    let (st, d) = call(&clerk, "GET", &format!("{F}/{id}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    let answers = d["answers"].as_array().unwrap();
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["label"] == "出す品目" && a["values"][0] == "自転車"),
+        "{d}"
+    );
+    assert!(answers.iter().any(|a| a["label"] == "申込者の氏名"), "{d}");
+    // The staff pages: list (with the filter option), filing, in words.
+    let (st, _, page) = clerk.get("/ui/inbox").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        page.contains("粗大ごみ収集の申込み")
+            && page.contains("<option value=\"sodaigomi\"")
+            && !page.contains("不明な手続"),
+        "{page}"
+    );
+    let (_, _, page) = clerk.get("/ui/inbox?procedure=sodaigomi").await;
+    assert!(
+        page.contains("架空　花子") && page.matches("<a href=\"/ui/inbox/").count() == 1,
+        "{page}"
+    );
+    let (st, _, page) = clerk.get(&format!("/ui/inbox/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        page.contains("粗大ごみ収集の申込み")
+            && page.contains("出す品目")
+            && page.contains("自転車")
+            && page.contains("申込者の氏名"),
+        "{page}"
+    );
+    // In English where the definition has it.
+    let en = english(&clerk, &format!("/ui/inbox/{id}")).await;
+    assert!(
+        en.contains("Bulky waste collection")
+            && en.contains("Item to collect")
+            && en.contains("Bicycle"),
+        "{en}"
+    );
+    // The tenant's definition drives the steps: its applicant is a person
+    // to match (from its name field), and approval waits for the match.
+    let (st, c) = call(&clerk, "GET", &format!("{F}/{id}/candidates"), None).await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c[0]["key"], "applicant");
+    assert_eq!(c[0]["name"], "架空　花子");
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{id}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (st, a["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("filing_not_matched")),
+        "{a}"
+    );
+}
+
+async fn a_different_text_for_a_known_version_is_refused_and_names_it(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let p = portal().await;
+    p.portal.publish(FUCHU, SODAIGOMI_V1).unwrap();
+    let pages = || {
+        vec![(
+            "who",
+            vec![t("applicant_name", "架空　一郎"), t("item", "sofa")],
+        )]
+    };
+    file(&p.base, "sodaigomi", pages()).await;
+    let out = pull(&db, &p).await;
+    assert_eq!((out.imported, out.definitions_imported), (1, 1), "{out:?}");
+    // Another portal database publishes a different text as version 1
+    // (e.g. restored from an old copy): the back office keeps its own.
+    let p2 = portal().await;
+    let changed = SODAIGOMI_V1.replace("自転車", "自転車・三輪車");
+    p2.portal.publish(FUCHU, &changed).unwrap();
+    file(&p2.base, "sodaigomi", pages()).await;
+    let out = pull(&db, &p2).await;
+    assert_eq!(out.imported, 0, "{out:?}");
+    assert_eq!(out.definitions_refused.len(), 1, "{out:?}");
+    let r = &out.definitions_refused[0];
+    assert_eq!(r.code, "definition_conflict");
+    assert!(
+        r.ja.contains("粗大ごみ収集の申込み")
+            && r.ja.contains("sodaigomi")
+            && r.ja.contains("版1")
+            && r.ja.contains("公開済みの版は変えられない"),
+        "{}",
+        r.ja
+    );
+    assert!(
+        r.en.contains("sodaigomi version 1") && r.en.contains("never changes"),
+        "{}",
+        r.en
+    );
+    assert_eq!(out.refused.len(), 1, "{out:?}");
+    assert_eq!(out.refused[0].code, "definition_refused");
+    assert!(out.acknowledge.is_empty());
+    // Nothing lost: the filing stays on the portal; nothing changed here.
+    assert_eq!(p2.portal.store.pending(10).unwrap().len(), 1);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM portal_filings WHERE tenant = $1").await,
+        1
+    );
+    let digest = machi::store::procedure_definitions::digest(SODAIGOMI_V1);
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM procedure_definitions WHERE tenant = $1 \
+                 AND procedure = 'sodaigomi' AND sha256 = '{digest}'"
+            )
+        )
+        .await,
+        1
+    );
+    // A shipped version is the same everywhere: another text under
+    // tenshutsu version 1 is refused too; a text that does not validate,
+    // or names another version than the listing, likewise.
+    let shipped = machi_procedures::SHIPPED[0].1;
+    let key = machi_portal::seal::OpeningKey::generate().unwrap();
+    let defs = vec![
+        PulledDefinition {
+            tenant: FUCHU.into(),
+            procedure: "tenshutsu".into(),
+            version: 1,
+            source: shipped.replacen("転出届", "転出の届出", 1),
+        },
+        PulledDefinition {
+            tenant: FUCHU.into(),
+            procedure: "broken".into(),
+            version: 1,
+            source: "[procedure]\nid = \"broken\"\n".into(),
+        },
+        PulledDefinition {
+            tenant: FUCHU.into(),
+            procedure: "sodaigomi".into(),
+            version: 3,
+            source: SODAIGOMI_V1.into(),
+        },
+    ];
+    let out = import_with_definitions(&db.store, &key, None, &[], &defs, 0)
+        .await
+        .unwrap();
+    let codes: Vec<(&str, &str)> = out
+        .definitions_refused
+        .iter()
+        .map(|r| (r.procedure.as_str(), r.code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("broken", "definition_invalid"),
+            ("sodaigomi", "definition_mismatch"),
+            ("tenshutsu", "definition_conflict"),
+        ]
+    );
+    assert_eq!(out.definitions_imported, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM procedure_definitions WHERE tenant = $1"
+        )
+        .await,
+        1,
+        "nothing written"
+    );
+}
+
+async fn file_survey(p: &Running, age: &str, devices: &[&str], class: &str) -> String {
+    let mut pages = vec![("age", vec![t("age_group", age)])];
+    if devices.is_empty() {
+        pages.push(("use", vec![t("uses_internet", "no")]));
+    } else {
+        pages.push(("use", vec![t("uses_internet", "yes")]));
+        pages.push(("devices", devices.iter().map(|d| t("devices", d)).collect()));
+    }
+    pages.push(("learning", vec![t("want_class", class)]));
+    file(&p.base, "survey_internet", pages).await
+}
+
+fn option<'a>(q: &'a Value, value: &str) -> &'a Value {
+    q["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["value"] == value)
+        .unwrap()
+}
+
+fn question<'a>(c: &'a Value, field: &str) -> &'a Value {
+    c["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["field"] == field)
+        .unwrap()
+}
+
+async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let p = portal().await;
+    let first = file_survey(&p, "a70", &[], "maybe").await;
+    file_survey(&p, "a70", &[], "yes").await;
+    file_survey(&p, "a80", &["smartphone"], "no").await;
+    // The portal's listing as the first pull gets it, kept to import again.
+    let (filings, defs) = listing(&p).await;
+    assert_eq!(filings.len(), 3);
+    assert_eq!(defs.len(), 1, "one definition for the three: {defs:?}");
+    let out = pull(&db, &p).await;
+    assert_eq!(out.imported, 3, "{out:?}");
+    // Version 2 published; one answer on it.
+    p.portal.publish(FUCHU, &survey_v2()).unwrap();
+    file_survey(&p, "a65", &["tablet", "smartphone"], "no").await;
+    assert_eq!(pull(&db, &p).await.imported, 1);
+    // The same three sealed filings imported again: stored once.
+    let again = import_with_definitions(
+        &db.store,
+        &p.key,
+        Some(&signing()),
+        &filings,
+        &defs,
+        chrono::Utc::now().timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.imported, again.already), (0, 3), "{again:?}");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM portal_filings WHERE tenant = $1").await,
+        4
+    );
+
+    let router = app(&db, &p.base);
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let results = "/api/v1/tenants/132063/surveys/survey_internet/results";
+    let (st, r) = call(&clerk, "GET", results, None).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        r["title_ja"],
+        "インターネットの利用についてのアンケート（令和8年度）"
+    );
+    let total = &r["total"];
+    assert_eq!(
+        (total["respondents"].as_u64(), total["rejected"].as_u64()),
+        (Some(4), Some(0))
+    );
+    let age = question(total, "age_group");
+    assert_eq!(option(age, "a70")["count"], 2);
+    assert_eq!(option(age, "a70")["percent"], 50.0);
+    assert_eq!(option(age, "a65")["percent"], 25.0);
+    let devices = question(total, "devices");
+    assert_eq!(devices["multiple"], true);
+    assert_eq!(option(devices, "smartphone")["count"], 2);
+    assert_eq!(option(devices, "tablet")["count"], 1);
+    assert_eq!(devices["unanswered"], 2);
+    let uses = question(total, "uses_internet");
+    assert_eq!(option(uses, "true")["count"], 2);
+    assert_eq!(option(uses, "false")["count"], 2);
+    // Per version, newest first.
+    let versions = r["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        (
+            versions[0]["version"].as_i64(),
+            versions[0]["respondents"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        (
+            versions[1]["version"].as_i64(),
+            versions[1]["respondents"].as_u64()
+        ),
+        (Some(1), Some(3))
+    );
+    assert_eq!(
+        option(question(&versions[1], "age_group"), "a70")["percent"],
+        66.7
+    );
+
+    // A rejected answer leaves the counts (no approval is needed to count).
+    let (_, list) = call(
+        &clerk,
+        "GET",
+        &format!("{F}?procedure=survey_internet"),
+        None,
+    )
+    .await;
+    let id = list["filings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["receipt"] == first.as_str())
+        .unwrap()["filing_id"]
+        .as_i64()
+        .unwrap();
+    let (st, _) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{id}/reject"),
+        Some(json!({ "message": "試験用の回答です。" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, r) = call(&clerk, "GET", results, None).await;
+    let total = &r["total"];
+    assert_eq!(
+        (total["respondents"].as_u64(), total["rejected"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(option(question(total, "age_group"), "a70")["percent"], 33.3);
+    assert_eq!(option(question(total, "want_class"), "maybe")["count"], 0);
+
+    // The staff page: from the inbox, a readable table.
+    let (_, _, inbox) = clerk.get("/ui/inbox").await;
+    assert!(inbox.contains("href=\"/ui/surveys\""), "{inbox}");
+    let (st, _, list) = clerk.get("/ui/surveys").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(list.contains("/ui/surveys/survey_internet"), "{list}");
+    let (st, _, page) = clerk.get("/ui/surveys/survey_internet").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    for want in [
+        "集計した回答：3件",
+        "却下して集計に含めない回答：1件",
+        "33.3%",
+        "66.7%",
+        "65〜69歳",
+        "スマートフォン",
+        "複数回答",
+        "第2版",
+        "第1版",
+        "無回答",
+    ] {
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    // Anonymous: no receipt number, no free text, no name on the page.
+    assert!(!page.contains(&first), "{page}");
+    let en = english(&clerk, "/ui/surveys/survey_internet").await;
+    assert!(
+        en.contains("Answers counted") && en.contains("Smartphone"),
+        "{en}"
+    );
+    // Unknown or not a survey: 404 on both edges.
+    let (st, _, _) = clerk.get("/ui/surveys/tenshutsu").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, e) = call(
+        &clerk,
+        "GET",
+        "/api/v1/tenants/132063/surveys/tenshutsu/results",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("survey_not_found"))
+    );
+    let (st, e) = call(
+        &clerk,
+        "GET",
+        "/api/v1/tenants/132063/surveys/%00x/results",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("survey"))
+    );
+    // Another tenant's results are not this clerk's.
+    let (st, _) = call(
+        &clerk,
+        "GET",
+        &format!("/api/v1/tenants/{AKISHIMA}/surveys/survey_internet/results"),
+        None,
+    )
+    .await;
+    assert!(
+        st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+        "{st}"
+    );
+}
