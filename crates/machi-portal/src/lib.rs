@@ -99,6 +99,10 @@ impl PublishError {
 pub struct Portal {
     pub store: store::Store,
     pub config: Config,
+    /// Published definitions, parsed once (see [`accept`]).
+    defs: accept::Definitions,
+    /// The queue of filings waiting for the next commit (see [`accept`]).
+    group: accept::GroupCommit,
 }
 
 /// Japan Standard Time.
@@ -112,6 +116,8 @@ impl Portal {
         Ok(Arc::new(Portal {
             store: store::Store::open(db)?,
             config,
+            defs: Default::default(),
+            group: Default::default(),
         }))
     }
 

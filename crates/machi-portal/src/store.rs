@@ -52,6 +52,26 @@ CREATE TABLE IF NOT EXISTS used_nonces (
 );
 ";
 
+/// Changes to the schema after [`SCHEMA`] (the portal's own store
+/// migrations), applied in order by `PRAGMA user_version`: the database
+/// is at version N when the first N have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the receipt of the filing that used a nonce, encrypted under the
+    // nonce (a replay is told which filing was received).
+    "ALTER TABLE used_nonces ADD COLUMN receipt BLOB;",
+];
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let at: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(at.max(0) as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {m} PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}
+
 /// What went wrong with the portal's database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,6 +88,12 @@ pub enum StoreError {
     /// The filing's signing nonce was already used by a filing received.
     #[error("this signature was already used for a filing")]
     NonceUsed,
+    /// The filing's draft was already sent.
+    #[error("this application was already sent")]
+    AlreadySent,
+    /// A batch could not be stored (none of it was).
+    #[error("portal database: {0}")]
+    Batch(String),
 }
 
 /// A published procedure, as listed.
@@ -142,12 +168,44 @@ pub struct NewFiling<'a> {
 pub struct SealedFiling {
     /// The keyed hash of the receipt number.
     pub id: String,
+    /// The receipt number (受付番号): stored only encrypted under the
+    /// signing nonce, to name this filing to a second one with its nonce.
+    pub receipt: String,
     pub tenant: String,
     pub procedure: String,
     pub version: u32,
     pub sealed: Vec<u8>,
     pub received_at: String,
+    /// The signing nonce of a signed filing: marked used in the same
+    /// transaction; a filing whose nonce was used before is refused.
+    pub nonce: Option<String>,
+    /// The resume code of the draft it came from: deleted in the same
+    /// transaction; a draft already gone (sent twice) refuses the filing.
+    pub draft_code: Option<String>,
 }
+
+/// Why one filing of a batch was not stored (the others are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Its signing nonce was already used, by the filing with this
+    /// 受付番号 when it is known.
+    NonceUsed { earlier: Option<String> },
+    /// Its draft was already sent (or is gone).
+    AlreadySent,
+    /// Encrypting the receipt under the nonce failed.
+    Seal(String),
+    /// The database refused this filing's rows.
+    Failed(String),
+}
+
+impl From<rusqlite::Error> for Conflict {
+    fn from(e: rusqlite::Error) -> Conflict {
+        Conflict::Failed(e.to_string())
+    }
+}
+
+/// Purpose label of a receipt encrypted under its signing nonce.
+const NONCE_RECEIPT: &str = "machi-portal/nonce-receipt/v1";
 
 /// The portal's database.
 pub struct Store {
@@ -162,6 +220,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let secret: Option<Vec<u8>> = conn
             .query_row(
                 "SELECT value FROM settings WHERE name = 'secret'",
@@ -353,57 +412,112 @@ impl Store {
     }
 
     /// Stores a sealed filing and, in the same transaction, deletes the
-    /// draft it came from.
+    /// draft it came from and marks its signing nonce used (the same
+    /// per-filing write as [`Store::file_many`], for one filing).
     pub fn file(&self, f: &NewFiling<'_>) -> Result<(), StoreError> {
-        let id = seal::lookup_id(&self.secret, "receipt", f.receipt);
-        let draft = seal::lookup_id(&self.secret, "draft-id", f.draft_code);
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        if let Some(nonce) = f.nonce {
-            let nid = seal::lookup_id(&self.secret, "nonce", nonce);
-            let n = tx.execute(
-                "INSERT INTO used_nonces (id, used_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
-                params![nid, f.now],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NonceUsed);
+        let row = SealedFiling {
+            id: seal::lookup_id(&self.secret, "receipt", f.receipt),
+            receipt: f.receipt.to_owned(),
+            tenant: f.tenant.to_owned(),
+            procedure: f.procedure.to_owned(),
+            version: f.version,
+            sealed: f.sealed.to_vec(),
+            received_at: f.now.to_owned(),
+            nonce: f.nonce.map(str::to_owned),
+            draft_code: Some(f.draft_code.to_owned()),
+        };
+        match self.file_many(std::slice::from_ref(&row))?.pop() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(Conflict::NonceUsed { .. })) => Err(StoreError::NonceUsed),
+            Some(Err(Conflict::AlreadySent)) => Err(StoreError::AlreadySent),
+            Some(Err(Conflict::Failed(e))) | Some(Err(Conflict::Seal(e))) => {
+                Err(StoreError::Batch(e))
             }
+            None => Err(StoreError::Batch("no result".into())),
         }
-        tx.execute(
-            "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",
-            params![id, f.tenant, f.procedure, f.version, f.sealed, f.now],
-        )?;
-        tx.execute("DELETE FROM drafts WHERE id = ?1", params![draft])?;
-        tx.commit()?;
-        Ok(())
     }
 
-    /// Stores sealed filings in one transaction (one commit for the whole
-    /// batch), with a prepared statement.
-    pub fn file_many(&self, rows: &[SealedFiling]) -> Result<(), StoreError> {
+    /// Stores sealed filings in **one transaction** (one commit, one fsync
+    /// for the whole batch), each in its own savepoint: a filing that
+    /// cannot be stored (its signing nonce already used — by an earlier
+    /// filing or by one before it in this batch —, its draft already sent)
+    /// is rolled back alone and the others are kept. Returns one result
+    /// per row, in order; an error of the transaction itself stores none.
+    pub fn file_many(
+        &self,
+        rows: &[SealedFiling],
+    ) -> Result<Vec<Result<(), Conflict>>, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut c = self.conn();
-        let tx = c.transaction()?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",
-            )?;
-            for f in rows {
-                st.execute(params![
-                    f.id,
-                    f.tenant,
-                    f.procedure,
-                    f.version,
-                    f.sealed,
-                    f.received_at
-                ])?;
+        let mut tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for f in rows {
+            let sp = tx.savepoint()?;
+            match self.file_one(&sp, f) {
+                Ok(()) => {
+                    sp.commit()?;
+                    out.push(Ok(()));
+                }
+                // Dropping the savepoint rolls back this filing alone.
+                Err(e) => out.push(Err(e)),
             }
         }
         tx.commit()?;
+        Ok(out)
+    }
+
+    /// One filing's writes, inside the batch's transaction.
+    fn file_one(&self, c: &Connection, f: &SealedFiling) -> Result<(), Conflict> {
+        if let Some(nonce) = &f.nonce {
+            let nid = seal::lookup_id(&self.secret, "nonce", nonce);
+            // The receipt, readable only with the nonce: a second filing
+            // with this nonce is told which one was received.
+            let receipt =
+                seal::encrypt_with(&self.secret, NONCE_RECEIPT, nonce, f.receipt.as_bytes())
+                    .map_err(|e| Conflict::Seal(e.to_string()))?;
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO used_nonces (id, used_at, receipt) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![nid, f.received_at, receipt])?;
+            if n == 0 {
+                let earlier: Option<Vec<u8>> = c
+                    .prepare_cached("SELECT receipt FROM used_nonces WHERE id = ?1")?
+                    .query_row(params![nid], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                let earlier = earlier.and_then(|b| {
+                    seal::decrypt_with(&self.secret, NONCE_RECEIPT, nonce, &b)
+                        .ok()
+                        .and_then(|p| String::from_utf8(p).ok())
+                });
+                return Err(Conflict::NonceUsed { earlier });
+            }
+        }
+        c.prepare_cached(
+            "INSERT INTO filings (id, tenant, procedure, version, sealed, received_at, status, status_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?6)",
+        )?
+        .execute(params![
+            f.id,
+            f.tenant,
+            f.procedure,
+            f.version,
+            f.sealed,
+            f.received_at
+        ])?;
+        if let Some(code) = &f.draft_code {
+            let draft = seal::lookup_id(&self.secret, "draft-id", code);
+            let n = c
+                .prepare_cached("DELETE FROM drafts WHERE id = ?1")?
+                .execute(params![draft])?;
+            if n == 0 {
+                return Err(Conflict::AlreadySent);
+            }
+        }
         Ok(())
     }
 
@@ -546,5 +660,103 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(s: &Store, receipt: &str, nonce: Option<&str>, draft: Option<&str>) -> SealedFiling {
+        SealedFiling {
+            id: seal::lookup_id(s.secret(), "receipt", receipt),
+            receipt: receipt.into(),
+            tenant: "132063".into(),
+            procedure: "tenshutsu".into(),
+            version: 1,
+            sealed: b"sealed".to_vec(),
+            received_at: "2026-12-06T10:00:00+09:00".into(),
+            nonce: nonce.map(str::to_owned),
+            draft_code: draft.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn one_batch_refuses_a_used_nonce_alone_and_names_the_first() {
+        let s = Store::open(Path::new(":memory:")).unwrap();
+        s.save_draft("AAAA-BBBB-CCCC-DDDD", b"{}", 0, i64::MAX)
+            .unwrap();
+        let out = s
+            .file_many(&[
+                row(&s, "R1R1-R1R1-R1R1", Some("n1"), None),
+                row(&s, "R2R2-R2R2-R2R2", Some("n1"), None),
+                row(&s, "R3R3-R3R3-R3R3", None, Some("AAAA-BBBB-CCCC-DDDD")),
+                row(&s, "R4R4-R4R4-R4R4", None, Some("AAAA-BBBB-CCCC-DDDD")),
+                row(&s, "R5R5-R5R5-R5R5", Some("n2"), None),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Ok(()),
+                Err(Conflict::NonceUsed {
+                    earlier: Some("R1R1-R1R1-R1R1".into())
+                }),
+                Ok(()),
+                Err(Conflict::AlreadySent),
+                Ok(()),
+            ]
+        );
+        // The refused ones left nothing behind; the others are all there.
+        assert!(s.filing("R2R2-R2R2-R2R2").unwrap().is_none());
+        assert!(s.filing("R4R4-R4R4-R4R4").unwrap().is_none());
+        for r in ["R1R1-R1R1-R1R1", "R3R3-R3R3-R3R3", "R5R5-R5R5-R5R5"] {
+            assert!(s.filing(r).unwrap().is_some(), "{r}");
+        }
+        assert!(s.load_draft("AAAA-BBBB-CCCC-DDDD", 1).unwrap().is_none());
+        // A later batch: the nonce is still used, by the first filing.
+        let out = s
+            .file_many(&[row(&s, "R6R6-R6R6-R6R6", Some("n1"), None)])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Err(Conflict::NonceUsed {
+                earlier: Some("R1R1-R1R1-R1R1".into())
+            })]
+        );
+        assert!(s.nonce_used("n2").unwrap());
+        // The receipt is not in the clear anywhere.
+        for (_, cell) in s.dump_cells().unwrap() {
+            assert!(!String::from_utf8_lossy(&cell).contains("R1R1-R1R1"));
+        }
+    }
+
+    #[test]
+    fn an_old_database_gains_the_receipt_column() {
+        let dir = std::env::temp_dir().join(format!(
+            "machi-portal-migrate-{}",
+            hex::encode(seal::random::<6>().unwrap())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO used_nonces (id, used_at) VALUES ('x', 't')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let v: i64 = s
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        drop(s);
+        // Opening again runs nothing twice.
+        assert!(Store::open(&path).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate};
 use machi_domain::dates::EraTable;
 use machi_procedures::{
     Answers, CheckContext, Definition, Field, FieldError, FieldKind, Identity, Lang,
-    MAX_ATTACHMENT_BYTES, canonical_json, file_type_of,
+    MAX_ATTACHMENT_BYTES, file_type_of,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -1362,7 +1362,8 @@ enum SignRefusal {
     NoNonce,
     Upload(crate::signing::UploadError),
     Sign(machi_sign::SignError),
-    Replayed,
+    /// The nonce was used by the filing with this 受付番号 (when known).
+    Replayed(Option<String>),
 }
 
 impl SignRefusal {
@@ -1384,13 +1385,24 @@ impl SignRefusal {
                 .into(),
             SignRefusal::Upload(e) => e.message(l).into(),
             SignRefusal::Sign(e) => sign_error_message(e, l),
-            SignRefusal::Replayed => l
+            SignRefusal::Replayed(None) => l
                 .t(
                     "この署名はすでに別の申請に使われています。署名のページを開き直し、新しい署名番号で署名してください。",
                     "この しょめいは もう つかわれて います。もう いちど しょめい して ください。",
                     "This signature was already used for an application. Open the signing page again and sign with the new signing number.",
                 )
                 .into(),
+            SignRefusal::Replayed(Some(r)) => match l {
+                Lang::Ja => format!(
+                    "この署名はすでに受付番号 {r} の申請に使われています。同じ申請を二度送った場合は、受付番号 {r} で受け付けています。別の申請にするには、署名のページを開き直し、新しい署名番号で署名してください。"
+                ),
+                Lang::Easy => format!(
+                    "この しょめいは もう つかわれて います（うけつけ ばんごう {r}）。おなじ しんせいを 2かい おくった ときは、{r} で うけつけて います。"
+                ),
+                Lang::En => format!(
+                    "This signature was already used for the application {r}. If you sent the same application twice, it was received as {r}. For another application, open the signing page again and sign with the new signing number."
+                ),
+            },
         }
     }
     fn target(&self) -> &'static str {
@@ -1650,7 +1662,7 @@ async fn sign_post(
     let checked = cms.and_then(|cms| {
         let nonce = loaded.draft.nonce.as_deref().unwrap_or_default();
         match p.store.nonce_used(nonce) {
-            Ok(true) => return Err(SignRefusal::Replayed),
+            Ok(true) => return Err(SignRefusal::Replayed(None)),
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "portal: nonce look-up");
@@ -1760,6 +1772,9 @@ fn render_confirm(
     )
 }
 
+/// Sends the filing: through the one accept path ([`Portal::accept`]:
+/// checked, signature verified again, sealed, stored by group commit with
+/// the nonce marked used and the draft deleted), answered once committed.
 async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     let l = lang_of(&headers);
     let Some(loaded) = load_draft(&p, &headers) else {
@@ -1770,79 +1785,53 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
     if let Some((first, _)) = def.check_all(&loaded.draft.answers, &ctx).first() {
         return Redirect::to(&format!("/d/p/{first}?from=check")).into_response();
     }
-    // The definition the draft names must still be published.
-    match p.store.definition(
-        &loaded.draft.tenant,
-        &loaded.draft.procedure,
-        loaded.draft.version,
-    ) {
-        Ok(Some(_)) => {}
-        Ok(None) => return unpublished(l, loaded.draft.version),
-        Err(e) => return oops(l, e),
-    }
-    let signed = def.identity() == Identity::Signature;
-    let mut signature = serde_json::Value::Null;
-    let mut nonce = None;
-    if signed {
+    let (mut cms, mut demo) = (None, false);
+    if def.identity() == Identity::Signature {
         if let Some(r) = signing_blocked(&p, l, &loaded) {
             return r;
         }
         let Some(sig) = &loaded.draft.signature else {
             return Redirect::to("/d/sign").into_response();
         };
-        // Checked again: the CRL or the clock may have moved since.
-        let cms = B64.decode(&sig.cms).unwrap_or_default();
-        let v = match verify_draft(&p, &loaded, &cms) {
-            Ok(v) => v,
-            Err(r) => return render_sign(&p, l, &loaded, Some(&r)),
-        };
-        nonce = loaded.draft.nonce.clone();
-        signature = serde_json::json!({
-            "format": "cms-detached/1",
-            "cms": sig.cms,
-            "demo": sig.demo,
-            "portal_check": {
-                "result": "valid",
-                "certificate": v.certificate,
-                "signing_time": v.signing_time.to_rfc3339(),
-                "verified_at": v.verified_at.to_rfc3339(),
-            },
-        });
+        cms = Some(B64.decode(&sig.cms).unwrap_or_default());
+        demo = sig.demo;
     }
-    let signed_content = signed_content(&loaded, &ctx);
-    let receipt = match seal::new_code(3) {
-        Ok(r) => r,
-        Err(e) => return oops(l, e),
-    };
-    let now = p.now();
-    let row_id = seal::lookup_id(p.store.secret(), "receipt", &receipt);
-    let filing = serde_json::json!({
-        "format": "machi-portal-filing/1",
-        "receipt": receipt,
-        "submitted_at": now.to_rfc3339(),
-        "signed_content": signed_content,
-        "signature": signature,
-    });
-    let sealed = match seal::seal_filing(&p.config.recipient, &canonical_json(&filing), &row_id) {
-        Ok(s) => s,
-        Err(e) => return oops(l, e),
-    };
-    match p.store.file(&crate::store::NewFiling {
-        receipt: &receipt,
-        tenant: &loaded.draft.tenant,
-        procedure: &loaded.draft.procedure,
+    let sub = crate::accept::Submission {
+        tenant: loaded.draft.tenant.clone(),
+        procedure: loaded.draft.procedure.clone(),
         version: loaded.draft.version,
-        sealed: &sealed,
-        now: &now.to_rfc3339(),
-        draft_code: &loaded.code,
-        nonce: nonce.as_deref(),
-    }) {
-        Ok(()) => {}
-        Err(crate::store::StoreError::NonceUsed) => {
-            return render_sign(&p, l, &loaded, Some(&SignRefusal::Replayed));
+        answers: loaded.draft.answers.clone(),
+        nonce: loaded.draft.nonce.clone(),
+        signature: cms,
+        demo,
+        draft_code: Some(loaded.code.clone()),
+    };
+    // Verifying, sealing and waiting for the commit block: off the
+    // async workers, so other requests join the same commit.
+    let accepted = {
+        let p = p.clone();
+        tokio::task::spawn_blocking(move || p.accept(&sub)).await
+    };
+    let receipt = match accepted {
+        Ok(Ok(receipt)) => receipt,
+        Ok(Err(r)) => {
+            use crate::accept::Detail;
+            tracing::info!(refusal = r.code, "portal: a filing was refused");
+            return match (r.code, r.detail) {
+                ("not_published", _) => unpublished(l, loaded.draft.version),
+                (_, Detail::Input(_)) => Redirect::to("/d/check").into_response(),
+                (_, Detail::Sign(e)) => render_sign(&p, l, &loaded, Some(&SignRefusal::Sign(e))),
+                (_, Detail::Replayed { earlier }) => {
+                    render_sign(&p, l, &loaded, Some(&SignRefusal::Replayed(earlier)))
+                }
+                ("already_sent", _) => no_draft(l),
+                ("signature_unavailable", _) => signing_unavailable(&p, l, &loaded),
+                ("signature_required", _) => Redirect::to("/d/sign").into_response(),
+                _ => oops(l, r.en),
+            };
         }
         Err(e) => return oops(l, e),
-    }
+    };
     (
         [(
             header::SET_COOKIE,

@@ -741,3 +741,121 @@ fn a_new_crl_file_takes_effect_on_reload_and_a_bad_one_keeps_the_old() {
     let err = Signing::load(SignatureFiles::default(), vec![], vec![]).unwrap_err();
     assert!(err.message_ja().contains("トラストアンカー"));
 }
+
+/// Served submissions at once (issue 11, item 10): the submit handler
+/// goes through the group commit. Every draft is received with its own
+/// 受付番号; three more drafts carrying the same signed content and nonce
+/// as one of them (a replay of its signature), sent in the same burst,
+/// are refused, each naming the filing that was received, and nothing of
+/// them is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submissions_are_each_committed_and_a_replayed_nonce_is_refused() {
+    let e = env_with(true, false);
+    let mut cookies = Vec::new();
+    for _ in 0..12 {
+        let cookie = fill_tenshutsu(&e).await;
+        let doc = document(&e, &cookie).await;
+        let r = upload(&e, &cookie, &sign(&pki().good, &doc)).await;
+        assert_eq!(r.location.as_deref(), Some("/d/confirm"), "{}", r.text());
+        cookies.push(cookie);
+    }
+    // The first draft, signed, copied under three more resume codes.
+    let code0 = cookies[0].split('=').nth(1).unwrap().to_owned();
+    let (plain, _) = e
+        .portal
+        .store
+        .load_draft(&code0, now().timestamp())
+        .unwrap()
+        .unwrap();
+    let mut replays = Vec::new();
+    for _ in 0..3 {
+        let code = machi_portal::seal::new_code(4).unwrap();
+        e.portal
+            .store
+            .save_draft(&code, &plain, now().timestamp(), now().timestamp() + 3600)
+            .unwrap();
+        replays.push(format!("portal_draft={code}"));
+    }
+    let before = e.portal.commits();
+    let all: Vec<String> = cookies.iter().chain(&replays).cloned().collect();
+    let sends: Vec<_> = all
+        .iter()
+        .cloned()
+        .map(|c| {
+            let app = e.app.clone();
+            tokio::spawn(async move { post_empty(&app, "/d/submit", &c).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for s in sends {
+        results.push(s.await.unwrap());
+    }
+    let receipt_of = |r: &Resp| {
+        r.location
+            .as_deref()
+            .and_then(|l| l.strip_prefix("/status/"))
+            .map(|l| l.trim_end_matches("?new=1").to_owned())
+    };
+    // The 11 other drafts: each received.
+    let mut receipts: Vec<String> = results[1..12]
+        .iter()
+        .map(|r| receipt_of(r).unwrap_or_else(|| panic!("{:?} {}", r.status, r.text())))
+        .collect();
+    // Of the four drafts with draft 0's nonce, exactly one was received…
+    let same: Vec<&Resp> = std::iter::once(&results[0]).chain(&results[12..]).collect();
+    let won: Vec<String> = same.iter().filter_map(|r| receipt_of(r)).collect();
+    assert_eq!(won.len(), 1, "exactly one of the same nonce is received");
+    // …and the other three refused, naming it; nothing of them stored.
+    for r in same.iter().filter(|r| receipt_of(r).is_none()) {
+        assert_eq!(r.status, StatusCode::OK);
+        let page = r.text();
+        assert!(
+            page.contains(&format!(
+                "この署名はすでに受付番号 {} の申請に使われています",
+                won[0]
+            )),
+            "{page}"
+        );
+    }
+    receipts.push(won[0].clone());
+    let mut distinct = receipts.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 12, "distinct 受付番号: {receipts:?}");
+    for r in &receipts {
+        let page = get(&e.app, &format!("/status/{r}"), "").await;
+        assert_eq!(page.status, StatusCode::OK, "{r}");
+    }
+    let list = pending(&e).await;
+    assert_eq!(list.len(), 12);
+    let mut nonces: Vec<String> = list
+        .iter()
+        .map(|f| {
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(f["sealed"].as_str().unwrap())
+                .unwrap();
+            let filing: serde_json::Value =
+                serde_json::from_slice(&e.key.open(&sealed, f["id"].as_str().unwrap()).unwrap())
+                    .unwrap();
+            assert_eq!(filing["signature"]["portal_check"]["result"], "valid");
+            filing["signed_content"]["nonce"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces.len(), 12);
+    // At most one commit per request (fewer when requests shared one).
+    let commits = e.portal.commits() - before;
+    assert!((1..=15).contains(&commits), "{commits} commits");
+    // The same draft sent again after all that: its nonce is still used.
+    let again = post_empty(&e.app, "/d/submit", &replays[0]).await;
+    assert!(
+        again.text().contains(&won[0]) || receipt_of(&again).is_none(),
+        "{}",
+        again.text()
+    );
+    assert_eq!(pending(&e).await.len(), 12);
+}

@@ -732,79 +732,74 @@ pub async fn import_with_definitions(
     definitions: &[PulledDefinition],
     now: i64,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
-    use base64::Engine as _;
     let mut out = ImportOutcome::default();
     let mut known_tenants = std::collections::HashMap::new();
     let (good_defs, bad_defs) =
         import_definitions(store, definitions, &mut known_tenants, now, &mut out).await?;
+    // Whether a filing needs a signature comes from its definition: the
+    // one that arrived with it, or a shipped one.
+    let needs = |p: &PulledFiling| {
+        match good_defs.get(&(p.tenant.clone(), p.procedure.clone(), p.version)) {
+            Some(d) => d.identity() == machi_procedures::Identity::Signature,
+            None => shipped_needs_signature(&p.procedure, p.version),
+        }
+    };
+    let needs = &needs;
+    // Opening and verifying are CPU work with no shared state: spread
+    // over the cores (each filing's signature check is most of an
+    // import's cost), in order.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(pulled.len().div_ceil(16).max(1));
+    let per = pulled.len().div_ceil(threads).max(1);
+    let prechecked: Vec<Result<(MunicipalityCode, Checked), Refused>> = if threads == 1 {
+        pulled
+            .iter()
+            .map(|p| precheck(key, signing, p, needs(p), now))
+            .collect()
+    } else {
+        std::thread::scope(|sc| {
+            let parts: Vec<_> = pulled
+                .chunks(per)
+                .map(|part| {
+                    sc.spawn(move || {
+                        part.iter()
+                            .map(|p| precheck(key, signing, p, needs(p), now))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .zip(pulled.chunks(per))
+                .flat_map(|(h, part)| {
+                    h.join().unwrap_or_else(|_| {
+                        part.iter()
+                            .map(|p| {
+                                Err(refuse(
+                                    p,
+                                    "internal",
+                                    "申請の確認中に内部エラーが起きました。",
+                                    "an internal error occurred while checking the filing",
+                                ))
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        })
+    };
     let mut checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>> =
         std::collections::BTreeMap::new();
-    for p in pulled {
-        let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(&p.sealed) else {
-            out.refused.push(refuse(
-                p,
-                "not_base64",
-                "封をした申請が読めません（base64）。",
-                "the sealed filing is not base64",
-            ));
-            continue;
-        };
-        // The counter's own filings carry this prefix and need no
-        // signature (identity seen in person): a portal may never use it.
-        if crate::store::portal_filings::filed_at_counter(&p.id) {
-            out.refused.push(refuse(
-                p,
-                "reserved_id",
-                "ポータルの申請番号に窓口申請用の番号が使われています。",
-                "the portal used an id reserved for filings made at the counter",
-            ));
-            continue;
-        }
-        let Ok(plain) = key.open(&sealed, &p.id) else {
-            out.refused.push(refuse(
-                p,
-                "does_not_open",
-                "申請を開けません：別の鍵で封をされたか、改ざんされています。",
-                "the filing does not open: sealed to another key, or altered",
-            ));
-            continue;
-        };
-        let filing: serde_json::Value = match serde_json::from_slice(&plain) {
-            Ok(v) => v,
-            Err(_) => {
-                out.refused.push(refuse(
-                    p,
-                    "not_json",
-                    "申請の形式が正しくありません。",
-                    "the filing is not valid JSON",
-                ));
+    for (p, r) in pulled.iter().zip(prechecked) {
+        let (tenant, c) = match r {
+            Ok(x) => x,
+            Err(refused) => {
+                out.refused.push(refused);
                 continue;
             }
-        };
-        let sc = &filing["signed_content"];
-        let receipt = filing["receipt"].as_str().unwrap_or("").to_owned();
-        if filing["format"] != "machi-portal-filing/1"
-            || sc["tenant"] != p.tenant.as_str()
-            || sc["procedure"] != p.procedure.as_str()
-            || sc["version"] != p.version
-            || receipt.is_empty()
-        {
-            out.refused.push(refuse(
-                p,
-                "listing_mismatch",
-                "申請の中身がポータルの一覧（団体・手続・版）と一致しません。",
-                "the filing does not match the portal's listing (tenant, procedure, version)",
-            ));
-            continue;
-        }
-        let Ok(tenant) = p.tenant.parse::<MunicipalityCode>() else {
-            out.refused.push(refuse(
-                p,
-                "bad_tenant",
-                "団体コードが正しくありません。",
-                "the tenant code is not valid",
-            ));
-            continue;
         };
         let known = match known_tenants.get(&tenant) {
             Some(k) => *k,
@@ -839,12 +834,83 @@ pub async fn import_with_definitions(
             });
             continue;
         }
-        let needs_signature = match good_defs.get(&dk) {
-            Some(d) => d.identity() == machi_procedures::Identity::Signature,
-            None => shipped_needs_signature(&p.procedure, p.version),
-        };
-        let sig = check_signature(signing, &filing, needs_signature, now);
-        checked.entry(tenant).or_default().push(Checked {
+        checked.entry(tenant).or_default().push(c);
+    }
+    store_checked(store, checked, now, &mut out).await?;
+    Ok(out)
+}
+
+/// Opens one pulled filing, checks it against the portal's listing and
+/// verifies its signature (no database: run on several threads).
+fn precheck(
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    p: &PulledFiling,
+    needs_signature: bool,
+    now: i64,
+) -> Result<(MunicipalityCode, Checked), Refused> {
+    use base64::Engine as _;
+    let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(&p.sealed) else {
+        return Err(refuse(
+            p,
+            "not_base64",
+            "封をした申請が読めません（base64）。",
+            "the sealed filing is not base64",
+        ));
+    };
+    // The counter's own filings carry this prefix and need no
+    // signature (identity seen in person): a portal may never use it.
+    if crate::store::portal_filings::filed_at_counter(&p.id) {
+        return Err(refuse(
+            p,
+            "reserved_id",
+            "ポータルの申請番号に窓口申請用の番号が使われています。",
+            "the portal used an id reserved for filings made at the counter",
+        ));
+    }
+    let Ok(plain) = key.open(&sealed, &p.id) else {
+        return Err(refuse(
+            p,
+            "does_not_open",
+            "申請を開けません：別の鍵で封をされたか、改ざんされています。",
+            "the filing does not open: sealed to another key, or altered",
+        ));
+    };
+    let Ok(filing) = serde_json::from_slice::<serde_json::Value>(&plain) else {
+        return Err(refuse(
+            p,
+            "not_json",
+            "申請の形式が正しくありません。",
+            "the filing is not valid JSON",
+        ));
+    };
+    let sc = &filing["signed_content"];
+    let receipt = filing["receipt"].as_str().unwrap_or("").to_owned();
+    if filing["format"] != "machi-portal-filing/1"
+        || sc["tenant"] != p.tenant.as_str()
+        || sc["procedure"] != p.procedure.as_str()
+        || sc["version"] != p.version
+        || receipt.is_empty()
+    {
+        return Err(refuse(
+            p,
+            "listing_mismatch",
+            "申請の中身がポータルの一覧（団体・手続・版）と一致しません。",
+            "the filing does not match the portal's listing (tenant, procedure, version)",
+        ));
+    }
+    let Ok(tenant) = p.tenant.parse::<MunicipalityCode>() else {
+        return Err(refuse(
+            p,
+            "bad_tenant",
+            "団体コードが正しくありません。",
+            "the tenant code is not valid",
+        ));
+    };
+    let sig = check_signature(signing, &filing, needs_signature, now);
+    Ok((
+        tenant,
+        Checked {
             portal_id: p.id.clone(),
             receipt,
             procedure: p.procedure.clone(),
@@ -853,10 +919,8 @@ pub async fn import_with_definitions(
             signed: !filing["signature"].is_null(),
             plain,
             sig,
-        });
-    }
-    store_checked(store, checked, now, &mut out).await?;
-    Ok(out)
+        },
+    ))
 }
 
 /// A pulled filing that opened and passed the checks, ready to store.
@@ -894,7 +958,7 @@ fn store_one(
     {
         return Ok(Stored::Replay { earlier_receipt });
     }
-    let new = portal_filings::insert_if_new(
+    let new = portal_filings::insert_returning_id(
         tx,
         tenant,
         &portal_filings::NewPortalFiling {
@@ -908,15 +972,11 @@ fn store_one(
             signed: c.signed,
         },
     )?;
-    if !new {
+    let Some(filing_id) = new else {
         return Ok(Stored::Already);
-    }
+    };
     let mut signature_valid = None;
     if let Some(s) = &c.sig {
-        let filing_id =
-            portal_signatures::filing_id_of(tx, tenant, &c.portal_id)?.ok_or_else(|| {
-                crate::store::StoreError::Corrupt("portal filing vanished while importing".into())
-            })?;
         portal_signatures::insert(
             tx,
             tenant,

@@ -84,17 +84,27 @@ pub fn insert_if_new(
     tenant: &MunicipalityCode,
     f: &NewPortalFiling<'_>,
 ) -> Result<bool, StoreError> {
+    Ok(insert_returning_id(tx, tenant, f)?.is_some())
+}
+
+/// As [`insert_if_new`], returning the new filing's number (None when
+/// this portal id is already here).
+pub fn insert_returning_id(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    f: &NewPortalFiling<'_>,
+) -> Result<Option<i64>, StoreError> {
     let sealed = tx
         .tenant_keys(tenant)?
         .seal(&context(f.portal_id), f.filing)?;
     // One statement (one round trip on PostgreSQL): the next number and
     // the row, or nothing when this portal id is already here.
-    let n = tx.execute(
+    let row = tx.query_opt(
         "INSERT INTO portal_filings (tenant, filing_id, portal_id, receipt, procedure, version, \
          received_at, imported_at, filing, status, signed, updated_at) \
          SELECT $1, COALESCE(MAX(filing_id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, 'received', $9, $7 \
          FROM portal_filings WHERE tenant = $1 \
-         ON CONFLICT (tenant, portal_id) DO NOTHING",
+         ON CONFLICT (tenant, portal_id) DO NOTHING RETURNING filing_id",
         &[
             tenant.as_str().into(),
             f.portal_id.into(),
@@ -107,7 +117,7 @@ pub fn insert_if_new(
             i64::from(f.signed).into(),
         ],
     )?;
-    Ok(n == 1)
+    row.map(|r| r.int(0)).transpose()
 }
 
 const COLUMNS: &str = "filing_id, portal_id, receipt, procedure, version, received_at, \
