@@ -552,7 +552,7 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
             vec![("id.document", "passport"), ("id.appeared", "representative")],
             "#id-rep-name",
             "代理人の氏名",
-            "representative's name",
+            "give the representative",
         ),
         (
             vec![
@@ -585,7 +585,7 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
             ],
             "#id-poa",
             "同じ世帯の方に限ります",
-            "must belong to the applicant's household",
+            "must belong to the applicant",
         ),
         (
             vec![
@@ -597,7 +597,7 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
             ],
             "#id-appeared",
             "代理人の氏名が申請する方と同じです",
-            "the representative's name is the applicant's",
+            "if they came themself",
         ),
     ];
     for (extra, link, ja, en) in cases {
