@@ -26,24 +26,25 @@ const DESTINATION: &str = "東京都昭島市美堀町架空3番";
 
 async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(db: TestDb) {
     // The back office with the demo town and the 髙橋 family; the portal
-    // issues a DEMO card to 髙橋 一郎 (synthetic), as the registry has him.
+    // issues a DEMO card to 髙橋 京子 (synthetic), as the registry has her.
+    // She moves out alone (her husband, the head, stays with their son).
     let h = Harness::start(db).await;
     let p = demo_portal(vec![DemoPerson {
-        name: "髙橋　一郎".into(),
-        sex: "1".into(),
-        date_of_birth: "319890107".into(),
+        name: "髙橋　京子".into(),
+        sex: "2".into(),
+        date_of_birth: "419890108".into(),
         address: "東京都府中市宮西町二丁目24番地".into(),
     }])
     .await;
     let fuchu = code(FUCHU);
-    let ichiro = h
+    let kyoko = h
         .db
         .registry
         .search(
             &fuchu,
             &SearchParams {
-                name: Some("髙橋　一郎".into()),
-                birth_date: Some("1989-01-07".into()),
+                name: Some("髙橋　京子".into()),
+                birth_date: Some("1989-01-08".into()),
                 limit: 5,
                 ..Default::default()
             },
@@ -54,7 +55,7 @@ async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(d
         .rows
         .first()
         .map(|r| r.record.addressee_number.to_string())
-        .expect("髙橋 一郎");
+        .expect("髙橋 京子");
 
     // The citizen, on a phone.
     h.viewport(Some(PHONE)).await;
@@ -62,9 +63,9 @@ async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(d
         &h,
         &p.base,
         &Citizen {
-            name: "髙橋 一郎",
-            kana: "タカハシ イチロウ",
-            born: ("昭和", "64", "1", "7"),
+            name: "髙橋 京子",
+            kana: "タカハシ キョウコ",
+            born: ("平成", "1", "1", "8"),
             postal: "196-0001",
             destination: DESTINATION,
             moving_in: 10,
@@ -72,7 +73,7 @@ async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(d
         "f2b-portal",
     )
     .await;
-    sign_with_demo_card(&h, "髙橋　一郎", "f2b-portal").await;
+    sign_with_demo_card(&h, "髙橋　京子", "f2b-portal").await;
     let receipt = send(&h, "f2b-portal").await;
     assert!(!receipt.is_empty());
 
@@ -105,9 +106,9 @@ async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(d
     assert!(width > 1000, "the desk's window again: {width}");
     h.login("132063", "supervisor", "supervisor-Demo-2026")
         .await;
-    approve_in_inbox(&h, 1, DESTINATION, "f2b-inbox").await;
+    approve_in_inbox(&h, 1, "平成元年1月8日", DESTINATION, "f2b-inbox").await;
     // The resident's record shows the 転出 (to the destination filed).
-    h.go(&format!("/ui/residents/{ichiro}")).await;
+    h.go(&format!("/ui/residents/{kyoko}")).await;
     h.wait_for("#timeline").await;
     let record = h.text().await;
     assert!(
@@ -137,4 +138,7 @@ async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(d
         .unwrap();
     assert_eq!(width, 390);
     h.shot("f2b-portal-08-status").await;
+    // The browser goes with the session (chromedriver alone is stopped
+    // when the harness drops).
+    h.client.clone().close().await.unwrap();
 }

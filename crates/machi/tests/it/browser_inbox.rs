@@ -14,12 +14,19 @@ use crate::support::{FUCHU, TestDb, code};
 both_backends!(browser_inbox_a_supervisor_matches_and_approves_a_tenshutsu);
 
 /// A signed-in supervisor opens the inbox from the menu (one new
-/// filing), takes the filing up, matches each of its `persons` to the
+/// filing), takes the filing up (its first person born on `born`, in
+/// 和暦), matches each of its `persons` to the
 /// candidate the registry's search found, and approves: the filing shows
 /// the 転出証明書 data (moving to `destination`) and the recorded change
 /// shows the 国内転出. Screenshots (with axe) `{prefix}-01-list`,
 /// `-02-filing`, `-03-matched`, `-04-approved`, `-05-change`.
-pub(crate) async fn approve_in_inbox(h: &Harness, persons: usize, destination: &str, prefix: &str) {
+pub(crate) async fn approve_in_inbox(
+    h: &Harness,
+    persons: usize,
+    born: &str,
+    destination: &str,
+    prefix: &str,
+) {
     h.wait_for("#menu-inbox").await;
     let menu = h
         .client
@@ -36,7 +43,7 @@ pub(crate) async fn approve_in_inbox(h: &Harness, persons: usize, destination: &
     h.click("#filing-list a[id^='filing-']").await;
     h.wait_for("#filing-answers").await;
     let page = h.text().await;
-    assert!(page.contains("署名を確認済み") && page.contains("昭和64年1月7日"));
+    assert!(page.contains("署名を確認済み") && page.contains(born));
     h.shot(&format!("{prefix}-02-filing")).await;
     h.click("#assign-me").await;
     h.wait_for(".flash").await;
@@ -50,8 +57,16 @@ pub(crate) async fn approve_in_inbox(h: &Harness, persons: usize, destination: &
     }
     h.shot(&format!("{prefix}-03-matched")).await;
     h.click("#approve").await;
-    h.wait_for("#filing-outcome").await;
+    h.wait_for("#filing-outcome, #filing-error").await;
     let page = h.text().await;
+    assert!(
+        !page.contains("id=\"filing-error\""),
+        "approval refused: {}",
+        page.split("id=\"filing-error\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap_or_default()
+    );
     assert!(page.contains("承認済み"), "approved");
     assert!(
         page.contains("転出証明書情報") && page.contains(destination),
@@ -100,7 +115,14 @@ async fn browser_inbox_a_supervisor_matches_and_approves_a_tenshutsu(db: TestDb)
 
     h.login("132063", "supervisor", "supervisor-Demo-2026")
         .await;
-    approve_in_inbox(&h, 3, "東京都千代田区千代田一丁目架空1番", "inbox").await;
+    approve_in_inbox(
+        &h,
+        3,
+        "昭和64年1月7日",
+        "東京都千代田区千代田一丁目架空1番",
+        "inbox",
+    )
+    .await;
     // The access log in words.
     h.go("/ui/audit").await;
     h.wait_for("main h1").await;
