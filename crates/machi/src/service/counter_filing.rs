@@ -107,7 +107,9 @@ impl ShownDocument {
             ShownDocument::MyNumberCard => "My Number Card",
             ShownDocument::DriversLicence => "driving licence (or driving history certificate)",
             ShownDocument::Passport => "passport",
-            ShownDocument::ResidenceCard => "residence card or special permanent resident certificate",
+            ShownDocument::ResidenceCard => {
+                "residence card or special permanent resident certificate"
+            }
             ShownDocument::TwoWithoutPhoto => {
                 "two documents without a photo (e.g. health insurance eligibility certificate, pension book)"
             }
@@ -378,10 +380,7 @@ impl CounterIdentity {
             note: v["note"].as_str().unwrap_or_default().to_string(),
             appeared: v["appeared"].as_str()?.to_string(),
             representative_name: r["name"].as_str().unwrap_or_default().to_string(),
-            representative_relationship: r["relationship"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            representative_relationship: r["relationship"].as_str().unwrap_or_default().to_string(),
             power_of_attorney: match r["power_of_attorney"].as_bool() {
                 Some(true) => "yes".into(),
                 Some(false) => "no".into(),
@@ -444,7 +443,12 @@ impl CounterIdentity {
                     relationship.clone(),
                 ));
                 out.push(if *power_of_attorney {
-                    ("委任状", "Power of attorney", "確認した".into(), "seen".into())
+                    (
+                        "委任状",
+                        "Power of attorney",
+                        "確認した".into(),
+                        "seen".into(),
+                    )
                 } else {
                     (
                         "委任状",

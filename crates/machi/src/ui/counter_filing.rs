@@ -330,7 +330,10 @@ fn identity_view(i: &IdentityInput, problems: &[Problem], c: &Ctx) -> IdentityVi
             i.appeared.trim(),
             vec![
                 ("self".into(), l.t("本人", "The applicant").into()),
-                ("representative".into(), l.t("代理人", "A representative").into()),
+                (
+                    "representative".into(),
+                    l.t("代理人", "A representative").into(),
+                ),
             ],
         ),
         rep_name: i.representative_name.clone(),
@@ -342,8 +345,11 @@ fn identity_view(i: &IdentityInput, problems: &[Problem], c: &Ctx) -> IdentityVi
                 ("yes".into(), l.t("確認した", "Seen").into()),
                 (
                     "no".into(),
-                    l.t("なし（同じ世帯の方の届出）", "None (a member of the household)")
-                        .into(),
+                    l.t(
+                        "なし（同じ世帯の方の届出）",
+                        "None (a member of the household)",
+                    )
+                    .into(),
                 ),
             ],
         ),

@@ -516,11 +516,9 @@ async fn filing_page(
             });
         }
         match &counter_identity {
-            Some(i) => counter.extend(i.describe().into_iter().map(|(lja, len, vja, ven)| {
-                Item {
-                    label: l.t(lja, len).into(),
-                    value: if en { ven } else { vja },
-                }
+            Some(i) => counter.extend(i.describe().into_iter().map(|(lja, len, vja, ven)| Item {
+                label: l.t(lja, len).into(),
+                value: if en { ven } else { vja },
             })),
             None => counter.push(Item {
                 label: l.t("本人確認", "Identity check").into(),

@@ -55,7 +55,8 @@ async fn browser_a_clerk_files_a_move_out_for_the_applicant_at_the_counter(db: T
     let page = h.text().await;
     assert!(page.contains("value=\"髙橋　一郎\""));
     assert!(
-        page.contains("href=\"#id-document\"") && page.contains("確認した本人確認書類を選んでください"),
+        page.contains("href=\"#id-document\"")
+            && page.contains("確認した本人確認書類を選んでください"),
         "the identity check is asked for"
     );
     h.shot("cf03-problems").await;
@@ -122,4 +123,5 @@ async fn browser_a_clerk_files_a_move_out_for_the_applicant_at_the_counter(db: T
         Some(2)
     );
     h.logout().await;
+    h.client.clone().close().await.unwrap();
 }

@@ -37,25 +37,24 @@ async fn browser_front_to_back_a_signed_tenshutsu_filed_on_a_phone_is_approved(d
     }])
     .await;
     let fuchu = code(FUCHU);
-    let kyoko = h
-        .db
-        .registry
-        .search(
-            &fuchu,
-            &SearchParams {
-                name: Some("髙橋　京子".into()),
-                birth_date: Some("1989-01-08".into()),
-                limit: 5,
-                ..Default::default()
-            },
-            &Actor::system("t"),
-        )
-        .await
-        .unwrap()
-        .rows
-        .first()
-        .map(|r| r.record.addressee_number.to_string())
-        .expect("髙橋 京子");
+    let kyoko =
+        h.db.registry
+            .search(
+                &fuchu,
+                &SearchParams {
+                    name: Some("髙橋　京子".into()),
+                    birth_date: Some("1989-01-08".into()),
+                    limit: 5,
+                    ..Default::default()
+                },
+                &Actor::system("t"),
+            )
+            .await
+            .unwrap()
+            .rows
+            .first()
+            .map(|r| r.record.addressee_number.to_string())
+            .expect("髙橋 京子");
 
     // The citizen, on a phone.
     h.viewport(Some(PHONE)).await;

@@ -146,4 +146,5 @@ async fn browser_inbox_a_supervisor_matches_and_approves_a_tenshutsu(db: TestDb)
         .await
         .unwrap();
     assert!(status.contains("承認されました"));
+    h.client.clone().close().await.unwrap();
 }

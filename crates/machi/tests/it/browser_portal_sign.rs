@@ -13,8 +13,8 @@ use std::sync::Arc;
 use fantoccini::Locator;
 use machi_portal::seal::OpeningKey;
 use machi_portal::signing::{DemoCards, DemoPerson, SignatureFiles, Signing, demo_people};
-use sha2::{Digest, Sha256};
 use machi_portal::{Config, Portal};
+use sha2::{Digest, Sha256};
 
 use crate::browser::Harness;
 use crate::support::{FUCHU, TestDb, code};
@@ -65,9 +65,7 @@ pub(crate) async fn demo_portal(people: Vec<DemoPerson>) -> DemoPortal {
         .unwrap(),
     ));
     config.demo_cards = Some(cards.clone());
-    config.pull_token_sha256 = Some(hex::encode(Sha256::digest(
-        crate::inbox::TOKEN.as_bytes(),
-    )));
+    config.pull_token_sha256 = Some(hex::encode(Sha256::digest(crate::inbox::TOKEN.as_bytes())));
     let portal = Portal::open(&dir.path().join("portal.db"), config).unwrap();
     portal
         .publish_shipped(FUCHU, "府中市", "Fuchu City")
@@ -141,7 +139,12 @@ pub(crate) async fn fill_tenshutsu(h: &Harness, portal: &str, who: &Citizen<'_>,
         .with_timezone(&machi_portal::jst())
         .date_naive();
     h.wait_for("#f-moving_date-year").await;
-    date(h, "moving_date", today + chrono::Duration::days(who.moving_in)).await;
+    date(
+        h,
+        "moving_date",
+        today + chrono::Duration::days(who.moving_in),
+    )
+    .await;
     next(h).await;
     h.wait_for("#f-destination-postal").await;
     h.fill("f-destination-postal", who.postal).await;
@@ -252,7 +255,10 @@ async fn browser_portal_signed_tenshutsu_with_a_demo_card(db: TestDb) {
 
     // The demo card signs.
     sign_with_demo_card(&h, "架空　太郎", "portal-sign").await;
-    assert!(h.text().await.contains("昭和60年1月2日"), "its date of birth in 和暦");
+    assert!(
+        h.text().await.contains("昭和60年1月2日"),
+        "its date of birth in 和暦"
+    );
     // In English too (the label stays).
     h.click("a[lang=en]").await;
     h.wait_for("#signer").await;
@@ -299,4 +305,5 @@ async fn browser_portal_signed_tenshutsu_with_a_demo_card(db: TestDb) {
         .unwrap()
         .unwrap();
     assert!(check.is_valid() && check.demo, "{check:?}");
+    h.client.clone().close().await.unwrap();
 }

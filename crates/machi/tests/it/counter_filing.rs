@@ -161,7 +161,10 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
     assert!(again.contains("href=\"#f-phone\""), "{again}");
     // The identity check is asked for first.
     assert!(again.contains("href=\"#id-document\""), "{again}");
-    assert!(again.contains("確認した本人確認書類を選んでください"), "{again}");
+    assert!(
+        again.contains("確認した本人確認書類を選んでください"),
+        "{again}"
+    );
     assert!(again.contains("href=\"#id-appeared\""), "{again}");
     assert!(again.contains("<title>エラー："), "{again}");
     assert!(again.contains("value=\"髙橋　一郎\""), "input kept");
@@ -213,7 +216,10 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
         "the child is not moving: {shown}"
     );
     assert!(confirm.contains("昭和64年1月7日"), "{confirm}");
-    assert!(shown.contains("運転免許証"), "the applicant sees the check: {shown}");
+    assert!(
+        shown.contains("運転免許証"),
+        "the applicant sees the check: {shown}"
+    );
     for staff_only in ["宛名番号", "ログアウト", "試験 clerk", "世帯番号"] {
         assert!(
             !confirm.contains(staff_only),
@@ -497,8 +503,7 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
         .await;
     assert!(form.contains("id=\"identity-check\""), "{form}");
     let base = tenshutsu_pairs(&db, &form);
-    let (_, h, _) =
-        crate::ui::send(&router, "GET", "/lang?to=en", Some(&clerk.cookie), None).await;
+    let (_, h, _) = crate::ui::send(&router, "GET", "/lang?to=en", Some(&clerk.cookie), None).await;
     let lang = h
         .iter()
         .find(|(k, v)| k == "set-cookie" && v.starts_with("machi_lang="))
@@ -549,7 +554,10 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
             "60 characters",
         ),
         (
-            vec![("id.document", "passport"), ("id.appeared", "representative")],
+            vec![
+                ("id.document", "passport"),
+                ("id.appeared", "representative"),
+            ],
             "#id-rep-name",
             "代理人の氏名",
             "give the representative",
@@ -690,8 +698,15 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
     }
     let (st, confirm) = post(&clerk, &me, &pairs, "check").await;
     assert_eq!(st, StatusCode::OK, "{confirm}");
-    assert!(confirm.contains("id=\"confirm-form\""), "{}", summary(&confirm));
-    assert!(confirm.contains("代理人") && confirm.contains("妻"), "{confirm}");
+    assert!(
+        confirm.contains("id=\"confirm-form\""),
+        "{}",
+        summary(&confirm)
+    );
+    assert!(
+        confirm.contains("代理人") && confirm.contains("妻"),
+        "{confirm}"
+    );
     let hidden = hidden_fields(&confirm);
     let (st, done) = post(&clerk, &me, &hidden, "file").await;
     assert_eq!(st, StatusCode::OK, "{done}");
@@ -724,7 +739,13 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
     let boss = Session::login(&router, FUCHU, "boss").await;
     let (_, _, audit) = boss.get("/ui/audit").await;
     crate::readable::assert_readable(&audit, "access log with a counter filing");
-    for words in ["本人確認書類", "写真のない書類2点", "窓口に来た方", "代理人の氏名", "委任状"] {
+    for words in [
+        "本人確認書類",
+        "写真のない書類2点",
+        "窓口に来た方",
+        "代理人の氏名",
+        "委任状",
+    ] {
         assert!(audit.contains(words), "{words}");
     }
 
@@ -733,10 +754,7 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
     // language, and nothing changes.
     let t: MunicipalityCode = FUCHU.parse().unwrap();
     let mut old = f.filing.clone();
-    old["counter"]
-        .as_object_mut()
-        .unwrap()
-        .remove("identity");
+    old["counter"].as_object_mut().unwrap().remove("identity");
     old["receipt"] = "OLD-0000-0000".into();
     let bytes = serde_json::to_vec(&old).unwrap();
     let t2 = t.clone();
@@ -770,7 +788,10 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
         let url = format!("/api/v1/tenants/{FUCHU}/filings/{id}");
         let (_, cands) = crate::inbox::call(&boss, "GET", &format!("{url}/candidates"), None).await;
         for p in cands.as_array().unwrap() {
-            let a = p["candidates"][0]["addressee_number"].as_str().unwrap().to_string();
+            let a = p["candidates"][0]["addressee_number"]
+                .as_str()
+                .unwrap()
+                .to_string();
             let (s, body) = crate::inbox::call(
                 &boss,
                 "POST",
@@ -791,7 +812,10 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
         )
         .await;
         if ok {
-            assert!(page.contains("髙橋 京子") && page.contains("なし（同じ世帯の方）"), "{page}");
+            assert!(
+                page.contains("髙橋 京子") && page.contains("なし（同じ世帯の方）"),
+                "{page}"
+            );
             assert_eq!(s, StatusCode::OK, "{a}");
             assert_eq!(a["status"], "approved", "{a}");
         } else {
@@ -799,15 +823,26 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
             assert_eq!(s, StatusCode::BAD_REQUEST, "{a}");
             assert_eq!(a["code"], "counter_identity_missing");
             assert!(a["message_ja"].as_str().unwrap().contains("本人確認書類"));
-            assert!(a["message_en"].as_str().unwrap().contains("identity document"));
+            assert!(
+                a["message_en"]
+                    .as_str()
+                    .unwrap()
+                    .contains("identity document")
+            );
             let again = stored(&db)
                 .await
                 .into_iter()
                 .find(|x| x.filing_id == id)
                 .unwrap();
-            assert!(again.outcome.is_null() || again.outcome == serde_json::json!({}), "{:?}", again.outcome);
+            assert!(
+                again.outcome.is_null() || again.outcome == serde_json::json!({}),
+                "{:?}",
+                again.outcome
+            );
             assert!(again.decided_by.is_none());
-            assert!(!log(&db).await.iter().any(|(f, _, d)| f == "filing.approve" && d.contains(&format!("\"filing_id\":{id}"))));
+            assert!(!log(&db).await.iter().any(
+                |(f, _, d)| f == "filing.approve" && d.contains(&format!("\"filing_id\":{id}"))
+            ));
         }
     }
 }
