@@ -518,7 +518,9 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
     // English, the input kept, nothing filed (neither at the check nor
     // when filing directly).
     let long_note = "年金手帳".repeat(20);
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str, &str)> = vec![
+    // (inputs, the input linked, Japanese words, English words)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("id.appeared", "self")],
             "#id-document",
