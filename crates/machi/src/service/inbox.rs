@@ -945,7 +945,20 @@ impl Registry {
                 .into(),
         })?;
         // At the counter the clerk saw the applicant's identity document
-        // (書かない窓口): that stands in for the signature.
+        // (書かない窓口): its record stands in for the signature; a
+        // counter filing without one is not approved unsigned.
+        if def.identity() == Identity::Signature
+            && !f.signed
+            && portal_filings::filed_at_counter(&f.portal_id)
+            && super::counter_filing::identity_of(&f).is_none()
+        {
+            return Err(ServiceError::Invalid {
+                field: "identity".into(),
+                code: "counter_identity_missing",
+                message_ja: "窓口で受け付けた申請ですが、本人確認書類と窓口に来た方（本人・代理人）の記録がないため、署名なしでは承認できません。窓口で本人確認をして受け付け直してください。".into(),
+                message_en: "this filing was made at the counter without a record of the identity document and of who came (the applicant or a representative), so it cannot be approved without a signature; file it again at the counter with the identity check".into(),
+            });
+        }
         if def.identity() == Identity::Signature
             && !f.signed
             && !portal_filings::filed_at_counter(&f.portal_id)
@@ -1177,10 +1190,14 @@ impl Registry {
                     }
                 };
                 let person = matched(f, "applicant")?;
+                // A counter filing names the document seen at the counter.
                 let identity = if f.signed {
                     Some(IdentityDocument::MyNumberCard)
                 } else {
-                    identity
+                    identity.or_else(|| {
+                        super::counter_filing::identity_of(f)
+                            .and_then(|c| c.document.as_certificate_identity())
+                    })
                 };
                 if identity.is_none() {
                     return Err(ServiceError::Invalid {
@@ -1625,6 +1642,19 @@ fn title_of(def: Option<&Definition>, en: bool) -> String {
 pub fn signature_summary(f: &StoredPortalFiling, en: bool) -> String {
     let t = |ja: &str, e: &str| if en { e.to_string() } else { ja.to_string() };
     match (&f.signature, f.signed) {
+        (_, false) if portal_filings::filed_at_counter(&f.portal_id) => {
+            if super::counter_filing::identity_of(f).is_some() {
+                t(
+                    "署名なし（窓口で受付。署名に代えて本人確認書類を確認）",
+                    "not signed (filed at the counter; an identity document was checked instead)",
+                )
+            } else {
+                t(
+                    "署名なし（窓口で受付。本人確認の記録なし）",
+                    "not signed (filed at the counter; no record of an identity check)",
+                )
+            }
+        }
         (_, false) => t("署名なし", "not signed"),
         (None, true) => t(
             "署名あり（基幹側の検証結果はまだありません）",

@@ -11,6 +11,11 @@
 //! portal (`machi_procedures::SHIPPED`), at the version the portal
 //! publishes. A file field is not uploaded at the counter: the clerk ticks
 //! that the original was seen.
+//!
+//! Before the applicant sees the confirmation view the clerk records the
+//! identity check (本人確認): the document seen and whether the applicant
+//! came or a representative (氏名, 本人との関係, 委任状). An anonymous
+//! procedure (a survey) asks for none.
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
@@ -26,7 +31,7 @@ use machi_procedures::{Answers, CheckContext, Definition, Field, FieldKind, Lang
 use super::forms::FormData;
 use super::{Chrome, Ctx, UiError, html};
 use crate::api::AppState;
-use crate::service::counter_filing::CounterFiling;
+use crate::service::counter_filing::{CounterFiling, IdentityInput, ShownDocument};
 
 /// The procedures a clerk can file at the counter, parsed.
 fn procedures() -> Vec<Definition> {
@@ -218,6 +223,143 @@ fn answers_of(def: &Definition, state: &Answers) -> Answers {
         a.insert(format!("{id}.count"), n.to_string());
     }
     a
+}
+
+/// The identity check as posted (inputs `id.*`).
+fn identity_input(f: &FormData) -> IdentityInput {
+    IdentityInput {
+        document: f.text("id.document"),
+        note: f.text("id.note"),
+        appeared: f.text("id.appeared"),
+        representative_name: f.text("id.rep_name"),
+        representative_relationship: f.text("id.rep_relationship"),
+        power_of_attorney: f.text("id.poa"),
+    }
+}
+
+/// The identity inputs as hidden fields (the confirmation view carries them).
+fn identity_hidden(i: &IdentityInput) -> Vec<(String, String)> {
+    [
+        ("id.document", &i.document),
+        ("id.note", &i.note),
+        ("id.appeared", &i.appeared),
+        ("id.rep_name", &i.representative_name),
+        ("id.rep_relationship", &i.representative_relationship),
+        ("id.poa", &i.power_of_attorney),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect()
+}
+
+/// The HTML id of an identity input (the error summary links to it).
+fn identity_input_id(input: &str) -> String {
+    match input {
+        "document" => "id-document",
+        "note" => "id-note",
+        "appeared" => "id-appeared",
+        "representative_name" => "id-rep-name",
+        "representative_relationship" => "id-rep-relationship",
+        _ => "id-poa",
+    }
+    .to_string()
+}
+
+/// The applicant's household as names, without the applicant.
+fn household_names(r: &ResidentRecord, household: &[ResidentRecord]) -> Vec<String> {
+    household
+        .iter()
+        .filter(|m| m.addressee_number != r.addressee_number)
+        .map(|m| m.name.as_str().to_owned())
+        .collect()
+}
+
+/// The identity section of the clerk's form.
+pub struct IdentityView {
+    pub documents: Vec<OptView>,
+    pub note: String,
+    pub appeared: Vec<OptView>,
+    pub rep_name: String,
+    pub rep_relationship: String,
+    pub poa: Vec<OptView>,
+    pub document_error: String,
+    pub note_error: String,
+    pub appeared_error: String,
+    pub rep_name_error: String,
+    pub rep_relationship_error: String,
+    pub poa_error: String,
+}
+
+fn identity_view(i: &IdentityInput, problems: &[Problem], c: &Ctx) -> IdentityView {
+    let l = c.lang;
+    let err = |input: &str| {
+        problems
+            .iter()
+            .find(|p| p.input == identity_input_id(input))
+            .map(|p| p.message.clone())
+            .unwrap_or_default()
+    };
+    let opts = |name: &str, chosen: &str, list: Vec<(String, String)>| {
+        list.into_iter()
+            .map(|(value, label)| OptView {
+                id: format!("id-{name}-{}", value.replace('_', "-")),
+                checked: chosen == value,
+                value,
+                label,
+            })
+            .collect::<Vec<_>>()
+    };
+    IdentityView {
+        documents: opts(
+            "document",
+            i.document.trim(),
+            ShownDocument::ALL
+                .iter()
+                .map(|d| {
+                    (
+                        d.code().to_string(),
+                        l.t(d.label_ja(), d.label_en()).to_string(),
+                    )
+                })
+                .collect(),
+        ),
+        note: i.note.clone(),
+        appeared: opts(
+            "appeared",
+            i.appeared.trim(),
+            vec![
+                ("self".into(), l.t("本人", "The applicant").into()),
+                (
+                    "representative".into(),
+                    l.t("代理人", "A representative").into(),
+                ),
+            ],
+        ),
+        rep_name: i.representative_name.clone(),
+        rep_relationship: i.representative_relationship.clone(),
+        poa: opts(
+            "poa",
+            i.power_of_attorney.trim(),
+            vec![
+                ("yes".into(), l.t("確認した", "Seen").into()),
+                (
+                    "no".into(),
+                    l.t(
+                        "なし（同じ世帯の方の届出）",
+                        "None (a member of the household)",
+                    )
+                    .into(),
+                ),
+            ],
+        ),
+        document_error: err("document"),
+        note_error: err("note"),
+        appeared_error: err("appeared"),
+        rep_name_error: err("representative_name"),
+        rep_relationship_error: err("representative_relationship"),
+        poa_error: err("power_of_attorney"),
+    }
 }
 
 /// One problem the clerk must fix, linked to its input.
@@ -526,6 +668,7 @@ struct FormPage {
     person: String,
     name: String,
     procedure: String,
+    identity: Option<IdentityView>,
     sections: Vec<SectionView>,
     problems: Vec<(String, String)>,
 }
@@ -645,12 +788,14 @@ pub async fn choose(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_form(
     ctx: &Ctx,
     a: &AddresseeNumber,
     r: &ResidentRecord,
     def: &Definition,
     state: &Answers,
+    identity: &IdentityInput,
     problems: Vec<Problem>,
     eras: &EraTable,
 ) -> Response {
@@ -676,11 +821,13 @@ fn render_form(
     if !problems.is_empty() {
         c.title = format!("{}{}", ctx.lang.t("エラー：", "Error: "), c.title);
     }
+    let anonymous = def.action_kind() == machi_procedures::ActionKind::Survey;
     html(&FormPage {
         c,
         person: a.to_string(),
         name: r.name.as_str().to_owned(),
         procedure: def.id().to_owned(),
+        identity: (!anonymous).then(|| identity_view(identity, &problems, ctx)),
         sections,
         problems: problems.into_iter().map(|p| (p.input, p.message)).collect(),
     })
@@ -706,7 +853,16 @@ pub async fn form(
     };
     let eras = s.registry.eras().clone();
     let state = prefill(&def, &r, &household, s.registry.today(), &eras);
-    render_form(&ctx, &a, &r, &def, &state, vec![], &eras)
+    render_form(
+        &ctx,
+        &a,
+        &r,
+        &def,
+        &state,
+        &IdentityInput::default(),
+        vec![],
+        &eras,
+    )
 }
 
 /// POST /ui/residents/{addressee_number}/counter/{procedure}: `step`
@@ -726,21 +882,43 @@ pub async fn submit(
     let Some(def) = procedure(&id) else {
         return not_published(&ctx);
     };
-    let (a, r, _) = match applicant(&s, &ctx, &tenant, &person).await {
+    let (a, r, household) = match applicant(&s, &ctx, &tenant, &person).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let eras = s.registry.eras().clone();
     let state = posted_state(&f);
+    let identity = identity_input(&f);
     let step = f.text("step");
     if step == "edit" {
-        return render_form(&ctx, &a, &r, &def, &state, vec![], &eras);
+        return render_form(&ctx, &a, &r, &def, &state, &identity, vec![], &eras);
     }
     let l = plang(&ctx);
     let check = CheckContext::new(s.registry.today());
-    let found = problems(&def, &state, &check, l);
+    let anonymous = def.action_kind() == machi_procedures::ActionKind::Survey;
+    let others = household_names(&r, &household);
+    // The identity check first (the clerk does it first), then the answers.
+    let mut found: Vec<Problem> = if anonymous {
+        vec![]
+    } else {
+        match identity.check(r.name.as_str(), &others) {
+            Ok(_) => vec![],
+            Err(ps) => ps
+                .into_iter()
+                .map(|p| Problem {
+                    input: identity_input_id(p.input),
+                    message: if ctx.lang.en {
+                        p.message_en
+                    } else {
+                        p.message_ja
+                    },
+                })
+                .collect(),
+        }
+    };
+    found.extend(problems(&def, &state, &check, l));
     if !found.is_empty() {
-        return render_form(&ctx, &a, &r, &def, &state, found, &eras);
+        return render_form(&ctx, &a, &r, &def, &state, &identity, found, &eras);
     }
     let answers = answers_of(&def, &state);
     if step == "file" {
@@ -757,7 +935,10 @@ pub async fn submit(
             answers: def.filing_payload(&answers, &check),
             documents_seen,
             clerk_name: ctx.display_name.clone(),
-            anonymous: def.action_kind() == machi_procedures::ActionKind::Survey,
+            anonymous,
+            identity: (!anonymous).then(|| identity.clone()),
+            applicant_name: r.name.as_str().to_owned(),
+            household: others,
         };
         return match s
             .registry
@@ -799,6 +980,23 @@ pub async fn submit(
             }
         }
     }
+    // How identity was checked, for the applicant to see too.
+    if !anonymous && let Ok(i) = identity.check(r.name.as_str(), &others) {
+        let en = ctx.lang.en;
+        for (lja, len, vja, ven) in i.describe() {
+            rows.push((
+                ctx.lang.t(lja, len).to_owned(),
+                vec![if en { ven } else { vja }],
+            ));
+        }
+    }
+    let mut hidden: Vec<(String, String)> = state
+        .into_iter()
+        .map(|(k, v)| (format!("a.{k}"), v))
+        .collect();
+    if !anonymous {
+        hidden.extend(identity_hidden(&identity));
+    }
     html(&ConfirmPage {
         l: ctx.lang,
         csrf: ctx.csrf.clone(),
@@ -813,9 +1011,6 @@ pub async fn submit(
             .unwrap_or_default(),
         tenant_name: ctx.tenant_name.clone(),
         rows,
-        hidden: state
-            .into_iter()
-            .map(|(k, v)| (format!("a.{k}"), v))
-            .collect(),
+        hidden,
     })
 }

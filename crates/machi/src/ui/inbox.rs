@@ -274,6 +274,7 @@ struct FilingPage {
     me: String,
     signature: String,
     signer: Vec<Item>,
+    counter: Vec<Item>,
     answers: Vec<Answer>,
     parties: Vec<PartyRow>,
     message: Option<String>,
@@ -495,7 +496,45 @@ async fn filing_page(
         }
     }
     let kind = def.map(|d| d.action_kind());
-    let needs_identity = kind == Some(machi_procedures::ActionKind::Certificate) && !f.signed;
+    let counter_identity = crate::service::counter_filing::identity_of(&f);
+    let needs_identity = kind == Some(machi_procedures::ActionKind::Certificate)
+        && !f.signed
+        && counter_identity
+            .as_ref()
+            .and_then(|c| c.document.as_certificate_identity())
+            .is_none();
+    // Filed at the counter: who took it and how identity was checked.
+    let mut counter = vec![];
+    if crate::store::portal_filings::filed_at_counter(&f.portal_id) {
+        let c = &f.filing["counter"];
+        counter.push(Item {
+            label: l.t("受付", "Filed").into(),
+            value: l
+                .t("窓口（書かない窓口）", "at the counter (clerk-assisted)")
+                .into(),
+        });
+        if let Some(n) = c["clerk_name"].as_str().filter(|n| !n.is_empty()) {
+            counter.push(Item {
+                label: l.t("受け付けた職員", "Clerk").into(),
+                value: n.to_string(),
+            });
+        }
+        match &counter_identity {
+            Some(i) => counter.extend(i.describe().into_iter().map(|(lja, len, vja, ven)| Item {
+                label: l.t(lja, len).into(),
+                value: if en { ven } else { vja },
+            })),
+            None => counter.push(Item {
+                label: l.t("本人確認", "Identity check").into(),
+                value: l
+                    .t(
+                        "記録がありません（この申請は署名なしでは承認できません）",
+                        "not recorded (this filing cannot be approved without a signature)",
+                    )
+                    .into(),
+            }),
+        }
+    }
     let approve_note = match kind {
         Some(machi_procedures::ActionKind::RegistryChange) => {
             if ctx.caller.commits_directly() {
@@ -538,6 +577,7 @@ async fn filing_page(
         me: ctx.login.clone(),
         signature: inbox::signature_summary(&f, en),
         signer,
+        counter,
         answers,
         parties,
         message: f.message.clone(),

@@ -41,6 +41,27 @@ fn axe_path() -> PathBuf {
         })
 }
 
+/// A Chrome DevTools command sent through chromedriver.
+#[derive(Debug)]
+struct Cdp(serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -166,6 +187,30 @@ impl Harness {
             client,
             downloads,
             _profile: profile,
+        }
+    }
+
+    /// The viewport from now on: a phone's (width, height) in CSS pixels
+    /// with touch, or `None` for the desktop window again. Through the
+    /// Chrome DevTools protocol (chromedriver's `goog/cdp/execute`), so
+    /// one session can be the citizen's phone and then the clerk's desk.
+    pub(crate) async fn viewport(&self, phone: Option<(u32, u32)>) {
+        let cmds = match phone {
+            Some((width, height)) => vec![
+                json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                    "width": width, "height": height, "deviceScaleFactor": 2, "mobile": true } }),
+                json!({ "cmd": "Emulation.setTouchEmulationEnabled", "params": { "enabled": true } }),
+            ],
+            None => vec![
+                json!({ "cmd": "Emulation.clearDeviceMetricsOverride", "params": {} }),
+                json!({ "cmd": "Emulation.setTouchEmulationEnabled", "params": { "enabled": false } }),
+            ],
+        };
+        for c in cmds {
+            self.client
+                .issue_cmd(Cdp(c))
+                .await
+                .expect("a DevTools command");
         }
     }
 

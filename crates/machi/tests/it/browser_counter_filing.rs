@@ -52,8 +52,19 @@ async fn browser_a_clerk_files_a_move_out_for_the_applicant_at_the_counter(db: T
     // Sent as it is: the problems, linked, nothing lost.
     h.click("#counter-check").await;
     h.wait_for("#error-summary").await;
-    assert!(h.text().await.contains("value=\"髙橋　一郎\""));
+    let page = h.text().await;
+    assert!(page.contains("value=\"髙橋　一郎\""));
+    assert!(
+        page.contains("href=\"#id-document\"")
+            && page.contains("確認した本人確認書類を選んでください"),
+        "the identity check is asked for"
+    );
     h.shot("cf03-problems").await;
+
+    // The clerk records the identity check: the applicant came with a
+    // driving licence.
+    h.click("#id-document-drivers-licence").await;
+    h.click("#id-appeared-self").await;
 
     // The clerk asks the rest; the child stays.
     let today = h.db.registry.today();
@@ -81,6 +92,7 @@ async fn browser_a_clerk_files_a_move_out_for_the_applicant_at_the_counter(db: T
     assert!(view.contains("class=\"applicant-view\""));
     assert!(!view.contains("id=\"me\""), "no staff menu");
     assert!(view.contains("東京都昭島市昭和町二丁目1番地"));
+    assert!(view.contains("運転免許証"), "the applicant sees the check");
     h.shot("cf04-applicant-checks").await;
     h.click("#confirm-file").await;
     h.wait_for("#receipt").await;
@@ -100,10 +112,16 @@ async fn browser_a_clerk_files_a_move_out_for_the_applicant_at_the_counter(db: T
     ));
     assert_eq!(stored[0].filing["counter"]["clerk"], "clerk");
     assert_eq!(
+        stored[0].filing["counter"]["identity"]["document"],
+        "drivers_licence"
+    );
+    assert_eq!(stored[0].filing["counter"]["identity"]["appeared"], "self");
+    assert_eq!(
         stored[0].filing["signed_content"]["answers"]["members"]
             .as_array()
             .map(Vec::len),
         Some(2)
     );
     h.logout().await;
+    h.client.clone().close().await.unwrap();
 }

@@ -17,6 +17,8 @@ both_backends!(
     a_clerk_files_a_move_out_at_the_counter_for_the_applicant,
     counter_filing_refuses_bad_input_and_stores_nothing,
     a_survey_filed_at_the_counter_stays_anonymous,
+    the_identity_check_is_required_and_checked,
+    a_representative_files_and_approval_needs_the_identity_record,
 );
 
 async fn stored(db: &TestDb) -> Vec<machi::store::portal_filings::StoredPortalFiling> {
@@ -157,6 +159,13 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
     crate::readable::assert_readable(&again, "counter form with problems");
     assert!(again.contains("id=\"error-summary\""), "{again}");
     assert!(again.contains("href=\"#f-phone\""), "{again}");
+    // The identity check is asked for first.
+    assert!(again.contains("href=\"#id-document\""), "{again}");
+    assert!(
+        again.contains("確認した本人確認書類を選んでください"),
+        "{again}"
+    );
+    assert!(again.contains("href=\"#id-appeared\""), "{again}");
     assert!(again.contains("<title>エラー："), "{again}");
     assert!(again.contains("value=\"髙橋　一郎\""), "input kept");
     assert!(stored(&db).await.is_empty());
@@ -178,6 +187,8 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
         "東京都昭島市昭和町二丁目1番地",
     );
     pairs.retain(|(n, _)| n != "a.members.2._include");
+    set(&mut pairs, "id.document", "drivers_licence");
+    set(&mut pairs, "id.appeared", "self");
     pairs.push(("step".into(), "check".into()));
     let refs: Vec<(&str, &str)> = pairs
         .iter()
@@ -205,6 +216,10 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
         "the child is not moving: {shown}"
     );
     assert!(confirm.contains("昭和64年1月7日"), "{confirm}");
+    assert!(
+        shown.contains("運転免許証"),
+        "the applicant sees the check: {shown}"
+    );
     for staff_only in ["宛名番号", "ログアウト", "試験 clerk", "世帯番号"] {
         assert!(
             !confirm.contains(staff_only),
@@ -260,6 +275,17 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
     assert_eq!(filed.len(), 1, "{entries:?}");
     assert_eq!(filed[0].1, "clerk");
     assert!(filed[0].2.contains(&receipt));
+    // The identity check, with the filing and in the log in words.
+    assert_eq!(
+        f.filing["counter"]["identity"],
+        serde_json::json!({ "document": "drivers_licence", "note": "", "appeared": "self" })
+    );
+    let detail: serde_json::Value = serde_json::from_str(&filed[0].2).unwrap();
+    assert_eq!(
+        detail["identity_document"],
+        "運転免許証（運転経歴証明書を含む）"
+    );
+    assert_eq!(detail["appeared_as"], "本人");
 
     // A supervisor approves it in the inbox. No signature is asked for
     // (the clerk saw the applicant's identity document); the 転出 is
@@ -283,6 +309,19 @@ async fn a_clerk_files_a_move_out_at_the_counter_for_the_applicant(db: TestDb) {
         .await;
         assert_eq!(s, StatusCode::OK, "{body}");
     }
+    // The filing page says how identity was checked.
+    let (s, _, page) = boss.get(&format!("/ui/inbox/{}", f.filing_id)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "counter filing in the inbox");
+    let section = page
+        .split("id=\"counter-identity\"")
+        .nth(1)
+        .and_then(|s| s.split("</table>").next())
+        .unwrap_or_else(|| panic!("{page}"));
+    for words in ["窓口（書かない窓口）", "運転免許証", "本人"] {
+        assert!(section.contains(words), "{words}: {section}");
+    }
+    assert!(page.contains("署名に代えて本人確認書類を確認"), "{page}");
     let (s, a) = crate::inbox::call(
         &boss,
         "POST",
@@ -401,4 +440,411 @@ async fn a_survey_filed_at_the_counter_stays_anonymous(db: TestDb) {
     assert_eq!(filed.len(), 1);
     assert_eq!(filed[0].entry.target, "procedure:survey_internet");
     assert_eq!(filed[0].entry.operator, "clerk");
+}
+
+/// The 転出届's answers the clerk asks at the counter (the child stays),
+/// on top of the prefilled form `form`.
+fn tenshutsu_pairs(db: &TestDb, form: &str) -> Vec<(String, String)> {
+    let today = db.registry.today();
+    let mut pairs = inputs(form);
+    set(&mut pairs, "a.phone", "042-111-2222");
+    date(
+        &mut pairs,
+        "moving_date",
+        today + chrono::Duration::days(10),
+    );
+    date(&mut pairs, "visit_date", today + chrono::Duration::days(15));
+    set(&mut pairs, "a.destination.postal", "196-0015");
+    set(
+        &mut pairs,
+        "a.destination.address",
+        "東京都昭島市昭和町二丁目1番地",
+    );
+    pairs.retain(|(n, _)| n != "a.members.2._include");
+    pairs
+}
+
+async fn post(
+    s: &Session,
+    me: &str,
+    pairs: &[(String, String)],
+    step: &str,
+) -> (StatusCode, String) {
+    let mut pairs = pairs.to_vec();
+    pairs.push(("step".into(), step.into()));
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (st, _, page) = s
+        .post(&format!("/ui/residents/{me}/counter/tenshutsu"), &refs)
+        .await;
+    (st, page)
+}
+
+/// The error summary's messages.
+fn summary(page: &str) -> String {
+    page.split("id=\"error-summary\"")
+        .nth(1)
+        .and_then(|s| s.split("</div>").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn the_identity_check_is_required_and_checked(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let me = persons[0].to_string();
+    let (_, _, form) = clerk
+        .get(&format!("/ui/residents/{me}/counter/tenshutsu"))
+        .await;
+    assert!(form.contains("id=\"identity-check\""), "{form}");
+    let base = tenshutsu_pairs(&db, &form);
+    let (_, h, _) = crate::ui::send(&router, "GET", "/lang?to=en", Some(&clerk.cookie), None).await;
+    let lang = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("machi_lang="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .unwrap();
+    let english = Session {
+        router: router.clone(),
+        cookie: format!("{}; {lang}", clerk.cookie),
+        csrf: clerk.csrf.clone(),
+    };
+    // Each bad entry: the summary names the input, in Japanese and in
+    // English, the input kept, nothing filed (neither at the check nor
+    // when filing directly).
+    let long_note = "年金手帳".repeat(20);
+    // (inputs, the input linked, Japanese words, English words)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("id.appeared", "self")],
+            "#id-document",
+            "本人確認書類を選んでください",
+            "choose the identity document",
+        ),
+        (
+            vec![("id.document", "library_card"), ("id.appeared", "self")],
+            "#id-document",
+            "本人確認書類を選んでください",
+            "choose the identity document",
+        ),
+        (
+            vec![("id.document", "passport")],
+            "#id-appeared",
+            "本人か代理人か",
+            "came themself or a representative",
+        ),
+        (
+            vec![("id.document", "other"), ("id.appeared", "self")],
+            "#id-note",
+            "書類の名前を書いてください",
+            "name the document",
+        ),
+        (
+            vec![
+                ("id.document", "two_without_photo"),
+                ("id.note", long_note.as_str()),
+                ("id.appeared", "self"),
+            ],
+            "#id-note",
+            "60文字以内",
+            "60 characters",
+        ),
+        (
+            vec![
+                ("id.document", "passport"),
+                ("id.appeared", "representative"),
+            ],
+            "#id-rep-name",
+            "代理人の氏名",
+            "give the representative",
+        ),
+        (
+            vec![
+                ("id.document", "passport"),
+                ("id.appeared", "representative"),
+                ("id.rep_name", "架空　次郎"),
+            ],
+            "#id-rep-relationship",
+            "本人との関係",
+            "relationship",
+        ),
+        (
+            vec![
+                ("id.document", "passport"),
+                ("id.appeared", "representative"),
+                ("id.rep_name", "架空　次郎"),
+                ("id.rep_relationship", "知人"),
+            ],
+            "#id-poa",
+            "委任状を確認したかどうか",
+            "power of attorney",
+        ),
+        (
+            vec![
+                ("id.document", "passport"),
+                ("id.appeared", "representative"),
+                ("id.rep_name", "架空　次郎"),
+                ("id.rep_relationship", "知人"),
+                ("id.poa", "no"),
+            ],
+            "#id-poa",
+            "同じ世帯の方に限ります",
+            "must belong to the applicant",
+        ),
+        (
+            vec![
+                ("id.document", "passport"),
+                ("id.appeared", "representative"),
+                ("id.rep_name", "髙橋 一郎"),
+                ("id.rep_relationship", "本人"),
+                ("id.poa", "no"),
+            ],
+            "#id-appeared",
+            "代理人の氏名が申請する方と同じです",
+            "if they came themself",
+        ),
+    ];
+    for (extra, link, ja, en) in cases {
+        let mut pairs = base.clone();
+        for (k, v) in &extra {
+            set(&mut pairs, k, v);
+        }
+        for step in ["check", "file"] {
+            let (st, page) = post(&clerk, &me, &pairs, step).await;
+            assert_eq!(st, StatusCode::OK, "{page}");
+            let sum = summary(&page);
+            assert!(
+                sum.contains(&format!("href=\"{link}\"")) && sum.contains(ja),
+                "{extra:?} {step}: {sum}"
+            );
+            assert!(!page.contains("id=\"confirm-form\""), "{extra:?}");
+            assert!(page.contains("value=\"髙橋　一郎\""), "input kept");
+        }
+        let (_, page) = post(&english, &me, &pairs, "check").await;
+        assert!(summary(&page).contains(en), "{extra:?}: {}", summary(&page));
+    }
+    crate::readable::assert_readable(
+        &post(&clerk, &me, &base, "check").await.1,
+        "counter identity problems",
+    );
+    assert!(stored(&db).await.is_empty());
+    assert!(
+        !log(&db)
+            .await
+            .iter()
+            .any(|(f, _, _)| f == "counter_filing.file")
+    );
+    // The service refuses it too, whatever calls it.
+    let t: MunicipalityCode = FUCHU.parse().unwrap();
+    let e = db
+        .registry
+        .file_at_counter(
+            &t,
+            machi::service::counter_filing::CounterFiling {
+                applicant: persons[0].parse().unwrap(),
+                procedure: "tenshutsu".into(),
+                version: 1,
+                answers: serde_json::json!({}),
+                documents_seen: vec![],
+                clerk_name: "試験".into(),
+                anonymous: false,
+                identity: None,
+                applicant_name: "髙橋　一郎".into(),
+                household: vec![],
+            },
+            &machi::service::Actor::system("t"),
+        )
+        .await
+        .unwrap_err();
+    match e {
+        machi::service::ServiceError::Invalid {
+            code, message_ja, ..
+        } => {
+            assert_eq!(code, "identity_document_required");
+            assert!(message_ja.contains("本人確認書類"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(stored(&db).await.is_empty());
+}
+
+async fn a_representative_files_and_approval_needs_the_identity_record(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let me = persons[0].to_string();
+    let (_, _, form) = clerk
+        .get(&format!("/ui/residents/{me}/counter/tenshutsu"))
+        .await;
+    // His wife files for him without a 委任状 (same household), with two
+    // documents without a photo.
+    let mut pairs = tenshutsu_pairs(&db, &form);
+    for (k, v) in [
+        ("id.document", "two_without_photo"),
+        ("id.note", "資格確認書、年金手帳"),
+        ("id.appeared", "representative"),
+        ("id.rep_name", "髙橋 京子"),
+        ("id.rep_relationship", "妻"),
+        ("id.poa", "no"),
+    ] {
+        set(&mut pairs, k, v);
+    }
+    let (st, confirm) = post(&clerk, &me, &pairs, "check").await;
+    assert_eq!(st, StatusCode::OK, "{confirm}");
+    assert!(
+        confirm.contains("id=\"confirm-form\""),
+        "{}",
+        summary(&confirm)
+    );
+    assert!(
+        confirm.contains("代理人") && confirm.contains("妻"),
+        "{confirm}"
+    );
+    let hidden = hidden_fields(&confirm);
+    let (st, done) = post(&clerk, &me, &hidden, "file").await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    assert!(done.contains("id=\"receipt\""), "{done}");
+    let f = stored(&db).await.remove(0);
+    assert_eq!(
+        f.filing["counter"]["identity"],
+        serde_json::json!({
+            "document": "two_without_photo",
+            "note": "資格確認書、年金手帳",
+            "appeared": "representative",
+            "representative": { "name": "髙橋 京子", "relationship": "妻", "power_of_attorney": false },
+        })
+    );
+    let entries = log(&db).await;
+    let (_, _, detail) = entries
+        .iter()
+        .find(|(f, _, _)| f == "counter_filing.file")
+        .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(detail).unwrap();
+    assert_eq!(detail["appeared_as"], "代理人");
+    assert_eq!(detail["representative_name"], "髙橋 京子");
+    assert_eq!(detail["representative_relationship"], "妻");
+    assert_eq!(detail["power_of_attorney"], false);
+    assert_eq!(
+        detail["identity_document"],
+        "写真のない書類2点（資格確認書、年金手帳）"
+    );
+    // The access log page says it in words.
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let (_, _, audit) = boss.get("/ui/audit").await;
+    crate::readable::assert_readable(&audit, "access log with a counter filing");
+    for words in [
+        "本人確認書類",
+        "写真のない書類2点",
+        "窓口に来た方",
+        "代理人の氏名",
+        "委任状",
+    ] {
+        assert!(audit.contains(words), "{words}");
+    }
+
+    // A counter filing stored without the identity record (as before it
+    // was asked for): the 転出届 is not approved unsigned, in either
+    // language, and nothing changes.
+    let t: MunicipalityCode = FUCHU.parse().unwrap();
+    let mut old = f.filing.clone();
+    old["counter"].as_object_mut().unwrap().remove("identity");
+    old["receipt"] = "OLD-0000-0000".into();
+    let bytes = serde_json::to_vec(&old).unwrap();
+    let t2 = t.clone();
+    let received = f.received_at.clone();
+    db.store
+        .write(Some(&t), move |tx| {
+            machi::store::portal_filings::insert_if_new(
+                tx,
+                &t2,
+                &machi::store::portal_filings::NewPortalFiling {
+                    portal_id: "counter:OLD-0000-0000",
+                    receipt: "OLD-0000-0000",
+                    procedure: "tenshutsu",
+                    version: 1,
+                    received_at: &received,
+                    imported_at: 1,
+                    filing: &bytes,
+                    signed: false,
+                },
+            )
+        })
+        .await
+        .unwrap();
+    let old_id = stored(&db)
+        .await
+        .into_iter()
+        .find(|x| x.receipt == "OLD-0000-0000")
+        .unwrap()
+        .filing_id;
+    for (id, ok) in [(old_id, false), (f.filing_id, true)] {
+        let url = format!("/api/v1/tenants/{FUCHU}/filings/{id}");
+        let (_, cands) = crate::inbox::call(&boss, "GET", &format!("{url}/candidates"), None).await;
+        for p in cands.as_array().unwrap() {
+            let a = p["candidates"][0]["addressee_number"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let (s, body) = crate::inbox::call(
+                &boss,
+                "POST",
+                &format!("{url}/match"),
+                Some(serde_json::json!({ "party": p["key"], "addressee_number": a })),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+        let (s, _, page) = boss.get(&format!("/ui/inbox/{id}")).await;
+        assert_eq!(s, StatusCode::OK);
+        crate::readable::assert_readable(&page, "counter filing page");
+        let (s, a) = crate::inbox::call(
+            &boss,
+            "POST",
+            &format!("{url}/approve"),
+            Some(serde_json::json!({})),
+        )
+        .await;
+        if ok {
+            assert!(
+                page.contains("髙橋 京子") && page.contains("なし（同じ世帯の方）"),
+                "{page}"
+            );
+            assert_eq!(s, StatusCode::OK, "{a}");
+            assert_eq!(a["status"], "approved", "{a}");
+        } else {
+            assert!(page.contains("本人確認の記録なし"), "{page}");
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{a}");
+            assert_eq!(a["code"], "counter_identity_missing");
+            assert!(a["message_ja"].as_str().unwrap().contains("本人確認書類"));
+            assert!(
+                a["message_en"]
+                    .as_str()
+                    .unwrap()
+                    .contains("identity document")
+            );
+            let again = stored(&db)
+                .await
+                .into_iter()
+                .find(|x| x.filing_id == id)
+                .unwrap();
+            assert!(
+                again.outcome.is_null() || again.outcome == serde_json::json!({}),
+                "{:?}",
+                again.outcome
+            );
+            assert!(again.decided_by.is_none());
+            assert!(!log(&db).await.iter().any(
+                |(f, _, d)| f == "filing.approve" && d.contains(&format!("\"filing_id\":{id}"))
+            ));
+        }
+    }
 }

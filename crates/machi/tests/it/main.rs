@@ -24,6 +24,7 @@ mod browser;
 mod browser_allowance;
 mod browser_counter_filing;
 mod browser_forms;
+mod browser_front_to_back;
 mod browser_hooks;
 mod browser_inbox;
 mod browser_mobile;
