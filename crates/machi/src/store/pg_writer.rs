@@ -54,11 +54,6 @@ impl PgWriter {
         Ok(PgWriter { jobs, queued })
     }
 
-    /// Writes waiting for the appender.
-    pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
     /// Runs `f` as one atomic write scoped to `tenant`, in the next group
     /// commit, and waits for that commit.
     pub async fn submit<T, E, F>(&self, tenant: Option<&MunicipalityCode>, f: F) -> Result<T, E>

@@ -674,7 +674,7 @@ async fn answered_reads_are_logged_after_sigkill(db: TestDb, backend: &str) {
     let rounds: usize = std::env::var("MACHI_FAULTS_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(25)
+        .unwrap_or(25usize)
         .div_ceil(2);
     let seed: u64 = std::env::var("MACHI_FAULTS_SEED")
         .ok()
