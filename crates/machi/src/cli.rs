@@ -174,6 +174,10 @@ enum Command {
     /// Measure webhook deliveries/s to local subscribers and the lag from
     /// commit to delivery under load, beside plain HTTP POSTs (baseline).
     BenchHooks(crate::bench_hooks::BenchHooksArgs),
+    /// Drive the real server over loopback (creates, reads, searches at 1
+    /// and 8 connections) beside /healthz and the empty transaction from
+    /// the same run; the server's memory under load.
+    BenchHttp(crate::bench_http::BenchHttpArgs),
     /// Measure search latency (p50/p99) at city scale on both backends,
     /// beside a primary-key read from the same run; index sizes and
     /// changes/s at that scale.
@@ -1128,6 +1132,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::BenchHooks(a) => {
             crate::bench_hooks::run(a, &cli.extra_eras).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchHttp(a) => {
+            crate::bench_http::run(a, &cli.extra_eras).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_hooks;
+pub mod bench_http;
 pub mod bench_portal;
 pub mod bench_search;
 pub mod bench_tenants;

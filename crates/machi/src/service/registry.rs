@@ -416,8 +416,11 @@ impl Registry {
         let eras = self.eras.clone();
         let municipality = self.municipality_for(tenant, req).await?;
         let (tenant_c, req, actor) = (tenant.clone(), req.clone(), actor.clone());
+        // Group-committed with concurrent changes and reads of the tenant:
+        // one commit (one disk flush) serves them all, instead of each
+        // holding the tenant's sequences until its own flush.
         self.store
-            .write(Some(tenant), move |tx| {
+            .append(Some(tenant), move |tx| {
                 let ctx = PlanContext {
                     eras: &eras,
                     today,
@@ -1125,9 +1128,11 @@ impl Registry {
     ) -> Result<i64, ServiceError> {
         let at = self.clock.now().timestamp_micros();
         let (t, a) = (tenant.clone(), actor.clone());
+        // Group-committed with the entries of concurrent reads: readers of
+        // one tenant share commits instead of taking turns on its chain head.
         let r = self
             .store
-            .write(Some(tenant), move |tx| {
+            .append(Some(tenant), move |tx| {
                 if let Some(g) = &guard {
                     super::support::guard_concerning(
                         tx,

@@ -12,6 +12,7 @@ pub mod hooks;
 mod migrations;
 pub mod oversight;
 pub mod pending;
+mod pg_writer;
 pub mod portal_filings;
 pub mod portal_pushes;
 pub mod portal_signatures;
@@ -186,6 +187,11 @@ enum Inner {
         pool: r2d2::Pool<PgManager>,
         /// Callers waiting for a connection.
         waiting: AtomicUsize,
+        /// Group-commit appends (the access log's entries, changes), each
+        /// on a connection of its own (see [`pg_writer`]); a tenant's
+        /// appends always go to the same one. Empty when
+        /// `MACHI_PG_GROUP_COMMIT=off`: each append commits alone.
+        appenders: Vec<pg_writer::PgWriter>,
     },
 }
 
@@ -347,6 +353,7 @@ impl Drop for PgConn {
     }
 }
 
+#[derive(Clone)]
 struct PgManager {
     config: postgres::Config,
 }
@@ -484,11 +491,30 @@ impl Store {
             .max_size(8)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
-            .build(PgManager { config })?;
+            .build(PgManager {
+                config: config.clone(),
+            })?;
+        let grouped = std::env::var(PG_GROUP_COMMIT_ENV).map_or(true, |v| v.trim() != "off");
+        let appenders = if grouped {
+            (0..PG_APPENDERS)
+                .map(|_| {
+                    pg_writer::PgWriter::start(
+                        PgManager {
+                            config: config.clone(),
+                        },
+                        keyring.clone(),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            tracing::info!("{PG_GROUP_COMMIT_ENV}=off: appends commit one by one");
+            Vec::new()
+        };
         Ok(Store {
             inner: Arc::new(Inner::Postgres {
                 pool,
                 waiting: AtomicUsize::new(0),
+                appenders,
             }),
             keyring,
             commits: Arc::new(tokio::sync::watch::Sender::new(0)),
@@ -514,7 +540,7 @@ impl Store {
                 pools: vec![pool_state("sqlite_readers", readers, waiting)],
                 sqlite_writer_queue: Some(writer.queued()),
             },
-            Inner::Postgres { pool, waiting } => StoreState {
+            Inner::Postgres { pool, waiting, .. } => StoreState {
                 pools: vec![pool_state("postgres", pool, waiting)],
                 sqlite_writer_queue: None,
             },
@@ -577,6 +603,40 @@ impl Store {
         }
     }
 
+    /// Runs `f` as one atomic write scoped to `tenant`, group-committed
+    /// with the other appends and writes waiting at the same time (one
+    /// commit, one disk flush for all): for short writes that many callers
+    /// make at once, the access log's entries above all. Each caller is
+    /// answered only after the commit that holds its write is durable; a
+    /// failing `f` is rolled back alone. SQLite: the writer thread, as every
+    /// write; PostgreSQL: the tenant's appender, a connection of its own
+    /// (see [`pg_writer`]), unless `MACHI_PG_GROUP_COMMIT=off`.
+    pub async fn append<T, E, F>(&self, tenant: Option<&MunicipalityCode>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let appender = match &*self.inner {
+            Inner::Postgres { appenders, .. } if !appenders.is_empty() => {
+                // By tenant: one tenant's appends keep their order on one
+                // connection; other tenants' commit beside them.
+                let n = tenant.map_or(0, |t| {
+                    t.as_str()
+                        .bytes()
+                        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+                });
+                &appenders[n % appenders.len()]
+            }
+            _ => return self.write(tenant, f).await,
+        };
+        let r = appender.submit(tenant, f).await;
+        if r.is_ok() {
+            self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        r
+    }
+
     /// A receiver that changes whenever this process commits a write.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.subscribe()
@@ -619,6 +679,13 @@ impl Store {
     }
 }
 
+/// `off`: PostgreSQL appends commit one by one, as plain writes (for a
+/// comparison: `machi bench-http` measures both).
+pub const PG_GROUP_COMMIT_ENV: &str = "MACHI_PG_GROUP_COMMIT";
+
+/// PostgreSQL appenders (connections) per server.
+const PG_APPENDERS: usize = 4;
+
 /// The readiness probe's query: reads a table, not only the connection.
 const PROBE_SQL: &str = "SELECT version FROM schema_migrations LIMIT 1";
 
@@ -638,7 +705,7 @@ impl Inner {
                 conn.query_row(PROBE_SQL, [], |_| Ok(()))?;
                 Ok(())
             }
-            Inner::Postgres { pool, waiting } => {
+            Inner::Postgres { pool, waiting, .. } => {
                 let mut conn = checkout(pool, waiting, Some(timeout))?;
                 let client = conn
                     .client
@@ -672,7 +739,7 @@ impl Inner {
                     .map_err(|e| E::from(e.into()))?;
                 finish(Tx::sqlite(tx, keyring), f)
             }
-            Inner::Postgres { pool, waiting } => {
+            Inner::Postgres { pool, waiting, .. } => {
                 let mut conn = checkout(pool, waiting, None).map_err(|e| E::from(e.into()))?;
                 let PgConn { client, statements } = &mut *conn;
                 let client = client

@@ -660,6 +660,155 @@ async fn acknowledged_changes_survive_sigkill(db: TestDb, backend: &str) {
     );
 }
 
+/// Reads under SIGKILL: several readers of one tenant read residents over
+/// HTTP while the server is killed at random moments. Every read answered
+/// (200) has its access-log entry (j1370) in the database afterwards —
+/// the entries of concurrent reads share group commits, and a read is
+/// answered only after the commit holding its entry — and the chain
+/// verifies, its head at the last entry.
+async fn answered_reads_are_logged_after_sigkill(db: TestDb, backend: &str) {
+    let db = db.with_tenants().await;
+    let database = database_arg(&db.location().await);
+    let logs = tempfile::tempdir().unwrap();
+    let log: PathBuf = logs.path().join("machi.log");
+    let rounds: usize = std::env::var("MACHI_FAULTS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(25usize)
+        .div_ceil(2);
+    let seed: u64 = std::env::var("MACHI_FAULTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("faults[{backend}] reads: {rounds} rounds, {WRITERS} readers, seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Each reader reads persons of its own: answered reads count per person.
+    let server = Server::start(&database, &log).await;
+    let token = Arc::new(token(&db, &server).await);
+    let mut persons: Vec<String> = Vec::new();
+    for k in 0..WRITERS * 2 {
+        let name = format!("閲覧　{}", zenkaku(&format!("R{k}")));
+        let body = json!({
+            "effective_date": "2024-04-01", "filed_on": "2024-04-01",
+            "input_place": "市民課窓口", "input_terminal": format!("R{k}"),
+            "command": {"type": "move_in", "previous_address": "東京都調布市小島町二丁目",
+                "persons": [{"name": name, "name_kana": "エツラン　シケン",
+                    "birth_date": "1985-05-05", "sex": "male", "relationship": "世帯主"}],
+                "household": {"type": "new", "address": {
+                    "address": format!("東京都府中市宮西町三丁目{}番地", k + 1),
+                    "postal_code": "183-0056"}}}
+        });
+        let (status, v) = exchange(
+            &http(),
+            Method::POST,
+            &format!("{}/api/v1/tenants/{FUCHU}/changes", server.base),
+            &[("authorization", token.as_str())],
+            Some(("application/json", body.to_string())),
+        )
+        .await
+        .expect("a move-in");
+        assert_eq!(status, 201, "{v}");
+        persons.extend(
+            v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["addressee_number"].as_str().unwrap().to_string()),
+        );
+    }
+    drop(server);
+    let mut answered: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut unknown, mut refused) = (0u64, Vec::new());
+    for _ in 0..rounds {
+        let mut server = Server::start(&database, &log).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|k| {
+                let (base, token, stop) = (server.base.clone(), token.clone(), stop.clone());
+                let mine: Vec<String> = persons.iter().skip(k).step_by(WRITERS).cloned().collect();
+                let mut rng = fastrand::Rng::with_seed(rng.u64(..));
+                tokio::spawn(async move {
+                    let http = http();
+                    let mut out = (BTreeMap::<String, i64>::new(), 0u64, Vec::new());
+                    while !stop.load(Ordering::SeqCst) {
+                        let p = &mine[rng.usize(..mine.len())];
+                        let url = format!("{base}/api/v1/tenants/{FUCHU}/residents/{p}");
+                        match exchange(
+                            &http,
+                            Method::GET,
+                            &url,
+                            &[("authorization", token.as_str())],
+                            None,
+                        )
+                        .await
+                        {
+                            Ok((200, _)) => *out.0.entry(p.clone()).or_default() += 1,
+                            Ok((status, v)) => out.2.push((status, v)),
+                            Err(_) => {
+                                out.1 += 1;
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.u64(KILL_AFTER_MS))).await;
+        server.kill();
+        stop.store(true, Ordering::SeqCst);
+        for t in tasks {
+            let (counts, u, r) = t.await.expect("reader");
+            for (p, n) in counts {
+                *answered.entry(p).or_default() += n;
+            }
+            unknown += u;
+            refused.extend(r);
+        }
+    }
+    let t = code(FUCHU);
+    let (logged, head): (BTreeMap<String, i64>, i64) = db
+        .store
+        .read(Some(&t), |tx| {
+            let logged = tx
+                .query(
+                    "SELECT target, COUNT(*) FROM audit_log WHERE tenant = $1 \
+                     AND function = 'read.resident' GROUP BY target",
+                    &[Param::Text(FUCHU)],
+                )?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.int(1)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let head = tx
+                .query_one(
+                    "SELECT audit_seq FROM tenant_heads WHERE tenant = $1",
+                    &[Param::Text(FUCHU)],
+                )?
+                .int(0)?;
+            Ok::<_, StoreError>((logged, head))
+        })
+        .await
+        .unwrap();
+    let total: i64 = answered.values().sum();
+    println!(
+        "faults[{backend}] reads: answered {total}, logged {}, unanswered {unknown}, refused {}",
+        logged.values().sum::<i64>(),
+        refused.len()
+    );
+    assert!(refused.is_empty(), "refused reads: {:?}", refused.first());
+    assert!(
+        total >= rounds as i64,
+        "too few answered reads ({total}) to say anything"
+    );
+    for (p, n) in &answered {
+        let l = logged.get(p).copied().unwrap_or(0);
+        assert!(l >= *n, "{p}: {n} reads answered, {l} logged");
+    }
+    let verdict = db.registry.verify_audit(&t).await.unwrap();
+    assert_eq!(verdict.first_bad, None);
+    assert_eq!(verdict.entries, head as u64, "audit sequence head");
+}
+
 /// Each test once on SQLite and once on PostgreSQL.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -674,4 +823,7 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(acknowledged_changes_survive_sigkill);
+on_both_backends!(
+    acknowledged_changes_survive_sigkill,
+    answered_reads_are_logged_after_sigkill
+);
