@@ -411,7 +411,7 @@ ALTER TABLE pending_changes ADD COLUMN resubmits BIGINT;
 /// each tenant's rows also live in tables of their own. Rows, keys,
 /// indexes, grants and row-level security are kept as they were; the
 /// foreign key to `tenants` is replaced by the partition bound (a row can
-/// only go to an existing tenant's partition). Replaced by migration 25
+/// only go to an existing tenant's partition). Replaced by migration 24
 /// (a fixed number of hash partitions: the cost of a partition per tenant
 /// grew with the number of tenants).
 const V11_POSTGRES: &str = r#"
@@ -873,7 +873,7 @@ CREATE INDEX resident_history_address_trgm ON resident_history USING gin (addres
 /// `search_refold_progress`: where `machi search refold` stopped, per
 /// tenant, so that it resumes. On SQLite, an update trigger keeps the
 /// history's FTS5 index when the re-fold rewrites a history row's keys.
-macro_rules! v27_common {
+macro_rules! v25_common {
     () => {
         r#"
 CREATE TABLE search_gram_positions (i INTEGER PRIMARY KEY);
@@ -888,8 +888,8 @@ CREATE TABLE search_refold_progress (
     };
 }
 
-const V27_SQLITE: &str = concat!(
-    v27_common!(),
+const V25_SQLITE: &str = concat!(
+    v25_common!(),
     r#"
 CREATE TABLE resident_gram (
     tenant TEXT NOT NULL,
@@ -913,8 +913,8 @@ END;
 "#
 );
 
-const V27_POSTGRES: &str = concat!(
-    v27_common!(),
+const V25_POSTGRES: &str = concat!(
+    v25_common!(),
     r#"
 CREATE TABLE resident_gram (
     tenant TEXT NOT NULL,
@@ -962,7 +962,7 @@ CREATE POLICY tenant_isolation ON search_refold_progress
 /// partition bound that kept rows to existing tenants). The partitions are
 /// the owner's; machi_app has rights on the parent tables only, where the
 /// policies apply.
-const V25_POSTGRES: &str = r#"
+const V24_POSTGRES: &str = r#"
 ALTER TABLE resident_history RENAME TO resident_history_v24;
 ALTER TABLE resident_current RENAME TO resident_current_v24;
 CREATE TABLE resident_history_v25 (LIKE resident_history_v24) PARTITION BY HASH (tenant);
@@ -1195,16 +1195,16 @@ pub fn all() -> Vec<Migration> {
             postgres: V23_POSTGRES,
         },
         Migration {
-            version: 25,
+            version: 24,
             name: "postgres: the registry tables hash-partitioned by tenant (16 partitions, not one per tenant)",
             sqlite: "",
-            postgres: V25_POSTGRES,
+            postgres: V24_POSTGRES,
         },
         Migration {
-            version: 27,
+            version: 25,
             name: "search: one- and two-character postings (resident_gram), re-fold progress",
-            sqlite: V27_SQLITE,
-            postgres: V27_POSTGRES,
+            sqlite: V25_SQLITE,
+            postgres: V25_POSTGRES,
         },
     ]
 }

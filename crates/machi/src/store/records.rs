@@ -1051,11 +1051,11 @@ const REGISTRY_KEYS: [(&str, &str); 2] = [
 ];
 
 /// PostgreSQL: how many hash partitions each registry table has
-/// (migration 25): a fixed number, however many tenants there are.
+/// (migration 24): a fixed number, however many tenants there are.
 pub const REGISTRY_PARTITIONS: i64 = 16;
 
 /// The hash partition of a registry table that holds `tenant`'s rows
-/// (PostgreSQL), named `{table}_hNN` by migration 25. Asked of the server
+/// (PostgreSQL), named `{table}_hNN` by migration 24. Asked of the server
 /// with the function its partition constraints use, so it always agrees
 /// with where PostgreSQL routes the tenant's rows (and a row written to
 /// the wrong one would be refused by that constraint).
@@ -1118,7 +1118,7 @@ pub fn tenant_has_history(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<
 ///   already, their secondary indexes are dropped first and built again at
 ///   the end.
 /// - PostgreSQL: the rows are COPied straight into the hash partitions
-///   that hold the tenant (migration 25), as the schema owner: no
+///   that hold the tenant (migration 24), as the schema owner: no
 ///   row-level security to check per row (the partitions have none; the
 ///   rows' tenant is checked by the partition constraint and the import
 ///   writes only the tenant's rows), no staging copy. The partitions'
@@ -1920,7 +1920,7 @@ fn trigram_usable(key: &str) -> bool {
 }
 
 /// Grams are taken up to this character position of a key (1-based; the
-/// rows of `search_gram_positions`, migration 27).
+/// rows of `search_gram_positions`, migration 25).
 pub const GRAM_POSITIONS: usize = 512;
 
 /// The `col` of `resident_gram` for a key column: names 1, furigana 2.
@@ -1933,7 +1933,7 @@ fn gram_col(col: &str) -> Option<i64> {
     }
 }
 
-/// The grams of a folded key (migration 27): for each character after
+/// The grams of a folded key (migration 25): for each character after
 /// the first, up to [`GRAM_POSITIONS`], that is not the separator of name
 /// parts: the character and the next one of its part, or the character
 /// alone at the end of a part. A key's first character starts only prefix
@@ -1958,7 +1958,7 @@ pub fn grams(key: &str) -> Vec<String> {
 }
 
 /// SQL that adds the grams of the current rows `source c` that match
-/// `cond` to `resident_gram` (a bulk fill: migration 27, imports, the
+/// `cond` to `resident_gram` (a bulk fill: migration 25, imports, the
 /// re-fold). Existing grams are left as they are.
 pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> String {
     let sep = match backend {

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -80,7 +81,15 @@ pub(crate) struct Harness {
 }
 
 impl Drop for Harness {
+    /// Stops chromedriver and every browser process it started: they share
+    /// its process group (killing chromedriver alone left headless
+    /// Chromium running after each test, which loaded the machine).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -133,6 +142,8 @@ impl Harness {
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A process group of its own, so that Drop stops the browsers too.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

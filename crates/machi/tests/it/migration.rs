@@ -1205,7 +1205,7 @@ async fn tenants_are_added_and_loaded_side_by_side() {
     assert_indexes_whole(&db).await;
 }
 
-/// PostgreSQL, migration 25: the rows of tenants made with a LIST
+/// PostgreSQL, migration 24: the rows of tenants made with a LIST
 /// partition each (migration 11) are carried over, every column of every
 /// row, into the fixed hash partitions; the per-tenant partitions are gone,
 /// and the tenants are read and changed as before.
@@ -1217,8 +1217,8 @@ async fn hash_partitioning_carries_every_tenants_rows() {
     let url = machi::store::create_fresh_postgres_database(&server, &name)
         .await
         .unwrap();
-    // The schema before migration 25 (the LIST layout of migration 11).
-    machi::store::migrate_postgres_until(&url, 24)
+    // The schema before migration 24 (the LIST layout of migration 11).
+    machi::store::migrate_postgres_until(&url, 23)
         .await
         .unwrap();
     let tenants = ["132063", "132071", "132080", "132098", "132101"];

@@ -526,8 +526,9 @@ async fn all_pages(db: &TestDb, p: SearchParams, limit: i64) -> Vec<String> {
 /// [`records::grams`] makes them from the stored keys.
 async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
     let t = code(FUCHU);
+    let tenant = t.clone();
     db.store
-        .read(Some(&t), move |tx| {
+        .read(Some(&tenant), move |tx| {
             let stored: Vec<String> = tx
                 .query(
                     "SELECT CAST(col AS BIGINT), gram, addressee_number FROM resident_gram WHERE tenant = $1",
@@ -648,7 +649,7 @@ async fn search_finds_one_and_two_characters_through_grams(db: TestDb) {
     let (stored, made) = stored_and_made_grams(&db).await;
     assert!(!stored.is_empty());
     assert_eq!(stored, made, "the grams kept by changes");
-    // The bulk fill (migration 27, imports) makes the same grams.
+    // The bulk fill (migration 25, imports) makes the same grams.
     let tt = t.clone();
     db.store
         .write(Some(&t), move |tx| {
