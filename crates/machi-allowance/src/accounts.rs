@@ -79,6 +79,9 @@ pub struct Account {
     pub display_name: String,
     pub role: Role,
     pub disabled: bool,
+    /// Signed in with a temporary password (a supervisor's reset): must
+    /// choose a new one before anything else.
+    pub must_change: bool,
 }
 
 /// Why an account cannot be made as asked (Japanese and English).
@@ -141,6 +144,56 @@ pub fn check_password(password: &str) -> Result<(), AccountError> {
         ));
     }
     Ok(())
+}
+
+/// Checks a password change: the new one twice the same, long enough,
+/// not the current one.
+pub fn check_change(current: &str, new: &str, again: &str) -> Result<(), AccountError> {
+    if new != again {
+        return Err(bad(
+            "新しいパスワードが確認欄と一致しません。",
+            "The new password and its confirmation differ.",
+        ));
+    }
+    check_password(new)?;
+    if new.len() > 1024 {
+        return Err(bad(
+            "パスワードは1024バイト以内にしてください。",
+            "A password has at most 1024 bytes.",
+        ));
+    }
+    if new == current {
+        return Err(bad(
+            "新しいパスワードは現在のものと違うものにしてください。",
+            "The new password must differ from the current one.",
+        ));
+    }
+    Ok(())
+}
+
+/// Letters and digits that are hard to mistake for one another when read
+/// out or copied by hand (no 0/O, 1/l/I).
+const TEMPORARY_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// A temporary password for a reset: 16 characters drawn uniformly from
+/// [`TEMPORARY_ALPHABET`] (about 93 bits) with the operating system's
+/// random source; shown once, stored only as its hash.
+pub fn temporary_password() -> String {
+    let n = TEMPORARY_ALPHABET.len();
+    // Rejection sampling: bytes at or above the largest multiple of n are
+    // drawn again, so every character is equally likely.
+    let limit = (256 / n * n) as u8;
+    let mut out = String::with_capacity(16);
+    while out.len() < 16 {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).expect("the operating system's random source");
+        for x in b {
+            if x < limit && out.len() < 16 {
+                out.push(TEMPORARY_ALPHABET[x as usize % n] as char);
+            }
+        }
+    }
+    out
 }
 
 /// An Argon2id hash (PHC string, random salt).
@@ -340,5 +393,22 @@ mod tests {
         assert!(check_new("佐藤", "佐藤", "long-enough-pass").is_err());
         assert!(check_new("sato", " ", "long-enough-pass").is_err());
         assert!(check_new("sato", "佐藤", "short").is_err());
+    }
+
+    #[test]
+    fn a_password_change_and_a_temporary_password_are_checked() {
+        assert!(check_change("old-password-1", "new-password-12", "new-password-12").is_ok());
+        let e = check_change("old-password-1", "new-password-12", "new-password-13").unwrap_err();
+        assert!(e.ja.contains("一致しません") && e.en.contains("differ"));
+        let e = check_change("old-password-1", "short", "short").unwrap_err();
+        assert!(e.ja.contains("12文字以上"));
+        let e = check_change("same-password-1", "same-password-1", "same-password-1").unwrap_err();
+        assert!(e.en.contains("must differ"));
+        let a = temporary_password();
+        let b = temporary_password();
+        assert_eq!(a.chars().count(), 16);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| TEMPORARY_ALPHABET.contains(&c)));
+        assert!(check_password(&a).is_ok());
     }
 }

@@ -45,11 +45,17 @@ pub enum Action {
     PaymentExported,
     AccountCreated,
     AccountChanged,
+    /// An account changed its own password.
+    PasswordChanged,
+    /// A password change refused: the current password was wrong.
+    PasswordChangeFailed,
+    /// A supervisor issued a temporary password for another account.
+    PasswordReset,
     /// The access log itself read.
     LogRead,
 }
 
-const ALL: [Action; 17] = [
+const ALL: [Action; 20] = [
     Action::SignIn,
     Action::SignInFailed,
     Action::SignInThrottled,
@@ -66,6 +72,9 @@ const ALL: [Action; 17] = [
     Action::PaymentExported,
     Action::AccountCreated,
     Action::AccountChanged,
+    Action::PasswordChanged,
+    Action::PasswordChangeFailed,
+    Action::PasswordReset,
     Action::LogRead,
 ];
 
@@ -88,6 +97,9 @@ impl Action {
             Action::PaymentExported => "payment_exported",
             Action::AccountCreated => "account_created",
             Action::AccountChanged => "account_changed",
+            Action::PasswordChanged => "password_changed",
+            Action::PasswordChangeFailed => "password_change_failed",
+            Action::PasswordReset => "password_reset",
             Action::LogRead => "log_read",
         }
     }
@@ -112,6 +124,9 @@ impl Action {
             Action::PaymentExported => "支払ファイルの出力",
             Action::AccountCreated => "職員アカウントの作成",
             Action::AccountChanged => "職員アカウントの変更",
+            Action::PasswordChanged => "パスワードの変更",
+            Action::PasswordChangeFailed => "パスワード変更の失敗（現在のパスワードの誤り）",
+            Action::PasswordReset => "一時パスワードの発行",
             Action::LogRead => "アクセス記録の閲覧",
         }
     }
@@ -133,6 +148,9 @@ impl Action {
             Action::PaymentExported => "payment file exported",
             Action::AccountCreated => "account created",
             Action::AccountChanged => "account changed",
+            Action::PasswordChanged => "password changed",
+            Action::PasswordChangeFailed => "password change refused (wrong current password)",
+            Action::PasswordReset => "temporary password issued",
             Action::LogRead => "access log read",
         }
     }

@@ -15,6 +15,7 @@
 //! | an increase (a further child) from the month after the 額改定請求 (15-day rule alike); a reduction from the month after the event | 第9条第1項–第3項 |
 //! | paid six times a year, in February, April, June, August, October and December, each time for the two months before | 第8条第4項 |
 //! | when the entitlement ends (消滅: death, move-out), the months due and not yet paid may be paid in a month that is not a payment month | 第8条第4項ただし書 |
+//! | 過去分: a month whose payment month has passed unpaid or underpaid (a claim approved late, an increase reaching back) is paid in the next payment, never twice | 第8条第4項 (本文・ただし書「前支払期月に支払うべきであつた児童手当」) |
 //! | 公務員 are paid by their employer, not by the municipality | 第17条 |
 //!
 //! Reaching an age: 年齢計算ニ関スル法律 (明治35年法律第50号) and 民法第143条:
@@ -373,6 +374,14 @@ pub enum PayRule {
     /// 消滅時の随時払: the entitlement ended; the months of the current
     /// period not yet paid, paid at once (第8条第4項ただし書).
     OnEnd,
+    /// 過去分 (未払い分): a month whose regular payment month has passed
+    /// while it was not paid, or paid less than is now due (a claim
+    /// approved late, a 額改定 reaching back), paid in the next regular
+    /// payment file; only the difference, and only once. Never a file's
+    /// own rule, only a line's in a regular file. 児童手当法第8条第4項:
+    /// 本文 (the payment months) and ただし書 「前支払期月に支払うべきで
+    /// あつた児童手当…は、その支払期月でない月であつても、支払うものとする」.
+    Arrears,
 }
 
 impl PayRule {
@@ -380,12 +389,14 @@ impl PayRule {
         match self {
             PayRule::Regular => "regular",
             PayRule::OnEnd => "on_end",
+            PayRule::Arrears => "arrears",
         }
     }
     pub fn parse(s: &str) -> Option<PayRule> {
         match s {
             "regular" => Some(PayRule::Regular),
             "on_end" => Some(PayRule::OnEnd),
+            "arrears" => Some(PayRule::Arrears),
             _ => None,
         }
     }
@@ -394,6 +405,9 @@ impl PayRule {
             PayRule::Regular => "定例払：支払期月に前月までの2か月分（児童手当法第8条第4項本文）",
             PayRule::OnEnd => {
                 "消滅時の随時払：死亡・転出で受給資格が消滅したため、未払の月分を支払期月でない月にも支払う（児童手当法第8条第4項ただし書）"
+            }
+            PayRule::Arrears => {
+                "過去分：支払期月を過ぎても支払われていない月分・差額（遅れて認定された請求、さかのぼる増額）を次の支払で支払う（児童手当法第8条第4項）"
             }
         }
     }
@@ -404,6 +418,9 @@ impl PayRule {
             }
             PayRule::OnEnd => {
                 "special payment on the end of the entitlement (death, move-out): the unpaid months, paid outside the payment months (Art. 8(4) proviso)"
+            }
+            PayRule::Arrears => {
+                "arrears: months (or the part of them) whose payment month passed unpaid — a claim approved late, an increase reaching back — paid in the next payment (Art. 8(4))"
             }
         }
     }
@@ -420,38 +437,87 @@ pub fn first_month_not_yet_due(r: YearMonth) -> YearMonth {
     }
 }
 
-/// The months of `claim` a payment file pays, each once: `paid` holds the
-/// months already in an earlier file.
+/// One month in a payment file: the entitlement, the part of it this file
+/// pays (all of it, or what an earlier file did not pay) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Due {
+    pub month: Month,
+    pub amount: i64,
+    pub rule: PayRule,
+}
+
+/// The months of `claim` a payment file pays, each in full only once:
+/// `paid` holds what earlier files paid for each month (yen).
 ///
 /// - [`PayRule::Regular`] in payment month `r`: the two months before
-///   ([`months_paid_in`]) that are not paid yet (第8条第4項本文).
+///   ([`months_paid_in`]) not paid yet (第8条第4項本文); and, as
+///   [`PayRule::Arrears`] (過去分), every earlier month whose payment
+///   month is `arrears_from` or later and before `r` with less paid than
+///   is due now — the difference (第8条第4項ただし書: 前支払期月に支払う
+///   べきであつた児童手当). `arrears_from` is the first payment month whose
+///   file this system made: months before it were paid (or not) before
+///   the system kept payment records, and are not reopened (None: this is
+///   the first file, so no arrears).
 /// - [`PayRule::OnEnd`] on day `on` (any month, `r` = its month): only a
 ///   claim whose entitlement ended on or before `on`; every month from
 ///   [`first_month_not_yet_due`]`(r)` through the month of the end that is
 ///   not paid yet (第8条第2項: paid through the month of the end; 第8条第4項
 ///   ただし書: paid although `r` is not a payment month). The next regular
-///   file then skips them.
+///   file then skips them; older arrears of the claim come in that file.
+/// - [`PayRule::Arrears`] is never a file's rule: nothing.
+///
+/// A month now due less than was paid (a reduction reaching back, 過払)
+/// gives nothing here; recovering it is not done by this system.
 pub fn due_months(
     claim: &Claim,
     rule: PayRule,
     on: NaiveDate,
-    paid: &std::collections::BTreeSet<YearMonth>,
-) -> Vec<Month> {
+    paid: &std::collections::BTreeMap<YearMonth, i64>,
+    arrears_from: Option<YearMonth>,
+) -> Vec<Due> {
     let r = YearMonth::of(on);
-    let (from, to) = match rule {
-        PayRule::Regular => match months_paid_in(r) {
-            Some([a, z]) => (a, z),
-            None => return Vec::new(),
-        },
-        PayRule::OnEnd => match claim.ended_on {
-            Some(end) if end <= on => (first_month_not_yet_due(r), YearMonth::of(end)),
-            _ => return Vec::new(),
-        },
+    let unpaid = |m: Month, rule: PayRule| {
+        let amount = m.total - paid.get(&m.month).copied().unwrap_or(0);
+        (amount > 0).then_some(Due {
+            month: m,
+            amount,
+            rule,
+        })
     };
-    months(claim, from, to)
-        .into_iter()
-        .filter(|m| !paid.contains(&m.month))
-        .collect()
+    match rule {
+        PayRule::Regular => {
+            let Some([a, z]) = months_paid_in(r) else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            if let Some(first) = arrears_from {
+                // Months whose payment month p satisfies first <= p < r.
+                let from = first.plus(-2).max(claim.from).max(RULES_FROM);
+                out.extend(
+                    months(claim, from, a.plus(-1))
+                        .into_iter()
+                        .filter(|m| payment_month(m.month) >= first)
+                        .filter_map(|m| unpaid(m, PayRule::Arrears)),
+                );
+            }
+            out.extend(
+                months(claim, a, z)
+                    .into_iter()
+                    .filter(|m| !paid.contains_key(&m.month))
+                    .filter_map(|m| unpaid(m, PayRule::Regular)),
+            );
+            out
+        }
+        PayRule::OnEnd => match claim.ended_on {
+            Some(end) if end <= on => months(claim, first_month_not_yet_due(r), YearMonth::of(end))
+                .into_iter()
+                .filter(|m| !paid.contains_key(&m.month))
+                .filter_map(|m| unpaid(m, PayRule::OnEnd))
+                .collect(),
+            _ => Vec::new(),
+        },
+        PayRule::Arrears => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -692,36 +758,156 @@ mod tests {
     }
     #[test]
     fn a_special_payment_on_the_end_pays_the_unpaid_months_once() {
-        use std::collections::BTreeSet;
+        use std::collections::BTreeMap;
         let from = ym(2024, 10);
         let mut c = one(d(2015, 5, 5), from);
         // Not ended: nothing to pay specially.
-        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 10), &BTreeSet::new()).is_empty());
+        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 10), &BTreeMap::new(), None).is_empty());
         // The claimant dies on 5 September 2025: paid through September.
         c.ended_on = Some(d(2025, 9, 5));
         // Before the death, nothing yet.
-        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 4), &BTreeSet::new()).is_empty());
+        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 4), &BTreeMap::new(), None).is_empty());
         // On 10 September (not a payment month): August and September,
         // the months the October payment would have paid.
-        let due = due_months(&c, PayRule::OnEnd, d(2025, 9, 10), &BTreeSet::new());
+        let due = due_months(&c, PayRule::OnEnd, d(2025, 9, 10), &BTreeMap::new(), None);
         assert_eq!(
-            due.iter().map(|m| m.month).collect::<Vec<_>>(),
+            due.iter().map(|m| m.month.month).collect::<Vec<_>>(),
             vec![ym(2025, 8), ym(2025, 9)]
         );
         // Once paid, neither the October file nor another special one
         // pays them again.
-        let paid: BTreeSet<YearMonth> = due.iter().map(|m| m.month).collect();
-        assert!(due_months(&c, PayRule::Regular, d(2025, 10, 1), &paid).is_empty());
-        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 20), &paid).is_empty());
+        let paid: BTreeMap<YearMonth, i64> =
+            due.iter().map(|m| (m.month.month, m.amount)).collect();
+        // (The October file is the first this system makes: no 過去分.)
+        assert!(due_months(&c, PayRule::Regular, d(2025, 10, 1), &paid, None).is_empty());
+        assert!(due_months(&c, PayRule::OnEnd, d(2025, 9, 20), &paid, None).is_empty());
         // Unpaid, the October file pays them in the regular way.
         assert_eq!(
-            due_months(&c, PayRule::Regular, d(2025, 10, 1), &BTreeSet::new()).len(),
+            due_months(&c, PayRule::Regular, d(2025, 10, 1), &BTreeMap::new(), None).len(),
             2
         );
         // A regular file in an odd month pays nothing.
-        assert!(due_months(&c, PayRule::Regular, d(2025, 9, 1), &BTreeSet::new()).is_empty());
+        assert!(due_months(&c, PayRule::Regular, d(2025, 9, 1), &BTreeMap::new(), None).is_empty());
         // In an even month the special payment covers that month's period.
         assert_eq!(first_month_not_yet_due(ym(2025, 10)), ym(2025, 8));
         assert_eq!(first_month_not_yet_due(ym(2025, 9)), ym(2025, 8));
+    }
+
+    #[test]
+    fn arrears_are_paid_in_the_next_file_once_and_only_the_difference() {
+        use std::collections::BTreeMap;
+        // A claim made in July 2025 (paid from August) but approved only
+        // after the October file was made: August and September missed
+        // their payment month.
+        let c = one(d(2015, 5, 5), ym(2025, 8));
+        let none = BTreeMap::new();
+        let dec = due_months(
+            &c,
+            PayRule::Regular,
+            d(2025, 12, 1),
+            &none,
+            Some(ym(2025, 8)),
+        );
+        assert_eq!(
+            dec.iter()
+                .map(|x| (x.month.month, x.amount, x.rule))
+                .collect::<Vec<_>>(),
+            vec![
+                (ym(2025, 8), 10_000, PayRule::Arrears),
+                (ym(2025, 9), 10_000, PayRule::Arrears),
+                (ym(2025, 10), 10_000, PayRule::Regular),
+                (ym(2025, 11), 10_000, PayRule::Regular),
+            ]
+        );
+        // The first file this system makes reopens nothing before it.
+        let first = due_months(&c, PayRule::Regular, d(2025, 12, 1), &none, None);
+        assert_eq!(first.len(), 2);
+        // Months whose payment month is before the first file: not reopened.
+        let later = due_months(
+            &c,
+            PayRule::Regular,
+            d(2025, 12, 1),
+            &none,
+            Some(ym(2025, 12)),
+        );
+        assert_eq!(later.len(), 2);
+        // Once paid, the February file pays none of them again.
+        let mut paid: BTreeMap<YearMonth, i64> =
+            dec.iter().map(|x| (x.month.month, x.amount)).collect();
+        let feb = due_months(
+            &c,
+            PayRule::Regular,
+            d(2026, 2, 1),
+            &paid,
+            Some(ym(2025, 8)),
+        );
+        assert_eq!(
+            feb.iter()
+                .map(|x| (x.month.month, x.rule))
+                .collect::<Vec<_>>(),
+            vec![
+                (ym(2025, 12), PayRule::Regular),
+                (ym(2026, 1), PayRule::Regular)
+            ]
+        );
+        // An increase reaching back (a younger child added from October
+        // after the December file): the difference only, as 過去分.
+        let mut more = c.clone();
+        more.children.push(child("b", d(2025, 9, 20), ym(2025, 10)));
+        let feb = due_months(
+            &more,
+            PayRule::Regular,
+            d(2026, 2, 1),
+            &paid,
+            Some(ym(2025, 8)),
+        );
+        assert_eq!(
+            feb.iter()
+                .map(|x| (x.month.month, x.amount, x.rule))
+                .collect::<Vec<_>>(),
+            vec![
+                (ym(2025, 10), 15_000, PayRule::Arrears),
+                (ym(2025, 11), 15_000, PayRule::Arrears),
+                (ym(2025, 12), 25_000, PayRule::Regular),
+                (ym(2026, 1), 25_000, PayRule::Regular),
+            ]
+        );
+        for x in &feb {
+            *paid.entry(x.month.month).or_default() += x.amount;
+        }
+        assert!(
+            due_months(
+                &more,
+                PayRule::Regular,
+                d(2026, 4, 1),
+                &paid,
+                Some(ym(2025, 8))
+            )
+            .iter()
+            .all(|x| x.rule == PayRule::Regular)
+        );
+        // A reduction reaching back pays nothing (and recovers nothing).
+        let fewer = one(d(2015, 5, 5), ym(2025, 12));
+        assert!(
+            due_months(
+                &fewer,
+                PayRule::Regular,
+                d(2026, 2, 1),
+                &paid,
+                Some(ym(2025, 8))
+            )
+            .is_empty()
+        );
+        // Arrears is never a file's own rule.
+        assert!(
+            due_months(
+                &c,
+                PayRule::Arrears,
+                d(2025, 12, 1),
+                &none,
+                Some(ym(2025, 8))
+            )
+            .is_empty()
+        );
     }
 }

@@ -100,6 +100,15 @@ CREATE TABLE IF NOT EXISTS paid_months (
     run_id INTEGER NOT NULL REFERENCES payment_runs(id),
     PRIMARY KEY (claim_id, month)
 );
+CREATE TABLE IF NOT EXISTS paid_differences (
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    month TEXT NOT NULL,
+    claimant TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES payment_runs(id),
+    PRIMARY KEY (claim_id, month, run_id)
+);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +286,11 @@ pub struct PaymentLine {
     pub claimant_name: String,
     pub amount: i64,
     pub months: Vec<String>,
+    /// What this file pays for each of `months` (the whole month, or the
+    /// difference to an earlier payment).
+    pub amounts: Vec<i64>,
+    /// [`PayRule::Regular`] or [`PayRule::Arrears`] (過去分) in a regular
+    /// file, [`PayRule::OnEnd`] in a special one.
     pub rule: PayRule,
 }
 
@@ -338,6 +352,18 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Added after the first release: an account given a temporary
+        // password must choose its own at the next sign-in.
+        let has_must_change: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('accounts') WHERE name = 'must_change'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_must_change {
+            conn.execute_batch(
+                "ALTER TABLE accounts ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -465,7 +491,7 @@ impl Store {
     pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         self.run(|c| {
             let mut st = c.prepare(
-                "SELECT login, display_name, role, disabled FROM accounts ORDER BY login",
+                "SELECT login, display_name, role, disabled, must_change FROM accounts ORDER BY login",
             )?;
             let rows = st
                 .query_map([], |r| {
@@ -474,17 +500,19 @@ impl Store {
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, bool>(3)?,
+                        r.get::<_, bool>(4)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(login, display_name, role, disabled)| {
+                .map(|(login, display_name, role, disabled, must_change)| {
                     Ok(Account {
                         role: Role::parse(&role)
                             .ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?,
                         login,
                         display_name,
                         disabled,
+                        must_change,
                     })
                 })
                 .collect()
@@ -498,7 +526,7 @@ impl Store {
         self.run(move |c| {
             let r = c
                 .query_row(
-                    "SELECT login, display_name, role, disabled, password_hash FROM accounts WHERE login = ?1",
+                    "SELECT login, display_name, role, disabled, password_hash, must_change FROM accounts WHERE login = ?1",
                     [l],
                     |r| {
                         Ok((
@@ -507,11 +535,12 @@ impl Store {
                             r.get::<_, String>(2)?,
                             r.get::<_, bool>(3)?,
                             r.get::<_, String>(4)?,
+                            r.get::<_, bool>(5)?,
                         ))
                     },
                 )
                 .optional()?;
-            r.map(|(login, display_name, role, disabled, hash)| {
+            r.map(|(login, display_name, role, disabled, hash, must_change)| {
                 Ok((
                     Account {
                         role: Role::parse(&role)
@@ -519,11 +548,42 @@ impl Store {
                         login,
                         display_name,
                         disabled,
+                        must_change,
                     },
                     hash,
                 ))
             })
             .transpose()
+        })
+        .await
+    }
+
+    /// Sets an account's password hash (Argon2id, [`accounts::hash_password`])
+    /// and whether it must be changed at the next sign-in (a temporary one
+    /// from a supervisor's reset), in one transaction with its access-log
+    /// entry. False: no such account.
+    pub async fn set_password(
+        &self,
+        login: &str,
+        password_hash: String,
+        must_change: bool,
+        log: Entry,
+    ) -> Result<bool, StoreError> {
+        let l = login.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE accounts SET password_hash = ?2, must_change = ?3 WHERE login = ?1",
+                params![l, password_hash, must_change],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            // Earlier failures no longer say anything about this password.
+            tx.execute("DELETE FROM login_failures WHERE login = ?1", [&l])?;
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -644,19 +704,23 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             for l in &lines {
-                let claim = claims_where(&tx, "id = ?1", [l.claim_id])?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| StoreError::Corrupt(format!("claim {}", l.claim_id)))?;
-                let r = claim.rules();
-                for m in &l.months {
-                    let ym = YearMonth::parse(m)
-                        .ok_or_else(|| StoreError::Corrupt(format!("month {m}")))?;
-                    let amount = rules::month(&r, ym).map(|x| x.total).unwrap_or(0);
-                    // The primary key (claim, month) refuses a second payment.
+                for (m, amount) in l.months.iter().zip(&l.amounts) {
+                    // The first payment of a month goes to paid_months,
+                    // whose primary key (claim, month) refuses a second;
+                    // a later difference (過去分) to paid_differences, one
+                    // per file.
+                    let first = tx
+                        .query_row(
+                            "SELECT 1 FROM paid_months WHERE claim_id = ?1 AND month = ?2",
+                            params![l.claim_id, m],
+                            |_| Ok(()),
+                        )
+                        .optional()?
+                        .is_none();
+                    let table = if first { "paid_months" } else { "paid_differences" };
                     tx.execute(
-                        "INSERT INTO paid_months (claim_id, month, claimant, amount, rule, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![l.claim_id, m, l.claimant, amount, rule.code(), id],
+                        &format!("INSERT INTO {table} (claim_id, month, claimant, amount, rule, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                        params![l.claim_id, m, l.claimant, amount, l.rule.code(), id],
                     )?;
                 }
             }
@@ -693,7 +757,7 @@ impl Store {
     pub async fn run_lines(&self, id: i64) -> Result<Vec<PaymentLine>, StoreError> {
         self.run(move |c| {
             let mut st = c.prepare(
-                "SELECT p.claim_id, p.claimant, c.claimant_name, p.month, p.amount, p.rule FROM paid_months p JOIN claims c ON c.id = p.claim_id WHERE p.run_id = ?1 ORDER BY p.claim_id, p.month",
+                "SELECT p.claim_id, p.claimant, c.claimant_name, p.month, p.amount, p.rule FROM (SELECT * FROM paid_months UNION ALL SELECT * FROM paid_differences) p JOIN claims c ON c.id = p.claim_id WHERE p.run_id = ?1 ORDER BY p.claim_id, p.rule = 'regular', p.month",
             )?;
             let rows = st
                 .query_map([id], |r| {
@@ -712,9 +776,10 @@ impl Store {
                 let rule = PayRule::parse(&rule)
                     .ok_or_else(|| StoreError::Corrupt(format!("pay rule {rule}")))?;
                 match out.last_mut() {
-                    Some(l) if l.claim_id == claim_id => {
+                    Some(l) if l.claim_id == claim_id && l.rule == rule => {
                         l.amount += amount;
                         l.months.push(month);
+                        l.amounts.push(amount);
                     }
                     _ => out.push(PaymentLine {
                         claim_id,
@@ -722,6 +787,7 @@ impl Store {
                         claimant_name: name,
                         amount,
                         months: vec![month],
+                        amounts: vec![amount],
                         rule,
                     }),
                 }
@@ -739,7 +805,7 @@ impl Store {
     ) -> Result<Vec<(YearMonth, i64, PayRule, i64)>, StoreError> {
         self.run(move |c| {
             let mut st = c.prepare(
-                "SELECT month, amount, rule, run_id FROM paid_months WHERE claim_id = ?1 ORDER BY month",
+                "SELECT month, amount, rule, run_id FROM (SELECT * FROM paid_months UNION ALL SELECT * FROM paid_differences) WHERE claim_id = ?1 ORDER BY month, run_id",
             )?;
             let rows = st
                 .query_map([claim_id], |r| {
@@ -1013,26 +1079,42 @@ impl Effect {
 
 fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<PaymentLine>, StoreError> {
     let claims = claims_where(c, "public_servant = 0", [])?;
-    let mut st = c.prepare("SELECT month FROM paid_months WHERE claim_id = ?1")?;
+    // 過去分 reach back to the first regular file this system made.
+    let arrears_from: Option<String> = c.query_row(
+        "SELECT MIN(pay_month) FROM payment_runs WHERE rule = 'regular'",
+        [],
+        |r| r.get(0),
+    )?;
+    let arrears_from = arrears_from.and_then(|m| YearMonth::parse(&m));
+    let mut st = c.prepare(
+        "SELECT month, SUM(amount) FROM (SELECT claim_id, month, amount FROM paid_months UNION ALL SELECT claim_id, month, amount FROM paid_differences) WHERE claim_id = ?1 GROUP BY month",
+    )?;
     let mut out = Vec::new();
     for cl in claims {
         let paid = st
-            .query_map([cl.id], |r| r.get::<_, String>(0))?
+            .query_map([cl.id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .filter_map(|m| YearMonth::parse(&m))
+            .filter_map(|(m, a)| Some((YearMonth::parse(&m)?, a)))
             .collect();
-        let ms = rules::due_months(&cl.rules(), rule, on, &paid);
-        let amount: i64 = ms.iter().map(|m| m.total).sum();
-        if amount > 0 {
-            out.push(PaymentLine {
-                claim_id: cl.id,
-                claimant: cl.claimant.clone(),
-                claimant_name: cl.claimant_name.clone(),
-                amount,
-                months: ms.iter().map(|m| m.month.iso()).collect(),
-                rule,
-            });
+        let due = rules::due_months(&cl.rules(), rule, on, &paid, arrears_from);
+        // One line per claim and rule: 過去分 first, then the period's.
+        for r in [PayRule::Arrears, PayRule::Regular, PayRule::OnEnd] {
+            let ms: Vec<&rules::Due> = due.iter().filter(|d| d.rule == r).collect();
+            let amount: i64 = ms.iter().map(|m| m.amount).sum();
+            if amount > 0 {
+                out.push(PaymentLine {
+                    claim_id: cl.id,
+                    claimant: cl.claimant.clone(),
+                    claimant_name: cl.claimant_name.clone(),
+                    amount,
+                    months: ms.iter().map(|m| m.month.month.iso()).collect(),
+                    amounts: ms.iter().map(|m| m.amount).collect(),
+                    rule: r,
+                });
+            }
         }
     }
     Ok(out)

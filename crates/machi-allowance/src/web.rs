@@ -53,6 +53,9 @@ pub struct Session {
     role: Role,
     csrf: String,
     until: Instant,
+    /// Signed in with a temporary password: only the password page (and
+    /// signing out) until a new one is chosen.
+    must_change: bool,
 }
 
 /// Who is asking: the session (if signed in) and the source address.
@@ -161,7 +164,7 @@ fn page(title: &str, session: Option<&Session>, body: &str) -> Response {
     let nav = match session {
         Some(s) => format!(
             r#"<nav aria-label="メニュー"><ul><li><a href="/">業務一覧</a></li><li><a href="/claims/new">認定請求の入力</a></li><li><a href="/payments">支払</a></li>{}</ul>
-<form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><span id="me">{}（{}）</span> <button type="submit">ログアウト</button></form></nav>"#,
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><span id="me">{}（{}）</span> <a href="/password" id="password-link">パスワード変更</a> <button type="submit">ログアウト</button></form></nav>"#,
             if s.role.supervises() {
                 r#"<li><a href="/accounts">職員アカウント</a></li><li><a href="/access-log">アクセス記録</a></li>"#
             } else {
@@ -270,6 +273,8 @@ pub fn app(state: WebState) -> Router {
         .route("/payments/{month}", get(payment_page).post(payment_approve))
         .route("/accounts", get(accounts_page).post(account_create))
         .route("/accounts/{login}", post(account_update))
+        .route("/accounts/{login}/reset", post(account_reset))
+        .route("/password", get(password_page).post(password_change))
         .route("/access-log", get(log_page))
         .route("/api/claims", get(api_claims))
         .route("/api/claims/{id}", get(api_claim))
@@ -416,10 +421,16 @@ async fn login(State(s): State<WebState>, ctx: Ctx, Form(f): Form<LoginForm>) ->
                 role: account.role,
                 csrf: random_hex(),
                 until: Instant::now() + SESSION,
+                must_change: account.must_change,
             },
         );
     }
-    let mut r = Redirect::to("/").into_response();
+    let mut r = Redirect::to(if account.must_change {
+        "/password"
+    } else {
+        "/"
+    })
+    .into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
@@ -460,6 +471,7 @@ async fn logout(
 macro_rules! signed_in {
     ($ctx:expr) => {
         match $ctx.sess.clone() {
+            Some(x) if x.must_change => return Redirect::to("/password").into_response(),
             Some(x) => x,
             None => return Redirect::to("/login").into_response(),
         }
@@ -1087,6 +1099,9 @@ async fn claim_page(
                 Some((PayRule::OnEnd, run)) => {
                     format!(r#"<a href="/payments/runs/{run}">消滅時の随時払で支払済み</a>"#)
                 }
+                Some((PayRule::Arrears, run)) => {
+                    format!(r#"<a href="/payments/runs/{run}">過去分として支払済み</a>"#)
+                }
                 None => "未払".to_string(),
             }
         );
@@ -1237,6 +1252,7 @@ fn rule_ja(r: PayRule) -> &'static str {
     match r {
         PayRule::Regular => "定例払",
         PayRule::OnEnd => "消滅時の随時払",
+        PayRule::Arrears => "過去分",
     }
 }
 
@@ -1304,9 +1320,14 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
             .collect();
         let _ = write!(
             b,
-            r#"<tr><td><a href="/claims/{}">{}</a></td><td>{}</td><td class="n">{}</td></tr>"#,
+            r#"<tr><td><a href="/claims/{}">{}</a></td><td>{}{}</td><td class="n">{}</td></tr>"#,
             l.claim_id,
             esc(&l.claimant_name),
+            if l.rule == PayRule::Arrears {
+                "過去分："
+            } else {
+                ""
+            },
             months.join("・"),
             yen(l.amount)
         );
@@ -1511,11 +1532,12 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
             "支払額",
             "支払の根拠",
         ]);
-        let basis = match run.rule {
-            PayRule::Regular => "定例払（児童手当法第8条第4項本文）",
-            PayRule::OnEnd => "消滅時の随時払（児童手当法第8条第4項ただし書）",
-        };
         for l in &lines {
+            let basis = match l.rule {
+                PayRule::Regular => "定例払（児童手当法第8条第4項本文）",
+                PayRule::OnEnd => "消滅時の随時払（児童手当法第8条第4項ただし書）",
+                PayRule::Arrears => "過去分（児童手当法第8条第4項）",
+            };
             let _ = w.write_record([
                 l.claim_id.to_string(),
                 l.claimant.clone(),
@@ -1599,7 +1621,7 @@ async fn accounts_view(
         let id = format!("role-{}", a.login);
         let _ = write!(
             b,
-            r#"<tr><td>{login}</td><td>{name}</td><td>{role}</td><td>{state}</td><td><form method="post" action="/accounts/{login}"><input type="hidden" name="csrf" value="{csrf}"><label for="{id}">役割</label><select id="{id}" name="role"><option value="clerk"{c}>児童手当担当</option><option value="supervisor"{v}>児童手当監督者</option></select><label><input type="checkbox" name="disabled" value="1"{d}> 利用停止</label><button type="submit">変更する</button></form></td></tr>"#,
+            r#"<tr><td>{login}</td><td>{name}</td><td>{role}</td><td>{state}</td><td><form method="post" action="/accounts/{login}"><input type="hidden" name="csrf" value="{csrf}"><label for="{id}">役割</label><select id="{id}" name="role"><option value="clerk"{c}>児童手当担当</option><option value="supervisor"{v}>児童手当監督者</option></select><label><input type="checkbox" name="disabled" value="1"{d}> 利用停止</label><button type="submit">変更する</button></form>{reset}</td></tr>"#,
             login = esc(&a.login),
             name = esc(&a.display_name),
             role = a.role.label_ja(),
@@ -1621,6 +1643,16 @@ async fn accounts_view(
                 ""
             },
             d = if a.disabled { " checked" } else { "" },
+            reset = if a.login == sess.login {
+                String::new()
+            } else {
+                format!(
+                    r#"<form method="post" action="/accounts/{}/reset"><input type="hidden" name="csrf" value="{}"><button type="submit" id="reset-{}">一時パスワードを発行する</button></form>"#,
+                    esc(&a.login),
+                    esc(&sess.csrf),
+                    esc(&a.login)
+                )
+            },
         );
     }
     b.push_str("</tbody></table>");
@@ -1764,6 +1796,268 @@ async fn account_update(
     }
 }
 
+// ------------------------------------------------------------------ passwords
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    again: String,
+}
+
+fn password_view(sess: &Session, msg: Option<(&str, &str)>, status: StatusCode) -> Response {
+    let mut b = msg
+        .map(|(ja, en)| {
+            format!(
+                r#"<p class="err" role="alert" id="error">{}<br><span lang="en">{}</span></p>"#,
+                esc(ja),
+                esc(en)
+            )
+        })
+        .unwrap_or_default();
+    if sess.must_change {
+        b.push_str(r#"<p id="must-change">一時パスワードでログインしています。続けるには、ご自分のパスワードを決めてください。</p>"#);
+    }
+    let _ = write!(
+        b,
+        r#"<form method="post" action="/password"><input type="hidden" name="csrf" value="{}">
+<label for="current">現在のパスワード</label><input id="current" name="current" type="password" required autocomplete="current-password">
+<label for="new">新しいパスワード（12文字以上）</label><input id="new" name="new" type="password" required autocomplete="new-password">
+<label for="again">新しいパスワード（確認）</label><input id="again" name="again" type="password" required autocomplete="new-password">
+<p><button type="submit" id="password-submit">変更する</button></p></form>"#,
+        esc(&sess.csrf)
+    );
+    let mut r = page("パスワードの変更", Some(sess), &b);
+    *r.status_mut() = status;
+    r
+}
+
+/// The signed-in account's own password form (also the only page for an
+/// account signed in with a temporary password).
+async fn password_page(ctx: Ctx) -> Response {
+    match ctx.sess.as_ref() {
+        Some(sess) => password_view(sess, None, StatusCode::OK),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+/// Changes the signed-in account's own password: the current one is
+/// required (and a wrong one counts as a failed sign-in of this account
+/// from this source, see [`crate::accounts`]); the new one is hashed with
+/// Argon2id; the account's other sessions end. Logged either way.
+async fn password_change(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Form(f): Form<PasswordForm>,
+) -> Response {
+    let Some(sess) = ctx.sess.clone() else {
+        return Redirect::to("/login").into_response();
+    };
+    if sess.csrf != f.csrf {
+        return error_page(
+            Some(&sess),
+            StatusCode::FORBIDDEN,
+            "画面の有効期限が切れました。もう一度操作してください。",
+            "The form expired; please try again.",
+        );
+    }
+    if f.current.is_empty() || f.current.len() > 1024 {
+        return password_view(
+            &sess,
+            Some((
+                "現在のパスワードを入力してください。",
+                "Enter your current password.",
+            )),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+    if let Err(e) = accounts::check_change(&f.current, &f.new, &f.again) {
+        return password_view(
+            &sess,
+            Some((&e.ja, &e.en)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+    let now = chrono::Utc::now().timestamp();
+    let attempt = match s.store.admit_login(&sess.login, &ctx.source, now).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(wait)) => {
+            let _ = s
+                .store
+                .log(
+                    ctx.entry(
+                        &sess,
+                        Action::SignInThrottled,
+                        format!("account:{}", sess.login),
+                    )
+                    .detail("password"),
+                )
+                .await;
+            let minutes = wait.div_ceil(60);
+            let mut r = password_view(
+                &sess,
+                Some((
+                    &format!("現在のパスワードの誤りが続いたため、約{minutes}分間受け付けません。"),
+                    &format!(
+                        "Too many wrong current passwords; try again in about {minutes} minutes."
+                    ),
+                )),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+        Err(e) => return internal(e),
+    };
+    let hash = match s.store.account(&sess.login).await {
+        Ok(Some((a, h))) if !a.disabled => h,
+        Ok(_) => return Redirect::to("/login").into_response(),
+        Err(e) => return internal(e),
+    };
+    if !s.throttle.check(&f.current, &hash).await {
+        if let Err(e) = s
+            .store
+            .log(ctx.entry(
+                &sess,
+                Action::PasswordChangeFailed,
+                format!("account:{}", sess.login),
+            ))
+            .await
+        {
+            return internal(e);
+        }
+        return password_view(
+            &sess,
+            Some((
+                "現在のパスワードが正しくありません。何も変更していません。",
+                "The current password is wrong; nothing was changed.",
+            )),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        );
+    }
+    if let Err(e) = s.store.take_back_login(attempt).await {
+        return internal(e);
+    }
+    let pw = f.new.clone();
+    let new_hash = match tokio::task::spawn_blocking(move || accounts::hash_password(&pw)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+    let log = ctx.entry(
+        &sess,
+        Action::PasswordChanged,
+        format!("account:{}", sess.login),
+    );
+    match s
+        .store
+        .set_password(&sess.login, new_hash, false, log)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Redirect::to("/login").into_response(),
+        Err(e) => return internal(e),
+    }
+    // This session goes on (no longer held to the password page); the
+    // account's other sessions end.
+    let token = cookie(&headers).unwrap_or_default();
+    if let Ok(mut m) = s.sessions.lock() {
+        m.retain(|k, v| v.login != sess.login || *k == token);
+        if let Some(v) = m.get_mut(&token) {
+            v.must_change = false;
+        }
+    }
+    let mut b = String::from(
+        r#"<p id="done" role="status">パスワードを変更しました。</p><p><a href="/">業務一覧へ</a></p>"#,
+    );
+    if sess.must_change {
+        b.push_str("<p>これからは新しいパスワードでログインしてください。</p>");
+    }
+    let mut fresh = sess.clone();
+    fresh.must_change = false;
+    page("パスワードの変更", Some(&fresh), &b)
+}
+
+/// A supervisor issues a temporary password for another account: shown
+/// once on this page, stored only as its Argon2id hash; the account's
+/// sessions end and it must choose its own password at the next sign-in.
+async fn account_reset(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(login): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let sess = supervisor!(Ctx {
+        sess: Some(sess),
+        source: ctx.source.clone()
+    });
+    if login == sess.login {
+        return accounts_view(
+            &s,
+            &sess,
+            Some((
+                "ご自分のパスワードは「パスワード変更」で変えてください。",
+                "Change your own password on the password page.",
+            )),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let account = match s.store.account(&login).await {
+        Ok(Some((a, _))) => a,
+        Ok(None) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "そのアカウントはありません。",
+                "No such account.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let temporary = accounts::temporary_password();
+    let pw = temporary.clone();
+    let hash = match tokio::task::spawn_blocking(move || accounts::hash_password(&pw)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+    let log = ctx.entry(&sess, Action::PasswordReset, format!("account:{login}"));
+    match s.store.set_password(&login, hash, true, log).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "そのアカウントはありません。",
+                "No such account.",
+            );
+        }
+        Err(e) => return internal(e),
+    }
+    if let Ok(mut m) = s.sessions.lock() {
+        m.retain(|_, v| v.login != login);
+    }
+    let b = format!(
+        r#"<p role="status">{name}（{login}）の一時パスワードを発行しました。この画面を閉じると二度と表示されません。本人に直接伝えてください。</p>
+<p>一時パスワード：<code id="temporary">{pw}</code></p>
+<p>次のログインのとき、本人が新しいパスワードを決めるまで他の画面は使えません。</p>
+<p><a href="/accounts">職員アカウントへ戻る</a></p>"#,
+        name = esc(&account.display_name),
+        login = esc(&login),
+        pw = esc(&temporary),
+    );
+    page("一時パスワードの発行", Some(&sess), &b)
+}
+
 // ------------------------------------------------------------------ access log
 
 #[derive(Deserialize)]
@@ -1795,6 +2089,7 @@ fn detail_words(d: &str) -> String {
     match d {
         "source" => "送信元ごとの失敗回数の上限".into(),
         "account" => "アカウントと送信元ごとの失敗回数の上限".into(),
+        "password" => "パスワード変更：アカウントと送信元ごとの失敗回数の上限".into(),
         _ => d.replace("person:", "宛名番号 "),
     }
 }
@@ -1884,6 +2179,14 @@ async fn log_page(State(s): State<WebState>, ctx: Ctx, Query(q): Query<LogQuery>
 macro_rules! api_session {
     ($ctx:expr) => {
         match $ctx.sess.clone() {
+            Some(x) if x.must_change => {
+                return api_error(
+                    StatusCode::FORBIDDEN,
+                    "password_change_required",
+                    "一時パスワードでログインしています。先にパスワードを変更してください。",
+                    "Signed in with a temporary password: change it first.",
+                );
+            }
             Some(x) => x,
             None => {
                 return api_error(

@@ -31,6 +31,8 @@ both_backends!(
     roles_are_enforced_on_the_server_and_sign_in_is_throttled,
     the_access_log_chain_verifies_and_detects_tampering,
     an_ended_entitlement_is_paid_once_specially_and_never_again,
+    a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once,
+    staff_change_their_password_and_a_supervisor_issues_a_temporary_one,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -209,16 +211,16 @@ pub async fn catch_up(registry: &machi::service::Registry, w: &Worker) {
     }
 }
 
-fn d(s: &str) -> NaiveDate {
+pub(crate) fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
-fn ym(y: i32, m: u32) -> YearMonth {
+pub(crate) fn ym(y: i32, m: u32) -> YearMonth {
     YearMonth::new(y, m).unwrap()
 }
 
 /// A family moving in on `date`: head, spouse, and children.
-fn family(date: &str, surname: (&str, &str), children: &[(&str, &str, &str)]) -> Value {
+pub(crate) fn family(date: &str, surname: (&str, &str), children: &[(&str, &str, &str)]) -> Value {
     let mut persons = vec![
         person(
             &format!("{}　太郎", surname.0),
@@ -466,7 +468,7 @@ async fn events_drive_claims_children_and_payments(db: TestDb) {
 
 /// A fresh allowance database with the claims of family A and B entered
 /// (before the worker has read anything).
-async fn prepared(t: &Town, heads: &(String, String)) -> (tempfile::TempDir, Store) {
+pub(crate) async fn prepared(t: &Town, heads: &(String, String)) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
     let web = t.web(&store);
@@ -761,26 +763,27 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
     assert_eq!(r.status(), 403);
 }
 
-/// `machi allowance` as a child process on `db` (the allowance database).
-fn spawn_allowance(t: &Town, db: &std::path::Path) -> std::process::Child {
+/// `machi allowance` as a child process on `db` (the allowance database),
+/// reading the registry at `link`.
+pub(crate) fn spawn_allowance(link: &LinkConfig, db: &std::path::Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_machi"))
         .arg("allowance")
         .arg("--allowance-database")
         .arg(db)
         .args([
             "--registry-url",
-            &t.link.base_url,
+            &link.base_url,
             "--tenant",
             FUCHU,
             "--client-id",
-            &t.link.client_id,
+            &link.client_id,
             "--port",
             "0",
             "--wait",
             "1",
             "--exit-on-stdin-eof",
         ])
-        .env("MACHI_ALLOWANCE_CLIENT_SECRET", &t.link.client_secret)
+        .env("MACHI_ALLOWANCE_CLIENT_SECRET", &link.client_secret)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -843,7 +846,7 @@ async fn the_allowance_process_killed_with_sigkill_resumes_from_its_cursor(db: T
     let watch = Store::open(&path).unwrap();
     // Killed with SIGKILL once it has applied a few events, then started
     // again: it resumes from the cursor it saved.
-    let mut child = spawn_allowance(&t, &path);
+    let mut child = spawn_allowance(&t.link, &path);
     let start = Instant::now();
     let mut cut = 0;
     while cut < 3 {
@@ -854,7 +857,7 @@ async fn the_allowance_process_killed_with_sigkill_resumes_from_its_cursor(db: T
     child.kill().unwrap();
     child.wait().unwrap();
     let at_kill = watch.cursor(FUCHU).await.unwrap();
-    let mut child = spawn_allowance(&t, &path);
+    let mut child = spawn_allowance(&t.link, &path);
     let start = Instant::now();
     while watch.cursor(FUCHU).await.unwrap() < last {
         assert!(start.elapsed() < Duration::from_secs(120), "no catch-up");
@@ -1492,4 +1495,468 @@ async fn an_ended_entitlement_is_paid_once_specially_and_never_again(db: TestDb)
         .unwrap();
     assert!(html.contains("消滅時の随時払で支払済み"), "{html}");
     assert!(html.contains("定例払で支払済み"));
+}
+
+async fn a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once(db: TestDb) {
+    use machi_allowance::audit::{Action, Entry};
+    use machi_allowance::rules::PayRule;
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let household = a.rows[0].record.household_number.to_string();
+    let birth = t
+        .submit(json!({"effective_date": "2025-01-25", "command": {"type": "birth", "household_number": household,
+            "person": person("架空　三郎", "カクウ　サブロウ", "2025-01-25", "male", "子")}}))
+        .await;
+    let baby = birth.rows[0].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let web = t.web(&store);
+    let head_a = a.rows[0].record.addressee_number.to_string();
+    let head_b = b.rows[1].record.addressee_number.to_string();
+    // Only 一郎 and 二郎 are on A's claim (三郎 needs a 額改定請求).
+    let ida = enter_claim(
+        &web,
+        CLERK,
+        &head_a,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let approve = |on: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .approve_payment(
+                    PayRule::Regular,
+                    d(on),
+                    Entry::new(SUPERVISOR, "", Action::PaymentApproved, String::new()),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // The first file this system makes (August 2025) reaches back to no
+    // earlier payment month; October pays August and September.
+    let aug = approve("2025-08-01").await.unwrap();
+    assert_eq!(aug.total, 25_000 + 20_000);
+    let oct = approve("2025-10-01").await.unwrap();
+    assert_eq!(oct.total, 2 * 20_000);
+    // After the October file: B's claim, made on 10 July 2025 (so from
+    // August), is approved only now; and A's 額改定請求 for 三郎, made on 9
+    // February 2025 within 15 days of the birth (so from February), is
+    // entered only now.
+    let idb = enter_claim(&web, CLERK, &head_b, d("2025-07-10"), None, false)
+        .await
+        .unwrap();
+    store
+        .add_child(
+            ida,
+            (baby.clone(), "架空　三郎".into(), d("2025-01-25")),
+            d("2025-02-09"),
+            Some(d("2025-01-25")),
+            Entry::new(CLERK, "", Action::ChildAdded, format!("claim:{ida}")),
+        )
+        .await
+        .unwrap();
+    // December: 過去分 first — B's August and September in full, A's June
+    // to September the difference (the third child's ¥30,000; February to
+    // May belong to payment months before this system's first file) —
+    // then the period's October and November.
+    let lines = payment_lines(&store, ym(2025, 12)).await.unwrap();
+    let view: Vec<(i64, PayRule, Vec<String>, Vec<i64>)> = lines
+        .iter()
+        .map(|l| (l.claim_id, l.rule, l.months.clone(), l.amounts.clone()))
+        .collect();
+    let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        view,
+        vec![
+            (
+                ida,
+                PayRule::Arrears,
+                m(&["2025-06", "2025-07", "2025-08", "2025-09"]),
+                vec![30_000; 4]
+            ),
+            (
+                ida,
+                PayRule::Regular,
+                m(&["2025-10", "2025-11"]),
+                vec![50_000; 2]
+            ),
+            (
+                idb,
+                PayRule::Arrears,
+                m(&["2025-08", "2025-09"]),
+                vec![10_000; 2]
+            ),
+            (
+                idb,
+                PayRule::Regular,
+                m(&["2025-10", "2025-11"]),
+                vec![10_000; 2]
+            ),
+        ]
+    );
+    let dec = approve("2025-12-01").await.unwrap();
+    assert_eq!(dec.total, 120_000 + 100_000 + 20_000 + 20_000);
+    // Never twice: a second December file pays nothing; February pays
+    // December and January only.
+    assert!(approve("2025-12-01").await.is_none());
+    let feb = payment_lines(&store, ym(2026, 2)).await.unwrap();
+    assert!(feb.iter().all(|l| l.rule == PayRule::Regular), "{feb:?}");
+    assert_eq!(
+        feb.iter().map(|l| l.amount).sum::<i64>(),
+        2 * 50_000 + 2 * 10_000
+    );
+    // What was paid for A's June: ¥25,000 in August, ¥30,000 in December.
+    let june: Vec<(i64, PayRule, i64)> = store
+        .paid_months(ida)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.0 == ym(2025, 6))
+        .map(|p| (p.1, p.2, p.3))
+        .collect();
+    assert_eq!(
+        june,
+        vec![
+            (25_000, PayRule::Regular, aug.id),
+            (30_000, PayRule::Arrears, dec.id)
+        ]
+    );
+    // The file and the pages say 過去分 with the article.
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+    let csv = get_as(&http, &boss, format!("{base}/payments/runs/{}.csv", dec.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(&format!(
+            "{idb},{head_b},見本　花子,2025-12,2025-08 2025-09,20000,過去分（児童手当法第8条第4項）"
+        )),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!(
+        "{ida},{head_a},架空　太郎,2025-12,2025-06 2025-07 2025-08 2025-09,120000,過去分（児童手当法第8条第4項）"
+    )));
+    assert!(csv.contains("2025-10 2025-11,100000,定例払（児童手当法第8条第4項本文）"));
+    let html = get_as(&http, &boss, format!("{base}/claims/{ida}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("過去分として支払済み"), "{html}");
+    let page = get_as(&http, &boss, format!("{base}/payments/runs/{}", dec.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("過去分：令和7年6月"), "{page}");
+}
+
+async fn staff_change_their_password_and_a_supervisor_issues_a_temporary_one(db: TestDb) {
+    let t = town(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let base = serve(t.web(&store)).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let (_, other) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let other = other.unwrap();
+    let page = get_as(&http, &clerk, format!("{base}/password"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let change =
+        |cookie: String, csrf: String, current: &'static str, new: String, again: String| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                post_as(
+                    &http,
+                    &cookie,
+                    format!("{base}/password"),
+                    &[
+                        ("csrf", &csrf),
+                        ("current", current),
+                        ("new", &new),
+                        ("again", &again),
+                    ],
+                )
+                .await
+            }
+        };
+    let new = "clerk-New-Password-2026".to_string();
+    // Bad input: each refused in Japanese and English, nothing changed.
+    for (current, n, again, ja, en) in [
+        (
+            "wrong-password!",
+            new.clone(),
+            new.clone(),
+            "現在のパスワードが正しくありません",
+            "current password is wrong",
+        ),
+        (
+            CLERK_PASSWORD,
+            new.clone(),
+            "something-else-2026".to_string(),
+            "一致しません",
+            "differ",
+        ),
+        (
+            CLERK_PASSWORD,
+            "short".to_string(),
+            "short".to_string(),
+            "12文字以上",
+            "at least 12",
+        ),
+        (
+            CLERK_PASSWORD,
+            CLERK_PASSWORD.to_string(),
+            CLERK_PASSWORD.to_string(),
+            "違うもの",
+            "must differ",
+        ),
+        (
+            "",
+            new.clone(),
+            new.clone(),
+            "現在のパスワードを入力",
+            "current password",
+        ),
+    ] {
+        let r = change(clerk.clone(), csrf.clone(), current, n, again).await;
+        assert_eq!(r.status(), 422, "{ja}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(ja) && html.contains(en), "{ja}: {html}");
+    }
+    // Without the form's CSRF token: refused.
+    let r = change(
+        clerk.clone(),
+        "nope".into(),
+        CLERK_PASSWORD,
+        new.clone(),
+        new.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(sign_in(&http, &base, CLERK, CLERK_PASSWORD).await.0, 303);
+    // The change: this session goes on, the other one ends, the old
+    // password no longer signs in.
+    let r = change(
+        clerk.clone(),
+        csrf.clone(),
+        CLERK_PASSWORD,
+        new.clone(),
+        new.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("パスワードを変更しました"));
+    assert_eq!(
+        get_as(&http, &clerk, format!("{base}/")).await.status(),
+        200
+    );
+    assert_eq!(
+        get_as(&http, &other, format!("{base}/")).await.status(),
+        303
+    );
+    assert_eq!(sign_in(&http, &base, CLERK, CLERK_PASSWORD).await.0, 401);
+    assert_eq!(sign_in(&http, &base, CLERK, &new).await.0, 303);
+
+    // A supervisor issues a temporary password for the clerk.
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+    let accounts = get_as(&http, &boss, format!("{base}/accounts"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        accounts.contains(&format!("reset-{CLERK}"))
+            && !accounts.contains(&format!("reset-{SUPERVISOR}"))
+    );
+    let bcsrf = csrf_of(&accounts);
+    // The clerk may not; the supervisor not for themself; nobody for an
+    // unknown account.
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/accounts/{SUPERVISOR}/reset"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts/{SUPERVISOR}/reset"),
+        &[("csrf", &bcsrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("パスワード変更") && html.contains("password page"),
+        "{html}"
+    );
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts/nobody/reset"),
+        &[("csrf", &bcsrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts/{CLERK}/reset"),
+        &[("csrf", "nope")],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let r = post_as(
+        &http,
+        &boss,
+        format!("{base}/accounts/{CLERK}/reset"),
+        &[("csrf", &bcsrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("二度と表示されません"), "{html}");
+    let temporary = html
+        .split(r#"<code id="temporary">"#)
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(temporary.chars().count(), 16);
+    // The clerk's session ended; the password chosen before is gone.
+    assert_eq!(
+        get_as(&http, &clerk, format!("{base}/")).await.status(),
+        303
+    );
+    assert_eq!(sign_in(&http, &base, CLERK, &new).await.0, 401);
+    // Signed in with the temporary password: only the password page.
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("login", CLERK)
+                .append_pair("password", &temporary)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/password");
+    let temp = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for path in ["/", "/claims/new", "/payments"] {
+        let r = get_as(&http, &temp, format!("{base}{path}")).await;
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()["location"], "/password");
+    }
+    let r = get_as(&http, &temp, format!("{base}/api/claims")).await;
+    assert_eq!(r.status(), 403);
+    let e: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(e["code"], "password_change_required");
+    let page = get_as(&http, &temp, format!("{base}/password"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("一時パスワードでログインしています"),
+        "{page}"
+    );
+    let tcsrf = csrf_of(&page);
+    let third = "clerk-Third-Password-2026".to_string();
+    let r = post_as(
+        &http,
+        &temp,
+        format!("{base}/password"),
+        &[
+            ("csrf", &tcsrf),
+            ("current", &temporary),
+            ("new", &third),
+            ("again", &third),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(get_as(&http, &temp, format!("{base}/")).await.status(), 200);
+    assert_eq!(sign_in(&http, &base, CLERK, &temporary).await.0, 401);
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("login", CLERK)
+                .append_pair("password", &third)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+
+    // All of it in the access log, in words; no password in it.
+    let rows = store.log_rows(1000, None).await.unwrap();
+    let count = |a: &str| rows.iter().filter(|r| r.action == a).count();
+    assert_eq!(count("password_changed"), 2, "{rows:?}");
+    assert_eq!(count("password_change_failed"), 1);
+    assert_eq!(count("password_reset"), 1);
+    assert!(
+        rows.iter()
+            .all(|r| !r.detail.contains(&temporary) && !r.subject.contains(&temporary))
+    );
+    let log = get_as(&http, &boss, format!("{base}/access-log"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("パスワードの変更") && log.contains("一時パスワードの発行"),
+        "{log}"
+    );
+    assert!(log.contains("パスワード変更の失敗"));
+    assert!(!log.contains("password_reset") && !log.contains(&temporary));
 }

@@ -19,6 +19,7 @@ macro_rules! both_backends {
 }
 
 mod allowance;
+mod allowance_faults;
 mod api;
 mod browser;
 mod browser_allowance;
