@@ -738,12 +738,12 @@ pub async fn import_with_definitions(
         import_definitions(store, definitions, &mut known_tenants, now, &mut out).await?;
     // Whether a filing needs a signature comes from its definition: the
     // one that arrived with it, or a shipped one.
-    let needs = |p: &PulledFiling| {
-        match good_defs.get(&(p.tenant.clone(), p.procedure.clone(), p.version)) {
+    let needs =
+        |p: &PulledFiling| match good_defs.get(&(p.tenant.clone(), p.procedure.clone(), p.version))
+        {
             Some(d) => d.identity() == machi_procedures::Identity::Signature,
             None => shipped_needs_signature(&p.procedure, p.version),
-        }
-    };
+        };
     let needs = &needs;
     // Opening and verifying are CPU work with no shared state: spread
     // over the cores (each filing's signature check is most of an

@@ -1264,7 +1264,11 @@ impl BulkLoad {
                     &[tenant.as_str().into()],
                 )?;
                 tx.execute(
-                    &gram_fill_sql(super::Backend::Postgres, "resident_current", "c.tenant = $1"),
+                    &gram_fill_sql(
+                        super::Backend::Postgres,
+                        "resident_current",
+                        "c.tenant = $1",
+                    ),
                     &[tenant.as_str().into()],
                 )?;
                 tx.execute_batch(&format!(
