@@ -412,7 +412,7 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
     let mut served_rates = Vec::new();
     for &clients in a.clients.iter().filter(|c| **c > 0) {
         let m = if clients == 1 {
-            a.served.min(300).max(1)
+            a.served.clamp(1, 300)
         } else {
             a.served.max(1)
         };

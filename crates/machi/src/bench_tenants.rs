@@ -225,7 +225,7 @@ async fn measure_all(
                 .map(|x| x.record.addressee_number.to_string())
                 .collect();
             tenants.push(Seeded { code, persons });
-            if tenants.len() % 250 == 0 {
+            if tenants.len().is_multiple_of(250) {
                 println!(
                     "  {} tenants ({:.0} s; last creation {:.0} ms)",
                     tenants.len(),

@@ -471,7 +471,12 @@ async fn browser_counter_day(db: TestDb) {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "pdf"));
-        if let Some(p) = found {
+        // Whole: Chromium may show the name before the bytes are all there.
+        if let Some(p) = found
+            && std::fs::read(&p).is_ok_and(|b| {
+                b.starts_with(b"%PDF") && b.windows(5).rev().take(64).any(|w| w == b"%%EOF")
+            })
+        {
             break p;
         }
         assert!(

@@ -159,6 +159,7 @@ async fn no_route_crosses_tenants(db: TestDb) {
         ("grant_id", "2".to_string()),
         ("filing_id", "1".to_string()),
         ("field", "id_document".to_string()),
+        ("survey", "survey_internet".to_string()),
     ];
 
     // The API, from its OpenAPI document.
