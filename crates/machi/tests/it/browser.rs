@@ -334,7 +334,9 @@ impl Harness {
     pub(crate) async fn wait_for(&self, css: &str) {
         self.client
             .wait()
-            .at_most(Duration::from_secs(10))
+            // Generous: a debug build's key derivation (the portal's resume
+            // code) on a loaded CI machine has taken more than 10 s.
+            .at_most(Duration::from_secs(30))
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|_| panic!("{css} did not appear"));
