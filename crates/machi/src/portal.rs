@@ -408,23 +408,10 @@ fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
 /// signature (the back office's own copy; a tenant's own procedure's
 /// definition comes with the pull, [`import_with_definitions`]).
 fn shipped_needs_signature(procedure: &str, version: i64) -> bool {
-    static SHIPPED: std::sync::OnceLock<Vec<(String, i64, bool)>> = std::sync::OnceLock::new();
-    SHIPPED
-        .get_or_init(|| {
-            machi_procedures::SHIPPED
-                .iter()
-                .filter_map(|(_, src)| Definition::parse(src).ok())
-                .map(|d| {
-                    (
-                        d.id().to_owned(),
-                        i64::from(d.version()),
-                        d.identity() == machi_procedures::Identity::Signature,
-                    )
-                })
-                .collect()
-        })
-        .iter()
-        .any(|(id, v, signed)| *signed && id == procedure && *v == version)
+    use crate::store::procedure_definitions as defs;
+    defs::shipped_source(procedure, version)
+        .and_then(|src| defs::parsed(src).ok())
+        .is_some_and(|d| d.identity() == machi_procedures::Identity::Signature)
 }
 
 /// A signature check to store beside a filing, with its replay keys.
