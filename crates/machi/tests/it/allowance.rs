@@ -1693,6 +1693,7 @@ async fn staff_change_their_password_and_a_supervisor_issues_a_temporary_one(db:
         .text()
         .await
         .unwrap();
+    crate::readable::assert_readable(&page, "/password");
     let csrf = csrf_of(&page);
     let change =
         |cookie: String, csrf: String, current: &'static str, new: String, again: String| {
@@ -1798,6 +1799,7 @@ async fn staff_change_their_password_and_a_supervisor_issues_a_temporary_one(db:
         .text()
         .await
         .unwrap();
+    crate::readable::assert_readable(&accounts, "/accounts");
     assert!(
         accounts.contains(&format!("reset-{CLERK}"))
             && !accounts.contains(&format!("reset-{SUPERVISOR}"))
@@ -1851,6 +1853,7 @@ async fn staff_change_their_password_and_a_supervisor_issues_a_temporary_one(db:
     .await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
+    crate::readable::assert_readable(&html, "/accounts/{login}/reset");
     assert!(html.contains("二度と表示されません"), "{html}");
     let temporary = html
         .split(r#"<code id="temporary">"#)
@@ -1903,6 +1906,7 @@ async fn staff_change_their_password_and_a_supervisor_issues_a_temporary_one(db:
         .text()
         .await
         .unwrap();
+    crate::readable::assert_readable(&page, "/password (temporary)");
     assert!(
         page.contains("一時パスワードでログインしています"),
         "{page}"
