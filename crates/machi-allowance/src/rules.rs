@@ -600,7 +600,16 @@ fn reduction_of(claim: &Claim, m: YearMonth) -> Reduction {
         .children
         .iter()
         .filter_map(|c| c.left_on.map(|l| (l, c)))
-        .filter(|(l, c)| m > YearMonth::of(*l) && counts(&Child { left_on: None, ..(*c).clone() }, m))
+        .filter(|(l, c)| {
+            m > YearMonth::of(*l)
+                && counts(
+                    &Child {
+                        left_on: None,
+                        ..(*c).clone()
+                    },
+                    m,
+                )
+        })
         .min_by_key(|(l, c)| (*l, c.key.clone()))
         .map_or(Reduction::Recomputed, |(on, c)| Reduction::ChildLeft {
             key: c.key.clone(),
@@ -1103,8 +1112,15 @@ mod tests {
         );
     }
 
-    fn paid_as_due(c: &Claim, from: YearMonth, to: YearMonth) -> std::collections::BTreeMap<YearMonth, i64> {
-        months(c, from, to).into_iter().map(|m| (m.month, m.total)).collect()
+    fn paid_as_due(
+        c: &Claim,
+        from: YearMonth,
+        to: YearMonth,
+    ) -> std::collections::BTreeMap<YearMonth, i64> {
+        months(c, from, to)
+            .into_iter()
+            .map(|m| (m.month, m.total))
+            .collect()
     }
 
     #[test]
@@ -1129,10 +1145,18 @@ mod tests {
         // November is still due (through the month of the end); December
         // and January were overpaid in full.
         assert_eq!(
-            over.iter().map(|o| (o.month, o.paid, o.due, o.amount)).collect::<Vec<_>>(),
-            vec![(ym(2024, 12), 25_000, 0, 25_000), (ym(2025, 1), 25_000, 0, 25_000)]
+            over.iter()
+                .map(|o| (o.month, o.paid, o.due, o.amount))
+                .collect::<Vec<_>>(),
+            vec![
+                (ym(2024, 12), 25_000, 0, 25_000),
+                (ym(2025, 1), 25_000, 0, 25_000)
+            ]
         );
-        assert!(over.iter().all(|o| o.reduction == Reduction::Ended { on: d(2024, 11, 20) }));
+        assert!(over.iter().all(|o| o.reduction
+            == Reduction::Ended {
+                on: d(2024, 11, 20)
+            }));
         assert!(over[0].now.is_empty());
         // Recorded once: nothing new the second time.
         let recorded: std::collections::BTreeMap<_, _> =
@@ -1155,13 +1179,19 @@ mod tests {
                 child("c", d(2024, 2, 2), ym(2024, 10)),
             ],
         };
-        assert_eq!(month(&c, ym(2025, 1)).unwrap().total, 10_000 + 10_000 + 30_000);
+        assert_eq!(
+            month(&c, ym(2025, 1)).unwrap().total,
+            10_000 + 10_000 + 30_000
+        );
         let paid = paid_as_due(&c, ym(2024, 10), ym(2025, 1));
         c.children[0].left_on = Some(d(2024, 12, 3));
         let over = overpaid_months(&c, &paid, &Default::default());
         assert_eq!(over.len(), 1);
         let o = &over[0];
-        assert_eq!((o.month, o.paid, o.due, o.amount), (ym(2025, 1), 50_000, 25_000, 25_000));
+        assert_eq!(
+            (o.month, o.paid, o.due, o.amount),
+            (ym(2025, 1), 50_000, 25_000, 25_000)
+        );
         assert_eq!(
             o.reduction,
             Reduction::ChildLeft {
@@ -1171,17 +1201,29 @@ mod tests {
         );
         // The rule of what is due now: 第1子 ¥10,000, 第2子 (under 3) ¥15,000.
         assert_eq!(
-            o.now.iter().map(|x| (x.key.as_str(), x.rank, x.rule)).collect::<Vec<_>>(),
+            o.now
+                .iter()
+                .map(|x| (x.key.as_str(), x.rank, x.rule))
+                .collect::<Vec<_>>(),
             vec![("b", 1, Rule::ThreeAndOver), ("c", 2, Rule::UnderThree)]
         );
         let words = o.reduction.explain_ja(&|k| format!("児童{k}"));
-        assert!(words.contains("児童a") && words.contains("第9条第3項"), "{words}");
+        assert!(
+            words.contains("児童a") && words.contains("第9条第3項"),
+            "{words}"
+        );
     }
 
     #[test]
     fn offsets_take_the_oldest_first_and_never_more_than_paid_or_owed() {
-        assert_eq!(offset(50_000, &[(1, 20_000), (2, 40_000)]), vec![(1, 20_000), (2, 30_000)]);
-        assert_eq!(offset(10_000, &[(1, 20_000), (2, 40_000)]), vec![(1, 10_000)]);
+        assert_eq!(
+            offset(50_000, &[(1, 20_000), (2, 40_000)]),
+            vec![(1, 20_000), (2, 30_000)]
+        );
+        assert_eq!(
+            offset(10_000, &[(1, 20_000), (2, 40_000)]),
+            vec![(1, 10_000)]
+        );
         assert_eq!(offset(0, &[(1, 20_000)]), vec![]);
         assert_eq!(offset(99_000, &[]), vec![]);
         assert_eq!(Recovery::of(20_000, 20_000, false), Recovery::Settled);
@@ -1212,7 +1254,11 @@ mod tests {
             let n = 1 + g.next(4) as usize;
             let children: Vec<Child> = (0..n)
                 .map(|i| {
-                    let birth = d(2007 + g.next(18) as i32, 1 + g.next(12) as u32, 1 + g.next(28) as u32);
+                    let birth = d(
+                        2007 + g.next(18) as i32,
+                        1 + g.next(12) as u32,
+                        1 + g.next(28) as u32,
+                    );
                     Child {
                         key: format!("k{i}"),
                         birth,
@@ -1246,7 +1292,11 @@ mod tests {
             for (m, p) in &paid {
                 let due = month(&after, *m).map_or(0, |x| x.total);
                 let o = over.iter().find(|o| o.month == *m);
-                assert_eq!(o.map_or(0, |o| o.amount), (p - due).max(0), "{m:?} {after:?}");
+                assert_eq!(
+                    o.map_or(0, |o| o.amount),
+                    (p - due).max(0),
+                    "{m:?} {after:?}"
+                );
                 if let Some(o) = o {
                     assert_eq!(o.paid - o.due, o.amount);
                     // The cause names the event and is not later than the month.
@@ -1263,7 +1313,11 @@ mod tests {
             let recorded = over.iter().map(|o| (o.month, o.amount)).collect();
             assert!(overpaid_months(&after, &paid, &recorded).is_empty());
             // Offsetting against a random payment.
-            let owed: Vec<(i64, i64)> = over.iter().enumerate().map(|(i, o)| (i as i64, o.amount)).collect();
+            let owed: Vec<(i64, i64)> = over
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (i as i64, o.amount))
+                .collect();
             let total_owed: i64 = owed.iter().map(|x| x.1).sum();
             let payable = g.next(200_000) as i64;
             let taken = offset(payable, &owed);

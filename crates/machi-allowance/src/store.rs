@@ -734,7 +734,8 @@ impl Store {
     /// recorded): every claim paid by the municipality (not 公務員), the
     /// months due and not paid by an earlier file ([`rules::due_months`]).
     pub async fn due(&self, rule: PayRule, on: NaiveDate) -> Result<Vec<PaymentLine>, StoreError> {
-        self.run(move |c| Ok(due_lines_offset(c, rule, on)?.0)).await
+        self.run(move |c| Ok(due_lines_offset(c, rule, on)?.0))
+            .await
     }
 
     /// The overpayments (過払) recorded for a claim, oldest first.
@@ -1256,6 +1257,9 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
     Ok(out)
 }
 
+/// What a payment file withholds from each overpayment: (recovery id, yen).
+type Withheld = Vec<(i64, i64)>;
+
 /// The lines of a payment file with 内払調整 (児童手当法第13条): each
 /// claim's outstanding overpayments (not yet a 返還請求; oldest first) are
 /// withheld from what the file pays the claim ([`rules::offset`]).
@@ -1265,7 +1269,7 @@ fn due_lines_offset(
     c: &Connection,
     rule: PayRule,
     on: NaiveDate,
-) -> Result<(Vec<PaymentLine>, Vec<(i64, i64)>), StoreError> {
+) -> Result<(Vec<PaymentLine>, Withheld), StoreError> {
     let mut lines = due_lines(c, rule, on)?;
     let mut payable: Vec<(i64, i64)> = Vec::new();
     for l in &lines {
@@ -1328,10 +1332,12 @@ fn recoveries_where<P: rusqlite::Params>(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut offsets =
-        c.prepare("SELECT run_id, amount FROM recovery_offsets WHERE recovery_id = ?1 ORDER BY run_id")?;
+    let mut offsets = c.prepare(
+        "SELECT run_id, amount FROM recovery_offsets WHERE recovery_id = ?1 ORDER BY run_id",
+    )?;
     let mut out = Vec::new();
-    for (id, claim_id, month, paid, due, amount, reduction, found_at, event_id, demanded_run) in raw {
+    for (id, claim_id, month, paid, due, amount, reduction, found_at, event_id, demanded_run) in raw
+    {
         out.push(RecoveryRow {
             id,
             claim_id,
@@ -1369,7 +1375,9 @@ fn record_overpayments(
     let sums = |sql: &str| -> Result<std::collections::BTreeMap<YearMonth, i64>, StoreError> {
         let mut st = tx.prepare(sql)?;
         let rows = st
-            .query_map([claim_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .query_map([claim_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows
             .into_iter()
@@ -1382,12 +1390,13 @@ fn record_overpayments(
     if paid.is_empty() {
         return Ok(0);
     }
-    let recorded = sums("SELECT month, SUM(amount) FROM recoveries WHERE claim_id = ?1 GROUP BY month")?;
+    let recorded =
+        sums("SELECT month, SUM(amount) FROM recoveries WHERE claim_id = ?1 GROUP BY month")?;
     let over = rules::overpaid_months(&claim.rules(), &paid, &recorded);
     let at = chrono::Utc::now().to_rfc3339();
     for o in &over {
-        let reduction = serde_json::to_string(&o.reduction)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let reduction =
+            serde_json::to_string(&o.reduction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         tx.execute(
             "INSERT INTO recoveries (claim_id, month, paid, due, amount, reduction, found_at, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![claim_id, o.month.iso(), o.paid, o.due, o.amount, reduction, at, event_id],

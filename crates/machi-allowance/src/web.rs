@@ -1159,7 +1159,12 @@ fn recoveries_section(
             let runs: Vec<String> = r
                 .offsets
                 .iter()
-                .map(|(run, a)| format!(r#"<a href="/payments/runs/{run}">第{run}号</a>で{}"#, yen(*a)))
+                .map(|(run, a)| {
+                    format!(
+                        r#"<a href="/payments/runs/{run}">第{run}号</a>で{}"#,
+                        yen(*a)
+                    )
+                })
                 .collect();
             let _ = write!(settle, "：{}を差し引き済み", runs.join("、"));
         }

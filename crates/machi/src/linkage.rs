@@ -880,7 +880,10 @@ mod tests {
         let sc = TenantSchedule::parse("14:00、０２：００, 02:00 ・23:59", None, "diff").unwrap();
         assert_eq!(sc.times, vec![t(2, 0), t(14, 0), t(23, 59)]);
         assert_eq!(sc.weekdays, Weekdays::EVERY_DAY);
-        assert_eq!(sc.words(false), "毎日 02:00・14:00・23:59 差分（最初は全件）");
+        assert_eq!(
+            sc.words(false),
+            "毎日 02:00・14:00・23:59 差分（最初は全件）"
+        );
         assert_eq!(
             sc.words(true),
             "every day at 02:00, 14:00, 23:59, difference (a full one first)"
@@ -913,8 +916,12 @@ mod tests {
             assert!(!en.is_empty() && !en.contains('。'), "{en}");
         }
         // The unreadable time is named in the message.
-        let (_, ja, en) = invalid_field(TenantSchedule::parse("02:00, 25:00", None, "diff").unwrap_err());
-        assert!(ja.contains("「25:00」") && en.contains("\"25:00\""), "{ja} {en}");
+        let (_, ja, en) =
+            invalid_field(TenantSchedule::parse("02:00, 25:00", None, "diff").unwrap_err());
+        assert!(
+            ja.contains("「25:00」") && en.contains("\"25:00\""),
+            "{ja} {en}"
+        );
     }
 
     #[test]

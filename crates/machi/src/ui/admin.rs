@@ -958,8 +958,9 @@ pub async fn set_extract_schedule(
             crate::linkage::TenantSchedule::parse(&f.text("times"), Some(&days), &f.text("kind"))
                 .map(Some)
         }
-        _ => crate::linkage::TenantSchedule::parse(&f.text("times"), None, &f.text("kind"))
-            .map(Some),
+        _ => {
+            crate::linkage::TenantSchedule::parse(&f.text("times"), None, &f.text("kind")).map(Some)
+        }
     };
     let result = match schedule {
         Ok(sc) => {

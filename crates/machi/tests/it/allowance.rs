@@ -1997,9 +1997,16 @@ async fn a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_clai
     catch_up(&t.db.registry, &w).await;
     let mut web = t.web(&store);
     web.today = Some(d("2025-11-20"));
-    let id = enter_claim(&web, CLERK, &head, d("2024-04-10"), Some(d("2024-04-01")), false)
-        .await
-        .unwrap();
+    let id = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
     let approve = |on: &'static str| {
         let store = store.clone();
         async move {
@@ -2083,9 +2090,7 @@ async fn a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_clai
     // February: the 返還請求 is not withheld again; the months are paid.
     let feb = payment_lines(&store, ym(2026, 2)).await.unwrap();
     assert_eq!(
-        feb.iter()
-            .map(|l| (l.amount, l.offset))
-            .collect::<Vec<_>>(),
+        feb.iter().map(|l| (l.amount, l.offset)).collect::<Vec<_>>(),
         vec![(20_000, 0)]
     );
     // The months stay paid once: the overpaid months are not paid again,
@@ -2124,7 +2129,10 @@ async fn a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_clai
         .await
         .unwrap();
     crate::readable::assert_readable(&run, "/payments/runs/{id}");
-    assert!(run.contains("過払の差引") && run.contains("第13条"), "{run}");
+    assert!(
+        run.contains("過払の差引") && run.contains("第13条"),
+        "{run}"
+    );
     let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
     let html = get_as(&http, &clerk.unwrap(), format!("{base}/claims/{id}"))
         .await

@@ -423,9 +423,14 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
     let jst_now = (t0 + Duration::hours(9) - Duration::hours(2)).time();
     let daily_at = chrono::NaiveTime::from_hms_opt(jst_now.hour(), jst_now.minute(), 0).unwrap();
     let sc = TenantSchedule::daily(daily_at, Kind::Full);
-    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc.clone()), &Actor::system("admin1"))
-        .await
-        .unwrap();
+    linkage::set_tenant_schedule(
+        &db.registry,
+        &fuchu,
+        Some(sc.clone()),
+        &Actor::system("admin1"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         linkage::tenant_schedule(&db.registry, &fuchu)
             .await
@@ -600,7 +605,11 @@ async fn the_tenant_administrator_sets_the_schedule_on_the_admin_page(db: TestDb
     let (status, _, page) = admin
         .post(
             "/ui/admin/extract-schedule",
-            &[("mode", "daily"), ("times", "02:00, 26:00"), ("kind", "diff")],
+            &[
+                ("mode", "daily"),
+                ("times", "02:00, 26:00"),
+                ("kind", "diff"),
+            ],
         )
         .await;
     assert!(status.is_client_error(), "{status}");
@@ -676,11 +685,18 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
         weekdays: Weekdays::of(&[Weekday::Mon, Weekday::Wed]).unwrap(),
         kind: Kind::Diff,
     };
-    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc.clone()), &Actor::system("admin1"))
-        .await
-        .unwrap();
+    linkage::set_tenant_schedule(
+        &db.registry,
+        &fuchu,
+        Some(sc.clone()),
+        &Actor::system("admin1"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        linkage::tenant_schedule(&db.registry, &fuchu).await.unwrap(),
+        linkage::tenant_schedule(&db.registry, &fuchu)
+            .await
+            .unwrap(),
         Some(sc)
     );
     let restart = || ScheduleState::default();
@@ -800,7 +816,9 @@ async fn the_schedule_picks_up_a_tenant_created_after_it_started(db: TestDb) {
         .create_tenant(code(chiyoda), "千代田区", "東京都")
         .await
         .unwrap();
-    let m = wait_for(chiyoda).await.expect("the new municipality's extract");
+    let m = wait_for(chiyoda)
+        .await
+        .expect("the new municipality's extract");
     assert_eq!((m.kind, m.tenant.as_str()), (Kind::Full, chiyoda));
     task.abort();
 }
