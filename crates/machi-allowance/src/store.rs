@@ -4,6 +4,7 @@
 //! own. Each event is applied in one transaction together with the cursor
 //! and the event's id, so a redelivered event changes nothing.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -108,6 +109,25 @@ CREATE TABLE IF NOT EXISTS paid_differences (
     rule TEXT NOT NULL,
     run_id INTEGER NOT NULL REFERENCES payment_runs(id),
     PRIMARY KEY (claim_id, month, run_id)
+);
+CREATE TABLE IF NOT EXISTS recoveries (
+    id INTEGER PRIMARY KEY,
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    month TEXT NOT NULL,
+    paid INTEGER NOT NULL,
+    due INTEGER NOT NULL,
+    amount INTEGER NOT NULL,
+    reduction TEXT NOT NULL,
+    found_at TEXT NOT NULL,
+    event_id TEXT,
+    demanded_run INTEGER REFERENCES payment_runs(id)
+);
+CREATE INDEX IF NOT EXISTS recoveries_claim ON recoveries (claim_id, month);
+CREATE TABLE IF NOT EXISTS recovery_offsets (
+    recovery_id INTEGER NOT NULL REFERENCES recoveries(id),
+    run_id INTEGER NOT NULL REFERENCES payment_runs(id),
+    amount INTEGER NOT NULL,
+    PRIMARY KEY (recovery_id, run_id)
 );
 ";
 
@@ -292,6 +312,43 @@ pub struct PaymentLine {
     /// [`PayRule::Regular`] or [`PayRule::Arrears`] (過去分) in a regular
     /// file, [`PayRule::OnEnd`] in a special one.
     pub rule: PayRule,
+    /// 内払調整 (児童手当法第13条): the part of `amount` withheld against
+    /// the claim's overpayments; the transfer is `amount - offset`.
+    pub offset: i64,
+}
+
+/// An overpayment (過払) recorded for one month of a claim, and how far it
+/// is recovered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecoveryRow {
+    pub id: i64,
+    pub claim_id: i64,
+    pub month: YearMonth,
+    /// What was paid for the month and what is due now.
+    pub paid: i64,
+    pub due: i64,
+    /// Overpaid: to be recovered.
+    pub amount: i64,
+    pub reduction: rules::Reduction,
+    pub found_at: chrono::DateTime<chrono::Utc>,
+    /// The registry event that revealed it (None: a clerk's change).
+    pub event_id: Option<String>,
+    /// Withheld from payment files so far (第13条), by file: (run, yen).
+    pub offsets: Vec<(i64, i64)>,
+    /// The payment file after which the rest became a 返還請求.
+    pub demanded_run: Option<i64>,
+}
+
+impl RecoveryRow {
+    pub fn offset(&self) -> i64 {
+        self.offsets.iter().map(|o| o.1).sum()
+    }
+    pub fn remaining(&self) -> i64 {
+        (self.amount - self.offset()).max(0)
+    }
+    pub fn state(&self) -> rules::Recovery {
+        rules::Recovery::of(self.amount, self.offset(), self.demanded_run.is_some())
+    }
 }
 
 /// A payment file made and recorded.
@@ -677,7 +734,25 @@ impl Store {
     /// recorded): every claim paid by the municipality (not 公務員), the
     /// months due and not paid by an earlier file ([`rules::due_months`]).
     pub async fn due(&self, rule: PayRule, on: NaiveDate) -> Result<Vec<PaymentLine>, StoreError> {
-        self.run(move |c| due_lines(c, rule, on)).await
+        self.run(move |c| Ok(due_lines_offset(c, rule, on)?.0))
+            .await
+    }
+
+    /// The overpayments (過払) recorded for a claim, oldest first.
+    pub async fn recoveries(&self, claim_id: i64) -> Result<Vec<RecoveryRow>, StoreError> {
+        self.run(move |c| recoveries_where(c, "claim_id = ?1", [claim_id]))
+            .await
+    }
+
+    /// Every overpayment not settled yet (内払調整待ち and 返還請求).
+    pub async fn open_recoveries(&self) -> Result<Vec<RecoveryRow>, StoreError> {
+        self.run(|c| {
+            Ok(recoveries_where(c, "1 = 1", [])?
+                .into_iter()
+                .filter(|r| r.remaining() > 0)
+                .collect())
+        })
+        .await
     }
 
     /// Makes a payment file and records every month it pays, in one
@@ -691,12 +766,13 @@ impl Store {
     ) -> Result<Option<PaymentRun>, StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let lines = due_lines(&tx, rule, on)?;
+            let (lines, taken) = due_lines_offset(&tx, rule, on)?;
             if lines.is_empty() {
                 return Ok(None);
             }
             let pay_month = YearMonth::of(on);
-            let total: i64 = lines.iter().map(|l| l.amount).sum();
+            // What is transferred: each line less its 内払調整.
+            let total: i64 = lines.iter().map(|l| l.amount - l.offset).sum();
             let at = chrono::Utc::now();
             tx.execute(
                 "INSERT INTO payment_runs (rule, made_on, pay_month, made_at, approved_by, total, lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -724,9 +800,45 @@ impl Store {
                     )?;
                 }
             }
+            // 内払調整 (第13条): what this file withholds from each
+            // overpayment; then what it could not absorb becomes a 返還請求
+            // — every open one after a regular file (the next payment has
+            // come), those of the claims it paid after a special one (their
+            // entitlement has ended: no payment follows).
+            for (recovery, amount) in &taken {
+                tx.execute(
+                    "INSERT INTO recovery_offsets (recovery_id, run_id, amount) VALUES (?1, ?2, ?3)",
+                    params![recovery, id, amount],
+                )?;
+            }
+            let open = "demanded_run IS NULL AND amount > (SELECT COALESCE(SUM(o.amount), 0) FROM recovery_offsets o WHERE o.recovery_id = recoveries.id)";
+            match rule {
+                PayRule::Regular => {
+                    tx.execute(
+                        &format!("UPDATE recoveries SET demanded_run = ?1 WHERE {open}"),
+                        params![id],
+                    )?;
+                }
+                _ => {
+                    tx.execute(
+                        &format!("UPDATE recoveries SET demanded_run = ?1 WHERE {open} AND claim_id IN (SELECT claim_id FROM paid_months WHERE run_id = ?1 UNION SELECT claim_id FROM paid_differences WHERE run_id = ?1)"),
+                        params![id],
+                    )?;
+                }
+            }
+            let withheld: i64 = taken.iter().map(|t| t.1).sum();
             let mut log = log;
             log.subject = format!("run:{id}");
-            log.detail = format!("{}件 {}", lines.len(), crate::web::yen(total));
+            log.detail = if withheld > 0 {
+                format!(
+                    "{}件 {}（内払調整 {}）",
+                    lines.len(),
+                    crate::web::yen(total),
+                    crate::web::yen(withheld)
+                )
+            } else {
+                format!("{}件 {}", lines.len(), crate::web::yen(total))
+            };
             audit::append(&tx, &log, at)?;
             tx.commit()?;
             Ok(Some(PaymentRun {
@@ -789,9 +901,17 @@ impl Store {
                         months: vec![month],
                         amounts: vec![amount],
                         rule,
+                        offset: 0,
                     }),
                 }
             }
+            let mut st = c.prepare(
+                "SELECT r.claim_id, SUM(o.amount) FROM recovery_offsets o JOIN recoveries r ON r.id = o.recovery_id WHERE o.run_id = ?1 GROUP BY r.claim_id",
+            )?;
+            let withheld: HashMap<i64, i64> = st
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            spread_offsets(&mut out, &withheld);
             Ok(out)
         })
         .await
@@ -902,6 +1022,7 @@ impl Store {
                 params![claim_id, child, supported],
             )?;
             if n > 0 {
+                record_overpayments(&tx, claim_id, None)?;
                 audit::append(&tx, &log, chrono::Utc::now())?;
             }
             tx.commit()?;
@@ -945,6 +1066,21 @@ impl Store {
             if !seen {
                 for e in &effects {
                     e.apply(&tx, &id)?;
+                }
+                // A late event may reduce months already paid (過払).
+                let mut touched: Vec<i64> = effects
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::EndClaim { claim_id, .. } | Effect::ChildLeft { claim_id, .. } => {
+                            Some(*claim_id)
+                        }
+                        Effect::Work { .. } => None,
+                    })
+                    .collect();
+                touched.sort_unstable();
+                touched.dedup();
+                for claim in touched {
+                    record_overpayments(&tx, claim, Some(&id))?;
                 }
                 tx.execute("INSERT INTO applied (event_id, seq, type) VALUES (?1, ?2, ?3)", params![id, seq, kind])?;
             }
@@ -1113,11 +1249,160 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
                     months: ms.iter().map(|m| m.month.month.iso()).collect(),
                     amounts: ms.iter().map(|m| m.amount).collect(),
                     rule: r,
+                    offset: 0,
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// What a payment file withholds from each overpayment: (recovery id, yen).
+type Withheld = Vec<(i64, i64)>;
+
+/// The lines of a payment file with 内払調整 (児童手当法第13条): each
+/// claim's outstanding overpayments (not yet a 返還請求; oldest first) are
+/// withheld from what the file pays the claim ([`rules::offset`]).
+/// Returns the lines (their `offset` set) and what each overpayment gives
+/// up: (recovery id, yen).
+fn due_lines_offset(
+    c: &Connection,
+    rule: PayRule,
+    on: NaiveDate,
+) -> Result<(Vec<PaymentLine>, Withheld), StoreError> {
+    let mut lines = due_lines(c, rule, on)?;
+    let mut payable: Vec<(i64, i64)> = Vec::new();
+    for l in &lines {
+        match payable.iter_mut().find(|p| p.0 == l.claim_id) {
+            Some(p) => p.1 += l.amount,
+            None => payable.push((l.claim_id, l.amount)),
+        }
+    }
+    let outstanding = recoveries_where(c, "demanded_run IS NULL", [])?;
+    let mut taken = Vec::new();
+    let mut withheld: HashMap<i64, i64> = HashMap::new();
+    for (claim, pay) in payable {
+        let owed: Vec<(i64, i64)> = outstanding
+            .iter()
+            .filter(|r| r.claim_id == claim && r.remaining() > 0)
+            .map(|r| (r.id, r.remaining()))
+            .collect();
+        for (id, t) in rules::offset(pay, &owed) {
+            *withheld.entry(claim).or_default() += t;
+            taken.push((id, t));
+        }
+    }
+    spread_offsets(&mut lines, &withheld);
+    Ok((lines, taken))
+}
+
+/// Sets each claim's withheld total on its lines, first lines first.
+fn spread_offsets(lines: &mut [PaymentLine], withheld: &HashMap<i64, i64>) {
+    let mut left = withheld.clone();
+    for l in lines.iter_mut() {
+        if let Some(w) = left.get_mut(&l.claim_id) {
+            let t = (*w).min(l.amount);
+            l.offset = t;
+            *w -= t;
+        }
+    }
+}
+
+fn recoveries_where<P: rusqlite::Params>(
+    c: &Connection,
+    cond: &str,
+    p: P,
+) -> Result<Vec<RecoveryRow>, StoreError> {
+    let mut st = c.prepare(&format!(
+        "SELECT id, claim_id, month, paid, due, amount, reduction, found_at, event_id, demanded_run FROM recoveries WHERE {cond} ORDER BY id"
+    ))?;
+    let raw = st
+        .query_map(p, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut offsets = c.prepare(
+        "SELECT run_id, amount FROM recovery_offsets WHERE recovery_id = ?1 ORDER BY run_id",
+    )?;
+    let mut out = Vec::new();
+    for (id, claim_id, month, paid, due, amount, reduction, found_at, event_id, demanded_run) in raw
+    {
+        out.push(RecoveryRow {
+            id,
+            claim_id,
+            month: YearMonth::parse(&month)
+                .ok_or_else(|| StoreError::Corrupt(format!("month {month}")))?,
+            paid,
+            due,
+            amount,
+            reduction: serde_json::from_str(&reduction)
+                .map_err(|e| StoreError::Corrupt(format!("reduction {reduction}: {e}")))?,
+            found_at: chrono::DateTime::parse_from_rfc3339(&found_at)
+                .map_err(|e| StoreError::Corrupt(format!("found_at {found_at}: {e}")))?
+                .with_timezone(&chrono::Utc),
+            event_id,
+            offsets: offsets
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?,
+            demanded_run,
+        });
+    }
+    Ok(out)
+}
+
+/// Records the overpayments (過払) of claim `claim_id` not recorded yet:
+/// every month paid more than is due now ([`rules::overpaid_months`]), in
+/// the transaction that changed the claim. Recording twice adds nothing.
+fn record_overpayments(
+    tx: &rusqlite::Transaction<'_>,
+    claim_id: i64,
+    event_id: Option<&str>,
+) -> Result<usize, StoreError> {
+    let Some(claim) = claims_where(tx, "id = ?1", [claim_id])?.pop() else {
+        return Ok(0);
+    };
+    let sums = |sql: &str| -> Result<std::collections::BTreeMap<YearMonth, i64>, StoreError> {
+        let mut st = tx.prepare(sql)?;
+        let rows = st
+            .query_map([claim_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(m, a)| Some((YearMonth::parse(&m)?, a)))
+            .collect())
+    };
+    let paid = sums(
+        "SELECT month, SUM(amount) FROM (SELECT claim_id, month, amount FROM paid_months UNION ALL SELECT claim_id, month, amount FROM paid_differences) WHERE claim_id = ?1 GROUP BY month",
+    )?;
+    if paid.is_empty() {
+        return Ok(0);
+    }
+    let recorded =
+        sums("SELECT month, SUM(amount) FROM recoveries WHERE claim_id = ?1 GROUP BY month")?;
+    let over = rules::overpaid_months(&claim.rules(), &paid, &recorded);
+    let at = chrono::Utc::now().to_rfc3339();
+    for o in &over {
+        let reduction =
+            serde_json::to_string(&o.reduction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO recoveries (claim_id, month, paid, due, amount, reduction, found_at, event_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![claim_id, o.month.iso(), o.paid, o.due, o.amount, reduction, at, event_id],
+        )?;
+    }
+    Ok(over.len())
 }
 
 fn runs_where<P: rusqlite::Params>(

@@ -1070,6 +1070,11 @@ async fn claim_page(
     if c.public_servant {
         b.push_str("<p>公務員のため、手当は所属庁から支給されます（児童手当法第17条）。市からの支払はありません。下の額は参考です。</p>");
     }
+    match s.store.recoveries(c.id).await {
+        Ok(r) if !r.is_empty() => b.push_str(&recoveries_section(&s, &r, &c.rules(), &names)),
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
     b.push_str(r#"<h2 id="months">月ごとの手当額</h2><table aria-labelledby="months"><thead><tr><th scope="col">月</th><th scope="col">支払月</th><th scope="col">月額</th><th scope="col">内訳（根拠）</th><th scope="col">支払済み</th></tr></thead><tbody>"#);
     for m in &months {
         let detail: Vec<String> = m
@@ -1108,6 +1113,90 @@ async fn claim_page(
     }
     b.push_str("</tbody></table><p>支払は年6回（2月・4月・6月・8月・10月・12月）、各支払月の前月までの2か月分です（児童手当法第8条第4項）。</p>");
     page(&format!("受給者：{}", c.claimant_name), Some(&sess), &b)
+}
+
+/// A claim's overpayments (過払) in words: the month (和暦), what was
+/// paid and what is due now with the rule of each child's amount, why it
+/// fell (with the article), and how it is recovered: withheld from the
+/// next payment (内払調整, 児童手当法第13条) or claimed back (返還請求).
+fn recoveries_section(
+    s: &WebState,
+    rows: &[crate::store::RecoveryRow],
+    claim: &rules::Claim,
+    names: &HashMap<&str, &str>,
+) -> String {
+    let name = |k: &str| names.get(k).copied().unwrap_or("児童").to_string();
+    let mut b = String::from(
+        r#"<h2 id="recoveries">過払（返還金）</h2><p>支払った後に届いた死亡・転出などの異動で、すでに支払った月分の手当額が下がった分です。次の支払から差し引きます（内払調整：児童手当法第13条）。差し引ききれない額は返還を求めます。</p><table aria-labelledby="recoveries"><thead><tr><th scope="col">月分</th><th scope="col">支払った額</th><th scope="col">本来の額（根拠）</th><th scope="col">過払額</th><th scope="col">理由</th><th scope="col">精算</th></tr></thead><tbody>"#,
+    );
+    let (mut owed, mut demanded) = (0, 0);
+    for r in rows {
+        let state = r.state();
+        let now = match rules::month(claim, r.month).map(|m| m.children) {
+            None => "支給されない月".to_string(),
+            Some(lines) => lines
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{}（第{}子）{}：{}",
+                        esc(&name(&x.key)),
+                        x.rank,
+                        yen(x.amount),
+                        esc(x.rule.explain_ja())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("<br>"),
+        };
+        let when = r
+            .reduction
+            .on()
+            .map(|d| format!("{}の異動。", s.wareki(d)))
+            .unwrap_or_default();
+        let mut settle = String::from(state.label_ja());
+        let offset = r.offset();
+        if offset > 0 {
+            let runs: Vec<String> = r
+                .offsets
+                .iter()
+                .map(|(run, a)| {
+                    format!(
+                        r#"<a href="/payments/runs/{run}">第{run}号</a>で{}"#,
+                        yen(*a)
+                    )
+                })
+                .collect();
+            let _ = write!(settle, "：{}を差し引き済み", runs.join("、"));
+        }
+        if r.remaining() > 0 && offset > 0 {
+            let _ = write!(settle, "、残り{}", yen(r.remaining()));
+        }
+        match state {
+            rules::Recovery::AwaitingOffset => owed += r.remaining(),
+            rules::Recovery::Demanded => demanded += r.remaining(),
+            rules::Recovery::Settled => {}
+        }
+        let _ = write!(
+            b,
+            r#"<tr><td class="m">{}</td><td class="n">{}</td><td class="n">{}<br>{}</td><td class="n">{}</td><td>{}{}</td><td>{}</td></tr>"#,
+            s.month(r.month),
+            yen(r.paid),
+            yen(r.due),
+            now,
+            yen(r.amount),
+            when,
+            esc(&r.reduction.explain_ja(&name)),
+            settle
+        );
+    }
+    b.push_str("</tbody></table>");
+    let _ = write!(
+        b,
+        r#"<p id="recovery-total">次の支払で差し引く額 {}、返還を求める額 {}</p>"#,
+        yen(owed),
+        yen(demanded)
+    );
+    b
 }
 
 #[derive(Deserialize)]
@@ -1305,13 +1394,19 @@ fn payment_month_param(raw: &str) -> Option<YearMonth> {
 }
 
 fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
+    let withheld: i64 = lines.iter().map(|l| l.offset).sum();
     let mut b = format!(
-        r#"<table aria-labelledby="lines-h"><caption id="lines-h">{}</caption><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">支払額</th></tr></thead><tbody>"#,
-        esc(caption)
+        r#"<table aria-labelledby="lines-h"><caption id="lines-h">{}</caption><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">支払額</th>{}</tr></thead><tbody>"#,
+        esc(caption),
+        if withheld > 0 {
+            r#"<th scope="col">過払の差引（内払調整）</th><th scope="col">振込額</th>"#
+        } else {
+            ""
+        }
     );
     let mut total = 0;
     for l in lines {
-        total += l.amount;
+        total += l.amount - l.offset;
         let months: Vec<String> = l
             .months
             .iter()
@@ -1320,7 +1415,7 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
             .collect();
         let _ = write!(
             b,
-            r#"<tr><td><a href="/claims/{}">{}</a></td><td>{}{}</td><td class="n">{}</td></tr>"#,
+            r#"<tr><td><a href="/claims/{}">{}</a></td><td>{}{}</td><td class="n">{}</td>{}</tr>"#,
             l.claim_id,
             esc(&l.claimant_name),
             if l.rule == PayRule::Arrears {
@@ -1329,7 +1424,20 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
                 ""
             },
             months.join("・"),
-            yen(l.amount)
+            yen(l.amount),
+            if withheld > 0 {
+                format!(
+                    r#"<td class="n">{}</td><td class="n">{}</td>"#,
+                    if l.offset > 0 {
+                        format!("−{}", yen(l.offset))
+                    } else {
+                        "なし".into()
+                    },
+                    yen(l.amount - l.offset)
+                )
+            } else {
+                String::new()
+            }
         );
     }
     let _ = write!(
@@ -1338,6 +1446,13 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
         yen(total),
         lines.len()
     );
+    if withheld > 0 {
+        let _ = write!(
+            b,
+            r#"<p id="withheld">過払の差引 {}：支払った後に手当額が下がった月分を、この支払から差し引きます（内払調整、児童手当法第13条）。差し引ききれない額は返還を求めます。</p>"#,
+            yen(withheld)
+        );
+    }
     b
 }
 
@@ -1531,6 +1646,8 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
             "対象月",
             "支払額",
             "支払の根拠",
+            "内払調整額（児童手当法第13条）",
+            "振込額",
         ]);
         for l in &lines {
             let basis = match l.rule {
@@ -1546,6 +1663,8 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
                 l.months.join(" "),
                 l.amount.to_string(),
                 basis.to_string(),
+                l.offset.to_string(),
+                (l.amount - l.offset).to_string(),
             ]);
         }
         let body = w.into_inner().unwrap_or_default();

@@ -753,15 +753,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _extracts = match &a.extract_to {
                 Some(to) => {
                     let (store, prefix) = crate::linkage::open_target(to)?;
-                    let tenants = registry
-                        .tenants()
-                        .await?
-                        .into_iter()
-                        .map(|t| t.municipality_code)
-                        .collect();
                     Some(crate::linkage::spawn_schedule(
                         registry.clone(),
-                        tenants,
                         store,
                         prefix,
                         std::time::Duration::from_secs(a.extract_every.max(60)),

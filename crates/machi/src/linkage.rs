@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::Datelike;
 use machi_domain::ids::MunicipalityCode;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -329,51 +330,246 @@ pub async fn scheduled(
     }
 }
 
-/// A tenant's own extract schedule, set by its administrator: every day at
-/// `daily_at` (Japan time), a full extract or a difference extract (a full
-/// one when the target holds none). Without one, the server-wide interval
-/// (`--extract-every`) applies to the tenant.
+/// Days of the week an extract schedule runs on (Monday = bit 0 …
+/// Sunday = bit 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weekdays(u8);
+
+impl Weekdays {
+    pub const EVERY_DAY: Weekdays = Weekdays(0x7f);
+
+    /// The days given, or None when there is none.
+    pub fn of(days: &[chrono::Weekday]) -> Option<Weekdays> {
+        let bits = days
+            .iter()
+            .fold(0u8, |b, d| b | 1 << d.num_days_from_monday());
+        (bits != 0).then_some(Weekdays(bits))
+    }
+
+    pub fn from_bits(bits: i64) -> Option<Weekdays> {
+        let b = u8::try_from(bits).ok()? & 0x7f;
+        (b != 0 && i64::from(b) == bits).then_some(Weekdays(b))
+    }
+
+    pub fn bits(self) -> i64 {
+        i64::from(self.0)
+    }
+
+    pub fn contains(self, d: chrono::Weekday) -> bool {
+        self.0 & 1 << d.num_days_from_monday() != 0
+    }
+
+    pub fn is_every_day(self) -> bool {
+        self == Weekdays::EVERY_DAY
+    }
+
+    /// The days, Monday first.
+    pub fn days(self) -> Vec<chrono::Weekday> {
+        WEEK.iter()
+            .map(|(d, _, _)| *d)
+            .filter(|d| self.contains(*d))
+            .collect()
+    }
+
+    /// 「毎日」 or 「月・水・金曜日」; in English "every day" or "Mon, Wed, Fri".
+    pub fn words(self, en: bool) -> String {
+        if self.is_every_day() {
+            return if en { "every day" } else { "毎日" }.into();
+        }
+        let names: Vec<&str> = WEEK
+            .iter()
+            .filter(|(d, _, _)| self.contains(*d))
+            .map(|(_, ja, e)| if en { *e } else { *ja })
+            .collect();
+        if en {
+            names.join(", ")
+        } else {
+            format!("{}曜日", names.join("・"))
+        }
+    }
+}
+
+/// The week as the form shows it: (day, 月, Mon).
+pub const WEEK: [(chrono::Weekday, &str, &str); 7] = [
+    (chrono::Weekday::Mon, "月", "Mon"),
+    (chrono::Weekday::Tue, "火", "Tue"),
+    (chrono::Weekday::Wed, "水", "Wed"),
+    (chrono::Weekday::Thu, "木", "Thu"),
+    (chrono::Weekday::Fri, "金", "Fri"),
+    (chrono::Weekday::Sat, "土", "Sat"),
+    (chrono::Weekday::Sun, "日", "Sun"),
+];
+
+/// Most times a day a schedule may name (one an hour).
+pub const MAX_TIMES_A_DAY: usize = 24;
+
+/// A tenant's own extract schedule, set by its administrator: on the
+/// chosen days of the week, at each of the chosen times (Japan time), a
+/// full extract or a difference extract (a full one when the target holds
+/// none). Without one, the server-wide interval (`--extract-every`)
+/// applies to the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSchedule {
-    pub daily_at: chrono::NaiveTime,
+    /// Sorted, no time twice, 1 to [`MAX_TIMES_A_DAY`].
+    pub times: Vec<chrono::NaiveTime>,
+    pub weekdays: Weekdays,
     pub kind: Kind,
 }
 
+fn invalid_schedule(field: &str, ja: &str, en: &str) -> ServiceError {
+    ServiceError::Invalid {
+        field: field.into(),
+        code: "invalid_extract_schedule",
+        message_ja: ja.into(),
+        message_en: en.into(),
+    }
+}
+
 impl TenantSchedule {
-    /// Reads the administrator's form: a time `HH:MM` (full-width digits
-    /// and `時`/`分` accepted) and `full` or `diff`.
-    pub fn parse(time: &str, kind: &str) -> Result<TenantSchedule, ServiceError> {
-        let bad = |field: &str, ja: &str, en: &str| ServiceError::Invalid {
-            field: field.into(),
-            code: "invalid_extract_schedule",
-            message_ja: ja.into(),
-            message_en: en.into(),
-        };
-        let t: String = time
+    /// Every day at one time.
+    pub fn daily(at: chrono::NaiveTime, kind: Kind) -> TenantSchedule {
+        TenantSchedule {
+            times: vec![at],
+            weekdays: Weekdays::EVERY_DAY,
+            kind,
+        }
+    }
+
+    /// Reads the administrator's form: times `HH:MM` separated by commas,
+    /// 「、」, 「・」 or spaces (full-width digits and `時`/`分` accepted),
+    /// the chosen days (None: every day; Some and empty is refused) and
+    /// `full` or `diff`. Every error is typed, in Japanese and English.
+    pub fn parse(
+        times: &str,
+        weekdays: Option<&[chrono::Weekday]>,
+        kind: &str,
+    ) -> Result<TenantSchedule, ServiceError> {
+        let normal: String = times
             .trim()
             .chars()
             .map(|c| match c {
                 '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
                 '：' | '時' => ':',
                 '分' => ' ',
+                '、' | '，' | '・' | ',' | '　' | '\n' | '\r' | '\t' => ' ',
                 c => c,
             })
             .collect();
-        let daily_at = chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| {
-            bad(
-                "daily_at",
-                "時刻は 02:00 のように24時間制の時:分で入力してください。",
-                "Enter the time as hours:minutes, 24-hour (e.g. 02:00).",
-            )
-        })?;
+        let bad_time = |t: &str| {
+            let shown: String = t.chars().take(20).collect();
+            ServiceError::Invalid {
+                field: "times".into(),
+                code: "invalid_extract_schedule",
+                message_ja: format!(
+                    "時刻「{shown}」が読めません。時刻は 02:00 のように24時間制の時:分で入力してください（複数はカンマで区切ります）。"
+                ),
+                message_en: format!(
+                    "The time \"{shown}\" cannot be read. Enter times as hours:minutes, 24-hour (e.g. 02:00), several separated by commas."
+                ),
+            }
+        };
+        let mut list = Vec::new();
+        for t in normal.split_whitespace() {
+            let at = chrono::NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| bad_time(t))?;
+            list.push(at);
+        }
+        if list.is_empty() {
+            return Err(invalid_schedule(
+                "times",
+                "時刻を入力してください（例 02:00。複数はカンマで区切ります）。",
+                "Enter at least one time (e.g. 02:00; several separated by commas).",
+            ));
+        }
+        list.sort();
+        list.dedup();
+        if list.len() > MAX_TIMES_A_DAY {
+            return Err(invalid_schedule(
+                "times",
+                "時刻は1日24回までにしてください。",
+                "At most 24 times a day.",
+            ));
+        }
+        let weekdays = match weekdays {
+            None => Weekdays::EVERY_DAY,
+            Some(days) => Weekdays::of(days).ok_or_else(|| {
+                invalid_schedule(
+                    "weekdays",
+                    "抽出する曜日を一つ以上選んでください。",
+                    "Choose at least one day of the week.",
+                )
+            })?,
+        };
         let kind = kind.trim().parse::<Kind>().map_err(|_| {
-            bad(
+            invalid_schedule(
                 "kind",
                 "抽出の種類は全件か差分を選んでください。",
                 "Choose a full or a difference extract.",
             )
         })?;
-        Ok(TenantSchedule { daily_at, kind })
+        Ok(TenantSchedule {
+            times: list,
+            weekdays,
+            kind,
+        })
+    }
+
+    /// The times as stored and shown: `02:00,14:00`.
+    pub fn times_text(&self, sep: &str) -> String {
+        self.times
+            .iter()
+            .map(|t| t.format("%H:%M").to_string())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
+    /// The schedule in words: 「毎日 02:00・14:00 差分（最初は全件）」.
+    pub fn words(&self, en: bool) -> String {
+        let kind = match (self.kind, en) {
+            (Kind::Full, false) => "全件",
+            (Kind::Full, true) => "full",
+            (Kind::Diff, false) => "差分（最初は全件）",
+            (Kind::Diff, true) => "difference (a full one first)",
+        };
+        if en {
+            format!(
+                "{} at {}, {kind}",
+                self.weekdays.words(true),
+                self.times_text(", ")
+            )
+        } else {
+            format!(
+                "{} {} {kind}",
+                self.weekdays.words(false),
+                self.times_text("・")
+            )
+        }
+    }
+
+    /// The latest slot at or before `now`: a chosen time on a chosen day
+    /// in Japan (None only for a schedule without times).
+    pub fn last_slot(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let jst = crate::service::clock::jst();
+        let today = now.with_timezone(&jst).date_naive();
+        for back in 0..=7 {
+            let day = today - chrono::Days::new(back);
+            if !self.weekdays.contains(day.weekday()) {
+                continue;
+            }
+            for t in self.times.iter().rev() {
+                let slot = day
+                    .and_time(*t)
+                    .and_local_timezone(jst)
+                    .single()
+                    .map(|d| d.with_timezone(&chrono::Utc))?;
+                if slot <= now {
+                    return Some(slot);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -387,18 +583,24 @@ pub async fn tenant_schedule(
         .store()
         .read(Some(tenant), move |tx| {
             tx.query_opt(
-                "SELECT daily_at, kind FROM extract_schedules WHERE tenant = $1",
+                "SELECT times, weekdays, kind FROM extract_schedules WHERE tenant = $1",
                 &[t.as_str().into()],
             )?
-            .map(|r| Ok::<_, crate::store::StoreError>((r.text(0)?, r.text(1)?)))
+            .map(|r| Ok::<_, crate::store::StoreError>((r.text(0)?, r.int(1)?, r.text(2)?)))
             .transpose()
         })
         .await?;
-    row.map(|(at, kind)| {
+    row.map(|(times, weekdays, kind)| {
         let corrupt = |e: String| ServiceError::from(crate::store::StoreError::Corrupt(e));
+        let times = times
+            .split(',')
+            .map(|t| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(format!("extract schedule {times}: {e}")))?;
         Ok(TenantSchedule {
-            daily_at: chrono::NaiveTime::parse_from_str(&at, "%H:%M")
-                .map_err(|e| corrupt(format!("extract schedule {at}: {e}")))?,
+            times,
+            weekdays: Weekdays::from_bits(weekdays)
+                .ok_or_else(|| corrupt(format!("extract schedule weekdays {weekdays}")))?,
             kind: kind.parse().map_err(corrupt)?,
         })
     })
@@ -419,14 +621,15 @@ pub async fn set_tenant_schedule(
     registry
         .store()
         .write(Some(tenant), move |tx| {
-            match schedule {
+            match &schedule {
                 Some(sc) => {
                     tx.execute(
-                        "INSERT INTO extract_schedules (tenant, daily_at, kind, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (tenant) DO UPDATE SET daily_at = excluded.daily_at, kind = excluded.kind, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                        "INSERT INTO extract_schedules (tenant, times, weekdays, kind, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (tenant) DO UPDATE SET times = excluded.times, weekdays = excluded.weekdays, kind = excluded.kind, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
                         &[
                             t.as_str().into(),
-                            sc.daily_at.format("%H:%M").to_string().as_str().into(),
+                            sc.times_text(",").as_str().into(),
+                            sc.weekdays.bits().into(),
                             sc.kind.as_str().into(),
                             (&actor.operator).into(),
                             now.into(),
@@ -449,9 +652,10 @@ pub async fn set_tenant_schedule(
                     terminal: actor.terminal.clone(),
                     function: "settings.extract_schedule".into(),
                     target: String::new(),
-                    detail: match schedule {
+                    detail: match &schedule {
                         Some(sc) => serde_json::json!({
-                            "daily_at": sc.daily_at.format("%H:%M").to_string(),
+                            "times": sc.times_text(","),
+                            "weekdays": sc.weekdays.bits(),
                             "kind": sc.kind.as_str(),
                         }),
                         None => serde_json::json!({ "server_default": true }),
@@ -465,41 +669,75 @@ pub async fn set_tenant_schedule(
         .await
 }
 
-/// The latest time at or before `now` that is `daily_at` in Japan.
-pub fn last_slot(
-    daily_at: chrono::NaiveTime,
-    now: chrono::DateTime<chrono::Utc>,
-) -> chrono::DateTime<chrono::Utc> {
-    let jst = crate::service::clock::jst();
-    let local = now.with_timezone(&jst);
-    let today = local
-        .date_naive()
-        .and_time(daily_at)
-        .and_local_timezone(jst)
-        .single()
-        .map(|d| d.with_timezone(&chrono::Utc))
-        .unwrap_or(now);
-    if today <= now {
-        today
-    } else {
-        today - chrono::Duration::days(1)
-    }
+/// The last slot of the tenant's schedule that was handled (run, or found
+/// already covered at the target), as recorded in the database: a restart
+/// neither runs it again nor skips the next one.
+pub async fn handled_slot(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+    let t = tenant.clone();
+    let v = registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            tx.query_opt(
+                "SELECT slot FROM extract_slots WHERE tenant = $1",
+                &[t.as_str().into()],
+            )?
+            .map(|r| r.int(0))
+            .transpose()
+        })
+        .await?;
+    Ok(v.and_then(chrono::DateTime::from_timestamp_micros))
 }
 
-/// What the schedule remembers between ticks (in this process).
+/// Records `slot` as handled (never moving back).
+async fn record_handled(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    slot: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ServiceError> {
+    let (t, slot, at) = (
+        tenant.clone(),
+        slot.timestamp_micros(),
+        registry.clock().now().timestamp_micros(),
+    );
+    // Bookkeeping, no event: nobody waiting on commits needs waking.
+    registry
+        .store()
+        .write_quiet(Some(tenant), move |tx| {
+            tx.execute(
+                "INSERT INTO extract_slots (tenant, slot, handled_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant) DO UPDATE SET slot = excluded.slot, handled_at = excluded.handled_at \
+                 WHERE extract_slots.slot < excluded.slot",
+                &[t.as_str().into(), slot.into(), at.into()],
+            )?;
+            Ok::<_, ServiceError>(())
+        })
+        .await
+}
+
+/// What the schedule remembers between ticks in this process: only the
+/// server-wide interval's last run per tenant (a tenant's own schedule
+/// keeps its handled slot in the database, [`handled_slot`]).
 #[derive(Debug, Default)]
 pub struct ScheduleState {
-    /// Per tenant with its own schedule: the last daily slot handled.
-    handled: std::collections::HashMap<MunicipalityCode, chrono::DateTime<chrono::Utc>>,
     /// Per tenant on the server-wide interval: when it last ran.
     last_default: std::collections::HashMap<MunicipalityCode, chrono::DateTime<chrono::Utc>>,
 }
 
 /// One tick of the schedule for `tenant` at `now`: with the tenant's own
-/// schedule, once per daily slot (a slot missed while the server was down
-/// is made up once at start, unless the target already holds an extract
-/// made since that slot); otherwise the server-wide interval `every` (a
-/// difference extract when events came, a full one first).
+/// schedule, once per slot (slots missed while the server was down are
+/// made up by one run at start, unless the target already holds an
+/// extract made since the last of them; a difference covers every event
+/// since the previous extract, so nothing is lost by folding them);
+/// otherwise the server-wide interval `every` (a difference extract when
+/// events came, a full one first).
+///
+/// The handled slot is recorded after the extract is complete: a crash in
+/// between leaves an extract at the target made after the slot, which the
+/// next run finds (no second extract); a crash during the extract leaves
+/// no manifest and the slot unhandled, so it is run again (nothing skipped).
 pub async fn run_due(
     registry: &Registry,
     tenant: &MunicipalityCode,
@@ -512,8 +750,13 @@ pub async fn run_due(
     match tenant_schedule(registry, tenant).await? {
         Some(sc) => {
             state.last_default.remove(tenant);
-            let slot = last_slot(sc.daily_at, now);
-            if state.handled.get(tenant).is_some_and(|h| *h >= slot) {
+            let Some(slot) = sc.last_slot(now) else {
+                return Ok(None);
+            };
+            if handled_slot(registry, tenant)
+                .await?
+                .is_some_and(|h| h >= slot)
+            {
                 return Ok(None);
             }
             let last = last_complete(store, prefix, tenant).await?;
@@ -539,11 +782,10 @@ pub async fn run_due(
                     Kind::Diff => scheduled(registry, tenant, store, prefix).await?,
                 }
             };
-            state.handled.insert(tenant.clone(), slot);
+            record_handled(registry, tenant, slot).await?;
             Ok(out)
         }
         None => {
-            state.handled.remove(tenant);
             let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
             if state
                 .last_default
@@ -559,14 +801,15 @@ pub async fn run_due(
     }
 }
 
-/// Runs the schedule for `tenants` until the task is dropped: each
-/// tenant's own daily schedule if its administrator set one, else every
-/// `every` (the server-wide default). Checked every minute (or `every`,
-/// if shorter); failures are logged and retried at the next tick (a failed
-/// run leaves no manifest, so nothing is skipped).
+/// Runs the schedule for every tenant until the task is dropped: each
+/// tenant's own schedule if its administrator set one, else every `every`
+/// (the server-wide default). The tenant list is read at every tick, so a
+/// tenant created after start is scheduled from its first minute. Checked
+/// every minute (or `every`, if shorter); failures are logged and retried
+/// at the next tick (a failed run leaves no manifest and its slot
+/// unhandled, so nothing is skipped).
 pub fn spawn_schedule(
     registry: Registry,
-    tenants: Vec<MunicipalityCode>,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     every: std::time::Duration,
@@ -577,7 +820,14 @@ pub fn spawn_schedule(
         loop {
             tick.tick().await;
             let now = registry.clock().now();
-            for t in &tenants {
+            let tenants = match registry.tenants().await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "linkage: cannot read the tenant list; retried at the next run");
+                    continue;
+                }
+            };
+            for t in tenants.iter().map(|t| &t.municipality_code) {
                 if let Err(e) = run_due(
                     &registry,
                     t,
@@ -594,4 +844,143 @@ pub fn spawn_schedule(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveTime, TimeZone, Utc, Weekday};
+
+    fn t(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    /// A moment in Japan time, as UTC.
+    fn jst(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> chrono::DateTime<Utc> {
+        crate::service::clock::jst()
+            .with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn invalid_field(e: ServiceError) -> (String, String, String) {
+        match e {
+            ServiceError::Invalid {
+                field,
+                message_ja,
+                message_en,
+                ..
+            } => (field, message_ja, message_en),
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn several_times_a_day_are_read_sorted_without_repeats() {
+        let sc = TenantSchedule::parse("14:00、０２：００, 02:00 ・23:59", None, "diff").unwrap();
+        assert_eq!(sc.times, vec![t(2, 0), t(14, 0), t(23, 59)]);
+        assert_eq!(sc.weekdays, Weekdays::EVERY_DAY);
+        assert_eq!(
+            sc.words(false),
+            "毎日 02:00・14:00・23:59 差分（最初は全件）"
+        );
+        assert_eq!(
+            sc.words(true),
+            "every day at 02:00, 14:00, 23:59, difference (a full one first)"
+        );
+        let days = [Weekday::Mon, Weekday::Wed, Weekday::Fri];
+        let sc = TenantSchedule::parse("3時30分", Some(&days), "full").unwrap();
+        assert_eq!(sc.times, vec![t(3, 30)]);
+        assert_eq!(sc.weekdays.days(), days.to_vec());
+        assert_eq!(sc.words(false), "月・水・金曜日 03:30 全件");
+        assert_eq!(sc.words(true), "Mon, Wed, Fri at 03:30, full");
+    }
+
+    #[test]
+    fn bad_schedules_are_refused_in_both_languages() {
+        let every: Vec<String> = (0..25).map(|h| format!("{:02}:{:02}", h % 24, h)).collect();
+        for (times, days, kind, field) in [
+            ("", None, "diff", "times"),
+            ("02:00, 25:00", None, "diff", "times"),
+            ("2時", None, "diff", "times"),
+            ("02:00", Some(&[][..]), "diff", "weekdays"),
+            ("02:00", None, "weekly", "kind"),
+            (&every.join(","), None, "diff", "times"),
+        ] {
+            let (f, ja, en) = invalid_field(TenantSchedule::parse(times, days, kind).unwrap_err());
+            assert_eq!(f, field, "{times}");
+            assert!(
+                ja.contains("入力") || ja.contains("選んで") || ja.contains("まで"),
+                "{ja}"
+            );
+            assert!(!en.is_empty() && !en.contains('。'), "{en}");
+        }
+        // The unreadable time is named in the message.
+        let (_, ja, en) =
+            invalid_field(TenantSchedule::parse("02:00, 25:00", None, "diff").unwrap_err());
+        assert!(
+            ja.contains("「25:00」") && en.contains("\"25:00\""),
+            "{ja} {en}"
+        );
+    }
+
+    #[test]
+    fn weekdays_round_trip_through_their_bits() {
+        assert_eq!(Weekdays::from_bits(127), Some(Weekdays::EVERY_DAY));
+        assert_eq!(Weekdays::from_bits(0), None);
+        assert_eq!(Weekdays::from_bits(128), None);
+        assert_eq!(Weekdays::from_bits(-1), None);
+        let w = Weekdays::of(&[Weekday::Sun, Weekday::Mon]).unwrap();
+        assert_eq!(w.bits(), 1 | 64);
+        assert_eq!(Weekdays::from_bits(w.bits()), Some(w));
+        assert_eq!(w.words(false), "月・日曜日");
+    }
+
+    #[test]
+    fn the_last_slot_is_the_latest_chosen_time_on_a_chosen_day_in_japan() {
+        // 2026-12-07 is a Monday.
+        let sc = TenantSchedule {
+            times: vec![t(2, 0), t(14, 0)],
+            weekdays: Weekdays::of(&[Weekday::Mon, Weekday::Wed]).unwrap(),
+            kind: Kind::Diff,
+        };
+        // Monday 01:00 in Japan: the previous Wednesday's 14:00.
+        assert_eq!(
+            sc.last_slot(jst(2026, 12, 7, 1, 0)),
+            Some(jst(2026, 12, 2, 14, 0))
+        );
+        // Exactly at a slot: that slot.
+        assert_eq!(
+            sc.last_slot(jst(2026, 12, 7, 2, 0)),
+            Some(jst(2026, 12, 7, 2, 0))
+        );
+        assert_eq!(
+            sc.last_slot(jst(2026, 12, 7, 13, 59)),
+            Some(jst(2026, 12, 7, 2, 0))
+        );
+        // Tuesday is not chosen: still Monday's 14:00 late on Tuesday.
+        assert_eq!(
+            sc.last_slot(jst(2026, 12, 8, 23, 59)),
+            Some(jst(2026, 12, 7, 14, 0))
+        );
+        // Japan's day, not UTC's: Wednesday 02:00 in Japan is Tuesday 17:00 UTC.
+        assert_eq!(
+            sc.last_slot(Utc.with_ymd_and_hms(2026, 12, 8, 17, 0, 0).unwrap()),
+            Some(jst(2026, 12, 9, 2, 0))
+        );
+        // One day a week, one time: a week back at most.
+        let weekly = TenantSchedule {
+            times: vec![t(23, 0)],
+            weekdays: Weekdays::of(&[Weekday::Sun]).unwrap(),
+            kind: Kind::Full,
+        };
+        assert_eq!(
+            weekly.last_slot(jst(2026, 12, 13, 22, 59)),
+            Some(jst(2026, 12, 6, 23, 0))
+        );
+        assert_eq!(
+            TenantSchedule::daily(t(2, 0), Kind::Full).last_slot(jst(2026, 12, 7, 1, 0)),
+            Some(jst(2026, 12, 6, 2, 0))
+        );
+    }
 }

@@ -739,9 +739,10 @@ pub async fn list_events(
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
             break events;
         }
-        // Woken by a commit of this process; other processes' commits
-        // (PostgreSQL) are found by the fallback poll.
-        let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        // Woken by a commit of this process, and on PostgreSQL by other
+        // processes' events (`store::listen`); the fallback poll bounds a
+        // lost wake-up (a listener reconnecting).
+        let poll = tokio::time::Instant::now() + s.registry.feed_poll();
         tokio::select! {
             _ = commits.changed() => {}
             _ = tokio::time::sleep_until(poll.min(deadline)) => {}

@@ -247,6 +247,10 @@ pub struct Registry {
     extract_every: u64,
     /// Where filing statuses are told to the citizen portal (申請管理).
     pub(crate) portal_link: Option<Arc<super::inbox::PortalLink>>,
+    /// How often a waiting long poll of the feed reads again without
+    /// being woken (a lost wake-up's bound: other processes' commits on
+    /// PostgreSQL wake it through `LISTEN`/`NOTIFY`).
+    feed_poll: std::time::Duration,
 }
 
 impl Registry {
@@ -261,7 +265,18 @@ impl Registry {
             extract_target: None,
             extract_every: 3600,
             portal_link: None,
+            feed_poll: std::time::Duration::from_millis(500),
         }
+    }
+
+    /// The feed's fallback poll while a long poll waits (default 500 ms).
+    pub fn with_feed_poll(mut self, every: std::time::Duration) -> Self {
+        self.feed_poll = every.max(std::time::Duration::from_millis(10));
+        self
+    }
+
+    pub fn feed_poll(&self) -> std::time::Duration {
+        self.feed_poll
     }
 
     /// The registry writing file-linkage extracts to `target`.

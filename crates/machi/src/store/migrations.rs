@@ -785,6 +785,38 @@ CREATE POLICY tenant_isolation ON extract_schedules
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+/// File linkage: a schedule of several times a day on chosen days of the
+/// week (`daily_at` becomes `times`, comma-separated `HH:MM`; `weekdays`
+/// a bit set, Monday = 1 … Sunday = 64, every day = 127 for the rows
+/// from before), and the last handled slot per tenant, so that a restart
+/// neither repeats nor skips a slot.
+macro_rules! v27_common {
+    () => {
+        r#"
+ALTER TABLE extract_schedules RENAME COLUMN daily_at TO times;
+ALTER TABLE extract_schedules ADD COLUMN weekdays BIGINT NOT NULL DEFAULT 127;
+CREATE TABLE extract_slots (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
+    slot BIGINT NOT NULL,
+    handled_at BIGINT NOT NULL
+);
+"#
+    };
+}
+
+const V27_SQLITE: &str = v27_common!();
+
+const V27_POSTGRES: &str = concat!(
+    v27_common!(),
+    r#"
+GRANT SELECT, INSERT, UPDATE ON extract_slots TO machi_app;
+ALTER TABLE extract_slots ENABLE ROW LEVEL SECURITY;
+ALTER TABLE extract_slots FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON extract_slots
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
 /// Index-backed search (j330, j340): ranked exact → prefix → contains over
 /// the folded keys of names, furigana and addresses.
 ///
@@ -1205,6 +1237,12 @@ pub fn all() -> Vec<Migration> {
             name: "search: one- and two-character postings (resident_gram), re-fold progress",
             sqlite: V25_SQLITE,
             postgres: V25_POSTGRES,
+        },
+        Migration {
+            version: 27,
+            name: "file linkage: several extract times a day on chosen weekdays, the handled slot kept",
+            sqlite: V27_SQLITE,
+            postgres: V27_POSTGRES,
         },
     ]
 }

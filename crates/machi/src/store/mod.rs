@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod db;
 pub mod grants;
 pub mod hooks;
+pub mod listen;
 mod migrations;
 pub mod oversight;
 pub mod pending;
@@ -168,8 +169,9 @@ pub struct Store {
     /// Seals and opens 個人番号 for every transaction (see [`Tx::tenant_keys`]).
     keyring: Arc<Keyring>,
     /// Counts this process's committed writes: long polls and the webhook
-    /// worker wake on it instead of polling (other processes' commits are
-    /// found by their fallback poll).
+    /// worker wake on it instead of polling. On PostgreSQL other
+    /// processes' outbox events bump it too (`LISTEN`/`NOTIFY`, see
+    /// [`listen`]); their fallback poll stays for a lost connection.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -339,10 +341,19 @@ impl r2d2::ManageConnection for SqliteManager {
 pub struct PgConn {
     client: Option<postgres::Client>,
     statements: db::PgStatements,
+    /// This connection's backend process id, listed in `own` while it is
+    /// open (the listener ignores notifications of this store's own
+    /// commits, which bumped the counter already).
+    backend_pid: i32,
+    own: listen::OwnBackends,
 }
 
 impl Drop for PgConn {
     fn drop(&mut self) {
+        self.own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.backend_pid);
         // Closing a synchronous client blocks on its own runtime, which
         // tokio forbids on an async thread: close it on a thread of its own.
         if let Some(client) = self.client.take()
@@ -356,6 +367,7 @@ impl Drop for PgConn {
 #[derive(Clone)]
 struct PgManager {
     config: postgres::Config,
+    own: listen::OwnBackends,
 }
 
 impl r2d2::ManageConnection for PgManager {
@@ -366,16 +378,23 @@ impl r2d2::ManageConnection for PgManager {
         // A superuser bypasses row-level security: act as the application
         // role instead, so the policies apply.
         let row = client.query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            "SELECT rolsuper, pg_backend_pid() FROM pg_roles WHERE rolname = current_user",
             &[],
         )?;
         let is_super: bool = row.try_get(0)?;
+        let backend_pid: i32 = row.try_get(1)?;
         if is_super {
             client.batch_execute("SET ROLE machi_app")?;
         }
+        self.own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(backend_pid);
         Ok(PgConn {
             client: Some(client),
             statements: HashMap::new(),
+            backend_pid,
+            own: self.own.clone(),
         })
     }
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -487,12 +506,14 @@ impl Store {
             let tx = client.build_transaction().read_only(true).start()?;
             records::check_keyring(&mut Tx::postgres(tx, &mut statements, &keyring))?;
         }
+        let own = listen::OwnBackends::default();
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(PgManager {
                 config: config.clone(),
+                own: own.clone(),
             })?;
         let grouped = std::env::var(PG_GROUP_COMMIT_ENV).map_or(true, |v| v.trim() != "off");
         let appenders = if grouped {
@@ -501,6 +522,7 @@ impl Store {
                     pg_writer::PgWriter::start(
                         PgManager {
                             config: config.clone(),
+                            own: own.clone(),
                         },
                         keyring.clone(),
                     )
@@ -510,6 +532,9 @@ impl Store {
             tracing::info!("{PG_GROUP_COMMIT_ENV}=off: appends commit one by one");
             Vec::new()
         };
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
+        listen::spawn(config, Arc::downgrade(&commits), own)
+            .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner::Postgres {
                 pool,
@@ -517,7 +542,7 @@ impl Store {
                 appenders,
             }),
             keyring,
-            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            commits,
         })
     }
 
@@ -741,7 +766,9 @@ impl Inner {
             }
             Inner::Postgres { pool, waiting, .. } => {
                 let mut conn = checkout(pool, waiting, None).map_err(|e| E::from(e.into()))?;
-                let PgConn { client, statements } = &mut *conn;
+                let PgConn {
+                    client, statements, ..
+                } = &mut *conn;
                 let client = client
                     .as_mut()
                     .ok_or_else(|| E::from(StoreError::Task("closed connection".into())))?;

@@ -136,6 +136,7 @@ fn run(
         let Some(PgConn {
             client: Some(client),
             statements,
+            ..
         }) = conn.as_mut()
         else {
             continue;

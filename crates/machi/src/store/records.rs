@@ -1496,6 +1496,14 @@ pub fn append_event(
             at.into(),
         ],
     )?;
+    if tx.backend() == super::Backend::Postgres {
+        // Delivered at commit to every listening process (see
+        // `store::listen`); the tenant only, never personal data.
+        tx.execute(
+            &format!("SELECT pg_notify('{}', $1)", super::listen::CHANNEL),
+            &[tenant.as_str().into()],
+        )?;
+    }
     Ok(())
 }
 

@@ -410,8 +410,16 @@ struct AccountsPage {
     issuer: (String, String),
     /// 手数料 per certificate copy (None before a certifying officer is set).
     certificate_fee: Option<i64>,
-    /// File linkage: the tenant's own schedule (time, kind), if set.
-    extract_schedule: Option<(String, String)>,
+    /// File linkage: the tenant's own schedule in words, if set.
+    extract_schedule: Option<String>,
+    /// The form: which choice is ticked (`daily`, `weekdays`, `default`).
+    extract_mode: &'static str,
+    /// The times as typed: 「02:00, 14:00」.
+    extract_times: String,
+    /// The days of the week: (form value, label, ticked).
+    extract_days: Vec<(&'static str, &'static str, bool)>,
+    /// `diff` or `full`.
+    extract_kind: &'static str,
     /// The server-wide default in words.
     extract_default: String,
     /// Whether this server writes scheduled extracts at all.
@@ -498,15 +506,30 @@ async fn accounts_page(
         Ok(i) => i.map(|i| (i.title, i.name)).unwrap_or_default(),
         Err(e) => return ctx.error(&ServiceError::from(e).into()),
     };
-    let extract_schedule = match crate::linkage::tenant_schedule(&s.registry, tenant).await {
-        Ok(sc) => sc.map(|sc| {
-            (
-                sc.daily_at.format("%H:%M").to_string(),
-                sc.kind.as_str().to_string(),
-            )
-        }),
+    let schedule = match crate::linkage::tenant_schedule(&s.registry, tenant).await {
+        Ok(sc) => sc,
         Err(e) => return ctx.error(&e.into()),
     };
+    let extract_schedule = schedule.as_ref().map(|sc| sc.words(ctx.lang.en));
+    let extract_mode = match &schedule {
+        None => "default",
+        Some(sc) if sc.weekdays.is_every_day() => "daily",
+        Some(_) => "weekdays",
+    };
+    let extract_times = schedule
+        .as_ref()
+        .map_or_else(|| "02:00".to_string(), |sc| sc.times_text(", "));
+    let extract_days = crate::linkage::WEEK
+        .iter()
+        .map(|(d, ja, en)| {
+            (
+                weekday_value(*d),
+                if ctx.lang.en { *en } else { *ja },
+                schedule.as_ref().is_some_and(|sc| sc.weekdays.contains(*d)),
+            )
+        })
+        .collect();
+    let extract_kind = schedule.as_ref().map_or("diff", |sc| sc.kind.as_str());
     let hook_alerts = match s.registry.hook_alerts(tenant).await {
         Ok(a) => a,
         Err(e) => return ctx.error(&e.into()),
@@ -574,6 +597,10 @@ async fn accounts_page(
         issuer,
         certificate_fee: s.registry.certificate_fee(tenant).await.ok().flatten(),
         extract_schedule,
+        extract_mode,
+        extract_times,
+        extract_days,
+        extract_kind,
         extract_default: {
             let secs = s.registry.extract_every();
             let every = if secs.is_multiple_of(3600) {
@@ -888,8 +915,22 @@ pub async fn set_certificate_fee(
     accounts_page(&s, &ctx, &tenant, result).await
 }
 
-/// File linkage: the tenant's own extract schedule (a daily time and full
-/// or difference), or back to the server-wide default (`mode=default`).
+/// A day of the week as the schedule form sends it.
+fn weekday_value(d: chrono::Weekday) -> &'static str {
+    match d {
+        chrono::Weekday::Mon => "mon",
+        chrono::Weekday::Tue => "tue",
+        chrono::Weekday::Wed => "wed",
+        chrono::Weekday::Thu => "thu",
+        chrono::Weekday::Fri => "fri",
+        chrono::Weekday::Sat => "sat",
+        chrono::Weekday::Sun => "sun",
+    }
+}
+
+/// File linkage: the tenant's own extract schedule (times of the day,
+/// every day (`mode=daily`) or on ticked days (`mode=weekdays`), full or
+/// difference), or back to the server-wide default (`mode=default`).
 pub async fn set_extract_schedule(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -900,10 +941,26 @@ pub async fn set_extract_schedule(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let schedule = if f.text("mode") == "default" {
-        Ok(None)
-    } else {
-        crate::linkage::TenantSchedule::parse(&f.text("daily_at"), &f.text("kind")).map(Some)
+    let schedule = match f.text("mode").as_str() {
+        "default" => Ok(None),
+        // Chosen days: the ticked boxes (none ticked is refused).
+        "weekdays" => {
+            let days: Vec<chrono::Weekday> = f
+                .all("weekday")
+                .into_iter()
+                .filter_map(|v| {
+                    crate::linkage::WEEK
+                        .iter()
+                        .map(|(d, _, _)| *d)
+                        .find(|d| weekday_value(*d) == v)
+                })
+                .collect();
+            crate::linkage::TenantSchedule::parse(&f.text("times"), Some(&days), &f.text("kind"))
+                .map(Some)
+        }
+        _ => {
+            crate::linkage::TenantSchedule::parse(&f.text("times"), None, &f.text("kind")).map(Some)
+        }
     };
     let result = match schedule {
         Ok(sc) => {

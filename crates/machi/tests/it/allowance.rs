@@ -33,6 +33,7 @@ both_backends!(
     an_ended_entitlement_is_paid_once_specially_and_never_again,
     a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once,
     staff_change_their_password_and_a_supervisor_issues_a_temporary_one,
+    a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_claimed_back,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -1963,4 +1964,195 @@ async fn staff_change_their_password_and_a_supervisor_issues_a_temporary_one(db:
     );
     assert!(log.contains("パスワード変更の失敗"));
     assert!(!log.contains("password_reset") && !log.contains(&temporary));
+}
+
+/// 過払: the younger child's move-out on 20 May 2025 reaches the system
+/// only after the August and October files paid June to September for two
+/// children. Each month is recorded as overpaid with its reason (第9条第3項)
+/// and the rule of what is due now; the December file withholds what it
+/// can (内払調整, 第13条) and the rest becomes a 返還請求, never withheld
+/// again; the event redelivered records nothing twice.
+async fn a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_claimed_back(
+    db: TestDb,
+) {
+    use machi_allowance::audit::{Action, Entry};
+    use machi_allowance::rules::{PayRule, Recovery, Reduction};
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let jiro = a.rows[3].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-11-20"));
+    let id = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let approve = |on: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .approve_payment(
+                    PayRule::Regular,
+                    d(on),
+                    Entry::new(SUPERVISOR, "", Action::PaymentApproved, String::new()),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // June ¥25,000 (二郎 under 3 through June), July to September ¥20,000.
+    assert_eq!(approve("2025-08-01").await.unwrap().total, 45_000);
+    assert_eq!(approve("2025-10-01").await.unwrap().total, 40_000);
+    assert!(store.recoveries(id).await.unwrap().is_empty());
+    // 二郎's move-out, planned for 20 May 2025, reaches the registry now.
+    t.submit(
+        json!({"effective_date": "2025-05-20", "command": {"type": "move_out", "persons": [jiro],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    catch_up(&t.db.registry, &w).await;
+    let rec = store.recoveries(id).await.unwrap();
+    let view: Vec<(YearMonth, i64, i64, i64)> = rec
+        .iter()
+        .map(|r| (r.month, r.paid, r.due, r.amount))
+        .collect();
+    // Counted through May, reduced from June (第9条第3項): 一郎 alone,
+    // ¥10,000 (3 and over).
+    assert_eq!(
+        view,
+        vec![
+            (ym(2025, 6), 25_000, 10_000, 15_000),
+            (ym(2025, 7), 20_000, 10_000, 10_000),
+            (ym(2025, 8), 20_000, 10_000, 10_000),
+            (ym(2025, 9), 20_000, 10_000, 10_000),
+        ]
+    );
+    assert!(rec.iter().all(|r| r.reduction
+        == Reduction::ChildLeft {
+            key: jiro.clone(),
+            on: d("2025-05-20")
+        }
+        && r.state() == Recovery::AwaitingOffset
+        && r.event_id.is_some()));
+    // Every event delivered again (a rewound cursor): nothing new.
+    for e in w.client.events(0, 0).await.unwrap() {
+        assert!(!w.handle(&e).await.unwrap());
+    }
+    assert_eq!(store.recoveries(id).await.unwrap(), rec);
+    // December: October and November are due (¥10,000 each); the ¥20,000
+    // is withheld — June's ¥15,000 and ¥5,000 of July's — and nothing is
+    // transferred.
+    let lines = payment_lines(&store, ym(2025, 12)).await.unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (l.claim_id, l.amount, l.offset))
+            .collect::<Vec<_>>(),
+        vec![(id, 20_000, 20_000)]
+    );
+    let dec = approve("2025-12-01").await.unwrap();
+    assert_eq!(dec.total, 0);
+    let rec = store.recoveries(id).await.unwrap();
+    let view: Vec<(YearMonth, i64, Recovery)> = rec
+        .iter()
+        .map(|r| (r.month, r.remaining(), r.state()))
+        .collect();
+    assert_eq!(
+        view,
+        vec![
+            (ym(2025, 6), 0, Recovery::Settled),
+            (ym(2025, 7), 5_000, Recovery::Demanded),
+            (ym(2025, 8), 10_000, Recovery::Demanded),
+            (ym(2025, 9), 10_000, Recovery::Demanded),
+        ]
+    );
+    assert!(rec.iter().skip(1).all(|r| r.demanded_run == Some(dec.id)));
+    // February: the 返還請求 is not withheld again; the months are paid.
+    let feb = payment_lines(&store, ym(2026, 2)).await.unwrap();
+    assert_eq!(
+        feb.iter().map(|l| (l.amount, l.offset)).collect::<Vec<_>>(),
+        vec![(20_000, 0)]
+    );
+    // The months stay paid once: the overpaid months are not paid again,
+    // and the withheld months are on record at their full amount.
+    let paid = store.paid_months(id).await.unwrap();
+    assert_eq!(
+        paid.iter().map(|p| (p.0.iso(), p.1)).collect::<Vec<_>>(),
+        vec![
+            ("2025-06".to_string(), 25_000),
+            ("2025-07".to_string(), 20_000),
+            ("2025-08".to_string(), 20_000),
+            ("2025-09".to_string(), 20_000),
+            ("2025-10".to_string(), 10_000),
+            ("2025-11".to_string(), 10_000),
+        ]
+    );
+    // The file and the pages, in words.
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+    let csv = get_as(&http, &boss, format!("{base}/payments/runs/{}.csv", dec.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(&format!(
+            "{id},{head},架空　太郎,2025-12,2025-10 2025-11,20000,定例払（児童手当法第8条第4項本文）,20000,0"
+        )),
+        "{csv}"
+    );
+    let run = get_as(&http, &boss, format!("{base}/payments/runs/{}", dec.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    crate::readable::assert_readable(&run, "/payments/runs/{id}");
+    assert!(
+        run.contains("過払の差引") && run.contains("第13条"),
+        "{run}"
+    );
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let html = get_as(&http, &clerk.unwrap(), format!("{base}/claims/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    crate::readable::assert_readable(&html, "/claims/{id}");
+    for words in [
+        "過払（返還金）",
+        "令和7年6月",
+        "令和7年9月",
+        "架空　二郎が監護を離れた",
+        "児童手当法第9条第3項",
+        "令和7年5月20日の異動",
+        "架空　一郎（第1子）10,000円",
+        "精算済み",
+        "返還請求",
+        "残り5,000円",
+        "返還を求める額 25,000円",
+    ] {
+        assert!(html.contains(words), "{words}: {html}");
+    }
 }

@@ -39,6 +39,7 @@ both_backends!(
     two_workers_deliver_each_event_once,
     a_pause_stops_a_subscription_kept_while_caught_up,
     bad_subscriptions_are_refused_in_both_languages,
+    another_servers_commit_wakes_the_long_poll_and_the_worker,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -967,4 +968,153 @@ async fn bad_subscriptions_are_refused_in_both_languages(db: TestDb) {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, v) = call(&h.api, "GET", &path, None).await;
     assert!(v["subscriptions"].as_array().unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- two servers
+
+/// A long poll of the feed on server B, from `after`, waiting up to 20 s:
+/// the sequences it returned and how long it took.
+async fn long_poll(api: &Api, after: i64) -> (Vec<i64>, Duration) {
+    let start = Instant::now();
+    let uri = format!("/api/v1/tenants/{FUCHU}/events?after={after}&wait=20");
+    let (s, v) = call(api, "GET", &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let seqs = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_str().unwrap().parse().unwrap())
+        .collect();
+    (seqs, start.elapsed())
+}
+
+/// Two servers on one database (two stores, as two `machi serve` would
+/// have): a change committed through A reaches a long poll and a caught-up
+/// webhook subscription waiting on B. PostgreSQL: at once, through
+/// LISTEN/NOTIFY, although B's fallback polls are a minute long (a long
+/// poll of 20 s would otherwise answer empty), also after B's listening
+/// connection was killed (it reconnects). SQLite keeps one process per
+/// database file and no such channel: B finds A's commits by its poll
+/// (2 s here), which this checks too.
+async fn another_servers_commit_wakes_the_long_poll_and_the_worker(db: TestDb) {
+    use machi::store::{Backend, SqliteSync, Store};
+    let h = hub(db, Clock::System).await;
+    let pg = h.db.store.backend() == Backend::Postgres;
+    let poll = if pg {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(2)
+    };
+    // Within this the event must arrive: on PostgreSQL far below the poll.
+    let soon = if pg {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(8)
+    };
+    let store_b = Store::connect_with(
+        &h.db.location().await,
+        SqliteSync::Normal,
+        crate::support::test_keyring(),
+    )
+    .await
+    .unwrap();
+    let policy = h.worker_registry.hook_policy();
+    let registry_b = Registry::new(store_b.clone(), EraTable::standard(), Clock::System)
+        .with_hook_policy(policy)
+        .with_feed_poll(poll);
+    let api_b = Api {
+        router: api::app(AppState {
+            registry: registry_b.clone(),
+        }),
+        headers: h.api.headers.clone(),
+    };
+    let first = h.change().await;
+
+    // The feed on B, waiting; the change committed on A.
+    let waiting = tokio::spawn({
+        let api_b = Api {
+            router: api_b.router.clone(),
+            headers: api_b.headers.clone(),
+        };
+        async move { long_poll(&api_b, first).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = h.change().await;
+    let (got, took) = waiting.await.unwrap();
+    assert_eq!(got, vec![second]);
+    assert!(took < soon, "the long poll on B answered after {took:?}");
+
+    if pg {
+        // B's listening connection ended by the server: it reconnects, and
+        // the next change wakes B as fast again.
+        let url = h.db.url().unwrap();
+        let listeners = move |kill: bool| {
+            let url = url.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+                    let sql = if kill {
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND application_name = $1"
+                    } else {
+                        "SELECT pid FROM pg_stat_activity \
+                         WHERE datname = current_database() AND application_name = $1"
+                    };
+                    c.query(sql, &[&machi::store::listen::APPLICATION_NAME])
+                        .unwrap()
+                        .len()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(listeners(false).await, 2, "one listener per store");
+        assert_eq!(listeners(true).await, 2);
+        let start = Instant::now();
+        while listeners(false).await < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the listeners did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let waiting = tokio::spawn({
+            let api_b = Api {
+                router: api_b.router.clone(),
+                headers: api_b.headers.clone(),
+            };
+            async move { long_poll(&api_b, second).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let third = h.change().await;
+        let (got, took) = waiting.await.unwrap();
+        assert_eq!(got, vec![third]);
+        assert!(took < soon, "after the reconnect B answered after {took:?}");
+    }
+
+    // A webhook subscription served by B's worker, caught up and parked
+    // (no linger), gets A's next change.
+    let rx = Receiver::start().await;
+    let last = h.change().await;
+    h.subscribe(json!({"url": rx.url, "after": last})).await;
+    let _w = spawn_worker(
+        registry_b.clone(),
+        WorkerConfig {
+            linger: Duration::ZERO,
+            ..fast(poll.as_millis() as u64, 120_000)
+        },
+    )
+    .unwrap();
+    // Its first scan finds it caught up and parks it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(rx.all().is_empty());
+    let start = Instant::now();
+    let next = h.change().await;
+    let got = rx.wait_ok(1, Duration::from_secs(30)).await;
+    assert_eq!(seqs(&got), vec![next]);
+    assert!(
+        start.elapsed() < soon,
+        "B's worker delivered after {:?}",
+        start.elapsed()
+    );
 }

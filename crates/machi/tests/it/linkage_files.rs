@@ -25,6 +25,8 @@ both_backends!(
     the_tenant_administrator_makes_an_extract_through_the_api,
     a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise,
     the_tenant_administrator_sets_the_schedule_on_the_admin_page,
+    several_times_on_chosen_days_each_slot_once_across_restarts,
+    the_schedule_picks_up_a_tenant_created_after_it_started,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -395,7 +397,7 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
         ("02:00", "weekly"),
         ("", "diff"),
     ] {
-        let e = TenantSchedule::parse(time, kind).unwrap_err();
+        let e = TenantSchedule::parse(time, None, kind).unwrap_err();
         let machi::service::ServiceError::Invalid {
             message_ja,
             message_en,
@@ -411,24 +413,24 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
         assert!(!message_en.is_empty());
     }
     assert_eq!(
-        TenantSchedule::parse("０２：３０", "full")
+        TenantSchedule::parse("０２：３０", None, "full")
             .unwrap()
-            .daily_at
-            .format("%H:%M")
-            .to_string(),
+            .times_text(","),
         "02:30"
     );
     // Fuchu's administrator: every day, a full extract, at a time two
     // hours ago in Japan (so today's slot passed before the extracts above).
     let jst_now = (t0 + Duration::hours(9) - Duration::hours(2)).time();
     let daily_at = chrono::NaiveTime::from_hms_opt(jst_now.hour(), jst_now.minute(), 0).unwrap();
-    let sc = TenantSchedule {
-        daily_at,
-        kind: Kind::Full,
-    };
-    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
-        .await
-        .unwrap();
+    let sc = TenantSchedule::daily(daily_at, Kind::Full);
+    linkage::set_tenant_schedule(
+        &db.registry,
+        &fuchu,
+        Some(sc.clone()),
+        &Actor::system("admin1"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         linkage::tenant_schedule(&db.registry, &fuchu)
             .await
@@ -473,10 +475,7 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
     );
     // Difference instead: at the next slot, only if events came; an event
     // after the slot waits for the next one.
-    let sc = TenantSchedule {
-        daily_at,
-        kind: Kind::Diff,
-    };
+    let sc = TenantSchedule::daily(daily_at, Kind::Diff);
     linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
         .await
         .unwrap();
@@ -537,7 +536,7 @@ async fn the_tenant_administrator_sets_the_schedule_on_the_admin_page(db: TestDb
     let (status, _, page) = admin
         .post(
             "/ui/admin/extract-schedule",
-            &[("mode", "daily"), ("daily_at", "25:99"), ("kind", "full")],
+            &[("mode", "daily"), ("times", "25:99"), ("kind", "full")],
         )
         .await;
     assert!(status.is_client_error(), "{status}");
@@ -551,7 +550,7 @@ async fn the_tenant_administrator_sets_the_schedule_on_the_admin_page(db: TestDb
     let (status, _, page) = admin
         .post(
             "/ui/admin/extract-schedule",
-            &[("mode", "daily"), ("daily_at", "03:30"), ("kind", "full")],
+            &[("mode", "daily"), ("times", "03:30"), ("kind", "full")],
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -562,8 +561,64 @@ async fn the_tenant_administrator_sets_the_schedule_on_the_admin_page(db: TestDb
         .unwrap()
         .unwrap();
     assert_eq!(
-        (sc.daily_at.format("%H:%M").to_string(), sc.kind),
-        ("03:30".into(), Kind::Full)
+        (sc.times_text(","), sc.weekdays, sc.kind),
+        ("03:30".into(), linkage::Weekdays::EVERY_DAY, Kind::Full)
+    );
+    // Chosen days: none ticked is refused, nothing changes.
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[("mode", "weekdays"), ("times", "02:00"), ("kind", "diff")],
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(page.contains("曜日を一つ以上選んでください"), "{page}");
+    assert!(page.contains("毎日 03:30 全件"), "{page}");
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[
+                ("mode", "weekdays"),
+                ("weekday", "mon"),
+                ("weekday", "wed"),
+                ("times", "14:00、02:00"),
+                ("kind", "diff"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "/ui/admin/extract-schedule");
+    assert!(
+        page.contains("月・水曜日 02:00・14:00 差分（最初は全件）"),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="02:00, 14:00""#), "{page}");
+    let sc = linkage::tenant_schedule(&db.registry, &code(FUCHU))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sc.weekdays.days(),
+        vec![chrono::Weekday::Mon, chrono::Weekday::Wed]
+    );
+    // A bad second time: the message names it; the schedule stays.
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[
+                ("mode", "daily"),
+                ("times", "02:00, 26:00"),
+                ("kind", "diff"),
+            ],
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(page.contains("「26:00」"), "{page}");
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        Some(sc)
     );
     // Another municipality is not affected.
     assert_eq!(
@@ -596,4 +651,174 @@ async fn the_tenant_administrator_sets_the_schedule_on_the_admin_page(db: TestDb
             .unwrap(),
         None
     );
+}
+
+/// A moment in Japan time, as UTC.
+fn jst(d: chrono::NaiveDate, h: u32, m: u32) -> chrono::DateTime<chrono::Utc> {
+    d.and_hms_opt(h, m, 0)
+        .unwrap()
+        .and_local_timezone(chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// 02:00 and 14:00 on Mondays and Wednesdays, differences. Every tick
+/// below starts with a fresh in-memory state, as after a restart: the
+/// handled slot is in the database, so a slot is never run twice, and a
+/// slot passed while nothing ran is made up once, never skipped.
+async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb) {
+    use chrono::{Datelike, Days, NaiveTime, Utc, Weekday};
+    use linkage::{ScheduleState, TenantSchedule, Weekdays};
+    let db = db.with_tenants().await;
+    let store = InMemory::new();
+    let fuchu = code(FUCHU);
+    // A Monday more than a week ahead: every slot used here lies after
+    // the real time the extracts are stamped with.
+    let mut monday = (Utc::now() + chrono::Duration::days(9)).date_naive();
+    while monday.weekday() != Weekday::Mon {
+        monday = monday + Days::new(1);
+    }
+    let day = |n: u64| monday + Days::new(n);
+    let at = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+    let sc = TenantSchedule {
+        times: vec![at(2), at(14)],
+        weekdays: Weekdays::of(&[Weekday::Mon, Weekday::Wed]).unwrap(),
+        kind: Kind::Diff,
+    };
+    linkage::set_tenant_schedule(
+        &db.registry,
+        &fuchu,
+        Some(sc.clone()),
+        &Actor::system("admin1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &fuchu)
+            .await
+            .unwrap(),
+        Some(sc)
+    );
+    let restart = || ScheduleState::default();
+    let first = change(&db).await;
+    // Monday 01:00: the last slot (the Wednesday before, 14:00) never ran:
+    // the first extract, a full one (nothing at the target yet).
+    let m = tick(&db, &store, FUCHU, jst(day(0), 1, 0), &mut restart())
+        .await
+        .expect("the first run");
+    assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
+    assert_eq!(
+        linkage::handled_slot(&db.registry, &fuchu).await.unwrap(),
+        Some(jst(day(0) - Days::new(5), 14, 0))
+    );
+    // Restarted half an hour later, with an event: the slot is handled.
+    let second = change(&db).await;
+    assert!(
+        tick(&db, &store, FUCHU, jst(day(0), 1, 30), &mut restart())
+            .await
+            .is_none()
+    );
+    // 02:00: a difference.
+    let m = tick(&db, &store, FUCHU, jst(day(0), 2, 0), &mut restart())
+        .await
+        .expect("Monday 02:00");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
+    // Restarted before 14:00: nothing again.
+    let third = change(&db).await;
+    assert!(
+        tick(&db, &store, FUCHU, jst(day(0), 13, 59), &mut restart())
+            .await
+            .is_none()
+    );
+    // Down over Monday's 14:00, up on Tuesday: made up once.
+    let m = tick(&db, &store, FUCHU, jst(day(1), 10, 0), &mut restart())
+        .await
+        .expect("Monday 14:00, made up");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, second, third));
+    // Tuesday is not a chosen day.
+    let fourth = change(&db).await;
+    assert!(
+        tick(&db, &store, FUCHU, jst(day(1), 23, 0), &mut restart())
+            .await
+            .is_none()
+    );
+    let m = tick(&db, &store, FUCHU, jst(day(2), 2, 0), &mut restart())
+        .await
+        .expect("Wednesday 02:00");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, third, fourth));
+    // A slot with no event: handled with no extract, and not looked at
+    // again after a restart.
+    assert!(
+        tick(&db, &store, FUCHU, jst(day(2), 14, 0), &mut restart())
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        linkage::handled_slot(&db.registry, &fuchu).await.unwrap(),
+        Some(jst(day(2), 14, 0))
+    );
+    // Down from Wednesday to the next Monday 03:00: the missed slots
+    // (Monday 02:00 last) come as one difference holding every event.
+    let fifth = change(&db).await;
+    let sixth = change(&db).await;
+    let m = tick(&db, &store, FUCHU, jst(day(7), 3, 0), &mut restart())
+        .await
+        .expect("the next Monday");
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, fourth, sixth));
+    assert!(fifth < sixth);
+    assert_eq!(
+        linkage::handled_slot(&db.registry, &fuchu).await.unwrap(),
+        Some(jst(day(7), 2, 0))
+    );
+    // The other municipality has no slot of its own.
+    assert_eq!(
+        linkage::handled_slot(&db.registry, &code(AKISHIMA))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The running schedule reads the tenant list at every tick: a
+/// municipality added after it started gets its first (full) extract.
+async fn the_schedule_picks_up_a_tenant_created_after_it_started(db: TestDb) {
+    let db = db.with_tenants().await;
+    let store: Arc<InMemory> = Arc::new(InMemory::new());
+    let prefix = ObjectPath::parse("linkage").unwrap();
+    let task = linkage::spawn_schedule(
+        db.registry.clone(),
+        store.clone(),
+        prefix.clone(),
+        std::time::Duration::from_secs(1),
+    );
+    let wait_for = |tenant: &'static str| {
+        let (store, prefix) = (store.clone(), prefix.clone());
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                if let Some(m) = linkage::last_complete(store.as_ref(), &prefix, &code(tenant))
+                    .await
+                    .unwrap()
+                {
+                    return Some(m);
+                }
+                if start.elapsed() > std::time::Duration::from_secs(30) {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(wait_for(FUCHU).await.is_some(), "Fuchu's first extract");
+    // 千代田区, created while the schedule runs.
+    let chiyoda = "131016";
+    db.registry
+        .create_tenant(code(chiyoda), "千代田区", "東京都")
+        .await
+        .unwrap();
+    let m = wait_for(chiyoda)
+        .await
+        .expect("the new municipality's extract");
+    assert_eq!((m.kind, m.tenant.as_str()), (Kind::Full, chiyoda));
+    task.abort();
 }

@@ -215,7 +215,7 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     (
         "POST",
         "/ui/admin/extract-schedule",
-        "mode=daily&daily_at=02:00&kind=diff",
+        "mode=daily&times=02:00&kind=diff",
         "admin",
     ),
     ("POST", "/ui/admin/issuer", "", "admin"),
