@@ -1119,5 +1119,5 @@ pub async fn decide_procedure_definition(
                 && i64::from(v.own.definition.version()) == b.version
         })
         .map(|v| Json(own_view(v)))
-        .ok_or_else(|| ApiError::internal())
+        .ok_or_else(ApiError::internal)
 }

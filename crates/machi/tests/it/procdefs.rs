@@ -289,7 +289,18 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
         "{en}"
     );
     // The tenant's definition drives the steps: its applicant is a person
-    // to match (from its name field), and approval waits for the match.
+    // to match (from its name field), and approval — once the tenant
+    // administrator accepted the definition — waits for the match.
+    db.registry
+        .decide_definition(
+            &code(FUCHU),
+            "sodaigomi",
+            1,
+            true,
+            &machi::service::Actor::system("admin"),
+        )
+        .await
+        .unwrap();
     let (st, c) = call(&clerk, "GET", &format!("{F}/{id}/candidates"), None).await;
     assert_eq!(st, StatusCode::OK, "{c}");
     assert_eq!(c[0]["key"], "applicant");
