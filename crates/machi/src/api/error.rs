@@ -233,8 +233,12 @@ impl From<ServiceError> for ApiError {
             } => ApiError::new(
                 S::CONFLICT,
                 "definition_shipped",
-                format!("手続「{title_ja}」第{version}版は machi の標準の手続で、受入れの判断は要りません。"),
-                format!("procedure {title_en} version {version} is shipped with machi and needs no decision"),
+                format!(
+                    "手続「{title_ja}」第{version}版は machi の標準の手続で、受入れの判断は要りません。"
+                ),
+                format!(
+                    "procedure {title_en} version {version} is shipped with machi and needs no decision"
+                ),
             ),
             ServiceError::DefinitionDecided {
                 title_ja,
@@ -246,7 +250,11 @@ impl From<ServiceError> for ApiError {
                 "definition_decided",
                 format!(
                     "手続「{title_ja}」第{version}版はすでに{}されています。判断は取り消せません。",
-                    if accepted { "受入れ" } else { "受入れ拒否" }
+                    if accepted {
+                        "受入れ"
+                    } else {
+                        "受入れ拒否"
+                    }
                 ),
                 format!(
                     "procedure {title_en} version {version} was already {}; a decision is final",

@@ -1110,7 +1110,13 @@ pub async fn decide_procedure_definition(
         }
     };
     s.registry
-        .decide_definition(&tenant, b.procedure.trim(), b.version, accept, &caller.actor())
+        .decide_definition(
+            &tenant,
+            b.procedure.trim(),
+            b.version,
+            accept,
+            &caller.actor(),
+        )
         .await?;
     let all = s.registry.own_definitions(&tenant).await?;
     all.iter()

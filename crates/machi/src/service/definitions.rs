@@ -76,7 +76,10 @@ pub fn identity_words(def: &Definition) -> (&'static str, &'static str) {
             "電子署名（マイナンバーカード）が必要",
             "an electronic signature (My Number Card) is required",
         ),
-        Identity::None => ("本人確認なし（だれでも申請できる）", "no identity check (anyone may file)"),
+        Identity::None => (
+            "本人確認なし（だれでも申請できる）",
+            "no identity check (anyone may file)",
+        ),
     }
 }
 

@@ -90,7 +90,9 @@ pub enum ServiceError {
     /// 申請管理: the filing's procedure definition is the tenant's own
     /// version, which its administrator has not accepted (`refused`:
     /// refused it); `action` is the step refused.
-    #[error("filing {id}: its procedure definition ({title_en}, version {version}) is not accepted")]
+    #[error(
+        "filing {id}: its procedure definition ({title_en}, version {version}) is not accepted"
+    )]
     DefinitionNotTrusted {
         id: i64,
         title_ja: String,

@@ -227,9 +227,9 @@ pub async fn audit(
                 s.registry.eras(),
                 &procedures,
             )
-                .chars()
-                .take(300)
-                .collect(),
+            .chars()
+            .take(300)
+            .collect(),
             my_number_shown: e.entry.my_number_shown,
             late: is_late(e.at),
         })

@@ -188,11 +188,19 @@ pub async fn list(
                         .unwrap_or_default(),
                     status: status_label(f, en),
                     definition: match f.trust {
-                        crate::store::procedure_definitions::Trust::Pending => ctx.lang
-                            .t("手続定義の受入れ待ち（承認できません）", "definition awaiting acceptance: cannot be approved")
+                        crate::store::procedure_definitions::Trust::Pending => ctx
+                            .lang
+                            .t(
+                                "手続定義の受入れ待ち（承認できません）",
+                                "definition awaiting acceptance: cannot be approved",
+                            )
                             .to_string(),
-                        crate::store::procedure_definitions::Trust::Refused => ctx.lang
-                            .t("手続定義の受入れ拒否（却下だけができます）", "definition refused: can only be rejected")
+                        crate::store::procedure_definitions::Trust::Refused => ctx
+                            .lang
+                            .t(
+                                "手続定義の受入れ拒否（却下だけができます）",
+                                "definition refused: can only be rejected",
+                            )
                             .to_string(),
                         _ => String::new(),
                     },

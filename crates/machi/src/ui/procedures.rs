@@ -93,10 +93,8 @@ async fn page(
         Err(e) => return ctx.error(&e.into()),
     };
     let en = ctx.lang.en;
-    let (pending, decided): (Vec<_>, Vec<_>) = all
-        .iter()
-        .map(|v| row(v, en))
-        .partition(|r| r.pending);
+    let (pending, decided): (Vec<_>, Vec<_>) =
+        all.iter().map(|v| row(v, en)).partition(|r| r.pending);
     let status = error.as_ref().map_or(StatusCode::OK, |e| e.status);
     let p = ProceduresPage {
         c: Chrome::new(ctx, "手続定義の受入れ", "Procedure definitions").with_flash(flash),
@@ -167,15 +165,15 @@ pub async fn decide(
                 (true, false) => format!(
                     "「{title}」第{version}版を受け入れました。この版の申請を承認できるようになりました。"
                 ),
-                (true, true) => format!(
-                    "Accepted {title}, version {version}: its filings can now be approved."
-                ),
+                (true, true) => {
+                    format!("Accepted {title}, version {version}: its filings can now be approved.")
+                }
                 (false, false) => format!(
                     "「{title}」第{version}版の受入れを拒否しました。この版の申請は却下だけができます。"
                 ),
-                (false, true) => format!(
-                    "Refused {title}, version {version}: its filings can only be rejected."
-                ),
+                (false, true) => {
+                    format!("Refused {title}, version {version}: its filings can only be rejected.")
+                }
             };
             page(&s, &ctx, &tenant, Some(flash), None).await
         }

@@ -135,10 +135,8 @@ async fn no_route_crosses_tenants(db: TestDb) {
     crate::inbox::stored_juminhyo(&db).await;
     // FUCHU: its own procedure definition from the portal, awaiting its
     // administrator (its title names 府中市).
-    let own = crate::procdefs::SODAIGOMI_V1.replace(
-        "粗大ごみ収集の申込み",
-        "府中市の粗大ごみ収集の申込み",
-    );
+    let own = crate::procdefs::SODAIGOMI_V1
+        .replace("粗大ごみ収集の申込み", "府中市の粗大ごみ収集の申込み");
     let t = fuchu.clone();
     db.store
         .write(Some(&fuchu), move |tx| {

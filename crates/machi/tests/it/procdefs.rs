@@ -690,18 +690,30 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
     let (_, d) = call(&clerk, "GET", &format!("{F}/{survey}"), None).await;
     assert_eq!(d["definition_status"], "pending", "{d}");
     assert!(d["counter"].is_null(), "a portal filing: {d}");
-    let (st, e) = call(&clerk, "POST", &format!("{F}/{survey}/approve"), Some(json!({}))).await;
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{survey}/approve"),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(
         (st, e["code"].as_str()),
         (StatusCode::CONFLICT, Some("definition_not_accepted")),
         "{e}"
     );
     assert!(
-        e["message_ja"].as_str().unwrap().contains("団体管理者がまだ受け入れていません"),
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("団体管理者がまだ受け入れていません"),
         "{e}"
     );
     assert!(
-        e["message_en"].as_str().unwrap().contains("has not accepted"),
+        e["message_en"]
+            .as_str()
+            .unwrap()
+            .contains("has not accepted"),
         "{e}"
     );
     let (_, d) = call(&clerk, "GET", &format!("{F}/{survey}"), None).await;
@@ -788,7 +800,13 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
     assert_eq!(st, StatusCode::OK, "{a}");
     assert_eq!(a["status"], "accepted");
     assert_eq!(a["decided_by"], "admin");
-    let (st, a) = call(&clerk, "POST", &format!("{F}/{survey}/approve"), Some(json!({}))).await;
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{survey}/approve"),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{a}");
     assert_eq!(a["status"], "approved", "{a}");
     // A decision is final; a shipped version needs none; an unknown one
@@ -830,7 +848,13 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
     assert!(page.contains("受入れを拒否しました"), "{page}");
     assert!(page.contains("id=\"no-pending\""), "{page}");
     assert!(page.contains("id=\"decided-sodaigomi-1\""), "{page}");
-    let (st, e) = call(&clerk, "POST", &format!("{F}/{gomi}/approve"), Some(json!({}))).await;
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{gomi}/approve"),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(
         (st, e["code"].as_str()),
         (StatusCode::CONFLICT, Some("definition_refused")),
@@ -879,13 +903,27 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
     let decided: Vec<_> = entries
         .iter()
         .filter(|e| e.entry.function.starts_with("procedure_definition."))
-        .map(|e| (e.entry.function.as_str(), e.entry.target.as_str(), e.entry.operator.as_str()))
+        .map(|e| {
+            (
+                e.entry.function.as_str(),
+                e.entry.target.as_str(),
+                e.entry.operator.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         decided,
         vec![
-            ("procedure_definition.accept", "procedure:survey_internet:2", "admin"),
-            ("procedure_definition.refuse", "procedure:sodaigomi:1", "admin"),
+            (
+                "procedure_definition.accept",
+                "procedure:survey_internet:2",
+                "admin"
+            ),
+            (
+                "procedure_definition.refuse",
+                "procedure:sodaigomi:1",
+                "admin"
+            ),
         ]
     );
     let v = db.registry.verify_audit(&fuchu).await.unwrap();
