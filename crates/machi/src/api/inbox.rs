@@ -1018,7 +1018,7 @@ fn own_view(v: &crate::service::definitions::OwnVersion) -> OwnDefinitionView {
             })
             .collect(),
         sha256: v.own.sha256.clone(),
-        imported_at: rfc3339(v.own.imported_at),
+        imported_at: rfc3339(v.own.imported_at.saturating_mul(1_000_000)),
         decided_by: v.own.decided_by.clone(),
         decided_at: v.own.decided_at.map(rfc3339),
         filings: v.filings,

@@ -291,9 +291,11 @@ pub fn trust(
 pub struct OwnDefinition {
     pub definition: Arc<Definition>,
     pub sha256: String,
+    /// When it was imported: Unix seconds (the pull's time).
     pub imported_at: i64,
     pub trust: Trust,
     pub decided_by: Option<String>,
+    /// When it was decided: microseconds since the epoch.
     pub decided_at: Option<i64>,
 }
 

@@ -63,7 +63,7 @@ fn row(v: &OwnVersion, en: bool) -> DefRow {
         }
         .to_string(),
         pending: v.own.trust == Trust::Pending,
-        imported: when(v.own.imported_at),
+        imported: when(v.own.imported_at.saturating_mul(1_000_000)),
         decided: match (&v.own.decided_by, v.own.decided_at) {
             (Some(by), Some(at)) => format!("{}（{by}）", when(at)),
             _ => String::new(),

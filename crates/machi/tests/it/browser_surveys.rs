@@ -2,13 +2,18 @@
 //! portal are pulled; a supervisor opens the surveys from the inbox, then
 //! one survey's results (counts per question and option, all versions and
 //! per version) in Japanese and in English. axe-core and
-//! `assert_readable` on every screenshot.
+//! `assert_readable` on every screenshot. Also the tenant
+//! administrator's page of procedure definitions from the portal
+//! (手続定義の受入れ): read, accepted, with axe.
 
 use crate::browser::Harness;
 use crate::inbox::{Part, TOKEN, client, file, portal, signing};
 use crate::support::TestDb;
 
-both_backends!(browser_surveys_a_supervisor_reads_a_surveys_results);
+both_backends!(
+    browser_surveys_a_supervisor_reads_a_surveys_results,
+    browser_procedures_the_administrator_accepts_a_definition,
+);
 
 fn t<'a>(k: &'a str, v: &str) -> Part<'a> {
     Part::Text(k, v.to_owned())
@@ -76,5 +81,58 @@ async fn browser_surveys_a_supervisor_reads_a_surveys_results(db: TestDb) {
     h.go("/ui/surveys/kaigo_survey").await;
     h.wait_for("main h1").await;
     h.shot("surveys-04-unknown-en").await;
+    h.client.clone().close().await.unwrap();
+}
+
+async fn browser_procedures_the_administrator_accepts_a_definition(db: TestDb) {
+    let h = Harness::start(db).await;
+    // 府中市's own procedure, published and filed on the portal, pulled.
+    let p = portal().await;
+    assert!(
+        p.portal
+            .publish("132063", crate::procdefs::SODAIGOMI_V1)
+            .unwrap()
+    );
+    file(
+        &p.base,
+        "sodaigomi",
+        vec![(
+            "who",
+            vec![t("applicant_name", "架空　花子"), t("item", "sofa")],
+        )],
+    )
+    .await;
+    let out = machi::portal::pull_once(
+        &client(),
+        &p.base,
+        TOKEN,
+        &h.db.store,
+        &p.key,
+        Some(&signing()),
+        10,
+        chrono::Utc::now().timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.imported, out.definitions_imported), (1, 1), "{out:?}");
+
+    h.login("132063", "admin", "admin-Demo-2026").await;
+    h.click("a[href='/ui/admin/procedures']").await;
+    h.wait_for("#definition-sodaigomi-1").await;
+    let page = h.text().await;
+    assert!(
+        page.contains("粗大ごみ収集の申込み") && page.contains("業務システム「waste」"),
+        "the definition and what approval does"
+    );
+    h.shot("procedures-01-pending").await;
+    h.click("#accept-sodaigomi-1").await;
+    h.wait_for("#decided-sodaigomi-1").await;
+    let page = h.text().await;
+    assert!(page.contains("受け入れました"), "accepted");
+    h.shot("procedures-02-accepted").await;
+    h.go("/lang?to=en").await;
+    h.go("/ui/admin/procedures").await;
+    h.wait_for("#decided-sodaigomi-1").await;
+    h.shot("procedures-03-decided-en").await;
     h.client.clone().close().await.unwrap();
 }

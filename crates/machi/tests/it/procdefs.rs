@@ -748,6 +748,13 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
     ] {
         assert!(page.contains(words), "{words}: {page}");
     }
+    // When each arrived, in 和暦 (the pull's time, not the epoch).
+    let arrived = page
+        .split("届いた日時</th><td>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap();
+    assert!(arrived.starts_with("令和"), "{arrived}");
     let en = english(&admin, "/ui/admin/procedures").await;
     assert!(
         en.contains("Bulky waste collection")
@@ -769,6 +776,16 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
     assert_eq!(gomi_def["action_kind"], "handoff");
     assert_eq!(gomi_def["filings"], 1);
     assert_eq!(gomi_def["pages"][0]["fields_ja"][1], "出す品目");
+    // When it arrived: the pull's time (not the epoch).
+    let arrived =
+        chrono::DateTime::parse_from_rfc3339(gomi_def["imported_at"].as_str().unwrap()).unwrap();
+    assert!(
+        (chrono::Utc::now() - arrived.with_timezone(&chrono::Utc))
+            .num_minutes()
+            .abs()
+            < 60,
+        "{gomi_def}"
+    );
     let (st, e) = call(
         &clerk,
         "POST",
