@@ -242,7 +242,8 @@ pub fn spawn_demo_pull(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let now = Utc::now().timestamp_micros();
+            // Unix seconds, as `pull_once` takes them.
+            let now = Utc::now().timestamp();
             match crate::portal::pull_once(
                 &client,
                 &url,

@@ -180,6 +180,87 @@ impl From<ServiceError> for ApiError {
                     format!("filing {id} is {st_en}: it cannot be {act_en}"),
                 )
             }
+            ServiceError::DefinitionNotTrusted {
+                id,
+                title_ja,
+                title_en,
+                version,
+                refused,
+                action,
+            } => {
+                let (act_ja, act_en) = crate::service::inbox::action_label(action);
+                if refused {
+                    ApiError::new(
+                        S::CONFLICT,
+                        "definition_refused",
+                        format!(
+                            "申請 {id} の手続「{title_ja}」（第{version}版）は団体管理者が受入れを拒否した定義のため、{act_ja}はできません。却下だけができます。"
+                        ),
+                        format!(
+                            "filing {id} was made on a procedure definition the tenant administrator refused ({title_en}, version {version}): it cannot be {act_en}, only rejected"
+                        ),
+                    )
+                } else {
+                    ApiError::new(
+                        S::CONFLICT,
+                        "definition_not_accepted",
+                        format!(
+                            "申請 {id} の手続「{title_ja}」（第{version}版）は、ポータルから届いた新しい手続定義で、団体管理者がまだ受け入れていません。受入れの後でなければ{act_ja}はできません。"
+                        ),
+                        format!(
+                            "filing {id} was made on a procedure definition the portal delivered ({title_en}, version {version}) that the tenant administrator has not accepted yet: it cannot be {act_en} before that"
+                        ),
+                    )
+                }
+            }
+            ServiceError::DefinitionNotFound { procedure, version } => {
+                let p: String = procedure.chars().take(40).collect();
+                ApiError::new(
+                    S::NOT_FOUND,
+                    "definition_not_found",
+                    format!(
+                        "受入れを判断できる手続定義「{p}」第{version}版はありません（標準の手続は判断不要です）。"
+                    ),
+                    format!(
+                        "no procedure definition {p:?} version {version} of the tenant to decide on (shipped procedures need no decision)"
+                    ),
+                )
+            }
+            ServiceError::DefinitionShipped {
+                title_ja,
+                title_en,
+                version,
+            } => ApiError::new(
+                S::CONFLICT,
+                "definition_shipped",
+                format!(
+                    "手続「{title_ja}」第{version}版は machi の標準の手続で、受入れの判断は要りません。"
+                ),
+                format!(
+                    "procedure {title_en} version {version} is shipped with machi and needs no decision"
+                ),
+            ),
+            ServiceError::DefinitionDecided {
+                title_ja,
+                title_en,
+                version,
+                accepted,
+            } => ApiError::new(
+                S::CONFLICT,
+                "definition_decided",
+                format!(
+                    "手続「{title_ja}」第{version}版はすでに{}されています。判断は取り消せません。",
+                    if accepted {
+                        "受入れ"
+                    } else {
+                        "受入れ拒否"
+                    }
+                ),
+                format!(
+                    "procedure {title_en} version {version} was already {}; a decision is final",
+                    if accepted { "accepted" } else { "refused" }
+                ),
+            ),
             ServiceError::PendingDecided(id) => ApiError::new(
                 S::CONFLICT,
                 "pending_decided",

@@ -319,6 +319,80 @@ pub struct PartyView {
     pub matched: Option<String>,
 }
 
+/// Who came to the counter for a filing made there, and how the clerk
+/// checked who they are (書かない窓口).
+#[derive(Serialize, ToSchema)]
+pub struct CounterIdentityView {
+    /// The identity document the clerk saw: `my_number_card`,
+    /// `drivers_licence`, `passport`, `residence_card`,
+    /// `two_without_photo` (two documents without a photo, named in
+    /// `note`) or `other` (named in `note`).
+    pub document: String,
+    pub document_label_ja: String,
+    pub document_label_en: String,
+    /// `principal` (本人, the applicant came) or `representative` (代理人).
+    pub appeared: String,
+    /// The representative's name, for a representative.
+    pub representative_name: Option<String>,
+    /// 本人との関係 (e.g. 妻, 長男, 知人), for a representative.
+    pub representative_relationship: Option<String>,
+    /// Whether the clerk saw a 委任状 (power of attorney), for a
+    /// representative; absent for the applicant in person.
+    pub power_of_attorney_seen: Option<bool>,
+    /// The clerk's note (the documents named, when two without a photo or
+    /// another document).
+    pub note: String,
+}
+
+/// The filing made at the counter: who took it and the identity check.
+#[derive(Serialize, ToSchema)]
+pub struct CounterView {
+    /// The clerk who took it, as staff see their name.
+    pub clerk_name: Option<String>,
+    /// The identity check; absent when none was recorded (then the filing
+    /// is not approved unsigned: `counter_identity_missing`).
+    pub identity: Option<CounterIdentityView>,
+}
+
+fn counter_view(f: &StoredPortalFiling) -> Option<CounterView> {
+    use crate::service::counter_filing::{Appeared, identity_of};
+    if !crate::store::portal_filings::filed_at_counter(&f.portal_id) {
+        return None;
+    }
+    let identity = identity_of(f).map(|i| {
+        let (appeared, name, relationship, poa) = match &i.appeared {
+            Appeared::Themselves => ("principal", None, None, None),
+            Appeared::Representative {
+                name,
+                relationship,
+                power_of_attorney,
+            } => (
+                "representative",
+                Some(name.clone()),
+                Some(relationship.clone()),
+                Some(*power_of_attorney),
+            ),
+        };
+        CounterIdentityView {
+            document: i.document.code().to_string(),
+            document_label_ja: i.document.label_ja().to_string(),
+            document_label_en: i.document.label_en().to_string(),
+            appeared: appeared.to_string(),
+            representative_name: name,
+            representative_relationship: relationship,
+            power_of_attorney_seen: poa,
+            note: i.note.clone(),
+        }
+    });
+    Some(CounterView {
+        clerk_name: f.filing["counter"]["clerk_name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+        identity,
+    })
+}
+
 /// A filing as a clerk reads it.
 #[derive(Serialize, ToSchema)]
 pub struct FilingDetail {
@@ -337,6 +411,15 @@ pub struct FilingDetail {
     /// `issue_numbers`, or `event_seq`.
     #[schema(value_type = Object)]
     pub outcome: serde_json::Value,
+    /// For a filing made at the counter (書かない窓口): the clerk and the
+    /// identity check as a structured record; absent for a filing from
+    /// the portal.
+    pub counter: Option<CounterView>,
+    /// Whether the back office acts on the filing's procedure definition:
+    /// `shipped` (machi's own), `accepted` by the tenant administrator,
+    /// `pending` (not yet: approval is refused, `definition_not_accepted`)
+    /// or `refused` (the filing can only be rejected, `definition_refused`).
+    pub definition_status: String,
 }
 
 fn detail(f: &StoredPortalFiling, s: &AppState) -> FilingDetail {
@@ -371,6 +454,8 @@ fn detail(f: &StoredPortalFiling, s: &AppState) -> FilingDetail {
         parties,
         message: f.message.clone(),
         outcome: f.outcome.clone(),
+        counter: counter_view(f),
+        definition_status: f.trust.code().to_string(),
     }
 }
 
@@ -850,4 +935,195 @@ pub async fn survey_results(
         total: counts_view(r.total),
         versions: r.versions.into_iter().map(counts_view).collect(),
     }))
+}
+
+/// One page of a procedure definition: its title and its fields' labels.
+#[derive(Serialize, ToSchema)]
+pub struct DefinitionPageView {
+    pub title_ja: String,
+    pub title_en: String,
+    pub fields_ja: Vec<String>,
+    pub fields_en: Vec<String>,
+}
+
+/// A procedure definition version the portal delivered, as the tenant
+/// administrator decides on it.
+#[derive(Serialize, ToSchema)]
+pub struct OwnDefinitionView {
+    /// The procedure's id, e.g. `sodaigomi`.
+    pub procedure: String,
+    pub version: i64,
+    pub title_ja: String,
+    pub title_en: String,
+    /// `pending` (awaiting the administrator), `accepted` or `refused`.
+    pub status: String,
+    pub status_label_ja: String,
+    /// What approving a filing made on it does, in words.
+    pub action_ja: String,
+    pub action_en: String,
+    /// `registry_change`, `certificate`, `handoff` or `survey`.
+    pub action_kind: String,
+    /// Who may file, in words.
+    pub identity_ja: String,
+    pub identity_en: String,
+    pub pages: Vec<DefinitionPageView>,
+    /// SHA-256 (hex) of the definition's text as published.
+    pub sha256: String,
+    /// When it arrived (RFC 3339).
+    pub imported_at: String,
+    /// Who decided, and when (RFC 3339); absent while pending.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    /// Filings imported on this version.
+    pub filings: i64,
+}
+
+fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|t| {
+            t.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("JST"))
+                .to_rfc3339()
+        })
+        .unwrap_or_default()
+}
+
+fn own_view(v: &crate::service::definitions::OwnVersion) -> OwnDefinitionView {
+    use crate::service::definitions as d;
+    let def = &v.own.definition;
+    let (title_ja, title_en) = d::title(def);
+    let (action_ja, action_en) = d::action_words(def);
+    let (identity_ja, identity_en) = d::identity_words(def);
+    let ja = d::pages_words(def, false);
+    let en = d::pages_words(def, true);
+    OwnDefinitionView {
+        procedure: def.id().to_string(),
+        version: i64::from(def.version()),
+        title_ja,
+        title_en,
+        status: v.own.trust.code().to_string(),
+        status_label_ja: v.own.trust.label_ja().to_string(),
+        action_ja,
+        action_en,
+        action_kind: crate::store::procedure_definitions::kind_code(def.action_kind()).to_string(),
+        identity_ja: identity_ja.to_string(),
+        identity_en: identity_en.to_string(),
+        pages: ja
+            .into_iter()
+            .zip(en)
+            .map(|((tj, fj), (te, fe))| DefinitionPageView {
+                title_ja: tj,
+                title_en: te,
+                fields_ja: fj,
+                fields_en: fe,
+            })
+            .collect(),
+        sha256: v.own.sha256.clone(),
+        imported_at: rfc3339(v.own.imported_at.saturating_mul(1_000_000)),
+        decided_by: v.own.decided_by.clone(),
+        decided_at: v.own.decided_at.map(rfc3339),
+        filings: v.filings,
+    }
+}
+
+/// The tenant's own procedure definition versions the portal delivered
+/// (not the shipped ones), awaiting a decision first: until the tenant
+/// administrator accepts a version, no filing made on it is approved
+/// (`definition_not_accepted`); a refused version's filings can only be
+/// rejected (`definition_refused`). Tenant administrators only.
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/procedure-definitions", tag = "inbox",
+    security(("session" = [])),
+    params(super::params::TenantPath),
+    responses((status = 200, description = "The tenant's own definition versions.", body = [OwnDefinitionView]),
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
+pub async fn list_procedure_definitions(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Vec<OwnDefinitionView>> {
+    let Path(code) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(
+        &caller,
+        &tenant,
+        machi_domain::access::Permission::ManageAccounts,
+    )?;
+    let all = s.registry.own_definitions(&tenant).await?;
+    Ok(Json(all.iter().map(own_view).collect()))
+}
+
+/// The tenant administrator's decision on one definition version.
+#[derive(Deserialize, ToSchema)]
+pub struct DefinitionDecisionBody {
+    pub procedure: String,
+    pub version: i64,
+    /// `accept` or `refuse`.
+    pub decision: String,
+}
+
+/// Accepts or refuses a procedure definition version the portal
+/// delivered, once (a decision is final: `definition_decided`, 409; a version the
+/// tenant does not have: `definition_not_found`, 404). Recorded in the access log with the SHA-256 of the text decided
+/// on. A shipped version needs none (`definition_shipped`, 409). Tenant
+/// administrators only.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/procedure-definitions/decision", tag = "inbox",
+    security(("session" = [])),
+    params(super::params::TenantPath),
+    request_body = DefinitionDecisionBody,
+    responses((status = 200, description = "The version as decided.", body = OwnDefinitionView),
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = "definition_not_found, or the tenant is unknown", body = ErrorBody),
+              (status = 409, description = "definition_decided: decided before; definition_shipped: a version shipped with machi needs no decision", body = ErrorBody),
+              (status = 413, description = ERRORS, body = ErrorBody),
+              (status = 415, description = ERRORS, body = ErrorBody),
+              (status = 422, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
+pub async fn decide_procedure_definition(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<DefinitionDecisionBody>, JsonRejection>,
+) -> ApiResult<OwnDefinitionView> {
+    let Path(code) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    let Json(b) = body.map_err(json_error)?;
+    staff(
+        &caller,
+        &tenant,
+        machi_domain::access::Permission::ManageAccounts,
+    )?;
+    let accept = match b.decision.as_str() {
+        "accept" => true,
+        "refuse" => false,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_decision",
+                "decision は accept（受け入れる）か refuse（拒否する）で指定してください。",
+                "decision must be accept or refuse",
+            )
+            .with_field("decision"));
+        }
+    };
+    s.registry
+        .decide_definition(
+            &tenant,
+            b.procedure.trim(),
+            b.version,
+            accept,
+            &caller.actor(),
+        )
+        .await?;
+    let all = s.registry.own_definitions(&tenant).await?;
+    all.iter()
+        .find(|v| {
+            v.own.definition.id() == b.procedure.trim()
+                && i64::from(v.own.definition.version()) == b.version
+        })
+        .map(|v| Json(own_view(v)))
+        .ok_or_else(ApiError::internal)
 }

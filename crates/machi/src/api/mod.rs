@@ -143,6 +143,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::reject_filing))
         .routes(routes!(inbox::approve_filing))
         .routes(routes!(inbox::survey_results))
+        .routes(routes!(inbox::list_procedure_definitions))
+        .routes(routes!(inbox::decide_procedure_definition))
 }
 
 /// The router and the OpenAPI document it was built from.

@@ -492,6 +492,55 @@ pub fn identity_of(f: &portal_filings::StoredPortalFiling) -> Option<CounterIden
 }
 
 impl Registry {
+    /// The procedures a clerk can file at the counter for a tenant: the
+    /// shipped ones and the tenant's own published ones (stored with the
+    /// filings pulled from the portal), each at its newest version the
+    /// back office acts on — shipped, or accepted by the tenant's
+    /// administrator (a version awaiting acceptance or refused is not
+    /// offered: its filing could not be approved). Shipped first, in
+    /// their order, then the tenant's own by title.
+    pub async fn counter_procedures(
+        &self,
+        tenant: &MunicipalityCode,
+    ) -> Result<Vec<std::sync::Arc<machi_procedures::Definition>>, ServiceError> {
+        use crate::store::procedure_definitions as defs;
+        self.ensure_tenant(tenant).await?;
+        let t = tenant.clone();
+        let all = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let mut out = Vec::new();
+                for d in defs::all(tx, &t)? {
+                    if defs::trust(tx, &t, d.id(), i64::from(d.version()))?.approvable() {
+                        out.push(d);
+                    }
+                }
+                Ok::<_, ServiceError>(out)
+            })
+            .await?;
+        // Newest approvable version per procedure.
+        let mut newest: Vec<std::sync::Arc<machi_procedures::Definition>> = Vec::new();
+        for d in all {
+            match newest.iter_mut().find(|n| n.id() == d.id()) {
+                Some(n) if n.version() < d.version() => *n = d,
+                Some(_) => {}
+                None => newest.push(d),
+            }
+        }
+        let shipped_rank = |id: &str| {
+            defs::shipped()
+                .iter()
+                .position(|(s, _, _)| s == id)
+                .unwrap_or(usize::MAX)
+        };
+        newest.sort_by(|a, b| {
+            shipped_rank(a.id())
+                .cmp(&shipped_rank(b.id()))
+                .then_with(|| a.procedure.title.ja.cmp(&b.procedure.title.ja))
+        });
+        Ok(newest)
+    }
+
     /// Stores a counter-assisted filing; returns its 受付番号. The filing
     /// is stored like an imported one (same format, same table), its
     /// portal id `counter:<受付番号>` (see
@@ -563,6 +612,21 @@ impl Registry {
         let (procedure, version) = (f.procedure.clone(), i64::from(f.version));
         self.store()
             .write(Some(tenant), move |tx| {
+                // Only a procedure version the back office acts on (shipped,
+                // or the tenant's own accepted by its administrator).
+                let known = crate::store::procedure_definitions::lookup(tx, &t, &procedure, version)?
+                    .is_some();
+                if !known
+                    || !crate::store::procedure_definitions::trust(tx, &t, &procedure, version)?
+                        .approvable()
+                {
+                    return Err(ServiceError::Invalid {
+                        field: "procedure".into(),
+                        code: "procedure_not_offered",
+                        message_ja: "その手続（版）は窓口では受け付けられません（公開され、団体管理者が受け入れた手続だけです）。".into(),
+                        message_en: "that procedure version cannot be filed at the counter (only published procedures the tenant administrator accepted)".into(),
+                    });
+                }
                 let portal_id = format!("{}{r}", portal_filings::COUNTER_PREFIX);
                 portal_filings::insert_if_new(
                     tx,

@@ -376,6 +376,29 @@ fn status_of(f: &StoredPortalFiling) -> Result<FilingStatus, ServiceError> {
     FilingStatus::parse(&f.status).ok_or_else(|| corrupt(format!("filing status {}", f.status)))
 }
 
+/// Refuses a step on a filing whose definition the tenant's administrator
+/// has not accepted: pending, no approval (everything else may go on, so
+/// that a clerk can prepare it or reject it); refused, nothing but the
+/// rejection.
+fn trusted(f: &StoredPortalFiling, action: &'static str) -> Result<(), ServiceError> {
+    use crate::store::procedure_definitions::Trust;
+    let refused = match f.trust {
+        Trust::Shipped | Trust::Accepted => return Ok(()),
+        Trust::Pending if action != "approve" => return Ok(()),
+        Trust::Refused if action == "reject" || action == "assign" => return Ok(()),
+        Trust::Pending => false,
+        Trust::Refused => true,
+    };
+    Err(ServiceError::DefinitionNotTrusted {
+        id: f.filing_id,
+        title_ja: filing_title(f, false),
+        title_en: filing_title(f, true),
+        version: f.version,
+        refused,
+        action,
+    })
+}
+
 fn refuse(f: &StoredPortalFiling, action: &'static str) -> ServiceError {
     ServiceError::FilingState {
         id: f.filing_id,
@@ -765,6 +788,7 @@ impl Registry {
         if !status_of(&f)?.is_open() {
             return Err(refuse(&f, "match"));
         }
+        trusted(&f, "match")?;
         let all = self.inbox_candidates(tenant, &f, actor).await?;
         let Some(pc) = all.iter().find(|p| p.party.key == party) else {
             return Err(ServiceError::Invalid {
@@ -797,6 +821,7 @@ impl Registry {
                 if !status_of(&f)?.is_open() {
                     return Err(refuse(&f, "match"));
                 }
+                trusted(&f, "match")?;
                 f.matches.insert(key.clone(), chosen.clone());
                 if status_of(&f)? == FilingStatus::Received {
                     set_status(&mut f, FilingStatus::UnderReview, now);
@@ -876,6 +901,7 @@ impl Registry {
                 if !allowed {
                     return Err(refuse(&f, action));
                 }
+                trusted(&f, action)?;
                 set_status(&mut f, to, now);
                 f.message = Some(m.clone());
                 f.decided_by = Some(a.operator.clone());
@@ -937,6 +963,7 @@ impl Registry {
         if !st.is_open() {
             return Err(refuse(&f, "approve"));
         }
+        trusted(&f, "approve")?;
         let def = f.definition.clone().ok_or_else(|| ServiceError::Invalid {
             field: "procedure".into(),
             code: "unknown_procedure",
@@ -1007,6 +1034,9 @@ impl Registry {
                 if !st.is_open() {
                     return Err(refuse(&f, "approve"));
                 }
+                // Decided again here, under the tenant's lock: a refusal
+                // recorded while the approval was being prepared holds.
+                trusted(&f, "approve")?;
                 let persons: Vec<String> = f.matches.values().cloned().collect();
                 let (to, outcome) = match &plan {
                     Plan::Change { req, commit: true } => {

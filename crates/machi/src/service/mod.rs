@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod client_jwt;
 pub mod clock;
 pub mod counter_filing;
+pub mod definitions;
 pub mod events;
 pub mod grants;
 pub mod hooks;

@@ -87,6 +87,40 @@ pub enum ServiceError {
         status: String,
         action: &'static str,
     },
+    /// 申請管理: the filing's procedure definition is the tenant's own
+    /// version, which its administrator has not accepted (`refused`:
+    /// refused it); `action` is the step refused.
+    #[error(
+        "filing {id}: its procedure definition ({title_en}, version {version}) is not accepted"
+    )]
+    DefinitionNotTrusted {
+        id: i64,
+        title_ja: String,
+        title_en: String,
+        version: i64,
+        refused: bool,
+        action: &'static str,
+    },
+    /// No own procedure definition version of the tenant by that id and
+    /// version (shipped versions need no decision).
+    #[error("no procedure definition {procedure} version {version} awaits a decision")]
+    DefinitionNotFound { procedure: String, version: i64 },
+    /// A version shipped with machi: it needs no decision.
+    #[error("procedure definition {title_en} version {version} is shipped with machi")]
+    DefinitionShipped {
+        title_ja: String,
+        title_en: String,
+        version: i64,
+    },
+    /// The definition version was accepted or refused already (a decision
+    /// is final).
+    #[error("procedure definition {title_en} version {version} was already decided")]
+    DefinitionDecided {
+        title_ja: String,
+        title_en: String,
+        version: i64,
+        accepted: bool,
+    },
     #[error("provisional change {0} was already decided")]
     PendingDecided(i64),
     #[error("a change must be approved by someone other than who entered it")]

@@ -1086,6 +1086,45 @@ CREATE POLICY tenant_isolation ON procedure_definitions
 "#
 );
 
+/// The tenant administrator's acceptance or refusal of a procedure
+/// definition version the portal delivered (issue 11): until accepted, no
+/// filing made on it is approved; a refused version's filings can only be
+/// rejected. One decision per version, final (insert-only, as the
+/// definitions are), bound to the SHA-256 of the text decided on. The
+/// versions imported before this migration were never reviewed: they
+/// await a decision like a new one.
+macro_rules! v26_common {
+    () => {
+        r#"
+CREATE TABLE procedure_definition_decisions (
+    tenant TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'refused')),
+    decided_by TEXT NOT NULL,
+    decided_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, procedure, version),
+    FOREIGN KEY (tenant, procedure, version) REFERENCES procedure_definitions (tenant, procedure, version)
+);
+"#
+    };
+}
+
+const V26_SQLITE: &str = v26_common!();
+
+const V26_POSTGRES: &str = concat!(
+    v26_common!(),
+    r#"
+GRANT SELECT, INSERT ON procedure_definition_decisions TO machi_app;
+ALTER TABLE procedure_definition_decisions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE procedure_definition_decisions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON procedure_definition_decisions
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -1237,6 +1276,12 @@ pub fn all() -> Vec<Migration> {
             name: "search: one- and two-character postings (resident_gram), re-fold progress",
             sqlite: V25_SQLITE,
             postgres: V25_POSTGRES,
+        },
+        Migration {
+            version: 26,
+            name: "citizen portal: the tenant administrator's acceptance of a published procedure definition",
+            sqlite: V26_SQLITE,
+            postgres: V26_POSTGRES,
         },
         Migration {
             version: 27,

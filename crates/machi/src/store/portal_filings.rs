@@ -71,6 +71,9 @@ pub struct StoredPortalFiling {
     /// tenant's published text imported with it, or the shipped one; None
     /// when the back office does not know it.
     pub definition: Option<std::sync::Arc<machi_procedures::Definition>>,
+    /// Whether the back office acts on that definition (shipped, or the
+    /// tenant administrator's decision on the tenant's own version).
+    pub trust: super::procedure_definitions::Trust,
 }
 
 fn context(portal_id: &str) -> String {
@@ -158,8 +161,13 @@ fn with_import_check(
 }
 
 /// Definitions already looked up in one call, by (procedure, version).
-type DefCache =
-    std::collections::HashMap<(String, i64), Option<std::sync::Arc<machi_procedures::Definition>>>;
+type DefCache = std::collections::HashMap<
+    (String, i64),
+    (
+        Option<std::sync::Arc<machi_procedures::Definition>>,
+        super::procedure_definitions::Trust,
+    ),
+>;
 
 /// Attaches the definition the filing names.
 fn with_definition(
@@ -169,15 +177,17 @@ fn with_definition(
     cache: &mut DefCache,
 ) -> Result<StoredPortalFiling, StoreError> {
     let key = (f.procedure.clone(), f.version);
-    let def = match cache.get(&key) {
+    let (def, trust) = match cache.get(&key) {
         Some(d) => d.clone(),
         None => {
             let d = super::procedure_definitions::lookup(tx, tenant, &f.procedure, f.version)?;
-            cache.insert(key, d.clone());
-            d
+            let t = super::procedure_definitions::trust(tx, tenant, &f.procedure, f.version)?;
+            cache.insert(key, (d.clone(), t));
+            (d, t)
         }
     };
     f.definition = def;
+    f.trust = trust;
     Ok(f)
 }
 
@@ -230,6 +240,7 @@ fn from_row(
         notified_seq: r.int(20)?,
         portal_id,
         definition: None,
+        trust: super::procedure_definitions::Trust::Pending,
     })
 }
 

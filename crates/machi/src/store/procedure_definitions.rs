@@ -10,6 +10,13 @@
 //! parsed when read; parsed definitions are cached by the SHA-256 of their
 //! text (content-addressed, so a cache entry is right for every tenant and
 //! every database).
+//!
+//! A tenant's own version is not trusted because it arrived with a pull: a
+//! compromised portal could deliver a new version whose `[action]` does
+//! something else. Until the tenant's administrator accepts it in the back
+//! office ([`decide`], migration 26) no filing made on it is approved; a
+//! refused version's filings can only be rejected ([`Trust`]). The shipped
+//! versions are machi's own and need no acceptance.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -205,4 +212,185 @@ pub fn all(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<Arc<Definit
             .then_with(|| b.version().cmp(&a.version()))
     });
     Ok(out)
+}
+
+/// Whether the back office acts on a definition version (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Shipped with machi.
+    Shipped,
+    /// The tenant's own, accepted by its administrator.
+    Accepted,
+    /// The tenant's own, not yet accepted or refused.
+    Pending,
+    /// The tenant's own, refused by its administrator.
+    Refused,
+}
+
+impl Trust {
+    /// Whether a filing made on it may be approved.
+    pub fn approvable(self) -> bool {
+        matches!(self, Trust::Shipped | Trust::Accepted)
+    }
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Trust::Shipped => "標準の手続",
+            Trust::Accepted => "受入れ済み",
+            Trust::Pending => "受入れ待ち",
+            Trust::Refused => "受入れ拒否",
+        }
+    }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Trust::Shipped => "shipped with machi",
+            Trust::Accepted => "accepted",
+            Trust::Pending => "awaiting acceptance",
+            Trust::Refused => "refused",
+        }
+    }
+    /// The word of the API.
+    pub fn code(self) -> &'static str {
+        match self {
+            Trust::Shipped => "shipped",
+            Trust::Accepted => "accepted",
+            Trust::Pending => "pending",
+            Trust::Refused => "refused",
+        }
+    }
+}
+
+/// Whether the back office acts on (procedure, version) for a tenant:
+/// shipped, or the administrator's decision on the tenant's own text
+/// (none yet: [`Trust::Pending`]).
+pub fn trust(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    version: i64,
+) -> Result<Trust, StoreError> {
+    if shipped_source(procedure, version).is_some() {
+        return Ok(Trust::Shipped);
+    }
+    let row = tx.query_opt(
+        "SELECT decision FROM procedure_definition_decisions WHERE tenant = $1 AND procedure = $2 AND version = $3",
+        &[tenant.as_str().into(), procedure.into(), version.into()],
+    )?;
+    Ok(match row {
+        None => Trust::Pending,
+        Some(r) => match r.text(0)?.as_str() {
+            "accepted" => Trust::Accepted,
+            "refused" => Trust::Refused,
+            other => return Err(StoreError::Corrupt(format!("definition decision {other}"))),
+        },
+    })
+}
+
+/// A tenant's own definition version with the decision on it.
+#[derive(Debug, Clone)]
+pub struct OwnDefinition {
+    pub definition: Arc<Definition>,
+    pub sha256: String,
+    /// When it was imported: Unix seconds (the pull's time).
+    pub imported_at: i64,
+    pub trust: Trust,
+    pub decided_by: Option<String>,
+    /// When it was decided: microseconds since the epoch.
+    pub decided_at: Option<i64>,
+}
+
+/// The tenant's own definition versions (not the shipped ones), oldest
+/// import first, each with the administrator's decision. A stored text
+/// that no longer parses is left out (logged by [`lookup`]'s rule).
+pub fn own(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<OwnDefinition>, StoreError> {
+    let rows = tx.query(
+        "SELECT d.source, d.sha256, d.imported_at, x.decision, x.decided_by, x.decided_at \
+         FROM procedure_definitions d LEFT JOIN procedure_definition_decisions x \
+         ON x.tenant = d.tenant AND x.procedure = d.procedure AND x.version = d.version \
+         WHERE d.tenant = $1 ORDER BY d.imported_at, d.procedure, d.version",
+        &[tenant.as_str().into()],
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        let source = r.text(0)?;
+        let Ok(def) = parsed(&source) else {
+            tracing::warn!("a stored procedure definition no longer validates");
+            continue;
+        };
+        let shipped = shipped_source(def.id(), i64::from(def.version())).is_some();
+        let trust = match r.opt_text(3)?.as_deref() {
+            _ if shipped => Trust::Shipped,
+            None => Trust::Pending,
+            Some("accepted") => Trust::Accepted,
+            Some("refused") => Trust::Refused,
+            Some(other) => return Err(StoreError::Corrupt(format!("definition decision {other}"))),
+        };
+        if trust == Trust::Shipped {
+            continue;
+        }
+        out.push(OwnDefinition {
+            definition: def,
+            sha256: r.text(1)?,
+            imported_at: r.int(2)?,
+            trust,
+            decided_by: r.opt_text(4)?,
+            decided_at: r.opt_int(5)?,
+        });
+    }
+    Ok(out)
+}
+
+/// What a decision on a definition did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// Recorded now (the SHA-256 of the text decided on).
+    Done { sha256: String },
+    /// Decided before (a decision is final): nothing written.
+    Already(Trust),
+    /// A shipped version: nothing to decide.
+    Shipped,
+    /// The tenant has no such own version.
+    NotFound,
+}
+
+/// Records the administrator's acceptance (`accept`) or refusal of a
+/// tenant's own definition version, once: a decision is final (a refused
+/// version stays refused; the portal publishes a new version instead).
+/// The caller holds the tenant's write lock and writes the access log.
+pub fn decide(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    version: i64,
+    accept: bool,
+    by: &str,
+    now: i64,
+) -> Result<Decided, StoreError> {
+    if shipped_source(procedure, version).is_some() {
+        return Ok(Decided::Shipped);
+    }
+    let Some(sha) = stored_digest(tx, tenant, procedure, version)? else {
+        return Ok(Decided::NotFound);
+    };
+    match trust(tx, tenant, procedure, version)? {
+        Trust::Pending => {}
+        t => return Ok(Decided::Already(t)),
+    }
+    let n = tx.execute(
+        "INSERT INTO procedure_definition_decisions (tenant, procedure, version, sha256, decision, decided_by, decided_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, procedure, version) DO NOTHING",
+        &[
+            tenant.as_str().into(),
+            procedure.into(),
+            version.into(),
+            sha.as_str().into(),
+            (if accept { "accepted" } else { "refused" }).into(),
+            by.into(),
+            now.into(),
+        ],
+    )?;
+    if n == 0 {
+        return Ok(Decided::Already(trust(tx, tenant, procedure, version)?));
+    }
+    Ok(Decided::Done { sha256: sha })
 }

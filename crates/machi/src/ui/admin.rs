@@ -164,11 +164,13 @@ pub async fn audit(
     };
     let t = tenant.clone();
     let fl = filter.clone();
-    let entries = match s
+    let (entries, procedures) = match s
         .registry
         .store()
         .read(Some(&tenant), move |tx| {
-            oversight::search_audit(tx, &t, &fl, 20_000)
+            let entries = oversight::search_audit(tx, &t, &fl, 20_000)?;
+            let defs = crate::store::procedure_definitions::all(tx, &t)?;
+            Ok::<_, crate::store::StoreError>((entries, super::auditview::procedures(&defs)))
         })
         .await
     {
@@ -217,11 +219,17 @@ pub async fn audit(
             target: super::auditview::target_text(
                 &e.entry.target.chars().take(120).collect::<String>(),
                 ctx.lang,
+                &procedures,
             ),
-            detail: super::auditview::detail_of(&e.entry.detail, ctx.lang, s.registry.eras())
-                .chars()
-                .take(300)
-                .collect(),
+            detail: super::auditview::detail_of(
+                &e.entry.detail,
+                ctx.lang,
+                s.registry.eras(),
+                &procedures,
+            )
+            .chars()
+            .take(300)
+            .collect(),
             my_number_shown: e.entry.my_number_shown,
             late: is_late(e.at),
         })

@@ -1,12 +1,27 @@
 //! The access log (j1370) as a supervisor reads it: what was done in
 //! words, and the entry's details as labelled items, never the stored
-//! codes or JSON.
+//! codes or JSON. A procedure is named by its title: the shipped ones and
+//! the tenant's own, from the definitions the back office stored
+//! ([`Procedures`]).
 
 use machi_domain::change::ChangeReason;
 use machi_domain::dates::EraTable;
 use serde_json::Value;
 
 use super::{Lang, when};
+
+/// The titles of the procedures a tenant knows, by procedure id: (Japanese,
+/// English), the newest version's (shipped and the tenant's own, from
+/// [`crate::store::procedure_definitions::all`]).
+pub type Procedures = std::collections::HashMap<String, (String, String)>;
+
+/// [`Procedures`] from a tenant's definitions.
+pub fn procedures(defs: &[std::sync::Arc<machi_procedures::Definition>]) -> Procedures {
+    crate::service::inbox::procedures_of(defs)
+        .into_iter()
+        .map(|(id, ja, en)| (id, (ja, en)))
+        .collect()
+}
 
 /// What a function of the access log did, in Japanese and English.
 pub fn function_label(code: &str) -> (String, String) {
@@ -94,6 +109,15 @@ pub fn function_label(code: &str) -> (String, String) {
             "filing's provisional change sent back",
         ),
         "filing.move_out_data" => ("転出証明書情報の参照", "move-out certificate data read"),
+        "counter_filing.file" => ("窓口での申請の受付", "procedure filed at the counter"),
+        "procedure_definition.accept" => (
+            "ポータルから届いた手続定義の受入れ",
+            "procedure definition from the portal accepted",
+        ),
+        "procedure_definition.refuse" => (
+            "ポータルから届いた手続定義の受入れ拒否",
+            "procedure definition from the portal refused",
+        ),
         _ => ("", ""),
     };
     if ja.is_empty() {
@@ -202,12 +226,14 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "event_seq" => ("連携イベント番号", "linkage event no."),
         "system" => ("業務システム", "business system"),
         "returned_pending_id" => ("差し戻された仮登録", "provisional change sent back"),
+        "sha256" => ("定義の要約値", "definition digest"),
+        "decision" => ("判断", "decision"),
         _ => ("", ""),
     }
 }
 
 /// A value of the detail as a person reads it.
-fn value_text(key: &str, v: &Value, l: Lang, eras: &EraTable) -> String {
+fn value_text(key: &str, v: &Value, l: Lang, eras: &EraTable, p: &Procedures) -> String {
     match v {
         Value::Null => String::new(),
         Value::Bool(b) => l
@@ -221,18 +247,18 @@ fn value_text(key: &str, v: &Value, l: Lang, eras: &EraTable) -> String {
             "recorded_as_of" | "expires_at" => n.as_i64().map(when).unwrap_or_default(),
             _ => n.to_string(),
         },
-        Value::String(s) => string_text(key, s, l, eras),
+        Value::String(s) => string_text(key, s, l, eras, p),
         Value::Array(items) => items
             .iter()
-            .map(|i| value_text(key, i, l, eras))
+            .map(|i| value_text(key, i, l, eras, p))
             .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
             .join("、"),
-        Value::Object(_) => detail_text(v, l, eras),
+        Value::Object(_) => detail_text(v, l, eras, p),
     }
 }
 
-fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
+fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable, p: &Procedures) -> String {
     if let Some(r) = ChangeReason::from_code(s)
         && matches!(key, "reason" | "kind" | "type")
     {
@@ -248,10 +274,20 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
     {
         return l.t(f.label_ja(), f.label_en()).into();
     }
-    if key == "procedure"
-        && let Some(d) = (1..=20).find_map(|v| crate::service::inbox::definition(s, v))
-    {
-        return crate::service::inbox::procedure_title(s, i64::from(d.version()), l.en);
+    if key == "procedure" {
+        if let Some((ja, en)) = p.get(s) {
+            return l.t(ja, en).to_string();
+        }
+        if let Some(d) = (1..=20).find_map(|v| crate::service::inbox::definition(s, v)) {
+            return crate::service::inbox::procedure_title(s, i64::from(d.version()), l.en);
+        }
+    }
+    if key == "decision" {
+        match s {
+            "accepted" => return l.t("受入れ", "accepted").into(),
+            "refused" => return l.t("受入れ拒否", "refused").into(),
+            _ => {}
+        }
     }
     if key == "party" {
         if s == "applicant" {
@@ -329,12 +365,12 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable) -> String {
 
 /// An access-log entry's details (stored as JSON) as labelled items:
 /// 「仮登録番号 3・事由 国内転入」.
-pub fn detail_text(v: &Value, l: Lang, eras: &EraTable) -> String {
+pub fn detail_text(v: &Value, l: Lang, eras: &EraTable, p: &Procedures) -> String {
     match v {
         Value::Object(map) => map
             .iter()
             .filter_map(|(k, x)| {
-                let text = value_text(k, x, l, eras);
+                let text = value_text(k, x, l, eras, p);
                 if text.is_empty() {
                     return None;
                 }
@@ -348,21 +384,22 @@ pub fn detail_text(v: &Value, l: Lang, eras: &EraTable) -> String {
             })
             .collect::<Vec<_>>()
             .join(l.t("・", "; ")),
-        other => value_text("", other, l, eras),
+        other => value_text("", other, l, eras, p),
     }
 }
 
 /// The stored detail string (JSON, or plain text) as a person reads it.
-pub fn detail_of(stored: &str, l: Lang, eras: &EraTable) -> String {
+pub fn detail_of(stored: &str, l: Lang, eras: &EraTable, p: &Procedures) -> String {
     match serde_json::from_str::<Value>(stored) {
-        Ok(v) => detail_text(&v, l, eras),
+        Ok(v) => detail_text(&v, l, eras, p),
         Err(_) => stored.to_string(),
     }
 }
 
-/// The target column: addressee numbers as stored; a provisional change
-/// and an API client by name ("仮登録 3", "連携先 demo").
-pub fn target_text(stored: &str, l: Lang) -> String {
+/// The target column: addressee numbers as stored; a provisional change,
+/// an API client and a procedure by name ("仮登録 3", "連携先 demo",
+/// "手続 粗大ごみ収集の申込み 第1版").
+pub fn target_text(stored: &str, l: Lang, p: &Procedures) -> String {
     stored
         .split(',')
         .map(|t| {
@@ -370,6 +407,19 @@ pub fn target_text(stored: &str, l: Lang) -> String {
                 format!("{}{n}", l.t("仮登録 ", "provisional "))
             } else if let Some(n) = t.strip_prefix("filing:") {
                 format!("{}{n}", l.t("申請 ", "filing "))
+            } else if let Some(rest) = t.strip_prefix("procedure:") {
+                let (id, version) = rest.rsplit_once(':').unwrap_or((rest, ""));
+                let title = p
+                    .get(id)
+                    .map(|(ja, en)| l.t(ja, en).to_string())
+                    .unwrap_or_else(|| l.t("不明な手続", "unknown procedure").to_string());
+                if version.is_empty() {
+                    format!("{}{title}", l.t("手続 ", "procedure "))
+                } else if l.en {
+                    format!("procedure {title}, version {version}")
+                } else {
+                    format!("手続 {title} 第{version}版")
+                }
             } else if let Some(c) = t.strip_prefix("client:") {
                 format!("{}{c}", l.t("連携先 ", "client "))
             } else {

@@ -7,15 +7,23 @@
 //! filings imported from the portal, marked as filed at the counter with
 //! the clerk recorded (see [`crate::service::counter_filing`]).
 //!
-//! The procedures are those shipped with machi and published on the
-//! portal (`machi_procedures::SHIPPED`), at the version the portal
-//! publishes. A file field is not uploaded at the counter: the clerk ticks
+//! The procedures are those shipped with machi and the tenant's own
+//! published on the portal (stored with the filings pulled from it), each
+//! at its newest version the back office acts on: shipped, or accepted by
+//! the tenant's administrator
+//! ([`crate::service::Registry::counter_procedures`]). The registry
+//! prefills every field whose id names an applicant's item
+//! (`applicant_name`, `claimant_kana`, `guardian_birth_date`,
+//! `applicant_address`, …) and a `members` or `children` list, in a
+//! tenant's own procedure as in a shipped one. A file field is not uploaded at the counter: the clerk ticks
 //! that the original was seen.
 //!
 //! Before the applicant sees the confirmation view the clerk records the
 //! identity check (本人確認): the document seen and whether the applicant
 //! came or a representative (氏名, 本人との関係, 委任状). An anonymous
 //! procedure (a survey) asks for none.
+
+use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
@@ -33,16 +41,29 @@ use super::{Chrome, Ctx, UiError, html};
 use crate::api::AppState;
 use crate::service::counter_filing::{CounterFiling, IdentityInput, ShownDocument};
 
-/// The procedures a clerk can file at the counter, parsed.
-fn procedures() -> Vec<Definition> {
-    machi_procedures::SHIPPED
-        .iter()
-        .filter_map(|(_, src)| Definition::parse(src).ok())
-        .collect()
+/// The procedures a clerk can file at the counter for the tenant.
+async fn procedures(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+) -> Result<Vec<Arc<Definition>>, Response> {
+    s.registry
+        .counter_procedures(tenant)
+        .await
+        .map_err(|e| ctx.error(&e.into()))
 }
 
-fn procedure(id: &str) -> Option<Definition> {
-    procedures().into_iter().find(|d| d.id() == id)
+async fn procedure(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    id: &str,
+) -> Result<Arc<Definition>, Response> {
+    procedures(s, ctx, tenant)
+        .await?
+        .into_iter()
+        .find(|d| d.id() == id)
+        .ok_or_else(|| not_published(ctx))
 }
 
 fn plang(c: &Ctx) -> PLang {
@@ -763,6 +784,10 @@ pub async fn choose(
         Err(r) => return r,
     };
     let l = plang(&ctx);
+    let list = match procedures(&s, &ctx, &tenant).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     html(&ChoosePage {
         c: Chrome::new(
             &ctx,
@@ -771,7 +796,7 @@ pub async fn choose(
         ),
         person: a.to_string(),
         name: r.name.as_str().to_owned(),
-        procedures: procedures()
+        procedures: list
             .iter()
             .map(|d| {
                 (
@@ -844,8 +869,9 @@ pub async fn form(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(def) = procedure(&id) else {
-        return not_published(&ctx);
+    let def = match procedure(&s, &ctx, &tenant, &id).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let (a, r, household) = match applicant(&s, &ctx, &tenant, &person).await {
         Ok(x) => x,
@@ -879,8 +905,9 @@ pub async fn submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(def) = procedure(&id) else {
-        return not_published(&ctx);
+    let def = match procedure(&s, &ctx, &tenant, &id).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let (a, r, household) = match applicant(&s, &ctx, &tenant, &person).await {
         Ok(x) => x,

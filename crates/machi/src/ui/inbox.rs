@@ -38,6 +38,8 @@ struct Row {
     status: String,
     assigned: String,
     signed: String,
+    /// Why the filing's definition holds it back, if it does.
+    definition: String,
 }
 
 #[derive(Template)]
@@ -185,6 +187,23 @@ pub async fn list(
                         .map(|d| eras.format_wareki(d))
                         .unwrap_or_default(),
                     status: status_label(f, en),
+                    definition: match f.trust {
+                        crate::store::procedure_definitions::Trust::Pending => ctx
+                            .lang
+                            .t(
+                                "手続定義の受入れ待ち（承認できません）",
+                                "definition awaiting acceptance: cannot be approved",
+                            )
+                            .to_string(),
+                        crate::store::procedure_definitions::Trust::Refused => ctx
+                            .lang
+                            .t(
+                                "手続定義の受入れ拒否（却下だけができます）",
+                                "definition refused: can only be rejected",
+                            )
+                            .to_string(),
+                        _ => String::new(),
+                    },
                     assigned: f.assigned_to.clone().unwrap_or_default(),
                     signed: if f.signed {
                         ctx.lang.t("あり", "yes")
@@ -290,6 +309,14 @@ struct FilingPage {
     move_out_common: Vec<Item>,
     move_out_error: Option<String>,
     error: Option<String>,
+    /// The filing's definition is the tenant's own version its
+    /// administrator has not accepted (or refused): why it cannot be
+    /// approved.
+    trust_notice: Option<String>,
+    /// Approval may be tried (open, and the definition accepted).
+    can_approve: bool,
+    /// Matching and correction may be tried (open, definition not refused).
+    can_prepare: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -563,6 +590,20 @@ async fn filing_page(
         ),
     }
     .to_string();
+    use crate::store::procedure_definitions::Trust;
+    let trust_notice = match f.trust {
+        Trust::Shipped | Trust::Accepted => None,
+        Trust::Pending => Some(l.t(
+            "この申請の手続定義は、ポータルから届いた新しい版で、団体管理者がまだ受け入れていません。受入れまで承認できません（照合・補正の依頼・却下はできます）。団体管理者が「手続定義の受入れ」の画面で内容と承認時の処理を確かめて受け入れます。",
+            "This filing was made on a new procedure definition version the portal delivered, which the tenant administrator has not accepted yet. It cannot be approved until then (matching, asking for a correction and rejecting are possible). The administrator checks what it asks and what approval does on the \"Procedure definitions\" page.",
+        ).to_string()),
+        Trust::Refused => Some(l.t(
+            "この申請の手続定義は、団体管理者が受入れを拒否しました。この申請は却下だけができます。",
+            "The tenant administrator refused this filing's procedure definition. The filing can only be rejected.",
+        ).to_string()),
+    };
+    let can_approve = open && f.trust.approvable();
+    let can_prepare = open && f.trust != Trust::Refused;
     let page = FilingPage {
         c: Chrome::new(ctx, "申請の審査", "Filing").with_flash(flash),
         id,
@@ -604,6 +645,9 @@ async fn filing_page(
         move_out_common,
         move_out_error,
         error,
+        trust_notice,
+        can_approve,
+        can_prepare,
     };
     (status, html(&page)).into_response()
 }

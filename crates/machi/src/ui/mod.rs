@@ -22,6 +22,7 @@ mod hooks;
 mod inbox;
 mod pages;
 mod prefill;
+mod procedures;
 mod review;
 mod support;
 mod surveys;
@@ -280,6 +281,11 @@ pub fn routes() -> Vec<UiRoute> {
             "/ui/admin/clients/direct",
             &["POST"],
             post(admin::client_direct),
+        ),
+        route(
+            "/ui/admin/procedures",
+            &["GET", "POST"],
+            get(procedures::list).post(procedures::decide),
         ),
         route(
             "/ui/admin/subscriptions",

@@ -19,6 +19,7 @@ both_backends!(
     a_survey_filed_at_the_counter_stays_anonymous,
     the_identity_check_is_required_and_checked,
     a_representative_files_and_approval_needs_the_identity_record,
+    a_tenants_own_accepted_procedure_is_offered_at_the_counter_prefilled,
 );
 
 async fn stored(db: &TestDb) -> Vec<machi::store::portal_filings::StoredPortalFiling> {
@@ -806,6 +807,29 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
         let (s, _, page) = boss.get(&format!("/ui/inbox/{id}")).await;
         assert_eq!(s, StatusCode::OK);
         crate::readable::assert_readable(&page, "counter filing page");
+        // The API's filing detail carries the identity check as a record.
+        let (s, d) = crate::inbox::call(&boss, "GET", &url, None).await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        assert_eq!(d["definition_status"], "shipped", "{d}");
+        assert_eq!(d["counter"]["clerk_name"], "試験 clerk", "{d}");
+        if ok {
+            assert_eq!(
+                d["counter"]["identity"],
+                serde_json::json!({
+                    "document": "two_without_photo",
+                    "document_label_ja": "写真のない書類2点（資格確認書・年金手帳など）",
+                    "document_label_en": "two documents without a photo (e.g. health insurance eligibility certificate, pension book)",
+                    "appeared": "representative",
+                    "representative_name": "髙橋 京子",
+                    "representative_relationship": "妻",
+                    "power_of_attorney_seen": false,
+                    "note": "資格確認書、年金手帳",
+                }),
+                "{d}"
+            );
+        } else {
+            assert!(d["counter"]["identity"].is_null(), "{d}");
+        }
         let (s, a) = crate::inbox::call(
             &boss,
             "POST",
@@ -847,4 +871,104 @@ async fn a_representative_files_and_approval_needs_the_identity_record(db: TestD
             ));
         }
     }
+}
+
+/// 府中市's own procedure, published on the portal and delivered with a
+/// pull, is offered at the counter once the tenant administrator accepted
+/// it (not before: its filing could not be approved), prefilled from the
+/// registry where its fields name the applicant's items.
+async fn a_tenants_own_accepted_procedure_is_offered_at_the_counter_prefilled(db: TestDb) {
+    use machi::store::procedure_definitions as defs;
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let me = persons[0].to_string();
+    // Stored as a pull stores a delivered definition.
+    let t: MunicipalityCode = FUCHU.parse().unwrap();
+    let t2 = t.clone();
+    let stored_def = db
+        .store
+        .write(Some(&t), move |tx| {
+            let src = crate::procdefs::SODAIGOMI_V1;
+            let def = defs::parsed(src).unwrap();
+            defs::store(tx, &t2, &def, src, 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored_def, defs::Stored::New);
+    let url = format!("/ui/residents/{me}/counter/sodaigomi");
+
+    // Awaiting acceptance: not offered, not filed.
+    let (_, _, list) = clerk.get(&format!("/ui/residents/{me}/counter")).await;
+    assert!(!list.contains("粗大ごみ収集の申込み"), "{list}");
+    let (s, _, _) = clerk.get(&url).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = clerk
+        .post(&url, &[("step", "file"), ("a.item", "sofa")])
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(stored(&db).await.is_empty());
+
+    db.registry
+        .decide_definition(
+            &t,
+            "sodaigomi",
+            1,
+            true,
+            &machi::service::Actor::system("admin"),
+        )
+        .await
+        .unwrap();
+    let (s, _, list) = clerk.get(&format!("/ui/residents/{me}/counter")).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    crate::readable::assert_readable(&list, "counter procedures with the tenant's own");
+    assert!(
+        list.contains("粗大ごみ収集の申込み") && list.contains("転出届"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("href=\"/ui/residents/{me}/counter/sodaigomi\"")),
+        "{list}"
+    );
+    // Prefilled: the applicant's name from the registry.
+    let (s, _, form) = clerk.get(&url).await;
+    assert_eq!(s, StatusCode::OK, "{form}");
+    crate::readable::assert_readable(&form, "the tenant's own procedure at the counter");
+    assert!(form.contains("value=\"髙橋　一郎\""), "{form}");
+    assert!(form.contains("出す品目"), "{form}");
+    // Filed at the counter, on the accepted version.
+    let mut pairs = inputs(&form);
+    set(&mut pairs, "a.item", "bicycle");
+    set(&mut pairs, "id.document", "my_number_card");
+    set(&mut pairs, "id.appeared", "self");
+    pairs.push(("step".into(), "check".into()));
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (s, _, confirm) = clerk.post(&url, &refs).await;
+    assert_eq!(s, StatusCode::OK, "{confirm}");
+    assert!(
+        confirm.contains("id=\"confirm-form\""),
+        "{}",
+        summary(&confirm)
+    );
+    assert!(confirm.contains("自転車"), "{confirm}");
+    let mut hidden = hidden_fields(&confirm);
+    hidden.push(("step".into(), "file".into()));
+    let refs: Vec<(&str, &str)> = hidden
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (s, _, done) = clerk.post(&url, &refs).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert!(done.contains("id=\"receipt\""), "{done}");
+    let f = stored(&db).await.remove(0);
+    assert_eq!((f.procedure.as_str(), f.version), ("sodaigomi", 1));
+    assert_eq!(f.trust, defs::Trust::Accepted);
+    let answers = &f.filing["signed_content"]["answers"];
+    assert_eq!(answers["applicant_name"], "髙橋　一郎", "{answers}");
+    assert_eq!(answers["item"], "bicycle", "{answers}");
 }

@@ -133,6 +133,18 @@ async fn no_route_crosses_tenants(db: TestDb) {
         .unwrap();
     // FUCHU: a filing from the portal in its inbox.
     crate::inbox::stored_juminhyo(&db).await;
+    // FUCHU: its own procedure definition from the portal, awaiting its
+    // administrator (its title names 府中市).
+    let own = crate::procdefs::SODAIGOMI_V1
+        .replace("粗大ごみ収集の申込み", "府中市の粗大ごみ収集の申込み");
+    let t = fuchu.clone();
+    db.store
+        .write(Some(&fuchu), move |tx| {
+            let def = machi::store::procedure_definitions::parsed(&own).unwrap();
+            machi::store::procedure_definitions::store(tx, &t, &def, &own, 1)
+        })
+        .await
+        .unwrap();
     let router = crate::ui::app(&db).await;
     let token = client_token(&db, &router, AKISHIMA).await;
     let before = (
@@ -286,6 +298,15 @@ async fn no_route_crosses_tenants(db: TestDb) {
             vec![("scopes", "kokuho:residents:read")],
         ),
         (&boss, "/ui/grants/rotate", vec![]),
+        (
+            &admin,
+            "/ui/admin/procedures",
+            vec![
+                ("procedure", "sodaigomi"),
+                ("version", "1"),
+                ("decision", "accept"),
+            ],
+        ),
     ] {
         let mut form = form;
         form.push(("client_id", fuchu_client.as_str()));
@@ -327,6 +348,16 @@ async fn no_route_crosses_tenants(db: TestDb) {
             .status,
     );
     assert_eq!(before, after);
+    // FUCHU's definition still awaits FUCHU's administrator.
+    let t = fuchu.clone();
+    let trust = db
+        .store
+        .read(Some(&fuchu), move |tx| {
+            machi::store::procedure_definitions::trust(tx, &t, "sodaigomi", 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(trust, machi::store::procedure_definitions::Trust::Pending);
     // And AKISHIMA has nothing of FUCHU's either.
     assert_eq!(counts(&db.store, AKISHIMA).await.0, 0);
 }

@@ -17,6 +17,7 @@ use crate::support::{AKISHIMA, FUCHU, TestDb, code};
 use crate::ui::{Session, send, staff};
 
 both_backends!(
+    a_definition_from_the_portal_waits_for_the_administrators_acceptance,
     a_tenants_own_procedure_and_new_version_show_with_their_labels,
     a_different_text_for_a_known_version_is_refused_and_names_it,
     survey_answers_imported_twice_are_counted_once,
@@ -288,7 +289,18 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
         "{en}"
     );
     // The tenant's definition drives the steps: its applicant is a person
-    // to match (from its name field), and approval waits for the match.
+    // to match (from its name field), and approval — once the tenant
+    // administrator accepted the definition — waits for the match.
+    db.registry
+        .decide_definition(
+            &code(FUCHU),
+            "sodaigomi",
+            1,
+            true,
+            &machi::service::Actor::system("admin"),
+        )
+        .await
+        .unwrap();
     let (st, c) = call(&clerk, "GET", &format!("{F}/{id}/candidates"), None).await;
     assert_eq!(st, StatusCode::OK, "{c}");
     assert_eq!(c[0]["key"], "applicant");
@@ -630,4 +642,318 @@ async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
         st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
         "{st}"
     );
+}
+
+/// A filing's number by its procedure, from the inbox API.
+async fn filing_of(clerk: &Session, procedure: &str) -> i64 {
+    let (st, l) = call(clerk, "GET", &format!("{F}?procedure={procedure}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{l}");
+    l["filings"][0]["filing_id"].as_i64().unwrap()
+}
+
+/// The back office does not trust a definition because the portal sent
+/// it: a new version (the tenant's own procedure, a new version of a
+/// shipped one) waits for the tenant administrator; approval is refused
+/// until then, with a notice on the inbox; accepting lets approval run its
+/// action, refusing leaves only rejection; each decision is in the
+/// hash-chained access log, which names the procedure by its title.
+async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
+    let p = portal().await;
+    assert!(p.portal.publish(FUCHU, SODAIGOMI_V1).unwrap());
+    assert!(p.portal.publish(FUCHU, &survey_v2()).unwrap());
+    file(
+        &p.base,
+        "sodaigomi",
+        vec![(
+            "who",
+            vec![t("applicant_name", "架空　花子"), t("item", "sofa")],
+        )],
+    )
+    .await;
+    file_survey(&p, "a75", &[], "yes").await;
+    let out = pull(&db, &p).await;
+    assert_eq!((out.imported, out.definitions_imported), (2, 2), "{out:?}");
+
+    let router = app(&db, &p.base);
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let admin = Session::login(&router, FUCHU, "admin").await;
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let gomi = filing_of(&clerk, "sodaigomi").await;
+    let survey = filing_of(&clerk, "survey_internet").await;
+
+    // Pending: the detail says so; approval is refused with a typed error
+    // in both languages, and nothing changes.
+    let (_, d) = call(&clerk, "GET", &format!("{F}/{survey}"), None).await;
+    assert_eq!(d["definition_status"], "pending", "{d}");
+    assert!(d["counter"].is_null(), "a portal filing: {d}");
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{survey}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_not_accepted")),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("団体管理者がまだ受け入れていません"),
+        "{e}"
+    );
+    assert!(
+        e["message_en"]
+            .as_str()
+            .unwrap()
+            .contains("has not accepted"),
+        "{e}"
+    );
+    let (_, d) = call(&clerk, "GET", &format!("{F}/{survey}"), None).await;
+    assert_eq!(d["filing"]["status"], "received", "{d}");
+    // The inbox shows the filing with a clear notice and no approval button.
+    let (_, _, list) = clerk.get("/ui/inbox").await;
+    assert!(list.contains("手続定義の受入れ待ち"), "{list}");
+    let (st, _, page) = clerk.get(&format!("/ui/inbox/{survey}")).await;
+    assert_eq!(st, StatusCode::OK);
+    crate::readable::assert_readable(&page, "a filing on a pending definition");
+    assert!(page.contains("id=\"definition-notice\""), "{page}");
+    assert!(!page.contains("id=\"approve\""), "{page}");
+    assert!(page.contains("id=\"reject\""), "{page}");
+
+    // The administrator's page: title, version, pages and fields, and
+    // what approval does, in words; in English too. Clerks may not see it.
+    let (st, _, _) = clerk.get("/ui/admin/procedures").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, page) = admin.get("/ui/admin/procedures").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "procedure definitions");
+    for words in [
+        "粗大ごみ収集の申込み",
+        "第1版",
+        "申込者の氏名",
+        "出す品目",
+        "業務システム「waste」",
+        "インターネットの利用についてのアンケート（令和8年度）",
+        "第2版",
+        "id=\"accept-sodaigomi-1\"",
+        "id=\"refuse-survey_internet-2\"",
+    ] {
+        assert!(page.contains(words), "{words}: {page}");
+    }
+    // When each arrived, in 和暦 (the pull's time, not the epoch).
+    let arrived = page
+        .split("届いた日時</th><td>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap();
+    assert!(arrived.starts_with("令和"), "{arrived}");
+    let en = english(&admin, "/ui/admin/procedures").await;
+    assert!(
+        en.contains("Bulky waste collection")
+            && en.contains("Item to collect")
+            && en.contains("tells the business system"),
+        "{en}"
+    );
+    // The API equivalents, for the tenant administrator only.
+    const D: &str = "/api/v1/tenants/132063/procedure-definitions";
+    let (st, e) = call(&clerk, "GET", D, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+    let (st, list) = call(&admin, "GET", D, None).await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().all(|d| d["status"] == "pending"), "{list:?}");
+    let gomi_def = list.iter().find(|d| d["procedure"] == "sodaigomi").unwrap();
+    assert_eq!(gomi_def["version"], 1);
+    assert_eq!(gomi_def["action_kind"], "handoff");
+    assert_eq!(gomi_def["filings"], 1);
+    assert_eq!(gomi_def["pages"][0]["fields_ja"][1], "出す品目");
+    // When it arrived: the pull's time (not the epoch).
+    let arrived =
+        chrono::DateTime::parse_from_rfc3339(gomi_def["imported_at"].as_str().unwrap()).unwrap();
+    assert!(
+        (chrono::Utc::now() - arrived.with_timezone(&chrono::Utc))
+            .num_minutes()
+            .abs()
+            < 60,
+        "{gomi_def}"
+    );
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{D}/decision"),
+        Some(json!({"procedure": "survey_internet", "version": 2, "decision": "accept"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(json!({"procedure": "survey_internet", "version": 2, "decision": "maybe"})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_decision"))
+    );
+
+    // Accepted through the API: the survey's filing is approved now.
+    let (st, a) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(json!({"procedure": "survey_internet", "version": 2, "decision": "accept"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "accepted");
+    assert_eq!(a["decided_by"], "admin");
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{survey}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "approved", "{a}");
+    // A decision is final; a shipped version needs none; an unknown one
+    // is not found.
+    for (body, status, code) in [
+        (
+            json!({"procedure": "survey_internet", "version": 2, "decision": "refuse"}),
+            StatusCode::CONFLICT,
+            "definition_decided",
+        ),
+        (
+            json!({"procedure": "tenshutsu", "version": 1, "decision": "accept"}),
+            StatusCode::CONFLICT,
+            "definition_shipped",
+        ),
+        (
+            json!({"procedure": "kaigo", "version": 3, "decision": "accept"}),
+            StatusCode::NOT_FOUND,
+            "definition_not_found",
+        ),
+    ] {
+        let (st, e) = call(&admin, "POST", &format!("{D}/decision"), Some(body)).await;
+        assert_eq!((st, e["code"].as_str()), (status, Some(code)), "{e}");
+    }
+
+    // Refused on the page: its filing can only be rejected.
+    let (st, _, page) = admin
+        .post(
+            "/ui/admin/procedures",
+            &[
+                ("procedure", "sodaigomi"),
+                ("version", "1"),
+                ("decision", "refuse"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "procedure definitions after a refusal");
+    assert!(page.contains("受入れを拒否しました"), "{page}");
+    assert!(page.contains("id=\"no-pending\""), "{page}");
+    assert!(page.contains("id=\"decided-sodaigomi-1\""), "{page}");
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{gomi}/approve"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_refused")),
+        "{e}"
+    );
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{gomi}/correction"),
+        Some(json!({"message": "品目を書き直してください。"})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_refused")),
+        "{e}"
+    );
+    let (_, _, page) = clerk.get(&format!("/ui/inbox/{gomi}")).await;
+    assert!(
+        page.contains("受入れを拒否しました。この申請は却下だけができます")
+            && !page.contains("id=\"approve\"")
+            && !page.contains("id=\"request-correction\"")
+            && page.contains("id=\"reject\""),
+        "{page}"
+    );
+    let (st, r) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{gomi}/reject"),
+        Some(json!({"message": "この手続は受け付けていません。"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["filing"]["status"], "rejected", "{r}");
+
+    // Both decisions are in the access log, whose chain verifies.
+    let fuchu = code(FUCHU);
+    let f2 = fuchu.clone();
+    let entries = db
+        .store
+        .read(Some(&fuchu), move |tx| {
+            machi::store::records::audit_entries(tx, &f2, 0, 10_000)
+        })
+        .await
+        .unwrap();
+    let decided: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry.function.starts_with("procedure_definition."))
+        .map(|e| {
+            (
+                e.entry.function.as_str(),
+                e.entry.target.as_str(),
+                e.entry.operator.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        vec![
+            (
+                "procedure_definition.accept",
+                "procedure:survey_internet:2",
+                "admin"
+            ),
+            (
+                "procedure_definition.refuse",
+                "procedure:sodaigomi:1",
+                "admin"
+            ),
+        ]
+    );
+    let v = db.registry.verify_audit(&fuchu).await.unwrap();
+    assert!(v.first_bad.is_none(), "{v:?}");
+    // The access-log page names the tenant's own procedure by its title.
+    let (st, _, audit) = boss.get("/ui/audit").await;
+    assert_eq!(st, StatusCode::OK);
+    crate::readable::assert_readable(&audit, "access log with definition decisions");
+    assert!(
+        audit.contains("ポータルから届いた手続定義の受入れ拒否")
+            && audit.contains("手続 粗大ごみ収集の申込み 第1版")
+            && audit.contains("手続 粗大ごみ収集の申込み・"),
+        "{audit}"
+    );
+    assert!(!audit.contains("sodaigomi"), "{audit}");
 }

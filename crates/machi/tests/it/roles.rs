@@ -197,6 +197,27 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "client_id={spare}&action=off",
         "admin",
     ),
+    // 手続定義の受入れ: the tenant administrator decides on definitions the
+    // portal delivered (a shipped version answers 409: nothing to decide).
+    ("GET", "/ui/admin/procedures", "", "admin"),
+    (
+        "POST",
+        "/ui/admin/procedures",
+        "procedure=tenshutsu&version=1&decision=accept",
+        "admin",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/procedure-definitions",
+        "",
+        "admin",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/procedure-definitions/decision",
+        r#"{"procedure":"tenshutsu","version":1,"decision":"accept"}"#,
+        "admin",
+    ),
     // Webhook subscriptions of the tenant's clients (通知先).
     ("GET", "/ui/admin/subscriptions", "", "admin"),
     ("POST", "/ui/admin/subscriptions", "", "admin"),
