@@ -349,10 +349,29 @@ async fn measure(
     };
     // The registry alone (no subscription, no worker): the change rate it
     // sustains on this machine at the offered rate.
+    let config = WorkerConfig::from_env().map_err(anyhow::Error::msg)?;
+    let offered = (a.rate * a.seconds) as usize;
+    // Sustained: every offered change committed, within 5 % of the time
+    // the offered rate takes.
+    let sustained = |n: usize, secs: f64| n == offered && secs <= a.seconds as f64 * 1.05;
+    let yes = |b: bool| if b { "yes" } else { "NO" };
+    // Each phase is printed when it ends, so that a slow phase shows
+    // where the time goes while the run is still on.
+    println!(
+        "\nmachi bench-hooks — {label}, {n_subs} local subscribers, worker: {} in flight",
+        config.concurrency
+    );
     let load_alone = load_average();
     let probe = Probe::start(r, pg);
     let (alone, alone_secs) = offer_load(r, &code, &actor, &change, a.rate, a.seconds).await;
     let probe_alone = probe.finish();
+    let alone_rate = alone as f64 / alone_secs.max(1e-9);
+    println!(
+        "  registry alone (no subscriber, no worker): {alone} of {offered} changes committed in {alone_secs:.2} s = {alone_rate:.0} changes/s, offered {} /s: sustained {}  [load {load_alone}]",
+        a.rate,
+        yes(sustained(alone, alone_secs))
+    );
+    probe_alone.print("registry alone");
     let mut seen: Vec<Seen> = Vec::new();
     let mut urls = Vec::new();
     for _ in 0..n_subs {
@@ -390,7 +409,6 @@ async fn measure(
     // Baseline: the same bodies (the events as CloudEvents) POSTed by a
     // plain client, as many in flight as the worker delivers at once.
     // The worker as `machi serve` runs it (MACHI_WEBHOOK_* variables apply).
-    let config = WorkerConfig::from_env().map_err(anyhow::Error::msg)?;
     let t = code.clone();
     let events = r
         .store()
@@ -434,6 +452,14 @@ async fn measure(
     while tasks.join_next().await.is_some() {}
     let baseline_secs = started.elapsed().as_secs_f64();
     let baseline_n = bodies.len() * n_subs;
+    let baseline_rate = baseline_n as f64 / baseline_secs.max(1e-9);
+    println!(
+        "  baseline: plain POSTs of the same {} events to each subscriber  {:>9.0} /s  ({} in {:.2} s)  [load {load_baseline}]",
+        bodies.len(),
+        baseline_rate,
+        baseline_n,
+        baseline_secs
+    );
     for s in &seen {
         s.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -449,6 +475,15 @@ async fn measure(
     }
     let hook_secs = started.elapsed().as_secs_f64();
     let hook_n = total(&seen);
+    let hook_rate = hook_n as f64 / hook_secs.max(1e-9);
+    let ratio = 100.0 * hook_rate / baseline_rate.max(1e-9);
+    println!(
+        "  webhook deliveries (signed, recorded, in order)          {:>9.0} /s  ({} in {:.2} s)  = {ratio:.0} % of baseline (target ≥ 50 %: {})  [load {load_hooks}]",
+        hook_rate,
+        hook_n,
+        hook_secs,
+        if ratio >= 50.0 { "met" } else { "NOT met" }
+    );
     for s in &seen {
         s.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -459,6 +494,13 @@ async fn measure(
     let probe = Probe::start(r, pg);
     let (committed, load_secs) = offer_load(r, &code, &actor, &change, a.rate, a.seconds).await;
     let probe_under = probe.finish();
+    let change_rate = committed as f64 / load_secs.max(1e-9);
+    println!(
+        "  under load (worker delivering): {committed} of {offered} changes committed in {load_secs:.2} s = {change_rate:.0} changes/s, offered {} /s: sustained {}  [load {load_under}]",
+        a.rate,
+        yes(sustained(committed, load_secs))
+    );
+    probe_under.print("under load");
     let want = committed * n_subs;
     let deadline = Instant::now() + Duration::from_secs(120);
     while total(&seen) < want && Instant::now() < deadline {
@@ -481,47 +523,7 @@ async fn measure(
         v.windows(2).all(|w| w[0].0 < w[1].0)
     });
 
-    let baseline_rate = baseline_n as f64 / baseline_secs.max(1e-9);
-    let hook_rate = hook_n as f64 / hook_secs.max(1e-9);
-    let offered = (a.rate * a.seconds) as usize;
-    let change_rate = committed as f64 / load_secs.max(1e-9);
-    let alone_rate = alone as f64 / alone_secs.max(1e-9);
-    // Sustained: every offered change committed, within 5 % of the time
-    // the offered rate takes.
-    let sustained = |n: usize, secs: f64| n == offered && secs <= a.seconds as f64 * 1.05;
     let (p50, p99) = (percentile(&lags, 0.50), percentile(&lags, 0.99));
-    let yes = |b: bool| if b { "yes" } else { "NO" };
-    println!(
-        "\nmachi bench-hooks — {label}, {n_subs} local subscribers, worker: {} in flight",
-        config.concurrency
-    );
-    println!(
-        "  baseline: plain POSTs of the same {} events to each subscriber  {:>9.0} /s  ({} in {:.2} s)  [load {load_baseline}]",
-        bodies.len(),
-        baseline_rate,
-        baseline_n,
-        baseline_secs
-    );
-    let ratio = 100.0 * hook_rate / baseline_rate.max(1e-9);
-    println!(
-        "  webhook deliveries (signed, recorded, in order)          {:>9.0} /s  ({} in {:.2} s)  = {ratio:.0} % of baseline (target ≥ 50 %: {})  [load {load_hooks}]",
-        hook_rate,
-        hook_n,
-        hook_secs,
-        if ratio >= 50.0 { "met" } else { "NOT met" }
-    );
-    println!(
-        "  registry alone (no subscriber, no worker): {alone} of {offered} changes committed in {alone_secs:.2} s = {alone_rate:.0} changes/s, offered {} /s: sustained {}  [load {load_alone}]",
-        a.rate,
-        yes(sustained(alone, alone_secs))
-    );
-    probe_alone.print("registry alone");
-    println!(
-        "  under load (worker delivering): {committed} of {offered} changes committed in {load_secs:.2} s = {change_rate:.0} changes/s, offered {} /s: sustained {}  [load {load_under}]",
-        a.rate,
-        yes(sustained(committed, load_secs))
-    );
-    probe_under.print("under load");
     println!(
         "  lag commit → delivery: p50 {p50:.1} ms, p99 {p99:.1} ms over {} deliveries; {} of {} delivered; in order per subscriber: {}",
         lags.len(),

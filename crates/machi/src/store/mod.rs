@@ -375,16 +375,41 @@ impl r2d2::ManageConnection for PgManager {
     type Error = postgres::Error;
     fn connect(&self) -> Result<Self::Connection, Self::Error> {
         let mut client = self.config.connect(postgres::NoTls)?;
-        // A superuser bypasses row-level security: act as the application
-        // role instead, so the policies apply.
         let row = client.query_one(
-            "SELECT rolsuper, pg_backend_pid() FROM pg_roles WHERE rolname = current_user",
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+             (SELECT source = 'default' FROM pg_settings WHERE name = 'plan_cache_mode'), \
+             pg_backend_pid()",
             &[],
         )?;
         let is_super: bool = row.try_get(0)?;
-        let backend_pid: i32 = row.try_get(1)?;
+        let plan_mode_unset: Option<bool> = row.try_get(1)?;
+        let backend_pid: i32 = row.try_get(2)?;
+        let mut set = String::new();
         if is_super {
-            client.batch_execute("SET ROLE machi_app")?;
+            // A superuser bypasses row-level security: act as the
+            // application role instead, so the policies apply.
+            set.push_str("SET ROLE machi_app;");
+        }
+        if plan_mode_unset.unwrap_or(false) {
+            // Every statement planned for its parameters and the tables'
+            // size now, never from a generic plan cached by this
+            // connection (each statement is prepared once per connection,
+            // `PgStatements`). A generic plan is made once, after five
+            // executions, from the statistics of that moment and kept; on
+            // a new database (tables analysed empty, or never, and no
+            // autovacuum yet — the CI server runs none) it is a sequential
+            // scan of the tenant's rows or a join from the wrong side, and
+            // stays one while the table grows: each registry change read
+            // the tenant's whole `resident_current` partition three times
+            // and each imported portal filing all of the tenant's filings
+            // twice, O(n²) in all (docs/notes/wt-pgperf.md). A custom plan
+            // also prunes the registry tables' hash partitions when
+            // planning. The server's or the URL's own `plan_cache_mode`
+            // (`?options=-c plan_cache_mode=…`) is kept.
+            set.push_str("SET plan_cache_mode = force_custom_plan;");
+        }
+        if !set.is_empty() {
+            client.batch_execute(&set)?;
         }
         self.own
             .lock()

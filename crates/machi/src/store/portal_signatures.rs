@@ -71,18 +71,32 @@ pub fn replay_of(
     if nonce.is_none() && content_sha256.is_none() {
         return Ok(None);
     }
-    let row = tx.query_opt(
-        "SELECT f.receipt FROM portal_signatures s JOIN portal_filings f \
-         ON f.tenant = s.tenant AND f.filing_id = s.filing_id \
-         WHERE s.tenant = $1 AND f.portal_id <> $2 AND (s.nonce = $3 OR s.content_sha256 = $4)",
-        &[
-            tenant.as_str().into(),
-            portal_id.into(),
-            nonce.into(),
-            content_sha256.into(),
-        ],
+    // The signatures holding either key, each an equality on a whole
+    // unique key (at most two rows), then their filings, each an equality
+    // on the primary key: no join order for the planner to get wrong when
+    // it misjudges how many rows the tenant has. (One join with `nonce = $3 OR
+    // content_sha256 = $4` was planned, on tables without statistics, as
+    // a walk through all the tenant's filings probing each one's
+    // signature: an import of n filings cost O(n²) on PostgreSQL;
+    // docs/notes/wt-pgperf.md.)
+    let ids = tx.query(
+        "SELECT filing_id FROM portal_signatures WHERE tenant = $1 AND nonce = $2 \
+         UNION ALL \
+         SELECT filing_id FROM portal_signatures WHERE tenant = $1 AND content_sha256 = $3",
+        &[tenant.as_str().into(), nonce.into(), content_sha256.into()],
     )?;
-    row.map(|r| r.text(0)).transpose()
+    for id in ids {
+        let row = tx.query_opt(
+            "SELECT receipt, portal_id FROM portal_filings WHERE tenant = $1 AND filing_id = $2",
+            &[tenant.as_str().into(), id.int(0)?.into()],
+        )?;
+        if let Some(r) = row
+            && r.text(1)? != portal_id
+        {
+            return Ok(Some(r.text(0)?));
+        }
+    }
+    Ok(None)
 }
 
 /// Records the check of filing `filing_id` (just imported).

@@ -107,6 +107,41 @@ async fn row_level_security_hides_other_tenants_and_facts_are_append_only() {
     .unwrap();
 }
 
+/// machi's connections plan each statement for its parameters and the
+/// tables as they are now (`plan_cache_mode = force_custom_plan`), never
+/// from a generic plan cached while the tables were empty: the pool's
+/// writes and reads and the group-committing appender alike
+/// (docs/notes/wt-pgperf.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_plans_for_the_parameters() {
+    let db = TestDb::postgres().await.with_tenants().await;
+    let t = code(FUCHU);
+    let mode = "SELECT current_setting('plan_cache_mode')";
+    let written = db
+        .store
+        .write(Some(&t), move |tx| tx.query_one(mode, &[])?.text(0))
+        .await
+        .unwrap();
+    let read = db
+        .store
+        .read(Some(&t), move |tx| tx.query_one(mode, &[])?.text(0))
+        .await
+        .unwrap();
+    let appended = db
+        .store
+        .append(Some(&t), move |tx| tx.query_one(mode, &[])?.text(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        (written.as_str(), read.as_str(), appended.as_str()),
+        (
+            "force_custom_plan",
+            "force_custom_plan",
+            "force_custom_plan"
+        )
+    );
+}
+
 /// machi's own pool: every connection runs as `machi_app` (a superuser
 /// login is switched to it, so the policies apply), and through it facts
 /// cannot be rewritten or deleted, nor another tenant's rows seen.
