@@ -143,6 +143,8 @@ struct Query {
     kind: &'static str,
     name: Option<String>,
     address: Option<String>,
+    /// Also past history rows and 除票 (`include_history`, `include_removed`).
+    history: bool,
 }
 
 fn chars(s: &str) -> Vec<char> {
@@ -161,6 +163,9 @@ fn part(rng: &mut StdRng, s: &str, len: usize) -> String {
 /// The queries, drawn from the records of `sample` (current rows).
 fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<Query> {
     let mut rng = StdRng::seed_from_u64(7);
+    // The kinds added later draw from their own generator: the earlier
+    // kinds' queries stay as they were.
+    let mut rng2 = StdRng::seed_from_u64(13);
     let mut out = Vec::new();
     let name = |q: String| Some(q);
     for i in 0..per_kind {
@@ -179,12 +184,17 @@ fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<
             .split_once(['　', ' '])
             .map_or(kana.clone(), |(f, _)| f.to_string());
         let address = r.address.address.clone();
+        let mut push_h =
+            |kind: &'static str, n: Option<String>, a: Option<String>, history: bool| {
+                out.push(Query {
+                    kind,
+                    name: n,
+                    address: a,
+                    history,
+                })
+            };
         let mut push = |kind: &'static str, n: Option<String>, a: Option<String>| {
-            out.push(Query {
-                kind,
-                name: n,
-                address: a,
-            })
+            push_h(kind, n, a, false)
         };
         push("name, full (exact)", name(full.clone()), None);
         push("name, family (prefix, common)", name(family.clone()), None);
@@ -212,6 +222,24 @@ fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<
             "no match (rare)",
             name(RARE[i % RARE.len()].to_string()),
             None,
+        );
+        // Added with the address and history grams: one-character
+        // addresses, and one and two characters over history and 除票.
+        push(
+            "address, 1 character",
+            None,
+            Some(part(&mut rng2, &address, 1)),
+        );
+        let (n1, n2) = (part(&mut rng2, &full, 1), part(&mut rng2, &full, 2));
+        let a2 = part(&mut rng2, &address, 2);
+        push_h("history, name 1 character", name(n1), None, true);
+        push_h("history, name 2 characters", name(n2), None, true);
+        push_h("history, address 2 characters", None, Some(a2), true);
+        push_h(
+            "history, no match (rare)",
+            name(RARE[i % 3].to_string()),
+            None,
+            true,
         );
     }
     out
@@ -318,7 +346,7 @@ async fn measure(
     }
     let qs = queries(&sample, a.per_kind);
     // Warm-up: one pass of every kind, not timed (caches as in service).
-    for q in qs.iter().take(26) {
+    for q in qs.iter().take(36) {
         let _ = r.search(&code, &params(q), &actor).await?;
     }
 
@@ -454,6 +482,8 @@ fn params(q: &Query) -> SearchParams {
         name: q.name.clone(),
         address: q.address.clone(),
         limit: 50,
+        include_history: q.history,
+        include_removed: q.history,
         ..Default::default()
     }
 }
@@ -463,7 +493,11 @@ fn filter(q: &Query) -> SearchFilter {
         let k: String = search_key(s).chars().filter(|c| !c.is_control()).collect();
         (!k.is_empty()).then_some(k)
     };
-    let mut f = SearchFilter::default();
+    let mut f = SearchFilter {
+        include_history: q.history,
+        include_removed: q.history,
+        ..Default::default()
+    };
     if let Some(n) = &q.name {
         if is_kana_query(n) {
             f.kana_key = folded(n);
