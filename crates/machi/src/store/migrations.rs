@@ -1054,6 +1054,43 @@ CREATE POLICY tenant_isolation ON procedure_definitions
 "#
 );
 
+/// Search by one or two characters in addresses and, with
+/// `include_history`, in every history row (j340): `resident_gram` gains
+/// the grams of the current rows' address keys (`col` 3, as names and
+/// furigana) and the history postings (`col` 4–6: name, furigana,
+/// address of any of the person's history rows, with the start and the
+/// whole of short keys marked, see [`super::records::history_grams`]).
+/// Filled here for the rows already present, by the same SQL as a bulk
+/// load ([`super::records::gram_fill_sql`],
+/// [`super::records::history_gram_fill_sql`]).
+static V28_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use super::Backend::Sqlite;
+    use super::records::{gram_fill_sql, history_gram_fill_sql};
+    format!(
+        "{};\n{};\n",
+        gram_fill_sql(Sqlite, "resident_current", "true"),
+        history_gram_fill_sql(Sqlite, "resident_history", "true")
+    )
+});
+
+static V28_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use super::Backend::Postgres;
+    use super::records::{gram_fill_sql, history_gram_fill_sql};
+    format!(
+        "-- Read and write every tenant's rows, whichever role migrates.\n\
+         ALTER TABLE resident_current NO FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_history NO FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_gram NO FORCE ROW LEVEL SECURITY;\n\
+         {};\n{};\n\
+         ALTER TABLE resident_current FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_history FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_gram FORCE ROW LEVEL SECURITY;\n\
+         ANALYZE resident_gram;\n",
+        gram_fill_sql(Postgres, "resident_current", "true"),
+        history_gram_fill_sql(Postgres, "resident_history", "true")
+    )
+});
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -1205,6 +1242,12 @@ pub fn all() -> Vec<Migration> {
             name: "search: one- and two-character postings (resident_gram), re-fold progress",
             sqlite: V25_SQLITE,
             postgres: V25_POSTGRES,
+        },
+        Migration {
+            version: 28,
+            name: "search: grams of addresses and of every history row (one and two characters)",
+            sqlite: V28_SQLITE.as_str(),
+            postgres: V28_POSTGRES.as_str(),
         },
     ]
 }
