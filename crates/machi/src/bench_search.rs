@@ -433,10 +433,31 @@ async fn measure(
     // Changes at this scale: 転居 of a sampled person's household.
     if a.changes > 0 {
         let today = r.today();
+        // New addresses of this run (a second run on the same database
+        // would otherwise move people to where they already live).
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() % 1_000_000);
         let mut n = 0;
         let mut lat = Vec::new();
         let t0 = Instant::now();
         for (i, row) in sample.iter().cycle().take(a.changes).enumerate() {
+            // The whole household moves (a part of one would need a
+            // household of its own).
+            let (t, h) = (code.clone(), row.record.household_number.to_string());
+            let persons: Vec<String> = r
+                .store()
+                .read(Some(&code), move |tx| {
+                    tx.query(
+                        "SELECT addressee_number FROM resident_current WHERE tenant = $1 \
+                         AND household_number = $2 AND status = 'resident' ORDER BY addressee_number",
+                        &[t.as_str().into(), h.as_str().into()],
+                    )?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
             let req = ChangeRequest {
                 meta: ChangeMeta {
                     effective_date: today.format("%Y-%m-%d").to_string(),
@@ -446,9 +467,9 @@ async fn measure(
                     allow_headless_household: false,
                 },
                 command: ChangeCommand::MoveWithin {
-                    persons: vec![row.record.addressee_number.to_string()],
+                    persons,
                     address: machi_domain::change::AddressInput {
-                        address: format!("{}{}番{}号", town.name, 9000 + i, i % 50 + 1),
+                        address: format!("{}{}番{}号", town.name, 9000 + i, run),
                         annex: None,
                         postal_code: None,
                     },
