@@ -193,9 +193,8 @@ fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<
                     history,
                 })
             };
-        let mut push = |kind: &'static str, n: Option<String>, a: Option<String>| {
-            push_h(kind, n, a, false)
-        };
+        let mut push =
+            |kind: &'static str, n: Option<String>, a: Option<String>| push_h(kind, n, a, false);
         push("name, full (exact)", name(full.clone()), None);
         push("name, family (prefix, common)", name(family.clone()), None);
         push("name, given (contained)", name(given.clone()), None);

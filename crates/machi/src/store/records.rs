@@ -2138,7 +2138,9 @@ pub fn history_gram_fill_sql(backend: super::Backend, source: &str, cond: &str) 
         parts.push(sel(
             &format!("substr(c.{k}, p.i, 2)"),
             &positions,
-            &format!("substr(c.{k}, p.i, 1) <> {sep} AND substr(c.{k}, p.i + 1, 1) NOT IN ('', {sep})"),
+            &format!(
+                "substr(c.{k}, p.i, 1) <> {sep} AND substr(c.{k}, p.i + 1, 1) NOT IN ('', {sep})"
+            ),
         ));
     }
     let select = format!("{} ORDER BY 1, 2, 3, 4", parts.join(" UNION ALL "));
@@ -2698,7 +2700,11 @@ pub fn refold_batch(
                 tenant,
                 person,
                 [None, None, None],
-                [Some(k[0].as_str()), Some(k[1].as_str()), Some(k[2].as_str())],
+                [
+                    Some(k[0].as_str()),
+                    Some(k[1].as_str()),
+                    Some(k[2].as_str()),
+                ],
             )?;
         }
         for (person, old, k) in &current_updates {
@@ -2718,7 +2724,11 @@ pub fn refold_batch(
                 tenant,
                 person,
                 [old[0].as_deref(), old[1].as_deref(), old[2].as_deref()],
-                [Some(k[0].as_str()), Some(k[1].as_str()), Some(k[2].as_str())],
+                [
+                    Some(k[0].as_str()),
+                    Some(k[1].as_str()),
+                    Some(k[2].as_str()),
+                ],
             )?;
         }
     }
