@@ -736,7 +736,10 @@ async fn search_finds_addresses_by_one_and_two_characters_through_grams(db: Test
     let two = names(&db, by_address("府中")).await;
     assert_eq!(two, ["黒田　四", "青木　一", "赤井　二", "白石　三"]);
     assert_eq!(all_pages(&db, by_address("府中"), 1).await, two);
-    assert_eq!(names(&db, by_address("二丁")).await, ["青木　一", "白石　三"]);
+    assert_eq!(
+        names(&db, by_address("二丁")).await,
+        ["青木　一", "白石　三"]
+    );
     assert_eq!(names(&db, by_address("本町")).await, ["青木　一"]);
     // One character: contained, in gram order: 町 alone at the end
     // (本宿町), 町一 (宮町一丁目), 町二 (本町二丁目), 町田 (町田二丁目).
@@ -808,8 +811,12 @@ async fn search_with_history_finds_one_and_two_characters_through_grams(db: Test
                 .to_string()
         }
     };
-    let (hanako, kawaguchi, ogawa, hayashi) =
-        (who("旧川").await, who("川口").await, who("小川").await, who("林一").await);
+    let (hanako, kawaguchi, ogawa, hayashi) = (
+        who("旧川").await,
+        who("川口").await,
+        who("小川").await,
+        who("林一").await,
+    );
     // New names (corrections), a move within, a move-out.
     submit(
         &db,
@@ -888,7 +895,10 @@ async fn search_with_history_finds_one_and_two_characters_through_grams(db: Test
         ..Default::default()
     };
     assert!(names(&db, by_address("宮町")).await.is_empty());
-    assert_eq!(names(&db, history(by_address("宮町"))).await, ["小川　次郎"]);
+    assert_eq!(
+        names(&db, history(by_address("宮町"))).await,
+        ["小川　次郎"]
+    );
     assert_eq!(names(&db, history(by_address("宮"))).await, ["小川　次郎"]);
     assert_eq!(names(&db, by_address("栄")).await, ["小川　次郎"]);
     assert_eq!(
