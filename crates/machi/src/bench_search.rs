@@ -143,6 +143,8 @@ struct Query {
     kind: &'static str,
     name: Option<String>,
     address: Option<String>,
+    /// Also past history rows and 除票 (`include_history`, `include_removed`).
+    history: bool,
 }
 
 fn chars(s: &str) -> Vec<char> {
@@ -161,6 +163,9 @@ fn part(rng: &mut StdRng, s: &str, len: usize) -> String {
 /// The queries, drawn from the records of `sample` (current rows).
 fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<Query> {
     let mut rng = StdRng::seed_from_u64(7);
+    // The kinds added later draw from their own generator: the earlier
+    // kinds' queries stay as they were.
+    let mut rng2 = StdRng::seed_from_u64(13);
     let mut out = Vec::new();
     let name = |q: String| Some(q);
     for i in 0..per_kind {
@@ -179,13 +184,17 @@ fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<
             .split_once(['　', ' '])
             .map_or(kana.clone(), |(f, _)| f.to_string());
         let address = r.address.address.clone();
-        let mut push = |kind: &'static str, n: Option<String>, a: Option<String>| {
-            out.push(Query {
-                kind,
-                name: n,
-                address: a,
-            })
-        };
+        let mut push_h =
+            |kind: &'static str, n: Option<String>, a: Option<String>, history: bool| {
+                out.push(Query {
+                    kind,
+                    name: n,
+                    address: a,
+                    history,
+                })
+            };
+        let mut push =
+            |kind: &'static str, n: Option<String>, a: Option<String>| push_h(kind, n, a, false);
         push("name, full (exact)", name(full.clone()), None);
         push("name, family (prefix, common)", name(family.clone()), None);
         push("name, given (contained)", name(given.clone()), None);
@@ -212,6 +221,24 @@ fn queries(sample: &[machi_domain::change::HistoryRow], per_kind: usize) -> Vec<
             "no match (rare)",
             name(RARE[i % RARE.len()].to_string()),
             None,
+        );
+        // Added with the address and history grams: one-character
+        // addresses, and one and two characters over history and 除票.
+        push(
+            "address, 1 character",
+            None,
+            Some(part(&mut rng2, &address, 1)),
+        );
+        let (n1, n2) = (part(&mut rng2, &full, 1), part(&mut rng2, &full, 2));
+        let a2 = part(&mut rng2, &address, 2);
+        push_h("history, name 1 character", name(n1), None, true);
+        push_h("history, name 2 characters", name(n2), None, true);
+        push_h("history, address 2 characters", None, Some(a2), true);
+        push_h(
+            "history, no match (rare)",
+            name(RARE[i % 3].to_string()),
+            None,
+            true,
         );
     }
     out
@@ -318,7 +345,7 @@ async fn measure(
     }
     let qs = queries(&sample, a.per_kind);
     // Warm-up: one pass of every kind, not timed (caches as in service).
-    for q in qs.iter().take(26) {
+    for q in qs.iter().take(36) {
         let _ = r.search(&code, &params(q), &actor).await?;
     }
 
@@ -405,10 +432,31 @@ async fn measure(
     // Changes at this scale: 転居 of a sampled person's household.
     if a.changes > 0 {
         let today = r.today();
+        // New addresses of this run (a second run on the same database
+        // would otherwise move people to where they already live).
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() % 1_000_000);
         let mut n = 0;
         let mut lat = Vec::new();
         let t0 = Instant::now();
         for (i, row) in sample.iter().cycle().take(a.changes).enumerate() {
+            // The whole household moves (a part of one would need a
+            // household of its own).
+            let (t, h) = (code.clone(), row.record.household_number.to_string());
+            let persons: Vec<String> = r
+                .store()
+                .read(Some(&code), move |tx| {
+                    tx.query(
+                        "SELECT addressee_number FROM resident_current WHERE tenant = $1 \
+                         AND household_number = $2 AND status = 'resident' ORDER BY addressee_number",
+                        &[t.as_str().into(), h.as_str().into()],
+                    )?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
             let req = ChangeRequest {
                 meta: ChangeMeta {
                     effective_date: today.format("%Y-%m-%d").to_string(),
@@ -418,9 +466,9 @@ async fn measure(
                     allow_headless_household: false,
                 },
                 command: ChangeCommand::MoveWithin {
-                    persons: vec![row.record.addressee_number.to_string()],
+                    persons,
                     address: machi_domain::change::AddressInput {
-                        address: format!("{}{}番{}号", town.name, 9000 + i, i % 50 + 1),
+                        address: format!("{}{}番{}号", town.name, 9000 + i, run),
                         annex: None,
                         postal_code: None,
                     },
@@ -454,6 +502,8 @@ fn params(q: &Query) -> SearchParams {
         name: q.name.clone(),
         address: q.address.clone(),
         limit: 50,
+        include_history: q.history,
+        include_removed: q.history,
         ..Default::default()
     }
 }
@@ -463,7 +513,11 @@ fn filter(q: &Query) -> SearchFilter {
         let k: String = search_key(s).chars().filter(|c| !c.is_control()).collect();
         (!k.is_empty()).then_some(k)
     };
-    let mut f = SearchFilter::default();
+    let mut f = SearchFilter {
+        include_history: q.history,
+        include_removed: q.history,
+        ..Default::default()
+    };
     if let Some(n) = &q.name {
         if is_kana_query(n) {
             f.kana_key = folded(n);

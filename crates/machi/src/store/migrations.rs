@@ -1124,6 +1124,60 @@ CREATE POLICY tenant_isolation ON procedure_definition_decisions
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+/// Search by one or two characters in addresses and, with
+/// `include_history`, in every history row (j340): `resident_gram` gains
+/// the grams of the current rows' address keys (`col` 3, as names and
+/// furigana) and the history postings (`col` 4–6: name, furigana,
+/// address of any of the person's history rows, with the start and the
+/// whole of short keys marked, see [`super::records::history_grams`]).
+/// Filled here for the rows already present, by the same SQL as a bulk
+/// load ([`super::records::gram_fill_sql`],
+/// [`super::records::history_gram_fill_sql`]).
+///
+/// PostgreSQL: the trigram GIN indexes of the registry partitions lose
+/// their pending list (`fastupdate = off`), which is emptied here. With
+/// it, every probe read the whole unsorted list (up to
+/// `gin_pending_list_limit`, 4 MiB) whatever the text: a text that
+/// matches nobody read 270 pages at 100,000 residents (`EXPLAIN
+/// (ANALYZE, BUFFERS)`, docs/notes/wt-search10.md). A change now writes
+/// its trigrams into the index itself.
+static V28_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use super::Backend::Sqlite;
+    use super::records::{gram_fill_sql, history_gram_fill_sql};
+    format!(
+        "{};\n{};\n",
+        gram_fill_sql(Sqlite, "resident_current", "true"),
+        history_gram_fill_sql(Sqlite, "resident_history", "true")
+    )
+});
+
+static V28_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use super::Backend::Postgres;
+    use super::records::{gram_fill_sql, history_gram_fill_sql};
+    format!(
+        "-- Read and write every tenant's rows, whichever role migrates.\n\
+         ALTER TABLE resident_current NO FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_history NO FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_gram NO FORCE ROW LEVEL SECURITY;\n\
+         {};\n{};\n\
+         ALTER TABLE resident_current FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_history FORCE ROW LEVEL SECURITY;\n\
+         ALTER TABLE resident_gram FORCE ROW LEVEL SECURITY;\n\
+         ANALYZE resident_gram;\n\
+         DO $$ DECLARE r record; BEGIN\n\
+         FOR r IN SELECT i.indexrelid::regclass AS idx FROM pg_index i\n\
+             JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am a ON a.oid = ic.relam\n\
+             JOIN pg_class t ON t.oid = i.indrelid\n\
+             WHERE a.amname = 'gin' AND ic.relkind = 'i' AND t.relkind = 'r'\n\
+             AND (t.relname LIKE 'resident\\_current\\_%' OR t.relname LIKE 'resident\\_history\\_%')\n\
+         LOOP\n\
+             EXECUTE format('ALTER INDEX %s SET (fastupdate = off)', r.idx);\n\
+             PERFORM gin_clean_pending_list(r.idx);\n\
+         END LOOP; END $$;\n",
+        gram_fill_sql(Postgres, "resident_current", "true"),
+        history_gram_fill_sql(Postgres, "resident_history", "true")
+    )
+});
 
 pub fn all() -> Vec<Migration> {
     vec![
@@ -1288,6 +1342,12 @@ pub fn all() -> Vec<Migration> {
             name: "file linkage: several extract times a day on chosen weekdays, the handled slot kept",
             sqlite: V27_SQLITE,
             postgres: V27_POSTGRES,
+        },
+        Migration {
+            version: 28,
+            name: "search: grams of addresses and of every history row (one and two characters)",
+            sqlite: V28_SQLITE.as_str(),
+            postgres: V28_POSTGRES.as_str(),
         },
     ]
 }

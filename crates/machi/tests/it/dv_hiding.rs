@@ -757,6 +757,14 @@ async fn searches_lists_and_refusals_tell_nothing_without_a_release(db: TestDb) 
         ("ハイツ20", "ハイツ30"),
         (FAMILY_OLD_ADDRESS, "東京都府中市清水が丘二丁目2番3号"),
         ("清水が丘", "清水ヶ岡"),
+        // One and two characters (the address and history grams,
+        // migration 28): only the protected live or lived there.
+        ("若松", "若葉"),
+        ("松", "葉"),
+        ("9番", "8番"),
+        ("9", "8"),
+        ("清水", "清氷"),
+        ("丘", "岡"),
     ] {
         same_for_real_and_wrong(&w, "address", real, wrong, &[]).await;
         same_for_real_and_wrong(&w, "address", real, wrong, &[("name", "若松")]).await;

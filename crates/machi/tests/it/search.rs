@@ -21,6 +21,8 @@ both_backends!(
     search_index_changes_with_its_transaction_only,
     search_finds_one_and_two_characters_through_grams,
     search_refold_folds_old_keys_again_in_batches,
+    search_finds_addresses_by_one_and_two_characters_through_grams,
+    search_with_history_finds_one_and_two_characters_through_grams,
 );
 
 async fn submit(db: &TestDb, v: serde_json::Value) -> machi::service::registry::ChangeOutcome {
@@ -522,8 +524,9 @@ async fn all_pages(db: &TestDb, p: SearchParams, limit: i64) -> Vec<String> {
     seen
 }
 
-/// The grams of every current row of the tenant as stored, and as
-/// [`records::grams`] makes them from the stored keys.
+/// The grams of every current row of the tenant (names, furigana,
+/// addresses: `col` 1–3) as stored, and as [`records::grams`] makes them
+/// from the stored keys.
 async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
     let t = code(FUCHU);
     let tenant = t.clone();
@@ -531,7 +534,7 @@ async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
         .read(Some(&tenant), move |tx| {
             let stored: Vec<String> = tx
                 .query(
-                    "SELECT CAST(col AS BIGINT), gram, addressee_number FROM resident_gram WHERE tenant = $1",
+                    "SELECT CAST(col AS BIGINT), gram, addressee_number FROM resident_gram WHERE tenant = $1 AND col <= 3",
                     &[t.as_str().into()],
                 )?
                 .iter()
@@ -539,11 +542,11 @@ async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
                 .collect::<Result<_, StoreError>>()?;
             let mut made = Vec::new();
             for r in tx.query(
-                "SELECT addressee_number, name_key, kana_key FROM resident_current WHERE tenant = $1",
+                "SELECT addressee_number, name_key, kana_key, address_key FROM resident_current WHERE tenant = $1",
                 &[t.as_str().into()],
             )? {
                 let a = r.text(0)?;
-                for (col, k) in [(1, r.text(1)?), (2, r.text(2)?)] {
+                for (col, k) in [(1, r.text(1)?), (2, r.text(2)?), (3, r.text(3)?)] {
                     made.extend(
                         records::grams(&k)
                             .into_iter()
@@ -554,6 +557,45 @@ async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
             let (mut stored, mut made) = (stored, made);
             stored.sort();
             made.sort();
+            Ok::<_, StoreError>((stored, made))
+        })
+        .await
+        .unwrap()
+}
+
+/// The history postings (`col` 4–6) as stored, and as
+/// [`records::history_grams`] makes them from every history row's keys.
+async fn stored_and_made_history_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
+    let t = code(FUCHU);
+    let tenant = t.clone();
+    db.store
+        .read(Some(&tenant), move |tx| {
+            let stored: Vec<String> = tx
+                .query(
+                    "SELECT CAST(col AS BIGINT), gram, addressee_number FROM resident_gram WHERE tenant = $1 AND col >= 4",
+                    &[t.as_str().into()],
+                )?
+                .iter()
+                .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.text(2)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut made = Vec::new();
+            for r in tx.query(
+                "SELECT addressee_number, name_key, kana_key, address_key FROM resident_history WHERE tenant = $1",
+                &[t.as_str().into()],
+            )? {
+                let a = r.text(0)?;
+                for (col, k) in [(4, r.text(1)?), (5, r.text(2)?), (6, r.text(3)?)] {
+                    made.extend(
+                        records::history_grams(&k)
+                            .into_iter()
+                            .map(|g| format!("{col} {g} {a}")),
+                    );
+                }
+            }
+            let (mut stored, mut made) = (stored, made);
+            stored.sort();
+            made.sort();
+            made.dedup();
             Ok::<_, StoreError>((stored, made))
         })
         .await
@@ -668,6 +710,248 @@ async fn search_finds_one_and_two_characters_through_grams(db: TestDb) {
     assert_eq!(filled, stored);
 }
 
+/// Addresses by one and two characters (j340, migration 28): the current
+/// rows' address grams serve them as they serve names: prefix matches in
+/// key order, then contained ones (two characters: the bigram's postings
+/// in 宛名番号 order; one: in the order of the gram that starts there),
+/// page by page; a change of address moves the grams.
+async fn search_finds_addresses_by_one_and_two_characters_through_grams(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            ("青木　一", "アオキ　ハジメ", "東京都府中市本町二丁目"),
+            ("赤井　二", "アカイ　ツグ", "東京都府中市宮町一丁目"),
+            ("白石　三", "シロイシ　ミツ", "東京都府中市町田二丁目"),
+            ("黒田　四", "クロダ　シロウ", "府中市本宿町"),
+        ],
+    )
+    .await;
+    let by_address = |a: &str| SearchParams {
+        address: Some(a.into()),
+        limit: 50,
+        ..Default::default()
+    };
+    // Two characters: prefix (府中市本宿町), then the bigram 府中's postings.
+    let two = names(&db, by_address("府中")).await;
+    assert_eq!(two, ["黒田　四", "青木　一", "赤井　二", "白石　三"]);
+    assert_eq!(all_pages(&db, by_address("府中"), 1).await, two);
+    assert_eq!(
+        names(&db, by_address("二丁")).await,
+        ["青木　一", "白石　三"]
+    );
+    assert_eq!(names(&db, by_address("本町")).await, ["青木　一"]);
+    // One character: contained, in gram order: 町 alone at the end
+    // (本宿町), 町一 (宮町一丁目), 町二 (本町二丁目), 町田 (町田二丁目).
+    let one = names(&db, by_address("町")).await;
+    assert_eq!(one, ["黒田　四", "赤井　二", "青木　一", "白石　三"]);
+    assert_eq!(all_pages(&db, by_address("町"), 1).await, one);
+    assert_eq!(all_pages(&db, by_address("町"), 3).await, one);
+    // Prefix: 東 starts three addresses (in key order), and is nowhere
+    // else.
+    assert_eq!(
+        names(&db, by_address("東")).await,
+        ["赤井　二", "青木　一", "白石　三"]
+    );
+    assert!(names(&db, by_address("鬱")).await.is_empty());
+    assert!(names(&db, by_address("鬱金")).await.is_empty());
+    // A move takes the old address's grams away and brings the new ones.
+    let t = code(FUCHU);
+    let found = db
+        .registry
+        .search(&t, &by_name("青木"), &clerk())
+        .await
+        .unwrap();
+    let aoki = found.rows[0].record.addressee_number.to_string();
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-01", "command": {"type": "move_within",
+        "persons": [aoki], "address": {"address": "東京都府中市栄町三丁目"}}}),
+    )
+    .await;
+    assert!(names(&db, by_address("本町")).await.is_empty());
+    assert_eq!(names(&db, by_address("栄")).await, ["青木　一"]);
+    assert_eq!(names(&db, by_address("三丁")).await, ["青木　一"]);
+    let (stored, made) = stored_and_made_grams(&db).await;
+    assert!(stored.iter().any(|g| g.starts_with("3 ")));
+    assert_eq!(stored, made, "the address grams kept by changes");
+}
+
+/// With past records (`include_history`), one and two characters (j340,
+/// migration 28): the history postings give every rank, exact (a past
+/// key of one or two characters), prefix and contained, each in 宛名番号
+/// order as the conditions alone would; 除票 only with `include_removed`;
+/// paging gives the same; the postings hold the grams of every history
+/// row, and the bulk fill makes the same.
+async fn search_with_history_finds_one_and_two_characters_through_grams(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            ("旧川　花子", "キュウカワ　ハナコ", "東京都府中市寿町一丁目"),
+            ("川口　一", "カワグチ　ハジメ", "東京都府中市本町一丁目"),
+            ("小川　次郎", "オガワ　ジロウ", "東京都府中市宮町一丁目"),
+            ("林　一", "ハヤシ　ハジメ", "東京都府中市寿町二丁目"),
+            ("林　一郎", "ハヤシ　イチロウ", "東京都府中市寿町三丁目"),
+        ],
+    )
+    .await;
+    let t = code(FUCHU);
+    let who = |n: &'static str| {
+        let db = &db;
+        let t = t.clone();
+        async move {
+            db.registry
+                .search(&t, &by_name(n), &clerk())
+                .await
+                .unwrap()
+                .rows[0]
+                .record
+                .addressee_number
+                .to_string()
+        }
+    };
+    let (hanako, kawaguchi, ogawa, hayashi) = (
+        who("旧川").await,
+        who("川口").await,
+        who("小川").await,
+        who("林一").await,
+    );
+    // New names (corrections), a move within, a move-out.
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-01", "command": {"type": "ex_officio_correction",
+        "person": hanako, "patch": {"name": "新野　花子", "name_kana": "シンノ　ハナコ"}}}),
+    )
+    .await;
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-01", "command": {"type": "ex_officio_correction",
+        "person": hayashi, "patch": {"name": "森　一", "name_kana": "モリ　ハジメ"}}}),
+    )
+    .await;
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-02", "command": {"type": "move_within",
+        "persons": [ogawa], "address": {"address": "東京都府中市栄町二丁目"}}}),
+    )
+    .await;
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-20", "command": {"type": "move_out", "persons": [kawaguchi],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    let history = |p: SearchParams| SearchParams {
+        include_history: true,
+        ..p
+    };
+    let removed = |p: SearchParams| SearchParams {
+        include_removed: true,
+        ..p
+    };
+    // One character: contained in a past name (旧川花子) and a current one.
+    assert_eq!(names(&db, by_name("川")).await, ["小川　次郎"]);
+    let h1 = names(&db, history(by_name("川"))).await;
+    assert_eq!(h1, ["新野　花子", "小川　次郎"]);
+    // With 除票: the prefix match (川口一) first, then contained.
+    let hr1 = names(&db, removed(history(by_name("川")))).await;
+    assert_eq!(hr1, ["川口　一", "新野　花子", "小川　次郎"]);
+    for limit in [1, 2] {
+        assert_eq!(all_pages(&db, history(by_name("川")), limit).await, h1);
+        assert_eq!(
+            all_pages(&db, removed(history(by_name("川"))), limit).await,
+            hr1
+        );
+    }
+    // Two characters: prefix and contained, past names only with history.
+    assert!(names(&db, by_name("旧川")).await.is_empty());
+    assert_eq!(names(&db, history(by_name("旧川"))).await, ["新野　花子"]);
+    assert_eq!(names(&db, history(by_name("川花"))).await, ["新野　花子"]);
+    // Exact (a past name of two characters), then prefix.
+    assert_eq!(names(&db, by_name("林一")).await, ["林　一郎"]);
+    assert_eq!(
+        names(&db, history(by_name("林一"))).await,
+        ["森　一", "林　一郎"]
+    );
+    assert_eq!(
+        all_pages(&db, history(by_name("林一")), 1).await,
+        ["森　一", "林　一郎"]
+    );
+    assert_eq!(
+        names(&db, history(by_name("林"))).await,
+        ["森　一", "林　一郎"]
+    );
+    // Furigana: a past reading (ハヤシハジメ) and a current one, prefix.
+    assert_eq!(names(&db, by_name("ハヤ")).await, ["林　一郎"]);
+    assert_eq!(
+        names(&db, history(by_name("ハヤ"))).await,
+        ["森　一", "林　一郎"]
+    );
+    // Addresses: a past one with history, in 宛名番号 order.
+    let by_address = |a: &str| SearchParams {
+        address: Some(a.into()),
+        limit: 50,
+        ..Default::default()
+    };
+    assert!(names(&db, by_address("宮町")).await.is_empty());
+    assert_eq!(
+        names(&db, history(by_address("宮町"))).await,
+        ["小川　次郎"]
+    );
+    assert_eq!(names(&db, history(by_address("宮"))).await, ["小川　次郎"]);
+    assert_eq!(names(&db, by_address("栄")).await, ["小川　次郎"]);
+    assert_eq!(
+        names(&db, history(by_address("寿町"))).await,
+        ["新野　花子", "森　一", "林　一郎"]
+    );
+    assert_eq!(
+        names(&db, removed(history(by_address("本町")))).await,
+        ["川口　一"]
+    );
+    assert!(names(&db, history(by_address("本町"))).await.is_empty());
+    // Name and address together, with history: both on the person's rows.
+    assert_eq!(
+        names(
+            &db,
+            history(SearchParams {
+                address: Some("寿町".into()),
+                ..by_name("林")
+            })
+        )
+        .await,
+        ["森　一", "林　一郎"]
+    );
+    assert!(names(&db, history(by_name("鬱"))).await.is_empty());
+    assert!(names(&db, history(by_name("鬱金"))).await.is_empty());
+    // The postings hold every history row's grams; the bulk fill
+    // (migration 28, imports) makes exactly those.
+    let (stored, made) = stored_and_made_history_grams(&db).await;
+    assert!(!made.is_empty());
+    assert_eq!(stored, made, "the history grams kept by changes");
+    let tt = t.clone();
+    db.store
+        .write(Some(&t), move |tx| {
+            tx.execute(
+                "DELETE FROM resident_gram WHERE tenant = $1",
+                &[tt.as_str().into()],
+            )?;
+            let sql = records::gram_fill_sql(tx.backend(), "resident_current", "c.tenant = $1");
+            tx.execute(&sql, &[tt.as_str().into()])?;
+            let sql =
+                records::history_gram_fill_sql(tx.backend(), "resident_history", "c.tenant = $1");
+            tx.execute(&sql, &[tt.as_str().into()])?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let (filled, made2) = stored_and_made_history_grams(&db).await;
+    assert_eq!(filled, made2, "the history grams of the bulk fill");
+    assert_eq!(filled, stored);
+    let (current, made) = stored_and_made_grams(&db).await;
+    assert_eq!(current, made);
+}
+
 /// `machi search refold` (j330): keys folded with an earlier table are
 /// folded again, batch by batch; a stopped re-fold resumes; once done,
 /// running it again changes nothing.
@@ -710,8 +994,8 @@ async fn search_refold_folds_old_keys_again_in_batches(db: TestDb) {
                     tx,
                     &tt,
                     &a,
-                    [Some(k.as_str()), Some(kana.as_str())],
-                    [Some(old.as_str()), Some(kana.as_str())],
+                    [Some(k.as_str()), Some(kana.as_str()), None],
+                    [Some(old.as_str()), Some(kana.as_str()), None],
                 )?;
             }
             Ok::<_, StoreError>(changed)
