@@ -96,8 +96,14 @@ pub struct LinkageManifest {
     /// History rows of changes up to this change id are in this extract or
     /// an earlier one; the next difference extract starts after it.
     pub last_change_id: i64,
-    /// RFC 3339.
+    /// RFC 3339: when the extract was complete.
     pub created_at: String,
+    /// RFC 3339: when it began, before `to_seq` was read. A scheduled slot
+    /// is served by an extract that began at or after it (one that began
+    /// earlier and ended after the slot does not hold the slot's events).
+    /// Absent in manifests written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     /// Where the extract is at the target (its folder).
     pub folder: String,
     pub files: Vec<ExtractFile>,
@@ -224,6 +230,7 @@ pub async fn extract(
             None => return Err(ExtractError::NoBase(tenant.to_string())),
         },
     };
+    let started_at = registry.clock().now().to_rfc3339();
     // Read before the rows: everything up to it is in the rows.
     let t = tenant.clone();
     let to_seq = registry
@@ -280,6 +287,7 @@ pub async fn extract(
             to_seq: to_seq.max(from_seq),
             last_change_id: summary.last_change_id.max(after_change.unwrap_or(0)),
             created_at: registry.clock().now().to_rfc3339(),
+            started_at: Some(started_at),
             folder: folder.to_string(),
             files,
         };
@@ -761,8 +769,10 @@ pub async fn run_due(
             }
             let last = last_complete(store, prefix, tenant).await?;
             let made_since_slot = last.as_ref().is_some_and(|m| {
-                chrono::DateTime::parse_from_rfc3339(&m.created_at)
-                    .is_ok_and(|c| c.with_timezone(&chrono::Utc) >= slot)
+                chrono::DateTime::parse_from_rfc3339(
+                    m.started_at.as_deref().unwrap_or(&m.created_at),
+                )
+                .is_ok_and(|c| c.with_timezone(&chrono::Utc) >= slot)
             });
             let out = if made_since_slot {
                 None

@@ -189,19 +189,22 @@ pub fn lookup(
 /// Every definition a tenant knows, newest version of each procedure
 /// first within the procedure: the shipped ones and the tenant's own.
 pub fn all(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<Arc<Definition>>, StoreError> {
-    let mut out: Vec<Arc<Definition>> = shipped()
-        .iter()
-        .filter_map(|(_, _, s)| parsed(s).ok())
-        .collect();
+    // The tenant's stored texts first: under a number machi also ships, the
+    // stored text is the one [`lookup`] (and so approval) uses.
     let rows = tx.query(
         "SELECT source FROM procedure_definitions WHERE tenant = $1 ORDER BY procedure, version",
         &[tenant.as_str().into()],
     )?;
+    let mut out: Vec<Arc<Definition>> = Vec::new();
     for r in rows {
-        if let Ok(d) = parsed(&r.text(0)?)
-            && !out
-                .iter()
-                .any(|o| o.id() == d.id() && o.version() == d.version())
+        if let Ok(d) = parsed(&r.text(0)?) {
+            out.push(d);
+        }
+    }
+    for d in shipped().iter().filter_map(|(_, _, s)| parsed(s).ok()) {
+        if !out
+            .iter()
+            .any(|o| o.id() == d.id() && o.version() == d.version())
         {
             out.push(d);
         }
@@ -260,6 +263,27 @@ impl Trust {
     }
 }
 
+/// Whether (procedure, version) is the shipped text for this tenant: machi
+/// ships that version and the tenant stored no other text under it. A
+/// tenant's own text stored before a later machi shipped a version of the
+/// same number stays the tenant's own (it still needs the administrator's
+/// decision): a release must not turn an unreviewed, or refused, text into
+/// a trusted one.
+fn is_shipped_text(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    version: i64,
+) -> Result<bool, StoreError> {
+    let Some(shipped) = shipped_source(procedure, version) else {
+        return Ok(false);
+    };
+    Ok(match stored_digest(tx, tenant, procedure, version)? {
+        None => true,
+        Some(sha) => sha == digest(shipped),
+    })
+}
+
 /// Whether the back office acts on (procedure, version) for a tenant:
 /// shipped, or the administrator's decision on the tenant's own text
 /// (none yet: [`Trust::Pending`]).
@@ -269,7 +293,7 @@ pub fn trust(
     procedure: &str,
     version: i64,
 ) -> Result<Trust, StoreError> {
-    if shipped_source(procedure, version).is_some() {
+    if is_shipped_text(tx, tenant, procedure, version)? {
         return Ok(Trust::Shipped);
     }
     let row = tx.query_opt(
@@ -317,7 +341,11 @@ pub fn own(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<OwnDefiniti
             tracing::warn!("a stored procedure definition no longer validates");
             continue;
         };
-        let shipped = shipped_source(def.id(), i64::from(def.version())).is_some();
+        let sha256 = r.text(1)?;
+        // The shipped text itself (stored as delivered) needs no decision;
+        // another text under a shipped number does (see `is_shipped_text`).
+        let shipped = shipped_source(def.id(), i64::from(def.version()))
+            .is_some_and(|src| digest(src) == sha256);
         let trust = match r.opt_text(3)?.as_deref() {
             _ if shipped => Trust::Shipped,
             None => Trust::Pending,
@@ -330,7 +358,7 @@ pub fn own(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<OwnDefiniti
         }
         out.push(OwnDefinition {
             definition: def,
-            sha256: r.text(1)?,
+            sha256,
             imported_at: r.int(2)?,
             trust,
             decided_by: r.opt_text(4)?,
@@ -366,7 +394,7 @@ pub fn decide(
     by: &str,
     now: i64,
 ) -> Result<Decided, StoreError> {
-    if shipped_source(procedure, version).is_some() {
+    if is_shipped_text(tx, tenant, procedure, version)? {
         return Ok(Decided::Shipped);
     }
     let Some(sha) = stored_digest(tx, tenant, procedure, version)? else {

@@ -2541,9 +2541,11 @@ fn ordered_walk<T>(
         return f(tx);
     }
     tx.execute_batch("SET LOCAL enable_sort = off")?;
-    let out = f(tx);
+    // After a failed walk the transaction is aborted: resetting would fail
+    // too and hide the walk's own error, so the error is returned as it is.
+    let out = f(tx)?;
     tx.execute_batch("SET LOCAL enable_sort = on")?;
-    out
+    Ok(out)
 }
 
 fn run_phase(

@@ -228,6 +228,9 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "returned_pending_id" => ("差し戻された仮登録", "provisional change sent back"),
         "sha256" => ("定義の要約値", "definition digest"),
         "decision" => ("判断", "decision"),
+        "times" => ("抽出の時刻", "times"),
+        "weekdays" => ("曜日", "days"),
+        "server_default" => ("サーバーの既定に戻す", "server default"),
         _ => ("", ""),
     }
 }
@@ -245,6 +248,12 @@ fn value_text(key: &str, v: &Value, l: Lang, eras: &EraTable, p: &Procedures) ->
         Value::Number(n) => match key {
             // Times are stored in microseconds since the epoch.
             "recorded_as_of" | "expires_at" => n.as_i64().map(when).unwrap_or_default(),
+            // The extract schedule's days of the week (a bit set).
+            "weekdays" => n
+                .as_i64()
+                .and_then(crate::linkage::Weekdays::from_bits)
+                .map(|w| w.words(l.en))
+                .unwrap_or_default(),
             _ => n.to_string(),
         },
         Value::String(s) => string_text(key, s, l, eras, p),
@@ -280,6 +289,14 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable, p: &Procedures) -> 
         }
         if let Some(d) = (1..=20).find_map(|v| crate::service::inbox::definition(s, v)) {
             return crate::service::inbox::procedure_title(s, i64::from(d.version()), l.en);
+        }
+    }
+    if key == "kind" {
+        // The file-linkage schedule's kind of extract.
+        match s {
+            "full" => return l.t("全件", "full").into(),
+            "diff" => return l.t("差分", "difference").into(),
+            _ => {}
         }
     }
     if key == "decision" {

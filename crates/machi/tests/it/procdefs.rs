@@ -21,6 +21,7 @@ both_backends!(
     a_tenants_own_procedure_and_new_version_show_with_their_labels,
     a_different_text_for_a_known_version_is_refused_and_names_it,
     survey_answers_imported_twice_are_counted_once,
+    a_tenants_text_under_a_number_machi_ships_later_still_needs_a_decision,
 );
 
 /// 府中市's own procedure (not shipped with machi): a bulky-waste
@@ -956,4 +957,72 @@ async fn a_definition_from_the_portal_waits_for_the_administrators_acceptance(db
         "{audit}"
     );
     assert!(!audit.contains("sodaigomi"), "{audit}");
+}
+
+/// A tenant's own text stored under (procedure, version) before a later
+/// machi shipped a version of that number with another text: it stays the
+/// tenant's own (pending until the administrator decides), the acceptance
+/// page lists it, and the counter offers the stored text, the one approval
+/// uses — a release never makes an unreviewed text trusted.
+async fn a_tenants_text_under_a_number_machi_ships_later_still_needs_a_decision(db: TestDb) {
+    use machi::store::procedure_definitions as defs;
+    let db = db.with_tenants().await;
+    let shipped = defs::shipped_source("juminhyo", 1).expect("shipped juminhyo 1");
+    let own = shipped.replacen(
+        r#"ja = "住民票の写しの交付請求""#,
+        r#"ja = "住民票の写しの交付請求（府中市版）""#,
+        1,
+    );
+    assert_ne!(own, shipped);
+    let digest = defs::digest(&own);
+    let fuchu = code(FUCHU);
+    let t = fuchu.clone();
+    db.store
+        .write(Some(&fuchu), move |tx| {
+            // As an earlier machi stored it (before this number shipped):
+            // straight into the table, past `store`'s check against the
+            // shipped text.
+            tx.execute(
+                "INSERT INTO procedure_definitions (tenant, procedure, version, source, sha256, action_kind, imported_at) \
+                 VALUES ($1, 'juminhyo', 1, $2, $3, 'certificate', 0)",
+                &[t.as_str().into(), own.as_str().into(), digest.as_str().into()],
+            )?;
+            Ok::<_, machi::store::StoreError>(())
+        })
+        .await
+        .expect("stored");
+    let t = fuchu.clone();
+    let (trust, listed, offered_title) = db
+        .store
+        .read(Some(&fuchu), move |tx| {
+            let trust = defs::trust(tx, &t, "juminhyo", 1)?;
+            let listed: Vec<String> = defs::own(tx, &t)?
+                .iter()
+                .map(|o| format!("{} {}", o.definition.id(), o.definition.version()))
+                .collect();
+            let title = defs::all(tx, &t)?
+                .iter()
+                .find(|d| d.id() == "juminhyo" && d.version() == 1)
+                .map(|d| d.procedure.title.ja.clone());
+            Ok::<_, machi::store::StoreError>((trust, listed, title))
+        })
+        .await
+        .expect("read");
+    assert_eq!(trust, defs::Trust::Pending);
+    assert!(listed.contains(&"juminhyo 1".to_string()), "{listed:?}");
+    assert_eq!(
+        offered_title.as_deref(),
+        Some("住民票の写しの交付請求（府中市版）")
+    );
+    // Another tenant without a stored text keeps the shipped one, trusted.
+    let akishima = code(AKISHIMA);
+    let t = akishima.clone();
+    let other = db
+        .store
+        .read(Some(&akishima), move |tx| {
+            defs::trust(tx, &t, "juminhyo", 1)
+        })
+        .await
+        .expect("read");
+    assert_eq!(other, defs::Trust::Shipped);
 }
