@@ -1028,7 +1028,8 @@ pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
             tx.execute_batch(
                 "DROP TRIGGER resident_current_fts_insert; DROP TRIGGER resident_current_fts_delete; \
                  DROP TRIGGER resident_current_fts_update; DROP TRIGGER resident_history_fts_insert; \
-                 DROP TRIGGER resident_history_fts_delete; DROP TABLE resident_current_fts; \
+                 DROP TRIGGER resident_history_fts_delete; DROP TRIGGER IF EXISTS resident_history_fts_update; \
+                 DROP TABLE resident_current_fts; \
                  DROP TABLE resident_history_fts",
             )
         }
