@@ -2153,6 +2153,13 @@ pub fn history_gram_fill_sql(backend: super::Backend, source: &str, cond: &str) 
         ));
     }
     let select = format!("{} ORDER BY 1, 2, 3, 4", parts.join(" UNION ALL "));
+    insert_grams_from(backend, &select)
+}
+
+/// `INSERT` of the gram rows a `SELECT` gives (tenant, col, gram,
+/// 宛名番号), rows already posted left as they are: the bulk fills of the
+/// current and the history grams.
+fn insert_grams_from(backend: super::Backend, select: &str) -> String {
     match backend {
         super::Backend::Sqlite => format!(
             "INSERT OR IGNORE INTO resident_gram (tenant, col, gram, addressee_number) {select}"
@@ -2262,15 +2269,7 @@ pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> Strin
         one(2, "kana_key"),
         one(3, "address_key")
     );
-    match backend {
-        super::Backend::Sqlite => format!(
-            "INSERT OR IGNORE INTO resident_gram (tenant, col, gram, addressee_number) {select}"
-        ),
-        super::Backend::Postgres => format!(
-            "INSERT INTO resident_gram (tenant, col, gram, addressee_number) {select} \
-             ON CONFLICT DO NOTHING"
-        ),
-    }
+    insert_grams_from(backend, &select)
 }
 
 /// Replaces a person's grams of the current row: those of the keys `old`
