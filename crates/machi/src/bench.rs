@@ -5,6 +5,7 @@
 //! Run: `cargo run --release -p machi -- bench` (add `--postgres URL` or set
 //! `MACHI_BENCH_POSTGRES` to include PostgreSQL).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::Duration;
@@ -45,6 +46,11 @@ pub struct BenchArgs {
     /// SQLite durability for the run (`full` is the default of `machi serve`).
     #[arg(long, value_enum, default_value = "full")]
     bench_sqlite_sync: SqliteSync,
+    /// 国内転入 of households of three, one after another, whose writes are
+    /// counted (rows per table, statements, round trips, pages) and printed
+    /// per change; 0 skips the breakdown.
+    #[arg(long, default_value_t = 50)]
+    count_changes: usize,
 }
 
 struct Figure {
@@ -70,7 +76,7 @@ pub async fn run(a: &BenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("bench.sqlite");
         let store = Store::connect_with(
-            &DatabaseLocation::Sqlite(path),
+            &DatabaseLocation::Sqlite(path.clone()),
             a.bench_sqlite_sync,
             Keyring::ephemeral()?,
         )
@@ -80,17 +86,20 @@ pub async fn run(a: &BenchArgs, extra_eras: &[String]) -> anyhow::Result<()> {
             SqliteSync::Normal => "SQLite (WAL, synchronous=NORMAL)",
         };
         let r = Registry::new(store.clone(), eras.clone(), Clock::System);
-        let result = measure(label, &r, a).await;
+        let result = measure(label, &r, a, &Inspect::Sqlite(path.clone())).await;
         let _ = std::fs::remove_dir_all(&dir);
         result?;
     }
     if let Some(url) = &a.postgres {
         let db = format!("machi_bench_{}", std::process::id());
         let fresh = crate::store::create_fresh_postgres_database(url, &db).await?;
-        let store =
-            Store::connect(&DatabaseLocation::Postgres(fresh), Keyring::ephemeral()?).await?;
+        let store = Store::connect(
+            &DatabaseLocation::Postgres(fresh.clone()),
+            Keyring::ephemeral()?,
+        )
+        .await?;
         let r = Registry::new(store.clone(), eras.clone(), Clock::System);
-        let result = measure("PostgreSQL", &r, a).await;
+        let result = measure("PostgreSQL", &r, a, &Inspect::Postgres(fresh)).await;
         crate::store::drop_postgres_database(url, &db).await?;
         result?;
     } else {
@@ -109,7 +118,12 @@ fn meta(date: chrono::NaiveDate) -> ChangeMeta {
     }
 }
 
-async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()> {
+async fn measure(
+    label: &str,
+    r: &Registry,
+    a: &BenchArgs,
+    inspect: &Inspect,
+) -> anyhow::Result<()> {
     if a.households == 0 {
         anyhow::bail!("--households must be at least 1");
     }
@@ -162,6 +176,9 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         n: a.households,
         secs: t.elapsed().as_secs_f64(),
     };
+    if a.count_changes > 0 {
+        count_move_ins(label, r, &code, a.count_changes, inspect).await?;
+    }
 
     // Baseline: empty write transactions.
     let t = Instant::now();
@@ -332,6 +349,222 @@ async fn measure(label: &str, r: &Registry, a: &BenchArgs) -> anyhow::Result<()>
         reads.rate() / empty_read.rate(),
         concurrent_reads.rate() / empty_read.rate()
     );
+    Ok(())
+}
+
+/// The bench's own database, read beside the store to count its rows.
+#[derive(Clone)]
+enum Inspect {
+    Sqlite(std::path::PathBuf),
+    /// A URL of a role that sees every row (the bench's server URL, on the
+    /// fresh database).
+    Postgres(String),
+}
+
+/// Rows of every table (SQLite's FTS5 shadow tables included, virtual
+/// tables themselves not; PostgreSQL's partitioned tables as one), with
+/// `resident_gram` also per `col` (`resident_gram[1]` …), and the
+/// PostgreSQL server's WAL position (bytes).
+fn count_rows(inspect: &Inspect) -> anyhow::Result<(BTreeMap<String, i64>, Option<u64>)> {
+    let mut out = BTreeMap::new();
+    match inspect {
+        Inspect::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path)?;
+            let names: Vec<String> = c
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table' \
+                     AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for n in names {
+                let k: i64 = c.query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| {
+                    r.get(0)
+                })?;
+                out.insert(n, k);
+            }
+            let mut st = c.prepare("SELECT col, count(*) FROM resident_gram GROUP BY col")?;
+            for r in st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+                let (col, k) = r?;
+                out.insert(format!("resident_gram[{col}]"), k);
+            }
+            Ok((out, None))
+        }
+        Inspect::Postgres(url) => {
+            let mut c = postgres::Client::connect(url, postgres::NoTls)?;
+            let names: Vec<String> = c
+                .query(
+                    "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                     ORDER BY 1",
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for n in names {
+                let k: i64 = c
+                    .query_one(&format!("SELECT count(*) FROM \"{n}\""), &[])?
+                    .get(0);
+                out.insert(n, k);
+            }
+            for r in c.query(
+                "SELECT col::bigint, count(*) FROM resident_gram GROUP BY col",
+                &[],
+            )? {
+                out.insert(format!("resident_gram[{}]", r.get::<_, i64>(0)), r.get(1));
+            }
+            let wal: i64 = c
+                .query_one(
+                    "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+                    &[],
+                )?
+                .get(0);
+            Ok((out, Some(wal as u64)))
+        }
+    }
+}
+
+/// SQLite: the pages the writer connection has written to the log and the
+/// bytes its thread has passed to `write(2)` (the log, statement journals
+/// spilled to temporary files), read on the writer thread itself.
+async fn writer_io(r: &Registry) -> anyhow::Result<(Option<i64>, Option<u64>)> {
+    Ok(r.store()
+        .write(None, |tx| {
+            let pages = tx.sqlite_pages_written();
+            let bytes = std::fs::read_to_string("/proc/thread-self/io")
+                .ok()
+                .and_then(|io| {
+                    io.lines()
+                        .find_map(|l| l.strip_prefix("wchar: "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                });
+            Ok::<_, crate::store::StoreError>((pages, bytes))
+        })
+        .await?)
+}
+
+/// Counts what `n` 国内転入 (each a new household of three at an address of
+/// its own, one after another) write, and prints it per change: rows per
+/// table, statements and PostgreSQL round trips (every statement this
+/// process sent, `store::db::sent`), SQLite log pages and writer bytes,
+/// PostgreSQL WAL bytes. Counts, not time: a loaded machine gives the same.
+async fn count_move_ins(
+    label: &str,
+    r: &Registry,
+    code: &MunicipalityCode,
+    n: usize,
+    inspect: &Inspect,
+) -> anyhow::Result<()> {
+    let town = &TOWNS[0];
+    let today = r.today();
+    let actor = Actor::system("bench");
+    // A generator of its own: the timed figures see the same households
+    // with or without the breakdown.
+    let mut synth = Synth::new(4242);
+    let mut plans = Vec::with_capacity(n);
+    while plans.len() < n {
+        let plan = synth.household(town, today);
+        if plan.persons.len() == 3 {
+            plans.push(plan);
+        }
+    }
+    let (rows0, wal0) = {
+        let i = inspect.clone();
+        tokio::task::spawn_blocking(move || count_rows(&i)).await??
+    };
+    let (pages0, bytes0) = writer_io(r).await?;
+    let sent0 = crate::store::db::sent::now();
+    for plan in plans {
+        r.submit(
+            code,
+            &ChangeRequest {
+                meta: meta(plan.moved_in),
+                command: ChangeCommand::MoveIn {
+                    persons: plan.persons,
+                    household: HouseholdTarget::New {
+                        address: plan.address,
+                    },
+                    previous_address: plan.previous_address,
+                },
+            },
+            &actor,
+        )
+        .await?;
+    }
+    let sent1 = crate::store::db::sent::now();
+    let (pages1, bytes1) = writer_io(r).await?;
+    let (rows1, wal1) = {
+        let i = inspect.clone();
+        tokio::task::spawn_blocking(move || count_rows(&i)).await??
+    };
+    let per = |d: f64| d / n as f64;
+    println!(
+        "\n{label}: what one 国内転入 of a household of three writes (mean of {n}, one after another; counts, not time)"
+    );
+    let mut total = 0;
+    for (table, after) in &rows1 {
+        let d = after - rows0.get(table).copied().unwrap_or(0);
+        if d == 0 {
+            continue;
+        }
+        if !table.contains('[') {
+            total += d;
+        }
+        let note = match table.as_str() {
+            "resident_gram[1]" => "  (names)",
+            "resident_gram[2]" => "  (furigana)",
+            "resident_gram[3]" => "  (addresses)",
+            "resident_gram[4]" => "  (history: names)",
+            "resident_gram[5]" => "  (history: furigana)",
+            "resident_gram[6]" => "  (history: addresses)",
+            _ => "",
+        };
+        let member = if table.starts_with("resident_gram") {
+            format!(", {:.1} per member", per(d as f64) / 3.0)
+        } else {
+            String::new()
+        };
+        println!(
+            "  rows  {table:<40} {:>8.1} per change{member}{note}",
+            per(d as f64)
+        );
+    }
+    println!(
+        "  rows  {:<40} {:>8.1} per change",
+        "(all tables)",
+        per(total as f64)
+    );
+    // The two reads of the writer's counters are writes too (empty ones):
+    // one statement-free transaction each, no pages.
+    println!(
+        "  statements sent                                {:>8.1} per change",
+        per((sent1.0 - sent0.0) as f64)
+    );
+    if let (Some(w0), Some(w1)) = (wal0, wal1) {
+        println!(
+            "  PostgreSQL round trips                         {:>8.1} per change",
+            per((sent1.1 - sent0.1) as f64)
+        );
+        println!(
+            "  PostgreSQL WAL bytes (whole server)            {:>8.0} per change  (other sessions' writes included)",
+            per(w1.saturating_sub(w0) as f64)
+        );
+    }
+    if let (Some(p0), Some(p1)) = (pages0, pages1) {
+        println!(
+            "  SQLite log pages written (WAL frames)          {:>8.1} per change",
+            per((p1 - p0) as f64)
+        );
+    }
+    if let (Some(b0), Some(b1)) = (bytes0, bytes1)
+        && pages0.is_some()
+    {
+        println!(
+            "  SQLite writer thread bytes written             {:>8.0} per change  (log + spilled statement journals)",
+            per(b1.saturating_sub(b0) as f64)
+        );
+    }
     Ok(())
 }
 

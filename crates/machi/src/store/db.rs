@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use machi_domain::ids::MunicipalityCode;
 
@@ -265,6 +266,33 @@ impl BulkRows {
     }
 }
 
+/// What this process has sent to its databases since it started, counted
+/// for `machi bench`'s breakdown of one change (counts, not time: the same
+/// on a loaded machine). Every statement run through a [`Tx`]; on
+/// PostgreSQL also every round trip (a statement prepared for the first
+/// time on a connection costs one more; `BEGIN`, the tenant scope and
+/// `COMMIT` are counted where they are sent).
+pub mod sent {
+    use super::{AtomicU64, Ordering};
+
+    static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+    static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+    /// Counts `statements` statements and `round_trips` PostgreSQL round trips.
+    pub fn add(statements: u64, round_trips: u64) {
+        STATEMENTS.fetch_add(statements, Ordering::Relaxed);
+        ROUND_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
+    }
+
+    /// (statements, PostgreSQL round trips) so far.
+    pub fn now() -> (u64, u64) {
+        (
+            STATEMENTS.load(Ordering::Relaxed),
+            ROUND_TRIPS.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Prepared statements of one PostgreSQL connection, by SQL text.
 pub type PgStatements = HashMap<String, postgres::Statement>;
 
@@ -386,6 +414,8 @@ impl<'c> Tx<'c> {
         statements: &'c mut PgStatements,
         keyring: &'c Keyring,
     ) -> Self {
+        // The `BEGIN` that opened `tx`.
+        sent::add(0, 1);
         Tx {
             conn: Conn::Postgres { tx, statements },
             keyring,
@@ -419,6 +449,7 @@ impl Tx<'_> {
     pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
         match &mut self.conn {
             Conn::Sqlite(tx) => {
+                sent::add(1, 0);
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let ps = sqlite_params(params);
                 Ok(st.execute(rusqlite::params_from_iter(ps.iter()))? as u64)
@@ -453,6 +484,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         match &mut self.conn {
             Conn::Sqlite(tx) => {
+                sent::add(1, 0);
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let n = st.column_count();
                 let ps = sqlite_params(params);
@@ -502,6 +534,7 @@ impl Tx<'_> {
         }
         match &mut self.conn {
             Conn::Sqlite(tx) => {
+                sent::add(rows.rows() as u64, 0);
                 let values = (1..=rows.columns)
                     .map(|i| format!("?{i}"))
                     .collect::<Vec<_>>()
@@ -524,6 +557,8 @@ impl Tx<'_> {
                 Ok(rows.rows() as u64)
             }
             Conn::Postgres { tx, .. } => {
+                // `COPY … FROM STDIN`, then the data and its end.
+                sent::add(1, 2);
                 let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
                 rows.copy_binary(&mut data);
                 let mut w = tx.copy_in(&format!(
@@ -554,10 +589,40 @@ impl Tx<'_> {
     /// Runs SQL without parameters (e.g. SAVEPOINT).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
         match &mut self.conn {
-            Conn::Sqlite(tx) => tx.execute_batch(sql)?,
-            Conn::Postgres { tx, .. } => tx.batch_execute(sql)?,
+            Conn::Sqlite(tx) => {
+                sent::add(1, 0);
+                tx.execute_batch(sql)?
+            }
+            Conn::Postgres { tx, .. } => {
+                sent::add(1, 1);
+                tx.batch_execute(sql)?
+            }
         }
         Ok(())
+    }
+
+    /// SQLite: the pages this connection has written to the log (WAL
+    /// frames) since it was opened, `SQLITE_DBSTATUS_CACHE_WRITE`: what a
+    /// commit costs the disk, counted (`machi bench`'s breakdown). None on
+    /// PostgreSQL.
+    pub fn sqlite_pages_written(&self) -> Option<i64> {
+        let Conn::Sqlite(tx) = &self.conn else {
+            return None;
+        };
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: the handle is this open connection's, used on its own
+        // thread for the duration of the call; sqlite3_db_status only
+        // reads counters into the two integers it is given.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                tx.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_WRITE,
+                &mut current,
+                &mut highest,
+                0,
+            )
+        };
+        (rc == rusqlite::ffi::SQLITE_OK).then_some(i64::from(current))
     }
 
     pub fn backend(&self) -> super::Backend {
@@ -570,7 +635,10 @@ impl Tx<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         match self.conn {
             Conn::Sqlite(tx) => tx.commit()?,
-            Conn::Postgres { tx, .. } => tx.commit()?,
+            Conn::Postgres { tx, .. } => {
+                sent::add(0, 1);
+                tx.commit()?
+            }
         }
         Ok(())
     }
@@ -581,9 +649,12 @@ fn pg_statement(
     statements: &mut PgStatements,
     sql: &str,
 ) -> Result<postgres::Statement, StoreError> {
+    // The statement's own round trip.
+    sent::add(1, 1);
     if let Some(st) = statements.get(sql) {
         return Ok(st.clone());
     }
+    sent::add(0, 1);
     let st = tx.prepare(sql)?;
     statements.insert(sql.to_string(), st.clone());
     Ok(st)

@@ -812,6 +812,8 @@ impl Inner {
                 let scope = tenant.map(|t| t.as_str()).unwrap_or("");
                 tx.execute("SELECT set_config('machi.tenant', $1, true)", &[&scope])
                     .map_err(|e| E::from(e.into()))?;
+                // An unnamed statement: prepared, then run.
+                db::sent::add(1, 2);
                 finish(Tx::postgres(tx, statements, keyring), f)
             }
         }
