@@ -844,11 +844,20 @@ impl Inner {
                 }
                 .map_err(|e| E::from(e.into()))?;
                 // The second wall: row-level security reads the tenant from here.
+                // A tenant code is six ASCII digits (checked when parsed), so it
+                // is written into the SQL: one round trip, not a statement
+                // prepared and then run (two).
                 let scope = tenant.map(|t| t.as_str()).unwrap_or("");
-                tx.execute("SELECT set_config('machi.tenant', $1, true)", &[&scope])
-                    .map_err(|e| E::from(e.into()))?;
-                // An unnamed statement: prepared, then run.
-                db::sent::add(1, 2);
+                if !scope.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(E::from(StoreError::Corrupt(format!(
+                        "tenant code {scope:?} is not digits"
+                    ))));
+                }
+                tx.batch_execute(&format!(
+                    "SELECT set_config('machi.tenant', '{scope}', true)"
+                ))
+                .map_err(|e| E::from(e.into()))?;
+                db::sent::add(1, 1);
                 finish(Tx::postgres(tx, statements, keyring), f)
             }
         }

@@ -1310,10 +1310,17 @@ pub fn append_history(
     let values = HistoryValues::new(&*tx.tenant_keys(tenant)?, row)?;
     insert_history(tx, &values)?;
     let person = row.record.addressee_number.as_str();
-    let old = tx.query(
-        "SELECT name_key, kana_key, address_key FROM resident_current WHERE tenant = $1 AND addressee_number = $2",
-        &[tenant.as_str().into(), person.into()],
-    )?;
+    // A person's first history row has no current row before it (the
+    // history row's primary key would have refused a second first row):
+    // a move-in's new persons skip the read.
+    let old = if row.history_number == 1 {
+        Vec::new()
+    } else {
+        tx.query(
+            "SELECT name_key, kana_key, address_key FROM resident_current WHERE tenant = $1 AND addressee_number = $2",
+            &[tenant.as_str().into(), person.into()],
+        )?
+    };
     let old: [Option<String>; 3] = match old.first() {
         Some(r) => [r.opt_text(0)?, r.opt_text(1)?, r.opt_text(2)?],
         None => [None, None, None],
@@ -1337,8 +1344,9 @@ pub fn append_history(
     )?;
     let old = [old[0].as_deref(), old[1].as_deref(), old[2].as_deref()];
     let new = [new[0].as_deref(), new[1].as_deref(), new[2].as_deref()];
-    replace_grams(tx, tenant, person, old, new)?;
-    add_history_grams(tx, tenant, person, old, new)
+    let mut come = delete_current_grams(tx, tenant, person, old, new)?;
+    come.extend(history_grams_to_add(old, new));
+    insert_grams(tx, tenant, person, &come)
 }
 
 /// One entry of the access log (j1370).
@@ -2181,33 +2189,50 @@ pub fn add_history_grams(
     old: [Option<&str>; 3],
     new: [Option<&str>; 3],
 ) -> Result<(), StoreError> {
+    insert_grams(tx, tenant, person, &history_grams_to_add(old, new))
+}
+
+/// The history grams (`col`, gram) of the keys `new` that the keys `old`
+/// do not give (see [`add_history_grams`]).
+fn history_grams_to_add(old: [Option<&str>; 3], new: [Option<&str>; 3]) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
     for (i, (o, n)) in old.into_iter().zip(new).enumerate() {
         if o == n {
             continue;
         }
         let col = i as i64 + 4;
         let before = o.map(history_grams).unwrap_or_default();
-        let come: Vec<String> = n
-            .map(history_grams)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|g| !before.contains(g))
-            .collect();
-        insert_grams(tx, tenant, person, col, &come)?;
+        out.extend(
+            n.map(history_grams)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|g| !before.contains(g))
+                .map(|g| (col, g)),
+        );
     }
-    Ok(())
+    out
 }
 
+/// Most gram rows in one `INSERT` (4 parameters a row at most: within
+/// SQLite's and PostgreSQL's limits on parameters).
+const GRAMS_PER_INSERT: usize = 500;
+
+/// Posts a person's grams, each a (`col`, gram): all of them in one
+/// statement (one round trip on PostgreSQL) up to [`GRAMS_PER_INSERT`],
+/// whatever their columns. Grams already posted are left as they are.
 fn insert_grams(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     person: &str,
-    col: i64,
-    grams: &[String],
+    grams: &[(i64, String)],
 ) -> Result<(), StoreError> {
-    for chunk in grams.chunks(200) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|j| format!("($1, {col}, ${}, $2)", j + 3))
+    for chunk in grams.chunks(GRAMS_PER_INSERT) {
+        // The columns are small integers of this module, written into the
+        // SQL; the grams are bound.
+        let values: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, (col, _))| format!("($1, {col}, ${}, $2)", j + 3))
             .collect();
         let sql = format!(
             "INSERT INTO resident_gram (tenant, col, gram, addressee_number) VALUES {} \
@@ -2215,7 +2240,7 @@ fn insert_grams(
             values.join(", ")
         );
         let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), person.into()];
-        params.extend(chunk.iter().map(|g| Param::Text(g.as_str())));
+        params.extend(chunk.iter().map(|(_, g)| Param::Text(g.as_str())));
         tx.execute(&sql, &params)?;
     }
     Ok(())
@@ -2282,6 +2307,23 @@ pub fn replace_grams(
     old: [Option<&str>; 3],
     new: [Option<&str>; 3],
 ) -> Result<(), StoreError> {
+    let come = delete_current_grams(tx, tenant, person, old, new)?;
+    insert_grams(tx, tenant, person, &come)
+}
+
+/// Of a person's grams of the current row, those of the keys `old`
+/// (name, furigana, address, as stored until now) are deleted here, and
+/// those of `new` that `old` did not give are returned, (`col`, gram),
+/// for the caller to post with [`insert_grams`] (with the history grams
+/// in the same statement). Keys that did not change cost nothing.
+fn delete_current_grams(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    person: &str,
+    old: [Option<&str>; 3],
+    new: [Option<&str>; 3],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut out = Vec::new();
     for (i, (o, n)) in old.into_iter().zip(new).enumerate() {
         if o == n {
             continue;
@@ -2301,10 +2343,9 @@ pub fn replace_grams(
             params.extend(chunk.iter().map(|g| Param::Text(g.as_str())));
             tx.execute(&sql, &params)?;
         }
-        let come: Vec<String> = come.into_iter().cloned().collect();
-        insert_grams(tx, tenant, person, col, &come)?;
+        out.extend(come.into_iter().map(|g| (col, g.clone())));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The contained (not prefix) matches of `key` in `col` of current rows,
@@ -2751,7 +2792,7 @@ pub fn refold_batch(
                     person.as_str().into(),
                 ],
             )?;
-            replace_grams(
+            let come = delete_current_grams(
                 tx,
                 tenant,
                 person,
@@ -2762,6 +2803,7 @@ pub fn refold_batch(
                     Some(k[2].as_str()),
                 ],
             )?;
+            insert_grams(tx, tenant, person, &come)?;
         }
     }
     let progress = RefoldProgress {
