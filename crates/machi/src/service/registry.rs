@@ -1458,9 +1458,9 @@ pub(crate) fn submit_in(
             record,
             change: info.clone(),
         };
-        records::append_history(tx, tenant, &row)?;
         rows.push(row);
     }
+    records::append_histories(tx, tenant, &rows)?;
     let persons: Vec<AddresseeNumber> = rows
         .iter()
         .map(|r| r.record.addressee_number.clone())

@@ -4,7 +4,7 @@
 //! Every function takes an open transaction, so a change writes its facts,
 //! history rows, audit entry and outbox event in one commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use machi_domain::change::{ChangeInfo, ChangeReason, HistoryRow};
@@ -1301,6 +1301,117 @@ impl BulkLoad {
     }
 }
 
+/// Appends the history rows of one change and points the current-state
+/// projection at them: for up to [`ROWS_PER_APPEND`] persons, one
+/// statement each for the history rows, the current rows they replace (of
+/// persons who had one), the current rows and the grams, instead of four
+/// per person. The same rows as [`append_history`] for each row in turn
+/// (which it does when a person has two rows in `rows`).
+pub fn append_histories(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    rows: &[HistoryRow],
+) -> Result<(), StoreError> {
+    let mut persons = std::collections::HashSet::new();
+    if !rows
+        .iter()
+        .all(|r| persons.insert(r.record.addressee_number.as_str()))
+    {
+        for row in rows {
+            append_history(tx, tenant, row)?;
+        }
+        return Ok(());
+    }
+    let keys = tx.tenant_keys(tenant)?;
+    for chunk in rows.chunks(ROWS_PER_APPEND) {
+        let values: Vec<HistoryValues> = chunk
+            .iter()
+            .map(|r| HistoryValues::new(&keys, r))
+            .collect::<Result<_, _>>()?;
+        let params: Vec<Param<'_>> = values.iter().flat_map(|v| v.params()).collect();
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * HISTORY_WIDTH, HISTORY_WIDTH)))
+            .collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO resident_history ({HISTORY_INSERT_COLUMNS}) VALUES {}",
+                tuples.join(", ")
+            ),
+            &params,
+        )
+        .map_err(StoreError::conflict_if_unique)?;
+        // The keys posted until now, of persons with an earlier row.
+        let earlier: Vec<&str> = chunk
+            .iter()
+            .filter(|r| r.history_number != 1)
+            .map(|r| r.record.addressee_number.as_str())
+            .collect();
+        let mut old: HashMap<String, [Option<String>; 3]> = HashMap::new();
+        if !earlier.is_empty() {
+            let mut ps: Vec<Param<'_>> = vec![tenant.as_str().into()];
+            ps.extend(earlier.iter().map(|p| Param::Text(p)));
+            for r in tx.query(
+                &format!(
+                    "SELECT addressee_number, name_key, kana_key, address_key FROM resident_current \
+                     WHERE tenant = $1 AND addressee_number IN ({})",
+                    placeholders(2, earlier.len())
+                ),
+                &ps,
+            )? {
+                old.insert(r.text(0)?, [r.opt_text(1)?, r.opt_text(2)?, r.opt_text(3)?]);
+            }
+        }
+        // The projection takes the same values (positions in HISTORY_INSERT_COLUMNS).
+        let current: Vec<Param<'_>> = values
+            .iter()
+            .flat_map(|v| {
+                let p = v.params();
+                [p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8], p[9], p[20], p[21]]
+            })
+            .collect();
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * 11, 11)))
+            .collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO resident_current ({CURRENT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (tenant, addressee_number) DO UPDATE SET history_number = excluded.history_number, \
+                 household_number = excluded.household_number, status = excluded.status, name_key = excluded.name_key, \
+                 kana_key = excluded.kana_key, address_key = excluded.address_key, birth_key = excluded.birth_key, \
+                 my_number_key = excluded.my_number_key, resident_code = excluded.resident_code",
+                tuples.join(", ")
+            ),
+            &current,
+        )?;
+        let text = |p: &Param<'_>| match p {
+            Param::Text(s) => Some(s.to_string()),
+            _ => None,
+        };
+        let mut grams: Vec<(String, i64, String)> = Vec::new();
+        for (row, v) in chunk.iter().zip(&values) {
+            let person = row.record.addressee_number.as_str();
+            let p = v.params();
+            let new = [text(&p[6]), text(&p[7]), text(&p[8])];
+            let before = old.remove(person).unwrap_or_default();
+            let before = [before[0].as_deref(), before[1].as_deref(), before[2].as_deref()];
+            let new = [new[0].as_deref(), new[1].as_deref(), new[2].as_deref()];
+            let mut come = delete_current_grams(tx, tenant, person, before, new)?;
+            come.extend(history_grams_to_add(before, new));
+            grams.extend(come.into_iter().map(|(c, g)| (person.to_string(), c, g)));
+        }
+        let grams: Vec<(&str, i64, &str)> = grams
+            .iter()
+            .map(|(p, c, g)| (p.as_str(), *c, g.as_str()))
+            .collect();
+        insert_grams_of(tx, tenant, &grams)?;
+    }
+    Ok(())
+}
+
+/// Most rows of one change written by one statement ([`append_histories`]):
+/// 22 parameters each, within SQLite's limit.
+const ROWS_PER_APPEND: usize = 100;
+
 /// Appends a history row and points the current-state projection at it.
 pub fn append_history(
     tx: &mut Tx<'_>,
@@ -2213,35 +2324,52 @@ fn history_grams_to_add(old: [Option<&str>; 3], new: [Option<&str>; 3]) -> Vec<(
     out
 }
 
-/// Most gram rows in one `INSERT` (4 parameters a row at most: within
-/// SQLite's and PostgreSQL's limits on parameters).
-const GRAMS_PER_INSERT: usize = 500;
+/// Most gram rows in one `INSERT`.
+const GRAMS_PER_INSERT: usize = 2000;
 
-/// Posts a person's grams, each a (`col`, gram): all of them in one
-/// statement (one round trip on PostgreSQL) up to [`GRAMS_PER_INSERT`],
-/// whatever their columns. Grams already posted are left as they are.
+/// Posts a person's grams, each a (`col`, gram) (see [`insert_grams_of`]).
 fn insert_grams(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     person: &str,
     grams: &[(i64, String)],
 ) -> Result<(), StoreError> {
+    let all: Vec<(&str, i64, &str)> = grams
+        .iter()
+        .map(|(col, g)| (person, *col, g.as_str()))
+        .collect();
+    insert_grams_of(tx, tenant, &all)
+}
+
+/// Posts grams, each a (宛名番号, `col`, gram), of any persons of the
+/// tenant: one statement (one round trip on PostgreSQL) up to
+/// [`GRAMS_PER_INSERT`], whatever their persons and columns. The rows go
+/// as one JSON array bound to one parameter, so the statement's text is
+/// the same for every change (prepared once per connection; a `VALUES`
+/// list would be a new statement for every count of grams). Grams already
+/// posted are left as they are.
+fn insert_grams_of(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    grams: &[(&str, i64, &str)],
+) -> Result<(), StoreError> {
+    let sql = match tx.backend() {
+        super::Backend::Sqlite => {
+            "INSERT INTO resident_gram (tenant, col, gram, addressee_number) \
+             SELECT $1, json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]'), \
+             json_extract(e.value, '$[0]') FROM json_each($2) AS e WHERE true \
+             ON CONFLICT DO NOTHING"
+        }
+        super::Backend::Postgres => {
+            "INSERT INTO resident_gram (tenant, col, gram, addressee_number) \
+             SELECT $1, (e->>1)::smallint, e->>2, e->>0 FROM jsonb_array_elements($2::text::jsonb) AS e \
+             ON CONFLICT DO NOTHING"
+        }
+    };
     for chunk in grams.chunks(GRAMS_PER_INSERT) {
-        // The columns are small integers of this module, written into the
-        // SQL; the grams are bound.
-        let values: Vec<String> = chunk
-            .iter()
-            .enumerate()
-            .map(|(j, (col, _))| format!("($1, {col}, ${}, $2)", j + 3))
-            .collect();
-        let sql = format!(
-            "INSERT INTO resident_gram (tenant, col, gram, addressee_number) VALUES {} \
-             ON CONFLICT DO NOTHING",
-            values.join(", ")
-        );
-        let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), person.into()];
-        params.extend(chunk.iter().map(|(_, g)| Param::Text(g.as_str())));
-        tx.execute(&sql, &params)?;
+        let rows = serde_json::to_string(chunk)
+            .map_err(|e| StoreError::Corrupt(format!("grams: {e}")))?;
+        tx.execute(sql, &[tenant.as_str().into(), rows.as_str().into()])?;
     }
     Ok(())
 }
