@@ -2398,10 +2398,25 @@ pub fn grams(key: &str) -> Vec<String> {
     out
 }
 
+/// The grams of a current row's key that are stored in `col` 1–3 of
+/// `resident_gram` (migration 29): those of [`grams`] of one character
+/// (a character at the end of a part). Its two-character grams are the
+/// same as the contained two-character grams of the history postings of
+/// the same key (`col` 4–6, [`history_grams`]; every history row's keys
+/// are posted there, the current one's included), so a contained walk
+/// by two characters reads those instead (rechecked against the current
+/// row); storing them twice cost a quarter of a change's gram rows.
+pub fn current_grams(key: &str) -> Vec<String> {
+    grams(key)
+        .into_iter()
+        .filter(|g| g.chars().count() == 1)
+        .collect()
+}
+
 /// SQL that adds the grams of the current rows `source c` that match
 /// `cond` to `resident_gram` (a bulk fill: migrations 25 and 28, imports,
-/// the re-fold): names, furigana and addresses. Existing grams are left
-/// as they are.
+/// the re-fold): names, furigana and addresses, [`current_grams`] only.
+/// Existing grams are left as they are.
 pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> String {
     let sep = match backend {
         super::Backend::Sqlite => "char(31)",
@@ -2409,10 +2424,10 @@ pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> Strin
     };
     let one = |col: i64, k: &str| {
         format!(
-            "SELECT c.tenant, {col}, CASE WHEN substr(c.{k}, p.i + 1, 1) IN ('', {sep}) \
-             THEN substr(c.{k}, p.i, 1) ELSE substr(c.{k}, p.i, 2) END, c.addressee_number \
+            "SELECT c.tenant, {col}, substr(c.{k}, p.i, 1), c.addressee_number \
              FROM {source} c JOIN search_gram_positions p ON p.i <= length(c.{k}) \
-             WHERE {cond} AND substr(c.{k}, p.i, 1) <> {sep}"
+             WHERE {cond} AND substr(c.{k}, p.i, 1) <> {sep} \
+             AND substr(c.{k}, p.i + 1, 1) IN ('', {sep})"
         )
     };
     // In key order: the B-tree is appended to rather than split at random.
@@ -2457,8 +2472,8 @@ fn delete_current_grams(
             continue;
         }
         let col = i as i64 + 1;
-        let before = o.map(grams).unwrap_or_default();
-        let after = n.map(grams).unwrap_or_default();
+        let before = o.map(current_grams).unwrap_or_default();
+        let after = n.map(current_grams).unwrap_or_default();
         let gone: Vec<&String> = before.iter().filter(|g| !after.contains(*g)).collect();
         let come: Vec<&String> = after.iter().filter(|g| !before.contains(*g)).collect();
         for chunk in gone.chunks(200) {
@@ -2615,12 +2630,16 @@ fn contains_phase(
          JOIN resident_history h ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number \
          AND h.history_number = c.history_number"
     );
-    b.conds.push(format!("g.tenant = $1 AND g.col = {gcol}"));
+    // Two-character grams: the history postings of the same key column
+    // (migration 29; they hold every current key's, and stale ones of past
+    // keys, which the recheck drops).
+    let hcol = gcol + 3;
+    b.conds.push("g.tenant = $1".to_string());
     if n >= 2 {
         // The posting list of the text's first two characters.
         let first2: String = key.chars().take(2).collect();
         let g = b.bind(first2);
-        b.conds.push(format!("g.gram = {g}"));
+        b.conds.push(format!("g.col = {hcol} AND g.gram = {g}"));
         if let Some(a) = cursor {
             let p = b.bind(a.after.as_str().to_string());
             b.conds.push(format!("g.addressee_number > {p}"));
@@ -2638,10 +2657,17 @@ fn contains_phase(
     }
     // One character: the grams starting with it, in (gram, 宛名番号)
     // order; a person is listed at their smallest such gram only, so
-    // pages are read until `want` persons are found or the grams end.
+    // pages are read until `want` persons are found or the grams end. The
+    // character alone (at the end of a part) is posted for current rows
+    // (`gcol`), and comes first; the two-character grams after it are read
+    // from the history postings (`hcol`), whose one-character grams (any
+    // position) are not this rank's and are skipped by the range.
     let lo = b.bind(key.to_string());
     let hi = b.bind(prefix_end(key));
-    b.conds.push(format!("g.gram >= {lo} AND g.gram < {hi}"));
+    let segments = [
+        format!("g.col = {gcol} AND g.gram = {lo}"),
+        format!("g.col = {hcol} AND g.gram > {lo} AND g.gram < {hi}"),
+    ];
     // A cursor without a gram (the earlier form) continues after that
     // person in the first gram's list.
     let mut at: Option<(String, String)> = cursor.map(|a| {
@@ -2655,44 +2681,53 @@ fn contains_phase(
     let keys = tx.tenant_keys(tenant)?;
     let mut out: Vec<(HistoryRow, String)> = Vec::new();
     let batch = (want.max(1) * 2).min(1000);
-    loop {
-        let mut b2 = SqlBuilder {
-            conds: b.conds.clone(),
-            binds: b.binds.clone(),
-        };
-        if let Some((k, a)) = &at {
-            let k = b2.bind(k.clone());
-            let a = b2.bind(a.clone());
-            b2.conds.push(format!(
-                "(g.gram > {k} OR (g.gram = {k} AND g.addressee_number > {a}))"
-            ));
+    for (i, segment) in segments.iter().enumerate() {
+        // A cursor past the character alone starts in the second list.
+        if i == 0 && at.as_ref().is_some_and(|(k, _)| k.as_str() != key) {
+            continue;
         }
-        let limit_p = format!("${}", b2.binds.len() + 1);
-        let sql = format!(
-            "SELECT {HISTORY_COLUMNS}, g.gram, c.{col} {from} WHERE {} \
-             ORDER BY g.gram, g.addressee_number LIMIT {limit_p}",
-            b2.conds.join(" AND ")
-        );
-        let mut params: Vec<Param<'_>> = b2.binds.iter().map(|s| Param::Text(s.as_str())).collect();
-        params.push(batch.into());
-        let got = ordered_walk(tx, |tx| tx.query(&sql, &params))?;
-        let full = got.len() as i64 == batch;
-        for r in &got {
-            let (gram, stored) = (r.text(15)?, r.text(16)?);
-            at = Some((gram.clone(), r.text(12)?));
-            let first = grams(&stored).into_iter().find(|g| g.starts_with(key));
-            if first.as_deref() != Some(gram.as_str()) {
-                continue;
+        loop {
+            let mut b2 = SqlBuilder {
+                conds: b.conds.clone(),
+                binds: b.binds.clone(),
+            };
+            b2.conds.push(segment.clone());
+            if let Some((k, a)) = &at {
+                let k = b2.bind(k.clone());
+                let a = b2.bind(a.clone());
+                b2.conds.push(format!(
+                    "(g.gram > {k} OR (g.gram = {k} AND g.addressee_number > {a}))"
+                ));
             }
-            out.push((history_row(&keys, r)?, gram));
-            if out.len() as i64 >= want {
-                return Ok(out);
+            let limit_p = format!("${}", b2.binds.len() + 1);
+            let sql = format!(
+                "SELECT {HISTORY_COLUMNS}, g.gram, c.{col} {from} WHERE {} \
+                 ORDER BY g.gram, g.addressee_number LIMIT {limit_p}",
+                b2.conds.join(" AND ")
+            );
+            let mut params: Vec<Param<'_>> =
+                b2.binds.iter().map(|s| Param::Text(s.as_str())).collect();
+            params.push(batch.into());
+            let got = ordered_walk(tx, |tx| tx.query(&sql, &params))?;
+            let full = got.len() as i64 == batch;
+            for r in &got {
+                let (gram, stored) = (r.text(15)?, r.text(16)?);
+                at = Some((gram.clone(), r.text(12)?));
+                let first = grams(&stored).into_iter().find(|g| g.starts_with(key));
+                if first.as_deref() != Some(gram.as_str()) {
+                    continue;
+                }
+                out.push((history_row(&keys, r)?, gram));
+                if out.len() as i64 >= want {
+                    return Ok(out);
+                }
             }
-        }
-        if !full {
-            return Ok(out);
+            if !full {
+                break;
+            }
         }
     }
+    Ok(out)
 }
 
 /// Runs `f` (a walk of gram postings in their key order) on PostgreSQL

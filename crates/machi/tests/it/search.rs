@@ -525,8 +525,8 @@ async fn all_pages(db: &TestDb, p: SearchParams, limit: i64) -> Vec<String> {
 }
 
 /// The grams of every current row of the tenant (names, furigana,
-/// addresses: `col` 1–3) as stored, and as [`records::grams`] makes them
-/// from the stored keys.
+/// addresses: `col` 1–3) as stored, and as [`records::current_grams`]
+/// makes them from the stored keys.
 async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
     let t = code(FUCHU);
     let tenant = t.clone();
@@ -548,7 +548,7 @@ async fn stored_and_made_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
                 let a = r.text(0)?;
                 for (col, k) in [(1, r.text(1)?), (2, r.text(2)?), (3, r.text(3)?)] {
                     made.extend(
-                        records::grams(&k)
+                        records::current_grams(&k)
                             .into_iter()
                             .map(|g| format!("{col} {g} {a}")),
                     );
