@@ -2662,12 +2662,17 @@ fn contains_phase(
     // (`gcol`), and comes first; the two-character grams after it are read
     // from the history postings (`hcol`), whose one-character grams (any
     // position) are not this rank's and are skipped by the range.
-    let lo = b.bind(key.to_string());
-    let hi = b.bind(prefix_end(key));
-    let segments = [
-        format!("g.col = {gcol} AND g.gram = {lo}"),
-        format!("g.col = {hcol} AND g.gram > {lo} AND g.gram < {hi}"),
-    ];
+    // (Each list binds only what it uses: PostgreSQL refuses a statement
+    // with a parameter it cannot type.)
+    let segment = |b: &mut SqlBuilder, second: bool| {
+        let lo = b.bind(key.to_string());
+        if second {
+            let hi = b.bind(prefix_end(key));
+            format!("g.col = {hcol} AND g.gram > {lo} AND g.gram < {hi}")
+        } else {
+            format!("g.col = {gcol} AND g.gram = {lo}")
+        }
+    };
     // A cursor without a gram (the earlier form) continues after that
     // person in the first gram's list.
     let mut at: Option<(String, String)> = cursor.map(|a| {
@@ -2681,9 +2686,9 @@ fn contains_phase(
     let keys = tx.tenant_keys(tenant)?;
     let mut out: Vec<(HistoryRow, String)> = Vec::new();
     let batch = (want.max(1) * 2).min(1000);
-    for (i, segment) in segments.iter().enumerate() {
+    for second in [false, true] {
         // A cursor past the character alone starts in the second list.
-        if i == 0 && at.as_ref().is_some_and(|(k, _)| k.as_str() != key) {
+        if !second && at.as_ref().is_some_and(|(k, _)| k.as_str() != key) {
             continue;
         }
         loop {
@@ -2691,7 +2696,8 @@ fn contains_phase(
                 conds: b.conds.clone(),
                 binds: b.binds.clone(),
             };
-            b2.conds.push(segment.clone());
+            let list = segment(&mut b2, second);
+            b2.conds.push(list);
             if let Some((k, a)) = &at {
                 let k = b2.bind(k.clone());
                 let a = b2.bind(a.clone());
