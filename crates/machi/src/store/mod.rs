@@ -279,40 +279,6 @@ struct SqliteManager {
     sync: SqliteSync,
 }
 
-/// A statement journal (the undo of a write's savepoint in the writer's
-/// group commit, and of a statement) is kept in memory up to this size;
-/// SQLite's default spills it to a temporary file past 64 KiB.
-const STATEMENT_JOURNAL_IN_MEMORY: i32 = 32 * 1024 * 1024;
-
-/// Sets SQLite's statement-journal spill threshold
-/// ([`STATEMENT_JOURNAL_IN_MEMORY`]) for this process, once, before its
-/// first connection. Measured (`machi bench`, 国内転入 of a household of
-/// three): the writer thread wrote 1.89 MB per change, of which 1.19 MB
-/// were savepoint journal pages spilled to a temporary file; with them in
-/// memory, 0.70 MB (the log frames and their checkpoint). Not
-/// `temp_store = MEMORY`, which would also keep every sort in memory (a
-/// bulk fill's `ORDER BY` over millions of gram rows). If SQLite was
-/// already initialised in this process (a connection opened elsewhere
-/// first), the call is refused and journals spill as before.
-fn keep_statement_journals_in_memory() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: sqlite3_config with SQLITE_CONFIG_STMTJRNL_SPILL takes
-        // one int; it is called once, before this process opens a
-        // connection through this store, and SQLite refuses it
-        // (SQLITE_MISUSE) rather than misbehaving once initialised.
-        let rc = unsafe {
-            rusqlite::ffi::sqlite3_config(
-                rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
-                STATEMENT_JOURNAL_IN_MEMORY,
-            )
-        };
-        if rc != rusqlite::ffi::SQLITE_OK {
-            tracing::debug!(rc, "SQLite was initialised already: statement journals keep SQLite's spill threshold");
-        }
-    });
-}
-
 /// Opens the database file. Only the writer, at start-up, may create it: a
 /// reader pool that opened a connection while the file was moved away
 /// would otherwise create an empty database in its place and take the old
@@ -324,7 +290,6 @@ fn open_sqlite(
     create: bool,
 ) -> Result<rusqlite::Connection, rusqlite::Error> {
     use rusqlite::OpenFlags;
-    keep_statement_journals_in_memory();
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
