@@ -378,9 +378,8 @@ fn count_rows(inspect: &Inspect) -> anyhow::Result<(BTreeMap<String, i64>, Optio
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for n in names {
-                let k: i64 = c.query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| {
-                    r.get(0)
-                })?;
+                let k: i64 =
+                    c.query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| r.get(0))?;
                 out.insert(n, k);
             }
             let mut st = c.prepare("SELECT col, count(*) FROM resident_gram GROUP BY col")?;

@@ -1366,7 +1366,9 @@ pub fn append_histories(
             .iter()
             .flat_map(|v| {
                 let p = v.params();
-                [p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8], p[9], p[20], p[21]]
+                [
+                    p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8], p[9], p[20], p[21],
+                ]
             })
             .collect();
         let tuples: Vec<String> = (0..chunk.len())
@@ -1393,7 +1395,11 @@ pub fn append_histories(
             let p = v.params();
             let new = [text(&p[6]), text(&p[7]), text(&p[8])];
             let before = old.remove(person).unwrap_or_default();
-            let before = [before[0].as_deref(), before[1].as_deref(), before[2].as_deref()];
+            let before = [
+                before[0].as_deref(),
+                before[1].as_deref(),
+                before[2].as_deref(),
+            ];
             let new = [new[0].as_deref(), new[1].as_deref(), new[2].as_deref()];
             let mut come = delete_current_grams(tx, tenant, person, before, new)?;
             come.extend(history_grams_to_add(before, new));
@@ -2367,8 +2373,8 @@ fn insert_grams_of(
         }
     };
     for chunk in grams.chunks(GRAMS_PER_INSERT) {
-        let rows = serde_json::to_string(chunk)
-            .map_err(|e| StoreError::Corrupt(format!("grams: {e}")))?;
+        let rows =
+            serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(format!("grams: {e}")))?;
         tx.execute(sql, &[tenant.as_str().into(), rows.as_str().into()])?;
     }
     Ok(())

@@ -40,6 +40,7 @@ mod counter_filing;
 mod duties;
 mod dv_hiding;
 mod faults;
+mod group_commit;
 mod hook_faults;
 mod hooks;
 mod hooks_admin;
