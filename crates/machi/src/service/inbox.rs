@@ -384,9 +384,9 @@ fn trusted(f: &StoredPortalFiling, action: &'static str) -> Result<(), ServiceEr
     use crate::store::procedure_definitions::Trust;
     let refused = match f.trust {
         Trust::Shipped | Trust::Accepted => return Ok(()),
-        Trust::Pending if action != "approve" => return Ok(()),
+        Trust::Pending | Trust::Withdrawn if action != "approve" => return Ok(()),
         Trust::Refused if action == "reject" || action == "assign" => return Ok(()),
-        Trust::Pending => false,
+        Trust::Pending | Trust::Withdrawn => false,
         Trust::Refused => true,
     };
     Err(ServiceError::DefinitionNotTrusted {
@@ -395,6 +395,7 @@ fn trusted(f: &StoredPortalFiling, action: &'static str) -> Result<(), ServiceEr
         title_en: filing_title(f, true),
         version: f.version,
         refused,
+        withdrawn: f.trust == Trust::Withdrawn,
         action,
     })
 }
@@ -559,6 +560,51 @@ impl Registry {
         )
         .await?;
         Ok((rows, next))
+    }
+
+    /// Filings the import refused and recorded (issue 11: acknowledged to
+    /// the portal as refused, never pulled again), newest first, each with
+    /// the title of the procedure it names when known. Logged (they name
+    /// 受付番号).
+    pub async fn inbox_refusals(
+        &self,
+        tenant: &MunicipalityCode,
+        limit: i64,
+        actor: &Actor,
+    ) -> Result<Vec<RefusalRow>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, limit) = (tenant.clone(), limit.clamp(1, 500));
+        let rows = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let list = crate::store::portal_refusals::list(tx, &t, limit)?;
+                let mut out = Vec::with_capacity(list.len());
+                for r in list {
+                    let def = if is_procedure_id(&r.procedure) {
+                        crate::store::procedure_definitions::lookup(tx, &t, &r.procedure, r.version)?
+                    } else {
+                        None
+                    };
+                    out.push(RefusalRow {
+                        title_ja: def.as_ref().map(|d| d.procedure.title.ja.clone()),
+                        title_en: def
+                            .as_ref()
+                            .map(|d| d.procedure.title.get(machi_procedures::Lang::En).to_string()),
+                        refusal: r,
+                    });
+                }
+                Ok::<_, ServiceError>(out)
+            })
+            .await?;
+        self.record_access(
+            tenant,
+            actor,
+            "filing.refusals",
+            "portal_refusals",
+            json!({ "results": rows.len() }),
+        )
+        .await?;
+        Ok(rows)
     }
 
     /// The procedures a tenant's inbox knows (shipped and the tenant's
@@ -1767,4 +1813,17 @@ mod tests {
         }
         assert_eq!(FilingStatus::AwaitingDecision.portal_code(), "under_review");
     }
+}
+
+/// A filing the import refused, with the title of the procedure it names
+/// (None when the back office does not know that version).
+#[derive(Debug, Clone)]
+pub struct RefusalRow {
+    pub refusal: crate::store::portal_refusals::StoredRefusal,
+    pub title_ja: Option<String>,
+    pub title_en: Option<String>,
+}
+
+fn is_procedure_id(s: &str) -> bool {
+    crate::api::inbox::is_procedure_id(s)
 }
