@@ -297,7 +297,7 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
             &code(FUCHU),
             "sodaigomi",
             1,
-            true,
+            machi::service::definitions::DefinitionDecision::Accept,
             &machi::service::Actor::system("admin"),
         )
         .await
