@@ -1190,32 +1190,90 @@ struct Checked {
     signed: bool,
 }
 
-/// Stores one checked filing: refused as a replay (nothing written) when
-/// its nonce or signed content was imported with another filing; nothing
-/// new when this filing is already here; otherwise the filing and its
-/// signature check.
-fn store_one(
+/// Stores checked filings of one tenant, in order, as [`store_one`] would
+/// one by one, but in a handful of statements for the whole batch (issue
+/// 11, item 10: on PostgreSQL every statement is a round trip, and three
+/// per filing bounded the import): the portal ids already here, the
+/// stored signatures holding any of the batch's nonces or signed-content
+/// digests, the next filing number, then one multi-row INSERT of the new
+/// filings and one of their signature checks. A filing whose nonce or
+/// signed content was imported with another filing — before, or earlier
+/// in this batch — is a replay (nothing written); one already here is
+/// stored once.
+fn store_batch(
     tx: &mut crate::store::Tx<'_>,
     tenant: &MunicipalityCode,
-    c: &Checked,
+    filings: &[Checked],
     now: i64,
-) -> Result<Stored, crate::store::StoreError> {
+) -> Result<Vec<(String, String, Stored)>, crate::store::StoreError> {
     use crate::store::{portal_filings, portal_signatures};
-    if let Some(s) = &c.sig
-        && let Some(earlier_receipt) = portal_signatures::replay_of(
-            tx,
-            tenant,
-            &c.portal_id,
-            s.nonce.as_deref(),
-            s.content_sha256.as_deref(),
-        )?
-    {
-        return Ok(Stored::Replay { earlier_receipt });
+    use std::collections::HashMap;
+    let ids: Vec<&str> = filings.iter().map(|c| c.portal_id.as_str()).collect();
+    let mut here = portal_filings::existing_portal_ids(tx, tenant, &ids)?;
+    let nonces: Vec<&str> = filings
+        .iter()
+        .filter_map(|c| c.sig.as_ref()?.nonce.as_deref())
+        .collect();
+    let digests: Vec<&str> = filings
+        .iter()
+        .filter_map(|c| c.sig.as_ref()?.content_sha256.as_deref())
+        .collect();
+    // key (`nonce`, or `sha:` + digest) → [(receipt, portal id)] of the
+    // filings holding it: stored ones, then this batch's new ones.
+    let mut holders: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    if !nonces.is_empty() || !digests.is_empty() {
+        for (k, receipt, portal_id) in
+            portal_signatures::replay_candidates(tx, tenant, &nonces, &digests)?
+        {
+            holders.entry(k).or_default().push((receipt, portal_id));
+        }
     }
-    let new = portal_filings::insert_returning_id(
-        tx,
-        tenant,
-        &portal_filings::NewPortalFiling {
+    let mut out = Vec::with_capacity(filings.len());
+    let mut new_rows: Vec<&Checked> = Vec::new();
+    for c in filings {
+        let keys: Vec<String> = match &c.sig {
+            Some(s) => s
+                .nonce
+                .iter()
+                .cloned()
+                .chain(s.content_sha256.iter().map(|d| format!("sha:{d}")))
+                .collect(),
+            None => Vec::new(),
+        };
+        // The first holder that is another filing, as `replay_of` finds it.
+        let earlier = keys.iter().find_map(|k| {
+            holders
+                .get(k)?
+                .iter()
+                .find(|(_, pid)| *pid != c.portal_id)
+                .map(|(r, _)| r.clone())
+        });
+        let stored = if let Some(earlier_receipt) = earlier {
+            Stored::Replay { earlier_receipt }
+        } else if here.contains(&c.portal_id) {
+            Stored::Already
+        } else {
+            here.insert(c.portal_id.clone());
+            for k in keys {
+                holders
+                    .entry(k)
+                    .or_default()
+                    .push((c.receipt.clone(), c.portal_id.clone()));
+            }
+            new_rows.push(c);
+            Stored::New {
+                signature_valid: c.sig.as_ref().map(|s| s.check.is_valid()),
+            }
+        };
+        out.push((c.portal_id.clone(), c.receipt.clone(), stored));
+    }
+    if new_rows.is_empty() {
+        return Ok(out);
+    }
+    let first = portal_filings::next_filing_id(tx, tenant)?;
+    let rows: Vec<portal_filings::NewPortalFiling<'_>> = new_rows
+        .iter()
+        .map(|c| portal_filings::NewPortalFiling {
             portal_id: &c.portal_id,
             receipt: &c.receipt,
             procedure: &c.procedure,
@@ -1224,26 +1282,28 @@ fn store_one(
             imported_at: now,
             filing: &c.plain,
             signed: c.signed,
-        },
-    )?;
-    let Some(filing_id) = new else {
-        return Ok(Stored::Already);
-    };
-    let mut signature_valid = None;
-    if let Some(s) = &c.sig {
-        portal_signatures::insert(
-            tx,
-            tenant,
-            filing_id,
-            &portal_signatures::NewSignature {
-                nonce: s.nonce.as_deref(),
-                content_sha256: s.content_sha256.as_deref(),
-                check: &s.check,
-            },
-        )?;
-        signature_valid = Some(s.check.is_valid());
+        })
+        .collect();
+    portal_filings::insert_many(tx, tenant, &rows, first)?;
+    let sigs: Vec<(i64, portal_signatures::NewSignature<'_>)> = new_rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let s = c.sig.as_ref()?;
+            Some((
+                first + i as i64,
+                portal_signatures::NewSignature {
+                    nonce: s.nonce.as_deref(),
+                    content_sha256: s.content_sha256.as_deref(),
+                    check: &s.check,
+                },
+            ))
+        })
+        .collect();
+    if !sigs.is_empty() {
+        portal_signatures::insert_many(tx, tenant, &sigs)?;
     }
-    Ok(Stored::New { signature_valid })
+    Ok(out)
 }
 
 /// Stores checked filings, one transaction per tenant for the whole pull
@@ -1259,18 +1319,7 @@ async fn store_checked(
         let results = store
             .write(Some(&tenant), {
                 let tenant = tenant.clone();
-                move |tx| -> Result<Vec<(String, String, Stored)>, crate::store::StoreError> {
-                    filings
-                        .iter()
-                        .map(|c| {
-                            Ok((
-                                c.portal_id.clone(),
-                                c.receipt.clone(),
-                                store_one(tx, &tenant, c, now)?,
-                            ))
-                        })
-                        .collect()
-                }
+                move |tx| store_batch(tx, &tenant, &filings, now)
             })
             .await?;
         for (portal_id, receipt, stored) in results {

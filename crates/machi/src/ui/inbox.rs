@@ -326,7 +326,7 @@ pub async fn refused(State(s): State<AppState>, headers: HeaderMap) -> Response 
                         .t("（この基幹システムが知らない手続）", "(a procedure this back office does not know)")
                         .to_string(),
                 },
-                reason: if en { f.message_en.clone() } else { f.message_ja.clone() },
+                reason: inbox::japan_times(if en { &f.message_en } else { &f.message_ja }, en),
                 citizen: citizen_reason_label(&f.citizen_reason, en).to_string(),
                 refused: when(f.refused_at.saturating_mul(1_000_000)),
             }
