@@ -1046,21 +1046,16 @@ async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
     let p = portal().await;
-    assert!(p.portal.publish(FUCHU, SODAIGOMI_V1).unwrap());
-    for who in ["架空　花子", "架空　次郎"] {
-        file(
-            &p.base,
-            "sodaigomi",
-            vec![("who", vec![t("applicant_name", who), t("item", "sofa")])],
-        )
-        .await;
-    }
+    // A survey's new version: approving one needs no matching.
+    assert!(p.portal.publish(FUCHU, &survey_v2()).unwrap());
+    file_survey(&p, "a75", &[], "yes").await;
+    file_survey(&p, "a70", &[], "no").await;
     let out = pull(&db, &p).await;
     assert_eq!(out.imported, 2, "{out:?}");
     let router = app(&db, &p.base);
     let clerk = Session::login(&router, FUCHU, "clerk").await;
     let admin = Session::login(&router, FUCHU, "admin").await;
-    let (_, l) = call(&clerk, "GET", &format!("{F}?procedure=sodaigomi"), None).await;
+    let (_, l) = call(&clerk, "GET", &format!("{F}?procedure=survey_internet"), None).await;
     let ids: Vec<i64> = l["filings"]
         .as_array()
         .unwrap()
@@ -1070,7 +1065,7 @@ async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
     assert_eq!(ids.len(), 2);
     const D: &str = "/api/v1/tenants/132063/procedure-definitions";
     let decide = |who: &'static str| {
-        json!({"procedure": "sodaigomi", "version": 1, "decision": who})
+        json!({"procedure": "survey_internet", "version": 2, "decision": who})
     };
     // Nothing to withdraw before an acceptance.
     let (st, e) = call(&admin, "POST", &format!("{D}/decision"), Some(decide("withdraw"))).await;
@@ -1084,11 +1079,11 @@ async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
     let (st, _, page) = admin
         .post(
             "/ui/admin/procedures",
-            &[("procedure", "sodaigomi"), ("version", "1"), ("decision", "accept")],
+            &[("procedure", "survey_internet"), ("version", "2"), ("decision", "accept")],
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
-    assert!(page.contains("id=\"withdraw-sodaigomi-1\""), "{page}");
+    assert!(page.contains("id=\"withdraw-survey_internet-2\""), "{page}");
     let (st, a) = call(&clerk, "POST", &format!("{F}/{}/approve", ids[0]), Some(json!({}))).await;
     assert_eq!(st, StatusCode::OK, "{a}");
     // Accepting again is refused: withdraw first.
@@ -1100,14 +1095,14 @@ async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
     let (st, _, page) = admin
         .post(
             "/ui/admin/procedures",
-            &[("procedure", "sodaigomi"), ("version", "1"), ("decision", "withdraw")],
+            &[("procedure", "survey_internet"), ("version", "2"), ("decision", "withdraw")],
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     crate::readable::assert_readable(&page, "procedure definitions after a withdrawal");
     assert!(page.contains("受入れを取り消しました"), "{page}");
     assert!(page.contains("受入れ取消し（再判断待ち）"), "{page}");
-    assert!(page.contains("id=\"accept-sodaigomi-1\""), "awaits a decision again: {page}");
+    assert!(page.contains("id=\"accept-survey_internet-2\""), "awaits a decision again: {page}");
     let en = english(&admin, "/ui/admin/procedures").await;
     assert!(en.contains("acceptance withdrawn"), "{en}");
     // Its other filing cannot be approved now, with a clear message; the
