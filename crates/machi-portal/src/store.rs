@@ -255,11 +255,21 @@ impl From<rusqlite::Error> for Conflict {
 /// Purpose label of a receipt encrypted under its signing nonce.
 const NONCE_RECEIPT: &str = "machi-portal/nonce-receipt/v1";
 
-/// The portal's database.
+/// The portal's database: one connection writes; reads (drafts, nonces,
+/// statuses, definitions) go through their own connections, so in WAL
+/// mode they never wait for a write transaction's commit (its fsync):
+/// the citizen's submit loads its draft and verifies its signature while
+/// the group commit before it is syncing, and joins the next commit
+/// (issue 11, item 10). An in-memory database (tests) has one connection.
 pub struct Store {
     conn: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     secret: Vec<u8>,
 }
+
+/// Read connections of a database file.
+const READERS: usize = 4;
 
 impl Store {
     /// Opens (and creates) the database at `path`; `:memory:` for tests.
@@ -287,14 +297,45 @@ impl Store {
                 s
             }
         };
+        let mut readers = Vec::new();
+        if path != Path::new(":memory:") && !path.as_os_str().is_empty() {
+            for _ in 0..READERS {
+                let r = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                readers.push(Mutex::new(r));
+            }
+        }
         Ok(Store {
             conn: Mutex::new(conn),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             secret,
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection for reading: a free reader, else the next one in turn
+    /// (the writer when the database has no readers).
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return self.conn();
+        }
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                return g;
+            }
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn secret(&self) -> &[u8] {
@@ -312,7 +353,7 @@ impl Store {
     }
 
     pub fn tenants(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let c = self.conn();
+        let c = self.read();
         let mut st = c.prepare("SELECT code, name_ja, name_en FROM tenants ORDER BY code")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -363,7 +404,7 @@ impl Store {
 
     /// The newest version of each procedure a tenant has published.
     pub fn latest(&self, tenant: &str) -> Result<Vec<Published>, StoreError> {
-        let c = self.conn();
+        let c = self.read();
         let mut st = c.prepare(
             "SELECT d.tenant, d.procedure, d.version, d.source FROM definitions d
              WHERE d.tenant = ?1 AND d.version = (SELECT MAX(version) FROM definitions e
@@ -389,7 +430,7 @@ impl Store {
         version: u32,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 "SELECT source FROM definitions WHERE tenant = ?1 AND procedure = ?2 AND version = ?3",
                 params![tenant, procedure, version],
@@ -424,7 +465,7 @@ impl Store {
     pub fn load_draft(&self, code: &str, now: i64) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
         let id = seal::lookup_id(&self.secret, "draft-id", code);
         let row: Option<(Vec<u8>, i64)> = self
-            .conn()
+            .read()
             .query_row(
                 "SELECT sealed, expires_at FROM drafts WHERE id = ?1 AND expires_at > ?2",
                 params![id, now],
@@ -442,7 +483,7 @@ impl Store {
     pub fn nonce_used(&self, nonce: &str) -> Result<bool, StoreError> {
         let nid = seal::lookup_id(&self.secret, "nonce", nonce);
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 "SELECT 1 FROM used_nonces WHERE id = ?1",
                 params![nid],
@@ -573,7 +614,7 @@ impl Store {
     pub fn filing(&self, receipt: &str) -> Result<Option<FilingRow>, StoreError> {
         let id = seal::lookup_id(&self.secret, "receipt", receipt);
         let row = self
-            .conn()
+            .read()
             .query_row(
                 "SELECT tenant, procedure, version, received_at, status, reason, status_at, sealed, refusal FROM filings WHERE id = ?1",
                 params![id],
