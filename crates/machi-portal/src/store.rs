@@ -634,7 +634,17 @@ impl Store {
             )
             .optional()?;
         Ok(row.map(
-            |(tenant, procedure, version, received_at, status, reason, status_at, sealed, refusal)| {
+            |(
+                tenant,
+                procedure,
+                version,
+                received_at,
+                status,
+                reason,
+                status_at,
+                sealed,
+                refusal,
+            )| {
                 FilingRow {
                     tenant,
                     procedure,
@@ -870,9 +880,14 @@ mod tests {
     fn refused_filings_are_dropped_and_marked_deferred_ones_offered_last() {
         let s = Store::open(Path::new(":memory:")).unwrap();
         let mut rows = Vec::new();
-        for (i, r) in ["A1A1-A1A1-A1A1", "B2B2-B2B2-B2B2", "C3C3-C3C3-C3C3", "D4D4-D4D4-D4D4"]
-            .iter()
-            .enumerate()
+        for (i, r) in [
+            "A1A1-A1A1-A1A1",
+            "B2B2-B2B2-B2B2",
+            "C3C3-C3C3-C3C3",
+            "D4D4-D4D4-D4D4",
+        ]
+        .iter()
+        .enumerate()
         {
             let mut f = row(&s, r, None, None);
             f.received_at = format!("2026-12-06T10:00:0{i}+09:00");
@@ -886,26 +901,46 @@ mod tests {
         assert_eq!(order(&s), ids);
         // Deferred: offered after the others.
         assert_eq!(s.defer(std::slice::from_ref(&ids[0])).unwrap(), 1);
-        assert_eq!(order(&s), vec![ids[1].clone(), ids[2].clone(), ids[3].clone(), ids[0].clone()]);
+        assert_eq!(
+            order(&s),
+            vec![
+                ids[1].clone(),
+                ids[2].clone(),
+                ids[3].clone(),
+                ids[0].clone()
+            ]
+        );
         // Acknowledged, then a refused copy of it: the stored one is kept.
         assert_eq!(s.acknowledge(std::slice::from_ref(&ids[3])).unwrap(), 1);
         let now = "2026-12-06T11:00:00+09:00";
         let n = s
             .refuse(
-                &[(ids[1].clone(), Refusal::Replayed), (ids[3].clone(), Refusal::Unreadable)],
+                &[
+                    (ids[1].clone(), Refusal::Replayed),
+                    (ids[3].clone(), Refusal::Unreadable),
+                ],
                 now,
             )
             .unwrap();
         assert_eq!(n, 1);
         assert_eq!(order(&s), vec![ids[2].clone(), ids[0].clone()]);
         let b = s.filing("B2B2-B2B2-B2B2").unwrap().unwrap();
-        assert_eq!((b.status, b.refusal, b.sealed), (Status::NotAccepted, Some(Refusal::Replayed), None));
+        assert_eq!(
+            (b.status, b.refusal, b.sealed),
+            (Status::NotAccepted, Some(Refusal::Replayed), None)
+        );
         assert_eq!(b.status_at, now);
         let d = s.filing("D4D4-D4D4-D4D4").unwrap().unwrap();
         assert_eq!((d.status, d.refusal), (Status::Received, None));
         // A refused filing stays refused.
-        assert!(!s.set_status("B2B2-B2B2-B2B2", Status::Approved, None, now).unwrap());
-        assert_eq!(s.filing("B2B2-B2B2-B2B2").unwrap().unwrap().status, Status::NotAccepted);
+        assert!(
+            !s.set_status("B2B2-B2B2-B2B2", Status::Approved, None, now)
+                .unwrap()
+        );
+        assert_eq!(
+            s.filing("B2B2-B2B2-B2B2").unwrap().unwrap().status,
+            Status::NotAccepted
+        );
     }
 
     #[test]

@@ -224,8 +224,14 @@ impl Definition {
                     key.as_str(),
                     key.as_str(),
                     &format!("「{}」への回答の形式が正しくありません", f.label.ja),
-                    &format!("「{}」の こたえの かたちが ただしく ありません", f.label.get(Lang::Easy)),
-                    &format!("the answer to {} is not of the right form", f.label.get(Lang::En)),
+                    &format!(
+                        "「{}」の こたえの かたちが ただしく ありません",
+                        f.label.get(Lang::Easy)
+                    ),
+                    &format!(
+                        "the answer to {} is not of the right form",
+                        f.label.get(Lang::En)
+                    ),
                 ));
             }
         }

@@ -348,7 +348,11 @@ fn a_filed_payload_is_checked_again_and_must_be_exactly_what_its_answers_make() 
     let d = shipped("tenshutsu.toml");
     let ctx = CheckContext::new(today());
     let a = full_tenshutsu();
-    assert!(d.check_all(&a, &ctx).is_empty(), "{:?}", d.check_all(&a, &ctx));
+    assert!(
+        d.check_all(&a, &ctx).is_empty(),
+        "{:?}",
+        d.check_all(&a, &ctx)
+    );
     let payload = d.filing_payload(&a, &ctx);
     assert_eq!(d.check_filed(&payload, &ctx), Ok(()));
     // The move date moved out of the window (31 days before filing).

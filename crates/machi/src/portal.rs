@@ -1113,9 +1113,8 @@ fn precheck(
                 ),
             ));
         }
-        DefFor::Check(d) => check_answers(d, &filing, p).map_err(|(ja, en)| {
-            with_receipt("answers_invalid", ja, en)
-        })?,
+        DefFor::Check(d) => check_answers(d, &filing, p)
+            .map_err(|(ja, en)| with_receipt("answers_invalid", ja, en))?,
     }
     let sig = check_signature(signing, &filing, needs_signature, now);
     Ok((

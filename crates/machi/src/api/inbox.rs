@@ -1105,8 +1105,7 @@ pub async fn decide_procedure_definition(
         &tenant,
         machi_domain::access::Permission::ManageAccounts,
     )?;
-    let Some(decision) = crate::service::definitions::DefinitionDecision::parse(&b.decision)
-    else {
+    let Some(decision) = crate::service::definitions::DefinitionDecision::parse(&b.decision) else {
         return Err(ApiError::bad_request(
             "invalid_decision",
             "decision は accept（受け入れる）、refuse（拒否する）、withdraw（受入れを取り消す）のどれかで指定してください。",
@@ -1196,8 +1195,7 @@ pub async fn list_refused_filings(
                     received_on_wareki: chrono::DateTime::parse_from_rfc3339(&f.received_at)
                         .map(|t| {
                             eras.format_wareki(
-                                t.with_timezone(&crate::service::clock::jst())
-                                    .date_naive(),
+                                t.with_timezone(&crate::service::clock::jst()).date_naive(),
                             )
                         })
                         .unwrap_or_default(),

@@ -581,15 +581,23 @@ impl Registry {
                 let mut out = Vec::with_capacity(list.len());
                 for r in list {
                     let def = if is_procedure_id(&r.procedure) {
-                        crate::store::procedure_definitions::lookup(tx, &t, &r.procedure, r.version)?
+                        crate::store::procedure_definitions::lookup(
+                            tx,
+                            &t,
+                            &r.procedure,
+                            r.version,
+                        )?
                     } else {
                         None
                     };
                     out.push(RefusalRow {
                         title_ja: def.as_ref().map(|d| d.procedure.title.ja.clone()),
-                        title_en: def
-                            .as_ref()
-                            .map(|d| d.procedure.title.get(machi_procedures::Lang::En).to_string()),
+                        title_en: def.as_ref().map(|d| {
+                            d.procedure
+                                .title
+                                .get(machi_procedures::Lang::En)
+                                .to_string()
+                        }),
                         refusal: r,
                     });
                 }
@@ -1778,10 +1786,13 @@ pub fn japan_times(text: &str, en: bool) -> String {
     let b = text.as_bytes();
     let is_date = |i: usize| {
         b.len() >= i + 10
-            && b[i..i + 10]
-                .iter()
-                .enumerate()
-                .all(|(k, c)| if k == 4 || k == 7 { *c == b'-' } else { c.is_ascii_digit() })
+            && b[i..i + 10].iter().enumerate().all(|(k, c)| {
+                if k == 4 || k == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
     };
     let mut out = String::with_capacity(text.len());
     let (mut i, mut copied) = (0, 0);
@@ -1837,7 +1848,10 @@ mod japan_times_tests {
             "The certificate expired (7 December 2026, 05:30 JST)."
         );
         assert_eq!(
-            super::japan_times("at 2026-12-06T00:00:00Z and 2026-12-06T10:00:00+09:00", false),
+            super::japan_times(
+                "at 2026-12-06T00:00:00Z and 2026-12-06T10:00:00+09:00",
+                false
+            ),
             "at 令和8年12月6日 9時00分 and 令和8年12月6日 10時00分"
         );
         let plain = "署名が電子証明書の持ち主によるものと確認できません。";

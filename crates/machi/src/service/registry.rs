@@ -116,7 +116,9 @@ pub enum ServiceError {
     },
     /// An acceptance to withdraw, but the version is not accepted (it
     /// awaits a decision, was refused, or was withdrawn already).
-    #[error("procedure definition {title_en} version {version} is not accepted: nothing to withdraw")]
+    #[error(
+        "procedure definition {title_en} version {version} is not accepted: nothing to withdraw"
+    )]
     DefinitionNotAccepted {
         title_ja: String,
         title_en: String,

@@ -435,7 +435,16 @@ pub fn decide(
     now: i64,
 ) -> Result<Decided, StoreError> {
     let decision = if accept { "accepted" } else { "refused" };
-    record(tx, tenant, procedure, version, decision, Trust::awaits_decision, by, now)
+    record(
+        tx,
+        tenant,
+        procedure,
+        version,
+        decision,
+        Trust::awaits_decision,
+        by,
+        now,
+    )
 }
 
 /// Withdraws the administrator's acceptance of a tenant's own definition

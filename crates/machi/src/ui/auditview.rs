@@ -429,7 +429,8 @@ pub fn target_text(stored: &str, l: Lang, p: &Procedures) -> String {
         .split(',')
         .map(|t| {
             if t == "portal_refusals" {
-                l.t("取り込めなかった申請", "filings refused on import").to_string()
+                l.t("取り込めなかった申請", "filings refused on import")
+                    .to_string()
             } else if let Some(n) = t.strip_prefix("pending:") {
                 format!("{}{n}", l.t("仮登録 ", "provisional "))
             } else if let Some(n) = t.strip_prefix("filing:") {

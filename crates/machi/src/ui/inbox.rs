@@ -306,13 +306,14 @@ pub async fn refused(State(s): State<AppState>, headers: HeaderMap) -> Response 
                 received: chrono::DateTime::parse_from_rfc3339(&f.received_at)
                     .map(|t| {
                         eras.format_wareki(
-                            t.with_timezone(&crate::service::clock::jst())
-                                .date_naive(),
+                            t.with_timezone(&crate::service::clock::jst()).date_naive(),
                         )
                     })
                     .unwrap_or_default(),
                 receipt: f.receipt.clone().unwrap_or_else(|| {
-                    ctx.lang.t("（開けないため不明）", "(unknown: did not open)").to_string()
+                    ctx.lang
+                        .t("（開けないため不明）", "(unknown: did not open)")
+                        .to_string()
                 }),
                 procedure: match title {
                     Some(t) => format!(
@@ -323,7 +324,10 @@ pub async fn refused(State(s): State<AppState>, headers: HeaderMap) -> Response 
                     ),
                     None => ctx
                         .lang
-                        .t("（この基幹システムが知らない手続）", "(a procedure this back office does not know)")
+                        .t(
+                            "（この基幹システムが知らない手続）",
+                            "(a procedure this back office does not know)",
+                        )
                         .to_string(),
                 },
                 reason: inbox::japan_times(if en { &f.message_en } else { &f.message_ja }, en),

@@ -409,14 +409,28 @@ async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: Te
     assert_eq!(one.code, "does_not_open");
     assert_eq!(one.citizen_reason, "unreadable");
     assert!(one.message_ja.contains("開けません"), "{}", one.message_ja);
-    assert!(one.message_en.contains("does not open"), "{}", one.message_en);
+    assert!(
+        one.message_en.contains("does not open"),
+        "{}",
+        one.message_en
+    );
     assert_eq!(one.receipt, None, "it did not open: no receipt known");
-    assert!(list[0].title_ja.is_some(), "the procedure it names is known");
+    assert!(
+        list[0].title_ja.is_some(),
+        "the procedure it names is known"
+    );
 
     // Never pulled again: the next round finds nothing, records nothing.
     let again = link.run_once(&db.store, 1_765_000_100).await.unwrap();
-    assert_eq!((again.imported, again.quarantined, again.refused.len()), (0, 0, 0));
-    let list = db.registry.inbox_refusals(&fuchu, 500, &clerk).await.unwrap();
+    assert_eq!(
+        (again.imported, again.quarantined, again.refused.len()),
+        (0, 0, 0)
+    );
+    let list = db
+        .registry
+        .inbox_refusals(&fuchu, 500, &clerk)
+        .await
+        .unwrap();
     assert_eq!(list.len(), 150);
 
     // The citizen reads why, in plain words, with the dates in 和暦.
@@ -434,7 +448,10 @@ async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: Te
         .unwrap();
     assert!(page.contains("受け付けられませんでした"), "{page}");
     assert!(page.contains("申請のデータを開けませんでした"), "{page}");
-    assert!(page.contains("もう一度はじめから申請してください"), "{page}");
+    assert!(
+        page.contains("もう一度はじめから申請してください"),
+        "{page}"
+    );
     assert!(page.contains("令和"), "{page}");
     assert!(!page.contains("2026-12-01T"), "no ISO timestamp: {page}");
     assert!(!page.contains("does_not_open"), "no internal code: {page}");

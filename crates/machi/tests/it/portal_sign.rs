@@ -773,7 +773,10 @@ async fn answers_breaking_the_definition_are_refused_though_signed_and_sealed(db
     file_signed_tenshutsu(&p.base, &pki().good).await;
     let original = listed(&p.base).await.remove(0);
     let mut filing = open(&p.key, &original);
-    let long_ago = (now() - days(40)).date_naive().format("%Y-%m-%d").to_string();
+    let long_ago = (now() - days(40))
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
     filing["signed_content"]["answers"]["moving_date"] = long_ago.clone().into();
     filing["receipt"] = "WWWW-WWWW-WWWW".into();
     let payload = machi_portal::signing::payload_of(&filing["signed_content"]).unwrap();

@@ -369,7 +369,11 @@ async fn a_different_text_for_a_known_version_is_refused_and_names_it(db: TestDb
     assert_eq!(out.quarantine[0].reason, "procedure");
     assert!(p2.portal.store.pending(10).unwrap().is_empty());
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM portal_refusals WHERE tenant = $1").await,
+        count(
+            &db,
+            "SELECT COUNT(*) FROM portal_refusals WHERE tenant = $1"
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -1055,7 +1059,13 @@ async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
     let router = app(&db, &p.base);
     let clerk = Session::login(&router, FUCHU, "clerk").await;
     let admin = Session::login(&router, FUCHU, "admin").await;
-    let (_, l) = call(&clerk, "GET", &format!("{F}?procedure=survey_internet"), None).await;
+    let (_, l) = call(
+        &clerk,
+        "GET",
+        &format!("{F}?procedure=survey_internet"),
+        None,
+    )
+    .await;
     let ids: Vec<i64> = l["filings"]
         .as_array()
         .unwrap()
@@ -1064,77 +1074,161 @@ async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
         .collect();
     assert_eq!(ids.len(), 2);
     const D: &str = "/api/v1/tenants/132063/procedure-definitions";
-    let decide = |who: &'static str| {
-        json!({"procedure": "survey_internet", "version": 2, "decision": who})
-    };
+    let decide =
+        |who: &'static str| json!({"procedure": "survey_internet", "version": 2, "decision": who});
     // Nothing to withdraw before an acceptance.
-    let (st, e) = call(&admin, "POST", &format!("{D}/decision"), Some(decide("withdraw"))).await;
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("withdraw")),
+    )
+    .await;
     assert_eq!(
         (st, e["code"].as_str()),
         (StatusCode::CONFLICT, Some("definition_not_accepted")),
         "{e}"
     );
-    assert!(e["message_ja"].as_str().unwrap().contains("取り消す受入れがありません"), "{e}");
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("取り消す受入れがありません"),
+        "{e}"
+    );
     // Accepted on the page: the decided table offers the withdrawal.
     let (st, _, page) = admin
         .post(
             "/ui/admin/procedures",
-            &[("procedure", "survey_internet"), ("version", "2"), ("decision", "accept")],
+            &[
+                ("procedure", "survey_internet"),
+                ("version", "2"),
+                ("decision", "accept"),
+            ],
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     assert!(page.contains("id=\"withdraw-survey_internet-2\""), "{page}");
-    let (st, a) = call(&clerk, "POST", &format!("{F}/{}/approve", ids[0]), Some(json!({}))).await;
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{}/approve", ids[0]),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{a}");
     // Accepting again is refused: withdraw first.
-    let (st, e) = call(&admin, "POST", &format!("{D}/decision"), Some(decide("accept"))).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("definition_decided")), "{e}");
-    assert!(e["message_ja"].as_str().unwrap().contains("先に受入れを取り消して"), "{e}");
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("accept")),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_decided")),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("先に受入れを取り消して"),
+        "{e}"
+    );
 
     // Withdrawn on the page.
     let (st, _, page) = admin
         .post(
             "/ui/admin/procedures",
-            &[("procedure", "survey_internet"), ("version", "2"), ("decision", "withdraw")],
+            &[
+                ("procedure", "survey_internet"),
+                ("version", "2"),
+                ("decision", "withdraw"),
+            ],
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     crate::readable::assert_readable(&page, "procedure definitions after a withdrawal");
     assert!(page.contains("受入れを取り消しました"), "{page}");
     assert!(page.contains("受入れ取消し（再判断待ち）"), "{page}");
-    assert!(page.contains("id=\"accept-survey_internet-2\""), "awaits a decision again: {page}");
+    assert!(
+        page.contains("id=\"accept-survey_internet-2\""),
+        "awaits a decision again: {page}"
+    );
     let en = english(&admin, "/ui/admin/procedures").await;
     assert!(en.contains("acceptance withdrawn"), "{en}");
     // Its other filing cannot be approved now, with a clear message; the
     // one approved before stays approved.
-    let (st, e) = call(&clerk, "POST", &format!("{F}/{}/approve", ids[1]), Some(json!({}))).await;
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{}/approve", ids[1]),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(
         (st, e["code"].as_str()),
         (StatusCode::CONFLICT, Some("definition_withdrawn")),
         "{e}"
     );
-    assert!(e["message_ja"].as_str().unwrap().contains("受入れを取り消した"), "{e}");
-    assert!(e["message_en"].as_str().unwrap().contains("withdrew"), "{e}");
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("受入れを取り消した"),
+        "{e}"
+    );
+    assert!(
+        e["message_en"].as_str().unwrap().contains("withdrew"),
+        "{e}"
+    );
     let (_, d) = call(&clerk, "GET", &format!("{F}/{}", ids[1]), None).await;
     assert_eq!(d["definition_status"], "withdrawn", "{d}");
     assert_eq!(d["filing"]["status"], "received", "nothing changed: {d}");
     let (_, d) = call(&clerk, "GET", &format!("{F}/{}", ids[0]), None).await;
     assert_eq!(d["filing"]["status"], "approved", "{d}");
     let (_, _, fp) = clerk.get(&format!("/ui/inbox/{}", ids[1])).await;
-    assert!(fp.contains("受入れを取り消しました") && !fp.contains("id=\"approve\""), "{fp}");
+    assert!(
+        fp.contains("受入れを取り消しました") && !fp.contains("id=\"approve\""),
+        "{fp}"
+    );
     let (_, _, list) = clerk.get("/ui/inbox").await;
     assert!(list.contains("手続定義の受入れ取消し"), "{list}");
     // Withdrawing twice: nothing to withdraw.
-    let (st, e) = call(&admin, "POST", &format!("{D}/decision"), Some(decide("withdraw"))).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("definition_not_accepted")), "{e}");
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("withdraw")),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_not_accepted")),
+        "{e}"
+    );
     let (_, list) = call(&admin, "GET", D, None).await;
     assert_eq!(list[0]["status"], "withdrawn", "{list}");
 
     // Accepted again through the API: approval runs.
-    let (st, a) = call(&admin, "POST", &format!("{D}/decision"), Some(decide("accept"))).await;
+    let (st, a) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("accept")),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{a}");
     assert_eq!(a["status"], "accepted");
-    let (st, a) = call(&clerk, "POST", &format!("{F}/{}/approve", ids[1]), Some(json!({}))).await;
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{}/approve", ids[1]),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{a}");
 
     // Every decision in the access log, in order; the chain verifies.
