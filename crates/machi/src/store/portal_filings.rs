@@ -530,12 +530,11 @@ pub fn existing_portal_ids(
 
 /// The next free filing number of the tenant.
 pub fn next_filing_id(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreError> {
-    Ok(tx
-        .query_one(
-            "SELECT COALESCE(MAX(filing_id), 0) + 1 FROM portal_filings WHERE tenant = $1",
-            &[tenant.as_str().into()],
-        )?
-        .int(0)?)
+    tx.query_one(
+        "SELECT COALESCE(MAX(filing_id), 0) + 1 FROM portal_filings WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?
+    .int(0)
 }
 
 /// Stores new filings numbered `first_id`, `first_id + 1`, … (the caller
