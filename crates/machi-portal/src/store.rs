@@ -59,6 +59,13 @@ const MIGRATIONS: &[&str] = &[
     // 1: the receipt of the filing that used a nonce, encrypted under the
     // nonce (a replay is told which filing was received).
     "ALTER TABLE used_nonces ADD COLUMN receipt BLOB;",
+    // 2: the back office's refusal on import (issue 11): why, as a reason
+    // word the status page turns into the citizen's words (no personal
+    // data), and how many times a filing was left here to be offered
+    // after the others (a refusal that may pass later).
+    "ALTER TABLE filings ADD COLUMN refusal TEXT;
+     ALTER TABLE filings ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX filings_pending ON filings (deferrals, received_at, id) WHERE sealed IS NOT NULL;",
 ];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -113,15 +120,20 @@ pub enum Status {
     CorrectionRequested,
     Approved,
     Rejected,
+    /// The back office could not accept the filing on import (it did not
+    /// open, its signature was used before, its answers or its form could
+    /// not be confirmed): the sealed copy is gone, the reason kept.
+    NotAccepted,
 }
 
 impl Status {
-    pub const ALL: [(&'static str, Status); 5] = [
+    pub const ALL: [(&'static str, Status); 6] = [
         ("received", Status::Received),
         ("under_review", Status::UnderReview),
         ("correction_requested", Status::CorrectionRequested),
         ("approved", Status::Approved),
         ("rejected", Status::Rejected),
+        ("not_accepted", Status::NotAccepted),
     ];
     pub fn code(self) -> &'static str {
         Self::ALL
@@ -146,6 +158,42 @@ pub struct FilingRow {
     pub reason: Option<String>,
     pub status_at: String,
     pub sealed: Option<Vec<u8>>,
+    /// Why the back office refused it on import ([`Refusal`]), for
+    /// [`Status::NotAccepted`].
+    pub refusal: Option<Refusal>,
+}
+
+/// Why the back office refused a filing on import, in the citizen's terms
+/// (the status page words it; issue 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The filing could not be opened or read as sent.
+    Unreadable,
+    /// Its signature had been used for another filing.
+    Replayed,
+    /// The form it was made on could not be confirmed by the municipality.
+    Procedure,
+    /// Its answers did not meet the form's rules.
+    Answers,
+}
+
+impl Refusal {
+    pub const ALL: [(&'static str, Refusal); 4] = [
+        ("unreadable", Refusal::Unreadable),
+        ("replayed", Refusal::Replayed),
+        ("procedure", Refusal::Procedure),
+        ("answers", Refusal::Answers),
+    ];
+    pub fn code(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map(|(c, _)| *c)
+            .unwrap_or("unreadable")
+    }
+    pub fn parse(s: &str) -> Option<Refusal> {
+        Self::ALL.iter().find(|(c, _)| *c == s).map(|(_, r)| *r)
+    }
 }
 
 /// A filing to store (see [`Store::file`]).
@@ -207,11 +255,21 @@ impl From<rusqlite::Error> for Conflict {
 /// Purpose label of a receipt encrypted under its signing nonce.
 const NONCE_RECEIPT: &str = "machi-portal/nonce-receipt/v1";
 
-/// The portal's database.
+/// The portal's database: one connection writes; reads (drafts, nonces,
+/// statuses, definitions) go through their own connections, so in WAL
+/// mode they never wait for a write transaction's commit (its fsync):
+/// the citizen's submit loads its draft and verifies its signature while
+/// the group commit before it is syncing, and joins the next commit
+/// (issue 11, item 10). An in-memory database (tests) has one connection.
 pub struct Store {
     conn: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     secret: Vec<u8>,
 }
+
+/// Read connections of a database file.
+const READERS: usize = 4;
 
 impl Store {
     /// Opens (and creates) the database at `path`; `:memory:` for tests.
@@ -239,14 +297,45 @@ impl Store {
                 s
             }
         };
+        let mut readers = Vec::new();
+        if path != Path::new(":memory:") && !path.as_os_str().is_empty() {
+            for _ in 0..READERS {
+                let r = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                readers.push(Mutex::new(r));
+            }
+        }
         Ok(Store {
             conn: Mutex::new(conn),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             secret,
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection for reading: a free reader, else the next one in turn
+    /// (the writer when the database has no readers).
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return self.conn();
+        }
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                return g;
+            }
+        }
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn secret(&self) -> &[u8] {
@@ -264,7 +353,7 @@ impl Store {
     }
 
     pub fn tenants(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        let c = self.conn();
+        let c = self.read();
         let mut st = c.prepare("SELECT code, name_ja, name_en FROM tenants ORDER BY code")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -315,7 +404,7 @@ impl Store {
 
     /// The newest version of each procedure a tenant has published.
     pub fn latest(&self, tenant: &str) -> Result<Vec<Published>, StoreError> {
-        let c = self.conn();
+        let c = self.read();
         let mut st = c.prepare(
             "SELECT d.tenant, d.procedure, d.version, d.source FROM definitions d
              WHERE d.tenant = ?1 AND d.version = (SELECT MAX(version) FROM definitions e
@@ -341,7 +430,7 @@ impl Store {
         version: u32,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 "SELECT source FROM definitions WHERE tenant = ?1 AND procedure = ?2 AND version = ?3",
                 params![tenant, procedure, version],
@@ -376,7 +465,7 @@ impl Store {
     pub fn load_draft(&self, code: &str, now: i64) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
         let id = seal::lookup_id(&self.secret, "draft-id", code);
         let row: Option<(Vec<u8>, i64)> = self
-            .conn()
+            .read()
             .query_row(
                 "SELECT sealed, expires_at FROM drafts WHERE id = ?1 AND expires_at > ?2",
                 params![id, now],
@@ -394,7 +483,7 @@ impl Store {
     pub fn nonce_used(&self, nonce: &str) -> Result<bool, StoreError> {
         let nid = seal::lookup_id(&self.secret, "nonce", nonce);
         Ok(self
-            .conn()
+            .read()
             .query_row(
                 "SELECT 1 FROM used_nonces WHERE id = ?1",
                 params![nid],
@@ -525,9 +614,9 @@ impl Store {
     pub fn filing(&self, receipt: &str) -> Result<Option<FilingRow>, StoreError> {
         let id = seal::lookup_id(&self.secret, "receipt", receipt);
         let row = self
-            .conn()
+            .read()
             .query_row(
-                "SELECT tenant, procedure, version, received_at, status, reason, status_at, sealed FROM filings WHERE id = ?1",
+                "SELECT tenant, procedure, version, received_at, status, reason, status_at, sealed, refusal FROM filings WHERE id = ?1",
                 params![id],
                 |r| {
                     Ok((
@@ -539,12 +628,23 @@ impl Store {
                         r.get::<_, Option<Vec<u8>>>(5)?,
                         r.get::<_, String>(6)?,
                         r.get::<_, Option<Vec<u8>>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 },
             )
             .optional()?;
         Ok(row.map(
-            |(tenant, procedure, version, received_at, status, reason, status_at, sealed)| {
+            |(
+                tenant,
+                procedure,
+                version,
+                received_at,
+                status,
+                reason,
+                status_at,
+                sealed,
+                refusal,
+            )| {
                 FilingRow {
                     tenant,
                     procedure,
@@ -558,13 +658,15 @@ impl Store {
                     }),
                     status_at,
                     sealed,
+                    refusal: refusal.as_deref().and_then(Refusal::parse),
                 }
             },
         ))
     }
 
     /// Sealed filings not yet acknowledged by the back office, oldest
-    /// first: (row id, tenant, procedure, version, received_at, sealed).
+    /// first, those the back office deferred ([`Store::defer`]) after the
+    /// others: (row id, tenant, procedure, version, received_at, sealed).
     /// The row id is the keyed hash of the receipt; the receipt itself is
     /// inside the sealed bytes.
     #[allow(clippy::type_complexity)]
@@ -575,7 +677,7 @@ impl Store {
         let c = self.conn();
         let mut st = c.prepare(
             "SELECT id, tenant, procedure, version, received_at, sealed FROM filings
-             WHERE sealed IS NOT NULL ORDER BY received_at, id LIMIT ?1",
+             WHERE sealed IS NOT NULL ORDER BY deferrals, received_at, id LIMIT ?1",
         )?;
         let rows = st.query_map(params![limit as i64], |r| {
             Ok((
@@ -606,6 +708,48 @@ impl Store {
         Ok(n)
     }
 
+    /// The back office refused these filings on import and recorded them
+    /// (the quarantine acknowledgement, issue 11): the sealed copies are
+    /// dropped, the status becomes [`Status::NotAccepted`] with the reason,
+    /// and they are never offered again. A row already acknowledged is
+    /// left alone (a refused copy of a stored filing must not change what
+    /// the citizen sees). Returns how many were marked.
+    pub fn refuse(&self, refused: &[(String, Refusal)], now: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE filings SET sealed = NULL, status = 'not_accepted', refusal = ?2, status_at = ?3
+                 WHERE id = ?1 AND sealed IS NOT NULL",
+            )?;
+            for (id, r) in refused {
+                n += st.execute(params![id, r.code(), now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// The back office refused these on import but they may pass later
+    /// (a tenant it does not serve yet): they stay, offered after the
+    /// others so they cannot fill every pull. Returns how many.
+    pub fn defer(&self, ids: &[String]) -> Result<usize, StoreError> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE filings SET deferrals = deferrals + 1 WHERE id = ?1 AND sealed IS NOT NULL",
+            )?;
+            for id in ids {
+                n += st.execute(params![id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// A status from the back office; the reason is encrypted under the
     /// receipt number. Returns false when no filing has that receipt.
     pub fn set_status(
@@ -625,8 +769,9 @@ impl Store {
             )?),
             None => None,
         };
+        // A filing refused on import is over: a later status cannot revive it.
         let n = self.conn().execute(
-            "UPDATE filings SET status = ?2, reason = ?3, status_at = ?4 WHERE id = ?1",
+            "UPDATE filings SET status = ?2, reason = ?3, status_at = ?4 WHERE id = ?1 AND status <> 'not_accepted'",
             params![id, status.code(), reason, now],
         )?;
         Ok(n == 1)
@@ -729,6 +874,73 @@ mod tests {
         for (_, cell) in s.dump_cells().unwrap() {
             assert!(!String::from_utf8_lossy(&cell).contains("R1R1-R1R1"));
         }
+    }
+
+    #[test]
+    fn refused_filings_are_dropped_and_marked_deferred_ones_offered_last() {
+        let s = Store::open(Path::new(":memory:")).unwrap();
+        let mut rows = Vec::new();
+        for (i, r) in [
+            "A1A1-A1A1-A1A1",
+            "B2B2-B2B2-B2B2",
+            "C3C3-C3C3-C3C3",
+            "D4D4-D4D4-D4D4",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut f = row(&s, r, None, None);
+            f.received_at = format!("2026-12-06T10:00:0{i}+09:00");
+            rows.push(f);
+        }
+        assert!(s.file_many(&rows).unwrap().iter().all(|r| r.is_ok()));
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let order = |s: &Store| -> Vec<String> {
+            s.pending(10).unwrap().into_iter().map(|r| r.0).collect()
+        };
+        assert_eq!(order(&s), ids);
+        // Deferred: offered after the others.
+        assert_eq!(s.defer(std::slice::from_ref(&ids[0])).unwrap(), 1);
+        assert_eq!(
+            order(&s),
+            vec![
+                ids[1].clone(),
+                ids[2].clone(),
+                ids[3].clone(),
+                ids[0].clone()
+            ]
+        );
+        // Acknowledged, then a refused copy of it: the stored one is kept.
+        assert_eq!(s.acknowledge(std::slice::from_ref(&ids[3])).unwrap(), 1);
+        let now = "2026-12-06T11:00:00+09:00";
+        let n = s
+            .refuse(
+                &[
+                    (ids[1].clone(), Refusal::Replayed),
+                    (ids[3].clone(), Refusal::Unreadable),
+                ],
+                now,
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(order(&s), vec![ids[2].clone(), ids[0].clone()]);
+        let b = s.filing("B2B2-B2B2-B2B2").unwrap().unwrap();
+        assert_eq!(
+            (b.status, b.refusal, b.sealed),
+            (Status::NotAccepted, Some(Refusal::Replayed), None)
+        );
+        assert_eq!(b.status_at, now);
+        let d = s.filing("D4D4-D4D4-D4D4").unwrap().unwrap();
+        assert_eq!((d.status, d.refusal), (Status::Received, None));
+        // A refused filing stays refused.
+        assert!(
+            !s.set_status("B2B2-B2B2-B2B2", Status::Approved, None, now)
+                .unwrap()
+        );
+        assert_eq!(
+            s.filing("B2B2-B2B2-B2B2").unwrap().unwrap().status,
+            Status::NotAccepted
+        );
     }
 
     #[test]

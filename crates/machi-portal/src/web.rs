@@ -24,7 +24,7 @@ use machi_procedures::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::Status;
+use crate::store::{Refusal, Status};
 use crate::{Portal, seal};
 
 const DRAFT_COOKIE: &str = "portal_draft";
@@ -2084,6 +2084,23 @@ async fn status_page(
                 "The reason is below.",
             ),
         ),
+        Status::NotAccepted => (
+            l.t(
+                "受け付けられませんでした",
+                "うけつけ られません でした",
+                "Could not be accepted",
+            ),
+            "rejected",
+            l.t(
+                "この申請は市区町村に届いていません。お手数ですが、もう一度はじめから申請してください。わからないことは担当課にお問い合わせください（受付番号をお伝えください）。",
+                "この しんせいは やくしょに とどいて いません。もう いちど はじめから しんせい して ください。わからない ときは やくしょに きいて ください（うけつけ ばんごうを つたえて ください）。",
+                "Your application has not reached the city office. Please apply again from the start. If you have questions, contact the office and give your reference number.",
+            ),
+        ),
+    };
+    let reason = match (row.status, row.refusal) {
+        (Status::NotAccepted, r) => refusal_words(l, r.unwrap_or(Refusal::Unreadable)).to_owned(),
+        _ => row.reason.unwrap_or_default(),
     };
     html(
         StatusCode::OK,
@@ -2110,11 +2127,37 @@ async fn status_page(
             status_label: label.to_owned(),
             status_class: class,
             status_at: when(l, &row.status_at),
-            reason: row.reason.unwrap_or_default(),
+            reason,
             next: next.to_owned(),
             receipt,
         },
     )
+}
+
+/// Why the back office could not accept a filing, in the citizen's words.
+fn refusal_words(l: Lang, r: Refusal) -> &'static str {
+    match r {
+        Refusal::Unreadable => l.t(
+            "市区町村で申請のデータを開けませんでした（送る途中でこわれたか、正しく封がされていませんでした）。",
+            "やくしょで しんせいの データを ひらけません でした。",
+            "The city office could not open the application data (it was damaged on the way or not sealed correctly).",
+        ),
+        Refusal::Replayed => l.t(
+            "この申請の電子署名は、すでに別の申請に使われていました。同じ署名は一度しか使えません。",
+            "この しんせいの しょめいは、もう ほかの しんせいで つかわれて いました。おなじ しょめいは 1かい しか つかえません。",
+            "The electronic signature on this application had already been used for another application. A signature can be used only once.",
+        ),
+        Refusal::Procedure => l.t(
+            "この申請に使われた申請書（手続の様式）を、市区町村で確認できませんでした。",
+            "この しんせいに つかった しんせいしょを、やくしょで たしかめられません でした。",
+            "The city office could not confirm the form this application was made on.",
+        ),
+        Refusal::Answers => l.t(
+            "申請の内容が、この手続の決まり（入力の条件）に合っていませんでした。",
+            "しんせいの ないようが、てつづきの きまりに あって いません でした。",
+            "The answers in the application did not meet the rules of this form.",
+        ),
+    }
 }
 
 #[derive(Template)]
@@ -2260,10 +2303,28 @@ async fn pull(
 
 #[derive(Deserialize)]
 struct Ack {
+    /// Stored by the back office.
+    #[serde(default)]
     ids: Vec<String>,
+    /// Refused on import and recorded by the back office (issue 11).
+    #[serde(default)]
+    refused: Vec<AckRefused>,
+    /// Refused on import, but may pass later: offered after the others.
+    #[serde(default)]
+    deferred: Vec<String>,
 }
 
-/// The back office has stored these: the sealed copies are deleted.
+#[derive(Deserialize)]
+struct AckRefused {
+    id: String,
+    reason: String,
+}
+
+/// The back office's acknowledgement: the sealed copies of the filings
+/// it stored are deleted; those it refused and recorded are deleted too
+/// and marked not accepted with the reason (the status page tells the
+/// citizen), never offered again; those it deferred stay, offered after
+/// the others.
 async fn ack(
     State(p): State<Arc<Portal>>,
     headers: HeaderMap,
@@ -2272,8 +2333,34 @@ async fn ack(
     if !authorized(&p, &headers) {
         return unauthorized();
     }
-    match p.store.acknowledge(&a.ids) {
-        Ok(n) => axum::Json(serde_json::json!({ "deleted": n })).into_response(),
+    let mut refused = Vec::with_capacity(a.refused.len());
+    for r in a.refused {
+        let Some(reason) = Refusal::parse(&r.reason) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({
+                    "code": "invalid_refusal",
+                    "message_ja": "受付できなかった理由の区分が正しくありません。",
+                    "message_en": "the refusal reason is not one the portal knows",
+                })),
+            )
+                .into_response();
+        };
+        refused.push((r.id, reason));
+    }
+    let now = p.now().to_rfc3339();
+    let r = p.store.acknowledge(&a.ids).and_then(|deleted| {
+        Ok((
+            deleted,
+            p.store.refuse(&refused, &now)?,
+            p.store.defer(&a.deferred)?,
+        ))
+    });
+    match r {
+        Ok((deleted, refused, deferred)) => axum::Json(serde_json::json!({
+            "deleted": deleted, "refused": refused, "deferred": deferred,
+        }))
+        .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
@@ -2297,7 +2384,8 @@ async fn push_status(
     }
     let (Some(receipt), Some(status)) = (
         seal::normalize_code(&u.receipt, 3),
-        Status::parse(&u.status),
+        // Not accepted is said by the acknowledgement only.
+        Status::parse(&u.status).filter(|s| *s != Status::NotAccepted),
     ) else {
         return (
             StatusCode::BAD_REQUEST,

@@ -190,6 +190,66 @@ impl Definition {
         Value::Object(out)
     }
 
+    /// Checks a filing's answers as it carries them (the payload of
+    /// [`Definition::filing_payload`]) against this definition, for a back
+    /// office that never trusts the portal: the payload is turned back into
+    /// typed answers, checked with [`Definition::check_all`] (the same
+    /// validators as the portal's pages, date windows counted from
+    /// `ctx.today`, the day of filing), and must then be exactly the payload
+    /// those answers make (no hidden or unknown field, no value of the
+    /// wrong shape). The first problem comes back.
+    pub fn check_filed(&self, payload: &Value, ctx: &CheckContext) -> Result<(), FieldError> {
+        let Some(obj) = payload.as_object() else {
+            return Err(FieldError::new(
+                "",
+                "",
+                "申請の回答の形式が正しくありません",
+                "こたえの かたちが ただしく ありません",
+                "the filing's answers are not shaped as a set of answers",
+            ));
+        };
+        let mut answers = Answers::new();
+        for (key, v) in obj {
+            let Some(f) = self.field(key) else {
+                return Err(FieldError::new(
+                    key.as_str(),
+                    key.as_str(),
+                    &format!("この手続にない項目「{key}」への回答があります"),
+                    &format!("この てつづきに ない こうもく「{key}」が あります"),
+                    &format!("an answer to {key:?}, which the procedure does not ask"),
+                ));
+            };
+            if !answers_of(f, key, v, &mut answers) {
+                return Err(FieldError::new(
+                    key.as_str(),
+                    key.as_str(),
+                    &format!("「{}」への回答の形式が正しくありません", f.label.ja),
+                    &format!(
+                        "「{}」の こたえの かたちが ただしく ありません",
+                        f.label.get(Lang::Easy)
+                    ),
+                    &format!(
+                        "the answer to {} is not of the right form",
+                        f.label.get(Lang::En)
+                    ),
+                ));
+            }
+        }
+        if let Some((_, e)) = self.check_all(&answers, ctx).into_iter().next() {
+            return Err(e);
+        }
+        if &self.filing_payload(&answers, ctx) != payload {
+            return Err(FieldError::new(
+                "",
+                "",
+                "申請の回答が、この手続の質問（表示条件を含む）と一致しません",
+                "こたえが てつづきの しつもんと あいません",
+                "the filing's answers do not match the procedure's questions (including which are shown)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The answer to show on the check-your-answers page, in the reader's
     /// language (dates in 和暦, choices by their label).
     pub fn display_answer(
@@ -699,6 +759,93 @@ fn check_field(
             }
         }
     }
+}
+
+/// Puts one carried answer back as the inputs that made it (the inverse
+/// of [`value_of`]); false when its JSON shape is not the field's.
+fn answers_of(f: &Field, key: &str, v: &Value, out: &mut Answers) -> bool {
+    match f.kind() {
+        FieldKind::Date => {
+            let Some(d) = v
+                .as_str()
+                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            else {
+                return false;
+            };
+            use chrono::Datelike;
+            put(out, format!("{key}.era"), "seireki".into());
+            put(out, format!("{key}.year"), d.year().to_string());
+            put(out, format!("{key}.month"), d.month().to_string());
+            put(out, format!("{key}.day"), d.day().to_string());
+        }
+        FieldKind::Address => {
+            let (Some(p), Some(a)) = (v["postal_code"].as_str(), v["address"].as_str()) else {
+                return false;
+            };
+            put(out, format!("{key}.postal"), p.to_owned());
+            put(out, format!("{key}.address"), a.to_owned());
+        }
+        FieldKind::Choices => {
+            let Some(items) = v.as_array() else {
+                return false;
+            };
+            let mut lines = Vec::with_capacity(items.len());
+            for i in items {
+                match i.as_str() {
+                    Some(s) if !s.contains('\n') => lines.push(s),
+                    _ => return false,
+                }
+            }
+            put(out, key.to_owned(), lines.join("\n"));
+        }
+        FieldKind::YesNo => match v.as_bool() {
+            Some(b) => put(out, key.to_owned(), if b { "yes" } else { "no" }.into()),
+            None => return false,
+        },
+        FieldKind::Number => match v.as_i64() {
+            Some(n) => put(out, key.to_owned(), n.to_string()),
+            None => return false,
+        },
+        FieldKind::People => {
+            let Some(people) = v.as_array() else {
+                return false;
+            };
+            put(out, format!("{key}.count"), people.len().to_string());
+            for (i, person) in people.iter().enumerate() {
+                let Some(m) = person.as_object() else {
+                    return false;
+                };
+                for (sub_id, sv) in m {
+                    let Some(sub) = f.fields.iter().find(|s| s.id() == sub_id) else {
+                        return false;
+                    };
+                    if !answers_of(sub, &format!("{key}.{i}.{sub_id}"), sv, out) {
+                        return false;
+                    }
+                }
+            }
+        }
+        FieldKind::File => {
+            let (Some(n), Some(t), Some(d)) =
+                (v["name"].as_str(), v["type"].as_str(), v["data"].as_str())
+            else {
+                return false;
+            };
+            put(out, format!("{key}.name"), n.to_owned());
+            put(out, format!("{key}.type"), t.to_owned());
+            put(out, format!("{key}.data"), d.to_owned());
+            put(out, format!("{key}.size"), decoded_len(d).to_string());
+        }
+        _ => match v.as_str() {
+            Some(s) => put(out, key.to_owned(), s.to_owned()),
+            None => return false,
+        },
+    }
+    true
+}
+
+fn put(out: &mut Answers, k: String, v: String) {
+    out.insert(k, v);
 }
 
 fn fold_digit(c: char) -> char {

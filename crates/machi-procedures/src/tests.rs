@@ -311,3 +311,101 @@ proptest! {
         }
     }
 }
+
+fn full_tenshutsu() -> Answers {
+    answers(&[
+        ("applicant_name", "架空 太郎"),
+        ("applicant_kana", "カクウ タロウ"),
+        ("phone", "042-000-0000"),
+        ("moving_date.era", "令和"),
+        ("moving_date.year", "8"),
+        ("moving_date.month", "12"),
+        ("moving_date.day", "20"),
+        ("destination.postal", "196-0001"),
+        ("destination.address", "東京都昭島市架空町1-1"),
+        ("members.count", "2"),
+        ("members.0.name", "架空 太郎"),
+        ("members.0.kana", "カクウ タロウ"),
+        ("members.0.birth_date.era", "昭和"),
+        ("members.0.birth_date.year", "60"),
+        ("members.0.birth_date.month", "4"),
+        ("members.0.birth_date.day", "1"),
+        ("members.1.name", "架空 花子"),
+        ("members.1.kana", "カクウ ハナコ"),
+        ("members.1.birth_date.era", "seireki"),
+        ("members.1.birth_date.year", "1987"),
+        ("members.1.birth_date.month", "11"),
+        ("members.1.birth_date.day", "3"),
+        ("visit_date.era", "令和"),
+        ("visit_date.year", "8"),
+        ("visit_date.month", "12"),
+        ("visit_date.day", "10"),
+    ])
+}
+
+#[test]
+fn a_filed_payload_is_checked_again_and_must_be_exactly_what_its_answers_make() {
+    let d = shipped("tenshutsu.toml");
+    let ctx = CheckContext::new(today());
+    let a = full_tenshutsu();
+    assert!(
+        d.check_all(&a, &ctx).is_empty(),
+        "{:?}",
+        d.check_all(&a, &ctx)
+    );
+    let payload = d.filing_payload(&a, &ctx);
+    assert_eq!(d.check_filed(&payload, &ctx), Ok(()));
+    // The move date moved out of the window (31 days before filing).
+    let mut p = payload.clone();
+    p["moving_date"] = "2026-11-05".into();
+    let e = d.check_filed(&p, &ctx).unwrap_err();
+    assert_eq!(e.field, "moving_date");
+    assert!(e.message.ja.contains("令和8年11月26日から"), "{e:?}");
+    // Counted from the day of filing: the same payload filed on 11-06 is good.
+    let earlier = CheckContext::new(NaiveDate::from_ymd_opt(2026, 11, 6).unwrap());
+    let mut q = p.clone();
+    q["visit_date"] = "2026-11-06".into();
+    assert_eq!(d.check_filed(&q, &earlier), Ok(()));
+    // A name the domain refuses, a field the procedure does not ask, a
+    // value of the wrong shape, a missing required answer.
+    let mut p = payload.clone();
+    p["members"][1]["kana"] = "かくう はなこ".into();
+    let e = d.check_filed(&p, &ctx).unwrap_err();
+    assert!(e.message.ja.starts_with("2人目："), "{e:?}");
+    let mut p = payload.clone();
+    p["my_number"] = "123456789012".into();
+    let e = d.check_filed(&p, &ctx).unwrap_err();
+    assert!(e.message.get(Lang::En).contains("my_number"), "{e:?}");
+    let mut p = payload.clone();
+    p["moving_date"] = serde_json::json!(20261220);
+    assert!(d.check_filed(&p, &ctx).is_err());
+    let mut p = payload.clone();
+    p.as_object_mut().unwrap().remove("applicant_name");
+    let e = d.check_filed(&p, &ctx).unwrap_err();
+    assert_eq!(e.field, "applicant_name");
+    assert!(d.check_filed(&serde_json::json!([1, 2]), &ctx).is_err());
+    // A hidden survey question answered anyway (shown only to users of
+    // the internet) is refused although every value is valid.
+    let s = shipped("survey_internet.toml");
+    let no = answers(&[
+        ("age_group", "a70"),
+        ("uses_internet", "no"),
+        ("want_class", "maybe"),
+    ]);
+    let mut p = s.filing_payload(&no, &ctx);
+    assert_eq!(s.check_filed(&p, &ctx), Ok(()));
+    p["devices"] = serde_json::json!(["pc"]);
+    assert!(s.check_filed(&p, &ctx).is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn checking_a_filed_payload_never_panics(v in "\\PC{0,40}", k in "[a-z_]{1,12}") {
+        let d = shipped("tenshutsu.toml");
+        let ctx = CheckContext::new(today());
+        let mut p = d.filing_payload(&full_tenshutsu(), &ctx);
+        p[k.as_str()] = serde_json::Value::String(v.clone());
+        p["members"][0]["birth_date"] = serde_json::Value::String(v);
+        let _ = d.check_filed(&p, &ctx);
+    }
+}

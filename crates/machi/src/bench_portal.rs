@@ -551,12 +551,18 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
                 &key,
                 Some(&signing),
                 a.page.clamp(1, 1000),
-                Utc::now().timestamp_micros(),
+                // Unix seconds: the verification time of every signature
+                // (microseconds here once made it a time far off, where no
+                // certificate is valid: the import measured refusals).
+                Utc::now().timestamp(),
             )
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message_ja()))?;
             if !o.refused.is_empty() {
                 anyhow::bail!("bench filings refused on import: {:?}", o.refused[0]);
+            }
+            if o.signatures_failed > 0 {
+                anyhow::bail!("bench filings' signatures failed on import");
             }
             imported += o.imported;
             if o.acknowledge.is_empty() {

@@ -363,15 +363,50 @@ pub struct RefusedDefinition {
     pub en: String,
 }
 
-/// Why one pulled filing was not imported (it stays on the portal).
+/// Why one pulled filing was not imported. A permanent refusal of a
+/// tenant this back office serves is recorded once
+/// ([`crate::store::portal_refusals`]) and acknowledged to the portal as
+/// refused (quarantined: the portal drops its sealed copy and tells the
+/// citizen, and never offers it again); the others stay on the portal
+/// and are offered after newer filings ([`ImportOutcome::defer`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub portal_id: String,
     /// A stable code: `not_base64`, `does_not_open`, `not_json`,
-    /// `listing_mismatch`, `bad_tenant`, `unknown_tenant`, `replayed`.
+    /// `listing_mismatch`, `reserved_id`, `bad_tenant`, `unknown_tenant`,
+    /// `replayed`, `definition_refused`, `unknown_definition`,
+    /// `answers_invalid`, `internal`.
     pub code: &'static str,
     pub ja: String,
     pub en: String,
+    /// The 受付番号, when the filing opened.
+    pub receipt: Option<String>,
+}
+
+impl Refused {
+    /// The reason the citizen is told, as the portal's word, when the
+    /// refusal is permanent (the same bytes are refused on every pull);
+    /// None when it may pass later (a tenant this back office does not
+    /// serve yet, an internal error): such a filing stays on the portal.
+    pub fn citizen_reason(&self) -> Option<&'static str> {
+        match self.code {
+            "not_base64" | "does_not_open" | "not_json" | "listing_mismatch" | "reserved_id" => {
+                Some("unreadable")
+            }
+            "replayed" => Some("replayed"),
+            "definition_refused" | "unknown_definition" => Some("procedure"),
+            "answers_invalid" => Some("answers"),
+            _ => None,
+        }
+    }
+}
+
+/// A refused filing the portal is told about (the quarantine
+/// acknowledgement): `reason` is the citizen's reason word.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    pub id: String,
+    pub reason: &'static str,
 }
 
 /// What an import did.
@@ -393,6 +428,16 @@ pub struct ImportOutcome {
     pub definitions_imported: usize,
     /// Published definitions refused (their filings are refused too).
     pub definitions_refused: Vec<RefusedDefinition>,
+    /// Refused filings recorded here (now or by an earlier pull): the
+    /// portal may drop them and tell the citizen.
+    pub quarantine: Vec<Quarantined>,
+    /// Of those, recorded now.
+    pub refusals_recorded: usize,
+    /// Refused filings that may pass later: the portal keeps them and
+    /// offers them after the others.
+    pub defer: Vec<String>,
+    /// Filings in the pull.
+    pub pulled: usize,
 }
 
 fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
@@ -401,7 +446,21 @@ fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
         code,
         ja: ja.to_owned(),
         en: en.to_owned(),
+        receipt: None,
     }
+}
+
+/// The definition a pulled filing is checked against.
+#[derive(Clone)]
+enum DefFor {
+    /// Known (delivered with this pull, stored before, or shipped).
+    Check(Arc<Definition>),
+    /// Neither delivered, stored nor shipped: the answers cannot be
+    /// checked, so the filing is refused.
+    Unknown,
+    /// Not looked at here: the tenant is unknown, or the definition was
+    /// refused (the filing is refused for that).
+    Skip,
 }
 
 /// Whether a shipped definition with this id and version asks for a
@@ -723,15 +782,47 @@ pub async fn import_with_definitions(
     let mut known_tenants = std::collections::HashMap::new();
     let (good_defs, bad_defs) =
         import_definitions(store, definitions, &mut known_tenants, now, &mut out).await?;
-    // Whether a filing needs a signature comes from its definition: the
-    // one that arrived with it, or a shipped one.
-    let needs =
-        |p: &PulledFiling| match good_defs.get(&(p.tenant.clone(), p.procedure.clone(), p.version))
-        {
-            Some(d) => d.identity() == machi_procedures::Identity::Signature,
-            None => shipped_needs_signature(&p.procedure, p.version),
+    // The definition each filing names: the one that arrived with it,
+    // else one stored by an earlier pull, else a shipped one (issue 11:
+    // the answers are checked against it, and whether a signature is
+    // needed comes from it).
+    let mut def_for: std::collections::HashMap<DefKey, Option<Arc<Definition>>> =
+        Default::default();
+    for p in pulled {
+        let k = (p.tenant.clone(), p.procedure.clone(), p.version);
+        if def_for.contains_key(&k) || bad_defs.contains_key(&k) {
+            continue;
+        }
+        if let Some(d) = good_defs.get(&k) {
+            def_for.insert(k, Some(d.clone()));
+            continue;
+        }
+        let Ok(tenant) = p.tenant.parse::<MunicipalityCode>() else {
+            continue;
         };
-    let needs = &needs;
+        if !tenant_known(store, &mut known_tenants, &tenant).await? {
+            continue;
+        }
+        let d = store
+            .read(Some(&tenant), {
+                let (t, proc_id, version) = (tenant.clone(), p.procedure.clone(), p.version);
+                move |tx| crate::store::procedure_definitions::lookup(tx, &t, &proc_id, version)
+            })
+            .await?;
+        def_for.insert(k, d);
+    }
+    let def_of = |p: &PulledFiling| -> DefFor {
+        match def_for.get(&(p.tenant.clone(), p.procedure.clone(), p.version)) {
+            Some(Some(d)) => DefFor::Check(d.clone()),
+            Some(None) => DefFor::Unknown,
+            None => DefFor::Skip,
+        }
+    };
+    let needs = |d: &DefFor, p: &PulledFiling| match d {
+        DefFor::Check(d) => d.identity() == machi_procedures::Identity::Signature,
+        _ => shipped_needs_signature(&p.procedure, p.version),
+    };
+    let (needs, def_of) = (&needs, &def_of);
     // Opening and verifying are CPU work with no shared state: spread
     // over the cores (each filing's signature check is most of an
     // import's cost), in order.
@@ -744,7 +835,10 @@ pub async fn import_with_definitions(
     let prechecked: Vec<Result<(MunicipalityCode, Checked), Refused>> = if threads == 1 {
         pulled
             .iter()
-            .map(|p| precheck(key, signing, p, needs(p), now))
+            .map(|p| {
+                let d = def_of(p);
+                precheck(key, signing, p, needs(&d, p), &d, now)
+            })
             .collect()
     } else {
         std::thread::scope(|sc| {
@@ -753,7 +847,10 @@ pub async fn import_with_definitions(
                 .map(|part| {
                     sc.spawn(move || {
                         part.iter()
-                            .map(|p| precheck(key, signing, p, needs(p), now))
+                            .map(|p| {
+                                let d = def_of(p);
+                                precheck(key, signing, p, needs(&d, p), &d, now)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -788,15 +885,7 @@ pub async fn import_with_definitions(
                 continue;
             }
         };
-        let known = match known_tenants.get(&tenant) {
-            Some(k) => *k,
-            None => {
-                let k = store.get_tenant(&tenant).await?.is_some();
-                known_tenants.insert(tenant.clone(), k);
-                k
-            }
-        };
-        if !known {
+        if !tenant_known(store, &mut known_tenants, &tenant).await? {
             out.refused.push(refuse(
                 p,
                 "unknown_tenant",
@@ -811,20 +900,127 @@ pub async fn import_with_definitions(
                 portal_id: p.id.clone(),
                 code: "definition_refused",
                 ja: format!(
-                    "この申請の手続定義を取り込めなかったため、申請も取り込みませんでした（ポータルに残っています）。{}",
+                    "この申請の手続定義を取り込めなかったため、申請も取り込みませんでした。{}",
                     d.ja
                 ),
                 en: format!(
-                    "the filing's procedure definition was refused, so the filing was not imported (it stays on the portal): {}",
+                    "the filing's procedure definition was refused, so the filing was not imported: {}",
                     d.en
                 ),
+                receipt: Some(c.receipt.clone()),
             });
             continue;
         }
         checked.entry(tenant).or_default().push(c);
     }
     store_checked(store, checked, now, &mut out).await?;
+    quarantine(store, pulled, &mut known_tenants, now, &mut out).await?;
+    out.pulled = pulled.len();
     Ok(out)
+}
+
+async fn tenant_known(
+    store: &crate::store::Store,
+    known: &mut std::collections::HashMap<MunicipalityCode, bool>,
+    tenant: &MunicipalityCode,
+) -> Result<bool, crate::store::StoreError> {
+    if let Some(k) = known.get(tenant) {
+        return Ok(*k);
+    }
+    let k = store.get_tenant(tenant).await?.is_some();
+    known.insert(tenant.clone(), k);
+    Ok(k)
+}
+
+/// Records each permanent refusal of a tenant served here once (one
+/// transaction per tenant) and lists it for the quarantine
+/// acknowledgement; the others are listed to be deferred (issue 11: a
+/// refused filing must not be pulled again and again, starving the
+/// good ones).
+async fn quarantine(
+    store: &crate::store::Store,
+    pulled: &[PulledFiling],
+    known_tenants: &mut std::collections::HashMap<MunicipalityCode, bool>,
+    now: i64,
+    out: &mut ImportOutcome,
+) -> Result<(), crate::store::StoreError> {
+    use crate::store::portal_refusals::{self as refusals, NewRefusal, Recorded};
+    if out.refused.is_empty() {
+        return Ok(());
+    }
+    let mut by_id: std::collections::HashMap<&str, &PulledFiling> = Default::default();
+    for p in pulled {
+        by_id.entry(p.id.as_str()).or_insert(p);
+    }
+    let mut by_tenant: std::collections::BTreeMap<MunicipalityCode, Vec<(Refused, PulledFiling)>> =
+        Default::default();
+    for r in &out.refused {
+        let p = by_id.get(r.portal_id.as_str());
+        let tenant = p.and_then(|p| p.tenant.parse::<MunicipalityCode>().ok());
+        match (r.citizen_reason(), p, tenant) {
+            (Some(_), Some(p), Some(t)) if tenant_known(store, known_tenants, &t).await? => {
+                by_tenant
+                    .entry(t)
+                    .or_default()
+                    .push((r.clone(), (*p).clone()));
+            }
+            _ => {
+                if !out.defer.contains(&r.portal_id) {
+                    out.defer.push(r.portal_id.clone());
+                }
+            }
+        }
+    }
+    for (tenant, list) in by_tenant {
+        let results = store
+            .write(Some(&tenant), {
+                let tenant = tenant.clone();
+                let list = list.clone();
+                move |tx| -> Result<Vec<Recorded>, crate::store::StoreError> {
+                    list.iter()
+                        .map(|(r, p)| {
+                            refusals::record(
+                                tx,
+                                &tenant,
+                                &NewRefusal {
+                                    portal_id: &p.id,
+                                    receipt: r.receipt.as_deref(),
+                                    procedure: &p.procedure,
+                                    version: p.version,
+                                    received_at: &p.received_at,
+                                    code: r.code,
+                                    citizen_reason: r.citizen_reason().unwrap_or("unreadable"),
+                                    message_ja: &r.ja,
+                                    message_en: &r.en,
+                                    sealed: &p.sealed,
+                                    refused_at: now,
+                                },
+                            )
+                        })
+                        .collect()
+                }
+            })
+            .await?;
+        for ((r, _), rec) in list.into_iter().zip(results) {
+            match rec {
+                Recorded::New | Recorded::Already => {
+                    if rec == Recorded::New {
+                        out.refusals_recorded += 1;
+                    }
+                    if !out.quarantine.iter().any(|q| q.id == r.portal_id) {
+                        out.quarantine.push(Quarantined {
+                            id: r.portal_id.clone(),
+                            reason: r.citizen_reason().unwrap_or("unreadable"),
+                        });
+                    }
+                }
+                // Stored as imported under this id: the portal keeps it
+                // as acknowledged; nothing to tell.
+                Recorded::Imported => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens one pulled filing, checks it against the portal's listing and
@@ -834,6 +1030,7 @@ fn precheck(
     signing: Option<&Signing>,
     p: &PulledFiling,
     needs_signature: bool,
+    def: &DefFor,
     now: i64,
 ) -> Result<(MunicipalityCode, Checked), Refused> {
     use base64::Engine as _;
@@ -894,6 +1091,31 @@ fn precheck(
             "the tenant code is not valid",
         ));
     };
+    let with_receipt = |code: &'static str, ja: String, en: String| Refused {
+        portal_id: p.id.clone(),
+        code,
+        ja,
+        en,
+        receipt: Some(receipt.clone()),
+    };
+    match def {
+        DefFor::Skip => {}
+        DefFor::Unknown => {
+            return Err(with_receipt(
+                "unknown_definition",
+                format!(
+                    "この申請の手続定義（{} 第{}版）が基幹側になく、ポータルからも届いていないため、回答を確かめられません。取り込みませんでした。",
+                    p.procedure, p.version
+                ),
+                format!(
+                    "the filing's procedure definition ({} version {}) is neither known here nor delivered by the portal, so its answers cannot be checked; not imported",
+                    p.procedure, p.version
+                ),
+            ));
+        }
+        DefFor::Check(d) => check_answers(d, &filing, p)
+            .map_err(|(ja, en)| with_receipt("answers_invalid", ja, en))?,
+    }
     let sig = check_signature(signing, &filing, needs_signature, now);
     Ok((
         tenant,
@@ -910,6 +1132,50 @@ fn precheck(
     ))
 }
 
+/// Checks a filing's answers again against the published definition
+/// version it names (issue 11: the back office never trusts the portal),
+/// with the validators of `machi-procedures`, date windows counted from
+/// the day the portal received it (Japan time). (ja, en) of the first
+/// problem.
+fn check_answers(
+    def: &Definition,
+    filing: &serde_json::Value,
+    p: &PulledFiling,
+) -> Result<(), (String, String)> {
+    let day = filing["submitted_at"]
+        .as_str()
+        .or(Some(p.received_at.as_str()))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            t.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap_or(*t.offset()))
+                .date_naive()
+        });
+    let Some(day) = day else {
+        return Err((
+            "申請の受付日時が読めないため、回答を確かめられません。取り込みませんでした。".into(),
+            "the filing's time of receipt cannot be read, so its answers cannot be checked; not imported".into(),
+        ));
+    };
+    let ctx = machi_procedures::CheckContext::new(day);
+    def.check_filed(&filing["signed_content"]["answers"], &ctx)
+        .map_err(|e| {
+            (
+                format!(
+                    "申請の回答が手続「{}」第{}版の決まりに合いません：{} 取り込みませんでした。",
+                    def.procedure.title.ja,
+                    def.version(),
+                    e.message.ja
+                ),
+                format!(
+                    "the filing's answers do not satisfy procedure {} version {}: {}; not imported",
+                    def.procedure.title.get(machi_procedures::Lang::En),
+                    def.version(),
+                    e.message.en.as_deref().unwrap_or(&e.message.ja)
+                ),
+            )
+        })
+}
+
 /// A pulled filing that opened and passed the checks, ready to store.
 struct Checked {
     portal_id: String,
@@ -923,32 +1189,90 @@ struct Checked {
     signed: bool,
 }
 
-/// Stores one checked filing: refused as a replay (nothing written) when
-/// its nonce or signed content was imported with another filing; nothing
-/// new when this filing is already here; otherwise the filing and its
-/// signature check.
-fn store_one(
+/// Stores checked filings of one tenant, in order, as [`store_one`] would
+/// one by one, but in a handful of statements for the whole batch (issue
+/// 11, item 10: on PostgreSQL every statement is a round trip, and three
+/// per filing bounded the import): the portal ids already here, the
+/// stored signatures holding any of the batch's nonces or signed-content
+/// digests, the next filing number, then one multi-row INSERT of the new
+/// filings and one of their signature checks. A filing whose nonce or
+/// signed content was imported with another filing — before, or earlier
+/// in this batch — is a replay (nothing written); one already here is
+/// stored once.
+fn store_batch(
     tx: &mut crate::store::Tx<'_>,
     tenant: &MunicipalityCode,
-    c: &Checked,
+    filings: &[Checked],
     now: i64,
-) -> Result<Stored, crate::store::StoreError> {
+) -> Result<Vec<(String, String, Stored)>, crate::store::StoreError> {
     use crate::store::{portal_filings, portal_signatures};
-    if let Some(s) = &c.sig
-        && let Some(earlier_receipt) = portal_signatures::replay_of(
-            tx,
-            tenant,
-            &c.portal_id,
-            s.nonce.as_deref(),
-            s.content_sha256.as_deref(),
-        )?
-    {
-        return Ok(Stored::Replay { earlier_receipt });
+    use std::collections::HashMap;
+    let ids: Vec<&str> = filings.iter().map(|c| c.portal_id.as_str()).collect();
+    let mut here = portal_filings::existing_portal_ids(tx, tenant, &ids)?;
+    let nonces: Vec<&str> = filings
+        .iter()
+        .filter_map(|c| c.sig.as_ref()?.nonce.as_deref())
+        .collect();
+    let digests: Vec<&str> = filings
+        .iter()
+        .filter_map(|c| c.sig.as_ref()?.content_sha256.as_deref())
+        .collect();
+    // key (`nonce`, or `sha:` + digest) → [(receipt, portal id)] of the
+    // filings holding it: stored ones, then this batch's new ones.
+    let mut holders: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    if !nonces.is_empty() || !digests.is_empty() {
+        for (k, receipt, portal_id) in
+            portal_signatures::replay_candidates(tx, tenant, &nonces, &digests)?
+        {
+            holders.entry(k).or_default().push((receipt, portal_id));
+        }
     }
-    let new = portal_filings::insert_returning_id(
-        tx,
-        tenant,
-        &portal_filings::NewPortalFiling {
+    let mut out = Vec::with_capacity(filings.len());
+    let mut new_rows: Vec<&Checked> = Vec::new();
+    for c in filings {
+        let keys: Vec<String> = match &c.sig {
+            Some(s) => s
+                .nonce
+                .iter()
+                .cloned()
+                .chain(s.content_sha256.iter().map(|d| format!("sha:{d}")))
+                .collect(),
+            None => Vec::new(),
+        };
+        // The first holder that is another filing, as `replay_of` finds it.
+        let earlier = keys.iter().find_map(|k| {
+            holders
+                .get(k)?
+                .iter()
+                .find(|(_, pid)| *pid != c.portal_id)
+                .map(|(r, _)| r.clone())
+        });
+        let stored = if let Some(earlier_receipt) = earlier {
+            Stored::Replay { earlier_receipt }
+        } else if here.contains(&c.portal_id) {
+            Stored::Already
+        } else {
+            here.insert(c.portal_id.clone());
+            for k in keys {
+                holders
+                    .entry(k)
+                    .or_default()
+                    .push((c.receipt.clone(), c.portal_id.clone()));
+            }
+            new_rows.push(c);
+            Stored::New {
+                signature_valid: c.sig.as_ref().map(|s| s.check.is_valid()),
+            }
+        };
+        out.push((c.portal_id.clone(), c.receipt.clone(), stored));
+    }
+    if new_rows.is_empty() {
+        return Ok(out);
+    }
+    let first = portal_filings::next_filing_id(tx, tenant)?;
+    let rows: Vec<portal_filings::NewPortalFiling<'_>> = new_rows
+        .iter()
+        .map(|c| portal_filings::NewPortalFiling {
             portal_id: &c.portal_id,
             receipt: &c.receipt,
             procedure: &c.procedure,
@@ -957,26 +1281,28 @@ fn store_one(
             imported_at: now,
             filing: &c.plain,
             signed: c.signed,
-        },
-    )?;
-    let Some(filing_id) = new else {
-        return Ok(Stored::Already);
-    };
-    let mut signature_valid = None;
-    if let Some(s) = &c.sig {
-        portal_signatures::insert(
-            tx,
-            tenant,
-            filing_id,
-            &portal_signatures::NewSignature {
-                nonce: s.nonce.as_deref(),
-                content_sha256: s.content_sha256.as_deref(),
-                check: &s.check,
-            },
-        )?;
-        signature_valid = Some(s.check.is_valid());
+        })
+        .collect();
+    portal_filings::insert_many(tx, tenant, &rows, first)?;
+    let sigs: Vec<(i64, portal_signatures::NewSignature<'_>)> = new_rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let s = c.sig.as_ref()?;
+            Some((
+                first + i as i64,
+                portal_signatures::NewSignature {
+                    nonce: s.nonce.as_deref(),
+                    content_sha256: s.content_sha256.as_deref(),
+                    check: &s.check,
+                },
+            ))
+        })
+        .collect();
+    if !sigs.is_empty() {
+        portal_signatures::insert_many(tx, tenant, &sigs)?;
     }
-    Ok(Stored::New { signature_valid })
+    Ok(out)
 }
 
 /// Stores checked filings, one transaction per tenant for the whole pull
@@ -992,15 +1318,10 @@ async fn store_checked(
         let results = store
             .write(Some(&tenant), {
                 let tenant = tenant.clone();
-                move |tx| -> Result<Vec<(String, Stored)>, crate::store::StoreError> {
-                    filings
-                        .iter()
-                        .map(|c| Ok((c.portal_id.clone(), store_one(tx, &tenant, c, now)?)))
-                        .collect()
-                }
+                move |tx| store_batch(tx, &tenant, &filings, now)
             })
             .await?;
-        for (portal_id, stored) in results {
+        for (portal_id, receipt, stored) in results {
             match stored {
                 Stored::New { signature_valid } => {
                     out.imported += 1;
@@ -1022,6 +1343,7 @@ async fn store_checked(
                     );
                     out.refused.push(Refused {
                         portal_id,
+                        receipt: Some(receipt),
                         code: "replayed",
                         ja: format!(
                             "この申請の署名（署名番号）は、受付番号{earlier_receipt}の申請ですでに取り込まれています。同じ署名の再送として取り込みませんでした。"
@@ -1108,18 +1430,32 @@ pub async fn pull_once(
     let list: List = serde_json::from_slice(&body).map_err(|e| PullError::Portal(e.to_string()))?;
     let outcome =
         import_with_definitions(store, key, signing, &list.filings, &list.definitions, now).await?;
-    if !outcome.acknowledge.is_empty() {
+    if !outcome.acknowledge.is_empty()
+        || !outcome.quarantine.is_empty()
+        || !outcome.defer.is_empty()
+    {
+        // Stored filings (the portal drops its sealed copies), refused
+        // ones recorded here (the portal drops them too and tells the
+        // citizen why), and refused ones that may pass later (offered
+        // after the others). An older portal reads `ids` only.
         let r = client
             .post(format!("{base}/backoffice/ack"))
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::json!({ "ids": outcome.acknowledge }).to_string())
+            .body(
+                serde_json::json!({
+                    "ids": outcome.acknowledge,
+                    "refused": outcome.quarantine,
+                    "deferred": outcome.defer,
+                })
+                .to_string(),
+            )
             .send()
             .await
             .map_err(|e| PullError::Portal(e.to_string()))?;
         if !r.status().is_success() {
-            // Stored here already; the next pull imports nothing new and
-            // acknowledges again.
+            // Stored (and refusals recorded) here already; the next pull
+            // imports nothing new and acknowledges again.
             return Err(PullError::Portal(format!(
                 "acknowledge: HTTP {}",
                 r.status()
@@ -1202,7 +1538,8 @@ pub struct PullCounters {
     pub pull_failures: prometheus_client::metrics::counter::Counter,
     /// Filings stored by an import.
     pub imported: prometheus_client::metrics::counter::Counter,
-    /// Filings refused by an import (left on the portal).
+    /// Filings refused by an import (recorded and quarantined, or left on
+    /// the portal when they may pass later).
     pub refused: prometheus_client::metrics::counter::Counter,
     /// Status updates the portal accepted.
     pub statuses_pushed: prometheus_client::metrics::counter::Counter,
@@ -1310,6 +1647,11 @@ pub struct PullReport {
     pub statuses_left: usize,
     pub definitions_imported: usize,
     pub definitions_refused: Vec<RefusedDefinition>,
+    /// Refused filings recorded here and acknowledged to the portal as
+    /// refused (never offered again).
+    pub quarantined: usize,
+    /// Refused filings left on the portal (they may pass later).
+    pub deferred: usize,
 }
 
 /// The environment variable with the portal's address (`http://…`).
@@ -1438,12 +1780,16 @@ impl PortalLink {
             report.signatures_valid += o.signatures_valid;
             report.signatures_failed += o.signatures_failed;
             report.definitions_imported += o.definitions_imported;
+            report.quarantined += o.quarantine.len();
+            report.deferred += o.defer.len();
             for d in o.definitions_refused {
                 if !report.definitions_refused.contains(&d) {
                     report.definitions_refused.push(d);
                 }
             }
-            let more = o.acknowledge.len() == self.batch && o.imported + o.already > 0;
+            // A full batch that moved something on (stored, or refused
+            // and quarantined): the portal may have more.
+            let more = o.pulled == self.batch && o.acknowledge.len() + o.quarantine.len() > 0;
             report.refused.extend(o.refused);
             if !more {
                 break;

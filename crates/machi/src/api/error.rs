@@ -186,10 +186,22 @@ impl From<ServiceError> for ApiError {
                 title_en,
                 version,
                 refused,
+                withdrawn,
                 action,
             } => {
                 let (act_ja, act_en) = crate::service::inbox::action_label(action);
-                if refused {
+                if withdrawn {
+                    ApiError::new(
+                        S::CONFLICT,
+                        "definition_withdrawn",
+                        format!(
+                            "申請 {id} の手続「{title_ja}」（第{version}版）は、団体管理者が手続定義の受入れを取り消したため、{act_ja}はできません。団体管理者が改めて受け入れると{act_ja}できます。"
+                        ),
+                        format!(
+                            "filing {id} was made on a procedure definition ({title_en}, version {version}) whose acceptance the tenant administrator withdrew: it cannot be {act_en} until the definition is accepted again"
+                        ),
+                    )
+                } else if refused {
                     ApiError::new(
                         S::CONFLICT,
                         "definition_refused",
@@ -245,20 +257,46 @@ impl From<ServiceError> for ApiError {
                 title_en,
                 version,
                 accepted,
+            } => {
+                if accepted {
+                    ApiError::new(
+                        S::CONFLICT,
+                        "definition_decided",
+                        format!(
+                            "手続「{title_ja}」第{version}版はすでに受け入れています。判断を改めるには、先に受入れを取り消してください。"
+                        ),
+                        format!(
+                            "procedure {title_en} version {version} is already accepted; withdraw the acceptance first to decide again"
+                        ),
+                    )
+                } else {
+                    ApiError::new(
+                        S::CONFLICT,
+                        "definition_decided",
+                        format!(
+                            "手続「{title_ja}」第{version}版はすでに受入れを拒否しています。拒否は取り消せません（変更はポータルで新しい版として公開します）。"
+                        ),
+                        format!(
+                            "procedure {title_en} version {version} was already refused; a refusal is final (publish a new version on the portal)"
+                        ),
+                    )
+                }
+            }
+            ServiceError::DefinitionNotAccepted {
+                title_ja,
+                title_en,
+                version,
+                trust,
             } => ApiError::new(
                 S::CONFLICT,
-                "definition_decided",
+                "definition_not_accepted",
                 format!(
-                    "手続「{title_ja}」第{version}版はすでに{}されています。判断は取り消せません。",
-                    if accepted {
-                        "受入れ"
-                    } else {
-                        "受入れ拒否"
-                    }
+                    "手続「{title_ja}」第{version}版は受け入れていないため（現在：{}）、取り消す受入れがありません。",
+                    trust.label_ja()
                 ),
                 format!(
-                    "procedure {title_en} version {version} was already {}; a decision is final",
-                    if accepted { "accepted" } else { "refused" }
+                    "procedure {title_en} version {version} is not accepted (now: {}): there is no acceptance to withdraw",
+                    trust.label_en()
                 ),
             ),
             ServiceError::PendingDecided(id) => ApiError::new(

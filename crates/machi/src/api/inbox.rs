@@ -418,7 +418,9 @@ pub struct FilingDetail {
     /// Whether the back office acts on the filing's procedure definition:
     /// `shipped` (machi's own), `accepted` by the tenant administrator,
     /// `pending` (not yet: approval is refused, `definition_not_accepted`)
-    /// or `refused` (the filing can only be rejected, `definition_refused`).
+    /// `refused` (the filing can only be rejected, `definition_refused`)
+    /// or `withdrawn` (accepted, then the acceptance withdrawn: approval
+    /// is refused, `definition_withdrawn`, until accepted again).
     pub definition_status: String,
 }
 
@@ -955,7 +957,8 @@ pub struct OwnDefinitionView {
     pub version: i64,
     pub title_ja: String,
     pub title_en: String,
-    /// `pending` (awaiting the administrator), `accepted` or `refused`.
+    /// `pending` (awaiting the administrator), `accepted`, `refused` or
+    /// `withdrawn` (the acceptance withdrawn: awaiting a new decision).
     pub status: String,
     pub status_label_ja: String,
     /// What approving a filing made on it does, in words.
@@ -1028,7 +1031,8 @@ fn own_view(v: &crate::service::definitions::OwnVersion) -> OwnDefinitionView {
 /// The tenant's own procedure definition versions the portal delivered
 /// (not the shipped ones), awaiting a decision first: until the tenant
 /// administrator accepts a version, no filing made on it is approved
-/// (`definition_not_accepted`); a refused version's filings can only be
+/// (`definition_not_accepted`; after a withdrawal `definition_withdrawn`);
+/// a refused version's filings can only be
 /// rejected (`definition_refused`). Tenant administrators only.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/procedure-definitions", tag = "inbox",
     security(("session" = [])),
@@ -1060,15 +1064,19 @@ pub async fn list_procedure_definitions(
 pub struct DefinitionDecisionBody {
     pub procedure: String,
     pub version: i64,
-    /// `accept` or `refuse`.
+    /// `accept`, `refuse` or `withdraw` (an acceptance).
     pub decision: String,
 }
 
 /// Accepts or refuses a procedure definition version the portal
-/// delivered, once (a decision is final: `definition_decided`, 409; a version the
-/// tenant does not have: `definition_not_found`, 404). Recorded in the access log with the SHA-256 of the text decided
-/// on. A shipped version needs none (`definition_shipped`, 409). Tenant
-/// administrators only.
+/// delivered that awaits a decision, or withdraws an acceptance
+/// (`withdraw`: its filings cannot be approved until it is accepted
+/// again, `definition_withdrawn`). A refusal is final and an acceptance
+/// stands until withdrawn (`definition_decided`, 409); only an acceptance
+/// can be withdrawn (`definition_not_accepted`, 409); a version the tenant
+/// does not have: `definition_not_found`, 404. Recorded in the access log
+/// with the SHA-256 of the text. A shipped version needs none
+/// (`definition_shipped`, 409). Tenant administrators only.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/procedure-definitions/decision", tag = "inbox",
     security(("session" = [])),
     params(super::params::TenantPath),
@@ -1078,7 +1086,7 @@ pub struct DefinitionDecisionBody {
               (status = 401, description = ERRORS, body = ErrorBody),
               (status = 403, description = ERRORS, body = ErrorBody),
               (status = 404, description = "definition_not_found, or the tenant is unknown", body = ErrorBody),
-              (status = 409, description = "definition_decided: decided before; definition_shipped: a version shipped with machi needs no decision", body = ErrorBody),
+              (status = 409, description = "definition_decided: refused before, or accepted and not withdrawn; definition_not_accepted: nothing to withdraw; definition_shipped: a version shipped with machi needs no decision", body = ErrorBody),
               (status = 413, description = ERRORS, body = ErrorBody),
               (status = 415, description = ERRORS, body = ErrorBody),
               (status = 422, description = ERRORS, body = ErrorBody),
@@ -1097,24 +1105,20 @@ pub async fn decide_procedure_definition(
         &tenant,
         machi_domain::access::Permission::ManageAccounts,
     )?;
-    let accept = match b.decision.as_str() {
-        "accept" => true,
-        "refuse" => false,
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_decision",
-                "decision は accept（受け入れる）か refuse（拒否する）で指定してください。",
-                "decision must be accept or refuse",
-            )
-            .with_field("decision"));
-        }
+    let Some(decision) = crate::service::definitions::DefinitionDecision::parse(&b.decision) else {
+        return Err(ApiError::bad_request(
+            "invalid_decision",
+            "decision は accept（受け入れる）、refuse（拒否する）、withdraw（受入れを取り消す）のどれかで指定してください。",
+            "decision must be accept, refuse or withdraw",
+        )
+        .with_field("decision"));
     };
     s.registry
         .decide_definition(
             &tenant,
             b.procedure.trim(),
             b.version,
-            accept,
+            decision,
             &caller.actor(),
         )
         .await?;
@@ -1126,4 +1130,90 @@ pub async fn decide_procedure_definition(
         })
         .map(|v| Json(own_view(v)))
         .ok_or_else(ApiError::internal)
+}
+
+/// A filing the import refused and recorded (issue 11): the portal was
+/// told (it dropped its sealed copy and shows the citizen it could not be
+/// accepted, and why); it is never pulled again.
+#[derive(Serialize, ToSchema)]
+pub struct RefusedFilingView {
+    /// The 受付番号; absent when the filing did not open.
+    pub receipt: Option<String>,
+    /// The procedure and version as the portal listed them.
+    pub procedure: String,
+    pub version: i64,
+    /// The procedure's title when the back office knows that version.
+    pub title_ja: Option<String>,
+    pub title_en: Option<String>,
+    /// When the portal received it (RFC 3339).
+    pub received_at: String,
+    /// 受付日 in 和暦.
+    pub received_on_wareki: String,
+    /// Why it was refused: `does_not_open`, `not_base64`, `not_json`,
+    /// `listing_mismatch`, `reserved_id`, `replayed`, `definition_refused`,
+    /// `unknown_definition`, `answers_invalid`.
+    pub code: String,
+    pub reason_ja: String,
+    pub reason_en: String,
+    /// What the citizen's status page says: `unreadable`, `replayed`,
+    /// `procedure` or `answers`.
+    pub citizen_reason: String,
+    /// When it was recorded (RFC 3339).
+    pub refused_at: String,
+}
+
+/// Filings refused on import (取り込めなかった申請), newest first: each
+/// recorded once with why, acknowledged to the portal as refused. The
+/// read is logged (`filing.refusals`).
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings/refused", tag = "inbox",
+    security(("bearer" = []), ("session" = [])),
+    params(super::params::TenantPath),
+    responses((status = 200, description = "The refused filings, newest first (at most 500).", body = [RefusedFilingView]),
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
+pub async fn list_refused_filings(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Vec<RefusedFilingView>> {
+    let Path(code) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    reader(&caller, &tenant)?;
+    let rows = s
+        .registry
+        .inbox_refusals(&tenant, 500, &caller.actor())
+        .await?;
+    let eras = s.registry.eras();
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| {
+                let f = r.refusal;
+                RefusedFilingView {
+                    received_on_wareki: chrono::DateTime::parse_from_rfc3339(&f.received_at)
+                        .map(|t| {
+                            eras.format_wareki(
+                                t.with_timezone(&crate::service::clock::jst()).date_naive(),
+                            )
+                        })
+                        .unwrap_or_default(),
+                    receipt: f.receipt,
+                    procedure: f.procedure,
+                    version: f.version,
+                    title_ja: r.title_ja,
+                    title_en: r.title_en,
+                    received_at: f.received_at,
+                    code: f.code,
+                    reason_ja: f.message_ja,
+                    reason_en: f.message_en,
+                    citizen_reason: f.citizen_reason,
+                    refused_at: chrono::DateTime::<chrono::Utc>::from_timestamp(f.refused_at, 0)
+                        .unwrap_or_default()
+                        .to_rfc3339(),
+                }
+            })
+            .collect(),
+    ))
 }

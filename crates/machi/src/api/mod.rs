@@ -135,6 +135,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::rotate_secret))
         .routes(routes!(hooks::create_extract))
         .routes(routes!(inbox::list_filings))
+        .routes(routes!(inbox::list_refused_filings))
         .routes(routes!(inbox::get_filing))
         .routes(routes!(inbox::filing_candidates))
         .routes(routes!(inbox::assign_filing))

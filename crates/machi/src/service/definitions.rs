@@ -8,7 +8,9 @@
 //! the tenant's administrator has read what it asks and what approval
 //! would do, and accepted it here; a refused version's filings can only be
 //! rejected. Each decision is recorded once, in the same transaction as
-//! its entry in the hash-chained access log (j1370).
+//! its entry in the hash-chained access log (j1370). An acceptance can be
+//! withdrawn ([`DefinitionDecision::Withdraw`]): the version's filings
+//! cannot be approved again until it is accepted again.
 
 use std::sync::Arc;
 
@@ -19,6 +21,43 @@ use serde_json::json;
 use super::registry::{Actor, Registry, ServiceError};
 use crate::store::procedure_definitions::{self as defs, Decided, OwnDefinition, Trust};
 use crate::store::records::{self, AuditEntry};
+
+/// What the administrator decides on a definition version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefinitionDecision {
+    /// Accept a version awaiting a decision (new, or withdrawn).
+    Accept,
+    /// Refuse a version awaiting a decision: final.
+    Refuse,
+    /// Withdraw an acceptance: no approval until accepted again.
+    Withdraw,
+}
+
+impl DefinitionDecision {
+    /// From the API's and the form's word.
+    pub fn parse(s: &str) -> Option<DefinitionDecision> {
+        match s {
+            "accept" => Some(DefinitionDecision::Accept),
+            "refuse" => Some(DefinitionDecision::Refuse),
+            "withdraw" => Some(DefinitionDecision::Withdraw),
+            _ => None,
+        }
+    }
+    fn function(self) -> &'static str {
+        match self {
+            DefinitionDecision::Accept => "procedure_definition.accept",
+            DefinitionDecision::Refuse => "procedure_definition.refuse",
+            DefinitionDecision::Withdraw => "procedure_definition.withdraw",
+        }
+    }
+    fn stored(self) -> &'static str {
+        match self {
+            DefinitionDecision::Accept => "accepted",
+            DefinitionDecision::Refuse => "refused",
+            DefinitionDecision::Withdraw => "withdrawn",
+        }
+    }
+}
 
 /// A tenant's own definition version and how many filings were made on it.
 #[derive(Debug, Clone)]
@@ -140,22 +179,25 @@ impl Registry {
                 Ok::<_, ServiceError>(out)
             })
             .await?;
-        out.sort_by_key(|v| (v.own.trust != Trust::Pending, -v.own.imported_at));
+        out.sort_by_key(|v| (!v.own.trust.awaits_decision(), -v.own.imported_at));
         Ok(out)
     }
 
-    /// The administrator accepts (`accept`) or refuses a definition
-    /// version the portal delivered. Once: a decision is final
-    /// ([`ServiceError::DefinitionDecided`]). Recorded with its access-log
-    /// entry (`procedure_definition.accept` or `.refuse`, the SHA-256 of
-    /// the text decided on) in one transaction. The caller checked the
-    /// role (the tenant's administrator).
+    /// The administrator accepts or refuses a definition version the
+    /// portal delivered that awaits a decision, or withdraws an
+    /// acceptance. A refusal is final and an acceptance stands until
+    /// withdrawn ([`ServiceError::DefinitionDecided`]); only an
+    /// acceptance can be withdrawn ([`ServiceError::DefinitionNotAccepted`]).
+    /// Recorded with its access-log entry (`procedure_definition.accept`,
+    /// `.refuse` or `.withdraw`, the SHA-256 of the text) in one
+    /// transaction. The caller checked the role (the tenant's
+    /// administrator).
     pub async fn decide_definition(
         &self,
         tenant: &MunicipalityCode,
         procedure: &str,
         version: i64,
-        accept: bool,
+        decision: DefinitionDecision,
         actor: &Actor,
     ) -> Result<Arc<Definition>, ServiceError> {
         self.ensure_tenant(tenant).await?;
@@ -175,9 +217,18 @@ impl Registry {
                 let Some(def) = defs::lookup(tx, &t, &p, version)? else {
                     return Ok(None);
                 };
-                let decided = defs::decide(tx, &t, &p, version, accept, &a.operator, now)?;
+                let decided = match decision {
+                    DefinitionDecision::Accept => {
+                        defs::decide(tx, &t, &p, version, true, &a.operator, now)?
+                    }
+                    DefinitionDecision::Refuse => {
+                        defs::decide(tx, &t, &p, version, false, &a.operator, now)?
+                    }
+                    DefinitionDecision::Withdraw => {
+                        defs::withdraw(tx, &t, &p, version, &a.operator, now)?
+                    }
+                };
                 if let Decided::Done { sha256 } = &decided {
-                    let decision = if accept { "accepted" } else { "refused" };
                     records::append_next_audit(
                         tx,
                         &t,
@@ -185,15 +236,12 @@ impl Registry {
                         &AuditEntry {
                             operator: a.operator.clone(),
                             terminal: a.terminal.clone(),
-                            function: format!(
-                                "procedure_definition.{}",
-                                if accept { "accept" } else { "refuse" }
-                            ),
+                            function: decision.function().to_string(),
                             target: format!("procedure:{p}:{version}"),
                             detail: json!({
                                 "procedure": p,
                                 "version": version,
-                                "decision": decision,
+                                "decision": decision.stored(),
                                 "sha256": sha256,
                             })
                             .to_string(),
@@ -216,6 +264,15 @@ impl Registry {
                     title_ja,
                     title_en,
                     version,
+                })
+            }
+            Decided::Already(t) if decision == DefinitionDecision::Withdraw => {
+                let (title_ja, title_en) = title(&def);
+                Err(ServiceError::DefinitionNotAccepted {
+                    title_ja,
+                    title_en,
+                    version,
+                    trust: t,
                 })
             }
             Decided::Already(t) => {

@@ -384,9 +384,9 @@ fn trusted(f: &StoredPortalFiling, action: &'static str) -> Result<(), ServiceEr
     use crate::store::procedure_definitions::Trust;
     let refused = match f.trust {
         Trust::Shipped | Trust::Accepted => return Ok(()),
-        Trust::Pending if action != "approve" => return Ok(()),
+        Trust::Pending | Trust::Withdrawn if action != "approve" => return Ok(()),
         Trust::Refused if action == "reject" || action == "assign" => return Ok(()),
-        Trust::Pending => false,
+        Trust::Pending | Trust::Withdrawn => false,
         Trust::Refused => true,
     };
     Err(ServiceError::DefinitionNotTrusted {
@@ -395,6 +395,7 @@ fn trusted(f: &StoredPortalFiling, action: &'static str) -> Result<(), ServiceEr
         title_en: filing_title(f, true),
         version: f.version,
         refused,
+        withdrawn: f.trust == Trust::Withdrawn,
         action,
     })
 }
@@ -559,6 +560,59 @@ impl Registry {
         )
         .await?;
         Ok((rows, next))
+    }
+
+    /// Filings the import refused and recorded (issue 11: acknowledged to
+    /// the portal as refused, never pulled again), newest first, each with
+    /// the title of the procedure it names when known. Logged (they name
+    /// 受付番号).
+    pub async fn inbox_refusals(
+        &self,
+        tenant: &MunicipalityCode,
+        limit: i64,
+        actor: &Actor,
+    ) -> Result<Vec<RefusalRow>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, limit) = (tenant.clone(), limit.clamp(1, 500));
+        let rows = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let list = crate::store::portal_refusals::list(tx, &t, limit)?;
+                let mut out = Vec::with_capacity(list.len());
+                for r in list {
+                    let def = if is_procedure_id(&r.procedure) {
+                        crate::store::procedure_definitions::lookup(
+                            tx,
+                            &t,
+                            &r.procedure,
+                            r.version,
+                        )?
+                    } else {
+                        None
+                    };
+                    out.push(RefusalRow {
+                        title_ja: def.as_ref().map(|d| d.procedure.title.ja.clone()),
+                        title_en: def.as_ref().map(|d| {
+                            d.procedure
+                                .title
+                                .get(machi_procedures::Lang::En)
+                                .to_string()
+                        }),
+                        refusal: r,
+                    });
+                }
+                Ok::<_, ServiceError>(out)
+            })
+            .await?;
+        self.record_access(
+            tenant,
+            actor,
+            "filing.refusals",
+            "portal_refusals",
+            json!({ "results": rows.len() }),
+        )
+        .await?;
+        Ok(rows)
     }
 
     /// The procedures a tenant's inbox knows (shipped and the tenant's
@@ -1699,10 +1753,109 @@ pub fn signature_summary(f: &StoredPortalFiling, en: bool) -> String {
             }
             .unwrap_or_default();
             format!(
-                "{}{why}",
-                t("署名を確認できません：", "signature not verified: ")
+                "{}{}",
+                t("署名を確認できません：", "signature not verified: "),
+                japan_times(why, en)
             )
         }
+    }
+}
+
+/// A stored message as a person reads it: every UTC time in it —
+/// machi-sign's refusals stored before they named Japan time
+/// (`2026-12-06 09:00 UTC`), or an RFC 3339 time — becomes Japan time,
+/// the date in 和暦 (`令和8年12月6日 18時00分`; in English
+/// `6 December 2026, 18:00 JST`).
+pub fn japan_times(text: &str, en: bool) -> String {
+    use chrono::Timelike;
+    static ERAS: std::sync::OnceLock<machi_domain::dates::EraTable> = std::sync::OnceLock::new();
+    let eras = ERAS.get_or_init(machi_domain::dates::EraTable::standard);
+    let show = |t: chrono::DateTime<chrono::Utc>| {
+        let t = t.with_timezone(&super::clock::jst());
+        if en {
+            t.format("%-d %B %Y, %H:%M JST").to_string()
+        } else {
+            format!(
+                "{} {}時{:02}分",
+                eras.format_wareki(t.date_naive()),
+                t.hour(),
+                t.minute()
+            )
+        }
+    };
+    let b = text.as_bytes();
+    let is_date = |i: usize| {
+        b.len() >= i + 10
+            && b[i..i + 10].iter().enumerate().all(|(k, c)| {
+                if k == 4 || k == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+    };
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        if (i == 0 || !b[i - 1].is_ascii_digit()) && is_date(i) {
+            // `2026-12-06 09:00 UTC` (machi-sign's old wording).
+            let old = b
+                .get(i..i + 20)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M UTC").ok());
+            if let Some(n) = old {
+                out.push_str(&text[copied..i]);
+                out.push_str(&show(n.and_utc()));
+                i += 20;
+                copied = i;
+                continue;
+            }
+            // RFC 3339: the longest run of its characters that parses.
+            let mut end = i + 10;
+            while end < b.len() && (b[end].is_ascii_digit() || b"T:.Z+-".contains(&b[end])) {
+                end += 1;
+            }
+            let parsed = (i + 11..=end).rev().find_map(|e| {
+                chrono::DateTime::parse_from_rfc3339(&text[i..e])
+                    .ok()
+                    .map(|t| (e, t))
+            });
+            if let Some((e, t)) = parsed {
+                out.push_str(&text[copied..i]);
+                out.push_str(&show(t.with_timezone(&chrono::Utc)));
+                i = e;
+                copied = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod japan_times_tests {
+    #[test]
+    fn utc_times_in_stored_messages_read_as_japan_time_in_wareki() {
+        let old = "電子証明書の有効期限が切れています（2026-12-06 09:00 UTC まで）。";
+        assert_eq!(
+            super::japan_times(old, false),
+            "電子証明書の有効期限が切れています（令和8年12月6日 18時00分 まで）。"
+        );
+        assert_eq!(
+            super::japan_times("The certificate expired (2026-12-06 20:30 UTC).", true),
+            "The certificate expired (7 December 2026, 05:30 JST)."
+        );
+        assert_eq!(
+            super::japan_times(
+                "at 2026-12-06T00:00:00Z and 2026-12-06T10:00:00+09:00",
+                false
+            ),
+            "at 令和8年12月6日 9時00分 and 令和8年12月6日 10時00分"
+        );
+        let plain = "署名が電子証明書の持ち主によるものと確認できません。";
+        assert_eq!(super::japan_times(plain, false), plain);
     }
 }
 
@@ -1767,4 +1920,17 @@ mod tests {
         }
         assert_eq!(FilingStatus::AwaitingDecision.portal_code(), "under_review");
     }
+}
+
+/// A filing the import refused, with the title of the procedure it names
+/// (None when the back office does not know that version).
+#[derive(Debug, Clone)]
+pub struct RefusalRow {
+    pub refusal: crate::store::portal_refusals::StoredRefusal,
+    pub title_ja: Option<String>,
+    pub title_en: Option<String>,
+}
+
+fn is_procedure_id(s: &str) -> bool {
+    crate::api::inbox::is_procedure_id(s)
 }

@@ -99,6 +99,8 @@ pub enum ServiceError {
         title_en: String,
         version: i64,
         refused: bool,
+        /// Accepted once, and the acceptance withdrawn.
+        withdrawn: bool,
         action: &'static str,
     },
     /// No own procedure definition version of the tenant by that id and
@@ -112,8 +114,19 @@ pub enum ServiceError {
         title_en: String,
         version: i64,
     },
-    /// The definition version was accepted or refused already (a decision
-    /// is final).
+    /// An acceptance to withdraw, but the version is not accepted (it
+    /// awaits a decision, was refused, or was withdrawn already).
+    #[error(
+        "procedure definition {title_en} version {version} is not accepted: nothing to withdraw"
+    )]
+    DefinitionNotAccepted {
+        title_ja: String,
+        title_en: String,
+        version: i64,
+        trust: crate::store::procedure_definitions::Trust,
+    },
+    /// The definition version was accepted or refused already (a refusal
+    /// is final; an acceptance stands until withdrawn).
     #[error("procedure definition {title_en} version {version} was already decided")]
     DefinitionDecided {
         title_ja: String,

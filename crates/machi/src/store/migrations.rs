@@ -1124,6 +1124,87 @@ CREATE POLICY tenant_isolation ON procedure_definition_decisions
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+/// Issue 11, two changes of the citizen portal's import.
+///
+/// `portal_refusals`: a filing the back office refused on import (does
+/// not open, replayed, its definition refused or unknown, its answers
+/// breaking the definition…) is recorded here once, with why, and
+/// acknowledged to the portal as refused (the portal drops its sealed
+/// copy and tells the citizen), so it is never pulled again and cannot
+/// starve the pull. The sealed bytes are kept as pulled (still sealed to
+/// the back office's key): nothing is lost. Insert-only.
+///
+/// `procedure_definition_decision_log` replaces
+/// `procedure_definition_decisions`: the tenant administrator's decisions
+/// on a definition version as a history (`seq` 1, 2, …; the newest
+/// counts), so an acceptance can be withdrawn (`withdrawn`) and given
+/// again. Insert-only, like the table it replaces (its rows are copied as
+/// `seq` 1).
+macro_rules! v30_common {
+    () => {
+        r#"
+CREATE TABLE portal_refusals (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    portal_id TEXT NOT NULL,
+    receipt TEXT,
+    procedure TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    received_at TEXT NOT NULL,
+    code TEXT NOT NULL,
+    citizen_reason TEXT NOT NULL,
+    message_ja TEXT NOT NULL,
+    message_en TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    refused_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, portal_id)
+);
+CREATE INDEX portal_refusals_refused_at ON portal_refusals (tenant, refused_at);
+CREATE TABLE procedure_definition_decision_log (
+    tenant TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'refused', 'withdrawn')),
+    decided_by TEXT NOT NULL,
+    decided_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, procedure, version, seq),
+    FOREIGN KEY (tenant, procedure, version) REFERENCES procedure_definitions (tenant, procedure, version)
+);
+"#
+    };
+}
+
+const V30_SQLITE: &str = concat!(
+    v30_common!(),
+    r#"
+INSERT INTO procedure_definition_decision_log (tenant, procedure, version, seq, sha256, decision, decided_by, decided_at)
+    SELECT tenant, procedure, version, 1, sha256, decision, decided_by, decided_at FROM procedure_definition_decisions;
+DROP TABLE procedure_definition_decisions;
+"#
+);
+
+const V30_POSTGRES: &str = concat!(
+    v30_common!(),
+    r#"
+ALTER TABLE procedure_definition_decisions NO FORCE ROW LEVEL SECURITY;
+INSERT INTO procedure_definition_decision_log (tenant, procedure, version, seq, sha256, decision, decided_by, decided_at)
+    SELECT tenant, procedure, version, 1, sha256, decision, decided_by, decided_at FROM procedure_definition_decisions;
+DROP TABLE procedure_definition_decisions;
+GRANT SELECT, INSERT ON portal_refusals TO machi_app;
+ALTER TABLE portal_refusals ENABLE ROW LEVEL SECURITY;
+ALTER TABLE portal_refusals FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON portal_refusals
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+GRANT SELECT, INSERT ON procedure_definition_decision_log TO machi_app;
+ALTER TABLE procedure_definition_decision_log ENABLE ROW LEVEL SECURITY;
+ALTER TABLE procedure_definition_decision_log FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON procedure_definition_decision_log
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
 /// Search by one or two characters in addresses and, with
 /// `include_history`, in every history row (j340): `resident_gram` gains
 /// the grams of the current rows' address keys (`col` 3, as names and
@@ -1372,6 +1453,12 @@ pub fn all() -> Vec<Migration> {
             name: "search: the current rows' two-character grams read from the history postings (not stored twice)",
             sqlite: V29_SQLITE,
             postgres: V29_POSTGRES,
+        },
+        Migration {
+            version: 30,
+            name: "citizen portal: filings refused on import kept once (quarantine), definition decisions withdrawable",
+            sqlite: V30_SQLITE,
+            postgres: V30_POSTGRES,
         },
     ]
 }

@@ -16,6 +16,7 @@ pub mod pending;
 mod pg_writer;
 pub mod portal_filings;
 pub mod portal_pushes;
+pub mod portal_refusals;
 pub mod portal_signatures;
 pub mod procedure_definitions;
 pub mod record_format;

@@ -162,3 +162,89 @@ pub fn filing_id_of(
     .map(|r| r.int(0))
     .transpose()
 }
+
+/// For a batch of signed filings: every stored signature holding one of
+/// these nonces or signed-content digests, as (`nonce` or `sha:` + digest,
+/// the receipt and portal id of its filing). One statement per
+/// [`super::portal_filings::BATCH_ROWS`] keys of each kind (each an
+/// equality on a whole unique key), then one per hit (a replay is rare).
+pub fn replay_candidates(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    nonces: &[&str],
+    digests: &[&str],
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    use super::portal_filings::{BATCH_ROWS, placeholders};
+    let mut hits: Vec<(String, i64)> = Vec::new();
+    for (column, prefix, keys) in [("nonce", "", nonces), ("content_sha256", "sha:", digests)] {
+        for chunk in keys.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "SELECT {column}, filing_id FROM portal_signatures WHERE tenant = $1 AND {column} IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut params: Vec<super::db::Param<'_>> = Vec::with_capacity(chunk.len() + 1);
+            params.push(tenant.as_str().into());
+            params.extend(chunk.iter().map(|k| super::db::Param::from(*k)));
+            for r in tx.query(&sql, &params)? {
+                hits.push((format!("{prefix}{}", r.text(0)?), r.int(1)?));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(hits.len());
+    for (key, id) in hits {
+        if let Some(r) = tx.query_opt(
+            "SELECT receipt, portal_id FROM portal_filings WHERE tenant = $1 AND filing_id = $2",
+            &[tenant.as_str().into(), id.into()],
+        )? {
+            out.push((key, r.text(0)?, r.text(1)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Stores the signature checks of new filings: one multi-row INSERT per
+/// [`super::portal_filings::BATCH_ROWS`] rows.
+pub fn insert_many(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    rows: &[(i64, NewSignature<'_>)],
+) -> Result<(), StoreError> {
+    use super::portal_filings::BATCH_ROWS;
+    let keys = tx.tenant_keys(tenant)?;
+    let mut sealed = Vec::with_capacity(rows.len());
+    for (id, s) in rows {
+        let plain = serde_json::to_vec(s.check)
+            .map_err(|e| StoreError::Corrupt(format!("signature check: {e}")))?;
+        sealed.push(keys.seal(&context(tenant, *id), &plain)?);
+    }
+    for (n, chunk) in rows.chunks(BATCH_ROWS).enumerate() {
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut params: Vec<super::db::Param<'_>> = Vec::with_capacity(chunk.len() * 6 + 1);
+        params.push(tenant.as_str().into());
+        for (i, (id, s)) in chunk.iter().enumerate() {
+            let p = 2 + i * 6;
+            values.push(format!(
+                "($1, ${}, ${}, ${}, ${}, ${}, ${})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            ));
+            params.push((*id).into());
+            params.push(s.nonce.into());
+            params.push(s.content_sha256.into());
+            params.push(s.check.result.as_str().into());
+            params.push(s.check.checked_at.into());
+            params.push((&sealed[n * BATCH_ROWS + i]).into());
+        }
+        let sql = format!(
+            "INSERT INTO portal_signatures (tenant, filing_id, nonce, content_sha256, result, \
+             checked_at, detail) VALUES {}",
+            values.join(", ")
+        );
+        tx.execute(&sql, &params)?;
+    }
+    Ok(())
+}

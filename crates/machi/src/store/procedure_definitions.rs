@@ -15,7 +15,9 @@
 //! compromised portal could deliver a new version whose `[action]` does
 //! something else. Until the tenant's administrator accepts it in the back
 //! office ([`decide`], migration 26) no filing made on it is approved; a
-//! refused version's filings can only be rejected ([`Trust`]). The shipped
+//! refused version's filings can only be rejected ([`Trust`]). An
+//! acceptance can be withdrawn ([`withdraw`], migration 30): approval
+//! stops until the version is accepted again. The shipped
 //! versions are machi's own and need no acceptance.
 
 use std::collections::HashMap;
@@ -229,6 +231,9 @@ pub enum Trust {
     Pending,
     /// The tenant's own, refused by its administrator.
     Refused,
+    /// The tenant's own, accepted and then withdrawn by its administrator:
+    /// no approval until accepted again (or refused).
+    Withdrawn,
 }
 
 impl Trust {
@@ -242,6 +247,7 @@ impl Trust {
             Trust::Accepted => "受入れ済み",
             Trust::Pending => "受入れ待ち",
             Trust::Refused => "受入れ拒否",
+            Trust::Withdrawn => "受入れ取消し（再判断待ち）",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -250,7 +256,13 @@ impl Trust {
             Trust::Accepted => "accepted",
             Trust::Pending => "awaiting acceptance",
             Trust::Refused => "refused",
+            Trust::Withdrawn => "acceptance withdrawn (awaiting a new decision)",
         }
+    }
+    /// Whether the administrator has a decision to make (pending, or an
+    /// acceptance withdrawn).
+    pub fn awaits_decision(self) -> bool {
+        matches!(self, Trust::Pending | Trust::Withdrawn)
     }
     /// The word of the API.
     pub fn code(self) -> &'static str {
@@ -259,7 +271,17 @@ impl Trust {
             Trust::Accepted => "accepted",
             Trust::Pending => "pending",
             Trust::Refused => "refused",
+            Trust::Withdrawn => "withdrawn",
         }
+    }
+    fn from_decision(d: Option<&str>) -> Result<Trust, StoreError> {
+        Ok(match d {
+            None => Trust::Pending,
+            Some("accepted") => Trust::Accepted,
+            Some("refused") => Trust::Refused,
+            Some("withdrawn") => Trust::Withdrawn,
+            Some(other) => return Err(StoreError::Corrupt(format!("definition decision {other}"))),
+        })
     }
 }
 
@@ -296,18 +318,33 @@ pub fn trust(
     if is_shipped_text(tx, tenant, procedure, version)? {
         return Ok(Trust::Shipped);
     }
+    Ok(latest(tx, tenant, procedure, version)?.map_or(Trust::Pending, |l| l.trust))
+}
+
+/// The newest decision on a tenant's own version.
+struct Latest {
+    seq: i64,
+    trust: Trust,
+}
+
+fn latest(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    version: i64,
+) -> Result<Option<Latest>, StoreError> {
     let row = tx.query_opt(
-        "SELECT decision FROM procedure_definition_decisions WHERE tenant = $1 AND procedure = $2 AND version = $3",
+        "SELECT seq, decision FROM procedure_definition_decision_log \
+         WHERE tenant = $1 AND procedure = $2 AND version = $3 ORDER BY seq DESC LIMIT 1",
         &[tenant.as_str().into(), procedure.into(), version.into()],
     )?;
-    Ok(match row {
-        None => Trust::Pending,
-        Some(r) => match r.text(0)?.as_str() {
-            "accepted" => Trust::Accepted,
-            "refused" => Trust::Refused,
-            other => return Err(StoreError::Corrupt(format!("definition decision {other}"))),
-        },
+    row.map(|r| {
+        Ok(Latest {
+            seq: r.int(0)?,
+            trust: Trust::from_decision(Some(r.text(1)?.as_str()))?,
+        })
     })
+    .transpose()
 }
 
 /// A tenant's own definition version with the decision on it.
@@ -329,8 +366,10 @@ pub struct OwnDefinition {
 pub fn own(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<OwnDefinition>, StoreError> {
     let rows = tx.query(
         "SELECT d.source, d.sha256, d.imported_at, x.decision, x.decided_by, x.decided_at \
-         FROM procedure_definitions d LEFT JOIN procedure_definition_decisions x \
+         FROM procedure_definitions d LEFT JOIN procedure_definition_decision_log x \
          ON x.tenant = d.tenant AND x.procedure = d.procedure AND x.version = d.version \
+         AND x.seq = (SELECT MAX(y.seq) FROM procedure_definition_decision_log y \
+           WHERE y.tenant = d.tenant AND y.procedure = d.procedure AND y.version = d.version) \
          WHERE d.tenant = $1 ORDER BY d.imported_at, d.procedure, d.version",
         &[tenant.as_str().into()],
     )?;
@@ -346,12 +385,10 @@ pub fn own(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<OwnDefiniti
         // another text under a shipped number does (see `is_shipped_text`).
         let shipped = shipped_source(def.id(), i64::from(def.version()))
             .is_some_and(|src| digest(src) == sha256);
-        let trust = match r.opt_text(3)?.as_deref() {
-            _ if shipped => Trust::Shipped,
-            None => Trust::Pending,
-            Some("accepted") => Trust::Accepted,
-            Some("refused") => Trust::Refused,
-            Some(other) => return Err(StoreError::Corrupt(format!("definition decision {other}"))),
+        let trust = if shipped {
+            Trust::Shipped
+        } else {
+            Trust::from_decision(r.opt_text(3)?.as_deref())?
         };
         if trust == Trust::Shipped {
             continue;
@@ -373,7 +410,8 @@ pub fn own(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<Vec<OwnDefiniti
 pub enum Decided {
     /// Recorded now (the SHA-256 of the text decided on).
     Done { sha256: String },
-    /// Decided before (a decision is final): nothing written.
+    /// Nothing to do in this state (decided before, or for a withdrawal
+    /// not accepted): nothing written. The standing decision.
     Already(Trust),
     /// A shipped version: nothing to decide.
     Shipped,
@@ -382,9 +420,11 @@ pub enum Decided {
 }
 
 /// Records the administrator's acceptance (`accept`) or refusal of a
-/// tenant's own definition version, once: a decision is final (a refused
-/// version stays refused; the portal publishes a new version instead).
-/// The caller holds the tenant's write lock and writes the access log.
+/// tenant's own definition version awaiting a decision (never decided, or
+/// its acceptance withdrawn, [`withdraw`]): a refusal is final (the
+/// portal publishes a new version instead); an acceptance stands until
+/// withdrawn. The caller holds the tenant's write lock and writes the
+/// access log.
 pub fn decide(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -394,25 +434,76 @@ pub fn decide(
     by: &str,
     now: i64,
 ) -> Result<Decided, StoreError> {
+    let decision = if accept { "accepted" } else { "refused" };
+    record(
+        tx,
+        tenant,
+        procedure,
+        version,
+        decision,
+        Trust::awaits_decision,
+        by,
+        now,
+    )
+}
+
+/// Withdraws the administrator's acceptance of a tenant's own definition
+/// version (issue 11): its filings cannot be approved until it is
+/// accepted again. Only an acceptance can be withdrawn
+/// ([`Decided::Already`] with the decision standing otherwise). The
+/// caller holds the tenant's write lock and writes the access log.
+pub fn withdraw(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    version: i64,
+    by: &str,
+    now: i64,
+) -> Result<Decided, StoreError> {
+    record(
+        tx,
+        tenant,
+        procedure,
+        version,
+        "withdrawn",
+        |t| t == Trust::Accepted,
+        by,
+        now,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    version: i64,
+    decision: &str,
+    allowed: fn(Trust) -> bool,
+    by: &str,
+    now: i64,
+) -> Result<Decided, StoreError> {
     if is_shipped_text(tx, tenant, procedure, version)? {
         return Ok(Decided::Shipped);
     }
     let Some(sha) = stored_digest(tx, tenant, procedure, version)? else {
         return Ok(Decided::NotFound);
     };
-    match trust(tx, tenant, procedure, version)? {
-        Trust::Pending => {}
-        t => return Ok(Decided::Already(t)),
+    let last = latest(tx, tenant, procedure, version)?;
+    let (seq, now_trust) = last.map_or((0, Trust::Pending), |l| (l.seq, l.trust));
+    if !allowed(now_trust) {
+        return Ok(Decided::Already(now_trust));
     }
     let n = tx.execute(
-        "INSERT INTO procedure_definition_decisions (tenant, procedure, version, sha256, decision, decided_by, decided_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, procedure, version) DO NOTHING",
+        "INSERT INTO procedure_definition_decision_log (tenant, procedure, version, seq, sha256, decision, decided_by, decided_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, procedure, version, seq) DO NOTHING",
         &[
             tenant.as_str().into(),
             procedure.into(),
             version.into(),
+            (seq + 1).into(),
             sha.as_str().into(),
-            (if accept { "accepted" } else { "refused" }).into(),
+            decision.into(),
             by.into(),
             now.into(),
         ],

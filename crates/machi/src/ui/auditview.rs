@@ -118,6 +118,14 @@ pub fn function_label(code: &str) -> (String, String) {
             "ポータルから届いた手続定義の受入れ拒否",
             "procedure definition from the portal refused",
         ),
+        "procedure_definition.withdraw" => (
+            "ポータルから届いた手続定義の受入れの取消し",
+            "acceptance of a procedure definition from the portal withdrawn",
+        ),
+        "filing.refusals" => (
+            "取り込めなかった申請の一覧の参照",
+            "list of filings refused on import read",
+        ),
         _ => ("", ""),
     };
     if ja.is_empty() {
@@ -420,7 +428,10 @@ pub fn target_text(stored: &str, l: Lang, p: &Procedures) -> String {
     stored
         .split(',')
         .map(|t| {
-            if let Some(n) = t.strip_prefix("pending:") {
+            if t == "portal_refusals" {
+                l.t("取り込めなかった申請", "filings refused on import")
+                    .to_string()
+            } else if let Some(n) = t.strip_prefix("pending:") {
                 format!("{}{n}", l.t("仮登録 ", "provisional "))
             } else if let Some(n) = t.strip_prefix("filing:") {
                 format!("{}{n}", l.t("申請 ", "filing "))

@@ -202,6 +202,13 @@ pub async fn list(
                                 "definition refused: can only be rejected",
                             )
                             .to_string(),
+                        crate::store::procedure_definitions::Trust::Withdrawn => ctx
+                            .lang
+                            .t(
+                                "手続定義の受入れ取消し（承認できません）",
+                                "definition acceptance withdrawn: cannot be approved",
+                            )
+                            .to_string(),
                         _ => String::new(),
                     },
                     assigned: f.assigned_to.clone().unwrap_or_default(),
@@ -238,6 +245,101 @@ pub async fn list(
     }
     page.q = q;
     html(&page)
+}
+
+/// One filing the import refused, as staff read it.
+struct RefusedRow {
+    received: String,
+    receipt: String,
+    procedure: String,
+    reason: String,
+    citizen: String,
+    refused: String,
+}
+
+#[derive(Template)]
+#[template(path = "inbox_refused.html")]
+struct RefusedPage {
+    c: Chrome,
+    rows: Vec<RefusedRow>,
+}
+
+/// What the citizen was told on the portal's status page, in the staff
+/// member's words.
+fn citizen_reason_label(code: &str, en: bool) -> &'static str {
+    match (code, en) {
+        ("replayed", false) => "電子署名が別の申請で使用済み",
+        ("replayed", true) => "the signature was already used for another filing",
+        ("procedure", false) => "申請書（手続定義）を確認できない",
+        ("procedure", true) => "the form (procedure definition) could not be confirmed",
+        ("answers", false) => "回答が手続の決まりに合わない",
+        ("answers", true) => "the answers do not meet the form's rules",
+        (_, false) => "申請のデータを開けない",
+        (_, true) => "the filing could not be opened or read",
+    }
+}
+
+/// 取り込めなかった申請: filings the import refused and recorded (issue
+/// 11). The portal was told: it dropped its sealed copy and its status
+/// page tells the citizen the filing could not be accepted, and why.
+pub async fn refused(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let (ctx, tenant) = match Ctx::for_page(&s, &headers, roles::READ).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let en = ctx.lang.en;
+    let rows = match s
+        .registry
+        .inbox_refusals(&tenant, 200, &ctx.caller.actor())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ctx.error(&UiError::from(e)),
+    };
+    let eras = s.registry.eras();
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            let f = &r.refusal;
+            let title = if en { r.title_en } else { r.title_ja };
+            RefusedRow {
+                received: chrono::DateTime::parse_from_rfc3339(&f.received_at)
+                    .map(|t| {
+                        eras.format_wareki(
+                            t.with_timezone(&crate::service::clock::jst()).date_naive(),
+                        )
+                    })
+                    .unwrap_or_default(),
+                receipt: f.receipt.clone().unwrap_or_else(|| {
+                    ctx.lang
+                        .t("（開けないため不明）", "(unknown: did not open)")
+                        .to_string()
+                }),
+                procedure: match title {
+                    Some(t) => format!(
+                        "{t}{}{}{}",
+                        ctx.lang.t("（第", " (version "),
+                        f.version,
+                        ctx.lang.t("版）", ")")
+                    ),
+                    None => ctx
+                        .lang
+                        .t(
+                            "（この基幹システムが知らない手続）",
+                            "(a procedure this back office does not know)",
+                        )
+                        .to_string(),
+                },
+                reason: inbox::japan_times(if en { &f.message_en } else { &f.message_ja }, en),
+                citizen: citizen_reason_label(&f.citizen_reason, en).to_string(),
+                refused: when(f.refused_at.saturating_mul(1_000_000)),
+            }
+        })
+        .collect();
+    html(&RefusedPage {
+        c: Chrome::new(&ctx, "取り込めなかった申請", "Filings refused on import"),
+        rows,
+    })
 }
 
 struct Answer {
@@ -600,6 +702,10 @@ async fn filing_page(
         Trust::Refused => Some(l.t(
             "この申請の手続定義は、団体管理者が受入れを拒否しました。この申請は却下だけができます。",
             "The tenant administrator refused this filing's procedure definition. The filing can only be rejected.",
+        ).to_string()),
+        Trust::Withdrawn => Some(l.t(
+            "この申請の手続定義は、団体管理者がいったん受け入れた後、受入れを取り消しました。改めて受け入れるまで承認できません（照合・補正の依頼・却下はできます）。",
+            "The tenant administrator accepted this filing's procedure definition and then withdrew the acceptance. It cannot be approved until the definition is accepted again (matching, asking for a correction and rejecting are possible).",
         ).to_string()),
     };
     let can_approve = open && f.trust.approvable();

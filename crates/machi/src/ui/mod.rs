@@ -189,6 +189,7 @@ pub fn routes() -> Vec<UiRoute> {
             get(changes::entry_form).post(changes::enter),
         ),
         route("/ui/inbox", &["GET"], get(inbox::list)),
+        route("/ui/inbox/refused", &["GET"], get(inbox::refused)),
         route("/ui/surveys", &["GET"], get(surveys::list)),
         route("/ui/surveys/{survey}", &["GET"], get(surveys::results)),
         route("/ui/inbox/{filing_id}", &["GET"], get(inbox::filing)),

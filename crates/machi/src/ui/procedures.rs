@@ -2,7 +2,8 @@
 //! definition version the portal delivered — its title, version, pages and
 //! fields, who may file and what approving a filing would do, in words —
 //! and accepts or refuses it (issue 11; [`crate::service::definitions`]).
-//! Until it is accepted no filing made on it is approved.
+//! Until it is accepted no filing made on it is approved. An acceptance
+//! can be withdrawn here: approval stops until it is accepted again.
 
 use askama::Template;
 use axum::Form;
@@ -15,7 +16,7 @@ use machi_domain::ids::MunicipalityCode;
 use super::forms::FormData;
 use super::{Chrome, Ctx, UiError, html, when};
 use crate::api::AppState;
-use crate::service::definitions::{self, OwnVersion};
+use crate::service::definitions::{self, DefinitionDecision, OwnVersion};
 use crate::store::procedure_definitions::Trust;
 
 /// One definition version as the administrator reads it.
@@ -25,6 +26,8 @@ pub struct DefRow {
     pub title: String,
     pub state: String,
     pub pending: bool,
+    /// Accepted: the acceptance can be withdrawn.
+    pub accepted: bool,
     pub imported: String,
     pub decided: String,
     pub identity: String,
@@ -62,7 +65,8 @@ fn row(v: &OwnVersion, en: bool) -> DefRow {
             v.own.trust.label_ja()
         }
         .to_string(),
-        pending: v.own.trust == Trust::Pending,
+        pending: v.own.trust.awaits_decision(),
+        accepted: v.own.trust == Trust::Accepted,
         imported: when(v.own.imported_at.saturating_mul(1_000_000)),
         decided: match (&v.own.decided_by, v.own.decided_at) {
             (Some(by), Some(at)) => format!("{}（{by}）", when(at)),
@@ -114,8 +118,8 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
     page(&s, &ctx, &tenant, None, None).await
 }
 
-/// Accepts or refuses one version (`procedure`, `version`,
-/// `decision=accept|refuse`).
+/// Accepts or refuses one version, or withdraws its acceptance
+/// (`procedure`, `version`, `decision=accept|refuse|withdraw`).
 pub async fn decide(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -127,10 +131,8 @@ pub async fn decide(
         Err(r) => return r,
     };
     let l = ctx.lang;
-    let accept = match f.text("decision").as_str() {
-        "accept" => true,
-        "refuse" => false,
-        _ => {
+    let Some(decision) = DefinitionDecision::parse(f.text("decision").as_str()) else {
+        {
             let e = UiError {
                 status: StatusCode::BAD_REQUEST,
                 ja: "受け入れるか拒否するかを選んでください。".into(),
@@ -146,7 +148,7 @@ pub async fn decide(
             &tenant,
             f.text("procedure").trim(),
             version,
-            accept,
+            decision,
             &ctx.caller.actor(),
         )
         .await
@@ -161,19 +163,25 @@ pub async fn decide(
                     machi_procedures::Lang::Ja
                 })
                 .to_string();
-            let flash = match (accept, l.en) {
-                (true, false) => format!(
+            let flash = match (decision, l.en) {
+                (DefinitionDecision::Accept, false) => format!(
                     "「{title}」第{version}版を受け入れました。この版の申請を承認できるようになりました。"
                 ),
-                (true, true) => {
+                (DefinitionDecision::Accept, true) => {
                     format!("Accepted {title}, version {version}: its filings can now be approved.")
                 }
-                (false, false) => format!(
+                (DefinitionDecision::Refuse, false) => format!(
                     "「{title}」第{version}版の受入れを拒否しました。この版の申請は却下だけができます。"
                 ),
-                (false, true) => {
+                (DefinitionDecision::Refuse, true) => {
                     format!("Refused {title}, version {version}: its filings can only be rejected.")
                 }
+                (DefinitionDecision::Withdraw, false) => format!(
+                    "「{title}」第{version}版の受入れを取り消しました。改めて受け入れるまで、この版の申請は承認できません。"
+                ),
+                (DefinitionDecision::Withdraw, true) => format!(
+                    "Withdrew the acceptance of {title}, version {version}: its filings cannot be approved until it is accepted again."
+                ),
             };
             page(&s, &ctx, &tenant, Some(flash), None).await
         }

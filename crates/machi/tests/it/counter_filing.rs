@@ -916,7 +916,7 @@ async fn a_tenants_own_accepted_procedure_is_offered_at_the_counter_prefilled(db
             &t,
             "sodaigomi",
             1,
-            true,
+            machi::service::definitions::DefinitionDecision::Accept,
             &machi::service::Actor::system("admin"),
         )
         .await

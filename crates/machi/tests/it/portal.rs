@@ -15,6 +15,7 @@ use crate::support::{FUCHU, TestDb, code};
 both_backends!(
     portal_filings_are_pulled_imported_once_and_acknowledged,
     portal_import_refuses_what_does_not_open_or_match,
+    refused_filings_are_quarantined_once_and_do_not_starve_good_ones,
 );
 
 const TOKEN: &str = "portal-pull-token-for-tests";
@@ -330,4 +331,139 @@ async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
         1,
         "still on the portal"
     );
+}
+
+/// 150 filings the back office cannot open, all older than the good ones
+/// (so every pull batch of 100 is full of them): each is recorded once,
+/// acknowledged to the portal as refused (dropped there, the citizen's
+/// status page says it could not be accepted and why, in 和暦), never
+/// pulled again, and the good filings behind them are imported in the
+/// same round.
+async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: TestDb) {
+    use machi_portal::seal;
+    use machi_portal::store::SealedFiling;
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    let stranger = OpeningKey::generate().unwrap();
+    let mut bad = Vec::new();
+    for i in 0..150 {
+        let receipt = seal::new_code(3).unwrap();
+        let id = seal::lookup_id(p.portal.store.secret(), "receipt", &receipt);
+        let sealed = seal::seal_filing(&stranger.public(), b"{}", &id).unwrap();
+        bad.push((
+            receipt.clone(),
+            SealedFiling {
+                id,
+                receipt,
+                tenant: FUCHU.into(),
+                procedure: "survey_internet".into(),
+                version: 1,
+                sealed,
+                received_at: format!("2026-12-01T09:{:02}:{:02}+09:00", i / 60, i % 60),
+                nonce: None,
+                draft_code: None,
+            },
+        ));
+    }
+    let rows: Vec<SealedFiling> = bad.iter().map(|(_, r)| r.clone()).collect();
+    assert!(
+        p.portal
+            .store
+            .file_many(&rows)
+            .unwrap()
+            .iter()
+            .all(|r| r.is_ok())
+    );
+    for i in 0..3 {
+        file_survey(&p.base, &format!("架空{i}")).await;
+    }
+    assert_eq!(p.portal.store.pending(1000).unwrap().len(), 153);
+    let link = machi::portal::PortalLink {
+        client: client(),
+        url: p.base.clone(),
+        token: TOKEN.into(),
+        key: OpeningKey::from_hex(&p.key.to_hex()).unwrap(),
+        signing: None,
+        batch: 100,
+    };
+    let r = link.run_once(&db.store, 1_765_000_000).await.unwrap();
+    assert_eq!(r.imported, 3, "the good filings are not starved: {r:?}");
+    assert_eq!(r.quarantined, 150);
+    assert_eq!(r.refused.len(), 150);
+    assert!(r.refused.iter().all(|f| f.code == "does_not_open"));
+    assert!(p.portal.store.pending(1000).unwrap().is_empty());
+
+    // Recorded once each, visible to staff with the reason.
+    let fuchu = code(FUCHU);
+    let clerk = machi::service::Actor {
+        operator: "clerk".into(),
+        terminal: "t1".into(),
+    };
+    let list = db
+        .registry
+        .inbox_refusals(&fuchu, 500, &clerk)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 150);
+    let one = &list[0].refusal;
+    assert_eq!(one.code, "does_not_open");
+    assert_eq!(one.citizen_reason, "unreadable");
+    assert!(one.message_ja.contains("開けません"), "{}", one.message_ja);
+    assert!(
+        one.message_en.contains("does not open"),
+        "{}",
+        one.message_en
+    );
+    assert_eq!(one.receipt, None, "it did not open: no receipt known");
+    assert!(
+        list[0].title_ja.is_some(),
+        "the procedure it names is known"
+    );
+
+    // Never pulled again: the next round finds nothing, records nothing.
+    let again = link.run_once(&db.store, 1_765_000_100).await.unwrap();
+    assert_eq!(
+        (again.imported, again.quarantined, again.refused.len()),
+        (0, 0, 0)
+    );
+    let list = db
+        .registry
+        .inbox_refusals(&fuchu, 500, &clerk)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 150);
+
+    // The citizen reads why, in plain words, with the dates in 和暦.
+    let (receipt, _) = &bad[7];
+    let row = p.portal.store.filing(receipt).unwrap().unwrap();
+    assert_eq!(row.status, machi_portal::store::Status::NotAccepted);
+    assert!(row.sealed.is_none());
+    let page = client()
+        .get(format!("{}/status/{receipt}", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("受け付けられませんでした"), "{page}");
+    assert!(page.contains("申請のデータを開けませんでした"), "{page}");
+    assert!(
+        page.contains("もう一度はじめから申請してください"),
+        "{page}"
+    );
+    assert!(page.contains("令和"), "{page}");
+    assert!(!page.contains("2026-12-01T"), "no ISO timestamp: {page}");
+    assert!(!page.contains("does_not_open"), "no internal code: {page}");
+    let en = client()
+        .get(format!("{}/status/{receipt}", p.base))
+        .header("cookie", "portal_lang=en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(en.contains("Could not be accepted"), "{en}");
+    assert!(en.contains("could not open the application data"), "{en}");
 }

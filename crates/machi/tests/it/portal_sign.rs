@@ -24,6 +24,7 @@ both_backends!(
     a_signature_failing_at_the_back_office_is_stored_with_the_reason,
     the_pull_survives_an_unreachable_portal_and_status_changes_reach_it,
     machi_portal_pull_imports_once_for_cron,
+    answers_breaking_the_definition_are_refused_though_signed_and_sealed,
 );
 
 const TOKEN: &str = "portal-pull-token-for-sign-tests";
@@ -759,4 +760,93 @@ async fn machi_portal_pull_imports_once_for_cron(db: TestDb) {
     let (ok, _, err) = portal_pull(&db, &[]).await;
     assert!(!ok);
     assert!(err.contains("MACHI_PORTAL_URL"), "{err}");
+}
+
+/// A compromised portal (or one with a bug) lets through answers its
+/// definition forbids: a 転出 dated 40 days ago. The citizen's card signs
+/// exactly that content and the filing is sealed correctly, so only the
+/// back office's own check of the answers against the published
+/// definition refuses it (`answers_invalid`), once, with the reason.
+async fn answers_breaking_the_definition_are_refused_though_signed_and_sealed(db: TestDb) {
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    file_signed_tenshutsu(&p.base, &pki().good).await;
+    let original = listed(&p.base).await.remove(0);
+    let mut filing = open(&p.key, &original);
+    let long_ago = (now() - days(40))
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    filing["signed_content"]["answers"]["moving_date"] = long_ago.clone().into();
+    filing["receipt"] = "WWWW-WWWW-WWWW".into();
+    let payload = machi_portal::signing::payload_of(&filing["signed_content"]).unwrap();
+    let doc = payload.canonical_bytes().unwrap();
+    let cms = sign(&pki().good, &doc);
+    let back_office = signing(&pki().ca, &pki().crl);
+    // Correctly signed: the signature alone would pass.
+    back_office
+        .verifier()
+        .verify(&cms, Some(&doc), now())
+        .expect("the tampered content is correctly signed");
+    filing["signature"]["cms"] = B64.encode(&cms).into();
+    let tampered = reseal(&p, &original, &filing);
+    let out = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        std::slice::from_ref(&tampered),
+        now().timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.imported, 0, "{out:?}");
+    assert_eq!(out.refused.len(), 1);
+    let r = &out.refused[0];
+    assert_eq!(r.code, "answers_invalid");
+    assert_eq!(r.receipt.as_deref(), Some("WWWW-WWWW-WWWW"));
+    assert!(r.ja.contains("転出"), "{}", r.ja);
+    assert!(r.ja.contains("令和"), "the window in 和暦: {}", r.ja);
+    assert!(r.en.contains("do not satisfy"), "{}", r.en);
+    assert_eq!(
+        out.quarantine,
+        vec![machi::portal::Quarantined {
+            id: tampered.id.clone(),
+            reason: "answers"
+        }]
+    );
+    assert!(checks(&db).await.is_empty(), "nothing stored");
+    // Recorded once; a second import records nothing new.
+    let again = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        std::slice::from_ref(&tampered),
+        now().timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.refusals_recorded, again.quarantine.len()), (0, 1));
+    let fuchu = code(FUCHU);
+    let f2 = fuchu.clone();
+    let rows = db
+        .store
+        .read(Some(&f2), move |tx| {
+            machi::store::portal_refusals::list(tx, &fuchu, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].code, "answers_invalid");
+    assert_eq!(rows[0].citizen_reason, "answers");
+    // The untouched filing still imports.
+    let out = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        std::slice::from_ref(&original),
+        now().timestamp(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.imported, out.signatures_valid), (1, 1), "{out:?}");
 }

@@ -22,6 +22,7 @@ both_backends!(
     a_different_text_for_a_known_version_is_refused_and_names_it,
     survey_answers_imported_twice_are_counted_once,
     a_tenants_text_under_a_number_machi_ships_later_still_needs_a_decision,
+    an_acceptance_can_be_withdrawn_and_given_again,
 );
 
 /// 府中市's own procedure (not shipped with machi): a bulky-waste
@@ -269,7 +270,7 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
     );
     let (_, _, page) = clerk.get("/ui/inbox?procedure=sodaigomi").await;
     assert!(
-        page.contains("架空　花子") && page.matches("<a href=\"/ui/inbox/").count() == 1,
+        page.contains("架空　花子") && page.matches("\" id=\"filing-").count() == 1,
         "{page}"
     );
     let (st, _, page) = clerk.get(&format!("/ui/inbox/{id}")).await;
@@ -297,7 +298,7 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
             &code(FUCHU),
             "sodaigomi",
             1,
-            true,
+            machi::service::definitions::DefinitionDecision::Accept,
             &machi::service::Actor::system("admin"),
         )
         .await
@@ -361,8 +362,20 @@ async fn a_different_text_for_a_known_version_is_refused_and_names_it(db: TestDb
     assert_eq!(out.refused.len(), 1, "{out:?}");
     assert_eq!(out.refused[0].code, "definition_refused");
     assert!(out.acknowledge.is_empty());
-    // Nothing lost: the filing stays on the portal; nothing changed here.
-    assert_eq!(p2.portal.store.pending(10).unwrap().len(), 1);
+    // Nothing lost: the refusal is recorded here once with the sealed
+    // filing, and the portal was told (it dropped its copy: never pulled
+    // again; the citizen reads that the form could not be confirmed).
+    assert_eq!(out.quarantine.len(), 1, "{out:?}");
+    assert_eq!(out.quarantine[0].reason, "procedure");
+    assert!(p2.portal.store.pending(10).unwrap().is_empty());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM portal_refusals WHERE tenant = $1"
+        )
+        .await,
+        1
+    );
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM portal_filings WHERE tenant = $1").await,
         1
@@ -1025,4 +1038,222 @@ async fn a_tenants_text_under_a_number_machi_ships_later_still_needs_a_decision(
         .await
         .expect("read");
     assert_eq!(other, defs::Trust::Shipped);
+}
+
+/// The tenant administrator withdraws an acceptance (issue 11): the
+/// version's filings cannot be approved (`definition_withdrawn`, a clear
+/// notice on the filing page) until it is accepted again; only an
+/// acceptance can be withdrawn; each step is in the hash-chained access
+/// log, on the page and through the API.
+async fn an_acceptance_can_be_withdrawn_and_given_again(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
+    let p = portal().await;
+    // A survey's new version: approving one needs no matching.
+    assert!(p.portal.publish(FUCHU, &survey_v2()).unwrap());
+    file_survey(&p, "a75", &[], "yes").await;
+    file_survey(&p, "a70", &[], "no").await;
+    let out = pull(&db, &p).await;
+    assert_eq!(out.imported, 2, "{out:?}");
+    let router = app(&db, &p.base);
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let admin = Session::login(&router, FUCHU, "admin").await;
+    let (_, l) = call(
+        &clerk,
+        "GET",
+        &format!("{F}?procedure=survey_internet"),
+        None,
+    )
+    .await;
+    let ids: Vec<i64> = l["filings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filing_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    const D: &str = "/api/v1/tenants/132063/procedure-definitions";
+    let decide =
+        |who: &'static str| json!({"procedure": "survey_internet", "version": 2, "decision": who});
+    // Nothing to withdraw before an acceptance.
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("withdraw")),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_not_accepted")),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("取り消す受入れがありません"),
+        "{e}"
+    );
+    // Accepted on the page: the decided table offers the withdrawal.
+    let (st, _, page) = admin
+        .post(
+            "/ui/admin/procedures",
+            &[
+                ("procedure", "survey_internet"),
+                ("version", "2"),
+                ("decision", "accept"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"withdraw-survey_internet-2\""), "{page}");
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{}/approve", ids[0]),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    // Accepting again is refused: withdraw first.
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("accept")),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_decided")),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("先に受入れを取り消して"),
+        "{e}"
+    );
+
+    // Withdrawn on the page.
+    let (st, _, page) = admin
+        .post(
+            "/ui/admin/procedures",
+            &[
+                ("procedure", "survey_internet"),
+                ("version", "2"),
+                ("decision", "withdraw"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "procedure definitions after a withdrawal");
+    assert!(page.contains("受入れを取り消しました"), "{page}");
+    assert!(page.contains("受入れ取消し（再判断待ち）"), "{page}");
+    assert!(
+        page.contains("id=\"accept-survey_internet-2\""),
+        "awaits a decision again: {page}"
+    );
+    let en = english(&admin, "/ui/admin/procedures").await;
+    assert!(en.contains("acceptance withdrawn"), "{en}");
+    // Its other filing cannot be approved now, with a clear message; the
+    // one approved before stays approved.
+    let (st, e) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{}/approve", ids[1]),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_withdrawn")),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("受入れを取り消した"),
+        "{e}"
+    );
+    assert!(
+        e["message_en"].as_str().unwrap().contains("withdrew"),
+        "{e}"
+    );
+    let (_, d) = call(&clerk, "GET", &format!("{F}/{}", ids[1]), None).await;
+    assert_eq!(d["definition_status"], "withdrawn", "{d}");
+    assert_eq!(d["filing"]["status"], "received", "nothing changed: {d}");
+    let (_, d) = call(&clerk, "GET", &format!("{F}/{}", ids[0]), None).await;
+    assert_eq!(d["filing"]["status"], "approved", "{d}");
+    let (_, _, fp) = clerk.get(&format!("/ui/inbox/{}", ids[1])).await;
+    assert!(
+        fp.contains("受入れを取り消しました") && !fp.contains("id=\"approve\""),
+        "{fp}"
+    );
+    let (_, _, list) = clerk.get("/ui/inbox").await;
+    assert!(list.contains("手続定義の受入れ取消し"), "{list}");
+    // Withdrawing twice: nothing to withdraw.
+    let (st, e) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("withdraw")),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("definition_not_accepted")),
+        "{e}"
+    );
+    let (_, list) = call(&admin, "GET", D, None).await;
+    assert_eq!(list[0]["status"], "withdrawn", "{list}");
+
+    // Accepted again through the API: approval runs.
+    let (st, a) = call(
+        &admin,
+        "POST",
+        &format!("{D}/decision"),
+        Some(decide("accept")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "accepted");
+    let (st, a) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/{}/approve", ids[1]),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+
+    // Every decision in the access log, in order; the chain verifies.
+    let fuchu = code(FUCHU);
+    let f2 = fuchu.clone();
+    let entries = db
+        .store
+        .read(Some(&fuchu), move |tx| {
+            machi::store::records::audit_entries(tx, &f2, 0, 10_000)
+        })
+        .await
+        .unwrap();
+    let decided: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.entry.function.starts_with("procedure_definition."))
+        .map(|e| e.entry.function.as_str())
+        .collect();
+    assert_eq!(
+        decided,
+        vec![
+            "procedure_definition.accept",
+            "procedure_definition.withdraw",
+            "procedure_definition.accept"
+        ]
+    );
+    let v = db.registry.verify_audit(&fuchu).await.unwrap();
+    assert!(v.first_bad.is_none(), "{v:?}");
 }

@@ -368,6 +368,7 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     // ---- 申請管理 (the inbox of portal filings): the roles that enter
     // changes; a clerk's approval of a registry change is provisional.
     ("GET", "/ui/inbox", "", "clerk boss"),
+    ("GET", "/ui/inbox/refused", "", "clerk boss"),
     ("GET", "/ui/inbox/{filing_id}", "", "clerk boss"),
     (
         "POST",
@@ -394,6 +395,12 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     (
         "GET",
         "/api/v1/tenants/{municipality_code}/filings",
+        "",
+        "clerk boss residents:read",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/filings/refused",
         "",
         "clerk boss residents:read",
     ),

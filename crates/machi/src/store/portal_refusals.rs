@@ -1,0 +1,147 @@
+//! Filings the back office refused on import (issue 11, migration 30):
+//! recorded once per portal row, with why, so staff can see them and the
+//! portal can be told to stop offering them (the quarantine
+//! acknowledgement, [`crate::portal::pull_once`]). A refused filing is
+//! never pulled again: a hundred of them cannot fill every pull batch and
+//! starve the good ones. The sealed bytes are kept as they were pulled
+//! (still sealed to the back office's key), so nothing is lost.
+//! Insert-only.
+
+use machi_domain::ids::MunicipalityCode;
+
+use super::{StoreError, Tx};
+
+/// A refusal to record.
+#[derive(Debug, Clone)]
+pub struct NewRefusal<'a> {
+    pub portal_id: &'a str,
+    /// The 受付番号 when the filing opened (None when it did not).
+    pub receipt: Option<&'a str>,
+    /// As the portal listed it (not trusted: it may not match the filing).
+    pub procedure: &'a str,
+    pub version: i64,
+    pub received_at: &'a str,
+    /// The import's code (`does_not_open`, `replayed`, `answers_invalid`…).
+    pub code: &'a str,
+    /// The reason the citizen reads on the portal's status page, as a
+    /// word the portal turns into its own text (`unreadable`, `replayed`,
+    /// `procedure`, `answers`).
+    pub citizen_reason: &'a str,
+    pub message_ja: &'a str,
+    pub message_en: &'a str,
+    /// The sealed filing as pulled (base64).
+    pub sealed: &'a str,
+    /// Unix seconds.
+    pub refused_at: i64,
+}
+
+/// What recording did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded now.
+    New,
+    /// Recorded by an earlier pull (the portal was not told, or the
+    /// acknowledgement was lost): nothing written.
+    Already,
+    /// A filing with this portal id is stored as imported: a refused copy
+    /// of it must not make the portal mark it refused. Nothing written.
+    Imported,
+}
+
+/// Records a refusal once. The caller holds the tenant's write lock.
+pub fn record(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    r: &NewRefusal<'_>,
+) -> Result<Recorded, StoreError> {
+    let imported = tx
+        .query_opt(
+            "SELECT 1 FROM portal_filings WHERE tenant = $1 AND portal_id = $2",
+            &[tenant.as_str().into(), r.portal_id.into()],
+        )?
+        .is_some();
+    if imported {
+        return Ok(Recorded::Imported);
+    }
+    let n = tx.execute(
+        "INSERT INTO portal_refusals (tenant, portal_id, receipt, procedure, version, received_at, code, \
+         citizen_reason, message_ja, message_en, sealed, refused_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (tenant, portal_id) DO NOTHING",
+        &[
+            tenant.as_str().into(),
+            r.portal_id.into(),
+            r.receipt.into(),
+            r.procedure.into(),
+            r.version.into(),
+            r.received_at.into(),
+            r.code.into(),
+            r.citizen_reason.into(),
+            r.message_ja.into(),
+            r.message_en.into(),
+            r.sealed.into(),
+            r.refused_at.into(),
+        ],
+    )?;
+    Ok(if n == 1 {
+        Recorded::New
+    } else {
+        Recorded::Already
+    })
+}
+
+/// One recorded refusal, as staff read it (without the sealed bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRefusal {
+    pub portal_id: String,
+    pub receipt: Option<String>,
+    pub procedure: String,
+    pub version: i64,
+    /// RFC 3339, as the portal listed it.
+    pub received_at: String,
+    pub code: String,
+    pub citizen_reason: String,
+    pub message_ja: String,
+    pub message_en: String,
+    /// Unix seconds.
+    pub refused_at: i64,
+}
+
+/// The tenant's refusals, newest first.
+pub fn list(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    limit: i64,
+) -> Result<Vec<StoredRefusal>, StoreError> {
+    tx.query(
+        "SELECT portal_id, receipt, procedure, version, received_at, code, citizen_reason, \
+         message_ja, message_en, refused_at FROM portal_refusals WHERE tenant = $1 \
+         ORDER BY refused_at DESC, portal_id LIMIT $2",
+        &[tenant.as_str().into(), limit.into()],
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok(StoredRefusal {
+            portal_id: r.text(0)?,
+            receipt: r.opt_text(1)?,
+            procedure: r.text(2)?,
+            version: r.int(3)?,
+            received_at: r.text(4)?,
+            code: r.text(5)?,
+            citizen_reason: r.text(6)?,
+            message_ja: r.text(7)?,
+            message_en: r.text(8)?,
+            refused_at: r.int(9)?,
+        })
+    })
+    .collect()
+}
+
+/// How many filings of the tenant were refused.
+pub fn count(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreError> {
+    tx.query_one(
+        "SELECT COUNT(*) FROM portal_refusals WHERE tenant = $1",
+        &[tenant.as_str().into()],
+    )?
+    .int(0)
+}
