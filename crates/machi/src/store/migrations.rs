@@ -817,6 +817,43 @@ CREATE POLICY tenant_isolation ON extract_slots
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+/// File linkage: a scheduled slot is claimed by one server before it runs
+/// (several servers with `--extract-to` on one database run it once). One
+/// row per tenant, the claim of its latest run: the slot (its key), the
+/// owner, until when the claim holds (the owner renews it while it runs;
+/// a claim not renewed, e.g. of a killed run, is taken over after that),
+/// and when it was done. One row per tenant rather than per slot, so no
+/// two runs of one tenant (two slots either side of a boundary on servers
+/// whose clocks differ) ever write at once. The handled slot
+/// (`extract_slots`) now also keeps the server-wide interval's last run.
+macro_rules! v32_common {
+    () => {
+        r#"
+CREATE TABLE extract_claims (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
+    slot BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    claimed_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    done_at BIGINT
+);
+"#
+    };
+}
+
+const V32_SQLITE: &str = v32_common!();
+
+const V32_POSTGRES: &str = concat!(
+    v32_common!(),
+    r#"
+GRANT SELECT, INSERT, UPDATE ON extract_claims TO machi_app;
+ALTER TABLE extract_claims ENABLE ROW LEVEL SECURITY;
+ALTER TABLE extract_claims FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON extract_claims
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
 /// Index-backed search (j330, j340): ranked exact → prefix → contains over
 /// the folded keys of names, furigana and addresses.
 ///
@@ -1348,6 +1385,12 @@ pub fn all() -> Vec<Migration> {
             name: "search: grams of addresses and of every history row (one and two characters)",
             sqlite: V28_SQLITE.as_str(),
             postgres: V28_POSTGRES.as_str(),
+        },
+        Migration {
+            version: 32,
+            name: "file linkage: a scheduled extract slot claimed by one server, the interval's last run kept",
+            sqlite: V32_SQLITE,
+            postgres: V32_POSTGRES,
         },
     ]
 }

@@ -27,6 +27,8 @@ both_backends!(
     the_tenant_administrator_sets_the_schedule_on_the_admin_page,
     several_times_on_chosen_days_each_slot_once_across_restarts,
     the_schedule_picks_up_a_tenant_created_after_it_started,
+    two_schedulers_on_one_database_run_each_slot_once,
+    a_claim_left_by_a_killed_run_is_taken_over_after_its_lease,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -350,7 +352,7 @@ async fn tick(
     store: &InMemory,
     tenant: &str,
     now: chrono::DateTime<chrono::Utc>,
-    state: &mut linkage::ScheduleState,
+    state: &linkage::ScheduleState,
 ) -> Option<LinkageManifest> {
     linkage::run_due(
         &db.registry,
@@ -821,4 +823,229 @@ async fn the_schedule_picks_up_a_tenant_created_after_it_started(db: TestDb) {
         .expect("the new municipality's extract");
     assert_eq!((m.kind, m.tenant.as_str()), (Kind::Full, chiyoda));
     task.abort();
+}
+
+/// A second server on the same database: its own store handle and
+/// registry, as another process would open them.
+async fn second_server(db: &TestDb) -> machi::service::Registry {
+    let store = machi::store::Store::connect(&db.location().await, crate::support::test_keyring())
+        .await
+        .unwrap();
+    machi::service::Registry::new(
+        store,
+        machi_domain::dates::EraTable::standard(),
+        machi::service::Clock::System,
+    )
+}
+
+/// Complete extracts of `tenant` at the target.
+async fn manifests(store: &InMemory, tenant: &str) -> usize {
+    let folders = store
+        .list_with_delimiter(Some(&ObjectPath::parse(tenant).unwrap()))
+        .await
+        .unwrap()
+        .common_prefixes;
+    let mut n = 0;
+    for f in folders {
+        if store.head(&f.clone().join(LINKAGE_MANIFEST)).await.is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Two servers with `--extract-to` on one database tick at the same
+/// moments, concurrently: every slot of a tenant's schedule is run by
+/// exactly one of them (the other finds the claim or the handled slot),
+/// and the server-wide interval runs once per interval on both together,
+/// also after both restart (its last run is in the database).
+async fn two_schedulers_on_one_database_run_each_slot_once(db: TestDb) {
+    use chrono::{Datelike, Days, Duration, NaiveTime, Utc, Weekday};
+    use linkage::{ScheduleState, TenantSchedule, Weekdays};
+    let db = db.with_tenants().await;
+    let other = second_server(&db).await;
+    let store = InMemory::new();
+    let prefix = ObjectPath::default();
+    let fuchu = code(FUCHU);
+    let mut monday = (Utc::now() + Duration::days(9)).date_naive();
+    while monday.weekday() != Weekday::Mon {
+        monday = monday + Days::new(1);
+    }
+    let at = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+    let sc = TenantSchedule {
+        times: vec![at(2), at(14)],
+        weekdays: Weekdays::EVERY_DAY,
+        kind: Kind::Diff,
+    };
+    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
+        .await
+        .unwrap();
+    let (a, b) = (ScheduleState::default(), ScheduleState::default());
+    assert_ne!(a.owner(), b.owner());
+    let hour = std::time::Duration::from_secs(3600);
+    let both = |tenant: &'static str, now: chrono::DateTime<Utc>| {
+        let (a, b, other, store, prefix) = (&a, &b, &other, &store, &prefix);
+        let reg = &db.registry;
+        async move {
+            let (x, y) = tokio::join!(
+                linkage::run_due(reg, &code(tenant), store, prefix, hour, now, a),
+                linkage::run_due(other, &code(tenant), store, prefix, hour, now, b),
+            );
+            [x.unwrap(), y.unwrap()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut runs = 0;
+    let mut last_seq = 0;
+    for (day, hour_of_day) in [(0, 1), (0, 2), (0, 14), (1, 2), (1, 14), (2, 3)] {
+        last_seq = change(&db).await;
+        let now = jst(monday + Days::new(day), hour_of_day, 0);
+        let made = both(FUCHU, now).await;
+        assert_eq!(made.len(), 1, "one extract for the slot before {now}");
+        assert_eq!(made[0].to_seq, last_seq);
+        runs += 1;
+        // Again a minute later, and after both restart: nothing.
+        assert!(both(FUCHU, now + Duration::minutes(1)).await.is_empty());
+        let (a2, b2) = (ScheduleState::default(), ScheduleState::default());
+        let (x, y) = tokio::join!(
+            linkage::run_due(&db.registry, &fuchu, &store, &prefix, hour, now, &a2),
+            linkage::run_due(&other, &fuchu, &store, &prefix, hour, now, &b2),
+        );
+        assert!(x.unwrap().is_none() && y.unwrap().is_none());
+    }
+    assert_eq!(manifests(&store, FUCHU).await, runs);
+    assert!(last_seq > 0);
+    // Akishima on the server-wide interval (hourly): once now, not within
+    // the hour even on restarted servers, once after it.
+    let t0 = Utc::now();
+    assert_eq!(both(AKISHIMA, t0).await.len(), 1);
+    for later in [1, 30, 59] {
+        let (a2, b2) = (ScheduleState::default(), ScheduleState::default());
+        let now = t0 + Duration::minutes(later);
+        let (x, y) = tokio::join!(
+            linkage::run_due(&db.registry, &code(AKISHIMA), &store, &prefix, hour, now, &a2),
+            linkage::run_due(&other, &code(AKISHIMA), &store, &prefix, hour, now, &b2),
+        );
+        assert!(x.unwrap().is_none() && y.unwrap().is_none(), "{later} min");
+    }
+    // An event for Akishima, then the next interval: one difference.
+    let req: ChangeRequest = serde_json::from_value(takahashi_family()).unwrap();
+    db.registry
+        .submit(&code(AKISHIMA), &req, &Actor::system("clerk"))
+        .await
+        .unwrap();
+    let made = both(AKISHIMA, t0 + Duration::minutes(61)).await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].kind, Kind::Diff);
+    assert_eq!(manifests(&store, AKISHIMA).await, 2);
+}
+
+/// A server killed while it writes a scheduled extract leaves its claim:
+/// no other server runs the slot while the claim's lease holds, and the
+/// first tick after it ran out takes the slot over and writes the
+/// extract (the killed run left no manifest, so nothing is skipped).
+async fn a_claim_left_by_a_killed_run_is_taken_over_after_its_lease(db: TestDb) {
+    use chrono::{Duration, Utc};
+    use linkage::{CLAIM_LEASE, ScheduleState};
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let db = db.with_tenants().await;
+    let other = second_server(&db).await;
+    let store = Arc::new(InMemory::new());
+    let prefix = ObjectPath::default();
+    let first = change(&db).await;
+    // The first server's writes hang (a stalled disk): it is killed there.
+    let stalled = ThrottledStore::new(
+        store.clone(),
+        ThrottleConfig {
+            wait_put_per_call: std::time::Duration::from_secs(3600),
+            ..ThrottleConfig::default()
+        },
+    );
+    let t0 = Utc::now();
+    let registry = db.registry.clone();
+    let (p, killed) = (prefix.clone(), ScheduleState::default());
+    let run = tokio::spawn(async move {
+        linkage::run_due(
+            &registry,
+            &code(FUCHU),
+            &stalled,
+            &p,
+            std::time::Duration::from_secs(3600),
+            t0,
+            &killed,
+        )
+        .await
+    });
+    // Wait until it holds the claim, then kill it mid-write.
+    let start = std::time::Instant::now();
+    loop {
+        let owner: Option<String> = db
+            .store
+            .read(Some(&code(FUCHU)), |tx| {
+                tx.query_opt(
+                    "SELECT owner FROM extract_claims WHERE tenant = $1 AND done_at IS NULL",
+                    &[FUCHU.into()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()
+            })
+            .await
+            .unwrap();
+        if owner.is_some() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 30, "the run never claimed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!run.is_finished());
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    assert_eq!(manifests(&store, FUCHU).await, 0);
+    // The other server, while the claim holds: nothing.
+    let b = ScheduleState::default();
+    let lease = Duration::from_std(CLAIM_LEASE).unwrap();
+    for now in [t0, t0 + Duration::minutes(1), t0 + lease] {
+        assert!(
+            tick_on(&other, &store, now, &b).await.is_none(),
+            "claim held at {now}"
+        );
+    }
+    assert_eq!(
+        linkage::handled_slot(&other, &code(FUCHU)).await.unwrap(),
+        None
+    );
+    // After the lease: taken over, the whole extract written once.
+    let m = tick_on(&other, &store, t0 + lease + Duration::seconds(1), &b)
+        .await
+        .expect("taken over");
+    assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
+    assert_checksums(store.as_ref(), &m).await;
+    assert_eq!(manifests(&store, FUCHU).await, 1);
+    assert!(
+        tick_on(&other, &store, t0 + lease + Duration::seconds(2), &b)
+            .await
+            .is_none()
+    );
+}
+
+async fn tick_on(
+    registry: &machi::service::Registry,
+    store: &InMemory,
+    now: chrono::DateTime<chrono::Utc>,
+    state: &linkage::ScheduleState,
+) -> Option<LinkageManifest> {
+    linkage::run_due(
+        registry,
+        &code(FUCHU),
+        store,
+        &ObjectPath::default(),
+        std::time::Duration::from_secs(3600),
+        now,
+        state,
+    )
+    .await
+    .unwrap()
 }
