@@ -826,9 +826,17 @@ CREATE POLICY tenant_isolation ON extract_slots
 /// two runs of one tenant (two slots either side of a boundary on servers
 /// whose clocks differ) ever write at once. The handled slot
 /// (`extract_slots`) now also keeps the server-wide interval's last run.
+///
+/// Webhooks: each subscription counts its attempts (`last_attempt_id`),
+/// so recording attempts no longer looks up the attempts table's maximum
+/// (filled from the attempts recorded so far).
 macro_rules! v32_common {
     () => {
         r#"
+ALTER TABLE webhook_subscriptions ADD COLUMN last_attempt_id BIGINT NOT NULL DEFAULT 0;
+UPDATE webhook_subscriptions SET last_attempt_id = COALESCE((SELECT MAX(a.attempt_id)
+    FROM webhook_attempts a WHERE a.tenant = webhook_subscriptions.tenant
+    AND a.subscription_id = webhook_subscriptions.subscription_id), 0);
 CREATE TABLE extract_claims (
     tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
     slot BIGINT NOT NULL,
@@ -844,7 +852,12 @@ CREATE TABLE extract_claims (
 const V32_SQLITE: &str = v32_common!();
 
 const V32_POSTGRES: &str = concat!(
+    "-- Read and write every tenant's rows, whichever role migrates.\n\
+     ALTER TABLE webhook_subscriptions NO FORCE ROW LEVEL SECURITY;\n\
+     ALTER TABLE webhook_attempts NO FORCE ROW LEVEL SECURITY;\n",
     v32_common!(),
+    "ALTER TABLE webhook_subscriptions FORCE ROW LEVEL SECURITY;\n\
+     ALTER TABLE webhook_attempts FORCE ROW LEVEL SECURITY;\n",
     r#"
 GRANT SELECT, INSERT, UPDATE ON extract_claims TO machi_app;
 ALTER TABLE extract_claims ENABLE ROW LEVEL SECURITY;

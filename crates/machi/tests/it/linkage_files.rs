@@ -887,9 +887,10 @@ async fn two_schedulers_on_one_database_run_each_slot_once(db: TestDb) {
         let (a, b, other, store, prefix) = (&a, &b, &other, &store, &prefix);
         let reg = &db.registry;
         async move {
+            let t = code(tenant);
             let (x, y) = tokio::join!(
-                linkage::run_due(reg, &code(tenant), store, prefix, hour, now, a),
-                linkage::run_due(other, &code(tenant), store, prefix, hour, now, b),
+                linkage::run_due(reg, &t, store, prefix, hour, now, a),
+                linkage::run_due(other, &t, store, prefix, hour, now, b),
             );
             [x.unwrap(), y.unwrap()]
                 .into_iter()
@@ -924,9 +925,10 @@ async fn two_schedulers_on_one_database_run_each_slot_once(db: TestDb) {
     for later in [1, 30, 59] {
         let (a2, b2) = (ScheduleState::default(), ScheduleState::default());
         let now = t0 + Duration::minutes(later);
+        let akishima = code(AKISHIMA);
         let (x, y) = tokio::join!(
-            linkage::run_due(&db.registry, &code(AKISHIMA), &store, &prefix, hour, now, &a2),
-            linkage::run_due(&other, &code(AKISHIMA), &store, &prefix, hour, now, &b2),
+            linkage::run_due(&db.registry, &akishima, &store, &prefix, hour, now, &a2),
+            linkage::run_due(&other, &akishima, &store, &prefix, hour, now, &b2),
         );
         assert!(x.unwrap().is_none() && y.unwrap().is_none(), "{later} min");
     }
