@@ -703,7 +703,9 @@ impl Recovery {
             Recovery::Demanded => "返還請求（次の支払で差し引ききれなかった額）",
             Recovery::Settled => "精算済み（支払から差し引いた、または返還を受けた）",
             Recovery::Cancelled => "取消し（原因となった異動が取り消された）",
-            Recovery::Refund => "還付が必要（原因となった異動が取り消されたが、すでに差し引いた・返還を受けた額がある）",
+            Recovery::Refund => {
+                "還付が必要（原因となった異動が取り消されたが、すでに差し引いた・返還を受けた額がある）"
+            }
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -738,7 +740,11 @@ pub fn cancelled_overpayments(
     for m in months {
         let due = month(claim, m).map_or(0, |x| x.total);
         let over_now = (paid.get(&m).copied().unwrap_or(0) - due).max(0);
-        let held: i64 = recorded.iter().filter(|r| r.1 == m).map(|r| r.2.max(0)).sum();
+        let held: i64 = recorded
+            .iter()
+            .filter(|r| r.1 == m)
+            .map(|r| r.2.max(0))
+            .sum();
         let mut excess = held - over_now;
         for (id, _, owed) in recorded.iter().filter(|r| r.1 == m).rev() {
             if excess <= 0 {
@@ -1184,7 +1190,10 @@ mod tests {
         let full = Claim {
             from,
             ended_on: None,
-            children: vec![child("a", d(2019, 5, 10), from), child("b", d(2022, 6, 1), from)],
+            children: vec![
+                child("a", d(2019, 5, 10), from),
+                child("b", d(2022, 6, 1), from),
+            ],
         };
         let paid: std::collections::BTreeMap<YearMonth, i64> = (6..=9)
             .map(|m| (ym(2025, m), month(&full, ym(2025, m)).unwrap().total))
@@ -1215,10 +1224,7 @@ mod tests {
         let two = vec![(1, ym(2025, 8), 5_000), (2, ym(2025, 8), 5_000)];
         let half = std::collections::BTreeMap::from([(ym(2025, 8), 25_000)]);
         // Due 20,000 now: 5,000 overpaid, 10,000 recorded, 5,000 cancelled.
-        assert_eq!(
-            cancelled_overpayments(&full, &half, &two),
-            vec![(2, 5_000)]
-        );
+        assert_eq!(cancelled_overpayments(&full, &half, &two), vec![(2, 5_000)]);
         // States: cancelled before anything was recovered, refund after.
         assert_eq!(Recovery::of(10_000, 10_000, 0, false), Recovery::Cancelled);
         assert_eq!(Recovery::of(10_000, 10_000, 3_000, true), Recovery::Refund);
@@ -1331,7 +1337,10 @@ mod tests {
         assert_eq!(offset(0, &[(1, 20_000)]), vec![]);
         assert_eq!(offset(99_000, &[]), vec![]);
         assert_eq!(Recovery::of(20_000, 0, 20_000, false), Recovery::Settled);
-        assert_eq!(Recovery::of(20_000, 0, 5_000, false), Recovery::AwaitingOffset);
+        assert_eq!(
+            Recovery::of(20_000, 0, 5_000, false),
+            Recovery::AwaitingOffset
+        );
         assert_eq!(Recovery::of(20_000, 0, 5_000, true), Recovery::Demanded);
         assert_eq!(Recovery::of(20_000, 0, 20_000, true), Recovery::Settled);
     }

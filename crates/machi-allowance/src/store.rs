@@ -1569,7 +1569,11 @@ fn recoveries_where<P: rusqlite::Params>(
             cancelled: cancelled.query_row([id], |r| r.get(0))?,
             repaid: repaid
                 .query_map([id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
@@ -1616,7 +1620,8 @@ fn record_overpayments(
     let existing = recoveries_where(tx, "claim_id = ?1", [claim_id])?;
     let rules_claim = claim.rules();
     let at = chrono::Utc::now().to_rfc3339();
-    let owed: Vec<(i64, YearMonth, i64)> = existing.iter().map(|r| (r.id, r.month, r.owed())).collect();
+    let owed: Vec<(i64, YearMonth, i64)> =
+        existing.iter().map(|r| (r.id, r.month, r.owed())).collect();
     let cancel = rules::cancelled_overpayments(&rules_claim, &paid, &owed);
     for (id, amount) in &cancel {
         tx.execute(

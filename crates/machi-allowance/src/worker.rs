@@ -396,7 +396,11 @@ impl Worker {
                     for c in ended {
                         if c.claimant == *a && c.ended_on.is_some() {
                             out.push(Effect::Reinstate { claim_id: c.id });
-                        } else if c.children.iter().any(|x| x.child == *a && x.left_on.is_some()) {
+                        } else if c
+                            .children
+                            .iter()
+                            .any(|x| x.child == *a && x.left_on.is_some())
+                        {
                             out.push(Effect::ChildBack {
                                 claim_id: c.id,
                                 child: a.clone(),

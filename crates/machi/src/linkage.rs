@@ -1098,16 +1098,8 @@ pub fn spawn_schedule(
                 }
             };
             for t in tenants.iter().map(|t| &t.municipality_code) {
-                if let Err(e) = run_due(
-                    &registry,
-                    t,
-                    store.as_ref(),
-                    &prefix,
-                    every,
-                    now,
-                    &state,
-                )
-                .await
+                if let Err(e) =
+                    run_due(&registry, t, store.as_ref(), &prefix, every, now, &state).await
                 {
                     tracing::warn!(tenant = %t, error = %e, "linkage: scheduled extract failed; retried at the next run");
                 }

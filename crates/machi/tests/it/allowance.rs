@@ -2236,7 +2236,11 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
     let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
     let clerk = clerk.unwrap();
     let page = |http: &reqwest::Client, clerk: &str| {
-        let (http, clerk, url) = (http.clone(), clerk.to_string(), format!("{base}/claims/{id}"));
+        let (http, clerk, url) = (
+            http.clone(),
+            clerk.to_string(),
+            format!("{base}/claims/{id}"),
+        );
         async move { get_as(&http, &clerk, url).await.text().await.unwrap() }
     };
     let html = page(&http, &clerk).await;
@@ -2265,7 +2269,11 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
         ("abc", "令和8年1月15日", "金額は1円以上"),
         ("0", "令和8年1月15日", "金額は1円以上"),
         ("-500", "令和8年1月15日", "金額は1円以上"),
-        ("30000", "令和8年1月15日", "残りの過払（25,000円）を超えています"),
+        (
+            "30000",
+            "令和8年1月15日",
+            "残りの過払（25,000円）を超えています",
+        ),
         ("12000", "令和8年2月1日", "受領日が未来の日付です"),
         ("12000", "令和8年2月30日", "受領日"),
         ("12000", "", "受領日を入力してください"),
@@ -2311,15 +2319,26 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
         assert!(html.contains(words), "{words}: {html}");
     }
     // The registry cancels the move-out as made in error.
-    t.submit(json!({"effective_date": "", "command": {"type": "cancel", "change_id": moved.change_id}}))
-        .await;
+    t.submit(
+        json!({"effective_date": "", "command": {"type": "cancel", "change_id": moved.change_id}}),
+    )
+    .await;
     catch_up(&t.db.registry, &w).await;
     let claim = store.claim(id).await.unwrap().unwrap();
-    assert!(claim.children.iter().all(|c| c.left_on.is_none()), "{claim:?}");
+    assert!(
+        claim.children.iter().all(|c| c.left_on.is_none()),
+        "{claim:?}"
+    );
     let rec = store.recoveries(id).await.unwrap();
     assert_eq!(
         rec.iter()
-            .map(|r| (r.month, r.cancelled, r.remaining(), r.refund_due(), r.state()))
+            .map(|r| (
+                r.month,
+                r.cancelled,
+                r.remaining(),
+                r.refund_due(),
+                r.state()
+            ))
             .collect::<Vec<_>>(),
         vec![
             (ym(2025, 6), 15_000, 0, 15_000, Recovery::Refund),
@@ -2344,7 +2363,10 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
     // February withholds nothing; 二郎 is paid again.
     let feb = payment_lines(&store, ym(2026, 2)).await.unwrap();
     assert!(feb.iter().all(|l| l.offset == 0), "{feb:?}");
-    assert!(feb.iter().map(|l| l.amount).sum::<i64>() >= 40_000, "{feb:?}");
+    assert!(
+        feb.iter().map(|l| l.amount).sum::<i64>() >= 40_000,
+        "{feb:?}"
+    );
     // Nothing is owed any more: a repayment is refused.
     let (status, body) = repay("1000", "令和8年1月16日").await;
     assert_eq!(status, 422, "{body}");
