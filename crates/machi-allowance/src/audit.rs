@@ -53,9 +53,11 @@ pub enum Action {
     PasswordReset,
     /// The access log itself read.
     LogRead,
+    /// A repayment of overpayments received (返還金の収納) recorded.
+    RepaymentRecorded,
 }
 
-const ALL: [Action; 20] = [
+const ALL: [Action; 21] = [
     Action::SignIn,
     Action::SignInFailed,
     Action::SignInThrottled,
@@ -76,6 +78,7 @@ const ALL: [Action; 20] = [
     Action::PasswordChangeFailed,
     Action::PasswordReset,
     Action::LogRead,
+    Action::RepaymentRecorded,
 ];
 
 impl Action {
@@ -101,6 +104,7 @@ impl Action {
             Action::PasswordChangeFailed => "password_change_failed",
             Action::PasswordReset => "password_reset",
             Action::LogRead => "log_read",
+            Action::RepaymentRecorded => "repayment_recorded",
         }
     }
     pub fn parse(s: &str) -> Option<Action> {
@@ -128,6 +132,7 @@ impl Action {
             Action::PasswordChangeFailed => "パスワード変更の失敗（現在のパスワードの誤り）",
             Action::PasswordReset => "一時パスワードの発行",
             Action::LogRead => "アクセス記録の閲覧",
+            Action::RepaymentRecorded => "過払の返還金の収納",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -152,6 +157,7 @@ impl Action {
             Action::PasswordChangeFailed => "password change refused (wrong current password)",
             Action::PasswordReset => "temporary password issued",
             Action::LogRead => "access log read",
+            Action::RepaymentRecorded => "repayment of an overpayment recorded",
         }
     }
 }

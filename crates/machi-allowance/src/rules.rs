@@ -668,16 +668,28 @@ pub enum Recovery {
     /// 返還請求: the next payment file could not absorb it (or none came:
     /// the entitlement ended); the remaining amount is to be paid back.
     Demanded,
-    /// 精算済: withheld in full.
+    /// 精算済: withheld or repaid in full.
     Settled,
+    /// 取消し: the reduction was undone before anything was recovered
+    /// (the event behind it cancelled in the registry): nothing is owed.
+    Cancelled,
+    /// 還付: the reduction was undone after part of it was withheld or
+    /// repaid; what was recovered beyond what is owed now is the
+    /// claimant's (児童手当 due under 第8条 that was kept back).
+    Refund,
 }
 
 impl Recovery {
-    /// The state of an overpayment of `amount`, `offset` of it withheld
-    /// from payment files so far, `demanded` once a payment file left part
-    /// of it unabsorbed.
-    pub fn of(amount: i64, offset: i64, demanded: bool) -> Recovery {
-        if offset >= amount {
+    /// The state of an overpayment of `amount`, `cancelled` of it undone,
+    /// `collected` of it withheld from payment files or repaid so far,
+    /// `demanded` once a payment file left part of it unabsorbed.
+    pub fn of(amount: i64, cancelled: i64, collected: i64, demanded: bool) -> Recovery {
+        let owed = (amount - cancelled).max(0);
+        if collected > owed {
+            Recovery::Refund
+        } else if owed == 0 {
+            Recovery::Cancelled
+        } else if collected >= owed {
             Recovery::Settled
         } else if demanded {
             Recovery::Demanded
@@ -689,16 +701,63 @@ impl Recovery {
         match self {
             Recovery::AwaitingOffset => "次の支払で内払調整（児童手当法第13条）",
             Recovery::Demanded => "返還請求（次の支払で差し引ききれなかった額）",
-            Recovery::Settled => "精算済み（支払から差し引いた）",
+            Recovery::Settled => "精算済み（支払から差し引いた、または返還を受けた）",
+            Recovery::Cancelled => "取消し（原因となった異動が取り消された）",
+            Recovery::Refund => {
+                "還付が必要（原因となった異動が取り消されたが、すでに差し引いた・返還を受けた額がある）"
+            }
         }
     }
     pub fn label_en(self) -> &'static str {
         match self {
             Recovery::AwaitingOffset => "to be withheld from the next payment (Art. 13)",
             Recovery::Demanded => "to be paid back (the next payment could not absorb it)",
-            Recovery::Settled => "settled (withheld from a payment)",
+            Recovery::Settled => "settled (withheld from a payment or repaid)",
+            Recovery::Cancelled => "cancelled (the event behind it was undone)",
+            Recovery::Refund => {
+                "to be refunded (the event was undone after part was withheld or repaid)"
+            }
         }
     }
+}
+
+/// The recorded overpayments to cancel because the claim, as it stands,
+/// was overpaid less for their month than they say: the reduction behind
+/// them was undone (a move-out or death cancelled in the registry as
+/// made in error, so the entitlement never ended under 第8条第2項 nor the
+/// amount fell under 第9条第3項; or a clerk confirmed again a child's
+/// support). `recorded` holds (id, month, yen still owed by the record),
+/// oldest first; for each month, what they hold above what is overpaid
+/// now (`paid` less what is due now, never below 0) is cancelled, newest
+/// record first. Returns (id, yen) to cancel.
+pub fn cancelled_overpayments(
+    claim: &Claim,
+    paid: &std::collections::BTreeMap<YearMonth, i64>,
+    recorded: &[(i64, YearMonth, i64)],
+) -> Vec<(i64, i64)> {
+    let months: std::collections::BTreeSet<YearMonth> = recorded.iter().map(|r| r.1).collect();
+    let mut out = Vec::new();
+    for m in months {
+        let due = month(claim, m).map_or(0, |x| x.total);
+        let over_now = (paid.get(&m).copied().unwrap_or(0) - due).max(0);
+        let held: i64 = recorded
+            .iter()
+            .filter(|r| r.1 == m)
+            .map(|r| r.2.max(0))
+            .sum();
+        let mut excess = held - over_now;
+        for (id, _, owed) in recorded.iter().filter(|r| r.1 == m).rev() {
+            if excess <= 0 {
+                break;
+            }
+            let take = (*owed).max(0).min(excess);
+            if take > 0 {
+                out.push((*id, take));
+                excess -= take;
+            }
+        }
+    }
+    out
 }
 
 /// 内払調整 (第13条): how much of each outstanding overpayment (id,
@@ -1124,6 +1183,57 @@ mod tests {
     }
 
     #[test]
+    fn an_undone_reduction_cancels_its_overpayments_and_a_second_one_records_anew() {
+        // Two children, paid June to September 2025 in full; the younger
+        // leaves on 20 May: June to September overpaid.
+        let from = ym(2024, 5);
+        let full = Claim {
+            from,
+            ended_on: None,
+            children: vec![
+                child("a", d(2019, 5, 10), from),
+                child("b", d(2022, 6, 1), from),
+            ],
+        };
+        let paid: std::collections::BTreeMap<YearMonth, i64> = (6..=9)
+            .map(|m| (ym(2025, m), month(&full, ym(2025, m)).unwrap().total))
+            .collect();
+        let mut left = full.clone();
+        left.children[1].left_on = Some(d(2025, 5, 20));
+        let over = overpaid_months(&left, &paid, &Default::default());
+        assert_eq!(over.len(), 4);
+        let recorded: Vec<(i64, YearMonth, i64)> = over
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i as i64 + 1, o.month, o.amount))
+            .collect();
+        // As it stands, nothing to cancel.
+        assert!(cancelled_overpayments(&left, &paid, &recorded).is_empty());
+        // The move-out cancelled: every record cancelled in full.
+        let cancel = cancelled_overpayments(&full, &paid, &recorded);
+        assert_eq!(
+            cancel,
+            recorded.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>()
+        );
+        // Left in August instead: only June and July cancelled.
+        let mut later = full.clone();
+        later.children[1].left_on = Some(d(2025, 7, 31));
+        let cancel = cancelled_overpayments(&later, &paid, &recorded);
+        assert_eq!(cancel, vec![(1, recorded[0].2), (2, recorded[1].2)]);
+        // Two records for one month: the newer one goes first.
+        let two = vec![(1, ym(2025, 8), 5_000), (2, ym(2025, 8), 5_000)];
+        let half = std::collections::BTreeMap::from([(ym(2025, 8), 25_000)]);
+        // Due 20,000 now: 5,000 overpaid, 10,000 recorded, 5,000 cancelled.
+        assert_eq!(cancelled_overpayments(&full, &half, &two), vec![(2, 5_000)]);
+        // States: cancelled before anything was recovered, refund after.
+        assert_eq!(Recovery::of(10_000, 10_000, 0, false), Recovery::Cancelled);
+        assert_eq!(Recovery::of(10_000, 10_000, 3_000, true), Recovery::Refund);
+        assert_eq!(Recovery::of(10_000, 4_000, 6_000, true), Recovery::Settled);
+        assert_eq!(Recovery::of(10_000, 0, 6_000, true), Recovery::Demanded);
+        assert_eq!(Recovery::of(10_000, 0, 0, false), Recovery::AwaitingOffset);
+    }
+
+    #[test]
     fn a_death_reported_after_payment_makes_the_later_months_overpaid() {
         // Two children (2019, 2023), claim from 令和6年10月; paid through
         // 令和7年1月 (the December and February files). The claimant died
@@ -1226,10 +1336,13 @@ mod tests {
         );
         assert_eq!(offset(0, &[(1, 20_000)]), vec![]);
         assert_eq!(offset(99_000, &[]), vec![]);
-        assert_eq!(Recovery::of(20_000, 20_000, false), Recovery::Settled);
-        assert_eq!(Recovery::of(20_000, 5_000, false), Recovery::AwaitingOffset);
-        assert_eq!(Recovery::of(20_000, 5_000, true), Recovery::Demanded);
-        assert_eq!(Recovery::of(20_000, 20_000, true), Recovery::Settled);
+        assert_eq!(Recovery::of(20_000, 0, 20_000, false), Recovery::Settled);
+        assert_eq!(
+            Recovery::of(20_000, 0, 5_000, false),
+            Recovery::AwaitingOffset
+        );
+        assert_eq!(Recovery::of(20_000, 0, 5_000, true), Recovery::Demanded);
+        assert_eq!(Recovery::of(20_000, 0, 20_000, true), Recovery::Settled);
     }
 
     /// A small deterministic generator (no dependency): xorshift.

@@ -129,7 +129,36 @@ CREATE TABLE IF NOT EXISTS recovery_offsets (
     amount INTEGER NOT NULL,
     PRIMARY KEY (recovery_id, run_id)
 );
+CREATE TABLE IF NOT EXISTS recovery_cancellations (
+    id INTEGER PRIMARY KEY,
+    recovery_id INTEGER NOT NULL REFERENCES recoveries(id),
+    amount INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    event_id TEXT
+);
+CREATE INDEX IF NOT EXISTS recovery_cancellations_recovery ON recovery_cancellations (recovery_id);
+CREATE TABLE IF NOT EXISTS repayments (
+    id INTEGER PRIMARY KEY,
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    amount INTEGER NOT NULL,
+    received_on TEXT NOT NULL,
+    recorded_by TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repayment_parts (
+    repayment_id INTEGER NOT NULL REFERENCES repayments(id),
+    recovery_id INTEGER NOT NULL REFERENCES recoveries(id),
+    amount INTEGER NOT NULL,
+    PRIMARY KEY (repayment_id, recovery_id)
+);
 ";
+
+/// What is still to be recovered of an overpayment, in SQL over the row
+/// `recoveries`: its amount less what was cancelled, withheld and repaid.
+const REMAINING_SQL: &str = "(recoveries.amount \
+    - (SELECT COALESCE(SUM(x.amount), 0) FROM recovery_cancellations x WHERE x.recovery_id = recoveries.id) \
+    - (SELECT COALESCE(SUM(o.amount), 0) FROM recovery_offsets o WHERE o.recovery_id = recoveries.id) \
+    - (SELECT COALESCE(SUM(p.amount), 0) FROM repayment_parts p WHERE p.recovery_id = recoveries.id))";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -337,18 +366,64 @@ pub struct RecoveryRow {
     pub offsets: Vec<(i64, i64)>,
     /// The payment file after which the rest became a 返還請求.
     pub demanded_run: Option<i64>,
+    /// Cancelled because the reduction was undone (the event behind it
+    /// cancelled in the registry, or a clerk's correction), yen in all.
+    pub cancelled: i64,
+    /// Repayments received from the claimant, by receipt: (repayment id,
+    /// day received, yen).
+    pub repaid: Vec<(i64, NaiveDate, i64)>,
 }
 
 impl RecoveryRow {
+    /// Withheld from payment files.
     pub fn offset(&self) -> i64 {
         self.offsets.iter().map(|o| o.1).sum()
     }
+    /// Repaid by the claimant.
+    pub fn repaid_total(&self) -> i64 {
+        self.repaid.iter().map(|r| r.2).sum()
+    }
+    /// Overpaid as things stand: the amount less what was cancelled.
+    pub fn owed(&self) -> i64 {
+        (self.amount - self.cancelled).max(0)
+    }
+    /// Still to be recovered (withheld or repaid).
     pub fn remaining(&self) -> i64 {
-        (self.amount - self.offset()).max(0)
+        (self.owed() - self.offset() - self.repaid_total()).max(0)
+    }
+    /// Recovered beyond what is owed now (the reduction was undone after
+    /// part of it was withheld or repaid): to be paid back to the claimant.
+    pub fn refund_due(&self) -> i64 {
+        (self.offset() + self.repaid_total() - self.owed()).max(0)
     }
     pub fn state(&self) -> rules::Recovery {
-        rules::Recovery::of(self.amount, self.offset(), self.demanded_run.is_some())
+        rules::Recovery::of(
+            self.amount,
+            self.cancelled,
+            self.offset() + self.repaid_total(),
+            self.demanded_run.is_some(),
+        )
     }
+}
+
+/// A repayment of overpayments received from a claimant (返還金の収納).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repayment {
+    pub id: i64,
+    pub claim_id: i64,
+    pub amount: i64,
+    pub received_on: NaiveDate,
+    pub recorded_by: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why a repayment was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepaymentRefused {
+    /// Nothing of the claim is to be recovered.
+    NothingOwed,
+    /// More than what is to be recovered (`owed`, yen).
+    MoreThanOwed { owed: i64 },
 }
 
 /// A payment file made and recorded.
@@ -811,7 +886,7 @@ impl Store {
                     params![recovery, id, amount],
                 )?;
             }
-            let open = "demanded_run IS NULL AND amount > (SELECT COALESCE(SUM(o.amount), 0) FROM recovery_offsets o WHERE o.recovery_id = recoveries.id)";
+            let open = format!("demanded_run IS NULL AND {REMAINING_SQL} > 0");
             match rule {
                 PayRule::Regular => {
                     tx.execute(
@@ -1067,13 +1142,15 @@ impl Store {
                 for e in &effects {
                     e.apply(&tx, &id)?;
                 }
-                // A late event may reduce months already paid (過払).
+                // A late event may reduce months already paid (過払), or
+                // undo the reduction that made them overpaid.
                 let mut touched: Vec<i64> = effects
                     .iter()
                     .filter_map(|e| match e {
-                        Effect::EndClaim { claim_id, .. } | Effect::ChildLeft { claim_id, .. } => {
-                            Some(*claim_id)
-                        }
+                        Effect::EndClaim { claim_id, .. }
+                        | Effect::ChildLeft { claim_id, .. }
+                        | Effect::Reinstate { claim_id }
+                        | Effect::ChildBack { claim_id, .. } => Some(*claim_id),
                         Effect::Work { .. } => None,
                     })
                     .collect();
@@ -1090,6 +1167,115 @@ impl Store {
             )?;
             tx.commit()?;
             Ok(!seen)
+        })
+        .await
+    }
+
+    /// The claims whose claimant's entitlement ended, or whose child left,
+    /// by an event concerning `person` (what a 異動の取消し may undo).
+    pub async fn claims_ended_for(&self, person: &str) -> Result<Vec<ClaimRow>, StoreError> {
+        let p = person.to_string();
+        self.run(move |c| {
+            claims_where(
+                c,
+                "(claimant = ?1 AND ended_on IS NOT NULL) OR id IN (SELECT claim_id FROM claim_children WHERE child = ?1 AND left_on IS NOT NULL)",
+                [p],
+            )
+        })
+        .await
+    }
+
+    /// Records a repayment of overpayments received from the claimant of
+    /// `claim_id` (返還金の収納) on `received_on`: applied to the claim's
+    /// overpayments still to be recovered, oldest first, in one
+    /// transaction with its access-log entry. Refused (nothing written)
+    /// when nothing is owed or the amount is more than is owed.
+    pub async fn record_repayment(
+        &self,
+        claim_id: i64,
+        amount: i64,
+        received_on: NaiveDate,
+        log: Entry,
+    ) -> Result<Result<Repayment, RepaymentRefused>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let open: Vec<(i64, i64)> = recoveries_where(&tx, "claim_id = ?1", [claim_id])?
+                .iter()
+                .filter(|r| r.remaining() > 0)
+                .map(|r| (r.id, r.remaining()))
+                .collect();
+            let owed: i64 = open.iter().map(|o| o.1).sum();
+            if owed == 0 {
+                return Ok(Err(RepaymentRefused::NothingOwed));
+            }
+            if amount > owed {
+                return Ok(Err(RepaymentRefused::MoreThanOwed { owed }));
+            }
+            let at = chrono::Utc::now();
+            tx.execute(
+                "INSERT INTO repayments (claim_id, amount, received_on, recorded_by, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![claim_id, amount, iso(Some(received_on)), log.account, at.to_rfc3339()],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (recovery, part) in rules::offset(amount, &open) {
+                tx.execute(
+                    "INSERT INTO repayment_parts (repayment_id, recovery_id, amount) VALUES (?1, ?2, ?3)",
+                    params![id, recovery, part],
+                )?;
+            }
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            // The caller's detail names the day received (in 和暦).
+            log.detail = format!(
+                "{} {}（収納番号 {id}）",
+                crate::web::yen(amount),
+                log.detail
+            );
+            audit::append(&tx, &log, at)?;
+            tx.commit()?;
+            Ok(Ok(Repayment {
+                id,
+                claim_id,
+                amount,
+                received_on,
+                recorded_by: log.account,
+                recorded_at: at,
+            }))
+        })
+        .await
+    }
+
+    /// The repayments received for a claim, oldest first.
+    pub async fn repayments(&self, claim_id: i64) -> Result<Vec<Repayment>, StoreError> {
+        self.run(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, amount, received_on, recorded_by, recorded_at FROM repayments WHERE claim_id = ?1 ORDER BY id",
+            )?;
+            let rows = st
+                .query_map([claim_id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(id, amount, on, by, at)| {
+                    Ok(Repayment {
+                        id,
+                        claim_id,
+                        amount,
+                        received_on: req_date(on)?,
+                        recorded_by: by,
+                        recorded_at: chrono::DateTime::parse_from_rfc3339(&at)
+                            .map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))?
+                            .with_timezone(&chrono::Utc),
+                    })
+                })
+                .collect()
         })
         .await
     }
@@ -1169,6 +1355,12 @@ pub enum Effect {
         on: NaiveDate,
         reason: String,
     },
+    /// The claimant's move-out or death was cancelled in the registry
+    /// (異動の取消し): the entitlement never ended; running again.
+    Reinstate { claim_id: i64 },
+    /// A child's move-out or death was cancelled in the registry: counted
+    /// again as before.
+    ChildBack { claim_id: i64, child: String },
 }
 
 impl Effect {
@@ -1206,6 +1398,18 @@ impl Effect {
                 tx.execute(
                     "UPDATE claim_children SET left_on = ?3, left_reason = ?4 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
                     params![claim_id, child, iso(Some(*on)), reason],
+                )?;
+            }
+            Effect::Reinstate { claim_id } => {
+                tx.execute(
+                    "UPDATE claims SET ended_on = NULL, end_reason = NULL WHERE id = ?1",
+                    params![claim_id],
+                )?;
+            }
+            Effect::ChildBack { claim_id, child } => {
+                tx.execute(
+                    "UPDATE claim_children SET left_on = NULL, left_reason = NULL WHERE claim_id = ?1 AND child = ?2",
+                    params![claim_id, child],
                 )?;
             }
         }
@@ -1335,6 +1539,12 @@ fn recoveries_where<P: rusqlite::Params>(
     let mut offsets = c.prepare(
         "SELECT run_id, amount FROM recovery_offsets WHERE recovery_id = ?1 ORDER BY run_id",
     )?;
+    let mut cancelled = c.prepare(
+        "SELECT COALESCE(SUM(amount), 0) FROM recovery_cancellations WHERE recovery_id = ?1",
+    )?;
+    let mut repaid = c.prepare(
+        "SELECT p.repayment_id, r.received_on, p.amount FROM repayment_parts p JOIN repayments r ON r.id = p.repayment_id WHERE p.recovery_id = ?1 ORDER BY p.repayment_id",
+    )?;
     let mut out = Vec::new();
     for (id, claim_id, month, paid, due, amount, reduction, found_at, event_id, demanded_run) in raw
     {
@@ -1356,14 +1566,33 @@ fn recoveries_where<P: rusqlite::Params>(
                 .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?,
             demanded_run,
+            cancelled: cancelled.query_row([id], |r| r.get(0))?,
+            repaid: repaid
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(|(id, on, a)| Ok((id, req_date(on)?, a)))
+                .collect::<Result<_, StoreError>>()?,
         });
     }
     Ok(out)
 }
 
-/// Records the overpayments (過払) of claim `claim_id` not recorded yet:
-/// every month paid more than is due now ([`rules::overpaid_months`]), in
-/// the transaction that changed the claim. Recording twice adds nothing.
+/// Brings the overpayments (過払) recorded for claim `claim_id` in line
+/// with the claim as it stands, in the transaction that changed it:
+/// every month paid more than is due now ([`rules::overpaid_months`]) and
+/// not recorded yet is recorded; a month recorded as overpaid by more than
+/// it is now (the event behind the reduction was cancelled in the
+/// registry, or a clerk's correction restored a child) has the excess
+/// cancelled, newest record first ([`rules::cancelled_overpayments`]), so
+/// nothing more of it is withheld (第13条) or claimed back. Running it
+/// twice changes nothing.
 fn record_overpayments(
     tx: &rusqlite::Transaction<'_>,
     claim_id: i64,
@@ -1372,28 +1601,40 @@ fn record_overpayments(
     let Some(claim) = claims_where(tx, "id = ?1", [claim_id])?.pop() else {
         return Ok(0);
     };
-    let sums = |sql: &str| -> Result<std::collections::BTreeMap<YearMonth, i64>, StoreError> {
-        let mut st = tx.prepare(sql)?;
+    let paid: std::collections::BTreeMap<YearMonth, i64> = {
+        let mut st = tx.prepare(
+            "SELECT month, SUM(amount) FROM (SELECT claim_id, month, amount FROM paid_months UNION ALL SELECT claim_id, month, amount FROM paid_differences) WHERE claim_id = ?1 GROUP BY month",
+        )?;
         let rows = st
             .query_map([claim_id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .filter_map(|(m, a)| Some((YearMonth::parse(&m)?, a)))
-            .collect())
+            .collect()
     };
-    let paid = sums(
-        "SELECT month, SUM(amount) FROM (SELECT claim_id, month, amount FROM paid_months UNION ALL SELECT claim_id, month, amount FROM paid_differences) WHERE claim_id = ?1 GROUP BY month",
-    )?;
     if paid.is_empty() {
         return Ok(0);
     }
-    let recorded =
-        sums("SELECT month, SUM(amount) FROM recoveries WHERE claim_id = ?1 GROUP BY month")?;
-    let over = rules::overpaid_months(&claim.rules(), &paid, &recorded);
+    let existing = recoveries_where(tx, "claim_id = ?1", [claim_id])?;
+    let rules_claim = claim.rules();
     let at = chrono::Utc::now().to_rfc3339();
+    let owed: Vec<(i64, YearMonth, i64)> =
+        existing.iter().map(|r| (r.id, r.month, r.owed())).collect();
+    let cancel = rules::cancelled_overpayments(&rules_claim, &paid, &owed);
+    for (id, amount) in &cancel {
+        tx.execute(
+            "INSERT INTO recovery_cancellations (recovery_id, amount, at, event_id) VALUES (?1, ?2, ?3, ?4)",
+            params![id, amount, at, event_id],
+        )?;
+    }
+    let mut recorded: std::collections::BTreeMap<YearMonth, i64> = Default::default();
+    for (id, m, o) in &owed {
+        let c: i64 = cancel.iter().filter(|x| x.0 == *id).map(|x| x.1).sum();
+        *recorded.entry(*m).or_default() += o - c;
+    }
+    let over = rules::overpaid_months(&rules_claim, &paid, &recorded);
     for o in &over {
         let reduction =
             serde_json::to_string(&o.reduction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -1402,7 +1643,7 @@ fn record_overpayments(
             params![claim_id, o.month.iso(), o.paid, o.due, o.amount, reduction, at, event_id],
         )?;
     }
-    Ok(over.len())
+    Ok(over.len() + cancel.len())
 }
 
 fn runs_where<P: rusqlite::Params>(

@@ -266,6 +266,7 @@ pub fn app(state: WebState) -> Router {
         .route("/claims/{id}", get(claim_page))
         .route("/claims/{id}/children", post(child_add))
         .route("/claims/{id}/support", post(support_set))
+        .route("/claims/{id}/repayments", post(repayment_record))
         .route("/work/{id}/done", post(work_done))
         .route("/payments", get(payments_index))
         .route("/payments/special", get(special_page).post(special_approve))
@@ -1071,7 +1072,14 @@ async fn claim_page(
         b.push_str("<p>公務員のため、手当は所属庁から支給されます（児童手当法第17条）。市からの支払はありません。下の額は参考です。</p>");
     }
     match s.store.recoveries(c.id).await {
-        Ok(r) if !r.is_empty() => b.push_str(&recoveries_section(&s, &r, &c.rules(), &names)),
+        Ok(r) if !r.is_empty() => {
+            let repaid = match s.store.repayments(c.id).await {
+                Ok(x) => x,
+                Err(e) => return internal(e),
+            };
+            b.push_str(&recoveries_section(&s, &r, &c.rules(), &names));
+            b.push_str(&repayments_section(&s, &sess.csrf, c.id, &r, &repaid));
+        }
         Ok(_) => {}
         Err(e) => return internal(e),
     }
@@ -1129,7 +1137,7 @@ fn recoveries_section(
     let mut b = String::from(
         r#"<h2 id="recoveries">過払（返還金）</h2><p>支払った後に届いた死亡・転出などの異動で、すでに支払った月分の手当額が下がった分です。次の支払から差し引きます（内払調整：児童手当法第13条）。差し引ききれない額は返還を求めます。</p><table aria-labelledby="recoveries"><thead><tr><th scope="col">月分</th><th scope="col">支払った額</th><th scope="col">本来の額（根拠）</th><th scope="col">過払額</th><th scope="col">理由</th><th scope="col">精算</th></tr></thead><tbody>"#,
     );
-    let (mut owed, mut demanded) = (0, 0);
+    let (mut owed, mut demanded, mut refund) = (0, 0, 0);
     for r in rows {
         let state = r.state();
         let now = match rules::month(claim, r.month).map(|m| m.children) {
@@ -1168,13 +1176,28 @@ fn recoveries_section(
                 .collect();
             let _ = write!(settle, "：{}を差し引き済み", runs.join("、"));
         }
-        if r.remaining() > 0 && offset > 0 {
+        for (id, on, a) in &r.repaid {
+            let _ = write!(
+                settle,
+                "、{}に{}の返還を受けた（収納番号 {id}）",
+                s.wareki(*on),
+                yen(*a)
+            );
+        }
+        if r.cancelled > 0 {
+            let _ = write!(settle, "、{}を取消し", yen(r.cancelled));
+        }
+        if r.remaining() > 0 && (offset > 0 || !r.repaid.is_empty() || r.cancelled > 0) {
             let _ = write!(settle, "、残り{}", yen(r.remaining()));
         }
         match state {
             rules::Recovery::AwaitingOffset => owed += r.remaining(),
             rules::Recovery::Demanded => demanded += r.remaining(),
-            rules::Recovery::Settled => {}
+            rules::Recovery::Refund => {
+                let _ = write!(settle, "（還付する額 {}）", yen(r.refund_due()));
+                refund += r.refund_due();
+            }
+            rules::Recovery::Settled | rules::Recovery::Cancelled => {}
         }
         let _ = write!(
             b,
@@ -1196,7 +1219,141 @@ fn recoveries_section(
         yen(owed),
         yen(demanded)
     );
+    if refund > 0 {
+        let _ = write!(
+            b,
+            r#"<p id="recovery-refund">還付する額 {}：過払の原因となった異動が取り消されたため、差し引いた額・返還を受けた額のうちこの額は受給者に支払うべき手当です。支払ファイルには自動では含まれません。</p>"#,
+            yen(refund)
+        );
+    }
     b
+}
+
+/// The repayments received for a claim (返還金の収納), and the form to
+/// record one while anything is still to be recovered.
+fn repayments_section(
+    s: &WebState,
+    csrf: &str,
+    claim_id: i64,
+    rows: &[crate::store::RecoveryRow],
+    repaid: &[crate::store::Repayment],
+) -> String {
+    let mut b = String::from(r#"<h2 id="repayments">返還金の収納</h2>"#);
+    if repaid.is_empty() {
+        b.push_str("<p>返還を受けた記録はありません。</p>");
+    } else {
+        b.push_str(r#"<table aria-labelledby="repayments"><thead><tr><th scope="col">収納番号</th><th scope="col">受領日</th><th scope="col">金額</th><th scope="col">記録した職員</th></tr></thead><tbody>"#);
+        for r in repaid {
+            let _ = write!(
+                b,
+                r#"<tr><td class="n">{}</td><td>{}</td><td class="n">{}</td><td>{}</td></tr>"#,
+                r.id,
+                s.wareki(r.received_on),
+                yen(r.amount),
+                esc(&r.recorded_by)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    let owed: i64 = rows.iter().map(|r| r.remaining()).sum();
+    if owed > 0 {
+        let _ = write!(
+            b,
+            r#"<form method="post" action="/claims/{claim_id}/repayments"><input type="hidden" name="csrf" value="{csrf}">
+<p>残りの過払 {owed_yen} のうち、受給者から返還を受けた額を記録します（古い月分から充てます）。</p>
+<label for="repay_amount">金額（円）</label><input id="repay_amount" name="amount" inputmode="numeric" required>
+<label for="repay_on">受領日（和暦または西暦）</label><input id="repay_on" name="received_on" value="{today}" required>
+<p><button type="submit" id="repay-submit">返還金の収納を記録する</button></p></form>"#,
+            csrf = esc(csrf),
+            owed_yen = yen(owed),
+            today = esc(&s.wareki(s.today()))
+        );
+    }
+    b
+}
+
+/// An amount of yen as a clerk types it: digits (half- or full-width),
+/// with or without 「,」「円」 and spaces; None unless 1 to 99,999,999.
+fn parse_yen(input: &str) -> Option<i64> {
+    let digits: String = input
+        .trim()
+        .trim_end_matches('円')
+        .chars()
+        .filter(|c| !matches!(c, ',' | '，' | '、' | ' ' | '\u{3000}'))
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
+            c => c,
+        })
+        .collect();
+    if digits.is_empty() || digits.len() > 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+#[derive(Deserialize)]
+struct RepaymentForm {
+    csrf: String,
+    amount: String,
+    received_on: String,
+}
+
+/// Records a repayment received (返還金の収納): the amount and the day,
+/// logged; refused in both languages when the amount or the day is
+/// unreadable, the day is in the future, or more than is owed.
+async fn repayment_record(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<RepaymentForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let bad =
+        |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
+    let Some(amount) = parse_yen(&f.amount) else {
+        return bad(
+            "金額は1円以上の整数で入力してください（例 15000）。",
+            "Enter the amount in whole yen, 1 or more (e.g. 15000).",
+        );
+    };
+    let received_on = match parse_date(&s.eras, &f.received_on) {
+        Ok(Some(d)) if d <= s.today() => d,
+        Ok(Some(_)) => {
+            return bad(
+                "受領日が未来の日付です。",
+                "The day received is in the future.",
+            );
+        }
+        Ok(None) => return bad("受領日を入力してください。", "Enter the day received."),
+        Err((ja, en)) => return bad(&format!("受領日：{ja}"), &format!("day received: {en}")),
+    };
+    match s.store.claim(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "その受給者はいません。",
+                "No such claim.",
+            );
+        }
+        Err(e) => return internal(e),
+    }
+    let log = ctx
+        .entry(&sess, Action::RepaymentRecorded, format!("claim:{id}"))
+        .detail(format!("{}受領", s.wareki(received_on)));
+    match s.store.record_repayment(id, amount, received_on, log).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/claims/{id}#repayments")).into_response(),
+        Ok(Err(crate::store::RepaymentRefused::NothingOwed)) => bad(
+            "この受給者に返還を求めている過払はありません。",
+            "Nothing of this claim is to be recovered.",
+        ),
+        Ok(Err(crate::store::RepaymentRefused::MoreThanOwed { owed })) => bad(
+            &format!("残りの過払（{}）を超えています。", yen(owed)),
+            &format!("More than is still to be recovered ({owed} yen)."),
+        ),
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -375,6 +375,45 @@ impl Worker {
                     }
                 }
             }
+            "cancellation_entry" => {
+                // 異動の取消し（増）: a removal (転出, 死亡 …) cancelled as
+                // made in error; the person is on the registry again. A
+                // claim it ended runs again and a child it took away is
+                // counted again, so the overpayments it caused are
+                // cancelled (see store::record_overpayments); the clerk
+                // gets a work item to check.
+                for a in &persons {
+                    let ended = self.store.claims_ended_for(a).await?;
+                    if ended.is_empty() {
+                        continue;
+                    }
+                    let Some(p) = self.client.resident(a).await? else {
+                        continue;
+                    };
+                    if !p.resident || p.removal.is_some() {
+                        continue;
+                    }
+                    for c in ended {
+                        if c.claimant == *a && c.ended_on.is_some() {
+                            out.push(Effect::Reinstate { claim_id: c.id });
+                        } else if c
+                            .children
+                            .iter()
+                            .any(|x| x.child == *a && x.left_on.is_some())
+                        {
+                            out.push(Effect::ChildBack {
+                                claim_id: c.id,
+                                child: a.clone(),
+                            });
+                        }
+                        let who = Person {
+                            household: c.household.clone(),
+                            ..p.clone()
+                        };
+                        out.push(work(WorkKind::CorrectionCheck, &who, on, Some(c.id)));
+                    }
+                }
+            }
             other => {
                 let kind = match other {
                     "household_split" | "household_merge" | "household_transfer"

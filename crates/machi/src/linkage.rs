@@ -126,6 +126,10 @@ pub enum ExtractError {
     },
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(
+        "the claim on a scheduled extract of {0} ran out and another server took it / {0} の定期抽出は他のサーバーが引き継ぎました"
+    )]
+    ClaimLost(String),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -699,39 +703,285 @@ pub async fn handled_slot(
     Ok(v.and_then(chrono::DateTime::from_timestamp_micros))
 }
 
-/// Records `slot` as handled (never moving back).
-async fn record_handled(
+/// How long a claim on a scheduled run holds without being renewed (five
+/// minutes). The owner renews it every third of that while it runs; the
+/// claim of a server killed mid-run is taken over by the next tick after
+/// it ran out (by another server, or by the restarted one).
+pub const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What one scheduler is: who it claims runs as, and for how long a claim
+/// holds. Nothing of the schedule itself is kept here: the handled slot
+/// and the server-wide interval's last run are in the database
+/// (`extract_slots`), the claim on a running slot too (`extract_claims`).
+#[derive(Debug, Clone)]
+pub struct ScheduleState {
+    owner: String,
+    lease: std::time::Duration,
+}
+
+impl Default for ScheduleState {
+    fn default() -> Self {
+        ScheduleState::with_lease(CLAIM_LEASE)
+    }
+}
+
+impl ScheduleState {
+    /// A scheduler whose claims hold for `lease` without renewal; its
+    /// name is the process id and a random part (a restarted process is
+    /// another owner, so its own killed claim is taken over like anyone's).
+    pub fn with_lease(lease: std::time::Duration) -> Self {
+        let mut r = [0u8; 8];
+        // Only names the owner; a failure leaves a name unique to the process.
+        let _ = getrandom::fill(&mut r);
+        ScheduleState {
+            owner: format!("{}-{}", std::process::id(), hex::encode(r)),
+            lease,
+        }
+    }
+
+    /// The name this scheduler's claims carry.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+/// Why a claim transaction stopped without claiming.
+enum ClaimTx {
+    Store(crate::store::StoreError),
+    /// The handled slot moved since it was read: another server has run it.
+    Stale,
+}
+
+impl From<crate::store::StoreError> for ClaimTx {
+    fn from(e: crate::store::StoreError) -> Self {
+        ClaimTx::Store(e)
+    }
+}
+
+/// Claims the run keyed `key` for `tenant` (the slot, or for the interval
+/// the moment it became due), if the tenant's handled slot is still
+/// `expected` (as read before deciding the run is due). One claim row per
+/// tenant: a claim is taken when the row is done with another key, or
+/// not done and its lease ran out before `now`. Inserted or updated first
+/// (on PostgreSQL the row's lock makes a second server wait for the
+/// first's commit and then see its claim), the handled slot read after it
+/// in the same transaction: a server that read the handled slot before
+/// another finished finds it moved and takes nothing. So at most one run
+/// of a tenant's schedule holds a live claim at a time, on either backend.
+async fn claim(
     registry: &Registry,
     tenant: &MunicipalityCode,
-    slot: chrono::DateTime<chrono::Utc>,
+    key: i64,
+    expected: Option<i64>,
+    state: &ScheduleState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, ServiceError> {
+    let (t, owner) = (tenant.clone(), state.owner.clone());
+    let at = now.timestamp_micros();
+    let until = (now + chrono::Duration::from_std(state.lease).unwrap_or(chrono::Duration::MAX))
+        .timestamp_micros();
+    let r = registry
+        .store()
+        .write_quiet(Some(tenant), move |tx| {
+            let n = tx.execute(
+                "INSERT INTO extract_claims (tenant, slot, owner, claimed_at, lease_until, done_at) \
+                 VALUES ($1, $2, $3, $4, $5, NULL) \
+                 ON CONFLICT (tenant) DO UPDATE SET slot = excluded.slot, owner = excluded.owner, \
+                 claimed_at = excluded.claimed_at, lease_until = excluded.lease_until, done_at = NULL \
+                 WHERE (extract_claims.done_at IS NOT NULL AND extract_claims.slot <> excluded.slot) \
+                 OR (extract_claims.done_at IS NULL AND extract_claims.lease_until < excluded.claimed_at)",
+                &[
+                    t.as_str().into(),
+                    key.into(),
+                    owner.as_str().into(),
+                    at.into(),
+                    until.into(),
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let handled = tx
+                .query_opt(
+                    "SELECT slot FROM extract_slots WHERE tenant = $1",
+                    &[t.as_str().into()],
+                )?
+                .map(|r| r.int(0))
+                .transpose()?;
+            if handled != expected {
+                return Err(ClaimTx::Stale);
+            }
+            Ok(true)
+        })
+        .await;
+    match r {
+        Ok(claimed) => Ok(claimed),
+        Err(ClaimTx::Stale) => Ok(false),
+        Err(ClaimTx::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Extends this scheduler's claim on `key` to `until`; false when the
+/// claim is no longer its own (it ran out and another server took it).
+async fn renew(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    key: i64,
+    owner: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, ServiceError> {
+    let (t, owner, until) = (tenant.clone(), owner.to_string(), until.timestamp_micros());
+    registry
+        .store()
+        .write_quiet(Some(tenant), move |tx| {
+            Ok::<_, ServiceError>(
+                tx.execute(
+                    "UPDATE extract_claims SET lease_until = $4 \
+                     WHERE tenant = $1 AND slot = $2 AND owner = $3 AND done_at IS NULL",
+                    &[
+                        t.as_str().into(),
+                        key.into(),
+                        owner.as_str().into(),
+                        until.into(),
+                    ],
+                )? == 1,
+            )
+        })
+        .await
+}
+
+/// Gives up this scheduler's claim on `key` after a failed run, so the
+/// next tick (of any server) retries at once rather than after the lease.
+async fn release(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    key: i64,
+    owner: &str,
 ) -> Result<(), ServiceError> {
-    let (t, slot, at) = (
-        tenant.clone(),
-        slot.timestamp_micros(),
-        registry.clock().now().timestamp_micros(),
-    );
-    // Bookkeeping, no event: nobody waiting on commits needs waking.
+    let (t, owner) = (tenant.clone(), owner.to_string());
     registry
         .store()
         .write_quiet(Some(tenant), move |tx| {
             tx.execute(
-                "INSERT INTO extract_slots (tenant, slot, handled_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant) DO UPDATE SET slot = excluded.slot, handled_at = excluded.handled_at \
-                 WHERE extract_slots.slot < excluded.slot",
-                &[t.as_str().into(), slot.into(), at.into()],
+                "UPDATE extract_claims SET lease_until = 0 \
+                 WHERE tenant = $1 AND slot = $2 AND owner = $3 AND done_at IS NULL",
+                &[t.as_str().into(), key.into(), owner.as_str().into()],
             )?;
             Ok::<_, ServiceError>(())
         })
         .await
 }
 
-/// What the schedule remembers between ticks in this process: only the
-/// server-wide interval's last run per tenant (a tenant's own schedule
-/// keeps its handled slot in the database, [`handled_slot`]).
-#[derive(Debug, Default)]
-pub struct ScheduleState {
-    /// Per tenant on the server-wide interval: when it last ran.
-    last_default: std::collections::HashMap<MunicipalityCode, chrono::DateTime<chrono::Utc>>,
+/// Runs `work` under the claim on `key` ([`while_claimed`]), then marks
+/// it done and `slot` handled; a failed run gives its claim back.
+#[allow(clippy::too_many_arguments)]
+async fn run_claimed(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    key: i64,
+    slot: chrono::DateTime<chrono::Utc>,
+    state: &ScheduleState,
+    now: chrono::DateTime<chrono::Utc>,
+    work: impl std::future::Future<Output = Result<Option<LinkageManifest>, ExtractError>>,
+) -> Result<Option<LinkageManifest>, ExtractError> {
+    match while_claimed(registry, tenant, key, state, now, work).await {
+        Ok(out) => {
+            finish(registry, tenant, key, &state.owner, slot).await?;
+            Ok(out)
+        }
+        Err(e) => {
+            if !matches!(e, ExtractError::ClaimLost(_))
+                && let Err(r) = release(registry, tenant, key, &state.owner).await
+            {
+                tracing::warn!(tenant = %tenant, error = %r, "linkage: cannot give back the claim of a failed extract; it runs out by itself");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Marks the claimed run done and records `slot` as handled (never moving
+/// back), in one transaction; nothing is recorded if the claim is no
+/// longer this scheduler's (false).
+async fn finish(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    key: i64,
+    owner: &str,
+    slot: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, ServiceError> {
+    let (t, owner, slot, at) = (
+        tenant.clone(),
+        owner.to_string(),
+        slot.timestamp_micros(),
+        registry.clock().now().timestamp_micros(),
+    );
+    // Bookkeeping, no event: nobody waiting on commits needs waking.
+    let r = registry
+        .store()
+        .write_quiet(Some(tenant), move |tx| {
+            let n = tx.execute(
+                "UPDATE extract_claims SET done_at = $4 \
+                 WHERE tenant = $1 AND slot = $2 AND owner = $3 AND done_at IS NULL",
+                &[
+                    t.as_str().into(),
+                    key.into(),
+                    owner.as_str().into(),
+                    at.into(),
+                ],
+            )?;
+            if n != 1 {
+                return Err(ClaimTx::Stale);
+            }
+            tx.execute(
+                "INSERT INTO extract_slots (tenant, slot, handled_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant) DO UPDATE SET slot = excluded.slot, handled_at = excluded.handled_at \
+                 WHERE extract_slots.slot < excluded.slot",
+                &[t.as_str().into(), slot.into(), at.into()],
+            )?;
+            Ok(true)
+        })
+        .await;
+    match r {
+        Ok(done) => Ok(done),
+        Err(ClaimTx::Stale) => Ok(false),
+        Err(ClaimTx::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Runs `work` while renewing the claim on `key` every third of the
+/// lease. The lease is counted from the tick's `now` plus the time the
+/// work has taken. If the claim is lost (it ran out while this server was
+/// stalled and another took it), the work is dropped unfinished: it never
+/// writes its manifest, and the other server's run stands.
+async fn while_claimed<T>(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    key: i64,
+    state: &ScheduleState,
+    now: chrono::DateTime<chrono::Utc>,
+    work: impl std::future::Future<Output = Result<T, ExtractError>>,
+) -> Result<T, ExtractError> {
+    let started = std::time::Instant::now();
+    let every = (state.lease / 3).max(std::time::Duration::from_millis(10));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = beat.tick() => {
+                let until = now
+                    + chrono::Duration::from_std(started.elapsed() + state.lease)
+                        .unwrap_or(chrono::Duration::MAX);
+                match renew(registry, tenant, key, &state.owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(ExtractError::ClaimLost(tenant.to_string())),
+                    // The database is away: the lease may still hold; try again.
+                    Err(e) => tracing::warn!(tenant = %tenant, error = %e, "linkage: cannot renew the claim on a scheduled extract"),
+                }
+            }
+        }
+    }
 }
 
 /// One tick of the schedule for `tenant` at `now`: with the tenant's own
@@ -739,8 +989,15 @@ pub struct ScheduleState {
 /// made up by one run at start, unless the target already holds an
 /// extract made since the last of them; a difference covers every event
 /// since the previous extract, so nothing is lost by folding them);
-/// otherwise the server-wide interval `every` (a difference extract when
-/// events came, a full one first).
+/// otherwise the server-wide interval `every` after its last run (kept in
+/// the database, so a restart does not run it early; a difference extract
+/// when events came, a full one first).
+///
+/// Several servers may tick for one database: a run is claimed first
+/// ([`claim`]), so each slot is run by one of them; the others see the
+/// claim, or the handled slot, and return None. A claim left by a killed
+/// run is taken over once its lease ([`ScheduleState::with_lease`]) ran
+/// out after `now` of the tick that took it.
 ///
 /// The handled slot is recorded after the extract is complete: a crash in
 /// between leaves an extract at the target made after the slot, which the
@@ -753,32 +1010,35 @@ pub async fn run_due(
     prefix: &ObjectPath,
     every: std::time::Duration,
     now: chrono::DateTime<chrono::Utc>,
-    state: &mut ScheduleState,
+    state: &ScheduleState,
 ) -> Result<Option<LinkageManifest>, ExtractError> {
+    let handled = handled_slot(registry, tenant).await?;
+    let expected = handled.map(|h| h.timestamp_micros());
     match tenant_schedule(registry, tenant).await? {
         Some(sc) => {
-            state.last_default.remove(tenant);
             let Some(slot) = sc.last_slot(now) else {
                 return Ok(None);
             };
-            if handled_slot(registry, tenant)
-                .await?
-                .is_some_and(|h| h >= slot)
-            {
+            if handled.is_some_and(|h| h >= slot) {
                 return Ok(None);
             }
-            let last = last_complete(store, prefix, tenant).await?;
-            let made_since_slot = last.as_ref().is_some_and(|m| {
-                chrono::DateTime::parse_from_rfc3339(
-                    m.started_at.as_deref().unwrap_or(&m.created_at),
-                )
-                .is_ok_and(|c| c.with_timezone(&chrono::Utc) >= slot)
-            });
-            let out = if made_since_slot {
-                None
-            } else {
+            let key = slot.timestamp_micros();
+            if !claim(registry, tenant, key, expected, state, now).await? {
+                return Ok(None);
+            }
+            let work = async {
+                let last = last_complete(store, prefix, tenant).await?;
+                let made_since_slot = last.as_ref().is_some_and(|m| {
+                    chrono::DateTime::parse_from_rfc3339(
+                        m.started_at.as_deref().unwrap_or(&m.created_at),
+                    )
+                    .is_ok_and(|c| c.with_timezone(&chrono::Utc) >= slot)
+                });
+                if made_since_slot {
+                    return Ok(None);
+                }
                 match sc.kind {
-                    Kind::Full => Some(
+                    Kind::Full => Ok(Some(
                         extract(
                             registry,
                             tenant,
@@ -788,25 +1048,25 @@ pub async fn run_due(
                             &Actor::system("linkage-schedule"),
                         )
                         .await?,
-                    ),
-                    Kind::Diff => scheduled(registry, tenant, store, prefix).await?,
+                    )),
+                    Kind::Diff => scheduled(registry, tenant, store, prefix).await,
                 }
             };
-            record_handled(registry, tenant, slot).await?;
-            Ok(out)
+            run_claimed(registry, tenant, key, slot, state, now, work).await
         }
         None => {
             let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
-            if state
-                .last_default
-                .get(tenant)
-                .is_some_and(|t| now < *t + every)
-            {
+            // Due at the last run plus the interval; the first run at once.
+            let due = handled.map(|h| h + every);
+            if due.is_some_and(|d| now < d) {
                 return Ok(None);
             }
-            let out = scheduled(registry, tenant, store, prefix).await?;
-            state.last_default.insert(tenant.clone(), now);
-            Ok(out)
+            let key = due.map_or(0, |d| d.timestamp_micros());
+            if !claim(registry, tenant, key, expected, state, now).await? {
+                return Ok(None);
+            }
+            let work = scheduled(registry, tenant, store, prefix);
+            run_claimed(registry, tenant, key, now, state, now, work).await
         }
     }
 }
@@ -826,7 +1086,7 @@ pub fn spawn_schedule(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.min(std::time::Duration::from_secs(60)));
-        let mut state = ScheduleState::default();
+        let state = ScheduleState::default();
         loop {
             tick.tick().await;
             let now = registry.clock().now();
@@ -838,16 +1098,8 @@ pub fn spawn_schedule(
                 }
             };
             for t in tenants.iter().map(|t| &t.municipality_code) {
-                if let Err(e) = run_due(
-                    &registry,
-                    t,
-                    store.as_ref(),
-                    &prefix,
-                    every,
-                    now,
-                    &mut state,
-                )
-                .await
+                if let Err(e) =
+                    run_due(&registry, t, store.as_ref(), &prefix, every, now, &state).await
                 {
                     tracing::warn!(tenant = %t, error = %e, "linkage: scheduled extract failed; retried at the next run");
                 }

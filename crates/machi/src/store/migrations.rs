@@ -817,6 +817,56 @@ CREATE POLICY tenant_isolation ON extract_slots
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 "#
 );
+/// File linkage: a scheduled slot is claimed by one server before it runs
+/// (several servers with `--extract-to` on one database run it once). One
+/// row per tenant, the claim of its latest run: the slot (its key), the
+/// owner, until when the claim holds (the owner renews it while it runs;
+/// a claim not renewed, e.g. of a killed run, is taken over after that),
+/// and when it was done. One row per tenant rather than per slot, so no
+/// two runs of one tenant (two slots either side of a boundary on servers
+/// whose clocks differ) ever write at once. The handled slot
+/// (`extract_slots`) now also keeps the server-wide interval's last run.
+///
+/// Webhooks: each subscription counts its attempts (`last_attempt_id`),
+/// so recording attempts no longer looks up the attempts table's maximum
+/// (filled from the attempts recorded so far).
+macro_rules! v31_common {
+    () => {
+        r#"
+ALTER TABLE webhook_subscriptions ADD COLUMN last_attempt_id BIGINT NOT NULL DEFAULT 0;
+UPDATE webhook_subscriptions SET last_attempt_id = COALESCE((SELECT MAX(a.attempt_id)
+    FROM webhook_attempts a WHERE a.tenant = webhook_subscriptions.tenant
+    AND a.subscription_id = webhook_subscriptions.subscription_id), 0);
+CREATE TABLE extract_claims (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (municipality_code),
+    slot BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    claimed_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    done_at BIGINT
+);
+"#
+    };
+}
+
+const V31_SQLITE: &str = v31_common!();
+
+const V31_POSTGRES: &str = concat!(
+    "-- Read and write every tenant's rows, whichever role migrates.\n\
+     ALTER TABLE webhook_subscriptions NO FORCE ROW LEVEL SECURITY;\n\
+     ALTER TABLE webhook_attempts NO FORCE ROW LEVEL SECURITY;\n",
+    v31_common!(),
+    "ALTER TABLE webhook_subscriptions FORCE ROW LEVEL SECURITY;\n\
+     ALTER TABLE webhook_attempts FORCE ROW LEVEL SECURITY;\n",
+    r#"
+GRANT SELECT, INSERT, UPDATE ON extract_claims TO machi_app;
+ALTER TABLE extract_claims ENABLE ROW LEVEL SECURITY;
+ALTER TABLE extract_claims FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON extract_claims
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+"#
+);
 /// Index-backed search (j330, j340): ranked exact → prefix → contains over
 /// the folded keys of names, furigana and addresses.
 ///
@@ -1459,6 +1509,12 @@ pub fn all() -> Vec<Migration> {
             name: "citizen portal: filings refused on import kept once (quarantine), definition decisions withdrawable",
             sqlite: V30_SQLITE,
             postgres: V30_POSTGRES,
+        },
+        Migration {
+            version: 31,
+            name: "file linkage: a scheduled extract slot claimed by one server, the interval's last run kept",
+            sqlite: V31_SQLITE,
+            postgres: V31_POSTGRES,
         },
     ]
 }

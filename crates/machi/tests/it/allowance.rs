@@ -34,6 +34,7 @@ both_backends!(
     a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once,
     staff_change_their_password_and_a_supervisor_issues_a_temporary_one,
     a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_claimed_back,
+    a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorded,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -2155,4 +2156,241 @@ async fn a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_clai
     ] {
         assert!(html.contains(words), "{words}: {html}");
     }
+}
+
+/// 過払 undone, and repayments received. As above, 二郎's late move-out
+/// makes June to September overpaid (¥45,000) and the December file
+/// withholds ¥20,000 of it; the clerk records ¥12,000 repaid (the amount
+/// and the day in 和暦, logged; bad input refused, nothing written). Then
+/// the registry cancels the move-out as made in error (異動の取消し): the
+/// child counts again, every overpayment is cancelled (nothing more is
+/// withheld or claimed back), and what was withheld or repaid is shown as
+/// to be refunded. Redelivered events change nothing.
+async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorded(db: TestDb) {
+    use machi_allowance::audit::{Action, Entry};
+    use machi_allowance::rules::{PayRule, Recovery};
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let jiro = a.rows[3].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2026-01-20"));
+    let id = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let approve = |on: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .approve_payment(
+                    PayRule::Regular,
+                    d(on),
+                    Entry::new(SUPERVISOR, "", Action::PaymentApproved, String::new()),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(approve("2025-08-01").await.unwrap().total, 45_000);
+    assert_eq!(approve("2025-10-01").await.unwrap().total, 40_000);
+    let moved = t
+        .submit(
+            json!({"effective_date": "2025-05-20", "command": {"type": "move_out", "persons": [jiro],
+            "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+        )
+        .await;
+    catch_up(&t.db.registry, &w).await;
+    let owed: i64 = store
+        .recoveries(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.remaining())
+        .sum();
+    assert_eq!(owed, 45_000);
+    // December withholds ¥20,000; ¥25,000 is claimed back.
+    assert_eq!(approve("2025-12-01").await.unwrap().total, 0);
+    let base = serve(web.clone()).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let page = |http: &reqwest::Client, clerk: &str| {
+        let (http, clerk, url) = (
+            http.clone(),
+            clerk.to_string(),
+            format!("{base}/claims/{id}"),
+        );
+        async move { get_as(&http, &clerk, url).await.text().await.unwrap() }
+    };
+    let html = page(&http, &clerk).await;
+    crate::readable::assert_readable(&html, "/claims/{id}");
+    assert!(
+        html.contains("返還金の収納") && html.contains("残りの過払 25,000円"),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let repay = |amount: &'static str, on: &'static str| {
+        let (http, clerk, csrf) = (http.clone(), clerk.clone(), csrf.clone());
+        let url = format!("{base}/claims/{id}/repayments");
+        async move {
+            let r = post_as(
+                &http,
+                &clerk,
+                url,
+                &[("csrf", &csrf), ("amount", amount), ("received_on", on)],
+            )
+            .await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Bad input: refused in both languages, nothing written.
+    for (amount, on, words) in [
+        ("abc", "令和8年1月15日", "金額は1円以上"),
+        ("0", "令和8年1月15日", "金額は1円以上"),
+        ("-500", "令和8年1月15日", "金額は1円以上"),
+        (
+            "30000",
+            "令和8年1月15日",
+            "残りの過払（25,000円）を超えています",
+        ),
+        ("12000", "令和8年2月1日", "受領日が未来の日付です"),
+        ("12000", "令和8年2月30日", "受領日"),
+        ("12000", "", "受領日を入力してください"),
+    ] {
+        let (status, body) = repay(amount, on).await;
+        assert_eq!(status, 422, "{amount} {on}: {body}");
+        assert!(body.contains(words), "{amount} {on}: {body}");
+    }
+    assert!(store.repayments(id).await.unwrap().is_empty());
+    // ¥12,000 received on 15 January 2026 (令和8年): July's ¥5,000 and
+    // ¥7,000 of August's, oldest first.
+    let (status, body) = repay("１２，０００円", "令和8年1月15日").await;
+    assert_eq!(status, 303, "{body}");
+    let repaid = store.repayments(id).await.unwrap();
+    assert_eq!(
+        repaid
+            .iter()
+            .map(|r| (r.amount, r.received_on, r.recorded_by.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(12_000, d("2026-01-15"), CLERK)]
+    );
+    let rec = store.recoveries(id).await.unwrap();
+    assert_eq!(
+        rec.iter()
+            .map(|r| (r.month, r.remaining(), r.state()))
+            .collect::<Vec<_>>(),
+        vec![
+            (ym(2025, 6), 0, Recovery::Settled),
+            (ym(2025, 7), 0, Recovery::Settled),
+            (ym(2025, 8), 3_000, Recovery::Demanded),
+            (ym(2025, 9), 10_000, Recovery::Demanded),
+        ]
+    );
+    let html = page(&http, &clerk).await;
+    crate::readable::assert_readable(&html, "/claims/{id}");
+    for words in [
+        "令和8年1月15日に5,000円の返還を受けた（収納番号 1）",
+        "令和8年1月15日に7,000円の返還を受けた（収納番号 1）、残り3,000円",
+        "<td>令和8年1月15日</td><td class=\"n\">12,000円</td>",
+        "残りの過払 13,000円",
+        "返還を求める額 13,000円",
+    ] {
+        assert!(html.contains(words), "{words}: {html}");
+    }
+    // The registry cancels the move-out as made in error.
+    t.submit(
+        json!({"effective_date": "", "command": {"type": "cancel", "change_id": moved.change_id}}),
+    )
+    .await;
+    catch_up(&t.db.registry, &w).await;
+    let claim = store.claim(id).await.unwrap().unwrap();
+    assert!(
+        claim.children.iter().all(|c| c.left_on.is_none()),
+        "{claim:?}"
+    );
+    let rec = store.recoveries(id).await.unwrap();
+    assert_eq!(
+        rec.iter()
+            .map(|r| (
+                r.month,
+                r.cancelled,
+                r.remaining(),
+                r.refund_due(),
+                r.state()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (ym(2025, 6), 15_000, 0, 15_000, Recovery::Refund),
+            (ym(2025, 7), 10_000, 0, 10_000, Recovery::Refund),
+            (ym(2025, 8), 10_000, 0, 7_000, Recovery::Refund),
+            (ym(2025, 9), 10_000, 0, 0, Recovery::Cancelled),
+        ]
+    );
+    assert!(store.open_recoveries().await.unwrap().is_empty());
+    // The clerk is told to check.
+    let work = store.work_items(false).await.unwrap();
+    assert!(
+        work.iter()
+            .any(|w| w.kind == WorkKind::CorrectionCheck && w.claim_id == Some(id)),
+        "{work:?}"
+    );
+    // Redelivered: nothing new.
+    for e in w.client.events(0, 0).await.unwrap() {
+        assert!(!w.handle(&e).await.unwrap());
+    }
+    assert_eq!(store.recoveries(id).await.unwrap(), rec);
+    // February withholds nothing; 二郎 is paid again.
+    let feb = payment_lines(&store, ym(2026, 2)).await.unwrap();
+    assert!(feb.iter().all(|l| l.offset == 0), "{feb:?}");
+    assert!(
+        feb.iter().map(|l| l.amount).sum::<i64>() >= 40_000,
+        "{feb:?}"
+    );
+    // Nothing is owed any more: a repayment is refused.
+    let (status, body) = repay("1000", "令和8年1月16日").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("返還を求めている過払はありません"), "{body}");
+    let html = page(&http, &clerk).await;
+    crate::readable::assert_readable(&html, "/claims/{id}");
+    for words in [
+        "還付が必要",
+        "取消し（原因となった異動が取り消された）",
+        "還付する額 32,000円",
+        "収納番号",
+    ] {
+        assert!(html.contains(words), "{words}: {html}");
+    }
+    assert!(!html.contains("返還金の収納を記録する"), "{html}");
+    // The repayment is in the access log, with the day in 和暦.
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let log = get_as(&http, &boss.unwrap(), format!("{base}/access-log"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("過払の返還金の収納") && log.contains("12,000円 令和8年1月15日受領"),
+        "{log}"
+    );
 }

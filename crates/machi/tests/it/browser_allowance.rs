@@ -2,7 +2,9 @@
 //! and the allowance system on ports of their own, a family moving in
 //! through the registry, the work item on the clerk's list, the claim
 //! entered from it (with a bad date first), the claim's months with their
-//! rules, and the payment page; axe-core on every screenshot.
+//! rules, and the payment page; a late move-out making the paid month
+//! overpaid, and a repayment recorded on the claim's page (a bad amount
+//! first); axe-core on every screenshot.
 
 use std::sync::Arc;
 
@@ -184,4 +186,47 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     h.client.goto(&go("/accounts")).await.unwrap();
     h.wait_for("#account-submit").await;
     h.shot("allowance-09-accounts").await;
+    // 三郎's move-out on 25 April 2025 reaches the registry after May was
+    // paid: May is overpaid by his ¥30,000 (第9条第3項).
+    let saburo = store.claims().await.unwrap()[0]
+        .children
+        .iter()
+        .find(|c| c.name == "見本　三郎")
+        .unwrap()
+        .child
+        .clone();
+    let req: machi_domain::change::ChangeRequest = serde_json::from_value(json!({
+        "effective_date": "2025-04-25",
+        "command": {"type": "move_out", "persons": [saburo],
+            "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+    .unwrap();
+    h.db.registry
+        .submit(&code(FUCHU), &req, &machi::service::Actor::system("clerk"))
+        .await
+        .unwrap();
+    catch_up(&h.db.registry, &w).await;
+    let id = store.claims().await.unwrap()[0].id;
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for("#repay-submit").await;
+    let page = h.text().await;
+    assert!(page.contains("過払（返還金）"), "{page}");
+    assert!(page.contains("残りの過払 30,000円"), "{page}");
+    // A bad amount: a clear error, nothing recorded.
+    h.fill("repay_amount", "三千円").await;
+    h.click("#repay-submit").await;
+    h.wait_for(".err").await;
+    assert!(h.text().await.contains("金額は1円以上の整数"));
+    assert!(store.repayments(id).await.unwrap().is_empty());
+    h.shot("allowance-10-repayment-error").await;
+    // ¥10,000 received today (the form's day, in 和暦).
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for("#repay-submit").await;
+    h.fill("repay_amount", "10,000").await;
+    h.click("#repay-submit").await;
+    h.wait_for("table[aria-labelledby='repayments']").await;
+    let page = h.text().await;
+    assert!(page.contains("10,000円の返還を受けた"), "{page}");
+    assert!(page.contains("残りの過払 20,000円"), "{page}");
+    assert_eq!(store.repayments(id).await.unwrap().len(), 1);
+    h.shot("allowance-11-repayment").await;
 }

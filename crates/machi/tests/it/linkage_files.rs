@@ -27,6 +27,8 @@ both_backends!(
     the_tenant_administrator_sets_the_schedule_on_the_admin_page,
     several_times_on_chosen_days_each_slot_once_across_restarts,
     the_schedule_picks_up_a_tenant_created_after_it_started,
+    two_schedulers_on_one_database_run_each_slot_once,
+    a_claim_left_by_a_killed_run_is_taken_over_after_its_lease,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -350,7 +352,7 @@ async fn tick(
     store: &InMemory,
     tenant: &str,
     now: chrono::DateTime<chrono::Utc>,
-    state: &mut linkage::ScheduleState,
+    state: &linkage::ScheduleState,
 ) -> Option<LinkageManifest> {
     linkage::run_due(
         &db.registry,
@@ -370,22 +372,22 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
     use linkage::{ScheduleState, TenantSchedule};
     let db = db.with_tenants().await;
     let store = InMemory::new();
-    let mut state = ScheduleState::default();
+    let state = ScheduleState::default();
     let (fuchu, akishima) = (code(FUCHU), code(AKISHIMA));
     let first = change(&db).await;
     // No schedule of its own: the server-wide interval.
     let t0 = Utc::now();
-    let m = tick(&db, &store, FUCHU, t0, &mut state)
+    let m = tick(&db, &store, FUCHU, t0, &state)
         .await
         .expect("a first run");
     assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
     let second = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, t0 + Duration::minutes(30), &mut state)
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(30), &state)
             .await
             .is_none()
     );
-    let m = tick(&db, &store, FUCHU, t0 + Duration::minutes(61), &mut state)
+    let m = tick(&db, &store, FUCHU, t0 + Duration::minutes(61), &state)
         .await
         .expect("a difference");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
@@ -446,32 +448,26 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
     // Today's slot is older than the last extract: nothing now, nor an
     // hour later (the interval no longer applies to Fuchu).
     assert!(
-        tick(&db, &store, FUCHU, t0 + Duration::minutes(62), &mut state)
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(62), &state)
             .await
             .is_none()
     );
     let third = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, t0 + Duration::minutes(130), &mut state)
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(130), &state)
             .await
             .is_none()
     );
     // Tomorrow's slot: a full extract, once.
     let tomorrow = t0 + Duration::hours(24);
-    let m = tick(&db, &store, FUCHU, tomorrow, &mut state)
+    let m = tick(&db, &store, FUCHU, tomorrow, &state)
         .await
         .expect("the daily run");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Full, 0, third));
     assert!(
-        tick(
-            &db,
-            &store,
-            FUCHU,
-            tomorrow + Duration::minutes(5),
-            &mut state
-        )
-        .await
-        .is_none()
+        tick(&db, &store, FUCHU, tomorrow + Duration::minutes(5), &state)
+            .await
+            .is_none()
     );
     // Difference instead: at the next slot, only if events came; an event
     // after the slot waits for the next one.
@@ -480,19 +476,19 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
         .await
         .unwrap();
     let day2 = t0 + Duration::hours(48);
-    assert!(tick(&db, &store, FUCHU, day2, &mut state).await.is_none());
+    assert!(tick(&db, &store, FUCHU, day2, &state).await.is_none());
     let fourth = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, day2 + Duration::hours(3), &mut state)
+        tick(&db, &store, FUCHU, day2 + Duration::hours(3), &state)
             .await
             .is_none()
     );
-    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(72), &mut state)
+    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(72), &state)
         .await
         .expect("a difference");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, third, fourth));
     // Akishima, without a schedule, keeps the server-wide interval.
-    let m = tick(&db, &store, AKISHIMA, tomorrow, &mut state)
+    let m = tick(&db, &store, AKISHIMA, tomorrow, &state)
         .await
         .expect("Akishima's first run");
     assert_eq!(m.kind, Kind::Full);
@@ -502,7 +498,7 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
             &store,
             AKISHIMA,
             tomorrow + Duration::minutes(5),
-            &mut state
+            &state
         )
         .await
         .is_none()
@@ -512,7 +508,7 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
         .await
         .unwrap();
     let fifth = change(&db).await;
-    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(73), &mut state)
+    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(73), &state)
         .await
         .expect("the interval");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, fourth, fifth));
@@ -703,7 +699,7 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
     let first = change(&db).await;
     // Monday 01:00: the last slot (the Wednesday before, 14:00) never ran:
     // the first extract, a full one (nothing at the target yet).
-    let m = tick(&db, &store, FUCHU, jst(day(0), 1, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(0), 1, 0), &restart())
         .await
         .expect("the first run");
     assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
@@ -714,42 +710,42 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
     // Restarted half an hour later, with an event: the slot is handled.
     let second = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, jst(day(0), 1, 30), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(0), 1, 30), &restart())
             .await
             .is_none()
     );
     // 02:00: a difference.
-    let m = tick(&db, &store, FUCHU, jst(day(0), 2, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(0), 2, 0), &restart())
         .await
         .expect("Monday 02:00");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
     // Restarted before 14:00: nothing again.
     let third = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, jst(day(0), 13, 59), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(0), 13, 59), &restart())
             .await
             .is_none()
     );
     // Down over Monday's 14:00, up on Tuesday: made up once.
-    let m = tick(&db, &store, FUCHU, jst(day(1), 10, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(1), 10, 0), &restart())
         .await
         .expect("Monday 14:00, made up");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, second, third));
     // Tuesday is not a chosen day.
     let fourth = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, jst(day(1), 23, 0), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(1), 23, 0), &restart())
             .await
             .is_none()
     );
-    let m = tick(&db, &store, FUCHU, jst(day(2), 2, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(2), 2, 0), &restart())
         .await
         .expect("Wednesday 02:00");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, third, fourth));
     // A slot with no event: handled with no extract, and not looked at
     // again after a restart.
     assert!(
-        tick(&db, &store, FUCHU, jst(day(2), 14, 0), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(2), 14, 0), &restart())
             .await
             .is_none()
     );
@@ -761,7 +757,7 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
     // (Monday 02:00 last) come as one difference holding every event.
     let fifth = change(&db).await;
     let sixth = change(&db).await;
-    let m = tick(&db, &store, FUCHU, jst(day(7), 3, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(7), 3, 0), &restart())
         .await
         .expect("the next Monday");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, fourth, sixth));
@@ -821,4 +817,231 @@ async fn the_schedule_picks_up_a_tenant_created_after_it_started(db: TestDb) {
         .expect("the new municipality's extract");
     assert_eq!((m.kind, m.tenant.as_str()), (Kind::Full, chiyoda));
     task.abort();
+}
+
+/// A second server on the same database: its own store handle and
+/// registry, as another process would open them.
+async fn second_server(db: &TestDb) -> machi::service::Registry {
+    let store = machi::store::Store::connect(&db.location().await, crate::support::test_keyring())
+        .await
+        .unwrap();
+    machi::service::Registry::new(
+        store,
+        machi_domain::dates::EraTable::standard(),
+        machi::service::Clock::System,
+    )
+}
+
+/// Complete extracts of `tenant` at the target.
+async fn manifests(store: &InMemory, tenant: &str) -> usize {
+    let folders = store
+        .list_with_delimiter(Some(&ObjectPath::parse(tenant).unwrap()))
+        .await
+        .unwrap()
+        .common_prefixes;
+    let mut n = 0;
+    for f in folders {
+        if store.head(&f.clone().join(LINKAGE_MANIFEST)).await.is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Two servers with `--extract-to` on one database tick at the same
+/// moments, concurrently: every slot of a tenant's schedule is run by
+/// exactly one of them (the other finds the claim or the handled slot),
+/// and the server-wide interval runs once per interval on both together,
+/// also after both restart (its last run is in the database).
+async fn two_schedulers_on_one_database_run_each_slot_once(db: TestDb) {
+    use chrono::{Datelike, Days, Duration, NaiveTime, Utc, Weekday};
+    use linkage::{ScheduleState, TenantSchedule, Weekdays};
+    let db = db.with_tenants().await;
+    let other = second_server(&db).await;
+    let store = InMemory::new();
+    let prefix = ObjectPath::default();
+    let fuchu = code(FUCHU);
+    let mut monday = (Utc::now() + Duration::days(9)).date_naive();
+    while monday.weekday() != Weekday::Mon {
+        monday = monday + Days::new(1);
+    }
+    let at = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+    let sc = TenantSchedule {
+        times: vec![at(2), at(14)],
+        weekdays: Weekdays::EVERY_DAY,
+        kind: Kind::Diff,
+    };
+    linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
+        .await
+        .unwrap();
+    let (a, b) = (ScheduleState::default(), ScheduleState::default());
+    assert_ne!(a.owner(), b.owner());
+    let hour = std::time::Duration::from_secs(3600);
+    let both = |tenant: &'static str, now: chrono::DateTime<Utc>| {
+        let (a, b, other, store, prefix) = (&a, &b, &other, &store, &prefix);
+        let reg = &db.registry;
+        async move {
+            let t = code(tenant);
+            let (x, y) = tokio::join!(
+                linkage::run_due(reg, &t, store, prefix, hour, now, a),
+                linkage::run_due(other, &t, store, prefix, hour, now, b),
+            );
+            [x.unwrap(), y.unwrap()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut runs = 0;
+    let mut last_seq = 0;
+    for (day, hour_of_day) in [(0, 1), (0, 2), (0, 14), (1, 2), (1, 14), (2, 3)] {
+        last_seq = change(&db).await;
+        let now = jst(monday + Days::new(day), hour_of_day, 0);
+        let made = both(FUCHU, now).await;
+        assert_eq!(made.len(), 1, "one extract for the slot before {now}");
+        assert_eq!(made[0].to_seq, last_seq);
+        runs += 1;
+        // Again a minute later, and after both restart: nothing.
+        assert!(both(FUCHU, now + Duration::minutes(1)).await.is_empty());
+        let (a2, b2) = (ScheduleState::default(), ScheduleState::default());
+        let (x, y) = tokio::join!(
+            linkage::run_due(&db.registry, &fuchu, &store, &prefix, hour, now, &a2),
+            linkage::run_due(&other, &fuchu, &store, &prefix, hour, now, &b2),
+        );
+        assert!(x.unwrap().is_none() && y.unwrap().is_none());
+    }
+    assert_eq!(manifests(&store, FUCHU).await, runs);
+    assert!(last_seq > 0);
+    // Akishima on the server-wide interval (hourly): once now, not within
+    // the hour even on restarted servers, once after it.
+    let t0 = Utc::now();
+    assert_eq!(both(AKISHIMA, t0).await.len(), 1);
+    for later in [1, 30, 59] {
+        let (a2, b2) = (ScheduleState::default(), ScheduleState::default());
+        let now = t0 + Duration::minutes(later);
+        let akishima = code(AKISHIMA);
+        let (x, y) = tokio::join!(
+            linkage::run_due(&db.registry, &akishima, &store, &prefix, hour, now, &a2),
+            linkage::run_due(&other, &akishima, &store, &prefix, hour, now, &b2),
+        );
+        assert!(x.unwrap().is_none() && y.unwrap().is_none(), "{later} min");
+    }
+    // An event for Akishima, then the next interval: one difference.
+    let req: ChangeRequest = serde_json::from_value(takahashi_family()).unwrap();
+    db.registry
+        .submit(&code(AKISHIMA), &req, &Actor::system("clerk"))
+        .await
+        .unwrap();
+    let made = both(AKISHIMA, t0 + Duration::minutes(61)).await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].kind, Kind::Diff);
+    assert_eq!(manifests(&store, AKISHIMA).await, 2);
+}
+
+/// A server killed while it writes a scheduled extract leaves its claim:
+/// no other server runs the slot while the claim's lease holds, and the
+/// first tick after it ran out takes the slot over and writes the
+/// extract (the killed run left no manifest, so nothing is skipped).
+async fn a_claim_left_by_a_killed_run_is_taken_over_after_its_lease(db: TestDb) {
+    use chrono::{Duration, Utc};
+    use linkage::{CLAIM_LEASE, ScheduleState};
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let db = db.with_tenants().await;
+    let other = second_server(&db).await;
+    let store = Arc::new(InMemory::new());
+    let prefix = ObjectPath::default();
+    let first = change(&db).await;
+    // The first server's writes hang (a stalled disk): it is killed there.
+    let stalled = ThrottledStore::new(
+        store.clone(),
+        ThrottleConfig {
+            wait_put_per_call: std::time::Duration::from_secs(3600),
+            ..ThrottleConfig::default()
+        },
+    );
+    let t0 = Utc::now();
+    let registry = db.registry.clone();
+    let (p, killed) = (prefix.clone(), ScheduleState::default());
+    let run = tokio::spawn(async move {
+        linkage::run_due(
+            &registry,
+            &code(FUCHU),
+            &stalled,
+            &p,
+            std::time::Duration::from_secs(3600),
+            t0,
+            &killed,
+        )
+        .await
+    });
+    // Wait until it holds the claim, then kill it mid-write.
+    let start = std::time::Instant::now();
+    loop {
+        let owner: Option<String> = db
+            .store
+            .read(Some(&code(FUCHU)), |tx| {
+                tx.query_opt(
+                    "SELECT owner FROM extract_claims WHERE tenant = $1 AND done_at IS NULL",
+                    &[FUCHU.into()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()
+            })
+            .await
+            .unwrap();
+        if owner.is_some() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 30, "the run never claimed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!run.is_finished());
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    assert_eq!(manifests(&store, FUCHU).await, 0);
+    // The other server, while the claim holds: nothing.
+    let b = ScheduleState::default();
+    let lease = Duration::from_std(CLAIM_LEASE).unwrap();
+    for now in [t0, t0 + Duration::minutes(1), t0 + lease] {
+        assert!(
+            tick_on(&other, &store, now, &b).await.is_none(),
+            "claim held at {now}"
+        );
+    }
+    assert_eq!(
+        linkage::handled_slot(&other, &code(FUCHU)).await.unwrap(),
+        None
+    );
+    // After the lease: taken over, the whole extract written once.
+    let m = tick_on(&other, &store, t0 + lease + Duration::seconds(1), &b)
+        .await
+        .expect("taken over");
+    assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
+    assert_checksums(store.as_ref(), &m).await;
+    assert_eq!(manifests(&store, FUCHU).await, 1);
+    assert!(
+        tick_on(&other, &store, t0 + lease + Duration::seconds(2), &b)
+            .await
+            .is_none()
+    );
+}
+
+async fn tick_on(
+    registry: &machi::service::Registry,
+    store: &InMemory,
+    now: chrono::DateTime<chrono::Utc>,
+    state: &linkage::ScheduleState,
+) -> Option<LinkageManifest> {
+    linkage::run_due(
+        registry,
+        &code(FUCHU),
+        store,
+        &ObjectPath::default(),
+        std::time::Duration::from_secs(3600),
+        now,
+        state,
+    )
+    .await
+    .unwrap()
 }
