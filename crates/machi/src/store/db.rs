@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use machi_domain::ids::MunicipalityCode;
 
@@ -268,6 +268,53 @@ impl BulkRows {
 /// Prepared statements of one PostgreSQL connection, by SQL text.
 pub type PgStatements = HashMap<String, postgres::Statement>;
 
+/// What this process asked of its database, counted where it is sent:
+/// `/metrics` shows it and `machi bench-http` divides it by requests.
+///
+/// - `statements`: SQL statements run, `BEGIN`, `COMMIT`, `SAVEPOINT` and
+///   `set_config` included (a batch counts each of its statements; on
+///   SQLite each row of [`Tx::insert_rows`] is one);
+/// - `round_trips` (PostgreSQL only; SQLite runs in the process): each
+///   time machi waits for the server: a statement, a batch, a prepare, a
+///   COPY's start and its end, a pool's test of a connection;
+/// - `transactions`: transactions begun (a group commit's is one).
+pub struct DbCounters {
+    pub statements: prometheus_client::metrics::counter::Counter,
+    pub round_trips: prometheus_client::metrics::counter::Counter,
+    pub transactions: prometheus_client::metrics::counter::Counter,
+}
+
+/// This process's [`DbCounters`].
+pub static COUNTERS: LazyLock<DbCounters> = LazyLock::new(|| DbCounters {
+    statements: Default::default(),
+    round_trips: Default::default(),
+    transactions: Default::default(),
+});
+
+/// The three counters now: statements, round trips, transactions.
+pub fn counts() -> (u64, u64, u64) {
+    let c = &*COUNTERS;
+    (
+        c.statements.get(),
+        c.round_trips.get(),
+        c.transactions.get(),
+    )
+}
+
+pub(super) fn count(statements: u64, round_trips: u64) {
+    let c = &*COUNTERS;
+    c.statements.inc_by(statements);
+    if round_trips > 0 {
+        c.round_trips.inc_by(round_trips);
+    }
+}
+
+/// Statements in a batch of SQL without parameters (`;`-separated; the
+/// batches machi sends have no `;` inside a literal).
+fn batch_statements(sql: &str) -> u64 {
+    sql.split(';').filter(|s| !s.trim().is_empty()).count() as u64
+}
+
 /// An open transaction on either backend, with the keyring of the store
 /// (for the values it seals, see [`Tx::tenant_keys`]).
 pub struct Tx<'c> {
@@ -374,6 +421,9 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
 
 impl<'c> Tx<'c> {
     pub(super) fn sqlite(tx: rusqlite::Transaction<'c>, keyring: &'c Keyring) -> Self {
+        // Its BEGIN was sent by the caller.
+        COUNTERS.transactions.inc();
+        count(1, 0);
         Tx {
             conn: Conn::Sqlite(tx),
             keyring,
@@ -386,6 +436,9 @@ impl<'c> Tx<'c> {
         statements: &'c mut PgStatements,
         keyring: &'c Keyring,
     ) -> Self {
+        // Its BEGIN was sent by the caller.
+        COUNTERS.transactions.inc();
+        count(1, 1);
         Tx {
             conn: Conn::Postgres { tx, statements },
             keyring,
@@ -419,11 +472,13 @@ impl Tx<'_> {
     pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
         match &mut self.conn {
             Conn::Sqlite(tx) => {
+                count(1, 0);
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let ps = sqlite_params(params);
                 Ok(st.execute(rusqlite::params_from_iter(ps.iter()))? as u64)
             }
             Conn::Postgres { tx, statements } => {
+                count(1, 1);
                 let st = pg_statement(tx, statements, sql)?;
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
@@ -453,6 +508,7 @@ impl Tx<'_> {
     ) -> Result<(), StoreError> {
         match &mut self.conn {
             Conn::Sqlite(tx) => {
+                count(1, 0);
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let n = st.column_count();
                 let ps = sqlite_params(params);
@@ -468,6 +524,7 @@ impl Tx<'_> {
             }
             Conn::Postgres { tx, statements } => {
                 use postgres::fallible_iterator::FallibleIterator;
+                count(1, 1);
                 let st = pg_statement(tx, statements, sql)?;
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
@@ -510,6 +567,7 @@ impl Tx<'_> {
                     "INSERT INTO {table} ({columns}) VALUES ({values})"
                 ))?;
                 use rusqlite::types::{ToSqlOutput, ValueRef};
+                count(rows.rows() as u64, 0);
                 for row in 0..rows.rows() {
                     for (i, c) in rows.row(row).iter().enumerate() {
                         let v = match *c {
@@ -526,6 +584,7 @@ impl Tx<'_> {
             Conn::Postgres { tx, .. } => {
                 let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
                 rows.copy_binary(&mut data);
+                count(1, 2);
                 let mut w = tx.copy_in(&format!(
                     "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
                 ))?;
@@ -554,8 +613,14 @@ impl Tx<'_> {
     /// Runs SQL without parameters (e.g. SAVEPOINT).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
         match &mut self.conn {
-            Conn::Sqlite(tx) => tx.execute_batch(sql)?,
-            Conn::Postgres { tx, .. } => tx.batch_execute(sql)?,
+            Conn::Sqlite(tx) => {
+                count(batch_statements(sql), 0);
+                tx.execute_batch(sql)?
+            }
+            Conn::Postgres { tx, .. } => {
+                count(batch_statements(sql), 1);
+                tx.batch_execute(sql)?
+            }
         }
         Ok(())
     }
@@ -569,8 +634,14 @@ impl Tx<'_> {
 
     pub fn commit(self) -> Result<(), StoreError> {
         match self.conn {
-            Conn::Sqlite(tx) => tx.commit()?,
-            Conn::Postgres { tx, .. } => tx.commit()?,
+            Conn::Sqlite(tx) => {
+                count(1, 0);
+                tx.commit()?
+            }
+            Conn::Postgres { tx, .. } => {
+                count(1, 1);
+                tx.commit()?
+            }
         }
         Ok(())
     }
@@ -584,6 +655,7 @@ fn pg_statement(
     if let Some(st) = statements.get(sql) {
         return Ok(st.clone());
     }
+    count(0, 1);
     let st = tx.prepare(sql)?;
     statements.insert(sql.to_string(), st.clone());
     Ok(st)

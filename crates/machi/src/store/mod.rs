@@ -33,7 +33,7 @@ use std::time::Duration;
 use machi_domain::ids::MunicipalityCode;
 
 use crate::crypto::{Keyring, SealError};
-pub use db::{BulkRows, Param, Row, Tx};
+pub use db::{BulkRows, COUNTERS, Param, Row, Tx, counts};
 pub use migrations::Migration;
 
 /// Which database is behind the store.
@@ -423,6 +423,7 @@ impl r2d2::ManageConnection for PgManager {
         })
     }
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        db::count(0, 1);
         match conn.client.as_mut() {
             Some(c) => c.batch_execute(""),
             None => Ok(()),
@@ -810,6 +811,8 @@ impl Inner {
                 .map_err(|e| E::from(e.into()))?;
                 // The second wall: row-level security reads the tenant from here.
                 let scope = tenant.map(|t| t.as_str()).unwrap_or("");
+                // An unnamed statement: prepared, then run.
+                db::count(1, 2);
                 tx.execute("SELECT set_config('machi.tenant', $1, true)", &[&scope])
                     .map_err(|e| E::from(e.into()))?;
                 finish(Tx::postgres(tx, statements, keyring), f)
