@@ -373,14 +373,21 @@ async fn start_server(
         .env("MACHI_DATABASE", database)
         .env("MACHI_MASTER_KEY", key.to_hex().as_str())
         .env("MACHI_SQLITE_SYNC", sync)
-        .env("MACHI_LOG", "warn")
+        .env(
+            "MACHI_LOG",
+            std::env::var("MACHI_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("MACHI_MASTER_KEY_FILE")
         .env_remove("MACHI_PORTAL_URL")
         .env_remove("MACHI_EXTRACT_TO")
         .env_remove("MACHI_METRICS_TOKEN")
         .env_remove(crate::store::PG_GROUP_COMMIT_ENV)
         .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
+        .stdout(if std::env::var_os("MACHI_BENCH_SERVER_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()?;
     let mut server = Server { child };
     let url = format!("http://127.0.0.1:{port}/healthz");

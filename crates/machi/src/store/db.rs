@@ -276,7 +276,7 @@ pub type PgStatements = HashMap<String, postgres::Statement>;
 ///   SQLite each row of [`Tx::insert_rows`] is one);
 /// - `round_trips` (PostgreSQL only; SQLite runs in the process): each
 ///   time machi waits for the server: a statement, a batch, a prepare, a
-///   COPY's start and its end, a pool's test of a connection;
+///   COPY's start and its end;
 /// - `transactions`: transactions begun (a group commit's is one).
 pub struct DbCounters {
     pub statements: prometheus_client::metrics::counter::Counter,
@@ -301,7 +301,13 @@ pub fn counts() -> (u64, u64, u64) {
     )
 }
 
-pub(super) fn count(statements: u64, round_trips: u64) {
+/// Logs `sql` at trace level (`MACHI_LOG=machi::sql=trace`): what one
+/// request sends, statement by statement.
+fn trace(sql: &str) {
+    tracing::trace!(target: "machi::sql", "{sql}");
+}
+
+fn count(statements: u64, round_trips: u64) {
     let c = &*COUNTERS;
     c.statements.inc_by(statements);
     if round_trips > 0 {
@@ -315,6 +321,77 @@ fn batch_statements(sql: &str) -> u64 {
     sql.split(';').filter(|s| !s.trim().is_empty()).count() as u64
 }
 
+/// An open PostgreSQL transaction on a connection: begun by one batch
+/// (`BEGIN` and the tenant scope in one round trip), rolled back when
+/// dropped uncommitted.
+pub(super) struct PgTx<'c> {
+    client: &'c mut postgres::Client,
+    open: bool,
+}
+
+impl<'c> PgTx<'c> {
+    /// Runs `begin` (a batch that starts with `BEGIN`) on `client`.
+    pub(super) fn begin(client: &'c mut postgres::Client, begin: &str) -> Result<Self, StoreError> {
+        Self::begin_or_closed(client, begin).map_err(|(e, _)| e)
+    }
+
+    /// [`PgTx::begin`]; a failure says whether the connection was found
+    /// closed (then nothing ran on it).
+    pub(super) fn begin_or_closed(
+        client: &'c mut postgres::Client,
+        begin: &str,
+    ) -> Result<Self, (StoreError, bool)> {
+        COUNTERS.transactions.inc();
+        count(batch_statements(begin), 1);
+        trace(begin);
+        match client.batch_execute(begin) {
+            Ok(()) => Ok(PgTx { client, open: true }),
+            Err(e) => {
+                let closed = client.is_closed();
+                Err((e.into(), closed))
+            }
+        }
+    }
+
+    /// Runs `sql` (without parameters) and commits, in one round trip.
+    fn commit_after(&mut self, sql: &str) -> Result<(), StoreError> {
+        count(batch_statements(sql) + 1, 1);
+        self.open = false;
+        if sql.is_empty() {
+            self.client.batch_execute("COMMIT")?;
+        } else {
+            self.client.batch_execute(&format!("{sql}; COMMIT"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.client.is_closed() {
+            count(1, 1);
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// The SQL that begins a PostgreSQL transaction scoped to `tenant`, in one
+/// round trip: row-level security reads the tenant from `machi.tenant`.
+/// A tenant code is six ASCII digits (checked when parsed), so it is
+/// inlined; anything else is refused.
+pub(super) fn pg_begin_sql(
+    begin: &str,
+    tenant: Option<&MunicipalityCode>,
+) -> Result<String, StoreError> {
+    let scope = tenant.map(|t| t.as_str()).unwrap_or("");
+    if !scope.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StoreError::Corrupt(format!("tenant code {scope:?}")));
+    }
+    Ok(format!(
+        "{begin}; SELECT set_config('machi.tenant', '{scope}', true)"
+    ))
+}
+
 /// An open transaction on either backend, with the keyring of the store
 /// (for the values it seals, see [`Tx::tenant_keys`]).
 pub struct Tx<'c> {
@@ -323,12 +400,14 @@ pub struct Tx<'c> {
     /// SQLite: the commit is not to copy the log into the database file
     /// (see [`Tx::defer_checkpoint`]).
     checkpoint_deferred: bool,
+    /// The transaction changed who may sign in (see [`Tx::auth_changed`]).
+    auth_changed: bool,
 }
 
 enum Conn<'c> {
     Sqlite(rusqlite::Transaction<'c>),
     Postgres {
-        tx: postgres::Transaction<'c>,
+        tx: PgTx<'c>,
         statements: &'c mut PgStatements,
     },
 }
@@ -428,21 +507,20 @@ impl<'c> Tx<'c> {
             conn: Conn::Sqlite(tx),
             keyring,
             checkpoint_deferred: false,
+            auth_changed: false,
         }
     }
 
     pub(super) fn postgres(
-        tx: postgres::Transaction<'c>,
+        tx: PgTx<'c>,
         statements: &'c mut PgStatements,
         keyring: &'c Keyring,
     ) -> Self {
-        // Its BEGIN was sent by the caller.
-        COUNTERS.transactions.inc();
-        count(1, 1);
         Tx {
             conn: Conn::Postgres { tx, statements },
             keyring,
             checkpoint_deferred: false,
+            auth_changed: false,
         }
     }
 
@@ -461,6 +539,32 @@ impl<'c> Tx<'c> {
         self.checkpoint_deferred
     }
 
+    /// Marks the transaction as one that takes access away (a session or
+    /// token ended, an account or client disabled, scopes or roles
+    /// changed): once it commits, every caller this store's process has
+    /// cached is checked in the database again (`Store::auth_epoch`). On
+    /// PostgreSQL it also notifies [`super::listen::AUTH_CHANNEL`] in the
+    /// same transaction, so the other processes on the database drop their
+    /// cached callers when it commits, and not if it rolls back.
+    pub fn mark_auth_changed(&mut self) -> Result<(), StoreError> {
+        if self.auth_changed {
+            return Ok(());
+        }
+        if self.backend() == super::Backend::Postgres {
+            self.execute(
+                "SELECT pg_notify($1, '')",
+                &[super::listen::AUTH_CHANNEL.into()],
+            )?;
+        }
+        self.auth_changed = true;
+        Ok(())
+    }
+
+    /// Whether [`Tx::mark_auth_changed`] was called.
+    pub(super) fn auth_changed(&self) -> bool {
+        self.auth_changed
+    }
+
     /// The keys of `tenant`, to seal what is stored and open what is read.
     pub fn tenant_keys(&self, tenant: &MunicipalityCode) -> Result<Arc<TenantKeys>, StoreError> {
         Ok(self.keyring.tenant(tenant)?)
@@ -470,6 +574,7 @@ impl<'c> Tx<'c> {
 impl Tx<'_> {
     /// Runs a statement; returns the number of rows it changed.
     pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
                 count(1, 0);
@@ -483,7 +588,7 @@ impl Tx<'_> {
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     ps.iter().map(|b| b.as_ref()).collect();
-                Ok(tx.execute(&st, &refs)?)
+                Ok(tx.client.execute(&st, &refs)?)
             }
         }
     }
@@ -506,6 +611,7 @@ impl Tx<'_> {
         params: &[Param<'_>],
         mut f: impl FnMut(Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
                 count(1, 0);
@@ -529,7 +635,7 @@ impl Tx<'_> {
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     ps.iter().map(|b| b.as_ref()).collect();
-                let mut rows = tx.query_raw(&st, refs)?;
+                let mut rows = tx.client.query_raw(&st, refs)?;
                 while let Some(r) = rows.next()? {
                     let vals = (0..r.len())
                         .map(|i| pg_value(&r, i))
@@ -585,7 +691,7 @@ impl Tx<'_> {
                 let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
                 rows.copy_binary(&mut data);
                 count(1, 2);
-                let mut w = tx.copy_in(&format!(
+                let mut w = tx.client.copy_in(&format!(
                     "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
                 ))?;
                 w.write_all(&data)
@@ -612,6 +718,7 @@ impl Tx<'_> {
 
     /// Runs SQL without parameters (e.g. SAVEPOINT).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
                 count(batch_statements(sql), 0);
@@ -619,7 +726,7 @@ impl Tx<'_> {
             }
             Conn::Postgres { tx, .. } => {
                 count(batch_statements(sql), 1);
-                tx.batch_execute(sql)?
+                tx.client.batch_execute(sql)?
             }
         }
         Ok(())
@@ -633,22 +740,30 @@ impl Tx<'_> {
     }
 
     pub fn commit(self) -> Result<(), StoreError> {
+        self.commit_after("")
+    }
+
+    /// Runs `sql` (without parameters, e.g. releasing a savepoint) and
+    /// commits: one round trip on PostgreSQL.
+    pub(super) fn commit_after(mut self, sql: &str) -> Result<(), StoreError> {
+        if let Conn::Sqlite(_) = self.conn
+            && !sql.is_empty()
+        {
+            self.execute_batch(sql)?;
+        }
         match self.conn {
             Conn::Sqlite(tx) => {
                 count(1, 0);
                 tx.commit()?
             }
-            Conn::Postgres { tx, .. } => {
-                count(1, 1);
-                tx.commit()?
-            }
+            Conn::Postgres { mut tx, .. } => tx.commit_after(sql)?,
         }
         Ok(())
     }
 }
 
 fn pg_statement(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut PgTx<'_>,
     statements: &mut PgStatements,
     sql: &str,
 ) -> Result<postgres::Statement, StoreError> {
@@ -656,7 +771,7 @@ fn pg_statement(
         return Ok(st.clone());
     }
     count(0, 1);
-    let st = tx.prepare(sql)?;
+    let st = tx.client.prepare(sql)?;
     statements.insert(sql.to_string(), st.clone());
     Ok(st)
 }

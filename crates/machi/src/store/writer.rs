@@ -12,8 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
-use super::StoreError;
 use super::db::Tx;
+use super::{AuthWatch, StoreError};
 use crate::crypto::Keyring;
 
 /// Answers one caller once the commit's outcome is known.
@@ -36,14 +36,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: rusqlite::Connection, keyring: Arc<Keyring>) -> Result<Writer, StoreError> {
+    pub fn start(
+        conn: rusqlite::Connection,
+        keyring: Arc<Keyring>,
+        auth: Arc<AuthWatch>,
+    ) -> Result<Writer, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let checkpointing = Checkpointing::default();
         let queued = Arc::new(AtomicUsize::new(0));
         let (c, q) = (checkpointing.clone(), queued.clone());
         let thread = std::thread::Builder::new()
             .name("machi-sqlite-writer".into())
-            .spawn(move || run(conn, &keyring, rx, &q, &c))
+            .spawn(move || run(conn, &keyring, &auth, rx, &q, &c))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Writer {
             jobs,
@@ -112,6 +116,7 @@ impl Writer {
 fn run(
     mut conn: rusqlite::Connection,
     keyring: &Keyring,
+    auth: &AuthWatch,
     rx: mpsc::Receiver<Job>,
     queued: &AtomicUsize,
     checkpointing: &Checkpointing,
@@ -178,6 +183,7 @@ fn run(
             }
         }
         let deferred = tx.checkpoint_deferred();
+        let changed_auth = tx.auth_changed();
         let outcome = match broken {
             Some(msg) => {
                 drop(tx);
@@ -185,6 +191,9 @@ fn run(
             }
             None => tx.commit().map_err(|e| e.to_string()),
         };
+        if outcome.is_ok() {
+            auth.committed(changed_auth);
+        }
         // Started (and waitable) before the writers hear of their commit.
         if deferred
             && let Some(h) = checkpoint_after_deferred(&conn)
