@@ -21,6 +21,7 @@ macro_rules! both_backends {
 mod allowance;
 mod allowance_faults;
 mod api;
+mod auth_cache;
 mod browser;
 mod browser_allowance;
 mod browser_counter_filing;
