@@ -459,7 +459,7 @@ async fn db_counts(client: &reqwest::Client, base: &str) -> anyhow::Result<[f64;
 
 /// Statements, round trips and transactions of one request of `op`
 /// (see the module's comment).
-async fn count_op(t: &Arc<Target>, op: Op) -> anyhow::Result<[f64; 3]> {
+async fn count_op(t: &Arc<Target>, op: Op, conns: usize) -> anyhow::Result<[f64; 3]> {
     let client = crate::service::hooks::http_client(Duration::from_secs(30))?;
     let a = db_counts(&client, &t.base).await?;
     let b = db_counts(&client, &t.base).await?;
@@ -469,10 +469,12 @@ async fn count_op(t: &Arc<Target>, op: Op) -> anyhow::Result<[f64; 3]> {
         token: t.token.clone(),
         persons: t.persons.clone(),
         today: t.today,
-        limit: Some(COUNTED_REQUESTS),
+        limit: Some(COUNTED_REQUESTS.div_ceil(conns)),
     };
-    let f = drive(&Arc::new(one), op, 1, 3600.0, 99).await?;
-    if f.n != COUNTED_REQUESTS || f.errors > 0 {
+    // Seeds of their own: the creates must not repeat the timed runs' persons.
+    let f = drive(&Arc::new(one), op, conns, 3600.0, 500 + conns as u64).await?;
+    let total = COUNTED_REQUESTS.div_ceil(conns) * conns;
+    if f.n != total || f.errors > 0 {
         anyhow::bail!(
             "counting {}: {} answered, {} failed",
             op.what(),
@@ -484,7 +486,7 @@ async fn count_op(t: &Arc<Target>, op: Op) -> anyhow::Result<[f64; 3]> {
     let mut out = [0.0; 3];
     for i in 0..3 {
         // Less one scrape's own reads (b - a).
-        out[i] = (c[i] - b[i] - (b[i] - a[i])) / COUNTED_REQUESTS as f64;
+        out[i] = (c[i] - b[i] - (b[i] - a[i])) / total as f64;
     }
     Ok(out)
 }
@@ -673,14 +675,17 @@ async fn measure(
         limit: None,
     });
     println!(
-        "  database work per request (server's /metrics around {COUNTED_REQUESTS} requests on one connection):"
+        "  database work per request (server's /metrics around {COUNTED_REQUESTS} requests; at {} connections a group commit's share):",
+        a.connections
     );
     for op in [Op::Read, Op::Search, Op::Create] {
-        let [st, rt, tx] = count_op(&target, op).await?;
-        println!(
-            "    {:<40} {st:>5.1} statements  {rt:>5.1} round trips  {tx:>4.1} transactions",
-            op.what()
-        );
+        for conns in [1, a.connections] {
+            let [st, rt, tx] = count_op(&target, op, conns).await?;
+            println!(
+                "    {:<40} {conns:>2} conn {st:>5.1} statements  {rt:>5.1} round trips  {tx:>4.2} transactions",
+                op.what()
+            );
+        }
     }
     if a.count_only {
         return Ok(());

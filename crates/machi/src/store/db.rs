@@ -402,6 +402,24 @@ pub struct Tx<'c> {
     checkpoint_deferred: bool,
     /// The transaction changed who may sign in (see [`Tx::auth_changed`]).
     auth_changed: bool,
+    /// The access-log chain head this transaction moved last, when it is
+    /// ahead of `tenant_heads` (see [`AuditHead`]).
+    audit_head: Option<AuditHead>,
+}
+
+/// A tenant's access-log chain head as this transaction left it
+/// (`records::append_next_audit`): the entries after the first that one
+/// transaction appends for a tenant take their number and previous hash
+/// from here, one INSERT each, and `tenant_heads` is written once, before
+/// the commit or before anything else that reads or moves it
+/// ([`Tx::flush_audit_head`]). A group commit's readers thus share the
+/// head's two updates instead of making two each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub tenant: String,
+    /// The number and hash of the last entry appended.
+    pub seq: i64,
+    pub hash: String,
 }
 
 enum Conn<'c> {
@@ -508,6 +526,7 @@ impl<'c> Tx<'c> {
             keyring,
             checkpoint_deferred: false,
             auth_changed: false,
+            audit_head: None,
         }
     }
 
@@ -521,6 +540,7 @@ impl<'c> Tx<'c> {
             keyring,
             checkpoint_deferred: false,
             auth_changed: false,
+            audit_head: None,
         }
     }
 
@@ -716,8 +736,63 @@ impl Tx<'_> {
             .ok_or_else(|| StoreError::Corrupt(format!("no row from: {sql}")))
     }
 
-    /// Runs SQL without parameters (e.g. SAVEPOINT).
+    /// The chain head this transaction holds ahead of `tenant_heads`.
+    pub fn audit_head(&self) -> Option<&AuditHead> {
+        self.audit_head.as_ref()
+    }
+
+    /// Holds `head` ahead of `tenant_heads` (written by
+    /// [`Tx::flush_audit_head`]); the caller has written every entry up to
+    /// it and holds the tenant's head row (it moved it in this transaction).
+    pub fn hold_audit_head(&mut self, head: AuditHead) {
+        self.audit_head = Some(head);
+    }
+
+    /// Writes the held chain head to `tenant_heads`, if any: before the
+    /// commit, a savepoint of the caller's, and anything that reads or
+    /// moves the head (`records::advance`).
+    pub fn flush_audit_head(&mut self) -> Result<(), StoreError> {
+        if let Some(h) = self.audit_head.take() {
+            let n = self.execute(
+                "UPDATE tenant_heads SET audit_seq = $2, audit_hash = $3 WHERE tenant = $1",
+                &[
+                    h.tenant.as_str().into(),
+                    h.seq.into(),
+                    h.hash.as_str().into(),
+                ],
+            )?;
+            // Row-level security hides another tenant's row: a head written
+            // under the wrong scope must fail, never vanish.
+            if n != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the access-log head of tenant {} was not written",
+                    h.tenant
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A writer's view of the held head around one write's savepoint: taken
+    /// before it, put back when the savepoint is rolled back.
+    pub(super) fn audit_head_snapshot(&self) -> Option<AuditHead> {
+        self.audit_head.clone()
+    }
+
+    pub(super) fn restore_audit_head(&mut self, head: Option<AuditHead>) {
+        self.audit_head = head;
+    }
+
+    /// Runs SQL without parameters (e.g. SAVEPOINT). A held chain head is
+    /// written first (a savepoint rolled back must not lose or keep it).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.flush_audit_head()?;
+        self.execute_batch_raw(sql)
+    }
+
+    /// [`Tx::execute_batch`] keeping the held chain head: for the writers'
+    /// own savepoints, which take and restore it themselves.
+    pub(super) fn execute_batch_raw(&mut self, sql: &str) -> Result<(), StoreError> {
         trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
@@ -746,10 +821,11 @@ impl Tx<'_> {
     /// Runs `sql` (without parameters, e.g. releasing a savepoint) and
     /// commits: one round trip on PostgreSQL.
     pub(super) fn commit_after(mut self, sql: &str) -> Result<(), StoreError> {
+        self.flush_audit_head()?;
         if let Conn::Sqlite(_) = self.conn
             && !sql.is_empty()
         {
-            self.execute_batch(sql)?;
+            self.execute_batch_raw(sql)?;
         }
         match self.conn {
             Conn::Sqlite(tx) => {

@@ -201,7 +201,19 @@ fn run_batch(
             continue;
         }
         if !first {
-            let opened = open_sql(false, tenant.as_ref()).and_then(|sql| tx.execute_batch(&sql));
+            // A held access-log head is written under its own tenant's
+            // scope (row-level security), before the scope changes.
+            let switch = tx
+                .audit_head()
+                .is_some_and(|h| tenant.as_ref().is_none_or(|t| t.as_str() != h.tenant));
+            let flushed = if switch {
+                tx.flush_audit_head()
+            } else {
+                Ok(())
+            };
+            let opened = flushed
+                .and_then(|()| open_sql(false, tenant.as_ref()))
+                .and_then(|sql| tx.execute_batch_raw(&sql));
             if let Err(e) = opened {
                 broken = Some(e.to_string());
                 drop(job);
@@ -209,20 +221,24 @@ fn run_batch(
             }
         }
         first = false;
+        // The access-log head held for the batch, as the savepoint has it.
+        let head = tx.audit_head_snapshot();
         match catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
             Ok((true, c)) => completions.push(c),
             Ok((false, c)) => {
                 // Answered after the commit like the others, with its own error.
                 completions.push(c);
-                if let Err(e) = tx.execute_batch("ROLLBACK TO machi_append") {
+                if let Err(e) = tx.execute_batch_raw("ROLLBACK TO machi_append") {
                     broken = Some(e.to_string());
                 }
+                tx.restore_audit_head(head);
             }
             Err(_) => {
                 tracing::error!("a write panicked; it was rolled back");
-                if let Err(e) = tx.execute_batch("ROLLBACK TO machi_append") {
+                if let Err(e) = tx.execute_batch_raw("ROLLBACK TO machi_append") {
                     broken = Some(e.to_string());
                 }
+                tx.restore_audit_head(head);
             }
         }
     }

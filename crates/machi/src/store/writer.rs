@@ -150,13 +150,15 @@ fn run(
                 drop(job);
                 continue;
             }
-            if let Err(e) = tx.execute_batch("SAVEPOINT machi_write") {
+            if let Err(e) = tx.execute_batch_raw("SAVEPOINT machi_write") {
                 broken = Some(e.to_string());
                 drop(job);
                 continue;
             }
+            // The access-log head held for the batch, as the savepoint has it.
+            let head = tx.audit_head_snapshot();
             match catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
-                Ok((true, c)) => match tx.execute_batch("RELEASE machi_write") {
+                Ok((true, c)) => match tx.execute_batch_raw("RELEASE machi_write") {
                     Ok(()) => completions.push(c),
                     Err(e) => {
                         broken = Some(e.to_string());
@@ -164,7 +166,8 @@ fn run(
                     }
                 },
                 Ok((false, c)) => {
-                    let undo = tx.execute_batch("ROLLBACK TO machi_write; RELEASE machi_write");
+                    let undo = tx.execute_batch_raw("ROLLBACK TO machi_write; RELEASE machi_write");
+                    tx.restore_audit_head(head);
                     // Answered after the commit like the others (it keeps its
                     // own error): a checkpoint it deferred has started by then.
                     completions.push(c);
@@ -175,10 +178,12 @@ fn run(
                 Err(_) => {
                     // The job panicked: its caller sees the write abandoned.
                     tracing::error!("a write panicked; it was rolled back");
-                    if let Err(e) = tx.execute_batch("ROLLBACK TO machi_write; RELEASE machi_write")
+                    if let Err(e) =
+                        tx.execute_batch_raw("ROLLBACK TO machi_write; RELEASE machi_write")
                     {
                         broken = Some(e.to_string());
                     }
+                    tx.restore_audit_head(head);
                 }
             }
         }
