@@ -18,6 +18,7 @@ macro_rules! both_backends {
     };
 }
 
+mod access_log;
 mod allowance;
 mod allowance_faults;
 mod api;
