@@ -12,7 +12,58 @@ use machi_domain::support::{Affair, AffairRequest, NewSupportMeasure, Requester}
 use crate::contract::{move_in, person, takahashi_family};
 use crate::support::{FUCHU, TestDb, code};
 
-both_backends!(concurrent_reads_and_refusals_keep_the_chain_whole,);
+both_backends!(
+    concurrent_reads_and_refusals_keep_the_chain_whole,
+    appends_rolled_back_in_a_group_commit_leave_no_trace,
+);
+
+/// Appends through the group commit where every third write appends its
+/// entry and then fails: its savepoint is rolled back, and the chain head
+/// the transaction holds must go back with it.
+async fn appends_rolled_back_in_a_group_commit_leave_no_trace(db: TestDb) {
+    use machi::store::StoreError;
+    use machi::store::records::{self, AuditEntry};
+    let db = db.with_tenants().await;
+    let fuchu = code(FUCHU);
+    let before = db.registry.verify_audit(&fuchu).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60usize {
+        let store = db.store.clone();
+        let t = fuchu.clone();
+        tasks.push(tokio::spawn(async move {
+            let scope = t.clone();
+            store
+                .append(Some(&scope), move |tx| {
+                    let entry = AuditEntry {
+                        operator: format!("writer{i}"),
+                        terminal: "T".into(),
+                        function: "test.append".into(),
+                        target: String::new(),
+                        detail: "{}".into(),
+                        my_number_shown: false,
+                    };
+                    records::append_next_audit(tx, &t, 1_700_000_000_000_000, &entry)?;
+                    if i % 3 == 2 {
+                        return Err(StoreError::Conflict);
+                    }
+                    Ok(())
+                })
+                .await
+        }));
+    }
+    let mut kept = 0u64;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => kept += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("an append failed: {e}"),
+        }
+    }
+    assert_eq!(kept, 40);
+    let after = db.registry.verify_audit(&fuchu).await.unwrap();
+    assert_eq!(after.first_bad, None, "{after:?}");
+    assert_eq!(after.entries, before.entries + kept);
+}
 
 async fn concurrent_reads_and_refusals_keep_the_chain_whole(db: TestDb) {
     let db = db.with_tenants().await;
