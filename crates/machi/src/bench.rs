@@ -473,7 +473,7 @@ async fn count_move_ins(
         tokio::task::spawn_blocking(move || count_rows(&i)).await??
     };
     let (pages0, bytes0) = writer_io(r).await?;
-    let sent0 = crate::store::db::sent::now();
+    let sent0 = crate::store::counts();
     for plan in plans {
         r.submit(
             code,
@@ -491,7 +491,7 @@ async fn count_move_ins(
         )
         .await?;
     }
-    let sent1 = crate::store::db::sent::now();
+    let sent1 = crate::store::counts();
     let (pages1, bytes1) = writer_io(r).await?;
     let (rows1, wal1) = {
         let i = inspect.clone();

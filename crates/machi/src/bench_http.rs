@@ -18,6 +18,12 @@
 //! rate, p50 and p99 latency, the ratios, and the server's resident memory
 //! under load (`VmRSS` sampled while it runs, `VmHWM` at the end).
 //!
+//! Before the timed runs it counts what one request of each kind asks of
+//! the database, from the server's `/metrics` (`machi_db_statements`,
+//! `machi_db_round_trips`, `machi_db_transactions`) around
+//! [`COUNTED_REQUESTS`] requests on one connection, less what a scrape
+//! itself costs: counts, which the machine's load does not change.
+//!
 //! Run: `cargo run --release -p machi -- bench-http` (add `--postgres URL`
 //! or set `MACHI_BENCH_POSTGRES` to include PostgreSQL).
 
@@ -60,6 +66,9 @@ pub struct BenchHttpArgs {
     /// (each change and access-log entry commits alone), for comparison.
     #[arg(long)]
     compare_ungrouped: bool,
+    /// Only count each request's database work; no timed runs.
+    #[arg(long)]
+    count_only: bool,
     /// SQLite durability of the server (`full` is the default of `machi serve`).
     #[arg(long, value_enum, default_value = "full")]
     bench_sqlite_sync: SqliteSync,
@@ -364,14 +373,21 @@ async fn start_server(
         .env("MACHI_DATABASE", database)
         .env("MACHI_MASTER_KEY", key.to_hex().as_str())
         .env("MACHI_SQLITE_SYNC", sync)
-        .env("MACHI_LOG", "warn")
+        .env(
+            "MACHI_LOG",
+            std::env::var("MACHI_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("MACHI_MASTER_KEY_FILE")
         .env_remove("MACHI_PORTAL_URL")
         .env_remove("MACHI_EXTRACT_TO")
         .env_remove("MACHI_METRICS_TOKEN")
         .env_remove(crate::store::PG_GROUP_COMMIT_ENV)
         .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
+        .stdout(if std::env::var_os("MACHI_BENCH_SERVER_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()?;
     let mut server = Server { child };
     let url = format!("http://127.0.0.1:{port}/healthz");
@@ -412,6 +428,69 @@ impl Op {
     }
 }
 
+/// Requests per kind whose database work is counted.
+const COUNTED_REQUESTS: usize = 100;
+
+/// The server's database counters: statements, round trips, transactions.
+async fn db_counts(client: &reqwest::Client, base: &str) -> anyhow::Result<[f64; 3]> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut out = [0.0; 3];
+    for (i, name) in [
+        "machi_db_statements_total ",
+        "machi_db_round_trips_total ",
+        "machi_db_transactions_total ",
+    ]
+    .iter()
+    .enumerate()
+    {
+        out[i] = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("/metrics has no {}", name.trim()))?;
+    }
+    Ok(out)
+}
+
+/// Statements, round trips and transactions of one request of `op`
+/// (see the module's comment).
+async fn count_op(t: &Arc<Target>, op: Op, conns: usize) -> anyhow::Result<[f64; 3]> {
+    let client = crate::service::hooks::http_client(Duration::from_secs(30))?;
+    let a = db_counts(&client, &t.base).await?;
+    let b = db_counts(&client, &t.base).await?;
+    let one = Target {
+        base: t.base.clone(),
+        code: t.code.clone(),
+        token: t.token.clone(),
+        persons: t.persons.clone(),
+        today: t.today,
+        limit: Some(COUNTED_REQUESTS.div_ceil(conns)),
+    };
+    // Seeds of their own: the creates must not repeat the timed runs' persons.
+    let f = drive(&Arc::new(one), op, conns, 3600.0, 500 + conns as u64).await?;
+    let total = COUNTED_REQUESTS.div_ceil(conns) * conns;
+    if f.n != total || f.errors > 0 {
+        anyhow::bail!(
+            "counting {}: {} answered, {} failed",
+            op.what(),
+            f.n,
+            f.errors
+        );
+    }
+    let c = db_counts(&client, &t.base).await?;
+    let mut out = [0.0; 3];
+    for i in 0..3 {
+        // Less one scrape's own reads (b - a).
+        out[i] = (c[i] - b[i] - (b[i] - a[i])) / total as f64;
+    }
+    Ok(out)
+}
+
 const NAMES: [&str; 6] = ["タカハシ", "高橋", "さいとう", "渡辺", "ヨシダ", "山崎"];
 
 struct Target {
@@ -420,6 +499,8 @@ struct Target {
     token: String,
     persons: Arc<Vec<String>>,
     today: chrono::NaiveDate,
+    /// Stop after this many requests (per connection) instead of at the time.
+    limit: Option<usize>,
 }
 
 /// Drives `op` on `conns` connections for `secs` seconds.
@@ -444,7 +525,9 @@ async fn drive(
             let mut synth = Synth::new(seed * 1000 + k as u64);
             let mut rng = fastrand::Rng::with_seed(seed * 7919 + k as u64);
             let mut lat = Vec::new();
-            while Instant::now() < stop {
+            let mut sent = 0usize;
+            while Instant::now() < stop && t.limit.is_none_or(|n| sent < n) {
+                sent += 1;
                 let req = match op {
                     Op::Healthz => client.get(format!("{}/healthz", t.base)),
                     Op::Create => {
@@ -589,7 +672,24 @@ async fn measure(
         code: p.code.to_string(),
         persons: Arc::new(p.persons),
         today: p.today,
+        limit: None,
     });
+    println!(
+        "  database work per request (server's /metrics around {COUNTED_REQUESTS} requests; at {} connections a group commit's share):",
+        a.connections
+    );
+    for op in [Op::Read, Op::Search, Op::Create] {
+        for conns in [1, a.connections] {
+            let [st, rt, tx] = count_op(&target, op, conns).await?;
+            println!(
+                "    {:<40} {conns:>2} conn {st:>5.1} statements  {rt:>5.1} round trips  {tx:>4.2} transactions",
+                op.what()
+            );
+        }
+    }
+    if a.count_only {
+        return Ok(());
+    }
     let idle_rss = proc_kib(pid, "VmRSS").unwrap_or(0);
     // Resident memory sampled while the load runs.
     let (peak, sampling) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));

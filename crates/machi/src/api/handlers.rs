@@ -248,14 +248,13 @@ pub async fn get_resident(
     let as_of = s
         .registry
         .parse_as_of(q.as_of.as_deref(), q.recorded_as_of.as_deref())?;
-    let (row, history) = s.registry.resident(&tenant, &person, as_of, &actor).await?;
-    let eras = s.registry.eras();
-    let protection = s
+    let (row, history, protection) = s
         .registry
-        .support_protection(&tenant, std::slice::from_ref(&person))
+        .resident_protected(&tenant, &person, as_of, &actor)
         .await?;
+    let eras = s.registry.eras();
     Ok(Json(ResidentDetail {
-        record: ResidentView::new(&row, eras).protected(protection.get(&person)),
+        record: ResidentView::new(&row, eras).protected(protection.as_ref()),
         history: history.iter().map(|r| ResidentView::new(r, eras)).collect(),
     }))
 }

@@ -207,6 +207,22 @@ impl Metrics {
             "Status pushes that failed (kept queued for the next round)",
             pull.status_push_failures.clone(),
         );
+        let db = &*crate::store::COUNTERS;
+        registry.register(
+            "machi_db_statements",
+            "SQL statements this process ran on its database (BEGIN, COMMIT, SAVEPOINT and the tenant scope included)",
+            db.statements.clone(),
+        );
+        registry.register(
+            "machi_db_round_trips",
+            "Times this process waited for the PostgreSQL server (a statement, a batch, a prepare); 0 on SQLite",
+            db.round_trips.clone(),
+        );
+        registry.register(
+            "machi_db_transactions",
+            "Database transactions this process began (a group commit's is one)",
+            db.transactions.clone(),
+        );
         let subscriptions = Family::<StatusLabels, Gauge>::default();
         registry.register(
             "machi_webhook_subscriptions",

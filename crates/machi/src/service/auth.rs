@@ -24,6 +24,91 @@ pub const TOKEN_SECONDS: i64 = 600;
 pub const MAX_FAILURES: i64 = 5;
 pub const THROTTLE_WINDOW_SECONDS: i64 = 15 * 60;
 
+/// How long a verified caller is served from memory at most: the bound
+/// on a revocation that reaches this process by no notification (an
+/// operator's SQL, or a PostgreSQL listener whose connection died without
+/// a word). Revocations through machi end a cached caller at once.
+pub const CALLER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Most callers cached; a full cache starts again empty.
+const CALLER_CACHE_MAX: usize = 10_000;
+
+/// Bearer tokens and sessions verified in the database a moment ago, by
+/// the hash of their secret: a request with a cached one asks the
+/// database nothing to know its caller.
+///
+/// Revocation is never weakened: an entry is used only while the store's
+/// [`crate::store::Store::auth_epoch`] is the one it was read under, and
+/// that moves on when any transaction that takes access away commits —
+/// in this process before its caller is answered, in another (PostgreSQL)
+/// when its notification arrives — and is `None` (nothing cached) while
+/// the PostgreSQL listener is not connected. An entry read before such a
+/// commit and stored after it carries the old epoch and is never used.
+/// The token's or session's expiry is checked on every use, and an entry
+/// lives [`CALLER_CACHE_TTL`] at most. Only live callers are cached: an
+/// unknown token is looked up every time.
+pub struct CallerCache {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedCaller>>,
+}
+
+struct CachedCaller {
+    caller: Caller,
+    /// The token's or session's own end (µs).
+    expires_at: i64,
+    epoch: u64,
+    stored: std::time::Instant,
+}
+
+impl CallerCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        CallerCache {
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    fn get(&self, key: &str, epoch: Option<u64>, now: i64) -> Option<Caller> {
+        let epoch = epoch?;
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = entries.get(key)?;
+        if e.epoch == epoch && now < e.expires_at && e.stored.elapsed() < self.ttl {
+            return Some(e.caller.clone());
+        }
+        entries.remove(key);
+        None
+    }
+
+    /// Keeps `caller`, read from the database under `epoch`, unless the
+    /// epoch has moved on since.
+    fn put(
+        &self,
+        key: String,
+        caller: &Caller,
+        expires_at: i64,
+        epoch: Option<u64>,
+        now_epoch: Option<u64>,
+    ) {
+        let Some(epoch) = epoch else { return };
+        if self.ttl.is_zero() || now_epoch != Some(epoch) {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CALLER_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(
+            key,
+            CachedCaller {
+                caller: caller.clone(),
+                expires_at,
+                epoch,
+                stored: std::time::Instant::now(),
+            },
+        );
+    }
+}
+
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -517,24 +602,35 @@ impl Registry {
         }
     }
 
-    /// The caller behind a session token, if the session is live.
+    /// The caller behind a session token, if the session is live (from
+    /// [`CallerCache`] when it was verified a moment ago).
     pub async fn session_caller(&self, token: &str) -> Result<Option<Caller>, ServiceError> {
         let now = self.clock().now().timestamp_micros();
         let th = token_hash(token);
+        let key = format!("s{th}");
+        let epoch = self.store().auth_epoch();
+        if let Some(c) = self.callers().get(&key, epoch, now) {
+            return Ok(Some(c));
+        }
         let s = self
             .store()
             .read(None, move |tx| accounts::get_session(tx, &th, now))
             .await?;
-        Ok(s.and_then(|s| {
-            Some(Caller::Staff {
-                role: s.role.parse().ok()?,
-                tenant: s.tenant,
-                login: s.login,
-                display_name: s.display_name,
-                terminal: s.terminal,
-                csrf: s.csrf,
-            })
-        }))
+        let Some(s) = s else { return Ok(None) };
+        let expires_at = s.expires_at;
+        let caller = s.role.parse().ok().map(|role| Caller::Staff {
+            role,
+            tenant: s.tenant,
+            login: s.login,
+            display_name: s.display_name,
+            terminal: s.terminal,
+            csrf: s.csrf,
+        });
+        if let Some(c) = &caller {
+            self.callers()
+                .put(key, c, expires_at, epoch, self.store().auth_epoch());
+        }
+        Ok(caller)
     }
 
     pub async fn logout(&self, token: &str, caller: &Caller) -> Result<(), ServiceError> {
@@ -903,27 +999,36 @@ impl Registry {
         })
     }
 
-    /// The caller behind a bearer token, if it is live.
+    /// The caller behind a bearer token, if it is live (from
+    /// [`CallerCache`] when it was verified a moment ago).
     pub async fn token_caller(&self, token: &str) -> Result<Option<Caller>, ServiceError> {
         let now = self.clock().now().timestamp_micros();
         let th = token_hash(token);
+        let key = format!("t{th}");
+        let epoch = self.store().auth_epoch();
+        if let Some(c) = self.callers().get(&key, epoch, now) {
+            return Ok(Some(c));
+        }
         let t = self
             .store()
             .read(None, move |tx| accounts::get_token(tx, &th, now))
             .await?;
+        let Some(t) = t else { return Ok(None) };
         // A token never carries more than its client holds now.
-        Ok(t.map(|t| {
-            let now_held = Scope::parse_list(&t.client_scopes).unwrap_or_default();
-            Caller::Client {
-                scopes: Scope::parse_list(&t.token.scopes)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|s| now_held.contains(s))
-                    .collect(),
-                tenant: t.token.tenant,
-                client_id: t.token.client_id,
-                direct_commit: t.direct_commit,
-            }
-        }))
+        let now_held = Scope::parse_list(&t.client_scopes).unwrap_or_default();
+        let expires_at = t.token.expires_at;
+        let caller = Caller::Client {
+            scopes: Scope::parse_list(&t.token.scopes)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| now_held.contains(s))
+                .collect(),
+            tenant: t.token.tenant,
+            client_id: t.token.client_id,
+            direct_commit: t.direct_commit,
+        };
+        self.callers()
+            .put(key, &caller, expires_at, epoch, self.store().auth_epoch());
+        Ok(Some(caller))
     }
 }

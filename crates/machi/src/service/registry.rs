@@ -298,6 +298,9 @@ pub struct Registry {
     /// being woken (a lost wake-up's bound: other processes' commits on
     /// PostgreSQL wake it through `LISTEN`/`NOTIFY`).
     feed_poll: std::time::Duration,
+    /// Callers behind bearer tokens and sessions, verified recently (see
+    /// [`super::auth::CallerCache`]).
+    callers: Arc<super::auth::CallerCache>,
 }
 
 impl Registry {
@@ -313,7 +316,21 @@ impl Registry {
             extract_every: 3600,
             portal_link: None,
             feed_poll: std::time::Duration::from_millis(500),
+            callers: Arc::new(super::auth::CallerCache::new(super::auth::CALLER_CACHE_TTL)),
         }
+    }
+
+    /// How long a verified bearer token or session is served from memory
+    /// at most (default [`super::auth::CALLER_CACHE_TTL`]; zero: never).
+    /// Whatever it is, a revocation ends it at once in this process and,
+    /// on PostgreSQL, as soon as other processes are notified.
+    pub fn with_caller_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.callers = Arc::new(super::auth::CallerCache::new(ttl));
+        self
+    }
+
+    pub(crate) fn callers(&self) -> &super::auth::CallerCache {
+        &self.callers
     }
 
     /// The feed's fallback poll while a long poll waits (default 500 ms).
@@ -663,10 +680,61 @@ impl Registry {
         as_of: AsOf,
         actor: &Actor,
     ) -> Result<(HistoryRow, Vec<HistoryRow>), ServiceError> {
+        let (row, history, _) = self
+            .resident_read(tenant, person, as_of, actor, false)
+            .await?;
+        Ok((row, history))
+    }
+
+    /// [`Registry::resident`] with what a support measure protecting the
+    /// person shows today (j380, j440; [`super::support::protection`]),
+    /// read in the same snapshot as the history: one read transaction
+    /// and the access-log entry.
+    pub async fn resident_protected(
+        &self,
+        tenant: &MunicipalityCode,
+        person: &AddresseeNumber,
+        as_of: AsOf,
+        actor: &Actor,
+    ) -> Result<
+        (
+            HistoryRow,
+            Vec<HistoryRow>,
+            Option<super::support::Protection>,
+        ),
+        ServiceError,
+    > {
+        self.resident_read(tenant, person, as_of, actor, true).await
+    }
+
+    async fn resident_read(
+        &self,
+        tenant: &MunicipalityCode,
+        person: &AddresseeNumber,
+        as_of: AsOf,
+        actor: &Actor,
+        with_protection: bool,
+    ) -> Result<
+        (
+            HistoryRow,
+            Vec<HistoryRow>,
+            Option<super::support::Protection>,
+        ),
+        ServiceError,
+    > {
         let (t, p) = (tenant.clone(), person.clone());
-        let rows = self
+        let today = self.clock.today();
+        let (rows, mut protection) = self
             .store
-            .read(Some(tenant), move |tx| records::history(tx, &t, &p))
+            .read(Some(tenant), move |tx| {
+                let rows = records::history(tx, &t, &p)?;
+                let protection = if with_protection && !rows.is_empty() {
+                    super::support::protection(tx, &t, std::slice::from_ref(&p), today)?
+                } else {
+                    BTreeMap::new()
+                };
+                Ok::<_, ServiceError>((rows, protection))
+            })
             .await?;
         if rows.is_empty() {
             self.ensure_tenant(tenant).await?;
@@ -691,7 +759,7 @@ impl Registry {
             .into_iter()
             .filter(|r| as_of.recorded_at.is_none_or(|t| r.change.recorded_at <= t))
             .collect();
-        Ok((chosen, visible))
+        Ok((chosen, visible, protection.remove(person)))
     }
 
     /// The resident members of a household as of `as_of`.
@@ -1192,9 +1260,11 @@ impl Registry {
         let (t, a) = (tenant.clone(), actor.clone());
         // Group-committed with the entries of concurrent reads: readers of
         // one tenant share commits instead of taking turns on its chain head.
+        // Quiet: an access-log entry is no linkage event, so long polls and
+        // the webhook worker are not woken for it.
         let r = self
             .store
-            .append(Some(tenant), move |tx| {
+            .append_quiet(Some(tenant), move |tx| {
                 if let Some(g) = &guard {
                     super::support::guard_concerning(
                         tx,

@@ -123,6 +123,8 @@ pub fn set_account_disabled(
     login: &str,
     disabled: bool,
 ) -> Result<bool, StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     Ok(tx.execute(
         "UPDATE accounts SET disabled = $3 WHERE tenant = $1 AND login = $2",
         &[
@@ -141,6 +143,8 @@ pub fn set_account_role(
     login: &str,
     role: &str,
 ) -> Result<bool, StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     Ok(tx.execute(
         "UPDATE accounts SET role = $3 WHERE tenant = $1 AND login = $2",
         &[tenant.as_str().into(), login.into(), role.into()],
@@ -157,6 +161,8 @@ pub fn set_activation(
     code_hash: &str,
     expires: i64,
 ) -> Result<bool, StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     Ok(tx.execute(
         "UPDATE accounts SET password_hash = '', activation_hash = $3, activation_expires = $4 \
          WHERE tenant = $1 AND login = $2",
@@ -178,6 +184,8 @@ pub fn complete_activation(
     code_hash: &str,
     password_hash: &str,
 ) -> Result<bool, StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     Ok(tx.execute(
         "UPDATE accounts SET password_hash = $4, activation_hash = NULL, activation_expires = NULL \
          WHERE tenant = $1 AND login = $2 AND activation_hash = $3",
@@ -256,6 +264,8 @@ pub fn get_session(
 }
 
 pub fn delete_session(tx: &mut Tx<'_>, token_hash: &str) -> Result<(), StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     tx.execute(
         "DELETE FROM sessions WHERE token_hash = $1",
         &[token_hash.into()],
@@ -269,6 +279,8 @@ pub fn delete_sessions_of(
     tenant: &MunicipalityCode,
     login: &str,
 ) -> Result<(), StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     tx.execute(
         "DELETE FROM sessions WHERE tenant = $1 AND login = $2",
         &[tenant.as_str().into(), login.into()],
@@ -388,6 +400,8 @@ pub fn update_client(
     client_id: &str,
     change: &ClientUpdate,
 ) -> Result<bool, StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     let (column, value): (&str, super::Param) = match change {
         ClientUpdate::Disabled(d) => ("disabled", i64::from(*d).into()),
         ClientUpdate::DirectCommit(d) => ("direct_commit", i64::from(*d).into()),
@@ -435,6 +449,8 @@ pub fn use_assertion_id(
 
 /// Ends every live access token of a client.
 pub fn delete_tokens_of_client(tx: &mut Tx<'_>, client_id: &str) -> Result<(), StoreError> {
+    // Callers cached by any process are checked again (see `CallerCache`).
+    tx.mark_auth_changed()?;
     tx.execute(
         "DELETE FROM api_tokens WHERE client_id = $1",
         &[client_id.into()],

@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use machi_domain::ids::MunicipalityCode;
 
@@ -266,35 +265,143 @@ impl BulkRows {
     }
 }
 
-/// What this process has sent to its databases since it started, counted
-/// for `machi bench`'s breakdown of one change (counts, not time: the same
-/// on a loaded machine). Every statement run through a [`Tx`]; on
-/// PostgreSQL also every round trip (a statement prepared for the first
-/// time on a connection costs one more; `BEGIN`, the tenant scope and
-/// `COMMIT` are counted where they are sent).
-pub mod sent {
-    use super::{AtomicU64, Ordering};
+/// Prepared statements of one PostgreSQL connection, by SQL text.
+pub type PgStatements = HashMap<String, postgres::Statement>;
 
-    static STATEMENTS: AtomicU64 = AtomicU64::new(0);
-    static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+/// What this process asked of its database, counted where it is sent:
+/// `/metrics` shows it and `machi bench-http` divides it by requests.
+///
+/// - `statements`: SQL statements run, `BEGIN`, `COMMIT`, `SAVEPOINT` and
+///   `set_config` included (a batch counts each of its statements; on
+///   SQLite each row of [`Tx::insert_rows`] is one);
+/// - `round_trips` (PostgreSQL only; SQLite runs in the process): each
+///   time machi waits for the server: a statement, a batch, a prepare, a
+///   COPY's start and its end;
+/// - `transactions`: transactions begun (a group commit's is one).
+pub struct DbCounters {
+    pub statements: prometheus_client::metrics::counter::Counter,
+    pub round_trips: prometheus_client::metrics::counter::Counter,
+    pub transactions: prometheus_client::metrics::counter::Counter,
+}
 
-    /// Counts `statements` statements and `round_trips` PostgreSQL round trips.
-    pub fn add(statements: u64, round_trips: u64) {
-        STATEMENTS.fetch_add(statements, Ordering::Relaxed);
-        ROUND_TRIPS.fetch_add(round_trips, Ordering::Relaxed);
-    }
+/// This process's [`DbCounters`].
+pub static COUNTERS: LazyLock<DbCounters> = LazyLock::new(|| DbCounters {
+    statements: Default::default(),
+    round_trips: Default::default(),
+    transactions: Default::default(),
+});
 
-    /// (statements, PostgreSQL round trips) so far.
-    pub fn now() -> (u64, u64) {
-        (
-            STATEMENTS.load(Ordering::Relaxed),
-            ROUND_TRIPS.load(Ordering::Relaxed),
-        )
+/// The three counters now: statements, round trips, transactions.
+pub fn counts() -> (u64, u64, u64) {
+    let c = &*COUNTERS;
+    (
+        c.statements.get(),
+        c.round_trips.get(),
+        c.transactions.get(),
+    )
+}
+
+/// Logs `sql` at trace level (`MACHI_LOG=machi::sql=trace`): what one
+/// request sends, statement by statement.
+fn trace(sql: &str) {
+    tracing::trace!(target: "machi::sql", "{sql}");
+}
+
+fn count(statements: u64, round_trips: u64) {
+    let c = &*COUNTERS;
+    c.statements.inc_by(statements);
+    if round_trips > 0 {
+        c.round_trips.inc_by(round_trips);
     }
 }
 
-/// Prepared statements of one PostgreSQL connection, by SQL text.
-pub type PgStatements = HashMap<String, postgres::Statement>;
+/// Statements in a batch of SQL without parameters (`;`-separated; the
+/// batches machi sends have no `;` inside a literal).
+fn batch_statements(sql: &str) -> u64 {
+    sql.split(';').filter(|s| !s.trim().is_empty()).count() as u64
+}
+
+/// An open PostgreSQL transaction on a connection: begun by one batch
+/// (`BEGIN` and the tenant scope in one round trip), rolled back when
+/// dropped uncommitted.
+pub(super) struct PgTx<'c> {
+    client: &'c mut postgres::Client,
+    open: bool,
+}
+
+impl<'c> PgTx<'c> {
+    /// Runs `begin` (a batch that starts with `BEGIN`) on `client`.
+    pub(super) fn begin(client: &'c mut postgres::Client, begin: &str) -> Result<Self, StoreError> {
+        Self::begin_or_closed(client, begin).map_err(|(e, _)| e)
+    }
+
+    /// [`PgTx::begin`]; a failure says whether the connection was found
+    /// closed (then nothing ran on it).
+    pub(super) fn begin_or_closed(
+        client: &'c mut postgres::Client,
+        begin: &str,
+    ) -> Result<Self, (StoreError, bool)> {
+        COUNTERS.transactions.inc();
+        count(batch_statements(begin), 1);
+        trace(begin);
+        match client.batch_execute(begin) {
+            Ok(()) => Ok(PgTx { client, open: true }),
+            Err(e) => {
+                let closed = client.is_closed();
+                if !closed {
+                    // The BEGIN may have run and a later statement of the
+                    // batch failed: the connection goes back to the pool
+                    // outside any transaction (a ROLLBACK without one only
+                    // warns).
+                    count(1, 1);
+                    let _ = client.batch_execute("ROLLBACK");
+                }
+                Err((e.into(), closed))
+            }
+        }
+    }
+
+    /// Runs `sql` (without parameters) and commits, in one round trip.
+    fn commit_after(&mut self, sql: &str) -> Result<(), StoreError> {
+        count(batch_statements(sql) + 1, 1);
+        if sql.is_empty() {
+            self.client.batch_execute("COMMIT")?;
+        } else {
+            // A failure before the COMMIT leaves the transaction open (and
+            // aborted): `open` stays set, so dropping this rolls it back
+            // and the connection is not returned inside it.
+            self.client.batch_execute(&format!("{sql}; COMMIT"))?;
+        }
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.client.is_closed() {
+            count(1, 1);
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// The SQL that begins a PostgreSQL transaction scoped to `tenant`, in one
+/// round trip: row-level security reads the tenant from `machi.tenant`.
+/// A tenant code is six ASCII digits (checked when parsed), so it is
+/// inlined; anything else is refused.
+pub(super) fn pg_begin_sql(
+    begin: &str,
+    tenant: Option<&MunicipalityCode>,
+) -> Result<String, StoreError> {
+    let scope = tenant.map(|t| t.as_str()).unwrap_or("");
+    if !scope.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StoreError::Corrupt(format!("tenant code {scope:?}")));
+    }
+    Ok(format!(
+        "{begin}; SELECT set_config('machi.tenant', '{scope}', true)"
+    ))
+}
 
 /// An open transaction on either backend, with the keyring of the store
 /// (for the values it seals, see [`Tx::tenant_keys`]).
@@ -304,12 +411,32 @@ pub struct Tx<'c> {
     /// SQLite: the commit is not to copy the log into the database file
     /// (see [`Tx::defer_checkpoint`]).
     checkpoint_deferred: bool,
+    /// The transaction changed who may sign in (see [`Tx::auth_changed`]).
+    auth_changed: bool,
+    /// The access-log chain head this transaction moved last, when it is
+    /// ahead of `tenant_heads` (see [`AuditHead`]).
+    audit_head: Option<AuditHead>,
+}
+
+/// A tenant's access-log chain head as this transaction left it
+/// (`records::append_next_audit`): the entries after the first that one
+/// transaction appends for a tenant take their number and previous hash
+/// from here, one INSERT each, and `tenant_heads` is written once, before
+/// the commit or before anything else that reads or moves it
+/// ([`Tx::flush_audit_head`]). A group commit's readers thus share the
+/// head's two updates instead of making two each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub tenant: String,
+    /// The number and hash of the last entry appended.
+    pub seq: i64,
+    pub hash: String,
 }
 
 enum Conn<'c> {
     Sqlite(rusqlite::Transaction<'c>),
     Postgres {
-        tx: postgres::Transaction<'c>,
+        tx: PgTx<'c>,
         statements: &'c mut PgStatements,
     },
 }
@@ -402,24 +529,29 @@ fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, StoreError> {
 
 impl<'c> Tx<'c> {
     pub(super) fn sqlite(tx: rusqlite::Transaction<'c>, keyring: &'c Keyring) -> Self {
+        // Its BEGIN was sent by the caller.
+        COUNTERS.transactions.inc();
+        count(1, 0);
         Tx {
             conn: Conn::Sqlite(tx),
             keyring,
             checkpoint_deferred: false,
+            auth_changed: false,
+            audit_head: None,
         }
     }
 
     pub(super) fn postgres(
-        tx: postgres::Transaction<'c>,
+        tx: PgTx<'c>,
         statements: &'c mut PgStatements,
         keyring: &'c Keyring,
     ) -> Self {
-        // The `BEGIN` that opened `tx`.
-        sent::add(0, 1);
         Tx {
             conn: Conn::Postgres { tx, statements },
             keyring,
             checkpoint_deferred: false,
+            auth_changed: false,
+            audit_head: None,
         }
     }
 
@@ -438,6 +570,38 @@ impl<'c> Tx<'c> {
         self.checkpoint_deferred
     }
 
+    /// Marks the transaction as one that takes access away (a session or
+    /// token ended, an account or client disabled, scopes or roles
+    /// changed): once it commits, every caller this store's process has
+    /// cached is checked in the database again (`Store::auth_epoch`). On
+    /// PostgreSQL it also notifies [`super::listen::AUTH_CHANNEL`] in the
+    /// same transaction, so the other processes on the database drop their
+    /// cached callers when it commits, and not if it rolls back.
+    pub fn mark_auth_changed(&mut self) -> Result<(), StoreError> {
+        if self.auth_changed {
+            return Ok(());
+        }
+        if self.backend() == super::Backend::Postgres {
+            self.execute(
+                "SELECT pg_notify($1, '')",
+                &[super::listen::AUTH_CHANNEL.into()],
+            )?;
+        }
+        self.auth_changed = true;
+        Ok(())
+    }
+
+    /// Whether [`Tx::mark_auth_changed`] was called.
+    pub(super) fn auth_changed(&self) -> bool {
+        self.auth_changed
+    }
+
+    /// Puts back [`Tx::auth_changed`] as it was before a write that a
+    /// writer rolled back (its `pg_notify` went with it).
+    pub(super) fn restore_auth_changed(&mut self, changed: bool) {
+        self.auth_changed = changed;
+    }
+
     /// The keys of `tenant`, to seal what is stored and open what is read.
     pub fn tenant_keys(&self, tenant: &MunicipalityCode) -> Result<Arc<TenantKeys>, StoreError> {
         Ok(self.keyring.tenant(tenant)?)
@@ -447,19 +611,21 @@ impl<'c> Tx<'c> {
 impl Tx<'_> {
     /// Runs a statement; returns the number of rows it changed.
     pub fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
-                sent::add(1, 0);
+                count(1, 0);
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let ps = sqlite_params(params);
                 Ok(st.execute(rusqlite::params_from_iter(ps.iter()))? as u64)
             }
             Conn::Postgres { tx, statements } => {
+                count(1, 1);
                 let st = pg_statement(tx, statements, sql)?;
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     ps.iter().map(|b| b.as_ref()).collect();
-                Ok(tx.execute(&st, &refs)?)
+                Ok(tx.client.execute(&st, &refs)?)
             }
         }
     }
@@ -482,9 +648,10 @@ impl Tx<'_> {
         params: &[Param<'_>],
         mut f: impl FnMut(Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
-                sent::add(1, 0);
+                count(1, 0);
                 let mut st = tx.prepare_cached(&sqlite_sql(sql))?;
                 let n = st.column_count();
                 let ps = sqlite_params(params);
@@ -500,11 +667,12 @@ impl Tx<'_> {
             }
             Conn::Postgres { tx, statements } => {
                 use postgres::fallible_iterator::FallibleIterator;
+                count(1, 1);
                 let st = pg_statement(tx, statements, sql)?;
                 let ps = pg_params(params);
                 let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
                     ps.iter().map(|b| b.as_ref()).collect();
-                let mut rows = tx.query_raw(&st, refs)?;
+                let mut rows = tx.client.query_raw(&st, refs)?;
                 while let Some(r) = rows.next()? {
                     let vals = (0..r.len())
                         .map(|i| pg_value(&r, i))
@@ -534,7 +702,6 @@ impl Tx<'_> {
         }
         match &mut self.conn {
             Conn::Sqlite(tx) => {
-                sent::add(rows.rows() as u64, 0);
                 let values = (1..=rows.columns)
                     .map(|i| format!("?{i}"))
                     .collect::<Vec<_>>()
@@ -543,6 +710,7 @@ impl Tx<'_> {
                     "INSERT INTO {table} ({columns}) VALUES ({values})"
                 ))?;
                 use rusqlite::types::{ToSqlOutput, ValueRef};
+                count(rows.rows() as u64, 0);
                 for row in 0..rows.rows() {
                     for (i, c) in rows.row(row).iter().enumerate() {
                         let v = match *c {
@@ -558,10 +726,10 @@ impl Tx<'_> {
             }
             Conn::Postgres { tx, .. } => {
                 // `COPY … FROM STDIN`, then the data and its end.
-                sent::add(1, 2);
                 let mut data = Vec::with_capacity(rows.text.len() + rows.cells.len() * 4);
                 rows.copy_binary(&mut data);
-                let mut w = tx.copy_in(&format!(
+                count(1, 2);
+                let mut w = tx.client.copy_in(&format!(
                     "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
                 ))?;
                 w.write_all(&data)
@@ -586,16 +754,72 @@ impl Tx<'_> {
             .ok_or_else(|| StoreError::Corrupt(format!("no row from: {sql}")))
     }
 
-    /// Runs SQL without parameters (e.g. SAVEPOINT).
+    /// The chain head this transaction holds ahead of `tenant_heads`.
+    pub fn audit_head(&self) -> Option<&AuditHead> {
+        self.audit_head.as_ref()
+    }
+
+    /// Holds `head` ahead of `tenant_heads` (written by
+    /// [`Tx::flush_audit_head`]); the caller has written every entry up to
+    /// it and holds the tenant's head row (it moved it in this transaction).
+    pub fn hold_audit_head(&mut self, head: AuditHead) {
+        self.audit_head = Some(head);
+    }
+
+    /// Writes the held chain head to `tenant_heads`, if any: before the
+    /// commit, a savepoint of the caller's, and anything that reads or
+    /// moves the head (`records::advance`).
+    pub fn flush_audit_head(&mut self) -> Result<(), StoreError> {
+        if let Some(h) = self.audit_head.take() {
+            let n = self.execute(
+                "UPDATE tenant_heads SET audit_seq = $2, audit_hash = $3 WHERE tenant = $1",
+                &[
+                    h.tenant.as_str().into(),
+                    h.seq.into(),
+                    h.hash.as_str().into(),
+                ],
+            )?;
+            // Row-level security hides another tenant's row: a head written
+            // under the wrong scope must fail, never vanish.
+            if n != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the access-log head of tenant {} was not written",
+                    h.tenant
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A writer's view of the held head around one write's savepoint: taken
+    /// before it, put back when the savepoint is rolled back.
+    pub(super) fn audit_head_snapshot(&self) -> Option<AuditHead> {
+        self.audit_head.clone()
+    }
+
+    pub(super) fn restore_audit_head(&mut self, head: Option<AuditHead>) {
+        self.audit_head = head;
+    }
+
+    /// Runs SQL without parameters (e.g. SAVEPOINT). A held chain head is
+    /// written first (a savepoint rolled back must not lose or keep it).
     pub fn execute_batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.flush_audit_head()?;
+        self.execute_batch_raw(sql)
+    }
+
+    /// [`Tx::execute_batch`] keeping the held chain head: for the writers'
+    /// own savepoints, which take and restore it themselves.
+    pub(super) fn execute_batch_raw(&mut self, sql: &str) -> Result<(), StoreError> {
+        trace(sql);
         match &mut self.conn {
             Conn::Sqlite(tx) => {
-                sent::add(1, 0);
+                count(batch_statements(sql), 0);
                 tx.execute_batch(sql)?
             }
             Conn::Postgres { tx, .. } => {
-                sent::add(1, 1);
-                tx.batch_execute(sql)?
+                count(batch_statements(sql), 1);
+                tx.client.batch_execute(sql)?
             }
         }
         Ok(())
@@ -633,29 +857,39 @@ impl Tx<'_> {
     }
 
     pub fn commit(self) -> Result<(), StoreError> {
+        self.commit_after("")
+    }
+
+    /// Runs `sql` (without parameters, e.g. releasing a savepoint) and
+    /// commits: one round trip on PostgreSQL.
+    pub(super) fn commit_after(mut self, sql: &str) -> Result<(), StoreError> {
+        self.flush_audit_head()?;
+        if let Conn::Sqlite(_) = self.conn
+            && !sql.is_empty()
+        {
+            self.execute_batch_raw(sql)?;
+        }
         match self.conn {
-            Conn::Sqlite(tx) => tx.commit()?,
-            Conn::Postgres { tx, .. } => {
-                sent::add(0, 1);
+            Conn::Sqlite(tx) => {
+                count(1, 0);
                 tx.commit()?
             }
+            Conn::Postgres { mut tx, .. } => tx.commit_after(sql)?,
         }
         Ok(())
     }
 }
 
 fn pg_statement(
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut PgTx<'_>,
     statements: &mut PgStatements,
     sql: &str,
 ) -> Result<postgres::Statement, StoreError> {
-    // The statement's own round trip.
-    sent::add(1, 1);
     if let Some(st) = statements.get(sql) {
         return Ok(st.clone());
     }
-    sent::add(0, 1);
-    let st = tx.prepare(sql)?;
+    count(0, 1);
+    let st = tx.client.prepare(sql)?;
     statements.insert(sql.to_string(), st.clone());
     Ok(st)
 }

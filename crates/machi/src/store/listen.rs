@@ -19,15 +19,29 @@
 //!
 //! SQLite has no such channel and needs none: one process per database
 //! file (its single writer), whose commits already bump the counter.
+//!
+//! The same connection listens on [`AUTH_CHANNEL`]: a transaction that
+//! takes access away (a token or session ended, an account or client
+//! disabled, scopes changed) notifies it (`Tx::mark_auth_changed`), and
+//! every process then drops the callers it cached (`Store::auth_epoch`
+//! moves on), its own included. While the connection is down nothing may
+//! be cached (a notification could be missed), and after it is back
+//! everything cached before is dropped.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
+
+use super::AuthWatch;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 
 /// The channel outbox inserts notify on.
 pub const CHANNEL: &str = "machi_outbox";
+
+/// The channel a transaction that takes access away notifies on (empty
+/// payload).
+pub const AUTH_CHANNEL: &str = "machi_auth";
 
 /// `application_name` of the listening connection (seen in
 /// `pg_stat_activity`; tests end it there to check the reconnect).
@@ -53,6 +67,7 @@ pub(super) fn spawn(
     mut config: postgres::Config,
     commits: Weak<Commits>,
     own: OwnBackends,
+    auth: Arc<AuthWatch>,
 ) -> std::io::Result<()> {
     config
         .application_name(APPLICATION_NAME)
@@ -65,21 +80,24 @@ pub(super) fn spawn(
         .keepalives_retries(3);
     std::thread::Builder::new()
         .name("machi-postgres-listener".into())
-        .spawn(move || run(&config, &commits, &own))
+        .spawn(move || {
+            run(&config, &commits, &own, &auth);
+            auth.set_listening(false);
+        })
         .map(|_| ())
 }
 
-fn run(config: &postgres::Config, commits: &Weak<Commits>, own: &OwnBackends) {
+fn run(config: &postgres::Config, commits: &Weak<Commits>, own: &OwnBackends, auth: &AuthWatch) {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
     loop {
         if commits.strong_count() == 0 {
             return;
         }
-        let mut client = match config
-            .connect(postgres::NoTls)
-            .and_then(|mut c| c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c))
-        {
+        let mut client = match config.connect(postgres::NoTls).and_then(|mut c| {
+            c.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {AUTH_CHANNEL}"))
+                .map(|()| c)
+        }) {
             Ok(c) => c,
             Err(e) => {
                 failures += 1;
@@ -98,6 +116,9 @@ fn run(config: &postgres::Config, commits: &Weak<Commits>, own: &OwnBackends) {
         }
         failures = 0;
         backoff = Duration::from_millis(100);
+        // What was cached before may have missed a notification.
+        auth.bump();
+        auth.set_listening(true);
         // Whatever was committed while nobody listened.
         if !bump(commits) {
             return;
@@ -110,6 +131,10 @@ fn run(config: &postgres::Config, commits: &Weak<Commits>, own: &OwnBackends) {
                 .timeout_iter(Duration::from_secs(1))
                 .next();
             match next {
+                Ok(Some(n)) if n.channel() == AUTH_CHANNEL => {
+                    quiet = 0;
+                    auth.bump();
+                }
                 Ok(Some(n)) => {
                     quiet = 0;
                     let ours = own
@@ -132,6 +157,7 @@ fn run(config: &postgres::Config, commits: &Weak<Commits>, own: &OwnBackends) {
                     if (ended || quiet >= 30)
                         && let Err(e) = client.batch_execute("")
                     {
+                        auth.set_listening(false);
                         tracing::warn!(error = %e, "outbox listener: connection lost; reconnecting");
                         break;
                     }
@@ -140,6 +166,7 @@ fn run(config: &postgres::Config, commits: &Weak<Commits>, own: &OwnBackends) {
                     }
                 }
                 Err(e) => {
+                    auth.set_listening(false);
                     tracing::warn!(error = %e, "outbox listener: connection lost; reconnecting");
                     break;
                 }

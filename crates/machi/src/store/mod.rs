@@ -28,13 +28,13 @@ mod writer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use machi_domain::ids::MunicipalityCode;
 
 use crate::crypto::{Keyring, SealError};
-pub use db::{BulkRows, Param, Row, Tx};
+pub use db::{BulkRows, COUNTERS, Param, Row, Tx, counts};
 pub use migrations::Migration;
 
 /// Which database is behind the store.
@@ -174,6 +174,55 @@ pub struct Store {
     /// processes' outbox events bump it too (`LISTEN`/`NOTIFY`, see
     /// [`listen`]); their fallback poll stays for a lost connection.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// When callers cached in memory must be checked again (see
+    /// [`Store::auth_epoch`]).
+    auth: Arc<AuthWatch>,
+}
+
+/// Whether callers (bearer tokens, sessions) this process cached are
+/// still what the database says: `epoch` moves on whenever a transaction
+/// that takes access away commits ([`Tx::mark_auth_changed`]) in this
+/// process, or, on PostgreSQL, in any process (its notification on
+/// [`listen::AUTH_CHANNEL`]), and whenever the listener (re)connects;
+/// `listening` says whether another process's notification would reach
+/// this one now (PostgreSQL's listener is connected). SQLite has one
+/// process per database file: always listening.
+#[derive(Debug, Default)]
+pub struct AuthWatch {
+    epoch: AtomicU64,
+    listening: AtomicBool,
+}
+
+impl AuthWatch {
+    fn listening() -> Arc<AuthWatch> {
+        Arc::new(AuthWatch {
+            epoch: AtomicU64::new(0),
+            listening: AtomicBool::new(true),
+        })
+    }
+
+    /// Every cached caller is stale from now on.
+    pub(crate) fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::SeqCst);
+    }
+
+    /// After a commit: a transaction that took access away makes every
+    /// cached caller stale before its writer is answered.
+    pub(crate) fn committed(&self, tx_changed_auth: bool) {
+        if tx_changed_auth {
+            self.bump();
+        }
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.listening
+            .load(Ordering::SeqCst)
+            .then(|| self.epoch.load(Ordering::SeqCst))
+    }
 }
 
 enum Inner {
@@ -504,19 +553,23 @@ impl Store {
             .max_size(4)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
+            // A file connection does not go stale: testing it costs a call.
+            .test_on_check_out(false)
             .build(SqliteManager {
                 path: path.to_path_buf(),
                 sync,
             })?;
+        let auth = AuthWatch::listening();
         Ok(Store {
             inner: Arc::new(Inner::Sqlite {
-                writer: writer::Writer::start(writer, keyring.clone())?,
+                writer: writer::Writer::start(writer, keyring.clone(), auth.clone())?,
                 readers,
                 waiting: AtomicUsize::new(0),
                 path: path.to_path_buf(),
             }),
             keyring,
             commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            auth,
         })
     }
 
@@ -529,7 +582,7 @@ impl Store {
             client.batch_execute("SELECT pg_advisory_unlock(7249001)")?;
             result?;
             let mut statements = HashMap::new();
-            let tx = client.build_transaction().read_only(true).start()?;
+            let tx = db::PgTx::begin(&mut client, "BEGIN READ ONLY")?;
             records::check_keyring(&mut Tx::postgres(tx, &mut statements, &keyring))?;
         }
         let own = listen::OwnBackends::default();
@@ -537,11 +590,16 @@ impl Store {
             .max_size(8)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
+            // No test round trip per checkout: a transaction's BEGIN finds
+            // a closed connection, and `Inner::run` begins again on another.
+            .test_on_check_out(false)
             .build(PgManager {
                 config: config.clone(),
                 own: own.clone(),
             })?;
         let grouped = std::env::var(PG_GROUP_COMMIT_ENV).map_or(true, |v| v.trim() != "off");
+        // Not listening until the listener has connected: nothing cached.
+        let auth = Arc::new(AuthWatch::default());
         let appenders = if grouped {
             (0..PG_APPENDERS)
                 .map(|_| {
@@ -551,6 +609,7 @@ impl Store {
                             own: own.clone(),
                         },
                         keyring.clone(),
+                        auth.clone(),
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?
@@ -559,7 +618,7 @@ impl Store {
             Vec::new()
         };
         let commits = Arc::new(tokio::sync::watch::Sender::new(0));
-        listen::spawn(config, Arc::downgrade(&commits), own)
+        listen::spawn(config, Arc::downgrade(&commits), own, auth.clone())
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner::Postgres {
@@ -569,6 +628,7 @@ impl Store {
             }),
             keyring,
             commits,
+            auth,
         })
     }
 
@@ -648,9 +708,10 @@ impl Store {
         if let Inner::Sqlite { writer, .. } = &*self.inner {
             writer.submit(f).await
         } else {
-            let (inner, keyring) = (self.inner.clone(), self.keyring.clone());
+            let (inner, keyring, auth) =
+                (self.inner.clone(), self.keyring.clone(), self.auth.clone());
             let tenant = tenant.cloned();
-            blocking(move || inner.run(&keyring, tenant.as_ref(), true, f)).await
+            blocking(move || inner.run(&keyring, &auth, tenant.as_ref(), true, f)).await
         }
     }
 
@@ -668,6 +729,25 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let r = self.append_quiet(tenant, f).await;
+        if r.is_ok() {
+            self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        r
+    }
+
+    /// [`Store::append`] without waking [`Store::commits`] watchers: for a
+    /// write that adds no linkage event (an access-log entry).
+    pub async fn append_quiet<T, E, F>(
+        &self,
+        tenant: Option<&MunicipalityCode>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let appender = match &*self.inner {
             Inner::Postgres { appenders, .. } if !appenders.is_empty() => {
                 // By tenant: one tenant's appends keep their order on one
@@ -679,18 +759,25 @@ impl Store {
                 });
                 &appenders[n % appenders.len()]
             }
-            _ => return self.write(tenant, f).await,
+            _ => return self.write_quiet(tenant, f).await,
         };
-        let r = appender.submit(tenant, f).await;
-        if r.is_ok() {
-            self.commits.send_modify(|n| *n = n.wrapping_add(1));
-        }
-        r
+        appender.submit(tenant, f).await
     }
 
     /// A receiver that changes whenever this process commits a write.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// The generation of what callers may do: a caller read from the
+    /// database while it was `Some(e)` may be served from memory as long
+    /// as it is still `Some(e)`. It moves on as soon as a transaction that
+    /// takes access away commits in this process (before its caller is
+    /// answered) and when another process's such commit is notified (on
+    /// PostgreSQL). `None` while a notification could be missed (the
+    /// PostgreSQL listener is not connected): nothing may be cached then.
+    pub fn auth_epoch(&self) -> Option<u64> {
+        self.auth.epoch()
     }
 
     /// Runs `f` in one read transaction scoped to `tenant`.
@@ -700,9 +787,9 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let (inner, keyring) = (self.inner.clone(), self.keyring.clone());
+        let (inner, keyring, auth) = (self.inner.clone(), self.keyring.clone(), self.auth.clone());
         let tenant = tenant.cloned();
-        blocking(move || inner.run(&keyring, tenant.as_ref(), false, f)).await
+        blocking(move || inner.run(&keyring, &auth, tenant.as_ref(), false, f)).await
     }
 
     /// An empty write transaction: the benchmark's baseline.
@@ -771,6 +858,7 @@ impl Inner {
     fn run<T, E, F>(
         &self,
         keyring: &Keyring,
+        auth: &AuthWatch,
         tenant: Option<&MunicipalityCode>,
         write: bool,
         f: F,
@@ -788,55 +876,60 @@ impl Inner {
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
                     .map_err(|e| E::from(e.into()))?;
-                finish(Tx::sqlite(tx, keyring), f)
+                finish(Tx::sqlite(tx, keyring), auth, f)
             }
             Inner::Postgres { pool, waiting, .. } => {
-                let mut conn = checkout(pool, waiting, None).map_err(|e| E::from(e.into()))?;
-                let PgConn {
-                    client, statements, ..
-                } = &mut *conn;
-                let client = client
-                    .as_mut()
-                    .ok_or_else(|| E::from(StoreError::Task("closed connection".into())))?;
-                // Reads see one snapshot (as SQLite's do): an export's files agree.
-                let mut tx = if write {
-                    client.transaction()
-                } else {
-                    client
-                        .build_transaction()
-                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()
+                // Reads see one snapshot (as SQLite's do): an export's files
+                // agree. The second wall: row-level security reads the
+                // tenant from `machi.tenant`, set with the BEGIN.
+                let begin = db::pg_begin_sql(
+                    if write {
+                        "BEGIN"
+                    } else {
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                    },
+                    tenant,
+                )
+                .map_err(E::from)?;
+                // The pool does not test a connection when it hands it out
+                // (a round trip per transaction): the BEGIN is the test. A
+                // connection found closed there (the server restarted, or
+                // ended it) is dropped and the transaction begun once more
+                // on another; nothing had run on it.
+                let mut retried = false;
+                loop {
+                    let mut conn = checkout(pool, waiting, None).map_err(|e| E::from(e.into()))?;
+                    let PgConn {
+                        client, statements, ..
+                    } = &mut *conn;
+                    let client = client
+                        .as_mut()
+                        .ok_or_else(|| E::from(StoreError::Task("closed connection".into())))?;
+                    let tx = match db::PgTx::begin_or_closed(client, &begin) {
+                        Ok(tx) => tx,
+                        Err((e, true)) if !retried => {
+                            tracing::info!(error = %e, "a pooled PostgreSQL connection was closed; beginning on another");
+                            retried = true;
+                            continue;
+                        }
+                        Err((e, _)) => return Err(E::from(e)),
+                    };
+                    return finish(Tx::postgres(tx, statements, keyring), auth, f);
                 }
-                .map_err(|e| E::from(e.into()))?;
-                // The second wall: row-level security reads the tenant from here.
-                // A tenant code is six ASCII digits (checked when parsed), so it
-                // is written into the SQL: one round trip, not a statement
-                // prepared and then run (two).
-                let scope = tenant.map(|t| t.as_str()).unwrap_or("");
-                if !scope.chars().all(|c| c.is_ascii_digit()) {
-                    return Err(E::from(StoreError::Corrupt(format!(
-                        "tenant code {scope:?} is not digits"
-                    ))));
-                }
-                tx.batch_execute(&format!(
-                    "SELECT set_config('machi.tenant', '{scope}', true)"
-                ))
-                .map_err(|e| E::from(e.into()))?;
-                db::sent::add(1, 1);
-                finish(Tx::postgres(tx, statements, keyring), f)
             }
         }
     }
 }
 
-fn finish<T, E, F>(mut tx: Tx<'_>, f: F) -> Result<T, E>
+fn finish<T, E, F>(mut tx: Tx<'_>, auth: &AuthWatch, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut Tx<'_>) -> Result<T, E>,
     E: From<StoreError>,
 {
     let out = f(&mut tx)?;
+    let changed_auth = tx.auth_changed();
     tx.commit().map_err(|e| E::from(e.conflict_if_unique()))?;
+    auth.committed(changed_auth);
     Ok(out)
 }
 

@@ -24,8 +24,8 @@ use std::sync::{Arc, mpsc};
 
 use machi_domain::ids::MunicipalityCode;
 
-use super::db::{PgStatements, Tx};
-use super::{PgConn, PgManager, StoreError};
+use super::db::{PgStatements, PgTx, Tx};
+use super::{AuthWatch, PgConn, PgManager, StoreError};
 use crate::crypto::Keyring;
 
 /// Answers one caller once the commit's outcome is known.
@@ -43,13 +43,17 @@ pub struct PgWriter {
 }
 
 impl PgWriter {
-    pub(super) fn start(manager: PgManager, keyring: Arc<Keyring>) -> Result<PgWriter, StoreError> {
+    pub(super) fn start(
+        manager: PgManager,
+        keyring: Arc<Keyring>,
+        auth: Arc<AuthWatch>,
+    ) -> Result<PgWriter, StoreError> {
         let (jobs, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();
         std::thread::Builder::new()
             .name("machi-postgres-appender".into())
-            .spawn(move || run(&manager, &keyring, rx, &q))
+            .spawn(move || run(&manager, &keyring, &auth, rx, &q))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(PgWriter { jobs, queued })
     }
@@ -92,19 +96,23 @@ impl PgWriter {
 
 /// The SQL that opens a write's savepoint (releasing the previous one, if
 /// any, in the same round trip) and sets its tenant scope. A tenant code
-/// is six ASCII digits (checked when parsed), so it is safe to inline.
-fn open_sql(first: bool, tenant: Option<&MunicipalityCode>) -> String {
-    let scope = tenant.map(|t| t.as_str()).unwrap_or("");
-    debug_assert!(scope.chars().all(|c| c.is_ascii_digit()));
-    format!(
-        "{}SAVEPOINT machi_append; SELECT set_config('machi.tenant', '{scope}', true)",
-        if first { "" } else { "RELEASE machi_append; " }
+/// is six ASCII digits (checked when parsed), so it is safe to inline;
+/// anything else is refused.
+fn open_sql(first: bool, tenant: Option<&MunicipalityCode>) -> Result<String, StoreError> {
+    super::db::pg_begin_sql(
+        if first {
+            "SAVEPOINT machi_append"
+        } else {
+            "RELEASE machi_append; SAVEPOINT machi_append"
+        },
+        tenant,
     )
 }
 
 fn run(
     manager: &PgManager,
     keyring: &Keyring,
+    auth: &AuthWatch,
     rx: mpsc::Receiver<(Option<MunicipalityCode>, Job)>,
     queued: &AtomicUsize,
 ) {
@@ -143,6 +151,10 @@ fn run(
         };
         let completions = run_batch(client, statements, keyring, batch);
         let outcome = completions.1;
+        if let Ok(changed_auth) = outcome {
+            auth.committed(changed_auth);
+        }
+        let outcome = outcome.map(|_| ());
         for c in completions.0 {
             c(outcome.clone().map_err(StoreError::Commit));
         }
@@ -150,15 +162,29 @@ fn run(
 }
 
 /// Runs one batch in one transaction; the completions to call and the
-/// commit's outcome.
+/// commit's outcome (whether the transaction took access away, see
+/// [`Tx::mark_auth_changed`]). The BEGIN goes with the first write's
+/// savepoint and scope, and the last RELEASE with the COMMIT: one round
+/// trip each.
 fn run_batch(
     client: &mut postgres::Client,
     statements: &mut PgStatements,
     keyring: &Keyring,
     batch: Vec<(Option<MunicipalityCode>, Job)>,
-) -> (Vec<Completion>, Result<(), String>) {
+) -> (Vec<Completion>, Result<bool, String>) {
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
-    let tx = match client.transaction() {
+    let mut batch = batch.into_iter();
+    let Some((tenant, first_job)) = batch.next() else {
+        return (completions, Ok(false));
+    };
+    let begin = match open_sql(true, tenant.as_ref()) {
+        Ok(sql) => format!("BEGIN; {sql}"),
+        Err(e) => {
+            drop(first_job);
+            return (completions, Err(e.to_string()));
+        }
+    };
+    let tx = match PgTx::begin(client, &begin) {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin a PostgreSQL append transaction");
@@ -169,40 +195,68 @@ fn run_batch(
     let mut tx = Tx::postgres(tx, statements, keyring);
     let mut broken = None;
     let mut first = true;
-    for (tenant, job) in batch {
+    for (tenant, job) in std::iter::once((tenant, first_job)).chain(batch) {
         if broken.is_some() {
             drop(job);
             continue;
         }
-        if let Err(e) = tx.execute_batch(&open_sql(first, tenant.as_ref())) {
-            broken = Some(e.to_string());
-            drop(job);
-            continue;
+        if !first {
+            // A held access-log head is written under its own tenant's
+            // scope (row-level security), before the scope changes.
+            let switch = tx
+                .audit_head()
+                .is_some_and(|h| tenant.as_ref().is_none_or(|t| t.as_str() != h.tenant));
+            let flushed = if switch {
+                tx.flush_audit_head()
+            } else {
+                Ok(())
+            };
+            let opened = flushed
+                .and_then(|()| open_sql(false, tenant.as_ref()))
+                .and_then(|sql| tx.execute_batch_raw(&sql));
+            if let Err(e) = opened {
+                broken = Some(e.to_string());
+                drop(job);
+                continue;
+            }
         }
         first = false;
+        // The access-log head held for the batch, as the savepoint has it.
+        let head = tx.audit_head_snapshot();
+        // …and whether a revocation is to be announced: an undone write's
+        // NOTIFY is undone with it, so a later one must send its own.
+        let auth_changed = tx.auth_changed();
         match catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
             Ok((true, c)) => completions.push(c),
             Ok((false, c)) => {
                 // Answered after the commit like the others, with its own error.
                 completions.push(c);
-                if let Err(e) = tx.execute_batch("ROLLBACK TO machi_append") {
+                if let Err(e) = tx.execute_batch_raw("ROLLBACK TO machi_append") {
                     broken = Some(e.to_string());
                 }
+                tx.restore_audit_head(head);
+                tx.restore_auth_changed(auth_changed);
             }
             Err(_) => {
                 tracing::error!("a write panicked; it was rolled back");
-                if let Err(e) = tx.execute_batch("ROLLBACK TO machi_append") {
+                if let Err(e) = tx.execute_batch_raw("ROLLBACK TO machi_append") {
                     broken = Some(e.to_string());
                 }
+                tx.restore_audit_head(head);
+                tx.restore_auth_changed(auth_changed);
             }
         }
     }
+    let changed_auth = tx.auth_changed();
     let outcome = match broken {
         Some(msg) => {
             drop(tx);
             Err(msg)
         }
-        None => tx.commit().map_err(|e| e.to_string()),
+        None => tx
+            .commit_after("RELEASE machi_append")
+            .map(|()| changed_auth)
+            .map_err(|e| e.to_string()),
     };
     (completions, outcome)
 }

@@ -273,6 +273,8 @@ pub fn advance(
     tenant: &MunicipalityCode,
     a: Advance,
 ) -> Result<Heads, StoreError> {
+    // A chain head held ahead of the row is written first.
+    tx.flush_audit_head()?;
     let r = tx
         .query_opt(
             "UPDATE tenant_heads SET addressee_seq = addressee_seq + $2, household_seq = household_seq + $3, \
@@ -1519,6 +1521,24 @@ pub fn append_audit(
     at: i64,
     e: &AuditEntry,
 ) -> Result<String, StoreError> {
+    let hash = insert_audit(tx, tenant, seq, prev, at, e)?;
+    tx.execute(
+        "UPDATE tenant_heads SET audit_hash = $2 WHERE tenant = $1",
+        &[tenant.as_str().into(), (&hash).into()],
+    )?;
+    Ok(hash)
+}
+
+/// Writes audit entry `seq` chained to `prev`; returns its hash. The head
+/// row is the caller's to update.
+fn insert_audit(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    seq: i64,
+    prev: &str,
+    at: i64,
+    e: &AuditEntry,
+) -> Result<String, StoreError> {
     let hash = audit_hash(tenant, seq, at, prev, e);
     tx.execute(
         "INSERT INTO audit_log (tenant, seq, at, operator, terminal, function, target, detail, my_number_shown, prev_hash, hash) \
@@ -1537,31 +1557,50 @@ pub fn append_audit(
             (&hash).into(),
         ],
     )?;
-    tx.execute(
-        "UPDATE tenant_heads SET audit_hash = $2 WHERE tenant = $1",
-        &[tenant.as_str().into(), (&hash).into()],
-    )?;
     Ok(hash)
 }
 
 /// Appends `entry` as the tenant's next audit entry, in `tx`: allocates its
 /// number and chains it to the head. Returns its number.
+///
+/// The first entry of a tenant in a transaction moves the head row
+/// ([`advance`], which locks it on PostgreSQL) and writes the entry; the
+/// head's new hash is held in the transaction ([`Tx::hold_audit_head`]),
+/// and the tenant's next entries in the same transaction (a group
+/// commit's) chain to it with one INSERT each. The row gets the last
+/// number and hash once, before the commit. The chain is the same as if
+/// each entry had been appended alone.
 pub fn append_next_audit(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     at: i64,
     entry: &AuditEntry,
 ) -> Result<i64, StoreError> {
-    let heads = advance(
-        tx,
-        tenant,
-        Advance {
-            audit: 1,
-            ..Default::default()
-        },
-    )?;
-    append_audit(tx, tenant, heads.audit, &heads.audit_hash, at, entry)?;
-    Ok(heads.audit)
+    let held = tx
+        .audit_head()
+        .filter(|h| h.tenant == tenant.as_str())
+        .map(|h| (h.seq, h.hash.clone()));
+    let (seq, prev) = match held {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => {
+            let heads = advance(
+                tx,
+                tenant,
+                Advance {
+                    audit: 1,
+                    ..Default::default()
+                },
+            )?;
+            (heads.audit, heads.audit_hash)
+        }
+    };
+    let hash = insert_audit(tx, tenant, seq, &prev, at, entry)?;
+    tx.hold_audit_head(super::db::AuditHead {
+        tenant: tenant.as_str().to_string(),
+        seq,
+        hash,
+    });
+    Ok(seq)
 }
 
 /// A stored audit entry with its chain fields.

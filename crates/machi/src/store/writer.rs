@@ -13,8 +13,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
-use super::StoreError;
 use super::db::Tx;
+use super::{AuthWatch, StoreError};
 use crate::crypto::Keyring;
 
 /// Answers one caller once the commit's outcome is known.
@@ -37,14 +37,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: rusqlite::Connection, keyring: Arc<Keyring>) -> Result<Writer, StoreError> {
+    pub fn start(
+        conn: rusqlite::Connection,
+        keyring: Arc<Keyring>,
+        auth: Arc<AuthWatch>,
+    ) -> Result<Writer, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let checkpointing = Checkpointing::default();
         let queued = Arc::new(AtomicUsize::new(0));
         let (c, q) = (checkpointing.clone(), queued.clone());
         let thread = std::thread::Builder::new()
             .name("machi-sqlite-writer".into())
-            .spawn(move || run(conn, &keyring, rx, &q, &c))
+            .spawn(move || run(conn, &keyring, &auth, rx, &q, &c))
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Writer {
             jobs,
@@ -113,6 +117,7 @@ impl Writer {
 fn run(
     mut conn: rusqlite::Connection,
     keyring: &Keyring,
+    auth: &AuthWatch,
     rx: mpsc::Receiver<Job>,
     queued: &AtomicUsize,
     checkpointing: &Checkpointing,
@@ -165,14 +170,19 @@ fn run(
                 (None, None, "ROLLBACK; BEGIN IMMEDIATE")
             };
             if let Some(open) = open
-                && let Err(e) = tx.execute_batch(open)
+                && let Err(e) = tx.execute_batch_raw(open)
             {
                 broken = Some(e.to_string());
                 drop(job);
                 continue;
             }
+            // The access-log head held for the batch, as the savepoint has it.
+            let head = tx.audit_head_snapshot();
+            // …and whether a revocation is to be announced: an undone
+            // write's is not (its NOTIFY is undone with it).
+            let auth_changed = tx.auth_changed();
             match catch_unwind(AssertUnwindSafe(|| job(&mut tx))) {
-                Ok((true, c)) => match release.map_or(Ok(()), |r| tx.execute_batch(r)) {
+                Ok((true, c)) => match release.map_or(Ok(()), |r| tx.execute_batch_raw(r)) {
                     Ok(()) => {
                         held = true;
                         completions.push(c);
@@ -183,7 +193,9 @@ fn run(
                     }
                 },
                 Ok((false, c)) => {
-                    let undone = tx.execute_batch(undo);
+                    let undone = tx.execute_batch_raw(undo);
+                    tx.restore_audit_head(head);
+                    tx.restore_auth_changed(auth_changed);
                     // Answered after the commit like the others (it keeps its
                     // own error): a checkpoint it deferred has started by then.
                     completions.push(c);
@@ -194,13 +206,16 @@ fn run(
                 Err(_) => {
                     // The job panicked: its caller sees the write abandoned.
                     tracing::error!("a write panicked; it was rolled back");
-                    if let Err(e) = tx.execute_batch(undo) {
+                    if let Err(e) = tx.execute_batch_raw(undo) {
                         broken = Some(e.to_string());
                     }
+                    tx.restore_audit_head(head);
+                    tx.restore_auth_changed(auth_changed);
                 }
             }
         }
         let deferred = tx.checkpoint_deferred();
+        let changed_auth = tx.auth_changed();
         let outcome = match broken {
             Some(msg) => {
                 drop(tx);
@@ -208,6 +223,9 @@ fn run(
             }
             None => tx.commit().map_err(|e| e.to_string()),
         };
+        if outcome.is_ok() {
+            auth.committed(changed_auth);
+        }
         // Started (and waitable) before the writers hear of their commit.
         if deferred
             && let Some(h) = checkpoint_after_deferred(&conn)

@@ -18,9 +18,11 @@ macro_rules! both_backends {
     };
 }
 
+mod access_log;
 mod allowance;
 mod allowance_faults;
 mod api;
+mod auth_cache;
 mod browser;
 mod browser_allowance;
 mod browser_counter_filing;
