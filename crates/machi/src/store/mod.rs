@@ -936,13 +936,31 @@ where
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 fn migrate_sqlite(tx: rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    migrate_sqlite_through(tx, i64::MAX)
+}
+
+/// Applies the SQLite migrations up to version `last` only, on the
+/// database file at `path` (created if missing): for a test of what a
+/// later migration does to the rows an earlier schema held, as
+/// [`migrate_postgres_until`]. [`Store::connect`] applies the rest.
+pub async fn migrate_sqlite_until(path: &Path, last: i64) -> Result<(), StoreError> {
+    let path = path.to_path_buf();
+    blocking(move || {
+        let mut conn = open_sqlite(&path, SqliteSync::Full, true)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        migrate_sqlite_through(tx, last)
+    })
+    .await
+}
+
+fn migrate_sqlite_through(tx: rusqlite::Transaction<'_>, last: i64) -> Result<(), StoreError> {
     tx.execute_batch(MIGRATIONS_TABLE)?;
     let applied: Vec<i64> = {
         let mut st = tx.prepare("SELECT version FROM schema_migrations")?;
         st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
     };
     for m in migrations::all() {
-        if applied.contains(&m.version) {
+        if applied.contains(&m.version) || m.version > last {
             continue;
         }
         tx.execute_batch(m.sqlite)?;

@@ -2274,7 +2274,9 @@ pub fn history_grams(key: &str) -> Vec<String> {
 
 /// SQL that adds the history grams ([`history_grams`]) of the history
 /// rows `source c` that match `cond` to `resident_gram` (a bulk fill:
-/// migration 28, imports). Existing grams are left as they are.
+/// imports). Existing grams are left as they are. Migration 28 ran a
+/// frozen copy of it (`store::migrations`): a change here does not
+/// change what that migration does.
 pub fn history_gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> String {
     let (sep, start, exact) = match backend {
         super::Backend::Sqlite => ("char(31)", "char(2)", "char(3)"),
@@ -2423,8 +2425,9 @@ fn insert_grams_of(
 /// the first, up to [`GRAM_POSITIONS`], that is not the separator of name
 /// parts: the character and the next one of its part, or the character
 /// alone at the end of a part. A key's first character starts only prefix
-/// matches. Sorted, without repeats. Must give what [`gram_fill_sql`]
-/// gives (tested).
+/// matches. Sorted, without repeats. What `col` 1–3 held up to
+/// migration 29, and what migration 28's frozen fill gives (tested:
+/// `migration::*::an_upgrade_to_29_keeps_every_search`).
 pub fn grams(key: &str) -> Vec<String> {
     let cs: Vec<char> = key.chars().collect();
     let mut out: Vec<String> = Vec::new();
@@ -2459,9 +2462,12 @@ pub fn current_grams(key: &str) -> Vec<String> {
 }
 
 /// SQL that adds the grams of the current rows `source c` that match
-/// `cond` to `resident_gram` (a bulk fill: migrations 25 and 28, imports,
-/// the re-fold): names, furigana and addresses, [`current_grams`] only.
-/// Existing grams are left as they are.
+/// `cond` to `resident_gram` (a bulk fill: imports, the re-fold): names,
+/// furigana and addresses, [`current_grams`] only. Existing grams are
+/// left as they are. Migration 28 ran a frozen copy of what this was
+/// then (`store::migrations`): a change here does not change what that
+/// migration does; a change to the grams stored needs a migration of
+/// its own (as 29).
 pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> String {
     let sep = match backend {
         super::Backend::Sqlite => "char(31)",

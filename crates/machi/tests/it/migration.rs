@@ -68,6 +68,7 @@ both_backends!(
     a_full_load_leaves_keys_and_indexes_whole,
     a_rehearsal_compares_full_and_incremental_loads,
     an_import_killed_midway_leaves_nothing_and_reruns,
+    an_upgrade_to_29_keeps_every_search,
 );
 
 /// The names of a query's single text column, sorted.
@@ -1489,4 +1490,389 @@ fn killed_import(location: machi::store::DatabaseLocation, pg_url: Option<String
     let out = machi(&["import", "--tenant", "132063", population.to_str().unwrap()]);
     assert!(out.contains("imported"), "{out}");
     assert_eq!(exported_rows(), rows_in_file);
+}
+
+/// The residents of the upgrade test: a household that moves (転居), a
+/// name change, a 除票 (転出), and persons whose names hold one character
+/// at a part's end (田中　一) and inside a part (田中　一郎).
+async fn populate_for_search(r: &Registry) {
+    use crate::contract::person;
+    submit(
+        r,
+        move_in(
+            vec![
+                person(
+                    "田中　一郎",
+                    "タナカ　イチロウ",
+                    "1970-05-01",
+                    "male",
+                    "世帯主",
+                ),
+                person("田中　花子", "タナカ　ハナコ", "1972-08-15", "female", "妻"),
+            ],
+            "東京都府中市宮西町一丁目",
+        ),
+    )
+    .await;
+    for (name, kana, address) in [
+        ("田中　一", "タナカ　ハジメ", "東京都府中市本町一丁目"),
+        ("山川　次郎", "ヤマカワ　ジロウ", "東京都府中市寿町二丁目"),
+        ("鈴木　一美", "スズキ　カズミ", "東京都府中市寿町一丁目"),
+    ] {
+        submit(
+            r,
+            move_in(
+                vec![person(name, kana, "1980-01-01", "female", "世帯主")],
+                address,
+            ),
+        )
+        .await;
+    }
+    submit(
+        r,
+        json!({"effective_date": "2024-07-01", "command": {"type": "move_within",
+        "persons": [a(1), a(2)], "address": {"address": "東京都府中市栄町二丁目"}}}),
+    )
+    .await;
+    submit(
+        r,
+        json!({"effective_date": "2024-07-02", "command": {"type": "ex_officio_correction",
+        "person": a(5), "patch": {"name": "森　一美", "name_kana": "モリ　カズミ"}}}),
+    )
+    .await;
+    submit(
+        r,
+        json!({"effective_date": "2024-07-03", "command": {"type": "move_out", "persons": [a(4)],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+}
+
+/// Every search of the upgrade test, each as (what was asked, the names
+/// and 宛名番号 found in order); the paged ones one row per page.
+async fn search_battery(r: &Registry) -> Vec<(String, Vec<String>)> {
+    use machi::service::registry::{SearchParams, encode_cursor};
+    let name = |n: &str| SearchParams {
+        name: Some(n.into()),
+        ..Default::default()
+    };
+    let address = |n: &str| SearchParams {
+        address: Some(n.into()),
+        ..Default::default()
+    };
+    let history = |p: SearchParams| SearchParams {
+        include_history: true,
+        ..p
+    };
+    let removed = |p: SearchParams| SearchParams {
+        include_removed: true,
+        ..p
+    };
+    let mut asked: Vec<SearchParams> = Vec::new();
+    for n in [
+        "一",
+        "中",
+        "花",
+        "田中",
+        "一郎",
+        "中一",
+        "田中一郎",
+        "田中花子",
+        "森一美",
+    ] {
+        asked.push(name(n));
+    }
+    // Furigana, folded (hiragana and katakana).
+    for n in ["た", "ハナ", "たなか", "カズミ", "もりかずみ"] {
+        asked.push(name(n));
+    }
+    for n in [
+        "栄",
+        "宮",
+        "寿",
+        "町",
+        "栄町",
+        "宮西",
+        "本町",
+        "寿町",
+        "府中市栄町二丁目",
+    ] {
+        asked.push(address(n));
+    }
+    // Past names, readings and addresses, and the 除票.
+    for p in [
+        name("鈴"),
+        name("鈴木"),
+        name("木一"),
+        name("鈴木一美"),
+        name("すずき"),
+        address("宮"),
+        address("宮西"),
+        address("宮西町一丁目"),
+    ] {
+        asked.push(history(p));
+    }
+    for p in [
+        name("川"),
+        name("山川"),
+        name("次郎"),
+        address("寿"),
+        address("寿町"),
+    ] {
+        asked.push(removed(p.clone()));
+        asked.push(removed(history(p)));
+    }
+    asked.push(history(SearchParams {
+        address: Some("宮西".into()),
+        ..name("田中")
+    }));
+    let mut out = Vec::new();
+    for p in asked {
+        for limit in [50, 1] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = r
+                    .search(
+                        &code(FUCHU),
+                        &SearchParams {
+                            limit,
+                            after: after.clone(),
+                            ..p.clone()
+                        },
+                        &clerk(),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}: {p:?}"));
+                seen.extend(
+                    page.rows
+                        .iter()
+                        .map(|r| format!("{} {}", r.record.name, r.record.addressee_number)),
+                );
+                match page.next_after {
+                    Some(c) => after = Some(encode_cursor(&c)),
+                    None => break,
+                }
+                assert!(seen.len() <= 20, "{p:?}: {seen:?}");
+            }
+            out.push((
+                format!(
+                    "name {:?} address {:?} history {} removed {} limit {limit}",
+                    p.name, p.address, p.include_history, p.include_removed
+                ),
+                seen,
+            ));
+        }
+    }
+    out
+}
+
+/// Every gram row of the tenant, as "col gram 宛名番号", sorted.
+async fn gram_rows(db: &TestDb) -> Vec<String> {
+    let t = code(FUCHU);
+    db.store
+        .read(Some(&t.clone()), move |tx| {
+            let mut rows: Vec<String> = tx
+                .query(
+                    "SELECT CAST(col AS BIGINT), gram, addressee_number FROM resident_gram WHERE tenant = $1",
+                    &[t.as_str().into()],
+                )?
+                .iter()
+                .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.text(2)?)))
+                .collect::<Result<_, machi::store::StoreError>>()?;
+            rows.sort();
+            Ok::<_, machi::store::StoreError>(rows)
+        })
+        .await
+        .unwrap()
+}
+
+/// The gram rows as the code of migration 28 kept them (what an upgraded
+/// database holds at version 28), made from the stored keys: `col` 1–3
+/// [`records::grams`] of the current rows' keys (one and two characters,
+/// migration 25), `col` 4–6 [`records::history_grams`] of every history
+/// row's keys. Only `col` < `below`.
+async fn v28_gram_rows(db: &TestDb, below: i64) -> Vec<(i64, String, String)> {
+    use machi::store::records;
+    let t = code(FUCHU);
+    db.store
+        .read(Some(&t.clone()), move |tx| {
+            let mut made = Vec::new();
+            for (table, first) in [("resident_current", 1), ("resident_history", 4)] {
+                for r in tx.query(
+                    &format!(
+                        "SELECT addressee_number, name_key, kana_key, address_key FROM {table} WHERE tenant = $1"
+                    ),
+                    &[t.as_str().into()],
+                )? {
+                    let a = r.text(0)?;
+                    for i in 0..3 {
+                        let (col, k) = (first + i, r.text(1 + i as usize)?);
+                        let grams = if first == 1 {
+                            records::grams(&k)
+                        } else {
+                            records::history_grams(&k)
+                        };
+                        made.extend(grams.into_iter().map(|g| (col, g, a.clone())));
+                    }
+                }
+            }
+            made.retain(|(col, _, _)| *col < below);
+            made.sort();
+            made.dedup();
+            Ok::<_, machi::store::StoreError>(made)
+        })
+        .await
+        .unwrap()
+}
+
+/// Migration 29 on a database that ran migration 28 with the code of its
+/// time: every search (names of one, two and three or more characters,
+/// furigana, addresses of one and two characters, with history, with
+/// 除票, page by page with one row a page) gives the same rows before and
+/// after; and the postings end as a database made after 29 keeps them.
+///
+/// There is no writer of version 28's time in this build, so the
+/// database at version 28 is made from one at 29: its residents are
+/// written by today's code, then its postings are put back to what
+/// version 27 held (`col` 1–2, one- and two-character grams of the
+/// current keys, [`records::grams`]) and versions 28 and 29 are taken out
+/// of `schema_migrations`; migration 28, applied alone (frozen, as it
+/// ran), fills the rest, and its rows are compared with those the code
+/// of its time kept. A read path that took a contained two-character gram
+/// from `col` 1–3 (what 29 deletes) finds them before 29 and not after.
+async fn an_upgrade_to_29_keeps_every_search(db: TestDb) {
+    use machi::service::Clock;
+    use machi::store::{DatabaseLocation, SqliteSync, Store};
+    let db = db.with_tenants().await;
+    populate_for_search(&db.registry).await;
+    let fresh = gram_rows(&db).await;
+    // Back to version 27's postings and schema_migrations.
+    let v27 = v28_gram_rows(&db, 3).await;
+    let t = code(FUCHU);
+    db.store
+        .write(Some(&t.clone()), move |tx| {
+            tx.execute(
+                "DELETE FROM resident_gram WHERE tenant = $1",
+                &[t.as_str().into()],
+            )?;
+            for (col, g, a) in &v27 {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO resident_gram (tenant, col, gram, addressee_number) VALUES ($1, {col}, $2, $3)"
+                    ),
+                    &[t.as_str().into(), g.as_str().into(), a.as_str().into()],
+                )?;
+            }
+            Ok::<_, machi::store::StoreError>(())
+        })
+        .await
+        .unwrap();
+    db.raw("DELETE FROM schema_migrations WHERE version >= 28")
+        .await;
+    let location = db.location().await;
+    match &location {
+        DatabaseLocation::Sqlite(path) => machi::store::migrate_sqlite_until(path, 28).await,
+        DatabaseLocation::Postgres(url) => machi::store::migrate_postgres_until(url, 28).await,
+    }
+    .unwrap();
+    let versions: Vec<i64> = db
+        .store
+        .applied_migrations()
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(versions, (1..=28).collect::<Vec<_>>());
+    let mut v28: Vec<String> = v28_gram_rows(&db, 7)
+        .await
+        .into_iter()
+        .map(|(col, g, a)| format!("{col} {g} {a}"))
+        .collect();
+    v28.sort();
+    assert_eq!(
+        gram_rows(&db).await,
+        v28,
+        "migration 28 fills what the code of its time kept"
+    );
+    assert!(
+        v28.iter()
+            .any(|r| r.starts_with("3 ")
+                && r.split(' ').nth(1).is_some_and(|g| g.chars().count() == 2)),
+        "version 28 holds two-character grams of the current rows"
+    );
+    let before = search_battery(&db.registry).await;
+    // Migration 29, as a server start runs it.
+    let store = Store::connect_with(
+        &location,
+        SqliteSync::Normal,
+        crate::support::test_keyring(),
+    )
+    .await
+    .unwrap();
+    let upgraded = Registry::new(
+        store.clone(),
+        machi_domain::dates::EraTable::standard(),
+        Clock::System,
+    );
+    assert_eq!(store.applied_migrations().await.unwrap().len(), 29);
+    let after = search_battery(&upgraded).await;
+    for ((asked, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(b, a, "{asked}: before migration 29, after");
+    }
+    assert_eq!(before.len(), after.len());
+    assert_eq!(gram_rows(&db).await, fresh, "upgraded and fresh postings");
+    // The searches found what they ask for (not empty alike).
+    let found = |asked: &str| -> Vec<String> {
+        after
+            .iter()
+            .find(|(q, _)| q == asked)
+            .unwrap_or_else(|| panic!("{asked}"))
+            .1
+            .iter()
+            .map(|r| r.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    let (t1, t2, t3) = ("田中　一郎", "田中　花子", "田中　一");
+    assert_eq!(
+        found("name Some(\"一\") address None history false removed false limit 1"),
+        [t3, "森　一美", t1],
+    );
+    assert_eq!(
+        found("name Some(\"田中\") address None history false removed false limit 1"),
+        [t3, t1, t2]
+    );
+    assert_eq!(
+        found("name Some(\"田中一郎\") address None history false removed false limit 50"),
+        [t1]
+    );
+    assert_eq!(
+        found("name Some(\"ハナ\") address None history false removed false limit 1"),
+        [t2]
+    );
+    assert_eq!(
+        found("name None address Some(\"栄\") history false removed false limit 1"),
+        [t1, t2]
+    );
+    assert_eq!(
+        found("name None address Some(\"宮西\") history false removed false limit 50"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found("name None address Some(\"宮西\") history true removed false limit 1"),
+        [t1, t2]
+    );
+    assert_eq!(
+        found("name Some(\"鈴木\") address None history true removed false limit 1"),
+        ["森　一美"]
+    );
+    assert_eq!(
+        found("name Some(\"山川\") address None history false removed true limit 1"),
+        ["山川　次郎"]
+    );
+    assert_eq!(
+        found("name None address Some(\"寿\") history true removed true limit 1"),
+        ["山川　次郎", "森　一美"]
+    );
 }
