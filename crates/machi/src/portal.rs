@@ -827,6 +827,21 @@ pub async fn import_with_definitions(
     definitions: &[PulledDefinition],
     now: i64,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
+    import_inner(store, key, signing, pulled, definitions, now, true).await
+}
+
+/// [`import_with_definitions`]; `record_refusals`: whether refusals are
+/// deferred or quarantined ([`quarantine`]); not when a quarantined
+/// filing is imported again ([`reimport_refused`]).
+async fn import_inner(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    pulled: &[PulledFiling],
+    definitions: &[PulledDefinition],
+    now: i64,
+    record_refusals: bool,
+) -> Result<ImportOutcome, crate::store::StoreError> {
     let mut out = ImportOutcome::default();
     let mut known_tenants = std::collections::HashMap::new();
     let (good_defs, bad_defs) =
@@ -988,9 +1003,56 @@ pub async fn import_with_definitions(
         checked.entry(tenant).or_default().push(c);
     }
     store_checked(store, checked, now, &mut out).await?;
-    quarantine(store, pulled, &mut known_tenants, now, &mut out).await?;
+    if record_refusals {
+        quarantine(store, pulled, &mut known_tenants, now, &mut out).await?;
+    }
     out.pulled = pulled.len();
     Ok(out)
+}
+
+/// Imports a quarantined filing again from the sealed bytes kept in
+/// `portal_refusals`, once its cause is fixed (the back office's key, its
+/// machi-procedures, a definition): the same checks as a pull, with the
+/// key and trust anchors given, and the definitions stored here. Imported:
+/// `imported` 1 (the refusal row stays, as history). Refused again: the
+/// refusal in `refused`, nothing written (it stays quarantined). None:
+/// no such quarantined filing. The portal is not told here.
+pub async fn reimport_refused(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+    now: i64,
+) -> Result<Option<ImportOutcome>, crate::store::StoreError> {
+    let row = store
+        .read(Some(tenant), {
+            let (t, id) = (tenant.clone(), portal_id.to_owned());
+            move |tx| crate::store::portal_refusals::sealed(tx, &t, &id)
+        })
+        .await?;
+    let Some((procedure, version, received_at, sealed)) = row else {
+        return Ok(None);
+    };
+    let pulled = PulledFiling {
+        id: portal_id.to_owned(),
+        tenant: tenant.as_str().to_owned(),
+        procedure,
+        version,
+        received_at,
+        sealed,
+    };
+    import_inner(
+        store,
+        key,
+        signing,
+        std::slice::from_ref(&pulled),
+        &[],
+        now,
+        false,
+    )
+    .await
+    .map(Some)
 }
 
 async fn tenant_known(

@@ -192,3 +192,20 @@ pub fn defer(
         .int(0)?;
     Ok((first, false))
 }
+
+/// A quarantined filing as pulled (portal id, procedure, version,
+/// received_at, the sealed bytes in base64), to import it again once the
+/// cause is fixed ([`crate::portal::reimport_refused`]).
+pub fn sealed(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+) -> Result<Option<(String, i64, String, String)>, StoreError> {
+    tx.query_opt(
+        "SELECT procedure, version, received_at, sealed FROM portal_refusals \
+         WHERE tenant = $1 AND portal_id = $2",
+        &[tenant.as_str().into(), portal_id.into()],
+    )?
+    .map(|r| Ok((r.text(0)?, r.int(1)?, r.text(2)?, r.text(3)?)))
+    .transpose()
+}

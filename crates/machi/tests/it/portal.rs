@@ -17,6 +17,7 @@ both_backends!(
     portal_import_refuses_what_does_not_open_or_match,
     refused_filings_are_quarantined_once_and_do_not_starve_good_ones,
     an_old_portal_that_ignores_refusals_ends_the_round,
+    a_quarantined_filing_imports_again_once_the_key_is_fixed,
 );
 
 const TOKEN: &str = "portal-pull-token-for-tests";
@@ -551,4 +552,68 @@ async fn an_old_portal_that_ignores_refusals_ends_the_round(db: TestDb) {
     let r = link.run_once(&db.store, 1_765_000_100).await.unwrap();
     assert_eq!(r.batches, 1, "{r:?}");
     assert_eq!(pulls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A filing that does not open with the back office's (misconfigured)
+/// key: deferred, quarantined a week on; once the right key is back, it
+/// is imported again from the sealed bytes kept with the refusal; once.
+async fn a_quarantined_filing_imports_again_once_the_key_is_fixed(db: TestDb) {
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    file_survey(&p.base, "架空の意見です").await;
+    let list = listed(&p.base).await;
+    assert_eq!(list.len(), 1);
+    let id = list[0].id.clone();
+    let wrong = OpeningKey::generate().unwrap();
+    let t0 = 1_765_000_000;
+    let out = import(&db.store, &wrong, None, &list, t0).await.unwrap();
+    assert_eq!((out.defer.len(), out.quarantine.len()), (1, 0), "{out:?}");
+    let out = import(&db.store, &wrong, None, &list, t0 + 7 * 86_400)
+        .await
+        .unwrap();
+    assert_eq!(out.quarantine.len(), 1, "{out:?}");
+    let fuchu = code(FUCHU);
+    // Still the wrong key: refused again, nothing written.
+    let again =
+        machi::portal::reimport_refused(&db.store, &wrong, None, &fuchu, &id, t0 + 8 * 86_400)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(again.imported, 0);
+    assert_eq!(again.refused[0].code, "does_not_open");
+    assert_eq!(stored_filings(&db).await, 0);
+    // The right key: imported, once.
+    let out =
+        machi::portal::reimport_refused(&db.store, &p.key, None, &fuchu, &id, t0 + 9 * 86_400)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(out.imported, 1, "{out:?}");
+    let out =
+        machi::portal::reimport_refused(&db.store, &p.key, None, &fuchu, &id, t0 + 9 * 86_400)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((out.imported, out.already), (0, 1), "{out:?}");
+    assert_eq!(stored_filings(&db).await, 1);
+    assert!(
+        machi::portal::reimport_refused(&db.store, &p.key, None, &fuchu, "no-such-id", t0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn stored_filings(db: &TestDb) -> i64 {
+    let f = code(FUCHU);
+    db.store
+        .read(Some(&f.clone()), move |tx| {
+            tx.query_one(
+                "SELECT COUNT(*) FROM portal_filings WHERE tenant = $1",
+                &[f.as_str().into()],
+            )?
+            .int(0)
+        })
+        .await
+        .unwrap()
 }
