@@ -732,8 +732,10 @@ impl Store {
     }
 
     /// The back office refused these on import but they may pass later
-    /// (a tenant it does not serve yet): they stay, offered after the
-    /// others so they cannot fill every pull. Returns how many.
+    /// (a tenant it does not serve yet; a key, a definition or a version
+    /// it has yet to fix — it quarantines them only after a grace
+    /// period): they stay, offered after the others so they cannot fill
+    /// every pull. Returns how many.
     pub fn defer(&self, ids: &[String]) -> Result<usize, StoreError> {
         let mut c = self.conn();
         let tx = c.transaction()?;

@@ -347,8 +347,9 @@ pub struct PulledDefinition {
     pub source: String,
 }
 
-/// Why a published definition was not imported (nothing of it is stored,
-/// and the filings made on it stay on the portal).
+/// Why a published definition was not imported (nothing of it is stored;
+/// the filings made on it are refused: `definition_invalid` deferred,
+/// as a newer machi-procedures may read it, the others quarantined).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedDefinition {
     pub tenant: String,
@@ -363,19 +364,23 @@ pub struct RefusedDefinition {
     pub en: String,
 }
 
-/// Why one pulled filing was not imported. A permanent refusal of a
-/// tenant this back office serves is recorded once
+/// Why one pulled filing was not imported. What becomes of it depends on
+/// whether it can ever become acceptable ([`Refused::disposition`]): one
+/// that cannot, of a tenant this back office serves, is recorded once
 /// ([`crate::store::portal_refusals`]) and acknowledged to the portal as
 /// refused (quarantined: the portal drops its sealed copy and tells the
-/// citizen, and never offers it again); the others stay on the portal
-/// and are offered after newer filings ([`ImportOutcome::defer`]).
+/// citizen, and never offers it again); one that may pass once something
+/// is fixed here is deferred (offered after newer filings,
+/// [`ImportOutcome::defer`]) and quarantined only when it still fails
+/// [`QUARANTINE_AFTER_SECS`] after the first time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub portal_id: String,
     /// A stable code: `not_base64`, `does_not_open`, `not_json`,
-    /// `listing_mismatch`, `reserved_id`, `bad_tenant`, `unknown_tenant`,
-    /// `replayed`, `definition_refused`, `unknown_definition`,
-    /// `answers_invalid`, `internal`.
+    /// `unknown_format`, `listing_mismatch`, `reserved_id`, `bad_tenant`,
+    /// `unknown_tenant`, `replayed`, `definition_refused`,
+    /// `definition_invalid`, `unknown_definition`, `answers_invalid`,
+    /// `internal`.
     pub code: &'static str,
     pub ja: String,
     pub en: String,
@@ -383,20 +388,53 @@ pub struct Refused {
     pub receipt: Option<String>,
 }
 
+/// A refused filing still failing this long after it was first deferred
+/// is quarantined (7 days: long enough to notice and fix a key or an
+/// upgrade; the citizen is not kept waiting for weeks).
+pub const QUARANTINE_AFTER_SECS: i64 = 7 * 86_400;
+
+/// What becomes of a refused filing ([`Refused::disposition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// It can never become acceptable (it names another tenant, procedure
+    /// or version than the listing, uses the counter's reserved id, its
+    /// signature was used before, its definition's text conflicts with
+    /// the published one): quarantined at once.
+    Quarantine,
+    /// It may pass once something is fixed here: the back office's key
+    /// (`does_not_open` cannot tell a rotated or misconfigured key from
+    /// tampering), an older machi-procedures or portal format
+    /// (`not_base64`, `not_json`, `unknown_format`, `definition_invalid`,
+    /// `answers_invalid`), a definition not known here
+    /// (`unknown_definition`). Deferred; quarantined only after
+    /// [`QUARANTINE_AFTER_SECS`].
+    Grace,
+    /// Not for this back office to decide (a tenant it does not serve, an
+    /// internal error): deferred, never quarantined.
+    Defer,
+}
+
 impl Refused {
-    /// The reason the citizen is told, as the portal's word, when the
-    /// refusal is permanent (the same bytes are refused on every pull);
-    /// None when it may pass later (a tenant this back office does not
-    /// serve yet, an internal error): such a filing stays on the portal.
-    pub fn citizen_reason(&self) -> Option<&'static str> {
+    /// What becomes of it ([`Disposition`]).
+    pub fn disposition(&self) -> Disposition {
         match self.code {
-            "not_base64" | "does_not_open" | "not_json" | "listing_mismatch" | "reserved_id" => {
-                Some("unreadable")
+            "listing_mismatch" | "reserved_id" | "replayed" | "definition_refused" => {
+                Disposition::Quarantine
             }
-            "replayed" => Some("replayed"),
-            "definition_refused" | "unknown_definition" => Some("procedure"),
-            "answers_invalid" => Some("answers"),
-            _ => None,
+            "not_base64" | "does_not_open" | "not_json" | "unknown_format"
+            | "definition_invalid" | "unknown_definition" | "answers_invalid" => Disposition::Grace,
+            _ => Disposition::Defer,
+        }
+    }
+
+    /// The reason the citizen is told when it is quarantined, as the
+    /// portal's word (`unreadable`, `replayed`, `procedure`, `answers`).
+    pub fn citizen_reason(&self) -> &'static str {
+        match self.code {
+            "replayed" => "replayed",
+            "definition_refused" | "definition_invalid" | "unknown_definition" => "procedure",
+            "answers_invalid" => "answers",
+            _ => "unreadable",
         }
     }
 }
@@ -433,6 +471,13 @@ pub struct ImportOutcome {
     pub quarantine: Vec<Quarantined>,
     /// Of those, recorded now.
     pub refusals_recorded: usize,
+    /// Refused filings that may pass later deferred for the first time
+    /// now (`portal_deferrals`).
+    pub deferrals_recorded: usize,
+    /// What the portal said it dropped (stored or refused filings) in its
+    /// answer to the acknowledgement; None when it did not say (an older
+    /// portal, or nothing was acknowledged).
+    pub portal_dropped: Option<usize>,
     /// Refused filings that may pass later: the portal keeps them and
     /// offers them after the others.
     pub defer: Vec<String>,
@@ -455,9 +500,11 @@ fn refuse(p: &PulledFiling, code: &'static str, ja: &str, en: &str) -> Refused {
 enum DefFor {
     /// Known (delivered with this pull, stored before, or shipped).
     Check(Arc<Definition>),
-    /// Neither delivered, stored nor shipped: the answers cannot be
-    /// checked, so the filing is refused.
-    Unknown,
+    /// Neither delivered, stored nor shipped (or a stored text no longer
+    /// parses): the answers cannot be checked, so the filing is refused.
+    /// The procedure's title (ja, en) from another version, when one is
+    /// known (staff read it instead of the procedure id).
+    Unknown(Option<Arc<(String, String)>>),
     /// Not looked at here: the tenant is unknown, or the definition was
     /// refused (the filing is refused for that).
     Skip,
@@ -605,6 +652,8 @@ pub async fn import(
 }
 
 type DefKey = (String, String, i64);
+/// A procedure's title (ja, en), when some version of it is known.
+type TitleOf = Option<Arc<(String, String)>>;
 
 /// Validates and stores the published definitions of a pull (issue 11,
 /// item 1), one transaction per tenant. Returns the definitions that
@@ -741,11 +790,11 @@ async fn import_definitions(
                             version: k.2,
                             code: "definition_conflict",
                             ja: format!(
-                                "団体{}の手続「{title}」（{}）版{}は、すでに別の内容で取り込まれています。公開済みの版は変えられないため、この定義とこの版の申請は取り込みませんでした（申請はポータルに残っています）。",
+                                "団体{}の手続「{title}」（{}）版{}は、すでに別の内容で取り込まれています。公開済みの版は変えられないため、この定義とこの版の申請は取り込みませんでした（申請は受付できなかった申請として記録し、ポータルが申請者に知らせます）。",
                                 k.0, k.1, k.2
                             ),
                             en: format!(
-                                "tenant {} procedure {} version {} is already known with a different text; a published version never changes, so this definition and the filings made on it were not imported (they stay on the portal)",
+                                "tenant {} procedure {} version {} is already known with a different text; a published version never changes, so this definition and the filings made on it were not imported (the filings are recorded as refused, and the portal tells the applicants)",
                                 k.0, k.1, k.2
                             ),
                         },
@@ -768,7 +817,7 @@ async fn import_definitions(
 /// [`import`], with the published definitions the portal sent beside the
 /// filings (issue 11, item 1): each is validated by `machi-procedures`
 /// and stored per tenant and version first; a filing whose definition
-/// was refused is refused too (it stays on the portal), so nothing is
+/// was refused is refused too ([`Refused::disposition`]), so nothing is
 /// imported that the back office cannot read with its labels.
 pub async fn import_with_definitions(
     store: &crate::store::Store,
@@ -778,6 +827,21 @@ pub async fn import_with_definitions(
     definitions: &[PulledDefinition],
     now: i64,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
+    import_inner(store, key, signing, pulled, definitions, now, true).await
+}
+
+/// [`import_with_definitions`]; `record_refusals`: whether refusals are
+/// deferred or quarantined ([`quarantine`]); not when a quarantined
+/// filing is imported again ([`reimport_refused`]).
+async fn import_inner(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    pulled: &[PulledFiling],
+    definitions: &[PulledDefinition],
+    now: i64,
+    record_refusals: bool,
+) -> Result<ImportOutcome, crate::store::StoreError> {
     let mut out = ImportOutcome::default();
     let mut known_tenants = std::collections::HashMap::new();
     let (good_defs, bad_defs) =
@@ -786,7 +850,7 @@ pub async fn import_with_definitions(
     // else one stored by an earlier pull, else a shipped one (issue 11:
     // the answers are checked against it, and whether a signature is
     // needed comes from it).
-    let mut def_for: std::collections::HashMap<DefKey, Option<Arc<Definition>>> =
+    let mut def_for: std::collections::HashMap<DefKey, Result<Arc<Definition>, TitleOf>> =
         Default::default();
     for p in pulled {
         let k = (p.tenant.clone(), p.procedure.clone(), p.version);
@@ -794,7 +858,7 @@ pub async fn import_with_definitions(
             continue;
         }
         if let Some(d) = good_defs.get(&k) {
-            def_for.insert(k, Some(d.clone()));
+            def_for.insert(k, Ok(d.clone()));
             continue;
         }
         let Ok(tenant) = p.tenant.parse::<MunicipalityCode>() else {
@@ -806,15 +870,33 @@ pub async fn import_with_definitions(
         let d = store
             .read(Some(&tenant), {
                 let (t, proc_id, version) = (tenant.clone(), p.procedure.clone(), p.version);
-                move |tx| crate::store::procedure_definitions::lookup(tx, &t, &proc_id, version)
+                move |tx| -> Result<Result<Arc<Definition>, TitleOf>, crate::store::StoreError> {
+                    use crate::store::procedure_definitions as defs;
+                    if let Some(d) = defs::lookup(tx, &t, &proc_id, version)? {
+                        return Ok(Ok(d));
+                    }
+                    // Another version's title, for the staff's message.
+                    Ok(Err(defs::all(tx, &t)?
+                        .into_iter()
+                        .find(|d| d.id() == proc_id)
+                        .map(|d| {
+                            Arc::new((
+                                d.procedure.title.ja.clone(),
+                                d.procedure
+                                    .title
+                                    .get(machi_procedures::Lang::En)
+                                    .to_string(),
+                            ))
+                        })))
+                }
             })
             .await?;
         def_for.insert(k, d);
     }
     let def_of = |p: &PulledFiling| -> DefFor {
         match def_for.get(&(p.tenant.clone(), p.procedure.clone(), p.version)) {
-            Some(Some(d)) => DefFor::Check(d.clone()),
-            Some(None) => DefFor::Unknown,
+            Some(Ok(d)) => DefFor::Check(d.clone()),
+            Some(Err(title)) => DefFor::Unknown(title.clone()),
             None => DefFor::Skip,
         }
     };
@@ -898,7 +980,14 @@ pub async fn import_with_definitions(
         if let Some(d) = bad_defs.get(&dk) {
             out.refused.push(Refused {
                 portal_id: p.id.clone(),
-                code: "definition_refused",
+                // A text that does not validate may with a newer
+                // machi-procedures here; a conflicting or mismatched one
+                // never will.
+                code: if d.code == "definition_invalid" {
+                    "definition_invalid"
+                } else {
+                    "definition_refused"
+                },
                 ja: format!(
                     "この申請の手続定義を取り込めなかったため、申請も取り込みませんでした。{}",
                     d.ja
@@ -914,9 +1003,56 @@ pub async fn import_with_definitions(
         checked.entry(tenant).or_default().push(c);
     }
     store_checked(store, checked, now, &mut out).await?;
-    quarantine(store, pulled, &mut known_tenants, now, &mut out).await?;
+    if record_refusals {
+        quarantine(store, pulled, &mut known_tenants, now, &mut out).await?;
+    }
     out.pulled = pulled.len();
     Ok(out)
+}
+
+/// Imports a quarantined filing again from the sealed bytes kept in
+/// `portal_refusals`, once its cause is fixed (the back office's key, its
+/// machi-procedures, a definition): the same checks as a pull, with the
+/// key and trust anchors given, and the definitions stored here. Imported:
+/// `imported` 1 (the refusal row stays, as history). Refused again: the
+/// refusal in `refused`, nothing written (it stays quarantined). None:
+/// no such quarantined filing. The portal is not told here.
+pub async fn reimport_refused(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+    now: i64,
+) -> Result<Option<ImportOutcome>, crate::store::StoreError> {
+    let row = store
+        .read(Some(tenant), {
+            let (t, id) = (tenant.clone(), portal_id.to_owned());
+            move |tx| crate::store::portal_refusals::sealed(tx, &t, &id)
+        })
+        .await?;
+    let Some((procedure, version, received_at, sealed)) = row else {
+        return Ok(None);
+    };
+    let pulled = PulledFiling {
+        id: portal_id.to_owned(),
+        tenant: tenant.as_str().to_owned(),
+        procedure,
+        version,
+        received_at,
+        sealed,
+    };
+    import_inner(
+        store,
+        key,
+        signing,
+        std::slice::from_ref(&pulled),
+        &[],
+        now,
+        false,
+    )
+    .await
+    .map(Some)
 }
 
 async fn tenant_known(
@@ -932,11 +1068,15 @@ async fn tenant_known(
     Ok(k)
 }
 
-/// Records each permanent refusal of a tenant served here once (one
-/// transaction per tenant) and lists it for the quarantine
-/// acknowledgement; the others are listed to be deferred (issue 11: a
-/// refused filing must not be pulled again and again, starving the
-/// good ones).
+/// Sorts the refused filings of a pull ([`Refused::disposition`]): each
+/// one that can never pass, of a tenant served here, is recorded once
+/// (one transaction per tenant, under the tenant's write lock) and listed
+/// for the quarantine acknowledgement; one that may pass later is
+/// deferred, its first deferral recorded, and quarantined the same way
+/// once it still fails [`QUARANTINE_AFTER_SECS`] after that; the others
+/// are deferred (issue 11: a refused filing must not be pulled again and
+/// again, starving the good ones, and a good filing must not be dropped
+/// for a fault of the back office).
 async fn quarantine(
     store: &crate::store::Store,
     pulled: &[PulledFiling],
@@ -944,7 +1084,7 @@ async fn quarantine(
     now: i64,
     out: &mut ImportOutcome,
 ) -> Result<(), crate::store::StoreError> {
-    use crate::store::portal_refusals::{self as refusals, NewRefusal, Recorded};
+    use crate::store::portal_refusals::{self as refusals, NewDeferral, NewRefusal, Recorded};
     if out.refused.is_empty() {
         return Ok(());
     }
@@ -954,69 +1094,114 @@ async fn quarantine(
     }
     let mut by_tenant: std::collections::BTreeMap<MunicipalityCode, Vec<(Refused, PulledFiling)>> =
         Default::default();
-    for r in &out.refused {
+    let defer = |out: &mut ImportOutcome, id: &str| {
+        if !out.defer.iter().any(|d| d == id) {
+            out.defer.push(id.to_owned());
+        }
+    };
+    let refused = out.refused.clone();
+    for r in &refused {
         let p = by_id.get(r.portal_id.as_str());
         let tenant = p.and_then(|p| p.tenant.parse::<MunicipalityCode>().ok());
-        match (r.citizen_reason(), p, tenant) {
-            (Some(_), Some(p), Some(t)) if tenant_known(store, known_tenants, &t).await? => {
+        match (r.disposition(), p, tenant) {
+            (Disposition::Quarantine | Disposition::Grace, Some(p), Some(t))
+                if tenant_known(store, known_tenants, &t).await? =>
+            {
                 by_tenant
                     .entry(t)
                     .or_default()
                     .push((r.clone(), (*p).clone()));
             }
-            _ => {
-                if !out.defer.contains(&r.portal_id) {
-                    out.defer.push(r.portal_id.clone());
-                }
-            }
+            _ => defer(out, &r.portal_id),
         }
+    }
+    /// What became of one refusal.
+    enum Done {
+        Recorded(Recorded),
+        /// Deferred (first deferred now?).
+        Deferred(bool),
     }
     for (tenant, list) in by_tenant {
         let results = store
             .write(Some(&tenant), {
                 let tenant = tenant.clone();
                 let list = list.clone();
-                move |tx| -> Result<Vec<Recorded>, crate::store::StoreError> {
-                    list.iter()
-                        .map(|(r, p)| {
-                            refusals::record(
+                move |tx| -> Result<Vec<Done>, crate::store::StoreError> {
+                    // `record` asks whether the filing was imported
+                    // meanwhile: under the lock an import cannot race it.
+                    crate::store::records::lock_tenant(tx, &tenant)?;
+                    let mut done = Vec::with_capacity(list.len());
+                    for (r, p) in &list {
+                        let mut ja = r.ja.clone();
+                        let mut en = r.en.clone();
+                        if r.disposition() == Disposition::Grace {
+                            let (first, new) = refusals::defer(
                                 tx,
                                 &tenant,
-                                &NewRefusal {
+                                &NewDeferral {
                                     portal_id: &p.id,
-                                    receipt: r.receipt.as_deref(),
-                                    procedure: &p.procedure,
-                                    version: p.version,
-                                    received_at: &p.received_at,
                                     code: r.code,
-                                    citizen_reason: r.citizen_reason().unwrap_or("unreadable"),
                                     message_ja: &r.ja,
                                     message_en: &r.en,
-                                    sealed: &p.sealed,
-                                    refused_at: now,
+                                    at: now,
                                 },
-                            )
-                        })
-                        .collect()
+                            )?;
+                            if now - first < QUARANTINE_AFTER_SECS {
+                                done.push(Done::Deferred(new));
+                                continue;
+                            }
+                            let days = (now - first) / 86_400;
+                            ja.push_str(&format!(
+                                "（{days}日のあいだ取り込めなかったため、受付できなかった申請として記録しました。）"
+                            ));
+                            en.push_str(&format!(
+                                " (still refused after {days} days, so recorded as not accepted)"
+                            ));
+                        }
+                        done.push(Done::Recorded(refusals::record(
+                            tx,
+                            &tenant,
+                            &NewRefusal {
+                                portal_id: &p.id,
+                                receipt: r.receipt.as_deref(),
+                                procedure: &p.procedure,
+                                version: p.version,
+                                received_at: &p.received_at,
+                                code: r.code,
+                                citizen_reason: r.citizen_reason(),
+                                message_ja: &ja,
+                                message_en: &en,
+                                sealed: &p.sealed,
+                                refused_at: now,
+                            },
+                        )?));
+                    }
+                    Ok(done)
                 }
             })
             .await?;
-        for ((r, _), rec) in list.into_iter().zip(results) {
-            match rec {
-                Recorded::New | Recorded::Already => {
+        for ((r, _), d) in list.into_iter().zip(results) {
+            match d {
+                Done::Deferred(new) => {
+                    if new {
+                        out.deferrals_recorded += 1;
+                    }
+                    defer(out, &r.portal_id);
+                }
+                Done::Recorded(rec @ (Recorded::New | Recorded::Already)) => {
                     if rec == Recorded::New {
                         out.refusals_recorded += 1;
                     }
                     if !out.quarantine.iter().any(|q| q.id == r.portal_id) {
                         out.quarantine.push(Quarantined {
                             id: r.portal_id.clone(),
-                            reason: r.citizen_reason().unwrap_or("unreadable"),
+                            reason: r.citizen_reason(),
                         });
                     }
                 }
                 // Stored as imported under this id: the portal keeps it
                 // as acknowledged; nothing to tell.
-                Recorded::Imported => {}
+                Done::Recorded(Recorded::Imported) => {}
             }
         }
     }
@@ -1070,8 +1255,15 @@ fn precheck(
     };
     let sc = &filing["signed_content"];
     let receipt = filing["receipt"].as_str().unwrap_or("").to_owned();
-    if filing["format"] != "machi-portal-filing/1"
-        || sc["tenant"] != p.tenant.as_str()
+    if filing["format"] != "machi-portal-filing/1" {
+        return Err(refuse(
+            p,
+            "unknown_format",
+            "申請の形式（版）がこの基幹システムの知らないものです。ポータルが新しい版なら、基幹システムを更新すると取り込めます。",
+            "the filing's format (version) is not one this back office knows; if the portal is newer, updating the back office lets it be imported",
+        ));
+    }
+    if sc["tenant"] != p.tenant.as_str()
         || sc["procedure"] != p.procedure.as_str()
         || sc["version"] != p.version
         || receipt.is_empty()
@@ -1100,16 +1292,23 @@ fn precheck(
     };
     match def {
         DefFor::Skip => {}
-        DefFor::Unknown => {
+        DefFor::Unknown(title) => {
+            let (ja, en) = match title.as_deref() {
+                Some((ja, en)) => (format!("手続「{ja}」"), format!("procedure \"{en}\"")),
+                None => (
+                    "この基幹システムの知らない手続".to_owned(),
+                    "a procedure this back office does not know".to_owned(),
+                ),
+            };
             return Err(with_receipt(
                 "unknown_definition",
                 format!(
-                    "この申請の手続定義（{} 第{}版）が基幹側になく、ポータルからも届いていないため、回答を確かめられません。取り込みませんでした。",
-                    p.procedure, p.version
+                    "この申請の手続定義（{ja} 第{}版）が基幹側になく、ポータルからも届いていないため、回答を確かめられません。まだ取り込んでいません（ポータルから定義が届くか、基幹システムを更新すると取り込めます）。",
+                    p.version
                 ),
                 format!(
-                    "the filing's procedure definition ({} version {}) is neither known here nor delivered by the portal, so its answers cannot be checked; not imported",
-                    p.procedure, p.version
+                    "the filing's procedure definition ({en}, version {}) is neither known here nor delivered by the portal, so its answers cannot be checked; not imported yet (it can be once the portal delivers the definition or the back office is updated)",
+                    p.version
                 ),
             ));
         }
@@ -1205,8 +1404,13 @@ fn store_batch(
     filings: &[Checked],
     now: i64,
 ) -> Result<Vec<(String, String, Stored)>, crate::store::StoreError> {
-    use crate::store::{portal_filings, portal_signatures};
+    use crate::store::{portal_filings, portal_signatures, records};
     use std::collections::HashMap;
+    // The tenant's write lock first (PostgreSQL: a row lock held to the
+    // commit): the next filing number is MAX + 1 and the INSERT has no
+    // ON CONFLICT, so a counter filing or another server's pull of the
+    // same tenant waits instead of failing this batch.
+    records::lock_tenant(tx, tenant)?;
     let ids: Vec<&str> = filings.iter().map(|c| c.portal_id.as_str()).collect();
     let mut here = portal_filings::existing_portal_ids(tx, tenant, &ids)?;
     let nonces: Vec<&str> = filings
@@ -1428,7 +1632,7 @@ pub async fn pull_once(
         definitions: Vec<PulledDefinition>,
     }
     let list: List = serde_json::from_slice(&body).map_err(|e| PullError::Portal(e.to_string()))?;
-    let outcome =
+    let mut outcome =
         import_with_definitions(store, key, signing, &list.filings, &list.definitions, now).await?;
     if !outcome.acknowledge.is_empty()
         || !outcome.quarantine.is_empty()
@@ -1460,6 +1664,15 @@ pub async fn pull_once(
                 "acknowledge: HTTP {}",
                 r.status()
             )));
+        }
+        // `{"deleted": n, "refused": m, …}`: what the portal dropped (an
+        // older portal says `deleted` only: it ignored `refused`).
+        if let Ok(body) = r.bytes().await
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+            && let Some(deleted) = v["deleted"].as_u64()
+        {
+            let refused = v["refused"].as_u64().unwrap_or(0);
+            outcome.portal_dropped = Some((deleted + refused) as usize);
         }
     }
     Ok(outcome)
@@ -1652,6 +1865,8 @@ pub struct PullReport {
     pub quarantined: usize,
     /// Refused filings left on the portal (they may pass later).
     pub deferred: usize,
+    /// Pull requests made.
+    pub batches: usize,
 }
 
 /// The environment variable with the portal's address (`http://…`).
@@ -1787,9 +2002,18 @@ impl PortalLink {
                     report.definitions_refused.push(d);
                 }
             }
-            // A full batch that moved something on (stored, or refused
-            // and quarantined): the portal may have more.
-            let more = o.pulled == self.batch && o.acknowledge.len() + o.quarantine.len() > 0;
+            // A full batch that moved something on: the portal may have
+            // more. Only what is new counts: filings the portal dropped
+            // (stored or quarantined), else — a portal that does not say
+            // — filings stored or refusals recorded now, and refusals
+            // deferred for the first time (the portal offers them after
+            // the others). The same refusals coming back (an older portal
+            // ignores `refused`; deferred ones when nothing else is left)
+            // end the round instead of pulling a hundred times.
+            let progress =
+                o.portal_dropped.unwrap_or(o.imported + o.refusals_recorded) + o.deferrals_recorded;
+            report.batches += 1;
+            let more = o.pulled == self.batch && progress > 0;
             report.refused.extend(o.refused);
             if !more {
                 break;

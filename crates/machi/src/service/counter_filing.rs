@@ -612,6 +612,9 @@ impl Registry {
         let (procedure, version) = (f.procedure.clone(), i64::from(f.version));
         self.store()
             .write(Some(tenant), move |tx| {
+                // The tenant's write lock: the filing number is MAX + 1, as
+                // an import's batch counts it too (crate::portal).
+                records::lock_tenant(tx, &t)?;
                 // Only a procedure version the back office acts on (shipped,
                 // or the tenant's own accepted by its administrator).
                 let known = crate::store::procedure_definitions::lookup(tx, &t, &procedure, version)?

@@ -1473,7 +1473,10 @@ fn dry_run_in(
 }
 
 /// Called in the transaction of a 決裁 (j530): the filing whose approval
-/// entered provisional change `pending_id` is approved with it.
+/// entered provisional change `pending_id` is approved with it — unless
+/// the tenant administrator withdrew the acceptance of its definition
+/// meanwhile: then the 決裁 fails with `definition_withdrawn` (the whole
+/// transaction rolls back).
 pub(crate) fn on_pending_approved(
     tx: &mut Tx<'_>,
     t: &MunicipalityCode,
@@ -1488,6 +1491,10 @@ pub(crate) fn on_pending_approved(
     if status_of(&f)? != FilingStatus::AwaitingDecision {
         return Ok(());
     }
+    // The clerk's approval checked the definition; the administrator may
+    // have withdrawn its acceptance since (or refused it): the 決裁 is
+    // refused then, and nothing of the change is committed.
+    trusted(&f, "approve")?;
     set_status(&mut f, FilingStatus::Approved, now);
     if let Value::Object(o) = &mut f.outcome {
         o.insert("change_id".into(), json!(out.change_id));

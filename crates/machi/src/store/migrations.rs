@@ -1184,6 +1184,14 @@ CREATE POLICY tenant_isolation ON procedure_definition_decisions
 /// starve the pull. The sealed bytes are kept as pulled (still sealed to
 /// the back office's key): nothing is lost. Insert-only.
 ///
+/// `portal_deferrals`: a refusal that may pass later (the filing does not
+/// open — a key rotated or misconfigured —, its definition does not
+/// validate with this machi-procedures, none is known, its answers fail
+/// this version's validators) is not quarantined at once: the first time
+/// is recorded here and the portal offers the filing after the others;
+/// only when it still fails after a grace period is it quarantined.
+/// Insert-only.
+///
 /// `procedure_definition_decision_log` replaces
 /// `procedure_definition_decisions`: the tenant administrator's decisions
 /// on a definition version as a history (`seq` 1, 2, …; the newest
@@ -1209,6 +1217,15 @@ CREATE TABLE portal_refusals (
     PRIMARY KEY (tenant, portal_id)
 );
 CREATE INDEX portal_refusals_refused_at ON portal_refusals (tenant, refused_at);
+CREATE TABLE portal_deferrals (
+    tenant TEXT NOT NULL REFERENCES tenants (municipality_code),
+    portal_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message_ja TEXT NOT NULL,
+    message_en TEXT NOT NULL,
+    first_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, portal_id)
+);
 CREATE TABLE procedure_definition_decision_log (
     tenant TEXT NOT NULL,
     procedure TEXT NOT NULL,
@@ -1245,6 +1262,12 @@ GRANT SELECT, INSERT ON portal_refusals TO machi_app;
 ALTER TABLE portal_refusals ENABLE ROW LEVEL SECURITY;
 ALTER TABLE portal_refusals FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON portal_refusals
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+GRANT SELECT, INSERT ON portal_deferrals TO machi_app;
+ALTER TABLE portal_deferrals ENABLE ROW LEVEL SECURITY;
+ALTER TABLE portal_deferrals FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON portal_deferrals
     USING (tenant = current_setting('machi.tenant', true))
     WITH CHECK (tenant = current_setting('machi.tenant', true));
 GRANT SELECT, INSERT ON procedure_definition_decision_log TO machi_app;

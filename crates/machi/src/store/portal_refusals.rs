@@ -5,6 +5,9 @@
 //! never pulled again: a hundred of them cannot fill every pull batch and
 //! starve the good ones. The sealed bytes are kept as they were pulled
 //! (still sealed to the back office's key), so nothing is lost.
+//! A refusal that may pass later is first only deferred
+//! (`portal_deferrals`, [`defer`]): quarantined only if it still fails
+//! after a grace period ([`crate::portal::QUARANTINE_AFTER_SECS`]).
 //! Insert-only.
 
 use machi_domain::ids::MunicipalityCode;
@@ -144,4 +147,65 @@ pub fn count(tx: &mut Tx<'_>, tenant: &MunicipalityCode) -> Result<i64, StoreErr
         &[tenant.as_str().into()],
     )?
     .int(0)
+}
+
+/// A refusal that may pass later, the first time it was seen
+/// (`portal_deferrals`, migration 30).
+#[derive(Debug, Clone)]
+pub struct NewDeferral<'a> {
+    pub portal_id: &'a str,
+    pub code: &'a str,
+    pub message_ja: &'a str,
+    pub message_en: &'a str,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// Records the first deferral of a filing (nothing when one is recorded)
+/// and returns (when it was first deferred, recorded now). The caller
+/// holds the tenant's write lock.
+pub fn defer(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    d: &NewDeferral<'_>,
+) -> Result<(i64, bool), StoreError> {
+    let n = tx.execute(
+        "INSERT INTO portal_deferrals (tenant, portal_id, code, message_ja, message_en, first_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, portal_id) DO NOTHING",
+        &[
+            tenant.as_str().into(),
+            d.portal_id.into(),
+            d.code.into(),
+            d.message_ja.into(),
+            d.message_en.into(),
+            d.at.into(),
+        ],
+    )?;
+    if n == 1 {
+        return Ok((d.at, true));
+    }
+    let first = tx
+        .query_one(
+            "SELECT first_at FROM portal_deferrals WHERE tenant = $1 AND portal_id = $2",
+            &[tenant.as_str().into(), d.portal_id.into()],
+        )?
+        .int(0)?;
+    Ok((first, false))
+}
+
+/// A quarantined filing as pulled (portal id, procedure, version,
+/// received_at, the sealed bytes in base64), to import it again once the
+/// cause is fixed ([`crate::portal::reimport_refused`]).
+pub fn sealed(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+) -> Result<Option<(String, i64, String, String)>, StoreError> {
+    tx.query_opt(
+        "SELECT procedure, version, received_at, sealed FROM portal_refusals \
+         WHERE tenant = $1 AND portal_id = $2",
+        &[tenant.as_str().into(), portal_id.into()],
+    )?
+    .map(|r| Ok((r.text(0)?, r.int(1)?, r.text(2)?, r.text(3)?)))
+    .transpose()
 }

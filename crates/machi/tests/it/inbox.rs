@@ -32,6 +32,7 @@ both_backends!(
     a_survey_is_handed_off_and_corrections_and_rejections_reach_the_portal,
     roles_and_bad_input_are_refused_in_both_languages,
     matching_hides_protected_persons_as_search_does,
+    a_withdrawn_acceptance_stops_the_decision_too,
 );
 
 pub const TOKEN: &str = "portal-pull-token-for-inbox-tests";
@@ -1243,4 +1244,72 @@ pub async fn stored_juminhyo(db: &TestDb) {
         .await
         .unwrap();
     assert!(stored);
+}
+
+/// A tenant's own 転出 version: the clerk approves it once accepted (a
+/// 仮登録 awaiting 決裁); the administrator then withdraws the acceptance;
+/// the supervisor's 決裁 is refused with why, and nothing is committed.
+async fn a_withdrawn_acceptance_stops_the_decision_too(db: TestDb) {
+    let db = db.with_tenants().await;
+    family(&db).await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
+    let p = portal().await;
+    let v1 = machi_procedures::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "tenshutsu.toml")
+        .unwrap()
+        .1;
+    assert!(
+        p.portal
+            .publish(FUCHU, &v1.replacen("version = 1", "version = 2", 1))
+            .unwrap()
+    );
+    file_tenshutsu(&p.base, today() + chrono::Duration::days(5)).await;
+    pull(&db, &p).await;
+    let router = app(&db, &p.base);
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let admin = Session::login(&router, FUCHU, "admin").await;
+    let (_, d) = call(&clerk, "GET", &format!("{F}/1"), None).await;
+    assert_eq!(d["filing"]["version"], 2, "{d}");
+    const D: &str = "/api/v1/tenants/132063/procedure-definitions/decision";
+    let decide = |w: &str| json!({"procedure": "tenshutsu", "version": 2, "decision": w});
+    let (st, e) = call(&admin, "POST", D, Some(decide("accept"))).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    match_all(&clerk, 1).await;
+    let (st, a) = call(&clerk, "POST", &format!("{F}/1/approve"), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "awaiting_decision", "{a}");
+    let (st, e) = call(&admin, "POST", D, Some(decide("withdraw"))).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    // The 決裁 (審査・決裁 page) is refused with why; nothing is committed.
+    let (st, _, page) = boss
+        .post("/ui/approvals/1/decide", &[("action", "approve")])
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{page}");
+    assert!(
+        page.contains("受入れを取り消した") && page.contains("承認はできません"),
+        "{page}"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM changes WHERE tenant = $1 AND reason = 'move_out'"
+        )
+        .await,
+        0
+    );
+    let (_, d) = call(&clerk, "GET", &format!("{F}/1"), None).await;
+    assert_eq!(d["filing"]["status"], "awaiting_decision", "{d}");
+    // Accepted again, the same 決裁 goes through.
+    let (st, e) = call(&admin, "POST", D, Some(decide("accept"))).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    let (st, _, _) = boss
+        .post("/ui/approvals/1/decide", &[("action", "approve")])
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let (_, d) = call(&clerk, "GET", &format!("{F}/1"), None).await;
+    assert_eq!(d["filing"]["status"], "approved", "{d}");
 }

@@ -16,6 +16,8 @@ both_backends!(
     portal_filings_are_pulled_imported_once_and_acknowledged,
     portal_import_refuses_what_does_not_open_or_match,
     refused_filings_are_quarantined_once_and_do_not_starve_good_ones,
+    an_old_portal_that_ignores_refusals_ends_the_round,
+    a_quarantined_filing_imports_again_once_the_key_is_fixed,
 );
 
 const TOKEN: &str = "portal-pull-token-for-tests";
@@ -334,11 +336,14 @@ async fn portal_import_refuses_what_does_not_open_or_match(db: TestDb) {
 }
 
 /// 150 filings the back office cannot open, all older than the good ones
-/// (so every pull batch of 100 is full of them): each is recorded once,
-/// acknowledged to the portal as refused (dropped there, the citizen's
+/// (so every pull batch of 100 is full of them). Not opening may be the
+/// back office's fault (a rotated or misconfigured key), so they are
+/// first deferred: offered after the good ones, which the same round
+/// imports, and the round ends once only the same deferred ones come
+/// back. Still failing a week later, each is recorded once and
+/// acknowledged to the portal as refused (dropped there; the citizen's
 /// status page says it could not be accepted and why, in 和暦), never
-/// pulled again, and the good filings behind them are imported in the
-/// same round.
+/// pulled again.
 async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: TestDb) {
     use machi_portal::seal;
     use machi_portal::store::SealedFiling;
@@ -386,19 +391,39 @@ async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: Te
         signing: None,
         batch: 100,
     };
-    let r = link.run_once(&db.store, 1_765_000_000).await.unwrap();
+    let t0 = 1_765_000_000;
+    let r = link.run_once(&db.store, t0).await.unwrap();
     assert_eq!(r.imported, 3, "the good filings are not starved: {r:?}");
-    assert_eq!(r.quarantined, 150);
-    assert_eq!(r.refused.len(), 150);
+    assert_eq!(r.quarantined, 0, "not quarantined at once: {r:?}");
     assert!(r.refused.iter().all(|f| f.code == "does_not_open"));
-    assert!(p.portal.store.pending(1000).unwrap().is_empty());
-
-    // Recorded once each, visible to staff with the reason.
+    assert_eq!(
+        r.batches, 3,
+        "100 new deferrals, 50 new and the good ones, then only old deferrals: the round ends"
+    );
+    assert_eq!(p.portal.store.pending(1000).unwrap().len(), 150, "kept");
     let fuchu = code(FUCHU);
     let clerk = machi::service::Actor {
         operator: "clerk".into(),
         terminal: "t1".into(),
     };
+    assert!(
+        db.registry
+            .inbox_refusals(&fuchu, 500, &clerk)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Six days on: still deferred.
+    let r = link.run_once(&db.store, t0 + 6 * 86_400).await.unwrap();
+    assert_eq!((r.imported, r.quarantined), (0, 0), "{r:?}");
+    assert_eq!(r.batches, 1, "nothing new: one pull");
+    // A week on, still refused: quarantined.
+    let r = link.run_once(&db.store, t0 + 7 * 86_400).await.unwrap();
+    assert_eq!(r.quarantined, 150, "{r:?}");
+    assert_eq!(r.refused.len(), 150);
+    assert!(p.portal.store.pending(1000).unwrap().is_empty());
+
+    // Recorded once each, visible to staff with the reason.
     let list = db
         .registry
         .inbox_refusals(&fuchu, 500, &clerk)
@@ -408,7 +433,11 @@ async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: Te
     let one = &list[0].refusal;
     assert_eq!(one.code, "does_not_open");
     assert_eq!(one.citizen_reason, "unreadable");
-    assert!(one.message_ja.contains("開けません"), "{}", one.message_ja);
+    assert!(
+        one.message_ja.contains("開けません") && one.message_ja.contains("7日のあいだ"),
+        "{}",
+        one.message_ja
+    );
     assert!(
         one.message_en.contains("does not open"),
         "{}",
@@ -421,7 +450,7 @@ async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: Te
     );
 
     // Never pulled again: the next round finds nothing, records nothing.
-    let again = link.run_once(&db.store, 1_765_000_100).await.unwrap();
+    let again = link.run_once(&db.store, t0 + 8 * 86_400).await.unwrap();
     assert_eq!(
         (again.imported, again.quarantined, again.refused.len()),
         (0, 0, 0)
@@ -466,4 +495,125 @@ async fn refused_filings_are_quarantined_once_and_do_not_starve_good_ones(db: Te
         .unwrap();
     assert!(en.contains("Could not be accepted"), "{en}");
     assert!(en.contains("could not open the application data"), "{en}");
+}
+
+/// A portal older than the quarantine acknowledgement ignores `refused`
+/// and lists the same refused filings again: the round ends after one
+/// pull instead of pulling them a hundred times (nothing new was stored
+/// or recorded, and the portal dropped nothing).
+async fn an_old_portal_that_ignores_refusals_ends_the_round(db: TestDb) {
+    use axum::routing::{get, post};
+    let db = db.with_tenants().await;
+    let filings: Vec<serde_json::Value> = (0..2)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("{}old{i}", machi::store::portal_filings::COUNTER_PREFIX),
+                "tenant": FUCHU,
+                "procedure": "survey_internet",
+                "version": 1,
+                "received_at": "2026-12-01T09:00:00+09:00",
+                "sealed": base64::engine::general_purpose::STANDARD.encode(b"x"),
+            })
+        })
+        .collect();
+    let pulls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/backoffice/filings",
+            get({
+                let pulls = pulls.clone();
+                move || {
+                    pulls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({ "filings": filings });
+                    async move { axum::Json(body) }
+                }
+            }),
+        )
+        .route(
+            "/backoffice/ack",
+            post(|| async { axum::Json(serde_json::json!({ "deleted": 0 })) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let link = machi::portal::PortalLink {
+        client: client(),
+        url: base,
+        token: TOKEN.into(),
+        key: OpeningKey::generate().unwrap(),
+        signing: None,
+        batch: 2,
+    };
+    let r = link.run_once(&db.store, 1_765_000_000).await.unwrap();
+    assert_eq!((r.batches, r.quarantined), (1, 2), "{r:?}");
+    assert!(r.refused.iter().all(|f| f.code == "reserved_id"), "{r:?}");
+    let r = link.run_once(&db.store, 1_765_000_100).await.unwrap();
+    assert_eq!(r.batches, 1, "{r:?}");
+    assert_eq!(pulls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A filing that does not open with the back office's (misconfigured)
+/// key: deferred, quarantined a week on; once the right key is back, it
+/// is imported again from the sealed bytes kept with the refusal; once.
+async fn a_quarantined_filing_imports_again_once_the_key_is_fixed(db: TestDb) {
+    let db = db.with_tenants().await;
+    let p = portal().await;
+    file_survey(&p.base, "架空の意見です").await;
+    let list = listed(&p.base).await;
+    assert_eq!(list.len(), 1);
+    let id = list[0].id.clone();
+    let wrong = OpeningKey::generate().unwrap();
+    let t0 = 1_765_000_000;
+    let out = import(&db.store, &wrong, None, &list, t0).await.unwrap();
+    assert_eq!((out.defer.len(), out.quarantine.len()), (1, 0), "{out:?}");
+    let out = import(&db.store, &wrong, None, &list, t0 + 7 * 86_400)
+        .await
+        .unwrap();
+    assert_eq!(out.quarantine.len(), 1, "{out:?}");
+    let fuchu = code(FUCHU);
+    // Still the wrong key: refused again, nothing written.
+    let again =
+        machi::portal::reimport_refused(&db.store, &wrong, None, &fuchu, &id, t0 + 8 * 86_400)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(again.imported, 0);
+    assert_eq!(again.refused[0].code, "does_not_open");
+    assert_eq!(stored_filings(&db).await, 0);
+    // The right key: imported, once.
+    let out =
+        machi::portal::reimport_refused(&db.store, &p.key, None, &fuchu, &id, t0 + 9 * 86_400)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(out.imported, 1, "{out:?}");
+    let out =
+        machi::portal::reimport_refused(&db.store, &p.key, None, &fuchu, &id, t0 + 9 * 86_400)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((out.imported, out.already), (0, 1), "{out:?}");
+    assert_eq!(stored_filings(&db).await, 1);
+    assert!(
+        machi::portal::reimport_refused(&db.store, &p.key, None, &fuchu, "no-such-id", t0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn stored_filings(db: &TestDb) -> i64 {
+    let f = code(FUCHU);
+    db.store
+        .read(Some(&f.clone()), move |tx| {
+            tx.query_one(
+                "SELECT COUNT(*) FROM portal_filings WHERE tenant = $1",
+                &[f.as_str().into()],
+            )?
+            .int(0)
+        })
+        .await
+        .unwrap()
 }

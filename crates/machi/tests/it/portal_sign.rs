@@ -807,6 +807,41 @@ async fn answers_breaking_the_definition_are_refused_though_signed_and_sealed(db
     assert!(r.ja.contains("転出"), "{}", r.ja);
     assert!(r.ja.contains("令和"), "the window in 和暦: {}", r.ja);
     assert!(r.en.contains("do not satisfy"), "{}", r.en);
+    // Answers failing may be this version's validators (an older
+    // machi-procedures than the portal's): deferred first, not dropped.
+    assert!(out.quarantine.is_empty(), "{out:?}");
+    assert_eq!(out.defer, vec![tampered.id.clone()]);
+    assert_eq!(out.deferrals_recorded, 1);
+    assert!(checks(&db).await.is_empty(), "nothing stored");
+    let again = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        std::slice::from_ref(&tampered),
+        now().timestamp() + 3600,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            again.deferrals_recorded,
+            again.quarantine.len(),
+            again.defer.len()
+        ),
+        (0, 0, 1)
+    );
+    // Still refused a week on: quarantined, recorded once; a second
+    // import records nothing new.
+    let week = now().timestamp() + 7 * 86_400;
+    let out = import(
+        &db.store,
+        &p.key,
+        Some(&back_office),
+        std::slice::from_ref(&tampered),
+        week,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         out.quarantine,
         vec![machi::portal::Quarantined {
@@ -814,14 +849,13 @@ async fn answers_breaking_the_definition_are_refused_though_signed_and_sealed(db
             reason: "answers"
         }]
     );
-    assert!(checks(&db).await.is_empty(), "nothing stored");
-    // Recorded once; a second import records nothing new.
+    assert_eq!(out.refusals_recorded, 1);
     let again = import(
         &db.store,
         &p.key,
         Some(&back_office),
         std::slice::from_ref(&tampered),
-        now().timestamp(),
+        week + 60,
     )
     .await
     .unwrap();
