@@ -373,22 +373,22 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
     use linkage::{ScheduleState, TenantSchedule};
     let db = db.with_tenants().await;
     let store = InMemory::new();
-    let mut state = ScheduleState::default();
+    let state = ScheduleState::default();
     let (fuchu, akishima) = (code(FUCHU), code(AKISHIMA));
     let first = change(&db).await;
     // No schedule of its own: the server-wide interval.
     let t0 = Utc::now();
-    let m = tick(&db, &store, FUCHU, t0, &mut state)
+    let m = tick(&db, &store, FUCHU, t0, &state)
         .await
         .expect("a first run");
     assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
     let second = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, t0 + Duration::minutes(30), &mut state)
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(30), &state)
             .await
             .is_none()
     );
-    let m = tick(&db, &store, FUCHU, t0 + Duration::minutes(61), &mut state)
+    let m = tick(&db, &store, FUCHU, t0 + Duration::minutes(61), &state)
         .await
         .expect("a difference");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
@@ -449,32 +449,26 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
     // Today's slot is older than the last extract: nothing now, nor an
     // hour later (the interval no longer applies to Fuchu).
     assert!(
-        tick(&db, &store, FUCHU, t0 + Duration::minutes(62), &mut state)
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(62), &state)
             .await
             .is_none()
     );
     let third = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, t0 + Duration::minutes(130), &mut state)
+        tick(&db, &store, FUCHU, t0 + Duration::minutes(130), &state)
             .await
             .is_none()
     );
     // Tomorrow's slot: a full extract, once.
     let tomorrow = t0 + Duration::hours(24);
-    let m = tick(&db, &store, FUCHU, tomorrow, &mut state)
+    let m = tick(&db, &store, FUCHU, tomorrow, &state)
         .await
         .expect("the daily run");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Full, 0, third));
     assert!(
-        tick(
-            &db,
-            &store,
-            FUCHU,
-            tomorrow + Duration::minutes(5),
-            &mut state
-        )
-        .await
-        .is_none()
+        tick(&db, &store, FUCHU, tomorrow + Duration::minutes(5), &state)
+            .await
+            .is_none()
     );
     // Difference instead: at the next slot, only if events came; an event
     // after the slot waits for the next one.
@@ -483,19 +477,19 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
         .await
         .unwrap();
     let day2 = t0 + Duration::hours(48);
-    assert!(tick(&db, &store, FUCHU, day2, &mut state).await.is_none());
+    assert!(tick(&db, &store, FUCHU, day2, &state).await.is_none());
     let fourth = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, day2 + Duration::hours(3), &mut state)
+        tick(&db, &store, FUCHU, day2 + Duration::hours(3), &state)
             .await
             .is_none()
     );
-    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(72), &mut state)
+    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(72), &state)
         .await
         .expect("a difference");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, third, fourth));
     // Akishima, without a schedule, keeps the server-wide interval.
-    let m = tick(&db, &store, AKISHIMA, tomorrow, &mut state)
+    let m = tick(&db, &store, AKISHIMA, tomorrow, &state)
         .await
         .expect("Akishima's first run");
     assert_eq!(m.kind, Kind::Full);
@@ -505,7 +499,7 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
             &store,
             AKISHIMA,
             tomorrow + Duration::minutes(5),
-            &mut state
+            &state
         )
         .await
         .is_none()
@@ -515,7 +509,7 @@ async fn a_tenant_schedule_runs_daily_at_its_time_and_the_default_otherwise(db: 
         .await
         .unwrap();
     let fifth = change(&db).await;
-    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(73), &mut state)
+    let m = tick(&db, &store, FUCHU, t0 + Duration::hours(73), &state)
         .await
         .expect("the interval");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, fourth, fifth));
@@ -706,7 +700,7 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
     let first = change(&db).await;
     // Monday 01:00: the last slot (the Wednesday before, 14:00) never ran:
     // the first extract, a full one (nothing at the target yet).
-    let m = tick(&db, &store, FUCHU, jst(day(0), 1, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(0), 1, 0), &restart())
         .await
         .expect("the first run");
     assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
@@ -717,42 +711,42 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
     // Restarted half an hour later, with an event: the slot is handled.
     let second = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, jst(day(0), 1, 30), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(0), 1, 30), &restart())
             .await
             .is_none()
     );
     // 02:00: a difference.
-    let m = tick(&db, &store, FUCHU, jst(day(0), 2, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(0), 2, 0), &restart())
         .await
         .expect("Monday 02:00");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
     // Restarted before 14:00: nothing again.
     let third = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, jst(day(0), 13, 59), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(0), 13, 59), &restart())
             .await
             .is_none()
     );
     // Down over Monday's 14:00, up on Tuesday: made up once.
-    let m = tick(&db, &store, FUCHU, jst(day(1), 10, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(1), 10, 0), &restart())
         .await
         .expect("Monday 14:00, made up");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, second, third));
     // Tuesday is not a chosen day.
     let fourth = change(&db).await;
     assert!(
-        tick(&db, &store, FUCHU, jst(day(1), 23, 0), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(1), 23, 0), &restart())
             .await
             .is_none()
     );
-    let m = tick(&db, &store, FUCHU, jst(day(2), 2, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(2), 2, 0), &restart())
         .await
         .expect("Wednesday 02:00");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, third, fourth));
     // A slot with no event: handled with no extract, and not looked at
     // again after a restart.
     assert!(
-        tick(&db, &store, FUCHU, jst(day(2), 14, 0), &mut restart())
+        tick(&db, &store, FUCHU, jst(day(2), 14, 0), &restart())
             .await
             .is_none()
     );
@@ -764,7 +758,7 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
     // (Monday 02:00 last) come as one difference holding every event.
     let fifth = change(&db).await;
     let sixth = change(&db).await;
-    let m = tick(&db, &store, FUCHU, jst(day(7), 3, 0), &mut restart())
+    let m = tick(&db, &store, FUCHU, jst(day(7), 3, 0), &restart())
         .await
         .expect("the next Monday");
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, fourth, sixth));
