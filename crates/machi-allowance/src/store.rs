@@ -194,6 +194,9 @@ pub enum WorkKind {
     HouseholdCheck,
     /// A cancellation or correction concerning a claim: check it.
     CorrectionCheck,
+    /// An overpayment cancelled after part of it was withheld or repaid:
+    /// that part is to be paid back to the claimant (還付).
+    RefundDue,
 }
 
 impl WorkKind {
@@ -206,6 +209,7 @@ impl WorkKind {
             WorkKind::ChildLeft => "child_left",
             WorkKind::HouseholdCheck => "household_check",
             WorkKind::CorrectionCheck => "correction_check",
+            WorkKind::RefundDue => "refund_due",
         }
     }
     pub fn parse(s: &str) -> Option<WorkKind> {
@@ -217,6 +221,7 @@ impl WorkKind {
             WorkKind::ChildLeft,
             WorkKind::HouseholdCheck,
             WorkKind::CorrectionCheck,
+            WorkKind::RefundDue,
         ]
         .into_iter()
         .find(|k| k.code() == s)
@@ -230,6 +235,7 @@ impl WorkKind {
             WorkKind::ChildLeft => "児童の転出・死亡：翌月分から減額",
             WorkKind::HouseholdCheck => "世帯の異動：監護・生計同一の確認",
             WorkKind::CorrectionCheck => "異動の取消し・修正：内容の確認",
+            WorkKind::RefundDue => "過払の取消し：受給者への還付が必要",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -243,6 +249,7 @@ impl WorkKind {
             WorkKind::ChildLeft => "Child moved out or died: reduced from the next month",
             WorkKind::HouseholdCheck => "Household change: check care and livelihood",
             WorkKind::CorrectionCheck => "Cancellation or correction: check",
+            WorkKind::RefundDue => "Overpayment cancelled: a refund to the claimant is due",
         }
     }
 }
@@ -258,6 +265,8 @@ pub struct WorkItem {
     pub event_on: Option<NaiveDate>,
     pub claim_id: Option<i64>,
     pub done: bool,
+    /// Yen the item is about ([`WorkKind::RefundDue`]: to pay back).
+    pub amount: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -470,6 +479,20 @@ fn iso(d: Option<NaiveDate>) -> Option<String> {
     d.map(|d| d.format("%Y-%m-%d").to_string())
 }
 
+/// Adds `column` to `table` unless it is there already (a column added
+/// after the first release).
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<(), StoreError> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -496,6 +519,21 @@ impl Store {
                 "ALTER TABLE accounts ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0",
             )?;
         }
+        // Added after the first release: the registry change that ended a
+        // claim or took a child away (its `change_id`), so that a 異動の
+        // 取消し undoes exactly what the cancelled change did. Rows from
+        // before have none and are never undone by the worker (the clerk
+        // gets a work item instead).
+        add_column(&conn, "claims", "end_change", "INTEGER")?;
+        add_column(&conn, "claim_children", "left_change", "INTEGER")?;
+        // The form a repayment was recorded from (its one-time key): a
+        // resubmitted form records nothing twice.
+        add_column(&conn, "repayments", "nonce", "TEXT")?;
+        // What a work item is about in yen (a refund due).
+        add_column(&conn, "work_items", "amount", "INTEGER")?;
+        conn.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS repayments_nonce ON repayments (nonce)",
+        )?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -1171,16 +1209,40 @@ impl Store {
         .await
     }
 
-    /// The claims whose claimant's entitlement ended, or whose child left,
-    /// by an event concerning `person` (what a 異動の取消し may undo).
-    pub async fn claims_ended_for(&self, person: &str) -> Result<Vec<ClaimRow>, StoreError> {
+    /// The claims whose claimant `person`'s entitlement ended, or from
+    /// which the child `person` left, each with the registry change that
+    /// did it (None: a row from before that was recorded, or an end a
+    /// clerk entered). What a 異動の取消し may undo, if it cancels that
+    /// very change.
+    pub async fn claims_ended_for(
+        &self,
+        person: &str,
+    ) -> Result<Vec<(ClaimRow, Option<i64>)>, StoreError> {
         let p = person.to_string();
         self.run(move |c| {
-            claims_where(
+            let claims = claims_where(
                 c,
                 "(claimant = ?1 AND ended_on IS NOT NULL) OR id IN (SELECT claim_id FROM claim_children WHERE child = ?1 AND left_on IS NOT NULL)",
-                [p],
-            )
+                [&p],
+            )?;
+            let mut out = Vec::with_capacity(claims.len());
+            for claim in claims {
+                let by: Option<i64> = if claim.claimant == p && claim.ended_on.is_some() {
+                    c.query_row(
+                        "SELECT end_change FROM claims WHERE id = ?1",
+                        [claim.id],
+                        |r| r.get(0),
+                    )?
+                } else {
+                    c.query_row(
+                        "SELECT left_change FROM claim_children WHERE claim_id = ?1 AND child = ?2",
+                        params![claim.id, p],
+                        |r| r.get(0),
+                    )?
+                };
+                out.push((claim, by));
+            }
+            Ok(out)
         })
         .await
     }
@@ -1189,16 +1251,24 @@ impl Store {
     /// `claim_id` (返還金の収納) on `received_on`: applied to the claim's
     /// overpayments still to be recovered, oldest first, in one
     /// transaction with its access-log entry. Refused (nothing written)
-    /// when nothing is owed or the amount is more than is owed.
+    /// when nothing is owed or the amount is more than is owed. `nonce`
+    /// is the one-time key of the form it came from: a form submitted
+    /// again (a double click, a reload, a retry after a lost answer)
+    /// returns the repayment recorded the first time and writes nothing.
     pub async fn record_repayment(
         &self,
         claim_id: i64,
         amount: i64,
         received_on: NaiveDate,
+        nonce: &str,
         log: Entry,
     ) -> Result<Result<Repayment, RepaymentRefused>, StoreError> {
+        let nonce = nonce.to_string();
         self.run(move |c| {
             let tx = c.transaction()?;
+            if let Some(done) = repayments_where(&tx, "nonce = ?1", [&nonce])?.pop() {
+                return Ok(Ok(done));
+            }
             let open: Vec<(i64, i64)> = recoveries_where(&tx, "claim_id = ?1", [claim_id])?
                 .iter()
                 .filter(|r| r.remaining() > 0)
@@ -1213,8 +1283,8 @@ impl Store {
             }
             let at = chrono::Utc::now();
             tx.execute(
-                "INSERT INTO repayments (claim_id, amount, received_on, recorded_by, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![claim_id, amount, iso(Some(received_on)), log.account, at.to_rfc3339()],
+                "INSERT INTO repayments (claim_id, amount, received_on, recorded_by, recorded_at, nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![claim_id, amount, iso(Some(received_on)), log.account, at.to_rfc3339(), nonce],
             )?;
             let id = tx.last_insert_rowid();
             for (recovery, part) in rules::offset(amount, &open) {
@@ -1247,37 +1317,8 @@ impl Store {
 
     /// The repayments received for a claim, oldest first.
     pub async fn repayments(&self, claim_id: i64) -> Result<Vec<Repayment>, StoreError> {
-        self.run(move |c| {
-            let mut st = c.prepare(
-                "SELECT id, amount, received_on, recorded_by, recorded_at FROM repayments WHERE claim_id = ?1 ORDER BY id",
-            )?;
-            let rows = st
-                .query_map([claim_id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter()
-                .map(|(id, amount, on, by, at)| {
-                    Ok(Repayment {
-                        id,
-                        claim_id,
-                        amount,
-                        received_on: req_date(on)?,
-                        recorded_by: by,
-                        recorded_at: chrono::DateTime::parse_from_rfc3339(&at)
-                            .map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))?
-                            .with_timezone(&chrono::Utc),
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.run(move |c| repayments_where(c, "claim_id = ?1", [claim_id]))
+            .await
     }
 
     /// The claims (with children) and work items of running claims whose
@@ -1343,17 +1384,22 @@ pub enum Effect {
         claim_id: Option<i64>,
     },
     /// The claimant died or moved out: paid through the month of `on`.
+    /// `change`: the registry change that did it (its `change_id`), kept
+    /// so that only a cancellation of that change reinstates the claim.
     EndClaim {
         claim_id: i64,
         on: NaiveDate,
         reason: String,
+        change: Option<i64>,
     },
     /// A child died or moved out: counted through the month of `on`.
+    /// `change` as for [`Effect::EndClaim`].
     ChildLeft {
         claim_id: i64,
         child: String,
         on: NaiveDate,
         reason: String,
+        change: Option<i64>,
     },
     /// The claimant's move-out or death was cancelled in the registry
     /// (異動の取消し): the entitlement never ended; running again.
@@ -1383,10 +1429,11 @@ impl Effect {
                 claim_id,
                 on,
                 reason,
+                change,
             } => {
                 tx.execute(
-                    "UPDATE claims SET ended_on = ?2, end_reason = ?3 WHERE id = ?1 AND ended_on IS NULL",
-                    params![claim_id, iso(Some(*on)), reason],
+                    "UPDATE claims SET ended_on = ?2, end_reason = ?3, end_change = ?4 WHERE id = ?1 AND ended_on IS NULL",
+                    params![claim_id, iso(Some(*on)), reason, change],
                 )?;
             }
             Effect::ChildLeft {
@@ -1394,21 +1441,22 @@ impl Effect {
                 child,
                 on,
                 reason,
+                change,
             } => {
                 tx.execute(
-                    "UPDATE claim_children SET left_on = ?3, left_reason = ?4 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
-                    params![claim_id, child, iso(Some(*on)), reason],
+                    "UPDATE claim_children SET left_on = ?3, left_reason = ?4, left_change = ?5 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
+                    params![claim_id, child, iso(Some(*on)), reason, change],
                 )?;
             }
             Effect::Reinstate { claim_id } => {
                 tx.execute(
-                    "UPDATE claims SET ended_on = NULL, end_reason = NULL WHERE id = ?1",
+                    "UPDATE claims SET ended_on = NULL, end_reason = NULL, end_change = NULL WHERE id = ?1",
                     params![claim_id],
                 )?;
             }
             Effect::ChildBack { claim_id, child } => {
                 tx.execute(
-                    "UPDATE claim_children SET left_on = NULL, left_reason = NULL WHERE claim_id = ?1 AND child = ?2",
+                    "UPDATE claim_children SET left_on = NULL, left_reason = NULL, left_change = NULL WHERE claim_id = ?1 AND child = ?2",
                     params![claim_id, child],
                 )?;
             }
@@ -1623,11 +1671,30 @@ fn record_overpayments(
     let owed: Vec<(i64, YearMonth, i64)> =
         existing.iter().map(|r| (r.id, r.month, r.owed())).collect();
     let cancel = rules::cancelled_overpayments(&rules_claim, &paid, &owed);
+    let mut first_cancellation = None;
     for (id, amount) in &cancel {
         tx.execute(
             "INSERT INTO recovery_cancellations (recovery_id, amount, at, event_id) VALUES (?1, ?2, ?3, ?4)",
             params![id, amount, at, event_id],
         )?;
+        if first_cancellation.is_none() {
+            first_cancellation = Some(tx.last_insert_rowid());
+        }
+    }
+    // Cancelled after part was withheld or repaid: the clerk is told what
+    // is to be paid back to the claimant, in all, as things stand now.
+    if let Some(first) = first_cancellation {
+        let refund: i64 = recoveries_where(tx, "claim_id = ?1", [claim_id])?
+            .iter()
+            .map(|r| r.refund_due())
+            .sum();
+        if refund > 0 {
+            let key = event_id.map_or_else(|| format!("cancellation:{first}"), str::to_string);
+            tx.execute(
+                "INSERT OR IGNORE INTO work_items (event_id, kind, person, person_name, household, event_on, claim_id, amount) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+                params![key, WorkKind::RefundDue.code(), claim.claimant, claim.claimant_name, claim.household, claim_id, refund],
+            )?;
+        }
     }
     let mut recorded: std::collections::BTreeMap<YearMonth, i64> = Default::default();
     for (id, m, o) in &owed {
@@ -1687,6 +1754,42 @@ fn runs_where<P: rusqlite::Params>(
                 })
             },
         )
+        .collect()
+}
+
+fn repayments_where<P: rusqlite::Params>(
+    c: &Connection,
+    cond: &str,
+    p: P,
+) -> Result<Vec<Repayment>, StoreError> {
+    let mut st = c.prepare(&format!(
+        "SELECT id, claim_id, amount, received_on, recorded_by, recorded_at FROM repayments WHERE {cond} ORDER BY id"
+    ))?;
+    let rows = st
+        .query_map(p, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(id, claim_id, amount, on, by, at)| {
+            Ok(Repayment {
+                id,
+                claim_id,
+                amount,
+                received_on: req_date(on)?,
+                recorded_by: by,
+                recorded_at: chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))?
+                    .with_timezone(&chrono::Utc),
+            })
+        })
         .collect()
 }
 
@@ -1765,7 +1868,7 @@ fn claims_where<P: rusqlite::Params>(
 
 fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreError> {
     let mut st = c.prepare(&format!(
-        "SELECT id, event_id, kind, person, person_name, household, event_on, claim_id, done FROM work_items {} ORDER BY id",
+        "SELECT id, event_id, kind, person, person_name, household, event_on, claim_id, done, amount FROM work_items {} ORDER BY id",
         if open_only { "WHERE done = 0" } else { "" }
     ))?;
     let raw = st
@@ -1780,12 +1883,13 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<i64>>(7)?,
                 r.get::<_, bool>(8)?,
+                r.get::<_, Option<i64>>(9)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
         .map(
-            |(id, event_id, kind, person, person_name, household, ev, claim_id, done)| {
+            |(id, event_id, kind, person, person_name, household, ev, claim_id, done, amount)| {
                 Ok(WorkItem {
                     id,
                     event_id,
@@ -1797,6 +1901,7 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
                     event_on: date(ev)?,
                     claim_id,
                     done,
+                    amount,
                 })
             },
         )

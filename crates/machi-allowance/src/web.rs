@@ -543,8 +543,11 @@ async fn home(State(s): State<WebState>, ctx: Ctx) -> Response {
         for w in &work {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(w.kind.label_ja()),
+                w.amount
+                    .map(|a| format!("（{}）", yen(a)))
+                    .unwrap_or_default(),
                 esc(&w.person_name),
                 w.event_on.map(|d| s.wareki(d)).unwrap_or_default(),
                 work_actions(&sess, w)
@@ -1259,12 +1262,13 @@ fn repayments_section(
     if owed > 0 {
         let _ = write!(
             b,
-            r#"<form method="post" action="/claims/{claim_id}/repayments"><input type="hidden" name="csrf" value="{csrf}">
+            r#"<form method="post" action="/claims/{claim_id}/repayments"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="nonce" value="{nonce}">
 <p>残りの過払 {owed_yen} のうち、受給者から返還を受けた額を記録します（古い月分から充てます）。</p>
 <label for="repay_amount">金額（円）</label><input id="repay_amount" name="amount" inputmode="numeric" required>
 <label for="repay_on">受領日（和暦または西暦）</label><input id="repay_on" name="received_on" value="{today}" required>
 <p><button type="submit" id="repay-submit">返還金の収納を記録する</button></p></form>"#,
             csrf = esc(csrf),
+            nonce = random_hex(),
             owed_yen = yen(owed),
             today = esc(&s.wareki(s.today()))
         );
@@ -1294,6 +1298,9 @@ fn parse_yen(input: &str) -> Option<i64> {
 #[derive(Deserialize)]
 struct RepaymentForm {
     csrf: String,
+    /// The form's one-time key ([`crate::store::Store::record_repayment`]).
+    #[serde(default)]
+    nonce: String,
     amount: String,
     received_on: String,
 }
@@ -1310,6 +1317,12 @@ async fn repayment_record(
     let sess = posted!(ctx, f.csrf);
     let bad =
         |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
+    if f.nonce.len() != 64 || !f.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad(
+            "画面が古いため記録できません。受給者の画面を開き直して入力してください。",
+            "This form is out of date; open the claim again and enter the repayment there.",
+        );
+    }
     let Some(amount) = parse_yen(&f.amount) else {
         return bad(
             "金額は1円以上の整数で入力してください（例 15000）。",
@@ -1342,7 +1355,11 @@ async fn repayment_record(
     let log = ctx
         .entry(&sess, Action::RepaymentRecorded, format!("claim:{id}"))
         .detail(format!("{}受領", s.wareki(received_on)));
-    match s.store.record_repayment(id, amount, received_on, log).await {
+    match s
+        .store
+        .record_repayment(id, amount, received_on, &f.nonce, log)
+        .await
+    {
         Ok(Ok(_)) => Redirect::to(&format!("/claims/{id}#repayments")).into_response(),
         Ok(Err(crate::store::RepaymentRefused::NothingOwed)) => bad(
             "この受給者に返還を求めている過払はありません。",

@@ -274,6 +274,10 @@ impl Worker {
             return Ok(Vec::new());
         };
         let on = iso_date(&data["effective_date"]["date"]);
+        // The registry's number of this change, and of the change it
+        // cancels (異動の取消し).
+        let change = data["change_id"].as_i64();
+        let cancels = data["cancels"].as_i64();
         let persons: Vec<String> = data["persons"]
             .as_array()
             .map(|a| {
@@ -361,6 +365,7 @@ impl Worker {
                                 claim_id: c.id,
                                 on: day,
                                 reason: label.into(),
+                                change,
                             });
                             out.push(work(WorkKind::ClaimEnded, &who, Some(day), Some(c.id)));
                         } else {
@@ -369,6 +374,7 @@ impl Worker {
                                 child: a.clone(),
                                 on: day,
                                 reason: label.into(),
+                                change,
                             });
                             out.push(work(WorkKind::ChildLeft, &who, Some(day), Some(c.id)));
                         }
@@ -377,11 +383,17 @@ impl Worker {
             }
             "cancellation_entry" => {
                 // 異動の取消し（増）: a removal (転出, 死亡 …) cancelled as
-                // made in error; the person is on the registry again. A
-                // claim it ended runs again and a child it took away is
+                // made in error; the person is on the registry again. Only
+                // what the cancelled change itself did is undone: the claim
+                // it ended runs again and the child it took away is
                 // counted again, so the overpayments it caused are
-                // cancelled (see store::record_overpayments); the clerk
-                // gets a work item to check.
+                // cancelled (see store::record_overpayments). An end or a
+                // leave by another change (a real move-out years ago, a
+                // child gone to another claim), or one recorded before the
+                // causing change was kept, is left alone, as is a claimant
+                // with a running claim or a child counted in a running
+                // claim now: the clerk gets a work item to check, and
+                // nothing is paid back by itself.
                 for a in &persons {
                     let ended = self.store.claims_ended_for(a).await?;
                     if ended.is_empty() {
@@ -393,18 +405,30 @@ impl Worker {
                     if !p.resident || p.removal.is_some() {
                         continue;
                     }
-                    for c in ended {
+                    let running = self.store.claims_of_person(a).await?;
+                    for (c, by) in ended {
+                        let caused = cancels.is_some() && by == cancels;
                         if c.claimant == *a && c.ended_on.is_some() {
-                            out.push(Effect::Reinstate { claim_id: c.id });
+                            let claims_now = running.iter().any(|r| r.claimant == *a);
+                            if caused && !claims_now {
+                                out.push(Effect::Reinstate { claim_id: c.id });
+                            }
                         } else if c
                             .children
                             .iter()
                             .any(|x| x.child == *a && x.left_on.is_some())
                         {
-                            out.push(Effect::ChildBack {
-                                claim_id: c.id,
-                                child: a.clone(),
+                            let counted_now = running.iter().any(|r| {
+                                r.children
+                                    .iter()
+                                    .any(|x| x.child == *a && x.left_on.is_none())
                             });
+                            if caused && !counted_now {
+                                out.push(Effect::ChildBack {
+                                    claim_id: c.id,
+                                    child: a.clone(),
+                                });
+                            }
                         }
                         let who = Person {
                             household: c.household.clone(),

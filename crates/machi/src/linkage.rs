@@ -226,6 +226,21 @@ pub async fn extract(
     prefix: &ObjectPath,
     actor: &Actor,
 ) -> Result<LinkageManifest, ExtractError> {
+    extract_fenced(registry, tenant, kind, store, prefix, actor, None).await
+}
+
+/// [`extract`], with a scheduled run's claim checked (renewed) right
+/// before the manifest is written: a run whose claim is gone or past its
+/// lease never writes the manifest that makes its extract complete.
+async fn extract_fenced(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    kind: Kind,
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    actor: &Actor,
+    fence: Option<&Held<'_>>,
+) -> Result<LinkageManifest, ExtractError> {
     registry.ensure_tenant(tenant).await?;
     let (from_seq, after_change) = match kind {
         Kind::Full => (0, None),
@@ -297,7 +312,13 @@ pub async fn extract(
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
-        // Last: its presence says the extract is complete.
+        // Last: its presence says the extract is complete. Fenced: the
+        // claim is renewed just before, so no other server can hold the
+        // slot while this one writes it (unless the write itself outlasts
+        // a whole lease).
+        if let Some(f) = fence {
+            f.fence().await?;
+        }
         store
             .put(
                 &child(&folder, &[LINKAGE_MANIFEST]),
@@ -321,10 +342,20 @@ pub async fn scheduled(
     store: &dyn ObjectStore,
     prefix: &ObjectPath,
 ) -> Result<Option<LinkageManifest>, ExtractError> {
+    scheduled_fenced(registry, tenant, store, prefix, None).await
+}
+
+async fn scheduled_fenced(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    fence: Option<&Held<'_>>,
+) -> Result<Option<LinkageManifest>, ExtractError> {
     let actor = Actor::system("linkage-schedule");
     match last_complete(store, prefix, tenant).await? {
         None => Ok(Some(
-            extract(registry, tenant, Kind::Full, store, prefix, &actor).await?,
+            extract_fenced(registry, tenant, Kind::Full, store, prefix, &actor, fence).await?,
         )),
         Some(m) => {
             let t = tenant.clone();
@@ -336,7 +367,7 @@ pub async fn scheduled(
                 return Ok(None);
             }
             Ok(Some(
-                extract(registry, tenant, Kind::Diff, store, prefix, &actor).await?,
+                extract_fenced(registry, tenant, Kind::Diff, store, prefix, &actor, fence).await?,
             ))
         }
     }
@@ -872,26 +903,26 @@ async fn release(
         .await
 }
 
-/// Runs `work` under the claim on `key` ([`while_claimed`]), then marks
-/// it done and `slot` handled; a failed run gives its claim back.
-#[allow(clippy::too_many_arguments)]
+/// Runs `work` under the claim `held` ([`while_claimed`]), then marks it
+/// done and `slot` handled; a failed run gives its claim back. A claim
+/// found taken over when marking it done is [`ExtractError::ClaimLost`].
 async fn run_claimed(
-    registry: &Registry,
-    tenant: &MunicipalityCode,
-    key: i64,
+    held: &Held<'_>,
     slot: chrono::DateTime<chrono::Utc>,
-    state: &ScheduleState,
-    now: chrono::DateTime<chrono::Utc>,
     work: impl std::future::Future<Output = Result<Option<LinkageManifest>, ExtractError>>,
 ) -> Result<Option<LinkageManifest>, ExtractError> {
-    match while_claimed(registry, tenant, key, state, now, work).await {
+    let (registry, tenant, key, owner) = (held.registry, held.tenant, held.key, &held.state.owner);
+    match while_claimed(held, work).await {
         Ok(out) => {
-            finish(registry, tenant, key, &state.owner, slot).await?;
+            if !finish(registry, tenant, key, owner, slot).await? {
+                tracing::warn!(tenant = %tenant, "linkage: the claim on a scheduled extract was taken over before it was marked done");
+                return Err(ExtractError::ClaimLost(tenant.to_string()));
+            }
             Ok(out)
         }
         Err(e) => {
             if !matches!(e, ExtractError::ClaimLost(_))
-                && let Err(r) = release(registry, tenant, key, &state.owner).await
+                && let Err(r) = release(registry, tenant, key, owner).await
             {
                 tracing::warn!(tenant = %tenant, error = %r, "linkage: cannot give back the claim of a failed extract; it runs out by itself");
             }
@@ -949,35 +980,138 @@ async fn finish(
     }
 }
 
-/// Runs `work` while renewing the claim on `key` every third of the
-/// lease. The lease is counted from the tick's `now` plus the time the
-/// work has taken. If the claim is lost (it ran out while this server was
-/// stalled and another took it), the work is dropped unfinished: it never
-/// writes its manifest, and the other server's run stands.
-async fn while_claimed<T>(
-    registry: &Registry,
-    tenant: &MunicipalityCode,
+/// A claim this scheduler holds on a scheduled run (taken by [`claim`]),
+/// and the local deadline it holds until: the moment of the last
+/// successful renewal (at first, of the claim) plus the lease.
+///
+/// Clock assumption: the lease in `extract_claims` is a wall-clock time
+/// (the tick's `now` plus the lease, then plus the time the run has taken
+/// at each renewal) that another server compares with its own clock when
+/// it decides the claim ran out. So the servers' clocks must agree to well
+/// within the lease (NTP keeps them within milliseconds; the lease is five
+/// minutes): a server whose clock runs ahead by more than the margin left
+/// could take over a claim that still holds here. The local deadline is
+/// counted on this process's monotonic clock and stops the work (and, at
+/// the latest, the manifest write, see [`Held::fence`]) once it has passed.
+struct Held<'a> {
+    registry: &'a Registry,
+    tenant: &'a MunicipalityCode,
     key: i64,
-    state: &ScheduleState,
+    state: &'a ScheduleState,
+    /// The tick's `now` the claim was taken at, and when the run started.
     now: chrono::DateTime<chrono::Utc>,
+    started: std::time::Instant,
+    deadline: std::sync::Mutex<std::time::Instant>,
+}
+
+impl<'a> Held<'a> {
+    fn new(
+        registry: &'a Registry,
+        tenant: &'a MunicipalityCode,
+        key: i64,
+        state: &'a ScheduleState,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let started = std::time::Instant::now();
+        Held {
+            registry,
+            tenant,
+            key,
+            state,
+            now,
+            started,
+            deadline: std::sync::Mutex::new(started + state.lease),
+        }
+    }
+
+    fn deadline(&self) -> std::time::Instant {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lost(&self) -> ExtractError {
+        ExtractError::ClaimLost(self.tenant.to_string())
+    }
+
+    /// Extends the claim by a lease from now. Ok(false): the claim is no
+    /// longer this scheduler's, or its local deadline passed before the
+    /// renewal came back.
+    async fn renew(&self) -> Result<bool, ServiceError> {
+        let asked = std::time::Instant::now();
+        if asked >= self.deadline() {
+            return Ok(false);
+        }
+        let until = self.now
+            + chrono::Duration::from_std(self.started.elapsed() + self.state.lease)
+                .unwrap_or(chrono::Duration::MAX);
+        let left = self.deadline().saturating_duration_since(asked);
+        let r = tokio::time::timeout(
+            left,
+            renew(
+                self.registry,
+                self.tenant,
+                self.key,
+                &self.state.owner,
+                until,
+            ),
+        )
+        .await;
+        match r {
+            Err(_) => Ok(false),
+            Ok(Ok(true)) => {
+                // Counted from before the renewal was asked: never later
+                // than the lease the database now holds.
+                *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = asked + self.state.lease;
+                Ok(true)
+            }
+            Ok(Ok(false)) => Ok(false),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Right before the manifest is written: the claim renewed, so it is
+    /// this scheduler's and holds a whole lease more. Any doubt (the
+    /// database away, the deadline passed) stops the run without the
+    /// manifest; the slot stays unhandled and is run again.
+    async fn fence(&self) -> Result<(), ExtractError> {
+        match self.renew().await {
+            Ok(true) if std::time::Instant::now() < self.deadline() => Ok(()),
+            Ok(_) => Err(self.lost()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Runs `work` while renewing the claim `held` every third of the lease.
+/// If the claim is lost (another server took it after it ran out), or its
+/// local deadline passes without a successful renewal (the database away
+/// or this server stalled), the work is dropped unfinished: it never
+/// writes its manifest, and the other server's run stands. A renewal that
+/// fails while the deadline is still ahead is tried again at the next
+/// beat.
+async fn while_claimed<T>(
+    held: &Held<'_>,
     work: impl std::future::Future<Output = Result<T, ExtractError>>,
 ) -> Result<T, ExtractError> {
-    let started = std::time::Instant::now();
-    let every = (state.lease / 3).max(std::time::Duration::from_millis(10));
+    let every = (held.state.lease / 3).max(std::time::Duration::from_millis(10));
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tokio::pin!(work);
     loop {
+        let deadline = tokio::time::Instant::from_std(held.deadline());
         tokio::select! {
             out = &mut work => return out,
+            _ = tokio::time::sleep_until(deadline) => {
+                if std::time::Instant::now() >= held.deadline() {
+                    tracing::warn!(tenant = %held.tenant, "linkage: the claim on a scheduled extract ran out unrenewed; the run stops");
+                    return Err(held.lost());
+                }
+            }
             _ = beat.tick() => {
-                let until = now
-                    + chrono::Duration::from_std(started.elapsed() + state.lease)
-                        .unwrap_or(chrono::Duration::MAX);
-                match renew(registry, tenant, key, &state.owner, until).await {
+                match held.renew().await {
                     Ok(true) => {}
-                    Ok(false) => return Err(ExtractError::ClaimLost(tenant.to_string())),
-                    // The database is away: the lease may still hold; try again.
-                    Err(e) => tracing::warn!(tenant = %tenant, error = %e, "linkage: cannot renew the claim on a scheduled extract"),
+                    Ok(false) => return Err(held.lost()),
+                    // The database is away: the lease may still hold; try
+                    // again at the next beat (the deadline stops the run).
+                    Err(e) => tracing::warn!(tenant = %held.tenant, error = %e, "linkage: cannot renew the claim on a scheduled extract"),
                 }
             }
         }
@@ -1026,6 +1160,7 @@ pub async fn run_due(
             if !claim(registry, tenant, key, expected, state, now).await? {
                 return Ok(None);
             }
+            let held = Held::new(registry, tenant, key, state, now);
             let work = async {
                 let last = last_complete(store, prefix, tenant).await?;
                 let made_since_slot = last.as_ref().is_some_and(|m| {
@@ -1039,20 +1174,23 @@ pub async fn run_due(
                 }
                 match sc.kind {
                     Kind::Full => Ok(Some(
-                        extract(
+                        extract_fenced(
                             registry,
                             tenant,
                             Kind::Full,
                             store,
                             prefix,
                             &Actor::system("linkage-schedule"),
+                            Some(&held),
                         )
                         .await?,
                     )),
-                    Kind::Diff => scheduled(registry, tenant, store, prefix).await,
+                    Kind::Diff => {
+                        scheduled_fenced(registry, tenant, store, prefix, Some(&held)).await
+                    }
                 }
             };
-            run_claimed(registry, tenant, key, slot, state, now, work).await
+            run_claimed(&held, slot, work).await
         }
         None => {
             let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
@@ -1065,8 +1203,9 @@ pub async fn run_due(
             if !claim(registry, tenant, key, expected, state, now).await? {
                 return Ok(None);
             }
-            let work = scheduled(registry, tenant, store, prefix);
-            run_claimed(registry, tenant, key, now, state, now, work).await
+            let held = Held::new(registry, tenant, key, state, now);
+            let work = scheduled_fenced(registry, tenant, store, prefix, Some(&held));
+            run_claimed(&held, now, work).await
         }
     }
 }
@@ -1089,7 +1228,6 @@ pub fn spawn_schedule(
         let state = ScheduleState::default();
         loop {
             tick.tick().await;
-            let now = registry.clock().now();
             let tenants = match registry.tenants().await {
                 Ok(t) => t,
                 Err(e) => {
@@ -1098,6 +1236,10 @@ pub fn spawn_schedule(
                 }
             };
             for t in tenants.iter().map(|t| &t.municipality_code) {
+                // Read per tenant: a claim's lease counts from it, and a
+                // tenant after a long extract must not start with a lease
+                // already partly spent.
+                let now = registry.clock().now();
                 if let Err(e) =
                     run_due(&registry, t, store.as_ref(), &prefix, every, now, &state).await
                 {

@@ -830,6 +830,19 @@ CREATE POLICY tenant_isolation ON extract_slots
 /// Webhooks: each subscription counts its attempts (`last_attempt_id`),
 /// so recording attempts no longer looks up the attempts table's maximum
 /// (filled from the attempts recorded so far).
+///
+/// Upgrade: stop every machi process on the database before this
+/// migration runs, and start only processes of this version after it (no
+/// rolling upgrade across it). A process of an earlier version still
+/// delivering webhooks numbers attempts by `MAX(attempt_id) + 1` and never
+/// moves the counter, so a new process counting from the counter would
+/// reuse its numbers (the insert fails on the primary key, the delivery
+/// is retried and may fail again); taking the larger of the two on every
+/// insert would bring back the look-up the counter removed. An earlier
+/// version's scheduler knows nothing of `extract_claims` either and would
+/// run a slot beside a claimed run. Leases in `extract_claims` are wall
+/// clock times compared across servers: their clocks must agree to well
+/// within the lease (five minutes; see `linkage::CLAIM_LEASE`).
 macro_rules! v31_common {
     () => {
         r#"

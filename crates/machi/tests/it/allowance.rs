@@ -35,6 +35,7 @@ both_backends!(
     staff_change_their_password_and_a_supervisor_issues_a_temporary_one,
     a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_claimed_back,
     a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorded,
+    a_cancellation_undoes_only_what_the_cancelled_change_did,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -113,6 +114,17 @@ pub fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")
         .nth(1)
         .unwrap_or_else(|| panic!("no csrf: {html}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The one-time key of the repayment form on a page.
+pub fn nonce_of(html: &str) -> String {
+    html.split("name=\"nonce\" value=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no nonce: {html}"))
         .split('"')
         .next()
         .unwrap()
@@ -2250,7 +2262,8 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
         "{html}"
     );
     let csrf = csrf_of(&html);
-    let repay = |amount: &'static str, on: &'static str| {
+    let nonce = nonce_of(&html);
+    let repay_once = |amount: &'static str, on: &'static str, nonce: String| {
         let (http, clerk, csrf) = (http.clone(), clerk.clone(), csrf.clone());
         let url = format!("{base}/claims/{id}/repayments");
         async move {
@@ -2258,12 +2271,24 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
                 &http,
                 &clerk,
                 url,
-                &[("csrf", &csrf), ("amount", amount), ("received_on", on)],
+                &[
+                    ("csrf", &csrf),
+                    ("nonce", &nonce),
+                    ("amount", amount),
+                    ("received_on", on),
+                ],
             )
             .await;
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
+    let repay = |amount: &'static str, on: &'static str| repay_once(amount, on, nonce.clone());
+    // A form without its one-time key (or a made-up one): refused.
+    for bad in ["", "abc"] {
+        let (status, body) = repay_once("12000", "令和8年1月15日", bad.into()).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("画面を開き直して"), "{body}");
+    }
     // Bad input: refused in both languages, nothing written.
     for (amount, on, words) in [
         ("abc", "令和8年1月15日", "金額は1円以上"),
@@ -2287,6 +2312,21 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
     // ¥7,000 of August's, oldest first.
     let (status, body) = repay("１２，０００円", "令和8年1月15日").await;
     assert_eq!(status, 303, "{body}");
+    // The same form sent again (a double click, a reload): answered as
+    // before, nothing recorded twice, nothing logged twice.
+    let logged = || async {
+        store
+            .log_rows(1000, None)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == Action::RepaymentRecorded.code())
+            .count()
+    };
+    assert_eq!(logged().await, 1);
+    let (status, body) = repay("１２，０００円", "令和8年1月15日").await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(logged().await, 1);
     let repaid = store.repayments(id).await.unwrap();
     assert_eq!(
         repaid
@@ -2355,11 +2395,34 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
             .any(|w| w.kind == WorkKind::CorrectionCheck && w.claim_id == Some(id)),
         "{work:?}"
     );
+    // ... and to pay back what was withheld or repaid: ¥32,000 in all, to
+    // the claimant.
+    let refunds = |work: &[machi_allowance::store::WorkItem]| {
+        work.iter()
+            .filter(|w| w.kind == WorkKind::RefundDue)
+            .map(|w| (w.claim_id, w.person.clone(), w.amount))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(refunds(&work), vec![(Some(id), head.clone(), Some(32_000))]);
     // Redelivered: nothing new.
     for e in w.client.events(0, 0).await.unwrap() {
         assert!(!w.handle(&e).await.unwrap());
     }
     assert_eq!(store.recoveries(id).await.unwrap(), rec);
+    assert_eq!(
+        refunds(&store.work_items(false).await.unwrap()),
+        vec![(Some(id), head.clone(), Some(32_000))]
+    );
+    let home = get_as(&http, &clerk, format!("{base}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    crate::readable::assert_readable(&home, "/");
+    assert!(
+        home.contains("過払の取消し：受給者への還付が必要（32,000円）"),
+        "{home}"
+    );
     // February withholds nothing; 二郎 is paid again.
     let feb = payment_lines(&store, ym(2026, 2)).await.unwrap();
     assert!(feb.iter().all(|l| l.offset == 0), "{feb:?}");
@@ -2367,8 +2430,9 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
         feb.iter().map(|l| l.amount).sum::<i64>() >= 40_000,
         "{feb:?}"
     );
-    // Nothing is owed any more: a repayment is refused.
-    let (status, body) = repay("1000", "令和8年1月16日").await;
+    // Nothing is owed any more: a repayment (a new form) is refused.
+    let fresh = "0".repeat(63) + "1";
+    let (status, body) = repay_once("1000", "令和8年1月16日", fresh).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("返還を求めている過払はありません"), "{body}");
     let html = page(&http, &clerk).await;
@@ -2393,4 +2457,148 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
         log.contains("過払の返還金の収納") && log.contains("12,000円 令和8年1月15日受領"),
         "{log}"
     );
+}
+
+/// 異動の取消し undoes only what the cancelled change did. A claimant who
+/// really moved out, came back (the same 宛名番号, j600) and claimed
+/// anew, then moved out again by mistake: cancelling that mistake
+/// reinstates the new claim and never the old one. A child who really
+/// left a claim, came back and moved out again by mistake stays left from
+/// the old claim when the mistake is cancelled; the clerk gets a work item
+/// each time. The right cancellation reinstates.
+async fn a_cancellation_undoes_only_what_the_cancelled_change_did(db: TestDb) {
+    use machi_allowance::audit::{Action, Entry};
+    use machi_allowance::store::NewClaim;
+    let t = town(db).await;
+    let mut fam = family(
+        "2024-04-01",
+        ("架空", "カクウ"),
+        &[
+            ("一郎", "イチロウ", "2019-05-10"),
+            ("二郎", "ジロウ", "2022-06-01"),
+        ],
+    );
+    fam["command"]["persons"][2]["resident_code"] = json!("10000000029");
+    let a = t.submit(fam).await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let hh = a.rows[0].record.household_number.to_string();
+    let ichiro = a.rows[2].record.addressee_number.to_string();
+    let mut single = person("仮名　誠", "カメイ　マコト", "1985-01-01", "male", "世帯主");
+    single["resident_code"] = json!("10000000011");
+    let in_again = |p: Value, on: &str| {
+        json!({"effective_date": on, "filed_on": on, "command": {"type": "move_in", "persons": [p],
+            "previous_address": "東京都調布市小島町二丁目",
+            "household": {"type": "new", "address": {"address": "東京都府中市本町一丁目"}}}})
+    };
+    let s = t.submit(in_again(single.clone(), "2024-04-01")).await;
+    let makoto = s.rows[0].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2026-01-20"));
+    let x = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let claim_of = |who: &str, on: &str| NewClaim {
+        claimant: who.to_string(),
+        claimant_name: "仮名　誠".into(),
+        household: String::new(),
+        claimed_on: d(on),
+        event_on: None,
+        public_servant: false,
+        children: Vec::new(),
+        entered_by: CLERK.into(),
+    };
+    let entry = || Entry::new(CLERK, "", Action::ClaimEntered, String::new());
+    let xs = store
+        .add_claim(claim_of(&makoto, "2024-04-10"), entry())
+        .await
+        .unwrap();
+    let move_out = |who: &str, on: &str| {
+        json!({"effective_date": on, "command": {"type": "move_out", "persons": [who],
+            "destination": {"address": "東京都昭島市田中町一丁目"}}})
+    };
+    let cancel =
+        |id: i64| json!({"effective_date": "", "command": {"type": "cancel", "change_id": id}});
+    let checks = |claim: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .work_items(false)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|w| w.kind == WorkKind::CorrectionCheck && w.claim_id == Some(claim))
+                .count()
+        }
+    };
+
+    // The right cancellation: 誠's move-out made in error, cancelled; the
+    // claim it ended runs again.
+    let e = t.submit(move_out(&makoto, "2025-01-10")).await;
+    catch_up(&t.db.registry, &w).await;
+    assert_eq!(
+        store.claim(xs).await.unwrap().unwrap().ended_on,
+        Some(d("2025-01-10"))
+    );
+    t.submit(cancel(e.change_id)).await;
+    catch_up(&t.db.registry, &w).await;
+    assert_eq!(store.claim(xs).await.unwrap().unwrap().ended_on, None);
+    assert_eq!(checks(xs).await, 1);
+
+    // 誠 really moves out (the claim ends), comes back and claims anew.
+    t.submit(move_out(&makoto, "2025-03-10")).await;
+    let again = t.submit(in_again(single.clone(), "2025-05-01")).await;
+    assert_eq!(again.rows[0].record.addressee_number.to_string(), makoto);
+    catch_up(&t.db.registry, &w).await;
+    let xs2 = store
+        .add_claim(claim_of(&makoto, "2025-05-10"), entry())
+        .await
+        .unwrap();
+    // A move-out in error, cancelled: the new claim runs again, the old
+    // one stays ended as the real move-out left it.
+    let h = t.submit(move_out(&makoto, "2025-08-20")).await;
+    catch_up(&t.db.registry, &w).await;
+    assert_eq!(
+        store.claim(xs2).await.unwrap().unwrap().ended_on,
+        Some(d("2025-08-20"))
+    );
+    t.submit(cancel(h.change_id)).await;
+    catch_up(&t.db.registry, &w).await;
+    assert_eq!(store.claim(xs2).await.unwrap().unwrap().ended_on, None);
+    let old = store.claim(xs).await.unwrap().unwrap();
+    assert_eq!(old.ended_on, Some(d("2025-03-10")), "{old:?}");
+    assert_eq!(checks(xs).await, 2, "the clerk is told about the old claim");
+
+    // 一郎 really leaves claim X, comes back into the household, moves out
+    // again in error, and that move-out is cancelled: not counted on X
+    // again (the clerk decides), nor paid since his real move-out.
+    t.submit(move_out(&ichiro, "2025-03-10")).await;
+    catch_up(&t.db.registry, &w).await;
+    let mut ip = person("架空　一郎", "カクウ　イチロウ", "2019-05-10", "male", "子");
+    ip["resident_code"] = json!("10000000029");
+    let back = t.submit(json!({"effective_date": "2025-05-01", "filed_on": "2025-05-01", "command": {"type": "move_in",
+        "persons": [ip], "previous_address": "東京都昭島市田中町一丁目",
+        "household": {"type": "join", "household_number": hh}}}))
+        .await;
+    assert_eq!(back.rows[0].record.addressee_number.to_string(), ichiro);
+    catch_up(&t.db.registry, &w).await;
+    let m = t.submit(move_out(&ichiro, "2025-07-01")).await;
+    catch_up(&t.db.registry, &w).await;
+    t.submit(cancel(m.change_id)).await;
+    catch_up(&t.db.registry, &w).await;
+    let claim = store.claim(x).await.unwrap().unwrap();
+    let left = claim.children.iter().find(|c| c.child == ichiro).unwrap();
+    assert_eq!(left.left_on, Some(d("2025-03-10")), "{claim:?}");
+    assert!(checks(x).await >= 1);
 }

@@ -29,6 +29,7 @@ both_backends!(
     the_schedule_picks_up_a_tenant_created_after_it_started,
     two_schedulers_on_one_database_run_each_slot_once,
     a_claim_left_by_a_killed_run_is_taken_over_after_its_lease,
+    a_run_whose_claim_was_taken_never_writes_its_manifest,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -1044,4 +1045,81 @@ async fn tick_on(
     )
     .await
     .unwrap()
+}
+
+/// The manifest write is fenced: a run whose claim was taken over while it
+/// wrote its files (here: between two renewals, which a slow disk makes
+/// look like a stall) stops before the manifest, so its extract stays
+/// incomplete and the run is reported lost; the slot stays unhandled.
+async fn a_run_whose_claim_was_taken_never_writes_its_manifest(db: TestDb) {
+    use linkage::ScheduleState;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let db = db.with_tenants().await;
+    let store = Arc::new(InMemory::new());
+    change(&db).await;
+    // Each put takes a second; the lease (a minute) is renewed every 20 s,
+    // so no renewal falls inside the run.
+    let slow = ThrottledStore::new(
+        store.clone(),
+        ThrottleConfig {
+            wait_put_per_call: std::time::Duration::from_secs(1),
+            ..ThrottleConfig::default()
+        },
+    );
+    let registry = db.registry.clone();
+    let state = ScheduleState::with_lease(std::time::Duration::from_secs(60));
+    let run = tokio::spawn(async move {
+        linkage::run_due(
+            &registry,
+            &code(FUCHU),
+            &slow,
+            &ObjectPath::default(),
+            std::time::Duration::from_secs(3600),
+            chrono::Utc::now(),
+            &state,
+        )
+        .await
+    });
+    let claimed = || async {
+        db.store
+            .read(Some(&code(FUCHU)), |tx| {
+                tx.query_opt(
+                    "SELECT owner FROM extract_claims WHERE tenant = $1 AND done_at IS NULL",
+                    &[FUCHU.into()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()
+            })
+            .await
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    while claimed().await.is_none() {
+        assert!(start.elapsed().as_secs() < 30, "the run never claimed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Another server takes the claim over while this one writes.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!run.is_finished());
+    db.store
+        .write(Some(&code(FUCHU)), |tx| {
+            tx.execute(
+                "UPDATE extract_claims SET owner = 'another-server' WHERE tenant = $1",
+                &[FUCHU.into()],
+            )
+        })
+        .await
+        .unwrap();
+    let r = run.await.unwrap();
+    assert!(
+        matches!(r, Err(linkage::ExtractError::ClaimLost(_))),
+        "{r:?}"
+    );
+    assert_eq!(manifests(&store, FUCHU).await, 0);
+    assert_eq!(
+        linkage::handled_slot(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        None
+    );
 }
