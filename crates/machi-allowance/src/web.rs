@@ -1283,11 +1283,8 @@ fn parse_yen(input: &str) -> Option<i64> {
         .trim()
         .trim_end_matches('円')
         .chars()
-        .filter(|c| !matches!(c, ',' | '，' | '、' | ' ' | '\u{3000}'))
-        .map(|c| match c {
-            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap_or(c),
-            c => c,
-        })
+        .map(machi_domain::input::fold_char)
+        .filter(|c| !matches!(c, ',' | '、' | ' '))
         .collect();
     if digits.is_empty() || digits.len() > 8 || !digits.chars().all(|c| c.is_ascii_digit()) {
         return None;
