@@ -197,6 +197,10 @@ pub enum WorkKind {
     /// An overpayment cancelled after part of it was withheld or repaid:
     /// that part is to be paid back to the claimant (還付).
     RefundDue,
+    /// A 児童手当認定請求 filed online and approved for this system in the
+    /// registry's inbox: the clerk checks it and enters the claim, with
+    /// the day it was received as 請求日 (児童手当法第7条・第8条第2項).
+    OnlineClaim,
 }
 
 impl WorkKind {
@@ -210,6 +214,7 @@ impl WorkKind {
             WorkKind::HouseholdCheck => "household_check",
             WorkKind::CorrectionCheck => "correction_check",
             WorkKind::RefundDue => "refund_due",
+            WorkKind::OnlineClaim => "online_claim",
         }
     }
     pub fn parse(s: &str) -> Option<WorkKind> {
@@ -222,6 +227,7 @@ impl WorkKind {
             WorkKind::HouseholdCheck,
             WorkKind::CorrectionCheck,
             WorkKind::RefundDue,
+            WorkKind::OnlineClaim,
         ]
         .into_iter()
         .find(|k| k.code() == s)
@@ -236,6 +242,7 @@ impl WorkKind {
             WorkKind::HouseholdCheck => "世帯の異動：監護・生計同一の確認",
             WorkKind::CorrectionCheck => "異動の取消し・修正：内容の確認",
             WorkKind::RefundDue => "過払の取消し：受給者への還付が必要",
+            WorkKind::OnlineClaim => "電子申請の認定請求：内容を確認して入力",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -250,6 +257,7 @@ impl WorkKind {
             WorkKind::HouseholdCheck => "Household change: check care and livelihood",
             WorkKind::CorrectionCheck => "Cancellation or correction: check",
             WorkKind::RefundDue => "Overpayment cancelled: a refund to the claimant is due",
+            WorkKind::OnlineClaim => "Claim filed online: check it and enter it",
         }
     }
 }
@@ -267,6 +275,9 @@ pub struct WorkItem {
     pub done: bool,
     /// Yen the item is about ([`WorkKind::RefundDue`]: to pay back).
     pub amount: Option<i64>,
+    /// The online filing it is about ([`WorkKind::OnlineClaim`]): the
+    /// registry's filing number and the 受付番号.
+    pub filing: Option<(i64, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -531,6 +542,11 @@ impl Store {
         add_column(&conn, "repayments", "nonce", "TEXT")?;
         // What a work item is about in yen (a refund due).
         add_column(&conn, "work_items", "amount", "INTEGER")?;
+        // The online filing a work item is about (a 児童手当認定請求 filed
+        // on the citizen portal and approved for this system): the
+        // registry's filing number and the citizen's 受付番号.
+        add_column(&conn, "work_items", "filing_id", "INTEGER")?;
+        add_column(&conn, "work_items", "receipt", "TEXT")?;
         conn.execute_batch(
             "CREATE UNIQUE INDEX IF NOT EXISTS repayments_nonce ON repayments (nonce)",
         )?;
@@ -1081,7 +1097,7 @@ impl Store {
                 )?;
             }
             tx.execute(
-                "UPDATE work_items SET done = 1, claim_id = ?1 WHERE done = 0 AND household = ?2 AND kind IN ('birth_claim', 'move_in_claim')",
+                "UPDATE work_items SET done = 1, claim_id = ?1 WHERE done = 0 AND household = ?2 AND kind IN ('birth_claim', 'move_in_claim', 'online_claim')",
                 params![id, n.household],
             )?;
             let mut log = log;
@@ -1189,7 +1205,7 @@ impl Store {
                         | Effect::ChildLeft { claim_id, .. }
                         | Effect::Reinstate { claim_id }
                         | Effect::ChildBack { claim_id, .. } => Some(*claim_id),
-                        Effect::Work { .. } => None,
+                        Effect::Work { .. } | Effect::OnlineClaim { .. } => None,
                     })
                     .collect();
                 touched.sort_unstable();
@@ -1375,6 +1391,16 @@ impl Store {
 /// What one event does to the allowance's data.
 #[derive(Debug, Clone)]
 pub enum Effect {
+    /// A 児童手当認定請求 filed online (the registry's filing `filing_id`,
+    /// 受付番号 `receipt`) by `person`, received on `received_on`.
+    OnlineClaim {
+        person: String,
+        person_name: String,
+        household: String,
+        received_on: NaiveDate,
+        filing_id: i64,
+        receipt: String,
+    },
     Work {
         kind: WorkKind,
         person: String,
@@ -1423,6 +1449,19 @@ impl Effect {
                 tx.execute(
                     "INSERT OR IGNORE INTO work_items (event_id, kind, person, person_name, household, event_on, claim_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![event_id, kind.code(), person, person_name, household, iso(*event_on), claim_id],
+                )?;
+            }
+            Effect::OnlineClaim {
+                person,
+                person_name,
+                household,
+                received_on,
+                filing_id,
+                receipt,
+            } => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO work_items (event_id, kind, person, person_name, household, event_on, filing_id, receipt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![event_id, WorkKind::OnlineClaim.code(), person, person_name, household, iso(Some(*received_on)), filing_id, receipt],
                 )?;
             }
             Effect::EndClaim {
@@ -1581,6 +1620,8 @@ fn recoveries_where<P: rusqlite::Params>(
                 r.get::<_, String>(7)?,
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, Option<i64>>(9)?,
+                r.get::<_, Option<i64>>(10)?
+                    .zip(r.get::<_, Option<String>>(11)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -1868,7 +1909,7 @@ fn claims_where<P: rusqlite::Params>(
 
 fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreError> {
     let mut st = c.prepare(&format!(
-        "SELECT id, event_id, kind, person, person_name, household, event_on, claim_id, done, amount FROM work_items {} ORDER BY id",
+        "SELECT id, event_id, kind, person, person_name, household, event_on, claim_id, done, amount, filing_id, receipt FROM work_items {} ORDER BY id",
         if open_only { "WHERE done = 0" } else { "" }
     ))?;
     let raw = st
@@ -1889,7 +1930,7 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
         .map(
-            |(id, event_id, kind, person, person_name, household, ev, claim_id, done, amount)| {
+            |(id, event_id, kind, person, person_name, household, ev, claim_id, done, amount, filing)| {
                 Ok(WorkItem {
                     id,
                     event_id,
@@ -1902,6 +1943,7 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
                     claim_id,
                     done,
                     amount,
+                    filing,
                 })
             },
         )

@@ -539,15 +539,17 @@ async fn home(State(s): State<WebState>, ctx: Ctx) -> Response {
     if work.is_empty() {
         b.push_str("<p>未処理の業務はありません。</p>");
     } else {
-        b.push_str(r#"<table aria-labelledby="work"><thead><tr><th scope="col">内容</th><th scope="col">対象者</th><th scope="col">異動日</th><th scope="col">操作</th></tr></thead><tbody>"#);
+        b.push_str(r#"<table aria-labelledby="work"><thead><tr><th scope="col">内容</th><th scope="col">対象者</th><th scope="col">異動日・受付日</th><th scope="col">操作</th></tr></thead><tbody>"#);
         for w in &work {
             let _ = write!(
                 b,
                 "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(w.kind.label_ja()),
-                w.amount
-                    .map(|a| format!("（{}）", yen(a)))
-                    .unwrap_or_default(),
+                match (&w.filing, w.amount) {
+                    (Some((_, receipt)), _) => format!("（受付番号 {}）", esc(receipt)),
+                    (None, Some(a)) => format!("（{}）", yen(a)),
+                    (None, None) => String::new(),
+                },
                 esc(&w.person_name),
                 w.event_on.map(|d| s.wareki(d)).unwrap_or_default(),
                 work_actions(&sess, w)
@@ -594,7 +596,7 @@ fn status_ja(s: &WebState, c: &ClaimRow) -> String {
 fn work_actions(sess: &Session, w: &WorkItem) -> String {
     use crate::store::WorkKind::*;
     let link = match (w.kind, w.claim_id) {
-        (BirthClaim | MoveInClaim, _) => {
+        (BirthClaim | MoveInClaim | OnlineClaim, _) => {
             format!(r#"<a href="/claims/new?work={}">認定請求を入力</a> "#, w.id)
         }
         (BirthIncrease, Some(c)) => format!(
@@ -656,12 +658,34 @@ async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQu
         Err(r) => return r,
     };
     let mut claimant = String::new();
-    if let Some(w) = &work {
+    let mut claimed_on = s.today();
+    let mut filed = Vec::new();
+    match &work {
+        // Filed online: the claimant the registry's clerk matched, the
+        // day the filing was received as 請求日, and what was filed.
+        Some(w) if w.kind == crate::store::WorkKind::OnlineClaim => {
+            claimant = w.person.clone();
+            if let Some(d) = w.event_on {
+                claimed_on = d;
+            }
+            if let Some((id, _)) = &w.filing {
+                logged!(
+                    s,
+                    ctx.entry(&sess, Action::PersonRead, format!("filing:{id}"))
+                );
+                if let Ok(Some(f)) = s.client.filing(*id).await {
+                    filed = answers_of(&f);
+                }
+            }
+        }
         // The household head is the usual claimant; the clerk may name
         // another member.
-        if let Ok(Some((head, _))) = s.client.household(&w.household).await {
-            claimant = head.unwrap_or_default();
+        Some(w) => {
+            if let Ok(Some((head, _))) = s.client.household(&w.household).await {
+                claimant = head.unwrap_or_default();
+            }
         }
+        None => {}
     }
     if !claimant.is_empty() {
         logged!(
@@ -672,14 +696,16 @@ async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQu
     let view = ClaimFormView {
         claimant_name: name_of(&s, &claimant).await,
         claimant,
-        claimed_on: s.wareki(s.today()),
+        claimed_on: s.wareki(claimed_on),
         event_on: work
             .as_ref()
+            .filter(|w| w.kind != crate::store::WorkKind::OnlineClaim)
             .and_then(|w| w.event_on)
             .map(|d| s.wareki(d))
             .unwrap_or_default(),
         public_servant: false,
         work,
+        filed,
     };
     claim_form_page(&sess, &view, None)
 }
@@ -692,6 +718,33 @@ struct ClaimFormView {
     claimed_on: String,
     event_on: String,
     public_servant: bool,
+    /// What the citizen filed online (labels and values, as the
+    /// registry's inbox shows them), for the clerk to check.
+    filed: Vec<(String, Vec<String>)>,
+}
+
+/// The answers of a filing as the registry's API gives them.
+fn answers_of(f: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    f["answers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    (
+                        i["label"].as_str().unwrap_or_default().to_string(),
+                        i["values"]
+                            .as_array()
+                            .map(|v| {
+                                v.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)>) -> Response {
@@ -704,17 +757,33 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
             )
         })
         .unwrap_or_default();
-    let about = v
+    let mut about = v
         .work
         .as_ref()
         .map(|w| {
             format!(
-                "<p>{}（{}）</p>",
+                "<p>{}（{}{}）</p>",
                 esc(w.kind.label_ja()),
-                esc(&w.person_name)
+                esc(&w.person_name),
+                w.filing
+                    .as_ref()
+                    .map(|(_, r)| format!("、受付番号 {}", esc(r)))
+                    .unwrap_or_default()
             )
         })
         .unwrap_or_default();
+    if !v.filed.is_empty() {
+        about.push_str(r#"<h2 id="filed">電子申請の内容</h2><dl aria-labelledby="filed" id="filed-answers">"#);
+        for (label, values) in &v.filed {
+            let _ = write!(
+                about,
+                "<dt>{}</dt><dd>{}</dd>",
+                esc(label),
+                values.iter().map(|x| esc(x)).collect::<Vec<_>>().join("<br>")
+            );
+        }
+        about.push_str("</dl><p>請求日は申請を受け付けた日です。お子さんは住民記録の世帯から読み込みます。加入している年金が共済組合で公務員の方は、所属庁から支給されます。</p>");
+    }
     let name = if v.claimant_name.is_empty() {
         String::new()
     } else {
@@ -911,6 +980,9 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
         claimed_on: f.claimed_on.clone(),
         event_on: f.event_on.clone(),
         public_servant: f.public_servant.is_some(),
+        // An error page does not read the filing again (the clerk has it
+        // in the work list).
+        filed: Vec::new(),
     };
     let again = |ja: &str, en: &str| claim_form_page(&sess, &view, Some((ja, en)));
     let claimed_on = match parse_date(&s.eras, &f.claimed_on) {

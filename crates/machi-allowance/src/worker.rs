@@ -13,8 +13,17 @@ use tokio::sync::{Mutex, watch};
 use crate::rules;
 use crate::store::{Effect, Person, Store, StoreError, WorkKind};
 
-/// The event types the allowance system reads (the registry's changes).
-pub const EVENT_TYPES: &str = "jp.machi.registry.change.*";
+/// The event types the allowance system reads: the registry's changes,
+/// and online filings approved for a business system (申請管理), of which
+/// it takes the 児童手当認定請求.
+pub const EVENT_TYPES: &str = "jp.machi.registry.change.*,jp.machi.portal.filing.approved.v1";
+
+/// The event of an online filing approved for its business system.
+pub const FILING_APPROVED: &str = "jp.machi.portal.filing.approved.v1";
+
+/// The business system name 児童手当認定請求 filings are handed to (the
+/// shipped definition's `system`).
+pub const SYSTEM: &str = "jidoteate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -155,6 +164,15 @@ impl RegistryClient {
         Ok(self.get(&path).await?.map(|v| person_of(&v["record"])))
     }
 
+    /// An online filing as the registry's inbox shows it to another system
+    /// (`GET …/filings/{id}`, with `residents:read`): its summary, the
+    /// answers as labelled text, and the matched persons. None: not
+    /// visible or unknown.
+    pub async fn filing(&self, id: i64) -> Result<Option<Value>, LinkError> {
+        let path = format!("/api/v1/tenants/{}/filings/{id}", self.config.tenant);
+        self.get(&path).await
+    }
+
     /// A household's current members (None: not visible or unknown).
     pub async fn household(
         &self,
@@ -260,11 +278,53 @@ impl Worker {
                 .apply(self.client.tenant(), seq, id, kind, Vec::new())
                 .await?);
         }
-        let effects = self.effects(&e["data"]).await?;
+        let effects = if kind == FILING_APPROVED {
+            self.filing_effects(&e["data"]).await?
+        } else {
+            self.effects(&e["data"]).await?
+        };
         Ok(self
             .store
             .apply(self.client.tenant(), seq, id, kind, effects)
             .await?)
+    }
+
+    /// A 児童手当認定請求 approved in the registry's inbox becomes a work
+    /// item for the allowance clerk, who checks the filing and enters the
+    /// claim with nothing typed again: the claimant as the registry's clerk
+    /// matched them, and the day the filing was received as 請求日.
+    /// Filings of other systems are not this system's.
+    async fn filing_effects(&self, data: &Value) -> Result<Vec<Effect>, LinkError> {
+        if data["system"].as_str() != Some(SYSTEM) {
+            return Ok(Vec::new());
+        }
+        let Some(filing_id) = data["filing_id"].as_i64() else {
+            return Err(LinkError::Shape("a filing event without filing_id".into()));
+        };
+        let Some(applicant) = data["persons"][0]["addressee_number"].as_str() else {
+            return Ok(Vec::new());
+        };
+        let Some(f) = self.client.filing(filing_id).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(received_on) = f["filing"]["received_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&jst()).date_naive())
+        else {
+            return Err(LinkError::Shape("a filing without its received time".into()));
+        };
+        let Some(p) = self.client.resident(applicant).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![Effect::OnlineClaim {
+            person: p.addressee_number,
+            person_name: p.name,
+            household: p.household,
+            received_on,
+            filing_id,
+            receipt: f["filing"]["receipt"].as_str().unwrap_or_default().to_string(),
+        }])
     }
 
     /// What a change means for the allowance.
@@ -512,4 +572,9 @@ fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>
         event_on: on,
         claim_id,
     }
+}
+
+/// Japan's time zone, in which 請求日 is a day.
+fn jst() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(9 * 3600).expect("a valid offset")
 }

@@ -523,7 +523,29 @@ enum SearchCommand {
     },
 }
 
+/// A command's output piped into a reader that stops early (`machi portal
+/// keygen | head -1`) ends the command quietly, as `head` expects, instead
+/// of the panic `println!` raises on a closed pipe. Any other panic is
+/// reported as before.
+fn quiet_on_closed_pipe() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            // 128 + SIGPIPE, what a shell reports for a closed pipe.
+            std::process::exit(141);
+        }
+        previous(info);
+    }));
+}
+
 pub fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -643,6 +665,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .await?;
                 crate::demo_portal::print_links(&p);
                 Some(p)
+            };
+            // 申請管理: each decision is told to the demo portal at once
+            // (and retried by the pull worker when that fails).
+            let registry = match &_portal {
+                Some(p) => registry.with_portal_link(Some(crate::service::inbox::PortalLink {
+                    url: p.url.clone(),
+                    token: p.token.clone(),
+                    client: crate::service::hooks::http_client(
+                        std::time::Duration::from_secs(10),
+                    )?,
+                })),
+                None => registry,
             };
             // The allowance system: another process, as another vendor's
             // system would be, talking to this one over HTTP only. Killed

@@ -43,6 +43,9 @@ pub struct CardHolder {
 /// The portal as the demo runs it. Dropping it stops the server and the pulls.
 pub struct DemoPortal {
     pub url: String,
+    /// The pull token, with which the back office also tells the portal
+    /// each filing's status.
+    pub token: String,
     pub cards: Option<Arc<DemoCards>>,
     pub holders: Vec<CardHolder>,
     server: tokio::task::JoinHandle<()>,
@@ -202,69 +205,27 @@ pub async fn start_portal(
         }
     });
     let url = format!("http://127.0.0.1:{port}");
-    let puller = spawn_demo_pull(
-        registry.store().clone(),
-        url.clone(),
-        token,
+    // The same pull worker as `machi serve`'s: each round imports, then
+    // pushes the queued status updates (a decision's push that failed
+    // at once is retried here).
+    let link = crate::portal::PortalLink {
+        client: crate::service::hooks::http_client(Duration::from_secs(30))
+            .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?,
+        url: url.clone(),
+        token: token.clone(),
         key,
         signing,
-        PULL_EVERY,
-    );
+        batch: 200,
+    };
+    let puller =
+        crate::portal::spawn_pull_worker(Arc::new(link), registry.store().clone(), PULL_EVERY);
     Ok(DemoPortal {
         url,
+        token,
         cards,
         holders,
         server,
         puller,
-    })
-}
-
-/// Pulls the portal's sealed filings into the back office every `every`
-/// with [`crate::portal::pull_once`] (import, then acknowledge). One small
-/// function so that a pull worker of `machi serve` can replace it.
-pub fn spawn_demo_pull(
-    store: Store,
-    url: String,
-    token: String,
-    key: OpeningKey,
-    signing: Option<Arc<Signing>>,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let client = match crate::service::hooks::http_client(Duration::from_secs(30)) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "demo portal pulls: no HTTP client");
-                return;
-            }
-        };
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // Unix seconds, as `pull_once` takes them.
-            let now = Utc::now().timestamp();
-            match crate::portal::pull_once(
-                &client,
-                &url,
-                &token,
-                &store,
-                &key,
-                signing.as_deref(),
-                200,
-                now,
-            )
-            .await
-            {
-                Ok(o) if o.imported > 0 || !o.refused.is_empty() => tracing::info!(
-                    imported = o.imported,
-                    refused = o.refused.len(),
-                    "demo portal pulled"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("{}", e.message_ja()),
-            }
-        }
     })
 }
 

@@ -39,7 +39,7 @@ enum PortalCommand {
         /// The portal's own database (SQLite).
         #[arg(long, default_value = "machi-portal.db", env = "MACHI_PORTAL_DB")]
         db: PathBuf,
-        #[arg(long, default_value_t = 8090, env = "MACHI_PORTAL_PORT")]
+        #[arg(long, default_value_t = 8070, env = "MACHI_PORTAL_PORT")]
         port: u16,
         #[arg(long, default_value = "127.0.0.1", env = "MACHI_PORTAL_BIND")]
         bind: String,

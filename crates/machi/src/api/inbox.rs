@@ -498,6 +498,11 @@ pub struct CandidateView {
     pub address: Option<String>,
     pub status_label_ja: String,
     pub restricted: bool,
+    /// Where the resident differs from what the filing gives for this
+    /// person (name, birth date), in Japanese; empty when nothing differs.
+    pub differs_ja: Vec<String>,
+    /// The same in English.
+    pub differs_en: Vec<String>,
 }
 
 /// The candidates of one person the filing names.
@@ -549,6 +554,8 @@ pub async fn filing_candidates(
                         address: (!c.restricted).then(|| c.view.address.clone()),
                         status_label_ja: c.view.status_label_ja.clone(),
                         restricted: c.restricted,
+                        differs_ja: c.differs.iter().map(|d| d.0.clone()).collect(),
+                        differs_en: c.differs.iter().map(|d| d.1.clone()).collect(),
                     })
                     .collect(),
             })

@@ -317,6 +317,38 @@ pub fn signer_items(f: &StoredPortalFiling) -> Option<(String, Option<NaiveDate>
     ))
 }
 
+/// Where resident `row` differs from what the filing gives for `party`:
+/// the name (or the furigana, when the filing gives no name) compared
+/// folded as the search folds them, and the birth date.
+fn differences(party: &Party, row: &machi_domain::change::HistoryRow) -> Vec<(String, String)> {
+    use machi_domain::names::search_key;
+    let mut out = Vec::new();
+    let r = &row.record;
+    let same_name = match (&party.name, &party.kana) {
+        (Some(n), _) => search_key(n) == search_key(&r.name.to_string()),
+        (None, Some(k)) => r
+            .name_kana
+            .as_ref()
+            .is_some_and(|rk| search_key(k) == search_key(&rk.to_string())),
+        (None, None) => true,
+    };
+    if !same_name {
+        out.push((
+            "氏名が申請と一致しません".into(),
+            "the name differs from the filing".into(),
+        ));
+    }
+    if let Some(b) = party.birth_date
+        && r.birth_date.as_calendar() != Some(b)
+    {
+        out.push((
+            "生年月日が申請と一致しません".into(),
+            "the birth date differs from the filing".into(),
+        ));
+    }
+    out
+}
+
 /// A candidate resident for one party, as the search shows it.
 pub struct Candidate {
     pub addressee_number: AddresseeNumber,
@@ -324,6 +356,10 @@ pub struct Candidate {
     /// Covered by a support measure's shield (j440): shown as the search
     /// shows such a person, without address.
     pub restricted: bool,
+    /// Where the resident differs from what the filing gives for this
+    /// person (name, birth date), in Japanese and English: the clerk sees
+    /// it before matching.
+    pub differs: Vec<(String, String)>,
 }
 
 /// The candidates of one party.
@@ -760,9 +796,13 @@ impl Registry {
         };
         let signer = signer_items(f);
         let mut out = Vec::new();
-        for (i, party) in parties(def, answers(f)).into_iter().enumerate() {
+        for party in parties(def, answers(f)) {
+            // Each person is searched by what the filing gives for that
+            // person. The signer's certificate names only the applicant (the
+            // person who signed): it is searched first for the `applicant`
+            // party, never for a person moving, who may be someone else.
             let mut queries: Vec<(String, Option<NaiveDate>)> = Vec::new();
-            if i == 0
+            if party.key == "applicant"
                 && let Some((name, born, _, _)) = &signer
             {
                 queries.push((name.clone(), *born));
@@ -786,9 +826,6 @@ impl Registry {
             }
             let mut candidates: Vec<Candidate> = Vec::new();
             for (name, born) in queries {
-                if !candidates.is_empty() {
-                    break;
-                }
                 let page = self
                     .search(
                         tenant,
@@ -808,6 +845,7 @@ impl Registry {
                     }
                     candidates.push(Candidate {
                         restricted: page.restricted.contains(&a),
+                        differs: differences(&party, row),
                         view: ResidentView::new(row, self.eras()),
                         addressee_number: a,
                     });
@@ -1192,6 +1230,82 @@ impl Registry {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// 届出人 (住民基本台帳法第24条・第26条): a signed 転出届 is filed by a
+    /// person who moves, or by the householder or another member of the
+    /// household of a person who moves. The signer is found by the
+    /// certificate's name and birth date (基本4情報); a signer who is none
+    /// of these (someone else's card, or a person living elsewhere) is
+    /// refused: such a filing needs a representative's mandate (委任状),
+    /// checked at the counter. Counter filings were checked there.
+    async fn check_filer(
+        &self,
+        tenant: &MunicipalityCode,
+        f: &StoredPortalFiling,
+        persons: &[String],
+        actor: &Actor,
+    ) -> Result<(), ServiceError> {
+        if !f.signed || portal_filings::filed_at_counter(&f.portal_id) {
+            return Ok(());
+        }
+        let refused = || ServiceError::Invalid {
+            field: "signature".into(),
+            code: "filer_not_related",
+            message_ja: "署名した人が、転出する人にも、その世帯の人にも見当たりません。本人・世帯主・世帯員以外の届出には委任状が必要なため、この申請は承認できません（照合を確かめ、違っていれば補正を依頼するか却下してください）。".into(),
+            message_en: "the person who signed is neither a person moving nor a member of their household; a filing by anyone else needs a mandate, so this filing cannot be approved (check the matching, then ask for a correction or reject it)".into(),
+        };
+        let Some((name, born, _, _)) = signer_items(f) else {
+            return Err(refused());
+        };
+        let page = self
+            .search(
+                tenant,
+                &SearchParams {
+                    name: Some(name.clone()),
+                    birth_date: born.map(|d| d.format("%Y-%m-%d").to_string()),
+                    limit: 20,
+                    ..Default::default()
+                },
+                actor,
+            )
+            .await?;
+        let key = machi_domain::names::search_key(&name);
+        let signers: Vec<&machi_domain::change::HistoryRow> = page
+            .rows
+            .iter()
+            .filter(|r| machi_domain::names::search_key(&r.record.name.to_string()) == key)
+            .filter(|r| born.is_none() || r.record.birth_date.as_calendar() == born)
+            .collect();
+        if signers
+            .iter()
+            .any(|r| persons.iter().any(|p| p == r.record.addressee_number.as_str()))
+        {
+            return Ok(());
+        }
+        let (t, ps) = (tenant.clone(), persons.to_vec());
+        let households = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let mut out = Vec::new();
+                for p in &ps {
+                    let Ok(a) = p.parse::<AddresseeNumber>() else {
+                        continue;
+                    };
+                    if let Some(last) = records::history(tx, &t, &a)?.pop() {
+                        out.push(last.record.household_number);
+                    }
+                }
+                Ok::<_, ServiceError>(out)
+            })
+            .await?;
+        if signers
+            .iter()
+            .any(|r| households.contains(&r.record.household_number))
+        {
+            return Ok(());
+        }
+        Err(refused())
+    }
+
     async fn approval_plan(
         &self,
         tenant: &MunicipalityCode,
@@ -1228,6 +1342,7 @@ impl Registry {
                 if persons.is_empty() {
                     return Err(matched(f, "members.0").unwrap_err());
                 }
+                self.check_filer(tenant, f, &persons, actor).await?;
                 let dest = mapped("destination");
                 let moving = mapped("moving_date")
                     .as_str()
@@ -1750,6 +1865,10 @@ pub fn signature_summary(f: &StoredPortalFiling, en: bool) -> String {
         (None, true) => t(
             "署名あり（基幹側の検証結果はまだありません）",
             "signed (not yet verified by the back office)",
+        ),
+        (Some(s), true) if s["verified"] == true && s["demo"] == true => t(
+            "署名を確認済み（デモ用の架空のカードによる署名です。本物の本人確認ではありません）",
+            "signature verified (made with a synthetic DEMO card: not a real identity check)",
         ),
         (Some(s), true) if s["verified"] == true => t("署名を確認済み", "signature verified"),
         (Some(s), true) => {

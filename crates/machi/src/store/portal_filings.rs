@@ -137,7 +137,8 @@ fn signature_context(portal_id: &str) -> String {
 
 /// The back office's check of the filing's signature made on import
 /// (`portal_signatures`, issue 11 item 3) in the inbox's shape:
-/// `{"verified", "result", "message_ja", "message_en", "certificate"}`.
+/// `{"verified", "result", "message_ja", "message_en", "certificate",
+/// "demo"}` (`demo`: made with a synthetic demo card).
 fn with_import_check(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -154,6 +155,7 @@ fn with_import_check(
             "message_ja": c.message_ja,
             "message_en": c.message_en,
             "certificate": c.certificate,
+            "demo": c.demo,
         }));
         f.signed = true;
     }

@@ -96,6 +96,39 @@ fn iso_day(s: &AppState, v: &Option<String>) -> Option<String> {
     )
 }
 
+/// The staff who may handle filings (login, name): enabled accounts of a
+/// role that acts on filings.
+async fn clerks_of(
+    s: &AppState,
+    tenant: &machi_domain::ids::MunicipalityCode,
+) -> Vec<(String, String)> {
+    s.registry
+        .accounts(tenant)
+        .await
+        .map(|accounts| {
+            accounts
+                .into_iter()
+                .filter(|a| {
+                    !a.disabled
+                        && a.role
+                            .parse::<machi_domain::access::Role>()
+                            .is_ok_and(|r| r.allows(roles::ACT))
+                })
+                .map(|a| (a.login, a.display_name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A staff member's name as people read it (the login when unknown).
+fn name_of(clerks: &[(String, String)], login: &str) -> String {
+    clerks
+        .iter()
+        .find(|(l, _)| l == login)
+        .map(|(_, n)| n.clone())
+        .unwrap_or_else(|| login.to_string())
+}
+
 fn status_label(f: &StoredPortalFiling, en: bool) -> String {
     FilingStatus::parse(&f.status)
         .map(|s| if en { s.label_en() } else { s.label_ja() }.to_string())
@@ -143,18 +176,7 @@ pub async fn list(
         next: None,
         error: None,
     };
-    if let Ok(accounts) = s.registry.accounts(&tenant).await {
-        page.clerks = accounts
-            .into_iter()
-            .filter(|a| {
-                !a.disabled
-                    && a.role
-                        .parse::<machi_domain::access::Role>()
-                        .is_ok_and(|r| r.allows(roles::ACT))
-            })
-            .map(|a| (a.login, a.display_name))
-            .collect();
-    }
+    page.clerks = clerks_of(&s, &tenant).await;
     let from = iso_day(&s, &q.received_from);
     let to = iso_day(&s, &q.received_to);
     let result = match filter_of(
@@ -211,7 +233,11 @@ pub async fn list(
                             .to_string(),
                         _ => String::new(),
                     },
-                    assigned: f.assigned_to.clone().unwrap_or_default(),
+                    assigned: f
+                        .assigned_to
+                        .as_deref()
+                        .map(|l| name_of(&page.clerks, l))
+                        .unwrap_or_default(),
                     signed: if f.signed {
                         ctx.lang.t("あり", "yes")
                     } else {
@@ -358,6 +384,8 @@ struct CandidateRow {
     status: String,
     restricted: bool,
     chosen: bool,
+    /// Where the resident differs from the filing (name, birth date).
+    differs: Vec<String>,
 }
 
 struct PartyRow {
@@ -391,7 +419,11 @@ struct FilingPage {
     received: String,
     status: String,
     open: bool,
+    /// The assigned clerk's name.
     assigned: String,
+    assigned_login: String,
+    /// Who may be assigned (login, name).
+    clerks: Vec<(String, String)>,
     me: String,
     signature: String,
     signer: Vec<Item>,
@@ -524,6 +556,11 @@ async fn filing_page(
                         status: c.view.status_label_ja.clone(),
                         restricted: c.restricted,
                         chosen: matched.as_deref() == Some(c.addressee_number.as_str()),
+                        differs: c
+                            .differs
+                            .iter()
+                            .map(|(ja, e)| if en { e.clone() } else { ja.clone() })
+                            .collect(),
                     })
                     .collect(),
                 key: pc.party.key,
@@ -710,6 +747,7 @@ async fn filing_page(
     };
     let can_approve = open && f.trust.approvable();
     let can_prepare = open && f.trust != Trust::Refused;
+    let clerks = clerks_of(s, tenant).await;
     let page = FilingPage {
         c: Chrome::new(ctx, "申請の審査", "Filing").with_flash(flash),
         id,
@@ -720,7 +758,12 @@ async fn filing_page(
             .unwrap_or_default(),
         status: status_label(&f, en),
         open,
-        assigned: f.assigned_to.clone().unwrap_or_default(),
+        assigned: f
+            .assigned_to
+            .as_deref()
+            .map(|l| name_of(&clerks, l))
+            .unwrap_or_default(),
+        assigned_login: f.assigned_to.clone().unwrap_or_default(),
         me: ctx.login.clone(),
         signature: inbox::signature_summary(&f, en),
         signer,
@@ -729,7 +772,7 @@ async fn filing_page(
         parties,
         message: f.message.clone(),
         decided: match (&f.decided_by, f.decided_at) {
-            (Some(by), Some(at)) => format!("{}（{by}）", when(at)),
+            (Some(by), Some(at)) => format!("{}（{}）", when(at), name_of(&clerks, by)),
             _ => String::new(),
         },
         outcome,
@@ -754,6 +797,7 @@ async fn filing_page(
         trust_notice,
         can_approve,
         can_prepare,
+        clerks,
     };
     (status, html(&page)).into_response()
 }

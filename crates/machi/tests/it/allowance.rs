@@ -36,6 +36,7 @@ both_backends!(
     a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_claimed_back,
     a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorded,
     a_cancellation_undoes_only_what_the_cancelled_change_did,
+    a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_again,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -2601,4 +2602,162 @@ async fn a_cancellation_undoes_only_what_the_cancelled_change_did(db: TestDb) {
     let left = claim.children.iter().find(|c| c.child == ichiro).unwrap();
     assert_eq!(left.left_on, Some(d("2025-03-10")), "{claim:?}");
     assert!(checks(x).await >= 1);
+}
+
+/// 児童手当認定請求 filed on the portal (signed), imported and approved in
+/// the registry's inbox, reaches the allowance system through the event
+/// feed only: a work item names the claimant the registry's clerk matched
+/// and the 受付番号; the claim form shows what was filed, with the claimant
+/// and the day of receipt (請求日) filled in; entering it reads the
+/// children from the registry and closes the work item.
+async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_again(db: TestDb) {
+    use crate::inbox::{date_parts, t as part};
+    let t = town(db).await;
+    let fam = t.submit(crate::contract::takahashi_family()).await;
+    let ichiro = fam.rows[0].record.addressee_number.to_string();
+    let sho = fam.rows[2].record.addressee_number.to_string();
+    crate::ui::staff(&t.db, FUCHU, "boss", machi_domain::access::Role::Supervisor).await;
+    let p = crate::inbox::portal().await;
+    let receipt = crate::inbox::file_as(
+        &p.base,
+        "jidoteate",
+        vec![
+            ("claimant", {
+                let mut v = vec![
+                    part("claimant_name", "髙橋　一郎"),
+                    part("claimant_kana", "タカハシ　イチロウ"),
+                    part("claimant_address.postal", "183-0056"),
+                    part("claimant_address.address", "東京都府中市宮西町二丁目24番地"),
+                    part("phone", "042-000-1111"),
+                ];
+                v.extend(date_parts("claimant_birth_date", d("1989-01-07")));
+                v
+            }),
+            ("pension", vec![part("pension", "kosei")]),
+            ("children", {
+                let mut v = vec![
+                    part("children.count", "1"),
+                    part("children.0.name", "髙橋　翔"),
+                    part("children.0.lives_with", "yes"),
+                ];
+                v.extend(date_parts("children.0.birth_date", d("2015-06-01")));
+                v
+            }),
+            (
+                "bank",
+                vec![
+                    part("bank_name", "架空銀行"),
+                    part("branch_name", "本店"),
+                    part("account_number", "1234567"),
+                    part("account_holder_kana", "タカハシ　イチロウ"),
+                ],
+            ),
+        ],
+        Some(&crate::inbox::pki().card),
+    )
+    .await;
+    crate::inbox::pull(&t.db, &p).await;
+    let router = crate::inbox::app(&t.db, &p.base);
+    let boss = crate::ui::Session::login(&router, FUCHU, "boss").await;
+    let chosen = crate::inbox::match_all(&boss, 1).await;
+    assert_eq!(chosen, vec![ichiro.clone()]);
+    let (st, a) = crate::inbox::call(
+        &boss,
+        "POST",
+        "/api/v1/tenants/132063/filings/1/approve",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, axum::http::StatusCode::OK, "{a}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let today = crate::inbox::today();
+    let online: Vec<_> = store
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.kind == WorkKind::OnlineClaim)
+        .collect();
+    assert_eq!(online.len(), 1, "{online:?}");
+    let item = &online[0];
+    assert_eq!(item.person, ichiro);
+    assert_eq!(item.filing, Some((1, receipt.clone())));
+    assert_eq!(item.event_on, Some(today), "請求日: the day of receipt");
+    // Delivered again (a rewound cursor): still one work item.
+    for e in w.client.events(0, 0).await.unwrap() {
+        assert!(!w.handle(&e).await.unwrap());
+    }
+    let again = store.work_items(true).await.unwrap();
+    assert_eq!(
+        again.iter().filter(|w| w.kind == WorkKind::OnlineClaim).count(),
+        1
+    );
+
+    staff(&store).await;
+    let base = serve(t.web(&store)).await;
+    let http = no_redirects();
+    let (_, cookie) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let cookie = cookie.unwrap();
+    let home = get_as(&http, &cookie, format!("{base}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("電子申請の認定請求") && home.contains(&receipt),
+        "{home}"
+    );
+    let form = get_as(&http, &cookie, format!("{base}/claims/new?work={}", item.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let wareki = machi_domain::dates::EraTable::default().format_wareki(today);
+    for shown in [
+        "電子申請の内容",
+        "髙橋　翔",
+        "厚生年金",
+        "架空銀行",
+        receipt.as_str(),
+        wareki.as_str(),
+    ] {
+        assert!(form.contains(shown), "{shown} missing: {form}");
+    }
+    assert!(
+        form.contains(&format!(r#"name="claimant" value="{ichiro}""#)),
+        "{form}"
+    );
+    let csrf = csrf_of(&form);
+    let r = post_as(
+        &http,
+        &cookie,
+        format!("{base}/claims"),
+        &[
+            ("csrf", &csrf),
+            ("claimant", &ichiro),
+            ("claimed_on", &wareki),
+            ("event_on", ""),
+            ("work", &item.id.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    let claims = store.claims_of_person(&ichiro).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].claimed_on, today);
+    let children = &claims[0].children;
+    assert!(children.iter().any(|c| c.child == sho), "{children:?}");
+    assert!(
+        !store
+            .work_items(true)
+            .await
+            .unwrap()
+            .iter()
+            .any(|w| w.kind == WorkKind::OnlineClaim),
+        "the work item is closed by the claim"
+    );
 }

@@ -33,6 +33,7 @@ both_backends!(
     roles_and_bad_input_are_refused_in_both_languages,
     matching_hides_protected_persons_as_search_does,
     a_withdrawn_acceptance_stops_the_decision_too,
+    a_card_signs_only_for_its_holders_household,
 );
 
 pub const TOKEN: &str = "portal-pull-token-for-inbox-tests";
@@ -138,7 +139,7 @@ pub enum Part<'a> {
     File(&'a str, &'a str, &'a str, Vec<u8>),
 }
 
-fn t<'a>(k: &'a str, v: impl Into<String>) -> Part<'a> {
+pub(crate) fn t<'a>(k: &'a str, v: impl Into<String>) -> Part<'a> {
     Part::Text(k, v.into())
 }
 
@@ -269,7 +270,7 @@ pub async fn file_as(
         .to_owned()
 }
 
-fn date_parts<'a>(key: &'a str, d: chrono::NaiveDate) -> Vec<Part<'a>> {
+pub(crate) fn date_parts<'a>(key: &'a str, d: chrono::NaiveDate) -> Vec<Part<'a>> {
     use chrono::Datelike;
     // Field names as the portal's date inputs post them.
     let k = |s: &str| -> &'a str { Box::leak(format!("{key}.{s}").into_boxed_str()) };
@@ -292,15 +293,27 @@ pub fn today() -> chrono::NaiveDate {
 /// portal: all three move on `moving`.
 pub async fn file_tenshutsu(base: &str, moving: chrono::NaiveDate) -> String {
     let born = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
-    let mut members = vec![t("members.count", "3")];
-    for (i, (name, kana, b)) in [
-        ("髙橋　一郎", "タカハシ　イチロウ", born(1989, 1, 7)),
-        ("髙橋　京子", "タカハシ　キョウコ", born(1989, 1, 8)),
-        ("髙橋　翔", "タカハシ　ショウ", born(2015, 6, 1)),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    file_tenshutsu_of(
+        base,
+        moving,
+        &[
+            ("髙橋　一郎", "タカハシ　イチロウ", born(1989, 1, 7)),
+            ("髙橋　京子", "タカハシ　キョウコ", born(1989, 1, 8)),
+            ("髙橋　翔", "タカハシ　ショウ", born(2015, 6, 1)),
+        ],
+    )
+    .await
+}
+
+/// A 転出届 signed with 髙橋 一郎's card naming `people` (name, kana,
+/// birth date) as the persons moving.
+pub async fn file_tenshutsu_of(
+    base: &str,
+    moving: chrono::NaiveDate,
+    people: &[(&str, &str, chrono::NaiveDate)],
+) -> String {
+    let mut members = vec![t("members.count", people.len().to_string())];
+    for (i, &(name, kana, b)) in people.iter().enumerate() {
         let k =
             |s: &str| -> &'static str { Box::leak(format!("members.{i}.{s}").into_boxed_str()) };
         members.push(t(k("name"), name));
@@ -396,7 +409,7 @@ async fn family(db: &TestDb) -> Vec<String> {
         .collect()
 }
 
-async fn pull(db: &TestDb, p: &Running) {
+pub(crate) async fn pull(db: &TestDb, p: &Running) {
     let out = pull_once(
         &client(),
         &p.base,
@@ -437,7 +450,7 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 const F: &str = "/api/v1/tenants/132063/filings";
 
 /// Matches every person of filing `id` to the first candidate, via the API.
-async fn match_all(s: &Session, id: i64) -> Vec<String> {
+pub(crate) async fn match_all(s: &Session, id: i64) -> Vec<String> {
     let (st, cands) = call(s, "GET", &format!("{F}/{id}/candidates"), None).await;
     assert_eq!(st, StatusCode::OK, "{cands}");
     let mut chosen = vec![];
@@ -1312,4 +1325,121 @@ async fn a_withdrawn_acceptance_stops_the_decision_too(db: TestDb) {
     assert_eq!(st, StatusCode::SEE_OTHER);
     let (_, d) = call(&clerk, "GET", &format!("{F}/1"), None).await;
     assert_eq!(d["filing"]["status"], "approved", "{d}");
+}
+
+/// 届出人 (住民基本台帳法第24条・第26条): the card of 髙橋 一郎 names 佐藤
+/// 花子, who lives in another household, as the person moving. Her
+/// candidates come from her own name and birth date (never the signer's),
+/// a resident whose name differs is flagged, and the approval is refused:
+/// nothing is recorded. The same card filing for its own household passes.
+async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
+    let db = db.with_tenants().await;
+    let takahashi = family(&db).await;
+    let req: machi_domain::change::ChangeRequest = serde_json::from_value(crate::contract::move_in(
+        vec![crate::contract::person(
+            "佐藤　花子",
+            "サトウ　ハナコ",
+            "1990-04-02",
+            "female",
+            "世帯主",
+        )],
+        "東京都府中市宮西町二丁目25番地",
+    ))
+    .unwrap();
+    let sato = db
+        .registry
+        .submit(&code(FUCHU), &req, &Actor::system("setup"))
+        .await
+        .unwrap()
+        .rows[0]
+        .record
+        .addressee_number
+        .to_string();
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let p = portal().await;
+    let moving = today() + chrono::Duration::days(7);
+    let born = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    file_tenshutsu_of(
+        &p.base,
+        moving,
+        &[("佐藤　花子", "サトウ　ハナコ", born(1990, 4, 2))],
+    )
+    .await;
+    // The same household's kana with another first name's kanji: found by
+    // the furigana, flagged as differing in the name.
+    file_tenshutsu_of(
+        &p.base,
+        moving,
+        &[("髙橋　一朗", "タカハシ　イチロウ", born(1989, 1, 7))],
+    )
+    .await;
+    pull(&db, &p).await;
+    let router = app(&db, &p.base);
+    let boss = Session::login(&router, FUCHU, "boss").await;
+
+    let (st, cands) = call(&boss, "GET", &format!("{F}/1/candidates"), None).await;
+    assert_eq!(st, StatusCode::OK, "{cands}");
+    let first = &cands[0]["candidates"];
+    assert_eq!(first.as_array().unwrap().len(), 1, "{cands}");
+    assert_eq!(first[0]["addressee_number"], sato.as_str(), "{cands}");
+    assert!(
+        !cands.to_string().contains(&takahashi[0]),
+        "the signer is never offered for another person: {cands}"
+    );
+    assert_eq!(first[0]["differs_ja"], json!([]), "{cands}");
+    match_all(&boss, 1).await;
+    let changes_before = count(&db, "SELECT COUNT(*) FROM changes WHERE tenant = $1").await;
+    let (st, e) = call(&boss, "POST", &format!("{F}/1/approve"), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["code"], "filer_not_related", "{e}");
+    assert!(e["message_ja"].as_str().unwrap().contains("委任状"), "{e}");
+    assert!(e["message_en"].as_str().unwrap().contains("mandate"), "{e}");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM changes WHERE tenant = $1").await,
+        changes_before,
+        "nothing recorded"
+    );
+    let (_, r) = call(
+        &boss,
+        "GET",
+        &format!("/api/v1/tenants/132063/residents/{sato}"),
+        None,
+    )
+    .await;
+    assert_eq!(r["record"]["status"], "resident", "{r}");
+
+    // Filing 2: 髙橋 一朗 is not a resident; 髙橋 一郎 is offered through
+    // the furigana and the page says the name differs.
+    let (_, cands) = call(&boss, "GET", &format!("{F}/2/candidates"), None).await;
+    let c = &cands[0]["candidates"][0];
+    assert_eq!(c["addressee_number"], takahashi[0].as_str(), "{cands}");
+    assert_eq!(c["differs_ja"], json!(["氏名が申請と一致しません"]), "{cands}");
+    assert_eq!(c["differs_en"], json!(["the name differs from the filing"]));
+    let res = boss
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/ui/inbox/2")
+                .header(header::COOKIE, &boss.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let page = String::from_utf8(
+        res.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(page.contains("氏名が申請と一致しません"), "{page}");
+    // The holder filing for their own household is approved.
+    match_all(&boss, 2).await;
+    let (st, a) = call(&boss, "POST", &format!("{F}/2/approve"), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "approved", "{a}");
 }
