@@ -279,6 +279,52 @@ pub struct ChildRow {
     pub supported: bool,
     pub left_on: Option<NaiveDate>,
     pub left_reason: Option<String>,
+    /// Why the child is on the claim: the claimant's household, or added
+    /// by the clerk for a child living elsewhere ([`rules::Basis`]).
+    pub basis: rules::Basis,
+    /// Added by hand: the day from which the basis holds (監護・生計費の
+    /// 負担を始めた日); None for a child of the household.
+    pub since: Option<NaiveDate>,
+    /// Whether `child` is a 宛名番号 of this municipality's registry
+    /// (false: a child living in another municipality, entered by name
+    /// and birth date; `child` is then this system's own key).
+    pub registered: bool,
+    /// Ended by a clerk (not by a registry event): the clerk's login.
+    pub ended_by: Option<String>,
+}
+
+/// A child living elsewhere, added to a running claim by the clerk (a 額改定
+/// 請求 for 別居監護 or 大学生等の生計費負担).
+#[derive(Debug, Clone)]
+pub struct ApartChild {
+    /// The 宛名番号 (a child of this municipality, read from the registry),
+    /// or None for a child not resident here (entered by hand).
+    pub addressee: Option<String>,
+    pub name: String,
+    pub birth: NaiveDate,
+    pub basis: rules::Basis,
+    /// The day from which the basis holds.
+    pub since: NaiveDate,
+    /// The day of the 額改定請求.
+    pub requested_on: NaiveDate,
+    /// The 15-day rule applies (第9条第2項, 第8条第3項): `since` is the
+    /// event (a move, an unavoidable reason) it counts from.
+    pub fifteen_day_rule: bool,
+}
+
+/// Why a child was not added or ended (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildRefused {
+    NoClaim,
+    ClaimEnded,
+    /// The child is on the claim already (or was, and ended).
+    AlreadyOnClaim { ended: bool },
+    /// A registry child counted in another running claim.
+    OtherClaim,
+    /// No such child on the claim.
+    NotOnClaim,
+    /// The child has ended already.
+    AlreadyEnded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -313,6 +359,7 @@ impl ClaimRow {
                         .max(from),
                     left_on: c.left_on,
                     supported: c.supported,
+                    basis: c.basis,
                 })
                 .collect(),
         }
@@ -475,6 +522,11 @@ fn req_date(s: String) -> Result<NaiveDate, StoreError> {
     date(Some(s)).map(|d| d.expect("some"))
 }
 
+/// A name compared for sameness: spaces (half- or full-width) left out.
+fn fold_name(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 fn iso(d: Option<NaiveDate>) -> Option<String> {
     d.map(|d| d.format("%Y-%m-%d").to_string())
 }
@@ -531,6 +583,13 @@ impl Store {
         add_column(&conn, "repayments", "nonce", "TEXT")?;
         // What a work item is about in yen (a refund due).
         add_column(&conn, "work_items", "amount", "INTEGER")?;
+        // A child living elsewhere added by the clerk (別居監護, 大学生等の
+        // 生計費負担) and a child ended by hand: rows from before are
+        // children of the claimant's household, identified by 宛名番号.
+        add_column(&conn, "claim_children", "basis", "TEXT NOT NULL DEFAULT 'household'")?;
+        add_column(&conn, "claim_children", "basis_since", "TEXT")?;
+        add_column(&conn, "claim_children", "registered", "INTEGER NOT NULL DEFAULT 1")?;
+        add_column(&conn, "claim_children", "ended_by", "TEXT")?;
         conn.execute_batch(
             "CREATE UNIQUE INDEX IF NOT EXISTS repayments_nonce ON repayments (nonce)",
         )?;
@@ -1140,6 +1199,123 @@ impl Store {
             }
             tx.commit()?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Adds a child living elsewhere to a running claim (a 額改定請求 for
+    /// 別居監護 or 大学生等の生計費負担), in one transaction with its
+    /// access-log entry. Refused, writing nothing, when the claim is
+    /// unknown or ended, the child is on it already (the same 宛名番号, or
+    /// the same name and birth date), or a registry child is counted in
+    /// another running claim. Returns the child's key.
+    pub async fn add_apart_child(
+        &self,
+        claim_id: i64,
+        a: ApartChild,
+        log: Entry,
+    ) -> Result<Result<String, ChildRefused>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(claim) = claims_where(&tx, "id = ?1", [claim_id])?.pop() else {
+                return Ok(Err(ChildRefused::NoClaim));
+            };
+            if claim.ended_on.is_some() {
+                return Ok(Err(ChildRefused::ClaimEnded));
+            }
+            let same_name = |x: &ChildRow| {
+                x.birth == a.birth && fold_name(&x.name) == fold_name(&a.name)
+            };
+            if let Some(x) = claim.children.iter().find(|x| {
+                a.addressee.as_deref() == Some(x.child.as_str()) || same_name(x)
+            }) {
+                return Ok(Err(ChildRefused::AlreadyOnClaim {
+                    ended: x.left_on.is_some(),
+                }));
+            }
+            if let Some(addr) = &a.addressee {
+                let elsewhere: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM claim_children k JOIN claims c ON c.id = k.claim_id WHERE k.child = ?1 AND k.left_on IS NULL AND c.ended_on IS NULL AND c.id <> ?2",
+                    params![addr, claim_id],
+                    |r| r.get(0),
+                )?;
+                if elsewhere > 0 {
+                    return Ok(Err(ChildRefused::OtherClaim));
+                }
+            }
+            let key = match &a.addressee {
+                Some(addr) => addr.clone(),
+                None => {
+                    // This system's own key for a child with no 宛名番号
+                    // here: never shown on a page.
+                    let n: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM claim_children WHERE claim_id = ?1 AND registered = 0",
+                        [claim_id],
+                        |r| r.get(0),
+                    )?;
+                    format!("outside-{claim_id}-{}", n + 1)
+                }
+            };
+            tx.execute(
+                "INSERT INTO claim_children (claim_id, child, name, birth, requested_on, event_on, supported, basis, basis_since, registered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    claim_id,
+                    key,
+                    a.name,
+                    iso(Some(a.birth)),
+                    iso(Some(a.requested_on)),
+                    iso(a.fifteen_day_rule.then_some(a.since)),
+                    a.basis == rules::Basis::StudentSupport,
+                    a.basis.code(),
+                    iso(Some(a.since)),
+                    a.addressee.is_some(),
+                ],
+            )?;
+            // Months already paid may now be due more (過去分, paid by the
+            // next regular file); nothing is reduced by an addition.
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(Ok(key))
+        })
+        .await
+    }
+
+    /// Ends a child of a claim by the clerk's hand (監護・生計同一でなくなった,
+    /// 生計費の負担をやめた, 死亡, 国外に転出): counted through the month of
+    /// `on`, reduced from the next (児童手当法第9条第3項). Months already
+    /// paid for after it become overpayments (過払), in the same
+    /// transaction as the change and its access-log entry.
+    pub async fn end_child(
+        &self,
+        claim_id: i64,
+        child: String,
+        on: NaiveDate,
+        reason: String,
+        log: Entry,
+    ) -> Result<Result<(), ChildRefused>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(claim) = claims_where(&tx, "id = ?1", [claim_id])?.pop() else {
+                return Ok(Err(ChildRefused::NoClaim));
+            };
+            let Some(row) = claim.children.iter().find(|x| x.child == child) else {
+                return Ok(Err(ChildRefused::NotOnClaim));
+            };
+            if row.left_on.is_some() {
+                return Ok(Err(ChildRefused::AlreadyEnded));
+            }
+            tx.execute(
+                "UPDATE claim_children SET left_on = ?3, left_reason = ?4, left_change = NULL, ended_by = ?5 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
+                params![claim_id, child, iso(Some(on)), reason, log.account],
+            )?;
+            record_overpayments(&tx, claim_id, None)?;
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(Ok(()))
         })
         .await
     }
@@ -1821,7 +1997,7 @@ fn claims_where<P: rusqlite::Params>(
         raw
     {
         let mut cs = c.prepare(
-            "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
+            "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason, basis, basis_since, registered, ended_by FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
         )?;
         let rows = cs
             .query_map([id], |r| {
@@ -1834,12 +2010,24 @@ fn claims_where<P: rusqlite::Params>(
                     r.get::<_, bool>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    (
+                        r.get::<_, String>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, bool>(10)?,
+                        r.get::<_, Option<String>>(11)?,
+                    ),
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut children = Vec::new();
-        for (child, name, birth, req, ev, supported, left, left_reason) in rows {
+        for (child, name, birth, req, ev, supported, left, left_reason, extra) in rows {
+            let (basis, since, registered, ended_by) = extra;
             children.push(ChildRow {
+                basis: rules::Basis::parse(&basis)
+                    .ok_or_else(|| StoreError::Corrupt(format!("basis {basis}")))?,
+                since: date(since)?,
+                registered,
+                ended_by,
                 child,
                 name,
                 birth: req_date(birth)?,
