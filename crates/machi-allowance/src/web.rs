@@ -1525,7 +1525,7 @@ fn invalid(code: &'static str, ja: &str, en: &str) -> Refusal {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ApartInput {
     /// The child's 宛名番号 when the child lives in this municipality
-    /// (name and birth date are then read from the registry); empty for a
+    /// (name and birthdate are then read from the registry); empty for a
     /// child living elsewhere in Japan.
     #[serde(default)]
     pub addressee_number: String,
@@ -1595,8 +1595,8 @@ fn fold(s: &str) -> String {
 
 /// Adds a child living elsewhere to the running claim `claim_id` (a 額改定
 /// 請求): a child of this municipality by 宛名番号, read through the
-/// registry's API (name and birth date are never typed), or a child not
-/// resident here by name and birth date. The child counts from the month
+/// registry's API (name and birthdate are never typed), or a child not
+/// resident here by name and birthdate. The child counts from the month
 /// after the request (児童手当法第9条第1項), or after the event when the
 /// request came within 15 days of it (第9条第2項, 第8条第3項). Bad input is
 /// refused in Japanese and English and nothing is written; the addition
@@ -1701,7 +1701,7 @@ pub async fn add_apart_child(
             return Err(invalid(
                 "typed_registry_data",
                 "宛名番号を入力したときは、氏名と生年月日は住民記録から読み込みます。氏名と生年月日の欄は空にしてください。",
-                "With an addressee number, the name and birth date are read from the registry: leave those fields empty.",
+                "With an addressee number, the name and birthdate are read from the registry: leave those fields empty.",
             ));
         }
         if !addressee.chars().all(|c| c.is_ascii_digit()) || addressee.len() > 20 {
@@ -1746,7 +1746,7 @@ pub async fn add_apart_child(
             return Err(invalid(
                 "not_resident",
                 "その宛名番号の方は住民ではありません（転出・死亡などで消除）。他の市区町村に住む子は、宛名番号を空けて氏名と生年月日を入力してください。",
-                "That person is no longer a resident (moved out or died). For a child living in another municipality, leave the addressee number empty and enter the name and birth date.",
+                "That person is no longer a resident (moved out or died). For a child living in another municipality, leave the addressee number empty and enter the name and birthdate.",
             ));
         }
         if p.addressee_number == claim.claimant {
@@ -1760,14 +1760,14 @@ pub async fn add_apart_child(
             return Err(invalid(
                 "same_household",
                 "この子は受給者と同じ世帯です。同じ世帯の子は、出生・転入の業務から額改定請求で加えます。",
-                "This child is in the claimant's household: a child of the household is added by an increase claim from the birth or move-in work item.",
+                "This child is in the claimant's household: a child of the household is added by an increase claim from the work item of the birth or move-in.",
             ));
         }
         let Some(birth) = p.birth else {
             return Err(invalid(
                 "unknown_birth",
                 "住民記録の生年月日が不詳のため加えられません。",
-                "The registry has no birth date for this person.",
+                "The registry has no birthdate for this person.",
             ));
         };
         (Some(p.addressee_number), p.name, birth)
@@ -1777,7 +1777,7 @@ pub async fn add_apart_child(
             return Err(invalid(
                 "missing_child",
                 "宛名番号（この市の住民の子）か、氏名と生年月日（他の市区町村に住む子）を入力してください。",
-                "Enter the addressee number (a child resident here) or the name and birth date (a child living in another municipality).",
+                "Enter the addressee number (a child resident here) or the name and birthdate (a child living in another municipality).",
             ));
         }
         if name.chars().count() > 60 || name.chars().any(char::is_control) {
@@ -1793,14 +1793,14 @@ pub async fn add_apart_child(
                 return Err(invalid(
                     "missing_date",
                     "生年月日を入力してください。",
-                    "Enter the birth date.",
+                    "Enter the birthdate.",
                 ));
             }
             Err((ja, en)) => {
                 return Err(invalid(
                     "invalid_date",
                     &format!("生年月日：{ja}"),
-                    &format!("birth date: {en}"),
+                    &format!("birthdate: {en}"),
                 ));
             }
         };
@@ -1810,14 +1810,14 @@ pub async fn add_apart_child(
         return Err(invalid(
             "future_birth",
             "生年月日が未来の日付です。",
-            "The birth date is in the future.",
+            "The birthdate is in the future.",
         ));
     }
     if since < birth {
         return Err(invalid(
             "since_before_birth",
             "監護・負担を始めた日が生年月日より前です。",
-            "The day the care or support began is before the birth date.",
+            "The day the care or support began is before the birthdate.",
         ));
     }
     match basis {
@@ -1926,7 +1926,7 @@ pub async fn end_child(
             return Err(invalid(
                 "before_birth",
                 "事由の発生日が生年月日より前です。",
-                "The day of the reason is before the birth date.",
+                "The day of the reason is before the birthdate.",
             ));
         }
         Ok(Some(d)) => d,
