@@ -238,7 +238,9 @@ impl Basis {
     /// The basis in words, with its article.
     pub fn explain_ja(self) -> &'static str {
         match self {
-            Basis::Household => "受給者と同じ世帯で監護し、生計を同じくしている（児童手当法第4条第1項第1号）",
+            Basis::Household => {
+                "受給者と同じ世帯で監護し、生計を同じくしている（児童手当法第4条第1項第1号）"
+            }
             Basis::SeparateCare => {
                 "別居監護：別居しているが、受給者が監護し、生計を同じくしている18歳年度末までの児童（児童手当法第4条第1項第1号）"
             }

@@ -318,7 +318,9 @@ pub enum ChildRefused {
     NoClaim,
     ClaimEnded,
     /// The child is on the claim already (or was, and ended).
-    AlreadyOnClaim { ended: bool },
+    AlreadyOnClaim {
+        ended: bool,
+    },
     /// A registry child counted in another running claim.
     OtherClaim,
     /// No such child on the claim.
@@ -586,9 +588,19 @@ impl Store {
         // A child living elsewhere added by the clerk (別居監護, 大学生等の
         // 生計費負担) and a child ended by hand: rows from before are
         // children of the claimant's household, identified by 宛名番号.
-        add_column(&conn, "claim_children", "basis", "TEXT NOT NULL DEFAULT 'household'")?;
+        add_column(
+            &conn,
+            "claim_children",
+            "basis",
+            "TEXT NOT NULL DEFAULT 'household'",
+        )?;
         add_column(&conn, "claim_children", "basis_since", "TEXT")?;
-        add_column(&conn, "claim_children", "registered", "INTEGER NOT NULL DEFAULT 1")?;
+        add_column(
+            &conn,
+            "claim_children",
+            "registered",
+            "INTEGER NOT NULL DEFAULT 1",
+        )?;
         add_column(&conn, "claim_children", "ended_by", "TEXT")?;
         conn.execute_batch(
             "CREATE UNIQUE INDEX IF NOT EXISTS repayments_nonce ON repayments (nonce)",
@@ -2094,4 +2106,115 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
             },
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A database made before children living elsewhere existed (the
+    /// first release's tables, no added columns) opens, its children read
+    /// as the household's, and a child living elsewhere can be added.
+    #[tokio::test]
+    async fn a_database_from_before_children_living_elsewhere_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO claims (id, claimant, claimant_name, household, claimed_on, public_servant, entered_by) VALUES (1, '100', '架空　太郎', 'H1', '2024-04-10', 0, 'tanto')",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO claim_children (claim_id, child, name, birth, requested_on) VALUES (1, '101', '架空　二郎', '2016-05-10', '2024-04-10')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        // Opening again adds nothing twice.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let claim = store.claim(1).await.unwrap().unwrap();
+        let ch = &claim.children[0];
+        assert_eq!(ch.basis, rules::Basis::Household);
+        assert!(ch.registered);
+        assert_eq!((ch.since, ch.ended_by.as_deref()), (None, None));
+        let log = || Entry::new("tanto", "", audit::Action::ChildAddedApart, "");
+        let apart = ApartChild {
+            addressee: None,
+            name: "架空　一子".into(),
+            birth: d("2005-06-10"),
+            basis: rules::Basis::StudentSupport,
+            since: d("2025-04-01"),
+            requested_on: d("2025-08-05"),
+            fifteen_day_rule: false,
+        };
+        let key = store
+            .add_apart_child(1, apart.clone(), log())
+            .await
+            .unwrap()
+            .unwrap();
+        // The same child again (spaces aside), and no such claim: refused.
+        let mut again = apart.clone();
+        again.name = "架空 一子".into();
+        assert_eq!(
+            store.add_apart_child(1, again, log()).await.unwrap(),
+            Err(ChildRefused::AlreadyOnClaim { ended: false })
+        );
+        assert_eq!(
+            store.add_apart_child(9, apart, log()).await.unwrap(),
+            Err(ChildRefused::NoClaim)
+        );
+        let claim = store.claim(1).await.unwrap().unwrap();
+        let added = claim.children.iter().find(|c| c.child == key).unwrap();
+        assert!(!added.registered && added.supported);
+        assert_eq!(added.since, Some(d("2025-04-01")));
+        let r = claim.rules();
+        let s = r.children.iter().find(|c| c.key == key).unwrap();
+        assert_eq!(s.from, YearMonth::new(2025, 9).unwrap());
+        // Ended by hand: counted through October, the end recorded once.
+        let end = || Entry::new("tanto", "", audit::Action::ChildEnded, "");
+        assert_eq!(
+            store
+                .end_child(
+                    1,
+                    key.clone(),
+                    d("2025-10-20"),
+                    "生計費の負担をやめた".into(),
+                    end()
+                )
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .end_child(
+                    1,
+                    key.clone(),
+                    d("2025-10-20"),
+                    "生計費の負担をやめた".into(),
+                    end()
+                )
+                .await
+                .unwrap(),
+            Err(ChildRefused::AlreadyEnded)
+        );
+        let claim = store.claim(1).await.unwrap().unwrap();
+        let ended = claim.children.iter().find(|c| c.child == key).unwrap();
+        assert_eq!(ended.left_on, Some(d("2025-10-20")));
+        assert_eq!(ended.ended_by.as_deref(), Some("tanto"));
+        let rows = store.log_rows(10, None).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+            ["child_ended", "child_added_apart"]
+        );
+    }
 }

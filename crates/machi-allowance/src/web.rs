@@ -1039,7 +1039,7 @@ async fn claim_page(
                 .map(|x| x.from);
             let _ = write!(
                 note,
-                "{}{}（{}から）{}{}",
+                "{}{}<br>監護・負担を始めた日：{}{}{}",
                 if note.is_empty() { "" } else { "<br>" },
                 esc(ch.basis.explain_ja()),
                 s.wareki(ch.since.unwrap_or(ch.requested_on)),
@@ -1579,11 +1579,7 @@ const END_REASONS: [(&str, &str, &str); 4] = [
         "the claimant no longer bears the living costs",
     ),
     ("death", "死亡", "died"),
-    (
-        "abroad",
-        "国外に住所を移した",
-        "moved their address abroad",
-    ),
+    ("abroad", "国外に住所を移した", "moved their address abroad"),
 ];
 
 fn fold(s: &str) -> String {
@@ -1735,8 +1731,13 @@ pub async fn add_apart_child(
         if let Err(e) = s
             .store
             .log(
-                Entry::new(clerk, source, Action::PersonRead, format!("person:{addressee}"))
-                    .detail(format!("claim:{claim_id} 別居の児童")),
+                Entry::new(
+                    clerk,
+                    source,
+                    Action::PersonRead,
+                    format!("person:{addressee}"),
+                )
+                .detail(format!("claim:{claim_id} 別居の児童")),
             )
             .await
         {
@@ -1897,7 +1898,11 @@ pub async fn end_child(
         }
         Err(e) => return Err(store_refusal(e)),
     };
-    let Some(child) = claim.children.iter().find(|c| c.child == input.child.trim()) else {
+    let Some(child) = claim
+        .children
+        .iter()
+        .find(|c| c.child == input.child.trim())
+    else {
         return Err(invalid(
             "not_on_claim",
             "その児童はこの認定にいません。",
@@ -3298,10 +3303,7 @@ fn claim_json(s: &WebState, c: ClaimRow) -> ClaimJson {
                 .children
                 .into_iter()
                 .map(|x| ChildMonthJson {
-                    addressee_number: who
-                        .get(&x.key)
-                        .is_none_or(|w| w.1)
-                        .then(|| x.key.clone()),
+                    addressee_number: who.get(&x.key).is_none_or(|w| w.1).then(|| x.key.clone()),
                     name: who.get(&x.key).map(|w| w.0.clone()).unwrap_or_default(),
                     basis: x.basis,
                     basis_ja: x.basis.explain_ja(),
@@ -3434,7 +3436,10 @@ fn api_bad_body(e: axum::extract::rejection::JsonRejection) -> Response {
         StatusCode::BAD_REQUEST,
         "invalid_body",
         &format!("送信された内容を読み取れません（JSON）：{}", e.body_text()),
-        &format!("The request body could not be read as JSON: {}", e.body_text()),
+        &format!(
+            "The request body could not be read as JSON: {}",
+            e.body_text()
+        ),
     )
 }
 

@@ -2687,12 +2687,22 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     catch_up(&t.db.registry, &t.worker(&store)).await;
     let mut web = t.web(&store);
     web.today = Some(d("2025-12-01"));
-    let id = enter_claim(&web, CLERK, &head, d("2024-04-10"), Some(d("2024-04-01")), false)
-        .await
-        .unwrap();
+    let id = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
     let base = serve(web).await;
     let http = no_redirects();
-    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await.1.unwrap();
+    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
     let claim = |http: reqwest::Client, cookie: String| {
         let url = format!("{base}/api/claims/{id}");
         async move {
@@ -2731,13 +2741,48 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     };
     let kids = children_now().await;
     for (body, status, code, ja) in [
-        (with("addressee_number", json!("999999999999")), 422, "unknown_addressee", "見つかりません"),
-        (with("addressee_number", json!(jiro)), 422, "same_household", "同じ世帯"),
-        (with("name", json!("架空　一郎")), 422, "typed_registry_data", "住民記録から読み込みます"),
-        (with("basis", json!("household")), 422, "invalid_basis", "別居監護"),
-        (with("basis", json!("student_support")), 422, "basis_age", "18歳年度末までの児童"),
-        (with("requested_on", json!("令和8年1月5日")), 422, "future_date", "未来"),
-        (with("since", json!("令和7年13月1日")), 422, "invalid_date", "監護・負担を始めた日"),
+        (
+            with("addressee_number", json!("999999999999")),
+            422,
+            "unknown_addressee",
+            "見つかりません",
+        ),
+        (
+            with("addressee_number", json!(jiro)),
+            422,
+            "same_household",
+            "同じ世帯",
+        ),
+        (
+            with("name", json!("架空　一郎")),
+            422,
+            "typed_registry_data",
+            "住民記録から読み込みます",
+        ),
+        (
+            with("basis", json!("household")),
+            422,
+            "invalid_basis",
+            "別居監護",
+        ),
+        (
+            with("basis", json!("student_support")),
+            422,
+            "basis_age",
+            "18歳年度末までの児童",
+        ),
+        (
+            with("requested_on", json!("令和8年1月5日")),
+            422,
+            "future_date",
+            "未来",
+        ),
+        (
+            with("since", json!("令和7年13月1日")),
+            422,
+            "invalid_date",
+            "監護・負担を始めた日",
+        ),
         (
             json!({"name": "架空　次子", "birth": "令和9年1月1日", "basis": "separate_care", "since": "2025-07-01", "requested_on": "2025-07-10"}),
             422,
@@ -2753,7 +2798,11 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     ] {
         let before_log = log_len().await;
         let (st, e) = post_json(&http, &cookie, url.clone(), &body).await;
-        assert_eq!((st, e["code"].as_str().unwrap()), (status, code), "{body}: {e}");
+        assert_eq!(
+            (st, e["code"].as_str().unwrap()),
+            (status, code),
+            "{body}: {e}"
+        );
         assert!(e["message_ja"].as_str().unwrap().contains(ja), "{e}");
         assert!(!e["message_en"].as_str().unwrap().is_empty());
         assert_eq!(children_now().await, kids, "{body}");
@@ -2804,13 +2853,32 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
         .find(|m| m["month"] == "2025-08")
         .unwrap()
         .clone();
-    assert!(aug["children"][0]["basis_ja"].as_str().unwrap().contains("別居監護"));
-    assert!(aug["children"][2]["rule_ja"].as_str().unwrap().contains("第3子以降"));
+    assert!(
+        aug["children"][0]["basis_ja"]
+            .as_str()
+            .unwrap()
+            .contains("別居監護")
+    );
+    assert!(
+        aug["children"][2]["rule_ja"]
+            .as_str()
+            .unwrap()
+            .contains("第3子以降")
+    );
     // The same child again: refused, nothing written.
     let kids = children_now().await;
     let (st, e) = post_json(&http, &cookie, url.clone(), &ok).await;
-    assert_eq!((st, e["code"].as_str().unwrap()), (409, "already_on_claim"), "{e}");
-    assert!(e["message_ja"].as_str().unwrap().contains("すでにこの認定の児童"));
+    assert_eq!(
+        (st, e["code"].as_str().unwrap()),
+        (409, "already_on_claim"),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("すでにこの認定の児童")
+    );
     assert_eq!(children_now().await, kids);
     // A student living in another town, not a resident here: entered by
     // name and birth date on the page (大学生等の生計費負担), 和暦 dates.
@@ -2850,8 +2918,14 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     .await;
     assert_eq!(r.status(), 422);
     let html = r.text().await.unwrap();
-    assert!(html.contains("その宛名番号の住民は見つかりません"), "{html}");
-    assert!(html.contains("No resident has that addressee number"), "{html}");
+    assert!(
+        html.contains("その宛名番号の住民は見つかりません"),
+        "{html}"
+    );
+    assert!(
+        html.contains("No resident has that addressee number"),
+        "{html}"
+    );
     let mut future = student.clone();
     future[2] = ("birth", "令和9年4月1日");
     let r = form(future).await;
@@ -2914,7 +2988,13 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     // are not read).
     crate::readable::assert_readable(&page, "claim with children living elsewhere");
     let text = crate::readable::visible_text(&page);
-    for code in ["separate_care", "student_support", "outside-", "2025-0", "no_care"] {
+    for code in [
+        "separate_care",
+        "student_support",
+        "outside-",
+        "2025-0",
+        "no_care",
+    ] {
         assert!(!text.contains(code), "{code} shown on the page: {text}");
     }
     // The claimant stops caring for the eldest on 20 October (entered by
@@ -2922,9 +3002,30 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     let kids = children_now().await;
     let end_url = format!("{base}/claims/{id}/children/end");
     for (pairs, want) in [
-        (vec![("child", ichiro.as_str()), ("reason", "no_care"), ("ended_on", "令和8年1月1日")], "未来"),
-        (vec![("child", ichiro.as_str()), ("reason", ""), ("ended_on", "令和7年10月20日")], "事由を選んで"),
-        (vec![("child", "nobody"), ("reason", "no_care"), ("ended_on", "令和7年10月20日")], "この認定にいません"),
+        (
+            vec![
+                ("child", ichiro.as_str()),
+                ("reason", "no_care"),
+                ("ended_on", "令和8年1月1日"),
+            ],
+            "未来",
+        ),
+        (
+            vec![
+                ("child", ichiro.as_str()),
+                ("reason", ""),
+                ("ended_on", "令和7年10月20日"),
+            ],
+            "事由を選んで",
+        ),
+        (
+            vec![
+                ("child", "nobody"),
+                ("reason", "no_care"),
+                ("ended_on", "令和7年10月20日"),
+            ],
+            "この認定にいません",
+        ),
     ] {
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend(pairs);
@@ -2937,7 +3038,12 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
         &http,
         &cookie,
         end_url.clone(),
-        &[("csrf", csrf.as_str()), ("child", ichiro.as_str()), ("reason", "no_care"), ("ended_on", "令和7年10月20日")],
+        &[
+            ("csrf", csrf.as_str()),
+            ("child", ichiro.as_str()),
+            ("reason", "no_care"),
+            ("ended_on", "令和7年10月20日"),
+        ],
     )
     .await;
     assert_eq!(r.status(), 303);
@@ -2962,18 +3068,28 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
         &json!({"child": ichiro, "reason": "no_care", "ended_on": "2025-10-20"}),
     )
     .await;
-    assert_eq!((st, e["code"].as_str().unwrap()), (409, "already_ended"), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str().unwrap()),
+        (409, "already_ended"),
+        "{e}"
+    );
     let page = get_as(&http, &cookie, format!("{base}/claims/{id}"))
         .await
         .text()
         .await
         .unwrap();
-    assert!(page.contains("監護・生計同一でなくなった（令和7年10月20日）：令和7年11月分から減額"), "{page}");
+    assert!(
+        page.contains("監護・生計同一でなくなった（令和7年10月20日）：令和7年11月分から減額"),
+        "{page}"
+    );
     // Each change in the access log, in words there.
     let rows = store.log_rows(10_000, None).await.unwrap();
     let count = |a: &str| rows.iter().filter(|r| r.action == a).count();
     assert_eq!(count("child_added_apart"), 2, "{rows:?}");
     assert_eq!(count("child_ended"), 1, "{rows:?}");
-    assert!(rows.iter().all(|r| r.action != "child_added_apart" || r.subject == format!("claim:{id}")));
+    assert!(
+        rows.iter()
+            .all(|r| r.action != "child_added_apart" || r.subject == format!("claim:{id}"))
+    );
     assert!(store.verify_log().await.unwrap().broken.is_none());
 }
