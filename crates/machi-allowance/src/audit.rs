@@ -127,7 +127,7 @@ impl Action {
             Action::SignOut => "ログアウト",
             Action::ListRead => "業務一覧・受給者一覧の閲覧",
             Action::ClaimRead => "受給者・児童の情報の閲覧",
-            Action::PersonRead => "住民記録の照会（請求者）",
+            Action::PersonRead => "住民記録の照会（請求者・児童）",
             Action::ClaimEntered => "認定請求の入力",
             Action::ChildAdded => "額改定請求の入力",
             Action::SupportSet => "生計費負担の確認",

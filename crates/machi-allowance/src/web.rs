@@ -1737,7 +1737,7 @@ pub async fn add_apart_child(
                     Action::PersonRead,
                     format!("person:{addressee}"),
                 )
-                .detail(format!("claim:{claim_id} 別居の児童")),
+                .detail(format!("受給者番号 {claim_id} の別居の児童")),
             )
             .await
         {
