@@ -55,9 +55,14 @@ pub enum Action {
     LogRead,
     /// A repayment of overpayments received (返還金の収納) recorded.
     RepaymentRecorded,
+    /// A child living elsewhere added to a claim (別居監護, 大学生等の生計費
+    /// 負担) by the clerk.
+    ChildAddedApart,
+    /// A child of a claim ended by the clerk's hand.
+    ChildEnded,
 }
 
-const ALL: [Action; 21] = [
+const ALL: [Action; 23] = [
     Action::SignIn,
     Action::SignInFailed,
     Action::SignInThrottled,
@@ -79,6 +84,8 @@ const ALL: [Action; 21] = [
     Action::PasswordReset,
     Action::LogRead,
     Action::RepaymentRecorded,
+    Action::ChildAddedApart,
+    Action::ChildEnded,
 ];
 
 impl Action {
@@ -105,6 +112,8 @@ impl Action {
             Action::PasswordReset => "password_reset",
             Action::LogRead => "log_read",
             Action::RepaymentRecorded => "repayment_recorded",
+            Action::ChildAddedApart => "child_added_apart",
+            Action::ChildEnded => "child_ended",
         }
     }
     pub fn parse(s: &str) -> Option<Action> {
@@ -118,7 +127,7 @@ impl Action {
             Action::SignOut => "ログアウト",
             Action::ListRead => "業務一覧・受給者一覧の閲覧",
             Action::ClaimRead => "受給者・児童の情報の閲覧",
-            Action::PersonRead => "住民記録の照会（請求者）",
+            Action::PersonRead => "住民記録の照会（請求者・児童）",
             Action::ClaimEntered => "認定請求の入力",
             Action::ChildAdded => "額改定請求の入力",
             Action::SupportSet => "生計費負担の確認",
@@ -133,6 +142,8 @@ impl Action {
             Action::PasswordReset => "一時パスワードの発行",
             Action::LogRead => "アクセス記録の閲覧",
             Action::RepaymentRecorded => "過払の返還金の収納",
+            Action::ChildAddedApart => "別居の児童の追加（額改定請求）",
+            Action::ChildEnded => "児童の支給終了の入力（手入力）",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -158,6 +169,8 @@ impl Action {
             Action::PasswordReset => "temporary password issued",
             Action::LogRead => "access log read",
             Action::RepaymentRecorded => "repayment of an overpayment recorded",
+            Action::ChildAddedApart => "child living elsewhere added (increase claim)",
+            Action::ChildEnded => "child ended by hand",
         }
     }
 }

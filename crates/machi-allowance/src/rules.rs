@@ -10,6 +10,7 @@
 //! | ¥15,000 a month for a child under 3, ¥10,000 from then on; ¥30,000 for the third child and later | 第6条第1項 |
 //! | a child born on the 1st of a month is under 3 until 3 years from birth have passed (so ¥15,000 through the month of the third birthday for everyone) | 第6条第1項 (括弧書) |
 //! | the rank counts children up to the first 31 March after reaching 22 whom the claimant supports (監護に相当する日常生活上の世話及び必要な保護, 生計費の負担) | 第6条第1項 (第三子以降算定額算定対象者) |
+//! | a child living apart from the claimant counts and is paid like one in the household when the claimant cares for the child and shares a livelihood (別居監護: 監護し、かつ、生計を同じくする; the law asks for no common household) | 第4条第1項第1号 |
 //! | paid from the month after the claim (認定請求); within 15 days of a birth or a move-in, from the month after that event | 第8条第2項, 第3項 |
 //! | ends with the month in which the entitlement ceases (death, move-out: the planned move-out date) | 第8条第2項 |
 //! | an increase (a further child) from the month after the 額改定請求 (15-day rule alike); a reduction from the month after the event | 第9条第1項–第3項 |
@@ -179,6 +180,88 @@ pub struct Child {
     /// 18–22: the claimant supports the child (監護相当・生計費の負担), so
     /// the child counts towards the rank.
     pub supported: bool,
+    /// Why the child is on the claim ([`Basis`]).
+    pub basis: Basis,
+}
+
+/// Why a child is on a claim: the claimant's household as the registry
+/// shows it, or entered by the clerk for a child living elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// In the claimant's household (住民記録の世帯): 監護・生計同一 is
+    /// presumed from living together (第4条第1項第1号).
+    Household,
+    /// 別居監護: a 児童 (up to the fiscal year of 18) living apart — with
+    /// grandparents, in a dormitory — whom the claimant cares for (監護)
+    /// and with whom they share a livelihood (生計を同じくする). Counted and
+    /// paid like a child in the household (第4条第1項第1号: the law asks for
+    /// 監護 and 生計同一, not a common household).
+    SeparateCare,
+    /// 大学生等の生計費負担: a child past the fiscal year of 18 and up to the
+    /// fiscal year of 22 (a university student living away) to whom the
+    /// claimant gives the care that stands for 監護 (監護に相当する日常生活上の
+    /// 世話及び必要な保護) and whose living costs they bear (生計費の負担):
+    /// not paid, counted towards the rank of the younger children
+    /// (第6条第1項, 第三子以降算定額算定対象者).
+    StudentSupport,
+}
+
+impl Basis {
+    pub fn code(self) -> &'static str {
+        match self {
+            Basis::Household => "household",
+            Basis::SeparateCare => "separate_care",
+            Basis::StudentSupport => "student_support",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Basis> {
+        [Basis::Household, Basis::SeparateCare, Basis::StudentSupport]
+            .into_iter()
+            .find(|b| b.code() == s)
+    }
+    /// A short label.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Basis::Household => "同一世帯",
+            Basis::SeparateCare => "別居監護",
+            Basis::StudentSupport => "大学生等の生計費負担",
+        }
+    }
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Basis::Household => "same household",
+            Basis::SeparateCare => "living apart, in the claimant's care",
+            Basis::StudentSupport => "student supported by the claimant",
+        }
+    }
+    /// The basis in words, with its article.
+    pub fn explain_ja(self) -> &'static str {
+        match self {
+            Basis::Household => {
+                "受給者と同じ世帯で監護し、生計を同じくしている（児童手当法第4条第1項第1号）"
+            }
+            Basis::SeparateCare => {
+                "別居監護：別居しているが、受給者が監護し、生計を同じくしている18歳年度末までの児童（児童手当法第4条第1項第1号）"
+            }
+            Basis::StudentSupport => {
+                "大学生等の生計費負担：18歳年度末後22歳年度末までの子で、受給者が監護に相当する日常生活上の世話及び必要な保護をし、生計費を負担している。支給対象外、第3子以降の数え方に含む（児童手当法第6条第1項）"
+            }
+        }
+    }
+    pub fn explain_en(self) -> &'static str {
+        match self {
+            Basis::Household => {
+                "in the claimant's household, in their care and sharing their livelihood (Art. 4(1)(i))"
+            }
+            Basis::SeparateCare => {
+                "living apart, but in the claimant's care and sharing their livelihood, up to the fiscal year of 18 (Art. 4(1)(i))"
+            }
+            Basis::StudentSupport => {
+                "past the fiscal year of 18 and up to that of 22, cared for and with living costs borne by the claimant: not paid, counted towards the rank (Art. 6(1))"
+            }
+        }
+    }
 }
 
 /// A claim (認定) as the rules see it.
@@ -258,6 +341,8 @@ pub struct ChildMonth {
     pub rank: usize,
     pub amount: i64,
     pub rule: Rule,
+    /// Why the child is on the claim (shown with the amount).
+    pub basis: Basis,
 }
 
 /// The entitlement for one month.
@@ -283,8 +368,9 @@ fn counts(c: &Child, m: YearMonth) -> bool {
     {
         return false;
     }
+    let supported = c.supported || c.basis == Basis::StudentSupport;
     m <= YearMonth::of(child_until(c.birth))
-        || (c.supported && m <= YearMonth::of(counted_until(c.birth)))
+        || (supported && m <= YearMonth::of(counted_until(c.birth)))
 }
 
 /// The entitlement for month `m`, or None when nothing is due (before the
@@ -320,6 +406,7 @@ pub fn month(claim: &Claim, m: YearMonth) -> Option<Month> {
                 rank,
                 amount: rule.amount(),
                 rule,
+                basis: c.basis,
             }
         })
         .collect();
@@ -797,6 +884,7 @@ mod tests {
             from,
             left_on: None,
             supported: false,
+            basis: Basis::Household,
         }
     }
     fn one(birth: NaiveDate, from: YearMonth) -> Claim {
@@ -1005,6 +1093,104 @@ mod tests {
         };
         assert!(month(&early, ym(2025, 3)).is_none());
         assert_eq!(month(&early, ym(2025, 4)).unwrap().total, 15_000);
+    }
+
+    #[test]
+    fn a_hand_added_older_sibling_living_apart_makes_the_baby_the_third_child() {
+        // The household: a child of 10 and a baby; the eldest (15) lives
+        // with the grandparents, cared for by the claimant (別居監護),
+        // added by a 額改定請求 on 10 July 2025.
+        let from = ym(2024, 10);
+        let (added, special) = first_paid_month(d(2025, 7, 10), None);
+        assert_eq!((added, special), (ym(2025, 8), false));
+        let mut eldest = child("e", d(2010, 4, 15), added);
+        eldest.basis = Basis::SeparateCare;
+        let c = Claim {
+            from,
+            ended_on: None,
+            children: vec![
+                child("m", d(2015, 5, 5), from),
+                child("b", d(2025, 1, 20), from),
+                eldest.clone(),
+            ],
+        };
+        // Through July (the month of the request) the baby is second.
+        let july = month(&c, ym(2025, 7)).unwrap();
+        assert_eq!(july.total, 25_000);
+        assert_eq!(rule_of(&c, ym(2025, 7), "b"), Some(Rule::UnderThree));
+        assert!(!july.children.iter().any(|x| x.key == "e"));
+        // From August (the month after the request, 第9条第1項) the eldest
+        // is first and paid, the baby third: ¥30,000.
+        let aug = month(&c, ym(2025, 8)).unwrap();
+        let ranks: Vec<(&str, usize, i64, Basis)> = aug
+            .children
+            .iter()
+            .map(|x| (x.key.as_str(), x.rank, x.amount, x.basis))
+            .collect();
+        assert_eq!(
+            ranks,
+            vec![
+                ("e", 1, 10_000, Basis::SeparateCare),
+                ("m", 2, 10_000, Basis::Household),
+                ("b", 3, 30_000, Basis::Household),
+            ]
+        );
+        assert_eq!(aug.total, 50_000);
+        // Within 15 days of a move (第9条第2項, 第8条第3項): from the month
+        // after the event instead.
+        assert_eq!(
+            first_paid_month(d(2025, 7, 10), Some(d(2025, 6, 30))),
+            (ym(2025, 7), true)
+        );
+        // Ended by hand on 15 November (監護をやめた): counted through
+        // November, reduced from December (第9条第3項).
+        let mut ended = c.clone();
+        ended.children[2].left_on = Some(d(2025, 11, 15));
+        assert_eq!(month(&ended, ym(2025, 11)).unwrap().total, 50_000);
+        assert_eq!(rule_of(&ended, ym(2025, 12), "b"), Some(Rule::UnderThree));
+        assert_eq!(month(&ended, ym(2025, 12)).unwrap().total, 25_000);
+        // 別居監護 alone does not count past the fiscal year of 18 (March
+        // 2029 for the eldest): then only with 生計費の負担.
+        assert!(rule_of(&c, ym(2029, 4), "e").is_none());
+        let mut later = c.clone();
+        later.children[2].supported = true;
+        assert_eq!(rule_of(&later, ym(2029, 4), "e"), Some(Rule::CountedOnly));
+        assert_eq!(rule_of(&later, ym(2029, 4), "b"), Some(Rule::ThirdAndLater));
+    }
+
+    #[test]
+    fn a_student_supported_elsewhere_counts_to_22_and_is_never_paid() {
+        // 20 in 2025, at university in another town; the claimant bears
+        // the living costs (大学生等の生計費負担), added from September 2025.
+        let from = ym(2024, 10);
+        let mut student = child("s", d(2005, 6, 10), ym(2025, 9));
+        student.basis = Basis::StudentSupport;
+        let c = Claim {
+            from,
+            ended_on: None,
+            children: vec![
+                student,
+                child("h", d(2012, 8, 1), from),
+                child("b", d(2021, 2, 2), from),
+            ],
+        };
+        assert_eq!(month(&c, ym(2025, 8)).unwrap().total, 20_000);
+        let sep = month(&c, ym(2025, 9)).unwrap();
+        assert_eq!(sep.children[0].rule, Rule::CountedOnly);
+        assert_eq!(sep.children[0].amount, 0);
+        assert_eq!(sep.children[0].basis, Basis::StudentSupport);
+        assert_eq!(sep.total, 40_000);
+        // The basis itself stands for the support: counted to the end of
+        // the fiscal year of 22 (31 March 2028), not after.
+        assert_eq!(counted_until(d(2005, 6, 10)), d(2028, 3, 31));
+        assert_eq!(rule_of(&c, ym(2028, 3), "b"), Some(Rule::ThirdAndLater));
+        assert_eq!(rule_of(&c, ym(2028, 4), "b"), Some(Rule::ThreeAndOver));
+        assert!(rule_of(&c, ym(2028, 4), "s").is_none());
+        for b in [Basis::Household, Basis::SeparateCare, Basis::StudentSupport] {
+            assert_eq!(Basis::parse(b.code()), Some(b));
+            assert!(b.explain_ja().contains("児童手当法第"));
+        }
+        assert_eq!(Basis::parse("other"), None);
     }
 
     #[test]
@@ -1378,6 +1564,7 @@ mod tests {
                         from: ym(2024, 10),
                         left_on: None,
                         supported: g.next(2) == 0,
+                        basis: Basis::Household,
                     }
                 })
                 .collect();

@@ -290,6 +290,54 @@ pub struct ChildRow {
     pub supported: bool,
     pub left_on: Option<NaiveDate>,
     pub left_reason: Option<String>,
+    /// Why the child is on the claim: the claimant's household, or added
+    /// by the clerk for a child living elsewhere ([`rules::Basis`]).
+    pub basis: rules::Basis,
+    /// Added by hand: the day from which the basis holds (監護・生計費の
+    /// 負担を始めた日); None for a child of the household.
+    pub since: Option<NaiveDate>,
+    /// Whether `child` is a 宛名番号 of this municipality's registry
+    /// (false: a child living in another municipality, entered by name
+    /// and birth date; `child` is then this system's own key).
+    pub registered: bool,
+    /// Ended by a clerk (not by a registry event): the clerk's login.
+    pub ended_by: Option<String>,
+}
+
+/// A child living elsewhere, added to a running claim by the clerk (a 額改定
+/// 請求 for 別居監護 or 大学生等の生計費負担).
+#[derive(Debug, Clone)]
+pub struct ApartChild {
+    /// The 宛名番号 (a child of this municipality, read from the registry),
+    /// or None for a child not resident here (entered by hand).
+    pub addressee: Option<String>,
+    pub name: String,
+    pub birth: NaiveDate,
+    pub basis: rules::Basis,
+    /// The day from which the basis holds.
+    pub since: NaiveDate,
+    /// The day of the 額改定請求.
+    pub requested_on: NaiveDate,
+    /// The 15-day rule applies (第9条第2項, 第8条第3項): `since` is the
+    /// event (a move, an unavoidable reason) it counts from.
+    pub fifteen_day_rule: bool,
+}
+
+/// Why a child was not added or ended (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildRefused {
+    NoClaim,
+    ClaimEnded,
+    /// The child is on the claim already (or was, and ended).
+    AlreadyOnClaim {
+        ended: bool,
+    },
+    /// A registry child counted in another running claim.
+    OtherClaim,
+    /// No such child on the claim.
+    NotOnClaim,
+    /// The child has ended already.
+    AlreadyEnded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -324,6 +372,7 @@ impl ClaimRow {
                         .max(from),
                     left_on: c.left_on,
                     supported: c.supported,
+                    basis: c.basis,
                 })
                 .collect(),
         }
@@ -486,6 +535,11 @@ fn req_date(s: String) -> Result<NaiveDate, StoreError> {
     date(Some(s)).map(|d| d.expect("some"))
 }
 
+/// A name compared for sameness: spaces (half- or full-width) left out.
+fn fold_name(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 fn iso(d: Option<NaiveDate>) -> Option<String> {
     d.map(|d| d.format("%Y-%m-%d").to_string())
 }
@@ -547,6 +601,23 @@ impl Store {
         // registry's filing number and the citizen's 受付番号.
         add_column(&conn, "work_items", "filing_id", "INTEGER")?;
         add_column(&conn, "work_items", "receipt", "TEXT")?;
+        // A child living elsewhere added by the clerk (別居監護, 大学生等の
+        // 生計費負担) and a child ended by hand: rows from before are
+        // children of the claimant's household, identified by 宛名番号.
+        add_column(
+            &conn,
+            "claim_children",
+            "basis",
+            "TEXT NOT NULL DEFAULT 'household'",
+        )?;
+        add_column(&conn, "claim_children", "basis_since", "TEXT")?;
+        add_column(
+            &conn,
+            "claim_children",
+            "registered",
+            "INTEGER NOT NULL DEFAULT 1",
+        )?;
+        add_column(&conn, "claim_children", "ended_by", "TEXT")?;
         conn.execute_batch(
             "CREATE UNIQUE INDEX IF NOT EXISTS repayments_nonce ON repayments (nonce)",
         )?;
@@ -1156,6 +1227,123 @@ impl Store {
             }
             tx.commit()?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Adds a child living elsewhere to a running claim (a 額改定請求 for
+    /// 別居監護 or 大学生等の生計費負担), in one transaction with its
+    /// access-log entry. Refused, writing nothing, when the claim is
+    /// unknown or ended, the child is on it already (the same 宛名番号, or
+    /// the same name and birth date), or a registry child is counted in
+    /// another running claim. Returns the child's key.
+    pub async fn add_apart_child(
+        &self,
+        claim_id: i64,
+        a: ApartChild,
+        log: Entry,
+    ) -> Result<Result<String, ChildRefused>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(claim) = claims_where(&tx, "id = ?1", [claim_id])?.pop() else {
+                return Ok(Err(ChildRefused::NoClaim));
+            };
+            if claim.ended_on.is_some() {
+                return Ok(Err(ChildRefused::ClaimEnded));
+            }
+            let same_name = |x: &ChildRow| {
+                x.birth == a.birth && fold_name(&x.name) == fold_name(&a.name)
+            };
+            if let Some(x) = claim.children.iter().find(|x| {
+                a.addressee.as_deref() == Some(x.child.as_str()) || same_name(x)
+            }) {
+                return Ok(Err(ChildRefused::AlreadyOnClaim {
+                    ended: x.left_on.is_some(),
+                }));
+            }
+            if let Some(addr) = &a.addressee {
+                let elsewhere: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM claim_children k JOIN claims c ON c.id = k.claim_id WHERE k.child = ?1 AND k.left_on IS NULL AND c.ended_on IS NULL AND c.id <> ?2",
+                    params![addr, claim_id],
+                    |r| r.get(0),
+                )?;
+                if elsewhere > 0 {
+                    return Ok(Err(ChildRefused::OtherClaim));
+                }
+            }
+            let key = match &a.addressee {
+                Some(addr) => addr.clone(),
+                None => {
+                    // This system's own key for a child with no 宛名番号
+                    // here: never shown on a page.
+                    let n: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM claim_children WHERE claim_id = ?1 AND registered = 0",
+                        [claim_id],
+                        |r| r.get(0),
+                    )?;
+                    format!("outside-{claim_id}-{}", n + 1)
+                }
+            };
+            tx.execute(
+                "INSERT INTO claim_children (claim_id, child, name, birth, requested_on, event_on, supported, basis, basis_since, registered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    claim_id,
+                    key,
+                    a.name,
+                    iso(Some(a.birth)),
+                    iso(Some(a.requested_on)),
+                    iso(a.fifteen_day_rule.then_some(a.since)),
+                    a.basis == rules::Basis::StudentSupport,
+                    a.basis.code(),
+                    iso(Some(a.since)),
+                    a.addressee.is_some(),
+                ],
+            )?;
+            // Months already paid may now be due more (過去分, paid by the
+            // next regular file); nothing is reduced by an addition.
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(Ok(key))
+        })
+        .await
+    }
+
+    /// Ends a child of a claim by the clerk's hand (監護・生計同一でなくなった,
+    /// 生計費の負担をやめた, 死亡, 国外に転出): counted through the month of
+    /// `on`, reduced from the next (児童手当法第9条第3項). Months already
+    /// paid for after it become overpayments (過払), in the same
+    /// transaction as the change and its access-log entry.
+    pub async fn end_child(
+        &self,
+        claim_id: i64,
+        child: String,
+        on: NaiveDate,
+        reason: String,
+        log: Entry,
+    ) -> Result<Result<(), ChildRefused>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(claim) = claims_where(&tx, "id = ?1", [claim_id])?.pop() else {
+                return Ok(Err(ChildRefused::NoClaim));
+            };
+            let Some(row) = claim.children.iter().find(|x| x.child == child) else {
+                return Ok(Err(ChildRefused::NotOnClaim));
+            };
+            if row.left_on.is_some() {
+                return Ok(Err(ChildRefused::AlreadyEnded));
+            }
+            tx.execute(
+                "UPDATE claim_children SET left_on = ?3, left_reason = ?4, left_change = NULL, ended_by = ?5 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
+                params![claim_id, child, iso(Some(on)), reason, log.account],
+            )?;
+            record_overpayments(&tx, claim_id, None)?;
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(Ok(()))
         })
         .await
     }
@@ -1862,7 +2050,7 @@ fn claims_where<P: rusqlite::Params>(
         raw
     {
         let mut cs = c.prepare(
-            "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
+            "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason, basis, basis_since, registered, ended_by FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
         )?;
         let rows = cs
             .query_map([id], |r| {
@@ -1875,12 +2063,24 @@ fn claims_where<P: rusqlite::Params>(
                     r.get::<_, bool>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<String>>(7)?,
+                    (
+                        r.get::<_, String>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, bool>(10)?,
+                        r.get::<_, Option<String>>(11)?,
+                    ),
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut children = Vec::new();
-        for (child, name, birth, req, ev, supported, left, left_reason) in rows {
+        for (child, name, birth, req, ev, supported, left, left_reason, extra) in rows {
+            let (basis, since, registered, ended_by) = extra;
             children.push(ChildRow {
+                basis: rules::Basis::parse(&basis)
+                    .ok_or_else(|| StoreError::Corrupt(format!("basis {basis}")))?,
+                since: date(since)?,
+                registered,
+                ended_by,
                 child,
                 name,
                 birth: req_date(birth)?,
@@ -1948,4 +2148,115 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
             },
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A database made before children living elsewhere existed (the
+    /// first release's tables, no added columns) opens, its children read
+    /// as the household's, and a child living elsewhere can be added.
+    #[tokio::test]
+    async fn a_database_from_before_children_living_elsewhere_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO claims (id, claimant, claimant_name, household, claimed_on, public_servant, entered_by) VALUES (1, '100', '架空　太郎', 'H1', '2024-04-10', 0, 'tanto')",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO claim_children (claim_id, child, name, birth, requested_on) VALUES (1, '101', '架空　二郎', '2016-05-10', '2024-04-10')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        // Opening again adds nothing twice.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let claim = store.claim(1).await.unwrap().unwrap();
+        let ch = &claim.children[0];
+        assert_eq!(ch.basis, rules::Basis::Household);
+        assert!(ch.registered);
+        assert_eq!((ch.since, ch.ended_by.as_deref()), (None, None));
+        let log = || Entry::new("tanto", "", audit::Action::ChildAddedApart, "");
+        let apart = ApartChild {
+            addressee: None,
+            name: "架空　一子".into(),
+            birth: d("2005-06-10"),
+            basis: rules::Basis::StudentSupport,
+            since: d("2025-04-01"),
+            requested_on: d("2025-08-05"),
+            fifteen_day_rule: false,
+        };
+        let key = store
+            .add_apart_child(1, apart.clone(), log())
+            .await
+            .unwrap()
+            .unwrap();
+        // The same child again (spaces aside), and no such claim: refused.
+        let mut again = apart.clone();
+        again.name = "架空 一子".into();
+        assert_eq!(
+            store.add_apart_child(1, again, log()).await.unwrap(),
+            Err(ChildRefused::AlreadyOnClaim { ended: false })
+        );
+        assert_eq!(
+            store.add_apart_child(9, apart, log()).await.unwrap(),
+            Err(ChildRefused::NoClaim)
+        );
+        let claim = store.claim(1).await.unwrap().unwrap();
+        let added = claim.children.iter().find(|c| c.child == key).unwrap();
+        assert!(!added.registered && added.supported);
+        assert_eq!(added.since, Some(d("2025-04-01")));
+        let r = claim.rules();
+        let s = r.children.iter().find(|c| c.key == key).unwrap();
+        assert_eq!(s.from, YearMonth::new(2025, 9).unwrap());
+        // Ended by hand: counted through October, the end recorded once.
+        let end = || Entry::new("tanto", "", audit::Action::ChildEnded, "");
+        assert_eq!(
+            store
+                .end_child(
+                    1,
+                    key.clone(),
+                    d("2025-10-20"),
+                    "生計費の負担をやめた".into(),
+                    end()
+                )
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .end_child(
+                    1,
+                    key.clone(),
+                    d("2025-10-20"),
+                    "生計費の負担をやめた".into(),
+                    end()
+                )
+                .await
+                .unwrap(),
+            Err(ChildRefused::AlreadyEnded)
+        );
+        let claim = store.claim(1).await.unwrap().unwrap();
+        let ended = claim.children.iter().find(|c| c.child == key).unwrap();
+        assert_eq!(ended.left_on, Some(d("2025-10-20")));
+        assert_eq!(ended.ended_by.as_deref(), Some("tanto"));
+        let rows = store.log_rows(10, None).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+            ["child_ended", "child_added_apart"]
+        );
+    }
 }

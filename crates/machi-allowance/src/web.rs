@@ -28,7 +28,7 @@ use crate::accounts::{self, Role, Throttle};
 use crate::audit::{Action, Entry};
 use crate::rules::{self, PayRule, YearMonth};
 pub use crate::store::PaymentLine;
-use crate::store::{ClaimRow, NewClaim, Store, WorkItem};
+use crate::store::{ApartChild, ChildRefused, ClaimRow, NewClaim, Store, WorkItem};
 use crate::worker::{RegistryClient, is_child};
 
 const COOKIE: &str = "allowance_session";
@@ -266,6 +266,8 @@ pub fn app(state: WebState) -> Router {
         .route("/claims/{id}", get(claim_page))
         .route("/claims/{id}/children", post(child_add))
         .route("/claims/{id}/support", post(support_set))
+        .route("/claims/{id}/children/apart", post(apart_add))
+        .route("/claims/{id}/children/end", post(child_end))
         .route("/claims/{id}/repayments", post(repayment_record))
         .route("/work/{id}/done", post(work_done))
         .route("/payments", get(payments_index))
@@ -279,6 +281,8 @@ pub fn app(state: WebState) -> Router {
         .route("/access-log", get(log_page))
         .route("/api/claims", get(api_claims))
         .route("/api/claims/{id}", get(api_claim))
+        .route("/api/claims/{id}/children", post(api_apart_add))
+        .route("/api/claims/{id}/children/end", post(api_child_end))
         .route("/api/work-items", get(api_work))
         .route("/api/payments/{month}", get(api_payment))
         .route("/healthz", get(|| async { "ok" }))
@@ -1098,8 +1102,45 @@ async fn claim_page(
                 s.month(YearMonth::of(l).next())
             );
         }
+        if ch.basis != rules::Basis::Household {
+            let from = c
+                .rules()
+                .children
+                .iter()
+                .find(|x| x.key == ch.child)
+                .map(|x| x.from);
+            let _ = write!(
+                note,
+                "{}{}<br>監護・負担を始めた日：{}{}{}",
+                if note.is_empty() { "" } else { "<br>" },
+                esc(ch.basis.explain_ja()),
+                s.wareki(ch.since.unwrap_or(ch.requested_on)),
+                if ch.registered {
+                    String::new()
+                } else {
+                    "<br>住民記録なし（他の市区町村に住む子：職員が氏名・生年月日を入力）".to_string()
+                },
+                from.map(|m| format!(
+                    "<br>{}の額改定請求：{}分から数える（{}）",
+                    s.wareki(ch.requested_on),
+                    s.month(m),
+                    if ch.event_on.is_some() {
+                        "住所変更等から15日以内の請求：事由発生月の翌月から。児童手当法第9条第2項・第8条第3項"
+                    } else {
+                        "請求月の翌月から。児童手当法第9条第1項"
+                    }
+                ))
+                .unwrap_or_default()
+            );
+        }
+        if ch.ended_by.is_some() {
+            note.push_str("（職員が入力）");
+        }
         let over18 = rules::child_until(ch.birth) < s.today();
-        if over18 && rules::counted_until(ch.birth) >= s.today() {
+        if over18
+            && ch.basis != rules::Basis::StudentSupport
+            && rules::counted_until(ch.birth) >= s.today()
+        {
             let _ = write!(
                 note,
                 r#"{}<form method="post" action="/claims/{}/support"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="child" value="{}"><input type="hidden" name="supported" value="{}"><button type="submit">{}</button></form>"#,
@@ -1125,11 +1166,21 @@ async fn claim_page(
             esc(&ch.name),
             s.wareki(ch.birth),
             rank,
-            s.wareki(rules::child_until(ch.birth)),
+            if ch.basis == rules::Basis::StudentSupport {
+                format!(
+                    "支給対象外（第3子以降の数えは{}まで）",
+                    s.wareki(rules::counted_until(ch.birth))
+                )
+            } else {
+                s.wareki(rules::child_until(ch.birth))
+            },
             note
         );
     }
     b.push_str("</tbody></table>");
+    if c.ended_on.is_none() {
+        b.push_str(&apart_forms(&s, &sess, &c));
+    }
     if let Some(w) = work.filter(|w| w.claim_id == Some(c.id) && !w.done) {
         let _ = write!(
             b,
@@ -1165,9 +1216,16 @@ async fn claim_page(
             .iter()
             .map(|x| {
                 format!(
-                    "{}（第{}子）{}：{}",
+                    "{}（第{}子{}）{}：{}",
                     esc(names.get(x.key.as_str()).copied().unwrap_or("")),
                     x.rank,
+                    match x.basis {
+                        rules::Basis::Household => "",
+                        rules::Basis::SeparateCare => "・別居監護：児童手当法第4条第1項第1号",
+                        rules::Basis::StudentSupport => {
+                            "・大学生等の生計費負担：児童手当法第6条第1項"
+                        }
+                    },
                     yen(x.amount),
                     esc(x.rule.explain_ja())
                 )
@@ -1506,6 +1564,694 @@ async fn child_add(
     {
         Ok(_) => Redirect::to(&format!("/claims/{id}")).into_response(),
         Err(e) => internal(e),
+    }
+}
+
+// ------------------------------------------------------------------ children living elsewhere
+
+/// Why a clerk's change to a claim's children was refused: nothing was
+/// written. `code` is for the API only; pages show the words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub ja: String,
+    pub en: String,
+}
+
+fn refused(status: StatusCode, code: &'static str, ja: &str, en: &str) -> Refusal {
+    Refusal {
+        status,
+        code,
+        ja: ja.into(),
+        en: en.into(),
+    }
+}
+
+fn invalid(code: &'static str, ja: &str, en: &str) -> Refusal {
+    refused(StatusCode::UNPROCESSABLE_ENTITY, code, ja, en)
+}
+
+/// What the clerk enters to add a child living elsewhere (the form and
+/// the API alike). Dates in 和暦 or 西暦.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ApartInput {
+    /// The child's 宛名番号 when the child lives in this municipality
+    /// (name and birthdate are then read from the registry); empty for a
+    /// child living elsewhere in Japan.
+    #[serde(default)]
+    pub addressee_number: String,
+    /// Only for a child not resident here.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub birth: String,
+    /// `separate_care` (別居監護) or `student_support` (大学生等の生計費負担).
+    #[serde(default)]
+    pub basis: String,
+    /// The day from which the basis holds.
+    #[serde(default)]
+    pub since: String,
+    /// The day of the 額改定請求.
+    #[serde(default)]
+    pub requested_on: String,
+    /// The request came within 15 days of a move or an unavoidable reason
+    /// on `since` (第9条第2項, 第8条第3項).
+    #[serde(default)]
+    pub fifteen_day_rule: bool,
+}
+
+/// What the clerk enters to end a child by hand.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EndInput {
+    /// The child's key on the claim (a 宛名番号, or the key the claim's
+    /// JSON shows for a child not resident here).
+    #[serde(default)]
+    pub child: String,
+    /// The day the reason arose: counted through its month, reduced from
+    /// the next (第9条第3項).
+    #[serde(default)]
+    pub ended_on: String,
+    /// `no_care`, `no_support`, `death` or `abroad`.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Why a child is ended by hand, in words (stored as the words: the
+/// claim page shows them as they are).
+const END_REASONS: [(&str, &str, &str); 4] = [
+    (
+        "no_care",
+        "監護・生計同一でなくなった",
+        "no longer in the claimant's care or sharing their livelihood",
+    ),
+    (
+        "no_support",
+        "生計費の負担をやめた",
+        "the claimant no longer bears the living costs",
+    ),
+    ("death", "死亡", "died"),
+    ("abroad", "国外に住所を移した", "moved their address abroad"),
+];
+
+fn fold(s: &str) -> String {
+    s.trim()
+        .chars()
+        .map(machi_domain::input::fold_char)
+        .collect()
+}
+
+/// Adds a child living elsewhere to the running claim `claim_id` (a 額改定
+/// 請求): a child of this municipality by 宛名番号, read through the
+/// registry's API (name and birthdate are never typed), or a child not
+/// resident here by name and birthdate. The child counts from the month
+/// after the request (児童手当法第9条第1項), or after the event when the
+/// request came within 15 days of it (第9条第2項, 第8条第3項). Bad input is
+/// refused in Japanese and English and nothing is written; the addition
+/// and its access-log entry are one transaction. Returns the child's key
+/// and the first month it counts.
+pub async fn add_apart_child(
+    s: &WebState,
+    clerk: &str,
+    source: &str,
+    claim_id: i64,
+    input: &ApartInput,
+) -> Result<(String, YearMonth), Refusal> {
+    let claim = match s.store.claim(claim_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(refused(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "その受給者はいません。",
+                "No such claim.",
+            ));
+        }
+        Err(e) => return Err(store_refusal(e)),
+    };
+    if claim.ended_on.is_some() {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            "claim_ended",
+            "受給資格が消滅した認定には児童を加えられません。",
+            "The entitlement has ended: no child can be added.",
+        ));
+    }
+    let basis = match rules::Basis::parse(input.basis.trim()) {
+        Some(b @ (rules::Basis::SeparateCare | rules::Basis::StudentSupport)) => b,
+        _ => {
+            return Err(invalid(
+                "invalid_basis",
+                "事由を「別居監護」または「大学生等の生計費負担」から選んでください。",
+                "Choose the basis: living apart in the claimant's care, or a student supported by the claimant.",
+            ));
+        }
+    };
+    let today = s.today();
+    let requested_on = match parse_date(&s.eras, &input.requested_on) {
+        Ok(Some(d)) if d > today => {
+            return Err(invalid(
+                "future_date",
+                "請求日が未来の日付です。",
+                "The claim date is in the future.",
+            ));
+        }
+        Ok(Some(d)) if d < claim.claimed_on => {
+            return Err(invalid(
+                "before_claim",
+                "請求日が認定請求の日より前です。",
+                "The claim date is before the allowance claim itself.",
+            ));
+        }
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return Err(invalid(
+                "missing_date",
+                "請求日を入力してください。",
+                "Enter the claim date.",
+            ));
+        }
+        Err((ja, en)) => {
+            return Err(invalid(
+                "invalid_date",
+                &format!("請求日：{ja}"),
+                &format!("claim date: {en}"),
+            ));
+        }
+    };
+    let since = match parse_date(&s.eras, &input.since) {
+        Ok(Some(d)) if d > requested_on => {
+            return Err(invalid(
+                "since_after_request",
+                "監護・負担を始めた日が請求日より後です。",
+                "The day the care or support began is after the claim date.",
+            ));
+        }
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return Err(invalid(
+                "missing_date",
+                "監護・負担を始めた日を入力してください。",
+                "Enter the day the care or support began.",
+            ));
+        }
+        Err((ja, en)) => {
+            return Err(invalid(
+                "invalid_date",
+                &format!("監護・負担を始めた日：{ja}"),
+                &format!("day the care or support began: {en}"),
+            ));
+        }
+    };
+    let addressee = fold(&input.addressee_number);
+    let (addressee, name, birth) = if !addressee.is_empty() {
+        if !input.name.trim().is_empty() || !input.birth.trim().is_empty() {
+            return Err(invalid(
+                "typed_registry_data",
+                "宛名番号を入力したときは、氏名と生年月日は住民記録から読み込みます。氏名と生年月日の欄は空にしてください。",
+                "With an addressee number, the name and birthdate are read from the registry: leave those fields empty.",
+            ));
+        }
+        if !addressee.chars().all(|c| c.is_ascii_digit()) || addressee.len() > 20 {
+            return Err(invalid(
+                "unknown_addressee",
+                "その宛名番号の住民は見つかりません（宛名番号は数字です）。",
+                "No resident has that addressee number (it is made of digits).",
+            ));
+        }
+        let p = match s.client.resident(&addressee).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(invalid(
+                    "unknown_addressee",
+                    "その宛名番号の住民は見つかりません。",
+                    "No resident has that addressee number.",
+                ));
+            }
+            Err(e) => {
+                tracing::warn!("allowance: registry look-up: {e}");
+                return Err(refused(
+                    StatusCode::BAD_GATEWAY,
+                    "registry_unavailable",
+                    "住民記録システムに接続できません。時間をおいてもう一度お試しください。",
+                    "The resident registry cannot be reached; please try again later.",
+                ));
+            }
+        };
+        // The registry answered with a person: the read is logged before
+        // anything of it is used.
+        if let Err(e) = s
+            .store
+            .log(
+                Entry::new(
+                    clerk,
+                    source,
+                    Action::PersonRead,
+                    format!("person:{addressee}"),
+                )
+                .detail(format!("受給者番号 {claim_id} の別居の児童")),
+            )
+            .await
+        {
+            return Err(store_refusal(e));
+        }
+        if !p.resident {
+            return Err(invalid(
+                "not_resident",
+                "その宛名番号の方は住民ではありません（転出・死亡などで消除）。他の市区町村に住む子は、宛名番号を空けて氏名と生年月日を入力してください。",
+                "That person is no longer a resident (moved out or died). For a child living in another municipality, leave the addressee number empty and enter the name and birthdate.",
+            ));
+        }
+        if p.addressee_number == claim.claimant {
+            return Err(invalid(
+                "claimant_as_child",
+                "受給者本人は児童として加えられません。",
+                "The claimant cannot be added as a child.",
+            ));
+        }
+        if p.household == claim.household {
+            return Err(invalid(
+                "same_household",
+                "この子は受給者と同じ世帯です。同じ世帯の子は、出生・転入の業務から額改定請求で加えます。",
+                "This child is in the claimant's household: a child of the household is added by an increase claim from the work item of the birth or move-in.",
+            ));
+        }
+        let Some(birth) = p.birth else {
+            return Err(invalid(
+                "unknown_birth",
+                "住民記録の生年月日が不詳のため加えられません。",
+                "The registry has no birthdate for this person.",
+            ));
+        };
+        (Some(p.addressee_number), p.name, birth)
+    } else {
+        let name = input.name.trim().to_string();
+        if name.is_empty() {
+            return Err(invalid(
+                "missing_child",
+                "宛名番号（この市の住民の子）か、氏名と生年月日（他の市区町村に住む子）を入力してください。",
+                "Enter the addressee number (a child resident here) or the name and birthdate (a child living in another municipality).",
+            ));
+        }
+        if name.chars().count() > 60 || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "invalid_name",
+                "氏名は60文字以内で入力してください。",
+                "Enter a name of at most 60 characters.",
+            ));
+        }
+        let birth = match parse_date(&s.eras, &input.birth) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Err(invalid(
+                    "missing_date",
+                    "生年月日を入力してください。",
+                    "Enter the birthdate.",
+                ));
+            }
+            Err((ja, en)) => {
+                return Err(invalid(
+                    "invalid_date",
+                    &format!("生年月日：{ja}"),
+                    &format!("birthdate: {en}"),
+                ));
+            }
+        };
+        (None, name, birth)
+    };
+    if birth > today {
+        return Err(invalid(
+            "future_birth",
+            "生年月日が未来の日付です。",
+            "The birthdate is in the future.",
+        ));
+    }
+    if since < birth {
+        return Err(invalid(
+            "since_before_birth",
+            "監護・負担を始めた日が生年月日より前です。",
+            "The day the care or support began is before the birthdate.",
+        ));
+    }
+    match basis {
+        rules::Basis::SeparateCare if since > rules::child_until(birth) => {
+            return Err(invalid(
+                "basis_age",
+                "18歳年度末を過ぎた子です。22歳年度末までの子は「大学生等の生計費負担」を選んでください。",
+                "The child is past the fiscal year of 18: up to the fiscal year of 22, choose a student supported by the claimant.",
+            ));
+        }
+        rules::Basis::StudentSupport if since <= rules::child_until(birth) => {
+            return Err(invalid(
+                "basis_age",
+                "18歳年度末までの児童です。「別居監護」を選んでください。",
+                "The child is within the fiscal year of 18: choose living apart in the claimant's care.",
+            ));
+        }
+        rules::Basis::StudentSupport if since > rules::counted_until(birth) => {
+            return Err(invalid(
+                "basis_age",
+                "22歳年度末を過ぎた子は第3子以降の数えに含めません。",
+                "A child past the fiscal year of 22 does not count towards the rank.",
+            ));
+        }
+        _ => {}
+    }
+    let from = rules::first_paid_month(requested_on, input.fifteen_day_rule.then_some(since))
+        .0
+        .max(claim.first_month().0);
+    let log = Entry::new(clerk, source, Action::ChildAddedApart, "").detail(format!(
+        "{} {} {}分から",
+        addressee
+            .as_deref()
+            .map(|a| format!("person:{a}"))
+            .unwrap_or_else(|| "住民記録外の子".into()),
+        basis.label_ja(),
+        s.month(from)
+    ));
+    let child = ApartChild {
+        addressee,
+        name,
+        birth,
+        basis,
+        since,
+        requested_on,
+        fifteen_day_rule: input.fifteen_day_rule,
+    };
+    match s.store.add_apart_child(claim_id, child, log).await {
+        Ok(Ok(key)) => Ok((key, from)),
+        Ok(Err(r)) => Err(child_refusal(r)),
+        Err(e) => Err(store_refusal(e)),
+    }
+}
+
+/// Ends a child of the claim `claim_id` by hand: counted through the
+/// month of the day entered, reduced from the next (児童手当法第9条第3項);
+/// months paid beyond become overpayments. Refused in Japanese and
+/// English, writing nothing, for an unknown child, a child already ended,
+/// an unknown reason, a day in the future or before the birth. Returns
+/// the first month reduced.
+pub async fn end_child(
+    s: &WebState,
+    clerk: &str,
+    source: &str,
+    claim_id: i64,
+    input: &EndInput,
+) -> Result<YearMonth, Refusal> {
+    let claim = match s.store.claim(claim_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(refused(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "その受給者はいません。",
+                "No such claim.",
+            ));
+        }
+        Err(e) => return Err(store_refusal(e)),
+    };
+    let Some(child) = claim
+        .children
+        .iter()
+        .find(|c| c.child == input.child.trim())
+    else {
+        return Err(invalid(
+            "not_on_claim",
+            "その児童はこの認定にいません。",
+            "No such child on this claim.",
+        ));
+    };
+    let Some((_, reason_ja, _)) = END_REASONS
+        .iter()
+        .find(|(code, _, _)| *code == input.reason.trim())
+    else {
+        return Err(invalid(
+            "invalid_reason",
+            "終了の事由を選んでください。",
+            "Choose the reason for the end.",
+        ));
+    };
+    let on = match parse_date(&s.eras, &input.ended_on) {
+        Ok(Some(d)) if d > s.today() => {
+            return Err(invalid(
+                "future_date",
+                "事由の発生日が未来の日付です。",
+                "The day of the reason is in the future.",
+            ));
+        }
+        Ok(Some(d)) if d < child.birth => {
+            return Err(invalid(
+                "before_birth",
+                "事由の発生日が生年月日より前です。",
+                "The day of the reason is before the birthdate.",
+            ));
+        }
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return Err(invalid(
+                "missing_date",
+                "事由の発生日を入力してください。",
+                "Enter the day of the reason.",
+            ));
+        }
+        Err((ja, en)) => {
+            return Err(invalid(
+                "invalid_date",
+                &format!("事由の発生日：{ja}"),
+                &format!("day of the reason: {en}"),
+            ));
+        }
+    };
+    let from = YearMonth::of(on).next();
+    let log = Entry::new(clerk, source, Action::ChildEnded, "").detail(format!(
+        "{} {}（{}）{}分から減額",
+        if child.registered {
+            format!("person:{}", child.child)
+        } else {
+            "住民記録外の子".into()
+        },
+        reason_ja,
+        s.wareki(on),
+        s.month(from)
+    ));
+    match s
+        .store
+        .end_child(
+            claim_id,
+            child.child.clone(),
+            on,
+            reason_ja.to_string(),
+            log,
+        )
+        .await
+    {
+        Ok(Ok(())) => Ok(from),
+        Ok(Err(r)) => Err(child_refusal(r)),
+        Err(e) => Err(store_refusal(e)),
+    }
+}
+
+fn store_refusal(e: crate::store::StoreError) -> Refusal {
+    tracing::error!("allowance: {e}");
+    refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "処理できませんでした。時間をおいてもう一度お試しください。",
+        "Something went wrong; please try again later.",
+    )
+}
+
+fn child_refusal(r: ChildRefused) -> Refusal {
+    match r {
+        ChildRefused::NoClaim => refused(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        ),
+        ChildRefused::ClaimEnded => refused(
+            StatusCode::CONFLICT,
+            "claim_ended",
+            "受給資格が消滅した認定には児童を加えられません。",
+            "The entitlement has ended: no child can be added.",
+        ),
+        ChildRefused::AlreadyOnClaim { ended: false } => refused(
+            StatusCode::CONFLICT,
+            "already_on_claim",
+            "この子はすでにこの認定の児童です。",
+            "This child is on the claim already.",
+        ),
+        ChildRefused::AlreadyOnClaim { ended: true } => refused(
+            StatusCode::CONFLICT,
+            "already_on_claim",
+            "この子はこの認定の児童でした（終了済み）。もう一度加えることはできません。",
+            "This child was on the claim and has ended; the child cannot be added again.",
+        ),
+        ChildRefused::OtherClaim => refused(
+            StatusCode::CONFLICT,
+            "on_other_claim",
+            "この子は別の受給者の認定の児童として数えられています。",
+            "This child is counted in another claimant's allowance.",
+        ),
+        ChildRefused::NotOnClaim => invalid(
+            "not_on_claim",
+            "その児童はこの認定にいません。",
+            "No such child on this claim.",
+        ),
+        ChildRefused::AlreadyEnded => refused(
+            StatusCode::CONFLICT,
+            "already_ended",
+            "この児童はすでに終了しています。",
+            "This child has ended already.",
+        ),
+    }
+}
+
+/// The two forms on a running claim's page: a child living elsewhere
+/// added, a child ended by hand.
+fn apart_forms(s: &WebState, sess: &Session, c: &ClaimRow) -> String {
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        r#"<h2 id="apart">別居の児童の追加（額改定請求）</h2>
+<p>受給者と別の世帯に住む子を加えます。この市の住民の子は宛名番号だけを入力してください（氏名と生年月日は住民記録から読み込みます）。他の市区町村に住む子は、宛名番号を空けて氏名と生年月日を入力してください。額改定請求の翌月分から数えます（児童手当法第9条第1項）。</p>
+<form method="post" action="/claims/{id}/children/apart"><input type="hidden" name="csrf" value="{csrf}">
+<label for="apart_addressee">子の宛名番号（この市の住民の場合）</label><input id="apart_addressee" name="addressee_number" inputmode="numeric" autocomplete="off">
+<fieldset><legend>他の市区町村に住む子（宛名番号がない場合）</legend>
+<label for="apart_name">氏名</label><input id="apart_name" name="name" autocomplete="off">
+<label for="apart_birth">生年月日（和暦または西暦）</label><input id="apart_birth" name="birth" autocomplete="off">
+</fieldset>
+<fieldset><legend>事由</legend>
+<label><input type="radio" name="basis" value="separate_care" id="basis_separate"> 別居監護（18歳年度末までの児童を、別居して監護し、生計を同じくしている。児童手当法第4条第1項第1号）</label>
+<label><input type="radio" name="basis" value="student_support" id="basis_student"> 大学生等の生計費負担（18歳年度末後22歳年度末までの子に、監護に相当する世話をし、生計費を負担している。児童手当法第6条第1項）</label>
+</fieldset>
+<label for="apart_since">監護・負担を始めた日（和暦または西暦）</label><input id="apart_since" name="since" required>
+<label for="apart_requested_on">額改定請求の日（和暦または西暦）</label><input id="apart_requested_on" name="requested_on" value="{today}" required>
+<label><input type="checkbox" name="fifteen_day_rule" value="1" id="apart_fifteen"> 住所変更・災害などやむを得ない理由の後15日以内の請求（その翌月分から。児童手当法第9条第2項・第8条第3項）</label>
+<p><button type="submit" id="apart-submit">児童を加える</button></p></form>"#,
+        id = c.id,
+        csrf = esc(&sess.csrf),
+        today = esc(&s.wareki(s.today())),
+    );
+    let current: Vec<&crate::store::ChildRow> =
+        c.children.iter().filter(|x| x.left_on.is_none()).collect();
+    if current.is_empty() {
+        return b;
+    }
+    let _ = write!(
+        b,
+        r#"<h2 id="end">児童の終了（手入力）</h2>
+<p>監護や生計費の負担がなくなった子を終了します。事由の発生した月分まで数え、その翌月分から減額します（児童手当法第9条第3項）。すでに支払った月分は過払になります。</p>
+<form method="post" action="/claims/{id}/children/end"><input type="hidden" name="csrf" value="{csrf}">
+<label for="end_child">児童</label><select id="end_child" name="child">"#,
+        id = c.id,
+        csrf = esc(&sess.csrf),
+    );
+    for x in current {
+        let _ = write!(
+            b,
+            r#"<option value="{}">{}（{}生）</option>"#,
+            esc(&x.child),
+            esc(&x.name),
+            s.wareki(x.birth)
+        );
+    }
+    b.push_str(r#"</select><fieldset><legend>終了の事由</legend>"#);
+    for (code, ja, _) in END_REASONS {
+        let _ = write!(
+            b,
+            r#"<label><input type="radio" name="reason" value="{code}" id="end_{code}"> {ja}</label>"#
+        );
+    }
+    b.push_str(
+        r#"</fieldset><label for="end_on">事由の発生日（和暦または西暦）</label><input id="end_on" name="ended_on" required>
+<p><button type="submit" id="end-submit">この児童を終了する</button></p></form>"#,
+    );
+    b
+}
+
+/// A refusal on a page: both languages, a way back to the claim.
+fn refusal_page(sess: &Session, claim_id: i64, r: &Refusal) -> Response {
+    let mut resp = page(
+        "入力できませんでした",
+        Some(sess),
+        &format!(
+            r#"<p class="err" role="alert" id="error">{}<br lang="en"><span lang="en">{}</span></p><p>何も登録していません。 <span lang="en">Nothing was changed.</span></p><p><a href="/claims/{claim_id}#apart">受給者の画面へ戻る</a></p>"#,
+            esc(&r.ja),
+            esc(&r.en)
+        ),
+    );
+    *resp.status_mut() = r.status;
+    resp
+}
+
+#[derive(Deserialize)]
+struct ApartForm {
+    csrf: String,
+    #[serde(default)]
+    addressee_number: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    birth: String,
+    #[serde(default)]
+    basis: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    requested_on: String,
+    #[serde(default)]
+    fifteen_day_rule: Option<String>,
+}
+
+async fn apart_add(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<ApartForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let input = ApartInput {
+        addressee_number: f.addressee_number,
+        name: f.name,
+        birth: f.birth,
+        basis: f.basis,
+        since: f.since,
+        requested_on: f.requested_on,
+        fifteen_day_rule: f.fifteen_day_rule.is_some(),
+    };
+    match add_apart_child(&s, &sess.login, &ctx.source, id, &input).await {
+        Ok(_) => Redirect::to(&format!("/claims/{id}#children")).into_response(),
+        Err(r) => refusal_page(&sess, id, &r),
+    }
+}
+
+#[derive(Deserialize)]
+struct EndForm {
+    csrf: String,
+    #[serde(default)]
+    child: String,
+    #[serde(default)]
+    ended_on: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn child_end(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<EndForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let input = EndInput {
+        child: f.child,
+        ended_on: f.ended_on,
+        reason: f.reason,
+    };
+    match end_child(&s, &sess.login, &ctx.source, id, &input).await {
+        Ok(_) => Redirect::to(&format!("/claims/{id}#children")).into_response(),
+        Err(r) => refusal_page(&sess, id, &r),
     }
 }
 
@@ -2596,7 +3342,15 @@ struct MonthJson {
 
 #[derive(Serialize)]
 struct ChildMonthJson {
-    addressee_number: String,
+    /// The child's key on the claim (a 宛名番号, or this system's own key
+    /// for a child not resident here).
+    child: String,
+    /// None: a child not resident in this municipality (entered by hand).
+    addressee_number: Option<String>,
+    name: String,
+    basis: rules::Basis,
+    basis_ja: &'static str,
+    basis_en: &'static str,
     rank: usize,
     amount: i64,
     rule: rules::Rule,
@@ -2606,6 +3360,11 @@ struct ChildMonthJson {
 
 fn claim_json(s: &WebState, c: ClaimRow) -> ClaimJson {
     let (first, special) = c.first_month();
+    let who: HashMap<String, (String, bool)> = c
+        .children
+        .iter()
+        .map(|x| (x.child.clone(), (x.name.clone(), x.registered)))
+        .collect();
     let months = shown_months(s, &c)
         .into_iter()
         .map(|m| MonthJson {
@@ -2616,7 +3375,12 @@ fn claim_json(s: &WebState, c: ClaimRow) -> ClaimJson {
                 .children
                 .into_iter()
                 .map(|x| ChildMonthJson {
-                    addressee_number: x.key,
+                    addressee_number: who.get(&x.key).is_none_or(|w| w.1).then(|| x.key.clone()),
+                    name: who.get(&x.key).map(|w| w.0.clone()).unwrap_or_default(),
+                    basis: x.basis,
+                    basis_ja: x.basis.explain_ja(),
+                    basis_en: x.basis.explain_en(),
+                    child: x.key,
                     rank: x.rank,
                     amount: x.amount,
                     rule: x.rule,
@@ -2731,5 +3495,115 @@ async fn api_payment(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String
             axum::Json(l).into_response()
         }
         Err(e) => internal(e),
+    }
+}
+
+fn api_refusal(r: Refusal) -> Response {
+    api_error(r.status, r.code, &r.ja, &r.en)
+}
+
+/// A JSON body the API could not read: 400 in both languages.
+fn api_bad_body(e: axum::extract::rejection::JsonRejection) -> Response {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+        &format!("送信された内容を読み取れません（JSON）：{}", e.body_text()),
+        &format!(
+            "The request body could not be read as JSON: {}",
+            e.body_text()
+        ),
+    )
+}
+
+#[derive(Serialize)]
+struct ChildChangeJson {
+    /// The child's key on the claim.
+    child: Option<String>,
+    /// The first month the change applies to (`YYYY-MM`): counted from
+    /// (an addition) or reduced from (an end).
+    from_month: String,
+    claim: ClaimJson,
+}
+
+async fn api_claim_after(
+    s: &WebState,
+    id: i64,
+    status: StatusCode,
+    child: Option<String>,
+    from: YearMonth,
+) -> Response {
+    match s.store.claim(id).await {
+        Ok(Some(c)) => (
+            status,
+            axum::Json(ChildChangeJson {
+                child,
+                from_month: from.iso(),
+                claim: claim_json(s, c),
+            }),
+        )
+            .into_response(),
+        Ok(None) => api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /api/claims/{id}/children`: a child living elsewhere added
+/// ([`add_apart_child`]). The session cookie is SameSite=Strict and the
+/// body must be JSON, which no other site's form can send.
+async fn api_apart_add(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    body: Result<axum::Json<ApartInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let sess = api_session!(ctx);
+    let Ok(id) = raw.parse::<i64>() else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        );
+    };
+    let input = match body {
+        Ok(axum::Json(b)) => b,
+        Err(e) => return api_bad_body(e),
+    };
+    match add_apart_child(&s, &sess.login, &ctx.source, id, &input).await {
+        Ok((key, from)) => api_claim_after(&s, id, StatusCode::CREATED, Some(key), from).await,
+        Err(r) => api_refusal(r),
+    }
+}
+
+/// `POST /api/claims/{id}/children/end`: a child ended by hand
+/// ([`end_child`]).
+async fn api_child_end(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    body: Result<axum::Json<EndInput>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let sess = api_session!(ctx);
+    let Ok(id) = raw.parse::<i64>() else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        );
+    };
+    let input = match body {
+        Ok(axum::Json(b)) => b,
+        Err(e) => return api_bad_body(e),
+    };
+    let child = input.child.trim().to_string();
+    match end_child(&s, &sess.login, &ctx.source, id, &input).await {
+        Ok(from) => api_claim_after(&s, id, StatusCode::OK, Some(child), from).await,
+        Err(r) => api_refusal(r),
     }
 }

@@ -37,6 +37,7 @@ both_backends!(
     a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorded,
     a_cancellation_undoes_only_what_the_cancelled_change_did,
     a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_again,
+    an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -2760,4 +2761,492 @@ async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_aga
             .any(|w| w.kind == WorkKind::OnlineClaim),
         "the work item is closed by the claim"
     );
+/// A JSON POST with a session cookie.
+async fn post_json(http: &reqwest::Client, cookie: &str, url: String, v: &Value) -> (u16, Value) {
+    let r = http
+        .post(url)
+        .header("cookie", cookie)
+        .header("content-type", "application/json")
+        .body(v.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+    )
+}
+
+/// The amounts of one month of a claim's JSON: (name, rank, amount, basis).
+fn month_of(v: &Value, m: &str) -> (i64, Vec<(String, i64, i64, String)>) {
+    let month = v["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["month"] == m)
+        .unwrap_or_else(|| panic!("no {m}: {v}"));
+    (
+        month["total"].as_i64().unwrap(),
+        month["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["rank"].as_i64().unwrap(),
+                    c["amount"].as_i64().unwrap(),
+                    c["basis"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Issue 12: the eldest of a family lives with the grandparents in another
+/// household of the town (別居監護), the second child studies in another
+/// town (大学生等の生計費負担, not a resident here). Until the clerk adds
+/// them, the baby of the claimant's household is the second child
+/// (¥15,000); once the eldest is added (through the API, by 宛名番号, the
+/// name read from the registry) the baby is the third: ¥30,000 from the
+/// month after the 額改定請求 (第9条第1項). Bad input is refused in both
+/// languages and changes nothing; each change is in the access log; an
+/// end by hand reduces from the month after (第9条第3項).
+async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand(db: TestDb) {
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("二郎", "ジロウ", "2016-05-10"),
+                ("三郎", "サブロウ", "2024-02-20"),
+            ],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let jiro = a.rows[2].record.addressee_number.to_string();
+    // The grandparents' household, with the eldest (子の子 of its head).
+    let g = t
+        .submit(json!({"effective_date": "2024-04-01", "filed_on": "2024-04-01", "input_place": "市民課窓口", "input_terminal": "T-01",
+            "command": {"type": "move_in", "previous_address": "東京都調布市小島町二丁目",
+                "persons": [
+                    person("架空　源造", "カクウ　ゲンゾウ", "1955-02-03", "male", "世帯主"),
+                    person("架空　一郎", "カクウ　イチロウ", "2010-04-15", "male", "子の子")],
+                "household": {"type": "new", "address": {"address": "東京都府中市本町一丁目5番地"}}}}))
+        .await;
+    let ichiro = g.rows[1].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    catch_up(&t.db.registry, &t.worker(&store)).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-12-01"));
+    let id = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let base = serve(web).await;
+    let http = no_redirects();
+    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
+    let claim = |http: reqwest::Client, cookie: String| {
+        let url = format!("{base}/api/claims/{id}");
+        async move {
+            let r = get_as(&http, &cookie, url).await;
+            serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    // Before: 三郎 (under 3) is the second child, ¥15,000.
+    let before = claim(http.clone(), cookie.clone()).await;
+    assert_eq!(
+        month_of(&before, "2025-08"),
+        (
+            25_000,
+            vec![
+                ("架空　二郎".into(), 1, 10_000, "household".into()),
+                ("架空　三郎".into(), 2, 15_000, "household".into()),
+            ]
+        )
+    );
+    let children_now = || {
+        let store = store.clone();
+        async move { store.claim(id).await.unwrap().unwrap().children }
+    };
+    let log_len = || {
+        let store = store.clone();
+        async move { store.log_rows(10_000, None).await.unwrap().len() }
+    };
+    // Bad input through the API: each refused in both languages, nothing
+    // written (the children and the access log unchanged).
+    let url = format!("{base}/api/claims/{id}/children");
+    let ok = json!({"addressee_number": ichiro, "basis": "separate_care", "since": "2024-04-01", "requested_on": "2025-07-10"});
+    let with = |k: &str, v: Value| {
+        let mut x = ok.clone();
+        x[k] = v;
+        x
+    };
+    let kids = children_now().await;
+    for (body, status, code, ja) in [
+        (
+            with("addressee_number", json!("999999999999")),
+            422,
+            "unknown_addressee",
+            "見つかりません",
+        ),
+        (
+            with("addressee_number", json!(jiro)),
+            422,
+            "same_household",
+            "同じ世帯",
+        ),
+        (
+            with("name", json!("架空　一郎")),
+            422,
+            "typed_registry_data",
+            "住民記録から読み込みます",
+        ),
+        (
+            with("basis", json!("household")),
+            422,
+            "invalid_basis",
+            "別居監護",
+        ),
+        (
+            with("basis", json!("student_support")),
+            422,
+            "basis_age",
+            "18歳年度末までの児童",
+        ),
+        (
+            with("requested_on", json!("令和8年1月5日")),
+            422,
+            "future_date",
+            "未来",
+        ),
+        (
+            with("since", json!("令和7年13月1日")),
+            422,
+            "invalid_date",
+            "監護・負担を始めた日",
+        ),
+        (
+            json!({"name": "架空　次子", "birth": "令和9年1月1日", "basis": "separate_care", "since": "2025-07-01", "requested_on": "2025-07-10"}),
+            422,
+            "future_birth",
+            "生年月日が未来",
+        ),
+        (
+            json!({"basis": "separate_care", "since": "2025-07-01", "requested_on": "2025-07-10"}),
+            422,
+            "missing_child",
+            "宛名番号",
+        ),
+    ] {
+        let before_log = log_len().await;
+        let (st, e) = post_json(&http, &cookie, url.clone(), &body).await;
+        assert_eq!(
+            (st, e["code"].as_str().unwrap()),
+            (status, code),
+            "{body}: {e}"
+        );
+        assert!(e["message_ja"].as_str().unwrap().contains(ja), "{e}");
+        assert!(!e["message_en"].as_str().unwrap().is_empty());
+        assert_eq!(children_now().await, kids, "{body}");
+        // An unknown or refused person leaves at most the registry read.
+        let after = store.log_rows(10_000, None).await.unwrap();
+        assert!(
+            after[..after.len() - before_log]
+                .iter()
+                .all(|r| r.action == "person_read"),
+            "{body}: {after:?}"
+        );
+    }
+    let r = http
+        .post(url.clone())
+        .header("cookie", &cookie)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // The eldest, by 宛名番号: name and birth date from the registry; a 額改定
+    // 請求 on 10 July 2025 counts from August.
+    let (st, v) = post_json(&http, &cookie, url.clone(), &ok).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["child"], ichiro.as_str());
+    assert_eq!(v["from_month"], "2025-08");
+    assert_eq!(
+        month_of(&v["claim"], "2025-07").0,
+        25_000,
+        "July stays as it was"
+    );
+    assert_eq!(
+        month_of(&v["claim"], "2025-08"),
+        (
+            50_000,
+            vec![
+                ("架空　一郎".into(), 1, 10_000, "separate_care".into()),
+                ("架空　二郎".into(), 2, 10_000, "household".into()),
+                ("架空　三郎".into(), 3, 30_000, "household".into()),
+            ]
+        )
+    );
+    let aug = v["claim"]["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["month"] == "2025-08")
+        .unwrap()
+        .clone();
+    assert!(
+        aug["children"][0]["basis_ja"]
+            .as_str()
+            .unwrap()
+            .contains("別居監護")
+    );
+    assert!(
+        aug["children"][2]["rule_ja"]
+            .as_str()
+            .unwrap()
+            .contains("第3子以降")
+    );
+    // The same child again: refused, nothing written.
+    let kids = children_now().await;
+    let (st, e) = post_json(&http, &cookie, url.clone(), &ok).await;
+    assert_eq!(
+        (st, e["code"].as_str().unwrap()),
+        (409, "already_on_claim"),
+        "{e}"
+    );
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("すでにこの認定の児童")
+    );
+    assert_eq!(children_now().await, kids);
+    // A student living in another town, not a resident here: entered by
+    // name and birth date on the page (大学生等の生計費負担), 和暦 dates.
+    let page = get_as(&http, &cookie, format!("{base}/claims/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"apart-submit\""), "{page}");
+    let csrf = csrf_of(&page);
+    let form = |pairs: Vec<(&'static str, &'static str)>| {
+        let (http, cookie, csrf) = (http.clone(), cookie.clone(), csrf.clone());
+        let url = format!("{base}/claims/{id}/children/apart");
+        async move {
+            let mut all = vec![("csrf", csrf.as_str())];
+            all.extend(pairs);
+            post_as(&http, &cookie, url, &all).await
+        }
+    };
+    let student = vec![
+        ("addressee_number", ""),
+        ("name", "架空　一子"),
+        ("birth", "平成17年6月10日"),
+        ("basis", "student_support"),
+        ("since", "令和7年4月1日"),
+        ("requested_on", "令和7年8月5日"),
+    ];
+    // First an unknown 宛名番号 and a birth date in the future: the error
+    // page in both languages, nothing written.
+    let kids = children_now().await;
+    let r = form(vec![
+        ("addressee_number", "８８８８８８８８"),
+        ("basis", "separate_care"),
+        ("since", "令和7年4月1日"),
+        ("requested_on", "令和7年8月5日"),
+    ])
+    .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("その宛名番号の住民は見つかりません"),
+        "{html}"
+    );
+    assert!(
+        html.contains("No resident has that addressee number"),
+        "{html}"
+    );
+    let mut future = student.clone();
+    future[2] = ("birth", "令和9年4月1日");
+    let r = form(future).await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("生年月日が未来の日付です"), "{html}");
+    assert!(html.contains("The birthdate is in the future"), "{html}");
+    assert_eq!(children_now().await, kids);
+    let r = form(student.clone()).await;
+    assert_eq!(r.status(), 303);
+    // The same name and birth date again (spaces aside): refused.
+    let mut again = student.clone();
+    again[1] = ("name", "架空 一子");
+    let r = form(again).await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("すでにこの認定の児童"));
+    // September: the student counts (not paid), 二郎 and 三郎 are third
+    // and fourth.
+    let v = claim(http.clone(), cookie.clone()).await;
+    assert_eq!(
+        month_of(&v, "2025-09"),
+        (
+            70_000,
+            vec![
+                ("架空　一子".into(), 1, 0, "student_support".into()),
+                ("架空　一郎".into(), 2, 10_000, "separate_care".into()),
+                ("架空　二郎".into(), 3, 30_000, "household".into()),
+                ("架空　三郎".into(), 4, 30_000, "household".into()),
+            ]
+        )
+    );
+    let sep = v["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["month"] == "2025-09")
+        .unwrap()
+        .clone();
+    assert!(sep["children"][0]["addressee_number"].is_null());
+    // The payment of October (August and September): 50,000 + 70,000.
+    let lines = payment_lines(&store, ym(2025, 10)).await.unwrap();
+    assert_eq!(lines.iter().map(|l| l.amount).sum::<i64>(), 120_000);
+    // The page: the basis in words with its article, 和暦, no codes.
+    let page = get_as(&http, &cookie, format!("{base}/claims/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "別居監護：児童手当法第4条第1項第1号",
+        "大学生等の生計費負担：児童手当法第6条第1項",
+        "住民記録なし",
+        "令和7年8月分から数える",
+        "令和7年9月分から数える",
+        "架空　三郎（第3子）30,000円",
+    ] {
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    // What a person reads: no codes, no ISO dates (a form's option values
+    // are not read).
+    crate::readable::assert_readable(&page, "claim with children living elsewhere");
+    let text = crate::readable::visible_text(&page);
+    for code in [
+        "separate_care",
+        "student_support",
+        "outside-",
+        "2025-0",
+        "no_care",
+    ] {
+        assert!(!text.contains(code), "{code} shown on the page: {text}");
+    }
+    // The claimant stops caring for the eldest on 20 October (entered by
+    // hand): counted through October, reduced from November (第9条第3項).
+    let kids = children_now().await;
+    let end_url = format!("{base}/claims/{id}/children/end");
+    for (pairs, want) in [
+        (
+            vec![
+                ("child", ichiro.as_str()),
+                ("reason", "no_care"),
+                ("ended_on", "令和8年1月1日"),
+            ],
+            "未来",
+        ),
+        (
+            vec![
+                ("child", ichiro.as_str()),
+                ("reason", ""),
+                ("ended_on", "令和7年10月20日"),
+            ],
+            "事由を選んで",
+        ),
+        (
+            vec![
+                ("child", "nobody"),
+                ("reason", "no_care"),
+                ("ended_on", "令和7年10月20日"),
+            ],
+            "この認定にいません",
+        ),
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(pairs);
+        let r = post_as(&http, &cookie, end_url.clone(), &all).await;
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await.unwrap().contains(want), "{want}");
+        assert_eq!(children_now().await, kids);
+    }
+    let r = post_as(
+        &http,
+        &cookie,
+        end_url.clone(),
+        &[
+            ("csrf", csrf.as_str()),
+            ("child", ichiro.as_str()),
+            ("reason", "no_care"),
+            ("ended_on", "令和7年10月20日"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let v = claim(http.clone(), cookie.clone()).await;
+    assert_eq!(month_of(&v, "2025-10").0, 70_000);
+    assert_eq!(
+        month_of(&v, "2025-11"),
+        (
+            40_000,
+            vec![
+                ("架空　一子".into(), 1, 0, "student_support".into()),
+                ("架空　二郎".into(), 2, 10_000, "household".into()),
+                ("架空　三郎".into(), 3, 30_000, "household".into()),
+            ]
+        )
+    );
+    // Ended twice: refused.
+    let (st, e) = post_json(
+        &http,
+        &cookie,
+        format!("{base}/api/claims/{id}/children/end"),
+        &json!({"child": ichiro, "reason": "no_care", "ended_on": "2025-10-20"}),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str().unwrap()),
+        (409, "already_ended"),
+        "{e}"
+    );
+    let page = get_as(&http, &cookie, format!("{base}/claims/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("監護・生計同一でなくなった（令和7年10月20日）：令和7年11月分から減額"),
+        "{page}"
+    );
+    // Each change in the access log, in words there.
+    let rows = store.log_rows(10_000, None).await.unwrap();
+    let count = |a: &str| rows.iter().filter(|r| r.action == a).count();
+    assert_eq!(count("child_added_apart"), 2, "{rows:?}");
+    assert_eq!(count("child_ended"), 1, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.action != "child_added_apart" || r.subject == format!("claim:{id}"))
+    );
+    assert!(store.verify_log().await.unwrap().broken.is_none());
 }

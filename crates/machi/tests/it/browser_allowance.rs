@@ -4,7 +4,9 @@
 //! entered from it (with a bad date first), the claim's months with their
 //! rules, and the payment page; a late move-out making the paid month
 //! overpaid, and a repayment recorded on the claim's page (a bad amount
-//! first); axe-core on every screenshot.
+//! first); a child living in another town added by hand on the claim's
+//! page (a birth date in the future first) and an end by hand refused
+//! without its reason; axe-core on every screenshot.
 
 use std::sync::Arc;
 
@@ -229,4 +231,53 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     assert!(page.contains("残りの過払 20,000円"), "{page}");
     assert_eq!(store.repayments(id).await.unwrap().len(), 1);
     h.shot("allowance-11-repayment").await;
+    // A child living in another town (大学生等の生計費負担), entered by
+    // name and birth date on the claim's page: a birth date in the future
+    // first, refused in both languages, nothing stored.
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for("#apart-submit").await;
+    h.shot("allowance-12-apart-form").await;
+    let children = store.claim(id).await.unwrap().unwrap().children.len();
+    h.fill("apart_name", "見本　長子").await;
+    h.fill("apart_birth", "令和30年6月10日").await;
+    h.click("#basis_student").await;
+    h.fill("apart_since", "令和8年4月1日").await;
+    h.click("#apart-submit").await;
+    h.wait_for("#error").await;
+    let page = h.text().await;
+    assert!(page.contains("生年月日が未来の日付です"), "{page}");
+    assert!(page.contains("The birthdate is in the future"), "{page}");
+    assert_eq!(
+        store.claim(id).await.unwrap().unwrap().children.len(),
+        children
+    );
+    h.shot("allowance-13-apart-error").await;
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for("#apart-submit").await;
+    h.fill("apart_name", "見本　長子").await;
+    h.fill("apart_birth", "平成17年6月10日").await;
+    h.click("#basis_student").await;
+    h.fill("apart_since", "令和8年4月1日").await;
+    h.click("#apart-submit").await;
+    h.wait_for("#end-submit").await;
+    let page = h.text().await;
+    assert!(page.contains("見本　長子"), "{page}");
+    assert!(page.contains("大学生等の生計費負担"), "{page}");
+    assert!(page.contains("住民記録なし"), "{page}");
+    assert!(!page.contains(">student_support<"), "{page}");
+    let added = store.claim(id).await.unwrap().unwrap();
+    assert_eq!(added.children.len(), children + 1);
+    assert!(added.children.iter().any(|c| !c.registered));
+    h.shot("allowance-14-apart-added").await;
+    // Ending a child by hand without a reason: refused, nothing changed.
+    h.fill("end_on", "令和8年4月2日").await;
+    h.click("#end-submit").await;
+    h.wait_for("#error").await;
+    assert!(h.text().await.contains("終了の事由を選んでください"));
+    assert!(
+        store.claim(id).await.unwrap().unwrap().children[..]
+            .iter()
+            .all(|c| c.ended_by.is_none())
+    );
+    h.shot("allowance-15-end-error").await;
 }
