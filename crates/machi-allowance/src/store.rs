@@ -2130,7 +2130,19 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
         .collect::<Result<Vec<_>, _>>()?;
     raw.into_iter()
         .map(
-            |(id, event_id, kind, person, person_name, household, ev, claim_id, done, amount, filing)| {
+            |(
+                id,
+                event_id,
+                kind,
+                person,
+                person_name,
+                household,
+                ev,
+                claim_id,
+                done,
+                amount,
+                filing,
+            )| {
                 Ok(WorkItem {
                     id,
                     event_id,

@@ -777,13 +777,19 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
         })
         .unwrap_or_default();
     if !v.filed.is_empty() {
-        about.push_str(r#"<h2 id="filed">電子申請の内容</h2><dl aria-labelledby="filed" id="filed-answers">"#);
+        about.push_str(
+            r#"<h2 id="filed">電子申請の内容</h2><dl aria-labelledby="filed" id="filed-answers">"#,
+        );
         for (label, values) in &v.filed {
             let _ = write!(
                 about,
                 "<dt>{}</dt><dd>{}</dd>",
                 esc(label),
-                values.iter().map(|x| esc(x)).collect::<Vec<_>>().join("<br>")
+                values
+                    .iter()
+                    .map(|x| esc(x))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             );
         }
         about.push_str("</dl><p>請求日は申請を受け付けた日です。お子さんは住民記録の世帯から読み込みます。加入している年金が共済組合で公務員の方は、所属庁から支給されます。</p>");

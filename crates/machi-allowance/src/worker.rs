@@ -312,7 +312,9 @@ impl Worker {
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&jst()).date_naive())
         else {
-            return Err(LinkError::Shape("a filing without its received time".into()));
+            return Err(LinkError::Shape(
+                "a filing without its received time".into(),
+            ));
         };
         let Some(p) = self.client.resident(applicant).await? else {
             return Ok(Vec::new());
@@ -323,7 +325,10 @@ impl Worker {
             household: p.household,
             received_on,
             filing_id,
-            receipt: f["filing"]["receipt"].as_str().unwrap_or_default().to_string(),
+            receipt: f["filing"]["receipt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         }])
     }
 

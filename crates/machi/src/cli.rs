@@ -672,9 +672,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => registry.with_portal_link(Some(crate::service::inbox::PortalLink {
                     url: p.url.clone(),
                     token: p.token.clone(),
-                    client: crate::service::hooks::http_client(
-                        std::time::Duration::from_secs(10),
-                    )?,
+                    client: crate::service::hooks::http_client(std::time::Duration::from_secs(10))?,
                 })),
                 None => registry,
             };

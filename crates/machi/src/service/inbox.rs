@@ -1247,11 +1247,13 @@ impl Registry {
         if !f.signed || portal_filings::filed_at_counter(&f.portal_id) {
             return Ok(());
         }
-        let refused = || ServiceError::Invalid {
+        let refused = || {
+            ServiceError::Invalid {
             field: "signature".into(),
             code: "filer_not_related",
             message_ja: "署名した人が、転出する人にも、その世帯の人にも見当たりません。本人・世帯主・世帯員以外の届出には委任状が必要なため、この申請は承認できません（照合を確かめ、違っていれば補正を依頼するか却下してください）。".into(),
             message_en: "the person who signed is neither a person moving nor a member of their household; a filing by anyone else needs a mandate, so this filing cannot be approved (check the matching, then ask for a correction or reject it)".into(),
+        }
         };
         let Some((name, born, _, _)) = signer_items(f) else {
             return Err(refused());
@@ -1275,10 +1277,11 @@ impl Registry {
             .filter(|r| machi_domain::names::search_key(&r.record.name.to_string()) == key)
             .filter(|r| born.is_none() || r.record.birth_date.as_calendar() == born)
             .collect();
-        if signers
-            .iter()
-            .any(|r| persons.iter().any(|p| p == r.record.addressee_number.as_str()))
-        {
+        if signers.iter().any(|r| {
+            persons
+                .iter()
+                .any(|p| p == r.record.addressee_number.as_str())
+        }) {
             return Ok(());
         }
         let (t, ps) = (tenant.clone(), persons.to_vec());

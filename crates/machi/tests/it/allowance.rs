@@ -2694,7 +2694,10 @@ async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_aga
     }
     let again = store.work_items(true).await.unwrap();
     assert_eq!(
-        again.iter().filter(|w| w.kind == WorkKind::OnlineClaim).count(),
+        again
+            .iter()
+            .filter(|w| w.kind == WorkKind::OnlineClaim)
+            .count(),
         1
     );
 
@@ -2712,11 +2715,15 @@ async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_aga
         home.contains("電子申請の認定請求") && home.contains(&receipt),
         "{home}"
     );
-    let form = get_as(&http, &cookie, format!("{base}/claims/new?work={}", item.id))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let form = get_as(
+        &http,
+        &cookie,
+        format!("{base}/claims/new?work={}", item.id),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     let wareki = machi_domain::dates::EraTable::default().format_wareki(today);
     for shown in [
         "電子申請の内容",
@@ -2761,6 +2768,8 @@ async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_aga
             .any(|w| w.kind == WorkKind::OnlineClaim),
         "the work item is closed by the claim"
     );
+}
+
 /// A JSON POST with a session cookie.
 async fn post_json(http: &reqwest::Client, cookie: &str, url: String, v: &Value) -> (u16, Value) {
     let r = http

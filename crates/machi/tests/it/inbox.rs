@@ -1335,17 +1335,18 @@ async fn a_withdrawn_acceptance_stops_the_decision_too(db: TestDb) {
 async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
     let db = db.with_tenants().await;
     let takahashi = family(&db).await;
-    let req: machi_domain::change::ChangeRequest = serde_json::from_value(crate::contract::move_in(
-        vec![crate::contract::person(
-            "佐藤　花子",
-            "サトウ　ハナコ",
-            "1990-04-02",
-            "female",
-            "世帯主",
-        )],
-        "東京都府中市宮西町二丁目25番地",
-    ))
-    .unwrap();
+    let req: machi_domain::change::ChangeRequest =
+        serde_json::from_value(crate::contract::move_in(
+            vec![crate::contract::person(
+                "佐藤　花子",
+                "サトウ　ハナコ",
+                "1990-04-02",
+                "female",
+                "世帯主",
+            )],
+            "東京都府中市宮西町二丁目25番地",
+        ))
+        .unwrap();
     let sato = db
         .registry
         .submit(&code(FUCHU), &req, &Actor::system("setup"))
@@ -1413,7 +1414,11 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
     let (_, cands) = call(&boss, "GET", &format!("{F}/2/candidates"), None).await;
     let c = &cands[0]["candidates"][0];
     assert_eq!(c["addressee_number"], takahashi[0].as_str(), "{cands}");
-    assert_eq!(c["differs_ja"], json!(["氏名が申請と一致しません"]), "{cands}");
+    assert_eq!(
+        c["differs_ja"],
+        json!(["氏名が申請と一致しません"]),
+        "{cands}"
+    );
     assert_eq!(c["differs_en"], json!(["the name differs from the filing"]));
     let res = boss
         .router
@@ -1427,15 +1432,8 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
         )
         .await
         .unwrap();
-    let page = String::from_utf8(
-        res.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let page =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(page.contains("氏名が申請と一致しません"), "{page}");
     // The holder filing for their own household is approved.
     match_all(&boss, 2).await;
