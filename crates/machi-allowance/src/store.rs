@@ -1808,8 +1808,6 @@ fn recoveries_where<P: rusqlite::Params>(
                 r.get::<_, String>(7)?,
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, Option<i64>>(9)?,
-                r.get::<_, Option<i64>>(10)?
-                    .zip(r.get::<_, Option<String>>(11)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -2125,6 +2123,8 @@ fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreErr
                 r.get::<_, Option<i64>>(7)?,
                 r.get::<_, bool>(8)?,
                 r.get::<_, Option<i64>>(9)?,
+                r.get::<_, Option<i64>>(10)?
+                    .zip(r.get::<_, Option<String>>(11)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;

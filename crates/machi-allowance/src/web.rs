@@ -97,8 +97,7 @@ impl WebState {
         }
     }
     fn today(&self) -> NaiveDate {
-        self.today
-            .unwrap_or_else(|| chrono::Local::now().date_naive())
+        self.today.unwrap_or_else(crate::today_in_japan)
     }
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let token = cookie(headers)?;

@@ -310,7 +310,7 @@ impl Worker {
         let Some(received_on) = f["filing"]["received_at"]
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&jst()).date_naive())
+            .map(|t| t.with_timezone(&crate::jst()).date_naive())
         else {
             return Err(LinkError::Shape(
                 "a filing without its received time".into(),
@@ -564,7 +564,7 @@ impl Worker {
 /// Whether a claim for child `p` may still be due today: a resident,
 /// within the fiscal year of 18.
 fn still_due(p: &Person) -> bool {
-    let today = chrono::Local::now().date_naive();
+    let today = crate::today_in_japan();
     p.resident && p.birth.is_some_and(|b| rules::child_until(b) >= today)
 }
 
@@ -577,9 +577,4 @@ fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>
         event_on: on,
         claim_id,
     }
-}
-
-/// Japan's time zone, in which 請求日 is a day.
-fn jst() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(9 * 3600).expect("a valid offset")
 }

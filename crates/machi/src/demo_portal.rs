@@ -22,7 +22,6 @@ use machi_portal::{Config, Portal};
 use sha2::{Digest, Sha256};
 
 use crate::service::{Actor, Registry};
-use crate::store::Store;
 
 /// The tenants the demo portal serves: 団体コード, names.
 pub const PORTAL_TENANTS: [(&str, &str, &str); 2] = [

@@ -1371,7 +1371,11 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
     file_tenshutsu_of(
         &p.base,
         moving,
-        &[("髙橋　一朗", "タカハシ　イチロウ", born(1989, 1, 7))],
+        &[
+            ("髙橋　一朗", "タカハシ　イチロウ", born(1989, 1, 7)),
+            ("髙橋　京子", "タカハシ　キョウコ", born(1989, 1, 8)),
+            ("髙橋　翔", "タカハシ　ショウ", born(2015, 6, 1)),
+        ],
     )
     .await;
     pull(&db, &p).await;
@@ -1436,7 +1440,7 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
         String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(page.contains("氏名が申請と一致しません"), "{page}");
     // The holder filing for their own household is approved.
-    match_all(&boss, 2).await;
+    assert_eq!(match_all(&boss, 2).await, takahashi);
     let (st, a) = call(&boss, "POST", &format!("{F}/2/approve"), Some(json!({}))).await;
     assert_eq!(st, StatusCode::OK, "{a}");
     assert_eq!(a["status"], "approved", "{a}");
