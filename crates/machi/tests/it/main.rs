@@ -57,6 +57,7 @@ mod portal_sign;
 mod procdefs;
 mod readable;
 mod registry_model;
+mod requeue;
 mod rls;
 mod roles;
 mod search;
