@@ -199,7 +199,7 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
     assert_eq!(count(&db, FILINGS).await, 1);
     // The filing is in the inbox as new.
     let (st, f) = call(&boss, "GET", "/api/v1/tenants/132063/filings/1", None).await;
-    assert_eq!((st, f["status"].as_str()), (StatusCode::OK, Some("received")), "{f}");
+    assert_eq!((st, f["filing"]["status"].as_str()), (StatusCode::OK, Some("received")), "{f}");
 
     // Every attempt is in the access log, in words on the audit page.
     assert_eq!(count(&db, REIMPORTS).await, 3, "refused, imported, already");
