@@ -853,8 +853,12 @@ pub struct SurveyResultsView {
     pub title_ja: String,
     pub title_en: String,
     pub total: SurveyCountsView,
-    /// Each definition version, newest first.
+    /// Each definition version counted, newest first.
     pub versions: Vec<SurveyCountsView>,
+    /// Answers on versions of the tenant's own definition its
+    /// administrator has not accepted (awaiting a decision, refused, or
+    /// the acceptance withdrawn): not counted.
+    pub not_accepted: u64,
 }
 
 fn counts_view(c: crate::service::surveys::SurveyCounts) -> SurveyCountsView {
@@ -891,7 +895,9 @@ fn counts_view(c: crate::service::surveys::SurveyCounts) -> SurveyCountsView {
 /// A survey's results (アンケート集計): answers counted per question and
 /// option, for the tenant, all versions together and per version; counted
 /// from the stored filings (a filing imported twice counts once), without
-/// approval, leaving out rejected answers. The same readers as the inbox.
+/// approval, leaving out rejected answers and answers on versions the
+/// tenant administrator has not accepted (`not_accepted`). The same
+/// readers as the inbox.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/surveys/{survey}/results", tag = "inbox",
     security(("bearer" = []), ("session" = [])),
     params(super::params::SurveyPath),
@@ -936,6 +942,7 @@ pub async fn survey_results(
         title_en: r.title_en,
         total: counts_view(r.total),
         versions: r.versions.into_iter().map(counts_view).collect(),
+        not_accepted: r.not_accepted,
     }))
 }
 
