@@ -1170,6 +1170,9 @@ pub struct RefusedFilingView {
     pub citizen_reason: String,
     /// When it was recorded (RFC 3339).
     pub refused_at: String,
+    /// The filing it became when staff imported it again
+    /// (`POST …/filings/refused/{id}/reimport`); the refusal stays listed.
+    pub imported_as: Option<i64>,
 }
 
 /// Filings refused on import (取り込めなかった申請), newest first: each
@@ -1223,6 +1226,7 @@ pub async fn list_refused_filings(
                     refused_at: chrono::DateTime::<chrono::Utc>::from_timestamp(f.refused_at, 0)
                         .unwrap_or_default()
                         .to_rfc3339(),
+                    imported_as: f.imported_as,
                 }
             })
             .collect(),

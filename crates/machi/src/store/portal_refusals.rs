@@ -108,6 +108,9 @@ pub struct StoredRefusal {
     pub message_en: String,
     /// Unix seconds.
     pub refused_at: i64,
+    /// The filing it became when staff imported it again (the refusal
+    /// stays, as history).
+    pub imported_as: Option<i64>,
 }
 
 /// The tenant's refusals, newest first.
@@ -117,9 +120,11 @@ pub fn list(
     limit: i64,
 ) -> Result<Vec<StoredRefusal>, StoreError> {
     tx.query(
-        "SELECT portal_id, receipt, procedure, version, received_at, code, citizen_reason, \
-         message_ja, message_en, refused_at FROM portal_refusals WHERE tenant = $1 \
-         ORDER BY refused_at DESC, portal_id LIMIT $2",
+        "SELECT r.portal_id, r.receipt, r.procedure, r.version, r.received_at, r.code, \
+         r.citizen_reason, r.message_ja, r.message_en, r.refused_at, f.filing_id \
+         FROM portal_refusals r LEFT JOIN portal_filings f \
+         ON f.tenant = r.tenant AND f.portal_id = r.portal_id WHERE r.tenant = $1 \
+         ORDER BY r.refused_at DESC, r.portal_id LIMIT $2",
         &[tenant.as_str().into(), limit.into()],
     )?
     .into_iter()
@@ -135,6 +140,7 @@ pub fn list(
             message_ja: r.text(7)?,
             message_en: r.text(8)?,
             refused_at: r.int(9)?,
+            imported_as: r.opt_int(10)?,
         })
     })
     .collect()

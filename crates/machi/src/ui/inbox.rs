@@ -257,6 +257,8 @@ struct RefusedRow {
     reason: String,
     citizen: String,
     refused: String,
+    /// Imported again by staff: the filing in the inbox.
+    imported_as: Option<i64>,
 }
 
 /// One filing not imported yet for a cause that may be fixed here.
@@ -376,8 +378,18 @@ async fn refused_page(
                         .to_string(),
                 },
                 reason: inbox::japan_times(if en { &f.message_en } else { &f.message_ja }, en),
-                citizen: citizen_reason_label(&f.citizen_reason, en).to_string(),
+                citizen: if f.imported_as.is_some() {
+                    ctx.lang
+                        .t(
+                            "取り込み直したため「受け付けました」",
+                            "imported again: “received”",
+                        )
+                        .to_string()
+                } else {
+                    citizen_reason_label(&f.citizen_reason, en).to_string()
+                },
                 refused: when(f.refused_at.saturating_mul(1_000_000)),
+                imported_as: f.imported_as,
             }
         })
         .collect();

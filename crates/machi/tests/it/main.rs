@@ -34,6 +34,7 @@ mod browser_mobile;
 mod browser_portal;
 mod browser_portal_sign;
 mod browser_review;
+mod browser_requeue;
 mod browser_surveys;
 mod client_jwt;
 mod contract;

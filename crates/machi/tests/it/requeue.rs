@@ -178,6 +178,11 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
     assert_eq!(st, StatusCode::OK, "{page}");
     assert!(page.contains("id=\"reimport-imported\""), "{page}");
     assert!(page.contains("href=\"/ui/inbox/1\""), "{page}");
+    // The refusal stays listed, as history, with the filing it became.
+    assert!(page.contains("取り込み直し済み：申請 1"), "{page}");
+    assert!(!page.contains("class=\"reimport\""), "{page}");
+    let (_, list) = call(&boss, "GET", R, None).await;
+    assert_eq!(list[0]["imported_as"].as_i64(), Some(1), "{list}");
     assert_eq!(count(&db, FILINGS).await, 1);
     let row = p.portal.store.filing(&receipt).unwrap().unwrap();
     assert_eq!(
