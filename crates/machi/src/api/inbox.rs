@@ -1293,15 +1293,13 @@ pub async fn list_deferred_filings(
                     .first_at
                     .saturating_add(crate::portal::QUARANTINE_AFTER_SECS);
                 DeferredFilingView {
-                    quarantine_from_wareki: chrono::DateTime::<chrono::Utc>::from_timestamp(
-                        due, 0,
-                    )
-                    .map(|t| {
-                        eras.format_wareki(
-                            t.with_timezone(&crate::service::clock::jst()).date_naive(),
-                        )
-                    })
-                    .unwrap_or_default(),
+                    quarantine_from_wareki: chrono::DateTime::<chrono::Utc>::from_timestamp(due, 0)
+                        .map(|t| {
+                            eras.format_wareki(
+                                t.with_timezone(&crate::service::clock::jst()).date_naive(),
+                            )
+                        })
+                        .unwrap_or_default(),
                     first_deferred_at: rfc(d.first_at),
                     quarantine_from: rfc(due),
                     id: d.portal_id,

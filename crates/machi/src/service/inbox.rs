@@ -735,7 +735,9 @@ impl Registry {
         let (t, p) = (tenant.clone(), portal_id.to_owned());
         let filing_id = self
             .store()
-            .read(Some(tenant), move |tx| portal_filings::id_by_portal(tx, &t, &p))
+            .read(Some(tenant), move |tx| {
+                portal_filings::id_by_portal(tx, &t, &p)
+            })
             .await?;
         match (out.imported, filing_id, out.refused.first()) {
             (1, Some(filing_id), _) => {
@@ -2095,7 +2097,11 @@ pub enum Reimport {
     Already { filing_id: i64 },
     /// Refused again, with the import's code and why (nothing written but
     /// the access-log entry): it stays quarantined.
-    Refused { code: String, ja: String, en: String },
+    Refused {
+        code: String,
+        ja: String,
+        en: String,
+    },
 }
 
 /// A filing the import refused, with the title of the procedure it names

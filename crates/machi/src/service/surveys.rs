@@ -263,8 +263,7 @@ impl Registry {
                     if d.id() != p || d.action_kind() != ActionKind::Survey {
                         continue;
                     }
-                    let trust =
-                        procedure_definitions::trust(tx, &t, &p, i64::from(d.version()))?;
+                    let trust = procedure_definitions::trust(tx, &t, &p, i64::from(d.version()))?;
                     defs.push((d, trust.approvable()));
                 }
                 if defs.is_empty() {

@@ -322,7 +322,10 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable, p: &Procedures) -> 
             "imported" => return l.t("取り込んだ", "imported").into(),
             "already" => {
                 return l
-                    .t("取込み済みのため何もしていない", "imported before: nothing done")
+                    .t(
+                        "取込み済みのため何もしていない",
+                        "imported before: nothing done",
+                    )
                     .into();
             }
             "refused" => return l.t("再び取り込めなかった", "refused again").into(),

@@ -73,7 +73,10 @@ async fn browser_requeue_a_supervisor_imports_a_refused_filing_again(db: TestDb)
     h.go("/ui/inbox/refused").await;
     h.wait_for("#refused-list").await;
     let page = h.text().await;
-    assert!(page.contains("deferred-list") && page.contains("令和"), "{page}");
+    assert!(
+        page.contains("deferred-list") && page.contains("令和"),
+        "{page}"
+    );
     h.shot("requeue-01-refused").await;
     h.click("#refused-list button.reimport").await;
     h.wait_for("#reimport-imported, #reimport-refused, #reimport-error")

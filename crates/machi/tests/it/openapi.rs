@@ -609,8 +609,7 @@ impl Client {
         {
             return self.tenant_admin.clone();
         }
-        if op.template.contains("/filings/refused/") && op.security.iter().any(|s| s == "session")
-        {
+        if op.template.contains("/filings/refused/") && op.security.iter().any(|s| s == "session") {
             return self.supervisor.clone();
         }
         op.security

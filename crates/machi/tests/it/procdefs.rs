@@ -525,7 +525,10 @@ async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
         (Some(3), Some(1), Some(1)),
         "{r}"
     );
-    assert_eq!(option(question(&r["total"], "age_group"), "a65")["count"], 0);
+    assert_eq!(
+        option(question(&r["total"], "age_group"), "a65")["count"],
+        0
+    );
     let (_, _, page) = clerk.get("/ui/surveys/survey_internet").await;
     assert!(
         page.contains("集計した回答：3件") && page.contains("id=\"not-accepted\""),
@@ -552,7 +555,10 @@ async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
     decide(2, DefinitionDecision::Withdraw).await;
     let (_, r) = call(&clerk, "GET", results, None).await;
     assert_eq!(
-        (r["total"]["respondents"].as_u64(), r["not_accepted"].as_u64()),
+        (
+            r["total"]["respondents"].as_u64(),
+            r["not_accepted"].as_u64()
+        ),
         (Some(3), Some(1)),
         "{r}"
     );
@@ -705,7 +711,10 @@ async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
     );
     // A version 3 the administrator refuses: its answer is never counted.
     p.portal
-        .publish(FUCHU, &survey_v2().replacen("version = 2", "version = 3", 1))
+        .publish(
+            FUCHU,
+            &survey_v2().replacen("version = 2", "version = 3", 1),
+        )
         .unwrap();
     file_survey(&p, "a80", &[], "yes").await;
     assert_eq!(pull(&db, &p).await.imported, 1);
@@ -720,7 +729,11 @@ async fn survey_answers_imported_twice_are_counted_once(db: TestDb) {
         (Some(3), Some(1), Some(1)),
         "{r}"
     );
-    assert_eq!(option(question(&r["total"], "age_group"), "a80")["count"], 1, "{r}");
+    assert_eq!(
+        option(question(&r["total"], "age_group"), "a80")["count"],
+        1,
+        "{r}"
+    );
 }
 
 /// A filing's number by its procedure, from the inbox API.

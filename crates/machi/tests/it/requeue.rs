@@ -101,16 +101,30 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
     assert_eq!(st, StatusCode::OK, "{page}");
     assert!(page.contains("id=\"no-refused\""), "{page}");
     assert!(page.contains("id=\"deferred-list\""), "{page}");
-    assert!(page.contains(&due), "the day it would be quarantined: {page}");
+    assert!(
+        page.contains(&due),
+        "the day it would be quarantined: {page}"
+    );
     assert!(page.contains("開けません"), "why: {page}");
     assert!(!page.contains("does_not_open"), "no internal code: {page}");
-    let (st, d) = call(&clerk, "GET", "/api/v1/tenants/132063/filings/deferred", None).await;
+    let (st, d) = call(
+        &clerk,
+        "GET",
+        "/api/v1/tenants/132063/filings/deferred",
+        None,
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{d}");
     let d = d.as_array().unwrap();
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0]["code"], "does_not_open");
     assert_eq!(d[0]["quarantine_from_wareki"], due.as_str());
-    assert!(d[0]["reason_en"].as_str().unwrap().contains("does not open"));
+    assert!(
+        d[0]["reason_en"]
+            .as_str()
+            .unwrap()
+            .contains("does not open")
+    );
 
     // A week on, still failing: quarantined; the citizen is told.
     let r = link(&p, &wrong)
@@ -118,9 +132,23 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
         .await
         .unwrap();
     assert_eq!(r.quarantined, 1, "{r:?}");
-    assert!(status_page(&p, &receipt).await.contains("受け付けられませんでした"));
-    let (_, d) = call(&clerk, "GET", "/api/v1/tenants/132063/filings/deferred", None).await;
-    assert_eq!(d.as_array().unwrap().len(), 0, "no longer only deferred: {d}");
+    assert!(
+        status_page(&p, &receipt)
+            .await
+            .contains("受け付けられませんでした")
+    );
+    let (_, d) = call(
+        &clerk,
+        "GET",
+        "/api/v1/tenants/132063/filings/deferred",
+        None,
+    )
+    .await;
+    assert_eq!(
+        d.as_array().unwrap().len(),
+        0,
+        "no longer only deferred: {d}"
+    );
     let (st, list) = call(&clerk, "GET", R, None).await;
     assert_eq!(st, StatusCode::OK);
     let id = list[0]["id"].as_str().unwrap().to_owned();
@@ -137,20 +165,39 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
     assert!(page.contains("権限がありません"), "{page}");
     let (st, e) = call(&clerk, "POST", &format!("{R}/{id}/reimport"), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
-    assert!(!e["message_ja"].as_str().unwrap().is_empty() && !e["message_en"].as_str().unwrap().is_empty());
+    assert!(
+        !e["message_ja"].as_str().unwrap().is_empty()
+            && !e["message_en"].as_str().unwrap().is_empty()
+    );
 
     // No portal configured on this server: a clear error, nothing done.
     let boss = Session::login(&plain, FUCHU, "boss").await;
     let (_, _, page) = boss.get("/ui/inbox/refused").await;
-    assert!(page.contains("class=\"reimport\""), "a supervisor's button: {page}");
+    assert!(
+        page.contains("class=\"reimport\""),
+        "a supervisor's button: {page}"
+    );
     let (st, _, page) = boss
         .post("/ui/inbox/refused/reimport", &[("portal_id", &id)])
         .await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{page}");
-    assert!(page.contains("ポータルとの接続") && page.contains("設定されていない"), "{page}");
+    assert!(
+        page.contains("ポータルとの接続") && page.contains("設定されていない"),
+        "{page}"
+    );
     let (st, e) = call(&boss, "POST", &format!("{R}/{id}/reimport"), None).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("portal_not_configured")), "{e}");
-    assert!(e["message_en"].as_str().unwrap().contains("no portal link"), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("portal_not_configured")
+        ),
+        "{e}"
+    );
+    assert!(
+        e["message_en"].as_str().unwrap().contains("no portal link"),
+        "{e}"
+    );
     assert_eq!(count(&db, REIMPORTS).await, 0, "nothing was attempted");
 
     // Still the wrong key on the server: refused again, in words.
@@ -161,13 +208,24 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
         .await;
     assert_eq!(st, StatusCode::OK, "{page}");
     assert!(page.contains("id=\"reimport-refused\""), "{page}");
-    assert!(page.contains("取り込めませんでした") && page.contains("開けません"), "{page}");
+    assert!(
+        page.contains("取り込めませんでした") && page.contains("開けません"),
+        "{page}"
+    );
     assert!(!page.contains("does_not_open"), "{page}");
     // An id of no quarantined filing: 404.
     let (st, e) = call(&boss, "POST", &format!("{R}/nosuchid/reimport"), None).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::NOT_FOUND, Some("refusal_not_found")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("refusal_not_found")),
+        "{e}"
+    );
     assert_eq!(count(&db, FILINGS).await, 0);
-    assert!(status_page(&p, &receipt).await.contains("受け付けられませんでした"));
+    assert!(
+        status_page(&p, &receipt)
+            .await
+            .contains("受け付けられませんでした")
+    );
 
     // The key fixed: imported, a link to the filing; the portal is told.
     let good = app(&db, Some(link(&p, &p.key)));
@@ -193,18 +251,30 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
     assert!(citizen.contains("受け付けました"), "{citizen}");
     assert!(!citizen.contains("受け付けられませんでした"), "{citizen}");
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM portal_status_pushes WHERE tenant = $1").await,
+        count(
+            &db,
+            "SELECT COUNT(*) FROM portal_status_pushes WHERE tenant = $1"
+        )
+        .await,
         0,
         "the push went through"
     );
     // Idempotent: a second attempt (API) does nothing again.
     let (st, a) = call(&boss, "POST", &format!("{R}/{id}/reimport"), None).await;
     assert_eq!(st, StatusCode::OK, "{a}");
-    assert_eq!((a["outcome"].as_str(), a["filing_id"].as_i64()), (Some("already"), Some(1)), "{a}");
+    assert_eq!(
+        (a["outcome"].as_str(), a["filing_id"].as_i64()),
+        (Some("already"), Some(1)),
+        "{a}"
+    );
     assert_eq!(count(&db, FILINGS).await, 1);
     // The filing is in the inbox as new.
     let (st, f) = call(&boss, "GET", "/api/v1/tenants/132063/filings/1", None).await;
-    assert_eq!((st, f["filing"]["status"].as_str()), (StatusCode::OK, Some("received")), "{f}");
+    assert_eq!(
+        (st, f["filing"]["status"].as_str()),
+        (StatusCode::OK, Some("received")),
+        "{f}"
+    );
 
     // Every attempt is in the access log, in words on the audit page.
     assert_eq!(count(&db, REIMPORTS).await, 3, "refused, imported, already");
@@ -218,7 +288,13 @@ async fn a_supervisor_imports_a_quarantined_filing_again_and_the_portal_learns_i
     );
     let (st, _, audit) = boss.get("/ui/audit?function=filing.reimport").await;
     assert_eq!(st, StatusCode::OK);
-    assert!(audit.contains("取り込めなかった申請の取り込み直し"), "{audit}");
-    assert!(audit.contains("取り込んだ") && audit.contains("再び取り込めなかった"), "{audit}");
+    assert!(
+        audit.contains("取り込めなかった申請の取り込み直し"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("取り込んだ") && audit.contains("再び取り込めなかった"),
+        "{audit}"
+    );
     assert!(!audit.contains("does_not_open"), "{audit}");
 }
