@@ -754,6 +754,15 @@ impl Store {
 
     /// A status from the back office; the reason is encrypted under the
     /// receipt number. Returns false when no filing has that receipt.
+    ///
+    /// A filing the back office refused on import ([`Status::NotAccepted`])
+    /// takes the status too, and its refusal is cleared: the back office
+    /// pushes statuses only of filings it has stored, so a status for a
+    /// refused one means staff imported it again after all (issue 11: the
+    /// quarantined copy is kept there and can be re-imported once the
+    /// cause is fixed; it first pushes `received`, but a clerk may have
+    /// moved it on before the push got through, and the queue keeps only
+    /// the newest status). The sealed copy stays dropped.
     pub fn set_status(
         &self,
         receipt: &str,
@@ -771,9 +780,8 @@ impl Store {
             )?),
             None => None,
         };
-        // A filing refused on import is over: a later status cannot revive it.
         let n = self.conn().execute(
-            "UPDATE filings SET status = ?2, reason = ?3, status_at = ?4 WHERE id = ?1 AND status <> 'not_accepted'",
+            "UPDATE filings SET status = ?2, reason = ?3, status_at = ?4, refusal = NULL WHERE id = ?1",
             params![id, status.code(), reason, now],
         )?;
         Ok(n == 1)
@@ -934,14 +942,33 @@ mod tests {
         assert_eq!(b.status_at, now);
         let d = s.filing("D4D4-D4D4-D4D4").unwrap().unwrap();
         assert_eq!((d.status, d.refusal), (Status::Received, None));
-        // A refused filing stays refused.
-        assert!(
-            !s.set_status("B2B2-B2B2-B2B2", Status::Approved, None, now)
-                .unwrap()
+        // Refused again (a second acknowledgement): nothing changes.
+        assert_eq!(
+            s.refuse(&[(ids[1].clone(), Refusal::Unreadable)], now)
+                .unwrap(),
+            0
         );
         assert_eq!(
-            s.filing("B2B2-B2B2-B2B2").unwrap().unwrap().status,
-            Status::NotAccepted
+            s.filing("B2B2-B2B2-B2B2").unwrap().unwrap().refusal,
+            Some(Refusal::Replayed)
+        );
+        // Imported again by staff at the back office: its status comes,
+        // the refusal goes, the sealed copy stays dropped and it is not
+        // offered again.
+        assert!(
+            s.set_status("B2B2-B2B2-B2B2", Status::Received, None, now)
+                .unwrap()
+        );
+        let b = s.filing("B2B2-B2B2-B2B2").unwrap().unwrap();
+        assert_eq!(
+            (b.status, b.refusal, b.sealed),
+            (Status::Received, None, None)
+        );
+        assert_eq!(order(&s), vec![ids[2].clone(), ids[0].clone()]);
+        assert!(
+            !s.set_status("Z9Z9-Z9Z9-Z9Z9", Status::Received, None, now)
+                .unwrap(),
+            "no such receipt"
         );
     }
 

@@ -782,6 +782,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 _ => registry,
             };
+            // The pull worker's link (opening key, trust anchors) serves
+            // the staff's re-import of quarantined filings too.
+            let portal_link = crate::portal::PortalLink::from_env()?.map(std::sync::Arc::new);
+            let registry = registry.with_portal_importer(portal_link.clone());
             let _extracts = match &a.extract_to {
                 Some(to) => {
                     let (store, prefix) = crate::linkage::open_target(to)?;
@@ -794,7 +798,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let _portal_pull = match crate::portal::PortalLink::from_env()? {
+            let _portal_pull = match portal_link {
                 Some(link) => {
                     println!(
                         "portal pull every {} s from {}",
@@ -802,7 +806,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         link.url
                     );
                     Some(crate::portal::spawn_pull_worker(
-                        std::sync::Arc::new(link),
+                        link,
                         registry.store().clone(),
                         std::time::Duration::from_secs(a.portal_pull_every.max(10)),
                     ))

@@ -439,6 +439,50 @@ impl Refused {
     }
 }
 
+/// An import refusal's code ([`Refused::code`]) in words, for staff
+/// pages (the access log); None for a code it does not know.
+pub fn refusal_words(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "not_base64" | "not_json" | "does_not_open" => {
+            ("申請のデータを開けない", "the filing does not open")
+        }
+        "unknown_format" => (
+            "この基幹システムが読めない形式",
+            "a format this back office cannot read",
+        ),
+        "listing_mismatch" => (
+            "ポータルの一覧と申請の内容が合わない",
+            "the filing does not match the portal's listing",
+        ),
+        "reserved_id" => (
+            "窓口の申請のための番号を使っている",
+            "it uses the counter's reserved id",
+        ),
+        "bad_tenant" | "unknown_tenant" => (
+            "この基幹システムが扱わない団体の申請",
+            "a tenant this back office does not serve",
+        ),
+        "replayed" => (
+            "電子署名が別の申請で使用済み",
+            "the signature was used for another filing",
+        ),
+        "definition_refused" | "definition_invalid" => (
+            "手続定義を取り込めなかった",
+            "its procedure definition was refused",
+        ),
+        "unknown_definition" => (
+            "この基幹システムが知らない手続定義",
+            "a procedure definition this back office does not know",
+        ),
+        "answers_invalid" => (
+            "回答が手続の決まりに合わない",
+            "the answers break the procedure's rules",
+        ),
+        "internal" => ("内部エラー", "an internal error"),
+        _ => return None,
+    })
+}
+
 /// A refused filing the portal is told about (the quarantine
 /// acknowledgement): `reason` is the citizen's reason word.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -790,8 +834,8 @@ async fn import_definitions(
                             version: k.2,
                             code: "definition_conflict",
                             ja: format!(
-                                "団体{}の手続「{title}」（{}）版{}は、すでに別の内容で取り込まれています。公開済みの版は変えられないため、この定義とこの版の申請は取り込みませんでした（申請は受付できなかった申請として記録し、ポータルが申請者に知らせます）。",
-                                k.0, k.1, k.2
+                                "団体{}の手続「{title}」の第{}版は、すでに別の内容で取り込まれています。公開済みの版は変えられないため、この定義とこの版の申請は取り込みませんでした（申請は受付できなかった申請として記録し、ポータルが申請者に知らせます）。",
+                                k.0, k.2
                             ),
                             en: format!(
                                 "tenant {} procedure {} version {} is already known with a different text; a published version never changes, so this definition and the filings made on it were not imported (the filings are recorded as refused, and the portal tells the applicants)",
@@ -827,12 +871,33 @@ pub async fn import_with_definitions(
     definitions: &[PulledDefinition],
     now: i64,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
-    import_inner(store, key, signing, pulled, definitions, now, true).await
+    import_inner(store, key, signing, pulled, definitions, now, Mode::Pull).await
 }
 
-/// [`import_with_definitions`]; `record_refusals`: whether refusals are
-/// deferred or quarantined ([`quarantine`]); not when a quarantined
-/// filing is imported again ([`reimport_refused`]).
+/// What an import is for.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// A pull: refusals are deferred or quarantined ([`quarantine`]).
+    Pull,
+    /// A quarantined filing imported again ([`reimport_refused`]):
+    /// refusals are not recorded again; with a log, a filing stored now
+    /// gets its access-log entry and its status push (`received`) in the
+    /// same transaction ([`reimport_refused_logged`]).
+    Reimport(Option<&'a ReimportLog>),
+}
+
+/// The access-log entry of a staff re-import ([`reimport_refused_logged`]):
+/// who, from where, and when (microseconds, as the log keeps time). Its
+/// target and detail are filled with the filing stored.
+#[derive(Debug, Clone)]
+pub struct ReimportLog {
+    pub entry: crate::store::records::AuditEntry,
+    pub at_micros: i64,
+}
+
+/// [`import_with_definitions`]; `mode`: whether refusals are deferred or
+/// quarantined ([`quarantine`]); not when a quarantined filing is
+/// imported again ([`reimport_refused`]).
 async fn import_inner(
     store: &crate::store::Store,
     key: &OpeningKey,
@@ -840,7 +905,7 @@ async fn import_inner(
     pulled: &[PulledFiling],
     definitions: &[PulledDefinition],
     now: i64,
-    record_refusals: bool,
+    mode: Mode<'_>,
 ) -> Result<ImportOutcome, crate::store::StoreError> {
     let mut out = ImportOutcome::default();
     let mut known_tenants = std::collections::HashMap::new();
@@ -1002,8 +1067,12 @@ async fn import_inner(
         }
         checked.entry(tenant).or_default().push(c);
     }
-    store_checked(store, checked, now, &mut out).await?;
-    if record_refusals {
+    let log = match mode {
+        Mode::Reimport(log) => log.cloned(),
+        Mode::Pull => None,
+    };
+    store_checked(store, checked, now, log, &mut out).await?;
+    if matches!(mode, Mode::Pull) {
         quarantine(store, pulled, &mut known_tenants, now, &mut out).await?;
     }
     out.pulled = pulled.len();
@@ -1024,6 +1093,37 @@ pub async fn reimport_refused(
     tenant: &MunicipalityCode,
     portal_id: &str,
     now: i64,
+) -> Result<Option<ImportOutcome>, crate::store::StoreError> {
+    reimport_inner(store, key, signing, tenant, portal_id, now, None).await
+}
+
+/// [`reimport_refused`] for a staff member (issue 11): when the filing is
+/// stored now, the same transaction writes the access-log entry
+/// (`filing.reimport`, `log`, with the filing's number) and queues the
+/// status `received` for the portal ([`status_changed`]), so the portal
+/// stops telling the citizen it was not accepted once the push reaches
+/// it. Refused again or imported before: nothing is written here (the
+/// caller logs the attempt).
+pub async fn reimport_refused_logged(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+    now: i64,
+    log: &ReimportLog,
+) -> Result<Option<ImportOutcome>, crate::store::StoreError> {
+    reimport_inner(store, key, signing, tenant, portal_id, now, Some(log)).await
+}
+
+async fn reimport_inner(
+    store: &crate::store::Store,
+    key: &OpeningKey,
+    signing: Option<&Signing>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+    now: i64,
+    log: Option<&ReimportLog>,
 ) -> Result<Option<ImportOutcome>, crate::store::StoreError> {
     let row = store
         .read(Some(tenant), {
@@ -1049,7 +1149,7 @@ pub async fn reimport_refused(
         std::slice::from_ref(&pulled),
         &[],
         now,
-        false,
+        Mode::Reimport(log),
     )
     .await
     .map(Some)
@@ -1516,13 +1616,21 @@ async fn store_checked(
     store: &crate::store::Store,
     checked: std::collections::BTreeMap<MunicipalityCode, Vec<Checked>>,
     now: i64,
+    log: Option<ReimportLog>,
     out: &mut ImportOutcome,
 ) -> Result<(), crate::store::StoreError> {
     for (tenant, filings) in checked {
         let results = store
             .write(Some(&tenant), {
                 let tenant = tenant.clone();
-                move |tx| store_batch(tx, &tenant, &filings, now)
+                let log = log.clone();
+                move |tx| {
+                    let results = store_batch(tx, &tenant, &filings, now)?;
+                    if let Some(log) = &log {
+                        reimported(tx, &tenant, &results, now, log)?;
+                    }
+                    Ok::<_, crate::store::StoreError>(results)
+                }
             })
             .await?;
         for (portal_id, receipt, stored) in results {
@@ -1559,6 +1667,39 @@ async fn store_checked(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// In the transaction of a staff re-import: each filing stored now gets
+/// its access-log entry and the status `received` queued for the portal.
+fn reimported(
+    tx: &mut crate::store::Tx<'_>,
+    tenant: &MunicipalityCode,
+    results: &[(String, String, Stored)],
+    now: i64,
+    log: &ReimportLog,
+) -> Result<(), crate::store::StoreError> {
+    for (portal_id, receipt, stored) in results {
+        if !matches!(stored, Stored::New { .. }) {
+            continue;
+        }
+        let filing_id = crate::store::portal_filings::id_by_portal(tx, tenant, portal_id)?
+            .ok_or_else(|| {
+                crate::store::StoreError::Corrupt(format!(
+                    "re-imported filing {portal_id} not found after its insert"
+                ))
+            })?;
+        status_changed(tx, tenant, filing_id, "received", None, now)?;
+        let mut entry = log.entry.clone();
+        entry.target = format!("filing:{filing_id}");
+        entry.detail = serde_json::json!({
+            "outcome": "imported",
+            "filing_id": filing_id,
+            "receipt": receipt,
+        })
+        .to_string();
+        crate::store::records::append_next_audit(tx, tenant, log.at_micros, &entry)?;
     }
     Ok(())
 }

@@ -162,6 +162,18 @@ impl From<ServiceError> for ApiError {
                 format!("仮登録 {id} はありません。"),
                 format!("no provisional change {id}"),
             ),
+            ServiceError::RefusalNotFound => ApiError::new(
+                S::NOT_FOUND,
+                "refusal_not_found",
+                "その取り込めなかった申請はありません。".to_string(),
+                "no such filing refused on import".to_string(),
+            ),
+            ServiceError::PortalNotConfigured => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "portal_not_configured",
+                "このサーバーにはポータルとの接続（ポータルの所在、取込みの鍵）が設定されていないため、申請を取り込み直せません。システム管理者に設定を依頼してください。".to_string(),
+                "this server has no portal link configured (the portal's address and the opening key), so the filing cannot be imported again; ask the system administrator to configure it".to_string(),
+            ),
             ServiceError::FilingNotFound(id) => ApiError::new(
                 S::NOT_FOUND,
                 "filing_not_found",

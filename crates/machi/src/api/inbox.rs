@@ -860,8 +860,12 @@ pub struct SurveyResultsView {
     pub title_ja: String,
     pub title_en: String,
     pub total: SurveyCountsView,
-    /// Each definition version, newest first.
+    /// Each definition version counted, newest first.
     pub versions: Vec<SurveyCountsView>,
+    /// Answers on versions of the tenant's own definition its
+    /// administrator has not accepted (awaiting a decision, refused, or
+    /// the acceptance withdrawn): not counted.
+    pub not_accepted: u64,
 }
 
 fn counts_view(c: crate::service::surveys::SurveyCounts) -> SurveyCountsView {
@@ -898,7 +902,9 @@ fn counts_view(c: crate::service::surveys::SurveyCounts) -> SurveyCountsView {
 /// A survey's results (アンケート集計): answers counted per question and
 /// option, for the tenant, all versions together and per version; counted
 /// from the stored filings (a filing imported twice counts once), without
-/// approval, leaving out rejected answers. The same readers as the inbox.
+/// approval, leaving out rejected answers and answers on versions the
+/// tenant administrator has not accepted (`not_accepted`). The same
+/// readers as the inbox.
 #[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/surveys/{survey}/results", tag = "inbox",
     security(("bearer" = []), ("session" = [])),
     params(super::params::SurveyPath),
@@ -943,6 +949,7 @@ pub async fn survey_results(
         title_en: r.title_en,
         total: counts_view(r.total),
         versions: r.versions.into_iter().map(counts_view).collect(),
+        not_accepted: r.not_accepted,
     }))
 }
 
@@ -1144,6 +1151,9 @@ pub async fn decide_procedure_definition(
 /// accepted, and why); it is never pulled again.
 #[derive(Serialize, ToSchema)]
 pub struct RefusedFilingView {
+    /// The portal's id of the filing (to import it again:
+    /// `POST …/filings/refused/{id}/reimport`).
+    pub id: String,
     /// The 受付番号; absent when the filing did not open.
     pub receipt: Option<String>,
     /// The procedure and version as the portal listed them.
@@ -1167,6 +1177,9 @@ pub struct RefusedFilingView {
     pub citizen_reason: String,
     /// When it was recorded (RFC 3339).
     pub refused_at: String,
+    /// The filing it became when staff imported it again
+    /// (`POST …/filings/refused/{id}/reimport`); the refusal stays listed.
+    pub imported_as: Option<i64>,
 }
 
 /// Filings refused on import (取り込めなかった申請), newest first: each
@@ -1199,6 +1212,7 @@ pub async fn list_refused_filings(
             .map(|r| {
                 let f = r.refusal;
                 RefusedFilingView {
+                    id: f.portal_id.clone(),
                     received_on_wareki: chrono::DateTime::parse_from_rfc3339(&f.received_at)
                         .map(|t| {
                             eras.format_wareki(
@@ -1219,8 +1233,179 @@ pub async fn list_refused_filings(
                     refused_at: chrono::DateTime::<chrono::Utc>::from_timestamp(f.refused_at, 0)
                         .unwrap_or_default()
                         .to_rfc3339(),
+                    imported_as: f.imported_as,
                 }
             })
             .collect(),
     ))
+}
+
+/// A refusal that may pass later (the opening key, a definition or this
+/// version of machi to be fixed here): the portal keeps the filing and
+/// offers it after the others; it is quarantined at the first pull after
+/// `quarantine_from` if it still fails.
+#[derive(Serialize, ToSchema)]
+pub struct DeferredFilingView {
+    /// The portal's id of the filing.
+    pub id: String,
+    /// Why it was not imported: `does_not_open`, `not_base64`, `not_json`,
+    /// `unknown_format`, `definition_invalid`, `unknown_definition`,
+    /// `answers_invalid`.
+    pub code: String,
+    pub reason_ja: String,
+    pub reason_en: String,
+    /// When it was first deferred (RFC 3339).
+    pub first_deferred_at: String,
+    /// From when it is quarantined if it still fails (RFC 3339).
+    pub quarantine_from: String,
+    /// That day (Japan time) in 和暦.
+    pub quarantine_from_wareki: String,
+}
+
+/// Filings not imported yet for a cause that may be fixed here
+/// (取り込みを保留している申請), oldest first: not quarantined yet; each
+/// is quarantined at the first pull a week after it was first deferred if
+/// it still fails. The read is logged (`filing.deferrals`).
+#[utoipa::path(get, path = "/api/v1/tenants/{municipality_code}/filings/deferred", tag = "inbox",
+    security(("bearer" = []), ("session" = [])),
+    params(super::params::TenantPath),
+    responses((status = 200, description = "The deferred filings, oldest first (at most 500).", body = [DeferredFilingView]),
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody)))]
+pub async fn list_deferred_filings(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Vec<DeferredFilingView>> {
+    let Path(code) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    reader(&caller, &tenant)?;
+    let rows = s
+        .registry
+        .inbox_deferrals(&tenant, 500, &caller.actor())
+        .await?;
+    let eras = s.registry.eras();
+    let rfc = |t: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0)
+            .unwrap_or_default()
+            .to_rfc3339()
+    };
+    Ok(Json(
+        rows.into_iter()
+            .map(|d| {
+                let due = d
+                    .first_at
+                    .saturating_add(crate::portal::QUARANTINE_AFTER_SECS);
+                DeferredFilingView {
+                    quarantine_from_wareki: chrono::DateTime::<chrono::Utc>::from_timestamp(due, 0)
+                        .map(|t| {
+                            eras.format_wareki(
+                                t.with_timezone(&crate::service::clock::jst()).date_naive(),
+                            )
+                        })
+                        .unwrap_or_default(),
+                    first_deferred_at: rfc(d.first_at),
+                    quarantine_from: rfc(due),
+                    id: d.portal_id,
+                    code: d.code,
+                    reason_ja: d.message_ja,
+                    reason_en: d.message_en,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// What a re-import of a quarantined filing did.
+#[derive(Serialize, ToSchema)]
+pub struct ReimportView {
+    /// `imported` (now, as `filing_id`; the portal is told it was
+    /// received), `already` (imported before: nothing done again) or
+    /// `refused` (refused again: it stays quarantined, `code` and the
+    /// reason say why).
+    pub outcome: String,
+    /// The filing in the inbox (`imported`, `already`).
+    pub filing_id: Option<i64>,
+    /// The import's code (`refused`): as `GET …/filings/refused`.
+    pub code: Option<String>,
+    pub message_ja: String,
+    pub message_en: String,
+}
+
+/// Imports a quarantined filing again (取り込み直し), once the cause is
+/// fixed (the opening key, a definition, this version of machi), with the
+/// server's portal link and the same checks as a pull. Imported: it joins
+/// the inbox as new and the portal is told it was received (its status
+/// page no longer says it was not accepted). Imported before: nothing is
+/// done again. Refused again: nothing changes. Each attempt is in the
+/// access log (`filing.reimport`). Supervisors only; 503
+/// `portal_not_configured` when this server has no portal link.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/filings/refused/{portal_id}/reimport", tag = "inbox",
+    security(("session" = [])),
+    params(super::params::RefusalPath),
+    responses((status = 200, description = "What the re-import did.", body = ReimportView),
+              (status = 400, description = ERRORS, body = ErrorBody),
+              (status = 401, description = ERRORS, body = ErrorBody),
+              (status = 403, description = ERRORS, body = ErrorBody),
+              (status = 404, description = ERRORS, body = ErrorBody),
+              (status = 500, description = ERRORS, body = ErrorBody),
+              (status = 503, description = ERRORS, body = ErrorBody)))]
+pub async fn reimport_refused_filing(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<ReimportView> {
+    let Path((code, portal_id)) = path.map_err(path_error)?;
+    let tenant = tenant_code(&code)?;
+    staff(&caller, &tenant, roles::REIMPORT)?;
+    let r = s
+        .registry
+        .inbox_reimport(&tenant, &portal_id, &caller.actor())
+        .await?;
+    Ok(Json(reimport_view(&r)))
+}
+
+/// The outcome of a re-import in words (the API's and the page's).
+pub fn reimport_view(r: &crate::service::inbox::Reimport) -> ReimportView {
+    use crate::service::inbox::Reimport;
+    match r {
+        Reimport::Imported { filing_id } => ReimportView {
+            outcome: "imported".into(),
+            filing_id: Some(*filing_id),
+            code: None,
+            message_ja: format!(
+                "取り込みました。申請管理の申請 {filing_id}（新着）です。ポータルには受け付けたことを伝えます。"
+            ),
+            message_en: format!(
+                "Imported: filing {filing_id} in the inbox (new). The portal is told it was received."
+            ),
+        },
+        Reimport::Already { filing_id } => ReimportView {
+            outcome: "already".into(),
+            filing_id: Some(*filing_id),
+            code: None,
+            message_ja: format!(
+                "この申請はすでに取り込まれています（申請管理の申請 {filing_id}）。同じ処理は二度行いません。"
+            ),
+            message_en: format!(
+                "This filing was imported already (filing {filing_id} in the inbox); nothing was done twice."
+            ),
+        },
+        Reimport::Refused { code, ja, en } => ReimportView {
+            outcome: "refused".into(),
+            filing_id: None,
+            code: Some(code.clone()),
+            message_ja: format!(
+                "取り込めませんでした。受け付けられなかった申請のままです。理由: {}",
+                crate::service::inbox::japan_times(ja, false)
+            ),
+            message_en: format!(
+                "Not imported: it stays refused. Why: {}",
+                crate::service::inbox::japan_times(en, true)
+            ),
+        },
+    }
 }

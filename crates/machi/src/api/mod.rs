@@ -136,6 +136,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::create_extract))
         .routes(routes!(inbox::list_filings))
         .routes(routes!(inbox::list_refused_filings))
+        .routes(routes!(inbox::list_deferred_filings))
+        .routes(routes!(inbox::reimport_refused_filing))
         .routes(routes!(inbox::get_filing))
         .routes(routes!(inbox::filing_candidates))
         .routes(routes!(inbox::assign_filing))

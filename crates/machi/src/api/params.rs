@@ -628,6 +628,26 @@ doc_params!(
 );
 
 doc_params!(
+    /// `{municipality_code}/filings/refused/{portal_id}` (取り込めなかった申請).
+    RefusalPath,
+    [
+        tenant_param(),
+        path(
+            "portal_id",
+            string_schema(
+                None,
+                None,
+                "The portal's id of a filing refused on import (`id` of `GET …/filings/refused`).",
+                json!("9f2c4e0b7a1d3c5e9f2c4e0b7a1d3c5e9f2c4e0b7a1d3c5e9f2c4e0b7a1d3c5e"),
+            ),
+            "The portal's id of a quarantined filing, as `GET …/filings/refused` lists it \
+             (`id`). An id of no quarantined filing of this tenant is 404.",
+            json!("9f2c4e0b7a1d3c5e9f2c4e0b7a1d3c5e9f2c4e0b7a1d3c5e9f2c4e0b7a1d3c5e"),
+        ),
+    ]
+);
+
+doc_params!(
     /// `{municipality_code}/surveys/{survey}/results` (アンケート集計).
     SurveyPath,
     [

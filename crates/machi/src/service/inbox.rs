@@ -544,6 +544,14 @@ impl Registry {
         self
     }
 
+    /// The registry re-importing quarantined filings with `link` (the
+    /// pull worker's: its opening key and trust anchors), on a staff
+    /// member's request ([`Registry::inbox_reimport`]).
+    pub fn with_portal_importer(mut self, link: Option<Arc<crate::portal::PortalLink>>) -> Self {
+        self.portal_importer = link;
+        self
+    }
+
     /// The filings matching `filter`, newest first, and the cursor of the
     /// next page. The list names applicants, so it is logged.
     pub async fn inbox_list(
@@ -649,6 +657,150 @@ impl Registry {
         )
         .await?;
         Ok(rows)
+    }
+
+    /// Refusals that may pass later (the key, a definition or this
+    /// version of machi to be fixed here), deferred and neither
+    /// quarantined nor imported since, oldest first: each is quarantined
+    /// at the first pull [`crate::portal::QUARANTINE_AFTER_SECS`] after it
+    /// was first deferred if it still fails. Logged with the refusals'
+    /// read (`filing.deferrals`).
+    pub async fn inbox_deferrals(
+        &self,
+        tenant: &MunicipalityCode,
+        limit: i64,
+        actor: &Actor,
+    ) -> Result<Vec<crate::store::portal_refusals::StoredDeferral>, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let (t, limit) = (tenant.clone(), limit.clamp(1, 500));
+        let rows = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                crate::store::portal_refusals::deferred(tx, &t, limit)
+            })
+            .await?;
+        self.record_access(
+            tenant,
+            actor,
+            "filing.deferrals",
+            "portal_deferrals",
+            json!({ "results": rows.len() }),
+        )
+        .await?;
+        Ok(rows)
+    }
+
+    /// Imports a quarantined filing again (issue 11), with this server's
+    /// portal link (its opening key and trust anchors), once its cause is
+    /// fixed: the same checks as a pull ([`crate::portal::reimport_refused_logged`]).
+    /// Imported: the access-log entry and the status `received` for the
+    /// portal are written in the import's transaction, and the status is
+    /// pushed at once (kept queued if the portal cannot be reached), so the
+    /// citizen's status page no longer says it was not accepted. Imported
+    /// before (a double click, two staff members): nothing is done again.
+    /// Refused again: nothing is written but the access-log entry of the
+    /// attempt, and the reason is returned. Supervisors only (the API and
+    /// the page check [`roles::REIMPORT`]).
+    pub async fn inbox_reimport(
+        &self,
+        tenant: &MunicipalityCode,
+        portal_id: &str,
+        actor: &Actor,
+    ) -> Result<Reimport, ServiceError> {
+        self.ensure_tenant(tenant).await?;
+        let portal_id = portal_id.trim();
+        if portal_id.is_empty()
+            || portal_id.len() > 200
+            || portal_id.chars().any(|c| c.is_control())
+        {
+            return Err(ServiceError::RefusalNotFound);
+        }
+        let Some(link) = self.portal_importer.clone() else {
+            return Err(ServiceError::PortalNotConfigured);
+        };
+        let (t, p) = (tenant.clone(), portal_id.to_owned());
+        let (quarantined, stored) = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let q = crate::store::portal_refusals::sealed(tx, &t, &p)?.is_some();
+                let s = portal_filings::id_by_portal(tx, &t, &p)?;
+                Ok::<_, ServiceError>((q, s))
+            })
+            .await?;
+        if !quarantined {
+            return Err(ServiceError::RefusalNotFound);
+        }
+        let attempt = |outcome: &str, filing_id: Option<i64>, code: Option<&str>| {
+            (
+                filing_id.map_or_else(
+                    || format!("portal_refusal:{portal_id}"),
+                    |id| format!("filing:{id}"),
+                ),
+                json!({ "outcome": outcome, "filing_id": filing_id, "code": code }),
+            )
+        };
+        if let Some(filing_id) = stored {
+            let (target, detail) = attempt("already", Some(filing_id), None);
+            self.record_access(tenant, actor, "filing.reimport", &target, detail)
+                .await?;
+            return Ok(Reimport::Already { filing_id });
+        }
+        let now = self.clock().now();
+        let log = crate::portal::ReimportLog {
+            entry: records::AuditEntry {
+                operator: actor.operator.clone(),
+                terminal: actor.terminal.clone(),
+                function: "filing.reimport".into(),
+                target: String::new(),
+                detail: String::new(),
+                my_number_shown: false,
+            },
+            at_micros: now.timestamp_micros(),
+        };
+        let out = crate::portal::reimport_refused_logged(
+            self.store(),
+            &link.key,
+            link.signing.as_deref(),
+            tenant,
+            portal_id,
+            now.timestamp(),
+            &log,
+        )
+        .await?
+        .ok_or(ServiceError::RefusalNotFound)?;
+        let (t, p) = (tenant.clone(), portal_id.to_owned());
+        let filing_id = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                portal_filings::id_by_portal(tx, &t, &p)
+            })
+            .await?;
+        match (out.imported, filing_id, out.refused.first()) {
+            (1, Some(filing_id), _) => {
+                // Logged and queued with the import; told to the portal now.
+                self.push_portal_statuses(tenant).await;
+                Ok(Reimport::Imported { filing_id })
+            }
+            (_, Some(filing_id), _) => {
+                let (target, detail) = attempt("already", Some(filing_id), None);
+                self.record_access(tenant, actor, "filing.reimport", &target, detail)
+                    .await?;
+                Ok(Reimport::Already { filing_id })
+            }
+            (_, None, Some(r)) => {
+                let (target, detail) = attempt("refused", None, Some(r.code));
+                self.record_access(tenant, actor, "filing.reimport", &target, detail)
+                    .await?;
+                Ok(Reimport::Refused {
+                    code: r.code.to_owned(),
+                    ja: r.ja.clone(),
+                    en: r.en.clone(),
+                })
+            }
+            (_, None, None) => Err(corrupt(format!(
+                "re-import of {portal_id}: neither stored nor refused"
+            ))),
+        }
     }
 
     /// The procedures a tenant's inbox knows (shipped and the tenant's
@@ -1557,13 +1709,13 @@ impl Registry {
     pub async fn push_portal_statuses(&self, tenant: &MunicipalityCode) -> usize {
         // The pull worker, when one runs, pushes the queued statuses now.
         crate::portal::wake();
-        let Some(link) = self.portal_link.clone() else {
-            return 0;
+        let (client, url, token) = match (&self.portal_link, &self.portal_importer) {
+            (Some(l), _) => (l.client.clone(), l.url.clone(), l.token.clone()),
+            (None, Some(l)) => (l.client.clone(), l.url.clone(), l.token.clone()),
+            (None, None) => return 0,
         };
         // The same queue the pull worker drains (`portal::status_changed`).
-        match crate::portal::push_queued(self.store(), tenant, &link.client, &link.url, &link.token)
-            .await
-        {
+        match crate::portal::push_queued(self.store(), tenant, &client, &url, &token).await {
             Ok((pushed, _)) => pushed,
             Err(e) => {
                 tracing::warn!(error = %e, "statuses not told to the portal; kept for the next push");
@@ -2000,6 +2152,11 @@ pub mod roles {
     /// enters changes (clerks and supervisors); a clerk's approval of a
     /// registry change is provisional.
     pub const ACT: Permission = Permission::EnterChange;
+    /// Import a quarantined filing again (取り込み直し): whoever decides
+    /// on changes (supervisors). A clerk reads the refused filings but
+    /// does not bring one into the inbox past the import's refusal; a
+    /// tenant administrator does not see citizens' filings at all.
+    pub const REIMPORT: Permission = Permission::ApproveChange;
 }
 
 #[cfg(test)]
@@ -2049,6 +2206,24 @@ mod tests {
         }
         assert_eq!(FilingStatus::AwaitingDecision.portal_code(), "under_review");
     }
+}
+
+/// What a staff re-import of a quarantined filing did
+/// ([`Registry::inbox_reimport`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reimport {
+    /// Imported now, as this filing of the inbox (新着); the portal is
+    /// told it was received.
+    Imported { filing_id: i64 },
+    /// Imported before: nothing was done again.
+    Already { filing_id: i64 },
+    /// Refused again, with the import's code and why (nothing written but
+    /// the access-log entry): it stays quarantined.
+    Refused {
+        code: String,
+        ja: String,
+        en: String,
+    },
 }
 
 /// A filing the import refused, with the title of the procedure it names

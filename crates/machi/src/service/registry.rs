@@ -79,6 +79,15 @@ pub enum ServiceError {
     /// 申請管理: no imported portal filing with this number.
     #[error("no filing {0}")]
     FilingNotFound(i64),
+    /// 申請管理: no quarantined (refused on import) filing with this
+    /// portal id.
+    #[error("no refused filing with this id")]
+    RefusalNotFound,
+    /// 申請管理: this server has no portal link (`MACHI_PORTAL_URL`,
+    /// its pull token and opening key), so it cannot open a quarantined
+    /// filing again.
+    #[error("no portal is configured on this server")]
+    PortalNotConfigured,
     /// 申請管理: the step does not apply to a filing in its present state
     /// (e.g. approving a rejected filing).
     #[error("filing {id} is {status}: {action} is not possible")]
@@ -294,6 +303,9 @@ pub struct Registry {
     extract_every: u64,
     /// Where filing statuses are told to the citizen portal (申請管理).
     pub(crate) portal_link: Option<Arc<super::inbox::PortalLink>>,
+    /// The portal link of the pull worker (its key and trust anchors):
+    /// staff re-import quarantined filings with it (申請管理).
+    pub(crate) portal_importer: Option<Arc<crate::portal::PortalLink>>,
     /// How often a waiting long poll of the feed reads again without
     /// being woken (a lost wake-up's bound: other processes' commits on
     /// PostgreSQL wake it through `LISTEN`/`NOTIFY`).
@@ -315,6 +327,7 @@ impl Registry {
             extract_target: None,
             extract_every: 3600,
             portal_link: None,
+            portal_importer: None,
             feed_poll: std::time::Duration::from_millis(500),
             callers: Arc::new(super::auth::CallerCache::new(super::auth::CALLER_CACHE_TTL)),
         }

@@ -12,6 +12,16 @@
 //!   nothing. Every imported answer counts as soon as it is imported,
 //!   except one a clerk rejected (a test answer, a duplicate): rejecting
 //!   is how staff take an answer out of the results.
+//! - **Only on versions the tenant stands behind.** Answers made on a
+//!   version of the tenant's own definition its administrator has not
+//!   accepted (awaiting a decision, refused, or the acceptance withdrawn,
+//!   [`procedure_definitions::Trust`]) are not counted: the back office
+//!   does not act on such a version's filings, and a version refused
+//!   because it is not the tenant's text must not shape its results.
+//!   They are reported as a number ([`SurveyResults::not_accepted`]) and
+//!   counted as soon as the version is accepted. There is no filing
+//!   status for a withdrawn filing (a citizen does not withdraw one;
+//!   staff reject it), so rejection is the only status left out.
 //! - Anonymous: only counts leave this module; no answer, free text
 //!   (`comment`) or receipt number is shown, and a survey names no person
 //!   to match (see `inbox::parties`).
@@ -74,8 +84,13 @@ pub struct SurveyResults {
     /// Every version together (the newest version's questions and labels;
     /// each question counted over the versions that ask it).
     pub total: SurveyCounts,
-    /// Each version with answers or published, newest first.
+    /// Each version with answers or published, newest first (the
+    /// versions counted only).
     pub versions: Vec<SurveyCounts>,
+    /// Answers on versions the tenant administrator has not accepted
+    /// (awaiting a decision, refused, or the acceptance withdrawn): not
+    /// counted, whatever their status.
+    pub not_accepted: u64,
 }
 
 /// A survey a tenant knows: (id, Japanese title, English title).
@@ -243,10 +258,14 @@ impl Registry {
         let (defs, rows) = self
             .store()
             .read(Some(tenant), move |tx| {
-                let defs: Vec<Arc<Definition>> = procedure_definitions::all(tx, &t)?
-                    .into_iter()
-                    .filter(|d| d.id() == p && d.action_kind() == ActionKind::Survey)
-                    .collect();
+                let mut defs: Vec<(Arc<Definition>, bool)> = Vec::new();
+                for d in procedure_definitions::all(tx, &t)? {
+                    if d.id() != p || d.action_kind() != ActionKind::Survey {
+                        continue;
+                    }
+                    let trust = procedure_definitions::trust(tx, &t, &p, i64::from(d.version()))?;
+                    defs.push((d, trust.approvable()));
+                }
                 if defs.is_empty() {
                     return Ok::<_, ServiceError>((defs, vec![]));
                 }
@@ -254,15 +273,44 @@ impl Registry {
                 Ok((defs, rows))
             })
             .await?;
-        let Some((newest, total, versions)) = tally(&defs, &rows) else {
+        let Some(newest_known) = defs.iter().map(|(d, _)| d).max_by_key(|d| d.version()) else {
             return Ok(None);
         };
+        let newest_known = newest_known.clone();
+        let counted: Vec<Arc<Definition>> = defs
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(d, _)| d.clone())
+            .collect();
+        let held: Vec<i64> = defs
+            .iter()
+            .filter(|(_, ok)| !*ok)
+            .map(|(d, _)| i64::from(d.version()))
+            .collect();
+        let not_accepted = rows.iter().filter(|r| held.contains(&r.0)).count() as u64;
+        let rows: Vec<(i64, String, Value)> =
+            rows.into_iter().filter(|r| !held.contains(&r.0)).collect();
+        // No version accepted yet: nothing is counted (every answer is on
+        // a held version); the newest version's questions, with zeros.
+        let none_counted = counted.is_empty();
+        let base = if none_counted {
+            vec![newest_known]
+        } else {
+            counted
+        };
+        let Some((newest, total, mut versions)) = tally(&base, &rows) else {
+            return Ok(None);
+        };
+        if none_counted {
+            versions.clear();
+        }
         Ok(Some(SurveyResults {
             procedure: procedure.to_owned(),
             title_ja: newest.procedure.title.ja.clone(),
             title_en: newest.procedure.title.get(Lang::En).to_owned(),
             total,
             versions,
+            not_accepted,
         }))
     }
 }

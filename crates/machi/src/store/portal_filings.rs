@@ -359,6 +359,20 @@ pub fn get(
     }
 }
 
+/// The number of the filing stored under this portal id, if one is.
+pub fn id_by_portal(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    tx.query_opt(
+        "SELECT filing_id FROM portal_filings WHERE tenant = $1 AND portal_id = $2",
+        &[tenant.as_str().into(), portal_id.into()],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
+}
+
 /// The filing whose approval entered provisional change `pending_id`.
 pub fn by_pending(
     tx: &mut Tx<'_>,

@@ -108,6 +108,9 @@ pub struct StoredRefusal {
     pub message_en: String,
     /// Unix seconds.
     pub refused_at: i64,
+    /// The filing it became when staff imported it again (the refusal
+    /// stays, as history).
+    pub imported_as: Option<i64>,
 }
 
 /// The tenant's refusals, newest first.
@@ -117,9 +120,11 @@ pub fn list(
     limit: i64,
 ) -> Result<Vec<StoredRefusal>, StoreError> {
     tx.query(
-        "SELECT portal_id, receipt, procedure, version, received_at, code, citizen_reason, \
-         message_ja, message_en, refused_at FROM portal_refusals WHERE tenant = $1 \
-         ORDER BY refused_at DESC, portal_id LIMIT $2",
+        "SELECT r.portal_id, r.receipt, r.procedure, r.version, r.received_at, r.code, \
+         r.citizen_reason, r.message_ja, r.message_en, r.refused_at, f.filing_id \
+         FROM portal_refusals r LEFT JOIN portal_filings f \
+         ON f.tenant = r.tenant AND f.portal_id = r.portal_id WHERE r.tenant = $1 \
+         ORDER BY r.refused_at DESC, r.portal_id LIMIT $2",
         &[tenant.as_str().into(), limit.into()],
     )?
     .into_iter()
@@ -135,6 +140,7 @@ pub fn list(
             message_ja: r.text(7)?,
             message_en: r.text(8)?,
             refused_at: r.int(9)?,
+            imported_as: r.opt_int(10)?,
         })
     })
     .collect()
@@ -208,4 +214,47 @@ pub fn sealed(
     )?
     .map(|r| Ok((r.text(0)?, r.int(1)?, r.text(2)?, r.text(3)?)))
     .transpose()
+}
+
+/// A refusal that may pass later, deferred and not (yet) quarantined
+/// nor imported since: as staff read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeferral {
+    pub portal_id: String,
+    pub code: String,
+    pub message_ja: String,
+    pub message_en: String,
+    /// When it was first deferred (Unix seconds); it is quarantined at
+    /// the first pull [`crate::portal::QUARANTINE_AFTER_SECS`] after this
+    /// if it still fails.
+    pub first_at: i64,
+}
+
+/// The tenant's deferred refusals still pending (neither quarantined in
+/// `portal_refusals` nor imported into `portal_filings` since), oldest
+/// first.
+pub fn deferred(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    limit: i64,
+) -> Result<Vec<StoredDeferral>, StoreError> {
+    tx.query(
+        "SELECT d.portal_id, d.code, d.message_ja, d.message_en, d.first_at FROM portal_deferrals d \
+         WHERE d.tenant = $1 \
+         AND NOT EXISTS (SELECT 1 FROM portal_refusals r WHERE r.tenant = d.tenant AND r.portal_id = d.portal_id) \
+         AND NOT EXISTS (SELECT 1 FROM portal_filings f WHERE f.tenant = d.tenant AND f.portal_id = d.portal_id) \
+         ORDER BY d.first_at, d.portal_id LIMIT $2",
+        &[tenant.as_str().into(), limit.into()],
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok(StoredDeferral {
+            portal_id: r.text(0)?,
+            code: r.text(1)?,
+            message_ja: r.text(2)?,
+            message_en: r.text(3)?,
+            first_at: r.int(4)?,
+        })
+    })
+    .collect()
 }

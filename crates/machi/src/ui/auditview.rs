@@ -126,6 +126,14 @@ pub fn function_label(code: &str) -> (String, String) {
             "取り込めなかった申請の一覧の参照",
             "list of filings refused on import read",
         ),
+        "filing.deferrals" => (
+            "取込みを保留している申請の一覧の参照",
+            "list of filings held back on import read",
+        ),
+        "filing.reimport" => (
+            "取り込めなかった申請の取り込み直し",
+            "filing refused on import imported again",
+        ),
         _ => ("", ""),
     };
     if ja.is_empty() {
@@ -224,6 +232,8 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "previous_address" => ("前住所", "previous address"),
         "annex" => ("方書", "building / room"),
         "filing_id" => ("申請番号", "filing no."),
+        "outcome" => ("結果", "outcome"),
+        "code" => ("理由", "reason"),
         "message_chars" => ("メッセージの文字数", "message length"),
         "party" => ("照合した人", "person"),
         "assigned_to" => ("担当", "assigned to"),
@@ -306,6 +316,26 @@ fn string_text(key: &str, s: &str, l: Lang, eras: &EraTable, p: &Procedures) -> 
             "diff" => return l.t("差分", "difference").into(),
             _ => {}
         }
+    }
+    if key == "outcome" {
+        match s {
+            "imported" => return l.t("取り込んだ", "imported").into(),
+            "already" => {
+                return l
+                    .t(
+                        "取込み済みのため何もしていない",
+                        "imported before: nothing done",
+                    )
+                    .into();
+            }
+            "refused" => return l.t("再び取り込めなかった", "refused again").into(),
+            _ => {}
+        }
+    }
+    if key == "code"
+        && let Some((ja, en)) = crate::portal::refusal_words(s)
+    {
+        return l.t(ja, en).into();
     }
     if key == "decision" {
         match s {
@@ -431,6 +461,17 @@ pub fn target_text(stored: &str, l: Lang, p: &Procedures) -> String {
             if t == "portal_refusals" {
                 l.t("取り込めなかった申請", "filings refused on import")
                     .to_string()
+            } else if t == "portal_deferrals" {
+                l.t("取込みを保留している申請", "filings held back on import")
+                    .to_string()
+            } else if let Some(id) = t.strip_prefix("portal_refusal:") {
+                // The portal's id: opaque; its start is enough to tell
+                // one refused filing from another.
+                format!(
+                    "{}{}…",
+                    l.t("取り込めなかった申請 ", "refused filing "),
+                    id.chars().take(12).collect::<String>()
+                )
             } else if let Some(n) = t.strip_prefix("pending:") {
                 format!("{}{n}", l.t("仮登録 ", "provisional "))
             } else if let Some(n) = t.strip_prefix("filing:") {

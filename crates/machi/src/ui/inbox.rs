@@ -275,12 +275,32 @@ pub async fn list(
 
 /// One filing the import refused, as staff read it.
 struct RefusedRow {
+    /// The portal's id (the re-import form's hidden field; not shown).
+    id: String,
     received: String,
     receipt: String,
     procedure: String,
     reason: String,
     citizen: String,
     refused: String,
+    /// Imported again by staff: the filing in the inbox.
+    imported_as: Option<i64>,
+}
+
+/// One filing not imported yet for a cause that may be fixed here.
+struct DeferredRow {
+    first: String,
+    quarantine_on: String,
+    reason: String,
+}
+
+/// What a re-import did, as the page says it.
+struct ReimportResult {
+    /// `imported`, `already` or `refused` (the element's id).
+    outcome: &'static str,
+    text: String,
+    /// The filing in the inbox (imported, already).
+    filing: Option<i64>,
 }
 
 #[derive(Template)]
@@ -288,6 +308,11 @@ struct RefusedRow {
 struct RefusedPage {
     c: Chrome,
     rows: Vec<RefusedRow>,
+    deferred: Vec<DeferredRow>,
+    /// The caller may import a refused filing again (supervisors).
+    can_reimport: bool,
+    result: Option<ReimportResult>,
+    error: Option<String>,
 }
 
 /// What the citizen was told on the portal's status page, in the staff
@@ -308,27 +333,49 @@ fn citizen_reason_label(code: &str, en: bool) -> &'static str {
 /// 取り込めなかった申請: filings the import refused and recorded (issue
 /// 11). The portal was told: it dropped its sealed copy and its status
 /// page tells the citizen the filing could not be accepted, and why.
+/// Below, the filings not imported yet for a cause that may be fixed here
+/// (deferred), with the day they are quarantined if they still fail.
 pub async fn refused(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let (ctx, tenant) = match Ctx::for_page(&s, &headers, roles::READ).await {
         Ok(c) => c,
         Err(r) => return r,
     };
+    refused_page(&s, &ctx, &tenant, None, None, StatusCode::OK).await
+}
+
+async fn refused_page(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &machi_domain::ids::MunicipalityCode,
+    result: Option<ReimportResult>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let en = ctx.lang.en;
-    let rows = match s
-        .registry
-        .inbox_refusals(&tenant, 200, &ctx.caller.actor())
-        .await
-    {
+    let actor = ctx.caller.actor();
+    let rows = match s.registry.inbox_refusals(tenant, 200, &actor).await {
+        Ok(r) => r,
+        Err(e) => return ctx.error(&UiError::from(e)),
+    };
+    let deferred = match s.registry.inbox_deferrals(tenant, 200, &actor).await {
         Ok(r) => r,
         Err(e) => return ctx.error(&UiError::from(e)),
     };
     let eras = s.registry.eras();
+    let day_of = |secs: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)
+            .map(|t| {
+                eras.format_wareki(t.with_timezone(&crate::service::clock::jst()).date_naive())
+            })
+            .unwrap_or_default()
+    };
     let rows = rows
         .into_iter()
         .map(|r| {
             let f = &r.refusal;
             let title = if en { r.title_en } else { r.title_ja };
             RefusedRow {
+                id: f.portal_id.clone(),
                 received: chrono::DateTime::parse_from_rfc3339(&f.received_at)
                     .map(|t| {
                         eras.format_wareki(
@@ -357,15 +404,91 @@ pub async fn refused(State(s): State<AppState>, headers: HeaderMap) -> Response 
                         .to_string(),
                 },
                 reason: inbox::japan_times(if en { &f.message_en } else { &f.message_ja }, en),
-                citizen: citizen_reason_label(&f.citizen_reason, en).to_string(),
+                citizen: if f.imported_as.is_some() {
+                    ctx.lang
+                        .t(
+                            "取り込み直したため「受け付けました」",
+                            "imported again: “received”",
+                        )
+                        .to_string()
+                } else {
+                    citizen_reason_label(&f.citizen_reason, en).to_string()
+                },
                 refused: when(f.refused_at.saturating_mul(1_000_000)),
+                imported_as: f.imported_as,
             }
         })
         .collect();
-    html(&RefusedPage {
-        c: Chrome::new(&ctx, "取り込めなかった申請", "Filings refused on import"),
+    let deferred = deferred
+        .into_iter()
+        .map(|d| DeferredRow {
+            first: when(d.first_at.saturating_mul(1_000_000)),
+            quarantine_on: day_of(
+                d.first_at
+                    .saturating_add(crate::portal::QUARANTINE_AFTER_SECS),
+            ),
+            reason: inbox::japan_times(if en { &d.message_en } else { &d.message_ja }, en),
+        })
+        .collect();
+    let mut res = html(&RefusedPage {
+        c: Chrome::new(ctx, "取り込めなかった申請", "Filings refused on import"),
         rows,
-    })
+        deferred,
+        can_reimport: ctx.can(roles::REIMPORT),
+        result,
+        error,
+    });
+    *res.status_mut() = status;
+    res
+}
+
+/// 取り込み直し: a supervisor imports a quarantined filing again (form
+/// field `portal_id`), once its cause is fixed. The page says what
+/// happened: imported (a link to the filing), imported before, refused
+/// again (why), or no portal configured on this server.
+pub async fn reimport(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, roles::REIMPORT).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let en = ctx.lang.en;
+    match s
+        .registry
+        .inbox_reimport(&tenant, &f.text("portal_id"), &ctx.caller.actor())
+        .await
+    {
+        Ok(r) => {
+            let v = crate::api::inbox::reimport_view(&r);
+            let result = ReimportResult {
+                outcome: match r {
+                    inbox::Reimport::Imported { .. } => "imported",
+                    inbox::Reimport::Already { .. } => "already",
+                    inbox::Reimport::Refused { .. } => "refused",
+                },
+                text: if en { v.message_en } else { v.message_ja },
+                filing: v.filing_id,
+            };
+            refused_page(&s, &ctx, &tenant, Some(result), None, StatusCode::OK).await
+        }
+        Err(e) => {
+            let e = UiError::from(e);
+            let status = e.status;
+            refused_page(
+                &s,
+                &ctx,
+                &tenant,
+                None,
+                Some(if en { e.en } else { e.ja }),
+                status,
+            )
+            .await
+        }
+    }
 }
 
 struct Answer {

@@ -190,6 +190,11 @@ pub fn routes() -> Vec<UiRoute> {
         ),
         route("/ui/inbox", &["GET"], get(inbox::list)),
         route("/ui/inbox/refused", &["GET"], get(inbox::refused)),
+        route(
+            "/ui/inbox/refused/reimport",
+            &["POST"],
+            post(inbox::reimport),
+        ),
         route("/ui/surveys", &["GET"], get(surveys::list)),
         route("/ui/surveys/{survey}", &["GET"], get(surveys::results)),
         route("/ui/inbox/{filing_id}", &["GET"], get(inbox::filing)),

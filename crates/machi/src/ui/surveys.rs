@@ -42,6 +42,8 @@ struct SurveysPage {
     surveys: Vec<(String, String)>,
     title: Option<String>,
     sections: Vec<Section>,
+    /// Answers on versions not accepted by the administrator (not counted).
+    not_accepted: u64,
 }
 
 /// 66.7 → 「66.7%」.
@@ -121,6 +123,7 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
             .map(|(id, ja, e)| (id, if en { e } else { ja }))
             .collect(),
         title: None,
+        not_accepted: 0,
         sections: vec![],
     })
 }
@@ -156,5 +159,6 @@ pub async fn results(
         surveys: vec![],
         title: Some(if en { r.title_en } else { r.title_ja }),
         sections,
+        not_accepted: r.not_accepted,
     })
 }

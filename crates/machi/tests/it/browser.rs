@@ -97,6 +97,15 @@ impl Drop for Harness {
 
 impl Harness {
     pub(crate) async fn start(db: TestDb) -> Harness {
+        Harness::start_with(db, |r| r).await
+    }
+
+    /// [`Harness::start`], the server's registry set up by `wire` (e.g.
+    /// with a portal link).
+    pub(crate) async fn start_with(
+        db: TestDb,
+        wire: impl FnOnce(machi::service::Registry) -> machi::service::Registry,
+    ) -> Harness {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(bin).exists(),
@@ -119,7 +128,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = api::app(AppState {
-            registry: db.registry.clone(),
+            registry: wire(db.registry.clone()),
         });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

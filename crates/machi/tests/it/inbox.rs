@@ -425,7 +425,7 @@ pub(crate) async fn pull(db: &TestDb, p: &Running) {
     assert!(out.refused.is_empty(), "{out:?}");
 }
 
-async fn status_page(p: &Running, receipt: &str) -> String {
+pub async fn status_page(p: &Running, receipt: &str) -> String {
     client()
         .get(format!("{}/status/{receipt}", p.base))
         .send()

@@ -369,6 +369,9 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     // changes; a clerk's approval of a registry change is provisional.
     ("GET", "/ui/inbox", "", "clerk boss"),
     ("GET", "/ui/inbox/refused", "", "clerk boss"),
+    // Importing a quarantined filing again: supervisors (this fixture's
+    // server has no portal link: 503, let through).
+    ("POST", "/ui/inbox/refused/reimport", "portal_id=x", "boss"),
     ("GET", "/ui/inbox/{filing_id}", "", "clerk boss"),
     (
         "POST",
@@ -403,6 +406,18 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "/api/v1/tenants/{municipality_code}/filings/refused",
         "",
         "clerk boss residents:read",
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{municipality_code}/filings/deferred",
+        "",
+        "clerk boss residents:read",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/filings/refused/{portal_id}/reimport",
+        "",
+        "boss",
     ),
     (
         "GET",
@@ -651,6 +666,7 @@ async fn fixture(db: &TestDb) -> Ids {
         ("copy", "1.pdf".to_string()),
         ("grant_id", grant_id.to_string()),
         ("spare", spare),
+        ("portal_id", "x".to_string()),
     ])
 }
 
