@@ -669,11 +669,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // 申請管理: each decision is told to the demo portal at once
             // (and retried by the pull worker when that fails).
             let registry = match &_portal {
-                Some(p) => registry.with_portal_link(Some(crate::service::inbox::PortalLink {
-                    url: p.url.clone(),
-                    token: p.token.clone(),
-                    client: crate::service::hooks::http_client(std::time::Duration::from_secs(10))?,
-                })),
+                Some(p) => registry
+                    .with_portal_link(Some(crate::service::inbox::PortalLink {
+                        url: p.url.clone(),
+                        token: p.token.clone(),
+                        client: crate::service::hooks::http_client(
+                            std::time::Duration::from_secs(10),
+                        )?,
+                    }))
+                    .with_portal_importer(Some(p.link.clone())),
                 None => registry,
             };
             // The allowance system: another process, as another vendor's

@@ -45,6 +45,9 @@ pub struct DemoPortal {
     /// The pull token, with which the back office also tells the portal
     /// each filing's status.
     pub token: String,
+    /// The pull link (key and trust anchors): staff re-import quarantined
+    /// filings with it.
+    pub link: Arc<crate::portal::PortalLink>,
     pub cards: Option<Arc<DemoCards>>,
     pub holders: Vec<CardHolder>,
     server: tokio::task::JoinHandle<()>,
@@ -216,11 +219,13 @@ pub async fn start_portal(
         signing,
         batch: 200,
     };
+    let link = Arc::new(link);
     let puller =
-        crate::portal::spawn_pull_worker(Arc::new(link), registry.store().clone(), PULL_EVERY);
+        crate::portal::spawn_pull_worker(link.clone(), registry.store().clone(), PULL_EVERY);
     Ok(DemoPortal {
         url,
         token,
+        link,
         cards,
         holders,
         server,
