@@ -220,6 +220,28 @@ async fn browser_portal_citizen_files_on_a_phone(db: TestDb) {
         "架空 花子"
     );
     assert_eq!(filing["signed_content"]["answers"]["scope"], "household");
+
+    // The office asks for a correction: the status page gives the reason
+    // and the way to correct and send again (B3), in Japanese.
+    assert!(
+        portal
+            .store
+            .set_status(
+                &receipt,
+                machi_portal::store::Status::CorrectionRequested,
+                Some("本人確認書類の写真が不鮮明です。"),
+                &chrono::Utc::now().to_rfc3339(),
+            )
+            .unwrap()
+    );
+    h.go("/lang/ja?back=/").await;
+    h.go(&format!("/status/{receipt}")).await;
+    h.wait_for("#correct").await;
+    assert!(h.text().await.contains("本人確認書類の写真が不鮮明です。"));
+    h.shot("portal-17-status-correction").await;
+    h.click("#correct").await;
+    h.wait_for("#f-applicant_name").await;
+    h.shot("portal-18-correction-first-page").await;
 }
 
 /// Enter in a field of the "add another person" page presses the form's
