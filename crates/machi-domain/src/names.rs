@@ -304,7 +304,9 @@ impl Furigana {
     /// own entry keeps [`Furigana::new`], which refuses hiragana and says
     /// what it should be.
     pub fn from_input(kana: &str) -> Result<Self, NameError> {
-        if kana.chars().any(|c| is_hiragana(c) || is_halfwidth_katakana(c))
+        if kana
+            .chars()
+            .any(|c| is_hiragana(c) || is_halfwidth_katakana(c))
             && let Some(k) = katakana_suggestion(kana)
         {
             return Ok(Furigana(k));

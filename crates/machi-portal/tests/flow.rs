@@ -709,7 +709,8 @@ async fn hiragana_kana_is_kept_in_katakana_and_person_one_is_the_applicant() {
     // The members page starts with the applicant as person 1 (editable).
     let r = get(&e.app, "/d/p/members", &cookie).await;
     assert!(
-        r.body.contains("id=\"f-members-0-name\" name=\"members.0.name\" value=\"架空 太郎\""),
+        r.body
+            .contains("id=\"f-members-0-name\" name=\"members.0.name\" value=\"架空 太郎\""),
         "{}",
         r.body
     );
@@ -769,10 +770,7 @@ async fn hiragana_kana_is_kept_in_katakana_and_person_one_is_the_applicant() {
 async fn field_errors_are_the_citizens_words_in_each_language() {
     let e = env();
     let cookie = start_tenshutsu(&e, "カクウ タロウ").await;
-    let bad = [
-        ("destination.postal", "12"),
-        ("destination.address", ""),
-    ];
+    let bad = [("destination.postal", "12"), ("destination.address", "")];
     let r = post_page(&e.app, "/d/p/destination", &cookie, &bad, None).await;
     let errs = error_texts(&r.body);
     assert_eq!(errs.len(), 2, "{errs:?}");
@@ -848,8 +846,15 @@ async fn a_refused_upload_does_not_replace_the_kept_file() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.body.contains("JPEG・PNG・PDFのファイルにしてください"), "{}", r.body);
-    assert!(r.body.contains("card.png"), "the kept file is still the current one");
+    assert!(
+        r.body.contains("JPEG・PNG・PDFのファイルにしてください"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("card.png"),
+        "the kept file is still the current one"
+    );
     assert!(!r.body.contains("wrong.gif"), "{}", r.body);
     let r = get(&e.app, "/d/check", &cookie).await;
     assert!(r.body.contains("card.png") && !r.body.contains("wrong.gif"));
@@ -864,7 +869,12 @@ async fn a_refused_upload_does_not_replace_the_kept_file() {
         Some(("id_document", "huge.png", &big)),
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK, "an error, not saved: {:?}", r.location);
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "an error, not saved: {:?}",
+        r.location
+    );
     assert!(r.body.contains("MB以下にしてください"), "{}", r.body);
     assert!(r.body.contains("card.png") && !r.body.contains("huge.png"));
     // A first upload that is refused leaves no file at all.
@@ -956,11 +966,17 @@ async fn english_pages_use_english_punctuation() {
     let e = env();
     let en = "portal_lang=en";
     let r = get(&e.app, &format!("/t/{TENANT}/tenshutsu"), en).await;
-    assert!(r.body.contains("Handled by: Residents Division"), "{}", r.body);
+    assert!(
+        r.body.contains("Handled by: Residents Division"),
+        "{}",
+        r.body
+    );
     let cookie = fill_juminhyo(&e).await;
     let r = post_form(&e.app, "/d/submit", &cookie, "").await;
     let loc = r.location.unwrap();
-    let receipt = loc.trim_start_matches("/status/").trim_end_matches("?new=1");
+    let receipt = loc
+        .trim_start_matches("/status/")
+        .trim_end_matches("?new=1");
     let r = get(&e.app, &format!("/status/{receipt}"), en).await;
     assert!(r.body.contains("Reference number: <strong"), "{}", r.body);
     assert!(r.body.contains(" (Fuchu City)"), "{}", r.body);
@@ -971,7 +987,11 @@ async fn english_pages_use_english_punctuation() {
     // "(optional)" is apart from its label.
     let cookie = format!("{}; {en}", start_tenshutsu(&e, "カクウ タロウ").await);
     let r = get(&e.app, "/d/p/destination", &cookie).await;
-    assert!(r.body.contains("household at the new address (optional)"), "{}", r.body);
+    assert!(
+        r.body.contains("household at the new address (optional)"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -988,7 +1008,10 @@ async fn a_correction_request_offers_to_send_again_naming_the_filing() {
     let r = get(&e.app, &format!("/status/{receipt}"), "").await;
     assert!(!r.body.contains("/correct\""), "{}", r.body);
     let r = post_form(&e.app, &format!("/status/{receipt}/correct"), "", "").await;
-    assert_eq!(r.location.as_deref(), Some(format!("/status/{receipt}").as_str()));
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("/status/{receipt}").as_str())
+    );
     let (s, _) = backoffice(
         &e.app,
         "POST",
@@ -1002,7 +1025,8 @@ async fn a_correction_request_offers_to_send_again_naming_the_filing() {
     assert!(r.body.contains("写真が不鮮明です。"));
     assert!(!r.body.contains("下の理由"), "{}", r.body);
     assert!(
-        r.body.contains(&format!("action=\"/status/{receipt}/correct\"")),
+        r.body
+            .contains(&format!("action=\"/status/{receipt}/correct\"")),
         "{}",
         r.body
     );
@@ -1011,7 +1035,11 @@ async fn a_correction_request_offers_to_send_again_naming_the_filing() {
     let again = r.cookie.unwrap();
     // Nothing of the first filing is filled in (the portal keeps none of it).
     let r = get(&e.app, "/d/p/applicant", &again).await;
-    assert!(r.body.contains("name=\"applicant_name\" value=\"\""), "{}", r.body);
+    assert!(
+        r.body.contains("name=\"applicant_name\" value=\"\""),
+        "{}",
+        r.body
+    );
     // Fill it again with the same cookie and send: the filing names the
     // one it corrects.
     let pages: &[(&str, &[(&str, &str)])] = &[
@@ -1042,7 +1070,10 @@ async fn a_correction_request_offers_to_send_again_naming_the_filing() {
                 ("items", "household_head"),
             ],
         ),
-        ("purpose", &[("purpose", "other"), ("purpose_detail", "架空の手続")]),
+        (
+            "purpose",
+            &[("purpose", "other"), ("purpose_detail", "架空の手続")],
+        ),
     ];
     for (page, fields) in pages {
         let r = post_page(&e.app, &format!("/d/p/{page}"), &again, fields, None).await;

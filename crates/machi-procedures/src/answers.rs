@@ -486,10 +486,7 @@ fn check_field(
                 key,
                 format!("{}は{max}文字以内で入力してください", label.ja),
                 format!("{}は {max}もじ までです", label.get(Lang::Easy)),
-                format!(
-                    "{} must be {max} characters or fewer",
-                    label.get(Lang::En)
-                ),
+                format!("{} must be {max} characters or fewer", label.get(Lang::En)),
             ),
             Err(_) => err!(
                 key,
@@ -510,10 +507,7 @@ fn check_field(
                 key,
                 format!("{}は{max}文字以内で入力してください", label.ja),
                 format!("{}は {max}もじ までです", label.get(Lang::Easy)),
-                format!(
-                    "{} must be {max} characters or fewer",
-                    label.get(Lang::En)
-                ),
+                format!("{} must be {max} characters or fewer", label.get(Lang::En)),
             ),
             Err(NameError::FuriganaLatin { .. }) => err!(
                 key,

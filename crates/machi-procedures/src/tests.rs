@@ -199,7 +199,10 @@ fn names_kana_postcodes_and_people_use_the_domain_validators() {
     // Hiragana is the citizen's katakana: taken, and filed in katakana.
     let mut h = a.clone();
     h.insert("applicant_kana".into(), "かくう　たろう".into());
-    assert!(d.check_page(d.page("applicant").unwrap(), &h, &ctx).is_empty());
+    assert!(
+        d.check_page(d.page("applicant").unwrap(), &h, &ctx)
+            .is_empty()
+    );
     d.tidy_kana(d.page("applicant").unwrap(), &mut h);
     assert_eq!(h["applicant_kana"], "カクウ　タロウ");
     let e = d.check_page(d.page("destination").unwrap(), &a, &ctx);

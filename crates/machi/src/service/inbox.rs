@@ -688,8 +688,11 @@ impl Registry {
     ) -> Result<CorrectionLinks, ServiceError> {
         let t = tenant.clone();
         let corrects = f.filing["corrects"].as_str().map(str::to_owned);
-        let (procedure, receipt, received_at) =
-            (f.procedure.clone(), f.receipt.clone(), f.received_at.clone());
+        let (procedure, receipt, received_at) = (
+            f.procedure.clone(),
+            f.receipt.clone(),
+            f.received_at.clone(),
+        );
         Ok(self
             .store()
             .read(Some(tenant), move |tx| {

@@ -274,15 +274,21 @@ async fn browser_portal_enter_in_a_field_continues(db: TestDb) {
     let page = h.text().await;
     assert!(page.contains("value=\"架空 太郎\""), "person 1 kept");
     assert!(page.contains("value=\"架空 次郎\""), "person 2 kept");
-    assert!(page.contains("id=\"f-members-1-name\""), "still two persons");
+    assert!(
+        page.contains("id=\"f-members-1-name\""),
+        "still two persons"
+    );
     assert!(page.contains("href=\"#f-members-0-kana\""), "{page}");
     h.shot("portal-16-enter-continues").await;
     // Everything filled: Enter moves on to the next page.
     for (i, kana, year) in [(0, "カクウ タロウ", "60"), (1, "カクウ ジロウ", "62")] {
         h.fill(&format!("f-members-{i}-kana"), kana).await;
-        h.select(&format!("f-members-{i}-birth_date-era"), "昭和").await;
-        h.fill(&format!("f-members-{i}-birth_date-year"), year).await;
-        h.fill(&format!("f-members-{i}-birth_date-month"), "1").await;
+        h.select(&format!("f-members-{i}-birth_date-era"), "昭和")
+            .await;
+        h.fill(&format!("f-members-{i}-birth_date-year"), year)
+            .await;
+        h.fill(&format!("f-members-{i}-birth_date-month"), "1")
+            .await;
         h.fill(&format!("f-members-{i}-birth_date-day"), "2").await;
     }
     h.client

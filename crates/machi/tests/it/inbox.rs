@@ -1435,7 +1435,10 @@ async fn a_correction_is_sent_again_linked_both_ways_and_closed(db: TestDb) {
             "/ui/inbox/1/act",
             &[
                 ("action", "reject"),
-                ("message", "直した申請を受け付けたため、この申請は閉じます。"),
+                (
+                    "message",
+                    "直した申請を受け付けたため、この申請は閉じます。",
+                ),
             ],
         )
         .await;
