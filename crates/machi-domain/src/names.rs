@@ -297,6 +297,23 @@ impl Furigana {
         Ok(Furigana(kana))
     }
 
+    /// フリガナ as a citizen types it on a form (j180): hiragana is turned
+    /// into katakana and half-width katakana into full-width, then the
+    /// result is validated as [`Furigana::new`] does (Latin letters, digits,
+    /// symbols and spaces at either end are still refused). The registry's
+    /// own entry keeps [`Furigana::new`], which refuses hiragana and says
+    /// what it should be.
+    pub fn from_input(kana: &str) -> Result<Self, NameError> {
+        if kana
+            .chars()
+            .any(|c| is_hiragana(c) || is_halfwidth_katakana(c))
+            && let Some(k) = katakana_suggestion(kana)
+        {
+            return Ok(Furigana(k));
+        }
+        Self::new(kana)
+    }
+
     fn validate(kana: &str) -> Result<(), NameError> {
         Self::check(kana, true)
     }
@@ -1201,5 +1218,34 @@ mod tests {
                 prop_assert_eq!(serde_json::from_str::<PersonName>(&json).unwrap(), n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod from_input_tests {
+    use super::*;
+
+    #[test]
+    fn a_citizens_hiragana_becomes_katakana_latin_is_still_refused() {
+        assert_eq!(
+            Furigana::from_input("かくう　はなこ").unwrap().as_str(),
+            "カクウ　ハナコ"
+        );
+        assert_eq!(
+            Furigana::from_input("ｶｸｳ ﾀﾛｳ").unwrap().as_str(),
+            "カクウ タロウ"
+        );
+        assert_eq!(
+            Furigana::from_input("カクウ ハナコ").unwrap().as_str(),
+            "カクウ ハナコ"
+        );
+        assert!(Furigana::from_input("kakuu hanako").is_err());
+        assert!(Furigana::from_input("かくう taro").is_err());
+        assert!(Furigana::from_input(" かくう").is_err());
+        // The registry's own entry still refuses hiragana.
+        assert!(matches!(
+            Furigana::new("かくう"),
+            Err(NameError::FuriganaHiragana { .. })
+        ));
     }
 }

@@ -45,6 +45,10 @@ pub struct Submission {
     /// The resume code of the draft it comes from: deleted in the same
     /// transaction; a draft already gone refuses the filing (sent twice).
     pub draft_code: Option<String>,
+    /// The 受付番号 of the filing this one corrects (the citizen was asked
+    /// to correct it and sent it again): carried in the sealed filing, so
+    /// the back office links the two.
+    pub corrects: Option<String>,
 }
 
 /// Why a filing was not accepted (nothing of it is stored).
@@ -335,13 +339,16 @@ impl Portal {
         }
         let receipt = seal::new_code(3).map_err(Refusal::internal)?;
         let id = seal::lookup_id(self.store.secret(), "receipt", &receipt);
-        let filing = serde_json::json!({
+        let mut filing = serde_json::json!({
             "format": "machi-portal-filing/1",
             "receipt": receipt,
             "submitted_at": now,
             "signed_content": content,
             "signature": signature,
         });
+        if let Some(c) = &s.corrects {
+            filing["corrects"] = serde_json::Value::String(c.clone());
+        }
         let sealed = seal::seal_filing(&self.config.recipient, &canonical_json(&filing), &id)
             .map_err(Refusal::internal)?;
         Ok((
@@ -450,6 +457,7 @@ mod tests {
             signature: None,
             demo: false,
             draft_code: None,
+            corrects: None,
         }
     }
 

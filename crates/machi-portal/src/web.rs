@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate};
 use machi_domain::dates::EraTable;
 use machi_procedures::{
     Answers, CheckContext, Definition, Field, FieldError, FieldKind, Identity, Lang,
-    MAX_ATTACHMENT_BYTES, file_type_of,
+    MAX_ATTACHMENT_BYTES, file_error, file_type_of,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -50,6 +50,7 @@ pub fn router(portal: Arc<Portal>) -> Router {
         .route("/resume", get(resume_get).post(resume_post))
         .route("/status", get(status_form).post(status_find))
         .route("/status/{receipt}", get(status_page))
+        .route("/status/{receipt}/correct", post(correct_start))
         .route("/backoffice/filings", get(pull))
         .route("/backoffice/ack", post(ack))
         .route("/backoffice/status", post(push_status))
@@ -132,6 +133,19 @@ impl Chrome {
     }
     fn t<'a>(&self, ja: &'a str, easy: &'a str, en: &'a str) -> &'a str {
         self.l.t(ja, easy, en)
+    }
+    /// A colon as the language writes it (「担当：」, "Handled by: ").
+    fn colon(&self) -> &'static str {
+        if self.l == Lang::En { ": " } else { "：" }
+    }
+    /// Text in parentheses as the language writes them (「（府中市）」,
+    /// " (Fuchu City)").
+    fn paren(&self, inner: &str) -> String {
+        if self.l == Lang::En {
+            format!(" ({inner})")
+        } else {
+            format!("（{inner}）")
+        }
     }
     fn lang_links(&self) -> Vec<(&'static str, &'static str, &'static str, bool)> {
         [
@@ -398,6 +412,10 @@ struct Draft {
     /// A signature that verified over the answers as they stand.
     #[serde(default)]
     signature: Option<DraftSignature>,
+    /// The 受付番号 of the filing this draft corrects (started from the
+    /// status page of a filing the office asked to correct).
+    #[serde(default)]
+    corrects: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -563,6 +581,7 @@ async fn start(
         answers: Answers::new(),
         nonce: None,
         signature: None,
+        corrects: None,
     };
     if let Err(e) = save(&p, &code, &draft) {
         return oops(l, e);
@@ -666,7 +685,7 @@ fn field_view(f: &Field, key: &str, a: &Answers, errors: &[FieldError], l: Lang)
         optional: if f.required {
             String::new()
         } else {
-            l.t("（任意）", "（かかなくても よい）", "(optional)")
+            l.t("（任意）", "（かかなくても よい）", " (optional)")
                 .to_owned()
         },
         error,
@@ -801,7 +820,11 @@ fn field_view(f: &Field, key: &str, a: &Answers, errors: &[FieldError], l: Lang)
             let name = get(&format!("{key}.name"));
             if !name.is_empty() {
                 let size: u64 = get(&format!("{key}.size")).parse().unwrap_or(0);
-                v.file = format!("{name}（{} KB）", size.div_ceil(1024));
+                let kb = size.div_ceil(1024);
+                v.file = match l {
+                    Lang::En => format!("{name} ({kb} KB)"),
+                    _ => format!("{name}（{kb} KB）"),
+                };
             }
             let kinds: Vec<&str> = f
                 .accept
@@ -985,10 +1008,41 @@ async fn page_get(
     Query(q): Query<From>,
 ) -> Response {
     let l = lang_of(&headers);
-    let Some(loaded) = load_draft(&p, &headers) else {
+    let Some(mut loaded) = load_draft(&p, &headers) else {
         return draft_gone(&p, l, &headers);
     };
+    if let Some(pg) = loaded.def.page(&page).cloned() {
+        prefill_first_person(&pg, &mut loaded.draft.answers);
+    }
     render_page(l, &loaded, &page, &[], q.from.as_deref() == Some("check"))
+}
+
+/// The applicant as the first person of an "add another person" list
+/// that includes them (B10): when nobody is entered yet, person 1's
+/// `name` and `kana` are shown filled from the applicant's own answers
+/// (`applicant_name`, `applicant_kana`), which the citizen may change.
+/// Only a definition that asks for `applicant_name` has an applicant in
+/// this sense (the 転出届: 「あなたを含めて」); a claimant's or guardian's
+/// children are never prefilled. Shown only: the draft keeps what is
+/// posted.
+fn prefill_first_person(page: &machi_procedures::Page, a: &mut Answers) {
+    for f in page.fields.iter().filter(|f| f.kind() == FieldKind::People) {
+        let key = f.id();
+        let first = format!("{key}.0.");
+        if a.keys().any(|k| k.starts_with(&first)) {
+            continue;
+        }
+        for sub in &f.fields {
+            let from = match (sub.kind(), sub.id()) {
+                (FieldKind::Name, "name") => "applicant_name",
+                (FieldKind::Kana, "kana") => "applicant_kana",
+                _ => continue,
+            };
+            if let Some(v) = a.get(from).filter(|v| !v.trim().is_empty()).cloned() {
+                a.insert(format!("{first}{}", sub.id()), v);
+            }
+        }
+    }
 }
 
 /// Keys of the answers that belong to a field.
@@ -1077,10 +1131,20 @@ async fn page_post(
             a.insert(k, joined);
         }
     }
+    // An upload is checked before it is kept: a file of the wrong type or
+    // too large is refused with its reason, and the file kept before (if
+    // any) stays the current one.
+    let mut refused_files: Vec<FieldError> = Vec::new();
     for (k, (name, _declared, bytes)) in files {
-        if file_fields.contains(&k) {
+        if let Some(f) = page.fields.iter().find(|f| f.id() == k)
+            && file_fields.contains(&k)
+        {
             // The type is what the bytes are, not what the browser said.
             let sniffed = file_type_of(&bytes).unwrap_or("unknown");
+            if let Some(e) = file_error(f, &k, sniffed, bytes.len() as u64) {
+                refused_files.push(e);
+                continue;
+            }
             let safe_name: String = name
                 .chars()
                 .filter(|c| !c.is_control() && !matches!(c, '/' | '\\'))
@@ -1092,6 +1156,8 @@ async fn page_post(
             a.insert(format!("{k}.data"), B64.encode(&bytes));
         }
     }
+    // フリガナ typed in hiragana is kept in katakana, as it will be sent.
+    loaded.def.tidy_kana(&page, a);
     // "Add another person" and "remove".
     if let Some(key) = action.strip_prefix("add:") {
         let max = page
@@ -1149,11 +1215,15 @@ async fn page_post(
     if let Err(e) = save(&p, &loaded.code, &loaded.draft) {
         return oops(l, e);
     }
-    if action == "save" {
+    if action == "save" && refused_files.is_empty() {
         return Redirect::to("/d/saved").into_response();
     }
     let ctx = CheckContext::new(today(&p));
-    let errors = loaded.def.check_page(&page, &loaded.draft.answers, &ctx);
+    let mut errors = loaded.def.check_page(&page, &loaded.draft.answers, &ctx);
+    // A refused upload's reason replaces what the page check says of
+    // that field (the kept file, or that none was chosen).
+    errors.retain(|e| !refused_files.iter().any(|r| r.field == e.field));
+    errors.splice(0..0, refused_files);
     if !errors.is_empty() {
         return render_page(l, &loaded, &page_id, &errors, from_check);
     }
@@ -1189,6 +1259,8 @@ struct CheckPage {
     sections: Vec<(String, Vec<Row>)>,
     problem: String,
     signature: bool,
+    /// The 受付番号 this application corrects, or empty.
+    corrects: String,
 }
 
 fn sections(p: &Portal, l: Lang, loaded: &Loaded) -> Vec<(String, Vec<Row>)> {
@@ -1241,6 +1313,7 @@ fn render_check(p: &Portal, l: Lang, loaded: &Loaded, problem: &str) -> Response
             sections,
             problem: problem.to_owned(),
             signature: def.identity() == Identity::Signature,
+            corrects: loaded.draft.corrects.clone().unwrap_or_default(),
         },
     )
 }
@@ -1805,6 +1878,7 @@ async fn submit(State(p): State<Arc<Portal>>, headers: HeaderMap) -> Response {
         signature: cms,
         demo,
         draft_code: Some(loaded.code.clone()),
+        corrects: loaded.draft.corrects.clone(),
     };
     // Verifying, sealing and waiting for the commit block: off the
     // async workers, so other requests join the same commit.
@@ -1985,6 +2059,9 @@ struct StatusPage {
     status_at: String,
     reason: String,
     next: String,
+    /// The office asked for a correction: the citizen may send the
+    /// application again, corrected.
+    can_correct: bool,
 }
 
 #[derive(Deserialize)]
@@ -2057,9 +2134,9 @@ async fn status_page(
             ),
             "correction",
             l.t(
-                "下の理由をご覧になり、担当課にご連絡ください。",
-                "したの りゆうを みて、やくしょに れんらく して ください。",
-                "Read the reason below and contact the office.",
+                "「理由・連絡事項」をご覧になり、内容を直してもう一度申請してください。わからないことは担当課にお問い合わせください。",
+                "「りゆう」を よんで、なおして もう いちど もうしこんで ください。わからない ときは やくしょに きいて ください。",
+                "Read the reason, then correct your application and send it again. If you have questions, contact the office.",
             ),
         ),
         Status::Approved => (
@@ -2079,9 +2156,9 @@ async fn status_page(
             ),
             "rejected",
             l.t(
-                "理由は下のとおりです。",
-                "りゆうは したの とおりです。",
-                "The reason is below.",
+                "理由は「理由・連絡事項」のとおりです。",
+                "りゆうは 「りゆう」の とおりです。",
+                "The reason is given above.",
             ),
         ),
         Status::NotAccepted => (
@@ -2129,9 +2206,70 @@ async fn status_page(
             status_at: when(l, &row.status_at),
             reason,
             next: next.to_owned(),
+            can_correct: row.status == Status::CorrectionRequested,
             receipt,
         },
     )
+}
+
+/// Correct and send again (issue 11, item 5): from the status page of a
+/// filing the office asked to correct, a new application of the same
+/// procedure (its version published now) that names the one it corrects.
+/// The answers are not filled in again: the portal keeps nothing of a
+/// filing once the back office has it (三層分離), and the correction
+/// request carries only the clerk's message, so there is nothing here to
+/// fill them from.
+async fn correct_start(
+    State(p): State<Arc<Portal>>,
+    headers: HeaderMap,
+    Path(receipt): Path<String>,
+) -> Response {
+    let l = lang_of(&headers);
+    let row = seal::normalize_code(&receipt, 3)
+        .and_then(|r| p.store.filing(&r).ok().flatten().map(|row| (r, row)));
+    let Some((receipt, row)) = row else {
+        return not_found(headers).await;
+    };
+    if row.status != Status::CorrectionRequested {
+        return Redirect::to(&format!("/status/{receipt}")).into_response();
+    }
+    let latest = match p.store.latest(&row.tenant) {
+        Ok(x) => x,
+        Err(e) => return oops(l, e),
+    };
+    let Some((version, def)) = latest
+        .iter()
+        .find(|x| x.procedure == row.procedure)
+        .and_then(|x| Definition::parse(&x.source).ok().map(|d| (x.version, d)))
+    else {
+        return not_found(headers).await;
+    };
+    let code = match seal::new_code(4) {
+        Ok(c) => c,
+        Err(e) => return oops(l, e),
+    };
+    let draft = Draft {
+        tenant: row.tenant,
+        procedure: row.procedure,
+        version,
+        answers: Answers::new(),
+        nonce: None,
+        signature: None,
+        corrects: Some(receipt),
+    };
+    if let Err(e) = save(&p, &code, &draft) {
+        return oops(l, e);
+    }
+    let first = def
+        .pages
+        .first()
+        .map(|x| x.id().to_owned())
+        .unwrap_or_default();
+    (
+        [(header::SET_COOKIE, draft_cookie(&code))],
+        Redirect::to(&format!("/d/p/{first}")),
+    )
+        .into_response()
 }
 
 /// Why the back office could not accept a filing, in the citizen's words.

@@ -402,7 +402,7 @@ async fn errors_are_summarised_linked_and_input_is_kept() {
         &cookie,
         &[
             ("applicant_name", "架空 太郎"),
-            ("applicant_kana", "かくう たろう"),
+            ("applicant_kana", "kakuu taro"),
             ("phone", ""),
         ],
         None,
@@ -416,7 +416,7 @@ async fn errors_are_summarised_linked_and_input_is_kept() {
     assert!(r.body.contains("href=\"#f-phone\""));
     assert!(r.body.contains("value=\"架空 太郎\""), "input kept");
     assert!(
-        r.body.contains("value=\"かくう たろう\""),
+        r.body.contains("value=\"kakuu taro\""),
         "wrong input kept too"
     );
     assert!(r.body.contains("aria-invalid=\"true\""));
@@ -665,4 +665,461 @@ async fn a_published_version_never_changes() {
     let err = e.portal.publish(TENANT, &bad).unwrap_err();
     assert!(err.message_ja().contains("行目"), "{}", err.message_ja());
     assert!(err.message_en().contains("numeric"));
+}
+
+/// Starts a 転出届 and answers its first page; returns the draft cookie.
+async fn start_tenshutsu(e: &Env, kana: &str) -> String {
+    let cookie = post_form(&e.app, &format!("/t/{TENANT}/tenshutsu/start"), "", "")
+        .await
+        .cookie
+        .unwrap();
+    let r = post_page(
+        &e.app,
+        "/d/p/applicant",
+        &cookie,
+        &[
+            ("applicant_name", "架空 太郎"),
+            ("applicant_kana", kana),
+            ("phone", "042-000-0000"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.location.as_deref(), Some("/d/p/moving"), "{}", r.body);
+    cookie
+}
+
+/// The error messages of a page, as its error summary lists them.
+fn error_texts(body: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in body.split("<li><a href=\"#").skip(1) {
+        let text = part.split_once("\">").map(|x| x.1).unwrap_or("");
+        out.push(text.split("</a>").next().unwrap_or("").to_owned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn hiragana_kana_is_kept_in_katakana_and_person_one_is_the_applicant() {
+    let e = env();
+    // フリガナ typed in hiragana is taken, kept and shown in katakana (B10).
+    let cookie = start_tenshutsu(&e, "かくう　たろう").await;
+    let r = get(&e.app, "/d/p/applicant", &cookie).await;
+    assert!(r.body.contains("value=\"カクウ　タロウ\""), "{}", r.body);
+    // The members page starts with the applicant as person 1 (editable).
+    let r = get(&e.app, "/d/p/members", &cookie).await;
+    assert!(
+        r.body
+            .contains("id=\"f-members-0-name\" name=\"members.0.name\" value=\"架空 太郎\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("value=\"カクウ　タロウ\""), "{}", r.body);
+    // Once person 1 is posted (here changed), what was posted stays.
+    let r = post_page(
+        &e.app,
+        "/d/p/members",
+        &cookie,
+        &[
+            ("members.count", "1"),
+            ("members.0.name", "架空 花子"),
+            ("members.0.kana", "ｶｸｳ ﾊﾅｺ"),
+            ("_action", "save"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.location.as_deref(), Some("/d/saved"));
+    let r = get(&e.app, "/d/p/members", &cookie).await;
+    assert!(r.body.contains("value=\"架空 花子\""), "{}", r.body);
+    assert!(r.body.contains("value=\"カクウ ハナコ\""), "{}", r.body);
+    assert!(!r.body.contains("value=\"架空 太郎\""), "{}", r.body);
+    // Latin letters are still refused, in the citizen's words, without
+    // the input echoed back.
+    let r = post_page(
+        &e.app,
+        "/d/p/applicant",
+        &cookie,
+        &[
+            ("applicant_name", "架空 太郎"),
+            ("applicant_kana", "kakuu taro"),
+            ("phone", "042-000-0000"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let errs = error_texts(&r.body);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("カタカナで入力してください"), "{errs:?}");
+    assert!(!errs[0].contains("kakuu"), "no echo: {errs:?}");
+    // Other procedures' people (a claimant's children) are not prefilled.
+    let cookie = post_form(&e.app, &format!("/t/{TENANT}/jidoteate/start"), "", "")
+        .await
+        .cookie
+        .unwrap();
+    let r = get(&e.app, "/d/p/children", &cookie).await;
+    assert!(
+        r.body.contains("name=\"children.0.name\" value=\"\""),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn field_errors_are_the_citizens_words_in_each_language() {
+    let e = env();
+    let cookie = start_tenshutsu(&e, "カクウ タロウ").await;
+    let bad = [("destination.postal", "12"), ("destination.address", "")];
+    let r = post_page(&e.app, "/d/p/destination", &cookie, &bad, None).await;
+    let errs = error_texts(&r.body);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|m| m == "引っ越し先の住所の郵便番号は7桁の数字で入力してください（例：183-0056）"),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|m| m == "引っ越し先の住所を、都道府県から入力してください"),
+        "{errs:?}"
+    );
+    for m in &errs {
+        assert!(!m.contains(": 12") && !m.contains("\"12\""), "{m}");
+    }
+    // English: no Japanese text, no echo; a date that does not exist.
+    let en = format!("{cookie}; portal_lang=en");
+    let r = post_page(&e.app, "/d/p/destination", &en, &bad, None).await;
+    let errs = error_texts(&r.body);
+    assert!(
+        errs.iter()
+            .any(|m| m == "Enter the new address, starting with the prefecture"),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|m| m == "Enter the postcode of the new address as 7 digits, like 183-0056"),
+        "{errs:?}"
+    );
+    let r = post_page(
+        &e.app,
+        "/d/p/moving",
+        &en,
+        &[
+            ("moving_date.era", "令和"),
+            ("moving_date.year", "8"),
+            ("moving_date.month", "2"),
+            ("moving_date.day", "30"),
+        ],
+        None,
+    )
+    .await;
+    let errs = error_texts(&r.body);
+    assert_eq!(
+        errs,
+        vec!["Moving date must be a real date, for example 1 April 2026".to_owned()]
+    );
+    for m in errs {
+        assert!(m.is_ascii(), "English without Japanese text: {m}");
+    }
+    // やさしい日本語 too.
+    let easy = format!("{cookie}; portal_lang=easy");
+    let r = post_page(&e.app, "/d/p/destination", &easy, &bad, None).await;
+    let errs = error_texts(&r.body);
+    assert!(
+        errs.iter()
+            .any(|m| m == "あたらしい じゅうしょを けんから かいて ください"),
+        "{errs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_does_not_replace_the_kept_file() {
+    let e = env();
+    let cookie = fill_juminhyo(&e).await;
+    let r = post_page(
+        &e.app,
+        "/d/p/id_document",
+        &cookie,
+        &[],
+        Some(("id_document", "wrong.gif", b"GIF89a fake")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("JPEG・PNG・PDFのファイルにしてください"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("card.png"),
+        "the kept file is still the current one"
+    );
+    assert!(!r.body.contains("wrong.gif"), "{}", r.body);
+    let r = get(&e.app, "/d/check", &cookie).await;
+    assert!(r.body.contains("card.png") && !r.body.contains("wrong.gif"));
+    // Too large: refused before it is kept too.
+    let mut big = PNG.to_vec();
+    big.resize(5 * 1024 * 1024 + 10, 0);
+    let r = post_page(
+        &e.app,
+        "/d/p/id_document",
+        &cookie,
+        &[("_action", "save")],
+        Some(("id_document", "huge.png", &big)),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "an error, not saved: {:?}",
+        r.location
+    );
+    assert!(r.body.contains("MB以下にしてください"), "{}", r.body);
+    assert!(r.body.contains("card.png") && !r.body.contains("huge.png"));
+    // A first upload that is refused leaves no file at all.
+    let cookie = post_form(&e.app, &format!("/t/{TENANT}/juminhyo/start"), "", "")
+        .await
+        .cookie
+        .unwrap();
+    let r = post_page(
+        &e.app,
+        "/d/p/id_document",
+        &cookie,
+        &[],
+        Some(("id_document", "wrong.gif", b"GIF89a fake")),
+    )
+    .await;
+    assert!(r.body.contains("JPEG・PNG・PDFのファイルにしてください"));
+    assert!(!r.body.contains("class=\"uploaded\""), "{}", r.body);
+}
+
+#[tokio::test]
+async fn every_change_link_lands_on_an_element_of_its_page() {
+    let e = env();
+    let juminhyo = fill_juminhyo(&e).await;
+    let tenshutsu = start_tenshutsu(&e, "カクウ タロウ").await;
+    for (page, fields) in [
+        (
+            "moving",
+            vec![
+                ("moving_date.era", "令和"),
+                ("moving_date.year", "8"),
+                ("moving_date.month", "12"),
+                ("moving_date.day", "20"),
+            ],
+        ),
+        (
+            "destination",
+            vec![
+                ("destination.postal", "196-0001"),
+                ("destination.address", "東京都昭島市美堀町架空1番"),
+            ],
+        ),
+        (
+            "members",
+            vec![
+                ("members.count", "1"),
+                ("members.0.name", "架空 太郎"),
+                ("members.0.kana", "カクウ タロウ"),
+                ("members.0.birth_date.era", "昭和"),
+                ("members.0.birth_date.year", "60"),
+                ("members.0.birth_date.month", "1"),
+                ("members.0.birth_date.day", "2"),
+            ],
+        ),
+        (
+            "visit",
+            vec![
+                ("visit_date.era", "令和"),
+                ("visit_date.year", "8"),
+                ("visit_date.month", "12"),
+                ("visit_date.day", "25"),
+            ],
+        ),
+    ] {
+        let r = post_page(&e.app, &format!("/d/p/{page}"), &tenshutsu, &fields, None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}: {}", r.body);
+    }
+    for cookie in [juminhyo, tenshutsu] {
+        let check = get(&e.app, "/d/check", &cookie).await;
+        let links: Vec<&str> = check
+            .body
+            .split("href=\"/d/p/")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap())
+            .collect();
+        assert!(links.len() >= 5, "{}", check.body);
+        for link in links {
+            let (path, anchor) = link.split_once('#').expect("an anchor");
+            let page = get(&e.app, &format!("/d/p/{path}"), &cookie).await;
+            assert!(
+                page.body.contains(&format!("id=\"{anchor}\"")),
+                "#{anchor} is not on /d/p/{path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn english_pages_use_english_punctuation() {
+    let e = env();
+    let en = "portal_lang=en";
+    let r = get(&e.app, &format!("/t/{TENANT}/tenshutsu"), en).await;
+    assert!(
+        r.body.contains("Handled by: Residents Division"),
+        "{}",
+        r.body
+    );
+    let cookie = fill_juminhyo(&e).await;
+    let r = post_form(&e.app, "/d/submit", &cookie, "").await;
+    let loc = r.location.unwrap();
+    let receipt = loc
+        .trim_start_matches("/status/")
+        .trim_end_matches("?new=1");
+    let r = get(&e.app, &format!("/status/{receipt}"), en).await;
+    assert!(r.body.contains("Reference number: <strong"), "{}", r.body);
+    assert!(r.body.contains(" (Fuchu City)"), "{}", r.body);
+    let main = r.body.split("<main").nth(1).unwrap();
+    for c in ['：', '（', '）'] {
+        assert!(!main.contains(c), "{c} in English: {main}");
+    }
+    // "(optional)" is apart from its label.
+    let cookie = format!("{}; {en}", start_tenshutsu(&e, "カクウ タロウ").await);
+    let r = get(&e.app, "/d/p/destination", &cookie).await;
+    assert!(
+        r.body.contains("household at the new address (optional)"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn a_correction_request_offers_to_send_again_naming_the_filing() {
+    let e = env();
+    let cookie = fill_juminhyo(&e).await;
+    let r = post_form(&e.app, "/d/submit", &cookie, "").await;
+    let loc = r.location.unwrap();
+    let receipt = loc
+        .trim_start_matches("/status/")
+        .trim_end_matches("?new=1")
+        .to_owned();
+    // Not sent back: no way to "correct" it.
+    let r = get(&e.app, &format!("/status/{receipt}"), "").await;
+    assert!(!r.body.contains("/correct\""), "{}", r.body);
+    let r = post_form(&e.app, &format!("/status/{receipt}/correct"), "", "").await;
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("/status/{receipt}").as_str())
+    );
+    let (s, _) = backoffice(
+        &e.app,
+        "POST",
+        "/backoffice/status",
+        TOKEN,
+        Some(serde_json::json!({"receipt": receipt, "status": "correction_requested", "reason": "写真が不鮮明です。"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = get(&e.app, &format!("/status/{receipt}"), "").await;
+    assert!(r.body.contains("写真が不鮮明です。"));
+    assert!(!r.body.contains("下の理由"), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("action=\"/status/{receipt}/correct\"")),
+        "{}",
+        r.body
+    );
+    let r = post_form(&e.app, &format!("/status/{receipt}/correct"), "", "").await;
+    assert_eq!(r.location.as_deref(), Some("/d/p/applicant"));
+    let again = r.cookie.unwrap();
+    // Nothing of the first filing is filled in (the portal keeps none of it).
+    let r = get(&e.app, "/d/p/applicant", &again).await;
+    assert!(
+        r.body.contains("name=\"applicant_name\" value=\"\""),
+        "{}",
+        r.body
+    );
+    // Fill it again with the same cookie and send: the filing names the
+    // one it corrects.
+    let pages: &[(&str, &[(&str, &str)])] = &[
+        (
+            "applicant",
+            &[
+                ("applicant_name", "架空 花子"),
+                ("applicant_kana", "カクウ ハナコ"),
+                ("applicant_birth_date.era", "昭和"),
+                ("applicant_birth_date.year", "55"),
+                ("applicant_birth_date.month", "3"),
+                ("applicant_birth_date.day", "14"),
+                ("phone", "042-000-1234"),
+            ],
+        ),
+        (
+            "address",
+            &[
+                ("applicant_address.postal", "183-0056"),
+                ("applicant_address.address", "東京都府中市寿町一丁目架空5番"),
+            ],
+        ),
+        (
+            "scope",
+            &[
+                ("scope", "household"),
+                ("copies", "1"),
+                ("items", "household_head"),
+            ],
+        ),
+        (
+            "purpose",
+            &[("purpose", "other"), ("purpose_detail", "架空の手続")],
+        ),
+    ];
+    for (page, fields) in pages {
+        let r = post_page(&e.app, &format!("/d/p/{page}"), &again, fields, None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{page}: {}", r.body);
+    }
+    let r = post_page(
+        &e.app,
+        "/d/p/id_document",
+        &again,
+        &[],
+        Some(("id_document", "card.png", PNG)),
+    )
+    .await;
+    assert_eq!(r.location.as_deref(), Some("/d/check"), "{}", r.body);
+    let r = get(&e.app, "/d/check", &again).await;
+    assert!(r.body.contains("id=\"corrects\""), "{}", r.body);
+    assert!(r.body.contains(&receipt));
+    let r = post_form(&e.app, "/d/submit", &again, "").await;
+    let second = r
+        .location
+        .unwrap()
+        .trim_start_matches("/status/")
+        .trim_end_matches("?new=1")
+        .to_owned();
+    let (_, j) = backoffice(&e.app, "GET", "/backoffice/filings", TOKEN, None).await;
+    let mut found = false;
+    for f in j["filings"].as_array().unwrap() {
+        let id = f["id"].as_str().unwrap();
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(f["sealed"].as_str().unwrap())
+            .unwrap();
+        let filing: serde_json::Value =
+            serde_json::from_slice(&e.key.open(&sealed, id).unwrap()).unwrap();
+        if filing["receipt"] == second.as_str() {
+            assert_eq!(filing["corrects"], receipt.as_str());
+            found = true;
+        } else {
+            assert!(filing.get("corrects").is_none());
+        }
+    }
+    assert!(found);
+    // The receipt of the corrected filing is not kept in the clear.
+    for (table, cell) in e.portal.store.dump_cells().unwrap() {
+        assert!(
+            !cell.windows(receipt.len()).any(|w| w == receipt.as_bytes()),
+            "receipt in plaintext in {table}"
+        );
+    }
 }

@@ -17,9 +17,8 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, NaiveDate};
 use machi_domain::dates::{DatePolicy, DateValue, EraTable};
-use machi_domain::error::Localized;
 use machi_domain::ids::PostalCode;
-use machi_domain::names::{Furigana, PersonName};
+use machi_domain::names::{Furigana, NameError, PersonName};
 use serde_json::{Map, Value, json};
 
 use crate::model::{Condition, Definition, Field, FieldKind, Lang, Page, Text};
@@ -66,22 +65,6 @@ impl FieldError {
             input: input.into(),
             field: field.into(),
             message: Text::new(ja, easy, en),
-        }
-    }
-    fn domain(
-        input: impl Into<String>,
-        field: impl Into<String>,
-        e: &dyn Localized,
-        easy: &str,
-    ) -> Self {
-        FieldError {
-            input: input.into(),
-            field: field.into(),
-            message: Text {
-                ja: e.message_ja(),
-                easy: Some(easy.to_owned()),
-                en: Some(e.message_en()),
-            },
         }
     }
 }
@@ -159,6 +142,38 @@ impl Definition {
             check_field(f, f.id(), answers, ctx, &mut errors);
         }
         errors
+    }
+
+    /// Writes each フリガナ answer on the page as it will be filed: what a
+    /// citizen typed in hiragana (or half-width katakana) becomes katakana
+    /// ([`Furigana::from_input`]), so the form shows and the check page
+    /// reads what is sent. An answer that is not valid furigana is left as
+    /// typed (input is never cleared; [`Definition::check_page`] says why).
+    pub fn tidy_kana(&self, page: &Page, answers: &mut Answers) {
+        fn tidy(f: &Field, key: &str, a: &mut Answers) {
+            match f.kind() {
+                FieldKind::Kana => {
+                    if let Some(v) = a.get(key)
+                        && let Ok(k) = Furigana::from_input(v.trim())
+                        && k.as_str() != v
+                    {
+                        let k = k.as_str().to_owned();
+                        a.insert(key.to_owned(), k);
+                    }
+                }
+                FieldKind::People => {
+                    for i in 0..count_of(key, a) {
+                        for sub in &f.fields {
+                            tidy(sub, &format!("{key}.{i}.{}", sub.id()), a);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for f in &page.fields {
+            tidy(f, f.id(), answers);
+        }
     }
 
     /// Checks every shown page; the errors come with their page id.
@@ -313,7 +328,11 @@ fn display(f: &Field, key: &str, a: &Answers, ctx: &CheckContext, lang: Lang) ->
                 vec![]
             } else {
                 let size: u64 = get(a, &format!("{key}.size")).parse().unwrap_or(0);
-                vec![format!("{name}（{} KB）", size.div_ceil(1024))]
+                let kb = size.div_ceil(1024);
+                vec![match lang {
+                    Lang::En => format!("{name} ({kb} KB)"),
+                    _ => format!("{name}（{kb} KB）"),
+                }]
             }
         }
         _ => {
@@ -460,26 +479,68 @@ fn check_field(
                 );
             }
         }
-        FieldKind::Name => {
-            if let Err(e) = PersonName::new(v) {
-                errors.push(FieldError::domain(
-                    key,
-                    key,
-                    &e,
-                    "なまえを ただしく かいて ください",
-                ));
-            }
-        }
-        FieldKind::Kana => {
-            if let Err(e) = Furigana::new(v) {
-                errors.push(FieldError::domain(
-                    key,
-                    key,
-                    &e,
-                    "カタカナで かいて ください（れい：カクウ タロウ）",
-                ));
-            }
-        }
+        // The citizen's own words for the domain's refusals: never the
+        // input echoed back, English without Japanese text.
+        FieldKind::Name => match PersonName::new(v) {
+            Err(NameError::NameTooLong { max, .. }) => err!(
+                key,
+                format!("{}は{max}文字以内で入力してください", label.ja),
+                format!("{}は {max}もじ までです", label.get(Lang::Easy)),
+                format!("{} must be {max} characters or fewer", label.get(Lang::En)),
+            ),
+            Err(_) => err!(
+                key,
+                format!("{}に使えない文字があります", label.ja),
+                format!("{}に つかえない もじが あります", label.get(Lang::Easy)),
+                format!(
+                    "{} contains a character that cannot be used",
+                    label.get(Lang::En)
+                ),
+            ),
+            Ok(_) => {}
+        },
+        // フリガナ (j180): hiragana and half-width katakana are turned into
+        // katakana ([`Furigana::from_input`]); Latin letters and other
+        // characters are refused.
+        FieldKind::Kana => match Furigana::from_input(v) {
+            Err(NameError::FuriganaTooLong { max, .. }) => err!(
+                key,
+                format!("{}は{max}文字以内で入力してください", label.ja),
+                format!("{}は {max}もじ までです", label.get(Lang::Easy)),
+                format!("{} must be {max} characters or fewer", label.get(Lang::En)),
+            ),
+            Err(NameError::FuriganaLatin { .. }) => err!(
+                key,
+                format!(
+                    "{}はカタカナで入力してください。ローマ字（アルファベット）は使えません",
+                    label.ja
+                ),
+                format!(
+                    "{}は カタカナで かいて ください。ローマじは つかえません",
+                    label.get(Lang::Easy)
+                ),
+                format!(
+                    "{} can only contain katakana characters, not Latin letters",
+                    label.get(Lang::En)
+                ),
+            ),
+            Err(_) => err!(
+                key,
+                format!(
+                    "{}はカタカナで入力してください。数字や記号は使えません",
+                    label.ja
+                ),
+                format!(
+                    "{}は カタカナで かいて ください（れい：カクウ タロウ）",
+                    label.get(Lang::Easy)
+                ),
+                format!(
+                    "{} can only contain katakana characters, with a space between family name and given name",
+                    label.get(Lang::En)
+                ),
+            ),
+            Ok(_) => {}
+        },
         FieldKind::Date => match date_of(key, a, ctx) {
             Some(Ok(d)) => {
                 let earliest = f.not_before_days.map(|n| ctx.today + Duration::days(n));
@@ -526,23 +587,41 @@ fn check_field(
                     _ => {}
                 }
             }
-            Some(Err(e)) => errors.push(FieldError::domain(
+            Some(Err(_)) => err!(
                 format!("{key}.year"),
-                key,
-                &e,
-                "ただしい 日を かいて ください（れい：令和8年4月1日）",
-            )),
+                format!(
+                    "{}は実在する日付を入力してください（例：令和8年4月1日）",
+                    label.ja
+                ),
+                format!(
+                    "{}は ただしい 日を かいて ください（れい：令和8年4月1日）",
+                    label.get(Lang::Easy)
+                ),
+                format!(
+                    "{} must be a real date, for example 1 April 2026",
+                    label.get(Lang::En)
+                ),
+            ),
             None => {}
         },
         FieldKind::Address => {
             let pk = format!("{key}.postal");
-            if let Err(e) = get(a, &pk).parse::<PostalCode>() {
-                errors.push(FieldError::domain(
+            if get(a, &pk).parse::<PostalCode>().is_err() {
+                err!(
                     pk,
-                    key,
-                    &e,
-                    "ゆうびん ばんごうは すうじ 7けたで かいて ください（れい：183-0056）",
-                ));
+                    format!(
+                        "{}の郵便番号は7桁の数字で入力してください（例：183-0056）",
+                        label.ja
+                    ),
+                    format!(
+                        "{}の ゆうびん ばんごうは すうじ 7けたで かいて ください（れい：183-0056）",
+                        label.get(Lang::Easy)
+                    ),
+                    format!(
+                        "Enter the postcode of the {} as 7 digits, like 183-0056",
+                        label.get(Lang::En).to_lowercase()
+                    ),
+                );
             }
             let ak = format!("{key}.address");
             let addr = get(a, &ak);
@@ -550,10 +629,10 @@ fn check_field(
             if n == 0 {
                 err!(
                     ak,
-                    format!("{}の住所を入力してください", label.ja),
-                    format!("{}の じゅうしょを かいて ください", label.get(Lang::Easy)),
+                    format!("{}を、都道府県から入力してください", label.ja),
+                    format!("{}を けんから かいて ください", label.get(Lang::Easy)),
                     format!(
-                        "Enter the address for {}",
+                        "Enter the {}, starting with the prefecture",
                         label.get(Lang::En).to_lowercase()
                     ),
                 );
@@ -561,12 +640,12 @@ fn check_field(
                 err!(
                     ak,
                     format!(
-                        "{}の住所は200文字以内で、改行などを含めずに入力してください",
+                        "{}は200文字以内で、改行などを含めずに入力してください",
                         label.ja
                     ),
-                    format!("{}の じゅうしょは 200もじ までです", label.get(Lang::Easy)),
+                    format!("{}は 200もじ までです", label.get(Lang::Easy)),
                     format!(
-                        "The address for {} must be one line of at most 200 characters",
+                        "{} must be one line of at most 200 characters",
                         label.get(Lang::En)
                     ),
                 );
@@ -616,6 +695,12 @@ fn check_field(
                         (None, Some(b)) => format!("〜{b}"),
                         _ => String::new(),
                     };
+                    let range_en = match (f.min, f.max) {
+                        (Some(a), Some(b)) => format!(" from {a} to {b}"),
+                        (Some(a), None) => format!(" of {a} or more"),
+                        (None, Some(b)) => format!(" of {b} or less"),
+                        _ => String::new(),
+                    };
                     err!(
                         key,
                         format!("{}は数字（{range}）で入力してください", label.ja),
@@ -623,7 +708,7 @@ fn check_field(
                             "{}は すうじ（{range}）で かいて ください",
                             label.get(Lang::Easy)
                         ),
-                        format!("{} must be a number ({range})", label.get(Lang::En)),
+                        format!("{} must be a number{range_en}", label.get(Lang::En)),
                     );
                 }
             }
@@ -716,48 +801,61 @@ fn check_field(
         FieldKind::File => {
             let ty = get(a, &format!("{key}.type"));
             let size = decoded_len(get(a, &format!("{key}.data")));
-            let max = f.max_bytes.unwrap_or(0).max(0) as u64;
-            if !f.accept.iter().any(|t| t == ty) {
-                let kinds = f
-                    .accept
-                    .iter()
-                    .map(|t| match t.as_str() {
-                        "application/pdf" => "PDF",
-                        "image/jpeg" => "JPEG",
-                        "image/png" => "PNG",
-                        _ => "?",
-                    })
-                    .collect::<Vec<_>>()
-                    .join("・");
-                err!(
-                    key,
-                    format!("{}は{kinds}のファイルにしてください", label.ja),
-                    format!(
-                        "{}は {kinds}の ファイルに して ください",
-                        label.get(Lang::Easy)
-                    ),
-                    format!("{} must be a {kinds} file", label.get(Lang::En)),
-                );
-            } else if size > max {
-                let mb = |b: u64| format!("{:.1}", b as f64 / 1_048_576.0);
-                err!(
-                    key,
-                    format!(
-                        "{}は{}MB以下にしてください（今は{}MB）",
-                        label.ja,
-                        mb(max),
-                        mb(size)
-                    ),
-                    format!("{}は {}MB までです", label.get(Lang::Easy), mb(max)),
-                    format!(
-                        "{} must be {} MB or smaller (it is {} MB)",
-                        label.get(Lang::En),
-                        mb(max),
-                        mb(size)
-                    ),
-                );
-            }
+            errors.extend(file_error(f, key, ty, size));
         }
+    }
+}
+
+/// Why an attachment cannot be taken for a `file` field (its type, by
+/// what its bytes are, or its size), or None. The portal asks before it
+/// keeps an upload, so a refused file never replaces the one kept.
+pub fn file_error(f: &Field, key: &str, ty: &str, size: u64) -> Option<FieldError> {
+    let label = &f.label;
+    let max = f.max_bytes.unwrap_or(0).max(0) as u64;
+    if !f.accept.iter().any(|t| t == ty) {
+        let kinds: Vec<&str> = f
+            .accept
+            .iter()
+            .map(|t| match t.as_str() {
+                "application/pdf" => "PDF",
+                "image/jpeg" => "JPEG",
+                "image/png" => "PNG",
+                _ => "?",
+            })
+            .collect();
+        let kinds_en = kinds.join(", ");
+        let kinds = kinds.join("・");
+        Some(FieldError::new(
+            key,
+            key,
+            &format!("{}は{kinds}のファイルにしてください", label.ja),
+            &format!(
+                "{}は {kinds}の ファイルに して ください",
+                label.get(Lang::Easy)
+            ),
+            &format!("{} must be a {kinds_en} file", label.get(Lang::En)),
+        ))
+    } else if size > max {
+        let mb = |b: u64| format!("{:.1}", b as f64 / 1_048_576.0);
+        Some(FieldError::new(
+            key,
+            key,
+            &format!(
+                "{}は{}MB以下にしてください（今は{}MB）",
+                label.ja,
+                mb(max),
+                mb(size)
+            ),
+            &format!("{}は {}MB までです", label.get(Lang::Easy), mb(max)),
+            &format!(
+                "{} must be {} MB or smaller (it is {} MB)",
+                label.get(Lang::En),
+                mb(max),
+                mb(size)
+            ),
+        ))
+    } else {
+        None
     }
 }
 
@@ -881,7 +979,7 @@ fn value_of(f: &Field, key: &str, a: &Answers, ctx: &CheckContext) -> Option<Val
                 .ok()?
         ),
         FieldKind::Name => json!(PersonName::new(v).ok()?.as_str()),
-        FieldKind::Kana => json!(Furigana::new(v).ok()?.as_str()),
+        FieldKind::Kana => json!(Furigana::from_input(v).ok()?.as_str()),
         FieldKind::People => {
             let n = count_of(key, a).min(f.max_items.unwrap_or(20) as usize);
             let people: Vec<Value> = (0..n)

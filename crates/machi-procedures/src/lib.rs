@@ -26,7 +26,7 @@ mod answers;
 mod model;
 mod publish;
 
-pub use answers::{Answers, CheckContext, FieldError, file_type_of};
+pub use answers::{Answers, CheckContext, FieldError, file_error, file_type_of};
 pub use model::{
     Action, ActionKind, Condition, Definition, Field, FieldKind, Header, Identity, Lang,
     OptionItem, Page, Text,

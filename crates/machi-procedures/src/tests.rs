@@ -167,7 +167,11 @@ fn move_out_date_window_is_thirty_days_before_to_ten_after() {
         ]),
         &ctx,
     );
-    assert!(e[0].message.ja.contains("平成"), "{:?}", e);
+    // A day that never was (平成 ended on 30 April 2019): said in the
+    // citizen's words, without the input echoed back.
+    assert!(e[0].message.ja.contains("実在する日付"), "{:?}", e);
+    assert!(!e[0].message.ja.contains("31"), "{:?}", e);
+    assert!(e[0].message.get(Lang::En).is_ascii(), "{:?}", e);
 }
 
 #[test]
@@ -176,7 +180,7 @@ fn names_kana_postcodes_and_people_use_the_domain_validators() {
     let ctx = CheckContext::new(today());
     let a = answers(&[
         ("applicant_name", "架空 太郎"),
-        ("applicant_kana", "かくう たろう"),
+        ("applicant_kana", "kakuu taro"),
         ("phone", "042-000-0000"),
         ("destination.postal", "12-345"),
         ("destination.address", "東京都昭島市田中町1-1"),
@@ -191,6 +195,16 @@ fn names_kana_postcodes_and_people_use_the_domain_validators() {
     let e = d.check_page(d.page("applicant").unwrap(), &a, &ctx);
     assert_eq!(e.len(), 1);
     assert!(e[0].message.ja.contains("カタカナ"), "{:?}", e[0]);
+    assert!(!e[0].message.ja.contains("kakuu"), "no echo: {:?}", e[0]);
+    // Hiragana is the citizen's katakana: taken, and filed in katakana.
+    let mut h = a.clone();
+    h.insert("applicant_kana".into(), "かくう　たろう".into());
+    assert!(
+        d.check_page(d.page("applicant").unwrap(), &h, &ctx)
+            .is_empty()
+    );
+    d.tidy_kana(d.page("applicant").unwrap(), &mut h);
+    assert_eq!(h["applicant_kana"], "カクウ　タロウ");
     let e = d.check_page(d.page("destination").unwrap(), &a, &ctx);
     assert_eq!(e[0].input, "destination.postal");
     let e = d.check_page(d.page("members").unwrap(), &a, &ctx);
@@ -369,9 +383,14 @@ fn a_filed_payload_is_checked_again_and_must_be_exactly_what_its_answers_make() 
     // A name the domain refuses, a field the procedure does not ask, a
     // value of the wrong shape, a missing required answer.
     let mut p = payload.clone();
-    p["members"][1]["kana"] = "かくう はなこ".into();
+    p["members"][1]["kana"] = "kakuu hanako".into();
     let e = d.check_filed(&p, &ctx).unwrap_err();
     assert!(e.message.ja.starts_with("2人目："), "{e:?}");
+    // A filing carries フリガナ in katakana: hiragana (which the portal's
+    // pages turn into katakana) is not what its answers make, and refused.
+    let mut p = payload.clone();
+    p["members"][1]["kana"] = "かくう はなこ".into();
+    assert!(d.check_filed(&p, &ctx).is_err());
     let mut p = payload.clone();
     p["my_number"] = "123456789012".into();
     let e = d.check_filed(&p, &ctx).unwrap_err();

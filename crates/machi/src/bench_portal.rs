@@ -261,6 +261,7 @@ pub async fn run(a: &BenchPortalArgs, extra_eras: &[String]) -> anyhow::Result<(
                         signature: Some(cms),
                         demo: false,
                         draft_code: None,
+                        corrects: None,
                     },
                     bytes,
                 ))

@@ -121,6 +121,15 @@ impl FilingStatus {
     }
 }
 
+/// A filing's links through corrections ([`Registry::inbox_correction_links`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorrectionLinks {
+    /// The filing this one corrects: (filing number, 受付番号).
+    pub corrects: Option<(i64, String)>,
+    /// The filings sent to correct this one, oldest first.
+    pub corrected_by: Vec<(i64, String)>,
+}
+
 /// A step of the inbox in words (for the refusal of a wrong transition).
 pub fn action_label(action: &str) -> (&'static str, &'static str) {
     match action {
@@ -855,6 +864,38 @@ impl Registry {
         )
         .await?;
         Ok(f)
+    }
+
+    /// The filings linked by a correction (issue 11, item 5): the one this
+    /// filing corrects, as (filing number, 受付番号) when it is here, and
+    /// those sent again to correct this one.
+    pub async fn inbox_correction_links(
+        &self,
+        tenant: &MunicipalityCode,
+        f: &StoredPortalFiling,
+    ) -> Result<CorrectionLinks, ServiceError> {
+        let t = tenant.clone();
+        let corrects = f.filing["corrects"].as_str().map(str::to_owned);
+        let (procedure, receipt, received_at) = (
+            f.procedure.clone(),
+            f.receipt.clone(),
+            f.received_at.clone(),
+        );
+        Ok(self
+            .store()
+            .read(Some(tenant), move |tx| {
+                let corrects = match corrects {
+                    Some(r) => portal_filings::id_by_receipt(tx, &t, &r)?.map(|id| (id, r)),
+                    None => None,
+                };
+                let corrected_by =
+                    portal_filings::corrections_of(tx, &t, &procedure, &receipt, &received_at)?;
+                Ok::<_, StoreError>(CorrectionLinks {
+                    corrects,
+                    corrected_by,
+                })
+            })
+            .await?)
     }
 
     /// Gives the filing to a clerk (`to`: a login of the tenant whose role
@@ -1895,7 +1936,12 @@ fn display_value(f: &machi_procedures::Field, v: &Value, eras: &EraTable, en: bo
                 vec![]
             } else {
                 let size = v["size"].as_u64().unwrap_or(0);
-                vec![format!("{name}（{} KB）", size.div_ceil(1024))]
+                let kb = size.div_ceil(1024);
+                vec![if en {
+                    format!("{name} ({kb} KB)")
+                } else {
+                    format!("{name}（{kb} KB）")
+                }]
             }
         }
         FieldKind::Number => v.as_i64().map(|n| n.to_string()).into_iter().collect(),

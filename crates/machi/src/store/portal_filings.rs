@@ -373,6 +373,63 @@ pub fn id_by_portal(
     .transpose()
 }
 
+/// The filing number of the tenant's filing with this 受付番号.
+pub fn id_by_receipt(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    receipt: &str,
+) -> Result<Option<i64>, StoreError> {
+    tx.query_opt(
+        "SELECT filing_id FROM portal_filings WHERE tenant = $1 AND receipt = $2 \
+         ORDER BY filing_id LIMIT 1",
+        &[tenant.as_str().into(), receipt.into()],
+    )?
+    .map(|r| r.int(0))
+    .transpose()
+}
+
+/// How many later filings of a procedure [`corrections_of`] opens.
+pub const CORRECTIONS_SCANNED: i64 = 500;
+
+/// The filings that say they correct the filing with `receipt` (the
+/// citizen sent it again after a correction request; the portal carries
+/// `corrects` in the sealed filing), as (filing number, 受付番号), oldest
+/// first. The link lives only inside the encrypted filing, so the newest
+/// [`CORRECTIONS_SCANNED`] filings of the same procedure received since
+/// `received_at` are opened and read.
+pub fn corrections_of(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    procedure: &str,
+    receipt: &str,
+    received_at: &str,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let rows = tx.query(
+        "SELECT filing_id, portal_id, receipt, filing FROM portal_filings \
+         WHERE tenant = $1 AND procedure = $2 AND received_at >= $3 AND receipt <> $4 \
+         ORDER BY filing_id DESC LIMIT $5",
+        &[
+            tenant.as_str().into(),
+            procedure.into(),
+            received_at.into(),
+            receipt.into(),
+            CORRECTIONS_SCANNED.into(),
+        ],
+    )?;
+    let keys = tx.tenant_keys(tenant)?;
+    let mut out = Vec::new();
+    for r in rows.iter().rev() {
+        let portal_id = r.text(1)?;
+        let plain = keys.open(&context(&portal_id), &r.text(3)?)?;
+        let filing: serde_json::Value = serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt(format!("portal filing {portal_id} filing: {e}")))?;
+        if filing["corrects"].as_str() == Some(receipt) {
+            out.push((r.int(0)?, r.text(2)?));
+        }
+    }
+    Ok(out)
+}
+
 /// The filing whose approval entered provisional change `pending_id`.
 pub fn by_pending(
     tx: &mut Tx<'_>,

@@ -574,6 +574,15 @@ struct FilingPage {
     can_approve: bool,
     /// Matching and correction may be tried (open, definition not refused).
     can_prepare: bool,
+    /// Rejecting (closing) may be tried: open, or waiting for the
+    /// applicant's correction.
+    can_reject: bool,
+    /// Waiting for the applicant's correction.
+    awaiting_correction: bool,
+    /// The filing this one corrects: (filing number, 受付番号).
+    corrects: Option<(i64, String)>,
+    /// The filings sent to correct this one.
+    corrected_by: Vec<(i64, String)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -603,6 +612,15 @@ async fn filing_page(
     let actor = ctx.caller.actor();
     let f = match s.registry.inbox_filing(tenant, id, &actor).await {
         Ok(f) => f,
+        Err(e) => {
+            return ctx.error_back(
+                &e.into(),
+                Some(("/ui/inbox", "申請管理へ", "Back to the inbox")),
+            );
+        }
+    };
+    let links = match s.registry.inbox_correction_links(tenant, &f).await {
+        Ok(x) => x,
         Err(e) => {
             return ctx.error_back(
                 &e.into(),
@@ -921,6 +939,10 @@ async fn filing_page(
         can_approve,
         can_prepare,
         clerks,
+        can_reject: open || st == Some(FilingStatus::CorrectionRequested),
+        awaiting_correction: st == Some(FilingStatus::CorrectionRequested),
+        corrects: links.corrects,
+        corrected_by: links.corrected_by,
     };
     (status, html(&page)).into_response()
 }

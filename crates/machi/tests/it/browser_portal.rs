@@ -13,7 +13,10 @@ use machi_portal::{Config, Portal};
 use crate::browser::Harness;
 use crate::support::TestDb;
 
-both_backends!(browser_portal_citizen_files_on_a_phone);
+both_backends!(
+    browser_portal_citizen_files_on_a_phone,
+    browser_portal_enter_in_a_field_continues,
+);
 
 /// The portal on a port of its own; returns its base URL, the portal and
 /// the back office's key.
@@ -33,7 +36,7 @@ async fn start_portal(dir: &std::path::Path) -> (String, Arc<Portal>, OpeningKey
 }
 
 async fn next(h: &Harness) {
-    h.click("button[value=next]").await;
+    h.click(".actions button[value=next]").await;
 }
 
 async fn browser_portal_citizen_files_on_a_phone(db: TestDb) {
@@ -217,4 +220,88 @@ async fn browser_portal_citizen_files_on_a_phone(db: TestDb) {
         "架空 花子"
     );
     assert_eq!(filing["signed_content"]["answers"]["scope"], "household");
+
+    // The office asks for a correction: the status page gives the reason
+    // and the way to correct and send again (B3), in Japanese.
+    assert!(
+        portal
+            .store
+            .set_status(
+                &receipt,
+                machi_portal::store::Status::CorrectionRequested,
+                Some("本人確認書類の写真が不鮮明です。"),
+                &chrono::Utc::now().to_rfc3339(),
+            )
+            .unwrap()
+    );
+    h.go("/lang/ja?back=/").await;
+    h.go(&format!("/status/{receipt}")).await;
+    h.wait_for("#correct").await;
+    assert!(h.text().await.contains("本人確認書類の写真が不鮮明です。"));
+    h.shot("portal-17-status-correction").await;
+    h.click("#correct").await;
+    h.wait_for("#f-applicant_name").await;
+    h.shot("portal-18-correction-first-page").await;
+}
+
+/// Enter in a field of the "add another person" page presses the form's
+/// default button, which is "continue" (B4): with two persons on the page
+/// (each with its "remove this person" button before "continue"), Enter in
+/// person 1's name keeps both persons, keeps what was typed, and answers
+/// with the page's errors; once everything is filled, Enter moves on.
+async fn browser_portal_enter_in_a_field_continues(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _portal, _key) = start_portal(dir.path()).await;
+    let h = Harness::browser(db, base, Some((390, 844))).await;
+    h.go("/t/132063/tenshutsu").await;
+    h.wait_for("button.start").await;
+    h.click("button.start").await;
+    h.wait_for("#f-applicant_name").await;
+    h.go("/d/p/members").await;
+    h.wait_for("button[value='add:members']").await;
+    h.click("button[value='add:members']").await;
+    h.wait_for("#f-members-1-name").await;
+    h.fill("f-members-0-name", "架空 太郎").await;
+    h.fill("f-members-1-name", "架空 次郎").await;
+    h.client
+        .find(Locator::Id("f-members-0-name"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    h.wait_for(".error-summary").await;
+    let page = h.text().await;
+    assert!(page.contains("value=\"架空 太郎\""), "person 1 kept");
+    assert!(page.contains("value=\"架空 次郎\""), "person 2 kept");
+    assert!(
+        page.contains("id=\"f-members-1-name\""),
+        "still two persons"
+    );
+    assert!(page.contains("href=\"#f-members-0-kana\""), "{page}");
+    h.shot("portal-16-enter-continues").await;
+    // Everything filled: Enter moves on to the next page.
+    for (i, kana, year) in [(0, "カクウ タロウ", "60"), (1, "カクウ ジロウ", "62")] {
+        h.fill(&format!("f-members-{i}-kana"), kana).await;
+        h.select(&format!("f-members-{i}-birth_date-era"), "昭和")
+            .await;
+        h.fill(&format!("f-members-{i}-birth_date-year"), year)
+            .await;
+        h.fill(&format!("f-members-{i}-birth_date-month"), "1")
+            .await;
+        h.fill(&format!("f-members-{i}-birth_date-day"), "2").await;
+    }
+    h.client
+        .find(Locator::Id("f-members-0-birth_date-day"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    h.wait_for("#f-visit_date-year").await;
+    // Both persons were kept.
+    h.go("/d/p/members").await;
+    h.wait_for("#f-members-1-name").await;
+    let page = h.text().await;
+    assert!(page.contains("value=\"架空 次郎\""));
 }

@@ -22,7 +22,7 @@ use crate::support::{FUCHU, TestDb, code};
 both_backends!(browser_portal_signed_tenshutsu_with_a_demo_card);
 
 async fn next(h: &Harness) {
-    h.click("button[value=next]").await;
+    h.click(".actions button[value=next]").await;
 }
 
 async fn date(h: &Harness, key: &str, d: chrono::NaiveDate) {

@@ -34,6 +34,7 @@ both_backends!(
     matching_hides_protected_persons_as_search_does,
     a_withdrawn_acceptance_stops_the_decision_too,
     a_card_signs_only_for_its_holders_household,
+    a_correction_is_sent_again_linked_both_ways_and_closed,
 );
 
 pub const TOKEN: &str = "portal-pull-token-for-inbox-tests";
@@ -171,6 +172,18 @@ pub async fn file_as(
         .next()
         .unwrap()
         .to_owned();
+    send_pages(base, &cookie, pages, card).await
+}
+
+/// Posts the pages of the draft named by `cookie`, signs with `card` when
+/// given, and submits; returns the 受付番号.
+pub async fn send_pages(
+    base: &str,
+    cookie: &str,
+    pages: Vec<(&str, Vec<Part<'_>>)>,
+    card: Option<&DemoCard>,
+) -> String {
+    let c = client();
     for (page, parts) in pages {
         let mut body: Vec<u8> = Vec::new();
         for p in parts {
@@ -196,7 +209,7 @@ pub async fn file_as(
         body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
         let r = c
             .post(format!("{base}/d/p/{page}"))
-            .header("cookie", &cookie)
+            .header("cookie", cookie)
             .header(
                 "content-type",
                 format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -211,14 +224,14 @@ pub async fn file_as(
         // Opening the signing page hands out the nonce the document binds.
         let r = c
             .get(format!("{base}/d/sign"))
-            .header("cookie", &cookie)
+            .header("cookie", cookie)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
         let doc = c
             .get(format!("{base}/d/sign/document"))
-            .header("cookie", &cookie)
+            .header("cookie", cookie)
             .send()
             .await
             .unwrap()
@@ -243,7 +256,7 @@ pub async fn file_as(
         body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
         let r = c
             .post(format!("{base}/d/sign"))
-            .header("cookie", &cookie)
+            .header("cookie", cookie)
             .header(
                 "content-type",
                 format!("multipart/form-data; boundary={BOUNDARY}"),
@@ -256,7 +269,7 @@ pub async fn file_as(
     }
     let r = c
         .post(format!("{base}/d/submit"))
-        .header("cookie", &cookie)
+        .header("cookie", cookie)
         .send()
         .await
         .unwrap();
@@ -1444,4 +1457,134 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
     let (st, a) = call(&boss, "POST", &format!("{F}/2/approve"), Some(json!({}))).await;
     assert_eq!(st, StatusCode::OK, "{a}");
     assert_eq!(a["status"], "approved", "{a}");
+}
+
+/// Correct and send again (issue 11, item 5; B3): the citizen whose filing
+/// was sent back starts, from its status page, a new application that
+/// names it; the inbox links the two both ways, and the clerk closes the
+/// filing that waited for the correction by rejecting it.
+async fn a_correction_is_sent_again_linked_both_ways_and_closed(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let p = portal().await;
+    let r1 = file_survey(&p.base, "架空の一件目").await;
+    pull(&db, &p).await;
+    let router = app(&db, &p.base);
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let (st, _) = call(
+        &clerk,
+        "POST",
+        &format!("{F}/1/correction"),
+        Some(json!({ "message": "年代の回答をご確認ください。" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    // The status page: the reason, words that do not send the reader
+    // "below" to a reason shown above, and the way to send it again.
+    let page = status_page(&p, &r1).await;
+    assert!(page.contains("年代の回答をご確認ください。"), "{page}");
+    assert!(!page.contains("下の理由"), "{page}");
+    assert!(
+        page.contains(&format!("action=\"/status/{r1}/correct\"")),
+        "{page}"
+    );
+    // Nothing personal of the first filing is on the portal to fill in again.
+    let c = client();
+    let r = c
+        .post(format!("{}/status/{r1}/correct", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/d/p/age");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let first = c
+        .get(format!("{}/d/p/age", p.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!first.contains("checked"), "nothing prefilled: {first}");
+    let r2 = send_pages(
+        &p.base,
+        &cookie,
+        vec![
+            ("age", vec![t("age_group", "a80")]),
+            ("use", vec![t("uses_internet", "no")]),
+            (
+                "learning",
+                vec![t("want_class", "maybe"), t("comment", "架空の直し")],
+            ),
+        ],
+        None,
+    )
+    .await;
+    assert_ne!(r1, r2);
+    // A filing that was not sent back cannot be "corrected".
+    let r = c
+        .post(format!("{}/status/{r2}/correct", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/status/{r2}")
+    );
+    pull(&db, &p).await;
+    // The inbox links the two both ways.
+    let (_, _, new) = clerk.get("/ui/inbox/2").await;
+    assert!(
+        new.contains("id=\"filing-corrects\"")
+            && new.contains("href=\"/ui/inbox/1\"")
+            && new.contains(&r1),
+        "{new}"
+    );
+    let (_, _, old) = clerk.get("/ui/inbox/1").await;
+    assert!(
+        old.contains("id=\"filing-corrected-by\"")
+            && old.contains("href=\"/ui/inbox/2\"")
+            && old.contains(&r2),
+        "{old}"
+    );
+    // Waiting for the correction: no approval, no second request, but the
+    // clerk can close it with a reason.
+    assert!(old.contains("id=\"reject-form\""), "{old}");
+    assert!(old.contains("id=\"awaiting-correction\""), "{old}");
+    assert!(!old.contains("id=\"approve-form\""), "{old}");
+    assert!(!old.contains("id=\"correction-form\""), "{old}");
+    let (st, h, body) = clerk
+        .post(
+            "/ui/inbox/1/act",
+            &[
+                ("action", "reject"),
+                (
+                    "message",
+                    "直した申請を受け付けたため、この申請は閉じます。",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location(&h), "/ui/inbox/1?done=rejected");
+    let (_, _, old) = clerk.get("/ui/inbox/1").await;
+    assert!(old.contains("却下"), "{old}");
+    assert!(!old.contains("id=\"reject-form\""), "closed: {old}");
+    let page = status_page(&p, &r1).await;
+    assert!(
+        page.contains("受理できませんでした") && !page.contains("/correct\""),
+        "{page}"
+    );
+    // The corrected filing is open as usual.
+    let (_, _, new) = clerk.get("/ui/inbox/2").await;
+    assert!(new.contains("id=\"approve-form\""), "{new}");
 }
