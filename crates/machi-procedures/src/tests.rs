@@ -378,25 +378,37 @@ fn the_visit_date_is_counted_from_the_moving_date() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].input, "visit_date.year");
     assert!(
-        e[0].message.ja.contains("引っ越しの日（転出予定日）（令和8年12月20日）"),
+        e[0].message
+            .ja
+            .contains("引っ越しの日（転出予定日）（令和8年12月20日）"),
         "{e:?}"
     );
     assert!(
-        e[0].message.ja.contains("令和8年12月20日から令和9年1月3日まで"),
+        e[0].message
+            .ja
+            .contains("令和8年12月20日から令和9年1月3日まで"),
         "{e:?}"
     );
     assert!(
-        e[0].message.get(Lang::En).contains("between 20 December 2026 and 3 January 2027"),
+        e[0].message
+            .get(Lang::En)
+            .contains("between 20 December 2026 and 3 January 2027"),
         "{e:?}"
     );
-    assert!(e[0].message.get(Lang::Easy).contains("から かぞえて"), "{e:?}");
+    assert!(
+        e[0].message.get(Lang::Easy).contains("から かぞえて"),
+        "{e:?}"
+    );
     // Before the moving date (though after today).
     let mut before = full_tenshutsu();
     before.insert("visit_date.day".into(), "19".into());
     assert_eq!(d.check_page(page, &before, &ctx).len(), 1);
     // Under version 1 this was accepted (counted from today only).
     let v1 = Definition::parse(SUPERSEDED[0].1).unwrap();
-    assert!(v1.check_page(v1.page("visit").unwrap(), &before, &ctx).is_empty());
+    assert!(
+        v1.check_page(v1.page("visit").unwrap(), &before, &ctx)
+            .is_empty()
+    );
     // The back office's check of the filed payload says the same.
     let payload = d.filing_payload(&visit("3"), &ctx);
     assert_eq!(d.check_filed(&payload, &ctx), Ok(()));
@@ -422,7 +434,10 @@ fn a_date_bounded_by_another_field_is_checked_on_publish() {
             .unwrap_err()
             .message_en()
     };
-    let en = report("relative_to = \"moving_date\"", "relative_to = \"moving_day\"");
+    let en = report(
+        "relative_to = \"moving_date\"",
+        "relative_to = \"moving_day\"",
+    );
     assert!(
         en.contains("relative_to names \"moving_day\", which is no field asked before this one"),
         "{en}"
@@ -432,14 +447,20 @@ fn a_date_bounded_by_another_field_is_checked_on_publish() {
         en.contains("relative_to names \"phone\", which is not a date field"),
         "{en}"
     );
-    let en = report("relative_to = \"moving_date\"", "relative_to = \"visit_date\"");
+    let en = report(
+        "relative_to = \"moving_date\"",
+        "relative_to = \"visit_date\"",
+    );
     assert!(en.contains("cannot name the field itself"), "{en}");
     let en = report("relative_to = \"moving_date\"\n", "");
     assert!(
         en.contains("need relative_to, the date field they count from"),
         "{en}"
     );
-    let en = report("not_after_relative_days = 14", "not_after_relative_days = -1");
+    let en = report(
+        "not_after_relative_days = 14",
+        "not_after_relative_days = -1",
+    );
     assert!(
         en.contains("not_before_relative_days is after not_after_relative_days"),
         "{en}"
@@ -448,7 +469,10 @@ fn a_date_bounded_by_another_field_is_checked_on_publish() {
         "not_before_relative_days = 0\nnot_after_relative_days = 14",
         "",
     );
-    assert!(en.contains("relative_to needs not_before_relative_days"), "{en}");
+    assert!(
+        en.contains("relative_to needs not_before_relative_days"),
+        "{en}"
+    );
     // On a field that is no date; in the fields asked for each person.
     let en = report(
         "id = \"phone\"\nkind = \"phone\"",
@@ -477,7 +501,11 @@ fn a_date_bounded_by_another_field_is_checked_on_publish() {
     };
     let d = Definition::parse(&with_dates("")).unwrap_or_else(|r| panic!("{}", r.message_en()));
     assert_eq!(
-        d.field("second_day").unwrap().relative_label.as_ref().map(|t| t.ja.as_str()),
+        d.field("second_day")
+            .unwrap()
+            .relative_label
+            .as_ref()
+            .map(|t| t.ja.as_str()),
         Some("初日")
     );
     let en = Definition::parse(&with_dates(
@@ -507,8 +535,9 @@ fn a_date_bounded_by_another_field_is_checked_on_publish() {
         "{en}"
     );
     // Every issue has its line.
-    let r = Definition::parse(&src.replace("relative_to = \"moving_date\"", "relative_to = \"phone\""))
-        .unwrap_err();
+    let r =
+        Definition::parse(&src.replace("relative_to = \"moving_date\"", "relative_to = \"phone\""))
+            .unwrap_err();
     assert!(r.issues.iter().all(|i| i.line.is_some()), "{r:?}");
     let ja = r.message_ja();
     assert!(ja.contains("日付（date）の項目ではありません"), "{ja}");

@@ -300,7 +300,8 @@ fn move_out_to_an_address_in_the_municipality_is_refused_j650() {
         json!({"effective_date": "2025-01-10", "command": {"type": "move_out",
             "persons": [a(1).to_string(), a(2).to_string()], "destination": {"address": address}}})
     };
-    for inside in ["東京都府中市寿町一丁目1番地", "府中市宮西町二丁目24番地"] {
+    for inside in ["東京都府中市寿町一丁目1番地", "府中市宮西町二丁目24番地"]
+    {
         let e = reg.apply(move_out(inside)).unwrap_err();
         assert!(
             matches!(&e, ChangeError::InsideMunicipality { municipality, address }
@@ -323,18 +324,24 @@ fn move_out_to_a_town_name_or_abroad_is_not_judged_inside_j650() {
     family(&mut reg, 1);
     // A destination naming only a town (瑞穂町 without its 郡) is taken as
     // given; it is not this municipality's.
-    reg.apply(json!({"effective_date": "2025-01-10", "command": {"type": "move_out",
-        "persons": [a(1).to_string()], "destination": {"address": "瑞穂町箱根ケ崎1番地"}}}))
-        .unwrap();
+    reg.apply(
+        json!({"effective_date": "2025-01-10", "command": {"type": "move_out",
+        "persons": [a(1).to_string()], "destination": {"address": "瑞穂町箱根ケ崎1番地"}}}),
+    )
+    .unwrap();
     let mut reg = Reg::new();
     family(&mut reg, 1);
-    reg.apply(json!({"effective_date": "2025-01-10", "command": {"type": "move_out_abroad",
-        "persons": [a(1).to_string()], "destination": {"address": "大韓民国ソウル特別市"}}}))
-        .unwrap();
+    reg.apply(
+        json!({"effective_date": "2025-01-10", "command": {"type": "move_out_abroad",
+        "persons": [a(1).to_string()], "destination": {"address": "大韓民国ソウル特別市"}}}),
+    )
+    .unwrap();
     // 国外転出 to this municipality is no 国外転出 either.
     let e = reg
-        .apply(json!({"effective_date": "2025-01-10", "command": {"type": "move_out_abroad",
-        "persons": [a(1).to_string()], "destination": {"address": "府中市寿町一丁目"}}}))
+        .apply(
+            json!({"effective_date": "2025-01-10", "command": {"type": "move_out_abroad",
+        "persons": [a(1).to_string()], "destination": {"address": "府中市寿町一丁目"}}}),
+        )
         .unwrap_err();
     assert_eq!(e.code(), "inside_municipality");
 }

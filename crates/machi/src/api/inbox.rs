@@ -227,8 +227,8 @@ pub fn filter_of(
             return Err(ServiceError::Invalid {
                 field: "filed".into(),
                 code: "invalid_filed",
-                message_ja: "受付の経路は counter（窓口）か portal（オンライン）で指定してください。"
-                    .into(),
+                message_ja:
+                    "受付の経路は counter（窓口）か portal（オンライン）で指定してください。".into(),
                 message_en: "filed must be counter or portal".into(),
             });
         }

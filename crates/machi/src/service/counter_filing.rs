@@ -597,8 +597,8 @@ impl Registry {
             return Err(ServiceError::Invalid {
                 field: "once".into(),
                 code: "confirmation_missing",
-                message_ja: "申請内容の確認画面から申請してください（確認画面の情報がありません）。"
-                    .into(),
+                message_ja:
+                    "申請内容の確認画面から申請してください（確認画面の情報がありません）。".into(),
                 message_en: "file from the applicant's confirmation page (its token is missing)"
                     .into(),
             });

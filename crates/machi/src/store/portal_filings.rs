@@ -393,8 +393,8 @@ pub fn set_matches(
     filing_id: i64,
     matches: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    let m = serde_json::to_string(matches)
-        .map_err(|e| StoreError::Corrupt(format!("matches: {e}")))?;
+    let m =
+        serde_json::to_string(matches).map_err(|e| StoreError::Corrupt(format!("matches: {e}")))?;
     tx.execute(
         "UPDATE portal_filings SET matches = $3 WHERE tenant = $1 AND filing_id = $2",
         &[tenant.as_str().into(), filing_id.into(), m.as_str().into()],

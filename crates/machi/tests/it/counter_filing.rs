@@ -417,7 +417,10 @@ async fn a_survey_filed_at_the_counter_stays_anonymous(db: TestDb) {
     let mut bare = vec![("step", "file")];
     bare.extend(answers);
     let (s, _, confirm) = clerk
-        .post(&format!("/ui/residents/{me}/counter/survey_internet"), &bare)
+        .post(
+            &format!("/ui/residents/{me}/counter/survey_internet"),
+            &bare,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{confirm}");
     assert!(confirm.contains("id=\"confirm-file\""), "{confirm}");
@@ -428,7 +431,10 @@ async fn a_survey_filed_at_the_counter_stays_anonymous(db: TestDb) {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let (s, _, done) = clerk
-        .post(&format!("/ui/residents/{me}/counter/survey_internet"), &refs)
+        .post(
+            &format!("/ui/residents/{me}/counter/survey_internet"),
+            &refs,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{done}");
     assert!(done.contains("id=\"receipt\""), "{done}");
@@ -1021,9 +1027,7 @@ async fn file_at_counter(
 /// j650 with j560/j630 (issue 11, B5): a 転出 to an address in the
 /// municipality is a 転居. The counter's change form, the API and the
 /// approval of a 転出届 filing each refuse it in words, changing nothing.
-async fn a_move_out_inside_the_municipality_is_refused_at_the_counter_api_and_approval(
-    db: TestDb,
-) {
+async fn a_move_out_inside_the_municipality_is_refused_at_the_counter_api_and_approval(db: TestDb) {
     let db = db.with_tenants().await;
     staff(&db, FUCHU, "clerk", Role::Clerk).await;
     staff(&db, FUCHU, "boss", Role::Supervisor).await;
@@ -1040,8 +1044,11 @@ async fn a_move_out_inside_the_municipality_is_refused_at_the_counter_api_and_ap
         async move {
             store
                 .read(Some(&t), |tx| {
-                    tx.query_one("SELECT COUNT(*) FROM changes WHERE tenant = $1", &[FUCHU.into()])?
-                        .int(0)
+                    tx.query_one(
+                        "SELECT COUNT(*) FROM changes WHERE tenant = $1",
+                        &[FUCHU.into()],
+                    )?
+                    .int(0)
                 })
                 .await
                 .unwrap()
@@ -1124,10 +1131,18 @@ async fn a_move_out_inside_the_municipality_is_refused_at_the_counter_api_and_ap
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "inside_municipality", "{body}");
-    let f = stored(&db).await.into_iter().find(|f| f.filing_id == id).unwrap();
+    let f = stored(&db)
+        .await
+        .into_iter()
+        .find(|f| f.filing_id == id)
+        .unwrap();
     // Matched (under review), not approved.
     assert_eq!(f.status, "under_review");
-    assert!(f.outcome.is_null() || f.outcome == serde_json::json!({}), "{:?}", f.outcome);
+    assert!(
+        f.outcome.is_null() || f.outcome == serde_json::json!({}),
+        "{:?}",
+        f.outcome
+    );
     assert_eq!(changes(&db).await, changes_before, "nothing recorded");
 }
 
@@ -1194,7 +1209,10 @@ async fn a_confirmation_sent_twice_files_once_with_its_members_matched(db: TestD
     assert_eq!(receipt(&first), receipt(&second));
     assert!(!first.contains("id=\"already-filed\""), "{first}");
     assert!(second.contains("id=\"already-filed\""), "{second}");
-    assert!(second.contains("最初に受け付けた申請を表示しています"), "{second}");
+    assert!(
+        second.contains("最初に受け付けた申請を表示しています"),
+        "{second}"
+    );
     let filings = stored(&db).await;
     assert_eq!(filings.len(), 1, "one filing");
     let f = &filings[0];
@@ -1235,22 +1253,25 @@ async fn a_confirmation_sent_twice_files_once_with_its_members_matched(db: TestD
     crate::readable::assert_readable(&page, "counter filing, matched");
     for (i, p) in persons[..2].iter().enumerate() {
         assert!(
-            page.contains(&format!(
-                "id=\"matched-{}\">照合済み：宛名番号 {p}",
-                i + 1
-            )),
+            page.contains(&format!("id=\"matched-{}\">照合済み：宛名番号 {p}", i + 1)),
             "{page}"
         );
     }
     // No correction request; what the counter does instead.
     assert!(!page.contains("id=\"correction-form\""), "{page}");
-    assert!(!page.contains("補正の依頼（申請者に表示されます）"), "{page}");
+    assert!(
+        !page.contains("補正の依頼（申請者に表示されます）"),
+        "{page}"
+    );
     assert!(page.contains("id=\"counter-correction\""), "{page}");
     assert!(
         page.contains(&format!("href=\"/ui/residents/{me}/counter/tenshutsu\"")),
         "{page}"
     );
-    assert!(!page.contains("却下の理由（申請者に表示されます）"), "{page}");
+    assert!(
+        !page.contains("却下の理由（申請者に表示されます）"),
+        "{page}"
+    );
     let inbox = format!("/api/v1/tenants/{FUCHU}/filings/{}", f.filing_id);
     let (s, e) = crate::inbox::call(
         &boss,
@@ -1261,14 +1282,22 @@ async fn a_confirmation_sent_twice_files_once_with_its_members_matched(db: TestD
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     assert_eq!(e["code"], "counter_filing_no_correction", "{e}");
-    assert!(e["message_ja"].as_str().unwrap().contains("窓口申請をやり直して"));
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("窓口申請をやり直して")
+    );
 
     // The inbox marks it and filters by how it was filed.
     let (_, _, list) = boss.get("/ui/inbox").await;
     assert!(list.contains("class=\"badge counter-mark\""), "{list}");
     assert!(list.contains("id=\"f-filed\""), "{list}");
     let (_, _, only) = boss.get("/ui/inbox?filed=counter").await;
-    assert!(only.contains(&format!("id=\"filing-{}\"", f.filing_id)), "{only}");
+    assert!(
+        only.contains(&format!("id=\"filing-{}\"", f.filing_id)),
+        "{only}"
+    );
     assert!(only.contains("value=\"counter\" selected"), "{only}");
     let (_, _, none) = boss.get("/ui/inbox?filed=portal").await;
     assert!(none.contains("id=\"no-filings\""), "{none}");
@@ -1334,7 +1363,11 @@ async fn the_visit_date_is_counted_from_the_moving_date_at_the_counter(db: TestD
             "{sum}"
         );
     }
-    date(&mut pairs, "visit_date", moving + chrono::Duration::days(14));
+    date(
+        &mut pairs,
+        "visit_date",
+        moving + chrono::Duration::days(14),
+    );
     let (s, page) = post(&clerk, me, &pairs, "check").await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(page.contains("class=\"applicant-view\""), "{page}");
