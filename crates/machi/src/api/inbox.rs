@@ -149,6 +149,7 @@ pub fn is_procedure_id(p: &str) -> bool {
 }
 
 /// Turns the query's words into a filter (shared with the staff UI).
+#[allow(clippy::too_many_arguments)]
 pub fn filter_of(
     procedure: Option<&str>,
     status: Option<&str>,
