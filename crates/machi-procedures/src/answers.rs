@@ -586,6 +586,102 @@ fn check_field(
                     ),
                     _ => {}
                 }
+                // Bounded by another date of the filing (e.g. the moving
+                // date). That date's own problems are its field's to report.
+                if let Some(other) = &f.relative_to
+                    && let Some(Ok(base)) = date_of(other.get_ref(), a, ctx)
+                {
+                    let earliest = f.not_before_relative_days.map(|n| base + Duration::days(n));
+                    let latest = f.not_after_relative_days.map(|n| base + Duration::days(n));
+                    let o = f.relative_label.clone().unwrap_or_else(|| Text {
+                        ja: other.get_ref().clone(),
+                        easy: None,
+                        en: None,
+                    });
+                    let (oja, oeasy, oen) = (
+                        o.ja.clone(),
+                        o.get(Lang::Easy).to_owned(),
+                        o.get(Lang::En).to_owned(),
+                    );
+                    match (earliest, latest) {
+                        (Some(e), Some(l)) if d < e || d > l => err!(
+                            format!("{key}.year"),
+                            format!(
+                                "{}は、{}（{}）をもとに{}から{}までの日にしてください",
+                                label.ja,
+                                oja,
+                                w(base),
+                                w(e),
+                                w(l)
+                            ),
+                            format!(
+                                "{}は {}（{}）から かぞえて {}から {}までの 日に して ください",
+                                label.get(Lang::Easy),
+                                oeasy,
+                                w(base),
+                                w(e),
+                                w(l)
+                            ),
+                            format!(
+                                "{} must be between {} and {} (counted from {}, {})",
+                                label.get(Lang::En),
+                                iso(e),
+                                iso(l),
+                                oen.to_lowercase(),
+                                iso(base)
+                            ),
+                        ),
+                        (Some(e), None) if d < e => err!(
+                            format!("{key}.year"),
+                            format!(
+                                "{}は、{}（{}）をもとに{}以降の日にしてください",
+                                label.ja,
+                                oja,
+                                w(base),
+                                w(e)
+                            ),
+                            format!(
+                                "{}は {}（{}）から かぞえて {}より あとの 日に して ください",
+                                label.get(Lang::Easy),
+                                oeasy,
+                                w(base),
+                                w(e)
+                            ),
+                            format!(
+                                "{} must be on or after {} (counted from {}, {})",
+                                label.get(Lang::En),
+                                iso(e),
+                                oen.to_lowercase(),
+                                iso(base)
+                            ),
+                        ),
+                        (None, Some(l)) if d > l => err!(
+                            format!("{key}.year"),
+                            format!(
+                                "{}は、{}（{}）をもとに{}以前の日にしてください",
+                                label.ja,
+                                oja,
+                                w(base),
+                                w(l)
+                            ),
+                            format!(
+                                "{}は {}（{}）から かぞえて {}より まえの 日に して ください",
+                                label.get(Lang::Easy),
+                                oeasy,
+                                w(base),
+                                w(l)
+                            ),
+                            format!(
+                                "{} must be on or before {} (counted from {}, {})",
+                                label.get(Lang::En),
+                                iso(l),
+                                oen.to_lowercase(),
+                                iso(base)
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
             }
             Some(Err(_)) => err!(
                 format!("{key}.year"),

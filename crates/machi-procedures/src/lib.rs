@@ -61,6 +61,15 @@ pub const SHIPPED: [(&str, &str); 5] = [
     ),
 ];
 
+/// Earlier versions of shipped procedures, as (file name, TOML text): a
+/// published version never changes, so a changed shipped text gets a new
+/// version and the old one stays known to the back office (filings made on
+/// it are read and approved under it). They are not published anew.
+pub const SUPERSEDED: [(&str, &str); 1] = [(
+    "superseded/tenshutsu-v1.toml",
+    include_str!("../procedures/superseded/tenshutsu-v1.toml"),
+)];
+
 /// One counted answer of a survey: the option's label and how many chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {

@@ -146,6 +146,21 @@ pub struct Field {
     pub not_before_days: Option<i64>,
     #[serde(default)]
     pub not_after_days: Option<i64>,
+    /// `date`: another date field of the procedure, asked before this one
+    /// and always shown, that this date is bounded by: at the earliest
+    /// `not_before_relative_days` and at the latest
+    /// `not_after_relative_days` days after that field's date (e.g. a
+    /// 来庁予定日 from the moving date to 14 days after it).
+    #[serde(default)]
+    pub relative_to: Option<Spanned<String>>,
+    #[serde(default)]
+    pub not_before_relative_days: Option<i64>,
+    #[serde(default)]
+    pub not_after_relative_days: Option<i64>,
+    /// The label of the `relative_to` field, set when the definition is
+    /// read (for the messages).
+    #[serde(skip)]
+    pub relative_label: Option<Text>,
     /// `number`: bounds.
     #[serde(default)]
     pub min: Option<i64>,

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
 
-use crate::model::{Condition, Definition, Field, FieldKind};
+use crate::model::{Condition, Definition, Field, FieldKind, Text};
 use crate::{ATTACHMENT_TYPES, MAX_ATTACHMENT_BYTES, MAX_RETENTION_DAYS};
 
 /// One problem in a definition.
@@ -134,7 +134,7 @@ impl Definition {
             src,
             issues: Vec::new(),
         };
-        let def: Definition = match toml::from_str(src) {
+        let mut def: Definition = match toml::from_str(src) {
             Ok(d) => d,
             Err(e) => {
                 let msg = e.message().trim().to_owned();
@@ -149,9 +149,25 @@ impl Definition {
         };
         def.check(&mut c);
         if c.issues.is_empty() {
+            def.resolve_relative_labels();
             Ok(def)
         } else {
             Err(Report { issues: c.issues })
+        }
+    }
+
+    /// Gives each date bounded by another date that date's label.
+    fn resolve_relative_labels(&mut self) {
+        let labels: HashMap<String, Text> = self
+            .fields()
+            .map(|(_, f)| (f.id().to_owned(), f.label.clone()))
+            .collect();
+        for page in &mut self.pages {
+            for f in &mut page.fields {
+                if let Some(r) = &f.relative_to {
+                    f.relative_label = labels.get(r.get_ref()).cloned();
+                }
+            }
         }
     }
 
@@ -205,6 +221,8 @@ impl Definition {
         // at a field asked before it.
         let mut seen_pages = BTreeSet::new();
         let mut seen: HashMap<String, (FieldKind, Vec<String>)> = HashMap::new();
+        // Fields shown only when a condition holds (theirs or their page's).
+        let mut conditional: BTreeSet<String> = BTreeSet::new();
         for page in &self.pages {
             let place = format!("page {}", page.id());
             if !id_ok(page.id()) {
@@ -249,6 +267,10 @@ impl Definition {
                     check_condition(c, cond, &seen, Some(field.id.span()), &fplace);
                 }
                 check_field(c, field, &fplace, false);
+                check_relative(c, field, &fplace, &seen, &conditional);
+                if page.show_if.is_some() || field.show_if.is_some() {
+                    conditional.insert(field.id().to_owned());
+                }
                 seen.insert(
                     field.id().to_owned(),
                     (
@@ -521,6 +543,95 @@ fn check_condition(
     }
 }
 
+/// `relative_to` (a date bounded by another date of the filing): it names
+/// a date field asked before this one (on an earlier page or earlier on
+/// the same page) that is always shown, with at least one of the day
+/// bounds, and the bounds in order.
+fn check_relative(
+    c: &mut Checker<'_>,
+    f: &Field,
+    place: &str,
+    seen: &HashMap<String, (FieldKind, Vec<String>)>,
+    conditional: &BTreeSet<String>,
+) {
+    let bounds = f.not_before_relative_days.is_some() || f.not_after_relative_days.is_some();
+    let Some(other) = &f.relative_to else {
+        if bounds {
+            c.push(
+                Some(f.id.span()),
+                place.to_owned(),
+                "not_before_relative_days/not_after_relative_days には、基準にする日付の項目（relative_to）が必要です。".into(),
+                "not_before_relative_days/not_after_relative_days need relative_to, the date field they count from".into(),
+            );
+        }
+        return;
+    };
+    let span = Some(other.span());
+    let name = other.get_ref();
+    let mut bad = |ja: String, en: String| c.push(span.clone(), place.to_owned(), ja, en);
+    if FieldKind::parse(f.kind.get_ref()) != Some(FieldKind::Date) {
+        bad(
+            "relative_to は date の項目にだけ書けます。".into(),
+            "relative_to is only for date fields".into(),
+        );
+    }
+    if name == f.id() {
+        bad(
+            "relative_to に自分自身は書けません。".into(),
+            "relative_to cannot name the field itself".into(),
+        );
+    } else {
+        match seen.get(name.as_str()) {
+            None => bad(
+                format!(
+                    "relative_to の項目「{name}」は、この項目より前（前のページか、同じページの上）にありません。"
+                ),
+                format!(
+                    "relative_to names {name:?}, which is no field asked before this one (on an earlier page or above it on the same page)"
+                ),
+            ),
+            Some((k, _)) if *k != FieldKind::Date => bad(
+                format!("relative_to の項目「{name}」は日付（date）の項目ではありません。"),
+                format!("relative_to names {name:?}, which is not a date field"),
+            ),
+            Some(_) if conditional.contains(name.as_str()) => bad(
+                format!(
+                    "relative_to の項目「{name}」は条件（show_if）によって表示されないことがあります。いつも表示される日付の項目にしてください。"
+                ),
+                format!(
+                    "relative_to names {name:?}, which a condition (show_if) may hide; name a date field that is always shown"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    if !bounds {
+        bad(
+            "relative_to には not_before_relative_days か not_after_relative_days を書いてください。".into(),
+            "relative_to needs not_before_relative_days or not_after_relative_days".into(),
+        );
+    }
+    if let (Some(a), Some(b)) = (f.not_before_relative_days, f.not_after_relative_days)
+        && a > b
+    {
+        bad(
+            "not_before_relative_days が not_after_relative_days より後です。".into(),
+            "not_before_relative_days is after not_after_relative_days".into(),
+        );
+    }
+    for d in [f.not_before_relative_days, f.not_after_relative_days]
+        .into_iter()
+        .flatten()
+    {
+        if d.abs() > 36_600 {
+            bad(
+                "日数は ±36600 日以内にしてください。".into(),
+                "day offsets must lie within ±36600".into(),
+            );
+        }
+    }
+}
+
 fn check_field(c: &mut Checker<'_>, f: &Field, place: &str, nested: bool) {
     let span = Some(f.id.span());
     if !id_ok(f.id()) {
@@ -737,6 +848,17 @@ fn check_field(c: &mut Checker<'_>, f: &Field, place: &str, nested: bool) {
             let mut ids = BTreeSet::new();
             for sub in &f.fields {
                 let splace = format!("field {}.{}", f.id(), sub.id());
+                if sub.relative_to.is_some()
+                    || sub.not_before_relative_days.is_some()
+                    || sub.not_after_relative_days.is_some()
+                {
+                    c.push(
+                        Some(sub.id.span()),
+                        splace.clone(),
+                        "人ごとの項目には relative_to を書けません。".into(),
+                        "relative_to cannot be used in the fields asked for each person".into(),
+                    );
+                }
                 if !ids.insert(sub.id().to_owned()) {
                     c.push(
                         Some(sub.id.span()),

@@ -16,8 +16,20 @@ fn shipped(name: &str) -> Definition {
 fn the_five_shipped_procedures_validate() {
     for (name, src) in SHIPPED {
         let d = Definition::parse(src).unwrap_or_else(|r| panic!("{name}:\n{}", r.message_ja()));
-        assert_eq!(d.version(), 1, "{name}");
+        // 転出届 is at version 2 (its 来庁予定日 counted from the moving
+        // date); version 1 stays known as superseded.
+        let expected = if d.id() == "tenshutsu" { 2 } else { 1 };
+        assert_eq!(d.version(), expected, "{name}");
         assert!(!d.pages.is_empty());
+    }
+    for (name, src) in SUPERSEDED {
+        let d = Definition::parse(src).unwrap_or_else(|r| panic!("{name}:\n{}", r.message_ja()));
+        let current = SHIPPED
+            .iter()
+            .filter_map(|(_, s)| Definition::parse(s).ok())
+            .find(|c| c.id() == d.id())
+            .unwrap_or_else(|| panic!("{name}: superseded by nothing shipped"));
+        assert!(d.version() < current.version(), "{name}");
     }
     assert_eq!(shipped("tenshutsu.toml").identity(), Identity::Signature);
     assert_eq!(
@@ -353,8 +365,196 @@ fn full_tenshutsu() -> Answers {
         ("visit_date.era", "令和"),
         ("visit_date.year", "8"),
         ("visit_date.month", "12"),
-        ("visit_date.day", "10"),
+        ("visit_date.day", "24"),
     ])
+}
+
+/// 引越しワンストップ: the citizen comes to the new town's counter within
+/// 14 days of moving, so the 来庁予定日 lies from the moving date to 14
+/// days after it (and not in the past); checked on the page, and again by
+/// the back office on the filed payload.
+#[test]
+fn the_visit_date_is_counted_from_the_moving_date() {
+    let d = shipped("tenshutsu.toml");
+    let ctx = CheckContext::new(today());
+    let visit = |day: &str| {
+        let mut a = full_tenshutsu();
+        a.insert("visit_date.era".into(), "seireki".into());
+        a.insert("visit_date.year".into(), "2027".into());
+        a.insert("visit_date.month".into(), "1".into());
+        a.insert("visit_date.day".into(), day.into());
+        a
+    };
+    // Moving on 2026-12-20: 2027-01-03 is the 14th day after it.
+    let page = d.page("visit").unwrap();
+    assert!(d.check_page(page, &visit("3"), &ctx).is_empty());
+    let e = d.check_page(page, &visit("4"), &ctx);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].input, "visit_date.year");
+    assert!(
+        e[0].message
+            .ja
+            .contains("引っ越しの日（転出予定日）（令和8年12月20日）"),
+        "{e:?}"
+    );
+    assert!(
+        e[0].message
+            .ja
+            .contains("令和8年12月20日から令和9年1月3日まで"),
+        "{e:?}"
+    );
+    assert!(
+        e[0].message
+            .get(Lang::En)
+            .contains("between 20 December 2026 and 3 January 2027"),
+        "{e:?}"
+    );
+    assert!(
+        e[0].message.get(Lang::Easy).contains("から かぞえて"),
+        "{e:?}"
+    );
+    // Before the moving date (though after today).
+    let mut before = full_tenshutsu();
+    before.insert("visit_date.day".into(), "19".into());
+    assert_eq!(d.check_page(page, &before, &ctx).len(), 1);
+    // Under version 1 this was accepted (counted from today only).
+    let v1 = Definition::parse(SUPERSEDED[0].1).unwrap();
+    assert!(
+        v1.check_page(v1.page("visit").unwrap(), &before, &ctx)
+            .is_empty()
+    );
+    // The back office's check of the filed payload says the same.
+    let payload = d.filing_payload(&visit("3"), &ctx);
+    assert_eq!(d.check_filed(&payload, &ctx), Ok(()));
+    let mut p = payload.clone();
+    p["visit_date"] = "2027-01-04".into();
+    let e = d.check_filed(&p, &ctx).unwrap_err();
+    assert_eq!(e.field, "visit_date");
+    // No moving date: only the moving date's own error, not a second one.
+    let mut a = visit("3");
+    for k in ["era", "year", "month", "day"] {
+        a.remove(&format!("moving_date.{k}"));
+    }
+    let e = d.check_all(&a, &ctx);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].1.field, "moving_date");
+}
+
+#[test]
+fn a_date_bounded_by_another_field_is_checked_on_publish() {
+    let src = shipped_src("tenshutsu.toml");
+    let report = |from: &str, to: &str| {
+        Definition::parse(&src.replace(from, to))
+            .unwrap_err()
+            .message_en()
+    };
+    let en = report(
+        "relative_to = \"moving_date\"",
+        "relative_to = \"moving_day\"",
+    );
+    assert!(
+        en.contains("relative_to names \"moving_day\", which is no field asked before this one"),
+        "{en}"
+    );
+    let en = report("relative_to = \"moving_date\"", "relative_to = \"phone\"");
+    assert!(
+        en.contains("relative_to names \"phone\", which is not a date field"),
+        "{en}"
+    );
+    let en = report(
+        "relative_to = \"moving_date\"",
+        "relative_to = \"visit_date\"",
+    );
+    assert!(en.contains("cannot name the field itself"), "{en}");
+    let en = report("relative_to = \"moving_date\"\n", "");
+    assert!(
+        en.contains("need relative_to, the date field they count from"),
+        "{en}"
+    );
+    let en = report(
+        "not_after_relative_days = 14",
+        "not_after_relative_days = -1",
+    );
+    assert!(
+        en.contains("not_before_relative_days is after not_after_relative_days"),
+        "{en}"
+    );
+    let en = report(
+        "not_before_relative_days = 0\nnot_after_relative_days = 14",
+        "",
+    );
+    assert!(
+        en.contains("relative_to needs not_before_relative_days"),
+        "{en}"
+    );
+    // On a field that is no date; in the fields asked for each person.
+    let en = report(
+        "id = \"phone\"\nkind = \"phone\"",
+        "id = \"phone\"\nkind = \"phone\"\nrelative_to = \"applicant_name\"\nnot_after_relative_days = 1",
+    );
+    assert!(en.contains("relative_to is only for date fields"), "{en}");
+    let en = report(
+        "id = \"birth_date\"\nkind = \"date\"",
+        "id = \"birth_date\"\nkind = \"date\"\nrelative_to = \"moving_date\"\nnot_after_relative_days = 1",
+    );
+    assert!(
+        en.contains("relative_to cannot be used in the fields asked for each person"),
+        "{en}"
+    );
+    // A date a condition may hide cannot be the base; one always shown can.
+    let with_dates = |cond: &str| {
+        shipped_src("survey_internet.toml").replace(
+            "[action]",
+            &format!(
+                "[[page]]\nid = \"dates\"\ntitle = {{ ja = \"日付\" }}\n\n\
+                 [[page.field]]\nid = \"first_day\"\nkind = \"date\"\nlabel = {{ ja = \"初日\" }}\n{cond}\n\
+                 [[page.field]]\nid = \"second_day\"\nkind = \"date\"\nlabel = {{ ja = \"二日目\" }}\n\
+                 relative_to = \"first_day\"\nnot_after_relative_days = 3\n\n[action]"
+            ),
+        )
+    };
+    let d = Definition::parse(&with_dates("")).unwrap_or_else(|r| panic!("{}", r.message_en()));
+    assert_eq!(
+        d.field("second_day")
+            .unwrap()
+            .relative_label
+            .as_ref()
+            .map(|t| t.ja.as_str()),
+        Some("初日")
+    );
+    let en = Definition::parse(&with_dates(
+        "show_if = { field = \"uses_internet\", equals = \"yes\" }",
+    ))
+    .unwrap_err()
+    .message_en();
+    assert!(
+        en.contains("relative_to names \"first_day\", which a condition (show_if) may hide"),
+        "{en}"
+    );
+    // The base must be asked before: a later field is refused.
+    let later = with_dates("")
+        .replace("relative_to = \"first_day\"\n", "")
+        .replace(
+            "id = \"first_day\"\nkind = \"date\"",
+            "id = \"first_day\"\nkind = \"date\"\nrelative_to = \"second_day\"",
+        )
+        .replace(
+            "label = { ja = \"初日\" }",
+            "label = { ja = \"初日\" }\nnot_before_relative_days = -3",
+        )
+        .replace("not_after_relative_days = 3\n", "");
+    let en = Definition::parse(&later).unwrap_err().message_en();
+    assert!(
+        en.contains("relative_to names \"second_day\", which is no field asked before this one"),
+        "{en}"
+    );
+    // Every issue has its line.
+    let r =
+        Definition::parse(&src.replace("relative_to = \"moving_date\"", "relative_to = \"phone\""))
+            .unwrap_err();
+    assert!(r.issues.iter().all(|i| i.line.is_some()), "{r:?}");
+    let ja = r.message_ja();
+    assert!(ja.contains("日付（date）の項目ではありません"), "{ja}");
 }
 
 #[test]

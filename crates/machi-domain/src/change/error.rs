@@ -78,6 +78,14 @@ pub enum ChangeError {
         address: String,
         municipality: String,
     },
+    /// 転出 (j650) to an address in the municipality itself: a 転居.
+    #[error(
+        "{address} is in {municipality}: a move inside the municipality is a move within (転居), not a move-out (転出)"
+    )]
+    InsideMunicipality {
+        address: String,
+        municipality: String,
+    },
     /// 転居 (j630) to the address and 方書 the person already has.
     #[error(
         "person {0} already lives at this address: a move within needs a new address or building (j630); to form or join a household at the same address use a household split or transfer"
@@ -125,6 +133,7 @@ impl Localized for ChangeError {
             Self::NotCancellable(_) => "not_cancellable",
             Self::DuplicateIdentity(..) => "duplicate_identity",
             Self::OutsideMunicipality { .. } => "outside_municipality",
+            Self::InsideMunicipality { .. } => "inside_municipality",
             Self::SameAddress(_) => "same_address",
         }
     }
@@ -190,6 +199,12 @@ impl Localized for ChangeError {
                 municipality,
             } => format!(
                 "「{address}」は{municipality}の住所ではありません。他の市区町村への引越しは転居ではなく転出（国内転出）で処理してください。"
+            ),
+            Self::InsideMunicipality {
+                address,
+                municipality,
+            } => format!(
+                "「{address}」は{municipality}内の住所です。同じ市区町村の中での引越しは転出ではなく転居で処理してください。"
             ),
             Self::SameAddress(a) => format!(
                 "宛名番号 {a} の方は転居先と同じ住所・方書にすでに住んでいます。転居には新しい住所または方書が必要です。同じ住所で世帯を分ける・移る場合は世帯分離・世帯変更で処理してください。"

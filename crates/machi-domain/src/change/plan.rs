@@ -984,6 +984,18 @@ impl Planner<'_> {
     ) -> Result<(), ChangeError> {
         let ids = addressees("persons", persons)?;
         let d = address("destination", destination)?;
+        // j650 (転出先入力), with j560/j630: a 転出 leaves the municipality.
+        // A destination the text places in this municipality is a 転居, not
+        // a 転出; one that names no municipality (j650 allows a bare town or
+        // municipality name) cannot be judged and is taken as given.
+        if let Some(m) = self.ctx.municipality
+            && let super::locality::Locality::Inside = m.locate(&d.address)
+        {
+            return Err(ChangeError::InsideMunicipality {
+                address: d.address.clone(),
+                municipality: format!("{}{}", m.prefecture, m.name),
+            });
+        }
         let dest = Destination {
             address: d.address,
             annex: d.annex,

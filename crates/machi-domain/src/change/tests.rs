@@ -287,6 +287,65 @@ fn head_leaving_with_one_remaining_member_makes_that_member_head_j490() {
     assert!(matches!(plan.notices[0], Notice::HeadAssigned { .. }));
 }
 
+/// j650 with j560/j630: a 転出 to an address the text places in the
+/// municipality itself is a 転居 and is refused, changing nothing; one that
+/// names another municipality, or only a town (j650 allows a partial
+/// destination), or is abroad, is a 転出.
+#[test]
+fn move_out_to_an_address_in_the_municipality_is_refused_j650() {
+    let mut reg = Reg::new();
+    family(&mut reg, 2);
+    let before = reg.record(&a(1));
+    let move_out = |address: &str| {
+        json!({"effective_date": "2025-01-10", "command": {"type": "move_out",
+            "persons": [a(1).to_string(), a(2).to_string()], "destination": {"address": address}}})
+    };
+    for inside in ["東京都府中市寿町一丁目1番地", "府中市宮西町二丁目24番地"]
+    {
+        let e = reg.apply(move_out(inside)).unwrap_err();
+        assert!(
+            matches!(&e, ChangeError::InsideMunicipality { municipality, address }
+                if municipality == "東京都府中市" && address == inside),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "inside_municipality");
+        assert!(e.message_ja().contains("転居"), "{}", e.message_ja());
+        assert!(e.message_en().contains("move within"), "{}", e.message_en());
+        assert_eq!(reg.record(&a(1)), before, "nothing changed");
+    }
+    // 広島県府中市 is another municipality of the same name: a 転出.
+    reg.apply(move_out("広島県府中市府川町1番地")).unwrap();
+    assert_eq!(reg.record(&a(1)).status, ResidentStatus::MovedOut);
+}
+
+#[test]
+fn move_out_to_a_town_name_or_abroad_is_not_judged_inside_j650() {
+    let mut reg = Reg::new();
+    family(&mut reg, 1);
+    // A destination naming only a town (瑞穂町 without its 郡) is taken as
+    // given; it is not this municipality's.
+    reg.apply(
+        json!({"effective_date": "2025-01-10", "command": {"type": "move_out",
+        "persons": [a(1).to_string()], "destination": {"address": "瑞穂町箱根ケ崎1番地"}}}),
+    )
+    .unwrap();
+    let mut reg = Reg::new();
+    family(&mut reg, 1);
+    reg.apply(
+        json!({"effective_date": "2025-01-10", "command": {"type": "move_out_abroad",
+        "persons": [a(1).to_string()], "destination": {"address": "大韓民国ソウル特別市"}}}),
+    )
+    .unwrap();
+    // 国外転出 to this municipality is no 国外転出 either.
+    let e = reg
+        .apply(
+            json!({"effective_date": "2025-01-10", "command": {"type": "move_out_abroad",
+        "persons": [a(1).to_string()], "destination": {"address": "府中市寿町一丁目"}}}),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "inside_municipality");
+}
+
 #[test]
 fn head_leaving_with_two_or_more_remaining_needs_a_head_change_first_j490() {
     let mut reg = Reg::new();

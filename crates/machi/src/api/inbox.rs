@@ -92,6 +92,8 @@ pub struct FilingSummary {
     pub applicant_name: String,
     pub assigned_to: Option<String>,
     pub signed: bool,
+    /// Filed by a clerk at the counter (書かない窓口), not on the portal.
+    pub at_counter: bool,
 }
 
 fn summary(f: &StoredPortalFiling, s: &AppState) -> FilingSummary {
@@ -111,6 +113,7 @@ fn summary(f: &StoredPortalFiling, s: &AppState) -> FilingSummary {
         applicant_name: inbox::applicant_name(f),
         assigned_to: f.assigned_to.clone(),
         signed: f.signed,
+        at_counter: crate::store::portal_filings::filed_at_counter(&f.portal_id),
     }
 }
 
@@ -131,6 +134,7 @@ pub struct FilingQuery {
     received_to: Option<String>,
     assigned_to: Option<String>,
     signed: Option<String>,
+    filed: Option<String>,
     before: Option<String>,
 }
 
@@ -145,6 +149,7 @@ pub fn is_procedure_id(p: &str) -> bool {
 }
 
 /// Turns the query's words into a filter (shared with the staff UI).
+#[allow(clippy::too_many_arguments)]
 pub fn filter_of(
     procedure: Option<&str>,
     status: Option<&str>,
@@ -152,6 +157,7 @@ pub fn filter_of(
     received_to: Option<&str>,
     assigned_to: Option<&str>,
     signed: Option<&str>,
+    filed: Option<&str>,
     before: Option<i64>,
 ) -> Result<FilingFilter, ServiceError> {
     let given = |v: Option<&str>| {
@@ -214,6 +220,20 @@ pub fn filter_of(
             });
         }
     };
+    let at_counter = match given(filed).as_deref() {
+        None => None,
+        Some("counter") => Some(true),
+        Some("portal") => Some(false),
+        Some(_) => {
+            return Err(ServiceError::Invalid {
+                field: "filed".into(),
+                code: "invalid_filed",
+                message_ja:
+                    "受付の経路は counter（窓口）か portal（オンライン）で指定してください。".into(),
+                message_en: "filed must be counter or portal".into(),
+            });
+        }
+    };
     Ok(FilingFilter {
         procedure,
         statuses,
@@ -230,6 +250,7 @@ pub fn filter_of(
             }
         }),
         signed,
+        at_counter,
         before,
     })
 }
@@ -287,6 +308,7 @@ pub async fn list_filings(
         to.as_deref(),
         q.assigned_to.as_deref(),
         q.signed.as_deref(),
+        q.filed.as_deref(),
         before,
     )?;
     reader(&caller, &tenant)?;

@@ -722,6 +722,17 @@ doc_params!(
             json!(true),
         ),
         query(
+            "filed",
+            string_schema(
+                None,
+                Some("^(counter|portal)$".into()),
+                "`counter`: filed by a clerk at the counter (書かない窓口); `portal`: filed online.",
+                json!("counter"),
+            ),
+            "Only filings made this way.",
+            json!("counter"),
+        ),
+        query(
             "before",
             integer(Some(1), None, None),
             "A `next` of the previous page.",

@@ -48,6 +48,38 @@ pub struct CounterFiling {
     /// a 委任状 must be one of them.
     pub applicant_name: String,
     pub household: Vec<String>,
+    /// The one-time token of the confirmation the applicant agreed to
+    /// ([`new_confirmation_token`]): a second POST of the same
+    /// confirmation (a double click, a browser's resend) finds the filing
+    /// the first one made instead of making another.
+    pub once: String,
+    /// Party key (`applicant`, `members.0`, …) → 宛名番号, for the persons
+    /// the clerk filed for from the registry: the inbox shows them matched.
+    pub matches: std::collections::BTreeMap<String, String>,
+}
+
+/// What [`Registry::file_at_counter`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterFiled {
+    pub filing_id: i64,
+    pub receipt: String,
+    /// True when this confirmation had been filed already: nothing new
+    /// was stored, and this is the first filing.
+    pub repeated: bool,
+}
+
+/// The number of groups of a confirmation token (16 characters).
+const TOKEN_GROUPS: usize = 4;
+
+/// A fresh one-time token for a counter confirmation page.
+pub fn new_confirmation_token() -> Result<String, ServiceError> {
+    machi_portal::seal::new_code(TOKEN_GROUPS)
+        .map_err(|e| ServiceError::Store(crate::store::StoreError::Task(e.to_string())))
+}
+
+/// The token as posted in its canonical form, or None when it is not one.
+pub fn confirmation_token(posted: &str) -> Option<String> {
+    machi_portal::seal::normalize_code(posted, TOKEN_GROUPS)
 }
 
 /// 本人確認書類: what the clerk saw at the counter. The list follows the
@@ -551,7 +583,7 @@ impl Registry {
         tenant: &MunicipalityCode,
         f: CounterFiling,
         actor: &Actor,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<CounterFiled, ServiceError> {
         let identity = if f.anonymous {
             None
         } else {
@@ -560,6 +592,16 @@ impl Registry {
                 Ok(i) => Some(i),
                 Err(mut problems) => return Err(problems.remove(0).into_error()),
             }
+        };
+        let Some(once) = confirmation_token(&f.once) else {
+            return Err(ServiceError::Invalid {
+                field: "once".into(),
+                code: "confirmation_missing",
+                message_ja:
+                    "申請内容の確認画面から申請してください（確認画面の情報がありません）。".into(),
+                message_en: "file from the applicant's confirmation page (its token is missing)"
+                    .into(),
+            });
         };
         let receipt = machi_portal::seal::new_code(3)
             .map_err(|e| ServiceError::Store(crate::store::StoreError::Task(e.to_string())))?;
@@ -591,6 +633,7 @@ impl Registry {
             "procedure": f.procedure,
             "version": f.version,
             "receipt": receipt,
+            "matched": f.matches.len(),
         });
         if let Some(i) = &identity {
             i.log_detail(&mut detail);
@@ -610,6 +653,8 @@ impl Registry {
         );
         let (t, r) = (tenant.clone(), receipt.clone());
         let (procedure, version) = (f.procedure.clone(), i64::from(f.version));
+        let applicant = (!f.anonymous).then(|| f.applicant.to_string());
+        let matches = f.matches.clone();
         self.store()
             .write(Some(tenant), move |tx| {
                 // The tenant's write lock: the filing number is MAX + 1, as
@@ -630,8 +675,36 @@ impl Registry {
                         message_en: "that procedure version cannot be filed at the counter (only published procedures the tenant administrator accepted)".into(),
                     });
                 }
-                let portal_id = format!("{}{r}", portal_filings::COUNTER_PREFIX);
-                portal_filings::insert_if_new(
+                // One confirmation, one filing: the token names the filing.
+                let portal_id = format!("{}{once}", portal_filings::COUNTER_PREFIX);
+                let repeat = |tx: &mut crate::store::Tx<'_>| {
+                    let Some((filing_id, receipt)) =
+                        portal_filings::by_portal_id(tx, &t, &portal_id)?
+                    else {
+                        return Ok::<_, ServiceError>(None);
+                    };
+                    let first = portal_filings::get(tx, &t, filing_id)?
+                        .ok_or(ServiceError::FilingNotFound(filing_id))?;
+                    if first.procedure != procedure
+                        || first.filing["counter"]["applicant"].as_str() != applicant.as_deref()
+                    {
+                        return Err(ServiceError::Invalid {
+                            field: "once".into(),
+                            code: "confirmation_used",
+                            message_ja: "この確認画面はすでに別の申請に使われました。申請内容の確認からやり直してください。".into(),
+                            message_en: "this confirmation was already used for another filing; check the answers again".into(),
+                        });
+                    }
+                    Ok(Some(CounterFiled {
+                        filing_id,
+                        receipt,
+                        repeated: true,
+                    }))
+                };
+                if let Some(first) = repeat(tx)? {
+                    return Ok(first);
+                }
+                let Some(filing_id) = portal_filings::insert_returning_id(
                     tx,
                     &t,
                     &NewPortalFiling {
@@ -645,11 +718,21 @@ impl Registry {
                         // Identity was checked in person at the counter.
                         signed: false,
                     },
-                )?;
+                )?
+                else {
+                    // Stored meanwhile (the tenant lock makes this rare).
+                    return repeat(tx)?.ok_or(ServiceError::FilingNotFound(0));
+                };
+                if !matches.is_empty() {
+                    portal_filings::set_matches(tx, &t, filing_id, &matches)?;
+                }
                 records::append_next_audit(tx, &t, at, &entry)?;
-                Ok::<_, ServiceError>(())
+                Ok::<_, ServiceError>(CounterFiled {
+                    filing_id,
+                    receipt: r.clone(),
+                    repeated: false,
+                })
             })
-            .await?;
-        Ok(receipt)
+            .await
     }
 }

@@ -159,6 +159,7 @@ pub fn definition(procedure: &str, version: i64) -> Option<&'static Definition> 
     DEFS.get_or_init(|| {
         machi_procedures::SHIPPED
             .iter()
+            .chain(machi_procedures::SUPERSEDED.iter())
             .filter_map(|(_, src)| Definition::parse(src).ok())
             .collect()
     })
@@ -1185,6 +1186,19 @@ impl Registry {
                     || (to == FilingStatus::Rejected && st == FilingStatus::CorrectionRequested);
                 if !allowed {
                     return Err(refuse(&f, action));
+                }
+                // A counter filing never reaches the portal: nobody would
+                // read a correction request. The clerk rejects it and
+                // files it again at the counter with the applicant.
+                if to == FilingStatus::CorrectionRequested
+                    && crate::store::portal_filings::filed_at_counter(&f.portal_id)
+                {
+                    return Err(ServiceError::Invalid {
+                        field: "action".into(),
+                        code: "counter_filing_no_correction",
+                        message_ja: "窓口で受け付けた申請はポータルに表示されないため、補正を依頼できません。直す必要があれば却下し、窓口申請をやり直してください。".into(),
+                        message_en: "a filing made at the counter is not shown on the portal, so no correction can be asked for; reject it and file it again at the counter".into(),
+                    });
                 }
                 trusted(&f, action)?;
                 set_status(&mut f, to, now);

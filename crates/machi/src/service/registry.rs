@@ -468,7 +468,7 @@ impl Registry {
     }
 
     /// The tenant as the rules of `req` need it: its prefecture and name
-    /// for a 転居 (j560, j630), None for the other changes.
+    /// for a 転居 (j560, j630) and a 転出 (j650), None for the other changes.
     pub async fn municipality_for(
         &self,
         tenant: &MunicipalityCode,
@@ -477,6 +477,8 @@ impl Registry {
         if !matches!(
             req.command,
             machi_domain::change::ChangeCommand::MoveWithin { .. }
+                | machi_domain::change::ChangeCommand::MoveOut { .. }
+                | machi_domain::change::ChangeCommand::MoveOutAbroad { .. }
         ) {
             return Ok(None);
         }

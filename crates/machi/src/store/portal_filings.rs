@@ -258,6 +258,8 @@ pub struct FilingFilter {
     /// A login; `Some("")` for filings nobody handles yet.
     pub assigned_to: Option<String>,
     pub signed: Option<bool>,
+    /// Only filings made at the counter (`true`) or on the portal (`false`).
+    pub at_counter: Option<bool>,
     /// Filings with a smaller id (the page cursor).
     pub before: Option<i64>,
 }
@@ -317,6 +319,18 @@ pub fn search(
     if let Some(signed) = f.signed {
         next(&mut sql, " AND signed = ?");
         params.push(i64::from(signed).into());
+    }
+    let counter_ids = format!("{COUNTER_PREFIX}%");
+    match f.at_counter {
+        Some(true) => {
+            next(&mut sql, " AND portal_id LIKE ?");
+            params.push(counter_ids.as_str().into());
+        }
+        Some(false) => {
+            next(&mut sql, " AND portal_id NOT LIKE ?");
+            params.push(counter_ids.as_str().into());
+        }
+        None => {}
     }
     if let Some(b) = f.before {
         next(&mut sql, " AND filing_id < ?");
@@ -428,6 +442,37 @@ pub fn corrections_of(
         }
     }
     Ok(out)
+}
+
+/// The number and 受付番号 of the filing stored under `portal_id`, if any.
+pub fn by_portal_id(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    portal_id: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    tx.query_opt(
+        "SELECT filing_id, receipt FROM portal_filings WHERE tenant = $1 AND portal_id = $2",
+        &[tenant.as_str().into(), portal_id.into()],
+    )?
+    .map(|r| Ok((r.int(0)?, r.text(1)?)))
+    .transpose()
+}
+
+/// Sets the party → 宛名番号 matches of a filing just stored (a counter
+/// filing's members, known from the registry when it was filed).
+pub fn set_matches(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    filing_id: i64,
+    matches: &std::collections::BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let m =
+        serde_json::to_string(matches).map_err(|e| StoreError::Corrupt(format!("matches: {e}")))?;
+    tx.execute(
+        "UPDATE portal_filings SET matches = $3 WHERE tenant = $1 AND filing_id = $2",
+        &[tenant.as_str().into(), filing_id.into(), m.as_str().into()],
+    )?;
+    Ok(())
 }
 
 /// The filing whose approval entered provisional change `pending_id`.

@@ -56,12 +56,14 @@ pub fn parsed(source: &str) -> Result<Arc<Definition>, machi_procedures::Report>
     Ok(d)
 }
 
-/// The five shipped definitions: (id, version, text).
+/// The shipped definitions, current and superseded versions: (id,
+/// version, text).
 pub fn shipped() -> &'static [(String, i64, &'static str)] {
     static S: OnceLock<Vec<(String, i64, &'static str)>> = OnceLock::new();
     S.get_or_init(|| {
         machi_procedures::SHIPPED
             .iter()
+            .chain(machi_procedures::SUPERSEDED.iter())
             .filter_map(|(_, src)| {
                 Definition::parse(src)
                     .ok()

@@ -39,7 +39,7 @@ use machi_procedures::{Answers, CheckContext, Definition, Field, FieldKind, Lang
 use super::forms::FormData;
 use super::{Chrome, Ctx, UiError, html};
 use crate::api::AppState;
-use crate::service::counter_filing::{CounterFiling, IdentityInput, ShownDocument};
+use crate::service::counter_filing::{self, CounterFiling, IdentityInput, ShownDocument};
 
 /// The procedures a clerk can file at the counter for the tenant.
 async fn procedures(
@@ -716,6 +716,38 @@ struct DonePage {
     name: String,
     title: String,
     receipt: String,
+    filing_id: i64,
+    /// The confirmation had been filed already: this is the first filing.
+    repeated: bool,
+}
+
+/// The persons of a counter filing the registry already knows: each party
+/// of the filing (the applicant, each member moving) whose name and date
+/// of birth are those of exactly one member of the applicant's household,
+/// as prefilled (a name the clerk changed is left for the inbox to match).
+fn counter_matches(
+    def: &Definition,
+    payload: &serde_json::Value,
+    household: &[ResidentRecord],
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in crate::service::inbox::parties(def, payload) {
+        let Some(name) = p.name.as_deref().map(str::trim) else {
+            continue;
+        };
+        let hits: Vec<&ResidentRecord> = household
+            .iter()
+            .filter(|m| {
+                m.name.as_str() == name
+                    && p.birth_date
+                        .is_none_or(|b| m.birth_date.as_calendar() == Some(b))
+            })
+            .collect();
+        if let [one] = hits.as_slice() {
+            out.insert(p.key.clone(), one.addressee_number.to_string());
+        }
+    }
+    out
 }
 
 // --------------------------------------------------------------- handlers
@@ -948,36 +980,45 @@ pub async fn submit(
         return render_form(&ctx, &a, &r, &def, &state, &identity, found, &eras);
     }
     let answers = answers_of(&def, &state);
-    if step == "file" {
+    // Filed only with the confirmation's one-time token; without one (an
+    // old or hand-made form) the applicant's confirmation is shown again.
+    let once = f.text("once");
+    if step == "file" && counter_filing::confirmation_token(&once).is_some() {
         let documents_seen = def
             .fields()
             .filter(|(_, x)| x.kind() == FieldKind::File)
             .map(|(_, x)| x.id().to_owned())
             .filter(|k| state.get(&format!("{k}.seen")).map(String::as_str) == Some("yes"))
             .collect();
+        let payload = def.filing_payload(&answers, &check);
+        let matches = counter_matches(&def, &payload, &household);
         let filing = CounterFiling {
             applicant: a.clone(),
             procedure: def.id().to_owned(),
             version: def.version(),
-            answers: def.filing_payload(&answers, &check),
+            answers: payload,
             documents_seen,
             clerk_name: ctx.display_name.clone(),
             anonymous,
             identity: (!anonymous).then(|| identity.clone()),
             applicant_name: r.name.as_str().to_owned(),
             household: others,
+            once,
+            matches,
         };
         return match s
             .registry
             .file_at_counter(&tenant, filing, &ctx.caller.actor())
             .await
         {
-            Ok(receipt) => html(&DonePage {
+            Ok(done) => html(&DonePage {
                 c: Chrome::new(&ctx, "窓口申請を受け付けました", "Filed at the counter"),
                 person: a.to_string(),
                 name: r.name.as_str().to_owned(),
                 title: def.procedure.title.get(l).to_owned(),
-                receipt,
+                receipt: done.receipt,
+                filing_id: done.filing_id,
+                repeated: done.repeated,
             }),
             Err(e) => ctx.refused(e, &format!("宛名番号 {a}"), &format!("addressee {a}")),
         };
@@ -1023,6 +1064,10 @@ pub async fn submit(
         .collect();
     if !anonymous {
         hidden.extend(identity_hidden(&identity));
+    }
+    match counter_filing::new_confirmation_token() {
+        Ok(t) => hidden.push(("once".into(), t)),
+        Err(e) => return ctx.error(&e.into()),
     }
     html(&ConfirmPage {
         l: ctx.lang,

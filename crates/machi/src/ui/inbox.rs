@@ -26,6 +26,7 @@ pub struct ListQuery {
     received_to: Option<String>,
     assigned_to: Option<String>,
     signed: Option<String>,
+    filed: Option<String>,
     before: Option<i64>,
 }
 
@@ -40,6 +41,8 @@ struct Row {
     signed: String,
     /// Why the filing's definition holds it back, if it does.
     definition: String,
+    /// Filed by a clerk at the counter (書かない窓口), not online.
+    at_counter: bool,
 }
 
 #[derive(Template)]
@@ -76,6 +79,9 @@ impl ListQuery {
     }
     fn signed(&self) -> &str {
         Self::v(&self.signed)
+    }
+    fn filed(&self) -> &str {
+        Self::v(&self.filed)
     }
 }
 
@@ -186,6 +192,7 @@ pub async fn list(
         to.as_deref(),
         q.assigned_to.as_deref(),
         q.signed.as_deref(),
+        q.filed.as_deref(),
         q.before,
     ) {
         Ok(filter) => {
@@ -238,6 +245,7 @@ pub async fn list(
                         .as_deref()
                         .map(|l| name_of(&page.clerks, l))
                         .unwrap_or_default(),
+                    at_counter: crate::store::portal_filings::filed_at_counter(&f.portal_id),
                     signed: if f.signed {
                         ctx.lang.t("あり", "yes")
                     } else {
@@ -255,6 +263,7 @@ pub async fn list(
                     ("received_to", &q.received_to),
                     ("assigned_to", &q.assigned_to),
                     ("signed", &q.signed),
+                    ("filed", &q.filed),
                 ] {
                     if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                         parts.push(format!("{k}={}", super::pages::urlencode(v)));
@@ -583,6 +592,11 @@ struct FilingPage {
     corrects: Option<(i64, String)>,
     /// The filings sent to correct this one.
     corrected_by: Vec<(i64, String)>,
+    /// Filed at the counter: no correction request (the portal never
+    /// shows it); the reason of a rejection stays with the record.
+    at_counter: bool,
+    /// Where the clerk files it again at the counter.
+    refile: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -886,6 +900,13 @@ async fn filing_page(
             "The tenant administrator accepted this filing's procedure definition and then withdrew the acceptance. It cannot be approved until the definition is accepted again (matching, asking for a correction and rejecting are possible).",
         ).to_string()),
     };
+    let at_counter = crate::store::portal_filings::filed_at_counter(&f.portal_id);
+    // A counter filing is corrected by filing it again at the counter,
+    // from the applicant's page, prefilled.
+    let refile = f.filing["counter"]["applicant"]
+        .as_str()
+        .filter(|_| at_counter)
+        .map(|a| format!("/ui/residents/{a}/counter/{}", f.procedure));
     let can_approve = open && f.trust.approvable();
     let can_prepare = open && f.trust != Trust::Refused;
     let clerks = clerks_of(s, tenant).await;
@@ -943,6 +964,8 @@ async fn filing_page(
         awaiting_correction: st == Some(FilingStatus::CorrectionRequested),
         corrects: links.corrects,
         corrected_by: links.corrected_by,
+        at_counter,
+        refile,
     };
     (status, html(&page)).into_response()
 }

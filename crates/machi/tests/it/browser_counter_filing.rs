@@ -52,6 +52,24 @@ async fn browser_a_clerk_files_a_move_out_for_the_applicant_at_the_counter(db: T
     // Sent as it is: the problems, linked, nothing lost.
     h.click("#counter-check").await;
     h.wait_for("#error-summary").await;
+    // The error summary takes focus, as the portal's does (the browser
+    // applies autofocus in a later rendering step: poll).
+    let started = std::time::Instant::now();
+    let focused = loop {
+        let focused = h
+            .client
+            .execute("return document.activeElement.id;", vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if focused == "error-summary" || started.elapsed() > std::time::Duration::from_secs(15) {
+            break focused;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(focused, "error-summary", "the error summary takes focus");
     let page = h.text().await;
     assert!(page.contains("value=\"髙橋　一郎\""));
     assert!(

@@ -20,6 +20,9 @@ both_backends!(
     the_identity_check_is_required_and_checked,
     a_representative_files_and_approval_needs_the_identity_record,
     a_tenants_own_accepted_procedure_is_offered_at_the_counter_prefilled,
+    a_move_out_inside_the_municipality_is_refused_at_the_counter_api_and_approval,
+    a_confirmation_sent_twice_files_once_with_its_members_matched,
+    the_visit_date_is_counted_from_the_moving_date_at_the_counter,
 );
 
 async fn stored(db: &TestDb) -> Vec<machi::store::portal_filings::StoredPortalFiling> {
@@ -404,15 +407,33 @@ async fn a_survey_filed_at_the_counter_stays_anonymous(db: TestDb) {
     let router = app(&db).await;
     let clerk = Session::login(&router, FUCHU, "clerk").await;
     let me = &persons[0];
+    let answers = [
+        ("a.age_group", "a70"),
+        ("a.uses_internet", "no"),
+        ("a.want_class", "yes"),
+    ];
+    // Filed only from the confirmation (its one-time token): a bare
+    // `step=file` shows the confirmation.
+    let mut bare = vec![("step", "file")];
+    bare.extend(answers);
+    let (s, _, confirm) = clerk
+        .post(
+            &format!("/ui/residents/{me}/counter/survey_internet"),
+            &bare,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{confirm}");
+    assert!(confirm.contains("id=\"confirm-file\""), "{confirm}");
+    assert!(stored(&db).await.is_empty());
+    let hidden = file_step(&confirm);
+    let refs: Vec<(&str, &str)> = hidden
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let (s, _, done) = clerk
         .post(
             &format!("/ui/residents/{me}/counter/survey_internet"),
-            &[
-                ("step", "file"),
-                ("a.age_group", "a70"),
-                ("a.uses_internet", "no"),
-                ("a.want_class", "yes"),
-            ],
+            &refs,
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{done}");
@@ -658,6 +679,8 @@ async fn the_identity_check_is_required_and_checked(db: TestDb) {
                 identity: None,
                 applicant_name: "髙橋　一郎".into(),
                 household: vec![],
+                once: machi::service::counter_filing::new_confirmation_token().unwrap(),
+                matches: Default::default(),
             },
             &machi::service::Actor::system("t"),
         )
@@ -971,4 +994,382 @@ async fn a_tenants_own_accepted_procedure_is_offered_at_the_counter_prefilled(db
     let answers = &f.filing["signed_content"]["answers"];
     assert_eq!(answers["applicant_name"], "髙橋　一郎", "{answers}");
     assert_eq!(answers["item"], "bicycle", "{answers}");
+}
+
+/// Files the 転出届 at the counter for `me` with `pairs` (already checked
+/// by the caller's choice of answers); returns the stored filing's id.
+async fn file_at_counter(
+    db: &TestDb,
+    clerk: &Session,
+    me: &str,
+    pairs: &[(String, String)],
+) -> i64 {
+    let mut pairs = pairs.to_vec();
+    set(&mut pairs, "id.document", "drivers_licence");
+    set(&mut pairs, "id.appeared", "self");
+    let (s, confirm) = post(clerk, me, &pairs, "check").await;
+    assert_eq!(s, StatusCode::OK, "{confirm}");
+    assert!(confirm.contains("class=\"applicant-view\""), "{confirm}");
+    let mut hidden = hidden_fields(&confirm);
+    hidden.push(("step".into(), "file".into()));
+    let refs: Vec<(&str, &str)> = hidden
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (s, _, done) = clerk
+        .post(&format!("/ui/residents/{me}/counter/tenshutsu"), &refs)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    let before = stored(db).await;
+    before.iter().map(|f| f.filing_id).max().unwrap()
+}
+
+/// j650 with j560/j630 (issue 11, B5): a 転出 to an address in the
+/// municipality is a 転居. The counter's change form, the API and the
+/// approval of a 転出届 filing each refuse it in words, changing nothing.
+async fn a_move_out_inside_the_municipality_is_refused_at_the_counter_api_and_approval(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let me = &persons[0];
+    let inside = "東京都府中市寿町一丁目5番地";
+    let fuchu: MunicipalityCode = FUCHU.parse().unwrap();
+    let changes = |db: &TestDb| {
+        let t = fuchu.clone();
+        let store = db.store.clone();
+        async move {
+            store
+                .read(Some(&t), |tx| {
+                    tx.query_one(
+                        "SELECT COUNT(*) FROM changes WHERE tenant = $1",
+                        &[FUCHU.into()],
+                    )?
+                    .int(0)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let changes_before = changes(&db).await;
+
+    // The API.
+    let req: machi_domain::change::ChangeRequest = serde_json::from_value(serde_json::json!({
+        "effective_date": db.registry.today().to_string(),
+        "command": {"type": "move_out", "persons": [me],
+            "destination": {"address": inside}}
+    }))
+    .unwrap();
+    let e = db
+        .registry
+        .submit(&fuchu, &req, &machi::service::Actor::system("t"))
+        .await
+        .unwrap_err();
+    let e = machi::ui::UiError::from(e);
+    assert!(e.ja.contains("転居"), "{}", e.ja);
+    assert!(e.en.contains("move within"), "{}", e.en);
+
+    // The counter's change form, at both steps.
+    for step in ["confirm", "enter"] {
+        let f = [
+            ("type", "move_out"),
+            ("effective_date", "令和6年10月1日"),
+            ("address", inside),
+            ("persons", me.as_str()),
+            ("step", step),
+        ];
+        let (s, _, page) = clerk.post("/ui/entry", &f).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+        assert!(
+            page.contains(&format!("「{inside}」は東京都府中市内の住所です")),
+            "{page}"
+        );
+        assert!(!page.contains("inside_municipality"), "{page}");
+    }
+
+    // A 転出届 filed at the counter to an address in 府中市: the approval
+    // says why it cannot record it, in words, and changes nothing.
+    let (_, _, form) = clerk
+        .get(&format!("/ui/residents/{me}/counter/tenshutsu"))
+        .await;
+    let mut pairs = tenshutsu_pairs(&db, &form);
+    set(&mut pairs, "a.destination.postal", "183-0056");
+    set(&mut pairs, "a.destination.address", inside);
+    let id = file_at_counter(&db, &clerk, me, &pairs).await;
+    let inbox = format!("/api/v1/tenants/{FUCHU}/filings/{id}");
+    let (_, cands) = crate::inbox::call(&boss, "GET", &format!("{inbox}/candidates"), None).await;
+    for p in cands.as_array().unwrap() {
+        if let Some(a) = p["candidates"][0]["addressee_number"].as_str() {
+            crate::inbox::call(
+                &boss,
+                "POST",
+                &format!("{inbox}/match"),
+                Some(serde_json::json!({ "party": p["key"], "addressee_number": a })),
+            )
+            .await;
+        }
+    }
+    let (s, _, page) = boss
+        .post(&format!("/ui/inbox/{id}/act"), &[("action", "approve")])
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        page.contains(&format!("「{inside}」は東京都府中市内の住所です")),
+        "{page}"
+    );
+    assert!(page.contains("転居で処理してください"), "{page}");
+    assert!(!page.contains("inside_municipality"), "{page}");
+    let (s, body) = crate::inbox::call(
+        &boss,
+        "POST",
+        &format!("{inbox}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "inside_municipality", "{body}");
+    let f = stored(&db)
+        .await
+        .into_iter()
+        .find(|f| f.filing_id == id)
+        .unwrap();
+    // Matched (under review), not approved.
+    assert_eq!(f.status, "under_review");
+    assert!(
+        f.outcome.is_null() || f.outcome == serde_json::json!({}),
+        "{:?}",
+        f.outcome
+    );
+    assert_eq!(changes(&db).await, changes_before, "nothing recorded");
+}
+
+/// The confirmation's hidden fields with `step=file`.
+fn file_step(confirm: &str) -> Vec<(String, String)> {
+    let mut hidden = hidden_fields(confirm);
+    hidden.push(("step".into(), "file".into()));
+    hidden
+}
+
+async fn post_raw(s: &Session, me: &str, pairs: &[(String, String)]) -> (StatusCode, String) {
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (st, _, page) = s
+        .post(&format!("/ui/residents/{me}/counter/tenshutsu"), &refs)
+        .await;
+    (st, page)
+}
+
+/// Issue 11, B7, B9 and P7: the applicant's 「この内容で申請する」 sent
+/// twice (a double click, a browser's resend) makes one filing, and the
+/// second answer shows the first; the members filed for from the registry
+/// are matched already (the clerk may still change them); the inbox offers
+/// no correction request for a counter filing (the portal never shows it)
+/// and marks and filters counter filings.
+async fn a_confirmation_sent_twice_files_once_with_its_members_matched(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let me = &persons[0];
+    let (_, _, form) = clerk
+        .get(&format!("/ui/residents/{me}/counter/tenshutsu"))
+        .await;
+    let mut pairs = tenshutsu_pairs(&db, &form);
+    set(&mut pairs, "id.document", "drivers_licence");
+    set(&mut pairs, "id.appeared", "self");
+    let (s, confirm) = post(&clerk, me, &pairs, "check").await;
+    assert_eq!(s, StatusCode::OK, "{confirm}");
+    let once = file_step(&confirm)
+        .into_iter()
+        .find(|(k, _)| k == "once")
+        .map(|(_, v)| v)
+        .expect("the confirmation carries a one-time token");
+
+    // Sent twice: one filing, both answers show it.
+    let (s, first) = post_raw(&clerk, me, &file_step(&confirm)).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let (s, second) = post_raw(&clerk, me, &file_step(&confirm)).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    crate::readable::assert_readable(&second, "counter filing sent twice");
+    let receipt = |p: &str| {
+        p.split("id=\"receipt\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(receipt(&first), receipt(&second));
+    assert!(!first.contains("id=\"already-filed\""), "{first}");
+    assert!(second.contains("id=\"already-filed\""), "{second}");
+    assert!(
+        second.contains("最初に受け付けた申請を表示しています"),
+        "{second}"
+    );
+    let filings = stored(&db).await;
+    assert_eq!(filings.len(), 1, "one filing");
+    let f = &filings[0];
+    assert!(second.contains(&format!("href=\"/ui/inbox/{}\"", f.filing_id)));
+    let filed: Vec<_> = log(&db)
+        .await
+        .into_iter()
+        .filter(|(f, _, _)| f == "counter_filing.file")
+        .collect();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+
+    // The same token for another applicant is no second filing either.
+    let mut other = file_step(&confirm);
+    set(&mut other, "once", &once);
+    let (_, _) = post_raw(&clerk, &persons[1], &other).await;
+    assert_eq!(stored(&db).await.len(), 1);
+    // Without a token (an old page): the confirmation again, not a filing.
+    let no_token: Vec<(String, String)> = file_step(&confirm)
+        .into_iter()
+        .filter(|(k, _)| k != "once")
+        .collect();
+    let (s, again) = post_raw(&clerk, me, &no_token).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert!(again.contains("class=\"applicant-view\""), "{again}");
+    assert_eq!(stored(&db).await.len(), 1);
+
+    // The members filed for are matched from the registry (the child,
+    // not moving, is not in the filing).
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("members.0".to_string(), persons[0].clone()),
+        ("members.1".to_string(), persons[1].clone()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(f.matches, expected);
+    let (s, _, page) = boss.get(&format!("/ui/inbox/{}", f.filing_id)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "counter filing, matched");
+    for (i, p) in persons[..2].iter().enumerate() {
+        assert!(
+            page.contains(&format!("id=\"matched-{}\">照合済み：宛名番号 {p}", i + 1)),
+            "{page}"
+        );
+    }
+    // No correction request; what the counter does instead.
+    assert!(!page.contains("id=\"correction-form\""), "{page}");
+    assert!(
+        !page.contains("補正の依頼（申請者に表示されます）"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"counter-correction\""), "{page}");
+    assert!(
+        page.contains(&format!("href=\"/ui/residents/{me}/counter/tenshutsu\"")),
+        "{page}"
+    );
+    assert!(
+        !page.contains("却下の理由（申請者に表示されます）"),
+        "{page}"
+    );
+    let inbox = format!("/api/v1/tenants/{FUCHU}/filings/{}", f.filing_id);
+    let (s, e) = crate::inbox::call(
+        &boss,
+        "POST",
+        &format!("{inbox}/correction"),
+        Some(serde_json::json!({ "message": "電話番号を確認してください" })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["code"], "counter_filing_no_correction", "{e}");
+    assert!(
+        e["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("窓口申請をやり直して")
+    );
+
+    // The inbox marks it and filters by how it was filed.
+    let (_, _, list) = boss.get("/ui/inbox").await;
+    assert!(list.contains("class=\"badge counter-mark\""), "{list}");
+    assert!(list.contains("id=\"f-filed\""), "{list}");
+    let (_, _, only) = boss.get("/ui/inbox?filed=counter").await;
+    assert!(
+        only.contains(&format!("id=\"filing-{}\"", f.filing_id)),
+        "{only}"
+    );
+    assert!(only.contains("value=\"counter\" selected"), "{only}");
+    let (_, _, none) = boss.get("/ui/inbox?filed=portal").await;
+    assert!(none.contains("id=\"no-filings\""), "{none}");
+    let (_, _, bad) = boss.get("/ui/inbox?filed=fax").await;
+    assert!(bad.contains("id=\"inbox-error\""), "{bad}");
+    assert!(!bad.contains("invalid_filed"), "{bad}");
+    let api = format!("/api/v1/tenants/{FUCHU}/filings");
+    let (s, l) = crate::inbox::call(&boss, "GET", &format!("{api}?filed=counter"), None).await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    assert_eq!(l["filings"][0]["at_counter"], true, "{l}");
+    let (_, l) = crate::inbox::call(&boss, "GET", &format!("{api}?filed=portal"), None).await;
+    assert_eq!(l["filings"].as_array().map(Vec::len), Some(0), "{l}");
+    let (s, e) = crate::inbox::call(&boss, "GET", &format!("{api}?filed=fax"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["code"], "invalid_filed");
+
+    // Approved as matched: nobody had to match again.
+    let (s, a) = crate::inbox::call(
+        &boss,
+        "POST",
+        &format!("{inbox}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["status"], "approved", "{a}");
+}
+
+/// Issue 11, B6: the 来庁予定日 is counted from the moving date (on or
+/// after it, at most 14 days after it), at the counter as on the portal.
+async fn the_visit_date_is_counted_from_the_moving_date_at_the_counter(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let me = &persons[0];
+    let (_, _, form) = clerk
+        .get(&format!("/ui/residents/{me}/counter/tenshutsu"))
+        .await;
+    let today = db.registry.today();
+    let moving = today + chrono::Duration::days(10);
+    let mut pairs = tenshutsu_pairs(&db, &form);
+    set(&mut pairs, "id.document", "drivers_licence");
+    set(&mut pairs, "id.appeared", "self");
+    let eras = db.registry.eras();
+    for bad in [
+        moving - chrono::Duration::days(1),
+        moving + chrono::Duration::days(15),
+    ] {
+        date(&mut pairs, "visit_date", bad);
+        let (s, page) = post(&clerk, me, &pairs, "check").await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let sum = summary(&page);
+        assert!(sum.contains("href=\"#f-visit-date-year\""), "{sum}");
+        assert!(
+            sum.contains(&format!(
+                "引っ越しの日（転出予定日）（{}）をもとに{}から{}までの日にしてください",
+                eras.format_wareki(moving),
+                eras.format_wareki(moving),
+                eras.format_wareki(moving + chrono::Duration::days(14))
+            )),
+            "{sum}"
+        );
+    }
+    date(
+        &mut pairs,
+        "visit_date",
+        moving + chrono::Duration::days(14),
+    );
+    let (s, page) = post(&clerk, me, &pairs, "check").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("class=\"applicant-view\""), "{page}");
+    assert!(stored(&db).await.is_empty());
 }

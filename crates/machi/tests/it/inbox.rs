@@ -1282,14 +1282,14 @@ async fn a_withdrawn_acceptance_stops_the_decision_too(db: TestDb) {
     staff(&db, FUCHU, "boss", Role::Supervisor).await;
     staff(&db, FUCHU, "admin", Role::TenantAdmin).await;
     let p = portal().await;
-    let v1 = machi_procedures::SHIPPED
+    let shipped = machi_procedures::SHIPPED
         .iter()
         .find(|(n, _)| *n == "tenshutsu.toml")
         .unwrap()
         .1;
     assert!(
         p.portal
-            .publish(FUCHU, &v1.replacen("version = 1", "version = 2", 1))
+            .publish(FUCHU, &shipped.replacen("version = 2", "version = 3", 1))
             .unwrap()
     );
     file_tenshutsu(&p.base, today() + chrono::Duration::days(5)).await;
@@ -1299,9 +1299,9 @@ async fn a_withdrawn_acceptance_stops_the_decision_too(db: TestDb) {
     let boss = Session::login(&router, FUCHU, "boss").await;
     let admin = Session::login(&router, FUCHU, "admin").await;
     let (_, d) = call(&clerk, "GET", &format!("{F}/1"), None).await;
-    assert_eq!(d["filing"]["version"], 2, "{d}");
+    assert_eq!(d["filing"]["version"], 3, "{d}");
     const D: &str = "/api/v1/tenants/132063/procedure-definitions/decision";
-    let decide = |w: &str| json!({"procedure": "tenshutsu", "version": 2, "decision": w});
+    let decide = |w: &str| json!({"procedure": "tenshutsu", "version": 3, "decision": w});
     let (st, e) = call(&admin, "POST", D, Some(decide("accept"))).await;
     assert_eq!(st, StatusCode::OK, "{e}");
     match_all(&clerk, 1).await;

@@ -393,9 +393,10 @@ async fn a_different_text_for_a_known_version_is_refused_and_names_it(db: TestDb
         1
     );
     // A shipped version is the same everywhere: another text under
-    // tenshutsu version 1 is refused too; a text that does not validate,
-    // or names another version than the listing, likewise.
-    let shipped = machi_procedures::SHIPPED[0].1;
+    // tenshutsu version 1 (superseded by version 2, still machi's) is
+    // refused too; a text that does not validate, or names another version
+    // than the listing, likewise.
+    let shipped = machi_procedures::SUPERSEDED[0].1;
     let key = machi_portal::seal::OpeningKey::generate().unwrap();
     let defs = vec![
         PulledDefinition {
