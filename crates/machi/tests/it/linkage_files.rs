@@ -1139,7 +1139,7 @@ async fn live_claim(db: &TestDb) -> Option<(String, i64)> {
                 "SELECT owner, slot FROM extract_claims WHERE tenant = $1 AND done_at IS NULL",
                 &[FUCHU.into()],
             )?
-            .map(|r| Ok((r.text(0)?, r.int(1)?)))
+            .map(|r| Ok::<_, machi::store::StoreError>((r.text(0)?, r.int(1)?)))
             .transpose()
         })
         .await
