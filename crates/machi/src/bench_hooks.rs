@@ -64,6 +64,11 @@ pub struct BenchHooksArgs {
     /// on a loaded machine gives the same.
     #[arg(long)]
     count_only: bool,
+    /// PostgreSQL, for a comparison only: drops the foreign keys of
+    /// `webhook_attempts` in the bench's fresh database before measuring
+    /// (what the two key checks of every attempt row cost).
+    #[arg(long)]
+    without_attempt_fks: bool,
 }
 
 /// What a receiver saw: (sequence, commit time in µs, arrival in µs).
@@ -257,8 +262,24 @@ pub async fn run(a: &BenchHooksArgs, extra_eras: &[String]) -> anyhow::Result<()
             Keyring::ephemeral()?,
         )
         .await?;
+        let label = if a.without_attempt_fks {
+            let url = fresh.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+                c.batch_execute(
+                    "DO $$ DECLARE c record; BEGIN \
+                     FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'webhook_attempts'::regclass AND contype = 'f' LOOP \
+                     EXECUTE format('ALTER TABLE webhook_attempts DROP CONSTRAINT %I', c.conname); END LOOP; END $$",
+                )?;
+                Ok(())
+            })
+            .await??;
+            "PostgreSQL (comparison: webhook_attempts without its foreign keys)"
+        } else {
+            "PostgreSQL"
+        };
         let r = Registry::new(store, eras, Clock::System).with_hook_policy(policy);
-        let result = measure("PostgreSQL", &r, a, Some(&fresh)).await;
+        let result = measure(label, &r, a, Some(&fresh)).await;
         crate::store::drop_postgres_database(url, &db).await?;
         result
     } else {
@@ -664,6 +685,8 @@ async fn measure(
 
     // Deliveries: the worker drains the backlog to every subscriber.
     let load_hooks = load_average();
+    let probe = Probe::start(r, pg);
+    let counted = crate::store::counts();
     let started = Instant::now();
     let worker = spawn_worker(r.clone(), config.clone())?;
     let want = bodies.len() * n_subs;
@@ -672,6 +695,8 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let hook_secs = started.elapsed().as_secs_f64();
+    let drain_work = Work::between(counted, crate::store::counts());
+    let probe_drain = probe.finish();
     let hook_n = total(&seen);
     let hook_rate = hook_n as f64 / hook_secs.max(1e-9);
     let ratio = 100.0 * hook_rate / baseline_rate.max(1e-9);
@@ -682,6 +707,11 @@ async fn measure(
         hook_secs,
         if ratio >= 50.0 { "met" } else { "NOT met" }
     );
+    println!(
+        "    deliveries: per delivery {}",
+        drain_work.per(total(&seen)).line(pg.is_some())
+    );
+    probe_drain.print("deliveries");
     for s in &seen {
         s.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
