@@ -549,7 +549,13 @@ pub fn insert_attempts(
             &[tenant.as_str().into(), subscription_id.into(), n.into()],
         )?
         .int(0)?;
-    insert_attempt_rows(tx, tenant, subscription_id, last - n, &attempt_rows(attempts)?)
+    insert_attempt_rows(
+        tx,
+        tenant,
+        subscription_id,
+        last - n,
+        &attempt_rows(attempts)?,
+    )
 }
 
 /// The attempts as the JSON array the one-statement INSERT reads: `i` is
@@ -601,11 +607,7 @@ fn insert_attempt_rows(
     rows: &str,
 ) -> Result<(), StoreError> {
     if tx.backend() == super::Backend::Postgres {
-        let sql = format!(
-            "{} FROM {}",
-            attempts_select("$3"),
-            pg_attempt_source("$4")
-        );
+        let sql = format!("{} FROM {}", attempts_select("$3"), pg_attempt_source("$4"));
         tx.execute(
             &sql,
             &[

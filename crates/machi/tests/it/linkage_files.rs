@@ -1191,7 +1191,10 @@ async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_run
         if let Some(c) = live_claim(&db).await {
             break c;
         }
-        assert!(start.elapsed().as_secs() < 30, "the scheduled run never claimed");
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the scheduled run never claimed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let other = InMemory::new();
@@ -1201,11 +1204,18 @@ async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_run
             panic!("not refused: {r:?}");
         };
         let text = e.to_string();
-        assert!(text.contains("is running") && text.contains("実行中"), "{text}");
+        assert!(
+            text.contains("is running") && text.contains("実行中"),
+            "{text}"
+        );
     }
     assert!(!anything_at(&other).await, "written while refused");
     assert!(!anything_at(&store).await);
-    assert_eq!(live_claim(&db).await, Some(held.clone()), "the claim changed");
+    assert_eq!(
+        live_claim(&db).await,
+        Some(held.clone()),
+        "the claim changed"
+    );
     // Through the API: 409 extract_running, both languages.
     let dir = tempfile::tempdir().unwrap();
     let app = machi::api::app(machi::api::AppState {
@@ -1219,7 +1229,10 @@ async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_run
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["code"], "extract_running", "{v}");
     assert!(v["message_ja"].as_str().unwrap().contains("実行中"), "{v}");
-    assert!(v["message_en"].as_str().unwrap().contains("is running"), "{v}");
+    assert!(
+        v["message_en"].as_str().unwrap().contains("is running"),
+        "{v}"
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "written");
     scheduled.abort();
     assert!(scheduled.await.unwrap_err().is_cancelled());
@@ -1264,24 +1277,51 @@ async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_run
         {
             break c;
         }
-        assert!(start.elapsed().as_secs() < 30, "the on-demand run never claimed");
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the on-demand run never claimed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert!(held.1 < 0, "an on-demand key: {held:?}");
     // The scheduler skips the tenant; another on-demand extract is
     // refused, also after the first lease would have run out unrenewed.
-    assert!(tick_on(&db.registry, &other, chrono::Utc::now(), &ScheduleState::default())
+    assert!(
+        tick_on(
+            &db.registry,
+            &other,
+            chrono::Utc::now(),
+            &ScheduleState::default()
+        )
         .await
-        .is_none());
+        .is_none()
+    );
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-    let r = linkage::extract(&db.registry, &code(FUCHU), Kind::Full, &other, &prefix, &actor).await;
+    let r = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &other,
+        &prefix,
+        &actor,
+    )
+    .await;
     assert!(matches!(r, Err(ExtractError::Running(_))), "{r:?}");
-    assert!(tick_on(&db.registry, &other, chrono::Utc::now(), &ScheduleState::default())
+    assert!(
+        tick_on(
+            &db.registry,
+            &other,
+            chrono::Utc::now(),
+            &ScheduleState::default()
+        )
         .await
-        .is_none());
+        .is_none()
+    );
     assert!(!anything_at(&other).await, "written while refused");
     assert_eq!(
-        linkage::handled_slot(&db.registry, &code(FUCHU)).await.unwrap(),
+        linkage::handled_slot(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
         None
     );
     // Its run gone, its claim runs out after the lease; then it goes
@@ -1289,16 +1329,30 @@ async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_run
     on_demand.abort();
     assert!(on_demand.await.unwrap_err().is_cancelled());
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let m = linkage::extract(&db.registry, &code(FUCHU), Kind::Full, &other, &prefix, &actor)
-        .await
-        .unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &other,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
     assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
     assert_checksums(&other, &m).await;
     assert_eq!(live_claim(&db).await, None, "done");
     let second = change(&db).await;
-    let m = linkage::extract(&db.registry, &code(FUCHU), Kind::Diff, &other, &prefix, &actor)
-        .await
-        .unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &other,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
     assert_eq!(manifests(&other, FUCHU).await, 2);
 }
