@@ -18,6 +18,11 @@
 //! samples the connection pool and, on PostgreSQL, `pg_stat_activity`
 //! (what the sessions of the bench's database are doing or waiting for)
 //! and the commits per second of the whole database.
+//!
+//! `--count-only` instead counts the database work of one delivery
+//! (statements, PostgreSQL round trips, transactions), as `bench-http
+//! --count-only` does per request: e.g. `machi bench-hooks --count-only
+//! --backlog 200 --rate 50 --seconds 2` in a debug build.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +57,18 @@ pub struct BenchHooksArgs {
     /// SQLite durability for the run (`full` is the default of `machi serve`).
     #[arg(long, value_enum, default_value = "full")]
     bench_sqlite_sync: SqliteSync,
+    /// Only count the database work of one delivery (statements,
+    /// PostgreSQL round trips, transactions) while the worker drains the
+    /// backlog and while changes come one at a time (`--rate` per second
+    /// for `--seconds`); no timed figures. Counts, not time: a debug build
+    /// on a loaded machine gives the same.
+    #[arg(long)]
+    count_only: bool,
+    /// PostgreSQL, for a comparison only: drops the foreign keys of
+    /// `webhook_attempts` in the bench's fresh database before measuring
+    /// (what the two key checks of every attempt row cost).
+    #[arg(long)]
+    without_attempt_fks: bool,
 }
 
 /// What a receiver saw: (sequence, commit time in µs, arrival in µs).
@@ -245,8 +262,24 @@ pub async fn run(a: &BenchHooksArgs, extra_eras: &[String]) -> anyhow::Result<()
             Keyring::ephemeral()?,
         )
         .await?;
+        let label = if a.without_attempt_fks {
+            let url = fresh.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+                c.batch_execute(
+                    "DO $$ DECLARE c record; BEGIN \
+                     FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'webhook_attempts'::regclass AND contype = 'f' LOOP \
+                     EXECUTE format('ALTER TABLE webhook_attempts DROP CONSTRAINT %I', c.conname); END LOOP; END $$",
+                )?;
+                Ok(())
+            })
+            .await??;
+            "PostgreSQL (comparison: webhook_attempts without its foreign keys)"
+        } else {
+            "PostgreSQL"
+        };
         let r = Registry::new(store, eras, Clock::System).with_hook_policy(policy);
-        let result = measure("PostgreSQL", &r, a, Some(&fresh)).await;
+        let result = measure(label, &r, a, Some(&fresh)).await;
         crate::store::drop_postgres_database(url, &db).await?;
         result
     } else {
@@ -312,6 +345,189 @@ where
     (committed, started.elapsed().as_secs_f64())
 }
 
+/// The database work counted between two [`crate::store::counts`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Work {
+    statements: f64,
+    round_trips: f64,
+    transactions: f64,
+}
+
+impl Work {
+    fn between(a: (u64, u64, u64), b: (u64, u64, u64)) -> Work {
+        Work {
+            statements: b.0.saturating_sub(a.0) as f64,
+            round_trips: b.1.saturating_sub(a.1) as f64,
+            transactions: b.2.saturating_sub(a.2) as f64,
+        }
+    }
+
+    fn per(self, n: usize) -> Work {
+        let n = n.max(1) as f64;
+        Work {
+            statements: self.statements / n,
+            round_trips: self.round_trips / n,
+            transactions: self.transactions / n,
+        }
+    }
+
+    fn minus(self, o: Work) -> Work {
+        Work {
+            statements: (self.statements - o.statements).max(0.0),
+            round_trips: (self.round_trips - o.round_trips).max(0.0),
+            transactions: (self.transactions - o.transactions).max(0.0),
+        }
+    }
+
+    fn times(self, k: f64) -> Work {
+        Work {
+            statements: self.statements * k,
+            round_trips: self.round_trips * k,
+            transactions: self.transactions * k,
+        }
+    }
+
+    fn line(self, pg: bool) -> String {
+        let rt = if pg {
+            format!("{:>6.3} round trips", self.round_trips)
+        } else {
+            "     — round trips (in process)".to_string()
+        };
+        format!(
+            "{:>7.3} statements  {rt}  {:>6.3} transactions",
+            self.statements, self.transactions
+        )
+    }
+}
+
+/// Submits `n` changes one at a time, `rate` per second at most.
+async fn submit_paced<C>(
+    r: &Registry,
+    code: &MunicipalityCode,
+    actor: &Actor,
+    change: &C,
+    n: usize,
+    rate: u64,
+) -> anyhow::Result<()>
+where
+    C: Fn() -> ChangeRequest,
+{
+    let started = Instant::now();
+    for i in 0..n {
+        let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate.max(1));
+        tokio::time::sleep_until(due.into()).await;
+        r.submit(code, &change(), actor).await?;
+    }
+    Ok(())
+}
+
+/// `--count-only`: what one delivered event costs the database, counted
+/// by the store's own counters ([`crate::store::counts`], every statement
+/// this process sends). Two cases: the worker draining a backlog (chunks
+/// of [`crate::service::hooks::CHUNK`]), and changes committed one at a
+/// time while the worker is caught up (a few events per read). In the
+/// second the registry's own work per change, counted alone before with
+/// the same pacing, is subtracted.
+async fn count_work<C>(
+    label: &str,
+    r: &Registry,
+    a: &BenchHooksArgs,
+    pg: bool,
+    code: &MunicipalityCode,
+    actor: &Actor,
+    change: C,
+) -> anyhow::Result<()>
+where
+    C: Fn() -> ChangeRequest,
+{
+    let n_subs = a
+        .subscribers
+        .clamp(1, crate::service::hooks::MAX_SUBSCRIPTIONS);
+    let config = WorkerConfig::from_env().map_err(anyhow::Error::msg)?;
+    let live = (a.rate * a.seconds) as usize;
+    println!(
+        "\nmachi bench-hooks --count-only — {label}, {n_subs} local subscribers, worker: {} in flight, chunks of {}",
+        config.concurrency,
+        crate::service::hooks::CHUNK
+    );
+    // The registry alone, paced as in the live phase below.
+    let c0 = crate::store::counts();
+    submit_paced(r, code, actor, &change, live, a.rate).await?;
+    let per_change = Work::between(c0, crate::store::counts()).per(live);
+    println!(
+        "  registry alone, per change ({live} changes, one at a time, {} /s):  {}",
+        a.rate,
+        per_change.line(pg)
+    );
+    let mut seen: Vec<Seen> = Vec::new();
+    for _ in 0..n_subs {
+        let s: Seen = Arc::default();
+        let url = receiver(s.clone()).await?;
+        r.create_subscription(
+            code,
+            "bench-client",
+            NewSubscription {
+                url,
+                types: vec![],
+                after: None,
+            },
+            actor,
+        )
+        .await?;
+        seen.push(s);
+    }
+    for _ in 0..a.backlog {
+        r.submit(code, &change(), actor).await?;
+    }
+    let total = |seen: &[Seen]| -> usize {
+        seen.iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    };
+    // Waits until `want` deliveries arrived, then a little longer for the
+    // last chunks' records (written right after their last request).
+    let wait = |want: usize, seen: Vec<Seen>| async move {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while total(&seen) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        total(&seen)
+    };
+    let want = a.backlog * n_subs;
+    let c1 = crate::store::counts();
+    let worker = spawn_worker(r.clone(), config.clone())?;
+    let got = wait(want, seen.clone()).await;
+    let drain = Work::between(c1, crate::store::counts());
+    println!(
+        "  backlog drain, per delivery ({} events × {n_subs} subscribers, {got} of {want} delivered):  {}",
+        a.backlog,
+        drain.per(got).line(pg)
+    );
+    let c2 = crate::store::counts();
+    submit_paced(r, code, actor, &change, live, a.rate).await?;
+    let want2 = want + live * n_subs;
+    let got2 = wait(want2, seen.clone()).await - got;
+    let all = Work::between(c2, crate::store::counts());
+    let worker_work = all.minus(per_change.times(live as f64));
+    println!(
+        "  one change at a time ({live} at {} /s), per delivery, the registry's work subtracted ({got2} of {} delivered):  {}",
+        a.rate,
+        live * n_subs,
+        worker_work.per(got2).line(pg)
+    );
+    drop(worker);
+    let in_order = seen.iter().all(|s| {
+        let v = s.lock().unwrap_or_else(|p| p.into_inner());
+        v.windows(2).all(|w| w[0].0 < w[1].0)
+    });
+    println!(
+        "  in order per subscriber: {}",
+        if in_order { "yes" } else { "NO" }
+    );
+    Ok(())
+}
+
 async fn measure(
     label: &str,
     r: &Registry,
@@ -347,6 +563,9 @@ async fn measure(
             }
         }
     };
+    if a.count_only {
+        return count_work(label, r, a, pg.is_some(), &code, &actor, change).await;
+    }
     // The registry alone (no subscription, no worker): the change rate it
     // sustains on this machine at the offered rate.
     let config = WorkerConfig::from_env().map_err(anyhow::Error::msg)?;
@@ -466,6 +685,8 @@ async fn measure(
 
     // Deliveries: the worker drains the backlog to every subscriber.
     let load_hooks = load_average();
+    let probe = Probe::start(r, pg);
+    let counted = crate::store::counts();
     let started = Instant::now();
     let worker = spawn_worker(r.clone(), config.clone())?;
     let want = bodies.len() * n_subs;
@@ -474,6 +695,8 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let hook_secs = started.elapsed().as_secs_f64();
+    let drain_work = Work::between(counted, crate::store::counts());
+    let probe_drain = probe.finish();
     let hook_n = total(&seen);
     let hook_rate = hook_n as f64 / hook_secs.max(1e-9);
     let ratio = 100.0 * hook_rate / baseline_rate.max(1e-9);
@@ -484,6 +707,11 @@ async fn measure(
         hook_secs,
         if ratio >= 50.0 { "met" } else { "NOT met" }
     );
+    println!(
+        "    deliveries: per delivery {}",
+        drain_work.per(total(&seen)).line(pg.is_some())
+    );
+    probe_drain.print("deliveries");
     for s in &seen {
         s.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

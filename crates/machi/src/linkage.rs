@@ -127,9 +127,13 @@ pub enum ExtractError {
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error(
-        "the claim on a scheduled extract of {0} ran out and another server took it / {0} の定期抽出は他のサーバーが引き継ぎました"
+        "the claim on an extract of {0} (scheduled or on demand) ran out and another server took it / {0} の抽出の確保が切れ、他のサーバーが引き継ぎました"
     )]
     ClaimLost(String),
+    #[error(
+        "an extract of {0} is running (scheduled or on demand; one stopped on the way holds its claim until its lease runs out, at most 5 minutes); nothing was written, try again when it has finished / {0} のファイル連携の抽出が実行中です（定期または随時。途中で止まった抽出は、その確保が切れるまで最長5分）。何も書き込んでいません。終わってからやり直してください"
+    )]
+    Running(String),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -215,9 +219,12 @@ pub async fn last_complete(
     Ok(None)
 }
 
-/// Makes one extract of `tenant` at the target; returns its manifest.
-/// `Kind::Diff` continues from the last complete extract there (an error
-/// if there is none).
+/// Makes one extract of `tenant` at the target on demand (the API, the
+/// command line); returns its manifest. `Kind::Diff` continues from the
+/// last complete extract there (an error if there is none). It claims the
+/// tenant's extract like a scheduled run ([`extract_as`]): while another
+/// extract of the tenant runs, it is refused ([`ExtractError::Running`]),
+/// nothing written.
 pub async fn extract(
     registry: &Registry,
     tenant: &MunicipalityCode,
@@ -226,7 +233,65 @@ pub async fn extract(
     prefix: &ObjectPath,
     actor: &Actor,
 ) -> Result<LinkageManifest, ExtractError> {
-    extract_fenced(registry, tenant, kind, store, prefix, actor, None).await
+    extract_as(
+        registry,
+        tenant,
+        kind,
+        store,
+        prefix,
+        actor,
+        &ScheduleState::default(),
+    )
+    .await
+}
+
+/// [`extract`] claiming as `state` (its owner name and lease). The claim
+/// is the tenant's one row in `extract_claims`, as a scheduled run takes
+/// it, under a key of its own (the negated moment in µs: scheduled slots
+/// and interval keys are never negative, so a later scheduled run, or a
+/// later on-demand one, finds the row done with another key and takes
+/// it). If another run (scheduled or on demand) holds a live claim, this
+/// one is refused with [`ExtractError::Running`] before anything is
+/// written (the claim attempt changes no row). The claim is renewed while
+/// the extract runs and right before its manifest is written, marked done
+/// after (no slot is recorded handled: a scheduled run finds the extract
+/// made since its slot and adds none), and given back at once if the
+/// extract fails.
+pub async fn extract_as(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    kind: Kind,
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    actor: &Actor,
+    state: &ScheduleState,
+) -> Result<LinkageManifest, ExtractError> {
+    registry.ensure_tenant(tenant).await?;
+    let now = registry.clock().now();
+    let key = -now.timestamp_micros().max(1);
+    if !claim(registry, tenant, key, Expect::Any, state, now).await? {
+        return Err(ExtractError::Running(tenant.to_string()));
+    }
+    let held = Held::new(registry, tenant, key, state, now);
+    let work = extract_fenced(registry, tenant, kind, store, prefix, actor, Some(&held));
+    match while_claimed(&held, work).await {
+        Ok(m) => {
+            if !finish(registry, tenant, key, &state.owner, None).await? {
+                // The manifest was written under the fence; only the
+                // done mark came too late (the lease ran out meanwhile).
+                tracing::warn!(tenant = %tenant, "linkage: the claim on an on-demand extract ran out before it was marked done");
+            }
+            Ok(m)
+        }
+        Err(e) => {
+            if !matches!(e, ExtractError::ClaimLost(_))
+                && let Err(r) = release(registry, tenant, key, &state.owner).await
+            {
+                tracing::warn!(tenant = %tenant, error = %r, "linkage: cannot give back the claim of a failed extract; it runs out by itself");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// [`extract`], with a scheduled run's claim checked (renewed) right
@@ -776,6 +841,16 @@ impl ScheduleState {
     }
 }
 
+/// What a claim expects of the tenant's handled slot.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// A scheduled run: the handled slot as read before deciding the run
+    /// is due (moved since: another server ran it).
+    Handled(Option<i64>),
+    /// An on-demand run: no slot of its own.
+    Any,
+}
+
 /// Why a claim transaction stopped without claiming.
 enum ClaimTx {
     Store(crate::store::StoreError),
@@ -803,7 +878,7 @@ async fn claim(
     registry: &Registry,
     tenant: &MunicipalityCode,
     key: i64,
-    expected: Option<i64>,
+    expected: Expect,
     state: &ScheduleState,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, ServiceError> {
@@ -832,6 +907,9 @@ async fn claim(
             if n == 0 {
                 return Ok(false);
             }
+            let Expect::Handled(expected) = expected else {
+                return Ok(true);
+            };
             let handled = tx
                 .query_opt(
                     "SELECT slot FROM extract_slots WHERE tenant = $1",
@@ -914,7 +992,7 @@ async fn run_claimed(
     let (registry, tenant, key, owner) = (held.registry, held.tenant, held.key, &held.state.owner);
     match while_claimed(held, work).await {
         Ok(out) => {
-            if !finish(registry, tenant, key, owner, slot).await? {
+            if !finish(registry, tenant, key, owner, Some(slot)).await? {
                 tracing::warn!(tenant = %tenant, "linkage: the claim on a scheduled extract was taken over before it was marked done");
                 return Err(ExtractError::ClaimLost(tenant.to_string()));
             }
@@ -932,19 +1010,19 @@ async fn run_claimed(
 }
 
 /// Marks the claimed run done and records `slot` as handled (never moving
-/// back), in one transaction; nothing is recorded if the claim is no
-/// longer this scheduler's (false).
+/// back; an on-demand run has none), in one transaction; nothing is
+/// recorded if the claim is no longer this scheduler's (false).
 async fn finish(
     registry: &Registry,
     tenant: &MunicipalityCode,
     key: i64,
     owner: &str,
-    slot: chrono::DateTime<chrono::Utc>,
+    slot: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<bool, ServiceError> {
     let (t, owner, slot, at) = (
         tenant.clone(),
         owner.to_string(),
-        slot.timestamp_micros(),
+        slot.map(|s| s.timestamp_micros()),
         registry.clock().now().timestamp_micros(),
     );
     // Bookkeeping, no event: nobody waiting on commits needs waking.
@@ -964,6 +1042,9 @@ async fn finish(
             if n != 1 {
                 return Err(ClaimTx::Stale);
             }
+            let Some(slot) = slot else {
+                return Ok(true);
+            };
             tx.execute(
                 "INSERT INTO extract_slots (tenant, slot, handled_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (tenant) DO UPDATE SET slot = excluded.slot, handled_at = excluded.handled_at \
@@ -1157,7 +1238,7 @@ pub async fn run_due(
                 return Ok(None);
             }
             let key = slot.timestamp_micros();
-            if !claim(registry, tenant, key, expected, state, now).await? {
+            if !claim(registry, tenant, key, Expect::Handled(expected), state, now).await? {
                 return Ok(None);
             }
             let held = Held::new(registry, tenant, key, state, now);
@@ -1200,7 +1281,7 @@ pub async fn run_due(
                 return Ok(None);
             }
             let key = due.map_or(0, |d| d.timestamp_micros());
-            if !claim(registry, tenant, key, expected, state, now).await? {
+            if !claim(registry, tenant, key, Expect::Handled(expected), state, now).await? {
                 return Ok(None);
             }
             let held = Held::new(registry, tenant, key, state, now);

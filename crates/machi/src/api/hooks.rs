@@ -326,7 +326,7 @@ pub struct ExtractRequest {
               (status = 401, description = "unauthenticated.", body = ErrorBody),
               (status = 403, description = "forbidden: only the tenant administrator makes extracts.", body = ErrorBody),
               (status = 404, description = "tenant_not_found.", body = ErrorBody),
-              (status = 409, description = "extract_no_base: a difference extract needs a complete earlier extract at the target; or extract_not_configured: the server has no extract target.", body = ErrorBody),
+              (status = 409, description = "extract_no_base: a difference extract needs a complete earlier extract at the target; extract_not_configured: the server has no extract target; or extract_running: another extract of the tenant (scheduled or on demand) holds its claim, nothing was written.", body = ErrorBody),
               (status = 415, description = NOT_JSON, body = ErrorBody),
               (status = 422, description = WRONG_SHAPE, body = ErrorBody),
               (status = 500, description = "internal_error or extract_failed: the database or the target failed; no manifest was written, the next run redoes it.", body = ErrorBody)))]
@@ -359,6 +359,16 @@ pub async fn create_extract(
                 ),
                 format!(
                     "no earlier complete extract of {t} at the target: make a full extract first"
+                ),
+            ),
+            ExtractError::Running(t) => ApiError::new(
+                StatusCode::CONFLICT,
+                "extract_running",
+                format!(
+                    "{t} のファイル連携の抽出が実行中です（定期または随時。途中で止まった抽出は、その確保が切れるまで最長5分）。何も書き込んでいません。終わってからやり直してください。"
+                ),
+                format!(
+                    "an extract of {t} is running (scheduled or on demand; one stopped on the way holds its claim until its lease runs out, at most 5 minutes); nothing was written, try again when it has finished"
                 ),
             ),
             ExtractError::Service(e) => e.into(),

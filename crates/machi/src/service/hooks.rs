@@ -1551,7 +1551,7 @@ impl Worker {
     async fn settle(
         &self,
         s: &Subscription,
-        mut settle: Settle,
+        settle: Settle,
         attempts: Vec<Attempt>,
         park_unless_after: Option<i64>,
     ) -> Result<bool, ServiceError> {
@@ -1563,13 +1563,15 @@ impl Worker {
                 if relaxed {
                     store::relaxed_commit(tx)?;
                 }
-                store::insert_attempts(tx, &t, id, &attempts)?;
-                if let Some(seen) = park_unless_after
-                    && records::last_event_seq(tx, &t)? > seen
-                {
-                    settle.lease_until = 0;
-                }
-                Ok::<_, ServiceError>(store::settle(tx, &t, id, &owner, &settle)?)
+                Ok::<_, ServiceError>(store::settle_recorded(
+                    tx,
+                    &t,
+                    id,
+                    &owner,
+                    &settle,
+                    &attempts,
+                    park_unless_after,
+                )?)
             })
             .await
     }
@@ -1601,17 +1603,21 @@ impl Worker {
             .store()
             .read(Some(&s.tenant), move |tx| {
                 // Paused, replayed, resumed or deleted meanwhile (the lease
-                // taken back), or taken over: not ours to send.
-                if store::lease_holder(tx, &t, id)?.as_deref() != Some(owner.as_str()) {
+                // taken back), or taken over: not ours to send. One
+                // statement on PostgreSQL gives the lease, the secrets as
+                // they are now (a rotation while this lease is held signs
+                // the next chunk with both), the tenant's head, whether
+                // anyone is protected and the events.
+                let Some(c) = store::leased_chunk(tx, &t, id, &owner, after, &types, limit as i64)?
+                else {
                     return Ok((Vec::new(), 0, None));
-                }
-                let last = records::last_event_seq(tx, &t)?;
-                let next = records::events_after_of(tx, &t, after, &types, limit as i64)?;
-                let next = super::registry::withhold_protected(tx, &t, next)?;
-                // The secrets as they are now: a rotation while this lease
-                // is held signs the next chunk with both.
-                let current = store::get(tx, &t, id)?;
-                Ok::<_, ServiceError>((next, last, current))
+                };
+                let next = if c.events.is_empty() || !c.protected {
+                    c.events
+                } else {
+                    super::registry::withhold_protected(tx, &t, c.events)?
+                };
+                Ok::<_, ServiceError>((next, c.head, Some(c.subscription)))
             })
             .await?;
         let Some(c) = current else {

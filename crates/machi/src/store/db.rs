@@ -416,6 +416,9 @@ pub struct Tx<'c> {
     /// The access-log chain head this transaction moved last, when it is
     /// ahead of `tenant_heads` (see [`AuditHead`]).
     audit_head: Option<AuditHead>,
+    /// PostgreSQL: commit without waiting for the WAL flush (see
+    /// [`Tx::relax_commit`]).
+    relaxed: bool,
 }
 
 /// A tenant's access-log chain head as this transaction left it
@@ -538,6 +541,7 @@ impl<'c> Tx<'c> {
             checkpoint_deferred: false,
             auth_changed: false,
             audit_head: None,
+            relaxed: false,
         }
     }
 
@@ -552,6 +556,7 @@ impl<'c> Tx<'c> {
             checkpoint_deferred: false,
             auth_changed: false,
             audit_head: None,
+            relaxed: false,
         }
     }
 
@@ -568,6 +573,16 @@ impl<'c> Tx<'c> {
 
     pub(super) fn checkpoint_deferred(&self) -> bool {
         self.checkpoint_deferred
+    }
+
+    /// PostgreSQL: this transaction commits without waiting for its WAL
+    /// flush (`SET LOCAL synchronous_commit = off`, sent in the same round
+    /// trip as the COMMIT, so it costs no round trip of its own). SQLite:
+    /// nothing (its writer commits in groups already).
+    pub fn relax_commit(&mut self) {
+        if matches!(self.conn, Conn::Postgres { .. }) {
+            self.relaxed = true;
+        }
     }
 
     /// Marks the transaction as one that takes access away (a session or
@@ -874,7 +889,18 @@ impl Tx<'_> {
                 count(1, 0);
                 tx.commit()?
             }
-            Conn::Postgres { mut tx, .. } => tx.commit_after(sql)?,
+            Conn::Postgres { mut tx, .. } => {
+                if self.relaxed {
+                    const RELAX: &str = "SET LOCAL synchronous_commit = off";
+                    if sql.is_empty() {
+                        tx.commit_after(RELAX)?
+                    } else {
+                        tx.commit_after(&format!("{sql}; {RELAX}"))?
+                    }
+                } else {
+                    tx.commit_after(sql)?
+                }
+            }
         }
         Ok(())
     }

@@ -274,22 +274,124 @@ pub fn lease_due(
     Ok(subs)
 }
 
-/// Who holds a subscription's lease now (None: nobody, or no such
-/// active subscription). A worker serving a subscription checks it at
-/// every read: a pause, replay or resume takes the lease back, and the
-/// worker must not send on.
-pub fn lease_holder(
+/// What the worker reads before each chunk of a subscription it leases.
+#[derive(Debug, Clone)]
+pub struct LeasedChunk {
+    /// The row as it is now (its secrets: a rotation while the lease is
+    /// held signs the next chunk with both).
+    pub subscription: Subscription,
+    /// The tenant's last event number: `tenant_heads.event_seq`, moved on
+    /// in the very transaction that inserts each outbox row (the only way
+    /// one is inserted, `records::advance` then `records::append_event`),
+    /// so it is the outbox's head as committed, read by key instead of a
+    /// `MAX(seq)` over the outbox; read in the same snapshot as the events.
+    pub head: i64,
+    /// Someone is protected by a support measure in effect
+    /// ([`super::support::any_protected_sql`]): the events must pass the
+    /// shield before they are sent. False: nobody is, no shield to load.
+    pub protected: bool,
+    /// Up to `limit` events after the position, of the subscription's
+    /// types, in sequence order.
+    pub events: Vec<super::records::OutboxEvent>,
+}
+
+/// The next chunk of a subscription `owner` leases, or None if `owner`
+/// no longer holds its lease or it is not active (paused, replayed,
+/// resumed, deleted or taken over meanwhile: not ours to send). On
+/// PostgreSQL one statement (the row, the head, the shield flag and the
+/// events through a `LEFT JOIN LATERAL`): one round trip; on SQLite two.
+/// Call it in one snapshot (a read transaction): the head and the events
+/// agree.
+pub fn leased_chunk(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     id: i64,
-) -> Result<Option<String>, StoreError> {
-    tx.query_opt(
-        "SELECT lease_owner FROM webhook_subscriptions WHERE tenant = $1 AND subscription_id = $2 AND status = 'active'",
-        &[tenant.as_str().into(), id.into()],
+    owner: &str,
+    after: i64,
+    types: &[String],
+    limit: i64,
+) -> Result<Option<LeasedChunk>, StoreError> {
+    let columns: Vec<String> = COLUMNS
+        .split(',')
+        .map(|c| format!("s.{}", c.trim()))
+        .collect();
+    let head_and_flag = format!(
+        "(SELECT h.event_seq FROM tenant_heads h WHERE h.tenant = s.tenant), {}",
+        super::support::any_protected_sql()
+    );
+    let kinds = if types.is_empty() {
+        String::new()
+    } else {
+        let marks: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 6)).collect();
+        format!(" AND kind IN ({})", marks.join(", "))
+    };
+    let mut params: Vec<super::Param<'_>> = vec![
+        tenant.as_str().into(),
+        id.into(),
+        owner.into(),
+        after.into(),
+        limit.into(),
+    ];
+    params.extend(types.iter().map(|k| super::Param::from(k.as_str())));
+    let subscription_where =
+        "s.tenant = $1 AND s.subscription_id = $2 AND s.status = 'active' AND s.lease_owner = $3";
+    if tx.backend() == super::Backend::Postgres {
+        let rows = tx.query(
+            &format!(
+                "SELECT {}, {head_and_flag}, e.seq, e.event_id, e.kind, e.change_id, e.payload, e.created_at \
+                 FROM webhook_subscriptions s LEFT JOIN LATERAL (\
+                 SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox \
+                 WHERE tenant = $1 AND seq > $4{kinds} ORDER BY seq LIMIT $5) e ON true \
+                 WHERE {subscription_where} ORDER BY e.seq",
+                columns.join(", ")
+            ),
+            &params,
+        )?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut out = LeasedChunk {
+            subscription: subscription(first)?,
+            head: first.opt_int(15)?.unwrap_or(0),
+            protected: first.int(16)? != 0,
+            events: Vec::with_capacity(rows.len()),
+        };
+        for r in &rows {
+            if r.opt_int(17)?.is_some() {
+                out.events.push(event_at(r, 17)?);
+            }
+        }
+        return Ok(Some(out));
+    }
+    let Some(r) = tx.query_opt(
+        &format!(
+            "SELECT {}, {head_and_flag} FROM webhook_subscriptions s WHERE {subscription_where}",
+            columns.join(", ")
+        ),
+        &params[..3],
     )?
-    .map(|r| r.opt_text(0))
-    .transpose()
-    .map(Option::flatten)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(LeasedChunk {
+        subscription: subscription(&r)?,
+        head: r.opt_int(15)?.unwrap_or(0),
+        protected: r.int(16)? != 0,
+        events: super::records::events_after_of(tx, tenant, after, types, limit)?,
+    }))
+}
+
+/// An outbox event from columns `k..k + 6` of a row (seq, event_id,
+/// kind, change_id, payload, created_at).
+fn event_at(r: &Row, k: usize) -> Result<super::records::OutboxEvent, StoreError> {
+    Ok(super::records::OutboxEvent {
+        seq: r.int(k)?,
+        event_id: r.text(k + 1)?,
+        kind: r.text(k + 2)?,
+        change_id: r.opt_int(k + 3)?,
+        payload: serde_json::from_str(&r.text(k + 4)?).map_err(corrupt)?,
+        created_at: r.int(k + 5)?,
+    })
 }
 
 /// The worker's own bookkeeping (leases, positions, attempt records) on
@@ -303,9 +405,8 @@ pub fn lease_holder(
 /// off the disk the registry's commits wait for. SQLite's writer commits
 /// in groups already.
 pub fn relaxed_commit(tx: &mut Tx<'_>) -> Result<(), StoreError> {
-    if tx.backend() == super::Backend::Postgres {
-        tx.execute_batch("SET LOCAL synchronous_commit = off")?;
-    }
+    // Sent with the COMMIT (one round trip), not a statement of its own.
+    tx.relax_commit();
     Ok(())
 }
 
@@ -332,33 +433,79 @@ pub struct Settle {
     pub lease_until: i64,
 }
 
-/// Writes the worker's decision, if `owner` still holds the lease (a
-/// subscription deleted, replayed or resumed meanwhile is left as it is).
-pub fn settle(
+/// A chunk's end in one write: the worker's decision ([`settle`]) and
+/// its attempts ([`insert_attempts`]), the attempt ids taken from the
+/// subscription's counter by the same UPDATE that settles it. With
+/// `park_unless_after`, a park (no owner) becomes a release due at once
+/// when the tenant's head (`tenant_heads.event_seq`, see [`leased`]) is
+/// past that sequence: an event committed between the chunk's read and
+/// this write never waits for the poll. On PostgreSQL it is one
+/// statement (the UPDATE and the INSERT in one `WITH`), so one round
+/// trip; on SQLite two. If `owner` no longer holds the lease, nothing is
+/// settled and the attempts are still recorded (counter moved on by an
+/// UPDATE of its own). Returns whether the decision was written.
+pub fn settle_recorded(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
     id: i64,
     owner: &str,
     s: &Settle,
+    attempts: &[Attempt],
+    park_unless_after: Option<i64>,
 ) -> Result<bool, StoreError> {
-    Ok(tx.execute(
-        "UPDATE webhook_subscriptions SET position = $4, attempt = $5, next_attempt_at = $6, failing_since = $7, \
-         status = $8, paused_at = $9, lease_owner = $10, lease_until = $11 \
-         WHERE tenant = $1 AND subscription_id = $2 AND lease_owner = $3 AND status = 'active'",
-        &[
-            tenant.as_str().into(),
-            id.into(),
-            owner.into(),
-            s.position.into(),
-            s.attempt.into(),
-            s.next_attempt_at.into(),
-            s.failing_since.into(),
-            (&s.status).into(),
-            s.paused_at.into(),
-            s.lease_owner.as_deref().into(),
-            s.lease_until.into(),
-        ],
-    )? == 1)
+    let n = attempts.len() as i64;
+    let rows = attempt_rows(attempts)?;
+    let pg = tx.backend() == super::Backend::Postgres;
+    // A head past `seen` turns a park into a release due now; i64::MAX:
+    // no such check.
+    let seen = park_unless_after.unwrap_or(i64::MAX);
+    let update = "UPDATE webhook_subscriptions SET position = $4, attempt = $5, next_attempt_at = $6, failing_since = $7, \
+         status = $8, paused_at = $9, lease_owner = $10, \
+         lease_until = CASE WHEN (SELECT h.event_seq FROM tenant_heads h WHERE h.tenant = webhook_subscriptions.tenant) > $12 \
+         THEN CAST(0 AS BIGINT) ELSE CAST($11 AS BIGINT) END, \
+         last_attempt_id = last_attempt_id + $13 \
+         WHERE tenant = $1 AND subscription_id = $2 AND lease_owner = $3 AND status = 'active' \
+         RETURNING last_attempt_id";
+    let params: Vec<super::Param<'_>> = vec![
+        tenant.as_str().into(),
+        id.into(),
+        owner.into(),
+        s.position.into(),
+        s.attempt.into(),
+        s.next_attempt_at.into(),
+        s.failing_since.into(),
+        (&s.status).into(),
+        s.paused_at.into(),
+        s.lease_owner.as_deref().into(),
+        s.lease_until.into(),
+        seen.into(),
+        n.into(),
+        (&rows).into(),
+    ];
+    if pg {
+        // The INSERT takes its first id from the UPDATE's row: nothing is
+        // inserted when the UPDATE found the lease gone (then below).
+        let sql = format!(
+            "WITH settled AS ({update}), recorded AS ({} FROM settled, {}) \
+             SELECT last_attempt_id FROM settled",
+            attempts_select("settled.last_attempt_id - $13"),
+            pg_attempt_source("$14")
+        );
+        if tx.query_opt(&sql, &params)?.is_some() {
+            return Ok(true);
+        }
+    } else {
+        let settled = tx.query_opt(update, &params[..13])?;
+        if let Some(r) = settled {
+            if n > 0 {
+                let last = r.int(0)?;
+                insert_attempt_rows(tx, tenant, id, last - n, &rows)?;
+            }
+            return Ok(true);
+        }
+    }
+    insert_attempts(tx, tenant, id, attempts)?;
+    Ok(false)
 }
 
 /// One delivery attempt.
@@ -378,12 +525,13 @@ pub struct Attempt {
 /// Records attempts (in the order made), numbered on from the
 /// subscription's last. The numbers come from the subscription's own
 /// counter (`last_attempt_id`, migration 31), moved on by one UPDATE in
-/// this transaction: no look-up of the attempts table (its `MAX` was the
-/// busiest statement under delivery on PostgreSQL), and a second worker
+/// this transaction: no look-up of the attempts table, and a second worker
 /// recording attempts of the same subscription waits on the row lock
-/// instead of computing the same numbers. The rows go in statements of
-/// 16, 8, 4, 2 and 1 rows (a chunk of 50 in at most 6 statements, only 5
-/// distinct texts to prepare).
+/// instead of computing the same numbers. The rows go in ONE statement
+/// whatever their number: an INSERT … SELECT over a JSON array of them
+/// (PostgreSQL `jsonb_to_recordset`, SQLite `json_each`), one text to
+/// prepare. The worker's usual path is [`settle_recorded`]; this one
+/// records attempts of a subscription whose lease was taken meanwhile.
 pub fn insert_attempts(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -401,55 +549,90 @@ pub fn insert_attempts(
             &[tenant.as_str().into(), subscription_id.into(), n.into()],
         )?
         .int(0)?;
-    let mut id = last - n;
-    let mut rest = attempts;
-    while !rest.is_empty() {
-        let size = ATTEMPT_ROWS
-            .iter()
-            .copied()
-            .find(|k| *k <= rest.len())
-            .unwrap_or(1);
-        let (group, tail) = rest.split_at(size);
-        rest = tail;
-        let mut values = Vec::with_capacity(group.len());
-        let mut params: Vec<super::Param<'_>> = Vec::with_capacity(group.len() * 7 + 2);
-        params.push(tenant.as_str().into());
-        params.push(subscription_id.into());
-        for a in group {
-            id += 1;
-            let k = params.len();
-            values.push(format!(
-                "($1, $2, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                k + 1,
-                k + 2,
-                k + 3,
-                k + 4,
-                k + 5,
-                k + 6,
-                k + 7
-            ));
-            params.push(id.into());
-            params.push(a.seq.into());
-            params.push((&a.webhook_id).into());
-            params.push(a.at.into());
-            params.push(a.status.into());
-            params.push(a.latency_ms.into());
-            params.push(a.error.as_deref().into());
-        }
+    insert_attempt_rows(
+        tx,
+        tenant,
+        subscription_id,
+        last - n,
+        &attempt_rows(attempts)?,
+    )
+}
+
+/// The attempts as the JSON array the one-statement INSERT reads: `i` is
+/// the attempt's place (1, 2, …), added to the id before the first.
+fn attempt_rows(attempts: &[Attempt]) -> Result<String, StoreError> {
+    let rows: Vec<serde_json::Value> = attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            serde_json::json!({
+                "i": i as i64 + 1,
+                "seq": a.seq,
+                "webhook_id": a.webhook_id,
+                "at": a.at,
+                "status": a.status,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(corrupt)
+}
+
+/// PostgreSQL: the attempt rows of parameter `param` (see
+/// [`attempt_rows`]) as the recordset `x`.
+fn pg_attempt_source(param: &str) -> String {
+    format!(
+        "jsonb_to_recordset(CAST({param} AS TEXT)::jsonb) \
+         AS x(i BIGINT, seq BIGINT, webhook_id TEXT, at BIGINT, status BIGINT, latency_ms BIGINT, error TEXT)"
+    )
+}
+
+/// The INSERT … SELECT of attempt rows over PostgreSQL's recordset `x`,
+/// ids `base + i`.
+fn attempts_select(base: &str) -> String {
+    format!(
+        "INSERT INTO webhook_attempts (tenant, subscription_id, attempt_id, seq, webhook_id, at, status, latency_ms, error) \
+         SELECT $1, $2, {base} + x.i, x.seq, x.webhook_id, x.at, x.status, x.latency_ms, x.error"
+    )
+}
+
+/// Inserts the attempt rows of `rows` (see [`attempt_rows`]) with ids
+/// `before + 1 …` in one statement.
+fn insert_attempt_rows(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    subscription_id: i64,
+    before: i64,
+    rows: &str,
+) -> Result<(), StoreError> {
+    if tx.backend() == super::Backend::Postgres {
+        let sql = format!("{} FROM {}", attempts_select("$3"), pg_attempt_source("$4"));
         tx.execute(
-            &format!(
-                "INSERT INTO webhook_attempts (tenant, subscription_id, attempt_id, seq, webhook_id, at, status, latency_ms, error) \
-                 VALUES {}",
-                values.join(", ")
-            ),
-            &params,
+            &sql,
+            &[
+                tenant.as_str().into(),
+                subscription_id.into(),
+                before.into(),
+                rows.into(),
+            ],
+        )?;
+    } else {
+        tx.execute(
+            "INSERT INTO webhook_attempts (tenant, subscription_id, attempt_id, seq, webhook_id, at, status, latency_ms, error) \
+             SELECT $1, $2, $3 + json_extract(value, '$.i'), json_extract(value, '$.seq'), json_extract(value, '$.webhook_id'), \
+             json_extract(value, '$.at'), json_extract(value, '$.status'), json_extract(value, '$.latency_ms'), \
+             json_extract(value, '$.error') FROM json_each($4)",
+            &[
+                tenant.as_str().into(),
+                subscription_id.into(),
+                before.into(),
+                rows.into(),
+            ],
         )?;
     }
     Ok(())
 }
-
-/// Rows per multi-row insert of attempts, largest first.
-const ATTEMPT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
 
 /// Gives a subscription's lease back (due at once, nothing else changed)
 /// if `owner` still holds it: after a delivery step failed on this side.

@@ -273,6 +273,17 @@ fn protected_persons_sql() -> String {
     )
 }
 
+/// SQL of one boolean: whether [`protected_places`] of tenant `$1` would
+/// find anyone (a person a measure in effect protects, on record): a
+/// reader of many events asks this with its first statement and loads the
+/// shield only when it is true.
+pub fn any_protected_sql() -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM resident_current c WHERE c.tenant = $1 AND c.addressee_number IN ({}))",
+        protected_persons_sql()
+    )
+}
+
 /// Every person a measure in effect protects, with where they live now.
 /// A tenant has few (a measure per victim); the list is read whole.
 pub fn protected_places(

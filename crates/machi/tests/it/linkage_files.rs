@@ -30,6 +30,7 @@ both_backends!(
     two_schedulers_on_one_database_run_each_slot_once,
     a_claim_left_by_a_killed_run_is_taken_over_after_its_lease,
     a_run_whose_claim_was_taken_never_writes_its_manifest,
+    an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_runs,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -1122,4 +1123,236 @@ async fn a_run_whose_claim_was_taken_never_writes_its_manifest(db: TestDb) {
             .unwrap(),
         None
     );
+}
+
+/// Whether anything at all is stored at the target.
+async fn anything_at(store: &InMemory) -> bool {
+    let top = store.list_with_delimiter(None).await.unwrap();
+    !top.objects.is_empty() || !top.common_prefixes.is_empty()
+}
+
+/// Who holds a live (not done) claim on FUCHU's extract, if anyone.
+async fn live_claim(db: &TestDb) -> Option<(String, i64)> {
+    db.store
+        .read(Some(&code(FUCHU)), |tx| {
+            tx.query_opt(
+                "SELECT owner, slot FROM extract_claims WHERE tenant = $1 AND done_at IS NULL",
+                &[FUCHU.into()],
+            )?
+            .map(|r| Ok::<_, machi::store::StoreError>((r.text(0)?, r.int(1)?)))
+            .transpose()
+        })
+        .await
+        .unwrap()
+}
+
+/// The on-demand extract (API and command line) claims the tenant's
+/// extract like a scheduled run: while a scheduled or another on-demand
+/// extract of the tenant runs, it is refused in both languages with
+/// nothing written (no object at the target, the other run's claim as it
+/// was), and the scheduler skips a tenant whose on-demand extract runs.
+/// Its claim is renewed while it runs and, once its run is gone, runs out
+/// after its lease; then an on-demand extract goes through.
+async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_runs(db: TestDb) {
+    use axum::http::StatusCode;
+    use linkage::{ExtractError, ScheduleState};
+    use machi_domain::access::Role;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    let db = db.with_tenants().await;
+    crate::ui::staff(&db, FUCHU, "admin1", Role::TenantAdmin).await;
+    let first = change(&db).await;
+    let store = Arc::new(InMemory::new());
+    let prefix = ObjectPath::default();
+    let actor = Actor::system("clerk");
+    // 1. A scheduled extract holds the claim (its writes hang).
+    let stalled = ThrottledStore::new(
+        store.clone(),
+        ThrottleConfig {
+            wait_put_per_call: std::time::Duration::from_secs(3600),
+            ..ThrottleConfig::default()
+        },
+    );
+    let registry = db.registry.clone();
+    let p = prefix.clone();
+    let scheduled = tokio::spawn(async move {
+        linkage::run_due(
+            &registry,
+            &code(FUCHU),
+            &stalled,
+            &p,
+            std::time::Duration::from_secs(3600),
+            chrono::Utc::now(),
+            &ScheduleState::default(),
+        )
+        .await
+    });
+    let start = std::time::Instant::now();
+    let held = loop {
+        if let Some(c) = live_claim(&db).await {
+            break c;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the scheduled run never claimed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let other = InMemory::new();
+    for kind in [Kind::Full, Kind::Diff] {
+        let r = linkage::extract(&db.registry, &code(FUCHU), kind, &other, &prefix, &actor).await;
+        let Err(e @ ExtractError::Running(_)) = r else {
+            panic!("not refused: {r:?}");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("is running") && text.contains("実行中"),
+            "{text}"
+        );
+    }
+    assert!(!anything_at(&other).await, "written while refused");
+    assert!(!anything_at(&store).await);
+    assert_eq!(
+        live_claim(&db).await,
+        Some(held.clone()),
+        "the claim changed"
+    );
+    // Through the API: 409 extract_running, both languages.
+    let dir = tempfile::tempdir().unwrap();
+    let app = machi::api::app(machi::api::AppState {
+        registry: db
+            .registry
+            .clone()
+            .with_extract_target(Some(dir.path().to_string_lossy().into_owned())),
+    });
+    let admin = crate::ui::Session::login(&app, FUCHU, "admin1").await;
+    let (s, v) = post_extract(&admin, r#"{"kind":"full"}"#).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "extract_running", "{v}");
+    assert!(v["message_ja"].as_str().unwrap().contains("実行中"), "{v}");
+    assert!(
+        v["message_en"].as_str().unwrap().contains("is running"),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "written");
+    scheduled.abort();
+    assert!(scheduled.await.unwrap_err().is_cancelled());
+    // Make the killed scheduled run's claim run out (as after its lease).
+    db.store
+        .write(Some(&code(FUCHU)), |tx| {
+            tx.execute(
+                "UPDATE extract_claims SET lease_until = 0 WHERE tenant = $1",
+                &[FUCHU.into()],
+            )
+        })
+        .await
+        .unwrap();
+
+    // 2. An on-demand extract holds the claim (a 2 s lease, renewed while
+    // it runs; its writes hang).
+    let stalled = ThrottledStore::new(
+        store.clone(),
+        ThrottleConfig {
+            wait_put_per_call: std::time::Duration::from_secs(3600),
+            ..ThrottleConfig::default()
+        },
+    );
+    let registry = db.registry.clone();
+    let p = prefix.clone();
+    let on_demand = tokio::spawn(async move {
+        linkage::extract_as(
+            &registry,
+            &code(FUCHU),
+            Kind::Full,
+            &stalled,
+            &p,
+            &Actor::system("clerk"),
+            &ScheduleState::with_lease(std::time::Duration::from_secs(2)),
+        )
+        .await
+    });
+    let start = std::time::Instant::now();
+    let held = loop {
+        if let Some(c) = live_claim(&db).await
+            && c != held
+        {
+            break c;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the on-demand run never claimed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(held.1 < 0, "an on-demand key: {held:?}");
+    // The scheduler skips the tenant; another on-demand extract is
+    // refused, also after the first lease would have run out unrenewed.
+    assert!(
+        tick_on(
+            &db.registry,
+            &other,
+            chrono::Utc::now(),
+            &ScheduleState::default()
+        )
+        .await
+        .is_none()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let r = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &other,
+        &prefix,
+        &actor,
+    )
+    .await;
+    assert!(matches!(r, Err(ExtractError::Running(_))), "{r:?}");
+    assert!(
+        tick_on(
+            &db.registry,
+            &other,
+            chrono::Utc::now(),
+            &ScheduleState::default()
+        )
+        .await
+        .is_none()
+    );
+    assert!(!anything_at(&other).await, "written while refused");
+    assert_eq!(
+        linkage::handled_slot(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        None
+    );
+    // Its run gone, its claim runs out after the lease; then it goes
+    // through, and the next on-demand one too (a key of its own).
+    on_demand.abort();
+    assert!(on_demand.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &other,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!((m.kind, m.to_seq), (Kind::Full, first));
+    assert_checksums(&other, &m).await;
+    assert_eq!(live_claim(&db).await, None, "done");
+    let second = change(&db).await;
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &other,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
+    assert_eq!(manifests(&other, FUCHU).await, 2);
 }
