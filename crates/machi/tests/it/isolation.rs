@@ -170,6 +170,9 @@ async fn no_route_crosses_tenants(db: TestDb) {
         ("subscription_id", subscription.subscription_id.to_string()),
         ("grant_id", "2".to_string()),
         ("filing_id", "1".to_string()),
+        // A quarantined filing's portal id (none is quarantined here: the
+        // other tenant must be refused before the id is looked up).
+        ("portal_id", "p-0000000000000001".to_string()),
         ("field", "id_document".to_string()),
         ("survey", "survey_internet".to_string()),
     ];
