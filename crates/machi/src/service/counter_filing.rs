@@ -578,6 +578,52 @@ impl Registry {
     /// portal id `counter:<受付番号>` (see
     /// [`portal_filings::COUNTER_PREFIX`]) and its `counter` member naming
     /// the clerk, the applicant and the documents seen.
+    /// j650 (転出先入力), with j560/j630: a 転出届 filed at the counter
+    /// whose destination the text places in this municipality is a 転居.
+    /// Refused here, as the registry refuses the 転出 itself, so that no
+    /// filing is made that could never be approved.
+    async fn check_counter_move_out(
+        &self,
+        tenant: &MunicipalityCode,
+        f: &CounterFiling,
+    ) -> Result<(), ServiceError> {
+        let (t, p, v) = (tenant.clone(), f.procedure.clone(), i64::from(f.version));
+        let def = self
+            .store()
+            .read(Some(tenant), move |tx| {
+                Ok::<_, ServiceError>(crate::store::procedure_definitions::lookup(tx, &t, &p, v)?)
+            })
+            .await?;
+        let Some(def) = def else {
+            // Refused when filed (procedure_not_offered).
+            return Ok(());
+        };
+        if def.action_kind() != machi_procedures::ActionKind::RegistryChange
+            || def.action.change.as_deref() != Some("move_out")
+        {
+            return Ok(());
+        }
+        let Some(field) = def.action.mapping.get("destination") else {
+            return Ok(());
+        };
+        let Some(address) = f.answers[field.as_str()]["address"].as_str() else {
+            return Ok(());
+        };
+        let t = self.tenant(tenant).await?;
+        let m = machi_domain::change::Municipality {
+            prefecture: t.prefecture,
+            name: t.name,
+        };
+        if let machi_domain::change::Locality::Inside = m.locate(address) {
+            return Err(machi_domain::change::ChangeError::InsideMunicipality {
+                address: address.to_string(),
+                municipality: format!("{}{}", m.prefecture, m.name),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     pub async fn file_at_counter(
         &self,
         tenant: &MunicipalityCode,
@@ -603,6 +649,7 @@ impl Registry {
                     .into(),
             });
         };
+        self.check_counter_move_out(tenant, &f).await?;
         let receipt = machi_portal::seal::new_code(3)
             .map_err(|e| ServiceError::Store(crate::store::StoreError::Task(e.to_string())))?;
         let now = self.clock().now();
