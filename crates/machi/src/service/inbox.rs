@@ -532,6 +532,48 @@ fn matched(f: &StoredPortalFiling, key: &str) -> Result<AddresseeNumber, Service
         })
 }
 
+/// A correction (補正後の申請, issue 11 item 5): the filing it corrects,
+/// when it is here. One correction of a filing is approved: another one
+/// approved (or waiting for 決裁) already refuses this approval, so a
+/// correction request answered twice never records a change twice.
+fn one_correction(
+    tx: &mut Tx<'_>,
+    t: &MunicipalityCode,
+    f: &StoredPortalFiling,
+) -> Result<Option<StoredPortalFiling>, ServiceError> {
+    let Some(receipt) = f.filing["corrects"].as_str() else {
+        return Ok(None);
+    };
+    let Some(oid) = portal_filings::id_by_receipt(tx, t, receipt)? else {
+        return Ok(None);
+    };
+    let o = load(tx, t, oid)?;
+    for (cid, creceipt) in
+        portal_filings::corrections_of(tx, t, &o.procedure, &o.receipt, &o.received_at)?
+    {
+        if cid == f.filing_id {
+            continue;
+        }
+        let c = load(tx, t, cid)?;
+        if matches!(
+            status_of(&c)?,
+            FilingStatus::Approved | FilingStatus::AwaitingDecision
+        ) {
+            return Err(ServiceError::Invalid {
+                field: "filing".into(),
+                code: "correction_already_approved",
+                message_ja: format!(
+                    "この申請が直している申請（受付番号 {receipt}）は、別の補正後の申請（受付番号 {creceipt}）ですでに承認されています。この申請は却下してください。"
+                ),
+                message_en: format!(
+                    "the filing this one corrects (reference {receipt}) was already corrected by another filing (reference {creceipt}), which is approved; reject this one"
+                ),
+            });
+        }
+    }
+    Ok(Some(o))
+}
+
 /// What to do on approval, decided before the transaction.
 enum Plan {
     /// 転出 (or another registry change): the request, committed at once
@@ -1336,6 +1378,7 @@ impl Registry {
                 // Decided again here, under the tenant's lock: a refusal
                 // recorded while the approval was being prepared holds.
                 trusted(&f, "approve")?;
+                let original = one_correction(tx, &t, &f)?;
                 let persons: Vec<String> = f.matches.values().cloned().collect();
                 let (to, outcome) = match &plan {
                     Plan::Change { req, commit: true } => {
@@ -1419,6 +1462,32 @@ impl Registry {
                     now,
                     &entry(&a, "filing.approve", id, &persons, detail),
                 )?;
+                // The filing this one corrects ends here: its citizen is
+                // told, and it offers no further correction.
+                if let Some(mut o) = original
+                    && status_of(&o)? == FilingStatus::CorrectionRequested
+                {
+                    set_status(&mut o, FilingStatus::Rejected, now);
+                    o.message = Some(format!(
+                        "補正後の申請（受付番号 {}）を承認したため、この申請は終了しました。 / The corrected filing (reference {}) was approved, so this filing is closed.",
+                        f.receipt, f.receipt
+                    ));
+                    o.decided_by = Some(a.operator.clone());
+                    o.decided_at = Some(now);
+                    save(tx, &t, &o, now)?;
+                    records::append_next_audit(
+                        tx,
+                        &t,
+                        now,
+                        &entry(
+                            &a,
+                            "filing.reject",
+                            o.filing_id,
+                            &[],
+                            json!({ "filing_id": o.filing_id, "status": FilingStatus::Rejected.code(), "superseded_by": id }),
+                        ),
+                    )?;
+                }
                 Ok(Approval {
                     filing_id: id,
                     status: to,

@@ -232,6 +232,7 @@ fn key_label(key: &str) -> (&'static str, &'static str) {
         "previous_address" => ("前住所", "previous address"),
         "annex" => ("方書", "building / room"),
         "filing_id" => ("申請番号", "filing no."),
+        "superseded_by" => ("承認した補正後の申請", "corrected filing approved"),
         "outcome" => ("結果", "outcome"),
         "code" => ("理由", "reason"),
         "message_chars" => ("メッセージの文字数", "message length"),

@@ -35,6 +35,7 @@ both_backends!(
     a_withdrawn_acceptance_stops_the_decision_too,
     a_card_signs_only_for_its_holders_household,
     a_correction_is_sent_again_linked_both_ways_and_closed,
+    a_correction_request_answered_twice_is_approved_once,
 );
 
 pub const TOKEN: &str = "portal-pull-token-for-inbox-tests";
@@ -1587,4 +1588,78 @@ async fn a_correction_is_sent_again_linked_both_ways_and_closed(db: TestDb) {
     // The corrected filing is open as usual.
     let (_, _, new) = clerk.get("/ui/inbox/2").await;
     assert!(new.contains("id=\"approve-form\""), "{new}");
+}
+
+/// A correction request answered twice (the citizen sent the corrected
+/// filing twice before the clerk acted): approving the first correction
+/// closes the filing it corrects (the citizen is told, and no further
+/// correction is offered), and the second correction cannot be approved.
+async fn a_correction_request_answered_twice_is_approved_once(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let p = portal().await;
+    let r1 = file_survey(&p.base, "架空の一件目").await;
+    pull(&db, &p).await;
+    let router = app(&db, &p.base);
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let (st, _) = call(
+        &boss,
+        "POST",
+        &format!("{F}/1/correction"),
+        Some(json!({ "message": "年代の回答をご確認ください。" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let c = client();
+    let mut sent = vec![];
+    for comment in ["架空の直し一", "架空の直し二"] {
+        let r = c
+            .post(format!("{}/status/{r1}/correct", p.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        sent.push(
+            send_pages(
+                &p.base,
+                &cookie,
+                vec![
+                    ("age", vec![t("age_group", "a80")]),
+                    ("use", vec![t("uses_internet", "no")]),
+                    (
+                        "learning",
+                        vec![t("want_class", "maybe"), t("comment", comment)],
+                    ),
+                ],
+                None,
+            )
+            .await,
+        );
+    }
+    pull(&db, &p).await;
+    let (st, a) = call(&boss, "POST", &format!("{F}/2/approve"), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    // The corrected filing is closed, and its citizen is told why.
+    let (_, one) = call(&boss, "GET", &format!("{F}/1"), None).await;
+    assert_eq!(one["filing"]["status"], "rejected", "{one}");
+    assert!(one["message"].as_str().unwrap().contains(&sent[0]), "{one}");
+    let page = status_page(&p, &r1).await;
+    assert!(
+        page.contains("受理できませんでした") && !page.contains("/correct\""),
+        "{page}"
+    );
+    // The second correction of the same filing is not approved.
+    let (st, e) = call(&boss, "POST", &format!("{F}/3/approve"), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["code"], "correction_already_approved", "{e}");
+    assert!(e["message_ja"].as_str().unwrap().contains(&sent[0]), "{e}");
+    let (_, three) = call(&boss, "GET", &format!("{F}/3"), None).await;
+    assert_ne!(three["filing"]["status"], "approved", "{three}");
 }
