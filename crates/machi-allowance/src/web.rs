@@ -810,6 +810,7 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
 <label for="claimed_on">請求日（和暦または西暦）</label><input id="claimed_on" name="claimed_on" value="{d}" required>
 <label for="event_on">出生日・転入日（15日特例、該当する場合）</label><input id="event_on" name="event_on" value="{e}">
 <label><input type="checkbox" name="public_servant" value="1" id="public_servant"{ps}> 公務員（所属庁から支給）</label>
+<label><input type="checkbox" name="children_elsewhere" value="1" id="children_elsewhere"> 児童は別居している（登録後、受給者の画面で別居監護の児童を追加します）</label>
 <p><button type="submit" id="claim-submit">登録する</button></p></form>"#,
             csrf = esc(&sess.csrf),
             work = v
@@ -838,6 +839,9 @@ struct ClaimForm {
     event_on: String,
     #[serde(default)]
     public_servant: Option<String>,
+    /// The children live elsewhere (added on the claim's page).
+    #[serde(default)]
+    children_elsewhere: Option<String>,
     /// The work item the form came from (empty: none).
     #[serde(default)]
     work: String,
@@ -865,11 +869,26 @@ pub async fn enter_claim(
     event_on: Option<NaiveDate>,
     public_servant: bool,
 ) -> Result<i64, (String, String)> {
-    enter_claim_from(s, clerk, "", claimant, claimed_on, event_on, public_servant).await
+    enter_claim_from(
+        s,
+        clerk,
+        "",
+        claimant,
+        claimed_on,
+        event_on,
+        public_servant,
+        false,
+    )
+    .await
 }
 
 /// [`enter_claim`] by `clerk` from `source`; the claim and its access-log
 /// entry are one transaction.
+/// `children_elsewhere`: the claimant's children live elsewhere (別居監護,
+/// 児童手当法第4条第1項第1号): the claim is entered without a child of the
+/// household and the clerk adds them on the claim's page; it is worth
+/// nothing until they are.
+#[allow(clippy::too_many_arguments)]
 pub async fn enter_claim_from(
     s: &WebState,
     clerk: &str,
@@ -878,6 +897,7 @@ pub async fn enter_claim_from(
     claimed_on: NaiveDate,
     event_on: Option<NaiveDate>,
     public_servant: bool,
+    children_elsewhere: bool,
 ) -> Result<i64, (String, String)> {
     let a = claimant.trim();
     let p = s
@@ -936,13 +956,14 @@ pub async fn enter_claim_from(
         .filter(|m| m.birth.is_some_and(|b| b <= claimed_on))
         .filter_map(|m| Some((m.addressee_number.clone(), m.name.clone(), m.birth?)))
         .collect();
-    if !children
-        .iter()
-        .any(|c| rules::child_until(c.2) >= claimed_on)
+    if !children_elsewhere
+        && !children
+            .iter()
+            .any(|c| rules::child_until(c.2) >= claimed_on)
     {
         return Err((
-            "世帯に18歳年度末までの児童がいません。".into(),
-            "The household has no child up to the fiscal year of 18.".into(),
+            "世帯に18歳年度末までの児童がいません。児童が別居している場合は「児童は別居している」を選んで登録し、受給者の画面で別居監護の児童を追加してください。".into(),
+            "The household has no child up to the fiscal year of 18. If the children live elsewhere, tick \"the children live elsewhere\", then add them on the claim's page.".into(),
         ));
     }
     let log = Entry::new(clerk, source, Action::ClaimEntered, "")
@@ -982,17 +1003,30 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
             )
         );
     }
-    let view = ClaimFormView {
+    let mut view = ClaimFormView {
         work,
         claimant: f.claimant.clone(),
         claimant_name,
         claimed_on: f.claimed_on.clone(),
         event_on: f.event_on.clone(),
         public_servant: f.public_servant.is_some(),
-        // An error page does not read the filing again (the clerk has it
-        // in the work list).
         filed: Vec::new(),
     };
+    // An online claim's error page shows what was filed again.
+    if let Some((id, _)) = view
+        .work
+        .as_ref()
+        .filter(|w| w.kind == crate::store::WorkKind::OnlineClaim)
+        .and_then(|w| w.filing.clone())
+    {
+        logged!(
+            s,
+            ctx.entry(&sess, Action::PersonRead, format!("filing:{id}"))
+        );
+        if let Ok(Some(f)) = s.client.filing(id).await {
+            view.filed = answers_of(&f);
+        }
+    }
     let again = |ja: &str, en: &str| claim_form_page(&sess, &view, Some((ja, en)));
     let claimed_on = match parse_date(&s.eras, &f.claimed_on) {
         Ok(Some(d)) => d,
@@ -1016,6 +1050,7 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
         claimed_on,
         event_on,
         f.public_servant.is_some(),
+        f.children_elsewhere.is_some(),
     )
     .await
     {

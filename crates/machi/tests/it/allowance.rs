@@ -2768,6 +2768,58 @@ async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_aga
             .any(|w| w.kind == WorkKind::OnlineClaim),
         "the work item is closed by the claim"
     );
+
+    // A claimant whose children all live elsewhere (別居監護): refused
+    // without a word about it, entered when the clerk says so (worth
+    // nothing until the children are added on the claim's page).
+    let alone = t
+        .submit(crate::contract::move_in(
+            vec![person(
+                "架空　独子",
+                "カクウ　ヒトリコ",
+                "1985-02-03",
+                "female",
+                "世帯主",
+            )],
+            "東京都府中市宮西町二丁目30番地",
+        ))
+        .await
+        .rows[0]
+        .record
+        .addressee_number
+        .to_string();
+    let form = get_as(&http, &cookie, format!("{base}/claims/new"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&form);
+    let pairs = [
+        ("csrf", csrf.as_str()),
+        ("claimant", alone.as_str()),
+        ("claimed_on", wareki.as_str()),
+        ("event_on", ""),
+        ("work", ""),
+    ];
+    let r = post_as(&http, &cookie, format!("{base}/claims"), &pairs).await;
+    assert_eq!(r.status().as_u16(), 422);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("児童は別居している"), "{page}");
+    assert!(store.claims_of_person(&alone).await.unwrap().is_empty());
+    let mut with = pairs.to_vec();
+    with.push(("children_elsewhere", "1"));
+    let r = post_as(&http, &cookie, format!("{base}/claims"), &with).await;
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    let claims = store.claims_of_person(&alone).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert!(claims[0].children.is_empty());
+    let r = get_as(&http, &cookie, format!("{base}/claims/{}", claims[0].id)).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("別居"),
+        "the form to add a child living elsewhere: {page}"
+    );
 }
 
 /// A JSON POST with a session cookie.
