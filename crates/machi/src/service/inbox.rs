@@ -335,11 +335,11 @@ fn differences(party: &Party, row: &machi_domain::change::HistoryRow) -> Vec<(St
     let mut out = Vec::new();
     let r = &row.record;
     let same_name = match (&party.name, &party.kana) {
-        (Some(n), _) => search_key(n) == search_key(&r.name.to_string()),
+        (Some(n), _) => search_key(n) == search_key(r.name.as_ref()),
         (None, Some(k)) => r
             .name_kana
             .as_ref()
-            .is_some_and(|rk| search_key(k) == search_key(&rk.to_string())),
+            .is_some_and(|rk| search_key(k) == search_key(rk.as_ref())),
         (None, None) => true,
     };
     if !same_name {
@@ -1505,7 +1505,6 @@ impl Registry {
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// 届出人 (住民基本台帳法第24条・第26条): a signed 転出届 is filed by a
     /// person who moves, or by the householder or another member of the
     /// household of a person who moves. The signer is found by the
@@ -1550,7 +1549,7 @@ impl Registry {
         let signers: Vec<&machi_domain::change::HistoryRow> = page
             .rows
             .iter()
-            .filter(|r| machi_domain::names::search_key(&r.record.name.to_string()) == key)
+            .filter(|r| machi_domain::names::search_key(r.record.name.as_ref()) == key)
             .filter(|r| born.is_none() || r.record.birth_date.as_calendar() == born)
             .collect();
         if signers.iter().any(|r| {
@@ -1585,6 +1584,7 @@ impl Registry {
         Err(refused())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn approval_plan(
         &self,
         tenant: &MunicipalityCode,
