@@ -1060,31 +1060,48 @@ impl Registry {
                 });
                 continue;
             }
+            // A birth date mistyped in the filing finds nobody with it:
+            // the person's own name and furigana are then searched without
+            // it, and the candidates say the birth date differs.
+            let fallback: Vec<(String, Option<NaiveDate>)> = if party.birth_date.is_some() {
+                [&party.name, &party.kana]
+                    .into_iter()
+                    .flatten()
+                    .map(|n| (n.clone(), None))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut candidates: Vec<Candidate> = Vec::new();
-            for (name, born) in queries {
-                let page = self
-                    .search(
-                        tenant,
-                        &SearchParams {
-                            name: Some(name),
-                            birth_date: born.map(|d| d.format("%Y-%m-%d").to_string()),
-                            limit: 20,
-                            ..Default::default()
-                        },
-                        actor,
-                    )
-                    .await?;
-                for row in &page.rows {
-                    let a = row.record.addressee_number.clone();
-                    if candidates.iter().any(|c| c.addressee_number == a) {
-                        continue;
+            for (round, queries) in [queries, fallback].into_iter().enumerate() {
+                if round > 0 && !candidates.is_empty() {
+                    break;
+                }
+                for (name, born) in queries {
+                    let page = self
+                        .search(
+                            tenant,
+                            &SearchParams {
+                                name: Some(name),
+                                birth_date: born.map(|d| d.format("%Y-%m-%d").to_string()),
+                                limit: 20,
+                                ..Default::default()
+                            },
+                            actor,
+                        )
+                        .await?;
+                    for row in &page.rows {
+                        let a = row.record.addressee_number.clone();
+                        if candidates.iter().any(|c| c.addressee_number == a) {
+                            continue;
+                        }
+                        candidates.push(Candidate {
+                            restricted: page.restricted.contains(&a),
+                            differs: differences(&party, row),
+                            view: ResidentView::new(row, self.eras()),
+                            addressee_number: a,
+                        });
                     }
-                    candidates.push(Candidate {
-                        restricted: page.restricted.contains(&a),
-                        differs: differences(&party, row),
-                        view: ResidentView::new(row, self.eras()),
-                        addressee_number: a,
-                    });
                 }
             }
             out.push(PartyCandidates {

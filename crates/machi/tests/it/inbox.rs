@@ -1392,6 +1392,13 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
         ],
     )
     .await;
+    // Filing 3: 一郎's birth date mistyped: found by name, flagged.
+    file_tenshutsu_of(
+        &p.base,
+        moving,
+        &[("髙橋　一郎", "タカハシ　イチロウ", born(1989, 1, 6))],
+    )
+    .await;
     pull(&db, &p).await;
     let router = app(&db, &p.base);
     let boss = Session::login(&router, FUCHU, "boss").await;
@@ -1453,6 +1460,14 @@ async fn a_card_signs_only_for_its_holders_household(db: TestDb) {
     let page =
         String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(page.contains("氏名が申請と一致しません"), "{page}");
+    let (_, cands) = call(&boss, "GET", &format!("{F}/3/candidates"), None).await;
+    let c = &cands[0]["candidates"][0];
+    assert_eq!(c["addressee_number"], takahashi[0].as_str(), "{cands}");
+    assert_eq!(
+        c["differs_ja"],
+        json!(["生年月日が申請と一致しません"]),
+        "{cands}"
+    );
     // The holder filing for their own household is approved.
     assert_eq!(match_all(&boss, 2).await, takahashi);
     let (st, a) = call(&boss, "POST", &format!("{F}/2/approve"), Some(json!({}))).await;
