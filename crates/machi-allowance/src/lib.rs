@@ -22,16 +22,12 @@ pub mod store;
 pub mod web;
 pub mod worker;
 
-/// Japan Standard Time (UTC+9, no daylight saving), in which a day of the
-/// allowance (請求日, 支払月, the month of an event) is counted whatever
-/// the server's own time zone.
-pub fn jst() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(9 * 3600).expect("UTC+9 is a valid offset")
-}
-
-/// Today in Japan.
+/// Today in Japan, in which a day of the allowance (請求日, 支払月, the
+/// month of an event) is counted whatever the server's own time zone.
 pub fn today_in_japan() -> chrono::NaiveDate {
-    chrono::Utc::now().with_timezone(&jst()).date_naive()
+    chrono::Utc::now()
+        .with_timezone(&machi_domain::dates::jst())
+        .date_naive()
 }
 
 use std::net::SocketAddr;

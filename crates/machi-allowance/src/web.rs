@@ -676,9 +676,7 @@ async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQu
                     s,
                     ctx.entry(&sess, Action::PersonRead, format!("filing:{id}"))
                 );
-                if let Ok(Some(f)) = s.client.filing(*id).await {
-                    filed = answers_of(&f);
-                }
+                filed = filed_answers(&s, *id).await;
             }
         }
         // The household head is the usual claimant; the clerk may name
@@ -726,8 +724,13 @@ struct ClaimFormView {
     filed: Vec<(String, Vec<String>)>,
 }
 
-/// The answers of a filing as the registry's API gives them.
-fn answers_of(f: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+/// The answers of online filing `id` as the registry's API gives them
+/// (labels and values); none when it cannot be read. The caller logs the
+/// read.
+async fn filed_answers(s: &WebState, id: i64) -> Vec<(String, Vec<String>)> {
+    let Ok(Some(f)) = s.client.filing(id).await else {
+        return Vec::new();
+    };
     f["answers"]
         .as_array()
         .map(|a| {
@@ -1023,9 +1026,7 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
             s,
             ctx.entry(&sess, Action::PersonRead, format!("filing:{id}"))
         );
-        if let Ok(Some(f)) = s.client.filing(id).await {
-            view.filed = answers_of(&f);
-        }
+        view.filed = filed_answers(&s, id).await;
     }
     let again = |ja: &str, en: &str| claim_form_page(&sess, &view, Some((ja, en)));
     let claimed_on = match parse_date(&s.eras, &f.claimed_on) {

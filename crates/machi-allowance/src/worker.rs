@@ -310,7 +310,7 @@ impl Worker {
         let Some(received_on) = f["filing"]["received_at"]
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&crate::jst()).date_naive())
+            .map(|t| t.with_timezone(&machi_domain::dates::jst()).date_naive())
         else {
             return Err(LinkError::Shape(
                 "a filing without its received time".into(),

@@ -460,6 +460,13 @@ impl EraTable {
 }
 
 /// 西暦 display (j90, for foreign residents): "2001年2月3日".
+/// Japan Standard Time (UTC+9, no daylight saving): the day of a
+/// date in these records (処理日, 請求日, 受付日) is the day in Japan,
+/// whatever the server's own time zone.
+pub fn jst() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(9 * 3600).expect("UTC+9 is a valid offset")
+}
+
 pub fn format_seireki(d: NaiveDate) -> String {
     format!("{}年{}月{}日", d.year(), d.month(), d.day())
 }

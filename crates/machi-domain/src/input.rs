@@ -128,7 +128,7 @@ pub fn recorded_time(s: &str, eras: &EraTable) -> Result<DateTime<FixedOffset>, 
         }
         NaiveTime::from_hms_opt(num(0)?, num(1)?, num(2)?).ok_or_else(unparseable)?
     };
-    let jst = FixedOffset::east_opt(9 * 3600).ok_or_else(unparseable)?;
+    let jst = crate::dates::jst();
     jst.from_local_datetime(&day.and_time(time))
         .single()
         .ok_or_else(unparseable)

@@ -106,10 +106,7 @@ pub struct Portal {
 }
 
 /// Japan Standard Time.
-pub fn jst() -> FixedOffset {
-    FixedOffset::east_opt(9 * 3600)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
-}
+pub use machi_domain::dates::jst;
 
 impl Portal {
     pub fn open(db: &Path, config: Config) -> Result<Arc<Portal>, store::StoreError> {

@@ -1445,10 +1445,7 @@ fn check_answers(
         .as_str()
         .or(Some(p.received_at.as_str()))
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| {
-            t.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap_or(*t.offset()))
-                .date_naive()
-        });
+        .map(|t| t.with_timezone(&crate::service::clock::jst()).date_naive());
     let Some(day) = day else {
         return Err((
             "申請の受付日時が読めないため、回答を確かめられません。取り込みませんでした。".into(),

@@ -1019,10 +1019,7 @@ pub struct OwnDefinitionView {
 
 fn rfc3339(micros: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
-        .map(|t| {
-            t.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("JST"))
-                .to_rfc3339()
-        })
+        .map(|t| t.with_timezone(&crate::service::clock::jst()).to_rfc3339())
         .unwrap_or_default()
 }
 

@@ -1,11 +1,9 @@
 //! Time, passed in (the domain has no clock).
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// Japan Standard Time: 処理日 is the day in Japan.
-pub fn jst() -> FixedOffset {
-    FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"))
-}
+pub use machi_domain::dates::jst;
 
 /// Where "now" comes from: the system clock, a fixed instant, or (tests)
 /// a clock that runs `factor` times faster than real time from `origin`,

@@ -578,52 +578,6 @@ impl Registry {
     /// portal id `counter:<受付番号>` (see
     /// [`portal_filings::COUNTER_PREFIX`]) and its `counter` member naming
     /// the clerk, the applicant and the documents seen.
-    /// j650 (転出先入力), with j560/j630: a 転出届 filed at the counter
-    /// whose destination the text places in this municipality is a 転居.
-    /// Refused here, as the registry refuses the 転出 itself, so that no
-    /// filing is made that could never be approved.
-    async fn check_counter_move_out(
-        &self,
-        tenant: &MunicipalityCode,
-        f: &CounterFiling,
-    ) -> Result<(), ServiceError> {
-        let (t, p, v) = (tenant.clone(), f.procedure.clone(), i64::from(f.version));
-        let def = self
-            .store()
-            .read(Some(tenant), move |tx| {
-                Ok::<_, ServiceError>(crate::store::procedure_definitions::lookup(tx, &t, &p, v)?)
-            })
-            .await?;
-        let Some(def) = def else {
-            // Refused when filed (procedure_not_offered).
-            return Ok(());
-        };
-        if def.action_kind() != machi_procedures::ActionKind::RegistryChange
-            || def.action.change.as_deref() != Some("move_out")
-        {
-            return Ok(());
-        }
-        let Some(field) = def.action.mapping.get("destination") else {
-            return Ok(());
-        };
-        let Some(address) = f.answers[field.as_str()]["address"].as_str() else {
-            return Ok(());
-        };
-        let t = self.tenant(tenant).await?;
-        let m = machi_domain::change::Municipality {
-            prefecture: t.prefecture,
-            name: t.name,
-        };
-        if let machi_domain::change::Locality::Inside = m.locate(address) {
-            return Err(machi_domain::change::ChangeError::InsideMunicipality {
-                address: address.to_string(),
-                municipality: format!("{}{}", m.prefecture, m.name),
-            }
-            .into());
-        }
-        Ok(())
-    }
-
     pub async fn file_at_counter(
         &self,
         tenant: &MunicipalityCode,
@@ -649,7 +603,6 @@ impl Registry {
                     .into(),
             });
         };
-        self.check_counter_move_out(tenant, &f).await?;
         let receipt = machi_portal::seal::new_code(3)
             .map_err(|e| ServiceError::Store(crate::store::StoreError::Task(e.to_string())))?;
         let now = self.clock().now();
@@ -702,6 +655,12 @@ impl Registry {
         let (procedure, version) = (f.procedure.clone(), i64::from(f.version));
         let applicant = (!f.anonymous).then(|| f.applicant.to_string());
         let matches = f.matches.clone();
+        let place = self.tenant(tenant).await?;
+        let municipality = machi_domain::change::Municipality {
+            prefecture: place.prefecture,
+            name: place.name,
+        };
+        let answers = f.answers.clone();
         self.store()
             .write(Some(tenant), move |tx| {
                 // The tenant's write lock: the filing number is MAX + 1, as
@@ -709,9 +668,8 @@ impl Registry {
                 records::lock_tenant(tx, &t)?;
                 // Only a procedure version the back office acts on (shipped,
                 // or the tenant's own accepted by its administrator).
-                let known = crate::store::procedure_definitions::lookup(tx, &t, &procedure, version)?
-                    .is_some();
-                if !known
+                let def = crate::store::procedure_definitions::lookup(tx, &t, &procedure, version)?;
+                if def.is_none()
                     || !crate::store::procedure_definitions::trust(tx, &t, &procedure, version)?
                         .approvable()
                 {
@@ -721,6 +679,9 @@ impl Registry {
                         message_ja: "その手続（版）は窓口では受け付けられません（公開され、団体管理者が受け入れた手続だけです）。".into(),
                         message_en: "that procedure version cannot be filed at the counter (only published procedures the tenant administrator accepted)".into(),
                     });
+                }
+                if let Some(def) = &def {
+                    move_out_inside(def, &answers, &municipality)?;
                 }
                 // One confirmation, one filing: the token names the filing.
                 let portal_id = format!("{}{once}", portal_filings::COUNTER_PREFIX);
@@ -782,4 +743,34 @@ impl Registry {
             })
             .await
     }
+}
+
+/// j650 (転出先入力), with j560/j630: a 転出届 filed at the counter whose
+/// destination the text places in this municipality is a 転居. Refused
+/// when it is filed, as the registry refuses the 転出 itself, so that no
+/// filing is made that could never be approved.
+fn move_out_inside(
+    def: &machi_procedures::Definition,
+    answers: &serde_json::Value,
+    m: &machi_domain::change::Municipality,
+) -> Result<(), ServiceError> {
+    if def.action_kind() != machi_procedures::ActionKind::RegistryChange
+        || def.action.change.as_deref() != Some("move_out")
+    {
+        return Ok(());
+    }
+    let Some(field) = def.action.mapping.get("destination") else {
+        return Ok(());
+    };
+    let Some(address) = answers[field.as_str()]["address"].as_str() else {
+        return Ok(());
+    };
+    if let machi_domain::change::Locality::Inside = m.locate(address) {
+        return Err(machi_domain::change::ChangeError::InsideMunicipality {
+            address: address.to_string(),
+            municipality: format!("{}{}", m.prefecture, m.name),
+        }
+        .into());
+    }
+    Ok(())
 }
