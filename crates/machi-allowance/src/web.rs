@@ -779,9 +779,7 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
         })
         .unwrap_or_default();
     if !v.filed.is_empty() {
-        about.push_str(
-            r#"<h2 id="filed">電子申請の内容</h2><dl aria-labelledby="filed" id="filed-answers">"#,
-        );
+        about.push_str(r#"<h2 id="filed">電子申請の内容</h2><dl id="filed-answers">"#);
         for (label, values) in &v.filed {
             let _ = write!(
                 about,
