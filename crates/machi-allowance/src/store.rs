@@ -192,6 +192,10 @@ pub enum WorkKind {
     ChildLeft,
     /// A household change concerning a claim: check care and livelihood.
     HouseholdCheck,
+    /// A child who joined the claimant's household after the 請求日 of a
+    /// claim entered late (moved in, or from another household): not on
+    /// the claim; a 額改定請求 may be due (児童手当法第9条第1項).
+    ChildJoined,
     /// A cancellation or correction concerning a claim: check it.
     CorrectionCheck,
     /// An overpayment cancelled after part of it was withheld or repaid:
@@ -212,6 +216,7 @@ impl WorkKind {
             WorkKind::ClaimEnded => "claim_ended",
             WorkKind::ChildLeft => "child_left",
             WorkKind::HouseholdCheck => "household_check",
+            WorkKind::ChildJoined => "child_joined",
             WorkKind::CorrectionCheck => "correction_check",
             WorkKind::RefundDue => "refund_due",
             WorkKind::OnlineClaim => "online_claim",
@@ -225,6 +230,7 @@ impl WorkKind {
             WorkKind::ClaimEnded,
             WorkKind::ChildLeft,
             WorkKind::HouseholdCheck,
+            WorkKind::ChildJoined,
             WorkKind::CorrectionCheck,
             WorkKind::RefundDue,
             WorkKind::OnlineClaim,
@@ -240,6 +246,7 @@ impl WorkKind {
             WorkKind::ClaimEnded => "受給者の転出・死亡：受給資格消滅（その月分まで）",
             WorkKind::ChildLeft => "児童の転出・死亡：翌月分から減額",
             WorkKind::HouseholdCheck => "世帯の異動：監護・生計同一の確認",
+            WorkKind::ChildJoined => "請求日の後に世帯に加わった児童：額改定請求が必要な可能性",
             WorkKind::CorrectionCheck => "異動の取消し・修正：内容の確認",
             WorkKind::RefundDue => "過払の取消し：受給者への還付が必要",
             WorkKind::OnlineClaim => "電子申請の認定請求：内容を確認して入力",
@@ -255,6 +262,9 @@ impl WorkKind {
             }
             WorkKind::ChildLeft => "Child moved out or died: reduced from the next month",
             WorkKind::HouseholdCheck => "Household change: check care and livelihood",
+            WorkKind::ChildJoined => {
+                "A child joined the household after the claim date: an increase claim may be due"
+            }
             WorkKind::CorrectionCheck => "Cancellation or correction: check",
             WorkKind::RefundDue => "Overpayment cancelled: a refund to the claimant is due",
             WorkKind::OnlineClaim => "Claim filed online: check it and enter it",
@@ -1154,6 +1164,20 @@ impl Store {
     }
 
     pub async fn add_claim(&self, n: NewClaim, log: Entry) -> Result<i64, StoreError> {
+        self.add_claim_then(n, log, |_| Vec::new()).await
+    }
+
+    /// [`Store::add_claim`], then, in the same transaction, the effects
+    /// `then` gives for the claim as stored (a claim entered late: what
+    /// the registry's changes since the 請求日 did to it, as the worker
+    /// applies them to a running claim). Work items it raises carry the
+    /// event id `claim:{id}`.
+    pub async fn add_claim_then(
+        &self,
+        n: NewClaim,
+        log: Entry,
+        then: impl FnOnce(&ClaimRow) -> Vec<Effect> + Send + 'static,
+    ) -> Result<i64, StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -1171,6 +1195,12 @@ impl Store {
                 "UPDATE work_items SET done = 1, claim_id = ?1 WHERE done = 0 AND household = ?2 AND kind IN ('birth_claim', 'move_in_claim', 'online_claim')",
                 params![id, n.household],
             )?;
+            if let Some(claim) = claims_where(&tx, "id = ?1", [id])?.pop() {
+                let event = format!("claim:{id}");
+                for e in then(&claim) {
+                    e.apply(&tx, &event)?;
+                }
+            }
             let mut log = log;
             log.subject = format!("claim:{id}");
             audit::append(&tx, &log, chrono::Utc::now())?;

@@ -29,7 +29,7 @@ use crate::audit::{Action, Entry};
 use crate::rules::{self, PayRule, YearMonth};
 pub use crate::store::PaymentLine;
 use crate::store::{ApartChild, ChildRefused, ClaimRow, NewClaim, Store, WorkItem};
-use crate::worker::{RegistryClient, is_child};
+use crate::worker::{RegistryClient, Since, is_child};
 
 const COOKIE: &str = "allowance_session";
 const SESSION: Duration = Duration::from_secs(8 * 3600);
@@ -602,7 +602,7 @@ fn work_actions(sess: &Session, w: &WorkItem) -> String {
         (BirthClaim | MoveInClaim | OnlineClaim, _) => {
             format!(r#"<a href="/claims/new?work={}">認定請求を入力</a> "#, w.id)
         }
-        (BirthIncrease, Some(c)) => format!(
+        (BirthIncrease | ChildJoined, Some(c)) => format!(
             r##"<a href="/claims/{c}?work={}#increase">額改定請求を入力</a> "##,
             w.id
         ),
@@ -860,7 +860,7 @@ fn parse_date(eras: &EraTable, input: &str) -> Result<Option<NaiveDate>, (String
 }
 
 /// Enters a claim: the claimant and their household's children as the
-/// registry shows them (logged as entered by `clerk`, not over the
+/// registry shows them on the 請求日 (logged as entered by `clerk`, not over the
 /// network; the pages use [`enter_claim_from`]).
 pub async fn enter_claim(
     s: &WebState,
@@ -889,6 +889,17 @@ pub async fn enter_claim(
 /// 児童手当法第4条第1項第1号): the claim is entered without a child of the
 /// household and the clerk adds them on the claim's page; it is worth
 /// nothing until they are.
+///
+/// A claim entered late (its 請求日 in the past) is made as it would have
+/// been on the 請求日 (児童手当法第7条, 第8条第2項): the claimant must have
+/// been a resident then, and the children are those of their household
+/// on that day (`?as_of=` of the registry's API). What the registry's
+/// changes since did to them is applied as the worker applies it to a
+/// running claim ([`crate::worker::departure_effects`],
+/// [`crate::worker::check_effect`]): a child who died or moved out is
+/// counted through that month; one who went to another household raises
+/// a check. A child who joined the household after the 請求日 is not on
+/// the claim: a work item for the 額改定請求 (第9条第1項) is raised.
 #[allow(clippy::too_many_arguments)]
 pub async fn enter_claim_from(
     s: &WebState,
@@ -901,16 +912,17 @@ pub async fn enter_claim_from(
     children_elsewhere: bool,
 ) -> Result<i64, (String, String)> {
     let a = claimant.trim();
+    let unreachable = |e: crate::worker::LinkError| {
+        (
+            "住民記録システムに接続できません。".to_string(),
+            e.to_string(),
+        )
+    };
     let p = s
         .client
         .resident(a)
         .await
-        .map_err(|e| {
-            (
-                "住民記録システムに接続できません。".to_string(),
-                e.to_string(),
-            )
-        })?
+        .map_err(unreachable)?
         .filter(|p| p.resident)
         .ok_or_else(|| {
             (
@@ -938,16 +950,24 @@ pub async fn enter_claim_from(
             "This person already receives the allowance.".into(),
         ));
     }
+    // The claimant and their household on the 請求日.
+    let then = s
+        .client
+        .resident_as_of(a, Some(claimed_on))
+        .await
+        .map_err(unreachable)?
+        .filter(|t| t.resident)
+        .ok_or_else(|| {
+            (
+                "請求日に、その方は住民ではありませんでした。".to_string(),
+                "That person was not a resident on the claim date.".to_string(),
+            )
+        })?;
     let members = s
         .client
-        .household(&p.household)
+        .household_as_of(&then.household, Some(claimed_on))
         .await
-        .map_err(|e| {
-            (
-                "住民記録システムに接続できません。".to_string(),
-                e.to_string(),
-            )
-        })?
+        .map_err(unreachable)?
         .map(|(_, m)| m)
         .unwrap_or_default();
     let children: Vec<(String, String, NaiveDate)> = members
@@ -967,10 +987,85 @@ pub async fn enter_claim_from(
             "The household has no child up to the fiscal year of 18. If the children live elsewhere, tick \"the children live elsewhere\", then add them on the claim's page.".into(),
         ));
     }
+    // What became of each of them since, and who joined the household
+    // after the 請求日.
+    let mut since = Vec::new();
+    for c in &children {
+        let f = s
+            .client
+            .since(&c.0, &then.household, &p.household, claimed_on)
+            .await
+            .map_err(unreachable)?;
+        since.push((c.0.clone(), f));
+    }
+    let today = s.today();
+    let mut joined = Vec::new();
+    if claimed_on < today {
+        let now = s
+            .client
+            .household(&p.household)
+            .await
+            .map_err(unreachable)?
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        for m in now.iter().filter(|m| {
+            m.resident
+                && m.addressee_number != a
+                && is_child(m, today)
+                && !members.iter().any(|x| x.addressee_number == m.addressee_number)
+        }) {
+            if let Some(row) = s
+                .client
+                .joined(&m.addressee_number, &p.household, claimed_on)
+                .await
+                .map_err(unreachable)?
+            {
+                joined.push((m.clone(), row));
+            }
+        }
+    }
+    let then_effects = move |c: &crate::store::ClaimRow| {
+        let mut out = Vec::new();
+        for (child, f) in &since {
+            match f {
+                Since::Stayed => {}
+                Since::Left { day, label, change } => out.extend(
+                    crate::worker::departure_effects(c, child, *day, label, *change),
+                ),
+                Since::Other { reason, on } => {
+                    let name = c
+                        .children
+                        .iter()
+                        .find(|x| x.child == *child)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default();
+                    out.push(crate::worker::check_effect(c, child, name, reason, *on));
+                }
+            }
+        }
+        for (m, row) in &joined {
+            // A birth comes by the 額改定請求 of a birth; a move-in or a
+            // change of household by one for a child who joined.
+            let kind = if row.reason == "birth" {
+                crate::store::WorkKind::BirthIncrease
+            } else {
+                crate::store::WorkKind::ChildJoined
+            };
+            out.push(crate::store::Effect::Work {
+                kind,
+                person: m.addressee_number.clone(),
+                person_name: m.name.clone(),
+                household: c.household.clone(),
+                event_on: row.effective_on,
+                claim_id: Some(c.id),
+            });
+        }
+        out
+    };
     let log = Entry::new(clerk, source, Action::ClaimEntered, "")
         .detail(format!("児童{}人", children.len()));
     s.store
-        .add_claim(
+        .add_claim_then(
             NewClaim {
                 claimant: a.to_string(),
                 claimant_name: p.name,
@@ -982,6 +1077,7 @@ pub async fn enter_claim_from(
                 entered_by: clerk.to_string(),
             },
             log,
+            then_effects,
         )
         .await
         .map_err(|e| ("登録できませんでした。".to_string(), e.to_string()))

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, watch};
 
 use crate::rules;
-use crate::store::{Effect, Person, Store, StoreError, WorkKind};
+use crate::store::{ClaimRow, Effect, Person, Store, StoreError, WorkKind};
 
 /// The event types the allowance system reads: the registry's changes,
 /// and online filings approved for a business system (申請管理), of which
@@ -154,14 +154,48 @@ impl RegistryClient {
     /// A person as the registry shows them now (None: not visible to this
     /// client, e.g. under a support measure, or unknown).
     pub async fn resident(&self, addressee: &str) -> Result<Option<Person>, LinkError> {
-        if !addressee.chars().all(|c| c.is_ascii_digit()) {
+        self.resident_as_of(addressee, None).await
+    }
+
+    /// A person as the registry shows them on the effective date `as_of`
+    /// (`?as_of=`; None: now). None: not visible, unknown, or with no
+    /// record on that day (not yet registered).
+    pub async fn resident_as_of(
+        &self,
+        addressee: &str,
+        as_of: Option<NaiveDate>,
+    ) -> Result<Option<Person>, LinkError> {
+        Ok(self
+            .resident_history(addressee, as_of)
+            .await?
+            .map(|(p, _)| p.person))
+    }
+
+    /// A person's record (as of `as_of`, None: now) and their whole
+    /// history, oldest first, each row with the change that appended it
+    /// (`GET …/residents/{n}`; 履歴, j200). None: not visible or unknown.
+    pub async fn resident_history(
+        &self,
+        addressee: &str,
+        as_of: Option<NaiveDate>,
+    ) -> Result<Option<(Row, Vec<Row>)>, LinkError> {
+        if addressee.is_empty() || !addressee.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
-        let path = format!(
+        let mut path = format!(
             "/api/v1/tenants/{}/residents/{addressee}",
             self.config.tenant
         );
-        Ok(self.get(&path).await?.map(|v| person_of(&v["record"])))
+        if let Some(d) = as_of {
+            path.push_str(&format!("?as_of={}", d.format("%Y-%m-%d")));
+        }
+        Ok(self.get(&path).await?.map(|v| {
+            let history = v["history"]
+                .as_array()
+                .map(|a| a.iter().map(row_of).collect())
+                .unwrap_or_default();
+            (row_of(&v["record"]), history)
+        }))
     }
 
     /// An online filing as the registry's inbox shows it to another system
@@ -178,13 +212,27 @@ impl RegistryClient {
         &self,
         household: &str,
     ) -> Result<Option<(Option<String>, Vec<Person>)>, LinkError> {
-        if !household.chars().all(|c| c.is_ascii_digit()) {
+        self.household_as_of(household, None).await
+    }
+
+    /// A household's resident members on the effective date `as_of`
+    /// (`?as_of=`; None: now). None: not visible, unknown, or without
+    /// members on that day.
+    pub async fn household_as_of(
+        &self,
+        household: &str,
+        as_of: Option<NaiveDate>,
+    ) -> Result<Option<(Option<String>, Vec<Person>)>, LinkError> {
+        if household.is_empty() || !household.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
-        let path = format!(
+        let mut path = format!(
             "/api/v1/tenants/{}/households/{household}",
             self.config.tenant
         );
+        if let Some(d) = as_of {
+            path.push_str(&format!("?as_of={}", d.format("%Y-%m-%d")));
+        }
         Ok(self.get(&path).await?.map(|v| {
             let head = v["head_addressee_number"].as_str().map(str::to_string);
             let members = v["members"]
@@ -230,6 +278,31 @@ fn person_of(r: &Value) -> Person {
                 m.get("date").and_then(|d| iso_date(&d["iso"])),
             )
         }),
+    }
+}
+
+/// One row of a person's history as the registry's API shows it: the
+/// person in that row and the change (異動) that appended it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub person: Person,
+    /// The registry's number of the change.
+    pub change: Option<i64>,
+    /// 異動事由 code (`move_out`, `death`, `household_transfer` …).
+    pub reason: String,
+    /// 異動日.
+    pub effective_on: Option<NaiveDate>,
+}
+
+fn row_of(r: &Value) -> Row {
+    Row {
+        person: person_of(r),
+        change: r["change"]["change_id"].as_i64(),
+        reason: r["change"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        effective_on: iso_date(&r["change"]["effective_date"]["iso"]),
     }
 }
 
@@ -389,10 +462,8 @@ impl Worker {
                 }
             }
             "move_out" | "move_out_abroad" | "death" => {
-                let label = if reason == "death" {
-                    "死亡"
-                } else {
-                    "転出"
+                let Some(label) = departure(reason) else {
+                    return Ok(out);
                 };
                 for a in &persons {
                     let claims = self.store.claims_of_person(a).await?;
@@ -400,49 +471,11 @@ impl Worker {
                         continue;
                     }
                     let p = self.client.resident(a).await?;
-                    // 転出: the planned move-out date the record keeps.
-                    let day = p
-                        .as_ref()
-                        .and_then(|p| p.removal.as_ref().and_then(|r| r.1))
-                        .or(on);
-                    let Some(day) = day else { continue };
+                    let Some(day) = departure_day(p.as_ref(), on) else {
+                        continue;
+                    };
                     for c in claims {
-                        let name = if c.claimant == *a {
-                            c.claimant_name.clone()
-                        } else {
-                            c.children
-                                .iter()
-                                .find(|x| x.child == *a)
-                                .map(|x| x.name.clone())
-                                .unwrap_or_default()
-                        };
-                        let who = Person {
-                            addressee_number: a.clone(),
-                            name,
-                            birth: None,
-                            household: c.household.clone(),
-                            relationship: String::new(),
-                            resident: false,
-                            removal: None,
-                        };
-                        if c.claimant == *a {
-                            out.push(Effect::EndClaim {
-                                claim_id: c.id,
-                                on: day,
-                                reason: label.into(),
-                                change,
-                            });
-                            out.push(work(WorkKind::ClaimEnded, &who, Some(day), Some(c.id)));
-                        } else {
-                            out.push(Effect::ChildLeft {
-                                claim_id: c.id,
-                                child: a.clone(),
-                                on: day,
-                                reason: label.into(),
-                                change,
-                            });
-                            out.push(work(WorkKind::ChildLeft, &who, Some(day), Some(c.id)));
-                        }
+                        out.extend(departure_effects(&c, a, day, label, change));
                     }
                 }
             }
@@ -504,11 +537,6 @@ impl Worker {
                 }
             }
             other => {
-                let kind = match other {
-                    "household_split" | "household_merge" | "household_transfer"
-                    | "head_change" | "move_within" => WorkKind::HouseholdCheck,
-                    _ => WorkKind::CorrectionCheck,
-                };
                 for a in &persons {
                     for c in self.store.claims_of_person(a).await? {
                         let name = self
@@ -517,16 +545,7 @@ impl Worker {
                             .await?
                             .map(|p| p.name)
                             .unwrap_or_default();
-                        let who = Person {
-                            addressee_number: a.clone(),
-                            name,
-                            birth: None,
-                            household: c.household.clone(),
-                            relationship: String::new(),
-                            resident: true,
-                            removal: None,
-                        };
-                        out.push(work(kind, &who, on, Some(c.id)));
+                        out.push(check_effect(&c, a, name, other, on));
                     }
                 }
             }
@@ -561,6 +580,203 @@ impl Worker {
     }
 }
 
+/// The changes by which a claimant's entitlement ends or a child leaves a
+/// claim on their own (児童手当法第8条第2項, 第9条第3項), and the reason
+/// recorded: 死亡, or 転出 (to another municipality or abroad).
+pub fn departure(reason: &str) -> Option<&'static str> {
+    match reason {
+        "death" => Some("死亡"),
+        "move_out" | "move_out_abroad" => Some("転出"),
+        _ => None,
+    }
+}
+
+/// The day a departure counts from: for a 転出 the planned move-out date
+/// the person's record keeps (転出予定日), else the change's 異動日 `on`.
+pub fn departure_day(p: Option<&Person>, on: Option<NaiveDate>) -> Option<NaiveDate> {
+    p.and_then(|p| p.removal.as_ref().and_then(|r| r.1)).or(on)
+}
+
+/// What the departure (死亡・転出, [`departure`]) of person `a` on `day`
+/// does to claim `c` (児童手当法第8条第2項, 第9条第3項): the claimant's
+/// entitlement ends, paid through that month; a child is counted through
+/// that month and reduced from the next. Each with its work item.
+/// `change`: the registry change that did it, kept so that only its
+/// cancellation (異動の取消し) undoes it. The worker applies this to the
+/// running claims when the event arrives, and a claim entered late to the
+/// departures between its 請求日 and its entry.
+pub fn departure_effects(
+    c: &ClaimRow,
+    a: &str,
+    day: NaiveDate,
+    label: &str,
+    change: Option<i64>,
+) -> Vec<Effect> {
+    let name = if c.claimant == a {
+        c.claimant_name.clone()
+    } else {
+        c.children
+            .iter()
+            .find(|x| x.child == a)
+            .map(|x| x.name.clone())
+            .unwrap_or_default()
+    };
+    let who = Person {
+        addressee_number: a.to_string(),
+        name,
+        birth: None,
+        household: c.household.clone(),
+        relationship: String::new(),
+        resident: false,
+        removal: None,
+    };
+    if c.claimant == a {
+        vec![
+            Effect::EndClaim {
+                claim_id: c.id,
+                on: day,
+                reason: label.into(),
+                change,
+            },
+            work(WorkKind::ClaimEnded, &who, Some(day), Some(c.id)),
+        ]
+    } else {
+        vec![
+            Effect::ChildLeft {
+                claim_id: c.id,
+                child: a.to_string(),
+                on: day,
+                reason: label.into(),
+                change,
+            },
+            work(WorkKind::ChildLeft, &who, Some(day), Some(c.id)),
+        ]
+    }
+}
+
+/// What another change (世帯の異動, 修正 …, `reason`) of person `a`
+/// (named `name`) on `on` means for claim `c`: nothing by itself; the
+/// clerk checks care and livelihood, or the correction.
+pub fn check_effect(
+    c: &ClaimRow,
+    a: &str,
+    name: String,
+    reason: &str,
+    on: Option<NaiveDate>,
+) -> Effect {
+    let kind = match reason {
+        "household_split" | "household_merge" | "household_transfer" | "head_change"
+        | "move_within" => WorkKind::HouseholdCheck,
+        _ => WorkKind::CorrectionCheck,
+    };
+    let who = Person {
+        addressee_number: a.to_string(),
+        name,
+        birth: None,
+        household: c.household.clone(),
+        relationship: String::new(),
+        resident: true,
+        removal: None,
+    };
+    work(kind, &who, on, Some(c.id))
+}
+
+/// What became of a child of the claimant's household on a past 請求日,
+/// read from the child's history: what the worker would have done to the
+/// claim had it been entered on that day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// In the claimant's household still.
+    Stayed,
+    /// Died or moved out ([`departure`]) on `day`.
+    Left {
+        day: NaiveDate,
+        label: &'static str,
+        change: Option<i64>,
+    },
+    /// Out of the claimant's household by another change (`reason`: 世帯
+    /// 変更, 世帯分離, 職権消除 …) on `on`: for the clerk to check.
+    Other {
+        reason: String,
+        on: Option<NaiveDate>,
+    },
+}
+
+impl RegistryClient {
+    /// What became of child `child`, in household `then` on `claimed_on`,
+    /// since: in the claimant's household `now` still, gone by a departure
+    /// (the first change after `claimed_on` that took them out of `then`),
+    /// or gone by another change. A child not visible to this client is
+    /// taken as still there.
+    pub async fn since(
+        &self,
+        child: &str,
+        then: &str,
+        now: &str,
+        claimed_on: NaiveDate,
+    ) -> Result<Since, LinkError> {
+        let Some((current, history)) = self.resident_history(child, None).await? else {
+            return Ok(Since::Stayed);
+        };
+        if current.person.resident && current.person.household == now {
+            return Ok(Since::Stayed);
+        }
+        let row = history
+            .iter()
+            .find(|r| {
+                r.effective_on.is_some_and(|e| e > claimed_on)
+                    && (!r.person.resident || r.person.household != then)
+            })
+            .unwrap_or(&current);
+        if !row.person.resident
+            && let Some(label) = departure(&row.reason)
+            && let Some(day) = departure_day(
+                Some(if current.person.resident {
+                    &row.person
+                } else {
+                    &current.person
+                }),
+                row.effective_on,
+            )
+        {
+            return Ok(Since::Left {
+                day,
+                label,
+                change: row.change,
+            });
+        }
+        Ok(Since::Other {
+            reason: row.reason.clone(),
+            on: row.effective_on,
+        })
+    }
+
+    /// The change by which `child`, in household `now` today but not in
+    /// the claimant's household on `claimed_on`, joined it: the first row
+    /// after `claimed_on` with them a resident of `now` (出生, 転入, 世帯変更
+    /// …). None: not visible to this client.
+    pub async fn joined(
+        &self,
+        child: &str,
+        now: &str,
+        claimed_on: NaiveDate,
+    ) -> Result<Option<Row>, LinkError> {
+        let Some((current, history)) = self.resident_history(child, None).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            history
+                .into_iter()
+                .find(|r| {
+                    r.effective_on.is_some_and(|e| e > claimed_on)
+                        && r.person.resident
+                        && r.person.household == now
+                })
+                .unwrap_or(current),
+        ))
+    }
+}
+
 /// Whether a claim for child `p` may still be due today: a resident,
 /// within the fiscal year of 18.
 fn still_due(p: &Person) -> bool {
@@ -568,7 +784,7 @@ fn still_due(p: &Person) -> bool {
     p.resident && p.birth.is_some_and(|b| rules::child_until(b) >= today)
 }
 
-fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>) -> Effect {
+pub(crate) fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>) -> Effect {
     Effect::Work {
         kind,
         person: p.addressee_number.clone(),
