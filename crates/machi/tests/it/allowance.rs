@@ -38,6 +38,7 @@ both_backends!(
     a_cancellation_undoes_only_what_the_cancelled_change_did,
     a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_again,
     an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand,
+    a_claim_entered_late_counts_the_household_of_its_claim_date,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -3310,4 +3311,187 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
             .all(|r| r.action != "child_added_apart" || r.subject == format!("claim:{id}"))
     );
     assert!(store.verify_log().await.unwrap().broken.is_none());
+}
+
+/// Issue 12: a claim entered late (its 請求日 months back) is made on the
+/// household as the registry showed it on the 請求日 (`?as_of=`), not as
+/// it is when the clerk types it. A child there then who moved out since
+/// is counted through the month of the planned move-out date and reduced
+/// from the next (第8条第2項, 第9条第3項), as the worker ends a child of a
+/// running claim; one who went to another household stays counted and
+/// raises the worker's check; one who joined after the 請求日 is not on
+/// the claim from its start (a work item for the 額改定請求 instead) and
+/// does not push the others' rank. A claimant who was not a resident on
+/// the 請求日 is refused.
+async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb) {
+    use machi_allowance::rules::month;
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2014-07-01"),
+                ("二郎", "ジロウ", "2019-05-10"),
+                ("三郎", "サブロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let household = a.rows[0].record.household_number.to_string();
+    let ichiro = a.rows[2].record.addressee_number.to_string();
+    let jiro = a.rows[3].record.addressee_number.to_string();
+    let saburo = a.rows[4].record.addressee_number.to_string();
+    let b = t
+        .submit(family(
+            "2024-04-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let household_b = b.rows[0].record.household_number.to_string();
+    let ichita = b.rows[2].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    // The 請求日 is 10 April 2025. After it: 一太 (older than all three)
+    // joins A's household (世帯変更, 1 July), 一郎 moves out (planned 20
+    // August), 二郎 goes to B's household (5 October). The worker reads
+    // each change while A has no claim yet.
+    t.submit(json!({"effective_date": "2025-07-01", "command": {"type": "household_transfer",
+        "into_household": household, "relationships": [{"addressee_number": ichita, "relationship": "子"}]}}))
+        .await;
+    t.submit(
+        json!({"effective_date": "2025-08-20", "command": {"type": "move_out", "persons": [ichiro],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    t.submit(json!({"effective_date": "2025-10-05", "command": {"type": "household_transfer",
+        "into_household": household_b, "relationships": [{"addressee_number": jiro, "relationship": "子"}]}}))
+        .await;
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-12-01"));
+    // Not a resident on the 請求日 (A moved in on 1 April 2024): refused,
+    // in both languages, nothing written.
+    let err = enter_claim(&web, CLERK, &head, d("2024-03-01"), None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        (
+            "請求日に、その方は住民ではありませんでした。".to_string(),
+            "That person was not a resident on the claim date.".to_string()
+        )
+    );
+    assert!(store.claims().await.unwrap().is_empty());
+    // Entered on 1 December 2025 with the 請求日 of 10 April 2025.
+    let id = enter_claim(&web, CLERK, &head, d("2025-04-10"), None, false)
+        .await
+        .unwrap();
+    let c = store.claim(id).await.unwrap().unwrap();
+    let mut on_claim: Vec<&str> = c.children.iter().map(|x| x.child.as_str()).collect();
+    on_claim.sort_unstable();
+    let mut then = vec![ichiro.as_str(), jiro.as_str(), saburo.as_str()];
+    then.sort_unstable();
+    assert_eq!(on_claim, then, "the household of 10 April 2025");
+    let left = c.children.iter().find(|x| x.child == ichiro).unwrap();
+    assert_eq!(left.left_on, Some(d("2025-08-20")));
+    assert_eq!(left.left_reason.as_deref(), Some("転出"));
+    assert!(
+        c.children
+            .iter()
+            .filter(|x| x.child != ichiro)
+            .all(|x| x.left_on.is_none())
+    );
+    // Month by month: (child, rank, amount).
+    let r = c.rules();
+    assert_eq!(r.from, ym(2025, 5));
+    let by_child = |m: YearMonth| {
+        month(&r, m).map(|x| {
+            (
+                x.total,
+                x.children
+                    .iter()
+                    .map(|c| (c.key.clone(), c.rank, c.amount))
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    assert_eq!(by_child(ym(2025, 4)), None);
+    // May to August: 一郎 and 二郎 ¥10,000, 三郎 the third child ¥30,000.
+    for m in 5..=8 {
+        assert_eq!(
+            by_child(ym(2025, m)),
+            Some((
+                50_000,
+                vec![
+                    (ichiro.clone(), 1, 10_000),
+                    (jiro.clone(), 2, 10_000),
+                    (saburo.clone(), 3, 30_000)
+                ]
+            )),
+            "2025-{m:02}"
+        );
+    }
+    // From September, after the month of the move-out: 二郎 first, 三郎
+    // (three since June) second. 二郎's move to B's household ends
+    // nothing by itself (the clerk checks it).
+    for m in 9..=11 {
+        assert_eq!(
+            by_child(ym(2025, m)),
+            Some((
+                20_000,
+                vec![(jiro.clone(), 1, 10_000), (saburo.clone(), 2, 10_000)]
+            )),
+            "2025-{m:02}"
+        );
+    }
+    // The work the changes since the 請求日 raise on this claim, as the
+    // worker raises it for a running one.
+    let mut work: Vec<(WorkKind, String, Option<NaiveDate>)> = store
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.claim_id == Some(id))
+        .map(|x| (x.kind, x.person, x.event_on))
+        .collect();
+    work.sort_by_key(|x| x.2);
+    assert_eq!(
+        work,
+        vec![
+            (WorkKind::ChildJoined, ichita.clone(), Some(d("2025-07-01"))),
+            (WorkKind::ChildLeft, ichiro.clone(), Some(d("2025-08-20"))),
+            (WorkKind::HouseholdCheck, jiro.clone(), Some(d("2025-10-05"))),
+        ]
+    );
+    // The worker, still running, changes nothing more.
+    catch_up(&t.db.registry, &w).await;
+    assert_eq!(store.claim(id).await.unwrap().unwrap(), c);
+    // 一太's 額改定請求 of 10 July (within 15 days of joining): counted
+    // from August, the eldest; 二郎 is then the third child until 一郎's
+    // move-out.
+    store
+        .add_child(
+            id,
+            (ichita.clone(), "見本　一太".into(), d("2012-04-01")),
+            d("2025-07-10"),
+            Some(d("2025-07-01")),
+            machi_allowance::audit::Entry::new(
+                CLERK,
+                "",
+                machi_allowance::audit::Action::ChildAdded,
+                format!("claim:{id}"),
+            ),
+        )
+        .await
+        .unwrap();
+    let r = store.claim(id).await.unwrap().unwrap().rules();
+    let total = |m| month(&r, m).map(|x| x.total);
+    assert_eq!(total(ym(2025, 7)), Some(50_000));
+    assert_eq!(total(ym(2025, 8)), Some(10_000 + 10_000 + 30_000 + 30_000));
+    assert_eq!(total(ym(2025, 9)), Some(10_000 + 10_000 + 30_000));
 }
