@@ -1664,6 +1664,22 @@ impl Effect {
                 event_on,
                 claim_id,
             } => {
+                // The same work for the same claim, still open, is not
+                // raised twice: a claim entered late raises what the
+                // changes since its 請求日 mean for it, and a worker behind
+                // the registry may then read those changes too.
+                if claim_id.is_some()
+                    && tx
+                        .query_row(
+                            "SELECT 1 FROM work_items WHERE done = 0 AND kind = ?1 AND person = ?2 AND claim_id = ?3 AND event_on IS ?4",
+                            params![kind.code(), person, claim_id, iso(*event_on)],
+                            |_| Ok(()),
+                        )
+                        .optional()?
+                        .is_some()
+                {
+                    return Ok(());
+                }
                 tx.execute(
                     "INSERT OR IGNORE INTO work_items (event_id, kind, person, person_name, household, event_on, claim_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![event_id, kind.code(), person, person_name, household, iso(*event_on), claim_id],

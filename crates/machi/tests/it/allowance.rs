@@ -671,7 +671,7 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
         .iter()
         .find(|m| m["month"] == "2025-06")
         .unwrap();
-    assert_eq!(feb["total"], 15_000);
+    assert_eq!(feb["total"], 25_000);
     assert_eq!(feb["paid_in"], "2025-08");
     assert!(
         feb["children"][0]["rule_ja"]
@@ -709,13 +709,14 @@ async fn the_clerk_api_and_pages_answer_and_refuse_bad_input(db: TestDb) {
         csv.starts_with("受給者番号,宛名番号,氏名,支払月,対象月,支払額,支払の根拠"),
         "{csv}"
     );
-    // The claim was entered after the story: the registry's household now
-    // holds 二郎 (¥15,000 in June, his third-birthday month; ¥10,000 in
-    // July) and 三郎, born after the claim date (an increase claim, not
-    // entered here).
+    // The claim was entered after the story, on the household of its
+    // 請求日 (issue 12): 一郎, counted through June, the month of his
+    // planned move-out (¥10,000), and 二郎 (¥15,000 in June, his
+    // third-birthday month; ¥10,000 in July). 三郎, born after the claim
+    // date, comes by an increase claim (not entered here).
     assert!(
         csv.contains(&format!(
-            "{id},{head},架空　太郎,2025-08,2025-06 2025-07,25000,定例払（児童手当法第8条第4項本文）"
+            "{id},{head},架空　太郎,2025-08,2025-06 2025-07,35000,定例払（児童手当法第8条第4項本文）"
         )),
         "{csv}"
     );
@@ -3358,8 +3359,8 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
     catch_up(&t.db.registry, &w).await;
     // The 請求日 is 10 April 2025. After it: 一太 (older than all three)
     // joins A's household (世帯変更, 1 July), 一郎 moves out (planned 20
-    // August), 二郎 goes to B's household (5 October). The worker reads
-    // each change while A has no claim yet.
+    // August), 二郎 goes to B's household (5 October). The worker is
+    // behind: it reads these changes only after the claim is entered.
     t.submit(json!({"effective_date": "2025-07-01", "command": {"type": "household_transfer",
         "into_household": household, "relationships": [{"addressee_number": ichita, "relationship": "子"}]}}))
         .await;
@@ -3371,7 +3372,6 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
     t.submit(json!({"effective_date": "2025-10-05", "command": {"type": "household_transfer",
         "into_household": household_b, "relationships": [{"addressee_number": jiro, "relationship": "子"}]}}))
         .await;
-    catch_up(&t.db.registry, &w).await;
     let mut web = t.web(&store);
     web.today = Some(d("2025-12-01"));
     // Not a resident on the 請求日 (A moved in on 1 April 2024): refused,
@@ -3468,9 +3468,19 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
             (WorkKind::HouseholdCheck, jiro.clone(), Some(d("2025-10-05"))),
         ]
     );
-    // The worker, still running, changes nothing more.
+    // The worker then reads the changes: nothing changes on the claim,
+    // and no work is raised twice.
     catch_up(&t.db.registry, &w).await;
     assert_eq!(store.claim(id).await.unwrap().unwrap(), c);
+    let again: Vec<(WorkKind, String, Option<NaiveDate>)> = store
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.claim_id == Some(id))
+        .map(|x| (x.kind, x.person, x.event_on))
+        .collect();
+    assert_eq!(again.len(), work.len(), "{again:?}");
     // 一太's 額改定請求 of 10 July (within 15 days of joining): counted
     // from August, the eldest; 二郎 is then the third child until 一郎's
     // move-out.
