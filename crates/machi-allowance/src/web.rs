@@ -1012,7 +1012,9 @@ pub async fn enter_claim_from(
             m.resident
                 && m.addressee_number != a
                 && is_child(m, today)
-                && !members.iter().any(|x| x.addressee_number == m.addressee_number)
+                && !members
+                    .iter()
+                    .any(|x| x.addressee_number == m.addressee_number)
         }) {
             if let Some(row) = s
                 .client
@@ -1029,9 +1031,9 @@ pub async fn enter_claim_from(
         for (child, f) in &since {
             match f {
                 Since::Stayed => {}
-                Since::Left { day, label, change } => out.extend(
-                    crate::worker::departure_effects(c, child, *day, label, *change),
-                ),
+                Since::Left { day, label, change } => out.extend(crate::worker::departure_effects(
+                    c, child, *day, label, *change,
+                )),
                 Since::Other { reason, on } => {
                     let name = c
                         .children

@@ -784,7 +784,12 @@ fn still_due(p: &Person) -> bool {
     p.resident && p.birth.is_some_and(|b| rules::child_until(b) >= today)
 }
 
-pub(crate) fn work(kind: WorkKind, p: &Person, on: Option<NaiveDate>, claim_id: Option<i64>) -> Effect {
+pub(crate) fn work(
+    kind: WorkKind,
+    p: &Person,
+    on: Option<NaiveDate>,
+    claim_id: Option<i64>,
+) -> Effect {
     Effect::Work {
         kind,
         person: p.addressee_number.clone(),

@@ -3465,7 +3465,11 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
         vec![
             (WorkKind::ChildJoined, ichita.clone(), Some(d("2025-07-01"))),
             (WorkKind::ChildLeft, ichiro.clone(), Some(d("2025-08-20"))),
-            (WorkKind::HouseholdCheck, jiro.clone(), Some(d("2025-10-05"))),
+            (
+                WorkKind::HouseholdCheck,
+                jiro.clone(),
+                Some(d("2025-10-05"))
+            ),
         ]
     );
     // The worker then reads the changes: nothing changes on the claim,
