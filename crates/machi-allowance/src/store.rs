@@ -2216,6 +2216,63 @@ mod tests {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
 
+    /// A claim entered late applies a departure since its 請求日 by the
+    /// worker's own rule, in its own transaction; the same departure read
+    /// later from the feed changes nothing and raises no second work item.
+    #[tokio::test]
+    async fn a_late_claims_departure_is_the_workers_and_is_not_raised_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.sqlite")).unwrap();
+        let n = NewClaim {
+            claimant: "100".into(),
+            claimant_name: "架空　太郎".into(),
+            household: "H1".into(),
+            claimed_on: d("2025-04-10"),
+            event_on: None,
+            public_servant: false,
+            children: vec![
+                ("101".into(), "架空　一郎".into(), d("2014-07-01")),
+                ("102".into(), "架空　二郎".into(), d("2019-05-10")),
+            ],
+            entered_by: "tanto".into(),
+        };
+        let left = |c: &ClaimRow| {
+            crate::worker::departure_effects(c, "101", d("2025-08-20"), "転出", Some(7))
+        };
+        let id = store
+            .add_claim_then(
+                n,
+                Entry::new("tanto", "", audit::Action::ClaimEntered, ""),
+                left,
+            )
+            .await
+            .unwrap();
+        let claim = store.claim(id).await.unwrap().unwrap();
+        let ichiro = &claim.children[0];
+        assert_eq!(ichiro.left_on, Some(d("2025-08-20")));
+        assert_eq!(ichiro.left_reason.as_deref(), Some("転出"));
+        assert!(claim.children[1].left_on.is_none());
+        let work = store.work_items(true).await.unwrap();
+        assert_eq!(work.len(), 1);
+        assert_eq!(
+            (work[0].kind, work[0].claim_id, work[0].event_id.as_str()),
+            (
+                WorkKind::ChildLeft,
+                Some(id),
+                format!("claim:{id}").as_str()
+            )
+        );
+        // The move-out event, read by a worker behind the registry.
+        assert!(
+            store
+                .apply("13208", 5, "ev-5", "move_out", left(&claim))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.claim(id).await.unwrap().unwrap(), claim);
+        assert_eq!(store.work_items(true).await.unwrap(), work);
+    }
+
     /// A database made before children living elsewhere existed (the
     /// first release's tables, no added columns) opens, its children read
     /// as the household's, and a child living elsewhere can be added.
