@@ -792,7 +792,7 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
                     .join("<br>")
             );
         }
-        about.push_str("</dl><p>請求日は申請を受け付けた日です。お子さんは住民記録の世帯から読み込みます。加入している年金が共済組合で公務員の方は、所属庁から支給されます。</p>");
+        about.push_str("</dl><p>請求日は申請を受け付けた日です。お子さんは請求日の住民記録の世帯から読み込みます。加入している年金が共済組合で公務員の方は、所属庁から支給されます。</p>");
     }
     let name = if v.claimant_name.is_empty() {
         String::new()
@@ -807,7 +807,7 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
         Some(sess),
         &format!(
             r#"{err}{about}<form method="post" action="/claims"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="work" value="{work}">
-<label for="claimant">請求者の宛名番号</label><input id="claimant" name="claimant" value="{c}" required inputmode="numeric" aria-describedby="claimant-help"><span id="claimant-help">世帯の児童（続柄が子）は住民記録から読み込みます。</span>{name}
+<label for="claimant">請求者の宛名番号</label><input id="claimant" name="claimant" value="{c}" required inputmode="numeric" aria-describedby="claimant-help"><span id="claimant-help">世帯の児童（続柄が子）は、請求日に世帯にいた児童を住民記録から読み込みます。</span>{name}
 <label for="claimed_on">請求日（和暦または西暦）</label><input id="claimed_on" name="claimed_on" value="{d}" required>
 <label for="event_on">出生日・転入日（15日特例、該当する場合）</label><input id="event_on" name="event_on" value="{e}">
 <label><input type="checkbox" name="public_servant" value="1" id="public_servant"{ps}> 公務員（所属庁から支給）</label>
