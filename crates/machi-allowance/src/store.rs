@@ -192,9 +192,11 @@ pub enum WorkKind {
     ChildLeft,
     /// A household change concerning a claim: check care and livelihood.
     HouseholdCheck,
-    /// A child who joined the claimant's household after the 請求日 of a
-    /// claim entered late (moved in, or from another household): not on
-    /// the claim; a 額改定請求 may be due (児童手当法第9条第1項).
+    /// A child who joined the claimant's household from another household
+    /// (世帯変更 …) after the 請求日 of a claim entered late: not on the
+    /// claim; a 額改定請求 may be due (児童手当法第9条第1項). (A birth or a
+    /// move-in raises [`WorkKind::BirthIncrease`] or
+    /// [`WorkKind::MoveInClaim`] for the claim, as the worker does.)
     ChildJoined,
     /// A cancellation or correction concerning a claim: check it.
     CorrectionCheck,
@@ -1210,7 +1212,8 @@ impl Store {
         .await
     }
 
-    /// A 額改定請求: a child added to a running claim.
+    /// A 額改定請求: a child added to a running claim; the work item of
+    /// the child's birth, move-in or joining the household is done.
     pub async fn add_child(
         &self,
         claim_id: i64,
@@ -1226,7 +1229,7 @@ impl Store {
                 params![claim_id, child.0, child.1, iso(Some(child.2)), iso(Some(requested_on)), iso(event_on)],
             )?;
             tx.execute(
-                "UPDATE work_items SET done = 1 WHERE done = 0 AND claim_id = ?1 AND person = ?2 AND kind = 'birth_increase'",
+                "UPDATE work_items SET done = 1 WHERE done = 0 AND claim_id = ?1 AND person = ?2 AND kind IN ('birth_increase', 'move_in_claim', 'child_joined')",
                 params![claim_id, child.0],
             )?;
             if n > 0 {

@@ -599,13 +599,15 @@ fn status_ja(s: &WebState, c: &ClaimRow) -> String {
 fn work_actions(sess: &Session, w: &WorkItem) -> String {
     use crate::store::WorkKind::*;
     let link = match (w.kind, w.claim_id) {
-        (BirthClaim | MoveInClaim | OnlineClaim, _) => {
-            format!(r#"<a href="/claims/new?work={}">認定請求を入力</a> "#, w.id)
-        }
-        (BirthIncrease | ChildJoined, Some(c)) => format!(
+        // A child born into, or moved into, a claimant's household: an
+        // increase of that claim.
+        (BirthIncrease | MoveInClaim | ChildJoined, Some(c)) => format!(
             r##"<a href="/claims/{c}?work={}#increase">額改定請求を入力</a> "##,
             w.id
         ),
+        (BirthClaim | MoveInClaim | OnlineClaim, _) => {
+            format!(r#"<a href="/claims/new?work={}">認定請求を入力</a> "#, w.id)
+        }
         (_, Some(c)) => format!(r#"<a href="/claims/{c}">受給者を表示</a> "#),
         _ => String::new(),
     };
@@ -1046,12 +1048,13 @@ pub async fn enter_claim_from(
             }
         }
         for (m, row) in &joined {
-            // A birth comes by the 額改定請求 of a birth; a move-in or a
-            // change of household by one for a child who joined.
-            let kind = if row.reason == "birth" {
-                crate::store::WorkKind::BirthIncrease
-            } else {
-                crate::store::WorkKind::ChildJoined
+            // The work the worker raises for a birth or a move-in into a
+            // claimant's household; for a change of household, one for a
+            // child who joined.
+            let kind = match row.reason.as_str() {
+                "birth" => crate::store::WorkKind::BirthIncrease,
+                "move_in" | "move_in_from_abroad" => crate::store::WorkKind::MoveInClaim,
+                _ => crate::store::WorkKind::ChildJoined,
             };
             out.push(crate::store::Effect::Work {
                 kind,

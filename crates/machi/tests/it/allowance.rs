@@ -3320,9 +3320,9 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
 /// is counted through the month of the planned move-out date and reduced
 /// from the next (第8条第2項, 第9条第3項), as the worker ends a child of a
 /// running claim; one who went to another household stays counted and
-/// raises the worker's check; one who joined after the 請求日 is not on
-/// the claim from its start (a work item for the 額改定請求 instead) and
-/// does not push the others' rank. A claimant who was not a resident on
+/// raises the worker's check; those who joined after the 請求日 (転入,
+/// 世帯変更) are not on the claim from its start (a work item for the 額改定
+/// 請求 each instead) and do not push the others' rank. A claimant who was not a resident on
 /// the 請求日 is refused.
 async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb) {
     use machi_allowance::rules::month;
@@ -3357,10 +3357,21 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
     staff(&store).await;
     let w = t.worker(&store);
     catch_up(&t.db.registry, &w).await;
-    // The 請求日 is 10 April 2025. After it: 一太 (older than all three)
-    // joins A's household (世帯変更, 1 July), 一郎 moves out (planned 20
-    // August), 二郎 goes to B's household (5 October). The worker is
-    // behind: it reads these changes only after the claim is entered.
+    // The 請求日 is 10 April 2025. After it: 四郎 moves into A's household
+    // (転入, 1 June) and 一太 joins it (世帯変更, 1 July), both older than
+    // all three; 一郎 moves out (planned 20 August), 二郎 goes to B's
+    // household (5 October). The worker is behind: it reads these changes
+    // only after the claim is entered.
+    let shiro = t
+        .submit(json!({"effective_date": "2025-06-01", "filed_on": "2025-06-01", "command": {"type": "move_in",
+            "persons": [person("架空　四郎", "カクウ　シロウ", "2013-02-01", "male", "子")],
+            "previous_address": "東京都昭島市田中町一丁目",
+            "household": {"type": "join", "household_number": household}}}))
+        .await
+        .rows[0]
+        .record
+        .addressee_number
+        .to_string();
     t.submit(json!({"effective_date": "2025-07-01", "command": {"type": "household_transfer",
         "into_household": household, "relationships": [{"addressee_number": ichita, "relationship": "子"}]}}))
         .await;
@@ -3463,6 +3474,7 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
     assert_eq!(
         work,
         vec![
+            (WorkKind::MoveInClaim, shiro.clone(), Some(d("2025-06-01"))),
             (WorkKind::ChildJoined, ichita.clone(), Some(d("2025-07-01"))),
             (WorkKind::ChildLeft, ichiro.clone(), Some(d("2025-08-20"))),
             (
@@ -3485,24 +3497,65 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
         .map(|x| (x.kind, x.person, x.event_on))
         .collect();
     assert_eq!(again.len(), work.len(), "{again:?}");
-    // 一太's 額改定請求 of 10 July (within 15 days of joining): counted
-    // from August, the eldest; 二郎 is then the third child until 一郎's
-    // move-out.
-    store
-        .add_child(
-            id,
-            (ichita.clone(), "見本　一太".into(), d("2012-04-01")),
-            d("2025-07-10"),
-            Some(d("2025-07-01")),
-            machi_allowance::audit::Entry::new(
-                CLERK,
-                "",
-                machi_allowance::audit::Action::ChildAdded,
-                format!("claim:{id}"),
-            ),
-        )
+    // The clerk's work list says so in words, each with the way to the
+    // 額改定請求 on the claim.
+    let base = serve(web).await;
+    let http = no_redirects();
+    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
+    let list = get_as(&http, &cookie, format!("{base}/"))
+        .await
+        .text()
         .await
         .unwrap();
+    assert!(
+        list.contains("請求日の後に世帯に加わった児童：額改定請求が必要な可能性"),
+        "{list}"
+    );
+    assert!(!list.contains("child_joined"));
+    let joined = store
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.kind == WorkKind::ChildJoined)
+        .unwrap();
+    let link = format!("/claims/{id}?work={}#increase", joined.id);
+    assert!(list.contains(&link), "{list}");
+    // 一太's 額改定請求 of 10 July (within 15 days of joining), entered from
+    // that item: counted from August, the eldest; 二郎 is then the third
+    // child until 一郎's move-out.
+    let page = get_as(&http, &cookie, format!("{base}{link}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("見本　一太を加える"), "{page}");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &csrf_of(&page))
+        .append_pair("work", &joined.id.to_string())
+        .append_pair("requested_on", "令和7年7月10日")
+        .finish();
+    let r = http
+        .post(format!("{base}/claims/{id}/children"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        store
+            .work_items(true)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != joined.id),
+        "the item is done"
+    );
     let r = store.claim(id).await.unwrap().unwrap().rules();
     let total = |m| month(&r, m).map(|x| x.total);
     assert_eq!(total(ym(2025, 7)), Some(50_000));
