@@ -572,7 +572,11 @@ async fn home(State(s): State<WebState>, ctx: Ctx) -> Response {
                 c.id,
                 esc(&c.claimant_name),
                 s.wareki(c.claimed_on),
-                c.children.iter().filter(|x| x.left_on.is_none()).count(),
+                // A child with a planned move-out still counts until then.
+                c.children
+                    .iter()
+                    .filter(|x| x.left_on.is_none_or(|l| l >= s.today()))
+                    .count(),
                 esc(&status_ja(&s, c))
             );
         }
@@ -1108,8 +1112,19 @@ async fn claim_page(
         .collect();
     let (first, special) = c.first_month();
     let months = shown_months(&s, &c);
-    let now = YearMonth::of(s.today());
-    let current = rules::month(&c.rules(), now);
+    // The ranks of this month; of the first month while the claim has not
+    // started, of the last one once it has ended.
+    let rank_month = {
+        let now = YearMonth::of(s.today());
+        let start = first.max(rules::RULES_FROM);
+        let end = c.ended_on.map(YearMonth::of);
+        match end {
+            Some(e) if now > e => e,
+            _ if now < start => start,
+            _ => now,
+        }
+    };
+    let current = rules::month(&c.rules(), rank_month);
     let mut b = String::new();
     let _ = write!(
         b,
@@ -1124,7 +1139,11 @@ async fn claim_page(
         },
         esc(&status_ja(&s, &c))
     );
-    b.push_str(r#"<h2 id="children">児童</h2><table aria-labelledby="children"><thead><tr><th scope="col">氏名</th><th scope="col">生年月日</th><th scope="col">今月の順位</th><th scope="col">支給対象の終期</th><th scope="col">備考</th></tr></thead><tbody>"#);
+    let _ = write!(
+        b,
+        r#"<h2 id="children">児童</h2><table aria-labelledby="children"><thead><tr><th scope="col">氏名</th><th scope="col">生年月日</th><th scope="col">順位（{}）</th><th scope="col">支給対象の終期</th><th scope="col">備考</th></tr></thead><tbody>"#,
+        s.month(rank_month)
+    );
     for ch in &c.children {
         let rank = current
             .as_ref()
