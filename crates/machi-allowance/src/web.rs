@@ -1097,8 +1097,18 @@ async fn claim_page(
         s,
         ctx.entry(&sess, Action::ClaimRead, format!("claim:{id}"))
     );
-    let paid: HashMap<YearMonth, (PayRule, i64)> = match s.store.paid_months(id).await {
-        Ok(p) => p.into_iter().map(|(m, _, r, run)| (m, (r, run))).collect(),
+    // Per month: the pay rule and file of its first payment, and what
+    // every payment of it (a later difference included) came to.
+    let paid: HashMap<YearMonth, (PayRule, i64, i64)> = match s.store.paid_months(id).await {
+        Ok(p) => {
+            let mut out: HashMap<YearMonth, (PayRule, i64, i64)> = HashMap::new();
+            for (m, amount, r, run) in p {
+                out.entry(m)
+                    .and_modify(|e| e.2 += amount)
+                    .or_insert((r, run, amount));
+            }
+            out
+        }
         Err(e) => return internal(e),
     };
     let work = match q.work {
@@ -1297,14 +1307,27 @@ async fn claim_page(
             yen(m.total),
             detail.join("<br>"),
             match paid.get(&m.month) {
-                Some((PayRule::Regular, run)) => {
-                    format!(r#"<a href="/payments/runs/{run}">定例払で支払済み</a>"#)
-                }
-                Some((PayRule::OnEnd, run)) => {
-                    format!(r#"<a href="/payments/runs/{run}">消滅時の随時払で支払済み</a>"#)
-                }
-                Some((PayRule::Arrears, run)) => {
-                    format!(r#"<a href="/payments/runs/{run}">過去分として支払済み</a>"#)
+                Some((rule, run, amount)) => {
+                    let how = match rule {
+                        PayRule::Regular => "定例払",
+                        PayRule::OnEnd => "消滅時の随時払",
+                        PayRule::Arrears => "過去分",
+                    };
+                    // What was paid, beside the amount due now: a 過払
+                    // (the table above) or a difference still to pay.
+                    let diff = match amount.cmp(&m.total) {
+                        std::cmp::Ordering::Greater => {
+                            format!("（うち{}は過払）", yen(amount - m.total))
+                        }
+                        std::cmp::Ordering::Less => {
+                            format!("（差額{}は未払）", yen(m.total - amount))
+                        }
+                        std::cmp::Ordering::Equal => String::new(),
+                    };
+                    format!(
+                        r#"<a href="/payments/runs/{run}">{}を{how}で支払済み</a>{diff}"#,
+                        yen(*amount)
+                    )
                 }
                 None => "未払".to_string(),
             }
