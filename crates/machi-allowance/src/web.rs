@@ -188,6 +188,7 @@ table{{border-collapse:collapse;margin:.5rem 0}} th,td{{border:1px solid #888;pa
 td.n{{text-align:right;white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
 label{{display:block;margin-top:.5rem}} a{{color:#0b4f6c}} :focus{{outline:3px solid #d35400}}
 .skip{{position:absolute;left:-999px}} .skip:focus{{left:1rem;top:1rem;background:#fff;color:#000}}
+@media (max-width:40rem){{main{{padding:.5rem}} table{{font-size:.875rem}} th,td{{padding:.2rem .3rem}} td.m{{white-space:normal}}}}
 </style></head>
 <body><a class="skip" href="#main">本文へ移動</a><header><strong>児童手当システム</strong>{nav}</header>
 <main id="main"><h1>{t}</h1>{body}</main></body></html>"##,
