@@ -188,6 +188,7 @@ table{{border-collapse:collapse;margin:.5rem 0}} th,td{{border:1px solid #888;pa
 td.n{{text-align:right;white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
 label{{display:block;margin-top:.5rem}} a{{color:#0b4f6c}} :focus{{outline:3px solid #d35400}}
 .skip{{position:absolute;left:-999px}} .skip:focus{{left:1rem;top:1rem;background:#fff;color:#000}}
+@media (max-width:40rem){{main{{padding:.5rem}} table{{font-size:.875rem}} th,td{{padding:.2rem .3rem}} td.m{{white-space:normal}}}}
 </style></head>
 <body><a class="skip" href="#main">本文へ移動</a><header><strong>児童手当システム</strong>{nav}</header>
 <main id="main"><h1>{t}</h1>{body}</main></body></html>"##,
@@ -572,7 +573,11 @@ async fn home(State(s): State<WebState>, ctx: Ctx) -> Response {
                 c.id,
                 esc(&c.claimant_name),
                 s.wareki(c.claimed_on),
-                c.children.iter().filter(|x| x.left_on.is_none()).count(),
+                // A child with a planned move-out still counts until then.
+                c.children
+                    .iter()
+                    .filter(|x| x.left_on.is_none_or(|l| l >= s.today()))
+                    .count(),
                 esc(&status_ja(&s, c))
             );
         }
@@ -1194,8 +1199,18 @@ async fn claim_page(
         s,
         ctx.entry(&sess, Action::ClaimRead, format!("claim:{id}"))
     );
-    let paid: HashMap<YearMonth, (PayRule, i64)> = match s.store.paid_months(id).await {
-        Ok(p) => p.into_iter().map(|(m, _, r, run)| (m, (r, run))).collect(),
+    // Per month: the pay rule and file of its first payment, and what
+    // every payment of it (a later difference included) came to.
+    let paid: HashMap<YearMonth, (PayRule, i64, i64)> = match s.store.paid_months(id).await {
+        Ok(p) => {
+            let mut out: HashMap<YearMonth, (PayRule, i64, i64)> = HashMap::new();
+            for (m, amount, r, run) in p {
+                out.entry(m)
+                    .and_modify(|e| e.2 += amount)
+                    .or_insert((r, run, amount));
+            }
+            out
+        }
         Err(e) => return internal(e),
     };
     let work = match q.work {
@@ -1209,8 +1224,19 @@ async fn claim_page(
         .collect();
     let (first, special) = c.first_month();
     let months = shown_months(&s, &c);
-    let now = YearMonth::of(s.today());
-    let current = rules::month(&c.rules(), now);
+    // The ranks of this month; of the first month while the claim has not
+    // started, of the last one once it has ended.
+    let rank_month = {
+        let now = YearMonth::of(s.today());
+        let start = first.max(rules::RULES_FROM);
+        let end = c.ended_on.map(YearMonth::of);
+        match end {
+            Some(e) if now > e => e,
+            _ if now < start => start,
+            _ => now,
+        }
+    };
+    let current = rules::month(&c.rules(), rank_month);
     let mut b = String::new();
     let _ = write!(
         b,
@@ -1225,7 +1251,11 @@ async fn claim_page(
         },
         esc(&status_ja(&s, &c))
     );
-    b.push_str(r#"<h2 id="children">児童</h2><table aria-labelledby="children"><thead><tr><th scope="col">氏名</th><th scope="col">生年月日</th><th scope="col">今月の順位</th><th scope="col">支給対象の終期</th><th scope="col">備考</th></tr></thead><tbody>"#);
+    let _ = write!(
+        b,
+        r#"<h2 id="children">児童</h2><table aria-labelledby="children"><thead><tr><th scope="col">氏名</th><th scope="col">生年月日</th><th scope="col">順位（{}）</th><th scope="col">支給対象の終期</th><th scope="col">備考</th></tr></thead><tbody>"#,
+        s.month(rank_month)
+    );
     for ch in &c.children {
         let rank = current
             .as_ref()
@@ -1379,14 +1409,27 @@ async fn claim_page(
             yen(m.total),
             detail.join("<br>"),
             match paid.get(&m.month) {
-                Some((PayRule::Regular, run)) => {
-                    format!(r#"<a href="/payments/runs/{run}">定例払で支払済み</a>"#)
-                }
-                Some((PayRule::OnEnd, run)) => {
-                    format!(r#"<a href="/payments/runs/{run}">消滅時の随時払で支払済み</a>"#)
-                }
-                Some((PayRule::Arrears, run)) => {
-                    format!(r#"<a href="/payments/runs/{run}">過去分として支払済み</a>"#)
+                Some((rule, run, amount)) => {
+                    let how = match rule {
+                        PayRule::Regular => "定例払",
+                        PayRule::OnEnd => "消滅時の随時払",
+                        PayRule::Arrears => "過去分",
+                    };
+                    // What was paid, beside the amount due now: a 過払
+                    // (the table above) or a difference still to pay.
+                    let diff = match amount.cmp(&m.total) {
+                        std::cmp::Ordering::Greater => {
+                            format!("（うち{}は過払）", yen(amount - m.total))
+                        }
+                        std::cmp::Ordering::Less => {
+                            format!("（差額{}は未払）", yen(m.total - amount))
+                        }
+                        std::cmp::Ordering::Equal => String::new(),
+                    };
+                    format!(
+                        r#"<a href="/payments/runs/{run}">{}を{how}で支払済み</a>{diff}"#,
+                        yen(*amount)
+                    )
                 }
                 None => "未払".to_string(),
             }

@@ -465,7 +465,12 @@ impl Worker {
                 let Some(label) = departure(reason) else {
                     return Ok(out);
                 };
-                for a in &persons {
+                // The change also lists the household members it rewrote
+                // and who stay (the 世帯主 gone: j490 makes the one left
+                // the head, or the household is left without one); only
+                // the persons it took off the registry have left.
+                let removed = removed_persons(data);
+                for a in persons.iter().filter(|a| removed.contains(a)) {
                     let claims = self.store.claims_of_person(a).await?;
                     if claims.is_empty() {
                         continue;
@@ -798,4 +803,19 @@ pub(crate) fn work(
         event_on: on,
         claim_id,
     }
+}
+
+/// The persons a change event lists as no longer residents (the record's
+/// status in the event: 転出, 死亡 …). An event without statuses (written
+/// before they were carried) counts every listed person.
+fn removed_persons(data: &Value) -> Vec<String> {
+    data["persons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["status"].as_str() != Some("resident"))
+                .filter_map(|p| p["addressee_number"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }

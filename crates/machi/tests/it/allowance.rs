@@ -38,6 +38,7 @@ both_backends!(
     a_cancellation_undoes_only_what_the_cancelled_change_did,
     a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_again,
     an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand,
+    the_death_of_a_head_who_does_not_claim_ends_nothing_of_the_claim,
     a_claim_entered_late_counts_the_household_of_its_claim_date,
 );
 
@@ -3314,6 +3315,65 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
     assert!(store.verify_log().await.unwrap().broken.is_none());
 }
 
+/// A review found it: the 世帯主 (not the claimant) dies and the household
+/// stays without a head (j490); the change lists every member it
+/// rewrote, all still residents. Only the person who died has left: the
+/// mother's claim keeps running with both children.
+async fn the_death_of_a_head_who_does_not_claim_ends_nothing_of_the_claim(db: TestDb) {
+    let t = town(db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let w = t.worker(&store);
+    let web = t.web(&store);
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let mother = a.rows[1].record.addressee_number.to_string();
+    catch_up(&t.db.registry, &w).await;
+    let id = enter_claim(
+        &web,
+        "担当 一",
+        &mother,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let death = t
+        .submit(
+            json!({"effective_date": "2025-09-05", "allow_headless_household": true,
+            "command": {"type": "death", "person": head}}),
+        )
+        .await;
+    assert_eq!(death.rows.len(), 4, "the change rewrites every member");
+    catch_up(&t.db.registry, &w).await;
+    let c = store.claim(id).await.unwrap().unwrap();
+    assert_eq!(c.ended_on, None, "{c:?}");
+    assert!(c.children.iter().all(|x| x.left_on.is_none()), "{c:?}");
+    let r = c.rules();
+    assert_eq!(
+        machi_allowance::rules::month(&r, ym(2025, 10))
+            .unwrap()
+            .total,
+        10_000 + 10_000
+    );
+    let work = store.work_items(true).await.unwrap();
+    assert!(
+        work.iter()
+            .all(|w| w.kind != WorkKind::ClaimEnded && w.kind != WorkKind::ChildLeft),
+        "{work:?}"
+    );
+}
+
 /// Issue 12: a claim entered late (its 請求日 months back) is made on the
 /// household as the registry showed it on the 請求日 (`?as_of=`), not as
 /// it is when the clerk types it. A child there then who moved out since
@@ -3321,9 +3381,9 @@ async fn an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand
 /// from the next (第8条第2項, 第9条第3項), as the worker ends a child of a
 /// running claim; one who went to another household stays counted and
 /// raises the worker's check; those who joined after the 請求日 (転入,
-/// 世帯変更) are not on the claim from its start (a work item for the 額改定
-/// 請求 each instead) and do not push the others' rank. A claimant who was not a resident on
-/// the 請求日 is refused.
+/// 世帯変更) are not on the claim from its start (a work item for the
+/// 額改定請求 each instead) and do not push the others' rank. A claimant
+/// who was not a resident on the 請求日 is refused.
 async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb) {
     use machi_allowance::rules::month;
     let t = town(db).await;
