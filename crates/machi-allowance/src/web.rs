@@ -1201,13 +1201,15 @@ async fn claim_page(
     );
     // Per month: the pay rule and file of its first payment, and what
     // every payment of it (a later difference included) came to.
-    let paid: HashMap<YearMonth, (PayRule, i64, i64)> = match s.store.paid_months(id).await {
+    let paid: HashMap<YearMonth, (Vec<PayRule>, i64, i64)> = match s.store.paid_months(id).await {
         Ok(p) => {
-            let mut out: HashMap<YearMonth, (PayRule, i64, i64)> = HashMap::new();
+            let mut out: HashMap<YearMonth, (Vec<PayRule>, i64, i64)> = HashMap::new();
             for (m, amount, r, run) in p {
-                out.entry(m)
-                    .and_modify(|e| e.2 += amount)
-                    .or_insert((r, run, amount));
+                let e = out.entry(m).or_insert((Vec::new(), run, 0));
+                if !e.0.contains(&r) {
+                    e.0.push(r);
+                }
+                e.2 += amount;
             }
             out
         }
@@ -1409,12 +1411,16 @@ async fn claim_page(
             yen(m.total),
             detail.join("<br>"),
             match paid.get(&m.month) {
-                Some((rule, run, amount)) => {
-                    let how = match rule {
-                        PayRule::Regular => "定例払",
-                        PayRule::OnEnd => "消滅時の随時払",
-                        PayRule::Arrears => "過去分",
-                    };
+                Some((rules, run, amount)) => {
+                    let how = rules
+                        .iter()
+                        .map(|r| match r {
+                            PayRule::Regular => "定例払",
+                            PayRule::OnEnd => "消滅時の随時払",
+                            PayRule::Arrears => "過去分",
+                        })
+                        .collect::<Vec<_>>()
+                        .join("・");
                     // What was paid, beside the amount due now: a 過払
                     // (the table above) or a difference still to pay.
                     let diff = match amount.cmp(&m.total) {

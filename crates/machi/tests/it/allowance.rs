@@ -1687,7 +1687,7 @@ async fn a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once(db:
         .text()
         .await
         .unwrap();
-    assert!(html.contains("過去分として支払済み"), "{html}");
+    assert!(html.contains("過去分で支払済み"), "{html}");
     let page = get_as(&http, &boss, format!("{base}/payments/runs/{}", dec.id))
         .await
         .text()
