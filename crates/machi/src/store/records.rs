@@ -2164,18 +2164,10 @@ fn history_gram_phase(
         let p = b.bind(a.after.as_str().to_string());
         b.conds.push(format!("g.addressee_number > {p}"));
     }
-    // SQLite: `CROSS JOIN` keeps the postings the outer loop.
-    let join = match tx.backend() {
-        super::Backend::Sqlite => "CROSS JOIN",
-        super::Backend::Postgres => "JOIN",
-    };
     let limit_p = format!("${}", b.binds.len() + 1);
     let sql = format!(
-        "SELECT {HISTORY_COLUMNS} FROM resident_gram g {join} resident_current c \
-         ON c.tenant = g.tenant AND c.addressee_number = g.addressee_number \
-         JOIN resident_history h ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number \
-         AND h.history_number = c.history_number WHERE {} ORDER BY g.addressee_number LIMIT {limit_p}",
-        b.conds.join(" AND ")
+        "SELECT {HISTORY_COLUMNS} {} ORDER BY g.addressee_number LIMIT {limit_p}",
+        gram_walk(tx.backend(), &b.conds)
     );
     let mut params: Vec<Param<'_>> = b.binds.iter().map(|s| Param::Text(s.as_str())).collect();
     params.push(want.into());
@@ -2669,18 +2661,6 @@ fn contains_phase(
     let backend = tx.backend();
     let m = recheck(&mut b, backend);
     b.conds.push(m);
-    // SQLite: `CROSS JOIN` keeps the postings the outer loop (PostgreSQL
-    // has no `CROSS JOIN … ON`, and plans the ordered index scan itself).
-    let join = match backend {
-        super::Backend::Sqlite => "CROSS JOIN",
-        super::Backend::Postgres => "JOIN",
-    };
-    let from = format!(
-        "FROM resident_gram g {join} resident_current c \
-         ON c.tenant = g.tenant AND c.addressee_number = g.addressee_number \
-         JOIN resident_history h ON h.tenant = c.tenant AND h.addressee_number = c.addressee_number \
-         AND h.history_number = c.history_number"
-    );
     // Two-character grams: the history postings of the same key column
     // (migration 29; they hold every current key's, and stale ones of past
     // keys, which the recheck drops).
@@ -2697,8 +2677,8 @@ fn contains_phase(
         }
         let limit_p = format!("${}", b.binds.len() + 1);
         let sql = format!(
-            "SELECT {HISTORY_COLUMNS} {from} WHERE {} ORDER BY g.addressee_number LIMIT {limit_p}",
-            b.conds.join(" AND ")
+            "SELECT {HISTORY_COLUMNS} {} ORDER BY g.addressee_number LIMIT {limit_p}",
+            gram_walk(backend, &b.conds)
         );
         let mut params: Vec<Param<'_>> = b.binds.iter().map(|s| Param::Text(s.as_str())).collect();
         params.push(want.into());
@@ -2758,9 +2738,9 @@ fn contains_phase(
             }
             let limit_p = format!("${}", b2.binds.len() + 1);
             let sql = format!(
-                "SELECT {HISTORY_COLUMNS}, g.gram, c.{col} {from} WHERE {} \
+                "SELECT {HISTORY_COLUMNS}, g.gram, c.{col} {} \
                  ORDER BY g.gram, g.addressee_number LIMIT {limit_p}",
-                b2.conds.join(" AND ")
+                gram_walk(backend, &b2.conds)
             );
             let mut params: Vec<Param<'_>> =
                 b2.binds.iter().map(|s| Param::Text(s.as_str())).collect();
@@ -2785,6 +2765,61 @@ fn contains_phase(
         }
     }
     Ok(out)
+}
+
+/// `FROM … WHERE …` of a walk of gram postings `g` in their key order,
+/// each joined to the person's current row `c` and its history row `h`;
+/// `conds` are the conditions on `g` (those naming `g.`) and on `c`.
+/// The postings must drive the walk, which stops at the page: SQLite
+/// keeps them the outer loop with `CROSS JOIN`. On PostgreSQL the
+/// conditions on `c` go into a `LATERAL` subquery fenced by `OFFSET 0`,
+/// so each posting reads its person by primary key: the planner misjudges
+/// the recheck of a text (`(c.key || '') LIKE …`) and otherwise scanned
+/// the tenant's current rows and joined them to the postings (the address
+/// bigram 1番 at 1,000,000 residents: 1,033 ms, with the fence 1.7 ms,
+/// `EXPLAIN ANALYZE`, see docs/decisions.md).
+fn gram_walk(backend: super::Backend, conds: &[String]) -> String {
+    const HISTORY_OF_C: &str = "JOIN resident_history h ON h.tenant = c.tenant \
+         AND h.addressee_number = c.addressee_number AND h.history_number = c.history_number";
+    match backend {
+        super::Backend::Sqlite => format!(
+            "FROM resident_gram g CROSS JOIN resident_current c \
+             ON c.tenant = g.tenant AND c.addressee_number = g.addressee_number \
+             {HISTORY_OF_C} WHERE {}",
+            conds.join(" AND ")
+        ),
+        super::Backend::Postgres => {
+            let (outer, inner): (Vec<&String>, Vec<&String>) =
+                conds.iter().partition(|c| names_gram(c));
+            let mut inner: Vec<&str> = inner.iter().map(|c| c.as_str()).collect();
+            inner.insert(
+                0,
+                "c.tenant = g.tenant AND c.addressee_number = g.addressee_number",
+            );
+            let outer: Vec<&str> = outer.iter().map(|c| c.as_str()).collect();
+            format!(
+                "FROM resident_gram g CROSS JOIN LATERAL (SELECT c.* FROM resident_current c \
+                 WHERE {} OFFSET 0) c {HISTORY_OF_C} WHERE {}",
+                inner.join(" AND "),
+                if outer.is_empty() {
+                    "TRUE".to_string()
+                } else {
+                    outer.join(" AND ")
+                }
+            )
+        }
+    }
+}
+
+/// Whether a condition names the postings `g` (`g.` not inside another
+/// name).
+fn names_gram(cond: &str) -> bool {
+    cond.match_indices("g.").any(|(i, _)| {
+        cond[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|p| !(p.is_alphanumeric() || p == '_'))
+    })
 }
 
 /// Runs `f` (a walk of gram postings in their key order) on PostgreSQL
