@@ -97,7 +97,10 @@ fn exact_digits(
             format!("Enter the {what_en} ({n} digits)."),
         )),
         _ => Err((
-            format!("{what_ja}は数字{n}桁で入力してください（入力：{}）。", s.trim()),
+            format!(
+                "{what_ja}は数字{n}桁で入力してください（入力：{}）。",
+                s.trim()
+            ),
             format!("The {what_en} must be {n} digits (typed: {}).", s.trim()),
         )),
     }
@@ -180,9 +183,15 @@ mod tests {
     #[test]
     fn each_field_is_checked_with_a_message_naming_it() {
         let e = BankAccount::parse(&input("12", "1234567", "タカハシ")).unwrap_err();
-        assert!(e.0.contains("金融機関コード") && e.1.contains("bank code"), "{e:?}");
+        assert!(
+            e.0.contains("金融機関コード") && e.1.contains("bank code"),
+            "{e:?}"
+        );
         let e = BankAccount::parse(&input("0001", "12345", "タカハシ")).unwrap_err();
-        assert!(e.0.contains("口座番号") && e.1.contains("account number"), "{e:?}");
+        assert!(
+            e.0.contains("口座番号") && e.1.contains("account number"),
+            "{e:?}"
+        );
         let e = BankAccount::parse(&input("0001", "1234567", "Takahashi")).unwrap_err();
         assert!(e.0.contains("口座名義") && e.1.contains("holder"), "{e:?}");
         let mut i = input("0001", "1234567", "タカハシ");
@@ -192,6 +201,9 @@ mod tests {
         i.kind = "current";
         i.branch = "12a";
         let e = BankAccount::parse(&i).unwrap_err();
-        assert!(e.0.contains("支店コード") && e.1.contains("branch code"), "{e:?}");
+        assert!(
+            e.0.contains("支店コード") && e.1.contains("branch code"),
+            "{e:?}"
+        );
     }
 }

@@ -2190,10 +2190,7 @@ fn claims_where<P: rusqlite::Params>(
                 r.get::<_, bool>(6)?,
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<String>>(8)?,
-                (
-                    account_of(r, 9)?,
-                    r.get::<_, Option<i64>>(14)?,
-                ),
+                (account_of(r, 9)?, r.get::<_, Option<i64>>(14)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -2279,16 +2276,26 @@ fn account_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<BankA
     let kind: Option<String> = r.get(at + 2)?;
     let number: Option<String> = r.get(at + 3)?;
     let holder: Option<String> = r.get(at + 4)?;
-    Ok(match (bank, branch, kind.as_deref().and_then(AccountKind::parse), number, holder) {
-        (Some(bank), Some(branch), Some(kind), Some(number), Some(holder)) => Some(BankAccount {
+    Ok(
+        match (
             bank,
             branch,
-            kind,
+            kind.as_deref().and_then(AccountKind::parse),
             number,
             holder,
-        }),
-        _ => None,
-    })
+        ) {
+            (Some(bank), Some(branch), Some(kind), Some(number), Some(holder)) => {
+                Some(BankAccount {
+                    bank,
+                    branch,
+                    kind,
+                    number,
+                    holder,
+                })
+            }
+            _ => None,
+        },
+    )
 }
 
 fn write_account(c: &Connection, claim_id: i64, a: &BankAccount) -> Result<(), StoreError> {

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{self, Role, Throttle};
 use crate::audit::{Action, Entry};
+use crate::bank::{AccountInput, BankAccount};
 use crate::rules::{self, PayRule, YearMonth};
 pub use crate::store::PaymentLine;
-use crate::bank::{AccountInput, BankAccount};
 use crate::store::{ApartChild, ChildRefused, ClaimRow, NewClaim, Store, WorkItem};
 use crate::worker::{RegistryClient, Since, is_child};
 
@@ -801,7 +801,10 @@ impl AccountFields {
                 "ordinary".into()
             },
             // A number filed without its leading zeros (a number field).
-            account_number: if !number.is_empty() && number.len() < 7 && number.chars().all(|c| c.is_ascii_digit()) {
+            account_number: if !number.is_empty()
+                && number.len() < 7
+                && number.chars().all(|c| c.is_ascii_digit())
+            {
                 format!("{number:0>7}")
             } else {
                 number
@@ -2779,16 +2782,17 @@ async fn account_set(
     let account = match f.account.parse() {
         Ok(Some(a)) => a,
         Ok(None) => {
-            return refuse(
-                "振込先口座を入力してください。",
-                "Enter the bank account.",
-            );
+            return refuse("振込先口座を入力してください。", "Enter the bank account.");
         }
         Err((ja, en)) => return refuse(&ja, &en),
     };
     let log = ctx
         .entry(&sess, Action::BankAccountSet, format!("claim:{id}"))
-        .detail(if c.account.is_some() { "変更" } else { "登録" });
+        .detail(if c.account.is_some() {
+            "変更"
+        } else {
+            "登録"
+        });
     match s.store.set_bank_account(id, account, log).await {
         Ok(_) => Redirect::to(&format!("/claims/{id}#bank")).into_response(),
         Err(e) => internal(e),
@@ -3322,7 +3326,10 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
                 basis.to_string(),
                 l.offset.to_string(),
                 (l.amount - l.offset).to_string(),
-                l.account.as_ref().map(|a| a.bank.clone()).unwrap_or_default(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.bank.clone())
+                    .unwrap_or_default(),
                 l.account
                     .as_ref()
                     .map(|a| a.branch.clone())

@@ -1313,6 +1313,11 @@ async fn the_access_log_chain_verifies_and_detects_tampering(db: TestDb) {
             ("claimant", &head),
             ("claimed_on", "令和6年4月10日"),
             ("event_on", "令和6年4月1日"),
+            ("bank_code", "0001"),
+            ("branch_code", "001"),
+            ("account_kind", "ordinary"),
+            ("account_number", "1234567"),
+            ("account_holder", "みほん　たろう"),
         ],
     )
     .await;
@@ -3685,10 +3690,18 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
     use machi_allowance::rules::PayRule;
     let t = town(db).await;
     let a = t
-        .submit(family("2024-04-01", ("架空", "カクウ"), &[("一郎", "イチロウ", "2014-07-01")]))
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2014-07-01")],
+        ))
         .await;
     let b = t
-        .submit(family("2024-04-01", ("見本", "ミホン"), &[("一太", "イチタ", "2016-04-01")]))
+        .submit(family(
+            "2024-04-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2016-04-01")],
+        ))
         .await;
     let head_a = a.rows[0].record.addressee_number.to_string();
     let head_b = b.rows[0].record.addressee_number.to_string();
@@ -3697,22 +3710,32 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
     staff(&store).await;
     let mut web = t.web(&store);
     web.today = Some(d("2025-07-20"));
-    let without = machi_allowance::web::enter_claim(&web, CLERK, &head_a, d("2025-05-10"), None, false)
-        .await
-        .unwrap();
+    let without =
+        machi_allowance::web::enter_claim(&web, CLERK, &head_a, d("2025-05-10"), None, false)
+            .await
+            .unwrap();
     let with = enter_claim(&web, CLERK, &head_b, d("2025-05-10"), None, false)
         .await
         .unwrap();
     let on = d("2025-08-01");
     let due = store.due(PayRule::Regular, on).await.unwrap();
-    assert_eq!(due.iter().map(|l| l.claim_id).collect::<Vec<_>>(), vec![with]);
+    assert_eq!(
+        due.iter().map(|l| l.claim_id).collect::<Vec<_>>(),
+        vec![with]
+    );
     assert_eq!(due[0].account, Some(test_account()));
     let held = store.held(PayRule::Regular, on).await.unwrap();
-    assert_eq!(held.iter().map(|l| l.claim_id).collect::<Vec<_>>(), vec![without]);
+    assert_eq!(
+        held.iter().map(|l| l.claim_id).collect::<Vec<_>>(),
+        vec![without]
+    );
 
     let base = serve(web).await;
     let http = no_redirects();
-    let clerk = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await.1.unwrap();
+    let clerk = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
     let page = get_as(&http, &clerk, format!("{base}/payments/2025-08"))
         .await
         .text()
@@ -3724,7 +3747,10 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
         .text()
         .await
         .unwrap();
-    assert!(claim.contains("口座未登録") && claim.contains(r#"id="bank_code""#), "{claim}");
+    assert!(
+        claim.contains("口座未登録") && claim.contains(r#"id="bank_code""#),
+        "{claim}"
+    );
     let csrf = csrf_of(&claim);
     let account = |bank: &'static str, holder: &'static str| {
         vec![
@@ -3748,15 +3774,37 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
     let r = post(account("12", "カクウ　タロウ")).await;
     assert_eq!(r.status().as_u16(), 422);
     let body = r.text().await.unwrap();
-    assert!(body.contains("金融機関コード") && body.contains("bank code"), "{body}");
+    assert!(
+        body.contains("金融機関コード") && body.contains("bank code"),
+        "{body}"
+    );
     let r = post(account("0005", "Kakuu Taro")).await;
     assert_eq!(r.status().as_u16(), 422);
-    assert!(store.claim(without).await.unwrap().unwrap().account.is_none());
+    assert!(
+        store
+            .claim(without)
+            .await
+            .unwrap()
+            .unwrap()
+            .account
+            .is_none()
+    );
     let r = post(account("0005", "かくう　たろう")).await;
     assert_eq!(r.status().as_u16(), 303);
-    let got = store.claim(without).await.unwrap().unwrap().account.unwrap();
+    let got = store
+        .claim(without)
+        .await
+        .unwrap()
+        .unwrap()
+        .account
+        .unwrap();
     assert_eq!(
-        (got.bank.as_str(), got.branch.as_str(), got.number.as_str(), got.holder.as_str()),
+        (
+            got.bank.as_str(),
+            got.branch.as_str(),
+            got.number.as_str(),
+            got.holder.as_str()
+        ),
         ("0005", "123", "7654321", "カクウ　タロウ")
     );
     let log = store.log_rows(50, None).await.unwrap();
@@ -3776,18 +3824,33 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
         .unwrap()
         .unwrap();
     assert_eq!(run.lines, 2);
-    let boss = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await.1.unwrap();
+    let boss = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
     let csv = get_as(&http, &boss, format!("{base}/payments/runs/{}.csv", run.id))
         .await
         .text()
         .await
         .unwrap();
     let header = csv.lines().next().unwrap();
-    for col in ["金融機関コード", "支店コード", "預金種目", "口座番号", "口座名義"] {
+    for col in [
+        "金融機関コード",
+        "支店コード",
+        "預金種目",
+        "口座番号",
+        "口座名義",
+    ] {
         assert!(header.contains(col), "{header}");
     }
-    assert!(csv.contains("0005,123,普通,7654321,カクウ　タロウ"), "{csv}");
-    assert!(csv.contains("0001,001,普通,1234567,カクウ　タロウ"), "{csv}");
+    assert!(
+        csv.contains("0005,123,普通,7654321,カクウ　タロウ"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("0001,001,普通,1234567,カクウ　タロウ"),
+        "{csv}"
+    );
     // A later change of account does not rewrite the file made.
     let r = post(account("0009", "カクウ　タロウ")).await;
     assert_eq!(r.status().as_u16(), 303);
@@ -3877,22 +3940,35 @@ async fn an_online_claim_prefills_the_account_and_the_children_living_apart(db: 
     staff(&store).await;
     let base = serve(t.web(&store)).await;
     let http = no_redirects();
-    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await.1.unwrap();
-    let form = get_as(&http, &cookie, format!("{base}/claims/new?work={}", item.id))
+    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
         .await
-        .text()
-        .await
+        .1
         .unwrap();
+    let form = get_as(
+        &http,
+        &cookie,
+        format!("{base}/claims/new?work={}", item.id),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     assert!(
         form.contains(r#"id="children_elsewhere" checked"#),
         "a child filed as living apart ticks the box: {form}"
     );
-    assert!(form.contains(r#"name="account_number" value="1234567""#), "{form}");
+    assert!(
+        form.contains(r#"name="account_number" value="1234567""#),
+        "{form}"
+    );
     assert!(
         form.contains(r#"name="account_holder" value="タカハシ　イチロウ""#),
         "{form}"
     );
-    assert!(form.contains(r#"value="ordinary" id="account_ordinary" checked"#), "{form}");
+    assert!(
+        form.contains(r#"value="ordinary" id="account_ordinary" checked"#),
+        "{form}"
+    );
     let wareki = machi_domain::dates::EraTable::default().format_wareki(crate::inbox::today());
     let csrf = csrf_of(&form);
     let r = post_as(
@@ -3915,20 +3991,37 @@ async fn an_online_claim_prefills_the_account_and_the_children_living_apart(db: 
     )
     .await;
     assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
-    let claim = store.claims_of_person(&ichiro).await.unwrap().pop().unwrap();
+    let claim = store
+        .claims_of_person(&ichiro)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(claim.filing, Some(1));
-    assert_eq!(claim.account.as_ref().map(|a| a.bank.as_str()), Some("0009"));
+    assert_eq!(
+        claim.account.as_ref().map(|a| a.bank.as_str()),
+        Some("0009")
+    );
     let page = get_as(&http, &cookie, format!("{base}/claims/{}", claim.id))
         .await
         .text()
         .await
         .unwrap();
-    assert!(page.contains("電子申請の内容") && page.contains("架空銀行"), "{page}");
+    assert!(
+        page.contains("電子申請の内容") && page.contains("架空銀行"),
+        "{page}"
+    );
     let birth = machi_domain::dates::EraTable::default().format_wareki(d("2012-03-03"));
     assert!(page.contains(r#"id="filed-child-0""#), "{page}");
     assert!(page.contains(r#"name="name" value="髙橋　遥""#), "{page}");
-    assert!(page.contains(&format!(r#"name="birth" value="{birth}""#)), "{page}");
-    assert!(!page.contains(r#"value="髙橋　翔""#), "a child living with the claimant is not offered: {page}");
+    assert!(
+        page.contains(&format!(r#"name="birth" value="{birth}""#)),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"value="髙橋　翔""#),
+        "a child living with the claimant is not offered: {page}"
+    );
     // The clerk confirms: only the day the care began is typed.
     let csrf = csrf_of(&page);
     let r = post_as(
@@ -3948,7 +4041,10 @@ async fn an_online_claim_prefills_the_account_and_the_children_living_apart(db: 
     assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
     let claim = store.claim(claim.id).await.unwrap().unwrap();
     assert!(
-        claim.children.iter().any(|c| c.name == "髙橋　遥" && c.birth == d("2012-03-03")),
+        claim
+            .children
+            .iter()
+            .any(|c| c.name == "髙橋　遥" && c.birth == d("2012-03-03")),
         "{:?}",
         claim.children
     );
@@ -3957,7 +4053,10 @@ async fn an_online_claim_prefills_the_account_and_the_children_living_apart(db: 
         .text()
         .await
         .unwrap();
-    assert!(!page.contains(r#"id="filed-child-0""#), "added: not offered again: {page}");
+    assert!(
+        !page.contains(r#"id="filed-child-0""#),
+        "added: not offered again: {page}"
+    );
 }
 
 /// Defect 3: the 15-day rule's 出生日・転入日 is checked against the
@@ -3967,7 +4066,11 @@ async fn an_online_claim_prefills_the_account_and_the_children_living_apart(db: 
 async fn a_fifteen_day_date_the_registry_does_not_know_is_refused_unless_confirmed(db: TestDb) {
     let t = town(db).await;
     let a = t
-        .submit(family("2024-10-06", ("架空", "カクウ"), &[("一郎", "イチロウ", "2014-07-01")]))
+        .submit(family(
+            "2024-10-06",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2014-07-01")],
+        ))
         .await;
     let head = a.rows[0].record.addressee_number.to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -3985,10 +4088,15 @@ async fn a_fifteen_day_date_the_registry_does_not_know_is_refused_unless_confirm
     .await
     .unwrap_err();
     assert!(
-        err.0.contains("令和8年11月22日") && err.0.contains("令和6年10月6日") && err.0.contains("一致しません"),
+        err.0.contains("令和8年11月22日")
+            && err.0.contains("令和6年10月6日")
+            && err.0.contains("一致しません"),
         "{err:?}"
     );
-    assert!(err.1.contains("6 October 2024") && err.1.contains("matches no"), "{err:?}");
+    assert!(
+        err.1.contains("6 October 2024") && err.1.contains("matches no"),
+        "{err:?}"
+    );
     assert!(store.claims().await.unwrap().is_empty());
     // Confirmed by the clerk: entered, and the log says so.
     let id = machi_allowance::web::enter_claim_from(
@@ -4008,15 +4116,30 @@ async fn a_fifteen_day_date_the_registry_does_not_know_is_refused_unless_confirm
     .await
     .unwrap();
     let log = store.log_rows(10, None).await.unwrap();
-    assert!(log.iter().any(|r| r.subject == format!("claim:{id}") && r.detail.contains("職員が確認")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|r| r.subject == format!("claim:{id}") && r.detail.contains("職員が確認")),
+        "{log:?}"
+    );
     // The registry's own date is accepted as it is (another claimant).
     let b = t
-        .submit(family("2026-11-20", ("見本", "ミホン"), &[("一太", "イチタ", "2016-04-01")]))
+        .submit(family(
+            "2026-11-20",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2016-04-01")],
+        ))
         .await;
     let head_b = b.rows[0].record.addressee_number.to_string();
-    machi_allowance::web::enter_claim(&web, CLERK, &head_b, d("2026-11-25"), Some(d("2026-11-20")), false)
-        .await
-        .unwrap();
+    machi_allowance::web::enter_claim(
+        &web,
+        CLERK,
+        &head_b,
+        d("2026-11-25"),
+        Some(d("2026-11-20")),
+        false,
+    )
+    .await
+    .unwrap();
 }
 
 /// Defect 4: a whole household moving out ends the claim with one 消滅
@@ -4027,10 +4150,17 @@ async fn a_household_moving_out_raises_one_item_not_one_per_child(db: TestDb) {
         .submit(family(
             "2024-04-01",
             ("架空", "カクウ"),
-            &[("一郎", "イチロウ", "2014-07-01"), ("二郎", "ジロウ", "2019-05-10")],
+            &[
+                ("一郎", "イチロウ", "2014-07-01"),
+                ("二郎", "ジロウ", "2019-05-10"),
+            ],
         ))
         .await;
-    let all: Vec<String> = a.rows.iter().map(|r| r.record.addressee_number.to_string()).collect();
+    let all: Vec<String> = a
+        .rows
+        .iter()
+        .map(|r| r.record.addressee_number.to_string())
+        .collect();
     let head = all[0].clone();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
@@ -4041,13 +4171,19 @@ async fn a_household_moving_out_raises_one_item_not_one_per_child(db: TestDb) {
     let id = enter_claim(&web, CLERK, &head, d("2025-05-10"), None, false)
         .await
         .unwrap();
-    t.submit(json!({"effective_date": "2025-08-20", "command": {"type": "move_out", "persons": all,
-        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
-        .await;
+    t.submit(
+        json!({"effective_date": "2025-08-20", "command": {"type": "move_out", "persons": all,
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
     catch_up(&t.db.registry, &w).await;
     let claim = store.claim(id).await.unwrap().unwrap();
     assert!(claim.ended_on.is_some());
-    assert!(claim.children.iter().all(|c| c.left_on.is_some()), "{:?}", claim.children);
+    assert!(
+        claim.children.iter().all(|c| c.left_on.is_some()),
+        "{:?}",
+        claim.children
+    );
     let work: Vec<_> = store
         .work_items(true)
         .await
