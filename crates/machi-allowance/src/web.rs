@@ -835,8 +835,8 @@ fn account_inputs(a: &AccountFields) -> String {
         r#"<fieldset id="bank-account"><legend>振込先口座</legend>
 <label for="bank_code">金融機関コード（4桁）</label><input id="bank_code" name="bank_code" value="{b}" inputmode="numeric" maxlength="4" autocomplete="off">
 <label for="branch_code">支店コード（3桁）</label><input id="branch_code" name="branch_code" value="{br}" inputmode="numeric" maxlength="3" autocomplete="off">
-<label><input type="radio" name="account_kind" value="ordinary" id="account_ordinary"{o}> 普通</label>
-<label><input type="radio" name="account_kind" value="current" id="account_current"{c}> 当座</label>
+<fieldset><legend>預金種目</legend><label><input type="radio" name="account_kind" value="ordinary" id="account_ordinary"{o}> 普通</label>
+<label><input type="radio" name="account_kind" value="current" id="account_current"{c}> 当座</label></fieldset>
 <label for="account_number">口座番号（7桁）</label><input id="account_number" name="account_number" value="{n}" inputmode="numeric" maxlength="7" autocomplete="off">
 <label for="account_holder">口座名義（カタカナ。ひらがなで入力してもカタカナにします）</label><input id="account_holder" name="account_holder" value="{h}" autocomplete="off">
 </fieldset>"#,
