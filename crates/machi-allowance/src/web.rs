@@ -2662,8 +2662,15 @@ fn account_section(sess: &Session, c: &ClaimRow, typed: Option<&AccountFields>) 
         .cloned()
         .or_else(|| c.account.as_ref().map(AccountFields::of))
         .unwrap_or_default();
+    // A recorded account: the change form folded away (open again after
+    // a refused change).
+    let (open, close) = if c.account.is_some() && typed.is_none() {
+        ("<details><summary>口座を変更する</summary>", "</details>")
+    } else {
+        ("", "")
+    };
     format!(
-        r#"<h2 id="bank">振込先口座</h2>{shown}<form method="post" action="/claims/{id}/account"><input type="hidden" name="csrf" value="{csrf}">{inputs}<p><button type="submit" id="account-submit">{label}</button></p></form>"#,
+        r#"<h2 id="bank">振込先口座</h2>{shown}{open}<form method="post" action="/claims/{id}/account"><input type="hidden" name="csrf" value="{csrf}">{inputs}<p><button type="submit" id="account-submit">{label}</button></p></form>{close}"#,
         id = c.id,
         csrf = esc(&sess.csrf),
         inputs = account_inputs(&fields),
