@@ -3789,6 +3789,19 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
             .account
             .is_none()
     );
+    // The August file is made without the claim: nothing of it is
+    // recorded as paid, and it stays due.
+    let aug = store
+        .approve_payment(
+            PayRule::Regular,
+            on,
+            Entry::new(SUPERVISOR, "", Action::PaymentApproved, ""),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aug.lines, 1);
+    assert!(store.paid_months(without).await.unwrap().is_empty());
     let r = post(account("0005", "かくう　たろう")).await;
     assert_eq!(r.status().as_u16(), 303);
     let got = store
@@ -3813,17 +3826,39 @@ async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_with
             && r.subject == format!("claim:{without}")),
         "{log:?}"
     );
-    assert!(store.held(PayRule::Regular, on).await.unwrap().is_empty());
+    // The October file pays it all: June and July as 過去分, August and
+    // September as the period's.
+    let oct = d("2025-10-01");
+    assert!(store.held(PayRule::Regular, oct).await.unwrap().is_empty());
+    let due = store.due(PayRule::Regular, oct).await.unwrap();
+    let months: Vec<(PayRule, Vec<String>)> = due
+        .iter()
+        .filter(|l| l.claim_id == without)
+        .map(|l| (l.rule, l.months.clone()))
+        .collect();
+    assert_eq!(
+        months,
+        vec![
+            (
+                PayRule::Arrears,
+                vec!["2025-06".to_string(), "2025-07".to_string()]
+            ),
+            (
+                PayRule::Regular,
+                vec!["2025-08".to_string(), "2025-09".to_string()]
+            ),
+        ]
+    );
     let run = store
         .approve_payment(
             PayRule::Regular,
-            on,
+            oct,
             Entry::new(SUPERVISOR, "", Action::PaymentApproved, ""),
         )
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(run.lines, 2);
+    assert_eq!(run.lines, 3);
     let boss = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD)
         .await
         .1
