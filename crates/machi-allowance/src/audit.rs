@@ -60,9 +60,11 @@ pub enum Action {
     ChildAddedApart,
     /// A child of a claim ended by the clerk's hand.
     ChildEnded,
+    /// A claimant's 振込先口座 recorded or changed.
+    BankAccountSet,
 }
 
-const ALL: [Action; 23] = [
+const ALL: [Action; 24] = [
     Action::SignIn,
     Action::SignInFailed,
     Action::SignInThrottled,
@@ -86,6 +88,7 @@ const ALL: [Action; 23] = [
     Action::RepaymentRecorded,
     Action::ChildAddedApart,
     Action::ChildEnded,
+    Action::BankAccountSet,
 ];
 
 impl Action {
@@ -114,6 +117,7 @@ impl Action {
             Action::RepaymentRecorded => "repayment_recorded",
             Action::ChildAddedApart => "child_added_apart",
             Action::ChildEnded => "child_ended",
+            Action::BankAccountSet => "bank_account_set",
         }
     }
     pub fn parse(s: &str) -> Option<Action> {
@@ -144,6 +148,7 @@ impl Action {
             Action::RepaymentRecorded => "過払の返還金の収納",
             Action::ChildAddedApart => "別居の児童の追加（額改定請求）",
             Action::ChildEnded => "児童の支給終了の入力（手入力）",
+            Action::BankAccountSet => "振込先口座の登録・変更",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -171,6 +176,7 @@ impl Action {
             Action::RepaymentRecorded => "repayment of an overpayment recorded",
             Action::ChildAddedApart => "child living elsewhere added (increase claim)",
             Action::ChildEnded => "child ended by hand",
+            Action::BankAccountSet => "bank account for payments recorded or changed",
         }
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bank;
 pub mod rules;
 pub mod store;
 pub mod web;

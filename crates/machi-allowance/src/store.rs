@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::accounts::{self, Account, Role};
 use crate::audit::{self, Entry};
+use crate::bank::{AccountKind, BankAccount};
 use crate::rules::{self, PayRule, YearMonth};
 
 const SCHEMA: &str = "
@@ -364,6 +365,10 @@ pub struct ClaimRow {
     pub ended_on: Option<NaiveDate>,
     pub end_reason: Option<String>,
     pub children: Vec<ChildRow>,
+    /// 振込先口座 (None: 口座未登録; the claim is held out of payment files).
+    pub account: Option<BankAccount>,
+    /// The online filing it was entered from (the registry's number).
+    pub filing: Option<i64>,
 }
 
 impl ClaimRow {
@@ -406,6 +411,10 @@ pub struct NewClaim {
     pub public_servant: bool,
     pub children: Vec<(String, String, NaiveDate)>,
     pub entered_by: String,
+    /// 振込先口座 as entered on the claim form (None: not given yet).
+    pub account: Option<BankAccount>,
+    /// The online filing it is entered from.
+    pub filing: Option<i64>,
 }
 
 /// One line of a payment file: a claimant and the months paid.
@@ -425,6 +434,10 @@ pub struct PaymentLine {
     /// 内払調整 (児童手当法第13条): the part of `amount` withheld against
     /// the claim's overpayments; the transfer is `amount - offset`.
     pub offset: i64,
+    /// The account it is transferred to (None: 口座未登録 — such a line is
+    /// never in a file: it is held, and stays due, until an account is
+    /// entered; a file made before accounts were kept shows none).
+    pub account: Option<BankAccount>,
 }
 
 /// An overpayment (過払) recorded for one month of a claim, and how far it
@@ -632,6 +645,36 @@ impl Store {
         add_column(&conn, "claim_children", "ended_by", "TEXT")?;
         conn.execute_batch(
             "CREATE UNIQUE INDEX IF NOT EXISTS repayments_nonce ON repayments (nonce)",
+        )?;
+        // The claimant's 振込先口座 (金融機関コード, 支店コード, 預金種目,
+        // 口座番号, 口座名義): claims from before have none, and are held
+        // out of payment files (口座未登録) until the clerk enters one.
+        for column in [
+            "bank_code",
+            "branch_code",
+            "account_kind",
+            "account_number",
+            "account_holder",
+        ] {
+            add_column(&conn, "claims", column, "TEXT")?;
+        }
+        // The online filing the claim was entered from (the registry's
+        // filing number): its page shows what was filed.
+        add_column(&conn, "claims", "filing_id", "INTEGER")?;
+        // The account each line of a payment file was paid into, as it was
+        // when the file was approved (a later change of account does not
+        // rewrite a file made).
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS run_accounts (
+                run_id INTEGER NOT NULL REFERENCES payment_runs(id),
+                claim_id INTEGER NOT NULL REFERENCES claims(id),
+                bank_code TEXT NOT NULL,
+                branch_code TEXT NOT NULL,
+                account_kind TEXT NOT NULL,
+                account_number TEXT NOT NULL,
+                account_holder TEXT NOT NULL,
+                PRIMARY KEY (run_id, claim_id)
+            )",
         )?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
@@ -950,6 +993,13 @@ impl Store {
             .await
     }
 
+    /// What a payment file of `rule` made on `on` holds out because the
+    /// claim has no 振込先口座 (口座未登録): not paid by it, due still.
+    pub async fn held(&self, rule: PayRule, on: NaiveDate) -> Result<Vec<PaymentLine>, StoreError> {
+        self.run(move |c| Ok(due_lines_offset(c, rule, on)?.2))
+            .await
+    }
+
     /// The overpayments (過払) recorded for a claim, oldest first.
     pub async fn recoveries(&self, claim_id: i64) -> Result<Vec<RecoveryRow>, StoreError> {
         self.run(move |c| recoveries_where(c, "claim_id = ?1", [claim_id]))
@@ -978,7 +1028,7 @@ impl Store {
     ) -> Result<Option<PaymentRun>, StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let (lines, taken) = due_lines_offset(&tx, rule, on)?;
+            let (lines, taken, _held) = due_lines_offset(&tx, rule, on)?;
             if lines.is_empty() {
                 return Ok(None);
             }
@@ -992,6 +1042,12 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             for l in &lines {
+                if let Some(a) = &l.account {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO run_accounts (run_id, claim_id, bank_code, branch_code, account_kind, account_number, account_holder) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![id, l.claim_id, a.bank, a.branch, a.kind.code(), a.number, a.holder],
+                    )?;
+                }
                 for (m, amount) in l.months.iter().zip(&l.amounts) {
                     // The first payment of a month goes to paid_months,
                     // whose primary key (claim, month) refuses a second;
@@ -1114,6 +1170,7 @@ impl Store {
                         amounts: vec![amount],
                         rule,
                         offset: 0,
+                        account: None,
                     }),
                 }
             }
@@ -1124,6 +1181,15 @@ impl Store {
                 .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             spread_offsets(&mut out, &withheld);
+            let mut st = c.prepare(
+                "SELECT claim_id, bank_code, branch_code, account_kind, account_number, account_holder FROM run_accounts WHERE run_id = ?1",
+            )?;
+            let accounts: HashMap<i64, Option<BankAccount>> = st
+                .query_map([id], |r| Ok((r.get(0)?, account_of(r, 1)?)))?
+                .collect::<Result<_, _>>()?;
+            for l in &mut out {
+                l.account = accounts.get(&l.claim_id).cloned().flatten();
+            }
             Ok(out)
         })
         .await
@@ -1183,10 +1249,13 @@ impl Store {
         self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute(
-                "INSERT INTO claims (claimant, claimant_name, household, claimed_on, event_on, public_servant, entered_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![n.claimant, n.claimant_name, n.household, iso(Some(n.claimed_on)), iso(n.event_on), n.public_servant, n.entered_by],
+                "INSERT INTO claims (claimant, claimant_name, household, claimed_on, event_on, public_servant, entered_by, filing_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![n.claimant, n.claimant_name, n.household, iso(Some(n.claimed_on)), iso(n.event_on), n.public_servant, n.entered_by, n.filing],
             )?;
             let id = tx.last_insert_rowid();
+            if let Some(a) = &n.account {
+                write_account(&tx, id, a)?;
+            }
             for (child, name, birth) in &n.children {
                 tx.execute(
                     "INSERT INTO claim_children (claim_id, child, name, birth, requested_on, event_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1208,6 +1277,32 @@ impl Store {
             audit::append(&tx, &log, chrono::Utc::now())?;
             tx.commit()?;
             Ok(id)
+        })
+        .await
+    }
+
+    /// Records (or changes) a claim's 振込先口座, with its access-log entry
+    /// in the same transaction. False: no such claim.
+    pub async fn set_bank_account(
+        &self,
+        claim_id: i64,
+        account: BankAccount,
+        log: Entry,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let exists = tx.query_row(
+                "SELECT COUNT(*) FROM claims WHERE id = ?1",
+                [claim_id],
+                |r| r.get::<_, i64>(0),
+            )? > 0;
+            if !exists {
+                return Ok(false);
+            }
+            write_account(&tx, claim_id, &account)?;
+            audit::append(&tx, &log, chrono::Utc::now())?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -1778,6 +1873,7 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
                     amounts: ms.iter().map(|m| m.amount).collect(),
                     rule: r,
                     offset: 0,
+                    account: cl.account.clone(),
                 });
             }
         }
@@ -1793,12 +1889,17 @@ type Withheld = Vec<(i64, i64)>;
 /// withheld from what the file pays the claim ([`rules::offset`]).
 /// Returns the lines (their `offset` set) and what each overpayment gives
 /// up: (recovery id, yen).
+/// Lines of a claim without an account (口座未登録) are held out: not in
+/// the file, not recorded as paid, nothing withheld from them; they are
+/// returned third and stay due for a later file.
 fn due_lines_offset(
     c: &Connection,
     rule: PayRule,
     on: NaiveDate,
-) -> Result<(Vec<PaymentLine>, Withheld), StoreError> {
-    let mut lines = due_lines(c, rule, on)?;
+) -> Result<(Vec<PaymentLine>, Withheld, Vec<PaymentLine>), StoreError> {
+    let (mut lines, held): (Vec<PaymentLine>, Vec<PaymentLine>) = due_lines(c, rule, on)?
+        .into_iter()
+        .partition(|l| l.account.is_some());
     let mut payable: Vec<(i64, i64)> = Vec::new();
     for l in &lines {
         match payable.iter_mut().find(|p| p.0 == l.claim_id) {
@@ -1821,7 +1922,7 @@ fn due_lines_offset(
         }
     }
     spread_offsets(&mut lines, &withheld);
-    Ok((lines, taken))
+    Ok((lines, taken, held))
 }
 
 /// Sets each claim's withheld total on its lines, first lines first.
@@ -2075,7 +2176,7 @@ fn claims_where<P: rusqlite::Params>(
     p: P,
 ) -> Result<Vec<ClaimRow>, StoreError> {
     let mut st = c.prepare(&format!(
-        "SELECT id, claimant, claimant_name, household, claimed_on, event_on, public_servant, ended_on, end_reason FROM claims WHERE {cond} ORDER BY id"
+        "SELECT id, claimant, claimant_name, household, claimed_on, event_on, public_servant, ended_on, end_reason, bank_code, branch_code, account_kind, account_number, account_holder, filing_id FROM claims WHERE {cond} ORDER BY id"
     ))?;
     let raw = st
         .query_map(p, |r| {
@@ -2089,12 +2190,23 @@ fn claims_where<P: rusqlite::Params>(
                 r.get::<_, bool>(6)?,
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<String>>(8)?,
+                (account_of(r, 9)?, r.get::<_, Option<i64>>(14)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
-    for (id, claimant, claimant_name, household, claimed_on, event_on, ps, ended_on, end_reason) in
-        raw
+    for (
+        id,
+        claimant,
+        claimant_name,
+        household,
+        claimed_on,
+        event_on,
+        ps,
+        ended_on,
+        end_reason,
+        (account, filing),
+    ) in raw
     {
         let mut cs = c.prepare(
             "SELECT child, name, birth, requested_on, event_on, supported, left_on, left_reason, basis, basis_since, registered, ended_by FROM claim_children WHERE claim_id = ?1 ORDER BY birth, child",
@@ -2149,9 +2261,49 @@ fn claims_where<P: rusqlite::Params>(
             ended_on: date(ended_on)?,
             end_reason,
             children,
+            account,
+            filing,
         });
     }
     Ok(out)
+}
+
+/// The account in columns `at..at + 5` of a row (bank, branch, kind,
+/// number, holder); None when any is missing.
+fn account_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<BankAccount>> {
+    let bank: Option<String> = r.get(at)?;
+    let branch: Option<String> = r.get(at + 1)?;
+    let kind: Option<String> = r.get(at + 2)?;
+    let number: Option<String> = r.get(at + 3)?;
+    let holder: Option<String> = r.get(at + 4)?;
+    Ok(
+        match (
+            bank,
+            branch,
+            kind.as_deref().and_then(AccountKind::parse),
+            number,
+            holder,
+        ) {
+            (Some(bank), Some(branch), Some(kind), Some(number), Some(holder)) => {
+                Some(BankAccount {
+                    bank,
+                    branch,
+                    kind,
+                    number,
+                    holder,
+                })
+            }
+            _ => None,
+        },
+    )
+}
+
+fn write_account(c: &Connection, claim_id: i64, a: &BankAccount) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE claims SET bank_code = ?2, branch_code = ?3, account_kind = ?4, account_number = ?5, account_holder = ?6 WHERE id = ?1",
+        params![claim_id, a.bank, a.branch, a.kind.code(), a.number, a.holder],
+    )?;
+    Ok(())
 }
 
 fn work_items(c: &Connection, open_only: bool) -> Result<Vec<WorkItem>, StoreError> {
@@ -2238,6 +2390,8 @@ mod tests {
                 ("102".into(), "架空　二郎".into(), d("2019-05-10")),
             ],
             entered_by: "tanto".into(),
+            account: None,
+            filing: None,
         };
         let left = |c: &ClaimRow| {
             crate::worker::departure_effects(c, "101", d("2025-08-20"), "転出", Some(7))

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{self, Role, Throttle};
 use crate::audit::{Action, Entry};
+use crate::bank::{AccountInput, BankAccount};
 use crate::rules::{self, PayRule, YearMonth};
 pub use crate::store::PaymentLine;
 use crate::store::{ApartChild, ChildRefused, ClaimRow, NewClaim, Store, WorkItem};
@@ -269,6 +270,7 @@ pub fn app(state: WebState) -> Router {
         .route("/claims/{id}/children/apart", post(apart_add))
         .route("/claims/{id}/children/end", post(child_end))
         .route("/claims/{id}/repayments", post(repayment_record))
+        .route("/claims/{id}/account", post(account_set))
         .route("/work/{id}/done", post(work_done))
         .route("/payments", get(payments_index))
         .route("/payments/special", get(special_page).post(special_approve))
@@ -670,6 +672,8 @@ async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQu
     let mut claimant = String::new();
     let mut claimed_on = s.today();
     let mut filed = Vec::new();
+    let mut account = AccountFields::default();
+    let mut children_elsewhere = false;
     match &work {
         // Filed online: the claimant the registry's clerk matched, the
         // day the filing was received as 請求日, and what was filed.
@@ -684,6 +688,12 @@ async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQu
                     ctx.entry(&sess, Action::PersonRead, format!("filing:{id}"))
                 );
                 filed = filed_answers(&s, *id).await;
+                // The account and the children as filed: the clerk
+                // confirms, never retypes.
+                account = AccountFields::filed(&filed);
+                children_elsewhere = filed_children(&s.eras, &filed)
+                    .iter()
+                    .any(|c| c.lives_with == Some(false));
             }
         }
         // The household head is the usual claimant; the clerk may name
@@ -712,6 +722,9 @@ async fn claim_form(State(s): State<WebState>, ctx: Ctx, Query(q): Query<ClaimQu
             .map(|d| s.wareki(d))
             .unwrap_or_default(),
         public_servant: false,
+        children_elsewhere,
+        event_confirmed: false,
+        account,
         work,
         filed,
     };
@@ -726,9 +739,162 @@ struct ClaimFormView {
     claimed_on: String,
     event_on: String,
     public_servant: bool,
+    children_elsewhere: bool,
+    event_confirmed: bool,
+    account: AccountFields,
     /// What the citizen filed online (labels and values, as the
     /// registry's inbox shows them), for the clerk to check.
     filed: Vec<(String, Vec<String>)>,
+}
+
+/// The 振込先口座 fields of a form, as typed (or prefilled).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AccountFields {
+    #[serde(default)]
+    pub bank_code: String,
+    #[serde(default)]
+    pub branch_code: String,
+    #[serde(default)]
+    pub account_kind: String,
+    #[serde(default)]
+    pub account_number: String,
+    #[serde(default)]
+    pub account_holder: String,
+}
+
+impl AccountFields {
+    fn input(&self) -> AccountInput<'_> {
+        AccountInput {
+            bank: &self.bank_code,
+            branch: &self.branch_code,
+            kind: &self.account_kind,
+            number: &self.account_number,
+            holder: &self.account_holder,
+        }
+    }
+    fn of(a: &BankAccount) -> AccountFields {
+        AccountFields {
+            bank_code: a.bank.clone(),
+            branch_code: a.branch.clone(),
+            account_kind: a.kind.code().to_string(),
+            account_number: a.number.clone(),
+            account_holder: a.holder.clone(),
+        }
+    }
+    /// The account as filed online: the 児童手当認定請求 asks for the
+    /// bank's and branch's names (shown in 電子申請の内容; the clerk
+    /// looks up their codes), an ordinary account's number and the
+    /// holder in katakana.
+    fn filed(filed: &[(String, Vec<String>)]) -> AccountFields {
+        let value = |prefix: &str| {
+            filed
+                .iter()
+                .find(|(l, _)| l.starts_with(prefix))
+                .and_then(|(_, v)| v.first().cloned())
+                .unwrap_or_default()
+        };
+        let number = value("口座番号");
+        AccountFields {
+            account_kind: if number.is_empty() {
+                String::new()
+            } else {
+                "ordinary".into()
+            },
+            // A number filed without its leading zeros (a number field).
+            account_number: if !number.is_empty()
+                && number.len() < 7
+                && number.chars().all(|c| c.is_ascii_digit())
+            {
+                format!("{number:0>7}")
+            } else {
+                number
+            },
+            account_holder: value("口座名義"),
+            ..AccountFields::default()
+        }
+    }
+    /// The account checked (None: nothing typed).
+    fn parse(&self) -> Result<Option<BankAccount>, (String, String)> {
+        let i = self.input();
+        if i.is_empty() {
+            return Ok(None);
+        }
+        BankAccount::parse(&i).map(Some)
+    }
+}
+
+/// The account fields of a form (claim entry, or a change on the claim's
+/// page).
+fn account_inputs(a: &AccountFields) -> String {
+    let kind = if a.account_kind.is_empty() {
+        "ordinary"
+    } else {
+        a.account_kind.as_str()
+    };
+    format!(
+        r#"<fieldset id="bank-account"><legend>振込先口座</legend>
+<label for="bank_code">金融機関コード（4桁）</label><input id="bank_code" name="bank_code" value="{b}" inputmode="numeric" maxlength="4" autocomplete="off">
+<label for="branch_code">支店コード（3桁）</label><input id="branch_code" name="branch_code" value="{br}" inputmode="numeric" maxlength="3" autocomplete="off">
+<fieldset><legend>預金種目</legend><label><input type="radio" name="account_kind" value="ordinary" id="account_ordinary"{o}> 普通</label>
+<label><input type="radio" name="account_kind" value="current" id="account_current"{c}> 当座</label></fieldset>
+<label for="account_number">口座番号（7桁）</label><input id="account_number" name="account_number" value="{n}" inputmode="numeric" maxlength="7" autocomplete="off">
+<label for="account_holder">口座名義（カタカナ。ひらがなで入力してもカタカナにします）</label><input id="account_holder" name="account_holder" value="{h}" autocomplete="off">
+</fieldset>"#,
+        b = esc(&a.bank_code),
+        br = esc(&a.branch_code),
+        o = if kind == "ordinary" { " checked" } else { "" },
+        c = if kind == "current" { " checked" } else { "" },
+        n = esc(&a.account_number),
+        h = esc(&a.account_holder),
+    )
+}
+
+/// A child as filed online (お子さん: 氏名・生年月日・同居).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiledChild {
+    pub name: String,
+    pub birth: Option<NaiveDate>,
+    /// 同居していますか (None: not answered).
+    pub lives_with: Option<bool>,
+}
+
+/// The children of a filed 児童手当認定請求, read from its answers as the
+/// registry's inbox gives them: one value per child, 「氏名・生年月日・
+/// はい／いいえ」 (the name may itself hold a ・, so the parts are read
+/// from the end).
+pub fn filed_children(eras: &EraTable, filed: &[(String, Vec<String>)]) -> Vec<FiledChild> {
+    let Some((_, values)) = filed.iter().find(|(l, _)| l == "お子さん") else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .filter_map(|v| {
+            let mut parts: Vec<&str> = v.split('・').collect();
+            let lives_with = match parts.last().copied() {
+                Some("はい") => {
+                    parts.pop();
+                    Some(true)
+                }
+                Some("いいえ") => {
+                    parts.pop();
+                    Some(false)
+                }
+                _ => None,
+            };
+            let birth = parts
+                .last()
+                .and_then(|p| parse_date(eras, p).ok().flatten());
+            if birth.is_some() {
+                parts.pop();
+            }
+            let name = parts.join("・");
+            (!name.trim().is_empty()).then(|| FiledChild {
+                name: name.trim().to_string(),
+                birth,
+                lives_with,
+            })
+        })
+        .collect()
 }
 
 /// The answers of online filing `id` as the registry's API gives them
@@ -816,9 +982,11 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
             r#"{err}{about}<form method="post" action="/claims"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="work" value="{work}">
 <label for="claimant">請求者の宛名番号</label><input id="claimant" name="claimant" value="{c}" required inputmode="numeric" aria-describedby="claimant-help"><span id="claimant-help">世帯の児童（続柄が子）は、請求日に世帯にいた児童を住民記録から読み込みます。</span>{name}
 <label for="claimed_on">請求日（和暦または西暦）</label><input id="claimed_on" name="claimed_on" value="{d}" required>
-<label for="event_on">出生日・転入日（15日特例、該当する場合）</label><input id="event_on" name="event_on" value="{e}">
+<label for="event_on">出生日・転入日（15日特例、該当する場合）</label><input id="event_on" name="event_on" value="{e}" aria-describedby="event-help"><span id="event-help">住民記録の出生日・転入日と照合します。</span>
+<label><input type="checkbox" name="event_confirmed" value="1" id="event_confirmed"{ec}> 住民記録にない日付であることを確認した（災害などやむを得ない理由の日、別居の子の出生日など）</label>
 <label><input type="checkbox" name="public_servant" value="1" id="public_servant"{ps}> 公務員（所属庁から支給）</label>
-<label><input type="checkbox" name="children_elsewhere" value="1" id="children_elsewhere"> 児童は別居している（登録後、受給者の画面で別居監護の児童を追加します）</label>
+<label><input type="checkbox" name="children_elsewhere" value="1" id="children_elsewhere"{ce}> 児童は別居している（登録後、受給者の画面で別居監護の児童を追加します）</label>
+{account}<p>振込先口座のない受給者には支払ができません（支払ファイルに入れず、口座の登録まで支払を保留します）。後から受給者の画面でも登録できます。</p>
 <p><button type="submit" id="claim-submit">登録する</button></p></form>"#,
             csrf = esc(&sess.csrf),
             work = v
@@ -830,6 +998,9 @@ fn claim_form_page(sess: &Session, v: &ClaimFormView, error: Option<(&str, &str)
             d = esc(&v.claimed_on),
             e = esc(&v.event_on),
             ps = if v.public_servant { " checked" } else { "" },
+            ce = if v.children_elsewhere { " checked" } else { "" },
+            ec = if v.event_confirmed { " checked" } else { "" },
+            account = account_inputs(&v.account),
         ),
     );
     if error.is_some() {
@@ -853,6 +1024,10 @@ struct ClaimForm {
     /// The work item the form came from (empty: none).
     #[serde(default)]
     work: String,
+    #[serde(default)]
+    event_confirmed: Option<String>,
+    #[serde(flatten)]
+    account: AccountFields,
 }
 
 fn parse_date(eras: &EraTable, input: &str) -> Result<Option<NaiveDate>, (String, String)> {
@@ -886,8 +1061,22 @@ pub async fn enter_claim(
         event_on,
         public_servant,
         false,
+        Extra::default(),
     )
     .await
+}
+
+/// What a claim form may give besides the claimant and the dates.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// 振込先口座 (None: not given yet: held out of payment files).
+    pub account: Option<BankAccount>,
+    /// The online filing the claim is entered from.
+    pub filing: Option<i64>,
+    /// The clerk confirmed a 出生日・転入日 the registry does not know
+    /// (a disaster or another unavoidable reason, 児童手当法第8条第3項; a
+    /// child born or moved in elsewhere).
+    pub event_confirmed: bool,
 }
 
 /// [`enter_claim`] by `clerk` from `source`; the claim and its access-log
@@ -917,6 +1106,7 @@ pub async fn enter_claim_from(
     event_on: Option<NaiveDate>,
     public_servant: bool,
     children_elsewhere: bool,
+    extra: Extra,
 ) -> Result<i64, (String, String)> {
     let a = claimant.trim();
     let unreachable = |e: crate::worker::LinkError| {
@@ -993,6 +1183,78 @@ pub async fn enter_claim_from(
             "世帯に18歳年度末までの児童がいません。児童が別居している場合は「児童は別居している」を選んで登録し、受給者の画面で別居監護の児童を追加してください。".into(),
             "The household has no child up to the fiscal year of 18. If the children live elsewhere, tick \"the children live elsewhere\", then add them on the claim's page.".into(),
         ));
+    }
+    // The 15-day rule's date (児童手当法第8条第3項) is the day of a birth
+    // or a move-in: checked against what the registry knows of the
+    // claimant and the children.
+    let mut event_note = String::new();
+    if let Some(ev) = event_on {
+        let mut known: Vec<(NaiveDate, String)> = Vec::new();
+        for c in &children {
+            known.push((c.2, format!("{}の出生日", c.1)));
+        }
+        let mut whose: Vec<(String, String)> = vec![(a.to_string(), p.name.clone())];
+        whose.extend(children.iter().map(|c| (c.0.clone(), c.1.clone())));
+        for (who, name) in whose {
+            if let Some((_, history)) = s
+                .client
+                .resident_history(&who, None)
+                .await
+                .map_err(unreachable)?
+            {
+                for row in history {
+                    if matches!(row.reason.as_str(), "move_in" | "move_in_from_abroad")
+                        && let Some(d) = row.effective_on
+                    {
+                        known.push((d, format!("{name}の転入日")));
+                    }
+                }
+            }
+        }
+        if !known.iter().any(|k| k.0 == ev) {
+            if !extra.event_confirmed {
+                known.sort();
+                known.dedup();
+                let listed_ja = if known.is_empty() {
+                    "住民記録には、請求者と世帯の児童の出生日・転入日がありません。".to_string()
+                } else {
+                    format!(
+                        "住民記録にある日付：{}。",
+                        known
+                            .iter()
+                            .map(|(d, what)| format!("{what} {}", s.wareki(*d)))
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    )
+                };
+                let listed_en = if known.is_empty() {
+                    "The registry has no birth or move-in date of the claimant or the household's children.".to_string()
+                } else {
+                    format!(
+                        "The registry has: {}.",
+                        known
+                            .iter()
+                            .map(|(d, _)| d.format("%-d %B %Y").to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err((
+                    format!(
+                        "出生日・転入日（{}）が住民記録のどの出生日・転入日とも一致しません。{listed_ja}日付を直してください。災害などやむを得ない理由の日や、別居の子の出生日など住民記録にない日であれば、「住民記録にない日付であることを確認した」を選んでください。",
+                        s.wareki(ev)
+                    ),
+                    format!(
+                        "The birth or move-in date ({}) matches no birth or move-in date in the registry. {listed_en} Correct the date; if it is a day the registry does not know (a disaster or another unavoidable reason, the birth of a child living elsewhere), tick \"confirmed: a date the registry does not know\".",
+                        ev.format("%-d %B %Y")
+                    ),
+                ));
+            }
+            event_note = format!(
+                "・15日特例の日付 {} は住民記録になく職員が確認",
+                s.wareki(ev)
+            );
+        }
     }
     // What became of each of them since, and who joined the household
     // after the 請求日.
@@ -1073,7 +1335,7 @@ pub async fn enter_claim_from(
         out
     };
     let log = Entry::new(clerk, source, Action::ClaimEntered, "")
-        .detail(format!("児童{}人", children.len()));
+        .detail(format!("児童{}人{event_note}", children.len()));
     s.store
         .add_claim_then(
             NewClaim {
@@ -1085,6 +1347,8 @@ pub async fn enter_claim_from(
                 public_servant,
                 children,
                 entered_by: clerk.to_string(),
+                account: extra.account,
+                filing: extra.filing,
             },
             log,
             then_effects,
@@ -1117,6 +1381,9 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
         claimed_on: f.claimed_on.clone(),
         event_on: f.event_on.clone(),
         public_servant: f.public_servant.is_some(),
+        children_elsewhere: f.children_elsewhere.is_some(),
+        event_confirmed: f.event_confirmed.is_some(),
+        account: f.account.clone(),
         filed: Vec::new(),
     };
     // An online claim's error page shows what was filed again.
@@ -1147,6 +1414,15 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
             );
         }
     };
+    let account = match f.account.parse() {
+        Ok(a) => a,
+        Err((ja, en)) => return again(&ja, &en),
+    };
+    let filing = view
+        .work
+        .as_ref()
+        .filter(|w| w.kind == crate::store::WorkKind::OnlineClaim)
+        .and_then(|w| w.filing.as_ref().map(|f| f.0));
     match enter_claim_from(
         &s,
         &sess.login,
@@ -1156,6 +1432,11 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
         event_on,
         f.public_servant.is_some(),
         f.children_elsewhere.is_some(),
+        Extra {
+            account,
+            filing,
+            event_confirmed: f.event_confirmed.is_some(),
+        },
     )
     .await
     {
@@ -1350,6 +1631,15 @@ async fn claim_page(
         );
     }
     b.push_str("</tbody></table>");
+    b.push_str(&account_section(&sess, &c, None));
+    if let Some(fid) = c.filing {
+        logged!(
+            s,
+            ctx.entry(&sess, Action::PersonRead, format!("filing:{fid}"))
+        );
+        let filed = filed_answers(&s, fid).await;
+        b.push_str(&filed_section(&s, &sess, &c, &filed));
+    }
     if c.ended_on.is_none() {
         b.push_str(&apart_forms(&s, &sess, &c));
     }
@@ -2359,6 +2649,163 @@ fn apart_forms(s: &WebState, sess: &Session, c: &ClaimRow) -> String {
     b
 }
 
+/// The claim's 振込先口座 and the form to record or change it.
+fn account_section(sess: &Session, c: &ClaimRow, typed: Option<&AccountFields>) -> String {
+    let shown = match &c.account {
+        Some(a) => format!(r#"<p id="account">{}</p>"#, esc(&a.words())),
+        None if c.public_servant => {
+            r#"<p id="account">口座未登録（公務員のため市からの支払はありません）</p>"#.to_string()
+        }
+        None => r#"<p id="account" class="err">口座未登録：振込先口座を登録するまで、支払ファイルに入れず支払を保留します。</p>"#.to_string(),
+    };
+    let fields = typed
+        .cloned()
+        .or_else(|| c.account.as_ref().map(AccountFields::of))
+        .unwrap_or_default();
+    // A recorded account: the change form folded away (open again after
+    // a refused change).
+    let (open, close) = if c.account.is_some() && typed.is_none() {
+        ("<details><summary>口座を変更する</summary>", "</details>")
+    } else {
+        ("", "")
+    };
+    format!(
+        r#"<h2 id="bank">振込先口座</h2>{shown}{open}<form method="post" action="/claims/{id}/account"><input type="hidden" name="csrf" value="{csrf}">{inputs}<p><button type="submit" id="account-submit">{label}</button></p></form>{close}"#,
+        id = c.id,
+        csrf = esc(&sess.csrf),
+        inputs = account_inputs(&fields),
+        label = if c.account.is_some() {
+            "口座を変更する"
+        } else {
+            "口座を登録する"
+        },
+    )
+}
+
+/// What was filed online for a claim entered from a filing (電子申請の
+/// 内容), and for each filed child who lives apart, a form to add them
+/// (別居監護) with name and birth date as filed: the clerk confirms.
+fn filed_section(
+    s: &WebState,
+    sess: &Session,
+    c: &ClaimRow,
+    filed: &[(String, Vec<String>)],
+) -> String {
+    let mut b = String::from(r#"<h2 id="filed">電子申請の内容</h2>"#);
+    if filed.is_empty() {
+        b.push_str("<p>申請の内容を住民記録システムから読めませんでした。</p>");
+        return b;
+    }
+    b.push_str(r#"<dl id="filed-answers">"#);
+    for (label, values) in filed {
+        let _ = write!(
+            b,
+            "<dt>{}</dt><dd>{}</dd>",
+            esc(label),
+            values
+                .iter()
+                .map(|x| esc(x))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        );
+    }
+    b.push_str("</dl>");
+    if c.ended_on.is_some() {
+        return b;
+    }
+    let apart: Vec<FiledChild> = filed_children(&s.eras, filed)
+        .into_iter()
+        .filter(|x| x.lives_with == Some(false))
+        .filter(|x| {
+            !c.children
+                .iter()
+                .any(|y| fold(&y.name) == fold(&x.name) && Some(y.birth) == x.birth)
+        })
+        .collect();
+    if apart.is_empty() {
+        return b;
+    }
+    b.push_str(r#"<h3 id="filed-apart">申請で別居とされたお子さん</h3><p>内容を確かめ、監護を始めた日を入力して加えてください（別居監護。児童手当法第4条第1項第1号）。請求日は認定請求の日です。</p>"#);
+    for (i, x) in apart.iter().enumerate() {
+        let _ = write!(
+            b,
+            r#"<form method="post" action="/claims/{id}/children/apart" id="filed-child-{i}"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="basis" value="separate_care"><input type="hidden" name="requested_on" value="{req}">
+<p>{name}（{birth}）</p>
+<label for="filed_name_{i}">氏名</label><input id="filed_name_{i}" name="name" value="{name}">
+<label for="filed_birth_{i}">生年月日</label><input id="filed_birth_{i}" name="birth" value="{birth}">
+<label for="filed_since_{i}">監護を始めた日（和暦または西暦）</label><input id="filed_since_{i}" name="since" required>
+<p><button type="submit" id="filed-child-submit-{i}">{name}を別居監護の児童として加える</button></p></form>"#,
+            id = c.id,
+            csrf = esc(&sess.csrf),
+            req = esc(&s.wareki(c.claimed_on)),
+            name = esc(&x.name),
+            birth = x.birth.map(|d| s.wareki(d)).unwrap_or_default(),
+        );
+    }
+    b
+}
+
+#[derive(Deserialize)]
+struct BankForm {
+    csrf: String,
+    #[serde(flatten)]
+    account: AccountFields,
+}
+
+/// Records or changes a claim's 振込先口座 (logged, with the claim).
+async fn account_set(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<BankForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let c = match s.store.claim(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "その受給者はいません。",
+                "No such claim.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let refuse = |ja: &str, en: &str| {
+        let mut r = page(
+            "口座を登録できませんでした",
+            Some(&sess),
+            &format!(
+                r#"<p class="err" role="alert" id="error">{}<br><span lang="en">{}</span></p><p>何も登録していません。 <span lang="en">Nothing was changed.</span></p>{}<p><a href="/claims/{id}">受給者の画面へ戻る</a></p>"#,
+                esc(ja),
+                esc(en),
+                account_section(&sess, &c, Some(&f.account)),
+            ),
+        );
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        r
+    };
+    let account = match f.account.parse() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return refuse("振込先口座を入力してください。", "Enter the bank account.");
+        }
+        Err((ja, en)) => return refuse(&ja, &en),
+    };
+    let log = ctx
+        .entry(&sess, Action::BankAccountSet, format!("claim:{id}"))
+        .detail(if c.account.is_some() {
+            "変更"
+        } else {
+            "登録"
+        });
+    match s.store.set_bank_account(id, account, log).await {
+        Ok(_) => Redirect::to(&format!("/claims/{id}#bank")).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
 /// A refusal on a page: both languages, a way back to the claim.
 fn refusal_page(sess: &Session, claim_id: i64, r: &Refusal) -> Response {
     let mut resp = page(
@@ -2634,6 +3081,36 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
     b
 }
 
+/// The claims a payment file holds out because they have no 振込先口座
+/// (口座未登録): not in the file, not recorded as paid; they stay due and
+/// are paid by the first file made after an account is entered.
+fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
+    if held.is_empty() {
+        return String::new();
+    }
+    let mut b = String::from(
+        r#"<h2 id="held">口座未登録のため支払を保留する受給者</h2><p>振込先口座がないため、この支払ファイルには入れません（振込額なし）。受給者の画面で口座を登録すると、次の支払ファイルで支払います。</p><table aria-labelledby="held"><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">保留する額</th></tr></thead><tbody>"#,
+    );
+    for l in held {
+        let months: Vec<String> = l
+            .months
+            .iter()
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
+        let _ = write!(
+            b,
+            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}</td><td class="n">{}</td></tr>"##,
+            l.claim_id,
+            esc(&l.claimant_name),
+            months.join("・"),
+            yen(l.amount)
+        );
+    }
+    b.push_str("</tbody></table>");
+    b
+}
+
 fn approve_form(sess: &Session, action: &str, label: &str) -> String {
     if !sess.role.supervises() {
         return "<p>支払ファイルの確定と出力は児童手当監督者が行います。</p>".into();
@@ -2674,6 +3151,10 @@ async fn payment_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<Strin
         s.month(z)
     );
     b.push_str(&lines_table(&s, &lines, "未払の支払明細"));
+    match s.store.held(PayRule::Regular, p.first_day()).await {
+        Ok(h) => b.push_str(&held_section(&s, &h)),
+        Err(e) => return internal(e),
+    }
     if !lines.is_empty() {
         b.push_str(&approve_form(
             &sess,
@@ -2762,6 +3243,10 @@ async fn special_page(State(s): State<WebState>, ctx: Ctx) -> Response {
         s.month(rules::first_month_not_yet_due(YearMonth::of(today)))
     );
     b.push_str(&lines_table(&s, &lines, "随時払の明細"));
+    match s.store.held(PayRule::OnEnd, today).await {
+        Ok(h) => b.push_str(&held_section(&s, &h)),
+        Err(e) => return internal(e),
+    }
     if !lines.is_empty() {
         b.push_str(&approve_form(
             &sess,
@@ -2826,6 +3311,11 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
             "支払の根拠",
             "内払調整額（児童手当法第13条）",
             "振込額",
+            "金融機関コード",
+            "支店コード",
+            "預金種目",
+            "口座番号",
+            "口座名義",
         ]);
         for l in &lines {
             let basis = match l.rule {
@@ -2843,6 +3333,26 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
                 basis.to_string(),
                 l.offset.to_string(),
                 (l.amount - l.offset).to_string(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.bank.clone())
+                    .unwrap_or_default(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.branch.clone())
+                    .unwrap_or_default(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.kind.label_ja().to_string())
+                    .unwrap_or_default(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.number.clone())
+                    .unwrap_or_default(),
+                l.account
+                    .as_ref()
+                    .map(|a| a.holder.clone())
+                    .unwrap_or_default(),
             ]);
         }
         let body = w.into_inner().unwrap_or_default();

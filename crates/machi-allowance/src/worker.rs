@@ -483,6 +483,7 @@ impl Worker {
                         out.extend(departure_effects(&c, a, day, label, change));
                     }
                 }
+                quiet_children_of_ended(&mut out);
             }
             "cancellation_entry" => {
                 // 異動の取消し（増）: a removal (転出, 死亡 …) cancelled as
@@ -657,6 +658,26 @@ pub fn departure_effects(
             work(WorkKind::ChildLeft, &who, Some(day), Some(c.id)),
         ]
     }
+}
+
+/// A claim that ends by a change (its claimant moved out or died) needs
+/// one work item, the 消滅 ([`WorkKind::ClaimEnded`]): the children who
+/// left by the same change (the whole household moving out) are still
+/// recorded as gone ([`Effect::ChildLeft`]), but raise no 「児童の転出・
+/// 死亡」 item of their own for that claim (児童手当法第8条第2項: nothing is
+/// paid after the month the entitlement ended, so there is no reduction
+/// to make).
+pub fn quiet_children_of_ended(out: &mut Vec<Effect>) {
+    let ended: Vec<i64> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::EndClaim { claim_id, .. } => Some(*claim_id),
+            _ => None,
+        })
+        .collect();
+    out.retain(|e| {
+        !matches!(e, Effect::Work { kind: WorkKind::ChildLeft, claim_id: Some(id), .. } if ended.contains(id))
+    });
 }
 
 /// What another change (世帯の異動, 修正 …, `reason`) of person `a`

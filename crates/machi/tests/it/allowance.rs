@@ -14,7 +14,7 @@ use machi::api::{self, AppState};
 use machi::service::Actor;
 use machi_allowance::rules::YearMonth;
 use machi_allowance::store::{Store, WorkKind};
-use machi_allowance::web::{WebState, enter_claim, payment_lines};
+use machi_allowance::web::{WebState, payment_lines};
 use machi_allowance::worker::{LinkConfig, RegistryClient, Worker};
 use machi_domain::change::ChangeRequest;
 use serde_json::{Value, json};
@@ -40,6 +40,10 @@ both_backends!(
     an_older_sibling_living_elsewhere_makes_the_third_child_thirty_thousand,
     the_death_of_a_head_who_does_not_claim_ends_nothing_of_the_claim,
     a_claim_entered_late_counts_the_household_of_its_claim_date,
+    the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_without_one,
+    an_online_claim_prefills_the_account_and_the_children_living_apart,
+    a_fifteen_day_date_the_registry_does_not_know_is_refused_unless_confirmed,
+    a_household_moving_out_raises_one_item_not_one_per_child,
 );
 
 /// The password of the test accounts ([`CLERK`], [`SUPERVISOR`]).
@@ -227,6 +231,51 @@ pub async fn catch_up(registry: &machi::service::Registry, w: &Worker) {
         );
         w.step(1).await.unwrap();
     }
+}
+
+/// A synthetic 振込先口座 for a test claimant.
+pub fn test_account() -> machi_allowance::bank::BankAccount {
+    machi_allowance::bank::BankAccount {
+        bank: "0001".into(),
+        branch: "001".into(),
+        kind: machi_allowance::bank::AccountKind::Ordinary,
+        number: "1234567".into(),
+        holder: "カクウ　タロウ".into(),
+    }
+}
+
+/// [`machi_allowance::web::enter_claim`], then the claimant's 振込先口座
+/// (a claim without one is held out of payment files).
+pub async fn enter_claim(
+    web: &WebState,
+    clerk: &str,
+    claimant: &str,
+    claimed_on: NaiveDate,
+    event_on: Option<NaiveDate>,
+    public_servant: bool,
+) -> Result<i64, (String, String)> {
+    let id = machi_allowance::web::enter_claim(
+        web,
+        clerk,
+        claimant,
+        claimed_on,
+        event_on,
+        public_servant,
+    )
+    .await?;
+    let e = machi_allowance::audit::Entry::new(
+        clerk,
+        "",
+        machi_allowance::audit::Action::BankAccountSet,
+        format!("claim:{id}"),
+    );
+    assert!(
+        web.store
+            .set_bank_account(id, test_account(), e)
+            .await
+            .unwrap()
+    );
+    Ok(id)
 }
 
 pub(crate) fn d(s: &str) -> NaiveDate {
@@ -1264,6 +1313,11 @@ async fn the_access_log_chain_verifies_and_detects_tampering(db: TestDb) {
             ("claimant", &head),
             ("claimed_on", "令和6年4月10日"),
             ("event_on", "令和6年4月1日"),
+            ("bank_code", "0001"),
+            ("branch_code", "001"),
+            ("account_kind", "ordinary"),
+            ("account_number", "1234567"),
+            ("account_holder", "みほん　たろう"),
         ],
     )
     .await;
@@ -2523,6 +2577,8 @@ async fn a_cancellation_undoes_only_what_the_cancelled_change_did(db: TestDb) {
         public_servant: false,
         children: Vec::new(),
         entered_by: CLERK.into(),
+        account: Some(test_account()),
+        filing: None,
     };
     let entry = || Entry::new(CLERK, "", Action::ClaimEntered, String::new());
     let xs = store
@@ -3621,4 +3677,555 @@ async fn a_claim_entered_late_counts_the_household_of_its_claim_date(db: TestDb)
     assert_eq!(total(ym(2025, 7)), Some(50_000));
     assert_eq!(total(ym(2025, 8)), Some(10_000 + 10_000 + 30_000 + 30_000));
     assert_eq!(total(ym(2025, 9)), Some(10_000 + 10_000 + 30_000));
+}
+
+/// Defect 1: a payment file line pays into the claimant's 振込先口座; a
+/// claim without one is held out of the file (口座未登録), listed on the
+/// payment page, and paid by the first file after the clerk enters an
+/// account on the claim's page (checked, hiragana made katakana, logged).
+async fn the_payment_file_pays_into_the_claimants_account_and_holds_a_claim_without_one(
+    db: TestDb,
+) {
+    use machi_allowance::audit::{Action, Entry};
+    use machi_allowance::rules::PayRule;
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2014-07-01")],
+        ))
+        .await;
+    let b = t
+        .submit(family(
+            "2024-04-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2016-04-01")],
+        ))
+        .await;
+    let head_a = a.rows[0].record.addressee_number.to_string();
+    let head_b = b.rows[0].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-07-20"));
+    let without =
+        machi_allowance::web::enter_claim(&web, CLERK, &head_a, d("2025-05-10"), None, false)
+            .await
+            .unwrap();
+    let with = enter_claim(&web, CLERK, &head_b, d("2025-05-10"), None, false)
+        .await
+        .unwrap();
+    let on = d("2025-08-01");
+    let due = store.due(PayRule::Regular, on).await.unwrap();
+    assert_eq!(
+        due.iter().map(|l| l.claim_id).collect::<Vec<_>>(),
+        vec![with]
+    );
+    assert_eq!(due[0].account, Some(test_account()));
+    let held = store.held(PayRule::Regular, on).await.unwrap();
+    assert_eq!(
+        held.iter().map(|l| l.claim_id).collect::<Vec<_>>(),
+        vec![without]
+    );
+
+    let base = serve(web).await;
+    let http = no_redirects();
+    let clerk = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
+    let page = get_as(&http, &clerk, format!("{base}/payments/2025-08"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("口座未登録"), "{page}");
+    let claim = get_as(&http, &clerk, format!("{base}/claims/{without}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        claim.contains("口座未登録") && claim.contains(r#"id="bank_code""#),
+        "{claim}"
+    );
+    let csrf = csrf_of(&claim);
+    let account = |bank: &'static str, holder: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("bank_code", bank.to_string()),
+            ("branch_code", "123".to_string()),
+            ("account_kind", "ordinary".to_string()),
+            ("account_number", "7654321".to_string()),
+            ("account_holder", holder.to_string()),
+        ]
+    };
+    let post = |pairs: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let clerk = clerk.clone();
+        let url = format!("{base}/claims/{without}/account");
+        async move {
+            let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_as(&http, &clerk, url, &refs).await
+        }
+    };
+    let r = post(account("12", "カクウ　タロウ")).await;
+    assert_eq!(r.status().as_u16(), 422);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("金融機関コード") && body.contains("bank code"),
+        "{body}"
+    );
+    let r = post(account("0005", "Kakuu Taro")).await;
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(
+        store
+            .claim(without)
+            .await
+            .unwrap()
+            .unwrap()
+            .account
+            .is_none()
+    );
+    // The August file is made without the claim: nothing of it is
+    // recorded as paid, and it stays due.
+    let aug = store
+        .approve_payment(
+            PayRule::Regular,
+            on,
+            Entry::new(SUPERVISOR, "", Action::PaymentApproved, ""),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aug.lines, 1);
+    assert!(store.paid_months(without).await.unwrap().is_empty());
+    let r = post(account("0005", "かくう　たろう")).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let got = store
+        .claim(without)
+        .await
+        .unwrap()
+        .unwrap()
+        .account
+        .unwrap();
+    assert_eq!(
+        (
+            got.bank.as_str(),
+            got.branch.as_str(),
+            got.number.as_str(),
+            got.holder.as_str()
+        ),
+        ("0005", "123", "7654321", "カクウ　タロウ")
+    );
+    let log = store.log_rows(50, None).await.unwrap();
+    assert!(
+        log.iter().any(|r| r.action == Action::BankAccountSet.code()
+            && r.subject == format!("claim:{without}")),
+        "{log:?}"
+    );
+    // The October file pays it all: June and July as 過去分, August and
+    // September as the period's.
+    let oct = d("2025-10-01");
+    assert!(store.held(PayRule::Regular, oct).await.unwrap().is_empty());
+    let due = store.due(PayRule::Regular, oct).await.unwrap();
+    let months: Vec<(PayRule, Vec<String>)> = due
+        .iter()
+        .filter(|l| l.claim_id == without)
+        .map(|l| (l.rule, l.months.clone()))
+        .collect();
+    assert_eq!(
+        months,
+        vec![
+            (
+                PayRule::Arrears,
+                vec!["2025-06".to_string(), "2025-07".to_string()]
+            ),
+            (
+                PayRule::Regular,
+                vec!["2025-08".to_string(), "2025-09".to_string()]
+            ),
+        ]
+    );
+    let run = store
+        .approve_payment(
+            PayRule::Regular,
+            oct,
+            Entry::new(SUPERVISOR, "", Action::PaymentApproved, ""),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.lines, 3);
+    let boss = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
+    let csv = get_as(&http, &boss, format!("{base}/payments/runs/{}.csv", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let header = csv.lines().next().unwrap();
+    for col in [
+        "金融機関コード",
+        "支店コード",
+        "預金種目",
+        "口座番号",
+        "口座名義",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(
+        csv.contains("0005,123,普通,7654321,カクウ　タロウ"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("0001,001,普通,1234567,カクウ　タロウ"),
+        "{csv}"
+    );
+    // A later change of account does not rewrite the file made.
+    let r = post(account("0009", "カクウ　タロウ")).await;
+    assert_eq!(r.status().as_u16(), 303);
+    let again = get_as(&http, &boss, format!("{base}/payments/runs/{}.csv", run.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains("0005,123,普通,7654321"), "{again}");
+}
+
+/// Defect 2: a filed child who does not live with the claimant ticks 「児童
+/// は別居している」; the filed account prefills the account fields; the
+/// claim's page keeps what was filed and offers to add the child living
+/// apart with name and birth date as filed.
+async fn an_online_claim_prefills_the_account_and_the_children_living_apart(db: TestDb) {
+    use crate::inbox::{date_parts, t as part};
+    let t = town(db).await;
+    let fam = t.submit(crate::contract::takahashi_family()).await;
+    let ichiro = fam.rows[0].record.addressee_number.to_string();
+    crate::ui::staff(&t.db, FUCHU, "boss", machi_domain::access::Role::Supervisor).await;
+    let p = crate::inbox::portal().await;
+    crate::inbox::file_as(
+        &p.base,
+        "jidoteate",
+        vec![
+            ("claimant", {
+                let mut v = vec![
+                    part("claimant_name", "髙橋　一郎"),
+                    part("claimant_kana", "タカハシ　イチロウ"),
+                    part("claimant_address.postal", "183-0056"),
+                    part("claimant_address.address", "東京都府中市宮西町二丁目24番地"),
+                    part("phone", "042-000-1111"),
+                ];
+                v.extend(date_parts("claimant_birth_date", d("1989-01-07")));
+                v
+            }),
+            ("pension", vec![part("pension", "kosei")]),
+            ("children", {
+                let mut v = vec![
+                    part("children.count", "2"),
+                    part("children.0.name", "髙橋　翔"),
+                    part("children.0.lives_with", "yes"),
+                    part("children.1.name", "髙橋　遥"),
+                    part("children.1.lives_with", "no"),
+                ];
+                v.extend(date_parts("children.0.birth_date", d("2015-06-01")));
+                v.extend(date_parts("children.1.birth_date", d("2012-03-03")));
+                v
+            }),
+            (
+                "bank",
+                vec![
+                    part("bank_name", "架空銀行"),
+                    part("branch_name", "本店"),
+                    part("account_number", "1234567"),
+                    part("account_holder_kana", "タカハシ　イチロウ"),
+                ],
+            ),
+        ],
+        Some(&crate::inbox::pki().card),
+    )
+    .await;
+    crate::inbox::pull(&t.db, &p).await;
+    let router = crate::inbox::app(&t.db, &p.base);
+    let boss = crate::ui::Session::login(&router, FUCHU, "boss").await;
+    crate::inbox::match_all(&boss, 1).await;
+    let (st, a) = crate::inbox::call(
+        &boss,
+        "POST",
+        "/api/v1/tenants/132063/filings/1/approve",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, axum::http::StatusCode::OK, "{a}");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let item = store
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.kind == WorkKind::OnlineClaim)
+        .unwrap();
+    staff(&store).await;
+    let base = serve(t.web(&store)).await;
+    let http = no_redirects();
+    let cookie = sign_in(&http, &base, CLERK, CLERK_PASSWORD)
+        .await
+        .1
+        .unwrap();
+    let form = get_as(
+        &http,
+        &cookie,
+        format!("{base}/claims/new?work={}", item.id),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        form.contains(r#"id="children_elsewhere" checked"#),
+        "a child filed as living apart ticks the box: {form}"
+    );
+    assert!(
+        form.contains(r#"name="account_number" value="1234567""#),
+        "{form}"
+    );
+    assert!(
+        form.contains(r#"name="account_holder" value="タカハシ　イチロウ""#),
+        "{form}"
+    );
+    assert!(
+        form.contains(r#"value="ordinary" id="account_ordinary" checked"#),
+        "{form}"
+    );
+    let wareki = machi_domain::dates::EraTable::default().format_wareki(crate::inbox::today());
+    let csrf = csrf_of(&form);
+    let r = post_as(
+        &http,
+        &cookie,
+        format!("{base}/claims"),
+        &[
+            ("csrf", &csrf),
+            ("claimant", &ichiro),
+            ("claimed_on", &wareki),
+            ("event_on", ""),
+            ("children_elsewhere", "1"),
+            ("bank_code", "0009"),
+            ("branch_code", "001"),
+            ("account_kind", "ordinary"),
+            ("account_number", "1234567"),
+            ("account_holder", "タカハシ　イチロウ"),
+            ("work", &item.id.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    let claim = store
+        .claims_of_person(&ichiro)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(claim.filing, Some(1));
+    assert_eq!(
+        claim.account.as_ref().map(|a| a.bank.as_str()),
+        Some("0009")
+    );
+    let page = get_as(&http, &cookie, format!("{base}/claims/{}", claim.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("電子申請の内容") && page.contains("架空銀行"),
+        "{page}"
+    );
+    let birth = machi_domain::dates::EraTable::default().format_wareki(d("2012-03-03"));
+    assert!(page.contains(r#"id="filed-child-0""#), "{page}");
+    assert!(page.contains(r#"name="name" value="髙橋　遥""#), "{page}");
+    assert!(
+        page.contains(&format!(r#"name="birth" value="{birth}""#)),
+        "{page}"
+    );
+    assert!(
+        !page.contains(r#"value="髙橋　翔""#),
+        "a child living with the claimant is not offered: {page}"
+    );
+    // The clerk confirms: only the day the care began is typed.
+    let csrf = csrf_of(&page);
+    let r = post_as(
+        &http,
+        &cookie,
+        format!("{base}/claims/{}/children/apart", claim.id),
+        &[
+            ("csrf", &csrf),
+            ("basis", "separate_care"),
+            ("requested_on", &wareki),
+            ("name", "髙橋　遥"),
+            ("birth", &birth),
+            ("since", &wareki),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    let claim = store.claim(claim.id).await.unwrap().unwrap();
+    assert!(
+        claim
+            .children
+            .iter()
+            .any(|c| c.name == "髙橋　遥" && c.birth == d("2012-03-03")),
+        "{:?}",
+        claim.children
+    );
+    let page = get_as(&http, &cookie, format!("{base}/claims/{}", claim.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains(r#"id="filed-child-0""#),
+        "added: not offered again: {page}"
+    );
+}
+
+/// Defect 3: the 15-day rule's 出生日・転入日 is checked against the
+/// registry's birth and move-in dates of the claimant and the children; a
+/// date it does not know is refused, naming the dates it has, unless the
+/// clerk confirms it (a disaster or another unavoidable reason).
+async fn a_fifteen_day_date_the_registry_does_not_know_is_refused_unless_confirmed(db: TestDb) {
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-10-06",
+            ("架空", "カクウ"),
+            &[("一郎", "イチロウ", "2014-07-01")],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let mut web = t.web(&store);
+    web.today = Some(d("2026-12-01"));
+    let err = machi_allowance::web::enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2026-11-25"),
+        Some(d("2026-11-22")),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.0.contains("令和8年11月22日")
+            && err.0.contains("令和6年10月6日")
+            && err.0.contains("一致しません"),
+        "{err:?}"
+    );
+    assert!(
+        err.1.contains("6 October 2024") && err.1.contains("matches no"),
+        "{err:?}"
+    );
+    assert!(store.claims().await.unwrap().is_empty());
+    // Confirmed by the clerk: entered, and the log says so.
+    let id = machi_allowance::web::enter_claim_from(
+        &web,
+        CLERK,
+        "",
+        &head,
+        d("2026-11-25"),
+        Some(d("2026-11-22")),
+        false,
+        false,
+        machi_allowance::web::Extra {
+            event_confirmed: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let log = store.log_rows(10, None).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.subject == format!("claim:{id}") && r.detail.contains("職員が確認")),
+        "{log:?}"
+    );
+    // The registry's own date is accepted as it is (another claimant).
+    let b = t
+        .submit(family(
+            "2026-11-20",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2016-04-01")],
+        ))
+        .await;
+    let head_b = b.rows[0].record.addressee_number.to_string();
+    machi_allowance::web::enter_claim(
+        &web,
+        CLERK,
+        &head_b,
+        d("2026-11-25"),
+        Some(d("2026-11-20")),
+        false,
+    )
+    .await
+    .unwrap();
+}
+
+/// Defect 4: a whole household moving out ends the claim with one 消滅
+/// item; the children's departure is recorded, without an item each.
+async fn a_household_moving_out_raises_one_item_not_one_per_child(db: TestDb) {
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2014-07-01"),
+                ("二郎", "ジロウ", "2019-05-10"),
+            ],
+        ))
+        .await;
+    let all: Vec<String> = a
+        .rows
+        .iter()
+        .map(|r| r.record.addressee_number.to_string())
+        .collect();
+    let head = all[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-05-20"));
+    let id = enter_claim(&web, CLERK, &head, d("2025-05-10"), None, false)
+        .await
+        .unwrap();
+    t.submit(
+        json!({"effective_date": "2025-08-20", "command": {"type": "move_out", "persons": all,
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    catch_up(&t.db.registry, &w).await;
+    let claim = store.claim(id).await.unwrap().unwrap();
+    assert!(claim.ended_on.is_some());
+    assert!(
+        claim.children.iter().all(|c| c.left_on.is_some()),
+        "{:?}",
+        claim.children
+    );
+    let work: Vec<_> = store
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.claim_id == Some(id))
+        .map(|w| w.kind)
+        .collect();
+    assert_eq!(work, vec![WorkKind::ClaimEnded], "{work:?}");
 }

@@ -135,6 +135,12 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     assert!(store.claims().await.unwrap().is_empty());
     h.shot("allowance-03-claim-error").await;
     h.fill("claimed_on", "令和7年4月10日").await;
+    // The account the allowance is paid into (the name typed in hiragana
+    // is kept in katakana).
+    h.fill("bank_code", "0001").await;
+    h.fill("branch_code", "001").await;
+    h.fill("account_number", "1234567").await;
+    h.fill("account_holder", "みほん　たろう").await;
     h.click("#claim-submit").await;
     h.wait_for("#status").await;
     let page = h.text().await;
