@@ -696,7 +696,7 @@ pub struct EventList {
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath, params::EventParams),
     responses((status = 200, description = "The events after `after`, oldest first.", body = EventList),
-              (status = 400, description = BAD_PARAMETER, body = ErrorBody),
+              (status = 400, description = "A parameter is not valid (`field` names it); invalid_after: `after` is past the latest event (a cursor there would skip the events between).", body = ErrorBody),
               (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
               (status = 403, description = "forbidden: the token lacks an `events` scope or the role may not read the feed.", body = ErrorBody),
               (status = 404, description = "tenant_not_found.", body = ErrorBody),

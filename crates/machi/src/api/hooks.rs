@@ -43,6 +43,8 @@ pub struct SubscriptionRequest {
     #[schema(example = json!(["jp.machi.registry.change.move_in.v1"]))]
     types: Vec<String>,
     /// Deliver events after this sequence (default: only events from now on).
+    /// Not past the latest event: that would skip the events between
+    /// (400 `invalid_after`, like a replay `from` an event not yet there).
     #[schema(example = 0, minimum = 0)]
     after: Option<i64>,
 }

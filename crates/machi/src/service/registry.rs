@@ -876,6 +876,14 @@ impl Registry {
             .store
             .read(Some(tenant), move |tx| {
                 let events = records::events_after_of(tx, &t, after, &types, limit)?;
+                if events.is_empty() && after > 0 {
+                    // Zero loss: a cursor past the latest event would skip
+                    // every event up to it (the answer's next_after keeps it).
+                    let last = records::last_event_seq(tx, &t)?;
+                    if after > last {
+                        return Err(super::hooks::after_too_far(after, last));
+                    }
+                }
                 withhold_protected(tx, &t, events)
             })
             .await?;

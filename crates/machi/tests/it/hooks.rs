@@ -40,6 +40,7 @@ both_backends!(
     a_pause_stops_a_subscription_kept_while_caught_up,
     bad_subscriptions_are_refused_in_both_languages,
     another_servers_commit_wakes_the_long_poll_and_the_worker,
+    a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -1117,4 +1118,60 @@ async fn another_servers_commit_wakes_the_long_poll_and_the_worker(db: TestDb) {
         "B's worker delivered after {:?}",
         start.elapsed()
     );
+}
+
+/// Zero loss: a subscription (or a feed cursor) starting after an event
+/// that does not exist yet would never see the events up to it; it is
+/// refused in both languages, as a replay from such an event is.
+async fn a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let last = h.change().await;
+    assert!(last >= 1);
+    let path = format!("/api/v1/tenants/{FUCHU}/subscriptions");
+    let far = last + 99_999;
+    let (s, v) = call(
+        &h.api,
+        "POST",
+        &path,
+        Some(json!({"url": "http://127.0.0.1:9/hook", "after": far})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "after", "{v}");
+    assert_eq!(v["code"], "invalid_after", "{v}");
+    let ja = v["message_ja"].as_str().unwrap();
+    assert!(
+        ja.contains(&format!(
+            "第{far}号の連携イベントはまだありません（最新は第{last}号です）"
+        )),
+        "{ja}"
+    );
+    assert!(
+        v["message_en"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the latest is {last}")),
+        "{v}"
+    );
+    // Nothing was created.
+    let (s, v) = call(&h.api, "GET", &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["subscriptions"].as_array().unwrap().len(), 0, "{v}");
+    // The latest event itself is a valid start (only new events).
+    let sub = h
+        .subscribe(json!({"url": "http://127.0.0.1:9/hook", "after": last}))
+        .await;
+    assert_eq!(sub["position"], last, "{sub}");
+    // The pull feed: a cursor past the latest event is refused too; at the
+    // latest, it answers an empty page.
+    let feed = format!("/api/v1/tenants/{FUCHU}/events?after={far}");
+    let (s, v) = call(&h.api, "GET", &feed, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "after", "{v}");
+    assert_eq!(v["code"], "invalid_after", "{v}");
+    let feed = format!("/api/v1/tenants/{FUCHU}/events?after={last}");
+    let (s, v) = call(&h.api, "GET", &feed, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["next_after"], last, "{v}");
 }
