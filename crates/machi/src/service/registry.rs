@@ -1195,6 +1195,21 @@ impl Registry {
         self.commit_access(tenant, entry, actor, None).await
     }
 
+    /// [`Registry::record_access`], marked as showing 個人番号 when
+    /// `my_number_shown` (a file-linkage extract that includes it).
+    pub async fn record_access_marked(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        target: &str,
+        detail: serde_json::Value,
+        my_number_shown: bool,
+    ) -> Result<i64, ServiceError> {
+        let entry = access_entry(actor, function, target.to_string(), detail, my_number_shown);
+        self.commit_access(tenant, entry, actor, None).await
+    }
+
     /// Writes the access-log entry (j1370) of a read of personal data:
     /// who read which persons, with what function. The data is returned
     /// only once this entry is committed.
