@@ -104,7 +104,10 @@ pub fn type_label(t: &str) -> Option<(String, String)> {
 /// repeated parameters, already joined by the caller). A name may end in
 /// `*` to take every type under a prefix (`jp.machi.registry.change.*`).
 /// Unknown names and patterns matching nothing are refused, so a typo does
-/// not silently filter everything out. Empty: every type.
+/// not silently filter everything out. Empty: every type. A pattern is
+/// kept as the pattern (not the types it matches today), so a type added
+/// later under its prefix is matched too ([`type_matches`]); a name a
+/// pattern of the same filter covers is dropped.
 pub fn parse_type_filter<'a>(
     field: &str,
     parts: impl IntoIterator<Item = &'a str>,
@@ -139,7 +142,11 @@ pub fn parse_type_filter<'a>(
             // Whole segments only: `jp.machi.registry.change.*`, never a
             // bare `*` or `j*` (a filter that filters nothing).
             Some(prefix) if !prefix.contains('*') && prefix.ends_with('.') => {
-                known.iter().filter(|k| k.starts_with(prefix)).collect()
+                let m: Vec<&String> = known.iter().filter(|k| k.starts_with(prefix)).collect();
+                if !m.is_empty() && !out.iter().any(|o| o == name) {
+                    out.push(name.to_string());
+                }
+                m
             }
             Some(_) => return Err(bad("正しい形式ではありません", "is malformed")),
             None if name.contains('*') => {
@@ -150,17 +157,27 @@ pub fn parse_type_filter<'a>(
         if matched.is_empty() {
             return Err(bad("存在しません", "does not exist"));
         }
-        for m in matched {
-            if !out.contains(m) {
-                out.push(m.clone());
-            }
+        if !name.ends_with('*') && !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
         }
     }
-    if out.len() == known.len() {
+    // A name some pattern of the filter covers adds nothing.
+    let patterns: Vec<String> = out.iter().filter(|o| o.ends_with('*')).cloned().collect();
+    out.retain(|o| o.ends_with('*') || !patterns.iter().any(|p| type_matches(p, o)));
+    if known.iter().all(|k| out.iter().any(|o| type_matches(o, k))) {
         // Everything: the same as no filter.
         out.clear();
     }
     Ok(out)
+}
+
+/// Whether an entry of a type filter (a name, or a `prefix.*` pattern)
+/// takes events of type `kind`.
+pub fn type_matches(entry: &str, kind: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => entry == kind,
+    }
 }
 
 /// One event in the CloudEvents 1.0 JSON format.
@@ -242,8 +259,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.len(), 2);
-        let f = parse_type_filter("type", ["jp.machi.support.*"]).unwrap();
-        assert_eq!(f.len(), 5);
+        // A pattern is kept as such (types added later under it match);
+        // a name it covers adds nothing.
+        let f = parse_type_filter(
+            "type",
+            ["jp.machi.support.*,jp.machi.support.measure.register.v1"],
+        )
+        .unwrap();
+        assert_eq!(f, vec!["jp.machi.support.*".to_string()]);
+        assert!(type_matches(&f[0], "jp.machi.support.measure.later.v1"));
+        assert!(!type_matches(&f[0], "jp.machi.supported.v1"));
         // Every published type has words for a page.
         for t in known_types() {
             let (ja, en) = type_label(&t).unwrap_or_else(|| panic!("{t} has no label"));

@@ -66,6 +66,11 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("the caller's role or scopes do not allow this")]
     Forbidden,
+    /// A client's token lacks the scope the operation needs (`scope`, in
+    /// full: `{system}:{resource}:{operation}`), or no scope allows it
+    /// (None: the operation is for staff).
+    #[error("the token lacks the scope {scope:?}")]
+    ScopeMissing { scope: Option<String> },
     #[error("login failed")]
     LoginFailed,
     /// Refused by throttling (per source, global, or per account and

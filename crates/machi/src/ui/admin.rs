@@ -346,18 +346,9 @@ pub struct ClientRow {
 
 /// What a scope's resource and operation let a client do, in words.
 fn scope_label(resource: &str, operation: &str, l: super::Lang) -> String {
-    let (ja, en) = match (resource, operation) {
-        ("residents", "read") => ("住民記録の参照", "read resident records"),
-        ("changes", "read") => ("異動の参照", "read changes"),
-        ("changes", "write") => ("異動の入力", "enter changes"),
-        ("events", "read") => ("連携イベントの取得", "read linkage events"),
-        ("subscriptions", "write") => ("通知（Webhook）の購読", "subscribe to webhooks"),
-        _ => ("", ""),
-    };
-    if ja.is_empty() {
-        format!("{resource} {operation}")
-    } else {
-        l.t(ja, en).to_string()
+    match crate::service::auth::scope_words(resource, operation) {
+        Some((ja, en)) => l.t(ja, en).to_string(),
+        None => format!("{resource} {operation}"),
     }
 }
 
@@ -376,14 +367,7 @@ fn scope_choices(l: super::Lang) -> Vec<(String, String)> {
 
 /// A client's stored scopes in words.
 fn scopes_text(stored: &str, l: super::Lang) -> String {
-    match machi_domain::access::Scope::parse_list(stored) {
-        Ok(list) => list
-            .iter()
-            .map(|s| scope_label(&s.resource, &s.operation, l))
-            .collect::<Vec<_>>()
-            .join(l.t("、", ", ")),
-        Err(_) => stored.to_string(),
-    }
+    crate::service::auth::scopes_in_words(stored, l.en)
 }
 
 /// The scopes a form sends: the checked `scope` boxes
