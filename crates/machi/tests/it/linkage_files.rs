@@ -1508,6 +1508,76 @@ async fn an_extract_flags_support_measures_and_has_my_number_only_when_asked(db:
     let (shown, detail) = last_extract_entry(&db).await;
     assert!(shown);
     assert_eq!(detail["my_number_included"], true, "{detail}");
+
+    // An extract at a directory is still read by `machi import` (the flag
+    // column is accepted and ignored).
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, root) = linkage::open_target(&dir.path().to_string_lossy()).unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        fs.as_ref(),
+        &root,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    let report = machi::migration::import::import(
+        &db.registry,
+        &code(AKISHIMA),
+        &[dir.path().join(&m.folder)],
+        &machi::migration::import::ImportOptions::default(),
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        machi::migration::import::Outcome::Imported,
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(report.persons, 4);
+
+    // The tenant's schedule may include 個人番号 (off unless set); its
+    // scheduled extracts then carry it.
+    let jst_now = (chrono::Utc::now() + chrono::Duration::hours(7)).time();
+    let at = chrono::NaiveTime::from_hms_opt(
+        chrono::Timelike::hour(&jst_now),
+        chrono::Timelike::minute(&jst_now),
+        0,
+    )
+    .unwrap();
+    let mut sc = linkage::TenantSchedule::daily(at, Kind::Full);
+    sc.include_my_number = true;
+    linkage::set_tenant_schedule(
+        &db.registry,
+        &code(FUCHU),
+        Some(sc.clone()),
+        &Actor::system("admin1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        Some(sc)
+    );
+    let store = InMemory::new();
+    let m = tick(
+        &db,
+        &store,
+        FUCHU,
+        chrono::Utc::now() + chrono::Duration::hours(24),
+        &linkage::ScheduleState::default(),
+    )
+    .await
+    .expect("the daily run");
+    assert!(m.my_number_included);
+    let (_, rows) = flags(&store, &m).await;
+    assert_eq!(rows[&a(1)].0, "123456789018");
 }
 
 /// The last `linkage.extract` access-log entry: (my_number_shown, detail).
@@ -1612,6 +1682,29 @@ async fn the_administrator_makes_an_extract_on_the_admin_page_and_sees_the_past_
         .unwrap();
     assert_eq!(made.len(), 2);
     assert!(made[0].my_number_included && !made[1].my_number_included);
+    // The schedule's option, ticked and shown in words.
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[
+                ("mode", "daily"),
+                ("times", "02:00"),
+                ("kind", "diff"),
+                ("include_my_number", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("毎日 02:00 差分（最初は全件）（個人番号を含む）"),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="extract-my-number" checked"#), "{page}");
+    let sc = linkage::tenant_schedule(&db.registry, &code(FUCHU))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sc.include_my_number);
     // A clerk may not.
     let clerk = crate::ui::Session::login(&app, FUCHU, "clerk1").await;
     let (status, _, _) = clerk.post("/ui/admin/extract", &[("kind", "full")]).await;
