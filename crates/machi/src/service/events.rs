@@ -114,6 +114,24 @@ pub fn parse_type_filter<'a>(
 ) -> Result<Vec<String>, ServiceError> {
     let known = known_types();
     let mut out: Vec<String> = Vec::new();
+    let parts: Vec<&str> = parts.into_iter().collect();
+    // Only separators (","): a malformed filter, not "every type".
+    if let Some(p) = parts
+        .iter()
+        .find(|p| !p.trim().is_empty() && p.split(',').all(|n| n.trim().is_empty()))
+    {
+        let shown: String = p.chars().take(80).collect();
+        return Err(ServiceError::Invalid {
+            field: field.to_string(),
+            code: "invalid_event_type",
+            message_ja: format!(
+                "イベント種別「{shown}」は正しい形式ではありません。種別の一覧は API の説明にあります。"
+            ),
+            message_en: format!(
+                "event type \"{shown}\" is malformed; the list of types is in the API description"
+            ),
+        });
+    }
     for raw in parts.into_iter().flat_map(|p| p.split(',')) {
         let name = raw.trim();
         if name.is_empty() {
@@ -295,6 +313,8 @@ mod tests {
             "a*b",
             "x.*",
             "a b",
+            ",",
+            " , ",
         ] {
             let e = parse_type_filter("type", [bad]).unwrap_err();
             assert!(
