@@ -281,7 +281,7 @@ mod tests {
         // a name it covers adds nothing.
         let f = parse_type_filter(
             "type",
-            ["jp.machi.support.*,jp.machi.support.measure.register.v1"],
+            ["jp.machi.support.*,jp.machi.support.measure.registered.v1"],
         )
         .unwrap();
         assert_eq!(f, vec!["jp.machi.support.*".to_string()]);
