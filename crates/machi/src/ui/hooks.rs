@@ -141,7 +141,7 @@ fn types_text(types: &[String], l: Lang) -> String {
             let grouped = ["jp.machi.registry.change.", "jp.machi.support.measure."]
                 .iter()
                 .any(|g| {
-                    k.starts_with(g) && known.iter().filter(|x| x.starts_with(g)).all(|x| covers(x))
+                    k.starts_with(g) && known.iter().filter(|x| x.starts_with(g)).all(&covers)
                 });
             let w = type_words(k, l);
             if !grouped && !parts.contains(&w) {
