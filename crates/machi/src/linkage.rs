@@ -286,9 +286,11 @@ pub async fn recent_extracts(
     let listing = store.list_with_delimiter(Some(&base)).await?;
     let mut folders: Vec<ObjectPath> = listing.common_prefixes;
     folders.sort_by(|a, b| b.as_ref().cmp(a.as_ref()));
-    let mut out = Vec::new();
+    let mut out: Vec<LinkageManifest> = Vec::new();
     for folder in folders {
-        if out.len() >= n {
+        // One more than asked: a full and a difference extract may share a
+        // to_seq (no event between), and only their times tell the order.
+        if out.len() > n {
             break;
         }
         match store.get(&child(&folder, &[LINKAGE_MANIFEST])).await {
@@ -301,6 +303,8 @@ pub async fn recent_extracts(
             Err(e) => return Err(e.into()),
         }
     }
+    out.sort_by(|a, b| (b.to_seq, &b.created_at).cmp(&(a.to_seq, &a.created_at)));
+    out.truncate(n);
     Ok(out)
 }
 

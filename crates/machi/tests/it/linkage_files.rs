@@ -1705,6 +1705,20 @@ async fn the_administrator_makes_an_extract_on_the_admin_page_and_sees_the_past_
         .unwrap()
         .unwrap();
     assert!(sc.include_my_number);
+    // A full extract with no event since: same last event as the
+    // difference, listed first all the same (it is newer).
+    let (status, _, page) = admin.post("/ui/admin/extract", &[("kind", "full")]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let table = page
+        .split(r#"<table id="extract-history""#)
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap();
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].contains(">全件</td>"), "{table}");
+    assert!(rows[0].contains(&format!("第1号〜第{last}号")), "{table}");
+    assert!(rows[1].contains(">差分</td>"), "{table}");
     // A clerk may not.
     let clerk = crate::ui::Session::login(&app, FUCHU, "clerk1").await;
     let (status, _, _) = clerk.post("/ui/admin/extract", &[("kind", "full")]).await;
