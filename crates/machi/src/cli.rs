@@ -219,6 +219,11 @@ enum Command {
         /// A directory or s3://BUCKET/PREFIX (AWS_* variables for S3).
         #[arg(long)]
         to: String,
+        /// Include 個人番号 in residents.csv (off by default: the column is
+        /// empty). Only for receiving systems whose affairs use it; its use
+        /// is marked in the access log.
+        #[arg(long)]
+        include_my_number: bool,
     },
 }
 
@@ -636,6 +641,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         allow_insecure_local: true,
                         ..crate::service::hooks::HookPolicy::from_env()
                     });
+            // File linkage: extracts to a directory beside the database, on
+            // demand from the administrator's page and on the server-wide
+            // schedule (hourly) unless a tenant sets its own.
+            let extracts = a.data_dir.join("extracts");
+            let extracts = extracts.to_string_lossy().into_owned();
+            let registry = registry
+                .with_extract_target(Some(extracts.clone()))
+                .with_extract_every(3600);
             let summary = crate::demo::seed(&registry, a.residents_per_tenant).await?;
             crate::demo::seed_accounts(&registry).await?;
             println!("{summary}");
@@ -650,6 +663,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
             let listener = tokio::net::TcpListener::bind(addr).await?;
             print_demo_links(&registry, a.port).await?;
+            println!("file-linkage extracts: {extracts}");
+            let _extract_schedule = {
+                let (store, prefix) = crate::linkage::open_target(&extracts)?;
+                crate::linkage::spawn_schedule(
+                    registry.clone(),
+                    store,
+                    prefix,
+                    std::time::Duration::from_secs(3600),
+                )
+            };
             // The citizen portal: its own database and port, filings
             // sealed to the demo back office and pulled on an interval.
             let _portal = if a.no_portal {
@@ -1080,7 +1103,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Extract { tenant, kind, to } => {
+        Command::Extract {
+            tenant,
+            kind,
+            to,
+            include_my_number,
+        } => {
             let Some(code) = parse_code(tenant) else {
                 return Ok(ExitCode::from(2));
             };
@@ -1093,10 +1121,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let (store, prefix) = crate::linkage::open_target(to)?;
             let registry = open(&cli, DEFAULT_DATABASE).await?;
-            let m = crate::linkage::extract(
+            let m = crate::linkage::extract_with(
                 &registry,
                 &code,
                 kind,
+                crate::linkage::ExtractOptions {
+                    include_my_number: *include_my_number,
+                },
                 store.as_ref(),
                 &prefix,
                 &Actor::system("cli"),

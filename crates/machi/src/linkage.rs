@@ -11,6 +11,17 @@
 //! {団体コード}/{to_seq:012}-{kind}/linkage-manifest.json   (written last)
 //! ```
 //!
+//! For 宛名連携 (j1190: 住民記録データ（支援対象者管理データを含む）),
+//! residents.csv differs from a migration export in two ways: its last
+//! column, `support_measure` (支援措置対象), says whom a support measure
+//! covers now (`protected`: a 支援対象者; `covered`: someone in their
+//! household or at their address; j440, j410 世帯単位), so the receiving
+//! system never discloses their address (the rows are passed with the
+//! flag, not dropped: those systems keep running their affairs for these
+//! persons); and 個人番号 is written only when the extract is asked to
+//! include it ([`ExtractOptions`]), which the access log records. The
+//! manifest says both (`my_number_included`, `residents_columns`).
+//!
 //! Resumable by event sequence: an extract is complete exactly when its
 //! manifest exists. A difference extract covers the events after the last
 //! complete extract's `to_seq` up to the tenant's current sequence (its
@@ -31,8 +42,12 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::migration::export::{ExportError, export_since};
+pub use crate::migration::export::LinkageItems as ExtractOptions;
+use crate::migration::export::{ExportError, export_with};
 use crate::migration::layout::MANIFEST_FILE;
+use crate::migration::layout::{
+    MY_NUMBER_COLUMN, RESIDENT_COLUMNS, SUPPORT_FLAG_COLUMN, SUPPORT_FLAG_VALUES,
+};
 use crate::service::{Actor, Registry, ServiceError};
 use crate::store::records;
 
@@ -107,6 +122,46 @@ pub struct LinkageManifest {
     /// Where the extract is at the target (its folder).
     pub folder: String,
     pub files: Vec<ExtractFile>,
+    /// Whether residents.csv carries 個人番号 (`my_number`): only when the
+    /// extract was asked to include it; the column is empty otherwise.
+    /// Absent (false) in manifests written before it was added.
+    #[serde(default)]
+    pub my_number_included: bool,
+    /// The columns of residents.csv in order, with their 項目名; the last,
+    /// `support_measure` (支援措置対象), says whom a support measure covers
+    /// (j440, j1190). Absent in manifests written before it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residents_columns: Vec<ExtractColumn>,
+}
+
+/// One column of residents.csv as the manifest describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExtractColumn {
+    pub name: String,
+    /// 項目名.
+    pub label_ja: String,
+    /// What its values mean, where that needs saying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
+}
+
+/// The columns of a linkage extract's residents.csv, described.
+pub fn residents_columns(opts: ExtractOptions) -> Vec<ExtractColumn> {
+    RESIDENT_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, label))| ExtractColumn {
+            name: name.to_string(),
+            label_ja: label.to_string(),
+            values: (i == MY_NUMBER_COLUMN && !opts.include_my_number)
+                .then(|| "空欄（この抽出は個人番号を含めていません）".to_string()),
+        })
+        .chain(std::iter::once(ExtractColumn {
+            name: SUPPORT_FLAG_COLUMN.0.into(),
+            label_ja: SUPPORT_FLAG_COLUMN.1.into(),
+            values: Some(SUPPORT_FLAG_VALUES.into()),
+        }))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +274,40 @@ pub async fn last_complete(
     Ok(None)
 }
 
+/// The latest `n` complete extracts of `tenant` at the target, newest
+/// first (for the administrator's page).
+pub async fn recent_extracts(
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    tenant: &MunicipalityCode,
+    n: usize,
+) -> Result<Vec<LinkageManifest>, ExtractError> {
+    let base = child(prefix, &[tenant.as_str()]);
+    let listing = store.list_with_delimiter(Some(&base)).await?;
+    let mut folders: Vec<ObjectPath> = listing.common_prefixes;
+    folders.sort_by(|a, b| b.as_ref().cmp(a.as_ref()));
+    let mut out: Vec<LinkageManifest> = Vec::new();
+    for folder in folders {
+        // One more than asked: a full and a difference extract may share a
+        // to_seq (no event between), and only their times tell the order.
+        if out.len() > n {
+            break;
+        }
+        match store.get(&child(&folder, &[LINKAGE_MANIFEST])).await {
+            Ok(r) => {
+                if let Ok(m) = serde_json::from_slice::<LinkageManifest>(&r.bytes().await?) {
+                    out.push(m);
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort_by(|a, b| (b.to_seq, &b.created_at).cmp(&(a.to_seq, &a.created_at)));
+    out.truncate(n);
+    Ok(out)
+}
+
 /// Makes one extract of `tenant` at the target on demand (the API, the
 /// command line); returns its manifest. `Kind::Diff` continues from the
 /// last complete extract there (an error if there is none). It claims the
@@ -233,10 +322,34 @@ pub async fn extract(
     prefix: &ObjectPath,
     actor: &Actor,
 ) -> Result<LinkageManifest, ExtractError> {
-    extract_as(
+    extract_with(
         registry,
         tenant,
         kind,
+        ExtractOptions::default(),
+        store,
+        prefix,
+        actor,
+    )
+    .await
+}
+
+/// [`extract`] with options: 個人番号 only when `opts` asks for it (its
+/// use marked in the access log).
+pub async fn extract_with(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    kind: Kind,
+    opts: ExtractOptions,
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    actor: &Actor,
+) -> Result<LinkageManifest, ExtractError> {
+    extract_claimed(
+        registry,
+        tenant,
+        kind,
+        opts,
         store,
         prefix,
         actor,
@@ -266,6 +379,30 @@ pub async fn extract_as(
     actor: &Actor,
     state: &ScheduleState,
 ) -> Result<LinkageManifest, ExtractError> {
+    extract_claimed(
+        registry,
+        tenant,
+        kind,
+        ExtractOptions::default(),
+        store,
+        prefix,
+        actor,
+        state,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn extract_claimed(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    kind: Kind,
+    opts: ExtractOptions,
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+    actor: &Actor,
+    state: &ScheduleState,
+) -> Result<LinkageManifest, ExtractError> {
     registry.ensure_tenant(tenant).await?;
     let now = registry.clock().now();
     let key = -now.timestamp_micros().max(1);
@@ -273,7 +410,16 @@ pub async fn extract_as(
         return Err(ExtractError::Running(tenant.to_string()));
     }
     let held = Held::new(registry, tenant, key, state, now);
-    let work = extract_fenced(registry, tenant, kind, store, prefix, actor, Some(&held));
+    let work = extract_fenced(
+        registry,
+        tenant,
+        kind,
+        opts,
+        store,
+        prefix,
+        actor,
+        Some(&held),
+    );
     match while_claimed(&held, work).await {
         Ok(m) => {
             if !finish(registry, tenant, key, &state.owner, None).await? {
@@ -297,10 +443,12 @@ pub async fn extract_as(
 /// [`extract`], with a scheduled run's claim checked (renewed) right
 /// before the manifest is written: a run whose claim is gone or past its
 /// lease never writes the manifest that makes its extract complete.
+#[allow(clippy::too_many_arguments)]
 async fn extract_fenced(
     registry: &Registry,
     tenant: &MunicipalityCode,
     kind: Kind,
+    opts: ExtractOptions,
     store: &dyn ObjectStore,
     prefix: &ObjectPath,
     actor: &Actor,
@@ -328,7 +476,8 @@ async fn extract_fenced(
         fastrand::u64(..)
     ));
     let result = async {
-        let summary = export_since(registry, tenant, &staging, after_change, actor).await?;
+        let summary =
+            export_with(registry, tenant, &staging, after_change, actor, Some(opts)).await?;
         let folder_name = format!("{to_seq:012}-{}", kind.as_str());
         let folder = child(prefix, &[tenant.as_str(), &folder_name]);
         let mut files = Vec::new();
@@ -374,6 +523,8 @@ async fn extract_fenced(
             started_at: Some(started_at),
             folder: folder.to_string(),
             files,
+            my_number_included: opts.include_my_number,
+            residents_columns: residents_columns(opts),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
@@ -407,12 +558,21 @@ pub async fn scheduled(
     store: &dyn ObjectStore,
     prefix: &ObjectPath,
 ) -> Result<Option<LinkageManifest>, ExtractError> {
-    scheduled_fenced(registry, tenant, store, prefix, None).await
+    scheduled_fenced(
+        registry,
+        tenant,
+        ExtractOptions::default(),
+        store,
+        prefix,
+        None,
+    )
+    .await
 }
 
 async fn scheduled_fenced(
     registry: &Registry,
     tenant: &MunicipalityCode,
+    opts: ExtractOptions,
     store: &dyn ObjectStore,
     prefix: &ObjectPath,
     fence: Option<&Held<'_>>,
@@ -420,7 +580,17 @@ async fn scheduled_fenced(
     let actor = Actor::system("linkage-schedule");
     match last_complete(store, prefix, tenant).await? {
         None => Ok(Some(
-            extract_fenced(registry, tenant, Kind::Full, store, prefix, &actor, fence).await?,
+            extract_fenced(
+                registry,
+                tenant,
+                Kind::Full,
+                opts,
+                store,
+                prefix,
+                &actor,
+                fence,
+            )
+            .await?,
         )),
         Some(m) => {
             let t = tenant.clone();
@@ -432,7 +602,17 @@ async fn scheduled_fenced(
                 return Ok(None);
             }
             Ok(Some(
-                extract_fenced(registry, tenant, Kind::Diff, store, prefix, &actor, fence).await?,
+                extract_fenced(
+                    registry,
+                    tenant,
+                    Kind::Diff,
+                    opts,
+                    store,
+                    prefix,
+                    &actor,
+                    fence,
+                )
+                .await?,
             ))
         }
     }
@@ -522,6 +702,10 @@ pub struct TenantSchedule {
     pub times: Vec<chrono::NaiveTime>,
     pub weekdays: Weekdays,
     pub kind: Kind,
+    /// 個人番号 in the scheduled extracts (off unless the administrator
+    /// turns it on).
+    #[serde(default)]
+    pub include_my_number: bool,
 }
 
 fn invalid_schedule(field: &str, ja: &str, en: &str) -> ServiceError {
@@ -540,6 +724,7 @@ impl TenantSchedule {
             times: vec![at],
             weekdays: Weekdays::EVERY_DAY,
             kind,
+            include_my_number: false,
         }
     }
 
@@ -618,7 +803,15 @@ impl TenantSchedule {
             times: list,
             weekdays,
             kind,
+            include_my_number: false,
         })
+    }
+
+    /// The options its extracts are made with.
+    pub fn options(&self) -> ExtractOptions {
+        ExtractOptions {
+            include_my_number: self.include_my_number,
+        }
     }
 
     /// The times as stored and shown: `02:00,14:00`.
@@ -638,15 +831,20 @@ impl TenantSchedule {
             (Kind::Diff, false) => "差分（最初は全件）",
             (Kind::Diff, true) => "difference (a full one first)",
         };
+        let with_number = match (self.include_my_number, en) {
+            (false, _) => "",
+            (true, false) => "（個人番号を含む）",
+            (true, true) => ", with 個人番号",
+        };
         if en {
             format!(
-                "{} at {}, {kind}",
+                "{} at {}, {kind}{with_number}",
                 self.weekdays.words(true),
                 self.times_text(", ")
             )
         } else {
             format!(
-                "{} {} {kind}",
+                "{} {} {kind}{with_number}",
                 self.weekdays.words(false),
                 self.times_text("・")
             )
@@ -691,14 +889,21 @@ pub async fn tenant_schedule(
         .store()
         .read(Some(tenant), move |tx| {
             tx.query_opt(
-                "SELECT times, weekdays, kind FROM extract_schedules WHERE tenant = $1",
+                "SELECT times, weekdays, kind, include_my_number FROM extract_schedules WHERE tenant = $1",
                 &[t.as_str().into()],
             )?
-            .map(|r| Ok::<_, crate::store::StoreError>((r.text(0)?, r.int(1)?, r.text(2)?)))
+            .map(|r| {
+                Ok::<_, crate::store::StoreError>((
+                    r.text(0)?,
+                    r.int(1)?,
+                    r.text(2)?,
+                    r.int(3)? != 0,
+                ))
+            })
             .transpose()
         })
         .await?;
-    row.map(|(times, weekdays, kind)| {
+    row.map(|(times, weekdays, kind, include_my_number)| {
         let corrupt = |e: String| ServiceError::from(crate::store::StoreError::Corrupt(e));
         let times = times
             .split(',')
@@ -710,6 +915,7 @@ pub async fn tenant_schedule(
             weekdays: Weekdays::from_bits(weekdays)
                 .ok_or_else(|| corrupt(format!("extract schedule weekdays {weekdays}")))?,
             kind: kind.parse().map_err(corrupt)?,
+            include_my_number,
         })
     })
     .transpose()
@@ -732,8 +938,8 @@ pub async fn set_tenant_schedule(
             match &schedule {
                 Some(sc) => {
                     tx.execute(
-                        "INSERT INTO extract_schedules (tenant, times, weekdays, kind, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (tenant) DO UPDATE SET times = excluded.times, weekdays = excluded.weekdays, kind = excluded.kind, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                        "INSERT INTO extract_schedules (tenant, times, weekdays, kind, updated_by, updated_at, include_my_number) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (tenant) DO UPDATE SET times = excluded.times, weekdays = excluded.weekdays, kind = excluded.kind, updated_by = excluded.updated_by, updated_at = excluded.updated_at, include_my_number = excluded.include_my_number",
                         &[
                             t.as_str().into(),
                             sc.times_text(",").as_str().into(),
@@ -741,6 +947,7 @@ pub async fn set_tenant_schedule(
                             sc.kind.as_str().into(),
                             (&actor.operator).into(),
                             now.into(),
+                            i64::from(sc.include_my_number).into(),
                         ],
                     )?;
                 }
@@ -765,6 +972,7 @@ pub async fn set_tenant_schedule(
                             "times": sc.times_text(","),
                             "weekdays": sc.weekdays.bits(),
                             "kind": sc.kind.as_str(),
+                            "include_my_number": sc.include_my_number,
                         }),
                         None => serde_json::json!({ "server_default": true }),
                     }
@@ -1259,6 +1467,7 @@ pub async fn run_due(
                             registry,
                             tenant,
                             Kind::Full,
+                            sc.options(),
                             store,
                             prefix,
                             &Actor::system("linkage-schedule"),
@@ -1267,7 +1476,8 @@ pub async fn run_due(
                         .await?,
                     )),
                     Kind::Diff => {
-                        scheduled_fenced(registry, tenant, store, prefix, Some(&held)).await
+                        scheduled_fenced(registry, tenant, sc.options(), store, prefix, Some(&held))
+                            .await
                     }
                 }
             };
@@ -1285,7 +1495,14 @@ pub async fn run_due(
                 return Ok(None);
             }
             let held = Held::new(registry, tenant, key, state, now);
-            let work = scheduled_fenced(registry, tenant, store, prefix, Some(&held));
+            let work = scheduled_fenced(
+                registry,
+                tenant,
+                ExtractOptions::default(),
+                store,
+                prefix,
+                Some(&held),
+            );
             run_claimed(&held, now, work).await
         }
     }
@@ -1428,6 +1645,7 @@ mod tests {
             times: vec![t(2, 0), t(14, 0)],
             weekdays: Weekdays::of(&[Weekday::Mon, Weekday::Wed]).unwrap(),
             kind: Kind::Diff,
+            include_my_number: false,
         };
         // Monday 01:00 in Japan: the previous Wednesday's 14:00.
         assert_eq!(
@@ -1458,6 +1676,7 @@ mod tests {
             times: vec![t(23, 0)],
             weekdays: Weekdays::of(&[Weekday::Sun]).unwrap(),
             kind: Kind::Full,
+            include_my_number: false,
         };
         assert_eq!(
             weekly.last_slot(jst(2026, 12, 13, 22, 59)),

@@ -138,6 +138,30 @@ impl From<ServiceError> for ApiError {
                 "この操作を行う権限がありません。",
                 "your role or scopes do not allow this operation",
             ),
+            ServiceError::ScopeMissing { scope: Some(scope) } => {
+                let words = scope
+                    .rsplitn(3, ':')
+                    .collect::<Vec<_>>()
+                    .get(..2)
+                    .and_then(|v| crate::service::auth::scope_words(v[1], v[0]));
+                let (ja, en) = words.unwrap_or(("", ""));
+                ApiError::new(
+                    S::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "この操作にはスコープ「{scope}」（{ja}）が必要ですが、このアクセストークンにはありません。"
+                    ),
+                    format!(
+                        "this operation needs the scope {scope} ({en}), which the access token lacks"
+                    ),
+                )
+            }
+            ServiceError::ScopeMissing { scope: None } => ApiError::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "この操作は職員だけが行えます（どのスコープでも許されません）。",
+                "this operation is for staff only: no scope allows it",
+            ),
             ServiceError::LoginFailed => ApiError::new(
                 S::UNAUTHORIZED,
                 "login_failed",

@@ -700,6 +700,7 @@ pub struct EventList {
               (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
               (status = 403, description = "forbidden: the token lacks an `events` scope or the role may not read the feed.", body = ErrorBody),
               (status = 404, description = "tenant_not_found.", body = ErrorBody),
+              (status = 409, description = "invalid_after: `after` is past the latest event (a cursor there would skip the events between); the message names the latest.", body = ErrorBody),
               (status = 500, description = INTERNAL, body = ErrorBody)))]
 pub async fn list_events(
     State(s): State<AppState>,
@@ -734,7 +735,24 @@ pub async fn list_events(
         let events = s
             .registry
             .events_of(&tenant, after, &types, limit, &actor)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Well-formed but past the latest event: the state, not
+                // the request's shape, refuses it.
+                ServiceError::Invalid {
+                    code: "invalid_after",
+                    message_ja,
+                    message_en,
+                    ..
+                } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "invalid_after",
+                    message_ja,
+                    message_en,
+                )
+                .with_field("after"),
+                e => e.into(),
+            })?;
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
             break events;
         }

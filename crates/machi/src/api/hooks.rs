@@ -43,6 +43,8 @@ pub struct SubscriptionRequest {
     #[schema(example = json!(["jp.machi.registry.change.move_in.v1"]))]
     types: Vec<String>,
     /// Deliver events after this sequence (default: only events from now on).
+    /// Not past the latest event: that would skip the events between
+    /// (400 `invalid_after`, like a replay `from` an event not yet there).
     #[schema(example = 0, minimum = 0)]
     after: Option<i64>,
 }
@@ -309,6 +311,11 @@ pub struct ExtractRequest {
     /// `full` (every history row and the households) or `diff` (rows of
     /// changes since the last complete extract at the target).
     kind: crate::linkage::Kind,
+    /// Include 個人番号 in residents.csv (default false: the column is
+    /// empty). Only for receiving systems whose affairs use it (番号法);
+    /// its use is marked in the access log.
+    #[serde(default)]
+    include_my_number: bool,
 }
 
 /// Makes a file-linkage extract now (ファイル連携): CSV in the migration
@@ -316,7 +323,9 @@ pub struct ExtractRequest {
 /// the server's extract target (`MACHI_EXTRACT_TO`: a directory or
 /// S3-compatible storage). The answer is the manifest (files, rows,
 /// checksums, the event range covered); no personal data. For the tenant
-/// administrator.
+/// administrator. residents.csv ends with the `support_measure` column
+/// (支援措置対象: `protected`, `covered` or empty; j440, j1190), and has
+/// 個人番号 only with `include_my_number`.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/extracts", tag = "linkage",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath),
@@ -384,10 +393,13 @@ pub async fn create_extract(
         }
     };
     let (store, prefix) = linkage::open_target(target).map_err(failed)?;
-    let m = linkage::extract(
+    let m = linkage::extract_with(
         &s.registry,
         &tenant,
         req.kind,
+        linkage::ExtractOptions {
+            include_my_number: req.include_my_number,
+        },
         store.as_ref(),
         &prefix,
         &caller.actor(),

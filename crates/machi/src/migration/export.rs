@@ -77,6 +77,16 @@ pub async fn export(
     export_since(registry, tenant, dir, None, actor).await
 }
 
+/// What a file-linkage extract (宛名連携, j1190) writes differently from a
+/// migration export, which carries everything to the next system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkageItems {
+    /// 個人番号 in residents.csv only when asked for (番号法: only for the
+    /// affairs that use it); the column is empty otherwise. Its use is
+    /// marked in the access log entry of the export.
+    pub include_my_number: bool,
+}
+
 /// With `after_change`, a difference extract: only the history rows
 /// appended by later changes, and no households.csv (the households of a
 /// partial file would not add up). Importing it into a tenant that holds
@@ -87,6 +97,23 @@ pub async fn export_since(
     dir: &Path,
     after_change: Option<i64>,
     actor: &Actor,
+) -> Result<ExportSummary, ExportError> {
+    export_with(registry, tenant, dir, after_change, actor, None).await
+}
+
+/// [`export_since`] for file linkage (`Some`): residents.csv gets the
+/// [`SUPPORT_FLAG_COLUMN`] (支援措置, j440/j1190: the receiving system
+/// must know whom a support measure covers, so that it never discloses
+/// their address; the data is passed with the flag, not dropped, as the
+/// other systems keep running their affairs for these persons), and
+/// 個人番号 only as `linkage` asks.
+pub async fn export_with(
+    registry: &Registry,
+    tenant: &MunicipalityCode,
+    dir: &Path,
+    after_change: Option<i64>,
+    actor: &Actor,
+    linkage: Option<LinkageItems>,
 ) -> Result<ExportSummary, ExportError> {
     registry.ensure_tenant(tenant).await?;
     std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
@@ -106,11 +133,35 @@ pub async fn export_since(
                 // extended or ended since the last extract must reach the
                 // new system), read in the same transaction as the rows.
                 let side_data = (side::measures(tx, &t)?, side::certificates(tx, &t)?);
-                let mut w = writer(&d, RESIDENTS_FILE, RESIDENT_COLUMNS)?;
+                // Whom a support measure covers now, read in the same
+                // transaction as the rows (linkage only).
+                let shielded = match linkage {
+                    Some(_) => crate::store::support::shielded_persons(tx, &t)?,
+                    None => Default::default(),
+                };
+                let mut columns: Vec<(&str, &str)> = RESIDENT_COLUMNS.to_vec();
+                if linkage.is_some() {
+                    columns.push(SUPPORT_FLAG_COLUMN);
+                }
+                let mut w = writer(&d, RESIDENTS_FILE, &columns)?;
                 let mut n = 0u64;
                 let mut csv_error = None;
                 records::each_history_row(tx, &t, after_change, |row| {
-                    if let Err(e) = w.write_record(layout::resident_fields(&row)) {
+                    let mut fields = layout::resident_fields(&row);
+                    if let Some(l) = linkage {
+                        if !l.include_my_number {
+                            fields[MY_NUMBER_COLUMN].clear();
+                        }
+                        fields.push(
+                            match shielded.get(&row.record.addressee_number) {
+                                Some(true) => SUPPORT_FLAG_PROTECTED,
+                                Some(false) => SUPPORT_FLAG_COVERED,
+                                None => "",
+                            }
+                            .to_string(),
+                        );
+                    }
+                    if let Err(e) = w.write_record(fields) {
                         csv_error = Some(e);
                         return Err(StoreError::Task("CSV write failed".into()));
                     }
@@ -199,14 +250,19 @@ pub async fn export_since(
         &files,
     )
     .map_err(|(path, source)| ExportError::Io { path, source })?;
+    // A migration export carries 個人番号 as well; a linkage extract only
+    // when asked. Either way the entry says so (j1370).
+    let my_number_included = linkage.is_none_or(|l| l.include_my_number);
     registry
-        .record_access(
+        .record_access_marked(
             tenant,
             actor,
-            "export",
+            if linkage.is_some() { "linkage.extract" } else { "export" },
             &dir.display().to_string(),
             serde_json::json!({"history_rows": history_rows, "households": households,
-                "support_measures": measures.len(), "certificates": certificates.len(), "after_change": after_change}),
+                "support_measures": measures.len(), "certificates": certificates.len(), "after_change": after_change,
+                "my_number_included": my_number_included}),
+            my_number_included,
         )
         .await?;
     Ok(ExportSummary {

@@ -684,6 +684,15 @@ fn csv_reader(r: Box<dyn Read + Send>) -> csv::Reader<Box<dyn Read + Send>> {
         .from_reader(r)
 }
 
+/// Whether residents.csv's header ends with the support-measure flag of a
+/// file-linkage extract, after the layout's columns.
+fn has_support_flag(reader: &mut csv::Reader<Box<dyn Read + Send>>) -> bool {
+    reader.headers().is_ok_and(|h| {
+        h.len() == RESIDENT_COLUMNS.len() + 1
+            && h.get(RESIDENT_COLUMNS.len()) == Some(layout::SUPPORT_FLAG_COLUMN.0)
+    })
+}
+
 /// Checks a header row against the layout's columns.
 fn check_header(
     file: &str,
@@ -950,7 +959,15 @@ fn validate(
     };
     v.encoding = Some(encoding);
     let mut reader = csv_reader(text);
-    if !check_header(RESIDENTS_FILE, &mut reader, RESIDENT_COLUMNS, problems) {
+    // A file-linkage extract's residents.csv ends with the support-measure
+    // flag (layout::SUPPORT_FLAG_COLUMN): accepted and ignored (the
+    // measures themselves come from support_measures.csv).
+    let flagged = has_support_flag(&mut reader);
+    let mut columns: Vec<(&str, &str)> = RESIDENT_COLUMNS.to_vec();
+    if flagged {
+        columns.push(layout::SUPPORT_FLAG_COLUMN);
+    }
+    if !check_header(RESIDENTS_FILE, &mut reader, &columns, problems) {
         return v;
     }
     let mut households: HashMap<NumberKey, HouseholdCheck> = HashMap::new();
@@ -990,7 +1007,10 @@ fn validate(
         }
         ticker.tick(reader.position().byte());
         v.history_rows += 1;
-        let fields: Vec<&str> = record.iter().collect();
+        let mut fields: Vec<&str> = record.iter().collect();
+        if flagged && fields.len() == columns.len() {
+            fields.pop();
+        }
         let row = match layout::parse_resident(&fields, eras) {
             Ok(r) => r,
             Err(list) => {
@@ -1942,6 +1962,7 @@ fn load(
     let read: SharedDigest = Arc::default();
     let (text, _) = open_text(path, encoding, Some(&read)).map_err(|e| fail(e.to_string()))?;
     let mut reader = csv_reader(text);
+    let flagged = has_support_flag(&mut reader);
     reader.headers().map_err(|e| fail(e.to_string()))?;
     let mut record = csv::StringRecord::new();
     let (mut written, mut present) = (0u64, 0u64);
@@ -1955,7 +1976,10 @@ fn load(
         {
             break;
         }
-        let fields: Vec<&str> = record.iter().collect();
+        let mut fields: Vec<&str> = record.iter().collect();
+        if flagged && fields.len() == RESIDENT_COLUMNS.len() + 1 {
+            fields.pop();
+        }
         let row = layout::parse_resident(&fields, eras)
             .map_err(|_| fail(format!("row {line} changed since validation")))?;
         ticker.tick(reader.position().byte());

@@ -84,6 +84,25 @@ pub const RESIDENT_COLUMNS: &[(&str, &str)] = &[
     ("cancels", "取消対象異動番号"),
 ];
 
+/// The position of `my_number` (個人番号) in [`RESIDENT_COLUMNS`].
+pub const MY_NUMBER_COLUMN: usize = column_index("my_number");
+
+/// 宛名連携 (j1190: 住民記録データ（支援対象者管理データを含む）): the column a
+/// file-linkage extract adds after [`RESIDENT_COLUMNS`] in residents.csv,
+/// telling the receiving system that a support measure (支援措置, j440)
+/// covers the person now, so that it never discloses their address:
+/// [`SUPPORT_FLAG_PROTECTED`], [`SUPPORT_FLAG_COVERED`] or empty. A
+/// migration export has no such column; `machi import` accepts and
+/// ignores it (the measures themselves are in support_measures.csv).
+pub const SUPPORT_FLAG_COLUMN: (&str, &str) = ("support_measure", "支援措置対象");
+/// The person is a 支援対象者 (the 申出者 or one who asked with them).
+pub const SUPPORT_FLAG_PROTECTED: &str = "protected";
+/// The person lives in the household or at the address of a 支援対象者
+/// (showing them shows the protected person's address: j410 世帯単位).
+pub const SUPPORT_FLAG_COVERED: &str = "covered";
+/// What the values of [`SUPPORT_FLAG_COLUMN`] mean, for the manifest.
+pub const SUPPORT_FLAG_VALUES: &str = "protected: 支援対象者（併せて支援を求める者を含む） / covered: 支援対象者と同一世帯又は同一住所の者 / 空欄: 該当なし。protected・covered の者の住所等は開示しないこと（住民基本台帳事務における支援措置）。";
+
 /// households.csv: the current households, as a cross-check of residents.csv.
 pub const HOUSEHOLD_COLUMNS: &[(&str, &str)] = &[
     ("household_number", "世帯番号"),

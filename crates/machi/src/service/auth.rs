@@ -191,10 +191,62 @@ impl Caller {
             return Err(ServiceError::TenantNotFound(tenant.to_string()));
         }
         if !self.allows(p) {
-            return Err(ServiceError::Forbidden);
+            return Err(match self {
+                Caller::Staff { .. } => ServiceError::Forbidden,
+                // A client is told which scope it lacks (with the system
+                // name its other scopes carry).
+                Caller::Client { scopes, .. } => ServiceError::ScopeMissing {
+                    scope: scope_granting(p).map(|(r, o)| {
+                        let system = scopes.first().map_or("{system}", |s| s.system.as_str());
+                        format!("{system}:{r}:{o}")
+                    }),
+                },
+            });
         }
         Ok(())
     }
+}
+
+/// What a scope's resource and operation let a client do, in words
+/// (ja, en); None for one the server does not know.
+pub fn scope_words(resource: &str, operation: &str) -> Option<(&'static str, &'static str)> {
+    Some(match (resource, operation) {
+        ("residents", "read") => ("住民記録の参照", "read resident records"),
+        ("changes", "read") => ("異動の参照", "read changes"),
+        ("changes", "write") => ("異動の入力", "enter changes"),
+        ("events", "read") => ("連携イベントの取得", "read linkage events"),
+        ("subscriptions", "write") => ("通知（Webhook）の購読", "subscribe to webhooks"),
+        _ => return None,
+    })
+}
+
+/// A stored scope list (`demo:changes:read demo:events:read`) in words:
+/// 「異動の参照、連携イベントの取得」; the text as stored if it does not parse.
+pub fn scopes_in_words(stored: &str, en: bool) -> String {
+    match machi_domain::access::Scope::parse_list(stored) {
+        Ok(list) => list
+            .iter()
+            .map(|s| match scope_words(&s.resource, &s.operation) {
+                Some((ja, e)) => (if en { e } else { ja }).to_string(),
+                None => format!("{} {}", s.resource, s.operation),
+            })
+            .collect::<Vec<_>>()
+            .join(if en { ", " } else { "、" }),
+        Err(_) => stored.to_string(),
+    }
+}
+
+/// The scope (resource, operation) that lets a client do `p`; None when
+/// no scope does (staff only).
+pub fn scope_granting(p: Permission) -> Option<(&'static str, &'static str)> {
+    Some(match p {
+        Permission::ReadPersonal => ("residents", "read"),
+        Permission::ReadChanges => ("changes", "read"),
+        Permission::EnterChange => ("changes", "write"),
+        Permission::ReadEvents => ("events", "read"),
+        Permission::ManageSubscriptions => ("subscriptions", "write"),
+        _ => return None,
+    })
 }
 
 /// A new session: the token goes to the browser (cookie), only its hash is stored.

@@ -104,13 +104,34 @@ pub fn type_label(t: &str) -> Option<(String, String)> {
 /// repeated parameters, already joined by the caller). A name may end in
 /// `*` to take every type under a prefix (`jp.machi.registry.change.*`).
 /// Unknown names and patterns matching nothing are refused, so a typo does
-/// not silently filter everything out. Empty: every type.
+/// not silently filter everything out. Empty: every type. A pattern is
+/// kept as the pattern (not the types it matches today), so a type added
+/// later under its prefix is matched too ([`type_matches`]); a name a
+/// pattern of the same filter covers is dropped.
 pub fn parse_type_filter<'a>(
     field: &str,
     parts: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<String>, ServiceError> {
     let known = known_types();
     let mut out: Vec<String> = Vec::new();
+    let parts: Vec<&str> = parts.into_iter().collect();
+    // Only separators (","): a malformed filter, not "every type".
+    if let Some(p) = parts
+        .iter()
+        .find(|p| !p.trim().is_empty() && p.split(',').all(|n| n.trim().is_empty()))
+    {
+        let shown: String = p.chars().take(80).collect();
+        return Err(ServiceError::Invalid {
+            field: field.to_string(),
+            code: "invalid_event_type",
+            message_ja: format!(
+                "イベント種別「{shown}」は正しい形式ではありません。種別の一覧は API の説明にあります。"
+            ),
+            message_en: format!(
+                "event type \"{shown}\" is malformed; the list of types is in the API description"
+            ),
+        });
+    }
     for raw in parts.into_iter().flat_map(|p| p.split(',')) {
         let name = raw.trim();
         if name.is_empty() {
@@ -139,7 +160,11 @@ pub fn parse_type_filter<'a>(
             // Whole segments only: `jp.machi.registry.change.*`, never a
             // bare `*` or `j*` (a filter that filters nothing).
             Some(prefix) if !prefix.contains('*') && prefix.ends_with('.') => {
-                known.iter().filter(|k| k.starts_with(prefix)).collect()
+                let m: Vec<&String> = known.iter().filter(|k| k.starts_with(prefix)).collect();
+                if !m.is_empty() && !out.iter().any(|o| o == name) {
+                    out.push(name.to_string());
+                }
+                m
             }
             Some(_) => return Err(bad("正しい形式ではありません", "is malformed")),
             None if name.contains('*') => {
@@ -150,17 +175,27 @@ pub fn parse_type_filter<'a>(
         if matched.is_empty() {
             return Err(bad("存在しません", "does not exist"));
         }
-        for m in matched {
-            if !out.contains(m) {
-                out.push(m.clone());
-            }
+        if !name.ends_with('*') && !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
         }
     }
-    if out.len() == known.len() {
+    // A name some pattern of the filter covers adds nothing.
+    let patterns: Vec<String> = out.iter().filter(|o| o.ends_with('*')).cloned().collect();
+    out.retain(|o| o.ends_with('*') || !patterns.iter().any(|p| type_matches(p, o)));
+    if known.iter().all(|k| out.iter().any(|o| type_matches(o, k))) {
         // Everything: the same as no filter.
         out.clear();
     }
     Ok(out)
+}
+
+/// Whether an entry of a type filter (a name, or a `prefix.*` pattern)
+/// takes events of type `kind`.
+pub fn type_matches(entry: &str, kind: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => entry == kind,
+    }
 }
 
 /// One event in the CloudEvents 1.0 JSON format.
@@ -242,8 +277,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.len(), 2);
-        let f = parse_type_filter("type", ["jp.machi.support.*"]).unwrap();
-        assert_eq!(f.len(), 5);
+        // A pattern is kept as such (types added later under it match);
+        // a name it covers adds nothing.
+        let f = parse_type_filter(
+            "type",
+            ["jp.machi.support.*,jp.machi.support.measure.registered.v1"],
+        )
+        .unwrap();
+        assert_eq!(f, vec!["jp.machi.support.*".to_string()]);
+        assert!(type_matches(&f[0], "jp.machi.support.measure.later.v1"));
+        assert!(!type_matches(&f[0], "jp.machi.supported.v1"));
         // Every published type has words for a page.
         for t in known_types() {
             let (ja, en) = type_label(&t).unwrap_or_else(|| panic!("{t} has no label"));
@@ -270,6 +313,8 @@ mod tests {
             "a*b",
             "x.*",
             "a b",
+            ",",
+            " , ",
         ] {
             let e = parse_type_filter("type", [bad]).unwrap_err();
             assert!(

@@ -127,18 +127,30 @@ impl Proposal {
                     client_id, scopes, ..
                 },
                 false,
-            ) => format!("連携先 {client_id} を登録（スコープ: {scopes}）"),
+            ) => format!(
+                "連携先 {client_id} を登録（スコープ: {}）",
+                super::auth::scopes_in_words(scopes, false)
+            ),
             (
                 Proposal::ClientCreate {
                     client_id, scopes, ..
                 },
                 true,
-            ) => format!("Register client {client_id} (scopes: {scopes})"),
+            ) => format!(
+                "Register client {client_id} (scopes: {})",
+                super::auth::scopes_in_words(scopes, true)
+            ),
             (Proposal::ClientScopes { client_id, scopes }, false) => {
-                format!("連携先 {client_id} のスコープを「{scopes}」に変更")
+                format!(
+                    "連携先 {client_id} のスコープを「{}」に変更",
+                    super::auth::scopes_in_words(scopes, false)
+                )
             }
             (Proposal::ClientScopes { client_id, scopes }, true) => {
-                format!("Set the scopes of client {client_id} to {scopes}")
+                format!(
+                    "Set the scopes of client {client_id} to {}",
+                    super::auth::scopes_in_words(scopes, true)
+                )
             }
             (Proposal::ClientDirectCommit { client_id }, false) => {
                 format!("連携先 {client_id} の異動を仮登録・決裁なしで直接確定できるようにする")

@@ -431,9 +431,14 @@ impl Registry {
                     .tenant_keys(&t)?
                     .seal(&seal_context(id), secret.as_bytes())
                     .map_err(StoreError::from)?;
+                // Zero loss: a start past the latest event would skip every
+                // event up to it, so it is refused like a replay from an
+                // event that does not exist yet.
+                let last = records::last_event_seq(tx, &t)?;
                 let position = match req.after {
+                    Some(a) if a > last => return Err(after_too_far(a, last)),
                     Some(a) => a,
-                    None => records::last_event_seq(tx, &t)?,
+                    None => last,
                 };
                 let s = Subscription {
                     tenant: t.clone(),
@@ -937,6 +942,21 @@ impl Registry {
         self.create_subscription(tenant, client_id, req, actor)
             .await
     }
+}
+
+/// A starting sequence past the tenant's latest event (`after` of a new
+/// subscription): the events between would never be delivered.
+pub(crate) fn after_too_far(after: i64, last: i64) -> ServiceError {
+    invalid(
+        "after",
+        "invalid_after",
+        format!(
+            "第{after}号の連携イベントはまだありません（最新は第{last}号です）。after には {last} 以下を指定してください。"
+        ),
+        format!(
+            "there is no event {after} yet (the latest is {last}); after must be {last} or less"
+        ),
+    )
 }
 
 fn not_found(id: i64) -> ServiceError {

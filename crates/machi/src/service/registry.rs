@@ -66,6 +66,11 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("the caller's role or scopes do not allow this")]
     Forbidden,
+    /// A client's token lacks the scope the operation needs (`scope`, in
+    /// full: `{system}:{resource}:{operation}`), or no scope allows it
+    /// (None: the operation is for staff).
+    #[error("the token lacks the scope {scope:?}")]
+    ScopeMissing { scope: Option<String> },
     #[error("login failed")]
     LoginFailed,
     /// Refused by throttling (per source, global, or per account and
@@ -876,6 +881,14 @@ impl Registry {
             .store
             .read(Some(tenant), move |tx| {
                 let events = records::events_after_of(tx, &t, after, &types, limit)?;
+                if events.is_empty() && after > 0 {
+                    // Zero loss: a cursor past the latest event would skip
+                    // every event up to it (the answer's next_after keeps it).
+                    let last = records::last_event_seq(tx, &t)?;
+                    if after > last {
+                        return Err(super::hooks::after_too_far(after, last));
+                    }
+                }
                 withhold_protected(tx, &t, events)
             })
             .await?;
@@ -1184,6 +1197,21 @@ impl Registry {
         detail: serde_json::Value,
     ) -> Result<i64, ServiceError> {
         let entry = access_entry(actor, function, target.to_string(), detail, false);
+        self.commit_access(tenant, entry, actor, None).await
+    }
+
+    /// [`Registry::record_access`], marked as showing 個人番号 when
+    /// `my_number_shown` (a file-linkage extract that includes it).
+    pub async fn record_access_marked(
+        &self,
+        tenant: &MunicipalityCode,
+        actor: &Actor,
+        function: &str,
+        target: &str,
+        detail: serde_json::Value,
+        my_number_shown: bool,
+    ) -> Result<i64, ServiceError> {
+        let entry = access_entry(actor, function, target.to_string(), detail, my_number_shown);
         self.commit_access(tenant, entry, actor, None).await
     }
 

@@ -319,12 +319,7 @@ pub fn leased_chunk(
         "(SELECT h.event_seq FROM tenant_heads h WHERE h.tenant = s.tenant), {}",
         super::support::any_protected_sql()
     );
-    let kinds = if types.is_empty() {
-        String::new()
-    } else {
-        let marks: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 6)).collect();
-        format!(" AND kind IN ({})", marks.join(", "))
-    };
+    let (kinds, values) = super::records::kind_filter(types, 6);
     let mut params: Vec<super::Param<'_>> = vec![
         tenant.as_str().into(),
         id.into(),
@@ -332,7 +327,7 @@ pub fn leased_chunk(
         after.into(),
         limit.into(),
     ];
-    params.extend(types.iter().map(|k| super::Param::from(k.as_str())));
+    params.extend(values.into_iter().map(super::Param::from));
     let subscription_where =
         "s.tenant = $1 AND s.subscription_id = $2 AND s.status = 'active' AND s.lease_owner = $3";
     if tx.backend() == super::Backend::Postgres {

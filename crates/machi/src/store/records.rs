@@ -1723,14 +1723,50 @@ pub fn events_after_of(
     if kinds.is_empty() {
         return events_after(tx, tenant, after_seq, limit);
     }
-    let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+    let (filter, values) = kind_filter(kinds, 4);
     let sql = format!(
-        "SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox WHERE tenant = $1 AND seq > $2 AND kind IN ({}) ORDER BY seq LIMIT $3",
-        marks.join(", ")
+        "SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox WHERE tenant = $1 AND seq > $2{filter} ORDER BY seq LIMIT $3"
     );
     let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), after_seq.into(), limit.into()];
-    params.extend(kinds.iter().map(|k| Param::from(k.as_str())));
+    params.extend(values.into_iter().map(Param::from));
     tx.query(&sql, &params)?.iter().map(outbox_event).collect()
+}
+
+/// The condition (` AND (…)`) of an event type filter on `kind`: each
+/// entry a type name, or a `prefix.*` pattern taking every type under the
+/// prefix (types added later included; `substr`, not `LIKE`, whose `_`
+/// would match any character); with the values to bind from `$first` on.
+/// Empty filter: no condition.
+pub fn kind_filter(kinds: &[String], first: usize) -> (String, Vec<&str>) {
+    if kinds.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let mut names = Vec::new();
+    let mut prefixes = Vec::new();
+    for k in kinds {
+        match k.strip_suffix('*') {
+            Some(prefix) => prefixes.push(prefix),
+            None => names.push(k.as_str()),
+        }
+    }
+    let mut terms = Vec::new();
+    let mut values = Vec::new();
+    if !names.is_empty() {
+        let marks: Vec<String> = (0..names.len())
+            .map(|i| format!("${}", first + i))
+            .collect();
+        terms.push(format!("kind IN ({})", marks.join(", ")));
+        values.extend(names);
+    }
+    for p in prefixes {
+        terms.push(format!(
+            "substr(kind, 1, {}) = ${}",
+            p.len(),
+            first + values.len()
+        ));
+        values.push(p);
+    }
+    (format!(" AND ({})", terms.join(" OR ")), values)
 }
 
 /// The tenant's last event number (0 before the first).

@@ -384,6 +384,31 @@ pub fn shielded_sql(alias: &str) -> String {
     )
 }
 
+/// Everyone the shield covers now ([`shielded_sql`]), each with whether
+/// a measure in effect protects them themselves (true) or they live with
+/// a protected person (false). For a file-linkage extract (j1190).
+pub fn shielded_persons(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+) -> Result<BTreeMap<AddresseeNumber, bool>, StoreError> {
+    let mut out = BTreeMap::new();
+    let parse = |text: String| -> Result<AddresseeNumber, StoreError> {
+        text.parse()
+            .map_err(|e| corrupt(format!("addressee number {text:?}: {e}")))
+    };
+    let sql = format!(
+        "SELECT c.addressee_number FROM resident_current c WHERE c.tenant = $1 AND {}",
+        shielded_sql("c")
+    );
+    for r in tx.query(&sql, &[tenant.as_str().into()])? {
+        out.insert(parse(r.text(0)?)?, false);
+    }
+    for p in protected_places(tx, tenant)? {
+        out.insert(p.person, true);
+    }
+    Ok(out)
+}
+
 /// Of `persons`, those with a record in the registry (any status).
 pub fn existing_persons(
     tx: &mut Tx<'_>,

@@ -346,18 +346,9 @@ pub struct ClientRow {
 
 /// What a scope's resource and operation let a client do, in words.
 fn scope_label(resource: &str, operation: &str, l: super::Lang) -> String {
-    let (ja, en) = match (resource, operation) {
-        ("residents", "read") => ("住民記録の参照", "read resident records"),
-        ("changes", "read") => ("異動の参照", "read changes"),
-        ("changes", "write") => ("異動の入力", "enter changes"),
-        ("events", "read") => ("連携イベントの取得", "read linkage events"),
-        ("subscriptions", "write") => ("通知（Webhook）の購読", "subscribe to webhooks"),
-        _ => ("", ""),
-    };
-    if ja.is_empty() {
-        format!("{resource} {operation}")
-    } else {
-        l.t(ja, en).to_string()
+    match crate::service::auth::scope_words(resource, operation) {
+        Some((ja, en)) => l.t(ja, en).to_string(),
+        None => format!("{resource} {operation}"),
     }
 }
 
@@ -376,14 +367,7 @@ fn scope_choices(l: super::Lang) -> Vec<(String, String)> {
 
 /// A client's stored scopes in words.
 fn scopes_text(stored: &str, l: super::Lang) -> String {
-    match machi_domain::access::Scope::parse_list(stored) {
-        Ok(list) => list
-            .iter()
-            .map(|s| scope_label(&s.resource, &s.operation, l))
-            .collect::<Vec<_>>()
-            .join(l.t("、", ", ")),
-        Err(_) => stored.to_string(),
-    }
+    crate::service::auth::scopes_in_words(stored, l.en)
 }
 
 /// The scopes a form sends: the checked `scope` boxes
@@ -428,10 +412,104 @@ struct AccountsPage {
     extract_days: Vec<(&'static str, &'static str, bool)>,
     /// `diff` or `full`.
     extract_kind: &'static str,
+    /// Whether the scheduled extracts include 個人番号.
+    extract_my_number: bool,
     /// The server-wide default in words.
     extract_default: String,
     /// Whether this server writes scheduled extracts at all.
     extract_on: bool,
+    /// The latest extracts at the target, newest first.
+    extract_history: Vec<ExtractRow>,
+    /// Why the past extracts could not be listed (the target unreadable).
+    extract_history_error: Option<String>,
+}
+
+/// One past extract as the administrator's page lists it.
+struct ExtractRow {
+    /// 和暦 date and time it was complete.
+    when: String,
+    kind: &'static str,
+    /// 「第1号〜第336号」 (or 「新しい連携イベントなし」).
+    events: String,
+    residents: u64,
+    /// 「—」 for a difference extract (no households.csv).
+    households: String,
+    measures: u64,
+    /// 「含む」 / 「含まない」.
+    my_number: &'static str,
+}
+
+/// How many past extracts the administrator's page lists.
+const EXTRACT_HISTORY: usize = 10;
+
+/// The latest extracts of `tenant` at the server's target, as rows, or
+/// why they cannot be read.
+async fn extract_history(
+    s: &AppState,
+    tenant: &MunicipalityCode,
+    en: bool,
+) -> (Vec<ExtractRow>, Option<String>) {
+    let Some(target) = s.registry.extract_target() else {
+        return (Vec::new(), None);
+    };
+    let list = match crate::linkage::open_target(target) {
+        Ok((store, prefix)) => {
+            crate::linkage::recent_extracts(store.as_ref(), &prefix, tenant, EXTRACT_HISTORY).await
+        }
+        Err(e) => Err(e),
+    };
+    let t = |ja: &'static str, e: &'static str| if en { e } else { ja };
+    match list {
+        Ok(list) => (
+            list.iter()
+                .map(|m| {
+                    let rows = |name: &str| m.files.iter().find(|f| f.name == name).map(|f| f.rows);
+                    ExtractRow {
+                        when: chrono::DateTime::parse_from_rfc3339(&m.created_at)
+                            .map(|d| super::when(d.timestamp_micros()))
+                            .unwrap_or_default(),
+                        kind: match m.kind {
+                            crate::linkage::Kind::Full => t("全件", "full"),
+                            crate::linkage::Kind::Diff => t("差分", "difference"),
+                        },
+                        events: if m.to_seq > m.from_seq {
+                            if en {
+                                format!("{} to {}", m.from_seq + 1, m.to_seq)
+                            } else {
+                                format!("第{}号〜第{}号", m.from_seq + 1, m.to_seq)
+                            }
+                        } else {
+                            t("新しい連携イベントなし", "no new event").to_string()
+                        },
+                        residents: rows(crate::migration::layout::RESIDENTS_FILE).unwrap_or(0),
+                        households: rows(crate::migration::layout::HOUSEHOLDS_FILE)
+                            .map_or_else(|| "—".to_string(), |n| n.to_string()),
+                        measures: rows(crate::migration::layout::SUPPORT_MEASURES_FILE)
+                            .unwrap_or(0),
+                        my_number: if m.my_number_included {
+                            t("含む", "included")
+                        } else {
+                            t("含まない", "not included")
+                        },
+                    }
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = %e, "linkage: cannot list the extracts for the admin page");
+            (
+                Vec::new(),
+                Some(
+                    t(
+                        "出力先を読めないため、これまでの抽出を表示できません（管理者にお知らせください）。",
+                        "The extract target cannot be read, so the past extracts cannot be listed (tell the administrator).",
+                    )
+                    .to_string(),
+                ),
+            )
+        }
+    }
 }
 
 /// The tenant's accounts and clients as the administrator and the
@@ -538,6 +616,8 @@ async fn accounts_page(
         })
         .collect();
     let extract_kind = schedule.as_ref().map_or("diff", |sc| sc.kind.as_str());
+    let extract_my_number = schedule.as_ref().is_some_and(|sc| sc.include_my_number);
+    let (extract_history, extract_history_error) = extract_history(s, tenant, en).await;
     let hook_alerts = match s.registry.hook_alerts(tenant).await {
         Ok(a) => a,
         Err(e) => return ctx.error(&e.into()),
@@ -609,6 +689,7 @@ async fn accounts_page(
         extract_times,
         extract_days,
         extract_kind,
+        extract_my_number,
         extract_default: {
             let secs = s.registry.extract_every();
             let every = if secs.is_multiple_of(3600) {
@@ -634,6 +715,8 @@ async fn accounts_page(
                 .to_string()
         },
         extract_on: s.registry.extract_target().is_some(),
+        extract_history,
+        extract_history_error,
     };
     (status, html(&page)).into_response()
 }
@@ -970,6 +1053,13 @@ pub async fn set_extract_schedule(
             crate::linkage::TenantSchedule::parse(&f.text("times"), None, &f.text("kind")).map(Some)
         }
     };
+    let include_my_number = f.checked("include_my_number");
+    let schedule = schedule.map(|sc| {
+        sc.map(|mut sc| {
+            sc.include_my_number = include_my_number;
+            sc
+        })
+    });
     let result = match schedule {
         Ok(sc) => {
             crate::linkage::set_tenant_schedule(&s.registry, &tenant, sc, &ctx.caller.actor())
@@ -986,6 +1076,102 @@ pub async fn set_extract_schedule(
         }
         Err(e) => Err(UiError::from(e)),
     };
+    accounts_page(&s, &ctx, &tenant, result).await
+}
+
+/// File linkage: an extract made now by the tenant administrator
+/// (`kind` full or diff, 個人番号 only when `include_my_number` is ticked),
+/// at the server's target; the page then lists it with the earlier ones.
+pub async fn run_extract(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    use crate::linkage::ExtractError;
+    let f = FormData(form);
+    let (ctx, tenant) = match Ctx::for_form(&s, &headers, &f, Permission::ManageAccounts).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let en = ctx.lang.en;
+    let ui = |status: axum::http::StatusCode, ja: String, en: String| UiError { status, ja, en };
+    let result = async {
+        let kind: crate::linkage::Kind = f.text("kind").trim().parse().map_err(|_| {
+            ui(
+                axum::http::StatusCode::BAD_REQUEST,
+                "抽出の種類は全件か差分を選んでください。".into(),
+                "Choose a full or a difference extract.".into(),
+            )
+        })?;
+        let Some(target) = s.registry.extract_target() else {
+            return Err(ui(
+                axum::http::StatusCode::CONFLICT,
+                "このサーバーには抽出の出力先が設定されていないため、抽出はできません。".into(),
+                "This server has no extract target, so no extract can be made.".into(),
+            ));
+        };
+        let opts = crate::linkage::ExtractOptions {
+            include_my_number: f.checked("include_my_number"),
+        };
+        let failed = |e: ExtractError| -> UiError {
+            match e {
+                ExtractError::NoBase(_) => ui(
+                    axum::http::StatusCode::CONFLICT,
+                    "出力先にこの団体の完了した抽出がありません。先に全件抽出を行ってください。".into(),
+                    "The target holds no complete extract of this municipality yet: make a full extract first.".into(),
+                ),
+                ExtractError::Running(_) => ui(
+                    axum::http::StatusCode::CONFLICT,
+                    "この団体の抽出が実行中です（定期または随時）。何も書き込んでいません。終わってからやり直してください。".into(),
+                    "An extract of this municipality is running (scheduled or on demand); nothing was written. Try again when it has finished.".into(),
+                ),
+                ExtractError::Service(e) => e.into(),
+                e => {
+                    tracing::warn!(error = %e, "linkage: extract from the admin page failed");
+                    ui(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "抽出を書き込めませんでした（管理者にお知らせください）。次の実行でやり直します。".into(),
+                        "The extract could not be written (tell the administrator); the next run redoes it.".into(),
+                    )
+                }
+            }
+        };
+        let (store, prefix) = crate::linkage::open_target(target).map_err(failed)?;
+        let m = crate::linkage::extract_with(
+            &s.registry,
+            &tenant,
+            kind,
+            opts,
+            store.as_ref(),
+            &prefix,
+            &ctx.caller.actor(),
+        )
+        .await
+        .map_err(failed)?;
+        let rows = m
+            .files
+            .iter()
+            .find(|f| f.name == crate::migration::layout::RESIDENTS_FILE)
+            .map_or(0, |f| f.rows);
+        Ok((
+            match (m.kind, en) {
+                (crate::linkage::Kind::Full, false) => {
+                    format!("全件抽出を作成しました（住民記録 {rows} 行）。")
+                }
+                (crate::linkage::Kind::Diff, false) => {
+                    format!("差分抽出を作成しました（住民記録 {rows} 行）。")
+                }
+                (crate::linkage::Kind::Full, true) => {
+                    format!("Full extract made ({rows} resident rows).")
+                }
+                (crate::linkage::Kind::Diff, true) => {
+                    format!("Difference extract made ({rows} resident rows).")
+                }
+            },
+            None,
+        ))
+    }
+    .await;
     accounts_page(&s, &ctx, &tenant, result).await
 }
 

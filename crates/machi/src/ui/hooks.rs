@@ -112,6 +112,10 @@ fn types_text(types: &[String], l: Lang) -> String {
     let known = events::known_types();
     let mut parts = Vec::new();
     let mut rest: Vec<&String> = types.iter().collect();
+    // A stored pattern (`prefix.*`) stands for every type under it, later
+    // ones included; rows from before patterns were kept list the types.
+    let covers = |k: &String| types.iter().any(|t| events::type_matches(t, k));
+    rest.retain(|t| !t.ends_with('*'));
     for (prefix, ja, en) in [
         (
             "jp.machi.registry.change.",
@@ -125,9 +129,24 @@ fn types_text(types: &[String], l: Lang) -> String {
         ),
     ] {
         let group: Vec<&String> = known.iter().filter(|k| k.starts_with(prefix)).collect();
-        if group.iter().all(|g| types.contains(g)) {
+        if group.iter().all(|g| covers(g)) {
             parts.push(l.t(ja, en).to_string());
             rest.retain(|t| !t.starts_with(prefix));
+        }
+    }
+    // Any other pattern: the types it takes today, by name (those of a
+    // group named above left out).
+    for t in types.iter().filter(|t| t.ends_with('*')) {
+        for k in known.iter().filter(|k| events::type_matches(t, k)) {
+            let grouped = ["jp.machi.registry.change.", "jp.machi.support.measure."]
+                .iter()
+                .any(|g| {
+                    k.starts_with(g) && known.iter().filter(|x| x.starts_with(g)).all(&covers)
+                });
+            let w = type_words(k, l);
+            if !grouped && !parts.contains(&w) {
+                parts.push(w);
+            }
         }
     }
     parts.extend(rest.into_iter().map(|t| type_words(t, l)));

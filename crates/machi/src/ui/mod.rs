@@ -255,6 +255,7 @@ pub fn routes() -> Vec<UiRoute> {
             &["POST"],
             post(admin::set_extract_schedule),
         ),
+        route("/ui/admin/extract", &["POST"], post(admin::run_extract)),
         route("/ui/audit", &["GET"], get(admin::audit)),
         route("/ui/stats", &["GET"], get(admin::stats)),
         route(

@@ -883,10 +883,48 @@ async fn a_narrower_scope_is_at_once_a_wider_one_waits(db: TestDb) {
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(page.contains("を受け付けました"), "{page}");
-    assert_eq!(
-        call(&api, "GET", &residents, None).await.0,
-        StatusCode::FORBIDDEN
+    // The refusal names the scope the token lacks, in both languages.
+    let (s, v) = call(&api, "GET", &residents, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["code"], "forbidden", "{v}");
+    assert!(
+        v["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("スコープ「kokuho:residents:read」（住民記録の参照）が必要"),
+        "{v}"
     );
+    assert!(
+        v["message_en"]
+            .as_str()
+            .unwrap()
+            .contains("needs the scope kokuho:residents:read (read resident records)"),
+        "{v}"
+    );
+    // An operation no scope allows says so.
+    let (s, v) = call(
+        &api,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/extracts"),
+        Some(serde_json::json!({"kind": "full"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        v["message_ja"].as_str().unwrap().contains("職員だけ"),
+        "{v}"
+    );
+    // The supervisor's page shows the proposed scopes in words, as the
+    // clients table does, not as codes.
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let (_, _, grants) = boss.get("/ui/grants").await;
+    assert!(
+        grants.contains(&format!(
+            "連携先 {id} のスコープを「連携イベントの取得、住民記録の参照」に変更"
+        )),
+        "{grants}"
+    );
+    assert!(!grants.contains("kokuho:residents:read"), "{grants}");
     let (s, _) = token(&router, &id, &secret).await;
     assert_eq!(s, StatusCode::OK);
     // Narrower: at once, even for a token issued before.

@@ -40,6 +40,8 @@ both_backends!(
     a_pause_stops_a_subscription_kept_while_caught_up,
     bad_subscriptions_are_refused_in_both_languages,
     another_servers_commit_wakes_the_long_poll_and_the_worker,
+    a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed,
+    a_prefix_pattern_is_kept_and_takes_types_added_later,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -1117,4 +1119,123 @@ async fn another_servers_commit_wakes_the_long_poll_and_the_worker(db: TestDb) {
         "B's worker delivered after {:?}",
         start.elapsed()
     );
+}
+
+/// Zero loss: a subscription (or a feed cursor) starting after an event
+/// that does not exist yet would never see the events up to it; it is
+/// refused in both languages, as a replay from such an event is.
+async fn a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let last = h.change().await;
+    assert!(last >= 1);
+    let path = format!("/api/v1/tenants/{FUCHU}/subscriptions");
+    let far = last + 99_999;
+    let (s, v) = call(
+        &h.api,
+        "POST",
+        &path,
+        Some(json!({"url": "http://127.0.0.1:9/hook", "after": far})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "after", "{v}");
+    assert_eq!(v["code"], "invalid_after", "{v}");
+    let ja = v["message_ja"].as_str().unwrap();
+    assert!(
+        ja.contains(&format!(
+            "第{far}号の連携イベントはまだありません（最新は第{last}号です）"
+        )),
+        "{ja}"
+    );
+    assert!(
+        v["message_en"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the latest is {last}")),
+        "{v}"
+    );
+    // Nothing was created.
+    let (s, v) = call(&h.api, "GET", &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["subscriptions"].as_array().unwrap().len(), 0, "{v}");
+    // The latest event itself is a valid start (only new events).
+    let sub = h
+        .subscribe(json!({"url": "http://127.0.0.1:9/hook", "after": last}))
+        .await;
+    assert_eq!(sub["position"], last, "{sub}");
+    // The pull feed: a cursor past the latest event is refused too; at the
+    // latest, it answers an empty page.
+    let feed = format!("/api/v1/tenants/{FUCHU}/events?after={far}");
+    let (s, v) = call(&h.api, "GET", &feed, None).await;
+    // 409: well-formed, refused by the state (the schema's contract keeps
+    // 400 for values it does not allow).
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["field"], "after", "{v}");
+    assert_eq!(v["code"], "invalid_after", "{v}");
+    let feed = format!("/api/v1/tenants/{FUCHU}/events?after={last}");
+    let (s, v) = call(&h.api, "GET", &feed, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["next_after"], last, "{v}");
+}
+
+/// A `prefix.*` filter is stored as the pattern, not as the types it
+/// matches on the day of the subscription: a type published later under
+/// the prefix is delivered (and read from the feed) too. A subscription
+/// listing type names (as rows from before did) keeps matching exactly.
+async fn a_prefix_pattern_is_kept_and_takes_types_added_later(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    let sub = h
+        .subscribe(json!({"url": rx.url, "types": ["jp.machi.registry.*"], "after": 0}))
+        .await;
+    assert_eq!(sub["types"], json!(["jp.machi.registry.*"]), "{sub}");
+    let named = Receiver::start().await;
+    let listed = h
+        .subscribe(json!({"url": named.url,
+            "types": ["jp.machi.registry.change.move_in.v1"], "after": 0}))
+        .await;
+    assert_eq!(
+        listed["types"],
+        json!(["jp.machi.registry.change.move_in.v1"])
+    );
+    let first = h.change().await;
+    // Two events of types machi does not publish yet: one under the
+    // prefix, one outside it (written as a later version would).
+    let now = chrono::Utc::now().timestamp_micros();
+    let (later, other) = (first + 1, first + 2);
+    h.db.raw(&format!(
+        "INSERT INTO outbox (tenant, seq, event_id, kind, change_id, payload, created_at) VALUES \
+         ('{FUCHU}', {later}, '{FUCHU}-{later}', 'jp.machi.registry.later_kind.v1', NULL, '{{\"persons\": []}}', {now}), \
+         ('{FUCHU}', {other}, '{FUCHU}-{other}', 'jp.machi.elsewhere.v1', NULL, '{{\"persons\": []}}', {now}); \
+         UPDATE tenant_heads SET event_seq = {other} WHERE tenant = '{FUCHU}';"
+    ))
+    .await;
+    let last = h.change().await;
+    assert_eq!(last, other + 1);
+    let _w = h.worker(fast(50, 5_000));
+    let got = rx.wait_ok(3, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, later, last]);
+    let got = named.wait_ok(2, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, last]);
+    // Nothing more arrives (the event outside the prefix is not sent).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.ok().len(), 3);
+    assert_eq!(named.ok().len(), 2);
+    // The pull feed filters the same way.
+    let (s, v) = call(
+        &h.api,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events?after=0&type=jp.machi.registry.*"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let seen: Vec<i64> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seen, vec![first, later, last], "{v}");
 }

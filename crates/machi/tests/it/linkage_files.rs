@@ -31,6 +31,8 @@ both_backends!(
     a_claim_left_by_a_killed_run_is_taken_over_after_its_lease,
     a_run_whose_claim_was_taken_never_writes_its_manifest,
     an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_runs,
+    an_extract_flags_support_measures_and_has_my_number_only_when_asked,
+    the_administrator_makes_an_extract_on_the_admin_page_and_sees_the_past_ones,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -682,6 +684,7 @@ async fn several_times_on_chosen_days_each_slot_once_across_restarts(db: TestDb)
         times: vec![at(2), at(14)],
         weekdays: Weekdays::of(&[Weekday::Mon, Weekday::Wed]).unwrap(),
         kind: Kind::Diff,
+        include_my_number: false,
     };
     linkage::set_tenant_schedule(
         &db.registry,
@@ -872,6 +875,7 @@ async fn two_schedulers_on_one_database_run_each_slot_once(db: TestDb) {
         times: vec![at(2), at(14)],
         weekdays: Weekdays::EVERY_DAY,
         kind: Kind::Diff,
+        include_my_number: false,
     };
     linkage::set_tenant_schedule(&db.registry, &fuchu, Some(sc), &Actor::system("admin1"))
         .await
@@ -1355,4 +1359,368 @@ async fn an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_run
     .unwrap();
     assert_eq!((m.kind, m.from_seq, m.to_seq), (Kind::Diff, first, second));
     assert_eq!(manifests(&other, FUCHU).await, 2);
+}
+
+/// The residents.csv of an extract as (宛名番号 → (my_number, support_measure))
+/// of each person's last row, and its header.
+async fn flags(
+    store: &dyn ObjectStore,
+    m: &LinkageManifest,
+) -> (
+    Vec<String>,
+    std::collections::BTreeMap<String, (String, String)>,
+) {
+    let text = read(store, &format!("{}/residents.csv", m.folder)).await;
+    let mut r = csv::Reader::from_reader(text.as_slice());
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (who, number, flag) = (
+        at("addressee_number"),
+        at("my_number"),
+        at("support_measure"),
+    );
+    let mut out = std::collections::BTreeMap::new();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        out.insert(
+            rec[who].to_string(),
+            (rec[number].to_string(), rec[flag].to_string()),
+        );
+    }
+    (header, out)
+}
+
+/// 宛名連携 (j1190: 住民記録データ（支援対象者管理データを含む）) and 支援措置
+/// (j440, j410): a file extract passes the persons a support measure
+/// covers WITH a flag (the receiving system must never disclose their
+/// address), the protected persons as `protected` and those in their
+/// household as `covered`; 個人番号 is written only when the extract is
+/// asked to include it, and the access log says whether it was.
+async fn an_extract_flags_support_measures_and_has_my_number_only_when_asked(db: TestDb) {
+    let db = db.with_tenants().await;
+    let clerk = Actor::system("clerk");
+    let mut family = takahashi_family();
+    family["command"]["persons"][0]["my_number"] = serde_json::json!("123456789018");
+    let neighbour = crate::contract::move_in(
+        vec![
+            serde_json::json!({"name": "佐藤　花子", "name_kana": "サトウ　ハナコ",
+            "birth_date": "1980-05-05", "sex": "female", "relationship": "世帯主"}),
+        ],
+        "東京都府中市宮西町三丁目1番地",
+    );
+    for v in [family, neighbour] {
+        let req: ChangeRequest = serde_json::from_value(v).unwrap();
+        db.registry
+            .submit(&code(FUCHU), &req, &clerk)
+            .await
+            .unwrap();
+    }
+    let a = |n: u64| {
+        machi_domain::ids::AddresseeNumber::from_serial(n)
+            .unwrap()
+            .to_string()
+    };
+    // The wife (a2) asks for support, with the child (a3).
+    let today = chrono::Utc::now()
+        .with_timezone(&machi::service::clock::jst())
+        .date_naive();
+    db.registry
+        .support_register(
+            &code(FUCHU),
+            &crate::support_measures::request(today),
+            &crate::support_measures::officer(),
+        )
+        .await
+        .unwrap();
+    let store = InMemory::new();
+    let prefix = ObjectPath::parse("linkage").unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &store,
+        &prefix,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    assert!(!m.my_number_included);
+    let (header, rows) = flags(&store, &m).await;
+    assert_eq!(header.last().map(String::as_str), Some("support_measure"));
+    let described: Vec<&str> = m
+        .residents_columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        described,
+        header.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(
+        m.residents_columns
+            .last()
+            .unwrap()
+            .values
+            .as_deref()
+            .unwrap()
+            .contains("protected")
+    );
+    assert_eq!(
+        rows[&a(1)],
+        (String::new(), "covered".to_string()),
+        "{rows:?}"
+    );
+    assert_eq!(rows[&a(2)].1, "protected", "{rows:?}");
+    assert_eq!(rows[&a(3)].1, "protected", "{rows:?}");
+    assert_eq!(rows[&a(4)].1, "", "{rows:?}");
+    assert!(
+        rows.values().all(|(n, _)| n.is_empty()),
+        "no 個人番号 unless asked: {rows:?}"
+    );
+    let text =
+        String::from_utf8(read(&store, &format!("{}/residents.csv", m.folder)).await).unwrap();
+    assert!(!text.contains("123456789018"));
+    let (shown, detail) = last_extract_entry(&db).await;
+    assert!(!shown);
+    assert_eq!(detail["my_number_included"], false, "{detail}");
+
+    // Asked for: the number is there, the manifest and the access log say so.
+    let store = InMemory::new();
+    let m = linkage::extract_with(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        linkage::ExtractOptions {
+            include_my_number: true,
+        },
+        &store,
+        &prefix,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    assert!(m.my_number_included);
+    let (_, rows) = flags(&store, &m).await;
+    assert_eq!(
+        rows[&a(1)],
+        ("123456789018".to_string(), "covered".to_string())
+    );
+    let (shown, detail) = last_extract_entry(&db).await;
+    assert!(shown);
+    assert_eq!(detail["my_number_included"], true, "{detail}");
+
+    // An extract at a directory is still read by `machi import` (the flag
+    // column is accepted and ignored).
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, root) = linkage::open_target(&dir.path().to_string_lossy()).unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        fs.as_ref(),
+        &root,
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    let report = machi::migration::import::import(
+        &db.registry,
+        &code(AKISHIMA),
+        &[dir.path().join(&m.folder)],
+        &machi::migration::import::ImportOptions::default(),
+        &Actor::system("test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        machi::migration::import::Outcome::Imported,
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(report.persons, 4);
+
+    // The tenant's schedule may include 個人番号 (off unless set); its
+    // scheduled extracts then carry it.
+    let jst_now = (chrono::Utc::now() + chrono::Duration::hours(7)).time();
+    let at = chrono::NaiveTime::from_hms_opt(
+        chrono::Timelike::hour(&jst_now),
+        chrono::Timelike::minute(&jst_now),
+        0,
+    )
+    .unwrap();
+    let mut sc = linkage::TenantSchedule::daily(at, Kind::Full);
+    sc.include_my_number = true;
+    linkage::set_tenant_schedule(
+        &db.registry,
+        &code(FUCHU),
+        Some(sc.clone()),
+        &Actor::system("admin1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        linkage::tenant_schedule(&db.registry, &code(FUCHU))
+            .await
+            .unwrap(),
+        Some(sc)
+    );
+    let store = InMemory::new();
+    let m = tick(
+        &db,
+        &store,
+        FUCHU,
+        chrono::Utc::now() + chrono::Duration::hours(24),
+        &linkage::ScheduleState::default(),
+    )
+    .await
+    .expect("the daily run");
+    assert!(m.my_number_included);
+    let (_, rows) = flags(&store, &m).await;
+    assert_eq!(rows[&a(1)].0, "123456789018");
+}
+
+/// The last `linkage.extract` access-log entry: (my_number_shown, detail).
+async fn last_extract_entry(db: &TestDb) -> (bool, serde_json::Value) {
+    let t = code(FUCHU);
+    let scope = t.clone();
+    let (shown, detail) = db
+        .store
+        .read(Some(&scope), move |tx| {
+            let row = tx.query_one(
+                "SELECT my_number_shown, detail FROM audit_log WHERE tenant = $1 AND function = 'linkage.extract' \
+                 ORDER BY seq DESC LIMIT 1",
+                &[t.as_str().into()],
+            )?;
+            Ok::<_, machi::store::StoreError>((row.int(0)? != 0, row.text(1)?))
+        })
+        .await
+        .unwrap();
+    (shown, serde_json::from_str(&detail).unwrap())
+}
+
+/// The administrator's page: an extract made on demand (full, then a
+/// difference), listed with the earlier ones, newest first, with the time
+/// in 和暦, the kind, the event range and the counts; no raw codes or ISO
+/// timestamps. Without a target the page says no extract can be made.
+async fn the_administrator_makes_an_extract_on_the_admin_page_and_sees_the_past_ones(db: TestDb) {
+    use axum::http::StatusCode;
+    use machi_domain::access::Role;
+    let db = db.with_tenants().await;
+    crate::ui::staff(&db, FUCHU, "admin1", Role::TenantAdmin).await;
+    crate::ui::staff(&db, FUCHU, "clerk1", Role::Clerk).await;
+    // Without a target: no form, a clear sentence.
+    let app = machi::api::app(machi::api::AppState {
+        registry: db.registry.clone(),
+    });
+    let admin = crate::ui::Session::login(&app, FUCHU, "admin1").await;
+    let (status, _, page) = admin.get("/ui/admin/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"id="extract-run-off""#), "{page}");
+    assert!(!page.contains(r#"action="/ui/admin/extract""#), "{page}");
+    let (status, _, page) = admin.post("/ui/admin/extract", &[("kind", "full")]).await;
+    assert!(status.is_client_error(), "{status} {page}");
+    assert!(page.contains("抽出の出力先が設定されていない"), "{page}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("extracts").to_string_lossy().into_owned();
+    let app = machi::api::app(machi::api::AppState {
+        registry: db
+            .registry
+            .clone()
+            .with_extract_target(Some(target.clone())),
+    });
+    let admin = crate::ui::Session::login(&app, FUCHU, "admin1").await;
+    let (status, _, page) = admin.get("/ui/admin/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"action="/ui/admin/extract""#), "{page}");
+    assert!(page.contains(r#"id="extract-history-none""#), "{page}");
+    let first = change(&db).await;
+    // A difference before any full extract: a clear error, nothing written.
+    let (status, _, page) = admin.post("/ui/admin/extract", &[("kind", "diff")]).await;
+    assert!(status.is_client_error(), "{status} {page}");
+    assert!(page.contains("先に全件抽出を行ってください"), "{page}");
+    let (status, _, page) = admin.post("/ui/admin/extract", &[("kind", "full")]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("全件抽出を作成しました（住民記録 3 行）"),
+        "{page}"
+    );
+    let last = change(&db).await;
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract",
+            &[("kind", "diff"), ("include_my_number", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "/ui/admin/extract");
+    assert!(page.contains("差分抽出を作成しました"), "{page}");
+    let table = page
+        .split(r#"<table id="extract-history""#)
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no extract history: {page}"));
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    // Newest first: the difference, then the full one.
+    assert!(rows[0].contains(">差分</td>"), "{table}");
+    assert!(
+        rows[0].contains(&format!("第{}号〜第{last}号", first + 1)),
+        "{table}"
+    );
+    assert!(rows[0].contains(">—</td>"), "{table}");
+    assert!(rows[0].contains(">含む</td>"), "{table}");
+    assert!(rows[1].contains(">全件</td>"), "{table}");
+    assert!(rows[1].contains(&format!("第1号〜第{first}号")), "{table}");
+    assert!(rows[1].contains(">含まない</td>"), "{table}");
+    assert!(rows[1].contains("令和"), "和暦: {table}");
+    // Written where the server's target is.
+    let (store, prefix) = linkage::open_target(&target).unwrap();
+    let made = linkage::recent_extracts(store.as_ref(), &prefix, &code(FUCHU), 10)
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 2);
+    assert!(made[0].my_number_included && !made[1].my_number_included);
+    // The schedule's option, ticked and shown in words.
+    let (status, _, page) = admin
+        .post(
+            "/ui/admin/extract-schedule",
+            &[
+                ("mode", "daily"),
+                ("times", "02:00"),
+                ("kind", "diff"),
+                ("include_my_number", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("毎日 02:00 差分（最初は全件）（個人番号を含む）"),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="extract-my-number" checked"#), "{page}");
+    let sc = linkage::tenant_schedule(&db.registry, &code(FUCHU))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sc.include_my_number);
+    // A full extract with no event since: same last event as the
+    // difference, listed first all the same (it is newer).
+    let (status, _, page) = admin.post("/ui/admin/extract", &[("kind", "full")]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let table = page
+        .split(r#"<table id="extract-history""#)
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap();
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[0].contains(">全件</td>"), "{table}");
+    assert!(rows[0].contains(&format!("第1号〜第{last}号")), "{table}");
+    assert!(rows[1].contains(">差分</td>"), "{table}");
+    // A clerk may not.
+    let clerk = crate::ui::Session::login(&app, FUCHU, "clerk1").await;
+    let (status, _, _) = clerk.post("/ui/admin/extract", &[("kind", "full")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

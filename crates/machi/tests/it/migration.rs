@@ -1830,8 +1830,11 @@ async fn an_upgrade_to_29_keeps_every_search(db: TestDb) {
         .iter()
         .map(|m| m.0)
         .collect();
-    assert_eq!(applied, (1..=applied.len() as i64).collect::<Vec<_>>());
-    assert!(applied.contains(&29), "{applied:?}");
+    // (Versions may have gaps: a number can be left to another branch.)
+    let mut expected = versions.clone();
+    expected.push(29);
+    expected.sort();
+    assert_eq!(applied, expected);
     let after = search_battery(&upgraded).await;
     for ((asked, b), (_, a)) in before.iter().zip(&after) {
         assert_eq!(b, a, "{asked}: before migration 29, after");

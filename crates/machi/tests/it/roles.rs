@@ -239,6 +239,7 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "mode=daily&times=02:00&kind=diff",
         "admin",
     ),
+    ("POST", "/ui/admin/extract", "kind=full", "admin"),
     ("POST", "/ui/admin/issuer", "", "admin"),
     (
         "POST",
