@@ -787,7 +787,7 @@ CREATE POLICY tenant_isolation ON extract_schedules
 );
 /// File linkage (宛名連携, j1190): whether the tenant's scheduled extracts
 /// carry 個人番号 (off by default, and for every schedule from before).
-const V33: &str =
+const V32: &str =
     "ALTER TABLE extract_schedules ADD COLUMN include_my_number BIGINT NOT NULL DEFAULT 0;";
 
 /// File linkage: a schedule of several times a day on chosen days of the
@@ -1705,13 +1705,11 @@ pub fn all() -> Vec<Migration> {
             sqlite: V31_SQLITE,
             postgres: V31_POSTGRES,
         },
-        // 32 is left to a migration on another branch (the lead numbers
-        // migrations across the helpers' branches).
         Migration {
-            version: 33,
+            version: 32,
             name: "file linkage: a tenant's schedule may include 個人番号 in its extracts (off by default)",
-            sqlite: V33,
-            postgres: V33,
+            sqlite: V32,
+            postgres: V32,
         },
     ]
 }

@@ -149,13 +149,8 @@ async fn migrations_are_versioned_and_rerun_safely(db: TestDb) {
     let versions: Vec<i64> = applied.iter().map(|m| m.0).collect();
     // Every version from 1 on, none skipped (7: support measures).
     assert!(versions.len() >= 7, "{versions:?}");
-    // (32 is numbered for another branch's migration: until it is merged
-    // beside 33, it is the one gap allowed.)
     let last = versions.last().copied().unwrap_or(0);
-    let expected: Vec<i64> = (1..=last)
-        .filter(|v| *v != 32 || versions.contains(&32))
-        .collect();
-    assert_eq!(versions, expected);
+    assert_eq!(versions, (1..=last).collect::<Vec<i64>>());
     // Opening the same database again applies nothing twice.
     let again = Store::connect(&db.location().await, db.store.keyring())
         .await

@@ -1830,7 +1830,7 @@ async fn an_upgrade_to_29_keeps_every_search(db: TestDb) {
         .iter()
         .map(|m| m.0)
         .collect();
-    // (Versions may have gaps: a number can be left to another branch.)
+    // The versions recorded before the wind-back, with 29 again.
     let mut expected = versions.clone();
     expected.push(29);
     expected.sort();
