@@ -1999,7 +1999,32 @@ pub fn search(
             };
             let contains =
                 |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_pattern(main_key)));
-            let has = |m: &str| history_match(backend, main_col, main_key, m);
+            // PostgreSQL: the persons whose history holds the text, from
+            // the trigram index alone, first; when they are few, each is
+            // checked by primary key (the planner otherwise hashed the
+            // matches and scanned every current row against them: 316 ms
+            // for 田中太 at 1,000,000 residents).
+            let probed = if backend == super::Backend::Postgres && trigram_usable(main_key) {
+                history_probe(tx, main_col, main_key, tenant, cursor)?
+            } else {
+                None
+            };
+            if probed.as_ref().is_some_and(|p| p.is_empty()) {
+                continue;
+            }
+            let listed = probed.is_some();
+            if let Some(persons) = probed {
+                let ps: Vec<String> = persons.into_iter().map(|p| b.bind(p)).collect();
+                b.conds
+                    .push(format!("c.addressee_number IN ({})", ps.join(", ")));
+            }
+            let has = |m: &str| {
+                if listed {
+                    person_history_has(main_col, m)
+                } else {
+                    history_match(backend, main_col, main_key, m)
+                }
+            };
             match rank {
                 RANK_EXACT => {
                     let m = exact(&mut b);
@@ -2208,6 +2233,45 @@ fn history_gram_phase(
     let mut params: Vec<Param<'_>> = b.binds.iter().map(|s| Param::Text(s.as_str())).collect();
     params.push(want.into());
     ordered_walk(tx, |tx| rows(tx, tenant, &sql, &params))
+}
+
+/// The persons of tenant `$1` with a history row whose `col` contains
+/// `key` (three characters or more), after the cursor's, from the trigram
+/// index alone (PostgreSQL); `None` when more than [`TRIGRAM_PROBE`].
+fn history_probe(
+    tx: &mut Tx<'_>,
+    col: &str,
+    key: &str,
+    tenant: &MunicipalityCode,
+    cursor: Option<&SearchCursor>,
+) -> Result<Option<Vec<String>>, StoreError> {
+    // Rows, not persons, are limited (a person has a few): DISTINCT would
+    // read every match before the limit.
+    let rows_limit = TRIGRAM_PROBE * 4;
+    let pattern = like_pattern(key);
+    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), Param::Text(&pattern)];
+    let after = cursor.map(|a| a.after.as_str().to_string());
+    let mut sql = format!(
+        "SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 AND h.{col} LIKE $2 ESCAPE '\\'"
+    );
+    if let Some(a) = &after {
+        sql.push_str(" AND h.addressee_number > $3");
+        params.push(Param::Text(a));
+    }
+    sql.push_str(&format!(" LIMIT {}", rows_limit + 1));
+    tx.execute_batch("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")?;
+    let found = tx.query(&sql, &params)?;
+    tx.execute_batch("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")?;
+    if found.len() as i64 > rows_limit {
+        return Ok(None);
+    }
+    let mut persons: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
+    persons.sort();
+    persons.dedup();
+    if persons.len() as i64 > TRIGRAM_PROBE {
+        return Ok(None);
+    }
+    Ok(Some(persons))
 }
 
 /// Whether the person has a history row whose `col` matches `m` (a LIKE
