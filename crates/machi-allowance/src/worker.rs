@@ -469,8 +469,7 @@ impl Worker {
                 // and who stay (the 世帯主 gone: j490 makes the one left
                 // the head, or the household is left without one); only
                 // the persons it took off the registry have left.
-                let removed = removed_persons(data);
-                for a in persons.iter().filter(|a| removed.contains(a)) {
+                for a in &removed_persons(data) {
                     let claims = self.store.claims_of_person(a).await?;
                     if claims.is_empty() {
                         continue;

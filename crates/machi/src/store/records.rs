@@ -2259,9 +2259,7 @@ fn history_probe(
         params.push(Param::Text(a));
     }
     sql.push_str(&format!(" LIMIT {}", rows_limit + 1));
-    tx.execute_batch("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")?;
-    let found = tx.query(&sql, &params)?;
-    tx.execute_batch("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")?;
+    let found = trigram_probe(tx, &sql, &params)?;
     if found.len() as i64 > rows_limit {
         return Ok(None);
     }
@@ -2723,16 +2721,8 @@ fn contains_phase(
             TRIGRAM_PROBE + 1
         );
         let params: Vec<Param<'_>> = probe.binds.iter().map(|s| Param::Text(s)).collect();
-        if tx.backend() == super::Backend::Postgres {
-            // Only the trigram index (a bitmap scan) may answer the probe:
-            // a scan of the tenant would be the slow path it exists to avoid.
-            tx.execute_batch("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")?;
-        }
-        let found = tx.query(&sql, &params);
-        if tx.backend() == super::Backend::Postgres {
-            tx.execute_batch("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")?;
-        }
-        let mut found: Vec<String> = found?.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
+        let found = trigram_probe(tx, &sql, &params)?;
+        let mut found: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
         if found.len() as i64 <= TRIGRAM_PROBE {
             found.sort();
             found.truncate(want.max(0) as usize);
@@ -2920,6 +2910,25 @@ fn names_gram(cond: &str) -> bool {
             .next_back()
             .is_none_or(|p| !(p.is_alphanumeric() || p == '_'))
     })
+}
+
+/// Runs a probe of the trigram index: on PostgreSQL only the index (a
+/// bitmap scan) may answer it, a scan of the tenant would be the slow
+/// path the probe exists to avoid.
+fn trigram_probe(
+    tx: &mut Tx<'_>,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Vec<super::db::Row>, StoreError> {
+    if tx.backend() != super::Backend::Postgres {
+        return tx.query(sql, params);
+    }
+    tx.execute_batch("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")?;
+    // After a failed probe the transaction is aborted: its own error is
+    // returned (a reset would fail too and hide it).
+    let found = tx.query(sql, params)?;
+    tx.execute_batch("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")?;
+    Ok(found)
 }
 
 /// Runs `f` (a walk of gram postings in their key order) on PostgreSQL
