@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use machi_domain::ids::MunicipalityCode;
 
@@ -244,6 +244,9 @@ enum Inner {
         /// appends always go to the same one. Empty when
         /// `MACHI_PG_GROUP_COMMIT=off`: each append commits alone.
         appenders: Vec<pg_writer::PgWriter>,
+        /// Milliseconds between the drops of cached plans, shared by
+        /// every connection ([`PgConn::begin_sql`]).
+        plan_refresh: Arc<AtomicU64>,
     },
 }
 
@@ -396,6 +399,50 @@ pub struct PgConn {
     /// commits, which bumped the counter already).
     backend_pid: i32,
     own: listen::OwnBackends,
+    /// When this connection's cached plans were last dropped (see
+    /// [`PgConn::begin_sql`]).
+    plans_since: Instant,
+    plan_refresh: Arc<AtomicU64>,
+}
+
+impl PgConn {
+    /// `begin` (a batch that starts with `BEGIN`), followed by `DISCARD
+    /// PLANS` when this connection's cached plans are older than the
+    /// refresh interval ([`PLAN_REFRESH_ENV`]): in the same round trip.
+    ///
+    /// PostgreSQL plans a prepared statement for its parameters five
+    /// times, then caches a generic plan made from the tables' size of
+    /// that moment when it costs no more, and keeps it while the
+    /// connection lives unless an `ANALYZE` or DDL invalidates it. A
+    /// cached plan saves the planning: on the hash-partitioned registry
+    /// tables planning costs 0.13–0.27 ms a statement against
+    /// 0.01–0.03 ms of execution (`pg_stat_statements` with
+    /// `track_planning`, `machi bench-http`). But a plan cached while a
+    /// table was small is a sequential scan, and it stayed one while the
+    /// table grew: on a new database without autovacuum a change read
+    /// the tenant's whole `resident_current` partition three times,
+    /// O(n²) over a run (docs/notes/wt-pgperf.md). Dropping the cached
+    /// plans every few seconds bounds that: the next executions are
+    /// planned again for the tables as they are now. The prepared
+    /// statements themselves stay.
+    fn begin_sql<'b>(&mut self, begin: &'b str) -> std::borrow::Cow<'b, str> {
+        if self.plans_due() {
+            format!("{begin}; DISCARD PLANS").into()
+        } else {
+            begin.into()
+        }
+    }
+
+    /// Whether this connection's cached plans are to be dropped by the
+    /// transaction it begins now (and then counted as dropped).
+    fn plans_due(&mut self) -> bool {
+        let every = self.plan_refresh.load(Ordering::Relaxed);
+        let due = every > 0 && self.plans_since.elapsed() >= Duration::from_millis(every);
+        if due {
+            self.plans_since = Instant::now();
+        }
+        due
+    }
 }
 
 impl Drop for PgConn {
@@ -418,6 +465,9 @@ impl Drop for PgConn {
 struct PgManager {
     config: postgres::Config,
     own: listen::OwnBackends,
+    /// Milliseconds between the drops of a connection's cached plans
+    /// ([`PgConn::begin_sql`]); 0: never.
+    plan_refresh: Arc<AtomicU64>,
 }
 
 impl r2d2::ManageConnection for PgManager {
@@ -426,41 +476,21 @@ impl r2d2::ManageConnection for PgManager {
     fn connect(&self) -> Result<Self::Connection, Self::Error> {
         let mut client = self.config.connect(postgres::NoTls)?;
         let row = client.query_one(
-            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
-             (SELECT source = 'default' FROM pg_settings WHERE name = 'plan_cache_mode'), \
-             pg_backend_pid()",
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), pg_backend_pid()",
             &[],
         )?;
         let is_super: bool = row.try_get(0)?;
-        let plan_mode_unset: Option<bool> = row.try_get(1)?;
-        let backend_pid: i32 = row.try_get(2)?;
-        let mut set = String::new();
+        let backend_pid: i32 = row.try_get(1)?;
         if is_super {
             // A superuser bypasses row-level security: act as the
             // application role instead, so the policies apply.
-            set.push_str("SET ROLE machi_app;");
+            client.batch_execute("SET ROLE machi_app")?;
         }
-        if plan_mode_unset.unwrap_or(false) {
-            // Every statement planned for its parameters and the tables'
-            // size now, never from a generic plan cached by this
-            // connection (each statement is prepared once per connection,
-            // `PgStatements`). A generic plan is made once, after five
-            // executions, from the statistics of that moment and kept; on
-            // a new database (tables analysed empty, or never, and no
-            // autovacuum yet — the CI server runs none) it is a sequential
-            // scan of the tenant's rows or a join from the wrong side, and
-            // stays one while the table grows: each registry change read
-            // the tenant's whole `resident_current` partition three times
-            // and each imported portal filing all of the tenant's filings
-            // twice, O(n²) in all (docs/notes/wt-pgperf.md). A custom plan
-            // also prunes the registry tables' hash partitions when
-            // planning. The server's or the URL's own `plan_cache_mode`
-            // (`?options=-c plan_cache_mode=…`) is kept.
-            set.push_str("SET plan_cache_mode = force_custom_plan;");
-        }
-        if !set.is_empty() {
-            client.batch_execute(&set)?;
-        }
+        // The server's `plan_cache_mode` (`auto` unless it or the URL,
+        // `?options=-c plan_cache_mode=…`, says otherwise): plans are
+        // cached, dropped every few seconds ([`PgConn::begin_sql`]), and
+        // a search plans each statement for its texts
+        // ([`records::search`]).
         self.own
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -470,6 +500,8 @@ impl r2d2::ManageConnection for PgManager {
             statements: HashMap::new(),
             backend_pid,
             own: self.own.clone(),
+            plans_since: Instant::now(),
+            plan_refresh: self.plan_refresh.clone(),
         })
     }
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -586,6 +618,12 @@ impl Store {
             records::check_keyring(&mut Tx::postgres(tx, &mut statements, &keyring))?;
         }
         let own = listen::OwnBackends::default();
+        let plan_refresh = Arc::new(AtomicU64::new(
+            std::env::var(PLAN_REFRESH_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_PLAN_REFRESH_MS),
+        ));
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
@@ -596,6 +634,7 @@ impl Store {
             .build(PgManager {
                 config: config.clone(),
                 own: own.clone(),
+                plan_refresh: plan_refresh.clone(),
             })?;
         let grouped = std::env::var(PG_GROUP_COMMIT_ENV).map_or(true, |v| v.trim() != "off");
         // Not listening until the listener has connected: nothing cached.
@@ -607,6 +646,7 @@ impl Store {
                         PgManager {
                             config: config.clone(),
                             own: own.clone(),
+                            plan_refresh: plan_refresh.clone(),
                         },
                         keyring.clone(),
                         auth.clone(),
@@ -625,11 +665,24 @@ impl Store {
                 pool,
                 waiting: AtomicUsize::new(0),
                 appenders,
+                plan_refresh,
             }),
             keyring,
             commits,
             auth,
         })
+    }
+
+    /// PostgreSQL: how often each connection drops its cached plans
+    /// (see [`PgConn::begin_sql`]; [`PLAN_REFRESH_ENV`] sets it when the
+    /// store connects). `Duration::ZERO`: never. SQLite: nothing.
+    pub fn set_plan_refresh(&self, every: Duration) {
+        if let Inner::Postgres { plan_refresh, .. } = &*self.inner {
+            plan_refresh.store(
+                u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -824,6 +877,11 @@ pub const PG_GROUP_COMMIT_ENV: &str = "MACHI_PG_GROUP_COMMIT";
 /// PostgreSQL appenders (connections) per server.
 const PG_APPENDERS: usize = 4;
 
+/// Milliseconds between the drops of a PostgreSQL connection's cached
+/// plans ([`PgConn::begin_sql`]); `0` never drops them.
+pub const PLAN_REFRESH_ENV: &str = "MACHI_PG_PLAN_REFRESH_MS";
+const DEFAULT_PLAN_REFRESH_MS: u64 = 10_000;
+
 /// The readiness probe's query: reads a table, not only the connection.
 const PROBE_SQL: &str = "SELECT version FROM schema_migrations LIMIT 1";
 
@@ -899,6 +957,7 @@ impl Inner {
                 let mut retried = false;
                 loop {
                     let mut conn = checkout(pool, waiting, None).map_err(|e| E::from(e.into()))?;
+                    let begin = conn.begin_sql(&begin).into_owned();
                     let PgConn {
                         client, statements, ..
                     } = &mut *conn;

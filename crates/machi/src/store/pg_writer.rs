@@ -141,15 +141,19 @@ fn run(
                 }
             };
         }
-        let Some(PgConn {
+        let Some(c) = conn.as_mut() else {
+            continue;
+        };
+        let refresh = c.plans_due();
+        let PgConn {
             client: Some(client),
             statements,
             ..
-        }) = conn.as_mut()
+        } = c
         else {
             continue;
         };
-        let completions = run_batch(client, statements, keyring, batch);
+        let completions = run_batch(client, statements, keyring, batch, refresh);
         let outcome = completions.1;
         if let Ok(changed_auth) = outcome {
             auth.committed(changed_auth);
@@ -171,6 +175,7 @@ fn run_batch(
     statements: &mut PgStatements,
     keyring: &Keyring,
     batch: Vec<(Option<MunicipalityCode>, Job)>,
+    refresh_plans: bool,
 ) -> (Vec<Completion>, Result<bool, String>) {
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     let mut batch = batch.into_iter();
@@ -178,6 +183,8 @@ fn run_batch(
         return (completions, Ok(false));
     };
     let begin = match open_sql(true, tenant.as_ref()) {
+        // The cached plans dropped when due (`PgConn::begin_sql`).
+        Ok(sql) if refresh_plans => format!("BEGIN; DISCARD PLANS; {sql}"),
         Ok(sql) => format!("BEGIN; {sql}"),
         Err(e) => {
             drop(first_job);

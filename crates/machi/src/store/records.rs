@@ -1924,6 +1924,13 @@ pub fn search(
     after: Option<&SearchCursor>,
     limit: i64,
 ) -> Result<Vec<SearchHit>, StoreError> {
+    if tx.backend() == super::Backend::Postgres {
+        // A search's plans depend on its texts (how common a gram is, how
+        // wide a range of keys): each statement is planned for its own
+        // values, never from a cached generic plan (see
+        // `PgConn::begin_sql`, which lets the key lookups cache theirs).
+        tx.execute_batch("SET LOCAL plan_cache_mode = force_custom_plan")?;
+    }
     let texts: Vec<(&str, &String)> = [
         ("name_key", &f.name_key),
         ("kana_key", &f.kana_key),

@@ -107,39 +107,132 @@ async fn row_level_security_hides_other_tenants_and_facts_are_append_only() {
     .unwrap();
 }
 
-/// machi's connections plan each statement for its parameters and the
-/// tables as they are now (`plan_cache_mode = force_custom_plan`), never
-/// from a generic plan cached while the tables were empty: the pool's
-/// writes and reads and the group-committing appender alike
-/// (docs/notes/wt-pgperf.md).
+/// A key lookup's plan is cached (planning the hash-partitioned registry
+/// tables costs ten times the lookup), but a plan cached while the
+/// tables were small does not outlive the refresh interval: after the
+/// tenant's `resident_current` grew from nothing to 20,000 rows (no
+/// `ANALYZE`, as on a server without autovacuum) the same prepared
+/// statement is planned again and reads the primary key instead of
+/// scanning the partition (docs/notes/wt-pgperf.md, `PgConn::begin_sql`).
+/// The appender is used because a tenant's appends always run on the
+/// same connection, which holds the prepared statement and its plan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_plans_for_the_parameters() {
+async fn a_plan_cached_on_small_tables_is_planned_again_after_they_grow() {
+    use std::time::Duration;
     let db = TestDb::postgres().await.with_tenants().await;
+    db.store.set_plan_refresh(Duration::ZERO);
     let t = code(FUCHU);
-    let mode = "SELECT current_setting('plan_cache_mode')";
-    let written = db
-        .store
-        .write(Some(&t), move |tx| tx.query_one(mode, &[])?.text(0))
-        .await
-        .unwrap();
-    let read = db
-        .store
-        .read(Some(&t), move |tx| tx.query_one(mode, &[])?.text(0))
-        .await
-        .unwrap();
-    let appended = db
-        .store
-        .append(Some(&t), move |tx| tx.query_one(mode, &[])?.text(0))
-        .await
-        .unwrap();
-    assert_eq!(
-        (written.as_str(), read.as_str(), appended.as_str()),
-        (
-            "force_custom_plan",
-            "force_custom_plan",
-            "force_custom_plan"
-        )
+    const LOOKUP: &str =
+        "SELECT status FROM resident_current WHERE tenant = $1 AND addressee_number = $2";
+    // The plan the connection would use for the lookup now, and how many
+    // generic plans it has made for it.
+    async fn plan(
+        db: &TestDb,
+        t: &machi_domain::ids::MunicipalityCode,
+        runs: usize,
+    ) -> (String, i64) {
+        let tenant = t.to_string();
+        db.store
+            .append(Some(t), move |tx| {
+                for _ in 0..runs {
+                    tx.query(LOOKUP, &[tenant.as_str().into(), "000000000000001".into()])?;
+                }
+                let row = tx.query_one(
+                    "SELECT name, generic_plans FROM pg_prepared_statements WHERE statement = $1",
+                    &[LOOKUP.into()],
+                )?;
+                let name = row.text(0)?;
+                let generic = row.int(1)?;
+                let explained = tx.query(
+                    &format!("EXPLAIN EXECUTE {name}('{tenant}', '000000000000001')"),
+                    &[],
+                )?;
+                let text = explained
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join("\n");
+                Ok::<_, StoreError>((text, generic))
+            })
+            .await
+            .unwrap()
+    }
+    // Small tables: after five plans for its parameters the connection
+    // caches a generic plan (a scan: the partition is a page or two).
+    let (small, generic) = plan(&db, &t, 8).await;
+    assert!(generic >= 1, "no generic plan was cached:\n{small}");
+    assert!(
+        small.contains("Seq Scan"),
+        "the premise: a scan on a small table:\n{small}"
     );
+    // The tenant grows to 20,000 current rows, with no ANALYZE.
+    let url = db.url().unwrap();
+    let tenant = t.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.execute(
+            "INSERT INTO resident_current (tenant, addressee_number, history_number, household_number, status, name_key, kana_key, address_key) \
+             SELECT $1, '9' || lpad(g::text, 14, '0'), 1, '8' || lpad(g::text, 14, '0'), 'resident', 'n', 'k', 'a' FROM generate_series(1, 20000) g",
+            &[&tenant],
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    // Without a refresh the cached plan is kept as it was.
+    let (kept, _) = plan(&db, &t, 1).await;
+    assert_eq!(kept, small, "the cached plan changed without a refresh");
+    // With one, the next transaction on the connection drops it and the
+    // lookup is planned for the table as it is now.
+    db.store.set_plan_refresh(Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (grown, _) = plan(&db, &t, 8).await;
+    assert!(
+        grown.contains("resident_current_pkey") || grown.contains("Index"),
+        "after the refresh the lookup should read the primary key:\n{grown}"
+    );
+    assert!(
+        !grown.contains("Seq Scan"),
+        "after the refresh the lookup still scans:\n{grown}"
+    );
+}
+
+/// A search's statements are planned for their own texts every time
+/// (how common a gram is decides the plan), never from a cached generic
+/// plan, although the connection caches the plans of key lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_plans_each_statement_for_its_texts() {
+    use machi::store::records;
+    let db = fuchu_with_family().await;
+    let t = code(FUCHU);
+    let tt = t.clone();
+    let generic: Vec<(String, i64)> = db
+        .store
+        .read(Some(&t), move |tx| {
+            for q in ["高橋", "たかはし", "高橋一郎", "府中"] {
+                let f = records::SearchFilter {
+                    name_key: Some(machi_domain::names::search_key(q)),
+                    ..Default::default()
+                };
+                for _ in 0..8 {
+                    records::search(tx, &tt, &f, None, 10)?;
+                }
+            }
+            let rows = tx.query(
+                "SELECT statement, generic_plans FROM pg_prepared_statements \
+                 WHERE statement LIKE '%name_key%' AND statement NOT LIKE '%pg_prepared_statements%'",
+                &[],
+            )?;
+            rows.iter()
+                .map(|r| Ok::<_, StoreError>((r.text(0)?, r.int(1)?)))
+                .collect()
+        })
+        .await
+        .unwrap();
+    assert!(!generic.is_empty(), "the searches prepared no statement");
+    for (statement, n) in &generic {
+        assert_eq!(*n, 0, "a generic plan was used for:\n{statement}");
+    }
 }
 
 /// machi's own pool: every connection runs as `machi_app` (a superuser
