@@ -1311,21 +1311,21 @@ async fn a_client_pauses_and_resumes_its_subscription_through_the_api(db: TestDb
     );
     assert!(!v["message_en"].as_str().unwrap().is_empty());
     // No such subscription, or another client's: 404.
-    let other =
-        h.db.registry
-            .create_subscription(
-                &code(FUCHU),
-                "someone-else",
-                machi::service::hooks::NewSubscription {
-                    url: rx.url.clone(),
-                    types: vec![],
-                    after: None,
-                },
-                &Actor::system("setup"),
-            )
-            .await
-            .unwrap()
-            .subscription_id;
+    let other = h
+        .worker_registry
+        .create_subscription(
+            &code(FUCHU),
+            "someone-else",
+            machi::service::hooks::NewSubscription {
+                url: rx.url.clone(),
+                types: vec![],
+                after: None,
+            },
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap()
+        .subscription_id;
     for bad in [other, 999] {
         for what in ["pause", "resume"] {
             let (s, v) = call(

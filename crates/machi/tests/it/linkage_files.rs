@@ -2017,7 +2017,7 @@ async fn a_vendor_client_asks_for_an_extract_with_its_own_scopes(db: TestDb) {
             assert_eq!(s, StatusCode::OK);
             crate::api::Api {
                 router,
-                headers: vec![("authorization".into(), format!("Bearer {}", t.unwrap()))],
+                headers: vec![("authorization".into(), t.unwrap())],
             }
         }
     };
