@@ -35,6 +35,7 @@ both_backends!(
     a_name_pointed_inside_after_acceptance_is_not_called,
     per_subscription_metrics_name_the_subscription_only,
     the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing,
+    the_demo_has_a_vendor_client_to_subscribe,
 );
 
 const LOCAL: HookPolicy = HookPolicy {
@@ -880,4 +881,40 @@ async fn per_subscription_metrics_name_the_subscription_only(db: TestDb) {
     let m = crate::operability::parse_exposition(&scrape().await);
     assert_eq!(value(&m, attempts, of(&ids[1], "gone")), None);
     assert_eq!(value(&m, attempts, of(&ids[0], "delivered")), Some(2.0));
+}
+
+/// The demo's 通知先 page can be tried: its vendor client holds
+/// `subscriptions:write`, is offered on the page and can be subscribed.
+async fn the_demo_has_a_vendor_client_to_subscribe(db: TestDb) {
+    let db = db.with_tenants().await;
+    machi::demo::seed_accounts(&db.registry)
+        .await
+        .expect("demo accounts");
+    let (demo_client, _, _) = machi::demo::DEMO_CLIENT;
+    let offered = db.registry.subscribing_clients(&code(FUCHU)).await.unwrap();
+    assert!(
+        offered.iter().any(|c| c.client_id == demo_client),
+        "{offered:?}"
+    );
+    let registry = db.registry.clone().with_hook_policy(LOCAL);
+    let router = api::app(AppState {
+        registry: registry.clone(),
+    });
+    staff(&db, FUCHU, "hookdemo", Role::TenantAdmin).await;
+    let admin = Session::login(&router, FUCHU, "hookdemo").await;
+    let (s, _, page) = admin.get("/ui/admin/subscriptions").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(&format!("<option value=\"{demo_client}\"")),
+        "{page}"
+    );
+    let rx = Receiver::start().await;
+    let (s, headers, _) = admin
+        .post(
+            "/ui/admin/subscriptions",
+            &[("client_id", demo_client), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(crate::ui::location(&headers).contains("done=created"));
 }
