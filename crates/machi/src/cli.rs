@@ -822,6 +822,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = registry.with_portal_importer(portal_link.clone());
             let _extracts = match &a.extract_to {
                 Some(to) => {
+                    if a.extract_include_my_number {
+                        tracing::warn!(
+                            "scheduled extracts of tenants without a schedule of their own include 個人番号 (--extract-include-my-number); each is logged as linkage.extract"
+                        );
+                    }
                     let (store, prefix) = crate::linkage::open_target(to)?;
                     Some(crate::linkage::spawn_schedule(
                         registry.clone(),
