@@ -116,7 +116,10 @@ impl Role {
                 p,
                 ReadPersonal | ReadChanges | ManageSupportMeasures | ReleaseSupportMeasure
             ),
-            Role::TenantAdmin => matches!(p, ManageAccounts | ReadAggregates),
+            Role::TenantAdmin => matches!(
+                p,
+                ManageAccounts | ReadAggregates | MakeExtract | ExtractMyNumber
+            ),
             Role::Cio => matches!(p, ReadAggregates | ApproveGrant),
             Role::PlatformOperator => matches!(p, ManageTenants),
         }
@@ -156,6 +159,15 @@ pub enum Permission {
     ReadEvents,
     /// Webhook subscriptions of the calling client (`{system}:subscriptions:write`).
     ManageSubscriptions,
+    /// Ask for a file-linkage extract (宛名連携, j1190) at the server's
+    /// target: the tenant administrator, or a client holding
+    /// `{system}:extracts:write`.
+    MakeExtract,
+    /// Have 個人番号 written into a file-linkage extract (番号法 第9条:
+    /// only for the affairs that use it): the tenant administrator, or a
+    /// client holding `{system}:my_number:read` besides
+    /// `{system}:extracts:write`. Reveals nothing in the API or the UI.
+    ExtractMyNumber,
     /// Counts and rates, no personal data.
     ReadAggregates,
     /// Propose accounts and API clients, disable them; what gives personal
@@ -179,11 +191,13 @@ pub struct Scope {
 }
 
 /// The resources and operations a scope may name.
-pub const SCOPE_RESOURCES: [(&str, &[&str]); 4] = [
+pub const SCOPE_RESOURCES: [(&str, &[&str]); 6] = [
     ("residents", &["read"]),
     ("changes", &["read", "write"]),
     ("events", &["read"]),
     ("subscriptions", &["write"]),
+    ("extracts", &["write"]),
+    ("my_number", &["read"]),
 ];
 
 /// Scope resources that hold no personal data (none yet).
@@ -199,6 +213,8 @@ impl Scope {
             ("changes", _) => Permission::ReadChanges,
             ("events", _) => Permission::ReadEvents,
             ("subscriptions", _) => Permission::ManageSubscriptions,
+            ("extracts", _) => Permission::MakeExtract,
+            ("my_number", _) => Permission::ExtractMyNumber,
             _ => Permission::ReadPersonal,
         }
     }

@@ -430,6 +430,12 @@ struct ServeArgs {
     /// Seconds between scheduled extracts.
     #[arg(long, env = "MACHI_EXTRACT_EVERY", default_value_t = 3600)]
     extract_every: u64,
+    /// Write 個人番号 into the scheduled extracts of tenants without a
+    /// schedule of their own (off by default: the column is empty). Only
+    /// for receiving systems whose affairs use it (番号法); each such
+    /// extract is logged as `linkage.extract` with 個人番号 marked shown.
+    #[arg(long, env = "MACHI_EXTRACT_INCLUDE_MY_NUMBER")]
+    extract_include_my_number: bool,
     /// Seconds between pulls of the citizen portal's filings, when
     /// MACHI_PORTAL_URL is set (with MACHI_PORTAL_PULL_TOKEN,
     /// MACHI_PORTAL_OPENING_KEY, MACHI_SIGN_ANCHORS, MACHI_SIGN_CRLS): a
@@ -792,7 +798,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?;
             let registry = registry
                 .with_extract_target(a.extract_to.clone())
-                .with_extract_every(a.extract_every.max(60));
+                .with_extract_every(a.extract_every.max(60))
+                .with_extract_my_number(a.extract_include_my_number);
             // 申請管理: where filing statuses are told to the citizen portal.
             let registry = match (
                 std::env::var("MACHI_PORTAL_URL"),
@@ -815,6 +822,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registry = registry.with_portal_importer(portal_link.clone());
             let _extracts = match &a.extract_to {
                 Some(to) => {
+                    if a.extract_include_my_number {
+                        tracing::warn!(
+                            "scheduled extracts of tenants without a schedule of their own include 個人番号 (--extract-include-my-number); each is logged as linkage.extract"
+                        );
+                    }
                     let (store, prefix) = crate::linkage::open_target(to)?;
                     Some(crate::linkage::spawn_schedule(
                         registry.clone(),

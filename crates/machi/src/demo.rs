@@ -292,11 +292,14 @@ pub const DEMO_LOGINS: [(&str, &str, Role, &str, &str); 11] = [
     ),
 ];
 
-/// The demo's API client of 府中市 (its secret is printed; demo only).
+/// The demo's API client of 府中市 (its secret is printed; demo only): a
+/// vendor system that reads and is pushed events, so the administrator's
+/// 通知先 page has a client to subscribe (`subscriptions:write`), and that
+/// may ask for file-linkage extracts (`extracts:write`, without 個人番号).
 pub const DEMO_CLIENT: (&str, &str, &str) = (
     "132063-demo",
     "demo-Client-Secret-2026",
-    "demo:residents:read demo:changes:read demo:events:read",
+    "demo:residents:read demo:changes:read demo:events:read demo:subscriptions:write demo:extracts:write",
 );
 
 /// The 児童手当 system's API client of 府中市 in the demo: a system of its

@@ -20,7 +20,12 @@
 //! flag, not dropped: those systems keep running their affairs for these
 //! persons); and 個人番号 is written only when the extract is asked to
 //! include it ([`ExtractOptions`]), which the access log records. The
-//! manifest says both (`my_number_included`, `residents_columns`).
+//! manifest says both (`my_number_included`, `residents_columns`). The
+//! support measures themselves go as support_persons.csv, one row per
+//! protected person with the measure's state, period and affairs only
+//! (j160's core items; never the 記録内容, see
+//! [`crate::migration::side::LINKAGE_SUPPORT_FILE`]), not as the
+//! migration's support_measures.csv.
 //!
 //! Resumable by event sequence: an extract is complete exactly when its
 //! manifest exists. A difference extract covers the events after the last
@@ -132,6 +137,12 @@ pub struct LinkageManifest {
     /// (j440, j1190). Absent in manifests written before it was added.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub residents_columns: Vec<ExtractColumn>,
+    /// The columns of support_persons.csv (支援措置の対象者, j1190/j160:
+    /// only what another system needs, never the 記録内容), described.
+    /// Absent in manifests written before it was added (those extracts
+    /// carried support_measures.csv instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub support_columns: Vec<ExtractColumn>,
 }
 
 /// One column of residents.csv as the manifest describes it.
@@ -161,6 +172,23 @@ pub fn residents_columns(opts: ExtractOptions) -> Vec<ExtractColumn> {
             label_ja: SUPPORT_FLAG_COLUMN.1.into(),
             values: Some(SUPPORT_FLAG_VALUES.into()),
         }))
+        .collect()
+}
+
+/// The columns of a linkage extract's support_persons.csv, described
+/// ([`crate::migration::side::LINKAGE_SUPPORT_COLUMNS`]).
+pub fn support_columns() -> Vec<ExtractColumn> {
+    use crate::migration::side::{LINKAGE_SUPPORT_COLUMNS, LINKAGE_SUPPORT_VALUES};
+    LINKAGE_SUPPORT_COLUMNS
+        .iter()
+        .map(|(name, label)| ExtractColumn {
+            name: name.to_string(),
+            label_ja: label.to_string(),
+            values: LINKAGE_SUPPORT_VALUES
+                .iter()
+                .find(|(c, _)| c == name)
+                .map(|(_, v)| v.to_string()),
+        })
         .collect()
 }
 
@@ -488,6 +516,7 @@ async fn extract_fenced(
             .iter()
             .map(|f| (f.name.clone(), f.rows))
             .collect();
+        names.extend(summary.linkage_files.iter().cloned());
         names.push((MANIFEST_FILE.to_string(), 0));
         for (name, rows) in names {
             let path = staging.join(&name);
@@ -525,6 +554,7 @@ async fn extract_fenced(
             files,
             my_number_included: opts.include_my_number,
             residents_columns: residents_columns(opts),
+            support_columns: support_columns(),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
@@ -1414,7 +1444,8 @@ async fn while_claimed<T>(
 /// since the previous extract, so nothing is lost by folding them);
 /// otherwise the server-wide interval `every` after its last run (kept in
 /// the database, so a restart does not run it early; a difference extract
-/// when events came, a full one first).
+/// when events came, a full one first), with 個人番号 only if the server
+/// is set to include it ([`Registry::with_extract_my_number`]).
 ///
 /// Several servers may tick for one database: a run is claimed first
 /// ([`claim`]), so each slot is run by one of them; the others see the
@@ -1495,14 +1526,11 @@ pub async fn run_due(
                 return Ok(None);
             }
             let held = Held::new(registry, tenant, key, state, now);
-            let work = scheduled_fenced(
-                registry,
-                tenant,
-                ExtractOptions::default(),
-                store,
-                prefix,
-                Some(&held),
-            );
+            // The server-wide option (off unless the server sets it).
+            let opts = ExtractOptions {
+                include_my_number: registry.extract_includes_my_number(),
+            };
+            let work = scheduled_fenced(registry, tenant, opts, store, prefix, Some(&held));
             run_claimed(&held, now, work).await
         }
     }

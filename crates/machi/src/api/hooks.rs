@@ -304,6 +304,80 @@ pub async fn rotate_secret(
     Ok(Json(view))
 }
 
+/// A pause or resume refused by the subscription's state (409: the
+/// request is well-formed, the state refuses it; nothing changed).
+fn state_refused(e: ServiceError) -> ApiError {
+    match e {
+        ServiceError::Invalid {
+            code: code @ ("subscription_not_active" | "subscription_not_paused"),
+            message_ja,
+            message_en,
+            ..
+        } => ApiError::new(StatusCode::CONFLICT, code, message_ja, message_en),
+        e => not_found(e),
+    }
+}
+
+/// Pauses the calling client's subscription: nothing is sent until it is
+/// resumed; its position is kept. The answer's `pause_reason` is then
+/// `paused_by_request`. Logged as `webhook.pause`.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/pause", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::SubscriptionPath),
+    responses((status = 200, description = "The subscription, paused.", body = SubscriptionView),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 409, description = "subscription_not_active: the subscription is paused or disabled already; nothing changed.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn pause_subscription(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<SubscriptionView> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let id = integer_text("subscription_id", &id)?;
+    let view = s
+        .registry
+        .pause_subscription(&tenant, Some(&client_id), id, &caller.actor())
+        .await
+        .map_err(state_refused)?;
+    Ok(Json(view))
+}
+
+/// Resumes the calling client's paused or disabled subscription (whatever
+/// paused it: the client, the tenant administrator, or the worker after 72
+/// hours of failures), or retries a failing one now: delivery restarts at
+/// the first event not yet delivered (`position + 1`), in order; nothing
+/// is skipped. Logged as `webhook.resume`.
+#[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/resume", tag = "linkage",
+    security(("bearer" = [])),
+    params(params::SubscriptionPath),
+    responses((status = 200, description = "The subscription, delivering again from `position + 1`.", body = SubscriptionView),
+              (status = 400, description = BAD, body = ErrorBody),
+              (status = 401, description = UNAUTHENTICATED, body = ErrorBody),
+              (status = 403, description = FORBIDDEN, body = ErrorBody),
+              (status = 404, description = NOT_FOUND, body = ErrorBody),
+              (status = 409, description = "subscription_not_paused: the subscription is delivering normally; nothing changed.", body = ErrorBody),
+              (status = 500, description = INTERNAL, body = ErrorBody)))]
+pub async fn resume_subscription(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<SubscriptionView> {
+    let Path((code, id)) = path.map_err(path_error)?;
+    let (tenant, client_id) = client(&caller, &code)?;
+    let id = integer_text("subscription_id", &id)?;
+    let view = s
+        .registry
+        .resume_subscription(&tenant, Some(&client_id), id, &caller.actor())
+        .await
+        .map_err(state_refused)?;
+    Ok(Json(view))
+}
+
 /// What extract to make.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -323,9 +397,13 @@ pub struct ExtractRequest {
 /// the server's extract target (`MACHI_EXTRACT_TO`: a directory or
 /// S3-compatible storage). The answer is the manifest (files, rows,
 /// checksums, the event range covered); no personal data. For the tenant
-/// administrator. residents.csv ends with the `support_measure` column
-/// (支援措置対象: `protected`, `covered` or empty; j440, j1190), and has
-/// 個人番号 only with `include_my_number`.
+/// administrator, or an API client of a receiving system holding
+/// `{system}:extracts:write`. residents.csv ends with the
+/// `support_measure` column (支援措置対象: `protected`, `covered` or empty;
+/// j440, j1190); support_persons.csv lists the persons a support measure
+/// protects with its state, period and affairs only (never the measure's
+/// 記録内容). 個人番号 only with `include_my_number`, which a client may
+/// ask for only if it also holds `{system}:my_number:read`.
 #[utoipa::path(post, path = "/api/v1/tenants/{municipality_code}/extracts", tag = "linkage",
     security(("bearer" = []), ("session" = [])),
     params(params::TenantPath),
@@ -333,7 +411,7 @@ pub struct ExtractRequest {
     responses((status = 201, description = "The extract's manifest.", body = crate::linkage::LinkageManifest),
               (status = 400, description = "The body does not match its schema; `field` names it.", body = ErrorBody),
               (status = 401, description = "unauthenticated.", body = ErrorBody),
-              (status = 403, description = "forbidden: only the tenant administrator makes extracts.", body = ErrorBody),
+              (status = 403, description = "forbidden: the caller is neither the tenant administrator nor a client holding `{system}:extracts:write`, or asks for `include_my_number` without `{system}:my_number:read`; the message names the missing scope.", body = ErrorBody),
               (status = 404, description = "tenant_not_found.", body = ErrorBody),
               (status = 409, description = "extract_no_base: a difference extract needs a complete earlier extract at the target; extract_not_configured: the server has no extract target; or extract_running: another extract of the tenant (scheduled or on demand) holds its claim, nothing was written.", body = ErrorBody),
               (status = 415, description = NOT_JSON, body = ErrorBody),
@@ -348,8 +426,14 @@ pub async fn create_extract(
     use crate::linkage::{self, ExtractError};
     let Path(code) = path.map_err(path_error)?;
     let tenant = tenant_code(&code)?;
-    caller.check(&tenant, Permission::ManageAccounts)?;
+    caller.check(&tenant, Permission::MakeExtract)?;
     let Json(req) = body.map_err(json_error)?;
+    // 個人番号 only for a caller allowed to have it written (番号法 第9条):
+    // a client needs `{system}:my_number:read` besides the extract scope;
+    // the refusal names it, and nothing is written.
+    if req.include_my_number {
+        caller.check(&tenant, Permission::ExtractMyNumber)?;
+    }
     let Some(target) = s.registry.extract_target() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

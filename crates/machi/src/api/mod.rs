@@ -133,6 +133,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::get_subscription, hooks::delete_subscription))
         .routes(routes!(hooks::replay_subscription))
         .routes(routes!(hooks::rotate_secret))
+        .routes(routes!(hooks::pause_subscription))
+        .routes(routes!(hooks::resume_subscription))
         .routes(routes!(hooks::create_extract))
         .routes(routes!(inbox::list_filings))
         .routes(routes!(inbox::list_refused_filings))

@@ -43,6 +43,9 @@ pub struct ExportSummary {
     /// the next difference extract.
     pub last_change_id: i64,
     pub manifest: Manifest,
+    /// Files of a linkage extract beside those the migration manifest
+    /// lists (name, data rows): [`side::LINKAGE_SUPPORT_FILE`].
+    pub linkage_files: Vec<(String, u64)>,
 }
 
 fn writer(
@@ -221,9 +224,22 @@ pub async fn export_with(
             },
         )
         .await?;
-    let mut w = writer(dir, SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS)?;
-    side::write_measures(&mut w, &measures)?;
-    finish(w, dir, SUPPORT_MEASURES_FILE)?;
+    // A migration export carries the measures whole (記録内容 included) to
+    // the next system; a linkage extract only the items another business
+    // system needs ([`side::LINKAGE_SUPPORT_FILE`], j1190/j160), in a file
+    // of its own that the migration manifest does not list.
+    let mut linkage_files = Vec::new();
+    if linkage.is_some() {
+        let name = side::LINKAGE_SUPPORT_FILE;
+        let mut w = writer(dir, name, side::LINKAGE_SUPPORT_COLUMNS)?;
+        let n = side::write_linkage_support(&mut w, &measures)?;
+        finish(w, dir, name)?;
+        linkage_files.push((name.to_string(), n));
+    } else {
+        let mut w = writer(dir, SUPPORT_MEASURES_FILE, SUPPORT_MEASURE_COLUMNS)?;
+        side::write_measures(&mut w, &measures)?;
+        finish(w, dir, SUPPORT_MEASURES_FILE)?;
+    }
     let mut w = writer(dir, CERTIFICATES_FILE, CERTIFICATE_COLUMNS)?;
     side::write_certificates(&mut w, &certificates)?;
     finish(w, dir, CERTIFICATES_FILE)?;
@@ -242,6 +258,7 @@ pub async fn export_with(
     ]
     .into_iter()
     .filter(|(name, _)| *name != HOUSEHOLDS_FILE || households_written)
+    .filter(|(name, _)| *name != SUPPORT_MEASURES_FILE || linkage.is_none())
     .collect();
     let manifest = write_manifest(
         dir,
@@ -270,5 +287,6 @@ pub async fn export_with(
         households,
         last_change_id,
         manifest,
+        linkage_files,
     })
 }

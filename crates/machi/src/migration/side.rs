@@ -30,6 +30,117 @@ pub const SUPPORT_MEASURE_COLUMNS: &[(&str, &str)] = &[
     ("updated_at", "更新日時"),
 ];
 
+/// support_persons.csv of a file-linkage extract (宛名連携, j1190), in
+/// place of support_measures.csv: one row per person a support measure
+/// protects, with only the data items another business system needs to
+/// keep that person's address undisclosed.
+///
+/// j1190 passes 住民記録データ（支援対象者管理データを含む）to the other
+/// systems. Of the 支援対象者管理 database (j160), its last paragraph
+/// names what the registry itself must hold: 支援対象者（申出者）and
+/// 併せて支援措置を求める者 by 宛名番号 (their names are in residents.csv),
+/// 支援を求められている事務, 抑止対象の住所等 and 支援措置の期間; the rest
+/// (連絡先, 加害者, 転送情報, free text) may even live outside it, and
+/// nothing in j1190, j410 or j440 needs it elsewhere. j440 adds 仮支援措置
+/// (blocking from the request on) and j410 that a 一時解除 is NOT passed
+/// (other systems would take it for the end), so releases are absent.
+/// Hence: the measure's number (to key updates), 宛名番号, whether the
+/// person is the 申出者 or asked with them, the state (仮支援措置, 支援措置,
+/// 延長, 終了, 取消し) and whether it blocks now, the provisional start, the
+/// period, the day it was ended or cancelled, and the affairs as codes.
+/// Never 記録内容 (the measure as the support officer recorded it:
+/// contacts, offenders, relationships, typed addresses and notes), nor who
+/// recorded it; the 抑止対象の住所等 are typed text naming the very
+/// addresses to hide, and the person's flag in residents.csv already says
+/// not to disclose them.
+pub const LINKAGE_SUPPORT_FILE: &str = "support_persons.csv";
+
+/// The columns of [`LINKAGE_SUPPORT_FILE`], with their 項目名.
+pub const LINKAGE_SUPPORT_COLUMNS: &[(&str, &str)] = &[
+    ("measure_id", "支援措置番号"),
+    ("addressee_number", "宛名番号"),
+    ("role", "支援対象者の区分"),
+    ("status", "支援措置の状態"),
+    ("in_effect", "抑止中"),
+    ("provisional_start", "仮支援措置の開始年月日"),
+    ("start_date", "支援措置の開始年月日"),
+    ("end_date", "支援措置の終了年月日"),
+    ("closed_on", "終了・取消しの年月日"),
+    ("affairs", "支援を求められている事務"),
+];
+
+/// What the coded values of [`LINKAGE_SUPPORT_COLUMNS`] mean, for the
+/// extract's manifest: (column, values).
+pub const LINKAGE_SUPPORT_VALUES: &[(&str, &str)] = &[
+    (
+        "role",
+        "requester: 申出者 / related: 併せて支援措置を求める者",
+    ),
+    (
+        "status",
+        "provisional: 仮支援措置 / confirmed: 支援措置 / extended: 支援措置（延長） / ended: 終了 / cancelled: 取消し",
+    ),
+    (
+        "in_effect",
+        "1: 抑止中（仮支援措置・支援措置・延長） / 0: 抑止していない",
+    ),
+    (
+        "affairs",
+        "空白区切り。registry_viewing: 住民基本台帳の閲覧 / resident_record_copy: 住民票の写し等の交付 / family_register_annex_copy: 戸籍の附票の写し等の交付",
+    ),
+];
+
+fn affair_code(a: machi_domain::support::Affair) -> &'static str {
+    use machi_domain::support::Affair;
+    match a {
+        Affair::RegistryViewing => "registry_viewing",
+        Affair::ResidentRecordCopy => "resident_record_copy",
+        Affair::FamilyRegisterAnnexCopy => "family_register_annex_copy",
+    }
+}
+
+/// Writes [`LINKAGE_SUPPORT_FILE`] records (after its header): one per
+/// person a measure protects who has a 宛名番号 here; returns how many.
+pub fn write_linkage_support<W: Write>(
+    w: &mut csv::Writer<W>,
+    rows: &[MeasureRow],
+) -> Result<u64, csv::Error> {
+    use machi_domain::support::Closing;
+    let mut n = 0u64;
+    for m in rows {
+        let s = &m.measure;
+        let persons = std::iter::once(("requester", Some(&s.requester.addressee_number))).chain(
+            s.related_persons
+                .iter()
+                .map(|p| ("related", p.addressee_number.as_ref())),
+        );
+        let closed_on = match s.closing {
+            Some(Closing::Ended { on, .. }) | Some(Closing::Cancelled { on, .. }) => on.to_string(),
+            None => String::new(),
+        };
+        let mut affairs: Vec<&str> = s.affairs.iter().map(|a| affair_code(a.affair)).collect();
+        affairs.sort_unstable();
+        affairs.dedup();
+        for (role, who) in persons {
+            let Some(who) = who else { continue };
+            w.write_record([
+                m.measure_id.to_string(),
+                who.to_string(),
+                role.to_string(),
+                s.status.code().to_string(),
+                if s.status.in_effect() { "1" } else { "0" }.to_string(),
+                s.provisional_start.to_string(),
+                s.period.map(|p| p.start.to_string()).unwrap_or_default(),
+                s.period.map(|p| p.end.to_string()).unwrap_or_default(),
+                closed_on.clone(),
+                affairs.join(" "),
+            ])?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// certificates.csv: one row per issued certificate (j300). The PDF itself
 /// is not kept; its SHA-256 and the hash of its 照合番号 are, so the
 /// public verification still answers after a migration.

@@ -216,6 +216,11 @@ pub fn scope_words(resource: &str, operation: &str) -> Option<(&'static str, &'s
         ("changes", "write") => ("異動の入力", "enter changes"),
         ("events", "read") => ("連携イベントの取得", "read linkage events"),
         ("subscriptions", "write") => ("通知（Webhook）の購読", "subscribe to webhooks"),
+        ("extracts", "write") => ("ファイル連携の抽出の依頼", "request file-linkage extracts"),
+        ("my_number", "read") => (
+            "抽出への個人番号の記載",
+            "have 個人番号 written into extracts",
+        ),
         _ => return None,
     })
 }
@@ -245,6 +250,8 @@ pub fn scope_granting(p: Permission) -> Option<(&'static str, &'static str)> {
         Permission::EnterChange => ("changes", "write"),
         Permission::ReadEvents => ("events", "read"),
         Permission::ManageSubscriptions => ("subscriptions", "write"),
+        Permission::MakeExtract => ("extracts", "write"),
+        Permission::ExtractMyNumber => ("my_number", "read"),
         _ => return None,
     })
 }

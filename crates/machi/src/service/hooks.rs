@@ -304,6 +304,18 @@ pub struct SubscriptionView {
     pub next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<String>,
+    /// Why it is not delivering, when `status` is not `active`:
+    /// `receiver_failing` (the worker paused it after its receiver failed
+    /// for more than 72 hours), `paused_by_request` (paused through the API
+    /// by the client, or by the tenant administrator on the 通知先 page) or
+    /// `receiver_gone` (the receiver answered 410 Gone). Resume or replay
+    /// starts it again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "paused_by_request")]
+    pub pause_reason: Option<String>,
+    /// When it was paused or disabled (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
     /// The signing secret: only in the answer that created or rotated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -327,6 +339,11 @@ impl SubscriptionView {
             failed_attempts: s.attempt,
             next_attempt_at: (s.attempt > 0).then(|| rfc3339(s.next_attempt_at)),
             failing_since: s.failing_since.map(rfc3339),
+            pause_reason: PauseReason::of(s).map(|r| r.code().to_string()),
+            paused_at: (s.status != "active")
+                .then_some(s.paused_at)
+                .flatten()
+                .map(rfc3339),
             secret,
         }
     }
@@ -564,11 +581,12 @@ impl Registry {
         Ok(())
     }
 
-    /// Pauses an active subscription by hand (the tenant administrator:
-    /// `client_id` None): nothing is sent until it is resumed, its
-    /// position is kept. Its failure count is cleared, so a paused
-    /// subscription without `failing_since` is one a person paused
-    /// ([`PauseReason::ByAdministrator`]); the worker's own pause keeps it.
+    /// Pauses an active subscription by hand (its client through the API,
+    /// or the tenant administrator: `client_id` None): nothing is sent
+    /// until it is resumed, its position is kept. Its failure count is
+    /// cleared, so a paused subscription without `failing_since` is one a
+    /// person paused ([`PauseReason::ByRequest`]); the worker's own pause
+    /// keeps it.
     pub async fn pause_subscription(
         &self,
         tenant: &MunicipalityCode,
@@ -743,15 +761,39 @@ impl Registry {
     }
 }
 
-/// Why a subscription is not delivering, as the administrator's page says it.
+/// Why a subscription is not delivering, as the administrator's page and
+/// the API (`pause_reason`) say it. Derived from the row: a pause by hand
+/// clears `failing_since`, the worker's 72-hour pause keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseReason {
     /// Paused by the worker: its receiver failed for more than 72 hours.
     Failing,
-    /// Paused by the tenant administrator.
-    ByAdministrator,
+    /// Paused by hand: by the client through the API, or by the tenant
+    /// administrator on the 通知先 page (the access log says who).
+    ByRequest,
     /// Disabled: the receiver answered 410 Gone.
     Gone,
+}
+
+impl PauseReason {
+    /// Why `s` is stopped (None: active).
+    pub fn of(s: &Subscription) -> Option<Self> {
+        match s.status.as_str() {
+            "disabled" => Some(PauseReason::Gone),
+            "paused" if s.failing_since.is_some() => Some(PauseReason::Failing),
+            "paused" => Some(PauseReason::ByRequest),
+            _ => None,
+        }
+    }
+
+    /// The code the API answers with (`pause_reason`).
+    pub fn code(self) -> &'static str {
+        match self {
+            PauseReason::Failing => "receiver_failing",
+            PauseReason::ByRequest => "paused_by_request",
+            PauseReason::Gone => "receiver_gone",
+        }
+    }
 }
 
 /// One subscription as the tenant administrator's page shows it: its state,
@@ -788,12 +830,7 @@ impl SubscriptionSummary {
         last_delivered: Option<(i64, i64)>,
         last_attempt: Option<Attempt>,
     ) -> Self {
-        let stopped = match s.status.as_str() {
-            "disabled" => Some(PauseReason::Gone),
-            "paused" if s.failing_since.is_some() => Some(PauseReason::Failing),
-            "paused" => Some(PauseReason::ByAdministrator),
-            _ => None,
-        };
+        let stopped = PauseReason::of(&s);
         SubscriptionSummary {
             subscription_id: s.subscription_id,
             client_id: s.client_id,

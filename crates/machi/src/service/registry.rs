@@ -306,6 +306,9 @@ pub struct Registry {
     /// The server-wide extract interval in seconds (`MACHI_EXTRACT_EVERY`),
     /// for tenants without a schedule of their own.
     extract_every: u64,
+    /// Whether the server-wide schedule's extracts carry 個人番号
+    /// (`MACHI_EXTRACT_INCLUDE_MY_NUMBER`; off unless set).
+    extract_my_number: bool,
     /// Where filing statuses are told to the citizen portal (申請管理).
     pub(crate) portal_link: Option<Arc<super::inbox::PortalLink>>,
     /// The portal link of the pull worker (its key and trust anchors):
@@ -331,6 +334,7 @@ impl Registry {
             hook_policy: Default::default(),
             extract_target: None,
             extract_every: 3600,
+            extract_my_number: false,
             portal_link: None,
             portal_importer: None,
             feed_poll: std::time::Duration::from_millis(500),
@@ -380,6 +384,20 @@ impl Registry {
 
     pub fn extract_every(&self) -> u64 {
         self.extract_every
+    }
+
+    /// Whether the server-wide schedule (tenants without one of their
+    /// own) writes 個人番号 into residents.csv; off by default. Each such
+    /// extract is logged as `linkage.extract` with `my_number_shown`, like
+    /// one asked for on demand or by a tenant's schedule (番号法: only for
+    /// receiving systems whose affairs use it).
+    pub fn with_extract_my_number(mut self, include: bool) -> Self {
+        self.extract_my_number = include;
+        self
+    }
+
+    pub fn extract_includes_my_number(&self) -> bool {
+        self.extract_my_number
     }
 
     /// The same registry with other throttling budgets (fresh counters).

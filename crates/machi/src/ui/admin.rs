@@ -484,7 +484,8 @@ async fn extract_history(
                         residents: rows(crate::migration::layout::RESIDENTS_FILE).unwrap_or(0),
                         households: rows(crate::migration::layout::HOUSEHOLDS_FILE)
                             .map_or_else(|| "—".to_string(), |n| n.to_string()),
-                        measures: rows(crate::migration::layout::SUPPORT_MEASURES_FILE)
+                        measures: rows(crate::migration::side::LINKAGE_SUPPORT_FILE)
+                            .or_else(|| rows(crate::migration::layout::SUPPORT_MEASURES_FILE))
                             .unwrap_or(0),
                         my_number: if m.my_number_included {
                             t("含む", "included")
@@ -707,10 +708,17 @@ async fn accounts_page(
                     )
                     .to_string()
             };
+            // The server-wide option of 個人番号, set where the server
+            // is configured (off unless set).
+            let (mn_ja, mn_en) = if s.registry.extract_includes_my_number() {
+                ("個人番号を含む", "with 個人番号")
+            } else {
+                ("個人番号を含まない", "without 個人番号")
+            };
             ctx.lang
                 .t(
-                    &format!("{every}（新しい異動があれば差分、最初は全件）"),
-                    &format!("{every} (a difference when changes came; a full one first)"),
+                    &format!("{every}（新しい異動があれば差分、最初は全件。{mn_ja}）"),
+                    &format!("{every} (a difference when changes came; a full one first; {mn_en})"),
                 )
                 .to_string()
         },

@@ -8,9 +8,10 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use machi_domain::access::Permission;
 use machi_domain::ids::MunicipalityCode;
 
@@ -170,15 +171,15 @@ fn state_text(s: &SubscriptionSummary, l: Lang) -> (String, &'static str) {
             },
             "error",
         ),
-        Some(PauseReason::ByAdministrator) => (
+        Some(PauseReason::ByRequest) => (
             if l.en {
                 format!(
-                    "Paused by an administrator ({}). Nothing is sent until it is resumed.",
+                    "Paused by hand, by the administrator or the client ({}). Nothing is sent until it is resumed.",
                     since(s.paused_at)
                 )
             } else {
                 format!(
-                    "一時停止中：管理者が停止しました（{}）。再開するまで送りません。",
+                    "一時停止中：管理者または連携先が停止しました（{}）。再開するまで送りません。",
                     since(s.paused_at)
                 )
             },
@@ -380,6 +381,214 @@ fn ui_error(e: crate::service::ServiceError) -> UiError {
     u
 }
 
+// ------------------------------------------------- POST-redirect-GET
+
+/// The cookie carrying a new signing secret from the POST that made it to
+/// the one page that shows it (POST-redirect-GET: a reload of that page
+/// resends nothing and shows the secret no more). Sealed with the tenant's
+/// key and bound to the subscription, the session (its CSRF token) and
+/// the moment it was made; good for [`SECRET_COOKIE_SECONDS`], cleared by
+/// the page that shows it. Any process of the tenant opens it (no state
+/// kept in memory).
+const SECRET_COOKIE: &str = "machi_hook_secret";
+const SECRET_COOKIE_SECONDS: i64 = 300;
+const SECRET_COOKIE_PATH: &str = "/ui/admin/subscriptions";
+
+fn secret_context(id: i64, csrf: &str, at: i64) -> String {
+    format!("webhook_secret_once/{id}/{csrf}/{at}")
+}
+
+/// The raw value of the secret cookie (longer than session cookies, so
+/// not through the shared reader's length limit).
+fn secret_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SECRET_COOKIE)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 1024)
+}
+
+/// A 303 to `to`, carrying `secret` (sealed) for the page there.
+async fn redirect_with_secret(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    to: &str,
+    secret: Option<(i64, String)>,
+) -> Response {
+    let mut res = Redirect::to(to).into_response();
+    let Some((id, secret)) = secret else {
+        return res;
+    };
+    let at = s.registry.clock().now().timestamp_micros();
+    let (t, context) = (tenant.clone(), secret_context(id, &ctx.csrf, at));
+    let sealed = s
+        .registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            tx.tenant_keys(&t)?
+                .seal(&context, secret.as_bytes())
+                .map_err(crate::store::StoreError::from)
+        })
+        .await;
+    match sealed {
+        Ok(sealed) => {
+            let c = format!(
+                "{SECRET_COOKIE}={id}.{at}.{sealed}; Path={SECRET_COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age={SECRET_COOKIE_SECONDS}{}",
+                super::secure_attr()
+            );
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        // The subscription is made; only the showing failed: the page
+        // says the secret was not kept, and a rotation makes a new one.
+        Err(e) => tracing::warn!(error = %e, "webhook: cannot seal a new secret for its page"),
+    }
+    res
+}
+
+/// The secret the POST before left for this page (subscription `id`, or
+/// any on the list: None), if it is this session's and fresh; and whether
+/// a secret cookie came at all (then the answer clears it).
+async fn take_secret(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    headers: &HeaderMap,
+    id: Option<i64>,
+) -> (Option<NewSecret>, bool) {
+    let Some(raw) = secret_cookie(headers) else {
+        return (None, false);
+    };
+    let mut parts = raw.splitn(3, '.');
+    let (Some(sid), Some(at), Some(sealed)) = (parts.next(), parts.next(), parts.next()) else {
+        return (None, true);
+    };
+    let (Ok(sid), Ok(at)) = (sid.parse::<i64>(), at.parse::<i64>()) else {
+        return (None, true);
+    };
+    let now = s.registry.clock().now().timestamp_micros();
+    let fresh = (0..=SECRET_COOKIE_SECONDS * 1_000_000).contains(&(now - at));
+    if !fresh || id.is_some_and(|i| i != sid) {
+        return (None, true);
+    }
+    let (t, context, sealed) = (
+        tenant.clone(),
+        secret_context(sid, &ctx.csrf, at),
+        sealed.to_string(),
+    );
+    let opened = s
+        .registry
+        .store()
+        .read(Some(tenant), move |tx| {
+            let plain = tx
+                .tenant_keys(&t)?
+                .open(&context, &sealed)
+                .map_err(crate::store::StoreError::from)?;
+            Ok::<_, crate::store::StoreError>(String::from_utf8(plain.to_vec()).ok())
+        })
+        .await;
+    match opened {
+        Ok(Some(secret)) => (Some(NewSecret { id: sid, secret }), true),
+        _ => (None, true),
+    }
+}
+
+/// Clears the secret cookie on `res` (the page showed it, or it was stale).
+fn clear_secret(mut res: Response, had: bool) -> Response {
+    if had {
+        let c = format!(
+            "{SECRET_COOKIE}=; Path={SECRET_COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            super::secure_attr()
+        );
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+/// What the page after a redirect says was done (`?done=`).
+#[derive(serde::Deserialize, Default)]
+pub struct DoneQuery {
+    done: Option<String>,
+    id: Option<i64>,
+    from: Option<i64>,
+}
+
+impl DoneQuery {
+    /// The flash of `done` for subscription `id`; and whether the action
+    /// made a secret (shown once: after that the page says so).
+    fn flash(&self, l: Lang, id: Option<i64>) -> (String, bool) {
+        let id = id.or(self.id).unwrap_or_default();
+        let from = self.from.unwrap_or_default();
+        let (ja, en, secret) = match self.done.as_deref() {
+            Some("created") => (
+                format!("通知先 {id} を登録しました。"),
+                format!("Subscription {id} created."),
+                true,
+            ),
+            Some("rotated") => (
+                "署名の鍵を新しくしました。以前の鍵も24時間は署名に使われます。".into(),
+                "New signing secret made; the previous one also signs for 24 hours.".into(),
+                true,
+            ),
+            Some("paused") => ("一時停止しました。".into(), "Paused.".into(), false),
+            Some("resumed") => (
+                format!("第{from}号から再開しました。"),
+                format!("Resumed from event {from}."),
+                false,
+            ),
+            Some("replayed") => (
+                format!("第{from}号から送り直します。"),
+                format!("Replaying from event {from}."),
+                false,
+            ),
+            Some("deleted") => (
+                format!("通知先 {id} を削除しました（送信の記録は残ります）。"),
+                format!("Subscription {id} deleted (its attempts stay on record)."),
+                false,
+            ),
+            _ => return (String::new(), false),
+        };
+        (l.t(&ja, &en).to_string(), secret)
+    }
+}
+
+/// The flash after a redirect, and the one-time secret if this answer
+/// shows it; a secret action whose secret is not here any more (a
+/// reload) says how to get a new one.
+async fn after_redirect(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    headers: &HeaderMap,
+    q: Result<Query<DoneQuery>, QueryRejection>,
+    id: Option<i64>,
+) -> (Result<(String, Option<NewSecret>), UiError>, bool) {
+    let l = ctx.lang;
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let (flash, made_secret) = q.flash(l, id);
+    let (secret, had) = take_secret(s, ctx, tenant, headers, id.or(q.id)).await;
+    let flash = if made_secret && secret.is_none() {
+        format!(
+            "{flash}{}",
+            l.t(
+                "署名の鍵は一度だけ表示しました（再読み込みでは表示しません）。控えていない場合は「署名の鍵を新しくする」で作り直してください。",
+                " The signing secret was shown once (not again on a reload); if it was not kept, rotate it to make a new one.",
+            )
+        )
+    } else {
+        flash
+    };
+    (Ok((flash, secret)), had)
+}
+
 async fn list_page(
     s: &AppState,
     ctx: &Ctx,
@@ -423,12 +632,17 @@ async fn list_page(
 }
 
 /// The tenant's subscriptions and the form to subscribe a client.
-pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<DoneQuery>, QueryRejection>,
+) -> Response {
     let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    list_page(&s, &ctx, &tenant, None, Ok((String::new(), None))).await
+    let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, q, None).await;
+    clear_secret(list_page(&s, &ctx, &tenant, None, result).await, had)
 }
 
 /// Subscribes a client: callback URL, event types ticked by name (none:
@@ -444,7 +658,6 @@ pub async fn create(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let l = ctx.lang;
     let client = f.text("client_id");
     let result = if client.is_empty() {
         Err(UiError {
@@ -471,23 +684,23 @@ pub async fn create(
                 &ctx.caller.actor(),
             )
             .await
-            .map(|v| {
-                let flash = if l.en {
-                    format!("Subscription {} created.", v.subscription_id)
-                } else {
-                    format!("通知先 {} を登録しました。", v.subscription_id)
-                };
-                (
-                    flash,
-                    v.secret.map(|secret| NewSecret {
-                        id: v.subscription_id,
-                        secret,
-                    }),
-                )
-            })
             .map_err(ui_error)
     };
-    list_page(&s, &ctx, &tenant, Some(&f), result).await
+    match result {
+        // POST-redirect-GET: the list shows the secret once.
+        Ok(v) => {
+            let id = v.subscription_id;
+            redirect_with_secret(
+                &s,
+                &ctx,
+                &tenant,
+                &format!("/ui/admin/subscriptions?done=created&id={id}"),
+                v.secret.map(|secret| (id, secret)),
+            )
+            .await
+        }
+        Err(e) => list_page(&s, &ctx, &tenant, Some(&f), Err(e)).await,
+    }
 }
 
 fn parse_id(raw: &str) -> Result<i64, UiError> {
@@ -551,13 +764,17 @@ pub async fn detail(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(raw): Path<String>,
+    q: Result<Query<DoneQuery>, QueryRejection>,
 ) -> Response {
     let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     match parse_id(&raw) {
-        Ok(id) => detail_page(&s, &ctx, &tenant, id, Ok((String::new(), None))).await,
+        Ok(id) => {
+            let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, q, Some(id)).await;
+            clear_secret(detail_page(&s, &ctx, &tenant, id, result).await, had)
+        }
         Err(e) => ctx.error(&e),
     }
 }
@@ -579,40 +796,27 @@ pub async fn act(
         Ok(id) => id,
         Err(e) => return ctx.error(&e),
     };
-    let l = ctx.lang;
     let actor = ctx.caller.actor();
     let r = &s.registry;
-    let saved = |ja: &str, en: &str| (l.t(ja, en).to_string(), None);
-    let result = match f.v("action") {
+    let to = |done: &str| format!("/ui/admin/subscriptions/{id}?done={done}");
+    // Each success is answered by a redirect to the page (POST-redirect-
+    // GET: a reload resends nothing); a refusal shows the page with the
+    // error, nothing changed.
+    let result: Result<(String, Option<(i64, String)>), UiError> = match f.v("action") {
         "rotate" => r
             .rotate_subscription_secret(&tenant, None, id, &actor)
             .await
-            .map(|v| {
-                (
-                    l.t(
-                        "署名の鍵を新しくしました。以前の鍵も24時間は署名に使われます。",
-                        "New signing secret made; the previous one also signs for 24 hours.",
-                    )
-                    .to_string(),
-                    v.secret.map(|secret| NewSecret { id, secret }),
-                )
-            })
+            .map(|v| (to("rotated"), v.secret.map(|secret| (id, secret))))
             .map_err(ui_error),
         "pause" => r
             .pause_subscription(&tenant, None, id, &actor)
             .await
-            .map(|_| saved("一時停止しました。", "Paused."))
+            .map(|_| (to("paused"), None))
             .map_err(ui_error),
         "resume" => r
             .resume_subscription(&tenant, None, id, &actor)
             .await
-            .map(|v| {
-                if l.en {
-                    (format!("Resumed from event {}.", v.position + 1), None)
-                } else {
-                    (format!("第{}号から再開しました。", v.position + 1), None)
-                }
-            })
+            .map(|v| (format!("{}&from={}", to("resumed"), v.position + 1), None))
             .map_err(ui_error),
         "replay" => {
             // A number typed in wins over the list's choice.
@@ -626,13 +830,7 @@ pub async fn act(
                 Ok(from) => r
                     .replay_subscription(&tenant, None, id, from, &actor)
                     .await
-                    .map(|_| {
-                        if l.en {
-                            (format!("Replaying from event {from}."), None)
-                        } else {
-                            (format!("第{from}号から送り直します。"), None)
-                        }
-                    })
+                    .map(|_| (format!("{}&from={from}", to("replayed")), None))
                     .map_err(ui_error),
                 Err(_) => Err(UiError {
                     status: StatusCode::BAD_REQUEST,
@@ -650,17 +848,15 @@ pub async fn act(
                     en: "tick \"yes, delete\" to delete".into(),
                 })
             } else {
-                return match r.delete_subscription(&tenant, None, id, &actor).await {
-                    Ok(()) => {
-                        let done = if l.en {
-                            format!("Subscription {id} deleted (its attempts stay on record).")
-                        } else {
-                            format!("通知先 {id} を削除しました（送信の記録は残ります）。")
-                        };
-                        list_page(&s, &ctx, &tenant, None, Ok((done, None))).await
-                    }
-                    Err(e) => detail_page(&s, &ctx, &tenant, id, Err(ui_error(e))).await,
-                };
+                r.delete_subscription(&tenant, None, id, &actor)
+                    .await
+                    .map(|()| {
+                        (
+                            format!("/ui/admin/subscriptions?done=deleted&id={id}"),
+                            None,
+                        )
+                    })
+                    .map_err(ui_error)
             }
         }
         _ => Err(UiError {
@@ -669,5 +865,8 @@ pub async fn act(
             en: "choose an action".into(),
         }),
     };
-    detail_page(&s, &ctx, &tenant, id, result).await
+    match result {
+        Ok((to, secret)) => redirect_with_secret(&s, &ctx, &tenant, &to, secret).await,
+        Err(e) => detail_page(&s, &ctx, &tenant, id, Err(e)).await,
+    }
 }

@@ -83,6 +83,8 @@ async fn browser_hooks_admin_day(db: TestDb) {
     h.wait_for("#subscribe-form").await;
     let text = visible_text(&h.text().await);
     assert!(text.contains("通知先はまだありません"), "{text}");
+    // The demo's vendor client is offered (it holds subscriptions:write).
+    assert!(text.contains(machi::demo::DEMO_CLIENT.0), "{text}");
     h.shot("hooks-01-empty").await;
     // Subscribe the client to move-ins: the type ticked by its name.
     h.select("client_id", &client_id).await;
@@ -101,6 +103,23 @@ async fn browser_hooks_admin_day(db: TestDb) {
     let first_secret = secret(&h).await;
     assert!(first_secret.starts_with("whsec_"), "{first_secret}");
     h.shot("hooks-03-secret-once").await;
+    // POST-redirect-GET: a reload resends no form, shows no secret and
+    // says how to get a new one.
+    h.client.refresh().await.unwrap();
+    h.wait_for("#subscribe-form").await;
+    assert!(h.client.find(Locator::Id("new-secret")).await.is_err());
+    let text = visible_text(&h.text().await);
+    assert!(text.contains("一度だけ表示しました"), "{text}");
+    assert!(!text.contains(&first_secret));
+    assert_eq!(
+        h.db.registry
+            .subscriptions(&code(FUCHU), None)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the reload subscribed nobody again"
+    );
     // A family moves in: the delivery arrives and the page says so.
     let req: machi_domain::change::ChangeRequest =
         serde_json::from_value(takahashi_family()).unwrap();

@@ -901,12 +901,13 @@ async fn a_narrower_scope_is_at_once_a_wider_one_waits(db: TestDb) {
             .contains("needs the scope kokuho:residents:read (read resident records)"),
         "{v}"
     );
-    // An operation no scope allows says so.
+    // An operation no scope allows says so (the tenant's own procedure
+    // definitions: the administrator's).
     let (s, v) = call(
         &api,
-        "POST",
-        &format!("/api/v1/tenants/{FUCHU}/extracts"),
-        Some(serde_json::json!({"kind": "full"})),
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/procedure-definitions"),
+        None,
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);

@@ -42,6 +42,7 @@ both_backends!(
     another_servers_commit_wakes_the_long_poll_and_the_worker,
     a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed,
     a_prefix_pattern_is_kept_and_takes_types_added_later,
+    a_client_pauses_and_resumes_its_subscription_through_the_api,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -635,6 +636,7 @@ async fn gone_disables_the_subscription(db: TestDb) {
     h.change().await;
     let v = h.wait_status(id, "disabled", Duration::from_secs(20)).await;
     assert_eq!(v["subscription"]["status"], "disabled");
+    assert_eq!(v["subscription"]["pause_reason"], "receiver_gone", "{v}");
     h.change().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.all().len(), 1, "nothing sent after 410");
@@ -675,6 +677,7 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
     let _w = h.worker(fast(10, 5_000));
     let v = h.wait_status(id, "paused", Duration::from_secs(40)).await;
     assert_eq!(v["subscription"]["status"], "paused", "{v}");
+    assert_eq!(v["subscription"]["pause_reason"], "receiver_failing", "{v}");
     let a = attempts_at(&v);
     assert!(
         a.iter().all(|x| x.0 == first),
@@ -1238,4 +1241,135 @@ async fn a_prefix_pattern_is_kept_and_takes_types_added_later(db: TestDb) {
         .map(|e| e["sequence"].as_str().unwrap().parse().unwrap())
         .collect();
     assert_eq!(seen, vec![first, later, last], "{v}");
+}
+
+/// A client pauses and resumes its own subscription through the API:
+/// nothing is sent while paused, the view says why (`pause_reason`) and
+/// since when; resume delivers from the first event not yet delivered; a
+/// pause of a paused subscription or a resume of an active one is 409
+/// with a typed reason in Japanese and English, nothing changed; another
+/// client's subscription is 404; each step is in the access log under the
+/// client.
+async fn a_client_pauses_and_resumes_its_subscription_through_the_api(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let rx = Receiver::start().await;
+    let sub = h.subscribe(json!({"url": rx.url})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    assert!(sub.get("pause_reason").is_none(), "{sub}");
+    let _w = h.worker(fast(20, 5_000));
+    let first = h.change().await;
+    rx.wait_ok(1, Duration::from_secs(20)).await;
+    h.with_attempts(id, 1).await;
+    let at = |what: &str| format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/{what}");
+    let (s, v) = call(&h.api, "POST", &at("pause"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "paused", "{v}");
+    assert_eq!(v["pause_reason"], "paused_by_request", "{v}");
+    assert!(
+        v["paused_at"].as_str().is_some_and(|t| t.contains('T')),
+        "{v}"
+    );
+    // The view says it too.
+    let v = h.subscription(id).await;
+    assert_eq!(v["subscription"]["pause_reason"], "paused_by_request");
+    // Paused: the next change is not sent.
+    let second = h.change().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.all().len(), 1, "paused: nothing sent");
+    // Pausing again: 409, typed, both languages.
+    let (s, v) = call(&h.api, "POST", &at("pause"), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "subscription_not_active", "{v}");
+    assert!(
+        v["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("一時停止できません"),
+        "{v}"
+    );
+    assert!(
+        v["message_en"].as_str().unwrap().contains("not active"),
+        "{v}"
+    );
+    let (s, v) = call(&h.api, "POST", &at("resume"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "active", "{v}");
+    assert!(v.get("pause_reason").is_none(), "{v}");
+    let got = rx.wait_ok(2, Duration::from_secs(20)).await;
+    assert_eq!(seqs(&got), vec![first, second]);
+    // Resuming an active subscription: 409.
+    h.with_attempts(id, 2).await;
+    let (s, v) = call(&h.api, "POST", &at("resume"), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "subscription_not_paused", "{v}");
+    assert!(
+        v["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("再開するものはありません"),
+        "{v}"
+    );
+    assert!(!v["message_en"].as_str().unwrap().is_empty());
+    // No such subscription, or another client's: 404.
+    let other = h
+        .worker_registry
+        .create_subscription(
+            &code(FUCHU),
+            "someone-else",
+            machi::service::hooks::NewSubscription {
+                url: rx.url.clone(),
+                types: vec![],
+                after: None,
+            },
+            &Actor::system("setup"),
+        )
+        .await
+        .unwrap()
+        .subscription_id;
+    for bad in [other, 999] {
+        for what in ["pause", "resume"] {
+            let (s, v) = call(
+                &h.api,
+                "POST",
+                &format!("/api/v1/tenants/{FUCHU}/subscriptions/{bad}/{what}"),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{bad} {what}: {v}");
+            assert_eq!(v["code"], "subscription_not_found");
+        }
+    }
+    // In the access log, under the client, with the subscription.
+    let t = code(FUCHU);
+    let tenant = t.clone();
+    let logged: Vec<(String, String, String)> =
+        h.db.store
+            .read(Some(&tenant), move |tx| {
+                machi::store::oversight::search_audit(
+                    tx,
+                    &t,
+                    &machi::store::oversight::AuditFilter {
+                        function: Some("webhook.".into()),
+                        ..Default::default()
+                    },
+                    100,
+                )
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|e| (e.entry.function, e.entry.operator, e.entry.target))
+            .collect();
+    let client = format!("client:{}", sub["client_id"].as_str().unwrap());
+    let mine: Vec<&str> = logged
+        .iter()
+        .filter(|(_, op, target)| *op == client && *target == format!("webhook_subscriptions/{id}"))
+        .map(|(f, _, _)| f.as_str())
+        .collect();
+    assert_eq!(
+        mine,
+        vec!["webhook.subscribe", "webhook.pause", "webhook.resume"],
+        "{logged:?}"
+    );
 }

@@ -34,6 +34,8 @@ both_backends!(
     bad_callbacks_and_filters_are_refused_on_the_page_and_the_api,
     a_name_pointed_inside_after_acceptance_is_not_called,
     per_subscription_metrics_name_the_subscription_only,
+    the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing,
+    the_demo_has_a_vendor_client_to_subscribe,
 );
 
 const LOCAL: HookPolicy = HookPolicy {
@@ -94,6 +96,38 @@ impl Admin {
         }
     }
 
+    /// Posts a form as a browser does: a success is a 303 to the page
+    /// (POST-redirect-GET), which is then read with the one-time secret
+    /// cookie the answer set, if any; a refusal is the answer itself.
+    async fn post_follow(
+        &self,
+        uri: &str,
+        pairs: &[(&str, &str)],
+    ) -> (StatusCode, Vec<(String, String)>, String) {
+        let (s, headers, page) = self.session.post(uri, pairs).await;
+        if s != StatusCode::SEE_OTHER {
+            return (s, headers, page);
+        }
+        let to = crate::ui::location(&headers);
+        assert!(to.starts_with("/ui/admin/subscriptions"), "{to}");
+        let cookie = match secret_cookie(&headers) {
+            Some(c) => format!("{}; {c}", self.session.cookie),
+            None => self.session.cookie.clone(),
+        };
+        let (s, headers, page) =
+            crate::ui::send(&self.router, "GET", &to, Some(&cookie), None).await;
+        if secret_cookie(&headers).is_none() && cookie.contains("machi_hook_secret=") {
+            // The page that showed the secret clears its cookie.
+            assert!(
+                headers
+                    .iter()
+                    .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_secret=;")),
+                "{headers:?}"
+            );
+        }
+        (s, headers, page)
+    }
+
     /// The subscription page once `ok(text)` holds (real time, 30 s).
     async fn page_until(&self, id: i64, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -139,6 +173,16 @@ impl Admin {
     }
 }
 
+/// The one-time secret cookie an answer sets (`name=value`), if any.
+fn secret_cookie(headers: &[(String, String)]) -> Option<String> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|c| c.starts_with("machi_hook_secret=") && c.len() > "machi_hook_secret=".len())
+        .map(str::to_string)
+}
+
 /// The value of the form's hidden secret box, if shown.
 fn secret_of(page: &str) -> Option<String> {
     let i = page.find("id=\"new-secret\">")? + "id=\"new-secret\">".len();
@@ -159,8 +203,7 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
     // Subscribe the client to move-ins, from the first event on.
     let first = a.change().await;
     let (s, _, page) = a
-        .session
-        .post(
+        .post_follow(
             "/ui/admin/subscriptions",
             &[
                 ("client_id", &a.client_id),
@@ -215,27 +258,27 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
     assert!(accounts.contains("href=\"/ui/admin/subscriptions/1\""));
     // Pause by hand: nothing more is sent.
     let (s, _, page) = a
-        .session
-        .post("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     let text = visible_text(&page);
-    assert!(text.contains("一時停止中：管理者が停止しました"), "{text}");
+    assert!(
+        text.contains("一時停止中：管理者または連携先が停止しました"),
+        "{text}"
+    );
     let sent = rx.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.all().len(), sent, "paused: nothing sent");
     // Pausing again is refused, nothing changed.
     let (s, _, page) = a
-        .session
-        .post("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{page}");
     assert!(visible_text(&page).contains("一時停止できません"));
     // Resume: from the first event not yet delivered.
     rx.otherwise(None);
     let (s, _, page) = a
-        .session
-        .post("/ui/admin/subscriptions/1/act", &[("action", "resume")])
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "resume")])
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(
@@ -254,8 +297,7 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
         "{page}"
     );
     let (s, _, page) = a
-        .session
-        .post(
+        .post_follow(
             "/ui/admin/subscriptions/1/act",
             &[("action", "replay"), ("from", &first.to_string())],
         )
@@ -281,8 +323,7 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
     }
     // Rotate: a new secret, shown once; the next delivery carries both.
     let (s, _, page) = a
-        .session
-        .post("/ui/admin/subscriptions/1/act", &[("action", "rotate")])
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "rotate")])
         .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     let rotated = secret_of(&page).expect("the new secret");
@@ -310,13 +351,11 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Delete: asks for the tick first.
     let (s, _, page) = a
-        .session
-        .post("/ui/admin/subscriptions/1/act", &[("action", "delete")])
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "delete")])
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{page}");
     let (s, _, page) = a
-        .session
-        .post(
+        .post_follow(
             "/ui/admin/subscriptions/1/act",
             &[("action", "delete"), ("confirm_delete", "1")],
         )
@@ -346,6 +385,129 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
     assert!(
         text.contains("通知の一時停止") && text.contains("通知の再開"),
         "{text}"
+    );
+}
+
+/// POST-redirect-GET on the 通知先 page: a subscription made, a secret
+/// rotated, a pause are answered by a 303 to the page; the new secret
+/// travels sealed in a cookie bound to the session and is shown by that
+/// page once (the page clears it); a reload resends nothing, shows no
+/// secret and says how to get a new one; another session cannot open it.
+async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(db: TestDb) {
+    let a = admin(db).await;
+    let rx = Receiver::start().await;
+    let (s, headers, _) = a
+        .session
+        .post(
+            "/ui/admin/subscriptions",
+            &[("client_id", &a.client_id), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let to = crate::ui::location(&headers);
+    assert_eq!(to, "/ui/admin/subscriptions?done=created&id=1");
+    let cookie = secret_cookie(&headers).expect("the sealed secret");
+    assert!(!cookie.contains("whsec_"), "sealed: {cookie}");
+    // Another session (the same administrator elsewhere) cannot open it.
+    let elsewhere = Session::login(&a.router, FUCHU, "hookadmin").await;
+    let (_, _, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        &to,
+        Some(&format!("{}; {cookie}", elsewhere.cookie)),
+        None,
+    )
+    .await;
+    assert!(secret_of(&page).is_none(), "bound to the session");
+    // This session: shown once, and the answer clears the cookie.
+    let (s, headers, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        &to,
+        Some(&format!("{}; {cookie}", a.session.cookie)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "subscribed");
+    let secret = secret_of(&page).expect("shown");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(visible_text(&page).contains("通知先 1 を登録しました"));
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_secret=;")),
+        "{headers:?}"
+    );
+    // A reload (the cookie gone): no secret, no second subscription.
+    let (s, _, page) = a.session.get(&to).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(secret_of(&page).is_none() && !page.contains(&secret));
+    let text = visible_text(&page);
+    assert!(text.contains("一度だけ表示しました"), "{text}");
+    assert_eq!(
+        a.registry
+            .subscriptions(&code(FUCHU), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let (_, _, page) = a.english().get(&to).await;
+    assert!(visible_text(&page).contains("shown once"), "{page}");
+    // Rotation: the same, on the subscription's page.
+    let (s, headers, _) = a
+        .session
+        .post("/ui/admin/subscriptions/1/act", &[("action", "rotate")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let to = crate::ui::location(&headers);
+    assert_eq!(to, "/ui/admin/subscriptions/1?done=rotated");
+    let cookie = secret_cookie(&headers).expect("the sealed secret");
+    let (_, _, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        &to,
+        Some(&format!("{}; {cookie}", a.session.cookie)),
+        None,
+    )
+    .await;
+    let rotated = secret_of(&page).expect("the new secret");
+    assert_ne!(rotated, secret);
+    let (_, _, page) = a.session.get(&to).await;
+    assert!(secret_of(&page).is_none() && !page.contains(&rotated));
+    // A cookie for subscription 1 shows nothing on another one's page.
+    let (_, _, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        "/ui/admin/subscriptions/2",
+        Some(&format!("{}; {cookie}", a.session.cookie)),
+        None,
+    )
+    .await;
+    assert!(!page.contains(&rotated));
+    // A pause: a redirect too, and a reload does not pause again.
+    let (s, headers, _) = a
+        .session
+        .post("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let to = crate::ui::location(&headers);
+    for _ in 0..2 {
+        let (s, _, page) = a.session.get(&to).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let text = visible_text(&page);
+        assert!(text.contains("一時停止しました"), "{text}");
+        assert!(!text.contains("一時停止できません"), "{text}");
+    }
+    let functions: Vec<String> = a.logged().await.into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        functions,
+        vec![
+            "webhook.subscribe",
+            "webhook.rotate_secret",
+            "webhook.pause"
+        ]
     );
 }
 
@@ -719,4 +881,40 @@ async fn per_subscription_metrics_name_the_subscription_only(db: TestDb) {
     let m = crate::operability::parse_exposition(&scrape().await);
     assert_eq!(value(&m, attempts, of(&ids[1], "gone")), None);
     assert_eq!(value(&m, attempts, of(&ids[0], "delivered")), Some(2.0));
+}
+
+/// The demo's 通知先 page can be tried: its vendor client holds
+/// `subscriptions:write`, is offered on the page and can be subscribed.
+async fn the_demo_has_a_vendor_client_to_subscribe(db: TestDb) {
+    let db = db.with_tenants().await;
+    machi::demo::seed_accounts(&db.registry)
+        .await
+        .expect("demo accounts");
+    let (demo_client, _, _) = machi::demo::DEMO_CLIENT;
+    let offered = db.registry.subscribing_clients(&code(FUCHU)).await.unwrap();
+    assert!(
+        offered.iter().any(|c| c.client_id == demo_client),
+        "{offered:?}"
+    );
+    let registry = db.registry.clone().with_hook_policy(LOCAL);
+    let router = api::app(AppState {
+        registry: registry.clone(),
+    });
+    staff(&db, FUCHU, "hookdemo", Role::TenantAdmin).await;
+    let admin = Session::login(&router, FUCHU, "hookdemo").await;
+    let (s, _, page) = admin.get("/ui/admin/subscriptions").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(&format!("<option value=\"{demo_client}\"")),
+        "{page}"
+    );
+    let rx = Receiver::start().await;
+    let (s, headers, _) = admin
+        .post(
+            "/ui/admin/subscriptions",
+            &[("client_id", demo_client), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(crate::ui::location(&headers).contains("done=created"));
 }

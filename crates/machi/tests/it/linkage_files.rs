@@ -33,6 +33,9 @@ both_backends!(
     an_on_demand_extract_is_refused_while_another_extract_of_the_tenant_runs,
     an_extract_flags_support_measures_and_has_my_number_only_when_asked,
     the_administrator_makes_an_extract_on_the_admin_page_and_sees_the_past_ones,
+    no_record_of_the_support_officer_reaches_an_extract,
+    the_server_wide_schedule_includes_my_number_only_when_set,
+    a_vendor_client_asks_for_an_extract_with_its_own_scopes,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -1723,4 +1726,419 @@ async fn the_administrator_makes_an_extract_on_the_admin_page_and_sees_the_past_
     let clerk = crate::ui::Session::login(&app, FUCHU, "clerk1").await;
     let (status, _, _) = clerk.post("/ui/admin/extract", &[("kind", "full")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Every file of these extracts at the target (each file its manifest
+/// lists, the checksums and the manifest itself), as (path, text).
+async fn everything_of(store: &dyn ObjectStore, ms: &[&LinkageManifest]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for m in ms {
+        let names = m
+            .files
+            .iter()
+            .map(|f| f.name.clone())
+            .chain([CHECKSUMS_FILE.to_string(), LINKAGE_MANIFEST.to_string()]);
+        for name in names {
+            let path = format!("{}/{name}", m.folder);
+            let bytes = read(store, &path).await;
+            out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    out
+}
+
+/// 宛名連携 of support measures (j1190, j160, j410): an extract (full or
+/// difference) carries support_persons.csv, one row per protected person
+/// with the measure's state, period and affairs, and nothing the support
+/// officer recorded besides: no 記録内容, no contact, no offender, no
+/// relationship, no typed address, no officer's login, in any file.
+async fn no_record_of_the_support_officer_reaches_an_extract(db: TestDb) {
+    let db = db.with_tenants().await;
+    change(&db).await;
+    let today = chrono::Utc::now()
+        .with_timezone(&machi::service::clock::jst())
+        .date_naive();
+    // What only the support officer writes, each marked to be found.
+    let mut req = crate::support_measures::request(today);
+    req.requester.contact.other = Some("記録メモ：夜間は連絡不可".into());
+    req.requester.contact.email = Some("hidden-contact@example.jp".into());
+    req.related_persons[0].relationship = "長男（記録メモ）".into();
+    req.offenders[0].other = Some("記録メモ：元配偶者、府中駅周辺で目撃".into());
+    req.offenders[0].address = Some("東京都調布市秘密町一丁目".into());
+    req.affairs[0].addresses = vec!["東京都府中市抑止住所三丁目".into()];
+    let secret_texts = [
+        "記録メモ",
+        "hidden-contact@example.jp",
+        "090-0000-0000",
+        "山田",
+        "秘密町",
+        "抑止住所",
+        "officer-1",
+    ];
+    db.registry
+        .support_register(&code(FUCHU), &req, &crate::support_measures::officer())
+        .await
+        .unwrap();
+    let store = InMemory::new();
+    let prefix = ObjectPath::parse("linkage").unwrap();
+    let actor = Actor::system("test");
+    let full = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    // A difference after the measure changed (a new change too).
+    change(&db).await;
+    let diff = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    // And one with 個人番号, for good measure.
+    let with_number = linkage::extract_with(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        linkage::ExtractOptions {
+            include_my_number: true,
+        },
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    let files = everything_of(&store, &[&full, &diff, &with_number]).await;
+    assert!(
+        files.len() >= 3 * 7,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (path, text) in &files {
+        for secret in secret_texts {
+            assert!(!text.contains(secret), "{secret:?} in {path}");
+        }
+        assert!(!path.ends_with("/support_measures.csv"), "{path}");
+    }
+    for m in [&full, &diff, &with_number] {
+        assert!(m.files.iter().any(|f| f.name == "support_persons.csv"));
+        assert!(!m.files.iter().any(|f| f.name == "support_measures.csv"));
+        let described: Vec<&str> = m.support_columns.iter().map(|c| c.name.as_str()).collect();
+        assert!(described.contains(&"affairs") && !described.contains(&"detail"));
+        let text =
+            String::from_utf8(read(&store, &format!("{}/support_persons.csv", m.folder)).await)
+                .unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(
+            header,
+            [
+                "measure_id",
+                "addressee_number",
+                "role",
+                "status",
+                "in_effect",
+                "provisional_start",
+                "start_date",
+                "end_date",
+                "closed_on",
+                "affairs"
+            ]
+        );
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|x| x.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        let a = |n: u64| {
+            machi_domain::ids::AddresseeNumber::from_serial(n)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            &rows[0][1..5],
+            [a(2), "requester".into(), "provisional".into(), "1".into()]
+        );
+        assert_eq!(&rows[1][1..3], [a(3), "related".into()]);
+        assert_eq!(rows[0][5], today.to_string());
+        assert_eq!(rows[0][9], "resident_record_copy");
+    }
+    // `machi import` of an extract still reads it (support_persons.csv is
+    // not in its layout and not in the migration manifest).
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, root) = linkage::open_target(&dir.path().to_string_lossy()).unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        fs.as_ref(),
+        &root,
+        &actor,
+    )
+    .await
+    .unwrap();
+    let report = machi::migration::import::import(
+        &db.registry,
+        &code(AKISHIMA),
+        &[dir.path().join(&m.folder)],
+        &machi::migration::import::ImportOptions::default(),
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        machi::migration::import::Outcome::Imported,
+        "{:?}",
+        report.problems
+    );
+    // A migration export still carries the measure whole (to the next
+    // system), 記録内容 included.
+    let dir = tempfile::tempdir().unwrap();
+    machi::migration::export::export(&db.registry, &code(FUCHU), dir.path(), &actor)
+        .await
+        .unwrap();
+    let whole = std::fs::read_to_string(dir.path().join("support_measures.csv")).unwrap();
+    assert!(whole.contains("記録メモ"));
+}
+
+/// The server-wide schedule (tenants without one of their own) writes
+/// 個人番号 only when the server is set to (`--extract-include-my-number`,
+/// off by default), and the access log marks it as for any extract.
+async fn the_server_wide_schedule_includes_my_number_only_when_set(db: TestDb) {
+    let db = db.with_tenants().await;
+    let mut family = takahashi_family();
+    family["command"]["persons"][0]["my_number"] = serde_json::json!("123456789018");
+    let req: ChangeRequest = serde_json::from_value(family).unwrap();
+    db.registry
+        .submit(&code(FUCHU), &req, &Actor::system("clerk"))
+        .await
+        .unwrap();
+    let a1 = machi_domain::ids::AddresseeNumber::from_serial(1)
+        .unwrap()
+        .to_string();
+    let prefix = ObjectPath::parse("linkage").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    // Off by default.
+    assert!(!db.registry.extract_includes_my_number());
+    let store = InMemory::new();
+    let m = linkage::run_due(
+        &db.registry,
+        &code(FUCHU),
+        &store,
+        &prefix,
+        hour,
+        chrono::Utc::now(),
+        &linkage::ScheduleState::default(),
+    )
+    .await
+    .unwrap()
+    .expect("the first run");
+    assert!(!m.my_number_included);
+    let (_, rows) = flags(&store, &m).await;
+    assert_eq!(rows[&a1].0, "");
+    let (shown, detail) = last_extract_entry(&db).await;
+    assert!(!shown);
+    assert_eq!(detail["my_number_included"], false);
+    // Set at the server: the next due run carries it, logged as shown.
+    let registry = db.registry.clone().with_extract_my_number(true);
+    let store = InMemory::new();
+    let m = linkage::run_due(
+        &registry,
+        &code(FUCHU),
+        &store,
+        &prefix,
+        hour,
+        chrono::Utc::now() + chrono::Duration::hours(2),
+        &linkage::ScheduleState::default(),
+    )
+    .await
+    .unwrap()
+    .expect("due again after the interval");
+    assert!(m.my_number_included);
+    let (_, rows) = flags(&store, &m).await;
+    assert_eq!(rows[&a1].0, "123456789018");
+    let (shown, detail) = last_extract_entry(&db).await;
+    assert!(shown);
+    assert_eq!(detail["my_number_included"], true);
+    // The administrator's page says what the server-wide schedule does.
+    use machi_domain::access::Role;
+    crate::ui::staff(&db, FUCHU, "admin1", Role::TenantAdmin).await;
+    for (r, says) in [
+        (&db.registry, "個人番号を含まない"),
+        (&registry, "個人番号を含む"),
+    ] {
+        let router = machi::api::app(machi::api::AppState {
+            registry: r.clone().with_extract_target(Some("/nonexistent".into())),
+        });
+        let admin = crate::ui::Session::login(&router, FUCHU, "admin1").await;
+        let (_, _, page) = admin.get("/ui/admin/accounts").await;
+        let text = crate::readable::visible_text(&page);
+        assert!(text.contains(says), "{says}: {text}");
+    }
+}
+
+/// A receiving system's API client asks for an extract with a scope of
+/// its own (`{system}:extracts:write`), and for 個人番号 only with
+/// `{system}:my_number:read` besides; each refusal is a 403 naming the
+/// missing scope, nothing written; the grants page shows the scopes in words.
+async fn a_vendor_client_asks_for_an_extract_with_its_own_scopes(db: TestDb) {
+    use axum::http::StatusCode;
+    let db = db.with_tenants().await;
+    let mut family = takahashi_family();
+    family["command"]["persons"][0]["my_number"] = serde_json::json!("123456789018");
+    let req: ChangeRequest = serde_json::from_value(family).unwrap();
+    db.registry
+        .submit(&code(FUCHU), &req, &Actor::system("clerk"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let router = machi::api::app(machi::api::AppState {
+        registry: db
+            .registry
+            .clone()
+            .with_extract_target(Some(dir.path().to_string_lossy().into_owned())),
+    });
+    let client = |scopes: &'static str| {
+        let (db, router) = (&db, router.clone());
+        async move {
+            let (id, secret) = crate::duties::approved_client(db, "kokuho", scopes).await;
+            let (s, t) = crate::duties::token(&router, &id, &secret).await;
+            assert_eq!(s, StatusCode::OK);
+            crate::api::Api {
+                router,
+                headers: vec![("authorization".into(), t.unwrap())],
+            }
+        }
+    };
+    let path = format!("/api/v1/tenants/{FUCHU}/extracts");
+    let anything = || walk(dir.path());
+    // Without the extract scope: 403 naming it.
+    let reader = client("kokuho:events:read").await;
+    let (s, v) = crate::api::call(
+        &reader,
+        "POST",
+        &path,
+        Some(serde_json::json!({"kind": "full"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("kokuho:extracts:write"),
+        "{v}"
+    );
+    assert!(
+        v["message_en"]
+            .as_str()
+            .unwrap()
+            .contains("kokuho:extracts:write"),
+        "{v}"
+    );
+    assert!(anything().is_empty());
+    // With it: an extract without 個人番号; with 個人番号: 403 naming the
+    // scope that allows it, nothing written.
+    let vendor = client("kokuho:events:read kokuho:extracts:write").await;
+    let (s, v) = crate::api::call(
+        &vendor,
+        "POST",
+        &path,
+        Some(serde_json::json!({"kind": "full", "include_my_number": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["message_ja"]
+            .as_str()
+            .unwrap()
+            .contains("kokuho:my_number:read"),
+        "{v}"
+    );
+    assert!(
+        v["message_en"]
+            .as_str()
+            .unwrap()
+            .contains("kokuho:my_number:read"),
+        "{v}"
+    );
+    assert!(anything().is_empty());
+    let (s, v) = crate::api::call(
+        &vendor,
+        "POST",
+        &path,
+        Some(serde_json::json!({"kind": "full"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["my_number_included"], false);
+    let (shown, _) = last_extract_entry(&db).await;
+    assert!(!shown);
+    // Both scopes: 個人番号 written, logged under the client.
+    let numbered = client("kokuho:extracts:write kokuho:my_number:read").await;
+    let (s, v) = crate::api::call(
+        &numbered,
+        "POST",
+        &path,
+        Some(serde_json::json!({"kind": "full", "include_my_number": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["my_number_included"], true);
+    let residents = std::fs::read_to_string(
+        dir.path()
+            .join(v["folder"].as_str().unwrap())
+            .join("residents.csv"),
+    )
+    .unwrap();
+    assert!(residents.contains("123456789018"));
+    let (shown, _) = last_extract_entry(&db).await;
+    assert!(shown);
+    let t = code(FUCHU);
+    let scope = t.clone();
+    let operator = db
+        .store
+        .read(Some(&scope), move |tx| {
+            tx.query_one(
+                "SELECT operator FROM audit_log WHERE tenant = $1 AND function = 'linkage.extract' \
+                 ORDER BY seq DESC LIMIT 1",
+                &[t.as_str().into()],
+            )?
+            .text(0)
+        })
+        .await
+        .unwrap();
+    assert!(operator.starts_with("client:"), "{operator}");
+    // The scopes in words where people read them.
+    assert_eq!(
+        machi::service::auth::scopes_in_words("kokuho:extracts:write kokuho:my_number:read", false),
+        "ファイル連携の抽出の依頼、抽出への個人番号の記載"
+    );
+}
+
+/// The files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

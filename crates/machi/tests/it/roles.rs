@@ -28,19 +28,22 @@ both_backends!(every_route_answers_each_role_as_the_table_says);
 /// Who calls: a staff role (by its login in the fixture) or an API client
 /// with one scope.
 const STAFF: [&str; 6] = ["clerk", "boss", "officer", "admin", "cio", "operator"];
-const CLIENTS: [&str; 5] = [
+const CLIENTS: [&str; 7] = [
     "residents:read",
     "changes:read",
     "changes:write",
     "events:read",
     "subscriptions:write",
+    "extracts:write",
+    "my_number:read",
 ];
 
 /// Everyone signed in (staff), for rows every role may use.
 const ALL_STAFF: &str = "clerk boss officer admin cio operator";
 /// Every caller of the API: every role and every scope.
 const EVERYONE: &str = "clerk boss officer admin cio operator \
-     residents:read changes:read changes:write events:read subscriptions:write";
+     residents:read changes:read changes:write events:read subscriptions:write \
+     extracts:write my_number:read";
 /// A public route: needs no credentials (checked as such, not walked).
 const PUBLIC: &str = "public";
 
@@ -361,6 +364,18 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "subscriptions:write",
     ),
     (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/pause",
+        "",
+        "subscriptions:write",
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}/resume",
+        "",
+        "subscriptions:write",
+    ),
+    (
         "DELETE",
         "/api/v1/tenants/{municipality_code}/subscriptions/{subscription_id}",
         "",
@@ -462,12 +477,13 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         r#"{"message":"二重の申請です。"}"#,
         "clerk boss",
     ),
-    // File linkage on demand: the tenant administrator.
+    // File linkage on demand: the tenant administrator, or a receiving
+    // system's client with the extract scope.
     (
         "POST",
         "/api/v1/tenants/{municipality_code}/extracts",
         "{}",
-        "admin",
+        "admin extracts:write",
     ),
 ];
 
