@@ -193,7 +193,9 @@ impl Action {
             Action::ChildEnded => "child ended by hand",
             Action::BankAccountSet => "bank account for payments recorded or changed",
             Action::NoticeIssued => "notice to return an overpayment issued",
-            Action::NoticePrinted => "notice to return an overpayment shown for printing (reprints too)",
+            Action::NoticePrinted => {
+                "notice to return an overpayment shown for printing (reprints too)"
+            }
             Action::RepaymentCancelled => "recorded repayment cancelled",
         }
     }

@@ -133,7 +133,13 @@ impl BankAccount {
     /// [`BankAccount::parse`] with the refusal's code (the pages and the
     /// API refuse alike).
     pub fn check(i: &AccountInput<'_>) -> Result<BankAccount, AccountError> {
-        let bank = exact_digits(i.bank, 4, "invalid_bank_code", "金融機関コード", "bank code")?;
+        let bank = exact_digits(
+            i.bank,
+            4,
+            "invalid_bank_code",
+            "金融機関コード",
+            "bank code",
+        )?;
         let branch = exact_digits(
             i.branch,
             3,
@@ -216,6 +222,42 @@ mod tests {
         assert_eq!(a.number, "1234567");
         assert_eq!(a.holder, "タカハシ　イチロウ");
         assert_eq!(a.kind, AccountKind::Ordinary);
+    }
+
+    #[test]
+    fn the_number_is_masked_but_for_its_last_four_digits_and_refusals_carry_a_code() {
+        let a = BankAccount::parse(&input("0001", "1234567", "タカハシ")).unwrap();
+        assert_eq!(a.masked_number(), "***4567");
+        let codes: Vec<&str> = [
+            input("12", "1234567", "タカハシ"),
+            input("0001", "12345", "タカハシ"),
+            input("0001", "1234567", "Takahashi"),
+            input("0001", "1234567", ""),
+        ]
+        .iter()
+        .map(|i| BankAccount::check(i).unwrap_err().code)
+        .collect();
+        assert_eq!(
+            codes,
+            vec![
+                "invalid_bank_code",
+                "invalid_account_number",
+                "invalid_account_holder",
+                "invalid_account_holder"
+            ]
+        );
+        let mut i = input("0001", "1234567", "タカハシ");
+        i.kind = "savings";
+        assert_eq!(
+            BankAccount::check(&i).unwrap_err().code,
+            "invalid_account_kind"
+        );
+        i.kind = "ordinary";
+        i.branch = "1";
+        assert_eq!(
+            BankAccount::check(&i).unwrap_err().code,
+            "invalid_branch_code"
+        );
     }
 
     #[test]

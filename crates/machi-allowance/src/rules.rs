@@ -1527,6 +1527,29 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_is_a_lines_rule_never_a_files_and_reads_back() {
+        for r in [
+            PayRule::Regular,
+            PayRule::OnEnd,
+            PayRule::Arrears,
+            PayRule::Refund,
+        ] {
+            assert_eq!(PayRule::parse(r.code()), Some(r));
+        }
+        // No month is ever due under the rule of a refund: what a refund
+        // pays comes from the overpayments, not from the months.
+        let c = one(d(2015, 5, 5), ym(2024, 10));
+        let none = std::collections::BTreeMap::new();
+        assert!(due_months(&c, PayRule::Refund, d(2025, 12, 1), &none, None).is_empty());
+        // Once refunded, an overpayment is what it was before it was
+        // withheld: cancelled in full, nothing collected, nothing owed.
+        assert_eq!(
+            Recovery::of(15_000, 15_000, 15_000 - 15_000, true),
+            Recovery::Cancelled
+        );
+    }
+
+    #[test]
     fn offsets_take_the_oldest_first_and_never_more_than_paid_or_owed() {
         assert_eq!(
             offset(50_000, &[(1, 20_000), (2, 40_000)]),

@@ -2502,7 +2502,12 @@ fn notices_where<P: rusqlite::Params>(
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
         .map(
-            |((id, claim_id, amount, parts), (issued_on, due_on), (name, postal_code, address), (by, at))| {
+            |(
+                (id, claim_id, amount, parts),
+                (issued_on, due_on),
+                (name, postal_code, address),
+                (by, at),
+            )| {
                 Ok(Notice {
                     id,
                     claim_id,

@@ -390,7 +390,10 @@ async fn a_repayment_recorded_wrongly_is_cancelled_with_a_reason_and_is_owed_aga
         .cancelled
         .clone()
         .unwrap();
-    assert_eq!((cancelled.reason.as_str(), cancelled.by.as_str()), (reason, CLERK));
+    assert_eq!(
+        (cancelled.reason.as_str(), cancelled.by.as_str()),
+        (reason, CLERK)
+    );
     // What it settled is owed again, and still claimed back.
     assert_eq!(remaining().await, 25_000);
     let rec = o.store.recoveries(id).await.unwrap();
@@ -428,7 +431,9 @@ async fn a_repayment_recorded_wrongly_is_cancelled_with_a_reason_and_is_owed_aga
     let (_, log) = text_of(&http, &boss.unwrap(), format!("{base}/access-log")).await;
     assert!(
         log.contains("返還金の収納の取消し")
-            && log.contains("収納番号 1 12,000円 取消し（理由：金額の誤り（1,200円を12,000円と入力））"),
+            && log.contains(
+                "収納番号 1 12,000円 取消し（理由：金額の誤り（1,200円を12,000円と入力））"
+            ),
         "{log}"
     );
     // The right amount can now be recorded in full.
@@ -447,7 +452,12 @@ async fn a_repayment_recorded_wrongly_is_cancelled_with_a_reason_and_is_owed_aga
 }
 
 /// A PUT of a JSON body with a session cookie.
-async fn put_json(http: &reqwest::Client, cookie: &str, url: String, body: String) -> (u16, String) {
+async fn put_json(
+    http: &reqwest::Client,
+    cookie: &str,
+    url: String,
+    body: String,
+) -> (u16, String) {
     let r = http
         .put(url)
         .header("cookie", cookie)
@@ -495,7 +505,12 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
         .unwrap()
         .execute("UPDATE claims SET bank_code = NULL WHERE id = ?1", [id])
         .unwrap();
-    assert!(payment_lines(&o.store, ym(2026, 2)).await.unwrap().is_empty());
+    assert!(
+        payment_lines(&o.store, ym(2026, 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let held = o
         .store
         .held(PayRule::Regular, d("2026-02-01"))
@@ -563,13 +578,7 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
             "振込先口座を入力してください",
             "Enter the bank account",
         ),
-        (
-            "not json".to_string(),
-            400,
-            "invalid_body",
-            "JSON",
-            "JSON",
-        ),
+        ("not json".to_string(), 400, "invalid_body", "JSON", "JSON"),
     ] {
         let (s, text) = put_json(&http, &clerk, url.clone(), body.clone()).await;
         assert_eq!(s, status, "{body}: {text}");
@@ -615,7 +624,10 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
         "{text}"
     );
     let (_, text) = text_of(&http, &clerk, format!("{base}/api/claims")).await;
-    assert!(!text.contains("1234567") && !text.contains("7654321"), "{text}");
+    assert!(
+        !text.contains("1234567") && !text.contains("7654321"),
+        "{text}"
+    );
     assert_eq!(logged(&o.store, Action::BankAccountSet).await, 2);
     let a = o.store.claim(id).await.unwrap().unwrap().account.unwrap();
     assert_eq!((a.bank.as_str(), a.number.as_str()), ("0005", "7654321"));
@@ -677,7 +689,10 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
     );
     // Never twice: the next file has no refund, the same one nothing.
     let apr = payment_lines(&o.store, ym(2026, 4)).await.unwrap();
-    assert!(!apr.is_empty() && apr.iter().all(|l| l.rule != PayRule::Refund), "{apr:?}");
+    assert!(
+        !apr.is_empty() && apr.iter().all(|l| l.rule != PayRule::Refund),
+        "{apr:?}"
+    );
     assert!(approve(&o.store, "2026-02-01").await.is_none());
     let run2 = approve(&o.store, "2026-04-01").await.unwrap();
     assert!(
