@@ -186,7 +186,7 @@ header{{background:#0b4f6c;color:#fff;padding:.5rem 1rem}} header a{{color:#fff}
 header nav{{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}} header ul{{list-style:none;display:flex;gap:1rem;margin:0;padding:0}}
 main{{padding:1rem;max-width:70rem}}
 table{{border-collapse:collapse;margin:.5rem 0}} th,td{{border:1px solid #888;padding:.25rem .5rem;text-align:left;vertical-align:top}}
-td.n{{text-align:right;white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
+td.n{{text-align:right;white-space:nowrap}} .nw{{white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
 label{{display:block;margin-top:.5rem}} a{{color:#0b4f6c}} :focus{{outline:3px solid #d35400}}
 .skip{{position:absolute;left:-999px}} .skip:focus{{left:1rem;top:1rem;background:#fff;color:#000}}
 @media (max-width:40rem){{main{{padding:.5rem}} table{{font-size:.875rem}} th,td{{padding:.2rem .3rem}} td.m{{white-space:normal}}}}
@@ -1864,7 +1864,7 @@ fn recoveries_section(
         }
         let _ = write!(
             b,
-            r#"<tr><td class="m">{}</td><td class="n">{}</td><td class="n">{}<br>{}</td><td class="n">{}</td><td>{}{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="m">{}</td><td class="n">{}</td><td><span class="nw">{}</span><br>{}</td><td class="n">{}</td><td>{}{}</td><td>{}</td></tr>"#,
             s.month(r.month),
             yen(r.paid),
             yen(r.due),

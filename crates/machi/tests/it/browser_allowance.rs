@@ -336,6 +336,7 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     assert!(page.contains("10,000円"), "{page}");
     assert!(page.contains("児童手当法第9条第3項"), "{page}");
     assert_eq!(store.notices(id).await.unwrap().len(), 1);
+    let notice_url = h.client.current_url().await.unwrap().to_string();
     h.shot("allowance-17-notice").await;
     // Printed, the menu and the way back are not on the paper.
     let hidden = h
@@ -359,4 +360,31 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     h.wait_for(".notice-issued").await;
     assert!(h.text().await.contains("発行済み"));
     h.shot("allowance-18-notice-issued").await;
+    // At a phone's width (390 px) neither the notice nor the claim's page
+    // scrolls sideways.
+    h.viewport(Some((390, 844))).await;
+    for (url, name) in [
+        (notice_url, "allowance-19-notice-390"),
+        (go(&format!("/claims/{id}")), "allowance-20-claim-390"),
+        (go("/payments/runs/2"), "allowance-21-run-390"),
+    ] {
+        h.client.goto(&url).await.unwrap();
+        h.wait_for("main").await;
+        let v = h
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (scroll, inner) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+        assert!(inner <= 400, "{inner}");
+        h.shot(name).await;
+        assert!(
+            scroll <= inner,
+            "{name}: the page is {scroll} px wide in a {inner} px window"
+        );
+    }
+    h.viewport(None).await;
 }
