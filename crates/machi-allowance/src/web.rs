@@ -192,7 +192,7 @@ label{{display:block;margin-top:.5rem}} a{{color:#0b4f6c}} :focus{{outline:3px s
 @media (max-width:40rem){{main{{padding:.5rem}} table{{font-size:.875rem}} th,td{{padding:.2rem .3rem}} td.m{{white-space:normal}}}}
 .notice .r{{text-align:right}} .notice .amount{{font-size:1.5rem;font-weight:bold}} .notice table{{width:100%}}
 @page{{size:A4;margin:18mm 16mm}}
-@media print{{header,.skip,.noprint{{display:none !important}} main{{padding:0;max-width:none}} body{{font-size:10.5pt;color:#000}} a{{color:#000;text-decoration:none}}}}
+@media print{{header,.skip,.noprint{{display:none !important}} main{{padding:0;max-width:none}} body{{font-size:10pt;line-height:1.45;color:#000}} a{{color:#000;text-decoration:none}} h1{{font-size:15pt;margin:0 0 .4em;text-align:center}} h2{{font-size:13pt;margin:.6em 0 .3em}} h3{{font-size:11pt;margin:.6em 0 .2em}} p,ul{{margin:.3em 0}} .notice .amount{{font-size:14pt}} tr{{break-inside:avoid}}}}
 </style></head>
 <body><a class="skip" href="#main">本文へ移動</a><header><strong>児童手当システム</strong>{nav}</header>
 <main id="main"><h1>{t}</h1>{body}</main></body></html>"##,
