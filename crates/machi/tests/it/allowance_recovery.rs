@@ -24,6 +24,7 @@ both_backends!(
     a_demanded_overpayment_gets_a_printable_notice_issued_once_and_reprinted,
     a_repayment_recorded_wrongly_is_cancelled_with_a_reason_and_is_owed_again,
     a_refund_is_paid_once_into_the_account_by_the_next_regular_file,
+    a_notice_to_a_claimant_who_moved_away_goes_to_the_new_address,
 );
 
 /// A claim with a 返還請求 of ¥25,000.
@@ -720,4 +721,131 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
         html.contains(&format!("第{}号</a>で15,000円を還付済み", run.id)),
         "{html}"
     );
+}
+
+/// A claimant who moved out of the municipality with the whole household
+/// (planned 31 July 2025,
+/// reported after the October file): August and September were overpaid
+/// (第8条第2項); no payment of theirs follows, so once the December file
+/// is made (paying another family) the whole ¥40,000 is a 返還請求. The
+/// notice goes to the 転出先 the registry recorded, and cites 第8条第2項.
+async fn a_notice_to_a_claimant_who_moved_away_goes_to_the_new_address(db: TestDb) {
+    let t = town(db).await;
+    let (mut heads, mut members) = (Vec::new(), Vec::new());
+    for (surname, kana, address) in [
+        ("架空", "カクウ", None),
+        ("見本", "ミホン", Some("東京都府中市宮西町三丁目3番地")),
+    ] {
+        let mut f = family(
+            "2024-04-01",
+            (surname, kana),
+            &[
+                ("一郎", "イチロウ", "2016-05-10"),
+                ("二郎", "ジロウ", "2018-06-02"),
+            ],
+        );
+        if let Some(a) = address {
+            f["command"]["household"]["address"]["address"] = json!(a);
+        }
+        let rows = t.submit(f).await.rows;
+        heads.push(rows[0].record.addressee_number.to_string());
+        members.push(
+            rows.iter()
+                .map(|r| r.record.addressee_number.to_string())
+                .collect::<Vec<_>>(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-12-10"));
+    let mut ids = Vec::new();
+    for h in &heads {
+        ids.push(
+            enter_claim(
+                &web,
+                CLERK,
+                h,
+                d("2024-04-10"),
+                Some(d("2024-04-01")),
+                false,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    assert_eq!(approve(&store, "2025-08-01").await.unwrap().total, 80_000);
+    assert_eq!(approve(&store, "2025-10-01").await.unwrap().total, 80_000);
+    t.submit(
+        json!({"effective_date": "2025-07-31", "command": {"type": "move_out", "persons": members[0],
+        "destination": {"address": "東京都昭島市田中町一丁目5番地"}}}),
+    )
+    .await;
+    catch_up(&t.db.registry, &w).await;
+    // December pays only the other family; 架空's ¥40,000 is claimed back.
+    assert_eq!(approve(&store, "2025-12-01").await.unwrap().total, 40_000);
+    let rec = store.recoveries(ids[0]).await.unwrap();
+    assert_eq!(
+        rec.iter()
+            .map(|r| (r.month, r.remaining(), r.state()))
+            .collect::<Vec<_>>(),
+        vec![
+            (ym(2025, 8), 20_000, Recovery::Demanded),
+            (ym(2025, 9), 20_000, Recovery::Demanded),
+        ]
+    );
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let id = ids[0];
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/claims/{id}/notices"),
+        &[
+            ("csrf", &csrf_of(&html)),
+            ("nonce", &nonce_for(&html, &format!("/claims/{id}/notices"))),
+            ("due_on", "2026-01-09"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    let n = &store.notices(id).await.unwrap()[0];
+    assert_eq!(
+        (
+            n.amount,
+            n.address.as_str(),
+            n.postal_code.as_deref(),
+            n.due_on
+        ),
+        (
+            40_000,
+            "東京都昭島市田中町一丁目5番地",
+            None,
+            d("2026-01-09")
+        )
+    );
+    let (_, notice) = text_of(
+        &http,
+        &clerk,
+        format!("{base}/claims/{id}/notices/{}", n.id),
+    )
+    .await;
+    crate::readable::assert_readable(&notice, "/claims/{id}/notices/{notice}");
+    for words in [
+        "東京都昭島市田中町一丁目5番地",
+        "架空　太郎 様",
+        "40,000円",
+        "令和7年7月31日の異動：受給資格の消滅",
+        "児童手当法第8条第2項",
+        "令和8年1月9日",
+    ] {
+        assert!(notice.contains(words), "{words}: {notice}");
+    }
+    assert!(!notice.contains("宮西町二丁目"), "{notice}");
 }
