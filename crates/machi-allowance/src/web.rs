@@ -3499,9 +3499,14 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
             .collect();
         let _ = write!(
             b,
-            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}</td><td class="n">{}</td></tr>"##,
+            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}{}</td><td class="n">{}</td></tr>"##,
             l.claim_id,
             esc(&l.claimant_name),
+            match l.rule {
+                PayRule::Arrears => "過去分：",
+                PayRule::Refund => "還付（過払の取消し）：",
+                _ => "",
+            },
             months.join("・"),
             yen(l.amount)
         );

@@ -528,6 +528,13 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
     let http = no_redirects();
     let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
     let clerk = clerk.unwrap();
+    let (_, page) = text_of(&http, &clerk, format!("{base}/payments/2026-02")).await;
+    crate::readable::assert_readable(&page, "/payments/{month}");
+    assert!(
+        page.contains("口座未登録のため支払を保留する受給者")
+            && page.contains("還付（過払の取消し）：令和7年6月・令和7年7月"),
+        "{page}"
+    );
     let url = format!("{base}/api/claims/{id}/account");
     let good = json!({"bank_code": "０００５", "branch_code": "002", "account_kind": "ordinary",
         "account_number": "7654321", "account_holder": "かくう　たろう"});
