@@ -2128,10 +2128,18 @@ struct NoticeForm {
 async fn notice_issue(
     State(s): State<WebState>,
     ctx: Ctx,
-    Path(id): Path<i64>,
+    Path(raw): Path<String>,
     Form(f): Form<NoticeForm>,
 ) -> Response {
     let sess = posted!(ctx, f.csrf);
+    let Ok(id) = raw.parse::<i64>() else {
+        return error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "その受給者はいません。",
+            "No such claim.",
+        );
+    };
     let bad =
         |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
     if f.nonce.len() != 64 || !f.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {

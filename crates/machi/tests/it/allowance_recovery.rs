@@ -204,6 +204,25 @@ async fn a_demanded_overpayment_gets_a_printable_notice_issued_once_and_reprinte
     let (status, _, body) = issue("令和8年1月31日", "abc".into()).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("画面が古い"), "{body}");
+    for claim in ["999", "abc"] {
+        let r = post_as(
+            &http,
+            &clerk,
+            format!("{base}/claims/{claim}/notices"),
+            &[
+                ("csrf", &csrf),
+                ("nonce", &nonce),
+                ("due_on", "令和8年1月31日"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 404, "{claim}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("その受給者はいません") && body.contains("No such claim"),
+            "{body}"
+        );
+    }
     assert!(o.store.notices(id).await.unwrap().is_empty());
     assert_eq!(logged(&o.store, Action::NoticeIssued).await, 0);
 
