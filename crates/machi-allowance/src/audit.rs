@@ -62,9 +62,15 @@ pub enum Action {
     ChildEnded,
     /// A claimant's 振込先口座 recorded or changed.
     BankAccountSet,
+    /// A 返還通知書 issued (the overpayments demanded, the due date).
+    NoticeIssued,
+    /// A 返還通知書 shown for printing (after issuing, and each reprint).
+    NoticePrinted,
+    /// A recorded repayment cancelled as entered wrongly (with a reason).
+    RepaymentCancelled,
 }
 
-const ALL: [Action; 24] = [
+const ALL: [Action; 27] = [
     Action::SignIn,
     Action::SignInFailed,
     Action::SignInThrottled,
@@ -89,6 +95,9 @@ const ALL: [Action; 24] = [
     Action::ChildAddedApart,
     Action::ChildEnded,
     Action::BankAccountSet,
+    Action::NoticeIssued,
+    Action::NoticePrinted,
+    Action::RepaymentCancelled,
 ];
 
 impl Action {
@@ -118,6 +127,9 @@ impl Action {
             Action::ChildAddedApart => "child_added_apart",
             Action::ChildEnded => "child_ended",
             Action::BankAccountSet => "bank_account_set",
+            Action::NoticeIssued => "notice_issued",
+            Action::NoticePrinted => "notice_printed",
+            Action::RepaymentCancelled => "repayment_cancelled",
         }
     }
     pub fn parse(s: &str) -> Option<Action> {
@@ -149,6 +161,9 @@ impl Action {
             Action::ChildAddedApart => "別居の児童の追加（額改定請求）",
             Action::ChildEnded => "児童の支給終了の入力（手入力）",
             Action::BankAccountSet => "振込先口座の登録・変更",
+            Action::NoticeIssued => "返還通知書の発行",
+            Action::NoticePrinted => "返還通知書の表示・印刷（再印刷を含む）",
+            Action::RepaymentCancelled => "返還金の収納の取消し",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -177,6 +192,11 @@ impl Action {
             Action::ChildAddedApart => "child living elsewhere added (increase claim)",
             Action::ChildEnded => "child ended by hand",
             Action::BankAccountSet => "bank account for payments recorded or changed",
+            Action::NoticeIssued => "notice to return an overpayment issued",
+            Action::NoticePrinted => {
+                "notice to return an overpayment shown for printing (reprints too)"
+            }
+            Action::RepaymentCancelled => "recorded repayment cancelled",
         }
     }
 }

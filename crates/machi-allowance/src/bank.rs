@@ -84,25 +84,39 @@ fn digits(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// Why an account was refused: a code for the API (`invalid_bank_code`,
+/// `invalid_branch_code`, `invalid_account_kind`,
+/// `invalid_account_number`, `invalid_account_holder`) and the words, in
+/// Japanese and English, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountError {
+    pub code: &'static str,
+    pub ja: String,
+    pub en: String,
+}
+
 fn exact_digits(
     s: &str,
     n: usize,
+    code: &'static str,
     what_ja: &str,
     what_en: &str,
-) -> Result<String, (String, String)> {
+) -> Result<String, AccountError> {
     match digits(s) {
         Some(d) if d.len() == n => Ok(d),
-        Some(d) if d.is_empty() => Err((
-            format!("{what_ja}を入力してください（数字{n}桁）。"),
-            format!("Enter the {what_en} ({n} digits)."),
-        )),
-        _ => Err((
-            format!(
+        Some(d) if d.is_empty() => Err(AccountError {
+            code,
+            ja: format!("{what_ja}を入力してください（数字{n}桁）。"),
+            en: format!("Enter the {what_en} ({n} digits)."),
+        }),
+        _ => Err(AccountError {
+            code,
+            ja: format!(
                 "{what_ja}は数字{n}桁で入力してください（入力：{}）。",
                 s.trim()
             ),
-            format!("The {what_en} must be {n} digits (typed: {}).", s.trim()),
-        )),
+            en: format!("The {what_en} must be {n} digits (typed: {}).", s.trim()),
+        }),
     }
 }
 
@@ -113,27 +127,50 @@ impl BankAccount {
     /// 口座名義 typed in hiragana or half-width katakana is turned into
     /// full-width katakana ([`Furigana::from_input`]).
     pub fn parse(i: &AccountInput<'_>) -> Result<BankAccount, (String, String)> {
-        let bank = exact_digits(i.bank, 4, "金融機関コード", "bank code")?;
-        let branch = exact_digits(i.branch, 3, "支店コード", "branch code")?;
-        let kind = AccountKind::parse(i.kind).ok_or_else(|| {
-            (
-                "預金種目は「普通」か「当座」を選んでください。".to_string(),
-                "Choose the account type: ordinary or current.".to_string(),
-            )
+        BankAccount::check(i).map_err(|e| (e.ja, e.en))
+    }
+
+    /// [`BankAccount::parse`] with the refusal's code (the pages and the
+    /// API refuse alike).
+    pub fn check(i: &AccountInput<'_>) -> Result<BankAccount, AccountError> {
+        let bank = exact_digits(
+            i.bank,
+            4,
+            "invalid_bank_code",
+            "金融機関コード",
+            "bank code",
+        )?;
+        let branch = exact_digits(
+            i.branch,
+            3,
+            "invalid_branch_code",
+            "支店コード",
+            "branch code",
+        )?;
+        let kind = AccountKind::parse(i.kind).ok_or_else(|| AccountError {
+            code: "invalid_account_kind",
+            ja: "預金種目は「普通」か「当座」を選んでください。".to_string(),
+            en: "Choose the account type: ordinary or current.".to_string(),
         })?;
-        let number = exact_digits(i.number, 7, "口座番号", "account number")?;
+        let number = exact_digits(
+            i.number,
+            7,
+            "invalid_account_number",
+            "口座番号",
+            "account number",
+        )?;
         let holder = i.holder.trim();
         if holder.is_empty() {
-            return Err((
-                "口座名義（カタカナ）を入力してください。".into(),
-                "Enter the account holder's name in katakana.".into(),
-            ));
+            return Err(AccountError {
+                code: "invalid_account_holder",
+                ja: "口座名義（カタカナ）を入力してください。".into(),
+                en: "Enter the account holder's name in katakana.".into(),
+            });
         }
-        let holder = Furigana::from_input(holder).map_err(|e| {
-            (
-                format!("口座名義：{}", e.message_ja()),
-                format!("account holder: {}", e.message_en()),
-            )
+        let holder = Furigana::from_input(holder).map_err(|e| AccountError {
+            code: "invalid_account_holder",
+            ja: format!("口座名義：{}", e.message_ja()),
+            en: format!("account holder: {}", e.message_en()),
         })?;
         Ok(BankAccount {
             bank,
@@ -142,6 +179,13 @@ impl BankAccount {
             number,
             holder: holder.as_ref().to_string(),
         })
+    }
+
+    /// The 口座番号 with all but its last 4 digits masked (`***4567`).
+    pub fn masked_number(&self) -> String {
+        let n = self.number.chars().count();
+        let keep: String = self.number.chars().skip(n.saturating_sub(4)).collect();
+        format!("{}{keep}", "*".repeat(n.saturating_sub(4)))
     }
 
     /// In words for a page: 「金融機関 0001 支店 123 普通 1234567 タカハシ　イチロウ」.
@@ -178,6 +222,42 @@ mod tests {
         assert_eq!(a.number, "1234567");
         assert_eq!(a.holder, "タカハシ　イチロウ");
         assert_eq!(a.kind, AccountKind::Ordinary);
+    }
+
+    #[test]
+    fn the_number_is_masked_but_for_its_last_four_digits_and_refusals_carry_a_code() {
+        let a = BankAccount::parse(&input("0001", "1234567", "タカハシ")).unwrap();
+        assert_eq!(a.masked_number(), "***4567");
+        let codes: Vec<&str> = [
+            input("12", "1234567", "タカハシ"),
+            input("0001", "12345", "タカハシ"),
+            input("0001", "1234567", "Takahashi"),
+            input("0001", "1234567", ""),
+        ]
+        .iter()
+        .map(|i| BankAccount::check(i).unwrap_err().code)
+        .collect();
+        assert_eq!(
+            codes,
+            vec![
+                "invalid_bank_code",
+                "invalid_account_number",
+                "invalid_account_holder",
+                "invalid_account_holder"
+            ]
+        );
+        let mut i = input("0001", "1234567", "タカハシ");
+        i.kind = "savings";
+        assert_eq!(
+            BankAccount::check(&i).unwrap_err().code,
+            "invalid_account_kind"
+        );
+        i.kind = "ordinary";
+        i.branch = "1";
+        assert_eq!(
+            BankAccount::check(&i).unwrap_err().code,
+            "invalid_branch_code"
+        );
     }
 
     #[test]

@@ -469,6 +469,14 @@ pub enum PayRule {
     /// 本文 (the payment months) and ただし書 「前支払期月に支払うべきで
     /// あつた児童手当…は、その支払期月でない月であつても、支払うものとする」.
     Arrears,
+    /// 還付: an overpayment whose reduction was undone (the event behind
+    /// it cancelled) after part of it was withheld (内払調整, 第13条) or
+    /// repaid: what was kept back is 児童手当 due for months that have
+    /// passed, so, like a 過去分, it is paid in the next regular payment
+    /// file (第8条第4項), into the claimant's account, once. Never a
+    /// file's own rule, only a line's in a regular file; never recorded
+    /// as a month paid.
+    Refund,
 }
 
 impl PayRule {
@@ -477,6 +485,7 @@ impl PayRule {
             PayRule::Regular => "regular",
             PayRule::OnEnd => "on_end",
             PayRule::Arrears => "arrears",
+            PayRule::Refund => "refund",
         }
     }
     pub fn parse(s: &str) -> Option<PayRule> {
@@ -484,6 +493,7 @@ impl PayRule {
             "regular" => Some(PayRule::Regular),
             "on_end" => Some(PayRule::OnEnd),
             "arrears" => Some(PayRule::Arrears),
+            "refund" => Some(PayRule::Refund),
             _ => None,
         }
     }
@@ -495,6 +505,9 @@ impl PayRule {
             }
             PayRule::Arrears => {
                 "過去分：支払期月を過ぎても支払われていない月分・差額（遅れて認定された請求、さかのぼる増額）を次の支払で支払う（児童手当法第8条第4項）"
+            }
+            PayRule::Refund => {
+                "還付：過払の原因となった異動が取り消されたため、支払から差し引いた額・返還を受けた額（内払調整：児童手当法第13条）を支払うべき手当として次の定例払で支払う（児童手当法第8条第4項）"
             }
         }
     }
@@ -508,6 +521,9 @@ impl PayRule {
             }
             PayRule::Arrears => {
                 "arrears: months (or the part of them) whose payment month passed unpaid — a claim approved late, an increase reaching back — paid in the next payment (Art. 8(4))"
+            }
+            PayRule::Refund => {
+                "refund: the event behind an overpayment was undone after part of it was withheld (Art. 13) or repaid; that allowance is paid in the next regular payment (Art. 8(4))"
             }
         }
     }
@@ -603,7 +619,7 @@ pub fn due_months(
                 .collect(),
             _ => Vec::new(),
         },
-        PayRule::Arrears => Vec::new(),
+        PayRule::Arrears | PayRule::Refund => Vec::new(),
     }
 }
 
@@ -1507,6 +1523,29 @@ mod tests {
         assert!(
             words.contains("児童a") && words.contains("第9条第3項"),
             "{words}"
+        );
+    }
+
+    #[test]
+    fn a_refund_is_a_lines_rule_never_a_files_and_reads_back() {
+        for r in [
+            PayRule::Regular,
+            PayRule::OnEnd,
+            PayRule::Arrears,
+            PayRule::Refund,
+        ] {
+            assert_eq!(PayRule::parse(r.code()), Some(r));
+        }
+        // No month is ever due under the rule of a refund: what a refund
+        // pays comes from the overpayments, not from the months.
+        let c = one(d(2015, 5, 5), ym(2024, 10));
+        let none = std::collections::BTreeMap::new();
+        assert!(due_months(&c, PayRule::Refund, d(2025, 12, 1), &none, None).is_empty());
+        // Once refunded, an overpayment is what it was before it was
+        // withheld: cancelled in full, nothing collected, nothing owed.
+        assert_eq!(
+            Recovery::of(15_000, 15_000, 15_000 - 15_000, true),
+            Recovery::Cancelled
         );
     }
 

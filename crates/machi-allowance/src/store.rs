@@ -152,14 +152,45 @@ CREATE TABLE IF NOT EXISTS repayment_parts (
     amount INTEGER NOT NULL,
     PRIMARY KEY (repayment_id, recovery_id)
 );
+CREATE TABLE IF NOT EXISTS repayment_cancellations (
+    repayment_id INTEGER PRIMARY KEY REFERENCES repayments(id),
+    reason TEXT NOT NULL,
+    cancelled_by TEXT NOT NULL,
+    cancelled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recovery_refunds (
+    recovery_id INTEGER NOT NULL REFERENCES recoveries(id),
+    run_id INTEGER NOT NULL REFERENCES payment_runs(id),
+    amount INTEGER NOT NULL,
+    PRIMARY KEY (recovery_id, run_id)
+);
+CREATE TABLE IF NOT EXISTS recovery_notices (
+    id INTEGER PRIMARY KEY,
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    amount INTEGER NOT NULL,
+    parts TEXT NOT NULL,
+    issued_on TEXT NOT NULL,
+    due_on TEXT NOT NULL,
+    addressee_name TEXT NOT NULL,
+    postal_code TEXT,
+    address TEXT NOT NULL,
+    issued_by TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    nonce TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS recovery_notices_claim ON recovery_notices (claim_id);
 ";
 
 /// What is still to be recovered of an overpayment, in SQL over the row
-/// `recoveries`: its amount less what was cancelled, withheld and repaid.
+/// `recoveries`: its amount less what was cancelled, withheld and repaid
+/// (a repayment cancelled as entered wrongly does not count), plus what
+/// was refunded of it (還付).
 const REMAINING_SQL: &str = "(recoveries.amount \
     - (SELECT COALESCE(SUM(x.amount), 0) FROM recovery_cancellations x WHERE x.recovery_id = recoveries.id) \
     - (SELECT COALESCE(SUM(o.amount), 0) FROM recovery_offsets o WHERE o.recovery_id = recoveries.id) \
-    - (SELECT COALESCE(SUM(p.amount), 0) FROM repayment_parts p WHERE p.recovery_id = recoveries.id))";
+    - (SELECT COALESCE(SUM(p.amount), 0) FROM repayment_parts p WHERE p.recovery_id = recoveries.id \
+        AND p.repayment_id NOT IN (SELECT repayment_id FROM repayment_cancellations)) \
+    + (SELECT COALESCE(SUM(f.amount), 0) FROM recovery_refunds f WHERE f.recovery_id = recoveries.id))";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -366,6 +397,8 @@ pub struct ClaimRow {
     pub end_reason: Option<String>,
     pub children: Vec<ChildRow>,
     /// 振込先口座 (None: 口座未登録; the claim is held out of payment files).
+    /// Never serialized as it is: the API shows it masked.
+    #[serde(skip)]
     pub account: Option<BankAccount>,
     /// The online filing it was entered from (the registry's number).
     pub filing: Option<i64>,
@@ -464,8 +497,12 @@ pub struct RecoveryRow {
     /// cancelled in the registry, or a clerk's correction), yen in all.
     pub cancelled: i64,
     /// Repayments received from the claimant, by receipt: (repayment id,
-    /// day received, yen).
+    /// day received, yen). A repayment cancelled as entered wrongly is
+    /// not here.
     pub repaid: Vec<(i64, NaiveDate, i64)>,
+    /// Paid back to the claimant (還付) by payment files, by file: (run,
+    /// yen).
+    pub refunds: Vec<(i64, i64)>,
 }
 
 impl RecoveryRow {
@@ -477,24 +514,33 @@ impl RecoveryRow {
     pub fn repaid_total(&self) -> i64 {
         self.repaid.iter().map(|r| r.2).sum()
     }
+    /// Paid back to the claimant (還付).
+    pub fn refunded(&self) -> i64 {
+        self.refunds.iter().map(|r| r.1).sum()
+    }
+    /// Recovered and kept: withheld and repaid, less what was refunded.
+    pub fn collected(&self) -> i64 {
+        self.offset() + self.repaid_total() - self.refunded()
+    }
     /// Overpaid as things stand: the amount less what was cancelled.
     pub fn owed(&self) -> i64 {
         (self.amount - self.cancelled).max(0)
     }
     /// Still to be recovered (withheld or repaid).
     pub fn remaining(&self) -> i64 {
-        (self.owed() - self.offset() - self.repaid_total()).max(0)
+        (self.owed() - self.collected()).max(0)
     }
     /// Recovered beyond what is owed now (the reduction was undone after
-    /// part of it was withheld or repaid): to be paid back to the claimant.
+    /// part of it was withheld or repaid) and not refunded yet: to be paid
+    /// back to the claimant.
     pub fn refund_due(&self) -> i64 {
-        (self.offset() + self.repaid_total() - self.owed()).max(0)
+        (self.collected() - self.owed()).max(0)
     }
     pub fn state(&self) -> rules::Recovery {
         rules::Recovery::of(
             self.amount,
             self.cancelled,
-            self.offset() + self.repaid_total(),
+            self.collected(),
             self.demanded_run.is_some(),
         )
     }
@@ -509,6 +555,17 @@ pub struct Repayment {
     pub received_on: NaiveDate,
     pub recorded_by: String,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// Cancelled as entered wrongly (収納の取消し): the reason, the
+    /// clerk and when. A cancelled repayment counts for nothing.
+    pub cancelled: Option<RepaymentCancellation>,
+}
+
+/// Why and by whom a recorded repayment was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepaymentCancellation {
+    pub reason: String,
+    pub by: String,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Why a repayment was not recorded.
@@ -518,6 +575,65 @@ pub enum RepaymentRefused {
     NothingOwed,
     /// More than what is to be recovered (`owed`, yen).
     MoreThanOwed { owed: i64 },
+}
+
+/// Why a repayment was not cancelled (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelRefused {
+    /// No such repayment of this claim.
+    NoRepayment,
+    /// Cancelled already.
+    AlreadyCancelled,
+}
+
+/// A 返還通知書 (notice to return an overpayment) as issued: what it
+/// demanded, from whom at which address, and by when. Printed again
+/// from this record, as issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub id: i64,
+    pub claim_id: i64,
+    /// Yen to return, in all.
+    pub amount: i64,
+    /// The overpayments it demands: (recovery id, yen still owed of it
+    /// when issued).
+    pub parts: Vec<(i64, i64)>,
+    pub issued_on: NaiveDate,
+    /// 納付期限.
+    pub due_on: NaiveDate,
+    /// The claimant's name and address as the registry showed them when
+    /// the notice was issued.
+    pub name: String,
+    pub postal_code: Option<String>,
+    pub address: String,
+    pub issued_by: String,
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the clerk issues a notice with.
+#[derive(Debug, Clone)]
+pub struct NewNotice {
+    pub issued_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub name: String,
+    pub postal_code: Option<String>,
+    pub address: String,
+}
+
+/// Why a notice was not issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeRefused {
+    /// Nothing of the claim is a 返還請求.
+    NothingDemanded,
+}
+
+/// An online filing a claim was entered from, as its work item recorded
+/// it: the registry's number, the 受付番号 and the day it was received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FilingRef {
+    pub filing_id: i64,
+    pub receipt: String,
+    pub received_on: Option<NaiveDate>,
 }
 
 /// A payment file made and recorded.
@@ -1032,6 +1148,7 @@ impl Store {
             if lines.is_empty() {
                 return Ok(None);
             }
+            let refunds = refunds_due(&tx)?;
             let pay_month = YearMonth::of(on);
             // What is transferred: each line less its 内払調整.
             let total: i64 = lines.iter().map(|l| l.amount - l.offset).sum();
@@ -1047,6 +1164,22 @@ impl Store {
                         "INSERT OR IGNORE INTO run_accounts (run_id, claim_id, bank_code, branch_code, account_kind, account_number, account_holder) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         params![id, l.claim_id, a.bank, a.branch, a.kind.code(), a.number, a.holder],
                     )?;
+                }
+                if l.rule == PayRule::Refund {
+                    // 還付: recorded against each overpayment (never as a
+                    // month paid), so no later file pays it again; the
+                    // clerk's work item for it is done.
+                    for (recovery, _, amount) in refunds.get(&l.claim_id).into_iter().flatten() {
+                        tx.execute(
+                            "INSERT INTO recovery_refunds (recovery_id, run_id, amount) VALUES (?1, ?2, ?3)",
+                            params![recovery, id, amount],
+                        )?;
+                    }
+                    tx.execute(
+                        "UPDATE work_items SET done = 1 WHERE done = 0 AND kind = ?1 AND claim_id = ?2",
+                        params![WorkKind::RefundDue.code(), l.claim_id],
+                    )?;
+                    continue;
                 }
                 for (m, amount) in l.months.iter().zip(&l.amounts) {
                     // The first payment of a month goes to paid_months,
@@ -1095,18 +1228,22 @@ impl Store {
                 }
             }
             let withheld: i64 = taken.iter().map(|t| t.1).sum();
+            let refunded: i64 = lines
+                .iter()
+                .filter(|l| l.rule == PayRule::Refund)
+                .map(|l| l.amount)
+                .sum();
             let mut log = log;
             log.subject = format!("run:{id}");
-            log.detail = if withheld > 0 {
-                format!(
-                    "{}件 {}（内払調整 {}）",
-                    lines.len(),
-                    crate::web::yen(total),
-                    crate::web::yen(withheld)
-                )
-            } else {
-                format!("{}件 {}", lines.len(), crate::web::yen(total))
-            };
+            log.detail = format!("{}件 {}", lines.len(), crate::web::yen(total));
+            if withheld > 0 {
+                log.detail
+                    .push_str(&format!("（内払調整 {}）", crate::web::yen(withheld)));
+            }
+            if refunded > 0 {
+                log.detail
+                    .push_str(&format!("（うち還付 {}）", crate::web::yen(refunded)));
+            }
             audit::append(&tx, &log, at)?;
             tx.commit()?;
             Ok(Some(PaymentRun {
@@ -1181,6 +1318,45 @@ impl Store {
                 .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
             spread_offsets(&mut out, &withheld);
+            // 還付 lines: one per claim, by overpayment.
+            let mut st = c.prepare(
+                "SELECT r.claim_id, c.claimant, c.claimant_name, r.month, f.amount FROM recovery_refunds f JOIN recoveries r ON r.id = f.recovery_id JOIN claims c ON c.id = r.claim_id WHERE f.run_id = ?1 ORDER BY r.claim_id, r.id",
+            )?;
+            let refunds = st
+                .query_map([id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut refund_lines: Vec<PaymentLine> = Vec::new();
+            for (claim_id, claimant, name, month, amount) in refunds {
+                match refund_lines.last_mut() {
+                    Some(l) if l.claim_id == claim_id => {
+                        l.amount += amount;
+                        l.months.push(month);
+                        l.amounts.push(amount);
+                    }
+                    _ => refund_lines.push(PaymentLine {
+                        claim_id,
+                        claimant,
+                        claimant_name: name,
+                        amount,
+                        months: vec![month],
+                        amounts: vec![amount],
+                        rule: PayRule::Refund,
+                        offset: 0,
+                        account: None,
+                    }),
+                }
+            }
+            out.extend(refund_lines);
+            // By claim, each claim's lines in their order (sort is stable).
+            out.sort_by_key(|l| l.claim_id);
             let mut st = c.prepare(
                 "SELECT claim_id, bank_code, branch_code, account_kind, account_number, account_holder FROM run_accounts WHERE run_id = ?1",
             )?;
@@ -1642,6 +1818,7 @@ impl Store {
                 received_on,
                 recorded_by: log.account,
                 recorded_at: at,
+                cancelled: None,
             }))
         })
         .await
@@ -1651,6 +1828,168 @@ impl Store {
     pub async fn repayments(&self, claim_id: i64) -> Result<Vec<Repayment>, StoreError> {
         self.run(move |c| repayments_where(c, "claim_id = ?1", [claim_id]))
             .await
+    }
+
+    /// Cancels a repayment recorded wrongly (返還金の収納の取消し: a wrong
+    /// amount, a payment that bounced), with the clerk's reason, in one
+    /// transaction with its access-log entry: it no longer counts, so what
+    /// it settled of the claim's overpayments is outstanding again (a
+    /// 返還請求 stays one). Refused when the claim has no such repayment
+    /// or it was cancelled already; the repayment is kept, marked.
+    pub async fn cancel_repayment(
+        &self,
+        claim_id: i64,
+        repayment_id: i64,
+        reason: &str,
+        log: Entry,
+    ) -> Result<Result<Repayment, CancelRefused>, StoreError> {
+        let reason = reason.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(r) = repayments_where(
+                &tx,
+                "id = ?1 AND claim_id = ?2",
+                params![repayment_id, claim_id],
+            )?
+            .pop() else {
+                return Ok(Err(CancelRefused::NoRepayment));
+            };
+            if r.cancelled.is_some() {
+                return Ok(Err(CancelRefused::AlreadyCancelled));
+            }
+            let at = chrono::Utc::now();
+            tx.execute(
+                "INSERT INTO repayment_cancellations (repayment_id, reason, cancelled_by, cancelled_at) VALUES (?1, ?2, ?3, ?4)",
+                params![repayment_id, reason, log.account, at.to_rfc3339()],
+            )?;
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            log.detail = format!(
+                "収納番号 {repayment_id} {} 取消し（理由：{reason}）",
+                crate::web::yen(r.amount)
+            );
+            audit::append(&tx, &log, at)?;
+            tx.commit()?;
+            Ok(Ok(Repayment {
+                cancelled: Some(RepaymentCancellation {
+                    reason,
+                    by: log.account,
+                    at,
+                }),
+                ..r
+            }))
+        })
+        .await
+    }
+
+    /// Issues a 返還通知書 for what of the claim is a 返還請求 now (every
+    /// overpayment in state [`rules::Recovery::Demanded`], for what is
+    /// still owed of it), in one transaction with its access-log entry.
+    /// `nonce` is the form's one-time key: the same form sent again
+    /// returns the notice issued the first time and writes nothing.
+    pub async fn issue_notice(
+        &self,
+        claim_id: i64,
+        n: NewNotice,
+        nonce: &str,
+        log: Entry,
+    ) -> Result<Result<Notice, NoticeRefused>, StoreError> {
+        let nonce = nonce.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if let Some(done) = notices_where(&tx, "nonce = ?1", [&nonce])?.pop() {
+                return Ok(Ok(done));
+            }
+            let parts: Vec<(i64, i64)> = recoveries_where(&tx, "claim_id = ?1", [claim_id])?
+                .iter()
+                .filter(|r| r.state() == rules::Recovery::Demanded)
+                .map(|r| (r.id, r.remaining()))
+                .collect();
+            let amount: i64 = parts.iter().map(|p| p.1).sum();
+            if amount == 0 {
+                return Ok(Err(NoticeRefused::NothingDemanded));
+            }
+            let at = chrono::Utc::now();
+            let parts_json =
+                serde_json::to_string(&parts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO recovery_notices (claim_id, amount, parts, issued_on, due_on, addressee_name, postal_code, address, issued_by, issued_at, nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![claim_id, amount, parts_json, iso(Some(n.issued_on)), iso(Some(n.due_on)), n.name, n.postal_code, n.address, log.account, at.to_rfc3339(), nonce],
+            )?;
+            let id = tx.last_insert_rowid();
+            let mut log = log;
+            log.subject = format!("claim:{claim_id}");
+            // The caller's detail names the due date (in 和暦).
+            log.detail = format!(
+                "通知番号 {id} {} {}",
+                crate::web::yen(amount),
+                log.detail
+            );
+            audit::append(&tx, &log, at)?;
+            tx.commit()?;
+            Ok(Ok(Notice {
+                id,
+                claim_id,
+                amount,
+                parts,
+                issued_on: n.issued_on,
+                due_on: n.due_on,
+                name: n.name,
+                postal_code: n.postal_code,
+                address: n.address,
+                issued_by: log.account,
+                issued_at: at,
+            }))
+        })
+        .await
+    }
+
+    /// The 返還通知書 issued for a claim, oldest first.
+    pub async fn notices(&self, claim_id: i64) -> Result<Vec<Notice>, StoreError> {
+        self.run(move |c| notices_where(c, "claim_id = ?1", [claim_id]))
+            .await
+    }
+
+    /// One 返還通知書 of a claim.
+    pub async fn notice(&self, claim_id: i64, id: i64) -> Result<Option<Notice>, StoreError> {
+        self.run(move |c| {
+            Ok(
+                notices_where(c, "claim_id = ?1 AND id = ?2", params![claim_id, id])?
+                    .into_iter()
+                    .next(),
+            )
+        })
+        .await
+    }
+
+    /// The online filing a claim was entered from, as its work item
+    /// recorded it (None: entered at the counter, or from before filings
+    /// were kept).
+    pub async fn claim_filing(&self, claim_id: i64) -> Result<Option<FilingRef>, StoreError> {
+        self.run(move |c| {
+            let r = c
+                .query_row(
+                    "SELECT w.filing_id, w.receipt, w.event_on FROM claims c JOIN work_items w ON w.filing_id = c.filing_id AND w.kind = 'online_claim' WHERE c.id = ?1 ORDER BY w.id LIMIT 1",
+                    [claim_id],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            r.map(|(filing_id, receipt, on)| {
+                Ok(FilingRef {
+                    filing_id,
+                    receipt: receipt.unwrap_or_default(),
+                    received_on: date(on)?,
+                })
+            })
+            .transpose()
+        })
+        .await
     }
 
     /// The claims (with children) and work items of running claims whose
@@ -1848,6 +2187,12 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
     let mut st = c.prepare(
         "SELECT month, SUM(amount) FROM (SELECT claim_id, month, amount FROM paid_months UNION ALL SELECT claim_id, month, amount FROM paid_differences) WHERE claim_id = ?1 GROUP BY month",
     )?;
+    // 還付 is paid in regular files only (see [`PayRule::Refund`]).
+    let refunds = if rule == PayRule::Regular {
+        refunds_due(c)?
+    } else {
+        HashMap::new()
+    };
     let mut out = Vec::new();
     for cl in claims {
         let paid = st
@@ -1877,6 +2222,37 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
                 });
             }
         }
+        if let Some(rf) = refunds.get(&cl.id) {
+            out.push(PaymentLine {
+                claim_id: cl.id,
+                claimant: cl.claimant.clone(),
+                claimant_name: cl.claimant_name.clone(),
+                amount: rf.iter().map(|x| x.2).sum(),
+                months: rf.iter().map(|x| x.1.iso()).collect(),
+                amounts: rf.iter().map(|x| x.2).collect(),
+                rule: PayRule::Refund,
+                offset: 0,
+                account: cl.account.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What one claim is refunded (還付), by overpayment: (recovery id, its
+/// month, yen).
+type Refunds = HashMap<i64, Vec<(i64, YearMonth, i64)>>;
+
+/// The refunds (還付) due, by claim: each overpayment recovered (withheld
+/// or repaid) beyond what is owed now — the reduction behind it was
+/// undone — less what a payment file refunded of it already.
+fn refunds_due(c: &Connection) -> Result<Refunds, StoreError> {
+    let mut out: Refunds = HashMap::new();
+    for r in recoveries_where(c, "1 = 1", [])? {
+        let y = r.refund_due();
+        if y > 0 {
+            out.entry(r.claim_id).or_default().push((r.id, r.month, y));
+        }
     }
     Ok(out)
 }
@@ -1901,7 +2277,8 @@ fn due_lines_offset(
         .into_iter()
         .partition(|l| l.account.is_some());
     let mut payable: Vec<(i64, i64)> = Vec::new();
-    for l in &lines {
+    // A refund is paid in full: nothing is withheld from it.
+    for l in lines.iter().filter(|l| l.rule != PayRule::Refund) {
         match payable.iter_mut().find(|p| p.0 == l.claim_id) {
             Some(p) => p.1 += l.amount,
             None => payable.push((l.claim_id, l.amount)),
@@ -1928,7 +2305,7 @@ fn due_lines_offset(
 /// Sets each claim's withheld total on its lines, first lines first.
 fn spread_offsets(lines: &mut [PaymentLine], withheld: &HashMap<i64, i64>) {
     let mut left = withheld.clone();
-    for l in lines.iter_mut() {
+    for l in lines.iter_mut().filter(|l| l.rule != PayRule::Refund) {
         if let Some(w) = left.get_mut(&l.claim_id) {
             let t = (*w).min(l.amount);
             l.offset = t;
@@ -1968,7 +2345,10 @@ fn recoveries_where<P: rusqlite::Params>(
         "SELECT COALESCE(SUM(amount), 0) FROM recovery_cancellations WHERE recovery_id = ?1",
     )?;
     let mut repaid = c.prepare(
-        "SELECT p.repayment_id, r.received_on, p.amount FROM repayment_parts p JOIN repayments r ON r.id = p.repayment_id WHERE p.recovery_id = ?1 ORDER BY p.repayment_id",
+        "SELECT p.repayment_id, r.received_on, p.amount FROM repayment_parts p JOIN repayments r ON r.id = p.repayment_id WHERE p.recovery_id = ?1 AND p.repayment_id NOT IN (SELECT repayment_id FROM repayment_cancellations) ORDER BY p.repayment_id",
+    )?;
+    let mut refunds = c.prepare(
+        "SELECT run_id, amount FROM recovery_refunds WHERE recovery_id = ?1 ORDER BY run_id",
     )?;
     let mut out = Vec::new();
     for (id, claim_id, month, paid, due, amount, reduction, found_at, event_id, demanded_run) in raw
@@ -2004,6 +2384,9 @@ fn recoveries_where<P: rusqlite::Params>(
                 .into_iter()
                 .map(|(id, on, a)| Ok((id, req_date(on)?, a)))
                 .collect::<Result<_, StoreError>>()?,
+            refunds: refunds
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?,
         });
     }
     Ok(out)
@@ -2090,6 +2473,62 @@ fn record_overpayments(
     Ok(over.len() + cancel.len())
 }
 
+fn notices_where<P: rusqlite::Params>(
+    c: &Connection,
+    cond: &str,
+    p: P,
+) -> Result<Vec<Notice>, StoreError> {
+    let mut st = c.prepare(&format!(
+        "SELECT id, claim_id, amount, parts, issued_on, due_on, addressee_name, postal_code, address, issued_by, issued_at FROM recovery_notices WHERE {cond} ORDER BY id"
+    ))?;
+    let rows = st
+        .query_map(p, |r| {
+            Ok((
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ),
+                (r.get::<_, String>(4)?, r.get::<_, String>(5)?),
+                (
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, String>(8)?,
+                ),
+                (r.get::<_, String>(9)?, r.get::<_, String>(10)?),
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(
+            |(
+                (id, claim_id, amount, parts),
+                (issued_on, due_on),
+                (name, postal_code, address),
+                (by, at),
+            )| {
+                Ok(Notice {
+                    id,
+                    claim_id,
+                    amount,
+                    parts: serde_json::from_str(&parts)
+                        .map_err(|e| StoreError::Corrupt(format!("notice parts {parts}: {e}")))?,
+                    issued_on: req_date(issued_on)?,
+                    due_on: req_date(due_on)?,
+                    name,
+                    postal_code,
+                    address,
+                    issued_by: by,
+                    issued_at: chrono::DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))?
+                        .with_timezone(&chrono::Utc),
+                })
+            },
+        )
+        .collect()
+}
+
 fn runs_where<P: rusqlite::Params>(
     c: &Connection,
     cond: &str,
@@ -2140,7 +2579,7 @@ fn repayments_where<P: rusqlite::Params>(
     p: P,
 ) -> Result<Vec<Repayment>, StoreError> {
     let mut st = c.prepare(&format!(
-        "SELECT id, claim_id, amount, received_on, recorded_by, recorded_at FROM repayments WHERE {cond} ORDER BY id"
+        "SELECT id, claim_id, amount, received_on, recorded_by, recorded_at, x.reason, x.cancelled_by, x.cancelled_at FROM repayments LEFT JOIN repayment_cancellations x ON x.repayment_id = repayments.id WHERE {cond} ORDER BY id"
     ))?;
     let rows = st
         .query_map(p, |r| {
@@ -2151,20 +2590,36 @@ fn repayments_where<P: rusqlite::Params>(
                 r.get::<_, String>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, String>(5)?,
+                (
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let time = |at: &str| {
+        chrono::DateTime::parse_from_rfc3339(at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))
+    };
     rows.into_iter()
-        .map(|(id, claim_id, amount, on, by, at)| {
+        .map(|(id, claim_id, amount, on, by, at, x)| {
             Ok(Repayment {
                 id,
                 claim_id,
                 amount,
                 received_on: req_date(on)?,
                 recorded_by: by,
-                recorded_at: chrono::DateTime::parse_from_rfc3339(&at)
-                    .map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))?
-                    .with_timezone(&chrono::Utc),
+                recorded_at: time(&at)?,
+                cancelled: match x {
+                    (Some(reason), Some(by), Some(at)) => Some(RepaymentCancellation {
+                        reason,
+                        by,
+                        at: time(&at)?,
+                    }),
+                    _ => None,
+                },
             })
         })
         .collect()

@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use chrono::NaiveDate;
 use machi_domain::dates::{DatePolicy, DateValue, EraTable};
 use machi_domain::error::Localized;
@@ -186,10 +186,13 @@ header{{background:#0b4f6c;color:#fff;padding:.5rem 1rem}} header a{{color:#fff}
 header nav{{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}} header ul{{list-style:none;display:flex;gap:1rem;margin:0;padding:0}}
 main{{padding:1rem;max-width:70rem}}
 table{{border-collapse:collapse;margin:.5rem 0}} th,td{{border:1px solid #888;padding:.25rem .5rem;text-align:left;vertical-align:top}}
-td.n{{text-align:right;white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
+td.n{{text-align:right;white-space:nowrap}} .nw{{white-space:nowrap}} td.m{{white-space:nowrap}} .err{{color:#a00000;border:2px solid #a00000;padding:.5rem}}
 label{{display:block;margin-top:.5rem}} a{{color:#0b4f6c}} :focus{{outline:3px solid #d35400}}
 .skip{{position:absolute;left:-999px}} .skip:focus{{left:1rem;top:1rem;background:#fff;color:#000}}
 @media (max-width:40rem){{main{{padding:.5rem}} table{{font-size:.875rem}} th,td{{padding:.2rem .3rem}} td.m{{white-space:normal}}}}
+.notice .r{{text-align:right}} .notice .amount{{font-size:1.5rem;font-weight:bold}} .notice table{{width:100%}}
+@page{{size:A4;margin:18mm 16mm}}
+@media print{{header,.skip,.noprint{{display:none !important}} main{{padding:0;max-width:none}} body{{font-size:10pt;line-height:1.45;color:#000}} a{{color:#000;text-decoration:none}} h1{{font-size:15pt;margin:0 0 .4em;text-align:center}} h2{{font-size:13pt;margin:.6em 0 .3em}} h3{{font-size:11pt;margin:.6em 0 .2em}} p,ul{{margin:.3em 0}} .notice .amount{{font-size:14pt}} tr{{break-inside:avoid}}}}
 </style></head>
 <body><a class="skip" href="#main">本文へ移動</a><header><strong>児童手当システム</strong>{nav}</header>
 <main id="main"><h1>{t}</h1>{body}</main></body></html>"##,
@@ -270,6 +273,12 @@ pub fn app(state: WebState) -> Router {
         .route("/claims/{id}/children/apart", post(apart_add))
         .route("/claims/{id}/children/end", post(child_end))
         .route("/claims/{id}/repayments", post(repayment_record))
+        .route(
+            "/claims/{id}/repayments/{repayment}/cancel",
+            post(repayment_cancel),
+        )
+        .route("/claims/{id}/notices", post(notice_issue))
+        .route("/claims/{id}/notices/{notice}", get(notice_page))
         .route("/claims/{id}/account", post(account_set))
         .route("/work/{id}/done", post(work_done))
         .route("/payments", get(payments_index))
@@ -285,6 +294,7 @@ pub fn app(state: WebState) -> Router {
         .route("/api/claims/{id}", get(api_claim))
         .route("/api/claims/{id}/children", post(api_apart_add))
         .route("/api/claims/{id}/children/end", post(api_child_end))
+        .route("/api/claims/{id}/account", put(api_account_set))
         .route("/api/work-items", get(api_work))
         .route("/api/payments/{month}", get(api_payment))
         .route("/healthz", get(|| async { "ok" }))
@@ -815,11 +825,15 @@ impl AccountFields {
     }
     /// The account checked (None: nothing typed).
     fn parse(&self) -> Result<Option<BankAccount>, (String, String)> {
+        self.check().map_err(|e| (e.ja, e.en))
+    }
+    /// [`AccountFields::parse`] with the refusal's code.
+    fn check(&self) -> Result<Option<BankAccount>, crate::bank::AccountError> {
         let i = self.input();
         if i.is_empty() {
             return Ok(None);
         }
-        BankAccount::parse(&i).map(Some)
+        BankAccount::check(&i).map(Some)
     }
 }
 
@@ -1038,6 +1052,31 @@ fn parse_date(eras: &EraTable, input: &str) -> Result<Option<NaiveDate>, (String
     match DateValue::parse(t, eras, DatePolicy::CalendarOnly) {
         Ok(v) => Ok(v.as_calendar()),
         Err(e) => Err((e.message_ja(), e.message_en())),
+    }
+}
+
+/// A required date field (和暦 or 西暦) named `label_ja` / `label_en`:
+/// the date, or a typed refusal naming the field — `missing_date` when
+/// nothing was typed, `invalid_date` (with the reason) when it cannot be
+/// read. Range checks (future, before the claim …) are the caller's.
+fn required_date(
+    eras: &EraTable,
+    input: &str,
+    label_ja: &str,
+    label_en: &str,
+) -> Result<NaiveDate, Refusal> {
+    match parse_date(eras, input) {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(invalid(
+            "missing_date",
+            &format!("{label_ja}を入力してください。"),
+            &format!("Enter the {label_en}."),
+        )),
+        Err((ja, en)) => Err(invalid(
+            "invalid_date",
+            &format!("{label_ja}：{ja}"),
+            &format!("{label_en}: {en}"),
+        )),
     }
 }
 
@@ -1400,10 +1439,9 @@ async fn claim_create(State(s): State<WebState>, ctx: Ctx, Form(f): Form<ClaimFo
         view.filed = filed_answers(&s, id).await;
     }
     let again = |ja: &str, en: &str| claim_form_page(&sess, &view, Some((ja, en)));
-    let claimed_on = match parse_date(&s.eras, &f.claimed_on) {
-        Ok(Some(d)) => d,
-        Ok(None) => return again("請求日を入力してください。", "Enter the claim date."),
-        Err((ja, en)) => return again(&format!("請求日：{ja}"), &format!("claim date: {en}")),
+    let claimed_on = match required_date(&s.eras, &f.claimed_on, "請求日", "claim date") {
+        Ok(d) => d,
+        Err(r) => return again(&r.ja, &r.en),
     };
     let event_on = match parse_date(&s.eras, &f.event_on) {
         Ok(d) => d,
@@ -1665,7 +1703,12 @@ async fn claim_page(
                 Ok(x) => x,
                 Err(e) => return internal(e),
             };
+            let notices = match s.store.notices(c.id).await {
+                Ok(x) => x,
+                Err(e) => return internal(e),
+            };
             b.push_str(&recoveries_section(&s, &r, &c.rules(), &names));
+            b.push_str(&notices_section(&s, &sess.csrf, c.id, &r, &notices));
             b.push_str(&repayments_section(&s, &sess.csrf, c.id, &r, &repaid));
         }
         Ok(_) => {}
@@ -1708,6 +1751,7 @@ async fn claim_page(
                             PayRule::Regular => "定例払",
                             PayRule::OnEnd => "消滅時の随時払",
                             PayRule::Arrears => "過去分",
+                            PayRule::Refund => "還付",
                         })
                         .collect::<Vec<_>>()
                         .join("・");
@@ -1799,6 +1843,13 @@ fn recoveries_section(
         if r.cancelled > 0 {
             let _ = write!(settle, "、{}を取消し", yen(r.cancelled));
         }
+        for (run, a) in &r.refunds {
+            let _ = write!(
+                settle,
+                r#"、<a href="/payments/runs/{run}">第{run}号</a>で{}を還付済み"#,
+                yen(*a)
+            );
+        }
         if r.remaining() > 0 && (offset > 0 || !r.repaid.is_empty() || r.cancelled > 0) {
             let _ = write!(settle, "、残り{}", yen(r.remaining()));
         }
@@ -1813,7 +1864,7 @@ fn recoveries_section(
         }
         let _ = write!(
             b,
-            r#"<tr><td class="m">{}</td><td class="n">{}</td><td class="n">{}<br>{}</td><td class="n">{}</td><td>{}{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="m">{}</td><td class="n">{}</td><td><span class="nw">{}</span><br>{}</td><td class="n">{}</td><td>{}{}</td><td>{}</td></tr>"#,
             s.month(r.month),
             yen(r.paid),
             yen(r.due),
@@ -1834,7 +1885,7 @@ fn recoveries_section(
     if refund > 0 {
         let _ = write!(
             b,
-            r#"<p id="recovery-refund">還付する額 {}：過払の原因となった異動が取り消されたため、差し引いた額・返還を受けた額のうちこの額は受給者に支払うべき手当です。支払ファイルには自動では含まれません。</p>"#,
+            r#"<p id="recovery-refund">還付する額 {}：過払の原因となった異動が取り消されたため、差し引いた額・返還を受けた額のうちこの額は受給者に支払うべき手当です。次の定例払の支払ファイルで、受給者の振込先口座に「還付」として支払います（口座未登録のときは、登録するまで保留します）。</p>"#,
             yen(refund)
         );
     }
@@ -1854,15 +1905,34 @@ fn repayments_section(
     if repaid.is_empty() {
         b.push_str("<p>返還を受けた記録はありません。</p>");
     } else {
-        b.push_str(r#"<table aria-labelledby="repayments"><thead><tr><th scope="col">収納番号</th><th scope="col">受領日</th><th scope="col">金額</th><th scope="col">記録した職員</th></tr></thead><tbody>"#);
+        b.push_str(r#"<table aria-labelledby="repayments"><thead><tr><th scope="col">収納番号</th><th scope="col">受領日</th><th scope="col">金額</th><th scope="col">記録した職員</th><th scope="col">取消し</th></tr></thead><tbody>"#);
         for r in repaid {
+            let cancel = match &r.cancelled {
+                Some(x) => format!(
+                    r#"<span id="repayment-cancelled-{}">取消し済み：{}（{}、{}）。この収納は過払の精算に数えません。</span>"#,
+                    r.id,
+                    esc(&x.reason),
+                    esc(&x.by),
+                    when(s, x.at)
+                ),
+                None => format!(
+                    r#"<details><summary>誤って記録した収納を取り消す</summary><form method="post" action="/claims/{claim_id}/repayments/{rid}/cancel"><input type="hidden" name="csrf" value="{csrf}"><p>取り消すと、この収納で精算した過払は未精算に戻ります。</p><label for="cancel_reason_{rid}">取消しの理由（必須）</label><input id="cancel_reason_{rid}" name="reason" maxlength="200" required><p><button type="submit" id="cancel-repayment-{rid}">収納番号 {rid} を取り消す</button></p></form></details>"#,
+                    rid = r.id,
+                    csrf = esc(csrf),
+                ),
+            };
             let _ = write!(
                 b,
-                r#"<tr><td class="n">{}</td><td>{}</td><td class="n">{}</td><td>{}</td></tr>"#,
+                r#"<tr><td class="n">{}</td><td>{}</td><td class="n">{}</td><td>{}</td><td>{}</td></tr>"#,
                 r.id,
                 s.wareki(r.received_on),
-                yen(r.amount),
-                esc(&r.recorded_by)
+                if r.cancelled.is_some() {
+                    format!("<del>{}</del>", yen(r.amount))
+                } else {
+                    yen(r.amount)
+                },
+                esc(&r.recorded_by),
+                cancel
             );
         }
         b.push_str("</tbody></table>");
@@ -1935,16 +2005,15 @@ async fn repayment_record(
             "Enter the amount in whole yen, 1 or more (e.g. 15000).",
         );
     };
-    let received_on = match parse_date(&s.eras, &f.received_on) {
-        Ok(Some(d)) if d <= s.today() => d,
-        Ok(Some(_)) => {
+    let received_on = match required_date(&s.eras, &f.received_on, "受領日", "day received") {
+        Ok(d) if d <= s.today() => d,
+        Ok(_) => {
             return bad(
                 "受領日が未来の日付です。",
                 "The day received is in the future.",
             );
         }
-        Ok(None) => return bad("受領日を入力してください。", "Enter the day received."),
-        Err((ja, en)) => return bad(&format!("受領日：{ja}"), &format!("day received: {en}")),
+        Err(r) => return bad(&r.ja, &r.en),
     };
     match s.store.claim(id).await {
         Ok(Some(_)) => {}
@@ -1979,6 +2048,347 @@ async fn repayment_record(
     }
 }
 
+/// The 返還通知書 issued for a claim (「返還通知 令和…年…月…日 発行済み」,
+/// each with a link to print it again) and, while part of the claim's
+/// overpayments is a 返還請求 that no notice states as it is now, the form
+/// to issue one (the due date prefilled 30 days ahead, in 和暦).
+fn notices_section(
+    s: &WebState,
+    csrf: &str,
+    claim_id: i64,
+    rows: &[crate::store::RecoveryRow],
+    notices: &[crate::store::Notice],
+) -> String {
+    let parts: Vec<(i64, i64)> = demanded_parts(rows);
+    let demanded: i64 = parts.iter().map(|p| p.1).sum();
+    if demanded == 0 && notices.is_empty() {
+        return String::new();
+    }
+    let mut b = String::from(r#"<h2 id="notices">返還通知</h2>"#);
+    if notices.is_empty() {
+        b.push_str("<p>返還通知書はまだ発行していません。</p>");
+    }
+    for n in notices.iter().rev() {
+        let _ = write!(
+            b,
+            r#"<p class="notice-issued" id="notice-{id}">返還通知 {issued} 発行済み（通知番号 第{id}号、返還を求める額 {amount}、納付期限 {due}） <a href="/claims/{claim_id}/notices/{id}" id="notice-print-{id}">返還通知書を印刷する（再印刷）</a></p>"#,
+            id = n.id,
+            issued = s.wareki(n.issued_on),
+            amount = yen(n.amount),
+            due = s.wareki(n.due_on),
+        );
+    }
+    let current = notices.last().is_some_and(|n| n.parts == parts);
+    if demanded > 0 && !current {
+        let _ = write!(
+            b,
+            r#"<form method="post" action="/claims/{claim_id}/notices"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="nonce" value="{nonce}">
+<p>{lead}返還を求める額 {amount}（次の支払で差し引ききれなかった過払）について、受給者に返還通知書を発行します。宛先の氏名・住所は住民記録から読み込みます。</p>
+<label for="notice_due">納付期限（和暦または西暦）</label><input id="notice_due" name="due_on" value="{due}" required>
+<p><button type="submit" id="notice-submit">返還通知書を発行する</button></p></form>"#,
+            csrf = esc(csrf),
+            nonce = random_hex(),
+            lead = if notices.is_empty() {
+                ""
+            } else {
+                "前回の通知の後に返還を求める額が変わりました。"
+            },
+            amount = yen(demanded),
+            due = esc(&s.wareki(s.today() + chrono::Days::new(30))),
+        );
+    }
+    b
+}
+
+/// What of a claim's overpayments is a 返還請求 now: (recovery id, yen
+/// still owed), oldest first (what a notice demands).
+fn demanded_parts(rows: &[crate::store::RecoveryRow]) -> Vec<(i64, i64)> {
+    rows.iter()
+        .filter(|r| r.state() == rules::Recovery::Demanded)
+        .map(|r| (r.id, r.remaining()))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct NoticeForm {
+    csrf: String,
+    /// The form's one-time key ([`crate::store::Store::issue_notice`]).
+    #[serde(default)]
+    nonce: String,
+    #[serde(default)]
+    due_on: String,
+}
+
+/// Issues a 返還通知書 for what of the claim is a 返還請求: the due date the
+/// clerk chose (after today, within a year), the claimant's name and
+/// address read from the registry (logged as a read), the issue logged;
+/// then the printable notice. Refused in both languages, nothing written,
+/// when the date is missing or unreadable or out of range, nothing is
+/// demanded, or the registry shows no address to send it to.
+async fn notice_issue(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    Form(f): Form<NoticeForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let Ok(id) = raw.parse::<i64>() else {
+        return error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "その受給者はいません。",
+            "No such claim.",
+        );
+    };
+    let bad =
+        |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
+    if f.nonce.len() != 64 || !f.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad(
+            "画面が古いため発行できません。受給者の画面を開き直してください。",
+            "This form is out of date; open the claim again.",
+        );
+    }
+    let today = s.today();
+    let due_on = match required_date(&s.eras, &f.due_on, "納付期限", "due date") {
+        Ok(d) if d <= today => {
+            return bad(
+                "納付期限は今日より後の日にしてください。",
+                "The due date must be after today.",
+            );
+        }
+        Ok(d) if d > today + chrono::Days::new(365) => {
+            return bad(
+                "納付期限は1年以内の日にしてください。",
+                "The due date must be within a year.",
+            );
+        }
+        Ok(d) => d,
+        Err(r) => return bad(&r.ja, &r.en),
+    };
+    let c = match s.store.claim(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "その受給者はいません。",
+                "No such claim.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    match s.store.recoveries(id).await {
+        Ok(r) if demanded_parts(&r).is_empty() => {
+            return bad(
+                "この受給者に返還を求めている過払はありません。",
+                "Nothing of this claim is to be paid back.",
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    logged!(
+        s,
+        ctx.entry(&sess, Action::PersonRead, format!("person:{}", c.claimant))
+            .detail("返還通知書の宛先")
+    );
+    let to = match s.client.mailing_address(&c.claimant).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::CONFLICT,
+                "住民記録に受給者の送付先（住所・転出先）がありません（死亡・国外転出、または閲覧できない記録）。返還通知書は発行していません。",
+                "The registry shows no address to send the notice to (death, a move abroad, or a record this system may not read); no notice was issued.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let log = ctx
+        .entry(&sess, Action::NoticeIssued, format!("claim:{id}"))
+        .detail(format!("納付期限 {}", s.wareki(due_on)));
+    let n = crate::store::NewNotice {
+        issued_on: today,
+        due_on,
+        name: to.name,
+        postal_code: to.postal_code,
+        address: to.address,
+    };
+    match s.store.issue_notice(id, n, &f.nonce, log).await {
+        Ok(Ok(n)) => Redirect::to(&format!("/claims/{id}/notices/{}", n.id)).into_response(),
+        Ok(Err(crate::store::NoticeRefused::NothingDemanded)) => bad(
+            "この受給者に返還を求めている過払はありません。",
+            "Nothing of this claim is to be paid back.",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+/// The 返還通知書 as issued, for printing on A4 (the menu and the links
+/// are not printed). Each showing is logged (it names the claimant, and a
+/// reprint is a new copy of the notice).
+async fn notice_page(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path((raw, raw_notice)): Path<(String, String)>,
+) -> Response {
+    let sess = signed_in!(ctx);
+    let not_found = |sess: &Session| {
+        error_page(
+            Some(sess),
+            StatusCode::NOT_FOUND,
+            "その返還通知書はありません。",
+            "No such notice.",
+        )
+    };
+    let (Ok(id), Ok(nid)) = (raw.parse::<i64>(), raw_notice.parse::<i64>()) else {
+        return not_found(&sess);
+    };
+    let (n, c, rows) = match (
+        s.store.notice(id, nid).await,
+        s.store.claim(id).await,
+        s.store.recoveries(id).await,
+    ) {
+        (Ok(Some(n)), Ok(Some(c)), Ok(rows)) => (n, c, rows),
+        (Ok(_), Ok(_), Ok(_)) => return not_found(&sess),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(e),
+    };
+    logged!(
+        s,
+        ctx.entry(&sess, Action::NoticePrinted, format!("claim:{id}"))
+            .detail(format!("通知番号 {nid}"))
+    );
+    let names: HashMap<&str, &str> = c
+        .children
+        .iter()
+        .map(|x| (x.child.as_str(), x.name.as_str()))
+        .collect();
+    let name = |k: &str| names.get(k).copied().unwrap_or("児童").to_string();
+    let mut lines = String::new();
+    let mut articles: Vec<&'static str> = Vec::new();
+    for (rid, amount) in &n.parts {
+        let Some(r) = rows.iter().find(|r| r.id == *rid) else {
+            continue;
+        };
+        let article = match r.reduction {
+            rules::Reduction::Ended { .. } => {
+                "児童手当法第8条第2項（受給資格が消滅した月で支給が終わる）"
+            }
+            rules::Reduction::ChildLeft { .. } => {
+                "児童手当法第9条第3項（児童が監護を離れた月の翌月から手当額を減額する）"
+            }
+            rules::Reduction::Recomputed => "児童手当法第6条第1項（手当の額）",
+        };
+        if !articles.contains(&article) {
+            articles.push(article);
+        }
+        let _ = write!(
+            lines,
+            r#"<tr><td class="m">{}分</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td>{}{}</td></tr>"#,
+            s.month(r.month),
+            yen(r.paid),
+            yen(r.due),
+            yen(*amount),
+            r.reduction
+                .on()
+                .map(|d| format!("{}の異動：", s.wareki(d)))
+                .unwrap_or_default(),
+            esc(&r.reduction.explain_ja(&name)),
+        );
+    }
+    let b = format!(
+        r##"<div class="noprint"><p><a href="/claims/{id}#notices">受給者の画面へ戻る</a></p><p>ブラウザの印刷機能（Ctrl+P など）で、A4の用紙に印刷してください。メニューとこの案内は印刷されません。</p></div>
+<article class="notice" aria-labelledby="notice-title">
+<p class="r">通知番号 第{nid}号<br>{issued}</p>
+<p id="notice-to">{postal}{address}<br>{who} 様</p>
+<p class="r">児童手当担当</p>
+<h2 id="notice-title">児童手当の返還について（通知）</h2>
+<p>あなたに支払った児童手当のうち、次の月分は、支払った後に届いた異動（死亡・転出など）により、支給すべき額を超えて支払われていました（過払）。その後の手当の支払から差し引いても（内払調整）差し引ききれなかった額を、次のとおり返還してください。</p>
+<h3 id="notice-amount-h">返還していただく額</h3><p class="amount" id="notice-amount">{amount}</p>
+<h3 id="notice-months">返還を求める月分と理由</h3>
+<table aria-labelledby="notice-months"><thead><tr><th scope="col">月分</th><th scope="col">支払った額</th><th scope="col">本来の額</th><th scope="col">返還を求める額</th><th scope="col">理由</th></tr></thead><tbody>{lines}</tbody></table>
+<h3 id="notice-basis">根拠</h3><ul aria-labelledby="notice-basis">{basis}<li>児童手当法第13条（支払の調整：支払った過払の手当は、その後に支払う手当の内払とみなすことができる）</li><li>民法第703条（法律上の原因なく受けた利益の返還）</li></ul>
+<h3 id="notice-how">納付の方法と期限</h3>
+<p>納付期限：<strong id="notice-due">{due}</strong></p>
+<p>同封の納付書により、納付期限までに、市の指定金融機関または市役所の窓口で納付してください。期限までに一度に納付することが難しいときは、期限より前に児童手当担当へご相談ください。</p>
+<p>この通知の内容について不明な点は、児童手当担当へお問い合わせください。</p>
+</article>"##,
+        issued = s.wareki(n.issued_on),
+        postal = n
+            .postal_code
+            .as_deref()
+            .map(|p| format!("〒{}<br>", esc(p)))
+            .unwrap_or_default(),
+        address = esc(&n.address),
+        who = esc(&n.name),
+        amount = yen(n.amount),
+        basis = articles
+            .iter()
+            .map(|a| format!("<li>{a}</li>"))
+            .collect::<String>(),
+        due = s.wareki(n.due_on),
+    );
+    page("児童手当返還通知書", Some(&sess), &b)
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Cancels a repayment recorded wrongly, with the clerk's reason (1 to
+/// 200 characters), logged; what it settled is outstanding again.
+async fn repayment_cancel(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path((raw, raw_repayment)): Path<(String, String)>,
+    Form(f): Form<CancelForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let bad =
+        |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
+    let (Ok(id), Ok(rid)) = (raw.parse::<i64>(), raw_repayment.parse::<i64>()) else {
+        return error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "その収納の記録はありません。",
+            "No such repayment.",
+        );
+    };
+    let reason = f.reason.trim();
+    if reason.is_empty() {
+        return bad(
+            "取消しの理由を入力してください。",
+            "Enter the reason for the cancellation.",
+        );
+    }
+    if reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return bad(
+            "取消しの理由は200文字以内で、改行などを含めずに入力してください。",
+            "Enter the reason in at most 200 characters, on one line.",
+        );
+    }
+    let log = ctx.entry(&sess, Action::RepaymentCancelled, format!("claim:{id}"));
+    match s.store.cancel_repayment(id, rid, reason, log).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/claims/{id}#repayments")).into_response(),
+        Ok(Err(crate::store::CancelRefused::NoRepayment)) => error_page(
+            Some(&sess),
+            StatusCode::NOT_FOUND,
+            "その収納の記録はありません。",
+            "No such repayment.",
+        ),
+        Ok(Err(crate::store::CancelRefused::AlreadyCancelled)) => error_page(
+            Some(&sess),
+            StatusCode::CONFLICT,
+            "この収納はすでに取り消されています。",
+            "This repayment was cancelled already.",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
 #[derive(Deserialize)]
 struct ChildForm {
     csrf: String,
@@ -1995,16 +2405,15 @@ async fn child_add(
     let sess = posted!(ctx, f.csrf);
     let bad =
         |ja: &str, en: &str| error_page(Some(&sess), StatusCode::UNPROCESSABLE_ENTITY, ja, en);
-    let requested_on = match parse_date(&s.eras, &f.requested_on) {
-        Ok(Some(d)) if d <= s.today() => d,
-        Ok(Some(_)) => {
+    let requested_on = match required_date(&s.eras, &f.requested_on, "請求日", "claim date") {
+        Ok(d) if d <= s.today() => d,
+        Ok(_) => {
             return bad(
                 "請求日が未来の日付です。",
                 "The claim date is in the future.",
             );
         }
-        Ok(None) => return bad("請求日を入力してください。", "Enter the claim date."),
-        Err((ja, en)) => return bad(&format!("請求日：{ja}"), &format!("claim date: {en}")),
+        Err(r) => return bad(&r.ja, &r.en),
     };
     let w = match s.store.work_item(f.work).await {
         Ok(Some(w)) if w.claim_id == Some(id) => w,
@@ -2187,61 +2596,34 @@ pub async fn add_apart_child(
         }
     };
     let today = s.today();
-    let requested_on = match parse_date(&s.eras, &input.requested_on) {
-        Ok(Some(d)) if d > today => {
-            return Err(invalid(
-                "future_date",
-                "請求日が未来の日付です。",
-                "The claim date is in the future.",
-            ));
-        }
-        Ok(Some(d)) if d < claim.claimed_on => {
-            return Err(invalid(
-                "before_claim",
-                "請求日が認定請求の日より前です。",
-                "The claim date is before the allowance claim itself.",
-            ));
-        }
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return Err(invalid(
-                "missing_date",
-                "請求日を入力してください。",
-                "Enter the claim date.",
-            ));
-        }
-        Err((ja, en)) => {
-            return Err(invalid(
-                "invalid_date",
-                &format!("請求日：{ja}"),
-                &format!("claim date: {en}"),
-            ));
-        }
-    };
-    let since = match parse_date(&s.eras, &input.since) {
-        Ok(Some(d)) if d > requested_on => {
-            return Err(invalid(
-                "since_after_request",
-                "監護・負担を始めた日が請求日より後です。",
-                "The day the care or support began is after the claim date.",
-            ));
-        }
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return Err(invalid(
-                "missing_date",
-                "監護・負担を始めた日を入力してください。",
-                "Enter the day the care or support began.",
-            ));
-        }
-        Err((ja, en)) => {
-            return Err(invalid(
-                "invalid_date",
-                &format!("監護・負担を始めた日：{ja}"),
-                &format!("day the care or support began: {en}"),
-            ));
-        }
-    };
+    let requested_on = required_date(&s.eras, &input.requested_on, "請求日", "claim date")?;
+    if requested_on > today {
+        return Err(invalid(
+            "future_date",
+            "請求日が未来の日付です。",
+            "The claim date is in the future.",
+        ));
+    }
+    if requested_on < claim.claimed_on {
+        return Err(invalid(
+            "before_claim",
+            "請求日が認定請求の日より前です。",
+            "The claim date is before the allowance claim itself.",
+        ));
+    }
+    let since = required_date(
+        &s.eras,
+        &input.since,
+        "監護・負担を始めた日",
+        "day the care or support began",
+    )?;
+    if since > requested_on {
+        return Err(invalid(
+            "since_after_request",
+            "監護・負担を始めた日が請求日より後です。",
+            "The day the care or support began is after the claim date.",
+        ));
+    }
     let addressee = fold(&input.addressee_number);
     let (addressee, name, birth) = if !addressee.is_empty() {
         if !input.name.trim().is_empty() || !input.birth.trim().is_empty() {
@@ -2339,23 +2721,7 @@ pub async fn add_apart_child(
                 "Enter a name of at most 60 characters.",
             ));
         }
-        let birth = match parse_date(&s.eras, &input.birth) {
-            Ok(Some(d)) => d,
-            Ok(None) => {
-                return Err(invalid(
-                    "missing_date",
-                    "生年月日を入力してください。",
-                    "Enter the birthdate.",
-                ));
-            }
-            Err((ja, en)) => {
-                return Err(invalid(
-                    "invalid_date",
-                    &format!("生年月日：{ja}"),
-                    &format!("birthdate: {en}"),
-                ));
-            }
-        };
+        let birth = required_date(&s.eras, &input.birth, "生年月日", "birthdate")?;
         (None, name, birth)
     };
     if birth > today {
@@ -2470,37 +2836,26 @@ pub async fn end_child(
             "Choose the reason for the end.",
         ));
     };
-    let on = match parse_date(&s.eras, &input.ended_on) {
-        Ok(Some(d)) if d > s.today() => {
-            return Err(invalid(
-                "future_date",
-                "事由の発生日が未来の日付です。",
-                "The day of the reason is in the future.",
-            ));
-        }
-        Ok(Some(d)) if d < child.birth => {
-            return Err(invalid(
-                "before_birth",
-                "事由の発生日が生年月日より前です。",
-                "The day of the reason is before the birthdate.",
-            ));
-        }
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return Err(invalid(
-                "missing_date",
-                "事由の発生日を入力してください。",
-                "Enter the day of the reason.",
-            ));
-        }
-        Err((ja, en)) => {
-            return Err(invalid(
-                "invalid_date",
-                &format!("事由の発生日：{ja}"),
-                &format!("day of the reason: {en}"),
-            ));
-        }
-    };
+    let on = required_date(
+        &s.eras,
+        &input.ended_on,
+        "事由の発生日",
+        "day of the reason",
+    )?;
+    if on > s.today() {
+        return Err(invalid(
+            "future_date",
+            "事由の発生日が未来の日付です。",
+            "The day of the reason is in the future.",
+        ));
+    }
+    if on < child.birth {
+        return Err(invalid(
+            "before_birth",
+            "事由の発生日が生年月日より前です。",
+            "The day of the reason is before the birthdate.",
+        ));
+    }
     let from = YearMonth::of(on).next();
     let log = Entry::new(clerk, source, Action::ChildEnded, "").detail(format!(
         "{} {}（{}）{}分から減額",
@@ -2786,23 +3141,62 @@ async fn account_set(
         *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
         r
     };
-    let account = match f.account.parse() {
+    match set_account(&s, &sess.login, &ctx.source, id, &f.account).await {
+        Ok(()) => Redirect::to(&format!("/claims/{id}#bank")).into_response(),
+        Err(r) if r.status == StatusCode::UNPROCESSABLE_ENTITY => refuse(&r.ja, &r.en),
+        Err(r) => refusal_page(&sess, id, &r),
+    }
+}
+
+/// Records or changes a claim's 振込先口座 (the page and the API alike):
+/// each field checked ([`BankAccount::check`]), nothing written on a
+/// refusal; logged with the claim (登録 or 変更) in the same transaction.
+pub async fn set_account(
+    s: &WebState,
+    clerk: &str,
+    source: &str,
+    id: i64,
+    input: &AccountFields,
+) -> Result<(), Refusal> {
+    let c = match s.store.claim(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(refused(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "その受給者はいません。",
+                "No such claim.",
+            ));
+        }
+        Err(e) => return Err(store_refusal(e)),
+    };
+    let account = match input.check() {
         Ok(Some(a)) => a,
         Ok(None) => {
-            return refuse("振込先口座を入力してください。", "Enter the bank account.");
+            return Err(invalid(
+                "missing_account",
+                "振込先口座を入力してください。",
+                "Enter the bank account.",
+            ));
         }
-        Err((ja, en)) => return refuse(&ja, &en),
+        Err(e) => return Err(invalid(e.code, &e.ja, &e.en)),
     };
-    let log = ctx
-        .entry(&sess, Action::BankAccountSet, format!("claim:{id}"))
-        .detail(if c.account.is_some() {
+    let log = Entry::new(clerk, source, Action::BankAccountSet, format!("claim:{id}")).detail(
+        if c.account.is_some() {
             "変更"
         } else {
             "登録"
-        });
+        },
+    );
     match s.store.set_bank_account(id, account, log).await {
-        Ok(_) => Redirect::to(&format!("/claims/{id}#bank")).into_response(),
-        Err(e) => internal(e),
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refused(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        )),
+        Err(e) => Err(store_refusal(e)),
     }
 }
 
@@ -2967,6 +3361,7 @@ fn rule_ja(r: PayRule) -> &'static str {
         PayRule::Regular => "定例払",
         PayRule::OnEnd => "消滅時の随時払",
         PayRule::Arrears => "過去分",
+        PayRule::Refund => "還付",
     }
 }
 
@@ -3043,10 +3438,10 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
             r#"<tr><td><a href="/claims/{}">{}</a></td><td>{}{}</td><td class="n">{}</td>{}</tr>"#,
             l.claim_id,
             esc(&l.claimant_name),
-            if l.rule == PayRule::Arrears {
-                "過去分："
-            } else {
-                ""
+            match l.rule {
+                PayRule::Arrears => "過去分：",
+                PayRule::Refund => "還付（過払の取消し）：",
+                _ => "",
             },
             months.join("・"),
             yen(l.amount),
@@ -3071,6 +3466,18 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
         yen(total),
         lines.len()
     );
+    let refunded: i64 = lines
+        .iter()
+        .filter(|l| l.rule == PayRule::Refund)
+        .map(|l| l.amount)
+        .sum();
+    if refunded > 0 {
+        let _ = write!(
+            b,
+            r#"<p id="refunds">うち還付 {}：過払の原因となった異動が取り消されたため、支払から差し引いた額・返還を受けた額を受給者の口座に支払います（児童手当法第13条・第8条第4項）。確定すると、同じ額を次の支払ファイルで再び支払うことはありません。</p>"#,
+            yen(refunded)
+        );
+    }
     if withheld > 0 {
         let _ = write!(
             b,
@@ -3100,9 +3507,14 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
             .collect();
         let _ = write!(
             b,
-            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}</td><td class="n">{}</td></tr>"##,
+            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}{}</td><td class="n">{}</td></tr>"##,
             l.claim_id,
             esc(&l.claimant_name),
+            match l.rule {
+                PayRule::Arrears => "過去分：",
+                PayRule::Refund => "還付（過払の取消し）：",
+                _ => "",
+            },
             months.join("・"),
             yen(l.amount)
         );
@@ -3322,6 +3734,7 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
                 PayRule::Regular => "定例払（児童手当法第8条第4項本文）",
                 PayRule::OnEnd => "消滅時の随時払（児童手当法第8条第4項ただし書）",
                 PayRule::Arrears => "過去分（児童手当法第8条第4項）",
+                PayRule::Refund => "還付（過払の取消し。児童手当法第13条・第8条第4項）",
             };
             let _ = w.write_record([
                 l.claim_id.to_string(),
@@ -4028,7 +4441,52 @@ struct ClaimJson {
     first_month: String,
     fifteen_day_rule: bool,
     paid_by_employer: bool,
+    /// 振込先口座 (null: 口座未登録), the number masked.
+    account: Option<AccountJson>,
+    /// The online filing the claim was entered from (null: entered at
+    /// the counter).
+    filing: Option<FilingJson>,
     months: Vec<MonthJson>,
+}
+
+/// A 振込先口座 as the API shows it: the 口座番号 masked but for its last
+/// 4 digits.
+#[derive(Serialize)]
+struct AccountJson {
+    bank_code: String,
+    branch_code: String,
+    /// `ordinary` (普通) or `current` (当座).
+    account_kind: &'static str,
+    account_kind_ja: &'static str,
+    /// e.g. `***4567`.
+    account_number_masked: String,
+    /// 口座名義 in katakana.
+    holder_kana: String,
+}
+
+impl AccountJson {
+    fn of(a: &BankAccount) -> AccountJson {
+        AccountJson {
+            bank_code: a.bank.clone(),
+            branch_code: a.branch.clone(),
+            account_kind: a.kind.code(),
+            account_kind_ja: a.kind.label_ja(),
+            account_number_masked: a.masked_number(),
+            holder_kana: a.holder.clone(),
+        }
+    }
+}
+
+/// The online filing a claim came from.
+#[derive(Serialize)]
+struct FilingJson {
+    /// The registry's number of the filing.
+    filing_id: i64,
+    /// 受付番号 (what the citizen was given).
+    receipt_number: String,
+    /// The day it was received (`YYYY-MM-DD`, and in 和暦).
+    filed_on: Option<String>,
+    filed_on_wareki: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -4057,7 +4515,7 @@ struct ChildMonthJson {
     rule_en: &'static str,
 }
 
-fn claim_json(s: &WebState, c: ClaimRow) -> ClaimJson {
+fn claim_json(s: &WebState, c: ClaimRow, filing: Option<crate::store::FilingRef>) -> ClaimJson {
     let (first, special) = c.first_month();
     let who: HashMap<String, (String, bool)> = c
         .children
@@ -4093,6 +4551,13 @@ fn claim_json(s: &WebState, c: ClaimRow) -> ClaimJson {
         first_month: first.iso(),
         fifteen_day_rule: special,
         paid_by_employer: c.public_servant,
+        account: c.account.as_ref().map(AccountJson::of),
+        filing: filing.map(|f| FilingJson {
+            filing_id: f.filing_id,
+            receipt_number: f.receipt,
+            filed_on: f.received_on.map(|d| d.format("%Y-%m-%d").to_string()),
+            filed_on_wareki: f.received_on.map(|d| s.wareki(d)),
+        }),
         claim: c,
         months,
     }
@@ -4107,7 +4572,14 @@ async fn api_claims(State(s): State<WebState>, ctx: Ctx) -> Response {
                 ctx.entry(&sess, Action::ListRead, "list:api_claims")
                     .detail(format!("受給者{}件", cs.len()))
             );
-            let v: Vec<ClaimJson> = cs.into_iter().map(|c| claim_json(&s, c)).collect();
+            let mut v: Vec<ClaimJson> = Vec::with_capacity(cs.len());
+            for c in cs {
+                let filing = match s.store.claim_filing(c.id).await {
+                    Ok(f) => f,
+                    Err(e) => return internal(e),
+                };
+                v.push(claim_json(&s, c, filing));
+            }
             axum::Json(v).into_response()
         }
         Err(e) => internal(e),
@@ -4126,11 +4598,15 @@ async fn api_claim(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>)
     };
     match s.store.claim(id).await {
         Ok(Some(c)) => {
+            let filing = match s.store.claim_filing(id).await {
+                Ok(f) => f,
+                Err(e) => return internal(e),
+            };
             api_logged!(
                 s,
                 ctx.entry(&sess, Action::ClaimRead, format!("claim:{id}"))
             );
-            axum::Json(claim_json(&s, c)).into_response()
+            axum::Json(claim_json(&s, c, filing)).into_response()
         }
         Ok(None) => api_error(
             StatusCode::NOT_FOUND,
@@ -4231,13 +4707,17 @@ async fn api_claim_after(
     child: Option<String>,
     from: YearMonth,
 ) -> Response {
+    let filing = match s.store.claim_filing(id).await {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
     match s.store.claim(id).await {
         Ok(Some(c)) => (
             status,
             axum::Json(ChildChangeJson {
                 child,
                 from_month: from.iso(),
-                claim: claim_json(s, c),
+                claim: claim_json(s, c, filing),
             }),
         )
             .into_response(),
@@ -4303,6 +4783,51 @@ async fn api_child_end(
     let child = input.child.trim().to_string();
     match end_child(&s, &sess.login, &ctx.source, id, &input).await {
         Ok(from) => api_claim_after(&s, id, StatusCode::OK, Some(child), from).await,
+        Err(r) => api_refusal(r),
+    }
+}
+
+/// `PUT /api/claims/{id}/account`: records or changes the claim's
+/// 振込先口座 ([`set_account`]: the page's checks, typed errors in
+/// Japanese and English, logged like the page's change). The body is
+/// JSON (`bank_code`, `branch_code`, `account_kind` — `ordinary` or
+/// `current` —, `account_number`, `account_holder`); the answer is the
+/// claim, the number masked.
+async fn api_account_set(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    body: Result<axum::Json<AccountFields>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let sess = api_session!(ctx);
+    let Ok(id) = raw.parse::<i64>() else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "その受給者はいません。",
+            "No such claim.",
+        );
+    };
+    let input = match body {
+        Ok(axum::Json(b)) => b,
+        Err(e) => return api_bad_body(e),
+    };
+    match set_account(&s, &sess.login, &ctx.source, id, &input).await {
+        Ok(()) => {
+            let (c, filing) = match (s.store.claim(id).await, s.store.claim_filing(id).await) {
+                (Ok(Some(c)), Ok(f)) => (c, f),
+                (Ok(None), _) => {
+                    return api_error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "その受給者はいません。",
+                        "No such claim.",
+                    );
+                }
+                (Err(e), _) | (_, Err(e)) => return internal(e),
+            };
+            axum::Json(claim_json(&s, c, filing)).into_response()
+        }
         Err(r) => api_refusal(r),
     }
 }

@@ -198,6 +198,61 @@ impl RegistryClient {
         }))
     }
 
+    /// Where a notice to `addressee` is sent, as the registry shows the
+    /// person now: the name, and the 住所 with 方書 and 郵便番号; for a
+    /// person who moved out of the municipality, the 転出先 the registry
+    /// recorded (no 郵便番号). None: not visible to this client or
+    /// unknown; also for a person who moved abroad or died (no address in
+    /// Japan the registry knows to send to).
+    pub async fn mailing_address(
+        &self,
+        addressee: &str,
+    ) -> Result<Option<MailingAddress>, LinkError> {
+        if addressee.is_empty() || !addressee.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let path = format!(
+            "/api/v1/tenants/{}/residents/{addressee}",
+            self.config.tenant
+        );
+        let Some(v) = self.get(&path).await? else {
+            return Ok(None);
+        };
+        let r = &v["record"];
+        let name = r["name"].as_str().unwrap_or_default().to_string();
+        let text = |v: &Value| {
+            v.as_str()
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+        };
+        let removal = &r["removal"];
+        if removal.is_object() {
+            let reason = removal["reason"].as_str().unwrap_or_default();
+            if reason.contains("death") || removal["destination_abroad"] == true {
+                return Ok(None);
+            }
+            return Ok(text(&removal["destination"]).map(|address| MailingAddress {
+                name,
+                postal_code: None,
+                address,
+                moved_out: true,
+            }));
+        }
+        let Some(address) = text(&r["address"]) else {
+            return Ok(None);
+        };
+        Ok(Some(MailingAddress {
+            name,
+            postal_code: text(&r["postal_code"]),
+            address: match text(&r["address_annex"]) {
+                Some(annex) => format!("{address}　{annex}"),
+                None => address,
+            },
+            moved_out: false,
+        }))
+    }
+
     /// An online filing as the registry's inbox shows it to another system
     /// (`GET …/filings/{id}`, with `residents:read`): its summary, the
     /// answers as labelled text, and the matched persons. None: not
@@ -279,6 +334,17 @@ fn person_of(r: &Value) -> Person {
             )
         }),
     }
+}
+
+/// A person's name and where mail reaches them, as the registry shows
+/// them ([`RegistryClient::mailing_address`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailingAddress {
+    pub name: String,
+    pub postal_code: Option<String>,
+    pub address: String,
+    /// The 転出先 of a person who moved out.
+    pub moved_out: bool,
 }
 
 /// One row of a person's history as the registry's API shows it: the

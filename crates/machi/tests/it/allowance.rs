@@ -139,7 +139,7 @@ pub fn nonce_of(html: &str) -> String {
         .to_string()
 }
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -944,12 +944,12 @@ async fn the_allowance_process_killed_with_sigkill_resumes_from_its_cursor(db: T
 }
 
 /// A GET with a session cookie.
-async fn get_as(http: &reqwest::Client, cookie: &str, url: String) -> reqwest::Response {
+pub(crate) async fn get_as(http: &reqwest::Client, cookie: &str, url: String) -> reqwest::Response {
     http.get(url).header("cookie", cookie).send().await.unwrap()
 }
 
 /// A form POST with a session cookie.
-async fn post_as(
+pub(crate) async fn post_as(
     http: &reqwest::Client,
     cookie: &str,
     url: String,
@@ -2827,6 +2827,26 @@ async fn a_claim_filed_online_reaches_the_allowance_clerk_with_nothing_typed_aga
             .any(|w| w.kind == WorkKind::OnlineClaim),
         "the work item is closed by the claim"
     );
+    // The API names the filing the claim came from (受付番号, the day it
+    // was received), and no account (none was filed with codes).
+    let text = get_as(
+        &http,
+        &cookie,
+        format!("{base}/api/claims/{}", claims[0].id),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["filing"]["receipt_number"], receipt.as_str(), "{v}");
+    assert_eq!(
+        v["filing"]["filed_on"],
+        today.format("%Y-%m-%d").to_string(),
+        "{v}"
+    );
+    assert_eq!(v["filing"]["filed_on_wareki"], wareki.as_str(), "{v}");
+    assert!(v["account"].is_null(), "{v}");
 
     // A claimant whose children all live elsewhere (別居監護): refused
     // without a word about it, entered when the clerk says so (worth

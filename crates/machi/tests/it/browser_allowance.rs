@@ -6,7 +6,8 @@
 //! overpaid, and a repayment recorded on the claim's page (a bad amount
 //! first); a child living in another town added by hand on the claim's
 //! page (a birth date in the future first) and an end by hand refused
-//! without its reason; axe-core on every screenshot.
+//! without its reason; a 返還通知書 issued for what the next file could
+//! not withhold, printable; axe-core on every screenshot.
 
 use std::sync::Arc;
 
@@ -286,4 +287,104 @@ async fn browser_allowance_clerk_day(db: TestDb) {
             .all(|c| c.ended_by.is_none())
     );
     h.shot("allowance-15-end-error").await;
+    // 二郎's move-out on 25 April 2025 arrives late too: May is overpaid
+    // by ¥40,000 in all, ¥10,000 repaid; the August file withholds
+    // ¥20,000 (June and July for 一郎) and the last ¥10,000 becomes a
+    // 返還請求. The clerk issues a 返還通知書 and sees it printable.
+    let jiro = store.claims().await.unwrap()[0]
+        .children
+        .iter()
+        .find(|c| c.name == "見本　二郎")
+        .unwrap()
+        .child
+        .clone();
+    let req: machi_domain::change::ChangeRequest = serde_json::from_value(json!({
+        "effective_date": "2025-04-25",
+        "command": {"type": "move_out", "persons": [jiro],
+            "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+    .unwrap();
+    h.db.registry
+        .submit(&code(FUCHU), &req, &machi::service::Actor::system("clerk"))
+        .await
+        .unwrap();
+    catch_up(&h.db.registry, &w).await;
+    store
+        .approve_payment(
+            machi_allowance::rules::PayRule::Regular,
+            chrono::NaiveDate::from_ymd_opt(2025, 8, 1).unwrap(),
+            machi_allowance::audit::Entry::new(
+                SUPERVISOR,
+                "",
+                machi_allowance::audit::Action::PaymentApproved,
+                String::new(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for("#notice-submit").await;
+    let page = h.text().await;
+    assert!(page.contains("返還を求める額 10,000円"), "{page}");
+    h.shot("allowance-16-notice-form").await;
+    h.click("#notice-submit").await;
+    h.wait_for("#notice-amount").await;
+    let page = h.text().await;
+    assert!(page.contains("児童手当の返還について（通知）"), "{page}");
+    assert!(page.contains("見本　太郎 様"), "{page}");
+    assert!(page.contains("東京都府中市宮西町二丁目24番地"), "{page}");
+    assert!(page.contains("10,000円"), "{page}");
+    assert!(page.contains("児童手当法第9条第3項"), "{page}");
+    assert_eq!(store.notices(id).await.unwrap().len(), 1);
+    let notice_url = h.client.current_url().await.unwrap().to_string();
+    h.shot("allowance-17-notice").await;
+    // Printed, the menu and the way back are not on the paper.
+    let hidden = h
+        .client
+        .execute(
+            "const before = getComputedStyle(document.querySelector('header')).display;
+             const sheet = [...document.styleSheets].flatMap(s => [...s.cssRules]);
+             const print = sheet.filter(r => r.media && r.media.mediaText === 'print');
+             return [before, print.map(r => r.cssText).join(' ')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let hidden = hidden.to_string();
+    assert!(
+        hidden.contains("header") && hidden.contains(".noprint") && hidden.contains("none"),
+        "{hidden}"
+    );
+    // The claim's page: issued, with a reprint link.
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for(".notice-issued").await;
+    assert!(h.text().await.contains("発行済み"));
+    h.shot("allowance-18-notice-issued").await;
+    // At a phone's width (390 px) neither the notice nor the claim's page
+    // scrolls sideways.
+    h.viewport(Some((390, 844))).await;
+    for (url, name) in [
+        (notice_url, "allowance-19-notice-390"),
+        (go(&format!("/claims/{id}")), "allowance-20-claim-390"),
+        (go("/payments/runs/2"), "allowance-21-run-390"),
+    ] {
+        h.client.goto(&url).await.unwrap();
+        h.wait_for("main").await;
+        let v = h
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (scroll, inner) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+        assert!(inner <= 400, "{inner}");
+        h.shot(name).await;
+        assert!(
+            scroll <= inner,
+            "{name}: the page is {scroll} px wide in a {inner} px window"
+        );
+    }
+    h.viewport(None).await;
 }

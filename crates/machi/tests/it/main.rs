@@ -21,6 +21,7 @@ macro_rules! both_backends {
 mod access_log;
 mod allowance;
 mod allowance_faults;
+mod allowance_recovery;
 mod api;
 mod auth_cache;
 mod browser;
