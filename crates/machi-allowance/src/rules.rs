@@ -9,7 +9,7 @@
 //! | no income limit (the former 所得制限 and 特例給付 were abolished) | 令和6年法律第47号 (former 第5条) |
 //! | ¥15,000 a month for a child under 3, ¥10,000 from then on; ¥30,000 for the third child and later | 第6条第1項 |
 //! | a child born on the 1st of a month is under 3 until 3 years from birth have passed (so ¥15,000 through the month of the third birthday for everyone) | 第6条第1項 (括弧書) |
-//! | the rank counts children up to the first 31 March after reaching 22 whom the claimant supports (監護に相当する日常生活上の世話及び必要な保護, 生計費の負担) | 第6条第1項 (第三子以降算定額算定対象者) |
+//! | the rank counts children up to the first 31 March on or after reaching 22 whom the claimant supports (監護に相当する日常生活上の世話及び必要な保護, 生計費の負担) | 第6条第1項 (第三子以降算定額算定対象者) |
 //! | a child living apart from the claimant counts and is paid like one in the household when the claimant cares for the child and shares a livelihood (別居監護: 監護し、かつ、生計を同じくする; the law asks for no common household) | 第4条第1項第1号 |
 //! | paid from the month after the claim (認定請求); within 15 days of a birth or a move-in, from the month after that event | 第8条第2項, 第3項 |
 //! | ends with the month in which the entitlement ceases (death, move-out: the planned move-out date) | 第8条第2項 |
@@ -83,8 +83,8 @@ impl YearMonth {
 }
 
 /// The n-th anniversary of `birth`; 29 February in a common year falls on
-/// 1 March (民法第143条第2項: the period ends with the month's last day, so
-/// the age is reached on 28 February, the day before 1 March).
+/// 1 March (民法第143条第2項ただし書: the period ends with the month's last
+/// day, so the age is reached on 28 February, the day before 1 March).
 pub fn anniversary(birth: NaiveDate, n: i32) -> NaiveDate {
     NaiveDate::from_ymd_opt(birth.year() + n, birth.month(), birth.day())
         .unwrap_or_else(|| NaiveDate::from_ymd_opt(birth.year() + n, 3, 1).expect("1 March exists"))
@@ -305,10 +305,10 @@ impl Rule {
         match self {
             Rule::UnderThree => "3歳の誕生月まで 月額15,000円（児童手当法第6条第1項）",
             Rule::ThreeAndOver => {
-                "3歳の誕生月の翌月から18歳に達した後の最初の3月31日まで 月額10,000円（児童手当法第3条第1項・第6条第1項）"
+                "3歳の誕生月の翌月から18歳に達する日以後の最初の3月31日まで 月額10,000円（児童手当法第3条第1項・第6条第1項）"
             }
             Rule::ThirdAndLater => {
-                "第3子以降 月額30,000円（22歳に達した後の最初の3月31日までの養育する子を数える。児童手当法第6条第1項）"
+                "第3子以降 月額30,000円（22歳に達する日以後の最初の3月31日までの養育する子を数える。児童手当法第6条第1項）"
             }
             Rule::CountedOnly => {
                 "18歳年度末を過ぎ22歳年度末までの子：支給対象外、第3子以降の数え方にのみ含む（児童手当法第6条第1項）"
@@ -321,10 +321,10 @@ impl Rule {
                 "¥15,000 a month through the month of the third birthday (Art. 6(1))"
             }
             Rule::ThreeAndOver => {
-                "¥10,000 a month from then to the first 31 March after reaching 18 (Arts. 3(1), 6(1))"
+                "¥10,000 a month from then to the first 31 March on or after the day of reaching 18 (Arts. 3(1), 6(1))"
             }
             Rule::ThirdAndLater => {
-                "¥30,000 a month for the third and later child, counting supported children up to the first 31 March after reaching 22 (Art. 6(1))"
+                "¥30,000 a month for the third and later child, counting supported children up to the first 31 March on or after the day of reaching 22 (Art. 6(1))"
             }
             Rule::CountedOnly => {
                 "not paid: past the fiscal year of 18, counted towards the rank up to the fiscal year of 22 (Art. 6(1))"
@@ -452,7 +452,10 @@ pub fn payment(claim: &Claim, p: YearMonth) -> (i64, Vec<Month>) {
 /// 十二月の六期に、それぞれの前月までの分を支払う。ただし、前支払期月に支払う
 /// べきであつた児童手当又は支給すべき事由が消滅した場合におけるその期の児童
 /// 手当は、その支払期月でない月であつても、支払うものとする。」 (the six
-/// payment months since 令和6年法律第47号; the proviso is unchanged).
+/// payment months since 令和6年法律第47号; the proviso is unchanged). The
+/// ただし書 was read in the text before that amendment (「二月、六月及び十月の
+/// 三期」); the amended 本文 was not read in an official copy, only the even
+/// months and two months a time as municipalities publish them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayRule {
@@ -753,12 +756,15 @@ pub fn overpaid_months(
 
 /// How an overpayment is settled.
 ///
-/// 児童手当法第13条（支払の調整）: 「児童手当の支給を停止すべき事由が生じ、
-/// 又は児童手当の額を減額して改定すべき事由が生じたにもかかわらず、その停止
-/// すべき期間の分又は減額して改定すべき月以降の分として児童手当が支払われた
-/// ときは、その支払われた児童手当は、その後に支払うべき児童手当の内払とみな
-/// すことができる。」 (quoted from memory of the law text, not from an
-/// official copy read for this change: to be checked against e-Gov).
+/// 児童手当法第13条（支払の調整）: a payment made although no 児童手当 was
+/// to be paid (「児童手当を支給すべきでないにもかかわらず」), and the part not
+/// reduced of a payment for the months from the month after a cause of
+/// reduction (「減額して改定すべき事由が生じたにもかかわらず」), may be
+/// treated as an internal payment of the 児童手当 payable later (「その後に
+/// 支払うべき児童手当の内払とみなすことができる」). (Wording read in a
+/// third-party copy of the article, not in e-Gov; 児童手当法 knows no
+/// 支給停止, so the earlier quote here, 「支給を停止すべき事由」, was wrong:
+/// see docs/notes/wt-law13.md.)
 /// What the next payment file cannot absorb is claimed back from the
 /// recipient (返還請求; 民法第703条 不当利得; 第14条 applies only to
 /// payments obtained by deceit, 不正利得, and is not used here).
@@ -965,6 +971,27 @@ mod tests {
         // 22: born 1 April 2003 counts through March 2025.
         assert_eq!(counted_until(d(2003, 4, 1)), d(2025, 3, 31));
         assert_eq!(counted_until(d(2003, 4, 2)), d(2026, 3, 31));
+    }
+
+    #[test]
+    fn explanations_word_the_age_limits_as_the_law_does() {
+        // 児童手当法第3条第1項: 「十八歳に達する日以後の最初の三月三十一日」. A
+        // child born on 1 April reaches 18 on a 31 March, which is itself
+        // the last day: 「達した後の最初の3月31日」 would read as a year later.
+        let three = Rule::ThreeAndOver.explain_ja();
+        assert!(
+            three.contains("18歳に達する日以後の最初の3月31日"),
+            "{three}"
+        );
+        let third = Rule::ThirdAndLater.explain_ja();
+        assert!(
+            third.contains("22歳に達する日以後の最初の3月31日"),
+            "{third}"
+        );
+        for r in [Rule::ThreeAndOver, Rule::ThirdAndLater] {
+            assert!(!r.explain_ja().contains("達した後"));
+            assert!(r.explain_en().contains("on or after the day of reaching"));
+        }
     }
 
     #[test]
