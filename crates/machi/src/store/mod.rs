@@ -624,8 +624,13 @@ impl Store {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(DEFAULT_PLAN_REFRESH_MS),
         ));
+        let pool_size = std::env::var(POOL_SIZE_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| (1..=256).contains(n))
+            .unwrap_or(DEFAULT_POOL_SIZE);
         let pool = r2d2::Pool::builder()
-            .max_size(8)
+            .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             // No test round trip per checkout: a transaction's BEGIN finds
@@ -881,6 +886,11 @@ const PG_APPENDERS: usize = 4;
 /// plans ([`PgConn::begin_sql`]); `0` never drops them.
 pub const PLAN_REFRESH_ENV: &str = "MACHI_PG_PLAN_REFRESH_MS";
 const DEFAULT_PLAN_REFRESH_MS: u64 = 10_000;
+
+/// Connections of a server's PostgreSQL pool (reads and plain writes; the
+/// appenders and the listener have their own), 1–256.
+pub const POOL_SIZE_ENV: &str = "MACHI_PG_POOL_SIZE";
+const DEFAULT_POOL_SIZE: u32 = 8;
 
 /// The readiness probe's query: reads a table, not only the connection.
 const PROBE_SQL: &str = "SELECT version FROM schema_migrations LIMIT 1";
