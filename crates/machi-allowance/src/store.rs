@@ -464,9 +464,7 @@ impl ClaimRow {
                     let child = |requested_on, event_on, left_on| rules::Child {
                         key: c.child.clone(),
                         birth: c.birth,
-                        from: rules::first_paid_month(requested_on, event_on)
-                            .0
-                            .max(from),
+                        from: rules::first_paid_month(requested_on, event_on).0.max(from),
                         left_on,
                         supported: c.supported,
                         basis: c.basis,

@@ -1160,12 +1160,7 @@ pub async fn enter_claim_from(
             e.to_string(),
         )
     };
-    let hidden = || {
-        (
-            HIDDEN_JA.to_string(),
-            HIDDEN_EN.to_string(),
-        )
-    };
+    let hidden = || (HIDDEN_JA.to_string(), HIDDEN_EN.to_string());
     let p = match s.client.resident(a).await.map_err(unreachable)? {
         Some(p) if p.resident => p,
         Some(_) => {
@@ -1175,13 +1170,15 @@ pub async fn enter_claim_from(
             ));
         }
         None => {
-            return Err(match s.client.resident_lookup(a).await.map_err(unreachable)? {
-                crate::worker::Lookup::Hidden => hidden(),
-                _ => (
-                    "その宛名番号の住民は見つかりません。".to_string(),
-                    "No resident has that addressee number.".to_string(),
-                ),
-            });
+            return Err(
+                match s.client.resident_lookup(a).await.map_err(unreachable)? {
+                    crate::worker::Lookup::Hidden => hidden(),
+                    _ => (
+                        "その宛名番号の住民は見つかりません。".to_string(),
+                        "No resident has that addressee number.".to_string(),
+                    ),
+                },
+            );
         }
     };
     if event_on.is_some_and(|e| e > claimed_on) {
@@ -1673,7 +1670,11 @@ async fn claim_page(
                 note,
                 "{}以前の期間：{}分から{}分まで（{}・{}）",
                 if note.is_empty() { "" } else { "<br>" },
-                s.month(rules::first_paid_month(sp.requested_on, sp.event_on).0.max(first)),
+                s.month(
+                    rules::first_paid_month(sp.requested_on, sp.event_on)
+                        .0
+                        .max(first)
+                ),
                 s.month(YearMonth::of(sp.left_on)),
                 sp.left_reason.as_deref().unwrap_or("異動"),
                 s.wareki(sp.left_on),
@@ -1684,7 +1685,11 @@ async fn claim_page(
                 note,
                 "<br>{}の額改定請求：{}分から再び数える（児童手当法第9条第1項）",
                 s.wareki(ch.requested_on),
-                s.month(rules::first_paid_month(ch.requested_on, ch.event_on).0.max(first)),
+                s.month(
+                    rules::first_paid_month(ch.requested_on, ch.event_on)
+                        .0
+                        .max(first)
+                ),
             );
         }
         if ch.basis != rules::Basis::Household {

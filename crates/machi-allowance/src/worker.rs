@@ -152,13 +152,13 @@ impl RegistryClient {
                 403 => {
                     let text = res.text().await.unwrap_or_default();
                     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    return Ok(if body["error"]["code"] == SUPPORT_BLOCK
-                        || body["code"] == SUPPORT_BLOCK
-                    {
-                        Answer::Hidden
-                    } else {
-                        Answer::Unknown
-                    });
+                    return Ok(
+                        if body["error"]["code"] == SUPPORT_BLOCK || body["code"] == SUPPORT_BLOCK {
+                            Answer::Hidden
+                        } else {
+                            Answer::Unknown
+                        },
+                    );
                 }
                 404 => return Ok(Answer::Unknown),
                 _ => return Ok(Answer::Found(json_of(res).await?)),
@@ -1020,7 +1020,9 @@ impl RegistryClient {
                     && !r.change.is_some_and(|c| cancelled.contains(&c))
             })
             .collect();
-        let home = |r: &Row| r.person.resident && (r.person.household == then || r.person.household == now);
+        let home = |r: &Row| {
+            r.person.resident && (r.person.household == then || r.person.household == now)
+        };
         let at = after.iter().position(|r| !home(r));
         if at.is_none() && home(&current) {
             return Ok(Since::Stayed);
