@@ -2982,6 +2982,86 @@ mod tests {
         assert_eq!(store.work_items(true).await.unwrap(), work);
     }
 
+    /// 児童手当法第9条: a child who left a running claim (転出) and came
+    /// back is added again by a new 額改定請求; the period before is kept,
+    /// the months away are never counted, and a request dated on or
+    /// before the day the child left adds nothing.
+    #[tokio::test]
+    async fn a_child_back_after_leaving_counts_by_periods_never_for_the_months_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.sqlite")).unwrap();
+        let n = NewClaim {
+            claimant: "100".into(),
+            claimant_name: "架空　太郎".into(),
+            household: "H1".into(),
+            claimed_on: d("2025-04-10"),
+            event_on: None,
+            public_servant: false,
+            children: vec![
+                ("101".into(), "架空　一郎".into(), d("2014-07-01")),
+                ("102".into(), "架空　二郎".into(), d("2019-05-10")),
+            ],
+            entered_by: "tanto".into(),
+            account: None,
+            filing: None,
+        };
+        let log = || Entry::new("tanto", "", audit::Action::ChildAdded, "");
+        let id = store
+            .add_claim_then(n, log(), |c: &ClaimRow| {
+                crate::worker::departure_effects(c, "102", d("2025-06-20"), "転出", Some(3))
+            })
+            .await
+            .unwrap();
+        let child = ("102".to_string(), "架空　二郎".to_string(), d("2019-05-10"));
+        // On the day he left: nothing added.
+        assert!(
+            !store
+                .add_child(id, child.clone(), d("2025-06-20"), None, log())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .add_child(
+                    id,
+                    child.clone(),
+                    d("2025-09-12"),
+                    Some(d("2025-09-05")),
+                    log()
+                )
+                .await
+                .unwrap()
+        );
+        let c = store.claim(id).await.unwrap().unwrap();
+        let jiro = c.children.iter().find(|x| x.child == "102").unwrap();
+        assert_eq!(jiro.left_on, None);
+        assert_eq!(jiro.requested_on, d("2025-09-12"));
+        assert_eq!(
+            jiro.earlier,
+            vec![Spell {
+                requested_on: d("2025-04-10"),
+                event_on: None,
+                left_on: d("2025-06-20"),
+                left_reason: Some("転出".into()),
+            }]
+        );
+        let r = c.rules();
+        let total = |y, m| rules::month(&r, YearMonth::new(y, m).unwrap()).map(|x| x.total);
+        assert_eq!(total(2025, 6), Some(20_000));
+        for m in 7..=9 {
+            assert_eq!(total(2025, m), Some(10_000), "2025-{m}");
+        }
+        assert_eq!(total(2025, 10), Some(20_000));
+        // Added again (a double submit): nothing more.
+        assert!(
+            !store
+                .add_child(id, child, d("2025-09-13"), None, log())
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.claim(id).await.unwrap().unwrap(), c);
+    }
+
     /// A database made before children living elsewhere existed (the
     /// first release's tables, no added columns) opens, its children read
     /// as the household's, and a child living elsewhere can be added.

@@ -1135,3 +1135,34 @@ fn removed_persons(data: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A move-in is recent for the 15 days after its 異動日 (児童手当法第8条
+    /// 第3項), or after the day the registry recorded it (a move-in
+    /// entered late); a move-in of years ago read for the first time is
+    /// not.
+    #[test]
+    fn a_move_in_is_recent_for_fifteen_days_from_its_date_or_its_recording() {
+        let today = d("2026-12-07");
+        assert!(move_in_is_recent(Some(d("2026-11-22")), None, today));
+        assert!(!move_in_is_recent(Some(d("2026-11-21")), None, today));
+        assert!(move_in_is_recent(
+            Some(d("2025-06-01")),
+            Some(d("2026-12-01")),
+            today
+        ));
+        assert!(!move_in_is_recent(
+            Some(d("2020-04-20")),
+            Some(d("2020-05-01")),
+            today
+        ));
+        assert!(!move_in_is_recent(None, None, today));
+    }
+}
