@@ -3642,6 +3642,47 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
     b
 }
 
+/// The lines of a payment file whose claim has a person the registry
+/// hides from this system (支援措置, j440; an open
+/// [`crate::store::WorkKind::RecordHidden`] item): paid on the last data read unless
+/// the clerk confirms the facts first. Said before the file is approved,
+/// never left to be found later.
+fn hidden_section(lines: &[PaymentLine], work: &[crate::store::WorkItem]) -> String {
+    let open: Vec<&crate::store::WorkItem> = work
+        .iter()
+        .filter(|w| w.kind == crate::store::WorkKind::RecordHidden)
+        .collect();
+    let mut rows = String::new();
+    let mut seen = Vec::new();
+    for l in lines {
+        if seen.contains(&l.claim_id) {
+            continue;
+        }
+        let names: Vec<String> = open
+            .iter()
+            .filter(|w| w.claim_id == Some(l.claim_id))
+            .map(|w| esc(&w.person_name))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        seen.push(l.claim_id);
+        let _ = write!(
+            rows,
+            r##"<tr><td><a href="/claims/{}">{}</a></td><td>{}</td></tr>"##,
+            l.claim_id,
+            esc(&l.claimant_name),
+            names.join("、")
+        );
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<h2 id="hidden">住民記録で確認できない方がいる受給者</h2><p role="note">支援措置のため、次の方の住民記録の異動（転出・世帯の異動など）はこのシステムに届きません。この支払ファイルは最後に確認できた内容で計算しています。確定する前に窓口で世帯と監護の状況を確認し、児童が監護を離れていれば受給者の画面で終了してください。</p><table aria-labelledby="hidden"><thead><tr><th scope="col">受給者</th><th scope="col">確認できない方</th></tr></thead><tbody>{rows}</tbody></table>"#
+    )
+}
+
 fn approve_form(sess: &Session, action: &str, label: &str) -> String {
     if !sess.role.supervises() {
         return "<p>支払ファイルの確定と出力は児童手当監督者が行います。</p>".into();
@@ -3682,6 +3723,10 @@ async fn payment_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<Strin
         s.month(z)
     );
     b.push_str(&lines_table(&s, &lines, "未払の支払明細"));
+    match s.store.work_items(true).await {
+        Ok(w) => b.push_str(&hidden_section(&lines, &w)),
+        Err(e) => return internal(e),
+    }
     match s.store.held(PayRule::Regular, p.first_day()).await {
         Ok(h) => b.push_str(&held_section(&s, &h)),
         Err(e) => return internal(e),

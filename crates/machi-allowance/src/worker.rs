@@ -183,7 +183,7 @@ impl RegistryClient {
                     .as_array()
                     .map(|a| a.iter().map(row_of).collect())
                     .unwrap_or_default();
-                Lookup::Found((row_of(&v["record"]), history))
+                Lookup::Found(Box::new((row_of(&v["record"]), history)))
             }
             Answer::Hidden => Lookup::Hidden,
             Answer::Unknown => Lookup::Unknown,
@@ -427,7 +427,7 @@ enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// The record now and the history, oldest first.
-    Found((Row, Vec<Row>)),
+    Found(Box<(Row, Vec<Row>)>),
     /// Hidden by a support measure (支援措置, j440): the registry will not
     /// show the record, nor tell its changes, to this system.
     Hidden,
@@ -977,7 +977,7 @@ pub enum Since {
         day: NaiveDate,
         label: &'static str,
         change: Option<i64>,
-        back: Option<Row>,
+        back: Option<Box<Row>>,
     },
     /// Out of the claimant's household by another change (`reason`: 世帯
     /// 変更, 世帯分離, 職権消除 …) on `on`: for the clerk to check.
@@ -1009,7 +1009,7 @@ impl RegistryClient {
         claimed_on: NaiveDate,
     ) -> Result<Since, LinkError> {
         let (current, history) = match self.resident_lookup(child).await? {
-            Lookup::Found(x) => x,
+            Lookup::Found(x) => *x,
             Lookup::Hidden | Lookup::Unknown => return Ok(Since::Hidden),
         };
         let cancelled: Vec<i64> = history.iter().filter_map(|r| r.cancels).collect();
@@ -1042,7 +1042,7 @@ impl RegistryClient {
             let back = after[at.map_or(after.len(), |i| i + 1)..]
                 .iter()
                 .find(|r| r.person.resident && r.person.household == now)
-                .map(|r| (*r).clone());
+                .map(|r| Box::new((*r).clone()));
             return Ok(Since::Left {
                 day,
                 label,

@@ -24,10 +24,9 @@ both_backends!(
 );
 
 /// (total, [(child, rank, amount)]) of a month.
-fn by_child(
-    r: &machi_allowance::rules::Claim,
-    m: YearMonth,
-) -> Option<(i64, Vec<(String, usize, i64)>)> {
+type Lines = Option<(i64, Vec<(String, usize, i64)>)>;
+
+fn by_child(r: &machi_allowance::rules::Claim, m: YearMonth) -> Lines {
     month(r, m).map(|x| {
         (
             x.total,
@@ -417,6 +416,16 @@ async fn a_child_hidden_by_a_support_measure_is_never_paid_on_a_guess(db: TestDb
         "{list}"
     );
     assert!(!list.contains("record_hidden"));
+    // The payment page says it before the file is approved.
+    let pay = get_as(&http, &cookie, format!("{base}/payments/2025-08"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pay.contains("住民記録で確認できない方がいる受給者") && pay.contains("架空　二郎"),
+        "{pay}"
+    );
 }
 
 /// The work a move-in raises is what a clerk must act on: a child under
