@@ -632,7 +632,9 @@ impl Worker {
                 // (a 額改定請求 may be due, 児童手当法第9条第1項), or in a
                 // household without a claim while the move-in is recent
                 // (a 認定請求 within 15 days starts from the month after
-                // the move-in, 第8条第3項). Not: an adult, a child counted
+                // the move-in, 第8条第3項); anyone else arriving in a
+                // claimant's household (a household check). Not: an adult
+                // in a household without a claim, a child counted
                 // in a running claim already, a move-in before the 請求日
                 // of the household's claim (the claim was made on that
                 // household), nor an old move-in of a household without a
@@ -643,6 +645,24 @@ impl Worker {
                         continue;
                     };
                     if !still_due(&p) {
+                        // An adult (or a child past the age) joining a
+                        // claimant's household after the 請求日 changes the
+                        // household the claim was made on: the clerk checks
+                        // who cares for the children and bears the living
+                        // costs (the 受給者 may be another, 児童手当法第4条).
+                        if p.resident {
+                            for c in self.store.claims_of_household(&p.household).await? {
+                                if on.is_none_or(|d| c.claimed_on < d) {
+                                    out.push(check_effect(
+                                        &c,
+                                        a,
+                                        p.name.clone(),
+                                        "household_transfer",
+                                        on,
+                                    ));
+                                }
+                            }
+                        }
                         continue;
                     }
                     let counted = self.store.claims_of_person(a).await?.iter().any(|c| {

@@ -431,7 +431,8 @@ async fn a_child_hidden_by_a_support_measure_is_never_paid_on_a_guess(db: TestDb
 /// The work a move-in raises is what a clerk must act on: a child under
 /// the age limit arriving in a claimant's household (a 額改定請求 may be
 /// due) or, while the 15 days of 第8条第3項 run, in a household without a
-/// claim. Not: a household of adults, a move-in recorded years ago (the
+/// claim; anyone else joining a claimant's household after the 請求日 (a
+/// household check). Not: a household of adults, a move-in recorded years ago (the
 /// first read of a long history), nor a child already counted on a claim
 /// entered before the worker read the move-in.
 async fn move_ins_raise_work_only_for_what_a_clerk_must_act_on(db: TestDb) {
@@ -506,6 +507,20 @@ async fn move_ins_raise_work_only_for_what_a_clerk_must_act_on(db: TestDb) {
         .record
         .addressee_number
         .to_string();
+    // And a grandparent joins it: the claimant's household changes.
+    let grandpa = submit_at(
+        &t,
+        None,
+        json!({"effective_date": "2025-07-01", "filed_on": "2025-07-01", "command": {"type": "move_in",
+            "persons": [person("架空　源造", "カクウ　ゲンゾウ", "1950-01-15", "male", "父")],
+            "previous_address": "東京都昭島市田中町一丁目",
+            "household": {"type": "join", "household_number": household}}}),
+    )
+    .await
+    .rows[0]
+        .record
+        .addressee_number
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
     staff(&store).await;
@@ -527,6 +542,7 @@ async fn move_ins_raise_work_only_for_what_a_clerk_must_act_on(db: TestDb) {
     let mut expected = vec![
         (WorkKind::MoveInClaim, new_child.clone(), None),
         (WorkKind::MoveInClaim, shiro.clone(), Some(id)),
+        (WorkKind::HouseholdCheck, grandpa.clone(), Some(id)),
     ];
     expected.sort_by_key(|x| (x.0.code(), x.1.clone()));
     assert_eq!(work, expected);
