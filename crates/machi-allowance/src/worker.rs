@@ -1048,10 +1048,17 @@ impl RegistryClient {
             return Ok(Since::Stayed);
         }
         let row = at.map_or(&current, |i| after[i]);
+        let back = after[at.map_or(after.len(), |i| i + 1)..]
+            .iter()
+            .find(|r| r.person.resident && r.person.household == now)
+            .map(|r| Box::new((*r).clone()));
         if !row.person.resident
             && let Some(label) = departure(&row.reason)
             && let Some(day) = departure_day(
-                Some(if current.person.resident {
+                // The record now has the latest word on this departure (a
+                // planned date confirmed since), unless the child came
+                // back (and maybe left again) after it.
+                Some(if current.person.resident || back.is_some() {
                     &row.person
                 } else {
                     &current.person
@@ -1059,10 +1066,6 @@ impl RegistryClient {
                 row.effective_on,
             )
         {
-            let back = after[at.map_or(after.len(), |i| i + 1)..]
-                .iter()
-                .find(|r| r.person.resident && r.person.household == now)
-                .map(|r| Box::new((*r).clone()));
             return Ok(Since::Left {
                 day,
                 label,
