@@ -44,6 +44,20 @@ CREATE TABLE IF NOT EXISTS claim_children (
     left_reason TEXT,
     PRIMARY KEY (claim_id, child)
 );
+-- A child's earlier periods on a claim (児童手当法第9条): a child who
+-- left (転出, 死亡 …, counted through that month) and came back is added
+-- again by a new 額改定請求; the period before is kept here, the row of
+-- claim_children holds the current one.
+CREATE TABLE IF NOT EXISTS claim_child_spells (
+    claim_id INTEGER NOT NULL REFERENCES claims(id),
+    child TEXT NOT NULL,
+    requested_on TEXT NOT NULL,
+    event_on TEXT,
+    left_on TEXT NOT NULL,
+    left_reason TEXT,
+    left_change INTEGER
+);
+CREATE INDEX IF NOT EXISTS claim_child_spells_claim ON claim_child_spells (claim_id, child);
 CREATE TABLE IF NOT EXISTS work_items (
     id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -232,6 +246,13 @@ pub enum WorkKind {
     ChildJoined,
     /// A cancellation or correction concerning a claim: check it.
     CorrectionCheck,
+    /// The registry hides a person of a running claim (the claimant or a
+    /// child still counted) from this system: a support measure (支援措置,
+    /// j440) covers them, so their changes (転出, 世帯の異動 …) no longer
+    /// reach it. Nothing is guessed from the last data read: the clerk
+    /// confirms the facts with the person at the counter (or with the
+    /// registry's 支援措置 officer) and ends or keeps the child by hand.
+    RecordHidden,
     /// An overpayment cancelled after part of it was withheld or repaid:
     /// that part is to be paid back to the claimant (還付).
     RefundDue,
@@ -252,6 +273,7 @@ impl WorkKind {
             WorkKind::HouseholdCheck => "household_check",
             WorkKind::ChildJoined => "child_joined",
             WorkKind::CorrectionCheck => "correction_check",
+            WorkKind::RecordHidden => "record_hidden",
             WorkKind::RefundDue => "refund_due",
             WorkKind::OnlineClaim => "online_claim",
         }
@@ -266,6 +288,7 @@ impl WorkKind {
             WorkKind::HouseholdCheck,
             WorkKind::ChildJoined,
             WorkKind::CorrectionCheck,
+            WorkKind::RecordHidden,
             WorkKind::RefundDue,
             WorkKind::OnlineClaim,
         ]
@@ -282,6 +305,9 @@ impl WorkKind {
             WorkKind::HouseholdCheck => "世帯の異動：監護・生計同一の確認",
             WorkKind::ChildJoined => "請求日の後に世帯に加わった児童：額改定請求が必要な可能性",
             WorkKind::CorrectionCheck => "異動の取消し・修正：内容の確認",
+            WorkKind::RecordHidden => {
+                "支援措置のため住民記録の異動が届かない：窓口で世帯と監護の状況を確認"
+            }
             WorkKind::RefundDue => "過払の取消し：受給者への還付が必要",
             WorkKind::OnlineClaim => "電子申請の認定請求：内容を確認して入力",
         }
@@ -300,6 +326,9 @@ impl WorkKind {
                 "A child joined the household after the claim date: an increase claim may be due"
             }
             WorkKind::CorrectionCheck => "Cancellation or correction: check",
+            WorkKind::RecordHidden => {
+                "A support measure hides this person's registry changes: confirm the household and care at the counter"
+            }
             WorkKind::RefundDue => "Overpayment cancelled: a refund to the claimant is due",
             WorkKind::OnlineClaim => "Claim filed online: check it and enter it",
         }
@@ -346,6 +375,20 @@ pub struct ChildRow {
     pub registered: bool,
     /// Ended by a clerk (not by a registry event): the clerk's login.
     pub ended_by: Option<String>,
+    /// Earlier periods on this claim, oldest first: the child left
+    /// (counted through the month of `left_on`) and was added again by a
+    /// new 額改定請求 (児童手当法第9条第1項・第3項). The fields above are
+    /// the current period.
+    pub earlier: Vec<Spell>,
+}
+
+/// An earlier, closed period of a child on a claim ([`ChildRow::earlier`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spell {
+    pub requested_on: NaiveDate,
+    pub event_on: Option<NaiveDate>,
+    pub left_on: NaiveDate,
+    pub left_reason: Option<String>,
 }
 
 /// A child living elsewhere, added to a running claim by the clerk (a 額改定
@@ -411,18 +454,30 @@ impl ClaimRow {
         rules::Claim {
             from,
             ended_on: self.ended_on,
+            // A child who left and came back is one rules' child per
+            // period: never counted between the month they left and the
+            // month after the new 額改定請求 (第9条).
             children: self
                 .children
                 .iter()
-                .map(|c| rules::Child {
-                    key: c.child.clone(),
-                    birth: c.birth,
-                    from: rules::first_paid_month(c.requested_on, c.event_on)
-                        .0
-                        .max(from),
-                    left_on: c.left_on,
-                    supported: c.supported,
-                    basis: c.basis,
+                .flat_map(|c| {
+                    let child = |requested_on, event_on, left_on| rules::Child {
+                        key: c.child.clone(),
+                        birth: c.birth,
+                        from: rules::first_paid_month(requested_on, event_on).0.max(from),
+                        left_on,
+                        supported: c.supported,
+                        basis: c.basis,
+                    };
+                    c.earlier
+                        .iter()
+                        .map(move |s| child(s.requested_on, s.event_on, Some(s.left_on)))
+                        .chain(std::iter::once(child(
+                            c.requested_on,
+                            c.event_on,
+                            c.left_on,
+                        )))
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
         }
@@ -1495,10 +1550,29 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO claim_children (claim_id, child, name, birth, requested_on, event_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![claim_id, child.0, child.1, iso(Some(child.2)), iso(Some(requested_on)), iso(event_on)],
-            )?;
+            // A child of the household who left this claim (転出, 死亡 …)
+            // and came back: the period before is kept, and the child is
+            // counted again from this 額改定請求 (児童手当法第9条第1項),
+            // never for the months away. Only a child who left before
+            // this request can come back by it.
+            let back = tx
+                .execute(
+                    "INSERT INTO claim_child_spells (claim_id, child, requested_on, event_on, left_on, left_reason, left_change) \
+                     SELECT claim_id, child, requested_on, event_on, left_on, left_reason, left_change FROM claim_children \
+                     WHERE claim_id = ?1 AND child = ?2 AND left_on IS NOT NULL AND left_on < ?3 AND registered = 1 AND basis = 'household'",
+                    params![claim_id, child.0, iso(Some(requested_on))],
+                )?;
+            if back > 0 {
+                tx.execute(
+                    "UPDATE claim_children SET requested_on = ?3, event_on = ?4, left_on = NULL, left_reason = NULL, left_change = NULL, ended_by = NULL WHERE claim_id = ?1 AND child = ?2",
+                    params![claim_id, child.0, iso(Some(requested_on)), iso(event_on)],
+                )?;
+            }
+            let n = back
+                + tx.execute(
+                    "INSERT OR IGNORE INTO claim_children (claim_id, child, name, birth, requested_on, event_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![claim_id, child.0, child.1, iso(Some(child.2)), iso(Some(requested_on)), iso(event_on)],
+                )?;
             tx.execute(
                 "UPDATE work_items SET done = 1 WHERE done = 0 AND claim_id = ?1 AND person = ?2 AND kind IN ('birth_increase', 'move_in_claim', 'child_joined')",
                 params![claim_id, child.0],
@@ -2689,7 +2763,30 @@ fn claims_where<P: rusqlite::Params>(
         let mut children = Vec::new();
         for (child, name, birth, req, ev, supported, left, left_reason, extra) in rows {
             let (basis, since, registered, ended_by) = extra;
+            let mut sp = c.prepare_cached(
+                "SELECT requested_on, event_on, left_on, left_reason FROM claim_child_spells WHERE claim_id = ?1 AND child = ?2 ORDER BY requested_on, rowid",
+            )?;
+            let spells = sp
+                .query_map(params![id, child], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut earlier = Vec::with_capacity(spells.len());
+            for (req, ev, left, reason) in spells {
+                earlier.push(Spell {
+                    requested_on: req_date(req)?,
+                    event_on: date(ev)?,
+                    left_on: req_date(left)?,
+                    left_reason: reason,
+                });
+            }
             children.push(ChildRow {
+                earlier,
                 basis: rules::Basis::parse(&basis)
                     .ok_or_else(|| StoreError::Corrupt(format!("basis {basis}")))?,
                 since: date(since)?,
@@ -2883,6 +2980,86 @@ mod tests {
         );
         assert_eq!(store.claim(id).await.unwrap().unwrap(), claim);
         assert_eq!(store.work_items(true).await.unwrap(), work);
+    }
+
+    /// 児童手当法第9条: a child who left a running claim (転出) and came
+    /// back is added again by a new 額改定請求; the period before is kept,
+    /// the months away are never counted, and a request dated on or
+    /// before the day the child left adds nothing.
+    #[tokio::test]
+    async fn a_child_back_after_leaving_counts_by_periods_never_for_the_months_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.sqlite")).unwrap();
+        let n = NewClaim {
+            claimant: "100".into(),
+            claimant_name: "架空　太郎".into(),
+            household: "H1".into(),
+            claimed_on: d("2025-04-10"),
+            event_on: None,
+            public_servant: false,
+            children: vec![
+                ("101".into(), "架空　一郎".into(), d("2014-07-01")),
+                ("102".into(), "架空　二郎".into(), d("2019-05-10")),
+            ],
+            entered_by: "tanto".into(),
+            account: None,
+            filing: None,
+        };
+        let log = || Entry::new("tanto", "", audit::Action::ChildAdded, "");
+        let id = store
+            .add_claim_then(n, log(), |c: &ClaimRow| {
+                crate::worker::departure_effects(c, "102", d("2025-06-20"), "転出", Some(3))
+            })
+            .await
+            .unwrap();
+        let child = ("102".to_string(), "架空　二郎".to_string(), d("2019-05-10"));
+        // On the day he left: nothing added.
+        assert!(
+            !store
+                .add_child(id, child.clone(), d("2025-06-20"), None, log())
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .add_child(
+                    id,
+                    child.clone(),
+                    d("2025-09-12"),
+                    Some(d("2025-09-05")),
+                    log()
+                )
+                .await
+                .unwrap()
+        );
+        let c = store.claim(id).await.unwrap().unwrap();
+        let jiro = c.children.iter().find(|x| x.child == "102").unwrap();
+        assert_eq!(jiro.left_on, None);
+        assert_eq!(jiro.requested_on, d("2025-09-12"));
+        assert_eq!(
+            jiro.earlier,
+            vec![Spell {
+                requested_on: d("2025-04-10"),
+                event_on: None,
+                left_on: d("2025-06-20"),
+                left_reason: Some("転出".into()),
+            }]
+        );
+        let r = c.rules();
+        let total = |y, m| rules::month(&r, YearMonth::new(y, m).unwrap()).map(|x| x.total);
+        assert_eq!(total(2025, 6), Some(20_000));
+        for m in 7..=9 {
+            assert_eq!(total(2025, m), Some(10_000), "2025-{m}");
+        }
+        assert_eq!(total(2025, 10), Some(20_000));
+        // Added again (a double submit): nothing more.
+        assert!(
+            !store
+                .add_child(id, child, d("2025-09-13"), None, log())
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.claim(id).await.unwrap().unwrap(), c);
     }
 
     /// A database made before children living elsewhere existed (the

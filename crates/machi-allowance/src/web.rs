@@ -1105,6 +1105,12 @@ pub async fn enter_claim(
     .await
 }
 
+/// The refusal when the registry hides the claimant or their household
+/// from this system (支援措置, j440): nothing is entered on a guess.
+pub const HIDDEN_JA: &str = "支援措置のため、住民記録システムからこの方の世帯を確認できません。窓口でご本人に世帯と児童の状況を確認し、住民記録の支援措置担当と連絡を取ってください。";
+/// [`HIDDEN_JA`] in English.
+pub const HIDDEN_EN: &str = "A support measure keeps this person's household from this system. Confirm the household and the children with the person at the counter and contact the registry's support-measure officer.";
+
 /// What a claim form may give besides the claimant and the dates.
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
@@ -1154,18 +1160,27 @@ pub async fn enter_claim_from(
             e.to_string(),
         )
     };
-    let p = s
-        .client
-        .resident(a)
-        .await
-        .map_err(unreachable)?
-        .filter(|p| p.resident)
-        .ok_or_else(|| {
-            (
+    let hidden = || (HIDDEN_JA.to_string(), HIDDEN_EN.to_string());
+    let p = match s.client.resident(a).await.map_err(unreachable)? {
+        Some(p) if p.resident => p,
+        Some(_) => {
+            return Err((
                 "その宛名番号の住民は見つかりません。".to_string(),
                 "No resident has that addressee number.".to_string(),
-            )
-        })?;
+            ));
+        }
+        None => {
+            return Err(
+                match s.client.resident_lookup(a).await.map_err(unreachable)? {
+                    crate::worker::Lookup::Hidden => hidden(),
+                    _ => (
+                        "その宛名番号の住民は見つかりません。".to_string(),
+                        "No resident has that addressee number.".to_string(),
+                    ),
+                },
+            );
+        }
+    };
     if event_on.is_some_and(|e| e > claimed_on) {
         return Err((
             "出生日・転入日が請求日より後です。".into(),
@@ -1199,13 +1214,25 @@ pub async fn enter_claim_from(
                 "That person was not a resident on the claim date.".to_string(),
             )
         })?;
-    let members = s
+    let members = match s
         .client
         .household_as_of(&then.household, Some(claimed_on))
         .await
         .map_err(unreachable)?
-        .map(|(_, m)| m)
-        .unwrap_or_default();
+    {
+        Some((_, m)) => m,
+        // A household a support measure covers (j440) is not shown: its
+        // children cannot be read, so nothing is entered on a guess.
+        None if s
+            .client
+            .household_hidden(&then.household, Some(claimed_on))
+            .await
+            .map_err(unreachable)? =>
+        {
+            return Err(hidden());
+        }
+        None => Vec::new(),
+    };
     let children: Vec<(String, String, NaiveDate)> = members
         .iter()
         .filter(|m| m.resident && m.addressee_number != a && is_child(m, claimed_on))
@@ -1339,9 +1366,51 @@ pub async fn enter_claim_from(
         for (child, f) in &since {
             match f {
                 Since::Stayed => {}
-                Since::Left { day, label, change } => out.extend(crate::worker::departure_effects(
-                    c, child, *day, label, *change,
-                )),
+                Since::Left {
+                    day,
+                    label,
+                    change,
+                    back,
+                } => {
+                    out.extend(crate::worker::departure_effects(
+                        c, child, *day, label, *change,
+                    ));
+                    // Back in the household since: counted again only
+                    // from a new 額改定請求 (第9条第1項), never for the
+                    // months away; the work the worker raises for a
+                    // move-in into a claimant's household.
+                    if let Some(row) = back {
+                        out.push(crate::store::Effect::Work {
+                            kind: match row.reason.as_str() {
+                                "move_in" | "move_in_from_abroad" => {
+                                    crate::store::WorkKind::MoveInClaim
+                                }
+                                _ => crate::store::WorkKind::ChildJoined,
+                            },
+                            person: child.clone(),
+                            person_name: row.person.name.clone(),
+                            household: c.household.clone(),
+                            event_on: row.effective_on,
+                            claim_id: Some(c.id),
+                        });
+                    }
+                }
+                Since::Hidden => {
+                    let name = c
+                        .children
+                        .iter()
+                        .find(|x| x.child == *child)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default();
+                    out.push(crate::store::Effect::Work {
+                        kind: crate::store::WorkKind::RecordHidden,
+                        person: child.clone(),
+                        person_name: name,
+                        household: c.household.clone(),
+                        event_on: None,
+                        claim_id: Some(c.id),
+                    });
+                }
                 Since::Other { reason, on } => {
                     let name = c
                         .children
@@ -1591,6 +1660,36 @@ async fn claim_page(
                 ch.left_reason.as_deref().unwrap_or("異動"),
                 s.wareki(l),
                 s.month(YearMonth::of(l).next())
+            );
+        }
+        // A child who left and came back: the months away are not paid
+        // (児童手当法第9条第1項・第3項).
+        let first = c.first_month().0;
+        for sp in &ch.earlier {
+            let _ = write!(
+                note,
+                "{}以前の期間：{}分から{}分まで（{}・{}）",
+                if note.is_empty() { "" } else { "<br>" },
+                s.month(
+                    rules::first_paid_month(sp.requested_on, sp.event_on)
+                        .0
+                        .max(first)
+                ),
+                s.month(YearMonth::of(sp.left_on)),
+                sp.left_reason.as_deref().unwrap_or("異動"),
+                s.wareki(sp.left_on),
+            );
+        }
+        if !ch.earlier.is_empty() {
+            let _ = write!(
+                note,
+                "<br>{}の額改定請求：{}分から再び数える（児童手当法第9条第1項）",
+                s.wareki(ch.requested_on),
+                s.month(
+                    rules::first_paid_month(ch.requested_on, ch.event_on)
+                        .0
+                        .max(first)
+                ),
             );
         }
         if ch.basis != rules::Basis::Household {
@@ -2436,6 +2535,26 @@ async fn child_add(
             "The birth date is unknown.",
         );
     };
+    // A child who left this claim (転出, 死亡 …) and came back is counted
+    // again from a 額改定請求 made after they left (児童手当法第9条第1項).
+    if let Ok(Some(c)) = s.store.claim(id).await
+        && let Some(x) = c.children.iter().find(|x| x.child == p.addressee_number)
+        && let Some(left) = x.left_on
+        && requested_on <= left
+    {
+        return bad(
+            &format!(
+                "{}はこの認定から{}に外れています。額改定請求の日は、その翌日以降の日を入力してください。",
+                x.name,
+                s.wareki(left)
+            ),
+            &format!(
+                "{} left this claim on {}. Enter a claim date after that day.",
+                x.name,
+                left.format("%-d %B %Y")
+            ),
+        );
+    }
     let log = ctx
         .entry(&sess, Action::ChildAdded, format!("claim:{id}"))
         .detail(format!("person:{}", p.addressee_number));
@@ -3523,6 +3642,47 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
     b
 }
 
+/// The lines of a payment file whose claim has a person the registry
+/// hides from this system (支援措置, j440; an open
+/// [`crate::store::WorkKind::RecordHidden`] item): paid on the last data read unless
+/// the clerk confirms the facts first. Said before the file is approved,
+/// never left to be found later.
+fn hidden_section(lines: &[PaymentLine], work: &[crate::store::WorkItem]) -> String {
+    let open: Vec<&crate::store::WorkItem> = work
+        .iter()
+        .filter(|w| w.kind == crate::store::WorkKind::RecordHidden)
+        .collect();
+    let mut rows = String::new();
+    let mut seen = Vec::new();
+    for l in lines {
+        if seen.contains(&l.claim_id) {
+            continue;
+        }
+        let names: Vec<String> = open
+            .iter()
+            .filter(|w| w.claim_id == Some(l.claim_id))
+            .map(|w| esc(&w.person_name))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        seen.push(l.claim_id);
+        let _ = write!(
+            rows,
+            r##"<tr><td><a href="/claims/{}">{}</a></td><td>{}</td></tr>"##,
+            l.claim_id,
+            esc(&l.claimant_name),
+            names.join("、")
+        );
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        r#"<h2 id="hidden">住民記録で確認できない方がいる受給者</h2><p role="note">支援措置のため、次の方の住民記録の異動（転出・世帯の異動など）はこのシステムに届きません。この支払ファイルは最後に確認できた内容で計算しています。確定する前に窓口で世帯と監護の状況を確認し、児童が監護を離れていれば受給者の画面で終了してください。</p><table aria-labelledby="hidden"><thead><tr><th scope="col">受給者</th><th scope="col">確認できない方</th></tr></thead><tbody>{rows}</tbody></table>"#
+    )
+}
+
 fn approve_form(sess: &Session, action: &str, label: &str) -> String {
     if !sess.role.supervises() {
         return "<p>支払ファイルの確定と出力は児童手当監督者が行います。</p>".into();
@@ -3563,6 +3723,10 @@ async fn payment_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<Strin
         s.month(z)
     );
     b.push_str(&lines_table(&s, &lines, "未払の支払明細"));
+    match s.store.work_items(true).await {
+        Ok(w) => b.push_str(&hidden_section(&lines, &w)),
+        Err(e) => return internal(e),
+    }
     match s.store.held(PayRule::Regular, p.first_day()).await {
         Ok(h) => b.push_str(&held_section(&s, &h)),
         Err(e) => return internal(e),

@@ -135,6 +135,82 @@ impl RegistryClient {
         unreachable!("the loop returns")
     }
 
+    /// GET `path`, telling a person a support measure hides (the
+    /// registry's 403 `support_measure_block`, j440) from one it does not
+    /// know or this client may not read.
+    async fn lookup(&self, path: &str) -> Result<Answer, LinkError> {
+        for fresh in [false, true] {
+            let tok = self.token(fresh).await?;
+            let res = self
+                .http
+                .get(self.url(path))
+                .bearer_auth(&tok)
+                .send()
+                .await?;
+            match res.status().as_u16() {
+                401 if !fresh => continue,
+                403 => {
+                    let text = res.text().await.unwrap_or_default();
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    return Ok(
+                        if body["error"]["code"] == SUPPORT_BLOCK || body["code"] == SUPPORT_BLOCK {
+                            Answer::Hidden
+                        } else {
+                            Answer::Unknown
+                        },
+                    );
+                }
+                404 => return Ok(Answer::Unknown),
+                _ => return Ok(Answer::Found(json_of(res).await?)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// A person's record now and their history ([`Self::resident_history`]),
+    /// telling a person hidden by a support measure from an unknown one.
+    pub async fn resident_lookup(&self, addressee: &str) -> Result<Lookup, LinkError> {
+        if addressee.is_empty() || !addressee.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(Lookup::Unknown);
+        }
+        let path = format!(
+            "/api/v1/tenants/{}/residents/{addressee}",
+            self.config.tenant
+        );
+        Ok(match self.lookup(&path).await? {
+            Answer::Found(v) => {
+                let history = v["history"]
+                    .as_array()
+                    .map(|a| a.iter().map(row_of).collect())
+                    .unwrap_or_default();
+                Lookup::Found(Box::new((row_of(&v["record"]), history)))
+            }
+            Answer::Hidden => Lookup::Hidden,
+            Answer::Unknown => Lookup::Unknown,
+        })
+    }
+
+    /// Whether the registry hides household `household` (as of `as_of`)
+    /// from this client by a support measure (j440): a member of it, or
+    /// someone living at its address, is protected.
+    pub async fn household_hidden(
+        &self,
+        household: &str,
+        as_of: Option<NaiveDate>,
+    ) -> Result<bool, LinkError> {
+        if household.is_empty() || !household.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(false);
+        }
+        let mut path = format!(
+            "/api/v1/tenants/{}/households/{household}",
+            self.config.tenant
+        );
+        if let Some(d) = as_of {
+            path.push_str(&format!("?as_of={}", d.format("%Y-%m-%d")));
+        }
+        Ok(matches!(self.lookup(&path).await?, Answer::Hidden))
+    }
+
     /// The events after `after` (long poll up to `wait` seconds).
     pub async fn events(&self, after: i64, wait: u64) -> Result<Vec<Value>, LinkError> {
         let path = format!(
@@ -336,6 +412,29 @@ fn person_of(r: &Value) -> Person {
     }
 }
 
+/// The registry's error code for a read a support measure blocks (j440).
+/// It names nobody: the same for the protected person and for those who
+/// live with them.
+pub const SUPPORT_BLOCK: &str = "support_measure_block";
+
+enum Answer {
+    Found(Value),
+    Hidden,
+    Unknown,
+}
+
+/// A person as the registry answers this client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The record now and the history, oldest first.
+    Found(Box<(Row, Vec<Row>)>),
+    /// Hidden by a support measure (支援措置, j440): the registry will not
+    /// show the record, nor tell its changes, to this system.
+    Hidden,
+    /// Not known to the registry, or not readable by this client.
+    Unknown,
+}
+
 /// A person's name and where mail reaches them, as the registry shows
 /// them ([`RegistryClient::mailing_address`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +457,8 @@ pub struct Row {
     pub reason: String,
     /// 異動日.
     pub effective_on: Option<NaiveDate>,
+    /// For a 異動の取消し: the change it cancelled.
+    pub cancels: Option<i64>,
 }
 
 fn row_of(r: &Value) -> Row {
@@ -369,6 +470,7 @@ fn row_of(r: &Value) -> Row {
             .unwrap_or_default()
             .to_string(),
         effective_on: iso_date(&r["change"]["effective_date"]["iso"]),
+        cancels: r["change"]["cancels"].as_i64(),
     }
 }
 
@@ -420,7 +522,13 @@ impl Worker {
         let effects = if kind == FILING_APPROVED {
             self.filing_effects(&e["data"]).await?
         } else {
-            self.effects(&e["data"]).await?
+            // The day the registry recorded the change (the event's
+            // time, in Japan).
+            let recorded = e["time"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&machi_domain::dates::jst()).date_naive());
+            self.effects(&e["data"], recorded).await?
         };
         Ok(self
             .store
@@ -472,8 +580,15 @@ impl Worker {
     }
 
     /// What a change means for the allowance.
-    async fn effects(&self, data: &Value) -> Result<Vec<Effect>, LinkError> {
+    async fn effects(
+        &self,
+        data: &Value,
+        recorded: Option<NaiveDate>,
+    ) -> Result<Vec<Effect>, LinkError> {
         // A change withheld for a support measure (j440) names nobody.
+        if data["withheld"].as_str() == Some("support_measure") {
+            return self.hidden_effects().await;
+        }
         let Some(reason) = data["reason"].as_str() else {
             return Ok(Vec::new());
         };
@@ -512,18 +627,58 @@ impl Worker {
                 }
             }
             "move_in" | "move_in_from_abroad" => {
+                // Only what a clerk must act on: a child under the age
+                // limit (still_due) who arrives in a claimant's household
+                // (a 額改定請求 may be due, 児童手当法第9条第1項), or in a
+                // household without a claim while the move-in is recent
+                // (a 認定請求 within 15 days starts from the month after
+                // the move-in, 第8条第3項); anyone else arriving in a
+                // claimant's household (a household check). Not: an adult
+                // in a household without a claim, a child counted
+                // in a running claim already, a move-in before the 請求日
+                // of the household's claim (the claim was made on that
+                // household), nor an old move-in of a household without a
+                // claim (the first read of a long history).
+                let fresh = move_in_is_recent(on, recorded, crate::today_in_japan());
                 for a in &persons {
                     let Some(p) = self.client.resident(a).await? else {
                         continue;
                     };
-                    if still_due(&p) {
-                        let claims = self.store.claims_of_household(&p.household).await?;
-                        out.push(work(
-                            WorkKind::MoveInClaim,
-                            &p,
-                            on,
-                            claims.first().map(|c| c.id),
-                        ));
+                    if !still_due(&p) {
+                        // An adult (or a child past the age) joining a
+                        // claimant's household after the 請求日 changes the
+                        // household the claim was made on: the clerk checks
+                        // who cares for the children and bears the living
+                        // costs (the 受給者 may be another, 児童手当法第4条).
+                        if p.resident {
+                            for c in self.store.claims_of_household(&p.household).await? {
+                                if on.is_none_or(|d| c.claimed_on < d) {
+                                    out.push(check_effect(
+                                        &c,
+                                        a,
+                                        p.name.clone(),
+                                        "household_transfer",
+                                        on,
+                                    ));
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    let counted = self.store.claims_of_person(a).await?.iter().any(|c| {
+                        c.children
+                            .iter()
+                            .any(|x| x.child == *a && x.left_on.is_none())
+                    });
+                    if counted {
+                        continue;
+                    }
+                    let claims = self.store.claims_of_household(&p.household).await?;
+                    match claims.first() {
+                        Some(c) if on.is_some_and(|d| c.claimed_on >= d) => {}
+                        Some(c) => out.push(work(WorkKind::MoveInClaim, &p, on, Some(c.id))),
+                        None if fresh => out.push(work(WorkKind::MoveInClaim, &p, on, None)),
+                        None => {}
                     }
                 }
             }
@@ -618,6 +773,61 @@ impl Worker {
                             .unwrap_or_default();
                         out.push(check_effect(&c, a, name, other, on));
                     }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A change the registry withheld for a support measure (支援措置,
+    /// j440: `{change_id, withheld: "support_measure"}`): it may be the
+    /// 転出 of a child or the claimant of a running claim, which the
+    /// allowance would otherwise keep paying on the last data it read. The
+    /// event names nobody, so every person of a running claim (the
+    /// claimant, the children still counted) not already flagged is looked
+    /// up; each one the registry now hides gets a
+    /// [`WorkKind::RecordHidden`] item for the clerk, who confirms the
+    /// facts at the counter. Nothing is ended or kept on a guess.
+    async fn hidden_effects(&self) -> Result<Vec<Effect>, LinkError> {
+        let flagged: Vec<(i64, String)> = self
+            .store
+            .work_items(true)
+            .await?
+            .into_iter()
+            .filter(|w| w.kind == WorkKind::RecordHidden)
+            .filter_map(|w| Some((w.claim_id?, w.person)))
+            .collect();
+        let mut out = Vec::new();
+        for c in self.store.claims().await? {
+            if c.ended_on.is_some() {
+                continue;
+            }
+            let mut persons = vec![(c.claimant.clone(), c.claimant_name.clone())];
+            persons.extend(
+                c.children
+                    .iter()
+                    .filter(|x| x.registered && x.left_on.is_none())
+                    .map(|x| (x.child.clone(), x.name.clone())),
+            );
+            for (a, name) in persons {
+                if flagged.iter().any(|(id, p)| *id == c.id && *p == a) {
+                    continue;
+                }
+                if matches!(self.client.resident_lookup(&a).await?, Lookup::Hidden) {
+                    out.push(work(
+                        WorkKind::RecordHidden,
+                        &Person {
+                            addressee_number: a,
+                            name,
+                            birth: None,
+                            household: c.household.clone(),
+                            relationship: String::new(),
+                            resident: true,
+                            removal: None,
+                        },
+                        None,
+                        Some(c.id),
+                    ));
                 }
             }
         }
@@ -777,13 +987,17 @@ pub fn check_effect(
 /// claim had it been entered on that day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Since {
-    /// In the claimant's household still.
+    /// In the claimant's household still, throughout.
     Stayed,
-    /// Died or moved out ([`departure`]) on `day`.
+    /// Died or moved out ([`departure`]) on `day`. `back`: the change by
+    /// which the child came back into the claimant's household later (a
+    /// 転入 after a 転出): not counted again until a new 額改定請求
+    /// (児童手当法第9条第1項), for which the clerk gets a work item.
     Left {
         day: NaiveDate,
         label: &'static str,
         change: Option<i64>,
+        back: Option<Box<Row>>,
     },
     /// Out of the claimant's household by another change (`reason`: 世帯
     /// 変更, 世帯分離, 職権消除 …) on `on`: for the clerk to check.
@@ -791,14 +1005,22 @@ pub enum Since {
         reason: String,
         on: Option<NaiveDate>,
     },
+    /// The registry does not show this child to the allowance system: a
+    /// support measure (支援措置, j440) covers them, or the record is not
+    /// there. Nothing is guessed: the clerk checks at the counter.
+    Hidden,
 }
 
 impl RegistryClient {
     /// What became of child `child`, in household `then` on `claimed_on`,
-    /// since: in the claimant's household `now` still, gone by a departure
-    /// (the first change after `claimed_on` that took them out of `then`),
-    /// or gone by another change. A child not visible to this client is
-    /// taken as still there.
+    /// since, month by month as the history shows it (a child who left
+    /// and came back is not taken as having stayed): in the claimant's
+    /// household (`then`, or `now` where the claimant's household is now)
+    /// throughout, gone by a departure (the first change after
+    /// `claimed_on` that took them out; with the change that brought them
+    /// back, if any), or gone by another change. Changes cancelled since
+    /// (異動の取消し) are skipped: they never happened. A child the
+    /// registry does not show to this client is [`Since::Hidden`].
     pub async fn since(
         &self,
         child: &str,
@@ -806,23 +1028,37 @@ impl RegistryClient {
         now: &str,
         claimed_on: NaiveDate,
     ) -> Result<Since, LinkError> {
-        let Some((current, history)) = self.resident_history(child, None).await? else {
-            return Ok(Since::Stayed);
+        let (current, history) = match self.resident_lookup(child).await? {
+            Lookup::Found(x) => *x,
+            Lookup::Hidden | Lookup::Unknown => return Ok(Since::Hidden),
         };
-        if current.person.resident && current.person.household == now {
+        let cancelled: Vec<i64> = history.iter().filter_map(|r| r.cancels).collect();
+        let after: Vec<&Row> = history
+            .iter()
+            .filter(|r| {
+                r.effective_on.is_some_and(|e| e > claimed_on)
+                    && !r.change.is_some_and(|c| cancelled.contains(&c))
+            })
+            .collect();
+        let home = |r: &Row| {
+            r.person.resident && (r.person.household == then || r.person.household == now)
+        };
+        let at = after.iter().position(|r| !home(r));
+        if at.is_none() && home(&current) {
             return Ok(Since::Stayed);
         }
-        let row = history
+        let row = at.map_or(&current, |i| after[i]);
+        let back = after[at.map_or(after.len(), |i| i + 1)..]
             .iter()
-            .find(|r| {
-                r.effective_on.is_some_and(|e| e > claimed_on)
-                    && (!r.person.resident || r.person.household != then)
-            })
-            .unwrap_or(&current);
+            .find(|r| r.person.resident && r.person.household == now)
+            .map(|r| Box::new((*r).clone()));
         if !row.person.resident
             && let Some(label) = departure(&row.reason)
             && let Some(day) = departure_day(
-                Some(if current.person.resident {
+                // The record now has the latest word on this departure (a
+                // planned date confirmed since), unless the child came
+                // back (and maybe left again) after it.
+                Some(if current.person.resident || back.is_some() {
                     &row.person
                 } else {
                     &current.person
@@ -834,6 +1070,7 @@ impl RegistryClient {
                 day,
                 label,
                 change: row.change,
+                back,
             });
         }
         Ok(Since::Other {
@@ -866,6 +1103,22 @@ impl RegistryClient {
                 .unwrap_or(current),
         ))
     }
+}
+
+/// Whether a move-in of 異動日 `on`, recorded by the registry on
+/// `recorded`, is recent on `today`: within the 15 days after it in which
+/// a 認定請求 still starts from the month after the move-in (児童手当法第8条
+/// 第3項), counted from the 異動日 or, for a move-in recorded late, from
+/// the day it was recorded.
+pub fn move_in_is_recent(
+    on: Option<NaiveDate>,
+    recorded: Option<NaiveDate>,
+    today: NaiveDate,
+) -> bool {
+    [on, recorded]
+        .into_iter()
+        .flatten()
+        .any(|d| d <= today && today <= d + chrono::Days::new(15))
 }
 
 /// Whether a claim for child `p` may still be due today: a resident,
@@ -904,4 +1157,35 @@ fn removed_persons(data: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A move-in is recent for the 15 days after its 異動日 (児童手当法第8条
+    /// 第3項), or after the day the registry recorded it (a move-in
+    /// entered late); a move-in of years ago read for the first time is
+    /// not.
+    #[test]
+    fn a_move_in_is_recent_for_fifteen_days_from_its_date_or_its_recording() {
+        let today = d("2026-12-07");
+        assert!(move_in_is_recent(Some(d("2026-11-22")), None, today));
+        assert!(!move_in_is_recent(Some(d("2026-11-21")), None, today));
+        assert!(move_in_is_recent(
+            Some(d("2025-06-01")),
+            Some(d("2026-12-01")),
+            today
+        ));
+        assert!(!move_in_is_recent(
+            Some(d("2020-04-20")),
+            Some(d("2020-05-01")),
+            today
+        ));
+        assert!(!move_in_is_recent(None, None, today));
+    }
 }

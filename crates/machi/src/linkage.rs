@@ -25,7 +25,11 @@
 //! protected person with the measure's state, period and affairs only
 //! (j160's core items; never the 記録内容, see
 //! [`crate::migration::side::LINKAGE_SUPPORT_FILE`]), not as the
-//! migration's support_measures.csv.
+//! migration's support_measures.csv. Issued certificates go as
+//! certificate_issues.csv without the issuing clerk's login and terminal
+//! ([`crate::migration::side::LINKAGE_CERTIFICATES_FILE`]), not as the
+//! migration's certificates.csv. 住民票コード stays in residents.csv
+//! ([`RESIDENT_CODE_VALUES`] says why).
 //!
 //! Resumable by event sequence: an extract is complete exactly when its
 //! manifest exists. A difference extract covers the events after the last
@@ -143,6 +147,12 @@ pub struct LinkageManifest {
     /// carried support_measures.csv instead).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub support_columns: Vec<ExtractColumn>,
+    /// The columns of certificate_issues.csv (交付履歴, j300: never the
+    /// issuing clerk's login or terminal), described. Absent in manifests
+    /// written before it was added (those extracts carried the migration's
+    /// certificates.csv instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_columns: Vec<ExtractColumn>,
 }
 
 /// One column of residents.csv as the manifest describes it.
@@ -156,6 +166,20 @@ pub struct ExtractColumn {
     pub values: Option<String>,
 }
 
+/// What the manifest says of `resident_code` (住民票コード).
+///
+/// 住民票コード stays in a linkage extract's residents.csv, in clear:
+/// 7.2.3 宛名連携 (j1190) passes 住民記録データ to the other systems, and
+/// 住民票コード is one of its 住民票記載事項 (1.1.1, j10; 1.1.2, j20) — the
+/// systems that match the 住基ネット's 本人確認情報 (and the 住民票コード
+/// 通知票 of 4.3.3, j890) key on it; it cannot be masked or hashed and
+/// still serve them. Unlike 個人番号 the standard gives it no per-affair
+/// exception in linkage; 10.4 (j1390) makes it an item whose display is
+/// set per operator on the registry's screens, which is the receiving
+/// system's duty for its own screens. The manifest says so to the
+/// receiving system (its use is restricted by 住民基本台帳法).
+pub const RESIDENT_CODE_VALUES: &str = "住民基本台帳ネットワークシステムの本人確認情報との照合に用いる番号。住民基本台帳法による利用の制限に従い、その事務に必要な範囲でのみ利用し、画面では操作者の権限により表示・非表示を設定すること（標準仕様10.4）。";
+
 /// The columns of a linkage extract's residents.csv, described.
 pub fn residents_columns(opts: ExtractOptions) -> Vec<ExtractColumn> {
     RESIDENT_COLUMNS
@@ -164,8 +188,13 @@ pub fn residents_columns(opts: ExtractOptions) -> Vec<ExtractColumn> {
         .map(|(i, (name, label))| ExtractColumn {
             name: name.to_string(),
             label_ja: label.to_string(),
-            values: (i == MY_NUMBER_COLUMN && !opts.include_my_number)
-                .then(|| "空欄（この抽出は個人番号を含めていません）".to_string()),
+            values: if i == MY_NUMBER_COLUMN && !opts.include_my_number {
+                Some("空欄（この抽出は個人番号を含めていません）".to_string())
+            } else if *name == "resident_code" {
+                Some(RESIDENT_CODE_VALUES.to_string())
+            } else {
+                None
+            },
         })
         .chain(std::iter::once(ExtractColumn {
             name: SUPPORT_FLAG_COLUMN.0.into(),
@@ -185,6 +214,23 @@ pub fn support_columns() -> Vec<ExtractColumn> {
             name: name.to_string(),
             label_ja: label.to_string(),
             values: LINKAGE_SUPPORT_VALUES
+                .iter()
+                .find(|(c, _)| c == name)
+                .map(|(_, v)| v.to_string()),
+        })
+        .collect()
+}
+
+/// The columns of a linkage extract's certificate_issues.csv, described
+/// ([`crate::migration::side::LINKAGE_CERTIFICATE_COLUMNS`]).
+pub fn certificate_columns() -> Vec<ExtractColumn> {
+    use crate::migration::side::{LINKAGE_CERTIFICATE_COLUMNS, LINKAGE_CERTIFICATE_VALUES};
+    LINKAGE_CERTIFICATE_COLUMNS
+        .iter()
+        .map(|(name, label)| ExtractColumn {
+            name: name.to_string(),
+            label_ja: label.to_string(),
+            values: LINKAGE_CERTIFICATE_VALUES
                 .iter()
                 .find(|(c, _)| c == name)
                 .map(|(_, v)| v.to_string()),
@@ -555,6 +601,7 @@ async fn extract_fenced(
             my_number_included: opts.include_my_number,
             residents_columns: residents_columns(opts),
             support_columns: support_columns(),
+            certificate_columns: certificate_columns(),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;

@@ -240,9 +240,21 @@ pub async fn export_with(
         side::write_measures(&mut w, &measures)?;
         finish(w, dir, SUPPORT_MEASURES_FILE)?;
     }
-    let mut w = writer(dir, CERTIFICATES_FILE, CERTIFICATE_COLUMNS)?;
-    side::write_certificates(&mut w, &certificates)?;
-    finish(w, dir, CERTIFICATES_FILE)?;
+    // The same for issued certificates: a migration export carries the
+    // whole 交付履歴 (who issued each, on which terminal); a linkage
+    // extract only [`side::LINKAGE_CERTIFICATES_FILE`] (never the clerk's
+    // login or terminal, j300/j1190).
+    if linkage.is_some() {
+        let name = side::LINKAGE_CERTIFICATES_FILE;
+        let mut w = writer(dir, name, side::LINKAGE_CERTIFICATE_COLUMNS)?;
+        let n = side::write_linkage_certificates(&mut w, &certificates)?;
+        finish(w, dir, name)?;
+        linkage_files.push((name.to_string(), n));
+    } else {
+        let mut w = writer(dir, CERTIFICATES_FILE, CERTIFICATE_COLUMNS)?;
+        side::write_certificates(&mut w, &certificates)?;
+        finish(w, dir, CERTIFICATES_FILE)?;
+    }
     let mut codes = writer(dir, CODES_FILE, CODE_COLUMNS)?;
     for (table, code, label) in layout::code_tables() {
         codes.write_record([table, code.as_str(), label.as_str()])?;
@@ -258,7 +270,9 @@ pub async fn export_with(
     ]
     .into_iter()
     .filter(|(name, _)| *name != HOUSEHOLDS_FILE || households_written)
-    .filter(|(name, _)| *name != SUPPORT_MEASURES_FILE || linkage.is_none())
+    .filter(|(name, _)| {
+        (*name != SUPPORT_MEASURES_FILE && *name != CERTIFICATES_FILE) || linkage.is_none()
+    })
     .collect();
     let manifest = write_manifest(
         dir,

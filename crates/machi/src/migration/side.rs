@@ -157,6 +157,66 @@ pub const CERTIFICATE_COLUMNS: &[(&str, &str)] = &[
     ("issued_at", "交付日時"),
 ];
 
+/// The 交付履歴 (j300) a file-linkage extract (宛名連携, j1190) carries
+/// instead of [`CERTIFICATES_FILE`]: only what another business system
+/// needs to know of a certificate issued — which, of what kind, about
+/// whom, with which items, how many pages, when. Never who issued it
+/// (`issued_by`, the clerk's login) nor where (`issued_terminal`): j300
+/// keeps 端末名・ユーザID in the registry's own 交付履歴 for its access
+/// control and inquiries (j360, j1370), not for other systems, which
+/// would otherwise learn which clerk served which resident. (The 発行番号
+/// itself is the number printed on the certificate, j1040: 発行年月日・
+/// 市区町村名・発行端末名番号・発行プリンタ番号・連番; it is passed whole,
+/// as the paper shows it, so that a certificate can be matched.) Nor the
+/// PDF's hash or the hash of its 照合番号: they serve only the registry's
+/// own verification of a certificate. A migration export (`machi export`)
+/// still carries the whole row to the next system.
+pub const LINKAGE_CERTIFICATES_FILE: &str = "certificate_issues.csv";
+
+/// The columns of [`LINKAGE_CERTIFICATES_FILE`], with their 項目名.
+pub const LINKAGE_CERTIFICATE_COLUMNS: &[(&str, &str)] = &[
+    ("issue_number", "発行番号"),
+    ("kind", "証明書種別"),
+    ("persons", "記載者宛名番号"),
+    ("options", "記載事項の指定"),
+    ("pages", "枚数"),
+    ("issued_at", "交付日時"),
+];
+
+/// What the values of [`LINKAGE_CERTIFICATE_COLUMNS`] mean, for the
+/// extract's manifest: (column, values).
+pub const LINKAGE_CERTIFICATE_VALUES: &[(&str, &str)] = &[
+    ("persons", "空白区切りの宛名番号"),
+    ("issued_at", "日本時間（RFC 3339）"),
+];
+
+/// Writes [`LINKAGE_CERTIFICATES_FILE`] records (after its header);
+/// returns how many.
+pub fn write_linkage_certificates<W: Write>(
+    w: &mut csv::Writer<W>,
+    rows: &[CertificateRow],
+) -> Result<u64, csv::Error> {
+    let mut n = 0u64;
+    for c in rows {
+        let at = chrono::DateTime::from_timestamp_micros(c.issued_at)
+            .map(|t| {
+                t.with_timezone(&crate::service::clock::jst())
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            })
+            .unwrap_or_default();
+        w.write_record([
+            c.issue_number.clone(),
+            c.kind.clone(),
+            persons_text(&c.persons),
+            c.options.clone(),
+            c.pages.to_string(),
+            at,
+        ])?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// A support measure as the file carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeasureRow {

@@ -36,6 +36,7 @@ both_backends!(
     no_record_of_the_support_officer_reaches_an_extract,
     the_server_wide_schedule_includes_my_number_only_when_set,
     a_vendor_client_asks_for_an_extract_with_its_own_scopes,
+    no_issuing_clerk_or_terminal_reaches_an_extract,
 );
 
 async fn change(db: &TestDb) -> i64 {
@@ -2125,6 +2126,189 @@ async fn a_vendor_client_asks_for_an_extract_with_its_own_scopes(db: TestDb) {
         machi::service::auth::scopes_in_words("kokuho:extracts:write kokuho:my_number:read", false),
         "ファイル連携の抽出の依頼、抽出への個人番号の記載"
     );
+}
+
+/// 交付履歴 in 宛名連携 (j300, j1190): an extract (full, difference, with
+/// 個人番号) carries certificate_issues.csv — 発行番号, 種別, 記載者, 記載
+/// 事項, 枚数, 交付日時 — and never the issuing clerk's login or terminal
+/// (nor the hashes that serve only the registry's own verification), in
+/// any file; not the migration's certificates.csv. 住民票コード stays in
+/// residents.csv, described in the manifest. `machi export` is unchanged:
+/// certificates.csv with the clerk and the terminal.
+async fn no_issuing_clerk_or_terminal_reaches_an_extract(db: TestDb) {
+    use machi::service::certificates::{CertificateRequest, Subject};
+    use machi_domain::certificate::{CertificateKind, CertificateOptions};
+    let db = db.with_tenants().await;
+    change(&db).await;
+    let head = machi_domain::ids::AddresseeNumber::from_serial(1).unwrap();
+    let clerk = Actor {
+        operator: "kofu-clerk-0427".into(),
+        terminal: "KOFU-TERM-93".into(),
+    };
+    db.registry
+        .set_issuer(&code(FUCHU), "市長", "架空　太一", &clerk)
+        .await
+        .unwrap();
+    let issued = db
+        .registry
+        .issue_certificate(
+            &code(FUCHU),
+            CertificateRequest {
+                kind: CertificateKind::ResidentCopy,
+                subject: Subject::HouseholdOf(head.clone()),
+                options: CertificateOptions::default(),
+                verification_url: "http://localhost/verify".into(),
+                may_show_my_number: false,
+                counter: None,
+            },
+            &clerk,
+        )
+        .await
+        .unwrap();
+    let store = InMemory::new();
+    let prefix = ObjectPath::parse("linkage").unwrap();
+    let actor = Actor::system("test");
+    let full = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    change(&db).await;
+    let diff = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Diff,
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    let with_number = linkage::extract_with(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        linkage::ExtractOptions {
+            include_my_number: true,
+        },
+        &store,
+        &prefix,
+        &actor,
+    )
+    .await
+    .unwrap();
+    let files = everything_of(&store, &[&full, &diff, &with_number]).await;
+    // The 発行番号 is the number printed on the certificate (j1040:
+    // 発行年月日・市区町村名・発行端末名番号・…), so the terminal's name is
+    // part of it; it appears nowhere else.
+    assert!(issued.issue_number.contains("KOFU-TERM-93"));
+    for (path, text) in &files {
+        let text = text.replace(&issued.issue_number, "");
+        for secret in [
+            "kofu-clerk-0427",
+            "KOFU-TERM-93",
+            "issued_by",
+            "issued_terminal",
+        ] {
+            assert!(!text.contains(secret), "{secret:?} in {path}");
+        }
+        assert!(!path.ends_with("/certificates.csv"), "{path}");
+    }
+    for m in [&full, &diff, &with_number] {
+        assert!(!m.files.iter().any(|f| f.name == "certificates.csv"));
+        assert_eq!(rows(m, "certificate_issues.csv"), 1);
+        let described: Vec<&str> = m
+            .certificate_columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "issue_number",
+                "kind",
+                "persons",
+                "options",
+                "pages",
+                "issued_at"
+            ]
+        );
+        let text =
+            String::from_utf8(read(&store, &format!("{}/certificate_issues.csv", m.folder)).await)
+                .unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(header, described);
+        let row: Vec<String> = r
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(row[0], issued.issue_number);
+        assert!(row[2].split(' ').any(|p| p == head.as_str()), "{row:?}");
+        assert!(row[5].ends_with("+09:00"), "{row:?}");
+        // Nothing of the PDF or its 照合番号.
+        let pdf = hex::encode(Sha256::digest(&issued.pdf));
+        assert!(!text.contains(&pdf));
+        // 住民票コード stays, and the manifest says what it is for.
+        let code_column = m
+            .residents_columns
+            .iter()
+            .find(|c| c.name == "resident_code")
+            .unwrap();
+        assert_eq!(
+            code_column.values.as_deref(),
+            Some(linkage::RESIDENT_CODE_VALUES)
+        );
+    }
+    // `machi import` of an extract folder still reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, root) = linkage::open_target(&dir.path().to_string_lossy()).unwrap();
+    let m = linkage::extract(
+        &db.registry,
+        &code(FUCHU),
+        Kind::Full,
+        fs.as_ref(),
+        &root,
+        &actor,
+    )
+    .await
+    .unwrap();
+    let report = machi::migration::import::import(
+        &db.registry,
+        &code(AKISHIMA),
+        &[dir.path().join(&m.folder)],
+        &machi::migration::import::ImportOptions::default(),
+        &actor,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        machi::migration::import::Outcome::Imported,
+        "{:?}",
+        report.problems
+    );
+    // The migration export still carries the whole 交付履歴 to the next
+    // system: the clerk and the terminal included.
+    let dir = tempfile::tempdir().unwrap();
+    machi::migration::export::export(&db.registry, &code(FUCHU), dir.path(), &actor)
+        .await
+        .unwrap();
+    let whole = std::fs::read_to_string(dir.path().join("certificates.csv")).unwrap();
+    assert!(whole.starts_with(
+        "issue_number,kind,persons,options,pages,pdf_sha256,verify_hash,issued_by,issued_terminal,issued_at"
+    ), "{whole}");
+    assert!(whole.contains("kofu-clerk-0427") && whole.contains("KOFU-TERM-93"));
+    assert!(!dir.path().join("certificate_issues.csv").exists());
 }
 
 /// The files under `dir`, recursively.

@@ -20,6 +20,7 @@ macro_rules! both_backends {
 
 mod access_log;
 mod allowance;
+mod allowance_edges;
 mod allowance_faults;
 mod allowance_recovery;
 mod api;
