@@ -19,6 +19,7 @@ use crate::rules::{self, PayRule, YearMonth};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cursor (tenant TEXT PRIMARY KEY, after_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS feed_start (tenant TEXT PRIMARY KEY, started_on TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS applied (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (
     id INTEGER PRIMARY KEY,
@@ -878,6 +879,33 @@ impl Store {
                 .optional()?
                 .unwrap_or(0),
             )
+        })
+        .await
+    }
+
+    /// The day this system began to read the tenant's feed: a change the
+    /// registry recorded before it is history this system did not see
+    /// happen; one recorded since is live, however late the worker reads
+    /// it (an outage must not lose a work item). Recorded as `today` the
+    /// first time it is asked.
+    pub async fn feed_started_on(
+        &self,
+        tenant: &str,
+        today: NaiveDate,
+    ) -> Result<NaiveDate, StoreError> {
+        let t = tenant.to_string();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO feed_start (tenant, started_on) VALUES (?1, ?2)",
+                rusqlite::params![t, today.to_string()],
+            )?;
+            let d: String = c.query_row(
+                "SELECT started_on FROM feed_start WHERE tenant = ?1",
+                [&t],
+                |r| r.get(0),
+            )?;
+            d.parse()
+                .map_err(|_| StoreError::Task(format!("feed start {d:?} is not a date")))
         })
         .await
     }

@@ -494,6 +494,13 @@ impl Worker {
     /// number of events read.
     pub async fn step(&self, wait: u64) -> Result<usize, LinkError> {
         let after = self.store.cursor(self.client.tenant()).await?;
+        if after == 0 {
+            // The first read of the feed: what was recorded before today
+            // is history (see `Store::feed_started_on`).
+            self.store
+                .feed_started_on(self.client.tenant(), crate::today_in_japan())
+                .await?;
+        }
         let events = self.client.events(after, wait).await?;
         for e in &events {
             self.handle(e).await?;
@@ -638,8 +645,17 @@ impl Worker {
                 // in a running claim already, a move-in before the 請求日
                 // of the household's claim (the claim was made on that
                 // household), nor an old move-in of a household without a
-                // claim (the first read of a long history).
-                let fresh = move_in_is_recent(on, recorded, crate::today_in_japan());
+                // claim recorded before this system began to read the
+                // feed (the first read of a long history). A move-in
+                // recorded since is live however late it is read: an
+                // outage of the worker loses no work item.
+                let today = crate::today_in_japan();
+                let started = self
+                    .store
+                    .feed_started_on(self.client.tenant(), today)
+                    .await?;
+                let fresh = move_in_is_recent(on, recorded, today)
+                    || recorded.is_some_and(|r| r >= started);
                 for a in &persons {
                     let Some(p) = self.client.resident(a).await? else {
                         continue;

@@ -566,5 +566,28 @@ async fn move_ins_raise_work_only_for_what_a_clerk_must_act_on(db: TestDb) {
     // No claim there: the claimed family's move-in (recorded now) and
     // 四郎's are within the 15 days of their recording; the old one is not.
     assert!(kinds.iter().all(|x| x.1 != old_child), "{kinds:?}");
+    assert!(kinds.contains(&(WorkKind::MoveInClaim, new_child.clone())));
+    // A third system has read this feed since 1 January 2020 and was down
+    // for years: the 2020 move-in happened while it ran, so reading it
+    // late still raises the work item (an outage loses nothing).
+    let dir3 = tempfile::tempdir().unwrap();
+    let behind = Store::open(&dir3.path().join("allowance.sqlite")).unwrap();
+    behind
+        .feed_started_on(&t.link.tenant, d("2020-01-01"))
+        .await
+        .unwrap();
+    let w3 = t.worker(&behind);
+    catch_up(&t.db.registry, &w3).await;
+    let kinds: Vec<(WorkKind, String)> = behind
+        .work_items(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.kind, x.person))
+        .collect();
+    assert!(
+        kinds.contains(&(WorkKind::MoveInClaim, old_child.clone())),
+        "{kinds:?}"
+    );
     assert!(kinds.contains(&(WorkKind::MoveInClaim, new_child)));
 }
