@@ -649,7 +649,7 @@ impl Reduction {
                 "受給資格の消滅（死亡・転出）：消滅した月の翌月分からは支給されない（児童手当法第8条第2項）".into()
             }
             Reduction::ChildLeft { key, .. } => format!(
-                "{}が監護を離れた（死亡・転出など）：その翌月分から減額（児童手当法第9条第3項）",
+                "{}が受給者の監護を離れた：その翌月分から減額（児童手当法第9条第3項）",
                 name(key)
             ),
             Reduction::Recomputed => {
@@ -663,7 +663,7 @@ impl Reduction {
                 "the entitlement ended (death, move-out): nothing is due from the month after (Art. 8(2))"
             }
             Reduction::ChildLeft { .. } => {
-                "a child left the claimant's care (death, move-out): reduced from the month after (Art. 9(3))"
+                "a child left the claimant's care: reduced from the month after (Art. 9(3))"
             }
             Reduction::Recomputed => "the amount recomputed: the rank changed (Art. 6(1))",
         }

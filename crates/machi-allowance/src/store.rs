@@ -1286,9 +1286,12 @@ impl Store {
             }
             // 内払調整 (第13条): what this file withholds from each
             // overpayment; then what it could not absorb becomes a 返還請求
-            // — every open one after a regular file (the next payment has
-            // come), those of the claims it paid after a special one (their
-            // entitlement has ended: no payment follows).
+            // — for the claims this file paid (their payment came and
+            // could not absorb it), and after a regular file also for the
+            // claims that have ended (no regular payment follows). Never
+            // for a claim this file did not pay: a second file of the same
+            // month for another claimant leaves its overpayment to be
+            // withheld from its own next payment.
             for (recovery, amount) in &taken {
                 tx.execute(
                     "INSERT INTO recovery_offsets (recovery_id, run_id, amount) VALUES (?1, ?2, ?3)",
@@ -1299,7 +1302,7 @@ impl Store {
             match rule {
                 PayRule::Regular => {
                     tx.execute(
-                        &format!("UPDATE recoveries SET demanded_run = ?1 WHERE {open}"),
+                        &format!("UPDATE recoveries SET demanded_run = ?1 WHERE {open} AND claim_id IN (SELECT claim_id FROM paid_months WHERE run_id = ?1 UNION SELECT claim_id FROM paid_differences WHERE run_id = ?1 UNION SELECT id FROM claims WHERE ended_on IS NOT NULL)"),
                         params![id],
                     )?;
                 }

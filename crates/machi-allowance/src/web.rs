@@ -4825,12 +4825,20 @@ async fn api_payment(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String
         );
     };
     match payment_lines(&s.store, p).await {
-        Ok(l) => {
+        Ok(mut l) => {
             api_logged!(
                 s,
                 ctx.entry(&sess, Action::PaymentRead, format!("month:{}", p.iso()))
                     .detail(format!("{}件", l.len()))
             );
+            // The account number masked but its last four digits, as on
+            // every other answer of this API: the full number goes only
+            // into the payment file (a supervisor's download, logged).
+            for line in &mut l {
+                if let Some(a) = line.account.as_mut() {
+                    a.number = a.masked_number();
+                }
+            }
             axum::Json(l).into_response()
         }
         Err(e) => internal(e),

@@ -630,6 +630,14 @@ async fn accounts_page(
             client_id: a.client_id,
             url: a.url,
             state: match (a.status.as_str(), en) {
+                // Paused by hand (the client through the API, or an
+                // administrator on the 通知先 page): nothing failed.
+                ("paused", false) if a.failing_since.is_none() => {
+                    "一時停止中（管理者または連携先が停止しました。通知先の画面で再開できます）".into()
+                }
+                ("paused", true) if a.failing_since.is_none() => {
+                    "Paused (by an administrator or the client; resume it on its page)".into()
+                }
                 ("paused", false) => {
                     "一時停止中（72時間以上届いていません。受け手の復旧後に通知先の画面で再開してください）"
                         .into()

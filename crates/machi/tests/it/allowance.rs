@@ -2216,7 +2216,7 @@ async fn a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_clai
         "過払（返還金）",
         "令和7年6月",
         "令和7年9月",
-        "架空　二郎が監護を離れた",
+        "架空　二郎が受給者の監護を離れた",
         "児童手当法第9条第3項",
         "令和7年5月20日の異動",
         "架空　一郎（第1子）10,000円",

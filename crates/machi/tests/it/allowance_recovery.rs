@@ -25,6 +25,7 @@ both_backends!(
     a_repayment_recorded_wrongly_is_cancelled_with_a_reason_and_is_owed_again,
     a_refund_is_paid_once_into_the_account_by_the_next_regular_file,
     a_notice_to_a_claimant_who_moved_away_goes_to_the_new_address,
+    a_file_that_pays_one_claimant_demands_nothing_of_another,
 );
 
 /// A claim with a 返還請求 of ¥25,000.
@@ -260,7 +261,7 @@ async fn a_demanded_overpayment_gets_a_printable_notice_issued_once_and_reprinte
         r#"<td class="m">令和7年7月分</td><td class="n">20,000円</td><td class="n">10,000円</td><td class="n">5,000円</td>"#,
         "令和7年8月分",
         "令和7年9月分",
-        "令和7年5月20日の異動：架空　二郎が監護を離れた",
+        "令和7年5月20日の異動：架空　二郎が受給者の監護を離れた",
         "児童手当法第9条第3項",
         "児童手当法第13条",
         "民法第703条",
@@ -681,6 +682,15 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
         )
     );
     assert_eq!(refund[0].account.as_ref().unwrap().number, "7654321");
+    // The JSON API of the payment lines shows the account masked, to a
+    // clerk as to anyone: the full number goes only into the file
+    // (supervisor, logged).
+    let (s, text) = text_of(&http, &clerk, format!("{base}/api/payments/2026-02")).await;
+    assert_eq!(s, 200, "{text}");
+    assert!(
+        text.contains("***4321") && !text.contains("7654321"),
+        "{text}"
+    );
     let (_, page) = text_of(&http, &clerk, format!("{base}/payments/2026-02")).await;
     crate::readable::assert_readable(&page, "/payments/{month}");
     assert!(
@@ -874,4 +884,86 @@ async fn a_notice_to_a_claimant_who_moved_away_goes_to_the_new_address(db: TestD
         assert!(notice.contains(words), "{words}: {notice}");
     }
     assert!(!notice.contains("宮西町二丁目"), "{notice}");
+}
+
+/// A regular file turns into a 返還請求 only the overpayments of the
+/// claims it paid (their payment came and could not absorb them, 第13条):
+/// a second file of the same payment month that pays another claimant
+/// leaves them to be withheld from the claim's own next payment.
+async fn a_file_that_pays_one_claimant_demands_nothing_of_another(db: TestDb) {
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let head = a.rows[0].record.addressee_number.to_string();
+    let jiro = a.rows[3].record.addressee_number.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let w = t.worker(&store);
+    catch_up(&t.db.registry, &w).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-12-01"));
+    let first = enter_claim(
+        &web,
+        CLERK,
+        &head,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    approve(&store, "2025-08-01").await.unwrap();
+    approve(&store, "2025-10-01").await.unwrap();
+    approve(&store, "2025-12-01").await.unwrap();
+    // 二郎's move-out in May reaches the system after the December file:
+    // June to November were overpaid, to be withheld from February's.
+    t.submit(
+        json!({"effective_date": "2025-05-20", "command": {"type": "move_out", "persons": [jiro],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    // Another family moves in and claims; a second December file pays it.
+    let b = t
+        .submit(family(
+            "2025-09-01",
+            ("仮名", "カメイ"),
+            &[("三郎", "サブロウ", "2021-03-03")],
+        ))
+        .await;
+    catch_up(&t.db.registry, &w).await;
+    let open_before: i64 = store
+        .recoveries(first)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.remaining())
+        .sum();
+    assert!(open_before > 0, "the overpayment was found");
+    let second = enter_claim(
+        &web,
+        CLERK,
+        &b.rows[0].record.addressee_number.to_string(),
+        d("2025-09-10"),
+        Some(d("2025-09-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let run = approve(&store, "2025-12-15").await.unwrap();
+    assert!(run.total > 0, "the second file pays the new claimant");
+    let rec = store.recoveries(first).await.unwrap();
+    assert!(
+        rec.iter().all(|r| r.state() != Recovery::Demanded),
+        "a file that paid claim {second} only demanded claim {first}'s overpayment: {rec:?}"
+    );
+    assert_eq!(rec.iter().map(|r| r.remaining()).sum::<i64>(), open_before);
 }

@@ -266,6 +266,14 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
         text.contains("一時停止中：管理者または連携先が停止しました"),
         "{text}"
     );
+    // The administrator's alert says it was paused by hand, not that the
+    // receiver failed for 72 hours.
+    let (_, _, accounts) = a.session.get("/ui/admin/accounts").await;
+    let alert = visible_text(&accounts);
+    assert!(
+        alert.contains("管理者または連携先が停止しました") && !alert.contains("72時間"),
+        "{alert}"
+    );
     let sent = rx.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.all().len(), sent, "paused: nothing sent");
