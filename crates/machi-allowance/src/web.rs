@@ -1752,6 +1752,7 @@ async fn claim_page(
                             PayRule::OnEnd => "消滅時の随時払",
                             PayRule::Arrears => "過去分",
                             PayRule::Refund => "還付",
+                            PayRule::Unpaid => "未支払（児童への支払）",
                         })
                         .collect::<Vec<_>>()
                         .join("・");
@@ -3362,6 +3363,7 @@ fn rule_ja(r: PayRule) -> &'static str {
         PayRule::OnEnd => "消滅時の随時払",
         PayRule::Arrears => "過去分",
         PayRule::Refund => "還付",
+        PayRule::Unpaid => "未支払（児童への支払）",
     }
 }
 
@@ -3441,6 +3443,7 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
             match l.rule {
                 PayRule::Arrears => "過去分：",
                 PayRule::Refund => "還付（過払の取消し）：",
+                PayRule::Unpaid => "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
                 _ => "",
             },
             months.join("・"),
@@ -3492,10 +3495,14 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
 /// (口座未登録): not in the file, not recorded as paid; they stay due and
 /// are paid by the first file made after an account is entered.
 fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
+    let (waiting, held): (Vec<&PaymentLine>, Vec<&PaymentLine>) = held
+        .iter()
+        .partition(|l| l.rule == PayRule::Unpaid || claim_waits(held, l.claim_id));
+    let mut b = unpaid_waiting_section(s, &waiting);
     if held.is_empty() {
-        return String::new();
+        return b;
     }
-    let mut b = String::from(
+    b.push_str(
         r#"<h2 id="held">口座未登録のため支払を保留する受給者</h2><p>振込先口座がないため、この支払ファイルには入れません（振込額なし）。受給者の画面で口座を登録すると、次の支払ファイルで支払います。</p><table aria-labelledby="held"><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">保留する額</th></tr></thead><tbody>"#,
     );
     for l in held {
@@ -3513,7 +3520,49 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
             match l.rule {
                 PayRule::Arrears => "過去分：",
                 PayRule::Refund => "還付（過払の取消し）：",
+                PayRule::Unpaid => "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
                 _ => "",
+            },
+            months.join("・"),
+            yen(l.amount)
+        );
+    }
+    b.push_str("</tbody></table>");
+    b
+}
+
+/// Whether a claim's lines are held for a 未支払請求 (its claimant died):
+/// its 還付 line, if any, waits with them.
+fn claim_waits(held: &[PaymentLine], claim_id: i64) -> bool {
+    held.iter()
+        .any(|l| l.claim_id == claim_id && l.rule == PayRule::Unpaid)
+}
+
+/// The lines held because the claimant died and no 未支払請求 is recorded
+/// yet (児童手当法第12条第1項): not paid into the dead claimant's account.
+fn unpaid_waiting_section(s: &WebState, lines: &[&PaymentLine]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut b = String::from(
+        r#"<h2 id="unpaid-waiting">未支払請求待ち（受給者が亡くなった方）</h2><p>受給者が亡くなったため、まだ支払っていない手当は亡くなった受給者の口座には振り込みません。児童（児童であった方）に支払います（児童手当法第12条第1項）。児童本人またはその代わりの方から未支払請求を受けたら、受給者の画面で請求者と振込先口座を記録してください。記録した後の支払ファイルで、その口座に一度だけ支払います。</p><table aria-labelledby="unpaid-waiting"><thead><tr><th scope="col">亡くなった受給者</th><th scope="col">対象月</th><th scope="col">支払を待つ額</th></tr></thead><tbody>"#,
+    );
+    for l in lines {
+        let months: Vec<String> = l
+            .months
+            .iter()
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
+        let _ = write!(
+            b,
+            r##"<tr><td><a href="/claims/{}#unpaid">{}</a>（未支払請求待ち）</td><td>{}{}</td><td class="n">{}</td></tr>"##,
+            l.claim_id,
+            esc(&l.claimant_name),
+            if l.rule == PayRule::Refund {
+                "還付（過払の取消し）："
+            } else {
+                ""
             },
             months.join("・"),
             yen(l.amount)
@@ -3735,6 +3784,7 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
                 PayRule::OnEnd => "消滅時の随時払（児童手当法第8条第4項ただし書）",
                 PayRule::Arrears => "過去分（児童手当法第8条第4項）",
                 PayRule::Refund => "還付（過払の取消し。児童手当法第13条・第8条第4項）",
+                PayRule::Unpaid => "未支払（児童手当法第12条第1項）",
             };
             let _ = w.write_record([
                 l.claim_id.to_string(),
