@@ -1684,12 +1684,25 @@ async fn claim_page(
                 .collect(),
             Err(e) => return internal(e),
         };
+        // What the next special file does with the claim: pays it to the
+        // child (a 未支払請求 recorded) or holds it.
+        let today = s.today();
+        let next = match (
+            s.store.due(PayRule::OnEnd, today).await,
+            s.store.held(PayRule::OnEnd, today).await,
+        ) {
+            (Ok(d), Ok(h)) => d
+                .into_iter()
+                .chain(h)
+                .filter(|l| l.claim_id == c.id)
+                .collect::<Vec<_>>(),
+            (Err(e), _) | (_, Err(e)) => return internal(e),
+        };
         b.push_str(&unpaid_section(
             &s,
             &sess,
             &c,
-            &months,
-            &paid,
+            &next,
             unpaid.as_ref(),
             &paid_to_child,
             None,
@@ -3247,13 +3260,11 @@ struct UnpaidForm {
 /// claimant's death: what is held, and the 未支払請求 — recorded (who,
 /// for which child, into which account, when; what was paid on it) or
 /// the form to record it. `typed`: the form as typed after a refusal.
-#[allow(clippy::too_many_arguments)]
 fn unpaid_section(
     s: &WebState,
     sess: &Session,
     c: &ClaimRow,
-    months: &[rules::Month],
-    paid: &HashMap<YearMonth, (Vec<PayRule>, i64, i64)>,
+    next: &[PaymentLine],
     unpaid: Option<&crate::store::UnpaidClaim>,
     paid_to_child: &[(YearMonth, i64, i64)],
     typed: Option<&UnpaidForm>,
@@ -3262,11 +3273,6 @@ fn unpaid_section(
         return String::new();
     };
     let mut b = String::from(r#"<h2 id="unpaid">未支払の手当（受給者の死亡）</h2>"#);
-    // The months through the month of death not paid by any file yet.
-    let open: Vec<&rules::Month> = months
-        .iter()
-        .filter(|m| m.month <= YearMonth::of(end) && !paid.contains_key(&m.month))
-        .collect();
     let _ = write!(
         b,
         "<p>受給者は{}に亡くなりました。まだ支払っていない手当は、亡くなった受給者の口座には振り込まず、未支払請求を受けて児童（児童であった方）に支払います（児童手当法第12条第1項）。</p>",
@@ -3305,13 +3311,18 @@ fn unpaid_section(
                 .join("・")
         );
     }
-    if !open.is_empty() {
-        let total: i64 = open.iter().map(|m| m.total).sum();
-        let ms: Vec<String> = open.iter().map(|m| s.month(m.month)).collect();
+    if !next.is_empty() {
+        let total: i64 = next.iter().map(|l| l.amount).sum();
+        let ms: Vec<String> = next
+            .iter()
+            .flat_map(|l| l.months.iter())
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
         if unpaid.is_some() {
             let _ = write!(
                 b,
-                r#"<p id="unpaid-open">{}分 {}は、次の支払ファイル（消滅時の随時払または定例払）で請求者の口座に支払います。</p>"#,
+                r#"<p id="unpaid-open">{}分 {}は、次の消滅時の随時払の支払ファイルで請求者の口座に支払います。</p>"#,
                 ms.join("・"),
                 yen(total)
             );
@@ -3480,7 +3491,6 @@ async fn unpaid_record(
                 &sess,
                 &c,
                 &[],
-                &HashMap::new(),
                 None,
                 &[],
                 Some(&f),
