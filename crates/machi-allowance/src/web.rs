@@ -1684,20 +1684,26 @@ async fn claim_page(
                 .collect(),
             Err(e) => return internal(e),
         };
-        // What the next special file does with the claim: pays it to the
-        // child (a 未支払請求 recorded) or holds it.
+        // What the next file does with the claim — the special file made
+        // today, or else (the months of the death passed into 過去分) the
+        // next regular one: pays it to the child (a 未支払請求 recorded)
+        // or holds it.
         let today = s.today();
-        let next = match (
-            s.store.due(PayRule::OnEnd, today).await,
-            s.store.held(PayRule::OnEnd, today).await,
-        ) {
-            (Ok(d), Ok(h)) => d
-                .into_iter()
-                .chain(h)
-                .filter(|l| l.claim_id == c.id)
-                .collect::<Vec<_>>(),
-            (Err(e), _) | (_, Err(e)) => return internal(e),
-        };
+        let next_regular = rules::payment_month(YearMonth::of(today).plus(-1)).first_day();
+        let mut next = Vec::new();
+        for (rule, on) in [(PayRule::OnEnd, today), (PayRule::Regular, next_regular)] {
+            match (s.store.due(rule, on).await, s.store.held(rule, on).await) {
+                (Ok(d), Ok(h)) => next.extend(
+                    d.into_iter()
+                        .chain(h)
+                        .filter(|l| l.claim_id == c.id && l.rule == PayRule::Unpaid),
+                ),
+                (Err(e), _) | (_, Err(e)) => return internal(e),
+            }
+            if !next.is_empty() {
+                break;
+            }
+        }
         b.push_str(&unpaid_section(
             &s,
             &sess,
@@ -3322,7 +3328,7 @@ fn unpaid_section(
         if unpaid.is_some() {
             let _ = write!(
                 b,
-                r#"<p id="unpaid-open">{}分 {}は、次の消滅時の随時払の支払ファイルで請求者の口座に支払います。</p>"#,
+                r#"<p id="unpaid-open">{}分 {}は、次の支払ファイルで請求者の口座に支払います。</p>"#,
                 ms.join("・"),
                 yen(total)
             );
