@@ -631,7 +631,8 @@ pub enum UnpaidRefused {
     NoClaim,
     /// The claim did not end by the claimant's death.
     NotDeceased,
-    /// The child is not one of the claim's children.
+    /// The child is not one of the claim's children paid for (a
+    /// 大学生等 only counted is not: no allowance was due for them).
     NotOnClaim,
     /// A 未支払請求 is recorded for this claim already.
     AlreadyRecorded,
@@ -1566,7 +1567,7 @@ impl Store {
             if claim.ended_on.is_none() || claim.end_reason.as_deref() != Some(DEATH) {
                 return Ok(Err(UnpaidRefused::NotDeceased));
             }
-            if !claim.children.iter().any(|x| x.child == n.child) {
+            if !claim.children.iter().any(|x| x.child == n.child && x.basis != rules::Basis::StudentSupport) {
                 return Ok(Err(UnpaidRefused::NotOnClaim));
             }
             if unpaid_claim_of(&tx, claim_id)?.is_some() {

@@ -3341,13 +3341,11 @@ fn unpaid_section(
             );
         }
     }
-    if unpaid.is_some() || c.children.is_empty() {
+    if unpaid.is_some() || unpaid_children(c).next().is_none() {
         return b;
     }
     let t = typed.cloned().unwrap_or_default();
-    let options: String = c
-        .children
-        .iter()
+    let options: String = unpaid_children(c)
         .map(|x| {
             format!(
                 r#"<option value="{}"{}>{}（{}生）</option>"#,
@@ -3398,6 +3396,14 @@ fn unpaid_section(
     b
 }
 
+/// The children a 未支払請求 may name: those the allowance was paid for
+/// (児童であつた者), not a 大学生等 only counted towards the rank.
+fn unpaid_children(c: &ClaimRow) -> impl Iterator<Item = &crate::store::ChildRow> {
+    c.children
+        .iter()
+        .filter(|x| x.basis != rules::Basis::StudentSupport)
+}
+
 /// Checks a 未支払請求 as typed: the child one of the claim's, the
 /// 請求者's name (kanji) and kana, the account ([`BankAccount::check`],
 /// as for the claimant's), the 請求日 (和暦 or 西暦; not before the death,
@@ -3408,7 +3414,9 @@ fn unpaid_input(
     c: &ClaimRow,
     f: &UnpaidForm,
 ) -> Result<crate::store::NewUnpaidClaim, Refusal> {
-    let Some(end) = c.ended_on.filter(|_| c.end_reason.as_deref() == Some(crate::store::DEATH))
+    let Some(end) = c
+        .ended_on
+        .filter(|_| c.end_reason.as_deref() == Some(crate::store::DEATH))
     else {
         return Err(refused(
             StatusCode::CONFLICT,
@@ -3417,7 +3425,7 @@ fn unpaid_input(
             "This claim did not end by the claimant's death: no claim for unpaid allowance can be recorded.",
         ));
     };
-    if !c.children.iter().any(|x| x.child == f.child) {
+    if !unpaid_children(c).any(|x| x.child == f.child) {
         return Err(invalid(
             "invalid_child",
             "支払を受ける児童を一覧から選んでください。",
@@ -3446,7 +3454,9 @@ fn unpaid_input(
                 "Enter the bank account.",
             ));
         }
-        false => BankAccount::check(&f.account.input()).map_err(|e| invalid(e.code, &e.ja, &e.en))?,
+        false => {
+            BankAccount::check(&f.account.input()).map_err(|e| invalid(e.code, &e.ja, &e.en))?
+        }
     };
     let on = required_date(&s.eras, &f.requested_on, "請求日", "date of the claim")?;
     if on < end || on > s.today() {
@@ -3492,15 +3502,7 @@ async fn unpaid_record(
     };
     let refuse = |r: &Refusal| {
         let form = if r.status == StatusCode::UNPROCESSABLE_ENTITY {
-            unpaid_section(
-                &s,
-                &sess,
-                &c,
-                &[],
-                None,
-                &[],
-                Some(&f),
-            )
+            unpaid_section(&s, &sess, &c, &[], None, &[], Some(&f))
         } else {
             String::new()
         };
@@ -3522,7 +3524,11 @@ async fn unpaid_record(
     };
     let log = ctx
         .entry(&sess, Action::UnpaidClaimRecorded, format!("claim:{id}"))
-        .detail(format!("person:{} 請求日{}", n.child, s.wareki(n.requested_on)));
+        .detail(format!(
+            "person:{} 請求日{}",
+            n.child,
+            s.wareki(n.requested_on)
+        ));
     match s.store.record_unpaid_claim(id, n, log).await {
         Ok(Ok(_)) => Redirect::to(&format!("/claims/{id}#unpaid")).into_response(),
         Ok(Err(e)) => {
@@ -3800,7 +3806,8 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
             match l.rule {
                 PayRule::Arrears => "過去分：",
                 PayRule::Refund => "還付（過払の取消し）：",
-                PayRule::Unpaid => "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
+                PayRule::Unpaid =>
+                    "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
                 _ => "",
             },
             months.join("・"),
@@ -3877,7 +3884,8 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
             match l.rule {
                 PayRule::Arrears => "過去分：",
                 PayRule::Refund => "還付（過払の取消し）：",
-                PayRule::Unpaid => "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
+                PayRule::Unpaid =>
+                    "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
                 _ => "",
             },
             months.join("・"),

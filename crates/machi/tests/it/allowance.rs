@@ -1475,8 +1475,10 @@ async fn an_ended_entitlement_is_paid_once_specially_and_never_again(db: TestDb)
     )
     .await
     .unwrap();
-    t.submit(json!({"effective_date": "2025-09-05", "command": {"type": "move_out", "persons": [head_b],
-        "destination": {"address": "東京都昭島市田中町一丁目"}}}))
+    t.submit(
+        json!({"effective_date": "2025-09-05", "command": {"type": "move_out", "persons": [head_b],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
     .await;
     catch_up(&t.db.registry, &t.worker(&store)).await;
     assert_eq!(
@@ -1656,10 +1658,19 @@ async fn a_dead_claimants_unpaid_allowance_is_held_then_paid_once_to_the_child_o
     // The special payment holds B's August and September: 未支払請求待ち,
     // in words, and not in the file (nothing else is due: no file).
     use machi_allowance::rules::PayRule;
-    assert!(store.due(PayRule::OnEnd, d("2025-09-10")).await.unwrap().is_empty());
+    assert!(
+        store
+            .due(PayRule::OnEnd, d("2025-09-10"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let held = store.held(PayRule::OnEnd, d("2025-09-10")).await.unwrap();
     assert_eq!(held.len(), 1, "{held:?}");
-    assert_eq!((held[0].claim_id, held[0].amount, held[0].rule), (idb, 20_000, PayRule::Unpaid));
+    assert_eq!(
+        (held[0].claim_id, held[0].amount, held[0].rule),
+        (idb, 20_000, PayRule::Unpaid)
+    );
     assert_eq!(held[0].account, None);
     let page = get_as(&http, &boss, format!("{base}/payments/special"))
         .await
@@ -1685,9 +1696,18 @@ async fn a_dead_claimants_unpaid_allowance_is_held_then_paid_once_to_the_child_o
         .text()
         .await
         .unwrap();
-    assert!(html.contains("受給者は令和7年9月5日に亡くなりました"), "{html}");
-    assert!(html.contains("未支払請求待ち：令和7年8月・令和7年9月分 20,000円"), "{html}");
-    assert!(html.contains(&format!("<option value=\"{ichita}\">見本　一太")), "{html}");
+    assert!(
+        html.contains("受給者は令和7年9月5日に亡くなりました"),
+        "{html}"
+    );
+    assert!(
+        html.contains("未支払請求待ち：令和7年8月・令和7年9月分 20,000円"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<option value=\"{ichita}\">見本　一太")),
+        "{html}"
+    );
     let csrf = csrf_of(&html);
     let form = |child: &str, kana: &str, number: &str, on: &str| {
         vec![
@@ -1713,16 +1733,34 @@ async fn a_dead_claimants_unpaid_allowance_is_held_then_paid_once_to_the_child_o
     };
     // Bad input: refused in both languages, nothing recorded.
     for (f, ja) in [
-        (form(&head_a, "ミホン　タロウ", "7654321", "令和7年9月8日"), "児童を一覧から選んで"),
-        (form(&ichita, "Mihon", "7654321", "令和7年9月8日"), "請求者の氏名（カタカナ）"),
-        (form(&ichita, "ミホン　タロウ", "76543", "令和7年9月8日"), "口座番号"),
-        (form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月1日"), "請求日"),
-        (form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月31日"), "請求日"),
+        (
+            form(&head_a, "ミホン　タロウ", "7654321", "令和7年9月8日"),
+            "児童を一覧から選んで",
+        ),
+        (
+            form(&ichita, "Mihon", "7654321", "令和7年9月8日"),
+            "請求者の氏名（カタカナ）",
+        ),
+        (
+            form(&ichita, "ミホン　タロウ", "76543", "令和7年9月8日"),
+            "口座番号",
+        ),
+        (
+            form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月1日"),
+            "請求日",
+        ),
+        (
+            form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月31日"),
+            "請求日",
+        ),
     ] {
         let r = post(f).await;
         assert_eq!(r.status(), 422);
         let body = r.text().await.unwrap();
-        assert!(body.contains(ja) && body.contains("lang=\"en\""), "{ja}: {body}");
+        assert!(
+            body.contains(ja) && body.contains("lang=\"en\""),
+            "{ja}: {body}"
+        );
         assert!(store.unpaid_claim(idb).await.unwrap().is_none());
     }
     let r = post(form(&ichita, "みほん　たろう", "7654321", "令和7年9月8日")).await;
@@ -1790,7 +1828,9 @@ async fn a_dead_claimants_unpaid_allowance_is_held_then_paid_once_to_the_child_o
         "{html}"
     );
     assert!(
-        html.contains("令和7年8月・令和7年9月分 20,000円を、未支払として請求者の口座に支払いました"),
+        html.contains(
+            "令和7年8月・令和7年9月分 20,000円を、未支払として請求者の口座に支払いました"
+        ),
         "{html}"
     );
     assert!(html.contains("未支払（児童への支払）で支払済み"), "{html}");

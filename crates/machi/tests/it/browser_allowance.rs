@@ -419,14 +419,14 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     h.wait_for("#unpaid-claim").await;
     let page = h.text().await;
     assert!(page.contains("の未支払請求を受け付けました"), "{page}");
-    assert!(page.contains("請求者：見本　花子（ミホン　ハナコ）"), "{page}");
+    assert!(
+        page.contains("請求者：見本　花子（ミホン　ハナコ）"),
+        "{page}"
+    );
     assert!(store.unpaid_claim(id).await.unwrap().is_some());
     h.shot("allowance-23-unpaid-recorded").await;
     h.viewport(Some((390, 844))).await;
-    h.client
-        .goto(&go(&format!("/claims/{id}")))
-        .await
-        .unwrap();
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
     h.wait_for("#unpaid-claim").await;
     let v = h
         .client
