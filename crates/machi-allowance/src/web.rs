@@ -3855,47 +3855,6 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
     b
 }
 
-/// The claims a payment file holds out because they have no 振込先口座
-/// (口座未登録): not in the file, not recorded as paid; they stay due and
-/// are paid by the first file made after an account is entered.
-fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
-    let (waiting, held): (Vec<&PaymentLine>, Vec<&PaymentLine>) = held
-        .iter()
-        .partition(|l| l.rule == PayRule::Unpaid || claim_waits(held, l.claim_id));
-    let mut b = unpaid_waiting_section(s, &waiting);
-    if held.is_empty() {
-        return b;
-    }
-    b.push_str(
-        r#"<h2 id="held">口座未登録のため支払を保留する受給者</h2><p>振込先口座がないため、この支払ファイルには入れません（振込額なし）。受給者の画面で口座を登録すると、次の支払ファイルで支払います。</p><table aria-labelledby="held"><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">保留する額</th></tr></thead><tbody>"#,
-    );
-    for l in held {
-        let months: Vec<String> = l
-            .months
-            .iter()
-            .filter_map(|m| YearMonth::parse(m))
-            .map(|m| s.month(m))
-            .collect();
-        let _ = write!(
-            b,
-            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}{}</td><td class="n">{}</td></tr>"##,
-            l.claim_id,
-            esc(&l.claimant_name),
-            match l.rule {
-                PayRule::Arrears => "過去分：",
-                PayRule::Refund => "還付（過払の取消し）：",
-                PayRule::Unpaid =>
-                    "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
-                _ => "",
-            },
-            months.join("・"),
-            yen(l.amount)
-        );
-    }
-    b.push_str("</tbody></table>");
-    b
-}
-
 /// Whether a claim's lines are held for a 未支払請求 (its claimant died):
 /// its 還付 line, if any, waits with them.
 fn claim_waits(held: &[PaymentLine], claim_id: i64) -> bool {
@@ -3928,6 +3887,47 @@ fn unpaid_waiting_section(s: &WebState, lines: &[&PaymentLine]) -> String {
                 "還付（過払の取消し）："
             } else {
                 ""
+            },
+            months.join("・"),
+            yen(l.amount)
+        );
+    }
+    b.push_str("</tbody></table>");
+    b
+}
+
+/// The claims a payment file holds out because they have no 振込先口座
+/// (口座未登録): not in the file, not recorded as paid; they stay due and
+/// are paid by the first file made after an account is entered.
+fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
+    let (waiting, held): (Vec<&PaymentLine>, Vec<&PaymentLine>) = held
+        .iter()
+        .partition(|l| l.rule == PayRule::Unpaid || claim_waits(held, l.claim_id));
+    let mut b = unpaid_waiting_section(s, &waiting);
+    if held.is_empty() {
+        return b;
+    }
+    b.push_str(
+        r#"<h2 id="held">口座未登録のため支払を保留する受給者</h2><p>振込先口座がないため、この支払ファイルには入れません（振込額なし）。受給者の画面で口座を登録すると、次の支払ファイルで支払います。</p><table aria-labelledby="held"><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">保留する額</th></tr></thead><tbody>"#,
+    );
+    for l in held {
+        let months: Vec<String> = l
+            .months
+            .iter()
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
+        let _ = write!(
+            b,
+            r##"<tr><td><a href="/claims/{}#bank">{}</a>（口座未登録）</td><td>{}{}</td><td class="n">{}</td></tr>"##,
+            l.claim_id,
+            esc(&l.claimant_name),
+            match l.rule {
+                PayRule::Arrears => "過去分：",
+                PayRule::Refund => "還付（過払の取消し）：",
+                PayRule::Unpaid =>
+                    "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
+                _ => "",
             },
             months.join("・"),
             yen(l.amount)
