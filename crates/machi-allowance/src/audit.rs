@@ -68,9 +68,12 @@ pub enum Action {
     NoticePrinted,
     /// A recorded repayment cancelled as entered wrongly (with a reason).
     RepaymentCancelled,
+    /// A 未支払請求 recorded: the unpaid allowance of a deceased claimant,
+    /// claimed for the child (児童手当法第12条第1項, 施行規則第9条).
+    UnpaidClaimRecorded,
 }
 
-const ALL: [Action; 27] = [
+const ALL: [Action; 28] = [
     Action::SignIn,
     Action::SignInFailed,
     Action::SignInThrottled,
@@ -98,6 +101,7 @@ const ALL: [Action; 27] = [
     Action::NoticeIssued,
     Action::NoticePrinted,
     Action::RepaymentCancelled,
+    Action::UnpaidClaimRecorded,
 ];
 
 impl Action {
@@ -130,6 +134,7 @@ impl Action {
             Action::NoticeIssued => "notice_issued",
             Action::NoticePrinted => "notice_printed",
             Action::RepaymentCancelled => "repayment_cancelled",
+            Action::UnpaidClaimRecorded => "unpaid_claim_recorded",
         }
     }
     pub fn parse(s: &str) -> Option<Action> {
@@ -164,6 +169,7 @@ impl Action {
             Action::NoticeIssued => "返還通知書の発行",
             Action::NoticePrinted => "返還通知書の表示・印刷（再印刷を含む）",
             Action::RepaymentCancelled => "返還金の収納の取消し",
+            Action::UnpaidClaimRecorded => "未支払請求の記録（受給者の死亡）",
         }
     }
     pub fn label_en(self) -> &'static str {
@@ -197,6 +203,9 @@ impl Action {
                 "notice to return an overpayment shown for printing (reprints too)"
             }
             Action::RepaymentCancelled => "recorded repayment cancelled",
+            Action::UnpaidClaimRecorded => {
+                "claim for the unpaid allowance of a deceased claimant recorded"
+            }
         }
     }
 }

@@ -480,6 +480,15 @@ pub enum PayRule {
     /// file's own rule, only a line's in a regular file; never recorded
     /// as a month paid.
     Refund,
+    /// 未支払（児童手当法第12条第1項）: the claimant died; what was not paid
+    /// to them yet (the months through the month of death: 消滅時の随時払
+    /// or a regular file made after the death) is paid not into the dead
+    /// claimant's account but to the child (「当該…児童であつた者にその
+    /// 未支払の児童手当を支払うことができる」), into the account named on a
+    /// 未支払請求 (児童手当法施行規則第9条). Without one the line is held
+    /// (未支払請求待ち). Never a file's own rule, only a line's; the months
+    /// it pays are recorded as paid, once.
+    Unpaid,
 }
 
 impl PayRule {
@@ -489,6 +498,7 @@ impl PayRule {
             PayRule::OnEnd => "on_end",
             PayRule::Arrears => "arrears",
             PayRule::Refund => "refund",
+            PayRule::Unpaid => "unpaid",
         }
     }
     pub fn parse(s: &str) -> Option<PayRule> {
@@ -497,6 +507,7 @@ impl PayRule {
             "on_end" => Some(PayRule::OnEnd),
             "arrears" => Some(PayRule::Arrears),
             "refund" => Some(PayRule::Refund),
+            "unpaid" => Some(PayRule::Unpaid),
             _ => None,
         }
     }
@@ -511,6 +522,9 @@ impl PayRule {
             }
             PayRule::Refund => {
                 "還付：過払の原因となった異動が取り消されたため、支払から差し引いた額・返還を受けた額（内払調整：児童手当法第13条）を支払うべき手当として次の定例払で支払う（児童手当法第8条第4項）"
+            }
+            PayRule::Unpaid => {
+                "未支払：受給者が死亡したため、まだ支払っていない月分を亡くなった受給者の口座ではなく、未支払請求を受けて児童（児童であつた者）に、請求で指定された口座へ支払う（児童手当法第12条第1項）"
             }
         }
     }
@@ -527,6 +541,9 @@ impl PayRule {
             }
             PayRule::Refund => {
                 "refund: the event behind an overpayment was undone after part of it was withheld (Art. 13) or repaid; that allowance is paid in the next regular payment (Art. 8(4))"
+            }
+            PayRule::Unpaid => {
+                "unpaid allowance of a deceased claimant: not paid into the dead claimant's account but to the child, into the account named on a claim for it (Art. 12(1))"
             }
         }
     }
@@ -622,7 +639,7 @@ pub fn due_months(
                 .collect(),
             _ => Vec::new(),
         },
-        PayRule::Arrears | PayRule::Refund => Vec::new(),
+        PayRule::Arrears | PayRule::Refund | PayRule::Unpaid => Vec::new(),
     }
 }
 

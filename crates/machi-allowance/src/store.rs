@@ -194,6 +194,21 @@ CREATE TABLE IF NOT EXISTS recovery_notices (
     nonce TEXT NOT NULL UNIQUE
 );
 CREATE INDEX IF NOT EXISTS recovery_notices_claim ON recovery_notices (claim_id);
+CREATE TABLE IF NOT EXISTS unpaid_claims (
+    id INTEGER PRIMARY KEY,
+    claim_id INTEGER NOT NULL UNIQUE REFERENCES claims(id),
+    child TEXT NOT NULL,
+    requester_name TEXT NOT NULL,
+    requester_kana TEXT NOT NULL,
+    bank_code TEXT NOT NULL,
+    branch_code TEXT NOT NULL,
+    account_kind TEXT NOT NULL,
+    account_number TEXT NOT NULL,
+    account_holder TEXT NOT NULL,
+    requested_on TEXT NOT NULL,
+    recorded_by TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
 ";
 
 /// What is still to be recovered of an overpayment, in SQL over the row
@@ -632,6 +647,56 @@ pub enum RepaymentRefused {
     /// More than what is to be recovered (`owed`, yen).
     MoreThanOwed { owed: i64 },
 }
+
+/// A 未支払請求 (児童手当法第12条第1項, 施行規則第9条): the claimant died
+/// with allowance not yet paid; it is paid to the child (児童であつた者),
+/// into the account the claim names (the child's, or a guardian's for the
+/// child). One per claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnpaidClaim {
+    pub id: i64,
+    pub claim_id: i64,
+    /// The child it is paid to (宛名番号 or the key of a child living
+    /// elsewhere), one of the claim's children.
+    pub child: String,
+    /// 請求者: the child, or the person acting for the child.
+    pub requester_name: String,
+    pub requester_kana: String,
+    #[serde(skip)]
+    pub account: BankAccount,
+    /// 請求日.
+    pub requested_on: NaiveDate,
+    pub recorded_by: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A 未支払請求 as the clerk enters it (each field checked already).
+#[derive(Debug, Clone)]
+pub struct NewUnpaidClaim {
+    pub child: String,
+    pub requester_name: String,
+    pub requester_kana: String,
+    pub account: BankAccount,
+    pub requested_on: NaiveDate,
+}
+
+/// Why a 未支払請求 was not recorded (nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnpaidRefused {
+    /// No such claim.
+    NoClaim,
+    /// The claim did not end by the claimant's death.
+    NotDeceased,
+    /// The child is not one of the claim's children paid for (a
+    /// 大学生等 only counted is not: no allowance was due for them).
+    NotOnClaim,
+    /// A 未支払請求 is recorded for this claim already.
+    AlreadyRecorded,
+}
+
+/// The end reason a claim ended by the claimant's death carries
+/// ([`crate::worker::departure`]).
+pub const DEATH: &str = "死亡";
 
 /// Why a repayment was not cancelled (nothing was written).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1569,6 +1634,50 @@ impl Store {
         .await
     }
 
+    /// Records a 未支払請求 (児童手当法第12条第1項) for a claim ended by the
+    /// claimant's death, with its access-log entry in the same
+    /// transaction; the next payment file pays what was held into its
+    /// account. Refused (nothing written) for a claim not ended by a
+    /// death, a child not on the claim, or a claim that has one already.
+    pub async fn record_unpaid_claim(
+        &self,
+        claim_id: i64,
+        n: NewUnpaidClaim,
+        log: Entry,
+    ) -> Result<Result<i64, UnpaidRefused>, StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let Some(claim) = claims_where(&tx, "id = ?1", [claim_id])?.pop() else {
+                return Ok(Err(UnpaidRefused::NoClaim));
+            };
+            if claim.ended_on.is_none() || claim.end_reason.as_deref() != Some(DEATH) {
+                return Ok(Err(UnpaidRefused::NotDeceased));
+            }
+            if !claim.children.iter().any(|x| x.child == n.child && x.basis != rules::Basis::StudentSupport) {
+                return Ok(Err(UnpaidRefused::NotOnClaim));
+            }
+            if unpaid_claim_of(&tx, claim_id)?.is_some() {
+                return Ok(Err(UnpaidRefused::AlreadyRecorded));
+            }
+            let at = chrono::Utc::now();
+            let a = &n.account;
+            tx.execute(
+                "INSERT INTO unpaid_claims (claim_id, child, requester_name, requester_kana, bank_code, branch_code, account_kind, account_number, account_holder, requested_on, recorded_by, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![claim_id, n.child, n.requester_name, n.requester_kana, a.bank, a.branch, a.kind.code(), a.number, a.holder, iso(Some(n.requested_on)), log.account, at.to_rfc3339()],
+            )?;
+            let id = tx.last_insert_rowid();
+            audit::append(&tx, &log, at)?;
+            tx.commit()?;
+            Ok(Ok(id))
+        })
+        .await
+    }
+
+    /// The 未支払請求 recorded for a claim, if any.
+    pub async fn unpaid_claim(&self, claim_id: i64) -> Result<Option<UnpaidClaim>, StoreError> {
+        self.run(move |c| unpaid_claim_of(c, claim_id)).await
+    }
+
     /// A 額改定請求: a child added to a running claim; the work item of
     /// the child's birth, move-in or joining the household is done.
     pub async fn add_child(
@@ -2309,6 +2418,43 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
             .filter_map(|(m, a)| Some((YearMonth::parse(&m)?, a)))
             .collect();
         let due = rules::due_months(&cl.rules(), rule, on, &paid, arrears_from);
+        // The claimant died (児童手当法第12条第1項): what is due is not
+        // paid into the dead claimant's account but, as one 未支払 line,
+        // into the account of the 未支払請求; without one it is held
+        // (account None: 未支払請求待ち).
+        if cl.end_reason.as_deref() == Some(DEATH) && cl.ended_on.is_some_and(|e| e <= on) {
+            let to = unpaid_claim_of(c, cl.id)?.map(|u| u.account);
+            let mut ms: Vec<&rules::Due> = due.iter().collect();
+            ms.sort_by_key(|m| m.month.month);
+            let amount: i64 = ms.iter().map(|m| m.amount).sum();
+            if amount > 0 {
+                out.push(PaymentLine {
+                    claim_id: cl.id,
+                    claimant: cl.claimant.clone(),
+                    claimant_name: cl.claimant_name.clone(),
+                    amount,
+                    months: ms.iter().map(|m| m.month.month.iso()).collect(),
+                    amounts: ms.iter().map(|m| m.amount).collect(),
+                    rule: PayRule::Unpaid,
+                    offset: 0,
+                    account: to.clone(),
+                });
+            }
+            if let Some(rf) = refunds.get(&cl.id) {
+                out.push(PaymentLine {
+                    claim_id: cl.id,
+                    claimant: cl.claimant.clone(),
+                    claimant_name: cl.claimant_name.clone(),
+                    amount: rf.iter().map(|x| x.2).sum(),
+                    months: rf.iter().map(|x| x.1.iso()).collect(),
+                    amounts: rf.iter().map(|x| x.2).collect(),
+                    rule: PayRule::Refund,
+                    offset: 0,
+                    account: to,
+                });
+            }
+            continue;
+        }
         // One line per claim and rule: 過去分 first, then the period's.
         for r in [PayRule::Arrears, PayRule::Regular, PayRule::OnEnd] {
             let ms: Vec<&rules::Due> = due.iter().filter(|d| d.rule == r).collect();
@@ -2853,6 +2999,45 @@ fn claims_where<P: rusqlite::Params>(
 
 /// The account in columns `at..at + 5` of a row (bank, branch, kind,
 /// number, holder); None when any is missing.
+/// The 未支払請求 of a claim (see [`UnpaidClaim`]).
+fn unpaid_claim_of(c: &Connection, claim_id: i64) -> Result<Option<UnpaidClaim>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT id, child, requester_name, requester_kana, bank_code, branch_code, account_kind, account_number, account_holder, requested_on, recorded_by, recorded_at FROM unpaid_claims WHERE claim_id = ?1",
+            [claim_id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    account_of(r, 4)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, String>(11)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, child, requester_name, requester_kana, account, on, by, at)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(UnpaidClaim {
+        id,
+        claim_id,
+        child,
+        requester_name,
+        requester_kana,
+        account: account
+            .ok_or_else(|| StoreError::Corrupt(format!("unpaid claim {id}: account")))?,
+        requested_on: req_date(on)?,
+        recorded_by: by,
+        recorded_at: chrono::DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| StoreError::Corrupt(format!("recorded_at {at}: {e}")))?
+            .with_timezone(&chrono::Utc),
+    }))
+}
+
 fn account_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<BankAccount>> {
     let bank: Option<String> = r.get(at)?;
     let branch: Option<String> = r.get(at + 1)?;

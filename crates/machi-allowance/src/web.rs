@@ -280,6 +280,7 @@ pub fn app(state: WebState) -> Router {
         .route("/claims/{id}/notices", post(notice_issue))
         .route("/claims/{id}/notices/{notice}", get(notice_page))
         .route("/claims/{id}/account", post(account_set))
+        .route("/claims/{id}/unpaid", post(unpaid_record))
         .route("/work/{id}/done", post(work_done))
         .route("/payments", get(payments_index))
         .route("/payments/special", get(special_page).post(special_approve))
@@ -1769,6 +1770,49 @@ async fn claim_page(
     }
     b.push_str("</tbody></table>");
     b.push_str(&account_section(&sess, &c, None));
+    if c.end_reason.as_deref() == Some(crate::store::DEATH) {
+        let unpaid = match s.store.unpaid_claim(c.id).await {
+            Ok(u) => u,
+            Err(e) => return internal(e),
+        };
+        let paid_to_child: Vec<(YearMonth, i64, i64)> = match s.store.paid_months(c.id).await {
+            Ok(p) => p
+                .into_iter()
+                .filter(|x| x.2 == PayRule::Unpaid)
+                .map(|(m, a, _, run)| (m, a, run))
+                .collect(),
+            Err(e) => return internal(e),
+        };
+        // What the next file does with the claim — the special file made
+        // today, or else (the months of the death passed into 過去分) the
+        // next regular one: pays it to the child (a 未支払請求 recorded)
+        // or holds it.
+        let today = s.today();
+        let next_regular = rules::payment_month(YearMonth::of(today).plus(-1)).first_day();
+        let mut next = Vec::new();
+        for (rule, on) in [(PayRule::OnEnd, today), (PayRule::Regular, next_regular)] {
+            match (s.store.due(rule, on).await, s.store.held(rule, on).await) {
+                (Ok(d), Ok(h)) => next.extend(
+                    d.into_iter()
+                        .chain(h)
+                        .filter(|l| l.claim_id == c.id && l.rule == PayRule::Unpaid),
+                ),
+                (Err(e), _) | (_, Err(e)) => return internal(e),
+            }
+            if !next.is_empty() {
+                break;
+            }
+        }
+        b.push_str(&unpaid_section(
+            &s,
+            &sess,
+            &c,
+            &next,
+            unpaid.as_ref(),
+            &paid_to_child,
+            None,
+        ));
+    }
     if let Some(fid) = c.filing {
         logged!(
             s,
@@ -1851,6 +1895,7 @@ async fn claim_page(
                             PayRule::OnEnd => "消滅時の随時払",
                             PayRule::Arrears => "過去分",
                             PayRule::Refund => "還付",
+                            PayRule::Unpaid => "未支払（児童への支払）",
                         })
                         .collect::<Vec<_>>()
                         .join("・");
@@ -3319,6 +3364,325 @@ pub async fn set_account(
     }
 }
 
+/// The 未支払請求 form as typed (the child chosen from the claim's
+/// children, never typed).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct UnpaidForm {
+    csrf: String,
+    #[serde(default)]
+    child: String,
+    #[serde(default)]
+    requester_name: String,
+    #[serde(default)]
+    requester_kana: String,
+    #[serde(default)]
+    requested_on: String,
+    #[serde(flatten)]
+    account: AccountFields,
+}
+
+/// 未支払の手当 (児童手当法第12条第1項) on the page of a claim ended by the
+/// claimant's death: what is held, and the 未支払請求 — recorded (who,
+/// for which child, into which account, when; what was paid on it) or
+/// the form to record it. `typed`: the form as typed after a refusal.
+fn unpaid_section(
+    s: &WebState,
+    sess: &Session,
+    c: &ClaimRow,
+    next: &[PaymentLine],
+    unpaid: Option<&crate::store::UnpaidClaim>,
+    paid_to_child: &[(YearMonth, i64, i64)],
+    typed: Option<&UnpaidForm>,
+) -> String {
+    let Some(end) = c.ended_on else {
+        return String::new();
+    };
+    let mut b = String::from(r#"<h2 id="unpaid">未支払の手当（受給者の死亡）</h2>"#);
+    let _ = write!(
+        b,
+        "<p>受給者は{}に亡くなりました。まだ支払っていない手当は、亡くなった受給者の口座には振り込まず、未支払請求を受けて児童（児童であった方）に支払います（児童手当法第12条第1項）。</p>",
+        s.wareki(end)
+    );
+    let name_of = |k: &str| {
+        c.children
+            .iter()
+            .find(|x| x.child == k)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| "児童".into())
+    };
+    if let Some(u) = unpaid {
+        let _ = write!(
+            b,
+            r#"<p id="unpaid-claim">{}に{}の未支払請求を受け付けました。請求者：{}（{}）。振込先口座：{}。</p>"#,
+            s.wareki(u.requested_on),
+            esc(&name_of(&u.child)),
+            esc(&u.requester_name),
+            esc(&u.requester_kana),
+            esc(&u.account.words())
+        );
+    }
+    if !paid_to_child.is_empty() {
+        let total: i64 = paid_to_child.iter().map(|x| x.1).sum();
+        let ms: Vec<String> = paid_to_child.iter().map(|x| s.month(x.0)).collect();
+        let runs: std::collections::BTreeSet<i64> = paid_to_child.iter().map(|x| x.2).collect();
+        let _ = write!(
+            b,
+            r#"<p id="unpaid-paid">{}分 {}を、未支払として請求者の口座に支払いました（{}）。同じ月分を二度支払うことはありません。</p>"#,
+            ms.join("・"),
+            yen(total),
+            runs.iter()
+                .map(|r| format!(r#"<a href="/payments/runs/{r}">支払ファイル第{r}号</a>"#))
+                .collect::<Vec<_>>()
+                .join("・")
+        );
+    }
+    if !next.is_empty() {
+        let total: i64 = next.iter().map(|l| l.amount).sum();
+        let ms: Vec<String> = next
+            .iter()
+            .flat_map(|l| l.months.iter())
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
+        if unpaid.is_some() {
+            let _ = write!(
+                b,
+                r#"<p id="unpaid-open">{}分 {}は、次の支払ファイルで請求者の口座に支払います。</p>"#,
+                ms.join("・"),
+                yen(total)
+            );
+        } else {
+            let _ = write!(
+                b,
+                r#"<p id="unpaid-open" class="err">未支払請求待ち：{}分 {}の支払を止めています。未支払請求を記録すると、次の支払ファイルで請求者の口座に一度だけ支払います。</p>"#,
+                ms.join("・"),
+                yen(total)
+            );
+        }
+    }
+    if unpaid.is_some() || unpaid_children(c).next().is_none() {
+        return b;
+    }
+    let t = typed.cloned().unwrap_or_default();
+    let options: String = unpaid_children(c)
+        .map(|x| {
+            format!(
+                r#"<option value="{}"{}>{}（{}生）</option>"#,
+                esc(&x.child),
+                if t.child == x.child { " selected" } else { "" },
+                esc(&x.name),
+                s.wareki(x.birth)
+            )
+        })
+        .collect();
+    let kind = if t.account.account_kind.is_empty() {
+        "ordinary"
+    } else {
+        t.account.account_kind.as_str()
+    };
+    let _ = write!(
+        b,
+        r#"<h3 id="unpaid-form-h">未支払請求を記録する</h3><form method="post" action="/claims/{id}/unpaid" aria-labelledby="unpaid-form-h"><input type="hidden" name="csrf" value="{csrf}">
+<label for="unpaid_child">支払を受ける児童</label><select id="unpaid_child" name="child">{options}</select>
+<label for="unpaid_requester_name">請求者の氏名（児童本人、または児童に代わって請求する方）</label><input id="unpaid_requester_name" name="requester_name" value="{rn}" autocomplete="off">
+<label for="unpaid_requester_kana">請求者の氏名（カタカナ）</label><input id="unpaid_requester_kana" name="requester_kana" value="{rk}" autocomplete="off">
+<fieldset id="unpaid-account"><legend>振込先口座（児童の口座、または児童のために請求者が指定する口座）</legend>
+<label for="unpaid_bank_code">金融機関コード（4桁）</label><input id="unpaid_bank_code" name="bank_code" value="{bank}" inputmode="numeric" maxlength="4" autocomplete="off">
+<label for="unpaid_branch_code">支店コード（3桁）</label><input id="unpaid_branch_code" name="branch_code" value="{branch}" inputmode="numeric" maxlength="3" autocomplete="off">
+<fieldset><legend>預金種目</legend><label><input type="radio" name="account_kind" value="ordinary" id="unpaid_account_ordinary"{o}> 普通</label>
+<label><input type="radio" name="account_kind" value="current" id="unpaid_account_current"{cu}> 当座</label></fieldset>
+<label for="unpaid_account_number">口座番号（7桁）</label><input id="unpaid_account_number" name="account_number" value="{num}" inputmode="numeric" maxlength="7" autocomplete="off">
+<label for="unpaid_account_holder">口座名義（カタカナ。ひらがなで入力してもカタカナにします）</label><input id="unpaid_account_holder" name="account_holder" value="{holder}" autocomplete="off">
+</fieldset>
+<label for="unpaid_requested_on">請求日（和暦または西暦）</label><input id="unpaid_requested_on" name="requested_on" value="{req}" required>
+<p><button type="submit" id="unpaid-submit">未支払請求を記録する</button></p></form>"#,
+        id = c.id,
+        csrf = esc(&sess.csrf),
+        rn = esc(&t.requester_name),
+        rk = esc(&t.requester_kana),
+        bank = esc(&t.account.bank_code),
+        branch = esc(&t.account.branch_code),
+        o = if kind == "ordinary" { " checked" } else { "" },
+        cu = if kind == "current" { " checked" } else { "" },
+        num = esc(&t.account.account_number),
+        holder = esc(&t.account.account_holder),
+        req = esc(&if t.requested_on.is_empty() {
+            s.wareki(s.today())
+        } else {
+            t.requested_on.clone()
+        }),
+    );
+    b
+}
+
+/// The children a 未支払請求 may name: those the allowance was paid for
+/// (児童であつた者), not a 大学生等 only counted towards the rank.
+fn unpaid_children(c: &ClaimRow) -> impl Iterator<Item = &crate::store::ChildRow> {
+    c.children
+        .iter()
+        .filter(|x| x.basis != rules::Basis::StudentSupport)
+}
+
+/// Checks a 未支払請求 as typed: the child one of the claim's, the
+/// 請求者's name (kanji) and kana, the account ([`BankAccount::check`],
+/// as for the claimant's), the 請求日 (和暦 or 西暦; not before the death,
+/// not in the future). Each refusal names the field in Japanese and
+/// English.
+fn unpaid_input(
+    s: &WebState,
+    c: &ClaimRow,
+    f: &UnpaidForm,
+) -> Result<crate::store::NewUnpaidClaim, Refusal> {
+    let Some(end) = c
+        .ended_on
+        .filter(|_| c.end_reason.as_deref() == Some(crate::store::DEATH))
+    else {
+        return Err(refused(
+            StatusCode::CONFLICT,
+            "not_deceased",
+            "この受給者は死亡で消滅していないため、未支払請求は記録できません。",
+            "This claim did not end by the claimant's death: no claim for unpaid allowance can be recorded.",
+        ));
+    };
+    if !unpaid_children(c).any(|x| x.child == f.child) {
+        return Err(invalid(
+            "invalid_child",
+            "支払を受ける児童を一覧から選んでください。",
+            "Choose the child from the list.",
+        ));
+    }
+    let name = machi_domain::names::PersonName::new(f.requester_name.trim()).map_err(|e| {
+        invalid(
+            "invalid_requester_name",
+            &format!("請求者の氏名：{}", e.message_ja()),
+            &format!("claimant's name: {}", e.message_en()),
+        )
+    })?;
+    let kana = machi_domain::names::Furigana::from_input(f.requester_kana.trim()).map_err(|e| {
+        invalid(
+            "invalid_requester_kana",
+            &format!("請求者の氏名（カタカナ）：{}", e.message_ja()),
+            &format!("claimant's name in katakana: {}", e.message_en()),
+        )
+    })?;
+    let account = match f.account.input().is_empty() {
+        true => {
+            return Err(invalid(
+                "missing_account",
+                "振込先口座を入力してください。",
+                "Enter the bank account.",
+            ));
+        }
+        false => {
+            BankAccount::check(&f.account.input()).map_err(|e| invalid(e.code, &e.ja, &e.en))?
+        }
+    };
+    let on = required_date(&s.eras, &f.requested_on, "請求日", "date of the claim")?;
+    if on < end || on > s.today() {
+        return Err(invalid(
+            "invalid_date",
+            &format!(
+                "請求日は受給者が亡くなった日（{}）から今日までの日付にしてください。",
+                s.wareki(end)
+            ),
+            "The date of the claim must be between the claimant's death and today.",
+        ));
+    }
+    Ok(crate::store::NewUnpaidClaim {
+        child: f.child.clone(),
+        requester_name: name.as_str().to_string(),
+        requester_kana: kana.as_str().to_string(),
+        account,
+        requested_on: on,
+    })
+}
+
+/// Records a 未支払請求 (児童手当法第12条第1項; logged with the claim): the
+/// next payment file pays what is held into its account. A refusal
+/// changes nothing and shows the form again as typed.
+async fn unpaid_record(
+    State(s): State<WebState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<UnpaidForm>,
+) -> Response {
+    let sess = posted!(ctx, f.csrf);
+    let c = match s.store.claim(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error_page(
+                Some(&sess),
+                StatusCode::NOT_FOUND,
+                "その受給者はいません。",
+                "No such claim.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let refuse = |r: &Refusal| {
+        let form = if r.status == StatusCode::UNPROCESSABLE_ENTITY {
+            unpaid_section(&s, &sess, &c, &[], None, &[], Some(&f))
+        } else {
+            String::new()
+        };
+        let mut resp = page(
+            "未支払請求を記録できませんでした",
+            Some(&sess),
+            &format!(
+                r#"<p class="err" role="alert" id="error">{}<br><span lang="en">{}</span></p><p>何も記録していません。 <span lang="en">Nothing was changed.</span></p>{form}<p><a href="/claims/{id}#unpaid">受給者の画面へ戻る</a></p>"#,
+                esc(&r.ja),
+                esc(&r.en),
+            ),
+        );
+        *resp.status_mut() = r.status;
+        resp
+    };
+    let n = match unpaid_input(&s, &c, &f) {
+        Ok(n) => n,
+        Err(r) => return refuse(&r),
+    };
+    let log = ctx
+        .entry(&sess, Action::UnpaidClaimRecorded, format!("claim:{id}"))
+        .detail(format!(
+            "person:{} 請求日{}",
+            n.child,
+            s.wareki(n.requested_on)
+        ));
+    match s.store.record_unpaid_claim(id, n, log).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/claims/{id}#unpaid")).into_response(),
+        Ok(Err(e)) => {
+            use crate::store::UnpaidRefused::*;
+            let r = match e {
+                NoClaim => refused(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "その受給者はいません。",
+                    "No such claim.",
+                ),
+                NotDeceased => refused(
+                    StatusCode::CONFLICT,
+                    "not_deceased",
+                    "この受給者は死亡で消滅していないため、未支払請求は記録できません。",
+                    "This claim did not end by the claimant's death.",
+                ),
+                NotOnClaim => invalid(
+                    "invalid_child",
+                    "支払を受ける児童を一覧から選んでください。",
+                    "Choose the child from the list.",
+                ),
+                AlreadyRecorded => refused(
+                    StatusCode::CONFLICT,
+                    "already_recorded",
+                    "この受給者の未支払請求はすでに記録されています。",
+                    "A claim for the unpaid allowance is recorded for this claimant already.",
+                ),
+            };
+            refuse(&r)
+        }
+        Err(e) => internal(e),
+    }
+}
+
 /// A refusal on a page: both languages, a way back to the claim.
 fn refusal_page(sess: &Session, claim_id: i64, r: &Refusal) -> Response {
     let mut resp = page(
@@ -3481,6 +3845,7 @@ fn rule_ja(r: PayRule) -> &'static str {
         PayRule::OnEnd => "消滅時の随時払",
         PayRule::Arrears => "過去分",
         PayRule::Refund => "還付",
+        PayRule::Unpaid => "未支払（児童への支払）",
     }
 }
 
@@ -3560,6 +3925,8 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
             match l.rule {
                 PayRule::Arrears => "過去分：",
                 PayRule::Refund => "還付（過払の取消し）：",
+                PayRule::Unpaid =>
+                    "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
                 _ => "",
             },
             months.join("・"),
@@ -3607,14 +3974,59 @@ fn lines_table(s: &WebState, lines: &[PaymentLine], caption: &str) -> String {
     b
 }
 
+/// Whether a claim's lines are held for a 未支払請求 (its claimant died):
+/// its 還付 line, if any, waits with them.
+fn claim_waits(held: &[PaymentLine], claim_id: i64) -> bool {
+    held.iter()
+        .any(|l| l.claim_id == claim_id && l.rule == PayRule::Unpaid)
+}
+
+/// The lines held because the claimant died and no 未支払請求 is recorded
+/// yet (児童手当法第12条第1項): not paid into the dead claimant's account.
+fn unpaid_waiting_section(s: &WebState, lines: &[&PaymentLine]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut b = String::from(
+        r#"<h2 id="unpaid-waiting">未支払請求待ち（受給者が亡くなった方）</h2><p>受給者が亡くなったため、まだ支払っていない手当は亡くなった受給者の口座には振り込みません。児童（児童であった方）に支払います（児童手当法第12条第1項）。児童本人またはその代わりの方から未支払請求を受けたら、受給者の画面で請求者と振込先口座を記録してください。記録した後の支払ファイルで、その口座に一度だけ支払います。</p><table aria-labelledby="unpaid-waiting"><thead><tr><th scope="col">亡くなった受給者</th><th scope="col">対象月</th><th scope="col">支払を待つ額</th></tr></thead><tbody>"#,
+    );
+    for l in lines {
+        let months: Vec<String> = l
+            .months
+            .iter()
+            .filter_map(|m| YearMonth::parse(m))
+            .map(|m| s.month(m))
+            .collect();
+        let _ = write!(
+            b,
+            r##"<tr><td><a href="/claims/{}#unpaid">{}</a>（未支払請求待ち）</td><td>{}{}</td><td class="n">{}</td></tr>"##,
+            l.claim_id,
+            esc(&l.claimant_name),
+            if l.rule == PayRule::Refund {
+                "還付（過払の取消し）："
+            } else {
+                ""
+            },
+            months.join("・"),
+            yen(l.amount)
+        );
+    }
+    b.push_str("</tbody></table>");
+    b
+}
+
 /// The claims a payment file holds out because they have no 振込先口座
 /// (口座未登録): not in the file, not recorded as paid; they stay due and
 /// are paid by the first file made after an account is entered.
 fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
+    let (waiting, held): (Vec<&PaymentLine>, Vec<&PaymentLine>) = held
+        .iter()
+        .partition(|l| l.rule == PayRule::Unpaid || claim_waits(held, l.claim_id));
+    let mut b = unpaid_waiting_section(s, &waiting);
     if held.is_empty() {
-        return String::new();
+        return b;
     }
-    let mut b = String::from(
+    b.push_str(
         r#"<h2 id="held">口座未登録のため支払を保留する受給者</h2><p>振込先口座がないため、この支払ファイルには入れません（振込額なし）。受給者の画面で口座を登録すると、次の支払ファイルで支払います。</p><table aria-labelledby="held"><thead><tr><th scope="col">受給者</th><th scope="col">対象月</th><th scope="col">保留する額</th></tr></thead><tbody>"#,
     );
     for l in held {
@@ -3632,6 +4044,8 @@ fn held_section(s: &WebState, held: &[PaymentLine]) -> String {
             match l.rule {
                 PayRule::Arrears => "過去分：",
                 PayRule::Refund => "還付（過払の取消し）：",
+                PayRule::Unpaid =>
+                    "未支払（受給者死亡のため未支払請求をした児童に支払。児童手当法第12条第1項）：",
                 _ => "",
             },
             months.join("・"),
@@ -3899,6 +4313,7 @@ async fn run_page(State(s): State<WebState>, ctx: Ctx, Path(raw): Path<String>) 
                 PayRule::OnEnd => "消滅時の随時払（児童手当法第8条第4項ただし書）",
                 PayRule::Arrears => "過去分（児童手当法第8条第4項）",
                 PayRule::Refund => "還付（過払の取消し。児童手当法第13条・第8条第4項）",
+                PayRule::Unpaid => "未支払（児童手当法第12条第1項）",
             };
             let _ = w.write_record([
                 l.claim_id.to_string(),

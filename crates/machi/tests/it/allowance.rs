@@ -31,6 +31,7 @@ both_backends!(
     roles_are_enforced_on_the_server_and_sign_in_is_throttled,
     the_access_log_chain_verifies_and_detects_tampering,
     an_ended_entitlement_is_paid_once_specially_and_never_again,
+    a_dead_claimants_unpaid_allowance_is_held_then_paid_once_to_the_child_on_a_claim,
     a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once,
     staff_change_their_password_and_a_supervisor_issues_a_temporary_one,
     a_late_move_out_is_an_overpayment_withheld_from_the_next_file_then_claimed_back,
@@ -1427,7 +1428,9 @@ async fn the_access_log_chain_verifies_and_detects_tampering(db: TestDb) {
 async fn an_ended_entitlement_is_paid_once_specially_and_never_again(db: TestDb) {
     let t = town(db).await;
     // Family A (two children) and family B (one child) claim; B's claimant
-    // (the mother) dies on 5 September 2025: entitled through September (第8条第2項).
+    // (the mother) moves out on 5 September 2025: entitled through
+    // September (第8条第2項). She is alive: the special payment is hers, into
+    // her own account (a death is a_dead_claimants_unpaid_allowance_…).
     let a = t
         .submit(family(
             "2024-04-01",
@@ -1473,7 +1476,8 @@ async fn an_ended_entitlement_is_paid_once_specially_and_never_again(db: TestDb)
     .await
     .unwrap();
     t.submit(
-        json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}),
+        json!({"effective_date": "2025-09-05", "command": {"type": "move_out", "persons": [head_b],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
     )
     .await;
     catch_up(&t.db.registry, &t.worker(&store)).await;
@@ -1568,6 +1572,271 @@ async fn an_ended_entitlement_is_paid_once_specially_and_never_again(db: TestDb)
         .unwrap();
     assert!(html.contains("消滅時の随時払で支払済み"), "{html}");
     assert!(html.contains("定例払で支払済み"));
+}
+
+async fn a_dead_claimants_unpaid_allowance_is_held_then_paid_once_to_the_child_on_a_claim(
+    db: TestDb,
+) {
+    // The setup of an_ended_entitlement_…, but B's claimant (the mother)
+    // dies on 5 September 2025. What was not paid to her (August and
+    // September) is not paid into her account: it is held until a
+    // 未支払請求 names the child's account, then paid there once
+    // (児童手当法第12条第1項).
+    let t = town(db).await;
+    let a = t
+        .submit(family(
+            "2024-04-01",
+            ("架空", "カクウ"),
+            &[
+                ("一郎", "イチロウ", "2019-05-10"),
+                ("二郎", "ジロウ", "2022-06-01"),
+            ],
+        ))
+        .await;
+    let b = t
+        .submit(family(
+            "2025-03-01",
+            ("見本", "ミホン"),
+            &[("一太", "イチタ", "2012-04-01")],
+        ))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    staff(&store).await;
+    let mut web = t.web(&store);
+    web.today = Some(d("2025-09-10"));
+    let head_a = a.rows[0].record.addressee_number.to_string();
+    let head_b = b.rows[1].record.addressee_number.to_string();
+    let ichita = b.rows[2].record.addressee_number.to_string();
+    let ida = enter_claim(
+        &web,
+        CLERK,
+        &head_a,
+        d("2024-04-10"),
+        Some(d("2024-04-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    let idb = enter_claim(
+        &web,
+        CLERK,
+        &head_b,
+        d("2025-03-10"),
+        Some(d("2025-03-01")),
+        false,
+    )
+    .await
+    .unwrap();
+    t.submit(
+        json!({"effective_date": "2025-09-05", "command": {"type": "death", "person": head_b}}),
+    )
+    .await;
+    catch_up(&t.db.registry, &t.worker(&store)).await;
+    let c = store.claim(idb).await.unwrap().unwrap();
+    assert_eq!(c.ended_on, Some(d("2025-09-05")));
+    assert_eq!(c.end_reason.as_deref(), Some("死亡"));
+    let base = serve(web).await;
+    let http = no_redirects();
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let boss = boss.unwrap();
+    let approve = |path: &'static str| {
+        let (http, boss, base) = (http.clone(), boss.clone(), base.clone());
+        async move {
+            let page = get_as(&http, &boss, format!("{base}{path}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            let csrf = csrf_of(&page);
+            post_as(&http, &boss, format!("{base}{path}"), &[("csrf", &csrf)]).await
+        }
+    };
+    // The August file (June, July, paid in August while she was alive)
+    // pays both into their own accounts.
+    assert_eq!(approve("/payments/2025-08").await.status(), 303);
+    // The special payment holds B's August and September: 未支払請求待ち,
+    // in words, and not in the file (nothing else is due: no file).
+    use machi_allowance::rules::PayRule;
+    assert!(
+        store
+            .due(PayRule::OnEnd, d("2025-09-10"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let held = store.held(PayRule::OnEnd, d("2025-09-10")).await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(
+        (held[0].claim_id, held[0].amount, held[0].rule),
+        (idb, 20_000, PayRule::Unpaid)
+    );
+    assert_eq!(held[0].account, None);
+    let page = get_as(&http, &boss, format!("{base}/payments/special"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("未支払請求待ち"), "{page}");
+    assert!(page.contains("児童手当法第12条第1項"), "{page}");
+    assert!(page.contains("令和7年8月・令和7年9月"), "{page}");
+    assert!(!page.contains("id=\"approve\""), "{page}");
+    assert_eq!(approve("/payments/special").await.status(), 409);
+    // Nor does the October file (August, September) pay her account.
+    let lines = payment_lines(&store, ym(2025, 10)).await.unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.claim_id).collect::<Vec<_>>(),
+        vec![ida]
+    );
+    // The claim page says so, and has the 未支払請求 form.
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let html = get_as(&http, &clerk, format!("{base}/claims/{idb}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("受給者は令和7年9月5日に亡くなりました"),
+        "{html}"
+    );
+    assert!(
+        html.contains("未支払請求待ち：令和7年8月・令和7年9月分 20,000円"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<option value=\"{ichita}\">見本　一太")),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let form = |child: &str, kana: &str, number: &str, on: &str| {
+        vec![
+            ("csrf".to_string(), csrf.clone()),
+            ("child".to_string(), child.to_string()),
+            ("requester_name".to_string(), "見本　太郎".to_string()),
+            ("requester_kana".to_string(), kana.to_string()),
+            ("bank_code".to_string(), "0005".to_string()),
+            ("branch_code".to_string(), "002".to_string()),
+            ("account_kind".to_string(), "ordinary".to_string()),
+            ("account_number".to_string(), number.to_string()),
+            ("account_holder".to_string(), "みほん　いちた".to_string()),
+            ("requested_on".to_string(), on.to_string()),
+        ]
+    };
+    let post = |f: Vec<(String, String)>| {
+        let (http, clerk, base) = (http.clone(), clerk.clone(), base.clone());
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            post_as(&http, &clerk, format!("{base}/claims/{idb}/unpaid"), &pairs).await
+        }
+    };
+    // Bad input: refused in both languages, nothing recorded.
+    for (f, ja) in [
+        (
+            form(&head_a, "ミホン　タロウ", "7654321", "令和7年9月8日"),
+            "児童を一覧から選んで",
+        ),
+        (
+            form(&ichita, "Mihon", "7654321", "令和7年9月8日"),
+            "請求者の氏名（カタカナ）",
+        ),
+        (
+            form(&ichita, "ミホン　タロウ", "76543", "令和7年9月8日"),
+            "口座番号",
+        ),
+        (
+            form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月1日"),
+            "請求日",
+        ),
+        (
+            form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月31日"),
+            "請求日",
+        ),
+    ] {
+        let r = post(f).await;
+        assert_eq!(r.status(), 422);
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains(ja) && body.contains("lang=\"en\""),
+            "{ja}: {body}"
+        );
+        assert!(store.unpaid_claim(idb).await.unwrap().is_none());
+    }
+    let r = post(form(&ichita, "みほん　たろう", "7654321", "令和7年9月8日")).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let u = store.unpaid_claim(idb).await.unwrap().unwrap();
+    assert_eq!(u.child, ichita);
+    assert_eq!(u.requester_kana, "ミホン　タロウ");
+    assert_eq!(u.account.holder, "ミホン　イチタ");
+    // Once per claim.
+    assert_eq!(
+        post(form(&ichita, "ミホン　タロウ", "7654321", "令和7年9月8日"))
+            .await
+            .status(),
+        409
+    );
+    let rows = store.log_rows(1000, None).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.action == "unpaid_claim_recorded" && r.subject == format!("claim:{idb}"))
+            .count(),
+        1
+    );
+    // The next special file pays it into the child's account, once, as 未支払.
+    let r = approve("/payments/special").await;
+    assert_eq!(r.status(), 303);
+    let special = r.headers()["location"].to_str().unwrap().to_string();
+    let csv = get_as(&http, &boss, format!("{base}{special}.csv"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(&format!("{idb},{head_b},見本　花子,2025-09,2025-08 2025-09,20000,未支払（児童手当法第12条第1項）,0,20000,0005,002,普通,7654321,ミホン　イチタ")),
+        "{csv}"
+    );
+    assert!(!csv.contains("1234567"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert_eq!(approve("/payments/special").await.status(), 409);
+    assert_eq!(approve("/payments/2025-10").await.status(), 303);
+    assert_eq!(approve("/payments/2025-10").await.status(), 409);
+    let paid: Vec<(String, i64, &str)> = store
+        .paid_months(idb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, amount, rule, _)| (m.iso(), amount, rule.code()))
+        .collect();
+    assert_eq!(
+        paid,
+        vec![
+            ("2025-06".to_string(), 10_000, "regular"),
+            ("2025-07".to_string(), 10_000, "regular"),
+            ("2025-08".to_string(), 10_000, "unpaid"),
+            ("2025-09".to_string(), 10_000, "unpaid"),
+        ]
+    );
+    // The claim page tells what happened, in words and 和暦.
+    let html = get_as(&http, &clerk, format!("{base}/claims/{idb}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("令和7年9月8日に見本　一太の未支払請求を受け付けました。請求者：見本　太郎（ミホン　タロウ）"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "令和7年8月・令和7年9月分 20,000円を、未支払として請求者の口座に支払いました"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("未支払（児童への支払）で支払済み"), "{html}");
+    assert!(!html.contains("未支払請求待ち"), "{html}");
+    assert!(!html.contains("unpaid-submit"), "{html}");
+    assert!(!html.contains("2025-09-08"), "{html}");
 }
 
 async fn a_late_claim_and_an_increase_reaching_back_are_paid_as_arrears_once(db: TestDb) {

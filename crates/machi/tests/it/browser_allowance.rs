@@ -387,4 +387,56 @@ async fn browser_allowance_clerk_day(db: TestDb) {
         );
     }
     h.viewport(None).await;
+    // The claimant dies: what was not paid to him is held (未支払請求待ち),
+    // and the clerk records the child's 未支払請求 (児童手当法第12条第1項),
+    // the child chosen from the claim's children, the 請求日 in 和暦.
+    let taro = store.claim(id).await.unwrap().unwrap().claimant;
+    let req: machi_domain::change::ChangeRequest = serde_json::from_value(json!({
+        "effective_date": "2025-09-05", "allow_headless_household": true,
+        "command": {"type": "death", "person": taro}}))
+    .unwrap();
+    h.db.registry
+        .submit(&code(FUCHU), &req, &machi::service::Actor::system("clerk"))
+        .await
+        .unwrap();
+    catch_up(&h.db.registry, &w).await;
+    h.client
+        .goto(&go(&format!("/claims/{id}#unpaid")))
+        .await
+        .unwrap();
+    h.wait_for("#unpaid-submit").await;
+    let page = h.text().await;
+    assert!(page.contains("未支払請求待ち"), "{page}");
+    assert!(page.contains("令和7年9月5日に亡くなりました"), "{page}");
+    h.shot("allowance-22-unpaid-form").await;
+    h.fill("unpaid_requester_name", "見本　花子").await;
+    h.fill("unpaid_requester_kana", "みほん　はなこ").await;
+    h.fill("unpaid_bank_code", "0005").await;
+    h.fill("unpaid_branch_code", "002").await;
+    h.fill("unpaid_account_number", "7654321").await;
+    h.fill("unpaid_account_holder", "ミホン　イチロウ").await;
+    h.click("#unpaid-submit").await;
+    h.wait_for("#unpaid-claim").await;
+    let page = h.text().await;
+    assert!(page.contains("の未支払請求を受け付けました"), "{page}");
+    assert!(
+        page.contains("請求者：見本　花子（ミホン　ハナコ）"),
+        "{page}"
+    );
+    assert!(store.unpaid_claim(id).await.unwrap().is_some());
+    h.shot("allowance-23-unpaid-recorded").await;
+    h.viewport(Some((390, 844))).await;
+    h.client.goto(&go(&format!("/claims/{id}"))).await.unwrap();
+    h.wait_for("#unpaid-claim").await;
+    let v = h
+        .client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(v[0].as_i64().unwrap() <= v[1].as_i64().unwrap(), "{v:?}");
+    h.shot("allowance-24-unpaid-390").await;
+    h.viewport(None).await;
 }
