@@ -951,7 +951,7 @@ async fn a_file_that_pays_one_claimant_demands_nothing_of_another(db: TestDb) {
     let second = enter_claim(
         &web,
         CLERK,
-        &b.rows[0].record.addressee_number.to_string(),
+        b.rows[0].record.addressee_number.as_ref(),
         d("2025-09-10"),
         Some(d("2025-09-01")),
         false,
