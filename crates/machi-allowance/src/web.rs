@@ -249,6 +249,25 @@ fn api_error(status: StatusCode, code: &'static str, ja: &str, en: &str) -> Resp
     r
 }
 
+/// The claim a page acts on, or the page that says there is none (404) or
+/// that it could not be read.
+async fn claim_or_404(
+    s: &WebState,
+    sess: &Session,
+    id: i64,
+) -> Result<crate::store::ClaimRow, Response> {
+    match s.store.claim(id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(error_page(
+            Some(sess),
+            StatusCode::NOT_FOUND,
+            "その受給者はいません。",
+            "No such claim.",
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!("allowance: {e}");
     error_page(
@@ -1572,17 +1591,9 @@ async fn claim_page(
     Query(q): Query<ClaimQuery>,
 ) -> Response {
     let sess = signed_in!(ctx);
-    let c = match s.store.claim(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return error_page(
-                Some(&sess),
-                StatusCode::NOT_FOUND,
-                "その受給者はいません。",
-                "No such claim.",
-            );
-        }
-        Err(e) => return internal(e),
+    let c = match claim_or_404(&s, &sess, id).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     logged!(
         s,
@@ -2309,17 +2320,9 @@ async fn notice_issue(
         Ok(d) => d,
         Err(r) => return bad(&r.ja, &r.en),
     };
-    let c = match s.store.claim(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return error_page(
-                Some(&sess),
-                StatusCode::NOT_FOUND,
-                "その受給者はいません。",
-                "No such claim.",
-            );
-        }
-        Err(e) => return internal(e),
+    let c = match claim_or_404(&s, &sess, id).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     match s.store.recoveries(id).await {
         Ok(r) if demanded_parts(&r).is_empty() => {
@@ -3279,17 +3282,9 @@ async fn account_set(
     Form(f): Form<BankForm>,
 ) -> Response {
     let sess = posted!(ctx, f.csrf);
-    let c = match s.store.claim(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return error_page(
-                Some(&sess),
-                StatusCode::NOT_FOUND,
-                "その受給者はいません。",
-                "No such claim.",
-            );
-        }
-        Err(e) => return internal(e),
+    let c = match claim_or_404(&s, &sess, id).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let refuse = |ja: &str, en: &str| {
         let mut r = page(
@@ -3607,17 +3602,9 @@ async fn unpaid_record(
     Form(f): Form<UnpaidForm>,
 ) -> Response {
     let sess = posted!(ctx, f.csrf);
-    let c = match s.store.claim(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return error_page(
-                Some(&sess),
-                StatusCode::NOT_FOUND,
-                "その受給者はいません。",
-                "No such claim.",
-            );
-        }
-        Err(e) => return internal(e),
+    let c = match claim_or_404(&s, &sess, id).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let refuse = |r: &Refusal| {
         let form = if r.status == StatusCode::UNPROCESSABLE_ENTITY {
