@@ -84,6 +84,8 @@ pub struct RemovalView {
     pub reason_label_ja: String,
     pub date: DateView,
     pub destination: Option<String>,
+    /// 転出先の郵便番号 (`183-0056`), when one was entered.
+    pub destination_postal_code: Option<String>,
     pub destination_abroad: bool,
 }
 
@@ -251,6 +253,11 @@ impl ResidentView {
                     Some(a) => format!("{}　{}", d.address, a),
                     None => d.address.clone(),
                 }),
+                destination_postal_code: m
+                    .destination
+                    .as_ref()
+                    .and_then(|d| d.postal_code.as_ref())
+                    .map(|p| p.to_string()),
                 destination_abroad: m.destination.as_ref().is_some_and(|d| d.abroad),
             }),
             change: ChangeInfoView::new(&row.change, eras),

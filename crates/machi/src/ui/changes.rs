@@ -350,6 +350,19 @@ fn items(l: Lang, v: &ResidentView, household: String) -> Vec<(String, String)> 
                 .unwrap_or_default(),
         ),
         (l.t("状態", "Status").into(), status_label(l.en, v)),
+        (
+            l.t("転出先", "Moving to").into(),
+            v.removal
+                .as_ref()
+                .and_then(|m| {
+                    let d = m.destination.clone()?;
+                    Some(match &m.destination_postal_code {
+                        Some(p) => format!("{d}（〒{p}）"),
+                        None => d,
+                    })
+                })
+                .unwrap_or_default(),
+        ),
     ]
 }
 

@@ -16,6 +16,7 @@ both_backends!(
     a_household_move_is_prefilled_and_confirmed,
     a_move_within_to_another_city_or_the_same_address_is_refused,
     a_sent_back_entry_is_edited_and_entered_again_from_home,
+    a_move_out_keeps_the_destination_postal_code_entered_on_the_form,
 );
 
 pub const OTHER_ADDRESS: &str = "東京都府中市緑町三丁目5番地";
@@ -373,4 +374,92 @@ async fn a_sent_back_entry_is_edited_and_entered_again_from_home(db: TestDb) {
     assert_eq!(s, StatusCode::SEE_OTHER);
     let (_, _, r) = clerk.get(&format!("/ui/residents/{}", persons[0])).await;
     assert!(r.contains("緑ハイツ101号室"), "{r}");
+}
+
+/// 国内転出 entered on the staff form (confirmation, then 仮登録, then the
+/// supervisor's approval): the 郵便番号 typed with the destination is
+/// kept in the move-out's destination, as the API keeps it, and shown
+/// where the destination is shown (the confirmation, the person's page,
+/// the API's record).
+async fn a_move_out_keeps_the_destination_postal_code_entered_on_the_form(db: TestDb) {
+    let db = db.with_tenants().await;
+    staff(&db, FUCHU, "clerk", Role::Clerk).await;
+    staff(&db, FUCHU, "boss", Role::Supervisor).await;
+    let (persons, _) = families(&db).await;
+    let router = app(&db).await;
+    let clerk = Session::login(&router, FUCHU, "clerk").await;
+    let boss = Session::login(&router, FUCHU, "boss").await;
+    let destination = "東京都昭島市昭和町二丁目1番地";
+    let fields: Vec<(&str, &str)> = vec![
+        ("type", "move_out"),
+        ("effective_date", "令和6年10月1日"),
+        ("persons", persons[2].as_str()),
+        ("address", destination),
+        ("annex", "昭和荘202号室"),
+        ("postal_code", "1960015"),
+    ];
+    let (s, _, confirm) = clerk.post("/ui/entry", &fields).await;
+    assert_eq!(s, StatusCode::OK, "{confirm}");
+    no_internals("the confirmation", &confirm);
+    assert!(
+        confirm.contains(&format!("{destination}　昭和荘202号室（〒196-0015）")),
+        "the destination with its postal code: {confirm}"
+    );
+    let hidden = hidden_fields(&confirm);
+    let mut pairs: Vec<(&str, &str)> = hidden
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.push(("step", "enter"));
+    let (s, h, body) = clerk.post("/ui/entry", &pairs).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location(&h), "/ui/approvals/1?done=entered");
+    let (s, _, body) = boss
+        .post("/ui/approvals/1/decide", &[("action", "approve")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    // Stored in the move-out's destination.
+    let fuchu: MunicipalityCode = FUCHU.parse().unwrap();
+    let (row, _) = db
+        .registry
+        .resident(
+            &fuchu,
+            &persons[2].parse().unwrap(),
+            machi_domain::change::AsOf::default(),
+            &Actor::system("check"),
+        )
+        .await
+        .unwrap();
+    let removal = row.record.removal.expect("moved out");
+    let dest = removal.destination.expect("a destination");
+    assert_eq!(dest.address, destination);
+    assert_eq!(dest.annex.as_deref(), Some("昭和荘202号室"));
+    assert_eq!(
+        dest.postal_code.map(|p| p.to_string()).as_deref(),
+        Some("196-0015")
+    );
+    // Shown with the destination on the person's page.
+    let (_, _, page) = clerk.get(&format!("/ui/residents/{}", persons[2])).await;
+    assert!(
+        page.contains(&format!(
+            "<span id=\"destination-postal\">〒196-0015</span> {destination}"
+        )),
+        "{page}"
+    );
+    // And in the API's record, beside the destination.
+    let v = serde_json::to_value(machi::api::views::ResidentView::new(
+        &db.registry
+            .resident(
+                &fuchu,
+                &persons[2].parse().unwrap(),
+                machi_domain::change::AsOf::default(),
+                &Actor::system("check"),
+            )
+            .await
+            .unwrap()
+            .0,
+        db.registry.eras(),
+    ))
+    .unwrap();
+    assert_eq!(v["removal"]["destination_postal_code"], "196-0015", "{v}");
 }
