@@ -236,6 +236,9 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The moment overpayments are recorded as found ([`Store::now`]):
+    /// the wall clock, or a fixed one a test sets ([`Store::set_now`]).
+    clock: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 /// A work item kind (what the event means for the allowance).
@@ -646,6 +649,9 @@ pub enum RepaymentRefused {
     NothingOwed,
     /// More than what is to be recovered (`owed`, yen).
     MoreThanOwed { owed: i64 },
+    /// Received before the overpayment it would settle was found (on
+    /// `found_on`, in Japan): nothing was owed then.
+    BeforeFound { found_on: NaiveDate },
 }
 
 /// A 未支払請求 (児童手当法第12条第1項, 施行規則第9条): the claimant died
@@ -915,7 +921,25 @@ impl Store {
         )?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            clock: Arc::default(),
         })
+    }
+
+    /// Fixes the moment this store records an overpayment as found (a
+    /// test's clock, matching the pages' "today"); None: the wall clock.
+    pub fn set_now(&self, now: Option<chrono::DateTime<chrono::Utc>>) {
+        if let Ok(mut c) = self.clock.lock() {
+            *c = now;
+        }
+    }
+
+    /// Now, by [`Store::set_now`]'s clock or the wall clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .unwrap_or_else(chrono::Utc::now)
     }
 
     /// Runs `f` on the connection off the async threads.
@@ -1733,6 +1757,7 @@ impl Store {
         supported: bool,
         log: Entry,
     ) -> Result<bool, StoreError> {
+        let found_at = self.now();
         self.run(move |c| {
             let tx = c.transaction()?;
             let n = tx.execute(
@@ -1740,7 +1765,7 @@ impl Store {
                 params![claim_id, child, supported],
             )?;
             if n > 0 {
-                record_overpayments(&tx, claim_id, None)?;
+                record_overpayments(&tx, claim_id, None, found_at)?;
                 audit::append(&tx, &log, chrono::Utc::now())?;
             }
             tx.commit()?;
@@ -1841,6 +1866,7 @@ impl Store {
         reason: String,
         log: Entry,
     ) -> Result<Result<(), ChildRefused>, StoreError> {
+        let found_at = self.now();
         self.run(move |c| {
             let tx = c.transaction()?;
             let Some(claim) = claims_where(&tx, "id = ?1", [claim_id])?.pop() else {
@@ -1856,7 +1882,7 @@ impl Store {
                 "UPDATE claim_children SET left_on = ?3, left_reason = ?4, left_change = NULL, ended_by = ?5 WHERE claim_id = ?1 AND child = ?2 AND left_on IS NULL",
                 params![claim_id, child, iso(Some(on)), reason, log.account],
             )?;
-            record_overpayments(&tx, claim_id, None)?;
+            record_overpayments(&tx, claim_id, None, found_at)?;
             let mut log = log;
             log.subject = format!("claim:{claim_id}");
             audit::append(&tx, &log, chrono::Utc::now())?;
@@ -1892,6 +1918,7 @@ impl Store {
         effects: Vec<Effect>,
     ) -> Result<bool, StoreError> {
         let (t, id, kind) = (tenant.to_string(), event_id.to_string(), kind.to_string());
+        let found_at = self.now();
         self.run(move |c| {
             let tx = c.transaction()?;
             let seen = tx
@@ -1917,7 +1944,7 @@ impl Store {
                 touched.sort_unstable();
                 touched.dedup();
                 for claim in touched {
-                    record_overpayments(&tx, claim, Some(&id))?;
+                    record_overpayments(&tx, claim, Some(&id), found_at)?;
                 }
                 tx.execute("INSERT INTO applied (event_id, seq, type) VALUES (?1, ?2, ?3)", params![id, seq, kind])?;
             }
@@ -1991,14 +2018,24 @@ impl Store {
             if let Some(done) = repayments_where(&tx, "nonce = ?1", [&nonce])?.pop() {
                 return Ok(Ok(done));
             }
-            let open: Vec<(i64, i64)> = recoveries_where(&tx, "claim_id = ?1", [claim_id])?
-                .iter()
+            let open_rows: Vec<RecoveryRow> = recoveries_where(&tx, "claim_id = ?1", [claim_id])?
+                .into_iter()
                 .filter(|r| r.remaining() > 0)
-                .map(|r| (r.id, r.remaining()))
                 .collect();
+            let open: Vec<(i64, i64)> = open_rows.iter().map(|r| (r.id, r.remaining())).collect();
             let owed: i64 = open.iter().map(|o| o.1).sum();
             if owed == 0 {
                 return Ok(Err(RepaymentRefused::NothingOwed));
+            }
+            // Nothing was owed before the first overpayment still open was
+            // found: a day received before it is a wrong date.
+            if let Some(found_on) = open_rows
+                .iter()
+                .map(|r| r.found_at.with_timezone(&machi_domain::dates::jst()).date_naive())
+                .min()
+                && received_on < found_on
+            {
+                return Ok(Err(RepaymentRefused::BeforeFound { found_on }));
             }
             if amount > owed {
                 return Ok(Err(RepaymentRefused::MoreThanOwed { owed }));
@@ -2154,6 +2191,20 @@ impl Store {
                 issued_by: log.account,
                 issued_at: at,
             }))
+        })
+        .await
+    }
+
+    /// The 返還通知書 a form with one-time key `nonce` issued for the
+    /// claim, if it was sent before.
+    pub async fn notice_by_nonce(
+        &self,
+        claim_id: i64,
+        nonce: &str,
+    ) -> Result<Option<Notice>, StoreError> {
+        let nonce = nonce.to_string();
+        self.run(move |c| {
+            Ok(notices_where(c, "claim_id = ?1 AND nonce = ?2", params![claim_id, nonce])?.pop())
         })
         .await
     }
@@ -2656,6 +2707,7 @@ fn record_overpayments(
     tx: &rusqlite::Transaction<'_>,
     claim_id: i64,
     event_id: Option<&str>,
+    found_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, StoreError> {
     let Some(claim) = claims_where(tx, "id = ?1", [claim_id])?.pop() else {
         return Ok(0);
@@ -2678,7 +2730,7 @@ fn record_overpayments(
     }
     let existing = recoveries_where(tx, "claim_id = ?1", [claim_id])?;
     let rules_claim = claim.rules();
-    let at = chrono::Utc::now().to_rfc3339();
+    let at = found_at.to_rfc3339();
     let owed: Vec<(i64, YearMonth, i64)> =
         existing.iter().map(|r| (r.id, r.month, r.owed())).collect();
     let cancel = rules::cancelled_overpayments(&rules_claim, &paid, &owed);

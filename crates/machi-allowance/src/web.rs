@@ -227,12 +227,15 @@ fn error_page(session: Option<&Session>, status: StatusCode, ja: &str, en: &str)
     r
 }
 
-/// A JSON error: `{code, message_ja, message_en}`.
+/// A JSON error: `{code, message_ja, message_en}`, and for a body that
+/// could not be read the parser's own words (`detail`, English only).
 #[derive(Serialize)]
 struct ApiError {
     code: &'static str,
     message_ja: String,
     message_en: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
 fn api_error(status: StatusCode, code: &'static str, ja: &str, en: &str) -> Response {
@@ -242,6 +245,7 @@ fn api_error(status: StatusCode, code: &'static str, ja: &str, en: &str) -> Resp
             code,
             message_ja: ja.into(),
             message_en: en.into(),
+            detail: None,
         }),
     )
         .into_response();
@@ -2199,6 +2203,16 @@ async fn repayment_record(
             &format!("残りの過払（{}）を超えています。", yen(owed)),
             &format!("More than is still to be recovered ({owed} yen)."),
         ),
+        Ok(Err(crate::store::RepaymentRefused::BeforeFound { found_on })) => bad(
+            &format!(
+                "受領日が、過払が判明した日（{}）より前です。判明する前に返還を受けることはありません。受領日を確かめて入力し直してください。",
+                s.wareki(found_on)
+            ),
+            &format!(
+                "The day received is before the overpayment was found ({}): nothing was owed then. Check the day received and enter it again.",
+                found_on.format("%-d %B %Y")
+            ),
+        ),
         Err(e) => internal(e),
     }
 }
@@ -2249,7 +2263,7 @@ fn notices_section(
                 "前回の通知の後に返還を求める額が変わりました。"
             },
             amount = yen(demanded),
-            due = esc(&s.wareki(s.today() + chrono::Days::new(30))),
+            due = esc(&s.wareki(s.today() + chrono::Days::new(NOTICE_DEFAULT_DAYS))),
         );
     }
     b
@@ -2264,6 +2278,16 @@ fn demanded_parts(rows: &[crate::store::RecoveryRow]) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// The fewest days a 返還通知書 gives the claimant between its issue and
+/// its 納付期限: the notice must reach them by post and they must be
+/// able to arrange the payment (or ask to pay in parts) before the due
+/// date; a due date of tomorrow would be broken before it is read. The
+/// form prefills 30 days ([`NOTICE_DEFAULT_DAYS`]).
+pub const NOTICE_MIN_DAYS: u64 = 10;
+
+/// The 納付期限 the notice form prefills, in days after the issue date.
+pub const NOTICE_DEFAULT_DAYS: u64 = 30;
+
 #[derive(Deserialize)]
 struct NoticeForm {
     csrf: String,
@@ -2275,7 +2299,7 @@ struct NoticeForm {
 }
 
 /// Issues a 返還通知書 for what of the claim is a 返還請求: the due date the
-/// clerk chose (after today, within a year), the claimant's name and
+/// clerk chose (at least [`NOTICE_MIN_DAYS`] after today, within a year), the claimant's name and
 /// address read from the registry (logged as a read), the issue logged;
 /// then the printable notice. Refused in both languages, nothing written,
 /// when the date is missing or unreadable or out of range, nothing is
@@ -2303,12 +2327,29 @@ async fn notice_issue(
             "This form is out of date; open the claim again.",
         );
     }
+    // The same form sent again (a double click, a reload): answered from
+    // the notice issued the first time, without reading the registry
+    // again (nor logging a read of the claimant's record).
+    match s.store.notice_by_nonce(id, &f.nonce).await {
+        Ok(Some(n)) => {
+            return Redirect::to(&format!("/claims/{id}/notices/{}", n.id)).into_response();
+        }
+        Ok(None) => {}
+        Err(e) => return internal(e),
+    }
     let today = s.today();
+    let earliest = today + chrono::Days::new(NOTICE_MIN_DAYS);
     let due_on = match required_date(&s.eras, &f.due_on, "納付期限", "due date") {
-        Ok(d) if d <= today => {
+        Ok(d) if d < earliest => {
             return bad(
-                "納付期限は今日より後の日にしてください。",
-                "The due date must be after today.",
+                &format!(
+                    "納付期限は発行日から{NOTICE_MIN_DAYS}日以上後の日にしてください（{}以降）。受給者が通知を受け取り、納付の準備をする日数が要ります。",
+                    s.wareki(earliest)
+                ),
+                &format!(
+                    "The due date must be at least {NOTICE_MIN_DAYS} days after the issue date (on or after {}), so that the claimant has time to receive the notice and pay.",
+                    earliest.format("%-d %B %Y")
+                ),
             );
         }
         Ok(d) if d > today + chrono::Days::new(365) => {
@@ -2340,8 +2381,18 @@ async fn notice_issue(
             .detail("返還通知書の宛先")
     );
     let to = match s.client.mailing_address(&c.claimant).await {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+        Ok(crate::worker::Mailing::Found(a)) => a,
+        Ok(crate::worker::Mailing::Hidden) => {
+            // j440: the registry withholds the address; nothing about it is
+            // shown or guessed, and nothing is posted.
+            return error_page(
+                Some(&sess),
+                StatusCode::CONFLICT,
+                "この受給者には支援措置（DV等の被害者の保護）がかかっているため、住民記録は住所をこのシステムに示しません。返還通知書は発行していません。郵送せず、支援措置の担当者に相談のうえ、受給者に窓口で手渡してください。",
+                "A support measure (protection of a victim of domestic violence or the like) applies to this claimant, so the registry withholds the address from this system. No notice was issued. Do not post one: consult the support-measure officer and hand the notice to the claimant at the counter.",
+            );
+        }
+        Ok(crate::worker::Mailing::None) => {
             return error_page(
                 Some(&sess),
                 StatusCode::CONFLICT,
@@ -5253,15 +5304,20 @@ fn api_refusal(r: Refusal) -> Response {
 
 /// A JSON body the API could not read: 400 in both languages.
 fn api_bad_body(e: axum::extract::rejection::JsonRejection) -> Response {
-    api_error(
+    // The parser's own words are English and technical: they go in a
+    // field of their own, never into the Japanese message.
+    let mut r = (
         StatusCode::BAD_REQUEST,
-        "invalid_body",
-        &format!("送信された内容を読み取れません（JSON）：{}", e.body_text()),
-        &format!(
-            "The request body could not be read as JSON: {}",
-            e.body_text()
-        ),
+        axum::Json(ApiError {
+            code: "invalid_body",
+            message_ja: "送信された内容をJSONとして読み取れません。項目の名前と値の形を確かめて送り直してください。".into(),
+            message_en: "The request body could not be read as JSON; check the names and the form of the values and send it again.".into(),
+            detail: Some(e.body_text()),
+        }),
     )
+        .into_response();
+    secure_headers(&mut r);
+    r
 }
 
 #[derive(Serialize)]

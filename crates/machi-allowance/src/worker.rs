@@ -277,22 +277,24 @@ impl RegistryClient {
     /// Where a notice to `addressee` is sent, as the registry shows the
     /// person now: the name, and the 住所 with 方書 and 郵便番号; for a
     /// person who moved out of the municipality, the 転出先 the registry
-    /// recorded (no 郵便番号). None: not visible to this client or
-    /// unknown; also for a person who moved abroad or died (no address in
-    /// Japan the registry knows to send to).
-    pub async fn mailing_address(
-        &self,
-        addressee: &str,
-    ) -> Result<Option<MailingAddress>, LinkError> {
+    /// recorded (with its 郵便番号 when one was entered). Hidden: a
+    /// support measure hides the person from this client. None: not
+    /// visible to this client or unknown; also for a person who moved
+    /// abroad or died (no address in Japan the registry knows to send to).
+    pub async fn mailing_address(&self, addressee: &str) -> Result<Mailing, LinkError> {
         if addressee.is_empty() || !addressee.chars().all(|c| c.is_ascii_digit()) {
-            return Ok(None);
+            return Ok(Mailing::None);
         }
         let path = format!(
             "/api/v1/tenants/{}/residents/{addressee}",
             self.config.tenant
         );
-        let Some(v) = self.get(&path).await? else {
-            return Ok(None);
+        // A support measure (j440) is told apart from a record this
+        // client does not know: the clerk is told what to do instead.
+        let v = match self.lookup(&path).await? {
+            Answer::Found(v) => v,
+            Answer::Hidden => return Ok(Mailing::Hidden),
+            Answer::Unknown => return Ok(Mailing::None),
         };
         let r = &v["record"];
         let name = r["name"].as_str().unwrap_or_default().to_string();
@@ -306,19 +308,23 @@ impl RegistryClient {
         if removal.is_object() {
             let reason = removal["reason"].as_str().unwrap_or_default();
             if reason.contains("death") || removal["destination_abroad"] == true {
-                return Ok(None);
+                return Ok(Mailing::None);
             }
-            return Ok(text(&removal["destination"]).map(|address| MailingAddress {
-                name,
-                postal_code: None,
-                address,
-                moved_out: true,
-            }));
+            return Ok(text(&removal["destination"])
+                .map(|address| {
+                    Mailing::Found(MailingAddress {
+                        name,
+                        postal_code: text(&removal["destination_postal_code"]),
+                        address,
+                        moved_out: true,
+                    })
+                })
+                .unwrap_or(Mailing::None));
         }
         let Some(address) = text(&r["address"]) else {
-            return Ok(None);
+            return Ok(Mailing::None);
         };
-        Ok(Some(MailingAddress {
+        Ok(Mailing::Found(MailingAddress {
             name,
             postal_code: text(&r["postal_code"]),
             address: match text(&r["address_annex"]) {
@@ -433,6 +439,19 @@ pub enum Lookup {
     Hidden,
     /// Not known to the registry, or not readable by this client.
     Unknown,
+}
+
+/// Where mail reaches a person, as the registry answers this client
+/// ([`RegistryClient::mailing_address`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mailing {
+    Found(MailingAddress),
+    /// Hidden by a support measure (支援措置, j440): the registry gives
+    /// this system neither the address nor the name.
+    Hidden,
+    /// No address to send to: death, a move abroad, unknown or not
+    /// readable by this client.
+    None,
 }
 
 /// A person's name and where mail reaches them, as the registry shows

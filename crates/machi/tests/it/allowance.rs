@@ -279,6 +279,11 @@ pub async fn enter_claim(
     Ok(id)
 }
 
+/// Noon in Japan on `iso`, as a store's clock ([`Store::set_now`]).
+pub(crate) fn found_on(iso: &str) -> chrono::DateTime<chrono::Utc> {
+    d(iso).and_hms_opt(3, 0, 0).unwrap().and_utc()
+}
+
 pub(crate) fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
@@ -2524,6 +2529,9 @@ async fn a_cancelled_move_out_cancels_its_overpayment_and_repayments_are_recorde
     let jiro = a.rows[3].record.addressee_number.to_string();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    // The overpayment is found on 20 November 2025 (the store's clock,
+    // as the pages' "today" is the test's): repayments are received after.
+    store.set_now(Some(found_on("2025-11-20")));
     staff(&store).await;
     let w = t.worker(&store);
     catch_up(&t.db.registry, &w).await;

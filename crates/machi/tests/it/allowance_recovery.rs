@@ -15,7 +15,7 @@ use machi_allowance::worker::Worker;
 use serde_json::{Value, json};
 
 use crate::allowance::{
-    CLERK, CLERK_PASSWORD, SUPERVISOR, Town, catch_up, csrf_of, d, enter_claim, family, get_as,
+    CLERK, CLERK_PASSWORD, SUPERVISOR, Town, catch_up, csrf_of, d, enter_claim, family, found_on, get_as,
     no_redirects, nonce_of, post_as, serve, sign_in, staff, town, ym,
 };
 use crate::support::TestDb;
@@ -26,6 +26,8 @@ both_backends!(
     a_refund_is_paid_once_into_the_account_by_the_next_regular_file,
     a_notice_to_a_claimant_who_moved_away_goes_to_the_new_address,
     a_file_that_pays_one_claimant_demands_nothing_of_another,
+    a_repayment_received_before_the_overpayment_was_found_is_refused,
+    a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_nothing,
 );
 
 /// A claim with a 返還請求 of ¥25,000.
@@ -63,6 +65,9 @@ async fn overpaid(db: TestDb, today: &str) -> Overpaid {
     let jiro = a.rows[3].record.addressee_number.to_string();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("allowance.sqlite")).unwrap();
+    // The overpayment is found on 20 November 2025 (the store's clock,
+    // as the pages' "today" is the test's): repayments are received after.
+    store.set_now(Some(found_on("2025-11-20")));
     staff(&store).await;
     let w = t.worker(&store);
     catch_up(&t.db.registry, &w).await;
@@ -135,6 +140,27 @@ async fn logged(store: &Store, action: Action) -> usize {
         .count()
 }
 
+/// How many reads of a person's record the registry logged.
+async fn registry_reads(db: &TestDb) -> usize {
+    let t = crate::support::code(crate::support::FUCHU);
+    let tenant = t.clone();
+    db.store
+        .read(Some(&tenant), move |tx| {
+            machi::store::oversight::search_audit(
+                tx,
+                &t,
+                &machi::store::oversight::AuditFilter {
+                    function: Some("read.resident".into()),
+                    ..Default::default()
+                },
+                100_000,
+            )
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
 /// The one-time key of the form posting to `action` on a page.
 fn nonce_for(html: &str, action: &str) -> String {
     let at = html
@@ -192,7 +218,23 @@ async fn a_demanded_overpayment_gets_a_printable_notice_issued_once_and_reprinte
     for (due, words_ja, words_en) in [
         ("", "納付期限を入力してください", "Enter the due date"),
         ("令和8年2月30日", "納付期限：", "due date:"),
-        ("令和7年12月20日", "納付期限は今日より後", "after today"),
+        // Today, tomorrow, nine days on: too soon for the claimant (at
+        // least ten days after the issue date).
+        (
+            "令和7年12月20日",
+            "10日以上後の日にしてください（令和7年12月30日以降）",
+            "at least 10 days after the issue date",
+        ),
+        (
+            "令和7年12月21日",
+            "10日以上後の日にしてください（令和7年12月30日以降）",
+            "at least 10 days after the issue date",
+        ),
+        (
+            "令和7年12月29日",
+            "10日以上後の日にしてください（令和7年12月30日以降）",
+            "at least 10 days after the issue date",
+        ),
         ("令和9年1月1日", "1年以内", "within a year"),
     ] {
         let (status, _, body) = issue(due, nonce.clone()).await;
@@ -240,9 +282,19 @@ async fn a_demanded_overpayment_gets_a_printable_notice_issued_once_and_reprinte
     assert_eq!(n.address, "東京都府中市宮西町二丁目24番地");
     let url = format!("/claims/{id}/notices/{}", n.id);
     assert_eq!(location.as_deref(), Some(url.as_str()));
-    // The same form again (a double click, a reload): the same notice.
-    let (status, again, _) = issue("令和8年1月31日", nonce.clone()).await;
-    assert_eq!((status, again.as_deref()), (303, Some(url.as_str())));
+    // The same form again (a double click, a reload): the same notice,
+    // answered from the stored notice: the registry is not read again.
+    let (reads, addressed) = (
+        registry_reads(&o.t.db).await,
+        logged(&o.store, Action::PersonRead).await,
+    );
+    assert!(reads > 0, "the first issue read the registry");
+    for _ in 0..2 {
+        let (status, again, _) = issue("令和8年1月31日", nonce.clone()).await;
+        assert_eq!((status, again.as_deref()), (303, Some(url.as_str())));
+    }
+    assert_eq!(registry_reads(&o.t.db).await, reads, "no registry read");
+    assert_eq!(logged(&o.store, Action::PersonRead).await, addressed);
     assert_eq!(o.store.notices(id).await.unwrap().len(), 1);
     assert_eq!(logged(&o.store, Action::NoticeIssued).await, 1);
 
@@ -607,6 +659,13 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
             "Enter the bank account",
         ),
         ("not json".to_string(), 400, "invalid_body", "JSON", "JSON"),
+        (
+            r#"{"bank_code": 5}"#.to_string(),
+            400,
+            "invalid_body",
+            "JSON",
+            "JSON",
+        ),
     ] {
         let (s, text) = put_json(&http, &clerk, url.clone(), body.clone()).await;
         assert_eq!(s, status, "{body}: {text}");
@@ -617,6 +676,20 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
                 && v["message_en"].as_str().unwrap().contains(en),
             "{body}: {text}"
         );
+        if code == "invalid_body" {
+            // The Japanese message is Japanese: the parser's English words
+            // are in a field of their own.
+            let message_ja = v["message_ja"].as_str().unwrap();
+            assert!(
+                !message_ja.chars().any(|c| c.is_ascii_lowercase()),
+                "{body}: {text}"
+            );
+            assert!(
+                !v["message_en"].as_str().unwrap().contains("line "),
+                "{body}: {text}"
+            );
+            assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{text}");
+        }
     }
     let (s, text) = put_json(
         &http,
@@ -966,4 +1039,137 @@ async fn a_file_that_pays_one_claimant_demands_nothing_of_another(db: TestDb) {
         "a file that paid claim {second} only demanded claim {first}'s overpayment: {rec:?}"
     );
     assert_eq!(rec.iter().map(|r| r.remaining()).sum::<i64>(), open_before);
+}
+
+/// 返還金の収納 dated before the overpayment was found (20 November 2025
+/// by the store's clock; the pages' "today" is 20 December 2025): refused
+/// in Japanese and English, naming the day found, nothing written or
+/// logged; the day it was found is accepted.
+async fn a_repayment_received_before_the_overpayment_was_found_is_refused(db: TestDb) {
+    let o = overpaid(db, "2025-12-20").await;
+    let id = o.id;
+    let base = serve(o.web.clone()).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let csrf = csrf_of(&html);
+    let nonce = nonce_for(&html, &format!("/claims/{id}/repayments"));
+    let repay = |on: &'static str| {
+        let (http, clerk, csrf, nonce) = (http.clone(), clerk.clone(), csrf.clone(), nonce.clone());
+        let url = format!("{base}/claims/{id}/repayments");
+        async move {
+            let r = post_as(
+                &http,
+                &clerk,
+                url,
+                &[
+                    ("csrf", &csrf),
+                    ("nonce", &nonce),
+                    ("amount", "5000"),
+                    ("received_on", on),
+                ],
+            )
+            .await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for on in ["令和7年11月19日", "令和6年4月1日"] {
+        let (status, body) = repay(on).await;
+        assert_eq!(status, 422, "{on}: {body}");
+        assert!(
+            body.contains("受領日が、過払が判明した日（令和7年11月20日）より前です")
+                && body.contains("before the overpayment was found (20 November 2025)"),
+            "{on}: {body}"
+        );
+        crate::readable::assert_readable(&body, "repayment refused");
+    }
+    assert!(o.store.repayments(id).await.unwrap().is_empty());
+    assert_eq!(logged(&o.store, Action::RepaymentRecorded).await, 0);
+    // The store refuses it too, whoever calls it.
+    let refused = o
+        .store
+        .record_repayment(
+            id,
+            5_000,
+            d("2025-11-19"),
+            &"d".repeat(64),
+            Entry::new(CLERK, "", Action::RepaymentRecorded, String::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.unwrap_err(),
+        machi_allowance::store::RepaymentRefused::BeforeFound {
+            found_on: d("2025-11-20")
+        }
+    );
+    let (status, body) = repay("令和7年11月20日").await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(o.store.repayments(id).await.unwrap().len(), 1);
+}
+
+/// A claimant under a 支援措置 (j440): the registry withholds the address
+/// from the allowance system, so no 返還通知書 is issued; the refusal says
+/// why and what to do (hand it over at the counter, consult the
+/// support-measure officer) in Japanese and English, and names no
+/// address; nothing is stored or logged as issued.
+async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_nothing(db: TestDb) {
+    let o = overpaid(db, "2025-12-20").await;
+    let id = o.id;
+    let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
+    let today = chrono::Utc::now()
+        .with_timezone(&machi::service::clock::jst())
+        .date_naive();
+    let mut req = crate::support_measures::request(today);
+    req.requester.addressee_number = claimant.parse().unwrap();
+    req.related_persons.clear();
+    o.t.db
+        .registry
+        .support_register(
+            &crate::support::code(crate::support::FUCHU),
+            &req,
+            &crate::support_measures::officer(),
+        )
+        .await
+        .unwrap();
+    let base = serve(o.web.clone()).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let csrf = csrf_of(&html);
+    let nonce = nonce_for(&html, &format!("/claims/{id}/notices"));
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/claims/{id}/notices"),
+        &[
+            ("csrf", &csrf),
+            ("nonce", &nonce),
+            ("due_on", "令和8年1月31日"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 409);
+    let body = r.text().await.unwrap();
+    crate::readable::assert_readable(&body, "notice refused: support measure");
+    for words in [
+        "支援措置",
+        "住所をこのシステムに示しません",
+        "返還通知書は発行していません",
+        "窓口で手渡してください",
+        "支援措置の担当者に相談",
+        "support measure",
+        "withholds the address",
+        "hand the notice to the claimant at the counter",
+        "support-measure officer",
+    ] {
+        assert!(body.contains(words), "{words}: {body}");
+    }
+    for address in ["宮西町", "府中市", "〒"] {
+        assert!(!body.contains(address), "{address} leaked: {body}");
+    }
+    assert!(o.store.notices(id).await.unwrap().is_empty());
+    assert_eq!(logged(&o.store, Action::NoticeIssued).await, 0);
 }
