@@ -8,8 +8,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use machi_domain::access::Permission;
@@ -383,103 +382,185 @@ fn ui_error(e: crate::service::ServiceError) -> UiError {
 
 // ------------------------------------------------- POST-redirect-GET
 
-/// The cookie carrying a new signing secret from the POST that made it to
+/// The cookie carrying what the POST before did (the message, "flash")
+/// and, after a subscription or a rotation, the new signing secret, to
 /// the one page that shows it (POST-redirect-GET: a reload of that page
-/// resends nothing and shows the secret no more). Sealed with the tenant's
-/// key and bound to the subscription, the session (its CSRF token) and
-/// the moment it was made; good for [`SECRET_COOKIE_SECONDS`], cleared by
-/// the page that shows it. Any process of the tenant opens it (no state
-/// kept in memory).
-const SECRET_COOKIE: &str = "machi_hook_secret";
-const SECRET_COOKIE_SECONDS: i64 = 300;
-const SECRET_COOKIE_PATH: &str = "/ui/admin/subscriptions";
+/// resends nothing and shows neither again). The flash is never read from
+/// the URL: a stale or forged link shows no success message. Sealed with
+/// the tenant's key and bound to the session (its CSRF token), the moment
+/// it was made and a random one-time key; good for
+/// [`ONCE_COOKIE_SECONDS`], and shown once only: the page that shows it
+/// records its key as used ([`ONCE_KEY_SPACE`]) and clears the cookie, so
+/// the same cookie sent again (a reload before the browser dropped it, a
+/// copy) shows nothing. Any process of the tenant opens it and sees the
+/// key used (the record is in the database, not in memory).
+const ONCE_COOKIE: &str = "machi_hook_once";
+const ONCE_COOKIE_SECONDS: i64 = 300;
+const ONCE_COOKIE_PATH: &str = "/ui/admin/subscriptions";
+/// The name under which the used one-time keys are kept (beside client
+/// assertion ids, which never take this form: a client id has no `:`).
+const ONCE_KEY_SPACE: &str = "ui:webhook_once";
 
-fn secret_context(id: i64, csrf: &str, at: i64) -> String {
-    format!("webhook_secret_once/{id}/{csrf}/{at}")
+fn once_context(csrf: &str, at: i64, key: &str) -> String {
+    format!("webhook_once/{csrf}/{at}/{key}")
 }
 
-/// The raw value of the secret cookie (longer than session cookies, so
+/// What was done, as the page after the redirect says it.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Done {
+    /// `created`, `rotated`, `paused`, `resumed`, `already_active`,
+    /// `replayed`, `deleted`.
+    done: String,
+    /// The subscription.
+    id: i64,
+    /// The event delivery restarts from (resume, replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<i64>,
+    /// The new signing secret (created, rotated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl Done {
+    fn new(done: &str, id: i64) -> Done {
+        Done {
+            done: done.into(),
+            id,
+            from: None,
+            secret: None,
+        }
+    }
+    fn from(mut self, from: i64) -> Done {
+        self.from = Some(from);
+        self
+    }
+
+    /// The message in the page's language.
+    fn flash(&self, l: Lang) -> String {
+        let (id, from) = (self.id, self.from.unwrap_or_default());
+        let (ja, en): (String, String) = match self.done.as_str() {
+            "created" => (
+                format!("通知先 {id} を登録しました。"),
+                format!("Subscription {id} created."),
+            ),
+            "rotated" => (
+                "署名の鍵を新しくしました。以前の鍵も24時間は署名に使われます。".into(),
+                "New signing secret made; the previous one also signs for 24 hours.".into(),
+            ),
+            "paused" => ("一時停止しました。".into(), "Paused.".into()),
+            "resumed" => (
+                format!("第{from}号から再開しました。"),
+                format!("Resumed from event {from}."),
+            ),
+            "already_active" => (
+                "既に再開されています（正常に配信中です）。".into(),
+                "Already active: it is delivering normally.".into(),
+            ),
+            "replayed" => (
+                format!("第{from}号から送り直します。"),
+                format!("Replaying from event {from}."),
+            ),
+            "deleted" => (
+                format!("通知先 {id} を削除しました（送信の記録は残ります）。"),
+                format!("Subscription {id} deleted (its attempts stay on record)."),
+            ),
+            _ => return String::new(),
+        };
+        l.t(&ja, &en).to_string()
+    }
+}
+
+/// The raw value of the one-time cookie (longer than session cookies, so
 /// not through the shared reader's length limit).
-fn secret_cookie(headers: &HeaderMap) -> Option<String> {
+fn once_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SECRET_COOKIE)
+        .find(|(k, _)| *k == ONCE_COOKIE)
         .map(|(_, v)| v.trim().to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 1024)
+        .filter(|v| !v.is_empty() && v.len() <= 2048)
 }
 
-/// A 303 to `to`, carrying `secret` (sealed) for the page there.
-async fn redirect_with_secret(
+/// A 303 to `to`, carrying `done` (sealed) for the page there.
+async fn redirect_with(
     s: &AppState,
     ctx: &Ctx,
     tenant: &MunicipalityCode,
     to: &str,
-    secret: Option<(i64, String)>,
+    done: Done,
 ) -> Response {
     let mut res = Redirect::to(to).into_response();
-    let Some((id, secret)) = secret else {
+    let at = s.registry.clock().now().timestamp_micros();
+    let mut key = [0u8; 16];
+    if getrandom::fill(&mut key).is_err() {
+        return res;
+    }
+    let key = hex::encode(key);
+    let (t, context) = (tenant.clone(), once_context(&ctx.csrf, at, &key));
+    let Ok(plain) = serde_json::to_vec(&done) else {
         return res;
     };
-    let at = s.registry.clock().now().timestamp_micros();
-    let (t, context) = (tenant.clone(), secret_context(id, &ctx.csrf, at));
     let sealed = s
         .registry
         .store()
         .read(Some(tenant), move |tx| {
             tx.tenant_keys(&t)?
-                .seal(&context, secret.as_bytes())
+                .seal(&context, &plain)
                 .map_err(crate::store::StoreError::from)
         })
         .await;
     match sealed {
         Ok(sealed) => {
             let c = format!(
-                "{SECRET_COOKIE}={id}.{at}.{sealed}; Path={SECRET_COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age={SECRET_COOKIE_SECONDS}{}",
+                "{ONCE_COOKIE}={at}.{key}.{sealed}; Path={ONCE_COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age={ONCE_COOKIE_SECONDS}{}",
                 super::secure_attr()
             );
             if let Ok(v) = HeaderValue::from_str(&c) {
                 res.headers_mut().append(header::SET_COOKIE, v);
             }
         }
-        // The subscription is made; only the showing failed: the page
-        // says the secret was not kept, and a rotation makes a new one.
-        Err(e) => tracing::warn!(error = %e, "webhook: cannot seal a new secret for its page"),
+        // The action is done; only the showing failed: the page shows the
+        // state as it is, and a rotation makes a new secret.
+        Err(e) => tracing::warn!(error = %e, "webhook: cannot seal the message for its page"),
     }
     res
 }
 
-/// The secret the POST before left for this page (subscription `id`, or
-/// any on the list: None), if it is this session's and fresh; and whether
-/// a secret cookie came at all (then the answer clears it).
-async fn take_secret(
+/// What the POST before left for this page (subscription `id`, or the
+/// list: None), if it is this session's, fresh and not shown before (its
+/// key is then recorded as used); and whether a one-time cookie came at
+/// all (then the answer clears it).
+async fn take_done(
     s: &AppState,
     ctx: &Ctx,
     tenant: &MunicipalityCode,
     headers: &HeaderMap,
     id: Option<i64>,
-) -> (Option<NewSecret>, bool) {
-    let Some(raw) = secret_cookie(headers) else {
+) -> (Option<Done>, bool) {
+    let Some(raw) = once_cookie(headers) else {
         return (None, false);
     };
     let mut parts = raw.splitn(3, '.');
-    let (Some(sid), Some(at), Some(sealed)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(at), Some(key), Some(sealed)) = (parts.next(), parts.next(), parts.next()) else {
         return (None, true);
     };
-    let (Ok(sid), Ok(at)) = (sid.parse::<i64>(), at.parse::<i64>()) else {
+    let Ok(at) = at.parse::<i64>() else {
         return (None, true);
     };
+    if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (None, true);
+    }
     let now = s.registry.clock().now().timestamp_micros();
-    let fresh = (0..=SECRET_COOKIE_SECONDS * 1_000_000).contains(&(now - at));
-    if !fresh || id.is_some_and(|i| i != sid) {
+    let fresh = (0..=ONCE_COOKIE_SECONDS * 1_000_000).contains(&(now - at));
+    if !fresh {
         return (None, true);
     }
     let (t, context, sealed) = (
         tenant.clone(),
-        secret_context(sid, &ctx.csrf, at),
+        once_context(&ctx.csrf, at, key),
         sealed.to_string(),
     );
     let opened = s
@@ -490,20 +571,44 @@ async fn take_secret(
                 .tenant_keys(&t)?
                 .open(&context, &sealed)
                 .map_err(crate::store::StoreError::from)?;
-            Ok::<_, crate::store::StoreError>(String::from_utf8(plain.to_vec()).ok())
+            Ok::<_, crate::store::StoreError>(serde_json::from_slice::<Done>(&plain).ok())
         })
         .await;
-    match opened {
-        Ok(Some(secret)) => (Some(NewSecret { id: sid, secret }), true),
-        _ => (None, true),
+    let Ok(Some(done)) = opened else {
+        return (None, true);
+    };
+    // The list shows what was done to any subscription; a subscription's
+    // page only what was done to it.
+    if id.is_some_and(|i| i != done.id) {
+        return (None, true);
+    }
+    // Shown once: the first page to show it records its key as used.
+    let used = format!("{ONCE_KEY_SPACE}:{tenant}");
+    let key = key.to_string();
+    let expires = at + ONCE_COOKIE_SECONDS * 1_000_000;
+    let first = s
+        .registry
+        .store()
+        .write(None, move |tx| {
+            crate::store::accounts::use_assertion_id(tx, &used, &key, expires, now)
+        })
+        .await;
+    match first {
+        Ok(true) => (Some(done), true),
+        Ok(false) => (None, true),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook: cannot record a message as shown");
+            (None, true)
+        }
     }
 }
 
-/// Clears the secret cookie on `res` (the page showed it, or it was stale).
-fn clear_secret(mut res: Response, had: bool) -> Response {
+/// Clears the one-time cookie on `res` (the page showed it, or it was
+/// stale or used).
+fn clear_once(mut res: Response, had: bool) -> Response {
     if had {
         let c = format!(
-            "{SECRET_COOKIE}=; Path={SECRET_COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            "{ONCE_COOKIE}=; Path={ONCE_COOKIE_PATH}; HttpOnly; SameSite=Strict; Max-Age=0{}",
             super::secure_attr()
         );
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -513,79 +618,24 @@ fn clear_secret(mut res: Response, had: bool) -> Response {
     res
 }
 
-/// What the page after a redirect says was done (`?done=`).
-#[derive(serde::Deserialize, Default)]
-pub struct DoneQuery {
-    done: Option<String>,
-    id: Option<i64>,
-    from: Option<i64>,
-}
-
-impl DoneQuery {
-    /// The flash of `done` for subscription `id`; and whether the action
-    /// made a secret (shown once: after that the page says so).
-    fn flash(&self, l: Lang, id: Option<i64>) -> (String, bool) {
-        let id = id.or(self.id).unwrap_or_default();
-        let from = self.from.unwrap_or_default();
-        let (ja, en, secret) = match self.done.as_deref() {
-            Some("created") => (
-                format!("通知先 {id} を登録しました。"),
-                format!("Subscription {id} created."),
-                true,
-            ),
-            Some("rotated") => (
-                "署名の鍵を新しくしました。以前の鍵も24時間は署名に使われます。".into(),
-                "New signing secret made; the previous one also signs for 24 hours.".into(),
-                true,
-            ),
-            Some("paused") => ("一時停止しました。".into(), "Paused.".into(), false),
-            Some("resumed") => (
-                format!("第{from}号から再開しました。"),
-                format!("Resumed from event {from}."),
-                false,
-            ),
-            Some("replayed") => (
-                format!("第{from}号から送り直します。"),
-                format!("Replaying from event {from}."),
-                false,
-            ),
-            Some("deleted") => (
-                format!("通知先 {id} を削除しました（送信の記録は残ります）。"),
-                format!("Subscription {id} deleted (its attempts stay on record)."),
-                false,
-            ),
-            _ => return (String::new(), false),
-        };
-        (l.t(&ja, &en).to_string(), secret)
-    }
-}
-
-/// The flash after a redirect, and the one-time secret if this answer
-/// shows it; a secret action whose secret is not here any more (a
-/// reload) says how to get a new one.
+/// The flash after a redirect and the one-time secret, if this answer
+/// shows them; and whether a one-time cookie came.
 async fn after_redirect(
     s: &AppState,
     ctx: &Ctx,
     tenant: &MunicipalityCode,
     headers: &HeaderMap,
-    q: Result<Query<DoneQuery>, QueryRejection>,
     id: Option<i64>,
 ) -> (Result<(String, Option<NewSecret>), UiError>, bool) {
-    let l = ctx.lang;
-    let q = q.map(|Query(q)| q).unwrap_or_default();
-    let (flash, made_secret) = q.flash(l, id);
-    let (secret, had) = take_secret(s, ctx, tenant, headers, id.or(q.id)).await;
-    let flash = if made_secret && secret.is_none() {
-        format!(
-            "{flash}{}",
-            l.t(
-                "署名の鍵は一度だけ表示しました（再読み込みでは表示しません）。控えていない場合は「署名の鍵を新しくする」で作り直してください。",
-                " The signing secret was shown once (not again on a reload); if it was not kept, rotate it to make a new one.",
-            )
-        )
-    } else {
-        flash
+    let (done, had) = take_done(s, ctx, tenant, headers, id).await;
+    let Some(done) = done else {
+        return (Ok((String::new(), None)), had);
     };
+    let flash = done.flash(ctx.lang);
+    let secret = done.secret.clone().map(|secret| NewSecret {
+        id: done.id,
+        secret,
+    });
     (Ok((flash, secret)), had)
 }
 
@@ -632,17 +682,13 @@ async fn list_page(
 }
 
 /// The tenant's subscriptions and the form to subscribe a client.
-pub async fn list(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<DoneQuery>, QueryRejection>,
-) -> Response {
+pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, q, None).await;
-    clear_secret(list_page(&s, &ctx, &tenant, None, result).await, had)
+    let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, None).await;
+    clear_once(list_page(&s, &ctx, &tenant, None, result).await, had)
 }
 
 /// Subscribes a client: callback URL, event types ticked by name (none:
@@ -689,15 +735,9 @@ pub async fn create(
     match result {
         // POST-redirect-GET: the list shows the secret once.
         Ok(v) => {
-            let id = v.subscription_id;
-            redirect_with_secret(
-                &s,
-                &ctx,
-                &tenant,
-                &format!("/ui/admin/subscriptions?done=created&id={id}"),
-                v.secret.map(|secret| (id, secret)),
-            )
-            .await
+            let mut done = Done::new("created", v.subscription_id);
+            done.secret = v.secret;
+            redirect_with(&s, &ctx, &tenant, "/ui/admin/subscriptions", done).await
         }
         Err(e) => list_page(&s, &ctx, &tenant, Some(&f), Err(e)).await,
     }
@@ -764,7 +804,6 @@ pub async fn detail(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(raw): Path<String>,
-    q: Result<Query<DoneQuery>, QueryRejection>,
 ) -> Response {
     let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
         Ok(c) => c,
@@ -772,8 +811,8 @@ pub async fn detail(
     };
     match parse_id(&raw) {
         Ok(id) => {
-            let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, q, Some(id)).await;
-            clear_secret(detail_page(&s, &ctx, &tenant, id, result).await, had)
+            let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, Some(id)).await;
+            clear_once(detail_page(&s, &ctx, &tenant, id, result).await, had)
         }
         Err(e) => ctx.error(&e),
     }
@@ -798,26 +837,36 @@ pub async fn act(
     };
     let actor = ctx.caller.actor();
     let r = &s.registry;
-    let to = |done: &str| format!("/ui/admin/subscriptions/{id}?done={done}");
+    let to = format!("/ui/admin/subscriptions/{id}");
     // Each success is answered by a redirect to the page (POST-redirect-
-    // GET: a reload resends nothing); a refusal shows the page with the
-    // error, nothing changed.
-    let result: Result<(String, Option<(i64, String)>), UiError> = match f.v("action") {
+    // GET: a reload resends nothing), the message travelling in the
+    // one-time cookie; a refusal shows the page with the error, nothing
+    // changed.
+    let result: Result<(String, Done), UiError> = match f.v("action") {
         "rotate" => r
             .rotate_subscription_secret(&tenant, None, id, &actor)
             .await
-            .map(|v| (to("rotated"), v.secret.map(|secret| (id, secret))))
+            .map(|v| {
+                let mut done = Done::new("rotated", id);
+                done.secret = v.secret;
+                (to.clone(), done)
+            })
             .map_err(ui_error),
         "pause" => r
             .pause_subscription(&tenant, None, id, &actor)
             .await
-            .map(|_| (to("paused"), None))
+            .map(|_| (to.clone(), Done::new("paused", id)))
             .map_err(ui_error),
-        "resume" => r
-            .resume_subscription(&tenant, None, id, &actor)
-            .await
-            .map(|v| (format!("{}&from={}", to("resumed"), v.position + 1), None))
-            .map_err(ui_error),
+        "resume" => match r.resume_subscription(&tenant, None, id, &actor).await {
+            Ok(v) => Ok((to.clone(), Done::new("resumed", id).from(v.position + 1))),
+            // A double click, or a second administrator: it is running
+            // already, which is what was asked; said calmly, no error.
+            Err(crate::service::ServiceError::Invalid {
+                code: "subscription_not_paused",
+                ..
+            }) => Ok((to.clone(), Done::new("already_active", id))),
+            Err(e) => Err(ui_error(e)),
+        },
         "replay" => {
             // A number typed in wins over the list's choice.
             let typed = machi_domain::input::compact_number(f.v("from_number"));
@@ -830,7 +879,7 @@ pub async fn act(
                 Ok(from) => r
                     .replay_subscription(&tenant, None, id, from, &actor)
                     .await
-                    .map(|_| (format!("{}&from={from}", to("replayed")), None))
+                    .map(|_| (to.clone(), Done::new("replayed", id).from(from)))
                     .map_err(ui_error),
                 Err(_) => Err(UiError {
                     status: StatusCode::BAD_REQUEST,
@@ -852,8 +901,8 @@ pub async fn act(
                     .await
                     .map(|()| {
                         (
-                            format!("/ui/admin/subscriptions?done=deleted&id={id}"),
-                            None,
+                            "/ui/admin/subscriptions".to_string(),
+                            Done::new("deleted", id),
                         )
                     })
                     .map_err(ui_error)
@@ -866,7 +915,7 @@ pub async fn act(
         }),
     };
     match result {
-        Ok((to, secret)) => redirect_with_secret(&s, &ctx, &tenant, &to, secret).await,
+        Ok((to, done)) => redirect_with(&s, &ctx, &tenant, &to, done).await,
         Err(e) => detail_page(&s, &ctx, &tenant, id, Err(e)).await,
     }
 }

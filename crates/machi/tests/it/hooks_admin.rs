@@ -36,6 +36,8 @@ both_backends!(
     per_subscription_metrics_name_the_subscription_only,
     the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing,
     the_demo_has_a_vendor_client_to_subscribe,
+    a_link_cannot_make_the_subscription_pages_say_something_was_done,
+    a_second_resume_of_an_active_subscription_says_it_is_already_active,
 );
 
 const LOCAL: HookPolicy = HookPolicy {
@@ -116,12 +118,12 @@ impl Admin {
         };
         let (s, headers, page) =
             crate::ui::send(&self.router, "GET", &to, Some(&cookie), None).await;
-        if secret_cookie(&headers).is_none() && cookie.contains("machi_hook_secret=") {
-            // The page that showed the secret clears its cookie.
+        if secret_cookie(&headers).is_none() && cookie.contains("machi_hook_once=") {
+            // The page that showed the message clears its cookie.
             assert!(
                 headers
                     .iter()
-                    .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_secret=;")),
+                    .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_once=;")),
                 "{headers:?}"
             );
         }
@@ -173,13 +175,14 @@ impl Admin {
     }
 }
 
-/// The one-time secret cookie an answer sets (`name=value`), if any.
+/// The one-time cookie an answer sets (`name=value`: the message and,
+/// after a subscription or a rotation, the sealed secret), if any.
 fn secret_cookie(headers: &[(String, String)]) -> Option<String> {
     headers
         .iter()
         .filter(|(k, _)| k == "set-cookie")
         .filter_map(|(_, v)| v.split(';').next())
-        .find(|c| c.starts_with("machi_hook_secret=") && c.len() > "machi_hook_secret=".len())
+        .find(|c| c.starts_with("machi_hook_once=") && c.len() > "machi_hook_once=".len())
         .map(str::to_string)
 }
 
@@ -397,10 +400,12 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
 }
 
 /// POST-redirect-GET on the 通知先 page: a subscription made, a secret
-/// rotated, a pause are answered by a 303 to the page; the new secret
-/// travels sealed in a cookie bound to the session and is shown by that
-/// page once (the page clears it); a reload resends nothing, shows no
-/// secret and says how to get a new one; another session cannot open it.
+/// rotated, a pause are answered by a 303 to the page (no message in the
+/// URL); the message and the new secret travel sealed in a one-time
+/// cookie bound to the session and are shown by that page once (the page
+/// clears it); a reload resends nothing and shows neither; the same
+/// cookie sent again within its five minutes shows nothing either;
+/// another session cannot open it.
 async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(db: TestDb) {
     let a = admin(db).await;
     let rx = Receiver::start().await;
@@ -413,7 +418,7 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let to = crate::ui::location(&headers);
-    assert_eq!(to, "/ui/admin/subscriptions?done=created&id=1");
+    assert_eq!(to, "/ui/admin/subscriptions");
     let cookie = secret_cookie(&headers).expect("the sealed secret");
     assert!(!cookie.contains("whsec_"), "sealed: {cookie}");
     // Another session (the same administrator elsewhere) cannot open it.
@@ -427,6 +432,7 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
     )
     .await;
     assert!(secret_of(&page).is_none(), "bound to the session");
+    assert!(!visible_text(&page).contains("登録しました"), "{page}");
     // This session: shown once, and the answer clears the cookie.
     let (s, headers, page) = crate::ui::send(
         &a.router,
@@ -444,15 +450,31 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
     assert!(
         headers
             .iter()
-            .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_secret=;")),
+            .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_once=;")),
         "{headers:?}"
     );
-    // A reload (the cookie gone): no secret, no second subscription.
+    // A reload (the cookie gone): no secret, no message, no second
+    // subscription.
     let (s, _, page) = a.session.get(&to).await;
     assert_eq!(s, StatusCode::OK);
     assert!(secret_of(&page).is_none() && !page.contains(&secret));
-    let text = visible_text(&page);
-    assert!(text.contains("一度だけ表示しました"), "{text}");
+    assert!(!visible_text(&page).contains("登録しました"), "{page}");
+    // The same cookie again, within its five minutes (a reload before the
+    // browser dropped it, a copy): shown once means once.
+    let (s, _, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        &to,
+        Some(&format!("{}; {cookie}", a.session.cookie)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        secret_of(&page).is_none() && !page.contains(&secret),
+        "{page}"
+    );
+    assert!(!visible_text(&page).contains("登録しました"), "{page}");
     assert_eq!(
         a.registry
             .subscriptions(&code(FUCHU), None)
@@ -461,8 +483,6 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
             .len(),
         1
     );
-    let (_, _, page) = a.english().get(&to).await;
-    assert!(visible_text(&page).contains("shown once"), "{page}");
     // Rotation: the same, on the subscription's page.
     let (s, headers, _) = a
         .session
@@ -470,8 +490,18 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let to = crate::ui::location(&headers);
-    assert_eq!(to, "/ui/admin/subscriptions/1?done=rotated");
+    assert_eq!(to, "/ui/admin/subscriptions/1");
     let cookie = secret_cookie(&headers).expect("the sealed secret");
+    // A cookie for subscription 1 shows nothing on another one's page.
+    let (_, _, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        "/ui/admin/subscriptions/2",
+        Some(&format!("{}; {cookie}", a.session.cookie)),
+        None,
+    )
+    .await;
+    assert!(secret_of(&page).is_none(), "{page}");
     let (_, _, page) = crate::ui::send(
         &a.router,
         "GET",
@@ -482,30 +512,36 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
     .await;
     let rotated = secret_of(&page).expect("the new secret");
     assert_ne!(rotated, secret);
-    let (_, _, page) = a.session.get(&to).await;
-    assert!(secret_of(&page).is_none() && !page.contains(&rotated));
-    // A cookie for subscription 1 shows nothing on another one's page.
-    let (_, _, page) = crate::ui::send(
-        &a.router,
-        "GET",
-        "/ui/admin/subscriptions/2",
-        Some(&format!("{}; {cookie}", a.session.cookie)),
-        None,
-    )
-    .await;
-    assert!(!page.contains(&rotated));
-    // A pause: a redirect too, and a reload does not pause again.
+    assert!(visible_text(&page).contains("署名の鍵を新しくしました"));
+    for replay in [
+        a.session.cookie.clone(),
+        format!("{}; {cookie}", a.session.cookie),
+    ] {
+        let (_, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&replay), None).await;
+        assert!(secret_of(&page).is_none() && !page.contains(&rotated));
+        assert!(!visible_text(&page).contains("署名の鍵を新しくしました"));
+    }
+    // A pause: a redirect too; the message once, a reload neither pauses
+    // again nor says so again.
     let (s, headers, _) = a
         .session
         .post("/ui/admin/subscriptions/1/act", &[("action", "pause")])
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let to = crate::ui::location(&headers);
+    let cookie = format!(
+        "{}; {}",
+        a.session.cookie,
+        secret_cookie(&headers).expect("the message")
+    );
+    let (s, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(visible_text(&page).contains("一時停止しました"), "{page}");
     for _ in 0..2 {
-        let (s, _, page) = a.session.get(&to).await;
+        let (s, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
         assert_eq!(s, StatusCode::OK, "{page}");
         let text = visible_text(&page);
-        assert!(text.contains("一時停止しました"), "{text}");
+        assert!(!text.contains("一時停止しました"), "{text}");
         assert!(!text.contains("一時停止できません"), "{text}");
     }
     let functions: Vec<String> = a.logged().await.into_iter().map(|(f, _)| f).collect();
@@ -516,6 +552,117 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
             "webhook.rotate_secret",
             "webhook.pause"
         ]
+    );
+}
+
+/// A success message comes only from the server: a link carrying the old
+/// `?done=` query (stale, or forged) shows no message on either page, in
+/// either language.
+async fn a_link_cannot_make_the_subscription_pages_say_something_was_done(db: TestDb) {
+    let a = admin(db).await;
+    let rx = Receiver::start().await;
+    let (s, _, _) = a
+        .post_follow(
+            "/ui/admin/subscriptions",
+            &[("client_id", &a.client_id), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for (link, ja, en) in [
+        (
+            "/ui/admin/subscriptions?done=deleted&id=1",
+            "削除しました",
+            "deleted",
+        ),
+        (
+            "/ui/admin/subscriptions?done=created&id=7",
+            "登録しました",
+            "created",
+        ),
+        (
+            "/ui/admin/subscriptions/1?done=resumed&from=42",
+            "再開しました",
+            "Resumed",
+        ),
+        (
+            "/ui/admin/subscriptions/1?done=rotated",
+            "新しくしました",
+            "New signing secret",
+        ),
+    ] {
+        let (s, _, page) = a.session.get(link).await;
+        assert_eq!(s, StatusCode::OK, "{link}: {page}");
+        assert!(!visible_text(&page).contains(ja), "{link}: {page}");
+        let (_, _, page) = a.english().get(link).await;
+        assert!(!visible_text(&page).contains(en), "{link}: {page}");
+    }
+}
+
+/// 再開 clicked twice (or by two administrators): the second finds the
+/// subscription running and says so calmly on the page, no error page;
+/// only the first resume is logged.
+async fn a_second_resume_of_an_active_subscription_says_it_is_already_active(db: TestDb) {
+    let a = admin(db).await;
+    let rx = Receiver::start().await;
+    let (s, _, _) = a
+        .post_follow(
+            "/ui/admin/subscriptions",
+            &[("client_id", &a.client_id), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = a
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, page) = a
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "resume")])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(visible_text(&page).contains("から再開しました"), "{page}");
+    // The double click's second POST.
+    let (s, headers, body) = a
+        .session
+        .post("/ui/admin/subscriptions/1/act", &[("action", "resume")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(crate::ui::location(&headers), "/ui/admin/subscriptions/1");
+    let (s, _, page) = a
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "resume")])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "already active");
+    let text = visible_text(&page);
+    assert!(text.contains("既に再開されています"), "{text}");
+    assert!(!text.contains("再開するものはありません"), "{text}");
+    assert!(!page.contains("class=\"error\""), "{page}");
+    let english = a.english();
+    let (s, headers, _) = english
+        .post("/ui/admin/subscriptions/1/act", &[("action", "resume")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let cookie = format!(
+        "{}; {}",
+        english.cookie,
+        secret_cookie(&headers).expect("the message")
+    );
+    let (_, _, page) = crate::ui::send(
+        &a.router,
+        "GET",
+        "/ui/admin/subscriptions/1",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert!(visible_text(&page).contains("Already active"), "{page}");
+    let functions: Vec<String> = a.logged().await.into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        functions
+            .iter()
+            .filter(|f| f.as_str() == "webhook.resume")
+            .count(),
+        1,
+        "{functions:?}"
     );
 }
 
@@ -924,5 +1071,6 @@ async fn the_demo_has_a_vendor_client_to_subscribe(db: TestDb) {
         )
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
-    assert!(crate::ui::location(&headers).contains("done=created"));
+    assert_eq!(crate::ui::location(&headers), "/ui/admin/subscriptions");
+    assert!(secret_cookie(&headers).is_some(), "{headers:?}");
 }
