@@ -15,8 +15,8 @@ use machi_allowance::worker::Worker;
 use serde_json::{Value, json};
 
 use crate::allowance::{
-    CLERK, CLERK_PASSWORD, SUPERVISOR, Town, catch_up, csrf_of, d, enter_claim, family, found_on, get_as,
-    no_redirects, nonce_of, post_as, serve, sign_in, staff, town, ym,
+    CLERK, CLERK_PASSWORD, SUPERVISOR, Town, catch_up, csrf_of, d, enter_claim, family, found_on,
+    get_as, no_redirects, nonce_of, post_as, serve, sign_in, staff, town, ym,
 };
 use crate::support::TestDb;
 
@@ -688,7 +688,10 @@ async fn a_refund_is_paid_once_into_the_account_by_the_next_regular_file(db: Tes
                 !v["message_en"].as_str().unwrap().contains("line "),
                 "{body}: {text}"
             );
-            assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{text}");
+            assert!(
+                v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{text}"
+            );
         }
     }
     let (s, text) = put_json(
