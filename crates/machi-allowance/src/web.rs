@@ -2296,7 +2296,14 @@ struct NoticeForm {
     nonce: String,
     #[serde(default)]
     due_on: String,
+    /// `counter`: to be handed to the claimant at the counter (窓口交付),
+    /// printed without an address and the registry not asked for one.
+    #[serde(default)]
+    delivery: String,
 }
+
+/// What a notice handed over at the counter shows where the address goes.
+pub const COUNTER_DELIVERY: &str = "窓口交付";
 
 /// Issues a 返還通知書 for what of the claim is a 返還請求: the due date the
 /// clerk chose (at least [`NOTICE_MIN_DAYS`] after today, within a year), the claimant's name and
@@ -2375,36 +2382,70 @@ async fn notice_issue(
         Ok(_) => {}
         Err(e) => return internal(e),
     }
-    logged!(
-        s,
-        ctx.entry(&sess, Action::PersonRead, format!("person:{}", c.claimant))
-            .detail("返還通知書の宛先")
-    );
-    let to = match s.client.mailing_address(&c.claimant).await {
-        Ok(crate::worker::Mailing::Found(a)) => a,
-        Ok(crate::worker::Mailing::Hidden) => {
-            // j440: the registry withholds the address; nothing about it is
-            // shown or guessed, and nothing is posted.
-            return error_page(
-                Some(&sess),
-                StatusCode::CONFLICT,
-                "この受給者には支援措置（DV等の被害者の保護）がかかっているため、住民記録は住所をこのシステムに示しません。返還通知書は発行していません。郵送せず、支援措置の担当者に相談のうえ、受給者に窓口で手渡してください。",
-                "A support measure (protection of a victim of domestic violence or the like) applies to this claimant, so the registry withholds the address from this system. No notice was issued. Do not post one: consult the support-measure officer and hand the notice to the claimant at the counter.",
-            );
+    let counter = f.delivery == "counter";
+    let to = if counter {
+        // Handed over at the counter: no address is read, none printed;
+        // the name is the claim's own.
+        crate::worker::MailingAddress {
+            name: c.claimant_name.clone(),
+            postal_code: None,
+            address: COUNTER_DELIVERY.into(),
+            moved_out: false,
         }
-        Ok(crate::worker::Mailing::None) => {
-            return error_page(
-                Some(&sess),
-                StatusCode::CONFLICT,
-                "住民記録に受給者の送付先（住所・転出先）がありません（死亡・国外転出、または閲覧できない記録）。返還通知書は発行していません。",
-                "The registry shows no address to send the notice to (death, a move abroad, or a record this system may not read); no notice was issued.",
-            );
+    } else {
+        logged!(
+            s,
+            ctx.entry(&sess, Action::PersonRead, format!("person:{}", c.claimant))
+                .detail("返還通知書の宛先")
+        );
+        match s.client.mailing_address(&c.claimant).await {
+            Ok(crate::worker::Mailing::Found(a)) => a,
+            Ok(crate::worker::Mailing::Hidden) => {
+                // j440: the registry withholds the address; nothing about it is
+                // shown or guessed, and nothing is posted. The clerk may issue
+                // the notice to hand over at the counter instead.
+                let mut r = page(
+                    "エラー",
+                    Some(&sess),
+                    &format!(
+                        r#"<p class="err" role="alert" id="notice-hidden">{ja}<br lang="en"><span lang="en">{en}</span></p>
+<form method="post" action="/claims/{id}/notices"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="nonce" value="{nonce}"><input type="hidden" name="due_on" value="{due}"><input type="hidden" name="delivery" value="counter">
+<p>窓口で手渡す返還通知書は、住所を載せず「{counter}」と印刷します（郵送しないでください）。<span lang="en">A notice to hand over at the counter is printed with 「{counter}」 instead of an address (do not post it).</span></p>
+<p><button type="submit" id="notice-counter">窓口で手渡す返還通知書を発行する</button></p></form>
+<p><a href="/claims/{id}#notices">受給者の画面へ戻る</a></p>"#,
+                        ja = esc(
+                            "この受給者には支援措置（DV等の被害者の保護）がかかっているため、住民記録は住所をこのシステムに示しません。返還通知書は発行していません。郵送せず、支援措置の担当者に相談のうえ、受給者に窓口で手渡してください。"
+                        ),
+                        en = esc(
+                            "A support measure (protection of a victim of domestic violence or the like) applies to this claimant, so the registry withholds the address from this system. No notice was issued. Do not post one: consult the support-measure officer and hand the notice to the claimant at the counter."
+                        ),
+                        csrf = esc(&sess.csrf),
+                        nonce = esc(&f.nonce),
+                        due = esc(&s.wareki(due_on)),
+                        counter = COUNTER_DELIVERY,
+                    ),
+                );
+                *r.status_mut() = StatusCode::CONFLICT;
+                return r;
+            }
+            Ok(crate::worker::Mailing::None) => {
+                return error_page(
+                    Some(&sess),
+                    StatusCode::CONFLICT,
+                    "住民記録に受給者の送付先（住所・転出先）がありません（死亡・国外転出、または閲覧できない記録）。返還通知書は発行していません。",
+                    "The registry shows no address to send the notice to (death, a move abroad, or a record this system may not read); no notice was issued.",
+                );
+            }
+            Err(e) => return internal(e),
         }
-        Err(e) => return internal(e),
     };
     let log = ctx
         .entry(&sess, Action::NoticeIssued, format!("claim:{id}"))
-        .detail(format!("納付期限 {}", s.wareki(due_on)));
+        .detail(if counter {
+            format!("納付期限 {} {COUNTER_DELIVERY}", s.wareki(due_on))
+        } else {
+            format!("納付期限 {}", s.wareki(due_on))
+        });
     let n = crate::store::NewNotice {
         issued_on: today,
         due_on,

@@ -1175,4 +1175,50 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
     }
     assert!(o.store.notices(id).await.unwrap().is_empty());
     assert_eq!(logged(&o.store, Action::NoticeIssued).await, 0);
+
+    // The refusal offers the notice to hand over at the counter: issued
+    // without asking the registry again, printed with 「窓口交付」 where
+    // the address goes, logged as such.
+    assert!(body.contains(r#"id="notice-counter""#), "{body}");
+    let reads = registry_reads(&o.t.db).await;
+    let counter_nonce = nonce_for(&body, &format!("/claims/{id}/notices"));
+    assert_eq!(counter_nonce, nonce, "the same form, one notice");
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/claims/{id}/notices"),
+        &[
+            ("csrf", &csrf),
+            ("nonce", &counter_nonce),
+            ("due_on", "令和8年1月31日"),
+            ("delivery", "counter"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(registry_reads(&o.t.db).await, reads, "no registry read");
+    let notices = o.store.notices(id).await.unwrap();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (
+            notices[0].address.as_str(),
+            notices[0].postal_code.as_deref()
+        ),
+        ("窓口交付", None)
+    );
+    let url = format!("/claims/{id}/notices/{}", notices[0].id);
+    let (status, notice) = text_of(&http, &clerk, format!("{base}{url}")).await;
+    assert_eq!(status, 200, "{notice}");
+    crate::readable::assert_readable(&notice, "notice handed over at the counter");
+    assert!(
+        notice.contains(r#"<p id="notice-to">窓口交付<br>架空　太郎 様</p>"#),
+        "{notice}"
+    );
+    for address in ["宮西町", "〒"] {
+        assert!(!notice.contains(address), "{address} printed: {notice}");
+    }
+    assert_eq!(logged(&o.store, Action::NoticeIssued).await, 1);
+    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let (_, log) = text_of(&http, &boss.unwrap(), format!("{base}/access-log")).await;
+    assert!(log.contains("納付期限 令和8年1月31日 窓口交付"), "{log}");
 }
