@@ -43,6 +43,7 @@ both_backends!(
     a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed,
     a_prefix_pattern_is_kept_and_takes_types_added_later,
     a_client_pauses_and_resumes_its_subscription_through_the_api,
+    a_held_event_is_sent_alike_to_all_and_withheld_once_a_measure_begins,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -1371,5 +1372,80 @@ async fn a_client_pauses_and_resumes_its_subscription_through_the_api(db: TestDb
         mine,
         vec!["webhook.subscribe", "webhook.pause", "webhook.resume"],
         "{logged:?}"
+    );
+}
+
+/// The worker holds the events it read with their bodies (one read and
+/// one serialisation for all the subscriptions of a tenant): every
+/// subscription gets the same bytes, those the feed gives; and an event
+/// held from before a support measure began is still withheld from a
+/// subscription that reads it afterwards (the shield applies at each
+/// read, never the held body).
+async fn a_held_event_is_sent_alike_to_all_and_withheld_once_a_measure_begins(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let (rx1, rx2) = (Receiver::start().await, Receiver::start().await);
+    h.subscribe(json!({"url": rx1.url})).await;
+    let sub2 = h.subscribe(json!({"url": rx2.url})).await;
+    let id2 = sub2["subscription_id"].as_i64().unwrap();
+    let _w = h.worker(fast(50, 5_000));
+    let first = h.change().await;
+    let (got1, got2) = (
+        rx1.wait_ok(1, Duration::from_secs(20)).await,
+        rx2.wait_ok(1, Duration::from_secs(20)).await,
+    );
+    assert_eq!((got1[0].seq, got2[0].seq), (first, first));
+    assert_eq!(got1[0].body, got2[0].body, "the same bytes to each");
+    let sent: Value = serde_json::from_slice(&got1[0].body).unwrap();
+    let (s, feed) = call(
+        &h.api,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events?after={}", first - 1),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{feed}");
+    assert_eq!(sent, feed["events"][0], "the body is the feed's event");
+    assert!(
+        sent["data"]["persons"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    );
+
+    // A measure protects persons of that change; its own event follows.
+    let filed = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
+    h.db.registry
+        .support_register(
+            &code(FUCHU),
+            &crate::support_measures::request(filed),
+            &crate::support_measures::officer(),
+        )
+        .await
+        .unwrap();
+    rx2.wait_ok(2, Duration::from_secs(20)).await;
+    // Replayed: the held event is read again, under the shield now.
+    let (s, v) = call(
+        &h.api,
+        "POST",
+        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id2}/replay"),
+        Some(json!({"from": first})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got2 = rx2.wait_ok(3, Duration::from_secs(20)).await;
+    assert_eq!(got2[2].seq, first);
+    let again: Value = serde_json::from_slice(&got2[2].body).unwrap();
+    assert_eq!(again["id"], sent["id"]);
+    assert_eq!(again["data"]["withheld"], "support_measure", "{again}");
+    assert!(again["data"].get("persons").is_none(), "{again}");
+    let (_, feed) = call(
+        &h.api,
+        "GET",
+        &format!("/api/v1/tenants/{FUCHU}/events?after={}", first - 1),
+        None,
+    )
+    .await;
+    assert_eq!(
+        again, feed["events"][0],
+        "withheld as the feed withholds it"
     );
 }
