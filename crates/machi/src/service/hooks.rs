@@ -1218,96 +1218,13 @@ pub fn spawn_worker(
         client,
         owner: format!("w-{}", hex::encode(id)),
         config,
-        cache: EventCache::default(),
     });
     let task = tokio::spawn(async move { worker.run().await });
     Ok(WorkerHandle { task })
 }
 
-/// One event as it is sent: the outbox row and its CloudEvent body,
-/// built once and shared by every subscription that sends it.
-struct SentEvent {
-    event: records::OutboxEvent,
-    body: bytes::Bytes,
-}
-
-/// Most events [`EventCache`] holds, over all tenants (about a kilobyte
-/// each).
-pub const CACHED_EVENTS: usize = 8192;
-
-/// Most held events named to one read ([`store::leased_chunk`]'s `omit`).
-const OMIT_PER_READ: usize = 256;
-
-/// The events this worker read lately, per tenant, with their bodies: the
-/// subscriptions of a tenant send the same events, so the second and
-/// later read of an event carries no payload (PostgreSQL leaves it out)
-/// and nothing is parsed or serialised again. A committed outbox row never
-/// changes, so a held copy is never stale. Oldest first out, at most
-/// [`CACHED_EVENTS`]. Events that passed the support-measure shield are
-/// never held (their payload depends on the shield of the moment).
-#[derive(Default)]
-struct EventCache {
-    inner: std::sync::Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    tenants: std::collections::HashMap<String, std::collections::BTreeMap<i64, Arc<SentEvent>>>,
-    order: std::collections::VecDeque<(String, i64)>,
-}
-
-impl EventCache {
-    /// The held events of `tenant` after `after`, at most
-    /// [`OMIT_PER_READ`], held by the caller (an eviction meanwhile does
-    /// not take them away).
-    fn after(&self, tenant: &str, after: i64) -> std::collections::BTreeMap<i64, Arc<SentEvent>> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .tenants
-            .get(tenant)
-            .map(|m| {
-                m.range(after + 1..)
-                    .take(OMIT_PER_READ)
-                    .map(|(k, v)| (*k, v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn insert(&self, tenant: &str, e: Arc<SentEvent>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = e.event.seq;
-        let m = inner.tenants.entry(tenant.to_string()).or_default();
-        if m.insert(seq, e).is_some() {
-            return;
-        }
-        inner.order.push_back((tenant.to_string(), seq));
-        while inner.order.len() > CACHED_EVENTS {
-            let Some((t, n)) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(m) = inner.tenants.get_mut(&t) {
-                m.remove(&n);
-                if m.is_empty() {
-                    inner.tenants.remove(&t);
-                }
-            }
-        }
-    }
-}
-
-/// The CloudEvent body of an event.
-fn event_body(tenant: &str, event: &records::OutboxEvent) -> Result<bytes::Bytes, StoreError> {
-    let ce: CloudEvent = events::cloud_event(tenant, event, rfc3339);
-    serde_json::to_vec(&ce)
-        .map(bytes::Bytes::from)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 struct Worker {
     registry: Registry,
-    /// Events read lately and their bodies, shared by the subscriptions.
-    cache: EventCache,
     /// The registry's clock, or a faster one (see [`WorkerConfig::clock_scale`]).
     clock: Clock,
     client: reqwest::Client,
@@ -1738,10 +1655,7 @@ impl Worker {
         // One snapshot (SQLite's read transaction, PostgreSQL's
         // REPEATABLE READ): `last` and the events agree.
         let owner = self.owner.clone();
-        // Events read before (by this or another subscription): their
-        // payload is not read again.
-        let held = self.cache.after(s.tenant.as_str(), after);
-        let (events, last, current, held, shielded) = self
+        let (events, last, current) = self
             .registry
             .store()
             .read(Some(&s.tenant), move |tx| {
@@ -1751,25 +1665,16 @@ impl Worker {
                 // they are now (a rotation while this lease is held signs
                 // the next chunk with both), the tenant's head, whether
                 // anyone is protected and the events.
-                let omit: Vec<i64> = held.keys().copied().collect();
-                let Some(mut c) =
-                    store::leased_chunk(tx, &t, id, &owner, after, &types, limit as i64, &omit)?
+                let Some(c) = store::leased_chunk(tx, &t, id, &owner, after, &types, limit as i64)?
                 else {
-                    return Ok((Vec::new(), 0, None, held, false));
+                    return Ok((Vec::new(), 0, None));
                 };
-                // The payloads left out, from the held copies.
-                for e in &mut c.events {
-                    if let Some(h) = held.get(&e.seq) {
-                        e.payload = h.event.payload.clone();
-                    }
-                }
-                let shielded = !c.events.is_empty() && c.protected;
-                let next = if shielded {
-                    super::registry::withhold_protected(tx, &t, c.events)?
-                } else {
+                let next = if c.events.is_empty() || !c.protected {
                     c.events
+                } else {
+                    super::registry::withhold_protected(tx, &t, c.events)?
                 };
-                Ok::<_, ServiceError>((next, c.head, Some(c.subscription), held, shielded))
+                Ok::<_, ServiceError>((next, c.head, Some(c.subscription)))
             })
             .await?;
         let Some(c) = current else {
@@ -1820,39 +1725,21 @@ impl Worker {
         let mut sent_all = true;
         let n = events.len();
         for (i, event) in events.into_iter().enumerate() {
-            // The body built once per event (see [`EventCache`]); an event
-            // that passed the shield is built for this read alone.
-            let body = match held.get(&event.seq) {
-                Some(h) if !shielded => h.body.clone(),
-                _ => {
-                    let body = event_body(s.tenant.as_str(), &event)?;
-                    if !shielded {
-                        self.cache.insert(
-                            s.tenant.as_str(),
-                            Arc::new(SentEvent {
-                                event: event.clone(),
-                                body: body.clone(),
-                            }),
-                        );
-                    }
-                    body
-                }
-            };
+            let ce: CloudEvent = events::cloud_event(s.tenant.as_str(), &event, rfc3339);
+            let body = serde_json::to_vec(&ce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let now = clock.now();
             let ts = now.timestamp();
-            let mut signature = sign(&secret, &event.event_id, ts, &body)?;
+            let mut signature = sign(&secret, &ce.id, ts, &body)?;
             if let Some(prev) = &previous {
                 signature.push(' ');
-                signature.push_str(&sign(prev, &event.event_id, ts, &body)?);
+                signature.push_str(&sign(prev, &ce.id, ts, &body)?);
             }
-            let sent = self
-                .send(&s.url, &event.event_id, ts, &signature, body)
-                .await;
+            let sent = self.send(&s.url, &ce.id, ts, &signature, body).await;
             let at_us = clock.now().timestamp_micros();
             attempts.push(Attempt {
                 attempt_id: 0,
                 seq: event.seq,
-                webhook_id: event.event_id.clone(),
+                webhook_id: ce.id.clone(),
                 at: now.timestamp_micros(),
                 status: sent.status.map(i64::from),
                 latency_ms: sent.latency_ms,
@@ -1982,14 +1869,7 @@ impl Worker {
         }
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        id: &str,
-        ts: i64,
-        signature: &str,
-        body: bytes::Bytes,
-    ) -> Sent {
+    async fn send(&self, url: &str, id: &str, ts: i64, signature: &str, body: Vec<u8>) -> Sent {
         let started = Instant::now();
         let r = self
             .client

@@ -291,9 +291,7 @@ pub struct LeasedChunk {
     /// shield before they are sent. False: nobody is, no shield to load.
     pub protected: bool,
     /// Up to `limit` events after the position, of the subscription's
-    /// types, in sequence order. On PostgreSQL the payload of an event
-    /// named in the read's `omit` is not sent (`serde_json::Value::Null`):
-    /// the caller holds it already.
+    /// types, in sequence order.
     pub events: Vec<super::records::OutboxEvent>,
 }
 
@@ -303,10 +301,7 @@ pub struct LeasedChunk {
 /// PostgreSQL one statement (the row, the head, the shield flag and the
 /// events through a `LEFT JOIN LATERAL`): one round trip; on SQLite two.
 /// Call it in one snapshot (a read transaction): the head and the events
-/// agree. `omit`: events whose payload the caller holds already (a
-/// committed event never changes); PostgreSQL leaves their payload out of
-/// the answer, SQLite (in process, nothing to carry) ignores it.
-#[allow(clippy::too_many_arguments)]
+/// agree.
 pub fn leased_chunk(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -315,7 +310,6 @@ pub fn leased_chunk(
     after: i64,
     types: &[String],
     limit: i64,
-    omit: &[i64],
 ) -> Result<Option<LeasedChunk>, StoreError> {
     let columns: Vec<String> = COLUMNS
         .split(',')
@@ -325,22 +319,13 @@ pub fn leased_chunk(
         "(SELECT h.event_seq FROM tenant_heads h WHERE h.tenant = s.tenant), {}",
         super::support::any_protected_sql()
     );
-    let (kinds, values) = super::records::kind_filter(types, 7);
-    // An int8[] literal of numbers only: `{1,2,3}`.
-    let omitted = format!(
-        "{{{}}}",
-        omit.iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let (kinds, values) = super::records::kind_filter(types, 6);
     let mut params: Vec<super::Param<'_>> = vec![
         tenant.as_str().into(),
         id.into(),
         owner.into(),
         after.into(),
         limit.into(),
-        omitted.as_str().into(),
     ];
     params.extend(values.into_iter().map(super::Param::from));
     let subscription_where =
@@ -348,8 +333,7 @@ pub fn leased_chunk(
     if tx.backend() == super::Backend::Postgres {
         let rows = tx.query(
             &format!(
-                "SELECT {}, {head_and_flag}, e.seq, e.event_id, e.kind, e.change_id, \
-                 CASE WHEN e.seq = ANY($6::text::int8[]) THEN NULL ELSE e.payload END, e.created_at \
+                "SELECT {}, {head_and_flag}, e.seq, e.event_id, e.kind, e.change_id, e.payload, e.created_at \
                  FROM webhook_subscriptions s LEFT JOIN LATERAL (\
                  SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox \
                  WHERE tenant = $1 AND seq > $4{kinds} ORDER BY seq LIMIT $5) e ON true \
@@ -368,19 +352,8 @@ pub fn leased_chunk(
             events: Vec::with_capacity(rows.len()),
         };
         for r in &rows {
-            if let Some(seq) = r.opt_int(17)? {
-                out.events.push(if omit.contains(&seq) {
-                    super::records::OutboxEvent {
-                        seq,
-                        event_id: r.text(18)?,
-                        kind: r.text(19)?,
-                        change_id: r.opt_int(20)?,
-                        payload: serde_json::Value::Null,
-                        created_at: r.int(22)?,
-                    }
-                } else {
-                    event_at(r, 17)?
-                });
+            if r.opt_int(17)?.is_some() {
+                out.events.push(event_at(r, 17)?);
             }
         }
         return Ok(Some(out));

@@ -43,7 +43,7 @@ both_backends!(
     a_start_past_the_latest_event_is_refused_on_create_and_on_the_feed,
     a_prefix_pattern_is_kept_and_takes_types_added_later,
     a_client_pauses_and_resumes_its_subscription_through_the_api,
-    a_held_event_is_sent_alike_to_all_and_withheld_once_a_measure_begins,
+    every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a_measure_begins,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -1375,13 +1375,11 @@ async fn a_client_pauses_and_resumes_its_subscription_through_the_api(db: TestDb
     );
 }
 
-/// The worker holds the events it read with their bodies (one read and
-/// one serialisation for all the subscriptions of a tenant): every
-/// subscription gets the same bytes, those the feed gives; and an event
-/// held from before a support measure began is still withheld from a
-/// subscription that reads it afterwards (the shield applies at each
-/// read, never the held body).
-async fn a_held_event_is_sent_alike_to_all_and_withheld_once_a_measure_begins(db: TestDb) {
+/// Every subscription gets the same bytes for an event, those the pull
+/// feed gives; and an event delivered in full before a support measure
+/// began is withheld (j440) when a subscription reads it again afterwards
+/// (a replay): the shield applies at each read, as on the feed.
+async fn every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a_measure_begins(db: TestDb) {
     let h = hub(db, Clock::System).await;
     let (rx1, rx2) = (Receiver::start().await, Receiver::start().await);
     h.subscribe(json!({"url": rx1.url})).await;
