@@ -408,7 +408,7 @@ fn once_context(csrf: &str, at: i64, key: &str) -> String {
 /// What was done, as the page after the redirect says it.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Done {
-    /// `created`, `rotated`, `paused`, `resumed`, `already_active`,
+    /// `created`, `rotated`, `paused`, `already_stopped`, `resumed`, `already_active`,
     /// `replayed`, `deleted`.
     done: String,
     /// The subscription.
@@ -451,6 +451,10 @@ impl Done {
             "resumed" => (
                 format!("第{from}号から再開しました。"),
                 format!("Resumed from event {from}."),
+            ),
+            "already_stopped" => (
+                "既に停止しています（配信していません）。".into(),
+                "Already stopped: nothing is being delivered.".into(),
             ),
             "already_active" => (
                 "既に再開されています（正常に配信中です）。".into(),
@@ -852,11 +856,16 @@ pub async fn act(
                 (to.clone(), done)
             })
             .map_err(ui_error),
-        "pause" => r
-            .pause_subscription(&tenant, None, id, &actor)
-            .await
-            .map(|_| (to.clone(), Done::new("paused", id)))
-            .map_err(ui_error),
+        "pause" => match r.pause_subscription(&tenant, None, id, &actor).await {
+            Ok(_) => Ok((to.clone(), Done::new("paused", id))),
+            // A double click, or a second administrator: it is stopped
+            // already, which is what was asked; said calmly, no error.
+            Err(crate::service::ServiceError::Invalid {
+                code: "subscription_not_active",
+                ..
+            }) => Ok((to.clone(), Done::new("already_stopped", id))),
+            Err(e) => Err(ui_error(e)),
+        },
         "resume" => match r.resume_subscription(&tenant, None, id, &actor).await {
             Ok(v) => Ok((to.clone(), Done::new("resumed", id).from(v.position + 1))),
             // A double click, or a second administrator: it is running

@@ -1379,7 +1379,9 @@ async fn a_client_pauses_and_resumes_its_subscription_through_the_api(db: TestDb
 /// feed gives; and an event delivered in full before a support measure
 /// began is withheld (j440) when a subscription reads it again afterwards
 /// (a replay): the shield applies at each read, as on the feed.
-async fn every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a_measure_begins(db: TestDb) {
+async fn every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a_measure_begins(
+    db: TestDb,
+) {
     let h = hub(db, Clock::System).await;
     let (rx1, rx2) = (Receiver::start().await, Receiver::start().await);
     h.subscribe(json!({"url": rx1.url})).await;

@@ -38,6 +38,7 @@ both_backends!(
     the_demo_has_a_vendor_client_to_subscribe,
     a_link_cannot_make_the_subscription_pages_say_something_was_done,
     a_second_resume_of_an_active_subscription_says_it_is_already_active,
+    a_second_pause_says_it_is_already_stopped,
 );
 
 const LOCAL: HookPolicy = HookPolicy {
@@ -280,12 +281,12 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
     let sent = rx.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.all().len(), sent, "paused: nothing sent");
-    // Pausing again is refused, nothing changed.
+    // Pausing again changes nothing and says so calmly.
     let (s, _, page) = a
         .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{page}");
-    assert!(visible_text(&page).contains("一時停止できません"));
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(visible_text(&page).contains("既に停止しています"));
     // Resume: from the first event not yet delivered.
     rx.otherwise(None);
     let (s, _, page) = a
@@ -1073,4 +1074,39 @@ async fn the_demo_has_a_vendor_client_to_subscribe(db: TestDb) {
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(crate::ui::location(&headers), "/ui/admin/subscriptions");
     assert!(secret_cookie(&headers).is_some(), "{headers:?}");
+}
+
+async fn a_second_pause_says_it_is_already_stopped(db: TestDb) {
+    let a = admin(db).await;
+    let rx = Receiver::start().await;
+    let (s, _, _) = a
+        .post_follow(
+            "/ui/admin/subscriptions",
+            &[("client_id", &a.client_id), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, page) = a
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(visible_text(&page).contains("一時停止しました"), "{page}");
+    // The double click's second POST: back to the page, calmly.
+    let (s, headers, body) = a
+        .session
+        .post("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(crate::ui::location(&headers), "/ui/admin/subscriptions/1");
+    let (s, _, page) = a
+        .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "already stopped");
+    let text = visible_text(&page);
+    assert!(text.contains("既に停止しています"), "{text}");
+    // No error message (the state itself is shown as a warning: paused).
+    assert!(!page.contains("role=\"alert\""), "{page}");
+    let v = a.registry.subscriptions(&code(FUCHU), None).await.unwrap();
+    assert_eq!(v[0].status, "paused");
 }
