@@ -2240,11 +2240,18 @@ fn notices_section(
     for n in notices.iter().rev() {
         let _ = write!(
             b,
-            r#"<p class="notice-issued" id="notice-{id}">返還通知 {issued} 発行済み（通知番号 第{id}号、返還を求める額 {amount}、納付期限 {due}） <a href="/claims/{claim_id}/notices/{id}" id="notice-print-{id}">返還通知書を印刷する（再印刷）</a></p>"#,
+            r#"<p class="notice-issued" id="notice-{id}">返還通知 {issued} 発行済み（通知番号 第{id}号、返還を求める額 {amount}、納付期限 {due}{how}） <a href="/claims/{claim_id}/notices/{id}" id="notice-print-{id}">返還通知書を印刷する（再印刷）</a></p>"#,
             id = n.id,
             issued = s.wareki(n.issued_on),
             amount = yen(n.amount),
             due = s.wareki(n.due_on),
+            // A notice to hand over at the counter says so here too: it
+            // must never be posted.
+            how = if n.address == COUNTER_DELIVERY {
+                "、窓口で手渡し（郵送しない）"
+            } else {
+                ""
+            },
         );
     }
     let current = notices.last().is_some_and(|n| n.parts == parts);

@@ -1217,6 +1217,12 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
     for address in ["宮西町", "〒"] {
         assert!(!notice.contains(address), "{address} printed: {notice}");
     }
+    // The claim's list of notices says it is handed over, not posted.
+    let (_, claim) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    assert!(
+        claim.contains("窓口で手渡し（郵送しない）"),
+        "the list does not say it: {claim}"
+    );
     assert_eq!(logged(&o.store, Action::NoticeIssued).await, 1);
     let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
     let (_, log) = text_of(&http, &boss.unwrap(), format!("{base}/access-log")).await;
