@@ -297,6 +297,12 @@ impl RegistryClient {
             Answer::Unknown => return Ok(Mailing::None),
         };
         let r = &v["record"];
+        // Shown after a support officer's release (the record says
+        // `support_measure`): still no address on a notice to post. The
+        // clerk hands it over at the counter instead (j440).
+        if !r["support_measure"].is_null() {
+            return Ok(Mailing::Hidden);
+        }
         let name = r["name"].as_str().unwrap_or_default().to_string();
         let text = |v: &Value| {
             v.as_str()

@@ -1136,6 +1136,19 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
         )
         .await
         .unwrap();
+    // Even a release for the 児童手当 system's client (its next read sees
+    // the record, marked `support_measure`) gives no address to post to.
+    o.t.db
+        .registry
+        .support_release(
+            &crate::support::code(crate::support::FUCHU),
+            &claimant.parse().unwrap(),
+            machi_domain::support::SupportPurpose::View,
+            &format!("client:{}", o.t.link.client_id),
+            &crate::support_measures::officer(),
+        )
+        .await
+        .unwrap();
     let base = serve(o.web.clone()).await;
     let http = no_redirects();
     let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
