@@ -405,8 +405,9 @@ fn once_context(csrf: &str, at: i64, key: &str) -> String {
     format!("webhook_once/{csrf}/{at}/{key}")
 }
 
-/// What was done, as the page after the redirect says it.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+/// What was done, as the page after the redirect says it. Its `Debug`
+/// leaves the secret out (never in a log line).
+#[derive(serde::Serialize, serde::Deserialize, Clone, PartialEq, Eq)]
 pub struct Done {
     /// `created`, `rotated`, `paused`, `already_stopped`, `resumed`, `already_active`,
     /// `replayed`, `deleted`.
@@ -419,6 +420,17 @@ pub struct Done {
     /// The new signing secret (created, rotated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Done")
+            .field("done", &self.done)
+            .field("id", &self.id)
+            .field("from", &self.from)
+            .field("secret", &self.secret.as_ref().map(|_| "(withheld)"))
+            .finish()
+    }
 }
 
 impl Done {
