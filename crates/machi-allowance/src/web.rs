@@ -2504,6 +2504,28 @@ async fn notice_page(
         ctx.entry(&sess, Action::NoticePrinted, format!("claim:{id}"))
             .detail(format!("通知番号 {nid}"))
     );
+    // A notice to post is shown with its address only while the registry
+    // still shows one: a support measure that began after the issue
+    // (j440), or a registry that cannot be asked, withholds it, and the
+    // notice is printed to hand over at the counter.
+    let withheld: Option<&str> = if n.address == COUNTER_DELIVERY {
+        None
+    } else {
+        logged!(
+            s,
+            ctx.entry(&sess, Action::PersonRead, format!("person:{}", c.claimant))
+                .detail("返還通知書の再印刷の宛先確認")
+        );
+        match s.client.mailing_address(&c.claimant).await {
+            Ok(crate::worker::Mailing::Hidden) => Some(
+                "この受給者には現在、支援措置（DV等の被害者の保護）がかかっています。発行時の住所は表示しません。郵送せず、窓口で手渡してください。<span lang=\"en\">A support measure now protects this claimant: the address at issue is not shown. Do not post the notice; hand it over at the counter.</span>",
+            ),
+            Ok(_) => None,
+            Err(_) => Some(
+                "住民記録に確認できないため、住所を表示しません。郵送せず、確認できてから印刷するか、窓口で手渡してください。<span lang=\"en\">The registry cannot be asked now, so the address is not shown. Do not post the notice; print it again later or hand it over at the counter.</span>",
+            ),
+        }
+    };
     let names: HashMap<&str, &str> = c
         .children
         .iter()
@@ -2543,7 +2565,7 @@ async fn notice_page(
         );
     }
     let b = format!(
-        r##"<div class="noprint"><p><a href="/claims/{id}#notices">受給者の画面へ戻る</a></p><p>ブラウザの印刷機能（Ctrl+P など）で、A4の用紙に印刷してください。メニューとこの案内は印刷されません。</p></div>
+        r##"<div class="noprint">{warning}<p><a href="/claims/{id}#notices">受給者の画面へ戻る</a></p><p>ブラウザの印刷機能（Ctrl+P など）で、A4の用紙に印刷してください。メニューとこの案内は印刷されません。</p></div>
 <article class="notice" aria-labelledby="notice-title">
 <p class="r">通知番号 第{nid}号<br>{issued}</p>
 <p id="notice-to">{postal}{address}<br>{who} 様</p>
@@ -2560,12 +2582,18 @@ async fn notice_page(
 <p>この通知の内容について不明な点は、児童手当担当へお問い合わせください。</p>
 </article>"##,
         issued = s.wareki(n.issued_on),
-        postal = n
-            .postal_code
-            .as_deref()
-            .map(|p| format!("〒{}<br>", esc(p)))
+        warning = withheld
+            .map(|w| format!(r#"<p class="err" role="alert" id="notice-withheld">{w}</p>"#))
             .unwrap_or_default(),
-        address = esc(&n.address),
+        postal = match (withheld, n.postal_code.as_deref()) {
+            (None, Some(p)) => format!("〒{}<br>", esc(p)),
+            _ => String::new(),
+        },
+        address = esc(if withheld.is_some() {
+            COUNTER_DELIVERY
+        } else {
+            &n.address
+        }),
         who = esc(&n.name),
         amount = yen(n.amount),
         basis = articles

@@ -28,6 +28,7 @@ both_backends!(
     a_file_that_pays_one_claimant_demands_nothing_of_another,
     a_repayment_received_before_the_overpayment_was_found_is_refused,
     a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_nothing,
+    a_reprint_after_a_support_measure_began_shows_no_address,
 );
 
 /// A claim with a 返還請求 of ¥25,000.
@@ -1240,4 +1241,70 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
     let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
     let (_, log) = text_of(&http, &boss.unwrap(), format!("{base}/access-log")).await;
     assert!(log.contains("納付期限 令和8年1月31日 窓口交付"), "{log}");
+}
+
+/// A notice issued to the claimant's address, reprinted after a support
+/// measure began for them (j440): the reprint shows no address (「窓口交付」
+/// instead) and tells the clerk not to post it.
+async fn a_reprint_after_a_support_measure_began_shows_no_address(db: TestDb) {
+    let o = overpaid(db, "2025-12-20").await;
+    let id = o.id;
+    let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
+    let base = serve(o.web.clone()).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let csrf = csrf_of(&html);
+    let nonce = nonce_for(&html, &format!("/claims/{id}/notices"));
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}/claims/{id}/notices"),
+        &[
+            ("csrf", &csrf),
+            ("nonce", &nonce),
+            ("due_on", "令和8年1月31日"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let notices = o.store.notices(id).await.unwrap();
+    assert_eq!(notices.len(), 1);
+    let url = format!("{base}/claims/{id}/notices/{}", notices[0].id);
+    let (status, before) = text_of(&http, &clerk, url.clone()).await;
+    assert_eq!(status, 200, "{before}");
+    assert!(before.contains("宮西町"), "the address as issued: {before}");
+    assert!(!before.contains("notice-withheld"), "{before}");
+
+    let today = chrono::Utc::now()
+        .with_timezone(&machi::service::clock::jst())
+        .date_naive();
+    let mut req = crate::support_measures::request(today);
+    req.requester.addressee_number = claimant.parse().unwrap();
+    req.related_persons.clear();
+    o.t.db
+        .registry
+        .support_register(
+            &crate::support::code(crate::support::FUCHU),
+            &req,
+            &crate::support_measures::officer(),
+        )
+        .await
+        .unwrap();
+    let (status, after) = text_of(&http, &clerk, url).await;
+    assert_eq!(status, 200, "{after}");
+    crate::readable::assert_readable(&after, "a reprint under a support measure");
+    for address in ["宮西町", "〒"] {
+        assert!(!after.contains(address), "{address} printed: {after}");
+    }
+    assert!(
+        after.contains(r#"<p id="notice-to">窓口交付<br>"#),
+        "{after}"
+    );
+    assert!(
+        after.contains("郵送せず、窓口で手渡してください"),
+        "{after}"
+    );
+    assert!(after.contains("hand it over at the counter"), "{after}");
 }
