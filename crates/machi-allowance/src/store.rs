@@ -2473,69 +2473,52 @@ fn due_lines(c: &Connection, rule: PayRule, on: NaiveDate) -> Result<Vec<Payment
         // paid into the dead claimant's account but, as one 未支払 line,
         // into the account of the 未支払請求; without one it is held
         // (account None: 未支払請求待ち).
-        if cl.end_reason.as_deref() == Some(DEATH) && cl.ended_on.is_some_and(|e| e <= on) {
-            let to = unpaid_claim_of(c, cl.id)?.map(|u| u.account);
+        let dead = cl.end_reason.as_deref() == Some(DEATH) && cl.ended_on.is_some_and(|e| e <= on);
+        let account = if dead {
+            unpaid_claim_of(c, cl.id)?.map(|u| u.account)
+        } else {
+            cl.account.clone()
+        };
+        let line = |rule: PayRule, months: Vec<String>, amounts: Vec<i64>| PaymentLine {
+            claim_id: cl.id,
+            claimant: cl.claimant.clone(),
+            claimant_name: cl.claimant_name.clone(),
+            amount: amounts.iter().sum(),
+            months,
+            amounts,
+            rule,
+            offset: 0,
+            account: account.clone(),
+        };
+        let of = |ms: &[&rules::Due]| {
+            (
+                ms.iter().map(|m| m.month.month.iso()).collect::<Vec<_>>(),
+                ms.iter().map(|m| m.amount).collect::<Vec<_>>(),
+            )
+        };
+        if dead {
             let mut ms: Vec<&rules::Due> = due.iter().collect();
             ms.sort_by_key(|m| m.month.month);
-            let amount: i64 = ms.iter().map(|m| m.amount).sum();
-            if amount > 0 {
-                out.push(PaymentLine {
-                    claim_id: cl.id,
-                    claimant: cl.claimant.clone(),
-                    claimant_name: cl.claimant_name.clone(),
-                    amount,
-                    months: ms.iter().map(|m| m.month.month.iso()).collect(),
-                    amounts: ms.iter().map(|m| m.amount).collect(),
-                    rule: PayRule::Unpaid,
-                    offset: 0,
-                    account: to.clone(),
-                });
+            let (months, amounts) = of(&ms);
+            if amounts.iter().sum::<i64>() > 0 {
+                out.push(line(PayRule::Unpaid, months, amounts));
             }
-            if let Some(rf) = refunds.get(&cl.id) {
-                out.push(PaymentLine {
-                    claim_id: cl.id,
-                    claimant: cl.claimant.clone(),
-                    claimant_name: cl.claimant_name.clone(),
-                    amount: rf.iter().map(|x| x.2).sum(),
-                    months: rf.iter().map(|x| x.1.iso()).collect(),
-                    amounts: rf.iter().map(|x| x.2).collect(),
-                    rule: PayRule::Refund,
-                    offset: 0,
-                    account: to,
-                });
-            }
-            continue;
-        }
-        // One line per claim and rule: 過去分 first, then the period's.
-        for r in [PayRule::Arrears, PayRule::Regular, PayRule::OnEnd] {
-            let ms: Vec<&rules::Due> = due.iter().filter(|d| d.rule == r).collect();
-            let amount: i64 = ms.iter().map(|m| m.amount).sum();
-            if amount > 0 {
-                out.push(PaymentLine {
-                    claim_id: cl.id,
-                    claimant: cl.claimant.clone(),
-                    claimant_name: cl.claimant_name.clone(),
-                    amount,
-                    months: ms.iter().map(|m| m.month.month.iso()).collect(),
-                    amounts: ms.iter().map(|m| m.amount).collect(),
-                    rule: r,
-                    offset: 0,
-                    account: cl.account.clone(),
-                });
+        } else {
+            // One line per claim and rule: 過去分 first, then the period's.
+            for r in [PayRule::Arrears, PayRule::Regular, PayRule::OnEnd] {
+                let ms: Vec<&rules::Due> = due.iter().filter(|d| d.rule == r).collect();
+                let (months, amounts) = of(&ms);
+                if amounts.iter().sum::<i64>() > 0 {
+                    out.push(line(r, months, amounts));
+                }
             }
         }
         if let Some(rf) = refunds.get(&cl.id) {
-            out.push(PaymentLine {
-                claim_id: cl.id,
-                claimant: cl.claimant.clone(),
-                claimant_name: cl.claimant_name.clone(),
-                amount: rf.iter().map(|x| x.2).sum(),
-                months: rf.iter().map(|x| x.1.iso()).collect(),
-                amounts: rf.iter().map(|x| x.2).collect(),
-                rule: PayRule::Refund,
-                offset: 0,
-                account: cl.account.clone(),
-            });
+            out.push(line(
+                PayRule::Refund,
+                rf.iter().map(|x| x.1.iso()).collect(),
+                rf.iter().map(|x| x.2).collect(),
+            ));
         }
     }
     Ok(out)

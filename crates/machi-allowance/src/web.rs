@@ -239,13 +239,24 @@ struct ApiError {
 }
 
 fn api_error(status: StatusCode, code: &'static str, ja: &str, en: &str) -> Response {
+    api_error_with(status, code, ja, en, None)
+}
+
+/// [`api_error`] with the parser's own words in `detail`.
+fn api_error_with(
+    status: StatusCode,
+    code: &'static str,
+    ja: &str,
+    en: &str,
+    detail: Option<String>,
+) -> Response {
     let mut r = (
         status,
         axum::Json(ApiError {
             code,
             message_ja: ja.into(),
             message_en: en.into(),
-            detail: None,
+            detail,
         }),
     )
         .into_response();
@@ -5382,18 +5393,13 @@ fn api_refusal(r: Refusal) -> Response {
 fn api_bad_body(e: axum::extract::rejection::JsonRejection) -> Response {
     // The parser's own words are English and technical: they go in a
     // field of their own, never into the Japanese message.
-    let mut r = (
+    api_error_with(
         StatusCode::BAD_REQUEST,
-        axum::Json(ApiError {
-            code: "invalid_body",
-            message_ja: "送信された内容をJSONとして読み取れません。項目の名前と値の形を確かめて送り直してください。".into(),
-            message_en: "The request body could not be read as JSON; check the names and the form of the values and send it again.".into(),
-            detail: Some(e.body_text()),
-        }),
+        "invalid_body",
+        "送信された内容をJSONとして読み取れません。項目の名前と値の形を確かめて送り直してください。",
+        "The request body could not be read as JSON; check the names and the form of the values and send it again.",
+        Some(e.body_text()),
     )
-        .into_response();
-    secure_headers(&mut r);
-    r
 }
 
 #[derive(Serialize)]

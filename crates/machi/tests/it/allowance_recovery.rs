@@ -31,6 +31,25 @@ both_backends!(
     a_reprint_after_a_support_measure_began_shows_no_address,
 );
 
+/// A support measure (j440) for the claimant alone, from today.
+async fn protect(o: &Overpaid, claimant: &str) {
+    let today = chrono::Utc::now()
+        .with_timezone(&machi::service::clock::jst())
+        .date_naive();
+    let mut req = crate::support_measures::request(today);
+    req.requester.addressee_number = claimant.parse().unwrap();
+    req.related_persons.clear();
+    o.t.db
+        .registry
+        .support_register(
+            &crate::support::code(crate::support::FUCHU),
+            &req,
+            &crate::support_measures::officer(),
+        )
+        .await
+        .unwrap();
+}
+
 /// A claim with a 返還請求 of ¥25,000.
 struct Overpaid {
     t: Town,
@@ -1122,21 +1141,7 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
     let o = overpaid(db, "2025-12-20").await;
     let id = o.id;
     let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
-    let today = chrono::Utc::now()
-        .with_timezone(&machi::service::clock::jst())
-        .date_naive();
-    let mut req = crate::support_measures::request(today);
-    req.requester.addressee_number = claimant.parse().unwrap();
-    req.related_persons.clear();
-    o.t.db
-        .registry
-        .support_register(
-            &crate::support::code(crate::support::FUCHU),
-            &req,
-            &crate::support_measures::officer(),
-        )
-        .await
-        .unwrap();
+    protect(&o, &claimant).await;
     // Even a release for the 児童手当 system's client (its next read sees
     // the record, marked `support_measure`) gives no address to post to.
     o.t.db
@@ -1277,21 +1282,7 @@ async fn a_reprint_after_a_support_measure_began_shows_no_address(db: TestDb) {
     assert!(before.contains("宮西町"), "the address as issued: {before}");
     assert!(!before.contains("notice-withheld"), "{before}");
 
-    let today = chrono::Utc::now()
-        .with_timezone(&machi::service::clock::jst())
-        .date_naive();
-    let mut req = crate::support_measures::request(today);
-    req.requester.addressee_number = claimant.parse().unwrap();
-    req.related_persons.clear();
-    o.t.db
-        .registry
-        .support_register(
-            &crate::support::code(crate::support::FUCHU),
-            &req,
-            &crate::support_measures::officer(),
-        )
-        .await
-        .unwrap();
+    protect(&o, &claimant).await;
     let (status, after) = text_of(&http, &clerk, url).await;
     assert_eq!(status, 200, "{after}");
     crate::readable::assert_readable(&after, "a reprint under a support measure");

@@ -102,6 +102,18 @@ impl Admin {
     /// Posts a form as a browser does: a success is a 303 to the page
     /// (POST-redirect-GET), which is then read with the one-time secret
     /// cookie the answer set, if any; a refusal is the answer itself.
+    /// Subscribes the client to `rx` on the page (subscription 1 in a
+    /// fresh tenant), the redirect followed.
+    async fn subscribe(&self, rx: &Receiver) {
+        let (s, _, _) = self
+            .post_follow(
+                "/ui/admin/subscriptions",
+                &[("client_id", &self.client_id), ("url", &rx.url)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+
     async fn post_follow(
         &self,
         uri: &str,
@@ -562,13 +574,7 @@ async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(
 async fn a_link_cannot_make_the_subscription_pages_say_something_was_done(db: TestDb) {
     let a = admin(db).await;
     let rx = Receiver::start().await;
-    let (s, _, _) = a
-        .post_follow(
-            "/ui/admin/subscriptions",
-            &[("client_id", &a.client_id), ("url", &rx.url)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    a.subscribe(&rx).await;
     for (link, ja, en) in [
         (
             "/ui/admin/subscriptions?done=deleted&id=1",
@@ -605,13 +611,7 @@ async fn a_link_cannot_make_the_subscription_pages_say_something_was_done(db: Te
 async fn a_second_resume_of_an_active_subscription_says_it_is_already_active(db: TestDb) {
     let a = admin(db).await;
     let rx = Receiver::start().await;
-    let (s, _, _) = a
-        .post_follow(
-            "/ui/admin/subscriptions",
-            &[("client_id", &a.client_id), ("url", &rx.url)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    a.subscribe(&rx).await;
     let (s, _, _) = a
         .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
         .await;
@@ -1079,13 +1079,7 @@ async fn the_demo_has_a_vendor_client_to_subscribe(db: TestDb) {
 async fn a_second_pause_says_it_is_already_stopped(db: TestDb) {
     let a = admin(db).await;
     let rx = Receiver::start().await;
-    let (s, _, _) = a
-        .post_follow(
-            "/ui/admin/subscriptions",
-            &[("client_id", &a.client_id), ("url", &rx.url)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    a.subscribe(&rx).await;
     let (s, _, page) = a
         .post_follow("/ui/admin/subscriptions/1/act", &[("action", "pause")])
         .await;
