@@ -687,6 +687,7 @@ async fn measure(
     let load_hooks = load_average();
     let probe = Probe::start(r, pg);
     let counted = crate::store::counts();
+    let reads_before = crate::service::hooks::counters().reads.get();
     let started = Instant::now();
     let worker = spawn_worker(r.clone(), config.clone())?;
     let want = bodies.len() * n_subs;
@@ -710,6 +711,12 @@ async fn measure(
     println!(
         "    deliveries: per delivery {}",
         drain_work.per(total(&seen)).line(pg.is_some())
+    );
+    let reads = crate::service::hooks::counters().reads.get() - reads_before;
+    println!(
+        "    deliveries: {reads} reads of events from the outbox ({:.3} per delivery; shared reads {})",
+        reads as f64 / hook_n.max(1) as f64,
+        if config.shared_reads { "on" } else { "off" }
     );
     probe_drain.print("deliveries");
     for s in &seen {

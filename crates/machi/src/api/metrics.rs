@@ -176,6 +176,11 @@ impl Metrics {
             Unit::Seconds,
             hooks.subscription_lag.clone(),
         );
+        registry.register(
+            "machi_webhook_event_reads",
+            "Chunks of events the webhook worker read from the outbox, by this process: one read serves every subscription of a tenant at the same position",
+            hooks.reads.clone(),
+        );
         let pull = crate::portal::counters();
         registry.register(
             "machi_portal_pulls",

@@ -1038,6 +1038,11 @@ pub struct WorkerConfig {
     /// the registry's changes (off by default: see
     /// [`store::relaxed_commit`]).
     pub durable_records: bool,
+    /// The subscriptions of a tenant at the same position read their next
+    /// events once between them (see [`SharedReads`]); off
+    /// (`MACHI_WEBHOOK_SHARED_READS=0`), each reads its own with its lease,
+    /// as before session 15 (kept for an A/B in one binary).
+    pub shared_reads: bool,
 }
 
 /// Shortest time between two scans for due subscriptions woken by this
@@ -1075,6 +1080,7 @@ impl Default for WorkerConfig {
             clock_scale: 1,
             linger: Duration::from_secs(1),
             durable_records: false,
+            shared_reads: true,
         }
     }
 }
@@ -1084,7 +1090,7 @@ impl WorkerConfig {
     /// `MACHI_WEBHOOK_LEASE_MS`, `MACHI_WEBHOOK_POLL_MS`,
     /// `MACHI_WEBHOOK_TIMEOUT_MS`, `MACHI_WEBHOOK_BATCH`,
     /// `MACHI_WEBHOOK_LINGER_MS` (0 allowed), `MACHI_WEBHOOK_DURABLE_RECORDS`
-    /// (`1` or `0`) and (tests only) `MACHI_WEBHOOK_CLOCK_SCALE`. A value
+    /// and `MACHI_WEBHOOK_SHARED_READS` (`1` or `0`) and (tests only) `MACHI_WEBHOOK_CLOCK_SCALE`. A value
     /// that is not a positive integer (or as said), or a lease not longer
     /// than the request time limit, is an error naming the variable.
     pub fn from_env() -> Result<Self, String> {
@@ -1136,6 +1142,17 @@ impl WorkerConfig {
                 }
             };
         }
+        if let Ok(v) = std::env::var("MACHI_WEBHOOK_SHARED_READS") {
+            c.shared_reads = match v.trim() {
+                "1" => true,
+                "0" => false,
+                _ => {
+                    return Err(format!(
+                        "MACHI_WEBHOOK_SHARED_READS={v:?}: 1 か 0 で指定してください / must be 1 or 0"
+                    ));
+                }
+            };
+        }
         if let Some(n) = var("MACHI_WEBHOOK_CLOCK_SCALE")? {
             c.clock_scale = n.min(u64::from(u32::MAX)) as u32;
         }
@@ -1154,6 +1171,7 @@ impl WorkerConfig {
 /// off and retried by whoever leases the subscription next).
 pub struct WorkerHandle {
     task: tokio::task::JoinHandle<()>,
+    reads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for WorkerHandle {
@@ -1164,6 +1182,12 @@ impl Drop for WorkerHandle {
 
 impl WorkerHandle {
     pub fn stop(self) {}
+
+    /// Chunks of events this worker read from the outbox (a shared read
+    /// counts once).
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The delivery worker's HTTP client: [`http_client`] whose host names
@@ -1218,13 +1242,95 @@ pub fn spawn_worker(
         client,
         owner: format!("w-{}", hex::encode(id)),
         config,
+        shared: SharedReads::default(),
+        reads: Arc::default(),
     });
+    let reads = worker.reads.clone();
     let task = tokio::spawn(async move { worker.run().await });
-    Ok(WorkerHandle { task })
+    Ok(WorkerHandle { task, reads })
+}
+
+/// One event as it goes out: its number, id, commit time and CloudEvent
+/// body, built once and sent alike to every subscription (the signature
+/// differs).
+struct Outgoing {
+    seq: i64,
+    id: String,
+    created_at: i64,
+    body: bytes::Bytes,
+}
+
+fn outgoing(tenant: &str, events: Vec<records::OutboxEvent>) -> Result<Vec<Outgoing>, StoreError> {
+    events
+        .into_iter()
+        .map(|e| {
+            let ce: CloudEvent = events::cloud_event(tenant, &e, rfc3339);
+            let body = serde_json::to_vec(&ce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(Outgoing {
+                seq: e.seq,
+                id: ce.id,
+                created_at: e.created_at,
+                body: body.into(),
+            })
+        })
+        .collect()
+}
+
+/// What names one shared read: the tenant, the position after which it
+/// reads, the head up to which it reads, the subscription's type filter,
+/// the most events it takes and whether the shield applies.
+type ReadKey = (String, i64, i64, Vec<String>, usize, bool);
+
+type ReadCell = Arc<tokio::sync::OnceCell<Arc<Vec<Outgoing>>>>;
+
+/// How long a shared read serves later subscriptions at the same
+/// position and head. The events up to a head never change, and every
+/// change of a support measure moves the head (it is an event), so a
+/// read names the same events, withheld alike, whoever asks; the bound
+/// only keeps the map small (and a shield that changed without an event
+/// takes effect within it, as if the send had been that much slower).
+pub const SHARED_READ_FOR: Duration = Duration::from_millis(500);
+
+/// Most shared reads held at once (over all tenants).
+const SHARED_READS_MAX: usize = 256;
+
+/// The worker's shared reads: the subscriptions of a tenant move in
+/// lock-step (each commit wakes them all), so 20 of them would read,
+/// parse, shield and serialise the same chunk 20 times. Instead each
+/// reads its lease alone (one small statement) and the first at a given
+/// (position, head, filter) reads the chunk, bounded by that head, while
+/// the others wait for it ([`tokio::sync::OnceCell`]) and send the same
+/// bytes.
+#[derive(Default)]
+struct SharedReads {
+    inner: std::sync::Mutex<std::collections::HashMap<ReadKey, (Instant, ReadCell)>>,
+}
+
+impl SharedReads {
+    fn cell(&self, key: ReadKey) -> ReadCell {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some((at, c)) = m.get(&key)
+            && now.duration_since(*at) < SHARED_READ_FOR
+        {
+            return c.clone();
+        }
+        m.retain(|_, (at, _)| now.duration_since(*at) < SHARED_READ_FOR);
+        if m.len() >= SHARED_READS_MAX {
+            m.clear();
+        }
+        let c = ReadCell::default();
+        m.insert(key, (now, c.clone()));
+        c
+    }
 }
 
 struct Worker {
     registry: Registry,
+    /// Chunks read once for all the subscriptions at one position.
+    shared: SharedReads,
+    /// Chunks read (see [`WorkerHandle::reads`]).
+    reads: Arc<std::sync::atomic::AtomicU64>,
     /// The registry's clock, or a faster one (see [`WorkerConfig::clock_scale`]).
     clock: Clock,
     client: reqwest::Client,
@@ -1311,6 +1417,9 @@ pub struct HookCounters {
     >,
     /// Commit-to-delivery lag per subscription, in seconds.
     pub subscription_lag: LagFamily,
+    /// Reads of a chunk of events from the outbox (a shared read counts
+    /// once, however many subscriptions send it).
+    pub reads: prometheus_client::metrics::counter::Counter,
 }
 
 fn labels(tenant: &MunicipalityCode, id: i64) -> SubscriptionLabels {
@@ -1383,6 +1492,7 @@ pub fn counters() -> &'static HookCounters {
         lag: prometheus_client::metrics::histogram::Histogram::new(LAG_BUCKETS),
         attempts: Default::default(),
         subscription_lag: LagFamily::new_with_constructor(lag_histogram),
+        reads: Default::default(),
     })
 }
 
@@ -1653,9 +1763,13 @@ impl Worker {
             s.subscription_id,
         );
         // One snapshot (SQLite's read transaction, PostgreSQL's
-        // REPEATABLE READ): `last` and the events agree.
+        // REPEATABLE READ): `last` and the events agree. With shared
+        // reads, only the lease and the head are read here (no events);
+        // the events up to that head come from the shared read below.
         let owner = self.owner.clone();
-        let (events, last, current) = self
+        let shared = self.config.shared_reads;
+        let own_limit = if shared { 0 } else { limit as i64 };
+        let (own, last, current) = self
             .registry
             .store()
             .read(Some(&s.tenant), move |tx| {
@@ -1665,7 +1779,7 @@ impl Worker {
                 // they are now (a rotation while this lease is held signs
                 // the next chunk with both), the tenant's head, whether
                 // anyone is protected and the events.
-                let Some(c) = store::leased_chunk(tx, &t, id, &owner, after, &types, limit as i64)?
+                let Some(c) = store::leased_chunk(tx, &t, id, &owner, after, &types, own_limit)?
                 else {
                     return Ok((Vec::new(), 0, None));
                 };
@@ -1674,16 +1788,25 @@ impl Worker {
                 } else {
                     super::registry::withhold_protected(tx, &t, c.events)?
                 };
-                Ok::<_, ServiceError>((next, c.head, Some(c.subscription)))
+                Ok::<_, ServiceError>((next, c.head, Some((c.subscription, c.protected))))
             })
             .await?;
-        let Some(c) = current else {
+        let Some((c, protected)) = current else {
             // Not ours any more: nothing to settle.
             return Ok(Step::Done);
         };
         s.secret = c.secret;
         s.previous_secret = c.previous_secret;
         s.previous_until = c.previous_until;
+        let events: Arc<Vec<Outgoing>> = if !shared {
+            self.count_read();
+            Arc::new(outgoing(s.tenant.as_str(), own)?)
+        } else if last <= after {
+            Arc::default()
+        } else {
+            self.shared_read(&s.tenant, after, last, &s.types, limit, protected)
+                .await?
+        };
         // Fewer than asked: every event up to `last` is here or filtered out.
         let caught_up = events.len() < limit;
         if events.is_empty() && may_linger {
@@ -1724,22 +1847,22 @@ impl Worker {
         let mut failure = None;
         let mut sent_all = true;
         let n = events.len();
-        for (i, event) in events.into_iter().enumerate() {
-            let ce: CloudEvent = events::cloud_event(s.tenant.as_str(), &event, rfc3339);
-            let body = serde_json::to_vec(&ce).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for (i, event) in events.iter().enumerate() {
             let now = clock.now();
             let ts = now.timestamp();
-            let mut signature = sign(&secret, &ce.id, ts, &body)?;
+            let mut signature = sign(&secret, &event.id, ts, &event.body)?;
             if let Some(prev) = &previous {
                 signature.push(' ');
-                signature.push_str(&sign(prev, &ce.id, ts, &body)?);
+                signature.push_str(&sign(prev, &event.id, ts, &event.body)?);
             }
-            let sent = self.send(&s.url, &ce.id, ts, &signature, body).await;
+            let sent = self
+                .send(&s.url, &event.id, ts, &signature, event.body.clone())
+                .await;
             let at_us = clock.now().timestamp_micros();
             attempts.push(Attempt {
                 attempt_id: 0,
                 seq: event.seq,
-                webhook_id: ce.id.clone(),
+                webhook_id: event.id.clone(),
                 at: now.timestamp_micros(),
                 status: sent.status.map(i64::from),
                 latency_ms: sent.latency_ms,
@@ -1869,7 +1992,63 @@ impl Worker {
         }
     }
 
-    async fn send(&self, url: &str, id: &str, ts: i64, signature: &str, body: Vec<u8>) -> Sent {
+    fn count_read(&self) {
+        counters().reads.inc();
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The events after `after` up to `head` that pass `types`, at most
+    /// `limit`, shielded when `protected`, with their bodies: read once
+    /// for every subscription that asks the same (see [`SharedReads`]);
+    /// a failed read is not kept (the next asker reads again).
+    async fn shared_read(
+        &self,
+        tenant: &MunicipalityCode,
+        after: i64,
+        head: i64,
+        types: &[String],
+        limit: usize,
+        protected: bool,
+    ) -> Result<Arc<Vec<Outgoing>>, ServiceError> {
+        let cell = self.shared.cell((
+            tenant.to_string(),
+            after,
+            head,
+            types.to_vec(),
+            limit,
+            protected,
+        ));
+        let read = cell
+            .get_or_try_init(|| async {
+                let (t, types) = (tenant.clone(), types.to_vec());
+                let events = self
+                    .registry
+                    .store()
+                    .read(Some(tenant), move |tx| {
+                        let e = store::events_between(tx, &t, after, head, &types, limit as i64)?;
+                        if e.is_empty() || !protected {
+                            Ok::<_, ServiceError>(e)
+                        } else {
+                            super::registry::withhold_protected(tx, &t, e)
+                        }
+                    })
+                    .await?;
+                self.count_read();
+                Ok::<_, ServiceError>(Arc::new(outgoing(tenant.as_str(), events)?))
+            })
+            .await?;
+        Ok(read.clone())
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        id: &str,
+        ts: i64,
+        signature: &str,
+        body: bytes::Bytes,
+    ) -> Sent {
         let started = Instant::now();
         let r = self
             .client

@@ -376,6 +376,38 @@ pub fn leased_chunk(
     }))
 }
 
+/// Events of `tenant` after `after` up to and including `upto` (a head
+/// read before: every event up to it is committed, and none changes),
+/// whose kind passes `types`, in order, at most `limit`: the same answer
+/// whenever it is read, so the worker reads it once for every
+/// subscription at the same position ([`crate::service::hooks`]'s shared
+/// reads).
+pub fn events_between(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    after: i64,
+    upto: i64,
+    types: &[String],
+    limit: i64,
+) -> Result<Vec<super::records::OutboxEvent>, StoreError> {
+    let (kinds, values) = super::records::kind_filter(types, 5);
+    let mut params: Vec<super::Param<'_>> = vec![
+        tenant.as_str().into(),
+        after.into(),
+        upto.into(),
+        limit.into(),
+    ];
+    params.extend(values.into_iter().map(super::Param::from));
+    let rows = tx.query(
+        &format!(
+            "SELECT seq, event_id, kind, change_id, payload, created_at FROM outbox \
+             WHERE tenant = $1 AND seq > $2 AND seq <= $3{kinds} ORDER BY seq LIMIT $4"
+        ),
+        &params,
+    )?;
+    rows.iter().map(|r| event_at(r, 0)).collect()
+}
+
 /// An outbox event from columns `k..k + 6` of a row (seq, event_id,
 /// kind, change_id, payload, created_at).
 fn event_at(r: &Row, k: usize) -> Result<super::records::OutboxEvent, StoreError> {

@@ -44,6 +44,7 @@ both_backends!(
     a_prefix_pattern_is_kept_and_takes_types_added_later,
     a_client_pauses_and_resumes_its_subscription_through_the_api,
     every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a_measure_begins,
+    subscriptions_at_one_position_share_one_read_and_send_the_same_bytes,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -1447,5 +1448,93 @@ async fn every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a
     assert_eq!(
         again, feed["events"][0],
         "withheld as the feed withholds it"
+    );
+}
+
+/// Four subscriptions at the same position read each chunk once between
+/// them (the worker's shared reads) and send what each would have read
+/// alone: the same events, in order, the same bytes. Without sharing
+/// (`shared_reads: false`, the A/B switch) every subscription reads every
+/// chunk itself.
+async fn subscriptions_at_one_position_share_one_read_and_send_the_same_bytes(db: TestDb) {
+    let h = hub(db, Clock::System).await;
+    let mut rx = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = Receiver::start().await;
+        let v = h.subscribe(json!({"url": r.url})).await;
+        ids.push(v["subscription_id"].as_i64().unwrap());
+        rx.push(r);
+    }
+    // A backlog of more than two chunks (50 events each), committed
+    // before any worker runs.
+    let mut first = 0;
+    let mut last = 0;
+    for i in 0..60 {
+        last = h.change().await;
+        if i == 0 {
+            first = last;
+        }
+    }
+    let n = (last - first + 1) as usize;
+    assert!(n >= 60, "{n} events");
+    let chunks = n.div_ceil(machi::service::hooks::CHUNK) as u64;
+    let shared = WorkerConfig {
+        shared_reads: true,
+        ..fast(50, 5_000)
+    };
+    let w = h.worker(shared);
+    let mut sent = Vec::new();
+    for r in &rx {
+        let got = r.wait_ok(n, Duration::from_secs(60)).await;
+        let seqs: Vec<i64> = got.iter().map(|g| g.seq).collect();
+        assert_eq!(
+            seqs,
+            (first..=last).collect::<Vec<_>>(),
+            "in order, once each"
+        );
+        sent.push(got);
+    }
+    let shared_reads = w.reads();
+    drop(w);
+    for got in &sent[1..] {
+        for (a, b) in got.iter().zip(&sent[0]) {
+            assert_eq!(a.body, b.body, "the same bytes to each");
+            assert_eq!(a.id, b.id);
+        }
+    }
+    assert!(
+        shared_reads < 4 * chunks,
+        "{shared_reads} reads for 4 subscriptions × {chunks} chunks: none shared"
+    );
+
+    // Each alone: replayed from the first event by a worker that does not
+    // share its reads.
+    for (r, id) in rx.iter().zip(&ids) {
+        r.inbox.lock().unwrap().ok.clear();
+        let (s, v) = call(
+            &h.api,
+            "POST",
+            &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
+            Some(json!({"from": first})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let alone = h.worker(WorkerConfig {
+        shared_reads: false,
+        ..fast(50, 5_000)
+    });
+    for (r, before) in rx.iter().zip(&sent) {
+        let got = r.wait_ok(n, Duration::from_secs(60)).await;
+        assert_eq!(got.len(), before.len());
+        for (a, b) in got.iter().zip(before) {
+            assert_eq!((a.seq, &a.body), (b.seq, &b.body), "read alone, sent alike");
+        }
+    }
+    assert!(
+        alone.reads() >= 4 * chunks,
+        "{} reads alone for 4 × {chunks} chunks",
+        alone.reads()
     );
 }
