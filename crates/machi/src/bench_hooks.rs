@@ -239,6 +239,45 @@ impl ProbeSummary {
     }
 }
 
+/// CPU time used so far, in µs: by this process, and (PostgreSQL) by the
+/// server processes of the bench database's sessions (found in
+/// `pg_stat_activity`; the pool keeps them for the run). Read from
+/// `/proc` (Linux; USER_HZ is 100): a figure per delivery that other work
+/// on the machine does not change much, unlike a rate.
+fn cpu_micros(pg: Option<&str>) -> (u64, Option<u64>) {
+    fn ticks(pid: &str) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    }
+    let own = ticks("self").unwrap_or(0) * 10_000;
+    let server = pg.map(|url| {
+        let url = url.to_string();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).ok()?;
+            let rows = c
+                .query(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .ok()?;
+            Some(
+                rows.iter()
+                    .filter_map(|r| ticks(&r.get::<_, i32>(0).to_string()))
+                    .sum::<u64>()
+                    * 10_000,
+            )
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    });
+    (own, server)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -648,6 +687,7 @@ async fn measure(
         .collect();
     let client = crate::service::hooks::http_client(config.request_timeout)?;
     let load_baseline = load_average();
+    let cpu_before = cpu_micros(None).0;
     let started = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
     let mut tasks = tokio::task::JoinSet::new();
@@ -671,6 +711,7 @@ async fn measure(
     while tasks.join_next().await.is_some() {}
     let baseline_secs = started.elapsed().as_secs_f64();
     let baseline_n = bodies.len() * n_subs;
+    let post_cpu = (cpu_micros(None).0 - cpu_before) as f64 / baseline_n.max(1) as f64;
     let baseline_rate = baseline_n as f64 / baseline_secs.max(1e-9);
     println!(
         "  baseline: plain POSTs of the same {} events to each subscriber  {:>9.0} /s  ({} in {:.2} s)  [load {load_baseline}]",
@@ -688,6 +729,7 @@ async fn measure(
     let probe = Probe::start(r, pg);
     let counted = crate::store::counts();
     let reads_before = crate::service::hooks::counters().reads.get();
+    let cpu_before = cpu_micros(pg);
     let started = Instant::now();
     let worker = spawn_worker(r.clone(), config.clone())?;
     let want = bodies.len() * n_subs;
@@ -696,6 +738,7 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let hook_secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_micros(pg);
     let drain_work = Work::between(counted, crate::store::counts());
     let probe_drain = probe.finish();
     let hook_n = total(&seen);
@@ -717,6 +760,15 @@ async fn measure(
         "    deliveries: {reads} reads of events from the outbox ({:.3} per delivery; shared reads {})",
         reads as f64 / hook_n.max(1) as f64,
         if config.shared_reads { "on" } else { "off" }
+    );
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / hook_n.max(1) as f64;
+    let delivery_cpu = per(cpu_before.0, cpu_after.0);
+    let server_cpu = match (cpu_before.1, cpu_after.1) {
+        (Some(a), Some(b)) => format!(", PostgreSQL's sessions {:.0} µs", per(a, b)),
+        _ => String::new(),
+    };
+    println!(
+        "    CPU per delivery: this process {delivery_cpu:.0} µs{server_cpu}; per plain POST {post_cpu:.0} µs (both with the receivers' share)"
     );
     probe_drain.print("deliveries");
     for s in &seen {
