@@ -1326,9 +1326,11 @@ async fn no_notice_is_issued_to_a_dead_claimant_not_even_at_the_counter(db: Test
     let o = overpaid(db, "2025-12-20").await;
     let id = o.id;
     let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
-    o.t.submit(json!({"effective_date": "2025-12-05", "allow_headless_household": true,
-        "command": {"type": "death", "person": claimant}}))
-        .await;
+    o.t.submit(
+        json!({"effective_date": "2025-12-05", "allow_headless_household": true,
+        "command": {"type": "death", "person": claimant}}),
+    )
+    .await;
     catch_up(&o.t.db.registry, &o.w).await;
     let c = o.store.claim(id).await.unwrap().unwrap();
     assert_eq!(
@@ -1485,7 +1487,12 @@ async fn the_counter_notice_offered_before_midnight_is_issued_after_it(db: TestD
         (&next_day, "令和7年12月30日", earlier.clone(), "another day"),
         (&next_day, "令和7年12月30日", flipped.clone(), "forged"),
         (&next_day, "令和7年12月30日", later.clone(), "another date"),
-        (&two_days_on, "令和7年12月30日", checked.clone(), "two midnights"),
+        (
+            &two_days_on,
+            "令和7年12月30日",
+            checked.clone(),
+            "two midnights",
+        ),
     ] {
         let (status, body) = send(at.clone(), due, token).await;
         assert_eq!(status, 422, "{why}: {body}");

@@ -1147,7 +1147,10 @@ async fn the_secret_survives_a_head_request_and_a_page_that_failed(db: TestDb) {
     assert!(visible_text(&page).contains("通知先 1 を登録しました"));
     assert!(clears_once(&headers), "{headers:?}");
     let (_, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
-    assert!(secret_of(&page).is_none() && !page.contains(&secret), "once");
+    assert!(
+        secret_of(&page).is_none() && !page.contains(&secret),
+        "once"
+    );
 
     // A rotation whose page fails: the attempts cannot be read.
     let (s, headers, _) = a
@@ -1162,12 +1165,10 @@ async fn the_secret_survives_a_head_request_and_a_page_that_failed(db: TestDb) {
         a.session.cookie,
         secret_cookie(&headers).expect("the sealed secret")
     );
-    a.db
-        .raw("ALTER TABLE webhook_attempts RENAME TO webhook_attempts_away")
+    a.db.raw("ALTER TABLE webhook_attempts RENAME TO webhook_attempts_away")
         .await;
     let (s, headers, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
-    a.db
-        .raw("ALTER TABLE webhook_attempts_away RENAME TO webhook_attempts")
+    a.db.raw("ALTER TABLE webhook_attempts_away RENAME TO webhook_attempts")
         .await;
     assert_ne!(s, StatusCode::OK, "the page failed: {page}");
     assert!(secret_of(&page).is_none(), "{page}");
@@ -1182,6 +1183,9 @@ async fn the_secret_survives_a_head_request_and_a_page_that_failed(db: TestDb) {
     assert!(visible_text(&page).contains("署名の鍵を新しくしました"));
     assert!(clears_once(&headers), "{headers:?}");
     let (_, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
-    assert!(secret_of(&page).is_none() && !page.contains(&rotated), "once");
+    assert!(
+        secret_of(&page).is_none() && !page.contains(&rotated),
+        "once"
+    );
     assert!(!visible_text(&page).contains("署名の鍵を新しくしました"));
 }
