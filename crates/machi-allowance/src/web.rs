@@ -2392,7 +2392,8 @@ pub const COUNTER_DELIVERY: &str = "窓口交付";
 /// clerk chose (at least [`NOTICE_MIN_DAYS`] after today, within a year), the claimant's name and
 /// address read from the registry (logged as a read), the issue logged;
 /// then the printable notice. Refused in both languages, nothing written,
-/// when the date is missing or unreadable or out of range, nothing is
+/// when the date is missing or unreadable or out of range, the claimant
+/// died (to post or to hand over at the counter alike), nothing is
 /// demanded, or the registry shows no address to send it to.
 async fn notice_issue(
     State(s): State<WebState>,
