@@ -45,6 +45,10 @@ pub struct WebState {
     eras: Arc<EraTable>,
     /// "Today" for defaults and the months shown (None: the system clock).
     pub today: Option<NaiveDate>,
+    /// This process's key for what a page vouches for in a form of its
+    /// own (the day a 納付期限 was checked, [`WebState::vouch_checked`]);
+    /// random at start, like the sessions the forms are bound to.
+    form_key: Arc<[u8; 32]>,
 }
 
 #[derive(Clone)]
@@ -95,10 +99,67 @@ impl WebState {
             throttle: Arc::default(),
             eras: Arc::new(EraTable::standard()),
             today: None,
+            form_key: Arc::new({
+                let mut k = [0u8; 32];
+                getrandom::fill(&mut k).expect("the operating system's random source");
+                k
+            }),
         }
     }
     fn today(&self) -> NaiveDate {
         self.today.unwrap_or_else(crate::today_in_japan)
+    }
+
+    /// The MAC of a 納付期限 `due_on` checked on `checked_on` for the
+    /// notice form `nonce` of claim `claim` in the session `csrf`.
+    fn checked_mac(
+        &self,
+        claim: i64,
+        nonce: &str,
+        due_on: NaiveDate,
+        checked_on: i32,
+        csrf: &str,
+    ) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac as _;
+        let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.form_key[..])
+            .expect("HMAC takes a key of any length");
+        m.update(format!("notice-checked/{claim}/{nonce}/{due_on}/{checked_on}/{csrf}").as_bytes());
+        m
+    }
+
+    /// What a page that checked the 納付期限 `due_on` of notice form
+    /// `nonce` today puts in the form it offers next (the counter
+    /// hand-over on the refusal page): the day checked and its MAC.
+    fn vouch_checked(&self, claim: i64, nonce: &str, due_on: NaiveDate, csrf: &str) -> String {
+        use chrono::Datelike as _;
+        use hmac::Mac as _;
+        let day = self.today().num_days_from_ce();
+        let tag = self.checked_mac(claim, nonce, due_on, day, csrf).finalize();
+        format!("{day}.{}", hex::encode(tag.into_bytes()))
+    }
+
+    /// The day a [`WebState::vouch_checked`] token says the due date was
+    /// checked, if it is genuine (this process, this session, this form,
+    /// this date) and that day is today or yesterday: one midnight between
+    /// the check and the button is allowed, no more.
+    fn checked_on(
+        &self,
+        claim: i64,
+        nonce: &str,
+        due_on: NaiveDate,
+        csrf: &str,
+        token: &str,
+    ) -> Option<NaiveDate> {
+        use hmac::Mac as _;
+        let (day, tag) = token.split_once('.')?;
+        let day: i32 = day.parse().ok()?;
+        let tag = hex::decode(tag).ok()?;
+        self.checked_mac(claim, nonce, due_on, day, csrf)
+            .verify_slice(&tag)
+            .ok()?;
+        let on = NaiveDate::from_num_days_from_ce_opt(day)?;
+        let today = self.today();
+        (on <= today && on + chrono::Days::new(1) >= today).then_some(on)
     }
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let token = cookie(headers)?;
@@ -2318,6 +2379,10 @@ struct NoticeForm {
     /// printed without an address and the registry not asked for one.
     #[serde(default)]
     delivery: String,
+    /// On the refusal page's counter form: the day the page checked the
+    /// due date, vouched for by this process ([`WebState::vouch_checked`]).
+    #[serde(default)]
+    checked: String,
 }
 
 /// What a notice handed over at the counter shows where the address goes.
@@ -2327,7 +2392,8 @@ pub const COUNTER_DELIVERY: &str = "窓口交付";
 /// clerk chose (at least [`NOTICE_MIN_DAYS`] after today, within a year), the claimant's name and
 /// address read from the registry (logged as a read), the issue logged;
 /// then the printable notice. Refused in both languages, nothing written,
-/// when the date is missing or unreadable or out of range, nothing is
+/// when the date is missing or unreadable or out of range, the claimant
+/// died (to post or to hand over at the counter alike), nothing is
 /// demanded, or the registry shows no address to send it to.
 async fn notice_issue(
     State(s): State<WebState>,
@@ -2363,8 +2429,21 @@ async fn notice_issue(
         Err(e) => return internal(e),
     }
     let today = s.today();
-    let earliest = today + chrono::Days::new(NOTICE_MIN_DAYS);
-    let due_on = match required_date(&s.eras, &f.due_on, "納付期限", "due date") {
+    let parsed = required_date(&s.eras, &f.due_on, "納付期限", "due date");
+    // The counter hand-over offered by the refusal page re-posts the due
+    // date that page checked: held to the day it was checked, so that a
+    // clerk who presses the button after midnight is not refused a date
+    // of exactly NOTICE_MIN_DAYS days (the notice is handed over in
+    // person, so no day is lost in the post). Only a genuine token of
+    // today or yesterday counts; any other form is checked against today.
+    let checked_on = match (&parsed, f.delivery == "counter") {
+        (Ok(d), true) => s
+            .checked_on(id, &f.nonce, *d, &sess.csrf, &f.checked)
+            .unwrap_or(today),
+        _ => today,
+    };
+    let earliest = checked_on + chrono::Days::new(NOTICE_MIN_DAYS);
+    let due_on = match parsed {
         Ok(d) if d < earliest => {
             return bad(
                 &format!(
@@ -2390,6 +2469,20 @@ async fn notice_issue(
         Ok(c) => c,
         Err(r) => return r,
     };
+    // A claimant who died: no notice is addressed to them, to post or to
+    // hand over at the counter. The allowance system knows it itself (the
+    // registry's 死亡 ended the claim, [`crate::store::DEATH`]; a 死亡
+    // cancelled in the registry reinstates the claim), so neither path
+    // reads the registry for it: the counter path, which reads nothing,
+    // is refused as the posted one is.
+    if claimant_died(&c) {
+        return error_page(
+            Some(&sess),
+            StatusCode::CONFLICT,
+            "受給者は死亡しています（住民記録の死亡の異動により受給資格が消滅しました）。亡くなった受給者あての返還通知書は、郵送するものも窓口で手渡すものも発行できません。返還通知書は発行していません。返還の請求をどうするかは上司に相談してください。",
+            "The claimant has died (the registry recorded it, and the claim ended). A notice cannot be addressed to a claimant who has died, whether posted or handed over at the counter. No notice was issued; consult your supervisor on how to claim the money back.",
+        );
+    }
     match s.store.recoveries(id).await {
         Ok(r) if demanded_parts(&r).is_empty() => {
             return bad(
@@ -2427,7 +2520,8 @@ async fn notice_issue(
                     Some(&sess),
                     &format!(
                         r#"<p class="err" role="alert" id="notice-hidden">{ja}<br lang="en"><span lang="en">{en}</span></p>
-<form method="post" action="/claims/{id}/notices"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="nonce" value="{nonce}"><input type="hidden" name="due_on" value="{due}"><input type="hidden" name="delivery" value="counter">
+<form method="post" action="/claims/{id}/notices"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="nonce" value="{nonce}"><input type="hidden" name="due_on" value="{due}"><input type="hidden" name="delivery" value="counter"><input type="hidden" name="checked" value="{checked}">
+<p id="notice-counter-due">納付期限 {due}<br lang="en"><span lang="en">Due date: {due_en}</span></p>
 <p>窓口で手渡す返還通知書は、住所を載せず「{counter}」と印刷します（郵送しないでください）。<span lang="en">A notice to hand over at the counter is printed with 「{counter}」 instead of an address (do not post it).</span></p>
 <p><button type="submit" id="notice-counter">窓口で手渡す返還通知書を発行する</button></p></form>
 <p><a href="/claims/{id}#notices">受給者の画面へ戻る</a></p>"#,
@@ -2440,6 +2534,8 @@ async fn notice_issue(
                         csrf = esc(&sess.csrf),
                         nonce = esc(&f.nonce),
                         due = esc(&s.wareki(due_on)),
+                        due_en = due_on.format("%-d %B %Y"),
+                        checked = esc(&s.vouch_checked(id, &f.nonce, due_on, &sess.csrf)),
                         counter = COUNTER_DELIVERY,
                     ),
                 );
@@ -2479,6 +2575,12 @@ async fn notice_issue(
         ),
         Err(e) => internal(e),
     }
+}
+
+/// Whether the claim ended by the claimant's death (as the registry's
+/// 死亡 recorded it; a cancelled 死亡 reinstates the claim and clears it).
+fn claimant_died(c: &ClaimRow) -> bool {
+    c.ended_on.is_some() && c.end_reason.as_deref() == Some(crate::store::DEATH)
 }
 
 /// The 返還通知書 as issued, for printing on A4 (the menu and the links

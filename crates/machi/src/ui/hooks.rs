@@ -9,7 +9,7 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use machi_domain::access::Permission;
 use machi_domain::ids::MunicipalityCode;
@@ -545,17 +545,26 @@ async fn redirect_with(
     res
 }
 
+/// A one-time cookie opened for this page, not yet used: what was done,
+/// its key and until when the key must be remembered as used.
+struct Opened {
+    done: Done,
+    key: String,
+    expires: i64,
+}
+
 /// What the POST before left for this page (subscription `id`, or the
-/// list: None), if it is this session's, fresh and not shown before (its
-/// key is then recorded as used); and whether a one-time cookie came at
-/// all (then the answer clears it).
-async fn take_done(
+/// list: None), if it is this session's, fresh and not shown before; and
+/// whether a one-time cookie came at all (then the answer clears it,
+/// unless it is left for a page still to show it). Nothing is recorded
+/// here: [`show_once`] records the key as used once the page is made.
+async fn open_done(
     s: &AppState,
     ctx: &Ctx,
     tenant: &MunicipalityCode,
     headers: &HeaderMap,
     id: Option<i64>,
-) -> (Option<Done>, bool) {
+) -> (Option<Opened>, bool) {
     let Some(raw) = once_cookie(headers) else {
         return (None, false);
     };
@@ -598,25 +607,30 @@ async fn take_done(
     if id.is_some_and(|i| i != done.id) {
         return (None, true);
     }
-    // Shown once: the first page to show it records its key as used.
+    let o = Opened {
+        done,
+        key: key.to_string(),
+        expires: at + ONCE_COOKIE_SECONDS * 1_000_000,
+    };
+    (Some(o), true)
+}
+
+/// Records the key of `o` as used: Ok(true) for the first answer to do
+/// so (the one that shows it), Ok(false) if one did before.
+async fn use_once(
+    s: &AppState,
+    tenant: &MunicipalityCode,
+    o: &Opened,
+) -> Result<bool, crate::store::StoreError> {
     let used = format!("{ONCE_KEY_SPACE}:{tenant}");
-    let key = key.to_string();
-    let expires = at + ONCE_COOKIE_SECONDS * 1_000_000;
-    let first = s
-        .registry
+    let (key, expires) = (o.key.clone(), o.expires);
+    let now = s.registry.clock().now().timestamp_micros();
+    s.registry
         .store()
         .write(None, move |tx| {
             crate::store::accounts::use_assertion_id(tx, &used, &key, expires, now)
         })
-        .await;
-    match first {
-        Ok(true) => (Some(done), true),
-        Ok(false) => (None, true),
-        Err(e) => {
-            tracing::warn!(error = %e, "webhook: cannot record a message as shown");
-            (None, true)
-        }
-    }
+        .await
 }
 
 /// Clears the one-time cookie on `res` (the page showed it, or it was
@@ -634,25 +648,60 @@ fn clear_once(mut res: Response, had: bool) -> Response {
     res
 }
 
-/// The flash after a redirect and the one-time secret, if this answer
-/// shows them; and whether a one-time cookie came.
-async fn after_redirect(
-    s: &AppState,
-    ctx: &Ctx,
-    tenant: &MunicipalityCode,
-    headers: &HeaderMap,
-    id: Option<i64>,
-) -> (Result<(String, Option<NewSecret>), UiError>, bool) {
-    let (done, had) = take_done(s, ctx, tenant, headers, id).await;
-    let Some(done) = done else {
-        return (Ok((String::new(), None)), had);
-    };
-    let flash = done.flash(ctx.lang);
+/// The flash and the one-time secret of what was done, in `l`.
+fn shown(done: &Done, l: Lang) -> (String, Option<NewSecret>) {
     let secret = done.secret.clone().map(|secret| NewSecret {
         id: done.id,
         secret,
     });
-    (Ok((flash, secret)), had)
+    (done.flash(l), secret)
+}
+
+type Shown = Result<(String, Option<NewSecret>), UiError>;
+
+/// A page (`render`: the list, or subscription `id`'s page) with what the
+/// POST before left for it, shown once. The key is recorded as used only
+/// after the page was made with it and only for a page that is answered
+/// whole: a HEAD request (no body: nothing would be shown) neither uses
+/// nor clears the cookie, and neither does a page that failed (an error
+/// reading the subscriptions: the same cookie shows the secret on the
+/// next try within its five minutes). If another answer used the key
+/// meanwhile (two tabs at once), the page is made again without it.
+/// Should the key not be recordable, the page shows nothing of it and
+/// keeps the cookie for a later try.
+async fn show_once<F, Fut>(
+    s: &AppState,
+    ctx: &Ctx,
+    tenant: &MunicipalityCode,
+    method: &Method,
+    headers: &HeaderMap,
+    id: Option<i64>,
+    render: F,
+) -> Response
+where
+    F: Fn(Shown) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let nothing = || Ok((String::new(), None));
+    if *method == Method::HEAD {
+        return render(nothing()).await;
+    }
+    let (opened, had) = open_done(s, ctx, tenant, headers, id).await;
+    let Some(o) = opened else {
+        return clear_once(render(nothing()).await, had);
+    };
+    let res = render(Ok(shown(&o.done, ctx.lang))).await;
+    if res.status() != StatusCode::OK {
+        return res;
+    }
+    match use_once(s, tenant, &o).await {
+        Ok(true) => clear_once(res, true),
+        Ok(false) => clear_once(render(nothing()).await, true),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook: cannot record a message as shown");
+            render(nothing()).await
+        }
+    }
 }
 
 async fn list_page(
@@ -698,13 +747,15 @@ async fn list_page(
 }
 
 /// The tenant's subscriptions and the form to subscribe a client.
-pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn list(State(s): State<AppState>, method: Method, headers: HeaderMap) -> Response {
     let (ctx, tenant) = match Ctx::for_page(&s, &headers, Permission::ManageAccounts).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, None).await;
-    clear_once(list_page(&s, &ctx, &tenant, None, result).await, had)
+    show_once(&s, &ctx, &tenant, &method, &headers, None, |r| {
+        list_page(&s, &ctx, &tenant, None, r)
+    })
+    .await
 }
 
 /// Subscribes a client: callback URL, event types ticked by name (none:
@@ -818,6 +869,7 @@ async fn detail_page(
 /// One subscription: its state, recent attempts and what can be done.
 pub async fn detail(
     State(s): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Response {
@@ -827,8 +879,10 @@ pub async fn detail(
     };
     match parse_id(&raw) {
         Ok(id) => {
-            let (result, had) = after_redirect(&s, &ctx, &tenant, &headers, Some(id)).await;
-            clear_once(detail_page(&s, &ctx, &tenant, id, result).await, had)
+            show_once(&s, &ctx, &tenant, &method, &headers, Some(id), |r| {
+                detail_page(&s, &ctx, &tenant, id, r)
+            })
+            .await
         }
         Err(e) => ctx.error(&e),
     }

@@ -29,6 +29,8 @@ both_backends!(
     a_repayment_received_before_the_overpayment_was_found_is_refused,
     a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_nothing,
     a_reprint_after_a_support_measure_began_shows_no_address,
+    no_notice_is_issued_to_a_dead_claimant_not_even_at_the_counter,
+    the_counter_notice_offered_before_midnight_is_issued_after_it,
 );
 
 /// A support measure (j440) for the claimant alone, from today.
@@ -1298,4 +1300,219 @@ async fn a_reprint_after_a_support_measure_began_shows_no_address(db: TestDb) {
         "{after}"
     );
     assert!(after.contains("hand it over at the counter"), "{after}");
+}
+
+/// The value of the hidden field `name` of the form posting to `action`.
+fn field_for(html: &str, action: &str, name: &str) -> String {
+    let at = html
+        .find(&format!(r#"action="{action}""#))
+        .unwrap_or_else(|| panic!("no form for {action}: {html}"));
+    html[at..]
+        .split(&format!(r#"name="{name}" value=""#))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name}: {html}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The claimant died (the registry's 死亡, which ended the claim): no
+/// 返還通知書 is issued to them, neither to post (refused without asking
+/// the registry for an address) nor to hand over at the counter (a
+/// hand-made form with `delivery=counter`, which reads nothing from the
+/// registry): 409 in Japanese and English, nothing stored or logged.
+async fn no_notice_is_issued_to_a_dead_claimant_not_even_at_the_counter(db: TestDb) {
+    let o = overpaid(db, "2025-12-20").await;
+    let id = o.id;
+    let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
+    o.t.submit(
+        json!({"effective_date": "2025-12-05", "allow_headless_household": true,
+        "command": {"type": "death", "person": claimant}}),
+    )
+    .await;
+    catch_up(&o.t.db.registry, &o.w).await;
+    let c = o.store.claim(id).await.unwrap().unwrap();
+    assert_eq!(
+        (c.ended_on, c.end_reason.as_deref()),
+        (Some(d("2025-12-05")), Some("死亡")),
+        "{c:?}"
+    );
+    let owed: i64 = o
+        .store
+        .recoveries(id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.state() == Recovery::Demanded)
+        .map(|r| r.remaining())
+        .sum();
+    assert_eq!(owed, 25_000, "still claimed back");
+    let base = serve(o.web.clone()).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let csrf = csrf_of(&html);
+    let nonce = nonce_for(&html, &format!("/claims/{id}/notices"));
+    let reads = registry_reads(&o.t.db).await;
+    let person_reads = logged(&o.store, Action::PersonRead).await;
+    for delivery in ["counter", ""] {
+        let r = post_as(
+            &http,
+            &clerk,
+            format!("{base}/claims/{id}/notices"),
+            &[
+                ("csrf", &csrf),
+                ("nonce", &nonce),
+                ("due_on", "令和8年1月31日"),
+                ("delivery", delivery),
+            ],
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 409, "delivery={delivery}");
+        let body = r.text().await.unwrap();
+        crate::readable::assert_readable(&body, "notice refused: the claimant died");
+        for words in [
+            "受給者は死亡しています",
+            "窓口で手渡すものも発行できません",
+            "返還通知書は発行していません",
+            "The claimant has died",
+            "handed over at the counter",
+            "No notice was issued",
+        ] {
+            assert!(body.contains(words), "{words}: {body}");
+        }
+        assert!(!body.contains(r#"id="notice-counter""#), "{body}");
+        assert!(o.store.notices(id).await.unwrap().is_empty(), "{delivery}");
+        assert_eq!(logged(&o.store, Action::NoticeIssued).await, 0);
+    }
+    assert_eq!(registry_reads(&o.t.db).await, reads, "no registry read");
+    assert_eq!(logged(&o.store, Action::PersonRead).await, person_reads);
+}
+
+/// Under a 支援措置 the refusal page offers the notice to hand over at the
+/// counter with the due date it checked (exactly 10 days after 20
+/// December 2025); the clerk presses the button after midnight: issued,
+/// dated 21 December, the due date as chosen. The day checked is vouched
+/// for by the page: a hand-made counter form without it, with it forged
+/// or taken to another date, or pressed two midnights later is checked
+/// against the day it is sent (refused, nothing issued).
+async fn the_counter_notice_offered_before_midnight_is_issued_after_it(db: TestDb) {
+    let o = overpaid(db, "2025-12-20").await;
+    let id = o.id;
+    let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
+    protect(&o, &claimant).await;
+    let base = serve(o.web.clone()).await;
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let action = format!("/claims/{id}/notices");
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let csrf = csrf_of(&html);
+    let nonce = nonce_for(&html, &action);
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}{action}"),
+        &[
+            ("csrf", &csrf),
+            ("nonce", &nonce),
+            ("due_on", "令和7年12月30日"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 409);
+    let refusal = r.text().await.unwrap();
+    crate::readable::assert_readable(&refusal, "notice refused: support measure");
+    assert!(
+        refusal.contains("納付期限 令和7年12月30日"),
+        "the due date offered is shown: {refusal}"
+    );
+    assert!(refusal.contains("Due date: 30 December 2025"), "{refusal}");
+    let due = field_for(&refusal, &action, "due_on");
+    assert_eq!(due, "令和7年12月30日");
+    let checked = field_for(&refusal, &action, "checked");
+    // The same form refused for a due date a day later: its token vouches
+    // for that date only.
+    let r = post_as(
+        &http,
+        &clerk,
+        format!("{base}{action}"),
+        &[
+            ("csrf", &csrf),
+            ("nonce", &nonce),
+            ("due_on", "令和7年12月31日"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 409);
+    let later = field_for(&r.text().await.unwrap(), &action, "checked");
+    // The same pages, the same sessions, one and two midnights later.
+    let on = |day: &str| {
+        let mut web = o.web.clone();
+        web.today = Some(d(day));
+        serve(web)
+    };
+    let next_day = on("2025-12-21").await;
+    let two_days_on = on("2025-12-22").await;
+    let (day, tag) = checked.split_once('.').unwrap();
+    let earlier = format!("{}.{tag}", day.parse::<i64>().unwrap() - 1);
+    let flipped = format!(
+        "{day}.{}{}",
+        if tag.starts_with('0') { "1" } else { "0" },
+        &tag[1..]
+    );
+    let send = |at: String, due: &'static str, checked: String| {
+        let (http, clerk, csrf, nonce, action) = (&http, &clerk, &csrf, &nonce, &action);
+        async move {
+            let r = post_as(
+                http,
+                clerk,
+                format!("{at}{action}"),
+                &[
+                    ("csrf", csrf),
+                    ("nonce", nonce),
+                    ("due_on", due),
+                    ("delivery", "counter"),
+                    ("checked", &checked),
+                ],
+            )
+            .await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for (at, due, token, why) in [
+        (&next_day, "令和7年12月30日", String::new(), "no token"),
+        (&next_day, "令和7年12月30日", earlier.clone(), "another day"),
+        (&next_day, "令和7年12月30日", flipped.clone(), "forged"),
+        (&next_day, "令和7年12月30日", later.clone(), "another date"),
+        (
+            &two_days_on,
+            "令和7年12月30日",
+            checked.clone(),
+            "two midnights",
+        ),
+    ] {
+        let (status, body) = send(at.clone(), due, token).await;
+        assert_eq!(status, 422, "{why}: {body}");
+        assert!(body.contains("10日以上後の日"), "{why}: {body}");
+        assert!(body.contains("at least 10 days after"), "{why}: {body}");
+        assert!(o.store.notices(id).await.unwrap().is_empty(), "{why}");
+    }
+    assert_eq!(logged(&o.store, Action::NoticeIssued).await, 0);
+    // The button as the page made it, pressed after midnight.
+    let (status, body) = send(next_day.clone(), "令和7年12月30日", checked.clone()).await;
+    assert_eq!(status, 303, "{body}");
+    let notices = o.store.notices(id).await.unwrap();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (
+            notices[0].issued_on,
+            notices[0].due_on,
+            notices[0].address.as_str()
+        ),
+        (d("2025-12-21"), d("2025-12-30"), "窓口交付")
+    );
+    assert_eq!(logged(&o.store, Action::NoticeIssued).await, 1);
 }

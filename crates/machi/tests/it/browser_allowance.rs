@@ -266,8 +266,18 @@ async fn browser_allowance_clerk_day(db: TestDb) {
     h.click("#basis_student").await;
     h.fill("apart_since", "令和8年4月1日").await;
     h.click("#apart-submit").await;
+    // The claim page after the redirect: `#end-submit` is on the page
+    // the form was posted from too, so wait for the child itself.
+    let start = std::time::Instant::now();
+    let page = loop {
+        let page = h.text().await;
+        if page.contains("見本　長子") || start.elapsed() > std::time::Duration::from_secs(30)
+        {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     h.wait_for("#end-submit").await;
-    let page = h.text().await;
     assert!(page.contains("見本　長子"), "{page}");
     assert!(page.contains("大学生等の生計費負担"), "{page}");
     assert!(page.contains("住民記録なし"), "{page}");

@@ -39,6 +39,7 @@ both_backends!(
     a_link_cannot_make_the_subscription_pages_say_something_was_done,
     a_second_resume_of_an_active_subscription_says_it_is_already_active,
     a_second_pause_says_it_is_already_stopped,
+    the_secret_survives_a_head_request_and_a_page_that_failed,
 );
 
 const LOCAL: HookPolicy = HookPolicy {
@@ -1103,4 +1104,88 @@ async fn a_second_pause_says_it_is_already_stopped(db: TestDb) {
     assert!(!page.contains("role=\"alert\""), "{page}");
     let v = a.registry.subscriptions(&code(FUCHU), None).await.unwrap();
     assert_eq!(v[0].status, "paused");
+}
+
+/// Whether an answer clears the one-time cookie.
+fn clears_once(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, v)| k == "set-cookie" && v.starts_with("machi_hook_once=;"))
+}
+
+/// The one-time key is used by the page that shows it, not before: a
+/// HEAD request (a link checker, a browser's prefetch; no body, so
+/// nothing shown) neither uses nor clears it, and neither does a page
+/// that failed (the subscription's attempts unreadable for a moment):
+/// the next GET shows the secret, once.
+async fn the_secret_survives_a_head_request_and_a_page_that_failed(db: TestDb) {
+    let a = admin(db).await;
+    let rx = Receiver::start().await;
+    let (s, headers, _) = a
+        .session
+        .post(
+            "/ui/admin/subscriptions",
+            &[("client_id", &a.client_id), ("url", &rx.url)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let to = crate::ui::location(&headers);
+    let cookie = format!(
+        "{}; {}",
+        a.session.cookie,
+        secret_cookie(&headers).expect("the sealed secret")
+    );
+    for _ in 0..2 {
+        let (s, headers, _) = crate::ui::send(&a.router, "HEAD", &to, Some(&cookie), None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(!clears_once(&headers), "{headers:?}");
+    }
+    let (s, headers, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let secret = secret_of(&page).expect("shown after the HEAD requests");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(visible_text(&page).contains("通知先 1 を登録しました"));
+    assert!(clears_once(&headers), "{headers:?}");
+    let (_, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
+    assert!(
+        secret_of(&page).is_none() && !page.contains(&secret),
+        "once"
+    );
+
+    // A rotation whose page fails: the attempts cannot be read.
+    let (s, headers, _) = a
+        .session
+        .post("/ui/admin/subscriptions/1/act", &[("action", "rotate")])
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let to = crate::ui::location(&headers);
+    assert_eq!(to, "/ui/admin/subscriptions/1");
+    let cookie = format!(
+        "{}; {}",
+        a.session.cookie,
+        secret_cookie(&headers).expect("the sealed secret")
+    );
+    a.db.raw("ALTER TABLE webhook_attempts RENAME TO webhook_attempts_away")
+        .await;
+    let (s, headers, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
+    a.db.raw("ALTER TABLE webhook_attempts_away RENAME TO webhook_attempts")
+        .await;
+    assert_ne!(s, StatusCode::OK, "the page failed: {page}");
+    assert!(secret_of(&page).is_none(), "{page}");
+    assert!(!clears_once(&headers), "{headers:?}");
+    let (s, _, _) = crate::ui::send(&a.router, "HEAD", &to, Some(&cookie), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, headers, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    crate::readable::assert_readable(&page, "rotated, after a failed page");
+    let rotated = secret_of(&page).expect("shown on the page that worked");
+    assert_ne!(rotated, secret);
+    assert!(visible_text(&page).contains("署名の鍵を新しくしました"));
+    assert!(clears_once(&headers), "{headers:?}");
+    let (_, _, page) = crate::ui::send(&a.router, "GET", &to, Some(&cookie), None).await;
+    assert!(
+        secret_of(&page).is_none() && !page.contains(&rotated),
+        "once"
+    );
+    assert!(!visible_text(&page).contains("署名の鍵を新しくしました"));
 }
