@@ -69,10 +69,30 @@ pub struct BenchHooksArgs {
     /// (what the two key checks of every attempt row cost).
     #[arg(long)]
     without_attempt_fks: bool,
+    /// Municipalities (tenants) the two load phases spread their changes
+    /// over, round robin (at most the synthetic towns' number); each has
+    /// `--subscribers` subscriptions to the same receivers. The backlog
+    /// and the baseline stay on the first. One tenant's changes run one
+    /// after another; a shared deployment takes many tenants' at once.
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
 }
 
-/// What a receiver saw: (sequence, commit time in µs, arrival in µs).
-type Seen = Arc<Mutex<Vec<(i64, i64, i64)>>>;
+/// What a receiver saw: (sequence, commit time in µs, arrival in µs, the
+/// tenant's code as a number).
+type Seen = Arc<Mutex<Vec<(i64, i64, i64, u32)>>>;
+
+/// Whether every receiver saw each tenant's events in order.
+fn in_order(seen: &[Seen]) -> bool {
+    seen.iter().all(|s| {
+        let v = s.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last: std::collections::HashMap<u32, i64> = Default::default();
+        v.iter().all(|(seq, _, _, t)| {
+            let before = last.insert(*t, *seq).unwrap_or(i64::MIN);
+            before < *seq
+        })
+    })
+}
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -90,13 +110,17 @@ async fn receiver(seen: Seen) -> anyhow::Result<String> {
                         .as_str()
                         .and_then(|s| s.parse().ok())
                         .unwrap_or(-1);
+                    let tenant = v["source"]
+                        .as_str()
+                        .and_then(|s| s.rsplit('/').next()?.parse::<u32>().ok())
+                        .unwrap_or(0);
                     let time = v["time"]
                         .as_str()
                         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                         .map_or(at, |t| t.timestamp_micros());
                     seen.lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push((seq, time, at));
+                        .push((seq, time, at, tenant));
                 }
                 axum::http::StatusCode::NO_CONTENT
             }
@@ -278,6 +302,20 @@ fn cpu_micros(pg: Option<&str>) -> (u64, Option<u64>) {
     (own, server)
 }
 
+/// "CPU per {what}: this process … µs, PostgreSQL's sessions … µs" between
+/// two [`cpu_micros`] readings over `n` items.
+fn cpu_line(a: (u64, Option<u64>), b: (u64, Option<u64>), n: usize, what: &str) -> String {
+    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / n.max(1) as f64;
+    let server = match (a.1, b.1) {
+        (Some(x), Some(y)) => format!(", PostgreSQL's sessions {:.0} µs", per(x, y)),
+        _ => String::new(),
+    };
+    format!(
+        "CPU per {what}: this process {:.0} µs{server}",
+        per(a.0, b.0)
+    )
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -346,21 +384,21 @@ pub async fn run(a: &BenchHooksArgs, extra_eras: &[String]) -> anyhow::Result<()
 /// committed and the seconds it took.
 async fn offer_load<C>(
     r: &Registry,
-    code: &MunicipalityCode,
+    targets: &[(MunicipalityCode, C)],
     actor: &Actor,
-    change: &C,
     rate: u64,
     seconds: u64,
 ) -> (usize, f64)
 where
-    C: Fn() -> ChangeRequest + Clone + Send + 'static,
+    C: Fn() -> ChangeRequest + Clone + Send + Sync + 'static,
 {
+    let targets: Arc<Vec<(MunicipalityCode, C)>> = Arc::new(targets.to_vec());
     let offered = (rate * seconds) as usize;
     let submitters = 16usize;
     let started = Instant::now();
     let mut load = tokio::task::JoinSet::new();
     for k in 0..submitters {
-        let (r, code, actor, change) = (r.clone(), code.clone(), actor.clone(), change.clone());
+        let (r, targets, actor) = (r.clone(), targets.clone(), actor.clone());
         let rate = rate.max(1);
         load.spawn(async move {
             let mut done = 0usize;
@@ -369,7 +407,9 @@ where
                 // Change i is due at i / rate seconds.
                 let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate);
                 tokio::time::sleep_until(due.into()).await;
-                if r.submit(&code, &change(), &actor).await.is_ok() {
+                // Change i goes to tenant i mod n.
+                let (code, change) = &targets[i % targets.len()];
+                if r.submit(code, &change(), &actor).await.is_ok() {
                     done += 1;
                 }
                 i += submitters;
@@ -556,13 +596,9 @@ where
         worker_work.per(got2).line(pg)
     );
     drop(worker);
-    let in_order = seen.iter().all(|s| {
-        let v = s.lock().unwrap_or_else(|p| p.into_inner());
-        v.windows(2).all(|w| w[0].0 < w[1].0)
-    });
     println!(
         "  in order per subscriber: {}",
-        if in_order { "yes" } else { "NO" }
+        if in_order(&seen) { "yes" } else { "NO" }
     );
     Ok(())
 }
@@ -576,14 +612,13 @@ async fn measure(
     let n_subs = a
         .subscribers
         .clamp(1, crate::service::hooks::MAX_SUBSCRIPTIONS);
+    let n_tenants = a.tenants.clamp(1, TOWNS.len());
     let town = &TOWNS[0];
     let code: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    r.create_tenant(code.clone(), town.name, town.prefecture)
-        .await?;
     let actor = Actor::system("bench");
     let today = r.today();
     let synth = Arc::new(Mutex::new(Synth::new(7)));
-    let change = {
+    let change_in = |town: &'static crate::synth::Town| {
         let synth = synth.clone();
         move || {
             let plan = synth
@@ -602,6 +637,14 @@ async fn measure(
             }
         }
     };
+    let mut targets = Vec::new();
+    for town in &TOWNS[..n_tenants] {
+        let c: MunicipalityCode = town.code.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        r.create_tenant(c.clone(), town.name, town.prefecture)
+            .await?;
+        targets.push((c, change_in(town)));
+    }
+    let change = targets[0].1.clone();
     if a.count_only {
         return count_work(label, r, a, pg.is_some(), &code, &actor, change).await;
     }
@@ -616,18 +659,24 @@ async fn measure(
     // Each phase is printed when it ends, so that a slow phase shows
     // where the time goes while the run is still on.
     println!(
-        "\nmachi bench-hooks — {label}, {n_subs} local subscribers, worker: {} in flight",
+        "\nmachi bench-hooks — {label}, {n_subs} local subscribers, worker: {} in flight; load phases over {n_tenants} tenant(s), {n_subs} subscriptions each",
         config.concurrency
     );
     let load_alone = load_average();
     let probe = Probe::start(r, pg);
-    let (alone, alone_secs) = offer_load(r, &code, &actor, &change, a.rate, a.seconds).await;
+    let cpu0 = cpu_micros(pg);
+    let (alone, alone_secs) = offer_load(r, &targets, &actor, a.rate, a.seconds).await;
+    let cpu1 = cpu_micros(pg);
     let probe_alone = probe.finish();
     let alone_rate = alone as f64 / alone_secs.max(1e-9);
     println!(
         "  registry alone (no subscriber, no worker): {alone} of {offered} changes committed in {alone_secs:.2} s = {alone_rate:.0} changes/s, offered {} /s: sustained {}  [load {load_alone}]",
         a.rate,
         yes(sustained(alone, alone_secs))
+    );
+    println!(
+        "    registry alone: {}",
+        cpu_line(cpu0, cpu1, alone, "change")
     );
     probe_alone.print("registry alone");
     let mut seen: Vec<Seen> = Vec::new();
@@ -779,13 +828,35 @@ async fn measure(
     // by as many submitters as it takes (each change waits for its commit).
     let load_under = load_average();
     let probe = Probe::start(r, pg);
-    let (committed, load_secs) = offer_load(r, &code, &actor, &change, a.rate, a.seconds).await;
+    // The other tenants' subscriptions, from their heads now, to the same receivers.
+    for (c, _) in &targets[1..] {
+        for url in &urls {
+            r.create_subscription(
+                c,
+                "bench-client",
+                NewSubscription {
+                    url: url.clone(),
+                    types: vec![],
+                    after: None,
+                },
+                &actor,
+            )
+            .await?;
+        }
+    }
+    let cpu0 = cpu_micros(pg);
+    let (committed, load_secs) = offer_load(r, &targets, &actor, a.rate, a.seconds).await;
+    let cpu1 = cpu_micros(pg);
     let probe_under = probe.finish();
     let change_rate = committed as f64 / load_secs.max(1e-9);
     println!(
         "  under load (worker delivering): {committed} of {offered} changes committed in {load_secs:.2} s = {change_rate:.0} changes/s, offered {} /s: sustained {}  [load {load_under}]",
         a.rate,
         yes(sustained(committed, load_secs))
+    );
+    println!(
+        "    under load: {} (its {n_subs} deliveries included, while they keep up)",
+        cpu_line(cpu0, cpu1, committed, "change")
     );
     probe_under.print("under load");
     let want = committed * n_subs;
@@ -800,15 +871,12 @@ async fn measure(
             s.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(|(_, commit, at)| (at - commit) as f64 / 1000.0)
+                .map(|(_, commit, at, _)| (at - commit) as f64 / 1000.0)
                 .collect::<Vec<_>>()
         })
         .collect();
     lags.sort_by(|x, y| x.total_cmp(y));
-    let in_order = seen.iter().all(|s| {
-        let v = s.lock().unwrap_or_else(|p| p.into_inner());
-        v.windows(2).all(|w| w[0].0 < w[1].0)
-    });
+    let in_order = in_order(&seen);
 
     let (p50, p99) = (percentile(&lags, 0.50), percentile(&lags, 0.99));
     println!(

@@ -376,6 +376,44 @@ pub fn leased_chunk(
     }))
 }
 
+/// The leases `owner` still holds among subscriptions `ids` of `tenant`
+/// (each row as it is now: a rotation signs the next chunk with both
+/// secrets), with the tenant's head and whether anyone is protected, in
+/// one statement: [`leased_chunk`] without events, for many subscriptions
+/// at once (the worker's grouped rounds). A subscription missing from the
+/// answer is not ours any more (paused, replayed, deleted, taken over).
+pub fn leased_many(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    owner: &str,
+    ids: &[i64],
+) -> Result<(Vec<Subscription>, i64, bool), StoreError> {
+    let r = tx.query_one(
+        &format!(
+            "SELECT (SELECT h.event_seq FROM tenant_heads h WHERE h.tenant = $1), {}",
+            super::support::any_protected_sql()
+        ),
+        &[tenant.as_str().into()],
+    )?;
+    let (head, protected) = (r.opt_int(0)?.unwrap_or(0), r.int(1)? != 0);
+    if ids.is_empty() {
+        return Ok((Vec::new(), head, protected));
+    }
+    let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+    let mut params: Vec<super::Param<'_>> = vec![tenant.as_str().into(), owner.into()];
+    params.extend(ids.iter().map(|i| super::Param::from(*i)));
+    let rows = tx.query(
+        &format!(
+            "SELECT {COLUMNS} FROM webhook_subscriptions WHERE tenant = $1 AND lease_owner = $2 \
+             AND status = 'active' AND subscription_id IN ({})",
+            marks.join(", ")
+        ),
+        &params,
+    )?;
+    let subs = rows.iter().map(subscription).collect::<Result<_, _>>()?;
+    Ok((subs, head, protected))
+}
+
 /// Events of `tenant` after `after` up to and including `upto` (a head
 /// read before: every event up to it is committed, and none changes),
 /// whose kind passes `types`, in order, at most `limit`: the same answer
