@@ -1179,6 +1179,8 @@ impl WorkerConfig {
 pub struct WorkerHandle {
     task: tokio::task::JoinHandle<()>,
     reads: Arc<std::sync::atomic::AtomicU64>,
+    settles: Arc<std::sync::atomic::AtomicU64>,
+    settle_batches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for WorkerHandle {
@@ -1194,6 +1196,18 @@ impl WorkerHandle {
     /// counts once).
     pub fn reads(&self) -> u64 {
         self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Settles this worker made (a chunk's attempts and position, one per
+    /// subscription and chunk), and the transactions that wrote them
+    /// (fewer when grouped).
+    pub fn settles(&self) -> (u64, u64) {
+        let settles = self.settles.load(std::sync::atomic::Ordering::Relaxed);
+        let grouped = self
+            .settle_batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // Ungrouped, each settle is its own transaction.
+        (settles, if grouped == 0 { settles } else { grouped })
     }
 }
 
@@ -1253,10 +1267,18 @@ pub fn spawn_worker(
         reads: Arc::default(),
         checks: Group::default(),
         settles: Group::default(),
+        settle_count: Arc::default(),
     });
     let reads = worker.reads.clone();
+    let settles = worker.settle_count.clone();
+    let settle_batches = worker.settles.batches.clone();
     let task = tokio::spawn(async move { worker.run().await });
-    Ok(WorkerHandle { task, reads })
+    Ok(WorkerHandle {
+        task,
+        reads,
+        settles,
+        settle_batches,
+    })
 }
 
 /// One event as it goes out: its number, id, commit time and CloudEvent
@@ -1353,6 +1375,8 @@ type GroupQueue<Q, A> = Vec<(u64, Q, Option<tokio::sync::oneshot::Sender<GroupMs
 struct Group<Q, A> {
     queues: std::sync::Mutex<std::collections::HashMap<String, GroupQueue<Q, A>>>,
     tickets: std::sync::atomic::AtomicU64,
+    /// Batches run (each one statement or transaction).
+    batches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<Q, A> Default for Group<Q, A> {
@@ -1360,6 +1384,7 @@ impl<Q, A> Default for Group<Q, A> {
         Group {
             queues: Default::default(),
             tickets: Default::default(),
+            batches: Default::default(),
         }
     }
 }
@@ -1438,6 +1463,8 @@ impl<Q, A> Group<Q, A> {
             waiters.push(w);
         }
         let n = requests.len();
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let answers = f(requests).await.and_then(|a| {
             if a.len() == n {
                 Ok(a)
@@ -1482,6 +1509,8 @@ struct Worker {
     checks: Group<i64, Checked>,
     /// Settles of a tenant's subscriptions, grouped.
     settles: Group<SettleRequest, bool>,
+    /// Settles made (see [`WorkerHandle::settles`]).
+    settle_count: Arc<std::sync::atomic::AtomicU64>,
     /// Chunks read once for all the subscriptions at one position.
     shared: SharedReads,
     /// Chunks read (see [`WorkerHandle::reads`]).
@@ -1879,6 +1908,8 @@ impl Worker {
     ) -> Result<bool, ServiceError> {
         let (t, id, owner) = (s.tenant.clone(), s.subscription_id, self.owner.clone());
         let relaxed = !self.config.durable_records;
+        self.settle_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.config.shared_reads {
             let store = self.registry.store().clone();
             return self
@@ -2308,5 +2339,100 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests that come while a batch runs wait and go together in the
+    /// next one; each gets its own answer.
+    #[tokio::test]
+    async fn requests_during_a_batch_go_together_in_the_next() {
+        let group: Arc<Group<u32, u32>> = Arc::default();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (g, open) = (group.clone(), gate.clone());
+        let first = tokio::spawn(async move {
+            g.run("t", 1, |qs| async move {
+                open.notified().await;
+                Ok(qs.iter().map(|q| q * 10).collect())
+            })
+            .await
+        });
+        // The first batch is running (waiting at the gate).
+        while group.batches.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut later = Vec::new();
+        for q in 2..=4u32 {
+            let g = group.clone();
+            later.push(tokio::spawn(async move {
+                g.run("t", q, |qs| async move {
+                    Ok(qs.iter().map(|q| q * 10).collect())
+                })
+                .await
+            }));
+        }
+        while group.queues.lock().unwrap()["t"].len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 10);
+        for (q, h) in (2..=4u32).zip(later) {
+            let answer = tokio::time::timeout(Duration::from_secs(5), h)
+                .await
+                .expect("a waiting request is led by the next batch")
+                .unwrap()
+                .unwrap();
+            assert_eq!(answer, q * 10);
+        }
+        assert_eq!(
+            group.batches.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "one batch for the first, one for the three that waited"
+        );
+        assert!(group.queues.lock().unwrap().is_empty(), "the queue ended");
+    }
+
+    /// A leader cancelled mid-batch hands the queue to the next waiter, and
+    /// a failed batch fails each of its requests (none hangs).
+    #[tokio::test]
+    async fn a_cancelled_leader_hands_over_and_a_failure_reaches_all() {
+        let group: Arc<Group<u32, u32>> = Arc::default();
+        let g = group.clone();
+        let stuck = tokio::spawn(async move {
+            g.run("t", 1, |_| async move {
+                std::future::pending::<()>().await;
+                Ok(vec![0])
+            })
+            .await
+        });
+        while group.batches.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut waiting = Vec::new();
+        for q in 2..=3u32 {
+            let g = group.clone();
+            waiting.push(tokio::spawn(async move {
+                g.run("t", q, |_| async move {
+                    Err(ServiceError::Store(StoreError::Task("down".into())))
+                })
+                .await
+            }));
+        }
+        while group.queues.lock().unwrap()["t"].len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        stuck.abort();
+        let _ = stuck.await;
+        for h in waiting {
+            let r = tokio::time::timeout(Duration::from_secs(5), h)
+                .await
+                .expect("no request hangs")
+                .unwrap();
+            assert!(r.is_err());
+        }
+        assert!(group.queues.lock().unwrap().is_empty());
     }
 }

@@ -1453,9 +1453,9 @@ async fn every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a
 
 /// Four subscriptions at the same position read each chunk once between
 /// them (the worker's shared reads) and send what each would have read
-/// alone: the same events, in order, the same bytes. Without sharing
-/// (`shared_reads: false`, the A/B switch) every subscription reads every
-/// chunk itself.
+/// alone: the same events, in order, the
+/// same bytes. Without sharing (`shared_reads: false`, the A/B switch)
+/// every subscription reads every chunk and settles each chunk itself.
 async fn subscriptions_at_one_position_share_one_read_and_send_the_same_bytes(db: TestDb) {
     let h = hub(db, Clock::System).await;
     let mut rx = Vec::new();
@@ -1496,7 +1496,10 @@ async fn subscriptions_at_one_position_share_one_read_and_send_the_same_bytes(db
         sent.push(got);
     }
     let shared_reads = w.reads();
+    let (settles, settle_transactions) = w.settles();
     drop(w);
+    // Grouped only when settles overlap (timing): at most one each.
+    assert!(settle_transactions <= settles);
     for got in &sent[1..] {
         for (a, b) in got.iter().zip(&sent[0]) {
             assert_eq!(a.body, b.body, "the same bytes to each");
@@ -1537,4 +1540,6 @@ async fn subscriptions_at_one_position_share_one_read_and_send_the_same_bytes(db
         "{} reads alone for 4 × {chunks} chunks",
         alone.reads()
     );
+    let (settles, transactions) = alone.settles();
+    assert_eq!(settles, transactions, "alone: a transaction per settle");
 }
