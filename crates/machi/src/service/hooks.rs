@@ -1039,12 +1039,15 @@ pub struct WorkerConfig {
     /// [`store::relaxed_commit`]).
     pub durable_records: bool,
     /// The subscriptions of a tenant at the same position read their next
-    /// events once between them (see [`SharedReads`]); off
-    /// (`MACHI_WEBHOOK_SHARED_READS=0`), each reads its own with its lease,
-    /// as before session 15 (kept for an A/B in one binary).
+    /// events once between them (see [`SharedReads`]), and their lease
+    /// checks and settles run in groups (see [`Group`]); off
+    /// (`MACHI_WEBHOOK_SHARED_READS=0`), each reads its own events with
+    /// its lease and settles alone, as before session 15 (kept for an A/B
+    /// in one binary).
     pub shared_reads: bool,
     /// Shortest time between two reads of one subscription kept while
-    /// caught up ([`ROUND_GAP`] by default; `MACHI_WEBHOOK_ROUND_MS`).
+    /// caught up ([`ROUND_GAP`] by default; `MACHI_WEBHOOK_ROUND_MS`, at
+    /// most 10 s).
     pub round_gap: Duration,
 }
 
@@ -1318,8 +1321,9 @@ type ReadCell = Arc<tokio::sync::OnceCell<Arc<Vec<Outgoing>>>>;
 /// position and head. The events up to a head never change, and every
 /// change of a support measure moves the head (it is an event), so a
 /// read names the same events, withheld alike, whoever asks; the bound
-/// only keeps the map small (and a shield that changed without an event
-/// takes effect within it, as if the send had been that much slower).
+/// only keeps the map small. A shield that changed without an event (an
+/// operator's `machi search refold` rewrites address keys without one)
+/// takes effect within it, as if the send had been that much slower.
 pub const SHARED_READ_FOR: Duration = Duration::from_millis(500);
 
 /// Most shared reads held at once (over all tenants).
@@ -1338,6 +1342,16 @@ struct SharedReads {
 }
 
 impl SharedReads {
+    /// Drops reads older than [`SHARED_READ_FOR`] (called by the worker's
+    /// loop, so that an idle worker holds none).
+    fn prune(&self) {
+        let now = Instant::now();
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (at, _)| now.duration_since(*at) < SHARED_READ_FOR);
+    }
+
     fn cell(&self, key: ReadKey) -> ReadCell {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -1414,6 +1428,29 @@ impl<Q, A> Drop for HandOver<'_, Q, A> {
     }
 }
 
+/// A waiter's receiver: dropped (the waiter cancelled) after being told
+/// to lead but before hearing it, it passes the lead on, so the queue
+/// never stays without a leader.
+struct Waiting<'a, Q, A> {
+    rx: Option<tokio::sync::oneshot::Receiver<GroupMsg<A>>>,
+    group: &'a Group<Q, A>,
+    tenant: &'a str,
+}
+
+impl<Q, A> Drop for Waiting<'_, Q, A> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            rx.close();
+            if let Ok(GroupMsg::Lead) = rx.try_recv() {
+                drop(HandOver {
+                    group: self.group,
+                    tenant: self.tenant,
+                });
+            }
+        }
+    }
+}
+
 impl<Q, A> Group<Q, A> {
     async fn run<F, Fut>(&self, tenant: &str, q: Q, f: F) -> Result<A, ServiceError>
     where
@@ -1438,7 +1475,18 @@ impl<Q, A> Group<Q, A> {
             }
         };
         if wait {
-            match rx.await {
+            let mut waiting = Waiting {
+                rx: Some(rx),
+                group: self,
+                tenant,
+            };
+            let msg = match waiting.rx.as_mut() {
+                Some(rx) => rx.await,
+                None => return Err(StoreError::Task("grouped request lost".into()).into()),
+            };
+            // Received: nothing left to hand over if dropped now.
+            waiting.rx = None;
+            match msg {
                 Ok(GroupMsg::Done(r)) => return r.map_err(|e| StoreError::Task(e).into()),
                 Ok(GroupMsg::Lead) => {}
                 Err(_) => return Err(StoreError::Task("grouped request dropped".into()).into()),
@@ -1495,6 +1543,38 @@ impl<Q, A> Group<Q, A> {
     }
 }
 
+/// Settles `which` of `batch` (by index) in one transaction, in
+/// subscription order (two workers settling the same rows lock them in
+/// the same order); whether each decision was written, in `which`'s order.
+async fn settle_batch(
+    store: &crate::store::Store,
+    t: &MunicipalityCode,
+    owner: &str,
+    relaxed: bool,
+    batch: &Arc<Vec<SettleRequest>>,
+    mut which: Vec<usize>,
+) -> Result<Vec<bool>, ServiceError> {
+    let (t2, owner, batch) = (t.clone(), owner.to_string(), batch.clone());
+    store
+        .write_quiet(Some(t), move |tx| {
+            if relaxed {
+                store::relaxed_commit(tx)?;
+            }
+            let asked = which.clone();
+            which.sort_by_key(|&i| batch[i].0);
+            let mut kept = std::collections::HashMap::new();
+            for i in which {
+                let (id, settle, attempts, park) = &batch[i];
+                kept.insert(
+                    i,
+                    store::settle_recorded(tx, &t2, *id, &owner, settle, attempts, *park)?,
+                );
+            }
+            Ok::<_, ServiceError>(asked.iter().map(|i| kept[i]).collect())
+        })
+        .await
+}
+
 /// A lease checked in a group: the row as it is now (None: not ours any
 /// more), the tenant's head and whether anyone is protected.
 type Checked = (Option<Subscription>, i64, bool);
@@ -1507,8 +1587,9 @@ struct Worker {
     registry: Registry,
     /// Lease checks of a tenant's subscriptions, grouped.
     checks: Group<i64, Checked>,
-    /// Settles of a tenant's subscriptions, grouped.
-    settles: Group<SettleRequest, bool>,
+    /// Settles of a tenant's subscriptions, grouped; each answered on its
+    /// own (a failed batch is settled again one by one).
+    settles: Group<SettleRequest, Result<bool, String>>,
     /// Settles made (see [`WorkerHandle::settles`]).
     settle_count: Arc<std::sync::atomic::AtomicU64>,
     /// Chunks read once for all the subscriptions at one position.
@@ -1726,6 +1807,7 @@ impl Worker {
         let mut last_scan = Instant::now() - MIN_SCAN_GAP;
         loop {
             while tasks.try_join_next().is_some() {}
+            self.shared.prune();
             if woken {
                 // Commits come by the hundred per second: one scan per gap
                 // serves them all (subscriptions already being served read
@@ -1836,7 +1918,7 @@ impl Worker {
     /// one), it keeps the lease and waits for this process's next commit
     /// (at most [`WorkerConfig::linger`]) instead of parking: the next
     /// events go out without a park, a scan and a lease in between. Reads
-    /// are at least [`ROUND_GAP`] apart, so that at hundreds of commits a
+    /// are at least [`WorkerConfig::round_gap`] apart, so that at hundreds of commits a
     /// second one read and one write carry many events.
     async fn serve(&self, mut s: Subscription, slots: &tokio::sync::Semaphore) {
         let mut deadline = Instant::now() + self.config.lease / 3;
@@ -1912,35 +1994,38 @@ impl Worker {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.config.shared_reads {
             let store = self.registry.store().clone();
-            return self
+            let answer = self
                 .settles
                 .run(
                     s.tenant.as_str(),
                     (id, settle, attempts, park_unless_after),
                     |batch| async move {
-                        let t2 = t.clone();
-                        store
-                            .write_quiet(Some(&t), move |tx| {
-                                if relaxed {
-                                    store::relaxed_commit(tx)?;
+                        let batch = Arc::new(batch);
+                        let n = batch.len();
+                        let all: Vec<usize> = (0..n).collect();
+                        match settle_batch(&store, &t, &owner, relaxed, &batch, all).await {
+                            Ok(kept) => Ok(kept.into_iter().map(Ok).collect()),
+                            // Alone, its own error.
+                            Err(e) if n == 1 => Ok(vec![Err(e.to_string())]),
+                            // One settle's failure must not undo the others':
+                            // each again in a transaction of its own.
+                            Err(_) => {
+                                let mut answers = Vec::with_capacity(n);
+                                for i in 0..n {
+                                    answers.push(
+                                        settle_batch(&store, &t, &owner, relaxed, &batch, vec![i])
+                                            .await
+                                            .map(|k| k[0])
+                                            .map_err(|e| e.to_string()),
+                                    );
                                 }
-                                // In subscription order: two workers settling
-                                // the same rows lock them in the same order.
-                                let mut order: Vec<usize> = (0..batch.len()).collect();
-                                order.sort_by_key(|&i| batch[i].0);
-                                let mut kept = vec![false; batch.len()];
-                                for i in order {
-                                    let (id, settle, attempts, park) = &batch[i];
-                                    kept[i] = store::settle_recorded(
-                                        tx, &t2, *id, &owner, settle, attempts, *park,
-                                    )?;
-                                }
-                                Ok::<_, ServiceError>(kept)
-                            })
-                            .await
+                                Ok(answers)
+                            }
+                        }
                     },
                 )
-                .await;
+                .await?;
+            return answer.map_err(|e| StoreError::Task(e).into());
         }
         self.registry
             .store()
@@ -2393,6 +2478,51 @@ mod tests {
             "one batch for the first, one for the three that waited"
         );
         assert!(group.queues.lock().unwrap().is_empty(), "the queue ended");
+    }
+
+    /// A waiter told to lead but cancelled before it heard so passes the
+    /// lead on: the next waiter runs the queue (its request and the
+    /// cancelled one's), nobody hangs.
+    #[tokio::test]
+    async fn a_waiter_cancelled_after_being_told_to_lead_passes_it_on() {
+        let group: Arc<Group<u32, u32>> = Arc::default();
+        // A queue whose leader is busy: first the waiter to be cancelled,
+        // then a real one.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        group
+            .queues
+            .lock()
+            .unwrap()
+            .insert("t".into(), vec![(1000, 1, Some(tx))]);
+        let g = group.clone();
+        let next = tokio::spawn(async move {
+            g.run("t", 2, |qs| async move {
+                Ok(qs.iter().map(|q| q * 10).collect())
+            })
+            .await
+        });
+        while group.queues.lock().unwrap()["t"].len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let cancelled = Waiting {
+            rx: Some(rx),
+            group: &*group,
+            tenant: "t",
+        };
+        // The leader's batch ends: the first waiter is told to lead ...
+        drop(HandOver {
+            group: &*group,
+            tenant: "t",
+        });
+        // ... and is cancelled before it heard.
+        drop(cancelled);
+        let answer = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the lead was passed on")
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, 20);
+        assert!(group.queues.lock().unwrap().is_empty());
     }
 
     /// A leader cancelled mid-batch hands the queue to the next waiter, and

@@ -379,8 +379,8 @@ pub fn leased_chunk(
 /// The leases `owner` still holds among subscriptions `ids` of `tenant`
 /// (each row as it is now: a rotation signs the next chunk with both
 /// secrets), with the tenant's head and whether anyone is protected, in
-/// one statement: [`leased_chunk`] without events, for many subscriptions
-/// at once (the worker's grouped rounds). A subscription missing from the
+/// one snapshot (two statements): [`leased_chunk`] without events, for
+/// many subscriptions at once (the worker's grouped rounds). A subscription missing from the
 /// answer is not ours any more (paused, replayed, deleted, taken over).
 pub fn leased_many(
     tx: &mut Tx<'_>,
