@@ -45,6 +45,7 @@ both_backends!(
     a_client_pauses_and_resumes_its_subscription_through_the_api,
     every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a_measure_begins,
     subscriptions_at_one_position_share_one_read_and_send_the_same_bytes,
+    a_receiver_that_takes_the_request_and_never_answers_is_timed_out_and_retried,
 );
 
 // ---------------------------------------------------------------- receiver
@@ -1542,4 +1543,46 @@ async fn subscriptions_at_one_position_share_one_read_and_send_the_same_bytes(db
     );
     let (settles, transactions) = alone.settles();
     assert_eq!(settles, transactions, "alone: a transaction per settle");
+}
+
+/// A receiver that takes the request and never answers (in time): the
+/// attempt ends at the request's time limit, is recorded with no status
+/// and the reason, and the event is sent again by the retry schedule,
+/// before the next one; nothing is lost or reordered.
+async fn a_receiver_that_takes_the_request_and_never_answers_is_timed_out_and_retried(db: TestDb) {
+    // One real second is an hour: the 5-second retry comes at once.
+    let h = hub(db, Clock::scaled(3_600)).await;
+    let rx = Receiver::start().await;
+    rx.script(&[(200, None, Duration::from_secs(60))]);
+    let sub = h.subscribe(json!({"url": rx.url})).await;
+    let id = sub["subscription_id"].as_i64().unwrap();
+    let expected = vec![h.change().await, h.change().await];
+    let _w = h.worker(WorkerConfig {
+        request_timeout: Duration::from_millis(500),
+        ..fast(10, 5_000)
+    });
+    let got = rx.wait_ok(2, Duration::from_secs(60)).await;
+    assert_eq!(seqs(&got), expected, "in order, each once accepted");
+    assert_eq!(
+        seqs(&rx.all()),
+        vec![expected[0], expected[0], expected[1]],
+        "the unanswered event again before the next"
+    );
+    let v = h.with_attempts(id, 3).await;
+    let a = attempts_at(&v);
+    assert_eq!(
+        a.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(),
+        vec![
+            (expected[0], None),
+            (expected[0], Some(200)),
+            (expected[1], Some(200))
+        ]
+    );
+    let first = v["attempts"].as_array().unwrap().last().unwrap();
+    assert!(
+        first["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the reason is recorded: {first}"
+    );
+    assert_eq!(v["subscription"]["status"], "active");
+    assert_eq!(v["subscription"]["failed_attempts"], 0);
 }
