@@ -263,6 +263,33 @@ impl ProbeSummary {
     }
 }
 
+/// Subscribes the bench client of tenant `code` to every receiver in
+/// `urls`, all types, from the tenant's head now; that position.
+async fn subscribe_all(
+    r: &Registry,
+    code: &MunicipalityCode,
+    urls: &[String],
+    actor: &Actor,
+) -> anyhow::Result<i64> {
+    let mut start = 0;
+    for url in urls {
+        start = r
+            .create_subscription(
+                code,
+                "bench-client",
+                NewSubscription {
+                    url: url.clone(),
+                    types: vec![],
+                    after: None,
+                },
+                actor,
+            )
+            .await?
+            .position;
+    }
+    Ok(start)
+}
+
 /// CPU time used so far, in µs: by this process, and (PostgreSQL) by the
 /// server processes of the bench database's sessions (found in
 /// `pg_stat_activity`; the pool keeps them for the run). Read from
@@ -687,22 +714,7 @@ async fn measure(
         seen.push(s);
     }
     // Where the subscriptions start: after the registry-alone phase's events.
-    let mut start = 0;
-    for url in &urls {
-        start = r
-            .create_subscription(
-                &code,
-                "bench-client",
-                NewSubscription {
-                    url: url.clone(),
-                    types: vec![],
-                    after: None,
-                },
-                &actor,
-            )
-            .await?
-            .position;
-    }
+    let start = subscribe_all(r, &code, &urls, &actor).await?;
     // The backlog: committed before any worker runs.
     for _ in 0..a.backlog {
         r.submit(&code, &change(), &actor).await?;
@@ -810,14 +822,9 @@ async fn measure(
         reads as f64 / hook_n.max(1) as f64,
         if config.shared_reads { "on" } else { "off" }
     );
-    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / hook_n.max(1) as f64;
-    let delivery_cpu = per(cpu_before.0, cpu_after.0);
-    let server_cpu = match (cpu_before.1, cpu_after.1) {
-        (Some(a), Some(b)) => format!(", PostgreSQL's sessions {:.0} µs", per(a, b)),
-        _ => String::new(),
-    };
     println!(
-        "    CPU per delivery: this process {delivery_cpu:.0} µs{server_cpu}; per plain POST {post_cpu:.0} µs (both with the receivers' share)"
+        "    {}; per plain POST {post_cpu:.0} µs (both with the receivers' share)",
+        cpu_line(cpu_before, cpu_after, hook_n, "delivery")
     );
     probe_drain.print("deliveries");
     for s in &seen {
@@ -830,19 +837,7 @@ async fn measure(
     let probe = Probe::start(r, pg);
     // The other tenants' subscriptions, from their heads now, to the same receivers.
     for (c, _) in &targets[1..] {
-        for url in &urls {
-            r.create_subscription(
-                c,
-                "bench-client",
-                NewSubscription {
-                    url: url.clone(),
-                    types: vec![],
-                    after: None,
-                },
-                &actor,
-            )
-            .await?;
-        }
+        subscribe_all(r, c, &urls, &actor).await?;
     }
     let cpu0 = cpu_micros(pg);
     let (committed, load_secs) = offer_load(r, &targets, &actor, a.rate, a.seconds).await;

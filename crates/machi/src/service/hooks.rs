@@ -1345,11 +1345,14 @@ impl SharedReads {
     /// Drops reads older than [`SHARED_READ_FOR`] (called by the worker's
     /// loop, so that an idle worker holds none).
     fn prune(&self) {
-        let now = Instant::now();
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (at, _)| now.duration_since(*at) < SHARED_READ_FOR);
+        Self::keep_fresh(
+            &mut self.inner.lock().unwrap_or_else(|p| p.into_inner()),
+            Instant::now(),
+        );
+    }
+
+    fn keep_fresh(m: &mut std::collections::HashMap<ReadKey, (Instant, ReadCell)>, now: Instant) {
+        m.retain(|_, (at, _)| now.duration_since(*at) < SHARED_READ_FOR);
     }
 
     fn cell(&self, key: ReadKey) -> ReadCell {
@@ -1360,7 +1363,7 @@ impl SharedReads {
         {
             return c.clone();
         }
-        m.retain(|_, (at, _)| now.duration_since(*at) < SHARED_READ_FOR);
+        Self::keep_fresh(&mut m, now);
         if m.len() >= SHARED_READS_MAX {
             m.clear();
         }
@@ -2027,23 +2030,10 @@ impl Worker {
                 .await?;
             return answer.map_err(|e| StoreError::Task(e).into());
         }
-        self.registry
-            .store()
-            .write_quiet(Some(&s.tenant), move |tx| {
-                if relaxed {
-                    store::relaxed_commit(tx)?;
-                }
-                Ok::<_, ServiceError>(store::settle_recorded(
-                    tx,
-                    &t,
-                    id,
-                    &owner,
-                    &settle,
-                    &attempts,
-                    park_unless_after,
-                )?)
-            })
+        let alone = Arc::new(vec![(id, settle, attempts, park_unless_after)]);
+        settle_batch(self.registry.store(), &t, &owner, relaxed, &alone, vec![0])
             .await
+            .map(|kept| kept[0])
     }
 
     /// One chunk: reads up to [`CHUNK`] next events (and the secrets as
@@ -2071,7 +2061,6 @@ impl Worker {
         // the events up to that head come from the shared read below.
         let owner = self.owner.clone();
         let shared = self.config.shared_reads;
-        let own_limit = if shared { 0 } else { limit as i64 };
         let (own, last, current) = if shared {
             // The lease, the row and the head, checked with the other
             // subscriptions of the tenant in one statement.
@@ -2107,7 +2096,7 @@ impl Worker {
                     // the next chunk with both), the tenant's head, whether
                     // anyone is protected and the events.
                     let Some(c) =
-                        store::leased_chunk(tx, &t, id, &owner, after, &types, own_limit)?
+                        store::leased_chunk(tx, &t, id, &owner, after, &types, limit as i64)?
                     else {
                         return Ok((Vec::new(), 0, None));
                     };

@@ -183,12 +183,67 @@ async fn registry_reads(db: &TestDb) -> usize {
         .len()
 }
 
-/// The one-time key of the form posting to `action` on a page.
-fn nonce_for(html: &str, action: &str) -> String {
+/// The page from the form posting to `action` on.
+fn form_at<'a>(html: &'a str, action: &str) -> &'a str {
     let at = html
         .find(&format!(r#"action="{action}""#))
         .unwrap_or_else(|| panic!("no form for {action}: {html}"));
-    nonce_of(&html[at..])
+    &html[at..]
+}
+
+/// The one-time key of the form posting to `action` on a page.
+fn nonce_for(html: &str, action: &str) -> String {
+    nonce_of(form_at(html, action))
+}
+
+/// The clerk signed in on a claim's page, with what its 返還通知書 form
+/// sends besides its fields.
+struct NoticeForm {
+    http: reqwest::Client,
+    clerk: String,
+    base: String,
+    /// `/claims/{id}/notices`.
+    action: String,
+    csrf: String,
+    nonce: String,
+}
+
+/// Signs the clerk in on the server at `base` and opens claim `id`'s page.
+async fn notice_form(base: &str, id: i64) -> NoticeForm {
+    let http = no_redirects();
+    let (_, clerk) = sign_in(&http, base, CLERK, CLERK_PASSWORD).await;
+    let clerk = clerk.unwrap();
+    let action = format!("/claims/{id}/notices");
+    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    NoticeForm {
+        csrf: csrf_of(&html),
+        nonce: nonce_for(&html, &action),
+        http,
+        clerk,
+        base: base.to_string(),
+        action,
+    }
+}
+
+impl NoticeForm {
+    /// Sends the form with `fields` to the server it was opened on.
+    async fn post(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.post_at(&self.base, fields).await
+    }
+
+    /// Sends the form with `fields` to the server at `base` (the same
+    /// database, another day).
+    async fn post_at(&self, base: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut all = vec![("csrf", self.csrf.as_str()), ("nonce", self.nonce.as_str())];
+        all.extend_from_slice(fields);
+        post_as(
+            &self.http,
+            &self.clerk,
+            format!("{base}{}", self.action),
+            &all,
+        )
+        .await
+    }
 }
 
 /// A notice for the ¥25,000 claimed back: the form (due date prefilled
@@ -1158,23 +1213,9 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
         .await
         .unwrap();
     let base = serve(o.web.clone()).await;
-    let http = no_redirects();
-    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
-    let clerk = clerk.unwrap();
-    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
-    let csrf = csrf_of(&html);
-    let nonce = nonce_for(&html, &format!("/claims/{id}/notices"));
-    let r = post_as(
-        &http,
-        &clerk,
-        format!("{base}/claims/{id}/notices"),
-        &[
-            ("csrf", &csrf),
-            ("nonce", &nonce),
-            ("due_on", "令和8年1月31日"),
-        ],
-    )
-    .await;
+    let form = notice_form(&base, id).await;
+    let (http, clerk) = (&form.http, &form.clerk);
+    let r = form.post(&[("due_on", "令和8年1月31日")]).await;
     assert_eq!(r.status().as_u16(), 409);
     let body = r.text().await.unwrap();
     crate::readable::assert_readable(&body, "notice refused: support measure");
@@ -1202,20 +1243,11 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
     // the address goes, logged as such.
     assert!(body.contains(r#"id="notice-counter""#), "{body}");
     let reads = registry_reads(&o.t.db).await;
-    let counter_nonce = nonce_for(&body, &format!("/claims/{id}/notices"));
-    assert_eq!(counter_nonce, nonce, "the same form, one notice");
-    let r = post_as(
-        &http,
-        &clerk,
-        format!("{base}/claims/{id}/notices"),
-        &[
-            ("csrf", &csrf),
-            ("nonce", &counter_nonce),
-            ("due_on", "令和8年1月31日"),
-            ("delivery", "counter"),
-        ],
-    )
-    .await;
+    let counter_nonce = nonce_for(&body, &form.action);
+    assert_eq!(counter_nonce, form.nonce, "the same form, one notice");
+    let r = form
+        .post(&[("due_on", "令和8年1月31日"), ("delivery", "counter")])
+        .await;
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(registry_reads(&o.t.db).await, reads, "no registry read");
     let notices = o.store.notices(id).await.unwrap();
@@ -1228,7 +1260,7 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
         ("窓口交付", None)
     );
     let url = format!("/claims/{id}/notices/{}", notices[0].id);
-    let (status, notice) = text_of(&http, &clerk, format!("{base}{url}")).await;
+    let (status, notice) = text_of(http, clerk, format!("{base}{url}")).await;
     assert_eq!(status, 200, "{notice}");
     crate::readable::assert_readable(&notice, "notice handed over at the counter");
     assert!(
@@ -1239,14 +1271,14 @@ async fn a_notice_for_a_claimant_under_a_support_measure_says_why_and_leaks_noth
         assert!(!notice.contains(address), "{address} printed: {notice}");
     }
     // The claim's list of notices says it is handed over, not posted.
-    let (_, claim) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
+    let (_, claim) = text_of(http, clerk, format!("{base}/claims/{id}")).await;
     assert!(
         claim.contains("窓口で手渡し（郵送しない）"),
         "the list does not say it: {claim}"
     );
     assert_eq!(logged(&o.store, Action::NoticeIssued).await, 1);
-    let (_, boss) = sign_in(&http, &base, SUPERVISOR, CLERK_PASSWORD).await;
-    let (_, log) = text_of(&http, &boss.unwrap(), format!("{base}/access-log")).await;
+    let (_, boss) = sign_in(http, &base, SUPERVISOR, CLERK_PASSWORD).await;
+    let (_, log) = text_of(http, &boss.unwrap(), format!("{base}/access-log")).await;
     assert!(log.contains("納付期限 令和8年1月31日 窓口交付"), "{log}");
 }
 
@@ -1258,34 +1290,20 @@ async fn a_reprint_after_a_support_measure_began_shows_no_address(db: TestDb) {
     let id = o.id;
     let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
     let base = serve(o.web.clone()).await;
-    let http = no_redirects();
-    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
-    let clerk = clerk.unwrap();
-    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
-    let csrf = csrf_of(&html);
-    let nonce = nonce_for(&html, &format!("/claims/{id}/notices"));
-    let r = post_as(
-        &http,
-        &clerk,
-        format!("{base}/claims/{id}/notices"),
-        &[
-            ("csrf", &csrf),
-            ("nonce", &nonce),
-            ("due_on", "令和8年1月31日"),
-        ],
-    )
-    .await;
+    let form = notice_form(&base, id).await;
+    let (http, clerk) = (&form.http, &form.clerk);
+    let r = form.post(&[("due_on", "令和8年1月31日")]).await;
     assert_eq!(r.status().as_u16(), 303);
     let notices = o.store.notices(id).await.unwrap();
     assert_eq!(notices.len(), 1);
     let url = format!("{base}/claims/{id}/notices/{}", notices[0].id);
-    let (status, before) = text_of(&http, &clerk, url.clone()).await;
+    let (status, before) = text_of(http, clerk, url.clone()).await;
     assert_eq!(status, 200, "{before}");
     assert!(before.contains("宮西町"), "the address as issued: {before}");
     assert!(!before.contains("notice-withheld"), "{before}");
 
     protect(&o, &claimant).await;
-    let (status, after) = text_of(&http, &clerk, url).await;
+    let (status, after) = text_of(http, clerk, url).await;
     assert_eq!(status, 200, "{after}");
     crate::readable::assert_readable(&after, "a reprint under a support measure");
     for address in ["宮西町", "〒"] {
@@ -1304,10 +1322,7 @@ async fn a_reprint_after_a_support_measure_began_shows_no_address(db: TestDb) {
 
 /// The value of the hidden field `name` of the form posting to `action`.
 fn field_for(html: &str, action: &str, name: &str) -> String {
-    let at = html
-        .find(&format!(r#"action="{action}""#))
-        .unwrap_or_else(|| panic!("no form for {action}: {html}"));
-    html[at..]
+    form_at(html, action)
         .split(&format!(r#"name="{name}" value=""#))
         .nth(1)
         .unwrap_or_else(|| panic!("no {name}: {html}"))
@@ -1349,27 +1364,13 @@ async fn no_notice_is_issued_to_a_dead_claimant_not_even_at_the_counter(db: Test
         .sum();
     assert_eq!(owed, 25_000, "still claimed back");
     let base = serve(o.web.clone()).await;
-    let http = no_redirects();
-    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
-    let clerk = clerk.unwrap();
-    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
-    let csrf = csrf_of(&html);
-    let nonce = nonce_for(&html, &format!("/claims/{id}/notices"));
+    let form = notice_form(&base, id).await;
     let reads = registry_reads(&o.t.db).await;
     let person_reads = logged(&o.store, Action::PersonRead).await;
     for delivery in ["counter", ""] {
-        let r = post_as(
-            &http,
-            &clerk,
-            format!("{base}/claims/{id}/notices"),
-            &[
-                ("csrf", &csrf),
-                ("nonce", &nonce),
-                ("due_on", "令和8年1月31日"),
-                ("delivery", delivery),
-            ],
-        )
-        .await;
+        let r = form
+            .post(&[("due_on", "令和8年1月31日"), ("delivery", delivery)])
+            .await;
         assert_eq!(r.status().as_u16(), 409, "delivery={delivery}");
         let body = r.text().await.unwrap();
         crate::readable::assert_readable(&body, "notice refused: the claimant died");
@@ -1404,24 +1405,9 @@ async fn the_counter_notice_offered_before_midnight_is_issued_after_it(db: TestD
     let claimant = o.store.claim(id).await.unwrap().unwrap().claimant;
     protect(&o, &claimant).await;
     let base = serve(o.web.clone()).await;
-    let http = no_redirects();
-    let (_, clerk) = sign_in(&http, &base, CLERK, CLERK_PASSWORD).await;
-    let clerk = clerk.unwrap();
-    let action = format!("/claims/{id}/notices");
-    let (_, html) = text_of(&http, &clerk, format!("{base}/claims/{id}")).await;
-    let csrf = csrf_of(&html);
-    let nonce = nonce_for(&html, &action);
-    let r = post_as(
-        &http,
-        &clerk,
-        format!("{base}{action}"),
-        &[
-            ("csrf", &csrf),
-            ("nonce", &nonce),
-            ("due_on", "令和7年12月30日"),
-        ],
-    )
-    .await;
+    let form = notice_form(&base, id).await;
+    let action = &form.action;
+    let r = form.post(&[("due_on", "令和7年12月30日")]).await;
     assert_eq!(r.status().as_u16(), 409);
     let refusal = r.text().await.unwrap();
     crate::readable::assert_readable(&refusal, "notice refused: support measure");
@@ -1430,24 +1416,14 @@ async fn the_counter_notice_offered_before_midnight_is_issued_after_it(db: TestD
         "the due date offered is shown: {refusal}"
     );
     assert!(refusal.contains("Due date: 30 December 2025"), "{refusal}");
-    let due = field_for(&refusal, &action, "due_on");
+    let due = field_for(&refusal, action, "due_on");
     assert_eq!(due, "令和7年12月30日");
-    let checked = field_for(&refusal, &action, "checked");
+    let checked = field_for(&refusal, action, "checked");
     // The same form refused for a due date a day later: its token vouches
     // for that date only.
-    let r = post_as(
-        &http,
-        &clerk,
-        format!("{base}{action}"),
-        &[
-            ("csrf", &csrf),
-            ("nonce", &nonce),
-            ("due_on", "令和7年12月31日"),
-        ],
-    )
-    .await;
+    let r = form.post(&[("due_on", "令和7年12月31日")]).await;
     assert_eq!(r.status().as_u16(), 409);
-    let later = field_for(&r.text().await.unwrap(), &action, "checked");
+    let later = field_for(&r.text().await.unwrap(), action, "checked");
     // The same pages, the same sessions, one and two midnights later.
     let on = |day: &str| {
         let mut web = o.web.clone();
@@ -1464,21 +1440,18 @@ async fn the_counter_notice_offered_before_midnight_is_issued_after_it(db: TestD
         &tag[1..]
     );
     let send = |at: String, due: &'static str, checked: String| {
-        let (http, clerk, csrf, nonce, action) = (&http, &clerk, &csrf, &nonce, &action);
+        let form = &form;
         async move {
-            let r = post_as(
-                http,
-                clerk,
-                format!("{at}{action}"),
-                &[
-                    ("csrf", csrf),
-                    ("nonce", nonce),
-                    ("due_on", due),
-                    ("delivery", "counter"),
-                    ("checked", &checked),
-                ],
-            )
-            .await;
+            let r = form
+                .post_at(
+                    &at,
+                    &[
+                        ("due_on", due),
+                        ("delivery", "counter"),
+                        ("checked", &checked),
+                    ],
+                )
+                .await;
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };

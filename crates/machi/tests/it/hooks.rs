@@ -249,6 +249,18 @@ impl Hub {
         spawn_worker(self.worker_registry.clone(), config).unwrap()
     }
 
+    /// Replays subscription `id` from event `from` through the API (200).
+    async fn replay(&self, id: i64, from: i64) {
+        let (s, v) = call(
+            &self.api,
+            "POST",
+            &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
+            Some(json!({"from": from})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
     async fn subscribe(&self, body: Value) -> Value {
         let (s, v) = call(
             &self.api,
@@ -714,14 +726,7 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
     assert_eq!(rx.all().len(), sent);
     // The receiver is back; replay from the first event delivers all, in order.
     rx.otherwise(None);
-    let (s, v) = call(
-        &h.api,
-        "POST",
-        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
-        Some(json!({"from": first})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.replay(id, first).await;
     let got = rx.wait_ok(2, Duration::from_secs(20)).await;
     assert_eq!(seqs(&got), vec![first, second]);
     let m = metrics(&h).await;
@@ -739,14 +744,7 @@ async fn failing_for_72_hours_pauses_then_replay_delivers_everything(db: TestDb)
         "{m}"
     );
     // Replay again from the second: sent once more, same webhook-id.
-    let (s, _) = call(
-        &h.api,
-        "POST",
-        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
-        Some(json!({"from": second})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
+    h.replay(id, second).await;
     let got = rx.wait_ok(3, Duration::from_secs(20)).await;
     assert_eq!(seqs(&got), vec![first, second, second]);
     assert_eq!(got[1].id, got[2].id);
@@ -1425,14 +1423,7 @@ async fn every_subscription_gets_the_feeds_bytes_and_a_replay_is_withheld_once_a
         .unwrap();
     rx2.wait_ok(2, Duration::from_secs(20)).await;
     // Replayed: the held event is read again, under the shield now.
-    let (s, v) = call(
-        &h.api,
-        "POST",
-        &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id2}/replay"),
-        Some(json!({"from": first})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.replay(id2, first).await;
     let got2 = rx2.wait_ok(3, Duration::from_secs(20)).await;
     assert_eq!(got2[2].seq, first);
     let again: Value = serde_json::from_slice(&got2[2].body).unwrap();
@@ -1516,14 +1507,7 @@ async fn subscriptions_at_one_position_share_one_read_and_send_the_same_bytes(db
     // share its reads.
     for (r, id) in rx.iter().zip(&ids) {
         r.inbox.lock().unwrap().ok.clear();
-        let (s, v) = call(
-            &h.api,
-            "POST",
-            &format!("/api/v1/tenants/{FUCHU}/subscriptions/{id}/replay"),
-            Some(json!({"from": first})),
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        h.replay(*id, first).await;
     }
     let alone = h.worker(WorkerConfig {
         shared_reads: false,

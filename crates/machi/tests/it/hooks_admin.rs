@@ -115,6 +115,20 @@ impl Admin {
         assert_eq!(s, StatusCode::OK);
     }
 
+    /// Subscribes the client to `rx` on the page, the redirect (303) not
+    /// followed: its headers.
+    async fn subscribe_unfollowed(&self, rx: &Receiver) -> Vec<(String, String)> {
+        let (s, headers, _) = self
+            .session
+            .post(
+                "/ui/admin/subscriptions",
+                &[("client_id", &self.client_id), ("url", &rx.url)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        headers
+    }
+
     async fn post_follow(
         &self,
         uri: &str,
@@ -423,14 +437,7 @@ async fn the_admin_subscribes_sees_failures_pauses_resumes_replays_and_rotates(d
 async fn the_secret_is_shown_once_after_a_redirect_and_a_reload_resends_nothing(db: TestDb) {
     let a = admin(db).await;
     let rx = Receiver::start().await;
-    let (s, headers, _) = a
-        .session
-        .post(
-            "/ui/admin/subscriptions",
-            &[("client_id", &a.client_id), ("url", &rx.url)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::SEE_OTHER);
+    let headers = a.subscribe_unfollowed(&rx).await;
     let to = crate::ui::location(&headers);
     assert_eq!(to, "/ui/admin/subscriptions");
     let cookie = secret_cookie(&headers).expect("the sealed secret");
@@ -1121,14 +1128,7 @@ fn clears_once(headers: &[(String, String)]) -> bool {
 async fn the_secret_survives_a_head_request_and_a_page_that_failed(db: TestDb) {
     let a = admin(db).await;
     let rx = Receiver::start().await;
-    let (s, headers, _) = a
-        .session
-        .post(
-            "/ui/admin/subscriptions",
-            &[("client_id", &a.client_id), ("url", &rx.url)],
-        )
-        .await;
-    assert_eq!(s, StatusCode::SEE_OTHER);
+    let headers = a.subscribe_unfollowed(&rx).await;
     let to = crate::ui::location(&headers);
     let cookie = format!(
         "{}; {}",
