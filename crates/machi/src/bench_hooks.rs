@@ -296,6 +296,11 @@ async fn subscribe_all(
 /// `/proc` (Linux; USER_HZ is 100): a figure per delivery that other work
 /// on the machine does not change much, unlike a rate.
 fn cpu_micros(pg: Option<&str>) -> (u64, Option<u64>) {
+    process_cpu_micros("self", pg)
+}
+
+/// [`cpu_micros`] of the process `pid` (`self`: this one).
+pub(crate) fn process_cpu_micros(pid: &str, pg: Option<&str>) -> (u64, Option<u64>) {
     fn ticks(pid: &str) -> Option<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // After the command name in parentheses: state is field 3, utime 14, stime 15.
@@ -303,7 +308,7 @@ fn cpu_micros(pg: Option<&str>) -> (u64, Option<u64>) {
         let f: Vec<&str> = rest.split_whitespace().collect();
         Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
     }
-    let own = ticks("self").unwrap_or(0) * 10_000;
+    let own = ticks(pid).unwrap_or(0) * 10_000;
     let server = pg.map(|url| {
         let url = url.to_string();
         std::thread::spawn(move || {

@@ -337,6 +337,33 @@ impl Figure {
     }
 }
 
+/// CPU used so far by the server process and (PostgreSQL) the bench
+/// database's sessions, in µs (`/proc`; see `bench_hooks`).
+async fn server_cpu(pid: u32, pg: Option<&str>) -> (u64, Option<u64>) {
+    let pg = pg.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        crate::bench_hooks::process_cpu_micros(&pid.to_string(), pg.as_deref())
+    })
+    .await
+    .unwrap_or((0, None))
+}
+
+/// "CPU per request: server … µs, PostgreSQL's sessions … µs": the work
+/// of one request whatever else the machine does (the client's own work
+/// not counted), unlike a rate.
+fn cpu_per_request(a: (u64, Option<u64>), b: (u64, Option<u64>), n: usize) -> String {
+    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / n.max(1) as f64;
+    let pg = match (a.1, b.1) {
+        (Some(x), Some(y)) => format!(", PostgreSQL's sessions {:>5.0} µs", per(x, y)),
+        _ => String::new(),
+    };
+    format!(
+        "  {:<40}          CPU per request: server {:>5.0} µs{pg}",
+        "",
+        per(a.0, b.0)
+    )
+}
+
 /// The server under test: a child `machi serve`, killed when dropped.
 struct Server {
     child: std::process::Child,
@@ -690,6 +717,7 @@ async fn measure(
     if a.count_only {
         return Ok(());
     }
+    let pg_url = matches!(loc, DatabaseLocation::Postgres(_)).then_some(database);
     let idle_rss = proc_kib(pid, "VmRSS").unwrap_or(0);
     // Resident memory sampled while the load runs.
     let (peak, sampling) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(true)));
@@ -711,15 +739,21 @@ async fn measure(
     let mut seed = 1;
     for (i, conns) in [1, a.connections].into_iter().enumerate() {
         let load = loadavg();
+        let cpu0 = server_cpu(pid, pg_url).await;
         let healthz = drive(&target, Op::Healthz, conns, a.seconds, seed).await?;
+        let cpu1 = server_cpu(pid, pg_url).await;
         let empty = &p.empty_tx[i];
         println!("  — {conns} connection(s); load average {load}");
         println!("{}", empty.line(&[]));
         println!("{}", healthz.line(&[]));
+        println!("{}", cpu_per_request(cpu0, cpu1, healthz.n));
         for op in [Op::Create, Op::Read, Op::Search] {
             seed += 1;
+            let cpu0 = server_cpu(pid, pg_url).await;
             let f = drive(&target, op, conns, a.seconds, seed).await?;
+            let cpu1 = server_cpu(pid, pg_url).await;
             println!("{}", f.line(&[("empty tx", empty), ("/healthz", &healthz)]));
+            println!("{}", cpu_per_request(cpu0, cpu1, f.n));
         }
     }
     sampling.store(false, Ordering::Relaxed);

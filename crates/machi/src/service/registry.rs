@@ -764,7 +764,7 @@ impl Registry {
         let today = self.clock.today();
         let (rows, mut protection) = self
             .store
-            .read(Some(tenant), move |tx| {
+            .read_short(Some(tenant), move |tx| {
                 let rows = records::history(tx, &t, &p)?;
                 let protection = if with_protection && !rows.is_empty() {
                     super::support::protection(tx, &t, std::slice::from_ref(&p), today)?
@@ -811,7 +811,7 @@ impl Registry {
         let (t, h) = (tenant.clone(), household.clone());
         let members: Vec<HistoryRow> = self
             .store
-            .read(Some(tenant), move |tx| {
+            .read_short(Some(tenant), move |tx| {
                 if as_of == AsOf::default() {
                     return records::household_rows(tx, &t, std::slice::from_ref(&h));
                 }

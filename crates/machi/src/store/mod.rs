@@ -850,6 +850,30 @@ impl Store {
         blocking(move || inner.run(&keyring, &auth, tenant.as_ref(), false, f)).await
     }
 
+    /// [`Store::read`] for a read of a few rows by key (one person's
+    /// history, a household): on SQLite it runs on the calling thread when
+    /// a reader connection is free at once, instead of being handed to a
+    /// blocking thread and back (two thread wake-ups, most of such a read's
+    /// cost). A busy pool, PostgreSQL (network round trips) and
+    /// `MACHI_SQLITE_INLINE_READS=0` take the path of [`Store::read`].
+    pub async fn read_short<T, E, F>(&self, tenant: Option<&MunicipalityCode>, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        if let Inner::Sqlite { readers, .. } = &*self.inner
+            && inline_reads()
+            && let Some(mut conn) = readers.try_get()
+        {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                .map_err(|e| E::from(e.into()))?;
+            return finish(Tx::sqlite(tx, &self.keyring), &self.auth, f);
+        }
+        self.read(tenant, f).await
+    }
+
     /// An empty write transaction: the benchmark's baseline.
     pub async fn empty_transaction(&self, tenant: &MunicipalityCode) -> Result<(), StoreError> {
         self.write(Some(tenant), |_| Ok::<_, StoreError>(())).await
@@ -873,6 +897,15 @@ impl Store {
         })
         .await
     }
+}
+
+/// `0`: SQLite's short reads ([`Store::read_short`]) go to a blocking
+/// thread like every read (for a comparison in one binary).
+pub const SQLITE_INLINE_READS_ENV: &str = "MACHI_SQLITE_INLINE_READS";
+
+fn inline_reads() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(SQLITE_INLINE_READS_ENV).map_or(true, |v| v.trim() != "0"))
 }
 
 /// `off`: PostgreSQL appends commit one by one, as plain writes (for a

@@ -78,4 +78,81 @@ async fn a_failing_write_is_undone_alone(db: TestDb) {
     assert_eq!(names(&db).await, want);
 }
 
-both_backends!(a_failing_write_is_undone_alone);
+/// `Store::read_short` runs on the calling thread only when a reader is
+/// free at once: with every SQLite reader held, a short read waits for one
+/// on a blocking thread and its caller's thread stays free (a timeout on it
+/// fires), and once the readers are given back it sees what was committed.
+async fn a_short_read_waits_for_a_busy_pool_without_holding_the_runtime(db: TestDb) {
+    assert!(write(&db, "900010".into(), "gc-short".into(), false, false).await);
+    let held = 4; // SQLite's reader pool; PostgreSQL's has 8
+    let (taken_tx, taken_rx) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(held + 1));
+    let mut holders = Vec::new();
+    for _ in 0..held {
+        let (store, taken, gate) = (db.store.clone(), taken_tx.clone(), gate.clone());
+        holders.push(tokio::spawn(async move {
+            store
+                .read(None, move |_| {
+                    taken.send(()).unwrap();
+                    gate.wait();
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    let taken = tokio::task::spawn_blocking(move || {
+        (0..held).all(|_| {
+            taken_rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_ok()
+        })
+    });
+    assert!(taken.await.unwrap(), "the readers were not all taken");
+    let short = |store: machi::store::Store| async move {
+        store
+            .read_short(None, |tx| {
+                tx.query("SELECT name FROM tenants WHERE name = 'gc-short'", &[])?
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+    };
+    // On this thread: a read that blocked it would keep the timeout from
+    // firing until the pool gave up (30 s).
+    let started = std::time::Instant::now();
+    let during = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        short(db.store.clone()),
+    )
+    .await;
+    let waited = started.elapsed();
+    // The readers are given back before anything is asserted, so that a
+    // failure does not leave them waiting.
+    let gate2 = gate.clone();
+    tokio::task::spawn_blocking(move || gate2.wait())
+        .await
+        .unwrap();
+    for h in holders {
+        h.await.unwrap();
+    }
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "a short read held its caller's thread for {waited:?}"
+    );
+    match during {
+        // SQLite: every reader was held, so the read had to wait.
+        Err(_) => assert_eq!(db.store.backend(), machi::store::Backend::Sqlite),
+        Ok(r) => {
+            assert_eq!(db.store.backend(), machi::store::Backend::Postgres);
+            assert_eq!(r.unwrap(), ["gc-short"]);
+        }
+    }
+    assert_eq!(short(db.store.clone()).await.unwrap(), ["gc-short"]);
+}
+
+both_backends!(
+    a_failing_write_is_undone_alone,
+    a_short_read_waits_for_a_busy_pool_without_holding_the_runtime
+);
