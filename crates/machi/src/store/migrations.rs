@@ -1518,7 +1518,8 @@ ALTER TABLE resident_gram FORCE ROW LEVEL SECURITY;\n\
 ANALYZE resident_gram;\n";
 
 /// Search over the distinct keys (issue 10, item 1): every distinct key
-/// of the current rows (name, furigana, address: `col` 1–3) posted once
+/// of the history rows (the current ones included; name, furigana,
+/// address: `col` 1–3) posted once
 /// per trigram in `search_key_gram` (tenant, col, trigram, key), and how
 /// many keys each trigram has in `search_gram_count`. A contained search
 /// of three characters or more reads the keys of its rarest trigram and
@@ -1544,13 +1545,13 @@ CREATE TABLE search_gram_count (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO search_key_gram (tenant, col, gram, key)
 SELECT c.tenant, 1, substr(c.name_key, p.i - 1, 3), c.name_key
-    FROM resident_current c JOIN search_gram_positions p ON p.i + 1 <= length(c.name_key)
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.name_key)
 UNION
 SELECT c.tenant, 2, substr(c.kana_key, p.i - 1, 3), c.kana_key
-    FROM resident_current c JOIN search_gram_positions p ON p.i + 1 <= length(c.kana_key)
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.kana_key)
 UNION
 SELECT c.tenant, 3, substr(c.address_key, p.i - 1, 3), c.address_key
-    FROM resident_current c JOIN search_gram_positions p ON p.i + 1 <= length(c.address_key)
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.address_key)
 ORDER BY 1, 2, 3, 4;
 INSERT INTO search_gram_count (tenant, col, gram, keys)
 SELECT tenant, col, gram, count(*) FROM search_key_gram GROUP BY tenant, col, gram;
@@ -1572,19 +1573,19 @@ CREATE TABLE search_gram_count (
     PRIMARY KEY (tenant, col, gram)
 );
 -- Read every tenant's rows, whichever role migrates.
-ALTER TABLE resident_current NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE resident_history NO FORCE ROW LEVEL SECURITY;
 INSERT INTO search_key_gram (tenant, col, gram, key)
 SELECT c.tenant, 1, substr(c.name_key, p.i - 1, 3), c.name_key
-    FROM resident_current c JOIN search_gram_positions p ON p.i + 1 <= length(c.name_key)
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.name_key)
 UNION
 SELECT c.tenant, 2, substr(c.kana_key, p.i - 1, 3), c.kana_key
-    FROM resident_current c JOIN search_gram_positions p ON p.i + 1 <= length(c.kana_key)
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.kana_key)
 UNION
 SELECT c.tenant, 3, substr(c.address_key, p.i - 1, 3), c.address_key
-    FROM resident_current c JOIN search_gram_positions p ON p.i + 1 <= length(c.address_key)
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.address_key)
 ORDER BY 1, 2, 3, 4
 ON CONFLICT DO NOTHING;
-ALTER TABLE resident_current FORCE ROW LEVEL SECURITY;
+ALTER TABLE resident_history FORCE ROW LEVEL SECURITY;
 INSERT INTO search_gram_count (tenant, col, gram, keys)
 SELECT tenant, col, gram, count(*) FROM search_key_gram GROUP BY tenant, col, gram;
 GRANT SELECT, INSERT ON search_key_gram TO machi_app;

@@ -1267,10 +1267,10 @@ impl BulkLoad {
                 tx.execute(
                     &key_gram_fill_sql(
                         super::Backend::Sqlite,
-                        "resident_current",
+                        "resident_history",
                         "c.tenant = $1 AND c.rowid > $2",
                     ),
-                    &[tenant.as_str().into(), current_before.into()],
+                    &[tenant.as_str().into(), history_before.into()],
                 )?;
                 tx.execute(KEY_GRAM_COUNT_SQL, &[tenant.as_str().into()])?;
                 tracing::debug!(seconds = t.elapsed().as_secs_f64(), "grams added");
@@ -1307,7 +1307,7 @@ impl BulkLoad {
                 tx.execute(
                     &key_gram_fill_sql(
                         super::Backend::Postgres,
-                        "resident_current",
+                        "resident_history",
                         "c.tenant = $1",
                     ),
                     &[tenant.as_str().into()],
@@ -1991,6 +1991,20 @@ pub fn search(
             .map(|row| hit(row, RANK_EXACT, String::new()))
             .collect());
     };
+    // With history, a text of three characters or more that no posted key
+    // (every history row's) contains matches nobody at any rank: the
+    // probes of the history rows are not run (on PostgreSQL their LIKE
+    // cannot use the trigram index under row-level security and read the
+    // whole tenant, see `history_probe`).
+    if f.include_history
+        && f.household_number.is_none()
+        && f.birth_key.is_none()
+        && f.addressee_number.is_none()
+        && trigram_usable(main_key)
+        && !history_has_text(tx, tenant, main_col, main_key)?
+    {
+        return Ok(out);
+    }
     let first = after.map_or(RANK_EXACT, |a| a.rank);
     for rank in first..=RANK_CONTAINS {
         let want = limit - out.len() as i64;
@@ -2643,7 +2657,8 @@ pub fn key_trigrams(key: &str) -> Vec<String> {
 /// their `col` (as [`gram_col`]).
 const KEY_GRAM_COLUMNS: [(i64, &str); 3] = [(1, "name_key"), (2, "kana_key"), (3, "address_key")];
 
-/// SQL that posts the keys of the current rows `source c` matching `cond`
+/// SQL that posts the keys of the rows `source c` (the history rows:
+/// every key a person has had, the current one included) matching `cond`
 /// in `search_key_gram`, each distinct key once with each of its
 /// [`key_trigrams`] (a bulk fill: imports). Keys already posted are left
 /// as they are; [`KEY_GRAM_COUNT_SQL`] must run after it.
@@ -2687,12 +2702,15 @@ fn changed_keys<'a>(old: [Option<&str>; 3], new: [Option<&'a str>; 3]) -> Vec<(i
         .collect()
 }
 
-/// Posts keys of current rows (`col`, key) in `search_key_gram` with their
-/// trigrams, and counts each trigram's new keys in `search_gram_count`
-/// (both in the change's transaction). A key posted already costs one
-/// conflict per trigram and writes nothing. Keys are never taken away: a
-/// key nobody has any more costs a recheck in a search, never a wrong
-/// result (a search joins the keys found to the current rows).
+/// Posts keys (`col`, key) of a new history row (which is the person's
+/// current row) in `search_key_gram` with their trigrams, and counts each
+/// trigram's new keys in `search_gram_count` (both in the change's
+/// transaction). A key posted already costs one conflict per trigram and
+/// writes nothing. Keys are never taken away, so the posted keys are
+/// those of every history row: a key nobody has now costs a recheck in a
+/// search of current rows (the keys found are joined to them), never a
+/// wrong result, and a text no posted key contains is in no history row
+/// ([`history_has_text`]).
 pub fn post_keys(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -3059,6 +3077,76 @@ const KEY_WALK: i64 = 20_000;
 /// enough for a walk of postings in 宛名番号 order.
 const KEY_MATCHES: usize = 500;
 
+/// The trigram of `key` that the fewest posted keys of `col` (`gcol`)
+/// have (by `search_gram_count`), if a walk of its keys is short enough
+/// ([`KEY_WALK`]): None for a text whose every trigram is very common, or
+/// that is too long for the posted trigrams.
+fn rarest_trigram(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    gcol: i64,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
+    let trigrams = key_trigrams(key);
+    // Keys are posted from their first KEY_TRIGRAM_STARTS characters: a
+    // longer text could be in the part that is not.
+    if trigrams.is_empty() || key.chars().count() > KEY_TRIGRAM_STARTS {
+        return Ok(None);
+    }
+    let mut params: Vec<Param<'_>> = vec![tenant.into()];
+    params.extend(trigrams.iter().map(|g| Param::Text(g.as_str())));
+    let counts: HashMap<String, i64> = tx
+        .query(
+            &format!(
+                "SELECT gram, keys FROM search_gram_count WHERE tenant = $1 AND col = {gcol} \
+                 AND gram IN ({})",
+                placeholders(2, trigrams.len())
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.int(1)?)))
+        .collect::<Result<_, StoreError>>()?;
+    // A trigram nobody's key has counts 0: its (empty) list is read.
+    Ok(trigrams
+        .iter()
+        .map(|g| (g, counts.get(g).copied().unwrap_or(0)))
+        .min_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n <= KEY_WALK)
+        .map(|(g, _)| g.clone()))
+}
+
+/// Whether any posted key of `col` (those of every history row) contains
+/// `key` (three characters or more); true when that cannot be told
+/// cheaply (every trigram very common).
+fn history_has_text(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    col: &str,
+    key: &str,
+) -> Result<bool, StoreError> {
+    let Some(gcol) = gram_col(col) else {
+        return Ok(true);
+    };
+    let Some(rarest) = rarest_trigram(tx, tenant.as_str(), gcol, key)? else {
+        return Ok(true);
+    };
+    let pattern = like_pattern(key);
+    Ok(tx
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM search_key_gram WHERE tenant = $1 AND col = {gcol} AND gram = $2 \
+                 AND key LIKE $3 ESCAPE '\\' LIMIT 1"
+            ),
+            &[
+                tenant.as_str().into(),
+                rarest.as_str().into(),
+                pattern.as_str().into(),
+            ],
+        )?
+        .is_some())
+}
+
 /// What [`key_probe`] found.
 enum KeyProbe {
     /// Every person of the phase (宛名番号), at most [`TRIGRAM_PROBE`].
@@ -3090,37 +3178,9 @@ fn key_probe(
     let Some(gcol) = gram_col(col) else {
         return Ok(KeyProbe::Unknown);
     };
-    let trigrams = key_trigrams(key);
-    // Keys are posted from their first KEY_TRIGRAM_STARTS characters: a
-    // longer text could be in the part that is not.
-    if trigrams.is_empty() || key.chars().count() > KEY_TRIGRAM_STARTS {
-        return Ok(KeyProbe::Unknown);
-    }
-    let mut params: Vec<Param<'_>> = vec![b.binds[0].as_str().into()];
-    params.extend(trigrams.iter().map(|g| Param::Text(g.as_str())));
-    let counts: HashMap<String, i64> = tx
-        .query(
-            &format!(
-                "SELECT gram, keys FROM search_gram_count WHERE tenant = $1 AND col = {gcol} \
-                 AND gram IN ({})",
-                placeholders(2, trigrams.len())
-            ),
-            &params,
-        )?
-        .iter()
-        .map(|r| Ok((r.text(0)?, r.int(1)?)))
-        .collect::<Result<_, StoreError>>()?;
-    // A trigram nobody's key has counts 0: its (empty) list is read.
-    let Some((rarest, keys)) = trigrams
-        .iter()
-        .map(|g| (g, counts.get(g).copied().unwrap_or(0)))
-        .min_by_key(|(_, n)| *n)
-    else {
+    let Some(rarest) = rarest_trigram(tx, b.binds[0].as_str(), gcol, key)? else {
         return Ok(KeyProbe::Unknown);
     };
-    if keys > KEY_WALK {
-        return Ok(KeyProbe::Unknown);
-    }
     let c_order = match tx.backend() {
         super::Backend::Postgres => " COLLATE \"C\"",
         super::Backend::Sqlite => "",
@@ -3454,8 +3514,14 @@ pub fn refold_batch(
             super::Backend::Sqlite => write_history(tx)?,
         }
         // The history postings gain the new keys' grams (the old ones
-        // stay: a stale gram costs a recheck only).
+        // stay: a stale gram costs a recheck only), and the new keys are
+        // posted.
         for (person, _, k) in &history_updates {
+            post_keys(
+                tx,
+                tenant,
+                &[(1, k[0].as_str()), (2, k[1].as_str()), (3, k[2].as_str())],
+            )?;
             add_history_grams(
                 tx,
                 tenant,

@@ -1078,8 +1078,9 @@ async fn stored_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
         .unwrap()
 }
 
-/// The rows [`stored_key_grams`] would hold for the current rows' keys
-/// alone, made by [`records::key_trigrams`], and the counts of those rows.
+/// The rows [`stored_key_grams`] should hold: the keys of every history
+/// row (the current ones included) with their [`records::key_trigrams`],
+/// and the counts of those rows.
 async fn made_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
     let t = code(FUCHU);
     let tenant = t.clone();
@@ -1087,7 +1088,7 @@ async fn made_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
         .read(Some(&tenant), move |tx| {
             let mut made: Vec<(i64, String, String)> = Vec::new();
             for r in tx.query(
-                "SELECT name_key, kana_key, address_key FROM resident_current WHERE tenant = $1",
+                "SELECT name_key, kana_key, address_key FROM resident_history WHERE tenant = $1",
                 &[t.as_str().into()],
             )? {
                 for (col, k) in [(1, r.text(0)?), (2, r.text(1)?), (3, r.text(2)?)] {
@@ -1132,8 +1133,10 @@ fn by_address(a: &str) -> SearchParams {
 /// exact and prefix matches, page by page, for addresses, names and
 /// furigana alike. Each distinct key is posted once (a household shares
 /// its address), a change posts a new key in its own transaction (gone
-/// after a rollback), a key nobody has any more stays and finds nobody,
-/// and the bulk fill of imports posts what changes post.
+/// after a rollback), a key nobody has any more stays (the keys are those
+/// of every history row) and finds nobody now, with history it is found,
+/// a text no key has finds nobody with history either, and the bulk fill
+/// of imports posts what changes post.
 async fn search_finds_three_characters_through_distinct_keys(db: TestDb) {
     let db = db.with_tenants().await;
     residents(
@@ -1257,12 +1260,27 @@ async fn search_finds_three_characters_through_distinct_keys(db: TestDb) {
     assert_eq!(names(&db, by_address("栄町三丁目")).await, ["佐藤　花"]);
     assert!(names(&db, by_address("府中市寿町")).await.is_empty());
     let (stored, counts) = stored_key_grams(&db).await;
-    let (made, _) = made_key_grams(&db).await;
-    assert!(made.iter().all(|m| stored.contains(m)), "new key posted");
+    assert_eq!(stored, made_key_grams(&db).await.0, "new key posted");
     assert!(
         stored.iter().any(|s| s.starts_with("3 寿町一 ")),
         "the old key stays"
     );
+    // With history: the past address is found; a text no history row
+    // has finds nobody at any rank.
+    let history = |p: SearchParams| SearchParams {
+        include_history: true,
+        include_removed: true,
+        ..p
+    };
+    assert_eq!(
+        names(&db, history(by_address("府中市寿町"))).await,
+        ["佐藤　花"]
+    );
+    assert_eq!(names(&db, history(by_name("田一郎"))).await, ["山田　一郎"]);
+    for q in ["鬱金香", "府中市府中市"] {
+        assert!(names(&db, history(by_address(q))).await.is_empty(), "{q}");
+        assert!(names(&db, history(by_name(q))).await.is_empty(), "{q}");
+    }
     assert!(counts.contains(&"3 栄町三 1".to_string()), "{counts:?}");
     // The bulk fill (imports) posts the keys and counts as changes do.
     // (Deleted as the owner: the application may only add keys.)
@@ -1271,7 +1289,7 @@ async fn search_finds_three_characters_through_distinct_keys(db: TestDb) {
     let tt = t.clone();
     db.store
         .write(Some(&t), move |tx| {
-            let sql = records::key_gram_fill_sql(tx.backend(), "resident_current", "c.tenant = $1");
+            let sql = records::key_gram_fill_sql(tx.backend(), "resident_history", "c.tenant = $1");
             tx.execute(&sql, &[tt.as_str().into()])?;
             tx.execute(records::KEY_GRAM_COUNT_SQL, &[tt.as_str().into()])?;
             Ok::<_, StoreError>(())
