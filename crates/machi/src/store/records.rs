@@ -2829,11 +2829,15 @@ fn delete_current_grams(
 ///
 /// - with an indexed equality filter (`narrow`: birth date, 宛名番号,
 ///   世帯番号), its few rows are tested and sorted;
-/// - three characters or more: the trigram index is asked for up to
-///   [`TRIGRAM_PROBE`] candidates (sorted in memory); a text matching more
-///   is common, and its first two characters' posting list
-///   (`resident_gram`) is walked in 宛名番号 order, each row rechecked,
-///   until the page is full;
+/// - three characters or more: the distinct keys that contain the text
+///   are found through their rarest trigram and joined to the current
+///   rows ([`key_probe`], migration 33), up to [`TRIGRAM_PROBE`] persons
+///   (sorted in memory); a text matching more (or more than
+///   [`KEY_MATCHES`] keys) is common, and its first two characters'
+///   posting list (`resident_gram`) is walked in 宛名番号 order, each row
+///   rechecked, until the page is full. The trigram index is asked only
+///   when the keys cannot answer (a text longer than the posted
+///   trigrams);
 /// - two characters: that bigram's posting list, in 宛名番号 order;
 /// - one character: the posting lists of the grams that start with it,
 ///   in (gram, 宛名番号) order; a person is listed at their first such
@@ -3067,20 +3071,16 @@ fn fetch_persons(
     Ok(rows)
 }
 
-/// At most this many posted keys of one trigram are read by a contained
-/// match through the distinct keys ([`key_probe`]); a text whose every
-/// trigram is in more keys is common, and is left to the other paths.
-const KEY_WALK: i64 = 20_000;
-
 /// At most this many distinct keys found by [`key_probe`] are joined to
 /// the persons through the key B-tree; more, and the text is common
 /// enough for a walk of postings in 宛名番号 order.
 const KEY_MATCHES: usize = 500;
 
 /// The trigram of `key` that the fewest posted keys of `col` (`gcol`)
-/// have (by `search_gram_count`), if a walk of its keys is short enough
-/// ([`KEY_WALK`]): None for a text whose every trigram is very common, or
-/// that is too long for the posted trigrams.
+/// have (by `search_gram_count`); None for a text too long for the posted
+/// trigrams. Even when every trigram is common its keys are far fewer than
+/// the persons (a tenant's distinct keys), and a common text stops the
+/// read of them early (see [`key_probe`]).
 fn rarest_trigram(
     tx: &mut Tx<'_>,
     tenant: &str,
@@ -3112,13 +3112,12 @@ fn rarest_trigram(
         .iter()
         .map(|g| (g, counts.get(g).copied().unwrap_or(0)))
         .min_by_key(|(_, n)| *n)
-        .filter(|(_, n)| *n <= KEY_WALK)
         .map(|(g, _)| g.clone()))
 }
 
 /// Whether any posted key of `col` (those of every history row) contains
-/// `key` (three characters or more); true when that cannot be told
-/// cheaply (every trigram very common).
+/// `key` (three characters or more); true when that cannot be told (a
+/// text longer than the posted trigrams).
 fn history_has_text(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -3153,7 +3152,8 @@ enum KeyProbe {
     Found(Vec<String>),
     /// More than a probe takes: a walk in 宛名番号 order meets a page soon.
     Many,
-    /// Not answered here (a text whose trigrams are all very common).
+    /// Not answered here (no keys for the column, or a text longer than
+    /// the posted trigrams).
     Unknown,
 }
 
@@ -3166,8 +3166,11 @@ enum KeyProbe {
 /// residents share far fewer addresses than they are (144,140 address
 /// keys for 1,000,000 residents), and a key holds its own text, so a full
 /// address whose every trigram is common still reads only the keys of
-/// its rarest trigram; the trigram index intersected bitmaps of the whole
-/// town instead (see docs/notes/wt-search16.md).
+/// its rarest trigram, and a common text stops after [`KEY_MATCHES`]
+/// keys. The trigram probe read instead, on PostgreSQL, every current row
+/// of the tenant (under row-level security a `LIKE` cannot use the
+/// trigram index: `textlike` is not leakproof), on SQLite the whole
+/// doclists of common trigrams (see docs/notes/wt-search16.md).
 fn key_probe(
     tx: &mut Tx<'_>,
     b: &SqlBuilder,
