@@ -542,13 +542,15 @@ async fn print_index_sizes(r: &Registry) -> anyhow::Result<()> {
                     "SELECT CASE WHEN name LIKE 'resident_current_fts%' THEN 'resident_current_fts (FTS5 trigram)' \
                      WHEN name LIKE 'resident_history_fts%' THEN 'resident_history_fts (FTS5 trigram)' ELSE name END AS n, \
                      CAST(sum(pgsize) AS BIGINT) FROM dbstat \
-                     WHERE name LIKE 'resident_%' GROUP BY n ORDER BY n"
+                     WHERE name LIKE 'resident_%' OR name LIKE 'search_%' GROUP BY n ORDER BY n"
                 }
                 Backend::Postgres => {
                     "SELECT CASE WHEN p.relname IS NULL THEN c.relname::text ELSE p.relname::text END AS n, \
                      sum(pg_relation_size(c.oid))::bigint FROM pg_class c \
                      LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent \
-                     WHERE (c.relname LIKE 'resident_current%' OR c.relname LIKE 'resident_history%') \
+                     WHERE (c.relname LIKE 'resident_current%' OR c.relname LIKE 'resident_history%' \
+                     OR c.relname LIKE 'resident_gram%' OR c.relname LIKE 'search_key_gram%' \
+                     OR c.relname LIKE 'search_gram_count%') \
                      AND c.relkind IN ('r', 'i') GROUP BY n ORDER BY n"
                 }
             };

@@ -1517,6 +1517,93 @@ DELETE FROM resident_gram WHERE col <= 3 AND char_length(gram) = 2;\n\
 ALTER TABLE resident_gram FORCE ROW LEVEL SECURITY;\n\
 ANALYZE resident_gram;\n";
 
+/// Search over the distinct keys (issue 10, item 1): every distinct key
+/// of the history rows (the current ones included; name, furigana,
+/// address: `col` 1–3) posted once
+/// per trigram in `search_key_gram` (tenant, col, trigram, key), and how
+/// many keys each trigram has in `search_gram_count`. A contained search
+/// of three characters or more reads the keys of its rarest trigram and
+/// checks each on the index entry, then joins the keys found to the
+/// current rows by the key B-tree (see
+/// [`super::records::key_trigrams`]): a full address no longer
+/// intersects the trigram bitmaps of the whole town. Filled here for the
+/// rows already present; the fill is frozen here like migration 28's.
+const V33_SQLITE: &str = r#"
+CREATE TABLE search_key_gram (
+    tenant TEXT NOT NULL,
+    col SMALLINT NOT NULL,
+    gram TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (tenant, col, gram, key)
+) WITHOUT ROWID;
+CREATE TABLE search_gram_count (
+    tenant TEXT NOT NULL,
+    col SMALLINT NOT NULL,
+    gram TEXT NOT NULL,
+    keys BIGINT NOT NULL,
+    PRIMARY KEY (tenant, col, gram)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO search_key_gram (tenant, col, gram, key)
+SELECT c.tenant, 1, substr(c.name_key, p.i - 1, 3), c.name_key
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.name_key)
+UNION
+SELECT c.tenant, 2, substr(c.kana_key, p.i - 1, 3), c.kana_key
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.kana_key)
+UNION
+SELECT c.tenant, 3, substr(c.address_key, p.i - 1, 3), c.address_key
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.address_key)
+ORDER BY 1, 2, 3, 4;
+INSERT INTO search_gram_count (tenant, col, gram, keys)
+SELECT tenant, col, gram, count(*) FROM search_key_gram GROUP BY tenant, col, gram;
+"#;
+
+const V33_POSTGRES: &str = r#"
+CREATE TABLE search_key_gram (
+    tenant TEXT NOT NULL,
+    col SMALLINT NOT NULL,
+    gram TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant, col, gram, key)
+);
+CREATE TABLE search_gram_count (
+    tenant TEXT NOT NULL,
+    col SMALLINT NOT NULL,
+    gram TEXT COLLATE "C" NOT NULL,
+    keys BIGINT NOT NULL,
+    PRIMARY KEY (tenant, col, gram)
+);
+-- Read every tenant's rows, whichever role migrates.
+ALTER TABLE resident_history NO FORCE ROW LEVEL SECURITY;
+INSERT INTO search_key_gram (tenant, col, gram, key)
+SELECT c.tenant, 1, substr(c.name_key, p.i - 1, 3), c.name_key
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.name_key)
+UNION
+SELECT c.tenant, 2, substr(c.kana_key, p.i - 1, 3), c.kana_key
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.kana_key)
+UNION
+SELECT c.tenant, 3, substr(c.address_key, p.i - 1, 3), c.address_key
+    FROM resident_history c JOIN search_gram_positions p ON p.i + 1 <= length(c.address_key)
+ORDER BY 1, 2, 3, 4
+ON CONFLICT DO NOTHING;
+ALTER TABLE resident_history FORCE ROW LEVEL SECURITY;
+INSERT INTO search_gram_count (tenant, col, gram, keys)
+SELECT tenant, col, gram, count(*) FROM search_key_gram GROUP BY tenant, col, gram;
+GRANT SELECT, INSERT ON search_key_gram TO machi_app;
+GRANT SELECT, INSERT, UPDATE ON search_gram_count TO machi_app;
+ALTER TABLE search_key_gram ENABLE ROW LEVEL SECURITY;
+ALTER TABLE search_key_gram FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON search_key_gram
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ALTER TABLE search_gram_count ENABLE ROW LEVEL SECURITY;
+ALTER TABLE search_gram_count FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON search_gram_count
+    USING (tenant = current_setting('machi.tenant', true))
+    WITH CHECK (tenant = current_setting('machi.tenant', true));
+ANALYZE search_key_gram;
+ANALYZE search_gram_count;
+"#;
+
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -1710,6 +1797,12 @@ pub fn all() -> Vec<Migration> {
             name: "file linkage: a tenant's schedule may include 個人番号 in its extracts (off by default)",
             sqlite: V32,
             postgres: V32,
+        },
+        Migration {
+            version: 33,
+            name: "search: distinct keys posted per trigram, with each trigram's count of keys",
+            sqlite: V33_SQLITE,
+            postgres: V33_POSTGRES,
         },
     ]
 }

@@ -1264,6 +1264,15 @@ impl BulkLoad {
                     ),
                     &[tenant.as_str().into(), history_before.into()],
                 )?;
+                tx.execute(
+                    &key_gram_fill_sql(
+                        super::Backend::Sqlite,
+                        "resident_history",
+                        "c.tenant = $1 AND c.rowid > $2",
+                    ),
+                    &[tenant.as_str().into(), history_before.into()],
+                )?;
+                tx.execute(KEY_GRAM_COUNT_SQL, &[tenant.as_str().into()])?;
                 tracing::debug!(seconds = t.elapsed().as_secs_f64(), "grams added");
                 Ok(())
             }
@@ -1295,8 +1304,18 @@ impl BulkLoad {
                     ),
                     &[tenant.as_str().into()],
                 )?;
+                tx.execute(
+                    &key_gram_fill_sql(
+                        super::Backend::Postgres,
+                        "resident_history",
+                        "c.tenant = $1",
+                    ),
+                    &[tenant.as_str().into()],
+                )?;
+                tx.execute(KEY_GRAM_COUNT_SQL, &[tenant.as_str().into()])?;
                 tx.execute_batch(&format!(
-                    "ANALYZE {history}; ANALYZE {current}; ANALYZE resident_gram"
+                    "ANALYZE {history}; ANALYZE {current}; ANALYZE resident_gram; \
+                     ANALYZE search_key_gram; ANALYZE search_gram_count"
                 ))
             }),
         }
@@ -1392,6 +1411,7 @@ pub fn append_histories(
             _ => None,
         };
         let mut grams: Vec<(String, i64, String)> = Vec::new();
+        let mut keys: Vec<(i64, String)> = Vec::new();
         for (row, v) in chunk.iter().zip(&values) {
             let person = row.record.addressee_number.as_str();
             let p = v.params();
@@ -1406,12 +1426,19 @@ pub fn append_histories(
             let mut come = delete_current_grams(tx, tenant, person, before, new)?;
             come.extend(history_grams_to_add(before, new));
             grams.extend(come.into_iter().map(|(c, g)| (person.to_string(), c, g)));
+            keys.extend(
+                changed_keys(before, new)
+                    .into_iter()
+                    .map(|(c, k)| (c, k.to_string())),
+            );
         }
         let grams: Vec<(&str, i64, &str)> = grams
             .iter()
             .map(|(p, c, g)| (p.as_str(), *c, g.as_str()))
             .collect();
         insert_grams_of(tx, tenant, &grams)?;
+        let keys: Vec<(i64, &str)> = keys.iter().map(|(c, k)| (*c, k.as_str())).collect();
+        post_keys(tx, tenant, &keys)?;
     }
     Ok(())
 }
@@ -1465,7 +1492,8 @@ pub fn append_history(
     let new = [new[0].as_deref(), new[1].as_deref(), new[2].as_deref()];
     let mut come = delete_current_grams(tx, tenant, person, old, new)?;
     come.extend(history_grams_to_add(old, new));
-    insert_grams(tx, tenant, person, &come)
+    insert_grams(tx, tenant, person, &come)?;
+    post_keys(tx, tenant, &changed_keys(old, new))
 }
 
 /// One entry of the access log (j1370).
@@ -1963,6 +1991,20 @@ pub fn search(
             .map(|row| hit(row, RANK_EXACT, String::new()))
             .collect());
     };
+    // With history, a text of three characters or more that no posted key
+    // (every history row's) contains matches nobody at any rank: the
+    // probes of the history rows are not run (on PostgreSQL their LIKE
+    // cannot use the trigram index under row-level security and read the
+    // whole tenant, see `history_probe`).
+    if f.include_history
+        && f.household_number.is_none()
+        && f.birth_key.is_none()
+        && f.addressee_number.is_none()
+        && trigram_usable(main_key)
+        && !history_has_text(tx, tenant, main_col, main_key)?
+    {
+        return Ok(out);
+    }
     let first = after.map_or(RANK_EXACT, |a| a.rank);
     for rank in first..=RANK_CONTAINS {
         let want = limit - out.len() as i64;
@@ -2588,6 +2630,147 @@ pub fn gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> Strin
     insert_grams_from(backend, &select)
 }
 
+/// Trigrams of a key are posted from at most this many start positions
+/// (characters 1–511: the rows 2–512 of `search_gram_positions`, each
+/// less one).
+pub const KEY_TRIGRAM_STARTS: usize = GRAM_POSITIONS - 1;
+
+/// The trigrams of a key posted in `search_key_gram` (migration 33): every
+/// run of three characters starting within the first
+/// [`KEY_TRIGRAM_STARTS`], the separator of name parts included. Sorted,
+/// without repeats; none for a key shorter than three characters (it
+/// contains no text of three). Must give what [`key_gram_fill_sql`]
+/// gives (tested).
+pub fn key_trigrams(key: &str) -> Vec<String> {
+    let cs: Vec<char> = key.chars().collect();
+    let mut out: Vec<String> = cs
+        .windows(3)
+        .take(KEY_TRIGRAM_STARTS)
+        .map(|w| w.iter().collect())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The key columns of the current row posted in `search_key_gram`, with
+/// their `col` (as [`gram_col`]).
+const KEY_GRAM_COLUMNS: [(i64, &str); 3] = [(1, "name_key"), (2, "kana_key"), (3, "address_key")];
+
+/// SQL that posts the keys of the rows `source c` (the history rows:
+/// every key a person has had, the current one included) matching `cond`
+/// in `search_key_gram`, each distinct key once with each of its
+/// [`key_trigrams`] (a bulk fill: imports). Keys already posted are left
+/// as they are; [`KEY_GRAM_COUNT_SQL`] must run after it.
+pub fn key_gram_fill_sql(backend: super::Backend, source: &str, cond: &str) -> String {
+    let parts: Vec<String> = KEY_GRAM_COLUMNS
+        .iter()
+        .map(|(col, k)| {
+            format!(
+                "SELECT c.tenant, {col}, substr(c.{k}, p.i - 1, 3), c.{k} \
+                 FROM {source} c JOIN search_gram_positions p ON p.i + 1 <= length(c.{k}) \
+                 WHERE {cond}"
+            )
+        })
+        .collect();
+    let select = format!("{} ORDER BY 1, 2, 3, 4", parts.join(" UNION "));
+    match backend {
+        super::Backend::Sqlite => {
+            format!("INSERT OR IGNORE INTO search_key_gram (tenant, col, gram, key) {select}")
+        }
+        super::Backend::Postgres => format!(
+            "INSERT INTO search_key_gram (tenant, col, gram, key) {select} ON CONFLICT DO NOTHING"
+        ),
+    }
+}
+
+/// Counts a tenant's (`$1`) posted keys per trigram again
+/// (`search_gram_count`), after a bulk fill.
+pub const KEY_GRAM_COUNT_SQL: &str = "INSERT INTO search_gram_count (tenant, col, gram, keys) \
+     SELECT tenant, col, gram, count(*) FROM search_key_gram WHERE tenant = $1 \
+     GROUP BY tenant, col, gram \
+     ON CONFLICT (tenant, col, gram) DO UPDATE SET keys = excluded.keys";
+
+/// The keys of `new` (name, furigana, address) that differ from `old`,
+/// each with its `col`: what [`post_keys`] is given for a changed row.
+fn changed_keys<'a>(old: [Option<&str>; 3], new: [Option<&'a str>; 3]) -> Vec<(i64, &'a str)> {
+    old.into_iter()
+        .zip(new)
+        .enumerate()
+        .filter(|(_, (o, n))| o != n)
+        .filter_map(|(i, (_, n))| n.map(|n| (i as i64 + 1, n)))
+        .collect()
+}
+
+/// Posts keys (`col`, key) of a new history row (which is the person's
+/// current row) in `search_key_gram` with their trigrams, and counts each
+/// trigram's new keys in `search_gram_count` (both in the change's
+/// transaction). A key posted already costs one conflict per trigram and
+/// writes nothing. Keys are never taken away, so the posted keys are
+/// those of every history row: a key nobody has now costs a recheck in a
+/// search of current rows (the keys found are joined to them), never a
+/// wrong result, and a text no posted key contains is in no history row
+/// ([`history_has_text`]).
+pub fn post_keys(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    keys: &[(i64, &str)],
+) -> Result<(), StoreError> {
+    let mut rows: Vec<(i64, String, &str)> = keys
+        .iter()
+        .flat_map(|&(col, k)| key_trigrams(k).into_iter().map(move |g| (col, g, k)))
+        .collect();
+    rows.sort();
+    rows.dedup();
+    for chunk in rows.chunks(GRAMS_PER_INSERT) {
+        let json =
+            serde_json::to_string(chunk).map_err(|e| StoreError::Corrupt(format!("keys: {e}")))?;
+        match tx.backend() {
+            super::Backend::Postgres => {
+                tx.execute(
+                    "WITH ins AS (INSERT INTO search_key_gram (tenant, col, gram, key) \
+                     SELECT $1, (e->>0)::smallint, e->>1, e->>2 FROM jsonb_array_elements($2::text::jsonb) AS e \
+                     ON CONFLICT DO NOTHING RETURNING col, gram) \
+                     INSERT INTO search_gram_count (tenant, col, gram, keys) \
+                     SELECT $1, col, gram, count(*) FROM ins GROUP BY col, gram \
+                     ON CONFLICT (tenant, col, gram) DO UPDATE SET keys = search_gram_count.keys + excluded.keys",
+                    &[tenant.as_str().into(), json.as_str().into()],
+                )?;
+            }
+            super::Backend::Sqlite => {
+                let added = tx.query(
+                    "INSERT INTO search_key_gram (tenant, col, gram, key) \
+                     SELECT $1, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), \
+                     json_extract(e.value, '$[2]') FROM json_each($2) AS e WHERE true \
+                     ON CONFLICT DO NOTHING RETURNING col, gram",
+                    &[tenant.as_str().into(), json.as_str().into()],
+                )?;
+                let mut counts: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+                for r in &added {
+                    *counts.entry((r.int(0)?, r.text(1)?)).or_default() += 1;
+                }
+                if counts.is_empty() {
+                    continue;
+                }
+                let counts: Vec<(i64, &str, i64)> = counts
+                    .iter()
+                    .map(|((c, g), n)| (*c, g.as_str(), *n))
+                    .collect();
+                let json = serde_json::to_string(&counts)
+                    .map_err(|e| StoreError::Corrupt(format!("keys: {e}")))?;
+                tx.execute(
+                    "INSERT INTO search_gram_count (tenant, col, gram, keys) \
+                     SELECT $1, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), \
+                     json_extract(e.value, '$[2]') FROM json_each($2) AS e WHERE true \
+                     ON CONFLICT (tenant, col, gram) DO UPDATE SET keys = keys + excluded.keys",
+                    &[tenant.as_str().into(), json.as_str().into()],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Replaces a person's grams of the current row: those of the keys `old`
 /// (name, furigana, address, as stored until now) go, those of `new`
 /// come. Keys that did not change cost nothing.
@@ -2646,11 +2829,15 @@ fn delete_current_grams(
 ///
 /// - with an indexed equality filter (`narrow`: birth date, 宛名番号,
 ///   世帯番号), its few rows are tested and sorted;
-/// - three characters or more: the trigram index is asked for up to
-///   [`TRIGRAM_PROBE`] candidates (sorted in memory); a text matching more
-///   is common, and its first two characters' posting list
-///   (`resident_gram`) is walked in 宛名番号 order, each row rechecked,
-///   until the page is full;
+/// - three characters or more: the distinct keys that contain the text
+///   are found through their rarest trigram and joined to the current
+///   rows ([`key_probe`], migration 33), up to [`TRIGRAM_PROBE`] persons
+///   (sorted in memory); a text matching more (or more than
+///   [`KEY_MATCHES`] keys) is common, and its first two characters'
+///   posting list (`resident_gram`) is walked in 宛名番号 order, each row
+///   rechecked, until the page is full. The trigram index is asked only
+///   when the keys cannot answer (a text longer than the posted
+///   trigrams);
 /// - two characters: that bigram's posting list, in 宛名番号 order;
 /// - one character: the posting lists of the grams that start with it,
 ///   in (gram, 宛名番号) order; a person is listed at their first such
@@ -2697,7 +2884,15 @@ fn contains_phase(
             want,
         )?));
     }
+    let mut walk = false;
     if n >= 3 && trigram_usable(key) {
+        match key_probe(tx, &b, col, key, cursor)? {
+            KeyProbe::Found(found) => return fetch_persons(tx, tenant, found, want).map(plain),
+            KeyProbe::Many => walk = true,
+            KeyProbe::Unknown => {}
+        }
+    }
+    if !walk && n >= 3 && trigram_usable(key) {
         // Ask the trigram index for every candidate, up to the probe size.
         let mut probe = SqlBuilder {
             conds: b.conds.clone(),
@@ -2729,29 +2924,9 @@ fn contains_phase(
         );
         let params: Vec<Param<'_>> = probe.binds.iter().map(|s| Param::Text(s)).collect();
         let found = trigram_probe(tx, &sql, &params)?;
-        let mut found: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
+        let found: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
         if found.len() as i64 <= TRIGRAM_PROBE {
-            found.sort();
-            found.truncate(want.max(0) as usize);
-            if found.is_empty() {
-                return Ok(Vec::new());
-            }
-            let persons: Vec<AddresseeNumber> = found
-                .iter()
-                .map(|a| {
-                    a.parse()
-                        .map_err(|_| corrupt(format!("addressee number {a}")))
-                })
-                .collect::<Result<_, _>>()?;
-            let sql = format!(
-                "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.addressee_number IN ({})",
-                placeholders(2, persons.len())
-            );
-            let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
-            params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
-            let mut rows = rows(tx, tenant, &sql, &params)?;
-            rows.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
-            return Ok(plain(rows));
+            return fetch_persons(tx, tenant, found, want).map(plain);
         }
     }
     let gcol = gcol.ok_or_else(|| corrupt(format!("no grams for {col}")))?;
@@ -2862,6 +3037,211 @@ fn contains_phase(
         }
     }
     Ok(out)
+}
+
+/// The current rows of the persons `found` (宛名番号, all the matches of
+/// a phase, at most [`TRIGRAM_PROBE`]): the first `want` in 宛名番号
+/// order.
+fn fetch_persons(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    mut found: Vec<String>,
+    want: i64,
+) -> Result<Vec<HistoryRow>, StoreError> {
+    found.sort();
+    found.truncate(want.max(0) as usize);
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let persons: Vec<AddresseeNumber> = found
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| corrupt(format!("addressee number {a}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT {HISTORY_COLUMNS} {CURRENT_JOIN} WHERE c.tenant = $1 AND c.addressee_number IN ({})",
+        placeholders(2, persons.len())
+    );
+    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+    params.extend(persons.iter().map(|p| Param::Text(p.as_str())));
+    let mut rows = rows(tx, tenant, &sql, &params)?;
+    rows.sort_by(|a, b| a.record.addressee_number.cmp(&b.record.addressee_number));
+    Ok(rows)
+}
+
+/// At most this many distinct keys found by [`key_probe`] are joined to
+/// the persons through the key B-tree; more, and the text is common
+/// enough for a walk of postings in 宛名番号 order.
+const KEY_MATCHES: usize = 500;
+
+/// The trigram of `key` that the fewest posted keys of `col` (`gcol`)
+/// have (by `search_gram_count`); None for a text too long for the posted
+/// trigrams. Even when every trigram is common its keys are far fewer than
+/// the persons (a tenant's distinct keys), and a common text stops the
+/// read of them early (see [`key_probe`]).
+fn rarest_trigram(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    gcol: i64,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
+    let trigrams = key_trigrams(key);
+    // Keys are posted from their first KEY_TRIGRAM_STARTS characters: a
+    // longer text could be in the part that is not.
+    if trigrams.is_empty() || key.chars().count() > KEY_TRIGRAM_STARTS {
+        return Ok(None);
+    }
+    let mut params: Vec<Param<'_>> = vec![tenant.into()];
+    params.extend(trigrams.iter().map(|g| Param::Text(g.as_str())));
+    let counts: HashMap<String, i64> = tx
+        .query(
+            &format!(
+                "SELECT gram, keys FROM search_gram_count WHERE tenant = $1 AND col = {gcol} \
+                 AND gram IN ({})",
+                placeholders(2, trigrams.len())
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.int(1)?)))
+        .collect::<Result<_, StoreError>>()?;
+    // A trigram nobody's key has counts 0: its (empty) list is read.
+    Ok(trigrams
+        .iter()
+        .map(|g| (g, counts.get(g).copied().unwrap_or(0)))
+        .min_by_key(|(_, n)| *n)
+        .map(|(g, _)| g.clone()))
+}
+
+/// Whether any posted key of `col` (those of every history row) contains
+/// `key` (three characters or more); true when that cannot be told (a
+/// text longer than the posted trigrams).
+fn history_has_text(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+    col: &str,
+    key: &str,
+) -> Result<bool, StoreError> {
+    let Some(gcol) = gram_col(col) else {
+        return Ok(true);
+    };
+    let Some(rarest) = rarest_trigram(tx, tenant.as_str(), gcol, key)? else {
+        return Ok(true);
+    };
+    let pattern = like_pattern(key);
+    Ok(tx
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM search_key_gram WHERE tenant = $1 AND col = {gcol} AND gram = $2 \
+                 AND key LIKE $3 ESCAPE '\\' LIMIT 1"
+            ),
+            &[
+                tenant.as_str().into(),
+                rarest.as_str().into(),
+                pattern.as_str().into(),
+            ],
+        )?
+        .is_some())
+}
+
+/// What [`key_probe`] found.
+enum KeyProbe {
+    /// Every person of the phase (宛名番号), at most [`TRIGRAM_PROBE`].
+    Found(Vec<String>),
+    /// More than a probe takes: a walk in 宛名番号 order meets a page soon.
+    Many,
+    /// Not answered here (no keys for the column, or a text longer than
+    /// the posted trigrams).
+    Unknown,
+}
+
+/// The contained matches (three characters or more) of `key` in `col`
+/// through the distinct keys posted in `search_key_gram` (migration 33):
+/// the key's rarest trigram (by `search_gram_count`) is read, each posted
+/// key checked against the text on the index entry itself (no row read),
+/// and the keys found are joined to the current rows by the key B-tree
+/// with the phase's other conditions `b` (and the cursor). A town's
+/// residents share far fewer addresses than they are (144,140 address
+/// keys for 1,000,000 residents), and a key holds its own text, so a full
+/// address whose every trigram is common still reads only the keys of
+/// its rarest trigram, and a common text stops after [`KEY_MATCHES`]
+/// keys. The trigram probe read instead, on PostgreSQL, every current row
+/// of the tenant (under row-level security a `LIKE` cannot use the
+/// trigram index: `textlike` is not leakproof), on SQLite the whole
+/// doclists of common trigrams (see docs/notes/wt-search16.md).
+fn key_probe(
+    tx: &mut Tx<'_>,
+    b: &SqlBuilder,
+    col: &str,
+    key: &str,
+    cursor: Option<&SearchCursor>,
+) -> Result<KeyProbe, StoreError> {
+    let Some(gcol) = gram_col(col) else {
+        return Ok(KeyProbe::Unknown);
+    };
+    let Some(rarest) = rarest_trigram(tx, b.binds[0].as_str(), gcol, key)? else {
+        return Ok(KeyProbe::Unknown);
+    };
+    let c_order = match tx.backend() {
+        super::Backend::Postgres => " COLLATE \"C\"",
+        super::Backend::Sqlite => "",
+    };
+    // Contained, not at the start (a prefix is a better rank).
+    let pattern = like_pattern(key);
+    let end = prefix_end(key);
+    let matched: Vec<String> = tx
+        .query(
+            &format!(
+                "SELECT key FROM search_key_gram WHERE tenant = $1 AND col = {gcol} AND gram = $2 \
+                 AND key LIKE $3 ESCAPE '\\' AND NOT (key >= $4 AND key < $5) LIMIT {}",
+                KEY_MATCHES + 1
+            ),
+            &[
+                b.binds[0].as_str().into(),
+                rarest.as_str().into(),
+                pattern.as_str().into(),
+                key.into(),
+                end.as_str().into(),
+            ],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    if matched.is_empty() {
+        return Ok(KeyProbe::Found(Vec::new()));
+    }
+    if matched.len() > KEY_MATCHES {
+        return Ok(KeyProbe::Many);
+    }
+    let mut probe = SqlBuilder {
+        conds: b.conds.clone(),
+        binds: b.binds.clone(),
+    };
+    if let Some(a) = cursor {
+        let p = probe.bind(a.after.as_str().to_string());
+        probe.conds.push(format!("c.addressee_number > {p}"));
+    }
+    let ks: Vec<String> = matched.into_iter().map(|k| probe.bind(k)).collect();
+    probe
+        .conds
+        .push(format!("c.{col}{c_order} IN ({})", ks.join(", ")));
+    let sql = format!(
+        "SELECT c.addressee_number FROM resident_current c WHERE {} LIMIT {}",
+        probe.conds.join(" AND "),
+        TRIGRAM_PROBE + 1
+    );
+    let params: Vec<Param<'_>> = probe.binds.iter().map(|s| Param::Text(s)).collect();
+    let found: Vec<String> = tx
+        .query(&sql, &params)?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    if found.len() as i64 > TRIGRAM_PROBE {
+        return Ok(KeyProbe::Many);
+    }
+    Ok(KeyProbe::Found(found))
 }
 
 /// `FROM … WHERE …` of a walk of gram postings `g` in their key order,
@@ -3137,8 +3517,14 @@ pub fn refold_batch(
             super::Backend::Sqlite => write_history(tx)?,
         }
         // The history postings gain the new keys' grams (the old ones
-        // stay: a stale gram costs a recheck only).
+        // stay: a stale gram costs a recheck only), and the new keys are
+        // posted.
         for (person, _, k) in &history_updates {
+            post_keys(
+                tx,
+                tenant,
+                &[(1, k[0].as_str()), (2, k[1].as_str()), (3, k[2].as_str())],
+            )?;
             add_history_grams(
                 tx,
                 tenant,
@@ -3175,6 +3561,13 @@ pub fn refold_batch(
                 ],
             )?;
             insert_grams(tx, tenant, person, &come)?;
+            let old = [old[0].as_deref(), old[1].as_deref(), old[2].as_deref()];
+            let new = [
+                Some(k[0].as_str()),
+                Some(k[1].as_str()),
+                Some(k[2].as_str()),
+            ];
+            post_keys(tx, tenant, &changed_keys(old, new))?;
         }
     }
     let progress = RefoldProgress {

@@ -69,6 +69,7 @@ both_backends!(
     a_rehearsal_compares_full_and_incremental_loads,
     an_import_killed_midway_leaves_nothing_and_reruns,
     an_upgrade_to_29_keeps_every_search,
+    an_upgrade_to_33_posts_the_distinct_keys,
 );
 
 /// The names of a query's single text column, sorted.
@@ -1893,4 +1894,138 @@ async fn an_upgrade_to_29_keeps_every_search(db: TestDb) {
         found("name None address Some(\"寿\") history true removed true limit 1"),
         ["山川　次郎", "森　一美"]
     );
+}
+
+/// The distinct keys posted per trigram and their counts, as
+/// "col gram key" and "col gram count", sorted.
+async fn key_gram_rows(db: &TestDb) -> (Vec<String>, Vec<String>) {
+    let t = code(FUCHU);
+    db.store
+        .read(Some(&t.clone()), move |tx| {
+            let mut out = Vec::new();
+            for sql in [
+                "SELECT CAST(col AS BIGINT), gram, key FROM search_key_gram WHERE tenant = $1",
+                "SELECT CAST(col AS BIGINT), gram, CAST(keys AS TEXT) FROM search_gram_count WHERE tenant = $1",
+            ] {
+                let mut rows: Vec<String> = tx
+                    .query(sql, &[t.as_str().into()])?
+                    .iter()
+                    .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.text(2)?)))
+                    .collect::<Result<_, machi::store::StoreError>>()?;
+                rows.sort();
+                out.push(rows);
+            }
+            let counts = out.pop().unwrap_or_default();
+            Ok::<_, machi::store::StoreError>((out.pop().unwrap_or_default(), counts))
+        })
+        .await
+        .unwrap()
+}
+
+/// Migration 33 on a database without it: it posts every history row's
+/// distinct keys with their trigrams ([`records::key_trigrams`]) and the
+/// counts, every search gives the same rows before and after, and a
+/// change after the upgrade keeps them as on a fresh database.
+///
+/// The database without 33 is made from one with it: its residents are
+/// written by today's code, then the two tables are dropped and 33 taken
+/// out of `schema_migrations`; a server start applies it again.
+async fn an_upgrade_to_33_posts_the_distinct_keys(db: TestDb) {
+    use machi::service::Clock;
+    use machi::store::{SqliteSync, Store, records};
+    let db = db.with_tenants().await;
+    populate_for_search(&db.registry).await;
+    let before = search_battery(&db.registry).await;
+    // The keys of every history row, the current ones included.
+    let t = code(FUCHU);
+    let tt = t.clone();
+    let (made, made_counts) = db
+        .store
+        .read(Some(&t.clone()), move |tx| {
+            let mut made: Vec<(i64, String, String)> = Vec::new();
+            for r in tx.query(
+                "SELECT name_key, kana_key, address_key FROM resident_history WHERE tenant = $1",
+                &[tt.as_str().into()],
+            )? {
+                for (col, k) in [(1, r.text(0)?), (2, r.text(1)?), (3, r.text(2)?)] {
+                    made.extend(
+                        records::key_trigrams(&k)
+                            .into_iter()
+                            .map(|g| (col, g, k.clone())),
+                    );
+                }
+            }
+            made.sort();
+            made.dedup();
+            let mut counts: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+            for (col, g, _) in &made {
+                *counts.entry((*col, g.clone())).or_default() += 1;
+            }
+            Ok::<_, machi::store::StoreError>((
+                made.into_iter()
+                    .map(|(c, g, k)| format!("{c} {g} {k}"))
+                    .collect::<Vec<_>>(),
+                counts
+                    .into_iter()
+                    .map(|((c, g), n)| format!("{c} {g} {n}"))
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .await
+        .unwrap();
+    let fresh = key_gram_rows(&db).await;
+    assert_eq!(
+        fresh,
+        (made.clone(), made_counts.clone()),
+        "changes posted every history row's keys"
+    );
+    db.raw(
+        "DROP TABLE search_key_gram; DROP TABLE search_gram_count; \
+         DELETE FROM schema_migrations WHERE version = 33",
+    )
+    .await;
+    let location = db.location().await;
+    let store = Store::connect_with(
+        &location,
+        SqliteSync::Normal,
+        crate::support::test_keyring(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        store
+            .applied_migrations()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.0 == 33)
+    );
+    let upgraded = Registry::new(
+        store.clone(),
+        machi_domain::dates::EraTable::standard(),
+        Clock::System,
+    );
+    assert_eq!(
+        key_gram_rows(&db).await,
+        (made, made_counts),
+        "migration 33 posts the history rows' keys and their counts"
+    );
+    let after = search_battery(&upgraded).await;
+    assert_eq!(before.len(), after.len());
+    for ((asked, b), (_, a)) in before.iter().zip(&after) {
+        assert_eq!(b, a, "{asked}: before migration 33, after");
+    }
+    // A change after the upgrade posts its new key.
+    submit(
+        &upgraded,
+        json!({"effective_date": "2024-08-01", "command": {"type": "move_within",
+        "persons": [a(3)], "address": {"address": "東京都府中市若松町四丁目"}}}),
+    )
+    .await;
+    let (rows, counts) = key_gram_rows(&db).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.ends_with(" 若松町四丁目") || r.contains("若松町"))
+    );
+    assert!(counts.contains(&"3 若松町 1".to_string()), "{counts:?}");
 }

@@ -23,6 +23,7 @@ both_backends!(
     search_refold_folds_old_keys_again_in_batches,
     search_finds_addresses_by_one_and_two_characters_through_grams,
     search_with_history_finds_one_and_two_characters_through_grams,
+    search_finds_three_characters_through_distinct_keys,
 );
 
 async fn submit(db: &TestDb, v: serde_json::Value) -> machi::service::registry::ChangeOutcome {
@@ -1043,4 +1044,262 @@ async fn search_refold_folds_old_keys_again_in_batches(db: TestDb) {
     assert!(restarted.finished);
     assert_eq!(restarted.updated_rows, 0);
     assert_eq!(stored_and_made_grams(&db).await, (stored, made));
+}
+
+/// The distinct keys posted per trigram (`search_key_gram`) and the
+/// counts per trigram (`search_gram_count`) of the tenant, as stored:
+/// "col gram key" and "col gram count", sorted.
+async fn stored_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
+    let t = code(FUCHU);
+    let tenant = t.clone();
+    db.store
+        .read(Some(&tenant), move |tx| {
+            let mut keys: Vec<String> = tx
+                .query(
+                    "SELECT CAST(col AS BIGINT), gram, key FROM search_key_gram WHERE tenant = $1",
+                    &[t.as_str().into()],
+                )?
+                .iter()
+                .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.text(2)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut counts: Vec<String> = tx
+                .query(
+                    "SELECT CAST(col AS BIGINT), gram, CAST(keys AS BIGINT) FROM search_gram_count WHERE tenant = $1",
+                    &[t.as_str().into()],
+                )?
+                .iter()
+                .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.int(2)?)))
+                .collect::<Result<_, StoreError>>()?;
+            keys.sort();
+            counts.sort();
+            Ok::<_, StoreError>((keys, counts))
+        })
+        .await
+        .unwrap()
+}
+
+/// The rows [`stored_key_grams`] should hold: the keys of every history
+/// row (the current ones included) with their [`records::key_trigrams`],
+/// and the counts of those rows.
+async fn made_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
+    let t = code(FUCHU);
+    let tenant = t.clone();
+    db.store
+        .read(Some(&tenant), move |tx| {
+            let mut made: Vec<(i64, String, String)> = Vec::new();
+            for r in tx.query(
+                "SELECT name_key, kana_key, address_key FROM resident_history WHERE tenant = $1",
+                &[t.as_str().into()],
+            )? {
+                for (col, k) in [(1, r.text(0)?), (2, r.text(1)?), (3, r.text(2)?)] {
+                    made.extend(
+                        records::key_trigrams(&k)
+                            .into_iter()
+                            .map(|g| (col, g, k.clone())),
+                    );
+                }
+            }
+            made.sort();
+            made.dedup();
+            let mut counts: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+            for (col, g, _) in &made {
+                *counts.entry((*col, g.clone())).or_default() += 1;
+            }
+            let made = made
+                .into_iter()
+                .map(|(c, g, k)| format!("{c} {g} {k}"))
+                .collect();
+            let counts = counts
+                .into_iter()
+                .map(|((c, g), n)| format!("{c} {g} {n}"))
+                .collect();
+            Ok::<_, StoreError>((made, counts))
+        })
+        .await
+        .unwrap()
+}
+
+fn by_address(a: &str) -> SearchParams {
+    SearchParams {
+        address: Some(a.into()),
+        limit: 50,
+        ..Default::default()
+    }
+}
+
+/// Three characters or more through the distinct keys (issue 10, item 1;
+/// migration 33): a contained match reads the keys of the text's rarest
+/// trigram and joins them to the current rows, in 宛名番号 order after the
+/// exact and prefix matches, page by page, for addresses, names and
+/// furigana alike. Each distinct key is posted once (a household shares
+/// its address), a change posts a new key in its own transaction (gone
+/// after a rollback), a key nobody has any more stays (the keys are those
+/// of every history row) and finds nobody now, with history it is found,
+/// a text no key has finds nobody with history either, and the bulk fill
+/// of imports posts what changes post.
+async fn search_finds_three_characters_through_distinct_keys(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            (
+                "山田　一郎",
+                "ヤマダ　イチロウ",
+                "東京都府中市宮西町一丁目1番",
+            ),
+            (
+                "川田　花子",
+                "カワダ　ハナコ",
+                "東京都府中市宮西町一丁目1番",
+            ),
+            ("田山　次郎", "タヤマ　ジロウ", "東京都府中市本町一丁目1番"),
+            (
+                "本田　山田",
+                "ホンダ　ヤマダ",
+                "東京都府中市宮西町一丁目10番",
+            ),
+            ("佐藤　花", "サトウ　ハナ", "東京都府中市寿町一丁目1番"),
+        ],
+    )
+    .await;
+    // A full address: exact (in 宛名番号 order); no prefix (10番 is
+    // not 1番), and nobody has it inside.
+    assert_eq!(
+        names(&db, by_address("東京都府中市宮西町一丁目1番")).await,
+        ["山田　一郎", "川田　花子"]
+    );
+    // Contained only (10番 is not 1番), in 宛名番号 order; one and all
+    // pages alike.
+    let contained = names(&db, by_address("町一丁目1番")).await;
+    assert_eq!(
+        contained,
+        ["山田　一郎", "川田　花子", "田山　次郎", "佐藤　花"]
+    );
+    assert_eq!(
+        all_pages(&db, by_address("町一丁目1番"), 1).await,
+        contained
+    );
+    assert_eq!(
+        all_pages(&db, by_address("町一丁目1番"), 2).await,
+        contained
+    );
+    assert_eq!(
+        names(&db, by_address("宮西町一")).await,
+        ["山田　一郎", "川田　花子", "本田　山田"]
+    );
+    // Names and furigana (a prefix match first).
+    assert_eq!(names(&db, by_name("田一郎")).await, ["山田　一郎"]);
+    assert_eq!(names(&db, by_name("田山田")).await, ["本田　山田"]);
+    assert_eq!(
+        names(&db, by_name("やまだ")).await,
+        ["山田　一郎", "本田　山田"]
+    );
+    assert_eq!(names(&db, by_name("田花子")).await, ["川田　花子"]);
+    // Nobody: a trigram nobody has, and trigrams everybody has that
+    // make a text nobody has.
+    assert!(names(&db, by_address("大阪府")).await.is_empty());
+    assert!(names(&db, by_address("鬱金香")).await.is_empty());
+    assert!(names(&db, by_address("府中市府中市")).await.is_empty());
+    // The keys as changes posted them: each distinct key once.
+    let (stored, counts) = stored_key_grams(&db).await;
+    let (made, made_counts) = made_key_grams(&db).await;
+    assert!(!stored.is_empty());
+    assert_eq!(stored, made, "each distinct key posted once");
+    assert_eq!(counts, made_counts, "the count of keys of each trigram");
+    assert!(
+        counts.contains(&"3 宮西町 2".to_string()),
+        "two addresses have 宮西町: {counts:?}"
+    );
+    // A change posts a new address in its own transaction only.
+    let t = code(FUCHU);
+    let found = db
+        .registry
+        .search(&t, &by_name("佐藤花"), &clerk())
+        .await
+        .unwrap();
+    let (row, _) = db
+        .registry
+        .resident(
+            &t,
+            &found.rows[0].record.addressee_number,
+            AsOf::default(),
+            &clerk(),
+        )
+        .await
+        .unwrap();
+    let mut moved = row.clone();
+    moved.history_number += 1;
+    moved.record.address.address = "東京都府中市栄町三丁目5番".into();
+    let f = records::SearchFilter {
+        address_key: Some(search_key("栄町三丁目")),
+        ..Default::default()
+    };
+    let (tt, m2, f2) = (t.clone(), moved.clone(), f.clone());
+    let inside: Result<(), StoreError> = db
+        .store
+        .write(Some(&t), move |tx| {
+            records::append_history(tx, &tt, &m2)?;
+            assert_eq!(
+                records::search(tx, &tt, &f2, None, 10)?.len(),
+                1,
+                "found in its own transaction"
+            );
+            Err(StoreError::Task("the change fails after writing".into()))
+        })
+        .await;
+    assert!(inside.is_err());
+    assert!(names(&db, by_address("栄町三丁目")).await.is_empty());
+    assert_eq!(stored_key_grams(&db).await, (stored, counts), "rolled back");
+    // Committed: the new key is posted, the old one stays (a recheck
+    // finds nobody there).
+    let (tt, m2) = (t.clone(), moved.clone());
+    db.store
+        .write(Some(&t), move |tx| records::append_history(tx, &tt, &m2))
+        .await
+        .unwrap();
+    assert_eq!(names(&db, by_address("栄町三丁目")).await, ["佐藤　花"]);
+    assert!(names(&db, by_address("府中市寿町")).await.is_empty());
+    let (stored, counts) = stored_key_grams(&db).await;
+    assert_eq!(stored, made_key_grams(&db).await.0, "new key posted");
+    assert!(
+        stored.iter().any(|s| s.starts_with("3 寿町一 ")),
+        "the old key stays"
+    );
+    // With history: the past address is found; a text no history row
+    // has finds nobody at any rank.
+    let history = |p: SearchParams| SearchParams {
+        include_history: true,
+        include_removed: true,
+        ..p
+    };
+    assert_eq!(
+        names(&db, history(by_address("府中市寿町"))).await,
+        ["佐藤　花"]
+    );
+    assert_eq!(names(&db, history(by_name("田一郎"))).await, ["山田　一郎"]);
+    for q in ["鬱金香", "府中市府中市"] {
+        assert!(names(&db, history(by_address(q))).await.is_empty(), "{q}");
+        assert!(names(&db, history(by_name(q))).await.is_empty(), "{q}");
+    }
+    assert!(counts.contains(&"3 栄町三 1".to_string()), "{counts:?}");
+    // The bulk fill (imports) posts the keys and counts as changes do.
+    // (Deleted as the owner: the application may only add keys.)
+    db.raw("DELETE FROM search_key_gram").await;
+    db.raw("DELETE FROM search_gram_count").await;
+    let tt = t.clone();
+    db.store
+        .write(Some(&t), move |tx| {
+            let sql = records::key_gram_fill_sql(tx.backend(), "resident_history", "c.tenant = $1");
+            tx.execute(&sql, &[tt.as_str().into()])?;
+            tx.execute(records::KEY_GRAM_COUNT_SQL, &[tt.as_str().into()])?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_key_grams(&db).await,
+        made_key_grams(&db).await,
+        "the bulk fill"
+    );
+    assert_eq!(names(&db, by_address("栄町三丁目")).await, ["佐藤　花"]);
 }
