@@ -809,20 +809,31 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Vec<HistoryRow>, ServiceError> {
         let (t, h) = (tenant.clone(), household.clone());
-        let members: Vec<HistoryRow> = self
-            .store
-            .read_short(Some(tenant), move |tx| {
-                if as_of == AsOf::default() {
-                    return records::household_rows(tx, &t, std::slice::from_ref(&h));
-                }
-                let histories: BTreeMap<_, _> = records::household_histories(tx, &t, &h)?;
-                Ok(histories
-                    .values()
-                    .filter_map(|rows| change::select_as_of(rows, as_of).cloned())
-                    .filter(|r| r.record.household_number == h && r.record.status.is_resident())
-                    .collect())
-            })
-            .await?;
+        let members: Vec<HistoryRow> = if as_of == AsOf::default() {
+            // The current members: a few rows by key.
+            self.store
+                .read_short(Some(tenant), move |tx| {
+                    records::household_rows(tx, &t, std::slice::from_ref(&h))
+                })
+                .await?
+        } else {
+            // Every history row of everyone ever in the household (a
+            // dormitory's may be thousands): on a blocking thread.
+            self.store
+                .read(Some(tenant), move |tx| {
+                    let histories: BTreeMap<_, _> = records::household_histories(tx, &t, &h)?;
+                    Ok::<_, ServiceError>(
+                        histories
+                            .values()
+                            .filter_map(|rows| change::select_as_of(rows, as_of).cloned())
+                            .filter(|r| {
+                                r.record.household_number == h && r.record.status.is_resident()
+                            })
+                            .collect(),
+                    )
+                })
+                .await?
+        };
         if members.is_empty() {
             self.ensure_tenant(tenant).await?;
         }

@@ -862,14 +862,22 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        if let Inner::Sqlite { readers, .. } = &*self.inner
+        if let Inner::Sqlite {
+            readers, waiting, ..
+        } = &*self.inner
             && inline_reads()
+            // Callers already waiting for a reader go first.
+            && waiting.load(Ordering::Relaxed) == 0
             && let Some(mut conn) = readers.try_get()
         {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
                 .map_err(|e| E::from(e.into()))?;
-            return finish(Tx::sqlite(tx, &self.keyring), &self.auth, f);
+            // A panic is an error of this read, as on a blocking thread.
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                finish(Tx::sqlite(tx, &self.keyring), &self.auth, f)
+            }))
+            .unwrap_or_else(|_| Err(E::from(StoreError::Task("a read panicked".into()))));
         }
         self.read(tenant, f).await
     }
