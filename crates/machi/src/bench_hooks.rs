@@ -337,15 +337,24 @@ pub(crate) fn process_cpu_micros(pid: &str, pg: Option<&str>) -> (u64, Option<u6
 /// "CPU per {what}: this process … µs, PostgreSQL's sessions … µs" between
 /// two [`cpu_micros`] readings over `n` items.
 fn cpu_line(a: (u64, Option<u64>), b: (u64, Option<u64>), n: usize, what: &str) -> String {
+    process_cpu_line(a, b, n, what, "this process")
+}
+
+/// [`cpu_line`] naming the measured process `process` ("server" for
+/// bench-http's child `machi serve`).
+pub(crate) fn process_cpu_line(
+    a: (u64, Option<u64>),
+    b: (u64, Option<u64>),
+    n: usize,
+    what: &str,
+    process: &str,
+) -> String {
     let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / n.max(1) as f64;
     let server = match (a.1, b.1) {
         (Some(x), Some(y)) => format!(", PostgreSQL's sessions {:.0} µs", per(x, y)),
         _ => String::new(),
     };
-    format!(
-        "CPU per {what}: this process {:.0} µs{server}",
-        per(a.0, b.0)
-    )
+    format!("CPU per {what}: {process} {:.0} µs{server}", per(a.0, b.0))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

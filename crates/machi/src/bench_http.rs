@@ -352,15 +352,10 @@ async fn server_cpu(pid: u32, pg: Option<&str>) -> (u64, Option<u64>) {
 /// of one request whatever else the machine does (the client's own work
 /// not counted), unlike a rate.
 fn cpu_per_request(a: (u64, Option<u64>), b: (u64, Option<u64>), n: usize) -> String {
-    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / n.max(1) as f64;
-    let pg = match (a.1, b.1) {
-        (Some(x), Some(y)) => format!(", PostgreSQL's sessions {:>5.0} µs", per(x, y)),
-        _ => String::new(),
-    };
     format!(
-        "  {:<40}          CPU per request: server {:>5.0} µs{pg}",
+        "  {:<49}{}",
         "",
-        per(a.0, b.0)
+        crate::bench_hooks::process_cpu_line(a, b, n, "request", "server")
     )
 }
 
