@@ -1896,32 +1896,6 @@ async fn an_upgrade_to_29_keeps_every_search(db: TestDb) {
     );
 }
 
-/// The distinct keys posted per trigram and their counts, as
-/// "col gram key" and "col gram count", sorted.
-async fn key_gram_rows(db: &TestDb) -> (Vec<String>, Vec<String>) {
-    let t = code(FUCHU);
-    db.store
-        .read(Some(&t.clone()), move |tx| {
-            let mut out = Vec::new();
-            for sql in [
-                "SELECT CAST(col AS BIGINT), gram, key FROM search_key_gram WHERE tenant = $1",
-                "SELECT CAST(col AS BIGINT), gram, CAST(keys AS TEXT) FROM search_gram_count WHERE tenant = $1",
-            ] {
-                let mut rows: Vec<String> = tx
-                    .query(sql, &[t.as_str().into()])?
-                    .iter()
-                    .map(|r| Ok(format!("{} {} {}", r.int(0)?, r.text(1)?, r.text(2)?)))
-                    .collect::<Result<_, machi::store::StoreError>>()?;
-                rows.sort();
-                out.push(rows);
-            }
-            let counts = out.pop().unwrap_or_default();
-            Ok::<_, machi::store::StoreError>((out.pop().unwrap_or_default(), counts))
-        })
-        .await
-        .unwrap()
-}
-
 /// Migration 33 on a database without it: it posts every history row's
 /// distinct keys with their trigrams ([`records::key_trigrams`]) and the
 /// counts, every search gives the same rows before and after, and a
@@ -1932,48 +1906,13 @@ async fn key_gram_rows(db: &TestDb) -> (Vec<String>, Vec<String>) {
 /// out of `schema_migrations`; a server start applies it again.
 async fn an_upgrade_to_33_posts_the_distinct_keys(db: TestDb) {
     use machi::service::Clock;
-    use machi::store::{SqliteSync, Store, records};
+    use machi::store::{SqliteSync, Store};
     let db = db.with_tenants().await;
     populate_for_search(&db.registry).await;
     let before = search_battery(&db.registry).await;
     // The keys of every history row, the current ones included.
-    let t = code(FUCHU);
-    let tt = t.clone();
-    let (made, made_counts) = db
-        .store
-        .read(Some(&t.clone()), move |tx| {
-            let mut made: Vec<(i64, String, String)> = Vec::new();
-            for r in tx.query(
-                "SELECT name_key, kana_key, address_key FROM resident_history WHERE tenant = $1",
-                &[tt.as_str().into()],
-            )? {
-                for (col, k) in [(1, r.text(0)?), (2, r.text(1)?), (3, r.text(2)?)] {
-                    made.extend(
-                        records::key_trigrams(&k)
-                            .into_iter()
-                            .map(|g| (col, g, k.clone())),
-                    );
-                }
-            }
-            made.sort();
-            made.dedup();
-            let mut counts: std::collections::BTreeMap<(i64, String), i64> = Default::default();
-            for (col, g, _) in &made {
-                *counts.entry((*col, g.clone())).or_default() += 1;
-            }
-            Ok::<_, machi::store::StoreError>((
-                made.into_iter()
-                    .map(|(c, g, k)| format!("{c} {g} {k}"))
-                    .collect::<Vec<_>>(),
-                counts
-                    .into_iter()
-                    .map(|((c, g), n)| format!("{c} {g} {n}"))
-                    .collect::<Vec<_>>(),
-            ))
-        })
-        .await
-        .unwrap();
-    let fresh = key_gram_rows(&db).await;
+    let (made, made_counts) = crate::search::made_key_grams(&db).await;
+    let fresh = crate::search::stored_key_grams(&db).await;
     assert_eq!(
         fresh,
         (made.clone(), made_counts.clone()),
@@ -2006,7 +1945,7 @@ async fn an_upgrade_to_33_posts_the_distinct_keys(db: TestDb) {
         Clock::System,
     );
     assert_eq!(
-        key_gram_rows(&db).await,
+        crate::search::stored_key_grams(&db).await,
         (made, made_counts),
         "migration 33 posts the history rows' keys and their counts"
     );
@@ -2022,7 +1961,7 @@ async fn an_upgrade_to_33_posts_the_distinct_keys(db: TestDb) {
         "persons": [a(3)], "address": {"address": "東京都府中市若松町四丁目"}}}),
     )
     .await;
-    let (rows, counts) = key_gram_rows(&db).await;
+    let (rows, counts) = crate::search::stored_key_grams(&db).await;
     assert!(
         rows.iter()
             .any(|r| r.ends_with(" 若松町四丁目") || r.contains("若松町"))

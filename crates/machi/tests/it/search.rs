@@ -1049,7 +1049,7 @@ async fn search_refold_folds_old_keys_again_in_batches(db: TestDb) {
 /// The distinct keys posted per trigram (`search_key_gram`) and the
 /// counts per trigram (`search_gram_count`) of the tenant, as stored:
 /// "col gram key" and "col gram count", sorted.
-async fn stored_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
+pub(crate) async fn stored_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
     let t = code(FUCHU);
     let tenant = t.clone();
     db.store
@@ -1081,7 +1081,7 @@ async fn stored_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
 /// The rows [`stored_key_grams`] should hold: the keys of every history
 /// row (the current ones included) with their [`records::key_trigrams`],
 /// and the counts of those rows.
-async fn made_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
+pub(crate) async fn made_key_grams(db: &TestDb) -> (Vec<String>, Vec<String>) {
     let t = code(FUCHU);
     let tenant = t.clone();
     db.store
