@@ -949,9 +949,11 @@ pub const REGISTRY_INDEXES: [(&str, &str); 5] = [
 
 /// The search indexes of the registry tables (migration 21), per backend:
 /// B-trees over each folded key (tenant first) for exact and prefix
-/// matches; on PostgreSQL also the `pg_trgm` GIN indexes for contains
-/// matches (SQLite keeps those in FTS5 tables, maintained by triggers, see
-/// [`search`]). Dropped and built again like [`REGISTRY_INDEXES`].
+/// matches. SQLite keeps contained matches in FTS5 tables, maintained by
+/// triggers (see [`search`]); PostgreSQL finds them through the distinct
+/// keys (migration 33) and, since migration 34, has the B-trees on the
+/// history rows' keys too instead of `pg_trgm` indexes. Dropped and built
+/// again like [`REGISTRY_INDEXES`].
 pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 3] = [
     (
         "resident_current_name_key",
@@ -967,8 +969,8 @@ pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 3] = [
     ),
 ];
 
-/// [`SEARCH_INDEXES_SQLITE`] for PostgreSQL.
-pub const SEARCH_INDEXES_POSTGRES: [(&str, &str); 9] = [
+/// [`SEARCH_INDEXES_SQLITE`] for PostgreSQL (migration 34).
+pub const SEARCH_INDEXES_POSTGRES: [(&str, &str); 6] = [
     (
         "resident_current_name_key",
         "resident_current (tenant, name_key COLLATE \"C\", addressee_number)",
@@ -982,28 +984,16 @@ pub const SEARCH_INDEXES_POSTGRES: [(&str, &str); 9] = [
         "resident_current (tenant, address_key COLLATE \"C\", addressee_number)",
     ),
     (
-        "resident_current_name_trgm",
-        "resident_current USING gin (name_key gin_trgm_ops)",
+        "resident_history_name_key",
+        "resident_history (tenant, name_key COLLATE \"C\", addressee_number)",
     ),
     (
-        "resident_current_kana_trgm",
-        "resident_current USING gin (kana_key gin_trgm_ops)",
+        "resident_history_kana_key",
+        "resident_history (tenant, kana_key COLLATE \"C\", addressee_number)",
     ),
     (
-        "resident_current_address_trgm",
-        "resident_current USING gin (address_key gin_trgm_ops)",
-    ),
-    (
-        "resident_history_name_trgm",
-        "resident_history USING gin (name_key gin_trgm_ops)",
-    ),
-    (
-        "resident_history_kana_trgm",
-        "resident_history USING gin (kana_key gin_trgm_ops)",
-    ),
-    (
-        "resident_history_address_trgm",
-        "resident_history USING gin (address_key gin_trgm_ops)",
+        "resident_history_address_key",
+        "resident_history (tenant, address_key COLLATE \"C\", addressee_number)",
     ),
 ];
 
@@ -1936,15 +1926,17 @@ impl SqlBuilder {
 /// the search has no text. `after` continues after a page.
 ///
 /// Index use: exact and prefix matches walk the key B-trees (tenant
-/// first); a contained match of at least three characters asks the
-/// trigram index (FTS5 on SQLite, `pg_trgm` on PostgreSQL) for its
-/// candidates, or walks the gram postings (`resident_gram`) in 宛名番号
-/// order when the text is shorter or very common (see
-/// [`contains_phase`]). With `include_history` the text may match any
-/// history row of the person, and a person's rank is their best row's;
-/// one or two characters walk the history postings of the rank's gram
-/// ([`history_grams`]) in 宛名番号 order, each person rechecked against
-/// their history rows.
+/// first); a contained match of at least three characters reads the
+/// distinct keys that contain it (migration 33) and joins them to the
+/// rows, or walks the gram postings (`resident_gram`) in 宛名番号 order
+/// when the text is shorter or very common (see [`contains_phase`]).
+/// With `include_history` the text may match any history row of the
+/// person, and a person's rank is their best row's; one or two characters
+/// walk the history postings of the rank's gram ([`history_grams`]) in
+/// 宛名番号 order, each person rechecked against their history rows;
+/// three or more find the persons through the matching keys and the
+/// history's key B-trees on PostgreSQL ([`history_key_probe`], migration
+/// 34), through the FTS5 index of the history rows on SQLite.
 pub fn search(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -2039,25 +2031,29 @@ pub fn search(
             };
             let contains =
                 |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_pattern(main_key)));
-            // PostgreSQL: the persons whose history holds the text, from
-            // the trigram index alone, first; when they are few, each is
-            // checked by primary key (the planner otherwise hashed the
-            // matches and scanned every current row against them: 316 ms
-            // for 田中太 at 1,000,000 residents).
+            // PostgreSQL: the persons whose history holds the text of this
+            // rank, through the distinct keys and the history's key
+            // B-trees (migration 34), first; when they are few, each is
+            // checked by primary key. When they are many, the current
+            // rows are walked in 宛名番号 order, each person checked by
+            // primary key, until the page is full. SQLite asks its FTS5
+            // index of the history rows ([`history_match`]).
             let probed = if backend == super::Backend::Postgres && trigram_usable(main_key) {
-                history_probe(tx, main_col, main_key, tenant, cursor)?
+                history_key_probe(tx, main_col, main_key, rank, tenant, cursor)?
             } else {
-                None
+                KeyProbe::Unknown
             };
-            if probed.as_ref().is_some_and(|p| p.is_empty()) {
-                continue;
-            }
-            let listed = probed.is_some();
-            if let Some(persons) = probed {
-                let ps: Vec<String> = persons.into_iter().map(|p| b.bind(p)).collect();
-                b.conds
-                    .push(format!("c.addressee_number IN ({})", ps.join(", ")));
-            }
+            let (listed, walk) = match probed {
+                KeyProbe::Found(persons) if persons.is_empty() => continue,
+                KeyProbe::Found(persons) => {
+                    let ps: Vec<String> = persons.into_iter().map(|p| b.bind(p)).collect();
+                    b.conds
+                        .push(format!("c.addressee_number IN ({})", ps.join(", ")));
+                    (true, false)
+                }
+                KeyProbe::Many => (true, true),
+                KeyProbe::Unknown => (false, false),
+            };
             let has = |m: &str| {
                 if listed {
                     person_history_has(main_col, m)
@@ -2085,7 +2081,13 @@ pub fn search(
                 let p = b.bind(a.after.as_str().to_string());
                 b.conds.push(format!("c.addressee_number > {p}"));
             }
-            run_phase(tx, tenant, &b, "c.addressee_number || ''", want)?
+            if walk {
+                ordered_walk(tx, |tx| {
+                    run_phase(tx, tenant, &b, "c.addressee_number", want)
+                })?
+            } else {
+                run_phase(tx, tenant, &b, "c.addressee_number || ''", want)?
+            }
         } else {
             let col = format!("c.{main_col}{c_order}");
             let q = b.bind(main_key.clone());
@@ -2275,41 +2277,88 @@ fn history_gram_phase(
     ordered_walk(tx, |tx| rows(tx, tenant, &sql, &params))
 }
 
-/// The persons of tenant `$1` with a history row whose `col` contains
-/// `key` (three characters or more), after the cursor's, from the trigram
-/// index alone (PostgreSQL); `None` when more than [`TRIGRAM_PROBE`].
-fn history_probe(
+/// The persons of tenant `tenant` with a history row whose `col` matches
+/// `key` (three characters or more, no wildcard) at `rank`, after the
+/// cursor's (PostgreSQL, migrations 33 and 34): the keys that match are
+/// the text itself (exact), the posted keys that start with it (found
+/// under its first trigram, in key order) or those that contain it (see
+/// [`contained_keys`]); their history rows are read through the history's
+/// key B-trees. [`KeyProbe::Many`] past [`KEY_MATCHES`] keys or
+/// [`TRIGRAM_PROBE`] persons. Whether anyone matches or nobody does, the
+/// reads are a few index lookups: no scan of the tenant, whose time
+/// would tell a clerk whether a hidden (support-measure) person has the
+/// text (session 16's review).
+fn history_key_probe(
     tx: &mut Tx<'_>,
     col: &str,
     key: &str,
+    rank: u8,
     tenant: &MunicipalityCode,
     cursor: Option<&SearchCursor>,
-) -> Result<Option<Vec<String>>, StoreError> {
+) -> Result<KeyProbe, StoreError> {
+    let Some(gcol) = gram_col(col) else {
+        return Ok(KeyProbe::Unknown);
+    };
+    let keys: Vec<String> = match rank {
+        RANK_EXACT => vec![key.to_string()],
+        RANK_PREFIX => {
+            let first: String = key.chars().take(3).collect();
+            let end = prefix_end(key);
+            tx.query(
+                &format!(
+                    "SELECT key FROM search_key_gram WHERE tenant = $1 AND col = {gcol} AND gram = $2 \
+                     AND key > $3 AND key < $4 ORDER BY key LIMIT {}",
+                    KEY_MATCHES + 1
+                ),
+                &[
+                    tenant.as_str().into(),
+                    first.as_str().into(),
+                    key.into(),
+                    end.as_str().into(),
+                ],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<_, _>>()?
+        }
+        _ => match contained_keys(tx, tenant.as_str(), gcol, key)? {
+            Some(keys) => keys,
+            None => return Ok(KeyProbe::Unknown),
+        },
+    };
+    if keys.is_empty() {
+        return Ok(KeyProbe::Found(Vec::new()));
+    }
+    if keys.len() > KEY_MATCHES {
+        return Ok(KeyProbe::Many);
+    }
     // Rows, not persons, are limited (a person has a few): DISTINCT would
     // read every match before the limit.
     let rows_limit = TRIGRAM_PROBE * 4;
-    let pattern = like_pattern(key);
-    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into(), Param::Text(&pattern)];
-    let after = cursor.map(|a| a.after.as_str().to_string());
+    let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
+    params.extend(keys.iter().map(|k| Param::Text(k.as_str())));
     let mut sql = format!(
-        "SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 AND h.{col} LIKE $2 ESCAPE '\\'"
+        "SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 \
+         AND h.{col} COLLATE \"C\" IN ({})",
+        placeholders(2, keys.len())
     );
+    let after = cursor.map(|a| a.after.as_str().to_string());
     if let Some(a) = &after {
-        sql.push_str(" AND h.addressee_number > $3");
+        sql.push_str(&format!(" AND h.addressee_number > ${}", params.len() + 1));
         params.push(Param::Text(a));
     }
     sql.push_str(&format!(" LIMIT {}", rows_limit + 1));
-    let found = trigram_probe(tx, &sql, &params)?;
+    let found = tx.query(&sql, &params)?;
     if found.len() as i64 > rows_limit {
-        return Ok(None);
+        return Ok(KeyProbe::Many);
     }
     let mut persons: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
     persons.sort();
     persons.dedup();
     if persons.len() as i64 > TRIGRAM_PROBE {
-        return Ok(None);
+        return Ok(KeyProbe::Many);
     }
-    Ok(Some(persons))
+    Ok(KeyProbe::Found(persons))
 }
 
 /// Whether the person has a history row whose `col` matches `m` (a LIKE
@@ -2825,9 +2874,9 @@ fn delete_current_grams(
 ///   (sorted in memory); a text matching more (or more than
 ///   [`KEY_MATCHES`] keys) is common, and its first two characters'
 ///   posting list (`resident_gram`) is walked in 宛名番号 order, each row
-///   rechecked, until the page is full. The trigram index is asked only
-///   when the keys cannot answer (a text longer than the posted
-///   trigrams);
+///   rechecked, until the page is full. SQLite's trigram index (FTS5)
+///   is asked only when the keys cannot answer (a text longer than the
+///   posted trigrams); PostgreSQL then walks the postings;
 /// - two characters: that bigram's posting list, in 宛名番号 order;
 /// - one character: the posting lists of the grams that start with it,
 ///   in (gram, 宛名番号) order; a person is listed at their first such
@@ -2882,8 +2931,10 @@ fn contains_phase(
             KeyProbe::Unknown => {}
         }
     }
-    if !walk && n >= 3 && trigram_usable(key) {
-        // Ask the trigram index for every candidate, up to the probe size.
+    if !walk && n >= 3 && trigram_usable(key) && tx.backend() == super::Backend::Sqlite {
+        // Ask the trigram index (FTS5) for every candidate, up to the
+        // probe size. (PostgreSQL has none since migration 34: a text the
+        // keys cannot answer walks the postings below.)
         let mut probe = SqlBuilder {
             conds: b.conds.clone(),
             binds: b.binds.clone(),
@@ -2893,27 +2944,19 @@ fn contains_phase(
             probe.conds.push(format!("c.addressee_number > {p}"));
         }
         let p = probe.bind(pattern.clone());
-        // SQLite: `CROSS JOIN` makes the FTS5 table the outer loop (with
+        // `CROSS JOIN` makes the FTS5 table the outer loop (with
         // `rowid IN (…)` the planner walked the tenant and tested each row).
-        let from = match tx.backend() {
-            super::Backend::Sqlite => {
-                probe
-                    .conds
-                    .push(format!("f.{col} LIKE {p} AND c.{col} LIKE {p}"));
-                "resident_current_fts f CROSS JOIN resident_current c ON c.rowid = f.rowid"
-            }
-            super::Backend::Postgres => {
-                probe.conds.push(format!("c.{col} LIKE {p}"));
-                "resident_current c"
-            }
-        };
+        probe
+            .conds
+            .push(format!("f.{col} LIKE {p} AND c.{col} LIKE {p}"));
         let sql = format!(
-            "SELECT c.addressee_number FROM {from} WHERE {} LIMIT {}",
+            "SELECT c.addressee_number FROM resident_current_fts f \
+             CROSS JOIN resident_current c ON c.rowid = f.rowid WHERE {} LIMIT {}",
             probe.conds.join(" AND "),
             TRIGRAM_PROBE + 1
         );
         let params: Vec<Param<'_>> = probe.binds.iter().map(|s| Param::Text(s)).collect();
-        let found = trigram_probe(tx, &sql, &params)?;
+        let found = tx.query(&sql, &params)?;
         let found: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
         if found.len() as i64 <= TRIGRAM_PROBE {
             return fetch_persons(tx, tenant, found, want).map(plain);
@@ -3116,6 +3159,43 @@ enum KeyProbe {
     Unknown,
 }
 
+/// The posted keys of `col` (`gcol`) that contain `key` (three characters
+/// or more) but do not start with it (a prefix is a better rank), at most
+/// [`KEY_MATCHES`] + 1: the keys of the text's rarest trigram, each
+/// checked against the text on the index entry itself (no row read). None
+/// for a text longer than the posted trigrams.
+fn contained_keys(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    gcol: i64,
+    key: &str,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let Some(rarest) = rarest_trigram(tx, tenant, gcol, key)? else {
+        return Ok(None);
+    };
+    let pattern = like_pattern(key);
+    let end = prefix_end(key);
+    let matched = tx
+        .query(
+            &format!(
+                "SELECT key FROM search_key_gram WHERE tenant = $1 AND col = {gcol} AND gram = $2 \
+                 AND key LIKE $3 ESCAPE '\\' AND NOT (key >= $4 AND key < $5) LIMIT {}",
+                KEY_MATCHES + 1
+            ),
+            &[
+                tenant.into(),
+                rarest.as_str().into(),
+                pattern.as_str().into(),
+                key.into(),
+                end.as_str().into(),
+            ],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(matched))
+}
+
 /// The contained matches (three characters or more) of `key` in `col`
 /// through the distinct keys posted in `search_key_gram` (migration 33):
 /// the key's rarest trigram (by `search_gram_count`) is read, each posted
@@ -3140,34 +3220,13 @@ fn key_probe(
     let Some(gcol) = gram_col(col) else {
         return Ok(KeyProbe::Unknown);
     };
-    let Some(rarest) = rarest_trigram(tx, b.binds[0].as_str(), gcol, key)? else {
+    let Some(matched) = contained_keys(tx, b.binds[0].as_str(), gcol, key)? else {
         return Ok(KeyProbe::Unknown);
     };
     let c_order = match tx.backend() {
         super::Backend::Postgres => " COLLATE \"C\"",
         super::Backend::Sqlite => "",
     };
-    // Contained, not at the start (a prefix is a better rank).
-    let pattern = like_pattern(key);
-    let end = prefix_end(key);
-    let matched: Vec<String> = tx
-        .query(
-            &format!(
-                "SELECT key FROM search_key_gram WHERE tenant = $1 AND col = {gcol} AND gram = $2 \
-                 AND key LIKE $3 ESCAPE '\\' AND NOT (key >= $4 AND key < $5) LIMIT {}",
-                KEY_MATCHES + 1
-            ),
-            &[
-                b.binds[0].as_str().into(),
-                rarest.as_str().into(),
-                pattern.as_str().into(),
-                key.into(),
-                end.as_str().into(),
-            ],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect::<Result<_, _>>()?;
     if matched.is_empty() {
         return Ok(KeyProbe::Found(Vec::new()));
     }
@@ -3256,25 +3315,6 @@ fn names_gram(cond: &str) -> bool {
             .next_back()
             .is_none_or(|p| !(p.is_alphanumeric() || p == '_'))
     })
-}
-
-/// Runs a probe of the trigram index: on PostgreSQL only the index (a
-/// bitmap scan) may answer it, a scan of the tenant would be the slow
-/// path the probe exists to avoid.
-fn trigram_probe(
-    tx: &mut Tx<'_>,
-    sql: &str,
-    params: &[Param<'_>],
-) -> Result<Vec<super::db::Row>, StoreError> {
-    if tx.backend() != super::Backend::Postgres {
-        return tx.query(sql, params);
-    }
-    tx.execute_batch("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")?;
-    // After a failed probe the transaction is aborted: its own error is
-    // returned (a reset would fail too and hide it).
-    let found = tx.query(sql, params)?;
-    tx.execute_batch("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")?;
-    Ok(found)
 }
 
 /// Runs `f` (a walk of gram postings in their key order) on PostgreSQL

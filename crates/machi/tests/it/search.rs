@@ -24,6 +24,8 @@ both_backends!(
     search_finds_addresses_by_one_and_two_characters_through_grams,
     search_with_history_finds_one_and_two_characters_through_grams,
     search_finds_three_characters_through_distinct_keys,
+    search_with_history_finds_three_characters_at_every_rank,
+    search_with_history_agrees_with_every_history_row,
 );
 
 async fn submit(db: &TestDb, v: serde_json::Value) -> machi::service::registry::ChangeOutcome {
@@ -1302,4 +1304,340 @@ async fn search_finds_three_characters_through_distinct_keys(db: TestDb) {
         "the bulk fill"
     );
     assert_eq!(names(&db, by_address("栄町三丁目")).await, ["佐藤　花"]);
+}
+
+/// With past records (`include_history`), three characters or more
+/// (j340; migration 34 on PostgreSQL: the matching keys and the history's
+/// key B-trees): a past name found exactly ranks before a current name
+/// that starts with the text, which ranks before one that contains it; a
+/// person's best row decides (a past prefix beats a current contained
+/// match); 除票 only with `include_removed`; every page size gives the
+/// same; texts nobody ever had find nobody at any rank.
+async fn search_with_history_finds_three_characters_at_every_rank(db: TestDb) {
+    let db = db.with_tenants().await;
+    residents(
+        &db,
+        &[
+            (
+                "川村　一郎",
+                "カワムラ　イチロウ",
+                "東京都府中市寿町一丁目1番",
+            ),
+            (
+                "川村　一郎太",
+                "カワムラ　イチロウタ",
+                "東京都府中市本町一丁目2番",
+            ),
+            (
+                "小川村　一郎",
+                "オガワムラ　イチロウ",
+                "東京都府中市宮町一丁目3番",
+            ),
+            (
+                "川村　一郎丸",
+                "カワムラ　イチロウマル",
+                "東京都府中市栄町一丁目4番",
+            ),
+            (
+                "川村　一郎次",
+                "カワムラ　イチロウジ",
+                "東京都府中市緑町一丁目5番",
+            ),
+        ],
+    )
+    .await;
+    let t = code(FUCHU);
+    let mut ids = Vec::new();
+    for n in [
+        "川村一郎",
+        "川村一郎太",
+        "小川村一郎",
+        "川村一郎丸",
+        "川村一郎次",
+    ] {
+        let found = db.registry.search(&t, &by_name(n), &clerk()).await.unwrap();
+        ids.push(found.rows[0].record.addressee_number.to_string());
+    }
+    // 一郎 becomes 森村 (his exact name is now past), 一郎丸 becomes
+    // 大川村 (a past prefix, a current contained match), 一郎次 moves
+    // out (除票), and 一郎太 moves within (his address is past).
+    for (i, name, kana) in [
+        (0, "森村　一郎", "モリムラ　イチロウ"),
+        (3, "大川村　一郎", "オオカワムラ　イチロウ"),
+    ] {
+        submit(
+            &db,
+            json!({"effective_date": "2024-06-01", "command": {"type": "ex_officio_correction",
+            "person": ids[i], "patch": {"name": name, "name_kana": kana}}}),
+        )
+        .await;
+    }
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-20", "command": {"type": "move_out", "persons": [ids[4]],
+        "destination": {"address": "東京都昭島市田中町一丁目"}}}),
+    )
+    .await;
+    submit(
+        &db,
+        json!({"effective_date": "2024-06-02", "command": {"type": "move_within",
+        "persons": [ids[1]], "address": {"address": "東京都府中市若松町二丁目7番"}}}),
+    )
+    .await;
+    let history = |p: SearchParams| SearchParams {
+        include_history: true,
+        ..p
+    };
+    let removed = |p: SearchParams| SearchParams {
+        include_removed: true,
+        ..p
+    };
+    // Now: 川村一郎太 (prefix), then 小川村一郎 and 大川村一郎 (contained).
+    assert_eq!(
+        names(&db, by_name("川村一郎")).await,
+        ["川村　一郎太", "小川村　一郎", "大川村　一郎"]
+    );
+    // With history: 森村一郎 (exact, past), 川村一郎太 and 大川村一郎
+    // (prefix; the latter through his past name), 小川村一郎 (contained).
+    let want = ["森村　一郎", "川村　一郎太", "大川村　一郎", "小川村　一郎"];
+    assert_eq!(names(&db, history(by_name("川村一郎"))).await, want);
+    for limit in [1, 2, 3] {
+        assert_eq!(
+            all_pages(&db, history(by_name("川村一郎")), limit).await,
+            want
+        );
+    }
+    // 除票 too: 川村一郎次 is a prefix match.
+    let with_removed = [
+        "森村　一郎",
+        "川村　一郎太",
+        "大川村　一郎",
+        "川村　一郎次",
+        "小川村　一郎",
+    ];
+    assert_eq!(
+        names(&db, removed(history(by_name("川村一郎")))).await,
+        with_removed
+    );
+    assert_eq!(
+        all_pages(&db, removed(history(by_name("川村一郎"))), 2).await,
+        with_removed
+    );
+    // Furigana alike.
+    assert_eq!(names(&db, history(by_name("カワムライチロウ"))).await, want);
+    // A past address: exact, prefix and contained; not found without
+    // history.
+    assert!(names(&db, by_address("府中市本町一丁目")).await.is_empty());
+    assert_eq!(
+        names(&db, history(by_address("東京都府中市本町一丁目2番"))).await,
+        ["川村　一郎太"]
+    );
+    assert_eq!(
+        names(&db, history(by_address("東京都府中市本町"))).await,
+        ["川村　一郎太"]
+    );
+    assert_eq!(
+        names(&db, history(by_address("府中市本町一丁目"))).await,
+        ["川村　一郎太"]
+    );
+    assert_eq!(
+        names(&db, history(by_address("一丁目"))).await,
+        ["森村　一郎", "川村　一郎太", "小川村　一郎", "大川村　一郎"]
+    );
+    // Nobody ever had these: no rank finds anyone.
+    for q in ["鬱金香", "村村村", "川村一郎太郎"] {
+        assert!(
+            names(&db, removed(history(by_name(q)))).await.is_empty(),
+            "{q}"
+        );
+        assert!(
+            names(&db, removed(history(by_address(q)))).await.is_empty(),
+            "{q}"
+        );
+    }
+}
+
+/// A person's best rank for `q` over `keys` (exact 0, prefix 1,
+/// contained 2), as the search defines it.
+fn best_rank(keys: &[String], q: &str) -> Option<u8> {
+    keys.iter()
+        .filter_map(|k| {
+            if k == q {
+                Some(0)
+            } else if k.starts_with(q) {
+                Some(1)
+            } else if k.contains(q) {
+                Some(2)
+            } else {
+                None
+            }
+        })
+        .min()
+}
+
+/// With past records (`include_history`), against a reading of every
+/// history row (issue 10, item 1): over a generated town of 1,500
+/// residents with moves, for texts taken from past and current names,
+/// furigana and addresses (whole keys, their starts, their middles), one
+/// so common that its keys are too many to join one by one (a walk in
+/// 宛名番号 order), and one nobody has, the persons found and their order
+/// are those of the best rank over each person's history rows, with and
+/// without 除票, in one page and page by page.
+async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
+    use machi::migration::generate::{GenerateOptions, generate};
+    use machi::migration::import::{ImportOptions, Outcome, import};
+    use machi_domain::model::ResidentStatus;
+    use std::collections::BTreeMap;
+    let db = db.with_tenants().await;
+    let r = &db.registry;
+    let t = code(FUCHU);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenerateOptions {
+        residents: 1500,
+        seed: 11,
+        town_index: 0,
+        today: r.today(),
+    };
+    generate(dir.path(), &opts, r.eras()).unwrap();
+    let rep = import(
+        r,
+        &t,
+        &[dir.path().to_path_buf()],
+        &ImportOptions::default(),
+        &machi::service::Actor::system("search-test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rep.outcome, Outcome::Imported, "{:?}", rep.problems.first());
+    // Every person's keys over their history rows, and whether they are
+    // residents now (their current row).
+    let tt = t.clone();
+    let (keys, current) = db
+        .store
+        .read(Some(&t), move |tx| {
+            let mut keys: BTreeMap<String, [Vec<String>; 3]> = BTreeMap::new();
+            records::each_history_row(tx, &tt, None, |row| {
+                let k = records::search_keys_of(&row.record);
+                let e = keys
+                    .entry(row.record.addressee_number.to_string())
+                    .or_default();
+                for (i, key) in k.into_iter().enumerate() {
+                    if !e[i].contains(&key) {
+                        e[i].push(key);
+                    }
+                }
+                Ok(())
+            })?;
+            let all = records::SearchFilter {
+                include_removed: true,
+                ..Default::default()
+            };
+            let current: BTreeMap<String, bool> = records::search(tx, &tt, &all, None, 100_000)?
+                .into_iter()
+                .map(|h| {
+                    (
+                        h.row.record.addressee_number.to_string(),
+                        h.row.record.status == ResidentStatus::Resident,
+                    )
+                })
+                .collect();
+            Ok::<_, StoreError>((keys, current))
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), current.len());
+    // Texts from persons whose past address (or name) is not their current one.
+    let mut texts: Vec<(usize, String)> = Vec::new();
+    for col in 0..3 {
+        let moved: Vec<Vec<char>> = keys
+            .values()
+            .filter(|k| k[col].len() > 1 && k[col][0].chars().count() >= 6)
+            .map(|k| k[col][0].chars().collect())
+            .collect();
+        if col == 2 {
+            assert!(moved.len() >= 4, "the town has moves: {}", moved.len());
+        }
+        for past in moved.iter().take(4) {
+            let n = past.len();
+            texts.push((col, past.iter().collect()));
+            texts.push((col, past[..n - 1].iter().collect()));
+            texts.push((col, past[..4].iter().collect()));
+            texts.push((col, past[n - 4..].iter().collect()));
+            texts.push((col, past[2..5].iter().collect()));
+        }
+        // Parts of current keys (common family names, towns).
+        for k in keys
+            .values()
+            .filter(|k| k[col][0].chars().count() >= 5)
+            .take(3)
+        {
+            let cur: Vec<char> = k[col].last().unwrap().chars().collect();
+            if cur.len() >= 4 {
+                texts.push((col, cur[..3].iter().collect()));
+                texts.push((col, cur[1..4].iter().collect()));
+            }
+        }
+        texts.push((col, "鬱金香".into()));
+    }
+    // A text so common that more than 500 distinct addresses contain it
+    // (the walk), checked as stored.
+    texts.push((2, "府中市".into()));
+    assert!(texts.len() > 30, "{} texts", texts.len());
+    let many = keys
+        .values()
+        .flat_map(|k| k[2].iter())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(
+        many.iter().filter(|k| k.contains("府中市")).count() > 500,
+        "府中市 is in more than 500 address keys"
+    );
+    for (col, q) in texts {
+        for include_removed in [false, true] {
+            let mut want: Vec<(u8, String)> = keys
+                .iter()
+                .filter(|(a, _)| include_removed || current[*a])
+                .filter_map(|(a, k)| best_rank(&k[col], &q).map(|r| (r, a.clone())))
+                .collect();
+            want.sort();
+            let want: Vec<String> = want.into_iter().map(|(_, a)| a).collect();
+            let f = records::SearchFilter {
+                name_key: (col == 0).then(|| q.clone()),
+                kana_key: (col == 1).then(|| q.clone()),
+                address_key: (col == 2).then(|| q.clone()),
+                include_history: true,
+                include_removed,
+                ..Default::default()
+            };
+            let (tt, f2) = (t.clone(), f.clone());
+            let (one, paged) = db
+                .store
+                .read(Some(&t), move |tx| {
+                    let one: Vec<String> = records::search(tx, &tt, &f2, None, 100_000)?
+                        .into_iter()
+                        .map(|h| h.row.record.addressee_number.to_string())
+                        .collect();
+                    // The first 120 page by page, 40 at a time.
+                    let mut paged = Vec::new();
+                    let mut after = None;
+                    while paged.len() < 120 {
+                        let page = records::search(tx, &tt, &f2, after.as_ref(), 40)?;
+                        let Some(last) = page.last() else { break };
+                        after = Some(last.cursor.clone());
+                        let full = page.len() == 40;
+                        paged.extend(
+                            page.iter()
+                                .map(|h| h.row.record.addressee_number.to_string()),
+                        );
+                        if !full {
+                            break;
+                        }
+                    }
+                    Ok::<_, StoreError>((one, paged))
+                })
+                .await
+                .unwrap();
+            assert_eq!(one, want, "{q} (column {col}, removed {include_removed})");
+            assert_eq!(paged, want[..want.len().min(120)], "{q} paged");
+        }
+    }
 }
