@@ -1008,8 +1008,8 @@ pub fn registry_indexes(backend: super::Backend) -> Vec<(&'static str, &'static 
     all
 }
 
-/// Drops the search indexes of migration 21 (B-trees, trigram indexes,
-/// FTS5 tables and their triggers): only for `machi bench
+/// Drops the search indexes (the key B-trees; on SQLite the FTS5 tables
+/// and their triggers): only for `machi bench
 /// --without-search-indexes`, which measures what they cost a change.
 pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     match tx.backend() {
@@ -2019,8 +2019,7 @@ pub fn search(
             history_gram_phase(tx, tenant, b, main_col, main_key, rank, cursor, want)?
         } else if f.include_history {
             // The person's best row decides the rank: a row of this rank,
-            // none of a better one. Keys of past rows are matched with
-            // LIKE, which the trigram indexes serve.
+            // none of a better one.
             let exact =
                 |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_escaped(main_key)));
             let prefix = |b: &mut SqlBuilder| {
@@ -2051,7 +2050,9 @@ pub fn search(
                         .push(format!("c.addressee_number IN ({})", ps.join(", ")));
                     (true, false)
                 }
-                KeyProbe::Many => (true, true),
+                // With an indexed equality filter its few rows are
+                // checked and sorted instead.
+                KeyProbe::Many => (true, !narrow),
                 KeyProbe::Unknown => (false, false),
             };
             let has = |m: &str| {
@@ -2900,7 +2901,7 @@ fn contains_phase(
     };
     let n = key.chars().count();
     let gcol = gram_col(col);
-    // On PostgreSQL `|| ''` keeps the trigram index out of a recheck.
+    // On PostgreSQL `|| ''` keeps a key B-tree out of a recheck.
     let recheck = |b: &mut SqlBuilder, backend: super::Backend| {
         let p = b.bind(pattern.clone());
         match backend {
