@@ -296,8 +296,8 @@ async fn measure(
         secs: t.elapsed().as_secs_f64(),
     };
 
-    // Without the search indexes a contained search cannot run (its FTS5
-    // table is gone): no searches are timed then.
+    // Without the search indexes a search would scan: no searches are
+    // timed then.
     let searches = if a.without_search_indexes {
         0
     } else {

@@ -539,9 +539,7 @@ async fn print_index_sizes(r: &Registry) -> anyhow::Result<()> {
         .read(None, |tx| {
             let sql = match tx.backend() {
                 Backend::Sqlite => {
-                    "SELECT CASE WHEN name LIKE 'resident_current_fts%' THEN 'resident_current_fts (FTS5 trigram)' \
-                     WHEN name LIKE 'resident_history_fts%' THEN 'resident_history_fts (FTS5 trigram)' ELSE name END AS n, \
-                     CAST(sum(pgsize) AS BIGINT) FROM dbstat \
+                    "SELECT name AS n, CAST(sum(pgsize) AS BIGINT) FROM dbstat \
                      WHERE name LIKE 'resident_%' OR name LIKE 'search_%' GROUP BY n ORDER BY n"
                 }
                 Backend::Postgres => {

@@ -1604,17 +1604,37 @@ ANALYZE search_key_gram;
 ANALYZE search_gram_count;
 "#;
 
-/// PostgreSQL: history searches through the distinct keys (migration
-/// 33) and a B-tree per key of the history rows, tenant first, instead of
-/// the `pg_trgm` GIN indexes. Under row-level security a `LIKE` never
-/// uses a trigram index (`textlike` is not leakproof, so it must run
-/// after the tenant policy), so the application role scanned the tenant
-/// for every history search of three characters or more (536 ms p99 at
-/// 200,000 residents, session 16) and never used the six GIN indexes that
-/// every change still updated. Equality and ranges on text are leakproof:
-/// the B-trees serve exact and prefix matches, and the keys found by
-/// their rarest trigram serve contained ones. SQLite keeps its FTS5
-/// tables (its searches are not behind a policy).
+/// History searches through the distinct keys (migration 33) and a
+/// B-tree per key of the history rows, tenant first, instead of trigram
+/// indexes, on both backends: one way to search.
+///
+/// PostgreSQL: under row-level security a `LIKE` never uses a `pg_trgm`
+/// index (`textlike` is not leakproof, so it must run after the tenant
+/// policy), so the application role scanned the tenant for every history
+/// search of three characters or more (536 ms p99 at 200,000 residents,
+/// session 16) and never used the six GIN indexes that every change still
+/// updated. Equality and ranges on text are leakproof: the B-trees serve
+/// exact and prefix matches, and the keys found by their rarest trigram
+/// serve contained ones.
+///
+/// SQLite: the FTS5 tables (shared by every tenant of a file) are dropped
+/// with their triggers: the distinct keys answer what they answered, and
+/// every change and import wrote every trigram of three keys twice into
+/// them.
+const V34_SQLITE: &str = r#"
+DROP TRIGGER IF EXISTS resident_current_fts_insert;
+DROP TRIGGER IF EXISTS resident_current_fts_delete;
+DROP TRIGGER IF EXISTS resident_current_fts_update;
+DROP TRIGGER IF EXISTS resident_history_fts_insert;
+DROP TRIGGER IF EXISTS resident_history_fts_delete;
+DROP TRIGGER IF EXISTS resident_history_fts_update;
+DROP TABLE IF EXISTS resident_current_fts;
+DROP TABLE IF EXISTS resident_history_fts;
+CREATE INDEX resident_history_name_key ON resident_history (tenant, name_key, addressee_number);
+CREATE INDEX resident_history_kana_key ON resident_history (tenant, kana_key, addressee_number);
+CREATE INDEX resident_history_address_key ON resident_history (tenant, address_key, addressee_number);
+"#;
+
 const V34_POSTGRES: &str = r#"
 DROP INDEX resident_current_name_trgm;
 DROP INDEX resident_current_kana_trgm;
@@ -1830,8 +1850,8 @@ pub fn all() -> Vec<Migration> {
         },
         Migration {
             version: 34,
-            name: "search: history keys in B-trees instead of trigram indexes (PostgreSQL)",
-            sqlite: "",
+            name: "search: history keys in B-trees instead of trigram indexes (pg_trgm, FTS5)",
+            sqlite: V34_SQLITE,
             postgres: V34_POSTGRES,
         },
     ]

@@ -947,14 +947,12 @@ pub const REGISTRY_INDEXES: [(&str, &str); 5] = [
     ),
 ];
 
-/// The search indexes of the registry tables (migration 21), per backend:
-/// B-trees over each folded key (tenant first) for exact and prefix
-/// matches. SQLite keeps contained matches in FTS5 tables, maintained by
-/// triggers (see [`search`]); PostgreSQL finds them through the distinct
-/// keys (migration 33) and, since migration 34, has the B-trees on the
-/// history rows' keys too instead of `pg_trgm` indexes. Dropped and built
-/// again like [`REGISTRY_INDEXES`].
-pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 3] = [
+/// The search indexes of the registry tables (migrations 21 and 34), per
+/// backend: B-trees over each folded key of the current and the history
+/// rows (tenant first) for exact and prefix matches, and for the keys
+/// that contain a text, found through the distinct keys (migration 33;
+/// see [`search`]). Dropped and built again like [`REGISTRY_INDEXES`].
+pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 6] = [
     (
         "resident_current_name_key",
         "resident_current (tenant, name_key, addressee_number)",
@@ -967,9 +965,22 @@ pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 3] = [
         "resident_current_address_key",
         "resident_current (tenant, address_key, addressee_number)",
     ),
+    (
+        "resident_history_name_key",
+        "resident_history (tenant, name_key, addressee_number)",
+    ),
+    (
+        "resident_history_kana_key",
+        "resident_history (tenant, kana_key, addressee_number)",
+    ),
+    (
+        "resident_history_address_key",
+        "resident_history (tenant, address_key, addressee_number)",
+    ),
 ];
 
-/// [`SEARCH_INDEXES_SQLITE`] for PostgreSQL (migration 34).
+/// [`SEARCH_INDEXES_SQLITE`] for PostgreSQL: keys compared in code-point
+/// order (`COLLATE "C"`), as SQLite compares them.
 pub const SEARCH_INDEXES_POSTGRES: [(&str, &str); 6] = [
     (
         "resident_current_name_key",
@@ -1008,8 +1019,7 @@ pub fn registry_indexes(backend: super::Backend) -> Vec<(&'static str, &'static 
     all
 }
 
-/// Drops the search indexes (the key B-trees; on SQLite the FTS5 tables
-/// and their triggers): only for `machi bench
+/// Drops the search indexes (the key B-trees): only for `machi bench
 /// --without-search-indexes`, which measures what they cost a change.
 pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
     match tx.backend() {
@@ -1017,13 +1027,7 @@ pub fn drop_search_indexes(tx: &mut Tx<'_>) -> Result<(), StoreError> {
             for (name, _) in SEARCH_INDEXES_SQLITE {
                 tx.execute_batch(&format!("DROP INDEX {name}"))?;
             }
-            tx.execute_batch(
-                "DROP TRIGGER resident_current_fts_insert; DROP TRIGGER resident_current_fts_delete; \
-                 DROP TRIGGER resident_current_fts_update; DROP TRIGGER resident_history_fts_insert; \
-                 DROP TRIGGER resident_history_fts_delete; DROP TRIGGER IF EXISTS resident_history_fts_update; \
-                 DROP TABLE resident_current_fts; \
-                 DROP TABLE resident_history_fts",
-            )
+            Ok(())
         }
         super::Backend::Postgres => as_owner(tx, |tx| {
             for (name, _) in SEARCH_INDEXES_POSTGRES {
@@ -1935,8 +1939,7 @@ impl SqlBuilder {
 /// walk the history postings of the rank's gram ([`history_grams`]) in
 /// 宛名番号 order, each person rechecked against their history rows;
 /// three or more find the persons through the matching keys and the
-/// history's key B-trees on PostgreSQL ([`history_key_probe`], migration
-/// 34), through the FTS5 index of the history rows on SQLite.
+/// history's key B-trees ([`history_key_probe`], migration 34).
 pub fn search(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -2030,14 +2033,15 @@ pub fn search(
             };
             let contains =
                 |b: &mut SqlBuilder| format!("LIKE {} ESCAPE '\\'", b.bind(like_pattern(main_key)));
-            // PostgreSQL: the persons whose history holds the text of this
-            // rank, through the distinct keys and the history's key
-            // B-trees (migration 34), first; when they are few, each is
-            // checked by primary key. When they are many, the current
-            // rows are walked in 宛名番号 order, each person checked by
-            // primary key, until the page is full. SQLite asks its FTS5
-            // index of the history rows ([`history_match`]).
-            let probed = if backend == super::Backend::Postgres && trigram_usable(main_key) {
+            // The persons whose history holds the text of this rank,
+            // through the distinct keys and the history's key B-trees
+            // (migration 34), first; when they are few, each is checked
+            // by primary key. When they are many, the current rows are
+            // walked in 宛名番号 order, each person checked by primary
+            // key, until the page is full. A text the keys cannot answer
+            // (a LIKE wildcard in it, or longer than the posted trigrams)
+            // is matched against the tenant's history rows.
+            let probed = if trigram_usable(main_key) {
                 history_key_probe(tx, main_col, main_key, rank, tenant, cursor)?
             } else {
                 KeyProbe::Unknown
@@ -2059,7 +2063,7 @@ pub fn search(
                 if listed {
                     person_history_has(main_col, m)
                 } else {
-                    history_match(backend, main_col, main_key, m)
+                    text_condition(true, main_col, m)
                 }
             };
             match rank {
@@ -2280,7 +2284,7 @@ fn history_gram_phase(
 
 /// The persons of tenant `tenant` with a history row whose `col` matches
 /// `key` (three characters or more, no wildcard) at `rank`, after the
-/// cursor's (PostgreSQL, migrations 33 and 34): the keys that match are
+/// cursor's (migrations 33 and 34): the keys that match are
 /// the text itself (exact), the posted keys that start with it (found
 /// under its first trigram, in key order) or those that contain it (see
 /// [`contained_keys`]); their history rows are read through the history's
@@ -2338,9 +2342,13 @@ fn history_key_probe(
     let rows_limit = TRIGRAM_PROBE * 4;
     let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
     params.extend(keys.iter().map(|k| Param::Text(k.as_str())));
+    let c_order = match tx.backend() {
+        super::Backend::Postgres => " COLLATE \"C\"",
+        super::Backend::Sqlite => "",
+    };
     let mut sql = format!(
         "SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 \
-         AND h.{col} COLLATE \"C\" IN ({})",
+         AND h.{col}{c_order} IN ({})",
         placeholders(2, keys.len())
     );
     let after = cursor.map(|a| a.after.as_str().to_string());
@@ -2362,24 +2370,8 @@ fn history_key_probe(
     Ok(KeyProbe::Found(persons))
 }
 
-/// Whether the person has a history row whose `col` matches `m` (a LIKE
-/// with its pattern bound); on SQLite a text of three characters or more
-/// is looked up in the history's trigram index first.
-fn history_match(backend: super::Backend, col: &str, key: &str, m: &str) -> String {
-    if backend == super::Backend::Sqlite && trigram_usable(key) {
-        // The key holds no wildcard: the index is asked without ESCAPE.
-        let plain = m.replace(" ESCAPE '\\'", "");
-        format!(
-            "c.addressee_number IN (SELECT h.addressee_number FROM resident_history_fts hf \
-             CROSS JOIN resident_history h ON h.rowid = hf.rowid WHERE hf.{col} {plain} AND h.tenant = $1 AND h.{col} {m})"
-        )
-    } else {
-        text_condition(true, col, m)
-    }
-}
-
-/// Whether the trigram index can serve a contained match of `key`: three
-/// characters or more, none a LIKE wildcard.
+/// Whether the posted trigrams (migration 33) can serve a contained match
+/// of `key`: three characters or more, none a LIKE wildcard.
 fn trigram_usable(key: &str) -> bool {
     key.chars().count() >= 3 && !key.contains(['%', '_', '\\'])
 }
@@ -2875,9 +2867,8 @@ fn delete_current_grams(
 ///   (sorted in memory); a text matching more (or more than
 ///   [`KEY_MATCHES`] keys) is common, and its first two characters'
 ///   posting list (`resident_gram`) is walked in 宛名番号 order, each row
-///   rechecked, until the page is full. SQLite's trigram index (FTS5)
-///   is asked only when the keys cannot answer (a text longer than the
-///   posted trigrams); PostgreSQL then walks the postings;
+///   rechecked, until the page is full (so is a text longer than the
+///   posted trigrams);
 /// - two characters: that bigram's posting list, in 宛名番号 order;
 /// - one character: the posting lists of the grams that start with it,
 ///   in (gram, 宛名番号) order; a person is listed at their first such
@@ -2924,42 +2915,9 @@ fn contains_phase(
             want,
         )?));
     }
-    let mut walk = false;
     if n >= 3 && trigram_usable(key) {
-        match key_probe(tx, &b, col, key, cursor)? {
-            KeyProbe::Found(found) => return fetch_persons(tx, tenant, found, want).map(plain),
-            KeyProbe::Many => walk = true,
-            KeyProbe::Unknown => {}
-        }
-    }
-    if !walk && n >= 3 && trigram_usable(key) && tx.backend() == super::Backend::Sqlite {
-        // Ask the trigram index (FTS5) for every candidate, up to the
-        // probe size. (PostgreSQL has none since migration 34: a text the
-        // keys cannot answer walks the postings below.)
-        let mut probe = SqlBuilder {
-            conds: b.conds.clone(),
-            binds: b.binds.clone(),
-        };
-        if let Some(a) = cursor {
-            let p = probe.bind(a.after.as_str().to_string());
-            probe.conds.push(format!("c.addressee_number > {p}"));
-        }
-        let p = probe.bind(pattern.clone());
-        // `CROSS JOIN` makes the FTS5 table the outer loop (with
-        // `rowid IN (…)` the planner walked the tenant and tested each row).
-        probe
-            .conds
-            .push(format!("f.{col} LIKE {p} AND c.{col} LIKE {p}"));
-        let sql = format!(
-            "SELECT c.addressee_number FROM resident_current_fts f \
-             CROSS JOIN resident_current c ON c.rowid = f.rowid WHERE {} LIMIT {}",
-            probe.conds.join(" AND "),
-            TRIGRAM_PROBE + 1
-        );
-        let params: Vec<Param<'_>> = probe.binds.iter().map(|s| Param::Text(s)).collect();
-        let found = tx.query(&sql, &params)?;
-        let found: Vec<String> = found.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?;
-        if found.len() as i64 <= TRIGRAM_PROBE {
+        // More, or a text the keys cannot answer: the walk below.
+        if let KeyProbe::Found(found) = key_probe(tx, &b, col, key, cursor)? {
             return fetch_persons(tx, tenant, found, want).map(plain);
         }
     }

@@ -462,16 +462,9 @@ async fn search_index_changes_with_its_transaction_only(db: TestDb) {
     let leftover = db
         .store
         .read(Some(&t), move |tx| {
-            let sql = match tx.backend() {
-                machi::store::Backend::Sqlite => {
-                    "SELECT (SELECT count(*) FROM resident_current_fts WHERE name_key LIKE '%索引試験%') \
-                     + (SELECT count(*) FROM resident_history_fts WHERE name_key LIKE '%索引試験%')"
-                }
-                machi::store::Backend::Postgres => {
-                    "SELECT (SELECT count(*) FROM resident_current WHERE name_key LIKE '%索引試験%') \
-                     + (SELECT count(*) FROM resident_history WHERE name_key LIKE '%索引試験%')"
-                }
-            };
+            let sql = "SELECT (SELECT count(*) FROM resident_current WHERE name_key LIKE '%索引試験%') \
+                 + (SELECT count(*) FROM resident_history WHERE name_key LIKE '%索引試験%') \
+                 + (SELECT count(*) FROM search_key_gram WHERE key LIKE '%索引試験%')";
             tx.query_one(sql, &[])?.int(0)
         })
         .await
