@@ -1952,7 +1952,15 @@ pub fn search(
         // wide a range of keys): each statement is planned for its own
         // values, never from a cached generic plan (see
         // `PgConn::begin_sql`, which lets the key lookups cache theirs).
-        tx.execute_batch("SET LOCAL plan_cache_mode = force_custom_plan")?;
+        // And without parallel workers: a page is a few dozen rows, which
+        // a worker's start (3–5 ms) costs more than, and a parallel plan
+        // looked cheaper than walking a key B-tree in order: a common
+        // family name's prefix page took 45–81 ms as a parallel bitmap
+        // scan and sort, 0.5–1.5 ms walking the B-tree (`EXPLAIN ANALYZE`
+        // at 200,000 residents once `resident_history` was analysed).
+        tx.execute_batch(
+            "SET LOCAL plan_cache_mode = force_custom_plan;              SET LOCAL max_parallel_workers_per_gather = 0",
+        )?;
     }
     let texts: Vec<(&str, &String)> = [
         ("name_key", &f.name_key),
