@@ -1620,7 +1620,12 @@ ANALYZE search_gram_count;
 /// SQLite: the FTS5 tables (shared by every tenant of a file) are dropped
 /// with their triggers: the distinct keys answer what they answered, and
 /// every change and import wrote every trigram of three keys twice into
-/// them.
+/// them. Its B-trees leave out 宛名番号: with it, an index covered the
+/// check of one person's history rows (`tenant`, `addressee_number`, a
+/// key), and SQLite, without statistics, scanned the tenant's whole index
+/// for each person instead of reading their rows by primary key (a
+/// history search of one or two characters took 1.2 s instead of 1.5 ms
+/// at 200,000 residents).
 const V34_SQLITE: &str = r#"
 DROP TRIGGER IF EXISTS resident_current_fts_insert;
 DROP TRIGGER IF EXISTS resident_current_fts_delete;
@@ -1630,9 +1635,9 @@ DROP TRIGGER IF EXISTS resident_history_fts_delete;
 DROP TRIGGER IF EXISTS resident_history_fts_update;
 DROP TABLE IF EXISTS resident_current_fts;
 DROP TABLE IF EXISTS resident_history_fts;
-CREATE INDEX resident_history_name_key ON resident_history (tenant, name_key, addressee_number);
-CREATE INDEX resident_history_kana_key ON resident_history (tenant, kana_key, addressee_number);
-CREATE INDEX resident_history_address_key ON resident_history (tenant, address_key, addressee_number);
+CREATE INDEX resident_history_name_key ON resident_history (tenant, name_key);
+CREATE INDEX resident_history_kana_key ON resident_history (tenant, kana_key);
+CREATE INDEX resident_history_address_key ON resident_history (tenant, address_key);
 "#;
 
 const V34_POSTGRES: &str = r#"
