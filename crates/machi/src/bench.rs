@@ -39,8 +39,9 @@ pub struct BenchArgs {
     /// Concurrent clients for the second change measurement (group commit).
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Drop the search indexes (migration 21) first: what a change costs
-    /// without them, for comparison.
+    /// Drop the search key B-trees (migrations 21 and 34) first: what a
+    /// change costs without them, for comparison (the postings of grams
+    /// and distinct keys are still written).
     #[arg(long)]
     without_search_indexes: bool,
     /// SQLite durability for the run (`full` is the default of `machi serve`).
@@ -361,8 +362,7 @@ enum Inspect {
     Postgres(String),
 }
 
-/// Rows of every table (SQLite's FTS5 shadow tables included, virtual
-/// tables themselves not; PostgreSQL's partitioned tables as one), with
+/// Rows of every table (PostgreSQL's partitioned tables as one), with
 /// `resident_gram` also per `col` (`resident_gram[1]` …), and the
 /// PostgreSQL server's WAL position (bytes).
 fn count_rows(inspect: &Inspect) -> anyhow::Result<(BTreeMap<String, i64>, Option<u64>)> {

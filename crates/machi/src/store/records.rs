@@ -1900,7 +1900,7 @@ pub struct SearchHit {
     pub cursor: SearchCursor,
 }
 
-/// Contained matches found through the trigram index are collected whole
+/// Contained matches found through the distinct keys are collected whole
 /// when there are at most this many, and sorted; a query matching more is
 /// common enough that a walk in 宛名番号 order meets a page of them soon.
 const TRIGRAM_PROBE: i64 = 2000;
@@ -1960,7 +1960,8 @@ pub fn search(
         // scan and sort, 0.5–1.5 ms walking the B-tree (`EXPLAIN ANALYZE`
         // at 200,000 residents once `resident_history` was analysed).
         tx.execute_batch(
-            "SET LOCAL plan_cache_mode = force_custom_plan;              SET LOCAL max_parallel_workers_per_gather = 0",
+            "SET LOCAL plan_cache_mode = force_custom_plan; \
+             SET LOCAL max_parallel_workers_per_gather = 0",
         )?;
     }
     let texts: Vec<(&str, &String)> = [

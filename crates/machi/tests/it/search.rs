@@ -93,7 +93,7 @@ async fn search_ranks_exact_then_prefix_then_contained(db: TestDb) {
         ],
     )
     .await;
-    // Three characters (the trigram index serves the contained match).
+    // Three characters (the distinct keys serve the contained match).
     assert_eq!(
         names(&db, by_name("田中一")).await,
         ["田中　一", "田中　一郎", "本田中　一"]
@@ -434,7 +434,7 @@ async fn search_index_changes_with_its_transaction_only(db: TestDb) {
             assert_eq!(
                 three.len(),
                 1,
-                "found in its own transaction (trigram index)"
+                "found in its own transaction (distinct keys)"
             );
             assert_eq!(two.len(), 1, "found in its own transaction (short key)");
             Err(StoreError::Task("the change fails after writing".into()))
