@@ -122,6 +122,80 @@ impl Address {
             _ => self.address.clone(),
         }
     }
+
+    /// Whether the 住所 and the 方書 fit: each at most
+    /// [`MAX_ADDRESS_CHARS`] characters, and the two together, folded for
+    /// search ([`crate::names::search_key`], which can lengthen a
+    /// compatibility character), at most [`MAX_ADDRESS_KEY_CHARS`]. The
+    /// registry posts a key's text for search from its first 511
+    /// characters, and a database index holds a key of a few thousand
+    /// bytes at most: a longer address could be missed by a search or
+    /// refused by the database instead of here.
+    pub fn check(&self) -> Result<(), AddressError> {
+        let parts = [
+            ("住所", "address", Some(&self.address)),
+            ("方書", "annex", self.annex.as_ref()),
+        ];
+        for (ja, en, v) in parts {
+            let chars = v.map_or(0, |v| v.chars().count());
+            if chars > MAX_ADDRESS_CHARS {
+                return Err(AddressError::TooLong {
+                    part_ja: ja,
+                    part_en: en,
+                    chars,
+                    max: MAX_ADDRESS_CHARS,
+                });
+            }
+        }
+        let chars = crate::names::search_key(&self.full()).chars().count();
+        if chars > MAX_ADDRESS_KEY_CHARS {
+            return Err(AddressError::TooLong {
+                part_ja: "住所と方書（検索用に変換した形）",
+                part_en: "address with its annex (as folded for search)",
+                chars,
+                max: MAX_ADDRESS_KEY_CHARS,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Longest 住所, and longest 方書, accepted (characters).
+pub const MAX_ADDRESS_CHARS: usize = 200;
+/// Longest 住所 with its 方書 once folded for search (characters).
+pub const MAX_ADDRESS_KEY_CHARS: usize = 500;
+
+/// An address that does not fit ([`Address::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("the {part_en} is too long: {chars} characters, at most {max}")]
+    TooLong {
+        part_ja: &'static str,
+        part_en: &'static str,
+        chars: usize,
+        max: usize,
+    },
+}
+
+impl crate::error::Localized for AddressError {
+    fn code(&self) -> &'static str {
+        "address_too_long"
+    }
+
+    fn message_ja(&self) -> String {
+        match self {
+            AddressError::TooLong {
+                part_ja,
+                chars,
+                max,
+                ..
+            } => format!("{part_ja}が長すぎます（{chars}文字、{max}文字まで）"),
+        }
+    }
+
+    fn message_en(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// 本籍・筆頭者 (j120): Japanese residents only.

@@ -364,11 +364,14 @@ fn address(field: &str, a: &AddressInput) -> Result<Address, ChangeError> {
     if a.address.trim().is_empty() {
         return Err(ChangeError::Missing(format!("{field}.address")));
     }
-    Ok(Address {
+    let out = Address {
         address: a.address.trim().to_string(),
         annex: text_opt(&a.annex),
         postal_code: parse_opt::<PostalCode>(&format!("{field}.postal_code"), &a.postal_code)?,
-    })
+    };
+    out.check()
+        .map_err(|e| ChangeError::field(format!("{field}.address"), &e))?;
+    Ok(out)
 }
 
 /// Validates `req` against `view` and computes the rows it appends.

@@ -847,3 +847,45 @@ fn move_within_stays_in_the_municipality_and_changes_the_address() {
         .unwrap();
     reg.apply(move_to("府中市寿町二丁目3番地", None)).unwrap();
 }
+
+#[test]
+fn an_address_or_annex_too_long_for_search_is_refused() {
+    use crate::error::Localized;
+    let mut reg = Reg::new();
+    reg.apply(move_in_new(
+        "2024-04-01",
+        vec![person(
+            "架空　太郎",
+            "カクウ　タロウ",
+            "昭和60年1月7日",
+            "male",
+            "世帯主",
+        )],
+        "東京都府中市緑町一丁目1番地",
+    ))
+    .unwrap();
+    let move_to = |address: String, annex: Option<String>| {
+        json!({"effective_date": "2024-05-01", "command": {"type": "move_within",
+            "persons": [a(1).to_string()], "address": {"address": address, "annex": annex}}})
+    };
+    let base = "東京都府中市緑町";
+    let of = |n: usize| format!("{base}{}", "二".repeat(n - base.chars().count()));
+    for (address, annex, what) in [
+        (of(201), None, "住所"),
+        (of(30), Some("号".repeat(201)), "方書"),
+        (
+            format!("{base}\u{FDFA}"),
+            Some("\u{FDFA}".repeat(60)),
+            "検索用",
+        ),
+    ] {
+        let e = reg.apply(move_to(address, annex)).unwrap_err();
+        assert_eq!(e.code(), "address_too_long", "{e:?}");
+        assert!(
+            matches!(&e, ChangeError::Field { field, .. } if field == "address.address"),
+            "{e:?}"
+        );
+        assert!(e.message_ja().contains(what), "{}", e.message_ja());
+    }
+    reg.apply(move_to(of(200), Some("号".repeat(200)))).unwrap();
+}

@@ -727,6 +727,9 @@ impl<'a> Parser<'a> {
             foreign: foreign?,
             removal: removal?,
         };
+        if let Err(e) = record.address.check() {
+            self.problems.push(FieldProblem::from_error("address", &e));
+        }
         if record.status.is_resident() != record.removal.is_none() {
             self.problems.push(FieldProblem::new(
                 "status",

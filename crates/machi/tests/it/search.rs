@@ -26,6 +26,7 @@ both_backends!(
     search_finds_three_characters_through_distinct_keys,
     search_with_history_finds_three_characters_at_every_rank,
     search_with_history_agrees_with_every_history_row,
+    an_address_too_long_for_the_search_keys_is_refused,
 );
 
 async fn submit(db: &TestDb, v: serde_json::Value) -> machi::service::registry::ChangeOutcome {
@@ -1633,4 +1634,56 @@ async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
             assert_eq!(paged, want[..want.len().min(120)], "{q} paged");
         }
     }
+}
+
+/// An address longer than the search keys hold (200 characters, or 500
+/// once folded: a compatibility character can fold to many) is refused
+/// with a typed error in both languages before anything is written, on
+/// both backends (on PostgreSQL a long enough key would otherwise reach
+/// the key B-tree's size limit); one of 200 characters is stored and
+/// found by its last characters.
+async fn an_address_too_long_for_the_search_keys_is_refused(db: TestDb) {
+    use machi_domain::error::Localized;
+    let db = db.with_tenants().await;
+    let t = code(FUCHU);
+    let at = |address: String| {
+        let mut v = move_in(
+            vec![person(
+                "長住　太郎",
+                "ナガスミ　タロウ",
+                "1980-01-01",
+                "male",
+                "世帯主",
+            )],
+            "東京都府中市寿町一丁目",
+        );
+        v["command"]["household"]["address"] = json!({ "address": address });
+        serde_json::from_value::<ChangeRequest>(v).expect("request")
+    };
+    let long = format!("東京都府中市寿町{}", "一".repeat(1000));
+    let folded_long = format!("東京都府中市寿町{}", "\u{FDFA}".repeat(60));
+    for address in [long, folded_long] {
+        let e = db
+            .registry
+            .submit(&t, &at(address.clone()), &clerk())
+            .await
+            .expect_err("refused");
+        match &e {
+            ServiceError::Change(c) => {
+                assert_eq!(c.code(), "address_too_long", "{c:?}");
+                assert!(c.message_ja().contains("長すぎます"), "{}", c.message_ja());
+                assert!(c.message_en().contains("too long"), "{}", c.message_en());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        names(&db, by_name("長住")).await.is_empty(),
+        "nothing written"
+    );
+    // 200 characters: stored, and found by the end of the address.
+    let fits = format!("東京都府中市寿町{}二番", "一".repeat(190));
+    assert_eq!(fits.chars().count(), 200);
+    db.registry.submit(&t, &at(fits), &clerk()).await.unwrap();
+    assert_eq!(names(&db, by_address("一一二番")).await, ["長住　太郎"]);
 }
