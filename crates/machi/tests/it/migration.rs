@@ -733,6 +733,7 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
     assert_ne!(change_of(0), change_of(last_row));
     let change_clash = edited(&[(last_row, "change_id", change_of(0))]);
     let cancels_nowhere = edited(&[(last_row, "cancels", "999999".into())]);
+    let long_address = edited(&[(0, "address", format!("東京都府中市{}", "一".repeat(300)))]);
     // --validate-only finds it too (looking in the tenant as the load would).
     let rep = import(
         r,
@@ -787,6 +788,11 @@ async fn bad_input_is_reported_and_nothing_is_imported(db: TestDb) {
             "bad_header",
             write_case("bad_header", bad_header, false),
             "addressee_number",
+        ),
+        (
+            "long_address",
+            write_case("long_address", long_address, false),
+            "address",
         ),
     ];
     // A household whose member count disagrees: a broken reference.
