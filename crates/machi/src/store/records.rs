@@ -1912,6 +1912,16 @@ fn prefix_end(key: &str) -> String {
     s
 }
 
+/// What makes a key comparison use code-point order, as the key B-trees
+/// do: PostgreSQL's are `COLLATE "C"` whatever the database's collation;
+/// SQLite compares bytes already.
+fn code_point_order(backend: super::Backend) -> &'static str {
+    match backend {
+        super::Backend::Postgres => " COLLATE \"C\"",
+        super::Backend::Sqlite => "",
+    }
+}
+
 /// Builds one phase's SQL: the conditions and their bound texts.
 struct SqlBuilder {
     conds: Vec<String>,
@@ -2021,10 +2031,7 @@ pub fn search(
             });
         }
         let backend = tx.backend();
-        let c_order = match backend {
-            super::Backend::Postgres => " COLLATE \"C\"",
-            super::Backend::Sqlite => "",
-        };
+        let c_order = code_point_order(backend);
         let narrow =
             f.household_number.is_some() || f.birth_key.is_some() || f.addressee_number.is_some();
         let short = main_key.chars().count() <= 2;
@@ -2352,10 +2359,7 @@ fn history_key_probe(
     let rows_limit = TRIGRAM_PROBE * 4;
     let mut params: Vec<Param<'_>> = vec![tenant.as_str().into()];
     params.extend(keys.iter().map(|k| Param::Text(k.as_str())));
-    let c_order = match tx.backend() {
-        super::Backend::Postgres => " COLLATE \"C\"",
-        super::Backend::Sqlite => "",
-    };
+    let c_order = code_point_order(tx.backend());
     let mut sql = format!(
         "SELECT h.addressee_number FROM resident_history h WHERE h.tenant = $1 \
          AND h.{col}{c_order} IN ({})",
@@ -3192,10 +3196,7 @@ fn key_probe(
     let Some(matched) = contained_keys(tx, b.binds[0].as_str(), gcol, key)? else {
         return Ok(KeyProbe::Unknown);
     };
-    let c_order = match tx.backend() {
-        super::Backend::Postgres => " COLLATE \"C\"",
-        super::Backend::Sqlite => "",
-    };
+    let c_order = code_point_order(tx.backend());
     if matched.is_empty() {
         return Ok(KeyProbe::Found(Vec::new()));
     }
