@@ -803,11 +803,9 @@ fn random_change_sequences_keep_households_consistent() {
         .unwrap();
 }
 
-/// j560, j630: a 転居 to another municipality is a 転出, and one to the
-/// address and 方書 the person already has is no move; another building at
-/// the same 地番 is a 転居.
-#[test]
-fn move_within_stays_in_the_municipality_and_changes_the_address() {
+/// A register with one resident, 架空太郎 (宛名番号 1), at
+/// 東京都府中市緑町一丁目1番地.
+fn one_resident_in_midori() -> Reg {
     let mut reg = Reg::new();
     reg.apply(move_in_new(
         "2024-04-01",
@@ -821,10 +819,21 @@ fn move_within_stays_in_the_municipality_and_changes_the_address() {
         "東京都府中市緑町一丁目1番地",
     ))
     .unwrap();
-    let move_to = |address: &str, annex: Option<&str>| {
-        json!({"effective_date": "2024-05-01", "command": {"type": "move_within",
-            "persons": [a(1).to_string()], "address": {"address": address, "annex": annex}}})
-    };
+    reg
+}
+
+/// A 転居 of 宛名番号 1 to `address` (and `annex`) on 2024-05-01.
+fn move_to(address: &str, annex: Option<&str>) -> serde_json::Value {
+    json!({"effective_date": "2024-05-01", "command": {"type": "move_within",
+        "persons": [a(1).to_string()], "address": {"address": address, "annex": annex}}})
+}
+
+/// j560, j630: a 転居 to another municipality is a 転出, and one to the
+/// address and 方書 the person already has is no move; another building at
+/// the same 地番 is a 転居.
+#[test]
+fn move_within_stays_in_the_municipality_and_changes_the_address() {
+    let mut reg = one_resident_in_midori();
     let e = reg
         .apply(move_to("東京都調布市小島町一丁目1番地", None))
         .unwrap_err();
@@ -850,24 +859,7 @@ fn move_within_stays_in_the_municipality_and_changes_the_address() {
 
 #[test]
 fn an_address_or_annex_too_long_for_search_is_refused() {
-    use crate::error::Localized;
-    let mut reg = Reg::new();
-    reg.apply(move_in_new(
-        "2024-04-01",
-        vec![person(
-            "架空　太郎",
-            "カクウ　タロウ",
-            "昭和60年1月7日",
-            "male",
-            "世帯主",
-        )],
-        "東京都府中市緑町一丁目1番地",
-    ))
-    .unwrap();
-    let move_to = |address: String, annex: Option<String>| {
-        json!({"effective_date": "2024-05-01", "command": {"type": "move_within",
-            "persons": [a(1).to_string()], "address": {"address": address, "annex": annex}}})
-    };
+    let mut reg = one_resident_in_midori();
     let base = "東京都府中市緑町";
     let of = |n: usize| format!("{base}{}", "二".repeat(n - base.chars().count()));
     for (address, annex, what) in [
@@ -879,7 +871,7 @@ fn an_address_or_annex_too_long_for_search_is_refused() {
             "検索用",
         ),
     ] {
-        let e = reg.apply(move_to(address, annex)).unwrap_err();
+        let e = reg.apply(move_to(&address, annex.as_deref())).unwrap_err();
         assert_eq!(e.code(), "address_too_long", "{e:?}");
         assert!(
             matches!(&e, ChangeError::Field { field, .. } if field == "address.address"),
@@ -887,5 +879,6 @@ fn an_address_or_annex_too_long_for_search_is_refused() {
         );
         assert!(e.message_ja().contains(what), "{}", e.message_ja());
     }
-    reg.apply(move_to(of(200), Some("号".repeat(200)))).unwrap();
+    reg.apply(move_to(&of(200), Some(&"号".repeat(200))))
+        .unwrap();
 }

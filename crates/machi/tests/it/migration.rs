@@ -1571,14 +1571,7 @@ async fn search_battery(r: &Registry) -> Vec<(String, Vec<String>)> {
         address: Some(n.into()),
         ..Default::default()
     };
-    let history = |p: SearchParams| SearchParams {
-        include_history: true,
-        ..p
-    };
-    let removed = |p: SearchParams| SearchParams {
-        include_removed: true,
-        ..p
-    };
+    use crate::search::{history, removed};
     let mut asked: Vec<SearchParams> = Vec::new();
     for n in [
         "一",

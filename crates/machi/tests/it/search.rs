@@ -61,6 +61,22 @@ fn by_name(n: &str) -> SearchParams {
     }
 }
 
+/// `p` with past records (`include_history`, j340).
+pub(crate) fn history(p: SearchParams) -> SearchParams {
+    SearchParams {
+        include_history: true,
+        ..p
+    }
+}
+
+/// `p` with 除票 (`include_removed`).
+pub(crate) fn removed(p: SearchParams) -> SearchParams {
+    SearchParams {
+        include_removed: true,
+        ..p
+    }
+}
+
 async fn names(db: &TestDb, p: SearchParams) -> Vec<String> {
     db.registry
         .search(&code(FUCHU), &p, &clerk())
@@ -324,14 +340,6 @@ async fn search_shows_removed_and_past_records_only_on_request(db: TestDb) {
         "destination": {"address": "東京都昭島市田中町一丁目"}}}),
     )
     .await;
-    let history = |p: SearchParams| SearchParams {
-        include_history: true,
-        ..p
-    };
-    let removed = |p: SearchParams| SearchParams {
-        include_removed: true,
-        ..p
-    };
     for q in ["旧姓川", "旧姓川花子", "姓川", "旧"] {
         assert!(names(&db, by_name(q)).await.is_empty(), "{q}");
         assert_eq!(
@@ -839,14 +847,6 @@ async fn search_with_history_finds_one_and_two_characters_through_grams(db: Test
         "destination": {"address": "東京都昭島市田中町一丁目"}}}),
     )
     .await;
-    let history = |p: SearchParams| SearchParams {
-        include_history: true,
-        ..p
-    };
-    let removed = |p: SearchParams| SearchParams {
-        include_removed: true,
-        ..p
-    };
     // One character: contained in a past name (旧川花子) and a current one.
     assert_eq!(names(&db, by_name("川")).await, ["小川　次郎"]);
     let h1 = names(&db, history(by_name("川"))).await;
@@ -1261,13 +1261,9 @@ async fn search_finds_three_characters_through_distinct_keys(db: TestDb) {
         stored.iter().any(|s| s.starts_with("3 寿町一 ")),
         "the old key stays"
     );
-    // With history: the past address is found; a text no history row
-    // has finds nobody at any rank.
-    let history = |p: SearchParams| SearchParams {
-        include_history: true,
-        include_removed: true,
-        ..p
-    };
+    // With history (and 除票): the past address is found; a text no
+    // history row has finds nobody at any rank.
+    let history = |p: SearchParams| removed(history(p));
     assert_eq!(
         names(&db, history(by_address("府中市寿町"))).await,
         ["佐藤　花"]
@@ -1378,14 +1374,6 @@ async fn search_with_history_finds_three_characters_at_every_rank(db: TestDb) {
         "persons": [ids[1]], "address": {"address": "東京都府中市若松町二丁目7番"}}}),
     )
     .await;
-    let history = |p: SearchParams| SearchParams {
-        include_history: true,
-        ..p
-    };
-    let removed = |p: SearchParams| SearchParams {
-        include_removed: true,
-        ..p
-    };
     // Now: 川村一郎太 (prefix), then 小川村一郎 and 大川村一郎 (contained).
     assert_eq!(
         names(&db, by_name("川村一郎")).await,
