@@ -315,9 +315,13 @@ async fn measure(
     }
     print_index_sizes(r).await?;
 
-    // The sample: residents spread over the tenant.
+    // The sample: residents spread over the tenant; and, drawn apart,
+    // the households the timed changes move (never one of the sample's:
+    // a moved household gets an address of its own, and the next run's
+    // address queries drawn from it would match a household, not a
+    // building).
     let t = code.clone();
-    let sample = r
+    let (sample, movers) = r
         .store()
         .read(Some(&code), move |tx| {
             let all: Vec<String> = tx
@@ -328,17 +332,32 @@ async fn measure(
                 .iter()
                 .map(|r| r.text(0))
                 .collect::<Result<_, _>>()?;
-            let mut rng = StdRng::seed_from_u64(11);
-            let picked: Vec<AddresseeNumber> = (0..400)
-                .filter_map(|_| all.get(rng.random_range(0..=all.len().saturating_sub(1))))
-                .filter_map(|a| a.parse().ok())
-                .collect();
-            records::change_context(tx, &t, &picked, &[])
+            let draw = |seed: u64| -> Vec<AddresseeNumber> {
+                let mut rng = StdRng::seed_from_u64(seed);
+                (0..400)
+                    .filter_map(|_| all.get(rng.random_range(0..=all.len().saturating_sub(1))))
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            };
+            let sample = records::change_context(tx, &t, &draw(13), &[])?;
+            let movers = records::change_context(tx, &t, &draw(29), &[])?;
+            Ok::<_, StoreError>((sample, movers))
         })
         .await?;
     let sample: Vec<_> = sample
         .into_iter()
         .filter(|r| r.record.status.is_resident())
+        .collect();
+    let sampled: std::collections::BTreeSet<String> = sample
+        .iter()
+        .map(|r| r.record.household_number.to_string())
+        .collect();
+    let movers: Vec<_> = movers
+        .into_iter()
+        .filter(|r| {
+            r.record.status.is_resident()
+                && !sampled.contains(&r.record.household_number.to_string())
+        })
         .collect();
     if sample.is_empty() {
         anyhow::bail!("no residents to sample");
@@ -353,6 +372,8 @@ async fn measure(
     let mut svc: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut raw: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut results: std::collections::BTreeMap<&str, usize> = Default::default();
+    // (through the service, alone, query): the slowest are printed.
+    let mut slowest: Vec<(f64, f64, usize)> = Vec::new();
     for (i, q) in qs.iter().enumerate() {
         // The baseline, interleaved: one resident by 宛名番号.
         let p = &sample[i % sample.len()].record.addressee_number;
@@ -373,9 +394,9 @@ async fn measure(
         r.store()
             .read(Some(&code), move |tx| records::search(tx, &t, &f, None, 51))
             .await?;
-        raw.entry(q.kind)
-            .or_default()
-            .push(t0.elapsed().as_secs_f64() * 1e3);
+        let alone = t0.elapsed().as_secs_f64() * 1e3;
+        raw.entry(q.kind).or_default().push(alone);
+        slowest.push((svc[q.kind].last().copied().unwrap_or(0.0), alone, i));
     }
     let (p50, p99, max) = stats(pk.clone());
     println!(
@@ -410,6 +431,14 @@ async fn measure(
             results[kind] as f64 / n as f64
         );
     }
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (through, alone, i) in slowest.iter().take(8) {
+        let q = &qs[*i];
+        println!(
+            "  slow: {:<26} {:>7.2} ms ({:>6.2} alone)  name {:?} address {:?}",
+            q.kind, through, alone, q.name, q.address
+        );
+    }
     let (s50, s99, smax) = stats(all_svc);
     let (r50, r99, _) = stats(all_raw);
     let (b50, b99, _) = stats(pk);
@@ -429,8 +458,9 @@ async fn measure(
         s99 / b99.max(1e-9)
     );
 
-    // Changes at this scale: 転居 of a sampled person's household.
-    if a.changes > 0 {
+    // Changes at this scale: 転居 of a drawn person's household (not the
+    // sample's).
+    if a.changes > 0 && !movers.is_empty() {
         let today = r.today();
         // New addresses of this run (a second run on the same database
         // would otherwise move people to where they already live).
@@ -440,7 +470,7 @@ async fn measure(
         let mut n = 0;
         let mut lat = Vec::new();
         let t0 = Instant::now();
-        for (i, row) in sample.iter().cycle().take(a.changes).enumerate() {
+        for (i, row) in movers.iter().cycle().take(a.changes).enumerate() {
             // The whole household moves (a part of one would need a
             // household of its own).
             let (t, h) = (code.clone(), row.record.household_number.to_string());

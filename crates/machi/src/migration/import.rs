@@ -1399,6 +1399,7 @@ pub async fn import(
             Pass::Loaded { v, written } => {
                 let mut r = report(v, Problems::new(0), Outcome::Imported);
                 r.rows_written = written;
+                vacuum_after_load(registry, tenant).await;
                 return Ok(r);
             }
             Pass::Refused { v, problems } => return Ok(report(v, problems, Outcome::Refused)),
@@ -1515,6 +1516,7 @@ pub async fn import(
             report.outcome = Outcome::Imported;
             report.rows_written = written;
             report.rows_already_present = present;
+            vacuum_after_load(registry, tenant).await;
         }
         Load::Conflict(p) => {
             report.problem_count = 1;
@@ -1522,6 +1524,19 @@ pub async fn import(
         }
     }
     Ok(report)
+}
+
+/// After a committed load: the pages it wrote marked all-visible and
+/// counted for the planner (PostgreSQL; see
+/// [`crate::store::Store::vacuum_after_load`]). The rows are committed
+/// whatever happens here: a failure is logged, not returned, and
+/// autovacuum gets there later.
+async fn vacuum_after_load(registry: &Registry, tenant: &MunicipalityCode) {
+    let t = Instant::now();
+    match registry.store().vacuum_after_load(tenant).await {
+        Ok(()) => tracing::debug!(seconds = t.elapsed().as_secs_f64(), "import: vacuumed"),
+        Err(e) => tracing::warn!(error = %e, "import: the vacuum after the load failed"),
+    }
 }
 
 /// How the single pass of a full load ended.

@@ -981,19 +981,21 @@ pub const SEARCH_INDEXES_SQLITE: [(&str, &str); 6] = [
 ];
 
 /// [`SEARCH_INDEXES_SQLITE`] for PostgreSQL: keys compared in code-point
-/// order (`COLLATE "C"`), as SQLite compares them.
+/// order (`COLLATE "C"`), as SQLite compares them; the current rows'
+/// carry what [`key_probe`] checks, so it reads the index alone
+/// (migration 35).
 pub const SEARCH_INDEXES_POSTGRES: [(&str, &str); 6] = [
     (
         "resident_current_name_key",
-        "resident_current (tenant, name_key COLLATE \"C\", addressee_number)",
+        "resident_current (tenant, name_key COLLATE \"C\", addressee_number) INCLUDE (status)",
     ),
     (
         "resident_current_kana_key",
-        "resident_current (tenant, kana_key COLLATE \"C\", addressee_number)",
+        "resident_current (tenant, kana_key COLLATE \"C\", addressee_number) INCLUDE (status)",
     ),
     (
         "resident_current_address_key",
-        "resident_current (tenant, address_key COLLATE \"C\", addressee_number)",
+        "resident_current (tenant, address_key COLLATE \"C\", addressee_number) INCLUDE (status, household_number)",
     ),
     (
         "resident_history_name_key",
@@ -1078,6 +1080,20 @@ fn tenant_partition(
         )?
         .int(0)?;
     Ok(format!("{table}_h{r:02}"))
+}
+
+/// The `VACUUM (ANALYZE)` after a bulk load into `tenant` (PostgreSQL,
+/// see [`super::Store::vacuum_after_load`]): the tenant's partitions of
+/// the registry tables and the search postings.
+pub(crate) fn vacuum_after_load_sql(
+    tx: &mut Tx<'_>,
+    tenant: &MunicipalityCode,
+) -> Result<String, StoreError> {
+    let current = tenant_partition(tx, "resident_current", tenant)?;
+    let history = tenant_partition(tx, "resident_history", tenant)?;
+    Ok(format!(
+        "VACUUM (ANALYZE) {current}, {history}, resident_gram, search_key_gram, search_gram_count"
+    ))
 }
 
 /// Runs `f` as the role that owns the schema (the one that ran the
