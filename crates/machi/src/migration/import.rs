@@ -1399,7 +1399,9 @@ pub async fn import(
             Pass::Loaded { v, written } => {
                 let mut r = report(v, Problems::new(0), Outcome::Imported);
                 r.rows_written = written;
-                vacuum_after_load(registry, tenant).await;
+                if written > 0 {
+                    vacuum_after_load(registry, tenant).await;
+                }
                 return Ok(r);
             }
             Pass::Refused { v, problems } => return Ok(report(v, problems, Outcome::Refused)),
@@ -1516,7 +1518,9 @@ pub async fn import(
             report.outcome = Outcome::Imported;
             report.rows_written = written;
             report.rows_already_present = present;
-            vacuum_after_load(registry, tenant).await;
+            if written > 0 {
+                vacuum_after_load(registry, tenant).await;
+            }
         }
         Load::Conflict(p) => {
             report.problem_count = 1;
@@ -1526,15 +1530,21 @@ pub async fn import(
     Ok(report)
 }
 
-/// After a committed load: the pages it wrote marked all-visible and
-/// counted for the planner (PostgreSQL; see
+/// After a load that committed rows: the pages it wrote marked
+/// all-visible for the planner (PostgreSQL; see
 /// [`crate::store::Store::vacuum_after_load`]). The rows are committed
 /// whatever happens here: a failure is logged, not returned, and
 /// autovacuum gets there later.
 async fn vacuum_after_load(registry: &Registry, tenant: &MunicipalityCode) {
+    if registry.store().backend() != crate::store::Backend::Postgres {
+        return;
+    }
     let t = Instant::now();
     match registry.store().vacuum_after_load(tenant).await {
-        Ok(()) => tracing::debug!(seconds = t.elapsed().as_secs_f64(), "import: vacuumed"),
+        Ok(()) => tracing::info!(
+            seconds = t.elapsed().as_secs_f64(),
+            "import: the loaded tables were vacuumed"
+        ),
         Err(e) => tracing::warn!(error = %e, "import: the vacuum after the load failed"),
     }
 }

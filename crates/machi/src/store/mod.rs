@@ -238,7 +238,7 @@ enum Inner {
     Postgres {
         /// How to connect: [`Store::vacuum_after_load`] takes a connection
         /// of its own (`VACUUM` runs outside a transaction, as the owner).
-        config: postgres::Config,
+        config: Box<postgres::Config>,
         pool: r2d2::Pool<PgManager>,
         /// Callers waiting for a connection.
         waiting: AtomicUsize,
@@ -670,7 +670,7 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(Store {
             inner: Arc::new(Inner::Postgres {
-                config,
+                config: Box::new(config),
                 pool,
                 waiting: AtomicUsize::new(0),
                 appenders,
@@ -886,9 +886,11 @@ impl Store {
         self.read(tenant, f).await
     }
 
-    /// PostgreSQL: `VACUUM (ANALYZE)` of what a bulk load into `tenant`
-    /// filled (its partitions of the registry tables and the search
-    /// postings), on a connection of its own, after the load committed.
+    /// PostgreSQL: `VACUUM` of what a load into `tenant` wrote to (its
+    /// partitions of the registry tables and the search postings, which
+    /// every tenant shares), on a connection of its own as the URL's
+    /// login role (the owner, as for migrations), after the load
+    /// committed; a table another session holds locked is skipped.
     /// A load leaves every page it wrote unmarked in the visibility map,
     /// and until autovacuum gets there (for an insert-only table, once a
     /// fifth of it is new) the planner cannot count on an index-only scan:
@@ -910,6 +912,9 @@ impl Store {
             .await?;
         blocking(move || {
             let mut client = config.connect(postgres::NoTls)?;
+            // Not cut short by a `statement_timeout` of the URL (a
+            // statement of its own: VACUUM runs outside any transaction).
+            client.batch_execute("SET statement_timeout = 0")?;
             client.batch_execute(&sql)?;
             Ok(())
         })

@@ -1082,9 +1082,12 @@ fn tenant_partition(
     Ok(format!("{table}_h{r:02}"))
 }
 
-/// The `VACUUM (ANALYZE)` after a bulk load into `tenant` (PostgreSQL,
-/// see [`super::Store::vacuum_after_load`]): the tenant's partitions of
-/// the registry tables and the search postings.
+/// The `VACUUM` after a load into `tenant` (PostgreSQL, see
+/// [`super::Store::vacuum_after_load`]): the tenant's partitions of the
+/// registry tables and the search postings. It sets the visibility map
+/// and `relallvisible`, which the planner reads; the statistics were
+/// taken in the load's own transaction (a full load) or are left to
+/// autovacuum.
 pub(crate) fn vacuum_after_load_sql(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -1092,7 +1095,7 @@ pub(crate) fn vacuum_after_load_sql(
     let current = tenant_partition(tx, "resident_current", tenant)?;
     let history = tenant_partition(tx, "resident_history", tenant)?;
     Ok(format!(
-        "VACUUM (ANALYZE) {current}, {history}, resident_gram, search_key_gram, search_gram_count"
+        "VACUUM (SKIP_LOCKED) {current}, {history}, resident_gram, search_key_gram, search_gram_count"
     ))
 }
 
