@@ -476,12 +476,15 @@ async fn measure(
             // The whole household moves (a part of one would need a
             // household of its own).
             let (t, h) = (code.clone(), row.record.household_number.to_string());
-            let persons: Vec<String> = r
+            // Sorted here: with `ORDER BY`, SQLite (no statistics) walks the
+            // tenant in key order instead of the 世帯番号 index (244 ms at
+            // 1,000,000 residents; see `records::household_rows`).
+            let mut persons: Vec<String> = r
                 .store()
                 .read(Some(&code), move |tx| {
                     tx.query(
                         "SELECT addressee_number FROM resident_current WHERE tenant = $1 \
-                         AND household_number = $2 AND status = 'resident' ORDER BY addressee_number",
+                         AND household_number = $2 AND status = 'resident'",
                         &[t.as_str().into(), h.as_str().into()],
                     )?
                     .iter()
@@ -489,6 +492,7 @@ async fn measure(
                     .collect::<Result<Vec<_>, _>>()
                 })
                 .await?;
+            persons.sort();
             let req = ChangeRequest {
                 meta: ChangeMeta {
                     effective_date: today.format("%Y-%m-%d").to_string(),
