@@ -180,7 +180,11 @@ pub fn filter_of(
             }
         },
     };
-    let procedure = given(procedure);
+    // Not trimmed: an id with spaces around it is not the documented
+    // pattern (only an empty or blank value means "any procedure").
+    let procedure = procedure
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string);
     let before = match before {
         Some(n) if n < 1 => {
             return Err(ServiceError::Invalid {

@@ -243,11 +243,16 @@ async fn a_tenants_own_procedure_and_new_version_show_with_their_labels(db: Test
     let (st, none) = call(&clerk, "GET", &format!("{F}?procedure=kaigo"), None).await;
     assert_eq!(st, StatusCode::OK, "{none}");
     assert!(none["filings"].as_array().unwrap().is_empty());
-    let (st, e) = call(&clerk, "GET", &format!("{F}?procedure=Kaigo!"), None).await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_procedure"))
-    );
+    // (A tab around a well-formed id is not the documented pattern
+    // either: it was trimmed and answered 200.)
+    for bad in ["Kaigo!", "%09sodaigomi", "sodaigomi%20"] {
+        let (st, e) = call(&clerk, "GET", &format!("{F}?procedure={bad}"), None).await;
+        assert_eq!(
+            (st, e["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_procedure")),
+            "{bad}"
+        );
+    }
     // The filing with the definition's labels.
     let (st, d) = call(&clerk, "GET", &format!("{F}/{id}"), None).await;
     assert_eq!(st, StatusCode::OK, "{d}");
