@@ -1674,25 +1674,6 @@ CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key COL
 CREATE INDEX resident_current_address_key ON resident_current (tenant, address_key COLLATE "C", addressee_number) INCLUDE (status, household_number);
 "#;
 
-/// SQLite: the current rows' key B-trees carry `status` (and the address
-/// one 世帯番号) after 宛名番号, as migration 35 gave PostgreSQL's, so the
-/// probe of a contained match through the keys (`key_probe` in
-/// `store/records.rs`) reads the index alone. Before, each person of the
-/// keys found was a row read by rowid to check `status`: the given name
-/// 久美子 at 1,000,000 residents (44 keys, 23,383 persons) read 2,001
-/// rows, 14–24 ms in the `sqlite3` shell, before giving up for the walk
-/// in 宛名番号 order; 0.4 ms with the index alone (session 19). The key
-/// order and 宛名番号 come first, so prefix pages still walk the index
-/// in order.
-const V36_SQLITE: &str = r#"
-DROP INDEX resident_current_name_key;
-DROP INDEX resident_current_kana_key;
-DROP INDEX resident_current_address_key;
-CREATE INDEX resident_current_name_key ON resident_current (tenant, name_key, addressee_number, status);
-CREATE INDEX resident_current_kana_key ON resident_current (tenant, kana_key, addressee_number, status);
-CREATE INDEX resident_current_address_key ON resident_current (tenant, address_key, addressee_number, status, household_number);
-"#;
-
 pub fn all() -> Vec<Migration> {
     vec![
         Migration {
@@ -1904,12 +1885,6 @@ pub fn all() -> Vec<Migration> {
             name: "search: the current key B-trees carry status (PostgreSQL), so a contained match's probe reads the index alone",
             sqlite: "",
             postgres: V35_POSTGRES,
-        },
-        Migration {
-            version: 36,
-            name: "search: the current key B-trees carry status (SQLite), so a contained match's probe reads the index alone",
-            sqlite: V36_SQLITE,
-            postgres: "",
         },
     ]
 }
