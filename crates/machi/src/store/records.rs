@@ -2951,7 +2951,7 @@ fn contains_phase(
     }
     if n >= 3 && trigram_usable(key) {
         // More, or a text the keys cannot answer: the walk below.
-        if let KeyProbe::Found(found) = key_probe(tx, &b, col, key, cursor)? {
+        if let KeyProbe::Found(found) = key_probe(tx, &b, col, key, cursor, want)? {
             return fetch_persons(tx, tenant, found, want).map(plain);
         }
     }
@@ -3223,7 +3223,9 @@ fn rarest_trigram(
 
 /// What [`key_probe`] found.
 enum KeyProbe {
-    /// Every person of the phase (宛名番号), at most [`TRIGRAM_PROBE`].
+    /// The persons of the phase (宛名番号), at most [`TRIGRAM_PROBE`]:
+    /// every one, or on SQLite at least the first page of them in
+    /// 宛名番号 order ([`sqlite_key_probe`]).
     Found(Vec<String>),
     /// More than a probe takes: a walk in 宛名番号 order meets a page soon.
     Many,
@@ -3289,6 +3291,7 @@ fn key_probe(
     col: &str,
     key: &str,
     cursor: Option<&SearchCursor>,
+    want: i64,
 ) -> Result<KeyProbe, StoreError> {
     let Some(gcol) = gram_col(col) else {
         return Ok(KeyProbe::Unknown);
@@ -3311,8 +3314,8 @@ fn key_probe(
         let p = probe.bind(a.after.as_str().to_string());
         probe.conds.push(format!("c.addressee_number > {p}"));
     }
-    if tx.backend() == super::Backend::Sqlite && keys_have_many(tx, b, col, &matched)? {
-        return Ok(KeyProbe::Many);
+    if tx.backend() == super::Backend::Sqlite {
+        return sqlite_key_probe(tx, probe, col, &matched, cursor, want);
     }
     let ks: Vec<String> = matched.into_iter().map(|k| probe.bind(k)).collect();
     probe
@@ -3335,36 +3338,83 @@ fn key_probe(
     Ok(KeyProbe::Found(found))
 }
 
-/// Whether more than [`TRIGRAM_PROBE`] persons of the tenant (`b`'s
-/// first bind), whatever their status, have one of the `keys` of `col`
-/// now: read from the key B-tree alone (SQLite's holds 宛名番号 and
-/// nothing else of the row). On SQLite [`key_probe`] asks this first: its
-/// probe with the phase's conditions reads each person's row (by rowid)
-/// for `status`, and a text whose few keys many persons share read
-/// 2,001 rows before it gave up for the walk (the given name 久美子 at
-/// 1,000,000 residents: 44 keys, 23,383 persons; 14–24 ms in the `sqlite3`
-/// shell, against 0.4 ms for the key B-tree alone). PostgreSQL's key
-/// B-trees carry `status` (migration 35) and answer the probe from the
-/// index alone. Tried and not kept: SQLite key B-trees with `status` (and
-/// 世帯番号) after 宛名番号: without statistics SQLite then read other
-/// statements' persons by a scan of the wider index instead of the
-/// primary key (the support measures' shield: 250 ms per address search,
-/// 108 ms per logged read at 1,000,000).
-fn keys_have_many(
+/// [`key_probe`] on SQLite, whose key B-trees hold 宛名番号 and nothing
+/// else of the row: the persons who have one of the `keys` of `col` now
+/// (after the cursor), whatever their status, are read from the key
+/// B-tree alone, at most [`TRIGRAM_PROBE`] (more: [`KeyProbe::Many`]);
+/// then the phase's conditions (`probe`: 住民 only, the shield of support
+/// measures, the cursor) are checked on their rows in 宛名番号 order, a
+/// chunk at a time, until `want` persons pass. So a text whose few keys
+/// many persons share reads about a page of rows, not every person's.
+/// Before (session 18) every person's row was read for `status`: the given
+/// name 久美子 at 1,000,000 residents (44 keys, 23,383 persons) read 2,001
+/// rows before giving up for the walk (14–24 ms in the `sqlite3` shell,
+/// against about 1 ms for the key B-tree alone). PostgreSQL's key B-trees
+/// carry `status` (migration 35) and answer the probe from the index.
+/// Tried and not kept: SQLite key B-trees with `status` and 世帯番号 after
+/// 宛名番号: without statistics SQLite then read other statements'
+/// persons by a scan of the wider index instead of the primary key (the
+/// shield's protected persons: 250 ms per address search and 108 ms per
+/// logged read at 1,000,000).
+fn sqlite_key_probe(
     tx: &mut Tx<'_>,
-    b: &SqlBuilder,
+    probe: SqlBuilder,
     col: &str,
     keys: &[String],
-) -> Result<bool, StoreError> {
-    let mut params: Vec<Param<'_>> = vec![Param::Text(b.binds[0].as_str())];
+    cursor: Option<&SearchCursor>,
+    want: i64,
+) -> Result<KeyProbe, StoreError> {
+    let mut params: Vec<Param<'_>> = vec![Param::Text(probe.binds[0].as_str())];
     params.extend(keys.iter().map(|k| Param::Text(k.as_str())));
+    let after = match cursor {
+        Some(a) => {
+            params.push(Param::Text(a.after.as_str()));
+            format!(" AND c.addressee_number > ${}", keys.len() + 2)
+        }
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT count(*) FROM (SELECT 1 FROM resident_current c WHERE c.tenant = $1 \
-         AND c.{col} IN ({}) LIMIT {})",
+        "SELECT c.addressee_number FROM resident_current c WHERE c.tenant = $1 \
+         AND c.{col} IN ({}){after} LIMIT {}",
         placeholders(2, keys.len()),
         TRIGRAM_PROBE + 1
     );
-    Ok(tx.query_one(&sql, &params)?.int(0)? > TRIGRAM_PROBE)
+    let mut candidates: Vec<String> = tx
+        .query(&sql, &params)?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    if candidates.len() as i64 > TRIGRAM_PROBE {
+        return Ok(KeyProbe::Many);
+    }
+    candidates.sort();
+    candidates.dedup();
+    // Each candidate is read by primary key (its key is known to match).
+    let want = usize::try_from(want.max(1)).unwrap_or(1);
+    // Most persons of a key are residents: a chunk of twice the page
+    // usually fills it.
+    let mut found: Vec<String> = Vec::new();
+    for chunk in candidates.chunks(want.saturating_mul(2).clamp(16, 500)) {
+        let mut c = SqlBuilder {
+            conds: probe.conds.clone(),
+            binds: probe.binds.clone(),
+        };
+        let ps: Vec<String> = chunk.iter().map(|a| c.bind(a.clone())).collect();
+        c.conds
+            .push(format!("c.addressee_number IN ({})", ps.join(", ")));
+        let sql = format!(
+            "SELECT c.addressee_number FROM resident_current c WHERE {}",
+            c.conds.join(" AND ")
+        );
+        let params: Vec<Param<'_>> = c.binds.iter().map(|s| Param::Text(s)).collect();
+        for r in tx.query(&sql, &params)? {
+            found.push(r.text(0)?);
+        }
+        if found.len() >= want {
+            break;
+        }
+    }
+    Ok(KeyProbe::Found(found))
 }
 
 /// `FROM … WHERE …` of a walk of gram postings `g` in their key order,

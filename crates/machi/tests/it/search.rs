@@ -1466,7 +1466,9 @@ fn best_rank(keys: &[String], q: &str) -> Option<u8> {
 /// are those of the best rank over each person's history rows, with and
 /// without 除票, in one page and page by page. Without history, the same
 /// texts find what each person's current row gives (the common text walks
-/// the postings of its sparsest pair of characters).
+/// the postings of its sparsest pair of characters), and a contained name
+/// shared by many with an address only the last of them has is found past
+/// the first persons checked (SQLite checks them a chunk at a time).
 async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
     use machi::migration::generate::{GenerateOptions, generate};
     use machi::migration::import::{ImportOptions, Outcome, import};
@@ -1657,6 +1659,73 @@ async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
             assert_eq!(paged, want[..want.len().min(120)], "{q} paged");
         }
     }
+    // A contained name that many persons share, with a second text (an
+    // address) that only the last of them has: the persons of the name's
+    // keys are checked a chunk at a time in 宛名番号 order (SQLite), so
+    // the one match is found past the first chunks, page by page too.
+    let contained_by = |q: &str| -> Vec<&String> {
+        now.iter()
+            .filter(|(a, k)| current[*a] && k[0].contains(q) && !k[0].starts_with(q))
+            .map(|(a, _)| a)
+            .collect()
+    };
+    let mut given: Vec<(usize, String)> = now
+        .values()
+        .flat_map(|k| {
+            let cs: Vec<char> = k[0].chars().collect();
+            cs.windows(3)
+                .filter(|w| w.iter().all(|c| !c.is_control()))
+                .map(|w| w.iter().collect::<String>())
+                .collect::<Vec<_>>()
+        })
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .map(|q| (contained_by(&q).len(), q))
+        .filter(|(n, _)| (20..=400).contains(n))
+        .collect();
+    given.sort();
+    let (n, q) = given
+        .pop()
+        .expect("a contained name shared by 20 to 400 residents");
+    let last = contained_by(&q).last().copied().unwrap().clone();
+    let address = now[&last][2].clone();
+    let mut want: Vec<String> = contained_by(&q)
+        .into_iter()
+        .filter(|a| now[*a][2].contains(&address))
+        .cloned()
+        .collect();
+    want.sort();
+    assert!(
+        want.len() < 5 && want.contains(&last),
+        "{q} at {address}: {want:?}"
+    );
+    let f = records::SearchFilter {
+        name_key: Some(q.clone()),
+        address_key: Some(address.clone()),
+        ..Default::default()
+    };
+    let (tt, f2) = (t.clone(), f.clone());
+    let (one, paged) = db
+        .store
+        .read(Some(&t), move |tx| {
+            let one: Vec<String> = records::search(tx, &tt, &f2, None, 100_000)?
+                .into_iter()
+                .map(|h| h.row.record.addressee_number.to_string())
+                .collect();
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page = records::search(tx, &tt, &f2, after.as_ref(), 1)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.cursor.clone());
+                paged.push(last.row.record.addressee_number.to_string());
+            }
+            Ok::<_, StoreError>((one, paged))
+        })
+        .await
+        .unwrap();
+    assert_eq!(one, want, "{q} ({n} residents) at {address}");
+    assert_eq!(paged, want, "{q} at {address}, one a page");
 }
 
 /// An address longer than the search keys hold (200 characters, or 500
