@@ -3081,6 +3081,9 @@ fn contains_phase(
 /// Postings read of each pair of characters by [`sparsest_pairs`].
 const PAIR_SAMPLE: usize = 128;
 
+/// Pairs of characters sampled at most by [`sparsest_pairs`].
+const MAX_PAIRS_SAMPLED: usize = 16;
+
 /// The pairs of adjacent characters of `key` (two or more characters),
 /// sparsest first, by their contained postings (`hcol` of `resident_gram`)
 /// after the cursor `after`: the walk of a common text reads the first
@@ -3115,6 +3118,14 @@ fn sparsest_pairs(
     pairs.dedup();
     if pairs.len() < 2 {
         return Ok(pairs);
+    }
+    // A long text (one the keys cannot answer: a LIKE wildcard in it, or
+    // longer than the posted trigrams) samples a spread of its pairs:
+    // any pair serves, and the statement stays small (SQLite allows 500
+    // terms in a compound SELECT).
+    if pairs.len() > MAX_PAIRS_SAMPLED {
+        let step = pairs.len().div_ceil(MAX_PAIRS_SAMPLED);
+        pairs = pairs.into_iter().step_by(step).collect();
     }
     let mut params: Vec<Param<'_>> = vec![tenant.into()];
     let from = match after {
@@ -3323,12 +3334,15 @@ fn key_probe(
         conds: b.conds.clone(),
         binds: b.binds.clone(),
     };
+    if tx.backend() == super::Backend::Sqlite {
+        // The cursor only in the persons' read: with it beside the chunk's
+        // 宛名番号 SQLite (no statistics) ranged over the primary key from
+        // the cursor instead of looking the chunk up.
+        return sqlite_key_probe(tx, probe, col, &matched, cursor, want);
+    }
     if let Some(a) = cursor {
         let p = probe.bind(a.after.as_str().to_string());
         probe.conds.push(format!("c.addressee_number > {p}"));
-    }
-    if tx.backend() == super::Backend::Sqlite {
-        return sqlite_key_probe(tx, probe, col, &matched, cursor, want);
     }
     let ks: Vec<String> = matched.into_iter().map(|k| probe.bind(k)).collect();
     probe
@@ -3405,9 +3419,15 @@ fn sqlite_key_probe(
     // Each candidate is read by primary key (its key is known to match).
     let want = usize::try_from(want.max(1)).unwrap_or(1);
     // Most persons of a key are residents: a chunk of twice the page
-    // usually fills it.
+    // usually fills it; each further chunk is twice as large (few pass
+    // when another text or filter narrows the phase).
     let mut found: Vec<String> = Vec::new();
-    for chunk in candidates.chunks(want.saturating_mul(2).clamp(16, 500)) {
+    let mut size = want.saturating_mul(2).clamp(16, 500);
+    let mut rest: &[String] = &candidates;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        size = size.saturating_mul(2).min(1000);
         let mut c = SqlBuilder {
             conds: probe.conds.clone(),
             binds: probe.binds.clone(),
