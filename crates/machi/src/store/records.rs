@@ -1942,6 +1942,7 @@ fn code_point_order(backend: super::Backend) -> &'static str {
 }
 
 /// Builds one phase's SQL: the conditions and their bound texts.
+#[derive(Clone)]
 struct SqlBuilder {
     conds: Vec<String>,
     binds: Vec<String>,
@@ -3034,10 +3035,7 @@ fn contains_phase(
             continue;
         }
         loop {
-            let mut b2 = SqlBuilder {
-                conds: b.conds.clone(),
-                binds: b.binds.clone(),
-            };
+            let mut b2 = b.clone();
             let list = segment(&mut b2, second);
             b2.conds.push(list);
             if let Some((k, a)) = &at {
@@ -3137,10 +3135,8 @@ fn sparsest_pairs(
     };
     let base = params.len();
     params.extend(pairs.iter().map(|p| Param::Text(p.as_str())));
-    let sql = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
+    let sql = (0..pairs.len())
+        .map(|i| {
             format!(
                 "SELECT {i}, (SELECT g.addressee_number FROM resident_gram g WHERE g.tenant = $1 \
                  AND g.col = {hcol} AND g.gram = ${}{from} ORDER BY g.addressee_number \
@@ -3157,21 +3153,16 @@ fn sparsest_pairs(
         ends.push((r.opt_text(1)?, i));
     }
     // A short list (no sample's end) first, then the furthest end.
-    ends.sort_by(|(a, i), (b, j)| match (a, b) {
-        (None, None) => i.cmp(j),
-        (None, Some(_)) => std::cmp::Ordering::Less,
-        (Some(_), None) => std::cmp::Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(a).then(i.cmp(j)),
-    });
+    ends.sort_by(|(a, i), (b, j)| (a.is_some(), b).cmp(&(b.is_some(), a)).then(i.cmp(j)));
     Ok(ends
         .into_iter()
         .filter_map(|(_, i)| pairs.get(i).cloned())
         .collect())
 }
 
-/// The current rows of the persons `found` (宛名番号, all the matches of
-/// a phase, at most [`TRIGRAM_PROBE`]): the first `want` in 宛名番号
-/// order.
+/// The current rows of the persons `found` (宛名番号, the matches of a
+/// phase that [`key_probe`] found, at most [`TRIGRAM_PROBE`]): the first
+/// `want` in 宛名番号 order.
 fn fetch_persons(
     tx: &mut Tx<'_>,
     tenant: &MunicipalityCode,
@@ -3330,10 +3321,7 @@ fn key_probe(
     if matched.len() > KEY_MATCHES {
         return Ok(KeyProbe::Many);
     }
-    let mut probe = SqlBuilder {
-        conds: b.conds.clone(),
-        binds: b.binds.clone(),
-    };
+    let mut probe = b.clone();
     if tx.backend() == super::Backend::Sqlite {
         // The cursor only in the persons' read: with it beside the chunk's
         // 宛名番号 SQLite (no statistics) ranged over the primary key from
@@ -3370,7 +3358,8 @@ fn key_probe(
 /// (after the cursor), whatever their status, are read from the key
 /// B-tree alone, at most [`TRIGRAM_PROBE`] (more: [`KeyProbe::Many`]);
 /// then the phase's conditions (`probe`: 住民 only, the shield of support
-/// measures, the cursor) are checked on their rows in 宛名番号 order, a
+/// measures, the other texts; not the cursor, see below) are checked on
+/// their rows in 宛名番号 order, a
 /// chunk at a time, until `want` persons pass. So a text whose few keys
 /// many persons share reads about a page of rows, not every person's.
 /// Before (session 18) every person's row was read for `status`: the given
@@ -3428,10 +3417,7 @@ fn sqlite_key_probe(
         let (chunk, tail) = rest.split_at(size.min(rest.len()));
         rest = tail;
         size = size.saturating_mul(2).min(1000);
-        let mut c = SqlBuilder {
-            conds: probe.conds.clone(),
-            binds: probe.binds.clone(),
-        };
+        let mut c = probe.clone();
         let ps: Vec<String> = chunk.iter().map(|a| c.bind(a.clone())).collect();
         c.conds
             .push(format!("c.addressee_number IN ({})", ps.join(", ")));

@@ -7,6 +7,7 @@ use machi::service::registry::{SearchParams, encode_cursor};
 use machi::store::StoreError;
 use machi::store::records;
 use machi_domain::change::{AsOf, ChangeRequest};
+use machi_domain::ids::MunicipalityCode;
 use machi_domain::names::{PersonName, search_key};
 use serde_json::json;
 
@@ -1457,6 +1458,57 @@ fn best_rank(keys: &[String], q: &str) -> Option<u8> {
         .min()
 }
 
+/// A person's rank for `q` on their current `key`, with the order inside
+/// the rank of a search without history (a prefix by its key, then
+/// 宛名番号), for sorting expected results.
+fn current_rank(key: &str, q: &str, a: &str) -> Option<(u8, String, String)> {
+    best_rank(&[key.to_string()], q).map(|r| {
+        let order = if r == 1 {
+            key.to_string()
+        } else {
+            String::new()
+        };
+        (r, order, a.to_string())
+    })
+}
+
+/// The 宛名番号 of `f`'s search in one page, and page by page (`page` a
+/// page) up to `most` persons.
+async fn one_and_paged(
+    db: &TestDb,
+    t: &MunicipalityCode,
+    f: &records::SearchFilter,
+    page: i64,
+    most: usize,
+) -> (Vec<String>, Vec<String>) {
+    let (tt, f2) = (t.clone(), f.clone());
+    db.store
+        .read(Some(t), move |tx| {
+            let one: Vec<String> = records::search(tx, &tt, &f2, None, 100_000)?
+                .into_iter()
+                .map(|h| h.row.record.addressee_number.to_string())
+                .collect();
+            let mut paged = Vec::new();
+            let mut after = None;
+            while paged.len() < most {
+                let got = records::search(tx, &tt, &f2, after.as_ref(), page)?;
+                let Some(last) = got.last() else { break };
+                after = Some(last.cursor.clone());
+                let full = got.len() as i64 == page;
+                paged.extend(
+                    got.iter()
+                        .map(|h| h.row.record.addressee_number.to_string()),
+                );
+                if !full {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>((one, paged))
+        })
+        .await
+        .unwrap()
+}
+
 /// With past records (`include_history`), against a reading of every
 /// history row (issue 10, item 1): over a generated town of 1,500
 /// residents with moves, for texts taken from past and current names,
@@ -1606,13 +1658,7 @@ async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
             } else {
                 now.iter()
                     .filter(|(a, _)| include_removed || current[*a])
-                    .filter_map(|(a, k)| {
-                        let key = &k[col];
-                        best_rank(std::slice::from_ref(key), &q).map(|r| {
-                            let order = if r == 1 { key.clone() } else { String::new() };
-                            (r, order, a.clone())
-                        })
-                    })
+                    .filter_map(|(a, k)| current_rank(&k[col], &q, a))
                     .collect()
             };
             want.sort();
@@ -1625,34 +1671,8 @@ async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
                 include_removed,
                 ..Default::default()
             };
-            let (tt, f2) = (t.clone(), f.clone());
-            let (one, paged) = db
-                .store
-                .read(Some(&t), move |tx| {
-                    let one: Vec<String> = records::search(tx, &tt, &f2, None, 100_000)?
-                        .into_iter()
-                        .map(|h| h.row.record.addressee_number.to_string())
-                        .collect();
-                    // The first 120 page by page, 40 at a time.
-                    let mut paged = Vec::new();
-                    let mut after = None;
-                    while paged.len() < 120 {
-                        let page = records::search(tx, &tt, &f2, after.as_ref(), 40)?;
-                        let Some(last) = page.last() else { break };
-                        after = Some(last.cursor.clone());
-                        let full = page.len() == 40;
-                        paged.extend(
-                            page.iter()
-                                .map(|h| h.row.record.addressee_number.to_string()),
-                        );
-                        if !full {
-                            break;
-                        }
-                    }
-                    Ok::<_, StoreError>((one, paged))
-                })
-                .await
-                .unwrap();
+            // The first 120 page by page, 40 at a time.
+            let (one, paged) = one_and_paged(&db, &t, &f, 40, 120).await;
             assert_eq!(
                 one, want,
                 "{q} (column {col}, removed {include_removed}, history {include_history})"
@@ -1695,12 +1715,7 @@ async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
     let mut want: Vec<(u8, String, String)> = now
         .iter()
         .filter(|(a, k)| current[*a] && k[2].contains(&address))
-        .filter_map(|(a, k)| {
-            best_rank(std::slice::from_ref(&k[0]), &q).map(|r| {
-                let order = if r == 1 { k[0].clone() } else { String::new() };
-                (r, order, a.clone())
-            })
-        })
+        .filter_map(|(a, k)| current_rank(&k[0], &q, a))
         .collect();
     want.sort();
     let want: Vec<String> = want.into_iter().map(|(_, _, a)| a).collect();
@@ -1713,26 +1728,7 @@ async fn search_with_history_agrees_with_every_history_row(db: TestDb) {
         address_key: Some(address.clone()),
         ..Default::default()
     };
-    let (tt, f2) = (t.clone(), f.clone());
-    let (one, paged) = db
-        .store
-        .read(Some(&t), move |tx| {
-            let one: Vec<String> = records::search(tx, &tt, &f2, None, 100_000)?
-                .into_iter()
-                .map(|h| h.row.record.addressee_number.to_string())
-                .collect();
-            let mut paged = Vec::new();
-            let mut after = None;
-            loop {
-                let page = records::search(tx, &tt, &f2, after.as_ref(), 1)?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.cursor.clone());
-                paged.push(last.row.record.addressee_number.to_string());
-            }
-            Ok::<_, StoreError>((one, paged))
-        })
-        .await
-        .unwrap();
+    let (one, paged) = one_and_paged(&db, &t, &f, 1, usize::MAX).await;
     assert_eq!(one, want, "{q} ({n} residents) at {address}");
     assert_eq!(paged, want, "{q} at {address}, one a page");
     // A long text the keys cannot answer (a LIKE wildcard in it) walks
